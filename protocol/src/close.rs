@@ -1,0 +1,28 @@
+//! WebSocket close codes the gateway uses, and when.
+//!
+//! The 1xxx codes are RFC 6455's; the 4xxx codes are this protocol's own
+//! (the range RFC 6455 leaves to applications).
+
+/// Normal closure: the client asked to close.
+pub const NORMAL: u16 = 1000;
+/// The server is shutting down (SIGTERM). Reconnect elsewhere, then `sync`.
+pub const GOING_AWAY: u16 = 1001;
+/// A framing violation: bad opcode, reserved bits, unmasked client frame,
+/// fragmented or oversized control frame, a continuation with nothing to
+/// continue.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// A binary data frame: protocol v1 speaks JSON text frames only.
+pub const UNSUPPORTED_DATA: u16 = 1003;
+/// A text frame that is not valid UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
+/// A policy violation (for example repeated abuse after errors).
+pub const POLICY: u16 = 1008;
+/// A frame or message larger than the configured maximum.
+pub const TOO_BIG: u16 = 1009;
+/// The server hit an internal error on this connection.
+pub const INTERNAL: u16 = 1011;
+/// The connection fell behind: its outbound queue reached its bound.
+/// Nothing is lost: reconnect and `sync` from the last event seen.
+pub const SLOW_CONSUMER: u16 = 4000;
+/// No pong to a keepalive ping, or no traffic, within the deadline.
+pub const TIMEOUT: u16 = 4001;

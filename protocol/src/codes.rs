@@ -1,0 +1,79 @@
+//! Error codes carried by `error` frames. The strings are part of the
+//! protocol: clients match on them, so they never change meaning.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A stable, machine-readable reason for an `error` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The text frame is not a JSON object.
+    BadJson,
+    /// The `type` field names no frame this server knows.
+    UnknownType,
+    /// A field is missing, has the wrong type, or is out of range.
+    BadField,
+    /// The user may not do this (for example acknowledge a message that was
+    /// not addressed to them).
+    NotAllowed,
+    /// The per-connection send rate was exceeded; the frame was dropped.
+    RateLimited,
+    /// The store could not take the write; nothing was acknowledged. Retry
+    /// with the same client id.
+    Unavailable,
+    /// The server is shutting down and takes no new work.
+    ShuttingDown,
+}
+
+impl ErrorCode {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::BadField => "bad_field",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A frame the server refuses, with the code and a human-readable reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What was wrong, for people reading logs.
+    pub message: String,
+    /// The client id (`id`) of the refused request, when it had one.
+    pub reference: Option<String>,
+}
+
+impl ProtocolError {
+    /// A new error without a request reference.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError {
+            code,
+            message: message.into(),
+            reference: None,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ProtocolError {}

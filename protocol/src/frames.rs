@@ -1,0 +1,399 @@
+//! Frames a client sends, and their validation.
+//!
+//! Parsing is two steps: serde reads the text into a flat, borrowed
+//! [`RawFrame`] (every field optional), then [`ClientFrame::parse`] checks the
+//! fields the frame's `type` needs. The split gives each failure its own
+//! stable code (`bad_json`, `unknown_type`, `bad_field`) and keeps the message
+//! body as the raw JSON text it arrived as, so the server stores and forwards
+//! it without unescaping or re-escaping a byte.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::{ErrorCode, MessageId, ProtocolError, UserId};
+
+/// Largest message body, in bytes of its JSON string literal.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest client-chosen message id, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 64;
+/// Largest page a `sync` or `history` request may ask for (and the default).
+pub const MAX_PAGE: usize = 500;
+/// Most message ids one `delivered` frame may acknowledge.
+pub const MAX_ACK_IDS: usize = 256;
+
+/// What a message carries. The server does not look inside the body; the
+/// kind tells the receiving client how to render it (media travel as a
+/// reference to an uploaded object inside the body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MessageKind {
+    /// Plain text.
+    Text = 0,
+    /// An image reference.
+    Image = 1,
+    /// A video reference.
+    Video = 2,
+    /// An audio or voice note reference.
+    Audio = 3,
+    /// A document reference.
+    Document = 4,
+    /// A location.
+    Location = 5,
+    /// A contact card.
+    Contact = 6,
+    /// A sticker reference.
+    Sticker = 7,
+}
+
+impl MessageKind {
+    const ALL: [MessageKind; 8] = [
+        MessageKind::Text,
+        MessageKind::Image,
+        MessageKind::Video,
+        MessageKind::Audio,
+        MessageKind::Document,
+        MessageKind::Location,
+        MessageKind::Contact,
+        MessageKind::Sticker,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Image => "image",
+            MessageKind::Video => "video",
+            MessageKind::Audio => "audio",
+            MessageKind::Document => "document",
+            MessageKind::Location => "location",
+            MessageKind::Contact => "contact",
+            MessageKind::Sticker => "sticker",
+        }
+    }
+
+    /// Parse the wire name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The compact form stores use.
+    pub fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Inverse of [`MessageKind::to_u8`].
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(b)).copied()
+    }
+}
+
+/// Which conversation a request is about, from the requester's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConversationRef {
+    /// The direct conversation with this user.
+    Peer(UserId),
+}
+
+/// A `send` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Send<'a> {
+    /// Client-chosen id; resending it returns the original message id.
+    pub client_id: &'a str,
+    /// Recipient.
+    pub to: ConversationRef,
+    /// What the body is.
+    pub kind: MessageKind,
+    /// The body as its raw JSON string literal, quotes included.
+    pub body: &'a str,
+}
+
+/// A validated frame from a client. Borrowed from the text it was parsed
+/// from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientFrame<'a> {
+    /// Send a message.
+    Send(Send<'a>),
+    /// This device received these messages of the conversation.
+    Delivered {
+        /// The conversation the messages belong to.
+        conversation: ConversationRef,
+        /// Message ids.
+        ids: Vec<MessageId>,
+    },
+    /// The user read the conversation up to and including this message.
+    Read {
+        /// The conversation.
+        conversation: ConversationRef,
+        /// Last message read.
+        up_to: MessageId,
+    },
+    /// Replay every inbox event after `after`, then `synced`.
+    Sync {
+        /// Last event id the device saw (`0` for everything).
+        after: MessageId,
+        /// Events per page.
+        limit: usize,
+    },
+    /// One page of a conversation's messages, newest first, older than `before`.
+    History {
+        /// The conversation.
+        conversation: ConversationRef,
+        /// Exclusive upper bound; `None` for the newest.
+        before: Option<MessageId>,
+        /// Messages per page.
+        limit: usize,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    to: Option<&'a RawValue>,
+    #[serde(borrow)]
+    peer: Option<&'a RawValue>,
+    #[serde(borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    body: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ids: Option<&'a RawValue>,
+    #[serde(borrow)]
+    up_to: Option<&'a RawValue>,
+    #[serde(borrow)]
+    after: Option<&'a RawValue>,
+    #[serde(borrow)]
+    before: Option<&'a RawValue>,
+    #[serde(borrow)]
+    limit: Option<&'a RawValue>,
+}
+
+fn bad(field: &str, why: &str) -> ProtocolError {
+    ProtocolError::new(ErrorCode::BadField, format!("field `{field}`: {why}"))
+}
+
+fn required<'a>(v: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, ProtocolError> {
+    v.ok_or_else(|| bad(field, "missing"))
+}
+
+fn id_field<T: for<'de> Deserialize<'de>>(v: &RawValue, field: &str) -> Result<T, ProtocolError> {
+    serde_json::from_str(v.get()).map_err(|_| bad(field, "must be an id as a decimal string"))
+}
+
+fn limit_field(v: Option<&RawValue>) -> Result<usize, ProtocolError> {
+    match v {
+        None => Ok(MAX_PAGE),
+        Some(v) => match serde_json::from_str::<u64>(v.get()) {
+            Ok(n) if (1..=MAX_PAGE as u64).contains(&n) => Ok(n as usize),
+            _ => Err(bad("limit", "must be an integer from 1 to 500")),
+        },
+    }
+}
+
+fn peer_field(v: Option<&RawValue>, field: &str) -> Result<ConversationRef, ProtocolError> {
+    Ok(ConversationRef::Peer(id_field(required(v, field)?, field)?))
+}
+
+/// A JSON string literal, borrowed when it has no escapes, else decoded.
+fn str_field<'a>(v: &'a RawValue, field: &str) -> Result<Cow<'a, str>, ProtocolError> {
+    if let Ok(s) = serde_json::from_str::<&'a str>(v.get()) {
+        return Ok(Cow::Borrowed(s));
+    }
+    serde_json::from_str::<String>(v.get())
+        .map(Cow::Owned)
+        .map_err(|_| bad(field, "must be a string"))
+}
+
+impl<'a> ClientFrame<'a> {
+    /// Parse and validate one text frame.
+    pub fn parse(text: &'a str) -> Result<Self, ProtocolError> {
+        let raw: RawFrame<'a> = serde_json::from_str(text).map_err(|e| {
+            ProtocolError::new(
+                ErrorCode::BadJson,
+                format!("not a JSON object of the protocol: {e}"),
+            )
+        })?;
+        let ty = raw.ty.as_deref().ok_or_else(|| bad("type", "missing"))?;
+        match ty {
+            "send" => parse_send(&raw),
+            "delivered" => {
+                let conversation = peer_field(raw.peer, "peer")?;
+                let ids: Vec<MessageId> = serde_json::from_str(required(raw.ids, "ids")?.get())
+                    .map_err(|_| bad("ids", "must be an array of ids as decimal strings"))?;
+                if ids.is_empty() || ids.len() > MAX_ACK_IDS {
+                    return Err(bad("ids", "must hold 1 to 256 ids"));
+                }
+                Ok(ClientFrame::Delivered { conversation, ids })
+            }
+            "read" => Ok(ClientFrame::Read {
+                conversation: peer_field(raw.peer, "peer")?,
+                up_to: id_field(required(raw.up_to, "up_to")?, "up_to")?,
+            }),
+            "sync" => Ok(ClientFrame::Sync {
+                after: match raw.after {
+                    Some(v) => id_field(v, "after")?,
+                    None => MessageId(0),
+                },
+                limit: limit_field(raw.limit)?,
+            }),
+            "history" => Ok(ClientFrame::History {
+                conversation: peer_field(raw.peer, "peer")?,
+                before: raw.before.map(|v| id_field(v, "before")).transpose()?,
+                limit: limit_field(raw.limit)?,
+            }),
+            other => {
+                let shown: String = other.chars().take(32).collect();
+                Err(ProtocolError::new(
+                    ErrorCode::UnknownType,
+                    format!("unknown frame type `{shown}`"),
+                ))
+            }
+        }
+    }
+}
+
+fn parse_send<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
+    let id_raw = required(raw.id, "id")?;
+    // The client id must be a plain string literal so it can be echoed back
+    // verbatim; escapes are refused rather than decoded.
+    let client_id = match str_field(id_raw, "id")? {
+        Cow::Borrowed(s) => s,
+        Cow::Owned(_) => return Err(bad("id", "must not contain escape sequences")),
+    };
+    let with_ref = |mut e: ProtocolError| {
+        e.reference = Some(client_id.to_owned());
+        e
+    };
+    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
+        return Err(with_ref(bad("id", "must be 1 to 64 bytes")));
+    }
+    let to = peer_field(raw.to, "to").map_err(with_ref)?;
+    let kind = match raw.kind {
+        None => MessageKind::Text,
+        Some(v) => {
+            let name = str_field(v, "kind").map_err(with_ref)?;
+            MessageKind::from_name(&name).ok_or_else(|| {
+                with_ref(bad("kind", "must be one of text, image, video, audio, document, location, contact, sticker"))
+            })?
+        }
+    };
+    let body = required(raw.body, "body").map_err(with_ref)?.get();
+    if !body.starts_with('"') {
+        return Err(with_ref(bad("body", "must be a string")));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(with_ref(bad("body", "is larger than 65536 bytes")));
+    }
+    Ok(ClientFrame::Send(Send {
+        client_id,
+        to,
+        kind,
+        body,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        ClientFrame::parse(text).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_send_keeping_body_raw() {
+        let f = ClientFrame::parse(
+            r#"{"type":"send","id":"c1","to":"2","kind":"image","body":"a\"b"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Send(Send {
+                client_id: "c1",
+                to: ConversationRef::Peer(UserId(2)),
+                kind: MessageKind::Image,
+                body: r#""a\"b""#,
+            })
+        );
+    }
+
+    #[test]
+    fn kind_defaults_to_text() {
+        match ClientFrame::parse(r#"{"type":"send","id":"c","to":"2","body":""}"#).unwrap() {
+            ClientFrame::Send(s) => assert_eq!(s.kind, MessageKind::Text),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_malformation_has_its_code() {
+        assert_eq!(code("{"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"type":"nope"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"kind":"text"}"#), ErrorCode::BadField);
+        assert_eq!(
+            code(r#"{"type":"send","id":"c","to":2,"body":""}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"type":"send","id":"c","to":"2","body":5}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"type":"send","id":"","to":"2","body":""}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"type":"send","id":"c","to":"2","kind":"gif","body":""}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"type":"delivered","peer":"1","ids":[]}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(code(r#"{"type":"sync","limit":0}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"sync","limit":501}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"history"}"#), ErrorCode::BadField);
+    }
+
+    #[test]
+    fn errors_on_send_carry_the_client_id() {
+        let e = ClientFrame::parse(r#"{"type":"send","id":"abc","to":"x","body":""}"#).unwrap_err();
+        assert_eq!(e.reference.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn body_limit_is_enforced() {
+        let big = "x".repeat(MAX_BODY_BYTES);
+        let text = format!(r#"{{"type":"send","id":"c","to":"2","body":"{big}"}}"#);
+        assert_eq!(code(&text), ErrorCode::BadField);
+        let ok = "x".repeat(MAX_BODY_BYTES - 2);
+        let text = format!(r#"{{"type":"send","id":"c","to":"2","body":"{ok}"}}"#);
+        assert!(ClientFrame::parse(&text).is_ok());
+    }
+
+    #[test]
+    fn sync_defaults() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"sync"}"#).unwrap(),
+            ClientFrame::Sync {
+                after: MessageId(0),
+                limit: MAX_PAGE
+            }
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in MessageKind::ALL {
+            assert_eq!(MessageKind::from_u8(k.to_u8()), Some(k));
+            assert_eq!(MessageKind::from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(MessageKind::from_u8(200), None);
+    }
+}

@@ -1,0 +1,39 @@
+//! Wire types of the chatgw protocol, version 1.
+//!
+//! This crate is the one place where the shape of a frame is decided. The
+//! gateway, the client library, the load generator and the store all speak
+//! through these types, so a change here is a protocol change and belongs in
+//! `docs/PROTOCOL.md` too.
+//!
+//! What it holds:
+//! - ids ([`UserId`], [`MessageId`], [`GroupId`], [`ConversationId`]) and the
+//!   Snowflake generator that makes message and event ids without coordination;
+//! - [`ClientFrame`], parsed from a text frame with [`ClientFrame::parse`],
+//!   which turns every malformed input into a [`ProtocolError`] with a stable
+//!   [`ErrorCode`] instead of a panic;
+//! - [`server`] encoders that write server frames as JSON bytes, so a frame
+//!   fanned out to many connections is serialised once;
+//! - [`close`] codes used when the WebSocket itself is closed.
+//!
+//! What it does not hold: any I/O. Nothing here reads a socket or a disk.
+
+#![warn(missing_docs)]
+
+pub mod close;
+mod codes;
+mod frames;
+mod ids;
+pub mod server;
+pub use server::{Message, Receipt};
+mod snowflake;
+
+pub use codes::{ErrorCode, ProtocolError};
+pub use frames::{
+    ClientFrame, ConversationRef, MessageKind, Send, MAX_ACK_IDS, MAX_BODY_BYTES,
+    MAX_CLIENT_ID_BYTES, MAX_PAGE,
+};
+pub use ids::{ConversationId, GroupId, MessageId, UserId};
+pub use snowflake::{now_ms, Snowflake, EPOCH_MS};
+
+/// The protocol version this crate speaks, announced in the `welcome` frame.
+pub const PROTOCOL_VERSION: u32 = 1;

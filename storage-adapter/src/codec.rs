@@ -1,0 +1,314 @@
+//! Byte layouts of keys and values in the embedded store.
+//!
+//! Keys put integers big-endian so that the engine's byte order is id order:
+//! a prefix scan over a user's inbox or a conversation is already sorted.
+//! Values are small hand-rolled records (a version byte first) rather than a
+//! general serialisation format, because an inbox reference is written for
+//! every recipient of every message and each byte counts.
+
+use chatgw_protocol::{
+    ConversationId, Message, MessageId, MessageKind, Receipt, Snowflake, UserId,
+};
+
+use crate::StoreError;
+
+const MESSAGE_V1: u8 = 1;
+const INBOX_MESSAGE: u8 = b'm';
+const INBOX_DELIVERED: u8 = b'd';
+const INBOX_READ: u8 = b'r';
+
+/// A conversation key as an owned small buffer.
+pub(crate) fn conv_key(c: &ConversationId) -> Vec<u8> {
+    let (k, n) = c.to_key();
+    k[..n].to_vec()
+}
+
+pub(crate) fn message_key(c: &ConversationId, id: MessageId) -> Vec<u8> {
+    let mut k = conv_key(c);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+pub(crate) fn inbox_key(user: UserId, id: MessageId) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&user.0.to_be_bytes());
+    k[8..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+pub(crate) fn idempotency_key(from: UserId, client_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + client_id.len());
+    k.extend_from_slice(&from.0.to_be_bytes());
+    k.extend_from_slice(client_id.as_bytes());
+    k
+}
+
+pub(crate) fn delivered_key(c: &ConversationId, id: MessageId, user: UserId) -> Vec<u8> {
+    let mut k = message_key(c, id);
+    k.extend_from_slice(&user.0.to_be_bytes());
+    k
+}
+
+pub(crate) fn read_key(c: &ConversationId, user: UserId) -> Vec<u8> {
+    let mut k = conv_key(c);
+    k.extend_from_slice(&user.0.to_be_bytes());
+    k
+}
+
+/// The message id at the end of a message key.
+pub(crate) fn id_from_message_key(k: &[u8]) -> Option<MessageId> {
+    let tail = k.len().checked_sub(8)?;
+    Some(MessageId(u64::from_be_bytes(
+        k.get(tail..)?.try_into().ok()?,
+    )))
+}
+
+pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
+    let cid = m.client_id.as_bytes();
+    let mut v = Vec::with_capacity(11 + cid.len() + m.body.len());
+    v.push(MESSAGE_V1);
+    v.extend_from_slice(&m.from.0.to_be_bytes());
+    v.push(m.kind.to_u8());
+    // Client ids are at most 64 bytes (protocol limit), so one byte holds the length.
+    v.push(cid.len().min(255) as u8);
+    v.extend_from_slice(&cid[..cid.len().min(255)]);
+    v.extend_from_slice(m.body.as_bytes());
+    v
+}
+
+pub(crate) fn decode_message(
+    conversation: ConversationId,
+    id: MessageId,
+    v: &[u8],
+) -> Result<Message, StoreError> {
+    let corrupt = |what| StoreError::Corrupt {
+        table: "messages",
+        what,
+    };
+    let mut r = Reader(v);
+    if r.u8() != Some(MESSAGE_V1) {
+        return Err(corrupt("unknown record version"));
+    }
+    let from = UserId(r.u64().ok_or(corrupt("truncated sender"))?);
+    let kind = r
+        .u8()
+        .and_then(MessageKind::from_u8)
+        .ok_or(corrupt("bad kind"))?;
+    let cid_len = usize::from(r.u8().ok_or(corrupt("truncated client id"))?);
+    let cid = r.take(cid_len).ok_or(corrupt("truncated client id"))?;
+    let client_id = String::from_utf8(cid.to_vec()).map_err(|_| corrupt("client id not UTF-8"))?;
+    let body = String::from_utf8(r.0.to_vec()).map_err(|_| corrupt("body not UTF-8"))?;
+    Ok(Message {
+        id,
+        conversation,
+        from,
+        kind,
+        client_id,
+        ts: Snowflake::unix_ms(id),
+        body,
+    })
+}
+
+pub(crate) fn encode_inbox_message(c: &ConversationId) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + ConversationId::MAX_KEY_LEN);
+    v.push(INBOX_MESSAGE);
+    v.extend_from_slice(&conv_key(c));
+    v
+}
+
+pub(crate) fn encode_receipt(r: &Receipt) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    let put_conv = |v: &mut Vec<u8>, c: &ConversationId| {
+        let k = conv_key(c);
+        v.push(k.len() as u8);
+        v.extend_from_slice(&k);
+    };
+    match r {
+        Receipt::Delivered {
+            conversation,
+            by,
+            ids,
+            at,
+            ..
+        } => {
+            v.push(INBOX_DELIVERED);
+            put_conv(&mut v, conversation);
+            v.extend_from_slice(&by.0.to_be_bytes());
+            v.extend_from_slice(&at.to_be_bytes());
+            for id in ids {
+                v.extend_from_slice(&id.0.to_be_bytes());
+            }
+        }
+        Receipt::Read {
+            conversation,
+            by,
+            up_to,
+            at,
+            ..
+        } => {
+            v.push(INBOX_READ);
+            put_conv(&mut v, conversation);
+            v.extend_from_slice(&by.0.to_be_bytes());
+            v.extend_from_slice(&up_to.0.to_be_bytes());
+            v.extend_from_slice(&at.to_be_bytes());
+        }
+    }
+    v
+}
+
+/// A decoded inbox value: either a reference to a message or a receipt.
+pub(crate) enum InboxRecord {
+    Message(ConversationId),
+    Receipt(Receipt),
+}
+
+pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, StoreError> {
+    let corrupt = |what| StoreError::Corrupt {
+        table: "inbox",
+        what,
+    };
+    let mut r = Reader(v);
+    let tag = r.u8().ok_or(corrupt("empty"))?;
+    if tag == INBOX_MESSAGE {
+        return ConversationId::from_key(r.0)
+            .map(InboxRecord::Message)
+            .ok_or(corrupt("bad conversation"));
+    }
+    let clen = usize::from(r.u8().ok_or(corrupt("truncated"))?);
+    let conversation = r
+        .take(clen)
+        .and_then(ConversationId::from_key)
+        .ok_or(corrupt("bad conversation"))?;
+    let by = UserId(r.u64().ok_or(corrupt("truncated"))?);
+    match tag {
+        INBOX_DELIVERED => {
+            let at = r.u64().ok_or(corrupt("truncated"))?;
+            let mut ids = Vec::with_capacity(r.0.len() / 8);
+            while !r.0.is_empty() {
+                ids.push(MessageId(r.u64().ok_or(corrupt("truncated id list"))?));
+            }
+            Ok(InboxRecord::Receipt(Receipt::Delivered {
+                event,
+                conversation,
+                by,
+                ids,
+                at,
+            }))
+        }
+        INBOX_READ => {
+            let up_to = MessageId(r.u64().ok_or(corrupt("truncated"))?);
+            let at = r.u64().ok_or(corrupt("truncated"))?;
+            Ok(InboxRecord::Receipt(Receipt::Read {
+                event,
+                conversation,
+                by,
+                up_to,
+                at,
+            }))
+        }
+        _ => Err(corrupt("unknown tag")),
+    }
+}
+
+pub(crate) fn encode_idempotency(c: &ConversationId, id: MessageId) -> Vec<u8> {
+    let mut v = conv_key(c);
+    v.extend_from_slice(&id.0.to_be_bytes());
+    v
+}
+
+pub(crate) fn decode_idempotency(v: &[u8]) -> Result<(ConversationId, MessageId), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        table: "idempotency",
+        what: "bad record",
+    };
+    let split = v.len().checked_sub(8).ok_or_else(corrupt)?;
+    let c = v
+        .get(..split)
+        .and_then(ConversationId::from_key)
+        .ok_or_else(corrupt)?;
+    let id = id_from_message_key(v).ok_or_else(corrupt)?;
+    Ok((c, id))
+}
+
+pub(crate) fn u64_value(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_round_trip() {
+        let c = ConversationId::direct(UserId(1), UserId(2));
+        let id = Snowflake::new(0).next_id();
+        let m = Message {
+            id,
+            conversation: c,
+            from: UserId(1),
+            kind: MessageKind::Video,
+            client_id: "abc".into(),
+            ts: Snowflake::unix_ms(id),
+            body: "\"x\"".into(),
+        };
+        assert_eq!(decode_message(c, id, &encode_message(&m)).unwrap(), m);
+        assert!(decode_message(c, id, &[9, 9]).is_err());
+        assert!(decode_message(c, id, &[1, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn receipt_round_trip() {
+        let c = ConversationId::direct(UserId(1), UserId(2));
+        let d = Receipt::Delivered {
+            event: MessageId(5),
+            conversation: c,
+            by: UserId(2),
+            ids: vec![MessageId(1), MessageId(3)],
+            at: 77,
+        };
+        match decode_inbox(MessageId(5), &encode_receipt(&d)).unwrap() {
+            InboxRecord::Receipt(r) => assert_eq!(r, d),
+            InboxRecord::Message(_) => panic!("wrong kind"),
+        }
+        let r = Receipt::Read {
+            event: MessageId(6),
+            conversation: c,
+            by: UserId(2),
+            up_to: MessageId(3),
+            at: 78,
+        };
+        match decode_inbox(MessageId(6), &encode_receipt(&r)).unwrap() {
+            InboxRecord::Receipt(x) => assert_eq!(x, r),
+            InboxRecord::Message(_) => panic!("wrong kind"),
+        }
+        assert!(decode_inbox(MessageId(6), b"z").is_err());
+    }
+
+    #[test]
+    fn idempotency_round_trip() {
+        let c = ConversationId::direct(UserId(1), UserId(2));
+        assert_eq!(
+            decode_idempotency(&encode_idempotency(&c, MessageId(9))).unwrap(),
+            (c, MessageId(9))
+        );
+        assert!(decode_idempotency(b"short").is_err());
+    }
+}

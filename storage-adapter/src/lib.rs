@@ -1,0 +1,98 @@
+//! Everything chatgw persists, behind one trait.
+//!
+//! [`MessageStore`] is the seam between the gateway and a storage engine. It
+//! speaks only in protocol types (messages, receipts, users, conversations),
+//! never in engine terms, so the embedded default ([`EmbeddedStore`], on the
+//! fjall LSM tree) and remote backends can be swapped without touching the
+//! gateway.
+//!
+//! The data model follows the partition/clustering shape of a wide-column
+//! store:
+//! - messages, partitioned by conversation, clustered by message id;
+//! - a per-user inbox (the delivery index that `sync` scans), clustered by
+//!   event id, holding small references to messages and the receipts meant
+//!   for that user;
+//! - idempotency keys `(sender, client id) -> message id`;
+//! - delivery marks per `(message, recipient)` and read marks per
+//!   `(conversation, reader)`.
+//!
+//! Durability contract: [`MessageStore::commit`] applies a whole batch
+//! atomically and returns only once it is on stable storage. The gateway
+//! batches many requests into one commit (group commit); the store never
+//! decides on its own to buffer.
+
+#![warn(missing_docs)]
+
+mod codec;
+mod embedded;
+mod error;
+mod model;
+
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use error::StoreError;
+pub use model::{CommitStats, InboxEvent, Write};
+
+use chatgw_protocol::{ConversationId, Message, MessageId, UserId};
+
+/// Persistent state of the gateway. Implementations are shared by every
+/// thread of the process; reads may run concurrently with a commit.
+pub trait MessageStore: Send + Sync + 'static {
+    /// Apply `writes` atomically and durably, and record `high_water` as the
+    /// largest id handed out so far. Returns once the batch survives a crash
+    /// or power loss.
+    fn commit(
+        &self,
+        writes: &[Write<'_>],
+        high_water: MessageId,
+    ) -> Result<CommitStats, StoreError>;
+
+    /// The largest id ever recorded by [`MessageStore::commit`], or zero.
+    fn high_water(&self) -> Result<MessageId, StoreError>;
+
+    /// One message of a conversation.
+    fn message(
+        &self,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// The message `from` stored under this client id, if any.
+    fn message_by_client_id(
+        &self,
+        from: UserId,
+        client_id: &str,
+    ) -> Result<Option<(ConversationId, MessageId)>, StoreError>;
+
+    /// Whether `user` has acknowledged delivery of this message.
+    fn is_delivered(
+        &self,
+        conversation: ConversationId,
+        id: MessageId,
+        user: UserId,
+    ) -> Result<bool, StoreError>;
+
+    /// How far `user` has read this conversation.
+    fn read_mark(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<Option<MessageId>, StoreError>;
+
+    /// Up to `limit` events of `user`'s inbox with ids greater than `after`,
+    /// oldest first, messages resolved to their full content.
+    fn inbox_after(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<InboxEvent>, StoreError>;
+
+    /// Up to `limit` messages of a conversation older than `before` (all if
+    /// `None`), newest first.
+    fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError>;
+}
