@@ -88,6 +88,8 @@ VENV="$CACHE_DIR/autobahn-venv"
 WORK_DIR=""
 SERVER_PID=""
 SERVER_PGID=""
+WSTEST_PID=""
+PROGRESS_PID=""
 
 stop_server() {
     [[ -n "$SERVER_PID" ]] || return 0
@@ -112,6 +114,8 @@ stop_server() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    [[ -n "$WSTEST_PID" ]] && { kill -TERM "$WSTEST_PID" 2>/dev/null || true; }
+    [[ -n "$PROGRESS_PID" ]] && { kill -TERM "$PROGRESS_PID" 2>/dev/null || true; }
     stop_server
     [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]] && rm -rf -- "$WORK_DIR"
     exit "$rc"
@@ -176,6 +180,12 @@ EOF
 
 ensure_venv() {
     local want have=""
+    mkdir -p "$CACHE_DIR"
+    if command -v flock >/dev/null 2>&1; then
+        # two runs at once must not build the same venv; fd 9 stays open until exit
+        exec 9>"$CACHE_DIR/autobahn-venv.lock"
+        flock 9
+    fi
     want="$(venv_stamp)"
     [[ -f "$VENV/.chatgw-stamp" ]] && have="$(cat "$VENV/.chatgw-stamp")"
     if [[ "$have" == "$want" && -x "$VENV/bin/wstest" ]]; then
@@ -185,7 +195,6 @@ ensure_venv() {
 
     local t0=$SECONDS
     log "creating venv $VENV (first run or requirements changed; takes about a minute)"
-    mkdir -p "$CACHE_DIR"
     rm -rf -- "$VENV"
     local boot="$CACHE_DIR/autobahn-virtualenv-bootstrap" boot_py=""
     # virtualenv itself, installed privately (never into the system Python).
@@ -329,13 +338,22 @@ log "running wstest -m fuzzingclient against $URL (report: ${REPORT_DIR#"$REPO_R
 WSTEST_LOG="$REPORT_DIR/wstest.log"
 t0=$SECONDS
 wstest_cmd=("$VENV/bin/wstest" -m fuzzingclient -s "$SPEC")
-command -v timeout >/dev/null 2>&1 && wstest_cmd=(timeout --kill-after=10 "$RUN_TIMEOUT" "${wstest_cmd[@]}")
-set +e
-(cd "$WORK_DIR" && "${wstest_cmd[@]}") 2>&1 | tee "$WSTEST_LOG" | grep --line-buffered -E '^(Running test case|Ok, will run|Connection to|Traceback|[A-Za-z]*Error)'
-wstest_rc=${PIPESTATUS[0]}
-set -e
+command -v timeout >/dev/null 2>&1 && wstest_cmd=(timeout --foreground --kill-after=10 "$RUN_TIMEOUT" "${wstest_cmd[@]}")
+# In the background, so that INT/TERM reach our trap at once (bash only runs traps between
+# foreground commands); progress lines are echoed from the log.
+(cd "$WORK_DIR" && exec "${wstest_cmd[@]}") >"$WSTEST_LOG" 2>&1 </dev/null &
+WSTEST_PID=$!
+tail -n +1 -F --pid="$WSTEST_PID" "$WSTEST_LOG" 2>/dev/null |
+    grep --line-buffered -E '^(Running test case|Ok, will run|Connection to|Traceback|[A-Za-z.]*(Error|Exception))' &
+PROGRESS_PID=$!
+wstest_rc=0
+wait "$WSTEST_PID" || wstest_rc=$?
+WSTEST_PID=""
+wait "$PROGRESS_PID" 2>/dev/null || true
+PROGRESS_PID=""
 WSTEST_SECS=$((SECONDS - t0))
 log "wstest finished in ${WSTEST_SECS}s (exit $wstest_rc, log: ${WSTEST_LOG#"$REPO_ROOT"/})"
+((wstest_rc == 124)) && log "ERROR: wstest was stopped after AUTOBAHN_RUN_TIMEOUT=${RUN_TIMEOUT}s"
 
 server_died=0
 if [[ -n "$SERVER_PID" ]]; then
@@ -348,9 +366,12 @@ fi
 
 # ---------------------------------------------------------------- summary
 set +e
-"$VPY" - "$REPORT_DIR/index.json" "${REPORT_DIR#"$REPO_ROOT"/}" <<'EOF'
-import json, sys
-path, shown = sys.argv[1], sys.argv[2]
+# wstest stops at the first refused connection (e.g. the server crashed) and still exits 0
+# with a partial report: compare against the case count it announced.
+expected="$(sed -n 's/^Ok, will run \([0-9][0-9]*\) test cases.*/\1/p' "$WSTEST_LOG" | head -n 1)"
+"$VPY" - "$REPORT_DIR/index.json" "${REPORT_DIR#"$REPO_ROOT"/}" "${expected:-0}" <<'EOF'
+import json, os, re, sys
+path, shown, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
 try:
     report = json.load(open(path))
 except (IOError, OSError, ValueError) as e:
@@ -385,8 +406,23 @@ for agent in sorted(report):
         failed.sort(key=case_key)
         rc = 1
         print("  FAILED cases (%d): %s" % (len(failed), " ".join(failed)))
+        for cid in failed[:20]:  # why, from each case's own report file
+            why = ""
+            try:
+                case = json.load(open(os.path.join(os.path.dirname(path), cases[cid]["reportfile"])))
+                why = re.sub(r"<[^>]*>", " ", case.get("result") or case.get("description") or "")
+            except Exception:
+                pass
+            why = " ".join(why.split())
+            print("    %-8s %s" % (cid, why[:150] + ("..." if len(why) > 150 else "")))
+        if len(failed) > 20:
+            print("    ... (%d more)" % (len(failed) - 20))
     else:
         print("  no FAILED cases")
+    if len(cases) < expected:
+        sys.stderr.write("[autobahn] ERROR: incomplete report: %d of the %d cases ran "
+                         "(wstest lost the server; see wstest.log and server.log)\n" % (len(cases), expected))
+        rc = 2
 sys.exit(rc)
 EOF
 summary_rc=$?
@@ -398,7 +434,7 @@ set -e
 }
 log "total $((SECONDS - T_START))s (wstest ${WSTEST_SECS}s)"
 ((summary_rc != 0)) && exit "$summary_rc"
-((wstest_rc == 124)) && die "wstest timed out after ${RUN_TIMEOUT}s (AUTOBAHN_RUN_TIMEOUT; log: $WSTEST_LOG)"
+((wstest_rc == 124)) && exit 2
 ((wstest_rc != 0)) && die "wstest exited with status $wstest_rc (log: $WSTEST_LOG)"
 ((server_died == 1)) && exit 2
 exit 0

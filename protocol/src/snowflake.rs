@@ -77,6 +77,11 @@ impl Snowflake {
         MessageId(id)
     }
 
+    /// The last id handed out (or the resume floor), zero if none.
+    pub fn last(&self) -> MessageId {
+        MessageId(self.last)
+    }
+
     /// The Unix time in milliseconds encoded in `id`.
     pub fn unix_ms(id: MessageId) -> u64 {
         (id.0 >> (NODE_BITS + SEQ_BITS)) + EPOCH_MS

@@ -1,1 +1,24 @@
-//! tmp
+//! The routing core: which connections a user has open, on which core, and
+//! how work moves between cores.
+//!
+//! Two parts, both free of locks on the message path:
+//! - [`Directory`] maps a user to the [`Endpoint`]s (core, slot, generation)
+//!   of their open connections. It is a lock-free hash map (papaya): lookups
+//!   never block, and a device connecting or leaving only touches that
+//!   user's entry.
+//! - [`Mailboxes`] gives each core an unbounded lock-free queue (crossbeam
+//!   `SegQueue`) and a [`Wake`] handle. A producer posts a batch and wakes
+//!   the core only if it was not already woken, so a burst of posts costs
+//!   one wake-up. [`Fanout`] collects items per destination core so a sender
+//!   posts one batch per core per turn, not one per item.
+//!
+//! The router knows nothing about WebSockets, protocol frames or storage:
+//! the item type is the caller's.
+
+#![warn(missing_docs)]
+
+mod directory;
+mod mailbox;
+
+pub use directory::{Directory, Endpoint};
+pub use mailbox::{Fanout, Mailboxes, Wake};

@@ -1,0 +1,279 @@
+//! A blocking client for the chatgw protocol v1.
+//!
+//! Used by the integration tests, the `chatgw chat` CLI and the load
+//! generator. One [`Client`] is one device connection. It parses server
+//! frames into [`Event`]s and keeps the device's sync cursor: the highest
+//! event id seen in a `message`, `receipt` or `synced` frame, which is what
+//! a device passes to `sync` when it reconnects.
+//!
+//! It is deliberately simple: a thread per client or a poll loop in the
+//! caller; no async runtime.
+
+#![warn(missing_docs)]
+
+mod event;
+
+use std::{
+    io,
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+pub use chatgw_protocol::{MessageId, MessageKind, UserId};
+pub use event::{Event, MessageEvent, ReceiptEvent};
+use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TCP connect or socket option failed.
+    #[error("connect failed: {0}")]
+    Connect(#[source] io::Error),
+    /// The HTTP upgrade was refused (status and body).
+    #[error("upgrade refused with HTTP {status}: {body}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+    /// WebSocket protocol or I/O error.
+    #[error("websocket: {0}")]
+    WebSocket(#[from] tungstenite::Error),
+    /// The server sent a frame this client does not understand.
+    #[error("unexpected frame: {0}")]
+    Unexpected(String),
+    /// No event arrived in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+}
+
+/// One device connection.
+pub struct Client {
+    ws: WebSocket<TcpStream>,
+    cursor: MessageId,
+    user: UserId,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("user", &self.user)
+            .field("cursor", &self.cursor)
+            .finish()
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+impl Client {
+    /// Connect to `addr`, authenticate with `token`, and wait for `welcome`.
+    pub fn connect(addr: SocketAddr, token: &str) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(addr).map_err(ClientError::Connect)?;
+        Self::handshake(stream, &format!("ws://{addr}/ws?token={token}"))
+    }
+
+    /// Complete the WebSocket handshake on an already connected stream
+    /// (the load generator binds source addresses itself).
+    pub fn handshake(stream: TcpStream, url: &str) -> Result<Self, ClientError> {
+        stream.set_nodelay(true).map_err(ClientError::Connect)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(ClientError::Connect)?;
+        let request = url.into_client_request()?;
+        let (ws, _resp) = match tungstenite::client(request, stream) {
+            Ok(ok) => ok,
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+                let status = resp.status().as_u16();
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                return Err(ClientError::Refused { status, body });
+            }
+            Err(tungstenite::HandshakeError::Failure(e)) => return Err(e.into()),
+            Err(tungstenite::HandshakeError::Interrupted(_)) => {
+                return Err(ClientError::Timeout("handshake"))
+            }
+        };
+        let mut c = Client {
+            ws,
+            cursor: MessageId(0),
+            user: UserId(0),
+        };
+        match c.next_event(Duration::from_secs(10))? {
+            Some(Event::Welcome { user }) => c.user = user,
+            Some(other) => {
+                return Err(ClientError::Unexpected(format!("{other:?} before welcome")))
+            }
+            None => return Err(ClientError::Timeout("welcome")),
+        }
+        Ok(c)
+    }
+
+    /// The authenticated user.
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// The highest event id this device has seen.
+    pub fn cursor(&self) -> MessageId {
+        self.cursor
+    }
+
+    /// Start from a cursor kept from an earlier connection.
+    pub fn set_cursor(&mut self, cursor: MessageId) {
+        self.cursor = cursor;
+    }
+
+    /// The underlying socket (for timeouts or polling).
+    pub fn socket(&self) -> &TcpStream {
+        self.ws.get_ref()
+    }
+
+    /// Send a raw text frame.
+    pub fn send_raw(&mut self, text: &str) -> Result<(), ClientError> {
+        self.ws.send(Message::text(text))?;
+        Ok(())
+    }
+
+    /// Send a message to `to` with a client id of the caller's choice.
+    pub fn send_message(
+        &mut self,
+        to: UserId,
+        client_id: &str,
+        kind: MessageKind,
+        body: &str,
+    ) -> Result<(), ClientError> {
+        self.send_raw(&format!(
+            r#"{{"type":"send","id":{},"to":"{to}","kind":"{}","body":{}}}"#,
+            json_string(client_id),
+            kind.as_str(),
+            json_string(body)
+        ))
+    }
+
+    /// Acknowledge delivery of messages from `peer`.
+    pub fn ack_delivered(&mut self, peer: UserId, ids: &[MessageId]) -> Result<(), ClientError> {
+        let list: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
+        self.send_raw(&format!(
+            r#"{{"type":"delivered","peer":"{peer}","ids":[{}]}}"#,
+            list.join(",")
+        ))
+    }
+
+    /// Mark the conversation with `peer` read up to `up_to`.
+    pub fn mark_read(&mut self, peer: UserId, up_to: MessageId) -> Result<(), ClientError> {
+        self.send_raw(&format!(
+            r#"{{"type":"read","peer":"{peer}","up_to":"{up_to}"}}"#
+        ))
+    }
+
+    /// Ask for every event after the device's cursor.
+    pub fn sync(&mut self) -> Result<(), ClientError> {
+        let after = self.cursor;
+        self.send_raw(&format!(r#"{{"type":"sync","after":"{after}"}}"#))
+    }
+
+    /// Ask for one page of the conversation with `peer`.
+    pub fn history(
+        &mut self,
+        peer: UserId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(), ClientError> {
+        let before = before
+            .map(|b| format!(r#","before":"{b}""#))
+            .unwrap_or_default();
+        self.send_raw(&format!(
+            r#"{{"type":"history","peer":"{peer}","limit":{limit}{before}}}"#
+        ))
+    }
+
+    /// Close with 1000 and wait briefly for the server's close.
+    pub fn close(mut self) {
+        let _ = self.ws.close(None);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if self.ws.read().is_err() {
+                break;
+            }
+        }
+    }
+
+    /// The next event, or `None` if nothing arrived within `timeout`.
+    /// Pings are answered inside; a close from the server is an
+    /// [`Event::Closed`].
+    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.ws
+                .get_mut()
+                .set_read_timeout(Some(left))
+                .map_err(ClientError::Connect)?;
+            match self.ws.read() {
+                Ok(Message::Text(t)) => {
+                    let ev = Event::parse(t.as_str())?;
+                    if let Some(id) = ev.cursor_id() {
+                        self.cursor = self.cursor.max(id);
+                    }
+                    return Ok(Some(ev));
+                }
+                Ok(Message::Close(frame)) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    return Ok(Some(Event::Closed { code, reason }));
+                }
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Read events until `pick` returns `Some`, or fail after `timeout`.
+    /// Events `pick` passes over are dropped.
+    pub fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        what: &'static str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> Result<T, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_event(left)? {
+                Some(ev) => {
+                    if let Some(t) = pick(&ev) {
+                        return Ok(t);
+                    }
+                }
+                None => return Err(ClientError::Timeout(what)),
+            }
+        }
+    }
+
+    /// Read every event until nothing arrives for `quiet`.
+    pub fn drain(&mut self, quiet: Duration) -> Result<Vec<Event>, ClientError> {
+        let mut out = Vec::new();
+        while let Some(ev) = self.next_event(quiet)? {
+            out.push(ev);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,334 @@
+//! Gateway settings: defaults, a TOML file, environment variables, flags.
+//!
+//! Precedence, lowest first: built-in defaults, the `--config` TOML file,
+//! `CHATGW_*` environment variables, command-line flags. Every setting has
+//! all four forms; the TOML key is the flag name with `-` as `_`.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Deserialize;
+
+/// A duration written as a number and a unit: `500ms`, `30s`, `5m`, `24h`, `7d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (n, unit) = s.split_at(split);
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("`{s}`: expected a number and a unit, like 30s"))?;
+        let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
+        Ok(HumanDuration(match unit {
+            "ms" => Duration::from_millis(n),
+            "s" | "" => secs(1),
+            "m" => secs(60),
+            "h" => secs(3600),
+            "d" => secs(86400),
+            _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h, d)")),
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Settings of `chatgw serve`, as flags, environment variables or TOML keys.
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (keys as flag names with `_`).
+    #[arg(long, env = "CHATGW_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "CHATGW_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory of the embedded store [default: ./data].
+    #[arg(long, env = "CHATGW_DATA")]
+    pub data: Option<PathBuf>,
+    /// Event-loop threads [default: one per core].
+    #[arg(long, env = "CHATGW_WORKERS")]
+    pub workers: Option<usize>,
+    /// JWT signing secret [default: generated once and kept in <data>/secret].
+    #[arg(long, env = "CHATGW_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Node id (0-1023) in message ids; unique per node of a cluster [default: 0].
+    #[arg(long, env = "CHATGW_NODE_ID")]
+    pub node_id: Option<u16>,
+    /// Largest WebSocket frame or message accepted, in bytes [default: 131072].
+    #[arg(long, env = "CHATGW_MAX_FRAME")]
+    pub max_frame: Option<usize>,
+    /// Outbound bytes queued for one connection before it is closed as a slow consumer (4000) [default: 1048576].
+    #[arg(long, env = "CHATGW_MAX_OUTBOUND")]
+    pub max_outbound: Option<usize>,
+    /// Idle time after which the server pings a connection [default: 30s].
+    #[arg(long, env = "CHATGW_PING_INTERVAL")]
+    pub ping_interval: Option<HumanDuration>,
+    /// Time to wait for a pong before closing with 4001 [default: 30s].
+    #[arg(long, env = "CHATGW_PONG_TIMEOUT")]
+    pub pong_timeout: Option<HumanDuration>,
+    /// Time allowed from TCP accept to a complete HTTP request [default: 10s].
+    #[arg(long, env = "CHATGW_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<HumanDuration>,
+    /// Frames per second one connection may send, sustained [default: 200].
+    #[arg(long, env = "CHATGW_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Frames one connection may send in a burst [default: 400].
+    #[arg(long, env = "CHATGW_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+    /// Most requests committed in one group commit (one fsync) [default: 2048].
+    #[arg(long, env = "CHATGW_COMMIT_BATCH")]
+    pub commit_batch: Option<usize>,
+    /// Threads serving sync and history reads [default: 2].
+    #[arg(long, env = "CHATGW_READERS")]
+    pub readers: Option<usize>,
+    /// Serve an unauthenticated echo endpoint at /echo (conformance testing only).
+    #[arg(long, env = "CHATGW_ECHO_ENDPOINT")]
+    pub echo_endpoint: Option<bool>,
+}
+
+/// Resolved settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data: PathBuf,
+    /// Event-loop threads.
+    pub workers: usize,
+    /// JWT secret.
+    pub secret: String,
+    /// Snowflake node id.
+    pub node_id: u16,
+    /// Frame and message size limit.
+    pub max_frame: usize,
+    /// Outbound queue bound per connection.
+    pub max_outbound: usize,
+    /// Keepalive ping after this much silence.
+    pub ping_interval: Duration,
+    /// Pong deadline.
+    pub pong_timeout: Duration,
+    /// Handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Sustained frames per second per connection.
+    pub rate_limit: u32,
+    /// Burst of frames per connection.
+    pub rate_burst: u32,
+    /// Largest group commit.
+    pub commit_batch: usize,
+    /// Reader threads.
+    pub readers: usize,
+    /// Serve `/echo`.
+    pub echo_endpoint: bool,
+}
+
+impl Config {
+    /// Defaults for everything but the secret and data directory, which a
+    /// test or embedder passes explicitly.
+    pub fn new(listen: SocketAddr, data: PathBuf, secret: String) -> Self {
+        Config {
+            listen,
+            data,
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            secret,
+            node_id: 0,
+            max_frame: 128 * 1024,
+            max_outbound: 1024 * 1024,
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            rate_limit: 200,
+            rate_burst: 400,
+            commit_batch: 2048,
+            readers: 2,
+            echo_endpoint: false,
+        }
+    }
+}
+
+/// The default data directory.
+pub const DEFAULT_DATA: &str = "./data";
+
+impl ServeArgs {
+    /// Merge flags and environment (already in `self`) over the TOML file
+    /// over the defaults.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<ServeArgs>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => ServeArgs::default(),
+        };
+        let data = self
+            .data
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+        let secret = match self.secret.or(file.secret) {
+            Some(s) => s,
+            None => load_or_create_secret(&data)?,
+        };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let mut c = Config::new(listen, data, secret);
+        macro_rules! take {
+            ($($f:ident),*) => {$(
+                if let Some(v) = self.$f.or(file.$f) { c.$f = v.into(); }
+            )*};
+        }
+        take!(
+            workers,
+            node_id,
+            max_frame,
+            max_outbound,
+            rate_limit,
+            rate_burst,
+            commit_batch,
+            readers,
+            echo_endpoint
+        );
+        macro_rules! take_duration {
+            ($($f:ident),*) => {$(
+                if let Some(v) = self.$f.or(file.$f) { c.$f = v.0; }
+            )*};
+        }
+        take_duration!(ping_interval, pong_timeout, handshake_timeout);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+impl Config {
+    /// Refuse settings the gateway cannot run with.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.workers >= 1 && self.workers <= 256,
+            "workers must be 1..=256"
+        );
+        anyhow::ensure!(
+            self.node_id <= chatgw_protocol::Snowflake::MAX_NODE,
+            "node-id must be 0..=1023"
+        );
+        anyhow::ensure!(
+            self.max_frame >= 1024,
+            "max-frame must be at least 1024 bytes"
+        );
+        anyhow::ensure!(
+            self.max_outbound >= self.max_frame,
+            "max-outbound must be at least max-frame"
+        );
+        anyhow::ensure!(
+            self.rate_limit >= 1 && self.rate_burst >= 1,
+            "rate-limit and rate-burst must be positive"
+        );
+        anyhow::ensure!(self.commit_batch >= 1, "commit-batch must be positive");
+        anyhow::ensure!(self.readers >= 1, "readers must be positive");
+        anyhow::ensure!(!self.secret.is_empty(), "secret must not be empty");
+        Ok(())
+    }
+}
+
+/// The secret kept in `<data>/secret`, created with random bytes on first use.
+pub fn load_or_create_secret(data: &std::path::Path) -> anyhow::Result<String> {
+    let path = data.join("secret");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_owned();
+        anyhow::ensure!(!s.is_empty(), "{} is empty", path.display());
+        return Ok(s);
+    }
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating data directory {}", data.display()))?;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading /dev/urandom for a new secret")?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::io::Write::write_all(&mut f, secret.as_bytes())?;
+        f.sync_all()?;
+    }
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            "30s".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            "24h".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(86400)
+        );
+        assert_eq!(
+            "250ms".parse::<HumanDuration>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert!("x".parse::<HumanDuration>().is_err());
+        assert!("5y".parse::<HumanDuration>().is_err());
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "workers = 3\nmax_frame = 4096\nping_interval = \"5s\"\nsecret = \"f\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            workers: Some(1),
+            data: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(
+            (c.workers, c.max_frame, c.ping_interval, c.secret.as_str()),
+            (1, 4096, Duration::from_secs(5), "f")
+        );
+        std::fs::write(&file, "wokers = 3\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn secret_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_secret(dir.path()).unwrap();
+        let b = load_or_create_secret(dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 64);
+    }
+}

@@ -1,0 +1,140 @@
+//! One connection's state.
+//!
+//! Sized for hundreds of thousands of idle connections: the three byte
+//! buffers are empty `Vec`s (no allocation) except while a frame is
+//! incomplete, bytes wait for the socket, or a fragmented message is being
+//! assembled. Times are whole seconds of the core's clock (`u32`).
+
+use chatgw_protocol::{MessageId, UserId};
+
+use crate::ws::frame::Opcode;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for a complete HTTP request.
+    Handshake,
+    /// An HTTP response is queued; the connection closes once it is written.
+    Responding,
+    /// WebSocket open.
+    Open,
+    /// Close frame sent or received; waiting for the peer to go, briefly.
+    Closing,
+}
+
+pub(crate) struct Conn<S> {
+    pub(crate) sock: S,
+    pub(crate) generation: u32,
+    pub(crate) phase: Phase,
+    /// Echo endpoint (conformance testing) rather than the chat protocol.
+    pub(crate) echo: bool,
+    /// Registered in the directory (and counted as open).
+    pub(crate) registered: bool,
+    pub(crate) user: UserId,
+    /// Highest inbox event written to this connection; nothing at or below
+    /// it is written again unless the device asks with `sync`.
+    pub(crate) cursor: MessageId,
+    /// The device has sent `sync` at least once; live events flow after that.
+    pub(crate) subscribed: bool,
+    /// A sync is being paged out; live events wait for it (`sync_missed`).
+    pub(crate) syncing: bool,
+    pub(crate) sync_missed: bool,
+    /// The next sync page waits for the outbound queue to drain.
+    pub(crate) sync_paused: bool,
+    pub(crate) sync_limit: u16,
+    /// Bytes of an incomplete request or frame.
+    pub(crate) inbuf: Vec<u8>,
+    /// Bytes waiting for the socket; `out_pos` of them are already written.
+    pub(crate) outbuf: Vec<u8>,
+    pub(crate) out_pos: usize,
+    /// A fragmented message being assembled, and its opcode.
+    pub(crate) frag: Vec<u8>,
+    pub(crate) frag_opcode: Option<Opcode>,
+    pub(crate) queued_for_flush: bool,
+    pub(crate) opened_at: u32,
+    pub(crate) last_heard: u32,
+    pub(crate) ping_sent: Option<u32>,
+    /// Token bucket of the send rate limit, in thousandths of a frame.
+    pub(crate) rate_milli_tokens: u32,
+    pub(crate) rate_stamp_ms: u64,
+}
+
+impl<S> Conn<S> {
+    pub(crate) fn new(sock: S, generation: u32, now: u32, burst: u32, now_ms: u64) -> Self {
+        Conn {
+            sock,
+            generation,
+            phase: Phase::Handshake,
+            echo: false,
+            registered: false,
+            user: UserId(0),
+            cursor: MessageId(0),
+            subscribed: false,
+            syncing: false,
+            sync_missed: false,
+            sync_paused: false,
+            sync_limit: 0,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            out_pos: 0,
+            frag: Vec::new(),
+            frag_opcode: None,
+            queued_for_flush: false,
+            opened_at: now,
+            last_heard: now,
+            ping_sent: None,
+            rate_milli_tokens: burst.saturating_mul(1000),
+            rate_stamp_ms: now_ms,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn pending_out(&self) -> usize {
+        self.outbuf.len() - self.out_pos
+    }
+
+    /// Take one frame from the token bucket; `false` when empty.
+    pub(crate) fn take_rate_token(&mut self, now_ms: u64, per_sec: u32, burst: u32) -> bool {
+        let elapsed = now_ms.saturating_sub(self.rate_stamp_ms);
+        if elapsed > 0 {
+            let refill = elapsed.saturating_mul(u64::from(per_sec));
+            let cap = u64::from(burst) * 1000;
+            self.rate_milli_tokens = (u64::from(self.rate_milli_tokens) + refill).min(cap) as u32;
+            self.rate_stamp_ms = now_ms;
+        }
+        if self.rate_milli_tokens >= 1000 {
+            self.rate_milli_tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_connection_is_small() {
+        // The whole per-connection state the engine keeps, socket excluded.
+        assert!(
+            std::mem::size_of::<Conn<()>>() <= 160,
+            "{}",
+            std::mem::size_of::<Conn<()>>()
+        );
+    }
+
+    #[test]
+    fn token_bucket_allows_burst_then_rate() {
+        let mut c = Conn::new((), 0, 0, 3, 0);
+        assert!((0..3).all(|_| c.take_rate_token(0, 10, 3)));
+        assert!(!c.take_rate_token(0, 10, 3));
+        // 10 per second: one more after 100 ms.
+        assert!(c.take_rate_token(100, 10, 3));
+        assert!(!c.take_rate_token(100, 10, 3));
+        // Refill is capped at the burst.
+        assert!((0..3).all(|_| c.take_rate_token(100_000, 10, 3)));
+        assert!(!c.take_rate_token(100_000, 10, 3));
+    }
+}

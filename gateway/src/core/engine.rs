@@ -1,0 +1,416 @@
+//! A core's table of connections, its mailbox handling, timers and flushing.
+
+use std::{io, sync::Arc, time::Instant};
+
+use chatgw_protocol::{close, now_ms, server};
+use chatgw_router::Endpoint;
+use slab::Slab;
+
+use super::conn::{Conn, Phase};
+use crate::{
+    events::{CoreBatch, CoreEvent, QueryRequest},
+    server::Shared,
+    ws::frame::{self, Opcode},
+};
+
+/// Seconds a closing connection may take to drain its last bytes.
+const CLOSE_GRACE_SECS: u32 = 2;
+
+/// One core's connections and the logic that runs them.
+pub(crate) struct Engine<S> {
+    pub(crate) core: u16,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) conns: Slab<Conn<S>>,
+    next_generation: u32,
+    flush_queue: Vec<usize>,
+    started: Instant,
+    /// Seconds since the core started.
+    pub(crate) now: u32,
+    /// Unix milliseconds, refreshed once per loop turn.
+    pub(crate) now_ms: u64,
+    /// Intake stopped for shutdown: protocol requests are refused.
+    pub(crate) draining: bool,
+}
+
+impl<S> Engine<S> {
+    pub(crate) fn new(core: u16, shared: Arc<Shared>) -> Self {
+        Engine {
+            core,
+            shared,
+            conns: Slab::new(),
+            next_generation: 0,
+            flush_queue: Vec::new(),
+            started: Instant::now(),
+            now: 0,
+            now_ms: now_ms(),
+            draining: false,
+        }
+    }
+
+    /// Refresh the clock; the driver calls this once per loop turn.
+    pub(crate) fn update_clock(&mut self) {
+        self.now = self.started.elapsed().as_secs() as u32;
+        self.now_ms = now_ms();
+    }
+
+    /// A new TCP connection; returns its slot.
+    pub(crate) fn accept(&mut self, sock: S) -> usize {
+        self.shared.metrics.connections_accepted.inc();
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let burst = self.shared.config.rate_burst;
+        self.conns.insert(Conn::new(
+            sock,
+            self.next_generation,
+            self.now,
+            burst,
+            self.now_ms,
+        ))
+    }
+
+    /// The socket of `slot`, for the driver's system calls.
+    pub(crate) fn sock_mut(&mut self, slot: usize) -> Option<&mut S> {
+        self.conns.get_mut(slot).map(|c| &mut c.sock)
+    }
+
+    pub(crate) fn endpoint(&self, slot: usize) -> Option<Endpoint> {
+        self.conns.get(slot).map(|c| Endpoint {
+            core: self.core,
+            slot: slot as u32,
+            generation: c.generation,
+        })
+    }
+
+    /// Bytes that arrived on `slot`. The engine may modify them (unmasking).
+    pub(crate) fn on_bytes(&mut self, slot: usize, data: &mut [u8]) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        conn.last_heard = self.now;
+        match conn.phase {
+            Phase::Handshake => self.on_handshake_bytes(slot, data),
+            Phase::Open => self.on_frame_bytes(slot, data),
+            // Input after a response or a close is read and dropped.
+            Phase::Responding | Phase::Closing => {}
+        }
+    }
+
+    /// The peer closed its side or the socket failed.
+    pub(crate) fn on_hangup(&mut self, slot: usize) {
+        self.drop_conn(slot);
+    }
+
+    /// The socket of `slot` can take bytes again.
+    pub(crate) fn on_writable(&mut self, slot: usize) {
+        self.schedule_flush(slot);
+    }
+
+    /// Remove a connection now, without a goodbye.
+    pub(crate) fn drop_conn(&mut self, slot: usize) {
+        let Some(conn) = self.conns.try_remove(slot) else {
+            return;
+        };
+        if conn.registered {
+            let ep = Endpoint {
+                core: self.core,
+                slot: slot as u32,
+                generation: conn.generation,
+            };
+            self.shared.directory.unregister(conn.user.0, ep);
+            self.shared.metrics.connections_open.dec();
+        }
+    }
+
+    /// Connections held, in any phase.
+    pub(crate) fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub(crate) fn schedule_flush(&mut self, slot: usize) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            if !c.queued_for_flush {
+                c.queued_for_flush = true;
+                self.flush_queue.push(slot);
+            }
+        }
+    }
+
+    /// Queue one server frame; a connection whose queue would pass the
+    /// bound is closed as a slow consumer instead.
+    pub(crate) fn queue_frame(&mut self, slot: usize, opcode: Opcode, payload: &[u8]) {
+        let max = self.shared.config.max_outbound;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.phase != Phase::Open {
+            return;
+        }
+        if c.pending_out() + payload.len() + 10 > max {
+            self.shared.metrics.slow_consumers.inc();
+            tracing::debug!(slot, user = %c.user, "closing slow consumer");
+            self.close_with(
+                slot,
+                close::SLOW_CONSUMER,
+                "slow consumer: outbound queue full; reconnect and sync",
+            );
+            return;
+        }
+        frame::put_frame(&mut c.outbuf, opcode, payload);
+        self.schedule_flush(slot);
+    }
+
+    /// Queue raw bytes (HTTP responses) regardless of phase.
+    pub(crate) fn queue_raw(&mut self, slot: usize, bytes: &[u8]) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.outbuf.extend_from_slice(bytes);
+            self.schedule_flush(slot);
+        }
+    }
+
+    /// Send a close frame and close once it is written.
+    pub(crate) fn close_with(&mut self, slot: usize, code: u16, reason: &str) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        frame::put_close(&mut c.outbuf, code, reason);
+        c.phase = Phase::Closing;
+        c.opened_at = self.now;
+        c.inbuf = Vec::new();
+        c.frag = Vec::new();
+        self.schedule_flush(slot);
+    }
+
+    /// Write queued bytes through `write`, then close connections that are
+    /// done. `write` returns like `std::io::Write::write`.
+    pub(crate) fn flush(&mut self, mut write: impl FnMut(&mut S, &[u8]) -> io::Result<usize>) {
+        let queue = std::mem::take(&mut self.flush_queue);
+        for &slot in &queue {
+            let Some(c) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            c.queued_for_flush = false;
+            let mut dead = false;
+            while c.out_pos < c.outbuf.len() {
+                match write(&mut c.sock, &c.outbuf[c.out_pos..]) {
+                    Ok(0) => {
+                        dead = true;
+                        break;
+                    }
+                    Ok(n) => c.out_pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        dead = true;
+                        break;
+                    }
+                }
+            }
+            if dead {
+                self.drop_conn(slot);
+                continue;
+            }
+            if c.out_pos == c.outbuf.len() {
+                // Idle again: hold no buffer.
+                c.outbuf = Vec::new();
+                c.out_pos = 0;
+                if matches!(c.phase, Phase::Closing | Phase::Responding) {
+                    self.drop_conn(slot);
+                    continue;
+                }
+            } else if c.out_pos > c.outbuf.len() / 2 {
+                c.outbuf.drain(..c.out_pos);
+                c.out_pos = 0;
+            }
+            let resume = c.sync_paused && c.pending_out() < self.shared.config.max_outbound / 2;
+            if resume {
+                c.sync_paused = false;
+                self.request_sync_page(slot);
+            }
+        }
+        // Keep the allocation for the next turn.
+        let mut queue = queue;
+        queue.clear();
+        if self.flush_queue.is_empty() {
+            self.flush_queue = queue;
+        }
+    }
+
+    /// Ask a reader for the next sync page of `slot`, from its cursor.
+    pub(crate) fn request_sync_page(&mut self, slot: usize) {
+        let Some(origin) = self.endpoint(slot) else {
+            return;
+        };
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        let req = QueryRequest::Sync {
+            origin,
+            user: c.user,
+            after: c.cursor,
+            limit: usize::from(c.sync_limit),
+        };
+        if self.shared.query_tx.send(req).is_err() {
+            self.close_with(slot, close::GOING_AWAY, "server shutting down");
+        }
+    }
+
+    /// Everything another thread posted to this core.
+    pub(crate) fn on_mailbox(&mut self, batch: CoreBatch) {
+        for ev in batch {
+            let to = ev.endpoint();
+            let slot = to.slot as usize;
+            match self.conns.get(slot) {
+                Some(c) if c.generation == to.generation && c.phase == Phase::Open => {}
+                // The connection is gone; a device that comes back syncs.
+                _ => continue,
+            }
+            match ev {
+                CoreEvent::Reply { payload, .. } => self.queue_frame(slot, Opcode::Text, &payload),
+                CoreEvent::Deliver { event, payload, .. } => {
+                    let Some(c) = self.conns.get_mut(slot) else {
+                        continue;
+                    };
+                    if !c.subscribed || event <= c.cursor {
+                        continue;
+                    }
+                    if c.syncing {
+                        c.sync_missed = true;
+                        continue;
+                    }
+                    c.cursor = event;
+                    self.shared.metrics.events_delivered.inc();
+                    self.queue_frame(slot, Opcode::Text, &payload);
+                }
+                CoreEvent::SyncPage {
+                    events,
+                    scanned_to,
+                    full,
+                    ..
+                } => self.on_sync_page(slot, events, scanned_to, full),
+                CoreEvent::SyncFailed { payload, .. } => {
+                    if let Some(c) = self.conns.get_mut(slot) {
+                        c.syncing = false;
+                    }
+                    self.queue_frame(slot, Opcode::Text, &payload);
+                }
+            }
+        }
+    }
+
+    fn on_sync_page(
+        &mut self,
+        slot: usize,
+        events: Vec<(chatgw_protocol::MessageId, Vec<u8>)>,
+        scanned_to: chatgw_protocol::MessageId,
+        full: bool,
+    ) {
+        for (id, payload) in events {
+            let Some(c) = self.conns.get_mut(slot) else {
+                return;
+            };
+            if id <= c.cursor {
+                continue;
+            }
+            c.cursor = id;
+            self.shared.metrics.events_delivered.inc();
+            self.queue_frame(slot, Opcode::Text, &payload);
+        }
+        let half = self.shared.config.max_outbound / 2;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.phase != Phase::Open {
+            return;
+        }
+        if scanned_to > c.cursor {
+            c.cursor = scanned_to;
+        }
+        if full || c.sync_missed {
+            c.sync_missed = false;
+            if c.pending_out() < half {
+                self.request_sync_page(slot);
+            } else {
+                c.sync_paused = true;
+            }
+        } else {
+            c.syncing = false;
+            let mut p = Vec::with_capacity(48);
+            server::synced(&mut p, c.cursor);
+            self.queue_frame(slot, Opcode::Text, &p);
+        }
+    }
+
+    /// Once a second: handshake deadlines, keepalive pings, pong deadlines,
+    /// and closing connections that would not drain.
+    pub(crate) fn on_tick(&mut self) {
+        let cfg = &self.shared.config;
+        let handshake = cfg.handshake_timeout.as_secs().max(1) as u32;
+        let ping_every = cfg.ping_interval.as_secs().max(1) as u32;
+        let pong_wait = cfg.pong_timeout.as_secs().max(1) as u32;
+        let now = self.now;
+        let mut expired = Vec::new();
+        let mut ping = Vec::new();
+        let mut timed_out = Vec::new();
+        for (slot, c) in self.conns.iter_mut() {
+            match c.phase {
+                Phase::Handshake if now.saturating_sub(c.opened_at) >= handshake => {
+                    expired.push(slot)
+                }
+                Phase::Responding | Phase::Closing
+                    if now.saturating_sub(c.opened_at) >= CLOSE_GRACE_SECS =>
+                {
+                    expired.push(slot)
+                }
+                Phase::Open => match c.ping_sent {
+                    Some(t) if now.saturating_sub(t) >= pong_wait => timed_out.push(slot),
+                    None if now.saturating_sub(c.last_heard) >= ping_every => {
+                        c.ping_sent = Some(now);
+                        ping.push(slot);
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        for slot in expired {
+            if self
+                .conns
+                .get(slot)
+                .is_some_and(|c| c.phase == Phase::Handshake)
+            {
+                self.shared.metrics.bad_requests.inc();
+            }
+            self.drop_conn(slot);
+        }
+        for slot in ping {
+            self.queue_frame(slot, Opcode::Ping, b"");
+        }
+        for slot in timed_out {
+            self.shared.metrics.timeouts.inc();
+            self.close_with(
+                slot,
+                close::TIMEOUT,
+                "no pong within the keepalive deadline",
+            );
+        }
+    }
+
+    /// Shutdown, step one: refuse new requests (they get `shutting_down`).
+    pub(crate) fn stop_intake(&mut self) {
+        self.draining = true;
+    }
+
+    /// Shutdown, step two: close every connection with 1001.
+    pub(crate) fn close_all(&mut self) {
+        let slots: Vec<(usize, Phase)> = self.conns.iter().map(|(s, c)| (s, c.phase)).collect();
+        for (slot, phase) in slots {
+            match phase {
+                Phase::Open => self.close_with(slot, close::GOING_AWAY, "server shutting down"),
+                Phase::Handshake => self.drop_conn(slot),
+                Phase::Responding | Phase::Closing => {}
+            }
+        }
+    }
+}

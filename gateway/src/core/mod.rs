@@ -1,0 +1,20 @@
+//! The per-core engine: everything a core does with its connections except
+//! the system calls.
+//!
+//! The I/O driver (see [`crate::driver`]) owns the sockets' readiness and
+//! the read buffer; it hands the engine bytes that arrived
+//! ([`Engine::on_bytes`]), end of stream, mailbox batches and clock ticks,
+//! and asks it which connections have bytes to write. The engine never
+//! calls `read` or `write`, so an io_uring driver drives the same engine.
+//!
+//! Files: `conn` is one connection's state; `http` the request before the
+//! upgrade; `frames` the WebSocket frame layer; `app` the protocol frames;
+//! `engine` the table of connections, mailbox events, timers and flushing.
+
+mod app;
+mod conn;
+mod engine;
+mod frames;
+mod http;
+
+pub(crate) use engine::Engine;

@@ -1,0 +1,196 @@
+//! The epoll driver (mio): edge-triggered readiness, one poller per core.
+
+use std::{
+    io::{self, Read, Write},
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use chatgw_router::Wake;
+use mio::{net::TcpListener, Events, Interest, Poll, Token, Waker};
+
+use crate::{
+    core::Engine,
+    server::{Shared, PHASE_CLOSING, PHASE_DRAINING},
+};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Reads per readiness event before the connection yields to others.
+const READS_PER_TURN: usize = 8;
+/// How long shutdown waits for goodbyes to drain.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// A mio waker as a router [`Wake`].
+pub struct MioWake(pub Waker);
+
+impl Wake for MioWake {
+    fn wake(&self) {
+        if let Err(e) = self.0.wake() {
+            tracing::error!(error = %e, "waking a core failed");
+        }
+    }
+}
+
+/// One core's poller and waker, made before the core's thread starts so the
+/// waker can be handed to the router.
+pub struct EpollCore {
+    poll: Poll,
+    waker: Arc<MioWake>,
+}
+
+impl EpollCore {
+    /// A poller with its waker registered.
+    pub fn new() -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(MioWake(Waker::new(poll.registry(), WAKER)?));
+        Ok(EpollCore { poll, waker })
+    }
+
+    /// The handle other threads use to wake this core.
+    pub fn waker(&self) -> Arc<dyn Wake> {
+        self.waker.clone()
+    }
+
+    /// Run the core until shutdown completes.
+    pub(crate) fn run(
+        self,
+        core: u16,
+        shared: Arc<Shared>,
+        listener: std::net::TcpListener,
+    ) -> io::Result<()> {
+        let EpollCore {
+            mut poll,
+            waker: _waker,
+        } = self;
+        listener.set_nonblocking(true)?;
+        let mut listener = Some(TcpListener::from_std(listener));
+        if let Some(l) = listener.as_mut() {
+            poll.registry().register(l, LISTENER, Interest::READABLE)?;
+        }
+        let mut engine: Engine<mio::net::TcpStream> = Engine::new(core, shared.clone());
+        let mut events = Events::with_capacity(1024);
+        let mut readbuf = vec![0u8; super::READ_BUFFER_BYTES];
+        let mut again: Vec<usize> = Vec::new();
+        let mut again_next: Vec<usize> = Vec::new();
+        let mut next_tick = Instant::now() + Duration::from_secs(1);
+        let mut closing_since: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let timeout = if !again.is_empty() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(now)
+            };
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            engine.update_clock();
+            for slot in again.drain(..) {
+                read_ready(&mut engine, slot, &mut readbuf, &mut again_next);
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => {
+                        if let Some(l) = listener.as_mut() {
+                            accept_all(&mut engine, l, &poll);
+                        }
+                    }
+                    WAKER => {}
+                    Token(slot) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            read_ready(&mut engine, slot, &mut readbuf, &mut again_next);
+                        }
+                        if ev.is_writable() {
+                            engine.on_writable(slot);
+                        }
+                    }
+                }
+            }
+            std::mem::swap(&mut again, &mut again_next);
+            shared
+                .mailboxes
+                .drain(usize::from(core), |batch| engine.on_mailbox(batch));
+            if Instant::now() >= next_tick {
+                engine.on_tick();
+                next_tick += Duration::from_secs(1);
+            }
+            engine.flush(|s, b| s.write(b));
+
+            let phase = shared.phase.load(Ordering::Acquire);
+            if phase >= PHASE_DRAINING && !engine.draining {
+                engine.stop_intake();
+                if let Some(mut l) = listener.take() {
+                    let _ = poll.registry().deregister(&mut l);
+                }
+                shared.intake_stopped.fetch_add(1, Ordering::AcqRel);
+            }
+            if phase >= PHASE_CLOSING {
+                let since = *closing_since.get_or_insert_with(|| {
+                    engine.close_all();
+                    Instant::now()
+                });
+                engine.flush(|s, b| s.write(b));
+                if engine.len() == 0 || since.elapsed() >= CLOSE_DEADLINE {
+                    return Ok(());
+                }
+                // Poll again soon to finish writing goodbyes.
+                next_tick = next_tick.min(Instant::now() + Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListener, poll: &Poll) {
+    loop {
+        match listener.accept() {
+            Ok((mut stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                let slot = engine.conns.vacant_key();
+                if let Err(e) = poll.registry().register(
+                    &mut stream,
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    tracing::warn!(error = %e, "registering a connection failed");
+                    continue;
+                }
+                let got = engine.accept(stream);
+                debug_assert_eq!(got, slot);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // Out of descriptors (EMFILE/ENFILE) or similar: leave the
+                // rest in the backlog; the next readiness event retries.
+                tracing::warn!(error = %e, "accept failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Read what `slot` has, up to a fair share; a connection with more left is
+/// queued in `again` for the next turn.
+fn read_ready(
+    engine: &mut Engine<mio::net::TcpStream>,
+    slot: usize,
+    buf: &mut [u8],
+    again: &mut Vec<usize>,
+) {
+    for _ in 0..READS_PER_TURN {
+        let Some(sock) = engine.sock_mut(slot) else {
+            return;
+        };
+        match sock.read(buf) {
+            Ok(0) => return engine.on_hangup(slot),
+            Ok(n) => engine.on_bytes(slot, &mut buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return engine.on_hangup(slot),
+        }
+    }
+    again.push(slot);
+}

@@ -1,0 +1,97 @@
+//! What moves between threads: requests from cores to the committer and the
+//! readers, and results from them back to the cores.
+
+use std::sync::Arc;
+
+use chatgw_protocol::{ConversationId, MessageId, MessageKind, UserId};
+use chatgw_router::Endpoint;
+
+/// A write request from a core to the group committer.
+#[derive(Debug)]
+pub(crate) enum CommitRequest {
+    /// Store and deliver a message.
+    Send {
+        origin: Endpoint,
+        from: UserId,
+        client_id: String,
+        conversation: ConversationId,
+        kind: MessageKind,
+        /// Raw JSON string literal.
+        body: String,
+    },
+    /// Record delivery of messages to `by`.
+    Delivered {
+        origin: Endpoint,
+        by: UserId,
+        conversation: ConversationId,
+        ids: Vec<MessageId>,
+    },
+    /// Record that `by` read the conversation up to `up_to`.
+    Read {
+        origin: Endpoint,
+        by: UserId,
+        conversation: ConversationId,
+        up_to: MessageId,
+    },
+    /// Finish everything queued before this, then exit.
+    Stop,
+}
+
+/// A read request from a core to a reader thread.
+#[derive(Debug)]
+pub(crate) enum QueryRequest {
+    /// One page of `user`'s inbox after `after`.
+    Sync {
+        origin: Endpoint,
+        user: UserId,
+        after: MessageId,
+        limit: usize,
+    },
+    /// One page of the conversation of `user` and `peer`.
+    History {
+        origin: Endpoint,
+        user: UserId,
+        peer: UserId,
+        before: Option<MessageId>,
+        limit: usize,
+    },
+    /// Exit.
+    Stop,
+}
+
+/// Something for one connection of a core.
+#[derive(Debug)]
+pub(crate) enum CoreEvent {
+    /// A live inbox event (message or receipt) as a JSON text payload,
+    /// shared by every connection it fans out to.
+    Deliver {
+        to: Endpoint,
+        event: MessageId,
+        payload: Arc<[u8]>,
+    },
+    /// A reply to this connection's own request (`sent`, `error`, `history`).
+    Reply { to: Endpoint, payload: Vec<u8> },
+    /// One page of a sync: events oldest first, each with its id.
+    SyncPage {
+        to: Endpoint,
+        events: Vec<(MessageId, Vec<u8>)>,
+        scanned_to: MessageId,
+        full: bool,
+    },
+    /// A sync page could not be read; the payload is an `error` frame.
+    SyncFailed { to: Endpoint, payload: Vec<u8> },
+}
+
+/// What cores receive in one mailbox item.
+pub(crate) type CoreBatch = Vec<CoreEvent>;
+
+impl CoreEvent {
+    pub(crate) fn endpoint(&self) -> Endpoint {
+        match self {
+            CoreEvent::Deliver { to, .. }
+            | CoreEvent::Reply { to, .. }
+            | CoreEvent::SyncPage { to, .. }
+            | CoreEvent::SyncFailed { to, .. } => *to,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The chatgw gateway: WebSocket connections on thread-per-core event loops,
+//! durable messaging through a group committer, and replay by `sync`.
+//!
+//! A tour of the modules, in the order a message travels:
+//! - [`driver`]: the I/O driver of one core (epoll through mio): accepts,
+//!   reads into the core's shared buffer, writes queued bytes;
+//! - `core`: the per-core engine, independent of the driver: HTTP upgrade,
+//!   WebSocket frames, protocol frames, per-connection state and limits;
+//! - `commit`: the group committer thread: ids, idempotency, one fsync per
+//!   batch, then `sent` acks and live delivery through the router;
+//! - `query`: reader threads for `sync` and `history`, so no event loop
+//!   ever waits on disk;
+//! - [`Server`]: starts and stops all of it.
+//!
+//! See `docs/ARCHITECTURE.md` for the picture.
+
+#![warn(missing_docs)]
+
+pub mod auth;
+mod commit;
+pub mod config;
+mod core;
+pub mod driver;
+mod events;
+pub mod metrics;
+mod query;
+mod server;
+mod ws;
+
+pub use config::Config;
+pub use server::{Server, ServerHandle};

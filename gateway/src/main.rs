@@ -1,0 +1,113 @@
+//! The `chatgw` command: run a gateway, mint a token, or chat from a terminal.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use chatgw_gateway::{
+    auth::{unix_now, TokenKey},
+    config::{self, HumanDuration, ServeArgs},
+    Server,
+};
+use chatgw_protocol::UserId;
+use clap::{Parser, Subcommand};
+
+mod chat;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "chatgw",
+    version,
+    about = "A thread-per-core WebSocket chat gateway with durable messaging, receipts and offline sync."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway (embedded store under --data; no other service needed).
+    Serve(ServeArgs),
+    /// Print a token (HS256 JWT) for a user, signed with the gateway's secret.
+    Token(TokenArgs),
+    /// Chat from a terminal: type a line to send it; incoming messages and receipts are printed.
+    Chat(chat::ChatArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TokenArgs {
+    /// Numeric user id.
+    #[arg(long)]
+    user: u64,
+    /// Lifetime of the token.
+    #[arg(long, default_value = "24h")]
+    ttl: HumanDuration,
+    /// Signing secret [default: the one in <data>/secret].
+    #[arg(long, env = "CHATGW_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Data directory holding the generated secret.
+    #[arg(long, env = "CHATGW_DATA", default_value = config::DEFAULT_DATA)]
+    data: PathBuf,
+}
+
+/// The secret `serve` would use, for commands that sign tokens.
+pub(crate) fn resolve_secret(
+    secret: Option<String>,
+    data: &std::path::Path,
+) -> anyhow::Result<String> {
+    match secret {
+        Some(s) => Ok(s),
+        None => config::load_or_create_secret(data),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Token(t) => {
+            let key = TokenKey::new(resolve_secret(t.secret, &t.data)?.as_bytes());
+            println!(
+                "{}",
+                key.mint(UserId(t.user), unix_now() + t.ttl.0.as_secs())
+            );
+            Ok(())
+        }
+        Command::Chat(args) => chat::run(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHATGW_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn")
+            }),
+        )
+        .init();
+    let config = args.resolve()?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handlers")?;
+    let data = config.data.clone();
+    let workers = config.workers;
+    let handle = Server::start(config)?;
+    let addr = handle.addr();
+    tracing::info!(%addr, workers, "listening: ws://{addr}/ws  (health: http://{addr}/healthz, metrics: http://{addr}/metrics)");
+    tracing::info!(data = %data.display(), "embedded store in {}", data.join("store").display());
+    tracing::info!(
+        "mint a token: chatgw token --user 1 --data {}",
+        data.display()
+    );
+    let signal = signals.forever().next();
+    tracing::info!(
+        ?signal,
+        "shutting down: no new connections; finishing commits; closing connections with 1001"
+    );
+    let started = std::time::Instant::now();
+    handle.shutdown();
+    tracing::info!(took = ?started.elapsed().max(Duration::ZERO), "stopped");
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! User -> live connections.
+
+use papaya::{Compute, HashMap, Operation};
+use smallvec::SmallVec;
+
+/// Where one connection lives: its core and its slot in that core's
+/// connection table. `generation` tells a reused slot from the connection
+/// that held it before, so a stale endpoint never reaches a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Worker core index.
+    pub core: u16,
+    /// Slot in the core's connection table.
+    pub slot: u32,
+    /// Generation of the slot when the connection was opened.
+    pub generation: u32,
+}
+
+/// The endpoints of one user: most users have one or two devices online, so
+/// two fit inline without a heap allocation.
+pub(crate) type Endpoints = SmallVec<[Endpoint; 2]>;
+
+/// User id -> open connections, shared by every core and the committer.
+#[derive(Debug, Default)]
+pub struct Directory {
+    map: HashMap<u64, Endpoints>,
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record that `user` has a connection at `endpoint`.
+    pub fn register(&self, user: u64, endpoint: Endpoint) {
+        let map = self.map.pin();
+        map.update_or_insert_with(
+            user,
+            |eps| {
+                let mut eps = eps.clone();
+                if !eps.contains(&endpoint) {
+                    eps.push(endpoint);
+                }
+                eps
+            },
+            || smallvec::smallvec![endpoint],
+        );
+    }
+
+    /// Forget one connection of `user`; the user's entry goes when the last
+    /// connection does.
+    pub fn unregister(&self, user: u64, endpoint: Endpoint) {
+        let map = self.map.pin();
+        let _: Compute<'_, u64, Endpoints, ()> = map.compute(user, |entry| match entry {
+            Some((_, eps)) if eps.len() == 1 && eps[0] == endpoint => Operation::Remove,
+            Some((_, eps)) if eps.contains(&endpoint) => {
+                Operation::Insert(eps.iter().copied().filter(|e| *e != endpoint).collect())
+            }
+            _ => Operation::Abort(()),
+        });
+    }
+
+    /// Call `f` with every open connection of `user` (none if offline).
+    pub fn for_each(&self, user: u64, mut f: impl FnMut(Endpoint)) {
+        let map = self.map.pin();
+        if let Some(eps) = map.get(&user) {
+            eps.iter().copied().for_each(&mut f);
+        }
+    }
+
+    /// Whether `user` has any connection open.
+    pub fn is_online(&self, user: u64) -> bool {
+        self.map.pin().contains_key(&user)
+    }
+
+    /// Users with at least one connection.
+    pub fn online_users(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn ep(core: u16, slot: u32) -> Endpoint {
+        Endpoint {
+            core,
+            slot,
+            generation: 0,
+        }
+    }
+
+    fn collect(d: &Directory, user: u64) -> Vec<Endpoint> {
+        let mut v = Vec::new();
+        d.for_each(user, |e| v.push(e));
+        v
+    }
+
+    #[test]
+    fn register_lookup_unregister() {
+        let d = Directory::new();
+        d.register(1, ep(0, 1));
+        d.register(1, ep(1, 7));
+        d.register(1, ep(1, 7));
+        assert_eq!(collect(&d, 1), vec![ep(0, 1), ep(1, 7)]);
+        d.unregister(1, ep(0, 1));
+        assert_eq!(collect(&d, 1), vec![ep(1, 7)]);
+        d.unregister(1, ep(9, 9));
+        assert!(d.is_online(1));
+        d.unregister(1, ep(1, 7));
+        assert!(!d.is_online(1));
+        assert_eq!(d.online_users(), 0);
+    }
+
+    #[test]
+    fn stale_generation_does_not_remove_new_connection() {
+        let d = Directory::new();
+        d.register(
+            5,
+            Endpoint {
+                core: 0,
+                slot: 3,
+                generation: 2,
+            },
+        );
+        d.unregister(
+            5,
+            Endpoint {
+                core: 0,
+                slot: 3,
+                generation: 1,
+            },
+        );
+        assert!(d.is_online(5));
+    }
+
+    #[test]
+    fn concurrent_devices_of_one_user_all_land() {
+        let d = Arc::new(Directory::new());
+        let threads: Vec<_> = (0..4u16)
+            .map(|core| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    for slot in 0..200 {
+                        d.register(42, ep(core, slot));
+                    }
+                    for slot in 0..100 {
+                        d.unregister(42, ep(core, slot));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(collect(&d, 42).len(), 400);
+    }
+}
