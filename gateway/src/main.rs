@@ -84,6 +84,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn")
             }),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = args.resolve()?;
     let mut signals = signal_hook::iterator::Signals::new([

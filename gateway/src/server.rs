@@ -160,6 +160,14 @@ impl ServerHandle {
         self.addr
     }
 
+    /// The cores holding `user`'s open connections (diagnostics; tests use it
+    /// to put two users on different cores).
+    pub fn cores_of(&self, user: u64) -> Vec<u16> {
+        let mut v = Vec::new();
+        self.shared.directory.for_each(user, |ep| v.push(ep.core));
+        v
+    }
+
     /// The OpenMetrics text, as `/metrics` serves it.
     pub fn metrics_text(&self) -> String {
         self.shared.metrics.render()

@@ -1,0 +1,233 @@
+//! Helpers shared by the gateway's integration tests: a gateway on a free
+//! port with its store in a temp dir, tokens, clients, raw sockets.
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use chatgw_client::{Client, Event, MessageEvent, MessageId, UserId};
+use chatgw_gateway::{auth::TokenKey, Config, Server, ServerHandle};
+
+pub const SECRET: &str = "test-secret";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestGateway {
+    pub handle: Option<ServerHandle>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub key: TokenKey,
+}
+
+impl TestGateway {
+    pub fn start(workers: usize) -> Self {
+        Self::start_with(workers, |_| {})
+    }
+
+    pub fn start_with(workers: usize, tune: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::new(
+            "127.0.0.1:0".parse().unwrap(),
+            dir.path().to_path_buf(),
+            SECRET.into(),
+        );
+        config.workers = workers;
+        tune(&mut config);
+        let handle = Server::start(config).expect("gateway starts");
+        let addr = handle.addr();
+        TestGateway {
+            handle: Some(handle),
+            addr,
+            dir,
+            key: TokenKey::new(SECRET.as_bytes()),
+        }
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().expect("running")
+    }
+
+    pub fn token(&self, user: u64) -> String {
+        self.key
+            .mint(UserId(user), chatgw_gateway::auth::unix_now() + 3600)
+    }
+
+    pub fn connect(&self, user: u64) -> Client {
+        Client::connect(self.addr, &self.token(user)).expect("client connects")
+    }
+
+    /// Connect and sync to the present (the usual start of a device session).
+    pub fn online(&self, user: u64) -> Client {
+        let mut c = self.connect(user);
+        c.sync().unwrap();
+        c.wait_for(WAIT, "synced", |e| {
+            matches!(e, Event::Synced { .. }).then_some(())
+        })
+        .unwrap();
+        c
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        metric_value(&self.handle().metrics_text(), name)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+}
+
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .map(|v| v.trim().parse::<f64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+}
+
+pub fn sent_id(c: &mut Client, client_id: &str) -> (MessageId, bool) {
+    c.wait_for(WAIT, "sent", |e| match e {
+        Event::Sent {
+            client_id: cid,
+            id,
+            duplicate,
+        } if cid == client_id => Some((*id, *duplicate)),
+        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
+        _ => None,
+    })
+    .unwrap()
+}
+
+pub fn next_message(c: &mut Client) -> MessageEvent {
+    c.wait_for(WAIT, "message", |e| match e {
+        Event::Message(m) => Some(m.clone()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+pub fn next_error(c: &mut Client) -> (String, Option<String>) {
+    c.wait_for(WAIT, "error", |e| match e {
+        Event::Error {
+            code, reference, ..
+        } => Some((code.clone(), reference.clone())),
+        _ => None,
+    })
+    .unwrap()
+}
+
+pub fn next_close(c: &mut Client) -> u16 {
+    c.wait_for(WAIT, "close", |e| match e {
+        Event::Closed { code, .. } => Some(*code),
+        _ => None,
+    })
+    .unwrap()
+}
+
+/// Sync from the client's cursor; everything until `synced`.
+pub fn sync_all(c: &mut Client) -> Vec<Event> {
+    c.sync().unwrap();
+    let mut out = Vec::new();
+    loop {
+        match c.next_event(WAIT).unwrap() {
+            Some(Event::Synced { .. }) => return out,
+            Some(e) => out.push(e),
+            None => panic!("sync did not finish; got {out:?}"),
+        }
+    }
+}
+
+/// A raw HTTP exchange: send bytes, read until the server closes.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A client frame with the given opcode byte and payload, masked.
+pub fn masked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut v = vec![first_byte];
+    match payload.len() {
+        n @ 0..=125 => v.push(0x80 | n as u8),
+        n @ 126..=65535 => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            v.push(0x80 | 127);
+            v.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&mask);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    v
+}
+
+/// Open a WebSocket by hand and return the socket positioned after the
+/// 101 response and the welcome frame.
+pub fn raw_ws(addr: SocketAddr, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "GET /ws?token={token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let (_, payload) = read_server_frame(&mut s);
+    assert!(payload.starts_with(br#"{"type":"welcome""#));
+    s
+}
+
+/// Read one unmasked server frame: (opcode, payload).
+pub fn read_server_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    let len = match h[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).unwrap();
+    (h[0] & 0x0F, p)
+}
+
+/// Read frames until a close frame; its code.
+pub fn read_close_code(s: &mut TcpStream) -> u16 {
+    loop {
+        let (op, p) = read_server_frame(s);
+        if op == 0x8 {
+            return u16::from_be_bytes([p[0], p[1]]);
+        }
+    }
+}
