@@ -93,7 +93,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CHATGW_READERS")]
     pub readers: Option<usize>,
     /// Serve an unauthenticated echo endpoint at /echo (conformance testing only).
-    #[arg(long, env = "CHATGW_ECHO_ENDPOINT")]
+    #[arg(long, env = "CHATGW_ECHO_ENDPOINT", num_args = 0..=1, default_missing_value = "true")]
     pub echo_endpoint: Option<bool>,
 }
 

@@ -306,6 +306,11 @@ impl<S> Engine<S> {
         scanned_to: chatgw_protocol::MessageId,
         full: bool,
     ) {
+        // A page goes out only as far as half the outbound bound; the rest
+        // is read again once the socket drains, so a long backlog never
+        // trips the slow-consumer limit.
+        let half = self.shared.config.max_outbound / 2;
+        let mut stopped_early = false;
         for (id, payload) in events {
             let Some(c) = self.conns.get_mut(slot) else {
                 return;
@@ -313,15 +318,22 @@ impl<S> Engine<S> {
             if id <= c.cursor {
                 continue;
             }
+            if c.pending_out() > 0 && c.pending_out() + payload.len() > half {
+                stopped_early = true;
+                break;
+            }
             c.cursor = id;
             self.shared.metrics.events_delivered.inc();
             self.queue_frame(slot, Opcode::Text, &payload);
         }
-        let half = self.shared.config.max_outbound / 2;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
         if c.phase != Phase::Open {
+            return;
+        }
+        if stopped_early {
+            c.sync_paused = true;
             return;
         }
         if scanned_to > c.cursor {
