@@ -273,7 +273,10 @@ fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others()
         .iter()
         .filter(|e| matches!(e, Event::Message(_)))
         .count();
-    assert_eq!(n, flooded, "a fresh device replays every acknowledged message");
+    assert_eq!(
+        n, flooded,
+        "a fresh device replays every acknowledged message"
+    );
     // The stuck device, if it reads at last, finds the close code at the end.
     let mut last = 0;
     while let Ok(Some(ev)) = stuck.next_event(Duration::from_secs(3)) {
@@ -283,4 +286,32 @@ fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others()
         }
     }
     assert_eq!(last, 4000);
+}
+
+#[test]
+fn silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays() {
+    let gw = TestGateway::start_with(1, |c| {
+        c.ping_interval = Duration::from_secs(1);
+        c.pong_timeout = Duration::from_secs(1);
+    });
+    let mut responsive = gw.online(31);
+    // The tungstenite client answers pings while it reads: keep it reading.
+    let reader = std::thread::spawn(move || {
+        let events = responsive.drain(Duration::from_millis(4000)).unwrap();
+        (responsive, events)
+    });
+    let mut silent = raw_ws(gw.addr, &gw.token(30));
+    let (op, _) = read_server_frame(&mut silent);
+    assert_eq!(op, 0x9, "a ping after a second of silence");
+    assert_eq!(read_close_code(&mut silent), 4001);
+    let (mut responsive, events) = reader.join().unwrap();
+    assert!(
+        events.iter().all(|e| !matches!(e, Event::Closed { .. })),
+        "{events:?}"
+    );
+    responsive
+        .send_message(UserId(31), "self", MessageKind::Text, "note to self")
+        .unwrap();
+    sent_id(&mut responsive, "self");
+    assert!(gw.metric("chatgw_timeouts_total") >= 1.0);
 }
