@@ -157,48 +157,20 @@ enum Raw {
 impl Event {
     /// Parse one server text frame.
     pub fn parse(text: &str) -> Result<Event, ClientError> {
-        let raw: Raw = serde_json::from_str(text)
-            .map_err(|e| ClientError::Unexpected(format!("{e}: {text}")))?;
+        let raw: Raw = serde_json::from_str(text).map_err(|e| ClientError::Unexpected(format!("{e}: {text}")))?;
         Ok(match raw {
             Raw::Welcome { user } => Event::Welcome { user },
-            Raw::Sent { id, msg, duplicate } => Event::Sent {
-                client_id: id,
-                id: msg,
-                duplicate,
-            },
+            Raw::Sent { id, msg, duplicate } => Event::Sent { client_id: id, id: msg, duplicate },
             Raw::Message(m) => Event::Message(m.into_event()?),
-            Raw::Receipt {
-                event,
-                status,
-                by,
-                ids,
-                up_to,
-                at,
-            } => Event::Receipt(ReceiptEvent {
-                event,
-                status,
-                by,
-                ids,
-                up_to,
-                at,
-            }),
+            Raw::Receipt { event, status, by, ids, up_to, at } => {
+                Event::Receipt(ReceiptEvent { event, status, by, ids, up_to, at })
+            }
             Raw::Synced { cursor } => Event::Synced { cursor },
             Raw::History { messages, more } => Event::History {
-                messages: messages
-                    .into_iter()
-                    .map(RawMessage::into_event)
-                    .collect::<Result<_, _>>()?,
+                messages: messages.into_iter().map(RawMessage::into_event).collect::<Result<_, _>>()?,
                 more,
             },
-            Raw::Error {
-                code,
-                message,
-                reference,
-            } => Event::Error {
-                code,
-                message,
-                reference,
-            },
+            Raw::Error { code, message, reference } => Event::Error { code, message, reference },
         })
     }
 

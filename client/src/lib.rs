@@ -57,10 +57,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("user", &self.user)
-            .field("cursor", &self.cursor)
-            .finish()
+        f.debug_struct("Client").field("user", &self.user).field("cursor", &self.cursor).finish()
     }
 }
 
@@ -79,36 +76,22 @@ impl Client {
     /// (the load generator binds source addresses itself).
     pub fn handshake(stream: TcpStream, url: &str) -> Result<Self, ClientError> {
         stream.set_nodelay(true).map_err(ClientError::Connect)?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(ClientError::Connect)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(ClientError::Connect)?;
         let request = url.into_client_request()?;
         let (ws, _resp) = match tungstenite::client(request, stream) {
             Ok(ok) => ok,
             Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
                 let status = resp.status().as_u16();
-                let body = resp
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
+                let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
                 return Err(ClientError::Refused { status, body });
             }
             Err(tungstenite::HandshakeError::Failure(e)) => return Err(e.into()),
-            Err(tungstenite::HandshakeError::Interrupted(_)) => {
-                return Err(ClientError::Timeout("handshake"))
-            }
+            Err(tungstenite::HandshakeError::Interrupted(_)) => return Err(ClientError::Timeout("handshake")),
         };
-        let mut c = Client {
-            ws,
-            cursor: MessageId(0),
-            user: UserId(0),
-        };
+        let mut c = Client { ws, cursor: MessageId(0), user: UserId(0) };
         match c.next_event(Duration::from_secs(10))? {
             Some(Event::Welcome { user }) => c.user = user,
-            Some(other) => {
-                return Err(ClientError::Unexpected(format!("{other:?} before welcome")))
-            }
+            Some(other) => return Err(ClientError::Unexpected(format!("{other:?} before welcome"))),
             None => return Err(ClientError::Timeout("welcome")),
         }
         Ok(c)
@@ -159,17 +142,12 @@ impl Client {
     /// Acknowledge delivery of messages from `peer`.
     pub fn ack_delivered(&mut self, peer: UserId, ids: &[MessageId]) -> Result<(), ClientError> {
         let list: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
-        self.send_raw(&format!(
-            r#"{{"type":"delivered","peer":"{peer}","ids":[{}]}}"#,
-            list.join(",")
-        ))
+        self.send_raw(&format!(r#"{{"type":"delivered","peer":"{peer}","ids":[{}]}}"#, list.join(",")))
     }
 
     /// Mark the conversation with `peer` read up to `up_to`.
     pub fn mark_read(&mut self, peer: UserId, up_to: MessageId) -> Result<(), ClientError> {
-        self.send_raw(&format!(
-            r#"{{"type":"read","peer":"{peer}","up_to":"{up_to}"}}"#
-        ))
+        self.send_raw(&format!(r#"{{"type":"read","peer":"{peer}","up_to":"{up_to}"}}"#))
     }
 
     /// Ask for every event after the device's cursor.
@@ -179,18 +157,9 @@ impl Client {
     }
 
     /// Ask for one page of the conversation with `peer`.
-    pub fn history(
-        &mut self,
-        peer: UserId,
-        before: Option<MessageId>,
-        limit: usize,
-    ) -> Result<(), ClientError> {
-        let before = before
-            .map(|b| format!(r#","before":"{b}""#))
-            .unwrap_or_default();
-        self.send_raw(&format!(
-            r#"{{"type":"history","peer":"{peer}","limit":{limit}{before}}}"#
-        ))
+    pub fn history(&mut self, peer: UserId, before: Option<MessageId>, limit: usize) -> Result<(), ClientError> {
+        let before = before.map(|b| format!(r#","before":"{b}""#)).unwrap_or_default();
+        self.send_raw(&format!(r#"{{"type":"history","peer":"{peer}","limit":{limit}{before}}}"#))
     }
 
     /// Close with 1000 and wait briefly for the server's close.
@@ -214,10 +183,7 @@ impl Client {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.ws
-                .get_mut()
-                .set_read_timeout(Some(left))
-                .map_err(ClientError::Connect)?;
+            self.ws.get_mut().set_read_timeout(Some(left)).map_err(ClientError::Connect)?;
             match self.ws.read() {
                 Ok(Message::Text(t)) => {
                     let ev = Event::parse(t.as_str())?;
@@ -227,17 +193,13 @@ impl Client {
                     return Ok(Some(ev));
                 }
                 Ok(Message::Close(frame)) => {
-                    let (code, reason) = frame
-                        .map(|f| (u16::from(f.code), f.reason.to_string()))
-                        .unwrap_or((1005, String::new()));
+                    let (code, reason) =
+                        frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
                     return Ok(Some(Event::Closed { code, reason }));
                 }
                 Ok(_) => continue,
                 Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
                 {
                     return Ok(None)
                 }

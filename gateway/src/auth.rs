@@ -83,9 +83,7 @@ impl std::fmt::Debug for TokenKey {
 impl TokenKey {
     /// A key from the shared secret.
     pub fn new(secret: &[u8]) -> Self {
-        TokenKey {
-            secret: secret.to_vec(),
-        }
+        TokenKey { secret: secret.to_vec() }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -107,30 +105,20 @@ impl TokenKey {
     /// Check `token` at time `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(AuthError::Malformed);
         };
-        let header_json = URL_SAFE_NO_PAD
-            .decode(h)
-            .map_err(|_| AuthError::Malformed)?;
-        let header: Header<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
+        let header_json = URL_SAFE_NO_PAD.decode(h).map_err(|_| AuthError::Malformed)?;
+        let header: Header<'_> = serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
         if header.alg != "HS256" {
             return Err(AuthError::Algorithm);
         }
-        let sig = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| AuthError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| AuthError::Malformed)?;
         let mut mac = self.mac();
         mac.update(&token.as_bytes()[..h.len() + 1 + c.len()]);
         mac.verify_slice(&sig).map_err(|_| AuthError::Signature)?;
-        let claims_json = URL_SAFE_NO_PAD
-            .decode(c)
-            .map_err(|_| AuthError::Malformed)?;
-        let claims: RawClaims =
-            serde_json::from_slice(&claims_json).map_err(|_| AuthError::Malformed)?;
+        let claims_json = URL_SAFE_NO_PAD.decode(c).map_err(|_| AuthError::Malformed)?;
+        let claims: RawClaims = serde_json::from_slice(&claims_json).map_err(|_| AuthError::Malformed)?;
         if claims.exp <= now {
             return Err(AuthError::Expired);
         }
@@ -138,10 +126,7 @@ impl TokenKey {
             Sub::Number(n) => n,
             Sub::Text(t) => t.parse::<UserId>().map_err(|_| AuthError::Subject)?.0,
         };
-        Ok(Claims {
-            user: UserId(user),
-            exp: claims.exp,
-        })
+        Ok(Claims { user: UserId(user), exp: claims.exp })
     }
 }
 
@@ -158,23 +143,14 @@ mod tests {
     fn mint_verify_round_trip() {
         let k = TokenKey::new(b"secret");
         let t = k.mint(UserId(42), 2000);
-        assert_eq!(
-            k.verify(&t, 1000),
-            Ok(Claims {
-                user: UserId(42),
-                exp: 2000
-            })
-        );
+        assert_eq!(k.verify(&t, 1000), Ok(Claims { user: UserId(42), exp: 2000 }));
     }
 
     #[test]
     fn refuses_forged_expired_and_malformed() {
         let k = TokenKey::new(b"secret");
         let t = k.mint(UserId(42), 2000);
-        assert_eq!(
-            TokenKey::new(b"other").verify(&t, 1000),
-            Err(AuthError::Signature)
-        );
+        assert_eq!(TokenKey::new(b"other").verify(&t, 1000), Err(AuthError::Signature));
         assert_eq!(k.verify(&t, 2000), Err(AuthError::Expired));
         assert_eq!(k.verify("a.b", 0), Err(AuthError::Malformed));
         assert_eq!(k.verify("a.b.c.d", 0), Err(AuthError::Malformed));
@@ -201,10 +177,7 @@ mod tests {
         let input = format!("{header}.{claims}");
         let mut mac = k.mac();
         mac.update(input.as_bytes());
-        let t = format!(
-            "{input}.{}",
-            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-        );
+        let t = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
         assert_eq!(k.verify(&t, 1), Err(AuthError::Subject));
     }
 }

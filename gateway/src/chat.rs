@@ -73,11 +73,7 @@ pub(crate) fn run(args: ChatArgs) -> anyhow::Result<()> {
             None => {}
             Some(Event::Message(m)) => {
                 if m.from == client.user() {
-                    println!(
-                        "  you (other device) → {}: {}",
-                        m.to.map(|u| u.to_string()).unwrap_or_default(),
-                        m.body
-                    );
+                    println!("  you (other device) → {}: {}", m.to.map(|u| u.to_string()).unwrap_or_default(), m.body);
                 } else {
                     println!("{}: {}", m.from, m.body);
                     client.ack_delivered(m.from, &[m.id])?;
@@ -93,11 +89,7 @@ pub(crate) fn run(args: ChatArgs) -> anyhow::Result<()> {
                 println!("  ✓✓ delivered to {}", r.by)
             }
             Some(Event::Receipt(r)) if r.by != client.user() => {
-                println!(
-                    "  ✓✓ read by {} up to {}",
-                    r.by,
-                    r.up_to.map(|u| u.to_string()).unwrap_or_default()
-                )
+                println!("  ✓✓ read by {} up to {}", r.by, r.up_to.map(|u| u.to_string()).unwrap_or_default())
             }
             Some(Event::Receipt(_)) => {}
             Some(Event::Synced { cursor }) => println!("  (up to date at {cursor})"),

@@ -20,9 +20,7 @@ impl FromStr for HumanDuration {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (n, unit) = s.split_at(split);
-        let n: u64 = n
-            .parse()
-            .map_err(|_| format!("`{s}`: expected a number and a unit, like 30s"))?;
+        let n: u64 = n.parse().map_err(|_| format!("`{s}`: expected a number and a unit, like 30s"))?;
         let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
         Ok(HumanDuration(match unit {
             "ms" => Duration::from_millis(n),
@@ -92,6 +90,9 @@ pub struct ServeArgs {
     /// Threads serving sync and history reads [default: 2].
     #[arg(long, env = "CHATGW_READERS")]
     pub readers: Option<usize>,
+    /// Most members of one group [default: 256].
+    #[arg(long, env = "CHATGW_MAX_GROUP_MEMBERS")]
+    pub max_group_members: Option<usize>,
     /// Serve an unauthenticated echo endpoint at /echo (conformance testing only).
     #[arg(long, env = "CHATGW_ECHO_ENDPOINT", num_args = 0..=1, default_missing_value = "true")]
     pub echo_endpoint: Option<bool>,
@@ -128,6 +129,8 @@ pub struct Config {
     pub commit_batch: usize,
     /// Reader threads.
     pub readers: usize,
+    /// Group size limit.
+    pub max_group_members: usize,
     /// Serve `/echo`.
     pub echo_endpoint: bool,
 }
@@ -139,9 +142,7 @@ impl Config {
         Config {
             listen,
             data,
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             secret,
             node_id: 0,
             max_frame: 128 * 1024,
@@ -153,6 +154,7 @@ impl Config {
             rate_burst: 400,
             commit_batch: 2048,
             readers: 2,
+            max_group_members: 256,
             echo_endpoint: false,
         }
     }
@@ -167,42 +169,25 @@ impl ServeArgs {
     pub fn resolve(self) -> anyhow::Result<Config> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str::<ServeArgs>(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<ServeArgs>(&text).with_context(|| format!("parsing config file {}", path.display()))?
             }
             None => ServeArgs::default(),
         };
-        let data = self
-            .data
-            .or(file.data)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+        let data = self.data.or(file.data).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
         let secret = match self.secret.or(file.secret) {
             Some(s) => s,
             None => load_or_create_secret(&data)?,
         };
-        let listen = self
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let listen = self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let mut c = Config::new(listen, data, secret);
         macro_rules! take {
             ($($f:ident),*) => {$(
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.into(); }
             )*};
         }
-        take!(
-            workers,
-            node_id,
-            max_frame,
-            max_outbound,
-            rate_limit,
-            rate_burst,
-            commit_batch,
-            readers,
-            echo_endpoint
-        );
+        take!(workers, node_id, max_frame, max_outbound, rate_limit, rate_burst, commit_batch, readers, echo_endpoint, max_group_members);
         macro_rules! take_duration {
             ($($f:ident),*) => {$(
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.0; }
@@ -217,28 +202,17 @@ impl ServeArgs {
 impl Config {
     /// Refuse settings the gateway cannot run with.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.workers >= 1 && self.workers <= 256,
-            "workers must be 1..=256"
-        );
-        anyhow::ensure!(
-            self.node_id <= chatgw_protocol::Snowflake::MAX_NODE,
-            "node-id must be 0..=1023"
-        );
-        anyhow::ensure!(
-            self.max_frame >= 1024,
-            "max-frame must be at least 1024 bytes"
-        );
-        anyhow::ensure!(
-            self.max_outbound >= self.max_frame,
-            "max-outbound must be at least max-frame"
-        );
-        anyhow::ensure!(
-            self.rate_limit >= 1 && self.rate_burst >= 1,
-            "rate-limit and rate-burst must be positive"
-        );
+        anyhow::ensure!(self.workers >= 1 && self.workers <= 256, "workers must be 1..=256");
+        anyhow::ensure!(self.node_id <= chatgw_protocol::Snowflake::MAX_NODE, "node-id must be 0..=1023");
+        anyhow::ensure!(self.max_frame >= 1024, "max-frame must be at least 1024 bytes");
+        anyhow::ensure!(self.max_outbound >= self.max_frame, "max-outbound must be at least max-frame");
+        anyhow::ensure!(self.rate_limit >= 1 && self.rate_burst >= 1, "rate-limit and rate-burst must be positive");
         anyhow::ensure!(self.commit_batch >= 1, "commit-batch must be positive");
         anyhow::ensure!(self.readers >= 1, "readers must be positive");
+        anyhow::ensure!(
+            (1..=u16::MAX as usize).contains(&self.max_group_members),
+            "max-group-members must be 1..=65535"
+        );
         anyhow::ensure!(!self.secret.is_empty(), "secret must not be empty");
         Ok(())
     }
@@ -252,8 +226,7 @@ pub fn load_or_create_secret(data: &std::path::Path) -> anyhow::Result<String> {
         anyhow::ensure!(!s.is_empty(), "{} is empty", path.display());
         return Ok(s);
     }
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("creating data directory {}", data.display()))?;
+    std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
@@ -279,18 +252,9 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            "30s".parse::<HumanDuration>().unwrap().0,
-            Duration::from_secs(30)
-        );
-        assert_eq!(
-            "24h".parse::<HumanDuration>().unwrap().0,
-            Duration::from_secs(86400)
-        );
-        assert_eq!(
-            "250ms".parse::<HumanDuration>().unwrap().0,
-            Duration::from_millis(250)
-        );
+        assert_eq!("30s".parse::<HumanDuration>().unwrap().0, Duration::from_secs(30));
+        assert_eq!("24h".parse::<HumanDuration>().unwrap().0, Duration::from_secs(86400));
+        assert_eq!("250ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(250));
         assert!("x".parse::<HumanDuration>().is_err());
         assert!("5y".parse::<HumanDuration>().is_err());
     }
@@ -299,11 +263,7 @@ mod tests {
     fn file_then_flags_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(
-            &file,
-            "workers = 3\nmax_frame = 4096\nping_interval = \"5s\"\nsecret = \"f\"\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "workers = 3\nmax_frame = 4096\nping_interval = \"5s\"\nsecret = \"f\"\n").unwrap();
         let args = ServeArgs {
             config: Some(file.clone()),
             workers: Some(1),
@@ -316,10 +276,7 @@ mod tests {
             (1, 4096, Duration::from_secs(5), "f")
         );
         std::fs::write(&file, "wokers = 3\n").unwrap();
-        let args = ServeArgs {
-            config: Some(file),
-            ..Default::default()
-        };
+        let args = ServeArgs { config: Some(file), ..Default::default() };
         assert!(args.resolve().is_err(), "unknown keys are refused");
     }
 

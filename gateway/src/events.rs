@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chatgw_protocol::{ConversationId, MessageId, MessageKind, UserId};
+use chatgw_protocol::{ConversationId, GroupChange, GroupId, MessageId, MessageKind, UserId};
 use chatgw_router::Endpoint;
 
 /// A write request from a core to the group committer.
@@ -20,41 +20,32 @@ pub(crate) enum CommitRequest {
         body: String,
     },
     /// Record delivery of messages to `by`.
-    Delivered {
-        origin: Endpoint,
-        by: UserId,
-        conversation: ConversationId,
-        ids: Vec<MessageId>,
-    },
+    Delivered { origin: Endpoint, by: UserId, conversation: ConversationId, ids: Vec<MessageId> },
     /// Record that `by` read the conversation up to `up_to`.
-    Read {
-        origin: Endpoint,
-        by: UserId,
-        conversation: ConversationId,
-        up_to: MessageId,
-    },
+    Read { origin: Endpoint, by: UserId, conversation: ConversationId, up_to: MessageId },
+    /// Create, change or describe a group.
+    Group { origin: Endpoint, by: UserId, op: GroupOp },
     /// Finish everything queued before this, then exit.
     Stop,
+}
+
+/// A group operation.
+#[derive(Debug)]
+pub(crate) enum GroupOp {
+    Create { request_id: String, name: String, members: Vec<UserId> },
+    Change { group: GroupId, change: GroupChange },
+    Info { group: GroupId },
 }
 
 /// A read request from a core to a reader thread.
 #[derive(Debug)]
 pub(crate) enum QueryRequest {
     /// One page of `user`'s inbox after `after`.
-    Sync {
-        origin: Endpoint,
-        user: UserId,
-        after: MessageId,
-        limit: usize,
-    },
-    /// One page of the conversation of `user` and `peer`.
-    History {
-        origin: Endpoint,
-        user: UserId,
-        peer: UserId,
-        before: Option<MessageId>,
-        limit: usize,
-    },
+    Sync { origin: Endpoint, user: UserId, after: MessageId, limit: usize },
+    /// One page of a conversation `user` takes part in.
+    History { origin: Endpoint, user: UserId, conversation: ConversationId, before: Option<MessageId>, limit: usize },
+    /// Delivery and read details of one group message of `user`.
+    MessageInfo { origin: Endpoint, user: UserId, group: GroupId, msg: MessageId },
     /// Exit.
     Stop,
 }
@@ -64,20 +55,11 @@ pub(crate) enum QueryRequest {
 pub(crate) enum CoreEvent {
     /// A live inbox event (message or receipt) as a JSON text payload,
     /// shared by every connection it fans out to.
-    Deliver {
-        to: Endpoint,
-        event: MessageId,
-        payload: Arc<[u8]>,
-    },
+    Deliver { to: Endpoint, event: MessageId, payload: Arc<[u8]> },
     /// A reply to this connection's own request (`sent`, `error`, `history`).
     Reply { to: Endpoint, payload: Vec<u8> },
     /// One page of a sync: events oldest first, each with its id.
-    SyncPage {
-        to: Endpoint,
-        events: Vec<(MessageId, Vec<u8>)>,
-        scanned_to: MessageId,
-        full: bool,
-    },
+    SyncPage { to: Endpoint, events: Vec<(MessageId, Vec<u8>)>, scanned_to: MessageId, full: bool },
     /// A sync page could not be read; the payload is an `error` frame.
     SyncFailed { to: Endpoint, payload: Vec<u8> },
 }

@@ -51,10 +51,7 @@ struct TokenArgs {
 }
 
 /// The secret `serve` would use, for commands that sign tokens.
-pub(crate) fn resolve_secret(
-    secret: Option<String>,
-    data: &std::path::Path,
-) -> anyhow::Result<String> {
+pub(crate) fn resolve_secret(secret: Option<String>, data: &std::path::Path) -> anyhow::Result<String> {
     match secret {
         Some(s) => Ok(s),
         None => config::load_or_create_secret(data),
@@ -67,10 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Token(t) => {
             let key = TokenKey::new(resolve_secret(t.secret, &t.data)?.as_bytes());
-            println!(
-                "{}",
-                key.mint(UserId(t.user), unix_now() + t.ttl.0.as_secs())
-            );
+            println!("{}", key.mint(UserId(t.user), unix_now() + t.ttl.0.as_secs()));
             Ok(())
         }
         Command::Chat(args) => chat::run(args),
@@ -80,34 +74,24 @@ fn main() -> anyhow::Result<()> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CHATGW_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("CHATGW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = args.resolve()?;
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+        .context("installing signal handlers")?;
     let data = config.data.clone();
     let workers = config.workers;
     let handle = Server::start(config)?;
     let addr = handle.addr();
     tracing::info!(%addr, workers, "listening: ws://{addr}/ws  (health: http://{addr}/healthz, metrics: http://{addr}/metrics)");
     tracing::info!(data = %data.display(), "embedded store in {}", data.join("store").display());
-    tracing::info!(
-        "mint a token: chatgw token --user 1 --data {}",
-        data.display()
-    );
+    tracing::info!("mint a token: chatgw token --user 1 --data {}", data.display());
     let signal = signals.forever().next();
-    tracing::info!(
-        ?signal,
-        "shutting down: no new connections; finishing commits; closing connections with 1001"
-    );
+    tracing::info!(?signal, "shutting down: no new connections; finishing commits; closing connections with 1001");
     let started = std::time::Instant::now();
     handle.shutdown();
     tracing::info!(took = ?started.elapsed().max(Duration::ZERO), "stopped");

@@ -91,76 +91,24 @@ impl Metrics {
             syncs: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "connections_open",
-            "WebSocket connections open",
-            m.connections_open.clone(),
-        );
-        registry.register(
-            "connections_accepted",
-            "TCP connections accepted",
-            m.connections_accepted.clone(),
-        );
-        registry.register(
-            "auth_failures",
-            "Handshakes refused with 401",
-            m.auth_failures.clone(),
-        );
-        registry.register(
-            "bad_requests",
-            "HTTP requests refused or timed out before upgrade",
-            m.bad_requests.clone(),
-        );
-        registry.register(
-            "messages_stored",
-            "Messages made durable",
-            m.messages_stored.clone(),
-        );
+        registry.register("connections_open", "WebSocket connections open", m.connections_open.clone());
+        registry.register("connections_accepted", "TCP connections accepted", m.connections_accepted.clone());
+        registry.register("auth_failures", "Handshakes refused with 401", m.auth_failures.clone());
+        registry.register("bad_requests", "HTTP requests refused or timed out before upgrade", m.bad_requests.clone());
+        registry.register("messages_stored", "Messages made durable", m.messages_stored.clone());
         registry.register(
             "messages_deduplicated",
             "Resent messages answered with their original id",
             m.messages_deduplicated.clone(),
         );
-        registry.register(
-            "receipts_stored",
-            "Delivery and read receipts made durable",
-            m.receipts_stored.clone(),
-        );
-        registry.register(
-            "events_delivered",
-            "Inbox events written to device connections",
-            m.events_delivered.clone(),
-        );
-        registry.register(
-            "commit_batch_size",
-            "Requests per group commit",
-            m.commit_batch_size.clone(),
-        );
-        registry.register(
-            "commit_seconds",
-            "Duration of one group commit including fsync",
-            m.commit_seconds.clone(),
-        );
-        registry.register(
-            "commit_bytes",
-            "Key and value bytes written to the store",
-            m.commit_bytes.clone(),
-        );
-        registry.register(
-            "commit_errors",
-            "Group commits that failed",
-            m.commit_errors.clone(),
-        );
-        registry.register(
-            "protocol_errors",
-            "Error frames sent",
-            m.protocol_errors.clone(),
-        );
-        registry.register(
-            "rate_limited",
-            "Frames refused by the per-connection rate limit",
-            m.rate_limited.clone(),
-        );
+        registry.register("receipts_stored", "Delivery and read receipts made durable", m.receipts_stored.clone());
+        registry.register("events_delivered", "Inbox events written to device connections", m.events_delivered.clone());
+        registry.register("commit_batch_size", "Requests per group commit", m.commit_batch_size.clone());
+        registry.register("commit_seconds", "Duration of one group commit including fsync", m.commit_seconds.clone());
+        registry.register("commit_bytes", "Key and value bytes written to the store", m.commit_bytes.clone());
+        registry.register("commit_errors", "Group commits that failed", m.commit_errors.clone());
+        registry.register("protocol_errors", "Error frames sent", m.protocol_errors.clone());
+        registry.register("rate_limited", "Frames refused by the per-connection rate limit", m.rate_limited.clone());
         registry.register(
             "slow_consumers",
             "Connections closed because their outbound queue was full",
@@ -171,11 +119,7 @@ impl Metrics {
             "Connections closed for WebSocket protocol violations",
             m.framing_errors.clone(),
         );
-        registry.register(
-            "timeouts",
-            "Connections closed for a missing pong",
-            m.timeouts.clone(),
-        );
+        registry.register("timeouts", "Connections closed for a missing pong", m.timeouts.clone());
         registry.register("syncs", "Sync requests served", m.syncs.clone());
         Metrics { registry, ..m }
     }

@@ -1,12 +1,15 @@
-//! Reader threads: `sync` pages and `history` pages.
+//! Reader threads: `sync` pages, `history` pages, message info.
 //!
 //! Range scans can touch disk; an event loop must not. Cores post read
-//! requests here and get the encoded page back through their mailbox.
+//! requests here and get the encoded answer back through their mailbox.
+//! Group permissions are checked here against the stored membership: a
+//! member sees history from when they joined, a non-member sees nothing.
 
 use std::sync::Arc;
 
-use chatgw_protocol::{server, ConversationId, ErrorCode};
-use chatgw_storage::{InboxEvent, MessageStore};
+use chatgw_protocol::{server, ConversationId, ErrorCode, GroupId, MessageId, UserId};
+use chatgw_router::Endpoint;
+use chatgw_storage::{InboxEvent, MessageStore, StoreError};
 use crossbeam_channel::Receiver;
 
 use crate::{
@@ -17,88 +20,101 @@ use crate::{
 /// A reader thread's body; returns on `Stop` or when the channel closes.
 pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receiver<QueryRequest>) {
     while let Ok(req) = rx.recv() {
-        let (to, event) = match req {
+        let event = match req {
             QueryRequest::Stop => break,
-            QueryRequest::Sync {
-                origin,
-                user,
-                after,
-                limit,
-            } => {
+            QueryRequest::Sync { origin, user, after, limit } => {
                 shared.metrics.syncs.inc();
-                match store.inbox_after(user, after, limit) {
-                    Ok(events) => {
-                        let full = events.len() == limit;
-                        let scanned_to = events.last().map(InboxEvent::id).unwrap_or(after);
-                        let events = events
-                            .iter()
-                            .map(|e| {
-                                let mut p = Vec::with_capacity(160);
-                                match e {
-                                    InboxEvent::Message(m) => server::message(&mut p, m),
-                                    InboxEvent::Receipt(r) => server::receipt(&mut p, r),
-                                }
-                                (e.id(), p)
-                            })
-                            .collect();
-                        (
-                            origin,
-                            CoreEvent::SyncPage {
-                                to: origin,
-                                events,
-                                scanned_to,
-                                full,
-                            },
-                        )
-                    }
-                    Err(e) => (
-                        origin,
-                        CoreEvent::SyncFailed {
-                            to: origin,
-                            payload: failure(&e),
-                        },
-                    ),
+                match sync_page(store.as_ref(), origin, user, after, limit) {
+                    Ok(ev) => ev,
+                    Err(e) => CoreEvent::SyncFailed { to: origin, payload: failure(&e) },
                 }
             }
-            QueryRequest::History {
-                origin,
-                user,
-                peer,
-                before,
-                limit,
-            } => match store.history(ConversationId::direct(user, peer), before, limit) {
-                Ok(page) => {
-                    let mut p = Vec::with_capacity(256 * page.len().max(1));
-                    server::history(&mut p, peer, &page, page.len() == limit);
-                    (
-                        origin,
-                        CoreEvent::Reply {
-                            to: origin,
-                            payload: p,
-                        },
-                    )
-                }
-                Err(e) => (
-                    origin,
-                    CoreEvent::Reply {
-                        to: origin,
-                        payload: failure(&e),
-                    },
-                ),
-            },
+            QueryRequest::History { origin, user, conversation, before, limit } => {
+                let payload = history(store.as_ref(), user, conversation, before, limit).unwrap_or_else(|e| failure(&e));
+                CoreEvent::Reply { to: origin, payload }
+            }
+            QueryRequest::MessageInfo { origin, user, group, msg } => {
+                let payload = message_info(store.as_ref(), user, group, msg).unwrap_or_else(|e| failure(&e));
+                CoreEvent::Reply { to: origin, payload }
+            }
         };
-        shared.mailboxes.post(usize::from(to.core), vec![event]);
+        shared.mailboxes.post(usize::from(event.endpoint().core), vec![event]);
     }
 }
 
-fn failure(e: &chatgw_storage::StoreError) -> Vec<u8> {
+fn sync_page(
+    store: &dyn MessageStore,
+    origin: Endpoint,
+    user: UserId,
+    after: MessageId,
+    limit: usize,
+) -> Result<CoreEvent, StoreError> {
+    let events = store.inbox_after(user, after, limit)?;
+    let full = events.len() == limit;
+    let scanned_to = events.last().map(InboxEvent::id).unwrap_or(after);
+    let events = events
+        .iter()
+        .map(|e| {
+            let mut p = Vec::with_capacity(160);
+            match e {
+                InboxEvent::Message(m) => server::message(&mut p, m),
+                InboxEvent::Receipt(r) => server::receipt(&mut p, r),
+            }
+            (e.id(), p)
+        })
+        .collect();
+    Ok(CoreEvent::SyncPage { to: origin, events, scanned_to, full })
+}
+
+fn refusal() -> Vec<u8> {
+    let mut p = Vec::new();
+    server::error(&mut p, ErrorCode::NotAllowed, "not a member of this group", None);
+    p
+}
+
+fn history(
+    store: &dyn MessageStore,
+    user: UserId,
+    conversation: ConversationId,
+    before: Option<MessageId>,
+    limit: usize,
+) -> Result<Vec<u8>, StoreError> {
+    // Members see the group from the message that added them on.
+    let since = match conversation {
+        ConversationId::Direct { .. } => MessageId(0),
+        ConversationId::Group(g) => match store.group(g)?.and_then(|grp| grp.member(user).copied()) {
+            Some(m) => m.joined,
+            None => return Ok(refusal()),
+        },
+    };
+    let mut page = store.history(conversation, before, limit)?;
+    let complete = page.len() == limit;
+    page.retain(|m| m.id >= since);
+    let more = complete && page.len() == limit && page.last().is_some_and(|m| m.id > since);
+    let mut p = Vec::with_capacity(256 * page.len().max(1));
+    server::history(&mut p, &conversation, user, &page, more);
+    Ok(p)
+}
+
+fn message_info(store: &dyn MessageStore, user: UserId, group: GroupId, msg: MessageId) -> Result<Vec<u8>, StoreError> {
+    let Some(g) = store.group(group)?.filter(|g| g.is_member(user)) else { return Ok(refusal()) };
+    let conversation = ConversationId::Group(group);
+    let Some(m) = store.message(conversation, msg)?.filter(|m| m.from == user) else {
+        let mut p = Vec::new();
+        server::error(&mut p, ErrorCode::NotAllowed, "message info is for your own messages of this group", None);
+        return Ok(p);
+    };
+    let receipts = store.receipts_of(conversation, m.id)?;
+    // Recipients: members who were in the group when it was sent, besides the sender.
+    let recipients = g.members.iter().filter(|x| x.user != user && x.joined <= m.id).count();
+    let mut p = Vec::with_capacity(128 + 40 * (receipts.delivered.len() + receipts.read.len()));
+    server::message_info(&mut p, group, m.id, &receipts.delivered, &receipts.read, recipients);
+    Ok(p)
+}
+
+fn failure(e: &StoreError) -> Vec<u8> {
     tracing::error!(error = %e, "store read failed");
     let mut p = Vec::new();
-    server::error(
-        &mut p,
-        ErrorCode::Unavailable,
-        "the store could not be read; retry",
-        None,
-    );
+    server::error(&mut p, ErrorCode::Unavailable, "the store could not be read; retry", None);
     p
 }

@@ -62,9 +62,7 @@ pub struct ServerHandle {
 
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        f.debug_struct("ServerHandle").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
 
@@ -89,17 +87,14 @@ impl Server {
         );
 
         // One SO_REUSEPORT listener per core; port 0 is resolved by the first.
-        let first =
-            bind_reuseport(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let first = bind_reuseport(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let addr = first.local_addr()?;
         let mut listeners = vec![first];
         for _ in 1..config.workers {
             listeners.push(bind_reuseport(addr).with_context(|| format!("binding {addr}"))?);
         }
 
-        let drivers: Vec<EpollCore> = (0..config.workers)
-            .map(|_| EpollCore::new())
-            .collect::<Result<_, _>>()?;
+        let drivers: Vec<EpollCore> = (0..config.workers).map(|_| EpollCore::new()).collect::<Result<_, _>>()?;
         let wakers: Vec<Arc<dyn Wake>> = drivers.iter().map(EpollCore::waker).collect();
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
         let (query_tx, query_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
@@ -135,22 +130,14 @@ impl Server {
             .enumerate()
             .map(|(i, (driver, listener))| {
                 let shared = shared.clone();
-                std::thread::Builder::new()
-                    .name(format!("chatgw-core-{i}"))
-                    .spawn(move || {
-                        if let Err(e) = driver.run(i as u16, shared, listener) {
-                            tracing::error!(core = i, error = %e, "event loop failed");
-                        }
-                    })
+                std::thread::Builder::new().name(format!("chatgw-core-{i}")).spawn(move || {
+                    if let Err(e) = driver.run(i as u16, shared, listener) {
+                        tracing::error!(core = i, error = %e, "event loop failed");
+                    }
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ServerHandle {
-            addr,
-            shared,
-            cores,
-            committer: Some(committer),
-            readers,
-        })
+        Ok(ServerHandle { addr, shared, cores, committer: Some(committer), readers })
     }
 }
 
@@ -182,9 +169,7 @@ impl ServerHandle {
         self.shared.phase.store(PHASE_DRAINING, Ordering::Release);
         wake_all(&self.shared);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.shared.intake_stopped.load(Ordering::Acquire) < workers
-            && Instant::now() < deadline
-        {
+        while self.shared.intake_stopped.load(Ordering::Acquire) < workers && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
         // Everything the cores took is in the committer's queue, ahead of Stop.

@@ -21,19 +21,13 @@ struct Healthy {
 
 impl Healthy {
     fn new(gw: &TestGateway) -> Self {
-        Healthy {
-            a: gw.online(1001),
-            b: gw.online(1002),
-            n: 0,
-        }
+        Healthy { a: gw.online(1001), b: gw.online(1002), n: 0 }
     }
 
     fn check(&mut self) {
         self.n += 1;
         let cid = format!("healthy-{}", self.n);
-        self.a
-            .send_message(UserId(1002), &cid, MessageKind::Text, "still here")
-            .unwrap();
+        self.a.send_message(UserId(1002), &cid, MessageKind::Text, "still here").unwrap();
         let (id, _) = sent_id(&mut self.a, &cid);
         assert_eq!(next_message(&mut self.b).id, id);
     }
@@ -47,14 +41,8 @@ fn protocol_errors_get_error_frames_and_connection_stays_usable() {
     for (text, code) in [
         ("{not json", "bad_json"),
         (r#"{"type":"teleport"}"#, "unknown_type"),
-        (
-            r#"{"type":"send","id":"r1","to":"two","body":"x"}"#,
-            "bad_field",
-        ),
-        (
-            r#"{"type":"send","id":"r2","to":"2","body":{"obj":1}}"#,
-            "bad_field",
-        ),
+        (r#"{"type":"send","id":"r1","to":"two","body":"x"}"#, "bad_field"),
+        (r#"{"type":"send","id":"r2","to":"2","body":{"obj":1}}"#, "bad_field"),
         (r#"{"type":"sync","limit":100000}"#, "bad_field"),
     ] {
         c.send_raw(text).unwrap();
@@ -62,19 +50,14 @@ fn protocol_errors_get_error_frames_and_connection_stays_usable() {
         ok.check();
     }
     // The error for a send names the client id.
-    c.send_raw(r#"{"type":"send","id":"r3","to":"2","kind":"hologram","body":"x"}"#)
-        .unwrap();
+    c.send_raw(r#"{"type":"send","id":"r3","to":"2","kind":"hologram","body":"x"}"#).unwrap();
     assert_eq!(next_error(&mut c), ("bad_field".into(), Some("r3".into())));
     // Body over 64 KiB.
-    let big = format!(
-        r#"{{"type":"send","id":"big","to":"2","body":"{}"}}"#,
-        "x".repeat(70_000)
-    );
+    let big = format!(r#"{{"type":"send","id":"big","to":"2","body":"{}"}}"#, "x".repeat(70_000));
     c.send_raw(&big).unwrap();
     assert_eq!(next_error(&mut c), ("bad_field".into(), Some("big".into())));
     // And the connection still works.
-    c.send_message(UserId(2), "fine", MessageKind::Text, "ok")
-        .unwrap();
+    c.send_message(UserId(2), "fine", MessageKind::Text, "ok").unwrap();
     sent_id(&mut c, "fine");
     ok.check();
     assert!(gw.metric("chatgw_protocol_errors_total") >= 7.0);
@@ -85,16 +68,8 @@ fn framing_violations_close_with_their_codes() {
     let gw = TestGateway::start(2);
     let mut ok = Healthy::new(&gw);
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        (
-            "oversized frame",
-            masked_frame(0x81, &vec![b'a'; 200 * 1024]),
-            1009,
-        ),
-        (
-            "invalid UTF-8",
-            masked_frame(0x81, &[0xC3, 0x28, 0xFF]),
-            1007,
-        ),
+        ("oversized frame", masked_frame(0x81, &vec![b'a'; 200 * 1024]), 1009),
+        ("invalid UTF-8", masked_frame(0x81, &[0xC3, 0x28, 0xFF]), 1007),
         ("binary frame", masked_frame(0x82, b"\x00\x01"), 1003),
         ("reserved bits", masked_frame(0xC1, b"{}"), 1002),
         ("unknown opcode", masked_frame(0x83, b""), 1002),
@@ -120,18 +95,13 @@ fn fragmented_text_is_reassembled() {
     let (p1, rest) = text.split_at(10);
     let (p2, p3) = rest.split_at(20);
     s.write_all(&masked_frame(0x01, p1)).unwrap();
-    s.write_all(&masked_frame(0x89, b"ping in between"))
-        .unwrap();
+    s.write_all(&masked_frame(0x89, b"ping in between")).unwrap();
     s.write_all(&masked_frame(0x00, p2)).unwrap();
     s.write_all(&masked_frame(0x80, p3)).unwrap();
     let (op, pong) = read_server_frame(&mut s);
     assert_eq!((op, pong.as_slice()), (0xA, &b"ping in between"[..]));
     let (_, sent) = read_server_frame(&mut s);
-    assert!(
-        sent.starts_with(br#"{"type":"sent","id":"frag""#),
-        "{}",
-        String::from_utf8_lossy(&sent)
-    );
+    assert!(sent.starts_with(br#"{"type":"sent","id":"frag""#), "{}", String::from_utf8_lossy(&sent));
     assert_eq!(next_message(&mut b).body, "in three parts");
 }
 
@@ -139,8 +109,8 @@ fn fragmented_text_is_reassembled() {
 fn bad_tokens_get_401_before_upgrade() {
     let gw = TestGateway::start(1);
     let mut ok = Healthy::new(&gw);
-    let forged = chatgw_gateway::auth::TokenKey::new(b"not the secret")
-        .mint(UserId(1), chatgw_gateway::auth::unix_now() + 60);
+    let forged =
+        chatgw_gateway::auth::TokenKey::new(b"not the secret").mint(UserId(1), chatgw_gateway::auth::unix_now() + 60);
     let expired = gw.key.mint(UserId(1), chatgw_gateway::auth::unix_now() - 1);
     for token in [forged.as_str(), expired.as_str(), "garbage", ""] {
         match Client::connect(gw.addr, token) {
@@ -168,20 +138,14 @@ fn bad_tokens_get_401_before_upgrade() {
 fn garbage_instead_of_http_gets_400_and_close() {
     let gw = TestGateway::start(1);
     let mut ok = Healthy::new(&gw);
-    let resp = raw_exchange(
-        gw.addr,
-        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n",
-    );
+    let resp = raw_exchange(gw.addr, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     ok.check();
     let resp = raw_exchange(gw.addr, b"POST /ws HTTP/1.1\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 405"), "{resp}");
     let resp = raw_exchange(gw.addr, b"GET /nope HTTP/1.1\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
-    let resp = raw_exchange(
-        gw.addr,
-        format!("GET /ws?token={} HTTP/1.1\r\n\r\n", gw.token(1)).as_bytes(),
-    );
+    let resp = raw_exchange(gw.addr, format!("GET /ws?token={} HTTP/1.1\r\n\r\n", gw.token(1)).as_bytes());
     assert!(resp.starts_with("HTTP/1.1 400"), "plain GET on /ws: {resp}");
     let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(10_000));
     let resp = raw_exchange(gw.addr, huge.as_bytes());
@@ -193,10 +157,7 @@ fn garbage_instead_of_http_gets_400_and_close() {
 fn health_and_metrics_endpoints() {
     let gw = TestGateway::start(1);
     let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(
-        resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok\n"),
-        "{resp}"
-    );
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok\n"), "{resp}");
     let _c = gw.online(1);
     let resp = raw_exchange(gw.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -237,26 +198,16 @@ fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others()
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     sock.connect(&gw.addr.into()).unwrap();
-    let mut stuck = Client::handshake(
-        sock.into(),
-        &format!("ws://{}/ws?token={}", gw.addr, gw.token(20)),
-    )
-    .unwrap();
+    let mut stuck = Client::handshake(sock.into(), &format!("ws://{}/ws?token={}", gw.addr, gw.token(20))).unwrap();
     stuck.sync().unwrap();
-    stuck
-        .wait_for(WAIT, "synced", |e| {
-            matches!(e, Event::Synced { .. }).then_some(())
-        })
-        .unwrap();
+    stuck.wait_for(WAIT, "synced", |e| matches!(e, Event::Synced { .. }).then_some(())).unwrap();
 
     let mut flooder = gw.online(21);
     let body = "z".repeat(8 * 1024);
     let mut closed = false;
     let mut flooded = 0;
     for i in 0..2000 {
-        flooder
-            .send_message(UserId(20), &format!("f{i}"), MessageKind::Text, &body)
-            .unwrap();
+        flooder.send_message(UserId(20), &format!("f{i}"), MessageKind::Text, &body).unwrap();
         sent_id(&mut flooder, &format!("f{i}"));
         flooded += 1;
         if gw.metric("chatgw_slow_consumers_total") >= 1.0 {
@@ -269,14 +220,8 @@ fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others()
     // Every message was stored: the device catches up by sync on a new connection.
     let mut again = gw.connect(20);
     let events = sync_all(&mut again);
-    let n = events
-        .iter()
-        .filter(|e| matches!(e, Event::Message(_)))
-        .count();
-    assert_eq!(
-        n, flooded,
-        "a fresh device replays every acknowledged message"
-    );
+    let n = events.iter().filter(|e| matches!(e, Event::Message(_))).count();
+    assert_eq!(n, flooded, "a fresh device replays every acknowledged message");
     // The stuck device, if it reads at last, finds the close code at the end.
     let mut last = 0;
     while let Ok(Some(ev)) = stuck.next_event(Duration::from_secs(3)) {
@@ -305,13 +250,8 @@ fn silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays() {
     assert_eq!(op, 0x9, "a ping after a second of silence");
     assert_eq!(read_close_code(&mut silent), 4001);
     let (mut responsive, events) = reader.join().unwrap();
-    assert!(
-        events.iter().all(|e| !matches!(e, Event::Closed { .. })),
-        "{events:?}"
-    );
-    responsive
-        .send_message(UserId(31), "self", MessageKind::Text, "note to self")
-        .unwrap();
+    assert!(events.iter().all(|e| !matches!(e, Event::Closed { .. })), "{events:?}");
+    responsive.send_message(UserId(31), "self", MessageKind::Text, "note to self").unwrap();
     sent_id(&mut responsive, "self");
     assert!(gw.metric("chatgw_timeouts_total") >= 1.0);
 }

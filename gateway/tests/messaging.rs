@@ -14,8 +14,7 @@ fn online_pair_gets_message_and_both_receipts() {
     let mut a = gw.online(1);
     let mut b = gw.online(2);
 
-    a.send_message(UserId(2), "m1", MessageKind::Text, "hello")
-        .unwrap();
+    a.send_message(UserId(2), "m1", MessageKind::Text, "hello").unwrap();
     let (id, dup) = sent_id(&mut a, "m1");
     assert!(!dup);
 
@@ -50,52 +49,29 @@ fn online_pair_gets_message_and_both_receipts() {
 fn offline_recipient_gets_message_once_by_sync_and_sender_gets_receipts_by_sync() {
     let gw = TestGateway::start(2);
     let mut a = gw.online(1);
-    a.send_message(UserId(2), "x", MessageKind::Image, "{\"url\":\"s3://k\"}")
-        .unwrap();
+    a.send_message(UserId(2), "x", MessageKind::Image, "{\"url\":\"s3://k\"}").unwrap();
     let (id, _) = sent_id(&mut a, "x");
     let a_cursor = a.cursor();
     a.close();
 
     let mut b = gw.connect(2);
     let events = sync_all(&mut b);
-    let msgs: Vec<_> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Message(m) = e {
-                Some(m.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let msgs: Vec<_> =
+        events.iter().filter_map(|e| if let Event::Message(m) = e { Some(m.clone()) } else { None }).collect();
     assert_eq!(msgs.len(), 1, "{events:?}");
-    assert_eq!(
-        (msgs[0].id, msgs[0].kind, msgs[0].body.as_str()),
-        (id, MessageKind::Image, "{\"url\":\"s3://k\"}")
-    );
+    assert_eq!((msgs[0].id, msgs[0].kind, msgs[0].body.as_str()), (id, MessageKind::Image, "{\"url\":\"s3://k\"}"));
     b.ack_delivered(UserId(1), &[id]).unwrap();
     b.mark_read(UserId(1), id).unwrap();
     // Nothing arrives twice on this device.
     let later = b.drain(Duration::from_millis(300)).unwrap();
-    assert!(
-        later.iter().all(|e| !matches!(e, Event::Message(_))),
-        "{later:?}"
-    );
+    assert!(later.iter().all(|e| !matches!(e, Event::Message(_))), "{later:?}");
 
     // A comes back and syncs from where it was: both receipts, in order.
     let mut a = gw.connect(1);
     a.set_cursor(a_cursor);
     let events = sync_all(&mut a);
-    let statuses: Vec<_> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Receipt(r) = e {
-                Some(r.status.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let statuses: Vec<_> =
+        events.iter().filter_map(|e| if let Event::Receipt(r) = e { Some(r.status.clone()) } else { None }).collect();
     assert_eq!(statuses, vec!["delivered", "read"], "{events:?}");
 }
 
@@ -104,8 +80,7 @@ fn resend_with_same_client_id_is_stored_and_delivered_once() {
     let gw = TestGateway::start(1);
     let mut a = gw.online(1);
     let mut b = gw.online(2);
-    a.send_message(UserId(2), "same", MessageKind::Text, "one")
-        .unwrap();
+    a.send_message(UserId(2), "same", MessageKind::Text, "one").unwrap();
     let (id, dup) = sent_id(&mut a, "same");
     assert!(!dup);
     assert_eq!(next_message(&mut b).id, id);
@@ -113,29 +88,17 @@ fn resend_with_same_client_id_is_stored_and_delivered_once() {
     // After a reconnect, the client resends.
     a.close();
     let mut a = gw.online(1);
-    a.send_message(UserId(2), "same", MessageKind::Text, "one")
-        .unwrap();
+    a.send_message(UserId(2), "same", MessageKind::Text, "one").unwrap();
     assert_eq!(sent_id(&mut a, "same"), (id, true));
     // Twice in one burst as well (same group commit).
-    a.send_message(UserId(2), "burst", MessageKind::Text, "b")
-        .unwrap();
-    a.send_message(UserId(2), "burst", MessageKind::Text, "b")
-        .unwrap();
+    a.send_message(UserId(2), "burst", MessageKind::Text, "b").unwrap();
+    a.send_message(UserId(2), "burst", MessageKind::Text, "b").unwrap();
     let (first, d1) = sent_id(&mut a, "burst");
     let (second, d2) = sent_id(&mut a, "burst");
     assert_eq!((first, d1, d2), (second, false, true));
 
     let extra = b.drain(Duration::from_millis(300)).unwrap();
-    let ids: Vec<_> = extra
-        .iter()
-        .filter_map(|e| {
-            if let Event::Message(m) = e {
-                Some(m.id)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let ids: Vec<_> = extra.iter().filter_map(|e| if let Event::Message(m) = e { Some(m.id) } else { None }).collect();
     assert_eq!(ids, vec![first], "only the new message arrives: {extra:?}");
     assert_eq!(gw.metric("chatgw_messages_stored_total"), 2.0);
     assert_eq!(gw.metric("chatgw_messages_deduplicated_total"), 2.0);
@@ -146,8 +109,7 @@ fn sync_after_sync_returns_nothing_new() {
     let gw = TestGateway::start(1);
     let mut a = gw.online(1);
     for i in 0..5 {
-        a.send_message(UserId(2), &format!("c{i}"), MessageKind::Text, "m")
-            .unwrap();
+        a.send_message(UserId(2), &format!("c{i}"), MessageKind::Text, "m").unwrap();
         sent_id(&mut a, &format!("c{i}"));
     }
     let mut b = gw.connect(2);
@@ -166,13 +128,7 @@ fn sync_pages_through_a_long_backlog_in_order() {
     let mut a = gw.online(1);
     let n = 1200; // more than two pages of 500
     for i in 0..n {
-        a.send_message(
-            UserId(2),
-            &format!("c{i}"),
-            MessageKind::Text,
-            &format!("{i}"),
-        )
-        .unwrap();
+        a.send_message(UserId(2), &format!("c{i}"), MessageKind::Text, &format!("{i}")).unwrap();
         if i % 100 == 99 {
             for j in i - 99..=i {
                 sent_id(&mut a, &format!("c{j}"));
@@ -181,16 +137,8 @@ fn sync_pages_through_a_long_backlog_in_order() {
     }
     let mut b = gw.connect(2);
     let events = sync_all(&mut b);
-    let bodies: Vec<String> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Message(m) = e {
-                Some(m.body.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let bodies: Vec<String> =
+        events.iter().filter_map(|e| if let Event::Message(m) = e { Some(m.body.clone()) } else { None }).collect();
     assert_eq!(bodies, (0..n).map(|i| i.to_string()).collect::<Vec<_>>());
 }
 
@@ -203,10 +151,7 @@ fn cross_core_delivery() {
     for user in 1..=64u64 {
         clients.push((user, gw.online(user)));
         let core = gw.handle().cores_of(user)[0];
-        if let Some((other, _)) = clients
-            .iter()
-            .find(|(u, _)| gw.handle().cores_of(*u)[0] != core)
-        {
+        if let Some((other, _)) = clients.iter().find(|(u, _)| gw.handle().cores_of(*u)[0] != core) {
             pair = Some((*other, user));
             break;
         }
@@ -215,19 +160,14 @@ fn cross_core_delivery() {
     assert_ne!(gw.handle().cores_of(x), gw.handle().cores_of(y));
     let ix = clients.iter().position(|(u, _)| *u == x).unwrap();
     let iy = clients.iter().position(|(u, _)| *u == y).unwrap();
-    clients[ix]
-        .1
-        .send_message(UserId(y), "cc", MessageKind::Text, "across")
-        .unwrap();
+    clients[ix].1.send_message(UserId(y), "cc", MessageKind::Text, "across").unwrap();
     let (id, _) = sent_id(&mut clients[ix].1, "cc");
     let m = next_message(&mut clients[iy].1);
     assert_eq!((m.id, m.body.as_str()), (id, "across"));
     clients[iy].1.ack_delivered(UserId(x), &[id]).unwrap();
     clients[ix]
         .1
-        .wait_for(WAIT, "receipt across cores", |e| {
-            matches!(e, Event::Receipt(r) if r.ids == vec![id]).then_some(())
-        })
+        .wait_for(WAIT, "receipt across cores", |e| matches!(e, Event::Receipt(r) if r.ids == vec![id]).then_some(()))
         .unwrap();
 }
 
@@ -238,19 +178,14 @@ fn every_device_of_recipient_and_senders_other_devices_get_it() {
     let mut a_laptop = gw.online(1);
     let mut b_phone = gw.online(2);
     let mut b_laptop = gw.online(2);
-    a_phone
-        .send_message(UserId(2), "md", MessageKind::Text, "to all")
-        .unwrap();
+    a_phone.send_message(UserId(2), "md", MessageKind::Text, "to all").unwrap();
     let (id, _) = sent_id(&mut a_phone, "md");
     for c in [&mut a_laptop, &mut b_phone, &mut b_laptop] {
         assert_eq!(next_message(c).id, id);
     }
     // The sending device does not get its own message back.
     let own = a_phone.drain(Duration::from_millis(300)).unwrap();
-    assert!(
-        own.iter().all(|e| !matches!(e, Event::Message(_))),
-        "{own:?}"
-    );
+    assert!(own.iter().all(|e| !matches!(e, Event::Message(_))), "{own:?}");
 }
 
 #[test]
@@ -259,21 +194,13 @@ fn history_pages_newest_first() {
     let mut a = gw.online(1);
     let mut ids = Vec::new();
     for i in 0..7 {
-        a.send_message(
-            UserId(2),
-            &format!("h{i}"),
-            MessageKind::Text,
-            &format!("{i}"),
-        )
-        .unwrap();
+        a.send_message(UserId(2), &format!("h{i}"), MessageKind::Text, &format!("{i}")).unwrap();
         ids.push(sent_id(&mut a, &format!("h{i}")).0);
     }
     let page = |c: &mut chatgw_client::Client, before: Option<MessageId>| {
         c.history(UserId(1), before, 3).unwrap();
         c.wait_for(WAIT, "history", |e| match e {
-            Event::History { messages, more } => {
-                Some((messages.iter().map(|m| m.id).collect::<Vec<_>>(), *more))
-            }
+            Event::History { messages, more } => Some((messages.iter().map(|m| m.id).collect::<Vec<_>>(), *more)),
             _ => None,
         })
         .unwrap()
@@ -296,8 +223,7 @@ fn acks_for_messages_not_addressed_to_you_are_refused() {
     let gw = TestGateway::start(1);
     let mut a = gw.online(1);
     let mut c = gw.online(3);
-    a.send_message(UserId(2), "p", MessageKind::Text, "private")
-        .unwrap();
+    a.send_message(UserId(2), "p", MessageKind::Text, "private").unwrap();
     let (id, _) = sent_id(&mut a, "p");
     // User 3 claims delivery of a message of the 1-2 conversation.
     c.ack_delivered(UserId(1), &[id]).unwrap();
@@ -307,10 +233,7 @@ fn acks_for_messages_not_addressed_to_you_are_refused() {
     // The sender acknowledging its own message records nothing.
     a.ack_delivered(UserId(2), &[id]).unwrap();
     let quiet = a.drain(Duration::from_millis(300)).unwrap();
-    assert!(
-        quiet.iter().all(|e| !matches!(e, Event::Receipt(_))),
-        "{quiet:?}"
-    );
+    assert!(quiet.iter().all(|e| !matches!(e, Event::Receipt(_))), "{quiet:?}");
 }
 
 #[test]
@@ -322,8 +245,7 @@ fn ids_are_unique_and_increasing_under_concurrent_senders() {
             std::thread::spawn(move || {
                 let mut ids = Vec::new();
                 for i in 0..100 {
-                    c.send_message(UserId(99), &format!("{u}-{i}"), MessageKind::Text, "x")
-                        .unwrap();
+                    c.send_message(UserId(99), &format!("{u}-{i}"), MessageKind::Text, "x").unwrap();
                     ids.push(sent_id(&mut c, &format!("{u}-{i}")).0);
                 }
                 ids
@@ -339,16 +261,7 @@ fn ids_are_unique_and_increasing_under_concurrent_senders() {
     assert_eq!(all.len(), 400);
     let mut r = gw.connect(99);
     let events = sync_all(&mut r);
-    let got: Vec<_> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Message(m) = e {
-                Some(m.id)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let got: Vec<_> = events.iter().filter_map(|e| if let Event::Message(m) = e { Some(m.id) } else { None }).collect();
     assert_eq!(got.len(), 400);
     assert!(got.windows(2).all(|w| w[0] < w[1]), "sync is in id order");
 }

@@ -23,16 +23,7 @@ struct Gateway {
 /// Start `chatgw serve` on a free port and wait for its "listening" line.
 fn spawn(data: &Path) -> Gateway {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatgw"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--secret",
-            SECRET,
-            "--data",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--secret", SECRET, "--data"])
         .arg(data)
         .env("CHATGW_LOG", "info")
         .stdout(Stdio::null())
@@ -51,17 +42,12 @@ fn spawn(data: &Path) -> Gateway {
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("gateway printed its address")
-        .parse()
-        .unwrap();
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("gateway printed its address").parse().unwrap();
     Gateway { child, addr }
 }
 
 fn token(user: u64) -> String {
-    chatgw_gateway::auth::TokenKey::new(SECRET.as_bytes())
-        .mint(UserId(user), chatgw_gateway::auth::unix_now() + 600)
+    chatgw_gateway::auth::TokenKey::new(SECRET.as_bytes()).mint(UserId(user), chatgw_gateway::auth::unix_now() + 600)
 }
 
 #[test]
@@ -74,13 +60,7 @@ fn acknowledged_messages_survive_sigkill_exactly_once() {
     // Pipelined sends in bursts under the rate limit; every ack awaited.
     for burst in 0..n / 100 {
         for i in burst * 100..(burst + 1) * 100 {
-            a.send_message(
-                UserId(2),
-                &format!("k{i}"),
-                MessageKind::Text,
-                &format!("body {i}"),
-            )
-            .unwrap();
+            a.send_message(UserId(2), &format!("k{i}"), MessageKind::Text, &format!("body {i}")).unwrap();
         }
         for i in burst * 100..(burst + 1) * 100 {
             acked.push(sent_id(&mut a, &format!("k{i}")).0);
@@ -92,34 +72,17 @@ fn acknowledged_messages_survive_sigkill_exactly_once() {
     let mut gw = spawn(dir.path());
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     let events = sync_all(&mut b);
-    let got: Vec<_> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Message(m) = e {
-                Some(m.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
+    let got: Vec<_> =
+        events.iter().filter_map(|e| if let Event::Message(m) = e { Some(m.clone()) } else { None }).collect();
     assert_eq!(got.len(), n, "every acknowledged message, once");
-    assert_eq!(
-        got.iter().map(|m| m.id).collect::<Vec<_>>(),
-        acked,
-        "in order, with the acknowledged ids"
-    );
-    assert!(got
-        .iter()
-        .enumerate()
-        .all(|(i, m)| m.body == format!("body {i}") && m.client_id == format!("k{i}")));
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), acked, "in order, with the acknowledged ids");
+    assert!(got.iter().enumerate().all(|(i, m)| m.body == format!("body {i}") && m.client_id == format!("k{i}")));
 
     // The idempotency keys survived too, and new ids stay above old ones.
     let mut a = Client::connect(gw.addr, &token(1)).unwrap();
-    a.send_message(UserId(2), "k7", MessageKind::Text, "body 7")
-        .unwrap();
+    a.send_message(UserId(2), "k7", MessageKind::Text, "body 7").unwrap();
     assert_eq!(sent_id(&mut a, "k7"), (acked[7], true));
-    a.send_message(UserId(2), "after", MessageKind::Text, "new")
-        .unwrap();
+    a.send_message(UserId(2), "after", MessageKind::Text, "new").unwrap();
     let (new_id, dup) = sent_id(&mut a, "after");
     assert!(!dup && new_id > *acked.last().unwrap());
     let unique: HashSet<_> = acked.iter().collect();
@@ -136,8 +99,7 @@ fn sigterm_closes_connections_with_1001_and_exits_zero() {
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     // Sends in flight when the signal arrives are still acknowledged or refused, never lost silently.
     for i in 0..50 {
-        a.send_message(UserId(2), &format!("t{i}"), MessageKind::Text, "x")
-            .unwrap();
+        a.send_message(UserId(2), &format!("t{i}"), MessageKind::Text, "x").unwrap();
     }
     // SAFETY: kill(2) with a valid pid of our own child and a standard signal.
     let rc = unsafe { libc::kill(gw.child.id() as i32, libc::SIGTERM) };
@@ -160,10 +122,7 @@ fn sigterm_closes_connections_with_1001_and_exits_zero() {
     // Whatever was acknowledged is there after a restart.
     let mut gw = spawn(dir.path());
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
-    let got = sync_all(&mut b)
-        .iter()
-        .filter(|e| matches!(e, Event::Message(_)))
-        .count();
+    let got = sync_all(&mut b).iter().filter(|e| matches!(e, Event::Message(_))).count();
     assert_eq!(got, acked);
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The server is shutting down and takes no new work.
     ShuttingDown,
+    /// The group would exceed its member limit; nothing was changed.
+    GroupFull,
 }
 
 impl ErrorCode {
@@ -38,6 +40,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::GroupFull => "group_full",
         }
     }
 }
@@ -62,11 +65,7 @@ pub struct ProtocolError {
 impl ProtocolError {
     /// A new error without a request reference.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ProtocolError {
-            code,
-            message: message.into(),
-            reference: None,
-        }
+        ProtocolError { code, message: message.into(), reference: None }
     }
 }
 

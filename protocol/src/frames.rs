@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::{ErrorCode, MessageId, ProtocolError, UserId};
+use crate::{ErrorCode, GroupId, MessageId, ProtocolError, UserId};
 
 /// Largest message body, in bytes of its JSON string literal.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -22,6 +22,10 @@ pub const MAX_CLIENT_ID_BYTES: usize = 64;
 pub const MAX_PAGE: usize = 500;
 /// Most message ids one `delivered` frame may acknowledge.
 pub const MAX_ACK_IDS: usize = 256;
+/// Most users one group request may name.
+pub const MAX_LISTED_MEMBERS: usize = 256;
+/// Longest group name, in bytes.
+pub const MAX_GROUP_NAME_BYTES: usize = 100;
 
 /// What a message carries. The server does not look inside the body; the
 /// kind tells the receiving client how to render it (media travel as a
@@ -45,10 +49,13 @@ pub enum MessageKind {
     Contact = 6,
     /// A sticker reference.
     Sticker = 7,
+    /// A membership change written by the server into a group's
+    /// conversation; clients cannot send it.
+    System = 8,
 }
 
 impl MessageKind {
-    const ALL: [MessageKind; 8] = [
+    const ALL: [MessageKind; 9] = [
         MessageKind::Text,
         MessageKind::Image,
         MessageKind::Video,
@@ -57,6 +64,7 @@ impl MessageKind {
         MessageKind::Location,
         MessageKind::Contact,
         MessageKind::Sticker,
+        MessageKind::System,
     ];
 
     /// The wire name.
@@ -70,6 +78,7 @@ impl MessageKind {
             MessageKind::Location => "location",
             MessageKind::Contact => "contact",
             MessageKind::Sticker => "sticker",
+            MessageKind::System => "system",
         }
     }
 
@@ -94,6 +103,21 @@ impl MessageKind {
 pub enum ConversationRef {
     /// The direct conversation with this user.
     Peer(UserId),
+    /// A group conversation.
+    Group(GroupId),
+}
+
+/// A change to a group's membership, requested by a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupChange {
+    /// Add these users (admins only).
+    Add(Vec<UserId>),
+    /// Remove these users (admins only).
+    Remove(Vec<UserId>),
+    /// Make these members admins (admins only).
+    Promote(Vec<UserId>),
+    /// The requester leaves.
+    Leave,
 }
 
 /// A `send` request.
@@ -145,6 +169,34 @@ pub enum ClientFrame<'a> {
         /// Messages per page.
         limit: usize,
     },
+    /// Create a group; the requester becomes its admin.
+    CreateGroup {
+        /// Client-chosen request id; resending it returns the same group.
+        request_id: &'a str,
+        /// Display name.
+        name: String,
+        /// Initial members besides the requester.
+        members: Vec<UserId>,
+    },
+    /// Change a group's membership.
+    ChangeGroup {
+        /// The group.
+        group: GroupId,
+        /// What to change.
+        change: GroupChange,
+    },
+    /// Name, members and admins of a group.
+    GroupInfo {
+        /// The group.
+        group: GroupId,
+    },
+    /// Who a message of the requester was delivered to and read by.
+    MessageInfo {
+        /// The group.
+        group: GroupId,
+        /// The message.
+        msg: MessageId,
+    },
 }
 
 #[derive(Deserialize)]
@@ -171,6 +223,14 @@ struct RawFrame<'a> {
     before: Option<&'a RawValue>,
     #[serde(borrow)]
     limit: Option<&'a RawValue>,
+    #[serde(borrow)]
+    group: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    members: Option<&'a RawValue>,
+    #[serde(borrow)]
+    msg: Option<&'a RawValue>,
 }
 
 fn bad(field: &str, why: &str) -> ProtocolError {
@@ -195,8 +255,36 @@ fn limit_field(v: Option<&RawValue>) -> Result<usize, ProtocolError> {
     }
 }
 
-fn peer_field(v: Option<&RawValue>, field: &str) -> Result<ConversationRef, ProtocolError> {
-    Ok(ConversationRef::Peer(id_field(required(v, field)?, field)?))
+/// The conversation named by `peer_key` (`peer` or `to`) or by `group`:
+/// exactly one of the two.
+fn conversation_field(
+    raw: &RawFrame<'_>,
+    peer_key: &str,
+    peer: Option<&RawValue>,
+) -> Result<ConversationRef, ProtocolError> {
+    match (peer, raw.group) {
+        (Some(p), None) => Ok(ConversationRef::Peer(id_field(p, peer_key)?)),
+        (None, Some(g)) => Ok(ConversationRef::Group(id_field(g, "group")?)),
+        (None, None) => Err(bad(peer_key, "missing (or give `group`)")),
+        (Some(_), Some(_)) => Err(bad("group", &format!("give either `{peer_key}` or `group`, not both"))),
+    }
+}
+
+fn group_field(raw: &RawFrame<'_>) -> Result<GroupId, ProtocolError> {
+    id_field(required(raw.group, "group")?, "group")
+}
+
+fn members_field(raw: &RawFrame<'_>, allow_empty: bool) -> Result<Vec<UserId>, ProtocolError> {
+    let members: Vec<UserId> = match raw.members {
+        None if allow_empty => Vec::new(),
+        None => return Err(bad("members", "missing")),
+        Some(v) => serde_json::from_str(v.get())
+            .map_err(|_| bad("members", "must be an array of user ids as decimal strings"))?,
+    };
+    if (!allow_empty && members.is_empty()) || members.len() > MAX_LISTED_MEMBERS {
+        return Err(bad("members", "must list 1 to 256 users"));
+    }
+    Ok(members)
 }
 
 /// A JSON string literal, borrowed when it has no escapes, else decoded.
@@ -204,25 +292,19 @@ fn str_field<'a>(v: &'a RawValue, field: &str) -> Result<Cow<'a, str>, ProtocolE
     if let Ok(s) = serde_json::from_str::<&'a str>(v.get()) {
         return Ok(Cow::Borrowed(s));
     }
-    serde_json::from_str::<String>(v.get())
-        .map(Cow::Owned)
-        .map_err(|_| bad(field, "must be a string"))
+    serde_json::from_str::<String>(v.get()).map(Cow::Owned).map_err(|_| bad(field, "must be a string"))
 }
 
 impl<'a> ClientFrame<'a> {
     /// Parse and validate one text frame.
     pub fn parse(text: &'a str) -> Result<Self, ProtocolError> {
-        let raw: RawFrame<'a> = serde_json::from_str(text).map_err(|e| {
-            ProtocolError::new(
-                ErrorCode::BadJson,
-                format!("not a JSON object of the protocol: {e}"),
-            )
-        })?;
+        let raw: RawFrame<'a> = serde_json::from_str(text)
+            .map_err(|e| ProtocolError::new(ErrorCode::BadJson, format!("not a JSON object of the protocol: {e}")))?;
         let ty = raw.ty.as_deref().ok_or_else(|| bad("type", "missing"))?;
         match ty {
             "send" => parse_send(&raw),
             "delivered" => {
-                let conversation = peer_field(raw.peer, "peer")?;
+                let conversation = conversation_field(&raw, "peer", raw.peer)?;
                 let ids: Vec<MessageId> = serde_json::from_str(required(raw.ids, "ids")?.get())
                     .map_err(|_| bad("ids", "must be an array of ids as decimal strings"))?;
                 if ids.is_empty() || ids.len() > MAX_ACK_IDS {
@@ -231,7 +313,7 @@ impl<'a> ClientFrame<'a> {
                 Ok(ClientFrame::Delivered { conversation, ids })
             }
             "read" => Ok(ClientFrame::Read {
-                conversation: peer_field(raw.peer, "peer")?,
+                conversation: conversation_field(&raw, "peer", raw.peer)?,
                 up_to: id_field(required(raw.up_to, "up_to")?, "up_to")?,
             }),
             "sync" => Ok(ClientFrame::Sync {
@@ -242,42 +324,78 @@ impl<'a> ClientFrame<'a> {
                 limit: limit_field(raw.limit)?,
             }),
             "history" => Ok(ClientFrame::History {
-                conversation: peer_field(raw.peer, "peer")?,
+                conversation: conversation_field(&raw, "peer", raw.peer)?,
                 before: raw.before.map(|v| id_field(v, "before")).transpose()?,
                 limit: limit_field(raw.limit)?,
             }),
+            "create_group" => parse_create_group(&raw),
+            "add_members" => Ok(ClientFrame::ChangeGroup {
+                group: group_field(&raw)?,
+                change: GroupChange::Add(members_field(&raw, false)?),
+            }),
+            "remove_members" => Ok(ClientFrame::ChangeGroup {
+                group: group_field(&raw)?,
+                change: GroupChange::Remove(members_field(&raw, false)?),
+            }),
+            "promote" => Ok(ClientFrame::ChangeGroup {
+                group: group_field(&raw)?,
+                change: GroupChange::Promote(members_field(&raw, false)?),
+            }),
+            "leave" => Ok(ClientFrame::ChangeGroup { group: group_field(&raw)?, change: GroupChange::Leave }),
+            "group_info" => Ok(ClientFrame::GroupInfo { group: group_field(&raw)? }),
+            "message_info" => Ok(ClientFrame::MessageInfo {
+                group: group_field(&raw)?,
+                msg: id_field(required(raw.msg, "msg")?, "msg")?,
+            }),
             other => {
                 let shown: String = other.chars().take(32).collect();
-                Err(ProtocolError::new(
-                    ErrorCode::UnknownType,
-                    format!("unknown frame type `{shown}`"),
-                ))
+                Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))
             }
         }
     }
 }
 
-fn parse_send<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
-    let id_raw = required(raw.id, "id")?;
-    // The client id must be a plain string literal so it can be echoed back
-    // verbatim; escapes are refused rather than decoded.
-    let client_id = match str_field(id_raw, "id")? {
+/// The client-chosen `id`: a plain string literal (escapes are refused so
+/// it can be echoed back verbatim) of 1 to 64 bytes.
+fn client_id_field<'a>(raw: &RawFrame<'a>) -> Result<&'a str, ProtocolError> {
+    let id = match str_field(required(raw.id, "id")?, "id")? {
         Cow::Borrowed(s) => s,
         Cow::Owned(_) => return Err(bad("id", "must not contain escape sequences")),
     };
+    if id.is_empty() || id.len() > MAX_CLIENT_ID_BYTES {
+        let mut e = bad("id", "must be 1 to 64 bytes");
+        e.reference = Some(id.to_owned());
+        return Err(e);
+    }
+    Ok(id)
+}
+
+fn parse_create_group<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
+    let request_id = client_id_field(raw)?;
+    let with_ref = |mut e: ProtocolError| {
+        e.reference = Some(request_id.to_owned());
+        e
+    };
+    let name = str_field(required(raw.name, "name").map_err(with_ref)?, "name").map_err(with_ref)?.into_owned();
+    if name.trim().is_empty() || name.len() > MAX_GROUP_NAME_BYTES {
+        return Err(with_ref(bad("name", "must be 1 to 100 bytes")));
+    }
+    let members = members_field(raw, true).map_err(with_ref)?;
+    Ok(ClientFrame::CreateGroup { request_id, name, members })
+}
+
+fn parse_send<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
+    let client_id = client_id_field(raw)?;
     let with_ref = |mut e: ProtocolError| {
         e.reference = Some(client_id.to_owned());
         e
     };
-    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
-        return Err(with_ref(bad("id", "must be 1 to 64 bytes")));
-    }
-    let to = peer_field(raw.to, "to").map_err(with_ref)?;
+    let to = conversation_field(raw, "to", raw.to).map_err(with_ref)?;
     let kind = match raw.kind {
         None => MessageKind::Text,
         Some(v) => {
             let name = str_field(v, "kind").map_err(with_ref)?;
-            MessageKind::from_name(&name).ok_or_else(|| {
+            MessageKind::from_name(&name).filter(|k| *k != MessageKind::System).ok_or_else(|| {
                 with_ref(bad("kind", "must be one of text, image, video, audio, document, location, contact, sticker"))
             })?
         }
@@ -289,12 +407,7 @@ fn parse_send<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> 
     if body.len() > MAX_BODY_BYTES {
         return Err(with_ref(bad("body", "is larger than 65536 bytes")));
     }
-    Ok(ClientFrame::Send(Send {
-        client_id,
-        to,
-        kind,
-        body,
-    }))
+    Ok(ClientFrame::Send(Send { client_id, to, kind, body }))
 }
 
 #[cfg(test)]
@@ -307,10 +420,7 @@ mod tests {
 
     #[test]
     fn parses_send_keeping_body_raw() {
-        let f = ClientFrame::parse(
-            r#"{"type":"send","id":"c1","to":"2","kind":"image","body":"a\"b"}"#,
-        )
-        .unwrap();
+        let f = ClientFrame::parse(r#"{"type":"send","id":"c1","to":"2","kind":"image","body":"a\"b"}"#).unwrap();
         assert_eq!(
             f,
             ClientFrame::Send(Send {
@@ -336,26 +446,11 @@ mod tests {
         assert_eq!(code("[1,2]"), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":"nope"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"kind":"text"}"#), ErrorCode::BadField);
-        assert_eq!(
-            code(r#"{"type":"send","id":"c","to":2,"body":""}"#),
-            ErrorCode::BadField
-        );
-        assert_eq!(
-            code(r#"{"type":"send","id":"c","to":"2","body":5}"#),
-            ErrorCode::BadField
-        );
-        assert_eq!(
-            code(r#"{"type":"send","id":"","to":"2","body":""}"#),
-            ErrorCode::BadField
-        );
-        assert_eq!(
-            code(r#"{"type":"send","id":"c","to":"2","kind":"gif","body":""}"#),
-            ErrorCode::BadField
-        );
-        assert_eq!(
-            code(r#"{"type":"delivered","peer":"1","ids":[]}"#),
-            ErrorCode::BadField
-        );
+        assert_eq!(code(r#"{"type":"send","id":"c","to":2,"body":""}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"send","id":"c","to":"2","body":5}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"send","id":"","to":"2","body":""}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"send","id":"c","to":"2","kind":"gif","body":""}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"delivered","peer":"1","ids":[]}"#), ErrorCode::BadField);
         assert_eq!(code(r#"{"type":"sync","limit":0}"#), ErrorCode::BadField);
         assert_eq!(code(r#"{"type":"sync","limit":501}"#), ErrorCode::BadField);
         assert_eq!(code(r#"{"type":"history"}"#), ErrorCode::BadField);
@@ -378,13 +473,40 @@ mod tests {
     }
 
     #[test]
+    fn group_frames() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"send","id":"g1","group":"9","body":"hi"}"#).unwrap(),
+            ClientFrame::Send(Send {
+                client_id: "g1",
+                to: ConversationRef::Group(GroupId(9)),
+                kind: MessageKind::Text,
+                body: "\"hi\""
+            })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"create_group","id":"r","name":"Team","members":["2","3"]}"#).unwrap(),
+            ClientFrame::CreateGroup { request_id: "r", name: "Team".into(), members: vec![UserId(2), UserId(3)] }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"remove_members","group":"9","members":["3"]}"#).unwrap(),
+            ClientFrame::ChangeGroup { group: GroupId(9), change: GroupChange::Remove(vec![UserId(3)]) }
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"read","group":"9","up_to":"5"}"#).unwrap(),
+            ClientFrame::Read { conversation: ConversationRef::Group(GroupId(9)), up_to: MessageId(5) }
+        );
+        assert_eq!(code(r#"{"type":"read","group":"9","peer":"1","up_to":"5"}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"add_members","group":"9","members":[]}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"create_group","id":"r","name":"","members":[]}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"send","id":"s","group":"9","kind":"system","body":""}"#), ErrorCode::BadField);
+        assert_eq!(code(r#"{"type":"message_info","group":"9"}"#), ErrorCode::BadField);
+    }
+
+    #[test]
     fn sync_defaults() {
         assert_eq!(
             ClientFrame::parse(r#"{"type":"sync"}"#).unwrap(),
-            ClientFrame::Sync {
-                after: MessageId(0),
-                limit: MAX_PAGE
-            }
+            ClientFrame::Sync { after: MessageId(0), limit: MAX_PAGE }
         );
     }
 

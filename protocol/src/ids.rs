@@ -122,10 +122,9 @@ impl ConversationId {
     pub fn from_key(k: &[u8]) -> Option<Self> {
         let u = |b: &[u8]| -> Option<u64> { Some(u64::from_be_bytes(b.try_into().ok()?)) };
         match (k.first(), k.len()) {
-            (Some(b'd'), 17) => Some(ConversationId::Direct {
-                lo: UserId(u(k.get(1..9)?)?),
-                hi: UserId(u(k.get(9..17)?)?),
-            }),
+            (Some(b'd'), 17) => {
+                Some(ConversationId::Direct { lo: UserId(u(k.get(1..9)?)?), hi: UserId(u(k.get(9..17)?)?) })
+            }
             (Some(b'g'), 9) => Some(ConversationId::Group(GroupId(u(k.get(1..9)?)?))),
             _ => None,
         }
@@ -142,10 +141,7 @@ mod tests {
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, "\"18446744073709551615\"");
         assert_eq!(serde_json::from_str::<MessageId>(&json).unwrap(), id);
-        assert!(
-            serde_json::from_str::<MessageId>("12").is_err(),
-            "numbers are refused"
-        );
+        assert!(serde_json::from_str::<MessageId>("12").is_err(), "numbers are refused");
         assert!(serde_json::from_str::<MessageId>("\"+12\"").is_err());
         assert!(serde_json::from_str::<MessageId>("\"-1\"").is_err());
     }

@@ -22,16 +22,18 @@
 pub mod close;
 mod codes;
 mod frames;
+mod group;
 mod ids;
 pub mod server;
-pub use server::{Message, Receipt};
+pub use server::{Message, Receipt, ReceiptStatus};
 mod snowflake;
 
 pub use codes::{ErrorCode, ProtocolError};
 pub use frames::{
-    ClientFrame, ConversationRef, MessageKind, Send, MAX_ACK_IDS, MAX_BODY_BYTES,
-    MAX_CLIENT_ID_BYTES, MAX_PAGE,
+    ClientFrame, ConversationRef, GroupChange, MessageKind, Send, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES,
+    MAX_GROUP_NAME_BYTES, MAX_LISTED_MEMBERS, MAX_PAGE,
 };
+pub use group::{Group, Member};
 pub use ids::{ConversationId, GroupId, MessageId, UserId};
 pub use snowflake::{now_ms, Snowflake, EPOCH_MS};
 

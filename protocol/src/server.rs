@@ -7,7 +7,7 @@
 
 use std::io::Write as _;
 
-use crate::{ConversationId, ErrorCode, MessageId, MessageKind, UserId, PROTOCOL_VERSION};
+use crate::{ConversationId, ErrorCode, Group, GroupId, MessageId, MessageKind, UserId, PROTOCOL_VERSION};
 
 /// A stored message, as the server sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,25 @@ pub struct Message {
     pub ts: u64,
     /// The body as its raw JSON string literal, quotes included.
     pub body: String,
+}
+
+/// Which receipt a group receipt carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    /// Reached a device.
+    Delivered,
+    /// Read.
+    Read,
+}
+
+impl ReceiptStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptStatus::Delivered => "delivered",
+            ReceiptStatus::Read => "read",
+        }
+    }
 }
 
 /// A receipt event, as the server sends it to the message's sender.
@@ -57,13 +76,27 @@ pub enum Receipt {
         /// When, Unix milliseconds.
         at: u64,
     },
+    /// Receipts of several group members for one sender's messages,
+    /// batched: one event however many members acknowledged together.
+    Group {
+        /// Event id in the sender's inbox.
+        event: MessageId,
+        /// The group.
+        group: GroupId,
+        /// Delivered or read.
+        status: ReceiptStatus,
+        /// Who, and which of the sender's messages.
+        items: Vec<(UserId, Vec<MessageId>)>,
+        /// When, Unix milliseconds.
+        at: u64,
+    },
 }
 
 impl Receipt {
     /// The event id.
     pub fn event(&self) -> MessageId {
         match self {
-            Receipt::Delivered { event, .. } | Receipt::Read { event, .. } => *event,
+            Receipt::Delivered { event, .. } | Receipt::Read { event, .. } | Receipt::Group { event, .. } => *event,
         }
     }
 }
@@ -117,47 +150,55 @@ pub fn message(out: &mut Vec<u8>, m: &Message) {
     out.push(b'}');
 }
 
-/// `{"type":"receipt",...}`.
-pub fn receipt(out: &mut Vec<u8>, r: &Receipt) {
-    let (event, conversation, by, at, status) = match r {
-        Receipt::Delivered {
-            event,
-            conversation,
-            by,
-            at,
-            ..
-        } => (event, conversation, by, at, "delivered"),
-        Receipt::Read {
-            event,
-            conversation,
-            by,
-            at,
-            ..
-        } => (event, conversation, by, at, "read"),
-    };
-    let _ = write!(
-        out,
-        r#"{{"type":"receipt","event":"{event}","status":"{status}","by":"{by}""#
-    );
+fn id_list(out: &mut Vec<u8>, ids: &[MessageId]) {
+    out.push(b'[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, "\"{id}\"");
+    }
+    out.push(b']');
+}
+
+fn group_field(out: &mut Vec<u8>, conversation: &ConversationId) {
     if let ConversationId::Group(g) = conversation {
         let _ = write!(out, r#","group":"{g}""#);
     }
+}
+
+/// `{"type":"receipt",...}`.
+pub fn receipt(out: &mut Vec<u8>, r: &Receipt) {
     match r {
-        Receipt::Delivered { ids, .. } => {
-            out.extend_from_slice(br#","ids":["#);
-            for (i, id) in ids.iter().enumerate() {
+        Receipt::Delivered { event, conversation, by, ids, at } => {
+            let _ = write!(out, r#"{{"type":"receipt","event":"{event}","status":"delivered","by":"{by}""#);
+            group_field(out, conversation);
+            out.extend_from_slice(br#","ids":"#);
+            id_list(out, ids);
+            let _ = write!(out, r#","at":{at}}}"#);
+        }
+        Receipt::Read { event, conversation, by, up_to, at } => {
+            let _ = write!(out, r#"{{"type":"receipt","event":"{event}","status":"read","by":"{by}""#);
+            group_field(out, conversation);
+            let _ = write!(out, r#","up_to":"{up_to}","at":{at}}}"#);
+        }
+        Receipt::Group { event, group, status, items, at } => {
+            let _ = write!(
+                out,
+                r#"{{"type":"receipt","event":"{event}","status":"{}","group":"{group}","items":["#,
+                status.as_str()
+            );
+            for (i, (by, ids)) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                let _ = write!(out, "\"{id}\"");
+                let _ = write!(out, r#"{{"by":"{by}","ids":"#);
+                id_list(out, ids);
+                out.push(b'}');
             }
-            out.push(b']');
-        }
-        Receipt::Read { up_to, .. } => {
-            let _ = write!(out, r#","up_to":"{up_to}""#);
+            let _ = write!(out, r#"],"at":{at}}}"#);
         }
     }
-    let _ = write!(out, r#","at":{at}}}"#);
 }
 
 /// `{"type":"synced","cursor":...}`: the device has every event up to `cursor`.
@@ -165,9 +206,18 @@ pub fn synced(out: &mut Vec<u8>, cursor: MessageId) {
     let _ = write!(out, r#"{{"type":"synced","cursor":"{cursor}"}}"#);
 }
 
-/// `{"type":"history",...}`: one page of a direct conversation, newest first.
-pub fn history(out: &mut Vec<u8>, peer: UserId, messages: &[Message], more: bool) {
-    let _ = write!(out, r#"{{"type":"history","peer":"{peer}","messages":["#);
+/// `{"type":"history",...}`: one page of a conversation, newest first, as
+/// seen by `viewer` (a direct conversation is named by the other user).
+pub fn history(out: &mut Vec<u8>, conversation: &ConversationId, viewer: UserId, messages: &[Message], more: bool) {
+    match conversation {
+        ConversationId::Group(g) => {
+            let _ = write!(out, r#"{{"type":"history","group":"{g}","messages":["#);
+        }
+        ConversationId::Direct { .. } => {
+            let peer = conversation.peer_of(viewer).unwrap_or(viewer);
+            let _ = write!(out, r#"{{"type":"history","peer":"{peer}","messages":["#);
+        }
+    }
     for (i, m) in messages.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -177,6 +227,56 @@ pub fn history(out: &mut Vec<u8>, peer: UserId, messages: &[Message], more: bool
         out.push(b'}');
     }
     let _ = write!(out, r#"],"more":{more}}}"#);
+}
+
+/// `{"type":"group",...}`: a group's name, members and admins.
+pub fn group(out: &mut Vec<u8>, g: &Group, reference: Option<&str>) {
+    let _ = write!(out, r#"{{"type":"group","group":"{}","name":"#, g.id);
+    json_str(out, &g.name);
+    let _ = write!(out, r#","created_by":"{}","members":["#, g.created_by);
+    for (i, m) in g.members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, r#"{{"user":"{}","admin":{},"joined":"{}"}}"#, m.user, m.admin, m.joined);
+    }
+    out.push(b']');
+    if let Some(r) = reference {
+        out.extend_from_slice(br#","ref":"#);
+        json_str(out, r);
+    }
+    out.push(b'}');
+}
+
+/// `{"type":"message_info",...}`: who a group message reached and who read it.
+pub fn message_info(
+    out: &mut Vec<u8>,
+    group: GroupId,
+    msg: MessageId,
+    delivered: &[(UserId, u64)],
+    read: &[(UserId, u64)],
+    recipients: usize,
+) {
+    let list = |out: &mut Vec<u8>, xs: &[(UserId, u64)]| {
+        out.push(b'[');
+        for (i, (u, at)) in xs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = write!(out, r#"{{"user":"{u}","at":{at}}}"#);
+        }
+        out.push(b']');
+    };
+    let _ = write!(
+        out,
+        r#"{{"type":"message_info","group":"{group}","msg":"{msg}","recipients":{recipients},"delivered_count":{},"read_count":{},"delivered":"#,
+        delivered.len(),
+        read.len()
+    );
+    list(out, delivered);
+    out.extend_from_slice(br#","read":"#);
+    list(out, read);
+    out.push(b'}');
 }
 
 /// `{"type":"error",...}`.
@@ -243,38 +343,59 @@ mod tests {
         out.clear();
         receipt(
             &mut out,
-            &Receipt::Read {
-                event: MessageId(10),
-                conversation: c,
-                by: UserId(2),
-                up_to: MessageId(8),
-                at: 6,
-            },
+            &Receipt::Read { event: MessageId(10), conversation: c, by: UserId(2), up_to: MessageId(8), at: 6 },
         );
-        assert_eq!(
-            parse(&out),
-            json!({"type":"receipt","event":"10","status":"read","by":"2","up_to":"8","at":6})
-        );
+        assert_eq!(parse(&out), json!({"type":"receipt","event":"10","status":"read","by":"2","up_to":"8","at":6}));
         out.clear();
         sent(&mut out, "a", MessageId(3), 4, true);
-        assert_eq!(
-            parse(&out),
-            json!({"type":"sent","id":"a","msg":"3","ts":4,"duplicate":true})
-        );
+        assert_eq!(parse(&out), json!({"type":"sent","id":"a","msg":"3","ts":4,"duplicate":true}));
         out.clear();
         error(&mut out, ErrorCode::BadField, "x \"y\"", Some("r"));
-        assert_eq!(
-            parse(&out),
-            json!({"type":"error","code":"bad_field","message":"x \"y\"","ref":"r"})
-        );
+        assert_eq!(parse(&out), json!({"type":"error","code":"bad_field","message":"x \"y\"","ref":"r"}));
         out.clear();
         synced(&mut out, MessageId(77));
         assert_eq!(parse(&out), json!({"type":"synced","cursor":"77"}));
         out.clear();
-        history(&mut out, UserId(1), &[sample()], false);
+        history(&mut out, &ConversationId::direct(UserId(1), UserId(2)), UserId(1), &[sample()], false);
+        assert_eq!(parse(&out)["peer"], "2");
+        out.clear();
+        history(&mut out, &ConversationId::direct(UserId(1), UserId(2)), UserId(1), &[sample()], false);
         assert_eq!(parse(&out)["messages"][0]["msg"], "42");
         out.clear();
         welcome(&mut out, UserId(5), 10, 20);
         assert_eq!(parse(&out)["user"], "5");
+        out.clear();
+        let g = Group {
+            id: GroupId(3),
+            name: "T\"eam".into(),
+            created_by: UserId(1),
+            members: vec![crate::Member { user: UserId(1), admin: true, joined: MessageId(2) }],
+        };
+        group(&mut out, &g, Some("r"));
+        assert_eq!(
+            parse(&out),
+            json!({"type":"group","group":"3","name":"T\"eam","created_by":"1","members":[{"user":"1","admin":true,"joined":"2"}],"ref":"r"})
+        );
+        out.clear();
+        receipt(
+            &mut out,
+            &Receipt::Group {
+                event: MessageId(8),
+                group: GroupId(3),
+                status: ReceiptStatus::Read,
+                items: vec![(UserId(4), vec![MessageId(1)]), (UserId(5), vec![MessageId(1), MessageId(2)])],
+                at: 9,
+            },
+        );
+        assert_eq!(
+            parse(&out),
+            json!({"type":"receipt","event":"8","status":"read","group":"3","items":[{"by":"4","ids":["1"]},{"by":"5","ids":["1","2"]}],"at":9})
+        );
+        out.clear();
+        message_info(&mut out, GroupId(3), MessageId(1), &[(UserId(4), 10)], &[], 2);
+        assert_eq!(
+            parse(&out),
+            json!({"type":"message_info","group":"3","msg":"1","recipients":2,"delivered_count":1,"read_count":0,"delivered":[{"user":"4","at":10}],"read":[]})
+        );
     }
 }

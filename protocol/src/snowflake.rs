@@ -36,10 +36,7 @@ impl Snowflake {
 
     /// A generator for `node` (0..=1023; higher bits are masked off).
     pub fn new(node: u16) -> Self {
-        Snowflake {
-            node: u64::from(node & Self::MAX_NODE),
-            last: 0,
-        }
+        Snowflake { node: u64::from(node & Self::MAX_NODE), last: 0 }
     }
 
     /// Make every id handed out from now on larger than `floor`.
@@ -64,9 +61,7 @@ impl Snowflake {
             // keeping our node bits. Sequence overflow carries into the time bits.
             let seq_mask = (1u64 << SEQ_BITS) - 1;
             let last_seq = self.last & seq_mask;
-            if last_seq < seq_mask
-                && (self.last >> SEQ_BITS) & u64::from(Self::MAX_NODE) == self.node
-            {
+            if last_seq < seq_mask && (self.last >> SEQ_BITS) & u64::from(Self::MAX_NODE) == self.node {
                 self.last + 1
             } else {
                 let next_ms = (self.last >> (NODE_BITS + SEQ_BITS)) + 1;
@@ -90,10 +85,7 @@ impl Snowflake {
 
 /// Wall-clock Unix milliseconds.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

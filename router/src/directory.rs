@@ -87,11 +87,7 @@ mod tests {
     use super::*;
 
     fn ep(core: u16, slot: u32) -> Endpoint {
-        Endpoint {
-            core,
-            slot,
-            generation: 0,
-        }
+        Endpoint { core, slot, generation: 0 }
     }
 
     fn collect(d: &Directory, user: u64) -> Vec<Endpoint> {
@@ -119,22 +115,8 @@ mod tests {
     #[test]
     fn stale_generation_does_not_remove_new_connection() {
         let d = Directory::new();
-        d.register(
-            5,
-            Endpoint {
-                core: 0,
-                slot: 3,
-                generation: 2,
-            },
-        );
-        d.unregister(
-            5,
-            Endpoint {
-                core: 0,
-                slot: 3,
-                generation: 1,
-            },
-        );
+        d.register(5, Endpoint { core: 0, slot: 3, generation: 2 });
+        d.unregister(5, Endpoint { core: 0, slot: 3, generation: 1 });
         assert!(d.is_online(5));
     }
 

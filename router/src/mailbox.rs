@@ -27,9 +27,7 @@ pub struct Mailboxes<T> {
 
 impl<T> std::fmt::Debug for Mailboxes<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailboxes")
-            .field("cores", &self.boxes.len())
-            .finish()
+        f.debug_struct("Mailboxes").field("cores", &self.boxes.len()).finish()
     }
 }
 
@@ -38,11 +36,7 @@ impl<T> Mailboxes<T> {
     pub fn new(wakers: Vec<Arc<dyn Wake>>) -> Self {
         let boxes = wakers
             .into_iter()
-            .map(|waker| Mailbox {
-                queue: SegQueue::new(),
-                woken: AtomicBool::new(false),
-                waker,
-            })
+            .map(|waker| Mailbox { queue: SegQueue::new(), woken: AtomicBool::new(false), waker })
             .collect();
         Mailboxes { boxes }
     }
@@ -103,9 +97,7 @@ pub struct Fanout<T> {
 impl<T> Fanout<T> {
     /// Empty batches for `cores` cores.
     pub fn new(cores: usize) -> Self {
-        Fanout {
-            per_core: (0..cores).map(|_| Vec::new()).collect(),
-        }
+        Fanout { per_core: (0..cores).map(|_| Vec::new()).collect() }
     }
 
     /// Add `item` to `core`'s batch.
@@ -156,10 +148,7 @@ mod tests {
 
     #[test]
     fn fanout_posts_one_batch_per_core() {
-        let ws: Vec<Arc<dyn Wake>> = vec![
-            Arc::new(CountingWaker::default()),
-            Arc::new(CountingWaker::default()),
-        ];
+        let ws: Vec<Arc<dyn Wake>> = vec![Arc::new(CountingWaker::default()), Arc::new(CountingWaker::default())];
         let mb: Mailboxes<Vec<u32>> = Mailboxes::new(ws);
         let mut f = Fanout::new(2);
         f.push(0, 1);
@@ -182,9 +171,7 @@ mod tests {
         let producers: Vec<_> = (0..4u64)
             .map(|p| {
                 let mb = mb.clone();
-                std::thread::spawn(move || {
-                    (0..10_000u64).for_each(|i| mb.post(0, p * 1_000_000 + i))
-                })
+                std::thread::spawn(move || (0..10_000u64).for_each(|i| mb.post(0, p * 1_000_000 + i)))
             })
             .collect();
         let mut seen = 0usize;

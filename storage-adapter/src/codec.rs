@@ -7,7 +7,7 @@
 //! every recipient of every message and each byte counts.
 
 use chatgw_protocol::{
-    ConversationId, Message, MessageId, MessageKind, Receipt, Snowflake, UserId,
+    ConversationId, Group, GroupId, Member, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake, UserId,
 };
 
 use crate::StoreError;
@@ -16,6 +16,8 @@ const MESSAGE_V1: u8 = 1;
 const INBOX_MESSAGE: u8 = b'm';
 const INBOX_DELIVERED: u8 = b'd';
 const INBOX_READ: u8 = b'r';
+const INBOX_GROUP_RECEIPT: u8 = b'G';
+const GROUP_V1: u8 = 1;
 
 /// A conversation key as an owned small buffer.
 pub(crate) fn conv_key(c: &ConversationId) -> Vec<u8> {
@@ -58,9 +60,7 @@ pub(crate) fn read_key(c: &ConversationId, user: UserId) -> Vec<u8> {
 /// The message id at the end of a message key.
 pub(crate) fn id_from_message_key(k: &[u8]) -> Option<MessageId> {
     let tail = k.len().checked_sub(8)?;
-    Some(MessageId(u64::from_be_bytes(
-        k.get(tail..)?.try_into().ok()?,
-    )))
+    Some(MessageId(u64::from_be_bytes(k.get(tail..)?.try_into().ok()?)))
 }
 
 pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
@@ -76,37 +76,19 @@ pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
     v
 }
 
-pub(crate) fn decode_message(
-    conversation: ConversationId,
-    id: MessageId,
-    v: &[u8],
-) -> Result<Message, StoreError> {
-    let corrupt = |what| StoreError::Corrupt {
-        table: "messages",
-        what,
-    };
+pub(crate) fn decode_message(conversation: ConversationId, id: MessageId, v: &[u8]) -> Result<Message, StoreError> {
+    let corrupt = |what| StoreError::Corrupt { table: "messages", what };
     let mut r = Reader(v);
     if r.u8() != Some(MESSAGE_V1) {
         return Err(corrupt("unknown record version"));
     }
     let from = UserId(r.u64().ok_or(corrupt("truncated sender"))?);
-    let kind = r
-        .u8()
-        .and_then(MessageKind::from_u8)
-        .ok_or(corrupt("bad kind"))?;
+    let kind = r.u8().and_then(MessageKind::from_u8).ok_or(corrupt("bad kind"))?;
     let cid_len = usize::from(r.u8().ok_or(corrupt("truncated client id"))?);
     let cid = r.take(cid_len).ok_or(corrupt("truncated client id"))?;
     let client_id = String::from_utf8(cid.to_vec()).map_err(|_| corrupt("client id not UTF-8"))?;
     let body = String::from_utf8(r.0.to_vec()).map_err(|_| corrupt("body not UTF-8"))?;
-    Ok(Message {
-        id,
-        conversation,
-        from,
-        kind,
-        client_id,
-        ts: Snowflake::unix_ms(id),
-        body,
-    })
+    Ok(Message { id, conversation, from, kind, client_id, ts: Snowflake::unix_ms(id), body })
 }
 
 pub(crate) fn encode_inbox_message(c: &ConversationId) -> Vec<u8> {
@@ -124,13 +106,7 @@ pub(crate) fn encode_receipt(r: &Receipt) -> Vec<u8> {
         v.extend_from_slice(&k);
     };
     match r {
-        Receipt::Delivered {
-            conversation,
-            by,
-            ids,
-            at,
-            ..
-        } => {
+        Receipt::Delivered { conversation, by, ids, at, .. } => {
             v.push(INBOX_DELIVERED);
             put_conv(&mut v, conversation);
             v.extend_from_slice(&by.0.to_be_bytes());
@@ -139,21 +115,87 @@ pub(crate) fn encode_receipt(r: &Receipt) -> Vec<u8> {
                 v.extend_from_slice(&id.0.to_be_bytes());
             }
         }
-        Receipt::Read {
-            conversation,
-            by,
-            up_to,
-            at,
-            ..
-        } => {
+        Receipt::Read { conversation, by, up_to, at, .. } => {
             v.push(INBOX_READ);
             put_conv(&mut v, conversation);
             v.extend_from_slice(&by.0.to_be_bytes());
             v.extend_from_slice(&up_to.0.to_be_bytes());
             v.extend_from_slice(&at.to_be_bytes());
         }
+        Receipt::Group { group, status, items, at, .. } => {
+            v.push(INBOX_GROUP_RECEIPT);
+            v.extend_from_slice(&group.0.to_be_bytes());
+            v.push(match status {
+                ReceiptStatus::Delivered => 0,
+                ReceiptStatus::Read => 1,
+            });
+            v.extend_from_slice(&at.to_be_bytes());
+            v.extend_from_slice(&(items.len() as u16).to_be_bytes());
+            for (by, ids) in items {
+                v.extend_from_slice(&by.0.to_be_bytes());
+                v.extend_from_slice(&(ids.len() as u16).to_be_bytes());
+                for id in ids {
+                    v.extend_from_slice(&id.0.to_be_bytes());
+                }
+            }
+        }
     }
     v
+}
+
+fn decode_group_receipt(event: MessageId, r: &mut Reader<'_>) -> Option<Receipt> {
+    let group = GroupId(r.u64()?);
+    let status = match r.u8()? {
+        0 => ReceiptStatus::Delivered,
+        1 => ReceiptStatus::Read,
+        _ => return None,
+    };
+    let at = r.u64()?;
+    let n = r.u16()?;
+    let mut items = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let by = UserId(r.u64()?);
+        let k = r.u16()?;
+        let ids = (0..k).map(|_| r.u64().map(MessageId)).collect::<Option<Vec<_>>>()?;
+        items.push((by, ids));
+    }
+    r.0.is_empty().then_some(Receipt::Group { event, group, status, items, at })
+}
+
+pub(crate) fn encode_group(g: &Group) -> Vec<u8> {
+    let name = &g.name.as_bytes()[..g.name.len().min(255)];
+    let mut v = Vec::with_capacity(12 + name.len() + 17 * g.members.len());
+    v.push(GROUP_V1);
+    v.push(name.len() as u8);
+    v.extend_from_slice(name);
+    v.extend_from_slice(&g.created_by.0.to_be_bytes());
+    v.extend_from_slice(&(g.members.len() as u16).to_be_bytes());
+    for m in &g.members {
+        v.extend_from_slice(&m.user.0.to_be_bytes());
+        v.push(u8::from(m.admin));
+        v.extend_from_slice(&m.joined.0.to_be_bytes());
+    }
+    v
+}
+
+pub(crate) fn decode_group(id: GroupId, v: &[u8]) -> Result<Group, StoreError> {
+    let corrupt = || StoreError::Corrupt { table: "groups", what: "bad record" };
+    let mut r = Reader(v);
+    if r.u8() != Some(GROUP_V1) {
+        return Err(corrupt());
+    }
+    let name_len = usize::from(r.u8().ok_or_else(corrupt)?);
+    let name = String::from_utf8(r.take(name_len).ok_or_else(corrupt)?.to_vec()).map_err(|_| corrupt())?;
+    let created_by = UserId(r.u64().ok_or_else(corrupt)?);
+    let n = r.u16().ok_or_else(corrupt)?;
+    let mut members = Vec::with_capacity(usize::from(n));
+    for _ in 0..n {
+        let user = UserId(r.u64().ok_or_else(corrupt)?);
+        let admin = r.u8().ok_or_else(corrupt)? != 0;
+        let joined = MessageId(r.u64().ok_or_else(corrupt)?);
+        members.push(Member { user, admin, joined });
+    }
+    Ok(Group { id, name, created_by, members })
 }
 
 /// A decoded inbox value: either a reference to a message or a receipt.
@@ -163,22 +205,17 @@ pub(crate) enum InboxRecord {
 }
 
 pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, StoreError> {
-    let corrupt = |what| StoreError::Corrupt {
-        table: "inbox",
-        what,
-    };
+    let corrupt = |what| StoreError::Corrupt { table: "inbox", what };
     let mut r = Reader(v);
     let tag = r.u8().ok_or(corrupt("empty"))?;
     if tag == INBOX_MESSAGE {
-        return ConversationId::from_key(r.0)
-            .map(InboxRecord::Message)
-            .ok_or(corrupt("bad conversation"));
+        return ConversationId::from_key(r.0).map(InboxRecord::Message).ok_or(corrupt("bad conversation"));
+    }
+    if tag == INBOX_GROUP_RECEIPT {
+        return decode_group_receipt(event, &mut r).map(InboxRecord::Receipt).ok_or(corrupt("bad group receipt"));
     }
     let clen = usize::from(r.u8().ok_or(corrupt("truncated"))?);
-    let conversation = r
-        .take(clen)
-        .and_then(ConversationId::from_key)
-        .ok_or(corrupt("bad conversation"))?;
+    let conversation = r.take(clen).and_then(ConversationId::from_key).ok_or(corrupt("bad conversation"))?;
     let by = UserId(r.u64().ok_or(corrupt("truncated"))?);
     match tag {
         INBOX_DELIVERED => {
@@ -187,24 +224,12 @@ pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, St
             while !r.0.is_empty() {
                 ids.push(MessageId(r.u64().ok_or(corrupt("truncated id list"))?));
             }
-            Ok(InboxRecord::Receipt(Receipt::Delivered {
-                event,
-                conversation,
-                by,
-                ids,
-                at,
-            }))
+            Ok(InboxRecord::Receipt(Receipt::Delivered { event, conversation, by, ids, at }))
         }
         INBOX_READ => {
             let up_to = MessageId(r.u64().ok_or(corrupt("truncated"))?);
             let at = r.u64().ok_or(corrupt("truncated"))?;
-            Ok(InboxRecord::Receipt(Receipt::Read {
-                event,
-                conversation,
-                by,
-                up_to,
-                at,
-            }))
+            Ok(InboxRecord::Receipt(Receipt::Read { event, conversation, by, up_to, at }))
         }
         _ => Err(corrupt("unknown tag")),
     }
@@ -217,15 +242,9 @@ pub(crate) fn encode_idempotency(c: &ConversationId, id: MessageId) -> Vec<u8> {
 }
 
 pub(crate) fn decode_idempotency(v: &[u8]) -> Result<(ConversationId, MessageId), StoreError> {
-    let corrupt = || StoreError::Corrupt {
-        table: "idempotency",
-        what: "bad record",
-    };
+    let corrupt = || StoreError::Corrupt { table: "idempotency", what: "bad record" };
     let split = v.len().checked_sub(8).ok_or_else(corrupt)?;
-    let c = v
-        .get(..split)
-        .and_then(ConversationId::from_key)
-        .ok_or_else(corrupt)?;
+    let c = v.get(..split).and_then(ConversationId::from_key).ok_or_else(corrupt)?;
     let id = id_from_message_key(v).ok_or_else(corrupt)?;
     Ok((c, id))
 }
@@ -245,10 +264,11 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).and_then(|b| b.try_into().ok()).map(u16::from_be_bytes)
+    }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes)
+        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
     }
 }
 
@@ -288,13 +308,7 @@ mod tests {
             InboxRecord::Receipt(r) => assert_eq!(r, d),
             InboxRecord::Message(_) => panic!("wrong kind"),
         }
-        let r = Receipt::Read {
-            event: MessageId(6),
-            conversation: c,
-            by: UserId(2),
-            up_to: MessageId(3),
-            at: 78,
-        };
+        let r = Receipt::Read { event: MessageId(6), conversation: c, by: UserId(2), up_to: MessageId(3), at: 78 };
         match decode_inbox(MessageId(6), &encode_receipt(&r)).unwrap() {
             InboxRecord::Receipt(x) => assert_eq!(x, r),
             InboxRecord::Message(_) => panic!("wrong kind"),
@@ -303,12 +317,38 @@ mod tests {
     }
 
     #[test]
+    fn group_records_round_trip() {
+        let g = Group {
+            id: GroupId(4),
+            name: "Café".into(),
+            created_by: UserId(1),
+            members: vec![
+                Member { user: UserId(1), admin: true, joined: MessageId(10) },
+                Member { user: UserId(2), admin: false, joined: MessageId(11) },
+            ],
+        };
+        assert_eq!(decode_group(GroupId(4), &encode_group(&g)).unwrap(), g);
+        assert!(decode_group(GroupId(4), &[1, 200]).is_err());
+        let r = Receipt::Group {
+            event: MessageId(20),
+            group: GroupId(4),
+            status: ReceiptStatus::Read,
+            items: vec![(UserId(2), vec![MessageId(12), MessageId(13)]), (UserId(3), vec![MessageId(12)])],
+            at: 99,
+        };
+        match decode_inbox(MessageId(20), &encode_receipt(&r)).unwrap() {
+            InboxRecord::Receipt(x) => assert_eq!(x, r),
+            InboxRecord::Message(_) => panic!("wrong kind"),
+        }
+        let mut truncated = encode_receipt(&r);
+        truncated.pop();
+        assert!(decode_inbox(MessageId(20), &truncated).is_err());
+    }
+
+    #[test]
     fn idempotency_round_trip() {
         let c = ConversationId::direct(UserId(1), UserId(2));
-        assert_eq!(
-            decode_idempotency(&encode_idempotency(&c, MessageId(9))).unwrap(),
-            (c, MessageId(9))
-        );
+        assert_eq!(decode_idempotency(&encode_idempotency(&c, MessageId(9))).unwrap(), (c, MessageId(9)));
         assert!(decode_idempotency(b"short").is_err());
     }
 }

@@ -25,13 +25,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn backend(
-        op: &'static str,
-        e: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        StoreError::Backend {
-            op,
-            source: Box::new(e),
-        }
+    pub(crate) fn backend(op: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend { op, source: Box::new(e) }
     }
 }

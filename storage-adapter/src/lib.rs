@@ -13,8 +13,10 @@
 //!   event id, holding small references to messages and the receipts meant
 //!   for that user;
 //! - idempotency keys `(sender, client id) -> message id`;
-//! - delivery marks per `(message, recipient)` and read marks per
-//!   `(conversation, reader)`.
+//! - delivery marks per `(message, recipient)`, read marks per
+//!   `(conversation, reader)`, and for groups read marks per
+//!   `(message, reader)` (for "message info");
+//! - group membership records.
 //!
 //! Durability contract: [`MessageStore::commit`] applies a whole batch
 //! atomically and returns only once it is on stable storage. The gateway
@@ -30,9 +32,9 @@ mod model;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use error::StoreError;
-pub use model::{CommitStats, InboxEvent, Write};
+pub use model::{CommitStats, InboxEvent, MessageReceipts, Write};
 
-use chatgw_protocol::{ConversationId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
 
 /// Persistent state of the gateway. Implementations are shared by every
 /// thread of the process; reads may run concurrently with a commit.
@@ -40,21 +42,13 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Apply `writes` atomically and durably, and record `high_water` as the
     /// largest id handed out so far. Returns once the batch survives a crash
     /// or power loss.
-    fn commit(
-        &self,
-        writes: &[Write<'_>],
-        high_water: MessageId,
-    ) -> Result<CommitStats, StoreError>;
+    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError>;
 
     /// The largest id ever recorded by [`MessageStore::commit`], or zero.
     fn high_water(&self) -> Result<MessageId, StoreError>;
 
     /// One message of a conversation.
-    fn message(
-        &self,
-        conversation: ConversationId,
-        id: MessageId,
-    ) -> Result<Option<Message>, StoreError>;
+    fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError>;
 
     /// The message `from` stored under this client id, if any.
     fn message_by_client_id(
@@ -64,28 +58,22 @@ pub trait MessageStore: Send + Sync + 'static {
     ) -> Result<Option<(ConversationId, MessageId)>, StoreError>;
 
     /// Whether `user` has acknowledged delivery of this message.
-    fn is_delivered(
-        &self,
-        conversation: ConversationId,
-        id: MessageId,
-        user: UserId,
-    ) -> Result<bool, StoreError>;
+    fn is_delivered(&self, conversation: ConversationId, id: MessageId, user: UserId) -> Result<bool, StoreError>;
+
+    /// Who acknowledged delivery of this message and who read it (read
+    /// marks per message are kept for groups; for direct conversations see
+    /// [`MessageStore::read_mark`]).
+    fn receipts_of(&self, conversation: ConversationId, id: MessageId) -> Result<MessageReceipts, StoreError>;
+
+    /// A group's membership, if the group exists.
+    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError>;
 
     /// How far `user` has read this conversation.
-    fn read_mark(
-        &self,
-        conversation: ConversationId,
-        user: UserId,
-    ) -> Result<Option<MessageId>, StoreError>;
+    fn read_mark(&self, conversation: ConversationId, user: UserId) -> Result<Option<MessageId>, StoreError>;
 
     /// Up to `limit` events of `user`'s inbox with ids greater than `after`,
     /// oldest first, messages resolved to their full content.
-    fn inbox_after(
-        &self,
-        user: UserId,
-        after: MessageId,
-        limit: usize,
-    ) -> Result<Vec<InboxEvent>, StoreError>;
+    fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError>;
 
     /// Up to `limit` messages of a conversation older than `before` (all if
     /// `None`), newest first.

@@ -1,6 +1,6 @@
 //! What goes into a commit and what comes out of an inbox scan.
 
-use chatgw_protocol::{Message, Receipt, UserId};
+use chatgw_protocol::{Group, Message, Receipt, UserId};
 
 /// One write of a commit batch.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +21,20 @@ pub enum Write<'a> {
         /// Users whose inbox gets the event.
         inboxes: &'a [UserId],
     },
+    /// A group's membership, replacing what was stored.
+    Group {
+        /// The whole record.
+        group: &'a Group,
+    },
+}
+
+/// Who a message reached and who read it, with times (Unix milliseconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageReceipts {
+    /// Users whose device acknowledged delivery.
+    pub delivered: Vec<(UserId, u64)>,
+    /// Users who read it.
+    pub read: Vec<(UserId, u64)>,
 }
 
 /// An inbox entry, resolved.

@@ -1,36 +1,37 @@
 //! Protocol frames of an open chat connection.
+//!
+//! Validation of shape happens in the protocol crate; permission checks
+//! (membership, whose message) happen where the data is: in the committer
+//! for writes and in the readers for reads. This file only routes.
 
-use chatgw_protocol::{
-    server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError,
-};
+use chatgw_protocol::{server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError, UserId};
 use crossbeam_channel::TrySendError;
 
 use super::Engine;
 use crate::{
-    events::{CommitRequest, QueryRequest},
+    events::{CommitRequest, GroupOp, QueryRequest},
     ws::frame::Opcode,
 };
+
+fn conversation(me: UserId, r: ConversationRef) -> ConversationId {
+    match r {
+        ConversationRef::Peer(peer) => ConversationId::direct(me, peer),
+        ConversationRef::Group(g) => ConversationId::Group(g),
+    }
+}
 
 impl<S> Engine<S> {
     /// One complete text message from a chat connection.
     pub(super) fn on_text(&mut self, slot: usize, text: &str) {
         let (per_sec, burst) = (self.shared.config.rate_limit, self.shared.config.rate_burst);
         let now_ms = self.now_ms;
-        let Some(c) = self.conns.get_mut(slot) else {
-            return;
-        };
+        let Some(c) = self.conns.get_mut(slot) else { return };
         if !c.take_rate_token(now_ms, per_sec, burst) {
             self.shared.metrics.rate_limited.inc();
-            return self.send_error(
-                slot,
-                &ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down"),
-            );
+            return self.send_error(slot, &ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down"));
         }
         if self.draining {
-            return self.send_error(
-                slot,
-                &ProtocolError::new(ErrorCode::ShuttingDown, "the server is shutting down"),
-            );
+            return self.send_error(slot, &ProtocolError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
         }
         match ClientFrame::parse(text) {
             Ok(frame) => self.on_client_frame(slot, frame),
@@ -39,49 +40,38 @@ impl<S> Engine<S> {
     }
 
     fn on_client_frame(&mut self, slot: usize, frame: ClientFrame<'_>) {
-        let (Some(origin), Some(c)) = (self.endpoint(slot), self.conns.get_mut(slot)) else {
-            return;
-        };
+        let (Some(origin), Some(c)) = (self.endpoint(slot), self.conns.get_mut(slot)) else { return };
         let me = c.user;
-        let request = match frame {
-            ClientFrame::Send(s) => {
-                let ConversationRef::Peer(peer) = s.to;
-                Some((
-                    CommitRequest::Send {
-                        origin,
-                        from: me,
-                        client_id: s.client_id.to_owned(),
-                        conversation: ConversationId::direct(me, peer),
-                        kind: s.kind,
-                        body: s.body.to_owned(),
-                    },
-                    Some(s.client_id),
-                ))
+        let (request, reference) = match frame {
+            ClientFrame::Send(s) => (
+                CommitRequest::Send {
+                    origin,
+                    from: me,
+                    client_id: s.client_id.to_owned(),
+                    conversation: conversation(me, s.to),
+                    kind: s.kind,
+                    body: s.body.to_owned(),
+                },
+                Some(s.client_id),
+            ),
+            ClientFrame::Delivered { conversation: r, ids } => {
+                (CommitRequest::Delivered { origin, by: me, conversation: conversation(me, r), ids }, None)
             }
-            ClientFrame::Delivered {
-                conversation: ConversationRef::Peer(peer),
-                ids,
-            } => Some((
-                CommitRequest::Delivered {
+            ClientFrame::Read { conversation: r, up_to } => {
+                (CommitRequest::Read { origin, by: me, conversation: conversation(me, r), up_to }, None)
+            }
+            ClientFrame::CreateGroup { request_id, name, members } => (
+                CommitRequest::Group {
                     origin,
                     by: me,
-                    conversation: ConversationId::direct(me, peer),
-                    ids,
+                    op: GroupOp::Create { request_id: request_id.to_owned(), name, members },
                 },
-                None,
-            )),
-            ClientFrame::Read {
-                conversation: ConversationRef::Peer(peer),
-                up_to,
-            } => Some((
-                CommitRequest::Read {
-                    origin,
-                    by: me,
-                    conversation: ConversationId::direct(me, peer),
-                    up_to,
-                },
-                None,
-            )),
+                Some(request_id),
+            ),
+            ClientFrame::ChangeGroup { group, change } => {
+                (CommitRequest::Group { origin, by: me, op: GroupOp::Change { group, change } }, None)
+            }
+            ClientFrame::GroupInfo { group } => (CommitRequest::Group { origin, by: me, op: GroupOp::Info { group } }, None),
             ClientFrame::Sync { after, limit } => {
                 c.subscribed = true;
                 c.syncing = true;
@@ -89,49 +79,35 @@ impl<S> Engine<S> {
                 c.sync_paused = false;
                 c.cursor = after;
                 c.sync_limit = limit as u16;
-                self.request_sync_page(slot);
-                None
+                return self.request_sync_page(slot);
             }
-            ClientFrame::History {
-                conversation: ConversationRef::Peer(peer),
-                before,
-                limit,
-            } => {
-                if self
-                    .shared
-                    .query_tx
-                    .send(QueryRequest::History {
-                        origin,
-                        user: me,
-                        peer,
-                        before,
-                        limit,
-                    })
-                    .is_err()
-                {
-                    self.send_error(
-                        slot,
-                        &ProtocolError::new(ErrorCode::ShuttingDown, "the server is shutting down"),
-                    );
-                }
-                None
+            ClientFrame::History { conversation: r, before, limit } => {
+                let q = QueryRequest::History { origin, user: me, conversation: conversation(me, r), before, limit };
+                return self.query(slot, q);
+            }
+            ClientFrame::MessageInfo { group, msg } => {
+                return self.query(slot, QueryRequest::MessageInfo { origin, user: me, group, msg });
             }
         };
-        if let Some((req, reference)) = request {
-            if let Err(e) = self.shared.commit_tx.try_send(req) {
-                let (code, why) = match e {
-                    TrySendError::Full(_) => (
-                        ErrorCode::Unavailable,
-                        "the write queue is full; retry with the same id",
-                    ),
-                    TrySendError::Disconnected(_) => {
-                        (ErrorCode::ShuttingDown, "the server is shutting down")
-                    }
-                };
-                let mut err = ProtocolError::new(code, why);
-                err.reference = reference.map(str::to_owned);
-                self.send_error(slot, &err);
-            }
+        if let Err(e) = self.shared.commit_tx.try_send(request) {
+            let (code, why) = match e {
+                TrySendError::Full(_) => (ErrorCode::Unavailable, "the write queue is full; retry with the same id"),
+                TrySendError::Disconnected(_) => (ErrorCode::ShuttingDown, "the server is shutting down"),
+            };
+            let mut err = ProtocolError::new(code, why);
+            err.reference = reference.map(str::to_owned);
+            self.send_error(slot, &err);
+        }
+    }
+
+    /// Hand a read to the reader threads.
+    pub(super) fn query(&mut self, slot: usize, q: QueryRequest) {
+        if let Err(e) = self.shared.query_tx.try_send(q) {
+            let (code, why) = match e {
+                TrySendError::Full(_) => (ErrorCode::Unavailable, "the read queue is full; retry"),
+                TrySendError::Disconnected(_) => (ErrorCode::ShuttingDown, "the server is shutting down"),
+            };
+            self.send_error(slot, &ProtocolError::new(code, why));
         }
     }
 

@@ -118,11 +118,7 @@ mod tests {
     #[test]
     fn idle_connection_is_small() {
         // The whole per-connection state the engine keeps, socket excluded.
-        assert!(
-            std::mem::size_of::<Conn<()>>() <= 160,
-            "{}",
-            std::mem::size_of::<Conn<()>>()
-        );
+        assert!(std::mem::size_of::<Conn<()>>() <= 160, "{}", std::mem::size_of::<Conn<()>>());
     }
 
     #[test]

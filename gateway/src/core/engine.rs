@@ -58,13 +58,7 @@ impl<S> Engine<S> {
         self.shared.metrics.connections_accepted.inc();
         self.next_generation = self.next_generation.wrapping_add(1);
         let burst = self.shared.config.rate_burst;
-        self.conns.insert(Conn::new(
-            sock,
-            self.next_generation,
-            self.now,
-            burst,
-            self.now_ms,
-        ))
+        self.conns.insert(Conn::new(sock, self.next_generation, self.now, burst, self.now_ms))
     }
 
     /// The socket of `slot`, for the driver's system calls.
@@ -73,11 +67,7 @@ impl<S> Engine<S> {
     }
 
     pub(crate) fn endpoint(&self, slot: usize) -> Option<Endpoint> {
-        self.conns.get(slot).map(|c| Endpoint {
-            core: self.core,
-            slot: slot as u32,
-            generation: c.generation,
-        })
+        self.conns.get(slot).map(|c| Endpoint { core: self.core, slot: slot as u32, generation: c.generation })
     }
 
     /// Bytes that arrived on `slot`. The engine may modify them (unmasking).
@@ -110,11 +100,7 @@ impl<S> Engine<S> {
             return;
         };
         if conn.registered {
-            let ep = Endpoint {
-                core: self.core,
-                slot: slot as u32,
-                generation: conn.generation,
-            };
+            let ep = Endpoint { core: self.core, slot: slot as u32, generation: conn.generation };
             self.shared.directory.unregister(conn.user.0, ep);
             self.shared.metrics.connections_open.dec();
         }
@@ -147,11 +133,7 @@ impl<S> Engine<S> {
         if c.pending_out() + payload.len() + 10 > max {
             self.shared.metrics.slow_consumers.inc();
             tracing::debug!(slot, user = %c.user, "closing slow consumer");
-            self.close_with(
-                slot,
-                close::SLOW_CONSUMER,
-                "slow consumer: outbound queue full; reconnect and sync",
-            );
+            self.close_with(slot, close::SLOW_CONSUMER, "slow consumer: outbound queue full; reconnect and sync");
             return;
         }
         frame::put_frame(&mut c.outbuf, opcode, payload);
@@ -239,20 +221,14 @@ impl<S> Engine<S> {
 
     /// Ask a reader for the next sync page of `slot`, from its cursor.
     pub(crate) fn request_sync_page(&mut self, slot: usize) {
-        let Some(origin) = self.endpoint(slot) else {
-            return;
-        };
-        let Some(c) = self.conns.get(slot) else {
-            return;
-        };
-        let req = QueryRequest::Sync {
-            origin,
-            user: c.user,
-            after: c.cursor,
-            limit: usize::from(c.sync_limit),
-        };
-        if self.shared.query_tx.send(req).is_err() {
-            self.close_with(slot, close::GOING_AWAY, "server shutting down");
+        let Some(origin) = self.endpoint(slot) else { return };
+        let Some(c) = self.conns.get_mut(slot) else { return };
+        let req = QueryRequest::Sync { origin, user: c.user, after: c.cursor, limit: usize::from(c.sync_limit) };
+        if self.shared.query_tx.try_send(req).is_err() {
+            // The readers are saturated or gone: the device retries its sync.
+            c.syncing = false;
+            let e = chatgw_protocol::ProtocolError::new(chatgw_protocol::ErrorCode::Unavailable, "sync unavailable; retry");
+            self.send_error(slot, &e);
         }
     }
 
@@ -283,12 +259,9 @@ impl<S> Engine<S> {
                     self.shared.metrics.events_delivered.inc();
                     self.queue_frame(slot, Opcode::Text, &payload);
                 }
-                CoreEvent::SyncPage {
-                    events,
-                    scanned_to,
-                    full,
-                    ..
-                } => self.on_sync_page(slot, events, scanned_to, full),
+                CoreEvent::SyncPage { events, scanned_to, full, .. } => {
+                    self.on_sync_page(slot, events, scanned_to, full)
+                }
                 CoreEvent::SyncFailed { payload, .. } => {
                     if let Some(c) = self.conns.get_mut(slot) {
                         c.syncing = false;
@@ -367,12 +340,8 @@ impl<S> Engine<S> {
         let mut timed_out = Vec::new();
         for (slot, c) in self.conns.iter_mut() {
             match c.phase {
-                Phase::Handshake if now.saturating_sub(c.opened_at) >= handshake => {
-                    expired.push(slot)
-                }
-                Phase::Responding | Phase::Closing
-                    if now.saturating_sub(c.opened_at) >= CLOSE_GRACE_SECS =>
-                {
+                Phase::Handshake if now.saturating_sub(c.opened_at) >= handshake => expired.push(slot),
+                Phase::Responding | Phase::Closing if now.saturating_sub(c.opened_at) >= CLOSE_GRACE_SECS => {
                     expired.push(slot)
                 }
                 Phase::Open => match c.ping_sent {
@@ -387,11 +356,7 @@ impl<S> Engine<S> {
             }
         }
         for slot in expired {
-            if self
-                .conns
-                .get(slot)
-                .is_some_and(|c| c.phase == Phase::Handshake)
-            {
+            if self.conns.get(slot).is_some_and(|c| c.phase == Phase::Handshake) {
                 self.shared.metrics.bad_requests.inc();
             }
             self.drop_conn(slot);
@@ -401,11 +366,7 @@ impl<S> Engine<S> {
         }
         for slot in timed_out {
             self.shared.metrics.timeouts.inc();
-            self.close_with(
-                slot,
-                close::TIMEOUT,
-                "no pong within the keepalive deadline",
-            );
+            self.close_with(slot, close::TIMEOUT, "no pong within the keepalive deadline");
         }
     }
 

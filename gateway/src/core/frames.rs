@@ -80,11 +80,7 @@ impl<S> Engine<S> {
         match h.opcode {
             Opcode::Text | Opcode::Binary => {
                 if c.frag_opcode.is_some() {
-                    return self.fail(
-                        slot,
-                        close::PROTOCOL_ERROR,
-                        "new data frame inside a fragmented message",
-                    );
+                    return self.fail(slot, close::PROTOCOL_ERROR, "new data frame inside a fragmented message");
                 }
                 if h.fin {
                     self.on_message(slot, h.opcode, payload);
@@ -95,11 +91,7 @@ impl<S> Engine<S> {
             }
             Opcode::Continuation => {
                 let Some(op) = c.frag_opcode else {
-                    return self.fail(
-                        slot,
-                        close::PROTOCOL_ERROR,
-                        "continuation frame with nothing to continue",
-                    );
+                    return self.fail(slot, close::PROTOCOL_ERROR, "continuation frame with nothing to continue");
                 };
                 if c.frag.len() + payload.len() > max {
                     return self.fail(slot, close::TOO_BIG, "message larger than the maximum");
@@ -120,21 +112,13 @@ impl<S> Engine<S> {
     fn on_close_frame(&mut self, slot: usize, payload: &[u8]) {
         match payload.len() {
             0 => self.close_with(slot, close::NORMAL, ""),
-            1 => self.fail(
-                slot,
-                close::PROTOCOL_ERROR,
-                "close frame with a one-byte payload",
-            ),
+            1 => self.fail(slot, close::PROTOCOL_ERROR, "close frame with a one-byte payload"),
             _ => {
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
                 if !frame::is_valid_close_code(code) {
                     self.fail(slot, close::PROTOCOL_ERROR, "invalid close code");
                 } else if std::str::from_utf8(&payload[2..]).is_err() {
-                    self.fail(
-                        slot,
-                        close::INVALID_PAYLOAD,
-                        "close reason is not valid UTF-8",
-                    );
+                    self.fail(slot, close::INVALID_PAYLOAD, "close reason is not valid UTF-8");
                 } else {
                     self.close_with(slot, code, "");
                 }
@@ -146,20 +130,12 @@ impl<S> Engine<S> {
         let echo = self.conns.get(slot).is_some_and(|c| c.echo);
         match opcode {
             Opcode::Text => match std::str::from_utf8(payload) {
-                Err(_) => self.fail(
-                    slot,
-                    close::INVALID_PAYLOAD,
-                    "text frame is not valid UTF-8",
-                ),
+                Err(_) => self.fail(slot, close::INVALID_PAYLOAD, "text frame is not valid UTF-8"),
                 Ok(_) if echo => self.queue_frame(slot, Opcode::Text, payload),
                 Ok(text) => self.on_text(slot, text),
             },
             _ if echo => self.queue_frame(slot, Opcode::Binary, payload),
-            _ => self.fail(
-                slot,
-                close::UNSUPPORTED_DATA,
-                "binary frames are not part of protocol v1",
-            ),
+            _ => self.fail(slot, close::UNSUPPORTED_DATA, "binary frames are not part of protocol v1"),
         }
     }
 }

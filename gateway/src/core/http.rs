@@ -17,25 +17,12 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
 /// What to do with a complete request.
 enum Route {
-    Respond {
-        status: u16,
-        reason: &'static str,
-        content_type: &'static str,
-        body: Vec<u8>,
-    },
-    Upgrade {
-        key: Vec<u8>,
-        user: Option<UserId>,
-    },
+    Respond { status: u16, reason: &'static str, content_type: &'static str, body: Vec<u8> },
+    Upgrade { key: Vec<u8>, user: Option<UserId> },
 }
 
 fn text(status: u16, reason: &'static str, body: impl Into<Vec<u8>>) -> Route {
-    Route::Respond {
-        status,
-        reason,
-        content_type: "text/plain; charset=utf-8",
-        body: body.into(),
-    }
+    Route::Respond { status, reason, content_type: "text/plain; charset=utf-8", body: body.into() }
 }
 
 impl<S> Engine<S> {
@@ -50,14 +37,9 @@ impl<S> Engine<S> {
         }
         let view: &mut [u8] = if buffered { &mut owned } else { data };
         let (route, used) = match handshake::parse(view) {
-            Ok(None) if view.len() > MAX_REQUEST_HEAD => (
-                text(
-                    431,
-                    "Request Header Fields Too Large",
-                    "request head too large\n",
-                ),
-                0,
-            ),
+            Ok(None) if view.len() > MAX_REQUEST_HEAD => {
+                (text(431, "Request Header Fields Too Large", "request head too large\n"), 0)
+            }
             Ok(None) => {
                 let keep = if buffered { owned } else { view.to_vec() };
                 if let Some(c) = self.conns.get_mut(slot) {
@@ -69,12 +51,7 @@ impl<S> Engine<S> {
             Ok(Some(req)) => (self.route(&req), req.len),
         };
         match route {
-            Route::Respond {
-                status,
-                reason,
-                content_type,
-                body,
-            } => {
+            Route::Respond { status, reason, content_type, body } => {
                 if status >= 400 {
                     if status == 401 {
                         self.shared.metrics.auth_failures.inc();
@@ -128,11 +105,7 @@ impl<S> Engine<S> {
         }
         let user = if authenticate {
             let Some(token) = req.token() else {
-                return text(
-                    401,
-                    "Unauthorized",
-                    format!("{}\n", auth::AuthError::Missing),
-                );
+                return text(401, "Unauthorized", format!("{}\n", auth::AuthError::Missing));
             };
             match self.shared.token_key.verify(token, self.now_ms / 1000) {
                 Ok(claims) => Some(claims.user),
@@ -149,17 +122,10 @@ impl<S> Engine<S> {
             );
         }
         if req.ws_version != Some(b"13") {
-            return text(
-                426,
-                "Upgrade Required",
-                "Sec-WebSocket-Version must be 13\n",
-            );
+            return text(426, "Upgrade Required", "Sec-WebSocket-Version must be 13\n");
         }
         match req.ws_key {
-            Some(k) if !k.is_empty() && k.len() <= 64 => Route::Upgrade {
-                key: k.to_vec(),
-                user,
-            },
+            Some(k) if !k.is_empty() && k.len() <= 64 => Route::Upgrade { key: k.to_vec(), user },
             _ => text(400, "Bad Request", "missing Sec-WebSocket-Key\n"),
         }
     }
@@ -178,11 +144,7 @@ impl<S> Engine<S> {
             Some(user) => {
                 c.user = user;
                 c.registered = true;
-                let ep = Endpoint {
-                    core,
-                    slot: slot as u32,
-                    generation: c.generation,
-                };
+                let ep = Endpoint { core, slot: slot as u32, generation: c.generation };
                 self.shared.directory.register(user.0, ep);
                 self.shared.metrics.connections_open.inc();
                 let mut w = Vec::with_capacity(128);

@@ -53,16 +53,8 @@ impl EpollCore {
     }
 
     /// Run the core until shutdown completes.
-    pub(crate) fn run(
-        self,
-        core: u16,
-        shared: Arc<Shared>,
-        listener: std::net::TcpListener,
-    ) -> io::Result<()> {
-        let EpollCore {
-            mut poll,
-            waker: _waker,
-        } = self;
+    pub(crate) fn run(self, core: u16, shared: Arc<Shared>, listener: std::net::TcpListener) -> io::Result<()> {
+        let EpollCore { mut poll, waker: _waker } = self;
         listener.set_nonblocking(true)?;
         let mut listener = Some(TcpListener::from_std(listener));
         if let Some(l) = listener.as_mut() {
@@ -77,11 +69,7 @@ impl EpollCore {
         let mut closing_since: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let timeout = if !again.is_empty() {
-                Duration::ZERO
-            } else {
-                next_tick.saturating_duration_since(now)
-            };
+            let timeout = if !again.is_empty() { Duration::ZERO } else { next_tick.saturating_duration_since(now) };
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -110,9 +98,7 @@ impl EpollCore {
                 }
             }
             std::mem::swap(&mut again, &mut again_next);
-            shared
-                .mailboxes
-                .drain(usize::from(core), |batch| engine.on_mailbox(batch));
+            shared.mailboxes.drain(usize::from(core), |batch| engine.on_mailbox(batch));
             if Instant::now() >= next_tick {
                 engine.on_tick();
                 next_tick += Duration::from_secs(1);
@@ -149,11 +135,9 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
             Ok((mut stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
                 let slot = engine.conns.vacant_key();
-                if let Err(e) = poll.registry().register(
-                    &mut stream,
-                    Token(slot),
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
+                if let Err(e) =
+                    poll.registry().register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)
+                {
                     tracing::warn!(error = %e, "registering a connection failed");
                     continue;
                 }
@@ -174,12 +158,7 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
 
 /// Read what `slot` has, up to a fair share; a connection with more left is
 /// queued in `again` for the next turn.
-fn read_ready(
-    engine: &mut Engine<mio::net::TcpStream>,
-    slot: usize,
-    buf: &mut [u8],
-    again: &mut Vec<usize>,
-) {
+fn read_ready(engine: &mut Engine<mio::net::TcpStream>, slot: usize, buf: &mut [u8], again: &mut Vec<usize>) {
     for _ in 0..READS_PER_TURN {
         let Some(sock) = engine.sock_mut(slot) else {
             return;

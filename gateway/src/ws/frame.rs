@@ -74,9 +74,7 @@ pub(crate) fn decode_header(buf: &[u8], max_payload: usize) -> Result<Decoded, F
         return Ok(Decoded::NeedMore);
     };
     if b0 & 0x70 != 0 {
-        return Err(FrameError::Protocol(
-            "reserved bits set without a negotiated extension",
-        ));
+        return Err(FrameError::Protocol("reserved bits set without a negotiated extension"));
     }
     let opcode = Opcode::from_bits(b0 & 0x0F).ok_or(FrameError::Protocol("unknown opcode"))?;
     let fin = b0 & 0x80 != 0;
@@ -98,9 +96,7 @@ pub(crate) fn decode_header(buf: &[u8], max_payload: usize) -> Result<Decoded, F
             a.copy_from_slice(b);
             let n = u64::from_be_bytes(a);
             if n >> 63 != 0 {
-                return Err(FrameError::Protocol(
-                    "payload length has the most significant bit set",
-                ));
+                return Err(FrameError::Protocol("payload length has the most significant bit set"));
             }
             (n, 10)
         }
@@ -122,13 +118,7 @@ pub(crate) fn decode_header(buf: &[u8], max_payload: usize) -> Result<Decoded, F
     };
     let mask = [m[0], m[1], m[2], m[3]];
     at += 4;
-    Ok(Decoded::Header(Header {
-        fin,
-        opcode,
-        mask,
-        header_len: at,
-        payload_len: len as usize,
-    }))
+    Ok(Decoded::Header(Header { fin, opcode, mask, header_len: at, payload_len: len as usize }))
 }
 
 /// XOR `data` with the 4-byte `mask`, starting at mask position `offset`.
@@ -253,9 +243,7 @@ mod tests {
         for len in [0usize, 125, 126, 65535, 65536, 70000] {
             let payload = vec![b'a'; len];
             let f = masked(0x2, true, &payload, [1, 2, 3, 4]);
-            let Decoded::Header(h) = decode_header(&f, 1 << 20).unwrap() else {
-                panic!("need more")
-            };
+            let Decoded::Header(h) = decode_header(&f, 1 << 20).unwrap() else { panic!("need more") };
             assert_eq!(h.payload_len, len);
             assert_eq!(h.header_len + len, f.len());
             let mut p = f[h.header_len..].to_vec();
@@ -272,35 +260,14 @@ mod tests {
     fn refuses_protocol_violations() {
         let mut f = masked(0x1, true, b"x", [0; 4]);
         f[0] |= 0x40;
-        assert!(matches!(
-            decode_header(&f, 100),
-            Err(FrameError::Protocol(_))
-        ));
-        assert!(matches!(
-            decode_header(&masked(0x3, true, b"", [0; 4]), 100),
-            Err(FrameError::Protocol(_))
-        ));
-        assert!(matches!(
-            decode_header(&masked(0x9, false, b"", [0; 4]), 100),
-            Err(FrameError::Protocol(_))
-        ));
-        assert!(matches!(
-            decode_header(&masked(0x9, true, &[0; 126], [0; 4]), 1000),
-            Err(FrameError::Protocol(_))
-        ));
-        assert!(matches!(
-            decode_header(&[0x81, 0x01, b'x'], 100),
-            Err(FrameError::Protocol(_))
-        ));
-        assert_eq!(
-            decode_header(&masked(0x1, true, &[0; 101], [0; 4]), 100),
-            Err(FrameError::TooBig)
-        );
+        assert!(matches!(decode_header(&f, 100), Err(FrameError::Protocol(_))));
+        assert!(matches!(decode_header(&masked(0x3, true, b"", [0; 4]), 100), Err(FrameError::Protocol(_))));
+        assert!(matches!(decode_header(&masked(0x9, false, b"", [0; 4]), 100), Err(FrameError::Protocol(_))));
+        assert!(matches!(decode_header(&masked(0x9, true, &[0; 126], [0; 4]), 1000), Err(FrameError::Protocol(_))));
+        assert!(matches!(decode_header(&[0x81, 0x01, b'x'], 100), Err(FrameError::Protocol(_))));
+        assert_eq!(decode_header(&masked(0x1, true, &[0; 101], [0; 4]), 100), Err(FrameError::TooBig));
         let huge = [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert!(matches!(
-            decode_header(&huge, 100),
-            Err(FrameError::Protocol(_))
-        ));
+        assert!(matches!(decode_header(&huge, 100), Err(FrameError::Protocol(_))));
     }
 
     #[test]
@@ -316,8 +283,6 @@ mod tests {
         assert!(out.len() <= 2 + 125);
         assert!(std::str::from_utf8(&out[4..]).is_ok());
         assert!(is_valid_close_code(1000) && is_valid_close_code(4000));
-        assert!(
-            !is_valid_close_code(1005) && !is_valid_close_code(999) && !is_valid_close_code(5000)
-        );
+        assert!(!is_valid_close_code(1005) && !is_valid_close_code(999) && !is_valid_close_code(5000));
     }
 }

@@ -27,11 +27,8 @@ pub(crate) struct Request<'a> {
 impl<'a> Request<'a> {
     /// The token from `?token=` or `Authorization: Bearer`.
     pub(crate) fn token(&self) -> Option<&'a str> {
-        let from_query = self.query.and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("token="))
-                .filter(|t| !t.is_empty())
-        });
+        let from_query =
+            self.query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")).filter(|t| !t.is_empty()));
         from_query.or(self.bearer)
     }
 }
@@ -66,19 +63,13 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, BadRequest> {
         if name.eq_ignore_ascii_case("upgrade") {
             upgrade = h.value.eq_ignore_ascii_case(b"websocket");
         } else if name.eq_ignore_ascii_case("connection") {
-            connection_upgrade = h
-                .value
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+            connection_upgrade = h.value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             ws_key = Some(h.value.trim_ascii());
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             ws_version = Some(h.value.trim_ascii());
         } else if name.eq_ignore_ascii_case("authorization") {
-            bearer = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+            bearer = std::str::from_utf8(h.value).ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
         }
     }
     Ok(Some(Request {
@@ -103,19 +94,15 @@ pub(crate) fn accept_key(key: &[u8]) -> String {
 
 /// The 101 response that completes an upgrade.
 pub(crate) fn switching_protocols(out: &mut Vec<u8>, key: &[u8]) {
-    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
     out.extend_from_slice(accept_key(key).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// A complete response after which the connection closes.
-pub(crate) fn respond(
-    out: &mut Vec<u8>,
-    status: u16,
-    reason: &str,
-    content_type: &str,
-    body: &[u8],
-) {
+pub(crate) fn respond(out: &mut Vec<u8>, status: u16, reason: &str, content_type: &str, body: &[u8]) {
     out.extend_from_slice(
         format!(
             "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
@@ -133,10 +120,7 @@ mod tests {
 
     #[test]
     fn rfc_example_accept_key() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
@@ -159,9 +143,6 @@ mod tests {
         assert_eq!(parse(b"GET /ws HTTP/1.1\r\nHost:"), Ok(None));
         assert!(parse(b"\x16\x03\x01\x02\x00garbage\r\n\r\n").is_err());
         let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
-        assert_eq!(
-            parse(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
-            Err(BadRequest("too many headers"))
-        );
+        assert_eq!(parse(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()), Err(BadRequest("too many headers")));
     }
 }

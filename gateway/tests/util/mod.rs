@@ -28,21 +28,12 @@ impl TestGateway {
 
     pub fn start_with(workers: usize, tune: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::new(
-            "127.0.0.1:0".parse().unwrap(),
-            dir.path().to_path_buf(),
-            SECRET.into(),
-        );
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf(), SECRET.into());
         config.workers = workers;
         tune(&mut config);
         let handle = Server::start(config).expect("gateway starts");
         let addr = handle.addr();
-        TestGateway {
-            handle: Some(handle),
-            addr,
-            dir,
-            key: TokenKey::new(SECRET.as_bytes()),
-        }
+        TestGateway { handle: Some(handle), addr, dir, key: TokenKey::new(SECRET.as_bytes()) }
     }
 
     pub fn handle(&self) -> &ServerHandle {
@@ -50,8 +41,7 @@ impl TestGateway {
     }
 
     pub fn token(&self, user: u64) -> String {
-        self.key
-            .mint(UserId(user), chatgw_gateway::auth::unix_now() + 3600)
+        self.key.mint(UserId(user), chatgw_gateway::auth::unix_now() + 3600)
     }
 
     pub fn connect(&self, user: u64) -> Client {
@@ -62,10 +52,7 @@ impl TestGateway {
     pub fn online(&self, user: u64) -> Client {
         let mut c = self.connect(user);
         c.sync().unwrap();
-        c.wait_for(WAIT, "synced", |e| {
-            matches!(e, Event::Synced { .. }).then_some(())
-        })
-        .unwrap();
+        c.wait_for(WAIT, "synced", |e| matches!(e, Event::Synced { .. }).then_some(())).unwrap();
         c
     }
 
@@ -85,20 +72,14 @@ impl Drop for TestGateway {
 pub fn metric_value(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| {
-            l.strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse::<f64>().unwrap())
+            l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap())
         })
         .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
 }
 
 pub fn sent_id(c: &mut Client, client_id: &str) -> (MessageId, bool) {
     c.wait_for(WAIT, "sent", |e| match e {
-        Event::Sent {
-            client_id: cid,
-            id,
-            duplicate,
-        } if cid == client_id => Some((*id, *duplicate)),
+        Event::Sent { client_id: cid, id, duplicate } if cid == client_id => Some((*id, *duplicate)),
         Event::Error { code, message, .. } => panic!("error {code}: {message}"),
         _ => None,
     })
@@ -115,9 +96,7 @@ pub fn next_message(c: &mut Client) -> MessageEvent {
 
 pub fn next_error(c: &mut Client) -> (String, Option<String>) {
     c.wait_for(WAIT, "error", |e| match e {
-        Event::Error {
-            code, reference, ..
-        } => Some((code.clone(), reference.clone())),
+        Event::Error { code, reference, .. } => Some((code.clone(), reference.clone())),
         _ => None,
     })
     .unwrap()
@@ -190,11 +169,7 @@ pub fn raw_ws(addr: SocketAddr, token: &str) -> TcpStream {
         s.read_exact(&mut b).unwrap();
         head.push(b[0]);
     }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
     let (_, payload) = read_server_frame(&mut s);
     assert!(payload.starts_with(br#"{"type":"welcome""#));
     s

@@ -1,0 +1,304 @@
+//! One group commit being built: ids, idempotency, receipt checks.
+//!
+//! Every check sees both the store and the requests earlier in the same
+//! batch, so two sends with one client id in one batch store one message,
+//! and an acknowledgement of a message sent in the same batch is accepted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chatgw_protocol::{
+    ConversationId, ErrorCode, Group, GroupId, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake,
+    UserId,
+};
+use chatgw_router::Endpoint;
+use chatgw_storage::{MessageStore, StoreError, Write};
+
+use crate::events::CommitRequest;
+
+/// What a request turned into once ids and checks were done, in commit
+/// order. Dispatch walks this list after the fsync.
+pub(super) enum Outcome {
+    /// A new message. `origin` gets a `sent` ack and no live copy; system
+    /// messages have no origin and reach every device.
+    Stored { origin: Option<Endpoint>, client_id: String, message: Message, inboxes: Vec<UserId> },
+    /// A resend: the original id, nothing stored.
+    Duplicate { origin: Endpoint, client_id: String, id: MessageId },
+    /// A receipt event for `inboxes`.
+    Receipt { origin: Option<Endpoint>, receipt: Receipt, inboxes: Vec<UserId> },
+    /// A group record to persist.
+    GroupWrite { group: Group },
+    /// A `group` frame for the requester.
+    GroupReply { origin: Endpoint, group: Group, reference: Option<String> },
+    /// An `error` frame for the requester.
+    Refused { origin: Endpoint, code: ErrorCode, why: String, reference: Option<String> },
+}
+
+pub(super) fn refused(origin: Endpoint, code: ErrorCode, why: impl Into<String>, reference: Option<String>) -> Outcome {
+    Outcome::Refused { origin, code, why: why.into(), reference }
+}
+
+/// Group receipts gathered over a batch: (group, sender, status) -> who acknowledged which ids.
+type PendingGroupReceipts = BTreeMap<(GroupId, UserId, u8), BTreeMap<UserId, Vec<MessageId>>>;
+
+pub(super) struct Batch<'s> {
+    store: &'s dyn MessageStore,
+    ids: Snowflake,
+    pub(super) max_group_members: usize,
+    outcomes: Vec<Outcome>,
+    by_client_id: HashMap<(UserId, String), (ConversationId, MessageId)>,
+    new_messages: HashMap<(ConversationId, MessageId), UserId>,
+    delivered: HashSet<(ConversationId, MessageId, UserId)>,
+    reads: HashMap<(ConversationId, UserId), MessageId>,
+    /// Membership cache; lives across batches (see `groups`).
+    pub(super) groups: HashMap<GroupId, Group>,
+    /// Groups changed in this batch, dropped from the cache if the commit fails.
+    pub(super) touched: HashSet<GroupId>,
+    pub(super) group_receipts: PendingGroupReceipts,
+}
+
+impl<'s> Batch<'s> {
+    pub(super) fn new(store: &'s dyn MessageStore, ids: Snowflake, max_group_members: usize) -> Self {
+        Batch {
+            store,
+            ids,
+            max_group_members,
+            outcomes: Vec::new(),
+            by_client_id: HashMap::new(),
+            new_messages: HashMap::new(),
+            delivered: HashSet::new(),
+            reads: HashMap::new(),
+            groups: HashMap::new(),
+            touched: HashSet::new(),
+            group_receipts: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn store(&self) -> &'s dyn MessageStore {
+        self.store
+    }
+
+    pub(super) fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    pub(super) fn push(&mut self, o: Outcome) {
+        self.outcomes.push(o);
+    }
+
+    pub(super) fn next_id(&mut self) -> MessageId {
+        self.ids.next_id()
+    }
+
+    pub(super) fn last_id(&self) -> MessageId {
+        self.ids.last()
+    }
+
+    /// Start the next batch (the membership cache stays).
+    pub(super) fn clear(&mut self) {
+        self.outcomes.clear();
+        self.by_client_id.clear();
+        self.new_messages.clear();
+        self.delivered.clear();
+        self.reads.clear();
+        self.touched.clear();
+        self.group_receipts.clear();
+    }
+
+    /// The commit failed: cached groups changed in it no longer match the store.
+    pub(super) fn forget_cached_changes(&mut self) {
+        for g in self.touched.drain() {
+            self.groups.remove(&g);
+        }
+    }
+
+    /// The writes of this batch, in order.
+    pub(super) fn writes(&self) -> Vec<Write<'_>> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Stored { message, inboxes, .. } => Some(Write::Message { message, inboxes }),
+                Outcome::Receipt { receipt, inboxes, .. } => Some(Write::Receipt { receipt, inboxes }),
+                Outcome::GroupWrite { group } => Some(Write::Group { group }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The sender of a message of this conversation, if it exists (stored or
+    /// earlier in this batch).
+    pub(super) fn sender_of(&self, c: ConversationId, id: MessageId) -> Result<Option<UserId>, StoreError> {
+        if let Some(from) = self.new_messages.get(&(c, id)) {
+            return Ok(Some(*from));
+        }
+        Ok(self.store.message(c, id)?.map(|m| m.from))
+    }
+
+    /// Whether `user` already acknowledged delivery of this message; records
+    /// it as acknowledged if not.
+    pub(super) fn first_delivery(&mut self, c: ConversationId, id: MessageId, user: UserId) -> Result<bool, StoreError> {
+        if self.delivered.contains(&(c, id, user)) || self.store.is_delivered(c, id, user)? {
+            return Ok(false);
+        }
+        self.delivered.insert((c, id, user));
+        Ok(true)
+    }
+
+    /// Move `user`'s read mark to `up_to`; returns the previous mark, or
+    /// `None` if it was already at or past `up_to`.
+    pub(super) fn advance_read(
+        &mut self,
+        c: ConversationId,
+        user: UserId,
+        up_to: MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let current = match self.reads.get(&(c, user)) {
+            Some(m) => Some(*m),
+            None => self.store.read_mark(c, user)?,
+        };
+        if current.is_some_and(|m| m >= up_to) {
+            return Ok(None);
+        }
+        self.reads.insert((c, user), up_to);
+        Ok(Some(current.unwrap_or(MessageId(0))))
+    }
+
+    /// The message `from` stored (or is storing in this batch) under this client id.
+    pub(super) fn earlier_message(
+        &self,
+        from: UserId,
+        client_id: &str,
+    ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
+        match self.by_client_id.get(&(from, client_id.to_owned())) {
+            Some(found) => Ok(Some(*found)),
+            None => self.store.message_by_client_id(from, client_id),
+        }
+    }
+
+    /// A new message with a fresh id, unless `(from, client_id)` was used
+    /// before. System messages pass an empty client id and are never
+    /// deduplicated.
+    pub(super) fn new_message(
+        &mut self,
+        origin: Option<Endpoint>,
+        from: UserId,
+        client_id: String,
+        conversation: ConversationId,
+        kind: MessageKind,
+        body: String,
+        inboxes: Vec<UserId>,
+    ) -> Result<MessageId, StoreError> {
+        if let Some(origin) = origin {
+            if let Some((_, id)) = self.earlier_message(from, &client_id)? {
+                self.outcomes.push(Outcome::Duplicate { origin, client_id, id });
+                return Ok(id);
+            }
+        }
+        let id = self.ids.next_id();
+        if !client_id.is_empty() {
+            self.by_client_id.insert((from, client_id.clone()), (conversation, id));
+        }
+        self.new_messages.insert((conversation, id), from);
+        let message = Message { id, conversation, from, kind, client_id: client_id.clone(), ts: Snowflake::unix_ms(id), body };
+        self.outcomes.push(Outcome::Stored { origin, client_id, message, inboxes });
+        Ok(id)
+    }
+
+    /// Take one request into the batch.
+    pub(super) fn add(&mut self, req: CommitRequest) -> Result<(), StoreError> {
+        match req {
+            CommitRequest::Send { origin, from, client_id, conversation, kind, body } => match conversation {
+                ConversationId::Direct { .. } => {
+                    let to = conversation.peer_of(from).unwrap_or(from);
+                    let inboxes = if to == from { vec![from] } else { vec![from, to] };
+                    self.new_message(Some(origin), from, client_id, conversation, kind, body, inboxes)?;
+                }
+                ConversationId::Group(g) => self.send_to_group(origin, from, client_id, g, kind, body)?,
+            },
+            CommitRequest::Delivered { origin, by, conversation, ids } => match conversation {
+                ConversationId::Direct { .. } => self.direct_delivered(origin, by, conversation, ids)?,
+                ConversationId::Group(g) => self.group_delivered(origin, by, g, ids)?,
+            },
+            CommitRequest::Read { origin, by, conversation, up_to } => match conversation {
+                ConversationId::Direct { .. } => self.direct_read(origin, by, conversation, up_to)?,
+                ConversationId::Group(g) => self.group_read(origin, by, g, up_to)?,
+            },
+            CommitRequest::Group { origin, by, op } => self.group_op(origin, by, op)?,
+            CommitRequest::Stop => {}
+        }
+        Ok(())
+    }
+
+    /// Turn the group receipts gathered over the batch into one event per
+    /// (group, sender, status): however many members acknowledged, the
+    /// sender gets one frame per commit.
+    pub(super) fn finish(&mut self) {
+        for ((group, sender, status), items) in std::mem::take(&mut self.group_receipts) {
+            let event = self.ids.next_id();
+            let status = if status == 0 { ReceiptStatus::Delivered } else { ReceiptStatus::Read };
+            let receipt =
+                Receipt::Group { event, group, status, items: items.into_iter().collect(), at: Snowflake::unix_ms(event) };
+            self.outcomes.push(Outcome::Receipt { origin: None, receipt, inboxes: vec![sender] });
+        }
+    }
+
+    fn direct_delivered(
+        &mut self,
+        origin: Endpoint,
+        by: UserId,
+        conversation: ConversationId,
+        ids: Vec<MessageId>,
+    ) -> Result<(), StoreError> {
+        let mut fresh = Vec::with_capacity(ids.len());
+        let mut unknown = Vec::new();
+        for id in ids {
+            match self.sender_of(conversation, id)? {
+                // Only the other side of the conversation acknowledges delivery.
+                Some(from) if from != by => {
+                    if self.first_delivery(conversation, id, by)? && !fresh.contains(&id) {
+                        fresh.push(id);
+                    }
+                }
+                Some(_) => {}
+                None => unknown.push(id),
+            }
+        }
+        if !unknown.is_empty() {
+            self.outcomes.push(no_such_messages(origin, &unknown));
+        }
+        if !fresh.is_empty() {
+            let sender = conversation.peer_of(by).unwrap_or(by);
+            let event = self.ids.next_id();
+            let receipt = Receipt::Delivered { event, conversation, by, ids: fresh, at: Snowflake::unix_ms(event) };
+            self.outcomes.push(Outcome::Receipt { origin: Some(origin), receipt, inboxes: vec![sender] });
+        }
+        Ok(())
+    }
+
+    fn direct_read(
+        &mut self,
+        origin: Endpoint,
+        by: UserId,
+        conversation: ConversationId,
+        up_to: MessageId,
+    ) -> Result<(), StoreError> {
+        if self.sender_of(conversation, up_to)?.is_none() {
+            self.outcomes.push(no_such_messages(origin, &[up_to]));
+            return Ok(());
+        }
+        if self.advance_read(conversation, by, up_to)?.is_none() {
+            return Ok(());
+        }
+        let peer = conversation.peer_of(by).unwrap_or(by);
+        let event = self.ids.next_id();
+        let receipt = Receipt::Read { event, conversation, by, up_to, at: Snowflake::unix_ms(event) };
+        // The reader's other devices learn of the read too.
+        let inboxes = if peer == by { vec![by] } else { vec![peer, by] };
+        self.outcomes.push(Outcome::Receipt { origin: Some(origin), receipt, inboxes });
+        Ok(())
+    }
+}
+
+pub(super) fn no_such_messages(origin: Endpoint, ids: &[MessageId]) -> Outcome {
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    refused(origin, ErrorCode::NotAllowed, format!("no such message in this conversation: {}", list.join(", ")), None)
+}

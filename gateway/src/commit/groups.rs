@@ -1,0 +1,330 @@
+//! Groups in the committer: membership operations, fan-out lists, and the
+//! checks on group receipts.
+//!
+//! The committer is the only writer of membership, so it keeps groups in a
+//! plain map: a change made by one request is what the very next request in
+//! the same batch (and every later one) sees. A change is persisted as a
+//! whole group record plus a system message in the group's conversation, in
+//! the same atomic commit, so offline members learn of it through `sync`.
+
+use chatgw_protocol::{
+    ConversationId, ErrorCode, Group, GroupChange, GroupId, Member, MessageId, MessageKind, UserId,
+};
+use chatgw_router::Endpoint;
+use chatgw_storage::StoreError;
+
+use super::batch::{no_such_messages, refused, Batch, Outcome};
+use crate::events::GroupOp;
+
+/// Most messages one group `read` turns into read receipts.
+const READ_SCAN_LIMIT: usize = 1000;
+/// Groups kept in the membership cache before it is emptied.
+const MAX_CACHED_GROUPS: usize = 100_000;
+
+fn not_member(origin: Endpoint, reference: Option<String>) -> Outcome {
+    // The same answer whether the group exists or not: non-members learn nothing.
+    refused(origin, ErrorCode::NotAllowed, "not a member of this group", reference)
+}
+
+fn id_list(users: &[UserId]) -> String {
+    let v: Vec<String> = users.iter().map(|u| format!("\"{u}\"")).collect();
+    format!("[{}]", v.join(","))
+}
+
+/// A system message body: a JSON object, carried as a JSON string like any body.
+fn system_body(event: &str, by: UserId, extra: &str) -> String {
+    let inner = format!(r#"{{"event":"{event}","by":"{by}"{extra}}}"#);
+    serde_json::to_string(&inner).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Make the earliest member an admin if the group has members but no admin.
+fn ensure_admin(g: &mut Group) -> Vec<UserId> {
+    if g.members.iter().any(|m| m.admin) {
+        return Vec::new();
+    }
+    match g.members.first_mut() {
+        Some(m) => {
+            m.admin = true;
+            vec![m.user]
+        }
+        None => Vec::new(),
+    }
+}
+
+impl Batch<'_> {
+    /// The group, from the cache or else the store.
+    fn cached_group(&mut self, g: GroupId) -> Result<Option<&mut Group>, StoreError> {
+        if !self.groups.contains_key(&g) {
+            let Some(loaded) = self.store().group(g)? else { return Ok(None) };
+            if self.groups.len() >= MAX_CACHED_GROUPS {
+                self.groups.retain(|id, _| self.touched.contains(id));
+            }
+            self.groups.insert(g, loaded);
+        }
+        Ok(self.groups.get_mut(&g))
+    }
+
+    /// `user`'s membership record, if a member.
+    fn membership(&mut self, g: GroupId, user: UserId) -> Result<Option<Member>, StoreError> {
+        Ok(self.cached_group(g)?.and_then(|grp| grp.member(user).copied()))
+    }
+
+    pub(super) fn send_to_group(
+        &mut self,
+        origin: Endpoint,
+        from: UserId,
+        client_id: String,
+        g: GroupId,
+        kind: MessageKind,
+        body: String,
+    ) -> Result<(), StoreError> {
+        let inboxes: Vec<UserId> = match self.cached_group(g)? {
+            Some(grp) if grp.is_member(from) => grp.users().collect(),
+            _ => {
+                self.push(not_member(origin, Some(client_id)));
+                return Ok(());
+            }
+        };
+        self.new_message(Some(origin), from, client_id, ConversationId::Group(g), kind, body, inboxes)?;
+        Ok(())
+    }
+
+    pub(super) fn group_delivered(
+        &mut self,
+        origin: Endpoint,
+        by: UserId,
+        g: GroupId,
+        ids: Vec<MessageId>,
+    ) -> Result<(), StoreError> {
+        let Some(me) = self.membership(g, by)? else {
+            self.push(not_member(origin, None));
+            return Ok(());
+        };
+        let conversation = ConversationId::Group(g);
+        let mut unknown = Vec::new();
+        for id in ids {
+            if id < me.joined {
+                unknown.push(id);
+                continue;
+            }
+            match self.sender_of(conversation, id)? {
+                Some(from) if from != by => {
+                    if self.first_delivery(conversation, id, by)? {
+                        let ids = self.group_receipts.entry((g, from, 0)).or_default().entry(by).or_default();
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
+                }
+                Some(_) => {}
+                None => unknown.push(id),
+            }
+        }
+        if !unknown.is_empty() {
+            self.push(no_such_messages(origin, &unknown));
+        }
+        Ok(())
+    }
+
+    pub(super) fn group_read(
+        &mut self,
+        origin: Endpoint,
+        by: UserId,
+        g: GroupId,
+        up_to: MessageId,
+    ) -> Result<(), StoreError> {
+        let Some(me) = self.membership(g, by)? else {
+            self.push(not_member(origin, None));
+            return Ok(());
+        };
+        let conversation = ConversationId::Group(g);
+        if up_to < me.joined || self.sender_of(conversation, up_to)?.is_none() {
+            self.push(no_such_messages(origin, &[up_to]));
+            return Ok(());
+        }
+        let Some(previous) = self.advance_read(conversation, by, up_to)? else { return Ok(()) };
+        // Read receipts go to the sender of each newly read message.
+        let mut read = self.store().history(conversation, Some(MessageId(up_to.0.saturating_add(1))), READ_SCAN_LIMIT)?;
+        read.reverse();
+        for m in read {
+            if m.id > previous && m.id >= me.joined && m.from != by && m.kind != MessageKind::System {
+                self.group_receipts.entry((g, m.from, 1)).or_default().entry(by).or_default().push(m.id);
+            }
+        }
+        // The read mark itself, and the reader's other devices.
+        let event = self.next_id();
+        let receipt = chatgw_protocol::Receipt::Read {
+            event,
+            conversation,
+            by,
+            up_to,
+            at: chatgw_protocol::Snowflake::unix_ms(event),
+        };
+        self.push(Outcome::Receipt { origin: Some(origin), receipt, inboxes: vec![by] });
+        Ok(())
+    }
+
+    pub(super) fn group_op(&mut self, origin: Endpoint, by: UserId, op: GroupOp) -> Result<(), StoreError> {
+        match op {
+            GroupOp::Create { request_id, name, members } => self.create_group(origin, by, request_id, name, members),
+            GroupOp::Info { group } => {
+                match self.cached_group(group)? {
+                    Some(g) if g.is_member(by) => {
+                        let group = g.clone();
+                        self.push(Outcome::GroupReply { origin, group, reference: None });
+                    }
+                    _ => self.push(not_member(origin, None)),
+                }
+                Ok(())
+            }
+            GroupOp::Change { group, change } => self.change_group(origin, by, group, change),
+        }
+    }
+
+    fn create_group(
+        &mut self,
+        origin: Endpoint,
+        by: UserId,
+        request_id: String,
+        name: String,
+        members: Vec<UserId>,
+    ) -> Result<(), StoreError> {
+        // The creation's system message carries the request id as its client
+        // id, behind a control character no client id can contain.
+        let key = format!("\u{1}create:{request_id}");
+        if let Some(existing) = self.created_before(by, &key)? {
+            match self.cached_group(existing)? {
+                Some(g) if g.is_member(by) => {
+                    let group = g.clone();
+                    self.push(Outcome::GroupReply { origin, group, reference: Some(request_id) });
+                }
+                _ => self.push(not_member(origin, Some(request_id))),
+            }
+            return Ok(());
+        }
+        let mut users = vec![by];
+        for m in members {
+            if !users.contains(&m) {
+                users.push(m);
+            }
+        }
+        if users.len() > self.max_group_members {
+            let why = format!("a group holds at most {} members", self.max_group_members);
+            self.push(refused(origin, ErrorCode::GroupFull, why, Some(request_id)));
+            return Ok(());
+        }
+        let id = GroupId(self.next_id().0);
+        let joined = MessageId(id.0);
+        let group = Group {
+            id,
+            name: name.clone(),
+            created_by: by,
+            members: users.iter().map(|&user| Member { user, admin: user == by, joined }).collect(),
+        };
+        self.groups.insert(id, group.clone());
+        self.touched.insert(id);
+        self.push(Outcome::GroupWrite { group: group.clone() });
+        let name_json = serde_json::to_string(&name).unwrap_or_else(|_| "\"\"".into());
+        let body = system_body("created", by, &format!(r#","name":{name_json},"members":{}"#, id_list(&users)));
+        self.new_message(None, by, key, ConversationId::Group(id), MessageKind::System, body, users)?;
+        self.push(Outcome::GroupReply { origin, group, reference: Some(request_id) });
+        Ok(())
+    }
+
+    /// The group an earlier `create_group` with this key made, if any.
+    fn created_before(&mut self, by: UserId, key: &str) -> Result<Option<GroupId>, StoreError> {
+        Ok(match self.earlier_message(by, key)? {
+            Some((ConversationId::Group(g), _)) => Some(g),
+            _ => None,
+        })
+    }
+
+    fn change_group(&mut self, origin: Endpoint, by: UserId, gid: GroupId, change: GroupChange) -> Result<(), StoreError> {
+        let max = self.max_group_members;
+        let Some(g) = self.cached_group(gid)? else {
+            self.push(not_member(origin, None));
+            return Ok(());
+        };
+        let Some(me) = g.member(by).copied() else {
+            self.push(not_member(origin, None));
+            return Ok(());
+        };
+        if !matches!(change, GroupChange::Leave) && !me.admin {
+            self.push(refused(origin, ErrorCode::NotAllowed, "only group admins may change members", None));
+            return Ok(());
+        }
+        let mut g = g.clone();
+        // Who hears of the change besides the members after it.
+        let mut departed: Vec<UserId> = Vec::new();
+        let body = match change {
+            GroupChange::Add(users) => {
+                let mut fresh: Vec<UserId> = Vec::new();
+                for u in users {
+                    if !g.is_member(u) && !fresh.contains(&u) {
+                        fresh.push(u);
+                    }
+                }
+                if g.members.len() + fresh.len() > max {
+                    let why = format!("a group holds at most {max} members; it has {}", g.members.len());
+                    self.push(refused(origin, ErrorCode::GroupFull, why, None));
+                    return Ok(());
+                }
+                if fresh.is_empty() {
+                    self.push(Outcome::GroupReply { origin, group: g, reference: None });
+                    return Ok(());
+                }
+                let joined = self.next_id();
+                g.members.extend(fresh.iter().map(|&user| Member { user, admin: false, joined }));
+                system_body("added", by, &format!(r#","members":{}"#, id_list(&fresh)))
+            }
+            GroupChange::Remove(users) => {
+                for u in users {
+                    if g.is_member(u) && !departed.contains(&u) {
+                        departed.push(u);
+                    }
+                }
+                if departed.is_empty() {
+                    self.push(Outcome::GroupReply { origin, group: g, reference: None });
+                    return Ok(());
+                }
+                g.members.retain(|m| !departed.contains(&m.user));
+                let promoted = ensure_admin(&mut g);
+                system_body("removed", by, &format!(r#","members":{},"new_admins":{}"#, id_list(&departed), id_list(&promoted)))
+            }
+            GroupChange::Promote(users) => {
+                if let Some(stranger) = users.iter().find(|u| !g.is_member(**u)) {
+                    self.push(refused(origin, ErrorCode::BadField, format!("{stranger} is not a member"), None));
+                    return Ok(());
+                }
+                let promoted: Vec<UserId> = g
+                    .members
+                    .iter_mut()
+                    .filter(|m| users.contains(&m.user) && !m.admin)
+                    .map(|m| {
+                        m.admin = true;
+                        m.user
+                    })
+                    .collect();
+                if promoted.is_empty() {
+                    self.push(Outcome::GroupReply { origin, group: g, reference: None });
+                    return Ok(());
+                }
+                system_body("promoted", by, &format!(r#","members":{}"#, id_list(&promoted)))
+            }
+            GroupChange::Leave => {
+                g.members.retain(|m| m.user != by);
+                departed.push(by);
+                let promoted = ensure_admin(&mut g);
+                system_body("left", by, &format!(r#","new_admins":{}"#, id_list(&promoted)))
+            }
+        };
+        let mut inboxes: Vec<UserId> = g.users().collect();
+        inboxes.extend(departed);
+        self.groups.insert(gid, g.clone());
+        self.touched.insert(gid);
+        self.push(Outcome::GroupWrite { group: g.clone() });
+        self.new_message(None, by, String::new(), ConversationId::Group(gid), MessageKind::System, body, inboxes)?;
+        self.push(Outcome::GroupReply { origin, group: g, reference: None });
+        Ok(())
+    }
+}

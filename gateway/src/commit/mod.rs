@@ -1,0 +1,176 @@
+//! The group committer: the one thread that writes.
+//!
+//! Cores hand it requests through a channel and go back to their sockets.
+//! It takes everything queued (up to `commit_batch`), assigns Snowflake ids
+//! in arrival order, resolves idempotency, membership and receipt checks,
+//! writes the whole batch with one fsync, and only then answers: `sent`
+//! acks to the origin connections and live events to every device of every
+//! user concerned, posted to each core's mailbox as one batch per core.
+//!
+//! Why one thread: ids handed out here increase in commit order, and events
+//! reach each core's mailbox in that same order, so a device that has seen
+//! event N has seen every earlier event of its inbox that was delivered live.
+//! `sync` relies on this: a cursor is a complete description of what a
+//! device has. The same thread owns the group membership cache, so a
+//! membership change is visible to the very next send without any locking.
+//!
+//! Files: `batch` builds one batch (direct messages and receipts), `groups`
+//! the group operations and group fan-out, this file runs the loop and
+//! dispatches the results.
+
+mod batch;
+mod groups;
+
+use std::{sync::Arc, time::Instant};
+
+use chatgw_protocol::{server, ErrorCode, MessageId, Snowflake, UserId};
+use chatgw_router::{Endpoint, Fanout};
+use chatgw_storage::{MessageStore, StoreError, Write};
+use crossbeam_channel::Receiver;
+
+use self::batch::{Batch, Outcome};
+use crate::{
+    events::{CommitRequest, CoreEvent},
+    server::Shared,
+};
+
+/// The committer thread's body. Returns when it receives `Stop` (after
+/// committing everything before it) or when every sender is gone.
+pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
+    let high_water = match store.high_water() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the id high-water mark; ids restart from the clock");
+            MessageId(0)
+        }
+    };
+    let ids = Snowflake::new(shared.config.node_id).resume_after(high_water);
+    let mut batch = Batch::new(store.as_ref(), ids, shared.config.max_group_members);
+    let mut fanout = Fanout::new(shared.mailboxes.cores());
+    let mut requests = Vec::with_capacity(shared.config.commit_batch);
+    let mut stop = false;
+    while !stop {
+        let Ok(first) = rx.recv() else { break };
+        requests.push(first);
+        while requests.len() < shared.config.commit_batch {
+            match rx.try_recv() {
+                Ok(r) => requests.push(r),
+                Err(_) => break,
+            }
+        }
+        stop = requests.iter().any(|r| matches!(r, CommitRequest::Stop));
+        let n = requests.len();
+        let started = Instant::now();
+        let result = prepare_and_commit(&mut batch, &mut requests, &shared);
+        shared.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        shared.metrics.commit_batch_size.observe(n as f64);
+        match result {
+            Ok(()) => dispatch(&shared, batch.outcomes(), &mut fanout),
+            Err((e, origins)) => {
+                shared.metrics.commit_errors.inc();
+                batch.forget_cached_changes();
+                tracing::error!(error = %e, requests = n, "group commit failed; nothing in it was acknowledged");
+                for origin in origins {
+                    let mut p = Vec::new();
+                    server::error(
+                        &mut p,
+                        ErrorCode::Unavailable,
+                        "the store could not take the write; retry with the same id",
+                        None,
+                    );
+                    fanout.push(usize::from(origin.core), CoreEvent::Reply { to: origin, payload: p });
+                }
+            }
+        }
+        fanout.flush(&shared.mailboxes);
+        batch.clear();
+    }
+    tracing::info!("committer stopped");
+}
+
+fn origin_of(r: &CommitRequest) -> Option<Endpoint> {
+    match r {
+        CommitRequest::Send { origin, .. }
+        | CommitRequest::Delivered { origin, .. }
+        | CommitRequest::Read { origin, .. }
+        | CommitRequest::Group { origin, .. } => Some(*origin),
+        CommitRequest::Stop => None,
+    }
+}
+
+fn prepare_and_commit(
+    batch: &mut Batch<'_>,
+    requests: &mut Vec<CommitRequest>,
+    shared: &Shared,
+) -> Result<(), (StoreError, Vec<Endpoint>)> {
+    let origins: Vec<Endpoint> = requests.iter().filter_map(origin_of).collect();
+    for r in requests.drain(..) {
+        if let Err(e) = batch.add(r) {
+            return Err((e, origins));
+        }
+    }
+    batch.finish();
+    let writes: Vec<Write<'_>> = batch.writes();
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let stats = batch.store().commit(&writes, batch.last_id()).map_err(|e| (e, origins))?;
+    shared.metrics.commit_bytes.inc_by(stats.bytes as u64);
+    Ok(())
+}
+
+/// After the commit: acks to origins, live events to devices.
+fn dispatch(shared: &Shared, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent>) {
+    let reply = |fanout: &mut Fanout<CoreEvent>, to: Endpoint, payload: Vec<u8>| {
+        fanout.push(usize::from(to.core), CoreEvent::Reply { to, payload });
+    };
+    let deliver = |fanout: &mut Fanout<CoreEvent>, users: &[UserId], skip: Option<Endpoint>, event: MessageId, payload: Vec<u8>| {
+        let payload: Arc<[u8]> = payload.into();
+        for user in users {
+            shared.directory.for_each(user.0, |ep| {
+                if Some(ep) != skip {
+                    fanout.push(usize::from(ep.core), CoreEvent::Deliver { to: ep, event, payload: payload.clone() });
+                }
+            });
+        }
+    };
+    for o in outcomes {
+        match o {
+            Outcome::Stored { origin, client_id, message, inboxes } => {
+                shared.metrics.messages_stored.inc();
+                if let Some(origin) = origin {
+                    let mut ack = Vec::with_capacity(96);
+                    server::sent(&mut ack, client_id, message.id, message.ts, false);
+                    reply(fanout, *origin, ack);
+                }
+                let mut frame = Vec::with_capacity(128 + message.body.len());
+                server::message(&mut frame, message);
+                deliver(fanout, inboxes, *origin, message.id, frame);
+            }
+            Outcome::Duplicate { origin, client_id, id } => {
+                shared.metrics.messages_deduplicated.inc();
+                let mut ack = Vec::with_capacity(96);
+                server::sent(&mut ack, client_id, *id, Snowflake::unix_ms(*id), true);
+                reply(fanout, *origin, ack);
+            }
+            Outcome::Receipt { origin, receipt, inboxes } => {
+                shared.metrics.receipts_stored.inc();
+                let mut frame = Vec::with_capacity(128);
+                server::receipt(&mut frame, receipt);
+                deliver(fanout, inboxes, *origin, receipt.event(), frame);
+            }
+            Outcome::GroupReply { origin, group, reference } => {
+                let mut p = Vec::with_capacity(64 + 48 * group.members.len());
+                server::group(&mut p, group, reference.as_deref());
+                reply(fanout, *origin, p);
+            }
+            Outcome::Refused { origin, code, why, reference } => {
+                shared.metrics.protocol_errors.inc();
+                let mut p = Vec::new();
+                server::error(&mut p, *code, why, reference.as_deref());
+                reply(fanout, *origin, p);
+            }
+            Outcome::GroupWrite { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! A group: its name and members, as stored and as described to members.
+
+use crate::{GroupId, MessageId, UserId};
+
+/// One member of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The user.
+    pub user: UserId,
+    /// May add, remove and promote members.
+    pub admin: bool,
+    /// Id of the system message that added them: they see messages from
+    /// here on, never history from before.
+    pub joined: MessageId,
+}
+
+/// A group conversation's membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// Id (a Snowflake id, like messages).
+    pub id: GroupId,
+    /// Display name.
+    pub name: String,
+    /// Who created it.
+    pub created_by: UserId,
+    /// Current members, in the order they joined.
+    pub members: Vec<Member>,
+}
+
+impl Group {
+    /// The member record of `user`, if a member.
+    pub fn member(&self, user: UserId) -> Option<&Member> {
+        self.members.iter().find(|m| m.user == user)
+    }
+
+    /// Whether `user` is a member.
+    pub fn is_member(&self, user: UserId) -> bool {
+        self.member(user).is_some()
+    }
+
+    /// Whether `user` is an admin.
+    pub fn is_admin(&self, user: UserId) -> bool {
+        self.member(user).is_some_and(|m| m.admin)
+    }
+
+    /// Member user ids.
+    pub fn users(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.members.iter().map(|m| m.user)
+    }
+}
