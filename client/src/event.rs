@@ -1,6 +1,6 @@
 //! Server frames as the client sees them.
 
-use chatgw_protocol::{MessageId, MessageKind, UserId};
+use chatgw_protocol::{GroupId, MessageId, MessageKind, UserId};
 use serde::Deserialize;
 
 use crate::ClientError;
@@ -14,6 +14,8 @@ pub struct MessageEvent {
     pub from: UserId,
     /// Recipient (direct messages).
     pub to: Option<UserId>,
+    /// Group (group messages).
+    pub group: Option<GroupId>,
     /// Kind.
     pub kind: MessageKind,
     /// Sender's client id.
@@ -31,12 +33,16 @@ pub struct ReceiptEvent {
     pub event: MessageId,
     /// `delivered` or `read`.
     pub status: String,
-    /// Who received or read.
+    /// Who received or read (zero in batched group receipts: see `items`).
     pub by: UserId,
     /// Delivered message ids (for `delivered`).
     pub ids: Vec<MessageId>,
     /// Read up to (for `read`).
     pub up_to: Option<MessageId>,
+    /// The group, for group receipts.
+    pub group: Option<GroupId>,
+    /// Group receipts: who acknowledged which of your messages, batched.
+    pub items: Vec<(UserId, Vec<MessageId>)>,
     /// When, Unix milliseconds.
     pub at: u64,
 }
@@ -74,6 +80,28 @@ pub enum Event {
         /// Older pages exist.
         more: bool,
     },
+    /// A group's membership (reply to group requests).
+    Group {
+        /// The group.
+        id: GroupId,
+        /// Name.
+        name: String,
+        /// Members: user and whether an admin.
+        members: Vec<(UserId, bool)>,
+        /// The request id of a `create_group`.
+        reference: Option<String>,
+    },
+    /// Delivery details of one of your group messages.
+    MessageInfo {
+        /// The message.
+        msg: MessageId,
+        /// Members it was meant for.
+        recipients: usize,
+        /// Who received it, when.
+        delivered: Vec<(UserId, u64)>,
+        /// Who read it, when.
+        read: Vec<(UserId, u64)>,
+    },
     /// A refused request.
     Error {
         /// Stable error code.
@@ -97,6 +125,7 @@ struct RawMessage {
     msg: MessageId,
     from: UserId,
     to: Option<UserId>,
+    group: Option<GroupId>,
     kind: String,
     cid: String,
     ts: u64,
@@ -109,6 +138,7 @@ impl RawMessage {
             id: self.msg,
             from: self.from,
             to: self.to,
+            group: self.group,
             kind: MessageKind::from_name(&self.kind)
                 .ok_or_else(|| ClientError::Unexpected(format!("kind {}", self.kind)))?,
             client_id: self.cid,
@@ -116,6 +146,24 @@ impl RawMessage {
             body: self.body,
         })
     }
+}
+
+#[derive(Deserialize)]
+struct RawItem {
+    by: UserId,
+    ids: Vec<MessageId>,
+}
+
+#[derive(Deserialize)]
+struct RawMember {
+    user: UserId,
+    admin: bool,
+}
+
+#[derive(Deserialize)]
+struct RawWho {
+    user: UserId,
+    at: u64,
 }
 
 #[derive(Deserialize)]
@@ -133,11 +181,27 @@ enum Raw {
     Receipt {
         event: MessageId,
         status: String,
-        by: UserId,
+        by: Option<UserId>,
         #[serde(default)]
         ids: Vec<MessageId>,
         up_to: Option<MessageId>,
+        group: Option<GroupId>,
+        #[serde(default)]
+        items: Vec<RawItem>,
         at: u64,
+    },
+    Group {
+        group: GroupId,
+        name: String,
+        members: Vec<RawMember>,
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    MessageInfo {
+        msg: MessageId,
+        recipients: usize,
+        delivered: Vec<RawWho>,
+        read: Vec<RawWho>,
     },
     Synced {
         cursor: MessageId,
@@ -162,9 +226,28 @@ impl Event {
             Raw::Welcome { user } => Event::Welcome { user },
             Raw::Sent { id, msg, duplicate } => Event::Sent { client_id: id, id: msg, duplicate },
             Raw::Message(m) => Event::Message(m.into_event()?),
-            Raw::Receipt { event, status, by, ids, up_to, at } => {
-                Event::Receipt(ReceiptEvent { event, status, by, ids, up_to, at })
-            }
+            Raw::Receipt { event, status, by, ids, up_to, group, items, at } => Event::Receipt(ReceiptEvent {
+                event,
+                status,
+                by: by.unwrap_or_default(),
+                ids,
+                up_to,
+                group,
+                items: items.into_iter().map(|i| (i.by, i.ids)).collect(),
+                at,
+            }),
+            Raw::Group { group, name, members, reference } => Event::Group {
+                id: group,
+                name,
+                members: members.into_iter().map(|m| (m.user, m.admin)).collect(),
+                reference,
+            },
+            Raw::MessageInfo { msg, recipients, delivered, read } => Event::MessageInfo {
+                msg,
+                recipients,
+                delivered: delivered.into_iter().map(|w| (w.user, w.at)).collect(),
+                read: read.into_iter().map(|w| (w.user, w.at)).collect(),
+            },
             Raw::Synced { cursor } => Event::Synced { cursor },
             Raw::History { messages, more } => Event::History {
                 messages: messages.into_iter().map(RawMessage::into_event).collect::<Result<_, _>>()?,

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use chatgw_protocol::{MessageId, MessageKind, UserId};
+pub use chatgw_protocol::{GroupId, MessageId, MessageKind, UserId};
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
 
@@ -59,6 +59,16 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("user", &self.user).field("cursor", &self.cursor).finish()
     }
+}
+
+fn id_array(ids: &[MessageId]) -> String {
+    let v: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
+    format!("[{}]", v.join(","))
+}
+
+fn user_array(users: &[UserId]) -> String {
+    let v: Vec<String> = users.iter().map(|u| format!("\"{u}\"")).collect();
+    format!("[{}]", v.join(","))
 }
 
 fn json_string(s: &str) -> String {
@@ -141,8 +151,7 @@ impl Client {
 
     /// Acknowledge delivery of messages from `peer`.
     pub fn ack_delivered(&mut self, peer: UserId, ids: &[MessageId]) -> Result<(), ClientError> {
-        let list: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
-        self.send_raw(&format!(r#"{{"type":"delivered","peer":"{peer}","ids":[{}]}}"#, list.join(",")))
+        self.send_raw(&format!(r#"{{"type":"delivered","peer":"{peer}","ids":{}}}"#, id_array(ids)))
     }
 
     /// Mark the conversation with `peer` read up to `up_to`.
@@ -160,6 +169,73 @@ impl Client {
     pub fn history(&mut self, peer: UserId, before: Option<MessageId>, limit: usize) -> Result<(), ClientError> {
         let before = before.map(|b| format!(r#","before":"{b}""#)).unwrap_or_default();
         self.send_raw(&format!(r#"{{"type":"history","peer":"{peer}","limit":{limit}{before}}}"#))
+    }
+
+    /// Send a message to a group.
+    pub fn send_group(
+        &mut self,
+        group: GroupId,
+        client_id: &str,
+        kind: MessageKind,
+        body: &str,
+    ) -> Result<(), ClientError> {
+        self.send_raw(&format!(
+            r#"{{"type":"send","id":{},"group":"{group}","kind":"{}","body":{}}}"#,
+            json_string(client_id),
+            kind.as_str(),
+            json_string(body)
+        ))
+    }
+
+    /// Acknowledge delivery of group messages.
+    pub fn ack_group_delivered(&mut self, group: GroupId, ids: &[MessageId]) -> Result<(), ClientError> {
+        self.send_raw(&format!(r#"{{"type":"delivered","group":"{group}","ids":{}}}"#, id_array(ids)))
+    }
+
+    /// Mark a group read up to `up_to`.
+    pub fn mark_group_read(&mut self, group: GroupId, up_to: MessageId) -> Result<(), ClientError> {
+        self.send_raw(&format!(r#"{{"type":"read","group":"{group}","up_to":"{up_to}"}}"#))
+    }
+
+    /// Ask for one page of a group's messages.
+    pub fn group_history(
+        &mut self,
+        group: GroupId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(), ClientError> {
+        let before = before.map(|b| format!(r#","before":"{b}""#)).unwrap_or_default();
+        self.send_raw(&format!(r#"{{"type":"history","group":"{group}","limit":{limit}{before}}}"#))
+    }
+
+    /// Create a group with the given members (besides yourself).
+    pub fn create_group(&mut self, request_id: &str, name: &str, members: &[UserId]) -> Result<(), ClientError> {
+        self.send_raw(&format!(
+            r#"{{"type":"create_group","id":{},"name":{},"members":{}}}"#,
+            json_string(request_id),
+            json_string(name),
+            user_array(members)
+        ))
+    }
+
+    /// Add, remove or promote members (`op` is `add_members`, `remove_members` or `promote`).
+    pub fn change_members(&mut self, op: &str, group: GroupId, members: &[UserId]) -> Result<(), ClientError> {
+        self.send_raw(&format!(r#"{{"type":"{op}","group":"{group}","members":{}}}"#, user_array(members)))
+    }
+
+    /// Leave a group.
+    pub fn leave_group(&mut self, group: GroupId) -> Result<(), ClientError> {
+        self.send_raw(&format!(r#"{{"type":"leave","group":"{group}"}}"#))
+    }
+
+    /// Ask for a group's name and members.
+    pub fn group_info(&mut self, group: GroupId) -> Result<(), ClientError> {
+        self.send_raw(&format!(r#"{{"type":"group_info","group":"{group}"}}"#))
+    }
+
+    /// Ask who one of your group messages reached and who read it.
+    pub fn message_info(&mut self, group: GroupId, msg: MessageId) -> Result<(), ClientError> {
+        self.send_raw(&format!(r#"{{"type":"message_info","group":"{group}","msg":"{msg}"}}"#))
     }
 
     /// Close with 1000 and wait briefly for the server's close.

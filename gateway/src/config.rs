@@ -187,7 +187,18 @@ impl ServeArgs {
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.into(); }
             )*};
         }
-        take!(workers, node_id, max_frame, max_outbound, rate_limit, rate_burst, commit_batch, readers, echo_endpoint, max_group_members);
+        take!(
+            workers,
+            node_id,
+            max_frame,
+            max_outbound,
+            rate_limit,
+            rate_burst,
+            commit_batch,
+            readers,
+            echo_endpoint,
+            max_group_members
+        );
         macro_rules! take_duration {
             ($($f:ident),*) => {$(
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.0; }

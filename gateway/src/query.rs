@@ -30,7 +30,8 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 }
             }
             QueryRequest::History { origin, user, conversation, before, limit } => {
-                let payload = history(store.as_ref(), user, conversation, before, limit).unwrap_or_else(|e| failure(&e));
+                let payload =
+                    history(store.as_ref(), user, conversation, before, limit).unwrap_or_else(|e| failure(&e));
                 CoreEvent::Reply { to: origin, payload }
             }
             QueryRequest::MessageInfo { origin, user, group, msg } => {

@@ -33,6 +33,16 @@ pub(super) enum Outcome {
     Refused { origin: Endpoint, code: ErrorCode, why: String, reference: Option<String> },
 }
 
+/// A message before it has an id.
+pub(super) struct Draft {
+    pub(super) from: UserId,
+    pub(super) client_id: String,
+    pub(super) conversation: ConversationId,
+    pub(super) kind: MessageKind,
+    /// Raw JSON string literal.
+    pub(super) body: String,
+}
+
 pub(super) fn refused(origin: Endpoint, code: ErrorCode, why: impl Into<String>, reference: Option<String>) -> Outcome {
     Outcome::Refused { origin, code, why: why.into(), reference }
 }
@@ -135,7 +145,12 @@ impl<'s> Batch<'s> {
 
     /// Whether `user` already acknowledged delivery of this message; records
     /// it as acknowledged if not.
-    pub(super) fn first_delivery(&mut self, c: ConversationId, id: MessageId, user: UserId) -> Result<bool, StoreError> {
+    pub(super) fn first_delivery(
+        &mut self,
+        c: ConversationId,
+        id: MessageId,
+        user: UserId,
+    ) -> Result<bool, StoreError> {
         if self.delivered.contains(&(c, id, user)) || self.store.is_delivered(c, id, user)? {
             return Ok(false);
         }
@@ -180,13 +195,10 @@ impl<'s> Batch<'s> {
     pub(super) fn new_message(
         &mut self,
         origin: Option<Endpoint>,
-        from: UserId,
-        client_id: String,
-        conversation: ConversationId,
-        kind: MessageKind,
-        body: String,
+        draft: Draft,
         inboxes: Vec<UserId>,
     ) -> Result<MessageId, StoreError> {
+        let Draft { from, client_id, conversation, kind, body } = draft;
         if let Some(origin) = origin {
             if let Some((_, id)) = self.earlier_message(from, &client_id)? {
                 self.outcomes.push(Outcome::Duplicate { origin, client_id, id });
@@ -198,7 +210,8 @@ impl<'s> Batch<'s> {
             self.by_client_id.insert((from, client_id.clone()), (conversation, id));
         }
         self.new_messages.insert((conversation, id), from);
-        let message = Message { id, conversation, from, kind, client_id: client_id.clone(), ts: Snowflake::unix_ms(id), body };
+        let message =
+            Message { id, conversation, from, kind, client_id: client_id.clone(), ts: Snowflake::unix_ms(id), body };
         self.outcomes.push(Outcome::Stored { origin, client_id, message, inboxes });
         Ok(id)
     }
@@ -210,7 +223,7 @@ impl<'s> Batch<'s> {
                 ConversationId::Direct { .. } => {
                     let to = conversation.peer_of(from).unwrap_or(from);
                     let inboxes = if to == from { vec![from] } else { vec![from, to] };
-                    self.new_message(Some(origin), from, client_id, conversation, kind, body, inboxes)?;
+                    self.new_message(Some(origin), Draft { from, client_id, conversation, kind, body }, inboxes)?;
                 }
                 ConversationId::Group(g) => self.send_to_group(origin, from, client_id, g, kind, body)?,
             },
@@ -235,8 +248,13 @@ impl<'s> Batch<'s> {
         for ((group, sender, status), items) in std::mem::take(&mut self.group_receipts) {
             let event = self.ids.next_id();
             let status = if status == 0 { ReceiptStatus::Delivered } else { ReceiptStatus::Read };
-            let receipt =
-                Receipt::Group { event, group, status, items: items.into_iter().collect(), at: Snowflake::unix_ms(event) };
+            let receipt = Receipt::Group {
+                event,
+                group,
+                status,
+                items: items.into_iter().collect(),
+                at: Snowflake::unix_ms(event),
+            };
             self.outcomes.push(Outcome::Receipt { origin: None, receipt, inboxes: vec![sender] });
         }
     }

@@ -7,13 +7,11 @@
 //! whole group record plus a system message in the group's conversation, in
 //! the same atomic commit, so offline members learn of it through `sync`.
 
-use chatgw_protocol::{
-    ConversationId, ErrorCode, Group, GroupChange, GroupId, Member, MessageId, MessageKind, UserId,
-};
+use chatgw_protocol::{ConversationId, ErrorCode, Group, GroupChange, GroupId, Member, MessageId, MessageKind, UserId};
 use chatgw_router::Endpoint;
 use chatgw_storage::StoreError;
 
-use super::batch::{no_such_messages, refused, Batch, Outcome};
+use super::batch::{no_such_messages, refused, Batch, Draft, Outcome};
 use crate::events::GroupOp;
 
 /// Most messages one group `read` turns into read receipts.
@@ -85,7 +83,8 @@ impl Batch<'_> {
                 return Ok(());
             }
         };
-        self.new_message(Some(origin), from, client_id, ConversationId::Group(g), kind, body, inboxes)?;
+        let draft = Draft { from, client_id, conversation: ConversationId::Group(g), kind, body };
+        self.new_message(Some(origin), draft, inboxes)?;
         Ok(())
     }
 
@@ -144,7 +143,8 @@ impl Batch<'_> {
         }
         let Some(previous) = self.advance_read(conversation, by, up_to)? else { return Ok(()) };
         // Read receipts go to the sender of each newly read message.
-        let mut read = self.store().history(conversation, Some(MessageId(up_to.0.saturating_add(1))), READ_SCAN_LIMIT)?;
+        let mut read =
+            self.store().history(conversation, Some(MessageId(up_to.0.saturating_add(1))), READ_SCAN_LIMIT)?;
         read.reverse();
         for m in read {
             if m.id > previous && m.id >= me.joined && m.from != by && m.kind != MessageKind::System {
@@ -226,7 +226,14 @@ impl Batch<'_> {
         self.push(Outcome::GroupWrite { group: group.clone() });
         let name_json = serde_json::to_string(&name).unwrap_or_else(|_| "\"\"".into());
         let body = system_body("created", by, &format!(r#","name":{name_json},"members":{}"#, id_list(&users)));
-        self.new_message(None, by, key, ConversationId::Group(id), MessageKind::System, body, users)?;
+        let draft = Draft {
+            from: by,
+            client_id: key,
+            conversation: ConversationId::Group(id),
+            kind: MessageKind::System,
+            body,
+        };
+        self.new_message(None, draft, users)?;
         self.push(Outcome::GroupReply { origin, group, reference: Some(request_id) });
         Ok(())
     }
@@ -239,7 +246,13 @@ impl Batch<'_> {
         })
     }
 
-    fn change_group(&mut self, origin: Endpoint, by: UserId, gid: GroupId, change: GroupChange) -> Result<(), StoreError> {
+    fn change_group(
+        &mut self,
+        origin: Endpoint,
+        by: UserId,
+        gid: GroupId,
+        change: GroupChange,
+    ) -> Result<(), StoreError> {
         let max = self.max_group_members;
         let Some(g) = self.cached_group(gid)? else {
             self.push(not_member(origin, None));
@@ -289,7 +302,11 @@ impl Batch<'_> {
                 }
                 g.members.retain(|m| !departed.contains(&m.user));
                 let promoted = ensure_admin(&mut g);
-                system_body("removed", by, &format!(r#","members":{},"new_admins":{}"#, id_list(&departed), id_list(&promoted)))
+                system_body(
+                    "removed",
+                    by,
+                    &format!(r#","members":{},"new_admins":{}"#, id_list(&departed), id_list(&promoted)),
+                )
             }
             GroupChange::Promote(users) => {
                 if let Some(stranger) = users.iter().find(|u| !g.is_member(**u)) {
@@ -323,8 +340,110 @@ impl Batch<'_> {
         self.groups.insert(gid, g.clone());
         self.touched.insert(gid);
         self.push(Outcome::GroupWrite { group: g.clone() });
-        self.new_message(None, by, String::new(), ConversationId::Group(gid), MessageKind::System, body, inboxes)?;
+        let draft = Draft {
+            from: by,
+            client_id: String::new(),
+            conversation: ConversationId::Group(gid),
+            kind: MessageKind::System,
+            body,
+        };
+        self.new_message(None, draft, inboxes)?;
         self.push(Outcome::GroupReply { origin, group: g, reference: None });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatgw_protocol::{Receipt, ReceiptStatus, Snowflake};
+    use chatgw_storage::{EmbeddedOptions, EmbeddedStore, MessageStore};
+
+    use super::*;
+    use crate::events::CommitRequest;
+
+    fn ep(slot: u32) -> Endpoint {
+        Endpoint { core: 0, slot, generation: 1 }
+    }
+
+    fn commit(batch: &mut Batch<'_>) {
+        batch.finish();
+        let writes = batch.writes();
+        batch.store().commit(&writes, batch.last_id()).unwrap();
+    }
+
+    #[test]
+    fn acks_of_many_members_in_one_batch_make_one_receipt_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        let mut batch = Batch::new(&store, Snowflake::new(0), 256);
+        let members: Vec<UserId> = (2..=200).map(UserId).collect();
+        let create = GroupOp::Create { request_id: "r".into(), name: "n".into(), members: members.clone() };
+        batch.add(CommitRequest::Group { origin: ep(1), by: UserId(1), op: create }).unwrap();
+        let g = *batch.groups.keys().next().unwrap();
+        let send = CommitRequest::Send {
+            origin: ep(1),
+            from: UserId(1),
+            client_id: "m".into(),
+            conversation: ConversationId::Group(g),
+            kind: MessageKind::Text,
+            body: "\"x\"".into(),
+        };
+        batch.add(send).unwrap();
+        commit(&mut batch);
+        let msg = store.message_by_client_id(UserId(1), "m").unwrap().unwrap().1;
+        batch.clear();
+
+        for (i, u) in members.iter().enumerate() {
+            let ack = CommitRequest::Delivered {
+                origin: ep(i as u32 + 2),
+                by: *u,
+                conversation: ConversationId::Group(g),
+                ids: vec![msg],
+            };
+            batch.add(ack).unwrap();
+        }
+        batch.finish();
+        let receipts: Vec<&Receipt> = batch
+            .outcomes()
+            .iter()
+            .filter_map(|o| if let Outcome::Receipt { receipt, .. } = o { Some(receipt) } else { None })
+            .collect();
+        assert_eq!(receipts.len(), 1, "one event for 199 acknowledgements");
+        match receipts[0] {
+            Receipt::Group { status, items, .. } => {
+                assert_eq!(*status, ReceiptStatus::Delivered);
+                assert_eq!(items.len(), 199);
+                assert!(items.iter().all(|(_, ids)| ids == &vec![msg]));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn membership_change_is_seen_by_the_next_request_in_the_same_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        let mut batch = Batch::new(&store, Snowflake::new(0), 3);
+        let create = GroupOp::Create { request_id: "r".into(), name: "n".into(), members: vec![UserId(2)] };
+        batch.add(CommitRequest::Group { origin: ep(1), by: UserId(1), op: create }).unwrap();
+        let g = *batch.groups.keys().next().unwrap();
+        let remove = GroupOp::Change { group: g, change: GroupChange::Remove(vec![UserId(2)]) };
+        batch.add(CommitRequest::Group { origin: ep(1), by: UserId(1), op: remove }).unwrap();
+        let send = CommitRequest::Send {
+            origin: ep(2),
+            from: UserId(2),
+            client_id: "late".into(),
+            conversation: ConversationId::Group(g),
+            kind: MessageKind::Text,
+            body: "\"x\"".into(),
+        };
+        batch.add(send).unwrap();
+        assert!(matches!(batch.outcomes().last(), Some(Outcome::Refused { code: ErrorCode::NotAllowed, .. })));
+        // Limit of 3: adding two more to a group of one is fine, three is not.
+        let add = GroupOp::Change { group: g, change: GroupChange::Add(vec![UserId(5), UserId(6), UserId(7)]) };
+        batch.add(CommitRequest::Group { origin: ep(1), by: UserId(1), op: add }).unwrap();
+        assert!(matches!(batch.outcomes().last(), Some(Outcome::Refused { code: ErrorCode::GroupFull, .. })));
+        commit(&mut batch);
+        assert_eq!(store.group(g).unwrap().unwrap().members.len(), 1);
     }
 }

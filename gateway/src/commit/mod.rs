@@ -124,7 +124,11 @@ fn dispatch(shared: &Shared, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent
     let reply = |fanout: &mut Fanout<CoreEvent>, to: Endpoint, payload: Vec<u8>| {
         fanout.push(usize::from(to.core), CoreEvent::Reply { to, payload });
     };
-    let deliver = |fanout: &mut Fanout<CoreEvent>, users: &[UserId], skip: Option<Endpoint>, event: MessageId, payload: Vec<u8>| {
+    let deliver = |fanout: &mut Fanout<CoreEvent>,
+                   users: &[UserId],
+                   skip: Option<Endpoint>,
+                   event: MessageId,
+                   payload: Vec<u8>| {
         let payload: Arc<[u8]> = payload.into();
         for user in users {
             shared.directory.for_each(user.0, |ep| {

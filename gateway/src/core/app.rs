@@ -71,7 +71,9 @@ impl<S> Engine<S> {
             ClientFrame::ChangeGroup { group, change } => {
                 (CommitRequest::Group { origin, by: me, op: GroupOp::Change { group, change } }, None)
             }
-            ClientFrame::GroupInfo { group } => (CommitRequest::Group { origin, by: me, op: GroupOp::Info { group } }, None),
+            ClientFrame::GroupInfo { group } => {
+                (CommitRequest::Group { origin, by: me, op: GroupOp::Info { group } }, None)
+            }
             ClientFrame::Sync { after, limit } => {
                 c.subscribed = true;
                 c.syncing = true;

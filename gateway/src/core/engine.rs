@@ -227,7 +227,8 @@ impl<S> Engine<S> {
         if self.shared.query_tx.try_send(req).is_err() {
             // The readers are saturated or gone: the device retries its sync.
             c.syncing = false;
-            let e = chatgw_protocol::ProtocolError::new(chatgw_protocol::ErrorCode::Unavailable, "sync unavailable; retry");
+            let e =
+                chatgw_protocol::ProtocolError::new(chatgw_protocol::ErrorCode::Unavailable, "sync unavailable; retry");
             self.send_error(slot, &e);
         }
     }
