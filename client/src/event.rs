@@ -39,6 +39,8 @@ pub struct ReceiptEvent {
     pub ids: Vec<MessageId>,
     /// Read up to (for `read`).
     pub up_to: Option<MessageId>,
+    /// The direct conversation's other user, as this device's user sees it.
+    pub peer: Option<UserId>,
     /// The group, for group receipts.
     pub group: Option<GroupId>,
     /// Group receipts: who acknowledged which of your messages, batched.
@@ -185,6 +187,7 @@ enum Raw {
         #[serde(default)]
         ids: Vec<MessageId>,
         up_to: Option<MessageId>,
+        peer: Option<UserId>,
         group: Option<GroupId>,
         #[serde(default)]
         items: Vec<RawItem>,
@@ -226,12 +229,13 @@ impl Event {
             Raw::Welcome { user } => Event::Welcome { user },
             Raw::Sent { id, msg, duplicate } => Event::Sent { client_id: id, id: msg, duplicate },
             Raw::Message(m) => Event::Message(m.into_event()?),
-            Raw::Receipt { event, status, by, ids, up_to, group, items, at } => Event::Receipt(ReceiptEvent {
+            Raw::Receipt { event, status, by, ids, up_to, peer, group, items, at } => Event::Receipt(ReceiptEvent {
                 event,
                 status,
                 by: by.unwrap_or_default(),
                 ids,
                 up_to,
+                peer,
                 group,
                 items: items.into_iter().map(|i| (i.by, i.ids)).collect(),
                 at,

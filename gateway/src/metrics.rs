@@ -48,6 +48,8 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     /// Connections closed for WebSocket framing or UTF-8 violations.
     pub framing_errors: Counter,
+    /// Connections closed with 1008 after too many refused frames in a row.
+    pub policy_closes: Counter,
     /// Connections closed with 4001 for missing pongs.
     pub timeouts: Counter,
     /// Sync requests served.
@@ -88,6 +90,7 @@ impl Metrics {
             slow_consumers: Counter::default(),
             framing_errors: Counter::default(),
             timeouts: Counter::default(),
+            policy_closes: Counter::default(),
             syncs: Counter::default(),
             registry: Registry::default(),
         };
@@ -119,6 +122,7 @@ impl Metrics {
             "Connections closed for WebSocket protocol violations",
             m.framing_errors.clone(),
         );
+        registry.register("policy_closes", "Connections closed after too many refused frames", m.policy_closes.clone());
         registry.register("timeouts", "Connections closed for a missing pong", m.timeouts.clone());
         registry.register("syncs", "Sync requests served", m.syncs.clone());
         Metrics { registry, ..m }

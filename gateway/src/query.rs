@@ -26,16 +26,18 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 shared.metrics.syncs.inc();
                 match sync_page(store.as_ref(), origin, user, after, limit) {
                     Ok(ev) => ev,
-                    Err(e) => CoreEvent::SyncFailed { to: origin, payload: failure(&e) },
+                    Err(e) => CoreEvent::SyncFailed { to: origin, payload: failure(&e, "sync") },
                 }
             }
             QueryRequest::History { origin, user, conversation, before, limit } => {
-                let payload =
-                    history(store.as_ref(), user, conversation, before, limit).unwrap_or_else(|e| failure(&e));
+                let max_bytes = shared.config.max_outbound / 2;
+                let payload = history(store.as_ref(), user, conversation, before, limit, max_bytes)
+                    .unwrap_or_else(|e| failure(&e, "history"));
                 CoreEvent::Reply { to: origin, payload }
             }
             QueryRequest::MessageInfo { origin, user, group, msg } => {
-                let payload = message_info(store.as_ref(), user, group, msg).unwrap_or_else(|e| failure(&e));
+                let payload =
+                    message_info(store.as_ref(), user, group, msg).unwrap_or_else(|e| failure(&e, "message_info"));
                 CoreEvent::Reply { to: origin, payload }
             }
         };
@@ -59,7 +61,7 @@ fn sync_page(
             let mut p = Vec::with_capacity(160);
             match e {
                 InboxEvent::Message(m) => server::message(&mut p, m),
-                InboxEvent::Receipt(r) => server::receipt(&mut p, r),
+                InboxEvent::Receipt(r) => server::receipt(&mut p, r, user),
             }
             (e.id(), p)
         })
@@ -79,6 +81,7 @@ fn history(
     conversation: ConversationId,
     before: Option<MessageId>,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<Vec<u8>, StoreError> {
     // Members see the group from the message that added them on.
     let since = match conversation {
@@ -91,7 +94,17 @@ fn history(
     let mut page = store.history(conversation, before, limit)?;
     let complete = page.len() == limit;
     page.retain(|m| m.id >= since);
-    let more = complete && page.len() == limit && page.last().is_some_and(|m| m.id > since);
+    let mut more = complete && page.len() == limit && page.last().is_some_and(|m| m.id > since);
+    // A page never exceeds half the outbound bound, so it cannot trip the
+    // slow-consumer limit; the client pages on from the last message.
+    let mut bytes = 0;
+    if let Some(cut) = page.iter().position(|m| {
+        bytes += 160 + m.body.len() + m.client_id.len();
+        bytes > max_bytes
+    }) {
+        page.truncate(cut.max(1));
+        more = true;
+    }
     let mut p = Vec::with_capacity(256 * page.len().max(1));
     server::history(&mut p, &conversation, user, &page, more);
     Ok(p)
@@ -113,9 +126,9 @@ fn message_info(store: &dyn MessageStore, user: UserId, group: GroupId, msg: Mes
     Ok(p)
 }
 
-fn failure(e: &StoreError) -> Vec<u8> {
+fn failure(e: &StoreError, what: &str) -> Vec<u8> {
     tracing::error!(error = %e, "store read failed");
     let mut p = Vec::new();
-    server::error(&mut p, ErrorCode::Unavailable, "the store could not be read; retry", None);
+    server::error(&mut p, ErrorCode::Unavailable, &format!("{what} failed: the store could not be read; retry"), None);
     p
 }

@@ -150,6 +150,9 @@ fn garbage_instead_of_http_gets_400_and_close() {
     let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(10_000));
     let resp = raw_exchange(gw.addr, huge.as_bytes());
     assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    let complete = format!("GET /healthz HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
+    let resp = raw_exchange(gw.addr, complete.as_bytes());
+    assert!(resp.starts_with("HTTP/1.1 431"), "a complete head over the limit too: {resp}");
     ok.check();
 }
 
@@ -254,4 +257,26 @@ fn silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays() {
     responsive.send_message(UserId(31), "self", MessageKind::Text, "note to self").unwrap();
     sent_id(&mut responsive, "self");
     assert!(gw.metric("chatgw_timeouts_total") >= 1.0);
+}
+
+#[test]
+fn a_connection_that_keeps_sending_refused_frames_is_closed_with_1008() {
+    let gw = TestGateway::start(1);
+    let mut ok = Healthy::new(&gw);
+    let mut c = gw.online(40);
+    // A valid frame in between resets the count.
+    for _ in 0..20 {
+        c.send_raw("{nope").unwrap();
+    }
+    for _ in 0..20 {
+        assert_eq!(next_error(&mut c).0, "bad_json");
+    }
+    c.send_message(UserId(41), "valid", MessageKind::Text, "fine").unwrap();
+    sent_id(&mut c, "valid");
+    for _ in 0..40 {
+        let _ = c.send_raw("{nope");
+    }
+    assert_eq!(next_close(&mut c), 1008);
+    ok.check();
+    assert_eq!(gw.metric("chatgw_policy_closes_total"), 1.0);
 }

@@ -265,3 +265,63 @@ fn ids_are_unique_and_increasing_under_concurrent_senders() {
     assert_eq!(got.len(), 400);
     assert!(got.windows(2).all(|w| w[0] < w[1]), "sync is in id order");
 }
+
+#[test]
+fn history_pages_stay_under_the_outbound_bound_for_large_bodies() {
+    let gw = TestGateway::start(1);
+    let mut a = gw.online(1);
+    let body = "b".repeat(60_000);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        a.send_message(UserId(2), &format!("big{i}"), MessageKind::Document, &body).unwrap();
+        ids.push(sent_id(&mut a, &format!("big{i}")).0);
+    }
+    let mut b = gw.connect(2);
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        b.history(UserId(1), before, 20).unwrap();
+        let (page, more) = b
+            .wait_for(WAIT, "history", |e| match e {
+                Event::History { messages, more } => Some((messages.clone(), *more)),
+                Event::Closed { code, .. } => panic!("closed with {code}"),
+                _ => None,
+            })
+            .unwrap();
+        assert!(page.len() < 20, "a 1.2 MB page was cut to fit");
+        seen.extend(page.iter().map(|m| m.id));
+        before = page.last().map(|m| m.id);
+        if !more {
+            break;
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "paging on from the last message returns everything once");
+}
+
+#[test]
+fn read_receipts_name_the_conversation_for_every_device() {
+    let gw = TestGateway::start(1);
+    let mut a = gw.online(1);
+    let mut b_phone = gw.online(2);
+    let mut b_laptop = gw.online(2);
+    a.send_message(UserId(2), "p", MessageKind::Text, "x").unwrap();
+    let (id, _) = sent_id(&mut a, "p");
+    next_message(&mut b_phone);
+    next_message(&mut b_laptop);
+    b_phone.mark_read(UserId(1), id).unwrap();
+    let on_sender = a
+        .wait_for(WAIT, "read", |e| match e {
+            Event::Receipt(r) if r.status == "read" => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((on_sender.by, on_sender.peer), (UserId(2), Some(UserId(2))));
+    let on_laptop = b_laptop
+        .wait_for(WAIT, "read", |e| match e {
+            Event::Receipt(r) if r.status == "read" => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((on_laptop.by, on_laptop.peer, on_laptop.up_to), (UserId(2), Some(UserId(1)), Some(id)));
+}

@@ -15,14 +15,13 @@ pub const PROTOCOL_ERROR: u16 = 1002;
 pub const UNSUPPORTED_DATA: u16 = 1003;
 /// A text frame that is not valid UTF-8.
 pub const INVALID_PAYLOAD: u16 = 1007;
-/// A policy violation (for example repeated abuse after errors).
+/// A policy violation: the connection kept sending frames that were
+/// refused (see `MAX_STRIKES` in the gateway) instead of correcting course.
 pub const POLICY: u16 = 1008;
 /// A frame or message larger than the configured maximum.
 pub const TOO_BIG: u16 = 1009;
-/// The server hit an internal error on this connection.
-pub const INTERNAL: u16 = 1011;
 /// The connection fell behind: its outbound queue reached its bound.
 /// Nothing is lost: reconnect and `sync` from the last event seen.
 pub const SLOW_CONSUMER: u16 = 4000;
-/// No pong to a keepalive ping, or no traffic, within the deadline.
+/// No pong to a keepalive ping within the deadline.
 pub const TIMEOUT: u16 = 4001;

@@ -298,6 +298,10 @@ fn str_field<'a>(v: &'a RawValue, field: &str) -> Result<Cow<'a, str>, ProtocolE
 impl<'a> ClientFrame<'a> {
     /// Parse and validate one text frame.
     pub fn parse(text: &'a str) -> Result<Self, ProtocolError> {
+        // serde would also read a struct from a JSON array; frames are objects.
+        if !text.trim_start().starts_with('{') {
+            return Err(ProtocolError::new(ErrorCode::BadJson, "a frame is a JSON object"));
+        }
         let raw: RawFrame<'a> = serde_json::from_str(text)
             .map_err(|e| ProtocolError::new(ErrorCode::BadJson, format!("not a JSON object of the protocol: {e}")))?;
         let ty = raw.ty.as_deref().ok_or_else(|| bad("type", "missing"))?;
@@ -444,6 +448,7 @@ mod tests {
     fn every_malformation_has_its_code() {
         assert_eq!(code("{"), ErrorCode::BadJson);
         assert_eq!(code("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code(r#"["history",null,null,"61"]"#), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":"nope"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"kind":"text"}"#), ErrorCode::BadField);
         assert_eq!(code(r#"{"type":"send","id":"c","to":2,"body":""}"#), ErrorCode::BadField);

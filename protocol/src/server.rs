@@ -161,25 +161,32 @@ fn id_list(out: &mut Vec<u8>, ids: &[MessageId]) {
     out.push(b']');
 }
 
-fn group_field(out: &mut Vec<u8>, conversation: &ConversationId) {
-    if let ConversationId::Group(g) = conversation {
-        let _ = write!(out, r#","group":"{g}""#);
+/// Name the conversation as `viewer` sees it: `group`, or `peer` (the other user).
+fn conversation_name(out: &mut Vec<u8>, conversation: &ConversationId, viewer: UserId) {
+    match conversation {
+        ConversationId::Group(g) => {
+            let _ = write!(out, r#","group":"{g}""#);
+        }
+        ConversationId::Direct { .. } => {
+            let peer = conversation.peer_of(viewer).unwrap_or(viewer);
+            let _ = write!(out, r#","peer":"{peer}""#);
+        }
     }
 }
 
-/// `{"type":"receipt",...}`.
-pub fn receipt(out: &mut Vec<u8>, r: &Receipt) {
+/// `{"type":"receipt",...}` for the inbox of `viewer`.
+pub fn receipt(out: &mut Vec<u8>, r: &Receipt, viewer: UserId) {
     match r {
         Receipt::Delivered { event, conversation, by, ids, at } => {
             let _ = write!(out, r#"{{"type":"receipt","event":"{event}","status":"delivered","by":"{by}""#);
-            group_field(out, conversation);
+            conversation_name(out, conversation, viewer);
             out.extend_from_slice(br#","ids":"#);
             id_list(out, ids);
             let _ = write!(out, r#","at":{at}}}"#);
         }
         Receipt::Read { event, conversation, by, up_to, at } => {
             let _ = write!(out, r#"{{"type":"receipt","event":"{event}","status":"read","by":"{by}""#);
-            group_field(out, conversation);
+            conversation_name(out, conversation, viewer);
             let _ = write!(out, r#","up_to":"{up_to}","at":{at}}}"#);
         }
         Receipt::Group { event, group, status, items, at } => {
@@ -335,17 +342,23 @@ mod tests {
                 ids: vec![MessageId(7), MessageId(8)],
                 at: 5,
             },
+            UserId(1),
         );
         assert_eq!(
             parse(&out),
-            json!({"type":"receipt","event":"9","status":"delivered","by":"2","ids":["7","8"],"at":5})
+            json!({"type":"receipt","event":"9","status":"delivered","by":"2","peer":"2","ids":["7","8"],"at":5})
         );
         out.clear();
         receipt(
             &mut out,
             &Receipt::Read { event: MessageId(10), conversation: c, by: UserId(2), up_to: MessageId(8), at: 6 },
+            UserId(2),
         );
-        assert_eq!(parse(&out), json!({"type":"receipt","event":"10","status":"read","by":"2","up_to":"8","at":6}));
+        // The reader's own devices see the conversation named by the other user.
+        assert_eq!(
+            parse(&out),
+            json!({"type":"receipt","event":"10","status":"read","by":"2","peer":"1","up_to":"8","at":6})
+        );
         out.clear();
         sent(&mut out, "a", MessageId(3), 4, true);
         assert_eq!(parse(&out), json!({"type":"sent","id":"a","msg":"3","ts":4,"duplicate":true}));
@@ -386,6 +399,7 @@ mod tests {
                 items: vec![(UserId(4), vec![MessageId(1)]), (UserId(5), vec![MessageId(1), MessageId(2)])],
                 at: 9,
             },
+            UserId(1),
         );
         assert_eq!(
             parse(&out),

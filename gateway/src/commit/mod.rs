@@ -70,13 +70,13 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 shared.metrics.commit_errors.inc();
                 batch.forget_cached_changes();
                 tracing::error!(error = %e, requests = n, "group commit failed; nothing in it was acknowledged");
-                for origin in origins {
+                for (origin, reference) in origins {
                     let mut p = Vec::new();
                     server::error(
                         &mut p,
                         ErrorCode::Unavailable,
                         "the store could not take the write; retry with the same id",
-                        None,
+                        reference.as_deref(),
                     );
                     fanout.push(usize::from(origin.core), CoreEvent::Reply { to: origin, payload: p });
                 }
@@ -88,12 +88,13 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
     tracing::info!("committer stopped");
 }
 
-fn origin_of(r: &CommitRequest) -> Option<Endpoint> {
+/// Who to tell if the batch fails, with the client id of a send.
+fn origin_of(r: &CommitRequest) -> Option<(Endpoint, Option<String>)> {
     match r {
-        CommitRequest::Send { origin, .. }
-        | CommitRequest::Delivered { origin, .. }
+        CommitRequest::Send { origin, client_id, .. } => Some((*origin, Some(client_id.clone()))),
+        CommitRequest::Delivered { origin, .. }
         | CommitRequest::Read { origin, .. }
-        | CommitRequest::Group { origin, .. } => Some(*origin),
+        | CommitRequest::Group { origin, .. } => Some((*origin, None)),
         CommitRequest::Stop => None,
     }
 }
@@ -102,8 +103,8 @@ fn prepare_and_commit(
     batch: &mut Batch<'_>,
     requests: &mut Vec<CommitRequest>,
     shared: &Shared,
-) -> Result<(), (StoreError, Vec<Endpoint>)> {
-    let origins: Vec<Endpoint> = requests.iter().filter_map(origin_of).collect();
+) -> Result<(), (StoreError, Vec<(Endpoint, Option<String>)>)> {
+    let origins: Vec<_> = requests.iter().filter_map(origin_of).collect();
     for r in requests.drain(..) {
         if let Err(e) = batch.add(r) {
             return Err((e, origins));
@@ -159,9 +160,12 @@ fn dispatch(shared: &Shared, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent
             }
             Outcome::Receipt { origin, receipt, inboxes } => {
                 shared.metrics.receipts_stored.inc();
-                let mut frame = Vec::with_capacity(128);
-                server::receipt(&mut frame, receipt);
-                deliver(fanout, inboxes, *origin, receipt.event(), frame);
+                // Encoded per inbox: a direct conversation is named by the other user.
+                for user in inboxes {
+                    let mut frame = Vec::with_capacity(128);
+                    server::receipt(&mut frame, receipt, *user);
+                    deliver(fanout, std::slice::from_ref(user), *origin, receipt.event(), frame);
+                }
             }
             Outcome::GroupReply { origin, group, reference } => {
                 let mut p = Vec::with_capacity(64 + 48 * group.members.len());

@@ -4,7 +4,7 @@
 //! (membership, whose message) happen where the data is: in the committer
 //! for writes and in the readers for reads. This file only routes.
 
-use chatgw_protocol::{server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError, UserId};
+use chatgw_protocol::{close, server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError, UserId};
 use crossbeam_channel::TrySendError;
 
 use super::Engine;
@@ -12,6 +12,10 @@ use crate::{
     events::{CommitRequest, GroupOp, QueryRequest},
     ws::frame::Opcode,
 };
+
+/// Refused frames in a row (malformed, rate limited, ...) before the
+/// connection is closed with 1008.
+pub(crate) const MAX_STRIKES: u8 = 32;
 
 fn conversation(me: UserId, r: ConversationRef) -> ConversationId {
     match r {
@@ -34,7 +38,12 @@ impl<S> Engine<S> {
             return self.send_error(slot, &ProtocolError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
         }
         match ClientFrame::parse(text) {
-            Ok(frame) => self.on_client_frame(slot, frame),
+            Ok(frame) => {
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.strikes = 0;
+                }
+                self.on_client_frame(slot, frame)
+            }
             Err(e) => self.send_error(slot, &e),
         }
     }
@@ -113,10 +122,18 @@ impl<S> Engine<S> {
         }
     }
 
+    /// Answer a refused frame with an `error`; a connection that collects
+    /// [`MAX_STRIKES`] refusals in a row is closed with 1008.
     pub(super) fn send_error(&mut self, slot: usize, e: &ProtocolError) {
         self.shared.metrics.protocol_errors.inc();
         let mut p = Vec::with_capacity(96 + e.message.len());
         server::error(&mut p, e.code, &e.message, e.reference.as_deref());
         self.queue_frame(slot, Opcode::Text, &p);
+        let Some(c) = self.conns.get_mut(slot) else { return };
+        c.strikes = c.strikes.saturating_add(1);
+        if c.strikes >= MAX_STRIKES {
+            self.shared.metrics.policy_closes.inc();
+            self.close_with(slot, close::POLICY, "too many refused frames in a row");
+        }
     }
 }

@@ -51,6 +51,8 @@ pub(crate) struct Conn<S> {
     pub(crate) frag: Vec<u8>,
     pub(crate) frag_opcode: Option<Opcode>,
     pub(crate) queued_for_flush: bool,
+    /// Refused frames in a row.
+    pub(crate) strikes: u8,
     pub(crate) opened_at: u32,
     pub(crate) last_heard: u32,
     pub(crate) ping_sent: Option<u32>,
@@ -80,6 +82,7 @@ impl<S> Conn<S> {
             frag: Vec::new(),
             frag_opcode: None,
             queued_for_flush: false,
+            strikes: 0,
             opened_at: now,
             last_heard: now,
             ping_sent: None,

@@ -227,8 +227,11 @@ impl<S> Engine<S> {
         if self.shared.query_tx.try_send(req).is_err() {
             // The readers are saturated or gone: the device retries its sync.
             c.syncing = false;
-            let e =
-                chatgw_protocol::ProtocolError::new(chatgw_protocol::ErrorCode::Unavailable, "sync unavailable; retry");
+            c.subscribed = false;
+            let e = chatgw_protocol::ProtocolError::new(
+                chatgw_protocol::ErrorCode::Unavailable,
+                "sync failed; send sync again from your last cursor",
+            );
             self.send_error(slot, &e);
         }
     }
@@ -264,8 +267,11 @@ impl<S> Engine<S> {
                     self.on_sync_page(slot, events, scanned_to, full)
                 }
                 CoreEvent::SyncFailed { payload, .. } => {
+                    // No live events until the device syncs again, so its
+                    // cursor never jumps over what the failed page held.
                     if let Some(c) = self.conns.get_mut(slot) {
                         c.syncing = false;
+                        c.subscribed = false;
                     }
                     self.queue_frame(slot, Opcode::Text, &payload);
                 }

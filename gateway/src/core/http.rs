@@ -48,6 +48,9 @@ impl<S> Engine<S> {
                 return;
             }
             Err(bad) => (text(400, "Bad Request", format!("{}\n", bad.0)), 0),
+            Ok(Some(req)) if req.len > MAX_REQUEST_HEAD => {
+                (text(431, "Request Header Fields Too Large", "request head too large\n"), 0)
+            }
             Ok(Some(req)) => (self.route(&req), req.len),
         };
         match route {
