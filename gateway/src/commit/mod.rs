@@ -88,8 +88,10 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
     tracing::info!("committer stopped");
 }
 
-/// Who to tell if the batch fails, with the client id of a send.
-fn origin_of(r: &CommitRequest) -> Option<(Endpoint, Option<String>)> {
+/// A requester to tell if the batch fails, with the client id of a send.
+type Waiting = (Endpoint, Option<String>);
+
+fn origin_of(r: &CommitRequest) -> Option<Waiting> {
     match r {
         CommitRequest::Send { origin, client_id, .. } => Some((*origin, Some(client_id.clone()))),
         CommitRequest::Delivered { origin, .. }
@@ -103,7 +105,7 @@ fn prepare_and_commit(
     batch: &mut Batch<'_>,
     requests: &mut Vec<CommitRequest>,
     shared: &Shared,
-) -> Result<(), (StoreError, Vec<(Endpoint, Option<String>)>)> {
+) -> Result<(), (StoreError, Vec<Waiting>)> {
     let origins: Vec<_> = requests.iter().filter_map(origin_of).collect();
     for r in requests.drain(..) {
         if let Err(e) = batch.add(r) {
