@@ -25,7 +25,7 @@ mod events;
 pub mod metrics;
 mod query;
 mod server;
-mod ws;
+pub mod ws;
 
 pub use config::Config;
 pub use server::{Server, ServerHandle};

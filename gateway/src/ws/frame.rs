@@ -2,12 +2,18 @@
 
 /// Frame opcodes the protocol defines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Opcode {
+pub enum Opcode {
+    /// Continues a fragmented message.
     Continuation,
+    /// UTF-8 text.
     Text,
+    /// Binary data.
     Binary,
+    /// Close.
     Close,
+    /// Ping.
     Ping,
+    /// Pong.
     Pong,
 }
 
@@ -35,25 +41,30 @@ impl Opcode {
         }
     }
 
-    pub(crate) fn is_control(self) -> bool {
+    /// Close, ping and pong.
+    pub fn is_control(self) -> bool {
         matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
     }
 }
 
 /// A decoded client frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Header {
-    pub(crate) fin: bool,
-    pub(crate) opcode: Opcode,
-    pub(crate) mask: [u8; 4],
+pub struct Header {
+    /// Last frame of the message.
+    pub fin: bool,
+    /// What the frame is.
+    pub opcode: Opcode,
+    /// The client's masking key.
+    pub mask: [u8; 4],
     /// Bytes of header before the payload.
-    pub(crate) header_len: usize,
-    pub(crate) payload_len: usize,
+    pub header_len: usize,
+    /// Bytes of payload after the header.
+    pub payload_len: usize,
 }
 
 /// Why a frame is refused; each maps to a close code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// RSV bits set, unknown opcode, unmasked frame, bad control frame: 1002.
     Protocol(&'static str),
     /// Payload larger than the limit: 1009.
@@ -62,14 +73,15 @@ pub(crate) enum FrameError {
 
 /// Result of looking at the start of a buffer.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decoded {
+pub enum Decoded {
     /// Not enough bytes for the header yet.
     NeedMore,
+    /// A complete header (the payload may still be arriving).
     Header(Header),
 }
 
 /// Decode the header at the start of `buf`. Client frames must be masked.
-pub(crate) fn decode_header(buf: &[u8], max_payload: usize) -> Result<Decoded, FrameError> {
+pub fn decode_header(buf: &[u8], max_payload: usize) -> Result<Decoded, FrameError> {
     let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
         return Ok(Decoded::NeedMore);
     };
@@ -124,7 +136,7 @@ pub(crate) fn decode_header(buf: &[u8], max_payload: usize) -> Result<Decoded, F
 /// XOR `data` with the 4-byte `mask`, starting at mask position `offset`.
 /// Eight bytes at a time; [`unmask_reference`] is the byte-wise definition it
 /// is tested against.
-pub(crate) fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
+pub fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
     let mut m = [0u8; 4];
     for (i, b) in m.iter_mut().enumerate() {
         *b = mask[(offset + i) % 4];
@@ -143,14 +155,14 @@ pub(crate) fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
 
 /// The definition of masking, byte by byte (RFC 6455 section 5.3).
 #[cfg(test)]
-pub(crate) fn unmask_reference(data: &mut [u8], mask: [u8; 4], offset: usize) {
+pub fn unmask_reference(data: &mut [u8], mask: [u8; 4], offset: usize) {
     for (i, b) in data.iter_mut().enumerate() {
         *b ^= mask[(offset + i) % 4];
     }
 }
 
 /// Length of the header of an unmasked server frame with `len` payload bytes.
-pub(crate) fn server_header_len(len: usize) -> usize {
+pub fn server_header_len(len: usize) -> usize {
     match len {
         0..=125 => 2,
         126..=65535 => 4,
@@ -159,7 +171,7 @@ pub(crate) fn server_header_len(len: usize) -> usize {
 }
 
 /// Append the header of a final, unmasked server frame.
-pub(crate) fn put_header(out: &mut Vec<u8>, opcode: Opcode, len: usize) {
+pub fn put_header(out: &mut Vec<u8>, opcode: Opcode, len: usize) {
     out.push(0x80 | opcode.bits());
     match len {
         0..=125 => out.push(len as u8),
@@ -175,7 +187,7 @@ pub(crate) fn put_header(out: &mut Vec<u8>, opcode: Opcode, len: usize) {
 }
 
 /// Append a whole final server frame.
-pub(crate) fn put_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
+pub fn put_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
     out.reserve(server_header_len(payload.len()) + payload.len());
     put_header(out, opcode, payload.len());
     out.extend_from_slice(payload);
@@ -183,7 +195,7 @@ pub(crate) fn put_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
 
 /// Append a close frame with `code` and a reason (cut to fit 125 bytes on a
 /// character boundary).
-pub(crate) fn put_close(out: &mut Vec<u8>, code: u16, reason: &str) {
+pub fn put_close(out: &mut Vec<u8>, code: u16, reason: &str) {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -196,7 +208,7 @@ pub(crate) fn put_close(out: &mut Vec<u8>, code: u16, reason: &str) {
 
 /// Whether a close code received from a peer is one it may send (RFC 6455
 /// section 7.4).
-pub(crate) fn is_valid_close_code(code: u16) -> bool {
+pub fn is_valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }
 

@@ -8,5 +8,5 @@
 //! frame is incomplete. Conformance is checked with the Autobahn testsuite
 //! (`scripts/autobahn.sh`).
 
-pub(crate) mod frame;
+pub mod frame;
 pub(crate) mod handshake;
