@@ -1,0 +1,127 @@
+//! Command-line arguments.
+//!
+//! The settings are also what the `--json` report records as `config`, so
+//! a result file says how it was produced; the secret is the one field
+//! left out of it.
+
+use std::path::PathBuf;
+
+use chatgw_gateway::config::HumanDuration;
+use clap::{Args, Parser, Subcommand};
+use serde::{Serialize, Serializer};
+
+/// The load generator.
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for chatgw: many WebSocket connections from one process, and open-loop message load. Every run stops by itself."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// What to run.
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Ramp to N authenticated, synced connections, hold them, report handshake latency and the gateway's memory per connection.
+    Connect(ConnectArgs),
+    /// P senders each messaging their own recipient at a fixed total rate; report ack, delivery and receipt latency.
+    OneToOne(OneToOneArgs),
+}
+
+fn secs<S: Serializer>(d: &HumanDuration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.0.as_secs_f64())
+}
+
+fn opt_secs<S: Serializer>(d: &Option<HumanDuration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => secs(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Settings every scenario has.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct CommonArgs {
+    /// Gateway address, host:port (a ws:// or http:// prefix is accepted).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) url: String,
+    /// The gateway's JWT secret (its --secret), to mint tokens locally.
+    #[arg(long, env = "CHATGW_SECRET", hide_env_values = true)]
+    #[serde(skip)]
+    pub(crate) secret: String,
+    /// First user id; the run uses consecutive ids from here.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) first_user: u64,
+    /// Event-loop threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) threads: usize,
+    /// Source addresses (127.0.1.1, 127.0.1.2, ...) to spread connections over; 0 lets the kernel choose.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) sources: usize,
+    /// Time allowed from TCP connect to `synced`.
+    #[arg(long, default_value = "30s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) handshake_timeout: HumanDuration,
+    /// Hard stop for the whole run [default: the planned length + 60s].
+    #[arg(long)]
+    #[serde(serialize_with = "opt_secs")]
+    pub(crate) timeout: Option<HumanDuration>,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// Also write every figure and the settings to this JSON file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+}
+
+/// `loadgen connect`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct ConnectArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Connections to open.
+    #[arg(long)]
+    pub(crate) conns: u64,
+    /// Connections opened per second.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) rate: u64,
+    /// How long to hold the connections once all are up (e.g. 30, 30s, 2m).
+    #[arg(long, default_value = "10s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) hold: HumanDuration,
+    /// The gateway's process id, to measure its memory per connection.
+    #[arg(long)]
+    pub(crate) gateway_pid: Option<u32>,
+}
+
+/// `loadgen one-to-one`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct OneToOneArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Sender/recipient pairs (2 x pairs connections, distinct users).
+    #[arg(long)]
+    pub(crate) pairs: u64,
+    /// Messages per second, in total over all senders.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) rate: u64,
+    /// How long to send.
+    #[arg(long, default_value = "10s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) duration: HumanDuration,
+    /// Bytes of each message body.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) body_bytes: usize,
+    /// After sending stops, how long to wait for outstanding acks, deliveries and receipts.
+    #[arg(long, default_value = "5s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) drain: HumanDuration,
+    /// Connections opened per second during setup.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) conn_rate: u64,
+}

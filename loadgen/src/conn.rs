@@ -1,0 +1,467 @@
+//! One client connection: its phase, its buffers, and the bytes-in,
+//! bytes-out logic of the handshake and the WebSocket frame layer.
+//!
+//! Sized for ~19,000 per thread: the buffers are empty `Vec`s except while
+//! the socket holds back bytes or a frame arrived in pieces, and the
+//! handshake state is the 24-byte key. The token is written into the output
+//! buffer when the connection is opened and not kept.
+//!
+//! A connection goes Connecting -> Upgrading (request written, waiting for
+//! 101) -> AwaitWelcome -> Syncing (`sync` sent) -> Up (`synced` received;
+//! only now do its frames reach the scenario) -> Closing -> Closed.
+
+use std::io::{self, Read as _, Write as _};
+
+use crate::{
+    event::ServerFrame,
+    net,
+    shared::Live,
+    stats::{Latency, Reasons},
+    upgrade,
+    ws::{self, Xorshift},
+};
+
+/// Largest server frame accepted (a sync page of big messages is large).
+const MAX_SERVER_FRAME: usize = 64 * 1024 * 1024;
+/// Input buffers larger than this are freed once empty rather than kept.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    /// TCP connect in progress.
+    Connecting,
+    /// Upgrade request sent; waiting for `101`.
+    Upgrading,
+    /// WebSocket open; waiting for `welcome`.
+    AwaitWelcome,
+    /// `sync` sent; waiting for `synced`.
+    Syncing,
+    /// Synced: live traffic flows and reaches the scenario.
+    Up,
+    /// Close frame sent; waiting for the server to close.
+    Closing,
+    /// Gone.
+    Closed,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Connecting => "connecting",
+            Phase::Upgrading => "upgrading",
+            Phase::AwaitWelcome => "awaiting welcome",
+            Phase::Syncing => "syncing",
+            Phase::Up => "up",
+            Phase::Closing => "closing",
+            Phase::Closed => "closed",
+        }
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// A close handshake we started finished (or the server hung up on it).
+    Clean,
+    /// Anything else, with a short reason for counting.
+    Error(String),
+}
+
+impl End {
+    fn io(what: &str, e: &io::Error) -> End {
+        End::Error(format!("{what}: {}", net::error_name(e)))
+    }
+}
+
+/// What a scenario does with the frames of an up connection.
+pub(crate) trait Handler {
+    /// A text frame arrived on connection `id`. Text written to `reply` is
+    /// sent back on the same connection.
+    fn on_text(&mut self, id: usize, frame: &ServerFrame<'_>, now_ns: u64, reply: &mut String);
+}
+
+/// Connection outcomes and handshake latencies of one thread.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ConnStats {
+    /// Connections started.
+    pub(crate) opened: u64,
+    /// Connections that reached Up.
+    pub(crate) established: u64,
+    /// Connections that never came up, by reason.
+    pub(crate) failed: Reasons,
+    /// Connections that were up and then ended other than by our close.
+    pub(crate) dropped: Reasons,
+    /// Close handshakes completed.
+    pub(crate) closed_clean: u64,
+    /// TCP connect start to `welcome`.
+    pub(crate) handshake: Latency,
+    /// TCP connect start to `synced`.
+    pub(crate) to_synced: Latency,
+    /// Frames replayed by `sync` (before Up; not passed to the scenario).
+    pub(crate) replayed: u64,
+    /// Text frames on up connections that were not protocol JSON.
+    pub(crate) unparsed: u64,
+}
+
+impl ConnStats {
+    /// Add another thread's figures.
+    pub(crate) fn merge(&mut self, o: &ConnStats) {
+        self.opened += o.opened;
+        self.established += o.established;
+        self.failed.merge(&o.failed);
+        self.dropped.merge(&o.dropped);
+        self.closed_clean += o.closed_clean;
+        self.handshake.merge(&o.handshake);
+        self.to_synced.merge(&o.to_synced);
+        self.replayed += o.replayed;
+        self.unparsed += o.unparsed;
+    }
+}
+
+/// What frame handling needs besides the connection itself.
+pub(crate) struct Cx<'a> {
+    pub(crate) id: usize,
+    pub(crate) now_ns: u64,
+    pub(crate) stats: &'a mut ConnStats,
+    pub(crate) live: &'a Live,
+    pub(crate) handler: &'a mut dyn Handler,
+    pub(crate) reply: &'a mut String,
+}
+
+/// One client connection.
+pub(crate) struct Conn {
+    stream: Option<mio::net::TcpStream>,
+    pub(crate) phase: Phase,
+    started_ns: u64,
+    key: [u8; 24],
+    rng: Xorshift,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    frag: Vec<u8>,
+    in_fragment: bool,
+    close_sent: bool,
+}
+
+impl Conn {
+    /// A connection whose TCP connect has started; the upgrade request
+    /// waits in the output buffer for the connect to finish.
+    pub(crate) fn new(stream: mio::net::TcpStream, host: &str, token: &str, started_ns: u64, seed: u64) -> Self {
+        let mut rng = Xorshift::new(seed);
+        let key = upgrade::new_key(&mut rng);
+        let mut outbuf = Vec::with_capacity(256 + token.len());
+        upgrade::write_request(&mut outbuf, host, token, &key);
+        Conn {
+            stream: Some(stream),
+            phase: Phase::Connecting,
+            started_ns,
+            key,
+            rng,
+            inbuf: Vec::new(),
+            outbuf,
+            frag: Vec::new(),
+            in_fragment: false,
+            close_sent: false,
+        }
+    }
+
+    /// A connection that failed before it had a socket.
+    pub(crate) fn failed() -> Self {
+        Conn {
+            stream: None,
+            phase: Phase::Closed,
+            started_ns: 0,
+            key: [0; 24],
+            rng: Xorshift::new(1),
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            frag: Vec::new(),
+            in_fragment: false,
+            close_sent: true,
+        }
+    }
+
+    /// The socket, for (de)registration.
+    pub(crate) fn stream_mut(&mut self) -> Option<&mut mio::net::TcpStream> {
+        self.stream.as_mut()
+    }
+
+    /// The socket is readable or writable (or in error): finish the connect,
+    /// write what waits, read and handle everything available.
+    pub(crate) fn on_ready(&mut self, rbuf: &mut [u8], cx: &mut Cx<'_>) -> Result<(), End> {
+        let Some(stream) = self.stream.as_ref() else {
+            return Ok(());
+        };
+        if self.phase == Phase::Connecting {
+            match net::connect_result(stream) {
+                Ok(true) => self.phase = Phase::Upgrading,
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(End::io("connect", &e)),
+            }
+        }
+        self.flush()?;
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                return Ok(());
+            };
+            match stream.read(rbuf) {
+                Ok(0) => {
+                    return Err(if self.phase == Phase::Closing {
+                        End::Clean
+                    } else {
+                        End::Error("server closed the TCP connection".into())
+                    })
+                }
+                Ok(n) => {
+                    let data = rbuf.get(..n).unwrap_or_default();
+                    self.on_bytes(data, cx)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A reset after our close frame: the close still happened.
+                Err(_) if self.phase == Phase::Closing => return Err(End::Clean),
+                Err(e) => return Err(End::io("read", &e)),
+            }
+        }
+        self.flush()
+    }
+
+    /// Send a text frame (the connection must be at least AwaitWelcome).
+    pub(crate) fn send_text(&mut self, text: &str) -> Result<(), End> {
+        self.queue(ws::OP_TEXT, text.as_bytes());
+        self.flush()
+    }
+
+    /// Start the close handshake with 1000. Returns whether it was up.
+    pub(crate) fn start_close(&mut self) -> Result<bool, End> {
+        let was_up = self.phase == Phase::Up;
+        match self.phase {
+            Phase::Closing | Phase::Closed => return Ok(false),
+            Phase::Connecting | Phase::Upgrading => return Err(End::Error("stopped before the upgrade".into())),
+            Phase::AwaitWelcome | Phase::Syncing | Phase::Up => {}
+        }
+        if !self.close_sent {
+            self.queue(ws::OP_CLOSE, &1000u16.to_be_bytes());
+            self.close_sent = true;
+        }
+        self.phase = Phase::Closing;
+        self.flush()?;
+        Ok(was_up)
+    }
+
+    /// Account for the end of the connection and release its socket.
+    pub(crate) fn finish(&mut self, end: End, stats: &mut ConnStats, live: &Live) {
+        let _ = self.flush();
+        match (end, self.phase) {
+            (_, Phase::Closed) => {}
+            (End::Clean, _) | (End::Error(_), Phase::Closing) => stats.closed_clean += 1,
+            (End::Error(reason), Phase::Up) => {
+                stats.dropped.add(&reason);
+                live.up.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                Live::bump(&live.dropped);
+            }
+            (End::Error(reason), phase) => {
+                stats.failed.add(&format!("{reason} ({})", phase.name()));
+                Live::bump(&live.failed);
+            }
+        }
+        self.phase = Phase::Closed;
+        self.stream = None;
+        self.inbuf = Vec::new();
+        self.outbuf = Vec::new();
+        self.frag = Vec::new();
+    }
+
+    /// Whether a handshake still runs (for the handshake timeout).
+    pub(crate) fn handshaking(&self) -> bool {
+        self.phase < Phase::Up
+    }
+
+    fn queue(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = self.rng.next_u32().to_le_bytes();
+        ws::encode_client(&mut self.outbuf, opcode, payload, mask);
+    }
+
+    fn flush(&mut self) -> Result<(), End> {
+        if self.outbuf.is_empty() || self.phase == Phase::Connecting {
+            return Ok(());
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut written = 0;
+        while written < self.outbuf.len() {
+            match stream.write(&self.outbuf[written..]) {
+                Ok(0) => return Err(End::Error("write returned 0".into())),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(End::io("write", &e)),
+            }
+        }
+        if written == self.outbuf.len() {
+            self.outbuf.clear();
+            if self.outbuf.capacity() > KEEP_CAPACITY {
+                self.outbuf = Vec::new();
+            }
+        } else {
+            self.outbuf.drain(..written);
+        }
+        Ok(())
+    }
+
+    fn on_bytes(&mut self, data: &[u8], cx: &mut Cx<'_>) -> Result<(), End> {
+        if self.inbuf.is_empty() {
+            let used = self.consume(data, cx)?;
+            if self.phase != Phase::Closed {
+                if let Some(rest) = data.get(used..).filter(|r| !r.is_empty()) {
+                    self.inbuf.extend_from_slice(rest);
+                }
+            }
+        } else {
+            let mut buf = std::mem::take(&mut self.inbuf);
+            buf.extend_from_slice(data);
+            let used = self.consume(&buf, cx)?;
+            buf.drain(..used.min(buf.len()));
+            if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+                buf = Vec::new();
+            }
+            self.inbuf = buf;
+        }
+        Ok(())
+    }
+
+    /// Handle whole units (the response head, then frames) at the start of
+    /// `buf`; returns the bytes used.
+    fn consume(&mut self, buf: &[u8], cx: &mut Cx<'_>) -> Result<usize, End> {
+        let mut pos = 0;
+        loop {
+            let rest = buf.get(pos..).unwrap_or_default();
+            match self.phase {
+                Phase::Connecting | Phase::Closed => return Ok(buf.len()),
+                Phase::Upgrading => match upgrade::parse_response(rest, &self.key) {
+                    Ok(None) => return Ok(pos),
+                    Ok(Some(n)) => {
+                        pos += n;
+                        self.phase = Phase::AwaitWelcome;
+                    }
+                    Err(reason) => return Err(End::Error(reason)),
+                },
+                Phase::AwaitWelcome | Phase::Syncing | Phase::Up | Phase::Closing => {
+                    let header = match ws::decode_server(rest, MAX_SERVER_FRAME) {
+                        Ok(Some(h)) => h,
+                        Ok(None) => return Ok(pos),
+                        Err(why) => return Err(End::Error(why.into())),
+                    };
+                    let Some(payload) = rest.get(header.header_len..header.frame_len()) else {
+                        return Ok(pos);
+                    };
+                    pos += header.frame_len();
+                    self.on_frame(header, payload, cx)?;
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, h: ws::Header, payload: &[u8], cx: &mut Cx<'_>) -> Result<(), End> {
+        match h.opcode {
+            ws::OP_PING => {
+                self.queue(ws::OP_PONG, payload);
+                Ok(())
+            }
+            ws::OP_PONG => Ok(()),
+            ws::OP_CLOSE => {
+                let code = match payload {
+                    [a, b, ..] => u16::from_be_bytes([*a, *b]),
+                    _ => 1005,
+                };
+                if self.phase == Phase::Closing {
+                    // The answer to our close; the server closes TCP next.
+                    return Ok(());
+                }
+                if !self.close_sent {
+                    let echo: &[u8] = if payload.len() >= 2 { &payload[..2] } else { &[] };
+                    self.queue(ws::OP_CLOSE, echo);
+                    self.close_sent = true;
+                }
+                Err(End::Error(format!("closed by server with {code}")))
+            }
+            ws::OP_TEXT if h.fin && !self.in_fragment => self.on_text(payload, cx),
+            ws::OP_TEXT if !self.in_fragment => {
+                self.in_fragment = true;
+                self.frag.clear();
+                self.frag.extend_from_slice(payload);
+                Ok(())
+            }
+            ws::OP_CONTINUATION if self.in_fragment => {
+                self.frag.extend_from_slice(payload);
+                if h.fin {
+                    self.in_fragment = false;
+                    let whole = std::mem::take(&mut self.frag);
+                    let r = self.on_text(&whole, cx);
+                    if whole.capacity() <= KEEP_CAPACITY {
+                        self.frag = whole;
+                        self.frag.clear();
+                    }
+                    r
+                } else {
+                    Ok(())
+                }
+            }
+            ws::OP_BINARY => Err(End::Error("binary frame from the server".into())),
+            _ => Err(End::Error("bad fragmentation from the server".into())),
+        }
+    }
+
+    fn on_text(&mut self, payload: &[u8], cx: &mut Cx<'_>) -> Result<(), End> {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return Err(End::Error("text frame is not UTF-8".into()));
+        };
+        let frame = ServerFrame::parse(text);
+        match self.phase {
+            Phase::AwaitWelcome => match frame {
+                Some(f) if f.ty == "welcome" => {
+                    cx.stats.handshake.record_ns(cx.now_ns.saturating_sub(self.started_ns));
+                    self.phase = Phase::Syncing;
+                    self.queue(ws::OP_TEXT, br#"{"type":"sync"}"#);
+                    Ok(())
+                }
+                Some(f) => Err(End::Error(format!("`{}` before welcome", f.ty))),
+                None => Err(End::Error("unparsable frame before welcome".into())),
+            },
+            Phase::Syncing => match frame {
+                Some(f) if f.ty == "synced" => {
+                    let took = cx.now_ns.saturating_sub(self.started_ns);
+                    cx.stats.to_synced.record_ns(took);
+                    cx.stats.established += 1;
+                    cx.live.sample_ns(took);
+                    Live::bump(&cx.live.up);
+                    self.phase = Phase::Up;
+                    // The handshake key is no longer needed; nothing else to free.
+                    Ok(())
+                }
+                Some(f) if f.ty == "error" => {
+                    Err(End::Error(format!("error `{}` while syncing", f.code.as_deref().unwrap_or("?"))))
+                }
+                _ => {
+                    cx.stats.replayed += 1;
+                    Ok(())
+                }
+            },
+            Phase::Up => {
+                match frame {
+                    Some(f) => {
+                        cx.handler.on_text(cx.id, &f, cx.now_ns, cx.reply);
+                        if !cx.reply.is_empty() {
+                            self.queue(ws::OP_TEXT, cx.reply.as_bytes());
+                            cx.reply.clear();
+                        }
+                    }
+                    None => cx.stats.unparsed += 1,
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Looking at the gateway from outside: its resident memory from
+//! `/proc/PID/status`, and its own count of open connections from
+//! `GET /metrics`.
+//!
+//! `/metrics` is fetched with a plain blocking `TcpStream` and a hand-written
+//! request: one request per run needs no HTTP client, and it goes through
+//! the same listener as the WebSocket connections, so it also shows that
+//! the gateway still accepts while holding them all.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+
+/// Resident set size of process `pid` in bytes (`VmRSS`).
+pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_vm_rss(&text).with_context(|| format!("no VmRSS line in {path}"))
+}
+
+/// Resident set size of this process in bytes.
+pub(crate) fn own_rss_bytes() -> Option<u64> {
+    rss_bytes(std::process::id()).ok()
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let n: u64 = fields.next()?.parse().ok()?;
+    match fields.next() {
+        Some("kB") | None => Some(n * 1024),
+        Some(_) => None,
+    }
+}
+
+/// `GET /metrics` from the gateway; returns the body.
+pub(crate) fn fetch_metrics(addr: SocketAddr, host: &str) -> anyhow::Result<String> {
+    let timeout = Duration::from_secs(5);
+    let mut s =
+        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr} for /metrics"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A server that keeps the socket open after the body: stop at the timeout.
+            Err(_) if !raw.is_empty() => break,
+            Err(e) => return Err(e).context("reading /metrics"),
+        }
+        if body_complete(&raw) {
+            break;
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head = match resp.parse(&raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => anyhow::bail!("/metrics: incomplete or malformed HTTP response"),
+    };
+    anyhow::ensure!(resp.code == Some(200), "/metrics answered HTTP {}", resp.code.unwrap_or(0));
+    Ok(String::from_utf8_lossy(&raw[head..]).into_owned())
+}
+
+/// The response head is in and as many body bytes as Content-Length says.
+fn body_complete(raw: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head)) = resp.parse(raw) else {
+        return false;
+    };
+    resp.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|len| raw.len() >= head + len)
+}
+
+/// The value of an unlabelled gauge or counter in an OpenMetrics text.
+pub(crate) fn metric_value(body: &str, name: &str) -> Option<f64> {
+    body.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let value = rest.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_and_metrics_parse() {
+        let status = "Name:\tchatgw\nVmPeak:\t  999 kB\nVmRSS:\t   20480 kB\nThreads:\t4\n";
+        assert_eq!(parse_vm_rss(status), Some(20480 * 1024));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        let body = "# HELP chatgw_connections_open WebSocket connections open.\n# TYPE chatgw_connections_open gauge\nchatgw_connections_open 1999\nchatgw_connections_opened_total 5\n# EOF\n";
+        assert_eq!(metric_value(body, "chatgw_connections_open"), Some(1999.0));
+        assert_eq!(metric_value(body, "chatgw_nothing"), None);
+    }
+
+    #[test]
+    fn own_rss_is_readable() {
+        assert!(own_rss_bytes().is_some_and(|b| b > 0));
+    }
+}

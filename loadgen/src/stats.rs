@@ -1,0 +1,164 @@
+//! Latency histograms and reason counters, mergeable across threads.
+//!
+//! Latencies are recorded in microseconds into HdrHistograms (3 significant
+//! digits, up to an hour), so percentiles stay exact to 0.1% whatever the
+//! spread and merging per-thread histograms is lossless. Reasons (failure
+//! causes, error codes) are counted by their text in a sorted map so the
+//! report and the JSON list them in a stable order.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Highest latency recorded: one hour, in microseconds. Larger values are
+/// clamped to it rather than dropped.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// A latency distribution in microseconds.
+#[derive(Clone, Debug)]
+pub(crate) struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latency {
+    /// An empty histogram.
+    pub(crate) fn new() -> Self {
+        Latency(Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant histogram bounds are valid"))
+    }
+
+    /// Record a latency given in nanoseconds.
+    pub(crate) fn record_ns(&mut self, ns: u64) {
+        self.0.saturating_record((ns / 1000).clamp(1, MAX_MICROS));
+    }
+
+    /// Add everything `other` recorded.
+    pub(crate) fn merge(&mut self, other: &Latency) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+
+    /// Values recorded.
+    pub(crate) fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The value at quantile `q` (0..=1), in milliseconds.
+    pub(crate) fn quantile_ms(&self, q: f64) -> f64 {
+        self.0.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// Forget everything (for per-second windows).
+    pub(crate) fn reset(&mut self) {
+        self.0.reset();
+    }
+
+    /// The usual percentiles, in milliseconds.
+    pub(crate) fn summary(&self) -> Summary {
+        if self.0.is_empty() {
+            return Summary::default();
+        }
+        Summary {
+            count: self.0.len(),
+            mean_ms: self.0.mean() / 1000.0,
+            p50_ms: self.quantile_ms(0.5),
+            p90_ms: self.quantile_ms(0.9),
+            p99_ms: self.quantile_ms(0.99),
+            p999_ms: self.quantile_ms(0.999),
+            max_ms: self.0.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// Percentiles of one latency, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub(crate) struct Summary {
+    /// Samples.
+    pub(crate) count: u64,
+    /// Mean.
+    pub(crate) mean_ms: f64,
+    /// Median.
+    pub(crate) p50_ms: f64,
+    /// 90th percentile.
+    pub(crate) p90_ms: f64,
+    /// 99th percentile.
+    pub(crate) p99_ms: f64,
+    /// 99.9th percentile.
+    pub(crate) p999_ms: f64,
+    /// Largest.
+    pub(crate) max_ms: f64,
+}
+
+/// Counts by reason.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(transparent)]
+pub(crate) struct Reasons(BTreeMap<String, u64>);
+
+impl Reasons {
+    /// Count one occurrence of `reason`.
+    pub(crate) fn add(&mut self, reason: &str) {
+        match self.0.get_mut(reason) {
+            Some(n) => *n += 1,
+            None => {
+                self.0.insert(reason.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Add everything `other` counted.
+    pub(crate) fn merge(&mut self, other: &Reasons) {
+        for (k, v) in &other.0 {
+            *self.0.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+
+    /// Sum of all counts.
+    pub(crate) fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Reasons, most frequent first.
+    pub(crate) fn by_count(&self) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self.0.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_merge() {
+        let mut a = Latency::new();
+        let mut b = Latency::new();
+        for i in 1..=100u64 {
+            a.record_ns(i * 1_000_000); // 1..=100 ms
+        }
+        b.record_ns(10_000_000_000); // 10 s
+        a.merge(&b);
+        let s = a.summary();
+        assert_eq!(s.count, 101);
+        assert!((s.p50_ms - 51.0).abs() < 0.1, "{s:?}");
+        assert!((s.max_ms - 10_000.0).abs() < 10.0, "{s:?}");
+        assert_eq!(Latency::new().summary(), Summary::default());
+    }
+
+    #[test]
+    fn reasons_sort_by_count() {
+        let mut r = Reasons::default();
+        r.add("b");
+        r.add("a");
+        r.add("b");
+        let mut o = Reasons::default();
+        o.add("c");
+        r.merge(&o);
+        assert_eq!(r.by_count(), [("b", 2), ("a", 1), ("c", 1)]);
+        assert_eq!(r.total(), 4);
+    }
+}
