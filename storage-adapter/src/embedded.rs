@@ -144,7 +144,11 @@ impl MessageStore for EmbeddedStore {
                             };
                             for (by, ids) in items {
                                 for id in ids {
-                                    put(table, &codec::delivered_key(&conversation, *id, *by), at.to_be_bytes().to_vec());
+                                    put(
+                                        table,
+                                        &codec::delivered_key(&conversation, *id, *by),
+                                        at.to_be_bytes().to_vec(),
+                                    );
                                 }
                             }
                         }
@@ -200,7 +204,8 @@ impl MessageStore for EmbeddedStore {
             let mut out = Vec::new();
             for guard in ks.prefix(&prefix) {
                 let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan receipts", e))?;
-                let user = codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "receipts", what: "short key" })?;
+                let user = codec::id_from_message_key(&k)
+                    .ok_or(StoreError::Corrupt { table: "receipts", what: "short key" })?;
                 out.push((UserId(user.0), codec::u64_value(&v).unwrap_or(0)));
             }
             Ok(out)
