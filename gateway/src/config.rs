@@ -160,6 +160,10 @@ impl Config {
     }
 }
 
+/// Upper bound of `--max-group-members`: a `group` reply lists every
+/// member and must stay far below the outbound bound.
+pub const MAX_GROUP_MEMBERS_LIMIT: usize = 5000;
+
 /// The default data directory.
 pub const DEFAULT_DATA: &str = "./data";
 
@@ -221,8 +225,8 @@ impl Config {
         anyhow::ensure!(self.commit_batch >= 1, "commit-batch must be positive");
         anyhow::ensure!(self.readers >= 1, "readers must be positive");
         anyhow::ensure!(
-            (1..=u16::MAX as usize).contains(&self.max_group_members),
-            "max-group-members must be 1..=65535"
+            (1..=MAX_GROUP_MEMBERS_LIMIT).contains(&self.max_group_members),
+            "max-group-members must be 1..={MAX_GROUP_MEMBERS_LIMIT}"
         );
         anyhow::ensure!(!self.secret.is_empty(), "secret must not be empty");
         Ok(())

@@ -26,7 +26,17 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 shared.metrics.syncs.inc();
                 match sync_page(store.as_ref(), origin, user, after, limit) {
                     Ok(ev) => ev,
-                    Err(e) => CoreEvent::SyncFailed { to: origin, payload: failure(&e, "sync") },
+                    Err(e) => {
+                        tracing::error!(error = %e, "store read failed");
+                        let mut p = Vec::new();
+                        server::error(
+                            &mut p,
+                            ErrorCode::SyncFailed,
+                            "the store could not be read; send sync again from your last cursor",
+                            None,
+                        );
+                        CoreEvent::SyncFailed { to: origin, payload: p }
+                    }
                 }
             }
             QueryRequest::History { origin, user, conversation, before, limit } => {
@@ -119,8 +129,15 @@ fn message_info(store: &dyn MessageStore, user: UserId, group: GroupId, msg: Mes
         return Ok(p);
     };
     let receipts = store.receipts_of(conversation, m.id)?;
-    // Recipients: members who were in the group when it was sent, besides the sender.
-    let recipients = g.members.iter().filter(|x| x.user != user && x.joined <= m.id).count();
+    // Recipients: members who were in the group when it was sent, besides
+    // the sender. Current members who joined before it, and anyone who
+    // acknowledged it (they may have left since).
+    let mut who: Vec<UserId> =
+        g.members.iter().filter(|x| x.user != user && x.joined <= m.id).map(|x| x.user).collect();
+    who.extend(receipts.delivered.iter().chain(&receipts.read).map(|(u, _)| *u));
+    who.sort_unstable();
+    who.dedup();
+    let recipients = who.len();
     let mut p = Vec::with_capacity(128 + 40 * (receipts.delivered.len() + receipts.read.len()));
     server::message_info(&mut p, group, m.id, &receipts.delivered, &receipts.read, recipients);
     Ok(p)

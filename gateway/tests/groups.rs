@@ -277,3 +277,24 @@ fn create_group_is_idempotent_by_request_id() {
     let mut b = gw.connect(2);
     assert_eq!(system_events(&sync_all(&mut b)), vec!["created"]);
 }
+
+#[test]
+fn receipts_do_not_follow_a_sender_who_left() {
+    let gw = TestGateway::start(1);
+    let mut a = gw.online(1);
+    let mut b = gw.online(2);
+    let g = create(&mut a, &[2, 3]);
+    a.send_group(g, "bye", MessageKind::Text, "last words").unwrap();
+    let (id, _) = sent_id(&mut a, "bye");
+    assert_eq!(next_chat(&mut b).id, id);
+    a.leave_group(g).unwrap();
+    group_reply(&mut a);
+    b.ack_group_delivered(g, &[id]).unwrap();
+    b.mark_group_read(g, id).unwrap();
+    let after = a.drain(Duration::from_millis(400)).unwrap();
+    assert!(after.iter().all(|e| !matches!(e, Event::Receipt(_))), "{after:?}");
+    // The marks are kept all the same.
+    let mut a2 = gw.connect(1);
+    let events = sync_all(&mut a2);
+    assert!(events.iter().all(|e| !matches!(e, Event::Receipt(r) if r.group == Some(g))), "{events:?}");
+}

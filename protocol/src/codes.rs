@@ -27,6 +27,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The group would exceed its member limit; nothing was changed.
     GroupFull,
+    /// A `sync` could not be served. No live events reach the connection
+    /// until it sends `sync` again from its last cursor.
+    SyncFailed,
 }
 
 impl ErrorCode {
@@ -41,6 +44,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::GroupFull => "group_full",
+            ErrorCode::SyncFailed => "sync_failed",
         }
     }
 }

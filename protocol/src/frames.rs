@@ -281,8 +281,11 @@ fn members_field(raw: &RawFrame<'_>, allow_empty: bool) -> Result<Vec<UserId>, P
         Some(v) => serde_json::from_str(v.get())
             .map_err(|_| bad("members", "must be an array of user ids as decimal strings"))?,
     };
-    if (!allow_empty && members.is_empty()) || members.len() > MAX_LISTED_MEMBERS {
-        return Err(bad("members", "must list 1 to 256 users"));
+    if !allow_empty && members.is_empty() {
+        return Err(bad("members", "must list at least one user"));
+    }
+    if members.len() > MAX_LISTED_MEMBERS {
+        return Err(bad("members", "must list at most 256 users"));
     }
     Ok(members)
 }
@@ -382,7 +385,7 @@ fn parse_create_group<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, Protoco
     };
     let name = str_field(required(raw.name, "name").map_err(with_ref)?, "name").map_err(with_ref)?.into_owned();
     if name.trim().is_empty() || name.len() > MAX_GROUP_NAME_BYTES {
-        return Err(with_ref(bad("name", "must be 1 to 100 bytes")));
+        return Err(with_ref(bad("name", "must have a visible character and be at most 100 bytes")));
     }
     let members = members_field(raw, true).map_err(with_ref)?;
     Ok(ClientFrame::CreateGroup { request_id, name, members })

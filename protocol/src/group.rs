@@ -9,8 +9,9 @@ pub struct Member {
     pub user: UserId,
     /// May add, remove and promote members.
     pub admin: bool,
-    /// Id of the system message that added them: they see messages from
-    /// here on, never history from before.
+    /// Where their membership starts: an id taken just before the system
+    /// message that added them (the group's own id for the initial members).
+    /// They see messages from here on, never history from before.
     pub joined: MessageId,
 }
 

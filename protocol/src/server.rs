@@ -122,7 +122,8 @@ fn message_fields(out: &mut Vec<u8>, m: &Message) {
     let _ = write!(out, r#""msg":"{}""#, m.id);
     conversation_fields(out, &m.conversation, m.from);
     let _ = write!(out, r#","kind":"{}","ts":{},"cid":"#, m.kind.as_str(), m.ts);
-    json_str(out, &m.client_id);
+    // A system message's client id is the server's own idempotency key.
+    json_str(out, if m.kind == MessageKind::System { "" } else { &m.client_id });
     out.extend_from_slice(br#","body":"#);
     out.extend_from_slice(m.body.as_bytes());
 }

@@ -4,7 +4,7 @@
 //! batch, so two sends with one client id in one batch store one message,
 //! and an acknowledgement of a message sent in the same batch is accepted.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use chatgw_protocol::{
     ConversationId, ErrorCode, Group, GroupId, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake,
@@ -47,6 +47,43 @@ pub(super) fn refused(origin: Endpoint, code: ErrorCode, why: impl Into<String>,
     Outcome::Refused { origin, code, why: why.into(), reference }
 }
 
+/// Messages this committer stored recently, with everyone who has
+/// acknowledged them since. Acknowledgements follow messages within seconds,
+/// so most checks of "does this message exist, who sent it, was it already
+/// delivered to this user" are answered here without reading the store.
+/// Complete by construction: every delivery mark passes through this thread.
+#[derive(Default)]
+struct RecentMessages {
+    map: HashMap<(ConversationId, MessageId), Recent>,
+    order: VecDeque<(ConversationId, MessageId)>,
+}
+
+struct Recent {
+    from: UserId,
+    system: bool,
+    delivered: Vec<UserId>,
+}
+
+/// Messages remembered by [`RecentMessages`].
+const RECENT_MESSAGES: usize = 200_000;
+
+impl RecentMessages {
+    fn insert(&mut self, key: (ConversationId, MessageId), from: UserId, system: bool) {
+        if self.order.len() >= RECENT_MESSAGES {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+        self.order.push_back(key);
+        self.map.insert(key, Recent { from, system, delivered: Vec::new() });
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+    }
+}
+
 /// Group receipts gathered over a batch: (group, sender, status) -> who acknowledged which ids.
 type PendingGroupReceipts = BTreeMap<(GroupId, UserId, u8), BTreeMap<UserId, Vec<MessageId>>>;
 
@@ -56,7 +93,7 @@ pub(super) struct Batch<'s> {
     pub(super) max_group_members: usize,
     outcomes: Vec<Outcome>,
     by_client_id: HashMap<(UserId, String), (ConversationId, MessageId)>,
-    new_messages: HashMap<(ConversationId, MessageId), UserId>,
+    recent: RecentMessages,
     delivered: HashSet<(ConversationId, MessageId, UserId)>,
     reads: HashMap<(ConversationId, UserId), MessageId>,
     /// Membership cache; lives across batches (see `groups`).
@@ -74,7 +111,7 @@ impl<'s> Batch<'s> {
             max_group_members,
             outcomes: Vec::new(),
             by_client_id: HashMap::new(),
-            new_messages: HashMap::new(),
+            recent: RecentMessages::default(),
             delivered: HashSet::new(),
             reads: HashMap::new(),
             groups: HashMap::new(),
@@ -107,18 +144,19 @@ impl<'s> Batch<'s> {
     pub(super) fn clear(&mut self) {
         self.outcomes.clear();
         self.by_client_id.clear();
-        self.new_messages.clear();
         self.delivered.clear();
         self.reads.clear();
         self.touched.clear();
         self.group_receipts.clear();
     }
 
-    /// The commit failed: cached groups changed in it no longer match the store.
+    /// The commit failed: cached groups changed in it, and the recent
+    /// messages and marks, no longer match the store.
     pub(super) fn forget_cached_changes(&mut self) {
         for g in self.touched.drain() {
             self.groups.remove(&g);
         }
+        self.recent.clear();
     }
 
     /// The writes of this batch, in order.
@@ -134,23 +172,30 @@ impl<'s> Batch<'s> {
             .collect()
     }
 
-    /// The sender of a message of this conversation, if it exists (stored or
-    /// earlier in this batch).
-    pub(super) fn sender_of(&self, c: ConversationId, id: MessageId) -> Result<Option<UserId>, StoreError> {
-        if let Some(from) = self.new_messages.get(&(c, id)) {
-            return Ok(Some(*from));
+    /// The sender of a message of this conversation and whether it is a
+    /// system message, if it exists (stored, or earlier in this batch).
+    pub(super) fn sender_of(&self, c: ConversationId, id: MessageId) -> Result<Option<(UserId, bool)>, StoreError> {
+        if let Some(r) = self.recent.map.get(&(c, id)) {
+            return Ok(Some((r.from, r.system)));
         }
-        Ok(self.store.message(c, id)?.map(|m| m.from))
+        Ok(self.store.message(c, id)?.map(|m| (m.from, m.kind == MessageKind::System)))
     }
 
-    /// Whether `user` already acknowledged delivery of this message; records
-    /// it as acknowledged if not.
+    /// Whether this is the first acknowledgement of the message by `user`;
+    /// records it if so.
     pub(super) fn first_delivery(
         &mut self,
         c: ConversationId,
         id: MessageId,
         user: UserId,
     ) -> Result<bool, StoreError> {
+        if let Some(r) = self.recent.map.get_mut(&(c, id)) {
+            if r.delivered.contains(&user) {
+                return Ok(false);
+            }
+            r.delivered.push(user);
+            return Ok(true);
+        }
         if self.delivered.contains(&(c, id, user)) || self.store.is_delivered(c, id, user)? {
             return Ok(false);
         }
@@ -209,7 +254,7 @@ impl<'s> Batch<'s> {
         if !client_id.is_empty() {
             self.by_client_id.insert((from, client_id.clone()), (conversation, id));
         }
-        self.new_messages.insert((conversation, id), from);
+        self.recent.insert((conversation, id), from, kind == MessageKind::System);
         let message =
             Message { id, conversation, from, kind, client_id: client_id.clone(), ts: Snowflake::unix_ms(id), body };
         self.outcomes.push(Outcome::Stored { origin, client_id, message, inboxes });
@@ -255,7 +300,10 @@ impl<'s> Batch<'s> {
                 items: items.into_iter().collect(),
                 at: Snowflake::unix_ms(event),
             };
-            self.outcomes.push(Outcome::Receipt { origin: None, receipt, inboxes: vec![sender] });
+            // Marks are kept either way; the event only reaches a sender who is still a member.
+            let member = self.groups.get(&group).is_none_or(|g| g.is_member(sender));
+            let inboxes = if member { vec![sender] } else { Vec::new() };
+            self.outcomes.push(Outcome::Receipt { origin: None, receipt, inboxes });
         }
     }
 
@@ -271,7 +319,7 @@ impl<'s> Batch<'s> {
         for id in ids {
             match self.sender_of(conversation, id)? {
                 // Only the other side of the conversation acknowledges delivery.
-                Some(from) if from != by => {
+                Some((from, _)) if from != by => {
                     if self.first_delivery(conversation, id, by)? && !fresh.contains(&id) {
                         fresh.push(id);
                     }

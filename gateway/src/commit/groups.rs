@@ -107,7 +107,9 @@ impl Batch<'_> {
                 continue;
             }
             match self.sender_of(conversation, id)? {
-                Some(from) if from != by => {
+                // System messages are nobody's to be acknowledged.
+                Some((_, true)) => {}
+                Some((from, false)) if from != by => {
                     if self.first_delivery(conversation, id, by)? {
                         let ids = self.group_receipts.entry((g, from, 0)).or_default().entry(by).or_default();
                         if !ids.contains(&id) {
@@ -310,7 +312,8 @@ impl Batch<'_> {
             }
             GroupChange::Promote(users) => {
                 if let Some(stranger) = users.iter().find(|u| !g.is_member(**u)) {
-                    self.push(refused(origin, ErrorCode::BadField, format!("{stranger} is not a member"), None));
+                    let why = format!("field `members`: {stranger} is not a member of this group");
+                    self.push(refused(origin, ErrorCode::BadField, why, None));
                     return Ok(());
                 }
                 let promoted: Vec<UserId> = g

@@ -94,6 +94,9 @@ type Waiting = (Endpoint, Option<String>);
 fn origin_of(r: &CommitRequest) -> Option<Waiting> {
     match r {
         CommitRequest::Send { origin, client_id, .. } => Some((*origin, Some(client_id.clone()))),
+        CommitRequest::Group { origin, op: crate::events::GroupOp::Create { request_id, .. }, .. } => {
+            Some((*origin, Some(request_id.clone())))
+        }
         CommitRequest::Delivered { origin, .. }
         | CommitRequest::Read { origin, .. }
         | CommitRequest::Group { origin, .. } => Some((*origin, None)),

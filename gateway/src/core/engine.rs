@@ -229,8 +229,8 @@ impl<S> Engine<S> {
             c.syncing = false;
             c.subscribed = false;
             let e = chatgw_protocol::ProtocolError::new(
-                chatgw_protocol::ErrorCode::Unavailable,
-                "sync failed; send sync again from your last cursor",
+                chatgw_protocol::ErrorCode::SyncFailed,
+                "the readers are busy; send sync again from your last cursor",
             );
             self.send_error(slot, &e);
         }
