@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Run the standard scenarios against chatgw and the baseline relay in one
+# session on this machine, and write BENCHMARKS.md (tables side by side with
+# ratios, latency percentile plots under docs/bench/).
+#
+# Usage: scripts/bench.sh [--quick]
+#   --quick   shorter runs and fewer rates (a smoke test of the pipeline)
+# Environment:
+#   RATES       one-to-one offered rates to sweep (default "2000 5000 10000 15000 20000 30000 40000")
+#   PAIRS       sender/recipient pairs (default 400)
+#   DURATION    seconds per one-to-one run (default 10)
+#   CONNS       idle connections per server process (default 19000)
+#   BOX_PROCS   gateway processes for the box-level connection run (default 3; 0 skips it)
+#   OUT         results directory (default target/bench/<timestamp>)
+# Every run is bounded and stops by itself; servers are stopped between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+[[ "${1:-}" == "--quick" ]] && QUICK=1
+RATES="${RATES:-2000 5000 10000 15000 20000 30000 40000}"
+PAIRS="${PAIRS:-400}"
+DURATION="${DURATION:-10}"
+CONNS="${CONNS:-19000}"
+BOX_PROCS="${BOX_PROCS:-3}"
+if [[ $QUICK == 1 ]]; then
+    RATES="2000 5000"; DURATION=3; CONNS=2000; BOX_PROCS=0
+fi
+OUT="${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}"
+SECRET="bench-secret"
+PORT=18600
+TARGET="${CARGO_TARGET_DIR:-target}"
+BIN="$TARGET/release"
+mkdir -p "$OUT"
+: > "$OUT/commands.txt"
+log() { printf '[bench] %s\n' "$*" >&2; }
+cmd() { printf '%s\n' "$*" >> "$OUT/commands.txt"; "$@"; }
+
+ulimit -n 20000 || true
+# Room for many loopback connections.
+echo "1024 65535" > /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+echo 65535 > /proc/sys/net/core/somaxconn 2>/dev/null || true
+
+log "building"
+cargo build --release -q -p chatgw -p loadgen -p chatgw-benches --bins
+
+{
+    echo "date:    $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "cpu:     $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) x $(nproc)"
+    echo "memory:  $(free -g | awk '/Mem:/{print $2}') GiB"
+    echo "kernel:  $(uname -r)"
+    echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    python3 - <<'PY' 2>/dev/null || true
+import os, time, tempfile
+fd, p = tempfile.mkstemp(dir="target")
+lat = []
+for i in range(500):
+    os.pwrite(fd, b"x" * 256, i * 256)
+    t = time.perf_counter(); os.fdatasync(fd); lat.append((time.perf_counter() - t) * 1e3)
+os.close(fd); os.unlink(p); lat.sort()
+print(f"fsync:   fdatasync of a 256-byte append p50 {lat[250]:.3f} ms, p99 {lat[495]:.3f} ms (500 samples)")
+PY
+} > "$OUT/machine.txt"
+
+SERVER_PIDS=()
+stop_servers() {
+    for p in "${SERVER_PIDS[@]:-}"; do
+        [[ -n "$p" ]] && kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${SERVER_PIDS[@]:-}"; do
+        [[ -n "$p" ]] && { timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; }
+    done
+    SERVER_PIDS=()
+}
+trap stop_servers EXIT
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "server on port $1 did not come up"; return 1
+}
+
+# start_server SYSTEM [INDEX]: one server process on $PORT.
+start_server() {
+    local system=$1 index=${2:-0}
+    local data="$OUT/data-$system-$index"
+    rm -rf "$data"
+    case $system in
+        chatgw)
+            printf '%s\n' "$BIN/chatgw serve --listen 127.0.0.1:$PORT --data $data --secret \$SECRET --node-id $index" >> "$OUT/commands.txt"
+            CHATGW_LOG=warn "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --data "$data" --secret "$SECRET" --node-id "$index" \
+                > "$OUT/server-$system-$index.log" 2>&1 &
+            ;;
+        baseline)
+            printf '%s\n' "$BIN/baseline-relay --listen 127.0.0.1:$PORT --secret \$SECRET" >> "$OUT/commands.txt"
+            "$BIN/baseline-relay" --listen "127.0.0.1:$PORT" --secret "$SECRET" > "$OUT/server-$system-$index.log" 2>&1 &
+            ;;
+    esac
+    SERVER_PIDS+=("$!")
+    wait_port "$PORT"
+}
+
+for system in chatgw baseline; do
+    log "idle connections: $system, $CONNS connections"
+    start_server "$system"
+    cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --conns "$CONNS" --rate 2000 --hold 10 --secret "$SECRET" \
+        --gateway-pid "${SERVER_PIDS[0]}" --quiet --json "$OUT/connect-$system.json" > "$OUT/connect-$system.txt" || true
+    stop_servers
+
+    for rate in $RATES; do
+        log "one-to-one: $system at $rate msg/s"
+        start_server "$system"
+        cmd "$BIN/loadgen" one-to-one --url "127.0.0.1:$PORT" --pairs "$PAIRS" --rate "$rate" --duration "$DURATION" \
+            --secret "$SECRET" --quiet --json "$OUT/o2o-$system-$rate.json" --hist "$OUT/o2o-$system-$rate.hgrm" \
+            > "$OUT/o2o-$system-$rate.txt" || true
+        stop_servers
+    done
+done
+
+# Half of chatgw's saturation, for both systems.
+if sat=$("$BIN/bench-report" saturation --dir "$OUT" --system chatgw 2>/dev/null); then
+    half=$((sat / 2))
+    for system in chatgw baseline; do
+        [[ -f "$OUT/o2o-$system-$half.json" ]] && continue
+        log "one-to-one: $system at $half msg/s (half of chatgw's saturation)"
+        start_server "$system"
+        cmd "$BIN/loadgen" one-to-one --url "127.0.0.1:$PORT" --pairs "$PAIRS" --rate "$half" --duration "$DURATION" \
+            --secret "$SECRET" --quiet --json "$OUT/o2o-$system-$half.json" --hist "$OUT/o2o-$system-$half.hgrm" \
+            > "$OUT/o2o-$system-$half.txt" || true
+        stop_servers
+    done
+fi
+
+log "group: 4 groups of 256 at 100 messages/s"
+start_server chatgw
+cmd "$BIN/loadgen" group --url "127.0.0.1:$PORT" --groups 4 --size 256 --rate 100 --duration "$DURATION" \
+    --secret "$SECRET" --quiet --json "$OUT/group-chatgw.json" --hist "$OUT/group-chatgw.hgrm" > "$OUT/group-chatgw.txt" || true
+stop_servers
+
+if command -v python3 >/dev/null && python3 -c 'import websockets' 2>/dev/null; then
+    for system in chatgw baseline; do
+        log "spot-check: $system"
+        start_server "$system"
+        {
+            cmd python3 scripts/spotcheck.py --url "127.0.0.1:$PORT" --secret "$SECRET" --pairs 50 --rate 1000 --duration "$DURATION"
+            echo "loadgen at the same rate:"
+            cmd "$BIN/loadgen" one-to-one --url "127.0.0.1:$PORT" --pairs 50 --rate 1000 --duration "$DURATION" \
+                --secret "$SECRET" --quiet --first-user 7000000 | grep -E 'intended send -> delivered|latency  '
+        } > "$OUT/spot-$system.txt" 2>&1 || true
+        stop_servers
+    done
+else
+    log "python3 websockets missing: skipping the spot-check (pip install websockets)"
+fi
+
+if [[ "$BOX_PROCS" -gt 0 ]]; then
+    total=$((CONNS * BOX_PROCS))
+    log "box level: $BOX_PROCS chatgw processes, $total connections"
+    for i in $(seq 0 $((BOX_PROCS - 1))); do start_server chatgw "$i"; done
+    before=$(awk '/^Slab:|^MemAvailable:/{printf "%s=%s ", $1, $2}' /proc/meminfo)
+    rss_before=0; for p in "${SERVER_PIDS[@]}"; do rss_before=$((rss_before + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done
+    cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --conns "$total" --rate 3000 --hold 15 --secret "$SECRET" \
+        --procs "$BOX_PROCS" --quiet --json "$OUT/box-chatgw.json" > "$OUT/box-chatgw.txt" &
+    lg=$!
+    sleep $((total / 3000 + 8))
+    rss_held=0; for p in "${SERVER_PIDS[@]}"; do rss_held=$((rss_held + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done
+    held=$(awk '/^Slab:|^MemAvailable:/{printf "%s=%s ", $1, $2}' /proc/meminfo)
+    wait $lg || true
+    {
+        echo "gateway processes: $BOX_PROCS, connections attempted: $total"
+        echo "gateway RSS (sum): ${rss_before} kB before, ${rss_held} kB while holding"
+        echo "meminfo before:  $before"
+        echo "meminfo holding: $held"
+    } > "$OUT/box-memory.txt"
+    stop_servers
+fi
+
+log "micro-benchmarks"
+cargo bench -q -p chatgw-benches -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
+    | grep -E '^[a-z_]+/|time:|thrpt:' > "$OUT/micro.txt" || true
+
+"$BIN/bench-report" write --dir "$OUT" --out BENCHMARKS.md --plots docs/bench
+log "wrote BENCHMARKS.md and docs/bench/*.svg from $OUT"
