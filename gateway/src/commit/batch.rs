@@ -124,8 +124,14 @@ impl<'s> Batch<'s> {
         self.store
     }
 
+    #[cfg(test)]
     pub(super) fn outcomes(&self) -> &[Outcome] {
         &self.outcomes
+    }
+
+    /// The outcomes of a committed batch, for dispatch.
+    pub(super) fn take_outcomes(&mut self) -> Vec<Outcome> {
+        std::mem::take(&mut self.outcomes)
     }
 
     pub(super) fn push(&mut self, o: Outcome) {

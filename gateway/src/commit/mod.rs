@@ -46,30 +46,73 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
     };
     let ids = Snowflake::new(shared.config.node_id).resume_after(high_water);
     let mut batch = Batch::new(store.as_ref(), ids, shared.config.max_group_members);
-    let mut fanout = Fanout::new(shared.mailboxes.cores());
     let mut requests = Vec::with_capacity(shared.config.commit_batch);
-    let mut stop = false;
-    while !stop {
-        let Ok(first) = rx.recv() else { break };
-        requests.push(first);
-        while requests.len() < shared.config.commit_batch {
-            match rx.try_recv() {
-                Ok(r) => requests.push(r),
-                Err(_) => break,
+    // Dispatch (encoding frames, looking up devices, posting to cores) runs
+    // on its own thread so the next batch is prepared and written while the
+    // last one is being delivered. One dispatcher, fed in commit order,
+    // keeps events in id order on every core.
+    let (to_dispatcher, dispatch_rx) = crossbeam_channel::bounded::<Dispatch>(DISPATCH_QUEUE);
+    std::thread::scope(|scope| {
+        let dispatcher = std::thread::Builder::new()
+            .name("chatgw-dispatch".into())
+            .spawn_scoped(scope, || dispatcher(&shared, dispatch_rx));
+        if let Err(e) = dispatcher {
+            tracing::error!(error = %e, "cannot start the dispatcher thread");
+            return;
+        }
+        let mut stop = false;
+        while !stop {
+            let Ok(first) = rx.recv() else { break };
+            requests.push(first);
+            while requests.len() < shared.config.commit_batch {
+                match rx.try_recv() {
+                    Ok(r) => requests.push(r),
+                    Err(_) => break,
+                }
+            }
+            stop = requests.iter().any(|r| matches!(r, CommitRequest::Stop));
+            let n = requests.len();
+            let started = Instant::now();
+            let result = prepare_and_commit(&mut batch, &mut requests, &shared);
+            shared.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+            shared.metrics.commit_batch_size.observe(n as f64);
+            let job = match result {
+                Ok(()) => Dispatch::Committed(batch.take_outcomes()),
+                Err((e, origins)) => {
+                    shared.metrics.commit_errors.inc();
+                    batch.forget_cached_changes();
+                    tracing::error!(error = %e, requests = n, "group commit failed; nothing in it was acknowledged");
+                    Dispatch::Failed(origins)
+                }
+            };
+            batch.clear();
+            if to_dispatcher.send(job).is_err() {
+                break;
             }
         }
-        stop = requests.iter().any(|r| matches!(r, CommitRequest::Stop));
-        let n = requests.len();
-        let started = Instant::now();
-        let result = prepare_and_commit(&mut batch, &mut requests, &shared);
-        shared.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-        shared.metrics.commit_batch_size.observe(n as f64);
-        match result {
-            Ok(()) => dispatch(&shared, batch.outcomes(), &mut fanout),
-            Err((e, origins)) => {
-                shared.metrics.commit_errors.inc();
-                batch.forget_cached_changes();
-                tracing::error!(error = %e, requests = n, "group commit failed; nothing in it was acknowledged");
+        // Dropping the sender lets the dispatcher finish what is queued and exit.
+        drop(to_dispatcher);
+    });
+    tracing::info!("committer stopped");
+}
+
+/// Batches committed but not yet dispatched, at most.
+const DISPATCH_QUEUE: usize = 4;
+
+/// Work for the dispatcher, in commit order.
+enum Dispatch {
+    /// A durable batch: acks and live events.
+    Committed(Vec<Outcome>),
+    /// A failed batch: tell every requester.
+    Failed(Vec<Waiting>),
+}
+
+fn dispatcher(shared: &Shared, rx: Receiver<Dispatch>) {
+    let mut fanout = Fanout::new(shared.mailboxes.cores());
+    while let Ok(job) = rx.recv() {
+        match job {
+            Dispatch::Committed(outcomes) => dispatch(shared, &outcomes, &mut fanout),
+            Dispatch::Failed(origins) => {
                 for (origin, reference) in origins {
                     let mut p = Vec::new();
                     server::error(
@@ -83,9 +126,7 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
             }
         }
         fanout.flush(&shared.mailboxes);
-        batch.clear();
     }
-    tracing::info!("committer stopped");
 }
 
 /// A requester to tell if the batch fails, with the client id of a send.
