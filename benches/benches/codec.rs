@@ -2,27 +2,12 @@
 
 use std::hint::black_box;
 
-use chatgw_gateway::ws::frame::{decode_header, put_frame, unmask, Decoded, Opcode};
+use chatgw_gateway::ws::frame::{client_frame, decode_header, put_frame, unmask, Decoded, Opcode};
 use chatgw_protocol::{server, ClientFrame, ConversationId, Message, MessageId, MessageKind, UserId};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn masked_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut v = vec![0x81];
-    match payload.len() {
-        n @ 0..=125 => v.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(0x80 | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&mask);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    v
+    client_frame(0x81, payload, [0x37, 0xfa, 0x21, 0x3d])
 }
 
 fn frames(c: &mut Criterion) {

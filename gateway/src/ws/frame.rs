@@ -206,6 +206,30 @@ pub fn put_close(out: &mut Vec<u8>, code: u16, reason: &str) {
     put_frame(out, Opcode::Close, &payload);
 }
 
+/// A masked client frame with a raw first byte (FIN, RSV and opcode bits as
+/// given, so tests can build invalid frames too). The gateway never sends
+/// these; tests, benchmarks and tools that play the client do.
+pub fn client_frame(first_byte: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(14 + payload.len());
+    v.push(first_byte);
+    match payload.len() {
+        n @ 0..=125 => v.push(0x80 | n as u8),
+        n @ 126..=65535 => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            v.push(0x80 | 127);
+            v.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&mask);
+    let start = v.len();
+    v.extend_from_slice(payload);
+    unmask(&mut v[start..], mask, 0);
+    v
+}
+
 /// Whether a close code received from a peer is one it may send (RFC 6455
 /// section 7.4).
 pub fn is_valid_close_code(code: u16) -> bool {
@@ -217,23 +241,7 @@ mod tests {
     use super::*;
 
     fn masked(opcode: u8, fin: bool, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-        let mut v = vec![(if fin { 0x80 } else { 0 }) | opcode];
-        match payload.len() {
-            n @ 0..=125 => v.push(0x80 | n as u8),
-            n @ 126..=65535 => {
-                v.push(0x80 | 126);
-                v.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                v.push(0x80 | 127);
-                v.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        v.extend_from_slice(&mask);
-        let mut p = payload.to_vec();
-        unmask_reference(&mut p, mask, 0);
-        v.extend_from_slice(&p);
-        v
+        client_frame((if fin { 0x80 } else { 0 }) | opcode, payload, mask)
     }
 
     #[test]

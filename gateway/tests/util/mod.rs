@@ -135,22 +135,7 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
 
 /// A client frame with the given opcode byte and payload, masked.
 pub fn masked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut v = vec![first_byte];
-    match payload.len() {
-        n @ 0..=125 => v.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(0x80 | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&mask);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    v
+    chatgw_gateway::ws::frame::client_frame(first_byte, payload, [0x11, 0x22, 0x33, 0x44])
 }
 
 /// Open a WebSocket by hand and return the socket positioned after the
