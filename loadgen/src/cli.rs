@@ -29,6 +29,10 @@ pub(crate) enum Command {
     Connect(ConnectArgs),
     /// P senders each messaging their own recipient at a fixed total rate; report ack, delivery and receipt latency.
     OneToOne(OneToOneArgs),
+    /// G groups of S members, group messages at a fixed total rate; report ack, per-member delivery and fan-out completion latency.
+    Group(GroupArgs),
+    /// One-to-one traffic while X% of the connections are dropped at once and reconnect with `sync`; report reconnect and catch-up time, loss and duplicates.
+    ReconnectStorm(StormArgs),
 }
 
 fn secs<S: Serializer>(d: &HumanDuration, s: S) -> Result<S::Ok, S::Error> {
@@ -69,12 +73,41 @@ pub(crate) struct CommonArgs {
     #[arg(long)]
     #[serde(serialize_with = "opt_secs")]
     pub(crate) timeout: Option<HumanDuration>,
-    /// No progress line on stderr.
+    /// No progress display on stderr.
     #[arg(long)]
     pub(crate) quiet: bool,
     /// Also write every figure and the settings to this JSON file.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
+    /// Conditions the run must meet, comma-separated, e.g. `p99_deliver<5ms,lost=0,conns>=19000`; operators < <= > >= =; durations take us, ms or s (bare numbers are ms). The names are listed at the end of this help. A failed condition exits 1.
+    #[arg(long, value_name = "EXPR")]
+    pub(crate) check: Option<String>,
+    /// Write a latency histogram in the HdrHistogram percentile format (.hgrm, values in ms): `FILE` for the scenario's main latency, or `NAME=FILE` (repeatable) for any of its latencies.
+    #[arg(long, value_name = "[NAME=]FILE")]
+    pub(crate) hist: Vec<String>,
+    /// Worker processes to spread the connections over (each has its own descriptor limit); the parent merges their results.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) procs: usize,
+    /// Internal: this process is worker I of --worker-count (set by the parent).
+    #[arg(long, hide = true, requires_all = ["worker_count", "clock_epoch", "start_at", "run_tag"])]
+    #[serde(skip)]
+    pub(crate) worker_index: Option<usize>,
+    /// Internal: how many worker processes the run has.
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub(crate) worker_count: Option<usize>,
+    /// Internal: the parent's clock zero on CLOCK_MONOTONIC, in ns.
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub(crate) clock_epoch: Option<u64>,
+    /// Internal: when the connection ramp starts, in ns of the parent's clock.
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub(crate) start_at: Option<u64>,
+    /// Internal: the run tag for client ids, shared by every worker.
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub(crate) run_tag: Option<String>,
 }
 
 /// `loadgen connect`.
@@ -93,9 +126,9 @@ pub(crate) struct ConnectArgs {
     #[arg(long, default_value = "10s")]
     #[serde(serialize_with = "secs")]
     pub(crate) hold: HumanDuration,
-    /// The gateway's process id, to measure its memory per connection.
+    /// The gateway's process id, to measure its memory per connection; repeat it for several gateways sharing the port.
     #[arg(long)]
-    pub(crate) gateway_pid: Option<u32>,
+    pub(crate) gateway_pid: Vec<u32>,
 }
 
 /// `loadgen one-to-one`.
@@ -118,6 +151,98 @@ pub(crate) struct OneToOneArgs {
     #[arg(long, default_value_t = 100)]
     pub(crate) body_bytes: usize,
     /// After sending stops, how long to wait for outstanding acks, deliveries and receipts.
+    #[arg(long, default_value = "5s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) drain: HumanDuration,
+    /// Connections opened per second during setup.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) conn_rate: u64,
+}
+
+/// How a group message picks its sender.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Pick {
+    /// Members take turns: every member sends at the same rate.
+    RoundRobin,
+    /// A member chosen at random for each message.
+    Random,
+}
+
+impl Pick {
+    /// The name on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Pick::RoundRobin => "round-robin",
+            Pick::Random => "random",
+        }
+    }
+}
+
+/// `loadgen group`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct GroupArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Groups (each with its own members; G x S connections, distinct users).
+    #[arg(long)]
+    pub(crate) groups: u64,
+    /// Members per group, the creator included.
+    #[arg(long)]
+    pub(crate) size: u64,
+    /// Group messages per second, in total over all groups.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) rate: u64,
+    /// How long to send.
+    #[arg(long, default_value = "10s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) duration: HumanDuration,
+    /// Members acknowledge every message with `delivered`; senders count the batched receipt items.
+    #[arg(long)]
+    pub(crate) ack: bool,
+    /// Which member sends each message.
+    #[arg(long, value_enum, default_value_t = Pick::RoundRobin)]
+    pub(crate) pick: Pick,
+    /// Bytes of each message body.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) body_bytes: usize,
+    /// After sending stops, how long to wait for outstanding acks, deliveries and receipts.
+    #[arg(long, default_value = "5s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) drain: HumanDuration,
+    /// Connections opened per second during setup.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) conn_rate: u64,
+}
+
+/// `loadgen reconnect-storm`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct StormArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Sender/recipient pairs (2 x pairs devices, distinct users).
+    #[arg(long)]
+    pub(crate) pairs: u64,
+    /// Messages per second, in total over all senders.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) rate: u64,
+    /// How long to send.
+    #[arg(long, default_value = "10s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) duration: HumanDuration,
+    /// Percentage of all connections (senders and recipients) dropped at once.
+    #[arg(long, default_value_t = 50.0)]
+    pub(crate) drop_percent: f64,
+    /// When to drop them, after sending starts (e.g. 5, 5s, 1500ms).
+    #[arg(long, default_value = "5s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) drop_at: HumanDuration,
+    /// Bytes of each message body.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) body_bytes: usize,
+    /// After sending stops, how long to wait for outstanding acks and deliveries.
     #[arg(long, default_value = "5s")]
     #[serde(serialize_with = "secs")]
     pub(crate) drain: HumanDuration,

@@ -7,10 +7,19 @@
 //! buffer when the connection is opened and not kept.
 //!
 //! A connection goes Connecting -> Upgrading (request written, waiting for
-//! 101) -> AwaitWelcome -> Syncing (`sync` sent) -> Up (`synced` received;
-//! only now do its frames reach the scenario) -> Closing -> Closed.
+//! 101) -> AwaitWelcome -> Syncing (`sync` sent, from the cursor the
+//! connection was opened with) -> Up (`synced` received; only now do its
+//! live frames reach the scenario's `on_text`; the replay before it goes to
+//! `on_replay`, which most scenarios leave to be counted) -> Closing ->
+//! Closed. [`Conn::kill`] jumps to Closed with a TCP reset, the way a
+//! device that loses its network looks to the gateway.
 
-use std::io::{self, Read as _, Write as _};
+use std::{
+    fmt::Write as _,
+    io::{self, Read as _, Write as _},
+};
+
+use serde::{Deserialize, Serialize};
 
 use crate::{
     event::ServerFrame,
@@ -74,15 +83,29 @@ impl End {
     }
 }
 
-/// What a scenario does with the frames of an up connection.
+/// What a scenario does with the frames of a connection.
 pub(crate) trait Handler {
-    /// A text frame arrived on connection `id`. Text written to `reply` is
-    /// sent back on the same connection.
+    /// A text frame arrived on up connection `id`. Text written to `reply`
+    /// is sent back on the same connection.
     fn on_text(&mut self, id: usize, frame: &ServerFrame<'_>, now_ns: u64, reply: &mut String);
+
+    /// `welcome` arrived on connection `id`.
+    fn on_welcome(&mut self, _id: usize, _now_ns: u64) {}
+
+    /// A frame of the `sync` replay (before `synced`) arrived on connection
+    /// `id`; return whether the scenario used it (otherwise it is counted
+    /// as replayed and ignored). `reply` as in `on_text`.
+    fn on_replay(&mut self, _id: usize, _frame: &ServerFrame<'_>, _now_ns: u64, _reply: &mut String) -> bool {
+        false
+    }
+
+    /// `synced` arrived on connection `id` (which is now up), with its
+    /// cursor. `reply` as in `on_text`.
+    fn on_synced(&mut self, _id: usize, _cursor: Option<u64>, _now_ns: u64, _reply: &mut String) {}
 }
 
 /// Connection outcomes and handshake latencies of one thread.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct ConnStats {
     /// Connections started.
     pub(crate) opened: u64,
@@ -102,6 +125,11 @@ pub(crate) struct ConnStats {
     pub(crate) replayed: u64,
     /// Text frames on up connections that were not protocol JSON.
     pub(crate) unparsed: u64,
+    /// Connections closed abruptly on purpose ([`Conn::kill`]).
+    pub(crate) killed: u64,
+    /// Reconnections that reached Up (not in `established` or the
+    /// handshake latencies, which describe first connections).
+    pub(crate) reestablished: u64,
 }
 
 impl ConnStats {
@@ -116,6 +144,8 @@ impl ConnStats {
         self.to_synced.merge(&o.to_synced);
         self.replayed += o.replayed;
         self.unparsed += o.unparsed;
+        self.killed += o.killed;
+        self.reestablished += o.reestablished;
     }
 }
 
@@ -141,12 +171,25 @@ pub(crate) struct Conn {
     frag: Vec<u8>,
     in_fragment: bool,
     close_sent: bool,
+    /// The cursor `sync` asks from (0: everything).
+    after: u64,
+    /// A device's reconnection rather than its first connection.
+    reconnect: bool,
 }
 
 impl Conn {
     /// A connection whose TCP connect has started; the upgrade request
-    /// waits in the output buffer for the connect to finish.
-    pub(crate) fn new(stream: mio::net::TcpStream, host: &str, token: &str, started_ns: u64, seed: u64) -> Self {
+    /// waits in the output buffer for the connect to finish. Its `sync`
+    /// will ask for the events after `after`; `reconnect` keeps it out of
+    /// the first-connection figures.
+    pub(crate) fn new(
+        stream: mio::net::TcpStream,
+        host: &str,
+        token: &str,
+        started_ns: u64,
+        seed: u64,
+        (after, reconnect): (u64, bool),
+    ) -> Self {
         let mut rng = Xorshift::new(seed);
         let key = upgrade::new_key(&mut rng);
         let mut outbuf = Vec::with_capacity(256 + token.len());
@@ -162,6 +205,8 @@ impl Conn {
             frag: Vec::new(),
             in_fragment: false,
             close_sent: false,
+            after,
+            reconnect,
         }
     }
 
@@ -178,6 +223,8 @@ impl Conn {
             frag: Vec::new(),
             in_fragment: false,
             close_sent: true,
+            after: 0,
+            reconnect: false,
         }
     }
 
@@ -270,6 +317,30 @@ impl Conn {
         self.inbuf = Vec::new();
         self.outbuf = Vec::new();
         self.frag = Vec::new();
+    }
+
+    /// Close abruptly: no close frame, a TCP reset (SO_LINGER 0), anything
+    /// unsent is lost. Returns whether it was up.
+    pub(crate) fn kill(&mut self, stats: &mut ConnStats, live: &Live) -> bool {
+        let was_up = self.phase == Phase::Up;
+        if self.phase == Phase::Closed {
+            return false;
+        }
+        if let Some(s) = self.stream.as_ref() {
+            // If the reset cannot be arranged the close is a FIN: still abrupt.
+            let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+        }
+        stats.killed += 1;
+        Live::bump(&live.killed);
+        if was_up {
+            live.up.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.phase = Phase::Closed;
+        self.stream = None;
+        self.inbuf = Vec::new();
+        self.outbuf = Vec::new();
+        self.frag = Vec::new();
+        was_up
     }
 
     /// Whether a handshake still runs (for the handshake timeout).
@@ -418,12 +489,21 @@ impl Conn {
             return Err(End::Error("text frame is not UTF-8".into()));
         };
         let frame = ServerFrame::parse(text);
-        match self.phase {
+        let r = match self.phase {
             Phase::AwaitWelcome => match frame {
                 Some(f) if f.ty == "welcome" => {
-                    cx.stats.handshake.record_ns(cx.now_ns.saturating_sub(self.started_ns));
+                    if !self.reconnect {
+                        cx.stats.handshake.record_ns(cx.now_ns.saturating_sub(self.started_ns));
+                    }
+                    cx.handler.on_welcome(cx.id, cx.now_ns);
                     self.phase = Phase::Syncing;
-                    self.queue(ws::OP_TEXT, br#"{"type":"sync"}"#);
+                    if self.after == 0 {
+                        self.queue(ws::OP_TEXT, br#"{"type":"sync"}"#);
+                    } else {
+                        let mut sync = String::with_capacity(48);
+                        let _ = write!(sync, r#"{{"type":"sync","after":"{}"}}"#, self.after);
+                        self.queue(ws::OP_TEXT, sync.as_bytes());
+                    }
                     Ok(())
                 }
                 Some(f) => Err(End::Error(format!("`{}` before welcome", f.ty))),
@@ -431,37 +511,47 @@ impl Conn {
             },
             Phase::Syncing => match frame {
                 Some(f) if f.ty == "synced" => {
-                    let took = cx.now_ns.saturating_sub(self.started_ns);
-                    cx.stats.to_synced.record_ns(took);
-                    cx.stats.established += 1;
-                    cx.live.sample_ns(took);
+                    if self.reconnect {
+                        cx.stats.reestablished += 1;
+                    } else {
+                        let took = cx.now_ns.saturating_sub(self.started_ns);
+                        cx.stats.to_synced.record_ns(took);
+                        cx.stats.established += 1;
+                        cx.live.sample_ns(took);
+                    }
                     Live::bump(&cx.live.up);
                     self.phase = Phase::Up;
-                    // The handshake key is no longer needed; nothing else to free.
+                    let cursor = crate::event::parse_id(f.cursor.as_ref());
+                    cx.handler.on_synced(cx.id, cursor, cx.now_ns, cx.reply);
                     Ok(())
                 }
                 Some(f) if f.ty == "error" => {
                     Err(End::Error(format!("error `{}` while syncing", f.code.as_deref().unwrap_or("?"))))
                 }
-                _ => {
+                Some(f) => {
+                    if !cx.handler.on_replay(cx.id, &f, cx.now_ns, cx.reply) {
+                        cx.stats.replayed += 1;
+                    }
+                    Ok(())
+                }
+                None => {
                     cx.stats.replayed += 1;
                     Ok(())
                 }
             },
             Phase::Up => {
                 match frame {
-                    Some(f) => {
-                        cx.handler.on_text(cx.id, &f, cx.now_ns, cx.reply);
-                        if !cx.reply.is_empty() {
-                            self.queue(ws::OP_TEXT, cx.reply.as_bytes());
-                            cx.reply.clear();
-                        }
-                    }
+                    Some(f) => cx.handler.on_text(cx.id, &f, cx.now_ns, cx.reply),
                     None => cx.stats.unparsed += 1,
                 }
                 Ok(())
             }
             _ => Ok(()),
+        };
+        if !cx.reply.is_empty() {
+            self.queue(ws::OP_TEXT, cx.reply.as_bytes());
+            cx.reply.clear();
         }
+        r
     }
 }

@@ -9,27 +9,32 @@
 //! again; close everything. RSS growth divided by established connections
 //! is the gateway's memory per idle connection, kernel socket buffers not
 //! included (those are not in the process's RSS).
+//!
+//! With `--procs` the workers only open and hold connections; the parent
+//! samples the gateways, so the figures are the same whichever way the
+//! connections were spread. Several gateways sharing the port (each
+//! `--gateway-pid`) are measured one by one, each against the sockets it
+//! gained, since SO_REUSEPORT splits the connections between them.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::{
+    check::Figures,
     cli::ConnectArgs,
     conn::ConnStats,
+    ctx::RunCtx,
     driver::{Driver, DriverConfig, Ignore},
-    limits,
-    net::{self, Target},
+    fleet::{self, Started},
+    outputs::Outputs,
     probe,
     progress::Progress,
     ramp::Ramp,
     report::{self, Table},
-    run::{watch_until, Workers},
-    schedule::owner_of,
-    shared::{ns, Clock, Coord, Live},
+    run::watch_until,
+    share::Share,
+    shared::{ns, Clock, Coord},
     stats::{Reasons, Summary},
     token::Minter,
 };
@@ -38,6 +43,40 @@ use crate::{
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Longest a worker sleeps in its poller before looking at the phase flags.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// What `--check` and `--hist` can name.
+pub(crate) static FIGURES: Figures = Figures {
+    latencies: &[("handshake", "handshake_ms"), ("synced", "to_synced_ms")],
+    main: "handshake",
+    numbers: &[
+        ("conns", "/established"),
+        ("failed", "/failed"),
+        ("dropped", "/dropped_during_hold"),
+        ("rate", "/achieved_conn_rate"),
+        ("gateway_conns", "/gateway_connections_open"),
+        ("rss_per_conn", "/gateway_bytes_per_connection"),
+        ("loadgen_rss", "/loadgen_rss_bytes"),
+    ],
+};
+
+/// One gateway's memory over the run.
+#[derive(Serialize, Debug, Clone)]
+struct GatewayMemory {
+    pid: u32,
+    rss_before_bytes: u64,
+    rss_after_bytes: u64,
+    rss_growth_bytes: i64,
+    sockets_before: u64,
+    sockets_after: u64,
+    /// Sockets gained: the connections this gateway holds.
+    connections: i64,
+    bytes_per_connection: Option<f64>,
+}
+
+/// RSS and sockets of one gateway at one moment.
+fn sample(pid: u32) -> anyhow::Result<(u64, u64)> {
+    Ok((probe::rss_bytes(pid)?, probe::socket_count(pid)?))
+}
 
 #[derive(Serialize)]
 struct ConnectReport<'a> {
@@ -62,19 +101,20 @@ struct ConnectReport<'a> {
     gateway_rss_after_bytes: Option<u64>,
     gateway_rss_growth_bytes: Option<i64>,
     gateway_bytes_per_connection: Option<f64>,
+    gateways: Vec<GatewayMemory>,
     loadgen_rss_bytes: Option<u64>,
+    processes: usize,
     source_addresses: usize,
 }
 
-/// Run the scenario; `Ok(false)` when connections failed or the run timed out.
+/// Run the scenario; `Ok(false)` when connections failed, a check failed
+/// or the run timed out.
 pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
     let c = &args.common;
     anyhow::ensure!(args.conns > 0, "--conns must be at least 1");
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
-    anyhow::ensure!(c.threads >= 1, "--threads must be at least 1");
-    limits::ensure_fds(args.conns)?;
-    let target = Target::parse(&c.url)?;
-    let sources = net::source_addrs(c.sources, &target.addr);
+    let outputs = Outputs::parse(c, &FIGURES)?;
+    let ctx = RunCtx::new(c, args.conns, 1)?;
     let ramp_estimate = Duration::from_secs_f64(args.conns as f64 / args.rate as f64);
     let timeout = c
         .timeout
@@ -83,53 +123,82 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
     let started = Instant::now();
     let deadline = started + timeout;
 
-    let rss_before = args.gateway_pid.map(probe::rss_bytes).transpose()?;
-    let clock = Clock::start();
-    let live = Arc::new(Live::default());
-    let coord = Arc::new(Coord::default());
-    let start_ns = clock.now_ns() + 10_000_000;
-    let workers = {
-        let config =
-            DriverConfig { target: target.clone(), sources: sources.clone(), handshake_timeout: c.handshake_timeout.0 };
+    let before = match ctx.role {
+        crate::ctx::Role::Worker => Vec::new(),
+        _ => args.gateway_pid.iter().map(|&pid| sample(pid)).collect::<anyhow::Result<Vec<_>>>()?,
+    };
+    let work = {
+        let config = DriverConfig {
+            target: ctx.target.clone(),
+            sources: ctx.sources.clone(),
+            handshake_timeout: c.handshake_timeout.0,
+        };
         let minter = Minter::new(&c.secret);
-        let (live, coord) = (Arc::clone(&live), Arc::clone(&coord));
-        let (conns, rate, threads, first_user) = (args.conns, args.rate, c.threads, c.first_user);
-        Workers::spawn(threads, move |t| {
-            let mut driver = Driver::new(config.clone(), minter.clone(), clock, Arc::clone(&live), 0x5EED ^ t as u64)?;
+        let (clock, live, coord, share, start_ns) =
+            (ctx.clock, std::sync::Arc::clone(&ctx.live), std::sync::Arc::clone(&ctx.coord), ctx.share, ctx.start_ns);
+        let (conns, rate, first_user) = (args.conns, args.rate, c.first_user);
+        move |t: usize| {
+            let seed = 0x5EED ^ share.lane(t) as u64;
+            let mut driver = Driver::new(config.clone(), minter.clone(), clock, std::sync::Arc::clone(&live), seed)?;
             let mut ramp = Ramp::new(rate, conns, start_ns);
-            hold_connections(t, threads, first_user, &mut driver, &mut ramp, &clock, &coord)?;
+            hold_connections(t, share, first_user, &mut driver, &mut ramp, &clock, &coord)?;
             driver.close_all(CLOSE_GRACE, &mut Ignore);
             Ok(driver.stats)
-        })?
+        }
+    };
+    let fleet = match fleet::start(&ctx, timeout, work)? {
+        Started::WorkerDone => return Ok(true),
+        Started::Conduct(f) => f,
     };
 
-    let mut progress = Progress::new(c.quiet, false);
-    let threads = c.threads;
-    let all_up = watch_until(&mut progress, &live, "connect", deadline, || {
-        coord.ready_count() == threads || workers.any_finished()
-    });
-    let ramp_secs = started.elapsed().as_secs_f64();
+    let mut progress = Progress::new(c.quiet, false, args.conns);
+    let all_up =
+        watch_until(&mut progress, &*fleet, "connect", deadline, false, || fleet.ready() || fleet.any_finished());
+    let ramp_secs = ctx.clock.now_ns().saturating_sub(ctx.start_ns) as f64 / 1e9;
     if all_up {
         let hold_end = deadline.min(Instant::now() + args.hold.0);
-        watch_until(&mut progress, &live, "hold", hold_end, || workers.any_finished());
+        watch_until(&mut progress, &*fleet, "hold", hold_end, true, || fleet.any_finished());
     }
     let timed_out = Instant::now() >= deadline;
-    let (open_now, metrics_error) = match probe::fetch_metrics(target.addr, &target.host) {
+    let (open_now, metrics_error) = match probe::fetch_metrics(ctx.target.addr, &ctx.target.host) {
         Ok(body) => (probe::metric_value(&body, "chatgw_connections_open"), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
-    let rss_after = args.gateway_pid.map(probe::rss_bytes).transpose()?;
+    let after = args.gateway_pid.iter().map(|&pid| sample(pid)).collect::<anyhow::Result<Vec<_>>>()?;
     let own_rss = probe::own_rss_bytes();
     if timed_out {
-        coord.abort();
+        fleet.abort();
     }
-    coord.set_go(clock.now_ns());
-    watch_until(&mut progress, &live, "close", Instant::now() + 2 * CLOSE_GRACE, || workers.all_finished());
+    fleet.go(ctx.clock.now_ns());
+    watch_until(&mut progress, &*fleet, "close", Instant::now() + 2 * CLOSE_GRACE, false, || fleet.all_finished());
+    progress.finish();
     let mut stats = ConnStats::default();
-    for s in workers.join()? {
+    for s in fleet.join()? {
         stats.merge(&s);
     }
 
+    let gateways: Vec<GatewayMemory> = args
+        .gateway_pid
+        .iter()
+        .zip(before.iter().zip(&after))
+        .map(|(&pid, (&(rss_b, sock_b), &(rss_a, sock_a)))| {
+            let growth = rss_a as i64 - rss_b as i64;
+            let connections = sock_a as i64 - sock_b as i64;
+            GatewayMemory {
+                pid,
+                rss_before_bytes: rss_b,
+                rss_after_bytes: rss_a,
+                rss_growth_bytes: growth,
+                sockets_before: sock_b,
+                sockets_after: sock_a,
+                connections,
+                bytes_per_connection: (connections > 0).then(|| growth as f64 / connections as f64),
+            }
+        })
+        .collect();
+    let measured = !gateways.is_empty();
+    let rss_before = measured.then(|| gateways.iter().map(|g| g.rss_before_bytes).sum::<u64>());
+    let rss_after = measured.then(|| gateways.iter().map(|g| g.rss_after_bytes).sum::<u64>());
     let growth = rss_before.zip(rss_after).map(|(b, a)| a as i64 - b as i64);
     let per_conn = growth.filter(|_| stats.established > 0).map(|g| g as f64 / stats.established as f64);
     let report = ConnectReport {
@@ -154,14 +223,14 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
         gateway_rss_after_bytes: rss_after,
         gateway_rss_growth_bytes: growth,
         gateway_bytes_per_connection: per_conn,
+        gateways,
         loadgen_rss_bytes: own_rss,
-        source_addresses: sources.len(),
+        processes: ctx.share.count,
+        source_addresses: ctx.sources.len(),
     };
     print_summary(&report);
-    if let Some(path) = &c.json {
-        report::write_json(path, &report)?;
-    }
-    Ok(!timed_out && report.established == args.conns && report.dropped_during_hold == 0)
+    let clean = !timed_out && report.established == args.conns && report.dropped_during_hold == 0;
+    outputs.finish(&report, &[("handshake", &stats.handshake), ("synced", &stats.to_synced)], clean)
 }
 
 /// A worker's life until the main thread says the hold is over: open its
@@ -169,7 +238,7 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
 /// keep answering pings.
 fn hold_connections(
     t: usize,
-    threads: usize,
+    share: Share,
     first_user: u64,
     driver: &mut Driver,
     ramp: &mut Ramp,
@@ -182,8 +251,8 @@ fn hold_connections(
             return Ok(());
         }
         let now = clock.now_ns();
-        while let Some(k) = ramp.next_due(now, |k| owner_of(k, threads) == t) {
-            driver.open(first_user + k);
+        while let Some(k) = ramp.next_due(now, |k| share.owns(t, k)) {
+            driver.open(first_user + k, 0);
         }
         if !ready && ramp.done() && driver.unresolved() == 0 {
             ready = true;
@@ -201,10 +270,11 @@ fn print_summary(r: &ConnectReport<'_>) {
     t.row(
         "plan",
         format!(
-            "{} connections at {}/s, hold {:.0}s, {} thread(s), {} source address(es)",
+            "{} connections at {}/s, hold {:.0}s, {} process(es) x {} thread(s), {} source address(es) each",
             r.config.conns,
             r.config.rate,
             r.config.hold.0.as_secs_f64(),
+            r.processes,
             r.config.common.threads,
             r.source_addresses
         ),
@@ -230,22 +300,41 @@ fn print_summary(r: &ConnectReport<'_>) {
         (None, Some(e)) => t.row("chatgw_connections_open", format!("unavailable: {e}")),
         (None, None) => t.row("chatgw_connections_open", "not in /metrics"),
     }
+    if r.gateways.len() > 1 {
+        t.row("", "(from whichever gateway answered /metrics)");
+    }
     match (r.gateway_rss_before_bytes, r.gateway_rss_after_bytes) {
         (Some(b), Some(a)) => {
-            t.row("RSS before ramp", report::mib(b));
-            t.row("RSS after hold", report::mib(a));
+            let all = if r.gateways.len() > 1 { " (all gateways)" } else { "" };
+            t.row(&format!("RSS before ramp{all}"), report::mib(b));
+            t.row(&format!("RSS after hold{all}"), report::mib(a));
             if let Some(g) = r.gateway_rss_growth_bytes {
                 t.row("RSS growth", format!("{:.2} MiB", g as f64 / 1048576.0));
             }
             if let Some(p) = r.gateway_bytes_per_connection {
                 t.row("RSS per connection", format!("{p:.0} bytes"));
             }
+            if r.gateways.len() > 1 {
+                for g in &r.gateways {
+                    let per = g.bytes_per_connection.map_or("-".to_owned(), |p| format!("{p:.0} bytes/conn"));
+                    t.row(
+                        &format!("pid {}", g.pid),
+                        format!(
+                            "{} connections, RSS {} -> {}, {per}",
+                            g.connections,
+                            report::mib(g.rss_before_bytes),
+                            report::mib(g.rss_after_bytes)
+                        ),
+                    );
+                }
+            }
         }
         _ => t.row("RSS", "pass --gateway-pid to measure"),
     }
     if let Some(own) = r.loadgen_rss_bytes {
         t.section("loadgen");
-        t.row("own RSS while holding", report::mib(own));
+        let what = if r.processes > 1 { "parent RSS (workers not included)" } else { "own RSS while holding" };
+        t.row(what, report::mib(own));
     }
     t.print();
 }

@@ -11,7 +11,9 @@
 //! The driver owns connection setup (connect, upgrade, welcome, sync), the
 //! handshake timeout and the close at the end; a scenario only sees the text
 //! frames of up connections, through [`Handler`], and sends with
-//! [`Driver::send_text`].
+//! [`Driver::send_text`]. A scenario that reconnects learns which
+//! connections ended from [`Driver::take_ended`] and opens new ones with
+//! [`Driver::open`] from the cursor it kept.
 
 use std::{collections::VecDeque, io, net::IpAddr, sync::Arc, time::Duration};
 
@@ -60,6 +62,9 @@ pub(crate) struct Driver {
     clock: Clock,
     live: Arc<Live>,
     seed: u64,
+    /// Connections that ended other than by our close or kill, since the
+    /// last [`Driver::take_ended`].
+    ended: Vec<usize>,
     /// Outcomes so far.
     pub(crate) stats: ConnStats,
 }
@@ -87,13 +92,26 @@ impl Driver {
             clock,
             live,
             seed,
+            ended: Vec::new(),
             stats: ConnStats::default(),
         })
     }
 
-    /// Start connecting as `user`; returns the connection's id. A
-    /// connection that fails at once is counted and stays Closed.
-    pub(crate) fn open(&mut self, user: u64) -> usize {
+    /// Start connecting as `user`, to `sync` from cursor `after` (0: from
+    /// the start); returns the connection's id. A connection that fails at
+    /// once is counted, stays Closed and is reported by `take_ended`.
+    pub(crate) fn open(&mut self, user: u64, after: u64) -> usize {
+        self.open_conn(user, after, false)
+    }
+
+    /// Like [`Driver::open`], for a device coming back: its handshake is
+    /// kept out of the first-connection figures (`established`, handshake
+    /// latencies), since the scenario measures reconnections itself.
+    pub(crate) fn reopen(&mut self, user: u64, after: u64) -> usize {
+        self.open_conn(user, after, true)
+    }
+
+    fn open_conn(&mut self, user: u64, after: u64, reconnect: bool) -> usize {
         let id = self.conns.len();
         let now = self.clock.now_ns();
         self.stats.opened += 1;
@@ -110,6 +128,7 @@ impl Driver {
                 self.conns.push(Conn::failed());
                 self.stats.failed.add(&format!("{what}: {} (connecting)", net::error_name(&e)));
                 Live::bump(&self.live.failed);
+                self.ended.push(id);
                 return id;
             }
         };
@@ -117,11 +136,12 @@ impl Driver {
             self.conns.push(Conn::failed());
             self.stats.failed.add(&format!("register: {} (connecting)", net::error_name(&e)));
             Live::bump(&self.live.failed);
+            self.ended.push(id);
             return id;
         }
         let token = self.minter.mint(user);
         let seed = self.seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.conns.push(Conn::new(stream, &self.config.target.host, &token, now, seed));
+        self.conns.push(Conn::new(stream, &self.config.target.host, &token, now, seed, (after, reconnect)));
         let timeout = u64::try_from(self.config.handshake_timeout.as_nanos()).unwrap_or(u64::MAX);
         self.deadlines.push_back((now.saturating_add(timeout), id));
         id
@@ -145,9 +165,35 @@ impl Driver {
             Ok(()) => true,
             Err(end) => {
                 conn.finish(end, &mut self.stats, &self.live);
+                self.ended.push(id);
                 false
             }
         }
+    }
+
+    /// The clock's time now.
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    /// Whether connection `id` is up (synced and open).
+    pub(crate) fn is_up(&self, id: usize) -> bool {
+        self.conns.get(id).is_some_and(|c| c.phase == Phase::Up)
+    }
+
+    /// Close connection `id` abruptly (see [`Conn::kill`]); returns whether
+    /// it was up. It is not reported by `take_ended`.
+    pub(crate) fn kill(&mut self, id: usize) -> bool {
+        match self.conns.get_mut(id) {
+            Some(conn) => conn.kill(&mut self.stats, &self.live),
+            None => false,
+        }
+    }
+
+    /// The connections that ended (failed, dropped, refused) since the last
+    /// call, other than by our close or kill.
+    pub(crate) fn take_ended(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.ended)
     }
 
     /// Wait up to `timeout` for socket events and handle them all, then
@@ -175,6 +221,9 @@ impl Driver {
                 reply: &mut self.reply,
             };
             if let Err(end) = conn.on_ready(&mut self.rbuf, &mut cx) {
+                if conn.phase != Phase::Closing && conn.phase != Phase::Closed {
+                    self.ended.push(id);
+                }
                 conn.finish(end, &mut self.stats, &self.live);
             }
         }
@@ -191,6 +240,7 @@ impl Driver {
             if let Some(conn) = self.conns.get_mut(id) {
                 if conn.handshaking() {
                     conn.finish(End::Error("handshake timeout".into()), &mut self.stats, &self.live);
+                    self.ended.push(id);
                 }
             }
         }

@@ -56,6 +56,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
+/// One entry of a batched group receipt: who acknowledged which messages.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ReceiptItem<'a> {
+    /// The member who acknowledged.
+    #[serde(borrow)]
+    pub(crate) by: Str<'a>,
+    /// The message ids.
+    #[serde(borrow, default)]
+    pub(crate) ids: Vec<Str<'a>>,
+}
+
 /// The fields of a server frame the scenarios use; the rest are skipped.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ServerFrame<'a> {
@@ -74,6 +85,21 @@ pub(crate) struct ServerFrame<'a> {
     /// `message`: the sender.
     #[serde(borrow)]
     pub(crate) from: Option<Str<'a>>,
+    /// `message`, `receipt`: the inbox event id.
+    #[serde(borrow)]
+    pub(crate) event: Option<Str<'a>>,
+    /// `message`: `text`, ..., or `system` for membership changes.
+    #[serde(borrow)]
+    pub(crate) kind: Option<Str<'a>>,
+    /// Group frames: the group id.
+    #[serde(borrow)]
+    pub(crate) group: Option<Str<'a>>,
+    /// `synced`: the connection's cursor.
+    #[serde(borrow)]
+    pub(crate) cursor: Option<Str<'a>>,
+    /// Batched group `receipt`: who acknowledged what.
+    #[serde(borrow)]
+    pub(crate) items: Option<Vec<ReceiptItem<'a>>>,
     /// `receipt`: `delivered` or `read`.
     #[serde(borrow)]
     pub(crate) status: Option<Str<'a>>,
@@ -131,6 +157,16 @@ mod tests {
         assert_eq!(escaped.id.as_deref(), Some("a\"b"));
         assert_eq!(e.reference.as_deref(), Some("c1"));
         assert!(ServerFrame::parse("[1]").is_none());
+        let g = ServerFrame::parse(
+            r#"{"type":"receipt","event":"11","status":"delivered","group":"5","items":[{"by":"3","ids":["7"]},{"by":"4","ids":["7","8"]}],"at":5}"#,
+        )
+        .unwrap();
+        let items = g.items.unwrap();
+        assert_eq!((items.len(), &*items[1].by, items[1].ids.len()), (2, "4", 2));
+        assert_eq!(parse_id(g.group.as_ref()), Some(5));
+        assert_eq!(parse_id(g.event.as_ref()), Some(11));
+        let synced = ServerFrame::parse(r#"{"type":"synced","cursor":"99"}"#).unwrap();
+        assert_eq!(parse_id(synced.cursor.as_ref()), Some(99));
         assert!(ServerFrame::parse(r#"{"no":"type"}"#).is_none());
     }
 }

@@ -9,28 +9,43 @@
 //! pongs, close handshakes), and measures from outside what the gateway
 //! promises: connections held and what each costs it (`connect`), and
 //! messages acked, delivered and receipted, none lost or duplicated, with
-//! coordinated-omission-free latencies (`one-to-one`).
+//! coordinated-omission-free latencies (`one-to-one`), group fan-out
+//! (`group`), and recovery from a mass disconnect (`reconnect-storm`).
+//! Connections can be spread over worker processes (`--procs`) when one
+//! process's descriptor limit is not enough.
 //!
 //! Every run is bounded: it stops by itself after its ramp, hold or
 //! duration and drain, closes its connections, and a `--timeout` safety net
 //! ends it regardless. It only ever connects to the address it is given.
 
+mod check;
 mod cli;
 mod conn;
 mod connect;
+mod ctx;
 mod driver;
 mod event;
+mod fleet;
+mod group;
+mod group_traffic;
+mod hgrm;
 mod limits;
 mod net;
 mod one_to_one;
+mod outputs;
 mod probe;
+mod procs;
 mod progress;
 mod ramp;
+mod relay;
 mod report;
 mod run;
 mod schedule;
+mod share;
 mod shared;
 mod stats;
+mod storm;
+mod storm_traffic;
 mod token;
 mod traffic;
 mod upgrade;
@@ -38,13 +53,18 @@ mod ws;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let outcome = match cli.command {
         cli::Command::Connect(args) => connect::run(args),
         cli::Command::OneToOne(args) => one_to_one::run(args),
+        cli::Command::Group(args) => group::run(args),
+        cli::Command::ReconnectStorm(args) => storm::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -54,4 +74,26 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Parse the command line, with each scenario's `--check` and `--hist`
+/// names in its `--help` (taken from the same tables the checks use).
+fn parse_cli() -> Result<cli::Cli, clap::Error> {
+    let mut cmd = cli::Cli::command();
+    for (name, figures) in [
+        ("connect", &connect::FIGURES),
+        ("one-to-one", &one_to_one::FIGURES),
+        ("group", &group::FIGURES),
+        ("reconnect-storm", &storm::FIGURES),
+    ] {
+        let help = format!(
+            "Names for --check: {}.\nLatencies for --hist NAME=FILE: {} (plain --hist FILE: {}).",
+            figures.names(),
+            figures.latencies.iter().map(|(l, _)| *l).collect::<Vec<_>>().join(", "),
+            figures.main
+        );
+        cmd = cmd.mut_subcommand(name, |c| c.after_help(help));
+    }
+    let matches = cmd.try_get_matches()?;
+    cli::Cli::from_arg_matches(&matches)
 }

@@ -8,7 +8,10 @@
 //! earlier run would exhaust it. On loopback every address of 127.0.0.0/8 is
 //! local, so each connection binds an explicit source address first,
 //! round-robin over `--sources` of them (127.0.1.1, 127.0.1.2, ...): each
-//! source has its own port range.
+//! source has its own port range. With `--procs`, worker process `i` takes
+//! its sources from 127.(i+1).0.0/16 instead, so the processes' ranges are
+//! disjoint and even box-level runs of many processes never share a port
+//! range.
 
 use std::{
     io,
@@ -42,20 +45,25 @@ impl Target {
     }
 }
 
+/// Most worker processes: each needs its own second octet of 127.0.0.0/8.
+pub(crate) const MAX_WORKERS: usize = 254;
+
 /// The source addresses connections are spread over: `n` addresses from
-/// 127.0.1.1 on, skipping .0 and .255 in the last octet. Empty (let the
-/// kernel choose) when `n` is 0 or the target is not on loopback, where
-/// other source addresses would not be local.
-pub(crate) fn source_addrs(n: usize, target: &SocketAddr) -> Vec<IpAddr> {
+/// 127.0.1.1 on (127.(w+1).1.1 on for worker process `w`), skipping .0 and
+/// .255 in the last octet. Empty (let the kernel choose) when `n` is 0 or
+/// the target is not on loopback, where other source addresses would not
+/// be local.
+pub(crate) fn source_addrs(n: usize, target: &SocketAddr, worker: Option<usize>) -> Vec<IpAddr> {
     if !target.ip().is_loopback() || !target.is_ipv4() {
         return Vec::new();
     }
+    let second = worker.map_or(0, |w| (w + 1).min(MAX_WORKERS + 1)) as u8;
     (0..n)
         .map(|i| {
             let third = 1 + i / 254;
             let fourth = 1 + i % 254;
             // 254 * 254 sources are far more than anyone needs; wrap rather than overflow.
-            IpAddr::V4(Ipv4Addr::new(127, 0, (third % 255) as u8, fourth as u8))
+            IpAddr::V4(Ipv4Addr::new(127, second, (third % 255) as u8, fourth as u8))
         })
         .collect()
 }
@@ -116,12 +124,15 @@ mod tests {
     #[test]
     fn sources_only_on_loopback_and_skip_zero_and_broadcast_octets() {
         let lo: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        let s = source_addrs(300, &lo);
+        let s = source_addrs(300, &lo, None);
         assert_eq!(s[0], IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1)));
         assert_eq!(s[253], IpAddr::V4(Ipv4Addr::new(127, 0, 1, 254)));
         assert_eq!(s[254], IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1)));
-        assert!(source_addrs(4, &"10.0.0.1:80".parse().unwrap()).is_empty());
-        assert!(source_addrs(0, &lo).is_empty());
+        assert!(source_addrs(4, &"10.0.0.1:80".parse().unwrap(), None).is_empty());
+        assert!(source_addrs(0, &lo, None).is_empty());
+        // Worker processes get disjoint /16s.
+        assert_eq!(source_addrs(1, &lo, Some(0))[0], IpAddr::V4(Ipv4Addr::new(127, 1, 1, 1)));
+        assert_eq!(source_addrs(300, &lo, Some(2))[254], IpAddr::V4(Ipv4Addr::new(127, 3, 2, 1)));
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! default, and a recipient acknowledges at the same rate its sender sends,
 //! so the rate per pair is refused above 150/s: beyond that the run would
 //! measure the rate limiter rather than the gateway.
+//!
+//! With `--procs`, pairs are dealt to the worker processes whole (see
+//! [`share`](crate::share)), so each pair's loss and duplicate checks stay
+//! local; the schedule is global, so the processes together send `--rate`.
 
 use std::{
     sync::Arc,
@@ -21,20 +25,50 @@ use std::{
 use serde::Serialize;
 
 use crate::{
+    check::Figures,
     cli::OneToOneArgs,
     conn::ConnStats,
+    ctx::RunCtx,
     driver::{Driver, DriverConfig},
-    limits,
-    net::{self, Target},
+    fleet::{self, Started},
+    outputs::Outputs,
     progress::Progress,
     ramp::Ramp,
-    report::{self, Table},
-    run::{watch_until, Workers},
-    schedule::{owner_of, sender_of, Schedule},
-    shared::{ns, Clock, Coord, Live},
+    report::Table,
+    run::watch_until,
+    schedule::{sender_of, Schedule},
+    share::Share,
+    shared::{ns, Clock, Coord},
     stats::{Reasons, Summary},
     token::Minter,
     traffic::{Traffic, TrafficStats},
+};
+
+/// What `--check` and `--hist` can name.
+pub(crate) static FIGURES: Figures = Figures {
+    latencies: &[
+        ("lag", "send_lag_ms"),
+        ("ack", "ack_ms"),
+        ("deliver", "delivery_ms"),
+        ("receipt", "receipt_ms"),
+        ("handshake", "handshake_ms"),
+    ],
+    main: "deliver",
+    numbers: &[
+        ("conns", "/established"),
+        ("failed", "/failed"),
+        ("dropped", "/dropped"),
+        ("sent", "/sent"),
+        ("acked", "/acked"),
+        ("delivered", "/delivered"),
+        ("lost", "/lost"),
+        ("dup", "/duplicated"),
+        ("errors", "/errors_total"),
+        ("missing_receipts", "/missing_receipts"),
+        ("skipped", "/skipped_sender_down"),
+        ("rate", "/achieved_delivery_rate"),
+        ("send_rate", "/achieved_send_rate"),
+    ],
 };
 
 /// Highest messages per second per pair this tool allows.
@@ -73,6 +107,7 @@ struct OneToOneReport<'a> {
     missing_receipts: u64,
     duplicate_acks: u64,
     refused_sends: u64,
+    errors_total: u64,
     errors: &'a Reasons,
     foreign_frames: u64,
     achieved_send_rate: f64,
@@ -83,17 +118,17 @@ struct OneToOneReport<'a> {
     ack_ms: Summary,
     delivery_ms: Summary,
     receipt_ms: Summary,
+    processes: usize,
     source_addresses: usize,
 }
 
 /// Run the scenario; `Ok(false)` when anything was lost, duplicated,
-/// refused or late beyond the drain, or the run timed out.
+/// refused or late beyond the drain, a check failed, or the run timed out.
 pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
     let c = &args.common;
     anyhow::ensure!(args.pairs > 0, "--pairs must be at least 1");
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
     anyhow::ensure!(args.conn_rate > 0, "--conn-rate must be at least 1");
-    anyhow::ensure!(c.threads >= 1, "--threads must be at least 1");
     let per_pair = args.rate as f64 / args.pairs as f64;
     anyhow::ensure!(
         per_pair <= MAX_RATE_PER_PAIR,
@@ -104,83 +139,87 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
         args.pairs,
         (args.rate as f64 / MAX_RATE_PER_PAIR).ceil()
     );
+    let outputs = Outputs::parse(c, &FIGURES)?;
     let conns = 2 * args.pairs;
-    limits::ensure_fds(conns)?;
-    let target = Target::parse(&c.url)?;
-    let sources = net::source_addrs(c.sources, &target.addr);
+    let ctx = RunCtx::new(c, args.pairs, 2)?;
     let setup_estimate = Duration::from_secs_f64(conns as f64 / args.conn_rate as f64);
     let timeout = c.timeout.map(|t| t.0).unwrap_or(
         setup_estimate + c.handshake_timeout.0 + args.duration.0 + args.drain.0 + CLOSE_GRACE + Duration::from_secs(60),
     );
     let started = Instant::now();
     let deadline = started + timeout;
-    let tag = format!("lg{:x}", chatgw_protocol::now_ms());
 
-    let clock = Clock::start();
-    let live = Arc::new(Live::default());
-    let coord = Arc::new(Coord::default());
-    let start_ns = clock.now_ns() + 10_000_000;
     let duration_ns = u64::try_from(args.duration.0.as_nanos()).unwrap_or(u64::MAX);
     let drain_ns = u64::try_from(args.drain.0.as_nanos()).unwrap_or(u64::MAX);
-    let workers = {
-        let config =
-            DriverConfig { target: target.clone(), sources: sources.clone(), handshake_timeout: c.handshake_timeout.0 };
+    let work = {
+        let config = DriverConfig {
+            target: ctx.target.clone(),
+            sources: ctx.sources.clone(),
+            handshake_timeout: c.handshake_timeout.0,
+        };
         let minter = Minter::new(&c.secret);
-        let (live, coord) = (Arc::clone(&live), Arc::clone(&coord));
+        let (clock, live, coord, tag) = (ctx.clock, Arc::clone(&ctx.live), Arc::clone(&ctx.coord), ctx.tag.clone());
         let plan = Plan {
-            threads: c.threads,
+            share: ctx.share,
             pairs: args.pairs,
             first_user: c.first_user,
             rate: args.rate,
             conn_rate: args.conn_rate,
             duration_ns,
             drain_ns,
-            start_ns,
+            start_ns: ctx.start_ns,
         };
         let body_bytes = args.body_bytes;
-        Workers::spawn(c.threads, move |t| {
-            let mut driver = Driver::new(config.clone(), minter.clone(), clock, Arc::clone(&live), 0xFACE ^ t as u64)?;
+        move |t: usize| {
+            let seed = 0xFACE ^ plan.share.lane(t) as u64;
+            let mut driver = Driver::new(config.clone(), minter.clone(), clock, Arc::clone(&live), seed)?;
             let mut traffic = Traffic::new(tag.clone(), body_bytes, Arc::clone(&live));
             plan.work(t, &mut driver, &mut traffic, &clock, &coord)?;
             driver.close_all(CLOSE_GRACE, &mut traffic);
             traffic.finish();
             Ok((driver.stats, traffic.stats))
-        })?
+        }
+    };
+    let fleet = match fleet::start(&ctx, timeout, work)? {
+        Started::WorkerDone => return Ok(true),
+        Started::Conduct(f) => f,
     };
 
-    let mut progress = Progress::new(c.quiet, true);
-    let threads = c.threads;
-    let all_ready = watch_until(&mut progress, &live, "setup", deadline, || {
-        coord.ready_count() == threads || workers.any_finished()
-    });
+    let mut progress = Progress::new(c.quiet, true, conns);
+    let all_ready =
+        watch_until(&mut progress, &*fleet, "setup", deadline, false, || fleet.ready() || fleet.any_finished());
     let setup_secs = started.elapsed().as_secs_f64();
-    let failed_now = Live::get(&live.failed);
-    let setup_aborted = !all_ready || failed_now > 0;
+    let failed_now = fleet.snapshot().failed;
+    let setup_aborted = !all_ready || failed_now > 0 || fleet.any_finished();
+    let mut go_ns = None;
     if setup_aborted {
         if failed_now > 0 {
-            eprintln!("loadgen: {failed_now} connection(s) failed to come up; not sending");
+            progress.note(&format!("loadgen: {failed_now} connection(s) failed to come up; not sending"));
         }
-        coord.abort();
+        fleet.abort();
     } else {
-        coord.set_go(clock.now_ns() + GO_DELAY_NS);
+        let go = ctx.clock.now_ns() + GO_DELAY_NS;
+        go_ns = Some(go);
+        fleet.go(go);
         let load_end = Instant::now() + ns(GO_DELAY_NS + duration_ns);
-        watch_until(&mut progress, &live, "load", deadline.min(load_end), || workers.any_finished());
-        watch_until(&mut progress, &live, "drain", deadline, || workers.all_finished());
+        watch_until(&mut progress, &*fleet, "load", deadline.min(load_end), true, || fleet.any_finished());
+        watch_until(&mut progress, &*fleet, "drain", deadline, false, || fleet.all_finished());
     }
     let timed_out = Instant::now() >= deadline;
     if timed_out {
-        coord.abort();
+        fleet.abort();
     }
-    watch_until(&mut progress, &live, "close", Instant::now() + 2 * CLOSE_GRACE, || workers.all_finished());
+    watch_until(&mut progress, &*fleet, "close", Instant::now() + 2 * CLOSE_GRACE, false, || fleet.all_finished());
+    progress.finish();
     let mut conn_stats = ConnStats::default();
     let mut t = TrafficStats::default();
-    for (cs, ts) in workers.join()? {
+    for (cs, ts) in fleet.join()? {
         conn_stats.merge(&cs);
         t.merge(&ts);
     }
 
     let secs = args.duration.0.as_secs_f64().max(1e-9);
-    let end_ns = coord.go().map_or(0, |go| go + duration_ns);
+    let end_ns = go_ns.map_or(0, |go| go + duration_ns);
     let report = OneToOneReport {
         scenario: "one-to-one",
         config: &args,
@@ -207,6 +246,7 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
         missing_receipts: t.missing_receipts,
         duplicate_acks: t.duplicate_acks,
         refused_sends: t.refused_sends,
+        errors_total: t.errors.total(),
         errors: &t.errors,
         foreign_frames: t.foreign,
         achieved_send_rate: t.sent as f64 / secs,
@@ -221,12 +261,10 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
         ack_ms: t.to_ack.summary(),
         delivery_ms: t.to_delivery.summary(),
         receipt_ms: t.to_receipt.summary(),
-        source_addresses: sources.len(),
+        processes: ctx.share.count,
+        source_addresses: ctx.sources.len(),
     };
     print_summary(&report);
-    if let Some(path) = &c.json {
-        report::write_json(path, &report)?;
-    }
     let clean = !timed_out
         && !setup_aborted
         && report.lost == 0
@@ -235,13 +273,20 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
         && report.skipped_sender_down == 0
         && report.sent == report.acked
         && report.missing_receipts == 0;
-    Ok(clean)
+    let lats = [
+        ("lag", &t.send_lag),
+        ("ack", &t.to_ack),
+        ("deliver", &t.to_delivery),
+        ("receipt", &t.to_receipt),
+        ("handshake", &conn_stats.handshake),
+    ];
+    outputs.finish(&report, &lats, clean)
 }
 
 /// What every worker needs to know about the run.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
-    threads: usize,
+    share: Share,
     pairs: u64,
     first_user: u64,
     rate: u64,
@@ -274,8 +319,8 @@ impl Plan {
             let now = clock.now_ns();
             while n < total && go + schedule.offset_ns(n) <= now {
                 let pair = sender_of(n, self.pairs);
-                if owner_of(pair, self.threads) == t {
-                    let local = (pair / self.threads as u64) as usize;
+                if self.share.owns(t, pair) {
+                    let local = self.share.local_index(pair);
                     traffic.send(driver, local, n, go + schedule.offset_ns(n), now);
                 }
                 n += 1;
@@ -320,13 +365,13 @@ impl Plan {
                 }
             }
             let now = clock.now_ns();
-            while let Some(k) = ramp.next_due(now, |k| owner_of(k / 2, self.threads) == t) {
+            while let Some(k) = ramp.next_due(now, |k| self.share.owns(t, k / 2)) {
                 let pair = k / 2;
                 if k % 2 == 0 {
-                    sender = Some(driver.open(self.first_user + pair));
+                    sender = Some(driver.open(self.first_user + pair, 0));
                 } else {
                     let recipient_user = self.first_user + self.pairs + pair;
-                    let recipient = driver.open(recipient_user);
+                    let recipient = driver.open(recipient_user, 0);
                     if let Some(s) = sender.take() {
                         traffic.add_pair(s, recipient, recipient_user);
                     }
@@ -350,13 +395,14 @@ fn print_summary(r: &OneToOneReport<'_>) {
     t.row(
         "plan",
         format!(
-            "{} pairs, {} msg/s for {:.0}s ({:.1}/s per pair), {} B bodies, drain {:.0}s, {} thread(s)",
+            "{} pairs, {} msg/s for {:.0}s ({:.1}/s per pair), {} B bodies, drain {:.0}s, {} process(es) x {} thread(s)",
             cfg.pairs,
             cfg.rate,
             cfg.duration.0.as_secs_f64(),
             cfg.rate as f64 / cfg.pairs as f64,
             cfg.body_bytes,
             cfg.drain.0.as_secs_f64(),
+            r.processes,
             cfg.common.threads
         ),
     );

@@ -22,6 +22,23 @@ pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     parse_vm_rss(&text).with_context(|| format!("no VmRSS line in {path}"))
 }
 
+/// Sockets process `pid` has open (entries of `/proc/PID/fd` that are
+/// sockets): with its listeners fixed, the change over a run is the
+/// connections it accepted and still holds, which tells the gateways that
+/// share a port (SO_REUSEPORT) apart.
+pub(crate) fn socket_count(pid: u32) -> anyhow::Result<u64> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let Ok(entry) = entry else { continue };
+        // An fd closed since the listing is simply not counted.
+        if std::fs::read_link(entry.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Resident set size of this process in bytes.
 pub(crate) fn own_rss_bytes() -> Option<u64> {
     rss_bytes(std::process::id()).ok()
@@ -109,7 +126,11 @@ mod tests {
     }
 
     #[test]
-    fn own_rss_is_readable() {
+    fn own_rss_and_sockets_are_readable() {
         assert!(own_rss_bytes().is_some_and(|b| b > 0));
+        let before = socket_count(std::process::id()).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(socket_count(std::process::id()).unwrap() > before);
+        drop(l);
     }
 }

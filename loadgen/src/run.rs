@@ -1,10 +1,10 @@
 //! Worker threads and the reporting thread's waiting.
 //!
 //! Each worker owns a [`Driver`](crate::driver::Driver) and its share of
-//! the connections; the main thread only watches: it prints progress, moves
-//! the run from phase to phase through [`Coord`](crate::shared::Coord), and
-//! enforces the `--timeout` safety net, so that every run ends by itself
-//! even if the gateway stops answering.
+//! the connections; the main thread only watches: it shows progress, moves
+//! the run from phase to phase through its [`Fleet`], and enforces the
+//! `--timeout` safety net, so that every run ends by itself even if the
+//! gateway stops answering.
 
 use std::{
     sync::Arc,
@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::{progress::Progress, shared::Live};
+use crate::{fleet::Fleet, progress::Progress};
 
 /// How often the main thread wakes to check on the workers.
 const WATCH_STEP: Duration = Duration::from_millis(20);
@@ -66,14 +66,18 @@ impl<R: Send + 'static> Workers<R> {
     }
 }
 
-/// Print progress until `done()` holds (true) or `deadline` passes (false).
-pub(crate) fn watch_until(
+/// Show progress until `done()` holds (true) or `deadline` passes (false).
+/// `timed`: the phase is planned to last until `deadline` (a hold, the
+/// load), so the display can show how far it is.
+pub(crate) fn watch_until<R>(
     progress: &mut Progress,
-    live: &Live,
+    fleet: &dyn Fleet<R>,
     phase: &str,
     deadline: Instant,
+    timed: bool,
     mut done: impl FnMut() -> bool,
 ) -> bool {
+    let len = timed.then(|| deadline.saturating_duration_since(Instant::now()));
     loop {
         if done() {
             return true;
@@ -81,7 +85,7 @@ pub(crate) fn watch_until(
         if Instant::now() >= deadline {
             return false;
         }
-        progress.tick(live, phase);
+        progress.tick(phase, len, || fleet.snapshot());
         std::thread::sleep(WATCH_STEP.min(deadline.saturating_duration_since(Instant::now())));
     }
 }

@@ -12,28 +12,54 @@ use std::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use serde::{Deserialize, Serialize};
 
 use crate::stats::Latency;
 
-/// Nanoseconds since one `Instant` shared by every thread. All connections
-/// live in this process, so a timestamp taken by a sender can be compared
-/// with one taken by the recipient's thread.
+/// Nanoseconds since an epoch on the machine's monotonic clock
+/// (`CLOCK_MONOTONIC`, the clock `Instant` reads on Linux). The clock is
+/// system-wide, so worker processes given the parent's epoch
+/// (`--clock-epoch`) share one time line: a timestamp taken by a sender in
+/// one process can be compared with one taken by a recipient in another,
+/// and a start time passed on the command line means the same instant in
+/// every process.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
-    epoch: Instant,
+    epoch: u64,
+}
+
+/// The monotonic clock, in nanoseconds since boot.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the call to fill in;
+    // CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
 }
 
 impl Clock {
     /// A clock whose zero is now.
     pub(crate) fn start() -> Self {
-        Clock { epoch: Instant::now() }
+        Clock { epoch: monotonic_ns() }
+    }
+
+    /// A clock whose zero is `epoch` on the monotonic clock (another
+    /// process's [`Clock::epoch`]).
+    pub(crate) fn at(epoch: u64) -> Self {
+        Clock { epoch }
+    }
+
+    /// The zero of this clock on the monotonic clock.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Nanoseconds since the epoch.
     pub(crate) fn now_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        monotonic_ns().saturating_sub(self.epoch)
     }
 }
 
@@ -61,6 +87,12 @@ pub(crate) struct Live {
     pub(crate) receipts: AtomicU64,
     /// `error` frames received.
     pub(crate) errors: AtomicU64,
+    /// Setup steps after the connections that failed (a group not created).
+    pub(crate) setup_errors: AtomicU64,
+    /// Connections closed on purpose mid-run (reconnect storm).
+    pub(crate) killed: AtomicU64,
+    /// Reconnections that reached `synced` again.
+    pub(crate) reconnected: AtomicU64,
     /// Latencies since the last progress line (handshakes or deliveries).
     pub(crate) window: Mutex<Latency>,
 }
@@ -89,6 +121,66 @@ impl Live {
     /// Read a counter.
     pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// The counters now, and the window's p99 (starting a new window).
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            up: Live::get(&self.up),
+            failed: Live::get(&self.failed),
+            dropped: Live::get(&self.dropped),
+            sent: Live::get(&self.sent),
+            acked: Live::get(&self.acked),
+            delivered: Live::get(&self.delivered),
+            receipts: Live::get(&self.receipts),
+            errors: Live::get(&self.errors),
+            setup_errors: Live::get(&self.setup_errors),
+            killed: Live::get(&self.killed),
+            reconnected: Live::get(&self.reconnected),
+            p99_ms: self.take_window_p99(),
+        }
+    }
+}
+
+/// The progress counters at one moment, as plain numbers: what a worker
+/// process reports to its parent once a second, and what the progress
+/// display shows.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Snapshot {
+    pub(crate) up: u64,
+    pub(crate) failed: u64,
+    pub(crate) dropped: u64,
+    pub(crate) sent: u64,
+    pub(crate) acked: u64,
+    pub(crate) delivered: u64,
+    pub(crate) receipts: u64,
+    pub(crate) errors: u64,
+    pub(crate) setup_errors: u64,
+    pub(crate) killed: u64,
+    pub(crate) reconnected: u64,
+    /// p99 of the latencies recorded since the previous snapshot.
+    pub(crate) p99_ms: Option<f64>,
+}
+
+impl Snapshot {
+    /// Add another process's counters; the p99 shown is the highest of the
+    /// processes' (their windows are not merged).
+    pub(crate) fn add(&mut self, o: &Snapshot) {
+        self.up += o.up;
+        self.failed += o.failed;
+        self.dropped += o.dropped;
+        self.sent += o.sent;
+        self.acked += o.acked;
+        self.delivered += o.delivered;
+        self.receipts += o.receipts;
+        self.errors += o.errors;
+        self.setup_errors += o.setup_errors;
+        self.killed += o.killed;
+        self.reconnected += o.reconnected;
+        self.p99_ms = match (self.p99_ms, o.p99_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 

@@ -5,11 +5,20 @@
 //! spread and merging per-thread histograms is lossless. Reasons (failure
 //! causes, error codes) are counted by their text in a sorted map so the
 //! report and the JSON list them in a stable order.
+//!
+//! Both travel from worker processes to their parent (`--procs`): a
+//! histogram as base64 of the hdrhistogram crate's V2 serialisation, which
+//! keeps every bucket, so the parent's merge is as exact as a merge of
+//! threads in one process.
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
-use serde::Serialize;
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use hdrhistogram::{
+    serialization::{Deserializer as HdrDeserializer, Serializer as _, V2Serializer},
+    Histogram,
+};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 /// Highest latency recorded: one hour, in microseconds. Larger values are
 /// clamped to it rather than dropped.
@@ -57,6 +66,30 @@ impl Latency {
         self.0.reset();
     }
 
+    /// The histogram itself, in microseconds.
+    pub(crate) fn histogram(&self) -> &Histogram<u64> {
+        &self.0
+    }
+
+    /// Base64 of the V2 serialisation.
+    pub(crate) fn to_base64(&self) -> String {
+        let mut buf = Vec::new();
+        // Serialising into a Vec cannot fail for a histogram of u64 counts.
+        let _ = V2Serializer::new().serialize(&self.0, &mut buf);
+        STANDARD.encode(buf)
+    }
+
+    /// The inverse of [`Latency::to_base64`].
+    pub(crate) fn from_base64(text: &str) -> Result<Self, String> {
+        let raw = STANDARD.decode(text).map_err(|e| format!("histogram is not base64: {e}"))?;
+        let h: Histogram<u64> = HdrDeserializer::new()
+            .deserialize(&mut raw.as_slice())
+            .map_err(|e| format!("histogram does not deserialise: {e:?}"))?;
+        let mut l = Latency::new();
+        l.0.add(&h).map_err(|e| format!("histogram out of range: {e:?}"))?;
+        Ok(l)
+    }
+
     /// The usual percentiles, in milliseconds.
     pub(crate) fn summary(&self) -> Summary {
         if self.0.is_empty() {
@@ -71,6 +104,19 @@ impl Latency {
             p999_ms: self.quantile_ms(0.999),
             max_ms: self.0.max() as f64 / 1000.0,
         }
+    }
+}
+
+impl Serialize for Latency {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_base64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Latency::from_base64(&text).map_err(de::Error::custom)
     }
 }
 
@@ -94,7 +140,7 @@ pub(crate) struct Summary {
 }
 
 /// Counts by reason.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub(crate) struct Reasons(BTreeMap<String, u64>);
 
@@ -147,6 +193,19 @@ mod tests {
         assert!((s.p50_ms - 51.0).abs() < 0.1, "{s:?}");
         assert!((s.max_ms - 10_000.0).abs() < 10.0, "{s:?}");
         assert_eq!(Latency::new().summary(), Summary::default());
+    }
+
+    #[test]
+    fn histograms_survive_the_wire() {
+        let mut a = Latency::new();
+        for i in 1..=1000u64 {
+            a.record_ns(i * 37_000);
+        }
+        let text = serde_json::to_string(&a).unwrap();
+        let b: Latency = serde_json::from_str(&text).unwrap();
+        assert_eq!(a.summary(), b.summary());
+        assert!(Latency::from_base64("not base64!").is_err());
+        assert!(Latency::from_base64("AAAA").is_err());
     }
 
     #[test]

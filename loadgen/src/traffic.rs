@@ -23,6 +23,8 @@ use std::{
     sync::Arc,
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::{
     conn::Handler,
     driver::Driver,
@@ -32,7 +34,7 @@ use crate::{
 };
 
 /// The run's figures from one thread (merged across threads at the end).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct TrafficStats {
     /// Messages due by the schedule.
     pub(crate) scheduled: u64,

@@ -1,0 +1,667 @@
+//! `loadgen group`: group messages at a fixed rate, and how long the
+//! gateway takes to fan each one out to every member.
+//!
+//! The run: open `--groups x --size` connections (group `g`'s members are
+//! users `first-user + g * size ..`), wait until every one is synced; each
+//! group's first member creates the group listing the others and waits for
+//! the `group` reply; then send `--rate` group messages per second in total
+//! for `--duration` on an open-loop schedule, message `n` going to group
+//! `n % groups` from a member taking turns (`--pick round-robin`) or chosen
+//! at random; with `--ack` every member acknowledges every message with
+//! `delivered` and the senders count the items of the batched receipts;
+//! then wait up to `--drain` for the stragglers; close everything.
+//!
+//! Per message it measures send -> `sent`, send -> each member's copy, and
+//! send -> the last member's copy (fan-out completion), all from the
+//! intended send time. The gateway's `/metrics` is read after the groups
+//! are created and again after the drain: the growth of
+//! `chatgw_commit_bytes_total` over that of `chatgw_messages_stored_total`
+//! is what the store writes per group message (receipts included with
+//! `--ack`), which is where a fan-out-on-write design pays for its groups.
+//!
+//! The rate limit (200 frames/s per connection by default) bounds the
+//! rates: a member sends `rate / groups / size` messages per second and,
+//! with `--ack`, one `delivered` per message of its group; over 150 frames/s
+//! per connection the run is refused rather than measuring the limiter.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use crate::{
+    check::Figures,
+    cli::{GroupArgs, Pick},
+    conn::ConnStats,
+    ctx::RunCtx,
+    driver::{Driver, DriverConfig},
+    fleet::{self, Started},
+    group_traffic::{GroupStats, GroupTraffic},
+    outputs::Outputs,
+    probe,
+    progress::Progress,
+    ramp::Ramp,
+    report::Table,
+    run::watch_until,
+    schedule::Schedule,
+    share::Share,
+    shared::{ns, Clock, Coord},
+    stats::{Reasons, Summary},
+    token::Minter,
+};
+
+/// Highest frames per second per connection this tool allows.
+const MAX_FRAMES_PER_CONN: f64 = 150.0;
+/// Time allowed for close handshakes at the end.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Longest a worker sleeps in its poller before looking at the phase flags.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// Delay between the go and the first message, so every worker sees it.
+const GO_DELAY_NS: u64 = 100_000_000;
+
+/// What `--check` and `--hist` can name.
+pub(crate) static FIGURES: Figures = Figures {
+    latencies: &[
+        ("lag", "send_lag_ms"),
+        ("ack", "ack_ms"),
+        ("deliver", "delivery_ms"),
+        ("fanout", "fanout_ms"),
+        ("receipt", "receipt_ms"),
+        ("receipt_all", "receipt_all_ms"),
+        ("handshake", "handshake_ms"),
+    ],
+    main: "fanout",
+    numbers: &[
+        ("conns", "/established"),
+        ("failed", "/failed"),
+        ("dropped", "/dropped"),
+        ("groups", "/groups_created"),
+        ("sent", "/sent"),
+        ("acked", "/acked"),
+        ("deliveries", "/delivered"),
+        ("lost", "/lost"),
+        ("dup", "/duplicated"),
+        ("errors", "/errors_total"),
+        ("skipped", "/skipped"),
+        ("fanouts", "/fanouts_complete"),
+        ("receipt_items", "/receipt_items"),
+        ("missing_receipts", "/missing_receipts"),
+        ("rate", "/deliveries_per_sec"),
+        ("msg_rate", "/achieved_send_rate"),
+        ("store_bytes_per_msg", "/store/bytes_per_message"),
+        ("stored", "/store/messages_stored_delta"),
+    ],
+};
+
+/// The gateway's store counters over the measured phase.
+#[derive(Serialize, Default)]
+struct StoreDelta {
+    commit_bytes_delta: Option<f64>,
+    messages_stored_delta: Option<f64>,
+    receipts_stored_delta: Option<f64>,
+    /// Commit bytes per stored message (receipt bytes included with --ack).
+    bytes_per_message: Option<f64>,
+    error: Option<String>,
+}
+
+/// The counters of one `/metrics` read.
+struct StoreCounters {
+    commit_bytes: Option<f64>,
+    messages: Option<f64>,
+    receipts: Option<f64>,
+}
+
+fn read_store(ctx: &RunCtx) -> Result<StoreCounters, String> {
+    let body = probe::fetch_metrics(ctx.target.addr, &ctx.target.host).map_err(|e| format!("{e:#}"))?;
+    Ok(StoreCounters {
+        commit_bytes: probe::metric_value(&body, "chatgw_commit_bytes_total"),
+        messages: probe::metric_value(&body, "chatgw_messages_stored_total"),
+        receipts: probe::metric_value(&body, "chatgw_receipts_stored_total"),
+    })
+}
+
+fn store_delta(before: Result<StoreCounters, String>, after: Result<StoreCounters, String>) -> StoreDelta {
+    match (before, after) {
+        (Ok(b), Ok(a)) => {
+            let d = |x: Option<f64>, y: Option<f64>| x.zip(y).map(|(x, y)| y - x);
+            let bytes = d(b.commit_bytes, a.commit_bytes);
+            let msgs = d(b.messages, a.messages);
+            StoreDelta {
+                commit_bytes_delta: bytes,
+                messages_stored_delta: msgs,
+                receipts_stored_delta: d(b.receipts, a.receipts),
+                bytes_per_message: bytes.zip(msgs.filter(|m| *m > 0.0)).map(|(b, m)| b / m),
+                error: None,
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => StoreDelta { error: Some(e), ..StoreDelta::default() },
+    }
+}
+
+#[derive(Serialize)]
+struct GroupReport<'a> {
+    scenario: &'static str,
+    config: &'a GroupArgs,
+    timed_out: bool,
+    setup_aborted: bool,
+    connections: u64,
+    established: u64,
+    failed: u64,
+    failed_reasons: &'a Reasons,
+    dropped: u64,
+    dropped_reasons: &'a Reasons,
+    setup_secs: f64,
+    handshake_ms: Summary,
+    sync_replayed_frames: u64,
+    groups_created: u64,
+    group_errors: &'a Reasons,
+    frames_per_conn_per_sec: f64,
+    scheduled: u64,
+    sent: u64,
+    skipped: u64,
+    acked: u64,
+    deliveries_expected: u64,
+    delivered: u64,
+    lost: u64,
+    duplicated: u64,
+    delivered_unacked: u64,
+    fanouts_complete: u64,
+    acks_sent: u64,
+    receipt_frames: u64,
+    receipt_items: u64,
+    duplicate_receipt_items: u64,
+    missing_receipts: u64,
+    receipts_complete: u64,
+    duplicate_acks: u64,
+    refused_sends: u64,
+    errors_total: u64,
+    errors: &'a Reasons,
+    foreign_frames: u64,
+    achieved_send_rate: f64,
+    deliveries_per_sec: f64,
+    last_delivery_after_end_ms: f64,
+    send_lag_ms: Summary,
+    ack_ms: Summary,
+    delivery_ms: Summary,
+    fanout_ms: Summary,
+    receipt_ms: Summary,
+    receipt_all_ms: Summary,
+    store: StoreDelta,
+    processes: usize,
+    source_addresses: usize,
+}
+
+/// Frames per second one member connection sends: its share of the
+/// messages, plus one `delivered` per message of its group with `--ack`.
+pub(crate) fn frames_per_conn(rate: u64, groups: u64, size: u64, ack: bool) -> f64 {
+    let per_group = rate as f64 / groups.max(1) as f64;
+    let sends = per_group / size.max(1) as f64;
+    let acks = if ack { per_group * (size.saturating_sub(1)) as f64 / size.max(1) as f64 } else { 0.0 };
+    sends + acks
+}
+
+/// Which member sends message `n` of a group.
+pub(crate) fn sender_member(n: u64, groups: u64, size: u64, pick: Pick) -> u64 {
+    match pick {
+        Pick::RoundRobin => (n / groups.max(1)) % size.max(1),
+        Pick::Random => splitmix(n) % size.max(1),
+    }
+}
+
+/// A well-mixed hash of `n`: the same "random" sender in every process.
+fn splitmix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Run the scenario; `Ok(false)` when a group could not be created, a
+/// message was lost, duplicated or refused, a check failed, or the run
+/// timed out.
+pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
+    let c = &args.common;
+    anyhow::ensure!(args.groups > 0, "--groups must be at least 1");
+    anyhow::ensure!(args.size >= 2, "--size must be at least 2 (a sender and a recipient)");
+    anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
+    anyhow::ensure!(args.conn_rate > 0, "--conn-rate must be at least 1");
+    let per_conn = frames_per_conn(args.rate, args.groups, args.size, args.ack);
+    anyhow::ensure!(
+        per_conn <= MAX_FRAMES_PER_CONN,
+        "--rate {} over --groups {} of --size {}{} is {per_conn:.0} frames/s per member connection, above \
+         {MAX_FRAMES_PER_CONN}: the gateway rate-limits each connection to 200 frames/s by default (burst 400){}; \
+         lower --rate or use more groups",
+        args.rate,
+        args.groups,
+        args.size,
+        if args.ack { " with --ack" } else { "" },
+        if args.ack { ", and with --ack every member sends one `delivered` per message of its group" } else { "" },
+    );
+    let outputs = Outputs::parse(c, &FIGURES)?;
+    let conns = args.groups.saturating_mul(args.size);
+    let ctx = RunCtx::new(c, args.groups, args.size)?;
+    let setup_estimate = Duration::from_secs_f64(conns as f64 / args.conn_rate as f64);
+    let timeout = c.timeout.map(|t| t.0).unwrap_or(
+        setup_estimate
+            + 2 * c.handshake_timeout.0
+            + args.duration.0
+            + args.drain.0
+            + CLOSE_GRACE
+            + Duration::from_secs(60),
+    );
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let duration_ns = u64::try_from(args.duration.0.as_nanos()).unwrap_or(u64::MAX);
+    let drain_ns = u64::try_from(args.drain.0.as_nanos()).unwrap_or(u64::MAX);
+
+    let work = {
+        let config = DriverConfig {
+            target: ctx.target.clone(),
+            sources: ctx.sources.clone(),
+            handshake_timeout: c.handshake_timeout.0,
+        };
+        let minter = Minter::new(&c.secret);
+        let (clock, live, coord, tag) = (ctx.clock, Arc::clone(&ctx.live), Arc::clone(&ctx.coord), ctx.tag.clone());
+        let plan = Plan {
+            share: ctx.share,
+            groups: args.groups,
+            size: args.size,
+            first_user: c.first_user,
+            rate: args.rate,
+            pick: args.pick,
+            conn_rate: args.conn_rate,
+            duration_ns,
+            drain_ns,
+            start_ns: ctx.start_ns,
+        };
+        let (body_bytes, ack) = (args.body_bytes, args.ack);
+        move |t: usize| {
+            let seed = 0x6209 ^ plan.share.lane(t) as u64;
+            let mut driver = Driver::new(config.clone(), minter.clone(), clock, Arc::clone(&live), seed)?;
+            let mut traffic =
+                GroupTraffic::new(tag.clone(), body_bytes, plan.size, plan.first_user, ack, Arc::clone(&live));
+            plan.work(t, &mut driver, &mut traffic, &clock, &coord)?;
+            driver.close_all(CLOSE_GRACE, &mut traffic);
+            traffic.finish();
+            Ok((driver.stats, traffic.stats))
+        }
+    };
+    let fleet = match fleet::start(&ctx, timeout, work)? {
+        Started::WorkerDone => return Ok(true),
+        Started::Conduct(f) => f,
+    };
+
+    let mut progress = Progress::new(c.quiet, true, conns);
+    let all_ready =
+        watch_until(&mut progress, &*fleet, "setup", deadline, false, || fleet.ready() || fleet.any_finished());
+    let setup_secs = started.elapsed().as_secs_f64();
+    let snap = fleet.snapshot();
+    let setup_aborted = !all_ready || snap.failed > 0 || snap.setup_errors > 0 || fleet.any_finished();
+    let mut go_ns = None;
+    let mut store_before = Err("not measured: the run did not start".to_owned());
+    if setup_aborted {
+        if snap.failed > 0 || snap.setup_errors > 0 {
+            progress.note(&format!(
+                "loadgen: {} connection(s) failed to come up, {} group(s) not created; not sending",
+                snap.failed, snap.setup_errors
+            ));
+        }
+        fleet.abort();
+    } else {
+        store_before = read_store(&ctx);
+        let go = ctx.clock.now_ns() + GO_DELAY_NS;
+        go_ns = Some(go);
+        fleet.go(go);
+        let load_end = Instant::now() + ns(GO_DELAY_NS + duration_ns);
+        watch_until(&mut progress, &*fleet, "load", deadline.min(load_end), true, || fleet.any_finished());
+        watch_until(&mut progress, &*fleet, "drain", deadline, false, || fleet.all_finished());
+    }
+    let timed_out = Instant::now() >= deadline;
+    if timed_out {
+        fleet.abort();
+    }
+    watch_until(&mut progress, &*fleet, "close", Instant::now() + 2 * CLOSE_GRACE, false, || fleet.all_finished());
+    progress.finish();
+    let store_after = if go_ns.is_some() { read_store(&ctx) } else { Err("not measured".to_owned()) };
+    let mut conn_stats = ConnStats::default();
+    let mut t = GroupStats::default();
+    for (cs, gs) in fleet.join()? {
+        conn_stats.merge(&cs);
+        t.merge(&gs);
+    }
+
+    let secs = args.duration.0.as_secs_f64().max(1e-9);
+    let end_ns = go_ns.map_or(0, |go| go + duration_ns);
+    let others = args.size - 1;
+    let report = GroupReport {
+        scenario: "group",
+        config: &args,
+        timed_out,
+        setup_aborted,
+        connections: conns,
+        established: conn_stats.established,
+        failed: conn_stats.failed.total(),
+        failed_reasons: &conn_stats.failed,
+        dropped: conn_stats.dropped.total(),
+        dropped_reasons: &conn_stats.dropped,
+        setup_secs,
+        handshake_ms: conn_stats.handshake.summary(),
+        sync_replayed_frames: conn_stats.replayed,
+        groups_created: t.groups_created,
+        group_errors: &t.group_errors,
+        frames_per_conn_per_sec: per_conn,
+        scheduled: t.scheduled,
+        sent: t.sent,
+        skipped: t.skipped,
+        acked: t.acked,
+        deliveries_expected: t.acked * others,
+        delivered: t.delivered,
+        lost: t.lost,
+        duplicated: t.duplicates,
+        delivered_unacked: t.delivered_unacked,
+        fanouts_complete: t.fanouts_complete,
+        acks_sent: t.acks_sent,
+        receipt_frames: t.receipt_frames,
+        receipt_items: t.receipt_items,
+        duplicate_receipt_items: t.duplicate_receipt_items,
+        missing_receipts: t.missing_receipts,
+        receipts_complete: t.receipts_complete,
+        duplicate_acks: t.duplicate_acks,
+        refused_sends: t.refused_sends,
+        errors_total: t.errors.total(),
+        errors: &t.errors,
+        foreign_frames: t.foreign,
+        achieved_send_rate: t.sent as f64 / secs,
+        deliveries_per_sec: t.delivered as f64 / secs,
+        last_delivery_after_end_ms: if t.last_delivery_ns > end_ns && end_ns > 0 {
+            (t.last_delivery_ns - end_ns) as f64 / 1e6
+        } else {
+            0.0
+        },
+        send_lag_ms: t.send_lag.summary(),
+        ack_ms: t.to_ack.summary(),
+        delivery_ms: t.to_delivery.summary(),
+        fanout_ms: t.to_fanout.summary(),
+        receipt_ms: t.to_receipt.summary(),
+        receipt_all_ms: t.to_receipt_all.summary(),
+        store: store_delta(store_before, store_after),
+        processes: ctx.share.count,
+        source_addresses: ctx.sources.len(),
+    };
+    print_summary(&report);
+    let clean = !timed_out
+        && !setup_aborted
+        && report.lost == 0
+        && report.duplicated == 0
+        && report.errors_total == 0
+        && report.skipped == 0
+        && report.sent == report.acked
+        && report.duplicate_receipt_items == 0
+        && report.missing_receipts == 0;
+    let lats = [
+        ("lag", &t.send_lag),
+        ("ack", &t.to_ack),
+        ("deliver", &t.to_delivery),
+        ("fanout", &t.to_fanout),
+        ("receipt", &t.to_receipt),
+        ("receipt_all", &t.to_receipt_all),
+        ("handshake", &conn_stats.handshake),
+    ];
+    outputs.finish(&report, &lats, clean)
+}
+
+/// What every worker needs to know about the run.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    share: Share,
+    groups: u64,
+    size: u64,
+    first_user: u64,
+    rate: u64,
+    pick: Pick,
+    conn_rate: u64,
+    duration_ns: u64,
+    drain_ns: u64,
+    start_ns: u64,
+}
+
+impl Plan {
+    /// A worker's run: connect its groups' members, create the groups,
+    /// send on schedule, drain.
+    fn work(
+        &self,
+        t: usize,
+        driver: &mut Driver,
+        traffic: &mut GroupTraffic,
+        clock: &Clock,
+        coord: &Coord,
+    ) -> anyhow::Result<()> {
+        let Some(go) = self.set_up(t, driver, traffic, clock, coord)? else {
+            return Ok(());
+        };
+        let schedule = Schedule::new(self.rate);
+        let total = schedule.count_before(self.duration_ns);
+        let mut n = 0u64;
+        while n < total {
+            if coord.aborted() {
+                return Ok(());
+            }
+            let now = clock.now_ns();
+            while n < total && go + schedule.offset_ns(n) <= now {
+                let g = n % self.groups;
+                if self.share.owns(t, g) {
+                    let member = sender_member(n, self.groups, self.size, self.pick) as usize;
+                    traffic.send(driver, self.share.local_index(g), member, n, go + schedule.offset_ns(n), now);
+                }
+                n += 1;
+            }
+            let wait = if n < total {
+                ns((go + schedule.offset_ns(n)).saturating_sub(clock.now_ns())).min(IDLE_POLL)
+            } else {
+                Duration::ZERO
+            };
+            driver.poll(wait, traffic)?;
+        }
+        let end = go + self.duration_ns + self.drain_ns;
+        loop {
+            let now = clock.now_ns();
+            if coord.aborted() || traffic.settled() || now >= end {
+                return Ok(());
+            }
+            driver.poll(ns(end - now).min(IDLE_POLL), traffic)?;
+        }
+    }
+
+    /// Open this thread's members, create its groups, wait for the go;
+    /// `None` if aborted.
+    fn set_up(
+        &self,
+        t: usize,
+        driver: &mut Driver,
+        traffic: &mut GroupTraffic,
+        clock: &Clock,
+        coord: &Coord,
+    ) -> anyhow::Result<Option<u64>> {
+        // Connection k: member k % size of group k / size.
+        let mut ramp = Ramp::new(self.conn_rate, self.groups * self.size, self.start_ns);
+        let mut creating = false;
+        let mut ready = false;
+        loop {
+            if coord.aborted() {
+                return Ok(None);
+            }
+            if ready {
+                if let Some(go) = coord.go() {
+                    return Ok(Some(go));
+                }
+            }
+            let now = clock.now_ns();
+            while let Some(k) = ramp.next_due(now, |k| self.share.owns(t, k / self.size)) {
+                let (g, member) = (k / self.size, (k % self.size) as usize);
+                let conn = driver.open(self.first_user + k, 0);
+                traffic.add_member(self.share.local_index(g), g, member, conn);
+            }
+            if !creating && ramp.done() && driver.unresolved() == 0 {
+                creating = true;
+                traffic.create_groups(driver);
+            }
+            if creating && !ready && traffic.groups_settled() {
+                ready = true;
+                coord.mark_ready();
+            }
+            traffic.flush(driver);
+            let wait = ramp.next_at().map_or(IDLE_POLL, |at| ns(at.saturating_sub(now)).min(IDLE_POLL));
+            driver.poll(wait, traffic)?;
+        }
+    }
+}
+
+fn print_summary(r: &GroupReport<'_>) {
+    let mut t = Table::default();
+    let cfg = r.config;
+    t.section("loadgen group");
+    t.row("target", &cfg.common.url);
+    t.row(
+        "plan",
+        format!(
+            "{} groups x {} members, {} msg/s for {:.0}s ({:.1}/s per group, {} sender), {} B bodies{}, drain {:.0}s",
+            cfg.groups,
+            cfg.size,
+            cfg.rate,
+            cfg.duration.0.as_secs_f64(),
+            cfg.rate as f64 / cfg.groups as f64,
+            cfg.pick.name(),
+            cfg.body_bytes,
+            if cfg.ack { ", members ack" } else { "" },
+            cfg.drain.0.as_secs_f64(),
+        ),
+    );
+    t.row(
+        "workers",
+        format!(
+            "{} process(es) x {} thread(s); {:.1} frames/s per member connection",
+            r.processes, cfg.common.threads, r.frames_per_conn_per_sec
+        ),
+    );
+    if r.timed_out {
+        t.row("TIMED OUT", "the --timeout safety stopped the run");
+    }
+    t.row(
+        "connections",
+        format!(
+            "{} / {} up in {:.2}s, handshake p99 {:.2} ms",
+            r.established, r.connections, r.setup_secs, r.handshake_ms.p99_ms
+        ),
+    );
+    if r.failed > 0 {
+        t.row("failed to connect", r.failed);
+        t.reasons(r.failed_reasons);
+    }
+    t.row("groups created", format!("{} / {}", r.groups_created, cfg.groups));
+    t.reasons(r.group_errors);
+    if r.sync_replayed_frames > 0 {
+        t.row("frames replayed by sync", format!("{} (earlier runs; ignored)", r.sync_replayed_frames));
+    }
+    if r.setup_aborted {
+        t.row("SETUP ABORTED", "not every connection came up or group was created; nothing was sent");
+    }
+    t.row("dropped", r.dropped);
+    t.reasons(r.dropped_reasons);
+    t.section("group messages");
+    t.row("scheduled", r.scheduled);
+    t.row("sent", format!("{} ({:.0}/s)", r.sent, r.achieved_send_rate));
+    if r.skipped > 0 {
+        t.row("skipped (sender down)", r.skipped);
+    }
+    t.row("acked (sent)", r.acked);
+    t.row("deliveries", format!("{} / {} ({:.0}/s)", r.delivered, r.deliveries_expected, r.deliveries_per_sec));
+    t.row("fan-outs complete", format!("{} / {}", r.fanouts_complete, r.acked));
+    t.row("lost (acked, not delivered)", r.lost);
+    t.row("duplicated deliveries", r.duplicated);
+    if r.delivered_unacked > 0 {
+        t.row("delivered but never acked", r.delivered_unacked);
+    }
+    if cfg.ack {
+        t.row("delivered acks sent", r.acks_sent);
+        t.row("receipt items", format!("{} in {} receipt frames", r.receipt_items, r.receipt_frames));
+        t.row("receipts complete", format!("{} / {}", r.receipts_complete, r.acked));
+        t.row("missing receipt items", r.missing_receipts);
+        if r.duplicate_receipt_items > 0 {
+            t.row("duplicate receipt items", r.duplicate_receipt_items);
+        }
+    }
+    if r.duplicate_acks > 0 {
+        t.row("acks flagged duplicate", r.duplicate_acks);
+    }
+    t.row("errors", r.errors_total);
+    t.reasons(r.errors);
+    if r.refused_sends > 0 {
+        t.row("sends refused", r.refused_sends);
+    }
+    if r.foreign_frames > 0 {
+        t.row("foreign frames (ignored)", r.foreign_frames);
+    }
+    t.row("last delivery after end", format!("{:.1} ms", r.last_delivery_after_end_ms));
+    t.latency_header();
+    t.latency("send lag (actual-intended)", &r.send_lag_ms);
+    t.latency("intended send -> sent", &r.ack_ms);
+    t.latency("send -> each delivery", &r.delivery_ms);
+    t.latency("send -> last delivery", &r.fanout_ms);
+    if cfg.ack {
+        t.latency("send -> each receipt item", &r.receipt_ms);
+        t.latency("send -> last receipt item", &r.receipt_all_ms);
+    }
+    t.section("gateway store (from /metrics)");
+    match &r.store.error {
+        Some(e) => t.row("unavailable", e),
+        None => {
+            let f = |v: Option<f64>| v.map_or("not in /metrics".to_owned(), |v| format!("{v:.0}"));
+            t.row("messages stored", f(r.store.messages_stored_delta));
+            t.row("receipts stored", f(r.store.receipts_stored_delta));
+            t.row("commit bytes", f(r.store.commit_bytes_delta));
+            let per = r.store.bytes_per_message.map_or("-".to_owned(), |b| format!("{b:.0} bytes"));
+            let note = if cfg.ack { " (receipts included)" } else { "" };
+            t.row("bytes per group message", format!("{per}{note}"));
+        }
+    }
+    t.print();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_per_connection_count_sends_and_acks() {
+        // 4 groups of 256 at 100 msg/s: 25/s per group, ~0.1/s sends per member.
+        assert!((frames_per_conn(100, 4, 256, false) - 25.0 / 256.0).abs() < 1e-9);
+        // With acks every member acknowledges 255/256 of its group's 25/s.
+        assert!((frames_per_conn(100, 4, 256, true) - 25.0).abs() < 1e-9);
+        assert!(frames_per_conn(1000, 4, 256, true) > MAX_FRAMES_PER_CONN);
+    }
+
+    #[test]
+    fn round_robin_senders_take_turns_within_each_group() {
+        let senders: Vec<u64> = (0..12).map(|n| sender_member(n, 4, 3, Pick::RoundRobin)).collect();
+        // Messages 0..4 go to groups 0..4 from member 0, then member 1, ...
+        assert_eq!(senders, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+        let random: Vec<u64> = (0..1000).map(|n| sender_member(n, 4, 8, Pick::Random)).collect();
+        assert!(random.iter().all(|&m| m < 8));
+        assert!((0..8).all(|m| random.contains(&m)));
+        assert_eq!(sender_member(5, 4, 8, Pick::Random), sender_member(5, 4, 8, Pick::Random));
+    }
+
+    #[test]
+    fn store_delta_divides_bytes_by_messages() {
+        let c = |b, m| Ok(StoreCounters { commit_bytes: Some(b), messages: Some(m), receipts: None });
+        let d = store_delta(c(1000.0, 10.0), c(5000.0, 20.0));
+        assert_eq!(
+            (d.commit_bytes_delta, d.messages_stored_delta, d.bytes_per_message),
+            (Some(4000.0), Some(10.0), Some(400.0))
+        );
+        assert!(store_delta(Err("x".into()), c(1.0, 1.0)).error.is_some());
+        assert_eq!(store_delta(c(1.0, 5.0), c(2.0, 5.0)).bytes_per_message, None);
+    }
+}
