@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// Threads serving sync and history reads [default: 2].
     #[arg(long, env = "CHATGW_READERS")]
     pub readers: Option<usize>,
+    /// Most connections this process holds; more are refused with HTTP 503
+    /// [default: the open-files limit less 256 for files and the store].
+    #[arg(long, env = "CHATGW_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Most members of one group [default: 256].
     #[arg(long, env = "CHATGW_MAX_GROUP_MEMBERS")]
     pub max_group_members: Option<usize>,
@@ -131,6 +135,8 @@ pub struct Config {
     pub readers: usize,
     /// Group size limit.
     pub max_group_members: usize,
+    /// Connection limit of the process.
+    pub max_connections: usize,
     /// Serve `/echo`.
     pub echo_endpoint: bool,
 }
@@ -155,6 +161,7 @@ impl Config {
             commit_batch: 2048,
             readers: 2,
             max_group_members: 256,
+            max_connections: crate::sys::default_max_connections(),
             echo_endpoint: false,
         }
     }
@@ -201,7 +208,8 @@ impl ServeArgs {
             commit_batch,
             readers,
             echo_endpoint,
-            max_group_members
+            max_group_members,
+            max_connections
         );
         macro_rules! take_duration {
             ($($f:ident),*) => {$(
@@ -224,6 +232,7 @@ impl Config {
         anyhow::ensure!(self.rate_limit >= 1 && self.rate_burst >= 1, "rate-limit and rate-burst must be positive");
         anyhow::ensure!(self.commit_batch >= 1, "commit-batch must be positive");
         anyhow::ensure!(self.readers >= 1, "readers must be positive");
+        anyhow::ensure!(self.max_connections >= 1, "max-connections must be positive");
         anyhow::ensure!(
             (1..=MAX_GROUP_MEMBERS_LIMIT).contains(&self.max_group_members),
             "max-group-members must be 1..={MAX_GROUP_MEMBERS_LIMIT}"

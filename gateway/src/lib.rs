@@ -25,6 +25,7 @@ mod events;
 pub mod metrics;
 mod query;
 mod server;
+mod sys;
 pub mod ws;
 
 pub use config::Config;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// TCP connections accepted.
     pub connections_accepted: Counter,
+    /// Connections refused with 503 because the process was full.
+    pub connections_refused: Counter,
     /// Handshakes refused with 401.
     pub auth_failures: Counter,
     /// Requests refused with 400/404/405/426 or cut off by the handshake timeout.
@@ -76,6 +78,7 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections_accepted: Counter::default(),
             auth_failures: Counter::default(),
+            connections_refused: Counter::default(),
             bad_requests: Counter::default(),
             messages_stored: Counter::default(),
             messages_deduplicated: Counter::default(),
@@ -96,6 +99,11 @@ impl Metrics {
         };
         registry.register("connections_open", "WebSocket connections open", m.connections_open.clone());
         registry.register("connections_accepted", "TCP connections accepted", m.connections_accepted.clone());
+        registry.register(
+            "connections_refused",
+            "Connections refused with 503: --max-connections reached or out of descriptors",
+            m.connections_refused.clone(),
+        );
         registry.register("auth_failures", "Handshakes refused with 401", m.auth_failures.clone());
         registry.register("bad_requests", "HTTP requests refused or timed out before upgrade", m.bad_requests.clone());
         registry.register("messages_stored", "Messages made durable", m.messages_stored.clone());

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) token_key: TokenKey,
     pub(crate) phase: AtomicU8,
+    /// TCP connections held by all cores.
+    pub(crate) connections: AtomicUsize,
     pub(crate) intake_stopped: AtomicUsize,
 }
 
@@ -106,6 +108,7 @@ impl Server {
             query_tx,
             metrics: Metrics::new(),
             phase: AtomicU8::new(PHASE_RUNNING),
+            connections: AtomicUsize::new(0),
             intake_stopped: AtomicUsize::new(0),
             config,
         });

@@ -53,9 +53,21 @@ impl<S> Engine<S> {
         self.now_ms = now_ms();
     }
 
+    /// Whether the process may take one more connection (`--max-connections`
+    /// counts every core's connections, in any phase).
+    pub(crate) fn has_room(&self) -> bool {
+        let ok =
+            self.shared.connections.load(std::sync::atomic::Ordering::Relaxed) < self.shared.config.max_connections;
+        if !ok {
+            self.shared.metrics.connections_refused.inc();
+        }
+        ok
+    }
+
     /// A new TCP connection; returns its slot.
     pub(crate) fn accept(&mut self, sock: S) -> usize {
         self.shared.metrics.connections_accepted.inc();
+        self.shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.next_generation = self.next_generation.wrapping_add(1);
         let burst = self.shared.config.rate_burst;
         self.conns.insert(Conn::new(sock, self.next_generation, self.now, burst, self.now_ms))
@@ -99,6 +111,7 @@ impl<S> Engine<S> {
         let Some(conn) = self.conns.try_remove(slot) else {
             return;
         };
+        self.shared.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if conn.registered {
             let ep = Endpoint { core: self.core, slot: slot as u32, generation: conn.generation };
             self.shared.directory.unregister(conn.user.0, ep);

@@ -67,6 +67,7 @@ impl EpollCore {
         let mut again_next: Vec<usize> = Vec::new();
         let mut next_tick = Instant::now() + Duration::from_secs(1);
         let mut closing_since: Option<Instant> = None;
+        let mut spare = SpareFd::new();
         loop {
             let now = Instant::now();
             let timeout = if !again.is_empty() { Duration::ZERO } else { next_tick.saturating_duration_since(now) };
@@ -83,7 +84,7 @@ impl EpollCore {
                 match ev.token() {
                     LISTENER => {
                         if let Some(l) = listener.as_mut() {
-                            accept_all(&mut engine, l, &poll);
+                            accept_all(&mut engine, l, &poll, &mut spare);
                         }
                     }
                     WAKER => {}
@@ -129,10 +130,14 @@ impl EpollCore {
     }
 }
 
-fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListener, poll: &Poll) {
+fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListener, poll: &Poll, spare: &mut SpareFd) {
     loop {
         match listener.accept() {
             Ok((mut stream, _peer)) => {
+                if !engine.has_room() {
+                    refuse_full(&mut stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let slot = engine.conns.vacant_key();
                 if let Err(e) =
@@ -146,12 +151,76 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_out_of_descriptors(&e) => {
+                // Give the reserved descriptor back, take one connection off
+                // the backlog, refuse it cleanly, and reserve again; otherwise
+                // the client would wait in the backlog until it gives up.
+                // (accept fails this way even with an empty backlog, so an
+                // empty backlog ends the loop.)
+                spare.release();
+                let refused = match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        engine.shared.metrics.connections_refused.inc();
+                        refuse_full(&mut stream);
+                        // The refused connection closes here, before the spare is taken back.
+                        true
+                    }
+                    Err(_) => false,
+                };
+                spare.reserve();
+                if !refused {
+                    return;
+                }
+                spare.warn_out_of_descriptors();
+            }
             Err(e) => {
-                // Out of descriptors (EMFILE/ENFILE) or similar: leave the
-                // rest in the backlog; the next readiness event retries.
                 tracing::warn!(error = %e, "accept failed");
                 return;
             }
+        }
+    }
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// Answer 503 on a connection the gateway has no room for and close it.
+fn refuse_full(stream: &mut mio::net::TcpStream) {
+    let _ = stream.write(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver full\n",
+    );
+}
+
+/// One descriptor held in reserve so that a gateway out of descriptors can
+/// still accept a connection in order to refuse it.
+pub(crate) struct SpareFd {
+    file: Option<std::fs::File>,
+    warned: Option<Instant>,
+}
+
+impl SpareFd {
+    pub(crate) fn new() -> Self {
+        let mut s = SpareFd { file: None, warned: None };
+        s.reserve();
+        s
+    }
+
+    fn reserve(&mut self) {
+        if self.file.is_none() {
+            self.file = std::fs::File::open("/dev/null").ok();
+        }
+    }
+
+    fn release(&mut self) {
+        self.file = None;
+    }
+
+    /// Say so in the log, at most every ten seconds.
+    fn warn_out_of_descriptors(&mut self) {
+        if self.warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            self.warned = Some(Instant::now());
+            tracing::warn!("out of file descriptors: refusing connections with 503 (raise the open-files limit or lower --max-connections)");
         }
     }
 }
