@@ -156,13 +156,16 @@ else
 fi
 
 if [[ "$BOX_PROCS" -gt 0 ]]; then
-    total=$((CONNS * BOX_PROCS))
+    # A little under 19,000 per process: SO_REUSEPORT spreads connections
+    # evenly on average, not exactly, and each process has 20,000 descriptors.
+    total=$((18500 * BOX_PROCS))
     log "box level: $BOX_PROCS chatgw processes, $total connections"
     for i in $(seq 0 $((BOX_PROCS - 1))); do start_server chatgw "$i"; done
     before=$(awk '/^Slab:|^MemAvailable:/{printf "%s=%s ", $1, $2}' /proc/meminfo)
     rss_before=0; for p in "${SERVER_PIDS[@]}"; do rss_before=$((rss_before + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done
+    pid_args=(); for p in "${SERVER_PIDS[@]}"; do pid_args+=(--gateway-pid "$p"); done
     cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --conns "$total" --rate 3000 --hold 15 --secret "$SECRET" \
-        --procs "$BOX_PROCS" --quiet --json "$OUT/box-chatgw.json" > "$OUT/box-chatgw.txt" &
+        --procs "$BOX_PROCS" "${pid_args[@]}" --quiet --json "$OUT/box-chatgw.json" > "$OUT/box-chatgw.txt" &
     lg=$!
     sleep $((total / 3000 + 8))
     rss_held=0; for p in "${SERVER_PIDS[@]}"; do rss_held=$((rss_held + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done
