@@ -171,9 +171,13 @@ if [[ "$BOX_PROCS" -gt 0 ]]; then
     rss_held=0; for p in "${SERVER_PIDS[@]}"; do rss_held=$((rss_held + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done
     held=$(awk '/^Slab:|^MemAvailable:/{printf "%s=%s ", $1, $2}' /proc/meminfo)
     wait $lg || true
+    est=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["established"]))' "$OUT/box-chatgw.json" 2>/dev/null || echo "$total")
+    avail_before=$(echo "$before" | sed -E 's/.*MemAvailable:=([0-9]+).*/\1/')
+    avail_held=$(echo "$held" | sed -E 's/.*MemAvailable:=([0-9]+).*/\1/')
     {
-        echo "gateway processes: $BOX_PROCS, connections attempted: $total"
-        echo "gateway RSS (sum): ${rss_before} kB before, ${rss_held} kB while holding"
+        echo "gateway processes: $BOX_PROCS, connections established: $est (of $total)"
+        echo "gateway RSS (sum): ${rss_before} kB before, ${rss_held} kB while holding: $(( (rss_held - rss_before) * 1024 / (est > 0 ? est : 1) )) bytes per connection"
+        echo "box memory used (MemAvailable drop, kernel and load generator included): $(( (avail_before - avail_held) * 1024 / (est > 0 ? est : 1) )) bytes per connection"
         echo "meminfo before:  $before"
         echo "meminfo holding: $held"
     } > "$OUT/box-memory.txt"
@@ -181,8 +185,12 @@ if [[ "$BOX_PROCS" -gt 0 ]]; then
 fi
 
 log "micro-benchmarks"
-cargo bench -q -p chatgw-benches -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
-    | grep -E '^[a-z_]+/|time:|thrpt:' > "$OUT/micro.txt" || true
+# Keep each benchmark's name, time and throughput (not criterion's comparison
+# with whatever ran before on this machine).
+cargo bench -q -p chatgw-benches --benches -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
+    | awk '/^[a-z_]+\// { print; t = ($0 ~ /time:/) ? 1 : 0; next }
+           /time:/ && t == 0 { print; t = 1; next }
+           /thrpt:/ && t == 1 { print; t = 2; next }' > "$OUT/micro.txt" || true
 
 "$BIN/bench-report" write --dir "$OUT" --out BENCHMARKS.md --plots docs/bench
 log "wrote BENCHMARKS.md and docs/bench/*.svg from $OUT"

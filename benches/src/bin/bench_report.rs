@@ -316,11 +316,34 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
     // Groups.
     if let Some(v) = read_json(&dir.join("group-chatgw.json")) {
         let _ = writeln!(md, "## Groups (chatgw only: the baseline has no groups)\n");
+        let size = num(&v, "config.size");
         let _ = writeln!(
             md,
-            "```\n{}\n```\n",
-            serde_json::to_string_pretty(&v.get("summary").cloned().unwrap_or(v.clone()))?
+            "{} groups of {} members, every member online on one gateway, {} group messages/s in total for {} s; fan-out completion is send -> the last member's delivery.\n",
+            fmt(num(&v, "config.groups"), 0),
+            fmt(size, 0),
+            fmt(num(&v, "config.rate"), 0),
+            fmt(num(&v, "config.duration"), 0)
         );
+        let _ = writeln!(md, "| figure | value |\n|---|---|");
+        let per_member = num(&v, "store.bytes_per_message").zip(size).map(|(b, s)| b / s);
+        let rows: [(&str, Option<f64>, usize); 10] = [
+            ("group messages sent and acknowledged", num(&v, "acked"), 0),
+            ("fan-out completion p50 (ms)", num(&v, "fanout_ms.p50_ms"), 2),
+            ("fan-out completion p99 (ms)", num(&v, "fanout_ms.p99_ms"), 2),
+            ("fan-out completion p99.9 (ms)", num(&v, "fanout_ms.p999_ms"), 2),
+            ("fan-out completion max (ms)", num(&v, "fanout_ms.max_ms"), 2),
+            ("one member's delivery p50 (ms)", num(&v, "delivery_ms.p50_ms"), 2),
+            ("one member's delivery p99 (ms)", num(&v, "delivery_ms.p99_ms"), 2),
+            ("deliveries per second", num(&v, "deliveries_per_sec"), 0),
+            ("store bytes written per group message", num(&v, "store.bytes_per_message"), 0),
+            ("store bytes per message per member", per_member, 1),
+        ];
+        for (label, value, digits) in rows {
+            let _ = writeln!(md, "| {label} | {} |", fmt(value, digits));
+        }
+        let _ =
+            writeln!(md, "| lost / duplicated | {} / {} |\n", fmt(num(&v, "lost"), 0), fmt(num(&v, "duplicated"), 0));
         if let Some(c) = hgrm(&dir.join("group-chatgw.hgrm")) {
             plot_latency(
                 &plots.join("group-fanout.svg"),
