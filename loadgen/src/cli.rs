@@ -137,6 +137,17 @@ pub(crate) struct OneToOneArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) pairs: PairsArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) load: LoadArgs,
+}
+
+/// The pairs and their message rate, for `one-to-one` and `reconnect-storm`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct PairsArgs {
     /// Sender/recipient pairs (2 x pairs connections, distinct users).
     #[arg(long)]
     pub(crate) pairs: u64,
@@ -147,6 +158,40 @@ pub(crate) struct OneToOneArgs {
     #[arg(long, default_value = "10s")]
     #[serde(serialize_with = "secs")]
     pub(crate) duration: HumanDuration,
+}
+
+/// Highest messages per second per pair this tool allows.
+const MAX_RATE_PER_PAIR: f64 = 150.0;
+
+impl PairsArgs {
+    /// Refuse no pairs, no messages or (of `load`) no connections per second.
+    pub(crate) fn ensure_some(&self, load: &LoadArgs) -> anyhow::Result<()> {
+        anyhow::ensure!(self.pairs > 0, "--pairs must be at least 1");
+        anyhow::ensure!(self.rate > 0, "--rate must be at least 1");
+        anyhow::ensure!(load.conn_rate > 0, "--conn-rate must be at least 1");
+        Ok(())
+    }
+
+    /// Refuse more messages per pair than the gateway's rate limit lets
+    /// through: the run would measure the limiter rather than the gateway.
+    pub(crate) fn ensure_rate_per_pair(&self) -> anyhow::Result<()> {
+        let per_pair = self.rate as f64 / self.pairs as f64;
+        anyhow::ensure!(
+            per_pair <= MAX_RATE_PER_PAIR,
+            "--rate {} over --pairs {} is {per_pair:.0} messages/s per pair, above {MAX_RATE_PER_PAIR}: \
+             the gateway rate-limits each connection to 200 frames/s by default (burst 400), and each \
+             recipient acknowledges at its sender's rate; use at least {} pairs",
+            self.rate,
+            self.pairs,
+            (self.rate as f64 / MAX_RATE_PER_PAIR).ceil()
+        );
+        Ok(())
+    }
+}
+
+/// Settings every scenario that sends messages has, after its own.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct LoadArgs {
     /// Bytes of each message body.
     #[arg(long, default_value_t = 100)]
     pub(crate) body_bytes: usize,
@@ -204,34 +249,25 @@ pub(crate) struct GroupArgs {
     /// Which member sends each message.
     #[arg(long, value_enum, default_value_t = Pick::RoundRobin)]
     pub(crate) pick: Pick,
-    /// Bytes of each message body.
-    #[arg(long, default_value_t = 100)]
-    pub(crate) body_bytes: usize,
-    /// After sending stops, how long to wait for outstanding acks, deliveries and receipts.
-    #[arg(long, default_value = "5s")]
-    #[serde(serialize_with = "secs")]
-    pub(crate) drain: HumanDuration,
-    /// Connections opened per second during setup.
-    #[arg(long, default_value_t = 2000)]
-    pub(crate) conn_rate: u64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) load: LoadArgs,
 }
 
-/// `loadgen reconnect-storm`.
+/// `loadgen reconnect-storm` (its `--help` words the shared `--pairs` and
+/// `--drain` for devices).
 #[derive(Args, Debug, Clone, Serialize)]
+#[command(
+    mut_arg("pairs", |a| a.help("Sender/recipient pairs (2 x pairs devices, distinct users)")),
+    mut_arg("drain", |a| a.help("After sending stops, how long to wait for outstanding acks and deliveries"))
+)]
 pub(crate) struct StormArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) common: CommonArgs,
-    /// Sender/recipient pairs (2 x pairs devices, distinct users).
-    #[arg(long)]
-    pub(crate) pairs: u64,
-    /// Messages per second, in total over all senders.
-    #[arg(long, default_value_t = 1000)]
-    pub(crate) rate: u64,
-    /// How long to send.
-    #[arg(long, default_value = "10s")]
-    #[serde(serialize_with = "secs")]
-    pub(crate) duration: HumanDuration,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) pairs: PairsArgs,
     /// Percentage of all connections (senders and recipients) dropped at once.
     #[arg(long, default_value_t = 50.0)]
     pub(crate) drop_percent: f64,
@@ -239,14 +275,7 @@ pub(crate) struct StormArgs {
     #[arg(long, default_value = "5s")]
     #[serde(serialize_with = "secs")]
     pub(crate) drop_at: HumanDuration,
-    /// Bytes of each message body.
-    #[arg(long, default_value_t = 100)]
-    pub(crate) body_bytes: usize,
-    /// After sending stops, how long to wait for outstanding acks and deliveries.
-    #[arg(long, default_value = "5s")]
-    #[serde(serialize_with = "secs")]
-    pub(crate) drain: HumanDuration,
-    /// Connections opened per second during setup.
-    #[arg(long, default_value_t = 2000)]
-    pub(crate) conn_rate: u64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) load: LoadArgs,
 }

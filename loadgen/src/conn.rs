@@ -25,7 +25,7 @@ use crate::{
     event::ServerFrame,
     net,
     shared::Live,
-    stats::{Latency, Reasons},
+    stats::{Latency, Merge, Reasons},
     upgrade,
     ws::{self, Xorshift},
 };
@@ -132,9 +132,8 @@ pub(crate) struct ConnStats {
     pub(crate) reestablished: u64,
 }
 
-impl ConnStats {
-    /// Add another thread's figures.
-    pub(crate) fn merge(&mut self, o: &ConnStats) {
+impl Merge for ConnStats {
+    fn merge(&mut self, o: &ConnStats) {
         self.opened += o.opened;
         self.established += o.established;
         self.failed.merge(&o.failed);
@@ -304,7 +303,7 @@ impl Conn {
             (End::Clean, _) | (End::Error(_), Phase::Closing) => stats.closed_clean += 1,
             (End::Error(reason), Phase::Up) => {
                 stats.dropped.add(&reason);
-                live.up.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                Live::unbump(&live.up);
                 Live::bump(&live.dropped);
             }
             (End::Error(reason), phase) => {
@@ -312,11 +311,7 @@ impl Conn {
                 Live::bump(&live.failed);
             }
         }
-        self.phase = Phase::Closed;
-        self.stream = None;
-        self.inbuf = Vec::new();
-        self.outbuf = Vec::new();
-        self.frag = Vec::new();
+        self.release();
     }
 
     /// Close abruptly: no close frame, a TCP reset (SO_LINGER 0), anything
@@ -333,14 +328,19 @@ impl Conn {
         stats.killed += 1;
         Live::bump(&live.killed);
         if was_up {
-            live.up.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            Live::unbump(&live.up);
         }
+        self.release();
+        was_up
+    }
+
+    /// Closed: the socket and the buffers go.
+    fn release(&mut self) {
         self.phase = Phase::Closed;
         self.stream = None;
         self.inbuf = Vec::new();
         self.outbuf = Vec::new();
         self.frag = Vec::new();
-        was_up
     }
 
     /// Whether a handshake still runs (for the handshake timeout).

@@ -16,7 +16,7 @@
 //! `--gateway-pid`) are measured one by one, each against the sockets it
 //! gained, since SO_REUSEPORT splits the connections between them.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -24,25 +24,15 @@ use crate::{
     check::Figures,
     cli::ConnectArgs,
     conn::ConnStats,
-    ctx::RunCtx,
-    driver::{Driver, DriverConfig, Ignore},
-    fleet::{self, Started},
+    ctx::{Role, RunCtx},
+    driver::{Driver, Ignore},
     outputs::Outputs,
     probe,
-    progress::Progress,
     ramp::Ramp,
     report::{self, Table},
-    run::watch_until,
-    share::Share,
-    shared::{ns, Clock, Coord},
+    scenario::{safety_timeout, Conductor, Worker, CLOSE_GRACE},
     stats::{Reasons, Summary},
-    token::Minter,
 };
-
-/// Time allowed for close handshakes at the end.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Longest a worker sleeps in its poller before looking at the phase flags.
-const IDLE_POLL: Duration = Duration::from_millis(50);
 
 /// What `--check` and `--hist` can name.
 pub(crate) static FIGURES: Figures = Figures {
@@ -115,51 +105,40 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
     let outputs = Outputs::parse(c, &FIGURES)?;
     let ctx = RunCtx::new(c, args.conns, 1)?;
-    let ramp_estimate = Duration::from_secs_f64(args.conns as f64 / args.rate as f64);
-    let timeout = c
-        .timeout
-        .map(|t| t.0)
-        .unwrap_or(ramp_estimate + c.handshake_timeout.0 + args.hold.0 + CLOSE_GRACE + Duration::from_secs(60));
-    let started = Instant::now();
-    let deadline = started + timeout;
+    let timeout = safety_timeout(c, args.conns, args.rate, 1, args.hold.0);
 
     let before = match ctx.role {
-        crate::ctx::Role::Worker => Vec::new(),
+        Role::Worker => Vec::new(),
         _ => args.gateway_pid.iter().map(|&pid| sample(pid)).collect::<anyhow::Result<Vec<_>>>()?,
     };
     let work = {
-        let config = DriverConfig {
-            target: ctx.target.clone(),
-            sources: ctx.sources.clone(),
-            handshake_timeout: c.handshake_timeout.0,
-        };
-        let minter = Minter::new(&c.secret);
-        let (clock, live, coord, share, start_ns) =
-            (ctx.clock, std::sync::Arc::clone(&ctx.live), std::sync::Arc::clone(&ctx.coord), ctx.share, ctx.start_ns);
+        let worker = Worker::new(&ctx, c);
         let (conns, rate, first_user) = (args.conns, args.rate, c.first_user);
+        // A worker's life until the main thread says the hold is over: open
+        // its share of the connections on schedule, say when all are up or
+        // failed, keep answering pings.
         move |t: usize| {
-            let seed = 0x5EED ^ share.lane(t) as u64;
-            let mut driver = Driver::new(config.clone(), minter.clone(), clock, std::sync::Arc::clone(&live), seed)?;
-            let mut ramp = Ramp::new(rate, conns, start_ns);
-            hold_connections(t, share, first_user, &mut driver, &mut ramp, &clock, &coord)?;
+            let mut driver = worker.driver(t, 0x5EED)?;
+            let ramp = Ramp::new(rate, conns, worker.start_ns);
+            let owns = |k: u64| worker.share.owns(t, k);
+            let open = |driver: &mut Driver, _: &mut Ignore, k: u64| {
+                driver.open(first_user + k, 0);
+            };
+            worker.set_up(&mut driver, &mut Ignore, ramp, owns, open, |_, _, resolved| resolved)?;
             driver.close_all(CLOSE_GRACE, &mut Ignore);
             Ok(driver.stats)
         }
     };
-    let fleet = match fleet::start(&ctx, timeout, work)? {
-        Started::WorkerDone => return Ok(true),
-        Started::Conduct(f) => f,
+    let Some(mut run) = Conductor::start(&ctx, c, timeout, (false, args.conns), work)? else {
+        return Ok(true);
     };
 
-    let mut progress = Progress::new(c.quiet, false, args.conns);
-    let all_up =
-        watch_until(&mut progress, &*fleet, "connect", deadline, false, || fleet.ready() || fleet.any_finished());
+    let all_up = run.wait_ready("connect");
     let ramp_secs = ctx.clock.now_ns().saturating_sub(ctx.start_ns) as f64 / 1e9;
     if all_up {
-        let hold_end = deadline.min(Instant::now() + args.hold.0);
-        watch_until(&mut progress, &*fleet, "hold", hold_end, true, || fleet.any_finished());
+        run.hold("hold", Instant::now() + args.hold.0);
     }
-    let timed_out = Instant::now() >= deadline;
+    let timed_out = run.timed_out();
     let (open_now, metrics_error) = match probe::fetch_metrics(ctx.target.addr, &ctx.target.host) {
         Ok(body) => (probe::metric_value(&body, "chatgw_connections_open"), None),
         Err(e) => (None, Some(format!("{e:#}"))),
@@ -167,15 +146,11 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
     let after = args.gateway_pid.iter().map(|&pid| sample(pid)).collect::<anyhow::Result<Vec<_>>>()?;
     let own_rss = probe::own_rss_bytes();
     if timed_out {
-        fleet.abort();
+        run.abort();
     }
-    fleet.go(ctx.clock.now_ns());
-    watch_until(&mut progress, &*fleet, "close", Instant::now() + 2 * CLOSE_GRACE, false, || fleet.all_finished());
-    progress.finish();
-    let mut stats = ConnStats::default();
-    for s in fleet.join()? {
-        stats.merge(&s);
-    }
+    run.go(ctx.clock.now_ns());
+    run.close();
+    let stats: ConnStats = run.join()?;
 
     let gateways: Vec<GatewayMemory> = args
         .gateway_pid
@@ -233,36 +208,6 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
     outputs.finish(&report, &[("handshake", &stats.handshake), ("synced", &stats.to_synced)], clean)
 }
 
-/// A worker's life until the main thread says the hold is over: open its
-/// share of the connections on schedule, say when all are up or failed,
-/// keep answering pings.
-fn hold_connections(
-    t: usize,
-    share: Share,
-    first_user: u64,
-    driver: &mut Driver,
-    ramp: &mut Ramp,
-    clock: &Clock,
-    coord: &Coord,
-) -> anyhow::Result<()> {
-    let mut ready = false;
-    loop {
-        if coord.aborted() || (ready && coord.go().is_some()) {
-            return Ok(());
-        }
-        let now = clock.now_ns();
-        while let Some(k) = ramp.next_due(now, |k| share.owns(t, k)) {
-            driver.open(first_user + k, 0);
-        }
-        if !ready && ramp.done() && driver.unresolved() == 0 {
-            ready = true;
-            coord.mark_ready();
-        }
-        let wait = ramp.next_at().map_or(IDLE_POLL, |at| ns(at.saturating_sub(now)).min(IDLE_POLL));
-        driver.poll(wait, &mut Ignore)?;
-    }
-}
-
 fn print_summary(r: &ConnectReport<'_>) {
     let mut t = Table::default();
     t.section("loadgen connect");
@@ -279,9 +224,7 @@ fn print_summary(r: &ConnectReport<'_>) {
             r.source_addresses
         ),
     );
-    if r.timed_out {
-        t.row("TIMED OUT", "the --timeout safety stopped the run");
-    }
+    t.timed_out(r.timed_out);
     t.row("established", format!("{} / {}", r.established, r.config.conns));
     t.row("failed", r.failed);
     t.reasons(r.failed_reasons);

@@ -253,7 +253,7 @@ impl Driver {
         for conn in &mut self.conns {
             match conn.start_close() {
                 Ok(true) => {
-                    self.live.up.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    Live::unbump(&self.live.up);
                 }
                 Ok(false) => {}
                 Err(end) => conn.finish(end, &mut self.stats, &self.live),

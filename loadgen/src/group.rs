@@ -24,10 +24,7 @@
 //! with `--ack`, one `delivered` per message of its group; over 150 frames/s
 //! per connection the run is refused rather than measuring the limiter.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -36,30 +33,20 @@ use crate::{
     cli::{GroupArgs, Pick},
     conn::ConnStats,
     ctx::RunCtx,
-    driver::{Driver, DriverConfig},
-    fleet::{self, Started},
+    driver::Driver,
     group_traffic::{GroupStats, GroupTraffic},
+    messages,
     outputs::Outputs,
     probe,
-    progress::Progress,
     ramp::Ramp,
     report::Table,
-    run::watch_until,
-    schedule::Schedule,
-    share::Share,
-    shared::{ns, Clock, Coord},
+    scenario::{safety_timeout, Conductor, ConnFigures, LoadPlan, Worker},
+    schedule::splitmix,
     stats::{Reasons, Summary},
-    token::Minter,
 };
 
 /// Highest frames per second per connection this tool allows.
 const MAX_FRAMES_PER_CONN: f64 = 150.0;
-/// Time allowed for close handshakes at the end.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Longest a worker sleeps in its poller before looking at the phase flags.
-const IDLE_POLL: Duration = Duration::from_millis(50);
-/// Delay between the go and the first message, so every worker sees it.
-const GO_DELAY_NS: u64 = 100_000_000;
 
 /// What `--check` and `--hist` can name.
 pub(crate) static FIGURES: Figures = Figures {
@@ -144,17 +131,8 @@ fn store_delta(before: Result<StoreCounters, String>, after: Result<StoreCounter
 struct GroupReport<'a> {
     scenario: &'static str,
     config: &'a GroupArgs,
-    timed_out: bool,
-    setup_aborted: bool,
-    connections: u64,
-    established: u64,
-    failed: u64,
-    failed_reasons: &'a Reasons,
-    dropped: u64,
-    dropped_reasons: &'a Reasons,
-    setup_secs: f64,
-    handshake_ms: Summary,
-    sync_replayed_frames: u64,
+    #[serde(flatten)]
+    conns: ConnFigures<'a>,
     groups_created: u64,
     group_errors: &'a Reasons,
     frames_per_conn_per_sec: f64,
@@ -210,14 +188,6 @@ pub(crate) fn sender_member(n: u64, groups: u64, size: u64, pick: Pick) -> u64 {
     }
 }
 
-/// A well-mixed hash of `n`: the same "random" sender in every process.
-fn splitmix(n: u64) -> u64 {
-    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Run the scenario; `Ok(false)` when a group could not be created, a
 /// message was lost, duplicated or refused, a check failed, or the run
 /// timed out.
@@ -226,7 +196,7 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(args.groups > 0, "--groups must be at least 1");
     anyhow::ensure!(args.size >= 2, "--size must be at least 2 (a sender and a recipient)");
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
-    anyhow::ensure!(args.conn_rate > 0, "--conn-rate must be at least 1");
+    anyhow::ensure!(args.load.conn_rate > 0, "--conn-rate must be at least 1");
     let per_conn = frames_per_conn(args.rate, args.groups, args.size, args.ack);
     anyhow::ensure!(
         per_conn <= MAX_FRAMES_PER_CONN,
@@ -242,279 +212,142 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
     let outputs = Outputs::parse(c, &FIGURES)?;
     let conns = args.groups.saturating_mul(args.size);
     let ctx = RunCtx::new(c, args.groups, args.size)?;
-    let setup_estimate = Duration::from_secs_f64(conns as f64 / args.conn_rate as f64);
-    let timeout = c.timeout.map(|t| t.0).unwrap_or(
-        setup_estimate
-            + 2 * c.handshake_timeout.0
-            + args.duration.0
-            + args.drain.0
-            + CLOSE_GRACE
-            + Duration::from_secs(60),
-    );
-    let started = Instant::now();
-    let deadline = started + timeout;
-    let duration_ns = u64::try_from(args.duration.0.as_nanos()).unwrap_or(u64::MAX);
-    let drain_ns = u64::try_from(args.drain.0.as_nanos()).unwrap_or(u64::MAX);
+    let timeout = safety_timeout(c, conns, args.load.conn_rate, 2, args.duration.0 + args.load.drain.0);
 
+    let plan = Plan {
+        groups: args.groups,
+        size: args.size,
+        first_user: c.first_user,
+        pick: args.pick,
+        load: LoadPlan::new(args.rate, args.duration.0, &args.load),
+    };
     let work = {
-        let config = DriverConfig {
-            target: ctx.target.clone(),
-            sources: ctx.sources.clone(),
-            handshake_timeout: c.handshake_timeout.0,
-        };
-        let minter = Minter::new(&c.secret);
-        let (clock, live, coord, tag) = (ctx.clock, Arc::clone(&ctx.live), Arc::clone(&ctx.coord), ctx.tag.clone());
-        let plan = Plan {
-            share: ctx.share,
-            groups: args.groups,
-            size: args.size,
-            first_user: c.first_user,
-            rate: args.rate,
-            pick: args.pick,
-            conn_rate: args.conn_rate,
-            duration_ns,
-            drain_ns,
-            start_ns: ctx.start_ns,
-        };
-        let (body_bytes, ack) = (args.body_bytes, args.ack);
+        let worker = Worker::new(&ctx, c);
+        let (body_bytes, ack) = (args.load.body_bytes, args.ack);
         move |t: usize| {
-            let seed = 0x6209 ^ plan.share.lane(t) as u64;
-            let mut driver = Driver::new(config.clone(), minter.clone(), clock, Arc::clone(&live), seed)?;
-            let mut traffic =
-                GroupTraffic::new(tag.clone(), body_bytes, plan.size, plan.first_user, ack, Arc::clone(&live));
-            plan.work(t, &mut driver, &mut traffic, &clock, &coord)?;
-            driver.close_all(CLOSE_GRACE, &mut traffic);
-            traffic.finish();
-            Ok((driver.stats, traffic.stats))
+            let (tag, live) = (worker.tag.clone(), Arc::clone(&worker.live));
+            let traffic = GroupTraffic::new(tag, body_bytes, plan.size, plan.first_user, ack, live);
+            worker.run(t, 0x6209, traffic, |driver, traffic| plan.work(t, &worker, driver, traffic))
         }
     };
-    let fleet = match fleet::start(&ctx, timeout, work)? {
-        Started::WorkerDone => return Ok(true),
-        Started::Conduct(f) => f,
+    let Some(mut run) = Conductor::start(&ctx, c, timeout, (true, conns), work)? else {
+        return Ok(true);
     };
-
-    let mut progress = Progress::new(c.quiet, true, conns);
-    let all_ready =
-        watch_until(&mut progress, &*fleet, "setup", deadline, false, || fleet.ready() || fleet.any_finished());
-    let setup_secs = started.elapsed().as_secs_f64();
-    let snap = fleet.snapshot();
-    let setup_aborted = !all_ready || snap.failed > 0 || snap.setup_errors > 0 || fleet.any_finished();
+    let setup = run.set_up(|s| {
+        (s.failed > 0 || s.setup_errors > 0).then(|| {
+            format!(
+                "loadgen: {} connection(s) failed to come up, {} group(s) not created; not sending",
+                s.failed, s.setup_errors
+            )
+        })
+    });
     let mut go_ns = None;
     let mut store_before = Err("not measured: the run did not start".to_owned());
-    if setup_aborted {
-        if snap.failed > 0 || snap.setup_errors > 0 {
-            progress.note(&format!(
-                "loadgen: {} connection(s) failed to come up, {} group(s) not created; not sending",
-                snap.failed, snap.setup_errors
-            ));
-        }
-        fleet.abort();
-    } else {
+    if !setup.aborted {
         store_before = read_store(&ctx);
-        let go = ctx.clock.now_ns() + GO_DELAY_NS;
-        go_ns = Some(go);
-        fleet.go(go);
-        let load_end = Instant::now() + ns(GO_DELAY_NS + duration_ns);
-        watch_until(&mut progress, &*fleet, "load", deadline.min(load_end), true, || fleet.any_finished());
-        watch_until(&mut progress, &*fleet, "drain", deadline, false, || fleet.all_finished());
+        go_ns = Some(run.load(&ctx.clock, &[("load", plan.load.duration_ns)]));
     }
-    let timed_out = Instant::now() >= deadline;
-    if timed_out {
-        fleet.abort();
-    }
-    watch_until(&mut progress, &*fleet, "close", Instant::now() + 2 * CLOSE_GRACE, false, || fleet.all_finished());
-    progress.finish();
+    let timed_out = run.wind_down();
     let store_after = if go_ns.is_some() { read_store(&ctx) } else { Err("not measured".to_owned()) };
-    let mut conn_stats = ConnStats::default();
-    let mut t = GroupStats::default();
-    for (cs, gs) in fleet.join()? {
-        conn_stats.merge(&cs);
-        t.merge(&gs);
-    }
+    let (conn_stats, t): (ConnStats, GroupStats) = run.join()?;
 
+    let m = &t.common;
     let secs = args.duration.0.as_secs_f64().max(1e-9);
-    let end_ns = go_ns.map_or(0, |go| go + duration_ns);
+    let end_ns = go_ns.map_or(0, |go| go + plan.load.duration_ns);
     let others = args.size - 1;
     let report = GroupReport {
         scenario: "group",
         config: &args,
-        timed_out,
-        setup_aborted,
-        connections: conns,
-        established: conn_stats.established,
-        failed: conn_stats.failed.total(),
-        failed_reasons: &conn_stats.failed,
-        dropped: conn_stats.dropped.total(),
-        dropped_reasons: &conn_stats.dropped,
-        setup_secs,
-        handshake_ms: conn_stats.handshake.summary(),
-        sync_replayed_frames: conn_stats.replayed,
+        conns: ConnFigures::new(&conn_stats, conns, &setup, timed_out),
         groups_created: t.groups_created,
         group_errors: &t.group_errors,
         frames_per_conn_per_sec: per_conn,
-        scheduled: t.scheduled,
-        sent: t.sent,
-        skipped: t.skipped,
-        acked: t.acked,
-        deliveries_expected: t.acked * others,
-        delivered: t.delivered,
-        lost: t.lost,
-        duplicated: t.duplicates,
-        delivered_unacked: t.delivered_unacked,
+        scheduled: m.scheduled,
+        sent: m.sent,
+        skipped: m.skipped,
+        acked: m.acked,
+        deliveries_expected: m.acked * others,
+        delivered: m.delivered,
+        lost: m.lost,
+        duplicated: m.duplicates,
+        delivered_unacked: m.delivered_unacked,
         fanouts_complete: t.fanouts_complete,
         acks_sent: t.acks_sent,
         receipt_frames: t.receipt_frames,
-        receipt_items: t.receipt_items,
+        receipt_items: m.receipts,
         duplicate_receipt_items: t.duplicate_receipt_items,
-        missing_receipts: t.missing_receipts,
+        missing_receipts: m.missing_receipts,
         receipts_complete: t.receipts_complete,
-        duplicate_acks: t.duplicate_acks,
-        refused_sends: t.refused_sends,
-        errors_total: t.errors.total(),
-        errors: &t.errors,
-        foreign_frames: t.foreign,
-        achieved_send_rate: t.sent as f64 / secs,
-        deliveries_per_sec: t.delivered as f64 / secs,
-        last_delivery_after_end_ms: if t.last_delivery_ns > end_ns && end_ns > 0 {
-            (t.last_delivery_ns - end_ns) as f64 / 1e6
-        } else {
-            0.0
-        },
-        send_lag_ms: t.send_lag.summary(),
-        ack_ms: t.to_ack.summary(),
-        delivery_ms: t.to_delivery.summary(),
+        duplicate_acks: m.duplicate_acks,
+        refused_sends: m.refused_sends,
+        errors_total: m.errors.total(),
+        errors: &m.errors,
+        foreign_frames: m.foreign,
+        achieved_send_rate: m.sent as f64 / secs,
+        deliveries_per_sec: m.delivered as f64 / secs,
+        last_delivery_after_end_ms: messages::ms_after_end(m.last_delivery_ns, end_ns),
+        send_lag_ms: m.send_lag.summary(),
+        ack_ms: m.to_ack.summary(),
+        delivery_ms: m.to_delivery.summary(),
         fanout_ms: t.to_fanout.summary(),
-        receipt_ms: t.to_receipt.summary(),
+        receipt_ms: m.to_receipt.summary(),
         receipt_all_ms: t.to_receipt_all.summary(),
         store: store_delta(store_before, store_after),
         processes: ctx.share.count,
         source_addresses: ctx.sources.len(),
     };
     print_summary(&report);
-    let clean = !timed_out
-        && !setup_aborted
-        && report.lost == 0
-        && report.duplicated == 0
-        && report.errors_total == 0
-        && report.skipped == 0
-        && report.sent == report.acked
-        && report.duplicate_receipt_items == 0
-        && report.missing_receipts == 0;
+    let clean = !timed_out && !setup.aborted && m.all_through() && t.duplicate_receipt_items == 0;
     let lats = [
-        ("lag", &t.send_lag),
-        ("ack", &t.to_ack),
-        ("deliver", &t.to_delivery),
-        ("fanout", &t.to_fanout),
-        ("receipt", &t.to_receipt),
-        ("receipt_all", &t.to_receipt_all),
-        ("handshake", &conn_stats.handshake),
-    ];
+        m.latencies().as_slice(),
+        &[("fanout", &t.to_fanout), ("receipt_all", &t.to_receipt_all), ("handshake", &conn_stats.handshake)],
+    ]
+    .concat();
     outputs.finish(&report, &lats, clean)
 }
 
 /// What every worker needs to know about the run.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
-    share: Share,
     groups: u64,
     size: u64,
     first_user: u64,
-    rate: u64,
     pick: Pick,
-    conn_rate: u64,
-    duration_ns: u64,
-    drain_ns: u64,
-    start_ns: u64,
+    load: LoadPlan,
 }
 
 impl Plan {
-    /// A worker's run: connect its groups' members, create the groups,
-    /// send on schedule, drain.
-    fn work(
-        &self,
-        t: usize,
-        driver: &mut Driver,
-        traffic: &mut GroupTraffic,
-        clock: &Clock,
-        coord: &Coord,
-    ) -> anyhow::Result<()> {
-        let Some(go) = self.set_up(t, driver, traffic, clock, coord)? else {
-            return Ok(());
-        };
-        let schedule = Schedule::new(self.rate);
-        let total = schedule.count_before(self.duration_ns);
-        let mut n = 0u64;
-        while n < total {
-            if coord.aborted() {
-                return Ok(());
-            }
-            let now = clock.now_ns();
-            while n < total && go + schedule.offset_ns(n) <= now {
-                let g = n % self.groups;
-                if self.share.owns(t, g) {
-                    let member = sender_member(n, self.groups, self.size, self.pick) as usize;
-                    traffic.send(driver, self.share.local_index(g), member, n, go + schedule.offset_ns(n), now);
-                }
-                n += 1;
-            }
-            let wait = if n < total {
-                ns((go + schedule.offset_ns(n)).saturating_sub(clock.now_ns())).min(IDLE_POLL)
-            } else {
-                Duration::ZERO
-            };
-            driver.poll(wait, traffic)?;
-        }
-        let end = go + self.duration_ns + self.drain_ns;
-        loop {
-            let now = clock.now_ns();
-            if coord.aborted() || traffic.settled() || now >= end {
-                return Ok(());
-            }
-            driver.poll(ns(end - now).min(IDLE_POLL), traffic)?;
-        }
-    }
-
-    /// Open this thread's members, create its groups, wait for the go;
-    /// `None` if aborted.
-    fn set_up(
-        &self,
-        t: usize,
-        driver: &mut Driver,
-        traffic: &mut GroupTraffic,
-        clock: &Clock,
-        coord: &Coord,
-    ) -> anyhow::Result<Option<u64>> {
+    /// A worker's run: connect its groups' members, create the groups
+    /// once they are all up, send on schedule, drain.
+    fn work(&self, t: usize, w: &Worker, driver: &mut Driver, traffic: &mut GroupTraffic) -> anyhow::Result<()> {
         // Connection k: member k % size of group k / size.
-        let mut ramp = Ramp::new(self.conn_rate, self.groups * self.size, self.start_ns);
+        let ramp = Ramp::new(self.load.conn_rate, self.groups * self.size, w.start_ns);
+        let open = |driver: &mut Driver, traffic: &mut GroupTraffic, k: u64| {
+            let (g, member) = (k / self.size, (k % self.size) as usize);
+            let conn = driver.open(self.first_user + k, 0);
+            traffic.add_member(w.share.local_index(g), g, member, conn);
+        };
         let mut creating = false;
-        let mut ready = false;
-        loop {
-            if coord.aborted() {
-                return Ok(None);
-            }
-            if ready {
-                if let Some(go) = coord.go() {
-                    return Ok(Some(go));
-                }
-            }
-            let now = clock.now_ns();
-            while let Some(k) = ramp.next_due(now, |k| self.share.owns(t, k / self.size)) {
-                let (g, member) = (k / self.size, (k % self.size) as usize);
-                let conn = driver.open(self.first_user + k, 0);
-                traffic.add_member(self.share.local_index(g), g, member, conn);
-            }
-            if !creating && ramp.done() && driver.unresolved() == 0 {
+        let ready = |driver: &mut Driver, traffic: &mut GroupTraffic, resolved: bool| {
+            if !creating && resolved {
                 creating = true;
                 traffic.create_groups(driver);
             }
-            if creating && !ready && traffic.groups_settled() {
-                ready = true;
-                coord.mark_ready();
-            }
+            let ready = creating && traffic.groups_settled();
             traffic.flush(driver);
-            let wait = ramp.next_at().map_or(IDLE_POLL, |at| ns(at.saturating_sub(now)).min(IDLE_POLL));
-            driver.poll(wait, traffic)?;
-        }
+            ready
+        };
+        let owns = |k: u64| w.share.owns(t, k / self.size);
+        let Some(go) = w.set_up(driver, traffic, ramp, owns, open, ready)? else {
+            return Ok(());
+        };
+        w.load(driver, traffic, go, &self.load, |driver, traffic, n, intended, now| {
+            let g = n % self.groups;
+            if w.share.owns(t, g) {
+                let member = sender_member(n, self.groups, self.size, self.pick) as usize;
+                traffic.send(driver, w.share.local_index(g), member, n, intended, now);
+            }
+        })
     }
 }
 
@@ -533,9 +366,9 @@ fn print_summary(r: &GroupReport<'_>) {
             cfg.duration.0.as_secs_f64(),
             cfg.rate as f64 / cfg.groups as f64,
             cfg.pick.name(),
-            cfg.body_bytes,
+            cfg.load.body_bytes,
             if cfg.ack { ", members ack" } else { "" },
-            cfg.drain.0.as_secs_f64(),
+            cfg.load.drain.0.as_secs_f64(),
         ),
     );
     t.row(
@@ -545,30 +378,10 @@ fn print_summary(r: &GroupReport<'_>) {
             r.processes, cfg.common.threads, r.frames_per_conn_per_sec
         ),
     );
-    if r.timed_out {
-        t.row("TIMED OUT", "the --timeout safety stopped the run");
-    }
-    t.row(
-        "connections",
-        format!(
-            "{} / {} up in {:.2}s, handshake p99 {:.2} ms",
-            r.established, r.connections, r.setup_secs, r.handshake_ms.p99_ms
-        ),
-    );
-    if r.failed > 0 {
-        t.row("failed to connect", r.failed);
-        t.reasons(r.failed_reasons);
-    }
+    r.conns.print_head(&mut t);
     t.row("groups created", format!("{} / {}", r.groups_created, cfg.groups));
     t.reasons(r.group_errors);
-    if r.sync_replayed_frames > 0 {
-        t.row("frames replayed by sync", format!("{} (earlier runs; ignored)", r.sync_replayed_frames));
-    }
-    if r.setup_aborted {
-        t.row("SETUP ABORTED", "not every connection came up or group was created; nothing was sent");
-    }
-    t.row("dropped", r.dropped);
-    t.reasons(r.dropped_reasons);
+    r.conns.print_tail(&mut t, "not every connection came up or group was created; nothing was sent");
     t.section("group messages");
     t.row("scheduled", r.scheduled);
     t.row("sent", format!("{} ({:.0}/s)", r.sent, r.achieved_send_rate));
@@ -592,17 +405,7 @@ fn print_summary(r: &GroupReport<'_>) {
             t.row("duplicate receipt items", r.duplicate_receipt_items);
         }
     }
-    if r.duplicate_acks > 0 {
-        t.row("acks flagged duplicate", r.duplicate_acks);
-    }
-    t.row("errors", r.errors_total);
-    t.reasons(r.errors);
-    if r.refused_sends > 0 {
-        t.row("sends refused", r.refused_sends);
-    }
-    if r.foreign_frames > 0 {
-        t.row("foreign frames (ignored)", r.foreign_frames);
-    }
+    t.message_errors(r.duplicate_acks, r.errors, r.refused_sends, r.foreign_frames);
     t.row("last delivery after end", format!("{:.1} ms", r.last_delivery_after_end_ms));
     t.latency_header();
     t.latency("send lag (actual-intended)", &r.send_lag_ms);

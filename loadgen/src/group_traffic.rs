@@ -24,112 +24,60 @@ use crate::{
     conn::Handler,
     driver::Driver,
     event::{parse_id, ServerFrame},
+    messages::{self, MsgStats, Roles},
+    scenario::Load,
     shared::Live,
-    stats::{Latency, Reasons},
-    traffic::parse_client_id,
+    stats::{Latency, Merge, Reasons},
 };
 
 /// Most users one `create_group` or `add_members` may list.
 const USERS_PER_REQUEST: usize = 256;
 
 /// The run's figures from one thread (merged across threads and processes).
+/// In `common`, `receipts` counts receipt items (member, message), and
+/// `lost` and `missing_receipts` count (message, member) pairs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct GroupStats {
+    /// What every messaging scenario counts.
+    pub(crate) common: MsgStats,
     /// Groups this thread was to create.
     pub(crate) groups_planned: u64,
     /// Groups created with every member.
     pub(crate) groups_created: u64,
     /// Why groups were not created.
     pub(crate) group_errors: Reasons,
-    /// Messages due by the schedule.
-    pub(crate) scheduled: u64,
-    /// `send` frames written.
-    pub(crate) sent: u64,
-    /// Due but not sent: the sender was down or its group not created.
-    pub(crate) skipped: u64,
-    /// `sent` acks.
-    pub(crate) acked: u64,
-    /// `sent` acks flagged `duplicate` (should never happen).
-    pub(crate) duplicate_acks: u64,
-    /// First deliveries of a message to a member.
-    pub(crate) delivered: u64,
-    /// Second and later deliveries of a message to the same member.
-    pub(crate) duplicates: u64,
-    /// (message, member) pairs acked but never delivered by the end.
-    pub(crate) lost: u64,
-    /// Messages delivered to someone but never acked to the sender.
-    pub(crate) delivered_unacked: u64,
     /// Messages delivered to every member.
     pub(crate) fanouts_complete: u64,
     /// `delivered` frames members sent (`--ack`).
     pub(crate) acks_sent: u64,
-    /// Receipt items (member, message) that reached the sender.
-    pub(crate) receipt_items: u64,
     /// Receipt items for a (message, member) already receipted.
     pub(crate) duplicate_receipt_items: u64,
     /// Receipt frames (batches) that reached senders.
     pub(crate) receipt_frames: u64,
-    /// Delivered (message, member) pairs with no receipt item by the end.
-    pub(crate) missing_receipts: u64,
     /// Messages receipted by every member.
     pub(crate) receipts_complete: u64,
-    /// `error` frames by code.
-    pub(crate) errors: Reasons,
-    /// `error` frames that refused one of our sends.
-    pub(crate) refused_sends: u64,
     /// System messages (group creation) seen by members.
     pub(crate) system_messages: u64,
-    /// Frames from other runs or of unexpected types.
-    pub(crate) foreign: u64,
-    /// Actual send time minus intended send time.
-    pub(crate) send_lag: Latency,
-    /// Intended send time to `sent`.
-    pub(crate) to_ack: Latency,
-    /// Intended send time to each member's `message`.
-    pub(crate) to_delivery: Latency,
     /// Intended send time to the last member's `message`.
     pub(crate) to_fanout: Latency,
-    /// Intended send time to each receipt item at the sender.
-    pub(crate) to_receipt: Latency,
     /// Intended send time to the last member's receipt item.
     pub(crate) to_receipt_all: Latency,
-    /// Clock time of the last first delivery.
-    pub(crate) last_delivery_ns: u64,
 }
 
-impl GroupStats {
-    /// Add another thread's figures.
-    pub(crate) fn merge(&mut self, o: &GroupStats) {
+impl Merge for GroupStats {
+    fn merge(&mut self, o: &GroupStats) {
+        self.common.merge(&o.common);
         self.groups_planned += o.groups_planned;
         self.groups_created += o.groups_created;
         self.group_errors.merge(&o.group_errors);
-        self.scheduled += o.scheduled;
-        self.sent += o.sent;
-        self.skipped += o.skipped;
-        self.acked += o.acked;
-        self.duplicate_acks += o.duplicate_acks;
-        self.delivered += o.delivered;
-        self.duplicates += o.duplicates;
-        self.lost += o.lost;
-        self.delivered_unacked += o.delivered_unacked;
         self.fanouts_complete += o.fanouts_complete;
         self.acks_sent += o.acks_sent;
-        self.receipt_items += o.receipt_items;
         self.duplicate_receipt_items += o.duplicate_receipt_items;
         self.receipt_frames += o.receipt_frames;
-        self.missing_receipts += o.missing_receipts;
         self.receipts_complete += o.receipts_complete;
-        self.errors.merge(&o.errors);
-        self.refused_sends += o.refused_sends;
         self.system_messages += o.system_messages;
-        self.foreign += o.foreign;
-        self.send_lag.merge(&o.send_lag);
-        self.to_ack.merge(&o.to_ack);
-        self.to_delivery.merge(&o.to_delivery);
         self.to_fanout.merge(&o.to_fanout);
-        self.to_receipt.merge(&o.to_receipt);
         self.to_receipt_all.merge(&o.to_receipt_all);
-        self.last_delivery_ns = self.last_delivery_ns.max(o.last_delivery_ns);
     }
 }
 
@@ -201,7 +149,7 @@ pub(crate) struct GroupTraffic {
     ack: bool,
     groups: Vec<Group>,
     /// Driver connection -> (local group, member).
-    roles: Vec<Option<(usize, usize)>>,
+    roles: Roles<(usize, usize)>,
     msgs: HashMap<u64, Msg>,
     /// Message id -> message number.
     by_id: HashMap<u64, u64>,
@@ -225,7 +173,7 @@ impl GroupTraffic {
             first_user,
             ack,
             groups: Vec::new(),
-            roles: Vec::new(),
+            roles: Roles::default(),
             msgs: HashMap::new(),
             by_id: HashMap::new(),
             live,
@@ -259,10 +207,7 @@ impl GroupTraffic {
                 *slot = self.first_user + index * self.size as u64 + member as u64;
             }
         }
-        if self.roles.len() <= conn {
-            self.roles.resize(conn + 1, None);
-        }
-        self.roles[conn] = Some((local, member));
+        self.roles.set(conn, (local, member));
     }
 
     /// Send `create_group` for every group whose members are all up, and
@@ -286,7 +231,7 @@ impl GroupTraffic {
                 r#"{{"type":"create_group","id":"{}.g{}","name":"loadgen {}","members":["#,
                 self.tag, g.index, g.index
             );
-            push_ids(&mut self.text, &others[..first]);
+            messages::push_ids(&mut self.text, &others[..first]);
             self.text.push_str("]}");
             let chunks = others[first..].chunks(USERS_PER_REQUEST).count();
             if driver.send_text(g.conns[0], &self.text) {
@@ -322,26 +267,20 @@ impl GroupTraffic {
         intended_ns: u64,
         now_ns: u64,
     ) {
-        self.stats.scheduled += 1;
+        self.stats.common.scheduled += 1;
         let Some(g) = self.groups.get(local) else {
-            self.stats.skipped += 1;
+            self.stats.common.skipped += 1;
             return;
         };
         let (Some(gid), Some(&conn)) = (g.id.filter(|_| g.creation == Creation::Created), g.conns.get(member)) else {
-            self.stats.skipped += 1;
+            self.stats.common.skipped += 1;
             return;
         };
         self.text.clear();
-        let _ = write!(
-            self.text,
-            r#"{{"type":"send","id":"{}.{n}.{intended_ns}","group":"{gid}","body":"{}"}}"#,
-            self.tag, self.body
-        );
+        messages::write_send(&mut self.text, &self.tag, (n, intended_ns), ("group", gid), &self.body);
         if driver.send_text(conn, &self.text) {
-            self.stats.sent += 1;
             self.outstanding += 1;
-            self.stats.send_lag.record_ns(now_ns.saturating_sub(intended_ns));
-            Live::bump(&self.live.sent);
+            self.stats.common.record_send(&self.live, intended_ns, now_ns);
             self.msgs.insert(
                 n,
                 Msg {
@@ -357,28 +296,7 @@ impl GroupTraffic {
                 },
             );
         } else {
-            self.stats.skipped += 1;
-        }
-    }
-
-    /// Every send answered, every acked message delivered to every member
-    /// (and receipted by every member, with `--ack`).
-    pub(crate) fn settled(&self) -> bool {
-        self.outstanding == 0 && self.complete == self.stats.acked
-    }
-
-    /// Count what never arrived; call once at the end.
-    pub(crate) fn finish(&mut self) {
-        let others = self.size.saturating_sub(1);
-        for m in self.msgs.values() {
-            if m.acked {
-                self.stats.lost += others.saturating_sub(m.delivered_count) as u64;
-                if self.ack {
-                    self.stats.missing_receipts += m.delivered_count.saturating_sub(m.receipt_count) as u64;
-                }
-            } else if m.delivered_count > 0 {
-                self.stats.delivered_unacked += 1;
-            }
+            self.stats.common.skipped += 1;
         }
     }
 
@@ -397,23 +315,23 @@ impl GroupTraffic {
     fn on_group(&mut self, local: usize, f: &ServerFrame<'_>) {
         let Some(g) = self.groups.get_mut(local) else { return };
         let Creation::Pending(left) = g.creation else {
-            self.stats.foreign += 1;
+            self.stats.common.foreign += 1;
             return;
         };
         if let Some(r) = f.reference.as_deref() {
             if r != format!("{}.g{}", self.tag, g.index) {
-                self.stats.foreign += 1;
+                self.stats.common.foreign += 1;
                 return;
             }
             let Some(gid) = parse_id(f.group.as_ref()) else {
-                self.stats.foreign += 1;
+                self.stats.common.foreign += 1;
                 return;
             };
             g.id = Some(gid);
             let others: Vec<u64> = g.users.iter().skip(1 + USERS_PER_REQUEST).copied().collect();
             for chunk in others.chunks(USERS_PER_REQUEST) {
                 let mut text = format!(r#"{{"type":"add_members","group":"{gid}","members":["#);
-                push_ids(&mut text, chunk);
+                messages::push_ids(&mut text, chunk);
                 text.push_str("]}");
                 self.pending.push((g.conns[0], text));
             }
@@ -426,27 +344,24 @@ impl GroupTraffic {
     }
 
     fn on_sent(&mut self, f: &ServerFrame<'_>, now_ns: u64) {
-        let parsed = f.id.as_deref().and_then(|cid| parse_client_id(cid, &self.tag));
-        let (Some((n, intended)), Some(msg)) = (parsed, parse_id(f.msg.as_ref())) else {
-            self.stats.foreign += 1;
+        let Some((n, intended, msg)) = messages::ours(&self.tag, f.id.as_ref(), f.msg.as_ref()) else {
+            self.stats.common.foreign += 1;
             return;
         };
         let Some(m) = self.msgs.get_mut(&n) else {
-            self.stats.foreign += 1;
+            self.stats.common.foreign += 1;
             return;
         };
         if m.acked {
-            self.stats.duplicate_acks += 1;
+            self.stats.common.duplicate_acks += 1;
             return;
         }
         m.acked = true;
         self.outstanding = self.outstanding.saturating_sub(1);
-        self.stats.acked += 1;
-        Live::bump(&self.live.acked);
+        self.stats.common.record_ack(&self.live, intended, now_ns);
         if f.duplicate == Some(true) {
-            self.stats.duplicate_acks += 1;
+            self.stats.common.duplicate_acks += 1;
         }
-        self.stats.to_ack.record_ns(now_ns.saturating_sub(intended));
         self.by_id.insert(msg, n);
         self.check_complete(n);
     }
@@ -456,27 +371,22 @@ impl GroupTraffic {
             self.stats.system_messages += 1;
             return;
         }
-        let parsed = f.cid.as_deref().and_then(|cid| parse_client_id(cid, &self.tag));
-        let (Some((n, intended)), Some(msg)) = (parsed, parse_id(f.msg.as_ref())) else {
-            self.stats.foreign += 1;
+        let Some((n, intended, msg)) = messages::ours(&self.tag, f.cid.as_ref(), f.msg.as_ref()) else {
+            self.stats.common.foreign += 1;
             return;
         };
         let others = self.size.saturating_sub(1);
         let Some(m) = self.msgs.get_mut(&n).filter(|m| m.group == local && m.sender != member) else {
-            self.stats.foreign += 1;
+            self.stats.common.foreign += 1;
             return;
         };
         self.by_id.insert(msg, n);
         if !m.delivered.set(member) {
-            self.stats.duplicates += 1;
+            self.stats.common.duplicates += 1;
             return;
         }
         m.delivered_count += 1;
-        self.stats.delivered += 1;
-        self.stats.last_delivery_ns = now_ns;
-        Live::bump(&self.live.delivered);
-        let latency = now_ns.saturating_sub(intended);
-        self.stats.to_delivery.record_ns(latency);
+        self.stats.common.record_delivery(&self.live, intended, now_ns);
         if m.delivered_count == others {
             self.stats.fanouts_complete += 1;
             self.stats.to_fanout.record_ns(now_ns.saturating_sub(m.intended));
@@ -484,7 +394,7 @@ impl GroupTraffic {
         }
         if self.ack {
             if let Some(gid) = self.groups.get(local).and_then(|g| g.id) {
-                let _ = write!(reply, r#"{{"type":"delivered","group":"{gid}","ids":["{msg}"]}}"#);
+                messages::write_delivered(reply, ("group", gid), &[msg]);
                 self.stats.acks_sent += 1;
             }
         }
@@ -496,7 +406,7 @@ impl GroupTraffic {
             return;
         }
         let Some(items) = f.items.as_ref() else {
-            self.stats.foreign += 1;
+            self.stats.common.foreign += 1;
             return;
         };
         let Some(g) = self.groups.get(local) else { return };
@@ -505,12 +415,12 @@ impl GroupTraffic {
         self.stats.receipt_frames += 1;
         for item in items {
             let Some(member) = item.by.parse::<u64>().ok().and_then(|u| u.checked_sub(base)).map(|m| m as usize) else {
-                self.stats.foreign += 1;
+                self.stats.common.foreign += 1;
                 continue;
             };
             for id in item.ids.iter().filter_map(|s| s.parse::<u64>().ok()) {
                 let Some(&n) = self.by_id.get(&id) else {
-                    self.stats.foreign += 1;
+                    self.stats.common.foreign += 1;
                     continue;
                 };
                 let Some(m) = self.msgs.get_mut(&n) else { continue };
@@ -519,9 +429,7 @@ impl GroupTraffic {
                     continue;
                 }
                 m.receipt_count += 1;
-                self.stats.receipt_items += 1;
-                Live::bump(&self.live.receipts);
-                self.stats.to_receipt.record_ns(now_ns.saturating_sub(m.intended));
+                self.stats.common.record_receipt(&self.live, m.intended, now_ns);
                 if m.receipt_count == others {
                     self.stats.receipts_complete += 1;
                     self.stats.to_receipt_all.record_ns(now_ns.saturating_sub(m.intended));
@@ -532,15 +440,12 @@ impl GroupTraffic {
     }
 
     fn on_error(&mut self, local: usize, f: &ServerFrame<'_>) {
-        let code = f.code.as_deref().unwrap_or("(no code)");
-        self.stats.errors.add(code);
-        Live::bump(&self.live.errors);
-        let Some(r) = f.reference.as_deref() else { return };
-        if parse_client_id(r, &self.tag).is_some() {
-            self.stats.refused_sends += 1;
+        if self.stats.common.record_error(&self.live, f, &self.tag) {
             self.outstanding = self.outstanding.saturating_sub(1);
             return;
         }
+        let Some(r) = f.reference.as_deref() else { return };
+        let code = f.code.as_deref().unwrap_or("(no code)");
         if let Some(g) = self.groups.get_mut(local) {
             if r == format!("{}.g{}", self.tag, g.index) && matches!(g.creation, Creation::Pending(_)) {
                 g.creation = Creation::Failed;
@@ -551,18 +456,9 @@ impl GroupTraffic {
     }
 }
 
-fn push_ids(out: &mut String, ids: &[u64]) {
-    for (i, u) in ids.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "\"{u}\"");
-    }
-}
-
 impl Handler for GroupTraffic {
     fn on_text(&mut self, id: usize, f: &ServerFrame<'_>, now_ns: u64, reply: &mut String) {
-        let Some((local, member)) = self.roles.get(id).copied().flatten() else {
+        let Some((local, member)) = self.roles.get(id) else {
             return;
         };
         match &*f.ty {
@@ -571,8 +467,34 @@ impl Handler for GroupTraffic {
             "sent" => self.on_sent(f, now_ns),
             "message" => self.on_message(local, member, f, now_ns, reply),
             "receipt" => self.on_receipt(local, f, now_ns),
-            _ => self.stats.foreign += 1,
+            _ => self.stats.common.foreign += 1,
         }
+    }
+}
+
+impl Load for GroupTraffic {
+    type Stats = GroupStats;
+
+    /// Every send answered, every acked message delivered to every member
+    /// (and receipted by every member, with `--ack`).
+    fn settled(&self) -> bool {
+        self.outstanding == 0 && self.complete == self.stats.common.acked
+    }
+
+    fn finish(mut self) -> GroupStats {
+        let others = self.size.saturating_sub(1);
+        let s = &mut self.stats.common;
+        for m in self.msgs.values() {
+            if m.acked {
+                s.lost += others.saturating_sub(m.delivered_count) as u64;
+                if self.ack {
+                    s.missing_receipts += m.delivered_count.saturating_sub(m.receipt_count) as u64;
+                }
+            } else if m.delivered_count > 0 {
+                s.delivered_unacked += 1;
+            }
+        }
+        self.stats
     }
 }
 
@@ -615,7 +537,7 @@ mod tests {
             },
         );
         t.outstanding += 1;
-        t.stats.sent += 1;
+        t.stats.common.sent += 1;
     }
 
     #[test]
@@ -659,12 +581,12 @@ mod tests {
             &mut reply,
         );
         assert!(!t.settled());
-        t.finish();
-        let s = &t.stats;
-        assert_eq!((s.acked, s.delivered, s.duplicates, s.lost), (2, 3, 1, 1));
-        assert_eq!((s.fanouts_complete, s.system_messages, s.foreign), (1, 1, 1));
+        let s = t.finish();
+        let c = &s.common;
+        assert_eq!((c.acked, c.delivered, c.duplicates, c.lost), (2, 3, 1, 1));
+        assert_eq!((s.fanouts_complete, s.system_messages, c.foreign), (1, 1, 1));
         assert!((s.to_fanout.summary().max_ms - 4.0).abs() < 0.01);
-        assert_eq!(s.to_delivery.count(), 3);
+        assert_eq!(c.to_delivery.count(), 3);
     }
 
     #[test]
@@ -684,10 +606,9 @@ mod tests {
         t.on_text(0, &f(r), 9_000_000, &mut reply);
         t.on_text(0, &f(r), 9_500_000, &mut reply);
         assert!(t.settled());
-        t.finish();
-        let s = &t.stats;
-        assert_eq!((s.receipt_items, s.duplicate_receipt_items, s.receipt_frames), (2, 2, 2));
-        assert_eq!((s.receipts_complete, s.missing_receipts, s.acks_sent), (1, 0, 2));
+        let s = t.finish();
+        assert_eq!((s.common.receipts, s.duplicate_receipt_items, s.receipt_frames), (2, 2, 2));
+        assert_eq!((s.receipts_complete, s.common.missing_receipts, s.acks_sent), (1, 0, 2));
         assert!((s.to_receipt_all.summary().max_ms - 9.0).abs() < 0.01);
     }
 

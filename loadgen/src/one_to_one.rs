@@ -17,31 +17,24 @@
 //! [`share`](crate::share)), so each pair's loss and duplicate checks stay
 //! local; the schedule is global, so the processes together send `--rate`.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::{
     check::Figures,
-    cli::OneToOneArgs,
+    cli::{CommonArgs, LoadArgs, OneToOneArgs, PairsArgs},
     conn::ConnStats,
     ctx::RunCtx,
-    driver::{Driver, DriverConfig},
-    fleet::{self, Started},
+    driver::Driver,
+    messages::{self, MsgStats},
     outputs::Outputs,
-    progress::Progress,
     ramp::Ramp,
     report::Table,
-    run::watch_until,
-    schedule::{sender_of, Schedule},
-    share::Share,
-    shared::{ns, Clock, Coord},
+    scenario::{safety_timeout, Conductor, ConnFigures, Load, LoadPlan, Worker},
+    schedule::sender_of,
     stats::{Reasons, Summary},
-    token::Minter,
-    traffic::{Traffic, TrafficStats},
+    traffic::Traffic,
 };
 
 /// What `--check` and `--hist` can name.
@@ -71,30 +64,12 @@ pub(crate) static FIGURES: Figures = Figures {
     ],
 };
 
-/// Highest messages per second per pair this tool allows.
-const MAX_RATE_PER_PAIR: f64 = 150.0;
-/// Time allowed for close handshakes at the end.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Longest a worker sleeps in its poller before looking at the phase flags.
-const IDLE_POLL: Duration = Duration::from_millis(50);
-/// Delay between the go and the first message, so every thread sees it.
-const GO_DELAY_NS: u64 = 100_000_000;
-
 #[derive(Serialize)]
 struct OneToOneReport<'a> {
     scenario: &'static str,
     config: &'a OneToOneArgs,
-    timed_out: bool,
-    setup_aborted: bool,
-    connections: u64,
-    established: u64,
-    failed: u64,
-    failed_reasons: &'a Reasons,
-    dropped: u64,
-    dropped_reasons: &'a Reasons,
-    setup_secs: f64,
-    handshake_ms: Summary,
-    sync_replayed_frames: u64,
+    #[serde(flatten)]
+    conns: ConnFigures<'a>,
     scheduled: u64,
     sent: u64,
     skipped_sender_down: u64,
@@ -125,309 +100,157 @@ struct OneToOneReport<'a> {
 /// Run the scenario; `Ok(false)` when anything was lost, duplicated,
 /// refused or late beyond the drain, a check failed, or the run timed out.
 pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
-    let c = &args.common;
-    anyhow::ensure!(args.pairs > 0, "--pairs must be at least 1");
-    anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
-    anyhow::ensure!(args.conn_rate > 0, "--conn-rate must be at least 1");
-    let per_pair = args.rate as f64 / args.pairs as f64;
-    anyhow::ensure!(
-        per_pair <= MAX_RATE_PER_PAIR,
-        "--rate {} over --pairs {} is {per_pair:.0} messages/s per pair, above {MAX_RATE_PER_PAIR}: \
-         the gateway rate-limits each connection to 200 frames/s by default (burst 400), and each \
-         recipient acknowledges at its sender's rate; use at least {} pairs",
-        args.rate,
-        args.pairs,
-        (args.rate as f64 / MAX_RATE_PER_PAIR).ceil()
-    );
+    let (c, p) = (&args.common, &args.pairs);
+    p.ensure_some(&args.load)?;
+    p.ensure_rate_per_pair()?;
     let outputs = Outputs::parse(c, &FIGURES)?;
-    let conns = 2 * args.pairs;
-    let ctx = RunCtx::new(c, args.pairs, 2)?;
-    let setup_estimate = Duration::from_secs_f64(conns as f64 / args.conn_rate as f64);
-    let timeout = c.timeout.map(|t| t.0).unwrap_or(
-        setup_estimate + c.handshake_timeout.0 + args.duration.0 + args.drain.0 + CLOSE_GRACE + Duration::from_secs(60),
-    );
-    let started = Instant::now();
-    let deadline = started + timeout;
+    let conns = 2 * p.pairs;
+    let ctx = RunCtx::new(c, p.pairs, 2)?;
+    let timeout = safety_timeout(c, conns, args.load.conn_rate, 1, p.duration.0 + args.load.drain.0);
 
-    let duration_ns = u64::try_from(args.duration.0.as_nanos()).unwrap_or(u64::MAX);
-    let drain_ns = u64::try_from(args.drain.0.as_nanos()).unwrap_or(u64::MAX);
+    let plan = PairPlan::new(p, c, &args.load);
     let work = {
-        let config = DriverConfig {
-            target: ctx.target.clone(),
-            sources: ctx.sources.clone(),
-            handshake_timeout: c.handshake_timeout.0,
-        };
-        let minter = Minter::new(&c.secret);
-        let (clock, live, coord, tag) = (ctx.clock, Arc::clone(&ctx.live), Arc::clone(&ctx.coord), ctx.tag.clone());
-        let plan = Plan {
-            share: ctx.share,
-            pairs: args.pairs,
-            first_user: c.first_user,
-            rate: args.rate,
-            conn_rate: args.conn_rate,
-            duration_ns,
-            drain_ns,
-            start_ns: ctx.start_ns,
-        };
-        let body_bytes = args.body_bytes;
+        let worker = Worker::new(&ctx, c);
+        let body_bytes = args.load.body_bytes;
         move |t: usize| {
-            let seed = 0xFACE ^ plan.share.lane(t) as u64;
-            let mut driver = Driver::new(config.clone(), minter.clone(), clock, Arc::clone(&live), seed)?;
-            let mut traffic = Traffic::new(tag.clone(), body_bytes, Arc::clone(&live));
-            plan.work(t, &mut driver, &mut traffic, &clock, &coord)?;
-            driver.close_all(CLOSE_GRACE, &mut traffic);
-            traffic.finish();
-            Ok((driver.stats, traffic.stats))
+            let traffic = Traffic::new(worker.tag.clone(), body_bytes, Arc::clone(&worker.live));
+            worker.run(t, 0xFACE, traffic, |driver, traffic| plan.work(t, &worker, driver, traffic))
         }
     };
-    let fleet = match fleet::start(&ctx, timeout, work)? {
-        Started::WorkerDone => return Ok(true),
-        Started::Conduct(f) => f,
+    let Some(mut run) = Conductor::start(&ctx, c, timeout, (true, conns), work)? else {
+        return Ok(true);
     };
+    let setup = run.set_up(|s| {
+        (s.failed > 0).then(|| format!("loadgen: {} connection(s) failed to come up; not sending", s.failed))
+    });
+    let go_ns = (!setup.aborted).then(|| run.load(&ctx.clock, &[("load", plan.load.duration_ns)]));
+    let timed_out = run.wind_down();
+    let (conn_stats, m): (ConnStats, MsgStats) = run.join()?;
 
-    let mut progress = Progress::new(c.quiet, true, conns);
-    let all_ready =
-        watch_until(&mut progress, &*fleet, "setup", deadline, false, || fleet.ready() || fleet.any_finished());
-    let setup_secs = started.elapsed().as_secs_f64();
-    let failed_now = fleet.snapshot().failed;
-    let setup_aborted = !all_ready || failed_now > 0 || fleet.any_finished();
-    let mut go_ns = None;
-    if setup_aborted {
-        if failed_now > 0 {
-            progress.note(&format!("loadgen: {failed_now} connection(s) failed to come up; not sending"));
-        }
-        fleet.abort();
-    } else {
-        let go = ctx.clock.now_ns() + GO_DELAY_NS;
-        go_ns = Some(go);
-        fleet.go(go);
-        let load_end = Instant::now() + ns(GO_DELAY_NS + duration_ns);
-        watch_until(&mut progress, &*fleet, "load", deadline.min(load_end), true, || fleet.any_finished());
-        watch_until(&mut progress, &*fleet, "drain", deadline, false, || fleet.all_finished());
-    }
-    let timed_out = Instant::now() >= deadline;
-    if timed_out {
-        fleet.abort();
-    }
-    watch_until(&mut progress, &*fleet, "close", Instant::now() + 2 * CLOSE_GRACE, false, || fleet.all_finished());
-    progress.finish();
-    let mut conn_stats = ConnStats::default();
-    let mut t = TrafficStats::default();
-    for (cs, ts) in fleet.join()? {
-        conn_stats.merge(&cs);
-        t.merge(&ts);
-    }
-
-    let secs = args.duration.0.as_secs_f64().max(1e-9);
-    let end_ns = go_ns.map_or(0, |go| go + duration_ns);
+    let secs = p.duration.0.as_secs_f64().max(1e-9);
+    let end_ns = go_ns.map_or(0, |go| go + plan.load.duration_ns);
     let report = OneToOneReport {
         scenario: "one-to-one",
         config: &args,
-        timed_out,
-        setup_aborted,
-        connections: conns,
-        established: conn_stats.established,
-        failed: conn_stats.failed.total(),
-        failed_reasons: &conn_stats.failed,
-        dropped: conn_stats.dropped.total(),
-        dropped_reasons: &conn_stats.dropped,
-        setup_secs,
-        handshake_ms: conn_stats.handshake.summary(),
-        sync_replayed_frames: conn_stats.replayed,
-        scheduled: t.scheduled,
-        sent: t.sent,
-        skipped_sender_down: t.skipped,
-        acked: t.acked,
-        delivered: t.delivered,
-        receipts: t.receipts,
-        lost: t.lost,
-        duplicated: t.duplicates,
-        delivered_unacked: t.delivered_unacked,
-        missing_receipts: t.missing_receipts,
-        duplicate_acks: t.duplicate_acks,
-        refused_sends: t.refused_sends,
-        errors_total: t.errors.total(),
-        errors: &t.errors,
-        foreign_frames: t.foreign,
-        achieved_send_rate: t.sent as f64 / secs,
-        achieved_ack_rate: t.acked as f64 / secs,
-        achieved_delivery_rate: t.delivered as f64 / secs,
-        last_delivery_after_end_ms: if t.last_delivery_ns > end_ns && end_ns > 0 {
-            (t.last_delivery_ns - end_ns) as f64 / 1e6
-        } else {
-            0.0
-        },
-        send_lag_ms: t.send_lag.summary(),
-        ack_ms: t.to_ack.summary(),
-        delivery_ms: t.to_delivery.summary(),
-        receipt_ms: t.to_receipt.summary(),
+        conns: ConnFigures::new(&conn_stats, conns, &setup, timed_out),
+        scheduled: m.scheduled,
+        sent: m.sent,
+        skipped_sender_down: m.skipped,
+        acked: m.acked,
+        delivered: m.delivered,
+        receipts: m.receipts,
+        lost: m.lost,
+        duplicated: m.duplicates,
+        delivered_unacked: m.delivered_unacked,
+        missing_receipts: m.missing_receipts,
+        duplicate_acks: m.duplicate_acks,
+        refused_sends: m.refused_sends,
+        errors_total: m.errors.total(),
+        errors: &m.errors,
+        foreign_frames: m.foreign,
+        achieved_send_rate: m.sent as f64 / secs,
+        achieved_ack_rate: m.acked as f64 / secs,
+        achieved_delivery_rate: m.delivered as f64 / secs,
+        last_delivery_after_end_ms: messages::ms_after_end(m.last_delivery_ns, end_ns),
+        send_lag_ms: m.send_lag.summary(),
+        ack_ms: m.to_ack.summary(),
+        delivery_ms: m.to_delivery.summary(),
+        receipt_ms: m.to_receipt.summary(),
         processes: ctx.share.count,
         source_addresses: ctx.sources.len(),
     };
     print_summary(&report);
-    let clean = !timed_out
-        && !setup_aborted
-        && report.lost == 0
-        && report.duplicated == 0
-        && report.errors.total() == 0
-        && report.skipped_sender_down == 0
-        && report.sent == report.acked
-        && report.missing_receipts == 0;
-    let lats = [
-        ("lag", &t.send_lag),
-        ("ack", &t.to_ack),
-        ("deliver", &t.to_delivery),
-        ("receipt", &t.to_receipt),
-        ("handshake", &conn_stats.handshake),
-    ];
+    let clean = !timed_out && !setup.aborted && m.all_through();
+    let lats = [m.latencies().as_slice(), &[("handshake", &conn_stats.handshake)]].concat();
     outputs.finish(&report, &lats, clean)
 }
 
-/// What every worker needs to know about the run.
-#[derive(Clone, Copy, Debug)]
-struct Plan {
-    share: Share,
-    pairs: u64,
-    first_user: u64,
-    rate: u64,
-    conn_rate: u64,
-    duration_ns: u64,
-    drain_ns: u64,
-    start_ns: u64,
+/// The traffic of sender/recipient pairs, which the workers of
+/// `one-to-one` and `reconnect-storm` (a one-to-one run with a storm in it)
+/// open and feed alike.
+pub(crate) trait PairLoad: Load {
+    /// Add global pair `pair`: its sender and its recipient, each a (user,
+    /// driver connection).
+    fn add_pair(&mut self, pair: u64, sender: (u64, usize), recipient: (u64, usize));
+
+    /// Message `n` of the schedule, intended at `intended_ns`, is due from
+    /// local pair `local`.
+    fn send(&mut self, driver: &mut Driver, local: usize, n: u64, intended_ns: u64, now_ns: u64);
 }
 
-impl Plan {
-    /// A worker's run: set up its pairs, send on schedule, drain.
-    fn work(
-        &self,
-        t: usize,
-        driver: &mut Driver,
-        traffic: &mut Traffic,
-        clock: &Clock,
-        coord: &Coord,
-    ) -> anyhow::Result<()> {
-        let Some(go) = self.set_up(t, driver, traffic, clock, coord)? else {
-            return Ok(());
-        };
-        let schedule = Schedule::new(self.rate);
-        let total = schedule.count_before(self.duration_ns);
-        let mut n = 0u64;
-        while n < total {
-            if coord.aborted() {
-                return Ok(());
-            }
-            let now = clock.now_ns();
-            while n < total && go + schedule.offset_ns(n) <= now {
-                let pair = sender_of(n, self.pairs);
-                if self.share.owns(t, pair) {
-                    let local = self.share.local_index(pair);
-                    traffic.send(driver, local, n, go + schedule.offset_ns(n), now);
-                }
-                n += 1;
-            }
-            let wait = if n < total {
-                ns((go + schedule.offset_ns(n)).saturating_sub(clock.now_ns())).min(IDLE_POLL)
-            } else {
-                Duration::ZERO
-            };
-            driver.poll(wait, traffic)?;
-        }
-        let end = go + self.duration_ns + self.drain_ns;
-        loop {
-            let now = clock.now_ns();
-            if coord.aborted() || traffic.settled() || now >= end {
-                return Ok(());
-            }
-            driver.poll(ns(end - now).min(IDLE_POLL), traffic)?;
-        }
+/// What every worker of a run of pairs needs to know.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PairPlan {
+    pairs: u64,
+    first_user: u64,
+    pub(crate) load: LoadPlan,
+}
+
+impl PairPlan {
+    /// The plan the command line asks for.
+    pub(crate) fn new(p: &PairsArgs, c: &CommonArgs, load: &LoadArgs) -> Self {
+        PairPlan { pairs: p.pairs, first_user: c.first_user, load: LoadPlan::new(p.rate, p.duration.0, load) }
     }
 
-    /// Open this thread's pairs and wait for the go; `None` if aborted.
-    fn set_up(
+    /// A worker's run: set up its pairs, send on schedule, drain.
+    pub(crate) fn work<L: PairLoad>(
         &self,
         t: usize,
+        w: &Worker,
         driver: &mut Driver,
-        traffic: &mut Traffic,
-        clock: &Clock,
-        coord: &Coord,
-    ) -> anyhow::Result<Option<u64>> {
+        traffic: &mut L,
+    ) -> anyhow::Result<()> {
         // Connection k: pair k / 2; even k is its sender, odd k its recipient.
-        let mut ramp = Ramp::new(self.conn_rate, 2 * self.pairs, self.start_ns);
+        let ramp = Ramp::new(self.load.conn_rate, 2 * self.pairs, w.start_ns);
         let mut sender = None;
-        let mut ready = false;
-        loop {
-            if coord.aborted() {
-                return Ok(None);
-            }
-            if ready {
-                if let Some(go) = coord.go() {
-                    return Ok(Some(go));
+        let open = |driver: &mut Driver, traffic: &mut L, k: u64| {
+            let pair = k / 2;
+            if k % 2 == 0 {
+                let user = self.first_user + pair;
+                sender = Some((user, driver.open(user, 0)));
+            } else {
+                let user = self.first_user + self.pairs + pair;
+                let recipient = (user, driver.open(user, 0));
+                if let Some(s) = sender.take() {
+                    traffic.add_pair(pair, s, recipient);
                 }
             }
-            let now = clock.now_ns();
-            while let Some(k) = ramp.next_due(now, |k| self.share.owns(t, k / 2)) {
-                let pair = k / 2;
-                if k % 2 == 0 {
-                    sender = Some(driver.open(self.first_user + pair, 0));
-                } else {
-                    let recipient_user = self.first_user + self.pairs + pair;
-                    let recipient = driver.open(recipient_user, 0);
-                    if let Some(s) = sender.take() {
-                        traffic.add_pair(s, recipient, recipient_user);
-                    }
-                }
+        };
+        let owns = |k: u64| w.share.owns(t, k / 2);
+        let Some(go) = w.set_up(driver, traffic, ramp, owns, open, |_, _, resolved| resolved)? else {
+            return Ok(());
+        };
+        w.load(driver, traffic, go, &self.load, |driver, traffic, n, intended, now| {
+            let pair = sender_of(n, self.pairs);
+            if w.share.owns(t, pair) {
+                traffic.send(driver, w.share.local_index(pair), n, intended, now);
             }
-            if !ready && ramp.done() && driver.unresolved() == 0 {
-                ready = true;
-                coord.mark_ready();
-            }
-            let wait = ramp.next_at().map_or(IDLE_POLL, |at| ns(at.saturating_sub(now)).min(IDLE_POLL));
-            driver.poll(wait, traffic)?;
-        }
+        })
     }
 }
 
 fn print_summary(r: &OneToOneReport<'_>) {
     let mut t = Table::default();
     let cfg = r.config;
+    let (p, load) = (&cfg.pairs, &cfg.load);
     t.section("loadgen one-to-one");
     t.row("target", &cfg.common.url);
     t.row(
         "plan",
         format!(
             "{} pairs, {} msg/s for {:.0}s ({:.1}/s per pair), {} B bodies, drain {:.0}s, {} process(es) x {} thread(s)",
-            cfg.pairs,
-            cfg.rate,
-            cfg.duration.0.as_secs_f64(),
-            cfg.rate as f64 / cfg.pairs as f64,
-            cfg.body_bytes,
-            cfg.drain.0.as_secs_f64(),
+            p.pairs,
+            p.rate,
+            p.duration.0.as_secs_f64(),
+            p.rate as f64 / p.pairs as f64,
+            load.body_bytes,
+            load.drain.0.as_secs_f64(),
             r.processes,
             cfg.common.threads
         ),
     );
-    if r.timed_out {
-        t.row("TIMED OUT", "the --timeout safety stopped the run");
-    }
-    t.row(
-        "connections",
-        format!(
-            "{} / {} up in {:.2}s, handshake p99 {:.2} ms",
-            r.established, r.connections, r.setup_secs, r.handshake_ms.p99_ms
-        ),
-    );
-    if r.failed > 0 {
-        t.row("failed to connect", r.failed);
-        t.reasons(r.failed_reasons);
-    }
-    if r.sync_replayed_frames > 0 {
-        t.row("frames replayed by sync", format!("{} (earlier runs; ignored)", r.sync_replayed_frames));
-    }
-    if r.setup_aborted {
-        t.row("SETUP ABORTED", "not every connection came up; nothing was sent");
-    }
-    t.row("dropped", r.dropped);
-    t.reasons(r.dropped_reasons);
+    r.conns.print_head(&mut t);
+    r.conns.print_tail(&mut t, "not every connection came up; nothing was sent");
     t.section("messages");
     t.row("scheduled", r.scheduled);
     t.row("sent", format!("{} ({:.0}/s)", r.sent, r.achieved_send_rate));
@@ -441,17 +264,7 @@ fn print_summary(r: &OneToOneReport<'_>) {
     t.row("duplicated deliveries", r.duplicated);
     t.row("delivered but never acked", r.delivered_unacked);
     t.row("missing receipts", r.missing_receipts);
-    if r.duplicate_acks > 0 {
-        t.row("acks flagged duplicate", r.duplicate_acks);
-    }
-    t.row("errors", r.errors.total());
-    t.reasons(r.errors);
-    if r.refused_sends > 0 {
-        t.row("sends refused", r.refused_sends);
-    }
-    if r.foreign_frames > 0 {
-        t.row("foreign frames (ignored)", r.foreign_frames);
-    }
+    t.message_errors(r.duplicate_acks, r.errors, r.refused_sends, r.foreign_frames);
     t.row("last delivery after end", format!("{:.1} ms", r.last_delivery_after_end_ms));
     t.latency_header();
     t.latency("send lag (actual-intended)", &r.send_lag_ms);

@@ -31,6 +31,41 @@ impl Table {
         let _ = writeln!(self.out, "  {label:<28} {value}");
     }
 
+    /// The row saying the `--timeout` safety stopped the run, if it did.
+    pub(crate) fn timed_out(&mut self, timed_out: bool) {
+        if timed_out {
+            self.row("TIMED OUT", "the --timeout safety stopped the run");
+        }
+    }
+
+    /// How many of the `planned` connections came up, how fast, and why
+    /// any did not.
+    pub(crate) fn connections(&mut self, (up, planned): (u64, u64), secs: f64, handshake: &Summary, failed: &Reasons) {
+        let p99 = handshake.p99_ms;
+        self.row("connections", format!("{up} / {planned} up in {secs:.2}s, handshake p99 {p99:.2} ms"));
+        if failed.total() > 0 {
+            self.row("failed to connect", failed.total());
+            self.reasons(failed);
+        }
+    }
+
+    /// What went wrong with messages (one-to-one and group): acks flagged
+    /// duplicate, sends refused and foreign frames when there are any, and
+    /// the errors by code.
+    pub(crate) fn message_errors(&mut self, duplicate_acks: u64, errors: &Reasons, refused_sends: u64, foreign: u64) {
+        if duplicate_acks > 0 {
+            self.row("acks flagged duplicate", duplicate_acks);
+        }
+        self.row("errors", errors.total());
+        self.reasons(errors);
+        if refused_sends > 0 {
+            self.row("sends refused", refused_sends);
+        }
+        if foreign > 0 {
+            self.row("foreign frames (ignored)", foreign);
+        }
+    }
+
     /// Counted reasons, indented under the previous row; nothing if none.
     pub(crate) fn reasons(&mut self, reasons: &Reasons) {
         for (reason, n) in reasons.by_count() {

@@ -45,6 +45,16 @@ pub(crate) fn sender_of(n: u64, pairs: u64) -> u64 {
     n % pairs.max(1)
 }
 
+/// A well-mixed hash of `n` (splitmix64's finaliser): the same "random"
+/// choice in every process (a group message's sender, the devices a storm
+/// cuts off).
+pub(crate) fn splitmix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Which of `threads` threads owns item (pair or connection) `i`.
 pub(crate) fn owner_of(i: u64, threads: usize) -> usize {
     (i % threads.max(1) as u64) as usize

@@ -103,6 +103,11 @@ impl Live {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Take one off a counter (a connection that was up no longer is).
+    pub(crate) fn unbump(counter: &AtomicU64) {
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Record a latency into the progress window.
     pub(crate) fn sample_ns(&self, ns: u64) {
         if let Ok(mut w) = self.window.lock() {

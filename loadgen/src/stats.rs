@@ -24,6 +24,30 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 /// clamped to it rather than dropped.
 const MAX_MICROS: u64 = 3_600_000_000;
 
+/// Figures that add up across threads and processes: every thread returns
+/// its own, and the conductor merges them into one.
+pub(crate) trait Merge: Default {
+    /// Add another thread's figures.
+    fn merge(&mut self, other: &Self);
+}
+
+/// A thread's connection figures and its scenario's, merged side by side.
+impl<A: Merge, B: Merge> Merge for (A, B) {
+    fn merge(&mut self, other: &Self) {
+        self.0.merge(&other.0);
+        self.1.merge(&other.1);
+    }
+}
+
+/// Every thread's figures merged into one.
+pub(crate) fn merge_all<M: Merge>(parts: impl IntoIterator<Item = M>) -> M {
+    let mut all = M::default();
+    for part in parts {
+        all.merge(&part);
+    }
+    all
+}
+
 /// A latency distribution in microseconds.
 #[derive(Clone, Debug)]
 pub(crate) struct Latency(Histogram<u64>);

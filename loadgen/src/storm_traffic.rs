@@ -22,11 +22,7 @@
 //! the intended time as elsewhere, and for each reconnection close ->
 //! `welcome` (reconnected) and close -> `synced` (caught up).
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt::Write as _,
-    sync::Arc,
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,9 +30,12 @@ use crate::{
     conn::Handler,
     driver::Driver,
     event::{parse_id, ServerFrame},
+    messages::{self, Ledger, MsgStats, Roles},
+    one_to_one::PairLoad,
+    scenario::Load,
+    schedule::splitmix,
     shared::Live,
-    stats::{Latency, Reasons},
-    traffic::parse_client_id,
+    stats::{Latency, Merge},
 };
 
 /// Most ids in one `delivered` frame.
@@ -45,12 +44,14 @@ const IDS_PER_ACK: usize = 256;
 const MAX_ATTEMPTS: u32 = 20;
 
 /// The run's figures from one thread (merged across threads and processes).
+/// In `common`, `sent` counts messages written when due or, if the sender
+/// was down then, once it is back; `duplicates` counts message ids a device
+/// had already received, received again; `duplicate_acks` counts
+/// `duplicate: true` for a message sent only once.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct StormStats {
-    /// Messages due by the schedule.
-    pub(crate) scheduled: u64,
-    /// Messages written when due.
-    pub(crate) sent: u64,
+    /// What every messaging scenario counts.
+    pub(crate) common: MsgStats,
     /// Messages due while their sender was reconnecting (sent once it was back).
     pub(crate) queued_while_down: u64,
     /// Messages written again after a reconnect because no `sent` had come.
@@ -59,29 +60,13 @@ pub(crate) struct StormStats {
     pub(crate) resent_duplicate: u64,
     /// Resent messages answered `duplicate: false` (stored only now).
     pub(crate) resent_new: u64,
-    /// `duplicate: true` for a message sent only once (should never happen).
-    pub(crate) unexpected_duplicate_acks: u64,
     /// Outbox messages the sender saw as its own in a replay before resending.
     pub(crate) own_in_replay: u64,
-    /// Messages acked (first `sent` per message).
-    pub(crate) acked: u64,
-    /// First deliveries at recipient devices.
-    pub(crate) delivered: u64,
     /// First deliveries that came in a replay after a reconnect.
     pub(crate) delivered_by_replay: u64,
-    /// A message id a device had already received, received again.
-    pub(crate) duplicated: u64,
-    /// ... of which in a replay from a cursor below the id (excusable in
-    /// principle, impossible with a correct cursor).
+    /// Duplicates that came in a replay from a cursor below the id
+    /// (excusable in principle, impossible with a correct cursor).
     pub(crate) duplicated_by_replay: u64,
-    /// Acked but never delivered to the recipient device by the end.
-    pub(crate) lost: u64,
-    /// Delivered but never acked to the sender.
-    pub(crate) delivered_unacked: u64,
-    /// Delivery receipts matched to a message.
-    pub(crate) receipts: u64,
-    /// Acked and delivered, but no receipt by the end.
-    pub(crate) missing_receipts: u64,
     /// Devices cut off on purpose.
     pub(crate) killed: u64,
     /// Connections that ended without being cut off (then reconnected).
@@ -94,62 +79,40 @@ pub(crate) struct StormStats {
     pub(crate) gave_up: u64,
     /// Frames replayed to reconnecting devices.
     pub(crate) replayed_frames: u64,
-    /// `error` frames by code.
-    pub(crate) errors: Reasons,
-    /// `error` frames that refused one of our sends.
-    pub(crate) refused_sends: u64,
-    /// Frames from other runs or of unexpected types.
-    pub(crate) foreign: u64,
-    /// Actual send time minus intended send time (first writes).
-    pub(crate) send_lag: Latency,
-    /// Intended send time to the (first) `sent`.
-    pub(crate) to_ack: Latency,
-    /// Intended send time to the first delivery.
-    pub(crate) to_delivery: Latency,
-    /// Intended send time to the delivery receipt.
-    pub(crate) to_receipt: Latency,
     /// Cut off -> `welcome` on the new connection.
     pub(crate) to_reconnect: Latency,
     /// Cut off -> `synced` on the new connection.
     pub(crate) to_catch_up: Latency,
 }
 
-impl StormStats {
-    /// Add another thread's figures.
-    pub(crate) fn merge(&mut self, o: &StormStats) {
-        self.scheduled += o.scheduled;
-        self.sent += o.sent;
+impl Merge for StormStats {
+    fn merge(&mut self, o: &StormStats) {
+        self.common.merge(&o.common);
         self.queued_while_down += o.queued_while_down;
         self.resent += o.resent;
         self.resent_duplicate += o.resent_duplicate;
         self.resent_new += o.resent_new;
-        self.unexpected_duplicate_acks += o.unexpected_duplicate_acks;
         self.own_in_replay += o.own_in_replay;
-        self.acked += o.acked;
-        self.delivered += o.delivered;
         self.delivered_by_replay += o.delivered_by_replay;
-        self.duplicated += o.duplicated;
         self.duplicated_by_replay += o.duplicated_by_replay;
-        self.lost += o.lost;
-        self.delivered_unacked += o.delivered_unacked;
-        self.receipts += o.receipts;
-        self.missing_receipts += o.missing_receipts;
         self.killed += o.killed;
         self.unplanned_drops += o.unplanned_drops;
         self.reconnected += o.reconnected;
         self.reconnect_failures += o.reconnect_failures;
         self.gave_up += o.gave_up;
         self.replayed_frames += o.replayed_frames;
-        self.errors.merge(&o.errors);
-        self.refused_sends += o.refused_sends;
-        self.foreign += o.foreign;
-        self.send_lag.merge(&o.send_lag);
-        self.to_ack.merge(&o.to_ack);
-        self.to_delivery.merge(&o.to_delivery);
-        self.to_receipt.merge(&o.to_receipt);
         self.to_reconnect.merge(&o.to_reconnect);
         self.to_catch_up.merge(&o.to_catch_up);
     }
+}
+
+/// The storm: `percent` of the run's `devices`, chosen by
+/// [`drop_selection`], are cut off `after_ns` after the go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CutPlan {
+    pub(crate) after_ns: u64,
+    pub(crate) devices: u64,
+    pub(crate) percent: f64,
 }
 
 /// Which devices of `total` are cut off: `percent` of them (rounded),
@@ -157,19 +120,12 @@ impl StormStats {
 pub(crate) fn drop_selection(total: u64, percent: f64) -> Vec<bool> {
     let count = ((total as f64 * percent.clamp(0.0, 100.0) / 100.0).round() as u64).min(total);
     let mut order: Vec<u64> = (0..total).collect();
-    order.sort_by_key(|&d| (mix(d), d));
+    order.sort_by_key(|&d| (splitmix(d), d));
     let mut chosen = vec![false; total as usize];
     for &d in order.iter().take(count as usize) {
         chosen[d as usize] = true;
     }
     chosen
-}
-
-fn mix(n: u64) -> u64 {
-    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A device: one user's client, across its connections.
@@ -211,14 +167,8 @@ struct Pair {
     recipient_user: u64,
     /// Message number -> pending send, in order.
     outbox: BTreeMap<u64, Pending>,
-    /// Acked message id -> intended send time.
-    acked: HashMap<u64, u64>,
-    /// Acked message id -> intended time, until its receipt.
-    awaiting_receipt: HashMap<u64, u64>,
-    /// Receipts that overtook their ack: message id -> arrival time.
-    early_receipts: HashMap<u64, u64>,
-    /// Message ids the recipient device received -> connection lifetime.
-    seen: HashMap<u64, u32>,
+    /// Acked, received (by the recipient device) and receipted messages.
+    ledger: Ledger,
 }
 
 /// One thread's devices; the [`Handler`] for their connections.
@@ -228,7 +178,12 @@ pub(crate) struct StormTraffic {
     pairs: Vec<Pair>,
     devices: Vec<Device>,
     /// Driver connection -> device.
-    roles: Vec<Option<usize>>,
+    roles: Roles<usize>,
+    /// The storm to come.
+    cut_plan: Option<CutPlan>,
+    /// Once the load has started, the cut still to come: when, and which
+    /// global devices it selects.
+    cut: Option<(u64, Vec<bool>)>,
     /// Devices with something to send once the loop has the driver.
     to_flush: Vec<usize>,
     live: Arc<Live>,
@@ -245,7 +200,9 @@ impl StormTraffic {
             body: "x".repeat(body_bytes),
             pairs: Vec::new(),
             devices: Vec::new(),
-            roles: Vec::new(),
+            roles: Roles::default(),
+            cut_plan: None,
+            cut: None,
             to_flush: Vec::new(),
             live,
             text: String::new(),
@@ -253,65 +210,16 @@ impl StormTraffic {
         }
     }
 
-    /// Add global pair `pair`: its sender (user, connection) and recipient.
-    pub(crate) fn add_pair(&mut self, pair: u64, sender: (u64, usize), recipient: (u64, usize)) {
-        let local = self.pairs.len();
-        let s = self.devices.len();
-        for (i, (user, conn)) in [sender, recipient].into_iter().enumerate() {
-            self.devices.push(Device {
-                user,
-                pair: local,
-                sender: i == 0,
-                global: 2 * pair + i as u64,
-                conn,
-                cursor: 0,
-                lifetime: 1,
-                sync_after: 0,
-                down_since: None,
-                catching_up: None,
-                attempts: 0,
-                pending_acks: Vec::new(),
-            });
-            self.set_role(conn, s + i);
-        }
-        self.pairs.push(Pair { sender: s, recipient_user: recipient.0, ..Pair::default() });
-    }
-
-    fn set_role(&mut self, conn: usize, device: usize) {
-        if self.roles.len() <= conn {
-            self.roles.resize(conn + 1, None);
-        }
-        self.roles[conn] = Some(device);
-    }
-
-    /// Message `n` of local pair `local` is due.
-    pub(crate) fn send(&mut self, driver: &mut Driver, local: usize, n: u64, intended_ns: u64, now_ns: u64) {
-        self.stats.scheduled += 1;
-        let Some(pair) = self.pairs.get(local) else { return };
-        let Some(conn) = self.devices.get(pair.sender).map(|d| d.conn) else { return };
-        let mut p = Pending { intended: intended_ns, writes: 0, in_replay: false };
-        if driver.is_up(conn) && self.write_send(driver, local, conn, n, intended_ns) {
-            p.writes = 1;
-            self.stats.sent += 1;
-            self.stats.send_lag.record_ns(now_ns.saturating_sub(intended_ns));
-            Live::bump(&self.live.sent);
-        } else {
-            self.stats.queued_while_down += 1;
-        }
-        if let Some(pair) = self.pairs.get_mut(local) {
-            pair.outbox.insert(n, p);
-        }
-    }
-
     fn write_send(&mut self, driver: &mut Driver, local: usize, conn: usize, n: u64, intended: u64) -> bool {
         let Some(pair) = self.pairs.get(local) else { return false };
         self.text.clear();
-        let _ = write!(
-            self.text,
-            r#"{{"type":"send","id":"{}.{n}.{intended}","to":"{}","body":"{}"}}"#,
-            self.tag, pair.recipient_user, self.body
-        );
+        messages::write_send(&mut self.text, &self.tag, (n, intended), ("to", pair.recipient_user), &self.body);
         driver.send_text(conn, &self.text)
+    }
+
+    /// Cut off this thread's share of the devices as `plan` says.
+    pub(crate) fn plan_cut(&mut self, plan: CutPlan) {
+        self.cut_plan = Some(plan);
     }
 
     /// Cut off this thread's devices that `chosen` (indexed by global
@@ -333,7 +241,7 @@ impl StormTraffic {
     /// Reconnect devices whose connection ended by itself.
     pub(crate) fn handle_ended(&mut self, driver: &mut Driver, now_ns: u64) {
         for conn in driver.take_ended() {
-            let Some(d) = self.roles.get(conn).copied().flatten() else { continue };
+            let Some(d) = self.roles.get(conn) else { continue };
             if self.devices[d].conn != conn {
                 continue;
             }
@@ -342,7 +250,7 @@ impl StormTraffic {
                 self.devices[d].attempts += 1;
                 if self.devices[d].attempts >= MAX_ATTEMPTS {
                     self.stats.gave_up += 1;
-                    self.roles[conn] = None;
+                    self.roles.clear(conn);
                     continue;
                 }
             } else {
@@ -355,9 +263,7 @@ impl StormTraffic {
 
     fn reconnect(&mut self, driver: &mut Driver, d: usize, since: u64) {
         let old = self.devices[d].conn;
-        if let Some(r) = self.roles.get_mut(old) {
-            *r = None;
-        }
+        self.roles.clear(old);
         let dev = &mut self.devices[d];
         dev.down_since = Some(since);
         dev.catching_up = Some(since);
@@ -366,7 +272,7 @@ impl StormTraffic {
         dev.pending_acks.clear();
         let conn = driver.reopen(dev.user, dev.cursor);
         dev.conn = conn;
-        self.set_role(conn, d);
+        self.roles.set(conn, d);
     }
 
     /// Whether every device is connected (none cut off and not yet synced).
@@ -393,9 +299,7 @@ impl StormTraffic {
                         break;
                     }
                     if writes == 0 {
-                        self.stats.sent += 1;
-                        self.stats.send_lag.record_ns(now_ns.saturating_sub(intended));
-                        Live::bump(&self.live.sent);
+                        self.stats.common.record_send(&self.live, intended, now_ns);
                     } else {
                         self.stats.resent += 1;
                     }
@@ -408,38 +312,12 @@ impl StormTraffic {
                 let acks = std::mem::take(&mut self.devices[d].pending_acks);
                 for chunk in acks.chunks(IDS_PER_ACK) {
                     self.text.clear();
-                    let _ = write!(self.text, r#"{{"type":"delivered","peer":"{peer}","ids":["#);
-                    for (i, id) in chunk.iter().enumerate() {
-                        if i > 0 {
-                            self.text.push(',');
-                        }
-                        let _ = write!(self.text, "\"{id}\"");
-                    }
-                    self.text.push_str("]}");
+                    messages::write_delivered(&mut self.text, ("peer", peer), chunk);
                     if !driver.send_text(conn, &self.text) {
                         break;
                     }
                 }
             }
-        }
-    }
-
-    /// Nothing waits for an ack, a delivery or a receipt, and every device
-    /// is connected.
-    pub(crate) fn settled(&self) -> bool {
-        self.all_connected()
-            && self.pairs.iter().all(|p| {
-                p.outbox.is_empty() && p.awaiting_receipt.is_empty() && p.acked.keys().all(|id| p.seen.contains_key(id))
-            })
-    }
-
-    /// Count what never arrived; call once at the end.
-    pub(crate) fn finish(&mut self) {
-        for p in &self.pairs {
-            self.stats.lost += p.acked.keys().filter(|id| !p.seen.contains_key(id)).count() as u64;
-            self.stats.delivered_unacked += p.seen.keys().filter(|id| !p.acked.contains_key(id)).count() as u64;
-            self.stats.missing_receipts +=
-                p.awaiting_receipt.keys().filter(|id| p.seen.contains_key(id)).count() as u64;
         }
     }
 
@@ -451,9 +329,8 @@ impl StormTraffic {
     }
 
     fn on_sent(&mut self, d: usize, f: &ServerFrame<'_>, now_ns: u64) {
-        let parsed = f.id.as_deref().and_then(|cid| parse_client_id(cid, &self.tag));
-        let (Some((n, intended)), Some(msg)) = (parsed, parse_id(f.msg.as_ref())) else {
-            self.stats.foreign += 1;
+        let Some((n, intended, msg)) = messages::ours(&self.tag, f.id.as_ref(), f.msg.as_ref()) else {
+            self.stats.common.foreign += 1;
             return;
         };
         let pair = &mut self.pairs[self.devices[d].pair];
@@ -465,55 +342,28 @@ impl StormTraffic {
         match (p.writes > 1, duplicate) {
             (true, true) => self.stats.resent_duplicate += 1,
             (true, false) => self.stats.resent_new += 1,
-            (false, true) => self.stats.unexpected_duplicate_acks += 1,
+            (false, true) => self.stats.common.duplicate_acks += 1,
             (false, false) => {}
         }
         if p.in_replay {
             self.stats.own_in_replay += 1;
         }
-        self.stats.acked += 1;
-        Live::bump(&self.live.acked);
-        self.stats.to_ack.record_ns(now_ns.saturating_sub(intended));
-        pair.acked.insert(msg, intended);
-        match pair.early_receipts.remove(&msg) {
-            Some(at) => {
-                self.stats.receipts += 1;
-                Live::bump(&self.live.receipts);
-                self.stats.to_receipt.record_ns(at.saturating_sub(intended));
-            }
-            None => {
-                pair.awaiting_receipt.insert(msg, intended);
-            }
-        }
+        self.stats.common.record_ack(&self.live, intended, now_ns);
+        pair.ledger.ack(msg, intended, &mut self.stats.common, &self.live);
     }
 
+    /// A receipt for a message acked already is a repeat (after a resend).
     fn on_receipt(&mut self, d: usize, f: &ServerFrame<'_>, now_ns: u64) {
-        if f.status.as_deref() != Some("delivered") {
-            return;
-        }
         let pair = &mut self.pairs[self.devices[d].pair];
-        for id in f.ids.iter().flatten().filter_map(|s| s.parse::<u64>().ok()) {
-            match pair.awaiting_receipt.remove(&id) {
-                Some(intended) => {
-                    self.stats.receipts += 1;
-                    Live::bump(&self.live.receipts);
-                    self.stats.to_receipt.record_ns(now_ns.saturating_sub(intended));
-                }
-                None if !pair.acked.contains_key(&id) => {
-                    pair.early_receipts.insert(id, now_ns);
-                }
-                None => {}
-            }
-        }
+        pair.ledger.receipt(f, now_ns, true, &mut self.stats.common, &self.live);
     }
 
     /// A `message` on a device, live (`replay` false) or replayed.
     fn on_message(&mut self, d: usize, f: &ServerFrame<'_>, now_ns: u64, replay: bool, reply: &mut String) {
-        let parsed = f.cid.as_deref().and_then(|cid| parse_client_id(cid, &self.tag));
-        let (Some((n, intended)), Some(msg), Some(from)) =
-            (parsed, parse_id(f.msg.as_ref()), parse_id(f.from.as_ref()))
+        let (Some((n, intended, msg)), Some(from)) =
+            (messages::ours(&self.tag, f.cid.as_ref(), f.msg.as_ref()), parse_id(f.from.as_ref()))
         else {
-            self.stats.foreign += 1;
+            self.stats.common.foreign += 1;
             return;
         };
         let dev = &self.devices[d];
@@ -524,46 +374,35 @@ impl StormTraffic {
                     p.in_replay = true;
                 }
             } else {
-                self.stats.foreign += 1;
+                self.stats.common.foreign += 1;
             }
             return;
         }
-        let (lifetime, sync_after) = (dev.lifetime, dev.sync_after);
+        let sync_after = dev.sync_after;
         let pair = &mut self.pairs[dev.pair];
-        match pair.seen.get(&msg) {
-            Some(_) => {
-                self.stats.duplicated += 1;
-                if replay && msg > sync_after {
-                    self.stats.duplicated_by_replay += 1;
-                }
+        if pair.ledger.seen.insert(msg) {
+            if replay {
+                self.stats.delivered_by_replay += 1;
             }
-            None => {
-                pair.seen.insert(msg, lifetime);
-                self.stats.delivered += 1;
-                if replay {
-                    self.stats.delivered_by_replay += 1;
-                }
-                Live::bump(&self.live.delivered);
-                let latency = now_ns.saturating_sub(intended);
-                self.stats.to_delivery.record_ns(latency);
-                self.live.sample_ns(latency);
+            let latency = self.stats.common.record_delivery(&self.live, intended, now_ns);
+            self.live.sample_ns(latency);
+        } else {
+            self.stats.common.duplicates += 1;
+            if replay && msg > sync_after {
+                self.stats.duplicated_by_replay += 1;
             }
         }
         if replay {
             self.devices[d].pending_acks.push(msg);
         } else {
-            let _ = write!(reply, r#"{{"type":"delivered","peer":"{from}","ids":["{msg}"]}}"#);
+            messages::write_delivered(reply, ("peer", from), &[msg]);
         }
     }
 
     fn on_error(&mut self, f: &ServerFrame<'_>) {
-        self.stats.errors.add(f.code.as_deref().unwrap_or("(no code)"));
-        Live::bump(&self.live.errors);
-        if f.reference.as_deref().is_some_and(|r| parse_client_id(r, &self.tag).is_some()) {
-            // It stays in the outbox: a later reconnect resends it; the
-            // refusal is reported as an error.
-            self.stats.refused_sends += 1;
-        }
+        // A refused send stays in the outbox: a later reconnect resends it;
+        // the refusal is reported as an error.
+        self.stats.common.record_error(&self.live, f, &self.tag);
     }
 
     fn frame(&mut self, d: usize, f: &ServerFrame<'_>, now_ns: u64, replay: bool, reply: &mut String) {
@@ -575,27 +414,27 @@ impl StormTraffic {
             ("message", _) => self.on_message(d, f, now_ns, replay, reply),
             ("sent", true) => self.on_sent(d, f, now_ns),
             ("receipt", true) => self.on_receipt(d, f, now_ns),
-            _ => self.stats.foreign += 1,
+            _ => self.stats.common.foreign += 1,
         }
     }
 }
 
 impl Handler for StormTraffic {
     fn on_text(&mut self, id: usize, f: &ServerFrame<'_>, now_ns: u64, reply: &mut String) {
-        if let Some(d) = self.roles.get(id).copied().flatten() {
+        if let Some(d) = self.roles.get(id) {
             self.frame(d, f, now_ns, false, reply);
         }
     }
 
     fn on_welcome(&mut self, id: usize, now_ns: u64) {
-        let Some(d) = self.roles.get(id).copied().flatten() else { return };
+        let Some(d) = self.roles.get(id) else { return };
         if let Some(since) = self.devices[d].down_since.take() {
             self.stats.to_reconnect.record_ns(now_ns.saturating_sub(since));
         }
     }
 
     fn on_replay(&mut self, id: usize, f: &ServerFrame<'_>, now_ns: u64, reply: &mut String) -> bool {
-        let Some(d) = self.roles.get(id).copied().flatten() else { return false };
+        let Some(d) = self.roles.get(id) else { return false };
         if self.devices[d].lifetime > 1 {
             self.stats.replayed_frames += 1;
         }
@@ -604,7 +443,7 @@ impl Handler for StormTraffic {
     }
 
     fn on_synced(&mut self, id: usize, cursor: Option<u64>, now_ns: u64, _reply: &mut String) {
-        let Some(d) = self.roles.get(id).copied().flatten() else { return };
+        let Some(d) = self.roles.get(id) else { return };
         let dev = &mut self.devices[d];
         if let Some(c) = cursor {
             dev.cursor = dev.cursor.max(c);
@@ -616,6 +455,90 @@ impl Handler for StormTraffic {
             self.stats.to_catch_up.record_ns(now_ns.saturating_sub(since));
             self.to_flush.push(d);
         }
+    }
+}
+
+impl PairLoad for StormTraffic {
+    fn add_pair(&mut self, pair: u64, sender: (u64, usize), recipient: (u64, usize)) {
+        let local = self.pairs.len();
+        let s = self.devices.len();
+        for (i, (user, conn)) in [sender, recipient].into_iter().enumerate() {
+            self.devices.push(Device {
+                user,
+                pair: local,
+                sender: i == 0,
+                global: 2 * pair + i as u64,
+                conn,
+                cursor: 0,
+                lifetime: 1,
+                sync_after: 0,
+                down_since: None,
+                catching_up: None,
+                attempts: 0,
+                pending_acks: Vec::new(),
+            });
+            self.roles.set(conn, s + i);
+        }
+        self.pairs.push(Pair { sender: s, recipient_user: recipient.0, ..Pair::default() });
+    }
+
+    /// A sender that is down queues the message in its outbox.
+    fn send(&mut self, driver: &mut Driver, local: usize, n: u64, intended_ns: u64, now_ns: u64) {
+        self.stats.common.scheduled += 1;
+        let Some(pair) = self.pairs.get(local) else { return };
+        let Some(conn) = self.devices.get(pair.sender).map(|d| d.conn) else { return };
+        let mut p = Pending { intended: intended_ns, writes: 0, in_replay: false };
+        if driver.is_up(conn) && self.write_send(driver, local, conn, n, intended_ns) {
+            p.writes = 1;
+            self.stats.common.record_send(&self.live, intended_ns, now_ns);
+        } else {
+            self.stats.queued_while_down += 1;
+        }
+        if let Some(pair) = self.pairs.get_mut(local) {
+            pair.outbox.insert(n, p);
+        }
+    }
+}
+
+impl Load for StormTraffic {
+    type Stats = StormStats;
+
+    /// Nothing waits for an ack, a delivery or a receipt, and every device
+    /// is connected.
+    fn settled(&self) -> bool {
+        self.all_connected()
+            && self.pairs.iter().all(|p| p.outbox.is_empty() && p.ledger.receipted() && p.ledger.all_delivered())
+    }
+
+    /// Choose the devices to cut off, and when.
+    fn start(&mut self, go_ns: u64) {
+        if let Some(p) = self.cut_plan {
+            self.cut = Some((go_ns + p.after_ns, drop_selection(p.devices, p.percent)));
+        }
+    }
+
+    /// Make the planned cut once it is due; until then, wake for it.
+    fn tick(&mut self, driver: &mut Driver, now_ns: u64) -> Option<u64> {
+        if self.cut.as_ref().is_some_and(|(at, _)| now_ns >= *at) {
+            if let Some((_, chosen)) = self.cut.take() {
+                self.cut_off(driver, &chosen);
+            }
+        }
+        self.cut.as_ref().map(|(at, _)| *at)
+    }
+
+    /// Reconnect what ended, and send what reconnected devices owe.
+    fn after_poll(&mut self, driver: &mut Driver) {
+        let now = driver.now_ns();
+        self.handle_ended(driver, now);
+        self.flush(driver, now);
+    }
+
+    fn finish(mut self) -> StormStats {
+        for p in &self.pairs {
+            p.ledger.tally(&mut self.stats.common);
+        }
+        self.stats
     }
 }
 
@@ -664,7 +587,7 @@ mod tests {
             &mut reply,
         );
         assert_eq!(t.devices[0].cursor, 510);
-        assert_eq!(t.stats.receipts, 1);
+        assert_eq!(t.stats.common.receipts, 1);
         t.on_synced(0, Some(600), 40, &mut reply);
         assert_eq!(t.devices[0].cursor, 600);
         t.on_synced(0, Some(550), 40, &mut reply);
@@ -675,8 +598,8 @@ mod tests {
     fn deliveries_live_and_replayed_duplicates_and_losses() {
         let mut t = one_pair();
         let mut reply = String::new();
-        for (n, id) in [(0u64, 500u64), (1, 501), (2, 502)] {
-            t.pairs[0].acked.insert(id, n * 10);
+        for id in [500u64, 501, 502] {
+            t.pairs[0].ledger.acked.insert(id);
         }
         t.on_text(1, &f(&msg(500, 0, 0)), 1_000, &mut reply);
         assert_eq!(reply, r#"{"type":"delivered","peer":"1","ids":["500"]}"#);
@@ -692,10 +615,12 @@ mod tests {
         assert_eq!(t.devices[1].pending_acks, [501, 500]);
         t.on_synced(1, Some(501), 3_000, &mut reply);
         assert_eq!(t.to_flush, [1]);
-        t.finish();
-        let s = &t.stats;
-        assert_eq!((s.delivered, s.delivered_by_replay, s.duplicated, s.duplicated_by_replay), (2, 1, 1, 0));
-        assert_eq!((s.lost, s.reconnected, s.replayed_frames), (1, 1, 2));
+        let s = t.finish();
+        assert_eq!(
+            (s.common.delivered, s.delivered_by_replay, s.common.duplicates, s.duplicated_by_replay),
+            (2, 1, 1, 0)
+        );
+        assert_eq!((s.common.lost, s.reconnected, s.replayed_frames), (1, 1, 2));
         assert_eq!(s.to_catch_up.count(), 1);
     }
 
@@ -719,7 +644,7 @@ mod tests {
         t.on_text(0, &f(r#"{"type":"sent","id":"lgt.2.30","msg":"502","duplicate":true}"#), 40, &mut reply);
         t.on_text(0, &f(r#"{"type":"sent","id":"lgt.2.30","msg":"502","duplicate":true}"#), 41, &mut reply);
         let s = &t.stats;
-        assert_eq!((s.acked, s.resent_duplicate, s.resent_new, s.unexpected_duplicate_acks), (3, 1, 1, 1));
+        assert_eq!((s.common.acked, s.resent_duplicate, s.resent_new, s.common.duplicate_acks), (3, 1, 1, 1));
         assert_eq!(s.own_in_replay, 1);
         assert!(t.pairs[0].outbox.is_empty());
     }
