@@ -102,7 +102,7 @@ impl Server {
         let (query_tx, query_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
         let shared = Arc::new(Shared {
             token_key: TokenKey::new(config.secret.as_bytes()),
-            directory: Directory::new(),
+            directory: Directory::with_capacity(config.max_connections.min(1 << 20)),
             mailboxes: Mailboxes::new(wakers),
             commit_tx,
             query_tx,

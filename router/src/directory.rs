@@ -32,6 +32,11 @@ impl Directory {
         Self::default()
     }
 
+    /// An empty directory with room for `users` before it resizes.
+    pub fn with_capacity(users: usize) -> Self {
+        Directory { map: HashMap::with_capacity(users) }
+    }
+
     /// Record that `user` has a connection at `endpoint`.
     pub fn register(&self, user: u64, endpoint: Endpoint) {
         let map = self.map.pin();
