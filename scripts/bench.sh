@@ -4,7 +4,8 @@
 # ratios, latency percentile plots under docs/bench/).
 #
 # Usage: scripts/bench.sh [--quick]
-#   --quick   shorter runs and fewer rates (a smoke test of the pipeline)
+#   --quick   shorter runs and fewer rates, no micro-benchmarks, report written
+#             into the results directory instead of BENCHMARKS.md (a smoke test)
 # Environment:
 #   RATES       one-to-one offered rates to sweep (default "2000 5000 10000 15000 20000 30000 40000")
 #   PAIRS       sender/recipient pairs (default 400)
@@ -27,6 +28,9 @@ if [[ $QUICK == 1 ]]; then
     RATES="2000 5000"; DURATION=3; CONNS=2000; BOX_PROCS=0
 fi
 OUT="${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}"
+REPORT=BENCHMARKS.md
+PLOTS=docs/bench
+[[ $QUICK == 1 ]] && { REPORT="$OUT/BENCHMARKS.md"; PLOTS="$OUT/plots"; }
 SECRET="bench-secret"
 PORT=18600
 TARGET="${CARGO_TARGET_DIR:-target}"
@@ -102,6 +106,17 @@ start_server() {
     wait_port "$PORT"
 }
 
+# one_to_one SYSTEM RATE [NOTE]: one one-to-one run against a fresh server.
+one_to_one() {
+    local system=$1 rate=$2
+    log "one-to-one: $system at $rate msg/s${3:+ ($3)}"
+    start_server "$system"
+    cmd "$BIN/loadgen" one-to-one --url "127.0.0.1:$PORT" --pairs "$PAIRS" --rate "$rate" --duration "$DURATION" \
+        --secret "$SECRET" --quiet --json "$OUT/o2o-$system-$rate.json" --hist "$OUT/o2o-$system-$rate.hgrm" \
+        > "$OUT/o2o-$system-$rate.txt" || true
+    stop_servers
+}
+
 for system in chatgw baseline; do
     log "idle connections: $system, $CONNS connections"
     start_server "$system"
@@ -110,12 +125,7 @@ for system in chatgw baseline; do
     stop_servers
 
     for rate in $RATES; do
-        log "one-to-one: $system at $rate msg/s"
-        start_server "$system"
-        cmd "$BIN/loadgen" one-to-one --url "127.0.0.1:$PORT" --pairs "$PAIRS" --rate "$rate" --duration "$DURATION" \
-            --secret "$SECRET" --quiet --json "$OUT/o2o-$system-$rate.json" --hist "$OUT/o2o-$system-$rate.hgrm" \
-            > "$OUT/o2o-$system-$rate.txt" || true
-        stop_servers
+        one_to_one "$system" "$rate"
     done
 done
 
@@ -124,12 +134,7 @@ if sat=$("$BIN/bench-report" saturation --dir "$OUT" --system chatgw 2>/dev/null
     half=$((sat / 2))
     for system in chatgw baseline; do
         [[ -f "$OUT/o2o-$system-$half.json" ]] && continue
-        log "one-to-one: $system at $half msg/s (half of chatgw's saturation)"
-        start_server "$system"
-        cmd "$BIN/loadgen" one-to-one --url "127.0.0.1:$PORT" --pairs "$PAIRS" --rate "$half" --duration "$DURATION" \
-            --secret "$SECRET" --quiet --json "$OUT/o2o-$system-$half.json" --hist "$OUT/o2o-$system-$half.hgrm" \
-            > "$OUT/o2o-$system-$half.txt" || true
-        stop_servers
+        one_to_one "$system" "$half" "half of chatgw's saturation"
     done
 fi
 
@@ -184,13 +189,13 @@ if [[ "$BOX_PROCS" -gt 0 ]]; then
     stop_servers
 fi
 
-log "micro-benchmarks"
+[[ $QUICK == 1 ]] || log "micro-benchmarks"
 # Keep each benchmark's name, time and throughput (not criterion's comparison
 # with whatever ran before on this machine).
-cargo bench -q -p chatgw-benches --benches -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
+[[ $QUICK == 1 ]] || cargo bench -q -p chatgw-benches --benches -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
     | awk '/^[a-z_]+\// { print; t = ($0 ~ /time:/) ? 1 : 0; next }
            /time:/ && t == 0 { print; t = 1; next }
            /thrpt:/ && t == 1 { print; t = 2; next }' > "$OUT/micro.txt" || true
 
-"$BIN/bench-report" write --dir "$OUT" --out BENCHMARKS.md --plots docs/bench
-log "wrote BENCHMARKS.md and docs/bench/*.svg from $OUT"
+"$BIN/bench-report" write --dir "$OUT" --out "$REPORT" --plots "$PLOTS"
+log "wrote $REPORT and $PLOTS/*.svg from $OUT"
