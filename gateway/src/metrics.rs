@@ -52,6 +52,8 @@ pub struct Metrics {
     pub framing_errors: Counter,
     /// Connections closed with 1008 after too many refused frames in a row.
     pub policy_closes: Counter,
+    /// Connections closed with 4002 because their token expired.
+    pub tokens_expired: Counter,
     /// Connections closed with 4001 for missing pongs.
     pub timeouts: Counter,
     /// Sync requests served.
@@ -93,6 +95,7 @@ impl Metrics {
             slow_consumers: Counter::default(),
             framing_errors: Counter::default(),
             timeouts: Counter::default(),
+            tokens_expired: Counter::default(),
             policy_closes: Counter::default(),
             syncs: Counter::default(),
             registry: Registry::default(),
@@ -131,6 +134,7 @@ impl Metrics {
             m.framing_errors.clone(),
         );
         registry.register("policy_closes", "Connections closed after too many refused frames", m.policy_closes.clone());
+        registry.register("tokens_expired", "Connections closed because their token expired", m.tokens_expired.clone());
         registry.register("timeouts", "Connections closed for a missing pong", m.timeouts.clone());
         registry.register("syncs", "Sync requests served", m.syncs.clone());
         Metrics { registry, ..m }

@@ -298,3 +298,20 @@ fn a_full_gateway_refuses_with_503_and_recovers_when_room_frees() {
     let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 200"), "room again: {resp}");
 }
+
+#[test]
+fn a_connection_is_closed_with_4002_when_its_token_expires() {
+    let gw = TestGateway::start(1);
+    let mut ok = Healthy::new(&gw);
+    let short = gw.key.mint(UserId(50), chatgw_gateway::auth::unix_now() + 2);
+    let mut c = Client::connect(gw.addr, &short).unwrap();
+    let code = c
+        .wait_for(Duration::from_secs(6), "close", |e| match e {
+            Event::Closed { code, .. } => Some(*code),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(code, 4002);
+    assert_eq!(gw.metric("chatgw_tokens_expired_total"), 1.0);
+    ok.check();
+}

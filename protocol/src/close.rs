@@ -25,3 +25,6 @@ pub const TOO_BIG: u16 = 1009;
 pub const SLOW_CONSUMER: u16 = 4000;
 /// No pong to a keepalive ping within the deadline.
 pub const TIMEOUT: u16 = 4001;
+/// The token the connection was opened with has expired: reconnect with a
+/// fresh one, then `sync`.
+pub const TOKEN_EXPIRED: u16 = 4002;

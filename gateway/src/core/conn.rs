@@ -59,6 +59,8 @@ pub(crate) struct Conn<S> {
     /// Token bucket of the send rate limit, in thousandths of a frame.
     pub(crate) rate_milli_tokens: u32,
     pub(crate) rate_stamp_ms: u64,
+    /// When the connection's token expires, Unix seconds (0: no token).
+    pub(crate) token_exp: u32,
 }
 
 impl<S> Conn<S> {
@@ -88,6 +90,7 @@ impl<S> Conn<S> {
             ping_sent: None,
             rate_milli_tokens: burst.saturating_mul(1000),
             rate_stamp_ms: now_ms,
+            token_exp: 0,
         }
     }
 

@@ -362,8 +362,11 @@ impl<S> Engine<S> {
         let mut expired = Vec::new();
         let mut ping = Vec::new();
         let mut timed_out = Vec::new();
+        let mut token_expired = Vec::new();
+        let unix_now = self.now_ms / 1000;
         for (slot, c) in self.conns.iter_mut() {
             match c.phase {
+                Phase::Open if c.token_exp != 0 && unix_now >= u64::from(c.token_exp) => token_expired.push(slot),
                 Phase::Handshake if now.saturating_sub(c.opened_at) >= handshake => expired.push(slot),
                 Phase::Responding | Phase::Closing if now.saturating_sub(c.opened_at) >= CLOSE_GRACE_SECS => {
                     expired.push(slot)
@@ -387,6 +390,10 @@ impl<S> Engine<S> {
         }
         for slot in ping {
             self.queue_frame(slot, Opcode::Ping, b"");
+        }
+        for slot in token_expired {
+            self.shared.metrics.tokens_expired.inc();
+            self.close_with(slot, close::TOKEN_EXPIRED, "token expired; reconnect with a fresh token");
         }
         for slot in timed_out {
             self.shared.metrics.timeouts.inc();

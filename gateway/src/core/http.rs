@@ -17,8 +17,17 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
 /// What to do with a complete request.
 enum Route {
-    Respond { status: u16, reason: &'static str, content_type: &'static str, body: Vec<u8> },
-    Upgrade { key: Vec<u8>, user: Option<UserId> },
+    Respond {
+        status: u16,
+        reason: &'static str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+    /// `user` is the authenticated user and the token's expiry (Unix seconds); `None` for /echo.
+    Upgrade {
+        key: Vec<u8>,
+        user: Option<(UserId, u64)>,
+    },
 }
 
 fn text(status: u16, reason: &'static str, body: impl Into<Vec<u8>>) -> Route {
@@ -111,7 +120,7 @@ impl<S> Engine<S> {
                 return text(401, "Unauthorized", format!("{}\n", auth::AuthError::Missing));
             };
             match self.shared.token_key.verify(token, self.now_ms / 1000) {
-                Ok(claims) => Some(claims.user),
+                Ok(claims) => Some((claims.user, claims.exp)),
                 Err(e) => return text(401, "Unauthorized", format!("{e}\n")),
             }
         } else {
@@ -134,7 +143,7 @@ impl<S> Engine<S> {
     }
 
     /// The upgrade is answered: the connection speaks WebSocket from now on.
-    fn open(&mut self, slot: usize, user: Option<UserId>) {
+    fn open(&mut self, slot: usize, user: Option<(UserId, u64)>) {
         let core = self.core;
         let max_frame = self.shared.config.max_frame;
         let Some(c) = self.conns.get_mut(slot) else {
@@ -144,9 +153,10 @@ impl<S> Engine<S> {
         c.last_heard = self.now;
         match user {
             None => c.echo = true,
-            Some(user) => {
+            Some((user, exp)) => {
                 c.user = user;
                 c.registered = true;
+                c.token_exp = u32::try_from(exp).unwrap_or(u32::MAX);
                 let ep = Endpoint { core, slot: slot as u32, generation: c.generation };
                 self.shared.directory.register(user.0, ep);
                 self.shared.metrics.connections_open.inc();
