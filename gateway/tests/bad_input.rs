@@ -288,13 +288,13 @@ fn a_full_gateway_refuses_with_503_and_recovers_when_room_frees() {
     // Two more TCP connections fill it (in any phase they count).
     let idle1 = TcpStream::connect(gw.addr).unwrap();
     let _idle2 = TcpStream::connect(gw.addr).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(300));
     let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
     assert!(gw.metric("chatgw_connections_refused_total") >= 1.0);
     ok.check();
     drop(idle1);
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(300));
     let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 200"), "room again: {resp}");
 }
