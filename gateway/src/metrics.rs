@@ -10,7 +10,7 @@ use prometheus_client::{
         gauge::Gauge,
         histogram::{exponential_buckets, Histogram},
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 
 /// Every metric the gateway exports.
@@ -60,6 +60,12 @@ pub struct Metrics {
     pub syncs: Counter,
 }
 
+/// Register `metric` under `name` and hand back the handle to count with.
+fn register<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    r.register(name, help, metric.clone());
+    metric
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
@@ -75,69 +81,54 @@ impl Default for Metrics {
 impl Metrics {
     /// Create and register every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("chatgw");
-        let m = Metrics {
-            connections_open: Gauge::default(),
-            connections_accepted: Counter::default(),
-            auth_failures: Counter::default(),
-            connections_refused: Counter::default(),
-            bad_requests: Counter::default(),
-            messages_stored: Counter::default(),
-            messages_deduplicated: Counter::default(),
-            receipts_stored: Counter::default(),
-            events_delivered: Counter::default(),
-            commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
-            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
-            commit_bytes: Counter::default(),
-            commit_errors: Counter::default(),
-            protocol_errors: Counter::default(),
-            rate_limited: Counter::default(),
-            slow_consumers: Counter::default(),
-            framing_errors: Counter::default(),
-            timeouts: Counter::default(),
-            tokens_expired: Counter::default(),
-            policy_closes: Counter::default(),
-            syncs: Counter::default(),
-            registry: Registry::default(),
-        };
-        registry.register("connections_open", "WebSocket connections open", m.connections_open.clone());
-        registry.register("connections_accepted", "TCP connections accepted", m.connections_accepted.clone());
-        registry.register(
-            "connections_refused",
-            "Connections refused with 503: --max-connections reached or out of descriptors",
-            m.connections_refused.clone(),
-        );
-        registry.register("auth_failures", "Handshakes refused with 401", m.auth_failures.clone());
-        registry.register("bad_requests", "HTTP requests refused or timed out before upgrade", m.bad_requests.clone());
-        registry.register("messages_stored", "Messages made durable", m.messages_stored.clone());
-        registry.register(
-            "messages_deduplicated",
-            "Resent messages answered with their original id",
-            m.messages_deduplicated.clone(),
-        );
-        registry.register("receipts_stored", "Delivery and read receipts made durable", m.receipts_stored.clone());
-        registry.register("events_delivered", "Inbox events written to device connections", m.events_delivered.clone());
-        registry.register("commit_batch_size", "Requests per group commit", m.commit_batch_size.clone());
-        registry.register("commit_seconds", "Duration of one group commit including fsync", m.commit_seconds.clone());
-        registry.register("commit_bytes", "Key and value bytes written to the store", m.commit_bytes.clone());
-        registry.register("commit_errors", "Group commits that failed", m.commit_errors.clone());
-        registry.register("protocol_errors", "Error frames sent", m.protocol_errors.clone());
-        registry.register("rate_limited", "Frames refused by the per-connection rate limit", m.rate_limited.clone());
-        registry.register(
-            "slow_consumers",
-            "Connections closed because their outbound queue was full",
-            m.slow_consumers.clone(),
-        );
-        registry.register(
-            "framing_errors",
-            "Connections closed for WebSocket protocol violations",
-            m.framing_errors.clone(),
-        );
-        registry.register("policy_closes", "Connections closed after too many refused frames", m.policy_closes.clone());
-        registry.register("tokens_expired", "Connections closed because their token expired", m.tokens_expired.clone());
-        registry.register("timeouts", "Connections closed for a missing pong", m.timeouts.clone());
-        registry.register("syncs", "Sync requests served", m.syncs.clone());
-        Metrics { registry, ..m }
+        let mut r = Registry::with_prefix("chatgw");
+        let counter = |r: &mut Registry, name: &str, help: &str| register(r, name, help, Counter::default());
+        Metrics {
+            connections_open: register(&mut r, "connections_open", "WebSocket connections open", Gauge::default()),
+            connections_accepted: counter(&mut r, "connections_accepted", "TCP connections accepted"),
+            connections_refused: counter(
+                &mut r,
+                "connections_refused",
+                "Connections refused with 503: --max-connections reached or out of descriptors",
+            ),
+            auth_failures: counter(&mut r, "auth_failures", "Handshakes refused with 401"),
+            bad_requests: counter(&mut r, "bad_requests", "HTTP requests refused or timed out before upgrade"),
+            messages_stored: counter(&mut r, "messages_stored", "Messages made durable"),
+            messages_deduplicated: counter(
+                &mut r,
+                "messages_deduplicated",
+                "Resent messages answered with their original id",
+            ),
+            receipts_stored: counter(&mut r, "receipts_stored", "Delivery and read receipts made durable"),
+            events_delivered: counter(&mut r, "events_delivered", "Inbox events written to device connections"),
+            commit_batch_size: register(
+                &mut r,
+                "commit_batch_size",
+                "Requests per group commit",
+                Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            ),
+            commit_seconds: register(
+                &mut r,
+                "commit_seconds",
+                "Duration of one group commit including fsync",
+                Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            ),
+            commit_bytes: counter(&mut r, "commit_bytes", "Key and value bytes written to the store"),
+            commit_errors: counter(&mut r, "commit_errors", "Group commits that failed"),
+            protocol_errors: counter(&mut r, "protocol_errors", "Error frames sent"),
+            rate_limited: counter(&mut r, "rate_limited", "Frames refused by the per-connection rate limit"),
+            slow_consumers: counter(
+                &mut r,
+                "slow_consumers",
+                "Connections closed because their outbound queue was full",
+            ),
+            framing_errors: counter(&mut r, "framing_errors", "Connections closed for WebSocket protocol violations"),
+            policy_closes: counter(&mut r, "policy_closes", "Connections closed after too many refused frames"),
+            tokens_expired: counter(&mut r, "tokens_expired", "Connections closed because their token expired"),
+            timeouts: counter(&mut r, "timeouts", "Connections closed for a missing pong"),
+            syncs: counter(&mut r, "syncs", "Sync requests served"),
+            registry: r,
+        }
     }
 
     /// The OpenMetrics text exposition.
