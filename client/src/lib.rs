@@ -141,8 +141,13 @@ impl Client {
         kind: MessageKind,
         body: &str,
     ) -> Result<(), ClientError> {
+        self.send_to(&format!(r#""to":"{to}""#), client_id, kind, body)
+    }
+
+    /// A `send` frame to `target` (`"to":"..."` or `"group":"..."`).
+    fn send_to(&mut self, target: &str, client_id: &str, kind: MessageKind, body: &str) -> Result<(), ClientError> {
         self.send_raw(&format!(
-            r#"{{"type":"send","id":{},"to":"{to}","kind":"{}","body":{}}}"#,
+            r#"{{"type":"send","id":{},{target},"kind":"{}","body":{}}}"#,
             json_string(client_id),
             kind.as_str(),
             json_string(body)
@@ -179,12 +184,7 @@ impl Client {
         kind: MessageKind,
         body: &str,
     ) -> Result<(), ClientError> {
-        self.send_raw(&format!(
-            r#"{{"type":"send","id":{},"group":"{group}","kind":"{}","body":{}}}"#,
-            json_string(client_id),
-            kind.as_str(),
-            json_string(body)
-        ))
+        self.send_to(&format!(r#""group":"{group}""#), client_id, kind, body)
     }
 
     /// Acknowledge delivery of group messages.
