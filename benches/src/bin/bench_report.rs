@@ -107,6 +107,12 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// One table row: chatgw, baseline, and their ratio.
+fn side_by_side(md: &mut String, label: &str, chatgw: Option<f64>, baseline: Option<f64>, digits: usize) {
+    let _ =
+        writeln!(md, "| {label} | {} | {} | {} |", fmt(chatgw, digits), fmt(baseline, digits), ratio(chatgw, baseline));
+}
+
 /// Percentile curve of an `.hgrm` file: (percentile, value ms).
 fn hgrm(path: &Path) -> Option<Vec<(f64, f64)>> {
     let text = fs::read_to_string(path).ok()?;
@@ -232,7 +238,7 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
     for (label, key, digits) in rows {
         let a = conn[0].as_ref().and_then(|v| num(v, key));
         let b = conn[1].as_ref().and_then(|v| num(v, key));
-        let _ = writeln!(md, "| {label} | {} | {} | {} |", fmt(a, digits), fmt(b, digits), ratio(a, b));
+        side_by_side(&mut md, label, a, b, digits);
     }
     if let Some(v) = read_json(&dir.join("box-chatgw.json")) {
         let _ = writeln!(md, "\nBox level (several chatgw processes sharing the port with SO_REUSEPORT, several load-generator processes):\n");
@@ -259,20 +265,14 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
         "Open loop, latency from each message's intended send time. A run is *clean* when nothing is lost, duplicated or refused, deliveries keep up with the offered rate (at least 97%) and p99 stays under 1 s; saturation is the highest clean offered rate.\n"
     );
     let _ = writeln!(md, "| | chatgw | baseline | chatgw / baseline |\n|---|---|---|---|");
-    let _ = writeln!(
-        md,
-        "| saturation: delivered messages/s | {} | {} | {} |",
-        fmt(delivered(0), 0),
-        fmt(delivered(1), 0),
-        ratio(delivered(0), delivered(1))
-    );
+    side_by_side(&mut md, "saturation: delivered messages/s", delivered(0), delivered(1), 0);
     for (label, key) in [
         ("p50 send -> deliver at saturation (ms)", "delivery_ms.p50_ms"),
         ("p99 send -> deliver at saturation (ms)", "delivery_ms.p99_ms"),
     ] {
         let a = sat[0].and_then(|(_, v)| num(v, key));
         let b = sat[1].and_then(|(_, v)| num(v, key));
-        let _ = writeln!(md, "| {label} | {} | {} | {} |", fmt(a, 2), fmt(b, 2), ratio(a, b));
+        side_by_side(&mut md, label, a, b, 2);
     }
     let _ = writeln!(md, "\nEvery run, side by side (same offered rate, same pairs, same duration):\n");
     let _ = writeln!(
