@@ -60,12 +60,7 @@ impl<S> Engine<S> {
     /// Whether the process may take one more connection (`--max-connections`
     /// counts every core's connections, in any phase).
     pub(crate) fn has_room(&self) -> bool {
-        let ok =
-            self.shared.connections.load(std::sync::atomic::Ordering::Relaxed) < self.shared.config.max_connections;
-        if !ok {
-            self.shared.metrics.connections_refused.inc();
-        }
-        ok
+        self.shared.connections.load(std::sync::atomic::Ordering::Relaxed) < self.shared.config.max_connections
     }
 
     /// A new TCP connection; returns its slot.

@@ -135,6 +135,7 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
         match listener.accept() {
             Ok((mut stream, _peer)) => {
                 if !engine.has_room() {
+                    engine.shared.metrics.connections_refused.inc();
                     refuse_full(&mut stream);
                     continue;
                 }
