@@ -94,6 +94,24 @@ pub struct ServeArgs {
     /// [default: the open-files limit less 256 for files and the store].
     #[arg(long, env = "CHATGW_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most connections from one source address (IPv6: one /64); more are refused with HTTP 429; 0 = no limit [default: 1024].
+    #[arg(long, env = "CHATGW_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections per second from one source address, sustained; more are refused with HTTP 429; 0 = no limit [default: 200].
+    #[arg(long, env = "CHATGW_IP_CONNECT_RATE")]
+    pub ip_connect_rate: Option<u32>,
+    /// New connections one source address may open in a burst [default: 1000].
+    #[arg(long, env = "CHATGW_IP_CONNECT_BURST")]
+    pub ip_connect_burst: Option<u32>,
+    /// Messages per second one user may send over all their devices, sustained; more get `rate_limited`; 0 = no limit [default: 200].
+    #[arg(long, env = "CHATGW_USER_SEND_RATE")]
+    pub user_send_rate: Option<u32>,
+    /// Messages one user may send in a burst [default: 400].
+    #[arg(long, env = "CHATGW_USER_SEND_BURST")]
+    pub user_send_burst: Option<u32>,
+    /// Close connections that send no protocol frame for this long with 4003; 0s = never [default: 0s].
+    #[arg(long, env = "CHATGW_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<HumanDuration>,
     /// Most members of one group [default: 256].
     #[arg(long, env = "CHATGW_MAX_GROUP_MEMBERS")]
     pub max_group_members: Option<usize>,
@@ -137,6 +155,18 @@ pub struct Config {
     pub max_group_members: usize,
     /// Connection limit of the process.
     pub max_connections: usize,
+    /// Concurrent connections per source address (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// New connections per second per source address (0: no limit).
+    pub ip_connect_rate: u32,
+    /// Burst of new connections per source address.
+    pub ip_connect_burst: u32,
+    /// Messages per second per user (0: no limit).
+    pub user_send_rate: u32,
+    /// Burst of messages per user.
+    pub user_send_burst: u32,
+    /// Close connections without a protocol frame for this long (zero: never).
+    pub idle_timeout: Duration,
     /// Serve `/echo`.
     pub echo_endpoint: bool,
 }
@@ -162,6 +192,12 @@ impl Config {
             readers: 2,
             max_group_members: 256,
             max_connections: crate::sys::default_max_connections(),
+            max_connections_per_ip: 1024,
+            ip_connect_rate: 200,
+            ip_connect_burst: 1000,
+            user_send_rate: 200,
+            user_send_burst: 400,
+            idle_timeout: Duration::ZERO,
             echo_endpoint: false,
         }
     }
@@ -209,14 +245,19 @@ impl ServeArgs {
             readers,
             echo_endpoint,
             max_group_members,
-            max_connections
+            max_connections,
+            max_connections_per_ip,
+            ip_connect_rate,
+            ip_connect_burst,
+            user_send_rate,
+            user_send_burst
         );
         macro_rules! take_duration {
             ($($f:ident),*) => {$(
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.0; }
             )*};
         }
-        take_duration!(ping_interval, pong_timeout, handshake_timeout);
+        take_duration!(ping_interval, pong_timeout, handshake_timeout, idle_timeout);
         c.validate()?;
         Ok(c)
     }
@@ -230,6 +271,14 @@ impl Config {
         anyhow::ensure!(self.max_frame >= 1024, "max-frame must be at least 1024 bytes");
         anyhow::ensure!(self.max_outbound >= self.max_frame, "max-outbound must be at least max-frame");
         anyhow::ensure!(self.rate_limit >= 1 && self.rate_burst >= 1, "rate-limit and rate-burst must be positive");
+        anyhow::ensure!(
+            self.ip_connect_rate == 0 || self.ip_connect_burst >= 1,
+            "ip-connect-burst must be positive when ip-connect-rate is set"
+        );
+        anyhow::ensure!(
+            self.user_send_rate == 0 || self.user_send_burst >= 1,
+            "user-send-burst must be positive when user-send-rate is set"
+        );
         anyhow::ensure!(self.commit_batch >= 1, "commit-batch must be positive");
         anyhow::ensure!(self.readers >= 1, "readers must be positive");
         anyhow::ensure!(self.max_connections >= 1, "max-connections must be positive");

@@ -6,6 +6,8 @@
 //!   reads into the core's shared buffer, writes queued bytes;
 //! - `core`: the per-core engine, independent of the driver: HTTP upgrade,
 //!   WebSocket frames, protocol frames, per-connection state and limits;
+//! - `limits`: abuse limits that span connections and cores (per source
+//!   address, per user);
 //! - `commit`: the group committer thread: ids, idempotency, one fsync per
 //!   batch, then `sent` acks and live delivery through the router;
 //! - `query`: reader threads for `sync` and `history`, so no event loop
@@ -22,6 +24,7 @@ pub mod config;
 mod core;
 pub mod driver;
 mod events;
+mod limits;
 pub mod metrics;
 mod query;
 mod server;

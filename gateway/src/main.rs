@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the gateway (embedded store under --data; no other service needed).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a token (HS256 JWT) for a user, signed with the gateway's secret.
     Token(TokenArgs),
     /// Chat from a terminal: type a line to send it; incoming messages and receipts are printed.
@@ -61,7 +61,7 @@ pub(crate) fn resolve_secret(secret: Option<String>, data: &std::path::Path) -> 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Token(t) => {
             let key = TokenKey::new(resolve_secret(t.secret, &t.data)?.as_bytes());
             println!("{}", key.mint(UserId(t.user), unix_now() + t.ttl.0.as_secs()));

@@ -56,6 +56,18 @@ pub struct Metrics {
     pub tokens_expired: Counter,
     /// Connections closed with 4001 for missing pongs.
     pub timeouts: Counter,
+    /// Connections refused with 429: their source already held its share.
+    pub ip_connection_refusals: Counter,
+    /// Connections refused with 429: their source connected too fast.
+    pub ip_rate_refusals: Counter,
+    /// Messages refused by the per-user send rate limit.
+    pub user_rate_limited: Counter,
+    /// Connections cut off for not completing their HTTP request in time.
+    pub handshake_timeouts: Counter,
+    /// Connections closed with 4003 for sending no protocol frame in time.
+    pub idle_closes: Counter,
+    /// Connections closed with 1009 for a frame or message over the maximum.
+    pub oversize_closes: Counter,
     /// Sync requests served.
     pub syncs: Counter,
 }
@@ -126,6 +138,20 @@ impl Metrics {
             policy_closes: counter(&mut r, "policy_closes", "Connections closed after too many refused frames"),
             tokens_expired: counter(&mut r, "tokens_expired", "Connections closed because their token expired"),
             timeouts: counter(&mut r, "timeouts", "Connections closed for a missing pong"),
+            ip_connection_refusals: counter(
+                &mut r,
+                "ip_connection_refusals",
+                "Connections refused with 429 because their source address held --max-connections-per-ip",
+            ),
+            ip_rate_refusals: counter(
+                &mut r,
+                "ip_rate_refusals",
+                "Connections refused with 429 because their source address passed --ip-connect-rate",
+            ),
+            user_rate_limited: counter(&mut r, "user_rate_limited", "Messages refused by the per-user send rate limit"),
+            handshake_timeouts: counter(&mut r, "handshake_timeouts", "Connections cut off by the handshake timeout"),
+            idle_closes: counter(&mut r, "idle_closes", "Connections closed with 4003 by the idle timeout"),
+            oversize_closes: counter(&mut r, "oversize_closes", "Connections closed with 1009 for an oversized frame"),
             syncs: counter(&mut r, "syncs", "Sync requests served"),
             registry: r,
         }

@@ -22,6 +22,7 @@ use crate::{
     config::Config,
     driver::epoll::EpollCore,
     events::{CommitRequest, CoreBatch, QueryRequest},
+    limits::Limits,
     metrics::Metrics,
     query,
 };
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     /// TCP connections held by all cores.
     pub(crate) connections: AtomicUsize,
     pub(crate) intake_stopped: AtomicUsize,
+    /// Limits that span connections and cores.
+    pub(crate) limits: Limits,
 }
 
 /// Entry point for embedding a gateway (the binary and the tests use it).
@@ -110,6 +113,7 @@ impl Server {
             phase: AtomicU8::new(PHASE_RUNNING),
             connections: AtomicUsize::new(0),
             intake_stopped: AtomicUsize::new(0),
+            limits: Limits::new(&config),
             config,
         });
 

@@ -124,6 +124,7 @@ fn sync_pages_through_a_long_backlog_in_order() {
     let gw = TestGateway::start_with(2, |c| {
         c.rate_limit = 100_000;
         c.rate_burst = 100_000;
+        c.user_send_rate = 0;
     });
     let mut a = gw.online(1);
     let n = 1200; // more than two pages of 500

@@ -28,3 +28,6 @@ pub const TIMEOUT: u16 = 4001;
 /// The token the connection was opened with has expired: reconnect with a
 /// fresh one, then `sync`.
 pub const TOKEN_EXPIRED: u16 = 4002;
+/// The connection sent no protocol frame for the server's idle timeout.
+/// Reconnect when there is something to do, then `sync`.
+pub const IDLE: u16 = 4003;

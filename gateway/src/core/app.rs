@@ -29,7 +29,8 @@ impl<S> Engine<S> {
     pub(super) fn on_text(&mut self, slot: usize, text: &str) {
         let (per_sec, burst) = (self.shared.config.rate_limit, self.shared.config.rate_burst);
         let now_ms = self.now_ms;
-        let Some(c) = self.conns.get_mut(slot) else { return };
+        let (now, Some(c)) = (self.now, self.conns.get_mut(slot)) else { return };
+        c.last_frame = now;
         if !c.take_rate_token(now_ms, per_sec, burst) {
             self.shared.metrics.rate_limited.inc();
             return self.send_error(slot, &ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down"));
@@ -52,6 +53,12 @@ impl<S> Engine<S> {
         let (Some(origin), Some(c)) = (self.endpoint(slot), self.conns.get_mut(slot)) else { return };
         let me = c.user;
         let (request, reference) = match frame {
+            ClientFrame::Send(s) if !self.shared.limits.user_sends.take(me, self.now_ms) => {
+                self.shared.metrics.user_rate_limited.inc();
+                let mut err = ProtocolError::new(ErrorCode::RateLimited, "too many messages from this user; slow down");
+                err.reference = Some(s.client_id.to_owned());
+                return self.send_error(slot, &err);
+            }
             ClientFrame::Send(s) => (
                 CommitRequest::Send {
                     origin,

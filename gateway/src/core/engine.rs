@@ -1,6 +1,6 @@
 //! A core's table of connections, its mailbox handling, timers and flushing.
 
-use std::{io, sync::Arc, time::Instant};
+use std::{io, net::IpAddr, sync::Arc, time::Instant};
 
 use chatgw_protocol::{close, now_ms, server};
 use chatgw_router::Endpoint;
@@ -9,12 +9,15 @@ use slab::Slab;
 use super::conn::{Conn, Phase};
 use crate::{
     events::{CoreBatch, CoreEvent, QueryRequest},
+    limits::Refusal,
     server::Shared,
     ws::frame::{self, Opcode},
 };
 
 /// Seconds a closing connection may take to drain its last bytes.
 const CLOSE_GRACE_SECS: u32 = 2;
+/// How often core 0 drops limiter state that no longer limits anything.
+const SWEEP_EVERY_SECS: u32 = 10;
 
 /// One core's connections and the logic that runs them.
 pub(crate) struct Engine<S> {
@@ -57,19 +60,44 @@ impl<S> Engine<S> {
         self.now_ms = now_ms();
     }
 
-    /// Whether the process may take one more connection (`--max-connections`
-    /// counts every core's connections, in any phase).
-    pub(crate) fn has_room(&self) -> bool {
-        self.shared.connections.load(std::sync::atomic::Ordering::Relaxed) < self.shared.config.max_connections
+    /// Whether a new connection from `peer` may be taken: the process has
+    /// room (`--max-connections` counts every core's connections, in any
+    /// phase) and the source is within its limits. On `Ok` the source is
+    /// charged: follow with [`Engine::accept`], or [`Engine::unadmit`] if
+    /// the driver fails to take the socket after all. On `Err` write
+    /// [`Refusal::response`] and close; the refusal is counted here.
+    pub(crate) fn admit(&self, peer: IpAddr) -> Result<(), Refusal> {
+        let m = &self.shared.metrics;
+        let full =
+            self.shared.connections.load(std::sync::atomic::Ordering::Relaxed) >= self.shared.config.max_connections;
+        let verdict = if full { Err(Refusal::Full) } else { self.shared.limits.sources.admit(peer, self.now_ms) };
+        match verdict {
+            Ok(()) => {}
+            Err(Refusal::Full) => {
+                m.connections_refused.inc();
+            }
+            Err(Refusal::IpConnections) => {
+                m.ip_connection_refusals.inc();
+            }
+            Err(Refusal::IpRate) => {
+                m.ip_rate_refusals.inc();
+            }
+        }
+        verdict
     }
 
-    /// A new TCP connection; returns its slot.
-    pub(crate) fn accept(&mut self, sock: S) -> usize {
+    /// Undo [`Engine::admit`] for a socket the driver could not take.
+    pub(crate) fn unadmit(&self, peer: IpAddr) {
+        self.shared.limits.sources.release(peer);
+    }
+
+    /// A new TCP connection from `peer`, admitted; returns its slot.
+    pub(crate) fn accept(&mut self, sock: S, peer: IpAddr) -> usize {
         self.shared.metrics.connections_accepted.inc();
         self.shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.next_generation = self.next_generation.wrapping_add(1);
         let burst = self.shared.config.rate_burst;
-        self.conns.insert(Conn::new(sock, self.next_generation, self.now, burst, self.now_ms))
+        self.conns.insert(Conn::new(sock, peer, self.next_generation, self.now, burst, self.now_ms))
     }
 
     /// The socket of `slot`, for the driver's system calls.
@@ -111,6 +139,7 @@ impl<S> Engine<S> {
             return;
         };
         self.shared.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared.limits.sources.release(conn.peer);
         if conn.registered {
             let ep = Endpoint { core: self.core, slot: slot as u32, generation: conn.generation };
             self.shared.directory.unregister(conn.user.0, ep);
@@ -353,8 +382,13 @@ impl<S> Engine<S> {
         let handshake = cfg.handshake_timeout.as_secs().max(1) as u32;
         let ping_every = cfg.ping_interval.as_secs().max(1) as u32;
         let pong_wait = cfg.pong_timeout.as_secs().max(1) as u32;
+        let idle_after = cfg.idle_timeout.as_secs().min(u64::from(u32::MAX)) as u32;
         let now = self.now;
+        if self.core == 0 && now % SWEEP_EVERY_SECS == 0 {
+            self.shared.limits.sweep(self.now_ms);
+        }
         let mut expired = Vec::new();
+        let mut idle = Vec::new();
         let mut ping = Vec::new();
         let mut timed_out = Vec::new();
         let mut token_expired = Vec::new();
@@ -362,6 +396,7 @@ impl<S> Engine<S> {
         for (slot, c) in self.conns.iter_mut() {
             match c.phase {
                 Phase::Open if c.token_exp != 0 && unix_now >= u64::from(c.token_exp) => token_expired.push(slot),
+                Phase::Open if idle_after > 0 && now.saturating_sub(c.last_frame) >= idle_after => idle.push(slot),
                 Phase::Handshake if now.saturating_sub(c.opened_at) >= handshake => expired.push(slot),
                 Phase::Responding | Phase::Closing if now.saturating_sub(c.opened_at) >= CLOSE_GRACE_SECS => {
                     expired.push(slot)
@@ -380,6 +415,7 @@ impl<S> Engine<S> {
         for slot in expired {
             if self.conns.get(slot).is_some_and(|c| c.phase == Phase::Handshake) {
                 self.shared.metrics.bad_requests.inc();
+                self.shared.metrics.handshake_timeouts.inc();
             }
             self.drop_conn(slot);
         }
@@ -389,6 +425,10 @@ impl<S> Engine<S> {
         for slot in token_expired {
             self.shared.metrics.tokens_expired.inc();
             self.close_with(slot, close::TOKEN_EXPIRED, "token expired; reconnect with a fresh token");
+        }
+        for slot in idle {
+            self.shared.metrics.idle_closes.inc();
+            self.close_with(slot, close::IDLE, "no protocol frame within the idle timeout");
         }
         for slot in timed_out {
             self.shared.metrics.timeouts.inc();

@@ -69,6 +69,9 @@ impl<S> Engine<S> {
     /// Close the connection for a protocol violation.
     pub(super) fn fail(&mut self, slot: usize, code: u16, why: &str) {
         self.shared.metrics.framing_errors.inc();
+        if code == close::TOO_BIG {
+            self.shared.metrics.oversize_closes.inc();
+        }
         self.close_with(slot, code, why);
     }
 

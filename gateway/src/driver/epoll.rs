@@ -11,6 +11,7 @@ use mio::{net::TcpListener, Events, Interest, Poll, Token, Waker};
 
 use crate::{
     core::Engine,
+    limits::Refusal,
     server::{Shared, PHASE_CLOSING, PHASE_DRAINING},
 };
 
@@ -133,10 +134,9 @@ impl EpollCore {
 fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListener, poll: &Poll, spare: &mut SpareFd) {
     loop {
         match listener.accept() {
-            Ok((mut stream, _peer)) => {
-                if !engine.has_room() {
-                    engine.shared.metrics.connections_refused.inc();
-                    refuse_full(&mut stream);
+            Ok((mut stream, peer)) => {
+                if let Err(refusal) = engine.admit(peer.ip()) {
+                    let _ = stream.write(refusal.response());
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
@@ -144,10 +144,11 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
                 if let Err(e) =
                     poll.registry().register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)
                 {
+                    engine.unadmit(peer.ip());
                     tracing::warn!(error = %e, "registering a connection failed");
                     continue;
                 }
-                let got = engine.accept(stream);
+                let got = engine.accept(stream, peer.ip());
                 debug_assert_eq!(got, slot);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -162,7 +163,7 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
                 let refused = match listener.accept() {
                     Ok((mut stream, _)) => {
                         engine.shared.metrics.connections_refused.inc();
-                        refuse_full(&mut stream);
+                        let _ = stream.write(Refusal::Full.response());
                         // The refused connection closes here, before the spare is taken back.
                         true
                     }
@@ -184,13 +185,6 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
 
 fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
-}
-
-/// Answer 503 on a connection the gateway has no room for and close it.
-fn refuse_full(stream: &mut mio::net::TcpStream) {
-    let _ = stream.write(
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver full\n",
-    );
 }
 
 /// One descriptor held in reserve so that a gateway out of descriptors can

@@ -191,3 +191,44 @@ pub fn read_close_code(s: &mut TcpStream) -> u16 {
         }
     }
 }
+
+/// A pair that must keep working while something else misbehaves.
+pub struct Healthy {
+    pub a: Client,
+    pub b: Client,
+    n: u32,
+}
+
+impl Healthy {
+    pub fn new(gw: &TestGateway) -> Self {
+        Healthy { a: gw.online(1001), b: gw.online(1002), n: 0 }
+    }
+
+    /// One message from `a` to `b`: acked, then delivered.
+    pub fn check(&mut self) {
+        self.n += 1;
+        let cid = format!("healthy-{}", self.n);
+        self.a.send_message(UserId(1002), &cid, chatgw_client::MessageKind::Text, "still here").unwrap();
+        let (id, _) = sent_id(&mut self.a, &cid);
+        assert_eq!(next_message(&mut self.b).id, id);
+    }
+}
+
+/// A TCP connection to `addr` from the source address `from` (any address
+/// in 127.0.0.0/8 works on loopback).
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(from, 0).into())?;
+    s.connect(&addr.into())?;
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(WAIT))?;
+    Ok(s)
+}
+
+/// Send an HTTP request on `s` and read until the server closes.
+pub fn http_on(mut s: TcpStream, request: &[u8]) -> String {
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
