@@ -282,6 +282,64 @@ mod tests {
     }
 
     #[test]
+    fn recover_reopens_the_engine_while_readers_keep_reading() {
+        use std::sync::{
+            atomic::{AtomicBool, AtomicUsize, Ordering},
+            Arc,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap());
+        let mut g = Snowflake::new(1);
+        let (m1, m2) = (msg(&mut g, 1, 2, "a"), msg(&mut g, 1, 2, "b"));
+        let both = [UserId(1), UserId(2)];
+        s.commit(&[Write::Message { message: &m1, inboxes: &both }], m1.id).unwrap();
+        s.recover().expect("nothing failed: nothing to do");
+
+        // A real failure needs a full disk (gateway/tests/disk.rs); here the
+        // store is told one happened, which is all `recover` looks at.
+        s.set_failure(Some(WriteFailure::NoSpace));
+        match s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id) {
+            Err(StoreError::Unwritable { cause: WriteFailure::NoSpace }) => {}
+            other => panic!("a failed store must refuse writes: {other:?}"),
+        }
+        assert_eq!(s.message(m1.conversation, m1.id).unwrap(), Some(m1.clone()), "reads go on");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, stop, reads, m1) = (s.clone(), stop.clone(), reads.clone(), m1.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let inbox = s.inbox_after(UserId(2), MessageId(0), 10).expect("inbox read during reopen");
+                        assert_eq!(inbox.first(), Some(&InboxEvent::Message(m1.clone())));
+                        let page = s.history(m1.conversation, None, 10).expect("history read during reopen");
+                        assert!(page.contains(&m1));
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        while reads.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        for _ in 0..5 {
+            s.set_failure(Some(WriteFailure::Io));
+            s.recover().expect("the disk takes writes: recover reopens");
+        }
+        s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id).expect("writable again");
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().expect("a reader failed while the engine was reopened");
+        }
+        assert!(!dir.path().join(reopen::PROBE_FILE).exists(), "the probe file is removed");
+        drop(s);
+        let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        assert_eq!(s.high_water().unwrap(), m2.id);
+        assert_eq!(s.inbox_after(UserId(1), MessageId(0), 10).unwrap().len(), 2);
+    }
+
+    #[test]
     fn read_marks() {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();

@@ -20,7 +20,7 @@ use super::{tables::Tables, EmbeddedOptions};
 use crate::StoreError;
 
 /// Name of the probe file inside the store directory (removed after each probe).
-const PROBE_FILE: &str = "write-probe";
+pub(super) const PROBE_FILE: &str = "write-probe";
 /// Bytes written by one probe: a few pages, so a disk with only a sliver of
 /// space left still counts as full.
 const PROBE_BYTES: usize = 16 * 1024;
