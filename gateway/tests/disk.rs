@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatgw_client::{Client, Event, MessageId, MessageKind, UserId};
+use chatgw_client::{Client, Event, GroupId, MessageEvent, MessageId, MessageKind, UserId};
 use util::*;
 
 /// A tmpfs mounted for one test, unmounted on drop (also when the test fails).
@@ -101,17 +101,40 @@ fn send_and_answer(c: &mut Client, to: u64, client_id: &str, body: &str) -> Resu
     .unwrap()
 }
 
+/// The next message that is not a system message.
+fn next_chat(c: &mut Client) -> MessageEvent {
+    c.wait_for(WAIT, "message", |e| match e {
+        Event::Message(m) if m.kind != MessageKind::System => Some(m.clone()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+/// The next `group` reply: the group and its members, sorted.
+fn group_members(c: &mut Client) -> (GroupId, Vec<UserId>) {
+    let (id, mut members) = c
+        .wait_for(WAIT, "group", |e| match e {
+            Event::Group { id, members, .. } => Some((*id, members.iter().map(|(u, _)| *u).collect::<Vec<_>>())),
+            Event::Error { code, message, .. } => panic!("error {code}: {message}"),
+            _ => None,
+        })
+        .unwrap();
+    members.sort();
+    (id, members)
+}
+
 fn healthz(gw: &TestGateway) -> String {
     raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 }
 
-/// Every message in `user`'s inbox, by client id, with how often it appears.
+/// Every non-system message in `user`'s inbox, by client id, with how often it appears.
 fn inbox_counts(gw: &TestGateway, user: u64) -> HashMap<String, (MessageId, usize)> {
     let mut c = gw.connect(user);
     let mut out: HashMap<String, (MessageId, usize)> = HashMap::new();
     for e in sync_all(&mut c) {
-        if let Event::Message(m) = e {
-            out.entry(m.client_id.clone()).or_insert((m.id, 0)).1 += 1;
+        match e {
+            Event::Message(m) if m.kind != MessageKind::System => out.entry(m.client_id).or_insert((m.id, 0)).1 += 1,
+            _ => {}
         }
     }
     out
@@ -126,8 +149,11 @@ fn full_disk_stops_acks_says_why_and_recovers_without_restart() {
     let mut a = gw.online(1);
     let mut b = gw.online(2);
 
+    let mut c = gw.online(3);
+    a.create_group("g", "team", &[UserId(2)]).unwrap();
+    let group = group_members(&mut a).0;
     let (before, _) = send_and_answer(&mut a, 2, "before", "hi").expect("sent while the disk has room");
-    assert_eq!(next_message(&mut b).id, before);
+    assert_eq!(next_chat(&mut b).id, before);
     assert!(healthz(&gw).starts_with("HTTP/1.1 200"));
 
     let filler = fill(disk.path());
@@ -142,6 +168,9 @@ fn full_disk_stops_acks_says_why_and_recovers_without_restart() {
     // Receipts are not claimed either: the sender hears nothing.
     b.ack_delivered(UserId(1), &[before]).unwrap();
     assert_eq!(next_error(&mut b).0, "unavailable");
+    // A membership change is refused too, and must not linger in any cache.
+    a.change_members("add_members", group, &[UserId(3)]).unwrap();
+    assert_eq!(next_error(&mut a).0, "unavailable");
     let quiet = a.drain(Duration::from_millis(300)).unwrap();
     assert!(
         quiet.iter().all(|e| !matches!(e, Event::Sent { .. } | Event::Receipt(_) | Event::Message(_))),
@@ -183,10 +212,12 @@ fn full_disk_stops_acks_says_why_and_recovers_without_restart() {
     let recovery = freed.elapsed();
     eprintln!("first ack {recovery:?} after the disk had room again");
     assert!(during > before);
-    assert_eq!(next_message(&mut b).id, during, "live delivery works again");
+    assert_eq!(next_chat(&mut b).id, during, "live delivery works again");
     let mut after = Vec::new();
     for cid in ["after-1", "after-2", "after-3"] {
-        after.push(send_and_answer(&mut a, 2, cid, "hi").expect("sent after recovery").0);
+        let (id, _) = send_and_answer(&mut a, 2, cid, "hi").expect("sent after recovery");
+        assert_eq!(next_chat(&mut b).id, id);
+        after.push(id);
     }
     assert!(after.windows(2).all(|w| w[0] < w[1]) && after[0] > during, "ids never go backwards");
     // A resend of an id that was refused and then stored is one message.
@@ -201,21 +232,36 @@ fn full_disk_stops_acks_says_why_and_recovers_without_restart() {
         .unwrap();
     assert_eq!(receipt, vec![before, during]);
 
+    // The refused membership change never happened: user 3 is not a member.
+    a.group_info(group).unwrap();
+    assert_eq!(group_members(&mut a), (group, vec![UserId(1), UserId(2)]));
+    a.send_group(group, "g-after", MessageKind::Text, "members only").unwrap();
+    let (g_after, _) = sent_id(&mut a, "g-after");
+    assert_eq!(next_chat(&mut b).id, g_after);
+    let to_three = c.drain(Duration::from_millis(300)).unwrap();
+    assert!(to_three.iter().all(|e| !matches!(e, Event::Message(_))), "{to_three:?}");
+
     let health = healthz(&gw);
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert_eq!(gw.metric("chatgw_store_writable"), 1.0);
 
     // Every acknowledged message, before and after, is in both inboxes once.
-    let expected: HashMap<String, (MessageId, usize)> =
-        [("before", before), ("during", during), ("after-1", after[0]), ("after-2", after[1]), ("after-3", after[2])]
-            .into_iter()
-            .map(|(cid, id)| (cid.to_string(), (id, 1)))
-            .collect();
+    let expected: HashMap<String, (MessageId, usize)> = [
+        ("before", before),
+        ("during", during),
+        ("after-1", after[0]),
+        ("after-2", after[1]),
+        ("after-3", after[2]),
+        ("g-after", g_after),
+    ]
+    .into_iter()
+    .map(|(cid, id)| (cid.to_string(), (id, 1)))
+    .collect();
     assert_eq!(inbox_counts(&gw, 2), expected);
     assert_eq!(inbox_counts(&gw, 1), expected);
 
     // And it is on disk: a restart on the same directory finds all of it.
-    drop((a, b));
+    drop((a, b, c));
     drop(gw);
     let data = disk.path().to_path_buf();
     let gw = TestGateway::start_with(1, |c| c.data = data);
