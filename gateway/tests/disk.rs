@@ -143,6 +143,8 @@ fn inbox_counts(gw: &TestGateway, user: u64) -> HashMap<String, (MessageId, usiz
 #[test]
 fn full_disk_stops_acks_says_why_and_recovers_without_restart() {
     // Declared first, dropped last: the gateway is gone before the unmount.
+    // The gateway's log, shown when the test fails.
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,fjall=warn,lsm_tree=warn").try_init();
     let disk = Tmpfs::mount("16m");
     let data = disk.path().to_path_buf();
     let gw = TestGateway::start_with(2, |c| c.data = data);

@@ -19,9 +19,10 @@ use crate::metrics::Metrics;
 
 /// First pause between recovery attempts.
 const FIRST_PROBE: Duration = Duration::from_millis(10);
-/// Longest pause between recovery attempts: the most a client waits for
-/// acks once the disk is back.
-const MAX_PROBE: Duration = Duration::from_millis(250);
+/// Longest pause between recovery attempts: once the disk is back, acks
+/// resume within this plus one reopen of the store. A probe is one 16 KiB
+/// write and fsync, cheap enough to repeat this often.
+const MAX_PROBE: Duration = Duration::from_millis(100);
 
 /// The store refuses writes since `since`.
 pub(super) struct Outage {
