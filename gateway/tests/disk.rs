@@ -268,4 +268,7 @@ fn full_disk_stops_acks_says_why_and_recovers_without_restart() {
     let data = disk.path().to_path_buf();
     let gw = TestGateway::start_with(1, |c| c.data = data);
     assert_eq!(inbox_counts(&gw, 2), expected);
+    let mut a = gw.online(1);
+    let (next, _) = send_and_answer(&mut a, 2, "after-restart", "hi").expect("sent after a restart");
+    assert!(next > g_after, "ids never go backwards, across the reopen and a restart");
 }
