@@ -2,11 +2,20 @@
 //!
 //! Counters are atomics shared by every thread; nothing on the message path
 //! takes a lock to count.
+//!
+//! The store's health lives here too (`store_writable` and the cause of an
+//! outage), because `/metrics` and `/healthz` report the same fact: a load
+//! balancer that drains on 503 and a dashboard that alerts on the gauge must
+//! never disagree.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use chatgw_storage::WriteFailure;
 use prometheus_client::{
     encoding::text::encode,
     metrics::{
         counter::Counter,
+        family::Family,
         gauge::Gauge,
         histogram::{exponential_buckets, Histogram},
     },
@@ -40,8 +49,13 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Bytes handed to the store.
     pub commit_bytes: Counter,
-    /// Failed group commits.
-    pub commit_errors: Counter,
+    /// Failed group commits, by cause (`kind` label: see [`WriteFailure`]).
+    commit_errors: Family<[(&'static str, &'static str); 1], Counter>,
+    /// 1 while the store takes writes, 0 while it refuses them.
+    store_writable: Gauge,
+    /// Why the store refuses writes: 0 while it takes them, else one plus
+    /// the index of the cause in [`WriteFailure::ALL`].
+    store_cause: AtomicU8,
     /// `error` frames sent for malformed or refused frames.
     pub protocol_errors: Counter,
     /// Frames refused by the per-connection rate limit.
@@ -126,7 +140,25 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             ),
             commit_bytes: counter(&mut r, "commit_bytes", "Key and value bytes written to the store"),
-            commit_errors: counter(&mut r, "commit_errors", "Group commits that failed"),
+            commit_errors: {
+                let family =
+                    register(&mut r, "commit_errors", "Group commits that failed, by cause", Family::default());
+                for kind in WriteFailure::ALL {
+                    let _ = family.get_or_create(&[("kind", kind.as_str())]);
+                }
+                family
+            },
+            store_writable: {
+                let gauge = register(
+                    &mut r,
+                    "store_writable",
+                    "1 while the store takes writes, 0 while it refuses them",
+                    Gauge::default(),
+                );
+                gauge.set(1);
+                gauge
+            },
+            store_cause: AtomicU8::new(0),
             protocol_errors: counter(&mut r, "protocol_errors", "Error frames sent"),
             rate_limited: counter(&mut r, "rate_limited", "Frames refused by the per-connection rate limit"),
             slow_consumers: counter(
@@ -154,6 +186,33 @@ impl Metrics {
             oversize_closes: counter(&mut r, "oversize_closes", "Connections closed with 1009 for an oversized frame"),
             syncs: counter(&mut r, "syncs", "Sync requests served"),
             registry: r,
+        }
+    }
+
+    /// Count one failed commit.
+    pub fn commit_failed(&self, cause: WriteFailure) {
+        self.commit_errors.get_or_create(&[("kind", cause.as_str())]).inc();
+    }
+
+    /// The store refuses writes because of `cause`.
+    pub fn store_failing(&self, cause: WriteFailure) {
+        let index = WriteFailure::ALL.iter().position(|k| *k == cause).unwrap_or(0);
+        // ALL has five entries, so the index fits in a u8.
+        self.store_cause.store(index as u8 + 1, Ordering::Relaxed);
+        self.store_writable.set(0);
+    }
+
+    /// The store takes writes again.
+    pub fn store_recovered(&self) {
+        self.store_cause.store(0, Ordering::Relaxed);
+        self.store_writable.set(1);
+    }
+
+    /// Why the store refuses writes, or `None` while it takes them.
+    pub fn store_failure(&self) -> Option<WriteFailure> {
+        match self.store_cause.load(Ordering::Relaxed) {
+            0 => None,
+            n => WriteFailure::ALL.get(usize::from(n) - 1).copied(),
         }
     }
 

@@ -10,18 +10,32 @@
 //! `fdatasync` on the journal: atomic across keyspaces and durable when it
 //! returns. Journal persistence is manual, so nothing else ever syncs behind
 //! the group committer's back.
+//!
+//! Why the engine can be reopened: after one failed journal write (a full
+//! disk, a file system remounted read-only) fjall poisons the database and
+//! refuses every later write, because it can no longer vouch for the
+//! journal's tail. The on-disk state is still consistent: reopening replays
+//! the journal up to the last complete batch. So after a failure this store
+//! refuses writes at once ([`StoreError::Unwritable`]) while reads go on
+//! from the old engine, and [`MessageStore::recover`] first proves that the
+//! disk takes a durable write again, then drops the poisoned engine and opens
+//! a fresh one from disk (see `reopen`). Reads and commits hold a read lock
+//! on the engine for their whole duration and the swap takes the write lock,
+//! so no read ever sees a half-closed engine and the database lock file is
+//! free when the new engine opens it.
 
-use std::path::{Path, PathBuf};
+mod reopen;
+mod tables;
 
-use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, Receipt, ReceiptStatus, UserId};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-
-use crate::{
-    codec::{self, InboxRecord},
-    CommitStats, InboxEvent, MessageReceipts, MessageStore, StoreError, Write,
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, PoisonError, RwLock},
 };
 
-const HIGH_WATER_KEY: &[u8] = b"high_water";
+use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+
+use self::tables::Tables;
+use crate::{CommitStats, InboxEvent, MessageReceipts, MessageStore, StoreError, Write, WriteFailure};
 
 /// Tuning for [`EmbeddedStore`].
 #[derive(Clone, Debug)]
@@ -38,15 +52,12 @@ impl Default for EmbeddedOptions {
 
 /// The embedded durable store. Cheap to share: wrap it in an `Arc`.
 pub struct EmbeddedStore {
-    db: Database,
-    messages: Keyspace,
-    inbox: Keyspace,
-    idempotency: Keyspace,
-    delivered: Keyspace,
-    reads: Keyspace,
-    read_by: Keyspace,
-    groups: Keyspace,
-    meta: Keyspace,
+    /// The open engine; `None` only while a reopen has failed.
+    engine: RwLock<Option<Tables>>,
+    /// Why writes are refused, from a failed commit until a successful
+    /// [`MessageStore::recover`].
+    failed: Mutex<Option<WriteFailure>>,
+    options: EmbeddedOptions,
     path: PathBuf,
 }
 
@@ -61,24 +72,11 @@ impl EmbeddedStore {
     pub fn open(dir: impl AsRef<Path>, options: &EmbeddedOptions) -> Result<Self, StoreError> {
         let path = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(|e| StoreError::backend("create data directory", e))?;
-        let db = Database::builder(&path)
-            .cache_size(options.cache_bytes)
-            .manual_journal_persist(true)
-            .open()
-            .map_err(|e| StoreError::backend("open", e))?;
-        let ks = |name: &str| {
-            db.keyspace(name, KeyspaceCreateOptions::default).map_err(|e| StoreError::backend("open keyspace", e))
-        };
+        let tables = Tables::open(&path, options)?;
         Ok(EmbeddedStore {
-            messages: ks("messages")?,
-            inbox: ks("inbox")?,
-            idempotency: ks("idempotency")?,
-            delivered: ks("delivered")?,
-            reads: ks("reads")?,
-            read_by: ks("read_by")?,
-            groups: ks("groups")?,
-            meta: ks("meta")?,
-            db,
+            engine: RwLock::new(Some(tables)),
+            failed: Mutex::new(None),
+            options: options.clone(),
             path,
         })
     }
@@ -88,97 +86,49 @@ impl EmbeddedStore {
         &self.path
     }
 
-    fn get(&self, ks: &Keyspace, key: &[u8], op: &'static str) -> Result<Option<fjall::UserValue>, StoreError> {
-        ks.get(key).map_err(|e| StoreError::backend(op, e))
+    /// Run `f` on the open engine, holding it open until `f` returns.
+    fn with<R>(&self, f: impl FnOnce(&Tables) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        // A panic elsewhere while holding the lock leaves the engine itself intact.
+        let engine = self.engine.read().unwrap_or_else(PoisonError::into_inner);
+        match engine.as_ref() {
+            Some(t) => f(t),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    fn failure(&self) -> Option<WriteFailure> {
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_failure(&self, failure: Option<WriteFailure>) {
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = failure;
     }
 }
 
 impl MessageStore for EmbeddedStore {
     fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        let mut stats = CommitStats::default();
-        let mut put = |ks: &Keyspace, k: &[u8], v: Vec<u8>| {
-            stats.bytes += k.len() + v.len();
-            stats.records += 1;
-            batch.insert(ks, k, v);
-        };
-        for w in writes {
-            match *w {
-                Write::Message { message, inboxes } => {
-                    let c = &message.conversation;
-                    put(&self.messages, &codec::message_key(c, message.id), codec::encode_message(message));
-                    let reference = codec::encode_inbox_message(c);
-                    for user in inboxes {
-                        put(&self.inbox, &codec::inbox_key(*user, message.id), reference.clone());
-                    }
-                    // System messages without a client id have no idempotency key.
-                    if !message.client_id.is_empty() {
-                        put(
-                            &self.idempotency,
-                            &codec::idempotency_key(message.from, &message.client_id),
-                            codec::encode_idempotency(c, message.id),
-                        );
-                    }
-                }
-                Write::Receipt { receipt, inboxes } => {
-                    match receipt {
-                        Receipt::Delivered { conversation, by, ids, at, .. } => {
-                            for id in ids {
-                                put(
-                                    &self.delivered,
-                                    &codec::delivered_key(conversation, *id, *by),
-                                    at.to_be_bytes().to_vec(),
-                                );
-                            }
-                        }
-                        Receipt::Read { conversation, by, up_to, at, .. } => {
-                            let mut v = up_to.0.to_be_bytes().to_vec();
-                            v.extend_from_slice(&at.to_be_bytes());
-                            put(&self.reads, &codec::read_key(conversation, *by), v);
-                        }
-                        Receipt::Group { group, status, items, at, .. } => {
-                            let conversation = ConversationId::Group(*group);
-                            let table = match status {
-                                ReceiptStatus::Delivered => &self.delivered,
-                                ReceiptStatus::Read => &self.read_by,
-                            };
-                            for (by, ids) in items {
-                                for id in ids {
-                                    put(
-                                        table,
-                                        &codec::delivered_key(&conversation, *id, *by),
-                                        at.to_be_bytes().to_vec(),
-                                    );
-                                }
-                            }
-                        }
-                    }
-                    let v = codec::encode_receipt(receipt);
-                    for user in inboxes {
-                        put(&self.inbox, &codec::inbox_key(*user, receipt.event()), v.clone());
-                    }
-                }
-                Write::Group { group } => {
-                    put(&self.groups, &group.id.0.to_be_bytes(), codec::encode_group(group));
-                }
-            }
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
         }
-        put(&self.meta, HIGH_WATER_KEY, high_water.0.to_be_bytes().to_vec());
-        batch.commit().map_err(|e| StoreError::backend("commit", e))?;
-        Ok(stats)
+        self.with(|t| t.commit(writes, high_water)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        if self.failure().is_none() {
+            return Ok(());
+        }
+        reopen::probe_disk(&self.path)?;
+        reopen::reopen(&self.engine, &self.path, &self.options)?;
+        self.set_failure(None);
+        Ok(())
     }
 
     fn high_water(&self) -> Result<MessageId, StoreError> {
-        Ok(MessageId(
-            self.get(&self.meta, HIGH_WATER_KEY, "read high water")?.and_then(|v| codec::u64_value(&v)).unwrap_or(0),
-        ))
+        self.with(|t| t.high_water())
     }
 
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
-        match self.get(&self.messages, &codec::message_key(&conversation, id), "read message")? {
-            Some(v) => codec::decode_message(conversation, id, &v).map(Some),
-            None => Ok(None),
-        }
+        self.with(|t| t.message(conversation, id))
     }
 
     fn message_by_client_id(
@@ -186,71 +136,27 @@ impl MessageStore for EmbeddedStore {
         from: UserId,
         client_id: &str,
     ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
-        match self.get(&self.idempotency, &codec::idempotency_key(from, client_id), "read idempotency key")? {
-            Some(v) => codec::decode_idempotency(&v).map(Some),
-            None => Ok(None),
-        }
+        self.with(|t| t.message_by_client_id(from, client_id))
     }
 
     fn is_delivered(&self, conversation: ConversationId, id: MessageId, user: UserId) -> Result<bool, StoreError> {
-        self.delivered
-            .contains_key(codec::delivered_key(&conversation, id, user))
-            .map_err(|e| StoreError::backend("read delivery mark", e))
+        self.with(|t| t.is_delivered(conversation, id, user))
     }
 
     fn receipts_of(&self, conversation: ConversationId, id: MessageId) -> Result<MessageReceipts, StoreError> {
-        let prefix = codec::message_key(&conversation, id);
-        let scan = |ks: &Keyspace| -> Result<Vec<(UserId, u64)>, StoreError> {
-            let mut out = Vec::new();
-            for guard in ks.prefix(&prefix) {
-                let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan receipts", e))?;
-                let user = codec::id_from_message_key(&k)
-                    .ok_or(StoreError::Corrupt { table: "receipts", what: "short key" })?;
-                out.push((UserId(user.0), codec::u64_value(&v).unwrap_or(0)));
-            }
-            Ok(out)
-        };
-        Ok(MessageReceipts { delivered: scan(&self.delivered)?, read: scan(&self.read_by)? })
+        self.with(|t| t.receipts_of(conversation, id))
     }
 
     fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
-        match self.get(&self.groups, &id.0.to_be_bytes(), "read group")? {
-            Some(v) => codec::decode_group(id, &v).map(Some),
-            None => Ok(None),
-        }
+        self.with(|t| t.group(id))
     }
 
     fn read_mark(&self, conversation: ConversationId, user: UserId) -> Result<Option<MessageId>, StoreError> {
-        Ok(self
-            .get(&self.reads, &codec::read_key(&conversation, user), "read read mark")?
-            .and_then(|v| codec::u64_value(&v))
-            .map(MessageId))
+        self.with(|t| t.read_mark(conversation, user))
     }
 
     fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
-        let Some(start) = after.0.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let lo = codec::inbox_key(user, MessageId(start));
-        let hi = codec::inbox_key(user, MessageId(u64::MAX));
-        let mut out = Vec::new();
-        for guard in self.inbox.range(lo..=hi).take(limit) {
-            let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan inbox", e))?;
-            let event =
-                codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "inbox", what: "short key" })?;
-            match codec::decode_inbox(event, &v)? {
-                InboxRecord::Message(c) => {
-                    // The reference and the message are written in one atomic
-                    // batch, so a dangling reference means damage on disk.
-                    let m = self
-                        .message(c, event)?
-                        .ok_or(StoreError::Corrupt { table: "inbox", what: "reference to a missing message" })?;
-                    out.push(InboxEvent::Message(m));
-                }
-                InboxRecord::Receipt(r) => out.push(InboxEvent::Receipt(r)),
-            }
-        }
-        Ok(out)
+        self.with(|t| t.inbox_after(user, after, limit))
     }
 
     fn history(
@@ -259,26 +165,13 @@ impl MessageStore for EmbeddedStore {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
-        let lo = codec::message_key(&conversation, MessageId(0));
-        let hi = match before {
-            Some(MessageId(0)) => return Ok(Vec::new()),
-            Some(b) => codec::message_key(&conversation, MessageId(b.0 - 1)),
-            None => codec::message_key(&conversation, MessageId(u64::MAX)),
-        };
-        let mut out = Vec::new();
-        for guard in self.messages.range(lo..=hi).rev().take(limit) {
-            let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan history", e))?;
-            let id =
-                codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "messages", what: "short key" })?;
-            out.push(codec::decode_message(conversation, id, &v)?);
-        }
-        Ok(out)
+        self.with(|t| t.history(conversation, before, limit))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use chatgw_protocol::{MessageKind, Snowflake};
+    use chatgw_protocol::{MessageKind, Receipt, ReceiptStatus, Snowflake};
 
     use super::*;
 
@@ -386,6 +279,64 @@ mod tests {
             s.inbox_after(UserId(1), MessageId(0), 10).unwrap(),
             vec![InboxEvent::Receipt(delivered), InboxEvent::Receipt(read)]
         );
+    }
+
+    #[test]
+    fn recover_reopens_the_engine_while_readers_keep_reading() {
+        use std::sync::{
+            atomic::{AtomicBool, AtomicUsize, Ordering},
+            Arc,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap());
+        let mut g = Snowflake::new(1);
+        let (m1, m2) = (msg(&mut g, 1, 2, "a"), msg(&mut g, 1, 2, "b"));
+        let both = [UserId(1), UserId(2)];
+        s.commit(&[Write::Message { message: &m1, inboxes: &both }], m1.id).unwrap();
+        s.recover().expect("nothing failed: nothing to do");
+
+        // A real failure needs a full disk (gateway/tests/disk.rs); here the
+        // store is told one happened, which is all `recover` looks at.
+        s.set_failure(Some(WriteFailure::NoSpace));
+        match s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id) {
+            Err(StoreError::Unwritable { cause: WriteFailure::NoSpace }) => {}
+            other => panic!("a failed store must refuse writes: {other:?}"),
+        }
+        assert_eq!(s.message(m1.conversation, m1.id).unwrap(), Some(m1.clone()), "reads go on");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, stop, reads, m1) = (s.clone(), stop.clone(), reads.clone(), m1.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let inbox = s.inbox_after(UserId(2), MessageId(0), 10).expect("inbox read during reopen");
+                        assert_eq!(inbox.first(), Some(&InboxEvent::Message(m1.clone())));
+                        let page = s.history(m1.conversation, None, 10).expect("history read during reopen");
+                        assert!(page.contains(&m1));
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        while reads.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        for _ in 0..5 {
+            s.set_failure(Some(WriteFailure::Io));
+            s.recover().expect("the disk takes writes: recover reopens");
+        }
+        s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id).expect("writable again");
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().expect("a reader failed while the engine was reopened");
+        }
+        assert!(!dir.path().join(reopen::PROBE_FILE).exists(), "the probe file is removed");
+        drop(s);
+        let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        assert_eq!(s.high_water().unwrap(), m2.id);
+        assert_eq!(s.inbox_after(UserId(1), MessageId(0), 10).unwrap().len(), 2);
     }
 
     #[test]

@@ -22,6 +22,12 @@
 //! atomically and returns only once it is on stable storage. The gateway
 //! batches many requests into one commit (group commit); the store never
 //! decides on its own to buffer.
+//!
+//! Failure contract: a failed commit leaves the store refusing writes until
+//! [`MessageStore::recover`] succeeds (a full disk or a read-only file system
+//! is not fixed by retrying the same write); reads keep working where the
+//! engine can serve them. Recovery is the store's own business: the caller
+//! only asks, with backoff, and learns why from [`StoreError::failure`].
 
 #![warn(missing_docs)]
 
@@ -31,7 +37,7 @@ mod error;
 mod model;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
-pub use error::StoreError;
+pub use error::{StoreError, WriteFailure};
 pub use model::{CommitStats, InboxEvent, MessageReceipts, Write};
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
@@ -43,6 +49,17 @@ pub trait MessageStore: Send + Sync + 'static {
     /// largest id handed out so far. Returns once the batch survives a crash
     /// or power loss.
     fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError>;
+
+    /// After a failed [`MessageStore::commit`], try to make the store
+    /// writable again without a restart. Returns `Ok` once the store has
+    /// proven that it takes a durable write (and at once if nothing failed);
+    /// until then commits may keep failing with
+    /// [`StoreError::Unwritable`]. Call it again, with a pause, after an
+    /// error. Nothing committed before the failure is lost; the failed
+    /// batch itself may or may not be present afterwards (the same as for a
+    /// commit interrupted by a crash), so requests in it are retried by
+    /// their idempotency keys. Reads may run while it works.
+    fn recover(&self) -> Result<(), StoreError>;
 
     /// The largest id ever recorded by [`MessageStore::commit`], or zero.
     fn high_water(&self) -> Result<MessageId, StoreError>;

@@ -165,6 +165,20 @@ impl<'s> Batch<'s> {
         self.recent.clear();
     }
 
+    /// The store was reopened after an outage: nothing cached may be
+    /// trusted, since the failed batches may or may not have reached the
+    /// disk. The caches fill again from the store.
+    pub(super) fn forget_all_cached(&mut self) {
+        self.groups.clear();
+        self.recent.clear();
+    }
+
+    /// Hand out ids above `floor` from now on (never lowers the last id).
+    pub(super) fn resume_after(&mut self, floor: MessageId) {
+        let ids = std::mem::replace(&mut self.ids, Snowflake::new(0));
+        self.ids = ids.resume_after(floor);
+    }
+
     /// The writes of this batch, in order.
     pub(super) fn writes(&self) -> Vec<Write<'_>> {
         self.outcomes

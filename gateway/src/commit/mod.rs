@@ -15,20 +15,24 @@
 //! membership change is visible to the very next send without any locking.
 //!
 //! Files: `batch` builds one batch (direct messages and receipts), `groups`
-//! the group operations and group fan-out, this file runs the loop and
-//! dispatches the results.
+//! the group operations and group fan-out, `outage` what happens while the
+//! store refuses writes, this file runs the loop and dispatches the results.
 
 mod batch;
 mod groups;
+mod outage;
 
 use std::{sync::Arc, time::Instant};
 
 use chatgw_protocol::{server, ErrorCode, MessageId, Snowflake, UserId};
 use chatgw_router::{Endpoint, Fanout};
 use chatgw_storage::{MessageStore, StoreError, Write};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use self::batch::{Batch, Outcome};
+use self::{
+    batch::{Batch, Outcome},
+    outage::Outage,
+};
 use crate::{
     events::{CommitRequest, CoreEvent},
     server::Shared,
@@ -61,8 +65,24 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
             return;
         }
         let mut stop = false;
+        let mut outage: Option<Outage> = None;
         while !stop {
-            let Ok(first) = rx.recv() else { break };
+            if let Some(o) = outage.as_mut() {
+                if o.try_recover(store.as_ref(), &shared.metrics) {
+                    outage = None;
+                    batch.forget_all_cached();
+                    resume_ids(&mut batch, store.as_ref());
+                }
+            }
+            let first = match &outage {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(o) => rx.recv_deadline(o.next_probe()),
+            };
+            let first = match first {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             requests.push(first);
             while requests.len() < shared.config.commit_batch {
                 match rx.try_recv() {
@@ -79,9 +99,10 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
             let job = match result {
                 Ok(()) => Dispatch::Committed(batch.take_outcomes()),
                 Err((e, origins)) => {
-                    shared.metrics.commit_errors.inc();
                     batch.forget_cached_changes();
-                    tracing::error!(error = %e, requests = n, "group commit failed; nothing in it was acknowledged");
+                    if let Some(started) = Outage::on_failed_commit(outage.as_ref(), &e, n, &shared.metrics) {
+                        outage = Some(started);
+                    }
                     Dispatch::Failed(origins)
                 }
             };
@@ -94,6 +115,17 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
         drop(to_dispatcher);
     });
     tracing::info!("committer stopped");
+}
+
+/// After the store was reopened: ids continue above everything it holds,
+/// so they never go backwards even if the failed batch reached the disk.
+fn resume_ids(batch: &mut Batch<'_>, store: &dyn MessageStore) {
+    match store.high_water() {
+        Ok(h) => batch.resume_after(h),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the id high-water mark after recovery; ids continue from memory")
+        }
+    }
 }
 
 /// Batches committed but not yet dispatched, at most.

@@ -98,7 +98,7 @@ impl<S> Engine<S> {
             return text(405, "Method Not Allowed", "only GET\n");
         }
         match req.path {
-            "/healthz" => text(200, "OK", "ok\n"),
+            "/healthz" => self.health(),
             "/metrics" => Route::Respond {
                 status: 200,
                 reason: "OK",
@@ -108,6 +108,15 @@ impl<S> Engine<S> {
             "/ws" => self.route_upgrade(req, true),
             "/echo" if self.shared.config.echo_endpoint => self.route_upgrade(req, false),
             _ => text(404, "Not Found", "not found\n"),
+        }
+    }
+
+    /// 200 while the gateway can acknowledge writes; 503 with the cause
+    /// while the store refuses them, so a load balancer drains this box.
+    fn health(&self) -> Route {
+        match self.shared.metrics.store_failure() {
+            None => text(200, "OK", "ok\n"),
+            Some(cause) => text(503, "Service Unavailable", format!("store not writable: {cause}\n")),
         }
     }
 

@@ -1,0 +1,269 @@
+//! The open engine: one fjall database and its keyspaces, and every read
+//! and write expressed on them.
+//!
+//! [`EmbeddedStore`](super::EmbeddedStore) owns one `Tables` at a time and
+//! swaps it for a fresh one when it reopens the engine after a failed write;
+//! everything here works on one open engine and knows nothing of that.
+
+use std::path::Path;
+
+use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, Receipt, ReceiptStatus, UserId};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::EmbeddedOptions;
+use crate::{
+    codec::{self, InboxRecord},
+    CommitStats, InboxEvent, MessageReceipts, StoreError, Write,
+};
+
+const HIGH_WATER_KEY: &[u8] = b"high_water";
+const PROBE_KEY: &[u8] = b"write_probe";
+
+/// One open fjall database: one keyspace per table.
+pub(super) struct Tables {
+    db: Database,
+    messages: Keyspace,
+    inbox: Keyspace,
+    idempotency: Keyspace,
+    delivered: Keyspace,
+    reads: Keyspace,
+    read_by: Keyspace,
+    groups: Keyspace,
+    meta: Keyspace,
+}
+
+impl Tables {
+    /// Open (or create) the database in `path`, replaying its journal.
+    pub(super) fn open(path: &Path, options: &EmbeddedOptions) -> Result<Self, StoreError> {
+        let db = Database::builder(path)
+            .cache_size(options.cache_bytes)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| StoreError::backend("open", e))?;
+        let ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default).map_err(|e| StoreError::backend("open keyspace", e))
+        };
+        Ok(Tables {
+            messages: ks("messages")?,
+            inbox: ks("inbox")?,
+            idempotency: ks("idempotency")?,
+            delivered: ks("delivered")?,
+            reads: ks("reads")?,
+            read_by: ks("read_by")?,
+            groups: ks("groups")?,
+            meta: ks("meta")?,
+            db,
+        })
+    }
+
+    fn get(&self, ks: &Keyspace, key: &[u8], op: &'static str) -> Result<Option<fjall::UserValue>, StoreError> {
+        ks.get(key).map_err(|e| StoreError::backend(op, e))
+    }
+
+    /// One small durable write through the journal: proof that the engine
+    /// takes writes again.
+    pub(super) fn probe(&self, unix_ms: u64) -> Result<(), StoreError> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        batch.insert(&self.meta, PROBE_KEY, unix_ms.to_be_bytes().to_vec());
+        batch.commit().map_err(|e| StoreError::backend("probe write", e))
+    }
+
+    pub(super) fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut stats = CommitStats::default();
+        let mut put = |ks: &Keyspace, k: &[u8], v: Vec<u8>| {
+            stats.bytes += k.len() + v.len();
+            stats.records += 1;
+            batch.insert(ks, k, v);
+        };
+        for w in writes {
+            match *w {
+                Write::Message { message, inboxes } => {
+                    let c = &message.conversation;
+                    put(&self.messages, &codec::message_key(c, message.id), codec::encode_message(message));
+                    let reference = codec::encode_inbox_message(c);
+                    for user in inboxes {
+                        put(&self.inbox, &codec::inbox_key(*user, message.id), reference.clone());
+                    }
+                    // System messages without a client id have no idempotency key.
+                    if !message.client_id.is_empty() {
+                        put(
+                            &self.idempotency,
+                            &codec::idempotency_key(message.from, &message.client_id),
+                            codec::encode_idempotency(c, message.id),
+                        );
+                    }
+                }
+                Write::Receipt { receipt, inboxes } => {
+                    match receipt {
+                        Receipt::Delivered { conversation, by, ids, at, .. } => {
+                            for id in ids {
+                                put(
+                                    &self.delivered,
+                                    &codec::delivered_key(conversation, *id, *by),
+                                    at.to_be_bytes().to_vec(),
+                                );
+                            }
+                        }
+                        Receipt::Read { conversation, by, up_to, at, .. } => {
+                            let mut v = up_to.0.to_be_bytes().to_vec();
+                            v.extend_from_slice(&at.to_be_bytes());
+                            put(&self.reads, &codec::read_key(conversation, *by), v);
+                        }
+                        Receipt::Group { group, status, items, at, .. } => {
+                            let conversation = ConversationId::Group(*group);
+                            let table = match status {
+                                ReceiptStatus::Delivered => &self.delivered,
+                                ReceiptStatus::Read => &self.read_by,
+                            };
+                            for (by, ids) in items {
+                                for id in ids {
+                                    put(
+                                        table,
+                                        &codec::delivered_key(&conversation, *id, *by),
+                                        at.to_be_bytes().to_vec(),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    let v = codec::encode_receipt(receipt);
+                    for user in inboxes {
+                        put(&self.inbox, &codec::inbox_key(*user, receipt.event()), v.clone());
+                    }
+                }
+                Write::Group { group } => {
+                    put(&self.groups, &group.id.0.to_be_bytes(), codec::encode_group(group));
+                }
+            }
+        }
+        put(&self.meta, HIGH_WATER_KEY, high_water.0.to_be_bytes().to_vec());
+        batch.commit().map_err(|e| StoreError::backend("commit", e))?;
+        Ok(stats)
+    }
+
+    pub(super) fn high_water(&self) -> Result<MessageId, StoreError> {
+        Ok(MessageId(
+            self.get(&self.meta, HIGH_WATER_KEY, "read high water")?.and_then(|v| codec::u64_value(&v)).unwrap_or(0),
+        ))
+    }
+
+    pub(super) fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        match self.get(&self.messages, &codec::message_key(&conversation, id), "read message")? {
+            Some(v) => codec::decode_message(conversation, id, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn message_by_client_id(
+        &self,
+        from: UserId,
+        client_id: &str,
+    ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
+        match self.get(&self.idempotency, &codec::idempotency_key(from, client_id), "read idempotency key")? {
+            Some(v) => codec::decode_idempotency(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn is_delivered(
+        &self,
+        conversation: ConversationId,
+        id: MessageId,
+        user: UserId,
+    ) -> Result<bool, StoreError> {
+        self.delivered
+            .contains_key(codec::delivered_key(&conversation, id, user))
+            .map_err(|e| StoreError::backend("read delivery mark", e))
+    }
+
+    pub(super) fn receipts_of(
+        &self,
+        conversation: ConversationId,
+        id: MessageId,
+    ) -> Result<MessageReceipts, StoreError> {
+        let prefix = codec::message_key(&conversation, id);
+        let scan = |ks: &Keyspace| -> Result<Vec<(UserId, u64)>, StoreError> {
+            let mut out = Vec::new();
+            for guard in ks.prefix(&prefix) {
+                let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan receipts", e))?;
+                let user = codec::id_from_message_key(&k)
+                    .ok_or(StoreError::Corrupt { table: "receipts", what: "short key" })?;
+                out.push((UserId(user.0), codec::u64_value(&v).unwrap_or(0)));
+            }
+            Ok(out)
+        };
+        Ok(MessageReceipts { delivered: scan(&self.delivered)?, read: scan(&self.read_by)? })
+    }
+
+    pub(super) fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+        match self.get(&self.groups, &id.0.to_be_bytes(), "read group")? {
+            Some(v) => codec::decode_group(id, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn read_mark(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        Ok(self
+            .get(&self.reads, &codec::read_key(&conversation, user), "read read mark")?
+            .and_then(|v| codec::u64_value(&v))
+            .map(MessageId))
+    }
+
+    pub(super) fn inbox_after(
+        &self,
+        user: UserId,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Vec<InboxEvent>, StoreError> {
+        let Some(start) = after.0.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let lo = codec::inbox_key(user, MessageId(start));
+        let hi = codec::inbox_key(user, MessageId(u64::MAX));
+        let mut out = Vec::new();
+        for guard in self.inbox.range(lo..=hi).take(limit) {
+            let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan inbox", e))?;
+            let event =
+                codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "inbox", what: "short key" })?;
+            match codec::decode_inbox(event, &v)? {
+                InboxRecord::Message(c) => {
+                    // The reference and the message are written in one atomic
+                    // batch, so a dangling reference means damage on disk.
+                    let m = self
+                        .message(c, event)?
+                        .ok_or(StoreError::Corrupt { table: "inbox", what: "reference to a missing message" })?;
+                    out.push(InboxEvent::Message(m));
+                }
+                InboxRecord::Receipt(r) => out.push(InboxEvent::Receipt(r)),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let lo = codec::message_key(&conversation, MessageId(0));
+        let hi = match before {
+            Some(MessageId(0)) => return Ok(Vec::new()),
+            Some(b) => codec::message_key(&conversation, MessageId(b.0 - 1)),
+            None => codec::message_key(&conversation, MessageId(u64::MAX)),
+        };
+        let mut out = Vec::new();
+        for guard in self.messages.range(lo..=hi).rev().take(limit) {
+            let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan history", e))?;
+            let id =
+                codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "messages", what: "short key" })?;
+            out.push(codec::decode_message(conversation, id, &v)?);
+        }
+        Ok(out)
+    }
+}
