@@ -209,6 +209,43 @@ fn status_of(mut s: TcpStream) -> u16 {
     std::str::from_utf8(&buf[..n]).ok().and_then(|t| t.get(9..12)).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
+/// Open connections from `source(i)` as fast as possible until `deadline`
+/// and keep those the gateway keeps. A refused connection is answered at
+/// once (429 or 503) and closed; a held one is silent. Returns the number
+/// held, the number refused, and how many were held when the first refusal
+/// came.
+fn flood_connections(
+    addr: SocketAddr,
+    deadline: Instant,
+    source: impl Fn(u32) -> IpAddr,
+) -> (usize, u64, Option<usize>) {
+    let mut held: Vec<TcpStream> = Vec::new();
+    let (mut refused, mut first, mut i) = (0u64, None, 0u32);
+    while Instant::now() < deadline {
+        let mut batch = Vec::with_capacity(64);
+        for _ in 0..64 {
+            i += 1;
+            if let Ok(s) = connect_from(source(i), addr) {
+                let _ = s.set_nonblocking(true);
+                batch.push(s);
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+        for mut s in batch {
+            let mut b = [0u8; 12];
+            match s.read(&mut b) {
+                Ok(n) if n > 0 => {
+                    refused += 1;
+                    first.get_or_insert(held.len());
+                }
+                Ok(_) => refused += 1,
+                Err(_) => held.push(s),
+            }
+        }
+    }
+    (held.len(), refused, first)
+}
+
 fn per_sec(n: u64, since: Instant) -> f64 {
     n as f64 / since.elapsed().as_secs_f64().max(1e-3)
 }
@@ -228,28 +265,8 @@ fn quiet(args: &Args) -> anyhow::Result<Row> {
 
 fn ip_connections(args: &Args) -> anyhow::Result<Row> {
     let gw = Gateway::start(|c| c.ip_connect_rate = 0)?;
-    let ((held, refused, first_refusal_at), healthy, healthy_failures) = with_probe(&gw, args, |deadline| {
-        let mut held = Vec::new();
-        let (mut refused, mut first) = (0u64, None);
-        while Instant::now() < deadline {
-            match connect_from(OFFENDER, gw.addr) {
-                Ok(mut s) => {
-                    // A refused connection is answered at once; a held one is silent.
-                    s.set_read_timeout(Some(Duration::from_millis(20))).ok();
-                    let mut b = [0u8; 12];
-                    match s.read(&mut b) {
-                        Ok(n) if n > 0 => {
-                            refused += 1;
-                            first.get_or_insert(held.len());
-                        }
-                        _ => held.push(s),
-                    }
-                }
-                Err(_) => thread::sleep(Duration::from_millis(1)),
-            }
-        }
-        (held.len(), refused, first)
-    })?;
+    let ((held, refused, first_refusal_at), healthy, healthy_failures) =
+        with_probe(&gw, args, |deadline| flood_connections(gw.addr, deadline, |_| OFFENDER))?;
     Ok(Row {
         limit: "connections per source",
         setting: "--max-connections-per-ip 1024 (rate limit off)".into(),
@@ -406,14 +423,17 @@ fn slow_consumer(args: &Args) -> anyhow::Result<Row> {
         let started = Instant::now();
         let mut sent = 0u64;
         while Instant::now() < deadline {
-            // A device of user 30 with a tiny receive buffer that never reads.
+            // A device with a tiny receive buffer that never reads; a fresh
+            // user each time, so it has no backlog to sync.
+            let victim = 100 + sent;
             let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).and_then(|s| {
                 s.set_recv_buffer_size(4096)?;
                 s.connect(&gw.addr.into())?;
                 Ok(s)
             });
             let Ok(sock) = stuck else { continue };
-            let Ok(mut stuck) = Client::handshake(sock.into(), &format!("ws://{}/ws?token={}", gw.addr, gw.token(30)))
+            let Ok(mut stuck) =
+                Client::handshake(sock.into(), &format!("ws://{}/ws?token={}", gw.addr, gw.token(victim)))
             else {
                 continue;
             };
@@ -422,7 +442,7 @@ fn slow_consumer(args: &Args) -> anyhow::Result<Row> {
             while Instant::now() < deadline && gw.metric("chatgw_slow_consumers_total") == closes {
                 for _ in 0..20 {
                     sent += 1;
-                    let _ = flooder.send_message(UserId(30), &format!("f{sent}"), MessageKind::Text, &body);
+                    let _ = flooder.send_message(UserId(victim), &format!("f{sent}"), MessageKind::Text, &body);
                 }
                 let _ = flooder.drain(Duration::ZERO);
                 thread::sleep(Duration::from_millis(2));
@@ -444,27 +464,7 @@ fn slow_consumer(args: &Args) -> anyhow::Result<Row> {
 fn max_connections(args: &Args) -> anyhow::Result<Row> {
     let gw = Gateway::start(|c| c.max_connections = 2000)?;
     let ((held, refused, first), healthy, healthy_failures) = with_probe(&gw, args, |deadline| {
-        let mut held = Vec::new();
-        let (mut refused, mut first, mut i) = (0u64, None, 0u32);
-        while Instant::now() < deadline {
-            i += 1;
-            let from = IpAddr::V4(Ipv4Addr::new(127, 0, 1, (i % 200) as u8 + 1));
-            match connect_from(from, gw.addr) {
-                Ok(mut s) => {
-                    s.set_read_timeout(Some(Duration::from_millis(20))).ok();
-                    let mut b = [0u8; 12];
-                    match s.read(&mut b) {
-                        Ok(n) if n > 0 => {
-                            refused += 1;
-                            first.get_or_insert(held.len());
-                        }
-                        _ => held.push(s),
-                    }
-                }
-                Err(_) => thread::sleep(Duration::from_millis(1)),
-            }
-        }
-        (held.len(), refused, first)
+        flood_connections(gw.addr, deadline, |i| IpAddr::V4(Ipv4Addr::new(127, 0, 1, (i % 200) as u8 + 1)))
     })?;
     Ok(Row {
         limit: "connections per process",
