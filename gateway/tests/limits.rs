@@ -172,3 +172,35 @@ fn the_limits_are_off_when_set_to_zero() {
     let (_, _) = sent_id(&mut a, "m599");
     assert_eq!(gw.metric("chatgw_user_rate_limited_total"), 0.0);
 }
+
+#[test]
+fn a_connection_over_its_frame_rate_gets_rate_limited_and_recovers() {
+    let gw = TestGateway::start_with(2, |c| {
+        c.rate_limit = 4;
+        c.rate_burst = 4;
+    });
+    let mut ok = Healthy::new(&gw);
+    let mut fast = gw.connect(50);
+    for i in 0..7 {
+        fast.send_message(UserId(51), &format!("r{i}"), MessageKind::Text, "x").unwrap();
+    }
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 7 {
+        match fast.next_event(WAIT).unwrap() {
+            Some(Event::Sent { .. }) => outcomes.push("sent".to_owned()),
+            Some(Event::Error { code, .. }) => outcomes.push(code),
+            Some(_) => {}
+            None => panic!("no answer; got {outcomes:?}"),
+        }
+    }
+    assert_eq!(outcomes.iter().filter(|o| *o == "sent").count(), 4, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| *o == "rate_limited").count(), 3, "{outcomes:?}");
+    assert_eq!(gw.metric("chatgw_rate_limited_total"), 3.0);
+    // The healthy pair (its own buckets) is not affected; a quarter second
+    // later the connection may send again.
+    ok.check();
+    std::thread::sleep(Duration::from_millis(300));
+    fast.send_message(UserId(51), "later", MessageKind::Text, "x").unwrap();
+    let (_, dup) = sent_id(&mut fast, "later");
+    assert!(!dup);
+}
