@@ -12,27 +12,6 @@ use std::{
 use chatgw_client::{Client, ClientError, Event, MessageKind, UserId};
 use util::*;
 
-/// A pair that must keep working while the bad input happens.
-struct Healthy {
-    a: Client,
-    b: Client,
-    n: u32,
-}
-
-impl Healthy {
-    fn new(gw: &TestGateway) -> Self {
-        Healthy { a: gw.online(1001), b: gw.online(1002), n: 0 }
-    }
-
-    fn check(&mut self) {
-        self.n += 1;
-        let cid = format!("healthy-{}", self.n);
-        self.a.send_message(UserId(1002), &cid, MessageKind::Text, "still here").unwrap();
-        let (id, _) = sent_id(&mut self.a, &cid);
-        assert_eq!(next_message(&mut self.b).id, id);
-    }
-}
-
 #[test]
 fn protocol_errors_get_error_frames_and_connection_stays_usable() {
     let gw = TestGateway::start(2);
