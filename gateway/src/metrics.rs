@@ -7,6 +7,7 @@ use prometheus_client::{
     encoding::text::encode,
     metrics::{
         counter::Counter,
+        family::Family,
         gauge::Gauge,
         histogram::{exponential_buckets, Histogram},
     },
@@ -58,6 +59,10 @@ pub struct Metrics {
     pub timeouts: Counter,
     /// Sync requests served.
     pub syncs: Counter,
+    /// Receives that found the io_uring buffer ring empty and were posted again.
+    pub recv_buffers_exhausted: Counter,
+    /// 1 for the I/O driver the cores run, by `driver` label.
+    pub io_driver: Family<Vec<(String, String)>, Gauge>,
 }
 
 /// Register `metric` under `name` and hand back the handle to count with.
@@ -127,8 +132,24 @@ impl Metrics {
             tokens_expired: counter(&mut r, "tokens_expired", "Connections closed because their token expired"),
             timeouts: counter(&mut r, "timeouts", "Connections closed for a missing pong"),
             syncs: counter(&mut r, "syncs", "Sync requests served"),
+            recv_buffers_exhausted: counter(
+                &mut r,
+                "recv_buffers_exhausted",
+                "Receives that found the io_uring buffer ring empty (data waits in the socket; see --uring-buffers)",
+            ),
+            io_driver: register(
+                &mut r,
+                "io_driver",
+                "I/O driver of the event loops (1 for the one in use)",
+                Family::default(),
+            ),
             registry: r,
         }
+    }
+
+    /// Record the I/O driver the cores run (`epoll` or `uring`).
+    pub fn set_io_driver(&self, name: &str) {
+        self.io_driver.get_or_create(&vec![("driver".to_owned(), name.to_owned())]).set(1);
     }
 
     /// The OpenMetrics text exposition.

@@ -20,7 +20,7 @@ use crate::{
     auth::TokenKey,
     commit,
     config::Config,
-    driver::epoll::EpollCore,
+    driver,
     events::{CommitRequest, CoreBatch, QueryRequest},
     metrics::Metrics,
     query,
@@ -56,6 +56,7 @@ pub struct Server;
 /// A running gateway.
 pub struct ServerHandle {
     addr: SocketAddr,
+    driver: driver::ActiveDriver,
     shared: Arc<Shared>,
     cores: Vec<JoinHandle<()>>,
     committer: Option<JoinHandle<()>>,
@@ -64,7 +65,7 @@ pub struct ServerHandle {
 
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("ServerHandle").field("addr", &self.addr).field("driver", &self.driver).finish_non_exhaustive()
     }
 }
 
@@ -96,8 +97,8 @@ impl Server {
             listeners.push(bind_reuseport(addr).with_context(|| format!("binding {addr}"))?);
         }
 
-        let drivers: Vec<EpollCore> = (0..config.workers).map(|_| EpollCore::new()).collect::<Result<_, _>>()?;
-        let wakers: Vec<Arc<dyn Wake>> = drivers.iter().map(EpollCore::waker).collect();
+        let (active, drivers) = driver::build_cores(config.io, config.workers, config.uring_buffers)?;
+        let wakers: Vec<Arc<dyn Wake>> = drivers.iter().map(driver::CoreDriver::waker).collect();
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
         let (query_tx, query_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
         let shared = Arc::new(Shared {
@@ -112,6 +113,7 @@ impl Server {
             intake_stopped: AtomicUsize::new(0),
             config,
         });
+        shared.metrics.set_io_driver(active.name());
 
         let committer = {
             let (shared, store) = (shared.clone(), store.clone());
@@ -140,7 +142,7 @@ impl Server {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ServerHandle { addr, shared, cores, committer: Some(committer), readers })
+        Ok(ServerHandle { addr, driver: active, shared, cores, committer: Some(committer), readers })
     }
 }
 
@@ -148,6 +150,11 @@ impl ServerHandle {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The I/O driver the cores run (`--io` resolved).
+    pub fn io_driver(&self) -> driver::ActiveDriver {
+        self.driver
     }
 
     /// The cores holding `user`'s open connections (diagnostics; tests use it
