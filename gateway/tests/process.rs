@@ -20,10 +20,10 @@ struct Gateway {
     addr: SocketAddr,
 }
 
-/// Start `chatgw serve` on a free port and wait for its "listening" line.
-fn spawn(data: &Path) -> Gateway {
+/// Start `chatgw serve --io <io>` on a free port and wait for its "listening" line.
+fn spawn(data: &Path, io: IoDriver) -> Gateway {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatgw"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--secret", SECRET, "--data"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--secret", SECRET, "--io", io.name(), "--data"])
         .arg(data)
         .env("CHATGW_LOG", "info")
         .stdout(Stdio::null())
@@ -50,11 +50,11 @@ fn token(user: u64) -> String {
     chatgw_gateway::auth::TokenKey::new(SECRET.as_bytes()).mint(UserId(user), chatgw_gateway::auth::unix_now() + 600)
 }
 
-#[test]
-fn acknowledged_messages_survive_sigkill_exactly_once() {
+each_driver!(acknowledged_messages_survive_sigkill_exactly_once);
+fn acknowledged_messages_survive_sigkill_exactly_once(io: IoDriver) {
     let dir = tempfile::tempdir().unwrap();
     let n = 300;
-    let mut gw = spawn(dir.path());
+    let mut gw = spawn(dir.path(), io);
     let mut a = Client::connect(gw.addr, &token(1)).unwrap();
     let mut acked = Vec::new();
     // Pipelined sends in bursts under the rate limit; every ack awaited.
@@ -69,7 +69,7 @@ fn acknowledged_messages_survive_sigkill_exactly_once() {
     gw.child.kill().unwrap(); // SIGKILL
     gw.child.wait().unwrap();
 
-    let mut gw = spawn(dir.path());
+    let mut gw = spawn(dir.path(), io);
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     let events = sync_all(&mut b);
     let got: Vec<_> =
@@ -91,10 +91,10 @@ fn acknowledged_messages_survive_sigkill_exactly_once() {
     gw.child.wait().unwrap();
 }
 
-#[test]
-fn sigterm_closes_connections_with_1001_and_exits_zero() {
+each_driver!(sigterm_closes_connections_with_1001_and_exits_zero);
+fn sigterm_closes_connections_with_1001_and_exits_zero(io: IoDriver) {
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = spawn(dir.path());
+    let mut gw = spawn(dir.path(), io);
     let mut a = Client::connect(gw.addr, &token(1)).unwrap();
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     // Sends in flight when the signal arrives are still acknowledged or refused, never lost silently.
@@ -120,7 +120,7 @@ fn sigterm_closes_connections_with_1001_and_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
 
     // Whatever was acknowledged is there after a restart.
-    let mut gw = spawn(dir.path());
+    let mut gw = spawn(dir.path(), io);
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     let got = sync_all(&mut b).iter().filter(|e| matches!(e, Event::Message(_))).count();
     assert_eq!(got, acked);
