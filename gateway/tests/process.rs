@@ -1,12 +1,13 @@
 //! The `chatgw` binary as a child process: crash durability (SIGKILL after
-//! `sent`, restart on the same data) and graceful SIGTERM.
+//! `sent`, restart on the same data), graceful SIGTERM, and running out of
+//! descriptors.
 
 mod util;
 
 use std::{
     collections::HashSet,
     io::{BufRead, BufReader},
-    net::SocketAddr,
+    net::{SocketAddr, TcpStream},
     path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -22,9 +23,24 @@ struct Gateway {
 
 /// Start `chatgw serve --io <io>` on a free port and wait for its "listening" line.
 fn spawn(data: &Path, io: IoDriver) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatgw"))
+    spawn_limited(data, io, None, &[])
+}
+
+/// Like [`spawn`], with more flags, and with the open-files limit (soft and
+/// hard) set to `nofile` if given.
+fn spawn_limited(data: &Path, io: IoDriver, nofile: Option<u32>, flags: &[&str]) -> Gateway {
+    let mut command = match nofile {
+        Some(n) => {
+            let mut c = Command::new("bash");
+            c.args(["-c", r#"ulimit -n "$0" && exec "$@""#, &n.to_string(), env!("CARGO_BIN_EXE_chatgw")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_chatgw")),
+    };
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--secret", SECRET, "--io", io.name(), "--data"])
         .arg(data)
+        .args(flags)
         .env("CHATGW_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -124,6 +140,44 @@ fn sigterm_closes_connections_with_1001_and_exits_zero(io: IoDriver) {
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     let got = sync_all(&mut b).iter().filter(|e| matches!(e, Event::Message(_))).count();
     assert_eq!(got, acked);
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+}
+
+each_driver!(out_of_descriptors_refuses_with_503_and_recovers);
+fn out_of_descriptors_refuses_with_503_and_recovers(io: IoDriver) {
+    let dir = tempfile::tempdir().unwrap();
+    // Far more connections allowed than descriptors: the descriptors run out first.
+    let flags = ["--max-connections", "100000", "--handshake-timeout", "60s"];
+    let mut gw = spawn_limited(dir.path(), io, Some(128), &flags);
+    let mut idle = Vec::new();
+    let refused = loop {
+        assert!(idle.len() < 200, "never ran out of descriptors");
+        idle.push(TcpStream::connect(gw.addr).unwrap());
+        if idle.len() % 8 == 0 {
+            let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+            if resp.starts_with("HTTP/1.1 503") {
+                break resp;
+            }
+            assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        }
+    };
+    assert!(refused.contains("server full"), "{refused}");
+    // Several in a row are refused cleanly, none left hanging in the backlog.
+    for _ in 0..5 {
+        let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+        assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    }
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+        if resp.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no room after the idle connections left: {resp}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
 }
