@@ -269,17 +269,29 @@ impl CoreLoop {
                 sock.recv_armed = false;
             }
         }
-        if let Some(bid) = cqueue::buffer_select(flags) {
-            let len = usize::try_from(res).unwrap_or(0);
+        let len = usize::try_from(res).unwrap_or(0);
+        let readable = match cqueue::buffer_select(flags) {
             // Bytes for a connection that is gone are dropped; the buffer goes back either way.
-            let lent = self.bufs.with_buffer(bid, len, |data| {
-                if live && !data.is_empty() {
-                    engine.on_bytes(slot, data);
-                }
-            });
-            if lent.is_none() {
-                tracing::error!(bid, len, "the kernel named a receive buffer out of range");
+            Some(bid) => self
+                .bufs
+                .with_buffer(bid, len, |data| {
+                    if live && !data.is_empty() {
+                        engine.on_bytes(slot, data);
+                    }
+                })
+                .is_some(),
+            None => len == 0,
+        };
+        if !readable {
+            // Bytes the driver cannot read: the stream has a hole, so the
+            // connection cannot go on. A correct kernel never gets here.
+            tracing::error!(?id, len, flags, "a receive completion without a usable buffer; dropping the connection");
+            if live {
+                engine.on_hangup(slot);
+            } else {
+                self.closing.release_if_idle(id);
             }
+            return;
         }
         // Data, a lack of buffers (they are back by the end of this turn) or
         // an interruption: the receive goes on, or is posted again if it
