@@ -16,12 +16,18 @@
 //! connection with bytes queued and no send in flight gets one send of all
 //! of them; with a send in flight the engine keeps queuing (and applies
 //! `--max-outbound`) until it completes.
+//!
+//! This file is the loop, flushing, closing and teardown; `accept` is the
+//! listener's side and `recv_send` a connection's completions.
+
+mod accept;
+mod recv_send;
 
 use std::{
     collections::HashMap,
     io,
     net::TcpListener,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::RawFd,
     sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
@@ -31,21 +37,17 @@ use io_uring::{
     types::{CancelBuilder, Fd},
     IoUring,
 };
-use socket2::SockRef;
 
 use super::{
     buf_ring::BufRing,
     ring::Submissions,
     sock::{Closing, UringSock},
-    token::{conn_token, decode, token, ConnId, Op, MAX_SLOTS},
+    token::{conn_token, decode, token, ConnId, Op},
     waker::{UringWake, WakeRead},
 };
 use crate::{
     core::Engine,
-    driver::{
-        intake::{is_out_of_descriptors, SpareFd, SERVER_FULL_RESPONSE},
-        CLOSE_DEADLINE,
-    },
+    driver::{intake::SpareFd, CLOSE_DEADLINE},
     server::{Shared, PHASE_CLOSING, PHASE_DRAINING},
 };
 
@@ -189,162 +191,6 @@ impl CoreLoop {
         self.cqes = cqes;
     }
 
-    fn on_accept(&mut self, engine: &mut Engine<UringSock>, res: i32, flags: u32) {
-        if !cqueue::more(flags) {
-            self.accept_armed = false;
-        }
-        if res >= 0 {
-            // SAFETY: the kernel just made this descriptor for us and nothing else owns it.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            if engine.draining || self.exiting {
-                return; // Shutting down: closed at once, like the epoll driver's backlog.
-            }
-            self.admit(engine, fd);
-        } else {
-            let e = io::Error::from_raw_os_error(-res);
-            if is_out_of_descriptors(&e) {
-                self.refuse_backlog(engine);
-            } else if res != -libc::ECANCELED {
-                tracing::warn!(error = %e, "accept failed");
-            }
-        }
-        if !self.accept_armed && !engine.draining {
-            if res < 0 {
-                // Resume on the next connection, not in a loop of failures.
-                self.arm_listener_poll();
-            } else {
-                self.arm_accept();
-            }
-        }
-    }
-
-    /// A new connection: to the engine, with its receive posted; or a 503.
-    fn admit(&mut self, engine: &mut Engine<UringSock>, fd: OwnedFd) {
-        if !engine.has_room() || engine.conns.vacant_key() >= MAX_SLOTS {
-            engine.shared.metrics.connections_refused.inc();
-            let _ = SockRef::from(&fd).send_with_flags(SERVER_FULL_RESPONSE, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
-            return;
-        }
-        let _ = SockRef::from(&fd).set_nodelay(true);
-        let slot = engine.accept(UringSock::new(fd));
-        let Some(generation) = engine.endpoint(slot).map(|ep| ep.generation) else {
-            return;
-        };
-        if let Some(sock) = engine.sock_mut(slot) {
-            sock.id = ConnId { slot: slot as u32, generation };
-            arm_recv(&mut self.subs, &mut self.recvs_in_flight, self.bufs.group(), sock);
-        }
-    }
-
-    /// Out of descriptors: give the reserve back, take connections off the
-    /// backlog one at a time and answer each 503 (see the epoll driver).
-    fn refuse_backlog(&mut self, engine: &Engine<UringSock>) {
-        let Some(listener) = self.listener.as_ref() else { return };
-        loop {
-            self.spare.release();
-            let refused = match listener.accept() {
-                Ok((stream, _)) => {
-                    engine.shared.metrics.connections_refused.inc();
-                    let _ = SockRef::from(&stream)
-                        .send_with_flags(SERVER_FULL_RESPONSE, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
-                    true
-                }
-                Err(_) => false,
-            };
-            self.spare.reserve();
-            if !refused {
-                return;
-            }
-            self.spare.warn_out_of_descriptors();
-        }
-    }
-
-    fn on_recv(&mut self, engine: &mut Engine<UringSock>, id: ConnId, res: i32, flags: u32) {
-        let slot = id.slot as usize;
-        let live = is_live(engine, id);
-        let more = cqueue::more(flags);
-        if !more {
-            self.recvs_in_flight = self.recvs_in_flight.saturating_sub(1);
-            if let Some(sock) = self.sock_mut(engine, id, live) {
-                sock.recv_armed = false;
-            }
-        }
-        let len = usize::try_from(res).unwrap_or(0);
-        let readable = match cqueue::buffer_select(flags) {
-            // Bytes for a connection that is gone are dropped; the buffer goes back either way.
-            Some(bid) => self
-                .bufs
-                .with_buffer(bid, len, |data| {
-                    if live && !data.is_empty() {
-                        engine.on_bytes(slot, data);
-                    }
-                })
-                .is_some(),
-            None => len == 0,
-        };
-        if !readable {
-            // Bytes the driver cannot read: the stream has a hole, so the
-            // connection cannot go on. A correct kernel never gets here.
-            tracing::error!(?id, len, flags, "a receive completion without a usable buffer; dropping the connection");
-            if live {
-                engine.on_hangup(slot);
-            } else {
-                self.closing.release_if_idle(id);
-            }
-            return;
-        }
-        // Data, a lack of buffers (they are back by the end of this turn) or
-        // an interruption: the receive goes on, or is posted again if it
-        // ended; the rest of the data waits in the socket.
-        if res == -libc::ENOBUFS {
-            engine.shared.metrics.recv_buffers_exhausted.inc();
-        }
-        let goes_on = res > 0 || res == -libc::ENOBUFS || res == -libc::EINTR || res == -libc::EAGAIN;
-        if goes_on {
-            if !more && live {
-                self.rearm.push(id);
-            }
-        } else if live && res != -libc::ECANCELED {
-            // End of stream (0) or a failed socket.
-            engine.on_hangup(slot);
-        }
-        if !live {
-            self.closing.release_if_idle(id);
-        }
-    }
-
-    fn on_send(&mut self, engine: &mut Engine<UringSock>, id: ConnId, res: i32) {
-        let live = is_live(engine, id);
-        let Some(send) = self.sends.get_mut(&id) else {
-            tracing::warn!(?id, "completion of a send the driver does not know");
-            return;
-        };
-        let retry = match res {
-            n if n > 0 => {
-                send.pos += n as usize;
-                let overdue = !live
-                    && Instant::now().checked_sub(SEND_GRACE).is_some_and(|d| self.closing.held_since_before(id, d));
-                send.pos < send.buf.len() && !overdue
-            }
-            e => e == -libc::EINTR || e == -libc::EAGAIN,
-        };
-        if retry && !self.exiting {
-            // A short write: the rest, from the same buffer.
-            submit_send(&mut self.subs, id, send);
-            return;
-        }
-        let complete = send.pos >= send.buf.len();
-        self.sends.remove(&id);
-        if let Some(sock) = self.sock_mut(engine, id, live) {
-            sock.sending = false;
-        }
-        match (live, complete) {
-            (true, true) => engine.on_writable(id.slot as usize),
-            (true, false) => engine.on_hangup(id.slot as usize),
-            (false, _) => self.closing.release_if_idle(id),
-        }
-    }
-
     /// Write what the engine queued: one send per connection without one in flight.
     fn flush(&mut self, engine: &mut Engine<UringSock>) {
         let (subs, sends) = (&mut self.subs, &mut self.sends);
@@ -409,33 +255,6 @@ impl CoreLoop {
         }
     }
 
-    fn arm_accept(&mut self) {
-        let Some(listener) = self.listener.as_ref() else { return };
-        if self.accept_armed || self.exiting {
-            return;
-        }
-        let e = opcode::AcceptMulti::new(Fd(listener.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(token(Op::Accept));
-        // SAFETY: a multishot accept without an address references no memory.
-        unsafe { self.subs.push(e) };
-        self.accept_armed = true;
-    }
-
-    fn arm_listener_poll(&mut self) {
-        let Some(listener) = self.listener.as_ref() else { return };
-        if self.poll_armed || self.exiting {
-            return;
-        }
-        let e = opcode::PollAdd::new(Fd(listener.as_raw_fd()), libc::POLLIN as u32)
-            .build()
-            .user_data(token(Op::ListenerPoll));
-        // SAFETY: a poll references no memory.
-        unsafe { self.subs.push(e) };
-        self.poll_armed = true;
-    }
-
     fn arm_wake(&mut self) {
         if self.wake_read.armed || self.exiting {
             return;
@@ -444,15 +263,6 @@ impl CoreLoop {
         // SAFETY: the 8-byte buffer belongs to `wake_read`, which never frees
         // it while the read is in flight.
         unsafe { self.subs.push(e) };
-    }
-
-    fn stop_accepting(&mut self) {
-        if self.accept_armed {
-            cancel(&mut self.subs, token(Op::Accept));
-        }
-        if self.poll_armed {
-            cancel(&mut self.subs, token(Op::ListenerPoll));
-        }
     }
 
     /// Anything the kernel may still write to or read from our memory.

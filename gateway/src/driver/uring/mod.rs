@@ -13,7 +13,8 @@
 //! sizes the ring and queues submissions; `buf_ring` is the shared receive
 //! buffers; `token` names operations in `user_data`; `sock` is a
 //! connection's descriptor and what is in flight on it; `waker` the
-//! cross-core wake-up; `event_loop` maps completions to engine calls.
+//! cross-core wake-up; `event_loop` (with `accept` and `recv_send`) maps
+//! completions to engine calls.
 
 mod buf_ring;
 mod event_loop;
