@@ -33,6 +33,12 @@ impl SpareFd {
         }
     }
 
+    /// Whether the reserve descriptor is held (taking it back can fail when
+    /// another thread took the free descriptor first).
+    pub(crate) fn is_held(&self) -> bool {
+        self.file.is_some()
+    }
+
     pub(crate) fn release(&mut self) {
         self.file = None;
     }

@@ -75,6 +75,8 @@ pub(super) struct CoreLoop {
     listener: Option<TcpListener>,
     accept_armed: bool,
     poll_armed: bool,
+    /// Accepting waits for the next tick (out of descriptors, no reserve).
+    accept_paused: bool,
     spare: SpareFd,
     sends: HashMap<ConnId, SendBuf>,
     closing: Closing,
@@ -97,6 +99,7 @@ impl CoreLoop {
             listener: Some(listener),
             accept_armed: false,
             poll_armed: false,
+            accept_paused: false,
             spare: SpareFd::new(),
             sends: HashMap::new(),
             closing: Closing::default(),
@@ -125,6 +128,9 @@ impl CoreLoop {
             if Instant::now() >= next_tick {
                 engine.on_tick();
                 self.cancel_stuck_sends();
+                if !engine.draining {
+                    self.resume_accepting();
+                }
                 next_tick += Duration::from_secs(1);
             }
             self.flush(&mut engine);

@@ -42,12 +42,24 @@ impl CoreLoop {
             }
         }
         if !self.accept_armed && !engine.draining {
-            if res < 0 {
+            if res >= 0 {
+                self.arm_accept();
+            } else if self.spare.is_held() {
                 // Resume on the next connection, not in a loop of failures.
                 self.arm_listener_poll();
             } else {
-                self.arm_accept();
+                // Another core took the reserve descriptor's place: nothing
+                // can be refused now, and a poll would fire at once for the
+                // waiting backlog. Try again at the next tick.
+                self.accept_paused = true;
             }
+        }
+    }
+
+    /// Once a second: resume accepting if it was paused.
+    pub(super) fn resume_accepting(&mut self) {
+        if std::mem::take(&mut self.accept_paused) {
+            self.arm_listener_poll();
         }
     }
 
