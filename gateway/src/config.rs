@@ -40,6 +40,30 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// Which I/O driver the event loops use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IoDriver {
+    /// io_uring when the kernel allows it, epoll otherwise (the reason is logged).
+    #[default]
+    Auto,
+    /// io_uring, or refuse to start when the kernel does not allow it.
+    Uring,
+    /// epoll (readiness through mio).
+    Epoll,
+}
+
+impl IoDriver {
+    /// The value `--io` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::Auto => "auto",
+            IoDriver::Uring => "uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
 /// Settings of `chatgw serve`, as flags, environment variables or TOML keys.
 #[derive(Args, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -118,6 +142,12 @@ pub struct ServeArgs {
     /// Serve an unauthenticated echo endpoint at /echo (conformance testing only).
     #[arg(long, env = "CHATGW_ECHO_ENDPOINT", num_args = 0..=1, default_missing_value = "true")]
     pub echo_endpoint: Option<bool>,
+    /// I/O driver of the event loops: io_uring when the kernel allows it, else epoll [default: auto].
+    #[arg(long, env = "CHATGW_IO", value_enum)]
+    pub io: Option<IoDriver>,
+    /// Receive buffers of 4 KiB in each core's io_uring buffer ring, a power of two up to 32768 (tuning and testing) [default: 512].
+    #[arg(long, env = "CHATGW_URING_BUFFERS")]
+    pub uring_buffers: Option<u16>,
 }
 
 /// Resolved settings.
@@ -169,6 +199,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Serve `/echo`.
     pub echo_endpoint: bool,
+    /// I/O driver.
+    pub io: IoDriver,
+    /// Provided receive buffers per core (io_uring driver).
+    pub uring_buffers: u16,
 }
 
 impl Config {
@@ -199,6 +233,8 @@ impl Config {
             user_send_burst: 400,
             idle_timeout: Duration::ZERO,
             echo_endpoint: false,
+            io: IoDriver::Auto,
+            uring_buffers: 512,
         }
     }
 }
@@ -250,7 +286,9 @@ impl ServeArgs {
             ip_connect_rate,
             ip_connect_burst,
             user_send_rate,
-            user_send_burst
+            user_send_burst,
+            io,
+            uring_buffers
         );
         macro_rules! take_duration {
             ($($f:ident),*) => {$(
@@ -287,6 +325,10 @@ impl Config {
             "max-group-members must be 1..={MAX_GROUP_MEMBERS_LIMIT}"
         );
         anyhow::ensure!(!self.secret.is_empty(), "secret must not be empty");
+        anyhow::ensure!(
+            self.uring_buffers.is_power_of_two() && self.uring_buffers <= 32768,
+            "uring-buffers must be a power of two, 1..=32768"
+        );
         Ok(())
     }
 }

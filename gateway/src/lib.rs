@@ -2,8 +2,9 @@
 //! durable messaging through a group committer, and replay by `sync`.
 //!
 //! A tour of the modules, in the order a message travels:
-//! - [`driver`]: the I/O driver of one core (epoll through mio): accepts,
-//!   reads into the core's shared buffer, writes queued bytes;
+//! - [`driver`]: the I/O driver of one core (io_uring, or epoll through
+//!   mio): accepts, receives into the core's shared buffers, writes queued
+//!   bytes;
 //! - `core`: the per-core engine, independent of the driver: HTTP upgrade,
 //!   WebSocket frames, protocol frames, per-connection state and limits;
 //! - `limits`: abuse limits that span connections and cores (per source

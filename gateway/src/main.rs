@@ -87,7 +87,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let workers = config.workers;
     let handle = Server::start(config)?;
     let addr = handle.addr();
-    tracing::info!(%addr, workers, "listening: ws://{addr}/ws  (health: http://{addr}/healthz, metrics: http://{addr}/metrics)");
+    let io = handle.io_driver().name();
+    tracing::info!(%addr, workers, io, "listening: ws://{addr}/ws  (health: http://{addr}/healthz, metrics: http://{addr}/metrics)");
     tracing::info!(data = %data.display(), "embedded store in {}", data.join("store").display());
     tracing::info!("mint a token: chatgw token --user 1 --data {}", data.display());
     let signal = signals.forever().next();

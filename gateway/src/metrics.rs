@@ -84,6 +84,10 @@ pub struct Metrics {
     pub oversize_closes: Counter,
     /// Sync requests served.
     pub syncs: Counter,
+    /// Receives that found the io_uring buffer ring empty and were posted again.
+    pub recv_buffers_exhausted: Counter,
+    /// 1 for the I/O driver the cores run, by `driver` label.
+    pub io_driver: Family<Vec<(String, String)>, Gauge>,
 }
 
 /// Register `metric` under `name` and hand back the handle to count with.
@@ -185,6 +189,17 @@ impl Metrics {
             idle_closes: counter(&mut r, "idle_closes", "Connections closed with 4003 by the idle timeout"),
             oversize_closes: counter(&mut r, "oversize_closes", "Connections closed with 1009 for an oversized frame"),
             syncs: counter(&mut r, "syncs", "Sync requests served"),
+            recv_buffers_exhausted: counter(
+                &mut r,
+                "recv_buffers_exhausted",
+                "Receives that found the io_uring buffer ring empty (data waits in the socket; see --uring-buffers)",
+            ),
+            io_driver: register(
+                &mut r,
+                "io_driver",
+                "I/O driver of the event loops (1 for the one in use)",
+                Family::default(),
+            ),
             registry: r,
         }
     }
@@ -214,6 +229,11 @@ impl Metrics {
             0 => None,
             n => WriteFailure::ALL.get(usize::from(n) - 1).copied(),
         }
+    }
+
+    /// Record the I/O driver the cores run (`epoll` or `uring`).
+    pub fn set_io_driver(&self, name: &str) {
+        self.io_driver.get_or_create(&vec![("driver".to_owned(), name.to_owned())]).set(1);
     }
 
     /// The OpenMetrics text exposition.

@@ -20,7 +20,7 @@ use crate::{
     auth::TokenKey,
     commit,
     config::Config,
-    driver::epoll::EpollCore,
+    driver,
     events::{CommitRequest, CoreBatch, QueryRequest},
     limits::Limits,
     metrics::Metrics,
@@ -59,6 +59,7 @@ pub struct Server;
 /// A running gateway.
 pub struct ServerHandle {
     addr: SocketAddr,
+    driver: driver::ActiveDriver,
     shared: Arc<Shared>,
     cores: Vec<JoinHandle<()>>,
     committer: Option<JoinHandle<()>>,
@@ -67,7 +68,7 @@ pub struct ServerHandle {
 
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("ServerHandle").field("addr", &self.addr).field("driver", &self.driver).finish_non_exhaustive()
     }
 }
 
@@ -99,8 +100,8 @@ impl Server {
             listeners.push(bind_reuseport(addr).with_context(|| format!("binding {addr}"))?);
         }
 
-        let drivers: Vec<EpollCore> = (0..config.workers).map(|_| EpollCore::new()).collect::<Result<_, _>>()?;
-        let wakers: Vec<Arc<dyn Wake>> = drivers.iter().map(EpollCore::waker).collect();
+        let (active, drivers) = driver::build_cores(config.io, config.workers, config.uring_buffers)?;
+        let wakers: Vec<Arc<dyn Wake>> = drivers.iter().map(driver::CoreDriver::waker).collect();
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
         let (query_tx, query_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
         let shared = Arc::new(Shared {
@@ -116,6 +117,7 @@ impl Server {
             limits: Limits::new(&config),
             config,
         });
+        shared.metrics.set_io_driver(active.name());
 
         let committer = {
             let (shared, store) = (shared.clone(), store.clone());
@@ -144,7 +146,7 @@ impl Server {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ServerHandle { addr, shared, cores, committer: Some(committer), readers })
+        Ok(ServerHandle { addr, driver: active, shared, cores, committer: Some(committer), readers })
     }
 }
 
@@ -152,6 +154,11 @@ impl ServerHandle {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The I/O driver the cores run (`--io` resolved).
+    pub fn io_driver(&self) -> driver::ActiveDriver {
+        self.driver
     }
 
     /// The cores holding `user`'s open connections (diagnostics; tests use it

@@ -140,14 +140,14 @@ fn inbox_counts(gw: &TestGateway, user: u64) -> HashMap<String, (MessageId, usiz
     out
 }
 
-#[test]
-fn full_disk_stops_acks_says_why_and_recovers_without_restart() {
+each_driver!(full_disk_stops_acks_says_why_and_recovers_without_restart);
+fn full_disk_stops_acks_says_why_and_recovers_without_restart(io: IoDriver) {
     // Declared first, dropped last: the gateway is gone before the unmount.
     // The gateway's log, shown when the test fails.
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,fjall=warn,lsm_tree=warn").try_init();
     let disk = Tmpfs::mount("16m");
     let data = disk.path().to_path_buf();
-    let gw = TestGateway::start_with(2, |c| c.data = data);
+    let gw = TestGateway::start_with(io, 2, |c| c.data = data);
     let mut a = gw.online(1);
     let mut b = gw.online(2);
 
@@ -266,7 +266,7 @@ fn full_disk_stops_acks_says_why_and_recovers_without_restart() {
     drop((a, b, c));
     drop(gw);
     let data = disk.path().to_path_buf();
-    let gw = TestGateway::start_with(1, |c| c.data = data);
+    let gw = TestGateway::start_with(io, 1, |c| c.data = data);
     assert_eq!(inbox_counts(&gw, 2), expected);
     let mut a = gw.online(1);
     let (next, _) = send_and_answer(&mut a, 2, "after-restart", "hi").expect("sent after a restart");

@@ -18,9 +18,9 @@ fn offender() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9))
 }
 
-#[test]
-fn a_source_over_its_connection_cap_gets_429_and_others_are_served() {
-    let gw = TestGateway::start_with(2, |c| c.max_connections_per_ip = 5);
+each_driver!(a_source_over_its_connection_cap_gets_429_and_others_are_served);
+fn a_source_over_its_connection_cap_gets_429_and_others_are_served(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 2, |c| c.max_connections_per_ip = 5);
     let mut ok = Healthy::new(&gw);
     let held: Vec<_> = (0..5).map(|_| connect_from(offender(), gw.addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
@@ -39,9 +39,9 @@ fn a_source_over_its_connection_cap_gets_429_and_others_are_served() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
 
-#[test]
-fn a_source_connecting_too_fast_gets_429_until_its_bucket_refills() {
-    let gw = TestGateway::start_with(2, |c| {
+each_driver!(a_source_connecting_too_fast_gets_429_until_its_bucket_refills);
+fn a_source_connecting_too_fast_gets_429_until_its_bucket_refills(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 2, |c| {
         c.ip_connect_rate = 2;
         c.ip_connect_burst = 4;
     });
@@ -59,9 +59,9 @@ fn a_source_connecting_too_fast_gets_429_until_its_bucket_refills() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
 
-#[test]
-fn a_user_over_the_send_rate_is_refused_on_every_device_and_nothing_refused_is_stored() {
-    let gw = TestGateway::start_with(2, |c| {
+each_driver!(a_user_over_the_send_rate_is_refused_on_every_device_and_nothing_refused_is_stored);
+fn a_user_over_the_send_rate_is_refused_on_every_device_and_nothing_refused_is_stored(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 2, |c| {
         c.user_send_rate = 1;
         c.user_send_burst = 4;
     });
@@ -101,9 +101,9 @@ fn a_user_over_the_send_rate_is_refused_on_every_device_and_nothing_refused_is_s
     assert_eq!(got, ["p0", "l1", "p2", "l3"]);
 }
 
-#[test]
-fn an_idle_connection_is_closed_with_4003_and_a_talking_one_is_not() {
-    let gw = TestGateway::start_with(1, |c| c.idle_timeout = Duration::from_secs(2));
+each_driver!(an_idle_connection_is_closed_with_4003_and_a_talking_one_is_not);
+fn an_idle_connection_is_closed_with_4003_and_a_talking_one_is_not(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 1, |c| c.idle_timeout = Duration::from_secs(2));
     let mut idle = gw.online(30);
     let mut talker = gw.online(31);
     let started = Instant::now();
@@ -126,9 +126,9 @@ fn an_idle_connection_is_closed_with_4003_and_a_talking_one_is_not() {
     assert!(events.iter().all(|e| !matches!(e, Event::Closed { .. })), "{events:?}");
 }
 
-#[test]
-fn slowloris_is_cut_off_at_the_handshake_deadline_and_counted() {
-    let gw = TestGateway::start_with(1, |c| c.handshake_timeout = Duration::from_secs(1));
+each_driver!(slowloris_is_cut_off_at_the_handshake_deadline_and_counted);
+fn slowloris_is_cut_off_at_the_handshake_deadline_and_counted(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 1, |c| c.handshake_timeout = Duration::from_secs(1));
     let mut ok = Healthy::new(&gw);
     let mut slow = connect_from(offender(), gw.addr).unwrap();
     let started = Instant::now();
@@ -142,9 +142,9 @@ fn slowloris_is_cut_off_at_the_handshake_deadline_and_counted() {
     ok.check();
 }
 
-#[test]
-fn an_oversized_frame_closes_with_1009_and_is_counted() {
-    let gw = TestGateway::start_with(1, |c| c.max_frame = 4096);
+each_driver!(an_oversized_frame_closes_with_1009_and_is_counted);
+fn an_oversized_frame_closes_with_1009_and_is_counted(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 1, |c| c.max_frame = 4096);
     let mut ok = Healthy::new(&gw);
     let mut s = raw_ws(gw.addr, &gw.token(40));
     let big = vec![b'x'; 5000];
@@ -154,9 +154,9 @@ fn an_oversized_frame_closes_with_1009_and_is_counted() {
     ok.check();
 }
 
-#[test]
-fn the_limits_are_off_when_set_to_zero() {
-    let gw = TestGateway::start_with(1, |c| {
+each_driver!(the_limits_are_off_when_set_to_zero);
+fn the_limits_are_off_when_set_to_zero(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 1, |c| {
         c.max_connections_per_ip = 0;
         c.ip_connect_rate = 0;
         c.user_send_rate = 0;
@@ -173,9 +173,9 @@ fn the_limits_are_off_when_set_to_zero() {
     assert_eq!(gw.metric("chatgw_user_rate_limited_total"), 0.0);
 }
 
-#[test]
-fn a_connection_over_its_frame_rate_gets_rate_limited_and_recovers() {
-    let gw = TestGateway::start_with(2, |c| {
+each_driver!(a_connection_over_its_frame_rate_gets_rate_limited_and_recovers);
+fn a_connection_over_its_frame_rate_gets_rate_limited_and_recovers(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 2, |c| {
         c.rate_limit = 4;
         c.rate_burst = 4;
     });

@@ -1,12 +1,13 @@
 //! The `chatgw` binary as a child process: crash durability (SIGKILL after
-//! `sent`, restart on the same data) and graceful SIGTERM.
+//! `sent`, restart on the same data), graceful SIGTERM, and running out of
+//! descriptors.
 
 mod util;
 
 use std::{
     collections::HashSet,
     io::{BufRead, BufReader},
-    net::SocketAddr,
+    net::{SocketAddr, TcpStream},
     path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -20,11 +21,26 @@ struct Gateway {
     addr: SocketAddr,
 }
 
-/// Start `chatgw serve` on a free port and wait for its "listening" line.
-fn spawn(data: &Path) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatgw"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "--secret", SECRET, "--data"])
+/// Start `chatgw serve --io <io>` on a free port and wait for its "listening" line.
+fn spawn(data: &Path, io: IoDriver) -> Gateway {
+    spawn_limited(data, io, None, &["--workers", "2"])
+}
+
+/// Like [`spawn`], with more flags, and with the open-files limit (soft and
+/// hard) set to `nofile` if given.
+fn spawn_limited(data: &Path, io: IoDriver, nofile: Option<u32>, flags: &[&str]) -> Gateway {
+    let mut command = match nofile {
+        Some(n) => {
+            let mut c = Command::new("bash");
+            c.args(["-c", r#"ulimit -n "$0" && exec "$@""#, &n.to_string(), env!("CARGO_BIN_EXE_chatgw")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_chatgw")),
+    };
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0", "--secret", SECRET, "--io", io.name(), "--data"])
         .arg(data)
+        .args(flags)
         .env("CHATGW_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -50,11 +66,11 @@ fn token(user: u64) -> String {
     chatgw_gateway::auth::TokenKey::new(SECRET.as_bytes()).mint(UserId(user), chatgw_gateway::auth::unix_now() + 600)
 }
 
-#[test]
-fn acknowledged_messages_survive_sigkill_exactly_once() {
+each_driver!(acknowledged_messages_survive_sigkill_exactly_once);
+fn acknowledged_messages_survive_sigkill_exactly_once(io: IoDriver) {
     let dir = tempfile::tempdir().unwrap();
     let n = 300;
-    let mut gw = spawn(dir.path());
+    let mut gw = spawn(dir.path(), io);
     let mut a = Client::connect(gw.addr, &token(1)).unwrap();
     let mut acked = Vec::new();
     // Pipelined sends in bursts under the rate limit; every ack awaited.
@@ -69,7 +85,7 @@ fn acknowledged_messages_survive_sigkill_exactly_once() {
     gw.child.kill().unwrap(); // SIGKILL
     gw.child.wait().unwrap();
 
-    let mut gw = spawn(dir.path());
+    let mut gw = spawn(dir.path(), io);
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     let events = sync_all(&mut b);
     let got: Vec<_> =
@@ -91,14 +107,16 @@ fn acknowledged_messages_survive_sigkill_exactly_once() {
     gw.child.wait().unwrap();
 }
 
-#[test]
-fn sigterm_closes_connections_with_1001_and_exits_zero() {
+each_driver!(sigterm_closes_connections_with_1001_and_exits_zero);
+fn sigterm_closes_connections_with_1001_and_exits_zero(io: IoDriver) {
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = spawn(dir.path());
+    let mut gw = spawn(dir.path(), io);
     let mut a = Client::connect(gw.addr, &token(1)).unwrap();
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     // Sends in flight when the signal arrives are still acknowledged or refused, never lost silently.
-    for i in 0..50 {
+    // Fewer than 32: that many refusals in a row (`shutting_down` included)
+    // close a connection with 1008 instead, if the signal overtakes them all.
+    for i in 0..30 {
         a.send_message(UserId(2), &format!("t{i}"), MessageKind::Text, "x").unwrap();
     }
     // SAFETY: kill(2) with a valid pid of our own child and a standard signal.
@@ -120,10 +138,50 @@ fn sigterm_closes_connections_with_1001_and_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
 
     // Whatever was acknowledged is there after a restart.
-    let mut gw = spawn(dir.path());
+    let mut gw = spawn(dir.path(), io);
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     let got = sync_all(&mut b).iter().filter(|e| matches!(e, Event::Message(_))).count();
     assert_eq!(got, acked);
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+}
+
+each_driver!(out_of_descriptors_refuses_with_503_and_recovers);
+fn out_of_descriptors_refuses_with_503_and_recovers(io: IoDriver) {
+    let dir = tempfile::tempdir().unwrap();
+    // Far more connections allowed than descriptors: the descriptors run out
+    // first. One core: with two, one core's accept can take the descriptor
+    // the other freed from its reserve to refuse, and serve a connection.
+    let flags = ["--workers", "1", "--max-connections", "100000", "--handshake-timeout", "60s"];
+    let mut gw = spawn_limited(dir.path(), io, Some(128), &flags);
+    let mut idle = Vec::new();
+    let refused = loop {
+        assert!(idle.len() < 200, "never ran out of descriptors");
+        idle.push(TcpStream::connect(gw.addr).unwrap());
+        if idle.len() % 8 == 0 {
+            let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+            if resp.starts_with("HTTP/1.1 503") {
+                break resp;
+            }
+            assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        }
+    };
+    assert!(refused.contains("server full"), "{refused}");
+    // Several in a row are refused cleanly, none left hanging in the backlog.
+    for _ in 0..5 {
+        let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+        assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    }
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+        if resp.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no room after the idle connections left: {resp}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
 }

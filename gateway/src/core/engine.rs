@@ -26,6 +26,9 @@ pub(crate) struct Engine<S> {
     pub(crate) conns: Slab<Conn<S>>,
     next_generation: u32,
     flush_queue: Vec<usize>,
+    /// Sockets of removed connections, for the driver to close (see
+    /// [`Engine::closed_sockets`]).
+    closed: Vec<S>,
     started: Instant,
     /// Seconds since the core started.
     pub(crate) now: u32,
@@ -47,6 +50,7 @@ impl<S> Engine<S> {
             conns: Slab::with_capacity(share),
             next_generation: 0,
             flush_queue: Vec::new(),
+            closed: Vec::new(),
             started: Instant::now(),
             now: 0,
             now_ms: now_ms(),
@@ -133,7 +137,8 @@ impl<S> Engine<S> {
         self.schedule_flush(slot);
     }
 
-    /// Remove a connection now, without a goodbye.
+    /// Remove a connection now, without a goodbye. Its socket is not closed
+    /// here: it waits in [`Engine::closed_sockets`] for the driver.
     pub(crate) fn drop_conn(&mut self, slot: usize) {
         let Some(conn) = self.conns.try_remove(slot) else {
             return;
@@ -145,6 +150,15 @@ impl<S> Engine<S> {
             self.shared.directory.unregister(conn.user.0, ep);
             self.shared.metrics.connections_open.dec();
         }
+        self.closed.push(conn.sock);
+    }
+
+    /// Sockets of connections removed since the last call. The driver closes
+    /// them: a readiness driver at once, a completion driver once the
+    /// kernel holds no operation on them (their slot may already belong to
+    /// a new connection, so only the driver knows what is still in flight).
+    pub(crate) fn closed_sockets(&mut self) -> std::vec::Drain<'_, S> {
+        self.closed.drain(..)
     }
 
     /// Connections held, in any phase.

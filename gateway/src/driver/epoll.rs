@@ -9,6 +9,7 @@ use std::{
 use chatgw_router::Wake;
 use mio::{net::TcpListener, Events, Interest, Poll, Token, Waker};
 
+use super::intake::{is_out_of_descriptors, SpareFd};
 use crate::{
     core::Engine,
     limits::Refusal,
@@ -19,8 +20,6 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Reads per readiness event before the connection yields to others.
 const READS_PER_TURN: usize = 8;
-/// How long shutdown waits for goodbyes to drain.
-const CLOSE_DEADLINE: Duration = Duration::from_secs(3);
 
 /// A mio waker as a router [`Wake`].
 pub struct MioWake(pub Waker);
@@ -70,6 +69,8 @@ impl EpollCore {
         let mut closing_since: Option<Instant> = None;
         let mut spare = SpareFd::new();
         loop {
+            // Removed connections close here: nothing of theirs is in flight.
+            engine.closed_sockets().for_each(drop);
             let now = Instant::now();
             let timeout = if !again.is_empty() { Duration::ZERO } else { next_tick.saturating_duration_since(now) };
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
@@ -121,7 +122,7 @@ impl EpollCore {
                     Instant::now()
                 });
                 engine.flush(|s, b| s.write(b));
-                if engine.len() == 0 || since.elapsed() >= CLOSE_DEADLINE {
+                if engine.len() == 0 || since.elapsed() >= super::CLOSE_DEADLINE {
                     return Ok(());
                 }
                 // Poll again soon to finish writing goodbyes.
@@ -179,43 +180,6 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
                 tracing::warn!(error = %e, "accept failed");
                 return;
             }
-        }
-    }
-}
-
-fn is_out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
-}
-
-/// One descriptor held in reserve so that a gateway out of descriptors can
-/// still accept a connection in order to refuse it.
-pub(crate) struct SpareFd {
-    file: Option<std::fs::File>,
-    warned: Option<Instant>,
-}
-
-impl SpareFd {
-    pub(crate) fn new() -> Self {
-        let mut s = SpareFd { file: None, warned: None };
-        s.reserve();
-        s
-    }
-
-    fn reserve(&mut self) {
-        if self.file.is_none() {
-            self.file = std::fs::File::open("/dev/null").ok();
-        }
-    }
-
-    fn release(&mut self) {
-        self.file = None;
-    }
-
-    /// Say so in the log, at most every ten seconds.
-    fn warn_out_of_descriptors(&mut self) {
-        if self.warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            self.warned = Some(Instant::now());
-            tracing::warn!("out of file descriptors: refusing connections with 503 (raise the open-files limit or lower --max-connections)");
         }
     }
 }

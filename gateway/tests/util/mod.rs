@@ -1,5 +1,6 @@
 //! Helpers shared by the gateway's integration tests: a gateway on a free
-//! port with its store in a temp dir, tokens, clients, raw sockets.
+//! port with its store in a temp dir, tokens, clients, raw sockets, and
+//! [`each_driver!`], which runs a test once per I/O driver.
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
@@ -9,7 +10,29 @@ use std::{
 };
 
 use chatgw_client::{Client, Event, MessageEvent, MessageId, UserId};
+pub use chatgw_gateway::config::IoDriver;
 use chatgw_gateway::{auth::TokenKey, Config, Server, ServerHandle};
+
+/// Run the test function `name(io: IoDriver)` once per I/O driver, as the
+/// tests `name::epoll` and `name::uring`. Written just above the function,
+/// like an attribute; a function it does not name is dead code, which the
+/// lints refuse, so no test silently runs on one driver only.
+macro_rules! each_driver {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn epoll() {
+                super::$name(chatgw_gateway::config::IoDriver::Epoll)
+            }
+
+            #[test]
+            fn uring() {
+                super::$name(chatgw_gateway::config::IoDriver::Uring)
+            }
+        }
+    };
+}
+pub(crate) use each_driver;
 
 pub const SECRET: &str = "test-secret";
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -22,14 +45,16 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    pub fn start(workers: usize) -> Self {
-        Self::start_with(workers, |_| {})
+    pub fn start(io: IoDriver, workers: usize) -> Self {
+        Self::start_with(io, workers, |_| {})
     }
 
-    pub fn start_with(workers: usize, tune: impl FnOnce(&mut Config)) -> Self {
+    /// A gateway on `io` (`Uring` must really get io_uring: no fallback).
+    pub fn start_with(io: IoDriver, workers: usize, tune: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf(), SECRET.into());
         config.workers = workers;
+        config.io = io;
         tune(&mut config);
         let handle = Server::start(config).expect("gateway starts");
         let addr = handle.addr();
