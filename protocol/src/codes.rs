@@ -47,6 +47,13 @@ impl ErrorCode {
             ErrorCode::SyncFailed => "sync_failed",
         }
     }
+
+    /// Whether the refusal is the client's doing (malformed or too fast)
+    /// rather than the server's state (shutting down, overloaded, store
+    /// failing): only the former count towards closing with 1008.
+    pub fn is_client_fault(self) -> bool {
+        matches!(self, ErrorCode::BadJson | ErrorCode::UnknownType | ErrorCode::BadField | ErrorCode::RateLimited)
+    }
 }
 
 impl fmt::Display for ErrorCode {
@@ -80,3 +87,18 @@ impl fmt::Display for ProtocolError {
 }
 
 impl std::error::Error for ProtocolError {}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode::*;
+
+    #[test]
+    fn only_the_clients_own_refusals_are_faults() {
+        for code in [BadJson, UnknownType, BadField, RateLimited] {
+            assert!(code.is_client_fault(), "{}", code.as_str());
+        }
+        for code in [NotAllowed, Unavailable, ShuttingDown, GroupFull, SyncFailed] {
+            assert!(!code.is_client_fault(), "{}", code.as_str());
+        }
+    }
+}

@@ -137,6 +137,9 @@ impl<S> Engine<S> {
         server::error(&mut p, e.code, &e.message, e.reference.as_deref());
         self.queue_frame(slot, Opcode::Text, &p);
         let Some(c) = self.conns.get_mut(slot) else { return };
+        if !e.code.is_client_fault() {
+            return;
+        }
         c.strikes = c.strikes.saturating_add(1);
         if c.strikes >= MAX_STRIKES {
             self.shared.metrics.policy_closes.inc();
