@@ -11,6 +11,10 @@
 //! returns. Journal persistence is manual, so nothing else ever syncs behind
 //! the group committer's back.
 
+mod check;
+
+pub use check::{IntegrityCounts, IntegrityReport, Violation};
+
 use std::path::{Path, PathBuf};
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, Receipt, ReceiptStatus, UserId};
