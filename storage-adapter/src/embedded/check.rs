@@ -148,11 +148,11 @@ impl EmbeddedStore {
     fn check_messages(&self, p: &mut Pass) -> Result<(), StoreError> {
         each(&self.messages, "scan messages", |k, v| {
             p.report.counts.messages += 1;
-            let Some((conversation, id)) = split_message_key(&k) else {
-                p.report.flag("messages", format!("undecodable key {}", hex(&k)));
+            let Some((conversation, id)) = split_message_key(k) else {
+                p.report.flag("messages", format!("undecodable key {}", hex(k)));
                 return;
             };
-            let m = match codec::decode_message(conversation, id, &v) {
+            let m = match codec::decode_message(conversation, id, v) {
                 Ok(m) => m,
                 Err(e) => {
                     p.report.flag("messages", format!("message {} in {conversation:?}: {e}", id.0));
@@ -180,12 +180,12 @@ impl EmbeddedStore {
         let mut recorded = HashSet::new();
         each(&self.groups, "scan groups", |k, v| {
             p.report.counts.groups += 1;
-            let Some(gid) = codec::u64_value(&k).filter(|_| k.len() == 8) else {
-                p.report.flag("groups", format!("undecodable key {}", hex(&k)));
+            let Some(gid) = codec::u64_value(k).filter(|_| k.len() == 8) else {
+                p.report.flag("groups", format!("undecodable key {}", hex(k)));
                 return;
             };
             recorded.insert(gid);
-            let group = match codec::decode_group(GroupId(gid), &v) {
+            let group = match codec::decode_group(GroupId(gid), v) {
                 Ok(g) => g,
                 Err(e) => {
                     p.report.flag("groups", format!("group {gid}: {e}"));
@@ -221,14 +221,14 @@ impl EmbeddedStore {
 
     fn check_inbox(&self, p: &mut Pass) -> Result<(), StoreError> {
         each(&self.inbox, "scan inbox", |k, v| {
-            let (Some(user), Some(event), 16) = (codec::u64_value(&k), codec::id_from_message_key(&k), k.len()) else {
-                p.report.flag("inbox", format!("undecodable key {}", hex(&k)));
+            let (Some(user), Some(event), 16) = (codec::u64_value(k), codec::id_from_message_key(k), k.len()) else {
+                p.report.flag("inbox", format!("undecodable key {}", hex(k)));
                 return;
             };
             if event.0 > p.high_water {
                 p.report.flag("inbox", format!("user {user}: event {} is above the high water", event.0));
             }
-            match codec::decode_inbox(event, &v) {
+            match codec::decode_inbox(event, v) {
                 Err(e) => p.report.flag("inbox", format!("user {user}, event {}: {e}", event.0)),
                 Ok(InboxRecord::Message(c)) => {
                     p.report.counts.inbox_messages += 1;
@@ -252,12 +252,12 @@ impl EmbeddedStore {
         let mut keyed = HashSet::new();
         each(&self.idempotency, "scan idempotency keys", |k, v| {
             p.report.counts.idempotency_keys += 1;
-            let (Some(from), Some(cid)) = (codec::u64_value(&k), k.get(8..).and_then(|c| std::str::from_utf8(c).ok()))
+            let (Some(from), Some(cid)) = (codec::u64_value(k), k.get(8..).and_then(|c| std::str::from_utf8(c).ok()))
             else {
-                p.report.flag("idempotency", format!("undecodable key {}", hex(&k)));
+                p.report.flag("idempotency", format!("undecodable key {}", hex(k)));
                 return;
             };
-            let (c, id) = match codec::decode_idempotency(&v) {
+            let (c, id) = match codec::decode_idempotency(v) {
                 Ok(x) => x,
                 Err(e) => {
                     p.report.flag("idempotency", format!("({from}, {cid:?}): {e}"));
@@ -295,8 +295,8 @@ impl EmbeddedStore {
         each(&self.reads, "scan read marks", |k, v| {
             p.report.counts.read_marks += 1;
             let conv = k.len().checked_sub(8).and_then(|n| k.get(..n)).and_then(ConversationId::from_key);
-            let (Some(c), Some(up_to)) = (conv, codec::u64_value(&v)) else {
-                p.report.flag("reads", format!("undecodable record {}", hex(&k)));
+            let (Some(c), Some(up_to)) = (conv, codec::u64_value(v)) else {
+                p.report.flag("reads", format!("undecodable record {}", hex(k)));
                 return;
             };
             if up_to > p.high_water {
@@ -361,10 +361,10 @@ fn check_marks(ks: &Keyspace, table: &'static str, p: &mut Pass) -> Result<(), S
         }
         let parsed = k.len().checked_sub(8).and_then(|n| k.get(..n)).and_then(split_message_key);
         let Some((c, id)) = parsed else {
-            p.report.flag(table, format!("undecodable key {}", hex(&k)));
+            p.report.flag(table, format!("undecodable key {}", hex(k)));
             return;
         };
-        let user = codec::id_from_message_key(&k).map_or(0, |u| u.0);
+        let user = codec::id_from_message_key(k).map_or(0, |u| u.0);
         if !p.messages.get(&id.0).is_some_and(|m| m.conversation == c) {
             p.report.flag(table, format!("mark of user {user} for missing message {} of {c:?}", id.0));
         }

@@ -11,11 +11,14 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+/// Members of a group: user id -> admin flag.
+type Members = BTreeMap<u64, bool>;
+
 /// Members (user -> admin) after each system message, in id order.
 #[derive(Debug, Default)]
 pub(super) struct Timeline {
     /// System message id -> the members before it and after it.
-    changes: BTreeMap<u64, (BTreeMap<u64, bool>, BTreeMap<u64, bool>)>,
+    changes: BTreeMap<u64, (Members, Members)>,
 }
 
 impl Timeline {
@@ -23,7 +26,7 @@ impl Timeline {
     /// error names the first message that cannot be applied.
     pub(super) fn replay(system: &BTreeMap<u64, String>) -> Result<Self, String> {
         let mut t = Timeline::default();
-        let mut members: BTreeMap<u64, bool> = BTreeMap::new();
+        let mut members = Members::new();
         for (i, (&id, body)) in system.iter().enumerate() {
             let change = Change::parse(body).ok_or_else(|| format!("system message {id} cannot be read"))?;
             let before = members.clone();
@@ -65,7 +68,7 @@ impl Timeline {
     }
 
     /// The members (user -> admin) after the last change.
-    pub(super) fn current(&self) -> BTreeMap<u64, bool> {
+    pub(super) fn current(&self) -> Members {
         self.changes.values().next_back().map(|(_, after)| after.clone()).unwrap_or_default()
     }
 
