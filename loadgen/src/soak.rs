@@ -9,7 +9,8 @@
 //! backoff, `sync` from the cursor, resend unanswered messages with the
 //! same client id. After `--duration` nothing new is sent; during
 //! `--settle` (the gateway is left up) every device comes back and every
-//! outbox empties; then every device `sync`s to the present and the
+//! outbox empties; then every device reconnects and `sync`s to the present,
+//! and the
 //! [`SoakLedger`](crate::soak_ledger) judges: each acknowledged message
 //! reached every device it was owed to exactly once, and each device saw
 //! each conversation in strictly increasing id order.
@@ -49,6 +50,7 @@ pub(crate) static FIGURES: Figures = Figures {
         ("delivered", "/verdict/delivered"),
         ("lost", "/verdict/lost"),
         ("dup", "/verdict/duplicated"),
+        ("dup_replay", "/verdict/duplicated_by_replay"),
         ("order", "/verdict/out_of_order"),
         ("idem", "/stats/idempotency_mismatches"),
         ("misrouted", "/stats/misrouted"),
@@ -112,7 +114,7 @@ impl Progress {
 /// out of order, a device did not come back, or a check failed.
 pub(crate) fn run(args: SoakArgs) -> anyhow::Result<bool> {
     let c = &args.common;
-    anyhow::ensure!(c.procs == 1, "soak runs in one process (--procs 1)");
+    anyhow::ensure!(c.procs == 1 && c.threads == 1, "soak runs in one thread of one process (--procs 1 --threads 1)");
     anyhow::ensure!(args.pairs > 0 || args.groups > 0, "--pairs or --groups must be at least 1");
     anyhow::ensure!(args.groups == 0 || args.group_size >= 2, "--group-size must be at least 2");
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
@@ -257,6 +259,7 @@ fn print_summary(r: &SoakReport<'_>, (dropped, failed): (&Reasons, &Reasons)) {
     t.row("delivered", v.delivered);
     t.row("lost", v.lost);
     t.row("duplicated", v.duplicated);
+    t.row("  of which by replay", v.duplicated_by_replay);
     t.row("out of order", v.out_of_order);
     t.row("own copy replayed to sender", v.own_replayed);
     t.row("idempotency mismatches", s.idempotency_mismatches);

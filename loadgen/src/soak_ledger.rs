@@ -38,6 +38,8 @@ pub(crate) struct Verdict {
     pub(crate) lost: u64,
     /// Extra copies: a (message, device) received more than once.
     pub(crate) duplicated: u64,
+    /// The part of `duplicated` that came in a `sync` replay (the rest came live).
+    pub(crate) duplicated_by_replay: u64,
     /// Messages received with an id not above the last one the device
     /// had seen in that conversation.
     pub(crate) out_of_order: u64,
@@ -58,6 +60,8 @@ pub(crate) struct SoakLedger {
     last: HashMap<(usize, Conv), u64>,
     /// Receptions that broke the order.
     out_of_order: u64,
+    /// Repeated receptions that came in a replay.
+    repeats_replayed: u64,
     /// Message ids received, with their conversation (to count unacked ones).
     received: HashMap<u64, Conv>,
 }
@@ -68,13 +72,16 @@ impl SoakLedger {
         self.acked.entry(msg).or_insert((conv, device));
     }
 
-    /// `device` received message `msg` of `conv` (live or by a replay).
-    pub(crate) fn receive(&mut self, device: usize, conv: Conv, msg: u64) {
+    /// `device` received message `msg` of `conv`, live or (`replayed`) in
+    /// the replay of a `sync`.
+    pub(crate) fn receive(&mut self, device: usize, conv: Conv, msg: u64, replayed: bool) {
         self.received.insert(msg, conv);
         let copies = self.copies.entry((device, msg)).or_insert(0);
         *copies += 1;
         if *copies > 1 {
-            return; // Counted as a duplicate, not again as disorder.
+            // Counted as a duplicate, not again as disorder.
+            self.repeats_replayed += u64::from(replayed);
+            return;
         }
         let last = self.last.entry((device, conv)).or_insert(0);
         if msg <= *last {
@@ -86,7 +93,12 @@ impl SoakLedger {
 
     /// Judge, with `devices_of(conv)` every device of every participant.
     pub(crate) fn verdict(&self, devices_of: impl Fn(Conv) -> Vec<usize>) -> Verdict {
-        let mut v = Verdict { acked: self.acked.len() as u64, out_of_order: self.out_of_order, ..Verdict::default() };
+        let mut v = Verdict {
+            acked: self.acked.len() as u64,
+            out_of_order: self.out_of_order,
+            duplicated_by_replay: self.repeats_replayed,
+            ..Verdict::default()
+        };
         let mut cache: HashMap<Conv, Vec<usize>> = HashMap::new();
         for (&msg, &(conv, sender)) in &self.acked {
             let devices = cache.entry(conv).or_insert_with(|| devices_of(conv));
@@ -126,13 +138,13 @@ mod tests {
     fn every_device_but_the_sender_is_owed_each_message_once() {
         let mut l = SoakLedger::default();
         l.ack(100, Conv::Pair(0), 0);
-        l.receive(1, Conv::Pair(0), 100);
-        l.receive(2, Conv::Pair(0), 100);
+        l.receive(1, Conv::Pair(0), 100, false);
+        l.receive(2, Conv::Pair(0), 100, true);
         let v = l.verdict(devices);
         assert_eq!((v.acked, v.owed, v.delivered, v.lost, v.duplicated, v.out_of_order), (1, 2, 2, 0, 0, 0));
-        l.receive(0, Conv::Pair(0), 100);
+        l.receive(0, Conv::Pair(0), 100, true);
         assert_eq!(l.verdict(devices).own_replayed, 1, "the sender may see it once by a replay");
-        l.receive(0, Conv::Pair(0), 100);
+        l.receive(0, Conv::Pair(0), 100, true);
         assert_eq!(l.verdict(devices).duplicated, 1, "but not twice");
     }
 
@@ -142,14 +154,15 @@ mod tests {
         for m in [100, 101, 102] {
             l.ack(m, Conv::Pair(0), 2);
         }
-        l.receive(0, Conv::Pair(0), 101);
-        l.receive(0, Conv::Pair(0), 100);
-        l.receive(0, Conv::Pair(0), 102);
-        l.receive(0, Conv::Pair(0), 102);
-        l.receive(1, Conv::Pair(0), 100);
-        l.receive(1, Conv::Group(0), 50);
+        l.receive(0, Conv::Pair(0), 101, false);
+        l.receive(0, Conv::Pair(0), 100, false);
+        l.receive(0, Conv::Pair(0), 102, false);
+        l.receive(0, Conv::Pair(0), 102, true);
+        l.receive(0, Conv::Pair(0), 101, false);
+        l.receive(1, Conv::Pair(0), 100, false);
+        l.receive(1, Conv::Group(0), 50, false);
         let v = l.verdict(devices);
         assert_eq!((v.owed, v.delivered, v.lost), (6, 4, 2));
-        assert_eq!((v.duplicated, v.out_of_order, v.received_unacked), (1, 1, 1));
+        assert_eq!((v.duplicated, v.duplicated_by_replay, v.out_of_order, v.received_unacked), (2, 1, 1, 1));
     }
 }

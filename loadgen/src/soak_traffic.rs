@@ -295,15 +295,19 @@ impl SoakTraffic {
         }
     }
 
-    /// Ask every device that is up to `sync` from its cursor; a device that
-    /// is down will do so when it reconnects.
+    /// Bring every device to the present: drop its connection and open a
+    /// new one that `sync`s from the cursor (a device that is down does so
+    /// when it reconnects). A second `sync` on the open connection would
+    /// not do: frames already on their way to it, above the cursor, would
+    /// be replayed again, the repeat docs/PROTOCOL.md (1.7, rule 4) tells
+    /// clients to deduplicate; dropping the connection discards them unread.
     pub(crate) fn start_final_sync(&mut self, driver: &mut Driver) {
         self.final_phase = true;
-        for dev in &mut self.devices {
-            let sync = format!(r#"{{"type":"sync","after":"{}"}}"#, dev.cursor);
-            if driver.is_up(dev.conn) {
-                // A failed write ends the connection; the reconnect syncs.
-                driver.send_text(dev.conn, &sync);
+        for d in 0..self.devices.len() {
+            if self.devices[d].retry_at.is_none() {
+                driver.kill(self.devices[d].conn);
+                self.roles.clear(self.devices[d].conn);
+                self.reconnect(driver, d);
             }
         }
     }
@@ -337,7 +341,7 @@ impl SoakTraffic {
     /// A `message`: into the ledger, and acknowledged with `delivered`
     /// (in `reply`) when another user sent it, so receipts and delivery
     /// marks go through the kills too.
-    fn on_message(&mut self, d: usize, f: &ServerFrame<'_>, reply: &mut String) {
+    fn on_message(&mut self, d: usize, f: &ServerFrame<'_>, replayed: bool, reply: &mut String) {
         if f.kind.as_deref() == Some("system") {
             return;
         }
@@ -351,7 +355,7 @@ impl SoakTraffic {
         if from != self.topo.sender_id(n) {
             self.stats.misrouted += 1;
         }
-        self.ledger.receive(d, conv, msg);
+        self.ledger.receive(d, conv, msg, replayed);
         if from != self.devices[d].user && reply.is_empty() {
             let name = match (conv, parse_id(f.group.as_ref())) {
                 (Conv::Group(_), Some(g)) => ("group", g),
@@ -380,13 +384,13 @@ impl SoakTraffic {
         }
     }
 
-    fn frame(&mut self, d: usize, f: &ServerFrame<'_>, now: u64, reply: &mut String) {
+    fn frame(&mut self, d: usize, f: &ServerFrame<'_>, (now, replayed): (u64, bool), reply: &mut String) {
         if let Some(e) = parse_id(f.event.as_ref()) {
             let dev = &mut self.devices[d];
             dev.cursor = dev.cursor.max(e);
         }
         match &*f.ty {
-            "message" => self.on_message(d, f, reply),
+            "message" => self.on_message(d, f, replayed, reply),
             "sent" => self.on_sent(f, now),
             "group" => self.on_group(f),
             "synced" => self.on_synced_frame(d, f),
@@ -410,13 +414,13 @@ impl SoakTraffic {
 impl Handler for SoakTraffic {
     fn on_text(&mut self, id: usize, f: &ServerFrame<'_>, now_ns: u64, reply: &mut String) {
         if let Some(d) = self.roles.get(id) {
-            self.frame(d, f, now_ns, reply);
+            self.frame(d, f, (now_ns, false), reply);
         }
     }
 
     fn on_replay(&mut self, id: usize, f: &ServerFrame<'_>, now_ns: u64, reply: &mut String) -> bool {
         let Some(d) = self.roles.get(id) else { return false };
-        self.frame(d, f, now_ns, reply);
+        self.frame(d, f, (now_ns, true), reply);
         true
     }
 
