@@ -144,7 +144,7 @@ if r:
     v, s = r["verdict"], r["stats"]
     print(f"  messages acked / checked    {v['acked']} / {v['owed']} device deliveries owed")
     print(f"  unacknowledged (given up)   {r['unacknowledged']}")
-    print(f"  resent / answered dup:true  {s['resent']} / {s['acked_as_duplicate']}")
+    print(f"  unacked when cut off        {s['unacked_at_drop']} (resent {s['resent']}, answered duplicate:true {s['acked_as_duplicate']})")
     print(f"  reconnects                  {s['reconnects']}")
     print(f"  lost / dup / order          {v['lost']} / {v['duplicated']} / {v['out_of_order']}")
 print(f"  loadgen verdict             {'pass' if lg_rc == 0 else f'FAIL (exit {lg_rc})'}")

@@ -55,6 +55,7 @@ pub(crate) static FIGURES: Figures = Figures {
         ("idem", "/stats/idempotency_mismatches"),
         ("misrouted", "/stats/misrouted"),
         ("resent", "/stats/resent"),
+        ("unacked_at_drop", "/stats/unacked_at_drop"),
         ("reconnects", "/stats/reconnects"),
         ("ends", "/stats/connection_ends"),
     ],
@@ -248,6 +249,7 @@ fn print_summary(r: &SoakReport<'_>, (dropped, failed): (&Reasons, &Reasons)) {
     t.section("messages");
     t.row("scheduled", s.scheduled);
     t.row("written", s.written);
+    t.row("unanswered when cut off", s.unacked_at_drop);
     t.row("resent (same client id)", s.resent);
     t.row("  answered duplicate:true", s.acked_as_duplicate);
     t.row("acked", v.acked);

@@ -52,6 +52,9 @@ pub(crate) struct SoakStats {
     pub(crate) written: u64,
     /// Writes repeated with the same client id.
     pub(crate) resent: u64,
+    /// Messages written and still unanswered when their connection ended
+    /// (each is written again on the next connection).
+    pub(crate) unacked_at_drop: u64,
     /// `sent` answers flagged `duplicate: true` (the first write had been stored).
     pub(crate) acked_as_duplicate: u64,
     /// A second `sent` for a client id with a different message id (an
@@ -291,7 +294,9 @@ impl SoakTraffic {
         self.stats.reconnects += 1;
         // Its unanswered writes went with the old connection: write them again once up.
         for p in self.outbox.values_mut().filter(|p| p.device == d) {
-            p.written_at = None;
+            if p.written_at.take().is_some() {
+                self.stats.unacked_at_drop += 1;
+            }
         }
     }
 
