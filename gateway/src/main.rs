@@ -1,4 +1,5 @@
-//! The `chatgw` command: run a gateway, mint a token, or chat from a terminal.
+//! The `chatgw` command: run a gateway, mint a token, chat from a terminal,
+//! or check a stopped gateway's store.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -12,6 +13,7 @@ use chatgw_protocol::UserId;
 use clap::{Parser, Subcommand};
 
 mod chat;
+mod check;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +34,8 @@ enum Command {
     Token(TokenArgs),
     /// Chat from a terminal: type a line to send it; incoming messages and receipts are printed.
     Chat(chat::ChatArgs),
+    /// Verify the store of a stopped gateway (references, ids, idempotency keys, marks, groups); exit 1 on any violation.
+    Check(check::CheckArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -68,6 +72,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chat(args) => chat::run(args),
+        Command::Check(args) => {
+            if !check::run(&args)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub(crate) enum Command {
     Group(GroupArgs),
     /// One-to-one traffic while X% of the connections are dropped at once and reconnect with `sync`; report reconnect and catch-up time, loss and duplicates.
     ReconnectStorm(StormArgs),
+    /// Direct pairs and groups, users with one or two devices, that survive gateway restarts: reconnect with backoff, sync, resend with the same client id; verify every acked message reached every device once, in order.
+    Soak(SoakArgs),
 }
 
 fn secs<S: Serializer>(d: &HumanDuration, s: S) -> Result<S::Ok, S::Error> {
@@ -278,4 +280,35 @@ pub(crate) struct StormArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) load: LoadArgs,
+}
+
+/// `loadgen soak`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct SoakArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) common: CommonArgs,
+    /// Direct pairs (two users each; every third user has two devices).
+    #[arg(long, default_value_t = 40)]
+    pub(crate) pairs: u32,
+    /// Groups, each with its own members.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) groups: u32,
+    /// Members per group, the creator included.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) group_size: u32,
+    /// Messages per second in total (one in four to a group).
+    #[arg(long, default_value_t = 300)]
+    pub(crate) rate: u64,
+    /// How long to send (the gateway may be killed and restarted meanwhile).
+    #[arg(long, default_value = "5m")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) duration: HumanDuration,
+    /// After sending stops, how long to wait for every device to be back and every message acked, before the final sync (the gateway should stay up).
+    #[arg(long, default_value = "60s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) settle: HumanDuration,
+    /// Bytes of each message body.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) body_bytes: usize,
 }

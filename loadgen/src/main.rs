@@ -10,7 +10,9 @@
 //! promises: connections held and what each costs it (`connect`), and
 //! messages acked, delivered and receipted, none lost or duplicated, with
 //! coordinated-omission-free latencies (`one-to-one`), group fan-out
-//! (`group`), and recovery from a mass disconnect (`reconnect-storm`).
+//! (`group`), recovery from a mass disconnect (`reconnect-storm`), and
+//! nothing acked lost or duplicated while the gateway itself is killed and
+//! restarted again and again (`soak`, driven by `scripts/crash-soak.sh`).
 //! Connections can be spread over worker processes (`--procs`) when one
 //! process's descriptor limit is not enough.
 //!
@@ -45,6 +47,10 @@ mod scenario;
 mod schedule;
 mod share;
 mod shared;
+mod soak;
+mod soak_ledger;
+mod soak_plan;
+mod soak_traffic;
 mod stats;
 mod storm;
 mod storm_traffic;
@@ -67,6 +73,7 @@ fn main() -> ExitCode {
         cli::Command::OneToOne(args) => one_to_one::run(args),
         cli::Command::Group(args) => group::run(args),
         cli::Command::ReconnectStorm(args) => storm::run(args),
+        cli::Command::Soak(args) => soak::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -87,6 +94,7 @@ fn parse_cli() -> Result<cli::Cli, clap::Error> {
         ("one-to-one", &one_to_one::FIGURES),
         ("group", &group::FIGURES),
         ("reconnect-storm", &storm::FIGURES),
+        ("soak", &soak::FIGURES),
     ] {
         let help = format!(
             "Names for --check: {}.\nLatencies for --hist NAME=FILE: {} (plain --hist FILE: {}).",

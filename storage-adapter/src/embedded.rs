@@ -24,8 +24,11 @@
 //! so no read ever sees a half-closed engine and the database lock file is
 //! free when the new engine opens it.
 
+mod check;
 mod reopen;
 mod tables;
+
+pub use check::{IntegrityCounts, IntegrityReport, Violation};
 
 use std::{
     path::{Path, PathBuf},

@@ -36,7 +36,7 @@ mod embedded;
 mod error;
 mod model;
 
-pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{StoreError, WriteFailure};
 pub use model::{CommitStats, InboxEvent, MessageReceipts, Write};
 

@@ -16,20 +16,20 @@ use crate::{
     CommitStats, InboxEvent, MessageReceipts, StoreError, Write,
 };
 
-const HIGH_WATER_KEY: &[u8] = b"high_water";
+pub(super) const HIGH_WATER_KEY: &[u8] = b"high_water";
 const PROBE_KEY: &[u8] = b"write_probe";
 
 /// One open fjall database: one keyspace per table.
 pub(super) struct Tables {
     db: Database,
-    messages: Keyspace,
-    inbox: Keyspace,
-    idempotency: Keyspace,
-    delivered: Keyspace,
-    reads: Keyspace,
-    read_by: Keyspace,
-    groups: Keyspace,
-    meta: Keyspace,
+    pub(super) messages: Keyspace,
+    pub(super) inbox: Keyspace,
+    pub(super) idempotency: Keyspace,
+    pub(super) delivered: Keyspace,
+    pub(super) reads: Keyspace,
+    pub(super) read_by: Keyspace,
+    pub(super) groups: Keyspace,
+    pub(super) meta: Keyspace,
 }
 
 impl Tables {
