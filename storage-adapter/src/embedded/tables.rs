@@ -38,6 +38,7 @@ impl Tables {
         let db = Database::builder(path)
             .cache_size(options.cache_bytes)
             .manual_journal_persist(true)
+            .max_journaling_size(options.max_journal_bytes.max(64 * 1024 * 1024))
             .open()
             .map_err(|e| StoreError::backend("open", e))?;
         let ks = |name: &str| {
