@@ -22,6 +22,8 @@ pub mod config;
 mod core;
 pub mod driver;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 mod query;
 mod server;
