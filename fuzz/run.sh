@@ -17,7 +17,8 @@
 # Exit status: 0 when no target crashed, 1 when one did, 2 when the tools
 # are missing or a build fails.
 set -euo pipefail
-cd "$(dirname "$0")"
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$SELF")"
 
 install=0
 if [[ "${1:-}" == "--install" ]]; then
@@ -25,7 +26,7 @@ if [[ "${1:-}" == "--install" ]]; then
     shift
 fi
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0"
+    sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$SELF"
     exit 0
 fi
 secs="${1:-20}"
