@@ -25,6 +25,8 @@ pub mod config;
 mod core;
 pub mod driver;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 pub mod metrics;
 mod query;

@@ -407,8 +407,12 @@ fn parse_send<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> 
             })?
         }
     };
-    let body = required(raw.body, "body").map_err(with_ref)?.get();
-    if !body.starts_with('"') {
+    let body_literal = required(raw.body, "body").map_err(with_ref)?;
+    let body = body_literal.get();
+    // Decoding (not just scanning) the literal refuses escapes of lone UTF-16
+    // surrogates (`"\ude00"`): the scan lets them through, but recipients
+    // that decode the forwarded body would fail on every replay of it.
+    if !body.starts_with('"') || str_field(body_literal, "body").is_err() {
         return Err(with_ref(bad("body", "must be a string")));
     }
     if body.len() > MAX_BODY_BYTES {
@@ -468,6 +472,19 @@ mod tests {
     fn errors_on_send_carry_the_client_id() {
         let e = ClientFrame::parse(r#"{"type":"send","id":"abc","to":"x","body":""}"#).unwrap_err();
         assert_eq!(e.reference.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn body_with_a_lone_surrogate_escape_is_refused() {
+        // Found by the client_frame fuzz target (fuzz/corpus/client_frame/lone-surrogate-body).
+        let e = ClientFrame::parse(r#"{"type":"send","id":"c","group":"9","body":"\"\tsu26\ude006\\"}"#).unwrap_err();
+        assert_eq!((e.code, e.reference.as_deref()), (ErrorCode::BadField, Some("c")));
+        assert_eq!(code(r#"{"type":"send","id":"c","to":"2","body":"\ud83d"}"#), ErrorCode::BadField);
+        // A surrogate pair is one character and stays as written.
+        match ClientFrame::parse(r#"{"type":"send","id":"c","to":"2","body":"\ud83d\ude00"}"#).unwrap() {
+            ClientFrame::Send(s) => assert_eq!(s.body, r#""\ud83d\ude00""#),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@
 pub mod close;
 mod codes;
 mod frames;
+#[doc(hidden)]
+pub mod fuzzing;
 mod group;
 mod ids;
 pub mod server;

@@ -17,4 +17,5 @@ mod engine;
 mod frames;
 mod http;
 
+pub(crate) use conn::Phase;
 pub(crate) use engine::Engine;

@@ -154,7 +154,6 @@ pub fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
 }
 
 /// The definition of masking, byte by byte (RFC 6455 section 5.3).
-#[cfg(test)]
 pub fn unmask_reference(data: &mut [u8], mask: [u8; 4], offset: usize) {
     for (i, b) in data.iter_mut().enumerate() {
         *b ^= mask[(offset + i) % 4];

@@ -6,7 +6,8 @@
 //! the caller: the event loop reads into one buffer per core, decodes and
 //! unmasks frames in place, and keeps bytes for a connection only while a
 //! frame is incomplete. Conformance is checked with the Autobahn testsuite
-//! (`scripts/autobahn.sh`).
+//! (`scripts/autobahn.sh`), and the decoder is fuzzed as the engine feeds
+//! it (`crate::fuzzing`, `docs/FUZZING.md`).
 
 pub mod frame;
 pub(crate) mod handshake;

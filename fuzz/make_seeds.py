@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Write the seed corpora in fuzz/corpus/ (deterministic; run from anywhere).
+
+Each file is one fuzz input, named for what it holds. Layouts (see the
+harnesses in gateway/src/fuzzing/ and protocol/src/fuzzing.rs):
+  http_upgrade: [n] [n cut lengths] [bytes from the start of the connection]
+  ws_frames:    [setup: max-frame choice in bits 0-1] [n] [n cut lengths] [client bytes after the upgrade]
+  client_frame: the text of one text message
+A cut length byte b means a read of 1 + 4*b bytes. Seeds from docs/PROTOCOL.md
+are the client frames of its examples (lines with `-> {`).
+Files other than seeds (inputs that once failed) are added by hand and never
+removed by this script.
+"""
+import json, os, re, struct
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(ROOT, "corpus")
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def cuts(*lengths):
+    """The split prefix: reads of the given byte counts (each 1 + 4*b)."""
+    bs = []
+    for n in lengths:
+        assert n >= 1 and (n - 1) % 4 == 0 and (n - 1) // 4 < 256, n
+        bs.append((n - 1) // 4)
+    return bytes([len(bs)]) + bytes(bs)
+
+
+# ------------------------------------------------------------- client frames
+def frame(op, payload, fin=True, mask=b"\x11\x22\x33\x44", rsv=0, length_form=None, masked=True):
+    b0 = (0x80 if fin else 0) | rsv | op
+    n = len(payload)
+    form = length_form or (7 if n < 126 else 16 if n < 65536 else 64)
+    mbit = 0x80 if masked else 0
+    if form == 7:
+        head = bytes([b0, mbit | n])
+    elif form == 16:
+        head = bytes([b0, mbit | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([b0, mbit | 127]) + struct.pack(">Q", n)
+    if not masked:
+        return head + payload
+    body = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+    return head + mask + body
+
+
+TEXT, BIN, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
+
+
+def ws(name, stream, setup=0, split=b"\x00"):
+    write("ws_frames", name, bytes([setup]) + split + stream)
+
+
+ws("text-hello", frame(TEXT, b"hello"))
+ws("text-hello-byte-reads", frame(TEXT, b"hello"), split=cuts(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1))
+ws("binary", frame(BIN, bytes(range(40)), mask=b"\x00\x00\x00\x00"))
+ws("text-empty", frame(TEXT, b""))
+ws("utf8-multibyte", frame(TEXT, "caf\u00e9 \u2615 \U0001F600".encode()))
+ws("utf8-invalid", frame(TEXT, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"))
+ws("fragmented-text-3", frame(TEXT, b"frag", fin=False) + frame(CONT, b"ment", fin=False) + frame(CONT, b"ed"),
+   split=cuts(5, 9, 13))
+ws("fragmented-utf8-split-in-char", frame(TEXT, "\u2615".encode()[:1], fin=False) + frame(CONT, "\u2615".encode()[1:]))
+ws("fragmented-with-ping-inside", frame(TEXT, b"a", fin=False) + frame(PING, b"p") + frame(CONT, b"b"),
+   split=cuts(5, 9))
+ws("fragmented-empty-fragments", frame(BIN, b"", fin=False) + frame(CONT, b"", fin=False) + frame(CONT, b""))
+ws("ping-payload", frame(PING, b"are you there"))
+ws("ping-125", frame(PING, b"x" * 125))
+ws("ping-126-too-long", frame(PING, b"x" * 126))
+ws("ping-fragmented", frame(PING, b"", fin=False))
+ws("pong-unsolicited", frame(PONG, b"hi") + frame(TEXT, b"after"))
+ws("close-normal-reason", frame(CLOSE, struct.pack(">H", 1000) + b"bye") + frame(TEXT, b"ignored"))
+ws("close-empty", frame(CLOSE, b""))
+ws("close-one-byte", frame(CLOSE, b"\x03"))
+ws("close-code-1005", frame(CLOSE, struct.pack(">H", 1005)))
+ws("close-code-4999", frame(CLOSE, struct.pack(">H", 4999)))
+ws("close-reason-invalid-utf8", frame(CLOSE, struct.pack(">H", 1000) + b"\xff\xfe"))
+ws("len16-200", frame(BIN, b"z" * 200), split=cuts(5, 1))
+ws("len16-200-over-126-limit", frame(BIN, b"z" * 200), setup=1)
+ws("len64-form-small", frame(TEXT, b"non-minimal", length_form=64))
+ws("len16-form-small", frame(TEXT, b"short", length_form=16))
+ws("len64-msb-set", bytes([0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0]) + b"\x01\x02\x03\x04")
+ws("len64-huge", bytes([0x82, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0]) + b"\x01\x02\x03\x04")
+ws("over-max-fragmented", frame(BIN, b"q" * 100, fin=False) + frame(CONT, b"q" * 100), setup=1)
+ws("unmasked", frame(TEXT, b"no mask", masked=False))
+ws("rsv1", frame(TEXT, b"deflate?", rsv=0x40))
+ws("opcode-3", frame(3, b""))
+ws("opcode-b-control", frame(0xB, b""))
+ws("continuation-first", frame(CONT, b"orphan"))
+ws("data-inside-fragmented", frame(TEXT, b"a", fin=False) + frame(TEXT, b"b"))
+ws("many-small", b"".join(frame(TEXT if i % 2 else BIN, bytes([65 + i]) * i) for i in range(12)),
+   split=cuts(*[9, 5, 13, 1, 17, 21, 33, 3 * 4 + 1]))
+ws("header-split-everywhere", frame(BIN, b"y" * 300), split=cuts(1, 1, 1, 1, 1, 1, 1, 1, 1))
+
+# ------------------------------------------------------------- HTTP upgrades
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def req(path=b"/echo", method=b"GET", headers=None, version=b"HTTP/1.1"):
+    if headers is None:
+        headers = [(b"Host", b"localhost"), (b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+                   (b"Sec-WebSocket-Key", KEY), (b"Sec-WebSocket-Version", b"13")]
+    return method + b" " + path + b" " + version + b"\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n"
+
+
+def http(name, stream, split=b"\x00"):
+    write("http_upgrade", name, split + stream)
+
+
+UP = req()
+http("echo-upgrade", UP)
+http("echo-upgrade-in-reads", UP, split=cuts(1, 5, 17, 33, 1))
+http("echo-upgrade-then-frame", UP + frame(TEXT, b"hi"), split=cuts(len(UP) // 4 * 4 + 1))
+http("echo-upgrade-then-close", UP + frame(CLOSE, struct.pack(">H", 1001)))
+http("ws-query-token-bad", req(b"/ws?token=eyJhbGciOiJIUzI1NiJ9.e30.sig"))
+http("ws-bearer-bad", req(b"/ws", headers=[(b"Authorization", b"Bearer abc.def.ghi"), (b"Upgrade", b"websocket"),
+                                          (b"Connection", b"keep-alive, Upgrade"), (b"Sec-WebSocket-Key", KEY),
+                                          (b"Sec-WebSocket-Version", b"13")]))
+http("ws-no-token", req(b"/ws"))
+http("healthz", req(b"/healthz", headers=[(b"Host", b"x")]))
+http("metrics", req(b"/metrics", headers=[]))
+http("post", req(b"/echo", method=b"POST"))
+http("not-found", req(b"/nope"))
+http("version-8", req(headers=[(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+                               (b"Sec-WebSocket-Key", KEY), (b"Sec-WebSocket-Version", b"8")]))
+http("no-key", req(headers=[(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"), (b"Sec-WebSocket-Version", b"13")]))
+http("key-65-bytes", req(headers=[(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+                                  (b"Sec-WebSocket-Key", b"k" * 65), (b"Sec-WebSocket-Version", b"13")]))
+http("no-upgrade-header", req(headers=[(b"Connection", b"Upgrade"), (b"Sec-WebSocket-Key", KEY),
+                                       (b"Sec-WebSocket-Version", b"13")]))
+http("lowercase-headers", req(headers=[(b"upgrade", b"WebSocket"), (b"connection", b"upgrade"),
+                                       (b"sec-websocket-key", KEY), (b"sec-websocket-version", b"13")]))
+http("too-many-headers", req(headers=[(b"X-%d" % i, b"y") for i in range(40)]))
+http("http10", req(version=b"HTTP/1.0"))
+http("partial-head", UP[:-2])
+http("tls-client-hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)))
+http("bare-lf", UP.replace(b"\r\n", b"\n"))
+http("head-over-8k", req(headers=[(b"X-Pad", b"p" * 8300)]), split=cuts(*[1021] * 9))
+http("space-in-path", b"GET /ec ho HTTP/1.1\r\n\r\n")
+http("obs-fold", b"GET /echo HTTP/1.1\r\nUpgrade: websocket\r\n  folded\r\n\r\n")
+
+# ------------------------------------------------------------- protocol frames
+doc = open(os.path.join(ROOT, "..", "docs", "PROTOCOL.md"), encoding="utf-8").read()
+seen = set()
+for line in doc.splitlines():
+    m = re.search(r"-> (\{.*\})\s*(\(.*\))?$", line)
+    if not m:
+        continue
+    text = m.group(1)
+    try:
+        json.loads(text)
+    except ValueError:
+        continue
+    ty = json.loads(text).get("type", "x")
+    n = sum(1 for s in seen if json.loads(s).get("type") == ty)
+    if text in seen or n >= 3:  # a few of each type is enough
+        continue
+    seen.add(text)
+    write("client_frame", "doc-%s-%d" % (ty, n + 1), text.encode())
+
+edge = {
+    "empty": "",
+    "array": '["send"]',
+    "not-json": "{",
+    "type-missing": '{"kind":"text"}',
+    "type-unknown": '{"type":"nope"}',
+    "type-escaped": '{"type":"s\\u0065nd","id":"c","to":"2","body":"x"}',
+    "send-escaped-id": '{"type":"send","id":"c\\n1","to":"2","body":"x"}',
+    "send-id-65": '{"type":"send","id":"%s","to":"2","body":"x"}' % ("i" * 65),
+    "send-body-number": '{"type":"send","id":"c","to":"2","body":5}',
+    "send-body-escapes": '{"type":"send","id":"c","group":"9","kind":"sticker","body":"\\"\\u2615\\ud83d\\ude00\\\\"}',
+    "send-to-and-group": '{"type":"send","id":"c","to":"2","group":"9","body":"x"}',
+    "send-kind-system": '{"type":"send","id":"c","to":"2","kind":"system","body":"x"}',
+    "send-to-number": '{"type":"send","id":"c","to":2,"body":"x"}',
+    "duplicate-key": '{"type":"sync","type":"send"}',
+    "sync-limit-0": '{"type":"sync","limit":0}',
+    "sync-limit-float": '{"type":"sync","limit":1.5}',
+    "sync-after-negative": '{"type":"sync","after":"-1"}',
+    "sync-after-max": '{"type":"sync","after":"18446744073709551615"}',
+    "sync-after-overflow": '{"type":"sync","after":"18446744073709551616"}',
+    "delivered-empty-ids": '{"type":"delivered","peer":"1","ids":[]}',
+    "create-group-blank-name": '{"type":"create_group","id":"g","name":" \\t","members":[]}',
+    "create-group-escaped-name": '{"type":"create_group","id":"g","name":"T\\u00e9am \\"A\\"","members":["2"]}',
+    "leave": '{"type":"leave","group":"9"}',
+    "promote": '{"type":"promote","group":"9","members":["2","3"]}',
+    "message-info": '{"type":"message_info","group":"9","msg":"5"}',
+    "deep-nesting": '{"type":"sync","x":' + "[" * 200 + "]" * 200 + "}",
+    "whitespace-lead": ' \n\t{"type":"sync"}',
+    "trailing-garbage": '{"type":"sync"} x',
+}
+for name, text in edge.items():
+    write("client_frame", name, text.encode())

@@ -1,0 +1,169 @@
+//! Fuzzing harness of [`ClientFrame::parse`], shared by the cargo-fuzz target
+//! `client_frame` (in `fuzz/`) and the corpus replay test
+//! (`tests/fuzz_corpus.rs`), so the checked-in corpus is exercised by every
+//! `cargo test` and a crash found by the fuzzer becomes a test by adding its
+//! input to the corpus.
+//!
+//! Not doing anything wrong on hostile input is more than not panicking, so
+//! the harness checks what the rest of the server relies on:
+//! - a refused frame carries one of the three parse error codes, and the
+//!   `error` frame built from it is valid JSON that says the same thing;
+//! - an accepted frame is inside every documented limit;
+//! - an accepted frame, written back as JSON, parses to the same frame
+//!   (nothing the parser keeps depends on how the client spelled it);
+//! - the body and client id of an accepted `send` splice into the server's
+//!   `sent` and `message` frames as valid JSON (the body is forwarded raw).
+
+use std::fmt::Display;
+
+use serde_json::Value;
+
+use crate::{
+    server, ClientFrame, ConversationId, ConversationRef, ErrorCode, GroupChange, MessageId, MessageKind, UserId,
+    MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES, MAX_GROUP_NAME_BYTES, MAX_LISTED_MEMBERS, MAX_PAGE,
+};
+
+/// Feed one input to the parser and check every invariant; panics (which
+/// the fuzzer reports) when one does not hold. Inputs that are not UTF-8
+/// are skipped: the gateway refuses such text frames before parsing (1007).
+pub fn client_frame(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match ClientFrame::parse(text) {
+        Ok(frame) => check_accepted(text, &frame),
+        Err(e) => {
+            assert!(
+                matches!(e.code, ErrorCode::BadJson | ErrorCode::UnknownType | ErrorCode::BadField),
+                "parse error with a non-parse code: {e:?}"
+            );
+            let mut out = Vec::new();
+            server::error(&mut out, e.code, &e.message, e.reference.as_deref());
+            let v: Value = serde_json::from_slice(&out).expect("error frame is valid JSON");
+            assert_eq!(v["code"], e.code.as_str());
+            assert_eq!(v["message"], e.message.as_str());
+            if let Some(r) = &e.reference {
+                assert_eq!(v["ref"], r.as_str());
+            }
+        }
+    }
+}
+
+fn check_accepted(text: &str, frame: &ClientFrame<'_>) {
+    check_limits(frame);
+    let again = encode(frame);
+    let reparsed = ClientFrame::parse(&again)
+        .unwrap_or_else(|e| panic!("re-encoded frame refused: {e}\n  input:   {text}\n  encoded: {again}"));
+    assert_eq!(&reparsed, frame, "re-encoded frame differs\n  input:   {text}\n  encoded: {again}");
+    if let ClientFrame::Send(s) = frame {
+        let mut out = Vec::new();
+        server::sent(&mut out, s.client_id, MessageId(7), 1, false);
+        let v: Value = serde_json::from_slice(&out).expect("sent frame is valid JSON");
+        assert_eq!(v["id"], s.client_id);
+        let m = server::Message {
+            id: MessageId(7),
+            conversation: match s.to {
+                ConversationRef::Peer(p) => ConversationId::direct(UserId(1), p),
+                ConversationRef::Group(g) => ConversationId::Group(g),
+            },
+            from: UserId(1),
+            kind: s.kind,
+            client_id: s.client_id.to_owned(),
+            ts: 1,
+            body: s.body.to_owned(),
+        };
+        out.clear();
+        server::message(&mut out, &m);
+        let v: Value = serde_json::from_slice(&out).expect("message frame with a forwarded body is valid JSON");
+        let body: Value = serde_json::from_str(s.body).expect("body is JSON");
+        assert_eq!(v["body"], body);
+    }
+}
+
+fn check_limits(frame: &ClientFrame<'_>) {
+    let page = 1..=MAX_PAGE;
+    match frame {
+        ClientFrame::Send(s) => {
+            assert!((1..=MAX_CLIENT_ID_BYTES).contains(&s.client_id.len()), "client id length");
+            assert!(s.body.len() <= MAX_BODY_BYTES, "body over the limit");
+            assert!(serde_json::from_str::<String>(s.body).is_ok(), "body is not a JSON string: {}", s.body);
+            assert_ne!(s.kind, MessageKind::System, "clients cannot send system messages");
+        }
+        ClientFrame::Delivered { ids, .. } => assert!((1..=MAX_ACK_IDS).contains(&ids.len())),
+        ClientFrame::Sync { limit, .. } | ClientFrame::History { limit, .. } => assert!(page.contains(limit)),
+        ClientFrame::CreateGroup { request_id, name, members } => {
+            assert!((1..=MAX_CLIENT_ID_BYTES).contains(&request_id.len()));
+            assert!(!name.trim().is_empty() && name.len() <= MAX_GROUP_NAME_BYTES);
+            assert!(members.len() <= MAX_LISTED_MEMBERS);
+        }
+        ClientFrame::ChangeGroup { change, .. } => match change {
+            GroupChange::Add(m) | GroupChange::Remove(m) | GroupChange::Promote(m) => {
+                assert!((1..=MAX_LISTED_MEMBERS).contains(&m.len()))
+            }
+            GroupChange::Leave => {}
+        },
+        ClientFrame::Read { .. } | ClientFrame::GroupInfo { .. } | ClientFrame::MessageInfo { .. } => {}
+    }
+}
+
+/// A JSON string literal.
+fn quoted(s: &str) -> String {
+    // Serialising a &str cannot fail.
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+fn id_list<T: Display>(ids: &[T]) -> String {
+    let items: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// `"peer":"1"` (or `"to"` for `send`) or `"group":"9"`.
+fn conversation(c: &ConversationRef, peer_key: &str) -> String {
+    match c {
+        ConversationRef::Peer(p) => format!("\"{peer_key}\":\"{p}\""),
+        ConversationRef::Group(g) => format!("\"group\":\"{g}\""),
+    }
+}
+
+/// Write a parsed frame back as the JSON a client would send, in the
+/// canonical spelling of docs/PROTOCOL.md.
+pub fn encode(frame: &ClientFrame<'_>) -> String {
+    match frame {
+        ClientFrame::Send(s) => format!(
+            r#"{{"type":"send","id":{},{},"kind":"{}","body":{}}}"#,
+            quoted(s.client_id),
+            conversation(&s.to, "to"),
+            s.kind.as_str(),
+            s.body
+        ),
+        ClientFrame::Delivered { conversation: c, ids } => {
+            format!(r#"{{"type":"delivered",{},"ids":{}}}"#, conversation(c, "peer"), id_list(ids))
+        }
+        ClientFrame::Read { conversation: c, up_to } => {
+            format!(r#"{{"type":"read",{},"up_to":"{up_to}"}}"#, conversation(c, "peer"))
+        }
+        ClientFrame::Sync { after, limit } => format!(r#"{{"type":"sync","after":"{after}","limit":{limit}}}"#),
+        ClientFrame::History { conversation: c, before, limit } => {
+            let before = before.as_ref().map(|b| format!(r#","before":"{b}""#)).unwrap_or_default();
+            format!(r#"{{"type":"history",{}{before},"limit":{limit}}}"#, conversation(c, "peer"))
+        }
+        ClientFrame::CreateGroup { request_id, name, members } => format!(
+            r#"{{"type":"create_group","id":{},"name":{},"members":{}}}"#,
+            quoted(request_id),
+            quoted(name),
+            id_list(members)
+        ),
+        ClientFrame::ChangeGroup { group, change } => match change {
+            GroupChange::Add(m) => format!(r#"{{"type":"add_members","group":"{group}","members":{}}}"#, id_list(m)),
+            GroupChange::Remove(m) => {
+                format!(r#"{{"type":"remove_members","group":"{group}","members":{}}}"#, id_list(m))
+            }
+            GroupChange::Promote(m) => format!(r#"{{"type":"promote","group":"{group}","members":{}}}"#, id_list(m)),
+            GroupChange::Leave => format!(r#"{{"type":"leave","group":"{group}"}}"#),
+        },
+        ClientFrame::GroupInfo { group } => format!(r#"{{"type":"group_info","group":"{group}"}}"#),
+        ClientFrame::MessageInfo { group, msg } => {
+            format!(r#"{{"type":"message_info","group":"{group}","msg":"{msg}"}}"#)
+        }
+    }
+}
