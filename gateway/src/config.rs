@@ -90,7 +90,7 @@ pub struct ServeArgs {
     /// Largest WebSocket frame or message accepted, in bytes [default: 131072].
     #[arg(long, env = "CHATGW_MAX_FRAME")]
     pub max_frame: Option<usize>,
-    /// Outbound bytes queued for one connection before it is closed as a slow consumer (4000); at least twice max-frame [default: 1048576].
+    /// Outbound bytes queued for one connection before it is closed as a slow consumer (4000); at least max-frame [default: 1048576].
     #[arg(long, env = "CHATGW_MAX_OUTBOUND")]
     pub max_outbound: Option<usize>,
     /// Idle time after which the server pings a connection [default: 30s].
