@@ -12,6 +12,8 @@
 #   DURATION    seconds per one-to-one run (default 10)
 #   CONNS       idle connections per server process (default 19000)
 #   BOX_PROCS   gateway processes for the box-level connection run (default 3; 0 skips it)
+#   EPOLL_RATES one-to-one rates also run with --io epoll (default "5000 10000 20000");
+#               every other chatgw run uses --io uring
 #   OUT         results directory (default target/bench/<timestamp>)
 # Every run is bounded and stops by itself; servers are stopped between runs.
 set -euo pipefail
@@ -24,8 +26,9 @@ PAIRS="${PAIRS:-400}"
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-19000}"
 BOX_PROCS="${BOX_PROCS:-3}"
+EPOLL_RATES="${EPOLL_RATES:-5000 10000 20000}"
 if [[ $QUICK == 1 ]]; then
-    RATES="2000 5000"; DURATION=3; CONNS=2000; BOX_PROCS=0
+    RATES="2000 5000"; DURATION=3; CONNS=2000; BOX_PROCS=0; EPOLL_RATES="5000"
 fi
 OUT="${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}"
 REPORT=BENCHMARKS.md
@@ -92,9 +95,11 @@ start_server() {
     local data="$OUT/data-$system-$index"
     rm -rf "$data"
     case $system in
-        chatgw)
-            printf '%s\n' "$BIN/chatgw serve --listen 127.0.0.1:$PORT --data $data --secret \$SECRET --node-id $index" >> "$OUT/commands.txt"
-            CHATGW_LOG=warn "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --data "$data" --secret "$SECRET" --node-id "$index" \
+        chatgw | chatgw-epoll)
+            local io=uring
+            [[ $system == chatgw-epoll ]] && io=epoll
+            printf '%s\n' "$BIN/chatgw serve --listen 127.0.0.1:$PORT --data $data --secret \$SECRET --node-id $index --io $io" >> "$OUT/commands.txt"
+            CHATGW_LOG=warn "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --data "$data" --secret "$SECRET" --node-id "$index" --io "$io" \
                 > "$OUT/server-$system-$index.log" 2>&1 &
             ;;
         baseline)
@@ -137,6 +142,16 @@ if sat=$("$BIN/bench-report" saturation --dir "$OUT" --system chatgw 2>/dev/null
         one_to_one "$system" "$half" "half of chatgw's saturation"
     done
 fi
+
+# The same gateway on epoll, for the I/O driver comparison.
+log "idle connections: chatgw-epoll, $CONNS connections"
+start_server chatgw-epoll
+cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --conns "$CONNS" --rate 2000 --hold 10 --secret "$SECRET" \
+    --gateway-pid "${SERVER_PIDS[0]}" --quiet --json "$OUT/connect-chatgw-epoll.json" > "$OUT/connect-chatgw-epoll.txt" || true
+stop_servers
+for rate in $EPOLL_RATES; do
+    one_to_one chatgw-epoll "$rate"
+done
 
 log "group: 4 groups of 256 at 100 messages/s"
 start_server chatgw
@@ -188,6 +203,9 @@ if [[ "$BOX_PROCS" -gt 0 ]]; then
     } > "$OUT/box-memory.txt"
     stop_servers
 fi
+
+log "abuse limits"
+cmd "$BIN/abuse-report" --seconds "$((QUICK == 1 ? 2 : 5))" > "$OUT/abuse.txt" 2> "$OUT/abuse.log" || true
 
 [[ $QUICK == 1 ]] || log "micro-benchmarks"
 # Keep each benchmark's name, time and throughput (not criterion's comparison

@@ -113,6 +113,35 @@ fn side_by_side(md: &mut String, label: &str, chatgw: Option<f64>, baseline: Opt
         writeln!(md, "| {label} | {} | {} | {} |", fmt(chatgw, digits), fmt(baseline, digits), ratio(chatgw, baseline));
 }
 
+/// chatgw on io_uring (the `chatgw` runs) next to chatgw on epoll (the
+/// `chatgw-epoll` runs), where the session ran both.
+fn write_drivers(md: &mut String, dir: &Path, uring: &BTreeMap<u64, Value>) {
+    let epoll = one_to_one_runs(dir, "chatgw-epoll");
+    let idle = [read_json(&dir.join("connect-chatgw.json")), read_json(&dir.join("connect-chatgw-epoll.json"))];
+    if epoll.is_empty() && idle[1].is_none() {
+        return;
+    }
+    let _ = writeln!(md, "\n## I/O drivers: io_uring and epoll\n");
+    let _ = writeln!(
+        md,
+        "The same gateway with `--io uring` (every `chatgw` figure above) and `--io epoll`, same scenarios, same session.\n"
+    );
+    let _ = writeln!(md, "| | io_uring | epoll | io_uring / epoll |\n|---|---|---|---|");
+    let key = "gateway_bytes_per_connection";
+    let (u, e) = (idle[0].as_ref().and_then(|v| num(v, key)), idle[1].as_ref().and_then(|v| num(v, key)));
+    side_by_side(md, "idle: server RSS per connection (bytes)", u, e, 0);
+    for (rate, ev) in &epoll {
+        let Some(uv) = uring.get(rate) else { continue };
+        for (label, key, digits) in [
+            ("delivered msg/s", "achieved_delivery_rate", 0),
+            ("p50 send -> deliver (ms)", "delivery_ms.p50_ms", 2),
+            ("p99 send -> deliver (ms)", "delivery_ms.p99_ms", 2),
+        ] {
+            side_by_side(md, &format!("{rate} msg/s offered: {label}"), num(uv, key), num(ev, key), digits);
+        }
+    }
+}
+
 /// Percentile curve of an `.hgrm` file: (percentile, value ms).
 fn hgrm(path: &Path) -> Option<Vec<(f64, f64)>> {
     let text = fs::read_to_string(path).ok()?;
@@ -313,6 +342,8 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
         }
     }
 
+    write_drivers(&mut md, dir, &runs[0]);
+
     // Groups.
     if let Some(v) = read_json(&dir.join("group-chatgw.json")) {
         let _ = writeln!(md, "## Groups (chatgw only: the baseline has no groups)\n");
@@ -370,6 +401,17 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
         }
     }
 
+    if let Ok(abuse) = fs::read_to_string(dir.join("abuse.txt")) {
+        let _ = writeln!(md, "## Abuse limits (chatgw)\n");
+        let _ = writeln!(
+            md,
+            "`abuse-report` crosses each limit of [docs/LIMITS.md](docs/LIMITS.md) from one offender while a healthy pair on the same gateway exchanges one message every 5 ms; the healthy pair's send -> delivered latency is measured alone first (\"quiet\") and during each attack.\n"
+        );
+        for line in abuse.lines().filter(|l| l.starts_with('|')) {
+            let _ = writeln!(md, "{line}");
+        }
+        let _ = writeln!(md);
+    }
     if let Ok(micro) = fs::read_to_string(dir.join("micro.txt")) {
         let _ = writeln!(md, "## Micro-benchmarks (`cargo bench -p chatgw-benches`)\n\n```\n{micro}```\n");
     }
