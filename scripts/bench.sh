@@ -159,6 +159,10 @@ cmd "$BIN/loadgen" group --url "127.0.0.1:$PORT" --groups 4 --size 256 --rate 10
     --secret "$SECRET" --quiet --json "$OUT/group-chatgw.json" --hist "$OUT/group-chatgw.hgrm" > "$OUT/group-chatgw.txt" || true
 stop_servers
 
+# The independent client needs Python's websockets package.
+if command -v python3 >/dev/null && ! python3 -c 'import websockets' 2>/dev/null; then
+    python3 -m pip install --quiet websockets >/dev/null 2>&1 || true
+fi
 if command -v python3 >/dev/null && python3 -c 'import websockets' 2>/dev/null; then
     for system in chatgw baseline; do
         log "spot-check: $system"
