@@ -52,6 +52,31 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
 }
 
+impl Shared {
+    /// The state of a gateway about to start: everything empty, limits and
+    /// the directory sized from `config`, one mailbox per waker.
+    pub(crate) fn new(
+        config: Config,
+        wakers: Vec<Arc<dyn Wake>>,
+        commit_tx: Sender<CommitRequest>,
+        query_tx: Sender<QueryRequest>,
+    ) -> Self {
+        Shared {
+            token_key: TokenKey::new(config.secret.as_bytes()),
+            directory: Directory::with_capacity(config.max_connections.min(1 << 20)),
+            mailboxes: Mailboxes::new(wakers),
+            commit_tx,
+            query_tx,
+            metrics: Metrics::new(),
+            phase: AtomicU8::new(PHASE_RUNNING),
+            connections: AtomicUsize::new(0),
+            intake_stopped: AtomicUsize::new(0),
+            limits: Limits::new(&config),
+            config,
+        }
+    }
+}
+
 /// Entry point for embedding a gateway (the binary and the tests use it).
 #[derive(Debug)]
 pub struct Server;
@@ -104,19 +129,7 @@ impl Server {
         let wakers: Vec<Arc<dyn Wake>> = drivers.iter().map(driver::CoreDriver::waker).collect();
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
         let (query_tx, query_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
-        let shared = Arc::new(Shared {
-            token_key: TokenKey::new(config.secret.as_bytes()),
-            directory: Directory::with_capacity(config.max_connections.min(1 << 20)),
-            mailboxes: Mailboxes::new(wakers),
-            commit_tx,
-            query_tx,
-            metrics: Metrics::new(),
-            phase: AtomicU8::new(PHASE_RUNNING),
-            connections: AtomicUsize::new(0),
-            intake_stopped: AtomicUsize::new(0),
-            limits: Limits::new(&config),
-            config,
-        });
+        let shared = Arc::new(Shared::new(config, wakers, commit_tx, query_tx));
         shared.metrics.set_io_driver(active.name());
 
         let committer = {

@@ -5,24 +5,14 @@
 //! Each run builds its own `Shared`, so counters (and so `/metrics`) start
 //! from zero and two runs over the same bytes must write the same bytes.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{
-        atomic::{AtomicU8, AtomicUsize},
-        Arc,
-    },
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
-use chatgw_router::{Directory, Mailboxes, Wake};
+use chatgw_router::Wake;
 
 use crate::{
-    auth::TokenKey,
     config::Config,
     core::{Engine, Phase},
-    limits::Limits,
-    metrics::Metrics,
-    server::{Shared, PHASE_RUNNING},
+    server::Shared,
 };
 
 /// The upgrade to the echo endpoint that opens every frame-layer run.
@@ -81,19 +71,7 @@ pub(crate) fn run(max_frame: usize, reads: &[&[u8]]) -> Outcome {
     // unauthenticated connection never reaches the code that sends.
     let (commit_tx, _) = crossbeam_channel::bounded(1);
     let (query_tx, _) = crossbeam_channel::bounded(1);
-    let shared = Arc::new(Shared {
-        token_key: TokenKey::new(config.secret.as_bytes()),
-        directory: Directory::with_capacity(4),
-        mailboxes: Mailboxes::new(vec![Arc::new(NoWake) as Arc<dyn Wake>]),
-        commit_tx,
-        query_tx,
-        metrics: Metrics::new(),
-        phase: AtomicU8::new(PHASE_RUNNING),
-        connections: AtomicUsize::new(0),
-        intake_stopped: AtomicUsize::new(0),
-        limits: Limits::new(&config),
-        config,
-    });
+    let shared = Arc::new(Shared::new(config, vec![Arc::new(NoWake) as Arc<dyn Wake>], commit_tx, query_tx));
     let mut engine: Engine<()> = Engine::new(0, shared);
     let slot = engine.accept((), std::net::IpAddr::from([127, 0, 0, 1]));
     let mut written = Vec::new();
