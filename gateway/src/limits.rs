@@ -26,23 +26,30 @@ use crate::config::Config;
 
 const SHARDS: usize = 32;
 
-/// A token bucket in thousandths of a token, refilled lazily on use.
+/// A token bucket in thousandths of a token, refilled lazily on use. Also
+/// each connection's frame-rate bucket, so it stays 12 bytes of state: a
+/// burst above about four million tokens is capped there.
+// Aligned to 4, not 8: 12 bytes in the connection record instead of 16.
+// Fields are only read and written by value, never borrowed.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, packed(4))]
 pub(crate) struct TokenBucket {
-    milli: u64,
+    milli: u32,
     stamp_ms: u64,
 }
 
 impl TokenBucket {
     pub(crate) fn full(burst: u32, now_ms: u64) -> Self {
-        TokenBucket { milli: u64::from(burst) * 1000, stamp_ms: now_ms }
+        TokenBucket { milli: burst.saturating_mul(1000), stamp_ms: now_ms }
     }
 
     fn refill(&mut self, now_ms: u64, per_sec: u32, burst: u32) {
         let elapsed = now_ms.saturating_sub(self.stamp_ms);
         if elapsed > 0 {
-            let cap = u64::from(burst) * 1000;
-            self.milli = self.milli.saturating_add(elapsed.saturating_mul(u64::from(per_sec))).min(cap);
+            let cap = u64::from(burst.saturating_mul(1000));
+            let refilled = u64::from(self.milli).saturating_add(elapsed.saturating_mul(u64::from(per_sec)));
+            // At most `cap`, which came from a u32.
+            self.milli = refilled.min(cap) as u32;
             self.stamp_ms = now_ms;
         }
     }
@@ -61,7 +68,7 @@ impl TokenBucket {
     /// Whether the bucket would be full at `now_ms` (nothing to remember).
     fn is_full(mut self, now_ms: u64, per_sec: u32, burst: u32) -> bool {
         self.refill(now_ms, per_sec, burst);
-        self.milli >= u64::from(burst) * 1000
+        self.milli >= burst.saturating_mul(1000)
     }
 }
 

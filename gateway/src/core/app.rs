@@ -31,7 +31,7 @@ impl<S> Engine<S> {
         let now_ms = self.now_ms;
         let (now, Some(c)) = (self.now, self.conns.get_mut(slot)) else { return };
         c.last_frame = now;
-        if !c.take_rate_token(now_ms, per_sec, burst) {
+        if !c.rate.take(now_ms, per_sec, burst) {
             self.shared.metrics.rate_limited.inc();
             return self.send_error(slot, &ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down"));
         }

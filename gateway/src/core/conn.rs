@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use chatgw_protocol::{MessageId, UserId};
 
-use crate::ws::frame::Opcode;
+use crate::{limits::TokenBucket, ws::frame::Opcode};
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,9 +62,8 @@ pub(crate) struct Conn<S> {
     /// Last protocol (text) frame, for the idle timeout.
     pub(crate) last_frame: u32,
     pub(crate) ping_sent: Option<u32>,
-    /// Token bucket of the send rate limit, in thousandths of a frame.
-    pub(crate) rate_milli_tokens: u32,
-    pub(crate) rate_stamp_ms: u64,
+    /// Token bucket of the frame rate limit.
+    pub(crate) rate: TokenBucket,
     /// When the connection's token expires, Unix seconds (0: no token).
     pub(crate) token_exp: u32,
 }
@@ -96,8 +95,7 @@ impl<S> Conn<S> {
             last_heard: now,
             last_frame: now,
             ping_sent: None,
-            rate_milli_tokens: burst.saturating_mul(1000),
-            rate_stamp_ms: now_ms,
+            rate: TokenBucket::full(burst, now_ms),
             token_exp: 0,
         }
     }
@@ -105,23 +103,6 @@ impl<S> Conn<S> {
     /// Bytes queued and not yet written.
     pub(crate) fn pending_out(&self) -> usize {
         self.outbuf.len() - self.out_pos
-    }
-
-    /// Take one frame from the token bucket; `false` when empty.
-    pub(crate) fn take_rate_token(&mut self, now_ms: u64, per_sec: u32, burst: u32) -> bool {
-        let elapsed = now_ms.saturating_sub(self.rate_stamp_ms);
-        if elapsed > 0 {
-            let refill = elapsed.saturating_mul(u64::from(per_sec));
-            let cap = u64::from(burst) * 1000;
-            self.rate_milli_tokens = (u64::from(self.rate_milli_tokens) + refill).min(cap) as u32;
-            self.rate_stamp_ms = now_ms;
-        }
-        if self.rate_milli_tokens >= 1000 {
-            self.rate_milli_tokens -= 1000;
-            true
-        } else {
-            false
-        }
     }
 }
 
@@ -135,18 +116,5 @@ mod tests {
         // (168 bytes: 72 of them the three empty buffers, 17 the source
         // address the per-source limits charge).
         assert!(std::mem::size_of::<Conn<()>>() <= 168, "{}", std::mem::size_of::<Conn<()>>());
-    }
-
-    #[test]
-    fn token_bucket_allows_burst_then_rate() {
-        let mut c = Conn::new((), IpAddr::from([127, 0, 0, 1]), 0, 0, 3, 0);
-        assert!((0..3).all(|_| c.take_rate_token(0, 10, 3)));
-        assert!(!c.take_rate_token(0, 10, 3));
-        // 10 per second: one more after 100 ms.
-        assert!(c.take_rate_token(100, 10, 3));
-        assert!(!c.take_rate_token(100, 10, 3));
-        // Refill is capped at the burst.
-        assert!((0..3).all(|_| c.take_rate_token(100_000, 10, 3)));
-        assert!(!c.take_rate_token(100_000, 10, 3));
     }
 }
