@@ -9,8 +9,9 @@
 //!   WebSocket frames, protocol frames, per-connection state and limits;
 //! - `limits`: abuse limits that span connections and cores (per source
 //!   address, per user);
-//! - `commit`: the group committer thread: ids, idempotency, one fsync per
-//!   batch, then `sent` acks and live delivery through the router;
+//! - `commit`: the group committer and writer threads: ids, idempotency,
+//!   one fsync per group of batches, then `sent` acks and live delivery
+//!   through the router;
 //! - `query`: reader threads for `sync` and `history`, so no event loop
 //!   ever waits on disk;
 //! - [`Server`]: starts and stops all of it.

@@ -4,7 +4,7 @@
 //! batch, so two sends with one client id in one batch store one message,
 //! and an acknowledgement of a message sent in the same batch is accepted.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chatgw_protocol::{
     ConversationId, ErrorCode, Group, GroupId, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake,
@@ -13,6 +13,7 @@ use chatgw_protocol::{
 use chatgw_router::Endpoint;
 use chatgw_storage::{MessageStore, StoreError, Write};
 
+use super::in_flight::InFlight;
 use crate::events::CommitRequest;
 
 /// What a request turned into once ids and checks were done, in commit
@@ -92,14 +93,11 @@ pub(super) struct Batch<'s> {
     ids: Snowflake,
     pub(super) max_group_members: usize,
     outcomes: Vec<Outcome>,
-    by_client_id: HashMap<(UserId, String), (ConversationId, MessageId)>,
     recent: RecentMessages,
-    delivered: HashSet<(ConversationId, MessageId, UserId)>,
-    reads: HashMap<(ConversationId, UserId), MessageId>,
+    /// Decisions of this and earlier batches the writer has not stored yet.
+    pub(super) in_flight: InFlight,
     /// Membership cache; lives across batches (see `groups`).
     pub(super) groups: HashMap<GroupId, Group>,
-    /// Groups changed in this batch, dropped from the cache if the commit fails.
-    pub(super) touched: HashSet<GroupId>,
     pub(super) group_receipts: PendingGroupReceipts,
 }
 
@@ -110,12 +108,9 @@ impl<'s> Batch<'s> {
             ids,
             max_group_members,
             outcomes: Vec::new(),
-            by_client_id: HashMap::new(),
             recent: RecentMessages::default(),
-            delivered: HashSet::new(),
-            reads: HashMap::new(),
+            in_flight: InFlight::default(),
             groups: HashMap::new(),
-            touched: HashSet::new(),
             group_receipts: BTreeMap::new(),
         }
     }
@@ -146,31 +141,22 @@ impl<'s> Batch<'s> {
         self.ids.last()
     }
 
-    /// Start the next batch (the membership cache stays).
-    pub(super) fn clear(&mut self) {
+    /// Start batch `seq` (the caches stay); the writer has stored every
+    /// batch up to `done_through`.
+    pub(super) fn begin(&mut self, seq: u64, done_through: u64) {
         self.outcomes.clear();
-        self.by_client_id.clear();
-        self.delivered.clear();
-        self.reads.clear();
-        self.touched.clear();
         self.group_receipts.clear();
+        self.in_flight.begin(seq, done_through);
     }
 
-    /// The commit failed: cached groups changed in it, and the recent
-    /// messages and marks, no longer match the store.
-    pub(super) fn forget_cached_changes(&mut self) {
-        for g in self.touched.drain() {
-            self.groups.remove(&g);
-        }
-        self.recent.clear();
-    }
-
-    /// The store was reopened after an outage: nothing cached may be
-    /// trusted, since the failed batches may or may not have reached the
+    /// A batch was refused by the store, or the store was reopened after an
+    /// outage: nothing cached may be trusted, since the failed batches (and
+    /// the ones prepared on top of them) may or may not have reached the
     /// disk. The caches fill again from the store.
     pub(super) fn forget_all_cached(&mut self) {
         self.groups.clear();
         self.recent.clear();
+        self.in_flight.clear();
     }
 
     /// Hand out ids above `floor` from now on (never lowers the last id).
@@ -180,16 +166,11 @@ impl<'s> Batch<'s> {
     }
 
     /// The writes of this batch, in order.
+    #[cfg(test)]
     pub(super) fn writes(&self) -> Vec<Write<'_>> {
-        self.outcomes
-            .iter()
-            .filter_map(|o| match o {
-                Outcome::Stored { message, inboxes, .. } => Some(Write::Message { message, inboxes }),
-                Outcome::Receipt { receipt, inboxes, .. } => Some(Write::Receipt { receipt, inboxes }),
-                Outcome::GroupWrite { group } => Some(Write::Group { group }),
-                _ => None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        writes_of(&self.outcomes, &mut out);
+        out
     }
 
     /// The sender of a message of this conversation and whether it is a
@@ -216,10 +197,10 @@ impl<'s> Batch<'s> {
             r.delivered.push(user);
             return Ok(true);
         }
-        if self.delivered.contains(&(c, id, user)) || self.store.is_delivered(c, id, user)? {
+        if self.in_flight.is_delivered(c, id, user) || self.store.is_delivered(c, id, user)? {
             return Ok(false);
         }
-        self.delivered.insert((c, id, user));
+        self.in_flight.mark_delivered(c, id, user);
         Ok(true)
     }
 
@@ -231,14 +212,14 @@ impl<'s> Batch<'s> {
         user: UserId,
         up_to: MessageId,
     ) -> Result<Option<MessageId>, StoreError> {
-        let current = match self.reads.get(&(c, user)) {
-            Some(m) => Some(*m),
+        let current = match self.in_flight.read_mark(c, user) {
+            Some(m) => Some(m),
             None => self.store.read_mark(c, user)?,
         };
         if current.is_some_and(|m| m >= up_to) {
             return Ok(None);
         }
-        self.reads.insert((c, user), up_to);
+        self.in_flight.mark_read(c, user, up_to);
         Ok(Some(current.unwrap_or(MessageId(0))))
     }
 
@@ -248,8 +229,8 @@ impl<'s> Batch<'s> {
         from: UserId,
         client_id: &str,
     ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
-        match self.by_client_id.get(&(from, client_id.to_owned())) {
-            Some(found) => Ok(Some(*found)),
+        match self.in_flight.client_id(from, client_id) {
+            Some(found) => Ok(Some(found)),
             None => self.store.message_by_client_id(from, client_id),
         }
     }
@@ -272,7 +253,7 @@ impl<'s> Batch<'s> {
         }
         let id = self.ids.next_id();
         if !client_id.is_empty() {
-            self.by_client_id.insert((from, client_id.clone()), (conversation, id));
+            self.in_flight.take_client_id(from, client_id.clone(), (conversation, id));
         }
         self.recent.insert((conversation, id), from, kind == MessageKind::System);
         let message =
@@ -384,7 +365,120 @@ impl<'s> Batch<'s> {
     }
 }
 
+/// The writes of a batch's outcomes, in order, appended to `out`.
+pub(super) fn writes_of<'o>(outcomes: &'o [Outcome], out: &mut Vec<Write<'o>>) {
+    out.extend(outcomes.iter().filter_map(|o| match o {
+        Outcome::Stored { message, inboxes, .. } => Some(Write::Message { message, inboxes }),
+        Outcome::Receipt { receipt, inboxes, .. } => Some(Write::Receipt { receipt, inboxes }),
+        Outcome::GroupWrite { group } => Some(Write::Group { group }),
+        _ => None,
+    }));
+}
+
 pub(super) fn no_such_messages(origin: Endpoint, ids: &[MessageId]) -> Outcome {
     let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     refused(origin, ErrorCode::NotAllowed, format!("no such message in this conversation: {}", list.join(", ")), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use chatgw_storage::{EmbeddedOptions, EmbeddedStore};
+
+    use super::*;
+
+    fn ep(slot: u32) -> Endpoint {
+        Endpoint { core: 0, slot, generation: 1 }
+    }
+
+    fn send(from: u64, to: u64, client_id: &str) -> CommitRequest {
+        CommitRequest::Send {
+            origin: ep(from as u32),
+            from: UserId(from),
+            client_id: client_id.into(),
+            conversation: ConversationId::direct(UserId(from), UserId(to)),
+            kind: MessageKind::Text,
+            body: "\"x\"".into(),
+        }
+    }
+
+    /// Batches prepared while earlier ones are still with the writer: the
+    /// store has none of them, yet every check sees them.
+    #[test]
+    fn checks_see_batches_the_writer_has_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        let mut batch = Batch::new(&store, Snowflake::new(0), 256);
+        let c = ConversationId::direct(UserId(1), UserId(2));
+
+        batch.begin(1, 0);
+        batch.add(send(1, 2, "a")).unwrap();
+        let Some(Outcome::Stored { message, .. }) = batch.outcomes().first() else { panic!("not stored") };
+        let id = message.id;
+        // Scrolled out of the recent-messages cache: only the in-flight
+        // decisions and the store can answer from here on.
+        batch.recent.clear();
+
+        batch.begin(2, 0);
+        batch.add(send(1, 2, "a")).unwrap();
+        assert!(
+            matches!(batch.outcomes(), [Outcome::Duplicate { id: d, .. }] if *d == id),
+            "a resend while the first is being written is answered with the first id"
+        );
+
+        batch.begin(3, 0);
+        let ack = || CommitRequest::Delivered { origin: ep(2), by: UserId(2), conversation: c, ids: vec![id] };
+        let read = |up_to| CommitRequest::Read { origin: ep(2), by: UserId(2), conversation: c, up_to };
+        let later = MessageId(id.0 + 1_000);
+        store
+            .commit(
+                &[Write::Message {
+                    message: &Message {
+                        id: later,
+                        conversation: c,
+                        from: UserId(1),
+                        kind: MessageKind::Text,
+                        client_id: "b".into(),
+                        ts: 0,
+                        body: "\"y\"".into(),
+                    },
+                    inboxes: &[UserId(1), UserId(2)],
+                }],
+                later,
+            )
+            .unwrap();
+        // The first message itself is still with the writer; make the
+        // store know it so acknowledgements of it are accepted.
+        store
+            .commit(
+                &[Write::Message {
+                    message: &Message {
+                        id,
+                        conversation: c,
+                        from: UserId(1),
+                        kind: MessageKind::Text,
+                        client_id: "a".into(),
+                        ts: 0,
+                        body: "\"x\"".into(),
+                    },
+                    inboxes: &[UserId(1), UserId(2)],
+                }],
+                later,
+            )
+            .unwrap();
+        batch.add(ack()).unwrap();
+        batch.add(read(later)).unwrap();
+        assert_eq!(batch.outcomes().len(), 2, "a delivery receipt and a read receipt");
+
+        batch.begin(4, 0);
+        batch.add(ack()).unwrap();
+        batch.add(read(id)).unwrap();
+        batch.add(read(later)).unwrap();
+        assert!(batch.outcomes().is_empty(), "no second receipt, and the read mark does not move back");
+
+        // The writer refused batch 3: what it decided is forgotten.
+        batch.forget_all_cached();
+        batch.begin(5, 4);
+        batch.add(ack()).unwrap();
+        assert_eq!(batch.outcomes().len(), 1, "acknowledged again once the mark is known to be lost");
+    }
 }

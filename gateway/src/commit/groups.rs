@@ -55,7 +55,8 @@ impl Batch<'_> {
         if !self.groups.contains_key(&g) {
             let Some(loaded) = self.store().group(g)? else { return Ok(None) };
             if self.groups.len() >= MAX_CACHED_GROUPS {
-                self.groups.retain(|id, _| self.touched.contains(id));
+                let in_flight = &self.in_flight;
+                self.groups.retain(|id, _| in_flight.is_touched(*id));
             }
             self.groups.insert(g, loaded);
         }
@@ -224,7 +225,7 @@ impl Batch<'_> {
             members: users.iter().map(|&user| Member { user, admin: user == by, joined }).collect(),
         };
         self.groups.insert(id, group.clone());
-        self.touched.insert(id);
+        self.in_flight.touch(id);
         self.push(Outcome::GroupWrite { group: group.clone() });
         let name_json = serde_json::to_string(&name).unwrap_or_else(|_| "\"\"".into());
         let body = system_body("created", by, &format!(r#","name":{name_json},"members":{}"#, id_list(&users)));
@@ -341,7 +342,7 @@ impl Batch<'_> {
         let mut inboxes: Vec<UserId> = g.users().collect();
         inboxes.extend(departed);
         self.groups.insert(gid, g.clone());
-        self.touched.insert(gid);
+        self.in_flight.touch(gid);
         self.push(Outcome::GroupWrite { group: g.clone() });
         let draft = Draft {
             from: by,
@@ -394,7 +395,7 @@ mod tests {
         batch.add(send).unwrap();
         commit(&mut batch);
         let msg = store.message_by_client_id(UserId(1), "m").unwrap().unwrap().1;
-        batch.clear();
+        batch.begin(2, 1);
 
         for (i, u) in members.iter().enumerate() {
             let ack = CommitRequest::Delivered {

@@ -1,36 +1,59 @@
-//! The group committer: the one thread that writes.
+//! The group committer: two threads that own every write.
 //!
-//! Cores hand it requests through a channel and go back to their sockets.
-//! It takes everything queued (up to `commit_batch`), assigns Snowflake ids
-//! in arrival order, resolves idempotency, membership and receipt checks,
-//! writes the whole batch with one fsync, and only then answers: `sent`
-//! acks to the origin connections and live events to every device of every
-//! user concerned, posted to each core's mailbox as one batch per core.
+//! Cores hand requests to the committer thread through a channel and go
+//! back to their sockets. It takes everything queued (up to `commit_batch`),
+//! assigns Snowflake ids in arrival order and resolves idempotency,
+//! membership and receipt checks, then passes the prepared batch to the
+//! writer thread and starts on the next. The writer takes every batch that
+//! has queued up, writes them with one store commit (one fsync), and only
+//! then answers: `sent` acks to the origin connections and live events to
+//! every device of every user concerned, posted to each core's mailbox as
+//! one batch per core.
 //!
-//! Why one thread: ids handed out here increase in commit order, and events
-//! reach each core's mailbox in that same order, so a device that has seen
-//! event N has seen every earlier event of its inbox that was delivered live.
+//! Why two threads: a commit spends most of its time inserting into the
+//! store's memtables and waiting for the disk. On one thread, preparation
+//! waited for all of that and requests queued behind it; split, the two
+//! overlap, and the writer's queue is what merges batches into one fsync
+//! under load. The committer's checks must then see batches the store does
+//! not hold yet: `in_flight` keeps their decisions until the writer is done.
+//!
+//! Why one of each: ids handed out by the committer increase in preparation
+//! order, the writer commits and dispatches in that same order, so events
+//! reach each core's mailbox in id order and a device that has seen event N
+//! has seen every earlier event of its inbox that was delivered live.
 //! `sync` relies on this: a cursor is a complete description of what a
-//! device has. The same thread owns the group membership cache, so a
+//! device has. The committer owns the group membership cache, so a
 //! membership change is visible to the very next send without any locking.
 //!
+//! When the store refuses a commit, the batches prepared on top of it are
+//! void too: the writer refuses them unwritten (`unavailable`) until the
+//! committer has heard of the failure and forgotten its caches.
+//!
 //! Files: `batch` builds one batch (direct messages and receipts), `groups`
-//! the group operations and group fan-out, `outage` what happens while the
-//! store refuses writes, this file runs the loop and dispatches the results.
+//! the group operations and group fan-out, `in_flight` the decisions of
+//! batches not yet stored, `outage` what happens while the store refuses
+//! writes, this file runs both threads and dispatches the results.
 
 mod batch;
 mod groups;
+mod in_flight;
 mod outage;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use chatgw_protocol::{server, ErrorCode, MessageId, Snowflake, UserId};
 use chatgw_router::{Endpoint, Fanout};
 use chatgw_storage::{MessageStore, StoreError, Write};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use self::{
-    batch::{Batch, Outcome},
+    batch::{writes_of, Batch, Outcome},
     outage::Outage,
 };
 use crate::{
@@ -51,25 +74,43 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
     let ids = Snowflake::new(shared.config.node_id).resume_after(high_water);
     let mut batch = Batch::new(store.as_ref(), ids, shared.config.max_group_members);
     let mut requests = Vec::with_capacity(shared.config.commit_batch);
-    // Dispatch (encoding frames, looking up devices, posting to cores) runs
-    // on its own thread so the next batch is prepared and written while the
-    // last one is being delivered. One dispatcher, fed in commit order,
-    // keeps events in id order on every core.
-    let (to_dispatcher, dispatch_rx) = crossbeam_channel::bounded::<Dispatch>(DISPATCH_QUEUE);
+    // Writing (the store commit and its fsync) and dispatch (encoding
+    // frames, looking up devices, posting to cores) run on their own thread,
+    // so the next batch is prepared while the last ones are being written.
+    // One writer, fed in preparation order, keeps ids in commit order and
+    // events in id order on every core.
+    let (to_writer, writer_rx) = crossbeam_channel::bounded::<Job>(WRITER_QUEUE);
+    let (failure_tx, failures) = crossbeam_channel::unbounded::<Failure>();
+    let done_through = AtomicU64::new(0);
     std::thread::scope(|scope| {
-        let dispatcher = std::thread::Builder::new()
-            .name("chatgw-dispatch".into())
-            .spawn_scoped(scope, || dispatcher(&shared, dispatch_rx));
-        if let Err(e) = dispatcher {
-            tracing::error!(error = %e, "cannot start the dispatcher thread");
+        let writer = std::thread::Builder::new()
+            .name("chatgw-write".into())
+            .spawn_scoped(scope, || Writer::new(&shared, store.as_ref(), &failure_tx, &done_through).run(writer_rx));
+        if let Err(e) = writer {
+            tracing::error!(error = %e, "cannot start the writer thread");
             return;
         }
+        let mut seq = 0u64;
         let mut stop = false;
         let mut outage: Option<Outage> = None;
         while !stop {
+            // A refused batch: everything prepared since is void, and the
+            // writer discards it until it hears that this thread knows.
+            while let Ok(failure) = failures.try_recv() {
+                batch.forget_all_cached();
+                if let Some(started) =
+                    Outage::on_failed_commit(outage.as_ref(), &failure.error, failure.requests, &shared.metrics)
+                {
+                    outage = Some(started);
+                }
+                if to_writer.send(Job::FailureSeen(failure.generation)).is_err() {
+                    return;
+                }
+            }
             if let Some(o) = outage.as_mut() {
                 if o.try_recover(store.as_ref(), &shared.metrics) {
                     outage = None;
+                    wait_for_writer(&done_through, seq);
                     batch.forget_all_cached();
                     resume_ids(&mut batch, store.as_ref());
                 }
@@ -91,30 +132,44 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 }
             }
             stop = requests.iter().any(|r| matches!(r, CommitRequest::Stop));
+            seq += 1;
+            batch.begin(seq, done_through.load(Ordering::Acquire));
             let n = requests.len();
-            let started = Instant::now();
-            let result = prepare_and_commit(&mut batch, &mut requests, &shared);
-            shared.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-            shared.metrics.commit_batch_size.observe(n as f64);
-            let job = match result {
-                Ok(()) => Dispatch::Committed(batch.take_outcomes()),
-                Err((e, origins)) => {
-                    batch.forget_cached_changes();
+            let origins: Vec<_> = requests.iter().filter_map(origin_of).collect();
+            let job = match prepare(&mut batch, &mut requests) {
+                Ok(()) => Job::Batch(Prepared {
+                    seq,
+                    outcomes: batch.take_outcomes(),
+                    high_water: batch.last_id(),
+                    origins,
+                    requests: n,
+                }),
+                Err(e) => {
+                    // A store read failed: nothing of this batch is written.
+                    requests.clear();
+                    batch.forget_all_cached();
                     if let Some(started) = Outage::on_failed_commit(outage.as_ref(), &e, n, &shared.metrics) {
                         outage = Some(started);
                     }
-                    Dispatch::Failed(origins)
+                    Job::Refused { seq, origins }
                 }
             };
-            batch.clear();
-            if to_dispatcher.send(job).is_err() {
+            if to_writer.send(job).is_err() {
                 break;
             }
         }
-        // Dropping the sender lets the dispatcher finish what is queued and exit.
-        drop(to_dispatcher);
+        // Dropping the sender lets the writer finish what is queued and exit.
+        drop(to_writer);
     });
     tracing::info!("committer stopped");
+}
+
+/// Block until the writer has finished batch `seq` (a short wait: it only
+/// has the queue to work through).
+fn wait_for_writer(done_through: &AtomicU64, seq: u64) {
+    while done_through.load(Ordering::Acquire) < seq {
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// After the store was reopened: ids continue above everything it holds,
@@ -128,36 +183,148 @@ fn resume_ids(batch: &mut Batch<'_>, store: &dyn MessageStore) {
     }
 }
 
-/// Batches committed but not yet dispatched, at most.
-const DISPATCH_QUEUE: usize = 4;
+/// Batches prepared but not yet written, at most. The writer takes all that
+/// are queued into one store commit (one fsync).
+const WRITER_QUEUE: usize = 64;
 
-/// Work for the dispatcher, in commit order.
-enum Dispatch {
-    /// A durable batch: acks and live events.
-    Committed(Vec<Outcome>),
-    /// A failed batch: tell every requester.
-    Failed(Vec<Waiting>),
+/// Work for the writer, in preparation order.
+enum Job {
+    /// A batch to write, then dispatch.
+    Batch(Prepared),
+    /// A batch whose preparation failed: tell every requester.
+    Refused { seq: u64, origins: Vec<Waiting> },
+    /// The committer knows of the failure with this generation and has
+    /// forgotten what it prepared on top of it: later batches are valid.
+    FailureSeen(u64),
 }
 
-fn dispatcher(shared: &Shared, rx: Receiver<Dispatch>) {
-    let mut fanout = Fanout::new(shared.mailboxes.cores());
-    while let Ok(job) = rx.recv() {
-        match job {
-            Dispatch::Committed(outcomes) => dispatch(shared, &outcomes, &mut fanout),
-            Dispatch::Failed(origins) => {
-                for (origin, reference) in origins {
-                    let mut p = Vec::new();
-                    server::error(
-                        &mut p,
-                        ErrorCode::Unavailable,
-                        "the store could not take the write; retry with the same id",
-                        reference.as_deref(),
-                    );
-                    fanout.push(usize::from(origin.core), CoreEvent::Reply { to: origin, payload: p });
+/// One prepared batch.
+struct Prepared {
+    seq: u64,
+    outcomes: Vec<Outcome>,
+    high_water: MessageId,
+    origins: Vec<Waiting>,
+    requests: usize,
+}
+
+/// A refused commit, reported to the committer.
+struct Failure {
+    /// Counts the writer's failures; echoed back in [`Job::FailureSeen`].
+    generation: u64,
+    error: StoreError,
+    requests: usize,
+}
+
+/// The writer thread: stores prepared batches (several per commit when they
+/// queue up), then dispatches their results.
+struct Writer<'a> {
+    shared: &'a Shared,
+    store: &'a dyn MessageStore,
+    failures: &'a Sender<Failure>,
+    done_through: &'a AtomicU64,
+    fanout: Fanout<CoreEvent>,
+    /// Failures so far, and the newest one the committer has seen. While
+    /// they differ, batches are refused unwritten: they were prepared on
+    /// top of a batch that is not in the store.
+    generation: u64,
+    seen: u64,
+}
+
+/// Jobs taken from the queue at once, at most.
+const MERGE: usize = 64;
+
+impl<'a> Writer<'a> {
+    fn new(
+        shared: &'a Shared,
+        store: &'a dyn MessageStore,
+        failures: &'a Sender<Failure>,
+        done_through: &'a AtomicU64,
+    ) -> Self {
+        let fanout = Fanout::new(shared.mailboxes.cores());
+        Writer { shared, store, failures, done_through, fanout, generation: 0, seen: 0 }
+    }
+
+    fn run(mut self, rx: Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(MERGE);
+        let mut group: Vec<Prepared> = Vec::with_capacity(MERGE);
+        while let Ok(first) = rx.recv() {
+            jobs.push(first);
+            while jobs.len() < MERGE {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
                 }
             }
+            for job in jobs.drain(..) {
+                match job {
+                    Job::Batch(b) if self.seen < self.generation => self.refuse(b.seq, &b.origins),
+                    Job::Batch(b) => group.push(b),
+                    Job::Refused { seq, origins } => {
+                        self.write(&mut group);
+                        self.refuse(seq, &origins);
+                    }
+                    Job::FailureSeen(generation) => {
+                        self.write(&mut group);
+                        self.seen = generation;
+                    }
+                }
+            }
+            self.write(&mut group);
+            self.fanout.flush(&self.shared.mailboxes);
         }
-        fanout.flush(&shared.mailboxes);
+    }
+
+    /// Store every batch of `group` in one commit, then dispatch them in order.
+    fn write(&mut self, group: &mut Vec<Prepared>) {
+        let Some(last) = group.last() else { return };
+        let (last_seq, high_water) = (last.seq, last.high_water);
+        let mut writes: Vec<Write<'_>> = Vec::new();
+        for b in group.iter() {
+            writes_of(&b.outcomes, &mut writes);
+        }
+        let requests: usize = group.iter().map(|b| b.requests).sum();
+        let result = if writes.is_empty() {
+            Ok(())
+        } else {
+            let started = Instant::now();
+            let result = self.store.commit(&writes, high_water);
+            self.shared.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+            self.shared.metrics.commit_batch_size.observe(requests as f64);
+            result.map(|stats| {
+                self.shared.metrics.commit_bytes.inc_by(stats.bytes as u64);
+            })
+        };
+        drop(writes);
+        match result {
+            Ok(()) => {
+                for b in group.drain(..) {
+                    dispatch(self.shared, &b.outcomes, &mut self.fanout);
+                }
+            }
+            Err(error) => {
+                for b in group.drain(..) {
+                    self.refuse(b.seq, &b.origins);
+                }
+                self.generation += 1;
+                let _ = self.failures.send(Failure { generation: self.generation, error, requests });
+            }
+        }
+        self.done_through.store(last_seq, Ordering::Release);
+    }
+
+    /// Tell every requester of a batch that it was not stored.
+    fn refuse(&mut self, seq: u64, origins: &[Waiting]) {
+        for (origin, reference) in origins {
+            let mut p = Vec::new();
+            server::error(
+                &mut p,
+                ErrorCode::Unavailable,
+                "the store could not take the write; retry with the same id",
+                reference.as_deref(),
+            );
+            self.fanout.push(usize::from(origin.core), CoreEvent::Reply { to: *origin, payload: p });
+        }
+        self.done_through.store(seq, Ordering::Release);
     }
 }
 
@@ -177,24 +344,12 @@ fn origin_of(r: &CommitRequest) -> Option<Waiting> {
     }
 }
 
-fn prepare_and_commit(
-    batch: &mut Batch<'_>,
-    requests: &mut Vec<CommitRequest>,
-    shared: &Shared,
-) -> Result<(), (StoreError, Vec<Waiting>)> {
-    let origins: Vec<_> = requests.iter().filter_map(origin_of).collect();
+/// Take every request into the batch: ids, checks, outcomes.
+fn prepare(batch: &mut Batch<'_>, requests: &mut Vec<CommitRequest>) -> Result<(), StoreError> {
     for r in requests.drain(..) {
-        if let Err(e) = batch.add(r) {
-            return Err((e, origins));
-        }
+        batch.add(r)?;
     }
     batch.finish();
-    let writes: Vec<Write<'_>> = batch.writes();
-    if writes.is_empty() {
-        return Ok(());
-    }
-    let stats = batch.store().commit(&writes, batch.last_id()).map_err(|e| (e, origins))?;
-    shared.metrics.commit_bytes.inc_by(stats.bytes as u64);
     Ok(())
 }
 

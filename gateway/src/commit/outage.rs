@@ -1,8 +1,9 @@
 //! A store that stopped taking writes: say why once, probe with backoff,
 //! and come back by itself.
 //!
-//! Why the committer owns this: it is the only writer, so it is the first to
-//! see a failed commit and the only one that can stop acknowledging. While
+//! Why the committer owns this: the writer thread reports every refused
+//! commit to it, and it prepares every batch, so it is the one that can stop
+//! acknowledging and forget what it assumed the store held. While
 //! the outage lasts, batches still go through the normal path (requests that
 //! need no write, such as a resend answered with its original id, are still
 //! served; the others fail fast with `unavailable` because the store refuses
