@@ -7,7 +7,7 @@
 #   --quick   shorter runs and fewer rates, no micro-benchmarks, report written
 #             into the results directory instead of BENCHMARKS.md (a smoke test)
 # Environment:
-#   RATES       one-to-one offered rates to sweep (default "2000 5000 10000 15000 20000 30000 40000")
+#   RATES       one-to-one offered rates to sweep (default "2000 5000 10000 15000 20000 30000 40000 50000 60000")
 #   PAIRS       sender/recipient pairs (default 400)
 #   DURATION    seconds per one-to-one run (default 10)
 #   CONNS       idle connections per server process (default 19000)
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
-RATES="${RATES:-2000 5000 10000 15000 20000 30000 40000}"
+RATES="${RATES:-2000 5000 10000 15000 20000 30000 40000 50000 60000}"
 PAIRS="${PAIRS:-400}"
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-19000}"
