@@ -1,7 +1,8 @@
 //! One group commit being built: ids, idempotency, receipt checks.
 //!
-//! Every check sees both the store and the requests earlier in the same
-//! batch, so two sends with one client id in one batch store one message,
+//! Every check sees the store, the batches the writer has not stored yet
+//! (`in_flight`) and the requests earlier in the same batch, so two sends
+//! with one client id store one message however close together they come,
 //! and an acknowledgement of a message sent in the same batch is accepted.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -213,7 +214,7 @@ impl<'s> Batch<'s> {
         up_to: MessageId,
     ) -> Result<Option<MessageId>, StoreError> {
         let current = match self.in_flight.read_mark(c, user) {
-            Some(m) => Some(m),
+            found @ Some(_) => found,
             None => self.store.read_mark(c, user)?,
         };
         if current.is_some_and(|m| m >= up_to) {
