@@ -165,12 +165,22 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
 }
 
 /// Block until the writer has finished batch `seq` (a short wait: it only
-/// has the queue to work through).
+/// has the queue to work through, refusing or writing). Gives up after
+/// [`WRITER_WAIT`] so a writer that died cannot hang the committer; its
+/// queue is then closed and the committer stops at its next send.
 fn wait_for_writer(done_through: &AtomicU64, seq: u64) {
+    let deadline = Instant::now() + WRITER_WAIT;
     while done_through.load(Ordering::Acquire) < seq {
+        if Instant::now() >= deadline {
+            tracing::error!(seq, "the writer did not finish its queue in time; continuing");
+            return;
+        }
         std::thread::sleep(Duration::from_micros(200));
     }
 }
+
+/// Longest wait for the writer to drain its queue after an outage.
+const WRITER_WAIT: Duration = Duration::from_secs(10);
 
 /// After the store was reopened: ids continue above everything it holds,
 /// so they never go backwards even if the failed batch reached the disk.
