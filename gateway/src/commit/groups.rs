@@ -1,9 +1,10 @@
 //! Groups in the committer: membership operations, fan-out lists, and the
 //! checks on group receipts.
 //!
-//! The committer is the only writer of membership, so it keeps groups in a
-//! plain map: a change made by one request is what the very next request in
-//! the same batch (and every later one) sees. A change is persisted as a
+//! The committer is the only thread that changes membership, so it keeps
+//! groups in a plain map: a change made by one request is what the very next
+//! request in the same batch (and every later one, even while the writer is
+//! still storing the change) sees. A change is persisted as a
 //! whole group record plus a system message in the group's conversation, in
 //! the same atomic commit, so offline members learn of it through `sync`.
 
