@@ -250,7 +250,7 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         md,
-        "The load generator runs on the same 2 cores as the server it measures, so every figure includes the CPU the generator takes from the server; compare the two systems with each other, not with figures from larger machines. On this virtual machine tail latencies of both systems vary by up to 3-4x from one session to the next; compare figures within one run.\n"
+        "The load generator runs on the same 2 cores as the server it measures, so every figure includes the CPU the generator takes from the server; compare the two systems with each other, not with figures from larger machines. On this virtual machine tail latencies of both systems vary by up to 10x from one session to the next; compare figures within one run.\n"
     );
 
     // Idle connections.
