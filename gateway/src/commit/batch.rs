@@ -196,6 +196,9 @@ impl<'s> Batch<'s> {
                 return Ok(false);
             }
             r.delivered.push(user);
+            // Also kept with the batch: the message may leave the recent
+            // cache before the writer has stored this mark.
+            self.in_flight.mark_delivered(c, id, user);
             return Ok(true);
         }
         if self.in_flight.is_delivered(c, id, user) || self.store.is_delivered(c, id, user)? {
@@ -481,5 +484,45 @@ mod tests {
         batch.begin(5, 4);
         batch.add(ack()).unwrap();
         assert_eq!(batch.outcomes().len(), 1, "acknowledged again once the mark is known to be lost");
+    }
+
+    #[test]
+    fn an_ack_is_remembered_after_its_message_leaves_the_recent_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        let mut batch = Batch::new(&store, Snowflake::new(0), 256);
+        let c = ConversationId::direct(UserId(1), UserId(2));
+        batch.begin(1, 0);
+        batch.add(send(1, 2, "a")).unwrap();
+        let Some(Outcome::Stored { message, .. }) = batch.outcomes().first() else { panic!("not stored") };
+        let id = message.id;
+        let ack = || CommitRequest::Delivered { origin: ep(2), by: UserId(2), conversation: c, ids: vec![id] };
+        batch.begin(2, 0);
+        batch.add(ack()).unwrap();
+        assert_eq!(batch.outcomes().len(), 1, "the first acknowledgement makes a receipt");
+        // Many newer messages push it out of the recent cache before the
+        // writer has stored batches 1 and 2; the store knows the message
+        // but not the mark.
+        let stored = store_message(&store, id, c);
+        batch.recent.clear();
+        batch.begin(3, 0);
+        batch.add(ack()).unwrap();
+        assert!(batch.outcomes().is_empty(), "a repeated acknowledgement makes no second receipt: {stored}");
+    }
+
+    /// Store the message `id` (as the writer would for batch 1); returns a
+    /// description for assertion messages.
+    fn store_message(store: &EmbeddedStore, id: MessageId, c: ConversationId) -> String {
+        let message = Message {
+            id,
+            conversation: c,
+            from: UserId(1),
+            kind: MessageKind::Text,
+            client_id: "a".into(),
+            ts: 0,
+            body: "\"x\"".into(),
+        };
+        store.commit(&[Write::Message { message: &message, inboxes: &[UserId(1), UserId(2)] }], id).unwrap();
+        format!("message {id} stored, its delivery mark still with the writer")
     }
 }

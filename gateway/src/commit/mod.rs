@@ -97,26 +97,39 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
             // A refused batch: everything prepared since is void, and the
             // writer discards it until it hears that this thread knows.
             while let Ok(failure) = failures.try_recv() {
-                batch.forget_all_cached();
-                if let Some(started) =
-                    Outage::on_failed_commit(outage.as_ref(), &failure.error, failure.requests, &shared.metrics)
-                {
-                    outage = Some(started);
-                }
-                if to_writer.send(Job::FailureSeen(failure.generation)).is_err() {
+                if !learn_failure(failure, &mut batch, &mut outage, &shared, &to_writer) {
                     return;
                 }
             }
             if let Some(o) = outage.as_mut() {
                 if o.try_recover(store.as_ref(), &shared.metrics) {
-                    outage = None;
+                    // Batches prepared during the outage are all through the
+                    // writer now; their refusals still count as the outage's.
                     wait_for_writer(&done_through, seq);
+                    while let Ok(failure) = failures.try_recv() {
+                        if !learn_failure(failure, &mut batch, &mut outage, &shared, &to_writer) {
+                            return;
+                        }
+                    }
+                    outage = None;
                     batch.forget_all_cached();
                     resume_ids(&mut batch, store.as_ref());
                 }
             }
+            // Idle, a refusal is noticed at once (so the outage and its
+            // probes start then), not only with the next request.
             let first = match &outage {
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                None => crossbeam_channel::select! {
+                    recv(rx) -> r => r.map_err(|_| RecvTimeoutError::Disconnected),
+                    recv(failures) -> f => {
+                        if let Ok(failure) = f {
+                            if !learn_failure(failure, &mut batch, &mut outage, &shared, &to_writer) {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                },
                 Some(o) => rx.recv_deadline(o.next_probe()),
             };
             let first = match first {
@@ -146,7 +159,9 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 }),
                 Err(e) => {
                     // A store read failed: nothing of this batch is written.
-                    requests.clear();
+                    // Earlier batches still with the writer will be, so wait
+                    // for them before forgetting what they decided.
+                    wait_for_writer(&done_through, seq - 1);
                     batch.forget_all_cached();
                     if let Some(started) = Outage::on_failed_commit(outage.as_ref(), &e, n, &shared.metrics) {
                         outage = Some(started);
@@ -162,6 +177,25 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
         drop(to_writer);
     });
     tracing::info!("committer stopped");
+}
+
+/// The writer refused a batch: forget every cache (the batches prepared on
+/// top of it are void), count it, start the outage if this is the first,
+/// and tell the writer that later batches are valid again. `false` when the
+/// writer is gone.
+fn learn_failure(
+    failure: Failure,
+    batch: &mut Batch<'_>,
+    outage: &mut Option<Outage>,
+    shared: &Shared,
+    to_writer: &Sender<Job>,
+) -> bool {
+    batch.forget_all_cached();
+    if let Some(started) = Outage::on_failed_commit(outage.as_ref(), &failure.error, failure.requests, &shared.metrics)
+    {
+        *outage = Some(started);
+    }
+    to_writer.send(Job::FailureSeen(failure.generation)).is_ok()
 }
 
 /// Block until the writer has finished batch `seq` (a short wait: it only
