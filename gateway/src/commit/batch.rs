@@ -405,19 +405,24 @@ mod tests {
         }
     }
 
+    /// A committer on `store` whose batch 1 sent "a" from user 1 to user 2;
+    /// the writer has not stored it.
+    fn batch_with_one_send(store: &EmbeddedStore) -> (Batch<'_>, ConversationId, MessageId) {
+        let mut batch = Batch::new(store, Snowflake::new(0), 256);
+        batch.begin(1, 0);
+        batch.add(send(1, 2, "a")).unwrap();
+        let Some(Outcome::Stored { message, .. }) = batch.outcomes().first() else { panic!("not stored") };
+        let id = message.id;
+        (batch, ConversationId::direct(UserId(1), UserId(2)), id)
+    }
+
     /// Batches prepared while earlier ones are still with the writer: the
     /// store has none of them, yet every check sees them.
     #[test]
     fn checks_see_batches_the_writer_has_not_stored() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
-        let mut batch = Batch::new(&store, Snowflake::new(0), 256);
-        let c = ConversationId::direct(UserId(1), UserId(2));
-
-        batch.begin(1, 0);
-        batch.add(send(1, 2, "a")).unwrap();
-        let Some(Outcome::Stored { message, .. }) = batch.outcomes().first() else { panic!("not stored") };
-        let id = message.id;
+        let (mut batch, c, id) = batch_with_one_send(&store);
         // Scrolled out of the recent-messages cache: only the in-flight
         // decisions and the store can answer from here on.
         batch.recent.clear();
@@ -433,42 +438,10 @@ mod tests {
         let ack = || CommitRequest::Delivered { origin: ep(2), by: UserId(2), conversation: c, ids: vec![id] };
         let read = |up_to| CommitRequest::Read { origin: ep(2), by: UserId(2), conversation: c, up_to };
         let later = MessageId(id.0 + 1_000);
-        store
-            .commit(
-                &[Write::Message {
-                    message: &Message {
-                        id: later,
-                        conversation: c,
-                        from: UserId(1),
-                        kind: MessageKind::Text,
-                        client_id: "b".into(),
-                        ts: 0,
-                        body: "\"y\"".into(),
-                    },
-                    inboxes: &[UserId(1), UserId(2)],
-                }],
-                later,
-            )
-            .unwrap();
-        // The first message itself is still with the writer; make the
-        // store know it so acknowledgements of it are accepted.
-        store
-            .commit(
-                &[Write::Message {
-                    message: &Message {
-                        id,
-                        conversation: c,
-                        from: UserId(1),
-                        kind: MessageKind::Text,
-                        client_id: "a".into(),
-                        ts: 0,
-                        body: "\"x\"".into(),
-                    },
-                    inboxes: &[UserId(1), UserId(2)],
-                }],
-                later,
-            )
-            .unwrap();
+        // The first message is written by now (its batch's marks are not),
+        // and a later one exists to be read up to.
+        store_message(&store, id, c, "a");
+        store_message(&store, later, c, "b");
         batch.add(ack()).unwrap();
         batch.add(read(later)).unwrap();
         assert_eq!(batch.outcomes().len(), 2, "a delivery receipt and a read receipt");
@@ -490,12 +463,7 @@ mod tests {
     fn an_ack_is_remembered_after_its_message_leaves_the_recent_cache() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
-        let mut batch = Batch::new(&store, Snowflake::new(0), 256);
-        let c = ConversationId::direct(UserId(1), UserId(2));
-        batch.begin(1, 0);
-        batch.add(send(1, 2, "a")).unwrap();
-        let Some(Outcome::Stored { message, .. }) = batch.outcomes().first() else { panic!("not stored") };
-        let id = message.id;
+        let (mut batch, c, id) = batch_with_one_send(&store);
         let ack = || CommitRequest::Delivered { origin: ep(2), by: UserId(2), conversation: c, ids: vec![id] };
         batch.begin(2, 0);
         batch.add(ack()).unwrap();
@@ -503,22 +471,22 @@ mod tests {
         // Many newer messages push it out of the recent cache before the
         // writer has stored batches 1 and 2; the store knows the message
         // but not the mark.
-        let stored = store_message(&store, id, c);
+        let stored = store_message(&store, id, c, "a");
         batch.recent.clear();
         batch.begin(3, 0);
         batch.add(ack()).unwrap();
         assert!(batch.outcomes().is_empty(), "a repeated acknowledgement makes no second receipt: {stored}");
     }
 
-    /// Store the message `id` (as the writer would for batch 1); returns a
+    /// Store a message from user 1 as the writer would; returns a
     /// description for assertion messages.
-    fn store_message(store: &EmbeddedStore, id: MessageId, c: ConversationId) -> String {
+    fn store_message(store: &EmbeddedStore, id: MessageId, c: ConversationId, client_id: &str) -> String {
         let message = Message {
             id,
             conversation: c,
             from: UserId(1),
             kind: MessageKind::Text,
-            client_id: "a".into(),
+            client_id: client_id.into(),
             ts: 0,
             body: "\"x\"".into(),
         };
