@@ -6,89 +6,136 @@
 //! be stored twice, a second acknowledgement would make a second receipt
 //! event, a read mark could move backwards. Each batch therefore keeps what
 //! it decided here until the writer reports it done; every check looks here
-//! first (newest batch first), then at the store.
+//! first (the newest decision wins), then at the store.
 //!
 //! Bounded by the writer's queue: a batch leaves as soon as it is stored (or
 //! refused, in which case the committer forgets everything anyway).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use chatgw_protocol::{ConversationId, GroupId, MessageId, UserId};
 
-/// The decisions of one batch.
-#[derive(Default)]
-struct Decisions {
-    /// The batch's number, as given to the writer.
-    seq: u64,
-    client_ids: HashMap<(UserId, String), (ConversationId, MessageId)>,
-    delivered: HashSet<(ConversationId, MessageId, UserId)>,
-    reads: HashMap<(ConversationId, UserId), MessageId>,
-    /// Groups changed, which the membership cache must keep.
-    touched: HashSet<GroupId>,
+/// One decision, named so it can be forgotten once its batch is stored.
+enum Decided {
+    ClientId(UserId, String),
+    Delivered(ConversationId, MessageId, UserId),
+    Read(ConversationId, UserId),
+    Touched(GroupId),
 }
 
-/// The decisions of every batch not yet stored, oldest first; the last one
-/// is the batch being prepared.
+/// The decisions of every batch not yet stored, each tagged with the batch
+/// that made it: one lookup per check however many batches are queued.
 #[derive(Default)]
 pub(super) struct InFlight {
-    batches: VecDeque<Decisions>,
+    /// The batch being prepared.
+    seq: u64,
+    client_ids: HashMap<UserId, HashMap<String, (ConversationId, MessageId, u64)>>,
+    delivered: HashMap<(ConversationId, MessageId, UserId), u64>,
+    reads: HashMap<(ConversationId, UserId), (MessageId, u64)>,
+    /// Groups changed, which the membership cache must keep.
+    touched: HashMap<GroupId, u64>,
+    /// What each batch decided, oldest first.
+    batches: VecDeque<(u64, Vec<Decided>)>,
 }
 
 impl InFlight {
-    /// Start batch `seq`, dropping every batch the writer has finished
-    /// (`done_through` and below).
+    /// Start batch `seq`, forgetting what every batch the writer has
+    /// finished (`done_through` and below) decided, unless a later batch
+    /// decided the same thing again.
     pub(super) fn begin(&mut self, seq: u64, done_through: u64) {
-        while self.batches.front().is_some_and(|b| b.seq <= done_through) {
-            self.batches.pop_front();
+        while self.batches.front().is_some_and(|(s, _)| *s <= done_through) {
+            if let Some((_, decided)) = self.batches.pop_front() {
+                for d in decided {
+                    self.forget(d, done_through);
+                }
+            }
         }
-        self.batches.push_back(Decisions { seq, ..Decisions::default() });
+        self.seq = seq;
+        self.batches.push_back((seq, Vec::new()));
+    }
+
+    fn forget(&mut self, d: Decided, done_through: u64) {
+        match d {
+            Decided::ClientId(from, client_id) => {
+                if let Some(of_user) = self.client_ids.get_mut(&from) {
+                    if of_user.get(&client_id).is_some_and(|e| e.2 <= done_through) {
+                        of_user.remove(&client_id);
+                    }
+                    if of_user.is_empty() {
+                        self.client_ids.remove(&from);
+                    }
+                }
+            }
+            Decided::Delivered(c, id, user) => {
+                if self.delivered.get(&(c, id, user)).is_some_and(|s| *s <= done_through) {
+                    self.delivered.remove(&(c, id, user));
+                }
+            }
+            Decided::Read(c, user) => {
+                if self.reads.get(&(c, user)).is_some_and(|e| e.1 <= done_through) {
+                    self.reads.remove(&(c, user));
+                }
+            }
+            Decided::Touched(g) => {
+                if self.touched.get(&g).is_some_and(|s| *s <= done_through) {
+                    self.touched.remove(&g);
+                }
+            }
+        }
     }
 
     /// Forget everything: the writer refused a batch, so none of the later
     /// ones will be stored either.
     pub(super) fn clear(&mut self) {
+        self.client_ids.clear();
+        self.delivered.clear();
+        self.reads.clear();
+        self.touched.clear();
         self.batches.clear();
     }
 
-    fn current(&mut self) -> &mut Decisions {
-        if self.batches.is_empty() {
-            self.batches.push_back(Decisions::default());
+    fn record(&mut self, d: Decided) {
+        match self.batches.back_mut() {
+            Some((_, decided)) => decided.push(d),
+            None => self.batches.push_back((self.seq, vec![d])),
         }
-        self.batches.back_mut().expect("just made sure there is one")
     }
 
     pub(super) fn client_id(&self, from: UserId, client_id: &str) -> Option<(ConversationId, MessageId)> {
-        let key = (from, client_id.to_owned());
-        self.batches.iter().rev().find_map(|b| b.client_ids.get(&key).copied())
+        self.client_ids.get(&from)?.get(client_id).map(|&(c, id, _)| (c, id))
     }
 
     pub(super) fn take_client_id(&mut self, from: UserId, client_id: String, at: (ConversationId, MessageId)) {
-        self.current().client_ids.insert((from, client_id), at);
+        self.client_ids.entry(from).or_default().insert(client_id.clone(), (at.0, at.1, self.seq));
+        self.record(Decided::ClientId(from, client_id));
     }
 
     pub(super) fn is_delivered(&self, c: ConversationId, id: MessageId, user: UserId) -> bool {
-        self.batches.iter().any(|b| b.delivered.contains(&(c, id, user)))
+        self.delivered.contains_key(&(c, id, user))
     }
 
     pub(super) fn mark_delivered(&mut self, c: ConversationId, id: MessageId, user: UserId) {
-        self.current().delivered.insert((c, id, user));
+        self.delivered.insert((c, id, user), self.seq);
+        self.record(Decided::Delivered(c, id, user));
     }
 
     /// The newest read mark decided for `user` in `c`.
     pub(super) fn read_mark(&self, c: ConversationId, user: UserId) -> Option<MessageId> {
-        self.batches.iter().rev().find_map(|b| b.reads.get(&(c, user)).copied())
+        self.reads.get(&(c, user)).map(|e| e.0)
     }
 
     pub(super) fn mark_read(&mut self, c: ConversationId, user: UserId, up_to: MessageId) {
-        self.current().reads.insert((c, user), up_to);
+        self.reads.insert((c, user), (up_to, self.seq));
+        self.record(Decided::Read(c, user));
     }
 
     pub(super) fn is_touched(&self, g: GroupId) -> bool {
-        self.batches.iter().any(|b| b.touched.contains(&g))
+        self.touched.contains_key(&g)
     }
 
     pub(super) fn touch(&mut self, g: GroupId) {
-        self.current().touched.insert(g);
+        self.touched.insert(g, self.seq);
+        self.record(Decided::Touched(g));
     }
 }
 
