@@ -61,8 +61,10 @@ use crate::{
     server::Shared,
 };
 
-/// The committer thread's body. Returns when it receives `Stop` (after
-/// committing everything before it) or when every sender is gone.
+/// The committer thread's body. Returns when it receives `Stop` (after the
+/// writer has committed everything before it, or refused it with
+/// `unavailable` while the store refuses writes) or when every sender is
+/// gone.
 pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
     let high_water = match store.high_water() {
         Ok(h) => h,
