@@ -98,20 +98,16 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
         while !stop {
             // A refused batch: everything prepared since is void, and the
             // writer discards it until it hears that this thread knows.
-            while let Ok(failure) = failures.try_recv() {
-                if !learn_failure(failure, &mut batch, &mut outage, &shared, &to_writer) {
-                    return;
-                }
+            if !learn_failures(&failures, None, &mut batch, &mut outage, &shared, &to_writer) {
+                return;
             }
             if let Some(o) = outage.as_mut() {
                 if o.try_recover(store.as_ref(), &shared.metrics) {
                     // Batches prepared during the outage are all through the
                     // writer now; their refusals still count as the outage's.
                     wait_for_writer(&done_through, seq);
-                    while let Ok(failure) = failures.try_recv() {
-                        if !learn_failure(failure, &mut batch, &mut outage, &shared, &to_writer) {
-                            return;
-                        }
+                    if !learn_failures(&failures, None, &mut batch, &mut outage, &shared, &to_writer) {
+                        return;
                     }
                     outage = None;
                     batch.forget_all_cached();
@@ -124,10 +120,8 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 None => crossbeam_channel::select! {
                     recv(rx) -> r => r.map_err(|_| RecvTimeoutError::Disconnected),
                     recv(failures) -> f => {
-                        if let Ok(failure) = f {
-                            if !learn_failure(failure, &mut batch, &mut outage, &shared, &to_writer) {
-                                return;
-                            }
+                        if !learn_failures(&failures, f.ok(), &mut batch, &mut outage, &shared, &to_writer) {
+                            return;
                         }
                         continue;
                     }
@@ -181,23 +175,30 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
     tracing::info!("committer stopped");
 }
 
-/// The writer refused a batch: forget every cache (the batches prepared on
-/// top of it are void), count it, start the outage if this is the first,
-/// and tell the writer that later batches are valid again. `false` when the
-/// writer is gone.
-fn learn_failure(
-    failure: Failure,
+/// The writer refused batches (`first`, then whatever else is reported):
+/// for each, forget every cache (the batches prepared on top of it are
+/// void), count it, start the outage if this is the first, and tell the
+/// writer that later batches are valid again. `false` when the writer is
+/// gone.
+fn learn_failures(
+    failures: &Receiver<Failure>,
+    first: Option<Failure>,
     batch: &mut Batch<'_>,
     outage: &mut Option<Outage>,
     shared: &Shared,
     to_writer: &Sender<Job>,
 ) -> bool {
-    batch.forget_all_cached();
-    if let Some(started) = Outage::on_failed_commit(outage.as_ref(), &failure.error, failure.requests, &shared.metrics)
-    {
-        *outage = Some(started);
+    for failure in first.into_iter().chain(failures.try_iter()) {
+        batch.forget_all_cached();
+        let started = Outage::on_failed_commit(outage.as_ref(), &failure.error, failure.requests, &shared.metrics);
+        if started.is_some() {
+            *outage = started;
+        }
+        if to_writer.send(Job::FailureSeen(failure.generation)).is_err() {
+            return false;
+        }
     }
-    to_writer.send(Job::FailureSeen(failure.generation)).is_ok()
+    true
 }
 
 /// Block until the writer has finished batch `seq` (a short wait: it only
