@@ -204,6 +204,9 @@ pub(crate) struct LoadArgs {
     /// Connections opened per second during setup.
     #[arg(long, default_value_t = 2000)]
     pub(crate) conn_rate: u64,
+    /// The gateway's process id, to measure its CPU time per message over the load window; repeat it for several gateways. The load generator's own CPU and the whole box's are measured either way.
+    #[arg(long)]
+    pub(crate) gateway_pid: Vec<u32>,
 }
 
 /// How a group message picks its sender.

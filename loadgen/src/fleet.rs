@@ -37,6 +37,9 @@ pub(crate) trait Fleet<R> {
     fn snapshot(&self) -> Snapshot;
     /// Wait for every worker and collect one result per thread.
     fn join(self: Box<Self>) -> anyhow::Result<Vec<R>>;
+    /// The processes doing the work, this one included: whose CPU time is
+    /// the load generator's.
+    fn pids(&self) -> Vec<u32>;
 }
 
 /// This process's worker threads.
@@ -84,6 +87,9 @@ impl<R: Send + 'static> Fleet<R> for Local<R> {
     }
     fn join(self: Box<Self>) -> anyhow::Result<Vec<R>> {
         self.workers.join()
+    }
+    fn pids(&self) -> Vec<u32> {
+        vec![std::process::id()]
     }
 }
 

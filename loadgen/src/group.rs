@@ -32,6 +32,7 @@ use crate::{
     check::Figures,
     cli::{GroupArgs, Pick},
     conn::ConnStats,
+    cpu::CpuFigures,
     ctx::RunCtx,
     driver::Driver,
     group_traffic::{GroupStats, GroupTraffic},
@@ -77,6 +78,9 @@ pub(crate) static FIGURES: Figures = Figures {
         ("missing_receipts", "/missing_receipts"),
         ("rate", "/deliveries_per_sec"),
         ("msg_rate", "/achieved_send_rate"),
+        ("gateway_us", "/cpu/gateway_us_per_msg"),
+        ("loadgen_us", "/cpu/loadgen_us_per_msg"),
+        ("box_busy", "/cpu/box_busy_pct"),
         ("store_bytes_per_msg", "/store/bytes_per_message"),
         ("stored", "/store/messages_stored_delta"),
     ],
@@ -167,6 +171,8 @@ struct GroupReport<'a> {
     receipt_ms: Summary,
     receipt_all_ms: Summary,
     store: StoreDelta,
+    /// Per group message (each fanned out to every other member).
+    cpu: Option<CpuFigures>,
     processes: usize,
     source_addresses: usize,
 }
@@ -241,19 +247,19 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
             )
         })
     });
-    let mut go_ns = None;
+    let mut loaded = None;
     let mut store_before = Err("not measured: the run did not start".to_owned());
     if !setup.aborted {
         store_before = read_store(&ctx);
-        go_ns = Some(run.load(&ctx.clock, &[("load", plan.load.duration_ns)]));
+        loaded = Some(run.load(&ctx.clock, &[("load", plan.load.duration_ns)], &args.load.gateway_pid));
     }
     let timed_out = run.wind_down();
-    let store_after = if go_ns.is_some() { read_store(&ctx) } else { Err("not measured".to_owned()) };
+    let store_after = if loaded.is_some() { read_store(&ctx) } else { Err("not measured".to_owned()) };
     let (conn_stats, t): (ConnStats, GroupStats) = run.join()?;
 
     let m = &t.common;
     let secs = args.duration.0.as_secs_f64().max(1e-9);
-    let end_ns = go_ns.map_or(0, |go| go + plan.load.duration_ns);
+    let end_ns = loaded.as_ref().map_or(0, |l| l.go_ns + plan.load.duration_ns);
     let others = args.size - 1;
     let report = GroupReport {
         scenario: "group",
@@ -293,6 +299,7 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
         receipt_ms: m.to_receipt.summary(),
         receipt_all_ms: t.to_receipt_all.summary(),
         store: store_delta(store_before, store_after),
+        cpu: loaded.map(|l| l.cpu(m.scheduled)),
         processes: ctx.share.count,
         source_addresses: ctx.sources.len(),
     };
@@ -428,6 +435,9 @@ fn print_summary(r: &GroupReport<'_>) {
             let note = if cfg.ack { " (receipts included)" } else { "" };
             t.row("bytes per group message", format!("{per}{note}"));
         }
+    }
+    if let Some(cpu) = &r.cpu {
+        cpu.print(&mut t);
     }
     t.print();
 }

@@ -24,6 +24,7 @@ mod check;
 mod cli;
 mod conn;
 mod connect;
+mod cpu;
 mod ctx;
 mod driver;
 mod event;

@@ -25,6 +25,7 @@ use crate::{
     check::Figures,
     cli::{CommonArgs, LoadArgs, OneToOneArgs, PairsArgs},
     conn::ConnStats,
+    cpu::CpuFigures,
     ctx::RunCtx,
     driver::Driver,
     messages::{self, MsgStats},
@@ -60,6 +61,9 @@ pub(crate) static FIGURES: Figures = Figures {
         ("missing_receipts", "/missing_receipts"),
         ("skipped", "/skipped_sender_down"),
         ("rate", "/achieved_delivery_rate"),
+        ("gateway_us", "/cpu/gateway_us_per_msg"),
+        ("loadgen_us", "/cpu/loadgen_us_per_msg"),
+        ("box_busy", "/cpu/box_busy_pct"),
         ("send_rate", "/achieved_send_rate"),
     ],
 };
@@ -93,6 +97,7 @@ struct OneToOneReport<'a> {
     ack_ms: Summary,
     delivery_ms: Summary,
     receipt_ms: Summary,
+    cpu: Option<CpuFigures>,
     processes: usize,
     source_addresses: usize,
 }
@@ -123,12 +128,13 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
     let setup = run.set_up(|s| {
         (s.failed > 0).then(|| format!("loadgen: {} connection(s) failed to come up; not sending", s.failed))
     });
-    let go_ns = (!setup.aborted).then(|| run.load(&ctx.clock, &[("load", plan.load.duration_ns)]));
+    let loaded =
+        (!setup.aborted).then(|| run.load(&ctx.clock, &[("load", plan.load.duration_ns)], &args.load.gateway_pid));
     let timed_out = run.wind_down();
     let (conn_stats, m): (ConnStats, MsgStats) = run.join()?;
 
     let secs = p.duration.0.as_secs_f64().max(1e-9);
-    let end_ns = go_ns.map_or(0, |go| go + plan.load.duration_ns);
+    let end_ns = loaded.as_ref().map_or(0, |l| l.go_ns + plan.load.duration_ns);
     let report = OneToOneReport {
         scenario: "one-to-one",
         config: &args,
@@ -156,6 +162,7 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
         ack_ms: m.to_ack.summary(),
         delivery_ms: m.to_delivery.summary(),
         receipt_ms: m.to_receipt.summary(),
+        cpu: loaded.map(|l| l.cpu(m.scheduled)),
         processes: ctx.share.count,
         source_addresses: ctx.sources.len(),
     };
@@ -271,5 +278,8 @@ fn print_summary(r: &OneToOneReport<'_>) {
     t.latency("intended send -> sent", &r.ack_ms);
     t.latency("intended send -> delivered", &r.delivery_ms);
     t.latency("intended send -> receipt", &r.receipt_ms);
+    if let Some(cpu) = &r.cpu {
+        cpu.print(&mut t);
+    }
     t.print();
 }

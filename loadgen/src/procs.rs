@@ -149,6 +149,9 @@ impl<R: DeserializeOwned + Send + 'static> Fleet<R> for Procs<R> {
         }
         total
     }
+    fn pids(&self) -> Vec<u32> {
+        std::iter::once(std::process::id()).chain(self.children.iter().map(Child::id)).collect()
+    }
     fn join(mut self: Box<Self>) -> anyhow::Result<Vec<R>> {
         let mut statuses = Vec::with_capacity(self.children.len());
         for (i, child) in self.children.iter_mut().enumerate() {

@@ -95,6 +95,12 @@ impl Table {
     pub(crate) fn print(&self) {
         print!("{}", self.out);
     }
+
+    /// What would be printed.
+    #[cfg(test)]
+    pub(crate) fn text(&self) -> &str {
+        &self.out
+    }
 }
 
 /// Bytes as MiB with two decimals.

@@ -20,6 +20,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::{
     cli::{CommonArgs, LoadArgs},
     conn::{ConnStats, Handler},
+    cpu::{CpuFigures, CpuProbe, CpuSample},
     ctx::RunCtx,
     driver::{Driver, DriverConfig},
     fleet::{self, Fleet, Started},
@@ -244,6 +245,21 @@ impl Worker {
     }
 }
 
+/// What [`Conductor::load`] saw of the load.
+pub(crate) struct Loaded {
+    /// The first message's intended time, on the run's clock.
+    pub(crate) go_ns: u64,
+    /// CPU counters as the phases began and as they ended (before the drain).
+    pub(crate) cpu: (CpuSample, CpuSample),
+}
+
+impl Loaded {
+    /// What the load phases cost, `messages` having been sent in them.
+    pub(crate) fn cpu(&self, messages: u64) -> CpuFigures {
+        CpuFigures::between(&self.cpu.0, &self.cpu.1, messages)
+    }
+}
+
 /// The main thread's side of a run: the workers, the progress display and
 /// the `--timeout` deadline.
 pub(crate) struct Conductor<R> {
@@ -323,16 +339,22 @@ impl<R> Conductor<R> {
 
     /// Give the go and follow the load: each of `phases` is a name and its
     /// end, in ns after the first message; then the drain. Returns the go
-    /// time (on `clock`).
-    pub(crate) fn load(&mut self, clock: &Clock, phases: &[(&str, u64)]) -> u64 {
+    /// time (on `clock`) and the CPU counters at the start and the end of
+    /// the phases (`gateway`: the gateway processes to read too).
+    pub(crate) fn load(&mut self, clock: &Clock, phases: &[(&str, u64)], gateway: &[u32]) -> Loaded {
         let go = clock.now_ns() + GO_DELAY_NS;
         self.fleet.go(go);
         let now = Instant::now();
+        let probe = CpuProbe::new(gateway, self.fleet.pids());
+        let first = phases.first().map_or("load", |p| p.0);
+        self.hold(first, now + ns(GO_DELAY_NS));
+        let before = probe.sample();
         for &(phase, end_ns) in phases {
             self.hold(phase, now + ns(GO_DELAY_NS + end_ns));
         }
+        let after = probe.sample();
         self.watch("drain", self.deadline, false, |f| f.all_finished());
-        go
+        Loaded { go_ns: go, cpu: (before, after) }
     }
 
     /// Whether the `--timeout` deadline has passed.

@@ -22,6 +22,7 @@ use crate::{
     check::Figures,
     cli::StormArgs,
     conn::ConnStats,
+    cpu::CpuFigures,
     ctx::RunCtx,
     one_to_one::PairPlan,
     outputs::Outputs,
@@ -61,6 +62,9 @@ pub(crate) static FIGURES: Figures = Figures {
         ("errors", "/errors_total"),
         ("missing_receipts", "/missing_receipts"),
         ("rate", "/achieved_delivery_rate"),
+        ("gateway_us", "/cpu/gateway_us_per_msg"),
+        ("loadgen_us", "/cpu/loadgen_us_per_msg"),
+        ("box_busy", "/cpu/box_busy_pct"),
     ],
 };
 
@@ -107,6 +111,7 @@ struct StormReport<'a> {
     foreign_frames: u64,
     achieved_send_rate: f64,
     achieved_delivery_rate: f64,
+    cpu: Option<CpuFigures>,
     send_lag_ms: Summary,
     ack_ms: Summary,
     delivery_ms: Summary,
@@ -147,9 +152,8 @@ pub(crate) fn run(args: StormArgs) -> anyhow::Result<bool> {
     let setup = run.set_up(|s| {
         (s.failed > 0).then(|| format!("loadgen: {} connection(s) failed to come up; not sending", s.failed))
     });
-    if !setup.aborted {
-        run.load(&ctx.clock, &[("load", cut.after_ns), ("storm", plan.load.duration_ns)]);
-    }
+    let phases = [("load", cut.after_ns), ("storm", plan.load.duration_ns)];
+    let loaded = (!setup.aborted).then(|| run.load(&ctx.clock, &phases, &args.load.gateway_pid));
     let timed_out = run.wind_down();
     let (conn_stats, t): (ConnStats, StormStats) = run.join()?;
 
@@ -198,6 +202,7 @@ pub(crate) fn run(args: StormArgs) -> anyhow::Result<bool> {
         foreign_frames: m.foreign,
         achieved_send_rate: m.sent as f64 / secs,
         achieved_delivery_rate: m.delivered as f64 / secs,
+        cpu: loaded.map(|l| l.cpu(m.scheduled)),
         send_lag_ms: m.send_lag.summary(),
         ack_ms: m.to_ack.summary(),
         delivery_ms: m.to_delivery.summary(),
@@ -293,5 +298,8 @@ fn print_summary(r: &StormReport<'_>) {
     t.latency("intended send -> receipt", &r.receipt_ms);
     t.latency("cut off -> welcome", &r.reconnect_ms);
     t.latency("cut off -> synced", &r.catch_up_ms);
+    if let Some(cpu) = &r.cpu {
+        cpu.print(&mut t);
+    }
     t.print();
 }
