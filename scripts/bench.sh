@@ -117,7 +117,8 @@ one_to_one() {
     log "one-to-one: $system at $rate msg/s${3:+ ($3)}"
     start_server "$system"
     cmd "$BIN/loadgen" one-to-one --url "127.0.0.1:$PORT" --pairs "$PAIRS" --rate "$rate" --duration "$DURATION" \
-        --secret "$SECRET" --quiet --json "$OUT/o2o-$system-$rate.json" --hist "$OUT/o2o-$system-$rate.hgrm" \
+        --secret "$SECRET" --gateway-pid "${SERVER_PIDS[0]}" --quiet --json "$OUT/o2o-$system-$rate.json" \
+        --hist "$OUT/o2o-$system-$rate.hgrm" \
         > "$OUT/o2o-$system-$rate.txt" || true
     stop_servers
 }
@@ -156,7 +157,8 @@ done
 log "group: 4 groups of 256 at 100 messages/s"
 start_server chatgw
 cmd "$BIN/loadgen" group --url "127.0.0.1:$PORT" --groups 4 --size 256 --rate 100 --duration "$DURATION" \
-    --secret "$SECRET" --quiet --json "$OUT/group-chatgw.json" --hist "$OUT/group-chatgw.hgrm" > "$OUT/group-chatgw.txt" || true
+    --secret "$SECRET" --gateway-pid "${SERVER_PIDS[0]}" --quiet --json "$OUT/group-chatgw.json" \
+    --hist "$OUT/group-chatgw.hgrm" > "$OUT/group-chatgw.txt" || true
 stop_servers
 
 # The independent client needs Python's websockets package.

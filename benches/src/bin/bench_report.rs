@@ -142,6 +142,65 @@ fn write_drivers(md: &mut String, dir: &Path, uring: &BTreeMap<u64, Value>) {
     }
 }
 
+/// Where the CPU of each one-to-one run went, and what twice the
+/// baseline's saturation would leave for a gateway.
+///
+/// The argument is plain arithmetic on measured figures: at twice the
+/// baseline's saturation rate the box has `cores / (2 x rate)` of CPU per
+/// message in all. The load generator spends part of that on every message
+/// whichever server it talks to, and the kernel work of the server's
+/// sockets (the baseline's `sys` time: the same frames over the same
+/// loopback) is paid by any server speaking this protocol over TCP.
+fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Option<(u64, &Value)>) {
+    let has_cpu = runs.iter().flat_map(|r| r.values()).any(|v| num(v, "cpu.gateway_us_per_msg").is_some());
+    if !has_cpu {
+        return;
+    }
+    let _ = writeln!(md, "\n### Where the CPU goes\n");
+    let _ = writeln!(
+        md,
+        "CPU time over each run's load phase (not its setup or drain), from `/proc`, divided by the messages sent in it: the gateway's in user mode and in the kernel (system calls, and on loopback the network stack of both ends that they run), the load generator's (user + kernel), and how busy the whole box was. A box near 100% busy has run out of CPU.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| offered msg/s | system | server user µs/msg | server kernel µs/msg | server total µs/msg | loadgen µs/msg | box busy % |\n|---|---|---|---|---|---|---|"
+    );
+    let mut rates: Vec<u64> = runs.iter().flat_map(|r| r.keys().copied()).collect();
+    rates.sort_unstable();
+    rates.dedup();
+    for rate in &rates {
+        for (i, s) in SYSTEMS.iter().enumerate() {
+            let Some(v) = runs[i].get(rate) else { continue };
+            let _ = writeln!(
+                md,
+                "| {rate} | {s} | {} | {} | {} | {} | {} |",
+                fmt(num(v, "cpu.gateway_user_us_per_msg"), 1),
+                fmt(num(v, "cpu.gateway_sys_us_per_msg"), 1),
+                fmt(num(v, "cpu.gateway_us_per_msg"), 1),
+                fmt(num(v, "cpu.loadgen_us_per_msg"), 1),
+                fmt(num(v, "cpu.box_busy_pct"), 0),
+            );
+        }
+    }
+    let Some((rate, v)) = baseline_sat else { return };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let (Some(loadgen), Some(kernel)) = (num(v, "cpu.loadgen_us_per_msg"), num(v, "cpu.gateway_sys_us_per_msg")) else {
+        return;
+    };
+    let budget = cores * 1e6 / (2.0 * rate as f64);
+    let fixed = loadgen + kernel;
+    let _ = writeln!(
+        md,
+        "\n**What 2x the baseline would take.** The baseline saturates at {rate} msg/s. At twice that, this box ({cores:.0} cores) has {budget:.1} µs of CPU per message in all. At {rate} msg/s the load generator spent {loadgen:.1} µs per message, and the baseline's kernel time alone was {kernel:.1} µs: that is the cost of its sockets' work, which any server speaking this protocol over TCP pays. Together {fixed:.1} µs, {:.2}x the budget. {}\n",
+        fixed / budget,
+        if fixed >= budget {
+            "If per-message costs stayed as they were at that rate, no server could reach twice the baseline on this box while sharing it with the load generator, however little CPU its own code took. Per-message costs do fall as load rises (the kernel batches more; compare the rows above), so this is an estimate of where the ceiling is, not a proof."
+        } else {
+            "That leaves the rest for a server's own code, if per-message costs stayed as they were at that rate (they fall a little as load rises; compare the rows above)."
+        }
+    );
+}
+
 /// Percentile curve of an `.hgrm` file: (percentile, value ms).
 fn hgrm(path: &Path) -> Option<Vec<(f64, f64)>> {
     let text = fs::read_to_string(path).ok()?;
@@ -341,6 +400,8 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
             let _ = writeln!(md, "![latency percentiles at {rate} msg/s]({})\n", plot_link(&name));
         }
     }
+
+    write_cpu(&mut md, &runs, sat[1]);
 
     write_drivers(&mut md, dir, &runs[0]);
 
