@@ -419,7 +419,7 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
         );
         let _ = writeln!(md, "| figure | value |\n|---|---|");
         let per_member = num(&v, "store.bytes_per_message").zip(size).map(|(b, s)| b / s);
-        let rows: [(&str, Option<f64>, usize); 10] = [
+        let rows: [(&str, Option<f64>, usize); 12] = [
             ("group messages sent and acknowledged", num(&v, "acked"), 0),
             ("fan-out completion p50 (ms)", num(&v, "fanout_ms.p50_ms"), 2),
             ("fan-out completion p99 (ms)", num(&v, "fanout_ms.p99_ms"), 2),
@@ -430,6 +430,8 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
             ("deliveries per second", num(&v, "deliveries_per_sec"), 0),
             ("store bytes written per group message", num(&v, "store.bytes_per_message"), 0),
             ("store bytes per message per member", per_member, 1),
+            ("gateway CPU per group message (µs, user + kernel)", num(&v, "cpu.gateway_us_per_msg"), 0),
+            ("box busy during the load (%)", num(&v, "cpu.box_busy_pct"), 0),
         ];
         for (label, value, digits) in rows {
             let _ = writeln!(md, "| {label} | {} |", fmt(value, digits));
