@@ -159,7 +159,7 @@ fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Optio
     let _ = writeln!(md, "\n### Where the CPU goes\n");
     let _ = writeln!(
         md,
-        "CPU time over each run's load phase (not its setup or drain), from `/proc`, divided by the messages sent in it: the gateway's in user mode and in the kernel (system calls, and on loopback the network stack of both ends that they run), the load generator's (user + kernel), and how busy the whole box was. A box near 100% busy has run out of CPU.\n"
+        "CPU time over each run's load phase (not its setup or drain), from `/proc`, divided by the messages sent in it: the gateway's in user mode and in the kernel (system calls, and on loopback the network stack of both ends that they run), the load generator's (user + kernel), and how busy the whole box was. A box near 100% busy has run out of CPU. Costs per message fall as the rate rises, because the kernel and both programs handle more events per wake-up. In a run that fell behind (not clean) fewer messages than scheduled were handled in the window, so its figures understate the cost.\n"
     );
     let _ = writeln!(
         md,
