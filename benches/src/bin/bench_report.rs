@@ -142,6 +142,32 @@ fn write_drivers(md: &mut String, dir: &Path, uring: &BTreeMap<u64, Value>) {
     }
 }
 
+/// Every offered rate some system ran, in order.
+fn all_rates(runs: &[BTreeMap<u64, Value>]) -> Vec<u64> {
+    let mut rates: Vec<u64> = runs.iter().flat_map(|r| r.keys().copied()).collect();
+    rates.sort_unstable();
+    rates.dedup();
+    rates
+}
+
+/// A table of the one-to-one runs, a row per offered rate and system:
+/// `columns` name what follows those two, and `cells` fills them for a run.
+fn per_run_table(
+    md: &mut String,
+    runs: &[BTreeMap<u64, Value>],
+    columns: &[&str],
+    cells: impl Fn(u64, &Value) -> Vec<String>,
+) {
+    let _ =
+        writeln!(md, "| offered msg/s | system | {} |\n|---|---|{}", columns.join(" | "), "---|".repeat(columns.len()));
+    for rate in all_rates(runs) {
+        for (i, s) in SYSTEMS.iter().enumerate() {
+            let Some(v) = runs[i].get(&rate) else { continue };
+            let _ = writeln!(md, "| {rate} | {s} | {} |", cells(rate, v).join(" | "));
+        }
+    }
+}
+
 /// Where the CPU of each one-to-one run went, and what twice the
 /// baseline's saturation would leave for a gateway.
 ///
@@ -161,27 +187,16 @@ fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Optio
         md,
         "CPU time over each run's load phase (not its setup or drain), from `/proc`, divided by the messages sent in it: the gateway's in user mode and in the kernel (system calls, and on loopback the network stack of both ends that they run), the load generator's (user + kernel), and how busy the whole box was. A box near 100% busy has run out of CPU. Costs per message fall as the rate rises, because the kernel and both programs handle more events per wake-up. In a run that fell behind (not clean) fewer messages than scheduled were handled in the window, so its figures understate the cost.\n"
     );
-    let _ = writeln!(
-        md,
-        "| offered msg/s | system | server user µs/msg | server kernel µs/msg | server total µs/msg | loadgen µs/msg | box busy % |\n|---|---|---|---|---|---|---|"
-    );
-    let mut rates: Vec<u64> = runs.iter().flat_map(|r| r.keys().copied()).collect();
-    rates.sort_unstable();
-    rates.dedup();
-    for rate in &rates {
-        for (i, s) in SYSTEMS.iter().enumerate() {
-            let Some(v) = runs[i].get(rate) else { continue };
-            let _ = writeln!(
-                md,
-                "| {rate} | {s} | {} | {} | {} | {} | {} |",
-                fmt(num(v, "cpu.gateway_user_us_per_msg"), 1),
-                fmt(num(v, "cpu.gateway_sys_us_per_msg"), 1),
-                fmt(num(v, "cpu.gateway_us_per_msg"), 1),
-                fmt(num(v, "cpu.loadgen_us_per_msg"), 1),
-                fmt(num(v, "cpu.box_busy_pct"), 0),
-            );
-        }
-    }
+    let columns = ["server user µs/msg", "server kernel µs/msg", "server total µs/msg", "loadgen µs/msg", "box busy %"];
+    per_run_table(md, runs, &columns, |_, v| {
+        vec![
+            fmt(num(v, "cpu.gateway_user_us_per_msg"), 1),
+            fmt(num(v, "cpu.gateway_sys_us_per_msg"), 1),
+            fmt(num(v, "cpu.gateway_us_per_msg"), 1),
+            fmt(num(v, "cpu.loadgen_us_per_msg"), 1),
+            fmt(num(v, "cpu.box_busy_pct"), 0),
+        ]
+    });
     let Some((rate, v)) = baseline_sat else { return };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let (Some(loadgen), Some(kernel)) = (num(v, "cpu.loadgen_us_per_msg"), num(v, "cpu.gateway_sys_us_per_msg")) else {
@@ -363,31 +378,31 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
         side_by_side(&mut md, label, a, b, 2);
     }
     let _ = writeln!(md, "\nEvery run, side by side (same offered rate, same pairs, same duration):\n");
-    let _ = writeln!(
-        md,
-        "| offered msg/s | system | delivered msg/s | p50 deliver (ms) | p99 deliver (ms) | p99.9 deliver (ms) | p99 receipt (ms) | lost | dup | refused | clean |\n|---|---|---|---|---|---|---|---|---|---|---|"
-    );
-    let mut rates: Vec<u64> = runs.iter().flat_map(|r| r.keys().copied()).collect();
-    rates.sort_unstable();
-    rates.dedup();
-    for rate in &rates {
-        for (i, s) in SYSTEMS.iter().enumerate() {
-            let Some(v) = runs[i].get(rate) else { continue };
-            let _ = writeln!(
-                md,
-                "| {rate} | {s} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                fmt(num(v, "achieved_delivery_rate"), 0),
-                fmt(num(v, "delivery_ms.p50_ms"), 2),
-                fmt(num(v, "delivery_ms.p99_ms"), 2),
-                fmt(num(v, "delivery_ms.p999_ms"), 2),
-                fmt(num(v, "receipt_ms.p99_ms"), 2),
-                fmt(num(v, "lost"), 0),
-                fmt(num(v, "duplicated"), 0),
-                fmt(num(v, "refused_sends"), 0),
-                if clean(*rate, v) { "yes" } else { "no" }
-            );
-        }
-    }
+    let columns = [
+        "delivered msg/s",
+        "p50 deliver (ms)",
+        "p99 deliver (ms)",
+        "p99.9 deliver (ms)",
+        "p99 receipt (ms)",
+        "lost",
+        "dup",
+        "refused",
+        "clean",
+    ];
+    per_run_table(&mut md, &runs, &columns, |rate, v| {
+        vec![
+            fmt(num(v, "achieved_delivery_rate"), 0),
+            fmt(num(v, "delivery_ms.p50_ms"), 2),
+            fmt(num(v, "delivery_ms.p99_ms"), 2),
+            fmt(num(v, "delivery_ms.p999_ms"), 2),
+            fmt(num(v, "receipt_ms.p99_ms"), 2),
+            fmt(num(v, "lost"), 0),
+            fmt(num(v, "duplicated"), 0),
+            fmt(num(v, "refused_sends"), 0),
+            (if clean(rate, v) { "yes" } else { "no" }).to_owned(),
+        ]
+    });
+    let rates = all_rates(&runs);
     plot_throughput(&plots.join("one-to-one-p99.svg"), &[("chatgw", &runs[0]), ("baseline", &runs[1])])?;
     let _ = writeln!(md, "\n![p99 vs offered rate]({})\n", plot_link("one-to-one-p99.svg"));
     // Percentile curves at each rate both systems ran.
