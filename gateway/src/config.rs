@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// Threads serving sync and history reads [default: 2].
     #[arg(long, env = "CHATGW_READERS")]
     pub readers: Option<usize>,
+    /// Niceness (0-19) of the store's background threads, which flush
+    /// memtables and compact; 0 runs them at the gateway's own priority
+    /// [default: 19].
+    #[arg(long, env = "CHATGW_STORE_BACKGROUND_NICE")]
+    pub store_background_nice: Option<i32>,
     /// Most connections this process holds; more are refused with HTTP 503
     /// [default: the open-files limit less 256 for files and the store].
     #[arg(long, env = "CHATGW_MAX_CONNECTIONS")]
@@ -181,6 +186,8 @@ pub struct Config {
     pub commit_batch: usize,
     /// Reader threads.
     pub readers: usize,
+    /// Niceness of the store's background threads (0: not lowered).
+    pub store_background_nice: i32,
     /// Group size limit.
     pub max_group_members: usize,
     /// Connection limit of the process.
@@ -224,6 +231,7 @@ impl Config {
             rate_burst: 400,
             commit_batch: 2048,
             readers: 2,
+            store_background_nice: 19,
             max_group_members: 256,
             max_connections: crate::sys::default_max_connections(),
             max_connections_per_ip: 1024,
@@ -279,6 +287,7 @@ impl ServeArgs {
             rate_burst,
             commit_batch,
             readers,
+            store_background_nice,
             echo_endpoint,
             max_group_members,
             max_connections,
@@ -319,6 +328,7 @@ impl Config {
         );
         anyhow::ensure!(self.commit_batch >= 1, "commit-batch must be positive");
         anyhow::ensure!(self.readers >= 1, "readers must be positive");
+        anyhow::ensure!((0..=19).contains(&self.store_background_nice), "store-background-nice must be 0..=19");
         anyhow::ensure!(self.max_connections >= 1, "max-connections must be positive");
         anyhow::ensure!(
             (1..=MAX_GROUP_MEMBERS_LIMIT).contains(&self.max_group_members),
@@ -393,6 +403,21 @@ mod tests {
         std::fs::write(&file, "wokers = 3\n").unwrap();
         let args = ServeArgs { config: Some(file), ..Default::default() };
         assert!(args.resolve().is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn store_background_nice_comes_from_the_file_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "store_background_nice = 0\nsecret = \"f\"\n").unwrap();
+        let args = || ServeArgs { config: Some(file.clone()), data: Some(dir.path().into()), ..Default::default() };
+        assert_eq!(
+            Config::new("127.0.0.1:1".parse().unwrap(), dir.path().into(), "s".into()).store_background_nice,
+            19
+        );
+        assert_eq!(args().resolve().unwrap().store_background_nice, 0);
+        let err = ServeArgs { store_background_nice: Some(20), ..args() }.resolve().unwrap_err();
+        assert!(err.to_string().contains("store-background-nice must be 0..=19"), "{err}");
     }
 
     #[test]

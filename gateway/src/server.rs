@@ -113,8 +113,11 @@ impl Server {
         config.validate()?;
         let store_dir = config.data.join("store");
         let store: Arc<dyn MessageStore> = Arc::new(
-            EmbeddedStore::open(&store_dir, &EmbeddedOptions::default())
-                .with_context(|| format!("opening the store in {}", store_dir.display()))?,
+            EmbeddedStore::open(
+                &store_dir,
+                &EmbeddedOptions { background_nice: config.store_background_nice, ..EmbeddedOptions::default() },
+            )
+            .with_context(|| format!("opening the store in {}", store_dir.display()))?,
         );
 
         // One SO_REUSEPORT listener per core; port 0 is resolved by the first.

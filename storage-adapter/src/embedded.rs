@@ -24,6 +24,7 @@
 //! so no read ever sees a half-closed engine and the database lock file is
 //! free when the new engine opens it.
 
+mod background;
 mod check;
 mod reopen;
 mod tables;
@@ -51,11 +52,15 @@ pub struct EmbeddedOptions {
     /// this bounds restart time: 64 MiB is about 5 s at worst, where the
     /// engine's own default (512 MiB) could take 40.
     pub max_journal_bytes: u64,
+    /// Niceness of the engine's background threads (memtable flushes,
+    /// compaction), 1 to 19; 0 leaves them at the process's own priority.
+    /// See `background` for why the default is the lowest priority.
+    pub background_nice: i32,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        EmbeddedOptions { cache_bytes: 64 * 1024 * 1024, max_journal_bytes: 64 * 1024 * 1024 }
+        EmbeddedOptions { cache_bytes: 64 * 1024 * 1024, max_journal_bytes: 64 * 1024 * 1024, background_nice: 19 }
     }
 }
 

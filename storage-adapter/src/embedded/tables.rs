@@ -35,12 +35,16 @@ pub(super) struct Tables {
 impl Tables {
     /// Open (or create) the database in `path`, replaying its journal.
     pub(super) fn open(path: &Path, options: &EmbeddedOptions) -> Result<Self, StoreError> {
-        let db = Database::builder(path)
-            .cache_size(options.cache_bytes)
-            .manual_journal_persist(true)
-            .max_journaling_size(options.max_journal_bytes.max(64 * 1024 * 1024))
-            .open()
-            .map_err(|e| StoreError::backend("open", e))?;
+        // Opened where the engine's background threads are born at a low
+        // priority (see `background`).
+        let db = super::background::with_low_priority_threads(options.background_nice, || {
+            Database::builder(path)
+                .cache_size(options.cache_bytes)
+                .manual_journal_persist(true)
+                .max_journaling_size(options.max_journal_bytes.max(64 * 1024 * 1024))
+                .open()
+        })
+        .map_err(|e| StoreError::backend("open", e))?;
         let ks = |name: &str| {
             db.keyspace(name, KeyspaceCreateOptions::default).map_err(|e| StoreError::backend("open keyspace", e))
         };
