@@ -1,0 +1,49 @@
+//! The load generator against a real gateway, reading the CPU figures it
+//! reports: the gateway runs in this test process, so `--gateway-pid` is
+//! this process's own id and its CPU is the gateway's.
+
+use std::process::Command;
+
+use chatgw_gateway::{Config, Server};
+use serde_json::Value;
+
+const SECRET: &str = "cpu-test-secret";
+
+#[test]
+fn one_to_one_reports_cpu_per_message_for_gateway_loadgen_and_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"), SECRET.into());
+    config.workers = 1;
+    let server = Server::start(config).expect("gateway starts");
+    let json = dir.path().join("run.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["one-to-one", "--url", &server.addr().to_string(), "--secret", SECRET, "--quiet"])
+        .args(["--pairs", "10", "--rate", "500", "--duration", "2s", "--drain", "2s"])
+        .args(["--gateway-pid", &std::process::id().to_string()])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "loadgen failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("== cpu (the "), "the summary has a cpu section: {stdout}");
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cpu = &report["cpu"];
+    let f = |k: &str| cpu[k].as_f64().unwrap_or_else(|| panic!("cpu.{k} is a number: {cpu}"));
+    assert_eq!(
+        cpu["messages"].as_u64(),
+        report["scheduled"].as_u64(),
+        "per-message figures divide by the window's messages"
+    );
+    assert_eq!(report["delivered"].as_u64(), report["scheduled"].as_u64(), "every message arrived");
+    assert!((1.5..3.0).contains(&f("window_secs")), "the window is the 2 s of load: {cpu}");
+    // Handling 1,000 messages over real sockets takes some CPU in both
+    // programs, and far less than a second of it per message.
+    for k in ["gateway_us_per_msg", "loadgen_us_per_msg"] {
+        assert!(f(k) > 0.0 && f(k) < 1e6, "{k}: {cpu}");
+    }
+    let (user, sys, total) = (f("gateway_user_us_per_msg"), f("gateway_sys_us_per_msg"), f("gateway_us_per_msg"));
+    assert!((user + sys - total).abs() < 1e-6, "user + kernel = total: {cpu}");
+    assert!(f("box_busy_pct") > 0.0 && f("box_busy_pct") <= 100.0, "{cpu}");
+}
