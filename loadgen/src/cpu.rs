@@ -1,7 +1,7 @@
 //! CPU time over a run's load window: the gateway's, the load generator's
 //! own, and the whole box's.
 //!
-//! Divided by the messages sent in the window, a process's CPU time is what
+//! Divided by the messages scheduled in the window, a process's CPU time is what
 //! one message costs it. That is the figure capacity planning multiplies by
 //! a rate, and, when the gateway and the load generator share a box, it is
 //! also what says where a saturation comes from: a box that is busy all the
@@ -42,6 +42,8 @@ impl Ticks {
 struct BoxTicks {
     busy: u64,
     total: u64,
+    /// Cores online (the `cpuN` lines).
+    cores: usize,
 }
 
 /// One reading of every counter.
@@ -51,7 +53,8 @@ pub(crate) struct CpuSample {
     /// `None` when some gateway process could not be read (gone, or not
     /// on this host).
     gateway: Option<Ticks>,
-    loadgen: Ticks,
+    /// Each load-generator process that could be read.
+    loadgen: Vec<(u32, Ticks)>,
     machine: Option<BoxTicks>,
 }
 
@@ -69,8 +72,7 @@ impl CpuProbe {
         CpuProbe { gateway: gateway.to_vec(), loadgen }
     }
 
-    /// Read every counter now. A load-generator process that has already
-    /// gone counts as zero: it used no CPU in the window after it left.
+    /// Read every counter now.
     pub(crate) fn sample(&self) -> CpuSample {
         let sum = |pids: &[u32]| -> anyhow::Result<Ticks> {
             pids.iter().try_fold(Ticks::default(), |acc, &pid| Ok(acc.add(process_ticks(pid)?)))
@@ -78,10 +80,20 @@ impl CpuProbe {
         CpuSample {
             at: Instant::now(),
             gateway: if self.gateway.is_empty() { None } else { sum(&self.gateway).ok() },
-            loadgen: self.loadgen.iter().filter_map(|&pid| process_ticks(pid).ok()).fold(Ticks::default(), Ticks::add),
+            loadgen: self.loadgen.iter().filter_map(|&pid| Some((pid, process_ticks(pid).ok()?))).collect(),
             machine: box_ticks().ok(),
         }
     }
+}
+
+/// The load generator's CPU between two samples: per process, for the
+/// processes read both times (one that exited in between is left out
+/// rather than counted against its own earlier reading).
+fn loadgen_delta(before: &[(u32, Ticks)], after: &[(u32, Ticks)]) -> Ticks {
+    after
+        .iter()
+        .filter_map(|(pid, a)| Some(a.since(before.iter().find(|(p, _)| p == pid)?.1)))
+        .fold(Ticks::default(), Ticks::add)
 }
 
 /// What the window between two samples cost, in the units a report uses.
@@ -89,7 +101,7 @@ impl CpuProbe {
 pub(crate) struct CpuFigures {
     /// Length of the window, seconds.
     pub(crate) window_secs: f64,
-    /// Messages sent in the window: what the per-message figures divide by.
+    /// Messages scheduled in the window: what the per-message figures divide by.
     pub(crate) messages: u64,
     /// Gateway CPU as a share of one core (200 = two cores busy).
     pub(crate) gateway_cpu_pct: Option<f64>,
@@ -106,6 +118,8 @@ pub(crate) struct CpuFigures {
     pub(crate) loadgen_us_per_msg: Option<f64>,
     /// How busy the whole box was, percent of all its cores.
     pub(crate) box_busy_pct: Option<f64>,
+    /// The box's cores (online CPUs in `/proc/stat`).
+    pub(crate) box_cores: Option<usize>,
 }
 
 impl CpuFigures {
@@ -117,7 +131,7 @@ impl CpuFigures {
         let pct = |t: u64| 100.0 * t as f64 * tick / secs;
         let per_msg = |t: u64| (messages > 0).then(|| 1e6 * t as f64 * tick / messages as f64);
         let gateway = before.gateway.zip(after.gateway).map(|(b, a)| a.since(b));
-        let loadgen = after.loadgen.since(before.loadgen);
+        let loadgen = loadgen_delta(&before.loadgen, &after.loadgen);
         CpuFigures {
             window_secs: secs,
             messages,
@@ -131,6 +145,7 @@ impl CpuFigures {
                 let total = a.total.checked_sub(b.total).filter(|&t| t > 0)?;
                 Some(100.0 * a.busy.saturating_sub(b.busy) as f64 / total as f64)
             }),
+            box_cores: after.machine.map(|m| m.cores),
         }
     }
 
@@ -199,7 +214,11 @@ fn parse_box_stat(text: &str) -> Option<BoxTicks> {
         return None;
     }
     let total: u64 = v.iter().sum();
-    Some(BoxTicks { busy: total - v[3] - v[4], total })
+    let cores = text
+        .lines()
+        .filter(|l| l.strip_prefix("cpu").is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit())))
+        .count();
+    Some(BoxTicks { busy: total - v[3] - v[4], total, cores })
 }
 
 #[cfg(test)]
@@ -216,7 +235,7 @@ mod tests {
     #[test]
     fn box_busy_leaves_out_idle_and_iowait() {
         let text = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
-        assert_eq!(parse_box_stat(text), Some(BoxTicks { busy: 160, total: 1000 }));
+        assert_eq!(parse_box_stat(text), Some(BoxTicks { busy: 160, total: 1000, cores: 1 }));
         assert_eq!(parse_box_stat("intr 1 2 3\n"), None);
     }
 
@@ -232,11 +251,23 @@ mod tests {
         }
         let f = CpuFigures::between(&before, &probe.sample(), 1000);
         let gateway = f.gateway_cpu_pct.expect("own process is readable");
-        assert!(gateway > 20.0 && gateway < 250.0, "spinning one thread for the window: {gateway}%");
-        assert_eq!(f.gateway_cpu_pct.map(|g| g.round()), Some(f.loadgen_cpu_pct.round()));
+        assert!(gateway > 20.0, "spinning one thread for the window: {gateway}%");
+        // The same process read twice per sample, a moment apart: the two
+        // readings may differ by a tick or two (other tests run meanwhile).
+        let tick_pct = 100.0 / ticks_per_second() / f.window_secs;
+        assert!((gateway - f.loadgen_cpu_pct).abs() <= 2.0 * tick_pct + 1e-9, "{gateway} vs {}", f.loadgen_cpu_pct);
         let us = f.gateway_us_per_msg.expect("messages > 0");
         assert!(us > 50.0, "a quarter second over 1000 messages is about 250 µs each: {us}");
         assert!(f.box_busy_pct.is_some_and(|b| b > 0.0 && b <= 100.0));
+        assert!(f.box_cores.is_some_and(|c| c >= 1));
+    }
+
+    #[test]
+    fn a_load_generator_process_that_exits_is_left_out_not_subtracted() {
+        let t = |user, system| Ticks { user, system };
+        let before = [(10, t(100, 50)), (11, t(500, 500))];
+        let after = [(10, t(130, 60))];
+        assert_eq!(loadgen_delta(&before, &after), t(30, 10));
     }
 
     #[test]

@@ -176,7 +176,8 @@ fn per_run_table(
 /// message in all. The load generator spends part of that on every message
 /// whichever server it talks to, and the kernel work of the server's
 /// sockets (the baseline's `sys` time: the same frames over the same
-/// loopback) is paid by any server speaking this protocol over TCP.
+/// loopback) is, roughly, what a server doing that socket work pays. Both
+/// measured at one rate, so it is an estimate.
 fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Option<(u64, &Value)>) {
     let has_cpu = runs.iter().flat_map(|r| r.values()).any(|v| num(v, "cpu.gateway_us_per_msg").is_some());
     if !has_cpu {
@@ -185,7 +186,7 @@ fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Optio
     let _ = writeln!(md, "\n### Where the CPU goes\n");
     let _ = writeln!(
         md,
-        "CPU time over each run's load phase (not its setup or drain), from `/proc`, divided by the messages sent in it: the gateway's in user mode and in the kernel (system calls, and on loopback the network stack of both ends that they run), the load generator's (user + kernel), and how busy the whole box was. A box near 100% busy has run out of CPU. Costs per message fall as the rate rises, because the kernel and both programs handle more events per wake-up. In a run that fell behind (not clean) fewer messages than scheduled were handled in the window, so its figures understate the cost.\n"
+        "CPU time over each run's load phase (not its setup or drain), from `/proc`, divided by the messages scheduled in it: the gateway's in user mode and in the kernel (system calls, and on loopback much of the network stack of both ends, which they run), the load generator's (user + kernel), and how busy the whole box was. Kernel work that runs outside both processes (softirq threads, the disk) shows only in the box's figure. A box near 100% busy has run out of CPU. In a run that fell behind (not clean) fewer messages than scheduled were handled in the window, so its figures understate the cost.\n"
     );
     let columns = ["server user µs/msg", "server kernel µs/msg", "server total µs/msg", "loadgen µs/msg", "box busy %"];
     per_run_table(md, runs, &columns, |_, v| {
@@ -198,7 +199,10 @@ fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Optio
         ]
     });
     let Some((rate, v)) = baseline_sat else { return };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // The cores of the machine that ran the benchmark, as the load
+    // generator saw them; this machine's only for older results.
+    let cores =
+        num(v, "cpu.box_cores").unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
     let (Some(loadgen), Some(kernel)) = (num(v, "cpu.loadgen_us_per_msg"), num(v, "cpu.gateway_sys_us_per_msg")) else {
         return;
     };
@@ -206,12 +210,12 @@ fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Optio
     let fixed = loadgen + kernel;
     let _ = writeln!(
         md,
-        "\n**What 2x the baseline would take.** The baseline saturates at {rate} msg/s. At twice that, this box ({cores:.0} cores) has {budget:.1} µs of CPU per message in all. At {rate} msg/s the load generator spent {loadgen:.1} µs per message, and the baseline's kernel time alone was {kernel:.1} µs: that is the cost of its sockets' work, which any server speaking this protocol over TCP pays. Together {fixed:.1} µs, {:.2}x the budget. {}\n",
+        "\n**What 2x the baseline would take.** The baseline's highest clean rate (its saturation, unless it is the top of the sweep) is {rate} msg/s. At twice that, this box ({cores:.0} cores) has {budget:.1} µs of CPU per message in all. At {rate} msg/s the load generator spent {loadgen:.1} µs per message, and the baseline's kernel time alone was {kernel:.1} µs: that is, roughly, the cost of its sockets' work, which a server speaking this protocol over TCP pays too. Together {fixed:.1} µs, {:.2}x the budget. {}\n",
         fixed / budget,
         if fixed >= budget {
-            "If per-message costs stayed as they were at that rate, no server could reach twice the baseline on this box while sharing it with the load generator, however little CPU its own code took. Per-message costs do fall as load rises (the kernel batches more; compare the rows above), so this is an estimate of where the ceiling is, not a proof."
+            "If per-message costs stayed as they were at that rate, no server doing that socket work could reach twice the baseline on this box while sharing it with the load generator, however little CPU its own code took. Per-message costs have fallen as the rate rose in runs like these (the kernel batches more; compare the rows above), so this is an estimate of where the ceiling is, not a proof."
         } else {
-            "That leaves the rest for a server's own code, if per-message costs stayed as they were at that rate (they fall a little as load rises; compare the rows above)."
+            "That leaves the rest for a server's own code, if per-message costs stayed as they were at that rate (compare the rows above for how they change with the rate)."
         }
     );
 }
