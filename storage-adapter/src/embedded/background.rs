@@ -15,53 +15,106 @@
 //! large: at one setting, p99 ranged from 31 to 229 ms between runs.
 //! `--store-background-nice 0` turns it off.
 //!
-//! The flush is the same work either way; at a low priority it fills the
-//! gaps the request path leaves instead of preempting it. It is not starved
-//! for long: nice 19 still gets a small share of a busy CPU, and if
-//! flushing falls behind, the engine holds the writer back, which frees CPU
-//! for the workers.
+//! The cost: a flush at nice 19 gets only a small share of a CPU that
+//! other processes keep busy at normal priority, so it can take many times
+//! longer. If flushing falls far enough behind, fjall holds writes back,
+//! and the gateway sees slower commits. On a box shared with such
+//! processes, a milder setting (10, say) is the safer choice.
 //!
-//! fjall starts its workers itself, from the thread that opens the
-//! database, and offers no hook. A new thread inherits its creator's
-//! niceness (on Linux, niceness is per thread), so the engine is opened on
-//! a short-lived thread that has lowered its own priority first: every
-//! worker is born at that priority, with no window in which it runs at the
-//! gateway's. This is the same idea as a database's low-priority compaction
-//! pool.
+//! How: fjall starts its workers itself while it opens the database and
+//! offers no hook. So the workers are found right after the open by name
+//! (`fjall:worker`) among this process's threads, and reniced one by one
+//! (on Linux, niceness is per thread). A new thread takes that name only
+//! once it runs, so the search goes on until every worker of the new engine
+//! has been seen, within a bound. The open itself, including the replay of
+//! the journal after a crash, runs at the caller's priority: a reopen after
+//! a disk failure holds up reads while it runs, and must not be slowed.
 
-/// Run `open` on a new thread whose niceness is `nice` (1 to 19), so that
-/// the threads it starts inherit it; 0 or below runs `open` right here. A
-/// failure to lower the priority is logged, not returned: a slower tail is
-/// better than a store that will not open.
-pub(super) fn with_low_priority_threads<T: Send>(nice: i32, open: impl FnOnce() -> T + Send) -> T {
+use std::{
+    collections::HashSet,
+    fs,
+    time::{Duration, Instant},
+};
+
+/// What fjall names its worker threads.
+const WORKER_NAME: &str = "fjall:worker";
+
+/// How long to wait for a new engine's workers to name themselves.
+const WORKER_WAIT: Duration = Duration::from_secs(2);
+
+/// Run `open`, then lower the priority of the `workers` worker threads it
+/// started to niceness `nice` (1 to 19; 0 or below: leave them alone). A
+/// thread already at that niceness or above is left as it is: this only
+/// ever lowers priority, which needs no privilege. Failures are logged, not
+/// returned: a slower tail is better than a store that will not open.
+pub(super) fn open_with_low_priority_workers<D, E>(
+    nice: i32,
+    workers: usize,
+    open: impl FnOnce() -> Result<D, E>,
+) -> Result<D, E> {
     if nice <= 0 {
         return open();
     }
     let nice = nice.min(19);
-    std::thread::scope(|s| {
-        let opener = s.spawn(|| {
-            // SAFETY: setpriority takes plain integers and touches no memory
-            // of ours; with PRIO_PROCESS and who = 0 it changes the calling
-            // thread only. Raising niceness needs no privilege.
-            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
-                let err = std::io::Error::last_os_error();
-                tracing::warn!(%err, "cannot lower the priority of the store's background threads");
+    let before = worker_threads();
+    let engine = open()?;
+    let deadline = Instant::now() + WORKER_WAIT;
+    let mut seen = HashSet::new();
+    loop {
+        for tid in worker_threads() {
+            if !before.contains(&tid) && seen.insert(tid) {
+                lower_priority(tid, nice);
             }
-            open()
-        });
-        opener.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+        }
+        if seen.len() >= workers || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if seen.len() < workers {
+        tracing::warn!(
+            found = seen.len(),
+            workers,
+            "not every store background thread was found to lower its priority"
+        );
+    }
+    Ok(engine)
+}
+
+/// This process's threads named like fjall's workers.
+fn worker_threads() -> HashSet<libc::id_t> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else { return HashSet::new() };
+    tasks
+        .flatten()
+        .filter(|t| fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == WORKER_NAME))
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Give thread `tid` niceness `nice` unless it already has as much.
+fn lower_priority(tid: libc::id_t, nice: i32) {
+    if thread_nice(tid).is_some_and(|current| current >= nice) {
+        return;
+    }
+    // SAFETY: setpriority takes plain integers and touches no memory of
+    // ours. With PRIO_PROCESS and a thread id, Linux changes that one
+    // thread; an id that has exited meanwhile gives ESRCH, logged below.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
+        let err = std::io::Error::last_os_error();
+        tracing::warn!(tid, %err, "cannot lower the priority of a store background thread");
+    }
+}
+
+/// The niceness of thread `tid` of this process (field 19 of its `stat`).
+fn thread_nice(tid: libc::id_t) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // Fields after the parenthesised name: state is field 3, nice field 19.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(16)?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
-
     use super::*;
-    use crate::embedded::{EmbeddedOptions, EmbeddedStore};
-
-    /// What fjall names its worker threads.
-    const WORKER_NAME: &str = "fjall:worker";
 
     /// The calling thread's id.
     fn gettid() -> libc::id_t {
@@ -70,56 +123,40 @@ mod tests {
         tid as libc::id_t
     }
 
-    /// The niceness of thread `tid` of this process (field 19 of its `stat`).
-    fn thread_nice(tid: libc::id_t) -> Option<i32> {
-        let stat = fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-        // Fields after the parenthesised name: state is field 3, nice field 19.
-        stat[stat.rfind(')')? + 1..].split_whitespace().nth(16)?.parse().ok()
-    }
-
-    fn worker_nices() -> Vec<i32> {
-        fs::read_dir("/proc/self/task")
-            .unwrap()
-            .flatten()
-            .filter(|t| fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == WORKER_NAME))
-            .filter_map(|t| thread_nice(t.file_name().to_str()?.parse().ok()?))
-            .collect()
-    }
-
-    #[test]
-    fn an_open_store_has_its_workers_at_the_configured_niceness() {
-        let me = gettid();
-        let mine = thread_nice(me);
-        let dir = tempfile::tempdir().unwrap();
-        let _store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
-        let nices = worker_nices();
-        // Other tests in this binary open stores too, so there may be more
-        // workers than one store's; every one of them is lowered.
-        assert!(!nices.is_empty(), "an open store has fjall workers");
-        assert!(nices.iter().all(|&n| n == EmbeddedOptions::default().background_nice), "{nices:?}");
-        // The thread that asked for the store keeps its own priority.
-        assert_eq!(thread_nice(me), mine);
-    }
-
-    #[test]
-    fn zero_leaves_priority_alone_and_a_panic_reaches_the_caller() {
-        let me = gettid();
-        let tid = with_low_priority_threads(0, gettid);
-        assert_eq!(tid, me, "0 runs on the calling thread");
-        let nice = with_low_priority_threads(7, || thread_nice(gettid()));
-        assert_eq!(nice, Some(7));
-        let panicked = std::panic::catch_unwind(|| with_low_priority_threads(7, || panic!("open failed")));
-        assert!(panicked.is_err());
-    }
-
     #[test]
     fn this_threads_niceness_is_read_from_proc() {
         let tid = gettid();
-        // Test threads start at the process's niceness, which is 0 under
-        // cargo test unless the whole run was started with `nice`.
         // SAFETY: getpriority takes plain integers; -1 is also a valid
         // niceness, so errno is not consulted and the value is only compared.
         let expected = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
         assert_eq!(thread_nice(tid), Some(expected));
+    }
+
+    #[test]
+    fn priority_is_only_ever_lowered_and_only_for_the_thread_named() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            tx.send(gettid()).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let tid = rx.recv().unwrap();
+        let mine = thread_nice(gettid());
+        let start = thread_nice(tid).unwrap();
+        lower_priority(tid, start + 3);
+        assert_eq!(thread_nice(tid), Some(start + 3));
+        lower_priority(tid, start + 1);
+        assert_eq!(thread_nice(tid), Some(start + 3), "a lower niceness is not restored");
+        assert_eq!(thread_nice(gettid()), mine, "the caller is untouched");
+        done_tx.send(()).unwrap();
+        other.join().unwrap();
+    }
+
+    #[test]
+    fn zero_runs_the_open_and_touches_nothing() {
+        let r: Result<u8, ()> = open_with_low_priority_workers(0, 4, || Ok(7));
+        assert_eq!(r, Ok(7));
+        let e: Result<u8, &str> = open_with_low_priority_workers(19, 4, || Err("no"));
+        assert_eq!(e, Err("no"), "a failed open is returned at once");
     }
 }

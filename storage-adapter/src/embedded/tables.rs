@@ -35,13 +35,15 @@ pub(super) struct Tables {
 impl Tables {
     /// Open (or create) the database in `path`, replaying its journal.
     pub(super) fn open(path: &Path, options: &EmbeddedOptions) -> Result<Self, StoreError> {
-        // Opened where the engine's background threads are born at a low
-        // priority (see `background`).
-        let db = super::background::with_low_priority_threads(options.background_nice, || {
+        // fjall's default worker count, set explicitly so that `background`
+        // knows how many threads to look for.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        let db = super::background::open_with_low_priority_workers(options.background_nice, workers, || {
             Database::builder(path)
                 .cache_size(options.cache_bytes)
                 .manual_journal_persist(true)
                 .max_journaling_size(options.max_journal_bytes.max(64 * 1024 * 1024))
+                .worker_threads(workers)
                 .open()
         })
         .map_err(|e| StoreError::backend("open", e))?;
