@@ -22,6 +22,20 @@ fn worker_nices() -> Vec<i32> {
         .collect()
 }
 
+/// The workers' niceness once `done` holds for it, or after 5 s: a thread
+/// takes its name only once it runs, and leaves `/proc` only a moment after
+/// it has told the engine it is done.
+fn worker_nices_once(done: impl Fn(&[i32]) -> bool) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let nices = worker_nices();
+        if done(&nices) || std::time::Instant::now() >= deadline {
+            return nices;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 fn own_nice() -> Option<i32> {
     nice_in(Path::new("/proc/thread-self/stat"))
 }
@@ -36,12 +50,12 @@ fn workers_get_the_configured_niceness_and_the_opener_keeps_its_own() {
     assert!(!nices.is_empty(), "an open store has fjall workers");
     assert!(nices.iter().all(|&n| n == 19), "every worker at nice 19: {nices:?}");
     assert_eq!(own_nice(), mine, "the opening thread keeps its priority");
-    // Dropping the store stops its workers before it returns.
     drop(store);
-    assert!(worker_nices().is_empty());
+    let left = worker_nices_once(|n| n.is_empty());
+    assert!(left.is_empty(), "the closed store's workers are gone: {left:?}");
 
     let off = EmbeddedOptions { background_nice: 0, ..EmbeddedOptions::default() };
     let _store = EmbeddedStore::open(dir.path(), &off).unwrap();
-    let nices = worker_nices();
+    let nices = worker_nices_once(|n| !n.is_empty());
     assert!(!nices.is_empty() && nices.iter().all(|&n| Some(n) == mine), "0 leaves the workers alone: {nices:?}");
 }
