@@ -150,20 +150,31 @@ fn all_rates(runs: &[BTreeMap<u64, Value>]) -> Vec<u64> {
     rates
 }
 
+/// A column of a per-run table: its heading, the JSON field and the digits
+/// shown.
+type Column<'a> = (&'a str, &'a str, usize);
+
+/// A last column computed from a whole run: its heading and its cell.
+type Verdict<'a> = (&'a str, fn(u64, &Value) -> String);
+
 /// A table of the one-to-one runs, a row per offered rate and system:
-/// `columns` name what follows those two, and `cells` fills them for a run.
-fn per_run_table(
-    md: &mut String,
-    runs: &[BTreeMap<u64, Value>],
-    columns: &[&str],
-    cells: impl Fn(u64, &Value) -> Vec<String>,
-) {
-    let _ =
-        writeln!(md, "| offered msg/s | system | {} |\n|---|---|{}", columns.join(" | "), "---|".repeat(columns.len()));
+/// `columns` follow those two, then `verdict` (a heading and what to show
+/// for a run), if any.
+fn per_run_table(md: &mut String, runs: &[BTreeMap<u64, Value>], columns: &[Column<'_>], verdict: Option<Verdict<'_>>) {
+    let mut headings: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    headings.extend(verdict.map(|v| v.0));
+    let _ = writeln!(
+        md,
+        "| offered msg/s | system | {} |\n|---|---|{}",
+        headings.join(" | "),
+        "---|".repeat(headings.len())
+    );
     for rate in all_rates(runs) {
         for (i, s) in SYSTEMS.iter().enumerate() {
             let Some(v) = runs[i].get(&rate) else { continue };
-            let _ = writeln!(md, "| {rate} | {s} | {} |", cells(rate, v).join(" | "));
+            let mut cells: Vec<String> = columns.iter().map(|&(_, key, digits)| fmt(num(v, key), digits)).collect();
+            cells.extend(verdict.map(|(_, show)| show(rate, v)));
+            let _ = writeln!(md, "| {rate} | {s} | {} |", cells.join(" | "));
         }
     }
 }
@@ -188,16 +199,14 @@ fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Optio
         md,
         "CPU time over each run's load phase (not its setup or drain), from `/proc`, divided by the messages scheduled in it: the gateway's in user mode and in the kernel (system calls, and on loopback much of the network stack of both ends, which they run), the load generator's (user + kernel), and how busy the whole box was. Kernel work that runs outside both processes (softirq threads, the disk) shows only in the box's figure. A box near 100% busy has run out of CPU. In a run that fell behind (not clean) fewer messages than scheduled were handled in the window, so its figures understate the cost.\n"
     );
-    let columns = ["server user µs/msg", "server kernel µs/msg", "server total µs/msg", "loadgen µs/msg", "box busy %"];
-    per_run_table(md, runs, &columns, |_, v| {
-        vec![
-            fmt(num(v, "cpu.gateway_user_us_per_msg"), 1),
-            fmt(num(v, "cpu.gateway_sys_us_per_msg"), 1),
-            fmt(num(v, "cpu.gateway_us_per_msg"), 1),
-            fmt(num(v, "cpu.loadgen_us_per_msg"), 1),
-            fmt(num(v, "cpu.box_busy_pct"), 0),
-        ]
-    });
+    let columns = [
+        ("server user µs/msg", "cpu.gateway_user_us_per_msg", 1),
+        ("server kernel µs/msg", "cpu.gateway_sys_us_per_msg", 1),
+        ("server total µs/msg", "cpu.gateway_us_per_msg", 1),
+        ("loadgen µs/msg", "cpu.loadgen_us_per_msg", 1),
+        ("box busy %", "cpu.box_busy_pct", 0),
+    ];
+    per_run_table(md, runs, &columns, None);
     let Some((rate, v)) = baseline_sat else { return };
     // The cores of the machine that ran the benchmark, as the load
     // generator saw them; this machine's only for older results.
@@ -383,29 +392,17 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
     }
     let _ = writeln!(md, "\nEvery run, side by side (same offered rate, same pairs, same duration):\n");
     let columns = [
-        "delivered msg/s",
-        "p50 deliver (ms)",
-        "p99 deliver (ms)",
-        "p99.9 deliver (ms)",
-        "p99 receipt (ms)",
-        "lost",
-        "dup",
-        "refused",
-        "clean",
+        ("delivered msg/s", "achieved_delivery_rate", 0),
+        ("p50 deliver (ms)", "delivery_ms.p50_ms", 2),
+        ("p99 deliver (ms)", "delivery_ms.p99_ms", 2),
+        ("p99.9 deliver (ms)", "delivery_ms.p999_ms", 2),
+        ("p99 receipt (ms)", "receipt_ms.p99_ms", 2),
+        ("lost", "lost", 0),
+        ("dup", "duplicated", 0),
+        ("refused", "refused_sends", 0),
     ];
-    per_run_table(&mut md, &runs, &columns, |rate, v| {
-        vec![
-            fmt(num(v, "achieved_delivery_rate"), 0),
-            fmt(num(v, "delivery_ms.p50_ms"), 2),
-            fmt(num(v, "delivery_ms.p99_ms"), 2),
-            fmt(num(v, "delivery_ms.p999_ms"), 2),
-            fmt(num(v, "receipt_ms.p99_ms"), 2),
-            fmt(num(v, "lost"), 0),
-            fmt(num(v, "duplicated"), 0),
-            fmt(num(v, "refused_sends"), 0),
-            (if clean(rate, v) { "yes" } else { "no" }).to_owned(),
-        ]
-    });
+    let verdict = |rate: u64, v: &Value| (if clean(rate, v) { "yes" } else { "no" }).to_owned();
+    per_run_table(&mut md, &runs, &columns, Some(("clean", verdict)));
     let rates = all_rates(&runs);
     plot_throughput(&plots.join("one-to-one-p99.svg"), &[("chatgw", &runs[0]), ("baseline", &runs[1])])?;
     let _ = writeln!(md, "\n![p99 vs offered rate]({})\n", plot_link("one-to-one-p99.svg"));
