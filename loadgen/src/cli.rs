@@ -35,6 +35,8 @@ pub(crate) enum Command {
     ReconnectStorm(StormArgs),
     /// Direct pairs and groups, users with one or two devices, that survive gateway restarts: reconnect with backoff, sync, resend with the same client id; verify every acked message reached every device once, in order.
     Soak(SoakArgs),
+    /// Append and fdatasync a scratch file back to back; report the sync latency and the floor the disk puts under durable acknowledgements (no gateway needed).
+    Disk(DiskArgs),
 }
 
 fn secs<S: Serializer>(d: &HumanDuration, s: S) -> Result<S::Ok, S::Error> {
@@ -314,4 +316,35 @@ pub(crate) struct SoakArgs {
     /// Bytes of each message body.
     #[arg(long, default_value_t = 100)]
     pub(crate) body_bytes: usize,
+}
+
+/// `loadgen disk`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct DiskArgs {
+    /// Directory to probe: the gateway's --data directory, or any directory on the same filesystem. A scratch file is written there and removed at the end.
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// How long to keep appending and syncing (e.g. 20s, 1m).
+    #[arg(long, default_value = "20s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) duration: HumanDuration,
+    /// Bytes appended before each fdatasync, like one group commit's journal append.
+    #[arg(long, default_value_t = 4096)]
+    pub(crate) bytes: usize,
+    /// The acknowledgement latency to hold the disk against: syncs longer than this are stalls, and the report says for what share of the time the disk alone keeps a write from being acknowledged within it.
+    #[arg(long, default_value = "5ms")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) target: HumanDuration,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// Also write every figure and the settings to this JSON file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Conditions the probe must meet, e.g. `floor_p99_ms<5,stalls=0`; a failed condition exits 1. The names are listed at the end of this help.
+    #[arg(long, value_name = "EXPR")]
+    pub(crate) check: Option<String>,
+    /// Write the sync latency histogram in the HdrHistogram percentile format (.hgrm, values in ms).
+    #[arg(long, value_name = "[NAME=]FILE")]
+    pub(crate) hist: Vec<String>,
 }

@@ -13,6 +13,8 @@
 //! (`group`), recovery from a mass disconnect (`reconnect-storm`), and
 //! nothing acked lost or duplicated while the gateway itself is killed and
 //! restarted again and again (`soak`, driven by `scripts/crash-soak.sh`).
+//! `disk` needs no gateway: it measures what the disk under the store
+//! allows a durable acknowledgement, the floor under every latency above.
 //! Connections can be spread over worker processes (`--procs`) when one
 //! process's descriptor limit is not enough.
 //!
@@ -26,6 +28,7 @@ mod conn;
 mod connect;
 mod cpu;
 mod ctx;
+mod disk;
 mod driver;
 mod event;
 mod fleet;
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         cli::Command::Group(args) => group::run(args),
         cli::Command::ReconnectStorm(args) => storm::run(args),
         cli::Command::Soak(args) => soak::run(args),
+        cli::Command::Disk(args) => disk::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -96,6 +100,7 @@ fn parse_cli() -> Result<cli::Cli, clap::Error> {
         ("group", &group::FIGURES),
         ("reconnect-storm", &storm::FIGURES),
         ("soak", &soak::FIGURES),
+        ("disk", &disk::FIGURES),
     ] {
         let help = format!(
             "Names for --check: {}.\nLatencies for --hist NAME=FILE: {} (plain --hist FILE: {}).",

@@ -29,19 +29,29 @@ pub(crate) struct Outputs {
 impl Outputs {
     /// Parse them for a scenario with these figures.
     pub(crate) fn parse(c: &CommonArgs, figures: &'static Figures) -> anyhow::Result<Self> {
-        let checks = match &c.check {
+        Self::parse_parts(c.json.clone(), c.check.as_deref(), &c.hist, figures)
+    }
+
+    /// The same from the three options themselves, for a run without the
+    /// connection settings (`disk`).
+    pub(crate) fn parse_parts(
+        json: Option<PathBuf>,
+        check: Option<&str>,
+        hist: &[String],
+        figures: &'static Figures,
+    ) -> anyhow::Result<Self> {
+        let checks = match check {
             Some(expr) => check::parse(expr, figures).map_err(anyhow::Error::msg)?,
             None => Vec::new(),
         };
-        let hists = c
-            .hist
+        let hists = hist
             .iter()
             .map(|arg| {
                 let (name, file) = hgrm::parse_spec(arg, |n| figures.is_latency(n)).map_err(anyhow::Error::msg)?;
                 Ok((name.unwrap_or_else(|| figures.main.to_owned()), PathBuf::from(file)))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Outputs { figures, json: c.json.clone(), hists, checks })
+        Ok(Outputs { figures, json, hists, checks })
     }
 
     /// Write the JSON and the histograms, print the verdicts; returns
