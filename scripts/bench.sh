@@ -15,6 +15,8 @@
 #   EPOLL_RATES one-to-one rates also run with --io epoll (default "5000 10000 20000");
 #               every other chatgw run uses --io uring
 #   OUT         results directory (default target/bench/<timestamp>)
+#   TMPFS       a tmpfs directory for one extra chatgw run at half its saturation
+#               with the store off the disk (default /dev/shm; empty skips it)
 # Every run is bounded and stops by itself; servers are stopped between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +29,10 @@ DURATION="${DURATION:-10}"
 CONNS="${CONNS:-19000}"
 BOX_PROCS="${BOX_PROCS:-3}"
 EPOLL_RATES="${EPOLL_RATES:-5000 10000 20000}"
+TMPFS="${TMPFS-/dev/shm}"
+DISK_PROBE=20
 if [[ $QUICK == 1 ]]; then
-    RATES="2000 5000"; DURATION=3; CONNS=2000; BOX_PROCS=0; EPOLL_RATES="5000"
+    RATES="2000 5000"; DURATION=3; CONNS=2000; BOX_PROCS=0; EPOLL_RATES="5000"; DISK_PROBE=3
 fi
 OUT="${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}"
 REPORT=BENCHMARKS.md
@@ -70,6 +74,7 @@ PY
 } > "$OUT/machine.txt"
 
 SERVER_PIDS=()
+TMPFS_DATA=()
 stop_servers() {
     for p in "${SERVER_PIDS[@]:-}"; do
         [[ -n "$p" ]] && kill -TERM "$p" 2>/dev/null || true
@@ -78,8 +83,18 @@ stop_servers() {
         [[ -n "$p" ]] && { timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; }
     done
     SERVER_PIDS=()
+    for d in "${TMPFS_DATA[@]:-}"; do [[ -n "$d" ]] && rm -rf "$d"; done
+    TMPFS_DATA=()
 }
 trap stop_servers EXIT
+
+# disk_probe NAME: what the results directory's disk allows a durable
+# acknowledgement right now (loadgen disk; no server running).
+disk_probe() {
+    log "disk probe ($1): ${DISK_PROBE} s of 4 KiB appends, each fdatasynced"
+    cmd "$BIN/loadgen" disk --dir "$OUT" --duration "$DISK_PROBE" --quiet --json "$OUT/$1.json" \
+        --hist "$OUT/$1.hgrm" > "$OUT/$1.txt" || true
+}
 
 wait_port() {
     for _ in $(seq 1 100); do
@@ -95,9 +110,13 @@ start_server() {
     local data="$OUT/data-$system-$index"
     rm -rf "$data"
     case $system in
-        chatgw | chatgw-epoll)
+        chatgw | chatgw-epoll | chatgw-tmpfs)
             local io=uring
             [[ $system == chatgw-epoll ]] && io=epoll
+            if [[ $system == chatgw-tmpfs ]]; then
+                data=$(mktemp -d "$TMPFS/chatgw-bench.XXXXXX")
+                TMPFS_DATA+=("$data")
+            fi
             printf '%s\n' "$BIN/chatgw serve --listen 127.0.0.1:$PORT --data $data --secret \$SECRET --node-id $index --io $io" >> "$OUT/commands.txt"
             CHATGW_LOG=warn "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --data "$data" --secret "$SECRET" --node-id "$index" --io "$io" \
                 > "$OUT/server-$system-$index.log" 2>&1 &
@@ -123,6 +142,8 @@ one_to_one() {
     stop_servers
 }
 
+disk_probe disk-start
+
 for system in chatgw baseline; do
     log "idle connections: $system, $CONNS connections"
     start_server "$system"
@@ -138,10 +159,18 @@ done
 # Half of chatgw's saturation, for both systems.
 if sat=$("$BIN/bench-report" saturation --dir "$OUT" --system chatgw 2>/dev/null); then
     half=$((sat / 2))
+    disk_probe disk-half
     for system in chatgw baseline; do
         [[ -f "$OUT/o2o-$system-$half.json" ]] && continue
         one_to_one "$system" "$half" "half of chatgw's saturation"
     done
+    # The same gateway with its store on tmpfs: what its latency is without
+    # the disk's stalls (not durable across a power cut; a comparison only).
+    if [[ -n "$TMPFS" && -d "$TMPFS" ]]; then
+        one_to_one chatgw-tmpfs "$half" "store on tmpfs, half of chatgw's saturation"
+    else
+        log "no tmpfs directory ($TMPFS): skipping the run with the store off the disk"
+    fi
 fi
 
 # The same gateway on epoll, for the I/O driver comparison.

@@ -14,6 +14,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+#[path = "bench_report/disk.rs"]
+mod disk;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use plotters::prelude::*;
@@ -418,6 +421,7 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
     }
 
     write_cpu(&mut md, &runs, sat[1]);
+    disk::write_disk(&mut md, dir, &runs[0], &runs[1]);
 
     write_drivers(&mut md, dir, &runs[0]);
 

@@ -1,0 +1,96 @@
+//! The report's section on the disk: what the data directory's disk allowed
+//! a durable acknowledgement while the session ran, and chatgw with its
+//! store on tmpfs next to chatgw on the disk and the baseline.
+//!
+//! Why: chatgw answers `sent` and delivers only after an fdatasync, so its
+//! latency percentiles include every stall of the disk, and the baseline's
+//! (in memory) include none. `loadgen disk` probes, taken by
+//! `scripts/bench.sh` at the start of the session and again just before
+//! the runs at half of chatgw's saturation, give the floor the disk put
+//! under any durable server's p99 at the time. The run on tmpfs takes the
+//! disk out (fdatasync returns at once; not durable across a power cut),
+//! so the gap between chatgw's two runs at one rate is the disk's, and the
+//! gap between chatgw on tmpfs and the baseline is what the gateway's own
+//! work (and durability's CPU) adds.
+
+use std::{collections::BTreeMap, fmt::Write as _, path::Path};
+
+use serde_json::Value;
+
+use super::{fmt, num, one_to_one_runs, read_json};
+
+/// The probes `scripts/bench.sh` takes: (file stem, when).
+const PROBES: [(&str, &str); 2] =
+    [("disk-start", "start of the session"), ("disk-half", "just before the runs at half of chatgw's saturation")];
+
+/// The run of chatgw whose store is on tmpfs.
+pub(crate) const TMPFS: &str = "chatgw-tmpfs";
+
+/// Write the section; nothing when the session has neither probes nor a
+/// tmpfs run.
+pub(crate) fn write_disk(
+    md: &mut String,
+    dir: &Path,
+    disk_runs: &BTreeMap<u64, Value>,
+    baseline: &BTreeMap<u64, Value>,
+) {
+    let probes: Vec<(&str, Value)> =
+        PROBES.iter().filter_map(|(stem, when)| Some((*when, read_json(&dir.join(format!("{stem}.json")))?))).collect();
+    let tmpfs = one_to_one_runs(dir, TMPFS);
+    if probes.is_empty() && tmpfs.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "\n### What the disk allows\n");
+    if !probes.is_empty() {
+        let _ = writeln!(
+            md,
+            "`loadgen disk` appends 4 KiB to a scratch file in the results directory's filesystem and fdatasyncs it, back to back, like a busy journal. A write that arrives while the disk is stalled in a flush waits for the rest of the stall, whatever the server does; a stall holds up every file of this virtual disk at once. *Time stalled* is the share of the probe in which a sync still had more than 5 ms to run; the *p99 floor* is the latency that 1% of writes arriving at random moments cannot beat for that reason alone (a lower bound for any server that acknowledges after fdatasync on this disk, at any rate).\n"
+        );
+        let _ = writeln!(
+            md,
+            "| probe | syncs/s | fdatasync p50 (ms) | p99 (ms) | max (ms) | syncs over 5 ms | time stalled | p99 floor (ms) | p99.9 floor (ms) |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for (when, v) in &probes {
+            let _ = writeln!(
+                md,
+                "| {when} | {} | {} | {} | {} | {} | {}% | {} | {} |",
+                fmt(num(v, "syncs_per_sec"), 0),
+                fmt(num(v, "sync_ms.p50_ms"), 3),
+                fmt(num(v, "sync_ms.p99_ms"), 3),
+                fmt(num(v, "sync_ms.max_ms"), 1),
+                fmt(num(v, "stalls"), 0),
+                fmt(num(v, "stalled_pct"), 2),
+                fmt(num(v, "floor_p99_ms"), 2),
+                fmt(num(v, "floor_p999_ms"), 2),
+            );
+        }
+        let _ = writeln!(md);
+    }
+    for (rate, t) in &tmpfs {
+        let runs = [disk_runs.get(rate), Some(t), baseline.get(rate)];
+        let _ = writeln!(
+            md,
+            "At {rate} msg/s offered, chatgw with its store on the disk, the same build with its store on tmpfs (`--data` under /dev/shm: nothing waits for a disk, and nothing survives a power cut), and the baseline (in memory):\n"
+        );
+        let _ = writeln!(md, "| | chatgw (disk) | chatgw (tmpfs) | baseline (memory) |\n|---|---|---|---|");
+        for (label, key, digits) in [
+            ("p50 send -> deliver (ms)", "delivery_ms.p50_ms", 2),
+            ("p99 send -> deliver (ms)", "delivery_ms.p99_ms", 2),
+            ("p99.9 send -> deliver (ms)", "delivery_ms.p999_ms", 2),
+            ("lost / duplicated", "", 0),
+            ("server µs/msg (user + kernel)", "cpu.gateway_us_per_msg", 1),
+            ("box busy %", "cpu.box_busy_pct", 0),
+        ] {
+            let cells: Vec<String> = runs
+                .iter()
+                .map(|r| match (r, key) {
+                    (None, _) => "not run".to_owned(),
+                    (Some(v), "") => format!("{} / {}", fmt(num(v, "lost"), 0), fmt(num(v, "duplicated"), 0)),
+                    (Some(v), key) => fmt(num(v, key), digits),
+                })
+                .collect();
+            let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
+        }
+        let _ = writeln!(md);
+    }
+}
