@@ -159,11 +159,11 @@ done
 # Half of chatgw's saturation, for both systems.
 if sat=$("$BIN/bench-report" saturation --dir "$OUT" --system chatgw 2>/dev/null); then
     half=$((sat / 2))
-    disk_probe disk-half
     for system in chatgw baseline; do
         [[ -f "$OUT/o2o-$system-$half.json" ]] && continue
         one_to_one "$system" "$half" "half of chatgw's saturation"
     done
+    disk_probe disk-half
     # The same gateway with its store on tmpfs: what its latency is without
     # the disk's stalls (not durable across a power cut; a comparison only).
     if [[ -n "$TMPFS" && -d "$TMPFS" ]]; then

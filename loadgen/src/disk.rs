@@ -85,7 +85,10 @@ struct DiskReport<'a> {
 
 /// Run the probe. `Ok(false)` when a `--check` fails.
 pub(crate) fn run(args: DiskArgs) -> anyhow::Result<bool> {
-    anyhow::ensure!(args.bytes > 0, "--bytes must be at least 1");
+    anyhow::ensure!(
+        args.bytes > 0 && args.bytes as u64 <= ROLL_BYTES,
+        "--bytes must be between 1 and {ROLL_BYTES} (the scratch file's size limit)"
+    );
     anyhow::ensure!(!args.duration.0.is_zero(), "--duration must be more than 0");
     let outputs = Outputs::parse_parts(args.json.clone(), args.check.as_deref(), &args.hist, &FIGURES)?;
     let path = scratch_path(&args.dir);

@@ -63,6 +63,17 @@ fn a_failed_check_exits_1_and_a_bad_name_exits_2() {
 }
 
 #[test]
+fn bad_settings_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value) in [("--bytes", "0"), ("--bytes", "67108865"), ("--duration", "0s")] {
+        let out = loadgen().args(["disk", "--quiet", flag, value, "--dir"]).arg(dir.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(flag), "{flag} {value}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
 fn a_missing_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = loadgen()

@@ -21,10 +21,8 @@ use serde_json::Value;
 use super::{fmt, num, one_to_one_runs, read_json};
 
 /// The probes `scripts/bench.sh` takes: (file stem, when).
-const PROBES: [(&str, &str); 2] = [
-    ("disk-start", "start of the session"),
-    ("disk-half", "after the rate sweep, before the runs at half of chatgw's saturation"),
-];
+const PROBES: [(&str, &str); 2] =
+    [("disk-start", "start of the session"), ("disk-half", "after the rate sweep, before the run on tmpfs")];
 
 /// The run of chatgw whose store is on tmpfs.
 pub(crate) const TMPFS: &str = "chatgw-tmpfs";
