@@ -15,8 +15,8 @@
 #   EPOLL_RATES one-to-one rates also run with --io epoll (default "5000 10000 20000");
 #               every other chatgw run uses --io uring
 #   OUT         results directory (default target/bench/<timestamp>)
-#   TMPFS       a tmpfs directory for one extra chatgw run at half its saturation
-#               with the store off the disk (default /dev/shm; empty skips it)
+#   TMPFS       a tmpfs directory for the chatgw run at half its saturation with
+#               the store off the disk (default /dev/shm; empty skips that run)
 # Every run is bounded and stops by itself; servers are stopped between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,7 +83,9 @@ stop_servers() {
         [[ -n "$p" ]] && { timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; }
     done
     SERVER_PIDS=()
-    for d in "${TMPFS_DATA[@]:-}"; do [[ -n "$d" ]] && rm -rf "$d"; done
+    for d in "${TMPFS_DATA[@]:-}"; do
+        if [[ -n "$d" ]]; then rm -rf -- "$d"; fi
+    done
     TMPFS_DATA=()
 }
 trap stop_servers EXIT
@@ -92,8 +94,19 @@ trap stop_servers EXIT
 # acknowledgement right now (loadgen disk; no server running).
 disk_probe() {
     log "disk probe ($1): ${DISK_PROBE} s of 4 KiB appends, each fdatasynced"
+    sync
     cmd "$BIN/loadgen" disk --dir "$OUT" --duration "$DISK_PROBE" --quiet --json "$OUT/$1.json" \
-        --hist "$OUT/$1.hgrm" > "$OUT/$1.txt" || true
+        --hist "$OUT/$1.hgrm" > "$OUT/$1.txt" 2>&1 || log "disk probe $1 failed: see $OUT/$1.txt"
+}
+
+# usable_tmpfs: whether $TMPFS is a writable tmpfs with room for a store
+# (1 GiB; a 64 MiB container /dev/shm is not).
+usable_tmpfs() {
+    [[ -n "$TMPFS" && -d "$TMPFS" && -w "$TMPFS" ]] || return 1
+    [[ "$(stat -f -c %T "$TMPFS" 2>/dev/null)" == tmpfs ]] || return 1
+    local avail_kb
+    avail_kb=$(df -Pk "$TMPFS" | awk 'NR == 2 { print $4 }')
+    [[ "${avail_kb:-0}" -ge 1048576 ]]
 }
 
 wait_port() {
@@ -110,11 +123,11 @@ start_server() {
     local data="$OUT/data-$system-$index"
     rm -rf "$data"
     case $system in
-        chatgw | chatgw-epoll | chatgw-tmpfs)
+        chatgw | chatgw-epoll | chatgw-disk | chatgw-tmpfs)
             local io=uring
             [[ $system == chatgw-epoll ]] && io=epoll
             if [[ $system == chatgw-tmpfs ]]; then
-                data=$(mktemp -d "$TMPFS/chatgw-bench.XXXXXX")
+                data=$(mktemp -d "$TMPFS/chatgw-bench.XXXXXX") || { log "cannot create a directory in $TMPFS"; return 1; }
                 TMPFS_DATA+=("$data")
             fi
             printf '%s\n' "$BIN/chatgw serve --listen 127.0.0.1:$PORT --data $data --secret \$SECRET --node-id $index --io $io" >> "$OUT/commands.txt"
@@ -163,13 +176,15 @@ if sat=$("$BIN/bench-report" saturation --dir "$OUT" --system chatgw 2>/dev/null
         [[ -f "$OUT/o2o-$system-$half.json" ]] && continue
         one_to_one "$system" "$half" "half of chatgw's saturation"
     done
-    disk_probe disk-half
-    # The same gateway with its store on tmpfs: what its latency is without
-    # the disk's stalls (not durable across a power cut; a comparison only).
-    if [[ -n "$TMPFS" && -d "$TMPFS" ]]; then
-        one_to_one chatgw-tmpfs "$half" "store on tmpfs, half of chatgw's saturation"
+    # Back to back: a disk probe, chatgw on the disk, chatgw with its store
+    # on tmpfs (not durable across a power cut; a comparison only), so the
+    # gap between the two runs is mostly the disk's as the probe saw it.
+    if usable_tmpfs; then
+        disk_probe disk-half
+        one_to_one chatgw-disk "$half" "store on the disk, right after the probe"
+        one_to_one chatgw-tmpfs "$half" "store on tmpfs" || log "the run on tmpfs failed"
     else
-        log "no tmpfs directory ($TMPFS): skipping the run with the store off the disk"
+        log "no usable tmpfs at '$TMPFS' (writable, tmpfs, 1 GiB free): skipping the runs with the store off the disk"
     fi
 fi
 

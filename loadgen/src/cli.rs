@@ -321,7 +321,7 @@ pub(crate) struct SoakArgs {
 /// `loadgen disk`.
 #[derive(Args, Debug, Clone, Serialize)]
 pub(crate) struct DiskArgs {
-    /// Directory to probe: the gateway's --data directory, or any directory on the same filesystem. A scratch file is written there and removed at the end.
+    /// Directory to probe: the gateway's --data directory, or any directory on the same filesystem. A scratch file is created there and unlinked at once (nothing is left behind). The probe adds thousands of syncs a second: not next to a gateway serving users.
     #[arg(long)]
     pub(crate) dir: PathBuf,
     /// How long to keep appending and syncing (e.g. 20s, 1m).
@@ -331,7 +331,7 @@ pub(crate) struct DiskArgs {
     /// Bytes appended before each fdatasync, like one group commit's journal append.
     #[arg(long, default_value_t = 4096)]
     pub(crate) bytes: usize,
-    /// The acknowledgement latency to hold the disk against: syncs longer than this are stalls, and the report says for what share of the time the disk alone keeps a write from being acknowledged within it.
+    /// The acknowledgement latency to hold the disk against (e.g. 5ms, 20ms): syncs longer than this are stalls, and the report says for what share of the time the disk alone kept a write from being acknowledged within it.
     #[arg(long, default_value = "5ms")]
     #[serde(serialize_with = "secs")]
     pub(crate) target: HumanDuration,

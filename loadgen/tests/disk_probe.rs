@@ -30,7 +30,8 @@ fn probe_reports_every_figure_and_cleans_up() {
     assert!(syncs > 0, "{r}");
     assert_eq!(r["sync_ms"]["count"].as_u64(), Some(syncs));
     let secs = r["secs"].as_f64().unwrap();
-    assert!((1.0..5.0).contains(&secs), "{r}");
+    // At least the duration; the last sync may run long on a stalling disk.
+    assert!((1.0..120.0).contains(&secs), "{r}");
     assert!(r["sync_ms"]["p50_ms"].as_f64().unwrap() > 0.0, "{r}");
     assert_eq!(r["target_ms"].as_f64(), Some(5.0));
     // The floors are lower bounds: never above the longest sync, and the
