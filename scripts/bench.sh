@@ -213,11 +213,16 @@ if command -v python3 >/dev/null && python3 -c 'import websockets' 2>/dev/null; 
     for system in chatgw baseline; do
         log "spot-check: $system"
         start_server "$system"
+        # Both clients at once, on their own users: the same server, disk
+        # and box at the same moments, so a stall shows in both or neither.
         {
-            cmd python3 scripts/spotcheck.py --url "127.0.0.1:$PORT" --secret "$SECRET" --pairs 50 --rate 1000 --duration "$DURATION"
-            echo "loadgen at the same rate:"
             cmd "$BIN/loadgen" one-to-one --url "127.0.0.1:$PORT" --pairs 50 --rate 1000 --duration "$DURATION" \
-                --secret "$SECRET" --quiet --first-user 7000000 | grep -E 'intended send -> delivered|latency  '
+                --secret "$SECRET" --quiet --first-user 7000000 > "$OUT/spot-$system-loadgen.txt" 2>&1 &
+            lg=$!
+            cmd python3 scripts/spotcheck.py --url "127.0.0.1:$PORT" --secret "$SECRET" --pairs 50 --rate 1000 --duration "$DURATION"
+            wait "$lg" || true
+            echo "loadgen at the same rate, at the same time:"
+            grep -E 'intended send -> delivered|latency  ' "$OUT/spot-$system-loadgen.txt"
         } > "$OUT/spot-$system.txt" 2>&1 || true
         stop_servers
     done

@@ -477,7 +477,7 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
         let _ = writeln!(md, "## Independent spot-check\n");
         let _ = writeln!(
             md,
-            "`scripts/spotcheck.py` (Python `websockets`, no code shared with the load generator) against the same servers, next to the load generator at the same offered rate:\n"
+            "`scripts/spotcheck.py` (Python `websockets`, no code shared with the load generator) against the same servers, with the load generator running at the same offered rate at the same time on its own users (so both see the same disk and CPU), 2,000 msg/s in all:\n"
         );
         for (s, text) in spots {
             let _ = writeln!(md, "**{s}**\n\n```\n{text}```\n");
