@@ -50,6 +50,24 @@ fn opt_secs<S: Serializer>(d: &Option<HumanDuration>, s: S) -> Result<S::Ok, S::
     }
 }
 
+/// What a run reports besides its summary, and whether it shows progress:
+/// every scenario has these, `disk` included.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct ReportArgs {
+    /// No progress display on stderr.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// Also write every figure and the settings to this JSON file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Conditions the run must meet, comma-separated, e.g. `p99_deliver<5ms,lost=0,conns>=19000`; operators < <= > >= =; durations take us, ms or s (bare numbers are ms). The names are listed at the end of this help. A failed condition exits 1.
+    #[arg(long, value_name = "EXPR")]
+    pub(crate) check: Option<String>,
+    /// Write a latency histogram in the HdrHistogram percentile format (.hgrm, values in ms): `FILE` for the scenario's main latency, or `NAME=FILE` (repeatable) for any of its latencies.
+    #[arg(long, value_name = "[NAME=]FILE")]
+    pub(crate) hist: Vec<String>,
+}
+
 /// Settings every scenario has.
 #[derive(Args, Debug, Clone, Serialize)]
 pub(crate) struct CommonArgs {
@@ -77,18 +95,9 @@ pub(crate) struct CommonArgs {
     #[arg(long)]
     #[serde(serialize_with = "opt_secs")]
     pub(crate) timeout: Option<HumanDuration>,
-    /// No progress display on stderr.
-    #[arg(long)]
-    pub(crate) quiet: bool,
-    /// Also write every figure and the settings to this JSON file.
-    #[arg(long)]
-    pub(crate) json: Option<PathBuf>,
-    /// Conditions the run must meet, comma-separated, e.g. `p99_deliver<5ms,lost=0,conns>=19000`; operators < <= > >= =; durations take us, ms or s (bare numbers are ms). The names are listed at the end of this help. A failed condition exits 1.
-    #[arg(long, value_name = "EXPR")]
-    pub(crate) check: Option<String>,
-    /// Write a latency histogram in the HdrHistogram percentile format (.hgrm, values in ms): `FILE` for the scenario's main latency, or `NAME=FILE` (repeatable) for any of its latencies.
-    #[arg(long, value_name = "[NAME=]FILE")]
-    pub(crate) hist: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) report: ReportArgs,
     /// Worker processes to spread the connections over (each has its own descriptor limit); the parent merges their results.
     #[arg(long, default_value_t = 1)]
     pub(crate) procs: usize,
@@ -335,16 +344,7 @@ pub(crate) struct DiskArgs {
     #[arg(long, default_value = "5ms")]
     #[serde(serialize_with = "secs")]
     pub(crate) target: HumanDuration,
-    /// No progress lines on stderr.
-    #[arg(long)]
-    pub(crate) quiet: bool,
-    /// Also write every figure and the settings to this JSON file.
-    #[arg(long)]
-    pub(crate) json: Option<PathBuf>,
-    /// Conditions the probe must meet, e.g. `floor_p99_ms<5,stalls=0`; a failed condition exits 1. The names are listed at the end of this help.
-    #[arg(long, value_name = "EXPR")]
-    pub(crate) check: Option<String>,
-    /// Write the sync latency histogram in the HdrHistogram percentile format (.hgrm, values in ms).
-    #[arg(long, value_name = "[NAME=]FILE")]
-    pub(crate) hist: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) report: ReportArgs,
 }

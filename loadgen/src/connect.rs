@@ -103,7 +103,7 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
     let c = &args.common;
     anyhow::ensure!(args.conns > 0, "--conns must be at least 1");
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
-    let outputs = Outputs::parse(c, &FIGURES)?;
+    let outputs = Outputs::parse(&c.report, &FIGURES)?;
     let ctx = RunCtx::new(c, args.conns, 1)?;
     let timeout = safety_timeout(c, args.conns, args.rate, 1, args.hold.0);
 

@@ -101,7 +101,7 @@ pub(crate) fn run(args: DiskArgs) -> anyhow::Result<bool> {
         "--bytes must be between 1 and {ROLL_BYTES} (the scratch file's size limit)"
     );
     anyhow::ensure!(!args.duration.0.is_zero(), "--duration must be more than 0");
-    let outputs = Outputs::parse_parts(args.json.clone(), args.check.as_deref(), &args.hist, &FIGURES)?;
+    let outputs = Outputs::parse(&args.report, &FIGURES)?;
     let path = scratch_path(&args.dir);
     let file = OpenOptions::new()
         .write(true)
@@ -177,7 +177,7 @@ fn probe(file: &File, args: &DiskArgs) -> anyhow::Result<Probed> {
             window.record_ns(ns);
         }
         let now = Instant::now();
-        if !args.quiet && now >= next_line {
+        if !args.report.quiet && now >= next_line {
             let s = window.summary();
             eprintln!(
                 "disk: {:>5.1}s  {} syncs since the last line, p99 {:.2} ms, longest {:.1} ms",

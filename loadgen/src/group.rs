@@ -215,7 +215,7 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
         if args.ack { " with --ack" } else { "" },
         if args.ack { ", and with --ack every member sends one `delivered` per message of its group" } else { "" },
     );
-    let outputs = Outputs::parse(c, &FIGURES)?;
+    let outputs = Outputs::parse(&c.report, &FIGURES)?;
     let conns = args.groups.saturating_mul(args.size);
     let ctx = RunCtx::new(c, args.groups, args.size)?;
     let timeout = safety_timeout(c, conns, args.load.conn_rate, 2, args.duration.0 + args.load.drain.0);

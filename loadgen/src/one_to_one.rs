@@ -108,7 +108,7 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
     let (c, p) = (&args.common, &args.pairs);
     p.ensure_some(&args.load)?;
     p.ensure_rate_per_pair()?;
-    let outputs = Outputs::parse(c, &FIGURES)?;
+    let outputs = Outputs::parse(&c.report, &FIGURES)?;
     let conns = 2 * p.pairs;
     let ctx = RunCtx::new(c, p.pairs, 2)?;
     let timeout = safety_timeout(c, conns, args.load.conn_rate, 1, p.duration.0 + args.load.drain.0);

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::{
     check::{self, Condition, Figures},
-    cli::CommonArgs,
+    cli::ReportArgs,
     hgrm, report,
     stats::Latency,
 };
@@ -28,30 +28,20 @@ pub(crate) struct Outputs {
 
 impl Outputs {
     /// Parse them for a scenario with these figures.
-    pub(crate) fn parse(c: &CommonArgs, figures: &'static Figures) -> anyhow::Result<Self> {
-        Self::parse_parts(c.json.clone(), c.check.as_deref(), &c.hist, figures)
-    }
-
-    /// The same from the three options themselves, for a run without the
-    /// connection settings (`disk`).
-    pub(crate) fn parse_parts(
-        json: Option<PathBuf>,
-        check: Option<&str>,
-        hist: &[String],
-        figures: &'static Figures,
-    ) -> anyhow::Result<Self> {
-        let checks = match check {
+    pub(crate) fn parse(r: &ReportArgs, figures: &'static Figures) -> anyhow::Result<Self> {
+        let checks = match r.check.as_deref() {
             Some(expr) => check::parse(expr, figures).map_err(anyhow::Error::msg)?,
             None => Vec::new(),
         };
-        let hists = hist
+        let hists = r
+            .hist
             .iter()
             .map(|arg| {
                 let (name, file) = hgrm::parse_spec(arg, |n| figures.is_latency(n)).map_err(anyhow::Error::msg)?;
                 Ok((name.unwrap_or_else(|| figures.main.to_owned()), PathBuf::from(file)))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Outputs { figures, json, hists, checks })
+        Ok(Outputs { figures, json: r.json.clone(), hists, checks })
     }
 
     /// Write the JSON and the histograms, print the verdicts; returns

@@ -298,7 +298,7 @@ impl<R> Conductor<R> {
             Started::WorkerDone => return Ok(None),
             Started::Conduct(f) => f,
         };
-        let progress = Progress::new(c.quiet, messages, conns);
+        let progress = Progress::new(c.report.quiet, messages, conns);
         Ok(Some(Conductor { fleet, progress, started, deadline: started + timeout }))
     }
 

@@ -119,14 +119,14 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(args.pairs > 0 || args.groups > 0, "--pairs or --groups must be at least 1");
     anyhow::ensure!(args.groups == 0 || args.group_size >= 2, "--group-size must be at least 2");
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
-    let outputs = Outputs::parse(c, &FIGURES)?;
+    let outputs = Outputs::parse(&c.report, &FIGURES)?;
     let topo = Topology::new(c.first_user, args.pairs, args.groups, args.group_size);
     let ctx = RunCtx::new(c, topo.device_count() as u64, 1)?;
     let planned = SETUP_LIMIT + args.duration.0 + args.settle.0 + FINAL_SYNC_LIMIT + CLOSE_GRACE;
     let deadline = Instant::now() + c.timeout.map_or(planned + Duration::from_secs(60), |t| t.0);
     let mut driver = Worker::new(&ctx, c).driver(0, 0x50a4)?;
     let mut t = SoakTraffic::new(ctx.tag.clone(), args.body_bytes, topo);
-    let mut progress = Progress { quiet: c.quiet, started: Instant::now(), next: Instant::now() };
+    let mut progress = Progress { quiet: c.report.quiet, started: Instant::now(), next: Instant::now() };
     let clock = ctx.clock;
 
     // Setup: every device up, every group created.

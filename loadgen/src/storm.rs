@@ -130,7 +130,7 @@ pub(crate) fn run(args: StormArgs) -> anyhow::Result<bool> {
     anyhow::ensure!((0.0..=100.0).contains(&args.drop_percent), "--drop-percent must be from 0 to 100");
     anyhow::ensure!(args.drop_at.0 < p.duration.0, "--drop-at must be before the end of --duration");
     p.ensure_rate_per_pair()?;
-    let outputs = Outputs::parse(c, &FIGURES)?;
+    let outputs = Outputs::parse(&c.report, &FIGURES)?;
     let conns = 2 * p.pairs;
     let ctx = RunCtx::new(c, p.pairs, 2)?;
     let timeout = safety_timeout(c, conns, args.load.conn_rate, 2, p.duration.0 + args.load.drain.0);
