@@ -74,10 +74,7 @@ pub(crate) fn write_disk(
                 fmt(num(v, "floor_p999_ms"), 2),
             );
         }
-        let worst = probes
-            .iter()
-            .filter_map(|(_, v)| num(v, "floor_p99_ms"))
-            .fold(None, |m: Option<f64>, f| Some(m.map_or(f, |m| m.max(f))));
+        let worst = probes.iter().filter_map(|(_, v)| num(v, "floor_p99_ms")).reduce(f64::max);
         match worst {
             Some(f) if f >= 5.0 => {
                 let _ = writeln!(
