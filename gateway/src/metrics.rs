@@ -49,6 +49,9 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Bytes handed to the store.
     pub commit_bytes: Counter,
+    /// Prepared batches the committer wrote itself because the writer
+    /// thread was idle (see `commit::writer`).
+    pub batches_written_by_committer: Counter,
     /// Failed group commits, by cause (`kind` label: see [`WriteFailure`]).
     commit_errors: Family<[(&'static str, &'static str); 1], Counter>,
     /// 1 while the store takes writes, 0 while it refuses them.
@@ -144,6 +147,11 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             ),
             commit_bytes: counter(&mut r, "commit_bytes", "Key and value bytes written to the store"),
+            batches_written_by_committer: counter(
+                &mut r,
+                "batches_written_by_committer",
+                "Prepared batches the committer wrote itself, the writer thread being idle",
+            ),
             commit_errors: {
                 let family =
                     register(&mut r, "commit_errors", "Group commits that failed, by cause", Family::default());

@@ -326,3 +326,47 @@ fn read_receipts_name_the_conversation_for_every_device(io: IoDriver) {
         .unwrap();
     assert_eq!((on_laptop.by, on_laptop.peer, on_laptop.up_to), (UserId(2), Some(UserId(1)), Some(id)));
 }
+
+each_driver!(an_idle_writer_is_not_woken_and_a_burst_keeps_id_order);
+fn an_idle_writer_is_not_woken_and_a_burst_keeps_id_order(io: IoDriver) {
+    let gw = TestGateway::start(io, 2);
+    let mut recipient = gw.online(99);
+
+    // One send at a time: every batch is one request and the writer thread
+    // is idle each time, so the committer writes them itself. (A writer
+    // thread still holding its lock when the next send arrives would take
+    // that one; this allows for a few.)
+    let mut a = gw.online(1);
+    for i in 0..20 {
+        a.send_message(UserId(99), &format!("one-{i}"), MessageKind::Text, "x").unwrap();
+        sent_id(&mut a, &format!("one-{i}"));
+    }
+    let by_committer = gw.metric("chatgw_batches_written_by_committer_total");
+    assert!(by_committer >= 15.0, "only {by_committer} of 20 idle batches were written by the committer");
+
+    // A burst from four senders that do not wait for their acks: batches
+    // queue for the writer thread as well. Whoever writes each, the
+    // recipient sees every message once, live, in id order.
+    let senders: Vec<_> = (10..14u64)
+        .map(|u| {
+            let mut c = gw.online(u);
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    c.send_message(UserId(99), &format!("{u}-{i}"), MessageKind::Text, "x").unwrap();
+                }
+                (0..100).map(|i| sent_id(&mut c, &format!("{u}-{i}")).0).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut acked = HashSet::new();
+    for s in senders {
+        let ids = s.join().unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "one sender's acks are in id order");
+        acked.extend(ids);
+    }
+    assert_eq!(acked.len(), 400);
+    let live: Vec<MessageId> = (0..420).map(|_| next_message(&mut recipient).id).collect();
+    assert!(live.windows(2).all(|w| w[0] < w[1]), "live deliveries are in id order, without duplicates");
+    assert!(acked.iter().all(|id| live.contains(id)), "every acked message was delivered");
+    assert_eq!(gw.metric("chatgw_messages_stored_total"), 420.0);
+}

@@ -1,0 +1,325 @@
+//! The writer: stores prepared batches, then dispatches their results.
+//!
+//! It normally runs on its own thread, fed by the committer through a
+//! queue: under load the committer prepares the next batch while the last
+//! ones are written, and the batches that queue up meanwhile share one
+//! store commit (one fsync).
+//!
+//! When the writer is idle, the batch is small and no other request waits
+//! for the committer, that overlap buys nothing, and handing the batch over
+//! costs waking the writer thread (and its going back to sleep) for every
+//! commit; at low rates, where every hop finds its thread asleep, such
+//! wake-ups are most of what a message costs. So [`Handoff`] lets the
+//! committer write such a batch itself, under the same lock the writer
+//! thread holds while it works. Order is kept: the committer only writes
+//! when every job it queued before has been processed, so batches are
+//! still written and dispatched in preparation order, by one of the two
+//! threads at a time.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, TryLockError,
+    },
+    time::Instant,
+};
+
+use chatgw_protocol::{server, ErrorCode, MessageId, Snowflake, UserId};
+use chatgw_router::{Endpoint, Fanout};
+use chatgw_storage::{MessageStore, StoreError, Write};
+use crossbeam_channel::{Receiver, Sender};
+
+use super::batch::{writes_of, Outcome};
+use crate::{events::CoreEvent, server::Shared};
+
+/// Batches prepared but not yet written, at most. The writer takes all that
+/// are queued into one store commit (one fsync).
+pub(super) const WRITER_QUEUE: usize = 64;
+
+/// Work for the writer, in preparation order.
+pub(super) enum Job {
+    /// A batch to write, then dispatch.
+    Batch(Prepared),
+    /// A batch whose preparation failed: tell every requester.
+    Refused { seq: u64, origins: Vec<Waiting> },
+    /// The committer knows of the failure with this generation and has
+    /// forgotten what it prepared on top of it: later batches are valid.
+    FailureSeen(u64),
+}
+
+/// One prepared batch.
+pub(super) struct Prepared {
+    pub(super) seq: u64,
+    pub(super) outcomes: Vec<Outcome>,
+    pub(super) high_water: MessageId,
+    pub(super) origins: Vec<Waiting>,
+    pub(super) requests: usize,
+}
+
+/// A refused commit, reported to the committer.
+pub(super) struct Failure {
+    /// Counts the writer's failures; echoed back in [`Job::FailureSeen`].
+    pub(super) generation: u64,
+    pub(super) error: StoreError,
+    pub(super) requests: usize,
+}
+
+/// Stores prepared batches (several per commit when they queue up), then
+/// dispatches their results. One per committer, behind a lock shared by
+/// the writer thread and [`Handoff`].
+pub(super) struct Writer<'a> {
+    shared: &'a Shared,
+    store: &'a dyn MessageStore,
+    failures: &'a Sender<Failure>,
+    done_through: &'a AtomicU64,
+    fanout: Fanout<CoreEvent>,
+    /// Batches taken but not yet written: they go into the next commit.
+    group: Vec<Prepared>,
+    /// Failures so far, and the newest one the committer has seen. While
+    /// they differ, batches are refused unwritten: they were prepared on
+    /// top of a batch that is not in the store.
+    generation: u64,
+    seen: u64,
+}
+
+/// Jobs taken from the queue at once, at most.
+const MERGE: usize = 64;
+
+impl<'a> Writer<'a> {
+    pub(super) fn new(
+        shared: &'a Shared,
+        store: &'a dyn MessageStore,
+        failures: &'a Sender<Failure>,
+        done_through: &'a AtomicU64,
+    ) -> Self {
+        let fanout = Fanout::new(shared.mailboxes.cores());
+        Writer {
+            shared,
+            store,
+            failures,
+            done_through,
+            fanout,
+            group: Vec::with_capacity(MERGE),
+            generation: 0,
+            seen: 0,
+        }
+    }
+
+    /// Process `jobs` in order: batches go into one commit where they can,
+    /// then everything decided is posted to the cores.
+    fn process(&mut self, jobs: impl IntoIterator<Item = Job>) {
+        for job in jobs {
+            match job {
+                Job::Batch(b) if self.seen < self.generation => self.refuse(b.seq, &b.origins),
+                Job::Batch(b) => self.group.push(b),
+                Job::Refused { seq, origins } => {
+                    self.write();
+                    self.refuse(seq, &origins);
+                }
+                Job::FailureSeen(generation) => {
+                    self.write();
+                    self.seen = generation;
+                }
+            }
+        }
+        self.write();
+        self.fanout.flush(&self.shared.mailboxes);
+    }
+
+    /// Store every batch taken so far in one commit, then dispatch them in
+    /// order.
+    fn write(&mut self) {
+        if self.group.is_empty() {
+            return;
+        }
+        // Taken out for the call and put back, so its allocation is reused.
+        let mut group = std::mem::take(&mut self.group);
+        self.write_group(&mut group);
+        self.group = group;
+    }
+
+    fn write_group(&mut self, group: &mut Vec<Prepared>) {
+        let Some(last) = group.last() else { return };
+        let (last_seq, high_water) = (last.seq, last.high_water);
+        let mut writes: Vec<Write<'_>> = Vec::new();
+        for b in group.iter() {
+            writes_of(&b.outcomes, &mut writes);
+        }
+        let requests: usize = group.iter().map(|b| b.requests).sum();
+        let result = if writes.is_empty() {
+            Ok(())
+        } else {
+            let started = Instant::now();
+            let result = self.store.commit(&writes, high_water);
+            self.shared.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+            self.shared.metrics.commit_batch_size.observe(requests as f64);
+            result.map(|stats| {
+                self.shared.metrics.commit_bytes.inc_by(stats.bytes as u64);
+            })
+        };
+        drop(writes);
+        match result {
+            Ok(()) => {
+                for b in group.drain(..) {
+                    dispatch(self.shared, &b.outcomes, &mut self.fanout);
+                }
+            }
+            Err(error) => {
+                for b in group.drain(..) {
+                    self.refuse(b.seq, &b.origins);
+                }
+                self.generation += 1;
+                let _ = self.failures.send(Failure { generation: self.generation, error, requests });
+            }
+        }
+        self.done_through.store(last_seq, Ordering::Release);
+    }
+
+    /// Tell every requester of a batch that it was not stored.
+    fn refuse(&mut self, seq: u64, origins: &[Waiting]) {
+        for (origin, reference) in origins {
+            let mut p = Vec::new();
+            server::error(
+                &mut p,
+                ErrorCode::Unavailable,
+                "the store could not take the write; retry with the same id",
+                reference.as_deref(),
+            );
+            self.fanout.push(usize::from(origin.core), CoreEvent::Reply { to: *origin, payload: p });
+        }
+        self.done_through.store(seq, Ordering::Release);
+    }
+}
+
+/// The writer thread's body: takes every job that has queued up (up to
+/// [`MERGE`]) and processes them together. Returns when the committer drops
+/// its [`Handoff`], or if a panic while writing poisoned the lock (the
+/// committer then finds the queue closed and stops).
+pub(super) fn run(writer: &Mutex<Writer<'_>>, rx: Receiver<Job>, processed: &AtomicU64) {
+    let mut jobs = Vec::with_capacity(MERGE);
+    while let Ok(first) = rx.recv() {
+        jobs.push(first);
+        while jobs.len() < MERGE {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let taken = jobs.len() as u64;
+        let Ok(mut writer) = writer.lock() else {
+            tracing::error!("the writer's lock is poisoned; the writer thread stops");
+            return;
+        };
+        writer.process(jobs.drain(..));
+        processed.fetch_add(taken, Ordering::Release);
+    }
+}
+
+/// The committer's end of the writer: queues jobs for the writer thread, or
+/// processes one itself when the writer is idle (see the module docs).
+pub(super) struct Handoff<'w, 'a> {
+    queue: Sender<Job>,
+    writer: &'w Mutex<Writer<'a>>,
+    /// Jobs queued so far; the writer thread counts in `processed` those
+    /// it has finished. Equal, the writer thread has nothing in hand.
+    queued: u64,
+    processed: &'w AtomicU64,
+}
+
+/// The writer thread is gone: nothing more can be written.
+#[derive(Debug)]
+pub(super) struct WriterGone;
+
+impl<'w, 'a> Handoff<'w, 'a> {
+    pub(super) fn new(queue: Sender<Job>, writer: &'w Mutex<Writer<'a>>, processed: &'w AtomicU64) -> Self {
+        Handoff { queue, writer, queued: 0, processed }
+    }
+
+    /// Hand `job` to the writer, in order after every earlier job. With
+    /// `write_here_if_idle`, and the writer thread idle with nothing queued,
+    /// the calling thread processes it at once instead of waking the writer.
+    pub(super) fn send(&mut self, job: Job, write_here_if_idle: bool) -> Result<(), WriterGone> {
+        if write_here_if_idle && self.processed.load(Ordering::Acquire) == self.queued {
+            match self.writer.try_lock() {
+                Ok(mut writer) => {
+                    if matches!(job, Job::Batch(_)) {
+                        writer.shared.metrics.batches_written_by_committer.inc();
+                    }
+                    writer.process([job]);
+                    return Ok(());
+                }
+                // Still posting its last results, or gone: queue it.
+                Err(TryLockError::WouldBlock) | Err(TryLockError::Poisoned(_)) => {}
+            }
+        }
+        self.queue.send(job).map_err(|_| WriterGone)?;
+        self.queued += 1;
+        Ok(())
+    }
+}
+
+/// A requester to tell if the batch fails, with the client id of a send.
+pub(super) type Waiting = (Endpoint, Option<String>);
+
+/// After the commit: acks to origins, live events to devices.
+fn dispatch(shared: &Shared, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent>) {
+    let reply = |fanout: &mut Fanout<CoreEvent>, to: Endpoint, payload: Vec<u8>| {
+        fanout.push(usize::from(to.core), CoreEvent::Reply { to, payload });
+    };
+    let deliver = |fanout: &mut Fanout<CoreEvent>,
+                   users: &[UserId],
+                   skip: Option<Endpoint>,
+                   event: MessageId,
+                   payload: Vec<u8>| {
+        let payload: Arc<[u8]> = payload.into();
+        for user in users {
+            shared.directory.for_each(user.0, |ep| {
+                if Some(ep) != skip {
+                    fanout.push(usize::from(ep.core), CoreEvent::Deliver { to: ep, event, payload: payload.clone() });
+                }
+            });
+        }
+    };
+    for o in outcomes {
+        match o {
+            Outcome::Stored { origin, client_id, message, inboxes } => {
+                shared.metrics.messages_stored.inc();
+                if let Some(origin) = origin {
+                    let mut ack = Vec::with_capacity(96);
+                    server::sent(&mut ack, client_id, message.id, message.ts, false);
+                    reply(fanout, *origin, ack);
+                }
+                let mut frame = Vec::with_capacity(128 + message.body.len());
+                server::message(&mut frame, message);
+                deliver(fanout, inboxes, *origin, message.id, frame);
+            }
+            Outcome::Duplicate { origin, client_id, id } => {
+                shared.metrics.messages_deduplicated.inc();
+                let mut ack = Vec::with_capacity(96);
+                server::sent(&mut ack, client_id, *id, Snowflake::unix_ms(*id), true);
+                reply(fanout, *origin, ack);
+            }
+            Outcome::Receipt { origin, receipt, inboxes } => {
+                shared.metrics.receipts_stored.inc();
+                // Encoded per inbox: a direct conversation is named by the other user.
+                for user in inboxes {
+                    let mut frame = Vec::with_capacity(128);
+                    server::receipt(&mut frame, receipt, *user);
+                    deliver(fanout, std::slice::from_ref(user), *origin, receipt.event(), frame);
+                }
+            }
+            Outcome::GroupReply { origin, group, reference } => {
+                let mut p = Vec::with_capacity(64 + 48 * group.members.len());
+                server::group(&mut p, group, reference.as_deref());
+                reply(fanout, *origin, p);
+            }
+            Outcome::Refused { origin, code, why, reference } => {
+                shared.metrics.protocol_errors.inc();
+                let mut p = Vec::new();
+                server::error(&mut p, *code, why, reference.as_deref());
+                reply(fanout, *origin, p);
+            }
+            Outcome::GroupWrite { .. } => {}
+        }
+    }
+}
