@@ -79,9 +79,10 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
     let mut requests = Vec::with_capacity(shared.config.commit_batch);
     // Writing (the store commit and its fsync) and dispatch (encoding
     // frames, looking up devices, posting to cores) run on their own thread,
-    // so the next batch is prepared while the last ones are being written.
-    // One writer, fed in preparation order, keeps ids in commit order and
-    // events in id order on every core.
+    // so the next batch is prepared while the last ones are being written;
+    // this thread takes a small batch itself when that thread is idle. One
+    // writer (behind one lock), fed in preparation order, keeps ids in
+    // commit order and events in id order on every core.
     let (failure_tx, failures) = crossbeam_channel::unbounded::<Failure>();
     let done_through = AtomicU64::new(0);
     let writer = Mutex::new(Writer::new(&shared, store.as_ref(), &failure_tx, &done_through));
