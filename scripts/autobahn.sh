@@ -295,7 +295,7 @@ else
         fi
         [[ -x "$BIN" ]] || die "no chatgw binary at $BIN"
         log "starting $BIN serve on 127.0.0.1:$PORT"
-        "$BIN" serve --listen "127.0.0.1:$PORT" --data "$DATA_DIR" --workers 2 --echo-endpoint \
+        "$BIN" serve --listen "127.0.0.1:$PORT" --admin-listen off --data "$DATA_DIR" --workers 2 --echo-endpoint \
             --max-frame "$CONFORMANCE_MAX_FRAME" --max-outbound "$CONFORMANCE_MAX_OUTBOUND" \
             >>"$SERVER_LOG" 2>&1 </dev/null &
         SERVER_PID=$!

@@ -40,6 +40,8 @@ PLOTS=docs/bench
 [[ $QUICK == 1 ]] && { REPORT="$OUT/BENCHMARKS.md"; PLOTS="$OUT/plots"; }
 SECRET="bench-secret"
 PORT=18600
+# Admin listeners (/metrics): gateway process i listens on ADMIN_PORT + i.
+ADMIN_PORT=18700
 TARGET="${CARGO_TARGET_DIR:-target}"
 BIN="$TARGET/release"
 mkdir -p "$OUT"
@@ -130,8 +132,9 @@ start_server() {
                 data=$(mktemp -d "$TMPFS/chatgw-bench.XXXXXX") || { log "cannot create a directory in $TMPFS"; return 1; }
                 TMPFS_DATA+=("$data")
             fi
-            printf '%s\n' "$BIN/chatgw serve --listen 127.0.0.1:$PORT --data $data --secret \$SECRET --node-id $index --io $io" >> "$OUT/commands.txt"
-            CHATGW_LOG=warn "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --data "$data" --secret "$SECRET" --node-id "$index" --io "$io" \
+            local admin="127.0.0.1:$((ADMIN_PORT + index))"
+            printf '%s\n' "$BIN/chatgw serve --listen 127.0.0.1:$PORT --admin-listen $admin --data $data --secret \$SECRET --node-id $index --io $io" >> "$OUT/commands.txt"
+            CHATGW_LOG=warn "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --admin-listen "$admin" --data "$data" --secret "$SECRET" --node-id "$index" --io "$io" \
                 > "$OUT/server-$system-$index.log" 2>&1 &
             ;;
         baseline)
@@ -160,7 +163,7 @@ disk_probe disk-start
 for system in chatgw baseline; do
     log "idle connections: $system, $CONNS connections"
     start_server "$system"
-    cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --conns "$CONNS" --rate 2000 --hold 10 --secret "$SECRET" \
+    cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --gateway-admin "127.0.0.1:$ADMIN_PORT" --conns "$CONNS" --rate 2000 --hold 10 --secret "$SECRET" \
         --gateway-pid "${SERVER_PIDS[0]}" --quiet --json "$OUT/connect-$system.json" > "$OUT/connect-$system.txt" || true
     stop_servers
 
@@ -191,7 +194,7 @@ fi
 # The same gateway on epoll, for the I/O driver comparison.
 log "idle connections: chatgw-epoll, $CONNS connections"
 start_server chatgw-epoll
-cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --conns "$CONNS" --rate 2000 --hold 10 --secret "$SECRET" \
+cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --gateway-admin "127.0.0.1:$ADMIN_PORT" --conns "$CONNS" --rate 2000 --hold 10 --secret "$SECRET" \
     --gateway-pid "${SERVER_PIDS[0]}" --quiet --json "$OUT/connect-chatgw-epoll.json" > "$OUT/connect-chatgw-epoll.txt" || true
 stop_servers
 for rate in $EPOLL_RATES; do
@@ -200,7 +203,7 @@ done
 
 log "group: 4 groups of 256 at 100 messages/s"
 start_server chatgw
-cmd "$BIN/loadgen" group --url "127.0.0.1:$PORT" --groups 4 --size 256 --rate 100 --duration "$DURATION" \
+cmd "$BIN/loadgen" group --url "127.0.0.1:$PORT" --gateway-admin "127.0.0.1:$ADMIN_PORT" --groups 4 --size 256 --rate 100 --duration "$DURATION" \
     --secret "$SECRET" --gateway-pid "${SERVER_PIDS[0]}" --quiet --json "$OUT/group-chatgw.json" \
     --hist "$OUT/group-chatgw.hgrm" > "$OUT/group-chatgw.txt" || true
 stop_servers
@@ -239,7 +242,7 @@ if [[ "$BOX_PROCS" -gt 0 ]]; then
     before=$(awk '/^Slab:|^MemAvailable:/{printf "%s=%s ", $1, $2}' /proc/meminfo)
     rss_before=0; for p in "${SERVER_PIDS[@]}"; do rss_before=$((rss_before + $(awk '/VmRSS/{print $2}' /proc/$p/status))); done
     pid_args=(); for p in "${SERVER_PIDS[@]}"; do pid_args+=(--gateway-pid "$p"); done
-    cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --conns "$total" --rate 3000 --hold 15 --secret "$SECRET" \
+    cmd "$BIN/loadgen" connect --url "127.0.0.1:$PORT" --gateway-admin "127.0.0.1:$ADMIN_PORT" --conns "$total" --rate 3000 --hold 15 --secret "$SECRET" \
         --procs "$BOX_PROCS" "${pid_args[@]}" --quiet --json "$OUT/box-chatgw.json" > "$OUT/box-chatgw.txt" &
     lg=$!
     sleep $((total / 3000 + 8))

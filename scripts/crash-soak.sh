@@ -70,7 +70,7 @@ trap cleanup EXIT
 
 # Start the gateway and wait for /healthz (up to 30 s).
 start_gateway() {
-    "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --data "$DATA" --secret "$SECRET" --workers 2 \
+    "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --admin-listen off --data "$DATA" --secret "$SECRET" --workers 2 \
         >> "$OUT/gateway.log" 2>&1 &
     GW_PID=$!
     for _ in $(seq 300); do

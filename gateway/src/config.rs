@@ -3,12 +3,70 @@
 //! Precedence, lowest first: built-in defaults, the `--config` TOML file,
 //! `CHATGW_*` environment variables, command-line flags. Every setting has
 //! all four forms; the TOML key is the flag name with `-` as `_`.
+//!
+//! Resolution and validation fail with a [`ConfigError`] that names the
+//! file or the setting, so `chatgw serve` can print it as one line and an
+//! embedder can tell a bad file from a bad value.
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{io, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use anyhow::Context as _;
 use clap::Args;
 use serde::Deserialize;
+
+use crate::store::{StoreUrl, UnknownStore};
+
+/// Why settings could not be resolved, or cannot be run with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("reading config file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The `--config` file is not TOML, has an unknown key or a value of
+    /// the wrong form.
+    #[error("parsing config file {}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser reported (with the line).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// `--store` names no known backend.
+    #[error(transparent)]
+    Store(#[from] UnknownStore),
+    /// A setting is outside what the gateway can run with; the message
+    /// names the setting and its bounds (`workers must be 1..=256`).
+    #[error("{0}")]
+    Invalid(String),
+    /// `<data>/secret` exists but holds nothing.
+    #[error("{} is empty", .0.display())]
+    EmptySecret(PathBuf),
+    /// The secret could not be created: the data directory, the random
+    /// bytes or the secret file.
+    #[error("{what} {}", path.display())]
+    Secret {
+        /// What was being done.
+        what: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn ensure(ok: bool, why: impl Into<String>) -> Result<(), ConfigError> {
+    match ok {
+        true => Ok(()),
+        false => Err(ConfigError::Invalid(why.into())),
+    }
+}
 
 /// A duration written as a number and a unit: `500ms`, `30s`, `5m`, `24h`, `7d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +97,45 @@ impl<'de> Deserialize<'de> for HumanDuration {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// Where the admin endpoints listen: an address, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminListen {
+    /// No admin listener: `/metrics` is only in [`ServerHandle::metrics_text`](crate::ServerHandle::metrics_text).
+    Off,
+    /// Listen on this address.
+    At(SocketAddr),
+}
+
+impl FromStr for AdminListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" => Ok(AdminListen::Off),
+            a => a.parse().map(AdminListen::At).map_err(|_| format!("`{a}`: expected an IP address and port, or off")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<AdminListen> for Option<SocketAddr> {
+    fn from(a: AdminListen) -> Self {
+        match a {
+            AdminListen::Off => None,
+            AdminListen::At(addr) => Some(addr),
+        }
+    }
+}
+
+/// `--admin-listen` of `chatgw serve` when not set: loopback, so metrics
+/// are not on the public network unless an operator puts them there.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 8081));
 
 /// Which I/O driver the event loops use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -75,9 +172,15 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "CHATGW_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Data directory of the embedded store [default: ./data].
+    /// Address of the admin endpoints (GET /metrics, GET /healthz), or `off`; keep it private: /metrics has no authentication [default: 127.0.0.1:8081].
+    #[arg(long, env = "CHATGW_ADMIN_LISTEN")]
+    pub admin_listen: Option<AdminListen>,
+    /// Data directory: the secret, and the embedded store [default: ./data].
     #[arg(long, env = "CHATGW_DATA")]
     pub data: Option<PathBuf>,
+    /// Message store: `embedded` (under --data; the only one so far) [default: embedded].
+    #[arg(long, env = "CHATGW_STORE")]
+    pub store: Option<String>,
     /// Event-loop threads [default: one per core].
     #[arg(long, env = "CHATGW_WORKERS")]
     pub workers: Option<usize>,
@@ -160,8 +263,14 @@ pub struct ServeArgs {
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Address of the admin endpoints (`/metrics`, `/healthz`); `None`:
+    /// none. [`Config::new`] leaves it off, so an embedder binds no port it
+    /// did not ask for; `chatgw serve` defaults to [`DEFAULT_ADMIN_LISTEN`].
+    pub admin_listen: Option<SocketAddr>,
     /// Data directory.
     pub data: PathBuf,
+    /// Which store to open ([`Server::start`](crate::Server::start)).
+    pub store: StoreUrl,
     /// Event-loop threads.
     pub workers: usize,
     /// JWT secret.
@@ -218,7 +327,9 @@ impl Config {
     pub fn new(listen: SocketAddr, data: PathBuf, secret: String) -> Self {
         Config {
             listen,
+            admin_listen: None,
             data,
+            store: StoreUrl::default(),
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             secret,
             node_id: 0,
@@ -257,12 +368,13 @@ pub const DEFAULT_DATA: &str = "./data";
 impl ServeArgs {
     /// Merge flags and environment (already in `self`) over the TOML file
     /// over the defaults.
-    pub fn resolve(self) -> anyhow::Result<Config> {
+    pub fn resolve(self) -> Result<Config, ConfigError> {
         let file = match &self.config {
             Some(path) => {
                 let text =
-                    std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str::<ServeArgs>(&text).with_context(|| format!("parsing config file {}", path.display()))?
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str::<ServeArgs>(&text)
+                    .map_err(|source| ConfigError::Parse { path: path.clone(), source })?
             }
             None => ServeArgs::default(),
         };
@@ -273,12 +385,14 @@ impl ServeArgs {
         };
         let listen = self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let mut c = Config::new(listen, data, secret);
+        c.admin_listen = Some(DEFAULT_ADMIN_LISTEN);
         macro_rules! take {
             ($($f:ident),*) => {$(
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.into(); }
             )*};
         }
         take!(
+            admin_listen,
             workers,
             node_id,
             max_frame,
@@ -305,6 +419,9 @@ impl ServeArgs {
             )*};
         }
         take_duration!(ping_interval, pong_timeout, handshake_timeout, idle_timeout);
+        if let Some(url) = self.store.or(file.store) {
+            c.store = url.parse()?;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -312,50 +429,61 @@ impl ServeArgs {
 
 impl Config {
     /// Refuse settings the gateway cannot run with.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.workers >= 1 && self.workers <= 256, "workers must be 1..=256");
-        anyhow::ensure!(self.node_id <= chatgw_protocol::Snowflake::MAX_NODE, "node-id must be 0..=1023");
-        anyhow::ensure!(self.max_frame >= 1024, "max-frame must be at least 1024 bytes");
-        anyhow::ensure!(self.max_outbound >= self.max_frame, "max-outbound must be at least max-frame");
-        anyhow::ensure!(self.rate_limit >= 1 && self.rate_burst >= 1, "rate-limit and rate-burst must be positive");
-        anyhow::ensure!(
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(self.workers >= 1 && self.workers <= 256, "workers must be 1..=256")?;
+        ensure(self.node_id <= chatgw_protocol::Snowflake::MAX_NODE, "node-id must be 0..=1023")?;
+        ensure(self.max_frame >= 1024, "max-frame must be at least 1024 bytes")?;
+        ensure(self.max_outbound >= self.max_frame, "max-outbound must be at least max-frame")?;
+        ensure(self.rate_limit >= 1 && self.rate_burst >= 1, "rate-limit and rate-burst must be positive")?;
+        ensure(
             self.ip_connect_rate == 0 || self.ip_connect_burst >= 1,
-            "ip-connect-burst must be positive when ip-connect-rate is set"
-        );
-        anyhow::ensure!(
+            "ip-connect-burst must be positive when ip-connect-rate is set",
+        )?;
+        ensure(
             self.user_send_rate == 0 || self.user_send_burst >= 1,
-            "user-send-burst must be positive when user-send-rate is set"
-        );
-        anyhow::ensure!(self.commit_batch >= 1, "commit-batch must be positive");
-        anyhow::ensure!(self.readers >= 1, "readers must be positive");
-        anyhow::ensure!((0..=19).contains(&self.store_background_nice), "store-background-nice must be 0..=19");
-        anyhow::ensure!(self.max_connections >= 1, "max-connections must be positive");
-        anyhow::ensure!(
+            "user-send-burst must be positive when user-send-rate is set",
+        )?;
+        ensure(self.commit_batch >= 1, "commit-batch must be positive")?;
+        ensure(self.readers >= 1, "readers must be positive")?;
+        ensure((0..=19).contains(&self.store_background_nice), "store-background-nice must be 0..=19")?;
+        ensure(self.max_connections >= 1, "max-connections must be positive")?;
+        ensure(
             (1..=MAX_GROUP_MEMBERS_LIMIT).contains(&self.max_group_members),
-            "max-group-members must be 1..={MAX_GROUP_MEMBERS_LIMIT}"
-        );
-        anyhow::ensure!(!self.secret.is_empty(), "secret must not be empty");
-        anyhow::ensure!(
+            format!("max-group-members must be 1..={MAX_GROUP_MEMBERS_LIMIT}"),
+        )?;
+        ensure(!self.secret.is_empty(), "secret must not be empty")?;
+        ensure(
             self.uring_buffers.is_power_of_two() && self.uring_buffers <= 32768,
-            "uring-buffers must be a power of two, 1..=32768"
-        );
+            "uring-buffers must be a power of two, 1..=32768",
+        )?;
+        ensure(
+            self.admin_listen.is_none_or(|a| a.port() == 0 || a != self.listen),
+            "admin-listen must differ from listen",
+        )?;
         Ok(())
     }
 }
 
 /// The secret kept in `<data>/secret`, created with random bytes on first use.
-pub fn load_or_create_secret(data: &std::path::Path) -> anyhow::Result<String> {
+pub fn load_or_create_secret(data: &std::path::Path) -> Result<String, ConfigError> {
     let path = data.join("secret");
     if let Ok(s) = std::fs::read_to_string(&path) {
         let s = s.trim().to_owned();
-        anyhow::ensure!(!s.is_empty(), "{} is empty", path.display());
-        return Ok(s);
+        return match s.is_empty() {
+            true => Err(ConfigError::EmptySecret(path)),
+            false => Ok(s),
+        };
     }
-    std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
+    let failed = |what: &'static str, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source: io::Error| ConfigError::Secret { what, path, source }
+    };
+    std::fs::create_dir_all(data).map_err(failed("creating data directory", data))?;
     let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
+    let urandom = std::path::Path::new("/dev/urandom");
+    std::fs::File::open(urandom)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .context("reading /dev/urandom for a new secret")?;
+        .map_err(failed("reading a new secret from", urandom))?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -364,9 +492,9 @@ pub fn load_or_create_secret(data: &std::path::Path) -> anyhow::Result<String> {
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        std::io::Write::write_all(&mut f, secret.as_bytes())?;
-        f.sync_all()?;
+            .map_err(failed("creating", &path))?;
+        std::io::Write::write_all(&mut f, secret.as_bytes()).map_err(failed("writing", &path))?;
+        f.sync_all().map_err(failed("syncing", &path))?;
     }
     Ok(secret)
 }
@@ -418,6 +546,42 @@ mod tests {
         assert_eq!(args().resolve().unwrap().store_background_nice, 0);
         let err = ServeArgs { store_background_nice: Some(20), ..args() }.resolve().unwrap_err();
         assert!(err.to_string().contains("store-background-nice must be 0..=19"), "{err}");
+    }
+
+    #[test]
+    fn admin_listen_defaults_to_loopback_8081_and_can_be_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let args = || ServeArgs { data: Some(dir.path().into()), secret: Some("s".into()), ..Default::default() };
+        assert_eq!(args().resolve().unwrap().admin_listen, Some("127.0.0.1:8081".parse().unwrap()));
+        assert_eq!(
+            Config::new("127.0.0.1:1".parse().unwrap(), dir.path().into(), "s".into()).admin_listen,
+            None,
+            "an embedder binds no admin port it did not ask for"
+        );
+        std::fs::write(&file, "admin_listen = \"off\"\n").unwrap();
+        let from_file = ServeArgs { config: Some(file.clone()), ..args() };
+        assert_eq!(from_file.resolve().unwrap().admin_listen, None);
+        let flag = ServeArgs { config: Some(file), admin_listen: Some("0.0.0.0:9100".parse().unwrap()), ..args() };
+        assert_eq!(flag.resolve().unwrap().admin_listen, Some("0.0.0.0:9100".parse().unwrap()), "flags win");
+        let err = "localhost".parse::<AdminListen>().unwrap_err();
+        assert!(err.contains("or off"), "{err}");
+        let same = ServeArgs { listen: Some("127.0.0.1:8081".parse().unwrap()), ..args() }.resolve().unwrap_err();
+        assert_eq!(same.to_string(), "admin-listen must differ from listen");
+    }
+
+    #[test]
+    fn store_defaults_to_embedded_and_an_unknown_scheme_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let args = || ServeArgs { data: Some(dir.path().into()), secret: Some("s".into()), ..Default::default() };
+        assert_eq!(args().resolve().unwrap().store.to_string(), "embedded");
+        let flag = ServeArgs { store: Some("postgres://db/chat".into()), ..args() }.resolve().unwrap_err();
+        assert!(matches!(flag, ConfigError::Store(_)), "{flag:?}");
+        assert_eq!(flag.to_string(), "unknown store `postgres://db/chat`: supported: embedded");
+        std::fs::write(&file, "store = \"cassandra://h\"\n").unwrap();
+        let from_file = ServeArgs { config: Some(file), ..args() }.resolve().unwrap_err();
+        assert_eq!(from_file.to_string(), "unknown store `cassandra://h`: supported: embedded");
     }
 
     #[test]

@@ -14,12 +14,16 @@
 //!   through the router;
 //! - `query`: reader threads for `sync` and `history`, so no event loop
 //!   ever waits on disk;
+//! - [`store`]: the one place `--store` becomes a [`MessageStore`](chatgw_storage::MessageStore);
+//! - `admin`: `/metrics` and `/healthz` on the admin address, on a thread
+//!   of their own, never on an event loop;
 //! - [`Server`]: starts and stops all of it.
 //!
 //! See `docs/ARCHITECTURE.md` for the picture.
 
 #![warn(missing_docs)]
 
+mod admin;
 pub mod auth;
 mod commit;
 pub mod config;
@@ -32,8 +36,9 @@ mod limits;
 pub mod metrics;
 mod query;
 mod server;
+pub mod store;
 mod sys;
 pub mod ws;
 
-pub use config::Config;
-pub use server::{Server, ServerHandle};
+pub use config::{Config, ConfigError};
+pub use server::{Server, ServerHandle, StartError};

@@ -1,13 +1,13 @@
 //! The `chatgw` command: run a gateway, mint a token, chat from a terminal,
 //! or check a stopped gateway's store.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use chatgw_gateway::{
     auth::{unix_now, TokenKey},
     config::{self, HumanDuration, ServeArgs},
-    Server,
+    store, Server,
 };
 use chatgw_protocol::UserId;
 use clap::{Parser, Subcommand};
@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the gateway (embedded store under --data; no other service needed).
+    /// Run the gateway (embedded store under --data; no other service needed; metrics on --admin-listen).
     Serve(Box<ServeArgs>),
     /// Print a token (HS256 JWT) for a user, signed with the gateway's secret.
     Token(TokenArgs),
@@ -58,12 +58,22 @@ struct TokenArgs {
 pub(crate) fn resolve_secret(secret: Option<String>, data: &std::path::Path) -> anyhow::Result<String> {
     match secret {
         Some(s) => Ok(s),
-        None => config::load_or_create_secret(data),
+        None => Ok(config::load_or_create_secret(data)?),
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Errors are printed on one line, causes joined by `: `, and exit 1.
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatgw: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Token(t) => {
@@ -95,11 +105,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("installing signal handlers")?;
     let data = config.data.clone();
     let workers = config.workers;
+    let store_url = config.store.clone();
     let handle = Server::start(config)?;
     let addr = handle.addr();
     let io = handle.io_driver().name();
-    tracing::info!(%addr, workers, io, "listening: ws://{addr}/ws  (health: http://{addr}/healthz, metrics: http://{addr}/metrics)");
-    tracing::info!(data = %data.display(), "embedded store in {}", data.join("store").display());
+    tracing::info!(%addr, workers, io, "listening: ws://{addr}/ws  (health: http://{addr}/healthz)");
+    match handle.admin_addr() {
+        Some(admin) => tracing::info!(%admin, "admin: http://{admin}/metrics and http://{admin}/healthz"),
+        None => tracing::info!("admin listener off (--admin-listen off): no /metrics endpoint"),
+    }
+    match store_url.scheme() {
+        "embedded" => {
+            tracing::info!(data = %data.display(), "embedded store in {}", store::embedded_dir(&data).display())
+        }
+        _ => tracing::info!(store = %store_url, "store"),
+    }
     tracing::info!("mint a token: chatgw token --user 1 --data {}", data.display());
     let signal = signals.forever().next();
     tracing::info!(?signal, "shutting down: no new connections; finishing commits; closing connections with 1001");

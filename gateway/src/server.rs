@@ -1,6 +1,12 @@
-//! Starting and stopping a gateway: store, committer, readers, cores.
+//! Starting and stopping a gateway: store, committer, readers, cores, and
+//! the admin listener.
+//!
+//! What usually fails (the settings, the store, binding the listeners,
+//! building the drivers) is done before the first thread starts, so such a
+//! failed start leaves nothing running; it reports why as a [`StartError`].
 
 use std::{
+    io,
     net::SocketAddr,
     sync::{
         atomic::{AtomicU8, AtomicUsize, Ordering},
@@ -10,22 +16,71 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use chatgw_router::{Directory, Mailboxes, Wake};
-use chatgw_storage::{EmbeddedOptions, EmbeddedStore, MessageStore};
+use chatgw_storage::MessageStore;
 use crossbeam_channel::Sender;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
+    admin::{self, Admin},
     auth::TokenKey,
     commit,
-    config::Config,
-    driver,
+    config::{Config, ConfigError},
+    driver::{self, DriverError},
     events::{CommitRequest, CoreBatch, QueryRequest},
     limits::Limits,
     metrics::Metrics,
-    query,
+    query, store,
 };
+
+/// Why a gateway did not start. Nothing is left running after any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The settings are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store `--store` names could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
+    /// The public address could not be bound (in use without SO_REUSEPORT,
+    /// not a local address, a privileged port).
+    #[error("binding {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The bind error.
+        #[source]
+        source: io::Error,
+    },
+    /// Another process (often a second gateway on the same box, sharing the
+    /// public port) already listens on the admin address.
+    #[error("admin address {addr} in use: set --admin-listen to another address or off")]
+    AdminInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The admin address could not be bound for another reason.
+    #[error("binding the admin address {addr} (set --admin-listen to another address or off)")]
+    AdminBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The bind error.
+        #[source]
+        source: io::Error,
+    },
+    /// The I/O drivers of the cores could not be built.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// A thread could not be started.
+    #[error("starting thread {name}")]
+    Thread {
+        /// The thread's name.
+        name: String,
+        /// The spawn error.
+        #[source]
+        source: io::Error,
+    },
+}
 
 pub(crate) const PHASE_RUNNING: u8 = 0;
 pub(crate) const PHASE_DRAINING: u8 = 1;
@@ -84,6 +139,7 @@ pub struct Server;
 /// A running gateway.
 pub struct ServerHandle {
     addr: SocketAddr,
+    admin: Option<Admin>,
     driver: driver::ActiveDriver,
     shared: Arc<Shared>,
     cores: Vec<JoinHandle<()>>,
@@ -93,7 +149,11 @@ pub struct ServerHandle {
 
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle").field("addr", &self.addr).field("driver", &self.driver).finish_non_exhaustive()
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.addr)
+            .field("admin_addr", &self.admin_addr())
+            .field("driver", &self.driver)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,26 +167,28 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 impl Server {
-    /// Open the store and start every thread. Returns once the listeners
-    /// are bound, so connecting to [`ServerHandle::addr`] works at once.
-    pub fn start(config: Config) -> anyhow::Result<ServerHandle> {
+    /// Open the store `config.store` names and start every thread. Returns
+    /// once the listeners are bound, so connecting to
+    /// [`ServerHandle::addr`] works at once.
+    pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         config.validate()?;
-        let store_dir = config.data.join("store");
-        let store: Arc<dyn MessageStore> = Arc::new(
-            EmbeddedStore::open(
-                &store_dir,
-                &EmbeddedOptions { background_nice: config.store_background_nice, ..EmbeddedOptions::default() },
-            )
-            .with_context(|| format!("opening the store in {}", store_dir.display()))?,
-        );
+        let store = store::open(&config)?;
+        Self::start_with_store(config, store)
+    }
 
+    /// Start every thread on a store the caller opened (`config.store` is
+    /// not looked at): for tests and embedders that build their own.
+    pub fn start_with_store(config: Config, store: Arc<dyn MessageStore>) -> Result<ServerHandle, StartError> {
+        config.validate()?;
         // One SO_REUSEPORT listener per core; port 0 is resolved by the first.
-        let first = bind_reuseport(config.listen).with_context(|| format!("binding {}", config.listen))?;
-        let addr = first.local_addr()?;
+        let bind = |addr| bind_reuseport(addr).map_err(|source| StartError::Bind { addr, source });
+        let first = bind(config.listen)?;
+        let addr = first.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let mut listeners = vec![first];
         for _ in 1..config.workers {
-            listeners.push(bind_reuseport(addr).with_context(|| format!("binding {addr}"))?);
+            listeners.push(bind(addr)?);
         }
+        let admin_listener = config.admin_listen.map(bind_admin).transpose()?;
 
         let (active, drivers) = driver::build_cores(config.io, config.workers, config.uring_buffers)?;
         let wakers: Vec<Arc<dyn Wake>> = drivers.iter().map(driver::CoreDriver::waker).collect();
@@ -135,18 +197,20 @@ impl Server {
         let shared = Arc::new(Shared::new(config, wakers, commit_tx, query_tx));
         shared.metrics.set_io_driver(active.name());
 
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(f)
+                .map_err(|source| StartError::Thread { name, source })
+        };
         let committer = {
             let (shared, store) = (shared.clone(), store.clone());
-            std::thread::Builder::new()
-                .name("chatgw-commit".into())
-                .spawn(move || commit::run(shared, store, commit_rx))?
+            spawn("chatgw-commit".into(), Box::new(move || commit::run(shared, store, commit_rx)))?
         };
         let readers = (0..shared.config.readers)
             .map(|i| {
                 let (shared, store, rx) = (shared.clone(), store.clone(), query_rx.clone());
-                std::thread::Builder::new()
-                    .name(format!("chatgw-read-{i}"))
-                    .spawn(move || query::run(shared, store, rx))
+                spawn(format!("chatgw-read-{i}"), Box::new(move || query::run(shared, store, rx)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let cores = drivers
@@ -155,21 +219,41 @@ impl Server {
             .enumerate()
             .map(|(i, (driver, listener))| {
                 let shared = shared.clone();
-                std::thread::Builder::new().name(format!("chatgw-core-{i}")).spawn(move || {
-                    if let Err(e) = driver.run(i as u16, shared, listener) {
-                        tracing::error!(core = i, error = %e, "event loop failed");
-                    }
-                })
+                spawn(
+                    format!("chatgw-core-{i}"),
+                    Box::new(move || {
+                        if let Err(e) = driver.run(i as u16, shared, listener) {
+                            tracing::error!(core = i, error = %e, "event loop failed");
+                        }
+                    }),
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ServerHandle { addr, driver: active, shared, cores, committer: Some(committer), readers })
+        let admin = admin_listener
+            .map(|l| Admin::start(l, shared.clone()))
+            .transpose()
+            .map_err(|source| StartError::Thread { name: "chatgw-admin".into(), source })?;
+        Ok(ServerHandle { addr, admin, driver: active, shared, cores, committer: Some(committer), readers })
     }
+}
+
+fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    admin::bind(addr).map_err(|source| match source.kind() {
+        io::ErrorKind::AddrInUse => StartError::AdminInUse { addr },
+        _ => StartError::AdminBind { addr, source },
+    })
 }
 
 impl ServerHandle {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound admin address (`/metrics`, `/healthz`), unless
+    /// `--admin-listen off`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::addr)
     }
 
     /// The I/O driver the cores run (`--io` resolved).
@@ -185,7 +269,7 @@ impl ServerHandle {
         v
     }
 
-    /// The OpenMetrics text, as `/metrics` serves it.
+    /// The OpenMetrics text, as the admin listener's `/metrics` serves it.
     pub fn metrics_text(&self) -> String {
         self.shared.metrics.render()
     }
@@ -217,6 +301,9 @@ impl ServerHandle {
         wake_all(&self.shared);
         for c in self.cores.drain(..) {
             let _ = c.join();
+        }
+        if let Some(admin) = self.admin.take() {
+            admin.stop();
         }
     }
 }

@@ -123,8 +123,12 @@ fn group_members(c: &mut Client) -> (GroupId, Vec<UserId>) {
     (id, members)
 }
 
+/// `/healthz` from the public listener, checked to say the same as the
+/// admin listener's.
 fn healthz(gw: &TestGateway) -> String {
-    raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    let public = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(public, gw.admin_get("/healthz"), "both listeners report the same health");
+    public
 }
 
 /// Every non-system message in `user`'s inbox, by client id, with how often it appears.
@@ -180,7 +184,7 @@ fn full_disk_stops_acks_says_why_and_recovers_without_restart(io: IoDriver) {
     );
 
     // Why, for operators and load balancers.
-    let metrics = gw.handle().metrics_text();
+    let metrics = gw.scrape();
     assert_eq!(metric_value(&metrics, "chatgw_store_writable"), 0.0, "{metrics}");
     assert!(metric_value(&metrics, "chatgw_commit_errors_total{kind=\"no_space\"}") >= 1.0, "{metrics}");
     let health = healthz(&gw);

@@ -78,8 +78,7 @@ fn auto_picks_a_driver_and_reports_it_on_metrics() {
     let gw = TestGateway::start(IoDriver::Auto, 1);
     let expected = if driver::uring::check().is_ok() { ActiveDriver::Uring } else { ActiveDriver::Epoll };
     assert_eq!(gw.handle().io_driver(), expected);
-    let resp = raw_exchange(gw.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    let body = resp.split("\r\n\r\n").nth(1).expect("a body");
+    let body = &gw.scrape();
     for d in [ActiveDriver::Epoll, ActiveDriver::Uring] {
         let line = format!("chatgw_io_driver{{driver=\"{}\"}}", d.name());
         if d == expected {

@@ -1,6 +1,6 @@
 //! The `chatgw` binary as a child process: crash durability (SIGKILL after
-//! `sent`, restart on the same data), graceful SIGTERM, and running out of
-//! descriptors.
+//! `sent`, restart on the same data), graceful SIGTERM, running out of
+//! descriptors, the admin listener's address, and refusals to start.
 
 mod util;
 
@@ -19,9 +19,12 @@ use util::*;
 struct Gateway {
     child: Child,
     addr: SocketAddr,
+    /// The admin listener, from its log line (`None` with `--admin-listen off`).
+    admin: Option<SocketAddr>,
 }
 
-/// Start `chatgw serve --io <io>` on a free port and wait for its "listening" line.
+/// Start `chatgw serve --io <io>` on a free port (its admin listener on
+/// another) and wait for its "listening" and "admin" lines.
 fn spawn(data: &Path, io: IoDriver) -> Gateway {
     spawn_limited(data, io, None, &["--workers", "2"])
 }
@@ -37,29 +40,82 @@ fn spawn_limited(data: &Path, io: IoDriver, nofile: Option<u32>, flags: &[&str])
         }
         None => Command::new(env!("CARGO_BIN_EXE_chatgw")),
     };
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--secret", SECRET, "--io", io.name(), "--data"])
-        .arg(data)
-        .args(flags)
-        .env("CHATGW_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chatgw starts");
+    let admin_off = flags.windows(2).any(|w| w == ["--admin-listen", "off"]);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--secret", SECRET, "--io", io.name(), "--data"]);
+    command.arg(data).args(flags);
+    if !flags.contains(&"--admin-listen") {
+        command.args(["--admin-listen", "127.0.0.1:0"]);
+    }
+    let mut child =
+        command.env("CHATGW_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("chatgw starts");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening: ws://").nth(1) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.split('/').next().unwrap().to_owned());
+            for prefix in ["listening: ws://", "admin: http://"] {
+                if let Some(rest) = line.split(prefix).nth(1) {
+                    let _ = tx.send((prefix, rest.split('/').next().unwrap().to_owned()));
                 }
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("gateway printed its address").parse().unwrap();
-    Gateway { child, addr }
+    let line = |what: &str| {
+        let (prefix, addr) = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no {what} line"));
+        assert!(prefix.starts_with(what), "expected the {what} line first, got {prefix}");
+        addr.parse::<SocketAddr>().unwrap()
+    };
+    let addr = line("listening");
+    let admin = (!admin_off).then(|| line("admin"));
+    Gateway { child, addr, admin }
+}
+
+/// Run `chatgw serve` with `args`, expecting it to refuse to start: its
+/// exit status and stderr.
+fn serve_refused(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatgw"))
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chatgw starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("chatgw serve {args:?} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+/// The TCP ports process `pid` listens on (its sockets in LISTEN state,
+/// from /proc).
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports.sort();
+    ports
 }
 
 fn token(user: u64) -> String {
@@ -184,4 +240,65 @@ fn out_of_descriptors_refuses_with_503_and_recovers(io: IoDriver) {
     }
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
+}
+
+/// `/metrics` is on the address the admin line names and not on the public
+/// one; with `--admin-listen off` the process listens on its public port only.
+#[test]
+fn admin_listen_off_binds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = spawn(dir.path(), IoDriver::Epoll);
+    let admin = gw.admin.expect("an admin line");
+    assert!(raw_exchange(admin, b"GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+    assert!(raw_exchange(gw.addr, b"GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    let mut both = vec![gw.addr.port(), gw.addr.port(), admin.port()];
+    both.sort();
+    assert_eq!(listening_ports(gw.child.id()), both, "two cores' listeners and the admin listener");
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+
+    let mut gw = spawn_limited(dir.path(), IoDriver::Epoll, None, &["--workers", "2", "--admin-listen", "off"]);
+    assert_eq!(gw.admin, None);
+    assert_eq!(listening_ports(gw.child.id()), vec![gw.addr.port(); 2], "the public listeners only");
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+}
+
+/// Two gateways may share the public port (SO_REUSEPORT) but not an admin
+/// address: the second refuses to start and says what to change.
+#[test]
+fn second_gateway_on_the_same_admin_address_refuses_to_start_in_one_line() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = spawn(a.path(), IoDriver::Epoll);
+    let admin = first.admin.expect("an admin line").to_string();
+    let public = first.addr.to_string();
+    let data = b.path().to_str().unwrap();
+    let args = ["--listen", &public, "--admin-listen", &admin, "--secret", SECRET, "--data", data, "--io", "epoll"];
+    let (status, stderr) = serve_refused(&args);
+    assert!(!status.success());
+    assert_eq!(
+        stderr,
+        format!("chatgw: admin address {admin} in use: set --admin-listen to another address or off\n"),
+        "one line naming the setting"
+    );
+    // With an admin address of its own, the same second gateway starts.
+    let mut second = spawn_limited(b.path(), IoDriver::Epoll, None, &["--workers", "1"]);
+    assert!(second.admin.is_some() && second.admin != first.admin);
+    for gw in [&mut first, &mut second] {
+        gw.child.kill().unwrap();
+        gw.child.wait().unwrap();
+    }
+}
+
+#[test]
+fn unknown_store_scheme_is_a_one_line_error_and_a_failed_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let base = ["--listen", "127.0.0.1:0", "--admin-listen", "off", "--secret", SECRET, "--data", data];
+    let (status, stderr) = serve_refused(&[&base[..], &["--store", "postgres://db/chat"]].concat());
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr, "chatgw: unknown store `postgres://db/chat`: supported: embedded\n");
+    let (status, stderr) = serve_refused(&[&base[..], &["--store", "embedded://x"]].concat());
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr, "chatgw: store `embedded://x`: `embedded` takes no location: its store is under --data\n");
 }

@@ -142,6 +142,9 @@ pub(crate) struct ConnectArgs {
     /// The gateway's process id, to measure its memory per connection; repeat it for several gateways sharing the port.
     #[arg(long)]
     pub(crate) gateway_pid: Vec<u32>,
+    /// The gateway's admin address (its --admin-listen), where its /metrics is read [default: the --url host, port 8081].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) gateway_admin: Option<String>,
 }
 
 /// `loadgen one-to-one`.
@@ -265,6 +268,9 @@ pub(crate) struct GroupArgs {
     /// Which member sends each message.
     #[arg(long, value_enum, default_value_t = Pick::RoundRobin)]
     pub(crate) pick: Pick,
+    /// The gateway's admin address (its --admin-listen), where its /metrics is read [default: the --url host, port 8081].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) gateway_admin: Option<String>,
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) load: LoadArgs,

@@ -139,10 +139,11 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
         run.hold("hold", Instant::now() + args.hold.0);
     }
     let timed_out = run.timed_out();
-    let (open_now, metrics_error) = match probe::fetch_metrics(ctx.target.addr, &ctx.target.host) {
-        Ok(body) => (probe::metric_value(&body, "chatgw_connections_open"), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
+    let (open_now, metrics_error) =
+        match probe::admin_addr(args.gateway_admin.as_deref(), ctx.target.addr).and_then(probe::fetch_metrics) {
+            Ok(body) => (probe::metric_value(&body, "chatgw_connections_open"), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
     let after = args.gateway_pid.iter().map(|&pid| sample(pid)).collect::<anyhow::Result<Vec<_>>>()?;
     let own_rss = probe::own_rss_bytes();
     if timed_out {
@@ -244,7 +245,7 @@ fn print_summary(r: &ConnectReport<'_>) {
         (None, None) => t.row("chatgw_connections_open", "not in /metrics"),
     }
     if r.gateways.len() > 1 {
-        t.row("", "(from whichever gateway answered /metrics)");
+        t.row("", "(from the one gateway at --gateway-admin)");
     }
     match (r.gateway_rss_before_bytes, r.gateway_rss_after_bytes) {
         (Some(b), Some(a)) => {

@@ -104,8 +104,9 @@ struct StoreCounters {
     receipts: Option<f64>,
 }
 
-fn read_store(ctx: &RunCtx) -> Result<StoreCounters, String> {
-    let body = probe::fetch_metrics(ctx.target.addr, &ctx.target.host).map_err(|e| format!("{e:#}"))?;
+fn read_store(ctx: &RunCtx, admin: Option<&str>) -> Result<StoreCounters, String> {
+    let body =
+        probe::admin_addr(admin, ctx.target.addr).and_then(probe::fetch_metrics).map_err(|e| format!("{e:#}"))?;
     Ok(StoreCounters {
         commit_bytes: probe::metric_value(&body, "chatgw_commit_bytes_total"),
         messages: probe::metric_value(&body, "chatgw_messages_stored_total"),
@@ -250,11 +251,12 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
     let mut loaded = None;
     let mut store_before = Err("not measured: the run did not start".to_owned());
     if !setup.aborted {
-        store_before = read_store(&ctx);
+        store_before = read_store(&ctx, args.gateway_admin.as_deref());
         loaded = Some(run.load(&ctx.clock, &[("load", plan.load.duration_ns)], &args.load.gateway_pid));
     }
     let timed_out = run.wind_down();
-    let store_after = if loaded.is_some() { read_store(&ctx) } else { Err("not measured".to_owned()) };
+    let store_after =
+        if loaded.is_some() { read_store(&ctx, args.gateway_admin.as_deref()) } else { Err("not measured".to_owned()) };
     let (conn_stats, t): (ConnStats, GroupStats) = run.join()?;
 
     let m = &t.common;

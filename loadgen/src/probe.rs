@@ -1,15 +1,15 @@
 //! Looking at the gateway from outside: its resident memory from
-//! `/proc/PID/status`, and its own count of open connections from
-//! `GET /metrics`.
+//! `/proc/PID/status`, and its own counters from `GET /metrics`.
 //!
-//! `/metrics` is fetched with a plain blocking `TcpStream` and a hand-written
-//! request: one request per run needs no HTTP client, and it goes through
-//! the same listener as the WebSocket connections, so it also shows that
-//! the gateway still accepts while holding them all.
+//! `/metrics` is on the gateway's admin listener (`--admin-listen`, by
+//! default 127.0.0.1:8081), not on the port the WebSocket connections use:
+//! `--gateway-admin` names it, and without it the gateway's host with port
+//! 8081 is asked. It is fetched with a plain blocking `TcpStream` and a
+//! hand-written request: one request per run needs no HTTP client.
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
+    net::{SocketAddr, TcpStream, ToSocketAddrs as _},
     time::Duration,
 };
 
@@ -54,8 +54,25 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     }
 }
 
-/// `GET /metrics` from the gateway; returns the body.
-pub(crate) fn fetch_metrics(addr: SocketAddr, host: &str) -> anyhow::Result<String> {
+/// The port of the gateway's admin listener when `--admin-listen` is not set.
+const DEFAULT_ADMIN_PORT: u16 = 8081;
+
+/// The gateway's admin address: `given` (`--gateway-admin`, host:port), or
+/// the gateway's own host with the default admin port.
+pub(crate) fn admin_addr(given: Option<&str>, gateway: SocketAddr) -> anyhow::Result<SocketAddr> {
+    match given {
+        None => Ok(SocketAddr::new(gateway.ip(), DEFAULT_ADMIN_PORT)),
+        Some(a) => a
+            .to_socket_addrs()
+            .with_context(|| format!("resolving --gateway-admin `{a}` (expected host:port)"))?
+            .next()
+            .with_context(|| format!("--gateway-admin `{a}` resolved to no address")),
+    }
+}
+
+/// `GET /metrics` from the gateway's admin listener at `addr`; returns the body.
+pub(crate) fn fetch_metrics(addr: SocketAddr) -> anyhow::Result<String> {
+    let host = addr.to_string();
     let timeout = Duration::from_secs(5);
     let mut s =
         TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr} for /metrics"))?;
@@ -123,6 +140,31 @@ mod tests {
         let body = "# HELP chatgw_connections_open WebSocket connections open.\n# TYPE chatgw_connections_open gauge\nchatgw_connections_open 1999\nchatgw_connections_opened_total 5\n# EOF\n";
         assert_eq!(metric_value(body, "chatgw_connections_open"), Some(1999.0));
         assert_eq!(metric_value(body, "chatgw_nothing"), None);
+    }
+
+    #[test]
+    fn admin_address_defaults_to_the_gateway_host_on_8081() {
+        let gateway: SocketAddr = "10.1.2.3:8080".parse().unwrap();
+        assert_eq!(admin_addr(None, gateway).unwrap(), "10.1.2.3:8081".parse().unwrap());
+        assert_eq!(admin_addr(Some("127.0.0.1:9100"), gateway).unwrap(), "127.0.0.1:9100".parse().unwrap());
+        assert!(admin_addr(Some("no-port"), gateway).is_err());
+    }
+
+    /// Against a real gateway: `/metrics` is read from the admin listener,
+    /// and the public port no longer serves it.
+    #[test]
+    fn fetch_metrics_reads_the_admin_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = chatgw_gateway::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().into(), "s".into());
+        config.workers = 1;
+        config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        let gw = chatgw_gateway::Server::start(config).unwrap();
+        let admin = gw.admin_addr().unwrap();
+        let body = fetch_metrics(admin).unwrap();
+        assert_eq!(metric_value(&body, "chatgw_connections_open"), Some(0.0), "{body}");
+        let public = fetch_metrics(gw.addr()).unwrap_err();
+        assert!(format!("{public:#}").contains("HTTP 404"), "{public:#}");
+        gw.shutdown();
     }
 
     #[test]

@@ -98,13 +98,8 @@ impl<S> Engine<S> {
             return text(405, "Method Not Allowed", "only GET\n");
         }
         match req.path {
+            // `/metrics` is not here: it is on the admin listener (`admin`).
             "/healthz" => self.health(),
-            "/metrics" => Route::Respond {
-                status: 200,
-                reason: "OK",
-                content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                body: self.shared.metrics.render().into_bytes(),
-            },
             "/ws" => self.route_upgrade(req, true),
             "/echo" if self.shared.config.echo_endpoint => self.route_upgrade(req, false),
             _ => text(404, "Not Found", "not found\n"),

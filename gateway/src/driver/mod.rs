@@ -70,6 +70,24 @@ pub fn decide(requested: IoDriver, uring: Result<(), uring::Unavailable>) -> Res
     }
 }
 
+/// Why the cores' drivers could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// `--io uring` was asked for and io_uring is unavailable (or a ring
+    /// could not be set up).
+    #[error("--io uring")]
+    UringUnavailable(#[source] uring::Unavailable),
+    /// An epoll poller or its waker could not be created.
+    #[error("creating an epoll poller")]
+    Epoll(#[source] io::Error),
+    /// The thread that sets up the rings could not be started.
+    #[error("starting the io_uring setup thread")]
+    SetupThread(#[source] io::Error),
+    /// Setting up the rings panicked.
+    #[error("setting up io_uring panicked")]
+    SetupPanicked,
+}
+
 /// One core's driver, built before its thread starts.
 pub(crate) enum CoreDriver {
     Epoll(EpollCore),
@@ -101,7 +119,7 @@ pub(crate) fn build_cores(
     requested: IoDriver,
     workers: usize,
     uring_buffers: u16,
-) -> anyhow::Result<(ActiveDriver, Vec<CoreDriver>)> {
+) -> Result<(ActiveDriver, Vec<CoreDriver>), DriverError> {
     let selection = if requested == IoDriver::Epoll {
         Selection { driver: ActiveDriver::Epoll, fallback: None }
     } else {
@@ -110,7 +128,7 @@ pub(crate) fn build_cores(
                 tracing::info!(driver = "uring", "I/O driver: io_uring");
                 return Ok((ActiveDriver::Uring, cores.into_iter().map(|c| CoreDriver::Uring(Box::new(c))).collect()));
             }
-            Err(why) => decide(requested, Err(why)).map_err(|why| anyhow::anyhow!("--io uring: {why}"))?,
+            Err(why) => decide(requested, Err(why)).map_err(DriverError::UringUnavailable)?,
         }
     };
     match &selection.fallback {
@@ -119,7 +137,8 @@ pub(crate) fn build_cores(
         }
         None => tracing::info!(driver = "epoll", "I/O driver: epoll"),
     }
-    let cores: Vec<EpollCore> = (0..workers).map(|_| EpollCore::new()).collect::<Result<_, _>>()?;
+    let cores: Vec<EpollCore> =
+        (0..workers).map(|_| EpollCore::new()).collect::<Result<_, _>>().map_err(DriverError::Epoll)?;
     Ok((ActiveDriver::Epoll, cores.into_iter().map(CoreDriver::Epoll).collect()))
 }
 
@@ -132,13 +151,14 @@ fn try_uring_cores(workers: usize, buffers: u16) -> Result<Vec<UringCore>, uring
 /// down, interrupts that thread's blocking system call (EINTR); a ring made
 /// on the caller's thread would later interrupt whatever the caller (a
 /// program embedding the gateway, a test) is blocked in.
-fn on_setup_thread<T: Send>(f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+fn on_setup_thread<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, DriverError> {
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("chatgw-io-setup".into())
-            .spawn_scoped(s, f)?
+            .spawn_scoped(s, f)
+            .map_err(DriverError::SetupThread)?
             .join()
-            .map_err(|_| anyhow::anyhow!("setting up io_uring panicked"))
+            .map_err(|_| DriverError::SetupPanicked)
     })
 }
 

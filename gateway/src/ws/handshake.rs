@@ -1,6 +1,7 @@
 //! The HTTP/1.1 side of a connection: parsing the request that opens it,
 //! the WebSocket upgrade (RFC 6455 section 4.2), and the plain responses
-//! (`/healthz`, `/metrics`, errors) sent before closing.
+//! (`/healthz`, errors) sent before closing; the admin listener sends its
+//! responses with [`respond`] too.
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use sha1::{Digest, Sha1};

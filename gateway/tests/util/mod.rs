@@ -1,6 +1,7 @@
 //! Helpers shared by the gateway's integration tests: a gateway on a free
-//! port with its store in a temp dir, tokens, clients, raw sockets, and
-//! [`each_driver!`], which runs a test once per I/O driver.
+//! port (and its admin listener on another) with its store in a temp dir,
+//! tokens, clients, raw sockets, and [`each_driver!`], which runs a test
+//! once per I/O driver.
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
@@ -40,6 +41,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestGateway {
     pub handle: Option<ServerHandle>,
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`), unless a test turned it off.
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub key: TokenKey,
 }
@@ -49,16 +52,28 @@ impl TestGateway {
         Self::start_with(io, workers, |_| {})
     }
 
-    /// A gateway on `io` (`Uring` must really get io_uring: no fallback).
+    /// A gateway on `io` (`Uring` must really get io_uring: no fallback),
+    /// with its admin listener on a free loopback port.
     pub fn start_with(io: IoDriver, workers: usize, tune: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf(), SECRET.into());
+        config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
         config.workers = workers;
         config.io = io;
         tune(&mut config);
         let handle = Server::start(config).expect("gateway starts");
-        let addr = handle.addr();
-        TestGateway { handle: Some(handle), addr, dir, key: TokenKey::new(SECRET.as_bytes()) }
+        let (addr, admin) = (handle.addr(), handle.admin_addr());
+        TestGateway { handle: Some(handle), addr, admin, dir, key: TokenKey::new(SECRET.as_bytes()) }
+    }
+
+    /// The admin address (the test must not have turned it off).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.expect("the admin listener is on")
+    }
+
+    /// `GET path` on the admin listener; the whole response.
+    pub fn admin_get(&self, path: &str) -> String {
+        raw_exchange(self.admin_addr(), format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
     }
 
     pub fn handle(&self) -> &ServerHandle {
@@ -81,8 +96,16 @@ impl TestGateway {
         c
     }
 
+    /// A metric's value, rendered in process (no socket).
     pub fn metric(&self, name: &str) -> f64 {
         metric_value(&self.handle().metrics_text(), name)
+    }
+
+    /// The body of `/metrics` from the admin listener.
+    pub fn scrape(&self) -> String {
+        let resp = self.admin_get("/metrics");
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        resp.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).expect("a body")
     }
 }
 
