@@ -1,25 +1,75 @@
 //! The load generator against a real gateway, reading the CPU figures it
-//! reports: the gateway runs in this test process, so `--gateway-pid` is
-//! this process's own id and its CPU is the gateway's.
+//! reports: the gateway runs as a child process (`--gateway-pid` is its id).
+//!
+//! The load generator does not depend on the gateway crate (it would pull
+//! in the store and io_uring), so the gateway is the `chatgw` binary Cargo
+//! built beside `loadgen`: `cargo test --workspace` builds both.
 
-use std::process::Command;
+use std::{
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
 
-use chatgw_gateway::{Config, Server};
 use serde_json::Value;
 
 const SECRET: &str = "cpu-test-secret";
 
+/// A gateway child process, killed when dropped.
+struct Gateway {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `chatgw serve` on a free port with one worker and wait for its
+/// "listening" line.
+fn spawn_gateway(data: &std::path::Path) -> Gateway {
+    let loadgen = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"));
+    let bin = loadgen.with_file_name("chatgw");
+    assert!(bin.exists(), "{} is missing: build the gateway too (cargo test --workspace)", bin.display());
+    let mut child = Command::new(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--secret", SECRET, "--workers", "1", "--data"])
+        .arg(data)
+        .env("CHATGW_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chatgw starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening: ws://").nth(1) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.split('/').next().unwrap_or_default().to_owned());
+                }
+            }
+        }
+    });
+    let mut gw = Gateway { child, addr: String::new() };
+    gw.addr = rx.recv_timeout(Duration::from_secs(20)).expect("gateway printed its address");
+    gw
+}
+
 #[test]
 fn one_to_one_reports_cpu_per_message_for_gateway_loadgen_and_box() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"), SECRET.into());
-    config.workers = 1;
-    let server = Server::start(config).expect("gateway starts");
+    let gateway = spawn_gateway(&dir.path().join("data"));
     let json = dir.path().join("run.json");
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["one-to-one", "--url", &server.addr().to_string(), "--secret", SECRET, "--quiet"])
+        .args(["one-to-one", "--url", &gateway.addr, "--secret", SECRET, "--quiet"])
         .args(["--pairs", "10", "--rate", "500", "--duration", "2s", "--drain", "2s"])
-        .args(["--gateway-pid", &std::process::id().to_string()])
+        .args(["--gateway-pid", &gateway.child.id().to_string()])
         .arg("--json")
         .arg(&json)
         .output()
