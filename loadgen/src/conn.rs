@@ -14,11 +14,9 @@
 //! Closed. [`Conn::kill`] jumps to Closed with a TCP reset, the way a
 //! device that loses its network looks to the gateway.
 
-use std::{
-    fmt::Write as _,
-    io::{self, Read as _, Write as _},
-};
+use std::io::{self, Read as _, Write as _};
 
+use chatgw_protocol::{client, MessageId, MAX_PAGE};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -497,13 +495,9 @@ impl Conn {
                     }
                     cx.handler.on_welcome(cx.id, cx.now_ns);
                     self.phase = Phase::Syncing;
-                    if self.after == 0 {
-                        self.queue(Opcode::Text, br#"{"type":"sync"}"#);
-                    } else {
-                        let mut sync = String::with_capacity(48);
-                        let _ = write!(sync, r#"{{"type":"sync","after":"{}"}}"#, self.after);
-                        self.queue(Opcode::Text, sync.as_bytes());
-                    }
+                    let mut sync = String::with_capacity(48);
+                    client::sync(&mut sync, MessageId(self.after), MAX_PAGE);
+                    self.queue(Opcode::Text, sync.as_bytes());
                     Ok(())
                 }
                 Some(f) => Err(End::Error(format!("`{}` before welcome", f.ty))),
