@@ -2,8 +2,8 @@
 
 use std::hint::black_box;
 
-use chatgw_gateway::ws::frame::{client_frame, decode_header, put_frame, unmask, Decoded, Opcode};
 use chatgw_protocol::{server, ClientFrame, ConversationId, Message, MessageId, MessageKind, UserId};
+use chatgw_websocket::frame::{client_frame, decode_header, put_frame, unmask, Decoded, Opcode};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn masked_frame(payload: &[u8]) -> Vec<u8> {

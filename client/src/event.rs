@@ -1,7 +1,10 @@
-//! Server frames as the client sees them.
+//! Server frames as the client sees them: the protocol crate's typed
+//! decoder ([`ServerFrame::parse`]), flattened into the events tests and the
+//! chat CLI match on, with bodies decoded to text.
 
-use chatgw_protocol::{GroupId, MessageId, MessageKind, UserId};
-use serde::Deserialize;
+use chatgw_protocol::{
+    ConversationId, ConversationRef, GroupId, Message, MessageId, MessageKind, ReceiptFrame, ServerFrame, UserId,
+};
 
 use crate::ClientError;
 
@@ -122,142 +125,82 @@ pub enum Event {
     },
 }
 
-#[derive(Deserialize)]
-struct RawMessage {
-    msg: MessageId,
-    from: UserId,
-    to: Option<UserId>,
-    group: Option<GroupId>,
-    kind: String,
-    cid: String,
-    ts: u64,
-    body: String,
-}
-
-impl RawMessage {
-    fn into_event(self) -> Result<MessageEvent, ClientError> {
-        Ok(MessageEvent {
-            id: self.msg,
-            from: self.from,
-            to: self.to,
-            group: self.group,
-            kind: MessageKind::from_name(&self.kind)
-                .ok_or_else(|| ClientError::Unexpected(format!("kind {}", self.kind)))?,
-            client_id: self.cid,
-            ts: self.ts,
-            body: self.body,
-        })
+impl MessageEvent {
+    fn from_protocol(m: Message, frame: &'static str) -> Result<Self, ClientError> {
+        let body = m.body_text().map_err(|e| ClientError::Unexpected(format!("{frame}: {e}")))?;
+        let (to, group) = match m.conversation {
+            ConversationId::Direct { .. } => (Some(m.conversation.peer_of(m.from).unwrap_or(m.from)), None),
+            ConversationId::Group(g) => (None, Some(g)),
+        };
+        Ok(MessageEvent { id: m.id, from: m.from, to, group, kind: m.kind, client_id: m.client_id, ts: m.ts, body })
     }
 }
 
-#[derive(Deserialize)]
-struct RawItem {
-    by: UserId,
-    ids: Vec<MessageId>,
-}
-
-#[derive(Deserialize)]
-struct RawMember {
-    user: UserId,
-    admin: bool,
-}
-
-#[derive(Deserialize)]
-struct RawWho {
-    user: UserId,
-    at: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Raw {
-    Welcome {
-        user: UserId,
-    },
-    Sent {
-        id: String,
-        msg: MessageId,
-        duplicate: bool,
-    },
-    Message(RawMessage),
-    Receipt {
-        event: MessageId,
-        status: String,
-        by: Option<UserId>,
-        #[serde(default)]
-        ids: Vec<MessageId>,
-        up_to: Option<MessageId>,
-        peer: Option<UserId>,
-        group: Option<GroupId>,
-        #[serde(default)]
-        items: Vec<RawItem>,
-        at: u64,
-    },
-    Group {
-        group: GroupId,
-        name: String,
-        members: Vec<RawMember>,
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-    },
-    MessageInfo {
-        msg: MessageId,
-        recipients: usize,
-        delivered: Vec<RawWho>,
-        read: Vec<RawWho>,
-    },
-    Synced {
-        cursor: MessageId,
-    },
-    History {
-        messages: Vec<RawMessage>,
-        more: bool,
-    },
-    Error {
-        code: String,
-        message: String,
-        #[serde(rename = "ref")]
-        reference: Option<String>,
-    },
+impl From<ReceiptFrame> for ReceiptEvent {
+    fn from(r: ReceiptFrame) -> Self {
+        fn name(c: ConversationRef) -> (Option<UserId>, Option<GroupId>) {
+            match c {
+                ConversationRef::Peer(p) => (Some(p), None),
+                ConversationRef::Group(g) => (None, Some(g)),
+            }
+        }
+        let empty = ReceiptEvent {
+            event: r.event(),
+            status: String::new(),
+            by: UserId::default(),
+            ids: Vec::new(),
+            up_to: None,
+            peer: None,
+            group: None,
+            items: Vec::new(),
+            at: 0,
+        };
+        match r {
+            ReceiptFrame::Delivered { by, conversation, ids, at, .. } => {
+                let (peer, group) = name(conversation);
+                ReceiptEvent { status: "delivered".into(), by, ids, peer, group, at, ..empty }
+            }
+            ReceiptFrame::Read { by, conversation, up_to, at, .. } => {
+                let (peer, group) = name(conversation);
+                ReceiptEvent { status: "read".into(), by, up_to: Some(up_to), peer, group, at, ..empty }
+            }
+            ReceiptFrame::Group { group, status, items, at, .. } => {
+                ReceiptEvent { status: status.as_str().into(), group: Some(group), items, at, ..empty }
+            }
+        }
+    }
 }
 
 impl Event {
-    /// Parse one server text frame.
+    /// Parse one server text frame (with the protocol crate's decoder).
     pub fn parse(text: &str) -> Result<Event, ClientError> {
-        let raw: Raw = serde_json::from_str(text).map_err(|e| ClientError::Unexpected(format!("{e}: {text}")))?;
-        Ok(match raw {
-            Raw::Welcome { user } => Event::Welcome { user },
-            Raw::Sent { id, msg, duplicate } => Event::Sent { client_id: id, id: msg, duplicate },
-            Raw::Message(m) => Event::Message(m.into_event()?),
-            Raw::Receipt { event, status, by, ids, up_to, peer, group, items, at } => Event::Receipt(ReceiptEvent {
-                event,
-                status,
-                by: by.unwrap_or_default(),
-                ids,
-                up_to,
-                peer,
-                group,
-                items: items.into_iter().map(|i| (i.by, i.ids)).collect(),
-                at,
-            }),
-            Raw::Group { group, name, members, reference } => Event::Group {
-                id: group,
-                name,
-                members: members.into_iter().map(|m| (m.user, m.admin)).collect(),
+        let frame = ServerFrame::parse(text).map_err(|e| ClientError::Unexpected(format!("{e}: {text}")))?;
+        Ok(match frame {
+            ServerFrame::Welcome(w) => Event::Welcome { user: w.user },
+            ServerFrame::Sent(s) => Event::Sent { client_id: s.client_id, id: s.msg, duplicate: s.duplicate },
+            ServerFrame::Message(m) => Event::Message(MessageEvent::from_protocol(m, "message")?),
+            ServerFrame::Receipt(r) => Event::Receipt(r.into()),
+            ServerFrame::Group { group, reference } => Event::Group {
+                id: group.id,
+                name: group.name,
+                members: group.members.into_iter().map(|m| (m.user, m.admin)).collect(),
                 reference,
             },
-            Raw::MessageInfo { msg, recipients, delivered, read } => Event::MessageInfo {
-                msg,
-                recipients,
-                delivered: delivered.into_iter().map(|w| (w.user, w.at)).collect(),
-                read: read.into_iter().map(|w| (w.user, w.at)).collect(),
+            ServerFrame::MessageInfo(i) => {
+                Event::MessageInfo { msg: i.msg, recipients: i.recipients, delivered: i.delivered, read: i.read }
+            }
+            ServerFrame::Synced { cursor } => Event::Synced { cursor },
+            ServerFrame::History(page) => Event::History {
+                messages: page
+                    .messages
+                    .into_iter()
+                    .map(|m| MessageEvent::from_protocol(m, "history"))
+                    .collect::<Result<_, _>>()?,
+                more: page.more,
             },
-            Raw::Synced { cursor } => Event::Synced { cursor },
-            Raw::History { messages, more } => Event::History {
-                messages: messages.into_iter().map(RawMessage::into_event).collect::<Result<_, _>>()?,
-                more,
-            },
-            Raw::Error { code, message, reference } => Event::Error { code, message, reference },
+            ServerFrame::Error(e) => {
+                Event::Error { code: e.code.as_str().into(), message: e.message, reference: e.reference }
+            }
         })
     }
 
@@ -269,5 +212,43 @@ impl Event {
             Event::Synced { cursor } => Some(*cursor),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_bodies_are_decoded_and_direct_messages_name_the_recipient() {
+        let text = r#"{"type":"message","event":"9","msg":"9","from":"51","to":"50","kind":"text","ts":1,"cid":"y-2","body":"caf\\u00e9 \u2615"}"#;
+        let Event::Message(m) = Event::parse(text).unwrap() else { panic!("not a message") };
+        assert_eq!((m.from, m.to, m.group), (UserId(51), Some(UserId(50)), None));
+        assert_eq!(m.body, "caf\\u00e9 \u{2615}");
+        let own =
+            r#"{"type":"message","event":"9","msg":"9","from":"4","to":"4","kind":"text","ts":1,"cid":"n","body":""}"#;
+        let Event::Message(m) = Event::parse(own).unwrap() else { panic!("not a message") };
+        assert_eq!(m.to, Some(UserId(4)), "notes to self");
+    }
+
+    #[test]
+    fn receipts_keep_their_shape() {
+        let batched =
+            r#"{"type":"receipt","event":"12","status":"read","group":"5","items":[{"by":"1","ids":["3"]}],"at":8}"#;
+        let Event::Receipt(r) = Event::parse(batched).unwrap() else { panic!("not a receipt") };
+        assert_eq!((r.status.as_str(), r.by, r.group), ("read", UserId(0), Some(GroupId(5))));
+        assert_eq!(r.items, vec![(UserId(1), vec![MessageId(3)])]);
+        let direct = r#"{"type":"receipt","event":"10","status":"delivered","by":"2","peer":"2","ids":["7"],"at":5}"#;
+        let ev = Event::parse(direct).unwrap();
+        assert_eq!(ev.cursor_id(), Some(MessageId(10)));
+        let Event::Receipt(r) = ev else { panic!("not a receipt") };
+        assert_eq!((r.by, r.peer, r.ids), (UserId(2), Some(UserId(2)), vec![MessageId(7)]));
+    }
+
+    #[test]
+    fn errors_keep_their_code_and_junk_is_unexpected() {
+        let e = Event::parse(r#"{"type":"error","code":"bad_field","message":"x","ref":"c-2"}"#).unwrap();
+        assert_eq!(e, Event::Error { code: "bad_field".into(), message: "x".into(), reference: Some("c-2".into()) });
+        assert!(matches!(Event::parse("[]"), Err(ClientError::Unexpected(_))));
     }
 }

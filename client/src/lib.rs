@@ -6,6 +6,10 @@
 //! event id seen in a `message`, `receipt` or `synced` frame, which is what
 //! a device passes to `sync` when it reconnects.
 //!
+//! Frames are written and read by the protocol crate's encoders and
+//! decoders (`chatgw_protocol::client`, `chatgw_protocol::ServerFrame`);
+//! this crate adds the connection, the cursor and the waiting.
+//!
 //! It is deliberately simple: a thread per client or a poll loop in the
 //! caller; no async runtime.
 
@@ -19,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chatgw_protocol::{client, ClientFrame, ConversationRef, GroupChange, MAX_PAGE};
 pub use chatgw_protocol::{GroupId, MessageId, MessageKind, UserId};
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
@@ -46,6 +51,10 @@ pub enum ClientError {
     /// No event arrived in time.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    /// [`Client::change_members`] was given an operation that is not a
+    /// membership change.
+    #[error("`{0}` is not add_members, remove_members or promote")]
+    UnknownOperation(String),
 }
 
 /// One device connection.
@@ -59,20 +68,6 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("user", &self.user).field("cursor", &self.cursor).finish()
     }
-}
-
-fn id_array(ids: &[MessageId]) -> String {
-    let v: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
-    format!("[{}]", v.join(","))
-}
-
-fn user_array(users: &[UserId]) -> String {
-    let v: Vec<String> = users.iter().map(|u| format!("\"{u}\"")).collect();
-    format!("[{}]", v.join(","))
-}
-
-fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 impl Client {
@@ -133,7 +128,20 @@ impl Client {
         Ok(())
     }
 
-    /// Send a message to `to` with a client id of the caller's choice.
+    /// Encode a frame with `write` and send it.
+    fn send_with(&mut self, write: impl FnOnce(&mut String)) -> Result<(), ClientError> {
+        let mut text = String::new();
+        write(&mut text);
+        self.send_raw(&text)
+    }
+
+    /// Send any client frame.
+    pub fn send_frame(&mut self, frame: &ClientFrame<'_>) -> Result<(), ClientError> {
+        self.send_with(|out| frame.encode(out))
+    }
+
+    /// Send a message to `to` with a client id of the caller's choice;
+    /// `body` is the text, encoded here as a JSON string.
     pub fn send_message(
         &mut self,
         to: UserId,
@@ -141,42 +149,32 @@ impl Client {
         kind: MessageKind,
         body: &str,
     ) -> Result<(), ClientError> {
-        self.send_to(&format!(r#""to":"{to}""#), client_id, kind, body)
-    }
-
-    /// A `send` frame to `target` (`"to":"..."` or `"group":"..."`).
-    fn send_to(&mut self, target: &str, client_id: &str, kind: MessageKind, body: &str) -> Result<(), ClientError> {
-        self.send_raw(&format!(
-            r#"{{"type":"send","id":{},{target},"kind":"{}","body":{}}}"#,
-            json_string(client_id),
-            kind.as_str(),
-            json_string(body)
-        ))
+        let body = client::body_literal(body);
+        self.send_with(|out| client::send(out, client_id, ConversationRef::Peer(to), kind, &body))
     }
 
     /// Acknowledge delivery of messages from `peer`.
     pub fn ack_delivered(&mut self, peer: UserId, ids: &[MessageId]) -> Result<(), ClientError> {
-        self.send_raw(&format!(r#"{{"type":"delivered","peer":"{peer}","ids":{}}}"#, id_array(ids)))
+        self.send_with(|out| client::delivered(out, ConversationRef::Peer(peer), ids.iter().copied()))
     }
 
     /// Mark the conversation with `peer` read up to `up_to`.
     pub fn mark_read(&mut self, peer: UserId, up_to: MessageId) -> Result<(), ClientError> {
-        self.send_raw(&format!(r#"{{"type":"read","peer":"{peer}","up_to":"{up_to}"}}"#))
+        self.send_with(|out| client::read(out, ConversationRef::Peer(peer), up_to))
     }
 
     /// Ask for every event after the device's cursor.
     pub fn sync(&mut self) -> Result<(), ClientError> {
         let after = self.cursor;
-        self.send_raw(&format!(r#"{{"type":"sync","after":"{after}"}}"#))
+        self.send_with(|out| client::sync(out, after, MAX_PAGE))
     }
 
     /// Ask for one page of the conversation with `peer`.
     pub fn history(&mut self, peer: UserId, before: Option<MessageId>, limit: usize) -> Result<(), ClientError> {
-        let before = before.map(|b| format!(r#","before":"{b}""#)).unwrap_or_default();
-        self.send_raw(&format!(r#"{{"type":"history","peer":"{peer}","limit":{limit}{before}}}"#))
+        self.send_with(|out| client::history(out, ConversationRef::Peer(peer), before, limit))
     }
 
-    /// Send a message to a group.
+    /// Send a message to a group; `body` is the text.
     pub fn send_group(
         &mut self,
         group: GroupId,
@@ -184,17 +182,18 @@ impl Client {
         kind: MessageKind,
         body: &str,
     ) -> Result<(), ClientError> {
-        self.send_to(&format!(r#""group":"{group}""#), client_id, kind, body)
+        let body = client::body_literal(body);
+        self.send_with(|out| client::send(out, client_id, ConversationRef::Group(group), kind, &body))
     }
 
     /// Acknowledge delivery of group messages.
     pub fn ack_group_delivered(&mut self, group: GroupId, ids: &[MessageId]) -> Result<(), ClientError> {
-        self.send_raw(&format!(r#"{{"type":"delivered","group":"{group}","ids":{}}}"#, id_array(ids)))
+        self.send_with(|out| client::delivered(out, ConversationRef::Group(group), ids.iter().copied()))
     }
 
     /// Mark a group read up to `up_to`.
     pub fn mark_group_read(&mut self, group: GroupId, up_to: MessageId) -> Result<(), ClientError> {
-        self.send_raw(&format!(r#"{{"type":"read","group":"{group}","up_to":"{up_to}"}}"#))
+        self.send_with(|out| client::read(out, ConversationRef::Group(group), up_to))
     }
 
     /// Ask for one page of a group's messages.
@@ -204,38 +203,39 @@ impl Client {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<(), ClientError> {
-        let before = before.map(|b| format!(r#","before":"{b}""#)).unwrap_or_default();
-        self.send_raw(&format!(r#"{{"type":"history","group":"{group}","limit":{limit}{before}}}"#))
+        self.send_with(|out| client::history(out, ConversationRef::Group(group), before, limit))
     }
 
     /// Create a group with the given members (besides yourself).
     pub fn create_group(&mut self, request_id: &str, name: &str, members: &[UserId]) -> Result<(), ClientError> {
-        self.send_raw(&format!(
-            r#"{{"type":"create_group","id":{},"name":{},"members":{}}}"#,
-            json_string(request_id),
-            json_string(name),
-            user_array(members)
-        ))
+        self.send_with(|out| client::create_group(out, request_id, name, members.iter().copied()))
     }
 
     /// Add, remove or promote members (`op` is `add_members`, `remove_members` or `promote`).
     pub fn change_members(&mut self, op: &str, group: GroupId, members: &[UserId]) -> Result<(), ClientError> {
-        self.send_raw(&format!(r#"{{"type":"{op}","group":"{group}","members":{}}}"#, user_array(members)))
+        let members = members.to_vec();
+        let change = match op {
+            "add_members" => GroupChange::Add(members),
+            "remove_members" => GroupChange::Remove(members),
+            "promote" => GroupChange::Promote(members),
+            other => return Err(ClientError::UnknownOperation(other.to_owned())),
+        };
+        self.send_with(|out| client::change_group(out, group, &change))
     }
 
     /// Leave a group.
     pub fn leave_group(&mut self, group: GroupId) -> Result<(), ClientError> {
-        self.send_raw(&format!(r#"{{"type":"leave","group":"{group}"}}"#))
+        self.send_with(|out| client::change_group(out, group, &GroupChange::Leave))
     }
 
     /// Ask for a group's name and members.
     pub fn group_info(&mut self, group: GroupId) -> Result<(), ClientError> {
-        self.send_raw(&format!(r#"{{"type":"group_info","group":"{group}"}}"#))
+        self.send_with(|out| client::group_info(out, group))
     }
 
     /// Ask who one of your group messages reached and who read it.
     pub fn message_info(&mut self, group: GroupId, msg: MessageId) -> Result<(), ClientError> {
-        self.send_raw(&format!(r#"{{"type":"message_info","group":"{group}","msg":"{msg}"}}"#))
+        self.send_with(|out| client::message_info(out, group, msg))
     }
 
     /// Close with 1000 and wait briefly for the server's close.

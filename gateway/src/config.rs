@@ -68,35 +68,7 @@ fn ensure(ok: bool, why: impl Into<String>) -> Result<(), ConfigError> {
     }
 }
 
-/// A duration written as a number and a unit: `500ms`, `30s`, `5m`, `24h`, `7d`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl FromStr for HumanDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (n, unit) = s.split_at(split);
-        let n: u64 = n.parse().map_err(|_| format!("`{s}`: expected a number and a unit, like 30s"))?;
-        let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
-        Ok(HumanDuration(match unit {
-            "ms" => Duration::from_millis(n),
-            "s" | "" => secs(1),
-            "m" => secs(60),
-            "h" => secs(3600),
-            "d" => secs(86400),
-            _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h, d)")),
-        }))
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+pub use chatgw_units::HumanDuration;
 
 /// Where the admin endpoints listen: an address, or `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use chatgw_gateway::config::HumanDuration;
+use chatgw_units::HumanDuration;
 use clap::{Args, Parser, Subcommand};
 use serde::{Serialize, Serializer};
 

@@ -14,11 +14,9 @@
 //! Closed. [`Conn::kill`] jumps to Closed with a TCP reset, the way a
 //! device that loses its network looks to the gateway.
 
-use std::{
-    fmt::Write as _,
-    io::{self, Read as _, Write as _},
-};
+use std::io::{self, Read as _, Write as _};
 
+use chatgw_protocol::{client, MessageId, MAX_PAGE};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -27,7 +25,7 @@ use crate::{
     shared::Live,
     stats::{Latency, Merge, Reasons},
     upgrade,
-    ws::{self, Xorshift},
+    ws::{self, Opcode, Xorshift},
 };
 
 /// Largest server frame accepted (a sync page of big messages is large).
@@ -274,7 +272,7 @@ impl Conn {
 
     /// Send a text frame (the connection must be at least AwaitWelcome).
     pub(crate) fn send_text(&mut self, text: &str) -> Result<(), End> {
-        self.queue(ws::OP_TEXT, text.as_bytes());
+        self.queue(Opcode::Text, text.as_bytes());
         self.flush()
     }
 
@@ -287,7 +285,7 @@ impl Conn {
             Phase::AwaitWelcome | Phase::Syncing | Phase::Up => {}
         }
         if !self.close_sent {
-            self.queue(ws::OP_CLOSE, &1000u16.to_be_bytes());
+            self.queue(Opcode::Close, &1000u16.to_be_bytes());
             self.close_sent = true;
         }
         self.phase = Phase::Closing;
@@ -348,9 +346,9 @@ impl Conn {
         self.phase < Phase::Up
     }
 
-    fn queue(&mut self, opcode: u8, payload: &[u8]) {
+    fn queue(&mut self, opcode: Opcode, payload: &[u8]) {
         let mask = self.rng.next_u32().to_le_bytes();
-        ws::encode_client(&mut self.outbuf, opcode, payload, mask);
+        ws::put_client_frame(&mut self.outbuf, opcode, payload, mask);
     }
 
     fn flush(&mut self) -> Result<(), End> {
@@ -419,10 +417,10 @@ impl Conn {
                     Err(reason) => return Err(End::Error(reason)),
                 },
                 Phase::AwaitWelcome | Phase::Syncing | Phase::Up | Phase::Closing => {
-                    let header = match ws::decode_server(rest, MAX_SERVER_FRAME) {
+                    let header = match ws::decode_server_header(rest, MAX_SERVER_FRAME) {
                         Ok(Some(h)) => h,
                         Ok(None) => return Ok(pos),
-                        Err(why) => return Err(End::Error(why.into())),
+                        Err(why) => return Err(End::Error(why.to_string())),
                     };
                     let Some(payload) = rest.get(header.header_len..header.frame_len()) else {
                         return Ok(pos);
@@ -434,14 +432,14 @@ impl Conn {
         }
     }
 
-    fn on_frame(&mut self, h: ws::Header, payload: &[u8], cx: &mut Cx<'_>) -> Result<(), End> {
+    fn on_frame(&mut self, h: ws::ServerHeader, payload: &[u8], cx: &mut Cx<'_>) -> Result<(), End> {
         match h.opcode {
-            ws::OP_PING => {
-                self.queue(ws::OP_PONG, payload);
+            Opcode::Ping => {
+                self.queue(Opcode::Pong, payload);
                 Ok(())
             }
-            ws::OP_PONG => Ok(()),
-            ws::OP_CLOSE => {
+            Opcode::Pong => Ok(()),
+            Opcode::Close => {
                 let code = match payload {
                     [a, b, ..] => u16::from_be_bytes([*a, *b]),
                     _ => 1005,
@@ -452,19 +450,19 @@ impl Conn {
                 }
                 if !self.close_sent {
                     let echo: &[u8] = if payload.len() >= 2 { &payload[..2] } else { &[] };
-                    self.queue(ws::OP_CLOSE, echo);
+                    self.queue(Opcode::Close, echo);
                     self.close_sent = true;
                 }
                 Err(End::Error(format!("closed by server with {code}")))
             }
-            ws::OP_TEXT if h.fin && !self.in_fragment => self.on_text(payload, cx),
-            ws::OP_TEXT if !self.in_fragment => {
+            Opcode::Text if h.fin && !self.in_fragment => self.on_text(payload, cx),
+            Opcode::Text if !self.in_fragment => {
                 self.in_fragment = true;
                 self.frag.clear();
                 self.frag.extend_from_slice(payload);
                 Ok(())
             }
-            ws::OP_CONTINUATION if self.in_fragment => {
+            Opcode::Continuation if self.in_fragment => {
                 self.frag.extend_from_slice(payload);
                 if h.fin {
                     self.in_fragment = false;
@@ -479,7 +477,7 @@ impl Conn {
                     Ok(())
                 }
             }
-            ws::OP_BINARY => Err(End::Error("binary frame from the server".into())),
+            Opcode::Binary => Err(End::Error("binary frame from the server".into())),
             _ => Err(End::Error("bad fragmentation from the server".into())),
         }
     }
@@ -497,13 +495,9 @@ impl Conn {
                     }
                     cx.handler.on_welcome(cx.id, cx.now_ns);
                     self.phase = Phase::Syncing;
-                    if self.after == 0 {
-                        self.queue(ws::OP_TEXT, br#"{"type":"sync"}"#);
-                    } else {
-                        let mut sync = String::with_capacity(48);
-                        let _ = write!(sync, r#"{{"type":"sync","after":"{}"}}"#, self.after);
-                        self.queue(ws::OP_TEXT, sync.as_bytes());
-                    }
+                    let mut sync = String::with_capacity(48);
+                    client::sync(&mut sync, MessageId(self.after), MAX_PAGE);
+                    self.queue(Opcode::Text, sync.as_bytes());
                     Ok(())
                 }
                 Some(f) => Err(End::Error(format!("`{}` before welcome", f.ty))),
@@ -549,7 +543,7 @@ impl Conn {
             _ => Ok(()),
         };
         if !cx.reply.is_empty() {
-            self.queue(ws::OP_TEXT, cx.reply.as_bytes());
+            self.queue(Opcode::Text, cx.reply.as_bytes());
             cx.reply.clear();
         }
         r

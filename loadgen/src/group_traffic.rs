@@ -16,8 +16,9 @@
 //! members only receive live events after their `sync`, and a member added
 //! before it connected would see the `created` message only by replay.
 
-use std::{collections::HashMap, fmt::Write as _, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
+use chatgw_protocol::{client, GroupChange, GroupId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -168,7 +169,7 @@ impl GroupTraffic {
     pub(crate) fn new(tag: String, body_bytes: usize, size: u64, first_user: u64, ack: bool, live: Arc<Live>) -> Self {
         GroupTraffic {
             tag,
-            body: "x".repeat(body_bytes),
+            body: chatgw_protocol::client::body_literal(&"x".repeat(body_bytes)),
             size: size as usize,
             first_user,
             ack,
@@ -226,13 +227,9 @@ impl GroupTraffic {
             let others: Vec<u64> = g.users.iter().skip(1).copied().collect();
             let first = others.len().min(USERS_PER_REQUEST);
             self.text.clear();
-            let _ = write!(
-                self.text,
-                r#"{{"type":"create_group","id":"{}.g{}","name":"loadgen {}","members":["#,
-                self.tag, g.index, g.index
-            );
-            messages::push_ids(&mut self.text, &others[..first]);
-            self.text.push_str("]}");
+            let request_id = format!("{}.g{}", self.tag, g.index);
+            let name = format!("loadgen {}", g.index);
+            messages::write_create_group(&mut self.text, &request_id, &name, &others[..first]);
             let chunks = others[first..].chunks(USERS_PER_REQUEST).count();
             if driver.send_text(g.conns[0], &self.text) {
                 g.creation = Creation::Pending(1 + chunks);
@@ -277,7 +274,7 @@ impl GroupTraffic {
             return;
         };
         self.text.clear();
-        messages::write_send(&mut self.text, &self.tag, (n, intended_ns), ("group", gid), &self.body);
+        messages::write_send(&mut self.text, &self.tag, (n, intended_ns), messages::group(gid), &self.body);
         if driver.send_text(conn, &self.text) {
             self.outstanding += 1;
             self.stats.common.record_send(&self.live, intended_ns, now_ns);
@@ -330,9 +327,9 @@ impl GroupTraffic {
             g.id = Some(gid);
             let others: Vec<u64> = g.users.iter().skip(1 + USERS_PER_REQUEST).copied().collect();
             for chunk in others.chunks(USERS_PER_REQUEST) {
-                let mut text = format!(r#"{{"type":"add_members","group":"{gid}","members":["#);
-                messages::push_ids(&mut text, chunk);
-                text.push_str("]}");
+                let mut text = String::new();
+                let users = chunk.iter().map(|&u| UserId(u)).collect();
+                client::change_group(&mut text, GroupId(gid), &GroupChange::Add(users));
                 self.pending.push((g.conns[0], text));
             }
         }
@@ -394,7 +391,7 @@ impl GroupTraffic {
         }
         if self.ack {
             if let Some(gid) = self.groups.get(local).and_then(|g| g.id) {
-                messages::write_delivered(reply, ("group", gid), &[msg]);
+                messages::write_delivered(reply, messages::group(gid), &[msg]);
                 self.stats.acks_sent += 1;
             }
         }

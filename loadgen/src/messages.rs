@@ -14,6 +14,7 @@ use std::{
     fmt::Write as _,
 };
 
+use chatgw_protocol::{client, ConversationRef, GroupId, MessageId, MessageKind, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -36,33 +37,33 @@ pub(crate) fn ours(tag: &str, cid: Option<&Str<'_>>, msg: Option<&Str<'_>>) -> O
     Some((n, intended, parse_id(msg)?))
 }
 
-/// Append the `send` of message `n` (intended at `intended_ns`) to `to_key`
-/// (`to` a user, `group`) `to`.
-pub(crate) fn write_send(
-    out: &mut String,
-    tag: &str,
-    (n, intended_ns): (u64, u64),
-    (to_key, to): (&str, u64),
-    body: &str,
-) {
-    let _ = write!(out, r#"{{"type":"send","id":"{tag}.{n}.{intended_ns}","{to_key}":"{to}","body":"{body}"}}"#);
+/// The direct conversation with user `peer`.
+pub(crate) fn peer(peer: u64) -> ConversationRef {
+    ConversationRef::Peer(UserId(peer))
 }
 
-/// Append a `delivered` acknowledging `ids` from `key` (`peer`, `group`) `from`.
-pub(crate) fn write_delivered(out: &mut String, (key, from): (&str, u64), ids: &[u64]) {
-    let _ = write!(out, r#"{{"type":"delivered","{key}":"{from}","ids":["#);
-    push_ids(out, ids);
-    out.push_str("]}");
+/// The conversation of group `group`.
+pub(crate) fn group(group: u64) -> ConversationRef {
+    ConversationRef::Group(GroupId(group))
 }
 
-/// Append ids as a comma-separated list of JSON strings.
-pub(crate) fn push_ids(out: &mut String, ids: &[u64]) {
-    for (i, u) in ids.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "\"{u}\"");
-    }
+/// Append the `send` of message `n` (intended at `intended_ns`) to `to`;
+/// `body` is the raw JSON string literal ([`client::body_literal`]), made
+/// once per run rather than per message.
+pub(crate) fn write_send(out: &mut String, tag: &str, (n, intended_ns): (u64, u64), to: ConversationRef, body: &str) {
+    let mut cid = String::with_capacity(tag.len() + 32);
+    let _ = write!(cid, "{tag}.{n}.{intended_ns}");
+    client::send(out, &cid, to, MessageKind::Text, body);
+}
+
+/// Append a `delivered` acknowledging `ids` of `conversation`.
+pub(crate) fn write_delivered(out: &mut String, conversation: ConversationRef, ids: &[u64]) {
+    client::delivered(out, conversation, ids.iter().map(|&i| MessageId(i)));
+}
+
+/// Append the `create_group` of `request_id` named `name` with `members`.
+pub(crate) fn write_create_group(out: &mut String, request_id: &str, name: &str, members: &[u64]) {
+    client::create_group(out, request_id, name, members.iter().map(|&u| UserId(u)));
 }
 
 /// How far past `end_ns` the last first delivery came, in ms (0 when
@@ -326,10 +327,13 @@ mod tests {
     #[test]
     fn frames_as_the_gateway_expects_them() {
         let mut out = String::new();
-        write_send(&mut out, "lgt", (3, 1000), ("to", 7), "xx");
-        assert_eq!(out, r#"{"type":"send","id":"lgt.3.1000","to":"7","body":"xx"}"#);
+        write_send(&mut out, "lgt", (3, 1000), peer(7), &client::body_literal("xx"));
+        assert_eq!(out, r#"{"type":"send","id":"lgt.3.1000","to":"7","kind":"text","body":"xx"}"#);
         out.clear();
-        write_delivered(&mut out, ("group", 500), &[900, 901]);
+        write_delivered(&mut out, group(500), &[900, 901]);
         assert_eq!(out, r#"{"type":"delivered","group":"500","ids":["900","901"]}"#);
+        out.clear();
+        write_create_group(&mut out, "lgt.g1", "loadgen 1", &[2, 3]);
+        assert_eq!(out, r#"{"type":"create_group","id":"lgt.g1","name":"loadgen 1","members":["2","3"]}"#);
     }
 }

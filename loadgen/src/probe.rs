@@ -150,23 +150,6 @@ mod tests {
         assert!(admin_addr(Some("no-port"), gateway).is_err());
     }
 
-    /// Against a real gateway: `/metrics` is read from the admin listener,
-    /// and the public port no longer serves it.
-    #[test]
-    fn fetch_metrics_reads_the_admin_listener() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = chatgw_gateway::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().into(), "s".into());
-        config.workers = 1;
-        config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-        let gw = chatgw_gateway::Server::start(config).unwrap();
-        let admin = gw.admin_addr().unwrap();
-        let body = fetch_metrics(admin).unwrap();
-        assert_eq!(metric_value(&body, "chatgw_connections_open"), Some(0.0), "{body}");
-        let public = fetch_metrics(gw.addr()).unwrap_err();
-        assert!(format!("{public:#}").contains("HTTP 404"), "{public:#}");
-        gw.shutdown();
-    }
-
     #[test]
     fn own_rss_and_sockets_are_readable() {
         assert!(own_rss_bytes().is_some_and(|b| b > 0));

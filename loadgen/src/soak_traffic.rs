@@ -21,7 +21,7 @@
 //! marks and receipt events are written, and checked by `chatgw check`,
 //! through the kills too).
 
-use std::{collections::BTreeMap, collections::HashMap, fmt::Write as _};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +141,7 @@ impl SoakTraffic {
         let groups = topo.group_count() as usize;
         SoakTraffic {
             tag,
-            body: "x".repeat(body_bytes),
+            body: chatgw_protocol::client::body_literal(&"x".repeat(body_bytes)),
             topo,
             devices,
             roles: Roles::default(),
@@ -198,9 +198,9 @@ impl SoakTraffic {
         let Some(p) = self.outbox.get(&n) else { return };
         let conn = self.devices[p.device].conn;
         let target = match (p.conv, p.to) {
-            (_, Some(user)) => ("to", user),
+            (_, Some(user)) => messages::peer(user),
             (Conv::Group(g), None) => match self.group_ids.get(g as usize).copied().flatten() {
-                Some(id) => ("group", id),
+                Some(id) => messages::group(id),
                 None => return,
             },
             (Conv::Pair(_), None) => return,
@@ -258,10 +258,9 @@ impl SoakTraffic {
             }
             let members = self.topo.group_members(g as u32);
             self.text.clear();
-            let _ =
-                write!(self.text, r#"{{"type":"create_group","id":"{}.g{g}","name":"soak {g}","members":["#, self.tag);
-            messages::push_ids(&mut self.text, members.get(1..).unwrap_or_default());
-            self.text.push_str("]}");
+            let request_id = format!("{}.g{g}", self.tag);
+            let name = format!("soak {g}");
+            messages::write_create_group(&mut self.text, &request_id, &name, members.get(1..).unwrap_or_default());
             if driver.send_text(conn, &self.text) {
                 self.group_asked[g] = Some(now);
             }
@@ -363,8 +362,8 @@ impl SoakTraffic {
         self.ledger.receive(d, conv, msg, replayed);
         if from != self.devices[d].user && reply.is_empty() {
             let name = match (conv, parse_id(f.group.as_ref())) {
-                (Conv::Group(_), Some(g)) => ("group", g),
-                _ => ("peer", from),
+                (Conv::Group(_), Some(g)) => messages::group(g),
+                _ => messages::peer(from),
             };
             messages::write_delivered(reply, name, &[msg]);
             self.stats.delivered_acks += 1;

@@ -197,7 +197,7 @@ impl StormTraffic {
     pub(crate) fn new(tag: String, body_bytes: usize, live: Arc<Live>) -> Self {
         StormTraffic {
             tag,
-            body: "x".repeat(body_bytes),
+            body: chatgw_protocol::client::body_literal(&"x".repeat(body_bytes)),
             pairs: Vec::new(),
             devices: Vec::new(),
             roles: Roles::default(),
@@ -213,7 +213,7 @@ impl StormTraffic {
     fn write_send(&mut self, driver: &mut Driver, local: usize, conn: usize, n: u64, intended: u64) -> bool {
         let Some(pair) = self.pairs.get(local) else { return false };
         self.text.clear();
-        messages::write_send(&mut self.text, &self.tag, (n, intended), ("to", pair.recipient_user), &self.body);
+        messages::write_send(&mut self.text, &self.tag, (n, intended), messages::peer(pair.recipient_user), &self.body);
         driver.send_text(conn, &self.text)
     }
 
@@ -312,7 +312,7 @@ impl StormTraffic {
                 let acks = std::mem::take(&mut self.devices[d].pending_acks);
                 for chunk in acks.chunks(IDS_PER_ACK) {
                     self.text.clear();
-                    messages::write_delivered(&mut self.text, ("peer", peer), chunk);
+                    messages::write_delivered(&mut self.text, messages::peer(peer), chunk);
                     if !driver.send_text(conn, &self.text) {
                         break;
                     }
@@ -395,7 +395,7 @@ impl StormTraffic {
         if replay {
             self.devices[d].pending_acks.push(msg);
         } else {
-            messages::write_delivered(reply, ("peer", from), &[msg]);
+            messages::write_delivered(reply, messages::peer(from), &[msg]);
         }
     }
 

@@ -1,12 +1,12 @@
 //! Tokens minted locally with the gateway's own signing code.
 //!
 //! The load generator is given the gateway's `--secret` and signs one HS256
-//! token per connection with `chatgw_gateway::auth::TokenKey`, the same
-//! code the gateway verifies with, so the two can never disagree about the
+//! token per connection with `chatgw_auth::TokenKey`, the same code the
+//! gateway verifies with, so the two can never disagree about the
 //! format. Minting is an HMAC over ~60 bytes: a few microseconds, cheap
 //! next to a TCP handshake.
 
-use chatgw_gateway::auth::{unix_now, TokenKey};
+use chatgw_auth::{unix_now, TokenKey};
 use chatgw_protocol::UserId;
 
 /// How long minted tokens are valid: longer than any run.

@@ -60,7 +60,7 @@ impl Traffic {
     pub(crate) fn new(tag: String, body_bytes: usize, live: Arc<Live>) -> Self {
         Traffic {
             tag,
-            body: "x".repeat(body_bytes),
+            body: chatgw_protocol::client::body_literal(&"x".repeat(body_bytes)),
             pairs: Vec::new(),
             roles: Roles::default(),
             live,
@@ -108,7 +108,7 @@ impl Traffic {
             let latency = self.stats.record_delivery(&self.live, intended, now_ns);
             self.live.sample_ns(latency);
         }
-        messages::write_delivered(reply, ("peer", from), &[msg]);
+        messages::write_delivered(reply, messages::peer(from), &[msg]);
     }
 
     fn on_error(&mut self, f: &ServerFrame<'_>) {
@@ -147,7 +147,13 @@ impl PairLoad for Traffic {
             return;
         };
         self.text.clear();
-        messages::write_send(&mut self.text, &self.tag, (n, intended_ns), ("to", pair.recipient_user), &self.body);
+        messages::write_send(
+            &mut self.text,
+            &self.tag,
+            (n, intended_ns),
+            messages::peer(pair.recipient_user),
+            &self.body,
+        );
         if driver.send_text(pair.sender, &self.text) {
             self.outstanding += 1;
             self.stats.record_send(&self.live, intended_ns, now_ns);

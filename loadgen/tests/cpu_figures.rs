@@ -1,25 +1,26 @@
 //! The load generator against a real gateway, reading the CPU figures it
-//! reports: the gateway runs in this test process, so `--gateway-pid` is
-//! this process's own id and its CPU is the gateway's.
+//! reports: the gateway runs as a child process (`--gateway-pid` is its id).
+//! See `util` for why the gateway is a child process.
+
+mod util;
 
 use std::process::Command;
 
-use chatgw_gateway::{Config, Server};
 use serde_json::Value;
+
+use crate::util::spawn_gateway;
 
 const SECRET: &str = "cpu-test-secret";
 
 #[test]
 fn one_to_one_reports_cpu_per_message_for_gateway_loadgen_and_box() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"), SECRET.into());
-    config.workers = 1;
-    let server = Server::start(config).expect("gateway starts");
+    let gateway = spawn_gateway(&dir.path().join("data"), SECRET);
     let json = dir.path().join("run.json");
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["one-to-one", "--url", &server.addr().to_string(), "--secret", SECRET, "--quiet"])
+        .args(["one-to-one", "--url", &gateway.addr, "--secret", SECRET, "--quiet"])
         .args(["--pairs", "10", "--rate", "500", "--duration", "2s", "--drain", "2s"])
-        .args(["--gateway-pid", &std::process::id().to_string()])
+        .args(["--gateway-pid", &gateway.child.id().to_string()])
         .arg("--json")
         .arg(&json)
         .output()

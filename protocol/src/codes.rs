@@ -48,6 +48,14 @@ impl ErrorCode {
         }
     }
 
+    /// Parse the wire string.
+    pub fn from_name(s: &str) -> Option<Self> {
+        use ErrorCode::*;
+        [BadJson, UnknownType, BadField, NotAllowed, RateLimited, Unavailable, ShuttingDown, GroupFull, SyncFailed]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+
     /// Whether the refusal is the client's doing (malformed or too fast)
     /// rather than the server's state (shutting down, overloaded, store
     /// failing): only the former count towards closing with 1008.
@@ -100,5 +108,15 @@ mod tests {
         for code in [NotAllowed, Unavailable, ShuttingDown, GroupFull, SyncFailed] {
             assert!(!code.is_client_fault(), "{}", code.as_str());
         }
+    }
+
+    #[test]
+    fn every_code_parses_from_its_wire_string() {
+        for code in
+            [BadJson, UnknownType, BadField, NotAllowed, RateLimited, Unavailable, ShuttingDown, GroupFull, SyncFailed]
+        {
+            assert_eq!(super::ErrorCode::from_name(code.as_str()), Some(code));
+        }
+        assert_eq!(super::ErrorCode::from_name("teapot"), None);
     }
 }

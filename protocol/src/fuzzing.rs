@@ -9,12 +9,11 @@
 //! - a refused frame carries one of the three parse error codes, and the
 //!   `error` frame built from it is valid JSON that says the same thing;
 //! - an accepted frame is inside every documented limit;
-//! - an accepted frame, written back as JSON, parses to the same frame
-//!   (nothing the parser keeps depends on how the client spelled it);
+//! - an accepted frame, written back by the client encoder
+//!   ([`ClientFrame::encode`]), parses to the same frame (nothing the parser
+//!   keeps depends on how the client spelled it);
 //! - the body and client id of an accepted `send` splice into the server's
 //!   `sent` and `message` frames as valid JSON (the body is forwarded raw).
-
-use std::fmt::Display;
 
 use serde_json::Value;
 
@@ -51,7 +50,7 @@ pub fn client_frame(data: &[u8]) {
 
 fn check_accepted(text: &str, frame: &ClientFrame<'_>) {
     check_limits(frame);
-    let again = encode(frame);
+    let again = frame.to_json();
     let reparsed = ClientFrame::parse(&again)
         .unwrap_or_else(|e| panic!("re-encoded frame refused: {e}\n  input:   {text}\n  encoded: {again}"));
     assert_eq!(&reparsed, frame, "re-encoded frame differs\n  input:   {text}\n  encoded: {again}");
@@ -103,67 +102,5 @@ fn check_limits(frame: &ClientFrame<'_>) {
             GroupChange::Leave => {}
         },
         ClientFrame::Read { .. } | ClientFrame::GroupInfo { .. } | ClientFrame::MessageInfo { .. } => {}
-    }
-}
-
-/// A JSON string literal.
-fn quoted(s: &str) -> String {
-    // Serialising a &str cannot fail.
-    serde_json::to_string(s).unwrap_or_default()
-}
-
-fn id_list<T: Display>(ids: &[T]) -> String {
-    let items: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
-    format!("[{}]", items.join(","))
-}
-
-/// `"peer":"1"` (or `"to"` for `send`) or `"group":"9"`.
-fn conversation(c: &ConversationRef, peer_key: &str) -> String {
-    match c {
-        ConversationRef::Peer(p) => format!("\"{peer_key}\":\"{p}\""),
-        ConversationRef::Group(g) => format!("\"group\":\"{g}\""),
-    }
-}
-
-/// Write a parsed frame back as the JSON a client would send, in the
-/// canonical spelling of docs/PROTOCOL.md.
-pub fn encode(frame: &ClientFrame<'_>) -> String {
-    match frame {
-        ClientFrame::Send(s) => format!(
-            r#"{{"type":"send","id":{},{},"kind":"{}","body":{}}}"#,
-            quoted(s.client_id),
-            conversation(&s.to, "to"),
-            s.kind.as_str(),
-            s.body
-        ),
-        ClientFrame::Delivered { conversation: c, ids } => {
-            format!(r#"{{"type":"delivered",{},"ids":{}}}"#, conversation(c, "peer"), id_list(ids))
-        }
-        ClientFrame::Read { conversation: c, up_to } => {
-            format!(r#"{{"type":"read",{},"up_to":"{up_to}"}}"#, conversation(c, "peer"))
-        }
-        ClientFrame::Sync { after, limit } => format!(r#"{{"type":"sync","after":"{after}","limit":{limit}}}"#),
-        ClientFrame::History { conversation: c, before, limit } => {
-            let before = before.as_ref().map(|b| format!(r#","before":"{b}""#)).unwrap_or_default();
-            format!(r#"{{"type":"history",{}{before},"limit":{limit}}}"#, conversation(c, "peer"))
-        }
-        ClientFrame::CreateGroup { request_id, name, members } => format!(
-            r#"{{"type":"create_group","id":{},"name":{},"members":{}}}"#,
-            quoted(request_id),
-            quoted(name),
-            id_list(members)
-        ),
-        ClientFrame::ChangeGroup { group, change } => match change {
-            GroupChange::Add(m) => format!(r#"{{"type":"add_members","group":"{group}","members":{}}}"#, id_list(m)),
-            GroupChange::Remove(m) => {
-                format!(r#"{{"type":"remove_members","group":"{group}","members":{}}}"#, id_list(m))
-            }
-            GroupChange::Promote(m) => format!(r#"{{"type":"promote","group":"{group}","members":{}}}"#, id_list(m)),
-            GroupChange::Leave => format!(r#"{{"type":"leave","group":"{group}"}}"#),
-        },
-        ClientFrame::GroupInfo { group } => format!(r#"{{"type":"group_info","group":"{group}"}}"#),
-        ClientFrame::MessageInfo { group, msg } => {
-            format!(r#"{{"type":"message_info","group":"{group}","msg":"{msg}"}}"#)
-        }
     }
 }

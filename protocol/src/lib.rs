@@ -8,17 +8,26 @@
 //! What it holds:
 //! - ids ([`UserId`], [`MessageId`], [`GroupId`], [`ConversationId`]) and the
 //!   Snowflake generator that makes message and event ids without coordination;
-//! - [`ClientFrame`], parsed from a text frame with [`ClientFrame::parse`],
-//!   which turns every malformed input into a [`ProtocolError`] with a stable
-//!   [`ErrorCode`] instead of a panic;
-//! - [`server`] encoders that write server frames as JSON bytes, so a frame
-//!   fanned out to many connections is serialised once;
+//! - both directions of every frame:
+//!   - client frames: [`ClientFrame`], parsed from a text frame with
+//!     [`ClientFrame::parse`] (the server's side), which turns every
+//!     malformed input into a [`ProtocolError`] with a stable [`ErrorCode`]
+//!     instead of a panic, and written with [`ClientFrame::encode`] or the
+//!     per-type functions of [`client`] (a client's side);
+//!   - server frames: the [`server`] encoders that write them as JSON bytes,
+//!     so a frame fanned out to many connections is serialised once (the
+//!     server's side), and [`ServerFrame::parse`], which reads them back into
+//!     types (a client's side), with [`view::FrameView`] as its fast,
+//!     borrowed, unvalidated cousin for a client's hot path;
 //! - [`close`] codes used when the WebSocket itself is closed.
+//!
+//! Every frame type round-trips in both directions (`tests/round_trip.rs`).
 //!
 //! What it does not hold: any I/O. Nothing here reads a socket or a disk.
 
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod close;
 mod codes;
 mod frames;
@@ -28,7 +37,9 @@ mod group;
 mod ids;
 pub mod server;
 pub use server::{Message, Receipt, ReceiptStatus};
+mod server_decode;
 mod snowflake;
+pub mod view;
 
 pub use codes::{ErrorCode, ProtocolError};
 pub use frames::{
@@ -37,6 +48,7 @@ pub use frames::{
 };
 pub use group::{Group, Member};
 pub use ids::{ConversationId, GroupId, MessageId, UserId};
+pub use server_decode::{DecodeError, ErrorFrame, HistoryPage, MessageInfo, ReceiptFrame, Sent, ServerFrame, Welcome};
 pub use snowflake::{now_ms, Snowflake, EPOCH_MS};
 
 /// The protocol version this crate speaks, announced in the `welcome` frame.

@@ -25,8 +25,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chatgw_auth::TokenKey;
 use chatgw_client::{Client, Event, MessageKind, UserId};
-use chatgw_gateway::{auth::TokenKey, Config, Server, ServerHandle};
+use chatgw_gateway::{Config, Server, ServerHandle};
 use clap::Parser;
 use hdrhistogram::Histogram;
 
@@ -118,7 +119,7 @@ impl Gateway {
     }
 
     fn token(&self, user: u64) -> String {
-        self.key.mint(UserId(user), chatgw_gateway::auth::unix_now() + 3600)
+        self.key.mint(UserId(user), chatgw_auth::unix_now() + 3600)
     }
 
     fn metric(&self, name: &str) -> f64 {
@@ -378,7 +379,7 @@ fn oversize(args: &Args) -> anyhow::Result<Row> {
     let gw = Gateway::start(|c| {
         c.ip_connect_rate = 0;
     })?;
-    let big = chatgw_gateway::ws::frame::client_frame(0x81, &vec![b'x'; 200 * 1024], [1, 2, 3, 4]);
+    let big = chatgw_websocket::frame::client_frame(0x81, &vec![b'x'; 200 * 1024], [1, 2, 3, 4]);
     let token = gw.token(20);
     let ((tries, started), healthy, healthy_failures) = with_probe(&gw, args, |deadline| {
         let started = Instant::now();

@@ -24,7 +24,7 @@ use std::{
     },
 };
 
-use chatgw_gateway::auth::{unix_now, TokenKey};
+use chatgw_auth::{unix_now, TokenKey};
 use chatgw_protocol::now_ms;
 use clap::Parser;
 use dashmap::DashMap;

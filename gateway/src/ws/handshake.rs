@@ -3,12 +3,10 @@
 //! (`/healthz`, errors) sent before closing; the admin listener sends its
 //! responses with [`respond`] too.
 
-use base64::{engine::general_purpose::STANDARD, Engine as _};
-use sha1::{Digest, Sha1};
+pub(crate) use chatgw_websocket::handshake::accept_key;
 
 /// Most headers a request may carry.
 const MAX_HEADERS: usize = 32;
-const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// What the gateway needs from a request.
 #[derive(Debug, PartialEq, Eq)]
@@ -85,14 +83,6 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Request<'_>>, BadRequest> {
     }))
 }
 
-/// `Sec-WebSocket-Accept` for a client key.
-pub(crate) fn accept_key(key: &[u8]) -> String {
-    let mut h = Sha1::new();
-    h.update(key);
-    h.update(WS_GUID);
-    STANDARD.encode(h.finalize())
-}
-
 /// The 101 response that completes an upgrade.
 pub(crate) fn switching_protocols(out: &mut Vec<u8>, key: &[u8]) {
     out.extend_from_slice(
@@ -118,11 +108,6 @@ pub(crate) fn respond(out: &mut Vec<u8>, status: u16, reason: &str, content_type
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc_example_accept_key() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-    }
 
     #[test]
     fn parses_upgrade_with_query_token_and_bearer() {

@@ -1,4 +1,6 @@
-//! Frame headers, masking, and encoding of server frames.
+//! The server's side of framing: decoding the headers of masked client
+//! frames, unmasking, and encoding unmasked server frames. The client's side
+//! is in [`crate::client`].
 
 /// Frame opcodes the protocol defines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +20,7 @@ pub enum Opcode {
 }
 
 impl Opcode {
-    fn from_bits(b: u8) -> Option<Self> {
+    pub(crate) fn from_bits(b: u8) -> Option<Self> {
         Some(match b {
             0x0 => Opcode::Continuation,
             0x1 => Opcode::Text,
@@ -30,7 +32,7 @@ impl Opcode {
         })
     }
 
-    fn bits(self) -> u8 {
+    pub(crate) fn bits(self) -> u8 {
         match self {
             Opcode::Continuation => 0x0,
             Opcode::Text => 0x1,
@@ -63,11 +65,14 @@ pub struct Header {
 }
 
 /// Why a frame is refused; each maps to a close code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// RSV bits set, unknown opcode, unmasked frame, bad control frame: 1002.
+    /// RSV bits set, unknown opcode, wrongly masked frame, bad control
+    /// frame: 1002.
+    #[error("{0}")]
     Protocol(&'static str),
     /// Payload larger than the limit: 1009.
+    #[error("frame larger than the maximum")]
     TooBig,
 }
 
@@ -207,25 +212,11 @@ pub fn put_close(out: &mut Vec<u8>, code: u16, reason: &str) {
 
 /// A masked client frame with a raw first byte (FIN, RSV and opcode bits as
 /// given, so tests can build invalid frames too). The gateway never sends
-/// these; tests, benchmarks and tools that play the client do.
+/// these; tests, benchmarks and tools that play the client do (a client
+/// that appends to its own buffer uses [`crate::client::put_client_frame`]).
 pub fn client_frame(first_byte: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut v = Vec::with_capacity(14 + payload.len());
-    v.push(first_byte);
-    match payload.len() {
-        n @ 0..=125 => v.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(0x80 | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&mask);
-    let start = v.len();
-    v.extend_from_slice(payload);
-    unmask(&mut v[start..], mask, 0);
+    crate::client::put_raw_client_frame(&mut v, first_byte, payload, mask);
     v
 }
 

@@ -1,0 +1,211 @@
+//! Connection authentication: HS256 JSON Web Tokens.
+//!
+//! A token's `sub` is the numeric user id (as a string, or a number), its
+//! `exp` the expiry in Unix seconds, and an optional `nbf` the second it
+//! becomes valid (a token issued for later is refused until then). Only HS256 is accepted: the header's
+//! `alg` is checked before anything else, so `none` and algorithm-confusion
+//! tokens are refused. The signature is compared in constant time.
+//!
+//! This is a few dozen lines on top of `hmac`/`sha2` rather than a JWT crate
+//! because the gateway needs exactly one algorithm and the verification runs
+//! on the event loop for every handshake. Issuers (the `chatgw token`
+//! command, the load generator, tests) mint with the same code the gateway
+//! verifies with, so the two cannot disagree about the format.
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use chatgw_protocol::UserId;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token in the query string or `Authorization` header.
+    #[error("no token: pass ?token=... or Authorization: Bearer ...")]
+    Missing,
+    /// Not three base64url parts of JSON.
+    #[error("malformed token")]
+    Malformed,
+    /// `alg` is not HS256.
+    #[error("unsupported token algorithm (only HS256)")]
+    Algorithm,
+    /// The signature does not match the server's secret.
+    #[error("bad token signature")]
+    Signature,
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// `sub` is not a user id.
+    #[error("token subject is not a numeric user id")]
+    Subject,
+}
+
+/// Verified claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claims {
+    /// The user.
+    pub user: UserId,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    alg: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Sub {
+    Text(String),
+    Number(u64),
+}
+
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: Sub,
+    exp: u64,
+    #[serde(default)]
+    nbf: Option<u64>,
+}
+
+/// Signs and verifies tokens with one shared secret.
+#[derive(Clone)]
+pub struct TokenKey {
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(<redacted>)")
+    }
+}
+
+impl TokenKey {
+    /// A key from the shared secret.
+    pub fn new(secret: &[u8]) -> Self {
+        TokenKey { secret: secret.to_vec() }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length; this cannot fail.
+        HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length")
+    }
+
+    /// A token for `user` that expires at `exp` (Unix seconds).
+    pub fn mint(&self, user: UserId, exp: u64) -> String {
+        self.sign(&format!(r#"{{"sub":"{user}","exp":{exp}}}"#))
+    }
+
+    /// A token carrying `claims` (a JSON object, written as given), signed
+    /// with this key: for issuers that need claims `mint` does not write,
+    /// such as `nbf`.
+    pub fn sign(&self, claims: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(claims);
+        let signing_input = format!("{header}.{claims}");
+        let mut mac = self.mac();
+        mac.update(signing_input.as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{signing_input}.{sig}")
+    }
+
+    /// Check `token` at time `now` (Unix seconds).
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(AuthError::Malformed);
+        };
+        let header_json = URL_SAFE_NO_PAD.decode(h).map_err(|_| AuthError::Malformed)?;
+        let header: Header<'_> = serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
+        if header.alg != "HS256" {
+            return Err(AuthError::Algorithm);
+        }
+        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| AuthError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(&token.as_bytes()[..h.len() + 1 + c.len()]);
+        mac.verify_slice(&sig).map_err(|_| AuthError::Signature)?;
+        let claims_json = URL_SAFE_NO_PAD.decode(c).map_err(|_| AuthError::Malformed)?;
+        let claims: RawClaims = serde_json::from_slice(&claims_json).map_err(|_| AuthError::Malformed)?;
+        if claims.exp <= now {
+            return Err(AuthError::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now) {
+            return Err(AuthError::NotYetValid);
+        }
+        let user = match claims.sub {
+            Sub::Number(n) => n,
+            Sub::Text(t) => t.parse::<UserId>().map_err(|_| AuthError::Subject)?.0,
+        };
+        Ok(Claims { user: UserId(user), exp: claims.exp })
+    }
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> u64 {
+    chatgw_protocol::now_ms() / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mint_verify_round_trip() {
+        let k = TokenKey::new(b"secret");
+        let t = k.mint(UserId(42), 2000);
+        assert_eq!(k.verify(&t, 1000), Ok(Claims { user: UserId(42), exp: 2000 }));
+    }
+
+    #[test]
+    fn refuses_forged_expired_and_malformed() {
+        let k = TokenKey::new(b"secret");
+        let t = k.mint(UserId(42), 2000);
+        assert_eq!(TokenKey::new(b"other").verify(&t, 1000), Err(AuthError::Signature));
+        assert_eq!(k.verify(&t, 2000), Err(AuthError::Expired));
+        assert_eq!(k.verify("a.b", 0), Err(AuthError::Malformed));
+        assert_eq!(k.verify("a.b.c.d", 0), Err(AuthError::Malformed));
+        assert_eq!(k.verify("!!.b.c", 0), Err(AuthError::Malformed));
+        // Tampered claims with the original signature.
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let evil = URL_SAFE_NO_PAD.encode(br#"{"sub":"1","exp":9999999999}"#);
+        parts[1] = &evil;
+        assert_eq!(k.verify(&parts.join("."), 1000), Err(AuthError::Signature));
+        // alg=none
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(br#"{"sub":"1","exp":9999999999}"#)
+        );
+        assert_eq!(k.verify(&none, 1000), Err(AuthError::Algorithm));
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_not_before_time() {
+        let k = TokenKey::new(b"secret");
+        let t = k.sign(r#"{"sub":"7","exp":2000,"nbf":1500}"#);
+        assert_eq!(k.verify(&t, 1499), Err(AuthError::NotYetValid));
+        assert_eq!(k.verify(&t, 1500), Ok(Claims { user: UserId(7), exp: 2000 }));
+        // Expiry is reported first: such a token will never be valid.
+        assert_eq!(k.verify(&k.sign(r#"{"sub":"7","exp":10,"nbf":20}"#), 15), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn subject_must_be_numeric() {
+        let k = TokenKey::new(b"s");
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"sub":"alice","exp":99}"#);
+        let input = format!("{header}.{claims}");
+        let mut mac = k.mac();
+        mac.update(input.as_bytes());
+        let t = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        assert_eq!(k.verify(&t, 1), Err(AuthError::Subject));
+    }
+}

@@ -1,0 +1,449 @@
+//! Every frame type, both directions: a client frame encoded by
+//! `ClientFrame::encode` parses (as the server parses it) to the same frame,
+//! and a server frame encoded by `server::*` decodes (as a client decodes
+//! it) to what was encoded, seen from the receiving user's side. The fast
+//! borrowed view (`view::FrameView`) is held to the typed decoder on every
+//! server frame.
+
+use chatgw_protocol::{
+    client::{self, body_literal},
+    server::{self, Message, Receipt, ReceiptStatus},
+    view::{parse_id, FrameView},
+    ClientFrame, ConversationId, ConversationRef, ErrorCode, ErrorFrame, Group, GroupChange, GroupId, HistoryPage,
+    Member, MessageId, MessageInfo, MessageKind, ReceiptFrame, Send, Sent, ServerFrame, UserId, Welcome, MAX_PAGE,
+};
+
+/// Snowflake-sized ids, above 2^53, where a JSON number would lose digits.
+const BIG: u64 = 384_912_410_550_468_608;
+
+fn client_round_trip(frame: ClientFrame<'_>) {
+    let text = frame.to_json();
+    let parsed = ClientFrame::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(parsed, frame, "{text}");
+}
+
+#[test]
+fn every_client_frame_round_trips() {
+    let peer = ConversationRef::Peer(UserId(u64::MAX));
+    let group = ConversationRef::Group(GroupId(BIG));
+    let quoted = body_literal("say \"hi\"\\ \n\t\u{1} café ☕ 😀");
+    for kind in [
+        MessageKind::Text,
+        MessageKind::Image,
+        MessageKind::Video,
+        MessageKind::Audio,
+        MessageKind::Document,
+        MessageKind::Location,
+        MessageKind::Contact,
+        MessageKind::Sticker,
+    ] {
+        for to in [peer, group] {
+            for body in [r#""""#, r#""plain""#, quoted.as_str(), r#""caf\u00e9 \ud83d\ude00 \/""#] {
+                client_round_trip(ClientFrame::Send(Send { client_id: "dev-1.42", to, kind, body }));
+            }
+        }
+    }
+    for conversation in [peer, group] {
+        client_round_trip(ClientFrame::Delivered { conversation, ids: vec![MessageId(BIG)] });
+        client_round_trip(ClientFrame::Delivered {
+            conversation,
+            ids: (0..256).map(|i| MessageId(u64::MAX - i)).collect(),
+        });
+        client_round_trip(ClientFrame::Read { conversation, up_to: MessageId(BIG) });
+        for before in [None, Some(MessageId(BIG))] {
+            for limit in [1, 17, MAX_PAGE] {
+                client_round_trip(ClientFrame::History { conversation, before, limit });
+            }
+        }
+    }
+    for after in [MessageId(0), MessageId(u64::MAX)] {
+        for limit in [1, MAX_PAGE] {
+            client_round_trip(ClientFrame::Sync { after, limit });
+        }
+    }
+    for members in [vec![], vec![UserId(2), UserId(u64::MAX)]] {
+        for name in ["Team", "T\"e\\am ☕", " x\n"] {
+            client_round_trip(ClientFrame::CreateGroup {
+                request_id: "g-1",
+                name: name.into(),
+                members: members.clone(),
+            });
+        }
+    }
+    let g = GroupId(BIG);
+    let users = vec![UserId(5), UserId(BIG)];
+    for change in [
+        GroupChange::Add(users.clone()),
+        GroupChange::Remove(users.clone()),
+        GroupChange::Promote(users),
+        GroupChange::Leave,
+    ] {
+        client_round_trip(ClientFrame::ChangeGroup { group: g, change });
+    }
+    client_round_trip(ClientFrame::GroupInfo { group: g });
+    client_round_trip(ClientFrame::MessageInfo { group: g, msg: MessageId(BIG) });
+}
+
+#[test]
+fn client_frames_are_spelled_as_the_protocol_document_shows_them() {
+    let mut out = String::new();
+    client::send(&mut out, "c-1", ConversationRef::Peer(UserId(2)), MessageKind::Text, &body_literal("hello, Bob"));
+    assert_eq!(out, r#"{"type":"send","id":"c-1","to":"2","kind":"text","body":"hello, Bob"}"#);
+    out.clear();
+    client::delivered(&mut out, ConversationRef::Peer(UserId(1)), [MessageId(BIG)]);
+    assert_eq!(out, r#"{"type":"delivered","peer":"1","ids":["384912410550468608"]}"#);
+    out.clear();
+    client::sync(&mut out, MessageId(0), MAX_PAGE);
+    assert_eq!(out, r#"{"type":"sync","after":"0"}"#);
+    out.clear();
+    client::create_group(&mut out, "g-1", "Team", [UserId(2), UserId(3), UserId(4)]);
+    assert_eq!(out, r#"{"type":"create_group","id":"g-1","name":"Team","members":["2","3","4"]}"#);
+    out.clear();
+    client::history(&mut out, ConversationRef::Peer(UserId(2)), Some(MessageId(BIG)), 1);
+    assert_eq!(out, r#"{"type":"history","peer":"2","before":"384912410550468608","limit":1}"#);
+}
+
+#[test]
+fn body_literals_decode_to_their_text() {
+    for text in ["", "a", "\"", "\\", "\u{0}\u{1f}\u{7f}", "line\nbreak\r\ttab", "é☕😀", "</script>"] {
+        let lit = body_literal(text);
+        assert_eq!(serde_json::from_str::<String>(&lit).unwrap(), text, "{lit}");
+    }
+}
+
+fn decode(bytes: &[u8]) -> ServerFrame {
+    let text = std::str::from_utf8(bytes).expect("server frames are UTF-8");
+    ServerFrame::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// The typed decoder and the borrowed view read the same ids and strings.
+fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
+    let text = std::str::from_utf8(bytes).unwrap();
+    let v = FrameView::parse(text).unwrap_or_else(|| panic!("view refused {text}"));
+    let id = |s: Option<&chatgw_protocol::view::Str<'_>>| parse_id(s);
+    match frame {
+        ServerFrame::Welcome(_) => assert_eq!(v.ty, "welcome"),
+        ServerFrame::Sent(s) => {
+            assert_eq!(v.ty, "sent");
+            assert_eq!(v.id.as_deref(), Some(s.client_id.as_str()));
+            assert_eq!(id(v.msg.as_ref()), Some(s.msg.0));
+            assert_eq!(v.duplicate, Some(s.duplicate));
+        }
+        ServerFrame::Message(m) => {
+            assert_eq!(v.ty, "message");
+            assert_eq!(id(v.msg.as_ref()), Some(m.id.0));
+            assert_eq!(id(v.event.as_ref()), Some(m.id.0));
+            assert_eq!(id(v.from.as_ref()), Some(m.from.0));
+            assert_eq!(v.kind.as_deref(), Some(m.kind.as_str()));
+            let cid = if m.kind == MessageKind::System { "" } else { m.client_id.as_str() };
+            assert_eq!(v.cid.as_deref(), Some(cid));
+            let g = match m.conversation {
+                ConversationId::Group(g) => Some(g.0),
+                ConversationId::Direct { .. } => None,
+            };
+            assert_eq!(id(v.group.as_ref()), g);
+        }
+        ServerFrame::Receipt(r) => {
+            assert_eq!(v.ty, "receipt");
+            assert_eq!(id(v.event.as_ref()), Some(r.event().0));
+            match r {
+                ReceiptFrame::Delivered { ids, .. } => {
+                    assert_eq!(v.status.as_deref(), Some("delivered"));
+                    let got: Vec<u64> = v.ids.iter().flatten().filter_map(|s| s.parse().ok()).collect();
+                    assert_eq!(got, ids.iter().map(|i| i.0).collect::<Vec<_>>());
+                }
+                ReceiptFrame::Read { .. } => assert_eq!(v.status.as_deref(), Some("read")),
+                ReceiptFrame::Group { group, status, items, .. } => {
+                    assert_eq!(v.status.as_deref(), Some(status.as_str()));
+                    assert_eq!(id(v.group.as_ref()), Some(group.0));
+                    let got: Vec<(u64, Vec<u64>)> = v
+                        .items
+                        .iter()
+                        .flatten()
+                        .map(|i| (i.by.parse().unwrap(), i.ids.iter().map(|s| s.parse().unwrap()).collect()))
+                        .collect();
+                    let want: Vec<(u64, Vec<u64>)> =
+                        items.iter().map(|(u, ids)| (u.0, ids.iter().map(|i| i.0).collect())).collect();
+                    assert_eq!(got, want);
+                }
+            }
+        }
+        ServerFrame::Synced { cursor } => {
+            assert_eq!(v.ty, "synced");
+            assert_eq!(id(v.cursor.as_ref()), Some(cursor.0));
+        }
+        ServerFrame::History(_) => assert_eq!(v.ty, "history"),
+        ServerFrame::Group { group, .. } => {
+            assert_eq!(v.ty, "group");
+            assert_eq!(id(v.group.as_ref()), Some(group.id.0));
+        }
+        ServerFrame::MessageInfo(_) => assert_eq!(v.ty, "message_info"),
+        ServerFrame::Error(e) => {
+            assert_eq!(v.ty, "error");
+            assert_eq!(v.code.as_deref(), Some(e.code.as_str()));
+            assert_eq!(v.reference.as_deref(), e.reference.as_deref());
+        }
+    }
+}
+
+fn server_round_trip(bytes: &[u8], want: ServerFrame) {
+    let got = decode(bytes);
+    assert_eq!(got, want, "{}", String::from_utf8_lossy(bytes));
+    view_agrees(bytes, &got);
+}
+
+fn messages() -> Vec<Message> {
+    let direct = ConversationId::direct(UserId(1), UserId(BIG));
+    let group = ConversationId::Group(GroupId(BIG));
+    let mut out = Vec::new();
+    for (conversation, from) in [(direct, UserId(BIG)), (direct, UserId(1)), (group, UserId(3))] {
+        for (kind, client_id, body) in [
+            (MessageKind::Text, "c\"1\\", r#""hi \"there\"""#.to_owned()),
+            (MessageKind::Image, "b-7", body_literal(r#"{"url":"https://cdn.example/x.jpg","w":640}"#)),
+            (MessageKind::Text, "y-2", r#""caf\\u00e9 \u2615""#.to_owned()),
+        ] {
+            out.push(Message {
+                id: MessageId(BIG + 1),
+                conversation,
+                from,
+                kind,
+                client_id: client_id.into(),
+                ts: 1_795_837_470_002,
+                body,
+            });
+        }
+    }
+    // A system message's client id is written as "" whatever is stored.
+    out.push(Message {
+        id: MessageId(BIG + 2),
+        conversation: group,
+        from: UserId(1),
+        kind: MessageKind::System,
+        client_id: String::new(),
+        ts: 5,
+        body: body_literal(r#"{"event":"added","by":"1","members":["5"]}"#),
+    });
+    // Notes to self.
+    out.push(Message {
+        id: MessageId(9),
+        conversation: ConversationId::direct(UserId(4), UserId(4)),
+        from: UserId(4),
+        kind: MessageKind::Text,
+        client_id: "n".into(),
+        ts: 6,
+        body: "\"\"".into(),
+    });
+    out
+}
+
+#[test]
+fn message_frames_round_trip_with_bodies_byte_for_byte() {
+    for m in messages() {
+        let mut out = Vec::new();
+        server::message(&mut out, &m);
+        server_round_trip(&out, ServerFrame::Message(m.clone()));
+        let ServerFrame::Message(got) = decode(&out) else { unreachable!() };
+        assert_eq!(got.body_text().unwrap(), serde_json::from_str::<String>(&m.body).unwrap());
+    }
+}
+
+#[test]
+fn welcome_sent_synced_and_error_round_trip() {
+    let mut out = Vec::new();
+    server::welcome(&mut out, UserId(u64::MAX), 65_536, 131_072);
+    server_round_trip(
+        &out,
+        ServerFrame::Welcome(Welcome { protocol: 1, user: UserId(u64::MAX), max_body: 65_536, max_frame: 131_072 }),
+    );
+    for (cid, duplicate) in [("c-1", false), ("a\"b\\c", true)] {
+        out.clear();
+        server::sent(&mut out, cid, MessageId(BIG), 1_795_837_470_002, duplicate);
+        server_round_trip(
+            &out,
+            ServerFrame::Sent(Sent { client_id: cid.into(), msg: MessageId(BIG), ts: 1_795_837_470_002, duplicate }),
+        );
+    }
+    for cursor in [MessageId(0), MessageId(u64::MAX)] {
+        out.clear();
+        server::synced(&mut out, cursor);
+        server_round_trip(&out, ServerFrame::Synced { cursor });
+    }
+    for code in [ErrorCode::BadField, ErrorCode::SyncFailed, ErrorCode::GroupFull] {
+        for reference in [None, Some("c-\"2")] {
+            out.clear();
+            server::error(&mut out, code, "field `to`: must be \"an id\"\n", reference);
+            server_round_trip(
+                &out,
+                ServerFrame::Error(ErrorFrame {
+                    code,
+                    message: "field `to`: must be \"an id\"\n".into(),
+                    reference: reference.map(Into::into),
+                }),
+            );
+        }
+    }
+}
+
+#[test]
+fn every_receipt_shape_round_trips_as_each_side_names_the_conversation() {
+    let (alice, bob) = (UserId(1), UserId(BIG));
+    let direct = ConversationId::direct(alice, bob);
+    let delivered = Receipt::Delivered {
+        event: MessageId(BIG + 9),
+        conversation: direct,
+        by: bob,
+        ids: vec![MessageId(BIG), MessageId(7)],
+        at: 5,
+    };
+    let read =
+        Receipt::Read { event: MessageId(BIG + 10), conversation: direct, by: bob, up_to: MessageId(BIG), at: 6 };
+    // The sender (alice) sees the conversation named by bob; bob's other
+    // devices see it named by alice.
+    for (viewer, peer) in [(alice, bob), (bob, alice)] {
+        let mut out = Vec::new();
+        server::receipt(&mut out, &delivered, viewer);
+        server_round_trip(
+            &out,
+            ServerFrame::Receipt(ReceiptFrame::Delivered {
+                event: MessageId(BIG + 9),
+                by: bob,
+                conversation: ConversationRef::Peer(peer),
+                ids: vec![MessageId(BIG), MessageId(7)],
+                at: 5,
+            }),
+        );
+        out.clear();
+        server::receipt(&mut out, &read, viewer);
+        server_round_trip(
+            &out,
+            ServerFrame::Receipt(ReceiptFrame::Read {
+                event: MessageId(BIG + 10),
+                by: bob,
+                conversation: ConversationRef::Peer(peer),
+                up_to: MessageId(BIG),
+                at: 6,
+            }),
+        );
+    }
+    // A group read, to the reader's other devices.
+    let g = GroupId(BIG);
+    let mut out = Vec::new();
+    let group_read = Receipt::Read {
+        event: MessageId(11),
+        conversation: ConversationId::Group(g),
+        by: alice,
+        up_to: MessageId(3),
+        at: 7,
+    };
+    server::receipt(&mut out, &group_read, alice);
+    server_round_trip(
+        &out,
+        ServerFrame::Receipt(ReceiptFrame::Read {
+            event: MessageId(11),
+            by: alice,
+            conversation: ConversationRef::Group(g),
+            up_to: MessageId(3),
+            at: 7,
+        }),
+    );
+    // Batched group receipts, both statuses.
+    for status in [ReceiptStatus::Delivered, ReceiptStatus::Read] {
+        let items = vec![(UserId(4), vec![MessageId(1)]), (UserId(BIG), vec![MessageId(1), MessageId(BIG)])];
+        out.clear();
+        server::receipt(
+            &mut out,
+            &Receipt::Group { event: MessageId(12), group: g, status, items: items.clone(), at: 8 },
+            alice,
+        );
+        server_round_trip(
+            &out,
+            ServerFrame::Receipt(ReceiptFrame::Group { event: MessageId(12), group: g, status, items, at: 8 }),
+        );
+    }
+}
+
+#[test]
+fn history_pages_round_trip_for_peers_and_groups() {
+    let viewer = UserId(1);
+    let all = messages();
+    for (conversation, name) in [
+        (ConversationId::direct(viewer, UserId(BIG)), ConversationRef::Peer(UserId(BIG))),
+        (ConversationId::Group(GroupId(BIG)), ConversationRef::Group(GroupId(BIG))),
+    ] {
+        let page: Vec<Message> = all.iter().filter(|m| m.conversation == conversation).cloned().collect();
+        assert!(!page.is_empty());
+        for (messages, more) in [(page.clone(), true), (Vec::new(), false)] {
+            let mut out = Vec::new();
+            server::history(&mut out, &conversation, viewer, &messages, more);
+            server_round_trip(&out, ServerFrame::History(HistoryPage { conversation: name, messages, more }));
+        }
+    }
+}
+
+#[test]
+fn group_and_message_info_round_trip() {
+    let g = Group {
+        id: GroupId(BIG),
+        name: "T\"e\\am ☕".into(),
+        created_by: UserId(1),
+        members: vec![
+            Member { user: UserId(1), admin: true, joined: MessageId(BIG) },
+            Member { user: UserId(u64::MAX), admin: false, joined: MessageId(BIG + 5) },
+        ],
+    };
+    for reference in [None, Some("g-1")] {
+        let mut out = Vec::new();
+        server::group(&mut out, &g, reference);
+        server_round_trip(&out, ServerFrame::Group { group: g.clone(), reference: reference.map(Into::into) });
+    }
+    let delivered = [(UserId(3), 10), (UserId(BIG), 11)];
+    let read = [(UserId(3), 12)];
+    for (d, r) in [(&delivered[..], &read[..]), (&[][..], &[][..])] {
+        let mut out = Vec::new();
+        server::message_info(&mut out, GroupId(BIG), MessageId(BIG + 1), d, r, 3);
+        server_round_trip(
+            &out,
+            ServerFrame::MessageInfo(MessageInfo {
+                group: GroupId(BIG),
+                msg: MessageId(BIG + 1),
+                recipients: 3,
+                delivered: d.to_vec(),
+                read: r.to_vec(),
+            }),
+        );
+    }
+}
+
+#[test]
+fn frames_from_the_protocol_document_decode() {
+    // Captured traffic from docs/PROTOCOL.md, with a field this decoder does
+    // not know added: clients ignore unknown fields.
+    let m = decode(br#"{"type":"message","event":"384912447611338752","msg":"384912447611338752","from":"2","to":"1","kind":"image","ts":1795837478838,"cid":"b-7","body":"{\"url\":\"https://cdn.example/x.jpg\",\"w\":640}","future":[1]}"#);
+    let ServerFrame::Message(m) = m else { panic!("{m:?}") };
+    assert_eq!(m.conversation, ConversationId::direct(UserId(1), UserId(2)));
+    assert_eq!(m.body_text().unwrap(), r#"{"url":"https://cdn.example/x.jpg","w":640}"#);
+    let r = decode(br#"{"type":"receipt","event":"384912635247722497","status":"read","group":"384912584714747904","items":[{"by":"1","ids":["384912615047954432"]}],"at":1795837523574}"#);
+    assert_eq!(r.event(), Some(MessageId(384_912_635_247_722_497)));
+}
+
+#[test]
+fn malformed_server_frames_are_errors_not_panics() {
+    for text in [
+        "",
+        "[1]",
+        "{",
+        r#"{"no":"type"}"#,
+        r#"{"type":"teapot"}"#,
+        r#"{"type":1}"#,
+        r#"{"type":"sent","id":"c","msg":12,"ts":1,"duplicate":false}"#,
+        r#"{"type":"synced","cursor":"-1"}"#,
+        r#"{"type":"message","event":"2","msg":"1","from":"1","to":"2","kind":"text","ts":1,"cid":"c","body":"x"}"#,
+        r#"{"type":"message","event":"1","msg":"1","from":"1","to":"2","group":"3","kind":"text","ts":1,"cid":"c","body":"x"}"#,
+        r#"{"type":"message","event":"1","msg":"1","from":"1","to":"2","kind":"gif","ts":1,"cid":"c","body":"x"}"#,
+        r#"{"type":"message","event":"1","msg":"1","from":"1","to":"2","kind":"text","ts":1,"cid":"c","body":5}"#,
+        r#"{"type":"receipt","event":"1","status":"seen","by":"1","peer":"2","up_to":"1","at":1}"#,
+        r#"{"type":"error","code":"teapot","message":"x"}"#,
+    ] {
+        assert!(ServerFrame::parse(text).is_err(), "{text}");
+    }
+}
