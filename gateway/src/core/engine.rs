@@ -10,6 +10,7 @@ use super::conn::{Conn, Phase};
 use crate::{
     events::{CoreBatch, CoreEvent, QueryRequest},
     limits::Refusal,
+    metrics::Metrics,
     server::Shared,
     ws::frame::{self, Opcode},
 };
@@ -36,11 +37,14 @@ pub(crate) struct Engine<S> {
     pub(crate) now_ms: u64,
     /// Intake stopped for shutdown: protocol requests are refused.
     pub(crate) draining: bool,
+    /// This core's `mailbox_depth` gauge.
+    pub(crate) mailbox_depth: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl<S> Engine<S> {
     pub(crate) fn new(core: u16, shared: Arc<Shared>) -> Self {
         let share = shared.config.max_connections.div_ceil(shared.config.workers).min(1 << 20);
+        let mailbox_depth = Metrics::core_gauge(&shared.metrics.mailbox_depth, core);
         Engine {
             core,
             shared,
@@ -55,6 +59,7 @@ impl<S> Engine<S> {
             now: 0,
             now_ms: now_ms(),
             draining: false,
+            mailbox_depth,
         }
     }
 
