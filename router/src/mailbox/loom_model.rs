@@ -95,9 +95,10 @@ fn mailbox(cap: usize, lowering: Lowering) -> (Arc<Mailbox<Event, LoomQueue>>, A
     (Arc::new(mb), wakes)
 }
 
-/// The core was woken for event 0 and drains while a producer posts event
-/// 1. Afterwards event 1 must have been drained, or the producer must have
-/// woken the core again: otherwise it is stranded until the next post.
+/// The core was woken for the first event and drains while a producer
+/// posts the second. Afterwards the second must have been drained, or the
+/// producer must have woken the core again: otherwise it is stranded until
+/// the next post.
 fn post_during_drain(lowering: Lowering) {
     loom::model(move || {
         let (mb, wakes) = mailbox(8, lowering);
