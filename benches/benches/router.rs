@@ -9,7 +9,7 @@ use std::{
     time::Instant,
 };
 
-use chatgw_router::{Directory, Endpoint, Fanout, Mailboxes, Wake};
+use chatgw_router::{Directory, Endpoint, Fanout, Mail, Mailboxes, Wake};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 struct NoopWake;
@@ -52,14 +52,18 @@ fn handoff(c: &mut Criterion) {
     g.throughput(Throughput::Elements(batch));
     g.bench_function("cross_thread_batch_of_64", |b| {
         b.iter_custom(|iters| {
-            let mb = Arc::new(Mailboxes::<Vec<u64>>::new(vec![Arc::new(NoopWake)]));
+            let mb = Arc::new(Mailboxes::<Vec<Endpoint>>::new(vec![Arc::new(NoopWake)], usize::MAX));
             let done = Arc::new(AtomicBool::new(false));
             let consumer = {
                 let (mb, done) = (mb.clone(), done.clone());
                 std::thread::spawn(move || {
                     let mut got = 0u64;
                     while got < iters * batch {
-                        mb.drain(0, |v| got += v.len() as u64);
+                        mb.drain(0, |m| {
+                            if let Mail::Item(v) = m {
+                                got += v.len() as u64
+                            }
+                        });
                         if done.load(Ordering::Relaxed) && got >= iters * batch {
                             break;
                         }
@@ -72,7 +76,7 @@ fn handoff(c: &mut Criterion) {
             let mut f = Fanout::new(1);
             for i in 0..iters {
                 for j in 0..batch {
-                    f.push(0, i * batch + j);
+                    f.push(0, Endpoint { core: 0, slot: (i * batch + j) as u32, generation: 1 });
                 }
                 f.flush(&mb);
             }

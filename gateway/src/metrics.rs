@@ -91,6 +91,16 @@ pub struct Metrics {
     pub recv_buffers_exhausted: Counter,
     /// 1 for the I/O driver the cores run, by `driver` label.
     pub io_driver: Family<Vec<(String, String)>, Gauge>,
+    /// Events waiting in a core's mailbox when the core last drained it, by
+    /// `core` label.
+    pub mailbox_depth: Family<Vec<(String, String)>, Gauge>,
+    /// Events a full core mailbox refused (their connections are closed).
+    pub mailbox_refused_events: Counter,
+    /// Connections closed with 4000 because mail for them found their
+    /// core's mailbox full.
+    pub mailbox_overflow_closes: Counter,
+    /// Entries in a core's connection timer wheel, by `core` label.
+    pub timer_entries: Family<Vec<(String, String)>, Gauge>,
 }
 
 /// Register `metric` under `name` and hand back the handle to count with.
@@ -208,6 +218,28 @@ impl Metrics {
                 "I/O driver of the event loops (1 for the one in use)",
                 Family::default(),
             ),
+            mailbox_depth: register(
+                &mut r,
+                "mailbox_depth",
+                "Events waiting in a core's mailbox when the core last drained it",
+                Family::default(),
+            ),
+            mailbox_refused_events: counter(
+                &mut r,
+                "mailbox_refused_events",
+                "Events refused by a full core mailbox (their connections are closed with 4000)",
+            ),
+            mailbox_overflow_closes: counter(
+                &mut r,
+                "mailbox_overflow_closes",
+                "Connections closed with 4000 because their core's mailbox was full",
+            ),
+            timer_entries: register(
+                &mut r,
+                "timer_entries",
+                "Entries in a core's connection timer wheel",
+                Family::default(),
+            ),
             registry: r,
         }
     }
@@ -242,6 +274,12 @@ impl Metrics {
     /// Record the I/O driver the cores run (`epoll` or `uring`).
     pub fn set_io_driver(&self, name: &str) {
         self.io_driver.get_or_create(&vec![("driver".to_owned(), name.to_owned())]).set(1);
+    }
+
+    /// The gauge of `family` for core `core`, to keep and set without a
+    /// lookup.
+    pub fn core_gauge(family: &Family<Vec<(String, String)>, Gauge>, core: u16) -> Gauge {
+        family.get_or_create(&vec![("core".to_owned(), core.to_string())]).clone()
     }
 
     /// The OpenMetrics text exposition.

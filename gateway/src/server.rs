@@ -119,7 +119,7 @@ impl Shared {
         Shared {
             token_key: TokenKey::new(config.secret.as_bytes()),
             directory: Directory::with_capacity(config.max_connections.min(1 << 20)),
-            mailboxes: Mailboxes::new(wakers),
+            mailboxes: Mailboxes::new(wakers, crate::core::MAILBOX_EVENTS),
             commit_tx,
             query_tx,
             metrics: Metrics::new(),

@@ -6,19 +6,26 @@
 //!   of their open connections. It is a lock-free hash map (papaya): lookups
 //!   never block, and a device connecting or leaving only touches that
 //!   user's entry.
-//! - [`Mailboxes`] gives each core an unbounded lock-free queue (crossbeam
-//!   `SegQueue`) and a [`Wake`] handle. A producer posts a batch and wakes
-//!   the core only if it was not already woken, so a burst of posts costs
-//!   one wake-up. [`Fanout`] collects items per destination core so a sender
-//!   posts one batch per core per turn, not one per item.
+//! - [`Mailboxes`] gives each core a bounded lock-free queue (crossbeam
+//!   `SegQueue` and a depth counter) and a [`Wake`] handle. A producer posts
+//!   a batch and wakes the core only if it was not already woken, so a
+//!   burst of posts costs one wake-up. A full mailbox refuses the batch and
+//!   tells the core which connections it addressed ([`Mail::Overflowed`]),
+//!   so they are closed rather than skip an event. [`Fanout`] collects
+//!   items per destination core so a sender posts one batch per core per
+//!   turn, not one per item.
 //!
 //! The router knows nothing about WebSockets, protocol frames or storage:
-//! the item type is the caller's.
+//! the item type is the caller's, naming its endpoints ([`Addressed`]).
+//!
+//! Built with `--cfg loom`, the mailboxes use loom's atomics and the loom
+//! models of the wake protocol run (see `.ci/run`).
 
 #![warn(missing_docs)]
 
 mod directory;
 mod mailbox;
+mod sync;
 
 pub use directory::{Directory, Endpoint};
-pub use mailbox::{Fanout, Mailboxes, Wake};
+pub use mailbox::{Addressed, Fanout, Mail, Mailboxes, Posted, Wake};

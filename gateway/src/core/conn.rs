@@ -66,6 +66,8 @@ pub(crate) struct Conn<S> {
     pub(crate) rate: TokenBucket,
     /// When the connection's token expires, Unix seconds (0: no token).
     pub(crate) token_exp: u32,
+    /// The second its current timer wheel entry fires (see `timers`).
+    pub(crate) armed_at: u32,
 }
 
 impl<S> Conn<S> {
@@ -97,6 +99,7 @@ impl<S> Conn<S> {
             ping_sent: None,
             rate: TokenBucket::full(burst, now_ms),
             token_exp: 0,
+            armed_at: u32::MAX,
         }
     }
 
@@ -113,8 +116,9 @@ mod tests {
     #[test]
     fn idle_connection_is_small() {
         // The whole per-connection state the engine keeps, socket excluded
-        // (168 bytes: 72 of them the three empty buffers, 17 the source
-        // address the per-source limits charge).
-        assert!(std::mem::size_of::<Conn<()>>() <= 168, "{}", std::mem::size_of::<Conn<()>>());
+        // (176 bytes: 72 of them the three empty buffers, 17 the source
+        // address the per-source limits charge, 8 the timer wheel's
+        // `armed_at` with its padding).
+        assert!(std::mem::size_of::<Conn<()>>() <= 176, "{}", std::mem::size_of::<Conn<()>>());
     }
 }

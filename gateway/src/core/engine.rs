@@ -6,18 +6,17 @@ use chatgw_protocol::{close, now_ms, server};
 use chatgw_router::Endpoint;
 use slab::Slab;
 
-use super::conn::{Conn, Phase};
+use super::{
+    conn::{Conn, Phase},
+    timers::TimerWheel,
+};
 use crate::{
     events::{CoreBatch, CoreEvent, QueryRequest},
     limits::Refusal,
+    metrics::Metrics,
     server::Shared,
     ws::frame::{self, Opcode},
 };
-
-/// Seconds a closing connection may take to drain its last bytes.
-const CLOSE_GRACE_SECS: u32 = 2;
-/// How often core 0 drops limiter state that no longer limits anything.
-const SWEEP_EVERY_SECS: u32 = 10;
 
 /// One core's connections and the logic that runs them.
 pub(crate) struct Engine<S> {
@@ -36,11 +35,19 @@ pub(crate) struct Engine<S> {
     pub(crate) now_ms: u64,
     /// Intake stopped for shutdown: protocol requests are refused.
     pub(crate) draining: bool,
+    /// This core's `mailbox_depth` gauge.
+    pub(crate) mailbox_depth: prometheus_client::metrics::gauge::Gauge,
+    /// Each connection's next deadline (see `ticks`).
+    pub(crate) timers: TimerWheel,
+    /// This core's `timer_entries` gauge.
+    pub(crate) timer_entries: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl<S> Engine<S> {
     pub(crate) fn new(core: u16, shared: Arc<Shared>) -> Self {
         let share = shared.config.max_connections.div_ceil(shared.config.workers).min(1 << 20);
+        let mailbox_depth = Metrics::core_gauge(&shared.metrics.mailbox_depth, core);
+        let timer_entries = Metrics::core_gauge(&shared.metrics.timer_entries, core);
         Engine {
             core,
             shared,
@@ -55,6 +62,9 @@ impl<S> Engine<S> {
             now: 0,
             now_ms: now_ms(),
             draining: false,
+            mailbox_depth,
+            timers: TimerWheel::new(),
+            timer_entries,
         }
     }
 
@@ -101,7 +111,9 @@ impl<S> Engine<S> {
         self.shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.next_generation = self.next_generation.wrapping_add(1);
         let burst = self.shared.config.rate_burst;
-        self.conns.insert(Conn::new(sock, peer, self.next_generation, self.now, burst, self.now_ms))
+        let slot = self.conns.insert(Conn::new(sock, peer, self.next_generation, self.now, burst, self.now_ms));
+        self.arm_timer(slot);
+        slot
     }
 
     /// The socket of `slot`, for the driver's system calls.
@@ -120,7 +132,11 @@ impl<S> Engine<S> {
         };
         conn.last_heard = self.now;
         match conn.phase {
-            Phase::Handshake => self.on_handshake_bytes(slot, data),
+            Phase::Handshake => {
+                self.on_handshake_bytes(slot, data);
+                // Responding or open now: the next deadline may be earlier.
+                self.arm_timer(slot);
+            }
             Phase::Open => self.on_frame_bytes(slot, data),
             // Input after a response or a close is read and dropped.
             Phase::Responding | Phase::Closing => {}
@@ -217,6 +233,7 @@ impl<S> Engine<S> {
         c.inbuf = Vec::new();
         c.frag = Vec::new();
         self.schedule_flush(slot);
+        self.arm_timer(slot);
     }
 
     /// Write queued bytes through `write`, then close connections that are
@@ -386,67 +403,6 @@ impl<S> Engine<S> {
             let mut p = Vec::with_capacity(48);
             server::synced(&mut p, c.cursor);
             self.queue_frame(slot, Opcode::Text, &p);
-        }
-    }
-
-    /// Once a second: handshake deadlines, keepalive pings, pong deadlines,
-    /// and closing connections that would not drain.
-    pub(crate) fn on_tick(&mut self) {
-        let cfg = &self.shared.config;
-        let handshake = cfg.handshake_timeout.as_secs().max(1) as u32;
-        let ping_every = cfg.ping_interval.as_secs().max(1) as u32;
-        let pong_wait = cfg.pong_timeout.as_secs().max(1) as u32;
-        let idle_after = cfg.idle_timeout.as_secs().min(u64::from(u32::MAX)) as u32;
-        let now = self.now;
-        if self.core == 0 && now % SWEEP_EVERY_SECS == 0 {
-            self.shared.limits.sweep(self.now_ms);
-        }
-        let mut expired = Vec::new();
-        let mut idle = Vec::new();
-        let mut ping = Vec::new();
-        let mut timed_out = Vec::new();
-        let mut token_expired = Vec::new();
-        let unix_now = self.now_ms / 1000;
-        for (slot, c) in self.conns.iter_mut() {
-            match c.phase {
-                Phase::Open if c.token_exp != 0 && unix_now >= u64::from(c.token_exp) => token_expired.push(slot),
-                Phase::Open if idle_after > 0 && now.saturating_sub(c.last_frame) >= idle_after => idle.push(slot),
-                Phase::Handshake if now.saturating_sub(c.opened_at) >= handshake => expired.push(slot),
-                Phase::Responding | Phase::Closing if now.saturating_sub(c.opened_at) >= CLOSE_GRACE_SECS => {
-                    expired.push(slot)
-                }
-                Phase::Open => match c.ping_sent {
-                    Some(t) if now.saturating_sub(t) >= pong_wait => timed_out.push(slot),
-                    None if now.saturating_sub(c.last_heard) >= ping_every => {
-                        c.ping_sent = Some(now);
-                        ping.push(slot);
-                    }
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
-        for slot in expired {
-            if self.conns.get(slot).is_some_and(|c| c.phase == Phase::Handshake) {
-                self.shared.metrics.bad_requests.inc();
-                self.shared.metrics.handshake_timeouts.inc();
-            }
-            self.drop_conn(slot);
-        }
-        for slot in ping {
-            self.queue_frame(slot, Opcode::Ping, b"");
-        }
-        for slot in token_expired {
-            self.shared.metrics.tokens_expired.inc();
-            self.close_with(slot, close::TOKEN_EXPIRED, "token expired; reconnect with a fresh token");
-        }
-        for slot in idle {
-            self.shared.metrics.idle_closes.inc();
-            self.close_with(slot, close::IDLE, "no protocol frame within the idle timeout");
-        }
-        for slot in timed_out {
-            self.shared.metrics.timeouts.inc();
-            self.close_with(slot, close::TIMEOUT, "no pong within the keepalive deadline");
         }
     }
 

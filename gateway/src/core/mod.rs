@@ -9,13 +9,19 @@
 //!
 //! Files: `conn` is one connection's state; `http` the request before the
 //! upgrade; `frames` the WebSocket frame layer; `app` the protocol frames;
-//! `engine` the table of connections, mailbox events, timers and flushing.
+//! `engine` the table of connections, mailbox events, timers and flushing;
+//! `mailbox` draining the core's mailbox and its bound; `timers` the wheel
+//! of connection deadlines and `ticks` what the engine does when one comes.
 
 mod app;
 mod conn;
 mod engine;
 mod frames;
 mod http;
+mod mailbox;
+mod ticks;
+mod timers;
 
 pub(crate) use conn::Phase;
 pub(crate) use engine::Engine;
+pub(crate) use mailbox::MAILBOX_EVENTS;

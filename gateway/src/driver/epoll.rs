@@ -101,7 +101,7 @@ impl EpollCore {
                 }
             }
             std::mem::swap(&mut again, &mut again_next);
-            shared.mailboxes.drain(usize::from(core), |batch| engine.on_mailbox(batch));
+            engine.drain_mailbox(&shared.mailboxes);
             if Instant::now() >= next_tick {
                 engine.on_tick();
                 next_tick += Duration::from_secs(1);

@@ -124,7 +124,7 @@ impl CoreLoop {
             }
             engine.update_clock();
             self.complete(&mut engine);
-            shared.mailboxes.drain(usize::from(core), |batch| engine.on_mailbox(batch));
+            engine.drain_mailbox(&shared.mailboxes);
             if Instant::now() >= next_tick {
                 engine.on_tick();
                 self.cancel_stuck_sends();
