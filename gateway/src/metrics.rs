@@ -52,6 +52,14 @@ pub struct Metrics {
     /// Prepared batches the committer wrote itself because the writer
     /// thread was idle (see `commit::writer`).
     pub batches_written_by_committer: Counter,
+    /// Messages held by the committer's recent-messages cache (bounded;
+    /// see `commit::recent`).
+    pub recent_messages: Gauge,
+    /// Delivery marks held with them, over all messages (bounded likewise).
+    pub recent_delivery_marks: Gauge,
+    /// Message headers walked by group `read` requests (at most 1,000 per
+    /// request, and none for a read at or behind the reader's mark).
+    pub group_read_rows_scanned: Counter,
     /// Failed group commits, by cause (`kind` label: see [`WriteFailure`]).
     commit_errors: Family<[(&'static str, &'static str); 1], Counter>,
     /// 1 while the store takes writes, 0 while it refuses them.
@@ -161,6 +169,23 @@ impl Metrics {
                 &mut r,
                 "batches_written_by_committer",
                 "Prepared batches the committer wrote itself, the writer thread being idle",
+            ),
+            recent_messages: register(
+                &mut r,
+                "recent_messages",
+                "Messages held by the committer's recent-messages cache",
+                Gauge::default(),
+            ),
+            recent_delivery_marks: register(
+                &mut r,
+                "recent_delivery_marks",
+                "Delivery marks held by the committer's recent-messages cache",
+                Gauge::default(),
+            ),
+            group_read_rows_scanned: counter(
+                &mut r,
+                "group_read_rows_scanned",
+                "Message headers walked by group read requests",
             ),
             commit_errors: {
                 let family =

@@ -10,7 +10,7 @@ use chatgw_protocol::{
     ConversationId, Group, GroupId, Member, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake, UserId,
 };
 
-use crate::StoreError;
+use crate::{MessageHeader, StoreError};
 
 const MESSAGE_V1: u8 = 1;
 const INBOX_MESSAGE: u8 = b'm';
@@ -89,6 +89,19 @@ pub(crate) fn decode_message(conversation: ConversationId, id: MessageId, v: &[u
     let client_id = String::from_utf8(cid.to_vec()).map_err(|_| corrupt("client id not UTF-8"))?;
     let body = String::from_utf8(r.0.to_vec()).map_err(|_| corrupt("body not UTF-8"))?;
     Ok(Message { id, conversation, from, kind, client_id, ts: Snowflake::unix_ms(id), body })
+}
+
+/// The sender and kind of a stored message, read from the head of its
+/// record without copying the client id or the body.
+pub(crate) fn decode_message_header(id: MessageId, v: &[u8]) -> Result<MessageHeader, StoreError> {
+    let corrupt = |what| StoreError::Corrupt { table: "messages", what };
+    let mut r = Reader(v);
+    if r.u8() != Some(MESSAGE_V1) {
+        return Err(corrupt("unknown record version"));
+    }
+    let from = UserId(r.u64().ok_or(corrupt("truncated sender"))?);
+    let kind = r.u8().and_then(MessageKind::from_u8).ok_or(corrupt("bad kind"))?;
+    Ok(MessageHeader { id, from, kind })
 }
 
 pub(crate) fn encode_inbox_message(c: &ConversationId) -> Vec<u8> {

@@ -39,7 +39,7 @@ use std::{
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
 
 use self::tables::Tables;
-use crate::{CommitStats, InboxEvent, MessageReceipts, MessageStore, StoreError, Write, WriteFailure};
+use crate::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure};
 
 /// Tuning for [`EmbeddedStore`].
 #[derive(Clone, Debug)]
@@ -145,16 +145,45 @@ impl MessageStore for EmbeddedStore {
         self.with(|t| t.message(conversation, id))
     }
 
-    fn message_by_client_id(
+    fn messages_by_client_ids(
         &self,
-        from: UserId,
-        client_id: &str,
-    ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
-        self.with(|t| t.message_by_client_id(from, client_id))
+        keys: &[(UserId, &str)],
+    ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|t| t.messages_by_client_ids(keys))
     }
 
-    fn is_delivered(&self, conversation: ConversationId, id: MessageId, user: UserId) -> Result<bool, StoreError> {
-        self.with(|t| t.is_delivered(conversation, id, user))
+    fn message_headers(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|t| t.message_headers(keys))
+    }
+
+    fn delivery_marks(&self, keys: &[(ConversationId, MessageId, UserId)]) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|t| t.delivery_marks(keys))
+    }
+
+    fn read_marks(&self, keys: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|t| t.read_marks(keys))
+    }
+
+    fn message_headers_between(
+        &self,
+        conversation: ConversationId,
+        after: MessageId,
+        up_to: MessageId,
+        limit: usize,
+    ) -> Result<Vec<MessageHeader>, StoreError> {
+        self.with(|t| t.message_headers_between(conversation, after, up_to, limit))
     }
 
     fn receipts_of(&self, conversation: ConversationId, id: MessageId) -> Result<MessageReceipts, StoreError> {
@@ -163,10 +192,6 @@ impl MessageStore for EmbeddedStore {
 
     fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
         self.with(|t| t.group(id))
-    }
-
-    fn read_mark(&self, conversation: ConversationId, user: UserId) -> Result<Option<MessageId>, StoreError> {
-        self.with(|t| t.read_mark(conversation, user))
     }
 
     fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
@@ -228,10 +253,22 @@ mod tests {
         let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
         assert_eq!(s.high_water().unwrap(), rid);
         assert_eq!(s.message(m1.conversation, m1.id).unwrap(), Some(m1.clone()));
-        assert_eq!(s.message_by_client_id(UserId(1), "a").unwrap(), Some((m1.conversation, m1.id)));
-        assert_eq!(s.message_by_client_id(UserId(2), "a").unwrap(), None);
-        assert!(s.is_delivered(m1.conversation, m1.id, UserId(2)).unwrap());
-        assert!(!s.is_delivered(m2.conversation, m2.id, UserId(1)).unwrap());
+        assert_eq!(
+            s.messages_by_client_ids(&[(UserId(1), "a"), (UserId(2), "a"), (UserId(2), "b")]).unwrap(),
+            vec![Some((m1.conversation, m1.id)), None, Some((m2.conversation, m2.id))],
+            "answers in input order"
+        );
+        assert_eq!(
+            s.delivery_marks(&[(m1.conversation, m1.id, UserId(2)), (m2.conversation, m2.id, UserId(1))]).unwrap(),
+            vec![true, false]
+        );
+        let header = |m: &Message| MessageHeader { id: m.id, from: m.from, kind: m.kind };
+        assert_eq!(
+            s.message_headers(&[(m2.conversation, m2.id), (m1.conversation, MessageId(1)), (m1.conversation, m1.id)])
+                .unwrap(),
+            vec![Some(header(&m2)), None, Some(header(&m1))]
+        );
+        assert!(s.messages_by_client_ids(&[]).unwrap().is_empty());
 
         let inbox1 = s.inbox_after(UserId(1), MessageId(0), 100).unwrap();
         assert_eq!(
@@ -358,10 +395,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
         let c = ConversationId::direct(UserId(1), UserId(2));
-        assert_eq!(s.read_mark(c, UserId(2)).unwrap(), None);
+        assert_eq!(s.read_marks(&[(c, UserId(2))]).unwrap(), vec![None]);
         let r = Receipt::Read { event: MessageId(10), conversation: c, by: UserId(2), up_to: MessageId(7), at: 1 };
         s.commit(&[Write::Receipt { receipt: &r, inboxes: &[UserId(1), UserId(2)] }], MessageId(10)).unwrap();
-        assert_eq!(s.read_mark(c, UserId(2)).unwrap(), Some(MessageId(7)));
+        assert_eq!(s.read_marks(&[(c, UserId(1)), (c, UserId(2))]).unwrap(), vec![None, Some(MessageId(7))]);
         assert_eq!(s.inbox_after(UserId(2), MessageId(0), 10).unwrap(), vec![InboxEvent::Receipt(r)]);
+    }
+
+    #[test]
+    fn message_headers_between_walks_only_the_span_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        let mut g = Snowflake::new(1);
+        let ms: Vec<Message> = (0..6).map(|i| msg(&mut g, 1 + i % 2, 2 - i % 2, &format!("m{i}"))).collect();
+        let other = msg(&mut g, 1, 3, "elsewhere");
+        let both = [UserId(1), UserId(2)];
+        let mut writes: Vec<Write<'_>> = ms.iter().map(|m| Write::Message { message: m, inboxes: &both }).collect();
+        writes.push(Write::Message { message: &other, inboxes: &both });
+        s.commit(&writes, other.id).unwrap();
+        let c = ms[0].conversation;
+        let ids = |v: Vec<MessageHeader>| v.into_iter().map(|h| h.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(s.message_headers_between(c, ms[1].id, ms[4].id, 100).unwrap()),
+            vec![ms[2].id, ms[3].id, ms[4].id]
+        );
+        assert_eq!(ids(s.message_headers_between(c, ms[1].id, ms[4].id, 2).unwrap()), vec![ms[2].id, ms[3].id]);
+        assert!(s.message_headers_between(c, ms[4].id, ms[4].id, 100).unwrap().is_empty(), "nothing after the mark");
+        assert!(s.message_headers_between(c, ms[4].id, ms[1].id, 100).unwrap().is_empty(), "an older mark");
+        let all = s.message_headers_between(c, MessageId(0), MessageId(u64::MAX), 100).unwrap();
+        assert_eq!(all.len(), 6, "other conversations stay out");
+        assert_eq!(all[3], MessageHeader { id: ms[3].id, from: UserId(2), kind: MessageKind::Text });
     }
 }

@@ -38,7 +38,7 @@ mod model;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{StoreError, WriteFailure};
-pub use model::{CommitStats, InboxEvent, MessageReceipts, Write};
+pub use model::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, Write};
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
 
@@ -67,26 +67,53 @@ pub trait MessageStore: Send + Sync + 'static {
     /// One message of a conversation.
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError>;
 
-    /// The message `from` stored under this client id, if any.
-    fn message_by_client_id(
+    /// Batched lookups: each takes every key a group commit needs at once
+    /// and answers in input order, one answer per key (duplicates
+    /// included), so a backend with a network round trip is asked once per
+    /// kind per batch rather than once per request. An empty input is
+    /// answered with an empty output without touching the engine.
+    ///
+    /// The message each `(sender, client id)` idempotency key names, if any.
+    fn messages_by_client_ids(
         &self,
-        from: UserId,
-        client_id: &str,
-    ) -> Result<Option<(ConversationId, MessageId)>, StoreError>;
+        keys: &[(UserId, &str)],
+    ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError>;
 
-    /// Whether `user` has acknowledged delivery of this message.
-    fn is_delivered(&self, conversation: ConversationId, id: MessageId, user: UserId) -> Result<bool, StoreError>;
+    /// Sender and kind of each `(conversation, id)` message, `None` where
+    /// the conversation holds no such message. Never reads message bodies
+    /// into memory (batched like [`MessageStore::messages_by_client_ids`]).
+    fn message_headers(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError>;
+
+    /// Whether each `(conversation, message, user)` delivery mark exists:
+    /// `user` acknowledged delivery of the message (batched like
+    /// [`MessageStore::messages_by_client_ids`]).
+    fn delivery_marks(&self, keys: &[(ConversationId, MessageId, UserId)]) -> Result<Vec<bool>, StoreError>;
+
+    /// How far each `(conversation, reader)` has read, `None` where the
+    /// reader never read it (batched like
+    /// [`MessageStore::messages_by_client_ids`]).
+    fn read_marks(&self, keys: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError>;
+
+    /// Headers (id, sender, kind) of the messages of a conversation with
+    /// ids in `after < id <= up_to`, oldest first, at most `limit` of them.
+    /// The work is proportional to what is returned, never to the size of
+    /// the conversation or of the bodies: this is what a group `read`
+    /// walks to find whom to send read receipts.
+    fn message_headers_between(
+        &self,
+        conversation: ConversationId,
+        after: MessageId,
+        up_to: MessageId,
+        limit: usize,
+    ) -> Result<Vec<MessageHeader>, StoreError>;
 
     /// Who acknowledged delivery of this message and who read it (read
     /// marks per message are kept for groups; for direct conversations see
-    /// [`MessageStore::read_mark`]).
+    /// [`MessageStore::read_marks`]).
     fn receipts_of(&self, conversation: ConversationId, id: MessageId) -> Result<MessageReceipts, StoreError>;
 
     /// A group's membership, if the group exists.
     fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError>;
-
-    /// How far `user` has read this conversation.
-    fn read_mark(&self, conversation: ConversationId, user: UserId) -> Result<Option<MessageId>, StoreError>;
 
     /// Up to `limit` events of `user`'s inbox with ids greater than `after`,
     /// oldest first, messages resolved to their full content.

@@ -1,6 +1,6 @@
 //! What goes into a commit and what comes out of an inbox scan.
 
-use chatgw_protocol::{Group, Message, Receipt, UserId};
+use chatgw_protocol::{Group, Message, MessageId, MessageKind, Receipt, UserId};
 
 /// One write of a commit batch.
 #[derive(Clone, Copy, Debug)]
@@ -63,4 +63,16 @@ pub struct CommitStats {
     pub bytes: usize,
     /// Records written.
     pub records: usize,
+}
+
+/// What the committer needs to know of a stored message: who sent it and
+/// what kind it is, without its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageHeader {
+    /// The message id.
+    pub id: MessageId,
+    /// Its sender.
+    pub from: UserId,
+    /// Its kind (system messages are nobody's to acknowledge).
+    pub kind: MessageKind,
 }

@@ -5,7 +5,7 @@
 //! with one client id store one message however close together they come,
 //! and an acknowledgement of a message sent in the same batch is accepted.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use chatgw_protocol::{
     ConversationId, ErrorCode, Group, GroupId, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake,
@@ -14,7 +14,11 @@ use chatgw_protocol::{
 use chatgw_router::Endpoint;
 use chatgw_storage::{MessageStore, StoreError, Write};
 
-use super::in_flight::InFlight;
+use super::{
+    in_flight::InFlight,
+    lookups::{only, Lookups},
+    recent::{Delivery, RecentMessages},
+};
 use crate::events::CommitRequest;
 
 /// What a request turned into once ids and checks were done, in commit
@@ -49,43 +53,6 @@ pub(super) fn refused(origin: Endpoint, code: ErrorCode, why: impl Into<String>,
     Outcome::Refused { origin, code, why: why.into(), reference }
 }
 
-/// Messages this committer stored recently, with everyone who has
-/// acknowledged them since. Acknowledgements follow messages within seconds,
-/// so most checks of "does this message exist, who sent it, was it already
-/// delivered to this user" are answered here without reading the store.
-/// Complete by construction: every delivery mark passes through this thread.
-#[derive(Default)]
-struct RecentMessages {
-    map: HashMap<(ConversationId, MessageId), Recent>,
-    order: VecDeque<(ConversationId, MessageId)>,
-}
-
-struct Recent {
-    from: UserId,
-    system: bool,
-    delivered: Vec<UserId>,
-}
-
-/// Messages remembered by [`RecentMessages`].
-const RECENT_MESSAGES: usize = 200_000;
-
-impl RecentMessages {
-    fn insert(&mut self, key: (ConversationId, MessageId), from: UserId, system: bool) {
-        if self.order.len() >= RECENT_MESSAGES {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
-            }
-        }
-        self.order.push_back(key);
-        self.map.insert(key, Recent { from, system, delivered: Vec::new() });
-    }
-
-    fn clear(&mut self) {
-        self.map.clear();
-        self.order.clear();
-    }
-}
-
 /// Group receipts gathered over a batch: (group, sender, status) -> who acknowledged which ids.
 type PendingGroupReceipts = BTreeMap<(GroupId, UserId, u8), BTreeMap<UserId, Vec<MessageId>>>;
 
@@ -94,12 +61,17 @@ pub(super) struct Batch<'s> {
     ids: Snowflake,
     pub(super) max_group_members: usize,
     outcomes: Vec<Outcome>,
-    recent: RecentMessages,
+    /// Messages stored recently, with their delivery marks (see `recent`).
+    pub(super) recent: RecentMessages,
+    /// The store's answers for this batch (see `lookups`).
+    pub(super) lookups: Lookups,
     /// Decisions of this and earlier batches the writer has not stored yet.
     pub(super) in_flight: InFlight,
     /// Membership cache; lives across batches (see `groups`).
     pub(super) groups: HashMap<GroupId, Group>,
     pub(super) group_receipts: PendingGroupReceipts,
+    /// Message headers walked by group reads since the metrics last took them.
+    pub(super) read_rows_scanned: u64,
 }
 
 impl<'s> Batch<'s> {
@@ -110,9 +82,11 @@ impl<'s> Batch<'s> {
             max_group_members,
             outcomes: Vec::new(),
             recent: RecentMessages::default(),
+            lookups: Lookups::default(),
             in_flight: InFlight::default(),
             groups: HashMap::new(),
             group_receipts: BTreeMap::new(),
+            read_rows_scanned: 0,
         }
     }
 
@@ -147,6 +121,7 @@ impl<'s> Batch<'s> {
     pub(super) fn begin(&mut self, seq: u64, done_through: u64) {
         self.outcomes.clear();
         self.group_receipts.clear();
+        self.lookups.clear();
         self.in_flight.begin(seq, done_through);
     }
 
@@ -157,7 +132,13 @@ impl<'s> Batch<'s> {
     pub(super) fn forget_all_cached(&mut self) {
         self.groups.clear();
         self.recent.clear();
+        self.lookups.clear();
         self.in_flight.clear();
+    }
+
+    /// Messages held by the recent-messages cache, and delivery marks held with them.
+    pub(super) fn recent_sizes(&self) -> (usize, usize) {
+        (self.recent.len(), self.recent.marks())
     }
 
     /// Hand out ids above `floor` from now on (never lowers the last id).
@@ -176,11 +157,19 @@ impl<'s> Batch<'s> {
 
     /// The sender of a message of this conversation and whether it is a
     /// system message, if it exists (stored, or earlier in this batch).
-    pub(super) fn sender_of(&self, c: ConversationId, id: MessageId) -> Result<Option<(UserId, bool)>, StoreError> {
-        if let Some(r) = self.recent.map.get(&(c, id)) {
-            return Ok(Some((r.from, r.system)));
+    pub(super) fn sender_of(&mut self, c: ConversationId, id: MessageId) -> Result<Option<(UserId, bool)>, StoreError> {
+        if let Some(found) = self.recent.sender_of((c, id)) {
+            return Ok(Some(found));
         }
-        Ok(self.store.message(c, id)?.map(|m| (m.from, m.kind == MessageKind::System)))
+        let header = match self.lookups.headers.get(&(c, id)) {
+            Some(h) => *h,
+            None => {
+                let h = only(self.store.message_headers(&[(c, id)])?, "messages")?;
+                self.lookups.headers.insert((c, id), h);
+                h
+            }
+        };
+        Ok(header.map(|h| (h.from, h.kind == MessageKind::System)))
     }
 
     /// Whether this is the first acknowledgement of the message by `user`;
@@ -191,35 +180,54 @@ impl<'s> Batch<'s> {
         id: MessageId,
         user: UserId,
     ) -> Result<bool, StoreError> {
-        if let Some(r) = self.recent.map.get_mut(&(c, id)) {
-            if r.delivered.contains(&user) {
-                return Ok(false);
+        match self.recent.first_delivery((c, id), user) {
+            Delivery::Repeated => return Ok(false),
+            Delivery::First => {
+                // Also kept with the batch: the message may leave the recent
+                // cache before the writer has stored this mark.
+                self.in_flight.mark_delivered(c, id, user);
+                return Ok(true);
             }
-            r.delivered.push(user);
-            // Also kept with the batch: the message may leave the recent
-            // cache before the writer has stored this mark.
-            self.in_flight.mark_delivered(c, id, user);
-            return Ok(true);
+            Delivery::Unknown => {}
         }
-        if self.in_flight.is_delivered(c, id, user) || self.store.is_delivered(c, id, user)? {
+        if self.in_flight.is_delivered(c, id, user) {
+            return Ok(false);
+        }
+        let stored = match self.lookups.delivered.get(&(c, id, user)) {
+            Some(d) => *d,
+            None => only(self.store.delivery_marks(&[(c, id, user)])?, "delivered")?,
+        };
+        if stored {
             return Ok(false);
         }
         self.in_flight.mark_delivered(c, id, user);
         Ok(true)
     }
 
+    /// How far `user` has read `c`: the newest decision in flight, else the store.
+    pub(super) fn read_mark(&mut self, c: ConversationId, user: UserId) -> Result<Option<MessageId>, StoreError> {
+        if let found @ Some(_) = self.in_flight.read_mark(c, user) {
+            return Ok(found);
+        }
+        match self.lookups.reads.get(&(c, user)) {
+            Some(mark) => Ok(*mark),
+            None => {
+                let mark = only(self.store.read_marks(&[(c, user)])?, "reads")?;
+                self.lookups.reads.insert((c, user), mark);
+                Ok(mark)
+            }
+        }
+    }
+
     /// Move `user`'s read mark to `up_to`; returns the previous mark, or
-    /// `None` if it was already at or past `up_to`.
+    /// `None` if it was already at or past `up_to` (marks never move back).
     pub(super) fn advance_read(
         &mut self,
         c: ConversationId,
         user: UserId,
         up_to: MessageId,
     ) -> Result<Option<MessageId>, StoreError> {
-        let current = match self.in_flight.read_mark(c, user) {
-            found @ Some(_) => found,
-            None => self.store.read_mark(c, user)?,
-        };
+        let current = self.read_mark(c, user)?;
         if current.is_some_and(|m| m >= up_to) {
             return Ok(None);
         }
@@ -229,13 +237,16 @@ impl<'s> Batch<'s> {
 
     /// The message `from` stored (or is storing in this batch) under this client id.
     pub(super) fn earlier_message(
-        &self,
+        &mut self,
         from: UserId,
         client_id: &str,
     ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
-        match self.in_flight.client_id(from, client_id) {
-            Some(found) => Ok(Some(found)),
-            None => self.store.message_by_client_id(from, client_id),
+        if let Some(found) = self.in_flight.client_id(from, client_id) {
+            return Ok(Some(found));
+        }
+        match self.lookups.client_ids.get(&(from, client_id.to_owned())) {
+            Some(found) => Ok(*found),
+            None => only(self.store.messages_by_client_ids(&[(from, client_id)])?, "idempotency"),
         }
     }
 

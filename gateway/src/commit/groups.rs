@@ -15,14 +15,24 @@ use chatgw_storage::StoreError;
 use super::batch::{no_such_messages, refused, Batch, Draft, Outcome};
 use crate::events::GroupOp;
 
-/// Most messages one group `read` turns into read receipts.
-const READ_SCAN_LIMIT: usize = 1000;
+/// Most messages one group `read` walks (and turns into read receipts).
+/// A read that would pass over more stops its mark at the last message
+/// walked and tells every device of the reader how far it got; the client
+/// sends `read` again to go further (docs/PROTOCOL.md). So the work of one
+/// request is bounded, and every message behind a mark has its receipt.
+pub(super) const READ_SCAN_LIMIT: usize = 1000;
 /// Groups kept in the membership cache before it is emptied.
 const MAX_CACHED_GROUPS: usize = 100_000;
 
 fn not_member(origin: Endpoint, reference: Option<String>) -> Outcome {
     // The same answer whether the group exists or not: non-members learn nothing.
     refused(origin, ErrorCode::NotAllowed, "not a member of this group", reference)
+}
+
+/// The idempotency key of a group creation: carried as the client id of
+/// its system message, behind a control character no client id can contain.
+pub(super) fn create_key(request_id: &str) -> String {
+    format!("\u{1}create:{request_id}")
 }
 
 fn id_list(users: &[UserId]) -> String {
@@ -145,26 +155,42 @@ impl Batch<'_> {
             self.push(no_such_messages(origin, &[up_to]));
             return Ok(());
         }
-        let Some(previous) = self.advance_read(conversation, by, up_to)? else { return Ok(()) };
-        // Read receipts go to the sender of each newly read message.
-        let mut read =
-            self.store().history(conversation, Some(MessageId(up_to.0.saturating_add(1))), READ_SCAN_LIMIT)?;
-        read.reverse();
-        for m in read {
-            if m.id > previous && m.id >= me.joined && m.from != by && m.kind != MessageKind::System {
+        // A read at or behind the mark costs nothing more: no scan.
+        let previous = self.read_mark(conversation, by)?.unwrap_or(MessageId(0));
+        if previous >= up_to {
+            return Ok(());
+        }
+        // Only the span the mark passes over, by headers (never bodies),
+        // and at most READ_SCAN_LIMIT of them. Every message below `up_to`
+        // is already stored: clients learn of a message only after its
+        // commit, and ids are committed in order.
+        let after = previous.max(MessageId(me.joined.0.saturating_sub(1)));
+        let walked = self.store().message_headers_between(conversation, after, up_to, READ_SCAN_LIMIT)?;
+        self.read_rows_scanned += walked.len() as u64;
+        let reached = match walked.last() {
+            Some(last) if walked.len() >= READ_SCAN_LIMIT => last.id,
+            _ => up_to,
+        };
+        for m in &walked {
+            // Read receipts go to the sender of each newly read message.
+            if m.from != by && m.kind != MessageKind::System {
                 self.group_receipts.entry((g, m.from, 1)).or_default().entry(by).or_default().push(m.id);
             }
         }
-        // The read mark itself, and the reader's other devices.
+        self.in_flight.mark_read(conversation, by, reached);
+        // The read mark itself, for the reader's other devices; and for the
+        // requesting one too when the mark stopped short of `up_to`, so it
+        // knows to read on.
         let event = self.next_id();
         let receipt = chatgw_protocol::Receipt::Read {
             event,
             conversation,
             by,
-            up_to,
+            up_to: reached,
             at: chatgw_protocol::Snowflake::unix_ms(event),
         };
-        self.push(Outcome::Receipt { origin: Some(origin), receipt, inboxes: vec![by] });
+        let origin = (reached == up_to).then_some(origin);
+        self.push(Outcome::Receipt { origin, receipt, inboxes: vec![by] });
         Ok(())
     }
 
@@ -193,9 +219,7 @@ impl Batch<'_> {
         name: String,
         members: Vec<UserId>,
     ) -> Result<(), StoreError> {
-        // The creation's system message carries the request id as its client
-        // id, behind a control character no client id can contain.
-        let key = format!("\u{1}create:{request_id}");
+        let key = create_key(&request_id);
         if let Some(existing) = self.created_before(by, &key)? {
             match self.cached_group(existing)? {
                 Some(g) if g.is_member(by) => {
@@ -395,7 +419,7 @@ mod tests {
         };
         batch.add(send).unwrap();
         commit(&mut batch);
-        let msg = store.message_by_client_id(UserId(1), "m").unwrap().unwrap().1;
+        let msg = store.messages_by_client_ids(&[(UserId(1), "m")]).unwrap()[0].unwrap().1;
         batch.begin(2, 1);
 
         for (i, u) in members.iter().enumerate() {

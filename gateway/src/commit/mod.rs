@@ -38,9 +38,15 @@
 //! runs the committer.
 
 mod batch;
+#[cfg(test)]
+mod counting_store;
 mod groups;
 mod in_flight;
+mod lookups;
 mod outage;
+#[cfg(test)]
+mod read_and_lookup_tests;
+mod recent;
 mod writer;
 
 use std::{
@@ -150,7 +156,9 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
             batch.begin(seq, done_through.load(Ordering::Acquire));
             let n = requests.len();
             let origins: Vec<_> = requests.iter().filter_map(origin_of).collect();
-            let job = match prepare(&mut batch, &mut requests) {
+            let prepared = prepare(&mut batch, &mut requests);
+            report_cache_sizes(&mut batch, &shared);
+            let job = match prepared {
                 Ok(()) => Job::Batch(Prepared {
                     seq,
                     outcomes: batch.take_outcomes(),
@@ -208,6 +216,14 @@ fn learn_failures(
     true
 }
 
+/// Publish the sizes of the committer's caches and its read-scan work.
+fn report_cache_sizes(batch: &mut Batch<'_>, shared: &Shared) {
+    let (messages, marks) = batch.recent_sizes();
+    shared.metrics.recent_messages.set(i64::try_from(messages).unwrap_or(i64::MAX));
+    shared.metrics.recent_delivery_marks.set(i64::try_from(marks).unwrap_or(i64::MAX));
+    shared.metrics.group_read_rows_scanned.inc_by(std::mem::take(&mut batch.read_rows_scanned));
+}
+
 /// Block until the writer has finished batch `seq` (a short wait: it only
 /// has the queue to work through, refusing or writing). Gives up after
 /// [`WRITER_WAIT`] so a writer that died cannot hang the committer; its
@@ -255,8 +271,14 @@ fn origin_of(r: &CommitRequest) -> Option<Waiting> {
     }
 }
 
-/// Take every request into the batch: ids, checks, outcomes.
+/// Take every request into the batch: the store's answers for all of them
+/// first (one call per kind), then ids, checks, outcomes.
 fn prepare(batch: &mut Batch<'_>, requests: &mut Vec<CommitRequest>) -> Result<(), StoreError> {
+    let looked_up = batch.look_up(requests);
+    if let Err(e) = looked_up {
+        requests.clear();
+        return Err(e);
+    }
     for r in requests.drain(..) {
         batch.add(r)?;
     }

@@ -13,7 +13,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::EmbeddedOptions;
 use crate::{
     codec::{self, InboxRecord},
-    CommitStats, InboxEvent, MessageReceipts, StoreError, Write,
+    CommitStats, InboxEvent, MessageHeader, MessageReceipts, StoreError, Write,
 };
 
 pub(super) const HIGH_WATER_KEY: &[u8] = b"high_water";
@@ -162,26 +162,74 @@ impl Tables {
         }
     }
 
-    pub(super) fn message_by_client_id(
+    pub(super) fn messages_by_client_ids(
         &self,
-        from: UserId,
-        client_id: &str,
-    ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
-        match self.get(&self.idempotency, &codec::idempotency_key(from, client_id), "read idempotency key")? {
-            Some(v) => codec::decode_idempotency(&v).map(Some),
-            None => Ok(None),
-        }
+        keys: &[(UserId, &str)],
+    ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError> {
+        keys.iter()
+            .map(|(from, client_id)| {
+                match self.get(&self.idempotency, &codec::idempotency_key(*from, client_id), "read idempotency key")? {
+                    Some(v) => codec::decode_idempotency(&v).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .collect()
     }
 
-    pub(super) fn is_delivered(
+    pub(super) fn message_headers(
+        &self,
+        keys: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<MessageHeader>>, StoreError> {
+        keys.iter()
+            .map(|(c, id)| match self.get(&self.messages, &codec::message_key(c, *id), "read message header")? {
+                Some(v) => codec::decode_message_header(*id, &v).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    pub(super) fn delivery_marks(&self, keys: &[(ConversationId, MessageId, UserId)]) -> Result<Vec<bool>, StoreError> {
+        keys.iter()
+            .map(|(c, id, user)| {
+                self.delivered
+                    .contains_key(codec::delivered_key(c, *id, *user))
+                    .map_err(|e| StoreError::backend("read delivery mark", e))
+            })
+            .collect()
+    }
+
+    pub(super) fn read_marks(&self, keys: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError> {
+        keys.iter()
+            .map(|(c, user)| {
+                Ok(self
+                    .get(&self.reads, &codec::read_key(c, *user), "read read mark")?
+                    .and_then(|v| codec::u64_value(&v))
+                    .map(MessageId))
+            })
+            .collect()
+    }
+
+    pub(super) fn message_headers_between(
         &self,
         conversation: ConversationId,
-        id: MessageId,
-        user: UserId,
-    ) -> Result<bool, StoreError> {
-        self.delivered
-            .contains_key(codec::delivered_key(&conversation, id, user))
-            .map_err(|e| StoreError::backend("read delivery mark", e))
+        after: MessageId,
+        up_to: MessageId,
+        limit: usize,
+    ) -> Result<Vec<MessageHeader>, StoreError> {
+        let Some(first) = after.0.checked_add(1) else { return Ok(Vec::new()) };
+        if first > up_to.0 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lo = codec::message_key(&conversation, MessageId(first));
+        let hi = codec::message_key(&conversation, up_to);
+        let mut out = Vec::new();
+        for guard in self.messages.range(lo..=hi).take(limit) {
+            let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan message headers", e))?;
+            let id =
+                codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "messages", what: "short key" })?;
+            out.push(codec::decode_message_header(id, &v)?);
+        }
+        Ok(out)
     }
 
     pub(super) fn receipts_of(
@@ -208,17 +256,6 @@ impl Tables {
             Some(v) => codec::decode_group(id, &v).map(Some),
             None => Ok(None),
         }
-    }
-
-    pub(super) fn read_mark(
-        &self,
-        conversation: ConversationId,
-        user: UserId,
-    ) -> Result<Option<MessageId>, StoreError> {
-        Ok(self
-            .get(&self.reads, &codec::read_key(&conversation, user), "read read mark")?
-            .and_then(|v| codec::u64_value(&v))
-            .map(MessageId))
     }
 
     pub(super) fn inbox_after(

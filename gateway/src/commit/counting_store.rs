@@ -1,0 +1,125 @@
+//! A store wrapper for tests that counts what the committer asks of the
+//! store, call by call, so tests can pin how much store work a batch or a
+//! request costs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+use chatgw_storage::{
+    CommitStats, EmbeddedStore, InboxEvent, MessageHeader, MessageReceipts, MessageStore, StoreError, Write,
+};
+
+/// Calls of each read the committer makes, and header rows scanned.
+#[derive(Default, Debug)]
+pub(super) struct Counts {
+    pub(super) client_ids: AtomicU64,
+    pub(super) headers: AtomicU64,
+    pub(super) delivered: AtomicU64,
+    pub(super) reads: AtomicU64,
+    pub(super) header_scans: AtomicU64,
+    pub(super) rows_scanned: AtomicU64,
+    pub(super) groups: AtomicU64,
+    pub(super) other_reads: AtomicU64,
+}
+
+impl Counts {
+    /// Every read call so far (scans included), summed.
+    pub(super) fn calls(&self) -> u64 {
+        [
+            &self.client_ids,
+            &self.headers,
+            &self.delivered,
+            &self.reads,
+            &self.header_scans,
+            &self.groups,
+            &self.other_reads,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
+    }
+
+    pub(super) fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// An embedded store that counts its reads.
+pub(super) struct CountingStore {
+    pub(super) inner: EmbeddedStore,
+    pub(super) counts: Counts,
+}
+
+impl CountingStore {
+    pub(super) fn open(dir: &std::path::Path) -> Self {
+        let inner = EmbeddedStore::open(dir, &chatgw_storage::EmbeddedOptions::default()).expect("open store");
+        CountingStore { inner, counts: Counts::default() }
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl MessageStore for CountingStore {
+    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
+        self.inner.commit(writes, high_water)
+    }
+    fn recover(&self) -> Result<(), StoreError> {
+        self.inner.recover()
+    }
+    fn high_water(&self) -> Result<MessageId, StoreError> {
+        self.inner.high_water()
+    }
+    fn message(&self, c: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        bump(&self.counts.other_reads);
+        self.inner.message(c, id)
+    }
+    fn messages_by_client_ids(
+        &self,
+        keys: &[(UserId, &str)],
+    ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError> {
+        bump(&self.counts.client_ids);
+        self.inner.messages_by_client_ids(keys)
+    }
+    fn message_headers(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError> {
+        bump(&self.counts.headers);
+        self.inner.message_headers(keys)
+    }
+    fn delivery_marks(&self, keys: &[(ConversationId, MessageId, UserId)]) -> Result<Vec<bool>, StoreError> {
+        bump(&self.counts.delivered);
+        self.inner.delivery_marks(keys)
+    }
+    fn read_marks(&self, keys: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError> {
+        bump(&self.counts.reads);
+        self.inner.read_marks(keys)
+    }
+    fn message_headers_between(
+        &self,
+        c: ConversationId,
+        after: MessageId,
+        up_to: MessageId,
+        limit: usize,
+    ) -> Result<Vec<MessageHeader>, StoreError> {
+        bump(&self.counts.header_scans);
+        let rows = self.inner.message_headers_between(c, after, up_to, limit)?;
+        self.counts.rows_scanned.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        Ok(rows)
+    }
+    fn receipts_of(&self, c: ConversationId, id: MessageId) -> Result<MessageReceipts, StoreError> {
+        bump(&self.counts.other_reads);
+        self.inner.receipts_of(c, id)
+    }
+    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+        bump(&self.counts.groups);
+        self.inner.group(id)
+    }
+    fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
+        bump(&self.counts.other_reads);
+        self.inner.inbox_after(user, after, limit)
+    }
+    fn history(&self, c: ConversationId, before: Option<MessageId>, limit: usize) -> Result<Vec<Message>, StoreError> {
+        bump(&self.counts.other_reads);
+        self.inner.history(c, before, limit)
+    }
+}
