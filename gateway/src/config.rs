@@ -476,15 +476,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!("30s".parse::<HumanDuration>().unwrap().0, Duration::from_secs(30));
-        assert_eq!("24h".parse::<HumanDuration>().unwrap().0, Duration::from_secs(86400));
-        assert_eq!("250ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(250));
-        assert!("x".parse::<HumanDuration>().is_err());
-        assert!("5y".parse::<HumanDuration>().is_err());
-    }
-
-    #[test]
     fn file_then_flags_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
