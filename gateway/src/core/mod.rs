@@ -13,8 +13,10 @@
 //! `mailbox` draining the core's mailbox and its bound; `timers` the wheel
 //! of connection deadlines and `ticks` what the engine does when one comes.
 
+mod action;
 mod app;
 mod conn;
+mod context;
 mod engine;
 mod frames;
 mod http;
@@ -22,6 +24,8 @@ mod mailbox;
 mod ticks;
 mod timers;
 
+pub(crate) use action::{Action, Refused};
 pub(crate) use conn::Phase;
+pub(crate) use context::{CoreContext, CoreSettings};
 pub(crate) use engine::Engine;
 pub(crate) use mailbox::MAILBOX_EVENTS;
