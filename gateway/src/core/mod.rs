@@ -14,13 +14,19 @@
 //! of connection deadlines and `ticks` what the engine does when one comes.
 
 mod action;
+#[cfg(test)]
+mod action_tests;
 mod app;
 mod conn;
 mod context;
 mod engine;
 mod frames;
+#[cfg(test)]
+pub(crate) mod harness;
 mod http;
 mod mailbox;
+#[cfg(test)]
+mod sync_tests;
 mod ticks;
 mod timers;
 

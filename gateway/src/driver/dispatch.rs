@@ -48,3 +48,59 @@ fn refusal<T>(e: TrySendError<T>, wrap: fn(T) -> Action) -> (Action, Refused) {
         TrySendError::Disconnected(t) => (wrap(t), Refused::Gone),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chatgw_protocol::{client, ConversationRef, ErrorCode, MessageId, MessageKind, ServerFrame, UserId};
+
+    use super::*;
+    use crate::core::harness::Harness;
+
+    fn send_text(client_id: &str) -> String {
+        let mut text = String::new();
+        client::send(&mut text, client_id, ConversationRef::Peer(UserId(8)), MessageKind::Text, r#""hi""#);
+        text
+    }
+
+    #[test]
+    fn actions_go_to_their_queues_in_order_and_a_full_queue_is_reported_back() {
+        let mut h = Harness::connect(|_| {});
+        let (commit_tx, commit_rx) = crossbeam_channel::bounded(1);
+        let (query_tx, query_rx) = crossbeam_channel::bounded(1);
+        let mut dispatch = Dispatch::new(commit_tx, query_tx);
+        let mut sync = String::new();
+        client::sync(&mut sync, MessageId(0), 10);
+        h.receive_text(&send_text("a"));
+        h.receive_text(&sync);
+        h.receive_text(&send_text("b"));
+        dispatch.run(&mut h.engine);
+        h.turn();
+
+        assert!(matches!(commit_rx.try_recv(), Ok(CommitRequest::Send { client_id, .. }) if client_id == "a"));
+        assert!(matches!(query_rx.try_recv(), Ok(QueryRequest::Sync { limit: 10, .. })));
+        match h.server_frames().as_slice() {
+            [ServerFrame::Error(e)] => {
+                assert_eq!((e.code, e.reference.as_deref()), (ErrorCode::Unavailable, Some("b")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_closed_queue_is_reported_as_shutting_down() {
+        let mut h = Harness::connect(|_| {});
+        let (commit_tx, commit_rx) = crossbeam_channel::bounded(1);
+        let (query_tx, _query_rx) = crossbeam_channel::bounded(1);
+        drop(commit_rx);
+        let mut dispatch = Dispatch::new(commit_tx, query_tx);
+        h.receive_text(&send_text("c"));
+        dispatch.run(&mut h.engine);
+        h.turn();
+        match h.server_frames().as_slice() {
+            [ServerFrame::Error(e)] => {
+                assert_eq!((e.code, e.reference.as_deref()), (ErrorCode::ShuttingDown, Some("c")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
