@@ -12,7 +12,8 @@
 //! | send, short               | the rest is sent from the same buffer    |
 //! | eventfd read              | (mailboxes are drained every turn)       |
 //!
-//! then drains the mailboxes, ticks once a second, and flushes: each
+//! then drains the mailboxes, ticks once a second, hands the engine's
+//! actions on (`hand_off_and_flush`), and flushes: each
 //! connection with bytes queued and no send in flight gets one send of all
 //! of them; with a send in flight the engine keeps queuing (and applies
 //! `--max-outbound`) until it completes.
