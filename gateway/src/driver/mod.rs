@@ -5,7 +5,7 @@
 //! buffers. It calls the engine with bytes, hang-ups, mailbox batches and
 //! ticks, hands the engine's actions to the committer and the readers
 //! (`dispatch`), writes what the engine queued, and closes the sockets the
-//! engine removed. It gets all of that as a [`CoreWiring`] from the server,
+//! engine removed. It gets all of that as a `CoreWiring` from the server,
 //! and follows the gateway's stage (`lifecycle`) at shutdown. Everything above it (HTTP upgrade, WebSocket frames, protocol,
 //! routing, storage) is shared by every driver.
 //!
