@@ -27,7 +27,7 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{metrics::Metrics, server::Shared, ws::handshake};
+use crate::{metrics::Metrics, ws::handshake};
 
 /// Time one admin connection has to send its request head.
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
@@ -61,15 +61,13 @@ pub(crate) struct Admin {
 
 impl Admin {
     /// Serve `listener` on a new thread until [`Admin::stop`].
-    pub(crate) fn start(listener: TcpListener, shared: Arc<Shared>) -> io::Result<Admin> {
+    pub(crate) fn start(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<Admin> {
         let addr = listener.local_addr()?;
         let waker = Socket::from(listener.try_clone()?);
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("chatgw-admin".into())
-                .spawn(move || serve(&listener, &shared.metrics, &stop))?
+            std::thread::Builder::new().name("chatgw-admin".into()).spawn(move || serve(&listener, &metrics, &stop))?
         };
         Ok(Admin { addr, stop, waker, thread })
     }

@@ -6,7 +6,10 @@
 //!   mio): accepts, receives into the core's shared buffers, writes queued
 //!   bytes;
 //! - `core`: the per-core engine, independent of the driver: HTTP upgrade,
-//!   WebSocket frames, protocol frames, per-connection state and limits;
+//!   WebSocket frames, protocol frames, per-connection state and limits.
+//!   It does no I/O and holds no channel: requests for the committer and
+//!   the readers leave it as actions the driver hands on, so it is unit
+//!   tested without sockets or threads;
 //! - `limits`: abuse limits that span connections and cores (per source
 //!   address, per user);
 //! - `commit`: the group committer and writer threads: ids, idempotency,
@@ -17,7 +20,10 @@
 //! - [`store`]: the one place `--store` becomes a [`MessageStore`](chatgw_storage::MessageStore);
 //! - `admin`: `/metrics` and `/healthz` on the admin address, on a thread
 //!   of their own, never on an event loop;
-//! - [`Server`]: starts and stops all of it.
+//! - [`Server`]: starts and stops all of it. It is the one module that
+//!   knows every subsystem: each gets a narrow handle (the engine a core
+//!   context, the committer and the readers theirs) built there, and none
+//!   imports it back.
 //!
 //! See `docs/ARCHITECTURE.md` for the picture.
 

@@ -8,22 +8,34 @@
 use std::sync::Arc;
 
 use chatgw_protocol::{server, ConversationId, ErrorCode, GroupId, MessageId, UserId};
-use chatgw_router::Endpoint;
+use chatgw_router::{Endpoint, Mailboxes};
 use chatgw_storage::{InboxEvent, MessageStore, StoreError};
 use crossbeam_channel::Receiver;
 
 use crate::{
-    events::{CoreEvent, QueryRequest},
-    server::Shared,
+    events::{CoreBatch, CoreEvent, QueryRequest},
+    metrics::Metrics,
 };
 
+/// What a reader uses besides the store, built by the server: the
+/// mailboxes its answers go to, the counters, and how large a history page
+/// may be.
+#[derive(Clone)]
+pub(crate) struct ReaderContext {
+    pub(crate) mailboxes: Arc<Mailboxes<CoreBatch>>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Bytes of one history page at most (half the outbound bound, so a
+    /// page never trips the slow-consumer limit).
+    pub(crate) history_max_bytes: usize,
+}
+
 /// A reader thread's body; returns on `Stop` or when the channel closes.
-pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receiver<QueryRequest>) {
+pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver<QueryRequest>) {
     while let Ok(req) = rx.recv() {
         let event = match req {
             QueryRequest::Stop => break,
             QueryRequest::Sync { origin, user, after, limit } => {
-                shared.metrics.syncs.inc();
+                ctx.metrics.syncs.inc();
                 match sync_page(store.as_ref(), origin, user, after, limit) {
                     Ok(ev) => ev,
                     Err(e) => {
@@ -40,7 +52,7 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 }
             }
             QueryRequest::History { origin, user, conversation, before, limit } => {
-                let max_bytes = shared.config.max_outbound / 2;
+                let max_bytes = ctx.history_max_bytes;
                 let payload = history(store.as_ref(), user, conversation, before, limit, max_bytes)
                     .unwrap_or_else(|e| failure(&e, "history"));
                 CoreEvent::Reply { to: origin, payload }
@@ -51,7 +63,7 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 CoreEvent::Reply { to: origin, payload }
             }
         };
-        shared.mailboxes.post(usize::from(event.endpoint().core), vec![event]);
+        ctx.mailboxes.post(usize::from(event.endpoint().core), vec![event]);
     }
 }
 

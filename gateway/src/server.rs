@@ -1,6 +1,12 @@
 //! Starting and stopping a gateway: store, committer, readers, cores, and
 //! the admin listener.
 //!
+//! This is the one module that knows every subsystem. It builds the state
+//! they share and gives each a handle on only what it uses: the cores a
+//! [`CoreContext`] (and their drivers a [`CoreWiring`]), the committer a
+//! [`CommitContext`], the readers a [`ReaderContext`], the admin listener
+//! the counters. No subsystem reaches back in here.
+//!
 //! What usually fails (the settings, the store, binding the listeners,
 //! building the drivers) is done before the first thread starts, so such a
 //! failed start leaves nothing running; it reports why as a [`StartError`].
@@ -8,10 +14,7 @@
 use std::{
     io,
     net::SocketAddr,
-    sync::{
-        atomic::{AtomicU8, AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::AtomicUsize, Arc},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -24,13 +27,15 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::{
     admin::{self, Admin},
     auth::TokenKey,
-    commit,
+    commit::{self, CommitContext},
     config::{Config, ConfigError},
-    driver::{self, DriverError},
+    core::{CoreContext, CoreSettings},
+    driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage},
     events::{CommitRequest, CoreBatch, QueryRequest},
     limits::Limits,
     metrics::Metrics,
-    query, store,
+    query::{self, ReaderContext},
+    store,
 };
 
 /// Why a gateway did not start. Nothing is left running after any of these.
@@ -82,55 +87,9 @@ pub enum StartError {
     },
 }
 
-pub(crate) const PHASE_RUNNING: u8 = 0;
-pub(crate) const PHASE_DRAINING: u8 = 1;
-pub(crate) const PHASE_CLOSING: u8 = 2;
-
 /// Queue depth between cores and the committer / readers.
 const QUEUE_DEPTH: usize = 65_536;
 const LISTEN_BACKLOG: i32 = 4096;
-
-/// State every thread of one gateway shares.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) directory: Directory,
-    pub(crate) mailboxes: Mailboxes<CoreBatch>,
-    pub(crate) commit_tx: Sender<CommitRequest>,
-    pub(crate) query_tx: Sender<QueryRequest>,
-    pub(crate) metrics: Metrics,
-    pub(crate) token_key: TokenKey,
-    pub(crate) phase: AtomicU8,
-    /// TCP connections held by all cores.
-    pub(crate) connections: AtomicUsize,
-    pub(crate) intake_stopped: AtomicUsize,
-    /// Limits that span connections and cores.
-    pub(crate) limits: Limits,
-}
-
-impl Shared {
-    /// The state of a gateway about to start: everything empty, limits and
-    /// the directory sized from `config`, one mailbox per waker.
-    pub(crate) fn new(
-        config: Config,
-        wakers: Vec<Arc<dyn Wake>>,
-        commit_tx: Sender<CommitRequest>,
-        query_tx: Sender<QueryRequest>,
-    ) -> Self {
-        Shared {
-            token_key: TokenKey::new(config.secret.as_bytes()),
-            directory: Directory::with_capacity(config.max_connections.min(1 << 20)),
-            mailboxes: Mailboxes::new(wakers, crate::core::MAILBOX_EVENTS),
-            commit_tx,
-            query_tx,
-            metrics: Metrics::new(),
-            phase: AtomicU8::new(PHASE_RUNNING),
-            connections: AtomicUsize::new(0),
-            intake_stopped: AtomicUsize::new(0),
-            limits: Limits::new(&config),
-            config,
-        }
-    }
-}
 
 /// Entry point for embedding a gateway (the binary and the tests use it).
 #[derive(Debug)]
@@ -141,7 +100,12 @@ pub struct ServerHandle {
     addr: SocketAddr,
     admin: Option<Admin>,
     driver: driver::ActiveDriver,
-    shared: Arc<Shared>,
+    directory: Arc<Directory>,
+    metrics: Arc<Metrics>,
+    mailboxes: Arc<Mailboxes<CoreBatch>>,
+    lifecycle: Arc<Lifecycle>,
+    commit_tx: Sender<CommitRequest>,
+    query_tx: Sender<QueryRequest>,
     cores: Vec<JoinHandle<()>>,
     committer: Option<JoinHandle<()>>,
     readers: Vec<JoinHandle<()>>,
@@ -194,8 +158,34 @@ impl Server {
         let wakers: Vec<Arc<dyn Wake>> = drivers.iter().map(driver::CoreDriver::waker).collect();
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
         let (query_tx, query_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
-        let shared = Arc::new(Shared::new(config, wakers, commit_tx, query_tx));
-        shared.metrics.set_io_driver(active.name());
+
+        // The state the threads share, each piece behind its own `Arc`.
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_io_driver(active.name());
+        let directory = Arc::new(Directory::with_capacity(config.max_connections.min(1 << 20)));
+        let mailboxes = Arc::new(Mailboxes::new(wakers, crate::core::MAILBOX_EVENTS));
+        let lifecycle = Arc::new(Lifecycle::default());
+        let core_context = CoreContext {
+            settings: CoreSettings::of(&config),
+            directory: directory.clone(),
+            limits: Arc::new(Limits::new(&config)),
+            metrics: metrics.clone(),
+            token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
+            connections: Arc::new(AtomicUsize::new(0)),
+        };
+        let commit_context = CommitContext {
+            directory: directory.clone(),
+            mailboxes: mailboxes.clone(),
+            metrics: metrics.clone(),
+            node_id: config.node_id,
+            max_group_members: config.max_group_members,
+            commit_batch: config.commit_batch,
+        };
+        let reader_context = ReaderContext {
+            mailboxes: mailboxes.clone(),
+            metrics: metrics.clone(),
+            history_max_bytes: config.max_outbound / 2,
+        };
 
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -204,13 +194,13 @@ impl Server {
                 .map_err(|source| StartError::Thread { name, source })
         };
         let committer = {
-            let (shared, store) = (shared.clone(), store.clone());
-            spawn("chatgw-commit".into(), Box::new(move || commit::run(shared, store, commit_rx)))?
+            let store = store.clone();
+            spawn("chatgw-commit".into(), Box::new(move || commit::run(commit_context, store, commit_rx)))?
         };
-        let readers = (0..shared.config.readers)
+        let readers = (0..config.readers)
             .map(|i| {
-                let (shared, store, rx) = (shared.clone(), store.clone(), query_rx.clone());
-                spawn(format!("chatgw-read-{i}"), Box::new(move || query::run(shared, store, rx)))
+                let (ctx, store, rx) = (reader_context.clone(), store.clone(), query_rx.clone());
+                spawn(format!("chatgw-read-{i}"), Box::new(move || query::run(ctx, store, rx)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let cores = drivers
@@ -218,11 +208,16 @@ impl Server {
             .zip(listeners)
             .enumerate()
             .map(|(i, (driver, listener))| {
-                let shared = shared.clone();
+                let wiring = CoreWiring {
+                    engine: core_context.clone(),
+                    mailboxes: mailboxes.clone(),
+                    dispatch: Dispatch::new(commit_tx.clone(), query_tx.clone()),
+                    lifecycle: lifecycle.clone(),
+                };
                 spawn(
                     format!("chatgw-core-{i}"),
                     Box::new(move || {
-                        if let Err(e) = driver.run(i as u16, shared, listener) {
+                        if let Err(e) = driver.run(i as u16, wiring, listener) {
                             tracing::error!(core = i, error = %e, "event loop failed");
                         }
                     }),
@@ -230,10 +225,23 @@ impl Server {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let admin = admin_listener
-            .map(|l| Admin::start(l, shared.clone()))
+            .map(|l| Admin::start(l, metrics.clone()))
             .transpose()
             .map_err(|source| StartError::Thread { name: "chatgw-admin".into(), source })?;
-        Ok(ServerHandle { addr, admin, driver: active, shared, cores, committer: Some(committer), readers })
+        Ok(ServerHandle {
+            addr,
+            admin,
+            driver: active,
+            directory,
+            metrics,
+            mailboxes,
+            lifecycle,
+            commit_tx,
+            query_tx,
+            cores,
+            committer: Some(committer),
+            readers,
+        })
     }
 }
 
@@ -265,13 +273,13 @@ impl ServerHandle {
     /// to put two users on different cores).
     pub fn cores_of(&self, user: u64) -> Vec<u16> {
         let mut v = Vec::new();
-        self.shared.directory.for_each(user, |ep| v.push(ep.core));
+        self.directory.for_each(user, |ep| v.push(ep.core));
         v
     }
 
     /// The OpenMetrics text, as the admin listener's `/metrics` serves it.
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.render()
+        self.metrics.render()
     }
 
     /// Graceful stop: stop accepting and taking requests, commit and
@@ -279,26 +287,26 @@ impl ServerHandle {
     /// 1001, and return when all threads are done.
     pub fn shutdown(mut self) {
         let workers = self.cores.len();
-        let wake_all = |s: &Shared| (0..s.mailboxes.cores()).for_each(|c| s.mailboxes.wake(c));
-        self.shared.phase.store(PHASE_DRAINING, Ordering::Release);
-        wake_all(&self.shared);
+        let wake_all = |m: &Mailboxes<CoreBatch>| (0..m.cores()).for_each(|c| m.wake(c));
+        self.lifecycle.enter(Stage::Draining);
+        wake_all(&self.mailboxes);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.shared.intake_stopped.load(Ordering::Acquire) < workers && Instant::now() < deadline {
+        while self.lifecycle.intake_stopped() < workers && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
         // Everything the cores took is in the committer's queue, ahead of Stop.
-        let _ = self.shared.commit_tx.send(CommitRequest::Stop);
+        let _ = self.commit_tx.send(CommitRequest::Stop);
         if let Some(c) = self.committer.take() {
             let _ = c.join();
         }
         for _ in &self.readers {
-            let _ = self.shared.query_tx.send(QueryRequest::Stop);
+            let _ = self.query_tx.send(QueryRequest::Stop);
         }
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
-        self.shared.phase.store(PHASE_CLOSING, Ordering::Release);
-        wake_all(&self.shared);
+        self.lifecycle.enter(Stage::Closing);
+        wake_all(&self.mailboxes);
         for c in self.cores.drain(..) {
             let _ = c.join();
         }

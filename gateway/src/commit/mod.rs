@@ -58,6 +58,7 @@ use std::{
 };
 
 use chatgw_protocol::{MessageId, Snowflake};
+use chatgw_router::{Directory, Mailboxes};
 use chatgw_storage::{MessageStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
@@ -66,13 +67,30 @@ use self::{
     outage::Outage,
     writer::{Failure, Handoff, Job, Prepared, Waiting, Writer, WRITER_QUEUE},
 };
-use crate::{events::CommitRequest, server::Shared};
+use crate::{
+    events::{CommitRequest, CoreBatch},
+    metrics::Metrics,
+};
+
+/// What the committer and its writer use besides the store, built by the
+/// server: the directory to find each user's devices, the mailboxes to
+/// post results to the cores, the counters, and their settings.
+pub(crate) struct CommitContext {
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) mailboxes: Arc<Mailboxes<CoreBatch>>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Snowflake node id.
+    pub(crate) node_id: u16,
+    pub(crate) max_group_members: usize,
+    /// Largest group commit, in requests.
+    pub(crate) commit_batch: usize,
+}
 
 /// The committer thread's body. Returns when it receives `Stop` (after the
 /// writer has committed everything before it, or refused it with
 /// `unavailable` while the store refuses writes) or when every sender is
 /// gone.
-pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
+pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
     let high_water = match store.high_water() {
         Ok(h) => h,
         Err(e) => {
@@ -80,9 +98,9 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
             MessageId(0)
         }
     };
-    let ids = Snowflake::new(shared.config.node_id).resume_after(high_water);
-    let mut batch = Batch::new(store.as_ref(), ids, shared.config.max_group_members);
-    let mut requests = Vec::with_capacity(shared.config.commit_batch);
+    let ids = Snowflake::new(ctx.node_id).resume_after(high_water);
+    let mut batch = Batch::new(store.as_ref(), ids, ctx.max_group_members);
+    let mut requests = Vec::with_capacity(ctx.commit_batch);
     // Writing (the store commit and its fsync) and dispatch (encoding
     // frames, looking up devices, posting to cores) run on their own thread,
     // so the next batch is prepared while the last ones are being written;
@@ -91,7 +109,7 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
     // commit order and events in id order on every core.
     let (failure_tx, failures) = crossbeam_channel::unbounded::<Failure>();
     let done_through = AtomicU64::new(0);
-    let writer = Mutex::new(Writer::new(&shared, store.as_ref(), &failure_tx, &done_through));
+    let writer = Mutex::new(Writer::new(&ctx, store.as_ref(), &failure_tx, &done_through));
     let processed = AtomicU64::new(0);
     std::thread::scope(|scope| {
         let (queue, writer_rx) = crossbeam_channel::bounded::<Job>(WRITER_QUEUE);
@@ -109,15 +127,15 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
         while !stop {
             // A refused batch: everything prepared since is void, and the
             // writer discards it until it hears that this thread knows.
-            if !learn_failures(&failures, None, &mut batch, &mut outage, &shared, &mut to_writer) {
+            if !learn_failures(&failures, None, &mut batch, &mut outage, &ctx, &mut to_writer) {
                 return;
             }
             if let Some(o) = outage.as_mut() {
-                if o.try_recover(store.as_ref(), &shared.metrics) {
+                if o.try_recover(store.as_ref(), &ctx.metrics) {
                     // Batches prepared during the outage are all through the
                     // writer now; their refusals still count as the outage's.
                     wait_for_writer(&done_through, seq);
-                    if !learn_failures(&failures, None, &mut batch, &mut outage, &shared, &mut to_writer) {
+                    if !learn_failures(&failures, None, &mut batch, &mut outage, &ctx, &mut to_writer) {
                         return;
                     }
                     outage = None;
@@ -131,7 +149,7 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 None => crossbeam_channel::select! {
                     recv(rx) -> r => r.map_err(|_| RecvTimeoutError::Disconnected),
                     recv(failures) -> f => {
-                        if !learn_failures(&failures, f.ok(), &mut batch, &mut outage, &shared, &mut to_writer) {
+                        if !learn_failures(&failures, f.ok(), &mut batch, &mut outage, &ctx, &mut to_writer) {
                             return;
                         }
                         continue;
@@ -145,7 +163,7 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             requests.push(first);
-            while requests.len() < shared.config.commit_batch {
+            while requests.len() < ctx.commit_batch {
                 match rx.try_recv() {
                     Ok(r) => requests.push(r),
                     Err(_) => break,
@@ -157,7 +175,7 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
             let n = requests.len();
             let origins: Vec<_> = requests.iter().filter_map(origin_of).collect();
             let prepared = prepare(&mut batch, &mut requests);
-            report_cache_sizes(&mut batch, &shared);
+            report_cache_sizes(&mut batch, &ctx);
             let job = match prepared {
                 Ok(()) => Job::Batch(Prepared {
                     seq,
@@ -172,7 +190,7 @@ pub(crate) fn run(shared: Arc<Shared>, store: Arc<dyn MessageStore>, rx: Receive
                     // for them before forgetting what they decided.
                     wait_for_writer(&done_through, seq - 1);
                     batch.forget_all_cached();
-                    if let Some(started) = Outage::on_failed_commit(outage.as_ref(), &e, n, &shared.metrics) {
+                    if let Some(started) = Outage::on_failed_commit(outage.as_ref(), &e, n, &ctx.metrics) {
                         outage = Some(started);
                     }
                     Job::Refused { seq, origins }
@@ -200,12 +218,12 @@ fn learn_failures(
     first: Option<Failure>,
     batch: &mut Batch<'_>,
     outage: &mut Option<Outage>,
-    shared: &Shared,
+    ctx: &CommitContext,
     to_writer: &mut Handoff<'_, '_>,
 ) -> bool {
     for failure in first.into_iter().chain(failures.try_iter()) {
         batch.forget_all_cached();
-        let started = Outage::on_failed_commit(outage.as_ref(), &failure.error, failure.requests, &shared.metrics);
+        let started = Outage::on_failed_commit(outage.as_ref(), &failure.error, failure.requests, &ctx.metrics);
         if started.is_some() {
             *outage = started;
         }
@@ -217,11 +235,11 @@ fn learn_failures(
 }
 
 /// Publish the sizes of the committer's caches and its read-scan work.
-fn report_cache_sizes(batch: &mut Batch<'_>, shared: &Shared) {
+fn report_cache_sizes(batch: &mut Batch<'_>, ctx: &CommitContext) {
     let (messages, marks) = batch.recent_sizes();
-    shared.metrics.recent_messages.set(i64::try_from(messages).unwrap_or(i64::MAX));
-    shared.metrics.recent_delivery_marks.set(i64::try_from(marks).unwrap_or(i64::MAX));
-    shared.metrics.group_read_rows_scanned.inc_by(std::mem::take(&mut batch.read_rows_scanned));
+    ctx.metrics.recent_messages.set(i64::try_from(messages).unwrap_or(i64::MAX));
+    ctx.metrics.recent_delivery_marks.set(i64::try_from(marks).unwrap_or(i64::MAX));
+    ctx.metrics.group_read_rows_scanned.inc_by(std::mem::take(&mut batch.read_rows_scanned));
 }
 
 /// Block until the writer has finished batch `seq` (a short wait: it only

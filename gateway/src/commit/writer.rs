@@ -30,7 +30,8 @@ use chatgw_storage::{MessageStore, StoreError, Write};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::batch::{writes_of, Outcome};
-use crate::{events::CoreEvent, server::Shared};
+use super::CommitContext;
+use crate::events::CoreEvent;
 
 /// Batches prepared but not yet written, at most. The writer takes all that
 /// are queued into one store commit (one fsync).
@@ -68,7 +69,7 @@ pub(super) struct Failure {
 /// dispatches their results. One per committer, behind a lock shared by
 /// the writer thread and [`Handoff`].
 pub(super) struct Writer<'a> {
-    shared: &'a Shared,
+    ctx: &'a CommitContext,
     store: &'a dyn MessageStore,
     failures: &'a Sender<Failure>,
     done_through: &'a AtomicU64,
@@ -87,22 +88,13 @@ const MERGE: usize = 64;
 
 impl<'a> Writer<'a> {
     pub(super) fn new(
-        shared: &'a Shared,
+        ctx: &'a CommitContext,
         store: &'a dyn MessageStore,
         failures: &'a Sender<Failure>,
         done_through: &'a AtomicU64,
     ) -> Self {
-        let fanout = Fanout::new(shared.mailboxes.cores());
-        Writer {
-            shared,
-            store,
-            failures,
-            done_through,
-            fanout,
-            group: Vec::with_capacity(MERGE),
-            generation: 0,
-            seen: 0,
-        }
+        let fanout = Fanout::new(ctx.mailboxes.cores());
+        Writer { ctx, store, failures, done_through, fanout, group: Vec::with_capacity(MERGE), generation: 0, seen: 0 }
     }
 
     /// Process `jobs` in order: batches go into one commit where they can,
@@ -123,7 +115,7 @@ impl<'a> Writer<'a> {
             }
         }
         self.write();
-        self.fanout.flush(&self.shared.mailboxes);
+        self.fanout.flush(&self.ctx.mailboxes);
     }
 
     /// Store every batch taken so far in one commit, then dispatch them in
@@ -151,17 +143,17 @@ impl<'a> Writer<'a> {
         } else {
             let started = Instant::now();
             let result = self.store.commit(&writes, high_water);
-            self.shared.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-            self.shared.metrics.commit_batch_size.observe(requests as f64);
+            self.ctx.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+            self.ctx.metrics.commit_batch_size.observe(requests as f64);
             result.map(|stats| {
-                self.shared.metrics.commit_bytes.inc_by(stats.bytes as u64);
+                self.ctx.metrics.commit_bytes.inc_by(stats.bytes as u64);
             })
         };
         drop(writes);
         match result {
             Ok(()) => {
                 for b in group.drain(..) {
-                    dispatch(self.shared, &b.outcomes, &mut self.fanout);
+                    dispatch(self.ctx, &b.outcomes, &mut self.fanout);
                 }
             }
             Err(error) => {
@@ -243,7 +235,7 @@ impl<'w, 'a> Handoff<'w, 'a> {
             match self.writer.try_lock() {
                 Ok(mut writer) => {
                     if matches!(job, Job::Batch(_)) {
-                        writer.shared.metrics.batches_written_by_committer.inc();
+                        writer.ctx.metrics.batches_written_by_committer.inc();
                     }
                     writer.process([job]);
                     return Ok(());
@@ -262,7 +254,7 @@ impl<'w, 'a> Handoff<'w, 'a> {
 pub(super) type Waiting = (Endpoint, Option<String>);
 
 /// After the commit: acks to origins, live events to devices.
-fn dispatch(shared: &Shared, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent>) {
+fn dispatch(ctx: &CommitContext, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent>) {
     let reply = |fanout: &mut Fanout<CoreEvent>, to: Endpoint, payload: Vec<u8>| {
         fanout.push(usize::from(to.core), CoreEvent::Reply { to, payload });
     };
@@ -273,7 +265,7 @@ fn dispatch(shared: &Shared, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent
                    payload: Vec<u8>| {
         let payload: Arc<[u8]> = payload.into();
         for user in users {
-            shared.directory.for_each(user.0, |ep| {
+            ctx.directory.for_each(user.0, |ep| {
                 if Some(ep) != skip {
                     fanout.push(usize::from(ep.core), CoreEvent::Deliver { to: ep, event, payload: payload.clone() });
                 }
@@ -283,7 +275,7 @@ fn dispatch(shared: &Shared, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent
     for o in outcomes {
         match o {
             Outcome::Stored { origin, client_id, message, inboxes } => {
-                shared.metrics.messages_stored.inc();
+                ctx.metrics.messages_stored.inc();
                 if let Some(origin) = origin {
                     let mut ack = Vec::with_capacity(96);
                     server::sent(&mut ack, client_id, message.id, message.ts, false);
@@ -294,13 +286,13 @@ fn dispatch(shared: &Shared, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent
                 deliver(fanout, inboxes, *origin, message.id, frame);
             }
             Outcome::Duplicate { origin, client_id, id } => {
-                shared.metrics.messages_deduplicated.inc();
+                ctx.metrics.messages_deduplicated.inc();
                 let mut ack = Vec::with_capacity(96);
                 server::sent(&mut ack, client_id, *id, Snowflake::unix_ms(*id), true);
                 reply(fanout, *origin, ack);
             }
             Outcome::Receipt { origin, receipt, inboxes } => {
-                shared.metrics.receipts_stored.inc();
+                ctx.metrics.receipts_stored.inc();
                 // Encoded per inbox: a direct conversation is named by the other user.
                 for user in inboxes {
                     let mut frame = Vec::with_capacity(128);
@@ -314,7 +306,7 @@ fn dispatch(shared: &Shared, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent
                 reply(fanout, *origin, p);
             }
             Outcome::Refused { origin, code, why, reference } => {
-                shared.metrics.protocol_errors.inc();
+                ctx.metrics.protocol_errors.inc();
                 let mut p = Vec::new();
                 server::error(&mut p, *code, why, reference.as_deref());
                 reply(fanout, *origin, p);

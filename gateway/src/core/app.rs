@@ -5,9 +5,8 @@
 //! for writes and in the readers for reads. This file only routes.
 
 use chatgw_protocol::{close, server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError, UserId};
-use crossbeam_channel::TrySendError;
 
-use super::Engine;
+use super::{Action, Engine};
 use crate::{
     events::{CommitRequest, GroupOp, QueryRequest},
     ws::frame::Opcode,
@@ -27,12 +26,12 @@ fn conversation(me: UserId, r: ConversationRef) -> ConversationId {
 impl<S> Engine<S> {
     /// One complete text message from a chat connection.
     pub(super) fn on_text(&mut self, slot: usize, text: &str) {
-        let (per_sec, burst) = (self.shared.config.rate_limit, self.shared.config.rate_burst);
+        let (per_sec, burst) = (self.ctx.settings.rate_limit, self.ctx.settings.rate_burst);
         let now_ms = self.now_ms;
         let (now, Some(c)) = (self.now, self.conns.get_mut(slot)) else { return };
         c.last_frame = now;
         if !c.rate.take(now_ms, per_sec, burst) {
-            self.shared.metrics.rate_limited.inc();
+            self.ctx.metrics.rate_limited.inc();
             return self.send_error(slot, &ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down"));
         }
         if self.draining {
@@ -52,44 +51,36 @@ impl<S> Engine<S> {
     fn on_client_frame(&mut self, slot: usize, frame: ClientFrame<'_>) {
         let (Some(origin), Some(c)) = (self.endpoint(slot), self.conns.get_mut(slot)) else { return };
         let me = c.user;
-        let (request, reference) = match frame {
-            ClientFrame::Send(s) if !self.shared.limits.user_sends.take(me, self.now_ms) => {
-                self.shared.metrics.user_rate_limited.inc();
+        let request = match frame {
+            ClientFrame::Send(s) if !self.ctx.limits.user_sends.take(me, self.now_ms) => {
+                self.ctx.metrics.user_rate_limited.inc();
                 let mut err = ProtocolError::new(ErrorCode::RateLimited, "too many messages from this user; slow down");
                 err.reference = Some(s.client_id.to_owned());
                 return self.send_error(slot, &err);
             }
-            ClientFrame::Send(s) => (
-                CommitRequest::Send {
-                    origin,
-                    from: me,
-                    client_id: s.client_id.to_owned(),
-                    conversation: conversation(me, s.to),
-                    kind: s.kind,
-                    body: s.body.to_owned(),
-                },
-                Some(s.client_id),
-            ),
+            ClientFrame::Send(s) => CommitRequest::Send {
+                origin,
+                from: me,
+                client_id: s.client_id.to_owned(),
+                conversation: conversation(me, s.to),
+                kind: s.kind,
+                body: s.body.to_owned(),
+            },
             ClientFrame::Delivered { conversation: r, ids } => {
-                (CommitRequest::Delivered { origin, by: me, conversation: conversation(me, r), ids }, None)
+                CommitRequest::Delivered { origin, by: me, conversation: conversation(me, r), ids }
             }
             ClientFrame::Read { conversation: r, up_to } => {
-                (CommitRequest::Read { origin, by: me, conversation: conversation(me, r), up_to }, None)
+                CommitRequest::Read { origin, by: me, conversation: conversation(me, r), up_to }
             }
-            ClientFrame::CreateGroup { request_id, name, members } => (
-                CommitRequest::Group {
-                    origin,
-                    by: me,
-                    op: GroupOp::Create { request_id: request_id.to_owned(), name, members },
-                },
-                Some(request_id),
-            ),
+            ClientFrame::CreateGroup { request_id, name, members } => CommitRequest::Group {
+                origin,
+                by: me,
+                op: GroupOp::Create { request_id: request_id.to_owned(), name, members },
+            },
             ClientFrame::ChangeGroup { group, change } => {
-                (CommitRequest::Group { origin, by: me, op: GroupOp::Change { group, change } }, None)
+                CommitRequest::Group { origin, by: me, op: GroupOp::Change { group, change } }
             }
-            ClientFrame::GroupInfo { group } => {
-                (CommitRequest::Group { origin, by: me, op: GroupOp::Info { group } }, None)
-            }
+            ClientFrame::GroupInfo { group } => CommitRequest::Group { origin, by: me, op: GroupOp::Info { group } },
             ClientFrame::Sync { after, limit } => {
                 c.subscribed = true;
                 c.syncing = true;
@@ -101,38 +92,20 @@ impl<S> Engine<S> {
             }
             ClientFrame::History { conversation: r, before, limit } => {
                 let q = QueryRequest::History { origin, user: me, conversation: conversation(me, r), before, limit };
-                return self.query(slot, q);
+                return self.actions.push(Action::Query(q));
             }
             ClientFrame::MessageInfo { group, msg } => {
-                return self.query(slot, QueryRequest::MessageInfo { origin, user: me, group, msg });
+                return self.actions.push(Action::Query(QueryRequest::MessageInfo { origin, user: me, group, msg }));
             }
         };
-        if let Err(e) = self.shared.commit_tx.try_send(request) {
-            let (code, why) = match e {
-                TrySendError::Full(_) => (ErrorCode::Unavailable, "the write queue is full; retry with the same id"),
-                TrySendError::Disconnected(_) => (ErrorCode::ShuttingDown, "the server is shutting down"),
-            };
-            let mut err = ProtocolError::new(code, why);
-            err.reference = reference.map(str::to_owned);
-            self.send_error(slot, &err);
-        }
-    }
-
-    /// Hand a read to the reader threads.
-    pub(super) fn query(&mut self, slot: usize, q: QueryRequest) {
-        if let Err(e) = self.shared.query_tx.try_send(q) {
-            let (code, why) = match e {
-                TrySendError::Full(_) => (ErrorCode::Unavailable, "the read queue is full; retry"),
-                TrySendError::Disconnected(_) => (ErrorCode::ShuttingDown, "the server is shutting down"),
-            };
-            self.send_error(slot, &ProtocolError::new(code, why));
-        }
+        // A refusal (queue full or gone) comes back through `on_action_refused`.
+        self.actions.push(Action::Commit(request));
     }
 
     /// Answer a refused frame with an `error`; a connection that collects
     /// [`MAX_STRIKES`] refusals in a row is closed with 1008.
     pub(super) fn send_error(&mut self, slot: usize, e: &ProtocolError) {
-        self.shared.metrics.protocol_errors.inc();
+        self.ctx.metrics.protocol_errors.inc();
         let mut p = Vec::with_capacity(96 + e.message.len());
         server::error(&mut p, e.code, &e.message, e.reference.as_deref());
         self.queue_frame(slot, Opcode::Text, &p);
@@ -142,7 +115,7 @@ impl<S> Engine<S> {
         }
         c.strikes = c.strikes.saturating_add(1);
         if c.strikes >= MAX_STRIKES {
-            self.shared.metrics.policy_closes.inc();
+            self.ctx.metrics.policy_closes.inc();
             self.close_with(slot, close::POLICY, "too many refused frames in a row");
         }
     }

@@ -1,30 +1,34 @@
 //! A core's table of connections, its mailbox handling, timers and flushing.
 
-use std::{io, net::IpAddr, sync::Arc, time::Instant};
+use std::{io, net::IpAddr, time::Instant};
 
 use chatgw_protocol::{close, now_ms, server};
 use chatgw_router::Endpoint;
 use slab::Slab;
 
 use super::{
+    action::Action,
     conn::{Conn, Phase},
+    context::CoreContext,
     timers::TimerWheel,
 };
 use crate::{
     events::{CoreBatch, CoreEvent, QueryRequest},
     limits::Refusal,
     metrics::Metrics,
-    server::Shared,
     ws::frame::{self, Opcode},
 };
 
 /// One core's connections and the logic that runs them.
 pub(crate) struct Engine<S> {
     pub(crate) core: u16,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) ctx: CoreContext,
     pub(crate) conns: Slab<Conn<S>>,
     next_generation: u32,
     flush_queue: Vec<usize>,
+    /// Requests for the committer and the readers, in the order they were
+    /// made, until the driver takes them (see `action`).
+    pub(super) actions: Vec<Action>,
     /// Sockets of removed connections, for the driver to close (see
     /// [`Engine::closed_sockets`]).
     closed: Vec<S>,
@@ -44,19 +48,20 @@ pub(crate) struct Engine<S> {
 }
 
 impl<S> Engine<S> {
-    pub(crate) fn new(core: u16, shared: Arc<Shared>) -> Self {
-        let share = shared.config.max_connections.div_ceil(shared.config.workers).min(1 << 20);
-        let mailbox_depth = Metrics::core_gauge(&shared.metrics.mailbox_depth, core);
-        let timer_entries = Metrics::core_gauge(&shared.metrics.timer_entries, core);
+    pub(crate) fn new(core: u16, ctx: CoreContext) -> Self {
+        let share = ctx.settings.max_connections.div_ceil(ctx.settings.workers.max(1)).min(1 << 20);
+        let mailbox_depth = Metrics::core_gauge(&ctx.metrics.mailbox_depth, core);
+        let timer_entries = Metrics::core_gauge(&ctx.metrics.timer_entries, core);
         Engine {
             core,
-            shared,
+            ctx,
             // Sized for this core's share of --max-connections up front:
             // growing a slab copies every connection record, a pause in the
             // middle of a connection storm. Untouched capacity costs no RSS.
             conns: Slab::with_capacity(share),
             next_generation: 0,
             flush_queue: Vec::new(),
+            actions: Vec::new(),
             closed: Vec::new(),
             started: Instant::now(),
             now: 0,
@@ -81,10 +86,9 @@ impl<S> Engine<S> {
     /// the driver fails to take the socket after all. On `Err` write
     /// [`Refusal::response`] and close; the refusal is counted here.
     pub(crate) fn admit(&self, peer: IpAddr) -> Result<(), Refusal> {
-        let m = &self.shared.metrics;
-        let full =
-            self.shared.connections.load(std::sync::atomic::Ordering::Relaxed) >= self.shared.config.max_connections;
-        let verdict = if full { Err(Refusal::Full) } else { self.shared.limits.sources.admit(peer, self.now_ms) };
+        let m = &self.ctx.metrics;
+        let full = self.ctx.connections.load(std::sync::atomic::Ordering::Relaxed) >= self.ctx.settings.max_connections;
+        let verdict = if full { Err(Refusal::Full) } else { self.ctx.limits.sources.admit(peer, self.now_ms) };
         match verdict {
             Ok(()) => {}
             Err(Refusal::Full) => {
@@ -102,15 +106,15 @@ impl<S> Engine<S> {
 
     /// Undo [`Engine::admit`] for a socket the driver could not take.
     pub(crate) fn unadmit(&self, peer: IpAddr) {
-        self.shared.limits.sources.release(peer);
+        self.ctx.limits.sources.release(peer);
     }
 
     /// A new TCP connection from `peer`, admitted; returns its slot.
     pub(crate) fn accept(&mut self, sock: S, peer: IpAddr) -> usize {
-        self.shared.metrics.connections_accepted.inc();
-        self.shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.metrics.connections_accepted.inc();
+        self.ctx.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.next_generation = self.next_generation.wrapping_add(1);
-        let burst = self.shared.config.rate_burst;
+        let burst = self.ctx.settings.rate_burst;
         let slot = self.conns.insert(Conn::new(sock, peer, self.next_generation, self.now, burst, self.now_ms));
         self.arm_timer(slot);
         slot
@@ -159,12 +163,12 @@ impl<S> Engine<S> {
         let Some(conn) = self.conns.try_remove(slot) else {
             return;
         };
-        self.shared.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.shared.limits.sources.release(conn.peer);
+        self.ctx.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.limits.sources.release(conn.peer);
         if conn.registered {
             let ep = Endpoint { core: self.core, slot: slot as u32, generation: conn.generation };
-            self.shared.directory.unregister(conn.user.0, ep);
-            self.shared.metrics.connections_open.dec();
+            self.ctx.directory.unregister(conn.user.0, ep);
+            self.ctx.metrics.connections_open.dec();
         }
         self.closed.push(conn.sock);
     }
@@ -194,7 +198,7 @@ impl<S> Engine<S> {
     /// Queue one server frame; a connection whose queue would pass the
     /// bound is closed as a slow consumer instead.
     pub(crate) fn queue_frame(&mut self, slot: usize, opcode: Opcode, payload: &[u8]) {
-        let max = self.shared.config.max_outbound;
+        let max = self.ctx.settings.max_outbound;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -202,7 +206,7 @@ impl<S> Engine<S> {
             return;
         }
         if c.pending_out() + payload.len() + 10 > max {
-            self.shared.metrics.slow_consumers.inc();
+            self.ctx.metrics.slow_consumers.inc();
             tracing::debug!(slot, user = %c.user, "closing slow consumer");
             self.close_with(slot, close::SLOW_CONSUMER, "slow consumer: outbound queue full; reconnect and sync");
             return;
@@ -277,7 +281,7 @@ impl<S> Engine<S> {
                 c.outbuf.drain(..c.out_pos);
                 c.out_pos = 0;
             }
-            let resume = c.sync_paused && c.pending_out() < self.shared.config.max_outbound / 2;
+            let resume = c.sync_paused && c.pending_out() < self.ctx.settings.max_outbound / 2;
             if resume {
                 c.sync_paused = false;
                 self.request_sync_page(slot);
@@ -291,21 +295,13 @@ impl<S> Engine<S> {
         }
     }
 
-    /// Ask a reader for the next sync page of `slot`, from its cursor.
+    /// Ask a reader for the next sync page of `slot`, from its cursor. If
+    /// the readers refuse it, `on_action_refused` ends the sync.
     pub(crate) fn request_sync_page(&mut self, slot: usize) {
         let Some(origin) = self.endpoint(slot) else { return };
-        let Some(c) = self.conns.get_mut(slot) else { return };
+        let Some(c) = self.conns.get(slot) else { return };
         let req = QueryRequest::Sync { origin, user: c.user, after: c.cursor, limit: usize::from(c.sync_limit) };
-        if self.shared.query_tx.try_send(req).is_err() {
-            // The readers are saturated or gone: the device retries its sync.
-            c.syncing = false;
-            c.subscribed = false;
-            let e = chatgw_protocol::ProtocolError::new(
-                chatgw_protocol::ErrorCode::SyncFailed,
-                "the readers are busy; send sync again from your last cursor",
-            );
-            self.send_error(slot, &e);
-        }
+        self.actions.push(Action::Query(req));
     }
 
     /// Everything another thread posted to this core.
@@ -332,7 +328,7 @@ impl<S> Engine<S> {
                         continue;
                     }
                     c.cursor = event;
-                    self.shared.metrics.events_delivered.inc();
+                    self.ctx.metrics.events_delivered.inc();
                     self.queue_frame(slot, Opcode::Text, &payload);
                 }
                 CoreEvent::SyncPage { events, scanned_to, full, .. } => {
@@ -361,7 +357,7 @@ impl<S> Engine<S> {
         // A page goes out only as far as half the outbound bound; the rest
         // is read again once the socket drains, so a long backlog never
         // trips the slow-consumer limit.
-        let half = self.shared.config.max_outbound / 2;
+        let half = self.ctx.settings.max_outbound / 2;
         let mut stopped_early = false;
         for (id, payload) in events {
             let Some(c) = self.conns.get_mut(slot) else {
@@ -375,7 +371,7 @@ impl<S> Engine<S> {
                 break;
             }
             c.cursor = id;
-            self.shared.metrics.events_delivered.inc();
+            self.ctx.metrics.events_delivered.inc();
             self.queue_frame(slot, Opcode::Text, &payload);
         }
         let Some(c) = self.conns.get_mut(slot) else {

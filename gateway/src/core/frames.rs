@@ -36,7 +36,7 @@ impl<S> Engine<S> {
     /// Decode and handle whole frames at the start of `buf`; returns the
     /// bytes consumed.
     fn process_frames(&mut self, slot: usize, buf: &mut [u8]) -> usize {
-        let max = self.shared.config.max_frame;
+        let max = self.ctx.settings.max_frame;
         let mut pos = 0;
         loop {
             if self.conns.get(slot).is_none_or(|c| c.phase != Phase::Open) {
@@ -68,15 +68,15 @@ impl<S> Engine<S> {
 
     /// Close the connection for a protocol violation.
     pub(super) fn fail(&mut self, slot: usize, code: u16, why: &str) {
-        self.shared.metrics.framing_errors.inc();
+        self.ctx.metrics.framing_errors.inc();
         if code == close::TOO_BIG {
-            self.shared.metrics.oversize_closes.inc();
+            self.ctx.metrics.oversize_closes.inc();
         }
         self.close_with(slot, code, why);
     }
 
     fn on_frame(&mut self, slot: usize, h: Header, payload: &mut [u8]) {
-        let max = self.shared.config.max_frame;
+        let max = self.ctx.settings.max_frame;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };

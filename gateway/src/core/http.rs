@@ -66,9 +66,9 @@ impl<S> Engine<S> {
             Route::Respond { status, reason, content_type, body } => {
                 if status >= 400 {
                     if status == 401 {
-                        self.shared.metrics.auth_failures.inc();
+                        self.ctx.metrics.auth_failures.inc();
                     } else {
-                        self.shared.metrics.bad_requests.inc();
+                        self.ctx.metrics.bad_requests.inc();
                     }
                 }
                 let mut out = Vec::with_capacity(128 + body.len());
@@ -101,7 +101,7 @@ impl<S> Engine<S> {
             // `/metrics` is not here: it is on the admin listener (`admin`).
             "/healthz" => self.health(),
             "/ws" => self.route_upgrade(req, true),
-            "/echo" if self.shared.config.echo_endpoint => self.route_upgrade(req, false),
+            "/echo" if self.ctx.settings.echo_endpoint => self.route_upgrade(req, false),
             _ => text(404, "Not Found", "not found\n"),
         }
     }
@@ -109,7 +109,7 @@ impl<S> Engine<S> {
     /// 200 while the gateway can acknowledge writes; 503 with the cause
     /// while the store refuses them, so a load balancer drains this box.
     fn health(&self) -> Route {
-        match self.shared.metrics.store_failure() {
+        match self.ctx.metrics.store_failure() {
             None => text(200, "OK", "ok\n"),
             Some(cause) => text(503, "Service Unavailable", format!("store not writable: {cause}\n")),
         }
@@ -123,7 +123,7 @@ impl<S> Engine<S> {
             let Some(token) = req.token() else {
                 return text(401, "Unauthorized", format!("{}\n", auth::AuthError::Missing));
             };
-            match self.shared.token_key.verify(token, self.now_ms / 1000) {
+            match self.ctx.token_key.verify(token, self.now_ms / 1000) {
                 Ok(claims) => Some((claims.user, claims.exp)),
                 Err(e) => return text(401, "Unauthorized", format!("{e}\n")),
             }
@@ -149,7 +149,7 @@ impl<S> Engine<S> {
     /// The upgrade is answered: the connection speaks WebSocket from now on.
     fn open(&mut self, slot: usize, user: Option<(UserId, u64)>) {
         let core = self.core;
-        let max_frame = self.shared.config.max_frame;
+        let max_frame = self.ctx.settings.max_frame;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -162,8 +162,8 @@ impl<S> Engine<S> {
                 c.registered = true;
                 c.token_exp = u32::try_from(exp).unwrap_or(u32::MAX);
                 let ep = Endpoint { core, slot: slot as u32, generation: c.generation };
-                self.shared.directory.register(user.0, ep);
-                self.shared.metrics.connections_open.inc();
+                self.ctx.directory.register(user.0, ep);
+                self.ctx.metrics.connections_open.inc();
                 let mut w = Vec::with_capacity(128);
                 server::welcome(&mut w, user, MAX_BODY_BYTES, max_frame);
                 self.queue_frame(slot, Opcode::Text, &w);

@@ -47,7 +47,7 @@ impl<S> Engine<S> {
             }
         });
         if overflowed {
-            self.shared.metrics.mailbox_refused_events.inc_by(mailboxes.take_refused(core) as u64);
+            self.ctx.metrics.mailbox_refused_events.inc_by(mailboxes.take_refused(core) as u64);
         }
     }
 
@@ -58,7 +58,7 @@ impl<S> Engine<S> {
             Some(c) if to.core == self.core && c.generation == to.generation && c.phase == Phase::Open => {}
             _ => return,
         }
-        self.shared.metrics.mailbox_overflow_closes.inc();
+        self.ctx.metrics.mailbox_overflow_closes.inc();
         tracing::debug!(slot, "closing a connection whose mail found the core's mailbox full");
         self.close_with(slot, close::SLOW_CONSUMER, "slow consumer: outbound queue full; reconnect and sync");
     }
@@ -72,7 +72,7 @@ mod tests {
     use chatgw_router::{Posted, Wake};
 
     use super::*;
-    use crate::{config::Config, server::Shared};
+    use crate::{config::Config, core::CoreContext};
 
     struct NoWake;
     impl Wake for NoWake {
@@ -86,11 +86,10 @@ mod tests {
     #[test]
     fn mailbox_overflow_closes_the_connection_before_a_later_event_moves_its_cursor() {
         let config = Config::new(SocketAddr::from(([127, 0, 0, 1], 0)), PathBuf::from("unused"), "t".into());
-        let (commit_tx, _) = crossbeam_channel::bounded(1);
-        let (query_tx, _) = crossbeam_channel::bounded(1);
         let wakers = || vec![Arc::new(NoWake) as Arc<dyn Wake>];
-        let shared = Arc::new(Shared::new(config, wakers(), commit_tx, query_tx));
-        let mut engine: Engine<()> = Engine::new(0, shared.clone());
+        let ctx = CoreContext::standalone(&config);
+        let metrics = ctx.metrics.clone();
+        let mut engine: Engine<()> = Engine::new(0, ctx);
         let slot = engine.accept((), std::net::IpAddr::from([127, 0, 0, 1]));
         let c = engine.conns.get_mut(slot).unwrap();
         (c.phase, c.subscribed) = (Phase::Open, true);
@@ -115,8 +114,8 @@ mod tests {
         // A close frame (0x88) with code 4000 (0x0fa0).
         assert!(written.windows(4).any(|w| w[0] == 0x88 && w[2..4] == [0x0f, 0xa0]), "{written:?}");
         assert!(engine.conns.get(slot).is_none_or(|c| c.cursor < MessageId(6)));
-        assert_eq!(shared.metrics.mailbox_overflow_closes.get(), 1);
-        assert_eq!(shared.metrics.mailbox_refused_events.get(), 2);
+        assert_eq!(metrics.mailbox_overflow_closes.get(), 1);
+        assert_eq!(metrics.mailbox_refused_events.get(), 2);
         assert_eq!(mailboxes.depth(0), 0);
     }
 }

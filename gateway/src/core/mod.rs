@@ -6,22 +6,42 @@
 //! ([`Engine::on_bytes`]), end of stream, mailbox batches and clock ticks,
 //! and asks it which connections have bytes to write. The engine never
 //! calls `read` or `write`, so an io_uring driver drives the same engine.
+//! Nor does it hold the committer's or the readers' queues: what it asks of
+//! them it returns as [`Action`]s, which the driver hands on once per loop
+//! turn (see `action`). All it sees of the rest of the gateway is its
+//! [`CoreContext`]. A test therefore drives it as a driver would, turn by
+//! turn, over a fake socket (`harness`).
 //!
-//! Files: `conn` is one connection's state; `http` the request before the
+//! Files: `context` is what the engine may touch outside itself; `action`
+//! its requests to other threads and their refusals; `conn` is one
+//! connection's state; `http` the request before the
 //! upgrade; `frames` the WebSocket frame layer; `app` the protocol frames;
 //! `engine` the table of connections, mailbox events, timers and flushing;
 //! `mailbox` draining the core's mailbox and its bound; `timers` the wheel
 //! of connection deadlines and `ticks` what the engine does when one comes.
+//! Under test: `harness` drives one engine over a fake socket; `sync_tests`
+//! and `action_tests` pin the sync/live-cursor rules and the answers to
+//! refused actions.
 
+mod action;
+#[cfg(test)]
+mod action_tests;
 mod app;
 mod conn;
+mod context;
 mod engine;
 mod frames;
+#[cfg(test)]
+pub(crate) mod harness;
 mod http;
 mod mailbox;
+#[cfg(test)]
+mod sync_tests;
 mod ticks;
 mod timers;
 
+pub(crate) use action::{Action, Refused};
 pub(crate) use conn::Phase;
+pub(crate) use context::{CoreContext, CoreSettings};
 pub(crate) use engine::Engine;
 pub(crate) use mailbox::MAILBOX_EVENTS;

@@ -8,10 +8,11 @@ use chatgw_protocol::close;
 
 use super::{
     conn::{Conn, Phase},
+    context::CoreSettings,
     engine::Engine,
     timers::Entry,
 };
-use crate::{config::Config, ws::frame::Opcode};
+use crate::ws::frame::Opcode;
 
 /// Seconds a closing connection may take to drain its last bytes.
 const CLOSE_GRACE_SECS: u32 = 2;
@@ -28,7 +29,7 @@ struct Timeouts {
 }
 
 impl Timeouts {
-    fn of(cfg: &Config) -> Self {
+    fn of(cfg: &CoreSettings) -> Self {
         Timeouts {
             handshake: cfg.handshake_timeout.as_secs().max(1) as u32,
             ping_every: cfg.ping_interval.as_secs().max(1) as u32,
@@ -66,7 +67,7 @@ impl<S> Engine<S> {
     pub(crate) fn on_tick(&mut self) {
         let now = self.now;
         if self.core == 0 && now % SWEEP_EVERY_SECS == 0 {
-            self.shared.limits.sweep(self.now_ms);
+            self.ctx.limits.sweep(self.now_ms);
         }
         let mut due = Vec::new();
         self.timers.expire(now, |entry, second| due.push((entry, second)));
@@ -84,7 +85,7 @@ impl<S> Engine<S> {
 
     /// Act on `slot`'s deadline if it has come, then arm its next one.
     fn on_deadline(&mut self, slot: usize) {
-        let t = Timeouts::of(&self.shared.config);
+        let t = Timeouts::of(&self.ctx.settings);
         let (now, unix_now) = (self.now, self.now_ms / 1000);
         let Some(c) = self.conns.get_mut(slot) else {
             return;
@@ -92,16 +93,16 @@ impl<S> Engine<S> {
         c.armed_at = u32::MAX;
         match c.phase {
             Phase::Open if c.token_exp != 0 && unix_now >= u64::from(c.token_exp) => {
-                self.shared.metrics.tokens_expired.inc();
+                self.ctx.metrics.tokens_expired.inc();
                 self.close_with(slot, close::TOKEN_EXPIRED, "token expired; reconnect with a fresh token");
             }
             Phase::Open if t.idle_after > 0 && now.saturating_sub(c.last_frame) >= t.idle_after => {
-                self.shared.metrics.idle_closes.inc();
+                self.ctx.metrics.idle_closes.inc();
                 self.close_with(slot, close::IDLE, "no protocol frame within the idle timeout");
             }
             Phase::Handshake if now.saturating_sub(c.opened_at) >= t.handshake => {
-                self.shared.metrics.bad_requests.inc();
-                self.shared.metrics.handshake_timeouts.inc();
+                self.ctx.metrics.bad_requests.inc();
+                self.ctx.metrics.handshake_timeouts.inc();
                 return self.drop_conn(slot);
             }
             Phase::Responding | Phase::Closing if now.saturating_sub(c.opened_at) >= CLOSE_GRACE_SECS => {
@@ -109,7 +110,7 @@ impl<S> Engine<S> {
             }
             Phase::Open => match c.ping_sent {
                 Some(sent) if now.saturating_sub(sent) >= t.pong_wait => {
-                    self.shared.metrics.timeouts.inc();
+                    self.ctx.metrics.timeouts.inc();
                     self.close_with(slot, close::TIMEOUT, "no pong within the keepalive deadline");
                 }
                 None if now.saturating_sub(c.last_heard) >= t.ping_every => {
@@ -128,7 +129,7 @@ impl<S> Engine<S> {
     /// deadline moving later needs nothing (the entry fires early and is
     /// armed again).
     pub(crate) fn arm_timer(&mut self, slot: usize) {
-        let t = Timeouts::of(&self.shared.config);
+        let t = Timeouts::of(&self.ctx.settings);
         let (now, unix_now) = (self.now, self.now_ms / 1000);
         let Some(c) = self.conns.get_mut(slot) else {
             return;
@@ -143,23 +144,14 @@ impl<S> Engine<S> {
 
 #[cfg(test)]
 mod tests {
-    use std::{net::SocketAddr, path::PathBuf, sync::Arc};
-
-    use chatgw_router::Wake;
+    use std::{net::SocketAddr, path::PathBuf};
 
     use super::*;
-    use crate::server::Shared;
-
-    struct NoWake;
-    impl Wake for NoWake {
-        fn wake(&self) {}
-    }
+    use crate::{config::Config, core::CoreContext};
 
     fn engine() -> Engine<()> {
         let config = Config::new(SocketAddr::from(([127, 0, 0, 1], 0)), PathBuf::from("unused"), "t".into());
-        let (commit_tx, _) = crossbeam_channel::bounded(1);
-        let (query_tx, _) = crossbeam_channel::bounded(1);
-        Engine::new(0, Arc::new(Shared::new(config, vec![Arc::new(NoWake) as Arc<dyn Wake>], commit_tx, query_tx)))
+        Engine::new(0, CoreContext::standalone(&config))
     }
 
     fn tick_at(e: &mut Engine<()>, now: u32) {
@@ -180,7 +172,7 @@ mod tests {
         assert!(e.conns.contains(handshaking));
         tick_at(&mut e, 10);
         assert!(!e.conns.contains(handshaking), "handshake timeout at 10 s");
-        assert_eq!(e.shared.metrics.handshake_timeouts.get(), 1);
+        assert_eq!(e.ctx.metrics.handshake_timeouts.get(), 1);
         tick_at(&mut e, 29);
         assert_eq!(e.conns[open].ping_sent, None);
         // A late tick still finds the ping deadline it skipped over.
@@ -190,7 +182,7 @@ mod tests {
         tick_at(&mut e, 60);
         assert_eq!(e.conns[open].phase, Phase::Open);
         tick_at(&mut e, 61);
-        assert_eq!((e.conns[open].phase, e.shared.metrics.timeouts.get()), (Phase::Closing, 1));
+        assert_eq!((e.conns[open].phase, e.ctx.metrics.timeouts.get()), (Phase::Closing, 1));
         tick_at(&mut e, 62);
         assert!(e.conns.contains(open), "close grace is 2 s");
         tick_at(&mut e, 63);

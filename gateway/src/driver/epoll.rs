@@ -2,7 +2,7 @@
 
 use std::{
     io::{self, Read, Write},
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -10,11 +10,8 @@ use chatgw_router::Wake;
 use mio::{net::TcpListener, Events, Interest, Poll, Token, Waker};
 
 use super::intake::{is_out_of_descriptors, SpareFd};
-use crate::{
-    core::Engine,
-    limits::Refusal,
-    server::{Shared, PHASE_CLOSING, PHASE_DRAINING},
-};
+use super::{hand_off_and_flush, CoreWiring, Stage};
+use crate::{core::Engine, limits::Refusal};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -53,14 +50,15 @@ impl EpollCore {
     }
 
     /// Run the core until shutdown completes.
-    pub(crate) fn run(self, core: u16, shared: Arc<Shared>, listener: std::net::TcpListener) -> io::Result<()> {
+    pub(crate) fn run(self, core: u16, wiring: CoreWiring, listener: std::net::TcpListener) -> io::Result<()> {
+        let CoreWiring { engine: ctx, mailboxes, mut dispatch, lifecycle } = wiring;
         let EpollCore { mut poll, waker: _waker } = self;
         listener.set_nonblocking(true)?;
         let mut listener = Some(TcpListener::from_std(listener));
         if let Some(l) = listener.as_mut() {
             poll.registry().register(l, LISTENER, Interest::READABLE)?;
         }
-        let mut engine: Engine<mio::net::TcpStream> = Engine::new(core, shared.clone());
+        let mut engine: Engine<mio::net::TcpStream> = Engine::new(core, ctx);
         let mut events = Events::with_capacity(1024);
         let mut readbuf = vec![0u8; super::READ_BUFFER_BYTES];
         let mut again: Vec<usize> = Vec::new();
@@ -101,22 +99,22 @@ impl EpollCore {
                 }
             }
             std::mem::swap(&mut again, &mut again_next);
-            engine.drain_mailbox(&shared.mailboxes);
+            engine.drain_mailbox(&mailboxes);
             if Instant::now() >= next_tick {
                 engine.on_tick();
                 next_tick += Duration::from_secs(1);
             }
-            engine.flush(|s, b| s.write(b));
+            hand_off_and_flush(&mut engine, &mut dispatch, |e| e.flush(|s, b| s.write(b)));
 
-            let phase = shared.phase.load(Ordering::Acquire);
-            if phase >= PHASE_DRAINING && !engine.draining {
+            let stage = lifecycle.stage();
+            if stage >= Stage::Draining && !engine.draining {
                 engine.stop_intake();
                 if let Some(mut l) = listener.take() {
                     let _ = poll.registry().deregister(&mut l);
                 }
-                shared.intake_stopped.fetch_add(1, Ordering::AcqRel);
+                lifecycle.report_intake_stopped();
             }
-            if phase >= PHASE_CLOSING {
+            if stage >= Stage::Closing {
                 let since = *closing_since.get_or_insert_with(|| {
                     engine.close_all();
                     Instant::now()
@@ -163,7 +161,7 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
                 spare.release();
                 let refused = match listener.accept() {
                     Ok((mut stream, _)) => {
-                        engine.shared.metrics.connections_refused.inc();
+                        engine.ctx.metrics.connections_refused.inc();
                         let _ = stream.write(Refusal::Full.response());
                         // The refused connection closes here, before the spare is taken back.
                         true

@@ -3,8 +3,10 @@
 //!
 //! A driver owns one core's poller or ring, listener, waker and receive
 //! buffers. It calls the engine with bytes, hang-ups, mailbox batches and
-//! ticks, writes what the engine queued, and closes the sockets the engine
-//! removed. Everything above it (HTTP upgrade, WebSocket frames, protocol,
+//! ticks, hands the engine's actions to the committer and the readers
+//! (`dispatch`), writes what the engine queued, and closes the sockets the
+//! engine removed. It gets all of that as a `CoreWiring` from the server,
+//! and follows the gateway's stage (`lifecycle`) at shutdown. Everything above it (HTTP upgrade, WebSocket frames, protocol,
 //! routing, storage) is shared by every driver.
 //!
 //! - [`epoll`]: readiness-based, through mio; works everywhere.
@@ -13,16 +15,26 @@
 //! `--io auto` (the default) picks io_uring when [`uring::check`] passes
 //! and its rings can be set up, and epoll otherwise, logging why.
 
+mod dispatch;
 pub mod epoll;
 mod intake;
+mod lifecycle;
 pub mod uring;
 
 use std::{io, net::TcpListener, sync::Arc, time::Duration};
 
-use chatgw_router::Wake;
+use chatgw_router::{Mailboxes, Wake};
 
+pub(crate) use self::{
+    dispatch::Dispatch,
+    lifecycle::{Lifecycle, Stage},
+};
 use self::{epoll::EpollCore, uring::UringCore};
-use crate::{config::IoDriver, server::Shared};
+use crate::{
+    config::IoDriver,
+    core::{CoreContext, Engine},
+    events::CoreBatch,
+};
 
 /// Size of each core's shared read buffer (epoll driver).
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -88,6 +100,33 @@ pub enum DriverError {
     SetupPanicked,
 }
 
+/// What connects one core to the rest of the gateway, built by the server:
+/// its engine's context, the mailboxes (it drains its own), the queues its
+/// engine's actions go to, and the gateway's stage.
+pub(crate) struct CoreWiring {
+    pub(crate) engine: CoreContext,
+    pub(crate) mailboxes: Arc<Mailboxes<CoreBatch>>,
+    pub(crate) dispatch: Dispatch,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+}
+
+/// The end of a loop turn, for every driver: hand the engine's actions on,
+/// then write with `flush`. Writing can ask for more (a paused sync whose
+/// connection drained asks for its next page); those are handed on at
+/// once rather than a turn later, which may be a tick away.
+pub(crate) fn hand_off_and_flush<S>(
+    engine: &mut Engine<S>,
+    dispatch: &mut Dispatch,
+    mut flush: impl FnMut(&mut Engine<S>),
+) {
+    dispatch.run(engine);
+    flush(engine);
+    if engine.has_actions() {
+        dispatch.run(engine);
+        flush(engine);
+    }
+}
+
 /// One core's driver, built before its thread starts.
 pub(crate) enum CoreDriver {
     Epoll(EpollCore),
@@ -104,10 +143,10 @@ impl CoreDriver {
     }
 
     /// Run the core until shutdown completes.
-    pub(crate) fn run(self, core: u16, shared: Arc<Shared>, listener: TcpListener) -> io::Result<()> {
+    pub(crate) fn run(self, core: u16, wiring: CoreWiring, listener: TcpListener) -> io::Result<()> {
         match self {
-            CoreDriver::Epoll(d) => d.run(core, shared, listener),
-            CoreDriver::Uring(d) => d.run(core, shared, listener),
+            CoreDriver::Epoll(d) => d.run(core, wiring, listener),
+            CoreDriver::Uring(d) => d.run(core, wiring, listener),
         }
     }
 }

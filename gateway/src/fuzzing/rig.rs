@@ -2,17 +2,14 @@
 //! the driver, handing it reads exactly as `driver::epoll` does and
 //! collecting what it would write.
 //!
-//! Each run builds its own `Shared`, so counters (and so `/metrics`) start
+//! Each run builds its own [`CoreContext`], so counters (and so `/metrics`) start
 //! from zero and two runs over the same bytes must write the same bytes.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
-
-use chatgw_router::Wake;
+use std::{net::SocketAddr, path::PathBuf};
 
 use crate::{
     config::Config,
-    core::{Engine, Phase},
-    server::Shared,
+    core::{CoreContext, Engine, Phase},
 };
 
 /// The upgrade to the echo endpoint that opens every frame-layer run.
@@ -23,13 +20,6 @@ Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSoc
 /// size can make the echo endpoint write, so the slow-consumer close (which
 /// depends on when the driver flushes) never fires.
 const MAX_OUTBOUND: usize = 64 << 20;
-
-/// Wakes nothing: the rig has no mailbox traffic.
-struct NoWake;
-
-impl Wake for NoWake {
-    fn wake(&self) {}
-}
 
 /// What one run wrote and how it left the connection.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,12 +57,9 @@ pub(crate) fn run(max_frame: usize, reads: &[&[u8]]) -> Outcome {
     config.max_frame = max_frame;
     config.max_outbound = MAX_OUTBOUND;
     config.echo_endpoint = true;
-    // Nothing is committed or queried: the receivers are dropped, and an
-    // unauthenticated connection never reaches the code that sends.
-    let (commit_tx, _) = crossbeam_channel::bounded(1);
-    let (query_tx, _) = crossbeam_channel::bounded(1);
-    let shared = Arc::new(Shared::new(config, vec![Arc::new(NoWake) as Arc<dyn Wake>], commit_tx, query_tx));
-    let mut engine: Engine<()> = Engine::new(0, shared);
+    // Nothing is committed or queried: an unauthenticated connection never
+    // makes an action.
+    let mut engine: Engine<()> = Engine::new(0, CoreContext::standalone(&config));
     let slot = engine.accept((), std::net::IpAddr::from([127, 0, 0, 1]));
     let mut written = Vec::new();
     for read in reads {

@@ -12,7 +12,8 @@
 //! | send, short               | the rest is sent from the same buffer    |
 //! | eventfd read              | (mailboxes are drained every turn)       |
 //!
-//! then drains the mailboxes, ticks once a second, and flushes: each
+//! then drains the mailboxes, ticks once a second, hands the engine's
+//! actions on (`hand_off_and_flush`), and flushes: each
 //! connection with bytes queued and no send in flight gets one send of all
 //! of them; with a send in flight the engine keeps queuing (and applies
 //! `--max-outbound`) until it completes.
@@ -28,7 +29,7 @@ use std::{
     io,
     net::TcpListener,
     os::fd::RawFd,
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -47,8 +48,7 @@ use super::{
 };
 use crate::{
     core::Engine,
-    driver::{intake::SpareFd, CLOSE_DEADLINE},
-    server::{Shared, PHASE_CLOSING, PHASE_DRAINING},
+    driver::{hand_off_and_flush, intake::SpareFd, CoreWiring, Stage, CLOSE_DEADLINE},
 };
 
 /// How long a removed connection's last send may wait for a peer that does
@@ -111,8 +111,9 @@ impl CoreLoop {
     }
 
     /// Run the core until shutdown completes.
-    pub(super) fn run(mut self, core: u16, shared: Arc<Shared>) -> io::Result<()> {
-        let mut engine: Engine<UringSock> = Engine::new(core, shared.clone());
+    pub(super) fn run(mut self, core: u16, wiring: CoreWiring) -> io::Result<()> {
+        let CoreWiring { engine: ctx, mailboxes, mut dispatch, lifecycle } = wiring;
+        let mut engine: Engine<UringSock> = Engine::new(core, ctx);
         self.arm_accept();
         self.arm_wake();
         let mut next_tick = Instant::now() + Duration::from_secs(1);
@@ -124,7 +125,7 @@ impl CoreLoop {
             }
             engine.update_clock();
             self.complete(&mut engine);
-            engine.drain_mailbox(&shared.mailboxes);
+            engine.drain_mailbox(&mailboxes);
             if Instant::now() >= next_tick {
                 engine.on_tick();
                 self.cancel_stuck_sends();
@@ -133,20 +134,20 @@ impl CoreLoop {
                 }
                 next_tick += Duration::from_secs(1);
             }
-            self.flush(&mut engine);
+            hand_off_and_flush(&mut engine, &mut dispatch, |e| self.flush(e));
 
-            let phase = shared.phase.load(Ordering::Acquire);
-            if phase >= PHASE_DRAINING && !engine.draining {
+            let stage = lifecycle.stage();
+            if stage >= Stage::Draining && !engine.draining {
                 engine.stop_intake();
                 self.stop_accepting();
-                shared.intake_stopped.fetch_add(1, Ordering::AcqRel);
+                lifecycle.report_intake_stopped();
             }
             if engine.draining && !self.accept_armed && !self.poll_armed {
                 // The kernel holds no accept on it: closing it leaves the
                 // SO_REUSEPORT group, so new connections go elsewhere.
                 self.listener = None;
             }
-            if phase >= PHASE_CLOSING {
+            if stage >= Stage::Closing {
                 let since = *closing_since.get_or_insert_with(|| {
                     engine.close_all();
                     Instant::now()

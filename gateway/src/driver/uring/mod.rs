@@ -36,7 +36,7 @@ pub use self::{
     support::{check, Unavailable},
     waker::UringWake,
 };
-use crate::server::Shared;
+use crate::driver::CoreWiring;
 
 /// The buffer group of each core's receive buffers (each ring has its own).
 const BUFFER_GROUP: u16 = 0;
@@ -71,14 +71,14 @@ impl UringCore {
     }
 
     /// Run the core until shutdown completes.
-    pub(crate) fn run(mut self, core: u16, shared: Arc<Shared>, listener: TcpListener) -> io::Result<()> {
+    pub(crate) fn run(mut self, core: u16, wiring: CoreWiring, listener: TcpListener) -> io::Result<()> {
         // Non-blocking, so refusing a backlog by hand (out of descriptors)
         // stops when it is empty.
         listener.set_nonblocking(true)?;
         let Some((ring, bufs)) = self.parts.take() else {
             return Err(io::Error::other("the core already ran"));
         };
-        CoreLoop::new(ring, bufs, self.wake.clone(), listener).run(core, shared)
+        CoreLoop::new(ring, bufs, self.wake.clone(), listener).run(core, wiring)
     }
 }
 

@@ -68,7 +68,7 @@ impl CoreLoop {
         // whose peer is already gone has none and is closed here.
         let Some(peer) = sock.peer_addr().ok().and_then(|a| a.as_socket()).map(|a| a.ip()) else { return };
         let admitted = if engine.conns.vacant_key() >= MAX_SLOTS {
-            engine.shared.metrics.connections_refused.inc();
+            engine.ctx.metrics.connections_refused.inc();
             Err(Refusal::Full)
         } else {
             engine.admit(peer)
@@ -96,7 +96,7 @@ impl CoreLoop {
             self.spare.release();
             let refused = match listener.accept() {
                 Ok((stream, _)) => {
-                    engine.shared.metrics.connections_refused.inc();
+                    engine.ctx.metrics.connections_refused.inc();
                     let _ = SockRef::from(&stream)
                         .send_with_flags(Refusal::Full.response(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
                     true

@@ -51,7 +51,7 @@ impl CoreLoop {
         // an interruption: the receive goes on, or is posted again if it
         // ended; the rest of the data waits in the socket.
         if res == -libc::ENOBUFS {
-            engine.shared.metrics.recv_buffers_exhausted.inc();
+            engine.ctx.metrics.recv_buffers_exhausted.inc();
         }
         let goes_on = res > 0 || res == -libc::ENOBUFS || res == -libc::EINTR || res == -libc::EAGAIN;
         if goes_on {

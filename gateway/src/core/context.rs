@@ -1,0 +1,87 @@
+//! What a core's engine may touch beyond its own connections: a few
+//! settings, and the state it shares with the other threads (the directory
+//! of connected users, the limits that span cores, the counters, the token
+//! key, the process-wide connection count).
+//!
+//! Built by the server (one clone per core) and handed to
+//! [`Engine::new`](super::Engine::new); the engine never sees the
+//! committer's or the readers' queues, nor the shutdown phase: requests
+//! leave it as [`Action`](super::Action)s for its driver, and the driver
+//! tells it when to stop (`stop_intake`, `close_all`). So the engine runs
+//! in a unit test with nothing but this context (see
+//! [`CoreContext::standalone`]).
+
+use std::{
+    sync::{atomic::AtomicUsize, Arc},
+    time::Duration,
+};
+
+use chatgw_router::Directory;
+
+use crate::{auth::TokenKey, config::Config, limits::Limits, metrics::Metrics};
+
+/// The settings an engine reads, copied out of the [`Config`].
+#[derive(Clone, Debug)]
+pub(crate) struct CoreSettings {
+    /// `--max-connections`, for the whole process.
+    pub(crate) max_connections: usize,
+    /// Cores sharing `max_connections` (sizes each core's table).
+    pub(crate) workers: usize,
+    pub(crate) max_frame: usize,
+    pub(crate) max_outbound: usize,
+    /// Frames per second per connection, and the burst above it.
+    pub(crate) rate_limit: u32,
+    pub(crate) rate_burst: u32,
+    pub(crate) echo_endpoint: bool,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) pong_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+}
+
+impl CoreSettings {
+    pub(crate) fn of(c: &Config) -> Self {
+        CoreSettings {
+            max_connections: c.max_connections,
+            workers: c.workers,
+            max_frame: c.max_frame,
+            max_outbound: c.max_outbound,
+            rate_limit: c.rate_limit,
+            rate_burst: c.rate_burst,
+            echo_endpoint: c.echo_endpoint,
+            handshake_timeout: c.handshake_timeout,
+            ping_interval: c.ping_interval,
+            pong_timeout: c.pong_timeout,
+            idle_timeout: c.idle_timeout,
+        }
+    }
+}
+
+/// One core's handle on the gateway: see the module docs.
+#[derive(Clone)]
+pub(crate) struct CoreContext {
+    pub(crate) settings: CoreSettings,
+    /// Where each user's connections are, for the committer's fan-out.
+    pub(crate) directory: Arc<Directory>,
+    /// Per-source and per-user limits, shared by every core.
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) token_key: Arc<TokenKey>,
+    /// TCP connections held by all cores, against `max_connections`.
+    pub(crate) connections: Arc<AtomicUsize>,
+}
+
+impl CoreContext {
+    /// A context of its own for one engine outside a gateway (the fuzzing
+    /// rig, unit tests): empty directory, fresh counters and limits.
+    pub(crate) fn standalone(config: &Config) -> Self {
+        CoreContext {
+            settings: CoreSettings::of(config),
+            directory: Arc::new(Directory::with_capacity(16)),
+            limits: Arc::new(Limits::new(config)),
+            metrics: Arc::new(Metrics::new()),
+            token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
+            connections: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}

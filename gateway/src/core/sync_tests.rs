@@ -1,0 +1,165 @@
+//! The sync and live-cursor rules of a connection, driven through the
+//! [`harness`](super::harness): what the device is written and which pages
+//! the engine asks the readers for.
+
+use chatgw_protocol::{client, ErrorCode, MessageId, ServerFrame};
+
+use super::{
+    harness::{deliver, sync_page, texts, Harness},
+    Action, Refused,
+};
+use crate::events::{CoreEvent, QueryRequest};
+
+/// The `(after, limit)` of every sync page asked for in `actions`; panics
+/// on any other action.
+fn pages_asked(actions: &[Action]) -> Vec<(u64, usize)> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Query(QueryRequest::Sync { after, limit, .. }) => (after.0, *limit),
+            other => panic!("expected a sync page request, got {other:?}"),
+        })
+        .collect()
+}
+
+fn sync(h: &mut Harness, after: u64, limit: usize) {
+    let mut text = String::new();
+    client::sync(&mut text, MessageId(after), limit);
+    h.send_text(&text);
+}
+
+#[test]
+fn live_events_before_the_first_sync_or_at_or_below_the_cursor_are_dropped() {
+    let mut h = Harness::connect(|_| {});
+    let to = h.endpoint();
+    h.mail(vec![deliver(to, 3)]);
+    assert_eq!(h.frames(), vec![], "not subscribed before its first sync");
+
+    sync(&mut h, 10, 50);
+    assert_eq!(pages_asked(&h.actions()), vec![(10, 50)]);
+    h.mail(vec![sync_page(to, &[], 0, 10, false)]);
+    assert_eq!(h.server_frames(), vec![ServerFrame::Synced { cursor: MessageId(10) }]);
+
+    h.mail(vec![deliver(to, 9), deliver(to, 10), deliver(to, 11), deliver(to, 11)]);
+    assert_eq!(texts(&h.frames()), vec!["event-11"]);
+    assert_eq!(h.cursor(), MessageId(11));
+}
+
+#[test]
+fn live_events_during_a_sync_ask_for_another_page_instead_of_being_delivered() {
+    let mut h = Harness::connect(|_| {});
+    let to = h.endpoint();
+    sync(&mut h, 0, 50);
+    assert_eq!(pages_asked(&h.actions()), vec![(0, 50)]);
+
+    h.mail(vec![deliver(to, 5)]);
+    assert_eq!(h.frames(), vec![], "a live event passed the sync in progress");
+    assert!(h.actions().is_empty());
+
+    // The page read before event 5 was stored: another page, no `synced`.
+    h.mail(vec![sync_page(to, &[3], 0, 3, false)]);
+    assert_eq!(texts(&h.frames()), vec!["event-3"]);
+    assert_eq!(pages_asked(&h.actions()), vec![(3, 50)]);
+
+    h.mail(vec![sync_page(to, &[5], 0, 5, false)]);
+    let frames = h.frames();
+    assert_eq!(texts(&frames[..1]), vec!["event-5"]);
+    assert_eq!(h.server_frames(), vec![]);
+    let Some(super::harness::Frame::Text(last)) = frames.get(1) else { panic!("{frames:?}") };
+    assert_eq!(ServerFrame::parse(last).ok(), Some(ServerFrame::Synced { cursor: MessageId(5) }));
+    assert!(h.actions().is_empty());
+}
+
+#[test]
+fn a_full_page_asks_for_the_next_page_from_the_new_cursor() {
+    let mut h = Harness::connect(|_| {});
+    let to = h.endpoint();
+    sync(&mut h, 0, 2);
+    assert_eq!(pages_asked(&h.actions()), vec![(0, 2)]);
+    h.mail(vec![sync_page(to, &[1, 2], 0, 2, true)]);
+    assert_eq!(texts(&h.frames()), vec!["event-1", "event-2"]);
+    assert_eq!(pages_asked(&h.actions()), vec![(2, 2)]);
+    h.mail(vec![sync_page(to, &[], 0, 2, false)]);
+    assert_eq!(h.server_frames(), vec![ServerFrame::Synced { cursor: MessageId(2) }]);
+}
+
+#[test]
+fn synced_carries_the_cursor_the_last_page_scanned_to() {
+    let mut h = Harness::connect(|_| {});
+    let to = h.endpoint();
+    sync(&mut h, 0, 50);
+    h.actions();
+    // The reader scanned past events it did not return (up to 9).
+    h.mail(vec![sync_page(to, &[4], 0, 9, false)]);
+    let frames = h.frames();
+    assert_eq!(texts(&frames[..1]), vec!["event-4"]);
+    let Some(super::harness::Frame::Text(last)) = frames.get(1) else { panic!("{frames:?}") };
+    assert_eq!(ServerFrame::parse(last).ok(), Some(ServerFrame::Synced { cursor: MessageId(9) }));
+    h.mail(vec![deliver(to, 8)]);
+    assert_eq!(h.frames(), vec![], "event 8 is below the final cursor");
+}
+
+#[test]
+fn a_page_past_half_the_outbound_bound_pauses_until_the_socket_drains() {
+    // Half the bound is 2016 bytes; each event is a 504-byte frame, so four
+    // fill it exactly.
+    let mut h = Harness::connect(|c| c.max_outbound = 4032);
+    let to = h.endpoint();
+    sync(&mut h, 0, 50);
+    h.actions();
+    h.block_socket();
+    h.mail(vec![sync_page(to, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 500, 10, false)]);
+    assert_eq!(h.cursor(), MessageId(4), "four frames fit in half the bound");
+    assert!(h.actions().is_empty(), "paused: no page until the socket drains");
+    assert_eq!(h.engine.conns[h.slot].phase, super::Phase::Open, "not closed as a slow consumer");
+
+    // Draining asks for the rest within the same turn, from the cursor.
+    h.drain_socket(usize::MAX / 2);
+    let written: Vec<String> = texts(&h.frames()).into_iter().map(str::to_owned).collect();
+    assert_eq!(written, vec!["event-1", "event-2", "event-3", "event-4"]);
+    assert_eq!(pages_asked(&h.actions()), vec![(4, 50)]);
+    h.mail(vec![sync_page(to, &[5, 6], 500, 6, false)]);
+    let frames = h.frames();
+    assert_eq!(texts(&frames[..2]), vec!["event-5", "event-6"]);
+    assert_eq!(frames.len(), 3, "then synced");
+}
+
+#[test]
+fn a_sync_failure_unsubscribes_until_the_next_sync() {
+    let mut h = Harness::connect(|_| {});
+    let to = h.endpoint();
+    sync(&mut h, 0, 50);
+    h.actions();
+    let mut payload = Vec::new();
+    chatgw_protocol::server::error(&mut payload, ErrorCode::SyncFailed, "store", None);
+    h.mail(vec![CoreEvent::SyncFailed { to, payload }]);
+    assert!(matches!(h.server_frames().as_slice(), [ServerFrame::Error(e)] if e.code == ErrorCode::SyncFailed));
+
+    h.mail(vec![deliver(to, 3)]);
+    assert_eq!(h.frames(), vec![], "a live event after a failed sync would skip the failed page");
+
+    sync(&mut h, 0, 50);
+    assert_eq!(pages_asked(&h.actions()), vec![(0, 50)]);
+    h.mail(vec![sync_page(to, &[3], 0, 3, false)]);
+    h.frames();
+    h.mail(vec![deliver(to, 4)]);
+    assert_eq!(texts(&h.frames()), vec!["event-4"]);
+}
+
+#[test]
+fn a_sync_page_the_readers_refuse_fails_the_sync_and_unsubscribes() {
+    let mut h = Harness::connect(|_| {});
+    let to = h.endpoint();
+    sync(&mut h, 0, 50);
+    let asked = h.actions().pop().expect("a page request");
+    h.refuse(asked, Refused::Full);
+    match h.server_frames().as_slice() {
+        [ServerFrame::Error(e)] => {
+            assert_eq!(e.code, ErrorCode::SyncFailed);
+            assert_eq!(e.message, "the readers are busy; send sync again from your last cursor");
+        }
+        other => panic!("{other:?}"),
+    }
+    h.mail(vec![deliver(to, 3)]);
+    assert_eq!(h.frames(), vec![]);
+}
