@@ -46,11 +46,11 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::{
-    check::Figures,
     cli::DiskArgs,
-    outputs::Outputs,
-    report::Table,
-    stats::{Latency, Summary},
+    report::check::Figures,
+    report::outputs::Outputs,
+    report::stats::{Latency, Summary},
+    report::summary::Table,
 };
 
 /// What `--check` and `--hist` can name.
