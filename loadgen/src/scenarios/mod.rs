@@ -9,6 +9,7 @@
 
 pub(crate) mod connect;
 pub(crate) mod ctx;
+pub(crate) mod device;
 pub(crate) mod group;
 pub(crate) mod group_traffic;
 pub(crate) mod messages;

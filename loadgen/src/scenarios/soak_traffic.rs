@@ -1,9 +1,9 @@
-//! The devices of a soak run, across gateway restarts: each keeps what the
-//! protocol's recommended client loop keeps (docs/PROTOCOL.md 1.7).
+//! The devices of a soak run, across gateway restarts: each is a
+//! [`device`](super::device) (a cursor every new connection `sync`s from,
+//! reconnection after an exponential backoff with jitter, for as long as
+//! the run lasts, whether the gateway was killed, refused the upgrade while
+//! restarting, or refused the connect), and keeps besides:
 //!
-//! - A cursor: the highest event id seen in `message` and `receipt` frames
-//!   and in `synced`, never a `sent` id. Every new connection `sync`s from
-//!   it.
 //! - An outbox: a message stays in it until its `sent` arrives. It is
 //!   written when due if its device is up (and, for a group, the group
 //!   exists), otherwise as soon as it is; after a reconnect, and whenever a
@@ -11,9 +11,6 @@
 //!   the same client id, so the gateway answers with the original message
 //!   id (`duplicate: true`) if it had stored it. What is still in an
 //!   outbox at the end is counted as unacknowledged, never as lost.
-//! - A connection that ends (the gateway was killed, refused the upgrade
-//!   while restarting, or the connect was refused) is reopened after an
-//!   exponential backoff with jitter, for as long as the run lasts.
 //!
 //! Every `message` of this run is handed to the [`SoakLedger`], live or
 //! replayed alike, which judges losses, duplicates and order at the end,
@@ -30,18 +27,14 @@ use crate::{
     conn::driver::Driver,
     conn::event::{parse_id, ServerFrame},
     report::stats::{Latency, Reasons},
-    scenarios::messages::{self, Roles},
-    scenarios::schedule::splitmix,
+    scenarios::device::Devices,
+    scenarios::messages,
     scenarios::soak_ledger::{Conv, SoakLedger},
     scenarios::soak_plan::Topology,
 };
 
 /// An unanswered write is repeated after this long (ns).
 const RESEND_AFTER_NS: u64 = 3_000_000_000;
-/// First reconnection delay (ns); doubled per failed attempt.
-const BACKOFF_BASE_NS: u64 = 50_000_000;
-/// Longest reconnection delay (ns).
-const BACKOFF_MAX_NS: u64 = 2_000_000_000;
 
 /// What the devices counted (the verdict is the ledger's).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -78,16 +71,11 @@ pub(crate) struct SoakStats {
     pub(crate) to_ack: Latency,
 }
 
-struct Device {
-    user: u64,
-    conn: usize,
-    cursor: u64,
-    /// When to reconnect (while down).
-    retry_at: Option<u64>,
-    /// Reconnections that failed in a row.
-    attempts: u32,
+/// What a soak device keeps besides the [`Device`](super::device::Device) model.
+#[derive(Default)]
+struct Finale {
     /// The final `sync` came back (`synced`), or the device reconnected after it was asked.
-    final_synced: bool,
+    synced: bool,
 }
 
 /// A message of an outbox.
@@ -106,8 +94,8 @@ pub(crate) struct SoakTraffic {
     tag: String,
     body: String,
     topo: Topology,
-    devices: Vec<Device>,
-    roles: Roles<usize>,
+    /// Indexed as the topology numbers devices (opened in that order).
+    devices: Devices<Finale>,
     /// Message number -> its pending send.
     outbox: BTreeMap<u64, Pending>,
     /// Message number -> the message id of its first `sent`.
@@ -126,25 +114,14 @@ pub(crate) struct SoakTraffic {
 }
 
 impl SoakTraffic {
-    /// The run's devices, none connected yet.
+    /// The run's devices, none connected yet ([`open_all`](Self::open_all) opens them).
     pub(crate) fn new(tag: String, body_bytes: usize, topo: Topology) -> Self {
-        let devices = (0..topo.device_count())
-            .map(|d| Device {
-                user: topo.user_id(d),
-                conn: usize::MAX,
-                cursor: 0,
-                retry_at: None,
-                attempts: 0,
-                final_synced: false,
-            })
-            .collect();
         let groups = topo.group_count() as usize;
         SoakTraffic {
             tag,
             body: chatgw_protocol::client::body_literal(&"x".repeat(body_bytes)),
             topo,
-            devices,
-            roles: Roles::default(),
+            devices: Devices::default(),
             outbox: BTreeMap::new(),
             acked_ids: HashMap::new(),
             group_ids: vec![None; groups],
@@ -163,16 +140,14 @@ impl SoakTraffic {
 
     /// Open every device's first connection.
     pub(crate) fn open_all(&mut self, driver: &mut Driver) {
-        for d in 0..self.devices.len() {
-            let conn = driver.open(self.devices[d].user, 0);
-            self.devices[d].conn = conn;
-            self.roles.set(conn, d);
+        for d in self.devices.len()..self.topo.device_count() {
+            self.devices.open(driver, self.topo.user_id(d), Finale::default());
         }
     }
 
     /// Devices up now.
     pub(crate) fn devices_up(&self, driver: &Driver) -> usize {
-        self.devices.iter().filter(|d| driver.is_up(d.conn)).count()
+        self.devices.up(driver)
     }
 
     /// Every group has its gateway id.
@@ -196,7 +171,7 @@ impl SoakTraffic {
     /// Write message `n` if its device is up and its conversation exists.
     fn write(&mut self, driver: &mut Driver, n: u64, now: u64) {
         let Some(p) = self.outbox.get(&n) else { return };
-        let conn = self.devices[p.device].conn;
+        let conn = self.devices.get(p.device).conn;
         let target = match (p.conv, p.to) {
             (_, Some(user)) => messages::peer(user),
             (Conv::Group(g), None) => match self.group_ids.get(g as usize).copied().flatten() {
@@ -227,10 +202,8 @@ impl SoakTraffic {
     /// create missing groups, (re)write outbox messages that are due.
     pub(crate) fn tick(&mut self, driver: &mut Driver, now: u64) {
         self.handle_ended(driver, now);
-        for d in 0..self.devices.len() {
-            if self.devices[d].retry_at.is_some_and(|at| at <= now) {
-                self.reconnect(driver, d);
-            }
+        for d in self.devices.reconnect_due(driver, now) {
+            self.reconnected(d);
         }
         self.create_groups(driver, now);
         let due: Vec<u64> = self
@@ -252,7 +225,7 @@ impl SoakTraffic {
                 continue;
             }
             let creator = self.topo.group_creator(g as u32);
-            let conn = self.devices[creator].conn;
+            let conn = self.devices.get(creator).conn;
             if !driver.is_up(conn) {
                 continue;
             }
@@ -267,31 +240,18 @@ impl SoakTraffic {
         }
     }
 
-    /// Schedule a reconnect for every device whose connection ended.
+    /// Schedule a reconnect, after a backoff, for every device whose connection ended.
     fn handle_ended(&mut self, driver: &mut Driver, now: u64) {
-        for conn in driver.take_ended() {
-            let Some(d) = self.roles.get(conn) else { continue };
-            self.roles.clear(conn);
-            if self.devices[d].conn != conn {
-                continue;
-            }
+        for (d, _) in self.devices.take_ended(driver, now) {
             self.stats.connection_ends += 1;
-            let dev = &mut self.devices[d];
-            let backoff = BACKOFF_BASE_NS.saturating_mul(1 << dev.attempts.min(6)).min(BACKOFF_MAX_NS);
-            let jitter = splitmix((d as u64) << 20 ^ u64::from(dev.attempts) ^ now) % (backoff / 2 + 1);
-            dev.attempts += 1;
-            dev.retry_at = Some(now + backoff / 2 + jitter);
+            self.devices.retry_later(d, now);
         }
     }
 
-    fn reconnect(&mut self, driver: &mut Driver, d: usize) {
-        let dev = &mut self.devices[d];
-        dev.retry_at = None;
-        let conn = driver.reopen(dev.user, dev.cursor);
-        dev.conn = conn;
-        self.roles.set(conn, d);
+    /// Device `d` has a new connection: its unanswered writes went with the
+    /// old one, so they are written again once it is up.
+    fn reconnected(&mut self, d: usize) {
         self.stats.reconnects += 1;
-        // Its unanswered writes went with the old connection: write them again once up.
         for p in self.outbox.values_mut().filter(|p| p.device == d) {
             if p.written_at.take().is_some() {
                 self.stats.unacked_at_drop += 1;
@@ -307,18 +267,18 @@ impl SoakTraffic {
     /// clients to deduplicate; dropping the connection discards them unread.
     pub(crate) fn start_final_sync(&mut self, driver: &mut Driver) {
         self.final_phase = true;
+        let now = driver.now_ns();
         for d in 0..self.devices.len() {
-            if self.devices[d].retry_at.is_none() {
-                driver.kill(self.devices[d].conn);
-                self.roles.clear(self.devices[d].conn);
-                self.reconnect(driver, d);
+            if !self.devices.get(d).waiting() {
+                self.devices.cut_and_reconnect(driver, d, now);
+                self.reconnected(d);
             }
         }
     }
 
     /// Devices whose final sync has come back.
     pub(crate) fn final_synced(&self) -> usize {
-        self.devices.iter().filter(|d| d.final_synced).count()
+        self.devices.iter().filter(|d| d.more.synced).count()
     }
 
     fn on_sent(&mut self, f: &ServerFrame<'_>, now: u64) {
@@ -360,7 +320,7 @@ impl SoakTraffic {
             self.stats.misrouted += 1;
         }
         self.ledger.receive(d, conv, msg, replayed);
-        if from != self.devices[d].user && reply.is_empty() {
+        if from != self.devices.get(d).user && reply.is_empty() {
             let name = match (conv, parse_id(f.group.as_ref())) {
                 (Conv::Group(_), Some(g)) => messages::group(g),
                 _ => messages::peer(from),
@@ -390,8 +350,7 @@ impl SoakTraffic {
 
     fn frame(&mut self, d: usize, f: &ServerFrame<'_>, (now, replayed): (u64, bool), reply: &mut String) {
         if let Some(e) = parse_id(f.event.as_ref()) {
-            let dev = &mut self.devices[d];
-            dev.cursor = dev.cursor.max(e);
+            self.devices.get_mut(d).saw_event(e);
         }
         match &*f.ty {
             "message" => self.on_message(d, f, replayed, reply),
@@ -405,38 +364,35 @@ impl SoakTraffic {
     }
 
     fn on_synced_frame(&mut self, d: usize, f: &ServerFrame<'_>) {
-        let dev = &mut self.devices[d];
+        let dev = self.devices.get_mut(d);
         if let Some(c) = parse_id(f.cursor.as_ref()) {
-            dev.cursor = dev.cursor.max(c);
+            dev.saw_event(c);
         }
         if self.final_phase {
-            dev.final_synced = true;
+            dev.more.synced = true;
         }
     }
 }
 
 impl Handler for SoakTraffic {
     fn on_text(&mut self, id: usize, f: &ServerFrame<'_>, now_ns: u64, reply: &mut String) {
-        if let Some(d) = self.roles.get(id) {
+        if let Some(d) = self.devices.of_conn(id) {
             self.frame(d, f, (now_ns, false), reply);
         }
     }
 
     fn on_replay(&mut self, id: usize, f: &ServerFrame<'_>, now_ns: u64, reply: &mut String) -> bool {
-        let Some(d) = self.roles.get(id) else { return false };
+        let Some(d) = self.devices.of_conn(id) else { return false };
         self.frame(d, f, (now_ns, true), reply);
         true
     }
 
     fn on_synced(&mut self, id: usize, cursor: Option<u64>, _now_ns: u64, _reply: &mut String) {
-        let Some(d) = self.roles.get(id) else { return };
-        let dev = &mut self.devices[d];
-        if let Some(c) = cursor {
-            dev.cursor = dev.cursor.max(c);
-        }
-        dev.attempts = 0;
+        let Some(d) = self.devices.of_conn(id) else { return };
+        let dev = self.devices.get_mut(d);
+        dev.synced(cursor);
         if self.final_phase {
-            dev.final_synced = true;
+            dev.more.synced = true;
         }
     }
 }

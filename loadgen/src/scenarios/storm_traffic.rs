@@ -3,10 +3,9 @@
 //! across reconnects, and the checks that the gateway lost nothing and
 //! duplicated nothing while many of them were cut off at once.
 //!
-//! A device keeps what the protocol's recommended client loop keeps: a
-//! cursor (the highest event id it has seen in `message` and `receipt`
-//! frames and in `synced`; never a `sent` id), from which every new
-//! connection `sync`s; and, for a sender, an outbox of messages without a
+//! Each is a [`device`](super::device): a cursor every new connection
+//! `sync`s from, reconnection at once (up to `MAX_ATTEMPTS` failures in a
+//! row), the time it was down. A sender keeps besides an outbox of messages without a
 //! `sent` ack, resent with the same client id once the new connection is
 //! synced (the gateway answers `duplicate: true` with the original id for
 //! those it had stored; messages due while the sender was down wait in the
@@ -32,7 +31,8 @@ use crate::{
     conn::event::{parse_id, ServerFrame},
     report::shared::Live,
     report::stats::{Latency, Merge},
-    scenarios::messages::{self, Ledger, MsgStats, Roles},
+    scenarios::device::{Devices, End},
+    scenarios::messages::{self, Ledger, MsgStats},
     scenarios::one_to_one::PairLoad,
     scenarios::scenario::Load,
     scenarios::schedule::splitmix,
@@ -128,26 +128,14 @@ pub(crate) fn drop_selection(total: u64, percent: f64) -> Vec<bool> {
     chosen
 }
 
-/// A device: one user's client, across its connections.
-struct Device {
-    user: u64,
+/// What a storm device keeps besides the [`Device`](super::device::Device) model.
+struct Role {
     pair: usize,
     sender: bool,
     /// The global device index (for the drop selection).
     global: u64,
-    /// The current connection.
-    conn: usize,
-    /// Highest event id seen.
-    cursor: u64,
-    /// Connections so far (1 for the first).
-    lifetime: u32,
-    /// The `after` of the current connection's `sync`.
-    sync_after: u64,
-    /// When it was cut off, until `welcome` / `synced`.
-    down_since: Option<u64>,
-    catching_up: Option<u64>,
-    /// Failed reconnection attempts.
-    attempts: u32,
+    /// When it went down, until the new connection's `welcome`.
+    awaiting_welcome: Option<u64>,
     /// Replayed message ids to acknowledge once synced.
     pending_acks: Vec<u64>,
 }
@@ -176,9 +164,7 @@ pub(crate) struct StormTraffic {
     tag: String,
     body: String,
     pairs: Vec<Pair>,
-    devices: Vec<Device>,
-    /// Driver connection -> device.
-    roles: Roles<usize>,
+    devices: Devices<Role>,
     /// The storm to come.
     cut_plan: Option<CutPlan>,
     /// Once the load has started, the cut still to come: when, and which
@@ -199,8 +185,7 @@ impl StormTraffic {
             tag,
             body: chatgw_protocol::client::body_literal(&"x".repeat(body_bytes)),
             pairs: Vec::new(),
-            devices: Vec::new(),
-            roles: Roles::default(),
+            devices: Devices::default(),
             cut_plan: None,
             cut: None,
             to_flush: Vec::new(),
@@ -227,57 +212,46 @@ impl StormTraffic {
     /// device's time to reconnect counts from its own cut.
     pub(crate) fn cut_off(&mut self, driver: &mut Driver, chosen: &[bool]) {
         for d in 0..self.devices.len() {
-            let dev = &self.devices[d];
-            if !chosen.get(dev.global as usize).copied().unwrap_or(false) {
+            if !chosen.get(self.devices.get(d).more.global as usize).copied().unwrap_or(false) {
                 continue;
             }
             let at = driver.now_ns();
-            driver.kill(dev.conn);
+            self.devices.cut_and_reconnect(driver, d, at);
             self.stats.killed += 1;
-            self.reconnect(driver, d, at);
+            self.reconnected(d);
         }
     }
 
     /// Reconnect devices whose connection ended by itself.
     pub(crate) fn handle_ended(&mut self, driver: &mut Driver, now_ns: u64) {
-        for conn in driver.take_ended() {
-            let Some(d) = self.roles.get(conn) else { continue };
-            if self.devices[d].conn != conn {
-                continue;
-            }
-            if self.devices[d].down_since.is_some() {
-                self.stats.reconnect_failures += 1;
-                self.devices[d].attempts += 1;
-                if self.devices[d].attempts >= MAX_ATTEMPTS {
-                    self.stats.gave_up += 1;
-                    self.roles.clear(conn);
-                    continue;
+        for (d, end) in self.devices.take_ended(driver, now_ns) {
+            match end {
+                End::Failed(failures) => {
+                    self.stats.reconnect_failures += 1;
+                    if failures >= MAX_ATTEMPTS {
+                        self.stats.gave_up += 1;
+                        self.devices.give_up(d);
+                        continue;
+                    }
                 }
-            } else {
-                self.stats.unplanned_drops += 1;
+                End::Dropped => self.stats.unplanned_drops += 1,
             }
-            let since = self.devices[d].down_since.unwrap_or(now_ns);
-            self.reconnect(driver, d, since);
+            self.devices.reconnect(driver, d);
+            self.reconnected(d);
         }
     }
 
-    fn reconnect(&mut self, driver: &mut Driver, d: usize, since: u64) {
-        let old = self.devices[d].conn;
-        self.roles.clear(old);
-        let dev = &mut self.devices[d];
-        dev.down_since = Some(since);
-        dev.catching_up = Some(since);
-        dev.sync_after = dev.cursor;
-        dev.lifetime += 1;
-        dev.pending_acks.clear();
-        let conn = driver.reopen(dev.user, dev.cursor);
-        dev.conn = conn;
-        self.roles.set(conn, d);
+    /// Device `d` has a new connection: it waits for its `welcome` and
+    /// acknowledges only what the new replay brings.
+    fn reconnected(&mut self, d: usize) {
+        let dev = self.devices.get_mut(d);
+        dev.more.awaiting_welcome = dev.down_since();
+        dev.more.pending_acks.clear();
     }
 
     /// Whether every device is connected (none cut off and not yet synced).
     pub(crate) fn all_connected(&self) -> bool {
-        self.devices.iter().all(|d| d.catching_up.is_none())
+        self.devices.all_synced()
     }
 
     /// Send what reconnected devices owe: a sender's outbox, a
@@ -285,8 +259,8 @@ impl StormTraffic {
     pub(crate) fn flush(&mut self, driver: &mut Driver, now_ns: u64) {
         for d in std::mem::take(&mut self.to_flush) {
             let (conn, pair, sender) = {
-                let dev = &self.devices[d];
-                (dev.conn, dev.pair, dev.sender)
+                let dev = self.devices.get(d);
+                (dev.conn, dev.more.pair, dev.more.sender)
             };
             if !driver.is_up(conn) {
                 continue;
@@ -308,8 +282,8 @@ impl StormTraffic {
                     }
                 }
             } else {
-                let peer = self.devices[self.pairs[pair].sender].user;
-                let acks = std::mem::take(&mut self.devices[d].pending_acks);
+                let peer = self.devices.get(self.pairs[pair].sender).user;
+                let acks = std::mem::take(&mut self.devices.get_mut(d).more.pending_acks);
                 for chunk in acks.chunks(IDS_PER_ACK) {
                     self.text.clear();
                     messages::write_delivered(&mut self.text, messages::peer(peer), chunk);
@@ -323,8 +297,7 @@ impl StormTraffic {
 
     fn advance_cursor(&mut self, d: usize, f: &ServerFrame<'_>) {
         if let Some(e) = parse_id(f.event.as_ref()) {
-            let dev = &mut self.devices[d];
-            dev.cursor = dev.cursor.max(e);
+            self.devices.get_mut(d).saw_event(e);
         }
     }
 
@@ -333,7 +306,7 @@ impl StormTraffic {
             self.stats.common.foreign += 1;
             return;
         };
-        let pair = &mut self.pairs[self.devices[d].pair];
+        let pair = &mut self.pairs[self.devices.get(d).more.pair];
         let Some(p) = pair.outbox.remove(&n) else {
             // A second answer (the first write's and the resend's): nothing new.
             return;
@@ -354,7 +327,7 @@ impl StormTraffic {
 
     /// A receipt for a message acked already is a repeat (after a resend).
     fn on_receipt(&mut self, d: usize, f: &ServerFrame<'_>, now_ns: u64) {
-        let pair = &mut self.pairs[self.devices[d].pair];
+        let pair = &mut self.pairs[self.devices.get(d).more.pair];
         pair.ledger.receipt(f, now_ns, true, &mut self.stats.common, &self.live);
     }
 
@@ -366,11 +339,11 @@ impl StormTraffic {
             self.stats.common.foreign += 1;
             return;
         };
-        let dev = &self.devices[d];
-        if dev.sender {
+        let dev = self.devices.get(d);
+        if dev.more.sender {
             // The sender's own message, replayed: proof it was stored.
             if from == dev.user {
-                if let Some(p) = self.pairs[dev.pair].outbox.get_mut(&n) {
+                if let Some(p) = self.pairs[dev.more.pair].outbox.get_mut(&n) {
                     p.in_replay = true;
                 }
             } else {
@@ -378,8 +351,8 @@ impl StormTraffic {
             }
             return;
         }
-        let sync_after = dev.sync_after;
-        let pair = &mut self.pairs[dev.pair];
+        let sync_after = dev.sync_after();
+        let pair = &mut self.pairs[dev.more.pair];
         if pair.ledger.seen.insert(msg) {
             if replay {
                 self.stats.delivered_by_replay += 1;
@@ -393,7 +366,7 @@ impl StormTraffic {
             }
         }
         if replay {
-            self.devices[d].pending_acks.push(msg);
+            self.devices.get_mut(d).more.pending_acks.push(msg);
         } else {
             messages::write_delivered(reply, messages::peer(from), &[msg]);
         }
@@ -409,7 +382,7 @@ impl StormTraffic {
         if matches!(&*f.ty, "message" | "receipt") {
             self.advance_cursor(d, f);
         }
-        match (&*f.ty, self.devices[d].sender) {
+        match (&*f.ty, self.devices.get(d).more.sender) {
             ("error", _) => self.on_error(f),
             ("message", _) => self.on_message(d, f, now_ns, replay, reply),
             ("sent", true) => self.on_sent(d, f, now_ns),
@@ -421,21 +394,21 @@ impl StormTraffic {
 
 impl Handler for StormTraffic {
     fn on_text(&mut self, id: usize, f: &ServerFrame<'_>, now_ns: u64, reply: &mut String) {
-        if let Some(d) = self.roles.get(id) {
+        if let Some(d) = self.devices.of_conn(id) {
             self.frame(d, f, now_ns, false, reply);
         }
     }
 
     fn on_welcome(&mut self, id: usize, now_ns: u64) {
-        let Some(d) = self.roles.get(id) else { return };
-        if let Some(since) = self.devices[d].down_since.take() {
+        let Some(d) = self.devices.of_conn(id) else { return };
+        if let Some(since) = self.devices.get_mut(d).more.awaiting_welcome.take() {
             self.stats.to_reconnect.record_ns(now_ns.saturating_sub(since));
         }
     }
 
     fn on_replay(&mut self, id: usize, f: &ServerFrame<'_>, now_ns: u64, reply: &mut String) -> bool {
-        let Some(d) = self.roles.get(id) else { return false };
-        if self.devices[d].lifetime > 1 {
+        let Some(d) = self.devices.of_conn(id) else { return false };
+        if self.devices.get(d).lifetime() > 1 {
             self.stats.replayed_frames += 1;
         }
         self.frame(d, f, now_ns, true, reply);
@@ -443,13 +416,8 @@ impl Handler for StormTraffic {
     }
 
     fn on_synced(&mut self, id: usize, cursor: Option<u64>, now_ns: u64, _reply: &mut String) {
-        let Some(d) = self.roles.get(id) else { return };
-        let dev = &mut self.devices[d];
-        if let Some(c) = cursor {
-            dev.cursor = dev.cursor.max(c);
-        }
-        dev.attempts = 0;
-        if let Some(since) = dev.catching_up.take() {
+        let Some(d) = self.devices.of_conn(id) else { return };
+        if let Some(since) = self.devices.get_mut(d).synced(cursor) {
             self.stats.reconnected += 1;
             Live::bump(&self.live.reconnected);
             self.stats.to_catch_up.record_ns(now_ns.saturating_sub(since));
@@ -461,23 +429,19 @@ impl Handler for StormTraffic {
 impl PairLoad for StormTraffic {
     fn add_pair(&mut self, pair: u64, sender: (u64, usize), recipient: (u64, usize)) {
         let local = self.pairs.len();
-        let s = self.devices.len();
+        let mut s = 0;
         for (i, (user, conn)) in [sender, recipient].into_iter().enumerate() {
-            self.devices.push(Device {
-                user,
+            let role = Role {
                 pair: local,
                 sender: i == 0,
                 global: 2 * pair + i as u64,
-                conn,
-                cursor: 0,
-                lifetime: 1,
-                sync_after: 0,
-                down_since: None,
-                catching_up: None,
-                attempts: 0,
+                awaiting_welcome: None,
                 pending_acks: Vec::new(),
-            });
-            self.roles.set(conn, s + i);
+            };
+            let d = self.devices.add(user, conn, role);
+            if i == 0 {
+                s = d;
+            }
         }
         self.pairs.push(Pair { sender: s, recipient_user: recipient.0, ..Pair::default() });
     }
@@ -486,7 +450,7 @@ impl PairLoad for StormTraffic {
     fn send(&mut self, driver: &mut Driver, local: usize, n: u64, intended_ns: u64, now_ns: u64) {
         self.stats.common.scheduled += 1;
         let Some(pair) = self.pairs.get(local) else { return };
-        let Some(conn) = self.devices.get(pair.sender).map(|d| d.conn) else { return };
+        let conn = self.devices.get(pair.sender).conn;
         let mut p = Pending { intended: intended_ns, writes: 0, in_replay: false };
         if driver.is_up(conn) && self.write_send(driver, local, conn, n, intended_ns) {
             p.writes = 1;
@@ -579,19 +543,19 @@ mod tests {
         let mut reply = String::new();
         t.pairs[0].outbox.insert(0, Pending { intended: 10, writes: 1, in_replay: false });
         t.on_text(0, &f(r#"{"type":"sent","id":"lgt.0.10","msg":"500","duplicate":false}"#), 20, &mut reply);
-        assert_eq!(t.devices[0].cursor, 0, "a sent id is not an event");
+        assert_eq!(t.devices.get(0).cursor(), 0, "a sent id is not an event");
         t.on_text(
             0,
             &f(r#"{"type":"receipt","event":"510","status":"delivered","by":"2","peer":"2","ids":["500"],"at":1}"#),
             30,
             &mut reply,
         );
-        assert_eq!(t.devices[0].cursor, 510);
+        assert_eq!(t.devices.get(0).cursor(), 510);
         assert_eq!(t.stats.common.receipts, 1);
         t.on_synced(0, Some(600), 40, &mut reply);
-        assert_eq!(t.devices[0].cursor, 600);
+        assert_eq!(t.devices.get(0).cursor(), 600);
         t.on_synced(0, Some(550), 40, &mut reply);
-        assert_eq!(t.devices[0].cursor, 600, "never backwards");
+        assert_eq!(t.devices.get(0).cursor(), 600, "never backwards");
     }
 
     #[test]
@@ -604,15 +568,13 @@ mod tests {
         t.on_text(1, &f(&msg(500, 0, 0)), 1_000, &mut reply);
         assert_eq!(reply, r#"{"type":"delivered","peer":"1","ids":["500"]}"#);
         reply.clear();
-        assert_eq!(t.devices[1].cursor, 500);
+        assert_eq!(t.devices.get(1).cursor(), 500);
         // Cut off: the replay from cursor 500 brings 501; a (buggy) replay of 500 is a duplicate.
-        t.devices[1].lifetime = 2;
-        t.devices[1].sync_after = 500;
-        t.devices[1].catching_up = Some(1_500);
+        t.devices.get_mut(1).simulate_reconnect(1_500);
         assert!(t.on_replay(1, &f(&msg(501, 1, 10)), 2_000, &mut reply));
         assert!(t.on_replay(1, &f(&msg(500, 0, 0)), 2_000, &mut reply));
         assert!(reply.is_empty(), "replayed messages are acked in a batch after synced");
-        assert_eq!(t.devices[1].pending_acks, [501, 500]);
+        assert_eq!(t.devices.get(1).more.pending_acks, [501, 500]);
         t.on_synced(1, Some(501), 3_000, &mut reply);
         assert_eq!(t.to_flush, [1]);
         let s = t.finish();
@@ -632,7 +594,7 @@ mod tests {
         t.pairs[0].outbox.insert(1, Pending { intended: 20, writes: 2, in_replay: false });
         t.pairs[0].outbox.insert(2, Pending { intended: 30, writes: 1, in_replay: false });
         // The sender's replay shows message 0 was stored.
-        t.devices[0].lifetime = 2;
+        t.devices.get_mut(0).simulate_reconnect(1);
         assert!(t.on_replay(
             0,
             &f(r#"{"type":"message","event":"500","msg":"500","from":"1","to":"2","kind":"text","cid":"lgt.0.10","body":"x"}"#),
