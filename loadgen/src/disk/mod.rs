@@ -32,25 +32,30 @@
 //! behind however the probe ends. It is cut back to empty every 64 MiB; the
 //! sync right after a cut (the filesystem may discard the freed blocks in
 //! it) is left out of the figures.
+//!
+//! Why a folder of its own and still a `loadgen` subcommand: it opens no
+//! connection and shares nothing with the WebSocket side (`conn`,
+//! `scenarios`, `procs`), but it reports the way every scenario does
+//! (`--json`, `--hist`, `--check`, the printed table, all from `report`),
+//! and `scripts/bench.sh` runs it between scenarios with the same binary.
+//! The sync loop (the only I/O, [`sync_loop`]) and the floor arithmetic
+//! (no I/O, unit-tested, [`floor`]) are apart.
 
-use std::{
-    fs::{File, OpenOptions},
-    io::Write as _,
-    os::unix::fs::FileExt as _,
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+mod floor;
+mod sync_loop;
+
+use std::{fs::OpenOptions, path::Path};
 
 use anyhow::Context as _;
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use self::{
+    floor::{excess, floor_us},
+    sync_loop::{probe, scratch_path},
+};
+
 use crate::{
-    cli::DiskArgs,
-    report::check::Figures,
-    report::outputs::Outputs,
-    report::stats::{Latency, Summary},
-    report::summary::Table,
+    cli::DiskArgs, report::check::Figures, report::outputs::Outputs, report::stats::Summary, report::summary::Table,
 };
 
 /// What `--check` and `--hist` can name.
@@ -135,94 +140,6 @@ pub(crate) fn run(args: DiskArgs) -> anyhow::Result<bool> {
     outputs.finish(&report, &[("sync", &probed.latency)], true)
 }
 
-/// A file name in `dir` no other probe uses at the same time.
-fn scratch_path(dir: &Path) -> PathBuf {
-    dir.join(format!(".loadgen-disk-probe.{}", std::process::id()))
-}
-
-/// What the sync loop saw.
-struct Probed {
-    wall: Duration,
-    /// Every sync's time but those right after a cut (microseconds).
-    latency: Latency,
-    rolls: u64,
-}
-
-/// Append and sync until the duration is over (at least one sync).
-fn probe(file: &File, args: &DiskArgs) -> anyhow::Result<Probed> {
-    let block = vec![0x5a_u8; args.bytes];
-    let mut p = Probed { wall: Duration::ZERO, latency: Latency::new(), rolls: 0 };
-    let mut window = Latency::new();
-    let mut offset = 0u64;
-    let started = Instant::now();
-    let mut next_line = started + Duration::from_secs(1);
-    loop {
-        // Cutting the file back frees its blocks, which the filesystem may
-        // discard in the next sync: that sync measures the probe's own
-        // doing, not the disk's, and is left out. Its time still counts as
-        // wall time without a stall, which can only lower the floor.
-        let after_cut = offset + block.len() as u64 > ROLL_BYTES;
-        if after_cut {
-            file.set_len(0).context("cutting the scratch file back")?;
-            offset = 0;
-            p.rolls += 1;
-        }
-        file.write_all_at(&block, offset).context("writing the scratch file")?;
-        offset += block.len() as u64;
-        let t = Instant::now();
-        file.sync_data().context("fdatasync of the scratch file")?;
-        let ns = t.elapsed().as_nanos() as u64;
-        if !after_cut {
-            p.latency.record_ns(ns);
-            window.record_ns(ns);
-        }
-        let now = Instant::now();
-        if !args.report.quiet && now >= next_line {
-            let s = window.summary();
-            eprintln!(
-                "disk: {:>5.1}s  {} syncs since the last line, p99 {:.2} ms, longest {:.1} ms",
-                started.elapsed().as_secs_f64(),
-                s.count,
-                s.p99_ms,
-                s.max_ms
-            );
-            let _ = std::io::stderr().flush();
-            window.reset();
-            next_line = now + Duration::from_secs(1);
-        }
-        if now.duration_since(started) >= args.duration.0 && p.latency.count() > 0 {
-            break;
-        }
-    }
-    p.wall = started.elapsed();
-    Ok(p)
-}
-
-/// Σ max(0, d − x) over the syncs, in µs: the time in which a sync still
-/// had more than `x` to run. Each sync counts at the low end of its
-/// histogram bucket (within 0.1%), so this never overstates.
-fn excess(h: &Histogram<u64>, x: u64) -> u64 {
-    h.iter_recorded().map(|v| h.lowest_equivalent(v.value_iterated_to()).saturating_sub(x) * v.count_at_value()).sum()
-}
-
-/// The smallest latency `x` (µs) such that at most `share` of the wall time
-/// has a sync with more than `x` still to run: writes arriving at random
-/// moments miss `x` at least that often because of the disk alone.
-fn floor_us(h: &Histogram<u64>, wall_us: u64, share: f64) -> u64 {
-    let allowed = (share * wall_us as f64) as u64;
-    let (mut lo, mut hi) = (0u64, if h.is_empty() { 0 } else { h.max() });
-    // `excess` falls as `x` rises; find the first `x` within the allowance.
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if excess(h, mid) <= allowed {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    lo
-}
-
 fn print_summary(r: &DiskReport<'_>, path: &Path) {
     let mut t = Table::default();
     t.section("disk");
@@ -237,44 +154,4 @@ fn print_summary(r: &DiskReport<'_>, path: &Path) {
     t.row("p99 floor", format!("{:.2} ms", r.floor_p99_ms));
     t.row("p99.9 floor", format!("{:.2} ms", r.floor_p999_ms));
     t.print();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hist(micros: &[u64]) -> Latency {
-        let mut l = Latency::new();
-        for &us in micros {
-            l.record_ns(us * 1000);
-        }
-        l
-    }
-
-    #[test]
-    fn excess_counts_only_the_part_over_the_target() {
-        // 25 ms counts as the low end of its bucket, within 0.1% of it.
-        let e = excess(hist(&[100, 5_000, 25_000]).histogram(), 5_000);
-        assert!((19_975..=20_000).contains(&e), "{e}");
-        assert_eq!(excess(hist(&[100, 200]).histogram(), 5_000), 0);
-    }
-
-    #[test]
-    fn floor_is_the_latency_one_percent_of_the_time_cannot_beat() {
-        // One second of 100 µs syncs and one 100 ms stall: 10% of the wall
-        // time is inside the stall. 1% of arrivals land in its first 10 ms
-        // (90 ms or more before its end), 0.1% in its first 1 ms.
-        let mut micros = vec![100u64; 9_000];
-        micros.push(100_000);
-        let wall = 1_000_000;
-        let l = hist(&micros);
-        let near = |got: u64, want: u64| got.abs_diff(want) <= want / 500;
-        let (p99, p999) = (floor_us(l.histogram(), wall, 0.01), floor_us(l.histogram(), wall, 0.001));
-        assert!(near(p99, 90_000), "{p99}");
-        assert!(near(p999, 99_000), "{p999}");
-        // Without the stall the disk is still busy 90% of the time with
-        // 100 µs syncs, so the floor is just under one of them.
-        assert_eq!(floor_us(hist(&[100u64; 9_000]).histogram(), wall, 0.01), 99);
-        assert_eq!(floor_us(Latency::new().histogram(), wall, 0.01), 0);
-    }
 }
