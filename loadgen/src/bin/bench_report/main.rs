@@ -6,6 +6,10 @@
 //! session, and puts both systems side by side with their ratio. It
 //! computes nothing the load generator did not measure; where a run is
 //! missing, the table says so instead of guessing.
+//!
+//! It is a binary of the load generator's crate, not of `benches/`,
+//! because what it parses is the load generator's output: its `--json`
+//! keys and `.hgrm` files change with the load generator, in one crate.
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +18,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-#[path = "bench_report/disk.rs"]
 mod disk;
 
 use anyhow::Context as _;
