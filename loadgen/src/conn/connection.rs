@@ -20,12 +20,15 @@ use chatgw_protocol::{client, MessageId, MAX_PAGE};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    conn::event::ServerFrame,
-    conn::net,
-    conn::upgrade,
-    conn::ws::{self, Opcode, Xorshift},
-    report::shared::Live,
-    report::stats::{Latency, Merge, Reasons},
+    conn::{
+        event::ServerFrame,
+        net, upgrade,
+        ws::{self, Opcode, Xorshift},
+    },
+    report::{
+        shared::Live,
+        stats::{Latency, Merge, Reasons},
+    },
 };
 
 /// Largest server frame accepted (a sync page of big messages is large).

@@ -20,9 +20,11 @@ use std::{collections::VecDeque, io, net::IpAddr, sync::Arc, time::Duration};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::{
-    conn::connection::{Conn, ConnStats, Cx, End, Handler, Phase},
-    conn::net::{self, Target},
-    conn::token::Minter,
+    conn::{
+        connection::{Conn, ConnStats, Cx, End, Handler, Phase},
+        net::{self, Target},
+        token::Minter,
+    },
     report::shared::{Clock, Live},
 };
 

@@ -55,7 +55,8 @@ use self::{
 };
 
 use crate::{
-    cli::DiskArgs, report::check::Figures, report::outputs::Outputs, report::stats::Summary, report::summary::Table,
+    cli::DiskArgs,
+    report::{check::Figures, outputs::Outputs, stats::Summary, summary::Table},
 };
 
 /// What `--check` and `--hist` can name.

@@ -14,11 +14,12 @@ use std::{sync::Arc, time::Duration};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    procs::parent::Procs,
-    procs::relay,
+    procs::{parent::Procs, relay},
     report::shared::{Coord, Live, Snapshot},
-    scenarios::ctx::{Role, RunCtx},
-    scenarios::run::Workers,
+    scenarios::{
+        ctx::{Role, RunCtx},
+        run::Workers,
+    },
 };
 
 /// The workers of a run, each returning an `R` per thread.

@@ -18,8 +18,10 @@ use anyhow::Context as _;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    procs::fleet::Fleet,
-    procs::relay::{Order, WorkerLine},
+    procs::{
+        fleet::Fleet,
+        relay::{Order, WorkerLine},
+    },
     report::shared::Snapshot,
     scenarios::ctx::RunCtx,
 };

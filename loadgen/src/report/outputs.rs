@@ -13,10 +13,12 @@ use serde::Serialize;
 
 use crate::{
     cli::ReportArgs,
-    report::check::{self, Condition, Figures},
-    report::hgrm,
-    report::stats::Latency,
-    report::summary,
+    report::{
+        check::{self, Condition, Figures},
+        hgrm,
+        stats::Latency,
+        summary,
+    },
 };
 
 /// The parsed `--json`, `--hist` and `--check` of one run.

@@ -22,16 +22,22 @@ use serde::Serialize;
 
 use crate::{
     cli::ConnectArgs,
-    conn::connection::ConnStats,
-    conn::driver::{Driver, Ignore},
-    conn::ramp::Ramp,
-    report::check::Figures,
-    report::outputs::Outputs,
-    report::probe,
-    report::stats::{Reasons, Summary},
-    report::summary::{self, Table},
-    scenarios::ctx::{Role, RunCtx},
-    scenarios::scenario::{safety_timeout, Conductor, Worker, CLOSE_GRACE},
+    conn::{
+        connection::ConnStats,
+        driver::{Driver, Ignore},
+        ramp::Ramp,
+    },
+    report::{
+        check::Figures,
+        outputs::Outputs,
+        probe,
+        stats::{Reasons, Summary},
+        summary::{self, Table},
+    },
+    scenarios::{
+        ctx::{Role, RunCtx},
+        scenario::{safety_timeout, Conductor, Worker, CLOSE_GRACE},
+    },
 };
 
 /// What `--check` and `--hist` can name.

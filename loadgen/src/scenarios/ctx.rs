@@ -13,8 +13,10 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use crate::{
     cli::CommonArgs,
-    conn::limits,
-    conn::net::{self, Target},
+    conn::{
+        limits,
+        net::{self, Target},
+    },
     procs::share::Share,
     report::shared::{Clock, Coord, Live},
 };

@@ -30,20 +30,22 @@ use serde::Serialize;
 
 use crate::{
     cli::{GroupArgs, Pick},
-    conn::connection::ConnStats,
-    conn::driver::Driver,
-    conn::ramp::Ramp,
-    report::check::Figures,
-    report::cpu::CpuFigures,
-    report::outputs::Outputs,
-    report::probe,
-    report::stats::{Reasons, Summary},
-    report::summary::Table,
-    scenarios::ctx::RunCtx,
-    scenarios::group_traffic::{GroupStats, GroupTraffic},
-    scenarios::messages,
-    scenarios::scenario::{safety_timeout, Conductor, ConnFigures, LoadPlan, Worker},
-    scenarios::schedule::splitmix,
+    conn::{connection::ConnStats, driver::Driver, ramp::Ramp},
+    report::{
+        check::Figures,
+        cpu::CpuFigures,
+        outputs::Outputs,
+        probe,
+        stats::{Reasons, Summary},
+        summary::Table,
+    },
+    scenarios::{
+        ctx::RunCtx,
+        group_traffic::{GroupStats, GroupTraffic},
+        messages,
+        scenario::{safety_timeout, Conductor, ConnFigures, LoadPlan, Worker},
+        schedule::splitmix,
+    },
 };
 
 /// Highest frames per second per connection this tool allows.

@@ -22,13 +22,19 @@ use chatgw_protocol::{client, GroupChange, GroupId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    conn::connection::Handler,
-    conn::driver::Driver,
-    conn::event::{parse_id, ServerFrame},
-    report::shared::Live,
-    report::stats::{Latency, Merge, Reasons},
-    scenarios::messages::{self, MsgStats, Roles},
-    scenarios::scenario::Load,
+    conn::{
+        connection::Handler,
+        driver::Driver,
+        event::{parse_id, ServerFrame},
+    },
+    report::{
+        shared::Live,
+        stats::{Latency, Merge, Reasons},
+    },
+    scenarios::{
+        messages::{self, MsgStats, Roles},
+        scenario::Load,
+    },
 };
 
 /// Most users one `create_group` or `add_members` may list.

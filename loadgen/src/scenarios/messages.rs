@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     conn::event::{parse_id, ServerFrame, Str},
-    report::shared::Live,
-    report::stats::{Latency, Merge, Reasons},
+    report::{
+        shared::Live,
+        stats::{Latency, Merge, Reasons},
+    },
 };
 
 /// `<tag>.<n>.<intended ns>` -> (n, intended ns), if the id is this run's.

@@ -23,19 +23,21 @@ use serde::Serialize;
 
 use crate::{
     cli::{CommonArgs, LoadArgs, OneToOneArgs, PairsArgs},
-    conn::connection::ConnStats,
-    conn::driver::Driver,
-    conn::ramp::Ramp,
-    report::check::Figures,
-    report::cpu::CpuFigures,
-    report::outputs::Outputs,
-    report::stats::{Reasons, Summary},
-    report::summary::Table,
-    scenarios::ctx::RunCtx,
-    scenarios::messages::{self, MsgStats},
-    scenarios::scenario::{safety_timeout, Conductor, ConnFigures, Load, LoadPlan, Worker},
-    scenarios::schedule::sender_of,
-    scenarios::traffic::Traffic,
+    conn::{connection::ConnStats, driver::Driver, ramp::Ramp},
+    report::{
+        check::Figures,
+        cpu::CpuFigures,
+        outputs::Outputs,
+        stats::{Reasons, Summary},
+        summary::Table,
+    },
+    scenarios::{
+        ctx::RunCtx,
+        messages::{self, MsgStats},
+        scenario::{safety_timeout, Conductor, ConnFigures, Load, LoadPlan, Worker},
+        schedule::sender_of,
+        traffic::Traffic,
+    },
 };
 
 /// What `--check` and `--hist` can name.

@@ -19,20 +19,24 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     cli::{CommonArgs, LoadArgs},
-    conn::connection::{ConnStats, Handler},
-    conn::driver::{Driver, DriverConfig},
-    conn::ramp::Ramp,
-    conn::token::Minter,
-    procs::fleet::{self, Fleet, Started},
-    procs::share::Share,
-    report::cpu::{CpuFigures, CpuProbe, CpuSample},
-    report::progress::Progress,
-    report::shared::{ns, Clock, Coord, Live, Snapshot},
-    report::stats::{merge_all, Merge, Reasons, Summary},
-    report::summary::Table,
-    scenarios::ctx::RunCtx,
-    scenarios::run::watch_until,
-    scenarios::schedule::Schedule,
+    conn::{
+        connection::{ConnStats, Handler},
+        driver::{Driver, DriverConfig},
+        ramp::Ramp,
+        token::Minter,
+    },
+    procs::{
+        fleet::{self, Fleet, Started},
+        share::Share,
+    },
+    report::{
+        cpu::{CpuFigures, CpuProbe, CpuSample},
+        progress::Progress,
+        shared::{ns, Clock, Coord, Live, Snapshot},
+        stats::{merge_all, Merge, Reasons, Summary},
+        summary::Table,
+    },
+    scenarios::{ctx::RunCtx, run::watch_until, schedule::Schedule},
 };
 
 /// Time allowed for close handshakes at the end.

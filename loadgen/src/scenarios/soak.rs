@@ -25,16 +25,20 @@ use serde::Serialize;
 use crate::{
     cli::SoakArgs,
     conn::driver::Driver,
-    report::check::Figures,
-    report::outputs::Outputs,
-    report::stats::{Reasons, Summary},
-    report::summary::Table,
-    scenarios::ctx::RunCtx,
-    scenarios::scenario::{nanos, Worker, CLOSE_GRACE, GO_DELAY_NS, IDLE_POLL},
-    scenarios::schedule::Schedule,
-    scenarios::soak_ledger::Verdict,
-    scenarios::soak_plan::Topology,
-    scenarios::soak_traffic::{SoakStats, SoakTraffic},
+    report::{
+        check::Figures,
+        outputs::Outputs,
+        stats::{Reasons, Summary},
+        summary::Table,
+    },
+    scenarios::{
+        ctx::RunCtx,
+        scenario::{nanos, Worker, CLOSE_GRACE, GO_DELAY_NS, IDLE_POLL},
+        schedule::Schedule,
+        soak_ledger::Verdict,
+        soak_plan::Topology,
+        soak_traffic::{SoakStats, SoakTraffic},
+    },
 };
 
 /// What `--check` and `--hist` can name.

@@ -8,7 +8,7 @@
 //! the open-loop schedule goes to a conversation and from a device chosen
 //! by a fixed hash of `n`; every `GROUP_EVERY`-th message goes to a group.
 
-use crate::{scenarios::schedule::splitmix, scenarios::soak_ledger::Conv};
+use crate::scenarios::{schedule::splitmix, soak_ledger::Conv};
 
 /// One message in this many goes to a group (when there are groups).
 const GROUP_EVERY: u64 = 4;

@@ -23,14 +23,18 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    conn::connection::Handler,
-    conn::driver::Driver,
-    conn::event::{parse_id, ServerFrame},
+    conn::{
+        connection::Handler,
+        driver::Driver,
+        event::{parse_id, ServerFrame},
+    },
     report::stats::{Latency, Reasons},
-    scenarios::device::Devices,
-    scenarios::messages,
-    scenarios::soak_ledger::{Conv, SoakLedger},
-    scenarios::soak_plan::Topology,
+    scenarios::{
+        device::Devices,
+        messages,
+        soak_ledger::{Conv, SoakLedger},
+        soak_plan::Topology,
+    },
 };
 
 /// An unanswered write is repeated after this long (ns).

@@ -21,15 +21,19 @@ use serde::Serialize;
 use crate::{
     cli::StormArgs,
     conn::connection::ConnStats,
-    report::check::Figures,
-    report::cpu::CpuFigures,
-    report::outputs::Outputs,
-    report::stats::{Reasons, Summary},
-    report::summary::Table,
-    scenarios::ctx::RunCtx,
-    scenarios::one_to_one::PairPlan,
-    scenarios::scenario::{nanos, safety_timeout, Conductor, Worker},
-    scenarios::storm_traffic::{drop_selection, CutPlan, StormStats, StormTraffic},
+    report::{
+        check::Figures,
+        cpu::CpuFigures,
+        outputs::Outputs,
+        stats::{Reasons, Summary},
+        summary::Table,
+    },
+    scenarios::{
+        ctx::RunCtx,
+        one_to_one::PairPlan,
+        scenario::{nanos, safety_timeout, Conductor, Worker},
+        storm_traffic::{drop_selection, CutPlan, StormStats, StormTraffic},
+    },
 };
 
 /// What `--check` and `--hist` can name.

@@ -26,16 +26,22 @@ use std::{collections::BTreeMap, sync::Arc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    conn::connection::Handler,
-    conn::driver::Driver,
-    conn::event::{parse_id, ServerFrame},
-    report::shared::Live,
-    report::stats::{Latency, Merge},
-    scenarios::device::{Devices, End},
-    scenarios::messages::{self, Ledger, MsgStats},
-    scenarios::one_to_one::PairLoad,
-    scenarios::scenario::Load,
-    scenarios::schedule::splitmix,
+    conn::{
+        connection::Handler,
+        driver::Driver,
+        event::{parse_id, ServerFrame},
+    },
+    report::{
+        shared::Live,
+        stats::{Latency, Merge},
+    },
+    scenarios::{
+        device::{Devices, End},
+        messages::{self, Ledger, MsgStats},
+        one_to_one::PairLoad,
+        scenario::Load,
+        schedule::splitmix,
+    },
 };
 
 /// Most ids in one `delivered` frame.

@@ -20,13 +20,17 @@
 use std::sync::Arc;
 
 use crate::{
-    conn::connection::Handler,
-    conn::driver::Driver,
-    conn::event::{parse_id, ServerFrame},
+    conn::{
+        connection::Handler,
+        driver::Driver,
+        event::{parse_id, ServerFrame},
+    },
     report::shared::Live,
-    scenarios::messages::{self, Ledger, MsgStats, Roles},
-    scenarios::one_to_one::PairLoad,
-    scenarios::scenario::Load,
+    scenarios::{
+        messages::{self, Ledger, MsgStats, Roles},
+        one_to_one::PairLoad,
+        scenario::Load,
+    },
 };
 
 #[derive(Default)]
