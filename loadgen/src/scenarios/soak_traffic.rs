@@ -18,7 +18,7 @@
 //! marks and receipt events are written, and checked by `chatgw check`,
 //! through the kills too).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,7 @@ use crate::{
     scenarios::{
         device::Devices,
         messages,
+        outbox::{Outbox, Write},
         soak_ledger::{Conv, SoakLedger},
         soak_plan::Topology,
     },
@@ -82,15 +83,11 @@ struct Finale {
     synced: bool,
 }
 
-/// A message of an outbox.
-struct Pending {
+/// Where a message of the outbox goes, and from which device.
+struct Route {
     device: usize,
     conv: Conv,
     to: Option<u64>,
-    intended: u64,
-    /// When it was last written (None: not since the device came up).
-    written_at: Option<u64>,
-    writes: u32,
 }
 
 /// The devices, their outboxes, and the ledger; the [`Handler`] of every connection.
@@ -100,8 +97,8 @@ pub(crate) struct SoakTraffic {
     topo: Topology,
     /// Indexed as the topology numbers devices (opened in that order).
     devices: Devices<Finale>,
-    /// Message number -> its pending send.
-    outbox: BTreeMap<u64, Pending>,
+    /// Every device's unanswered messages.
+    outbox: Outbox<Route>,
     /// Message number -> the message id of its first `sent`.
     acked_ids: HashMap<u64, u64>,
     /// Group index -> the gateway's group id, once created.
@@ -126,7 +123,7 @@ impl SoakTraffic {
             body: chatgw_protocol::client::body_literal(&"x".repeat(body_bytes)),
             topo,
             devices: Devices::default(),
-            outbox: BTreeMap::new(),
+            outbox: Outbox::default(),
             acked_ids: HashMap::new(),
             group_ids: vec![None; groups],
             group_asked: vec![None; groups],
@@ -168,15 +165,15 @@ impl SoakTraffic {
     pub(crate) fn due(&mut self, driver: &mut Driver, n: u64, intended: u64, now: u64) {
         self.stats.scheduled += 1;
         let (conv, device, to) = self.topo.route(n);
-        self.outbox.insert(n, Pending { device, conv, to, intended, written_at: None, writes: 0 });
+        self.outbox.due(n, intended, Route { device, conv, to });
         self.write(driver, n, now);
     }
 
     /// Write message `n` if its device is up and its conversation exists.
     fn write(&mut self, driver: &mut Driver, n: u64, now: u64) {
-        let Some(p) = self.outbox.get(&n) else { return };
-        let conn = self.devices.get(p.device).conn;
-        let target = match (p.conv, p.to) {
+        let Some(p) = self.outbox.get(n) else { return };
+        let conn = self.devices.get(p.more.device).conn;
+        let target = match (p.more.conv, p.more.to) {
             (_, Some(user)) => messages::peer(user),
             (Conv::Group(g), None) => match self.group_ids.get(g as usize).copied().flatten() {
                 Some(id) => messages::group(id),
@@ -190,14 +187,10 @@ impl SoakTraffic {
         self.text.clear();
         messages::write_send(&mut self.text, &self.tag, (n, p.intended), target, &self.body);
         if driver.send_text(conn, &self.text) {
-            if let Some(p) = self.outbox.get_mut(&n) {
-                if p.writes == 0 {
-                    self.stats.written += 1;
-                } else {
-                    self.stats.resent += 1;
-                }
-                p.writes += 1;
-                p.written_at = Some(now);
+            match self.outbox.wrote(n, now) {
+                Some(Write::First) => self.stats.written += 1,
+                Some(Write::Again) => self.stats.resent += 1,
+                None => {}
             }
         }
     }
@@ -210,13 +203,7 @@ impl SoakTraffic {
             self.reconnected(d);
         }
         self.create_groups(driver, now);
-        let due: Vec<u64> = self
-            .outbox
-            .iter()
-            .filter(|(_, p)| p.written_at.is_none_or(|at| now.saturating_sub(at) >= RESEND_AFTER_NS))
-            .map(|(&n, _)| n)
-            .collect();
-        for n in due {
+        for n in self.outbox.to_write(now, RESEND_AFTER_NS) {
             self.write(driver, n, now);
         }
     }
@@ -256,11 +243,7 @@ impl SoakTraffic {
     /// old one, so they are written again once it is up.
     fn reconnected(&mut self, d: usize) {
         self.stats.reconnects += 1;
-        for p in self.outbox.values_mut().filter(|p| p.device == d) {
-            if p.written_at.take().is_some() {
-                self.stats.unacked_at_drop += 1;
-            }
-        }
+        self.stats.unacked_at_drop += self.outbox.connection_lost(|r| r.device == d);
     }
 
     /// Bring every device to the present: drop its connection and open a
@@ -300,8 +283,8 @@ impl SoakTraffic {
             return;
         }
         self.acked_ids.insert(n, msg);
-        if let Some(p) = self.outbox.remove(&n) {
-            self.ledger.ack(msg, p.conv, p.device);
+        if let Some(p) = self.outbox.answered(n) {
+            self.ledger.ack(msg, p.more.conv, p.more.device);
             self.stats.to_ack.record_ns(now.saturating_sub(intended));
         }
     }

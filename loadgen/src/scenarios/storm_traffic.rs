@@ -21,7 +21,7 @@
 //! the intended time as elsewhere, and for each reconnection close ->
 //! `welcome` (reconnected) and close -> `synced` (caught up).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,7 @@ use crate::{
         device::{Devices, End},
         messages::{self, Ledger, MsgStats},
         one_to_one::PairLoad,
+        outbox::{Outbox, Write},
         scenario::Load,
         schedule::splitmix,
     },
@@ -146,21 +147,13 @@ struct Role {
     pending_acks: Vec<u64>,
 }
 
-/// A message without a `sent` ack yet.
-struct Pending {
-    intended: u64,
-    /// Times written (0: due while the sender was down).
-    writes: u32,
-    /// Seen as the sender's own message in a replay.
-    in_replay: bool,
-}
-
 #[derive(Default)]
 struct Pair {
     sender: usize,
     recipient_user: u64,
-    /// Message number -> pending send, in order.
-    outbox: BTreeMap<u64, Pending>,
+    /// The sender's unanswered messages, each marked once it was seen as
+    /// the sender's own in a replay.
+    outbox: Outbox<bool>,
     /// Acked, received (by the recipient device) and receipted messages.
     ledger: Ledger,
 }
@@ -272,19 +265,15 @@ impl StormTraffic {
                 continue;
             }
             if sender {
-                let due: Vec<(u64, u64, u32)> =
-                    self.pairs[pair].outbox.iter().map(|(&n, p)| (n, p.intended, p.writes)).collect();
-                for (n, intended, writes) in due {
+                for n in self.pairs[pair].outbox.numbers() {
+                    let Some(intended) = self.pairs[pair].outbox.get(n).map(|p| p.intended) else { continue };
                     if !self.write_send(driver, pair, conn, n, intended) {
                         break;
                     }
-                    if writes == 0 {
-                        self.stats.common.record_send(&self.live, intended, now_ns);
-                    } else {
-                        self.stats.resent += 1;
-                    }
-                    if let Some(p) = self.pairs[pair].outbox.get_mut(&n) {
-                        p.writes += 1;
+                    match self.pairs[pair].outbox.wrote(n, now_ns) {
+                        Some(Write::First) => self.stats.common.record_send(&self.live, intended, now_ns),
+                        Some(Write::Again) => self.stats.resent += 1,
+                        None => {}
                     }
                 }
             } else {
@@ -313,7 +302,7 @@ impl StormTraffic {
             return;
         };
         let pair = &mut self.pairs[self.devices.get(d).more.pair];
-        let Some(p) = pair.outbox.remove(&n) else {
+        let Some(p) = pair.outbox.answered(n) else {
             // A second answer (the first write's and the resend's): nothing new.
             return;
         };
@@ -324,7 +313,7 @@ impl StormTraffic {
             (false, true) => self.stats.common.duplicate_acks += 1,
             (false, false) => {}
         }
-        if p.in_replay {
+        if p.more {
             self.stats.own_in_replay += 1;
         }
         self.stats.common.record_ack(&self.live, intended, now_ns);
@@ -349,8 +338,8 @@ impl StormTraffic {
         if dev.more.sender {
             // The sender's own message, replayed: proof it was stored.
             if from == dev.user {
-                if let Some(p) = self.pairs[dev.more.pair].outbox.get_mut(&n) {
-                    p.in_replay = true;
+                if let Some(p) = self.pairs[dev.more.pair].outbox.get_mut(n) {
+                    p.more = true;
                 }
             } else {
                 self.stats.common.foreign += 1;
@@ -457,15 +446,14 @@ impl PairLoad for StormTraffic {
         self.stats.common.scheduled += 1;
         let Some(pair) = self.pairs.get(local) else { return };
         let conn = self.devices.get(pair.sender).conn;
-        let mut p = Pending { intended: intended_ns, writes: 0, in_replay: false };
-        if driver.is_up(conn) && self.write_send(driver, local, conn, n, intended_ns) {
-            p.writes = 1;
+        let written = driver.is_up(conn) && self.write_send(driver, local, conn, n, intended_ns);
+        let Some(pair) = self.pairs.get_mut(local) else { return };
+        pair.outbox.due(n, intended_ns, false);
+        if written {
+            pair.outbox.wrote(n, now_ns);
             self.stats.common.record_send(&self.live, intended_ns, now_ns);
         } else {
             self.stats.queued_while_down += 1;
-        }
-        if let Some(pair) = self.pairs.get_mut(local) {
-            pair.outbox.insert(n, p);
         }
     }
 }
@@ -527,6 +515,14 @@ mod tests {
         t
     }
 
+    /// Message `n` of pair 0, intended at `intended`, written `writes` times.
+    fn unanswered(t: &mut StormTraffic, n: u64, intended: u64, writes: u32) {
+        t.pairs[0].outbox.due(n, intended, false);
+        for _ in 0..writes {
+            t.pairs[0].outbox.wrote(n, intended);
+        }
+    }
+
     fn msg(id: u64, n: u64, at: u64) -> String {
         format!(
             r#"{{"type":"message","event":"{id}","msg":"{id}","from":"1","to":"2","kind":"text","cid":"lgt.{n}.{at}","body":"x"}}"#
@@ -547,7 +543,7 @@ mod tests {
     fn cursors_follow_events_and_synced_but_not_sent() {
         let mut t = one_pair();
         let mut reply = String::new();
-        t.pairs[0].outbox.insert(0, Pending { intended: 10, writes: 1, in_replay: false });
+        unanswered(&mut t, 0, 10, 1);
         t.on_text(0, &f(r#"{"type":"sent","id":"lgt.0.10","msg":"500","duplicate":false}"#), 20, &mut reply);
         assert_eq!(t.devices.get(0).cursor(), 0, "a sent id is not an event");
         t.on_text(
@@ -596,9 +592,9 @@ mod tests {
     fn resent_messages_are_told_apart_by_the_duplicate_flag() {
         let mut t = one_pair();
         let mut reply = String::new();
-        t.pairs[0].outbox.insert(0, Pending { intended: 10, writes: 2, in_replay: false });
-        t.pairs[0].outbox.insert(1, Pending { intended: 20, writes: 2, in_replay: false });
-        t.pairs[0].outbox.insert(2, Pending { intended: 30, writes: 1, in_replay: false });
+        unanswered(&mut t, 0, 10, 2);
+        unanswered(&mut t, 1, 20, 2);
+        unanswered(&mut t, 2, 30, 1);
         // The sender's replay shows message 0 was stored.
         t.devices.get_mut(0).simulate_reconnect(1);
         assert!(t.on_replay(
