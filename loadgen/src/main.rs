@@ -21,6 +21,11 @@
 //! Every run is bounded: it stops by itself after its ramp, hold or
 //! duration and drain, closes its connections, and a `--timeout` safety net
 //! ends it regardless. It only ever connects to the address it is given.
+//!
+//! The sources are grouped by job: `conn` (sockets, upgrade, framing, the
+//! event loop), `scenarios` (what each subcommand does with its
+//! connections), `report` (figures and outputs), `procs` (`--procs`), and
+//! `disk`, which opens no connection at all.
 
 mod cli;
 mod conn;

@@ -4,9 +4,9 @@
 //! A scenario's conductor (its main thread) only ever waits for the workers
 //! to finish their setup, gives the go, aborts, reads progress counters and
 //! collects results; [`Fleet`] is exactly that. [`Local`] is this process's
-//! threads; [`Procs`](crate::procs::parent::Procs) is worker processes started with
+//! threads; [`Procs`] is worker processes started with
 //! `--procs`, each of which runs a `Local` and relays it
-//! ([`relay`](crate::procs::relay)). So every scenario gets `--procs` by writing
+//! ([`relay`]). So every scenario gets `--procs` by writing
 //! its conductor once against `Fleet`.
 
 use std::{sync::Arc, time::Duration};

@@ -5,7 +5,9 @@
 //! checks its arguments, runs the shared skeleton ([`scenario`]: set up,
 //! load, wind down, join) and prints its report, and, for the messaging
 //! ones, a `*_traffic` file with one thread's share of the traffic and the
-//! checks that nothing was lost or duplicated.
+//! checks that nothing was lost or duplicated. The reconnect storm and
+//! the soak are made of the same reconnecting [`device`] with its
+//! [`outbox`].
 
 pub(crate) mod connect;
 pub(crate) mod ctx;
