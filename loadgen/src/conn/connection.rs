@@ -27,7 +27,7 @@ use crate::{
     },
     report::{
         shared::Live,
-        stats::{Latency, Merge, Reasons},
+        stats::{merge_fields, Latency, Reasons},
     },
 };
 
@@ -133,21 +133,11 @@ pub(crate) struct ConnStats {
     pub(crate) reestablished: u64,
 }
 
-impl Merge for ConnStats {
-    fn merge(&mut self, o: &ConnStats) {
-        self.opened += o.opened;
-        self.established += o.established;
-        self.failed.merge(&o.failed);
-        self.dropped.merge(&o.dropped);
-        self.closed_clean += o.closed_clean;
-        self.handshake.merge(&o.handshake);
-        self.to_synced.merge(&o.to_synced);
-        self.replayed += o.replayed;
-        self.unparsed += o.unparsed;
-        self.killed += o.killed;
-        self.reestablished += o.reestablished;
-    }
-}
+merge_fields!(
+    ConnStats:
+    opened, established, failed, dropped, closed_clean, handshake, to_synced, replayed, unparsed,
+    killed, reestablished
+);
 
 /// What frame handling needs besides the connection itself.
 pub(crate) struct Cx<'a> {

@@ -31,6 +31,31 @@ pub(crate) trait Merge: Default {
     fn merge(&mut self, other: &Self);
 }
 
+/// A counter adds up.
+impl Merge for u64 {
+    fn merge(&mut self, other: &Self) {
+        *self += other;
+    }
+}
+
+/// `Merge` for a struct by merging each of its fields (counters add up,
+/// histograms and reasons merge), and keeping the highest of the fields
+/// listed after `max:`. Every field must be named: the struct pattern it
+/// expands to does not compile if one is left out, so a new figure cannot
+/// be forgotten in the merge.
+macro_rules! merge_fields {
+    ($ty:ty: $($field:ident),* $(; max: $($highest:ident),*)? $(,)?) => {
+        impl $crate::report::stats::Merge for $ty {
+            fn merge(&mut self, other: &Self) {
+                let Self { $($field,)* $($($highest,)*)? } = other;
+                $($crate::report::stats::Merge::merge(&mut self.$field, $field);)*
+                $($(self.$highest = self.$highest.max(*$highest);)*)?
+            }
+        }
+    };
+}
+pub(crate) use merge_fields;
+
 /// A thread's connection figures and its scenario's, merged side by side.
 impl<A: Merge, B: Merge> Merge for (A, B) {
     fn merge(&mut self, other: &Self) {
@@ -67,12 +92,6 @@ impl Latency {
     /// Record a latency given in nanoseconds.
     pub(crate) fn record_ns(&mut self, ns: u64) {
         self.0.saturating_record((ns / 1000).clamp(1, MAX_MICROS));
-    }
-
-    /// Add everything `other` recorded.
-    pub(crate) fn merge(&mut self, other: &Latency) {
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = self.0.add(&other.0);
     }
 
     /// Values recorded.
@@ -131,6 +150,14 @@ impl Latency {
     }
 }
 
+/// Everything `other` recorded, added.
+impl Merge for Latency {
+    fn merge(&mut self, other: &Latency) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+}
+
 impl Serialize for Latency {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_base64())
@@ -168,6 +195,15 @@ pub(crate) struct Summary {
 #[serde(transparent)]
 pub(crate) struct Reasons(BTreeMap<String, u64>);
 
+/// Everything `other` counted, added.
+impl Merge for Reasons {
+    fn merge(&mut self, other: &Reasons) {
+        for (k, v) in &other.0 {
+            *self.0.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+}
+
 impl Reasons {
     /// Count one occurrence of `reason`.
     pub(crate) fn add(&mut self, reason: &str) {
@@ -176,13 +212,6 @@ impl Reasons {
             None => {
                 self.0.insert(reason.to_owned(), 1);
             }
-        }
-    }
-
-    /// Add everything `other` counted.
-    pub(crate) fn merge(&mut self, other: &Reasons) {
-        for (k, v) in &other.0 {
-            *self.0.entry(k.clone()).or_insert(0) += v;
         }
     }
 
@@ -202,6 +231,27 @@ impl Reasons {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Default)]
+    struct Figures {
+        count: u64,
+        lat: Latency,
+        why: Reasons,
+        last: u64,
+    }
+    merge_fields!(Figures: count, lat, why; max: last);
+
+    #[test]
+    fn merge_fields_adds_counters_merges_the_rest_and_keeps_the_highest() {
+        let mut a = Figures { count: 2, last: 50, ..Figures::default() };
+        a.lat.record_ns(1_000_000);
+        a.why.add("x");
+        let mut b = Figures { count: 3, last: 40, ..Figures::default() };
+        b.lat.record_ns(2_000_000);
+        b.why.add("x");
+        a.merge(&b);
+        assert_eq!((a.count, a.lat.count(), a.why.total(), a.last), (5, 2, 2, 50));
+    }
 
     #[test]
     fn percentiles_and_merge() {

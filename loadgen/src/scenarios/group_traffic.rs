@@ -29,7 +29,7 @@ use crate::{
     },
     report::{
         shared::Live,
-        stats::{Latency, Merge, Reasons},
+        stats::{merge_fields, Latency, Reasons},
     },
     scenarios::{
         messages::{self, MsgStats, Roles},
@@ -71,22 +71,12 @@ pub(crate) struct GroupStats {
     pub(crate) to_receipt_all: Latency,
 }
 
-impl Merge for GroupStats {
-    fn merge(&mut self, o: &GroupStats) {
-        self.common.merge(&o.common);
-        self.groups_planned += o.groups_planned;
-        self.groups_created += o.groups_created;
-        self.group_errors.merge(&o.group_errors);
-        self.fanouts_complete += o.fanouts_complete;
-        self.acks_sent += o.acks_sent;
-        self.duplicate_receipt_items += o.duplicate_receipt_items;
-        self.receipt_frames += o.receipt_frames;
-        self.receipts_complete += o.receipts_complete;
-        self.system_messages += o.system_messages;
-        self.to_fanout.merge(&o.to_fanout);
-        self.to_receipt_all.merge(&o.to_receipt_all);
-    }
-}
+merge_fields!(
+    GroupStats:
+    common, groups_planned, groups_created, group_errors, fanouts_complete, acks_sent,
+    duplicate_receipt_items, receipt_frames, receipts_complete, system_messages, to_fanout,
+    to_receipt_all
+);
 
 /// One bit per member.
 #[derive(Clone, Debug, Default)]

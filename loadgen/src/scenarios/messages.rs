@@ -21,7 +21,7 @@ use crate::{
     conn::event::{parse_id, ServerFrame, Str},
     report::{
         shared::Live,
-        stats::{Latency, Merge, Reasons},
+        stats::{merge_fields, Latency, Reasons},
     },
 };
 
@@ -157,29 +157,12 @@ pub(crate) struct MsgStats {
     pub(crate) last_delivery_ns: u64,
 }
 
-impl Merge for MsgStats {
-    fn merge(&mut self, o: &MsgStats) {
-        self.scheduled += o.scheduled;
-        self.sent += o.sent;
-        self.skipped += o.skipped;
-        self.acked += o.acked;
-        self.duplicate_acks += o.duplicate_acks;
-        self.delivered += o.delivered;
-        self.duplicates += o.duplicates;
-        self.receipts += o.receipts;
-        self.lost += o.lost;
-        self.delivered_unacked += o.delivered_unacked;
-        self.missing_receipts += o.missing_receipts;
-        self.errors.merge(&o.errors);
-        self.refused_sends += o.refused_sends;
-        self.foreign += o.foreign;
-        self.send_lag.merge(&o.send_lag);
-        self.to_ack.merge(&o.to_ack);
-        self.to_delivery.merge(&o.to_delivery);
-        self.to_receipt.merge(&o.to_receipt);
-        self.last_delivery_ns = self.last_delivery_ns.max(o.last_delivery_ns);
-    }
-}
+merge_fields!(
+    MsgStats:
+    scheduled, sent, skipped, acked, duplicate_acks, delivered, duplicates, receipts, lost,
+    delivered_unacked, missing_receipts, errors, refused_sends, foreign, send_lag, to_ack,
+    to_delivery, to_receipt; max: last_delivery_ns
+);
 
 impl MsgStats {
     /// Nothing lost, duplicated, refused, left unsent, unacked or

@@ -33,7 +33,7 @@ use crate::{
     },
     report::{
         shared::Live,
-        stats::{Latency, Merge},
+        stats::{merge_fields, Latency},
     },
     scenarios::{
         device::{Devices, End},
@@ -92,26 +92,12 @@ pub(crate) struct StormStats {
     pub(crate) to_catch_up: Latency,
 }
 
-impl Merge for StormStats {
-    fn merge(&mut self, o: &StormStats) {
-        self.common.merge(&o.common);
-        self.queued_while_down += o.queued_while_down;
-        self.resent += o.resent;
-        self.resent_duplicate += o.resent_duplicate;
-        self.resent_new += o.resent_new;
-        self.own_in_replay += o.own_in_replay;
-        self.delivered_by_replay += o.delivered_by_replay;
-        self.duplicated_by_replay += o.duplicated_by_replay;
-        self.killed += o.killed;
-        self.unplanned_drops += o.unplanned_drops;
-        self.reconnected += o.reconnected;
-        self.reconnect_failures += o.reconnect_failures;
-        self.gave_up += o.gave_up;
-        self.replayed_frames += o.replayed_frames;
-        self.to_reconnect.merge(&o.to_reconnect);
-        self.to_catch_up.merge(&o.to_catch_up);
-    }
-}
+merge_fields!(
+    StormStats:
+    common, queued_while_down, resent, resent_duplicate, resent_new, own_in_replay,
+    delivered_by_replay, duplicated_by_replay, killed, unplanned_drops, reconnected,
+    reconnect_failures, gave_up, replayed_frames, to_reconnect, to_catch_up
+);
 
 /// The storm: `percent` of the run's `devices`, chosen by
 /// [`drop_selection`], are cut off `after_ns` after the go.
