@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     cli::{CommonArgs, LoadArgs, OneToOneArgs, PairsArgs},
@@ -28,13 +28,14 @@ use crate::{
         check::Figures,
         cpu::CpuFigures,
         outputs::Outputs,
-        stats::{Reasons, Summary},
+        shared::Live,
+        stats::{Merge, Reasons, Summary},
         summary::Table,
     },
     scenarios::{
         ctx::RunCtx,
-        messages::{self, MsgStats},
-        scenario::{safety_timeout, Conductor, ConnFigures, Load, LoadPlan, Worker},
+        messages,
+        scenario::{nanos, safety_timeout, Conductor, ConnFigures, Load, LoadPlan, Loaded, Setup, Worker},
         schedule::sender_of,
         traffic::Traffic,
     },
@@ -112,28 +113,13 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
     p.ensure_rate_per_pair()?;
     let outputs = Outputs::parse(&c.report, &FIGURES)?;
     let conns = 2 * p.pairs;
-    let ctx = RunCtx::new(c, p.pairs, 2)?;
-    let timeout = safety_timeout(c, conns, args.load.conn_rate, 1, p.duration.0 + args.load.drain.0);
-
-    let plan = PairPlan::new(p, c, &args.load);
-    let work = {
-        let worker = Worker::new(&ctx, c);
-        let body_bytes = args.load.body_bytes;
-        move |t: usize| {
-            let traffic = Traffic::new(worker.tag.clone(), body_bytes, Arc::clone(&worker.live));
-            worker.run(t, 0xFACE, traffic, |driver, traffic| plan.work(t, &worker, driver, traffic))
-        }
-    };
-    let Some(mut run) = Conductor::start(&ctx, c, timeout, (true, conns), work)? else {
+    let body_bytes = args.load.body_bytes;
+    let phases = [("load", nanos(p.duration.0))];
+    let traffic = move |tag, live| Traffic::new(tag, body_bytes, live);
+    let Some(run) = run_pairs((c, p, &args.load), (1, 0xFACE), &phases, traffic)? else {
         return Ok(true);
     };
-    let setup = run.set_up(|s| {
-        (s.failed > 0).then(|| format!("loadgen: {} connection(s) failed to come up; not sending", s.failed))
-    });
-    let loaded =
-        (!setup.aborted).then(|| run.load(&ctx.clock, &[("load", plan.load.duration_ns)], &args.load.gateway_pid));
-    let timed_out = run.wind_down();
-    let (conn_stats, m): (ConnStats, MsgStats) = run.join()?;
+    let PairRun { ctx, plan, setup, loaded, timed_out, conn_stats, stats: m } = run;
 
     let secs = p.duration.0.as_secs_f64().max(1e-9);
     let end_ns = loaded.as_ref().map_or(0, |l| l.go_ns + plan.load.duration_ns);
@@ -185,6 +171,57 @@ pub(crate) trait PairLoad: Load {
     /// Message `n` of the schedule, intended at `intended_ns`, is due from
     /// local pair `local`.
     fn send(&mut self, driver: &mut Driver, local: usize, n: u64, intended_ns: u64, now_ns: u64);
+}
+
+/// A run of pairs up to its merged figures.
+pub(crate) struct PairRun<S> {
+    pub(crate) ctx: RunCtx,
+    pub(crate) plan: PairPlan,
+    pub(crate) setup: Setup,
+    /// What the load saw (None: the setup failed and nothing was sent).
+    pub(crate) loaded: Option<Loaded>,
+    pub(crate) timed_out: bool,
+    pub(crate) conn_stats: ConnStats,
+    pub(crate) stats: S,
+}
+
+/// Run pairs as the command line asks, as `one-to-one` and
+/// `reconnect-storm` both do: `traffic` makes each thread's load from the
+/// run tag and the live counters, `handshakes` per connection bound the
+/// safety timeout, `seed` the drivers' randomness, and `phases` name the
+/// load windows. `None` in a worker process, whose part is then done.
+pub(crate) fn run_pairs<L, F>(
+    (c, p, load): (&CommonArgs, &PairsArgs, &LoadArgs),
+    (handshakes, seed): (u32, u64),
+    phases: &[(&str, u64)],
+    traffic: F,
+) -> anyhow::Result<Option<PairRun<L::Stats>>>
+where
+    L: PairLoad,
+    L::Stats: Merge + Serialize + DeserializeOwned + Send + 'static,
+    F: Fn(String, Arc<Live>) -> L + Send + Sync + 'static,
+{
+    let conns = 2 * p.pairs;
+    let ctx = RunCtx::new(c, p.pairs, 2)?;
+    let timeout = safety_timeout(c, conns, load.conn_rate, handshakes, p.duration.0 + load.drain.0);
+    let plan = PairPlan::new(p, c, load);
+    let work = {
+        let worker = Worker::new(&ctx, c);
+        move |t: usize| {
+            let traffic = traffic(worker.tag.clone(), Arc::clone(&worker.live));
+            worker.run(t, seed, traffic, |driver, traffic| plan.work(t, &worker, driver, traffic))
+        }
+    };
+    let Some(mut run) = Conductor::start(&ctx, c, timeout, (true, conns), work)? else {
+        return Ok(None);
+    };
+    let setup = run.set_up(|s| {
+        (s.failed > 0).then(|| format!("loadgen: {} connection(s) failed to come up; not sending", s.failed))
+    });
+    let loaded = (!setup.aborted).then(|| run.load(&ctx.clock, phases, &load.gateway_pid));
+    let timed_out = run.wind_down();
+    let (conn_stats, stats) = run.join()?;
+    Ok(Some(PairRun { ctx, plan, setup, loaded, timed_out, conn_stats, stats }))
 }
 
 /// What every worker of a run of pairs needs to know.

@@ -14,13 +14,10 @@
 //! moment a gateway is most likely to lose a message between a connection's
 //! replay and its live stream, or to replay one twice.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use crate::{
     cli::StormArgs,
-    conn::connection::ConnStats,
     report::{
         check::Figures,
         cpu::CpuFigures,
@@ -29,10 +26,9 @@ use crate::{
         summary::Table,
     },
     scenarios::{
-        ctx::RunCtx,
-        one_to_one::PairPlan,
-        scenario::{nanos, safety_timeout, Conductor, Worker},
-        storm_traffic::{drop_selection, CutPlan, StormStats, StormTraffic},
+        one_to_one::{run_pairs, PairRun},
+        scenario::nanos,
+        storm_traffic::{drop_selection, CutPlan, StormTraffic},
     },
 };
 
@@ -136,30 +132,18 @@ pub(crate) fn run(args: StormArgs) -> anyhow::Result<bool> {
     p.ensure_rate_per_pair()?;
     let outputs = Outputs::parse(&c.report, &FIGURES)?;
     let conns = 2 * p.pairs;
-    let ctx = RunCtx::new(c, p.pairs, 2)?;
-    let timeout = safety_timeout(c, conns, args.load.conn_rate, 2, p.duration.0 + args.load.drain.0);
-
-    let plan = PairPlan::new(p, c, &args.load);
     let cut = CutPlan { after_ns: nanos(args.drop_at.0), devices: conns, percent: args.drop_percent };
-    let work = {
-        let worker = Worker::new(&ctx, c);
-        let body_bytes = args.load.body_bytes;
-        move |t: usize| {
-            let mut traffic = StormTraffic::new(worker.tag.clone(), body_bytes, Arc::clone(&worker.live));
-            traffic.plan_cut(cut);
-            worker.run(t, 0x5707, traffic, |driver, traffic| plan.work(t, &worker, driver, traffic))
-        }
+    let body_bytes = args.load.body_bytes;
+    let phases = [("load", cut.after_ns), ("storm", nanos(p.duration.0))];
+    let traffic = move |tag, live| {
+        let mut traffic = StormTraffic::new(tag, body_bytes, live);
+        traffic.plan_cut(cut);
+        traffic
     };
-    let Some(mut run) = Conductor::start(&ctx, c, timeout, (true, conns), work)? else {
+    let Some(run) = run_pairs((c, p, &args.load), (2, 0x5707), &phases, traffic)? else {
         return Ok(true);
     };
-    let setup = run.set_up(|s| {
-        (s.failed > 0).then(|| format!("loadgen: {} connection(s) failed to come up; not sending", s.failed))
-    });
-    let phases = [("load", cut.after_ns), ("storm", plan.load.duration_ns)];
-    let loaded = (!setup.aborted).then(|| run.load(&ctx.clock, &phases, &args.load.gateway_pid));
-    let timed_out = run.wind_down();
-    let (conn_stats, t): (ConnStats, StormStats) = run.join()?;
+    let PairRun { ctx, setup, loaded, timed_out, conn_stats, stats: t, .. } = run;
 
     let m = &t.common;
     let secs = p.duration.0.as_secs_f64().max(1e-9);
