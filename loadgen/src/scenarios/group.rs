@@ -33,7 +33,6 @@ use crate::{
     conn::{connection::ConnStats, driver::Driver, ramp::Ramp},
     report::{
         check::Figures,
-        cpu::CpuFigures,
         outputs::Outputs,
         probe,
         stats::{Reasons, Summary},
@@ -42,7 +41,7 @@ use crate::{
     scenarios::{
         ctx::RunCtx,
         group_traffic::{GroupStats, GroupTraffic},
-        messages,
+        messages::{self, MsgFigures},
         scenario::{safety_timeout, Conductor, ConnFigures, LoadPlan, Worker},
         schedule::splitmix,
     },
@@ -143,41 +142,22 @@ struct GroupReport<'a> {
     groups_created: u64,
     group_errors: &'a Reasons,
     frames_per_conn_per_sec: f64,
-    scheduled: u64,
-    sent: u64,
+    #[serde(flatten)]
+    msgs: MsgFigures<'a>,
     skipped: u64,
-    acked: u64,
     deliveries_expected: u64,
-    delivered: u64,
-    lost: u64,
-    duplicated: u64,
-    delivered_unacked: u64,
     fanouts_complete: u64,
     acks_sent: u64,
     receipt_frames: u64,
     receipt_items: u64,
     duplicate_receipt_items: u64,
-    missing_receipts: u64,
     receipts_complete: u64,
     duplicate_acks: u64,
-    refused_sends: u64,
-    errors_total: u64,
-    errors: &'a Reasons,
-    foreign_frames: u64,
-    achieved_send_rate: f64,
     deliveries_per_sec: f64,
     last_delivery_after_end_ms: f64,
-    send_lag_ms: Summary,
-    ack_ms: Summary,
-    delivery_ms: Summary,
     fanout_ms: Summary,
-    receipt_ms: Summary,
     receipt_all_ms: Summary,
     store: StoreDelta,
-    /// Per group message (each fanned out to every other member).
-    cpu: Option<CpuFigures>,
-    processes: usize,
-    source_addresses: usize,
 }
 
 /// Frames per second one member connection sends: its share of the
@@ -272,40 +252,21 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
         groups_created: t.groups_created,
         group_errors: &t.group_errors,
         frames_per_conn_per_sec: per_conn,
-        scheduled: m.scheduled,
-        sent: m.sent,
+        msgs: MsgFigures::new(m, secs, loaded.as_ref(), &ctx),
         skipped: m.skipped,
-        acked: m.acked,
         deliveries_expected: m.acked * others,
-        delivered: m.delivered,
-        lost: m.lost,
-        duplicated: m.duplicates,
-        delivered_unacked: m.delivered_unacked,
         fanouts_complete: t.fanouts_complete,
         acks_sent: t.acks_sent,
         receipt_frames: t.receipt_frames,
         receipt_items: m.receipts,
         duplicate_receipt_items: t.duplicate_receipt_items,
-        missing_receipts: m.missing_receipts,
         receipts_complete: t.receipts_complete,
         duplicate_acks: m.duplicate_acks,
-        refused_sends: m.refused_sends,
-        errors_total: m.errors.total(),
-        errors: &m.errors,
-        foreign_frames: m.foreign,
-        achieved_send_rate: m.sent as f64 / secs,
         deliveries_per_sec: m.delivered as f64 / secs,
         last_delivery_after_end_ms: messages::ms_after_end(m.last_delivery_ns, end_ns),
-        send_lag_ms: m.send_lag.summary(),
-        ack_ms: m.to_ack.summary(),
-        delivery_ms: m.to_delivery.summary(),
         fanout_ms: t.to_fanout.summary(),
-        receipt_ms: m.to_receipt.summary(),
         receipt_all_ms: t.to_receipt_all.summary(),
         store: store_delta(store_before, store_after),
-        cpu: loaded.map(|l| l.cpu(m.scheduled)),
-        processes: ctx.share.count,
-        source_addresses: ctx.sources.len(),
     };
     print_summary(&report);
     let clean = !timed_out && !setup.aborted && m.all_through() && t.duplicate_receipt_items == 0;
@@ -386,7 +347,7 @@ fn print_summary(r: &GroupReport<'_>) {
         "workers",
         format!(
             "{} process(es) x {} thread(s); {:.1} frames/s per member connection",
-            r.processes, cfg.common.threads, r.frames_per_conn_per_sec
+            r.msgs.processes, cfg.common.threads, r.frames_per_conn_per_sec
         ),
     );
     r.conns.print_head(&mut t);
@@ -394,37 +355,37 @@ fn print_summary(r: &GroupReport<'_>) {
     t.reasons(r.group_errors);
     r.conns.print_tail(&mut t, "not every connection came up or group was created; nothing was sent");
     t.section("group messages");
-    t.row("scheduled", r.scheduled);
-    t.row("sent", format!("{} ({:.0}/s)", r.sent, r.achieved_send_rate));
+    t.row("scheduled", r.msgs.scheduled);
+    t.row("sent", format!("{} ({:.0}/s)", r.msgs.sent, r.msgs.achieved_send_rate));
     if r.skipped > 0 {
         t.row("skipped (sender down)", r.skipped);
     }
-    t.row("acked (sent)", r.acked);
-    t.row("deliveries", format!("{} / {} ({:.0}/s)", r.delivered, r.deliveries_expected, r.deliveries_per_sec));
-    t.row("fan-outs complete", format!("{} / {}", r.fanouts_complete, r.acked));
-    t.row("lost (acked, not delivered)", r.lost);
-    t.row("duplicated deliveries", r.duplicated);
-    if r.delivered_unacked > 0 {
-        t.row("delivered but never acked", r.delivered_unacked);
+    t.row("acked (sent)", r.msgs.acked);
+    t.row("deliveries", format!("{} / {} ({:.0}/s)", r.msgs.delivered, r.deliveries_expected, r.deliveries_per_sec));
+    t.row("fan-outs complete", format!("{} / {}", r.fanouts_complete, r.msgs.acked));
+    t.row("lost (acked, not delivered)", r.msgs.lost);
+    t.row("duplicated deliveries", r.msgs.duplicated);
+    if r.msgs.delivered_unacked > 0 {
+        t.row("delivered but never acked", r.msgs.delivered_unacked);
     }
     if cfg.ack {
         t.row("delivered acks sent", r.acks_sent);
         t.row("receipt items", format!("{} in {} receipt frames", r.receipt_items, r.receipt_frames));
-        t.row("receipts complete", format!("{} / {}", r.receipts_complete, r.acked));
-        t.row("missing receipt items", r.missing_receipts);
+        t.row("receipts complete", format!("{} / {}", r.receipts_complete, r.msgs.acked));
+        t.row("missing receipt items", r.msgs.missing_receipts);
         if r.duplicate_receipt_items > 0 {
             t.row("duplicate receipt items", r.duplicate_receipt_items);
         }
     }
-    t.message_errors(r.duplicate_acks, r.errors, r.refused_sends, r.foreign_frames);
+    t.message_errors(r.duplicate_acks, r.msgs.errors, r.msgs.refused_sends, r.msgs.foreign_frames);
     t.row("last delivery after end", format!("{:.1} ms", r.last_delivery_after_end_ms));
     t.latency_header();
-    t.latency("send lag (actual-intended)", &r.send_lag_ms);
-    t.latency("intended send -> sent", &r.ack_ms);
-    t.latency("send -> each delivery", &r.delivery_ms);
+    t.latency("send lag (actual-intended)", &r.msgs.send_lag_ms);
+    t.latency("intended send -> sent", &r.msgs.ack_ms);
+    t.latency("send -> each delivery", &r.msgs.delivery_ms);
     t.latency("send -> last delivery", &r.fanout_ms);
     if cfg.ack {
-        t.latency("send -> each receipt item", &r.receipt_ms);
+        t.latency("send -> each receipt item", &r.msgs.receipt_ms);
         t.latency("send -> last receipt item", &r.receipt_all_ms);
     }
     t.section("gateway store (from /metrics)");
@@ -440,7 +401,7 @@ fn print_summary(r: &GroupReport<'_>) {
             t.row("bytes per group message", format!("{per}{note}"));
         }
     }
-    if let Some(cpu) = &r.cpu {
+    if let Some(cpu) = &r.msgs.cpu {
         cpu.print(&mut t);
     }
     t.print();

@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::{
     conn::event::{parse_id, ServerFrame, Str},
     report::{
+        cpu::CpuFigures,
         shared::Live,
-        stats::{merge_fields, Latency, Reasons},
+        stats::{merge_fields, Latency, Reasons, Summary},
     },
+    scenarios::{ctx::RunCtx, scenario::Loaded},
 };
 
 /// `<tag>.<n>.<intended ns>` -> (n, intended ns), if the id is this run's.
@@ -66,6 +68,61 @@ pub(crate) fn write_delivered(out: &mut String, conversation: ConversationRef, i
 /// Append the `create_group` of `request_id` named `name` with `members`.
 pub(crate) fn write_create_group(out: &mut String, request_id: &str, name: &str, members: &[u64]) {
     client::create_group(out, request_id, name, members.iter().map(|&u| UserId(u)));
+}
+
+/// The message figures every messaging report has (flattened into it,
+/// so they are top-level `--json` fields like the scenario's own).
+#[derive(Serialize)]
+pub(crate) struct MsgFigures<'a> {
+    pub(crate) scheduled: u64,
+    pub(crate) sent: u64,
+    pub(crate) acked: u64,
+    pub(crate) delivered: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicated: u64,
+    pub(crate) delivered_unacked: u64,
+    pub(crate) missing_receipts: u64,
+    pub(crate) refused_sends: u64,
+    pub(crate) errors_total: u64,
+    pub(crate) errors: &'a Reasons,
+    pub(crate) foreign_frames: u64,
+    pub(crate) achieved_send_rate: f64,
+    pub(crate) send_lag_ms: Summary,
+    pub(crate) ack_ms: Summary,
+    pub(crate) delivery_ms: Summary,
+    pub(crate) receipt_ms: Summary,
+    /// Over the load phases, per message scheduled (None: nothing was sent).
+    pub(crate) cpu: Option<CpuFigures>,
+    pub(crate) processes: usize,
+    pub(crate) source_addresses: usize,
+}
+
+impl<'a> MsgFigures<'a> {
+    /// The figures of `m`, sent over `secs`, in the run of `ctx`.
+    pub(crate) fn new(m: &'a MsgStats, secs: f64, loaded: Option<&Loaded>, ctx: &RunCtx) -> Self {
+        MsgFigures {
+            scheduled: m.scheduled,
+            sent: m.sent,
+            acked: m.acked,
+            delivered: m.delivered,
+            lost: m.lost,
+            duplicated: m.duplicates,
+            delivered_unacked: m.delivered_unacked,
+            missing_receipts: m.missing_receipts,
+            refused_sends: m.refused_sends,
+            errors_total: m.errors.total(),
+            errors: &m.errors,
+            foreign_frames: m.foreign,
+            achieved_send_rate: m.sent as f64 / secs,
+            send_lag_ms: m.send_lag.summary(),
+            ack_ms: m.to_ack.summary(),
+            delivery_ms: m.to_delivery.summary(),
+            receipt_ms: m.to_receipt.summary(),
+            cpu: loaded.map(|l| l.cpu(m.scheduled)),
+            processes: ctx.share.count,
+            source_addresses: ctx.sources.len(),
+        }
+    }
 }
 
 /// How far past `end_ns` the last first delivery came, in ms (0 when

@@ -24,17 +24,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::{
     cli::{CommonArgs, LoadArgs, OneToOneArgs, PairsArgs},
     conn::{connection::ConnStats, driver::Driver, ramp::Ramp},
-    report::{
-        check::Figures,
-        cpu::CpuFigures,
-        outputs::Outputs,
-        shared::Live,
-        stats::{Merge, Reasons, Summary},
-        summary::Table,
-    },
+    report::{check::Figures, outputs::Outputs, shared::Live, stats::Merge, summary::Table},
     scenarios::{
         ctx::RunCtx,
-        messages,
+        messages::{self, MsgFigures},
         scenario::{nanos, safety_timeout, Conductor, ConnFigures, Load, LoadPlan, Loaded, Setup, Worker},
         schedule::sender_of,
         traffic::Traffic,
@@ -77,32 +70,14 @@ struct OneToOneReport<'a> {
     config: &'a OneToOneArgs,
     #[serde(flatten)]
     conns: ConnFigures<'a>,
-    scheduled: u64,
-    sent: u64,
+    #[serde(flatten)]
+    msgs: MsgFigures<'a>,
     skipped_sender_down: u64,
-    acked: u64,
-    delivered: u64,
     receipts: u64,
-    lost: u64,
-    duplicated: u64,
-    delivered_unacked: u64,
-    missing_receipts: u64,
     duplicate_acks: u64,
-    refused_sends: u64,
-    errors_total: u64,
-    errors: &'a Reasons,
-    foreign_frames: u64,
-    achieved_send_rate: f64,
     achieved_ack_rate: f64,
     achieved_delivery_rate: f64,
     last_delivery_after_end_ms: f64,
-    send_lag_ms: Summary,
-    ack_ms: Summary,
-    delivery_ms: Summary,
-    receipt_ms: Summary,
-    cpu: Option<CpuFigures>,
-    processes: usize,
-    source_addresses: usize,
 }
 
 /// Run the scenario; `Ok(false)` when anything was lost, duplicated,
@@ -127,32 +102,13 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
         scenario: "one-to-one",
         config: &args,
         conns: ConnFigures::new(&conn_stats, conns, &setup, timed_out),
-        scheduled: m.scheduled,
-        sent: m.sent,
+        msgs: MsgFigures::new(&m, secs, loaded.as_ref(), &ctx),
         skipped_sender_down: m.skipped,
-        acked: m.acked,
-        delivered: m.delivered,
         receipts: m.receipts,
-        lost: m.lost,
-        duplicated: m.duplicates,
-        delivered_unacked: m.delivered_unacked,
-        missing_receipts: m.missing_receipts,
         duplicate_acks: m.duplicate_acks,
-        refused_sends: m.refused_sends,
-        errors_total: m.errors.total(),
-        errors: &m.errors,
-        foreign_frames: m.foreign,
-        achieved_send_rate: m.sent as f64 / secs,
         achieved_ack_rate: m.acked as f64 / secs,
         achieved_delivery_rate: m.delivered as f64 / secs,
         last_delivery_after_end_ms: messages::ms_after_end(m.last_delivery_ns, end_ns),
-        send_lag_ms: m.send_lag.summary(),
-        ack_ms: m.to_ack.summary(),
-        delivery_ms: m.to_delivery.summary(),
-        receipt_ms: m.to_receipt.summary(),
-        cpu: loaded.map(|l| l.cpu(m.scheduled)),
-        processes: ctx.share.count,
-        source_addresses: ctx.sources.len(),
     };
     print_summary(&report);
     let clean = !timed_out && !setup.aborted && m.all_through();
@@ -291,33 +247,33 @@ fn print_summary(r: &OneToOneReport<'_>) {
             p.rate as f64 / p.pairs as f64,
             load.body_bytes,
             load.drain.0.as_secs_f64(),
-            r.processes,
+            r.msgs.processes,
             cfg.common.threads
         ),
     );
     r.conns.print_head(&mut t);
     r.conns.print_tail(&mut t, "not every connection came up; nothing was sent");
     t.section("messages");
-    t.row("scheduled", r.scheduled);
-    t.row("sent", format!("{} ({:.0}/s)", r.sent, r.achieved_send_rate));
+    t.row("scheduled", r.msgs.scheduled);
+    t.row("sent", format!("{} ({:.0}/s)", r.msgs.sent, r.msgs.achieved_send_rate));
     if r.skipped_sender_down > 0 {
         t.row("skipped (sender down)", r.skipped_sender_down);
     }
-    t.row("acked (sent)", format!("{} ({:.0}/s)", r.acked, r.achieved_ack_rate));
-    t.row("delivered", format!("{} ({:.0}/s)", r.delivered, r.achieved_delivery_rate));
+    t.row("acked (sent)", format!("{} ({:.0}/s)", r.msgs.acked, r.achieved_ack_rate));
+    t.row("delivered", format!("{} ({:.0}/s)", r.msgs.delivered, r.achieved_delivery_rate));
     t.row("receipts (delivered)", r.receipts);
-    t.row("lost (acked, not delivered)", r.lost);
-    t.row("duplicated deliveries", r.duplicated);
-    t.row("delivered but never acked", r.delivered_unacked);
-    t.row("missing receipts", r.missing_receipts);
-    t.message_errors(r.duplicate_acks, r.errors, r.refused_sends, r.foreign_frames);
+    t.row("lost (acked, not delivered)", r.msgs.lost);
+    t.row("duplicated deliveries", r.msgs.duplicated);
+    t.row("delivered but never acked", r.msgs.delivered_unacked);
+    t.row("missing receipts", r.msgs.missing_receipts);
+    t.message_errors(r.duplicate_acks, r.msgs.errors, r.msgs.refused_sends, r.msgs.foreign_frames);
     t.row("last delivery after end", format!("{:.1} ms", r.last_delivery_after_end_ms));
     t.latency_header();
-    t.latency("send lag (actual-intended)", &r.send_lag_ms);
-    t.latency("intended send -> sent", &r.ack_ms);
-    t.latency("intended send -> delivered", &r.delivery_ms);
-    t.latency("intended send -> receipt", &r.receipt_ms);
-    if let Some(cpu) = &r.cpu {
+    t.latency("send lag (actual-intended)", &r.msgs.send_lag_ms);
+    t.latency("intended send -> sent", &r.msgs.ack_ms);
+    t.latency("intended send -> delivered", &r.msgs.delivery_ms);
+    t.latency("intended send -> receipt", &r.msgs.receipt_ms);
+    if let Some(cpu) = &r.msgs.cpu {
         cpu.print(&mut t);
     }
     t.print();

@@ -20,12 +20,12 @@ use crate::{
     cli::StormArgs,
     report::{
         check::Figures,
-        cpu::CpuFigures,
         outputs::Outputs,
         stats::{Reasons, Summary},
         summary::Table,
     },
     scenarios::{
+        messages::MsgFigures,
         one_to_one::{run_pairs, PairRun},
         scenario::nanos,
         storm_traffic::{drop_selection, CutPlan, StormTraffic},
@@ -88,38 +88,20 @@ struct StormReport<'a> {
     unplanned_drops: u64,
     unplanned_reasons: &'a Reasons,
     replayed_frames: u64,
-    scheduled: u64,
-    sent: u64,
+    #[serde(flatten)]
+    msgs: MsgFigures<'a>,
     queued_while_down: u64,
     resent: u64,
     resent_duplicate: u64,
     resent_new: u64,
     own_in_replay: u64,
     unexpected_duplicate_acks: u64,
-    acked: u64,
-    delivered: u64,
     delivered_by_replay: u64,
-    lost: u64,
-    duplicated: u64,
     duplicated_by_replay: u64,
-    delivered_unacked: u64,
     receipts: u64,
-    missing_receipts: u64,
-    refused_sends: u64,
-    errors_total: u64,
-    errors: &'a Reasons,
-    foreign_frames: u64,
-    achieved_send_rate: f64,
     achieved_delivery_rate: f64,
-    cpu: Option<CpuFigures>,
-    send_lag_ms: Summary,
-    ack_ms: Summary,
-    delivery_ms: Summary,
-    receipt_ms: Summary,
     reconnect_ms: Summary,
     catch_up_ms: Summary,
-    processes: usize,
-    source_addresses: usize,
 }
 
 /// Run the scenario; `Ok(false)` when anything was lost or duplicated, a
@@ -167,48 +149,29 @@ pub(crate) fn run(args: StormArgs) -> anyhow::Result<bool> {
         unplanned_drops: t.unplanned_drops,
         unplanned_reasons: &conn_stats.dropped,
         replayed_frames: t.replayed_frames,
-        scheduled: m.scheduled,
-        sent: m.sent,
+        msgs: MsgFigures::new(m, secs, loaded.as_ref(), &ctx),
         queued_while_down: t.queued_while_down,
         resent: t.resent,
         resent_duplicate: t.resent_duplicate,
         resent_new: t.resent_new,
         own_in_replay: t.own_in_replay,
         unexpected_duplicate_acks: m.duplicate_acks,
-        acked: m.acked,
-        delivered: m.delivered,
         delivered_by_replay: t.delivered_by_replay,
-        lost: m.lost,
-        duplicated: m.duplicates,
         duplicated_by_replay: t.duplicated_by_replay,
-        delivered_unacked: m.delivered_unacked,
         receipts: m.receipts,
-        missing_receipts: m.missing_receipts,
-        refused_sends: m.refused_sends,
-        errors_total: m.errors.total(),
-        errors: &m.errors,
-        foreign_frames: m.foreign,
-        achieved_send_rate: m.sent as f64 / secs,
         achieved_delivery_rate: m.delivered as f64 / secs,
-        cpu: loaded.map(|l| l.cpu(m.scheduled)),
-        send_lag_ms: m.send_lag.summary(),
-        ack_ms: m.to_ack.summary(),
-        delivery_ms: m.to_delivery.summary(),
-        receipt_ms: m.to_receipt.summary(),
         reconnect_ms: t.to_reconnect.summary(),
         catch_up_ms: t.to_catch_up.summary(),
-        processes: ctx.share.count,
-        source_addresses: ctx.sources.len(),
     };
     print_summary(&report);
     let clean = !timed_out
         && !setup.aborted
-        && report.lost == 0
-        && report.duplicated == 0
+        && report.msgs.lost == 0
+        && report.msgs.duplicated == 0
         && report.unexpected_duplicate_acks == 0
         && report.gave_up == 0
         && report.reconnected >= report.killed
-        && report.acked == report.scheduled;
+        && report.msgs.acked == report.msgs.scheduled;
     let lats = [
         m.latencies().as_slice(),
         &[("reconnect", &t.to_reconnect), ("catchup", &t.to_catch_up), ("handshake", &conn_stats.handshake)],
@@ -234,7 +197,7 @@ fn print_summary(r: &StormReport<'_>) {
             cfg.load.drain.0.as_secs_f64(),
         ),
     );
-    t.row("workers", format!("{} process(es) x {} thread(s)", r.processes, cfg.common.threads));
+    t.row("workers", format!("{} process(es) x {} thread(s)", r.msgs.processes, cfg.common.threads));
     t.timed_out(r.timed_out);
     t.connections((r.established_initially, r.connections), r.setup_secs, &r.handshake_ms, r.failed_reasons);
     if r.setup_aborted {
@@ -251,8 +214,8 @@ fn print_summary(r: &StormReport<'_>) {
     t.reasons(r.unplanned_reasons);
     t.row("frames replayed", r.replayed_frames);
     t.section("messages");
-    t.row("scheduled", r.scheduled);
-    t.row("sent", format!("{} ({:.0}/s)", r.sent, r.achieved_send_rate));
+    t.row("scheduled", r.msgs.scheduled);
+    t.row("sent", format!("{} ({:.0}/s)", r.msgs.sent, r.msgs.achieved_send_rate));
     t.row("  due while sender down", r.queued_while_down);
     t.row("resent after reconnect", r.resent);
     t.row("  answered duplicate:true", r.resent_duplicate);
@@ -261,32 +224,32 @@ fn print_summary(r: &StormReport<'_>) {
     if r.unexpected_duplicate_acks > 0 {
         t.row("UNEXPECTED duplicate acks", r.unexpected_duplicate_acks);
     }
-    t.row("acked", r.acked);
+    t.row("acked", r.msgs.acked);
     t.row(
         "delivered",
-        format!("{} ({:.0}/s), {} by replay", r.delivered, r.achieved_delivery_rate, r.delivered_by_replay),
+        format!("{} ({:.0}/s), {} by replay", r.msgs.delivered, r.achieved_delivery_rate, r.delivered_by_replay),
     );
-    t.row("lost (acked, not delivered)", r.lost);
-    t.row("duplicated deliveries", r.duplicated);
+    t.row("lost (acked, not delivered)", r.msgs.lost);
+    t.row("duplicated deliveries", r.msgs.duplicated);
     t.row("  of which by replay", r.duplicated_by_replay);
-    if r.delivered_unacked > 0 {
-        t.row("delivered but never acked", r.delivered_unacked);
+    if r.msgs.delivered_unacked > 0 {
+        t.row("delivered but never acked", r.msgs.delivered_unacked);
     }
     t.row("receipts", r.receipts);
-    t.row("missing receipts", r.missing_receipts);
-    t.row("errors", r.errors_total);
-    t.reasons(r.errors);
-    if r.foreign_frames > 0 {
-        t.row("foreign frames (ignored)", r.foreign_frames);
+    t.row("missing receipts", r.msgs.missing_receipts);
+    t.row("errors", r.msgs.errors_total);
+    t.reasons(r.msgs.errors);
+    if r.msgs.foreign_frames > 0 {
+        t.row("foreign frames (ignored)", r.msgs.foreign_frames);
     }
     t.latency_header();
-    t.latency("send lag (actual-intended)", &r.send_lag_ms);
-    t.latency("intended send -> sent", &r.ack_ms);
-    t.latency("intended send -> delivered", &r.delivery_ms);
-    t.latency("intended send -> receipt", &r.receipt_ms);
+    t.latency("send lag (actual-intended)", &r.msgs.send_lag_ms);
+    t.latency("intended send -> sent", &r.msgs.ack_ms);
+    t.latency("intended send -> delivered", &r.msgs.delivery_ms);
+    t.latency("intended send -> receipt", &r.msgs.receipt_ms);
     t.latency("cut off -> welcome", &r.reconnect_ms);
     t.latency("cut off -> synced", &r.catch_up_ms);
-    if let Some(cpu) = &r.cpu {
+    if let Some(cpu) = &r.msgs.cpu {
         cpu.print(&mut t);
     }
     t.print();
