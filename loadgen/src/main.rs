@@ -21,47 +21,18 @@
 //! Every run is bounded: it stops by itself after its ramp, hold or
 //! duration and drain, closes its connections, and a `--timeout` safety net
 //! ends it regardless. It only ever connects to the address it is given.
+//!
+//! The sources are grouped by job: `conn` (sockets, upgrade, framing, the
+//! event loop), `scenarios` (what each subcommand does with its
+//! connections), `report` (figures and outputs), `procs` (`--procs`), and
+//! `disk`, which opens no connection at all.
 
-mod check;
 mod cli;
 mod conn;
-mod connect;
-mod cpu;
-mod ctx;
 mod disk;
-mod driver;
-mod event;
-mod fleet;
-mod group;
-mod group_traffic;
-mod hgrm;
-mod limits;
-mod messages;
-mod net;
-mod one_to_one;
-mod outputs;
-mod probe;
 mod procs;
-mod progress;
-mod ramp;
-mod relay;
 mod report;
-mod run;
-mod scenario;
-mod schedule;
-mod share;
-mod shared;
-mod soak;
-mod soak_ledger;
-mod soak_plan;
-mod soak_traffic;
-mod stats;
-mod storm;
-mod storm_traffic;
-mod token;
-mod traffic;
-mod upgrade;
-mod ws;
+mod scenarios;
 
 use std::process::ExitCode;
 
@@ -73,11 +44,11 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let outcome = match cli.command {
-        cli::Command::Connect(args) => connect::run(args),
-        cli::Command::OneToOne(args) => one_to_one::run(args),
-        cli::Command::Group(args) => group::run(args),
-        cli::Command::ReconnectStorm(args) => storm::run(args),
-        cli::Command::Soak(args) => soak::run(args),
+        cli::Command::Connect(args) => scenarios::connect::run(args),
+        cli::Command::OneToOne(args) => scenarios::one_to_one::run(args),
+        cli::Command::Group(args) => scenarios::group::run(args),
+        cli::Command::ReconnectStorm(args) => scenarios::storm::run(args),
+        cli::Command::Soak(args) => scenarios::soak::run(args),
         cli::Command::Disk(args) => disk::run(args),
     };
     match outcome {
@@ -95,11 +66,11 @@ fn main() -> ExitCode {
 fn parse_cli() -> Result<cli::Cli, clap::Error> {
     let mut cmd = cli::Cli::command();
     for (name, figures) in [
-        ("connect", &connect::FIGURES),
-        ("one-to-one", &one_to_one::FIGURES),
-        ("group", &group::FIGURES),
-        ("reconnect-storm", &storm::FIGURES),
-        ("soak", &soak::FIGURES),
+        ("connect", &scenarios::connect::FIGURES),
+        ("one-to-one", &scenarios::one_to_one::FIGURES),
+        ("group", &scenarios::group::FIGURES),
+        ("reconnect-storm", &scenarios::storm::FIGURES),
+        ("soak", &scenarios::soak::FIGURES),
         ("disk", &disk::FIGURES),
     ] {
         let help = format!(

@@ -1,0 +1,284 @@
+//! CPU time over a run's load window: the gateway's, the load generator's
+//! own, and the whole box's.
+//!
+//! Divided by the messages scheduled in the window, a process's CPU time is what
+//! one message costs it. That is the figure capacity planning multiplies by
+//! a rate, and, when the gateway and the load generator share a box, it is
+//! also what says where a saturation comes from: a box that is busy all the
+//! time has run out of CPU, and the load generator's own share of it is
+//! CPU the gateway could not have. Latency percentiles alone cannot tell a
+//! slow gateway from a starved one.
+//!
+//! Everything comes from `/proc`: `utime` and `stime` of `/proc/PID/stat`
+//! for a process (all its threads, in clock ticks) and the first line of
+//! `/proc/stat` for the box. Tick resolution (10 ms) is far below the
+//! seconds a load window lasts.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::report::summary::Table;
+
+/// User and system CPU time of some processes, in clock ticks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Ticks {
+    user: u64,
+    system: u64,
+}
+
+impl Ticks {
+    fn add(self, o: Ticks) -> Ticks {
+        Ticks { user: self.user + o.user, system: self.system + o.system }
+    }
+    fn since(self, earlier: Ticks) -> Ticks {
+        Ticks { user: self.user.saturating_sub(earlier.user), system: self.system.saturating_sub(earlier.system) }
+    }
+}
+
+/// Box-wide CPU time from `/proc/stat`, in clock ticks summed over cores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct BoxTicks {
+    busy: u64,
+    total: u64,
+    /// Cores online (the `cpuN` lines).
+    cores: usize,
+}
+
+/// One reading of every counter.
+#[derive(Clone, Debug)]
+pub(crate) struct CpuSample {
+    at: Instant,
+    /// `None` when some gateway process could not be read (gone, or not
+    /// on this host).
+    gateway: Option<Ticks>,
+    /// Each load-generator process that could be read.
+    loadgen: Vec<(u32, Ticks)>,
+    machine: Option<BoxTicks>,
+}
+
+/// The processes to watch.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CpuProbe {
+    gateway: Vec<u32>,
+    loadgen: Vec<u32>,
+}
+
+impl CpuProbe {
+    /// Watch the gateway processes `gateway` (none: only the load generator
+    /// and the box) and the load generator's processes `loadgen`.
+    pub(crate) fn new(gateway: &[u32], loadgen: Vec<u32>) -> Self {
+        CpuProbe { gateway: gateway.to_vec(), loadgen }
+    }
+
+    /// Read every counter now.
+    pub(crate) fn sample(&self) -> CpuSample {
+        let sum = |pids: &[u32]| -> anyhow::Result<Ticks> {
+            pids.iter().try_fold(Ticks::default(), |acc, &pid| Ok(acc.add(process_ticks(pid)?)))
+        };
+        CpuSample {
+            at: Instant::now(),
+            gateway: if self.gateway.is_empty() { None } else { sum(&self.gateway).ok() },
+            loadgen: self.loadgen.iter().filter_map(|&pid| Some((pid, process_ticks(pid).ok()?))).collect(),
+            machine: box_ticks().ok(),
+        }
+    }
+}
+
+/// The load generator's CPU between two samples: per process, for the
+/// processes read both times (one that exited in between is left out
+/// rather than counted against its own earlier reading).
+fn loadgen_delta(before: &[(u32, Ticks)], after: &[(u32, Ticks)]) -> Ticks {
+    after
+        .iter()
+        .filter_map(|(pid, a)| Some(a.since(before.iter().find(|(p, _)| p == pid)?.1)))
+        .fold(Ticks::default(), Ticks::add)
+}
+
+/// What the window between two samples cost, in the units a report uses.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub(crate) struct CpuFigures {
+    /// Length of the window, seconds.
+    pub(crate) window_secs: f64,
+    /// Messages scheduled in the window: what the per-message figures divide by.
+    pub(crate) messages: u64,
+    /// Gateway CPU as a share of one core (200 = two cores busy).
+    pub(crate) gateway_cpu_pct: Option<f64>,
+    /// Gateway user-mode CPU per message, microseconds.
+    pub(crate) gateway_user_us_per_msg: Option<f64>,
+    /// Gateway kernel-mode CPU per message (system calls, and the loopback
+    /// network stack they run), microseconds.
+    pub(crate) gateway_sys_us_per_msg: Option<f64>,
+    /// Gateway user + kernel CPU per message, microseconds.
+    pub(crate) gateway_us_per_msg: Option<f64>,
+    /// The load generator's CPU (every process of it) as a share of one core.
+    pub(crate) loadgen_cpu_pct: f64,
+    /// The load generator's user + kernel CPU per message, microseconds.
+    pub(crate) loadgen_us_per_msg: Option<f64>,
+    /// How busy the whole box was, percent of all its cores.
+    pub(crate) box_busy_pct: Option<f64>,
+    /// The box's cores (online CPUs in `/proc/stat`).
+    pub(crate) box_cores: Option<usize>,
+}
+
+impl CpuFigures {
+    /// The cost of the window from `before` to `after`, in which `messages`
+    /// were sent.
+    pub(crate) fn between(before: &CpuSample, after: &CpuSample, messages: u64) -> Self {
+        let secs = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
+        let tick = 1.0 / ticks_per_second();
+        let pct = |t: u64| 100.0 * t as f64 * tick / secs;
+        let per_msg = |t: u64| (messages > 0).then(|| 1e6 * t as f64 * tick / messages as f64);
+        let gateway = before.gateway.zip(after.gateway).map(|(b, a)| a.since(b));
+        let loadgen = loadgen_delta(&before.loadgen, &after.loadgen);
+        CpuFigures {
+            window_secs: secs,
+            messages,
+            gateway_cpu_pct: gateway.map(|g| pct(g.user + g.system)),
+            gateway_user_us_per_msg: gateway.and_then(|g| per_msg(g.user)),
+            gateway_sys_us_per_msg: gateway.and_then(|g| per_msg(g.system)),
+            gateway_us_per_msg: gateway.and_then(|g| per_msg(g.user + g.system)),
+            loadgen_cpu_pct: pct(loadgen.user + loadgen.system),
+            loadgen_us_per_msg: per_msg(loadgen.user + loadgen.system),
+            box_busy_pct: before.machine.zip(after.machine).and_then(|(b, a)| {
+                let total = a.total.checked_sub(b.total).filter(|&t| t > 0)?;
+                Some(100.0 * a.busy.saturating_sub(b.busy) as f64 / total as f64)
+            }),
+            box_cores: after.machine.map(|m| m.cores),
+        }
+    }
+
+    /// The summary table's section: gateway, load generator and box.
+    pub(crate) fn print(&self, t: &mut Table) {
+        let one = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.1}"));
+        t.section(&format!("cpu (the {:.1} s of load, {} messages)", self.window_secs, self.messages));
+        match self.gateway_cpu_pct {
+            Some(p) => t.row(
+                "gateway",
+                format!(
+                    "{p:.0}% of a core; {} user + {} sys = {} µs/msg",
+                    one(self.gateway_user_us_per_msg),
+                    one(self.gateway_sys_us_per_msg),
+                    one(self.gateway_us_per_msg)
+                ),
+            ),
+            None => t.row("gateway", "not measured (pass --gateway-pid)"),
+        }
+        t.row("loadgen", format!("{:.0}% of a core; {} µs/msg", self.loadgen_cpu_pct, one(self.loadgen_us_per_msg)));
+        t.row("box busy", self.box_busy_pct.map_or_else(|| "n/a".to_owned(), |b| format!("{b:.0}% of all cores")));
+    }
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value; it has no
+    // preconditions and touches no memory of ours.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
+}
+
+fn process_ticks(pid: u32) -> anyhow::Result<Ticks> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_process_stat(&text).with_context(|| format!("unexpected format of {path}"))
+}
+
+/// `utime` and `stime` (fields 14 and 15) of a `/proc/PID/stat` line. The
+/// command name (field 2) is in parentheses and may itself hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_process_stat(line: &str) -> Option<Ticks> {
+    let rest = &line[line.rfind(')')? + 1..];
+    // After the name: state is field 3, so utime (14) is the 12th here.
+    let mut fields = rest.split_whitespace().skip(11);
+    let user = fields.next()?.parse().ok()?;
+    let system = fields.next()?.parse().ok()?;
+    Some(Ticks { user, system })
+}
+
+fn box_ticks() -> anyhow::Result<BoxTicks> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_box_stat(&text).context("unexpected format of /proc/stat")
+}
+
+/// The aggregate `cpu` line of `/proc/stat`: user nice system idle iowait
+/// irq softirq steal (guest time is already inside user). Busy is all of
+/// them but idle and iowait.
+fn parse_box_stat(text: &str) -> Option<BoxTicks> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    if v.len() < 5 {
+        return None;
+    }
+    let total: u64 = v.iter().sum();
+    let cores = text
+        .lines()
+        .filter(|l| l.strip_prefix("cpu").is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit())))
+        .count();
+    Some(BoxTicks { busy: total - v[3] - v[4], total, cores })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_stat_fields_are_counted_after_the_name() {
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 1234 0 0 0 517 89 0 0 20 0 9 0 100 0 0";
+        assert_eq!(parse_process_stat(line), Some(Ticks { user: 517, system: 89 }));
+        assert_eq!(parse_process_stat("4242 (short) S 1 2"), None);
+    }
+
+    #[test]
+    fn box_busy_leaves_out_idle_and_iowait() {
+        let text = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
+        assert_eq!(parse_box_stat(text), Some(BoxTicks { busy: 160, total: 1000, cores: 1 }));
+        assert_eq!(parse_box_stat("intr 1 2 3\n"), None);
+    }
+
+    #[test]
+    fn this_process_burning_cpu_shows_in_the_window() {
+        let probe = CpuProbe::new(&[std::process::id()], vec![std::process::id()]);
+        let before = probe.sample();
+        // Spin for a quarter of a second: at least a few ticks of user time.
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed().as_millis() < 250 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let f = CpuFigures::between(&before, &probe.sample(), 1000);
+        let gateway = f.gateway_cpu_pct.expect("own process is readable");
+        assert!(gateway > 20.0, "spinning one thread for the window: {gateway}%");
+        // The same process read twice per sample, a moment apart: the two
+        // readings may differ by a tick or two (other tests run meanwhile).
+        let tick_pct = 100.0 / ticks_per_second() / f.window_secs;
+        assert!((gateway - f.loadgen_cpu_pct).abs() <= 2.0 * tick_pct + 1e-9, "{gateway} vs {}", f.loadgen_cpu_pct);
+        let us = f.gateway_us_per_msg.expect("messages > 0");
+        assert!(us > 50.0, "a quarter second over 1000 messages is about 250 µs each: {us}");
+        assert!(f.box_busy_pct.is_some_and(|b| b > 0.0 && b <= 100.0));
+        assert!(f.box_cores.is_some_and(|c| c >= 1));
+    }
+
+    #[test]
+    fn a_load_generator_process_that_exits_is_left_out_not_subtracted() {
+        let t = |user, system| Ticks { user, system };
+        let before = [(10, t(100, 50)), (11, t(500, 500))];
+        let after = [(10, t(130, 60))];
+        assert_eq!(loadgen_delta(&before, &after), t(30, 10));
+    }
+
+    #[test]
+    fn an_unreadable_gateway_is_not_reported_as_idle() {
+        // Pid 0 has no /proc entry.
+        let probe = CpuProbe::new(&[0], vec![std::process::id()]);
+        let f = CpuFigures::between(&probe.sample(), &probe.sample(), 10);
+        assert_eq!(f.gateway_cpu_pct, None);
+        assert_eq!(f.gateway_us_per_msg, None);
+        let mut t = Table::default();
+        f.print(&mut t);
+        assert!(t.text().contains("not measured (pass --gateway-pid)"), "{}", t.text());
+    }
+}
