@@ -32,6 +32,9 @@
 #![warn(missing_docs)]
 
 mod codec;
+#[cfg(feature = "conformance")]
+#[doc(hidden)]
+pub mod conformance;
 mod embedded;
 mod error;
 mod model;
