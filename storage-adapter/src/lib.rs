@@ -38,10 +38,12 @@ pub mod conformance;
 mod embedded;
 mod error;
 mod model;
+mod postgres;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{StoreError, WriteFailure};
 pub use model::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, Write};
+pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
 

@@ -11,6 +11,7 @@
 
 mod cases;
 mod concurrent;
+mod postgres_server;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ pub use cases::{
 };
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 pub use concurrent::two_writers_one_pager;
+pub use postgres_server::TestPostgres;
 
 use crate::MessageStore;
 
