@@ -4,7 +4,8 @@
 //! speaks only in protocol types (messages, receipts, users, conversations),
 //! never in engine terms, so the embedded default ([`EmbeddedStore`], on the
 //! fjall LSM tree) and remote backends can be swapped without touching the
-//! gateway.
+//! gateway. [`PostgresStore`] keeps the same tables in a PostgreSQL
+//! database that several gateways can share (docs/STORAGE.md).
 //!
 //! The data model follows the partition/clustering shape of a wide-column
 //! store:
