@@ -100,6 +100,15 @@ impl EmbeddedStore {
         &self.path
     }
 
+    /// Act as if a commit had just failed with `cause`: writes are refused
+    /// until [`MessageStore::recover`] succeeds. For the conformance suite's
+    /// outage check; a real failure needs a full disk.
+    #[cfg(feature = "conformance")]
+    #[doc(hidden)]
+    pub fn inject_write_failure(&self, cause: WriteFailure) {
+        self.set_failure(Some(cause));
+    }
+
     /// Run `f` on the open engine, holding it open until `f` returns.
     fn with<R>(&self, f: impl FnOnce(&Tables) -> Result<R, StoreError>) -> Result<R, StoreError> {
         // A panic elsewhere while holding the lock leaves the engine itself intact.

@@ -35,6 +35,21 @@ pub enum StoreError {
     /// will be tried again).
     #[error("the store is closed while it is being reopened")]
     Closed,
+    /// A remote database holds no chatgw schema yet.
+    #[error("the database has no chatgw schema: create it with `chatgw store init --store URL`")]
+    SchemaMissing,
+    /// A remote database holds a schema of another version than this
+    /// release reads and writes.
+    #[error(
+        "the database holds chatgw schema version {found}, this release needs {expected}: \
+         migrate it with `chatgw store init --store URL` from a release that knows both"
+    )]
+    SchemaVersion {
+        /// The version recorded in the database.
+        found: i32,
+        /// The version this release needs.
+        expected: i32,
+    },
 }
 
 impl StoreError {
@@ -47,12 +62,15 @@ impl StoreError {
         match self {
             StoreError::Unwritable { cause } => *cause,
             StoreError::Corrupt { .. } => WriteFailure::Corrupt,
-            StoreError::Closed => WriteFailure::Engine,
+            StoreError::Closed | StoreError::SchemaMissing | StoreError::SchemaVersion { .. } => WriteFailure::Engine,
             StoreError::Backend { source, .. } => {
                 let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
                 while let Some(e) = next {
                     if let Some(io) = e.downcast_ref::<std::io::Error>() {
                         return WriteFailure::of_io(io);
+                    }
+                    if let Some(pg) = e.downcast_ref::<postgres::Error>() {
+                        return crate::postgres::failure_of(pg);
                     }
                     next = e.source();
                 }

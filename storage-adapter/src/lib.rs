@@ -4,7 +4,8 @@
 //! speaks only in protocol types (messages, receipts, users, conversations),
 //! never in engine terms, so the embedded default ([`EmbeddedStore`], on the
 //! fjall LSM tree) and remote backends can be swapped without touching the
-//! gateway.
+//! gateway. [`PostgresStore`] keeps the same tables in a PostgreSQL
+//! database that several gateways can share (docs/STORAGE.md).
 //!
 //! The data model follows the partition/clustering shape of a wide-column
 //! store:
@@ -32,13 +33,18 @@
 #![warn(missing_docs)]
 
 mod codec;
+#[cfg(feature = "conformance")]
+#[doc(hidden)]
+pub mod conformance;
 mod embedded;
 mod error;
 mod model;
+mod postgres;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{StoreError, WriteFailure};
 pub use model::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, Write};
+pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
 

@@ -5,10 +5,10 @@
 //! swaps it for a fresh one when it reopens the engine after a failed write;
 //! everything here works on one open engine and knows nothing of that.
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, Receipt, ReceiptStatus, UserId};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
 use super::EmbeddedOptions;
 use crate::{
@@ -63,8 +63,16 @@ impl Tables {
         })
     }
 
+    /// A consistent view for one read. Reads go through a snapshot because
+    /// the engine applies a batch to its memtables item by item and a plain
+    /// `Keyspace` read sees the items applied so far; a snapshot sees only
+    /// whole batches (regression: `embedded_reads_saw_part_of_a_batch`).
+    fn view(&self) -> Snapshot {
+        self.db.snapshot()
+    }
+
     fn get(&self, ks: &Keyspace, key: &[u8], op: &'static str) -> Result<Option<fjall::UserValue>, StoreError> {
-        ks.get(key).map_err(|e| StoreError::backend(op, e))
+        self.view().get(ks, key).map_err(|e| StoreError::backend(op, e))
     }
 
     /// One small durable write through the journal: proof that the engine
@@ -78,6 +86,7 @@ impl Tables {
     pub(super) fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         let mut stats = CommitStats::default();
+        let mut read_marks: HashMap<Vec<u8>, u64> = HashMap::new();
         let mut put = |ks: &Keyspace, k: &[u8], v: Vec<u8>| {
             stats.bytes += k.len() + v.len();
             stats.records += 1;
@@ -113,9 +122,21 @@ impl Tables {
                             }
                         }
                         Receipt::Read { conversation, by, up_to, at, .. } => {
-                            let mut v = up_to.0.to_be_bytes().to_vec();
-                            v.extend_from_slice(&at.to_be_bytes());
-                            put(&self.reads, &codec::read_key(conversation, *by), v);
+                            // A read mark is the furthest any receipt reached:
+                            // one earlier in this batch, or one stored.
+                            let key = codec::read_key(conversation, *by);
+                            let furthest = match read_marks.get(&key) {
+                                Some(mark) => Some(*mark),
+                                None => {
+                                    self.get(&self.reads, &key, "read read mark")?.and_then(|v| codec::u64_value(&v))
+                                }
+                            };
+                            if furthest.is_none_or(|mark| up_to.0 > mark) {
+                                read_marks.insert(key.clone(), up_to.0);
+                                let mut v = up_to.0.to_be_bytes().to_vec();
+                                v.extend_from_slice(&at.to_be_bytes());
+                                put(&self.reads, &key, v);
+                            }
                         }
                         Receipt::Group { group, status, items, at, .. } => {
                             let conversation = ConversationId::Group(*group);
@@ -144,6 +165,8 @@ impl Tables {
                 }
             }
         }
+        // Never lowered: a commit recording a smaller id keeps the stored one.
+        let high_water = high_water.max(self.high_water()?);
         put(&self.meta, HIGH_WATER_KEY, high_water.0.to_be_bytes().to_vec());
         batch.commit().map_err(|e| StoreError::backend("commit", e))?;
         Ok(stats)
@@ -191,8 +214,8 @@ impl Tables {
     pub(super) fn delivery_marks(&self, keys: &[(ConversationId, MessageId, UserId)]) -> Result<Vec<bool>, StoreError> {
         keys.iter()
             .map(|(c, id, user)| {
-                self.delivered
-                    .contains_key(codec::delivered_key(c, *id, *user))
+                self.view()
+                    .contains_key(&self.delivered, codec::delivered_key(c, *id, *user))
                     .map_err(|e| StoreError::backend("read delivery mark", e))
             })
             .collect()
@@ -223,7 +246,7 @@ impl Tables {
         let lo = codec::message_key(&conversation, MessageId(first));
         let hi = codec::message_key(&conversation, up_to);
         let mut out = Vec::new();
-        for guard in self.messages.range(lo..=hi).take(limit) {
+        for guard in self.view().range(&self.messages, lo..=hi).take(limit) {
             let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan message headers", e))?;
             let id =
                 codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "messages", what: "short key" })?;
@@ -238,9 +261,10 @@ impl Tables {
         id: MessageId,
     ) -> Result<MessageReceipts, StoreError> {
         let prefix = codec::message_key(&conversation, id);
+        let view = self.view();
         let scan = |ks: &Keyspace| -> Result<Vec<(UserId, u64)>, StoreError> {
             let mut out = Vec::new();
-            for guard in ks.prefix(&prefix) {
+            for guard in view.prefix(ks, &prefix) {
                 let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan receipts", e))?;
                 let user = codec::id_from_message_key(&k)
                     .ok_or(StoreError::Corrupt { table: "receipts", what: "short key" })?;
@@ -270,7 +294,7 @@ impl Tables {
         let lo = codec::inbox_key(user, MessageId(start));
         let hi = codec::inbox_key(user, MessageId(u64::MAX));
         let mut out = Vec::new();
-        for guard in self.inbox.range(lo..=hi).take(limit) {
+        for guard in self.view().range(&self.inbox, lo..=hi).take(limit) {
             let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan inbox", e))?;
             let event =
                 codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "inbox", what: "short key" })?;
@@ -302,7 +326,7 @@ impl Tables {
             None => codec::message_key(&conversation, MessageId(u64::MAX)),
         };
         let mut out = Vec::new();
-        for guard in self.messages.range(lo..=hi).rev().take(limit) {
+        for guard in self.view().range(&self.messages, lo..=hi).rev().take(limit) {
             let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan history", e))?;
             let id =
                 codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "messages", what: "short key" })?;

@@ -1,0 +1,85 @@
+//! The `MessageStore` contract as executable checks, written once and run
+//! against every backend (the object_store `integration.rs` pattern).
+//!
+//! Why a shared suite: a backend is done when it passes the same checks as
+//! the others, not when it compiles. Each check is a public function taking
+//! a [`Backend`], so backends in this crate (`tests/conformance_*.rs`) and
+//! the gateway's tests can run it. [`run_all`] runs every check in turn.
+//!
+//! Only behind the `conformance` feature: nothing here is for production.
+//! The checks panic on the first broken promise, naming it.
+
+mod cases;
+mod concurrent;
+mod postgres_server;
+
+use std::sync::Arc;
+
+pub use cases::{
+    commit_is_atomic_to_readers, commit_survives_reopen, delivery_marks, group_records, high_water_never_goes_back,
+    history_pages_newest_first, idempotency_lookups, inbox_pages_in_id_order, message_headers, message_headers_between,
+    outage_then_recover, read_marks_never_move_backwards, receipts_of_a_message,
+};
+use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
+pub use concurrent::two_writers_one_pager;
+pub use postgres_server::TestPostgres;
+
+use crate::MessageStore;
+
+/// What the suite needs from a backend: empty places to put a store, and
+/// handles to them.
+pub trait Backend: Sync {
+    /// A new, empty place for one store (a directory, a database), by name.
+    fn new_place(&self) -> String;
+
+    /// Open the store at `place`. Opening it again after every handle is
+    /// dropped sees everything committed before.
+    fn open(&self, place: &str) -> Arc<dyn MessageStore>;
+
+    /// A second handle to the store at `place`, as a second gateway process
+    /// would hold it. A backend that allows one open handle per place (the
+    /// embedded store locks its directory) returns `first`.
+    fn second_handle(&self, place: &str, first: &Arc<dyn MessageStore>) -> Arc<dyn MessageStore>;
+
+    /// Cut `store` off from its data the way an outage does (for example by
+    /// killing its connections), so that its next commit fails. `false` if
+    /// the backend cannot simulate one.
+    fn interrupt(&self, place: &str, store: &Arc<dyn MessageStore>) -> bool;
+}
+
+/// Every check, one after the other, each on a fresh place.
+pub fn run_all(backend: &dyn Backend) {
+    commit_survives_reopen(backend);
+    commit_is_atomic_to_readers(backend);
+    high_water_never_goes_back(backend);
+    idempotency_lookups(backend);
+    message_headers(backend);
+    delivery_marks(backend);
+    read_marks_never_move_backwards(backend);
+    message_headers_between(backend);
+    inbox_pages_in_id_order(backend);
+    history_pages_newest_first(backend);
+    group_records(backend);
+    receipts_of_a_message(backend);
+    outage_then_recover(backend);
+    two_writers_one_pager(backend);
+}
+
+/// A text message from `from` to `to` with the next id of `ids`.
+pub(crate) fn text(ids: &mut Snowflake, from: u64, to: u64, client_id: &str) -> Message {
+    let id = ids.next_id();
+    Message {
+        id,
+        conversation: ConversationId::direct(UserId(from), UserId(to)),
+        from: UserId(from),
+        kind: MessageKind::Text,
+        client_id: client_id.into(),
+        ts: Snowflake::unix_ms(id),
+        body: format!("\"body of {client_id}\""),
+    }
+}
+
+/// Ids of inbox events or messages, for readable assertions.
+pub(crate) fn ids<T>(items: &[T], id: impl Fn(&T) -> MessageId) -> Vec<MessageId> {
+    items.iter().map(id).collect()
+}

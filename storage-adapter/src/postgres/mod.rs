@@ -1,0 +1,314 @@
+//! A PostgreSQL backend, for deployments where several gateways share one
+//! database.
+//!
+//! Layout (docs/STORAGE.md has the tables and every statement): one table
+//! per kind of record, the same keys as the embedded store's keyspaces, so
+//! the primary-key indexes serve the same range scans. A commit is one
+//! statement (see `commit`); reads are one statement each, batched lookups
+//! included. Connections come from a small pool (`pool`) sized by
+//! [`PostgresOptions::pool_size`].
+//!
+//! Failure contract, as for the embedded store: a failed commit (a lost
+//! connection, a restarted server, a full disk on the server) makes the
+//! store refuse writes until [`MessageStore::recover`] has proven, with a
+//! durable write on a fresh connection, that the database takes writes
+//! again. Reads retry once on a fresh connection when theirs was closed, so
+//! they are served whenever the server is up.
+
+mod commit;
+mod pool;
+mod reads;
+mod schema;
+
+use std::{
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
+
+use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+pub use schema::VERSION as SCHEMA_VERSION;
+
+use self::pool::{Connection, Pool};
+use crate::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure};
+
+/// Tuning for [`PostgresStore`].
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Most connections open at once (at least 1). The committer holds one
+    /// per commit; the rest serve reads.
+    pub pool_size: usize,
+    /// How long to wait for a connection to be established.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions { pool_size: 8, connect_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The store in a PostgreSQL database. Cheap to share: wrap it in an `Arc`.
+pub struct PostgresStore {
+    pool: Pool,
+    /// Why writes are refused, from a failed commit until a successful
+    /// [`MessageStore::recover`].
+    failed: Mutex<Option<WriteFailure>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+fn config(url: &str, options: &PostgresOptions) -> Result<postgres::Config, StoreError> {
+    let mut config: postgres::Config = url.parse().map_err(|e| StoreError::backend("parse the store URL", e))?;
+    config.connect_timeout(options.connect_timeout).keepalives(true).application_name("chatgw");
+    Ok(config)
+}
+
+impl PostgresStore {
+    /// Create or complete the schema in the database `url` names
+    /// (`postgres://user[:password]@host[:port]/database`), idempotently.
+    pub fn init(url: &str) -> Result<(), StoreError> {
+        let mut client = config(url, &PostgresOptions::default())?
+            .connect(postgres::NoTls)
+            .map_err(|e| StoreError::backend("connect", e))?;
+        schema::init(&mut client)
+    }
+
+    /// Open the store in the database `url` names. Fails if the server
+    /// cannot be reached, or with [`StoreError::SchemaMissing`] /
+    /// [`StoreError::SchemaVersion`] if [`PostgresStore::init`] is needed.
+    pub fn open(url: &str, options: &PostgresOptions) -> Result<Self, StoreError> {
+        let store =
+            PostgresStore { pool: Pool::new(config(url, options)?, options.pool_size), failed: Mutex::new(None) };
+        schema::check(store.pool.get()?.client())?;
+        Ok(store)
+    }
+
+    fn failure(&self) -> Option<WriteFailure> {
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_failure(&self, failure: Option<WriteFailure>) {
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = failure;
+    }
+
+    /// Run a read, once more on a fresh connection if the server had closed
+    /// the one it got (after a restart every idle connection is dead).
+    fn read<R>(
+        &self,
+        op: &'static str,
+        f: impl Fn(&mut Connection) -> Result<R, postgres::Error>,
+    ) -> Result<R, StoreError> {
+        let mut tries = 0;
+        loop {
+            let mut connection = self.pool.get()?;
+            match f(&mut connection) {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_closed() && tries == 0 => {
+                    tries += 1;
+                    connection.discard();
+                }
+                Err(e) => return Err(StoreError::backend(op, e)),
+            }
+        }
+    }
+}
+
+/// Snowflake ids have the top bit clear, so they keep their order as `bigint`.
+pub(crate) fn pg_id(id: MessageId) -> i64 {
+    id.0 as i64
+}
+
+/// Other unsigned numbers (users, groups, times) are stored bit for bit and
+/// only compared for equality.
+pub(crate) fn pg_u64(v: u64) -> i64 {
+    v as i64
+}
+
+/// A range bound from a caller: ids past `i64::MAX` cannot be stored, so
+/// they bound like `i64::MAX`.
+pub(crate) fn pg_bound(id: MessageId) -> i64 {
+    i64::try_from(id.0).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn pg_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// The cause of a failed write, in metric terms.
+pub(crate) fn failure_of(e: &postgres::Error) -> WriteFailure {
+    use postgres::error::SqlState;
+    match e.code() {
+        Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => WriteFailure::NoSpace,
+        Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => WriteFailure::ReadOnly,
+        Some(_) => WriteFailure::Engine,
+        None => WriteFailure::Io,
+    }
+}
+
+impl MessageStore for PostgresStore {
+    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        let c = commit::Columns::of(writes, high_water);
+        let mut connection = self.pool.get().inspect_err(|e| self.set_failure(Some(e.failure())))?;
+        let result = connection.prepared(commit::COMMIT).and_then(|s| {
+            connection.client().execute(
+                &s,
+                &[
+                    &c.m_conversation,
+                    &c.m_id,
+                    &c.m_sender,
+                    &c.m_kind,
+                    &c.m_client_id,
+                    &c.m_body,
+                    &c.k_sender,
+                    &c.k_client_id,
+                    &c.k_conversation,
+                    &c.k_id,
+                    &c.i_user,
+                    &c.i_event,
+                    &c.i_conversation,
+                    &c.i_receipt,
+                    &c.delivered.conversation,
+                    &c.delivered.id,
+                    &c.delivered.user,
+                    &c.delivered.at,
+                    &c.read_by.conversation,
+                    &c.read_by.id,
+                    &c.read_by.user,
+                    &c.read_by.at,
+                    &c.rm_conversation,
+                    &c.rm_reader,
+                    &c.rm_up_to,
+                    &c.rm_at,
+                    &c.g_id,
+                    &c.g_record,
+                    &c.h_slot,
+                    &c.h_id,
+                ],
+            )
+        });
+        match result {
+            Ok(_) => Ok(c.stats),
+            Err(e) => {
+                // The outcome of a statement cut off mid-flight is unknown:
+                // never reuse that connection.
+                connection.discard();
+                let e = StoreError::backend("commit", e);
+                self.set_failure(Some(e.failure()));
+                Err(e)
+            }
+        }
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        if self.failure().is_none() {
+            return Ok(());
+        }
+        self.pool.clear_idle();
+        let mut connection = self.pool.get()?;
+        let probe =
+            "INSERT INTO write_probe (id, at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at";
+        if let Err(e) = connection.client().batch_execute(probe) {
+            connection.discard();
+            return Err(StoreError::backend("probe write", e));
+        }
+        self.set_failure(None);
+        Ok(())
+    }
+
+    fn high_water(&self) -> Result<MessageId, StoreError> {
+        self.read("read high water", reads::high_water)
+    }
+
+    fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        let row = self.read("read message", |c| reads::message(c, conversation, id))?;
+        reads::decode_message(row, conversation, id)
+    }
+
+    fn messages_by_client_ids(
+        &self,
+        keys: &[(UserId, &str)],
+    ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("read idempotency keys", |c| reads::messages_by_client_ids(c, keys))?;
+        reads::decode_client_ids(&rows, keys.len())
+    }
+
+    fn message_headers(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("read message headers", |c| reads::message_headers(c, keys))?;
+        reads::decode_headers(&rows, keys.len())
+    }
+
+    fn delivery_marks(&self, keys: &[(ConversationId, MessageId, UserId)]) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("read delivery marks", |c| reads::delivery_marks(c, keys))?;
+        reads::decode_marks(&rows, keys.len())
+    }
+
+    fn read_marks(&self, keys: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("read read marks", |c| reads::read_marks(c, keys))?;
+        reads::decode_read_marks(&rows, keys.len())
+    }
+
+    fn message_headers_between(
+        &self,
+        conversation: ConversationId,
+        after: MessageId,
+        up_to: MessageId,
+        limit: usize,
+    ) -> Result<Vec<MessageHeader>, StoreError> {
+        if limit == 0 || after >= up_to {
+            return Ok(Vec::new());
+        }
+        let rows =
+            self.read("scan message headers", |c| reads::headers_between(c, conversation, after, up_to, limit))?;
+        reads::decode_headers_between(&rows)
+    }
+
+    fn receipts_of(&self, conversation: ConversationId, id: MessageId) -> Result<MessageReceipts, StoreError> {
+        let rows = self.read("scan receipts", |c| reads::receipts_of(c, conversation, id))?;
+        Ok(reads::decode_receipts(&rows))
+    }
+
+    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+        let row = self.read("read group", |c| reads::group(c, id))?;
+        reads::decode_group(row, id)
+    }
+
+    fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("scan inbox", |c| reads::inbox_after(c, user, after, limit))?;
+        reads::decode_inbox(&rows)
+    }
+
+    fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("scan history", |c| reads::history(c, conversation, before, limit))?;
+        reads::decode_history(&rows, conversation)
+    }
+}

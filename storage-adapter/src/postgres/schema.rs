@@ -1,0 +1,106 @@
+//! The schema, its version, and `init`.
+//!
+//! Why versioned: several gateways (and `chatgw store init`) meet one
+//! database, possibly of an older or newer release. `init` creates what is
+//! missing and records [`VERSION`] under an advisory lock, so two inits at
+//! once are safe and a second init changes nothing. Opening a store never
+//! creates tables: a missing or foreign schema is a typed error that says
+//! what to run, rather than a half-created database.
+
+use postgres::{error::SqlState, Client};
+
+use crate::StoreError;
+
+/// The schema this release reads and writes.
+pub const VERSION: i32 = 1;
+
+/// Any constant: serialises concurrent `init`s on one database.
+const INIT_LOCK: i64 = 0x6368_6174_6777; // "chatgw"
+
+/// Tables of version 1. Integers that are unsigned in Rust are stored
+/// bit-for-bit in `bigint`: ids are Snowflakes (top bit zero, so their
+/// order is kept), users and groups are only compared for equality.
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation bytea NOT NULL,
+    id bigint NOT NULL,
+    sender bigint NOT NULL,
+    kind smallint NOT NULL,
+    client_id bytea NOT NULL,
+    body bytea NOT NULL,
+    PRIMARY KEY (conversation, id)
+);
+CREATE TABLE IF NOT EXISTS inbox (
+    user_id bigint NOT NULL,
+    event bigint NOT NULL,
+    conversation bytea,
+    receipt bytea,
+    PRIMARY KEY (user_id, event),
+    CHECK ((conversation IS NULL) <> (receipt IS NULL))
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    sender bigint NOT NULL,
+    client_id bytea NOT NULL,
+    conversation bytea NOT NULL,
+    id bigint NOT NULL,
+    PRIMARY KEY (sender, client_id)
+);
+CREATE TABLE IF NOT EXISTS delivered (
+    conversation bytea NOT NULL,
+    id bigint NOT NULL,
+    user_id bigint NOT NULL,
+    at bigint NOT NULL,
+    PRIMARY KEY (conversation, id, user_id)
+);
+CREATE TABLE IF NOT EXISTS read_by (
+    conversation bytea NOT NULL,
+    id bigint NOT NULL,
+    user_id bigint NOT NULL,
+    at bigint NOT NULL,
+    PRIMARY KEY (conversation, id, user_id)
+);
+CREATE TABLE IF NOT EXISTS read_marks (
+    conversation bytea NOT NULL,
+    reader bigint NOT NULL,
+    up_to bigint NOT NULL,
+    at bigint NOT NULL,
+    PRIMARY KEY (conversation, reader)
+);
+CREATE TABLE IF NOT EXISTS groups (id bigint PRIMARY KEY, record bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS high_water (slot smallint PRIMARY KEY, id bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS write_probe (id smallint PRIMARY KEY, at timestamptz NOT NULL);
+";
+
+/// Create or complete the schema, idempotently. Fails with
+/// [`StoreError::SchemaVersion`] if the database holds another version.
+pub(super) fn init(client: &mut Client) -> Result<(), StoreError> {
+    let fail = |e| StoreError::backend("init schema", e);
+    let mut tx = client.transaction().map_err(fail)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK]).map_err(fail)?;
+    tx.batch_execute(TABLES).map_err(fail)?;
+    let found: Vec<i32> =
+        tx.query("SELECT version FROM schema_version", &[]).map_err(fail)?.iter().map(|r| r.get(0)).collect();
+    match found.as_slice() {
+        [] => {
+            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&VERSION]).map_err(fail)?;
+        }
+        [v] if *v == VERSION => {}
+        [v, ..] => return Err(StoreError::SchemaVersion { found: *v, expected: VERSION }),
+    }
+    tx.commit().map_err(fail)
+}
+
+/// Check that the database holds this release's schema.
+pub(super) fn check(client: &mut Client) -> Result<(), StoreError> {
+    match client.query_opt("SELECT version FROM schema_version", &[]) {
+        Ok(Some(row)) => match row.try_get::<_, i32>(0) {
+            Ok(VERSION) => Ok(()),
+            Ok(found) => Err(StoreError::SchemaVersion { found, expected: VERSION }),
+            Err(e) => Err(StoreError::backend("read schema version", e)),
+        },
+        Ok(None) => Err(StoreError::SchemaMissing),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Err(StoreError::SchemaMissing),
+        Err(e) => Err(StoreError::backend("read schema version", e)),
+    }
+}

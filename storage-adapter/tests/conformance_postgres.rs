@@ -1,0 +1,61 @@
+//! The shared `MessageStore` conformance suite against PostgreSQL: a local
+//! server started for this test binary (or `CHATGW_TEST_POSTGRES`), one
+//! database per check.
+
+use std::sync::Arc;
+
+use chatgw_storage::{
+    conformance::{self, Backend, TestPostgres},
+    MessageStore, PostgresOptions, PostgresStore,
+};
+
+struct Postgres<'a>(&'a TestPostgres);
+
+impl Backend for Postgres<'_> {
+    fn new_place(&self) -> String {
+        let db = self.0.create_database();
+        PostgresStore::init(&self.0.url(&db)).expect("init schema");
+        db
+    }
+
+    fn open(&self, place: &str) -> Arc<dyn MessageStore> {
+        let options = PostgresOptions { pool_size: 4, ..PostgresOptions::default() };
+        Arc::new(PostgresStore::open(&self.0.url(place), &options).expect("open"))
+    }
+
+    fn second_handle(&self, place: &str, _first: &Arc<dyn MessageStore>) -> Arc<dyn MessageStore> {
+        self.open(place)
+    }
+
+    fn interrupt(&self, place: &str, _store: &Arc<dyn MessageStore>) -> bool {
+        self.0.kill_connections(place);
+        true
+    }
+}
+
+macro_rules! conformance_tests {
+    ($($case:ident),* $(,)?) => {$(
+        #[test]
+        fn $case() {
+            let server = TestPostgres::start();
+            conformance::$case(&Postgres(&server));
+        }
+    )*};
+}
+
+conformance_tests!(
+    commit_survives_reopen,
+    commit_is_atomic_to_readers,
+    high_water_never_goes_back,
+    idempotency_lookups,
+    message_headers,
+    delivery_marks,
+    read_marks_never_move_backwards,
+    message_headers_between,
+    inbox_pages_in_id_order,
+    history_pages_newest_first,
+    group_records,
+    receipts_of_a_message,
+    outage_then_recover,
+    two_writers_one_pager,
+);
