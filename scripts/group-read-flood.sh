@@ -29,13 +29,13 @@ sleep 1
 group() { "$BIN/loadgen" group --url "127.0.0.1:$PORT" --gateway-admin "127.0.0.1:$ADMIN" --secret flood-secret --groups 2 --size 32 "$@"; }
 group --rate 1000 --duration 15 --quiet >/dev/null
 echo "== group load alone"
-group --rate 200 --duration 20 | sed -n '/latency  *count/,/^$/p'
+group --rate 200 --duration 20 2>/dev/null | sed -n '/latency  *count/,/^$/p'
 # User 2 is a member of every group of these runs.
 "$BIN/group-read-flood" --url "127.0.0.1:$PORT" --secret flood-secret --user 2 --duration 24 --rate 1000 >"$WORK/flood.txt" 2>&1 &
 FLOOD=$!
 sleep 1
 echo "== group load with one member flooding reads"
-group --rate 200 --duration 20 | sed -n '/latency  *count/,/^$/p'
+group --rate 200 --duration 20 2>/dev/null | sed -n '/latency  *count/,/^$/p'
 wait "$FLOOD"
 tail -n 1 "$WORK/flood.txt"
 curl -s "127.0.0.1:$ADMIN/metrics" | grep -E '^chatgw_group_read_rows_scanned_total' || true
