@@ -150,7 +150,7 @@ pub struct ServeArgs {
     /// Data directory: the secret, and the embedded store [default: ./data].
     #[arg(long, env = "CHATGW_DATA")]
     pub data: Option<PathBuf>,
-    /// Message store: `embedded` (under --data; the only one so far) [default: embedded].
+    /// Message store: `embedded` (under --data) or `postgres://user@host:port/db` (after `chatgw store init`) [default: embedded].
     #[arg(long, env = "CHATGW_STORE")]
     pub store: Option<String>,
     /// Event-loop threads [default: one per core].
@@ -539,12 +539,12 @@ mod tests {
         let file = dir.path().join("c.toml");
         let args = || ServeArgs { data: Some(dir.path().into()), secret: Some("s".into()), ..Default::default() };
         assert_eq!(args().resolve().unwrap().store.to_string(), "embedded");
-        let flag = ServeArgs { store: Some("postgres://db/chat".into()), ..args() }.resolve().unwrap_err();
+        let flag = ServeArgs { store: Some("mysql://db/chat".into()), ..args() }.resolve().unwrap_err();
         assert!(matches!(flag, ConfigError::Store(_)), "{flag:?}");
-        assert_eq!(flag.to_string(), "unknown store `postgres://db/chat`: supported: embedded");
+        assert_eq!(flag.to_string(), "unknown store `mysql://db/chat`: supported: embedded, postgres");
         std::fs::write(&file, "store = \"cassandra://h\"\n").unwrap();
         let from_file = ServeArgs { config: Some(file), ..args() }.resolve().unwrap_err();
-        assert_eq!(from_file.to_string(), "unknown store `cassandra://h`: supported: embedded");
+        assert_eq!(from_file.to_string(), "unknown store `cassandra://h`: supported: embedded, postgres");
     }
 
     #[test]

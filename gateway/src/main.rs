@@ -1,5 +1,5 @@
 //! The `chatgw` command: run a gateway, mint a token, chat from a terminal,
-//! or check a stopped gateway's store.
+//! check a stopped gateway's store, or prepare a remote store.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the gateway (embedded store under --data; no other service needed; metrics on --admin-listen).
+    /// Run the gateway (embedded store under --data by default, or --store postgres://...; metrics on --admin-listen).
     Serve(Box<ServeArgs>),
     /// Print a token (HS256 JWT) for a user, signed with the gateway's secret.
     Token(TokenArgs),
@@ -36,6 +36,22 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Verify the store of a stopped gateway (references, ids, idempotency keys, marks, groups); exit 1 on any violation.
     Check(check::CheckArgs),
+    /// Manage the message store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Create or complete the schema of the store --store names (a PostgreSQL database); safe to run again.
+    Init(StoreInitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct StoreInitArgs {
+    /// The store: `postgres://user[:password]@host[:port]/database` (`embedded` needs no init).
+    #[arg(long, env = "CHATGW_STORE", hide_env_values = true)]
+    store: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -86,6 +102,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !check::run(&args)? {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Command::Store(StoreCommand::Init(args)) => {
+            println!("{}", store::init(&args.store.parse()?)?);
             Ok(())
         }
     }

@@ -3,22 +3,30 @@
 //! Everything above the store (committer, readers) sees only the
 //! [`MessageStore`] trait, so the choice of backend is made here and
 //! nowhere else. A URL names its backend by its scheme: `embedded` (the
-//! fjall store under `--data`, the default), and later `postgres://...` or
-//! `cassandra://...`. [`BACKENDS`] is the one list of them: parsing a
-//! [`StoreUrl`], opening it and the error that names the supported schemes
-//! all read it, so a second backend is one new module plus one row there.
+//! fjall store under `--data`, the default) and `postgres://user@host:port/db`
+//! (a database several gateways can share). [`BACKENDS`] is the one list of
+//! them: parsing a [`StoreUrl`], opening it, preparing it (`chatgw store
+//! init`) and the error that names the supported schemes all read it, so
+//! another backend is one new module plus one row there.
+//!
+//! Opening never creates a remote schema: a gateway pointed at the wrong
+//! database must refuse to start rather than quietly fill it, so creating
+//! the tables is a separate, deliberate step ([`init`]).
 //!
 //! A program that builds its own store (a test, an embedder) skips this
 //! module and passes it to [`Server::start_with_store`](crate::Server::start_with_store).
 
 use std::{fmt, path::PathBuf, str::FromStr, sync::Arc};
 
-use chatgw_storage::{EmbeddedOptions, EmbeddedStore, MessageStore};
+use chatgw_storage::{EmbeddedOptions, EmbeddedStore, MessageStore, PostgresOptions, PostgresStore};
 
 use crate::config::Config;
 
 /// Opens the store a URL names, with the rest of the settings.
 type Opener = fn(&StoreUrl, &Config) -> Result<Arc<dyn MessageStore>, OpenError>;
+
+/// Prepares the store a URL names for a first start (`chatgw store init`).
+type Initer = fn(&StoreUrl) -> Result<Initialized, OpenError>;
 
 /// One kind of store `--store` can name.
 struct Backend {
@@ -26,10 +34,15 @@ struct Backend {
     scheme: &'static str,
     /// Open the store.
     open: Opener,
+    /// Prepare the store, idempotently.
+    init: Initer,
 }
 
 /// Every backend, the default first.
-const BACKENDS: &[Backend] = &[Backend { scheme: "embedded", open: open_embedded }];
+const BACKENDS: &[Backend] = &[
+    Backend { scheme: "embedded", open: open_embedded, init: init_embedded },
+    Backend { scheme: "postgres", open: open_postgres, init: init_postgres },
+];
 
 /// A `--store` value whose scheme names a known backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +75,14 @@ impl Default for StoreUrl {
 }
 
 impl fmt::Display for StoreUrl {
+    /// The URL with any password replaced by `***`, for logs and messages.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        let Some((scheme, rest)) = self.0.split_once("://") else { return f.write_str(&self.0) };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        match authority.rsplit_once('@').and_then(|(user, host)| Some((user.split_once(':')?.0, host))) {
+            Some((user, host)) => write!(f, "{scheme}://{user}:***@{host}{path}"),
+            None => f.write_str(&self.0),
+        }
     }
 }
 
@@ -71,7 +90,7 @@ fn scheme_of(url: &str) -> &str {
     url.split_once("://").map_or(url, |(scheme, _)| scheme)
 }
 
-/// The schemes `--store` accepts, for messages: `embedded`.
+/// The schemes `--store` accepts, for messages: `embedded, postgres`.
 pub fn supported_schemes() -> String {
     BACKENDS.iter().map(|b| b.scheme).collect::<Vec<_>>().join(", ")
 }
@@ -116,11 +135,68 @@ pub enum OpenError {
         #[source]
         source: chatgw_storage::StoreError,
     },
+    /// The PostgreSQL database could not be reached, or holds no schema of
+    /// this release (then the message says to run `chatgw store init`).
+    #[error("opening the store {url}")]
+    Postgres {
+        /// The URL as given, password hidden.
+        url: String,
+        /// What the store reported.
+        #[source]
+        source: chatgw_storage::StoreError,
+    },
+    /// `chatgw store init` could not create or complete the schema.
+    #[error("preparing the store {url}")]
+    Init {
+        /// The URL as given, password hidden.
+        url: String,
+        /// What the store reported.
+        #[source]
+        source: chatgw_storage::StoreError,
+    },
+}
+
+/// What [`init`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Initialized {
+    /// The backend needs no preparation (the embedded store is created under
+    /// `--data` when the gateway starts).
+    NothingToDo {
+        /// The scheme of the store.
+        scheme: &'static str,
+    },
+    /// The database holds the schema of this release: created, completed or
+    /// already there.
+    Schema {
+        /// The URL, password hidden.
+        url: String,
+        /// The schema version now in place.
+        version: i32,
+    },
+}
+
+impl fmt::Display for Initialized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Initialized::NothingToDo { scheme } => {
+                write!(f, "nothing to do: the {scheme} store is created under --data when the gateway starts")
+            }
+            Initialized::Schema { url, version } => {
+                write!(f, "{url}: chatgw schema version {version} in place (created what was missing)")
+            }
+        }
+    }
 }
 
 /// Open the store `config.store` names.
 pub fn open(config: &Config) -> Result<Arc<dyn MessageStore>, OpenError> {
     (config.store.backend().open)(&config.store, config)
+}
+
+/// Prepare the store `url` names so that a gateway can open it: create or
+/// complete a remote schema. Idempotent: running it again changes nothing.
+pub fn init(url: &StoreUrl) -> Result<Initialized, OpenError> {
+    (url.backend().init)(url)
 }
 
 /// The directory of the embedded store under a data directory.
@@ -143,6 +219,27 @@ fn open_embedded(url: &StoreUrl, config: &Config) -> Result<Arc<dyn MessageStore
     }
 }
 
+fn init_embedded(_url: &StoreUrl) -> Result<Initialized, OpenError> {
+    Ok(Initialized::NothingToDo { scheme: "embedded" })
+}
+
+fn open_postgres(url: &StoreUrl, config: &Config) -> Result<Arc<dyn MessageStore>, OpenError> {
+    // One connection for the committer, one per reader, and one spare for
+    // the rare read done elsewhere (startup, health).
+    let options = PostgresOptions { pool_size: config.readers + 2, ..PostgresOptions::default() };
+    match PostgresStore::open(&url.0, &options) {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(source) => Err(OpenError::Postgres { url: url.to_string(), source }),
+    }
+}
+
+fn init_postgres(url: &StoreUrl) -> Result<Initialized, OpenError> {
+    match PostgresStore::init(&url.0) {
+        Ok(()) => Ok(Initialized::Schema { url: url.to_string(), version: chatgw_storage::POSTGRES_SCHEMA_VERSION }),
+        Err(source) => Err(OpenError::Init { url: url.to_string(), source }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,14 +248,44 @@ mod tests {
     fn embedded_is_the_default_and_parses() {
         assert_eq!(StoreUrl::default().to_string(), "embedded");
         assert_eq!("embedded".parse::<StoreUrl>().unwrap(), StoreUrl::default());
-        assert_eq!(supported_schemes(), "embedded");
+        assert_eq!(supported_schemes(), "embedded, postgres");
+    }
+
+    #[test]
+    fn postgres_parses_with_its_location() {
+        let url: StoreUrl = "postgres://chat@db.internal:5432/chatgw".parse().unwrap();
+        assert_eq!((url.scheme(), url.location()), ("postgres", "chat@db.internal:5432/chatgw"));
+        assert_eq!(url.to_string(), "postgres://chat@db.internal:5432/chatgw");
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_hidden_when_shown() {
+        let url: StoreUrl = "postgres://chat:s3cret@db:5432/chatgw".parse().unwrap();
+        assert_eq!(url.to_string(), "postgres://chat:***@db:5432/chatgw");
+        assert_eq!(url.location(), "chat:s3cret@db:5432/chatgw", "the real one is kept for connecting");
+    }
+
+    #[test]
+    fn unreachable_postgres_is_refused_in_one_line_without_the_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), "unused".into(), "s".into());
+        config.store = format!("postgres://chat:s3cret@127.0.0.1:{port}/chatgw").parse().unwrap();
+        let err = format!("{:#}", anyhow::Error::new(open(&config).err().expect("refused")));
+        assert!(err.starts_with(&format!("opening the store postgres://chat:***@127.0.0.1:{port}/chatgw: ")), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn embedded_needs_no_init() {
+        let init = init(&StoreUrl::default()).unwrap();
+        assert_eq!(init, Initialized::NothingToDo { scheme: "embedded" });
     }
 
     #[test]
     fn unknown_scheme_is_one_line_naming_the_supported_ones() {
-        for url in ["postgres://db/chat", "cassandra://h", "memory", ""] {
+        for url in ["postgresql://db/chat", "cassandra://h", "memory", ""] {
             let err = url.parse::<StoreUrl>().unwrap_err().to_string();
-            assert_eq!(err, format!("unknown store `{url}`: supported: embedded"));
+            assert_eq!(err, format!("unknown store `{url}`: supported: embedded, postgres"));
             assert!(!err.contains('\n'));
         }
     }
