@@ -4,8 +4,9 @@
 //! [`MessageStore`] trait, so the choice of backend is made here and
 //! nowhere else. A URL names its backend by its scheme: `embedded` (the
 //! fjall store under `--data`, the default) and `postgres://user@host:port/db`
-//! (a database several gateways can share). [`BACKENDS`] is the one list of
-//! them: parsing a [`StoreUrl`], opening it, preparing it (`chatgw store
+//! (a shared database; one gateway per database until the committer is
+//! safe with several writers, see docs/STORAGE.md). [`BACKENDS`] is the one
+//! list of them: parsing a [`StoreUrl`], opening it, preparing it (`chatgw store
 //! init`) and the error that names the supported schemes all read it, so
 //! another backend is one new module plus one row there.
 //!
