@@ -43,19 +43,4 @@ macro_rules! conformance_tests {
     )*};
 }
 
-conformance_tests!(
-    commit_survives_reopen,
-    commit_is_atomic_to_readers,
-    high_water_never_goes_back,
-    idempotency_lookups,
-    message_headers,
-    delivery_marks,
-    read_marks_never_move_backwards,
-    message_headers_between,
-    inbox_pages_in_id_order,
-    history_pages_newest_first,
-    group_records,
-    receipts_of_a_message,
-    outage_then_recover,
-    two_writers_one_pager,
-);
+chatgw_storage::for_each_conformance_case!(conformance_tests);

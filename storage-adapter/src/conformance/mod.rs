@@ -47,22 +47,38 @@ pub trait Backend: Sync {
     fn interrupt(&self, place: &str, store: &Arc<dyn MessageStore>) -> bool;
 }
 
+/// Calls the macro `$callback` with the name of every check, so a
+/// backend's test file names no check itself and a new check reaches every
+/// backend: `for_each_conformance_case!(my_tests)` expands to
+/// `my_tests!(commit_survives_reopen, ...)`.
+#[macro_export]
+macro_rules! for_each_conformance_case {
+    ($callback:ident) => {
+        $callback!(
+            commit_survives_reopen,
+            commit_is_atomic_to_readers,
+            high_water_never_goes_back,
+            idempotency_lookups,
+            message_headers,
+            delivery_marks,
+            read_marks_never_move_backwards,
+            message_headers_between,
+            inbox_pages_in_id_order,
+            history_pages_newest_first,
+            group_records,
+            receipts_of_a_message,
+            outage_then_recover,
+            two_writers_one_pager,
+        );
+    };
+}
+
 /// Every check, one after the other, each on a fresh place.
 pub fn run_all(backend: &dyn Backend) {
-    commit_survives_reopen(backend);
-    commit_is_atomic_to_readers(backend);
-    high_water_never_goes_back(backend);
-    idempotency_lookups(backend);
-    message_headers(backend);
-    delivery_marks(backend);
-    read_marks_never_move_backwards(backend);
-    message_headers_between(backend);
-    inbox_pages_in_id_order(backend);
-    history_pages_newest_first(backend);
-    group_records(backend);
-    receipts_of_a_message(backend);
-    outage_then_recover(backend);
-    two_writers_one_pager(backend);
+    macro_rules! run_each {
+        ($($case:ident),* $(,)?) => {$( $case(backend); )*};
+    }
+    crate::for_each_conformance_case!(run_each);
 }
 
 /// A text message from `from` to `to` with the next id of `ids`.
