@@ -13,17 +13,33 @@
 # was owed to exactly once, in per-conversation order. Then the gateway is
 # stopped gracefully and `chatgw check` verifies the store's invariants.
 #
+# With --store postgres the messages live in a throwaway PostgreSQL server
+# (initdb in a temporary directory, as the `postgres` user when run as root;
+# listening on a free port of 127.0.0.1; binaries from /usr/lib/postgresql/*/bin
+# or CHATGW_PG_BIN), prepared with `chatgw store init`. Besides the gateway
+# kills, PostgreSQL itself is stopped with `pg_ctl stop -m immediate` --pg-stops
+# times during the sending time and started again 2 to 5 s later: meanwhile
+# devices get `unavailable`, never a `sent` for a message not committed, and
+# the same gateway process must recover (/healthz answers 200 again within
+# 30 s) without a restart. `chatgw check` reads only the embedded store, so
+# with PostgreSQL that step is skipped (the output says so).
+#
 # Usage: scripts/crash-soak.sh [--duration SECS] [--kills N] [--rate R]
 #                              [--settle SECS] [--no-build] [--out DIR]
+#                              [--store embedded|postgres] [--pg-stops N]
 #   --duration SECS  how long loadgen sends and the gateway gets killed (default 300)
 #   --kills N        stop killing after N kills (default: no limit within --duration)
 #   --rate R         messages per second in total (default 300)
 #   --settle SECS    quiet period after sending for devices to catch up (default 60)
 #   --no-build       use the release binaries already built
 #   --out DIR        results directory (default: a new /tmp/crash-soak.XXXXXX)
+#   --store KIND     `embedded` (default) or `postgres` (a throwaway local server)
+#   --pg-stops N     with --store postgres: PostgreSQL crashes, spread evenly
+#                    over --duration (default 2)
 # Exits 0 only if loadgen's verdict (lost=0, dup=0, order=0) and the integrity
-# check both pass and at least one kill happened. Bounded: at most about
-# duration + settle + 3 minutes.
+# check (embedded store) both pass, at least one kill happened and, with
+# PostgreSQL, every planned server crash happened and the gateway came back
+# from each by itself. Bounded: at most about duration + settle + 3 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +49,8 @@ RATE=300
 SETTLE=60
 BUILD=1
 OUT=""
+STORE=embedded
+PG_STOPS=2
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
@@ -41,10 +59,17 @@ while [[ $# -gt 0 ]]; do
         --settle) SETTLE="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT="$2"; shift 2 ;;
+        --store) STORE="$2"; shift 2 ;;
+        --pg-stops) PG_STOPS="$2"; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "crash-soak: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+
+case "$STORE" in
+    embedded|postgres) ;;
+    *) echo "crash-soak: --store is embedded or postgres, not $STORE" >&2; exit 2 ;;
+esac
 
 TARGET="${CARGO_TARGET_DIR:-target}"
 BIN="$TARGET/release"
@@ -62,15 +87,59 @@ fi
 
 GW_PID=""
 LG_PID=""
+PG_DIR=""
 cleanup() {
     [[ -n "$LG_PID" ]] && kill "$LG_PID" 2>/dev/null || true
     [[ -n "$GW_PID" ]] && kill -9 "$GW_PID" 2>/dev/null || true
+    if [[ -n "$PG_DIR" ]]; then
+        pg pg_ctl -D "$PG_DIR/data" -m immediate -w stop > /dev/null 2>&1 || true
+        cp "$PG_DIR/server.log" "$OUT/postgres.log" 2> /dev/null || true
+        rm -rf "$PG_DIR"
+    fi
 }
 trap cleanup EXIT
 
+# A PostgreSQL program, as the `postgres` user when running as root (initdb
+# refuses root).
+pg() {
+    local program="$1"; shift
+    if (( EUID == 0 )); then
+        runuser -u postgres -- "$PG_BIN/$program" "$@"
+    else
+        "$PG_BIN/$program" "$@"
+    fi
+}
+
+pg_start() {
+    pg pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1" start > /dev/null
+}
+
+STORE_ARGS=()
+if [[ $STORE == postgres ]]; then
+    PG_BIN="${CHATGW_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2> /dev/null | sort -V | tail -n 1)}"
+    if [[ -z "$PG_BIN" || ! -x "$PG_BIN/pg_ctl" ]]; then
+        echo "crash-soak: no PostgreSQL server binaries (install postgresql, or set CHATGW_PG_BIN)" >&2
+        exit 2
+    fi
+    # Its own directory, not under $OUT: the server's user must own it.
+    PG_DIR="$(mktemp -d /tmp/crash-soak-pg.XXXXXX)"
+    (( EUID == 0 )) && chown postgres: "$PG_DIR"
+    PG_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    pg initdb -D "$PG_DIR/data" -A trust -U postgres -E UTF8 --no-sync > "$OUT/initdb.log" 2>&1
+    pg_start
+    pg createdb -h 127.0.0.1 -p "$PG_PORT" -U postgres chatgw
+    PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/chatgw"
+    "$BIN/chatgw" store init --store "$PG_URL" > "$OUT/store-init.txt" 2>&1
+    STORE_ARGS=(--store "$PG_URL")
+    log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT; store $PG_URL"
+else
+    PG_STOPS=0
+fi
+
 # Start the gateway and wait for /healthz (up to 30 s).
 start_gateway() {
-    "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --admin-listen off --data "$DATA" --secret "$SECRET" --workers 2 \
+    "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --admin-listen off --data "$DATA" "${STORE_ARGS[@]}" --secret "$SECRET" --workers 2 \
         >> "$OUT/gateway.log" 2>&1 &
     GW_PID=$!
     for _ in $(seq 300); do
@@ -96,10 +165,54 @@ start_gateway
     > "$OUT/loadgen.txt" 2> "$OUT/loadgen.log" &
 LG_PID=$!
 
+# Crash PostgreSQL under the running gateway, start it again 2 to 5 s later,
+# and wait for the same gateway process to report the store writable again.
+pg_stops=0
+pg_unrecovered=0
+pg_recover_ms_max=0
+crash_postgres() {
+    pg pg_ctl -D "$PG_DIR/data" -m immediate -w stop > /dev/null
+    pg_stops=$(( pg_stops + 1 ))
+    local down_ms=$(( 2000 + RANDOM % 3001 ))
+    sleep "$(( down_ms / 1000 )).$(printf '%03d' $(( down_ms % 1000 )))"
+    local t0 code down_code
+    down_code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz" 2> /dev/null || true)"
+    pg_start
+    t0=$(date +%s%N)
+    for _ in $(seq 300); do
+        code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz" 2> /dev/null || true)"
+        [[ $code == 200 ]] && break
+        kill -0 "$GW_PID" 2> /dev/null || break
+        sleep 0.1
+    done
+    local took=$(( ($(date +%s%N) - t0) / 1000000 ))
+    if [[ $code == 200 ]] && kill -0 "$GW_PID" 2> /dev/null; then
+        (( took > pg_recover_ms_max )) && pg_recover_ms_max=$took
+        log "PostgreSQL crash $pg_stops: down ${down_ms} ms (/healthz $down_code while down); gateway writable again ${took} ms after the restart"
+    else
+        pg_unrecovered=$(( pg_unrecovered + 1 ))
+        log "PostgreSQL crash $pg_stops: the gateway did not recover by itself (/healthz $code); restarting it"
+        kill -9 "$GW_PID" 2> /dev/null || true
+        wait "$GW_PID" 2> /dev/null || true
+        start_gateway
+    fi
+}
+
 kills=0
 restart_ms_max=0
 started=$SECONDS
-while (( SECONDS - started < DURATION )) && { (( KILLS == 0 )) || (( kills < KILLS )); }; do
+# The PostgreSQL crashes fall at k * duration / (pg-stops + 1) seconds in.
+next_pg_stop() { echo $(( (pg_stops + 1) * DURATION / (PG_STOPS + 1) )); }
+while (( SECONDS - started < DURATION )) && { (( KILLS == 0 || kills < KILLS || pg_stops < PG_STOPS )); }; do
+    if (( pg_stops < PG_STOPS && SECONDS - started >= $(next_pg_stop) )); then
+        kill -0 "$LG_PID" 2> /dev/null || break
+        crash_postgres
+        continue
+    fi
+    if (( KILLS > 0 && kills >= KILLS )); then
+        sleep 0.5
+        continue
+    fi
     gap_ms=$(( 500 + RANDOM % 4501 ))
     sleep "$(( gap_ms / 1000 )).$(printf '%03d' $(( gap_ms % 1000 )))"
     (( SECONDS - started < DURATION )) || break
@@ -113,7 +226,7 @@ while (( SECONDS - started < DURATION )) && { (( KILLS == 0 )) || (( kills < KIL
     (( took > restart_ms_max )) && restart_ms_max=$took
     log "kill $kills after ${gap_ms} ms; back up in ${took} ms"
 done
-log "$kills kills; quiet period: waiting for loadgen's verdict"
+log "$kills kills, $pg_stops PostgreSQL crashes; quiet period: waiting for loadgen's verdict"
 
 lg_rc=0
 wait "$LG_PID" || lg_rc=$?
@@ -123,7 +236,12 @@ wait "$GW_PID" 2> /dev/null || true
 GW_PID=""
 
 check_rc=0
-"$BIN/chatgw" check --data "$DATA" > "$OUT/check.txt" 2>&1 || check_rc=$?
+if [[ $STORE == embedded ]]; then
+    "$BIN/chatgw" check --data "$DATA" > "$OUT/check.txt" 2>&1 || check_rc=$?
+else
+    check_rc=-1
+    echo "skipped: chatgw check reads only the embedded store (--data), not PostgreSQL" > "$OUT/check.txt"
+fi
 
 cat "$OUT/loadgen.txt"
 echo
@@ -132,27 +250,37 @@ sed 's/^/  /' "$OUT/check.txt"
 echo
 echo "== crash soak =="
 # The verdict is lg_rc and check_rc; the summary only reports them.
-if python3 - "$OUT/soak.json" "$kills" "$restart_ms_max" "$lg_rc" "$check_rc" <<'PY'
+if python3 - "$OUT/soak.json" "$kills" "$restart_ms_max" "$lg_rc" "$check_rc" \
+    "$STORE" "$PG_STOPS" "$pg_stops" "$pg_unrecovered" "$pg_recover_ms_max" <<'PY'
 import json, sys
-path, kills, restart, lg_rc, check_rc = sys.argv[1], *map(int, sys.argv[2:])
+path, kills, restart, lg_rc, check_rc = sys.argv[1], *map(int, sys.argv[2:6])
+store, (pg_planned, pg_stops, pg_unrecovered, pg_recover) = sys.argv[6], map(int, sys.argv[7:])
 try:
     r = json.load(open(path))
 except Exception as e:
     r = None
     print(f"  loadgen report unreadable: {e}")
+print(f"  store                       {store}")
 print(f"  kills survived              {kills} (slowest restart to /healthz {restart} ms)")
+if store == "postgres":
+    print(f"  PostgreSQL crashes          {pg_stops} of {pg_planned} ({pg_stops - pg_unrecovered} recovered without a gateway restart, slowest {pg_recover} ms)")
 if r:
     v, s = r["verdict"], r["stats"]
     print(f"  messages acked / checked    {v['acked']} / {v['owed']} device deliveries owed")
     print(f"  unacknowledged (given up)   {r['unacknowledged']}")
     print(f"  unacked when cut off        {s.get('unacked_at_drop', '?')} (resent {s['resent']}, answered duplicate:true {s['acked_as_duplicate']})")
     print(f"  reconnects                  {s['reconnects']}")
+    errors = s.get("errors") or {}
+    print(f"  error frames by code        {', '.join(f'{k} {v}' for k, v in errors.items()) or 'none'}")
     print(f"  lost / dup / order          {v['lost']} / {v['duplicated']} / {v['out_of_order']}")
 print(f"  loadgen verdict             {'pass' if lg_rc == 0 else f'FAIL (exit {lg_rc})'}")
-print(f"  integrity check             {'pass' if check_rc == 0 else f'FAIL (exit {check_rc})'}")
+if check_rc < 0:
+    print("  integrity check             skipped (chatgw check reads only the embedded store)")
+else:
+    print(f"  integrity check             {'pass' if check_rc == 0 else f'FAIL (exit {check_rc})'}")
 PY
 then :; else log "could not summarise $OUT/soak.json"; fi
 echo "  results                     $OUT"
-if (( lg_rc != 0 || check_rc != 0 || kills == 0 )); then
+if (( lg_rc != 0 || check_rc > 0 || kills == 0 || pg_stops < PG_STOPS || pg_unrecovered > 0 )); then
     exit 1
 fi
