@@ -55,7 +55,8 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    const ALL: [MessageKind; 9] = [
+    /// Every kind, in wire-number order (`System` last).
+    pub const ALL: [MessageKind; 9] = [
         MessageKind::Text,
         MessageKind::Image,
         MessageKind::Video,
