@@ -17,16 +17,28 @@ use crate::WriteFailure;
 /// Why a CQL request failed, as carried in [`crate::StoreError::Backend`].
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CqlError {
-    /// Running a statement failed.
+    /// Running a statement failed (boxed: the driver's error is large).
     #[error(transparent)]
-    Execution(#[from] ExecutionError),
+    Execution(Box<ExecutionError>),
     /// Preparing a statement failed.
     #[error(transparent)]
-    Prepare(#[from] PrepareError),
+    Prepare(Box<PrepareError>),
     /// The server answered, but not as CQL promises (a conditional insert
     /// without its `[applied]` column).
     #[error("the CQL server answered unexpectedly: {0}")]
     Unexpected(&'static str),
+}
+
+impl From<ExecutionError> for CqlError {
+    fn from(e: ExecutionError) -> Self {
+        CqlError::Execution(Box::new(e))
+    }
+}
+
+impl From<PrepareError> for CqlError {
+    fn from(e: PrepareError) -> Self {
+        CqlError::Prepare(Box::new(e))
+    }
 }
 
 impl CqlError {
@@ -34,9 +46,8 @@ impl CqlError {
     pub(crate) fn failure(&self) -> WriteFailure {
         match self {
             CqlError::Execution(e) => of_execution(e),
-            CqlError::Prepare(PrepareError::ConnectionPoolError(_)) => WriteFailure::Io,
-            CqlError::Prepare(PrepareError::AllAttemptsFailed { first_attempt }) => of_attempt(first_attempt),
-            CqlError::Prepare(_) | CqlError::Unexpected(_) => WriteFailure::Engine,
+            CqlError::Prepare(e) => of_prepare(e),
+            CqlError::Unexpected(_) => WriteFailure::Engine,
         }
     }
 }
@@ -47,7 +58,15 @@ fn of_execution(e: &ExecutionError) -> WriteFailure {
             WriteFailure::Io
         }
         ExecutionError::LastAttemptError(attempt) => of_attempt(attempt),
-        ExecutionError::PrepareError(p) => CqlError::Prepare(p.clone()).failure(),
+        ExecutionError::PrepareError(p) => of_prepare(p),
+        _ => WriteFailure::Engine,
+    }
+}
+
+fn of_prepare(e: &PrepareError) -> WriteFailure {
+    match e {
+        PrepareError::ConnectionPoolError(_) => WriteFailure::Io,
+        PrepareError::AllAttemptsFailed { first_attempt } => of_attempt(first_attempt),
         _ => WriteFailure::Engine,
     }
 }
@@ -80,12 +99,12 @@ fn of_db(e: &DbError, message: &str) -> WriteFailure {
 
 #[cfg(test)]
 mod tests {
-    use scylla::errors::{Consistency, WriteType};
+    use scylla::{errors::WriteType, statement::Consistency};
 
     use super::*;
 
     fn db(e: DbError, message: &str) -> CqlError {
-        CqlError::Execution(ExecutionError::LastAttemptError(RequestAttemptError::DbError(e, message.into())))
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(e, message.into())).into()
     }
 
     #[test]
@@ -105,7 +124,7 @@ mod tests {
         );
         assert_eq!(db(DbError::Invalid, "unconfigured table messages").failure(), WriteFailure::Engine);
         assert_eq!(db(DbError::Unauthorized, "no permission").failure(), WriteFailure::Engine);
-        assert_eq!(CqlError::Execution(ExecutionError::RequestTimeout(Default::default())).failure(), WriteFailure::Io);
+        assert_eq!(CqlError::from(ExecutionError::RequestTimeout(Default::default())).failure(), WriteFailure::Io);
         assert_eq!(CqlError::Unexpected("no [applied]").failure(), WriteFailure::Engine);
     }
 

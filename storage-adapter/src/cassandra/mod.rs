@@ -282,7 +282,7 @@ impl MessageStore for CassandraStore {
         }
         let now = i64::try_from(chatgw_protocol::now_ms()).unwrap_or(i64::MAX);
         self.runtime
-            .block_on(self.cql.execute(statements::PROBE, (now,)))
+            .block_on(self.cql.execute(statements::PROBE, (1i32, now)))
             .map_err(|e| StoreError::backend("probe write", e))?;
         self.set_failure(None);
         Ok(())

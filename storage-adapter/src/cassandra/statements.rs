@@ -39,7 +39,7 @@ pub(super) const PRUNE_READ_MARKS: &str =
 pub(super) const INSERT_GROUP: &str = "INSERT INTO {ks}.groups (id, record) VALUES (?, ?)";
 pub(super) const INSERT_HIGH_WATER: &str = "INSERT INTO {ks}.high_water (slot, id) VALUES (?, ?)";
 pub(super) const PRUNE_HIGH_WATER: &str = "DELETE FROM {ks}.high_water WHERE slot = ? AND id < ?";
-pub(super) const PROBE: &str = "INSERT INTO {ks}.write_probe (id, at) VALUES (1, ?)";
+pub(super) const PROBE: &str = "INSERT INTO {ks}.write_probe (id, at) VALUES (?, ?)";
 
 // Reads.
 pub(super) const HIGH_WATER: &str = "SELECT id FROM {ks}.high_water PER PARTITION LIMIT 1";
