@@ -150,7 +150,7 @@ pub struct ServeArgs {
     /// Data directory: the secret, and the embedded store [default: ./data].
     #[arg(long, env = "CHATGW_DATA")]
     pub data: Option<PathBuf>,
-    /// Message store: `embedded` (under --data) or `postgres://user@host:port/db` (after `chatgw store init`) [default: embedded].
+    /// Message store: `embedded` (under --data), `postgres://user@host:port/db` or `cassandra://host:port,.../keyspace[?consistency=local_quorum]` (after `chatgw store init`) [default: embedded].
     #[arg(long, env = "CHATGW_STORE")]
     pub store: Option<String>,
     /// Event-loop threads [default: one per core].
