@@ -314,7 +314,7 @@ mod tests {
         assert!(err.contains("bad consistency `any`") && !err.contains("s3cret") && !err.contains('\n'), "{err}");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url: StoreUrl = format!("cassandra://127.0.0.1:{port}/chatgw?connect_timeout=1s").parse().unwrap();
-        let err = format!("{:#}", anyhow::Error::new(init(&url).err().expect("nobody listens")));
+        let err = format!("{:#}", anyhow::Error::new(init(&url).expect_err("nobody listens")));
         assert!(err.starts_with(&format!("preparing the store {url}: ")) && !err.contains('\n'), "{err}");
     }
 
