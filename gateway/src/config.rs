@@ -150,7 +150,7 @@ pub struct ServeArgs {
     /// Data directory: the secret, and the embedded store [default: ./data].
     #[arg(long, env = "CHATGW_DATA")]
     pub data: Option<PathBuf>,
-    /// Message store: `embedded` (under --data) or `postgres://user@host:port/db` (after `chatgw store init`) [default: embedded].
+    /// Message store: `embedded` (under --data), `postgres://user@host:port/db` or `cassandra://host:port,.../keyspace[?consistency=local_quorum]` (after `chatgw store init`) [default: embedded].
     #[arg(long, env = "CHATGW_STORE")]
     pub store: Option<String>,
     /// Event-loop threads [default: one per core].
@@ -541,10 +541,10 @@ mod tests {
         assert_eq!(args().resolve().unwrap().store.to_string(), "embedded");
         let flag = ServeArgs { store: Some("mysql://db/chat".into()), ..args() }.resolve().unwrap_err();
         assert!(matches!(flag, ConfigError::Store(_)), "{flag:?}");
-        assert_eq!(flag.to_string(), "unknown store `mysql://db/chat`: supported: embedded, postgres");
-        std::fs::write(&file, "store = \"cassandra://h\"\n").unwrap();
+        assert_eq!(flag.to_string(), "unknown store `mysql://db/chat`: supported: embedded, postgres, cassandra");
+        std::fs::write(&file, "store = \"scylla://h\"\n").unwrap();
         let from_file = ServeArgs { config: Some(file), ..args() }.resolve().unwrap_err();
-        assert_eq!(from_file.to_string(), "unknown store `cassandra://h`: supported: embedded, postgres");
+        assert_eq!(from_file.to_string(), "unknown store `scylla://h`: supported: embedded, postgres, cassandra");
     }
 
     #[test]

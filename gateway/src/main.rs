@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the gateway (embedded store under --data by default, or --store postgres://...; metrics on --admin-listen).
+    /// Run the gateway (embedded store under --data by default, or --store postgres://... or cassandra://...; metrics on --admin-listen).
     Serve(Box<ServeArgs>),
     /// Print a token (HS256 JWT) for a user, signed with the gateway's secret.
     Token(TokenArgs),
@@ -49,7 +49,7 @@ enum StoreCommand {
 
 #[derive(clap::Args, Debug)]
 struct StoreInitArgs {
-    /// The store: `postgres://user[:password]@host[:port]/database` (`embedded` needs no init).
+    /// The store: `postgres://user[:password]@host[:port]/database` or `cassandra://host[:port],.../keyspace[?replication=simple:N|network:dc:N,...]` (`embedded` needs no init).
     #[arg(long, env = "CHATGW_STORE", hide_env_values = true)]
     store: String,
 }

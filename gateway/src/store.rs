@@ -3,9 +3,10 @@
 //! Everything above the store (committer, readers) sees only the
 //! [`MessageStore`] trait, so the choice of backend is made here and
 //! nowhere else. A URL names its backend by its scheme: `embedded` (the
-//! fjall store under `--data`, the default) and `postgres://user@host:port/db`
-//! (a shared database; one gateway per database until the committer is
-//! safe with several writers, see docs/STORAGE.md). [`BACKENDS`] is the one
+//! fjall store under `--data`, the default), `postgres://user@host:port/db`
+//! (a shared database) and `cassandra://host:port,.../keyspace?...` (a
+//! Cassandra or ScyllaDB cluster); one gateway per remote store until the
+//! committer is safe with several writers, see docs/STORAGE.md. [`BACKENDS`] is the one
 //! list of them: parsing a [`StoreUrl`], opening it, preparing it (`chatgw store
 //! init`) and the error that names the supported schemes all read it, so
 //! another backend is one new module plus one row there.
@@ -19,7 +20,7 @@
 
 use std::{fmt, path::PathBuf, str::FromStr, sync::Arc};
 
-use chatgw_storage::{EmbeddedOptions, EmbeddedStore, MessageStore, PostgresOptions, PostgresStore};
+use chatgw_storage::{CassandraStore, EmbeddedOptions, EmbeddedStore, MessageStore, PostgresOptions, PostgresStore};
 
 use crate::config::Config;
 
@@ -43,6 +44,7 @@ struct Backend {
 const BACKENDS: &[Backend] = &[
     Backend { scheme: "embedded", open: open_embedded, init: init_embedded },
     Backend { scheme: "postgres", open: open_postgres, init: init_postgres },
+    Backend { scheme: "cassandra", open: open_cassandra, init: init_cassandra },
 ];
 
 /// A `--store` value whose scheme names a known backend.
@@ -146,6 +148,16 @@ pub enum OpenError {
         #[source]
         source: chatgw_storage::StoreError,
     },
+    /// No node of the Cassandra cluster could be reached, the URL's options
+    /// are wrong, or the keyspace holds no schema of this release.
+    #[error("opening the store {url}")]
+    Cassandra {
+        /// The URL as given, password hidden.
+        url: String,
+        /// What the store reported.
+        #[source]
+        source: chatgw_storage::StoreError,
+    },
     /// `chatgw store init` could not create or complete the schema.
     #[error("preparing the store {url}")]
     Init {
@@ -241,6 +253,20 @@ fn init_postgres(url: &StoreUrl) -> Result<Initialized, OpenError> {
     }
 }
 
+fn open_cassandra(url: &StoreUrl, _config: &Config) -> Result<Arc<dyn MessageStore>, OpenError> {
+    match CassandraStore::open(&url.0) {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(source) => Err(OpenError::Cassandra { url: url.to_string(), source }),
+    }
+}
+
+fn init_cassandra(url: &StoreUrl) -> Result<Initialized, OpenError> {
+    match CassandraStore::init(&url.0) {
+        Ok(()) => Ok(Initialized::Schema { url: url.to_string(), version: chatgw_storage::CASSANDRA_SCHEMA_VERSION }),
+        Err(source) => Err(OpenError::Init { url: url.to_string(), source }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +275,7 @@ mod tests {
     fn embedded_is_the_default_and_parses() {
         assert_eq!(StoreUrl::default().to_string(), "embedded");
         assert_eq!("embedded".parse::<StoreUrl>().unwrap(), StoreUrl::default());
-        assert_eq!(supported_schemes(), "embedded, postgres");
+        assert_eq!(supported_schemes(), "embedded, postgres, cassandra");
     }
 
     #[test]
@@ -277,6 +303,22 @@ mod tests {
     }
 
     #[test]
+    fn cassandra_parses_and_its_errors_are_one_line_without_the_password() {
+        let url: StoreUrl = "cassandra://chat:s3cret@db1:9042,db2:9042/chatgw?consistency=quorum".parse().unwrap();
+        assert_eq!(url.scheme(), "cassandra");
+        assert_eq!(url.to_string(), "cassandra://chat:***@db1:9042,db2:9042/chatgw?consistency=quorum");
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), "unused".into(), "s".into());
+        config.store = "cassandra://chat:s3cret@db1/chatgw?consistency=any".parse().unwrap();
+        let err = format!("{:#}", anyhow::Error::new(open(&config).err().expect("refused")));
+        assert!(err.starts_with("opening the store cassandra://chat:***@db1/chatgw?consistency=any: "), "{err}");
+        assert!(err.contains("bad consistency `any`") && !err.contains("s3cret") && !err.contains('\n'), "{err}");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url: StoreUrl = format!("cassandra://127.0.0.1:{port}/chatgw?connect_timeout=1s").parse().unwrap();
+        let err = format!("{:#}", anyhow::Error::new(init(&url).expect_err("nobody listens")));
+        assert!(err.starts_with(&format!("preparing the store {url}: ")) && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
     fn embedded_needs_no_init() {
         let init = init(&StoreUrl::default()).unwrap();
         assert_eq!(init, Initialized::NothingToDo { scheme: "embedded" });
@@ -284,9 +326,9 @@ mod tests {
 
     #[test]
     fn unknown_scheme_is_one_line_naming_the_supported_ones() {
-        for url in ["postgresql://db/chat", "cassandra://h", "memory", ""] {
+        for url in ["postgresql://db/chat", "scylla://h/k", "memory", ""] {
             let err = url.parse::<StoreUrl>().unwrap_err().to_string();
-            assert_eq!(err, format!("unknown store `{url}`: supported: embedded, postgres"));
+            assert_eq!(err, format!("unknown store `{url}`: supported: embedded, postgres, cassandra"));
             assert!(!err.contains('\n'));
         }
     }

@@ -295,9 +295,9 @@ fn unknown_store_scheme_is_a_one_line_error_and_a_failed_exit() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let base = ["--listen", "127.0.0.1:0", "--admin-listen", "off", "--secret", SECRET, "--data", data];
-    let (status, stderr) = serve_refused(&[&base[..], &["--store", "cassandra://db/chat"]].concat());
+    let (status, stderr) = serve_refused(&[&base[..], &["--store", "mongodb://db/chat"]].concat());
     assert_eq!(status.code(), Some(1));
-    assert_eq!(stderr, "chatgw: unknown store `cassandra://db/chat`: supported: embedded, postgres\n");
+    assert_eq!(stderr, "chatgw: unknown store `mongodb://db/chat`: supported: embedded, postgres, cassandra\n");
     let (status, stderr) = serve_refused(&[&base[..], &["--store", "embedded://x"]].concat());
     assert_eq!(status.code(), Some(1));
     assert_eq!(stderr, "chatgw: store `embedded://x`: `embedded` takes no location: its store is under --data\n");

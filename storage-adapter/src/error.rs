@@ -72,6 +72,9 @@ impl StoreError {
                     if let Some(pg) = e.downcast_ref::<postgres::Error>() {
                         return crate::postgres::failure_of(pg);
                     }
+                    if let Some(cql) = e.downcast_ref::<crate::cassandra::CqlError>() {
+                        return cql.failure();
+                    }
                     next = e.source();
                 }
                 WriteFailure::Engine

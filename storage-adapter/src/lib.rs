@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+mod cassandra;
 mod codec;
 #[cfg(feature = "conformance")]
 #[doc(hidden)]
@@ -41,6 +42,10 @@ mod error;
 mod model;
 mod postgres;
 
+pub use cassandra::{
+    CassandraOptions, CassandraStore, Replication, UrlError as CassandraUrlError,
+    SCHEMA_VERSION as CASSANDRA_SCHEMA_VERSION,
+};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{StoreError, WriteFailure};
 pub use model::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, Write};

@@ -1,0 +1,369 @@
+//! A Cassandra / ScyllaDB backend, for deployments that outgrow one
+//! database server.
+//!
+//! Layout (docs/STORAGE.md has the tables, every statement and the cost
+//! per message): the same records as the other stores, laid out by
+//! partition. Messages live in partitions of one conversation and one time
+//! bucket (`bucket`), clustered by id, newest first; a user's inbox in
+//! partitions of one user and one bucket, clustered by event id; small
+//! bucket index tables list the buckets that hold data, so a scan visits
+//! only those. A commit is planned without I/O (`plan`) and run as
+//! single-partition unlogged batches sent concurrently, in two phases.
+//!
+//! Why a runtime inside: the driver (`scylla`) is async and the
+//! [`MessageStore`] trait is blocking. The store owns a two-thread tokio
+//! runtime and each call blocks on it; callers are the gateway's committer
+//! and reader threads, never its I/O threads, so blocking is what they
+//! expect.
+//!
+//! Failure contract, as for the other stores: a failed commit makes the
+//! store refuse writes until [`MessageStore::recover`] has proven, with a
+//! write at the configured consistency level, that the cluster takes
+//! writes again. The driver reconnects on its own, so reads are served
+//! whenever enough replicas answer.
+
+mod bucket;
+mod failure;
+mod options;
+mod plan;
+mod reads;
+mod schema;
+mod statements;
+
+use std::{
+    collections::HashSet,
+    sync::{Mutex, PoisonError},
+};
+
+use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+pub(crate) use failure::CqlError;
+use futures::{stream, StreamExt};
+pub use options::{CassandraOptions, Replication, UrlError};
+pub use schema::VERSION as SCHEMA_VERSION;
+use scylla::{
+    client::{execution_profile::ExecutionProfile, session::Session, session_builder::SessionBuilder},
+    policies::load_balancing::DefaultPolicy,
+    response::query_result::QueryResult,
+    serialize::row::SerializeRow,
+    statement::batch::{Batch, BatchType},
+    value::{CqlValue, Row},
+};
+
+use self::{
+    plan::{BucketRow, Chunk, Unit},
+    statements::Statements,
+};
+use crate::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure};
+
+/// Most requests of one commit phase or one batched lookup in flight at once.
+const CONCURRENCY: usize = 128;
+
+/// Bucket index rows remembered as written before the memory is reset.
+const RECORDED_BUCKETS: usize = 1 << 16;
+
+/// The store in a Cassandra or ScyllaDB keyspace. Cheap to share: wrap it
+/// in an `Arc`.
+pub struct CassandraStore {
+    cql: Cql,
+    /// Bucket index rows this store wrote, so a commit writes each once.
+    recorded: Mutex<HashSet<BucketRow>>,
+    /// Why writes are refused, from a failed commit until a successful
+    /// [`MessageStore::recover`].
+    failed: Mutex<Option<WriteFailure>>,
+    /// Last field: dropped after the session that runs on it.
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for CassandraStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraStore").finish_non_exhaustive()
+    }
+}
+
+/// A session and its prepared statements.
+struct Cql {
+    session: Session,
+    statements: Statements,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, StoreError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("chatgw-cql")
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::backend("start the CQL driver's runtime", e))
+}
+
+fn parse(url: &str) -> Result<CassandraOptions, StoreError> {
+    CassandraOptions::from_url(url).map_err(|e| StoreError::backend("parse the store URL", e))
+}
+
+/// A session to the cluster: every request at the configured consistency
+/// level, coordinated by the configured datacenter if one is named.
+async fn connect(options: &CassandraOptions) -> Result<Session, StoreError> {
+    let mut policy = DefaultPolicy::builder();
+    if let Some(dc) = &options.datacenter {
+        policy = policy.prefer_datacenter(dc.clone()).permit_dc_failover(false);
+    }
+    let profile = ExecutionProfile::builder()
+        .consistency(options.consistency)
+        .serial_consistency(Some(options.serial_consistency()))
+        .load_balancing_policy(policy.build())
+        .build();
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&options.hosts)
+        .connection_timeout(options.connect_timeout)
+        .default_execution_profile_handle(profile.into_handle())
+        // The store reads no schema metadata, and waits for agreement
+        // itself where it changes the schema (`schema::init`).
+        .fetch_schema_metadata(false)
+        .auto_await_schema_agreement(false);
+    if let Some((user, password)) = &options.credentials {
+        builder = builder.user(user, password);
+    }
+    builder.build().await.map_err(|e| StoreError::backend("connect", e))
+}
+
+impl CassandraStore {
+    /// Create or complete the keyspace and tables the URL names
+    /// (`cassandra://host:port,.../keyspace?replication=...`),
+    /// idempotently, and record the schema version.
+    pub fn init(url: &str) -> Result<(), StoreError> {
+        let options = parse(url)?;
+        runtime()?.block_on(async {
+            let session = connect(&options).await?;
+            schema::init(&session, &options).await
+        })
+    }
+
+    /// Open the store the URL names. Fails if no node can be reached, or
+    /// with [`StoreError::SchemaMissing`] / [`StoreError::SchemaVersion`]
+    /// if [`CassandraStore::init`] is needed.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let options = parse(url)?;
+        let runtime = runtime()?;
+        let session = runtime.block_on(async {
+            let session = connect(&options).await?;
+            schema::check(&session, &options.keyspace).await?;
+            Ok::<_, StoreError>(session)
+        })?;
+        Ok(CassandraStore {
+            cql: Cql { session, statements: Statements::new(&options.keyspace) },
+            recorded: Mutex::new(HashSet::new()),
+            failed: Mutex::new(None),
+            runtime,
+        })
+    }
+
+    fn failure(&self) -> Option<WriteFailure> {
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_failure(&self, failure: Option<WriteFailure>) {
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = failure;
+    }
+
+    fn remember(&self, rows: Vec<BucketRow>) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        if recorded.len() + rows.len() > RECORDED_BUCKETS {
+            recorded.clear();
+        }
+        recorded.extend(rows);
+    }
+
+    async fn run_commit(&self, plan: &plan::Plan) -> Result<(), StoreError> {
+        self.cql.run_phase(&plan.first).await?;
+        self.cql.run_phase(&plan.second).await
+    }
+}
+
+impl Cql {
+    async fn prepared(&self, cql: &'static str) -> Result<scylla::statement::prepared::PreparedStatement, CqlError> {
+        Ok(self.statements.get(&self.session, cql).await?)
+    }
+
+    /// Run one prepared statement.
+    async fn execute(&self, cql: &'static str, values: impl SerializeRow) -> Result<QueryResult, CqlError> {
+        let statement = self.prepared(cql).await?;
+        Ok(self.session.execute_unpaged(&statement, values).await?)
+    }
+
+    /// Every row one statement returns, as `R`.
+    async fn rows<R>(
+        &self,
+        op: &'static str,
+        cql: &'static str,
+        values: impl SerializeRow,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
+        let result = self.execute(cql, values).await.map_err(|e| StoreError::backend(op, e))?;
+        schema::rows_of(result, op)
+    }
+
+    /// One request: a single statement, or an unlogged batch of statements
+    /// of one partition.
+    async fn run_chunk(&self, chunk: &Chunk) -> Result<(), CqlError> {
+        if let [statement] = chunk.as_slice() {
+            let result = self.execute(statement.cql, &statement.values).await?;
+            if statement.cql == statements::BIND_KEY {
+                conditional_answer(result)?;
+            }
+            return Ok(());
+        }
+        let mut batch = Batch::new(BatchType::Unlogged);
+        for statement in chunk {
+            batch.append_statement(self.prepared(statement.cql).await?);
+        }
+        batch.set_is_idempotent(true);
+        let values: Vec<&[CqlValue]> = chunk.iter().map(|s| s.values.as_slice()).collect();
+        self.session.batch(&batch, values).await?;
+        Ok(())
+    }
+
+    async fn run_unit(&self, unit: &Unit) -> Result<(), CqlError> {
+        for chunk in unit {
+            self.run_chunk(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Every unit at once (at most [`CONCURRENCY`] in flight); the first
+    /// failure ends the phase.
+    async fn run_phase(&self, units: &[Unit]) -> Result<(), StoreError> {
+        let mut running = stream::iter(units.iter().map(|u| self.run_unit(u))).buffer_unordered(CONCURRENCY);
+        while let Some(result) = running.next().await {
+            result.map_err(|e| StoreError::backend("commit", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// A conditional insert answers with an `[applied]` column. Whether it was
+/// applied changes nothing here (a taken key stays bound to its first
+/// message, as in the other stores), but a server that does not answer it
+/// did not honour the condition, and keys would not be unique.
+fn conditional_answer(result: QueryResult) -> Result<bool, CqlError> {
+    let unexpected = CqlError::Unexpected("a conditional insert (IF NOT EXISTS) answered without [applied]");
+    let rows = result.into_rows_result().map_err(|_| CqlError::Unexpected("a conditional insert returned no rows"))?;
+    let first = rows.maybe_first_row::<Row>().ok().flatten();
+    match first.as_ref().and_then(|r| r.columns.first()) {
+        Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
+        _ => Err(unexpected),
+    }
+}
+
+impl MessageStore for CassandraStore {
+    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        let plan = {
+            let recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+            plan::plan(writes, high_water, &|row| recorded.contains(row))
+        };
+        match self.runtime.block_on(self.run_commit(&plan)) {
+            Ok(()) => {
+                self.remember(plan.buckets);
+                Ok(plan.stats)
+            }
+            Err(e) => {
+                self.set_failure(Some(e.failure()));
+                Err(e)
+            }
+        }
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        if self.failure().is_none() {
+            return Ok(());
+        }
+        let now = i64::try_from(chatgw_protocol::now_ms()).unwrap_or(i64::MAX);
+        self.runtime
+            .block_on(self.cql.execute(statements::PROBE, (1i32, now)))
+            .map_err(|e| StoreError::backend("probe write", e))?;
+        self.set_failure(None);
+        Ok(())
+    }
+
+    fn high_water(&self) -> Result<MessageId, StoreError> {
+        self.runtime.block_on(reads::high_water(&self.cql))
+    }
+
+    fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        self.runtime.block_on(reads::message(&self.cql, conversation, id))
+    }
+
+    fn messages_by_client_ids(
+        &self,
+        keys: &[(UserId, &str)],
+    ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::messages_by_client_ids(&self.cql, keys))
+    }
+
+    fn message_headers(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::message_headers(&self.cql, keys))
+    }
+
+    fn delivery_marks(&self, keys: &[(ConversationId, MessageId, UserId)]) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::delivery_marks(&self.cql, keys))
+    }
+
+    fn read_marks(&self, keys: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::read_marks(&self.cql, keys))
+    }
+
+    fn message_headers_between(
+        &self,
+        conversation: ConversationId,
+        after: MessageId,
+        up_to: MessageId,
+        limit: usize,
+    ) -> Result<Vec<MessageHeader>, StoreError> {
+        if limit == 0 || after >= up_to {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::headers_between(&self.cql, conversation, after, up_to, limit))
+    }
+
+    fn receipts_of(&self, conversation: ConversationId, id: MessageId) -> Result<MessageReceipts, StoreError> {
+        self.runtime.block_on(reads::receipts_of(&self.cql, conversation, id))
+    }
+
+    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+        self.runtime.block_on(reads::group(&self.cql, id))
+    }
+
+    fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::inbox_after(&self.cql, user, after, limit))
+    }
+
+    fn history(
+        &self,
+        conversation: ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::history(&self.cql, conversation, before, limit))
+    }
+}

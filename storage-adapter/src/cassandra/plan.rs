@@ -1,0 +1,340 @@
+//! A commit batch turned into CQL writes, grouped by partition, with no I/O.
+//!
+//! Why this shape (docs/STORAGE.md has the cost per message):
+//! - Rows of one partition go in one UNLOGGED batch: Cassandra applies a
+//!   single-partition batch atomically and in isolation, in one mutation,
+//!   so a reader of an inbox sees a commit's events there all or none.
+//!   Rows of different partitions are never batched together (that would
+//!   make one coordinator wait on many replica sets); they are separate
+//!   writes sent at once ([`Unit`]s of a phase run concurrently).
+//! - A batch is cut into chunks of at most [`CHUNK_BYTES`], under the
+//!   servers' batch size limits (Cassandra refuses batches over 50 KiB by
+//!   default); chunks of one partition are written in order, one after the
+//!   other, so a reader paging by id never sees a later chunk before an
+//!   earlier one.
+//! - Two phases: first everything an inbox entry or an idempotency key
+//!   points at (messages, marks, bucket index rows, groups, high water),
+//!   then the inbox entries and the keys. A reader therefore never finds an
+//!   inbox reference to a message that is not stored, and a resend never
+//!   finds a key naming a message that is not there, even after a commit
+//!   that failed half way.
+//! - No read before any write: read marks and high waters are rows per
+//!   value whose maximum is read ([`Unit`]: insert plus a range delete of
+//!   the smaller ones); only the idempotency key, which must be unique
+//!   across writers, is a lightweight transaction.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chatgw_protocol::{ConversationId, Message, MessageId, Receipt, ReceiptStatus, UserId};
+use scylla::value::CqlValue;
+
+use super::{
+    bucket::{inbox_bucket, message_bucket},
+    statements as cql,
+};
+use crate::{codec, CommitStats, Write};
+
+/// Largest batch sent as one request, in bytes of bound values.
+pub(super) const CHUNK_BYTES: usize = 32 * 1024;
+
+/// Most statements in one batch.
+const CHUNK_ROWS: usize = 256;
+
+/// One statement and its bound values.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Stmt {
+    pub(super) cql: &'static str,
+    pub(super) values: Vec<CqlValue>,
+}
+
+impl Stmt {
+    fn new(cql: &'static str, values: Vec<CqlValue>) -> Self {
+        Stmt { cql, values }
+    }
+
+    /// Bytes of the bound values.
+    fn bytes(&self) -> usize {
+        self.values.iter().map(value_bytes).sum()
+    }
+}
+
+fn value_bytes(v: &CqlValue) -> usize {
+    match v {
+        CqlValue::Blob(b) => b.len(),
+        CqlValue::Text(s) => s.len(),
+        CqlValue::Int(_) => 4,
+        _ => 8,
+    }
+}
+
+/// Statements of one partition sent as one request: a single statement, or
+/// an unlogged batch.
+pub(super) type Chunk = Vec<Stmt>;
+
+/// Chunks written one after the other (all of one partition, or of one
+/// inbox owner's partitions in bucket order). Units of a phase run at once.
+pub(super) type Unit = Vec<Chunk>;
+
+/// A bucket index row: the first write of a bucket records it so that scans
+/// visit only buckets that hold data.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum BucketRow {
+    /// `conversation_buckets`.
+    Conversation(Vec<u8>, i32),
+    /// `inbox_buckets`.
+    Inbox(u64, i32),
+}
+
+/// Everything one commit writes.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    /// What inbox entries and keys point at.
+    pub(super) first: Vec<Unit>,
+    /// Inbox entries and idempotency keys.
+    pub(super) second: Vec<Unit>,
+    /// Bucket index rows written by this plan (to remember once it commits).
+    pub(super) buckets: Vec<BucketRow>,
+    pub(super) stats: CommitStats,
+}
+
+/// Ids as CQL `bigint`: Snowflakes have the top bit clear, so they keep
+/// their order; other numbers are stored bit for bit.
+pub(super) fn big(v: u64) -> CqlValue {
+    CqlValue::BigInt(v as i64)
+}
+
+/// A bound from a caller: ids past `i64::MAX` cannot be stored, so they
+/// bound like `i64::MAX`.
+pub(super) fn id_bound(id: MessageId) -> i64 {
+    i64::try_from(id.0).unwrap_or(i64::MAX)
+}
+
+/// The high-water partition a Snowflake id belongs to: its generator bits.
+fn slot_of(id: MessageId) -> i32 {
+    ((id.0 >> 12) & 0x3ff) as i32
+}
+
+#[derive(Default)]
+struct Builder {
+    messages: BTreeMap<(Vec<u8>, i32), Vec<Stmt>>,
+    conversation_buckets: BTreeSet<(Vec<u8>, i32)>,
+    inbox: BTreeMap<u64, BTreeMap<i32, Vec<Stmt>>>,
+    inbox_buckets: BTreeSet<(u64, i32)>,
+    keys: Vec<Stmt>,
+    marks: BTreeMap<(&'static str, Vec<u8>, u64), Vec<Stmt>>,
+    read_marks: HashMap<(Vec<u8>, u64), (MessageId, u64)>,
+    groups: BTreeMap<u64, Vec<u8>>,
+    stats: CommitStats,
+}
+
+impl Builder {
+    fn message(&mut self, m: &Message, inboxes: &[UserId]) {
+        let conv = codec::conv_key(&m.conversation);
+        let bucket = message_bucket(m.id);
+        let row = Stmt::new(
+            cql::INSERT_MESSAGE,
+            vec![
+                CqlValue::Blob(conv.clone()),
+                CqlValue::Int(bucket),
+                big(m.id.0),
+                big(m.from.0),
+                CqlValue::Int(i32::from(m.kind.to_u8())),
+                CqlValue::Text(m.client_id.clone()),
+                CqlValue::Text(m.body.clone()),
+            ],
+        );
+        self.count(&row);
+        self.messages.entry((conv.clone(), bucket)).or_default().push(row);
+        self.conversation_buckets.insert((conv.clone(), bucket));
+        // System messages without a client id have no idempotency key.
+        if !m.client_id.is_empty() {
+            let key = Stmt::new(
+                cql::BIND_KEY,
+                vec![big(m.from.0), CqlValue::Text(m.client_id.clone()), CqlValue::Blob(conv.clone()), big(m.id.0)],
+            );
+            self.count(&key);
+            self.keys.push(key);
+        }
+        for user in inboxes {
+            let row = Stmt::new(
+                cql::INSERT_INBOX_MESSAGE,
+                vec![big(user.0), CqlValue::Int(inbox_bucket(m.id)), big(m.id.0), CqlValue::Blob(conv.clone())],
+            );
+            self.inbox_entry(*user, m.id, row);
+        }
+    }
+
+    fn inbox_entry(&mut self, user: UserId, event: MessageId, row: Stmt) {
+        let bucket = inbox_bucket(event);
+        self.count(&row);
+        self.inbox.entry(user.0).or_default().entry(bucket).or_default().push(row);
+        self.inbox_buckets.insert((user.0, bucket));
+    }
+
+    fn mark(&mut self, table: &'static str, conversation: &ConversationId, id: MessageId, user: UserId, at: u64) {
+        let conv = codec::conv_key(conversation);
+        let row = Stmt::new(table, vec![CqlValue::Blob(conv.clone()), big(id.0), big(user.0), big(at)]);
+        self.count(&row);
+        self.marks.entry((table, conv, id.0)).or_default().push(row);
+    }
+
+    fn receipt(&mut self, receipt: &Receipt, inboxes: &[UserId]) {
+        match receipt {
+            Receipt::Delivered { conversation, by, ids, at, .. } => {
+                for id in ids {
+                    self.mark(cql::INSERT_DELIVERED, conversation, *id, *by, *at);
+                }
+            }
+            Receipt::Read { conversation, by, up_to, at, .. } => {
+                let mark = self.read_marks.entry((codec::conv_key(conversation), by.0)).or_insert((*up_to, *at));
+                if *up_to > mark.0 {
+                    *mark = (*up_to, *at);
+                }
+            }
+            Receipt::Group { group, status, items, at, .. } => {
+                let conversation = ConversationId::Group(*group);
+                let table = match status {
+                    ReceiptStatus::Delivered => cql::INSERT_DELIVERED,
+                    ReceiptStatus::Read => cql::INSERT_READ_BY,
+                };
+                for (by, ids) in items {
+                    for id in ids {
+                        self.mark(table, &conversation, *id, *by, *at);
+                    }
+                }
+            }
+        }
+        let encoded = codec::encode_receipt(receipt);
+        for user in inboxes {
+            let event = receipt.event();
+            let row = Stmt::new(
+                cql::INSERT_INBOX_RECEIPT,
+                vec![big(user.0), CqlValue::Int(inbox_bucket(event)), big(event.0), CqlValue::Blob(encoded.clone())],
+            );
+            self.inbox_entry(*user, event, row);
+        }
+    }
+
+    fn count(&mut self, row: &Stmt) {
+        self.stats.bytes += row.bytes();
+        self.stats.records += 1;
+    }
+
+    fn finish(mut self, high_water: MessageId, recorded: &dyn Fn(&BucketRow) -> bool) -> Plan {
+        let mut plan = Plan::default();
+        plan.first.extend(self.messages.into_values().map(chunks));
+        let mut by_conversation: BTreeMap<Vec<u8>, Vec<i32>> = BTreeMap::new();
+        for (conv, bucket) in self.conversation_buckets {
+            let row = BucketRow::Conversation(conv.clone(), bucket);
+            if !recorded(&row) {
+                by_conversation.entry(conv).or_default().push(bucket);
+                plan.buckets.push(row);
+            }
+        }
+        for (conv, buckets) in by_conversation {
+            let rows: Vec<Stmt> = buckets
+                .into_iter()
+                .map(|b| {
+                    Stmt::new(cql::INSERT_CONVERSATION_BUCKET, vec![CqlValue::Blob(conv.clone()), CqlValue::Int(b)])
+                })
+                .collect();
+            rows.iter().for_each(|r| {
+                self.stats.bytes += r.bytes();
+                self.stats.records += 1;
+            });
+            plan.first.push(chunks(rows));
+        }
+        let mut by_user: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
+        for (user, bucket) in self.inbox_buckets {
+            let row = BucketRow::Inbox(user, bucket);
+            if !recorded(&row) {
+                by_user.entry(user).or_default().push(bucket);
+                plan.buckets.push(row);
+            }
+        }
+        for (user, buckets) in by_user {
+            let rows: Vec<Stmt> = buckets
+                .into_iter()
+                .map(|b| Stmt::new(cql::INSERT_INBOX_BUCKET, vec![big(user), CqlValue::Int(b)]))
+                .collect();
+            rows.iter().for_each(|r| {
+                self.stats.bytes += r.bytes();
+                self.stats.records += 1;
+            });
+            plan.first.push(chunks(rows));
+        }
+        plan.first.extend(self.marks.into_values().map(chunks));
+        for ((conv, reader), (up_to, at)) in self.read_marks {
+            let up_to = id_bound(up_to);
+            let insert = Stmt::new(
+                cql::INSERT_READ_MARK,
+                vec![CqlValue::Blob(conv.clone()), big(reader), CqlValue::BigInt(up_to), big(at)],
+            );
+            let prune =
+                Stmt::new(cql::PRUNE_READ_MARKS, vec![CqlValue::Blob(conv), big(reader), CqlValue::BigInt(up_to)]);
+            self.stats.bytes += insert.bytes();
+            self.stats.records += 1;
+            plan.first.push(vec![vec![insert, prune]]);
+        }
+        for (id, record) in self.groups {
+            let row = Stmt::new(cql::INSERT_GROUP, vec![big(id), CqlValue::Blob(record)]);
+            self.stats.bytes += row.bytes();
+            self.stats.records += 1;
+            plan.first.push(vec![vec![row]]);
+        }
+        let (slot, id) = (CqlValue::Int(slot_of(high_water)), CqlValue::BigInt(id_bound(high_water)));
+        let insert = Stmt::new(cql::INSERT_HIGH_WATER, vec![slot.clone(), id.clone()]);
+        self.stats.bytes += insert.bytes();
+        self.stats.records += 1;
+        plan.first.push(vec![vec![insert, Stmt::new(cql::PRUNE_HIGH_WATER, vec![slot, id])]]);
+        for buckets in self.inbox.into_values() {
+            plan.second.push(buckets.into_values().flat_map(chunks).collect());
+        }
+        // Each key is its own partition and a lightweight transaction,
+        // which CQL never batches with other partitions.
+        plan.second.extend(self.keys.into_iter().map(|k| vec![vec![k]]));
+        plan.stats = self.stats;
+        plan
+    }
+}
+
+/// Rows of one partition cut into chunks of at most [`CHUNK_BYTES`] and
+/// [`CHUNK_ROWS`] (a single larger row is a chunk of its own).
+fn chunks(rows: Vec<Stmt>) -> Vec<Chunk> {
+    let mut out: Vec<Chunk> = Vec::new();
+    let mut size = 0;
+    for row in rows {
+        let bytes = row.bytes();
+        match out.last_mut() {
+            Some(chunk) if size + bytes <= CHUNK_BYTES && chunk.len() < CHUNK_ROWS => {
+                size += bytes;
+                chunk.push(row);
+            }
+            _ => {
+                size = bytes;
+                out.push(vec![row]);
+            }
+        }
+    }
+    out
+}
+
+/// The writes of one commit. `recorded` says which bucket index rows this
+/// store already wrote (they are not written again).
+pub(super) fn plan(writes: &[Write<'_>], high_water: MessageId, recorded: &dyn Fn(&BucketRow) -> bool) -> Plan {
+    let mut b = Builder::default();
+    for w in writes {
+        match *w {
+            Write::Message { message, inboxes } => b.message(message, inboxes),
+            Write::Receipt { receipt, inboxes } => b.receipt(receipt, inboxes),
+            Write::Group { group } => {
+                b.groups.insert(group.id.0, codec::encode_group(group));
+            }
+        }
+    }
+    b.finish(high_water, recorded)
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,162 @@
+//! The keyspace, its tables, the schema version, and `init`.
+//!
+//! Why versioned, as for PostgreSQL: several gateways and `chatgw store
+//! init` of possibly different releases meet one keyspace. `init` creates
+//! what is missing (`IF NOT EXISTS` everywhere, so a second or concurrent
+//! init changes nothing) and records [`VERSION`]; opening a store never
+//! creates anything, so a gateway pointed at the wrong keyspace refuses to
+//! start instead of filling it.
+//!
+//! DDL is sent unprepared (CQL cannot prepare it) and waits for schema
+//! agreement, so that every node knows the tables before a gateway
+//! prepares statements against them. docs/STORAGE.md explains each table.
+
+use scylla::{client::session::Session, errors::ExecutionError};
+
+use super::{options::CassandraOptions, CqlError};
+use crate::StoreError;
+
+/// The schema this release reads and writes.
+pub const VERSION: i32 = 1;
+
+/// The key of the one row of `schema_version`.
+const COMPONENT: &str = "chatgw";
+
+/// Tables of version 1, in the order `init` creates them. Integers that are
+/// unsigned in Rust are stored bit for bit in `bigint` (Snowflake ids have
+/// the top bit clear, so their order is kept); `kind` is an `int` because
+/// every server the store was tried on takes it.
+pub(super) const TABLES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS schema_version (component text PRIMARY KEY, version int)",
+    "CREATE TABLE IF NOT EXISTS messages (
+        conversation blob, bucket int, id bigint,
+        sender bigint, kind int, client_id text, body text,
+        PRIMARY KEY ((conversation, bucket), id)
+    ) WITH CLUSTERING ORDER BY (id DESC)",
+    "CREATE TABLE IF NOT EXISTS conversation_buckets (
+        conversation blob, bucket int,
+        PRIMARY KEY (conversation, bucket)
+    ) WITH CLUSTERING ORDER BY (bucket DESC)",
+    "CREATE TABLE IF NOT EXISTS inbox (
+        user_id bigint, bucket int, event bigint,
+        conversation blob, receipt blob,
+        PRIMARY KEY ((user_id, bucket), event)
+    )",
+    "CREATE TABLE IF NOT EXISTS inbox_buckets (
+        user_id bigint, bucket int,
+        PRIMARY KEY (user_id, bucket)
+    )",
+    "CREATE TABLE IF NOT EXISTS idempotency (
+        sender bigint, client_id text, conversation blob, id bigint,
+        PRIMARY KEY ((sender, client_id))
+    )",
+    "CREATE TABLE IF NOT EXISTS delivered (
+        conversation blob, id bigint, user_id bigint, at bigint,
+        PRIMARY KEY ((conversation, id), user_id)
+    )",
+    "CREATE TABLE IF NOT EXISTS read_by (
+        conversation blob, id bigint, user_id bigint, at bigint,
+        PRIMARY KEY ((conversation, id), user_id)
+    )",
+    "CREATE TABLE IF NOT EXISTS read_marks (
+        conversation blob, reader bigint, up_to bigint, at bigint,
+        PRIMARY KEY ((conversation, reader), up_to)
+    ) WITH CLUSTERING ORDER BY (up_to DESC)",
+    "CREATE TABLE IF NOT EXISTS groups (id bigint PRIMARY KEY, record blob)",
+    "CREATE TABLE IF NOT EXISTS high_water (
+        slot int, id bigint,
+        PRIMARY KEY (slot, id)
+    ) WITH CLUSTERING ORDER BY (id DESC)",
+    "CREATE TABLE IF NOT EXISTS write_probe (id int PRIMARY KEY, at bigint)",
+];
+
+fn ddl_failed(e: ExecutionError) -> StoreError {
+    StoreError::backend("init schema", e)
+}
+
+/// Create or complete the keyspace and its tables, then record
+/// [`VERSION`]. Fails with [`StoreError::SchemaVersion`] if the keyspace
+/// holds another version. An existing keyspace keeps its replication: that
+/// is changed with `ALTER KEYSPACE` and a repair, never behind an
+/// operator's back.
+pub(super) async fn init(session: &Session, options: &CassandraOptions) -> Result<(), StoreError> {
+    let keyspace = &options.keyspace;
+    let create = format!(
+        "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {} AND durable_writes = true",
+        options.replication.cql()
+    );
+    session.query_unpaged(create, ()).await.map_err(ddl_failed)?;
+    for table in TABLES {
+        let create = table.replacen("IF NOT EXISTS ", &format!("IF NOT EXISTS {keyspace}."), 1);
+        session.query_unpaged(create, ()).await.map_err(ddl_failed)?;
+    }
+    await_agreement(session).await?;
+    match version(session, keyspace).await? {
+        None => {
+            let insert = format!("INSERT INTO {keyspace}.schema_version (component, version) VALUES (?, ?)");
+            let insert = session.prepare(insert).await.map_err(|e| StoreError::backend("init schema", e))?;
+            session.execute_unpaged(&insert, (COMPONENT, VERSION)).await.map_err(ddl_failed)?;
+            Ok(())
+        }
+        Some(VERSION) => Ok(()),
+        Some(found) => Err(StoreError::SchemaVersion { found, expected: VERSION }),
+    }
+}
+
+/// Wait until every node reports the same schema. A server that publishes
+/// no topology at all (an in-memory test server) has nobody to disagree
+/// with, so the wait is skipped for it, with a warning.
+async fn await_agreement(session: &Session) -> Result<(), StoreError> {
+    match session.await_schema_agreement().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("Peers list is empty") => {
+            tracing::warn!("the CQL server lists no nodes; not waiting for schema agreement");
+            Ok(())
+        }
+        Err(e) => Err(StoreError::backend("wait for schema agreement", e)),
+    }
+}
+
+/// Check that the keyspace holds this release's schema.
+pub(super) async fn check(session: &Session, keyspace: &str) -> Result<(), StoreError> {
+    match version(session, keyspace).await? {
+        Some(VERSION) => Ok(()),
+        Some(found) => Err(StoreError::SchemaVersion { found, expected: VERSION }),
+        None => Err(StoreError::SchemaMissing),
+    }
+}
+
+/// The recorded version, `None` if the keyspace, the table or the row is
+/// missing. Looks in `system_schema` first, so that a missing table is an
+/// answer rather than a server error.
+async fn version(session: &Session, keyspace: &str) -> Result<Option<i32>, StoreError> {
+    let fail = |e| StoreError::backend("read schema version", e);
+    let tables = session
+        .prepare("SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?")
+        .await
+        .map_err(|e| StoreError::backend("read schema version", e))?;
+    let rows = session.execute_unpaged(&tables, (keyspace,)).await.map_err(fail)?;
+    let names = rows_of::<(String,)>(rows, "system_schema.tables")?;
+    if !names.iter().any(|(name,)| name == "schema_version") {
+        return Ok(None);
+    }
+    let select = format!("SELECT version FROM {keyspace}.schema_version WHERE component = ?");
+    let select = session.prepare(select).await.map_err(|e| StoreError::backend("read schema version", e))?;
+    let rows = session.execute_unpaged(&select, (COMPONENT,)).await.map_err(fail)?;
+    Ok(rows_of::<(Option<i32>,)>(rows, "schema_version")?.into_iter().find_map(|(v,)| v))
+}
+
+/// Every row of a result as `R`, or a typed error naming the table.
+pub(super) fn rows_of<R>(
+    result: scylla::response::query_result::QueryResult,
+    table: &'static str,
+) -> Result<Vec<R>, StoreError>
+where
+    R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+{
+    let rows = result
+        .into_rows_result()
+        .map_err(|_| StoreError::backend(table, CqlError::Unexpected("a SELECT answered without rows")))?;
+    let rows = rows.rows::<R>().map_err(|_| StoreError::Corrupt { table, what: "columns of another type" })?;
+    rows.collect::<Result<Vec<R>, _>>().map_err(|_| StoreError::Corrupt { table, what: "a value that does not decode" })
+}

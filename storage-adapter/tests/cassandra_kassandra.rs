@@ -1,0 +1,254 @@
+//! The Cassandra store against kassandra, an in-memory CQL server, for what
+//! that server can check: it speaks the CQL protocol but keeps no
+//! clustering order, ignores LIMIT and conditions, and refuses range
+//! restrictions, so the conformance suite cannot run on it (that needs a
+//! real node: tests/conformance_cassandra.rs). docs/STORAGE.md lists what
+//! each server verified.
+//!
+//! The server is `.ci/kassandra-server`, installed by `.ci/run` into
+//! `$CHATGW_CACHE_DIR/kassandra/bin` (or named by `CHATGW_KASSANDRA_BIN`).
+//! Without it each test prints why it skipped. Every test starts its own
+//! server on a free port, reached through a small TCP relay that the
+//! outage test cuts.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{Shutdown, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread,
+};
+
+use chatgw_protocol::{ConversationId, Group, GroupId, Member, Message, MessageId, MessageKind, Snowflake, UserId};
+use chatgw_storage::{CassandraStore, MessageStore, StoreError, Write, WriteFailure, CASSANDRA_SCHEMA_VERSION};
+
+/// A kassandra process; killed when dropped (it also exits when its
+/// standard input closes, so a crashed test leaves nothing behind).
+struct Kassandra {
+    child: Child,
+    addr: String,
+}
+
+fn binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("CHATGW_KASSANDRA_BIN") {
+        return Some(PathBuf::from(bin));
+    }
+    let cache = std::env::var_os("CHATGW_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/chatgw")))?;
+    Some(cache.join("kassandra/bin/chatgw-kassandra-server")).filter(|p| p.is_file())
+}
+
+impl Kassandra {
+    fn start(test: &str) -> Option<Self> {
+        let Some(bin) = binary() else {
+            eprintln!("{test}: skipped: no kassandra server (run .ci/run, or set CHATGW_KASSANDRA_BIN)");
+            return None;
+        };
+        let mut child = Command::new(&bin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("kassandra's address");
+        let addr = line.trim().strip_prefix("listening on ").expect("`listening on ADDR`").to_owned();
+        Some(Kassandra { child, addr })
+    }
+}
+
+impl Drop for Kassandra {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay from a free port to `target` that can be cut (every
+/// connection closed, new ones refused at once) and mended.
+struct Relay {
+    addr: String,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn new(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let addr = listener.local_addr().expect("relay address").to_string();
+        let (cut, open) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let (target, c, o) = (target.to_owned(), cut.clone(), open.clone());
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else { continue };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    })
+                };
+                let clones = (client.try_clone(), server.try_clone());
+                let (Ok(client2), Ok(server2)) = clones else { continue };
+                o.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                pipe(client, server);
+                pipe(server2, client2);
+            }
+        });
+        Relay { addr, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn mend(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+fn url(addr: &str) -> String {
+    format!("cassandra://{addr}/chatgw_test?replication=simple:1&consistency=one&connect_timeout=2s")
+}
+
+fn message(ids: &mut Snowflake, client_id: &str) -> Message {
+    let id = ids.next_id();
+    Message {
+        id,
+        conversation: ConversationId::direct(UserId(1), UserId(2)),
+        from: UserId(1),
+        kind: MessageKind::Text,
+        client_id: client_id.into(),
+        ts: Snowflake::unix_ms(id),
+        body: "\"x\"".into(),
+    }
+}
+
+#[test]
+fn init_creates_a_versioned_schema_idempotently_and_open_checks_it() {
+    let Some(k) = Kassandra::start("init") else { return };
+    let url = url(&k.addr);
+    match CassandraStore::open(&url) {
+        Err(e @ StoreError::SchemaMissing) => assert!(e.to_string().contains("store init"), "says what to run: {e}"),
+        other => panic!("no schema yet: {other:?}"),
+    }
+    CassandraStore::init(&url).expect("init");
+    CassandraStore::init(&url).expect("a second init changes nothing");
+    CassandraStore::open(&url).expect("opens after init");
+
+    // Another release's version record: refused by open and by init.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let session = scylla::client::session_builder::SessionBuilder::new()
+            .known_node(&k.addr)
+            .fetch_schema_metadata(false)
+            .build()
+            .await
+            .unwrap();
+        let update = session.prepare("INSERT INTO chatgw_test.schema_version (component, version) VALUES (?, ?)");
+        session.execute_unpaged(&update.await.unwrap(), ("chatgw", CASSANDRA_SCHEMA_VERSION + 1)).await.unwrap();
+    });
+    match CassandraStore::open(&url) {
+        Err(StoreError::SchemaVersion { found, expected }) => {
+            assert_eq!((found, expected), (CASSANDRA_SCHEMA_VERSION + 1, CASSANDRA_SCHEMA_VERSION))
+        }
+        other => panic!("another version: {other:?}"),
+    }
+    assert!(matches!(CassandraStore::init(&url), Err(StoreError::SchemaVersion { .. })), "init never downgrades");
+}
+
+#[test]
+fn point_reads_of_an_empty_store_answer_nothing() {
+    let Some(k) = Kassandra::start("point reads") else { return };
+    let url = url(&k.addr);
+    CassandraStore::init(&url).unwrap();
+    let s = CassandraStore::open(&url).unwrap();
+    let c = ConversationId::direct(UserId(1), UserId(2));
+    assert_eq!(s.high_water().unwrap(), MessageId(0));
+    assert_eq!(s.message(c, MessageId(5)).unwrap(), None);
+    assert_eq!(s.messages_by_client_ids(&[(UserId(1), "a"), (UserId(1), "")]).unwrap(), vec![None, None]);
+    assert_eq!(s.message_headers(&[(c, MessageId(5))]).unwrap(), vec![None]);
+    assert_eq!(s.delivery_marks(&[(c, MessageId(5), UserId(2))]).unwrap(), vec![false]);
+    assert_eq!(s.read_marks(&[(c, UserId(2))]).unwrap(), vec![None]);
+    assert_eq!(s.receipts_of(c, MessageId(5)).unwrap(), Default::default());
+    assert_eq!(s.group(GroupId(7)).unwrap(), None);
+}
+
+/// kassandra cannot run a commit (it misreads the range delete that
+/// prunes smaller high waters, and neither honours nor answers
+/// `IF NOT EXISTS`): the commit fails with a one-line error naming the
+/// cause, and from then on the store refuses writes until it recovers.
+#[test]
+fn a_commit_the_server_cannot_run_fails_in_one_line_and_writes_are_refused() {
+    let Some(k) = Kassandra::start("commit") else { return };
+    let url = url(&k.addr);
+    CassandraStore::init(&url).unwrap();
+    let s = CassandraStore::open(&url).unwrap();
+    let m = message(&mut Snowflake::new(1), "once");
+    let group = Group {
+        id: GroupId(7),
+        name: "g".into(),
+        created_by: UserId(1),
+        members: vec![Member { user: UserId(1), admin: true, joined: MessageId(1) }],
+    };
+    let both = [UserId(1), UserId(2)];
+    let err = s
+        .commit(&[Write::Message { message: &m, inboxes: &both }, Write::Group { group: &group }], m.id)
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(text.starts_with("storage engine failed during commit: ") && !text.contains('\n'), "{text}");
+    match s.commit(&[], m.id) {
+        Err(StoreError::Unwritable { cause }) => assert_eq!(cause, err.failure()),
+        other => panic!("until recover, writes are refused: {other:?}"),
+    }
+}
+
+/// The relay is cut: reads fail with an error (no panic, no hang), a
+/// commit fails and the store refuses writes, `recover` fails until the
+/// server is reachable again and then succeeds (its probe is a write).
+#[test]
+fn an_outage_fails_commits_until_recover_proves_a_write() {
+    let Some(k) = Kassandra::start("outage") else { return };
+    let relay = Relay::new(&k.addr);
+    let url = url(&relay.addr);
+    CassandraStore::init(&url).unwrap();
+    let s = CassandraStore::open(&url).unwrap();
+    let g = Group { id: GroupId(7), name: "g".into(), created_by: UserId(1), members: vec![] };
+    assert_eq!(s.group(GroupId(7)).unwrap(), None);
+    s.recover().expect("nothing failed: nothing to do");
+    relay.cut();
+    let err = s.commit(&[Write::Group { group: &g }], MessageId(9)).expect_err("a commit during an outage fails");
+    assert_eq!(err.failure(), WriteFailure::Io, "an unreachable cluster is an I/O failure: {err}");
+    assert!(matches!(s.commit(&[], MessageId(9)), Err(StoreError::Unwritable { cause: WriteFailure::Io })));
+    assert!(s.group(GroupId(7)).is_err(), "nothing to read from");
+    assert!(s.recover().is_err(), "the server is unreachable");
+    relay.mend();
+    let mut tries = 0;
+    while let Err(e) = s.recover() {
+        tries += 1;
+        assert!(tries < 100, "recover keeps failing after the relay is mended: {e}");
+        thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(s.group(GroupId(7)).unwrap(), None, "reads work again");
+}
+
+#[test]
+fn an_unreachable_cluster_is_a_one_line_error() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = CassandraStore::open(&url(&format!("127.0.0.1:{port}"))).expect_err("nobody listens");
+    assert!(matches!(err, StoreError::Backend { op: "connect", .. }), "{err:?}");
+    assert!(!err.to_string().contains('\n'), "{err}");
+    let err = CassandraStore::open("cassandra://h/k?consistency=any").expect_err("bad URL");
+    assert!(err.to_string().contains("bad consistency `any`"), "{err}");
+}
