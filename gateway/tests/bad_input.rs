@@ -12,9 +12,9 @@ use std::{
 use chatgw_client::{Client, ClientError, Event, MessageKind, UserId};
 use util::*;
 
-each_driver!(protocol_errors_get_error_frames_and_connection_stays_usable);
-fn protocol_errors_get_error_frames_and_connection_stays_usable(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(protocol_errors_get_error_frames_and_connection_stays_usable);
+fn protocol_errors_get_error_frames_and_connection_stays_usable(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut ok = Healthy::new(&gw);
     let mut c = gw.online(7);
     for (text, code) in [
@@ -42,9 +42,9 @@ fn protocol_errors_get_error_frames_and_connection_stays_usable(io: IoDriver) {
     assert!(gw.metric("chatgw_protocol_errors_total") >= 7.0);
 }
 
-each_driver!(framing_violations_close_with_their_codes);
-fn framing_violations_close_with_their_codes(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(framing_violations_close_with_their_codes);
+fn framing_violations_close_with_their_codes(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut ok = Healthy::new(&gw);
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("oversized frame", masked_frame(0x81, &vec![b'a'; 200 * 1024]), 1009),
@@ -65,9 +65,9 @@ fn framing_violations_close_with_their_codes(io: IoDriver) {
     assert!(gw.metric("chatgw_framing_errors_total") >= 8.0);
 }
 
-each_driver!(fragmented_text_is_reassembled);
-fn fragmented_text_is_reassembled(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(fragmented_text_is_reassembled);
+fn fragmented_text_is_reassembled(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut b = gw.online(2);
     let mut s = raw_ws(gw.addr, &gw.token(1));
     let text = br#"{"type":"send","id":"frag","to":"2","body":"in three parts"}"#;
@@ -84,9 +84,9 @@ fn fragmented_text_is_reassembled(io: IoDriver) {
     assert_eq!(next_message(&mut b).body, "in three parts");
 }
 
-each_driver!(bad_tokens_get_401_before_upgrade);
-fn bad_tokens_get_401_before_upgrade(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(bad_tokens_get_401_before_upgrade);
+fn bad_tokens_get_401_before_upgrade(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut ok = Healthy::new(&gw);
     let forged =
         chatgw_gateway::auth::TokenKey::new(b"not the secret").mint(UserId(1), chatgw_gateway::auth::unix_now() + 60);
@@ -113,9 +113,9 @@ fn bad_tokens_get_401_before_upgrade(io: IoDriver) {
     assert_eq!(gw.metric("chatgw_auth_failures_total"), 4.0);
 }
 
-each_driver!(garbage_instead_of_http_gets_400_and_close);
-fn garbage_instead_of_http_gets_400_and_close(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(garbage_instead_of_http_gets_400_and_close);
+fn garbage_instead_of_http_gets_400_and_close(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut ok = Healthy::new(&gw);
     let resp = raw_exchange(gw.addr, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
@@ -135,9 +135,9 @@ fn garbage_instead_of_http_gets_400_and_close(io: IoDriver) {
     ok.check();
 }
 
-each_driver!(health_and_metrics_endpoints);
-fn health_and_metrics_endpoints(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(health_and_metrics_endpoints);
+fn health_and_metrics_endpoints(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok\n"), "{resp}");
     let _c = gw.online(1);
@@ -153,9 +153,9 @@ fn health_and_metrics_endpoints(io: IoDriver) {
     }
 }
 
-each_driver!(handshake_that_never_completes_is_cut_off);
-fn handshake_that_never_completes_is_cut_off(io: IoDriver) {
-    let gw = TestGateway::start_with(io, 1, |c| c.handshake_timeout = Duration::from_secs(1));
+each_store!(handshake_that_never_completes_is_cut_off);
+fn handshake_that_never_completes_is_cut_off(on: Setup) {
+    let gw = TestGateway::start_with(on, 1, |c| c.handshake_timeout = Duration::from_secs(1));
     let mut ok = Healthy::new(&gw);
     let mut s = TcpStream::connect(gw.addr).unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: slow").unwrap();
@@ -165,9 +165,9 @@ fn handshake_that_never_completes_is_cut_off(io: IoDriver) {
     ok.check();
 }
 
-each_driver!(client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others);
-fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others(io: IoDriver) {
-    let gw = TestGateway::start_with(io, 2, |c| {
+each_store!(client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others);
+fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others(on: Setup) {
+    let gw = TestGateway::start_with(on, 2, |c| {
         c.max_frame = 16 * 1024;
         c.max_outbound = 64 * 1024;
         c.rate_limit = 100_000;
@@ -215,9 +215,9 @@ fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others(i
     assert_eq!(n, flooded, "a fresh device replays every acknowledged message");
 }
 
-each_driver!(silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays);
-fn silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays(io: IoDriver) {
-    let gw = TestGateway::start_with(io, 1, |c| {
+each_store!(silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays);
+fn silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays(on: Setup) {
+    let gw = TestGateway::start_with(on, 1, |c| {
         c.ping_interval = Duration::from_secs(1);
         c.pong_timeout = Duration::from_secs(1);
     });
@@ -238,9 +238,9 @@ fn silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays(io: 
     assert!(gw.metric("chatgw_timeouts_total") >= 1.0);
 }
 
-each_driver!(a_connection_that_keeps_sending_refused_frames_is_closed_with_1008);
-fn a_connection_that_keeps_sending_refused_frames_is_closed_with_1008(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(a_connection_that_keeps_sending_refused_frames_is_closed_with_1008);
+fn a_connection_that_keeps_sending_refused_frames_is_closed_with_1008(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut ok = Healthy::new(&gw);
     let mut c = gw.online(40);
     // A valid frame in between resets the count.
@@ -260,9 +260,9 @@ fn a_connection_that_keeps_sending_refused_frames_is_closed_with_1008(io: IoDriv
     assert_eq!(gw.metric("chatgw_policy_closes_total"), 1.0);
 }
 
-each_driver!(a_full_gateway_refuses_with_503_and_recovers_when_room_frees);
-fn a_full_gateway_refuses_with_503_and_recovers_when_room_frees(io: IoDriver) {
-    let gw = TestGateway::start_with(io, 1, |c| c.max_connections = 4);
+each_store!(a_full_gateway_refuses_with_503_and_recovers_when_room_frees);
+fn a_full_gateway_refuses_with_503_and_recovers_when_room_frees(on: Setup) {
+    let gw = TestGateway::start_with(on, 1, |c| c.max_connections = 4);
     let mut ok = Healthy::new(&gw);
     // Two more TCP connections fill it (in any phase they count).
     let idle1 = TcpStream::connect(gw.addr).unwrap();
@@ -278,9 +278,9 @@ fn a_full_gateway_refuses_with_503_and_recovers_when_room_frees(io: IoDriver) {
     assert!(resp.starts_with("HTTP/1.1 200"), "room again: {resp}");
 }
 
-each_driver!(a_connection_is_closed_with_4002_when_its_token_expires);
-fn a_connection_is_closed_with_4002_when_its_token_expires(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(a_connection_is_closed_with_4002_when_its_token_expires);
+fn a_connection_is_closed_with_4002_when_its_token_expires(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut ok = Healthy::new(&gw);
     let short = gw.key.mint(UserId(50), chatgw_gateway::auth::unix_now() + 2);
     let mut c = Client::connect(gw.addr, &short).unwrap();
