@@ -1,5 +1,13 @@
 //! Hostile and broken input: each case gets its documented error or close,
 //! and a healthy pair on the same gateway keeps talking throughout.
+//!
+//! Cases about the store's side of bad input (protocol errors, refused
+//! frames, health and metrics, a slow consumer whose messages are stored and
+//! synced) run on PostgreSQL too (`each_store!`). Cases about the
+//! connection alone (HTTP and WebSocket framing, tokens, connection limits,
+//! handshake, ping and token timers) run on the embedded store only
+//! (`each_driver!`): the store does nothing there but carry the healthy
+//! pair's few messages, and their timers would only add seconds.
 
 mod util;
 
@@ -42,9 +50,9 @@ fn protocol_errors_get_error_frames_and_connection_stays_usable(on: Setup) {
     assert!(gw.metric("chatgw_protocol_errors_total") >= 7.0);
 }
 
-each_store!(framing_violations_close_with_their_codes);
-fn framing_violations_close_with_their_codes(on: Setup) {
-    let gw = TestGateway::start(on, 2);
+each_driver!(framing_violations_close_with_their_codes);
+fn framing_violations_close_with_their_codes(io: IoDriver) {
+    let gw = TestGateway::start(io, 2);
     let mut ok = Healthy::new(&gw);
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("oversized frame", masked_frame(0x81, &vec![b'a'; 200 * 1024]), 1009),
@@ -65,9 +73,9 @@ fn framing_violations_close_with_their_codes(on: Setup) {
     assert!(gw.metric("chatgw_framing_errors_total") >= 8.0);
 }
 
-each_store!(fragmented_text_is_reassembled);
-fn fragmented_text_is_reassembled(on: Setup) {
-    let gw = TestGateway::start(on, 1);
+each_driver!(fragmented_text_is_reassembled);
+fn fragmented_text_is_reassembled(io: IoDriver) {
+    let gw = TestGateway::start(io, 1);
     let mut b = gw.online(2);
     let mut s = raw_ws(gw.addr, &gw.token(1));
     let text = br#"{"type":"send","id":"frag","to":"2","body":"in three parts"}"#;
@@ -84,9 +92,9 @@ fn fragmented_text_is_reassembled(on: Setup) {
     assert_eq!(next_message(&mut b).body, "in three parts");
 }
 
-each_store!(bad_tokens_get_401_before_upgrade);
-fn bad_tokens_get_401_before_upgrade(on: Setup) {
-    let gw = TestGateway::start(on, 1);
+each_driver!(bad_tokens_get_401_before_upgrade);
+fn bad_tokens_get_401_before_upgrade(io: IoDriver) {
+    let gw = TestGateway::start(io, 1);
     let mut ok = Healthy::new(&gw);
     let forged =
         chatgw_gateway::auth::TokenKey::new(b"not the secret").mint(UserId(1), chatgw_gateway::auth::unix_now() + 60);
@@ -113,9 +121,9 @@ fn bad_tokens_get_401_before_upgrade(on: Setup) {
     assert_eq!(gw.metric("chatgw_auth_failures_total"), 4.0);
 }
 
-each_store!(garbage_instead_of_http_gets_400_and_close);
-fn garbage_instead_of_http_gets_400_and_close(on: Setup) {
-    let gw = TestGateway::start(on, 1);
+each_driver!(garbage_instead_of_http_gets_400_and_close);
+fn garbage_instead_of_http_gets_400_and_close(io: IoDriver) {
+    let gw = TestGateway::start(io, 1);
     let mut ok = Healthy::new(&gw);
     let resp = raw_exchange(gw.addr, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
@@ -153,9 +161,9 @@ fn health_and_metrics_endpoints(on: Setup) {
     }
 }
 
-each_store!(handshake_that_never_completes_is_cut_off);
-fn handshake_that_never_completes_is_cut_off(on: Setup) {
-    let gw = TestGateway::start_with(on, 1, |c| c.handshake_timeout = Duration::from_secs(1));
+each_driver!(handshake_that_never_completes_is_cut_off);
+fn handshake_that_never_completes_is_cut_off(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 1, |c| c.handshake_timeout = Duration::from_secs(1));
     let mut ok = Healthy::new(&gw);
     let mut s = TcpStream::connect(gw.addr).unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: slow").unwrap();
@@ -215,9 +223,9 @@ fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others(o
     assert_eq!(n, flooded, "a fresh device replays every acknowledged message");
 }
 
-each_store!(silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays);
-fn silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays(on: Setup) {
-    let gw = TestGateway::start_with(on, 1, |c| {
+each_driver!(silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays);
+fn silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 1, |c| {
         c.ping_interval = Duration::from_secs(1);
         c.pong_timeout = Duration::from_secs(1);
     });
@@ -260,9 +268,9 @@ fn a_connection_that_keeps_sending_refused_frames_is_closed_with_1008(on: Setup)
     assert_eq!(gw.metric("chatgw_policy_closes_total"), 1.0);
 }
 
-each_store!(a_full_gateway_refuses_with_503_and_recovers_when_room_frees);
-fn a_full_gateway_refuses_with_503_and_recovers_when_room_frees(on: Setup) {
-    let gw = TestGateway::start_with(on, 1, |c| c.max_connections = 4);
+each_driver!(a_full_gateway_refuses_with_503_and_recovers_when_room_frees);
+fn a_full_gateway_refuses_with_503_and_recovers_when_room_frees(io: IoDriver) {
+    let gw = TestGateway::start_with(io, 1, |c| c.max_connections = 4);
     let mut ok = Healthy::new(&gw);
     // Two more TCP connections fill it (in any phase they count).
     let idle1 = TcpStream::connect(gw.addr).unwrap();
@@ -278,9 +286,9 @@ fn a_full_gateway_refuses_with_503_and_recovers_when_room_frees(on: Setup) {
     assert!(resp.starts_with("HTTP/1.1 200"), "room again: {resp}");
 }
 
-each_store!(a_connection_is_closed_with_4002_when_its_token_expires);
-fn a_connection_is_closed_with_4002_when_its_token_expires(on: Setup) {
-    let gw = TestGateway::start(on, 1);
+each_driver!(a_connection_is_closed_with_4002_when_its_token_expires);
+fn a_connection_is_closed_with_4002_when_its_token_expires(io: IoDriver) {
+    let gw = TestGateway::start(io, 1);
     let mut ok = Healthy::new(&gw);
     let short = gw.key.mint(UserId(50), chatgw_gateway::auth::unix_now() + 2);
     let mut c = Client::connect(gw.addr, &short).unwrap();

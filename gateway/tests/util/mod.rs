@@ -7,9 +7,8 @@
 //! PostgreSQL: one server per test binary ([`TestPostgres`], started by the
 //! first test that needs it and stopped when the binary exits), and a new
 //! database per gateway, prepared as `chatgw store init` does. Tests stay
-//! parallel and see nothing of each other; the server's start (an `initdb`,
-//! about a second) is paid once per binary, a database (tens of
-//! milliseconds) once per test.
+//! parallel and see nothing of each other; the server's start (an
+//! `initdb`) is paid once per binary, a `CREATE DATABASE` once per test.
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
