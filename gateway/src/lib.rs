@@ -20,6 +20,8 @@
 //! - [`store`]: the one place `--store` becomes a [`MessageStore`](chatgw_storage::MessageStore);
 //! - `admin`: `/metrics` and `/healthz` on the admin address, on a thread
 //!   of their own, never on an event loop;
+//! - `liveness`: a thread that asks the store a cheap question every
+//!   second, so `/healthz` turns 503 when an idle gateway's store goes away;
 //! - [`Server`]: starts and stops all of it. It is the one module that
 //!   knows every subsystem: each gets a narrow handle (the engine a core
 //!   context, the committer and the readers theirs) built there, and none
@@ -39,6 +41,7 @@ mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod limits;
+mod liveness;
 pub mod metrics;
 mod query;
 mod server;

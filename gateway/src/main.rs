@@ -34,7 +34,7 @@ enum Command {
     Token(TokenArgs),
     /// Chat from a terminal: type a line to send it; incoming messages and receipts are printed.
     Chat(chat::ChatArgs),
-    /// Verify the store of a stopped gateway (references, ids, idempotency keys, marks, groups); exit 1 on any violation.
+    /// Verify a store (references, ids, idempotency keys, marks, groups): a stopped gateway's --data, or --store postgres://...; exit 1 on any violation.
     Check(check::CheckArgs),
     /// Manage the message store.
     #[command(subcommand)]

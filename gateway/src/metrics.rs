@@ -6,11 +6,18 @@
 //! The store's health lives here too (`store_writable` and the cause of an
 //! outage), because `/metrics` and `/healthz` report the same fact: a load
 //! balancer that drains on 503 and a dashboard that alerts on the gauge must
-//! never disagree.
+//! never disagree. Two sources feed it: the committer, while the store
+//! refuses its commits (`commit::outage`), and the liveness probe, while the
+//! store does not answer (`liveness`); the store is healthy when neither
+//! reports a failure, and the gauge is derived from that at each scrape.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::{
+    fmt,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
-use chatgw_storage::WriteFailure;
+use chatgw_storage::{ErrorCause, StoreError, WriteFailure};
 use prometheus_client::{
     encoding::text::encode,
     metrics::{
@@ -62,11 +69,14 @@ pub struct Metrics {
     pub group_read_rows_scanned: Counter,
     /// Failed group commits, by cause (`kind` label: see [`WriteFailure`]).
     commit_errors: Family<[(&'static str, &'static str); 1], Counter>,
-    /// 1 while the store takes writes, 0 while it refuses them.
+    /// Store errors seen by commits and by the liveness probe, by cause
+    /// (`cause` label: see [`ErrorCause`]; `sqlstate_class` for `server`).
+    store_errors: Family<Vec<(&'static str, String)>, Counter>,
+    /// 1 while the store takes writes, 0 while it refuses them; set from
+    /// `health` when rendered.
     store_writable: Gauge,
-    /// Why the store refuses writes: 0 while it takes them, else one plus
-    /// the index of the cause in [`WriteFailure::ALL`].
-    store_cause: AtomicU8,
+    /// What the committer and the probe know of the store.
+    health: Mutex<StoreHealth>,
     /// `error` frames sent for malformed or refused frames.
     pub protocol_errors: Counter,
     /// Frames refused by the per-connection rate limit.
@@ -109,6 +119,63 @@ pub struct Metrics {
     pub mailbox_overflow_closes: Counter,
     /// Entries in a core's connection timer wheel, by `core` label.
     pub timer_entries: Family<Vec<(String, String)>, Gauge>,
+}
+
+/// A liveness probe that has not answered within this long makes the store
+/// unhealthy (`timeout`) while it still waits: a hung server must not keep
+/// `/healthz` at 200.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// What the committer and the liveness probe know of the store.
+#[derive(Default)]
+struct StoreHealth {
+    /// Set while the committer's commits are refused.
+    commits: Option<StoreFailure>,
+    /// Set while the liveness probe fails.
+    probe: Option<StoreFailure>,
+    /// When the probe in flight started.
+    probing_since: Option<Instant>,
+    /// Outages the committer recovered from.
+    recoveries: u64,
+}
+
+/// Handed from [`Metrics::probe_started`] to [`Metrics::probe_finished`].
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeTicket {
+    recoveries: u64,
+}
+
+/// Why the store is unhealthy: what `/healthz` says after `store not writable: `.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreFailure {
+    /// The cause, as in the `cause` label of `chatgw_store_errors_total`.
+    pub cause: ErrorCause,
+    /// The error, on one line.
+    pub detail: String,
+}
+
+impl StoreFailure {
+    fn of(error: &StoreError) -> Self {
+        let mut detail = error.to_string();
+        let mut next = std::error::Error::source(error);
+        // `Backend` shows its source already; go on from the one below it.
+        if matches!(error, StoreError::Backend { .. }) {
+            next = next.and_then(std::error::Error::source);
+        }
+        while let Some(e) = next {
+            detail.push_str(": ");
+            detail.push_str(&e.to_string());
+            next = e.source();
+        }
+        StoreFailure { cause: error.cause(), detail: detail.replace(['\n', '\r'], " ") }
+    }
+}
+
+impl fmt::Display for StoreFailure {
+    /// `cause: error`, e.g. `unreachable: storage engine failed during connect: ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.cause.as_str(), self.detail)
+    }
 }
 
 /// Register `metric` under `name` and hand back the handle to count with.
@@ -195,17 +262,29 @@ impl Metrics {
                 }
                 family
             },
+            store_errors: {
+                let family = register(
+                    &mut r,
+                    "store_errors",
+                    "Store errors seen by commits and by the liveness probe, by cause",
+                    Family::default(),
+                );
+                for cause in ["unreachable", "connection_lost", "timeout", "schema"] {
+                    let _ = family.get_or_create(&vec![("cause", cause.to_owned())]);
+                }
+                family
+            },
             store_writable: {
                 let gauge = register(
                     &mut r,
                     "store_writable",
-                    "1 while the store takes writes, 0 while it refuses them",
+                    "1 while the store takes writes and answers the liveness probe, 0 otherwise",
                     Gauge::default(),
                 );
                 gauge.set(1);
                 gauge
             },
-            store_cause: AtomicU8::new(0),
+            health: Mutex::new(StoreHealth::default()),
             protocol_errors: counter(&mut r, "protocol_errors", "Error frames sent"),
             rate_limited: counter(&mut r, "rate_limited", "Frames refused by the per-connection rate limit"),
             slow_consumers: counter(
@@ -269,31 +348,84 @@ impl Metrics {
         }
     }
 
-    /// Count one failed commit.
-    pub fn commit_failed(&self, cause: WriteFailure) {
-        self.commit_errors.get_or_create(&[("kind", cause.as_str())]).inc();
-    }
-
-    /// The store refuses writes because of `cause`.
-    pub fn store_failing(&self, cause: WriteFailure) {
-        let index = WriteFailure::ALL.iter().position(|k| *k == cause).unwrap_or(0);
-        // ALL has five entries, so the index fits in a u8.
-        self.store_cause.store(index as u8 + 1, Ordering::Relaxed);
-        self.store_writable.set(0);
-    }
-
-    /// The store takes writes again.
-    pub fn store_recovered(&self) {
-        self.store_cause.store(0, Ordering::Relaxed);
-        self.store_writable.set(1);
-    }
-
-    /// Why the store refuses writes, or `None` while it takes them.
-    pub fn store_failure(&self) -> Option<WriteFailure> {
-        match self.store_cause.load(Ordering::Relaxed) {
-            0 => None,
-            n => WriteFailure::ALL.get(usize::from(n) - 1).copied(),
+    /// Count one failed commit: by kind, and by cause unless the store only
+    /// refused it for an earlier failure (already counted then).
+    pub fn commit_failed(&self, error: &StoreError) {
+        self.commit_errors.get_or_create(&[("kind", error.failure().as_str())]).inc();
+        if !matches!(error, StoreError::Unwritable { .. }) {
+            self.store_error(error);
         }
+    }
+
+    /// Count one store error by its cause.
+    pub fn store_error(&self, error: &StoreError) {
+        let cause = error.cause();
+        let mut labels = vec![("cause", cause.as_str().to_owned())];
+        if let Some(class) = cause.sqlstate_class() {
+            labels.push(("sqlstate_class", class.to_owned()));
+        }
+        self.store_errors.get_or_create(&labels).inc();
+    }
+
+    /// The committer's commits fail because of `error`: the store refuses
+    /// writes until [`Metrics::store_recovered`].
+    pub fn store_failing(&self, error: &StoreError) {
+        self.health().commits = Some(StoreFailure::of(error));
+    }
+
+    /// The committer's probe write succeeded: the store takes writes again.
+    /// A failure the liveness probe reported is void too (a durable write
+    /// is the stronger proof), and so is one from a probe still in flight.
+    pub fn store_recovered(&self) {
+        let mut h = self.health();
+        h.commits = None;
+        h.probe = None;
+        h.recoveries += 1;
+    }
+
+    /// The liveness probe is about to ask the store; hand the ticket to
+    /// [`Metrics::probe_finished`].
+    pub fn probe_started(&self) -> ProbeTicket {
+        let mut h = self.health();
+        h.probing_since = Some(Instant::now());
+        ProbeTicket { recoveries: h.recoveries }
+    }
+
+    /// The liveness probe's answer: `Err` makes the store unhealthy until a
+    /// probe succeeds (or the committer recovers). Returns the failure now
+    /// reported by the probe.
+    pub fn probe_finished(&self, ticket: ProbeTicket, result: Result<(), &StoreError>) -> Option<StoreFailure> {
+        if let Err(e) = result {
+            self.store_error(e);
+        }
+        let mut h = self.health();
+        h.probing_since = None;
+        match result {
+            Ok(()) => h.probe = None,
+            // A recovery since the probe started proved more than it did.
+            Err(_) if h.recoveries != ticket.recoveries => {}
+            Err(e) => h.probe = Some(StoreFailure::of(e)),
+        }
+        h.probe.clone()
+    }
+
+    /// Why the store is unhealthy, or `None` while it takes writes and
+    /// answers: the committer's cause first, then the probe's, then a probe
+    /// that has not returned within [`PROBE_DEADLINE`].
+    pub fn store_failure(&self) -> Option<StoreFailure> {
+        let h = self.health();
+        if let Some(f) = h.commits.as_ref().or(h.probe.as_ref()) {
+            return Some(f.clone());
+        }
+        let waited = h.probing_since.map(|t| t.elapsed()).filter(|w| *w >= PROBE_DEADLINE)?;
+        Some(StoreFailure {
+            cause: ErrorCause::Timeout,
+            detail: format!("the store has not answered the liveness probe for {} ms", waited.as_millis()),
+        })
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, StoreHealth> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Record the I/O driver the cores run (`epoll` or `uring`).
@@ -309,6 +441,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
+        self.store_writable.set(i64::from(self.store_failure().is_none()));
         let mut s = String::with_capacity(4096);
         // Writing into a String cannot fail.
         let _ = encode(&mut s, &self.registry);

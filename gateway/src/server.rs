@@ -1,5 +1,5 @@
-//! Starting and stopping a gateway: store, committer, readers, cores, and
-//! the admin listener.
+//! Starting and stopping a gateway: store, committer, readers, cores, the
+//! store's liveness probe, and the admin listener.
 //!
 //! This is the one module that knows every subsystem. It builds the state
 //! they share and gives each a handle on only what it uses: the cores a
@@ -33,6 +33,7 @@ use crate::{
     driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage},
     events::{CommitRequest, CoreBatch, QueryRequest},
     limits::Limits,
+    liveness::Liveness,
     metrics::Metrics,
     query::{self, ReaderContext},
     store,
@@ -109,6 +110,7 @@ pub struct ServerHandle {
     cores: Vec<JoinHandle<()>>,
     committer: Option<JoinHandle<()>>,
     readers: Vec<JoinHandle<()>>,
+    liveness: Option<Liveness>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -197,6 +199,8 @@ impl Server {
             let store = store.clone();
             spawn("chatgw-commit".into(), Box::new(move || commit::run(commit_context, store, commit_rx)))?
         };
+        let liveness = Liveness::start(store.clone(), metrics.clone())
+            .map_err(|source| StartError::Thread { name: "chatgw-probe".into(), source })?;
         let readers = (0..config.readers)
             .map(|i| {
                 let (ctx, store, rx) = (reader_context.clone(), store.clone(), query_rx.clone());
@@ -241,6 +245,7 @@ impl Server {
             cores,
             committer: Some(committer),
             readers,
+            liveness: Some(liveness),
         })
     }
 }
@@ -309,6 +314,9 @@ impl ServerHandle {
         wake_all(&self.mailboxes);
         for c in self.cores.drain(..) {
             let _ = c.join();
+        }
+        if let Some(liveness) = self.liveness.take() {
+            liveness.stop();
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();

@@ -57,6 +57,12 @@ impl StoreUrl {
         scheme_of(&self.0)
     }
 
+    /// The URL as given, password included: for connecting, never for
+    /// showing (that is [`Display`](fmt::Display)).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// What follows `scheme://` (empty for a bare scheme).
     pub fn location(&self) -> &str {
         self.0.split_once("://").map_or("", |(_, rest)| rest)

@@ -48,9 +48,9 @@ fn assert_no_inbox_events(events: &[Event], who: &str) {
     );
 }
 
-each_driver!(a_sender_named_in_a_frame_is_ignored_the_token_decides);
-fn a_sender_named_in_a_frame_is_ignored_the_token_decides(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(a_sender_named_in_a_frame_is_ignored_the_token_decides);
+fn a_sender_named_in_a_frame_is_ignored_the_token_decides(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut a = gw.online(1);
     let mut b = gw.online(2);
     let mut c = gw.online(3);
@@ -77,9 +77,9 @@ fn a_sender_named_in_a_frame_is_ignored_the_token_decides(io: IoDriver) {
     assert_eq!((m.from, m.body.as_str()), (UserId(3), "mine"));
 }
 
-each_driver!(history_and_sync_only_ever_show_your_own_conversations);
-fn history_and_sync_only_ever_show_your_own_conversations(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(history_and_sync_only_ever_show_your_own_conversations);
+fn history_and_sync_only_ever_show_your_own_conversations(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     a.send_message(UserId(2), "p1", MessageKind::Text, "private").unwrap();
     let (private, _) = sent_id(&mut a, "p1");
@@ -123,9 +123,9 @@ fn history_and_sync_only_ever_show_your_own_conversations(io: IoDriver) {
     assert_eq!(history_ids(&mut b), vec![private]);
 }
 
-each_driver!(receipts_for_messages_of_other_conversations_are_refused_and_reach_nobody);
-fn receipts_for_messages_of_other_conversations_are_refused_and_reach_nobody(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(receipts_for_messages_of_other_conversations_are_refused_and_reach_nobody);
+fn receipts_for_messages_of_other_conversations_are_refused_and_reach_nobody(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     let mut b = gw.online(2);
     let mut c = gw.online(3);
@@ -182,9 +182,9 @@ fn refusal(gw: &TestGateway, token: &str) -> String {
     raw_exchange(gw.addr, request.as_bytes())
 }
 
-each_driver!(tokens_not_valid_now_or_not_ours_are_refused_before_the_upgrade);
-fn tokens_not_valid_now_or_not_ours_are_refused_before_the_upgrade(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(tokens_not_valid_now_or_not_ours_are_refused_before_the_upgrade);
+fn tokens_not_valid_now_or_not_ours_are_refused_before_the_upgrade(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let now = unix_now();
     let later = gw.key.sign(&format!(r#"{{"sub":"1","exp":{},"nbf":{}}}"#, now + 3600, now + 600));
     let response = refusal(&gw, &later);

@@ -1,5 +1,13 @@
 //! Hostile and broken input: each case gets its documented error or close,
 //! and a healthy pair on the same gateway keeps talking throughout.
+//!
+//! Cases about the store's side of bad input (protocol errors, refused
+//! frames, health and metrics, a slow consumer whose messages are stored and
+//! synced) run on PostgreSQL too (`each_store!`). Cases about the
+//! connection alone (HTTP and WebSocket framing, tokens, connection limits,
+//! handshake, ping and token timers) run on the embedded store only
+//! (`each_driver!`): the store does nothing there but carry the healthy
+//! pair's few messages, and their timers would only add seconds.
 
 mod util;
 
@@ -12,9 +20,9 @@ use std::{
 use chatgw_client::{Client, ClientError, Event, MessageKind, UserId};
 use util::*;
 
-each_driver!(protocol_errors_get_error_frames_and_connection_stays_usable);
-fn protocol_errors_get_error_frames_and_connection_stays_usable(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(protocol_errors_get_error_frames_and_connection_stays_usable);
+fn protocol_errors_get_error_frames_and_connection_stays_usable(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut ok = Healthy::new(&gw);
     let mut c = gw.online(7);
     for (text, code) in [
@@ -135,9 +143,9 @@ fn garbage_instead_of_http_gets_400_and_close(io: IoDriver) {
     ok.check();
 }
 
-each_driver!(health_and_metrics_endpoints);
-fn health_and_metrics_endpoints(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(health_and_metrics_endpoints);
+fn health_and_metrics_endpoints(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let resp = raw_exchange(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok\n"), "{resp}");
     let _c = gw.online(1);
@@ -165,9 +173,9 @@ fn handshake_that_never_completes_is_cut_off(io: IoDriver) {
     ok.check();
 }
 
-each_driver!(client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others);
-fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others(io: IoDriver) {
-    let gw = TestGateway::start_with(io, 2, |c| {
+each_store!(client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others);
+fn client_that_stops_reading_is_closed_as_slow_consumer_without_hurting_others(on: Setup) {
+    let gw = TestGateway::start_with(on, 2, |c| {
         c.max_frame = 16 * 1024;
         c.max_outbound = 64 * 1024;
         c.rate_limit = 100_000;
@@ -238,9 +246,9 @@ fn silent_peer_is_pinged_then_closed_with_4001_while_a_responsive_one_stays(io: 
     assert!(gw.metric("chatgw_timeouts_total") >= 1.0);
 }
 
-each_driver!(a_connection_that_keeps_sending_refused_frames_is_closed_with_1008);
-fn a_connection_that_keeps_sending_refused_frames_is_closed_with_1008(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(a_connection_that_keeps_sending_refused_frames_is_closed_with_1008);
+fn a_connection_that_keeps_sending_refused_frames_is_closed_with_1008(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut ok = Healthy::new(&gw);
     let mut c = gw.online(40);
     // A valid frame in between resets the count.

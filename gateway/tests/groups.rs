@@ -44,9 +44,9 @@ fn system_events(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-each_driver!(group_of_three_with_one_member_offline);
-fn group_of_three_with_one_member_offline(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(group_of_three_with_one_member_offline);
+fn group_of_three_with_one_member_offline(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut a = gw.online(1);
     let mut b = gw.online(2);
     let g = create(&mut a, &[2, 3]);
@@ -66,9 +66,9 @@ fn group_of_three_with_one_member_offline(io: IoDriver) {
     assert!(messages(&again).is_empty(), "{again:?}");
 }
 
-each_driver!(all_256_members_online_receive_exactly_once_and_the_257th_is_refused);
-fn all_256_members_online_receive_exactly_once_and_the_257th_is_refused(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(all_256_members_online_receive_exactly_once_and_the_257th_is_refused);
+fn all_256_members_online_receive_exactly_once_and_the_257th_is_refused(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut clients: Vec<Client> = (1..=256u64).map(|u| gw.online(u)).collect();
     let others: Vec<u64> = (2..=256).collect();
     let g = create(&mut clients[0], &others);
@@ -95,9 +95,9 @@ fn all_256_members_online_receive_exactly_once_and_the_257th_is_refused(io: IoDr
     assert_eq!(next_error(&mut clients[0]), ("group_full".into(), Some("too-big".into())));
 }
 
-each_driver!(removed_member_is_cut_off);
-fn removed_member_is_cut_off(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(removed_member_is_cut_off);
+fn removed_member_is_cut_off(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut a = gw.online(1);
     let mut c = gw.online(3);
     let g = create(&mut a, &[2, 3]);
@@ -132,9 +132,9 @@ fn removed_member_is_cut_off(io: IoDriver) {
     assert!(messages(&all).iter().all(|m| m.body != "after"), "{all:?}");
 }
 
-each_driver!(non_members_are_refused_everything_and_learn_nothing);
-fn non_members_are_refused_everything_and_learn_nothing(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(non_members_are_refused_everything_and_learn_nothing);
+fn non_members_are_refused_everything_and_learn_nothing(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     let g = create(&mut a, &[2]);
     a.send_group(g, "m", MessageKind::Text, "secret").unwrap();
@@ -167,9 +167,9 @@ fn non_members_are_refused_everything_and_learn_nothing(io: IoDriver) {
     assert_eq!(next_error(&mut b).0, "not_allowed");
 }
 
-each_driver!(per_member_receipts_and_message_info);
-fn per_member_receipts_and_message_info(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(per_member_receipts_and_message_info);
+fn per_member_receipts_and_message_info(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut a = gw.online(1);
     let mut b = gw.online(2);
     let mut c = gw.online(3);
@@ -222,9 +222,9 @@ fn per_member_receipts_and_message_info(io: IoDriver) {
     assert!(quiet.iter().all(|e| !matches!(e, Event::Receipt(_))), "{quiet:?}");
 }
 
-each_driver!(membership_changes_reach_offline_members_by_sync_and_newcomers_see_no_history);
-fn membership_changes_reach_offline_members_by_sync_and_newcomers_see_no_history(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(membership_changes_reach_offline_members_by_sync_and_newcomers_see_no_history);
+fn membership_changes_reach_offline_members_by_sync_and_newcomers_see_no_history(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut a = gw.online(1);
     let g = create(&mut a, &[2, 3]);
     a.send_group(g, "old", MessageKind::Text, "before you joined").unwrap();
@@ -265,9 +265,9 @@ fn membership_changes_reach_offline_members_by_sync_and_newcomers_see_no_history
     assert!(members.iter().any(|(u, admin)| *u == UserId(2) && *admin));
 }
 
-each_driver!(create_group_is_idempotent_by_request_id);
-fn create_group_is_idempotent_by_request_id(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(create_group_is_idempotent_by_request_id);
+fn create_group_is_idempotent_by_request_id(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     a.create_group("same-request", "Once", &[UserId(2)]).unwrap();
     let (first, _) = group_reply(&mut a);
@@ -278,9 +278,9 @@ fn create_group_is_idempotent_by_request_id(io: IoDriver) {
     assert_eq!(system_events(&sync_all(&mut b)), vec!["created"]);
 }
 
-each_driver!(receipts_do_not_follow_a_sender_who_left);
-fn receipts_do_not_follow_a_sender_who_left(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(receipts_do_not_follow_a_sender_who_left);
+fn receipts_do_not_follow_a_sender_who_left(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     let mut b = gw.online(2);
     let g = create(&mut a, &[2, 3]);

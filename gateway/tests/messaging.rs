@@ -8,9 +8,9 @@ use std::{collections::HashSet, time::Duration};
 use chatgw_client::{Event, MessageId, MessageKind, UserId};
 use util::*;
 
-each_driver!(online_pair_gets_message_and_both_receipts);
-fn online_pair_gets_message_and_both_receipts(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(online_pair_gets_message_and_both_receipts);
+fn online_pair_gets_message_and_both_receipts(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut a = gw.online(1);
     let mut b = gw.online(2);
 
@@ -45,9 +45,9 @@ fn online_pair_gets_message_and_both_receipts(io: IoDriver) {
     assert_eq!(gw.metric("chatgw_receipts_stored_total"), 2.0);
 }
 
-each_driver!(offline_recipient_gets_message_once_by_sync_and_sender_gets_receipts_by_sync);
-fn offline_recipient_gets_message_once_by_sync_and_sender_gets_receipts_by_sync(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(offline_recipient_gets_message_once_by_sync_and_sender_gets_receipts_by_sync);
+fn offline_recipient_gets_message_once_by_sync_and_sender_gets_receipts_by_sync(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut a = gw.online(1);
     a.send_message(UserId(2), "x", MessageKind::Image, "{\"url\":\"s3://k\"}").unwrap();
     let (id, _) = sent_id(&mut a, "x");
@@ -75,9 +75,9 @@ fn offline_recipient_gets_message_once_by_sync_and_sender_gets_receipts_by_sync(
     assert_eq!(statuses, vec!["delivered", "read"], "{events:?}");
 }
 
-each_driver!(resend_with_same_client_id_is_stored_and_delivered_once);
-fn resend_with_same_client_id_is_stored_and_delivered_once(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(resend_with_same_client_id_is_stored_and_delivered_once);
+fn resend_with_same_client_id_is_stored_and_delivered_once(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     let mut b = gw.online(2);
     a.send_message(UserId(2), "same", MessageKind::Text, "one").unwrap();
@@ -104,9 +104,9 @@ fn resend_with_same_client_id_is_stored_and_delivered_once(io: IoDriver) {
     assert_eq!(gw.metric("chatgw_messages_deduplicated_total"), 2.0);
 }
 
-each_driver!(sync_after_sync_returns_nothing_new);
-fn sync_after_sync_returns_nothing_new(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(sync_after_sync_returns_nothing_new);
+fn sync_after_sync_returns_nothing_new(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     for i in 0..5 {
         a.send_message(UserId(2), &format!("c{i}"), MessageKind::Text, "m").unwrap();
@@ -119,9 +119,9 @@ fn sync_after_sync_returns_nothing_new(io: IoDriver) {
     assert!(second.is_empty(), "{second:?}");
 }
 
-each_driver!(sync_pages_through_a_long_backlog_in_order);
-fn sync_pages_through_a_long_backlog_in_order(io: IoDriver) {
-    let gw = TestGateway::start_with(io, 2, |c| {
+each_store!(sync_pages_through_a_long_backlog_in_order);
+fn sync_pages_through_a_long_backlog_in_order(on: Setup) {
+    let gw = TestGateway::start_with(on, 2, |c| {
         c.rate_limit = 100_000;
         c.rate_burst = 100_000;
         c.user_send_rate = 0;
@@ -143,9 +143,9 @@ fn sync_pages_through_a_long_backlog_in_order(io: IoDriver) {
     assert_eq!(bodies, (0..n).map(|i| i.to_string()).collect::<Vec<_>>());
 }
 
-each_driver!(cross_core_delivery);
-fn cross_core_delivery(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(cross_core_delivery);
+fn cross_core_delivery(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     // Connect users until two of them sit on different cores.
     let mut clients = Vec::new();
     let mut pair = None;
@@ -172,9 +172,9 @@ fn cross_core_delivery(io: IoDriver) {
         .unwrap();
 }
 
-each_driver!(every_device_of_recipient_and_senders_other_devices_get_it);
-fn every_device_of_recipient_and_senders_other_devices_get_it(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(every_device_of_recipient_and_senders_other_devices_get_it);
+fn every_device_of_recipient_and_senders_other_devices_get_it(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut a_phone = gw.online(1);
     let mut a_laptop = gw.online(1);
     let mut b_phone = gw.online(2);
@@ -189,9 +189,9 @@ fn every_device_of_recipient_and_senders_other_devices_get_it(io: IoDriver) {
     assert!(own.iter().all(|e| !matches!(e, Event::Message(_))), "{own:?}");
 }
 
-each_driver!(history_pages_newest_first);
-fn history_pages_newest_first(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(history_pages_newest_first);
+fn history_pages_newest_first(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     let mut ids = Vec::new();
     for i in 0..7 {
@@ -219,9 +219,9 @@ fn history_pages_newest_first(io: IoDriver) {
     assert!(p.is_empty() && !more);
 }
 
-each_driver!(acks_for_messages_not_addressed_to_you_are_refused);
-fn acks_for_messages_not_addressed_to_you_are_refused(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(acks_for_messages_not_addressed_to_you_are_refused);
+fn acks_for_messages_not_addressed_to_you_are_refused(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     let mut c = gw.online(3);
     a.send_message(UserId(2), "p", MessageKind::Text, "private").unwrap();
@@ -237,9 +237,9 @@ fn acks_for_messages_not_addressed_to_you_are_refused(io: IoDriver) {
     assert!(quiet.iter().all(|e| !matches!(e, Event::Receipt(_))), "{quiet:?}");
 }
 
-each_driver!(ids_are_unique_and_increasing_under_concurrent_senders);
-fn ids_are_unique_and_increasing_under_concurrent_senders(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(ids_are_unique_and_increasing_under_concurrent_senders);
+fn ids_are_unique_and_increasing_under_concurrent_senders(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let senders: Vec<_> = (10..14u64)
         .map(|u| {
             let mut c = gw.online(u);
@@ -267,9 +267,9 @@ fn ids_are_unique_and_increasing_under_concurrent_senders(io: IoDriver) {
     assert!(got.windows(2).all(|w| w[0] < w[1]), "sync is in id order");
 }
 
-each_driver!(history_pages_stay_under_the_outbound_bound_for_large_bodies);
-fn history_pages_stay_under_the_outbound_bound_for_large_bodies(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(history_pages_stay_under_the_outbound_bound_for_large_bodies);
+fn history_pages_stay_under_the_outbound_bound_for_large_bodies(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     let body = "b".repeat(60_000);
     let mut ids = Vec::new();
@@ -300,9 +300,9 @@ fn history_pages_stay_under_the_outbound_bound_for_large_bodies(io: IoDriver) {
     assert_eq!(seen, ids, "paging on from the last message returns everything once");
 }
 
-each_driver!(read_receipts_name_the_conversation_for_every_device);
-fn read_receipts_name_the_conversation_for_every_device(io: IoDriver) {
-    let gw = TestGateway::start(io, 1);
+each_store!(read_receipts_name_the_conversation_for_every_device);
+fn read_receipts_name_the_conversation_for_every_device(on: Setup) {
+    let gw = TestGateway::start(on, 1);
     let mut a = gw.online(1);
     let mut b_phone = gw.online(2);
     let mut b_laptop = gw.online(2);
@@ -327,9 +327,9 @@ fn read_receipts_name_the_conversation_for_every_device(io: IoDriver) {
     assert_eq!((on_laptop.by, on_laptop.peer, on_laptop.up_to), (UserId(2), Some(UserId(1)), Some(id)));
 }
 
-each_driver!(an_idle_writer_is_not_woken_and_a_burst_keeps_id_order);
-fn an_idle_writer_is_not_woken_and_a_burst_keeps_id_order(io: IoDriver) {
-    let gw = TestGateway::start(io, 2);
+each_store!(an_idle_writer_is_not_woken_and_a_burst_keeps_id_order);
+fn an_idle_writer_is_not_woken_and_a_burst_keeps_id_order(on: Setup) {
+    let gw = TestGateway::start(on, 2);
     let mut recipient = gw.online(99);
 
     // One send at a time: every batch is one request and the writer thread

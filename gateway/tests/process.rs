@@ -1,5 +1,5 @@
 //! The `chatgw` binary as a child process: crash durability (SIGKILL after
-//! `sent`, restart on the same data), graceful SIGTERM, running out of
+//! `sent`, restart on the same data or PostgreSQL database), graceful SIGTERM, running out of
 //! descriptors, the admin listener's address, and refusals to start.
 
 mod util;
@@ -122,9 +122,13 @@ fn token(user: u64) -> String {
     chatgw_gateway::auth::TokenKey::new(SECRET.as_bytes()).mint(UserId(user), chatgw_gateway::auth::unix_now() + 600)
 }
 
-each_driver!(acknowledged_messages_survive_sigkill_exactly_once);
-fn acknowledged_messages_survive_sigkill_exactly_once(io: IoDriver) {
+each_store!(acknowledged_messages_survive_sigkill_exactly_once);
+fn acknowledged_messages_survive_sigkill_exactly_once(on: Setup) {
     let dir = tempfile::tempdir().unwrap();
+    let store = on.store_url();
+    let flags = ["--workers", "2", "--store", store.as_str()];
+    let spawn = |data: &Path, io| spawn_limited(data, io, None, &flags);
+    let io = on.io;
     let n = 300;
     let mut gw = spawn(dir.path(), io);
     let mut a = Client::connect(gw.addr, &token(1)).unwrap();

@@ -1,13 +1,15 @@
-//! `chatgw check` on stores a real gateway wrote: direct messages with
-//! receipts and read marks, a group through its whole life (create, add,
-//! remove, promote, leave) with group receipts; and its refusal of a
-//! directory without a store.
+//! `chatgw check` on stores a real gateway wrote, embedded and PostgreSQL:
+//! direct messages with receipts and read marks, a group through its whole
+//! life (create, add, remove, promote, leave) with group receipts; a
+//! PostgreSQL row broken on purpose; and its refusal of a directory without
+//! a store.
 
 mod util;
 
 use std::{path::Path, process::Command};
 
 use chatgw_client::{Client, Event, GroupId, MessageKind, UserId};
+use chatgw_gateway::store::StoreUrl;
 use util::*;
 
 fn group_reply(c: &mut Client) -> GroupId {
@@ -20,7 +22,20 @@ fn group_reply(c: &mut Client) -> GroupId {
 }
 
 fn check(data: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chatgw")).arg("check").arg("--data").arg(data).output().unwrap();
+    check_store(data, &StoreUrl::default())
+}
+
+/// `chatgw check --data <data> --store <store>`: whether it passed, and
+/// everything it printed.
+fn check_store(data: &Path, store: &StoreUrl) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chatgw"))
+        .arg("check")
+        .arg("--data")
+        .arg(data)
+        .args(["--store", store.as_str()])
+        .env_remove("CHATGW_STORE")
+        .output()
+        .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
@@ -31,9 +46,8 @@ fn count(text: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `{label}` in:\n{text}"))
 }
 
-each_driver!(a_store_written_by_the_gateway_passes_the_check);
-fn a_store_written_by_the_gateway_passes_the_check(io: IoDriver) {
-    let mut gw = TestGateway::start(io, 2);
+/// Everything the check counts, written through a real gateway; stops it.
+fn write_a_bit_of_everything(gw: &mut TestGateway) {
     let (mut a, mut b) = (gw.online(1), gw.online(2));
     a.send_message(UserId(2), "d1", MessageKind::Text, "hello").unwrap();
     let (d1, _) = sent_id(&mut a, "d1");
@@ -64,8 +78,13 @@ fn a_store_written_by_the_gateway_passes_the_check(io: IoDriver) {
     if let Some(h) = gw.handle.take() {
         h.shutdown();
     }
+}
 
-    let (ok, text) = check(gw.dir.path());
+each_store!(a_store_written_by_the_gateway_passes_the_check);
+fn a_store_written_by_the_gateway_passes_the_check(on: Setup) {
+    let mut gw = TestGateway::start(on, 2);
+    write_a_bit_of_everything(&mut gw);
+    let (ok, text) = check_store(gw.dir.path(), &gw.store);
     assert!(ok, "{text}");
     assert!(text.contains("integrity: ok"), "{text}");
     // d1, g1, g2 and the five system messages (created, added, removed, promoted, left).
@@ -84,4 +103,42 @@ fn a_directory_without_a_store_is_an_error() {
     let (ok, text) = check(dir.path());
     assert!(!ok);
     assert!(text.contains("no store in"), "{text}");
+}
+
+/// A row broken by hand: an inbox reference to a message that does not
+/// exist, and a delivery mark for it. The check names both and exits 1.
+#[test]
+fn a_broken_postgres_row_is_reported_and_fails_the_check() {
+    let mut gw = TestGateway::start(Setup { io: IoDriver::Epoll, store: TestStore::Postgres }, 1);
+    write_a_bit_of_everything(&mut gw);
+    assert!(check_store(gw.dir.path(), &gw.store).0, "clean before the damage");
+
+    let mut db = postgres::Client::connect(gw.store.as_str(), postgres::NoTls).unwrap();
+    let ghost: i64 = db.query_one("SELECT max(id) + 1 FROM messages", &[]).unwrap().get(0);
+    let direct = db.query_one("SELECT conversation FROM messages WHERE client_id = 'd1'", &[]).unwrap();
+    let conversation: Vec<u8> = direct.get(0);
+    db.execute("INSERT INTO inbox (user_id, event, conversation) VALUES (2, $1, $2)", &[&ghost, &conversation])
+        .unwrap();
+    db.execute("INSERT INTO delivered (conversation, id, user_id, at) VALUES ($1, $2, 2, 0)", &[&conversation, &ghost])
+        .unwrap();
+
+    let (ok, text) = check_store(gw.dir.path(), &gw.store);
+    assert!(!ok, "a violation fails the check:\n{text}");
+    assert!(text.contains(&format!("inbox: user 2: reference to missing message {ghost}")), "{text}");
+    assert!(text.contains(&format!("delivered: mark of user 2 for missing message {ghost}")), "{text}");
+    assert!(text.contains("integrity: VIOLATED"), "{text}");
+}
+
+#[test]
+fn an_unreachable_postgres_store_is_a_one_line_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url: StoreUrl = format!("postgres://chat:s3cret@127.0.0.1:{port}/chatgw").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = check_store(dir.path(), &url);
+    assert!(!ok);
+    assert!(
+        text.starts_with(&format!("chatgw: opening the store postgres://chat:***@127.0.0.1:{port}/chatgw: ")),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret") && text.lines().count() == 1, "{text}");
 }

@@ -29,6 +29,7 @@ mod check;
 mod reopen;
 mod tables;
 
+pub(crate) use check::Timeline;
 pub use check::{IntegrityCounts, IntegrityReport, Violation};
 
 use std::{

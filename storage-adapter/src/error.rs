@@ -83,6 +83,81 @@ impl StoreError {
     }
 }
 
+/// Why the store could not be used, in the terms an operator acts on:
+/// finer than [`WriteFailure`] for a store behind a network, where "the
+/// server is down", "the connection broke" and "the server refused this
+/// statement" call for different fixes. A metric label and a `/healthz`
+/// word ([`ErrorCause::as_str`]); a server refusal carries its SQLSTATE class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCause {
+    /// No connection could be made (refused, no route, the server is
+    /// starting up or shutting down, reconnecting is backing off).
+    Unreachable,
+    /// A connection in use was closed by the server or the network (a
+    /// restart, `pg_terminate_backend`, a reset).
+    ConnectionLost,
+    /// Connecting or a statement took too long.
+    Timeout,
+    /// The database lacks the tables or the schema version this release
+    /// needs (`chatgw store init`).
+    Schema,
+    /// The server refused a statement with an SQL error of this SQLSTATE
+    /// class (the first two characters of the code, e.g. `53`).
+    Server {
+        /// The SQLSTATE class, two ASCII characters.
+        class: [u8; 2],
+    },
+    /// A local failure, as a failed write reports it (the embedded store;
+    /// a full disk or read-only database of a remote one).
+    Write(WriteFailure),
+}
+
+impl ErrorCause {
+    /// A stable snake_case name: `unreachable`, `connection_lost`,
+    /// `timeout`, `schema`, `server`, or the [`WriteFailure`] name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCause::Unreachable => "unreachable",
+            ErrorCause::ConnectionLost => "connection_lost",
+            ErrorCause::Timeout => "timeout",
+            ErrorCause::Schema => "schema",
+            ErrorCause::Server { .. } => "server",
+            ErrorCause::Write(w) => w.as_str(),
+        }
+    }
+
+    /// The SQLSTATE class of a server refusal (`"53"`), else `None`.
+    pub fn sqlstate_class(&self) -> Option<&str> {
+        match self {
+            ErrorCause::Server { class } => std::str::from_utf8(class).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.sqlstate_class() {
+            Some(class) => write!(f, "server (SQLSTATE class {class})"),
+            None => f.write_str(self.as_str()),
+        }
+    }
+}
+
+impl StoreError {
+    /// The finer cause of this error (see [`ErrorCause`]); for the embedded
+    /// store it is always the [`StoreError::failure`] kind.
+    pub fn cause(&self) -> ErrorCause {
+        match self {
+            StoreError::SchemaMissing | StoreError::SchemaVersion { .. } => ErrorCause::Schema,
+            StoreError::Backend { op, source } => {
+                crate::postgres::cause_of(op, source.as_ref()).unwrap_or(ErrorCause::Write(self.failure()))
+            }
+            _ => ErrorCause::Write(self.failure()),
+        }
+    }
+}
+
 /// The cause of a failed write, coarse enough to be a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WriteFailure {

@@ -47,7 +47,7 @@ pub use cassandra::{
     SCHEMA_VERSION as CASSANDRA_SCHEMA_VERSION,
 };
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
-pub use error::{StoreError, WriteFailure};
+pub use error::{ErrorCause, StoreError, WriteFailure};
 pub use model::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, Write};
 pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 

@@ -43,12 +43,12 @@ impl Outage {
         metrics: &Metrics,
     ) -> Option<Outage> {
         let cause = error.failure();
-        metrics.commit_failed(cause);
+        metrics.commit_failed(error);
         if current.is_some() {
             tracing::debug!(error = %error, requests, "commit refused while the store is failing");
             return None;
         }
-        metrics.store_failing(cause);
+        metrics.store_failing(error);
         tracing::error!(
             error = %error,
             cause = %cause,

@@ -1,23 +1,34 @@
 //! Helpers shared by the gateway's integration tests: a gateway on a free
-//! port (and its admin listener on another) with its store in a temp dir,
-//! tokens, clients, raw sockets, and [`each_driver!`], which runs a test
-//! once per I/O driver.
+//! port (and its admin listener on another) with its store in a temp dir or
+//! a fresh PostgreSQL database, tokens, clients, raw sockets, and
+//! [`each_driver!`] / [`each_store!`], which run a test once per I/O driver
+//! and store.
+//!
+//! PostgreSQL: one server per test binary ([`TestPostgres`], started by the
+//! first test that needs it and stopped when the binary exits), and a new
+//! database per gateway, prepared as `chatgw store init` does. Tests stay
+//! parallel and see nothing of each other; the server's start (an
+//! `initdb`) is paid once per binary, a `CREATE DATABASE` once per test.
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
+    sync::{Mutex, PoisonError},
     time::Duration,
 };
 
 use chatgw_client::{Client, Event, MessageEvent, MessageId, UserId};
 pub use chatgw_gateway::config::IoDriver;
-use chatgw_gateway::{auth::TokenKey, Config, Server, ServerHandle};
+use chatgw_gateway::{auth::TokenKey, store::StoreUrl, Config, Server, ServerHandle};
+use chatgw_storage::conformance::TestPostgres;
 
 /// Run the test function `name(io: IoDriver)` once per I/O driver, as the
 /// tests `name::epoll` and `name::uring`. Written just above the function,
 /// like an attribute; a function it does not name is dead code, which the
 /// lints refuse, so no test silently runs on one driver only.
+// A test binary uses `each_driver!`, `each_store!` or both.
+#[allow(unused_macros)]
 macro_rules! each_driver {
     ($name:ident) => {
         mod $name {
@@ -33,13 +44,113 @@ macro_rules! each_driver {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use each_driver;
+
+/// Run the test function `name(on: Setup)` once per I/O driver on the
+/// embedded store and once on PostgreSQL, as the tests `name::epoll`,
+/// `name::uring` and `name::epoll_postgres`. The store is independent of
+/// the I/O driver (only the committer and readers touch it), so PostgreSQL
+/// runs on one driver rather than doubling the suite's time.
+#[allow(unused_macros)]
+macro_rules! each_store {
+    ($name:ident) => {
+        mod $name {
+            use chatgw_gateway::config::IoDriver;
+
+            use crate::util::{Setup, TestStore};
+
+            #[test]
+            fn epoll() {
+                super::$name(Setup { io: IoDriver::Epoll, store: TestStore::Embedded })
+            }
+
+            #[test]
+            fn uring() {
+                super::$name(Setup { io: IoDriver::Uring, store: TestStore::Embedded })
+            }
+
+            #[test]
+            fn epoll_postgres() {
+                super::$name(Setup { io: IoDriver::Epoll, store: TestStore::Postgres })
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use each_store;
+
+/// The store a test gateway runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestStore {
+    /// The embedded store, in the gateway's temporary data directory.
+    Embedded,
+    /// A fresh database on this test binary's PostgreSQL server.
+    Postgres,
+}
+
+/// What a test runs on: an I/O driver and a store. An [`IoDriver`] alone
+/// means the embedded store.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    pub io: IoDriver,
+    pub store: TestStore,
+}
+
+impl From<IoDriver> for Setup {
+    fn from(io: IoDriver) -> Self {
+        Setup { io, store: TestStore::Embedded }
+    }
+}
+
+impl Setup {
+    /// The `--store` value for this setup: `embedded`, or a new prepared
+    /// database.
+    pub fn store_url(&self) -> StoreUrl {
+        match self.store {
+            TestStore::Embedded => StoreUrl::default(),
+            TestStore::Postgres => fresh_postgres_store(),
+        }
+    }
+}
+
+/// This binary's PostgreSQL server, once a test asked for it.
+static POSTGRES: Mutex<Option<TestPostgres>> = Mutex::new(None);
+
+/// A new database on this binary's PostgreSQL server (started on first
+/// use), with the schema in place, as `chatgw store init` leaves it.
+pub fn fresh_postgres_store() -> StoreUrl {
+    let url = {
+        let mut server = POSTGRES.lock().unwrap_or_else(PoisonError::into_inner);
+        let pg = server.get_or_insert_with(|| {
+            // SAFETY: `stop_postgres` is a plain function that never
+            // unwinds; atexit only stores its address.
+            let registered = unsafe { libc::atexit(stop_postgres) };
+            assert_eq!(registered, 0, "atexit");
+            TestPostgres::start()
+        });
+        pg.url(&pg.create_database())
+    };
+    let url: StoreUrl = url.parse().expect("a postgres URL");
+    chatgw_gateway::store::init(&url).expect("store init");
+    url
+}
+
+/// At exit: stop the server (dropping it runs `pg_ctl stop`), so no test
+/// binary leaves one behind.
+extern "C" fn stop_postgres() {
+    if let Ok(mut server) = POSTGRES.try_lock() {
+        drop(server.take());
+    }
+}
 
 pub const SECRET: &str = "test-secret";
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct TestGateway {
     pub handle: Option<ServerHandle>,
+    /// The store it runs on (`embedded`: under `dir`).
+    pub store: StoreUrl,
     pub addr: SocketAddr,
     /// The admin listener (`/metrics`, `/healthz`), unless a test turned it off.
     pub admin: Option<SocketAddr>,
@@ -48,22 +159,26 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    pub fn start(io: IoDriver, workers: usize) -> Self {
-        Self::start_with(io, workers, |_| {})
+    pub fn start(on: impl Into<Setup>, workers: usize) -> Self {
+        Self::start_with(on, workers, |_| {})
     }
 
-    /// A gateway on `io` (`Uring` must really get io_uring: no fallback),
-    /// with its admin listener on a free loopback port.
-    pub fn start_with(io: IoDriver, workers: usize, tune: impl FnOnce(&mut Config)) -> Self {
+    /// A gateway on `on.io` (`Uring` must really get io_uring: no
+    /// fallback) and `on.store`, with its admin listener on a free loopback
+    /// port.
+    pub fn start_with(on: impl Into<Setup>, workers: usize, tune: impl FnOnce(&mut Config)) -> Self {
+        let on = on.into();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf(), SECRET.into());
         config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
         config.workers = workers;
-        config.io = io;
+        config.io = on.io;
+        config.store = on.store_url();
         tune(&mut config);
+        let store = config.store.clone();
         let handle = Server::start(config).expect("gateway starts");
         let (addr, admin) = (handle.addr(), handle.admin_addr());
-        TestGateway { handle: Some(handle), addr, admin, dir, key: TokenKey::new(SECRET.as_bytes()) }
+        TestGateway { handle: Some(handle), store, addr, admin, dir, key: TokenKey::new(SECRET.as_bytes()) }
     }
 
     /// The admin address (the test must not have turned it off).

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chatgw_protocol::{ConversationId, GroupId, MessageId, MessageKind, Receipt};
 use fjall::Keyspace;
 
-use self::membership::Timeline;
+pub(crate) use self::membership::Timeline;
 use super::{tables::Tables, EmbeddedStore};
 use crate::{
     codec::{self, InboxRecord},
@@ -92,7 +92,7 @@ impl IntegrityReport {
         self.violation_count == 0
     }
 
-    fn flag(&mut self, table: &'static str, problem: String) {
+    pub(crate) fn flag(&mut self, table: &'static str, problem: String) {
         self.violation_count += 1;
         if self.violations.len() < MAX_LISTED {
             self.violations.push(Violation { table, problem });

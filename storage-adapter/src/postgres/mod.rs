@@ -15,6 +15,7 @@
 //! again. Reads retry once on a fresh connection when theirs was closed, so
 //! they are served whenever the server is up.
 
+mod check;
 mod commit;
 mod pool;
 mod reads;
@@ -27,6 +28,8 @@ use std::{
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
 pub use schema::VERSION as SCHEMA_VERSION;
+
+pub(crate) use self::pool::cause_of;
 
 use self::pool::{Connection, Pool};
 use crate::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure};

@@ -6,17 +6,39 @@
 //! needed, with no runtime or extra threads. A connection is opened lazily
 //! when none is idle, and forgotten as soon as the server closed it (a
 //! restart, `pg_terminate_backend`, a network cut), so after an outage the
-//! next user opens a fresh one instead of failing on a dead socket.
+//! next user opens a fresh one instead of failing on a dead socket. One
+//! connection found closed means the others opened before it are most
+//! likely dead too (a restarted server closes them all), so every idle
+//! connection is dropped with it rather than failing one caller after
+//! another.
+//!
+//! Reconnecting backs off: after a failed connect, further connects within
+//! a pause (50 ms, doubling to 500 ms) fail at once with the same cause
+//! instead of each waiting up to `connect_timeout` on an unreachable host,
+//! so an outage costs callers no time and the server no connection storm
+//! when it comes back. The first connect after the pause tries for real.
+//!
+//! [`cause_of`] is where a PostgreSQL error becomes an [`ErrorCause`]:
+//! what an operator reads on `/healthz` and in the metrics.
 
 use std::{
     collections::HashMap,
+    error::Error,
+    fmt,
     ops::{Deref, DerefMut},
     sync::{Condvar, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use postgres::{Client, Config, NoTls, Statement};
 
-use crate::StoreError;
+use crate::{ErrorCause, StoreError, WriteFailure};
+
+/// Pause after the first failed connect.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// Longest pause between connects while the server stays unreachable: the
+/// most a recovery waits for the pool once the server is back.
+const MAX_PAUSE: Duration = Duration::from_millis(500);
 
 /// Settings every connection gets: durable commits whatever the server's
 /// default, and UTC so that `timestamptz` values never depend on it.
@@ -50,7 +72,34 @@ struct Slots {
     idle: Vec<Connection>,
     /// Connections handed out or idle.
     open: usize,
+    /// Set while connecting fails.
+    backoff: Option<Backoff>,
 }
+
+/// Connecting failed: no new attempt before `until`.
+struct Backoff {
+    until: Instant,
+    pause: Duration,
+    cause: ErrorCause,
+    /// The last connect error, as text.
+    last: String,
+}
+
+/// The error a caller gets while reconnecting backs off.
+#[derive(Debug)]
+struct BackingOff {
+    cause: ErrorCause,
+    last: String,
+    left: Duration,
+}
+
+impl fmt::Display for BackingOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (next connect attempt in {} ms)", self.last, self.left.as_millis())
+    }
+}
+
+impl Error for BackingOff {}
 
 /// At most `size` connections to one database.
 pub(super) struct Pool {
@@ -74,11 +123,22 @@ impl Pool {
                 return Ok(Pooled { pool: self, connection: Some(connection) });
             }
             if slots.open < self.size {
+                if let Some(b) = slots.backoff.as_ref().filter(|b| Instant::now() < b.until) {
+                    let left = b.until.saturating_duration_since(Instant::now());
+                    return Err(StoreError::backend(
+                        "connect",
+                        BackingOff { cause: b.cause, last: b.last.clone(), left },
+                    ));
+                }
                 slots.open += 1;
                 drop(slots);
                 return match self.connect() {
-                    Ok(connection) => Ok(Pooled { pool: self, connection: Some(connection) }),
+                    Ok(connection) => {
+                        self.slots.lock().unwrap_or_else(PoisonError::into_inner).backoff = None;
+                        Ok(Pooled { pool: self, connection: Some(connection) })
+                    }
                     Err(e) => {
+                        self.connect_failed(&e);
                         self.forget_one();
                         Err(e)
                     }
@@ -97,6 +157,17 @@ impl Pool {
         self.freed.notify_all();
     }
 
+    /// Start or lengthen the pause before the next connect.
+    fn connect_failed(&self, e: &StoreError) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let pause = slots.backoff.as_ref().map_or(FIRST_PAUSE, |b| (b.pause * 2).min(MAX_PAUSE));
+        let last = std::iter::successors(Some(e as &(dyn Error + 'static)), |e| (*e).source())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ");
+        slots.backoff = Some(Backoff { until: Instant::now() + pause, pause, cause: e.cause(), last });
+    }
+
     fn connect(&self) -> Result<Connection, StoreError> {
         let mut client = self.config.connect(NoTls).map_err(|e| StoreError::backend("connect", e))?;
         client.batch_execute(SESSION).map_err(|e| StoreError::backend("set up session", e))?;
@@ -109,9 +180,15 @@ impl Pool {
         self.freed.notify_one();
     }
 
+    /// `connection` was closed by the server: forget it and every idle one.
+    fn lost(&self) {
+        self.forget_one();
+        self.clear_idle();
+    }
+
     fn give_back(&self, connection: Connection) {
         if connection.client.is_closed() {
-            return self.forget_one();
+            return self.lost();
         }
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots.idle.push(connection);
@@ -131,8 +208,10 @@ impl Pooled<'_> {
     /// Drop the connection instead of giving it back: after an error whose
     /// outcome is unknown (a commit cut off mid-flight) it is not reused.
     pub(super) fn discard(mut self) {
-        self.connection = None;
-        self.pool.forget_one();
+        match self.connection.take() {
+            Some(c) if c.client.is_closed() => self.pool.lost(),
+            _ => self.pool.forget_one(),
+        }
     }
 }
 
@@ -156,5 +235,100 @@ impl Drop for Pooled<'_> {
         if let Some(connection) = self.connection.take() {
             self.pool.give_back(connection);
         }
+    }
+}
+
+/// The cause of a store error that involves PostgreSQL: found along the
+/// error's source chain (`None` when nothing there comes from this
+/// backend). `op` is what the store was doing: an I/O error while
+/// connecting means the server is unreachable, on an open connection that
+/// it was lost.
+pub(crate) fn cause_of(op: &str, error: &(dyn Error + 'static)) -> Option<ErrorCause> {
+    let connecting = op == "connect";
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(b) = e.downcast_ref::<BackingOff>() {
+            return Some(b.cause);
+        }
+        if let Some(pg) = e.downcast_ref::<postgres::Error>() {
+            if let Some(code) = pg.code() {
+                return Some(cause_of_sqlstate(code.code(), connecting));
+            }
+            if pg.is_closed() {
+                return Some(ErrorCause::ConnectionLost);
+            }
+            let io =
+                std::iter::successors(pg.source(), |e| (*e).source()).find_map(|e| e.downcast_ref::<std::io::Error>());
+            return Some(match io.map(std::io::Error::kind) {
+                Some(std::io::ErrorKind::TimedOut) => ErrorCause::Timeout,
+                _ if connecting => ErrorCause::Unreachable,
+                Some(_) => ErrorCause::ConnectionLost,
+                None => return None,
+            });
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// The cause an SQLSTATE code stands for.
+fn cause_of_sqlstate(code: &str, connecting: bool) -> ErrorCause {
+    match code {
+        "53100" => ErrorCause::Write(WriteFailure::NoSpace),
+        "25006" => ErrorCause::Write(WriteFailure::ReadOnly),
+        // admin_shutdown, crash_shutdown: the server closed the session.
+        "57P01" | "57P02" => ErrorCause::ConnectionLost,
+        // cannot_connect_now: starting up or shutting down.
+        "57P03" => ErrorCause::Unreachable,
+        // query_canceled: statement_timeout, or cancelled by an operator.
+        "57014" => ErrorCause::Timeout,
+        // undefined table, column, function; no such schema.
+        "42P01" | "42703" | "42883" | "3F000" => ErrorCause::Schema,
+        c if c.starts_with("08") && connecting => ErrorCause::Unreachable,
+        c if c.starts_with("08") => ErrorCause::ConnectionLost,
+        c => match c.as_bytes() {
+            [a, b, ..] if a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric() => {
+                ErrorCause::Server { class: [*a, *b] }
+            }
+            _ => ErrorCause::Server { class: *b"XX" },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_what_an_operator_fixes() {
+        assert_eq!(cause_of_sqlstate("57P01", false), ErrorCause::ConnectionLost);
+        assert_eq!(cause_of_sqlstate("57P03", true), ErrorCause::Unreachable);
+        assert_eq!(cause_of_sqlstate("08006", true), ErrorCause::Unreachable);
+        assert_eq!(cause_of_sqlstate("08006", false), ErrorCause::ConnectionLost);
+        assert_eq!(cause_of_sqlstate("57014", false), ErrorCause::Timeout);
+        assert_eq!(cause_of_sqlstate("42P01", false), ErrorCause::Schema);
+        assert_eq!(cause_of_sqlstate("53100", false), ErrorCause::Write(WriteFailure::NoSpace));
+        assert_eq!(cause_of_sqlstate("25006", false), ErrorCause::Write(WriteFailure::ReadOnly));
+        let refused = cause_of_sqlstate("23505", false);
+        assert_eq!((refused.as_str(), refused.sqlstate_class()), ("server", Some("23")));
+        assert_eq!(refused.to_string(), "server (SQLSTATE class 23)");
+    }
+
+    #[test]
+    fn an_unreachable_server_backs_off_and_says_so() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config: Config = format!("postgres://nobody@127.0.0.1:{port}/none").parse().unwrap();
+        let pool = Pool::new(config, 2);
+        let first = pool.get().err().expect("nothing listens");
+        assert_eq!(first.cause(), ErrorCause::Unreachable, "{first}");
+        // At once, without a connect: the pause is running.
+        let started = Instant::now();
+        let second = pool.get().err().expect("still backing off");
+        assert!(started.elapsed() < Duration::from_millis(20));
+        assert_eq!(second.cause(), ErrorCause::Unreachable);
+        assert!(second.to_string().contains("next connect attempt in"), "{second}");
+        std::thread::sleep(MAX_PAUSE);
+        assert_eq!(pool.get().err().expect("still nothing").cause(), ErrorCause::Unreachable);
+        assert_eq!(pool.slots.lock().unwrap().open, 0, "failed connects hold no slot");
     }
 }

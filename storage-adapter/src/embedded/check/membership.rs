@@ -16,7 +16,7 @@ type Members = BTreeMap<u64, bool>;
 
 /// Members (user -> admin) after each system message, in id order.
 #[derive(Debug, Default)]
-pub(super) struct Timeline {
+pub(crate) struct Timeline {
     /// System message id -> the members before it and after it.
     changes: BTreeMap<u64, (Members, Members)>,
 }
@@ -24,7 +24,7 @@ pub(super) struct Timeline {
 impl Timeline {
     /// Replay `system` (message id -> body as stored), oldest first; an
     /// error names the first message that cannot be applied.
-    pub(super) fn replay(system: &BTreeMap<u64, String>) -> Result<Self, String> {
+    pub(crate) fn replay(system: &BTreeMap<u64, String>) -> Result<Self, String> {
         let mut t = Timeline::default();
         let mut members = Members::new();
         for (i, (&id, body)) in system.iter().enumerate() {
@@ -68,14 +68,14 @@ impl Timeline {
     }
 
     /// The members (user -> admin) after the last change.
-    pub(super) fn current(&self) -> Members {
+    pub(crate) fn current(&self) -> Members {
         self.changes.values().next_back().map(|(_, after)| after.clone()).unwrap_or_default()
     }
 
     /// Whether `user`'s inbox may hold message `id` of this group: a
     /// member when it was committed, or, for a system message, a member
     /// before or after it (the users a change removes hear of it too).
-    pub(super) fn may_hold(&self, id: u64, user: u64) -> bool {
+    pub(crate) fn may_hold(&self, id: u64, user: u64) -> bool {
         if let Some((before, after)) = self.changes.get(&id) {
             return before.contains_key(&user) || after.contains_key(&user);
         }

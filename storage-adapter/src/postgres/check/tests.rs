@@ -1,0 +1,154 @@
+//! The check against a clean database and against databases damaged on
+//! purpose, each damage written by plain SQL. One server, one database per
+//! case.
+
+use chatgw_protocol::{Group, Member, Message, Receipt, Snowflake, UserId};
+
+use super::*;
+use crate::{conformance::TestPostgres, MessageStore, PostgresOptions, Write};
+
+const U1: UserId = UserId(1);
+const U2: UserId = UserId(2);
+const U3: UserId = UserId(3);
+
+struct Fixture {
+    url: String,
+    store: PostgresStore,
+    direct: Message,
+    group: Group,
+    text: Message,
+}
+
+fn message(g: &mut Snowflake, c: ConversationId, from: UserId, kind: MessageKind, cid: &str, body: &str) -> Message {
+    let id = g.next_id();
+    Message { id, conversation: c, from, kind, client_id: cid.into(), ts: Snowflake::unix_ms(id), body: body.into() }
+}
+
+/// Users 1 and 2 talk directly (2 acknowledges delivery); user 1 creates a
+/// group with 2 and 3, 2 sends to it, then 1 removes 3: the embedded
+/// check's fixture, through this store's commit.
+fn fixture(server: &TestPostgres) -> Fixture {
+    let url = server.url(&server.create_database());
+    PostgresStore::init(&url).unwrap();
+    let store = PostgresStore::open(&url, &PostgresOptions::default()).unwrap();
+    let mut ids = Snowflake::new(0);
+    let direct = message(&mut ids, ConversationId::direct(U1, U2), U1, MessageKind::Text, "c1", "\"hi\"");
+    let receipt = Receipt::Delivered {
+        event: ids.next_id(),
+        conversation: direct.conversation,
+        by: U2,
+        ids: vec![direct.id],
+        at: 1,
+    };
+    let gid = GroupId(ids.next_id().0);
+    let gc = ConversationId::Group(gid);
+    let created = serde_json::to_string(r#"{"event":"created","by":"1","name":"T","members":["1","2","3"]}"#).unwrap();
+    let created = message(&mut ids, gc, U1, MessageKind::System, "g:g1", &created);
+    let text = message(&mut ids, gc, U2, MessageKind::Text, "c2", "\"to all\"");
+    let removed = serde_json::to_string(r#"{"event":"removed","by":"1","members":["3"],"new_admins":[]}"#).unwrap();
+    let removed = message(&mut ids, gc, U1, MessageKind::System, "", &removed);
+    let member = |user, admin| Member { user, admin, joined: MessageId(gid.0) };
+    let before = Group {
+        id: gid,
+        name: "T".into(),
+        created_by: U1,
+        members: vec![member(U1, true), member(U2, false), member(U3, false)],
+    };
+    let mut group = before.clone();
+    group.members.retain(|m| m.user != U3);
+    let (all, two) = ([U1, U2, U3], [U1, U2]);
+    let writes = [
+        Write::Message { message: &direct, inboxes: &two },
+        Write::Receipt { receipt: &receipt, inboxes: &[U1] },
+        Write::Group { group: &before },
+        Write::Message { message: &created, inboxes: &all },
+        Write::Message { message: &text, inboxes: &all },
+    ];
+    store.commit(&writes, text.id).unwrap();
+    let writes = [Write::Group { group: &group }, Write::Message { message: &removed, inboxes: &all }];
+    store.commit(&writes, removed.id).unwrap();
+    Fixture { url, store, direct, group, text }
+}
+
+impl Fixture {
+    fn sql(&self, statement: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) {
+        let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+        c.execute(statement, params).unwrap();
+    }
+
+    fn problems(&self) -> (u64, String) {
+        let r = self.store.check_integrity().unwrap();
+        (r.violation_count, r.violations.iter().map(|v| format!("{}: {}\n", v.table, v.problem)).collect())
+    }
+}
+
+#[test]
+fn clean_and_damaged_databases() {
+    let server = TestPostgres::start();
+
+    // Clean: the same counts as the embedded store holding the same commits.
+    let f = fixture(&server);
+    let r = f.store.check_integrity().unwrap();
+    assert!(r.is_clean(), "{:?}", r.violations);
+    let c = &r.counts;
+    assert_eq!((c.messages, c.inbox_messages, c.inbox_receipts, c.idempotency_keys), (4, 11, 1, 3));
+    assert_eq!((c.delivery_marks, c.groups, c.high_water), (1, 1, f.store.high_water().unwrap().0));
+
+    // A lost message leaves dangling references everywhere it was named.
+    let d = f.direct.id.0 as i64;
+    f.sql("DELETE FROM messages WHERE id = $1", &[&d]);
+    let (n, text) = f.problems();
+    let id = f.direct.id.0;
+    for expected in [
+        format!("inbox: user 1: reference to missing message {id}"),
+        format!("inbox: user 2: reference to missing message {id}"),
+        format!("idempotency: (1, \"c1\") points to missing message {id}"),
+        format!("delivered: mark of user 2 for missing message {id}"),
+        format!("names missing message {id}"),
+    ] {
+        assert!(text.contains(&expected), "{expected} in:\n{text}");
+    }
+    assert_eq!(n, 5, "{text}");
+
+    // An idempotency key pointing at another message; the message it
+    // belonged to is then unkeyed.
+    let f = fixture(&server);
+    let (key, other) = (codec::conv_key(&f.text.conversation), f.text.id.0 as i64);
+    f.sql("UPDATE idempotency SET conversation = $1, id = $2 WHERE sender = 1 AND client_id = 'c1'", &[&key, &other]);
+    let (n, text) = f.problems();
+    assert!(text.contains("(1, \"c1\") points to message") && text.contains("from 2 with client id \"c2\""), "{text}");
+    assert!(text.contains(&format!("message {} has a client id but no idempotency key", f.direct.id.0)), "{text}");
+    assert_eq!(n, 2, "{text}");
+
+    // A group record that its system messages disagree with.
+    let f = fixture(&server);
+    let mut g = f.group.clone();
+    g.members.push(Member { user: UserId(9), admin: true, joined: MessageId(g.id.0) });
+    f.sql("UPDATE groups SET record = $1 WHERE id = $2", &[&codec::encode_group(&g), &(g.id.0 as i64)]);
+    let (n, text) = f.problems();
+    assert!(text.contains(&format!("group {}: the record has members", g.id.0)), "{text}");
+    assert_eq!(n, 1, "{text}");
+
+    // The high water below stored ids; a stranger holding a group message
+    // and a direct one; a message missing from its recipient's inbox.
+    let f = fixture(&server);
+    let hw = f.store.high_water().unwrap().0;
+    f.sql("UPDATE high_water SET id = $1", &[&(hw as i64 - 1)]);
+    let (gc, text_id) = (codec::conv_key(&f.text.conversation), f.text.id.0 as i64);
+    f.sql("INSERT INTO inbox (user_id, event, conversation) VALUES (7, $1, $2)", &[&text_id, &gc]);
+    let dc = codec::conv_key(&f.direct.conversation);
+    f.sql("UPDATE inbox SET user_id = 8 WHERE user_id = 2 AND event = $1 AND conversation = $2", &[&d_of(&f), &dc]);
+    let (_, text) = f.problems();
+    for expected in [
+        format!("messages: message {hw} is above the high water {}", hw - 1),
+        format!("user 7 holds message {text_id} of group {}", f.group.id.0),
+        format!("user 8 holds message {} of", f.direct.id.0),
+        format!("message {} is missing from the recipient's inbox", f.direct.id.0),
+    ] {
+        assert!(text.contains(&expected), "{expected} in:\n{text}");
+    }
+}
+
+fn d_of(f: &Fixture) -> i64 {
+    f.direct.id.0 as i64
+}
