@@ -17,6 +17,7 @@
 //! threads at a time.
 
 use std::{
+    collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, TryLockError,
@@ -24,9 +25,9 @@ use std::{
     time::Instant,
 };
 
-use chatgw_protocol::{server, ErrorCode, MessageId, Snowflake, UserId};
+use chatgw_protocol::{server, ErrorCode, GroupId, MessageId, Snowflake, UserId};
 use chatgw_router::{Endpoint, Fanout};
-use chatgw_storage::{MessageStore, StoreError, Write};
+use chatgw_storage::{Committed, InboxPos, MessageStore, StoreError, Write, WriteOutcome};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::batch::{writes_of, Outcome};
@@ -72,6 +73,12 @@ pub(super) struct Writer<'a> {
     ctx: &'a CommitContext,
     store: &'a dyn MessageStore,
     failures: &'a Sender<Failure>,
+    /// Groups whose write conflicted with another writer: the committer
+    /// forgets their cached records.
+    conflicts: &'a Sender<GroupId>,
+    /// Messages the store refused as duplicates of another writer's, by
+    /// the id this gateway had given them (see [`Replaced`]).
+    replaced: Replaced,
     done_through: &'a AtomicU64,
     fanout: Fanout<CoreEvent>,
     /// Batches taken but not yet written: they go into the next commit.
@@ -91,10 +98,22 @@ impl<'a> Writer<'a> {
         ctx: &'a CommitContext,
         store: &'a dyn MessageStore,
         failures: &'a Sender<Failure>,
+        conflicts: &'a Sender<GroupId>,
         done_through: &'a AtomicU64,
     ) -> Self {
         let fanout = Fanout::new(ctx.mailboxes.cores());
-        Writer { ctx, store, failures, done_through, fanout, group: Vec::with_capacity(MERGE), generation: 0, seen: 0 }
+        Writer {
+            ctx,
+            store,
+            failures,
+            conflicts,
+            replaced: Replaced::default(),
+            done_through,
+            fanout,
+            group: Vec::with_capacity(MERGE),
+            generation: 0,
+            seen: 0,
+        }
     }
 
     /// Process `jobs` in order: batches go into one commit where they can,
@@ -139,21 +158,30 @@ impl<'a> Writer<'a> {
         }
         let requests: usize = group.iter().map(|b| b.requests).sum();
         let result = if writes.is_empty() {
-            Ok(())
+            Ok(Committed::default())
         } else {
             let started = Instant::now();
             let result = self.store.commit(&writes, high_water);
             self.ctx.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
             self.ctx.metrics.commit_batch_size.observe(requests as f64);
-            result.map(|stats| {
-                self.ctx.metrics.commit_bytes.inc_by(stats.bytes as u64);
+            result.inspect(|done| {
+                self.ctx.metrics.commit_bytes.inc_by(done.stats.bytes as u64);
             })
         };
         drop(writes);
         match result {
-            Ok(()) => {
+            Ok(done) => {
+                let mut next_write = 0;
                 for b in group.drain(..) {
-                    dispatch(self.ctx, &b.outcomes, &mut self.fanout);
+                    let mut d = Dispatch {
+                        ctx: self.ctx,
+                        committed: &done,
+                        next_write: &mut next_write,
+                        fanout: &mut self.fanout,
+                        conflicts: self.conflicts,
+                        replaced: &mut self.replaced,
+                    };
+                    d.outcomes(&b.outcomes);
                 }
             }
             Err(error) => {
@@ -253,65 +281,169 @@ impl<'w, 'a> Handoff<'w, 'a> {
 /// A requester to tell if the batch fails, with the client id of a send.
 pub(super) type Waiting = (Endpoint, Option<String>);
 
-/// After the commit: acks to origins, live events to devices.
-fn dispatch(ctx: &CommitContext, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent>) {
-    let reply = |fanout: &mut Fanout<CoreEvent>, to: Endpoint, payload: Vec<u8>| {
-        fanout.push(usize::from(to.core), CoreEvent::Reply { to, payload });
-    };
-    let deliver = |fanout: &mut Fanout<CoreEvent>,
-                   users: &[UserId],
-                   skip: Option<Endpoint>,
-                   event: MessageId,
-                   payload: Vec<u8>| {
+/// Messages this gateway prepared under one id that the store refused
+/// because another writer had bound their idempotency key first, mapped to
+/// the original id. A resend of the same client id prepared before the
+/// refusal was known was answered from the committer's in-flight decisions
+/// with the refused id; it is corrected here. Bounded: such resends are
+/// prepared within a few batches of the refusal, so the map is emptied
+/// once it holds [`Replaced::MAX`] entries.
+#[derive(Default)]
+pub(super) struct Replaced(HashMap<MessageId, MessageId>);
+
+impl Replaced {
+    const MAX: usize = 4096;
+
+    fn insert(&mut self, refused: MessageId, original: MessageId) {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(refused, original);
+    }
+
+    fn resolve(&self, id: MessageId) -> MessageId {
+        self.0.get(&id).copied().unwrap_or(id)
+    }
+}
+
+/// After the commit: acks to origins, live events to devices, each write's
+/// outcome taken from the commit in order.
+struct Dispatch<'d, 'a> {
+    ctx: &'a CommitContext,
+    committed: &'d Committed,
+    /// The index in the commit of the next outcome that was a write.
+    next_write: &'d mut usize,
+    fanout: &'d mut Fanout<CoreEvent>,
+    conflicts: &'a Sender<GroupId>,
+    replaced: &'d mut Replaced,
+}
+
+impl<'d> Dispatch<'d, '_> {
+    fn reply(&mut self, to: Endpoint, payload: Vec<u8>) {
+        self.fanout.push(usize::from(to.core), CoreEvent::Reply { to, payload });
+    }
+
+    /// The outcome and positions of the next write.
+    fn next(&mut self) -> (WriteOutcome, &'d [InboxPos]) {
+        let i = *self.next_write;
+        *self.next_write += 1;
+        let committed: &'d Committed = self.committed;
+        // A commit reports every write; a missing report is a refusal.
+        (committed.outcome(i).unwrap_or(WriteOutcome::Conflict), committed.positions(i))
+    }
+
+    /// `payload` to every device of `users` but `skip`, each with the
+    /// event's position in that user's inbox.
+    fn deliver(
+        &mut self,
+        users: &[UserId],
+        positions: &[InboxPos],
+        skip: Option<Endpoint>,
+        event: MessageId,
+        payload: Vec<u8>,
+    ) {
         let payload: Arc<[u8]> = payload.into();
-        for user in users {
-            ctx.directory.for_each(user.0, |ep| {
+        for (user, pos) in users.iter().zip(positions) {
+            let fanout = &mut *self.fanout;
+            self.ctx.directory.for_each(user.0, |ep| {
                 if Some(ep) != skip {
-                    fanout.push(usize::from(ep.core), CoreEvent::Deliver { to: ep, event, payload: payload.clone() });
+                    let ev = CoreEvent::Deliver { to: ep, event, pos: *pos, payload: payload.clone() };
+                    fanout.push(usize::from(ep.core), ev);
                 }
             });
         }
-    };
-    for o in outcomes {
-        match o {
-            Outcome::Stored { origin, client_id, message, inboxes } => {
-                ctx.metrics.messages_stored.inc();
-                if let Some(origin) = origin {
+    }
+
+    fn retry_later(&mut self, to: Endpoint, why: &str, reference: Option<&str>) {
+        let mut p = Vec::new();
+        server::error(&mut p, ErrorCode::Unavailable, why, reference);
+        self.reply(to, p);
+    }
+
+    fn outcomes(&mut self, outcomes: &[Outcome]) {
+        for o in outcomes {
+            match o {
+                Outcome::Stored { origin, client_id, message, inboxes } => {
+                    let (outcome, positions) = self.next();
+                    match outcome {
+                        WriteOutcome::Applied => {
+                            self.ctx.metrics.messages_stored.inc();
+                            if let Some(origin) = origin {
+                                let mut ack = Vec::with_capacity(96);
+                                server::sent(&mut ack, client_id, message.id, message.ts, false);
+                                self.reply(*origin, ack);
+                            }
+                            let mut frame = Vec::with_capacity(128 + message.body.len());
+                            server::message(&mut frame, message);
+                            self.deliver(inboxes, positions, *origin, message.id, frame);
+                        }
+                        // Another gateway stored this key first; it told the
+                        // devices. This one answers with the original.
+                        WriteOutcome::Duplicate { id, .. } => {
+                            self.ctx.metrics.messages_deduplicated.inc();
+                            self.replaced.insert(message.id, id);
+                            if let Some(origin) = origin {
+                                let mut ack = Vec::with_capacity(96);
+                                server::sent(&mut ack, client_id, id, Snowflake::unix_ms(id), true);
+                                self.reply(*origin, ack);
+                            }
+                        }
+                        WriteOutcome::Conflict => {
+                            if let Some(origin) = origin {
+                                let why = "the store could not take the write; retry with the same id";
+                                self.retry_later(*origin, why, Some(client_id));
+                            }
+                        }
+                    }
+                }
+                Outcome::Duplicate { origin, client_id, id } => {
+                    self.ctx.metrics.messages_deduplicated.inc();
+                    let id = self.replaced.resolve(*id);
                     let mut ack = Vec::with_capacity(96);
-                    server::sent(&mut ack, client_id, message.id, message.ts, false);
-                    reply(fanout, *origin, ack);
+                    server::sent(&mut ack, client_id, id, Snowflake::unix_ms(id), true);
+                    self.reply(*origin, ack);
                 }
-                let mut frame = Vec::with_capacity(128 + message.body.len());
-                server::message(&mut frame, message);
-                deliver(fanout, inboxes, *origin, message.id, frame);
-            }
-            Outcome::Duplicate { origin, client_id, id } => {
-                ctx.metrics.messages_deduplicated.inc();
-                let mut ack = Vec::with_capacity(96);
-                server::sent(&mut ack, client_id, *id, Snowflake::unix_ms(*id), true);
-                reply(fanout, *origin, ack);
-            }
-            Outcome::Receipt { origin, receipt, inboxes } => {
-                ctx.metrics.receipts_stored.inc();
-                // Encoded per inbox: a direct conversation is named by the other user.
-                for user in inboxes {
-                    let mut frame = Vec::with_capacity(128);
-                    server::receipt(&mut frame, receipt, *user);
-                    deliver(fanout, std::slice::from_ref(user), *origin, receipt.event(), frame);
+                Outcome::Receipt { origin, receipt, inboxes } => {
+                    let (_, positions) = self.next();
+                    self.ctx.metrics.receipts_stored.inc();
+                    // Encoded per inbox: a direct conversation is named by the other user.
+                    for (user, pos) in inboxes.iter().zip(positions) {
+                        let mut frame = Vec::with_capacity(128);
+                        server::receipt(&mut frame, receipt, *user);
+                        self.deliver(std::slice::from_ref(user), &[*pos], *origin, receipt.event(), frame);
+                    }
+                }
+                Outcome::GroupWrite { origin, reference, group, announce, inboxes, .. } => {
+                    let (outcome, positions) = self.next();
+                    if outcome != WriteOutcome::Applied {
+                        // Another gateway changed (or created) the group
+                        // first: nothing was written; the requester retries
+                        // on the record as it is now.
+                        let _ = self.conflicts.send(group.id);
+                        let why = "the group changed meanwhile; nothing was changed, retry";
+                        self.retry_later(*origin, why, reference.as_deref());
+                        continue;
+                    }
+                    self.ctx.metrics.messages_stored.inc();
+                    let mut frame = Vec::with_capacity(128 + announce.body.len());
+                    server::message(&mut frame, announce);
+                    self.deliver(inboxes, positions, None, announce.id, frame);
+                    let mut p = Vec::with_capacity(64 + 48 * group.members.len());
+                    server::group(&mut p, group, reference.as_deref());
+                    self.reply(*origin, p);
+                }
+                Outcome::GroupReply { origin, group, reference } => {
+                    let mut p = Vec::with_capacity(64 + 48 * group.members.len());
+                    server::group(&mut p, group, reference.as_deref());
+                    self.reply(*origin, p);
+                }
+                Outcome::Refused { origin, code, why, reference } => {
+                    self.ctx.metrics.protocol_errors.inc();
+                    let mut p = Vec::new();
+                    server::error(&mut p, *code, why, reference.as_deref());
+                    self.reply(*origin, p);
                 }
             }
-            Outcome::GroupReply { origin, group, reference } => {
-                let mut p = Vec::with_capacity(64 + 48 * group.members.len());
-                server::group(&mut p, group, reference.as_deref());
-                reply(fanout, *origin, p);
-            }
-            Outcome::Refused { origin, code, why, reference } => {
-                ctx.metrics.protocol_errors.inc();
-                let mut p = Vec::new();
-                server::error(&mut p, *code, why, reference.as_deref());
-                reply(fanout, *origin, p);
-            }
-            Outcome::GroupWrite { .. } => {}
         }
     }
 }
