@@ -420,7 +420,14 @@ impl<'d> Dispatch<'d, '_> {
                         // first: nothing was written; the requester retries
                         // on the record as it is now.
                         let _ = self.conflicts.send(group.id);
-                        let why = "the group changed meanwhile; nothing was changed, retry";
+                        let why = match outcome {
+                            // A create whose request id another gateway took
+                            // at the same moment: the retry finds that group.
+                            WriteOutcome::Duplicate { .. } => {
+                                "another gateway took this request id meanwhile; retry with the same id"
+                            }
+                            _ => "the group changed meanwhile; nothing was changed, retry",
+                        };
                         self.retry_later(*origin, why, reference.as_deref());
                         continue;
                     }
