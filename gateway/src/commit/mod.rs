@@ -42,12 +42,13 @@
 //! Files: `batch` builds one batch (direct messages and receipts), `groups`
 //! the group operations and group fan-out, `in_flight` the decisions of
 //! batches not yet stored, `outage` what happens while the store refuses
-//! writes, `writer` writes batches and dispatches the results, this file
-//! runs the committer.
+//! writes, `writer` writes batches, `dispatch` answers and delivers what
+//! each write came to, this file runs the committer.
 
 mod batch;
 #[cfg(test)]
 mod counting_store;
+mod dispatch;
 mod groups;
 mod in_flight;
 mod lookups;

@@ -11,18 +11,21 @@
 
 mod cases;
 mod concurrent;
+mod outcomes;
 mod postgres_server;
 
 use std::sync::Arc;
 
 pub use cases::{
-    commit_is_atomic_to_readers, commit_survives_reopen, cursors_resolve_to_positions, delivery_marks,
-    duplicate_keys_write_nothing, group_records, group_writes_compare_and_set, high_water_never_goes_back,
+    commit_is_atomic_to_readers, commit_survives_reopen, delivery_marks, high_water_never_goes_back,
     history_pages_newest_first, idempotency_lookups, inbox_pages_in_position_order, message_headers,
     message_headers_between, outage_then_recover, read_marks_never_move_backwards, receipts_of_a_message,
 };
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 pub use concurrent::two_writers_one_pager;
+pub use outcomes::{
+    cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
+};
 pub use postgres_server::TestPostgres;
 
 use crate::{InboxEvent, InboxPos, MessageStore};

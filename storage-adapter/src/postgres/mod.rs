@@ -17,6 +17,7 @@
 //! again. Reads retry once on a fresh connection when theirs was closed, so
 //! they are served whenever the server is up.
 
+mod attempt;
 mod commit;
 mod pool;
 mod reads;
@@ -166,11 +167,11 @@ impl MessageStore for PostgresStore {
         let mut connection = self.pool.get().inspect_err(|e| self.set_failure(Some(e.failure())))?;
         let mut retries = 0;
         loop {
-            match commit::run(&mut connection, writes, high_water) {
+            match attempt::run(&mut connection, writes, high_water) {
                 Ok(done) => return Ok(done),
                 // Another writer won a lock: the transaction was rolled back
                 // whole, so the batch is tried again as it is.
-                Err(e) if commit::is_retryable(&e) && retries < COMMIT_RETRIES && !connection.client().is_closed() => {
+                Err(e) if attempt::is_retryable(&e) && retries < COMMIT_RETRIES && !connection.client().is_closed() => {
                     retries += 1;
                     tracing::debug!(error = %e, retries, "commit retried after a conflict with another writer");
                 }
