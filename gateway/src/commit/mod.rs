@@ -56,6 +56,8 @@ mod outage;
 #[cfg(test)]
 mod read_and_lookup_tests;
 mod recent;
+#[cfg(test)]
+mod shared_store_tests;
 mod writer;
 
 use std::{

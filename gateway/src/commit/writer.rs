@@ -120,7 +120,7 @@ impl<'a> Writer<'a> {
 
     /// Process `jobs` in order: batches go into one commit where they can,
     /// then everything decided is posted to the cores.
-    fn process(&mut self, jobs: impl IntoIterator<Item = Job>) {
+    pub(super) fn process(&mut self, jobs: impl IntoIterator<Item = Job>) {
         for job in jobs {
             match job {
                 Job::Batch(b) if self.seen < self.generation => self.refuse(b.seq, &b.origins),
