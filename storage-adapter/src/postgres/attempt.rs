@@ -39,7 +39,8 @@ fn key_of(m: &Message) -> Option<(i64, Vec<u8>, Vec<u8>, i64)> {
 
 /// The group writes of a batch, in order: run each compare-and-set (after
 /// binding its announcement's key) inside the caller's transaction, and
-/// return the outcome of every group write that was not applied.
+/// return how each fared. Run one by one, so a second change of the same
+/// group in the batch sees the first.
 fn decide_groups(client: &mut Client, writes: &[Write<'_>]) -> Result<Decided, postgres::Error> {
     let mut decided = Decided::new();
     for (ord, w) in writes.iter().enumerate() {
