@@ -215,36 +215,8 @@ impl CassandraStore {
         }
         self.cql.run_phase(&entries).await?;
         self.remember(plan.buckets);
-        Ok(committed(writes, &outcomes, claims, plan.stats))
+        Ok(positions::hand_out(writes, &outcomes, claims, plan.stats))
     }
-}
-
-/// Per write its outcome and, if applied, the position of its event in each
-/// inbox it lists: the inbox's block is handed out in batch order, the order
-/// `plan` listed the events in.
-fn committed(
-    writes: &[Write<'_>],
-    outcomes: &[WriteOutcome],
-    mut next: std::collections::HashMap<u64, u64>,
-    stats: crate::CommitStats,
-) -> Committed {
-    let events = writes.iter().map(|w| w.inboxes().len()).sum();
-    let mut out = Committed::with_capacity(writes.len(), events);
-    for (w, outcome) in writes.iter().zip(outcomes) {
-        if *outcome != WriteOutcome::Applied {
-            out.push(*outcome, std::iter::empty());
-            continue;
-        }
-        let positions = w.inboxes().iter().map(|user| {
-            let slot = next.entry(user.0).or_insert(0);
-            let pos = *slot;
-            *slot += 1;
-            InboxPos(pos)
-        });
-        out.push(*outcome, positions);
-    }
-    out.stats = stats;
-    out
 }
 
 impl Cql {

@@ -27,6 +27,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use scylla::value::CqlValue;
 
 use super::{answer::Answer, plan::big, statements as cql, Cql, CqlError, CONCURRENCY};
+use crate::{CommitStats, Committed, InboxPos, Write, WriteOutcome};
 
 /// Claims of one inbox tried before the commit gives up (contention on one
 /// inbox by this many writers at once is far beyond what group commit
@@ -118,9 +119,76 @@ pub(super) async fn claim_all(c: &Cql, heads: &Heads, counts: &[(u64, u64)]) -> 
         .await
 }
 
+/// Per write its outcome and, if applied, the position of its event in each
+/// inbox it lists: each inbox's block, from the first position `first`
+/// claimed for it, is handed out in batch order, the order `plan` listed
+/// the events in (and `plan::inbox_rows` wrote them at).
+pub(super) fn hand_out(
+    writes: &[Write<'_>],
+    outcomes: &[WriteOutcome],
+    mut first: HashMap<u64, u64>,
+    stats: CommitStats,
+) -> Committed {
+    let events = writes.iter().map(|w| w.inboxes().len()).sum();
+    let mut out = Committed::with_capacity(writes.len(), events);
+    for (w, outcome) in writes.iter().zip(outcomes) {
+        if *outcome != WriteOutcome::Applied {
+            out.push(*outcome, std::iter::empty());
+            continue;
+        }
+        let positions = w.inboxes().iter().map(|user| {
+            let next = first.entry(user.0).or_insert(0);
+            let pos = *next;
+            *next += 1;
+            InboxPos(pos)
+        });
+        out.push(*outcome, positions);
+    }
+    out.stats = stats;
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Receipt, Snowflake, UserId};
+
     use super::*;
+
+    #[test]
+    fn positions_are_handed_out_per_inbox_in_batch_order_skipping_refused_writes() {
+        let m = |id: u64| Message {
+            id: MessageId(id),
+            conversation: ConversationId::direct(UserId(1), UserId(2)),
+            from: UserId(1),
+            kind: MessageKind::Text,
+            client_id: format!("c{id}"),
+            ts: Snowflake::unix_ms(MessageId(id)),
+            body: "\"b\"".into(),
+        };
+        let (a, b, c) = (m(1), m(2), m(3));
+        let r = Receipt::Delivered {
+            event: MessageId(4),
+            conversation: a.conversation,
+            by: UserId(2),
+            ids: vec![a.id],
+            at: 1,
+        };
+        let both = [UserId(1), UserId(2)];
+        let writes = [
+            Write::Message { message: &a, inboxes: &both },
+            Write::Message { message: &b, inboxes: &both },
+            Write::Receipt { receipt: &r, inboxes: &[UserId(1)] },
+            Write::Message { message: &c, inboxes: &[UserId(2), UserId(1)] },
+        ];
+        let dup = WriteOutcome::Duplicate { conversation: a.conversation, id: a.id };
+        let outcomes = [WriteOutcome::Applied, dup, WriteOutcome::Applied, WriteOutcome::Applied];
+        let done = hand_out(&writes, &outcomes, HashMap::from([(1, 10), (2, 20)]), CommitStats::default());
+        assert_eq!(done.len(), 4);
+        assert_eq!(done.positions(0), [InboxPos(10), InboxPos(20)]);
+        assert_eq!((done.outcome(1), done.positions(1)), (Some(dup), &[][..]), "a refused write takes no position");
+        assert_eq!(done.positions(2), [InboxPos(11)]);
+        assert_eq!(done.positions(3), [InboxPos(21), InboxPos(12)], "in the order the write lists its inboxes");
+    }
 
     #[test]
     fn a_first_claim_creates_the_head_and_a_later_one_moves_it_if_unchanged() {

@@ -83,11 +83,12 @@ pub(super) const INBOX_IDS_BELOW: &str = "SELECT pos FROM {ks}.inbox_ids \
 pub(super) const INBOX_BUCKETS_DOWN: &str =
     "SELECT bucket FROM {ks}.inbox_buckets WHERE user_id = ? AND bucket <= ? ORDER BY bucket DESC LIMIT ?";
 
-/// Whether a statement is a lightweight transaction. Those are never
+/// Whether a statement is a lightweight transaction (every condition is
+/// written ` IF `, and no other statement contains it). Those are never
 /// retried by the driver: a retry of one that was applied answers "not
 /// applied", which would be taken for another writer's win.
 pub(super) fn is_conditional(cql: &str) -> bool {
-    cql.ends_with("IF NOT EXISTS") || cql.contains(" IF head") || cql.contains(" IF version") || cql.contains(" IF id")
+    cql.contains(" IF ")
 }
 
 /// Prepared statements of one session, by their text.
