@@ -11,20 +11,16 @@ use futures::{stream, StreamExt, TryStreamExt};
 
 use super::{
     answer::Answer,
-    bucket::{bucket_start, inbox_bucket, message_bucket, pos_bucket},
+    bucket::{inbox_bucket, message_bucket, pos_bucket},
     plan::{big, id_bound},
     statements as cql,
-    walk::{self, Found, Next},
+    walk::{self, Found},
     Cql, CONCURRENCY,
 };
 use crate::{
     codec::{self, InboxRecord},
     GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
 };
-
-/// Holes one inbox read closes at most (each is a lightweight transaction;
-/// the next read goes on).
-const HOLES_PER_READ: u64 = 1024;
 
 /// Events of `inbox_ids` just below an unknown cursor among which
 /// `inbox_position` takes the highest position.
@@ -225,56 +221,29 @@ async fn close(c: &Cql, user: UserId, range: std::ops::Range<u64>) -> Result<boo
     Ok(all)
 }
 
+/// The inbox table as `walk` reads it.
+struct Inbox<'a> {
+    c: &'a Cql,
+    user: UserId,
+}
+
+impl walk::Pages for Inbox<'_> {
+    type Row = InboxRow;
+
+    async fn page(&mut self, bucket: i32, from: u64, want: usize) -> Result<Vec<(u64, Found, InboxRow)>> {
+        let values = (big(self.user.0), bucket, big(from), limit_of(want));
+        let rows: Vec<InboxRow> = self.c.rows("inbox", cql::INBOX_PAGE, values).await?;
+        Ok(rows.into_iter().map(|r| (r.0.max(0) as u64, found(&r), r)).collect())
+    }
+
+    async fn close(&mut self, range: std::ops::Range<u64>) -> Result<bool> {
+        close(self.c, self.user, range).await
+    }
+}
+
 pub(super) async fn inbox_after(c: &Cql, user: UserId, after: InboxPos, limit: usize) -> Result<Vec<InboxEntry>> {
     let Some((head, head_at)) = head(c, user).await? else { return Ok(Vec::new()) };
-    let mut rows: Vec<InboxRow> = Vec::new();
-    let mut events = 0;
-    let mut closed = 0;
-    let mut next = after.0.saturating_add(1);
-    // Where the next page is read from: `next`, or a later bucket while
-    // looking for what lies above a gap at the end of a bucket.
-    let mut from = next;
-    while events < limit && from <= head {
-        let bucket = pos_bucket(from);
-        let want = limit_of(limit - events);
-        let values = (big(user.0), bucket, big(from), want);
-        let page: Vec<InboxRow> = c.rows("inbox", cql::INBOX_PAGE, values).await?;
-        let slots: Vec<(u64, Found)> = page.iter().map(|r| (r.0.max(0) as u64, found(r))).collect();
-        let walked = walk::walk(next, &slots, now_us());
-        let taken = &page[..walked.take];
-        events += taken.iter().filter(|r| found(r) != Found::Hole).count();
-        rows.extend(taken.iter().filter(|r| found(r) != Found::Hole).cloned());
-        next = walked.next;
-        match walked.then {
-            Next::Close(range) if closed + (range.end - range.start) <= HOLES_PER_READ => {
-                closed += range.end - range.start;
-                let end = range.end;
-                if close(c, user, range).await? {
-                    next = end;
-                }
-                from = next;
-            }
-            Next::Close(_) | Next::Wait => break,
-            Next::More if page.len() < want as usize => {
-                // The rest of this bucket is empty: read on in the next one.
-                from = bucket_start(bucket.saturating_add(1));
-                if from <= next {
-                    from = next;
-                }
-            }
-            Next::More => from = next,
-        }
-    }
-    if events < limit && next <= head && from > head {
-        // Nothing written above `next`: positions up to the head are still
-        // being written, or holes once the last claim is old.
-        if let Some(range) = walk::tail(next, head, head_at, now_us()) {
-            if range.end - range.start <= HOLES_PER_READ {
-                close(c, user, range).await?;
-            }
-        }
-    }
-    rows.truncate(limit);
+    let rows = walk::read(&mut Inbox { c, user }, head, head_at, after.0, limit, now_us()).await?;
     each(rows, |row| resolve(c, row)).await
 }
 
