@@ -204,7 +204,8 @@ impl Event {
         })
     }
 
-    /// The inbox position this event moves the device's cursor to.
+    /// The cursor this event moves the device to: its event id (the last
+    /// event received is where the next `sync` starts).
     pub fn cursor_id(&self) -> Option<MessageId> {
         match self {
             Event::Message(m) => Some(m.id),

@@ -2,9 +2,12 @@
 //!
 //! Used by the integration tests, the `chatgw chat` CLI and the load
 //! generator. One [`Client`] is one device connection. It parses server
-//! frames into [`Event`]s and keeps the device's sync cursor: the highest
-//! event id seen in a `message`, `receipt` or `synced` frame, which is what
-//! a device passes to `sync` when it reconnects.
+//! frames into [`Event`]s and keeps the device's sync cursor: the id of the
+//! last inbox event received (a `message` or `receipt` frame, or the cursor
+//! of `synced`), which is what a device passes to `sync` when it
+//! reconnects. Events arrive in inbox order, which is not id order when
+//! several gateways share a store, so the cursor is the last id, not the
+//! largest (docs/PROTOCOL.md, section 1.7).
 //!
 //! Frames are written and read by the protocol crate's encoders and
 //! decoders (`chatgw_protocol::client`, `chatgw_protocol::ServerFrame`);
@@ -264,7 +267,7 @@ impl Client {
                 Ok(Message::Text(t)) => {
                     let ev = Event::parse(t.as_str())?;
                     if let Some(id) = ev.cursor_id() {
-                        self.cursor = self.cursor.max(id);
+                        self.cursor = id;
                     }
                     return Ok(Some(ev));
                 }

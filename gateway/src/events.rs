@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chatgw_protocol::{ConversationId, GroupChange, GroupId, MessageId, MessageKind, UserId};
 use chatgw_router::Endpoint;
+use chatgw_storage::InboxPos;
 
 /// A write request from a core to the group committer.
 #[derive(Debug)]
@@ -41,7 +42,7 @@ pub(crate) enum GroupOp {
 #[derive(Debug)]
 pub(crate) enum QueryRequest {
     /// One page of `user`'s inbox after `after`.
-    Sync { origin: Endpoint, user: UserId, after: MessageId, limit: usize },
+    Sync { origin: Endpoint, user: UserId, after: SyncFrom, limit: usize },
     /// One page of a conversation `user` takes part in.
     History { origin: Endpoint, user: UserId, conversation: ConversationId, before: Option<MessageId>, limit: usize },
     /// Delivery and read details of one group message of `user`.
@@ -50,16 +51,31 @@ pub(crate) enum QueryRequest {
     Stop,
 }
 
+/// Where a sync page starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SyncFrom {
+    /// The first page: after the device's cursor (the id of the last event
+    /// it received), which the reader resolves to a position.
+    Cursor(MessageId),
+    /// A later page: after the last position the connection was given.
+    Position(InboxPos),
+}
+
+/// One event of a sync page: its position, its id and the encoded frame.
+pub(crate) type PagedEvent = (InboxPos, MessageId, Vec<u8>);
+
 /// Something for one connection of a core.
 #[derive(Debug)]
 pub(crate) enum CoreEvent {
     /// A live inbox event (message or receipt) as a JSON text payload,
-    /// shared by every connection it fans out to.
-    Deliver { to: Endpoint, event: MessageId, payload: Arc<[u8]> },
+    /// shared by every connection it fans out to, with its position in the
+    /// inbox of this connection's user.
+    Deliver { to: Endpoint, event: MessageId, pos: InboxPos, payload: Arc<[u8]> },
     /// A reply to this connection's own request (`sent`, `error`, `history`).
     Reply { to: Endpoint, payload: Vec<u8> },
-    /// One page of a sync: events oldest first, each with its id.
-    SyncPage { to: Endpoint, events: Vec<(MessageId, Vec<u8>)>, scanned_to: MessageId, full: bool },
+    /// One page of a sync: the position it was read after, and its events
+    /// in position order. `full` when the page held as many as asked.
+    SyncPage { to: Endpoint, after: InboxPos, events: Vec<PagedEvent>, full: bool },
     /// A sync page could not be read; the payload is an `error` frame.
     SyncFailed { to: Endpoint, payload: Vec<u8> },
 }

@@ -67,7 +67,8 @@ impl Liveness {
 /// One probe; logs when the answer changes. Returns whether it failed.
 fn probe(store: &dyn MessageStore, metrics: &Metrics, was_failing: bool) -> bool {
     let ticket = metrics.probe_started();
-    let result = store.high_water();
+    // Any generator's row will do: the probe is a read that must reach the store.
+    let result = store.high_water(0);
     let failure = metrics.probe_finished(ticket, result.as_ref().map(|_| ()));
     match (&failure, was_failing) {
         (Some(f), false) => {
@@ -84,7 +85,9 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
-    use chatgw_storage::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, StoreError, Write};
+    use chatgw_storage::{
+        Committed, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, StoreError, Write,
+    };
 
     use super::*;
 
@@ -95,13 +98,13 @@ mod tests {
     }
 
     impl MessageStore for Flaky {
-        fn commit(&self, _: &[Write<'_>], _: MessageId) -> Result<CommitStats, StoreError> {
+        fn commit(&self, _: &[Write<'_>], _: MessageId) -> Result<Committed, StoreError> {
             unreachable!("the probe never writes")
         }
         fn recover(&self) -> Result<(), StoreError> {
             Ok(())
         }
-        fn high_water(&self) -> Result<MessageId, StoreError> {
+        fn high_water(&self, _: u16) -> Result<MessageId, StoreError> {
             match self.down.load(Ordering::Relaxed) {
                 true => Err(StoreError::Closed),
                 false => Ok(MessageId(7)),
@@ -137,10 +140,13 @@ mod tests {
         fn receipts_of(&self, _: ConversationId, _: MessageId) -> Result<MessageReceipts, StoreError> {
             unreachable!()
         }
-        fn group(&self, _: GroupId) -> Result<Option<Group>, StoreError> {
+        fn versioned_group(&self, _: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError> {
             unreachable!()
         }
-        fn inbox_after(&self, _: UserId, _: MessageId, _: usize) -> Result<Vec<InboxEvent>, StoreError> {
+        fn inbox_position(&self, _: UserId, _: MessageId) -> Result<InboxPos, StoreError> {
+            unreachable!()
+        }
+        fn inbox_after(&self, _: UserId, _: InboxPos, _: usize) -> Result<Vec<InboxEntry>, StoreError> {
             unreachable!()
         }
         fn history(&self, _: ConversationId, _: Option<MessageId>, _: usize) -> Result<Vec<Message>, StoreError> {

@@ -43,7 +43,7 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum StoreCommand {
-    /// Create or complete the schema of the store --store names (a PostgreSQL database); safe to run again.
+    /// Create, complete or migrate the schema of the store --store names (a PostgreSQL database); safe to run again.
     Init(StoreInitArgs),
 }
 

@@ -13,7 +13,7 @@ use chatgw_storage::{InboxEvent, MessageStore, StoreError};
 use crossbeam_channel::Receiver;
 
 use crate::{
-    events::{CoreBatch, CoreEvent, QueryRequest},
+    events::{CoreBatch, CoreEvent, QueryRequest, SyncFrom},
     metrics::Metrics,
 };
 
@@ -67,28 +67,34 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
     }
 }
 
+/// One page of `user`'s inbox. The first page of a sync starts after the
+/// device's cursor, an event id, which the store resolves to a position;
+/// later pages continue from the position the connection reached.
 fn sync_page(
     store: &dyn MessageStore,
     origin: Endpoint,
     user: UserId,
-    after: MessageId,
+    after: SyncFrom,
     limit: usize,
 ) -> Result<CoreEvent, StoreError> {
-    let events = store.inbox_after(user, after, limit)?;
-    let full = events.len() == limit;
-    let scanned_to = events.last().map(InboxEvent::id).unwrap_or(after);
-    let events = events
+    let after = match after {
+        SyncFrom::Cursor(cursor) => store.inbox_position(user, cursor)?,
+        SyncFrom::Position(pos) => pos,
+    };
+    let entries = store.inbox_after(user, after, limit)?;
+    let full = entries.len() == limit;
+    let events = entries
         .iter()
         .map(|e| {
             let mut p = Vec::with_capacity(160);
-            match e {
+            match &e.event {
                 InboxEvent::Message(m) => server::message(&mut p, m),
                 InboxEvent::Receipt(r) => server::receipt(&mut p, r, user),
             }
-            (e.id(), p)
+            (e.pos, e.event.id(), p)
         })
         .collect();
-    Ok(CoreEvent::SyncPage { to: origin, events, scanned_to, full })
+    Ok(CoreEvent::SyncPage { to: origin, after, events, full })
 }
 
 fn refusal() -> Vec<u8> {

@@ -117,8 +117,14 @@ fn a_broken_postgres_row_is_reported_and_fails_the_check() {
     let ghost: i64 = db.query_one("SELECT max(id) + 1 FROM messages", &[]).unwrap().get(0);
     let direct = db.query_one("SELECT conversation FROM messages WHERE client_id = 'd1'", &[]).unwrap();
     let conversation: Vec<u8> = direct.get(0);
-    db.execute("INSERT INTO inbox (user_id, event, conversation) VALUES (2, $1, $2)", &[&ghost, &conversation])
-        .unwrap();
+    // At the inbox's next position, with its head raised, so the only
+    // damage is the missing message.
+    db.execute(
+        "WITH h AS (UPDATE inbox_heads SET head = head + 1 WHERE user_id = 2 RETURNING head)
+         INSERT INTO inbox (user_id, pos, event, conversation) SELECT 2, head, $1, $2 FROM h",
+        &[&ghost, &conversation],
+    )
+    .unwrap();
     db.execute("INSERT INTO delivered (conversation, id, user_id, at) VALUES ($1, $2, 2, 0)", &[&conversation, &ghost])
         .unwrap();
 

@@ -10,7 +10,7 @@ use chatgw_protocol::{
     ConversationId, Group, GroupId, Member, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake, UserId,
 };
 
-use crate::{MessageHeader, StoreError};
+use crate::{GroupVersion, MessageHeader, StoreError};
 
 const MESSAGE_V1: u8 = 1;
 const INBOX_MESSAGE: u8 = b'm';
@@ -191,7 +191,25 @@ pub(crate) fn encode_group(g: &Group) -> Vec<u8> {
     v
 }
 
+/// A group record as the embedded store keeps it: the record, then its
+/// version (records written before versions existed end after the
+/// members and are version 1).
+pub(crate) fn encode_versioned_group(g: &Group, version: GroupVersion) -> Vec<u8> {
+    let mut v = encode_group(g);
+    v.extend_from_slice(&version.0.to_be_bytes());
+    v
+}
+
+/// The version at the end of an embedded group record.
+pub(crate) fn group_version(id: GroupId, v: &[u8]) -> Result<GroupVersion, StoreError> {
+    decode_versioned_group(id, v).map(|(_, version)| version)
+}
+
 pub(crate) fn decode_group(id: GroupId, v: &[u8]) -> Result<Group, StoreError> {
+    decode_versioned_group(id, v).map(|(g, _)| g)
+}
+
+pub(crate) fn decode_versioned_group(id: GroupId, v: &[u8]) -> Result<(Group, GroupVersion), StoreError> {
     let corrupt = || StoreError::Corrupt { table: "groups", what: "bad record" };
     let mut r = Reader(v);
     if r.u8() != Some(GROUP_V1) {
@@ -208,7 +226,8 @@ pub(crate) fn decode_group(id: GroupId, v: &[u8]) -> Result<Group, StoreError> {
         let joined = MessageId(r.u64().ok_or_else(corrupt)?);
         members.push(Member { user, admin, joined });
     }
-    Ok(Group { id, name, created_by, members })
+    let version = if r.0.is_empty() { GroupVersion(1) } else { GroupVersion(r.u64().ok_or_else(corrupt)?) };
+    Ok((Group { id, name, created_by, members }, version))
 }
 
 /// A decoded inbox value: either a reference to a message or a receipt.

@@ -40,7 +40,10 @@ use std::{
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
 
 use self::tables::Tables;
-use crate::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure};
+use crate::{
+    Committed, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, MessageStore, StoreError, Write,
+    WriteFailure,
+};
 
 /// Tuning for [`EmbeddedStore`].
 #[derive(Clone, Debug)]
@@ -130,7 +133,7 @@ impl EmbeddedStore {
 }
 
 impl MessageStore for EmbeddedStore {
-    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
+    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<Committed, StoreError> {
         if let Some(cause) = self.failure() {
             return Err(StoreError::Unwritable { cause });
         }
@@ -147,7 +150,8 @@ impl MessageStore for EmbeddedStore {
         Ok(())
     }
 
-    fn high_water(&self) -> Result<MessageId, StoreError> {
+    /// One writer, one generator: the largest id of all is that node's.
+    fn high_water(&self, _node: u16) -> Result<MessageId, StoreError> {
         self.with(|t| t.high_water())
     }
 
@@ -200,12 +204,16 @@ impl MessageStore for EmbeddedStore {
         self.with(|t| t.receipts_of(conversation, id))
     }
 
-    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
-        self.with(|t| t.group(id))
+    fn versioned_group(&self, id: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError> {
+        self.with(|t| t.versioned_group(id))
     }
 
-    fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
+    fn inbox_after(&self, user: UserId, after: InboxPos, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
         self.with(|t| t.inbox_after(user, after, limit))
+    }
+
+    fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError> {
+        self.with(|t| t.inbox_position(user, cursor))
     }
 
     fn history(
@@ -223,6 +231,13 @@ mod tests {
     use chatgw_protocol::{MessageKind, Receipt, ReceiptStatus, Snowflake};
 
     use super::*;
+    use crate::InboxEvent;
+
+    /// The events of `user`'s inbox after event `after` (here a position is
+    /// the event id).
+    fn inbox(s: &EmbeddedStore, user: u64, after: MessageId, limit: usize) -> Vec<InboxEvent> {
+        s.inbox_after(UserId(user), InboxPos(after.0), limit).unwrap().into_iter().map(|e| e.event).collect()
+    }
 
     fn msg(g: &mut Snowflake, from: u64, to: u64, cid: &str) -> Message {
         let id = g.next_id();
@@ -257,11 +272,12 @@ mod tests {
                     ],
                     rid,
                 )
-                .unwrap();
+                .unwrap()
+                .stats;
             assert!(stats.bytes > 0 && stats.records == 11, "{stats:?}");
         }
         let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
-        assert_eq!(s.high_water().unwrap(), rid);
+        assert_eq!(s.high_water(1).unwrap(), rid);
         assert_eq!(s.message(m1.conversation, m1.id).unwrap(), Some(m1.clone()));
         assert_eq!(
             s.messages_by_client_ids(&[(UserId(1), "a"), (UserId(2), "a"), (UserId(2), "b")]).unwrap(),
@@ -280,15 +296,15 @@ mod tests {
         );
         assert!(s.messages_by_client_ids(&[]).unwrap().is_empty());
 
-        let inbox1 = s.inbox_after(UserId(1), MessageId(0), 100).unwrap();
+        let inbox1 = inbox(&s, 1, MessageId(0), 100);
         assert_eq!(
             inbox1,
             vec![InboxEvent::Message(m1.clone()), InboxEvent::Message(m2.clone()), InboxEvent::Receipt(receipt)]
         );
-        let inbox2 = s.inbox_after(UserId(2), m1.id, 100).unwrap();
+        let inbox2 = inbox(&s, 2, m1.id, 100);
         assert_eq!(inbox2, vec![InboxEvent::Message(m2.clone())]);
-        assert_eq!(s.inbox_after(UserId(1), MessageId(0), 1).unwrap().len(), 1);
-        assert!(s.inbox_after(UserId(3), MessageId(0), 100).unwrap().is_empty());
+        assert_eq!(inbox(&s, 1, MessageId(0), 1).len(), 1);
+        assert!(inbox(&s, 3, MessageId(0), 100).is_empty());
 
         assert_eq!(s.history(m1.conversation, None, 10).unwrap(), vec![m2.clone(), m1.clone()]);
         assert_eq!(s.history(m1.conversation, Some(m2.id), 10).unwrap(), vec![m1]);
@@ -307,7 +323,11 @@ mod tests {
             members: (1..=3).map(|u| Member { user: UserId(u), admin: u == 1, joined: MessageId(1) }).collect(),
         };
         assert_eq!(s.group(GroupId(7)).unwrap(), None);
-        s.commit(&[Write::Group { group: &g }], MessageId(1)).unwrap();
+        s.commit(
+            &[Write::Group { group: &g, based_on: GroupVersion::ABSENT, announce: None, inboxes: &[] }],
+            MessageId(1),
+        )
+        .unwrap();
         assert_eq!(s.group(GroupId(7)).unwrap(), Some(g));
         let c = ConversationId::Group(GroupId(7));
         let delivered = Receipt::Group {
@@ -336,10 +356,7 @@ mod tests {
         assert_eq!(r.delivered, vec![(UserId(2), 50), (UserId(3), 50)]);
         assert_eq!(r.read, vec![(UserId(3), 60)]);
         assert!(s.receipts_of(c, MessageId(4)).unwrap().delivered.is_empty());
-        assert_eq!(
-            s.inbox_after(UserId(1), MessageId(0), 10).unwrap(),
-            vec![InboxEvent::Receipt(delivered), InboxEvent::Receipt(read)]
-        );
+        assert_eq!(inbox(&s, 1, MessageId(0), 10), vec![InboxEvent::Receipt(delivered), InboxEvent::Receipt(read)]);
     }
 
     #[test]
@@ -372,8 +389,8 @@ mod tests {
                 let (s, stop, reads, m1) = (s.clone(), stop.clone(), reads.clone(), m1.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        let inbox = s.inbox_after(UserId(2), MessageId(0), 10).expect("inbox read during reopen");
-                        assert_eq!(inbox.first(), Some(&InboxEvent::Message(m1.clone())));
+                        let inbox = s.inbox_after(UserId(2), InboxPos(0), 10).expect("inbox read during reopen");
+                        assert_eq!(inbox.first().map(|e| &e.event), Some(&InboxEvent::Message(m1.clone())));
                         let page = s.history(m1.conversation, None, 10).expect("history read during reopen");
                         assert!(page.contains(&m1));
                         reads.fetch_add(1, Ordering::Relaxed);
@@ -396,8 +413,8 @@ mod tests {
         assert!(!dir.path().join(reopen::PROBE_FILE).exists(), "the probe file is removed");
         drop(s);
         let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
-        assert_eq!(s.high_water().unwrap(), m2.id);
-        assert_eq!(s.inbox_after(UserId(1), MessageId(0), 10).unwrap().len(), 2);
+        assert_eq!(s.high_water(1).unwrap(), m2.id);
+        assert_eq!(inbox(&s, 1, MessageId(0), 10).len(), 2);
     }
 
     #[test]
@@ -409,7 +426,7 @@ mod tests {
         let r = Receipt::Read { event: MessageId(10), conversation: c, by: UserId(2), up_to: MessageId(7), at: 1 };
         s.commit(&[Write::Receipt { receipt: &r, inboxes: &[UserId(1), UserId(2)] }], MessageId(10)).unwrap();
         assert_eq!(s.read_marks(&[(c, UserId(1)), (c, UserId(2))]).unwrap(), vec![None, Some(MessageId(7))]);
-        assert_eq!(s.inbox_after(UserId(2), MessageId(0), 10).unwrap(), vec![InboxEvent::Receipt(r)]);
+        assert_eq!(inbox(&s, 2, MessageId(0), 10), vec![InboxEvent::Receipt(r)]);
     }
 
     #[test]

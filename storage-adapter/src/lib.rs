@@ -10,9 +10,9 @@
 //! The data model follows the partition/clustering shape of a wide-column
 //! store:
 //! - messages, partitioned by conversation, clustered by message id;
-//! - a per-user inbox (the delivery index that `sync` scans), clustered by
-//!   event id, holding small references to messages and the receipts meant
-//!   for that user;
+//! - a per-user inbox (the delivery index that `sync` scans), ordered by
+//!   inbox position (assigned at commit, see [`InboxPos`]), holding small
+//!   references to messages and the receipts meant for that user;
 //! - idempotency keys `(sender, client id) -> message id`;
 //! - delivery marks per `(message, recipient)`, read marks per
 //!   `(conversation, reader)`, and for groups read marks per
@@ -23,6 +23,13 @@
 //! atomically and returns only once it is on stable storage. The gateway
 //! batches many requests into one commit (group commit); the store never
 //! decides on its own to buffer.
+//!
+//! Several writers: what two gateways may race on is decided by the store,
+//! per write, inside the commit, and reported back ([`Committed`]): the
+//! inbox position of every event (so readers page in commit order, whoever
+//! chose the ids), whether a message's idempotency key was already taken
+//! ([`WriteOutcome::Duplicate`]), and whether a group record changed since
+//! the change was computed ([`WriteOutcome::Conflict`]).
 //!
 //! Failure contract: a failed commit leaves the store refusing writes until
 //! [`MessageStore::recover`] succeeds (a full disk or a read-only file system
@@ -48,7 +55,10 @@ pub use cassandra::{
 };
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{ErrorCause, StoreError, WriteFailure};
-pub use model::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, Write};
+pub use model::{
+    CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, Write,
+    WriteOutcome,
+};
 pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
@@ -57,9 +67,14 @@ use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId
 /// thread of the process; reads may run concurrently with a commit.
 pub trait MessageStore: Send + Sync + 'static {
     /// Apply `writes` atomically and durably, and record `high_water` as the
-    /// largest id handed out so far. Returns once the batch survives a crash
-    /// or power loss.
-    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError>;
+    /// largest id handed out so far by its generator. Returns once the batch
+    /// survives a crash or power loss, with one outcome per write in input
+    /// order: applied (with the inbox position of each event), a duplicate
+    /// idempotency key, or a group conflict; a write that is not applied
+    /// writes nothing at all. The whole call either succeeds or fails: a
+    /// backend that retries internally (a deadlock between writers) retries
+    /// the whole batch.
+    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<Committed, StoreError>;
 
     /// After a failed [`MessageStore::commit`], try to make the store
     /// writable again without a restart. Returns `Ok` once the store has
@@ -72,8 +87,13 @@ pub trait MessageStore: Send + Sync + 'static {
     /// their idempotency keys. Reads may run while it works.
     fn recover(&self) -> Result<(), StoreError>;
 
-    /// The largest id ever recorded by [`MessageStore::commit`], or zero.
-    fn high_water(&self) -> Result<MessageId, StoreError>;
+    /// The largest id of Snowflake generator `node` ever recorded by
+    /// [`MessageStore::commit`], or zero: where that node's ids resume after
+    /// a restart. Per generator because each node only needs its own ids
+    /// never to repeat, and resuming above another node's ids would carry
+    /// that node's clock over. A backend with a single writer may answer
+    /// the largest id of all (the embedded store does).
+    fn high_water(&self, node: u16) -> Result<MessageId, StoreError>;
 
     /// One message of a conversation.
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError>;
@@ -123,12 +143,27 @@ pub trait MessageStore: Send + Sync + 'static {
     /// [`MessageStore::read_marks`]).
     fn receipts_of(&self, conversation: ConversationId, id: MessageId) -> Result<MessageReceipts, StoreError>;
 
-    /// A group's membership, if the group exists.
-    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError>;
+    /// A group's membership and the version of its record, if the group
+    /// exists. A change computed from it is written with that version as
+    /// [`Write::Group::based_on`](Write::Group).
+    fn versioned_group(&self, id: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError>;
 
-    /// Up to `limit` events of `user`'s inbox with ids greater than `after`,
-    /// oldest first, messages resolved to their full content.
-    fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError>;
+    /// A group's membership, if the group exists.
+    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+        Ok(self.versioned_group(id)?.map(|(g, _)| g))
+    }
+
+    /// Up to `limit` events of `user`'s inbox at positions greater than
+    /// `after`, in position order (commit order), each with its position,
+    /// messages resolved to their full content.
+    fn inbox_after(&self, user: UserId, after: InboxPos, limit: usize) -> Result<Vec<InboxEntry>, StoreError>;
+
+    /// Where a device's cursor (the id of the last inbox event it received)
+    /// stands in `user`'s inbox: the position of that event; for a cursor
+    /// that is no event of the inbox, the highest position whose event id is
+    /// at or below it (on one writer, exactly what an id cursor meant); zero
+    /// for the cursor zero or when nothing is at or below it.
+    fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError>;
 
     /// Up to `limit` messages of a conversation older than `before` (all if
     /// `None`), newest first.

@@ -1,31 +1,160 @@
-//! What goes into a commit and what comes out of an inbox scan.
+//! What goes into a commit, what comes out of it, and what an inbox scan
+//! returns.
 
-use chatgw_protocol::{Group, Message, MessageId, MessageKind, Receipt, UserId};
+use chatgw_protocol::{ConversationId, Group, Message, MessageId, MessageKind, Receipt, UserId};
 
 /// One write of a commit batch.
 #[derive(Clone, Copy, Debug)]
 pub enum Write<'a> {
     /// A new message: stored once in its conversation, referenced from each
     /// inbox listed, and bound to its idempotency key `(from, client_id)`.
+    /// If the key is already bound to another message, nothing of this
+    /// write is applied ([`WriteOutcome::Duplicate`]).
     Message {
         /// The message, with its final id.
         message: &'a Message,
-        /// Users whose inbox gets a reference (sender and recipients).
+        /// Users whose inbox gets a reference (sender and recipients),
+        /// each listed once.
         inboxes: &'a [UserId],
     },
     /// A receipt: recorded as delivery or read state, and put as an event in
-    /// each inbox listed.
+    /// each inbox listed. Always applied.
     Receipt {
         /// The receipt, with its final event id.
         receipt: &'a Receipt,
-        /// Users whose inbox gets the event.
+        /// Users whose inbox gets the event, each listed once.
         inboxes: &'a [UserId],
     },
-    /// A group's membership, replacing what was stored.
+    /// A group's membership, replacing what was stored if the stored record
+    /// is still the one `based_on` names (compare-and-set), together with
+    /// the system message that announces the change. Either both are
+    /// applied or neither ([`WriteOutcome::Conflict`]).
     Group {
-        /// The whole record.
+        /// The whole new record.
         group: &'a Group,
+        /// The version the change was computed from:
+        /// [`GroupVersion::ABSENT`] to create the group.
+        based_on: GroupVersion,
+        /// The system message announcing the change, stored like a
+        /// [`Write::Message`] (its idempotency key, if any, included).
+        announce: Option<&'a Message>,
+        /// Users whose inbox gets the announcement, each listed once.
+        inboxes: &'a [UserId],
     },
+}
+
+impl Write<'_> {
+    /// The inboxes this write puts an event in.
+    pub fn inboxes(&self) -> &[UserId] {
+        match self {
+            Write::Message { inboxes, .. } | Write::Receipt { inboxes, .. } => inboxes,
+            Write::Group { announce: Some(_), inboxes, .. } => inboxes,
+            Write::Group { announce: None, .. } => &[],
+        }
+    }
+}
+
+/// A position in one user's inbox, assigned by the store when the event is
+/// committed. Positions of an inbox strictly increase in commit order, so
+/// a reader paging `pos > after` never passes an event that commits later.
+/// A shared backend (PostgreSQL) makes them dense too (1, 2, 3, ...); the
+/// embedded store, which has one writer, uses the event id (increasing,
+/// not dense). Zero is "before the first event".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InboxPos(pub u64);
+
+/// Which version of a group record a change was computed from: a count of
+/// the record's writes. A create makes version 1 and every applied change
+/// adds one, so a writer that changes a group twice before the first change
+/// is stored knows what the second is based on. [`GroupVersion::ABSENT`]
+/// names "no record".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GroupVersion(pub u64);
+
+impl GroupVersion {
+    /// No record (a create is based on this).
+    pub const ABSENT: GroupVersion = GroupVersion(0);
+
+    /// The version a write based on this one gives the record.
+    pub fn next(self) -> GroupVersion {
+        GroupVersion(self.0 + 1)
+    }
+}
+
+/// What the store did with one write of a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Applied; its inbox events have positions.
+    Applied,
+    /// A message whose idempotency key was already bound to another
+    /// message: nothing of it was written. Names the original.
+    Duplicate {
+        /// The original message's conversation.
+        conversation: ConversationId,
+        /// The original message's id.
+        id: MessageId,
+    },
+    /// A group write whose `based_on` is not the stored version (or a create
+    /// of a group that exists): nothing of it was written.
+    Conflict,
+}
+
+/// What a commit did: its size, and per write its outcome and the inbox
+/// positions it was given.
+///
+/// Positions are kept flat, one list for the whole batch with an offset
+/// per write, so a commit of N writes costs three allocations whatever
+/// their fan-out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Bytes and records written.
+    pub stats: CommitStats,
+    outcomes: Vec<WriteOutcome>,
+    /// Where each write's positions start in `positions`.
+    starts: Vec<usize>,
+    positions: Vec<InboxPos>,
+}
+
+impl Committed {
+    /// Room for `writes` writes and `events` inbox events.
+    pub(crate) fn with_capacity(writes: usize, events: usize) -> Self {
+        Committed {
+            stats: CommitStats::default(),
+            outcomes: Vec::with_capacity(writes),
+            starts: Vec::with_capacity(writes),
+            positions: Vec::with_capacity(events),
+        }
+    }
+
+    /// Record the next write's outcome and positions (empty unless applied).
+    pub(crate) fn push(&mut self, outcome: WriteOutcome, positions: impl IntoIterator<Item = InboxPos>) {
+        self.outcomes.push(outcome);
+        self.starts.push(self.positions.len());
+        self.positions.extend(positions);
+    }
+
+    /// Writes reported.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// Whether no write was reported.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+
+    /// The outcome of write `i` (in the order given to `commit`).
+    pub fn outcome(&self, i: usize) -> Option<WriteOutcome> {
+        self.outcomes.get(i).copied()
+    }
+
+    /// The positions write `i` got, one per inbox it listed, in the same
+    /// order; empty unless it was applied.
+    pub fn positions(&self, i: usize) -> &[InboxPos] {
+        let Some(&start) = self.starts.get(i) else { return &[] };
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.positions.len());
+        self.positions.get(start..end).unwrap_or(&[])
+    }
 }
 
 /// Who a message reached and who read it, with times (Unix milliseconds).
@@ -48,12 +177,21 @@ pub enum InboxEvent {
 
 impl InboxEvent {
     /// The event id (the message id for messages).
-    pub fn id(&self) -> chatgw_protocol::MessageId {
+    pub fn id(&self) -> MessageId {
         match self {
             InboxEvent::Message(m) => m.id,
             InboxEvent::Receipt(r) => r.event(),
         }
     }
+}
+
+/// An inbox event with its position, as inbox paging returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// Where it is in the inbox.
+    pub pos: InboxPos,
+    /// The event.
+    pub event: InboxEvent,
 }
 
 /// What a commit wrote.

@@ -24,7 +24,9 @@ use std::{
 };
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Member, Message, MessageId, MessageKind, Snowflake, UserId};
-use chatgw_storage::{CassandraStore, MessageStore, StoreError, Write, WriteFailure, CASSANDRA_SCHEMA_VERSION};
+use chatgw_storage::{
+    CassandraStore, GroupVersion, InboxPos, MessageStore, StoreError, Write, WriteFailure, CASSANDRA_SCHEMA_VERSION,
+};
 
 /// A kassandra process; killed when dropped (it also exits when its
 /// standard input closes, so a crashed test leaves nothing behind).
@@ -175,7 +177,7 @@ fn point_reads_of_an_empty_store_answer_nothing() {
     CassandraStore::init(&url).unwrap();
     let s = CassandraStore::open(&url).unwrap();
     let c = ConversationId::direct(UserId(1), UserId(2));
-    assert_eq!(s.high_water().unwrap(), MessageId(0));
+    assert_eq!(s.high_water(1).unwrap(), MessageId(0));
     assert_eq!(s.message(c, MessageId(5)).unwrap(), None);
     assert_eq!(s.messages_by_client_ids(&[(UserId(1), "a"), (UserId(1), "")]).unwrap(), vec![None, None]);
     assert_eq!(s.message_headers(&[(c, MessageId(5))]).unwrap(), vec![None]);
@@ -183,12 +185,18 @@ fn point_reads_of_an_empty_store_answer_nothing() {
     assert_eq!(s.read_marks(&[(c, UserId(2))]).unwrap(), vec![None]);
     assert_eq!(s.receipts_of(c, MessageId(5)).unwrap(), Default::default());
     assert_eq!(s.group(GroupId(7)).unwrap(), None);
+    assert_eq!(s.versioned_group(GroupId(7)).unwrap(), None);
+    // Not `inbox_after`: kassandra cannot parse `WRITETIME(...)`, which its
+    // read of the inbox head selects.
+    assert_eq!(s.inbox_position(UserId(2), MessageId(0)).unwrap(), InboxPos(0), "cursor zero, without a query");
 }
 
-/// kassandra cannot run a commit (it misreads the range delete that
-/// prunes smaller high waters, and neither honours nor answers
-/// `IF NOT EXISTS`): the commit fails with a one-line error naming the
-/// cause, and from then on the store refuses writes until it recovers.
+/// kassandra cannot run a commit (it neither honours nor answers the
+/// conditions of lightweight transactions, which decide keys, group
+/// versions and inbox positions, and it misreads the range delete that
+/// prunes smaller high waters): the commit fails with a one-line error
+/// naming the cause, and from then on the store refuses writes until it
+/// recovers.
 #[test]
 fn a_commit_the_server_cannot_run_fails_in_one_line_and_writes_are_refused() {
     let Some(k) = Kassandra::start("commit") else { return };
@@ -204,7 +212,13 @@ fn a_commit_the_server_cannot_run_fails_in_one_line_and_writes_are_refused() {
     };
     let both = [UserId(1), UserId(2)];
     let err = s
-        .commit(&[Write::Message { message: &m, inboxes: &both }, Write::Group { group: &group }], m.id)
+        .commit(
+            &[
+                Write::Message { message: &m, inboxes: &both },
+                Write::Group { group: &group, based_on: GroupVersion::ABSENT, announce: None, inboxes: &[] },
+            ],
+            m.id,
+        )
         .expect_err("refused");
     let text = err.to_string();
     assert!(text.starts_with("storage engine failed during commit: ") && !text.contains('\n'), "{text}");
@@ -228,7 +242,8 @@ fn an_outage_fails_commits_until_recover_proves_a_write() {
     assert_eq!(s.group(GroupId(7)).unwrap(), None);
     s.recover().expect("nothing failed: nothing to do");
     relay.cut();
-    let err = s.commit(&[Write::Group { group: &g }], MessageId(9)).expect_err("a commit during an outage fails");
+    let create = Write::Group { group: &g, based_on: GroupVersion::ABSENT, announce: None, inboxes: &[] };
+    let err = s.commit(&[create], MessageId(9)).expect_err("a commit during an outage fails");
     assert_eq!(err.failure(), WriteFailure::Io, "an unreachable cluster is an I/O failure: {err}");
     assert!(matches!(s.commit(&[], MessageId(9)), Err(StoreError::Unwritable { cause: WriteFailure::Io })));
     assert!(s.group(GroupId(7)).is_err(), "nothing to read from");

@@ -56,6 +56,12 @@ impl Backend for Cassandra {
         self.open(place)
     }
 
+    /// Gateways share a keyspace with no lock between them: positions are
+    /// claimed per inbox with lightweight transactions, dense.
+    fn several_writers(&self) -> bool {
+        true
+    }
+
     /// A live node is not ours to stop (tests/cassandra_kassandra.rs cuts
     /// the connection to an in-memory server instead).
     fn interrupt(&self, _place: &str, _store: &Arc<dyn MessageStore>) -> bool {

@@ -31,6 +31,10 @@ impl Backend for Postgres<'_> {
         self.0.kill_connections(place);
         true
     }
+
+    fn several_writers(&self) -> bool {
+        true
+    }
 }
 
 macro_rules! conformance_tests {

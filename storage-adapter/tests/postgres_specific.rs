@@ -3,7 +3,7 @@
 
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 use chatgw_storage::{
-    conformance::TestPostgres, InboxEvent, MessageStore, PostgresOptions, PostgresStore, StoreError, Write,
+    conformance::TestPostgres, InboxPos, MessageStore, PostgresOptions, PostgresStore, StoreError, Write, WriteOutcome,
     POSTGRES_SCHEMA_VERSION,
 };
 
@@ -44,7 +44,8 @@ fn a_missing_or_foreign_schema_is_a_typed_error_and_init_is_idempotent() {
 }
 
 /// Two gateways commit the same `(sender, client id)` under different ids:
-/// the key stays bound to the first, so a later resend gets the original.
+/// the key stays bound to the first, the second writes nothing and learns
+/// the original, and each generator keeps its own high water.
 #[test]
 fn an_idempotency_key_keeps_the_first_message_bound_across_writers() {
     let server = TestPostgres::start();
@@ -57,9 +58,15 @@ fn an_idempotency_key_keeps_the_first_message_bound_across_writers() {
     let (first, second) = (message(&mut Snowflake::new(1), "same"), message(&mut Snowflake::new(2), "same"));
     let both = [UserId(1), UserId(2)];
     a.commit(&[Write::Message { message: &first, inboxes: &both }], first.id).unwrap();
-    b.commit(&[Write::Message { message: &second, inboxes: &both }], second.id).expect("no failure for a taken key");
+    let done = b
+        .commit(&[Write::Message { message: &second, inboxes: &both }], second.id)
+        .expect("no failure for a taken key");
+    assert_eq!(done.outcome(0), Some(WriteOutcome::Duplicate { conversation: first.conversation, id: first.id }));
+    assert_eq!(b.message(second.conversation, second.id).unwrap(), None, "the second message is not stored");
     assert_eq!(b.messages_by_client_ids(&[(UserId(1), "same")]).unwrap(), vec![Some((first.conversation, first.id))]);
-    assert_eq!(a.high_water().unwrap(), first.id.max(second.id), "one high water row per generator, max of all");
+    assert_eq!(a.high_water(1).unwrap(), first.id, "one high water row per generator");
+    assert_eq!(a.high_water(2).unwrap(), second.id, "one high water row per generator");
+    assert_eq!(a.high_water(3).unwrap(), MessageId(0), "a generator that never committed");
 }
 
 /// `pg_ctl stop -m immediate` and a restart: a commit during the outage
@@ -80,11 +87,96 @@ fn a_server_crash_fails_commits_until_recover_and_loses_nothing_committed() {
     }
     assert!(s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id).is_err(), "no false success");
     assert!(s.recover().is_err(), "the server is down");
-    assert!(s.inbox_after(UserId(2), MessageId(0), 10).is_err(), "nothing to read from");
+    assert!(s.inbox_after(UserId(2), InboxPos(0), 10).is_err(), "nothing to read from");
     server.restart();
     s.recover().expect("the server is back");
     s.commit(&[Write::Message { message: &m3, inboxes: &both }], m3.id).unwrap();
     let inbox: Vec<MessageId> =
-        s.inbox_after(UserId(2), MessageId(0), 10).unwrap().iter().map(InboxEvent::id).collect();
+        s.inbox_after(UserId(2), InboxPos(0), 10).unwrap().iter().map(|e| e.event.id()).collect();
     assert_eq!(inbox, vec![m1.id, m3.id], "the commit that failed before reaching the server is absent");
+}
+
+/// The tables of schema version 1, as `chatgw store init` created them
+/// before inbox positions and group versions.
+const SCHEMA_V1: &str = "
+CREATE TABLE schema_version (version integer NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE messages (conversation bytea NOT NULL, id bigint NOT NULL, sender bigint NOT NULL, kind smallint NOT NULL,
+    client_id bytea NOT NULL, body bytea NOT NULL, PRIMARY KEY (conversation, id));
+CREATE TABLE inbox (user_id bigint NOT NULL, event bigint NOT NULL, conversation bytea, receipt bytea,
+    PRIMARY KEY (user_id, event), CHECK ((conversation IS NULL) <> (receipt IS NULL)));
+CREATE TABLE idempotency (sender bigint NOT NULL, client_id bytea NOT NULL, conversation bytea NOT NULL,
+    id bigint NOT NULL, PRIMARY KEY (sender, client_id));
+CREATE TABLE delivered (conversation bytea NOT NULL, id bigint NOT NULL, user_id bigint NOT NULL, at bigint NOT NULL,
+    PRIMARY KEY (conversation, id, user_id));
+CREATE TABLE read_by (conversation bytea NOT NULL, id bigint NOT NULL, user_id bigint NOT NULL, at bigint NOT NULL,
+    PRIMARY KEY (conversation, id, user_id));
+CREATE TABLE read_marks (conversation bytea NOT NULL, reader bigint NOT NULL, up_to bigint NOT NULL, at bigint NOT NULL,
+    PRIMARY KEY (conversation, reader));
+CREATE TABLE groups (id bigint PRIMARY KEY, record bytea NOT NULL);
+CREATE TABLE high_water (slot smallint PRIMARY KEY, id bigint NOT NULL);
+CREATE TABLE write_probe (id smallint PRIMARY KEY, at timestamptz NOT NULL);
+";
+
+/// A version-1 database with messages in two inboxes and a group: `store
+/// init` numbers each inbox in id order, starts its head there, gives the
+/// group version 1, and a second init changes nothing.
+#[test]
+fn init_migrates_a_version_1_database_and_keeps_every_inbox_in_order() {
+    let server = TestPostgres::start();
+    let url = server.url(&server.create_database());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin.batch_execute(SCHEMA_V1).unwrap();
+    let mut ids = Snowflake::new(1);
+    let ms: Vec<Message> = (0..5).map(|i| message(&mut ids, &format!("old-{i}"))).collect();
+    let conv = ms[0].conversation.to_key();
+    let conv = &conv.0[..conv.1];
+    // Inserted newest first: the migration must order by id, not by row.
+    for m in ms.iter().rev() {
+        admin
+            .execute(
+                "INSERT INTO messages VALUES ($1, $2, 1, 0, $3, $4)",
+                &[&conv, &(m.id.0 as i64), &m.client_id.as_bytes(), &m.body.as_bytes()],
+            )
+            .unwrap();
+        for user in [1i64, 2] {
+            admin.execute("INSERT INTO inbox VALUES ($1, $2, $3, NULL)", &[&user, &(m.id.0 as i64), &conv]).unwrap();
+        }
+    }
+    // User 1 only has the first two: its inbox is numbered on its own.
+    admin.execute("DELETE FROM inbox WHERE user_id = 1 AND event > $1", &[&(ms[1].id.0 as i64)]).unwrap();
+    // A group record in the embedded layout: version byte, name, creator,
+    // members (user, admin, joined).
+    let mut record = vec![1u8, 1, b'g'];
+    record.extend_from_slice(&1u64.to_be_bytes());
+    record.extend_from_slice(&1u16.to_be_bytes());
+    record.extend_from_slice(&1u64.to_be_bytes());
+    record.push(1);
+    record.extend_from_slice(&5u64.to_be_bytes());
+    admin.execute("INSERT INTO groups VALUES (9, $1)", &[&record]).unwrap();
+    match PostgresStore::open(&url, &PostgresOptions::default()) {
+        Err(StoreError::SchemaVersion { found: 1, expected: 2 }) => {}
+        other => panic!("a version-1 database needs init: {other:?}"),
+    }
+
+    PostgresStore::init(&url).expect("migrate");
+    PostgresStore::init(&url).expect("a second init changes nothing");
+    let s = PostgresStore::open(&url, &PostgresOptions::default()).expect("opens after the migration");
+    let read = |user: u64| s.inbox_after(UserId(user), InboxPos(0), 100).unwrap();
+    let user2 = read(2);
+    let got: Vec<(u64, MessageId)> = user2.iter().map(|e| (e.pos.0, e.event.id())).collect();
+    let want: Vec<(u64, MessageId)> = ms.iter().enumerate().map(|(i, m)| (i as u64 + 1, m.id)).collect();
+    assert_eq!(got, want, "positions 1.. in id order");
+    assert_eq!(user2[4].event, chatgw_storage::InboxEvent::Message(ms[4].clone()), "whole messages read back");
+    assert_eq!(read(1).iter().map(|e| e.pos.0).collect::<Vec<_>>(), vec![1, 2], "numbered per inbox");
+    assert_eq!(s.inbox_position(UserId(2), ms[2].id).unwrap(), InboxPos(3));
+    let (group, version) = s.versioned_group(chatgw_protocol::GroupId(9)).unwrap().expect("the group");
+    assert_eq!((group.name.as_str(), group.members.len(), version.0), ("g", 1, 1));
+
+    // New events continue after the migrated ones.
+    let next = message(&mut ids, "new");
+    let done = s.commit(&[Write::Message { message: &next, inboxes: &[UserId(1), UserId(2)] }], next.id).unwrap();
+    assert_eq!(done.positions(0), &[InboxPos(3), InboxPos(6)]);
+    let version: i32 = admin.query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
+    assert_eq!(version, POSTGRES_SCHEMA_VERSION);
 }

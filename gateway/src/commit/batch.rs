@@ -12,7 +12,7 @@ use chatgw_protocol::{
     UserId,
 };
 use chatgw_router::Endpoint;
-use chatgw_storage::{MessageStore, StoreError, Write};
+use chatgw_storage::{GroupVersion, MessageStore, StoreError, Write};
 
 use super::{
     in_flight::InFlight,
@@ -31,8 +31,19 @@ pub(super) enum Outcome {
     Duplicate { origin: Endpoint, client_id: String, id: MessageId },
     /// A receipt event for `inboxes`.
     Receipt { origin: Option<Endpoint>, receipt: Receipt, inboxes: Vec<UserId> },
-    /// A group record to persist.
-    GroupWrite { group: Group },
+    /// A group record to persist with the system message that announces
+    /// the change, compare-and-set on the version it was based on. Applied,
+    /// the announcement reaches every device of `inboxes` and `origin` gets
+    /// a `group` frame; in conflict with another writer, `origin` gets a
+    /// retryable error instead.
+    GroupWrite {
+        origin: Endpoint,
+        reference: Option<String>,
+        group: Group,
+        based_on: GroupVersion,
+        announce: Message,
+        inboxes: Vec<UserId>,
+    },
     /// A `group` frame for the requester.
     GroupReply { origin: Endpoint, group: Group, reference: Option<String> },
     /// An `error` frame for the requester.
@@ -67,8 +78,9 @@ pub(super) struct Batch<'s> {
     pub(super) lookups: Lookups,
     /// Decisions of this and earlier batches the writer has not stored yet.
     pub(super) in_flight: InFlight,
-    /// Membership cache; lives across batches (see `groups`).
-    pub(super) groups: HashMap<GroupId, Group>,
+    /// Membership cache with the version of each record; lives across
+    /// batches (see `groups`).
+    pub(super) groups: HashMap<GroupId, (Group, GroupVersion)>,
     pub(super) group_receipts: PendingGroupReceipts,
     /// Message headers walked by group reads since the metrics last took them.
     pub(super) read_rows_scanned: u64,
@@ -134,6 +146,13 @@ impl<'s> Batch<'s> {
         self.recent.clear();
         self.lookups.clear();
         self.in_flight.clear();
+    }
+
+    /// Another writer changed this group since it was cached (a group write
+    /// based on the cached version conflicted): read it again when next
+    /// needed.
+    pub(super) fn forget_group(&mut self, g: GroupId) {
+        self.groups.remove(&g);
     }
 
     /// Messages held by the recent-messages cache, and delivery marks held with them.
@@ -259,22 +278,27 @@ impl<'s> Batch<'s> {
         draft: Draft,
         inboxes: Vec<UserId>,
     ) -> Result<MessageId, StoreError> {
-        let Draft { from, client_id, conversation, kind, body } = draft;
         if let Some(origin) = origin {
-            if let Some((_, id)) = self.earlier_message(from, &client_id)? {
-                self.outcomes.push(Outcome::Duplicate { origin, client_id, id });
+            if let Some((_, id)) = self.earlier_message(draft.from, &draft.client_id)? {
+                self.outcomes.push(Outcome::Duplicate { origin, client_id: draft.client_id, id });
                 return Ok(id);
             }
         }
+        let message = self.message_of(draft);
+        let id = message.id;
+        self.outcomes.push(Outcome::Stored { origin, client_id: message.client_id.clone(), message, inboxes });
+        Ok(id)
+    }
+
+    /// The message a draft becomes: a fresh id, its client id taken.
+    pub(super) fn message_of(&mut self, draft: Draft) -> Message {
+        let Draft { from, client_id, conversation, kind, body } = draft;
         let id = self.ids.next_id();
         if !client_id.is_empty() {
             self.in_flight.take_client_id(from, client_id.clone(), (conversation, id));
         }
         self.recent.insert((conversation, id), from, kind == MessageKind::System);
-        let message =
-            Message { id, conversation, from, kind, client_id: client_id.clone(), ts: Snowflake::unix_ms(id), body };
-        self.outcomes.push(Outcome::Stored { origin, client_id, message, inboxes });
-        Ok(id)
+        Message { id, conversation, from, kind, client_id, ts: Snowflake::unix_ms(id), body }
     }
 
     /// Take one request into the batch.
@@ -317,7 +341,7 @@ impl<'s> Batch<'s> {
                 at: Snowflake::unix_ms(event),
             };
             // Marks are kept either way; the event only reaches a sender who is still a member.
-            let member = self.groups.get(&group).is_none_or(|g| g.is_member(sender));
+            let member = self.groups.get(&group).is_none_or(|(g, _)| g.is_member(sender));
             let inboxes = if member { vec![sender] } else { Vec::new() };
             self.outcomes.push(Outcome::Receipt { origin: None, receipt, inboxes });
         }
@@ -385,7 +409,9 @@ pub(super) fn writes_of<'o>(outcomes: &'o [Outcome], out: &mut Vec<Write<'o>>) {
     out.extend(outcomes.iter().filter_map(|o| match o {
         Outcome::Stored { message, inboxes, .. } => Some(Write::Message { message, inboxes }),
         Outcome::Receipt { receipt, inboxes, .. } => Some(Write::Receipt { receipt, inboxes }),
-        Outcome::GroupWrite { group } => Some(Write::Group { group }),
+        Outcome::GroupWrite { group, based_on, announce, inboxes, .. } => {
+            Some(Write::Group { group, based_on: *based_on, announce: Some(announce), inboxes })
+        }
         _ => None,
     }));
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
 use chatgw_storage::{
-    CommitStats, EmbeddedStore, InboxEvent, MessageHeader, MessageReceipts, MessageStore, StoreError, Write,
+    Committed, EmbeddedStore, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, MessageStore,
+    StoreError, Write,
 };
 
 /// Calls of each read the committer makes, and header rows scanned.
@@ -62,14 +63,14 @@ fn bump(c: &AtomicU64) {
 }
 
 impl MessageStore for CountingStore {
-    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
+    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<Committed, StoreError> {
         self.inner.commit(writes, high_water)
     }
     fn recover(&self) -> Result<(), StoreError> {
         self.inner.recover()
     }
-    fn high_water(&self) -> Result<MessageId, StoreError> {
-        self.inner.high_water()
+    fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
+        self.inner.high_water(node)
     }
     fn message(&self, c: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
         bump(&self.counts.other_reads);
@@ -110,13 +111,17 @@ impl MessageStore for CountingStore {
         bump(&self.counts.other_reads);
         self.inner.receipts_of(c, id)
     }
-    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+    fn versioned_group(&self, id: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError> {
         bump(&self.counts.groups);
-        self.inner.group(id)
+        self.inner.versioned_group(id)
     }
-    fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
+    fn inbox_after(&self, user: UserId, after: InboxPos, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
         bump(&self.counts.other_reads);
         self.inner.inbox_after(user, after, limit)
+    }
+    fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError> {
+        bump(&self.counts.other_reads);
+        self.inner.inbox_position(user, cursor)
     }
     fn history(&self, c: ConversationId, before: Option<MessageId>, limit: usize) -> Result<Vec<Message>, StoreError> {
         bump(&self.counts.other_reads);

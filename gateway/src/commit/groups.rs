@@ -1,16 +1,25 @@
 //! Groups in the committer: membership operations, fan-out lists, and the
 //! checks on group receipts.
 //!
-//! The committer is the only thread that changes membership, so it keeps
-//! groups in a plain map: a change made by one request is what the very next
-//! request in the same batch (and every later one, even while the writer is
-//! still storing the change) sees. A change is persisted as a
-//! whole group record plus a system message in the group's conversation, in
-//! the same atomic commit, so offline members learn of it through `sync`.
+//! The committer is the only thread of its gateway that changes membership,
+//! so it keeps groups in a plain map: a change made by one request is what
+//! the very next request in the same batch (and every later one, even while
+//! the writer is still storing the change) sees. A change is persisted as a
+//! whole group record plus a system message in the group's conversation, one
+//! write of the same atomic commit, so offline members learn of it through
+//! `sync`.
+//!
+//! Another gateway on the same store may change the group too, so each
+//! cached record keeps the version it was read at, and a change is written
+//! as a compare-and-set on it: the next version is the cached one plus one,
+//! known before the write is stored, so a second change prepared meanwhile
+//! builds on the first. If the store holds another version, the write is
+//! refused whole, the requester is told to retry, and the writer has the
+//! committer forget the cached record (`Batch::forget_group`).
 
 use chatgw_protocol::{ConversationId, ErrorCode, Group, GroupChange, GroupId, Member, MessageId, MessageKind, UserId};
 use chatgw_router::Endpoint;
-use chatgw_storage::StoreError;
+use chatgw_storage::{GroupVersion, StoreError};
 
 use super::batch::{no_such_messages, refused, Batch, Draft, Outcome};
 use crate::events::GroupOp;
@@ -64,14 +73,37 @@ impl Batch<'_> {
     /// The group, from the cache or else the store.
     fn cached_group(&mut self, g: GroupId) -> Result<Option<&mut Group>, StoreError> {
         if !self.groups.contains_key(&g) {
-            let Some(loaded) = self.store().group(g)? else { return Ok(None) };
+            let Some(loaded) = self.store().versioned_group(g)? else { return Ok(None) };
             if self.groups.len() >= MAX_CACHED_GROUPS {
                 let in_flight = &self.in_flight;
                 self.groups.retain(|id, _| in_flight.is_touched(*id));
             }
             self.groups.insert(g, loaded);
         }
-        Ok(self.groups.get_mut(&g))
+        Ok(self.groups.get_mut(&g).map(|(group, _)| group))
+    }
+
+    /// Keep `group` as the newest record (version `version`) and write it
+    /// with the system message `draft`, based on `based_on`; `origin` gets
+    /// the new record back.
+    fn write_group(
+        &mut self,
+        origin: Endpoint,
+        reference: Option<String>,
+        group: Group,
+        based_on: GroupVersion,
+        draft: Draft,
+        inboxes: Vec<UserId>,
+    ) {
+        self.groups.insert(group.id, (group.clone(), based_on.next()));
+        self.in_flight.touch(group.id);
+        let announce = self.message_of(draft);
+        self.push(Outcome::GroupWrite { origin, reference, group, based_on, announce, inboxes });
+    }
+
+    /// The version of the cached record of `g` (absent if not cached).
+    fn cached_version(&self, g: GroupId) -> GroupVersion {
+        self.groups.get(&g).map_or(GroupVersion::ABSENT, |(_, v)| *v)
     }
 
     /// `user`'s membership record, if a member.
@@ -249,9 +281,6 @@ impl Batch<'_> {
             created_by: by,
             members: users.iter().map(|&user| Member { user, admin: user == by, joined }).collect(),
         };
-        self.groups.insert(id, group.clone());
-        self.in_flight.touch(id);
-        self.push(Outcome::GroupWrite { group: group.clone() });
         let name_json = serde_json::to_string(&name).unwrap_or_else(|_| "\"\"".into());
         let body = system_body("created", by, &format!(r#","name":{name_json},"members":{}"#, id_list(&users)));
         let draft = Draft {
@@ -261,8 +290,7 @@ impl Batch<'_> {
             kind: MessageKind::System,
             body,
         };
-        self.new_message(None, draft, users)?;
-        self.push(Outcome::GroupReply { origin, group, reference: Some(request_id) });
+        self.write_group(origin, Some(request_id), group, GroupVersion::ABSENT, draft, users);
         Ok(())
     }
 
@@ -366,9 +394,6 @@ impl Batch<'_> {
         };
         let mut inboxes: Vec<UserId> = g.users().collect();
         inboxes.extend(departed);
-        self.groups.insert(gid, g.clone());
-        self.in_flight.touch(gid);
-        self.push(Outcome::GroupWrite { group: g.clone() });
         let draft = Draft {
             from: by,
             client_id: String::new(),
@@ -376,8 +401,8 @@ impl Batch<'_> {
             kind: MessageKind::System,
             body,
         };
-        self.new_message(None, draft, inboxes)?;
-        self.push(Outcome::GroupReply { origin, group: g, reference: None });
+        let based_on = self.cached_version(gid);
+        self.write_group(origin, None, g, based_on, draft, inboxes);
         Ok(())
     }
 }

@@ -19,13 +19,21 @@
 //! When nothing waits, there is nothing to overlap: the committer then
 //! writes the batch itself rather than wake the writer (see `writer`).
 //!
-//! Why one of each: ids handed out by the committer increase in preparation
-//! order, the writer commits and dispatches in that same order, so events
-//! reach each core's mailbox in id order and a device that has seen event N
-//! has seen every earlier event of its inbox that was delivered live.
-//! `sync` relies on this: a cursor is a complete description of what a
-//! device has. The committer owns the group membership cache, so a
-//! membership change is visible to the very next send without any locking.
+//! Why one of each: the writer commits and dispatches in preparation order,
+//! so the inbox positions the store assigns (per inbox, in commit order)
+//! reach each core's mailbox in increasing order, and a connection drops a
+//! live event at or below the position it has. With one gateway per store
+//! positions follow ids; with several, ids from different generators
+//! interleave, and only positions order an inbox (docs/STORAGE.md). The
+//! committer owns its gateway's group membership cache, so a membership
+//! change is visible to the very next send without any locking; another
+//! gateway's change is caught by the version compare-and-set (`groups`).
+//!
+//! What the store decides per write (`Committed`): a message whose
+//! idempotency key another gateway bound first is not stored, and its
+//! sender is answered `sent` with the original id and no live event (the
+//! gateway that stored it delivers it); a group write on a stale record is
+//! refused whole and answered `unavailable`.
 //!
 //! When the store refuses a commit, the batches prepared on top of it are
 //! void too: the writer refuses them unwritten (`unavailable`) until the
@@ -34,12 +42,13 @@
 //! Files: `batch` builds one batch (direct messages and receipts), `groups`
 //! the group operations and group fan-out, `in_flight` the decisions of
 //! batches not yet stored, `outage` what happens while the store refuses
-//! writes, `writer` writes batches and dispatches the results, this file
-//! runs the committer.
+//! writes, `writer` writes batches, `dispatch` answers and delivers what
+//! each write came to, this file runs the committer.
 
 mod batch;
 #[cfg(test)]
 mod counting_store;
+mod dispatch;
 mod groups;
 mod in_flight;
 mod lookups;
@@ -47,6 +56,8 @@ mod outage;
 #[cfg(test)]
 mod read_and_lookup_tests;
 mod recent;
+#[cfg(test)]
+mod shared_store_tests;
 mod writer;
 
 use std::{
@@ -57,7 +68,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatgw_protocol::{MessageId, Snowflake};
+use chatgw_protocol::{GroupId, MessageId, Snowflake};
 use chatgw_router::{Directory, Mailboxes};
 use chatgw_storage::{MessageStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -91,7 +102,7 @@ pub(crate) struct CommitContext {
 /// `unavailable` while the store refuses writes) or when every sender is
 /// gone.
 pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
-    let high_water = match store.high_water() {
+    let high_water = match store.high_water(ctx.node_id) {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the id high-water mark; ids restart from the clock");
@@ -108,8 +119,9 @@ pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver
     // writer (behind one lock), fed in preparation order, keeps ids in
     // commit order and events in id order on every core.
     let (failure_tx, failures) = crossbeam_channel::unbounded::<Failure>();
+    let (conflict_tx, conflicts) = crossbeam_channel::unbounded::<GroupId>();
     let done_through = AtomicU64::new(0);
-    let writer = Mutex::new(Writer::new(&ctx, store.as_ref(), &failure_tx, &done_through));
+    let writer = Mutex::new(Writer::new(&ctx, store.as_ref(), &failure_tx, &conflict_tx, &done_through));
     let processed = AtomicU64::new(0);
     std::thread::scope(|scope| {
         let (queue, writer_rx) = crossbeam_channel::bounded::<Job>(WRITER_QUEUE);
@@ -140,7 +152,7 @@ pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver
                     }
                     outage = None;
                     batch.forget_all_cached();
-                    resume_ids(&mut batch, store.as_ref());
+                    resume_ids(&mut batch, store.as_ref(), ctx.node_id);
                 }
             }
             // Idle, a refusal is noticed at once (so the outage and its
@@ -171,6 +183,10 @@ pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver
             }
             stop = requests.iter().any(|r| matches!(r, CommitRequest::Stop));
             seq += 1;
+            // Groups another gateway changed: read them again.
+            for g in conflicts.try_iter() {
+                batch.forget_group(g);
+            }
             batch.begin(seq, done_through.load(Ordering::Acquire));
             let n = requests.len();
             let origins: Vec<_> = requests.iter().filter_map(origin_of).collect();
@@ -267,8 +283,8 @@ const WRITER_WAIT: Duration = Duration::from_secs(10);
 
 /// After the store was reopened: ids continue above everything it holds,
 /// so they never go backwards even if the failed batch reached the disk.
-fn resume_ids(batch: &mut Batch<'_>, store: &dyn MessageStore) {
-    match store.high_water() {
+fn resume_ids(batch: &mut Batch<'_>, store: &dyn MessageStore, node: u16) {
+    match store.high_water(node) {
         Ok(h) => batch.resume_after(h),
         Err(e) => {
             tracing::error!(error = %e, "cannot read the id high-water mark after recovery; ids continue from memory")

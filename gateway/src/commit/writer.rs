@@ -19,18 +19,21 @@
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, TryLockError,
+        Mutex, TryLockError,
     },
     time::Instant,
 };
 
-use chatgw_protocol::{server, ErrorCode, MessageId, Snowflake, UserId};
+use chatgw_protocol::{server, ErrorCode, GroupId, MessageId};
 use chatgw_router::{Endpoint, Fanout};
-use chatgw_storage::{MessageStore, StoreError, Write};
+use chatgw_storage::{Committed, MessageStore, StoreError, Write};
 use crossbeam_channel::{Receiver, Sender};
 
-use super::batch::{writes_of, Outcome};
 use super::CommitContext;
+use super::{
+    batch::{writes_of, Outcome},
+    dispatch::{Dispatch, Replaced},
+};
 use crate::events::CoreEvent;
 
 /// Batches prepared but not yet written, at most. The writer takes all that
@@ -72,6 +75,12 @@ pub(super) struct Writer<'a> {
     ctx: &'a CommitContext,
     store: &'a dyn MessageStore,
     failures: &'a Sender<Failure>,
+    /// Groups whose write conflicted with another writer: the committer
+    /// forgets their cached records.
+    conflicts: &'a Sender<GroupId>,
+    /// Messages the store refused as duplicates of another writer's, by
+    /// the id this gateway had given them (see [`Replaced`]).
+    replaced: Replaced,
     done_through: &'a AtomicU64,
     fanout: Fanout<CoreEvent>,
     /// Batches taken but not yet written: they go into the next commit.
@@ -91,15 +100,27 @@ impl<'a> Writer<'a> {
         ctx: &'a CommitContext,
         store: &'a dyn MessageStore,
         failures: &'a Sender<Failure>,
+        conflicts: &'a Sender<GroupId>,
         done_through: &'a AtomicU64,
     ) -> Self {
         let fanout = Fanout::new(ctx.mailboxes.cores());
-        Writer { ctx, store, failures, done_through, fanout, group: Vec::with_capacity(MERGE), generation: 0, seen: 0 }
+        Writer {
+            ctx,
+            store,
+            failures,
+            conflicts,
+            replaced: Replaced::default(),
+            done_through,
+            fanout,
+            group: Vec::with_capacity(MERGE),
+            generation: 0,
+            seen: 0,
+        }
     }
 
     /// Process `jobs` in order: batches go into one commit where they can,
     /// then everything decided is posted to the cores.
-    fn process(&mut self, jobs: impl IntoIterator<Item = Job>) {
+    pub(super) fn process(&mut self, jobs: impl IntoIterator<Item = Job>) {
         for job in jobs {
             match job {
                 Job::Batch(b) if self.seen < self.generation => self.refuse(b.seq, &b.origins),
@@ -139,21 +160,30 @@ impl<'a> Writer<'a> {
         }
         let requests: usize = group.iter().map(|b| b.requests).sum();
         let result = if writes.is_empty() {
-            Ok(())
+            Ok(Committed::default())
         } else {
             let started = Instant::now();
             let result = self.store.commit(&writes, high_water);
             self.ctx.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
             self.ctx.metrics.commit_batch_size.observe(requests as f64);
-            result.map(|stats| {
-                self.ctx.metrics.commit_bytes.inc_by(stats.bytes as u64);
+            result.inspect(|done| {
+                self.ctx.metrics.commit_bytes.inc_by(done.stats.bytes as u64);
             })
         };
         drop(writes);
         match result {
-            Ok(()) => {
+            Ok(done) => {
+                let mut next_write = 0;
                 for b in group.drain(..) {
-                    dispatch(self.ctx, &b.outcomes, &mut self.fanout);
+                    let mut d = Dispatch {
+                        ctx: self.ctx,
+                        committed: &done,
+                        next_write: &mut next_write,
+                        fanout: &mut self.fanout,
+                        conflicts: self.conflicts,
+                        replaced: &mut self.replaced,
+                    };
+                    d.outcomes(&b.outcomes);
                 }
             }
             Err(error) => {
@@ -252,66 +282,3 @@ impl<'w, 'a> Handoff<'w, 'a> {
 
 /// A requester to tell if the batch fails, with the client id of a send.
 pub(super) type Waiting = (Endpoint, Option<String>);
-
-/// After the commit: acks to origins, live events to devices.
-fn dispatch(ctx: &CommitContext, outcomes: &[Outcome], fanout: &mut Fanout<CoreEvent>) {
-    let reply = |fanout: &mut Fanout<CoreEvent>, to: Endpoint, payload: Vec<u8>| {
-        fanout.push(usize::from(to.core), CoreEvent::Reply { to, payload });
-    };
-    let deliver = |fanout: &mut Fanout<CoreEvent>,
-                   users: &[UserId],
-                   skip: Option<Endpoint>,
-                   event: MessageId,
-                   payload: Vec<u8>| {
-        let payload: Arc<[u8]> = payload.into();
-        for user in users {
-            ctx.directory.for_each(user.0, |ep| {
-                if Some(ep) != skip {
-                    fanout.push(usize::from(ep.core), CoreEvent::Deliver { to: ep, event, payload: payload.clone() });
-                }
-            });
-        }
-    };
-    for o in outcomes {
-        match o {
-            Outcome::Stored { origin, client_id, message, inboxes } => {
-                ctx.metrics.messages_stored.inc();
-                if let Some(origin) = origin {
-                    let mut ack = Vec::with_capacity(96);
-                    server::sent(&mut ack, client_id, message.id, message.ts, false);
-                    reply(fanout, *origin, ack);
-                }
-                let mut frame = Vec::with_capacity(128 + message.body.len());
-                server::message(&mut frame, message);
-                deliver(fanout, inboxes, *origin, message.id, frame);
-            }
-            Outcome::Duplicate { origin, client_id, id } => {
-                ctx.metrics.messages_deduplicated.inc();
-                let mut ack = Vec::with_capacity(96);
-                server::sent(&mut ack, client_id, *id, Snowflake::unix_ms(*id), true);
-                reply(fanout, *origin, ack);
-            }
-            Outcome::Receipt { origin, receipt, inboxes } => {
-                ctx.metrics.receipts_stored.inc();
-                // Encoded per inbox: a direct conversation is named by the other user.
-                for user in inboxes {
-                    let mut frame = Vec::with_capacity(128);
-                    server::receipt(&mut frame, receipt, *user);
-                    deliver(fanout, std::slice::from_ref(user), *origin, receipt.event(), frame);
-                }
-            }
-            Outcome::GroupReply { origin, group, reference } => {
-                let mut p = Vec::with_capacity(64 + 48 * group.members.len());
-                server::group(&mut p, group, reference.as_deref());
-                reply(fanout, *origin, p);
-            }
-            Outcome::Refused { origin, code, why, reference } => {
-                ctx.metrics.protocol_errors.inc();
-                let mut p = Vec::new();
-                server::error(&mut p, *code, why, reference.as_deref());
-                reply(fanout, *origin, p);
-            }
-            Outcome::GroupWrite { .. } => {}
-        }
-    }
-}

@@ -5,6 +5,7 @@
 //! for writes and in the readers for reads. This file only routes.
 
 use chatgw_protocol::{close, server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError, UserId};
+use chatgw_storage::InboxPos;
 
 use super::{Action, Engine};
 use crate::{
@@ -87,6 +88,8 @@ impl<S> Engine<S> {
                 c.sync_missed = false;
                 c.sync_paused = false;
                 c.cursor = after;
+                c.pos = InboxPos(0);
+                c.resolving = true;
                 c.sync_limit = limit as u16;
                 return self.request_sync_page(slot);
             }

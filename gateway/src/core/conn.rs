@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use chatgw_protocol::{MessageId, UserId};
+use chatgw_storage::InboxPos;
 
 use crate::{limits::TokenBucket, ws::frame::Opcode};
 
@@ -35,9 +36,13 @@ pub(crate) struct Conn<S> {
     /// Registered in the directory (and counted as open).
     pub(crate) registered: bool,
     pub(crate) user: UserId,
-    /// Highest inbox event written to this connection; nothing at or below
-    /// it is written again unless the device asks with `sync`.
+    /// The id of the last inbox event written to this connection (or the
+    /// `after` of its last `sync`): what `synced` reports as the cursor.
     pub(crate) cursor: MessageId,
+    /// The inbox position of that event; nothing at or below it is written
+    /// again unless the device asks with `sync`. Unknown (and zero) from a
+    /// `sync` until its first page resolves the cursor (`resolving`).
+    pub(crate) pos: InboxPos,
     /// The device has sent `sync` at least once; live events flow after that.
     pub(crate) subscribed: bool,
     /// A sync is being paged out; live events wait for it (`sync_missed`).
@@ -45,6 +50,9 @@ pub(crate) struct Conn<S> {
     pub(crate) sync_missed: bool,
     /// The next sync page waits for the outbound queue to drain.
     pub(crate) sync_paused: bool,
+    /// The first page of a sync is asked for: its cursor is still to be
+    /// resolved to a position.
+    pub(crate) resolving: bool,
     pub(crate) sync_limit: u16,
     /// Bytes of an incomplete request or frame.
     pub(crate) inbuf: Vec<u8>,
@@ -81,10 +89,12 @@ impl<S> Conn<S> {
             registered: false,
             user: UserId(0),
             cursor: MessageId(0),
+            pos: InboxPos(0),
             subscribed: false,
             syncing: false,
             sync_missed: false,
             sync_paused: false,
+            resolving: false,
             sync_limit: 0,
             inbuf: Vec::new(),
             outbuf: Vec::new(),
@@ -116,9 +126,10 @@ mod tests {
     #[test]
     fn idle_connection_is_small() {
         // The whole per-connection state the engine keeps, socket excluded
-        // (176 bytes: 72 of them the three empty buffers, 17 the source
+        // (184 bytes: 72 of them the three empty buffers, 17 the source
         // address the per-source limits charge, 8 the timer wheel's
-        // `armed_at` with its padding).
-        assert!(std::mem::size_of::<Conn<()>>() <= 176, "{}", std::mem::size_of::<Conn<()>>());
+        // `armed_at` with its padding, 8 the inbox position beside the
+        // cursor's event id).
+        assert!(std::mem::size_of::<Conn<()>>() <= 184, "{}", std::mem::size_of::<Conn<()>>());
     }
 }

@@ -4,6 +4,7 @@ use std::{io, net::IpAddr, time::Instant};
 
 use chatgw_protocol::{close, now_ms, server};
 use chatgw_router::Endpoint;
+use chatgw_storage::InboxPos;
 use slab::Slab;
 
 use super::{
@@ -13,7 +14,7 @@ use super::{
     timers::TimerWheel,
 };
 use crate::{
-    events::{CoreBatch, CoreEvent, QueryRequest},
+    events::{CoreBatch, CoreEvent, PagedEvent, QueryRequest, SyncFrom},
     limits::Refusal,
     metrics::Metrics,
     ws::frame::{self, Opcode},
@@ -295,12 +296,14 @@ impl<S> Engine<S> {
         }
     }
 
-    /// Ask a reader for the next sync page of `slot`, from its cursor. If
-    /// the readers refuse it, `on_action_refused` ends the sync.
+    /// Ask a reader for the next sync page of `slot`: from its cursor for
+    /// the first page, from its position after that. If the readers refuse
+    /// it, `on_action_refused` ends the sync.
     pub(crate) fn request_sync_page(&mut self, slot: usize) {
         let Some(origin) = self.endpoint(slot) else { return };
         let Some(c) = self.conns.get(slot) else { return };
-        let req = QueryRequest::Sync { origin, user: c.user, after: c.cursor, limit: usize::from(c.sync_limit) };
+        let after = if c.resolving { SyncFrom::Cursor(c.cursor) } else { SyncFrom::Position(c.pos) };
+        let req = QueryRequest::Sync { origin, user: c.user, after, limit: usize::from(c.sync_limit) };
         self.actions.push(Action::Query(req));
     }
 
@@ -316,24 +319,22 @@ impl<S> Engine<S> {
             }
             match ev {
                 CoreEvent::Reply { payload, .. } => self.queue_frame(slot, Opcode::Text, &payload),
-                CoreEvent::Deliver { event, payload, .. } => {
+                CoreEvent::Deliver { event, pos, payload, .. } => {
                     let Some(c) = self.conns.get_mut(slot) else {
                         continue;
                     };
-                    if !c.subscribed || event <= c.cursor {
+                    if !c.subscribed || pos <= c.pos {
                         continue;
                     }
                     if c.syncing {
                         c.sync_missed = true;
                         continue;
                     }
-                    c.cursor = event;
+                    (c.cursor, c.pos) = (event, pos);
                     self.ctx.metrics.events_delivered.inc();
                     self.queue_frame(slot, Opcode::Text, &payload);
                 }
-                CoreEvent::SyncPage { events, scanned_to, full, .. } => {
-                    self.on_sync_page(slot, events, scanned_to, full)
-                }
+                CoreEvent::SyncPage { after, events, full, .. } => self.on_sync_page(slot, after, events, full),
                 CoreEvent::SyncFailed { payload, .. } => {
                     // No live events until the device syncs again, so its
                     // cursor never jumps over what the failed page held.
@@ -347,30 +348,31 @@ impl<S> Engine<S> {
         }
     }
 
-    fn on_sync_page(
-        &mut self,
-        slot: usize,
-        events: Vec<(chatgw_protocol::MessageId, Vec<u8>)>,
-        scanned_to: chatgw_protocol::MessageId,
-        full: bool,
-    ) {
+    /// A sync page read after position `after`. The first page of a sync
+    /// also tells the connection where its cursor stands in the inbox.
+    fn on_sync_page(&mut self, slot: usize, after: InboxPos, events: Vec<PagedEvent>, full: bool) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            if c.resolving {
+                (c.resolving, c.pos) = (false, after);
+            }
+        }
         // A page goes out only as far as half the outbound bound; the rest
         // is read again once the socket drains, so a long backlog never
         // trips the slow-consumer limit.
         let half = self.ctx.settings.max_outbound / 2;
         let mut stopped_early = false;
-        for (id, payload) in events {
+        for (pos, id, payload) in events {
             let Some(c) = self.conns.get_mut(slot) else {
                 return;
             };
-            if id <= c.cursor {
+            if pos <= c.pos {
                 continue;
             }
             if c.pending_out() > 0 && c.pending_out() + payload.len() > half {
                 stopped_early = true;
                 break;
             }
-            c.cursor = id;
+            (c.cursor, c.pos) = (id, pos);
             self.ctx.metrics.events_delivered.inc();
             self.queue_frame(slot, Opcode::Text, &payload);
         }
@@ -383,9 +385,6 @@ impl<S> Engine<S> {
         if stopped_early {
             c.sync_paused = true;
             return;
-        }
-        if scanned_to > c.cursor {
-            c.cursor = scanned_to;
         }
         if full || c.sync_missed {
             c.sync_missed = false;

@@ -10,6 +10,7 @@ use std::{io, net::SocketAddr, path::PathBuf};
 use chatgw_auth::unix_now;
 use chatgw_protocol::{MessageId, ServerFrame, UserId};
 use chatgw_router::Endpoint;
+use chatgw_storage::InboxPos;
 use chatgw_websocket::client::{decode_server_header, put_client_frame};
 
 use super::{Action, CoreContext, Engine, Refused};
@@ -175,25 +176,48 @@ impl Harness {
     pub(crate) fn cursor(&self) -> MessageId {
         self.engine.conns[self.slot].cursor
     }
+
+    /// The connection's inbox position.
+    pub(crate) fn pos(&self) -> InboxPos {
+        self.engine.conns[self.slot].pos
+    }
 }
 
-/// A live event `event` for `to`; its payload is the text `event-N`.
+/// A live event `event` for `to` at position `event` (as the embedded
+/// store numbers inboxes); its payload is the text `event-N`.
 pub(crate) fn deliver(to: Endpoint, event: u64) -> CoreEvent {
-    CoreEvent::Deliver { to, event: MessageId(event), payload: format!("event-{event}").into_bytes().into() }
+    deliver_at(to, event, event)
 }
 
-/// A sync page for `to` holding `events` (each with a `bytes`-long
-/// payload that starts `event-N`).
-pub(crate) fn sync_page(to: Endpoint, events: &[u64], bytes: usize, scanned_to: u64, full: bool) -> CoreEvent {
+/// A live event `event` for `to` at inbox position `pos`.
+pub(crate) fn deliver_at(to: Endpoint, event: u64, pos: u64) -> CoreEvent {
+    CoreEvent::Deliver {
+        to,
+        event: MessageId(event),
+        pos: InboxPos(pos),
+        payload: format!("event-{event}").into_bytes().into(),
+    }
+}
+
+/// A sync page for `to` read after position `after`, holding `events` at
+/// positions equal to their ids (each with a `bytes`-long payload that
+/// starts `event-N`).
+pub(crate) fn sync_page(to: Endpoint, after: u64, events: &[u64], bytes: usize, full: bool) -> CoreEvent {
+    let positioned: Vec<(u64, u64)> = events.iter().map(|&id| (id, id)).collect();
+    sync_page_at(to, after, &positioned, bytes, full)
+}
+
+/// A sync page of `(position, event id)` pairs.
+pub(crate) fn sync_page_at(to: Endpoint, after: u64, events: &[(u64, u64)], bytes: usize, full: bool) -> CoreEvent {
     let events = events
         .iter()
-        .map(|&id| {
+        .map(|&(pos, id)| {
             let mut p = format!("event-{id}").into_bytes();
             p.resize(bytes.max(p.len()), b' ');
-            (MessageId(id), p)
+            (InboxPos(pos), MessageId(id), p)
         })
         .collect();
-    CoreEvent::SyncPage { to, events, scanned_to: MessageId(scanned_to), full }
+    CoreEvent::SyncPage { to, after: InboxPos(after), events, full }
 }
 
 /// The text of every frame in `frames`, payloads trimmed.

@@ -80,7 +80,12 @@ mod tests {
     }
 
     fn deliver(to: Endpoint, event: u64) -> CoreEvent {
-        CoreEvent::Deliver { to, event: MessageId(event), payload: format!("event-{event}").into_bytes().into() }
+        CoreEvent::Deliver {
+            to,
+            event: MessageId(event),
+            pos: chatgw_storage::InboxPos(event),
+            payload: format!("event-{event}").into_bytes().into(),
+        }
     }
 
     #[test]

@@ -5,21 +5,33 @@
 use chatgw_protocol::{client, ErrorCode, MessageId, ServerFrame};
 
 use super::{
-    harness::{deliver, sync_page, texts, Harness},
+    harness::{deliver, deliver_at, sync_page, sync_page_at, texts, Harness},
     Action, Refused,
 };
-use crate::events::{CoreEvent, QueryRequest};
+use chatgw_storage::InboxPos;
+
+use crate::events::{CoreEvent, QueryRequest, SyncFrom};
 
 /// The `(after, limit)` of every sync page asked for in `actions`; panics
 /// on any other action.
-fn pages_asked(actions: &[Action]) -> Vec<(u64, usize)> {
+fn pages_asked(actions: &[Action]) -> Vec<(SyncFrom, usize)> {
     actions
         .iter()
         .map(|a| match a {
-            Action::Query(QueryRequest::Sync { after, limit, .. }) => (after.0, *limit),
+            Action::Query(QueryRequest::Sync { after, limit, .. }) => (*after, *limit),
             other => panic!("expected a sync page request, got {other:?}"),
         })
         .collect()
+}
+
+/// The first page: after the device's cursor, an event id.
+fn cursor(id: u64) -> SyncFrom {
+    SyncFrom::Cursor(MessageId(id))
+}
+
+/// A later page: after an inbox position.
+fn at(pos: u64) -> SyncFrom {
+    SyncFrom::Position(InboxPos(pos))
 }
 
 fn sync(h: &mut Harness, after: u64, limit: usize) {
@@ -36,8 +48,8 @@ fn live_events_before_the_first_sync_or_at_or_below_the_cursor_are_dropped() {
     assert_eq!(h.frames(), vec![], "not subscribed before its first sync");
 
     sync(&mut h, 10, 50);
-    assert_eq!(pages_asked(&h.actions()), vec![(10, 50)]);
-    h.mail(vec![sync_page(to, &[], 0, 10, false)]);
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(10), 50)]);
+    h.mail(vec![sync_page(to, 10, &[], 0, false)]);
     assert_eq!(h.server_frames(), vec![ServerFrame::Synced { cursor: MessageId(10) }]);
 
     h.mail(vec![deliver(to, 9), deliver(to, 10), deliver(to, 11), deliver(to, 11)]);
@@ -50,18 +62,18 @@ fn live_events_during_a_sync_ask_for_another_page_instead_of_being_delivered() {
     let mut h = Harness::connect(|_| {});
     let to = h.endpoint();
     sync(&mut h, 0, 50);
-    assert_eq!(pages_asked(&h.actions()), vec![(0, 50)]);
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(0), 50)]);
 
     h.mail(vec![deliver(to, 5)]);
     assert_eq!(h.frames(), vec![], "a live event passed the sync in progress");
     assert!(h.actions().is_empty());
 
     // The page read before event 5 was stored: another page, no `synced`.
-    h.mail(vec![sync_page(to, &[3], 0, 3, false)]);
+    h.mail(vec![sync_page(to, 0, &[3], 0, false)]);
     assert_eq!(texts(&h.frames()), vec!["event-3"]);
-    assert_eq!(pages_asked(&h.actions()), vec![(3, 50)]);
+    assert_eq!(pages_asked(&h.actions()), vec![(at(3), 50)]);
 
-    h.mail(vec![sync_page(to, &[5], 0, 5, false)]);
+    h.mail(vec![sync_page(to, 3, &[5], 0, false)]);
     let frames = h.frames();
     assert_eq!(texts(&frames[..1]), vec!["event-5"]);
     assert_eq!(h.server_frames(), vec![]);
@@ -75,28 +87,41 @@ fn a_full_page_asks_for_the_next_page_from_the_new_cursor() {
     let mut h = Harness::connect(|_| {});
     let to = h.endpoint();
     sync(&mut h, 0, 2);
-    assert_eq!(pages_asked(&h.actions()), vec![(0, 2)]);
-    h.mail(vec![sync_page(to, &[1, 2], 0, 2, true)]);
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(0), 2)]);
+    h.mail(vec![sync_page(to, 0, &[1, 2], 0, true)]);
     assert_eq!(texts(&h.frames()), vec!["event-1", "event-2"]);
-    assert_eq!(pages_asked(&h.actions()), vec![(2, 2)]);
-    h.mail(vec![sync_page(to, &[], 0, 2, false)]);
+    assert_eq!(pages_asked(&h.actions()), vec![(at(2), 2)]);
+    h.mail(vec![sync_page(to, 2, &[], 0, false)]);
     assert_eq!(h.server_frames(), vec![ServerFrame::Synced { cursor: MessageId(2) }]);
 }
 
+/// Several gateways on one store: ids are not in inbox order. The
+/// connection follows positions, and `synced` names the id of the last
+/// event by position, whatever its size.
 #[test]
-fn synced_carries_the_cursor_the_last_page_scanned_to() {
+fn positions_not_ids_order_the_stream_and_synced_names_the_last_event() {
     let mut h = Harness::connect(|_| {});
     let to = h.endpoint();
-    sync(&mut h, 0, 50);
-    h.actions();
-    // The reader scanned past events it did not return (up to 9).
-    h.mail(vec![sync_page(to, &[4], 0, 9, false)]);
+    sync(&mut h, 500, 50);
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(500), 50)]);
+    // The reader resolved cursor 500 to position 7; an event at or below it
+    // (a page racing a second sync) is not written again.
+    h.mail(vec![sync_page_at(to, 7, &[(7, 500), (8, 900), (9, 400)], 0, false)]);
     let frames = h.frames();
-    assert_eq!(texts(&frames[..1]), vec!["event-4"]);
-    let Some(super::harness::Frame::Text(last)) = frames.get(1) else { panic!("{frames:?}") };
-    assert_eq!(ServerFrame::parse(last).ok(), Some(ServerFrame::Synced { cursor: MessageId(9) }));
-    h.mail(vec![deliver(to, 8)]);
-    assert_eq!(h.frames(), vec![], "event 8 is below the final cursor");
+    assert_eq!(texts(&frames[..2]), vec!["event-900", "event-400"]);
+    let Some(super::harness::Frame::Text(last)) = frames.get(2) else { panic!("{frames:?}") };
+    assert_eq!(ServerFrame::parse(last).ok(), Some(ServerFrame::Synced { cursor: MessageId(400) }));
+    assert_eq!((h.cursor(), h.pos()), (MessageId(400), InboxPos(9)));
+
+    // Live: a larger id at an old position is a repeat; a smaller id at a
+    // new position is new.
+    h.mail(vec![deliver_at(to, 950, 9), deliver_at(to, 300, 10)]);
+    assert_eq!(texts(&h.frames()), vec!["event-300"]);
+    assert_eq!((h.cursor(), h.pos()), (MessageId(300), InboxPos(10)));
+
+    // The next sync starts from the cursor the device was given: an id.
+    sync(&mut h, 300, 50);
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(300), 50)]);
 }
 
 #[test]
@@ -108,7 +133,7 @@ fn a_page_past_half_the_outbound_bound_pauses_until_the_socket_drains() {
     sync(&mut h, 0, 50);
     h.actions();
     h.block_socket();
-    h.mail(vec![sync_page(to, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 500, 10, false)]);
+    h.mail(vec![sync_page(to, 0, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 500, false)]);
     assert_eq!(h.cursor(), MessageId(4), "four frames fit in half the bound");
     assert!(h.actions().is_empty(), "paused: no page until the socket drains");
     assert_eq!(h.engine.conns[h.slot].phase, super::Phase::Open, "not closed as a slow consumer");
@@ -117,8 +142,8 @@ fn a_page_past_half_the_outbound_bound_pauses_until_the_socket_drains() {
     h.drain_socket(usize::MAX / 2);
     let written: Vec<String> = texts(&h.frames()).into_iter().map(str::to_owned).collect();
     assert_eq!(written, vec!["event-1", "event-2", "event-3", "event-4"]);
-    assert_eq!(pages_asked(&h.actions()), vec![(4, 50)]);
-    h.mail(vec![sync_page(to, &[5, 6], 500, 6, false)]);
+    assert_eq!(pages_asked(&h.actions()), vec![(at(4), 50)]);
+    h.mail(vec![sync_page(to, 4, &[5, 6], 500, false)]);
     let frames = h.frames();
     assert_eq!(texts(&frames[..2]), vec!["event-5", "event-6"]);
     assert_eq!(frames.len(), 3, "then synced");
@@ -139,8 +164,8 @@ fn a_sync_failure_unsubscribes_until_the_next_sync() {
     assert_eq!(h.frames(), vec![], "a live event after a failed sync would skip the failed page");
 
     sync(&mut h, 0, 50);
-    assert_eq!(pages_asked(&h.actions()), vec![(0, 50)]);
-    h.mail(vec![sync_page(to, &[3], 0, 3, false)]);
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(0), 50)]);
+    h.mail(vec![sync_page(to, 0, &[3], 0, false)]);
     h.frames();
     h.mail(vec![deliver(to, 4)]);
     assert_eq!(texts(&h.frames()), vec!["event-4"]);

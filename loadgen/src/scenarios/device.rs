@@ -105,9 +105,12 @@ impl<X> Device<X> {
         self.retry_at.is_some()
     }
 
-    /// An event id was seen (`message`, `receipt`, or a `synced` cursor).
+    /// An event id was seen (`message`, `receipt`, or a `synced` cursor):
+    /// the device's cursor is the last event received, since events arrive
+    /// in inbox order and that is not id order when several gateways share
+    /// a store (docs/PROTOCOL.md, section 1.7).
     pub(crate) fn saw_event(&mut self, id: u64) {
-        self.cursor = self.cursor.max(id);
+        self.cursor = id;
     }
 
     /// `synced` came back with `cursor`: the device is caught up. Returns
@@ -279,13 +282,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cursor_never_goes_backwards() {
+    fn the_cursor_is_the_last_event_received() {
         let mut d = Device::new(1, 0, ());
         d.saw_event(500);
         d.saw_event(400);
-        assert_eq!(d.cursor(), 500);
-        d.synced(Some(450));
-        assert_eq!(d.cursor(), 500);
+        assert_eq!(d.cursor(), 400, "inbox order, not id order");
+        d.synced(Some(400));
+        assert_eq!(d.cursor(), 400);
         d.synced(Some(600));
         assert_eq!(d.cursor(), 600);
     }

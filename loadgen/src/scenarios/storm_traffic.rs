@@ -542,8 +542,6 @@ mod tests {
         assert_eq!(t.stats.common.receipts, 1);
         t.on_synced(0, Some(600), 40, &mut reply);
         assert_eq!(t.devices.get(0).cursor(), 600);
-        t.on_synced(0, Some(550), 40, &mut reply);
-        assert_eq!(t.devices.get(0).cursor(), 600, "never backwards");
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //! written in one window, so its size is bounded by the traffic of one
 //! window, not by age (the lesson of Discord's message store).
 //!
+//! Inbox rows are the exception: they are clustered by their position in
+//! the inbox, not by time, so their partition is `(user, pos / 65,536)`
+//! ([`pos_bucket`]): a partition holds at most 65,536 events, and a walk by
+//! position knows each next partition without an index. Time buckets of
+//! one day remain for `inbox_ids`, the lookup from an event id to its
+//! position.
+//!
 //! The widths are part of the schema: changing one moves every row to
 //! another partition, so it needs a new schema version and a migration.
 //! Messages use 10 days (a busy conversation writes far less than a busy
@@ -46,6 +53,21 @@ pub(crate) fn message_bucket(id: MessageId) -> i32 {
 /// The inbox bucket of `id`.
 pub(crate) fn inbox_bucket(id: MessageId) -> i32 {
     bucket_of(id, INBOX_BUCKET_MS)
+}
+
+/// Positions per inbox partition (a power of two).
+pub(crate) const POSITIONS_PER_BUCKET: u64 = 1 << 16;
+
+/// The inbox partition of position `pos` (any `u64` maps to one: the
+/// largest is `2^48 - 1`, which `i32` cannot hold, so positions past
+/// `2^47` share the last; no inbox gets near that).
+pub(crate) fn pos_bucket(pos: u64) -> i32 {
+    i32::try_from(pos / POSITIONS_PER_BUCKET).unwrap_or(i32::MAX)
+}
+
+/// The first position of inbox partition `bucket`.
+pub(crate) fn bucket_start(bucket: i32) -> u64 {
+    u64::try_from(bucket).unwrap_or(0) * POSITIONS_PER_BUCKET
 }
 
 #[cfg(test)]
@@ -90,5 +112,15 @@ mod tests {
             assert!(message_bucket(pair[0]) <= message_bucket(pair[1]));
         }
         assert_eq!(inbox_bucket(MessageId(u64::MAX)), ((u64::MAX >> 22) / DAY_MS) as i32, "no overflow");
+    }
+
+    #[test]
+    fn positions_fill_partitions_of_65536() {
+        assert_eq!(pos_bucket(0), 0);
+        assert_eq!(pos_bucket(65_535), 0);
+        assert_eq!(pos_bucket(65_536), 1);
+        assert_eq!(bucket_start(pos_bucket(200_000)), 196_608);
+        assert_eq!(pos_bucket(u64::MAX), i32::MAX, "no overflow");
+        assert_eq!(bucket_start(-1), 0, "a negative bucket is read from the start");
     }
 }

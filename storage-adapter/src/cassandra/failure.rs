@@ -27,6 +27,11 @@ pub(crate) enum CqlError {
     /// without its `[applied]` column).
     #[error("the CQL server answered unexpectedly: {0}")]
     Unexpected(&'static str),
+    /// Another writer or reader won a lightweight transaction this commit
+    /// needed, and the commit cannot go on: the outcome is unknown, as for
+    /// a timeout, so the requests are retried by their idempotency keys.
+    #[error("{0}; retry the requests")]
+    Raced(&'static str),
 }
 
 impl From<ExecutionError> for CqlError {
@@ -48,6 +53,7 @@ impl CqlError {
             CqlError::Execution(e) => of_execution(e),
             CqlError::Prepare(e) => of_prepare(e),
             CqlError::Unexpected(_) => WriteFailure::Engine,
+            CqlError::Raced(_) => WriteFailure::Io,
         }
     }
 }
@@ -126,6 +132,7 @@ mod tests {
         assert_eq!(db(DbError::Unauthorized, "no permission").failure(), WriteFailure::Engine);
         assert_eq!(CqlError::from(ExecutionError::RequestTimeout(Default::default())).failure(), WriteFailure::Io);
         assert_eq!(CqlError::Unexpected("no [applied]").failure(), WriteFailure::Engine);
+        assert_eq!(CqlError::Raced("a position was declared a hole").failure(), WriteFailure::Io);
     }
 
     #[test]

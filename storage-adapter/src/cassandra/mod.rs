@@ -5,10 +5,16 @@
 //! per message): the same records as the other stores, laid out by
 //! partition. Messages live in partitions of one conversation and one time
 //! bucket (`bucket`), clustered by id, newest first; a user's inbox in
-//! partitions of one user and one bucket, clustered by event id; small
-//! bucket index tables list the buckets that hold data, so a scan visits
-//! only those. A commit is planned without I/O (`plan`) and run as
-//! single-partition unlogged batches sent concurrently, in two phases.
+//! partitions of one user and one range of positions, clustered by
+//! position; small bucket index tables list the time buckets that hold
+//! data, so a scan visits only those.
+//!
+//! A commit runs in three steps: lightweight transactions decide what is
+//! applied (`decide`: idempotency keys, group versions); then, at once, the
+//! rows the inbox entries point at (planned without I/O by `plan`, sent as
+//! single-partition unlogged batches) and one claim of positions per inbox
+//! touched (`positions`); then the inbox entries at their positions, as
+//! conditional batches that readers see in order (`walk`).
 //!
 //! Why a runtime inside: the driver (`scylla`) is async and the
 //! [`MessageStore`] trait is blocking. The store owns a two-thread tokio
@@ -22,13 +28,17 @@
 //! writes again. The driver reconnects on its own, so reads are served
 //! whenever enough replicas answer.
 
+mod answer;
 mod bucket;
+mod decide;
 mod failure;
 mod options;
 mod plan;
+mod positions;
 mod reads;
 mod schema;
 mod statements;
+mod walk;
 
 use std::{
     collections::HashSet,
@@ -46,14 +56,19 @@ use scylla::{
     response::query_result::QueryResult,
     serialize::row::SerializeRow,
     statement::batch::{Batch, BatchType},
-    value::{CqlValue, Row},
+    value::CqlValue,
 };
 
 use self::{
+    answer::Answer,
     plan::{BucketRow, Chunk, Unit},
+    positions::Heads,
     statements::Statements,
 };
-use crate::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure};
+use crate::{
+    Committed, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, MessageStore, StoreError, Write,
+    WriteFailure, WriteOutcome,
+};
 
 /// Most requests of one commit phase or one batched lookup in flight at once.
 const CONCURRENCY: usize = 128;
@@ -67,6 +82,8 @@ pub struct CassandraStore {
     cql: Cql,
     /// Bucket index rows this store wrote, so a commit writes each once.
     recorded: Mutex<HashSet<BucketRow>>,
+    /// The last inbox head seen per user: where the next claim starts.
+    heads: Heads,
     /// Why writes are refused, from a failed commit until a successful
     /// [`MessageStore::recover`].
     failed: Mutex<Option<WriteFailure>>,
@@ -151,6 +168,7 @@ impl CassandraStore {
         Ok(CassandraStore {
             cql: Cql { session, statements: Statements::new(&options.keyspace) },
             recorded: Mutex::new(HashSet::new()),
+            heads: Heads::default(),
             failed: Mutex::new(None),
             runtime,
         })
@@ -172,9 +190,32 @@ impl CassandraStore {
         recorded.extend(rows);
     }
 
-    async fn run_commit(&self, plan: &plan::Plan) -> Result<(), StoreError> {
-        self.cql.run_phase(&plan.first).await?;
-        self.cql.run_phase(&plan.second).await
+    /// The three steps of a commit (see the module doc).
+    async fn run_commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<Committed, StoreError> {
+        let outcomes = decide::decide(&self.cql, writes).await?;
+        let applied = |i: usize| outcomes.get(i) == Some(&WriteOutcome::Applied);
+        let plan = {
+            let recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+            plan::plan(writes, &applied, high_water, &|row| recorded.contains(row))
+        };
+        let counts: Vec<(u64, u64)> = plan.events.iter().map(|(user, events)| (*user, events.len() as u64)).collect();
+        let (first, claims) =
+            futures::join!(self.cql.run_phase(&plan.first), positions::claim_all(&self.cql, &self.heads, &counts));
+        first?;
+        let claims = claims.map_err(|e| StoreError::backend("commit", e))?;
+        let mut entries = Vec::with_capacity(2 * plan.events.len());
+        for (user, events) in &plan.events {
+            let first = claims
+                .get(user)
+                .copied()
+                .ok_or(StoreError::backend("commit", CqlError::Unexpected("an inbox without a claim")))?;
+            let (rows, ids) = plan::inbox_rows(*user, first, events);
+            entries.push(rows);
+            entries.extend(ids);
+        }
+        self.cql.run_phase(&entries).await?;
+        self.remember(plan.buckets);
+        Ok(positions::hand_out(writes, &outcomes, claims, plan.stats))
     }
 }
 
@@ -204,22 +245,25 @@ impl Cql {
     }
 
     /// One request: a single statement, or an unlogged batch of statements
-    /// of one partition.
+    /// of one partition. A conditional one (inbox entries) must be applied:
+    /// if a reader closed one of its positions as a hole first, the commit
+    /// fails (`walk`).
     async fn run_chunk(&self, chunk: &Chunk) -> Result<(), CqlError> {
-        if let [statement] = chunk.as_slice() {
-            let result = self.execute(statement.cql, &statement.values).await?;
-            if statement.cql == statements::BIND_KEY {
-                conditional_answer(result)?;
+        let conditional = chunk.iter().any(|s| statements::is_conditional(s.cql));
+        let result = if let [statement] = chunk.as_slice() {
+            self.execute(statement.cql, &statement.values).await?
+        } else {
+            let mut batch = Batch::new(BatchType::Unlogged);
+            for statement in chunk {
+                batch.append_statement(self.prepared(statement.cql).await?);
             }
-            return Ok(());
+            batch.set_is_idempotent(!conditional);
+            let values: Vec<&[CqlValue]> = chunk.iter().map(|s| s.values.as_slice()).collect();
+            self.session.batch(&batch, values).await?
+        };
+        if conditional && !Answer::of(result)?.applied {
+            return Err(CqlError::Raced("an inbox position was closed as a hole before its event was written"));
         }
-        let mut batch = Batch::new(BatchType::Unlogged);
-        for statement in chunk {
-            batch.append_statement(self.prepared(statement.cql).await?);
-        }
-        batch.set_is_idempotent(true);
-        let values: Vec<&[CqlValue]> = chunk.iter().map(|s| s.values.as_slice()).collect();
-        self.session.batch(&batch, values).await?;
         Ok(())
     }
 
@@ -241,39 +285,16 @@ impl Cql {
     }
 }
 
-/// A conditional insert answers with an `[applied]` column. Whether it was
-/// applied changes nothing here (a taken key stays bound to its first
-/// message, as in the other stores), but a server that does not answer it
-/// did not honour the condition, and keys would not be unique.
-fn conditional_answer(result: QueryResult) -> Result<bool, CqlError> {
-    let unexpected = CqlError::Unexpected("a conditional insert (IF NOT EXISTS) answered without [applied]");
-    let rows = result.into_rows_result().map_err(|_| CqlError::Unexpected("a conditional insert returned no rows"))?;
-    let first = rows.maybe_first_row::<Row>().ok().flatten();
-    match first.as_ref().and_then(|r| r.columns.first()) {
-        Some(Some(CqlValue::Boolean(applied))) => Ok(*applied),
-        _ => Err(unexpected),
-    }
-}
-
 impl MessageStore for CassandraStore {
-    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
+    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<Committed, StoreError> {
         if let Some(cause) = self.failure() {
             return Err(StoreError::Unwritable { cause });
         }
-        let plan = {
-            let recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
-            plan::plan(writes, high_water, &|row| recorded.contains(row))
-        };
-        match self.runtime.block_on(self.run_commit(&plan)) {
-            Ok(()) => {
-                self.remember(plan.buckets);
-                Ok(plan.stats)
-            }
-            Err(e) => {
-                self.set_failure(Some(e.failure()));
-                Err(e)
-            }
+        let result = self.runtime.block_on(self.run_commit(writes, high_water));
+        if let Err(e) = &result {
+            self.set_failure(Some(e.failure()));
         }
+        result
     }
 
     fn recover(&self) -> Result<(), StoreError> {
@@ -288,8 +309,8 @@ impl MessageStore for CassandraStore {
         Ok(())
     }
 
-    fn high_water(&self) -> Result<MessageId, StoreError> {
-        self.runtime.block_on(reads::high_water(&self.cql))
+    fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
+        self.runtime.block_on(reads::high_water(&self.cql, node))
     }
 
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
@@ -344,15 +365,19 @@ impl MessageStore for CassandraStore {
         self.runtime.block_on(reads::receipts_of(&self.cql, conversation, id))
     }
 
-    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+    fn versioned_group(&self, id: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError> {
         self.runtime.block_on(reads::group(&self.cql, id))
     }
 
-    fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
+    fn inbox_after(&self, user: UserId, after: InboxPos, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         self.runtime.block_on(reads::inbox_after(&self.cql, user, after, limit))
+    }
+
+    fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError> {
+        self.runtime.block_on(reads::inbox_position(&self.cql, user, cursor))
     }
 
     fn history(

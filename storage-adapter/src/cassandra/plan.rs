@@ -1,27 +1,32 @@
 //! A commit batch turned into CQL writes, grouped by partition, with no I/O.
 //!
 //! Why this shape (docs/STORAGE.md has the cost per message):
+//! - What must be unique across writers is decided first, by lightweight
+//!   transactions (`decide`: idempotency keys, group versions), and only
+//!   the writes that won are planned here: a write refused there leaves no
+//!   row at all.
 //! - Rows of one partition go in one UNLOGGED batch: Cassandra applies a
-//!   single-partition batch atomically and in isolation, in one mutation,
-//!   so a reader of an inbox sees a commit's events there all or none.
+//!   single-partition batch atomically and in isolation, in one mutation.
 //!   Rows of different partitions are never batched together (that would
 //!   make one coordinator wait on many replica sets); they are separate
 //!   writes sent at once ([`Unit`]s of a phase run concurrently).
 //! - A batch is cut into chunks of at most [`CHUNK_BYTES`], under the
 //!   servers' batch size limits (Cassandra refuses batches over 50 KiB by
-//!   default); chunks of one partition are written in order, one after the
-//!   other, so a reader paging by id never sees a later chunk before an
-//!   earlier one.
-//! - Two phases: first everything an inbox entry or an idempotency key
-//!   points at (messages, marks, bucket index rows, groups, high water),
-//!   then the inbox entries and the keys. A reader therefore never finds an
-//!   inbox reference to a message that is not stored, and a resend never
-//!   finds a key naming a message that is not there, even after a commit
-//!   that failed half way.
-//! - No read before any write: read marks and high waters are rows per
-//!   value whose maximum is read ([`Unit`]: insert plus a range delete of
-//!   the smaller ones); only the idempotency key, which must be unique
-//!   across writers, is a lightweight transaction.
+//!   default).
+//! - Everything an inbox entry points at (messages, marks, bucket index
+//!   rows, high water) is written in the first phase, the inbox entries
+//!   only once their positions are claimed (`positions`) and the first
+//!   phase is acknowledged, so a reader never finds an inbox reference to a
+//!   message that is not stored, even after a commit that failed half way.
+//! - Inbox entries of one inbox are conditional inserts (one Paxos round
+//!   per partition and chunk, `IF NOT EXISTS` on every position), written
+//!   last position first ([`inbox_rows`]): readers return only positions
+//!   without a gap below them (`walk`), so a commit's events in one inbox
+//!   appear to them all at once, when the chunk holding its first position
+//!   lands.
+//! - No read before any other write: read marks and high waters are rows
+//!   per value whose maximum is read ([`Unit`]: insert plus a range delete
+//!   of the smaller ones).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,7 +34,7 @@ use chatgw_protocol::{ConversationId, Message, MessageId, Receipt, ReceiptStatus
 use scylla::value::CqlValue;
 
 use super::{
-    bucket::{inbox_bucket, message_bucket},
+    bucket::{inbox_bucket, message_bucket, pos_bucket},
     statements as cql,
 };
 use crate::{codec, CommitStats, Write};
@@ -72,7 +77,7 @@ fn value_bytes(v: &CqlValue) -> usize {
 pub(super) type Chunk = Vec<Stmt>;
 
 /// Chunks written one after the other (all of one partition, or of one
-/// inbox owner's partitions in bucket order). Units of a phase run at once.
+/// inbox owner's partitions). Units of a phase run at once.
 pub(super) type Unit = Vec<Chunk>;
 
 /// A bucket index row: the first write of a bucket records it so that scans
@@ -81,17 +86,39 @@ pub(super) type Unit = Vec<Chunk>;
 pub(crate) enum BucketRow {
     /// `conversation_buckets`.
     Conversation(Vec<u8>, i32),
-    /// `inbox_buckets`.
+    /// `inbox_buckets` (the time buckets of `inbox_ids`).
     Inbox(u64, i32),
 }
 
-/// Everything one commit writes.
+/// What an inbox entry holds besides its event id.
+#[derive(Clone, Debug, PartialEq)]
+enum Payload {
+    /// A message reference: the message's conversation key.
+    Message(Vec<u8>),
+    /// An encoded receipt.
+    Receipt(Vec<u8>),
+}
+
+/// One inbox event of a commit, before it has a position.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Event {
+    pub(super) id: MessageId,
+    payload: Payload,
+}
+
+/// Bound values of an inbox entry besides the payload (user, bucket,
+/// position, event) and of its `inbox_ids` row (user, bucket, event,
+/// position), counted before positions are known.
+const INBOX_ROW_BYTES: usize = 28;
+
+/// Everything one commit writes after its lightweight transactions, but
+/// the inbox entries, which wait for their positions.
 #[derive(Debug, Default)]
 pub(super) struct Plan {
-    /// What inbox entries and keys point at.
+    /// What inbox entries point at.
     pub(super) first: Vec<Unit>,
-    /// Inbox entries and idempotency keys.
-    pub(super) second: Vec<Unit>,
+    /// The inbox events of each inbox owner, in batch order.
+    pub(super) events: BTreeMap<u64, Vec<Event>>,
     /// Bucket index rows written by this plan (to remember once it commits).
     pub(super) buckets: Vec<BucketRow>,
     pub(super) stats: CommitStats,
@@ -118,12 +145,10 @@ fn slot_of(id: MessageId) -> i32 {
 struct Builder {
     messages: BTreeMap<(Vec<u8>, i32), Vec<Stmt>>,
     conversation_buckets: BTreeSet<(Vec<u8>, i32)>,
-    inbox: BTreeMap<u64, BTreeMap<i32, Vec<Stmt>>>,
+    events: BTreeMap<u64, Vec<Event>>,
     inbox_buckets: BTreeSet<(u64, i32)>,
-    keys: Vec<Stmt>,
     marks: BTreeMap<(&'static str, Vec<u8>, u64), Vec<Stmt>>,
     read_marks: HashMap<(Vec<u8>, u64), (MessageId, u64)>,
-    groups: BTreeMap<u64, Vec<u8>>,
     stats: CommitStats,
 }
 
@@ -146,29 +171,24 @@ impl Builder {
         self.count(&row);
         self.messages.entry((conv.clone(), bucket)).or_default().push(row);
         self.conversation_buckets.insert((conv.clone(), bucket));
-        // System messages without a client id have no idempotency key.
+        // The idempotency key was bound before (`decide`); counted here.
         if !m.client_id.is_empty() {
-            let key = Stmt::new(
-                cql::BIND_KEY,
-                vec![big(m.from.0), CqlValue::Text(m.client_id.clone()), CqlValue::Blob(conv.clone()), big(m.id.0)],
-            );
-            self.count(&key);
-            self.keys.push(key);
+            self.stats.records += 1;
+            self.stats.bytes += 8 + m.client_id.len() + conv.len() + 8;
         }
         for user in inboxes {
-            let row = Stmt::new(
-                cql::INSERT_INBOX_MESSAGE,
-                vec![big(user.0), CqlValue::Int(inbox_bucket(m.id)), big(m.id.0), CqlValue::Blob(conv.clone())],
-            );
-            self.inbox_entry(*user, m.id, row);
+            self.event(*user, Event { id: m.id, payload: Payload::Message(conv.clone()) });
         }
     }
 
-    fn inbox_entry(&mut self, user: UserId, event: MessageId, row: Stmt) {
-        let bucket = inbox_bucket(event);
-        self.count(&row);
-        self.inbox.entry(user.0).or_default().entry(bucket).or_default().push(row);
-        self.inbox_buckets.insert((user.0, bucket));
+    fn event(&mut self, user: UserId, event: Event) {
+        let payload = match &event.payload {
+            Payload::Message(b) | Payload::Receipt(b) => b.len(),
+        };
+        self.stats.records += 2;
+        self.stats.bytes += 2 * INBOX_ROW_BYTES + payload;
+        self.inbox_buckets.insert((user.0, inbox_bucket(event.id)));
+        self.events.entry(user.0).or_default().push(event);
     }
 
     fn mark(&mut self, table: &'static str, conversation: &ConversationId, id: MessageId, user: UserId, at: u64) {
@@ -206,12 +226,7 @@ impl Builder {
         }
         let encoded = codec::encode_receipt(receipt);
         for user in inboxes {
-            let event = receipt.event();
-            let row = Stmt::new(
-                cql::INSERT_INBOX_RECEIPT,
-                vec![big(user.0), CqlValue::Int(inbox_bucket(event)), big(event.0), CqlValue::Blob(encoded.clone())],
-            );
-            self.inbox_entry(*user, event, row);
+            self.event(*user, Event { id: receipt.event(), payload: Payload::Receipt(encoded.clone()) });
         }
     }
 
@@ -276,23 +291,12 @@ impl Builder {
             self.stats.records += 1;
             plan.first.push(vec![vec![insert, prune]]);
         }
-        for (id, record) in self.groups {
-            let row = Stmt::new(cql::INSERT_GROUP, vec![big(id), CqlValue::Blob(record)]);
-            self.stats.bytes += row.bytes();
-            self.stats.records += 1;
-            plan.first.push(vec![vec![row]]);
-        }
         let (slot, id) = (CqlValue::Int(slot_of(high_water)), CqlValue::BigInt(id_bound(high_water)));
         let insert = Stmt::new(cql::INSERT_HIGH_WATER, vec![slot.clone(), id.clone()]);
         self.stats.bytes += insert.bytes();
         self.stats.records += 1;
         plan.first.push(vec![vec![insert, Stmt::new(cql::PRUNE_HIGH_WATER, vec![slot, id])]]);
-        for buckets in self.inbox.into_values() {
-            plan.second.push(buckets.into_values().flat_map(chunks).collect());
-        }
-        // Each key is its own partition and a lightweight transaction,
-        // which CQL never batches with other partitions.
-        plan.second.extend(self.keys.into_iter().map(|k| vec![vec![k]]));
+        plan.events = self.events;
         plan.stats = self.stats;
         plan
     }
@@ -319,20 +323,60 @@ fn chunks(rows: Vec<Stmt>) -> Vec<Chunk> {
     out
 }
 
-/// The writes of one commit. `recorded` says which bucket index rows this
-/// store already wrote (they are not written again).
-pub(super) fn plan(writes: &[Write<'_>], high_water: MessageId, recorded: &dyn Fn(&BucketRow) -> bool) -> Plan {
+/// The writes of one commit but its inbox entries, leaving out the writes
+/// `applied` says were refused (their key was taken, their group changed).
+/// Group records are written by their compare-and-set (`decide`); only an
+/// applied group write's announcement is planned. `recorded` says which
+/// bucket index rows this store already wrote (they are not written again).
+pub(super) fn plan(
+    writes: &[Write<'_>],
+    applied: &dyn Fn(usize) -> bool,
+    high_water: MessageId,
+    recorded: &dyn Fn(&BucketRow) -> bool,
+) -> Plan {
     let mut b = Builder::default();
-    for w in writes {
+    for (i, w) in writes.iter().enumerate() {
+        if !applied(i) {
+            continue;
+        }
         match *w {
             Write::Message { message, inboxes } => b.message(message, inboxes),
             Write::Receipt { receipt, inboxes } => b.receipt(receipt, inboxes),
-            Write::Group { group } => {
-                b.groups.insert(group.id.0, codec::encode_group(group));
+            Write::Group { group, announce, inboxes, .. } => {
+                b.stats.records += 1;
+                b.stats.bytes += 16 + codec::encode_group(group).len();
+                if let Some(m) = announce {
+                    b.message(m, inboxes);
+                }
             }
         }
     }
     b.finish(high_water, recorded)
+}
+
+/// The inbox entries of `user`'s `events` at positions `first`,
+/// `first + 1`, ...: the conditional inserts, one unit cut by partition and
+/// size and ordered last position first (so the chunk holding `first`, the
+/// one that makes the others visible to readers, lands last); and the
+/// `inbox_ids` rows, a unit per partition.
+pub(super) fn inbox_rows(user: u64, first: u64, events: &[Event]) -> (Unit, Vec<Unit>) {
+    let mut entries: BTreeMap<i32, Vec<Stmt>> = BTreeMap::new();
+    let mut ids: BTreeMap<i32, Vec<Stmt>> = BTreeMap::new();
+    for (pos, event) in (first..).zip(events) {
+        let bucket = pos_bucket(pos);
+        let (cql, payload) = match &event.payload {
+            Payload::Message(conv) => (cql::INSERT_INBOX_MESSAGE, conv),
+            Payload::Receipt(receipt) => (cql::INSERT_INBOX_RECEIPT, receipt),
+        };
+        let values = vec![big(user), CqlValue::Int(bucket), big(pos), big(event.id.0), CqlValue::Blob(payload.clone())];
+        entries.entry(bucket).or_default().push(Stmt::new(cql, values));
+        let id_bucket = inbox_bucket(event.id);
+        let values = vec![big(user), CqlValue::Int(id_bucket), big(event.id.0), big(pos)];
+        ids.entry(id_bucket).or_default().push(Stmt::new(cql::INSERT_INBOX_ID, values));
+    }
+    let mut unit: Unit = entries.into_values().flat_map(chunks).collect();
+    unit.reverse();
+    (unit, ids.into_values().map(chunks).collect())
 }
 
 #[cfg(test)]

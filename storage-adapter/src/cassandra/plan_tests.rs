@@ -7,6 +7,7 @@ use chatgw_protocol::{
 use scylla::value::CqlValue;
 
 use super::*;
+use crate::GroupVersion;
 
 const DAY: u64 = 24 * 60 * 60 * 1000;
 
@@ -30,11 +31,20 @@ fn statements(unit: &Unit) -> Vec<&'static str> {
     unit.iter().flatten().map(|s| s.cql).collect()
 }
 
+fn all(_: usize) -> bool {
+    true
+}
+
+/// The position bound in an inbox entry.
+fn pos_of(s: &Stmt) -> CqlValue {
+    s.values[2].clone()
+}
+
 #[test]
-fn a_message_is_stored_then_referenced_from_each_inbox_and_bound_to_its_key() {
+fn a_message_is_stored_then_referenced_from_each_inbox_at_its_position() {
     let m = text(Snowflake::new(1).next_at(EPOCH_MS + 5), 1, 2, "c1", 10);
     let both = [UserId(1), UserId(2)];
-    let p = plan(&[Write::Message { message: &m, inboxes: &both }], m.id, &nothing_recorded);
+    let p = plan(&[Write::Message { message: &m, inboxes: &both }], &all, m.id, &nothing_recorded);
     let first: Vec<Vec<&str>> = p.first.iter().map(statements).collect();
     assert_eq!(
         first,
@@ -45,12 +55,16 @@ fn a_message_is_stored_then_referenced_from_each_inbox_and_bound_to_its_key() {
             vec![cql::INSERT_INBOX_BUCKET],
             vec![cql::INSERT_HIGH_WATER, cql::PRUNE_HIGH_WATER],
         ],
-        "phase one: what the inbox entries and the key point at"
+        "phase one: what the inbox entries point at (the key was bound before)"
     );
-    let second: Vec<Vec<&str>> = p.second.iter().map(statements).collect();
-    assert_eq!(second, vec![vec![cql::INSERT_INBOX_MESSAGE], vec![cql::INSERT_INBOX_MESSAGE], vec![cql::BIND_KEY]]);
+    assert_eq!(p.events.keys().copied().collect::<Vec<_>>(), vec![1, 2], "one event per inbox");
+    let (entries, ids) = inbox_rows(2, 41, &p.events[&2]);
+    assert_eq!(statements(&entries), vec![cql::INSERT_INBOX_MESSAGE]);
+    assert_eq!(entries[0][0].values[..4], [big(2), CqlValue::Int(0), big(41), big(m.id.0)], "user, bucket, pos, event");
+    assert_eq!(ids.iter().map(statements).collect::<Vec<_>>(), vec![vec![cql::INSERT_INBOX_ID]]);
+    assert_eq!(ids[0][0][0].values[3], big(41), "the id row finds the position");
     assert_eq!(p.buckets.len(), 3, "one conversation bucket, two inbox buckets");
-    assert_eq!(p.stats.records, 8, "message, key, two inbox rows, three bucket rows, high water");
+    assert_eq!(p.stats.records, 10, "message, key, two inbox entries and id rows, three bucket rows, high water");
     assert!(p.stats.bytes > m.body.len() + 2 * 8, "{:?}", p.stats);
 }
 
@@ -59,13 +73,38 @@ fn a_system_message_binds_no_key_and_recorded_buckets_are_not_written_again() {
     let mut m = text(Snowflake::new(1).next_at(EPOCH_MS + 5), 1, 2, "", 3);
     m.kind = MessageKind::System;
     let to = [UserId(2)];
-    let p = plan(&[Write::Message { message: &m, inboxes: &to }], m.id, &|_| true);
-    let all: Vec<&str> = p.first.iter().chain(&p.second).flat_map(statements).collect();
-    assert_eq!(
-        all,
-        vec![cql::INSERT_MESSAGE, cql::INSERT_HIGH_WATER, cql::PRUNE_HIGH_WATER, cql::INSERT_INBOX_MESSAGE]
-    );
+    let p = plan(&[Write::Message { message: &m, inboxes: &to }], &all, m.id, &|_| true);
+    let first: Vec<&str> = p.first.iter().flat_map(statements).collect();
+    assert_eq!(first, vec![cql::INSERT_MESSAGE, cql::INSERT_HIGH_WATER, cql::PRUNE_HIGH_WATER]);
+    assert_eq!(p.stats.records, 4, "message, inbox entry and id row, high water: no key");
     assert!(p.buckets.is_empty());
+}
+
+#[test]
+fn a_refused_write_plans_nothing_and_a_group_write_only_its_announcement() {
+    let mut g = Snowflake::new(1);
+    let (taken, fresh) = (text(g.next_at(EPOCH_MS + 5), 1, 2, "k", 3), text(g.next_at(EPOCH_MS + 6), 1, 2, "n", 3));
+    let mut note = text(g.next_at(EPOCH_MS + 7), 1, 2, "", 3);
+    note.conversation = ConversationId::Group(GroupId(7));
+    note.kind = MessageKind::System;
+    let group = Group { id: GroupId(7), name: "g".into(), created_by: UserId(1), members: vec![] };
+    let to = [UserId(2)];
+    let writes = [
+        Write::Message { message: &taken, inboxes: &to },
+        Write::Message { message: &fresh, inboxes: &to },
+        Write::Group { group: &group, based_on: GroupVersion::ABSENT, announce: Some(&note), inboxes: &to },
+        Write::Group { group: &group, based_on: GroupVersion(1), announce: Some(&note), inboxes: &to },
+    ];
+    let p = plan(&writes, &|i| i == 1 || i == 2, note.id, &nothing_recorded);
+    let ids: Vec<&CqlValue> =
+        p.first.iter().flatten().flatten().filter(|s| s.cql == cql::INSERT_MESSAGE).map(|s| &s.values[2]).collect();
+    assert_eq!(ids, vec![&big(fresh.id.0), &big(note.id.0)], "the applied message and one announcement");
+    let events: Vec<MessageId> = p.events[&2].iter().map(|e| e.id).collect();
+    assert_eq!(events, vec![fresh.id, note.id], "inbox events in batch order, none of the refused writes");
+    assert!(
+        p.first.iter().flatten().flatten().all(|s| !s.cql.contains("groups")),
+        "the record is written by its compare-and-set, not here"
+    );
 }
 
 #[test]
@@ -75,7 +114,7 @@ fn rows_of_one_partition_share_a_batch_and_large_ones_are_cut_in_order() {
     let ms: Vec<Message> = (0..40).map(|i| text(g.next_at(EPOCH_MS + 10), 1, 2, &format!("m{i}"), 2048)).collect();
     let to = [UserId(2)];
     let writes: Vec<Write<'_>> = ms.iter().map(|m| Write::Message { message: m, inboxes: &to }).collect();
-    let p = plan(&writes, ms[39].id, &nothing_recorded);
+    let p = plan(&writes, &all, ms[39].id, &nothing_recorded);
     let messages = p.first.iter().find(|u| u[0][0].cql == cql::INSERT_MESSAGE).expect("the message partition");
     assert_eq!(p.first.iter().filter(|u| u[0][0].cql == cql::INSERT_MESSAGE).count(), 1, "one partition, one unit");
     assert!(messages.len() >= 3, "80 KiB does not fit one chunk: {}", messages.len());
@@ -86,31 +125,63 @@ fn rows_of_one_partition_share_a_batch_and_large_ones_are_cut_in_order() {
     let ids: Vec<&CqlValue> = messages.iter().flatten().map(|s| &s.values[2]).collect();
     let want: Vec<CqlValue> = ms.iter().map(|m| big(m.id.0)).collect();
     assert_eq!(ids, want.iter().collect::<Vec<_>>(), "chunks keep id order");
-    let inbox = &p.second[0];
-    assert_eq!((inbox.len(), inbox[0].len()), (1, 40), "40 small inbox rows: one batch");
+    let (entries, _) = inbox_rows(2, 1, &p.events[&2]);
+    assert_eq!((entries.len(), entries[0].len()), (1, 40), "40 small inbox rows: one batch");
+    let positions: Vec<CqlValue> = entries[0].iter().map(pos_of).collect();
+    assert_eq!(positions, (1..=40).map(big).collect::<Vec<_>>(), "dense, in batch order");
+}
+
+/// The chunk holding a commit's first position in an inbox is written
+/// last, so readers (who stop below a gap) see the commit's events there
+/// all at once.
+#[test]
+fn inbox_entries_are_written_last_position_first_across_chunks_and_partitions() {
+    let mut g = Snowflake::new(1);
+    let ms: Vec<Message> = (0..300).map(|i| text(g.next_at(EPOCH_MS + 10), 1, 2, &format!("m{i}"), 1)).collect();
+    let to = [UserId(2)];
+    let writes: Vec<Write<'_>> = ms.iter().map(|m| Write::Message { message: m, inboxes: &to }).collect();
+    let p = plan(&writes, &all, ms[299].id, &nothing_recorded);
+    let (entries, _) = inbox_rows(2, 1, &p.events[&2]);
+    assert_eq!(entries.iter().map(Vec::len).collect::<Vec<_>>(), vec![44, 256], "300 rows: two chunks");
+    assert_eq!(pos_of(&entries[1][0]), big(1), "the chunk with the first position goes last");
+    assert_eq!(pos_of(&entries[0][0]), big(257));
+
+    // A block across two position partitions (65,536 positions each).
+    let (entries, _) = inbox_rows(2, 65_530, &p.events[&2][..10]);
+    assert_eq!(entries.len(), 2, "one chunk per partition");
+    assert_eq!(entries[0][0].values[1], CqlValue::Int(1), "the later partition first");
+    assert_eq!(pos_of(&entries[0][0]), big(65_536));
+    assert_eq!((entries[1][0].values[1].clone(), pos_of(&entries[1][0])), (CqlValue::Int(0), big(65_530)));
+    assert!(entries.iter().flatten().all(|s| cql::is_conditional(s.cql)), "every entry is conditional");
 }
 
 #[test]
-fn one_inbox_across_a_bucket_boundary_is_written_bucket_by_bucket() {
+fn one_inbox_across_a_time_bucket_boundary_gets_id_rows_in_both() {
     // Two generators: one never hands out an id older than its last.
     let late = text(Snowflake::new(1).next_at(EPOCH_MS + DAY + 1), 1, 2, "b", 1);
     let early = text(Snowflake::new(2).next_at(EPOCH_MS + DAY - 1), 1, 2, "a", 1);
     let to = [UserId(2)];
     let p = plan(
         &[Write::Message { message: &late, inboxes: &to }, Write::Message { message: &early, inboxes: &to }],
+        &all,
         late.id,
         &nothing_recorded,
     );
-    let inbox = &p.second[0];
-    assert_eq!(inbox.len(), 2, "two partitions of one user, in one unit");
-    assert_eq!(inbox[0][0].values[1], CqlValue::Int(0), "the older bucket first");
-    assert_eq!(inbox[1][0].values[1], CqlValue::Int(1));
+    let (entries, ids) = inbox_rows(2, 1, &p.events[&2]);
+    assert_eq!(entries.len(), 1, "positions 1 and 2: one partition");
+    let order: Vec<(CqlValue, CqlValue)> = entries[0].iter().map(|s| (pos_of(s), s.values[3].clone())).collect();
+    assert_eq!(order, vec![(big(1), big(late.id.0)), (big(2), big(early.id.0))], "batch order, not id order");
+    assert_eq!(ids.len(), 2, "id rows in two day buckets");
+    assert_eq!(ids[0][0][0].values[1], CqlValue::Int(0), "the older bucket");
+    assert_eq!(ids[1][0][0].values[1], CqlValue::Int(1));
+    let index = p.first.iter().filter(|u| u[0][0].cql == cql::INSERT_INBOX_BUCKET).count();
+    assert_eq!(index, 1, "both bucket index rows of the user in one batch");
     let messages = p.first.iter().filter(|u| u[0][0].cql == cql::INSERT_MESSAGE).count();
     assert_eq!(messages, 1, "both in the first 10-day message bucket");
 }
 
 #[test]
-fn read_marks_fold_to_the_furthest_and_group_records_to_the_last() {
+fn read_marks_fold_to_the_furthest_and_marks_share_a_partition() {
     let c = ConversationId::direct(UserId(1), UserId(2));
     let read = |event: u64, up_to: u64| Receipt::Read {
         event: MessageId(event),
@@ -120,8 +191,6 @@ fn read_marks_fold_to_the_furthest_and_group_records_to_the_last() {
         at: event,
     };
     let (r1, r2) = (read(10, 9), read(11, 7));
-    let g1 = Group { id: GroupId(7), name: "one".into(), created_by: UserId(1), members: vec![] };
-    let g2 = Group { name: "two".into(), ..g1.clone() };
     let delivered = Receipt::Group {
         event: MessageId(12),
         group: GroupId(7),
@@ -133,10 +202,9 @@ fn read_marks_fold_to_the_furthest_and_group_records_to_the_last() {
         &[
             Write::Receipt { receipt: &r1, inboxes: &[UserId(1)] },
             Write::Receipt { receipt: &r2, inboxes: &[UserId(1)] },
-            Write::Group { group: &g1 },
-            Write::Group { group: &g2 },
             Write::Receipt { receipt: &delivered, inboxes: &[] },
         ],
+        &all,
         MessageId(12),
         &nothing_recorded,
     );
@@ -145,21 +213,18 @@ fn read_marks_fold_to_the_furthest_and_group_records_to_the_last() {
     assert_eq!(statements(marks[0]), vec![cql::INSERT_READ_MARK, cql::PRUNE_READ_MARKS], "one batch");
     assert_eq!(marks[0][0][0].values[2], CqlValue::BigInt(9), "the furthest mark");
     assert_eq!(marks[0][0][1].values[2], CqlValue::BigInt(9), "prunes what is below it");
-    let groups: Vec<&Unit> = p.first.iter().filter(|u| u[0][0].cql == cql::INSERT_GROUP).collect();
-    assert_eq!(groups.len(), 1);
-    let CqlValue::Blob(record) = &groups[0][0][0].values[1] else { panic!("a blob") };
-    assert_eq!(codec::decode_group(GroupId(7), record).unwrap().name, "two", "the last record wins");
     let delivered: Vec<usize> =
         p.first.iter().filter(|u| u[0][0].cql == cql::INSERT_DELIVERED).map(|u| u[0].len()).collect();
     assert_eq!(delivered, vec![2, 1], "partition (group, message 4) holds two users, (group, 5) one");
-    assert_eq!(p.second.len(), 1, "both read receipts in user 1's inbox partition");
-    assert_eq!(p.second[0][0].len(), 2);
+    let (entries, _) = inbox_rows(1, 1, &p.events[&1]);
+    assert_eq!(entries.len(), 1, "both read receipts in user 1's inbox partition");
+    assert_eq!(statements(&entries), vec![cql::INSERT_INBOX_RECEIPT, cql::INSERT_INBOX_RECEIPT]);
 }
 
 #[test]
 fn ids_past_the_signed_range_bound_like_the_largest() {
     assert_eq!(id_bound(MessageId(u64::MAX)), i64::MAX);
     assert_eq!(id_bound(MessageId(42)), 42);
-    let p = plan(&[], MessageId(u64::MAX), &nothing_recorded);
+    let p = plan(&[], &all, MessageId(u64::MAX), &nothing_recorded);
     assert_eq!(p.first[0][0][0].values[1], CqlValue::BigInt(i64::MAX));
 }

@@ -1,21 +1,30 @@
 //! Every read. Batched lookups send one point query per key, all at once
 //! (the driver routes each to a replica of its partition), and answer in
-//! input order. Scans walk the buckets the bucket index lists, in order,
-//! and stop as soon as `limit` rows are found, so their cost follows what
-//! they return, never the age of the conversation or inbox.
+//! input order. Scans walk the buckets the bucket index lists (or, for the
+//! inbox, the position buckets up to the head), in order, and stop as soon
+//! as `limit` rows are found, so their cost follows what they return, never
+//! the age of the conversation or inbox. The inbox is read by the rule of
+//! `walk`: only gap-free runs of positions.
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, MessageKind, Snowflake, UserId};
 use futures::{stream, StreamExt, TryStreamExt};
 
 use super::{
-    bucket::{inbox_bucket, message_bucket},
+    answer::Answer,
+    bucket::{inbox_bucket, message_bucket, pos_bucket},
     plan::{big, id_bound},
-    statements as cql, Cql, CONCURRENCY,
+    statements as cql,
+    walk::{self, Found},
+    Cql, CONCURRENCY,
 };
 use crate::{
     codec::{self, InboxRecord},
-    InboxEvent, MessageHeader, MessageReceipts, StoreError,
+    GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
 };
+
+/// Events of `inbox_ids` just below an unknown cursor among which
+/// `inbox_position` takes the highest position.
+const IDS_BELOW: i32 = 256;
 
 /// Bucket index rows read per request of a scan.
 const BUCKETS_PER_READ: i32 = 32;
@@ -45,8 +54,10 @@ fn conversation(bytes: &[u8], table: &'static str) -> Result<ConversationId> {
     ConversationId::from_key(bytes).ok_or(StoreError::Corrupt { table, what: "bad conversation key" })
 }
 
-pub(super) async fn high_water(c: &Cql) -> Result<MessageId> {
-    let rows: Vec<(i64,)> = c.rows("high_water", cql::HIGH_WATER, ()).await?;
+/// The high water of generator `node` (its 10 bits are the partition).
+pub(super) async fn high_water(c: &Cql, node: u16) -> Result<MessageId> {
+    let slot = i32::from(node & 0x3ff);
+    let rows: Vec<(i64,)> = c.rows("high_water", cql::HIGH_WATER, (slot,)).await?;
     Ok(MessageId(rows.into_iter().map(|(id,)| id.max(0) as u64).max().unwrap_or(0)))
 }
 
@@ -163,42 +174,114 @@ pub(super) async fn receipts_of(c: &Cql, conv: ConversationId, id: MessageId) ->
     Ok(MessageReceipts { delivered: entries(delivered), read: entries(read) })
 }
 
-pub(super) async fn group(c: &Cql, id: GroupId) -> Result<Option<Group>> {
-    let rows: Vec<(Vec<u8>,)> = c.rows("groups", cql::GROUP, (big(id.0),)).await?;
-    rows.into_iter().next().map(|(record,)| codec::decode_group(id, &record)).transpose()
+pub(super) async fn group(c: &Cql, id: GroupId) -> Result<Option<(Group, GroupVersion)>> {
+    let rows: Vec<(Vec<u8>, Option<i64>)> = c.rows("groups", cql::GROUP, (big(id.0),)).await?;
+    let Some((record, version)) = rows.into_iter().next() else { return Ok(None) };
+    let version = version.ok_or(StoreError::Corrupt { table: "groups", what: "a record without a version" })?;
+    Ok(Some((codec::decode_group(id, &record)?, GroupVersion(version.max(0) as u64))))
 }
 
-/// An inbox row: event id, then the conversation of a message or the
-/// encoded receipt.
-type InboxRow = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+/// An inbox row: position, event id, the conversation of a message or the
+/// encoded receipt, the hole mark, the event's write time.
+type InboxRow = (i64, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>, Option<bool>, Option<i64>);
 
-pub(super) async fn inbox_after(c: &Cql, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>> {
-    let mut rows: Vec<InboxRow> = Vec::new();
-    let mut from = inbox_bucket(after);
-    'walk: loop {
-        let values = (big(user.0), from, BUCKETS_PER_READ);
-        let buckets: Vec<(i32,)> = c.rows("inbox_buckets", cql::INBOX_BUCKETS, values).await?;
-        for (bucket,) in &buckets {
-            let values = (big(user.0), *bucket, id_bound(after), limit_of(limit - rows.len()));
-            rows.extend(c.rows::<InboxRow>("inbox", cql::INBOX_PAGE, values).await?);
-            if rows.len() >= limit {
-                rows.truncate(limit);
-                break 'walk;
-            }
-        }
-        match buckets.last() {
-            Some((bucket,)) if buckets.len() == BUCKETS_PER_READ as usize => from = bucket + 1,
-            _ => break,
-        }
+fn found(row: &InboxRow) -> Found {
+    if row.4 == Some(true) {
+        Found::Hole
+    } else {
+        Found::Event(row.5)
     }
+}
+
+fn now_us() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The inbox head of `user` and when it was last claimed, `None` before
+/// the first claim.
+async fn head(c: &Cql, user: UserId) -> Result<Option<(u64, Option<i64>)>> {
+    let rows: Vec<(Option<i64>, Option<i64>)> = c.rows("inbox_heads", cql::HEAD, (big(user.0),)).await?;
+    Ok(rows.into_iter().next().and_then(|(head, at)| Some((head?.max(0) as u64, at))))
+}
+
+/// Close positions `range` of `user`'s inbox as holes, each unless an
+/// event took it first. Returns whether every one became a hole.
+async fn close(c: &Cql, user: UserId, range: std::ops::Range<u64>) -> Result<bool> {
+    let mut all = true;
+    for pos in range {
+        let values = (big(user.0), pos_bucket(pos), big(pos));
+        let result = c.execute(cql::INSERT_INBOX_HOLE, values).await.map_err(|e| StoreError::backend("inbox", e))?;
+        let answer = Answer::of(result).map_err(|e| StoreError::backend("inbox", e))?;
+        if answer.applied {
+            tracing::warn!(user = user.0, pos, "closed an inbox position left unwritten by a failed commit");
+        }
+        all &= answer.applied;
+    }
+    Ok(all)
+}
+
+/// The inbox table as `walk` reads it.
+struct Inbox<'a> {
+    c: &'a Cql,
+    user: UserId,
+}
+
+impl walk::Pages for Inbox<'_> {
+    type Row = InboxRow;
+
+    async fn page(&mut self, bucket: i32, from: u64, want: usize) -> Result<Vec<(u64, Found, InboxRow)>> {
+        let values = (big(self.user.0), bucket, big(from), limit_of(want));
+        let rows: Vec<InboxRow> = self.c.rows("inbox", cql::INBOX_PAGE, values).await?;
+        Ok(rows.into_iter().map(|r| (r.0.max(0) as u64, found(&r), r)).collect())
+    }
+
+    async fn close(&mut self, range: std::ops::Range<u64>) -> Result<bool> {
+        close(self.c, self.user, range).await
+    }
+}
+
+pub(super) async fn inbox_after(c: &Cql, user: UserId, after: InboxPos, limit: usize) -> Result<Vec<InboxEntry>> {
+    let Some((head, head_at)) = head(c, user).await? else { return Ok(Vec::new()) };
+    let rows = walk::read(&mut Inbox { c, user }, head, head_at, after.0, limit, now_us()).await?;
     each(rows, |row| resolve(c, row)).await
 }
 
+/// The position of the cursor's event; for an unknown cursor the highest
+/// position among the [`IDS_BELOW`] events with the largest ids at or
+/// below it; zero if there is none.
+pub(super) async fn inbox_position(c: &Cql, user: UserId, cursor: MessageId) -> Result<InboxPos> {
+    if cursor == MessageId(0) {
+        return Ok(InboxPos(0));
+    }
+    let (bucket, event) = (inbox_bucket(cursor), id_bound(cursor));
+    let exact: Vec<(i64,)> = c.rows("inbox_ids", cql::INBOX_ID, (big(user.0), bucket, event)).await?;
+    if let Some((pos,)) = exact.into_iter().next() {
+        return Ok(InboxPos(pos.max(0) as u64));
+    }
+    let mut to = bucket;
+    loop {
+        let values = (big(user.0), to, BUCKETS_PER_READ);
+        let buckets: Vec<(i32,)> = c.rows("inbox_buckets", cql::INBOX_BUCKETS_DOWN, values).await?;
+        for (b,) in &buckets {
+            let values = (big(user.0), *b, event, IDS_BELOW);
+            let below: Vec<(i64,)> = c.rows("inbox_ids", cql::INBOX_IDS_BELOW, values).await?;
+            if let Some(pos) = below.into_iter().map(|(p,)| p.max(0) as u64).max() {
+                return Ok(InboxPos(pos));
+            }
+        }
+        match buckets.last() {
+            Some((b,)) if buckets.len() == BUCKETS_PER_READ as usize && *b > i32::MIN => to = b - 1,
+            _ => return Ok(InboxPos(0)),
+        }
+    }
+}
+
 /// An inbox row as an event: a message reference read from its table.
-async fn resolve(c: &Cql, (event, conv, receipt): InboxRow) -> Result<InboxEvent> {
+async fn resolve(c: &Cql, (pos, event, conv, receipt, _, _): InboxRow) -> Result<InboxEntry> {
     let corrupt = |what| StoreError::Corrupt { table: "inbox", what };
-    let event = MessageId(event as u64);
-    match (conv, receipt) {
+    let event = MessageId(event.ok_or(corrupt("an entry without an event id"))? as u64);
+    let event = match (conv, receipt) {
         (Some(conv), None) => {
             // A reference is written only after its message was stored
             // (`plan`), so a reference to nothing is damage.
@@ -210,7 +293,8 @@ async fn resolve(c: &Cql, (event, conv, receipt): InboxRow) -> Result<InboxEvent
             InboxRecord::Message(_) => Err(corrupt("a message reference stored as a receipt")),
         },
         _ => Err(corrupt("neither a message nor a receipt")),
-    }
+    }?;
+    Ok(InboxEntry { pos: InboxPos(pos.max(0) as u64), event })
 }
 
 pub(super) async fn history(

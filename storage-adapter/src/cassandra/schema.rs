@@ -7,6 +7,13 @@
 //! creates anything, so a gateway pointed at the wrong keyspace refuses to
 //! start instead of filling it.
 //!
+//! Version 2 (several writers): inbox rows are clustered by a position
+//! assigned at commit (`positions`), found by event id through
+//! `inbox_ids`, and group records carry a version for compare-and-set. A
+//! version-1 keyspace is refused by `open` and `init` alike: there is no
+//! migration (its inbox rows have no positions to keep); point the store at
+//! a new keyspace.
+//!
 //! DDL is sent unprepared (CQL cannot prepare it) and waits for schema
 //! agreement, so that every node knows the tables before a gateway
 //! prepares statements against them. docs/STORAGE.md explains each table.
@@ -17,12 +24,12 @@ use super::{options::CassandraOptions, CqlError};
 use crate::StoreError;
 
 /// The schema this release reads and writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// The key of the one row of `schema_version`.
 const COMPONENT: &str = "chatgw";
 
-/// Tables of version 1, in the order `init` creates them. Integers that are
+/// Tables of version 2, in the order `init` creates them. Integers that are
 /// unsigned in Rust are stored bit for bit in `bigint` (Snowflake ids have
 /// the top bit clear, so their order is kept); `kind` is an `int` because
 /// every server the store was tried on takes it.
@@ -38,8 +45,13 @@ pub(super) const TABLES: &[&str] = &[
         PRIMARY KEY (conversation, bucket)
     ) WITH CLUSTERING ORDER BY (bucket DESC)",
     "CREATE TABLE IF NOT EXISTS inbox (
-        user_id bigint, bucket int, event bigint,
-        conversation blob, receipt blob,
+        user_id bigint, bucket int, pos bigint,
+        event bigint, conversation blob, receipt blob, hole boolean,
+        PRIMARY KEY ((user_id, bucket), pos)
+    )",
+    "CREATE TABLE IF NOT EXISTS inbox_heads (user_id bigint PRIMARY KEY, head bigint)",
+    "CREATE TABLE IF NOT EXISTS inbox_ids (
+        user_id bigint, bucket int, event bigint, pos bigint,
         PRIMARY KEY ((user_id, bucket), event)
     )",
     "CREATE TABLE IF NOT EXISTS inbox_buckets (
@@ -62,7 +74,7 @@ pub(super) const TABLES: &[&str] = &[
         conversation blob, reader bigint, up_to bigint, at bigint,
         PRIMARY KEY ((conversation, reader), up_to)
     ) WITH CLUSTERING ORDER BY (up_to DESC)",
-    "CREATE TABLE IF NOT EXISTS groups (id bigint PRIMARY KEY, record blob)",
+    "CREATE TABLE IF NOT EXISTS groups (id bigint PRIMARY KEY, record blob, version bigint)",
     "CREATE TABLE IF NOT EXISTS high_water (
         slot int, id bigint,
         PRIMARY KEY (slot, id)

@@ -14,21 +14,34 @@ use std::{
 
 use scylla::{client::session::Session, errors::PrepareError, statement::prepared::PreparedStatement};
 
+// Decided before anything else of a commit (lightweight transactions).
+pub(super) const BIND_KEY: &str =
+    "INSERT INTO {ks}.idempotency (sender, client_id, conversation, id) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+/// Undo [`BIND_KEY`] when the group write it announced conflicted.
+pub(super) const UNBIND_KEY: &str = "DELETE FROM {ks}.idempotency WHERE sender = ? AND client_id = ? IF id = ?";
+pub(super) const CREATE_GROUP: &str = "INSERT INTO {ks}.groups (id, record, version) VALUES (?, ?, 1) IF NOT EXISTS";
+pub(super) const CHANGE_GROUP: &str = "UPDATE {ks}.groups SET record = ?, version = ? WHERE id = ? IF version = ?";
+pub(super) const FIRST_CLAIM: &str = "INSERT INTO {ks}.inbox_heads (user_id, head) VALUES (?, ?) IF NOT EXISTS";
+pub(super) const CLAIM: &str = "UPDATE {ks}.inbox_heads SET head = ? WHERE user_id = ? IF head = ?";
+
 // Writes of a commit.
 pub(super) const INSERT_MESSAGE: &str =
     "INSERT INTO {ks}.messages (conversation, bucket, id, sender, kind, client_id, body) \
      VALUES (?, ?, ?, ?, ?, ?, ?)";
 pub(super) const INSERT_CONVERSATION_BUCKET: &str =
     "INSERT INTO {ks}.conversation_buckets (conversation, bucket) VALUES (?, ?)";
-// An inbox entry is a message reference or a receipt: two statements, so
-// the other column is left unset rather than written as a null (a tombstone).
+// An inbox entry is a message reference, a receipt or a hole: one statement
+// each, so the other columns are left unset rather than written as nulls
+// (tombstones). Every one is conditional: a position is taken once, by an
+// event or by a hole, whoever comes first (`walk`).
 pub(super) const INSERT_INBOX_MESSAGE: &str =
-    "INSERT INTO {ks}.inbox (user_id, bucket, event, conversation) VALUES (?, ?, ?, ?)";
+    "INSERT INTO {ks}.inbox (user_id, bucket, pos, event, conversation) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
 pub(super) const INSERT_INBOX_RECEIPT: &str =
-    "INSERT INTO {ks}.inbox (user_id, bucket, event, receipt) VALUES (?, ?, ?, ?)";
+    "INSERT INTO {ks}.inbox (user_id, bucket, pos, event, receipt) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
+pub(super) const INSERT_INBOX_HOLE: &str =
+    "INSERT INTO {ks}.inbox (user_id, bucket, pos, hole) VALUES (?, ?, ?, true) IF NOT EXISTS";
+pub(super) const INSERT_INBOX_ID: &str = "INSERT INTO {ks}.inbox_ids (user_id, bucket, event, pos) VALUES (?, ?, ?, ?)";
 pub(super) const INSERT_INBOX_BUCKET: &str = "INSERT INTO {ks}.inbox_buckets (user_id, bucket) VALUES (?, ?)";
-pub(super) const BIND_KEY: &str =
-    "INSERT INTO {ks}.idempotency (sender, client_id, conversation, id) VALUES (?, ?, ?, ?) IF NOT EXISTS";
 pub(super) const INSERT_DELIVERED: &str =
     "INSERT INTO {ks}.delivered (conversation, id, user_id, at) VALUES (?, ?, ?, ?)";
 pub(super) const INSERT_READ_BY: &str = "INSERT INTO {ks}.read_by (conversation, id, user_id, at) VALUES (?, ?, ?, ?)";
@@ -36,13 +49,12 @@ pub(super) const INSERT_READ_MARK: &str =
     "INSERT INTO {ks}.read_marks (conversation, reader, up_to, at) VALUES (?, ?, ?, ?)";
 pub(super) const PRUNE_READ_MARKS: &str =
     "DELETE FROM {ks}.read_marks WHERE conversation = ? AND reader = ? AND up_to < ?";
-pub(super) const INSERT_GROUP: &str = "INSERT INTO {ks}.groups (id, record) VALUES (?, ?)";
 pub(super) const INSERT_HIGH_WATER: &str = "INSERT INTO {ks}.high_water (slot, id) VALUES (?, ?)";
 pub(super) const PRUNE_HIGH_WATER: &str = "DELETE FROM {ks}.high_water WHERE slot = ? AND id < ?";
 pub(super) const PROBE: &str = "INSERT INTO {ks}.write_probe (id, at) VALUES (?, ?)";
 
 // Reads.
-pub(super) const HIGH_WATER: &str = "SELECT id FROM {ks}.high_water PER PARTITION LIMIT 1";
+pub(super) const HIGH_WATER: &str = "SELECT id FROM {ks}.high_water WHERE slot = ? LIMIT 1";
 pub(super) const MESSAGE: &str =
     "SELECT sender, kind, client_id, body FROM {ks}.messages WHERE conversation = ? AND bucket = ? AND id = ?";
 pub(super) const HEADER: &str =
@@ -61,11 +73,23 @@ pub(super) const CONVERSATION_BUCKETS_DOWN: &str =
     "SELECT bucket FROM {ks}.conversation_buckets WHERE conversation = ? AND bucket <= ? LIMIT ?";
 pub(super) const DELIVERED_OF: &str = "SELECT user_id, at FROM {ks}.delivered WHERE conversation = ? AND id = ?";
 pub(super) const READ_BY_OF: &str = "SELECT user_id, at FROM {ks}.read_by WHERE conversation = ? AND id = ?";
-pub(super) const GROUP: &str = "SELECT record FROM {ks}.groups WHERE id = ?";
-pub(super) const INBOX_BUCKETS: &str =
-    "SELECT bucket FROM {ks}.inbox_buckets WHERE user_id = ? AND bucket >= ? LIMIT ?";
-pub(super) const INBOX_PAGE: &str = "SELECT event, conversation, receipt FROM {ks}.inbox \
-     WHERE user_id = ? AND bucket = ? AND event > ? LIMIT ?";
+pub(super) const GROUP: &str = "SELECT record, version FROM {ks}.groups WHERE id = ?";
+pub(super) const HEAD: &str = "SELECT head, WRITETIME(head) FROM {ks}.inbox_heads WHERE user_id = ?";
+pub(super) const INBOX_PAGE: &str = "SELECT pos, event, conversation, receipt, hole, WRITETIME(event) \
+     FROM {ks}.inbox WHERE user_id = ? AND bucket = ? AND pos >= ? LIMIT ?";
+pub(super) const INBOX_ID: &str = "SELECT pos FROM {ks}.inbox_ids WHERE user_id = ? AND bucket = ? AND event = ?";
+pub(super) const INBOX_IDS_BELOW: &str = "SELECT pos FROM {ks}.inbox_ids \
+     WHERE user_id = ? AND bucket = ? AND event <= ? ORDER BY event DESC LIMIT ?";
+pub(super) const INBOX_BUCKETS_DOWN: &str =
+    "SELECT bucket FROM {ks}.inbox_buckets WHERE user_id = ? AND bucket <= ? ORDER BY bucket DESC LIMIT ?";
+
+/// Whether a statement is a lightweight transaction (every condition is
+/// written ` IF `, and no other statement contains it). Those are never
+/// retried by the driver: a retry of one that was applied answers "not
+/// applied", which would be taken for another writer's win.
+pub(super) fn is_conditional(cql: &str) -> bool {
+    cql.contains(" IF ")
+}
 
 /// Prepared statements of one session, by their text.
 pub(super) struct Statements {
@@ -85,9 +109,8 @@ impl Statements {
             return Ok(s.clone());
         }
         let mut statement = session.prepare(cql.replace("{ks}", &self.keyspace)).await?;
-        // Every write is an upsert or a conditional insert whose retry
-        // answers "already there", so the driver may retry any of them.
-        statement.set_is_idempotent(true);
+        // Every other write is an upsert, which the driver may retry.
+        statement.set_is_idempotent(!is_conditional(cql));
         self.prepared.lock().unwrap_or_else(PoisonError::into_inner).insert(cql, statement.clone());
         Ok(statement)
     }

@@ -6,11 +6,12 @@ use std::sync::{
 };
 
 use chatgw_protocol::{
-    ConversationId, Group, GroupId, Member, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake, UserId,
+    ConversationId, GroupId, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake, UserId,
 };
 
+use super::inbox;
 use super::{ids, text, Backend};
-use crate::{InboxEvent, MessageHeader, StoreError, Write};
+use crate::{InboxEvent, InboxPos, MessageHeader, StoreError, Write};
 
 const BOTH: [UserId; 2] = [UserId(1), UserId(2)];
 
@@ -42,19 +43,20 @@ pub fn commit_survives_reopen(backend: &dyn Backend) {
                 ],
                 rid,
             )
-            .expect("commit");
+            .expect("commit")
+            .stats;
         assert!(stats.records > 0 && stats.bytes > 0, "a commit reports what it wrote: {stats:?}");
     }
     let s = backend.open(&place);
-    assert_eq!(s.high_water().unwrap(), rid, "high water after reopen");
+    assert_eq!(s.high_water(1).unwrap(), rid, "high water of generator 1 after reopen");
     assert_eq!(s.message(m1.conversation, m1.id).unwrap(), Some(m1.clone()));
     assert_eq!(s.message(m2.conversation, m2.id).unwrap(), Some(m2.clone()));
     assert_eq!(s.message(m1.conversation, MessageId(1)).unwrap(), None, "no such id");
     assert_eq!(
-        s.inbox_after(UserId(1), MessageId(0), 100).unwrap(),
+        inbox(s.as_ref(), 1, 100),
         vec![InboxEvent::Message(m1.clone()), InboxEvent::Message(m2.clone()), InboxEvent::Receipt(receipt)]
     );
-    assert_eq!(s.inbox_after(UserId(2), MessageId(0), 100).unwrap().len(), 2, "the receipt went to user 1 only");
+    assert_eq!(inbox(s.as_ref(), 2, 100).len(), 2, "the receipt went to user 1 only");
     assert_eq!(s.messages_by_client_ids(&[(UserId(2), "b")]).unwrap(), vec![Some((m2.conversation, m2.id))]);
     assert_eq!(s.delivery_marks(&[(m1.conversation, m1.id, UserId(2))]).unwrap(), vec![true]);
     assert_eq!(s.history(m1.conversation, None, 10).unwrap(), vec![m2, m1]);
@@ -72,10 +74,10 @@ pub fn commit_is_atomic_to_readers(backend: &dyn Backend) {
         let reader = scope.spawn(|| {
             let mut sizes = Vec::new();
             while !stop.load(Ordering::Acquire) {
-                let n = s.inbox_after(UserId(2), MessageId(0), 1000).expect("read during commit").len();
+                let n = s.inbox_after(UserId(2), InboxPos(0), 1000).expect("read during commit").len();
                 sizes.push(n);
             }
-            sizes.push(s.inbox_after(UserId(2), MessageId(0), 1000).expect("read after commit").len());
+            sizes.push(s.inbox_after(UserId(2), InboxPos(0), 1000).expect("read after commit").len());
             sizes
         });
         s.commit(&messages(&batch, &BOTH), batch[299].id).expect("commit");
@@ -93,14 +95,14 @@ pub fn high_water_never_goes_back(backend: &dyn Backend) {
     let place = backend.new_place();
     {
         let s = backend.open(&place);
-        assert_eq!(s.high_water().unwrap(), MessageId(0), "an empty store");
+        assert_eq!(s.high_water(0).unwrap(), MessageId(0), "an empty store");
         s.commit(&[], MessageId(1_000)).unwrap();
-        assert_eq!(s.high_water().unwrap(), MessageId(1_000));
+        assert_eq!(s.high_water(0).unwrap(), MessageId(1_000));
         s.commit(&[], MessageId(500)).unwrap();
-        assert_eq!(s.high_water().unwrap(), MessageId(1_000), "a smaller high water does not lower it");
+        assert_eq!(s.high_water(0).unwrap(), MessageId(1_000), "a smaller high water does not lower it");
         s.commit(&[], MessageId(2_000)).unwrap();
     }
-    assert_eq!(backend.open(&place).high_water().unwrap(), MessageId(2_000), "after reopen");
+    assert_eq!(backend.open(&place).high_water(0).unwrap(), MessageId(2_000), "after reopen");
 }
 
 /// Batched idempotency lookups answer in input order, one per key,
@@ -218,7 +220,7 @@ pub fn read_marks_never_move_backwards(backend: &dyn Backend) {
     )
     .unwrap();
     assert_eq!(s.read_marks(&[(c, UserId(2)), (c, UserId(2))]).unwrap(), vec![Some(MessageId(9)); 2], "same batch");
-    let events = s.inbox_after(UserId(1), MessageId(0), 10).unwrap();
+    let events = inbox(s.as_ref(), 1, 10);
     assert_eq!(events, [r1, r2, r3, r4].map(InboxEvent::Receipt).to_vec(), "every receipt is an event");
 }
 
@@ -245,9 +247,10 @@ pub fn message_headers_between(backend: &dyn Backend) {
     assert_eq!(all[3], header(&ms[3]));
 }
 
-/// An inbox holds the owner's messages and receipts in id order across
-/// batches; paging with the last id as cursor reads each event once.
-pub fn inbox_pages_in_id_order(backend: &dyn Backend) {
+/// An inbox holds the owner's messages and receipts in commit order across
+/// batches, at strictly increasing positions (dense on a shared backend);
+/// paging with the last position as cursor reads each event once.
+pub fn inbox_pages_in_position_order(backend: &dyn Backend) {
     let s = backend.open(&backend.new_place());
     let mut g = Snowflake::new(1);
     let mut expected = Vec::new();
@@ -269,21 +272,28 @@ pub fn inbox_pages_in_id_order(backend: &dyn Backend) {
         expected.push(InboxEvent::Receipt(receipt));
     }
     let mut paged = Vec::new();
-    let mut cursor = MessageId(0);
+    let mut positions = Vec::new();
+    let mut cursor = InboxPos(0);
     loop {
         let page = s.inbox_after(UserId(1), cursor, 3).unwrap();
         assert!(page.len() <= 3, "a page holds at most `limit` events");
         let Some(last) = page.last() else { break };
-        cursor = last.id();
-        paged.extend(page);
+        cursor = last.pos;
+        positions.extend(page.iter().map(|e| e.pos));
+        paged.extend(page.into_iter().map(|e| e.event));
     }
-    assert_eq!(paged, expected, "every event once, in id order");
-    let user2 = s.inbox_after(UserId(2), MessageId(0), 1000).unwrap();
+    assert_eq!(paged, expected, "every event once, in commit order");
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "positions strictly increase: {positions:?}");
+    if backend.several_writers() {
+        let want: Vec<InboxPos> = (1..=positions.len() as u64).map(InboxPos).collect();
+        assert_eq!(positions, want, "dense positions from 1");
+    }
+    let user2 = inbox(s.as_ref(), 2, 1000);
     assert_eq!(user2.len(), 20, "user 2 got the messages but not the receipts");
-    assert!(user2.windows(2).all(|w| w[0].id() < w[1].id()));
-    assert!(s.inbox_after(UserId(1), MessageId(u64::MAX), 10).unwrap().is_empty());
-    assert!(s.inbox_after(UserId(1), MessageId(0), 0).unwrap().is_empty(), "limit 0");
-    assert!(s.inbox_after(UserId(99), MessageId(0), 10).unwrap().is_empty(), "an empty inbox");
+    assert!(user2.windows(2).all(|w| w[0].id() < w[1].id()), "one writer: commit order is id order");
+    assert!(s.inbox_after(UserId(1), InboxPos(u64::MAX), 10).unwrap().is_empty());
+    assert!(s.inbox_after(UserId(1), InboxPos(0), 0).unwrap().is_empty(), "limit 0");
+    assert!(s.inbox_after(UserId(99), InboxPos(0), 10).unwrap().is_empty(), "an empty inbox");
 }
 
 /// History is newest first, before an exclusive cursor, one conversation.
@@ -311,32 +321,6 @@ pub fn history_pages_newest_first(backend: &dyn Backend) {
     assert!(s.history(c, Some(MessageId(0)), 10).unwrap().is_empty());
     assert!(s.history(c, Some(ms[0].id), 10).unwrap().is_empty(), "nothing older than the first");
     assert_eq!(s.history(other.conversation, None, 10).unwrap(), vec![other]);
-}
-
-/// Group records: absent until written, replaced whole, several per batch.
-pub fn group_records(backend: &dyn Backend) {
-    let place = backend.new_place();
-    let member = |u: u64, admin: bool| Member { user: UserId(u), admin, joined: MessageId(u) };
-    let g7 = Group { id: GroupId(7), name: "seven".into(), created_by: UserId(1), members: vec![member(1, true)] };
-    let g8 = Group { id: GroupId(8), name: "eight".into(), created_by: UserId(2), members: vec![member(2, true)] };
-    {
-        let s = backend.open(&place);
-        assert_eq!(s.group(GroupId(7)).unwrap(), None);
-        s.commit(&[Write::Group { group: &g7 }, Write::Group { group: &g8 }], MessageId(1)).unwrap();
-        assert_eq!(s.group(GroupId(7)).unwrap(), Some(g7.clone()));
-        let grown =
-            Group { name: "seven, renamed".into(), members: (1..=4).map(|u| member(u, u == 2)).collect(), ..g7 };
-        s.commit(&[Write::Group { group: &grown }], MessageId(2)).unwrap();
-        assert_eq!(s.group(GroupId(7)).unwrap(), Some(grown.clone()));
-        let shrunk = Group { members: vec![member(3, true)], ..grown };
-        let last = Group { name: "last in the batch wins".into(), ..shrunk.clone() };
-        s.commit(&[Write::Group { group: &shrunk }, Write::Group { group: &last }], MessageId(3)).unwrap();
-    }
-    let s = backend.open(&place);
-    let g = s.group(GroupId(7)).unwrap().expect("group 7");
-    assert_eq!((g.name.as_str(), g.members.len()), ("last in the batch wins", 1));
-    assert_eq!(s.group(GroupId(8)).unwrap(), Some(g8));
-    assert_eq!(s.group(GroupId(9)).unwrap(), None);
 }
 
 /// Who got a message and who read it, with times, ordered by user.
@@ -376,10 +360,7 @@ pub fn receipts_of_a_message(backend: &dyn Backend) {
         Receipt::Delivered { event: MessageId(9), conversation: d, by: UserId(2), ids: vec![MessageId(8)], at: 90 };
     s.commit(&[Write::Receipt { receipt: &direct, inboxes: &[UserId(1)] }], MessageId(9)).unwrap();
     assert_eq!(s.receipts_of(d, MessageId(8)).unwrap().delivered, vec![(UserId(2), 90)], "direct delivery");
-    assert_eq!(
-        s.inbox_after(UserId(1), MessageId(0), 10).unwrap(),
-        [delivered, read, direct].map(InboxEvent::Receipt).to_vec()
-    );
+    assert_eq!(inbox(s.as_ref(), 1, 10), [delivered, read, direct].map(InboxEvent::Receipt).to_vec());
 }
 
 /// After an outage a commit fails (never a false success), the store keeps
@@ -417,9 +398,9 @@ pub fn outage_then_recover(backend: &dyn Backend) {
     s.commit(&[Write::Message { message: &after, inboxes: &BOTH }], after.id).expect("writable after recover");
     drop(s);
     let s = backend.open(&place);
-    let inbox = s.inbox_after(UserId(2), MessageId(0), 10).unwrap();
+    let inbox = inbox(s.as_ref(), 2, 10);
     assert_eq!(inbox.first(), Some(&InboxEvent::Message(before)));
     assert_eq!(inbox.last(), Some(&InboxEvent::Message(after.clone())));
     assert!(inbox.len() == 2 || inbox.len() == 3, "the failed batch may or may not be there, nothing else: {inbox:?}");
-    assert_eq!(s.high_water().unwrap(), after.id);
+    assert_eq!(s.high_water(1).unwrap(), after.id);
 }

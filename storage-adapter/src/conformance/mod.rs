@@ -11,20 +11,24 @@
 
 mod cases;
 mod concurrent;
+mod outcomes;
 mod postgres_server;
 
 use std::sync::Arc;
 
 pub use cases::{
-    commit_is_atomic_to_readers, commit_survives_reopen, delivery_marks, group_records, high_water_never_goes_back,
-    history_pages_newest_first, idempotency_lookups, inbox_pages_in_id_order, message_headers, message_headers_between,
-    outage_then_recover, read_marks_never_move_backwards, receipts_of_a_message,
+    commit_is_atomic_to_readers, commit_survives_reopen, delivery_marks, high_water_never_goes_back,
+    history_pages_newest_first, idempotency_lookups, inbox_pages_in_position_order, message_headers,
+    message_headers_between, outage_then_recover, read_marks_never_move_backwards, receipts_of_a_message,
 };
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 pub use concurrent::two_writers_one_pager;
+pub use outcomes::{
+    cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
+};
 pub use postgres_server::TestPostgres;
 
-use crate::MessageStore;
+use crate::{InboxEvent, InboxPos, MessageStore};
 
 /// What the suite needs from a backend: empty places to put a store, and
 /// handles to them.
@@ -45,6 +49,14 @@ pub trait Backend: Sync {
     /// killing its connections), so that its next commit fails. `false` if
     /// the backend cannot simulate one.
     fn interrupt(&self, place: &str, store: &Arc<dyn MessageStore>) -> bool;
+
+    /// Whether several handles, each with its own id generator and no lock
+    /// between them, may commit to one place at once (several gateways on
+    /// one database). Such a backend promises dense inbox positions too
+    /// (1, 2, 3, ... per inbox), which the checks then assert.
+    fn several_writers(&self) -> bool {
+        false
+    }
 }
 
 /// Calls the macro `$callback` with the name of every check, so a
@@ -63,9 +75,12 @@ macro_rules! for_each_conformance_case {
             delivery_marks,
             read_marks_never_move_backwards,
             message_headers_between,
-            inbox_pages_in_id_order,
+            inbox_pages_in_position_order,
+            cursors_resolve_to_positions,
+            duplicate_keys_write_nothing,
             history_pages_newest_first,
             group_records,
+            group_writes_compare_and_set,
             receipts_of_a_message,
             outage_then_recover,
             two_writers_one_pager,
@@ -98,4 +113,9 @@ pub(crate) fn text(ids: &mut Snowflake, from: u64, to: u64, client_id: &str) -> 
 /// Ids of inbox events or messages, for readable assertions.
 pub(crate) fn ids<T>(items: &[T], id: impl Fn(&T) -> MessageId) -> Vec<MessageId> {
     items.iter().map(id).collect()
+}
+
+/// The first `limit` events of `user`'s inbox, without their positions.
+pub(crate) fn inbox(s: &dyn MessageStore, user: u64, limit: usize) -> Vec<InboxEvent> {
+    s.inbox_after(UserId(user), InboxPos(0), limit).expect("read the inbox").into_iter().map(|e| e.event).collect()
 }

@@ -13,7 +13,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Sn
 use super::EmbeddedOptions;
 use crate::{
     codec::{self, InboxRecord},
-    CommitStats, InboxEvent, MessageHeader, MessageReceipts, StoreError, Write,
+    CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
+    Write, WriteOutcome,
 };
 
 pub(super) const HIGH_WATER_KEY: &[u8] = b"high_water";
@@ -30,6 +31,25 @@ pub(super) struct Tables {
     pub(super) read_by: Keyspace,
     pub(super) groups: Keyspace,
     pub(super) meta: Keyspace,
+}
+
+/// One commit being built: the fjall batch, what it wrote, and what it
+/// decided so far (keys bound, group versions, read marks), which later
+/// writes of the same batch must see.
+struct BatchWriter {
+    batch: fjall::OwnedWriteBatch,
+    stats: CommitStats,
+    keys: HashMap<(UserId, String), (ConversationId, MessageId)>,
+    groups: HashMap<GroupId, GroupVersion>,
+    read_marks: HashMap<Vec<u8>, u64>,
+}
+
+impl BatchWriter {
+    fn put(&mut self, ks: &Keyspace, k: &[u8], v: Vec<u8>) {
+        self.stats.bytes += k.len() + v.len();
+        self.stats.records += 1;
+        self.batch.insert(ks, k, v);
+    }
 }
 
 impl Tables {
@@ -83,93 +103,158 @@ impl Tables {
         batch.commit().map_err(|e| StoreError::backend("probe write", e))
     }
 
-    pub(super) fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        let mut stats = CommitStats::default();
-        let mut read_marks: HashMap<Vec<u8>, u64> = HashMap::new();
-        let mut put = |ks: &Keyspace, k: &[u8], v: Vec<u8>| {
-            stats.bytes += k.len() + v.len();
-            stats.records += 1;
-            batch.insert(ks, k, v);
+    /// Apply a batch as one atomic, durable fjall batch. One writer owns the
+    /// store (its directory is locked), so the checks below read the store
+    /// and then write without racing anyone: idempotency keys and group
+    /// versions are decided here, against the store and against the writes
+    /// earlier in the same batch. An event's inbox position is its id.
+    pub(super) fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<Committed, StoreError> {
+        let mut w = BatchWriter {
+            batch: self.db.batch().durability(Some(PersistMode::SyncData)),
+            stats: CommitStats::default(),
+            keys: HashMap::new(),
+            groups: HashMap::new(),
+            read_marks: HashMap::new(),
         };
-        for w in writes {
-            match *w {
-                Write::Message { message, inboxes } => {
-                    let c = &message.conversation;
-                    put(&self.messages, &codec::message_key(c, message.id), codec::encode_message(message));
-                    let reference = codec::encode_inbox_message(c);
-                    for user in inboxes {
-                        put(&self.inbox, &codec::inbox_key(*user, message.id), reference.clone());
+        let events = writes.iter().map(|w| w.inboxes().len()).sum();
+        let mut out = Committed::with_capacity(writes.len(), events);
+        for write in writes {
+            let outcome = match *write {
+                Write::Message { message, inboxes } => match self.taken_key(&w, message)? {
+                    Some(original) => original,
+                    None => {
+                        self.put_message(&mut w, message, inboxes);
+                        WriteOutcome::Applied
                     }
-                    // System messages without a client id have no idempotency key.
-                    if !message.client_id.is_empty() {
-                        put(
-                            &self.idempotency,
-                            &codec::idempotency_key(message.from, &message.client_id),
-                            codec::encode_idempotency(c, message.id),
-                        );
-                    }
-                }
+                },
                 Write::Receipt { receipt, inboxes } => {
-                    match receipt {
-                        Receipt::Delivered { conversation, by, ids, at, .. } => {
-                            for id in ids {
-                                put(
-                                    &self.delivered,
-                                    &codec::delivered_key(conversation, *id, *by),
-                                    at.to_be_bytes().to_vec(),
-                                );
+                    self.put_receipt(&mut w, receipt, inboxes)?;
+                    WriteOutcome::Applied
+                }
+                Write::Group { group, based_on, announce, inboxes } => {
+                    let taken = match announce {
+                        Some(m) => self.taken_key(&w, m)?,
+                        None => None,
+                    };
+                    match taken {
+                        Some(original) => original,
+                        None if self.group_version(&w, group.id)? != based_on => WriteOutcome::Conflict,
+                        None => {
+                            let version = based_on.next();
+                            w.groups.insert(group.id, version);
+                            let record = codec::encode_versioned_group(group, version);
+                            w.put(&self.groups, &group.id.0.to_be_bytes(), record);
+                            if let Some(m) = announce {
+                                self.put_message(&mut w, m, inboxes);
                             }
-                        }
-                        Receipt::Read { conversation, by, up_to, at, .. } => {
-                            // A read mark is the furthest any receipt reached:
-                            // one earlier in this batch, or one stored.
-                            let key = codec::read_key(conversation, *by);
-                            let furthest = match read_marks.get(&key) {
-                                Some(mark) => Some(*mark),
-                                None => {
-                                    self.get(&self.reads, &key, "read read mark")?.and_then(|v| codec::u64_value(&v))
-                                }
-                            };
-                            if furthest.is_none_or(|mark| up_to.0 > mark) {
-                                read_marks.insert(key.clone(), up_to.0);
-                                let mut v = up_to.0.to_be_bytes().to_vec();
-                                v.extend_from_slice(&at.to_be_bytes());
-                                put(&self.reads, &key, v);
-                            }
-                        }
-                        Receipt::Group { group, status, items, at, .. } => {
-                            let conversation = ConversationId::Group(*group);
-                            let table = match status {
-                                ReceiptStatus::Delivered => &self.delivered,
-                                ReceiptStatus::Read => &self.read_by,
-                            };
-                            for (by, ids) in items {
-                                for id in ids {
-                                    put(
-                                        table,
-                                        &codec::delivered_key(&conversation, *id, *by),
-                                        at.to_be_bytes().to_vec(),
-                                    );
-                                }
-                            }
+                            WriteOutcome::Applied
                         }
                     }
-                    let v = codec::encode_receipt(receipt);
-                    for user in inboxes {
-                        put(&self.inbox, &codec::inbox_key(*user, receipt.event()), v.clone());
-                    }
                 }
-                Write::Group { group } => {
-                    put(&self.groups, &group.id.0.to_be_bytes(), codec::encode_group(group));
-                }
-            }
+            };
+            let event = match write {
+                Write::Message { message, .. } => message.id,
+                Write::Receipt { receipt, .. } => receipt.event(),
+                Write::Group { announce, .. } => announce.map_or(MessageId(0), |m| m.id),
+            };
+            let applied = outcome == WriteOutcome::Applied;
+            let n = if applied { write.inboxes().len() } else { 0 };
+            out.push(outcome, std::iter::repeat_n(InboxPos(event.0), n));
         }
         // Never lowered: a commit recording a smaller id keeps the stored one.
         let high_water = high_water.max(self.high_water()?);
-        put(&self.meta, HIGH_WATER_KEY, high_water.0.to_be_bytes().to_vec());
-        batch.commit().map_err(|e| StoreError::backend("commit", e))?;
-        Ok(stats)
+        w.put(&self.meta, HIGH_WATER_KEY, high_water.0.to_be_bytes().to_vec());
+        w.batch.commit().map_err(|e| StoreError::backend("commit", e))?;
+        out.stats = w.stats;
+        Ok(out)
+    }
+
+    /// The message a write's idempotency key is already bound to, earlier in
+    /// this batch or in the store, as the outcome that reports it.
+    fn taken_key(&self, w: &BatchWriter, m: &Message) -> Result<Option<WriteOutcome>, StoreError> {
+        // System messages without a client id have no idempotency key.
+        if m.client_id.is_empty() {
+            return Ok(None);
+        }
+        let bound = match w.keys.get(&(m.from, m.client_id.clone())) {
+            Some(found) => Some(*found),
+            None => match self.get(&self.idempotency, &codec::idempotency_key(m.from, &m.client_id), "read key")? {
+                Some(v) => Some(codec::decode_idempotency(&v)?),
+                None => None,
+            },
+        };
+        Ok(bound.map(|(conversation, id)| WriteOutcome::Duplicate { conversation, id }))
+    }
+
+    /// The version a group write is checked against: the record written
+    /// earlier in this batch, else the stored one.
+    fn group_version(&self, w: &BatchWriter, id: GroupId) -> Result<GroupVersion, StoreError> {
+        if let Some(v) = w.groups.get(&id) {
+            return Ok(*v);
+        }
+        match self.get(&self.groups, &id.0.to_be_bytes(), "read group")? {
+            Some(v) => codec::group_version(id, &v),
+            None => Ok(GroupVersion::ABSENT),
+        }
+    }
+
+    fn put_message(&self, w: &mut BatchWriter, message: &Message, inboxes: &[UserId]) {
+        let c = &message.conversation;
+        w.put(&self.messages, &codec::message_key(c, message.id), codec::encode_message(message));
+        let reference = codec::encode_inbox_message(c);
+        for user in inboxes {
+            w.put(&self.inbox, &codec::inbox_key(*user, message.id), reference.clone());
+        }
+        if !message.client_id.is_empty() {
+            w.keys.insert((message.from, message.client_id.clone()), (*c, message.id));
+            w.put(
+                &self.idempotency,
+                &codec::idempotency_key(message.from, &message.client_id),
+                codec::encode_idempotency(c, message.id),
+            );
+        }
+    }
+
+    fn put_receipt(&self, w: &mut BatchWriter, receipt: &Receipt, inboxes: &[UserId]) -> Result<(), StoreError> {
+        match receipt {
+            Receipt::Delivered { conversation, by, ids, at, .. } => {
+                for id in ids {
+                    w.put(&self.delivered, &codec::delivered_key(conversation, *id, *by), at.to_be_bytes().to_vec());
+                }
+            }
+            Receipt::Read { conversation, by, up_to, at, .. } => {
+                // A read mark is the furthest any receipt reached: one
+                // earlier in this batch, or one stored.
+                let key = codec::read_key(conversation, *by);
+                let furthest = match w.read_marks.get(&key) {
+                    Some(mark) => Some(*mark),
+                    None => self.get(&self.reads, &key, "read read mark")?.and_then(|v| codec::u64_value(&v)),
+                };
+                if furthest.is_none_or(|mark| up_to.0 > mark) {
+                    w.read_marks.insert(key.clone(), up_to.0);
+                    let mut v = up_to.0.to_be_bytes().to_vec();
+                    v.extend_from_slice(&at.to_be_bytes());
+                    w.put(&self.reads, &key, v);
+                }
+            }
+            Receipt::Group { group, status, items, at, .. } => {
+                let conversation = ConversationId::Group(*group);
+                let table = match status {
+                    ReceiptStatus::Delivered => &self.delivered,
+                    ReceiptStatus::Read => &self.read_by,
+                };
+                for (by, ids) in items {
+                    for id in ids {
+                        w.put(table, &codec::delivered_key(&conversation, *id, *by), at.to_be_bytes().to_vec());
+                    }
+                }
+            }
+        }
+        let v = codec::encode_receipt(receipt);
+        for user in inboxes {
+            w.put(&self.inbox, &codec::inbox_key(*user, receipt.event()), v.clone());
+        }
+        Ok(())
     }
 
     pub(super) fn high_water(&self) -> Result<MessageId, StoreError> {
@@ -275,19 +360,20 @@ impl Tables {
         Ok(MessageReceipts { delivered: scan(&self.delivered)?, read: scan(&self.read_by)? })
     }
 
-    pub(super) fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+    pub(super) fn versioned_group(&self, id: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError> {
         match self.get(&self.groups, &id.0.to_be_bytes(), "read group")? {
-            Some(v) => codec::decode_group(id, &v).map(Some),
+            Some(v) => codec::decode_versioned_group(id, &v).map(Some),
             None => Ok(None),
         }
     }
 
+    /// An event's position is its id (one writer commits ids in order).
     pub(super) fn inbox_after(
         &self,
         user: UserId,
-        after: MessageId,
+        after: InboxPos,
         limit: usize,
-    ) -> Result<Vec<InboxEvent>, StoreError> {
+    ) -> Result<Vec<InboxEntry>, StoreError> {
         let Some(start) = after.0.checked_add(1) else {
             return Ok(Vec::new());
         };
@@ -296,21 +382,40 @@ impl Tables {
         let mut out = Vec::new();
         for guard in self.view().range(&self.inbox, lo..=hi).take(limit) {
             let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan inbox", e))?;
-            let event =
-                codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "inbox", what: "short key" })?;
-            match codec::decode_inbox(event, &v)? {
+            let id = codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "inbox", what: "short key" })?;
+            let event = match codec::decode_inbox(id, &v)? {
                 InboxRecord::Message(c) => {
                     // The reference and the message are written in one atomic
                     // batch, so a dangling reference means damage on disk.
                     let m = self
-                        .message(c, event)?
+                        .message(c, id)?
                         .ok_or(StoreError::Corrupt { table: "inbox", what: "reference to a missing message" })?;
-                    out.push(InboxEvent::Message(m));
+                    InboxEvent::Message(m)
                 }
-                InboxRecord::Receipt(r) => out.push(InboxEvent::Receipt(r)),
-            }
+                InboxRecord::Receipt(r) => InboxEvent::Receipt(r),
+            };
+            out.push(InboxEntry { pos: InboxPos(id.0), event });
         }
         Ok(out)
+    }
+
+    /// The largest event id of `user`'s inbox at or below `cursor`: its
+    /// position, since a position is the id.
+    pub(super) fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError> {
+        if cursor.0 == 0 {
+            return Ok(InboxPos(0));
+        }
+        let lo = codec::inbox_key(user, MessageId(0));
+        let hi = codec::inbox_key(user, cursor);
+        match self.view().range(&self.inbox, lo..=hi).next_back() {
+            Some(guard) => {
+                let k = guard.key().map_err(|e| StoreError::backend("scan inbox", e))?;
+                let id =
+                    codec::id_from_message_key(&k).ok_or(StoreError::Corrupt { table: "inbox", what: "short key" })?;
+                Ok(InboxPos(id.0))
+            }
+            None => Ok(InboxPos(0)),
+        }
     }
 
     pub(super) fn history(

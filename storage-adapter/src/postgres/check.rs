@@ -101,6 +101,24 @@ const QUERIES: &[Query] = &[
     },
     Query {
         table: "inbox",
+        sql: "SELECT user_id, pos, event FROM (
+                  SELECT user_id, pos, event, row_number() OVER (PARTITION BY user_id ORDER BY pos) AS n FROM inbox
+              ) numbered WHERE pos <> n ORDER BY user_id, pos LIMIT 1000",
+        describe: |r, _| {
+            format!("user {}: event {} is at position {}, after a gap (positions are dense)", int(r, 0), int(r, 2), int(r, 1))
+        },
+    },
+    Query {
+        table: "inbox_heads",
+        sql: "SELECT coalesce(h.user_id, i.user_id), coalesce(h.head, 0), coalesce(i.last, 0) FROM inbox_heads h
+              FULL JOIN (SELECT user_id, max(pos) AS last FROM inbox GROUP BY user_id) i ON i.user_id = h.user_id
+              WHERE h.head IS DISTINCT FROM i.last ORDER BY 1",
+        describe: |r, _| {
+            format!("user {}: the inbox head says {} but the last position is {}", int(r, 0), int(r, 1), int(r, 2))
+        },
+    },
+    Query {
+        table: "inbox",
         sql: "SELECT i.user_id, i.event, i.conversation FROM inbox i
               WHERE i.conversation IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation = i.conversation AND m.id = i.event)

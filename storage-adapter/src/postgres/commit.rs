@@ -1,4 +1,5 @@
-//! A commit batch as one statement: one round trip, one transaction.
+//! A commit batch as one statement: one round trip, one transaction, with
+//! inbox positions, idempotency keys and group versions decided inside it.
 //!
 //! Why one statement: the batch is turned into column arrays per table and
 //! sent as the parameters of a single prepared statement whose
@@ -7,47 +8,78 @@
 //! size costs one round trip, is atomic, and with `synchronous_commit` on
 //! the reply comes only after the commit record is flushed.
 //!
-//! Several writers: every insert is idempotent (`ON CONFLICT DO NOTHING`,
-//! so a batch retried after an unknown outcome changes nothing), the
-//! idempotency key keeps the first message bound to it, a read mark only
-//! moves forward (`DO UPDATE ... WHERE up_to < EXCLUDED.up_to`, evaluated on
-//! the locked row), and the high water is one row per Snowflake generator,
-//! only ever raised, so gateways do not contend on one row.
+//! Several writers (docs/STORAGE.md, "Several gateways on one store"):
+//! - Positions: the statement raises `inbox_heads.head` of every inbox the
+//!   batch touches by the number of its events there (`INSERT ... ON
+//!   CONFLICT DO UPDATE`, rows in user order) and numbers the events below
+//!   the new head. The head rows stay locked until COMMIT, so a second
+//!   writer touching the same inbox waits, then numbers above: positions
+//!   are dense per inbox and become visible in position order.
+//! - Idempotency: keys are inserted `ON CONFLICT DO NOTHING RETURNING`; a
+//!   message whose key did not come back was already bound by another
+//!   writer, and nothing of it is written (no message row, no inbox rows,
+//!   no position). The statement returns those writes; the original each
+//!   key names is read once the commit is done.
+//! - Groups: a group write is a compare-and-set on `groups.version`, run
+//!   before the main statement inside one explicit transaction (group
+//!   changes are rare; a batch without one stays a single statement; see
+//!   `attempt`).
+//! - Read marks only move forward (`DO UPDATE ... WHERE up_to <
+//!   EXCLUDED.up_to`), and the high water is one row per Snowflake
+//!   generator, only ever raised.
+//!
+//! Writers can deadlock (on head rows, key inserts, read marks); rows are
+//! locked in sorted order where the statement controls it, and the store
+//! retries the whole batch on a deadlock or serialization failure (see
+//! `attempt` and `PostgresStore::commit`).
 
 use std::collections::HashMap;
 
-use chatgw_protocol::{ConversationId, MessageId, Receipt, ReceiptStatus};
+use chatgw_protocol::{ConversationId, Message, MessageId, Receipt, ReceiptStatus, UserId};
+use postgres::{Client, Statement};
 
 use super::{pg_id, pg_u64};
-use crate::{codec, CommitStats, Write};
+use crate::{codec, CommitStats, Committed, InboxPos, Write, WriteOutcome};
 
 pub(super) const COMMIT: &str = "
 WITH
-m AS (INSERT INTO messages (conversation, id, sender, kind, client_id, body)
-      SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int2[], $5::bytea[], $6::bytea[])
-      ON CONFLICT DO NOTHING),
+msg AS (SELECT * FROM unnest($1::int4[], $2::bytea[], $3::int8[], $4::int8[], $5::int2[], $6::bytea[], $7::bytea[],
+                             $8::bool[])
+        AS t(ord, conversation, id, sender, kind, client_id, body, keyed)),
 k AS (INSERT INTO idempotency (sender, client_id, conversation, id)
-      SELECT * FROM unnest($7::int8[], $8::bytea[], $9::bytea[], $10::int8[])
-      ON CONFLICT DO NOTHING),
-i AS (INSERT INTO inbox (user_id, event, conversation, receipt)
-      SELECT * FROM unnest($11::int8[], $12::int8[], $13::bytea[], $14::bytea[])
+      SELECT sender, client_id, conversation, id FROM msg WHERE keyed
+      ON CONFLICT DO NOTHING RETURNING sender, client_id, id),
+dup AS (SELECT w.ord FROM msg w WHERE w.keyed AND NOT EXISTS
+        (SELECT 1 FROM k WHERE k.sender = w.sender AND k.client_id = w.client_id AND k.id = w.id)),
+mi AS (INSERT INTO messages (conversation, id, sender, kind, client_id, body)
+       SELECT conversation, id, sender, kind, client_id, body FROM msg WHERE ord NOT IN (SELECT ord FROM dup)
+       ON CONFLICT DO NOTHING),
+live AS (SELECT * FROM unnest($9::int4[], $10::int8[], $11::int8[], $12::bytea[], $13::bytea[]) WITH ORDINALITY
+         AS t(ord, user_id, event, conversation, receipt, n)
+         WHERE ord NOT IN (SELECT ord FROM dup)),
+counts AS (SELECT user_id, count(*) AS n FROM live GROUP BY user_id),
+h AS (INSERT INTO inbox_heads (user_id, head) SELECT user_id, n FROM counts ORDER BY user_id
+      ON CONFLICT (user_id) DO UPDATE SET head = inbox_heads.head + EXCLUDED.head
+      RETURNING user_id, head),
+i AS (INSERT INTO inbox (user_id, event, pos, conversation, receipt)
+      SELECT l.user_id, l.event, h.head - c.n + row_number() OVER (PARTITION BY l.user_id ORDER BY l.n),
+             l.conversation, l.receipt
+      FROM live l JOIN h ON h.user_id = l.user_id JOIN counts c ON c.user_id = l.user_id
       ON CONFLICT DO NOTHING),
 d AS (INSERT INTO delivered (conversation, id, user_id, at)
-      SELECT * FROM unnest($15::bytea[], $16::int8[], $17::int8[], $18::int8[])
+      SELECT * FROM unnest($14::bytea[], $15::int8[], $16::int8[], $17::int8[])
       ON CONFLICT DO NOTHING),
 r AS (INSERT INTO read_by (conversation, id, user_id, at)
-      SELECT * FROM unnest($19::bytea[], $20::int8[], $21::int8[], $22::int8[])
+      SELECT * FROM unnest($18::bytea[], $19::int8[], $20::int8[], $21::int8[])
       ON CONFLICT DO NOTHING),
 rm AS (INSERT INTO read_marks (conversation, reader, up_to, at)
-      SELECT * FROM unnest($23::bytea[], $24::int8[], $25::int8[], $26::int8[])
+      SELECT * FROM unnest($22::bytea[], $23::int8[], $24::int8[], $25::int8[])
       ON CONFLICT (conversation, reader) DO UPDATE SET up_to = EXCLUDED.up_to, at = EXCLUDED.at
       WHERE read_marks.up_to < EXCLUDED.up_to),
-g AS (INSERT INTO groups (id, record)
-      SELECT * FROM unnest($27::int8[], $28::bytea[])
-      ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record),
-h AS (INSERT INTO high_water (slot, id) VALUES ($29, $30)
+hw AS (INSERT INTO high_water (slot, id) VALUES ($26, $27)
       ON CONFLICT (slot) DO UPDATE SET id = EXCLUDED.id WHERE high_water.id < EXCLUDED.id)
-SELECT 1";
+SELECT false, user_id, head FROM h
+UNION ALL SELECT true, ord::int8, 0::int8 FROM dup";
 
 /// `(conversation, id, user, at)` rows of a receipt table.
 #[derive(Default)]
@@ -70,75 +102,72 @@ impl Marks {
 /// Every column array of [`COMMIT`].
 #[derive(Default)]
 pub(super) struct Columns {
-    pub(super) m_conversation: Vec<Vec<u8>>,
-    pub(super) m_id: Vec<i64>,
-    pub(super) m_sender: Vec<i64>,
-    pub(super) m_kind: Vec<i16>,
-    pub(super) m_client_id: Vec<Vec<u8>>,
-    pub(super) m_body: Vec<Vec<u8>>,
-    pub(super) k_sender: Vec<i64>,
-    pub(super) k_client_id: Vec<Vec<u8>>,
-    pub(super) k_conversation: Vec<Vec<u8>>,
-    pub(super) k_id: Vec<i64>,
-    pub(super) i_user: Vec<i64>,
-    pub(super) i_event: Vec<i64>,
-    pub(super) i_conversation: Vec<Option<Vec<u8>>>,
-    pub(super) i_receipt: Vec<Option<Vec<u8>>>,
-    pub(super) delivered: Marks,
-    pub(super) read_by: Marks,
-    pub(super) rm_conversation: Vec<Vec<u8>>,
-    pub(super) rm_reader: Vec<i64>,
-    pub(super) rm_up_to: Vec<i64>,
-    pub(super) rm_at: Vec<i64>,
-    pub(super) g_id: Vec<i64>,
-    pub(super) g_record: Vec<Vec<u8>>,
-    pub(super) h_slot: i16,
-    pub(super) h_id: i64,
+    m_ord: Vec<i32>,
+    m_conversation: Vec<Vec<u8>>,
+    m_id: Vec<i64>,
+    m_sender: Vec<i64>,
+    m_kind: Vec<i16>,
+    m_client_id: Vec<Vec<u8>>,
+    m_body: Vec<Vec<u8>>,
+    m_keyed: Vec<bool>,
+    i_ord: Vec<i32>,
+    i_user: Vec<i64>,
+    i_event: Vec<i64>,
+    i_conversation: Vec<Option<Vec<u8>>>,
+    i_receipt: Vec<Option<Vec<u8>>>,
+    delivered: Marks,
+    read_by: Marks,
+    rm_conversation: Vec<Vec<u8>>,
+    rm_reader: Vec<i64>,
+    rm_up_to: Vec<i64>,
+    rm_at: Vec<i64>,
+    h_slot: i16,
+    h_id: i64,
     pub(super) stats: CommitStats,
 }
 
 /// The high-water row a Snowflake id belongs to: its generator bits.
-fn slot_of(id: MessageId) -> i16 {
+pub(super) fn slot_of(id: MessageId) -> i16 {
     ((id.0 >> 12) & 0x3ff) as i16
 }
 
+/// How a group write fared before the main statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum GroupStep {
+    /// The record was written and its announcement's key bound.
+    Applied,
+    /// The stored version was not the one the change was based on.
+    Conflict,
+    /// The announcement's idempotency key was bound already.
+    KeyTaken,
+}
+
+/// The group writes of a batch, by index, decided before the main statement.
+pub(super) type Decided = HashMap<usize, GroupStep>;
+
 impl Columns {
-    /// Split a batch into column arrays. Read marks and group records are
-    /// folded per key first (furthest mark, last record), because one
-    /// statement may not update the same row twice.
-    pub(super) fn of(writes: &[Write<'_>], high_water: MessageId) -> Self {
+    /// Split a batch into column arrays, leaving out the writes already
+    /// decided as not applied. Read marks are folded per key first
+    /// (furthest mark) and sorted, because one statement may not update the
+    /// same row twice and writers lock rows in one order.
+    pub(super) fn of(writes: &[Write<'_>], decided: &Decided, high_water: MessageId) -> Self {
         let mut c = Columns { h_slot: slot_of(high_water), h_id: pg_id(high_water), ..Columns::default() };
         let mut marks: HashMap<(Vec<u8>, u64), (MessageId, u64)> = HashMap::new();
-        let mut groups: HashMap<u64, Vec<u8>> = HashMap::new();
         let mut rows = 1;
-        for w in writes {
+        for (ord, w) in writes.iter().enumerate() {
+            if decided.get(&ord).is_some_and(|o| *o != GroupStep::Applied) {
+                continue;
+            }
+            let ord = i32::try_from(ord).unwrap_or(i32::MAX);
             match *w {
-                Write::Message { message: m, inboxes } => {
-                    let conv = codec::conv_key(&m.conversation);
-                    c.stats.bytes += conv.len() + 18 + m.client_id.len() + m.body.len();
-                    c.m_conversation.push(conv.clone());
-                    c.m_id.push(pg_id(m.id));
-                    c.m_sender.push(pg_u64(m.from.0));
-                    c.m_kind.push(i16::from(m.kind.to_u8()));
-                    c.m_client_id.push(m.client_id.as_bytes().to_vec());
-                    c.m_body.push(m.body.as_bytes().to_vec());
-                    // System messages without a client id have no idempotency key.
-                    if !m.client_id.is_empty() {
-                        c.k_sender.push(pg_u64(m.from.0));
-                        c.k_client_id.push(m.client_id.as_bytes().to_vec());
-                        c.k_conversation.push(conv.clone());
-                        c.k_id.push(pg_id(m.id));
-                        c.stats.bytes += 16 + m.client_id.len() + conv.len();
-                        rows += 1;
+                Write::Message { message, inboxes } => rows += c.message(ord, message, inboxes, true),
+                Write::Group { group, announce, inboxes, .. } => {
+                    // Applied: the record is written, and the key (if any) bound.
+                    c.stats.bytes += 16 + codec::encode_group(group).len();
+                    rows += 1;
+                    if let Some(m) = announce {
+                        rows += c.message(ord, m, inboxes, false);
                     }
-                    for user in inboxes {
-                        c.i_user.push(pg_u64(user.0));
-                        c.i_event.push(pg_id(m.id));
-                        c.i_conversation.push(Some(conv.clone()));
-                        c.i_receipt.push(None);
-                        c.stats.bytes += 16 + conv.len();
-                    }
-                    rows += 1 + inboxes.len();
                 }
                 Write::Receipt { receipt, inboxes } => {
                     match receipt {
@@ -170,20 +199,20 @@ impl Columns {
                     }
                     let encoded = codec::encode_receipt(receipt);
                     for user in inboxes {
+                        c.i_ord.push(ord);
                         c.i_user.push(pg_u64(user.0));
                         c.i_event.push(pg_id(receipt.event()));
                         c.i_conversation.push(None);
                         c.i_receipt.push(Some(encoded.clone()));
-                        c.stats.bytes += 16 + encoded.len();
+                        c.stats.bytes += 24 + encoded.len();
                     }
                     rows += inboxes.len();
-                }
-                Write::Group { group } => {
-                    groups.insert(group.id.0, codec::encode_group(group));
                 }
             }
         }
         c.stats.bytes += 36 * (c.delivered.id.len() + c.read_by.id.len());
+        let mut marks: Vec<_> = marks.into_iter().collect();
+        marks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for ((conversation, reader), (up_to, at)) in marks {
             c.stats.bytes += conversation.len() + 24;
             c.rm_conversation.push(conversation);
@@ -192,13 +221,140 @@ impl Columns {
             c.rm_at.push(pg_u64(at));
             rows += 1;
         }
-        for (id, record) in groups {
-            c.stats.bytes += 8 + record.len();
-            c.g_id.push(pg_u64(id));
-            c.g_record.push(record);
-            rows += 1;
-        }
         c.stats.records = rows;
         c
     }
+
+    /// One message and its inbox rows; `keyed` when the statement binds
+    /// its idempotency key (an announcement's key is bound before). Returns
+    /// the rows written.
+    fn message(&mut self, ord: i32, m: &Message, inboxes: &[UserId], keyed: bool) -> usize {
+        let conv = codec::conv_key(&m.conversation);
+        let keyed = keyed && !m.client_id.is_empty();
+        self.stats.bytes += conv.len() + 18 + m.client_id.len() + m.body.len();
+        self.m_ord.push(ord);
+        self.m_conversation.push(conv.clone());
+        self.m_id.push(pg_id(m.id));
+        self.m_sender.push(pg_u64(m.from.0));
+        self.m_kind.push(i16::from(m.kind.to_u8()));
+        self.m_client_id.push(m.client_id.as_bytes().to_vec());
+        self.m_body.push(m.body.as_bytes().to_vec());
+        self.m_keyed.push(keyed);
+        for user in inboxes {
+            self.i_ord.push(ord);
+            self.i_user.push(pg_u64(user.0));
+            self.i_event.push(pg_id(m.id));
+            self.i_conversation.push(Some(conv.clone()));
+            self.i_receipt.push(None);
+            self.stats.bytes += 24 + conv.len();
+        }
+        let key_rows = if m.client_id.is_empty() { 0 } else { 1 };
+        1 + key_rows + inboxes.len()
+    }
+
+    /// Run [`COMMIT`]: the new head of every inbox touched, and the writes
+    /// refused for a taken idempotency key.
+    pub(super) fn execute(&self, client: &mut Client, statement: &Statement) -> Result<Heads, postgres::Error> {
+        let rows = client.query(
+            statement,
+            &[
+                &self.m_ord,
+                &self.m_conversation,
+                &self.m_id,
+                &self.m_sender,
+                &self.m_kind,
+                &self.m_client_id,
+                &self.m_body,
+                &self.m_keyed,
+                &self.i_ord,
+                &self.i_user,
+                &self.i_event,
+                &self.i_conversation,
+                &self.i_receipt,
+                &self.delivered.conversation,
+                &self.delivered.id,
+                &self.delivered.user,
+                &self.delivered.at,
+                &self.read_by.conversation,
+                &self.read_by.id,
+                &self.read_by.user,
+                &self.read_by.at,
+                &self.rm_conversation,
+                &self.rm_reader,
+                &self.rm_up_to,
+                &self.rm_at,
+                &self.h_slot,
+                &self.h_id,
+            ],
+        )?;
+        let mut heads = Heads::default();
+        for row in rows {
+            if row.get::<_, bool>(0) {
+                heads.duplicates.push(usize::try_from(row.get::<_, i64>(1)).unwrap_or(usize::MAX));
+            } else {
+                heads.after.insert(row.get(1), row.get(2));
+            }
+        }
+        Ok(heads)
+    }
+
+    /// Number the applied events of each inbox below its new head, in
+    /// batch order (the order the statement numbered them in), and report
+    /// each write's outcome. `originals` names, per refused write, the
+    /// message its key is bound to.
+    pub(super) fn outcomes(
+        &self,
+        writes: &[Write<'_>],
+        decided: &Decided,
+        heads: &Heads,
+        originals: &HashMap<usize, WriteOutcome>,
+    ) -> Committed {
+        let refused = |ord: usize| heads.duplicates.contains(&ord);
+        // Events per inbox in this batch, to find where each inbox's first
+        // new position is.
+        let mut next: HashMap<i64, i64> = HashMap::new();
+        for (ord, user) in self.i_ord.iter().zip(&self.i_user) {
+            if !refused(*ord as usize) {
+                *next.entry(*user).or_insert(0) += 1;
+            }
+        }
+        for (user, n) in next.iter_mut() {
+            *n = heads.after.get(user).copied().unwrap_or(0) - *n + 1;
+        }
+        let mut out = Committed::with_capacity(writes.len(), self.i_user.len());
+        for (ord, w) in writes.iter().enumerate() {
+            // A taken key whose original cannot be read (it cannot be
+            // unbound, so this does not happen) is reported as a conflict:
+            // the caller answers "retry", never a false success.
+            let original = || originals.get(&ord).copied().unwrap_or(WriteOutcome::Conflict);
+            let outcome = match decided.get(&ord) {
+                Some(GroupStep::Conflict) => WriteOutcome::Conflict,
+                Some(GroupStep::KeyTaken) => original(),
+                _ if refused(ord) => original(),
+                _ => WriteOutcome::Applied,
+            };
+            if outcome != WriteOutcome::Applied {
+                out.push(outcome, std::iter::empty());
+                continue;
+            }
+            let positions = w.inboxes().iter().map(|user| {
+                let slot = next.entry(pg_u64(user.0)).or_insert(0);
+                let pos = *slot;
+                *slot += 1;
+                InboxPos(u64::try_from(pos).unwrap_or(0))
+            });
+            out.push(outcome, positions);
+        }
+        out.stats = self.stats;
+        out
+    }
+}
+
+/// What [`COMMIT`] returned.
+#[derive(Default)]
+pub(super) struct Heads {
+    /// The head of every inbox touched, after the commit.
+    pub(super) after: HashMap<i64, i64>,
+    /// Writes (by index) whose idempotency key was already bound.
+    pub(super) duplicates: Vec<usize>,
 }

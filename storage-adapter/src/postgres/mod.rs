@@ -6,7 +6,9 @@
 //! the primary-key indexes serve the same range scans. A commit is one
 //! statement (see `commit`); reads are one statement each, batched lookups
 //! included. Connections come from a small pool (`pool`) sized by
-//! [`PostgresOptions::pool_size`].
+//! [`PostgresOptions::pool_size`]. Several gateways may share one database:
+//! inbox positions, idempotency keys and group versions are decided inside
+//! the commit transaction (see `commit`).
 //!
 //! Failure contract, as for the embedded store: a failed commit (a lost
 //! connection, a restarted server, a full disk on the server) makes the
@@ -15,6 +17,7 @@
 //! again. Reads retry once on a fresh connection when theirs was closed, so
 //! they are served whenever the server is up.
 
+mod attempt;
 mod check;
 mod commit;
 mod pool;
@@ -32,7 +35,14 @@ pub use schema::VERSION as SCHEMA_VERSION;
 pub(crate) use self::pool::cause_of;
 
 use self::pool::{Connection, Pool};
-use crate::{CommitStats, InboxEvent, MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure};
+use crate::{
+    Committed, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, MessageStore, StoreError, Write,
+    WriteFailure,
+};
+
+/// Times a batch is tried again after a deadlock or serialization failure
+/// with another writer before the commit fails.
+const COMMIT_RETRIES: u32 = 8;
 
 /// Tuning for [`PostgresStore`].
 #[derive(Clone, Debug)]
@@ -153,58 +163,29 @@ pub(crate) fn failure_of(e: &postgres::Error) -> WriteFailure {
 }
 
 impl MessageStore for PostgresStore {
-    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<CommitStats, StoreError> {
+    fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<Committed, StoreError> {
         if let Some(cause) = self.failure() {
             return Err(StoreError::Unwritable { cause });
         }
-        let c = commit::Columns::of(writes, high_water);
         let mut connection = self.pool.get().inspect_err(|e| self.set_failure(Some(e.failure())))?;
-        let result = connection.prepared(commit::COMMIT).and_then(|s| {
-            connection.client().execute(
-                &s,
-                &[
-                    &c.m_conversation,
-                    &c.m_id,
-                    &c.m_sender,
-                    &c.m_kind,
-                    &c.m_client_id,
-                    &c.m_body,
-                    &c.k_sender,
-                    &c.k_client_id,
-                    &c.k_conversation,
-                    &c.k_id,
-                    &c.i_user,
-                    &c.i_event,
-                    &c.i_conversation,
-                    &c.i_receipt,
-                    &c.delivered.conversation,
-                    &c.delivered.id,
-                    &c.delivered.user,
-                    &c.delivered.at,
-                    &c.read_by.conversation,
-                    &c.read_by.id,
-                    &c.read_by.user,
-                    &c.read_by.at,
-                    &c.rm_conversation,
-                    &c.rm_reader,
-                    &c.rm_up_to,
-                    &c.rm_at,
-                    &c.g_id,
-                    &c.g_record,
-                    &c.h_slot,
-                    &c.h_id,
-                ],
-            )
-        });
-        match result {
-            Ok(_) => Ok(c.stats),
-            Err(e) => {
-                // The outcome of a statement cut off mid-flight is unknown:
-                // never reuse that connection.
-                connection.discard();
-                let e = StoreError::backend("commit", e);
-                self.set_failure(Some(e.failure()));
-                Err(e)
+        let mut retries = 0;
+        loop {
+            match attempt::run(&mut connection, writes, high_water) {
+                Ok(done) => return Ok(done),
+                // Another writer won a lock: the transaction was rolled back
+                // whole, so the batch is tried again as it is.
+                Err(e) if attempt::is_retryable(&e) && retries < COMMIT_RETRIES && !connection.client().is_closed() => {
+                    retries += 1;
+                    tracing::debug!(error = %e, retries, "commit retried after a conflict with another writer");
+                }
+                Err(e) => {
+                    // The outcome of a statement cut off mid-flight is unknown:
+                    // never reuse that connection.
+                    connection.discard();
+                    let e = StoreError::backend("commit", e);
+                    self.set_failure(Some(e.failure()));
+                    return Err(e);
+                }
             }
         }
     }
@@ -225,8 +206,8 @@ impl MessageStore for PostgresStore {
         Ok(())
     }
 
-    fn high_water(&self) -> Result<MessageId, StoreError> {
-        self.read("read high water", reads::high_water)
+    fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
+        self.read("read high water", |c| reads::high_water(c, node))
     }
 
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
@@ -289,17 +270,24 @@ impl MessageStore for PostgresStore {
         Ok(reads::decode_receipts(&rows))
     }
 
-    fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+    fn versioned_group(&self, id: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError> {
         let row = self.read("read group", |c| reads::group(c, id))?;
         reads::decode_group(row, id)
     }
 
-    fn inbox_after(&self, user: UserId, after: MessageId, limit: usize) -> Result<Vec<InboxEvent>, StoreError> {
+    fn inbox_after(&self, user: UserId, after: InboxPos, limit: usize) -> Result<Vec<InboxEntry>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let rows = self.read("scan inbox", |c| reads::inbox_after(c, user, after, limit))?;
         reads::decode_inbox(&rows)
+    }
+
+    fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError> {
+        if cursor.0 == 0 {
+            return Ok(InboxPos(0));
+        }
+        self.read("find cursor", |c| reads::inbox_position(c, user, cursor))
     }
 
     fn history(

@@ -8,14 +8,16 @@ use postgres::Row;
 use super::{pg_bound, pg_id, pg_limit, pg_u64, pool::Connection};
 use crate::{
     codec::{self, InboxRecord},
-    InboxEvent, MessageHeader, MessageReceipts, StoreError,
+    GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
 };
 
 type Result<T> = std::result::Result<T, postgres::Error>;
 
-pub(super) fn high_water(c: &mut Connection) -> Result<MessageId> {
-    let s = c.prepared("SELECT coalesce(max(id), 0) FROM high_water")?;
-    Ok(MessageId(c.client().query_one(&s, &[])?.get::<_, i64>(0) as u64))
+/// The high water of one generator (its 10 bits are the row's slot).
+pub(super) fn high_water(c: &mut Connection, node: u16) -> Result<MessageId> {
+    let s = c.prepared("SELECT coalesce((SELECT id FROM high_water WHERE slot = $1), 0)")?;
+    let slot = (node & 0x3ff) as i16;
+    Ok(MessageId(c.client().query_one(&s, &[&slot])?.get::<_, i64>(0) as u64))
 }
 
 fn conversation(bytes: &[u8], table: &'static str) -> std::result::Result<ConversationId, StoreError> {
@@ -191,24 +193,43 @@ pub(super) fn decode_receipts(rows: &[Row]) -> MessageReceipts {
 }
 
 pub(super) fn group(c: &mut Connection, id: GroupId) -> Result<Option<Row>> {
-    let s = c.prepared("SELECT record FROM groups WHERE id = $1")?;
+    let s = c.prepared("SELECT record, version FROM groups WHERE id = $1")?;
     c.client().query_opt(&s, &[&pg_u64(id.0)])
 }
 
-pub(super) fn decode_group(row: Option<Row>, id: GroupId) -> std::result::Result<Option<Group>, StoreError> {
-    row.map(|r| codec::decode_group(id, r.get::<_, &[u8]>(0))).transpose()
+pub(super) fn decode_group(
+    row: Option<Row>,
+    id: GroupId,
+) -> std::result::Result<Option<(Group, GroupVersion)>, StoreError> {
+    row.map(|r| Ok((codec::decode_group(id, r.get::<_, &[u8]>(0))?, GroupVersion(r.get::<_, i64>(1) as u64))))
+        .transpose()
 }
 
-pub(super) fn inbox_after(c: &mut Connection, user: UserId, after: MessageId, limit: usize) -> Result<Vec<Row>> {
+pub(super) fn inbox_after(c: &mut Connection, user: UserId, after: InboxPos, limit: usize) -> Result<Vec<Row>> {
     let s = c.prepared(
-        "SELECT i.event, i.conversation, i.receipt, m.sender, m.kind, m.client_id, m.body
+        "SELECT i.event, i.conversation, i.receipt, m.sender, m.kind, m.client_id, m.body, i.pos
          FROM inbox i LEFT JOIN messages m ON m.conversation = i.conversation AND m.id = i.event
-         WHERE i.user_id = $1 AND i.event > $2 ORDER BY i.event LIMIT $3",
+         WHERE i.user_id = $1 AND i.pos > $2 ORDER BY i.pos LIMIT $3",
     )?;
-    c.client().query(&s, &[&pg_u64(user.0), &pg_bound(after), &pg_limit(limit)])
+    let after = i64::try_from(after.0).unwrap_or(i64::MAX);
+    c.client().query(&s, &[&pg_u64(user.0), &after, &pg_limit(limit)])
 }
 
-pub(super) fn decode_inbox(rows: &[Row]) -> std::result::Result<Vec<InboxEvent>, StoreError> {
+/// The position of the cursor's event; for an unknown cursor the highest
+/// position of an event with an id at or below it (a scan of the ids
+/// below the cursor, only then); zero if there is none.
+pub(super) fn inbox_position(c: &mut Connection, user: UserId, cursor: MessageId) -> Result<InboxPos> {
+    let s = c.prepared(
+        "SELECT coalesce(
+             (SELECT pos FROM inbox WHERE user_id = $1 AND event = $2),
+             (SELECT max(pos) FROM inbox WHERE user_id = $1 AND event <= $2),
+             0)",
+    )?;
+    let pos: i64 = c.client().query_one(&s, &[&pg_u64(user.0), &pg_bound(cursor)])?.get(0);
+    Ok(InboxPos(u64::try_from(pos).unwrap_or(0)))
+}
+
+pub(super) fn decode_inbox(rows: &[Row]) -> std::result::Result<Vec<InboxEntry>, StoreError> {
     let corrupt = |what| StoreError::Corrupt { table: "inbox", what };
     rows.iter()
         .map(|r| {
@@ -228,6 +249,7 @@ pub(super) fn decode_inbox(rows: &[Row]) -> std::result::Result<Vec<InboxEvent>,
                 },
                 _ => Err(corrupt("neither a message nor a receipt")),
             }
+            .map(|event| InboxEntry { pos: InboxPos(r.get::<_, i64>(7) as u64), event })
         })
         .collect()
 }

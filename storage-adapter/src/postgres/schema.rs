@@ -6,18 +6,24 @@
 //! once are safe and a second init changes nothing. Opening a store never
 //! creates tables: a missing or foreign schema is a typed error that says
 //! what to run, rather than a half-created database.
+//!
+//! Version 2 (several writers): inbox rows carry a position `pos`, unique
+//! per user, numbered from `inbox_heads`; group records carry a `version`
+//! for compare-and-set. `init` on a version-1 database migrates it in the
+//! same locked transaction (see [`MIGRATE_1_TO_2`]), so a migration is
+//! all or nothing and a second `init` finds version 2 and changes nothing.
 
 use postgres::{error::SqlState, Client};
 
 use crate::StoreError;
 
 /// The schema this release reads and writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// Any constant: serialises concurrent `init`s on one database.
 const INIT_LOCK: i64 = 0x6368_6174_6777; // "chatgw"
 
-/// Tables of version 1. Integers that are unsigned in Rust are stored
+/// Tables of version 2. Integers that are unsigned in Rust are stored
 /// bit-for-bit in `bigint`: ids are Snowflakes (top bit zero, so their
 /// order is kept), users and groups are only compared for equality.
 const TABLES: &str = "
@@ -34,11 +40,14 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS inbox (
     user_id bigint NOT NULL,
     event bigint NOT NULL,
+    pos bigint NOT NULL,
     conversation bytea,
     receipt bytea,
     PRIMARY KEY (user_id, event),
+    CONSTRAINT inbox_user_pos UNIQUE (user_id, pos),
     CHECK ((conversation IS NULL) <> (receipt IS NULL))
 );
+CREATE TABLE IF NOT EXISTS inbox_heads (user_id bigint PRIMARY KEY, head bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     sender bigint NOT NULL,
     client_id bytea NOT NULL,
@@ -67,13 +76,32 @@ CREATE TABLE IF NOT EXISTS read_marks (
     at bigint NOT NULL,
     PRIMARY KEY (conversation, reader)
 );
-CREATE TABLE IF NOT EXISTS groups (id bigint PRIMARY KEY, record bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (id bigint PRIMARY KEY, record bytea NOT NULL, version bigint NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS high_water (slot smallint PRIMARY KEY, id bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS write_probe (id smallint PRIMARY KEY, at timestamptz NOT NULL);
 ";
 
-/// Create or complete the schema, idempotently. Fails with
-/// [`StoreError::SchemaVersion`] if the database holds another version.
+/// Version 1 to 2, on the tables version 1 created: number every inbox in
+/// event id order (which was commit order while one gateway wrote), start
+/// each inbox's head at its last position, and give every group record
+/// version 1. Runs inside `init`'s transaction, after the version-2 tables
+/// that did not exist (`inbox_heads`) were created.
+pub(super) const MIGRATE_1_TO_2: &str = "
+ALTER TABLE inbox ADD COLUMN IF NOT EXISTS pos bigint;
+UPDATE inbox i SET pos = n.pos
+FROM (SELECT user_id, event, row_number() OVER (PARTITION BY user_id ORDER BY event) AS pos FROM inbox) n
+WHERE i.user_id = n.user_id AND i.event = n.event;
+ALTER TABLE inbox ALTER COLUMN pos SET NOT NULL;
+ALTER TABLE inbox ADD CONSTRAINT inbox_user_pos UNIQUE (user_id, pos);
+INSERT INTO inbox_heads (user_id, head) SELECT user_id, max(pos) FROM inbox GROUP BY user_id
+ON CONFLICT (user_id) DO UPDATE SET head = EXCLUDED.head;
+ALTER TABLE groups ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 1;
+UPDATE schema_version SET version = 2;
+";
+
+/// Create or complete the schema, or migrate a version-1 database,
+/// idempotently. Fails with [`StoreError::SchemaVersion`] if the database
+/// holds a version this release does not know.
 pub(super) fn init(client: &mut Client) -> Result<(), StoreError> {
     let fail = |e| StoreError::backend("init schema", e);
     let mut tx = client.transaction().map_err(fail)?;
@@ -85,6 +113,7 @@ pub(super) fn init(client: &mut Client) -> Result<(), StoreError> {
         [] => {
             tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&VERSION]).map_err(fail)?;
         }
+        [1] => tx.batch_execute(MIGRATE_1_TO_2).map_err(|e| StoreError::backend("migrate schema 1 to 2", e))?,
         [v] if *v == VERSION => {}
         [v, ..] => return Err(StoreError::SchemaVersion { found: *v, expected: VERSION }),
     }

@@ -4,7 +4,7 @@
 use chatgw_protocol::{Group, Member, Message, Receipt, Snowflake, UserId};
 
 use super::*;
-use crate::{EmbeddedOptions, MessageStore, Write};
+use crate::{EmbeddedOptions, GroupVersion, MessageStore, Write};
 
 const U1: UserId = UserId(1);
 const U2: UserId = UserId(2);
@@ -64,12 +64,11 @@ fn fixture() -> Fixture {
     let writes = [
         Write::Message { message: &direct, inboxes: &two },
         Write::Receipt { receipt: &receipt, inboxes: &[U1] },
-        Write::Group { group: &before },
-        Write::Message { message: &created, inboxes: &all },
+        Write::Group { group: &before, based_on: GroupVersion::ABSENT, announce: Some(&created), inboxes: &all },
         Write::Message { message: &text, inboxes: &all },
     ];
     store.commit(&writes, text.id).unwrap();
-    let writes = [Write::Group { group: &group }, Write::Message { message: &removed, inboxes: &all }];
+    let writes = [Write::Group { group: &group, based_on: GroupVersion(1), announce: Some(&removed), inboxes: &all }];
     store.commit(&writes, removed.id).unwrap();
     Fixture { _dir: dir, store, direct, group }
 }
@@ -135,7 +134,7 @@ fn a_group_record_its_system_messages_disagree_with_is_reported() {
 #[test]
 fn ids_above_the_high_water_and_strangers_in_an_inbox_are_reported() {
     let f = fixture();
-    let hw = f.store.high_water().unwrap().0;
+    let hw = f.store.high_water(0).unwrap().0;
     f.store.with_tables(|t| t.meta.insert(super::super::tables::HIGH_WATER_KEY, (hw - 1).to_be_bytes())).unwrap();
     let gc = ConversationId::Group(f.group.id);
     let text_id = f.store.history(gc, None, 10).unwrap().into_iter().find(|m| m.client_id == "c2").unwrap().id;

@@ -5,7 +5,7 @@
 use chatgw_protocol::{Group, Member, Message, Receipt, Snowflake, UserId};
 
 use super::*;
-use crate::{conformance::TestPostgres, MessageStore, PostgresOptions, Write};
+use crate::{conformance::TestPostgres, GroupVersion, MessageStore, PostgresOptions, Write};
 
 const U1: UserId = UserId(1);
 const U2: UserId = UserId(2);
@@ -60,12 +60,11 @@ fn fixture(server: &TestPostgres) -> Fixture {
     let writes = [
         Write::Message { message: &direct, inboxes: &two },
         Write::Receipt { receipt: &receipt, inboxes: &[U1] },
-        Write::Group { group: &before },
-        Write::Message { message: &created, inboxes: &all },
+        Write::Group { group: &before, based_on: GroupVersion::ABSENT, announce: Some(&created), inboxes: &all },
         Write::Message { message: &text, inboxes: &all },
     ];
     store.commit(&writes, text.id).unwrap();
-    let writes = [Write::Group { group: &group }, Write::Message { message: &removed, inboxes: &all }];
+    let writes = [Write::Group { group: &group, based_on: GroupVersion(1), announce: Some(&removed), inboxes: &all }];
     store.commit(&writes, removed.id).unwrap();
     Fixture { url, store, direct, group, text }
 }
@@ -92,7 +91,7 @@ fn clean_and_damaged_databases() {
     assert!(r.is_clean(), "{:?}", r.violations);
     let c = &r.counts;
     assert_eq!((c.messages, c.inbox_messages, c.inbox_receipts, c.idempotency_keys), (4, 11, 1, 3));
-    assert_eq!((c.delivery_marks, c.groups, c.high_water), (1, 1, f.store.high_water().unwrap().0));
+    assert_eq!((c.delivery_marks, c.groups, c.high_water), (1, 1, f.store.high_water(0).unwrap().0));
 
     // A lost message leaves dangling references everywhere it was named.
     let d = f.direct.id.0 as i64;
@@ -129,13 +128,25 @@ fn clean_and_damaged_databases() {
     assert!(text.contains(&format!("group {}: the record has members", g.id.0)), "{text}");
     assert_eq!(n, 1, "{text}");
 
+    // An inbox position moved past a gap: the positions are no longer
+    // dense and the head no longer names the last one.
+    let f = fixture(&server);
+    f.sql(
+        "UPDATE inbox SET pos = pos + 5 WHERE user_id = 1 AND pos = (SELECT max(pos) FROM inbox WHERE user_id = 1)",
+        &[],
+    );
+    let (n, text) = f.problems();
+    assert!(text.contains("inbox: user 1: event") && text.contains("after a gap (positions are dense)"), "{text}");
+    assert!(text.contains("inbox_heads: user 1: the inbox head says"), "{text}");
+    assert_eq!(n, 2, "{text}");
+
     // The high water below stored ids; a stranger holding a group message
     // and a direct one; a message missing from its recipient's inbox.
     let f = fixture(&server);
-    let hw = f.store.high_water().unwrap().0;
+    let hw = f.store.high_water(0).unwrap().0;
     f.sql("UPDATE high_water SET id = $1", &[&(hw as i64 - 1)]);
     let (gc, text_id) = (codec::conv_key(&f.text.conversation), f.text.id.0 as i64);
-    f.sql("INSERT INTO inbox (user_id, event, conversation) VALUES (7, $1, $2)", &[&text_id, &gc]);
+    f.sql("INSERT INTO inbox (user_id, pos, event, conversation) VALUES (7, 1, $1, $2)", &[&text_id, &gc]);
     let dc = codec::conv_key(&f.direct.conversation);
     f.sql("UPDATE inbox SET user_id = 8 WHERE user_id = 2 AND event = $1 AND conversation = $2", &[&d_of(&f), &dc]);
     let (_, text) = f.problems();

@@ -1,0 +1,195 @@
+//! After a commit: `sent` acks and other replies to the requesters, live
+//! events to every device concerned, each write's fate taken from the
+//! store's per-write outcome.
+//!
+//! The store decides what another gateway sharing it raced for: a message
+//! whose idempotency key another gateway bound first was not stored (its
+//! sender gets `sent` with the original id, and nobody a live copy: the
+//! gateway that stored it delivered it), and a group write on a record
+//! another gateway changed was not applied (its requester is told to retry,
+//! and the committer forgets the cached record). Every live event carries
+//! the position the store gave it in the recipient's inbox.
+
+use std::{collections::HashMap, sync::Arc};
+
+use chatgw_protocol::{server, ErrorCode, GroupId, MessageId, Snowflake, UserId};
+use chatgw_router::{Endpoint, Fanout};
+use chatgw_storage::{Committed, InboxPos, WriteOutcome};
+use crossbeam_channel::Sender;
+
+use super::{batch::Outcome, CommitContext};
+use crate::events::CoreEvent;
+
+/// Messages this gateway prepared under one id that the store refused
+/// because another writer had bound their idempotency key first, mapped to
+/// the original id. A resend of the same client id prepared before the
+/// refusal was known was answered from the committer's in-flight decisions
+/// with the refused id; it is corrected here. Bounded: such resends are
+/// prepared within a few batches of the refusal, so the map is emptied
+/// once it holds [`Replaced::MAX`] entries.
+#[derive(Default)]
+pub(super) struct Replaced(HashMap<MessageId, MessageId>);
+
+impl Replaced {
+    const MAX: usize = 4096;
+
+    fn insert(&mut self, refused: MessageId, original: MessageId) {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(refused, original);
+    }
+
+    fn resolve(&self, id: MessageId) -> MessageId {
+        self.0.get(&id).copied().unwrap_or(id)
+    }
+}
+
+/// After the commit: acks to origins, live events to devices, each write's
+/// outcome taken from the commit in order.
+pub(super) struct Dispatch<'d, 'a> {
+    pub(super) ctx: &'a CommitContext,
+    pub(super) committed: &'d Committed,
+    /// The index in the commit of the next outcome that was a write.
+    pub(super) next_write: &'d mut usize,
+    pub(super) fanout: &'d mut Fanout<CoreEvent>,
+    pub(super) conflicts: &'a Sender<GroupId>,
+    pub(super) replaced: &'d mut Replaced,
+}
+
+impl<'d> Dispatch<'d, '_> {
+    fn reply(&mut self, to: Endpoint, payload: Vec<u8>) {
+        self.fanout.push(usize::from(to.core), CoreEvent::Reply { to, payload });
+    }
+
+    /// The outcome and positions of the next write.
+    fn next(&mut self) -> (WriteOutcome, &'d [InboxPos]) {
+        let i = *self.next_write;
+        *self.next_write += 1;
+        let committed: &'d Committed = self.committed;
+        // A commit reports every write; a missing report is a refusal.
+        (committed.outcome(i).unwrap_or(WriteOutcome::Conflict), committed.positions(i))
+    }
+
+    /// `payload` to every device of `users` but `skip`, each with the
+    /// event's position in that user's inbox.
+    fn deliver(
+        &mut self,
+        users: &[UserId],
+        positions: &[InboxPos],
+        skip: Option<Endpoint>,
+        event: MessageId,
+        payload: Vec<u8>,
+    ) {
+        let payload: Arc<[u8]> = payload.into();
+        for (user, pos) in users.iter().zip(positions) {
+            let fanout = &mut *self.fanout;
+            self.ctx.directory.for_each(user.0, |ep| {
+                if Some(ep) != skip {
+                    let ev = CoreEvent::Deliver { to: ep, event, pos: *pos, payload: payload.clone() };
+                    fanout.push(usize::from(ep.core), ev);
+                }
+            });
+        }
+    }
+
+    fn retry_later(&mut self, to: Endpoint, why: &str, reference: Option<&str>) {
+        let mut p = Vec::new();
+        server::error(&mut p, ErrorCode::Unavailable, why, reference);
+        self.reply(to, p);
+    }
+
+    pub(super) fn outcomes(&mut self, outcomes: &[Outcome]) {
+        for o in outcomes {
+            match o {
+                Outcome::Stored { origin, client_id, message, inboxes } => {
+                    let (outcome, positions) = self.next();
+                    match outcome {
+                        WriteOutcome::Applied => {
+                            self.ctx.metrics.messages_stored.inc();
+                            if let Some(origin) = origin {
+                                let mut ack = Vec::with_capacity(96);
+                                server::sent(&mut ack, client_id, message.id, message.ts, false);
+                                self.reply(*origin, ack);
+                            }
+                            let mut frame = Vec::with_capacity(128 + message.body.len());
+                            server::message(&mut frame, message);
+                            self.deliver(inboxes, positions, *origin, message.id, frame);
+                        }
+                        // Another gateway stored this key first; it told the
+                        // devices. This one answers with the original.
+                        WriteOutcome::Duplicate { id, .. } => {
+                            self.ctx.metrics.messages_deduplicated.inc();
+                            self.replaced.insert(message.id, id);
+                            if let Some(origin) = origin {
+                                let mut ack = Vec::with_capacity(96);
+                                server::sent(&mut ack, client_id, id, Snowflake::unix_ms(id), true);
+                                self.reply(*origin, ack);
+                            }
+                        }
+                        WriteOutcome::Conflict => {
+                            if let Some(origin) = origin {
+                                let why = "the store could not take the write; retry with the same id";
+                                self.retry_later(*origin, why, Some(client_id));
+                            }
+                        }
+                    }
+                }
+                Outcome::Duplicate { origin, client_id, id } => {
+                    self.ctx.metrics.messages_deduplicated.inc();
+                    let id = self.replaced.resolve(*id);
+                    let mut ack = Vec::with_capacity(96);
+                    server::sent(&mut ack, client_id, id, Snowflake::unix_ms(id), true);
+                    self.reply(*origin, ack);
+                }
+                Outcome::Receipt { origin, receipt, inboxes } => {
+                    let (_, positions) = self.next();
+                    self.ctx.metrics.receipts_stored.inc();
+                    // Encoded per inbox: a direct conversation is named by the other user.
+                    for (user, pos) in inboxes.iter().zip(positions) {
+                        let mut frame = Vec::with_capacity(128);
+                        server::receipt(&mut frame, receipt, *user);
+                        self.deliver(std::slice::from_ref(user), &[*pos], *origin, receipt.event(), frame);
+                    }
+                }
+                Outcome::GroupWrite { origin, reference, group, announce, inboxes, .. } => {
+                    let (outcome, positions) = self.next();
+                    if outcome != WriteOutcome::Applied {
+                        // Another gateway changed (or created) the group
+                        // first: nothing was written; the requester retries
+                        // on the record as it is now.
+                        let _ = self.conflicts.send(group.id);
+                        let why = match outcome {
+                            // A create whose request id another gateway took
+                            // at the same moment: the retry finds that group.
+                            WriteOutcome::Duplicate { .. } => {
+                                "another gateway took this request id meanwhile; retry with the same id"
+                            }
+                            _ => "the group changed meanwhile; nothing was changed, retry",
+                        };
+                        self.retry_later(*origin, why, reference.as_deref());
+                        continue;
+                    }
+                    self.ctx.metrics.messages_stored.inc();
+                    let mut frame = Vec::with_capacity(128 + announce.body.len());
+                    server::message(&mut frame, announce);
+                    self.deliver(inboxes, positions, None, announce.id, frame);
+                    let mut p = Vec::with_capacity(64 + 48 * group.members.len());
+                    server::group(&mut p, group, reference.as_deref());
+                    self.reply(*origin, p);
+                }
+                Outcome::GroupReply { origin, group, reference } => {
+                    let mut p = Vec::with_capacity(64 + 48 * group.members.len());
+                    server::group(&mut p, group, reference.as_deref());
+                    self.reply(*origin, p);
+                }
+                Outcome::Refused { origin, code, why, reference } => {
+                    self.ctx.metrics.protocol_errors.inc();
+                    let mut p = Vec::new();
+                    server::error(&mut p, *code, why, reference.as_deref());
+                    self.reply(*origin, p);
+                }
+            }
+        }
+    }
+}
