@@ -5,7 +5,10 @@
 //! Group permissions are checked here against the stored membership: a
 //! member sees history from when they joined, a non-member sees nothing.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
 
 use chatgw_protocol::{server, ConversationId, ErrorCode, GroupId, MessageId, UserId};
 use chatgw_router::{Endpoint, Mailboxes};
@@ -39,7 +42,7 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
                 match sync_page(store.as_ref(), origin, user, after, limit) {
                     Ok(ev) => ev,
                     Err(e) => {
-                        tracing::error!(error = %e, "store read failed");
+                        log_read_failure(&e);
                         let mut p = Vec::new();
                         server::error(
                             &mut p,
@@ -162,8 +165,33 @@ fn message_info(store: &dyn MessageStore, user: UserId, group: GroupId, msg: Mes
 }
 
 fn failure(e: &StoreError, what: &str) -> Vec<u8> {
-    tracing::error!(error = %e, "store read failed");
+    log_read_failure(e);
     let mut p = Vec::new();
     server::error(&mut p, ErrorCode::Unavailable, &format!("{what} failed: the store could not be read; retry"), None);
     p
 }
+
+/// Log a failed store read, at most once per [`READ_FAILURE_LOG_EVERY`]
+/// over all reader threads, with the number of failures not logged since:
+/// while a database is down every sync and query fails, and a line for
+/// each would bury the log (the outage itself is on `/healthz` and in
+/// `/metrics`).
+fn log_read_failure(e: &StoreError) {
+    static LAST_LOGGED_MS: AtomicU64 = AtomicU64::new(0);
+    static NOT_LOGGED: AtomicU64 = AtomicU64::new(0);
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
+    )
+    .unwrap_or(u64::MAX);
+    let last = LAST_LOGGED_MS.load(Ordering::Relaxed);
+    let due = now_ms.saturating_sub(last) >= READ_FAILURE_LOG_EVERY.as_millis() as u64;
+    if due && LAST_LOGGED_MS.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        let not_logged = NOT_LOGGED.swap(0, Ordering::Relaxed);
+        tracing::error!(error = %e, not_logged, "store read failed");
+    } else {
+        NOT_LOGGED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Shortest time between two logged read failures.
+const READ_FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);

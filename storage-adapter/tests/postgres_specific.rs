@@ -96,6 +96,38 @@ fn a_server_crash_fails_commits_until_recover_and_loses_nothing_committed() {
     assert_eq!(inbox, vec![m1.id, m3.id], "the commit that failed before reaching the server is absent");
 }
 
+/// A read that cannot reach the server marks the store failed, as a failed
+/// commit does: `recover` then has a real write to prove instead of
+/// answering at once, and commits are refused until it has. Without this,
+/// a committer whose batch failed on a lookup found "nothing to recover"
+/// and flapped between refusing and acknowledging while the server was
+/// down.
+#[test]
+fn a_read_that_cannot_reach_the_server_needs_a_real_recovery() {
+    let server = TestPostgres::start();
+    let url = server.url(&server.create_database());
+    PostgresStore::init(&url).unwrap();
+    let s = PostgresStore::open(&url, &PostgresOptions::default()).unwrap();
+    let mut ids = Snowflake::new(1);
+    let (m1, m2) = (message(&mut ids, "1"), message(&mut ids, "2"));
+    let both = [UserId(1), UserId(2)];
+    if server.crash().is_none() {
+        return; // an external server is not ours to stop
+    }
+    assert!(s.high_water(1).is_err(), "nothing to read from");
+    assert!(s.recover().is_err(), "no write can be proven while the server is down");
+    server.restart();
+    assert!(
+        matches!(
+            s.commit(&[Write::Message { message: &m1, inboxes: &both }], m1.id),
+            Err(StoreError::Unwritable { .. })
+        ),
+        "refused until recover has proven a write"
+    );
+    s.recover().expect("the server is back");
+    s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id).unwrap();
+}
+
 /// The tables of schema version 1, as `chatgw store init` created them
 /// before inbox positions and group versions.
 const SCHEMA_V1: &str = "

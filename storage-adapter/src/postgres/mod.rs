@@ -110,6 +110,13 @@ impl PostgresStore {
 
     /// Run a read, once more on a fresh connection if the server had closed
     /// the one it got (after a restart every idle connection is dead).
+    ///
+    /// A read that cannot reach the server (no connection, or one lost
+    /// without an answer from the server) marks the store failed as a failed
+    /// commit does: a commit would fail the same way, and the committer's
+    /// `recover` must then prove a real write before acknowledging again
+    /// rather than find nothing to recover from and flap. An error the
+    /// server answered (a SQL error) is about that read only.
     fn read<R>(
         &self,
         op: &'static str,
@@ -117,15 +124,31 @@ impl PostgresStore {
     ) -> Result<R, StoreError> {
         let mut tries = 0;
         loop {
-            let mut connection = self.pool.get()?;
+            let mut connection = self.pool.get().inspect_err(|e| self.note_unreachable(e))?;
             match f(&mut connection) {
                 Ok(r) => return Ok(r),
                 Err(e) if e.is_closed() && tries == 0 => {
                     tries += 1;
                     connection.discard();
                 }
-                Err(e) => return Err(StoreError::backend(op, e)),
+                Err(e) => {
+                    let answered = e.as_db_error().is_some();
+                    let e = StoreError::backend(op, e);
+                    if !answered {
+                        self.note_unreachable(&e);
+                    }
+                    return Err(e);
+                }
             }
+        }
+    }
+
+    /// Record that the server could not be reached, unless a failure is
+    /// already recorded (the first cause is the one reported).
+    fn note_unreachable(&self, e: &StoreError) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        if failed.is_none() {
+            *failed = Some(e.failure());
         }
     }
 }
