@@ -125,6 +125,7 @@ measure() {
     b0=$(metric chatgw_commit_batch_size_sum)
     n0=$(metric chatgw_commit_batch_size_count)
     by0=$(metric chatgw_commit_bytes_total)
+    r0=$(metric chatgw_commit_records_total)
     "$BIN/loadgen" "$@" --url "127.0.0.1:$PORT" --secret "$SECRET" --gateway-pid "$GW" --quiet \
         --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 || log "loadgen $name failed: see $OUT/$name.txt"
     local t1 c1=(0 0) b1 n1 by1
@@ -133,7 +134,8 @@ measure() {
     b1=$(metric chatgw_commit_batch_size_sum)
     n1=$(metric chatgw_commit_batch_size_count)
     by1=$(metric chatgw_commit_bytes_total)
-    echo "db_ticks=$((t1 - t0)) rows=$((c1[0] - c0[0])) wal=$((c1[1] - c0[1])) batch_sum=$(echo "$b1 - $b0" | bc) batches=$(echo "$n1 - $n0" | bc) bytes=$(echo "$by1 - $by0" | bc)" \
+    r1=$(metric chatgw_commit_records_total)
+    echo "db_ticks=$((t1 - t0)) rows=$((c1[0] - c0[0])) wal=$((c1[1] - c0[1])) batch_sum=$(echo "$b1 - $b0" | bc) batches=$(echo "$n1 - $n0" | bc) bytes=$(echo "$by1 - $by0" | bc) records=$(echo "$r1 - $r0" | bc)" \
         >"$OUT/$name.store"
     stop_gateway
 }
@@ -156,8 +158,8 @@ def load(name):
     j = json.load(open(os.path.join(out, name + ".json")))
     s = dict(kv.split("=") for kv in open(os.path.join(out, name + ".store")).read().split())
     return j, {k: float(v) for k, v in s.items()}
-print("| offered msg/s | store | delivered msg/s | p50 deliver (ms) | p99 deliver (ms) | lost / dup | gateway CPU µs/msg | database CPU µs/msg | requests per commit | store bytes/msg | rows/msg | WAL bytes/msg |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| offered msg/s | store | delivered msg/s | p50 deliver (ms) | p99 deliver (ms) | lost / dup | gateway CPU µs/msg | database CPU µs/msg | requests per commit | records/msg | store bytes/msg | database rows/msg | WAL bytes/msg |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 names = sorted((n[:-5] for n in os.listdir(out) if n.startswith("o2o_") and n.endswith(".json")),
                key=lambda n: (int(n.split("_")[2]), n.split("_")[1]))
 for name in names:
@@ -170,10 +172,10 @@ for name in names:
     batch = s["batch_sum"] / s["batches"] if s["batches"] else 0
     print(f'| {rate} | {store} | {j["delivered"] / j["config"]["duration"]:.0f} | {j["delivery_ms"]["p50_ms"]:.2f} | '
           f'{j["delivery_ms"]["p99_ms"]:.2f} | {j["lost"]} / {j["duplicated"]} | {j["cpu"]["gateway_us_per_msg"] or 0:.1f} | {db} | '
-          f'{batch:.1f} | {s["bytes"] / msgs:.0f} | {rows} | {wal} |')
+          f'{batch:.1f} | {s["records"] / msgs:.1f} | {s["bytes"] / msgs:.0f} | {rows} | {wal} |')
 print()
-print("| 4 groups of 256 | store | group msgs acked | fan-out p50 (ms) | fan-out p99 (ms) | fan-out max (ms) | one member p99 (ms) | lost / dup | gateway CPU µs/group msg | database CPU µs/group msg | rows/group msg | WAL bytes/group msg | store bytes/group msg |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| 4 groups of 256 | store | group msgs acked | fan-out p50 (ms) | fan-out p99 (ms) | fan-out max (ms) | one member p99 (ms) | lost / dup | gateway CPU µs/group msg | database CPU µs/group msg | database rows/group msg | WAL bytes/group msg | records/group msg | store bytes/group msg |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for store in ("embedded", "postgres"):
     name = f"group_{store}"
     if not os.path.exists(os.path.join(out, name + ".json")):
@@ -185,5 +187,5 @@ for store in ("embedded", "postgres"):
     print(f'| {j["config"]["rate"]} msg/s | {store} | {j["acked"]} | {f["p50_ms"]:.2f} | {f["p99_ms"]:.2f} | {f["max_ms"]:.2f} | '
           f'{j["delivery_ms"]["p99_ms"]:.2f} | {j["lost"]} / {j["duplicated"]} | {(j.get("cpu") or {}).get("gateway_us_per_msg") or 0:.0f} | '
           + (f'{s["db_ticks"] * 1e6 / hz / msgs:.0f} | {s["rows"] / msgs:.0f} | {s["wal"] / msgs:.0f}' if pg else "- | - | -")
-          + f' | {s["bytes"] / msgs:.0f} |')
+          + f' | {s["records"] / msgs:.0f} | {s["bytes"] / msgs:.0f} |')
 PY

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Bytes handed to the store.
     pub commit_bytes: Counter,
+    /// Records (rows) written to the store.
+    pub commit_records: Counter,
     /// Prepared batches the committer wrote itself because the writer
     /// thread was idle (see `commit::writer`).
     pub batches_written_by_committer: Counter,
@@ -232,6 +234,7 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             ),
             commit_bytes: counter(&mut r, "commit_bytes", "Key and value bytes written to the store"),
+            commit_records: counter(&mut r, "commit_records", "Records (rows) written to the store"),
             batches_written_by_committer: counter(
                 &mut r,
                 "batches_written_by_committer",

@@ -168,6 +168,7 @@ impl<'a> Writer<'a> {
             self.ctx.metrics.commit_batch_size.observe(requests as f64);
             result.inspect(|done| {
                 self.ctx.metrics.commit_bytes.inc_by(done.stats.bytes as u64);
+                self.ctx.metrics.commit_records.inc_by(done.stats.records as u64);
             })
         };
         drop(writes);
