@@ -83,10 +83,29 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chatgw: {e:#}");
+            eprintln!("chatgw: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, joined by `: `. Many errors
+/// (database drivers' above all) already print their source inside their
+/// own message; a cause whose text is already on the line is left out, so
+/// the line says each thing once.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -147,4 +166,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     handle.shutdown();
     tracing::info!(took = ?started.elapsed().max(Duration::ZERO), "stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connect failed: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_already_in_its_parents_message_is_printed_once() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = anyhow::Error::new(Repeats(refused)).context("opening the store x");
+        assert_eq!(one_line(&e), "opening the store x: connect failed: connection refused");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
+    }
 }
