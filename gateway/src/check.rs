@@ -6,14 +6,17 @@
 //! replays the journal, reads every table and prints what it counted and
 //! every broken invariant. PostgreSQL (`--store postgres://...`): the same
 //! invariants, checked by the server in one read-only snapshot, so the
-//! gateways may keep running. The checks themselves live with each store
-//! (`check_integrity`), which knows its layout; both report the same way.
+//! gateways may keep running. Cassandra / ScyllaDB (`--store
+//! cassandra://...`): the same invariants and those of its layout, every
+//! table read into the process; there is no snapshot, so run it with the
+//! gateways stopped. The checks themselves live with each store
+//! (`check_integrity`), which knows its layout; all report the same way.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use chatgw_gateway::{config, store::StoreUrl};
-use chatgw_storage::{EmbeddedOptions, EmbeddedStore, IntegrityReport, PostgresOptions, PostgresStore};
+use chatgw_storage::{CassandraStore, EmbeddedOptions, EmbeddedStore, IntegrityReport, PostgresOptions, PostgresStore};
 
 /// `chatgw check`.
 #[derive(clap::Args, Debug)]
@@ -21,7 +24,8 @@ pub(crate) struct CheckArgs {
     /// Data directory of a stopped gateway (the store is in its `store/`); for `--store embedded`.
     #[arg(long, env = "CHATGW_DATA", default_value = config::DEFAULT_DATA)]
     data: PathBuf,
-    /// The store to check: `embedded` (under --data) or `postgres://user[:password]@host[:port]/database`.
+    /// The store to check: `embedded` (under --data), `postgres://user[:password]@host[:port]/database`
+    /// or `cassandra://host[:port][,...]/keyspace` (run that one with the gateways stopped).
     #[arg(long, env = "CHATGW_STORE", hide_env_values = true, default_value = "embedded")]
     store: StoreUrl,
     /// Most violations to print (all are counted).
@@ -33,6 +37,7 @@ pub(crate) struct CheckArgs {
 pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<bool> {
     let report = match args.store.scheme() {
         "postgres" => check_postgres(&args.store)?,
+        "cassandra" => check_cassandra(&args.store)?,
         "embedded" => check_embedded(args)?,
         other => anyhow::bail!("chatgw check has no check for `{other}` stores yet"),
     };
@@ -56,6 +61,11 @@ fn check_embedded(args: &CheckArgs) -> anyhow::Result<IntegrityReport> {
 fn check_postgres(url: &StoreUrl) -> anyhow::Result<IntegrityReport> {
     let options = PostgresOptions { pool_size: 1, ..PostgresOptions::default() };
     let store = PostgresStore::open(url.as_str(), &options).with_context(|| format!("opening the store {url}"))?;
+    store.check_integrity().with_context(|| format!("reading the store {url}"))
+}
+
+fn check_cassandra(url: &StoreUrl) -> anyhow::Result<IntegrityReport> {
+    let store = CassandraStore::open(url.as_str()).with_context(|| format!("opening the store {url}"))?;
     store.check_integrity().with_context(|| format!("reading the store {url}"))
 }
 

@@ -267,3 +267,112 @@ fn an_unreachable_cluster_is_a_one_line_error() {
     let err = CassandraStore::open("cassandra://h/k?consistency=any").expect_err("bad URL");
     assert!(err.to_string().contains("bad consistency `any`"), "{err}");
 }
+
+/// The integrity check's whole-table reads on a CQL server. kassandra
+/// cannot run a commit, so the rows one commit writes (a direct message
+/// from 1 to 2 with a client id) are written with plain inserts; then
+/// damage: marks of messages that do not exist, more than a report lists.
+/// kassandra answers a read of a whole table with at most 4,999 rows and
+/// no paging state, so reads of several pages are not tried here.
+#[test]
+fn the_integrity_check_reads_every_table() {
+    let Some(k) = Kassandra::start("check") else { return };
+    let url = url(&k.addr);
+    CassandraStore::init(&url).unwrap();
+    let s = CassandraStore::open(&url).unwrap();
+    let empty = s.check_integrity().expect("an empty keyspace is read");
+    assert!(empty.is_clean() && empty.counts == Default::default(), "{empty:?}");
+
+    let m = message(&mut Snowflake::new(1), "once");
+    let (key, n) = m.conversation.to_key();
+    let conv = key[..n].to_vec();
+    let id = m.id.0 as i64;
+    // The buckets of the schema: 10 days of Snowflake time for messages,
+    // 1 day for `inbox_ids`.
+    let day = ((m.id.0 >> 22) / 86_400_000) as i32;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let session = scylla::client::session_builder::SessionBuilder::new()
+            .known_node(&k.addr)
+            .fetch_schema_metadata(false)
+            .build()
+            .await
+            .unwrap();
+        let run = |cql: &'static str, values: Vec<scylla::value::CqlValue>| {
+            let session = &session;
+            async move {
+                let statement = session.prepare(cql).await.unwrap_or_else(|e| panic!("{cql}: {e}"));
+                session.execute_unpaged(&statement, values).await.unwrap_or_else(|e| panic!("{cql}: {e}"));
+            }
+        };
+        use scylla::value::CqlValue::{BigInt, Blob, Int, Text};
+        run(
+            "INSERT INTO chatgw_test.messages (conversation, bucket, id, sender, kind, client_id, body) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                Blob(conv.clone()),
+                Int(day / 10),
+                BigInt(id),
+                BigInt(1),
+                Int(m.kind as i32),
+                Text("once".into()),
+                Text(m.body),
+            ],
+        )
+        .await;
+        run(
+            "INSERT INTO chatgw_test.conversation_buckets (conversation, bucket) VALUES (?, ?)",
+            vec![Blob(conv.clone()), Int(day / 10)],
+        )
+        .await;
+        run(
+            "INSERT INTO chatgw_test.idempotency (sender, client_id, conversation, id) VALUES (?, ?, ?, ?)",
+            vec![BigInt(1), Text("once".into()), Blob(conv.clone()), BigInt(id)],
+        )
+        .await;
+        run("INSERT INTO chatgw_test.high_water (slot, id) VALUES (?, ?)", vec![Int(1), BigInt(id)]).await;
+        for user in [1, 2] {
+            run(
+                "INSERT INTO chatgw_test.inbox (user_id, bucket, pos, event, conversation) VALUES (?, ?, ?, ?, ?)",
+                vec![BigInt(user), Int(0), BigInt(1), BigInt(id), Blob(conv.clone())],
+            )
+            .await;
+            run("INSERT INTO chatgw_test.inbox_heads (user_id, head) VALUES (?, ?)", vec![BigInt(user), BigInt(1)])
+                .await;
+            run(
+                "INSERT INTO chatgw_test.inbox_ids (user_id, bucket, event, pos) VALUES (?, ?, ?, ?)",
+                vec![BigInt(user), Int(day), BigInt(id), BigInt(1)],
+            )
+            .await;
+            run("INSERT INTO chatgw_test.inbox_buckets (user_id, bucket) VALUES (?, ?)", vec![BigInt(user), Int(day)])
+                .await;
+        }
+    });
+    let r = s.check_integrity().unwrap();
+    assert!(r.is_clean(), "{:?}", r.violations);
+    let c = &r.counts;
+    assert_eq!((c.high_water, c.messages, c.inbox_messages, c.idempotency_keys), (m.id.0, 1, 2, 1));
+
+    // Marks of 1,500 messages that do not exist.
+    runtime.block_on(async {
+        let session = scylla::client::session_builder::SessionBuilder::new()
+            .known_node(&k.addr)
+            .fetch_schema_metadata(false)
+            .build()
+            .await
+            .unwrap();
+        let insert = session
+            .prepare("INSERT INTO chatgw_test.delivered (conversation, id, user_id, at) VALUES (?, ?, ?, ?)")
+            .await
+            .unwrap();
+        for missing in 0..1_500i64 {
+            session.execute_unpaged(&insert, (&conv, id + 1 + missing, 2i64, 0i64)).await.unwrap();
+        }
+    });
+    let r = s.check_integrity().unwrap();
+    assert_eq!((r.counts.delivery_marks, r.violation_count), (1_500, 1_500));
+    assert_eq!(r.violations.len(), 1000, "the first 1,000 are listed");
+    let first = &r.violations[0];
+    assert_eq!(first.table, "delivered");
+    assert!(first.problem.starts_with("mark of user 2 for missing message "), "{}", first.problem);
+}

@@ -30,6 +30,7 @@
 
 mod answer;
 mod bucket;
+mod check;
 mod decide;
 mod failure;
 mod options;
