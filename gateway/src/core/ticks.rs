@@ -4,6 +4,8 @@
 //! next deadline. Work per tick follows the connections due, not the
 //! connections held (see `timers`).
 
+use std::num::NonZeroU32;
+
 use chatgw_protocol::close;
 
 use super::{
@@ -46,7 +48,7 @@ impl Timeouts {
             Phase::Responding | Phase::Closing => c.opened_at.saturating_add(CLOSE_GRACE_SECS),
             Phase::Open => {
                 let mut at = match c.ping_sent {
-                    Some(t) => t.saturating_add(self.pong_wait),
+                    Some(t) => t.get().saturating_add(self.pong_wait),
                     None => c.last_heard.saturating_add(self.ping_every),
                 };
                 if self.idle_after > 0 {
@@ -109,12 +111,14 @@ impl<S> Engine<S> {
                 return self.drop_conn(slot);
             }
             Phase::Open => match c.ping_sent {
-                Some(sent) if now.saturating_sub(sent) >= t.pong_wait => {
+                Some(sent) if now.saturating_sub(sent.get()) >= t.pong_wait => {
                     self.ctx.metrics.timeouts.inc();
                     self.close_with(slot, close::TIMEOUT, "no pong within the keepalive deadline");
                 }
                 None if now.saturating_sub(c.last_heard) >= t.ping_every => {
-                    c.ping_sent = Some(now);
+                    // `now` is at least `ping_every` (one second or more)
+                    // past `last_heard`, so it is never zero.
+                    c.ping_sent = NonZeroU32::new(now);
                     self.queue_frame(slot, Opcode::Ping, b"");
                 }
                 _ => {}
@@ -177,7 +181,7 @@ mod tests {
         assert_eq!(e.conns[open].ping_sent, None);
         // A late tick still finds the ping deadline it skipped over.
         tick_at(&mut e, 31);
-        assert_eq!(e.conns[open].ping_sent, Some(31));
+        assert_eq!(e.conns[open].ping_sent.map(NonZeroU32::get), Some(31));
         assert_eq!(e.conns[open].pending_out(), 2, "one empty ping frame queued");
         tick_at(&mut e, 60);
         assert_eq!(e.conns[open].phase, Phase::Open);
