@@ -29,7 +29,7 @@ mod check;
 mod reopen;
 mod tables;
 
-pub(crate) use check::Timeline;
+pub(crate) use check::{hex, receipt_ids, Timeline};
 pub use check::{IntegrityCounts, IntegrityReport, Violation};
 
 use std::{

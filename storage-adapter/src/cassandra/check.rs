@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chatgw_protocol::{ConversationId, GroupId, MessageId, MessageKind, Receipt};
+use chatgw_protocol::{ConversationId, GroupId, MessageId, MessageKind};
 use futures::StreamExt;
 use scylla::deserialize::row::DeserializeRow;
 
@@ -45,7 +45,7 @@ use super::{
 };
 use crate::{
     codec::{self, InboxRecord},
-    embedded::Timeline,
+    embedded::{hex, receipt_ids, Timeline},
     IntegrityReport, StoreError,
 };
 
@@ -568,18 +568,6 @@ impl Checker {
             self.flag("reads", format!("read mark in {c:?} up to {up_to}, above the high water"));
         }
     }
-}
-
-fn receipt_ids(r: &Receipt) -> Vec<u64> {
-    match r {
-        Receipt::Delivered { ids, .. } => ids.iter().map(|i| i.0).collect(),
-        Receipt::Read { .. } => Vec::new(),
-        Receipt::Group { items, .. } => items.iter().flat_map(|(_, ids)| ids.iter().map(|i| i.0)).collect(),
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::{any::Any, collections::HashMap};
 
-use chatgw_protocol::{Group, Member, Message, Snowflake, UserId};
+use chatgw_protocol::{Group, Member, Message, Receipt, Snowflake, UserId};
 use futures::executor::block_on;
 
 use super::*;

@@ -384,7 +384,8 @@ fn check_marks(ks: &Keyspace, table: &'static str, p: &mut Pass) -> Result<(), S
     Ok(())
 }
 
-fn receipt_ids(r: &Receipt) -> Vec<u64> {
+/// The message ids a receipt names (every backend's check resolves them).
+pub(crate) fn receipt_ids(r: &Receipt) -> Vec<u64> {
     match r {
         Receipt::Delivered { ids, .. } => ids.iter().map(|i| i.0).collect(),
         Receipt::Read { .. } => Vec::new(),
@@ -407,7 +408,8 @@ fn each(ks: &Keyspace, op: &'static str, mut f: impl FnMut(&[u8], &[u8])) -> Res
     Ok(())
 }
 
-fn hex(b: &[u8]) -> String {
+/// Bytes as lowercase hex, for keys that do not decode.
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

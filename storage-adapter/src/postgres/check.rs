@@ -19,13 +19,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chatgw_protocol::{ConversationId, GroupId, MessageId, MessageKind, Receipt};
+use chatgw_protocol::{ConversationId, GroupId, MessageId, MessageKind};
 use postgres::{fallible_iterator::FallibleIterator, Row, Transaction};
 
 use super::PostgresStore;
 use crate::{
     codec::{self, InboxRecord},
-    embedded::Timeline,
+    embedded::{hex, receipt_ids, Timeline},
     IntegrityCounts, IntegrityReport, StoreError,
 };
 
@@ -402,18 +402,6 @@ fn check_receipts(tx: &mut Transaction<'_>, report: &mut IntegrityReport) -> Res
         }
     }
     Ok(())
-}
-
-fn receipt_ids(r: &Receipt) -> Vec<u64> {
-    match r {
-        Receipt::Delivered { ids, .. } => ids.iter().map(|i| i.0).collect(),
-        Receipt::Read { .. } => Vec::new(),
-        Receipt::Group { items, .. } => items.iter().flat_map(|(_, ids)| ids.iter().map(|i| i.0)).collect(),
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 // MessageKind::System is stored as 8 in the queries above.
