@@ -40,6 +40,8 @@
 #![warn(missing_docs)]
 
 mod cassandra;
+#[cfg(test)]
+mod check_history;
 mod codec;
 #[cfg(feature = "conformance")]
 #[doc(hidden)]

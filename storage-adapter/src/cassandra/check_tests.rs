@@ -4,10 +4,11 @@
 
 use std::{any::Any, collections::HashMap};
 
-use chatgw_protocol::{Group, Member, Message, Receipt, Snowflake, UserId};
+use chatgw_protocol::{Group, Member, Message, Snowflake, UserId};
 use futures::executor::block_on;
 
 use super::*;
+use crate::check_history::{message, CheckHistory, U1, U2, U3};
 
 /// Tables in memory, by name: rows of each [`Table::Row`] type.
 #[derive(Default)]
@@ -36,10 +37,6 @@ impl Source for Memory {
     }
 }
 
-const U1: UserId = UserId(1);
-const U2: UserId = UserId(2);
-const U3: UserId = UserId(3);
-
 fn big(v: u64) -> i64 {
     v as i64
 }
@@ -54,11 +51,6 @@ struct Fixture {
     text: Message,
     removed: Message,
     group: Group,
-}
-
-fn message(g: &mut Snowflake, c: ConversationId, from: UserId, kind: MessageKind, cid: &str, body: &str) -> Message {
-    let id = g.next_id();
-    Message { id, conversation: c, from, kind, client_id: cid.into(), ts: Snowflake::unix_ms(id), body: body.into() }
 }
 
 impl Fixture {
@@ -131,19 +123,8 @@ impl Fixture {
 /// Users 1 and 2 talk directly (2 acknowledges delivery and reads); user 1
 /// creates a group with 2 and 3, 2 sends to it, then 1 removes 3.
 fn fixture() -> Fixture {
-    let mut ids = Snowflake::new(0);
-    let dc = ConversationId::direct(U1, U2);
-    let direct = message(&mut ids, dc, U1, MessageKind::Text, "c1", "\"hi\"");
-    let receipt = Receipt::Delivered { event: ids.next_id(), conversation: dc, by: U2, ids: vec![direct.id], at: 1 };
-    let gid = GroupId(ids.next_id().0);
-    let gc = ConversationId::Group(gid);
-    let created = serde_json::to_string(r#"{"event":"created","by":"1","name":"T","members":["1","2","3"]}"#).unwrap();
-    let created = message(&mut ids, gc, U1, MessageKind::System, "g:g1", &created);
-    let text = message(&mut ids, gc, U2, MessageKind::Text, "c2", "\"to all\"");
-    let removed = serde_json::to_string(r#"{"event":"removed","by":"1","members":["3"],"new_admins":[]}"#).unwrap();
-    let removed = message(&mut ids, gc, U1, MessageKind::System, "", &removed);
-    let member = |user, admin| Member { user, admin, joined: MessageId(gid.0) };
-    let group = Group { id: gid, name: "T".into(), created_by: U1, members: vec![member(U1, true), member(U2, false)] };
+    let CheckHistory { direct, receipt, created, text, removed, group, .. } = CheckHistory::new();
+    let (dc, gid) = (direct.conversation, group.id);
     let mut f = Fixture {
         tables: Memory::default(),
         heads: HashMap::new(),

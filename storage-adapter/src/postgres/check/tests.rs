@@ -2,14 +2,10 @@
 //! purpose, each damage written by plain SQL. One server, one database per
 //! case.
 
-use chatgw_protocol::{Group, Member, Message, Receipt, Snowflake, UserId};
+use chatgw_protocol::{Group, Member, Message, UserId};
 
 use super::*;
-use crate::{conformance::TestPostgres, GroupVersion, MessageStore, PostgresOptions, Write};
-
-const U1: UserId = UserId(1);
-const U2: UserId = UserId(2);
-const U3: UserId = UserId(3);
+use crate::{check_history::CheckHistory, conformance::TestPostgres, MessageStore, PostgresOptions};
 
 struct Fixture {
     url: String,
@@ -19,11 +15,6 @@ struct Fixture {
     text: Message,
 }
 
-fn message(g: &mut Snowflake, c: ConversationId, from: UserId, kind: MessageKind, cid: &str, body: &str) -> Message {
-    let id = g.next_id();
-    Message { id, conversation: c, from, kind, client_id: cid.into(), ts: Snowflake::unix_ms(id), body: body.into() }
-}
-
 /// Users 1 and 2 talk directly (2 acknowledges delivery); user 1 creates a
 /// group with 2 and 3, 2 sends to it, then 1 removes 3: the embedded
 /// check's fixture, through this store's commit.
@@ -31,41 +22,11 @@ fn fixture(server: &TestPostgres) -> Fixture {
     let url = server.url(&server.create_database());
     PostgresStore::init(&url).unwrap();
     let store = PostgresStore::open(&url, &PostgresOptions::default()).unwrap();
-    let mut ids = Snowflake::new(0);
-    let direct = message(&mut ids, ConversationId::direct(U1, U2), U1, MessageKind::Text, "c1", "\"hi\"");
-    let receipt = Receipt::Delivered {
-        event: ids.next_id(),
-        conversation: direct.conversation,
-        by: U2,
-        ids: vec![direct.id],
-        at: 1,
+    let CheckHistory { direct, group, text, .. } = {
+        let h = CheckHistory::new();
+        h.commit_to(&store);
+        h
     };
-    let gid = GroupId(ids.next_id().0);
-    let gc = ConversationId::Group(gid);
-    let created = serde_json::to_string(r#"{"event":"created","by":"1","name":"T","members":["1","2","3"]}"#).unwrap();
-    let created = message(&mut ids, gc, U1, MessageKind::System, "g:g1", &created);
-    let text = message(&mut ids, gc, U2, MessageKind::Text, "c2", "\"to all\"");
-    let removed = serde_json::to_string(r#"{"event":"removed","by":"1","members":["3"],"new_admins":[]}"#).unwrap();
-    let removed = message(&mut ids, gc, U1, MessageKind::System, "", &removed);
-    let member = |user, admin| Member { user, admin, joined: MessageId(gid.0) };
-    let before = Group {
-        id: gid,
-        name: "T".into(),
-        created_by: U1,
-        members: vec![member(U1, true), member(U2, false), member(U3, false)],
-    };
-    let mut group = before.clone();
-    group.members.retain(|m| m.user != U3);
-    let (all, two) = ([U1, U2, U3], [U1, U2]);
-    let writes = [
-        Write::Message { message: &direct, inboxes: &two },
-        Write::Receipt { receipt: &receipt, inboxes: &[U1] },
-        Write::Group { group: &before, based_on: GroupVersion::ABSENT, announce: Some(&created), inboxes: &all },
-        Write::Message { message: &text, inboxes: &all },
-    ];
-    store.commit(&writes, text.id).unwrap();
-    let writes = [Write::Group { group: &group, based_on: GroupVersion(1), announce: Some(&removed), inboxes: &all }];
-    store.commit(&writes, removed.id).unwrap();
     Fixture { url, store, direct, group, text }
 }
 
