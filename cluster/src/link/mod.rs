@@ -1,0 +1,1 @@
+//! Node links (filled in by the link module).

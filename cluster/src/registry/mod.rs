@@ -1,0 +1,1 @@
+//! Registry (filled in by the registry module).
