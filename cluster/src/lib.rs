@@ -23,3 +23,10 @@
 
 pub mod link;
 pub mod registry;
+
+/// Real services for tests of this crate and of the gateway: a
+/// `redis-server` (or a Redis Cluster of several) started on free ports,
+/// and a TCP proxy that can cut and restore a link. Never for production
+/// builds.
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,7 @@
+//! Services the fleet tests start for themselves.
+
+mod proxy;
+mod redis_server;
+
+pub use proxy::FaultProxy;
+pub use redis_server::{TestRedis, TestRedisCluster};
