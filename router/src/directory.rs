@@ -1,5 +1,15 @@
 //! User -> live connections.
+//!
+//! In a fleet the directory also tells the registry which users came online
+//! or went offline in this process ([`Directory::tracking_presence`]): a
+//! register that adds a user's first connection, or an unregister that
+//! removes the last, queues the user's id. The queue carries ids only, not
+//! the direction: two cores changing one user at once may queue in either
+//! order, so whoever drains it reads the user's state as it is then
+//! ([`Directory::is_online`]), and the last change always leaves an id to
+//! drain after it.
 
+use crossbeam_queue::SegQueue;
 use papaya::{Compute, HashMap, Operation};
 use smallvec::SmallVec;
 
@@ -24,6 +34,8 @@ pub(crate) type Endpoints = SmallVec<[Endpoint; 2]>;
 #[derive(Debug, Default)]
 pub struct Directory {
     map: HashMap<u64, Endpoints>,
+    /// Users whose presence in this process changed, when tracked.
+    changed: Option<SegQueue<u64>>,
 }
 
 impl Directory {
@@ -34,12 +46,20 @@ impl Directory {
 
     /// An empty directory with room for `users` before it resizes.
     pub fn with_capacity(users: usize) -> Self {
-        Directory { map: HashMap::with_capacity(users) }
+        Directory { map: HashMap::with_capacity(users), changed: None }
+    }
+
+    /// Like [`Directory::with_capacity`], and queue every user whose first
+    /// connection opens or last connection closes, for
+    /// [`Directory::take_presence_changes`].
+    pub fn tracking_presence(users: usize) -> Self {
+        Directory { map: HashMap::with_capacity(users), changed: Some(SegQueue::new()) }
     }
 
     /// Record that `user` has a connection at `endpoint`.
     pub fn register(&self, user: u64, endpoint: Endpoint) {
         let map = self.map.pin();
+        let mut first = false;
         map.update_or_insert_with(
             user,
             |eps| {
@@ -49,21 +69,57 @@ impl Directory {
                 }
                 eps
             },
-            || smallvec::smallvec![endpoint],
+            || {
+                first = true;
+                smallvec::smallvec![endpoint]
+            },
         );
+        if first {
+            self.presence_changed(user);
+        }
     }
 
     /// Forget one connection of `user`; the user's entry goes when the last
     /// connection does.
     pub fn unregister(&self, user: u64, endpoint: Endpoint) {
         let map = self.map.pin();
-        let _: Compute<'_, u64, Endpoints, ()> = map.compute(user, |entry| match entry {
+        let gone: Compute<'_, u64, Endpoints, ()> = map.compute(user, |entry| match entry {
             Some((_, eps)) if eps.len() == 1 && eps[0] == endpoint => Operation::Remove,
             Some((_, eps)) if eps.contains(&endpoint) => {
                 Operation::Insert(eps.iter().copied().filter(|e| *e != endpoint).collect())
             }
             _ => Operation::Abort(()),
         });
+        if matches!(gone, Compute::Removed(..)) {
+            self.presence_changed(user);
+        }
+    }
+
+    fn presence_changed(&self, user: u64) {
+        if let Some(q) = &self.changed {
+            q.push(user);
+        }
+    }
+
+    /// Hand every queued presence change to `f` (users may repeat; read
+    /// [`Directory::is_online`] for where each stands now). Nothing when the
+    /// directory does not track presence.
+    pub fn take_presence_changes(&self, mut f: impl FnMut(u64)) {
+        if let Some(q) = &self.changed {
+            while let Some(user) = q.pop() {
+                f(user);
+            }
+        }
+    }
+
+    /// Call `f` with every user that has a connection open (a snapshot as
+    /// the map is walked: users joining or leaving meanwhile may or may not
+    /// be seen).
+    pub fn for_each_user(&self, mut f: impl FnMut(u64)) {
+        let map = self.map.pin();
+        for (user, _) in map.iter() {
+            f(*user);
+        }
     }
 
     /// Call `f` with every open connection of `user` (none if offline).
@@ -115,6 +171,27 @@ mod tests {
         d.unregister(1, ep(1, 7));
         assert!(!d.is_online(1));
         assert_eq!(d.online_users(), 0);
+    }
+
+    #[test]
+    fn presence_changes_are_queued_for_first_and_last_connections_only() {
+        let d = Directory::tracking_presence(8);
+        d.register(1, ep(0, 1));
+        d.register(1, ep(1, 2));
+        d.register(2, ep(0, 3));
+        d.unregister(1, ep(0, 1));
+        d.unregister(1, ep(1, 2));
+        d.unregister(2, ep(9, 9));
+        let mut changed = Vec::new();
+        d.take_presence_changes(|u| changed.push(u));
+        assert_eq!(changed, vec![1, 2, 1]);
+        assert!(!d.is_online(1) && d.is_online(2));
+        let mut users = Vec::new();
+        d.for_each_user(|u| users.push(u));
+        assert_eq!(users, vec![2]);
+        let untracked = Directory::new();
+        untracked.register(3, ep(0, 1));
+        untracked.take_presence_changes(|_| panic!("not tracked"));
     }
 
     #[test]

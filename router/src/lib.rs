@@ -15,6 +15,10 @@
 //!   items per destination core so a sender posts one batch per core per
 //!   turn, not one per item.
 //!
+//! - [`RemoteRoutes`] is the fleet's half: which other nodes a user has
+//!   connections on, as the registry said, cached by the one thread that
+//!   routes events to other nodes.
+//!
 //! The router knows nothing about WebSockets, protocol frames or storage:
 //! the item type is the caller's, naming its endpoints ([`Addressed`]).
 //!
@@ -25,7 +29,9 @@
 
 mod directory;
 mod mailbox;
+mod remote;
 mod sync;
 
 pub use directory::{Directory, Endpoint};
 pub use mailbox::{Addressed, Fanout, Mail, Mailboxes, Posted, Wake};
+pub use remote::{NodeRef, Placements, RemoteRoutes};
