@@ -121,9 +121,7 @@ impl Conn {
 
 /// The cluster pipeline for everything but `PUBLISH`, then each `PUBLISH`.
 fn cluster_pipeline(c: &mut ClusterConnection, cmds: Vec<Cmd>) -> redis::RedisResult<Vec<Value>> {
-    let is_publish = |cmd: &Cmd| {
-        matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"PUBLISH"))
-    };
+    let is_publish = |cmd: &Cmd| matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"PUBLISH"));
     let mut pipe = redis::cluster::cluster_pipe();
     let mut publishes = Vec::new();
     let mut order = Vec::with_capacity(cmds.len());

@@ -46,7 +46,9 @@ pub enum RegistryError {
     },
     /// This node's lease is held by another epoch: a newer run with the same
     /// node id took over, so this run must stop acting as the node.
-    #[error("node {node}'s registry lease was taken by another run (epoch {epoch}): this run is no longer node {node}")]
+    #[error(
+        "node {node}'s registry lease was taken by another run (epoch {epoch}): this run is no longer node {node}"
+    )]
     LeaseTaken {
         /// This node's id.
         node: u16,

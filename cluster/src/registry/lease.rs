@@ -43,7 +43,8 @@ impl Registry {
         loop {
             let take = eval(scripts::TAKE_LEASE, &[&lease_key], &[&lease_value, &lease_ms]);
             let reply = conn.command("taking the lease", &take)?;
-            let (taken, holder) = status(&reply).ok_or_else(|| conn.bad_reply("taking the lease", format!("{reply:?}")))?;
+            let (taken, holder) =
+                status(&reply).ok_or_else(|| conn.bad_reply("taking the lease", format!("{reply:?}")))?;
             if taken == 1 {
                 break;
             }
@@ -171,4 +172,3 @@ fn status(reply: &redis::Value) -> Option<(i64, &[u8])> {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
-

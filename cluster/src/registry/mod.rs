@@ -27,12 +27,12 @@ mod target;
 
 use std::{net::SocketAddr, time::Duration};
 
+use self::conn::Conn;
 pub use self::{
     error::RegistryError,
     subscription::{Notice, Subscription},
     target::RedisTarget,
 };
-use self::conn::Conn;
 
 /// How a node joins the registry.
 #[derive(Clone, Debug)]
