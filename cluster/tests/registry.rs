@@ -273,3 +273,12 @@ fn commands_are_counted_and_a_user_costs_about_a_hundred_bytes() {
     println!("MEMORY USAGE of one user key with one field: {bytes} bytes");
     assert!(bytes > 20 && bytes < 400, "{bytes} bytes");
 }
+
+#[test]
+fn handles_move_to_other_threads() {
+    fn send<T: Send + 'static>() {}
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send::<Registry>();
+    send_sync::<chatgw_cluster::registry::Subscription>();
+    send_sync::<RegistryError>();
+}
