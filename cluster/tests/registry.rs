@@ -245,6 +245,11 @@ fn a_bad_url_and_an_unreachable_redis_fail_fast_and_clearly() {
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert!(matches!(err, RegistryError::Redis { op: "connecting", .. }), "{err:?}");
     assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    let started = Instant::now();
+    let url = format!("redis+cluster://127.0.0.1:{port},127.0.0.1:{port}");
+    let err = Registry::join(RegistryConfig::new(url, 1, link(1))).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(matches!(err, RegistryError::Redis { op: "connecting", .. }), "{err:?}");
 
     // A frozen Redis is a timeout, not a hang.
     let redis = TestRedis::start();

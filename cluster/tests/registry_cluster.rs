@@ -79,6 +79,8 @@ fn the_registry_works_on_a_redis_cluster() {
     assert_eq!(next(), Notice::Users(users.clone()));
     a.publish_groups(&[5]).unwrap();
     assert_eq!(next(), Notice::Groups(vec![5]));
+    // Each notice was published once, on one node, and heard once.
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "a notice heard twice");
 
     b.leave(&users[..10]).unwrap();
     assert_eq!(a.live_nodes().unwrap().iter().map(|n| n.node).collect::<Vec<_>>(), [1]);
