@@ -12,7 +12,7 @@ pub struct LinkStats {
     pub bytes_sent: u64,
     /// Writes (each carries everything that was queued).
     pub writes: u64,
-    /// Sessions opened (dialled, Hello written).
+    /// Sessions opened (dialled, Hello answered by the peer).
     pub sessions_opened: u64,
     /// Failed dials and failed sessions, each followed by a redial.
     pub redials: u64,

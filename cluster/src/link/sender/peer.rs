@@ -7,11 +7,12 @@
 //! nothing is being written; a write blocked on a stalled peer fails after
 //! `dead_after` (the socket's write timeout).
 //!
-//! Frames still queued survive a redial (the queue is bounded); frames of
-//! a failed write are lost. The receiver then sees a session end without a
-//! Goodbye and catches everyone up, and, in case it never saw the session
-//! at all (a connection reset before its Hello was read), the next session
-//! starts with a CatchUpAll too.
+//! A session takes nothing from the queue until the peer answered the
+//! Ping sent with the Hello, so frames still queued survive a redial and a
+//! connection that is accepted and dropped (the queue is bounded). Frames
+//! of a failed write are lost: the receiver sees its session end without
+//! a Goodbye and catches everyone up, and the next session starts with a
+//! CatchUpAll as well.
 
 use std::{
     io::{self, Read, Write},
@@ -117,15 +118,29 @@ impl Peer {
         end
     }
 
-    /// Hello, then batches, pings and finally a Goodbye.
+    /// Hello and a Ping, then (once the peer answered) batches, pings and
+    /// finally a Goodbye.
     fn converse(&self, stream: &mut TcpStream) -> End {
         let mut out = Vec::with_capacity(64 << 10);
         frame::encode(&Frame::Hello { node: self.me, epoch: self.epoch, version: VERSION }, &mut out);
-        if let Err(e) = self.write(stream, &mut out, 1) {
+        frame::encode(&Frame::Ping, &mut out);
+        if let Err(e) = self.write(stream, &mut out, 2) {
             return End::Failed(e);
         }
-        add(&self.counters.sessions_opened, 1);
         let mut last_ping = Instant::now();
+        // Nothing queued is taken before the peer's first Pong: then its
+        // session has read the Hello, and any frame lost from here on ends
+        // that session without a Goodbye, which the peer answers by
+        // catching up. A connection accepted and dropped (a proxy, a
+        // restarting peer) never takes frames from the queue.
+        match self.queue.wait_answer(last_ping + self.settings.dead_after) {
+            None => {}
+            Some(Next::Stop) => return End::Done,
+            Some(_) => {
+                return End::Failed(io::Error::new(io::ErrorKind::TimedOut, "the peer did not answer the Hello"))
+            }
+        }
+        add(&self.counters.sessions_opened, 1);
         loop {
             let dead_at = self.queue.heard_at() + self.settings.dead_after;
             let next = self.queue.next((last_ping + self.settings.ping_after).min(dead_at));

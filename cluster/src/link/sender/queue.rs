@@ -58,6 +58,8 @@ struct State {
     stream: Option<TcpStream>,
     /// When the current session last read a byte from the peer.
     heard: Instant,
+    /// The current session's peer has sent something (its first Pong).
+    answered: bool,
     /// The current session's reader saw the end of the stream or an error.
     dead: bool,
 }
@@ -75,6 +77,7 @@ impl Queue {
                 finished: false,
                 stream: None,
                 heard: Instant::now(),
+                answered: false,
                 dead: false,
             }),
             wake: Condvar::new(),
@@ -175,6 +178,7 @@ impl Queue {
         }
         st.stream = Some(stream);
         st.heard = Instant::now();
+        st.answered = false;
         st.dead = false;
         true
     }
@@ -185,7 +189,36 @@ impl Queue {
 
     /// The peer sent bytes.
     pub(super) fn heard(&self) {
-        self.lock().heard = Instant::now();
+        let mut st = self.lock();
+        st.heard = Instant::now();
+        if !st.answered {
+            st.answered = true;
+            drop(st);
+            self.wake.notify_all();
+        }
+    }
+
+    /// Wait until the peer answers for the first time in this session:
+    /// `None` once it has, else why not (`Stop`, `Dead`, or `Tick` at
+    /// `deadline`).
+    pub(super) fn wait_answer(&self, deadline: Instant) -> Option<Next> {
+        let mut st = self.lock();
+        loop {
+            if st.stop {
+                return Some(Next::Stop);
+            }
+            if st.answered {
+                return None;
+            }
+            if st.dead {
+                return Some(Next::Dead);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Some(Next::Tick);
+            }
+            st = self.wake.wait_timeout(st, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
     }
 
     pub(super) fn heard_at(&self) -> Instant {
