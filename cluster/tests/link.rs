@@ -164,3 +164,17 @@ fn a_new_epoch_gets_a_fresh_link_and_a_peer_no_longer_listed_is_stopped() {
     let ended = rec.wait("both sessions ended", |s| s.iter().filter(|s| matches!(s, Seen::Ended(..))).count() == 2);
     assert_eq!(link_util::events(&ended), [1, 2, 3]);
 }
+
+#[test]
+fn a_frame_over_the_maximum_is_refused_and_owed_as_a_catch_up() {
+    let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
+    let settings = LinkSettings { max_frame: 1000, ..short() };
+    let links = Links::new(1, 1, settings);
+    links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: server.local_addr() }]);
+    let mut big = delivery(1);
+    big.payload = vec![7u8; 1000].into();
+    assert_eq!(links.send(2, big), Sent::Dropped);
+    assert_eq!(links.send(2, delivery(2)), Sent::Queued);
+    let seen = rec.wait("event 2", |s| link_util::events(s) == [2]);
+    assert_eq!(seen.first(), Some(&Seen::CatchUp(1, None)));
+}

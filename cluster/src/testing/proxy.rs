@@ -6,6 +6,7 @@
 //! failure looks like to it: a reset or end of stream, or silence.
 
 use std::{
+    collections::HashMap,
     io::{self, Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
@@ -34,8 +35,10 @@ struct State {
     cut: bool,
     stalled: bool,
     stopping: bool,
-    /// Both sockets of every live connection, to close at a cut.
-    conns: Vec<(TcpStream, TcpStream)>,
+    /// Both sockets of every live connection, to close at a cut, and how
+    /// many of its two pumps still run.
+    conns: HashMap<u64, (TcpStream, TcpStream, u8)>,
+    next_id: u64,
     pumps: Vec<JoinHandle<()>>,
 }
 
@@ -45,7 +48,7 @@ impl Shared {
     }
 
     fn close_all(st: &mut State) {
-        for (a, b) in st.conns.drain(..) {
+        for (_, (a, b, _)) in st.conns.drain() {
             let _ = a.shutdown(Shutdown::Both);
             let _ = b.shutdown(Shutdown::Both);
         }
@@ -149,12 +152,23 @@ fn forward(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     if st.cut || st.stopping {
         return Ok(());
     }
-    st.conns.push((client, server));
+    let id = st.next_id;
+    st.next_id += 1;
+    st.conns.insert(id, (client, server, 2));
     st.pumps.retain(|p| !p.is_finished());
     for (from, to) in pumps {
         let shared = shared.clone();
-        st.pumps
-            .push(std::thread::Builder::new().name("fault-proxy-pump".into()).spawn(move || pump(from, to, &shared))?);
+        let pump = move || {
+            pump(from, to, &shared);
+            let mut st = shared.lock();
+            if let Some((_, _, running)) = st.conns.get_mut(&id) {
+                *running -= 1;
+                if *running == 0 {
+                    st.conns.remove(&id);
+                }
+            }
+        };
+        st.pumps.push(std::thread::Builder::new().name("fault-proxy-pump".into()).spawn(pump)?);
     }
     Ok(())
 }
