@@ -169,7 +169,8 @@ impl Peer {
                 }
                 Next::Tick => {}
             }
-            if now >= dead_at {
+            // Heard again: a Pong may have come in while waiting.
+            if now >= self.queue.heard_at() + self.settings.dead_after {
                 if frames > 0 {
                     self.queue.owe_all();
                 }
