@@ -1,1 +1,59 @@
-//! Node links (filled in by the link module).
+//! Node links: persistent TCP connections that carry live events from the
+//! node that committed them to the nodes where their users are connected.
+//!
+//! Each direction is its own connection: [`Links`] dials every peer and
+//! writes, a [`LinkServer`] accepts and reads. Plain threads and blocking
+//! sockets: a fleet has a handful of nodes, so a thread per peer (and per
+//! accepted session) is cheap, and it keeps every wait bounded by a socket
+//! timeout rather than by an executor's scheduling.
+//!
+//! ```text
+//!   send() ──▶ peer queue (bounded) ──▶ writer thread ══TCP══▶ session reader ──▶ Inbound
+//!              (events, bytes,           one write per          (one callback per
+//!               owed CatchUpAll)         batch; Ping/Pong        read's deliveries)
+//! ```
+//!
+//! Nothing here is needed for correctness: whenever a frame may have been
+//! lost (a full queue, a failed write, a session that ended without a
+//! Goodbye) the receiving side is told to catch up from the store, and the
+//! gateway decides what that means. [`frame`] is the wire format, pure.
+
+pub mod frame;
+mod sender;
+mod server;
+mod settings;
+mod stats;
+
+use std::sync::Arc;
+
+pub use self::{
+    sender::{Links, PeerAddr, Sent},
+    server::{LinkListener, LinkServer},
+    settings::LinkSettings,
+    stats::{LinkStats, ServerStats},
+};
+
+/// One live event for some users of one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The event's id (its message id).
+    pub event: u64,
+    /// The event as the gateway encoded it for its devices, sent as is.
+    pub payload: Arc<[u8]>,
+    /// `(user, position in that user's inbox)` for every target user on
+    /// the destination node.
+    pub targets: Vec<(u64, u64)>,
+}
+
+/// What a [`LinkServer`] hands the node: called on the session's reader
+/// thread, in the order the frames arrived.
+pub trait Inbound: Send + Sync + 'static {
+    /// Every delivery decoded from one read of `from`'s session, in order.
+    fn deliver(&self, from: u16, deliveries: Vec<Delivery>);
+    /// `from` may have failed to deliver events to `users` (`None`: to
+    /// anyone on this node).
+    fn catch_up(&self, from: u16, users: Option<Vec<u64>>);
+    /// `from`'s session ended, once per session that said Hello. `clean`
+    /// only when a Goodbye came first: otherwise frames may have been lost.
+    fn session_ended(&self, from: u16, clean: bool);
+}

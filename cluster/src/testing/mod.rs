@@ -1,7 +1,7 @@
-//! Services the fleet tests start for themselves: a `redis-server` (or a
-//! Redis Cluster of several) on free loopback ports, each in its own temp
-//! dir, killed when dropped.
+//! Services the fleet tests start for themselves.
 
+mod proxy;
 mod redis_server;
 
+pub use proxy::FaultProxy;
 pub use redis_server::{TestRedis, TestRedisCluster};

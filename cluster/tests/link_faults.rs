@@ -1,0 +1,185 @@
+//! Node links under faults: bad bytes from a peer, a cut link, a stalled
+//! link, and a server stopped with sessions open.
+
+mod link_util;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    thread,
+    time::{Duration, Instant},
+};
+
+use chatgw_cluster::{
+    link::{
+        frame::{self, Frame},
+        LinkSettings, Links, PeerAddr, Sent,
+    },
+    testing::FaultProxy,
+};
+use link_util::{delivery, serve, short, Seen};
+
+fn hello(node: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame::encode(&Frame::Hello { node, epoch: 1, version: frame::VERSION }, &mut out);
+    out
+}
+
+fn raw(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(bytes).unwrap();
+    s
+}
+
+/// The server closed `s`: a read ends (EOF or reset) within the wait.
+fn closed_by_server(mut s: TcpStream) {
+    s.set_read_timeout(Some(link_util::WAIT)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[test]
+fn bad_frames_end_only_their_session() {
+    let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 9, short());
+    let addr = server.local_addr();
+    let cases: [(u16, Vec<u8>); 5] = [
+        (1, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        (2, vec![0, 0, 0, 1, 42]),
+        (3, vec![0xff, 0xff, 0xff, 0xf0]),
+        (4, vec![0, 0, 0, 2, 3, 0]),
+        (5, hello(5)),
+    ];
+    for (node, bad) in cases {
+        let mut bytes = hello(node);
+        bytes.extend_from_slice(&bad);
+        closed_by_server(raw(addr, &bytes));
+        rec.wait_ended(node, false);
+    }
+    // Not starting with a Hello: ended, and nobody to tell.
+    let mut deliver_first = Vec::new();
+    frame::encode(&Frame::Deliver(delivery(1)), &mut deliver_first);
+    closed_by_server(raw(addr, &deliver_first));
+    assert_eq!(server.stats().bad_frames, 6);
+    assert!(link_util::events(&rec.seen()).is_empty());
+
+    // The server still serves: a well-formed session, a Ping answered on
+    // the same socket, the deliveries of one write in one call.
+    let mut bytes = hello(7);
+    frame::encode(&Frame::Deliver(delivery(1)), &mut bytes);
+    frame::encode(&Frame::Deliver(delivery(2)), &mut bytes);
+    frame::encode(&Frame::Ping, &mut bytes);
+    let mut s = raw(addr, &bytes);
+    let mut pong = [0u8; 5];
+    s.set_read_timeout(Some(link_util::WAIT)).unwrap();
+    s.read_exact(&mut pong).unwrap();
+    assert_eq!(frame::decode(&pong, 16), Ok(Some((Frame::Pong, 5))));
+    let seen = rec.wait("node 7's events", |s| link_util::events(s) == [1, 2]);
+    assert!(seen.contains(&Seen::Deliver(7, vec![delivery(1), delivery(2)])), "{seen:?}");
+    let mut goodbye = Vec::new();
+    frame::encode(&Frame::Goodbye, &mut goodbye);
+    s.write_all(&goodbye).unwrap();
+    rec.wait_ended(7, true);
+}
+
+#[test]
+fn a_session_that_says_nothing_is_dead_after_the_timeout() {
+    let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 9, short());
+    let started = Instant::now();
+    let s = raw(server.local_addr(), &hello(3));
+    rec.wait_ended(3, false);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(450), "ended after {waited:?}");
+    closed_by_server(s);
+}
+
+#[test]
+fn a_cut_link_ends_unclean_and_the_sender_redials_after_restore() {
+    let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
+    let proxy = FaultProxy::start(server.local_addr());
+    let links = Links::new(1, 1, short());
+    links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: proxy.addr() }]);
+    links.send(2, delivery(1));
+    rec.wait_events(1);
+
+    proxy.cut();
+    rec.wait_ended(1, false);
+    for e in 2..5 {
+        assert_eq!(links.send(2, delivery(e)), Sent::Queued);
+    }
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(rec.events(), [1], "nothing crosses a cut link");
+    let redials = links.stats().redials;
+    assert!(redials >= 2, "the sender keeps redialling: {redials}");
+
+    proxy.restore();
+    assert_eq!(rec.wait_events(4), [1, 2, 3, 4], "what was queued during the cut survives it");
+    links.send(2, delivery(5));
+    assert_eq!(rec.wait_events(5), [1, 2, 3, 4, 5]);
+    assert!(server.stats().sessions_opened >= 2);
+}
+
+#[test]
+fn a_stalled_link_is_declared_dead_and_recovers() {
+    let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
+    let proxy = FaultProxy::start(server.local_addr());
+    let links = Links::new(1, 1, short());
+    links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: proxy.addr() }]);
+    links.send(2, delivery(1));
+    rec.wait_events(1);
+
+    proxy.stall();
+    let stalled = Instant::now();
+    links.send(2, delivery(2));
+    rec.wait_ended(1, false);
+    let waited = stalled.elapsed();
+    assert!(waited >= Duration::from_millis(400), "a stall is not a close ({waited:?})");
+    assert!(waited < Duration::from_secs(3), "the dead timeout is 500 ms ({waited:?})");
+
+    proxy.restore();
+    links.send(2, delivery(3));
+    let seen = rec.wait("event 3", |s| link_util::events(s).contains(&3));
+    // Event 2 was written into the stalled session: lost with it, or
+    // delivered late; either way the session's end told the node to
+    // catch up. Event 3 arrives on a new session.
+    assert!(link_util::events(&seen).ends_with(&[3]), "{seen:?}");
+}
+
+#[test]
+fn stop_is_prompt_with_sessions_open() {
+    // Default timers: stopping must not wait for a 15 s dead timeout.
+    let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, LinkSettings::default());
+    let links = Links::new(1, 1, LinkSettings::default());
+    links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: server.local_addr() }]);
+    links.send(2, delivery(1));
+    rec.wait_events(1);
+    let _silent = raw(server.local_addr(), &hello(3));
+    let mut partial = hello(4);
+    partial.extend_from_slice(&[0, 0, 1, 0, 2, 0, 0]);
+    let _partial = raw(server.local_addr(), &partial);
+    thread::sleep(Duration::from_millis(100));
+
+    let started = Instant::now();
+    server.stop();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "stop took {took:?}");
+    let started = Instant::now();
+    drop(links);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "dropping the links took {took:?}");
+}
+
+#[test]
+fn shutdown_is_bounded_when_the_peer_is_unreachable() {
+    let links = Links::new(1, 1, short());
+    links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: link_util::free_addr() }]);
+    links.send(2, delivery(1));
+    let started = Instant::now();
+    links.shutdown(Duration::from_millis(300));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "shutdown took {took:?}");
+}
