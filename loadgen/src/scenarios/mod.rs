@@ -17,6 +17,7 @@ pub(crate) mod group_traffic;
 pub(crate) mod messages;
 pub(crate) mod one_to_one;
 pub(crate) mod outbox;
+pub(crate) mod placement;
 pub(crate) mod run;
 pub(crate) mod scenario;
 pub(crate) mod schedule;
