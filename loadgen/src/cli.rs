@@ -35,6 +35,8 @@ pub(crate) enum Command {
     ReconnectStorm(StormArgs),
     /// Direct pairs and groups, users with one or two devices, that survive gateway restarts: reconnect with backoff, sync, resend with the same client id; verify every acked message reached every device once, in order.
     Soak(SoakArgs),
+    /// One-to-one traffic over a fleet while one gateway is SIGKILLed: its users reconnect to the next URL, sync from their cursor and resend; report the reconnect+sync time, loss, duplicates and the ghost window.
+    Failover(FailoverArgs),
     /// Append and fdatasync a scratch file back to back; report the sync latency and the floor the disk puts under durable acknowledgements (no gateway needed).
     Disk(DiskArgs),
 }
@@ -365,6 +367,59 @@ pub(crate) struct SoakArgs {
     /// Bytes of each message body.
     #[arg(long, default_value_t = 100)]
     pub(crate) body_bytes: usize,
+}
+
+/// `loadgen failover`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct FailoverArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) pairs: PairsArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) placement: PlacementArgs,
+    /// When to kill the victim, after sending starts (e.g. 5s, 1500ms); before the end of --duration.
+    #[arg(long, default_value = "5s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) kill_after: HumanDuration,
+    /// The process id of the gateway behind --victim-url, SIGKILLed at --kill-after.
+    #[arg(long)]
+    pub(crate) victim_pid: u32,
+    /// Which of the --url gateways is killed; its users reconnect to the next URL in the list.
+    #[arg(long)]
+    pub(crate) victim_url: String,
+    /// Every gateway's admin address, one per --url in the same order (comma-separated): the survivors' /metrics are polled every 100 ms for chatgw_fleet_live_nodes to drop by one (the ghost window). Without it the ghost window is not measured.
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    #[serde(serialize_with = "joined")]
+    pub(crate) gateway_admin: Vec<String>,
+    /// After sending stops, how long to wait for every device to be back and every message acked, delivered and receipted.
+    #[arg(long, default_value = "30s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) settle: HumanDuration,
+    /// Bytes of each message body.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) body_bytes: usize,
+    /// Connections opened per second during setup.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) conn_rate: u64,
+    /// Surviving gateways' process ids, to measure their CPU per message (comma-separated or repeated); not the victim, which does not last the window.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) gateway_pid: Vec<u32>,
+}
+
+impl FailoverArgs {
+    /// The settings the shared pair runner takes: `--settle` is its drain.
+    pub(crate) fn load(&self) -> LoadArgs {
+        LoadArgs {
+            body_bytes: self.body_bytes,
+            drain: self.settle,
+            conn_rate: self.conn_rate,
+            gateway_pid: self.gateway_pid.clone(),
+        }
+    }
 }
 
 /// `loadgen disk`.

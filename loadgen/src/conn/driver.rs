@@ -126,6 +126,14 @@ impl Driver {
         self.open_conn(node, user, after, true)
     }
 
+    /// From now on, reconnections of connections to node `from` go to node
+    /// `to` (as a client told that a node is gone would).
+    pub(crate) fn redirect(&mut self, from: usize, to: usize) {
+        if let Some(r) = self.redirects.get_mut(from) {
+            *r = to % self.config.targets.len().max(1);
+        }
+    }
+
     /// The node connection `id` went to (0 for an unknown id).
     pub(crate) fn node_of(&self, id: usize) -> usize {
         self.node_of.get(id).map_or(0, |&n| usize::from(n))

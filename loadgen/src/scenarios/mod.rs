@@ -12,6 +12,9 @@
 pub(crate) mod connect;
 pub(crate) mod ctx;
 pub(crate) mod device;
+pub(crate) mod failover;
+pub(crate) mod failover_kill;
+pub(crate) mod ghost;
 pub(crate) mod group;
 pub(crate) mod group_traffic;
 pub(crate) mod messages;
