@@ -13,7 +13,10 @@
 //! frames of up connections, through [`Handler`], and sends with
 //! [`Driver::send_text`]. A scenario that reconnects learns which
 //! connections ended from [`Driver::take_ended`] and opens new ones with
-//! [`Driver::open`] from the cursor it kept.
+//! [`Driver::reopen`] from the cursor it kept. Several gateways (a fleet's
+//! nodes, `--url a,b,c`) are targets by index: the scenario says which node
+//! each connection goes to, a reconnection goes back to the same node
+//! unless [`Driver::redirect`] moved that node's reconnections elsewhere.
 
 use std::{collections::VecDeque, io, net::IpAddr, sync::Arc, time::Duration};
 
