@@ -35,12 +35,25 @@ pub(crate) enum Command {
     ReconnectStorm(StormArgs),
     /// Direct pairs and groups, users with one or two devices, that survive gateway restarts: reconnect with backoff, sync, resend with the same client id; verify every acked message reached every device once, in order.
     Soak(SoakArgs),
+    /// One-to-one traffic over a fleet while one gateway is SIGKILLed: its users reconnect to the next URL, sync from their cursor and resend; report the reconnect+sync time, loss, duplicates and the ghost window.
+    Failover(FailoverArgs),
     /// Append and fdatasync a scratch file back to back; report the sync latency and the floor the disk puts under durable acknowledgements (no gateway needed).
     Disk(DiskArgs),
 }
 
 fn secs<S: Serializer>(d: &HumanDuration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.0.as_secs_f64())
+}
+
+/// A list as one comma-separated string, so a run with one URL (or admin
+/// address) records it exactly as before lists existed; an empty list is
+/// null.
+fn joined<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(&v.join(","))
+    }
 }
 
 fn opt_secs<S: Serializer>(d: &Option<HumanDuration>, s: S) -> Result<S::Ok, S::Error> {
@@ -71,9 +84,10 @@ pub(crate) struct ReportArgs {
 /// Settings every scenario has.
 #[derive(Args, Debug, Clone, Serialize)]
 pub(crate) struct CommonArgs {
-    /// Gateway address, host:port (a ws:// or http:// prefix is accepted).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub(crate) url: String,
+    /// Gateway address, host:port (a ws:// or http:// prefix is accepted); for a fleet, every node's address, comma-separated or repeated: users are dealt to them round-robin unless a scenario's placement says otherwise.
+    #[arg(long, default_value = "127.0.0.1:8080", value_delimiter = ',', num_args = 1)]
+    #[serde(serialize_with = "joined")]
+    pub(crate) url: Vec<String>,
     /// The gateway's JWT secret (its --secret), to mint tokens locally.
     #[arg(long, env = "CHATGW_SECRET", hide_env_values = true)]
     #[serde(skip)]
@@ -139,12 +153,13 @@ pub(crate) struct ConnectArgs {
     #[arg(long, default_value = "10s")]
     #[serde(serialize_with = "secs")]
     pub(crate) hold: HumanDuration,
-    /// The gateway's process id, to measure its memory per connection; repeat it for several gateways sharing the port.
-    #[arg(long)]
+    /// The gateway's process id, to measure its memory per connection; several (comma-separated or repeated) for several gateways: a fleet's nodes, or gateways sharing the port.
+    #[arg(long, value_delimiter = ',')]
     pub(crate) gateway_pid: Vec<u32>,
-    /// The gateway's admin address (its --admin-listen), where its /metrics is read [default: the --url host, port 8081].
-    #[arg(long, value_name = "HOST:PORT")]
-    pub(crate) gateway_admin: Option<String>,
+    /// The gateway's admin address (its --admin-listen), where its /metrics is read; for a fleet, one per --url in the same order (comma-separated), and the counts are summed [default: each --url host, port 8081].
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    #[serde(serialize_with = "joined")]
+    pub(crate) gateway_admin: Vec<String>,
 }
 
 /// `loadgen one-to-one`.
@@ -156,6 +171,9 @@ pub(crate) struct OneToOneArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) pairs: PairsArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) placement: PlacementArgs,
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) load: LoadArgs,
@@ -218,8 +236,8 @@ pub(crate) struct LoadArgs {
     /// Connections opened per second during setup.
     #[arg(long, default_value_t = 2000)]
     pub(crate) conn_rate: u64,
-    /// The gateway's process id, to measure its CPU time per message over the load window; repeat it for several gateways. The load generator's own CPU and the whole box's are measured either way.
-    #[arg(long)]
+    /// The gateway's process id, to measure its CPU time per message over the load window; several (comma-separated or repeated) for a fleet: summed, and reported per process. The load generator's own CPU and the whole box's are measured either way.
+    #[arg(long, value_delimiter = ',')]
     pub(crate) gateway_pid: Vec<u32>,
 }
 
@@ -268,12 +286,30 @@ pub(crate) struct GroupArgs {
     /// Which member sends each message.
     #[arg(long, value_enum, default_value_t = Pick::RoundRobin)]
     pub(crate) pick: Pick,
-    /// The gateway's admin address (its --admin-listen), where its /metrics is read [default: the --url host, port 8081].
-    #[arg(long, value_name = "HOST:PORT")]
-    pub(crate) gateway_admin: Option<String>,
+    /// The gateway's admin address (its --admin-listen), where its /metrics is read; for a fleet, one per --url in the same order (comma-separated), and the store counters are summed [default: each --url host, port 8081].
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    #[serde(serialize_with = "joined")]
+    pub(crate) gateway_admin: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) placement: PlacementArgs,
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) load: LoadArgs,
+}
+
+/// Where the ends of a pair or the members of a group connect, when
+/// `--url` lists several gateways (the report states the placement).
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct PlacementArgs {
+    /// Both ends of each pair (all members of each group) on the same gateway URL; pairs and groups spread over the URLs round-robin [default with one URL].
+    #[arg(long, conflicts_with = "cross_node")]
+    #[serde(skip)]
+    pub(crate) same_node: bool,
+    /// The two ends of each pair on different gateway URLs; each group's members spread over all URLs round-robin. Needs two URLs or more.
+    #[arg(long)]
+    #[serde(skip)]
+    pub(crate) cross_node: bool,
 }
 
 /// `loadgen reconnect-storm` (its `--help` words the shared `--pairs` and
@@ -331,6 +367,59 @@ pub(crate) struct SoakArgs {
     /// Bytes of each message body.
     #[arg(long, default_value_t = 100)]
     pub(crate) body_bytes: usize,
+}
+
+/// `loadgen failover`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub(crate) struct FailoverArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) pairs: PairsArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub(crate) placement: PlacementArgs,
+    /// When to kill the victim, after sending starts (e.g. 5s, 1500ms); before the end of --duration.
+    #[arg(long, default_value = "5s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) kill_after: HumanDuration,
+    /// The process id of the gateway behind --victim-url, SIGKILLed at --kill-after.
+    #[arg(long)]
+    pub(crate) victim_pid: u32,
+    /// Which of the --url gateways is killed; its users reconnect to the next URL in the list.
+    #[arg(long)]
+    pub(crate) victim_url: String,
+    /// Every gateway's admin address, one per --url in the same order (comma-separated): the survivors' /metrics are polled every 100 ms for chatgw_fleet_live_nodes to drop by one (the ghost window). Without it the ghost window is not measured.
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    #[serde(serialize_with = "joined")]
+    pub(crate) gateway_admin: Vec<String>,
+    /// After sending stops, how long to wait for every device to be back and every message acked, delivered and receipted.
+    #[arg(long, default_value = "30s")]
+    #[serde(serialize_with = "secs")]
+    pub(crate) settle: HumanDuration,
+    /// Bytes of each message body.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) body_bytes: usize,
+    /// Connections opened per second during setup.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) conn_rate: u64,
+    /// Surviving gateways' process ids, to measure their CPU per message (comma-separated or repeated); not the victim, which does not last the window.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) gateway_pid: Vec<u32>,
+}
+
+impl FailoverArgs {
+    /// The settings the shared pair runner takes: `--settle` is its drain.
+    pub(crate) fn load(&self) -> LoadArgs {
+        LoadArgs {
+            body_bytes: self.body_bytes,
+            drain: self.settle,
+            conn_rate: self.conn_rate,
+            gateway_pid: self.gateway_pid.clone(),
+        }
+    }
 }
 
 /// `loadgen disk`.

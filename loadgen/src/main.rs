@@ -12,7 +12,9 @@
 //! coordinated-omission-free latencies (`one-to-one`), group fan-out
 //! (`group`), recovery from a mass disconnect (`reconnect-storm`), and
 //! nothing acked lost or duplicated while the gateway itself is killed and
-//! restarted again and again (`soak`, driven by `scripts/crash-soak.sh`).
+//! restarted again and again (`soak`, driven by `scripts/crash-soak.sh`),
+//! and a fleet of gateways losing one node (`failover`). Every scenario
+//! takes a list of gateway URLs (`--url a,b,c`), a fleet's nodes.
 //! `disk` needs no gateway: it measures what the disk under the store
 //! allows a durable acknowledgement, the floor under every latency above.
 //! Connections can be spread over worker processes (`--procs`) when one
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         cli::Command::Group(args) => scenarios::group::run(args),
         cli::Command::ReconnectStorm(args) => scenarios::storm::run(args),
         cli::Command::Soak(args) => scenarios::soak::run(args),
+        cli::Command::Failover(args) => scenarios::failover::run(args),
         cli::Command::Disk(args) => disk::run(args),
     };
     match outcome {
@@ -71,6 +74,7 @@ fn parse_cli() -> Result<cli::Cli, clap::Error> {
         ("group", &scenarios::group::FIGURES),
         ("reconnect-storm", &scenarios::storm::FIGURES),
         ("soak", &scenarios::soak::FIGURES),
+        ("failover", &scenarios::failover::FIGURES),
         ("disk", &disk::FIGURES),
     ] {
         let help = format!(

@@ -13,7 +13,10 @@
 //! frames of up connections, through [`Handler`], and sends with
 //! [`Driver::send_text`]. A scenario that reconnects learns which
 //! connections ended from [`Driver::take_ended`] and opens new ones with
-//! [`Driver::open`] from the cursor it kept.
+//! [`Driver::reopen`] from the cursor it kept. Several gateways (a fleet's
+//! nodes, `--url a,b,c`) are targets by index: the scenario says which node
+//! each connection goes to, a reconnection goes back to the same node
+//! unless [`Driver::redirect`] moved that node's reconnections elsewhere.
 
 use std::{collections::VecDeque, io, net::IpAddr, sync::Arc, time::Duration};
 
@@ -34,8 +37,8 @@ const READ_BUFFER: usize = 256 * 1024;
 /// Connection setup settings.
 #[derive(Clone, Debug)]
 pub(crate) struct DriverConfig {
-    /// The gateway.
-    pub(crate) target: Target,
+    /// The gateways (the fleet's nodes), by node index.
+    pub(crate) targets: Vec<Target>,
     /// Source addresses, used round-robin; empty lets the kernel choose.
     pub(crate) sources: Vec<IpAddr>,
     /// Time allowed from connect start to `synced`.
@@ -67,6 +70,11 @@ pub(crate) struct Driver {
     /// Connections that ended other than by our close or kill, since the
     /// last [`Driver::take_ended`].
     ended: Vec<usize>,
+    /// The node each connection went to, by connection id.
+    node_of: Vec<u16>,
+    /// Where a reconnection to each node goes instead (itself unless
+    /// [`Driver::redirect`]ed).
+    redirects: Vec<usize>,
     /// Outcomes so far.
     pub(crate) stats: ConnStats,
 }
@@ -80,6 +88,7 @@ impl Driver {
         live: Arc<Live>,
         seed: u64,
     ) -> io::Result<Self> {
+        let redirects = (0..config.targets.len()).collect();
         Ok(Driver {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
@@ -95,26 +104,63 @@ impl Driver {
             live,
             seed,
             ended: Vec::new(),
+            node_of: Vec::new(),
+            redirects,
             stats: ConnStats::default(),
         })
     }
 
-    /// Start connecting as `user`, to `sync` from cursor `after` (0: from
-    /// the start); returns the connection's id. A connection that fails at
-    /// once is counted, stays Closed and is reported by `take_ended`.
-    pub(crate) fn open(&mut self, user: u64, after: u64) -> usize {
-        self.open_conn(user, after, false)
+    /// Start connecting as `user` to node `node` (an index into the
+    /// targets, taken modulo their number), to `sync` from cursor `after`
+    /// (0: from the start); returns the connection's id. A connection that
+    /// fails at once is counted, stays Closed and is reported by
+    /// `take_ended`.
+    pub(crate) fn open(&mut self, node: usize, user: u64, after: u64) -> usize {
+        self.open_conn(node, user, after, false)
     }
 
-    /// Like [`Driver::open`], for a device coming back: its handshake is
-    /// kept out of the first-connection figures (`established`, handshake
-    /// latencies), since the scenario measures reconnections itself.
-    pub(crate) fn reopen(&mut self, user: u64, after: u64) -> usize {
-        self.open_conn(user, after, true)
+    /// Like [`Driver::open`], for a device coming back after its connection
+    /// `previous` ended: to the same node, or where that node is
+    /// [`redirect`](Driver::redirect)ed. Its handshake is kept out of the
+    /// first-connection figures (`established`, handshake latencies), since
+    /// the scenario measures reconnections itself.
+    pub(crate) fn reopen(&mut self, previous: usize, user: u64, after: u64) -> usize {
+        let node = self.redirects.get(self.node_of(previous)).copied().unwrap_or(0);
+        self.open_conn(node, user, after, true)
     }
 
-    fn open_conn(&mut self, user: u64, after: u64, reconnect: bool) -> usize {
+    /// From now on, reconnections of connections to node `from` go to node
+    /// `to` (as a client told that a node is gone would).
+    pub(crate) fn redirect(&mut self, from: usize, to: usize) {
+        if let Some(r) = self.redirects.get_mut(from) {
+            *r = to % self.config.targets.len().max(1);
+        }
+    }
+
+    /// The node connection `id` went to (0 for an unknown id).
+    pub(crate) fn node_of(&self, id: usize) -> usize {
+        self.node_of.get(id).map_or(0, |&n| usize::from(n))
+    }
+
+    /// How many nodes (gateway URLs) the run has.
+    pub(crate) fn nodes(&self) -> usize {
+        self.config.targets.len()
+    }
+
+    fn open_conn(&mut self, node: usize, user: u64, after: u64, reconnect: bool) -> usize {
         let id = self.conns.len();
+        let node = node % self.config.targets.len().max(1);
+        // Node indexes come from the URL list, which `--url` parsing keeps
+        // far below u16::MAX.
+        self.node_of.push(u16::try_from(node).unwrap_or(u16::MAX));
+        let Some(target) = self.config.targets.get(node) else {
+            self.conns.push(Conn::failed());
+            self.stats.failed.add("no gateway URL (connecting)");
+            Live::bump(&self.live.failed);
+            self.ended.push(id);
+            return id;
+        };
+        let (addr, host) = (target.addr, target.host.clone());
         let now = self.clock.now_ns();
         self.stats.opened += 1;
         let source = if self.config.sources.is_empty() {
@@ -124,7 +170,7 @@ impl Driver {
             self.next_source = self.next_source.wrapping_add(1);
             Some(s)
         };
-        let mut stream = match net::start_connect(self.config.target.addr, source) {
+        let mut stream = match net::start_connect(addr, source) {
             Ok(s) => s,
             Err((what, e)) => {
                 self.conns.push(Conn::failed());
@@ -143,7 +189,7 @@ impl Driver {
         }
         let token = self.minter.mint(user);
         let seed = self.seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.conns.push(Conn::new(stream, &self.config.target.host, &token, now, seed, (after, reconnect)));
+        self.conns.push(Conn::new(stream, &host, &token, now, seed, (after, reconnect)));
         let timeout = u64::try_from(self.config.handshake_timeout.as_nanos()).unwrap_or(u64::MAX);
         self.deadlines.push_back((now.saturating_add(timeout), id));
         id

@@ -9,6 +9,11 @@
 //! CPU the gateway could not have. Latency percentiles alone cannot tell a
 //! slow gateway from a starved one.
 //!
+//! Several gateway processes (a fleet's nodes on one box) are summed, and
+//! with more than one each is also reported on its own, since a fleet that
+//! is slow because one node is saturated looks different from one whose
+//! nodes share the load.
+//!
 //! Everything comes from `/proc`: `utime` and `stime` of `/proc/PID/stat`
 //! for a process (all its threads, in clock ticks) and the first line of
 //! `/proc/stat` for the box. Tick resolution (10 ms) is far below the
@@ -53,6 +58,8 @@ pub(crate) struct CpuSample {
     /// `None` when some gateway process could not be read (gone, or not
     /// on this host).
     gateway: Option<Ticks>,
+    /// Each gateway process on its own (None: unreadable).
+    gateway_each: Vec<(u32, Option<Ticks>)>,
     /// Each load-generator process that could be read.
     loadgen: Vec<(u32, Ticks)>,
     machine: Option<BoxTicks>,
@@ -80,6 +87,7 @@ impl CpuProbe {
         CpuSample {
             at: Instant::now(),
             gateway: if self.gateway.is_empty() { None } else { sum(&self.gateway).ok() },
+            gateway_each: self.gateway.iter().map(|&pid| (pid, process_ticks(pid).ok())).collect(),
             loadgen: self.loadgen.iter().filter_map(|&pid| Some((pid, process_ticks(pid).ok()?))).collect(),
             machine: box_ticks().ok(),
         }
@@ -120,6 +128,20 @@ pub(crate) struct CpuFigures {
     pub(crate) box_busy_pct: Option<f64>,
     /// The box's cores (online CPUs in `/proc/stat`).
     pub(crate) box_cores: Option<usize>,
+    /// Each gateway process, when there are several (the gateway figures
+    /// above are their sum).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) gateway_per_process: Vec<ProcessCpu>,
+}
+
+/// One gateway process's CPU over the window.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub(crate) struct ProcessCpu {
+    pub(crate) pid: u32,
+    /// Share of one core (None: the process could not be read both times).
+    pub(crate) cpu_pct: Option<f64>,
+    /// User + kernel CPU per message of the whole run, microseconds.
+    pub(crate) us_per_msg: Option<f64>,
 }
 
 impl CpuFigures {
@@ -146,6 +168,23 @@ impl CpuFigures {
                 Some(100.0 * a.busy.saturating_sub(b.busy) as f64 / total as f64)
             }),
             box_cores: after.machine.map(|m| m.cores),
+            gateway_per_process: if after.gateway_each.len() > 1 {
+                after
+                    .gateway_each
+                    .iter()
+                    .map(|&(pid, a)| {
+                        let b = before.gateway_each.iter().find(|(p, _)| *p == pid).and_then(|(_, t)| *t);
+                        let d = b.zip(a).map(|(b, a)| a.since(b));
+                        ProcessCpu {
+                            pid,
+                            cpu_pct: d.map(|d| pct(d.user + d.system)),
+                            us_per_msg: d.and_then(|d| per_msg(d.user + d.system)),
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -164,6 +203,18 @@ impl CpuFigures {
                 ),
             ),
             None => t.row("gateway", "not measured (pass --gateway-pid)"),
+        }
+        if !self.gateway_per_process.is_empty() {
+            t.row("", format!("(summed over {} gateway processes)", self.gateway_per_process.len()));
+        }
+        for p in &self.gateway_per_process {
+            t.row(
+                &format!("  gateway pid {}", p.pid),
+                match p.cpu_pct {
+                    Some(c) => format!("{c:.0}% of a core; {} µs/msg", one(p.us_per_msg)),
+                    None => "not readable".to_owned(),
+                },
+            );
         }
         t.row("loadgen", format!("{:.0}% of a core; {} µs/msg", self.loadgen_cpu_pct, one(self.loadgen_us_per_msg)));
         t.row("box busy", self.box_busy_pct.map_or_else(|| "n/a".to_owned(), |b| format!("{b:.0}% of all cores")));
@@ -260,6 +311,31 @@ mod tests {
         assert!(us > 50.0, "a quarter second over 1000 messages is about 250 µs each: {us}");
         assert!(f.box_busy_pct.is_some_and(|b| b > 0.0 && b <= 100.0));
         assert!(f.box_cores.is_some_and(|c| c >= 1));
+    }
+
+    #[test]
+    fn several_gateways_are_summed_and_reported_each() {
+        let me = std::process::id();
+        // The same process twice stands for two gateways: the sum is about twice each.
+        let probe = CpuProbe::new(&[me, me], vec![]);
+        let before = probe.sample();
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed().as_millis() < 200 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let f = CpuFigures::between(&before, &probe.sample(), 100);
+        assert_eq!(f.gateway_per_process.len(), 2);
+        let each: f64 = f.gateway_per_process.iter().map(|p| p.cpu_pct.unwrap()).sum();
+        let tick_pct = 100.0 / ticks_per_second() / f.window_secs;
+        let sum = f.gateway_cpu_pct.unwrap();
+        assert!((sum - each).abs() <= 4.0 * tick_pct + 1e-9, "sum {sum} vs each {each}");
+        let mut t = Table::default();
+        f.print(&mut t);
+        assert!(t.text().contains(&format!("gateway pid {me}")), "{}", t.text());
+        // One gateway: no per-process rows, as before.
+        let one = CpuProbe::new(&[me], vec![]);
+        assert!(CpuFigures::between(&one.sample(), &one.sample(), 1).gateway_per_process.is_empty());
     }
 
     #[test]

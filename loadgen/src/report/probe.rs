@@ -70,6 +70,39 @@ pub(crate) fn admin_addr(given: Option<&str>, gateway: SocketAddr) -> anyhow::Re
     }
 }
 
+/// The admin addresses of a run's gateways: `given` (`--gateway-admin`),
+/// one per gateway URL in the same order, or by default each gateway's own
+/// host with the default admin port (each host once, so gateways sharing a
+/// host are not read, and summed, twice).
+pub(crate) fn admin_addrs(given: &[String], gateways: &[SocketAddr]) -> anyhow::Result<Vec<SocketAddr>> {
+    if given.is_empty() {
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for g in gateways {
+            let a = SocketAddr::new(g.ip(), DEFAULT_ADMIN_PORT);
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        return Ok(addrs);
+    }
+    anyhow::ensure!(
+        given.len() == gateways.len(),
+        "--gateway-admin lists {} address(es) for {} --url gateway(s): give one per gateway, in the same order",
+        given.len(),
+        gateways.len()
+    );
+    given.iter().map(|a| admin_addr(Some(a.trim()), SocketAddr::from(([127, 0, 0, 1], 0)))).collect()
+}
+
+/// An unlabelled metric read from every admin address: the sum (None if
+/// no gateway has it) and each gateway's value, or the first error.
+pub(crate) fn sum_metric(admins: &[SocketAddr], name: &str) -> anyhow::Result<(Option<f64>, Vec<Option<f64>>)> {
+    let each =
+        admins.iter().map(|&a| fetch_metrics(a).map(|b| metric_value(&b, name))).collect::<anyhow::Result<Vec<_>>>()?;
+    let total = each.iter().flatten().copied().reduce(|a, b| a + b);
+    Ok((total, each))
+}
+
 /// `GET /metrics` from the gateway's admin listener at `addr`; returns the body.
 pub(crate) fn fetch_metrics(addr: SocketAddr) -> anyhow::Result<String> {
     let host = addr.to_string();
@@ -148,6 +181,17 @@ mod tests {
         assert_eq!(admin_addr(None, gateway).unwrap(), "10.1.2.3:8081".parse().unwrap());
         assert_eq!(admin_addr(Some("127.0.0.1:9100"), gateway).unwrap(), "127.0.0.1:9100".parse().unwrap());
         assert!(admin_addr(Some("no-port"), gateway).is_err());
+    }
+
+    #[test]
+    fn admin_addresses_match_the_urls_or_default_per_host() {
+        let gw = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let urls = [gw("127.0.0.1:1"), gw("127.0.0.1:2"), gw("127.0.0.2:3")];
+        let defaults = admin_addrs(&[], &urls).unwrap();
+        assert_eq!(defaults, [gw("127.0.0.1:8081"), gw("127.0.0.2:8081")], "each host once");
+        let given: Vec<String> = ["127.0.0.1:11", "127.0.0.1:12", "127.0.0.1:13"].map(String::from).to_vec();
+        assert_eq!(admin_addrs(&given, &urls).unwrap()[2], gw("127.0.0.1:13"));
+        assert!(admin_addrs(&given[..2], &urls).is_err(), "one admin address per URL");
     }
 
     #[test]

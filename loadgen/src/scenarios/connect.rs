@@ -15,6 +15,11 @@
 //! connections were spread. Several gateways sharing the port (each
 //! `--gateway-pid`) are measured one by one, each against the sockets it
 //! gained, since SO_REUSEPORT splits the connections between them.
+//!
+//! With several `--url`s (a fleet's nodes) connection `k` goes to node
+//! `k % nodes`; `/metrics` is read from every `--gateway-admin` and the open
+//! connections are summed (and listed per node), as are the memory figures
+//! of every `--gateway-pid`.
 
 use std::time::Instant;
 
@@ -36,6 +41,7 @@ use crate::{
     },
     scenarios::{
         ctx::{Role, RunCtx},
+        placement,
         scenario::{safety_timeout, Conductor, Worker, CLOSE_GRACE},
     },
 };
@@ -69,6 +75,13 @@ struct GatewayMemory {
     bytes_per_connection: Option<f64>,
 }
 
+/// One node's open connections, from its `/metrics`.
+#[derive(Serialize, Debug, Clone)]
+struct NodeConns {
+    admin: String,
+    connections_open: Option<f64>,
+}
+
 /// RSS and sockets of one gateway at one moment.
 fn sample(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((probe::rss_bytes(pid)?, probe::socket_count(pid)?))
@@ -92,6 +105,9 @@ struct ConnectReport<'a> {
     to_synced_ms: Summary,
     sync_replayed_frames: u64,
     gateway_connections_open: Option<f64>,
+    /// Each node's count, in `--url` order, when there are several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    gateway_connections_open_per_node: Vec<NodeConns>,
     metrics_error: Option<String>,
     gateway_rss_before_bytes: Option<u64>,
     gateway_rss_after_bytes: Option<u64>,
@@ -111,6 +127,8 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
     let outputs = Outputs::parse(&c.report, &FIGURES)?;
     let ctx = RunCtx::new(c, args.conns, 1)?;
+    let gateways: Vec<_> = ctx.targets.iter().map(|t| t.addr).collect();
+    let admins = probe::admin_addrs(&args.gateway_admin, &gateways)?;
     let timeout = safety_timeout(c, args.conns, args.rate, 1, args.hold.0);
 
     let before = match ctx.role {
@@ -128,7 +146,8 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
             let ramp = Ramp::new(rate, conns, worker.start_ns);
             let owns = |k: u64| worker.share.owns(t, k);
             let open = |driver: &mut Driver, _: &mut Ignore, k: u64| {
-                driver.open(first_user + k, 0);
+                let node = placement::user_node(k, driver.nodes());
+                driver.open(node, first_user + k, 0);
             };
             worker.set_up(&mut driver, &mut Ignore, ramp, owns, open, |_, _, resolved| resolved)?;
             driver.close_all(CLOSE_GRACE, &mut Ignore);
@@ -145,11 +164,15 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
         run.hold("hold", Instant::now() + args.hold.0);
     }
     let timed_out = run.timed_out();
-    let (open_now, metrics_error) =
-        match probe::admin_addr(args.gateway_admin.as_deref(), ctx.target.addr).and_then(probe::fetch_metrics) {
-            Ok(body) => (probe::metric_value(&body, "chatgw_connections_open"), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
-        };
+    let (open_now, per_node, metrics_error) = match probe::sum_metric(&admins, "chatgw_connections_open") {
+        Ok((total, each)) if admins.len() > 1 => {
+            let per_node =
+                admins.iter().zip(each).map(|(a, v)| NodeConns { admin: a.to_string(), connections_open: v }).collect();
+            (total, per_node, None)
+        }
+        Ok((total, _)) => (total, Vec::new(), None),
+        Err(e) => (None, Vec::new(), Some(format!("{e:#}"))),
+    };
     let after = args.gateway_pid.iter().map(|&pid| sample(pid)).collect::<anyhow::Result<Vec<_>>>()?;
     let own_rss = probe::own_rss_bytes();
     if timed_out {
@@ -200,6 +223,7 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
         to_synced_ms: stats.to_synced.summary(),
         sync_replayed_frames: stats.replayed,
         gateway_connections_open: open_now,
+        gateway_connections_open_per_node: per_node,
         metrics_error,
         gateway_rss_before_bytes: rss_before,
         gateway_rss_after_bytes: rss_after,
@@ -218,7 +242,7 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<bool> {
 fn print_summary(r: &ConnectReport<'_>) {
     let mut t = Table::default();
     t.section("loadgen connect");
-    t.row("target", &r.config.common.url);
+    t.row("target", r.config.common.url.join(", "));
     t.row(
         "plan",
         format!(
@@ -250,7 +274,13 @@ fn print_summary(r: &ConnectReport<'_>) {
         (None, Some(e)) => t.row("chatgw_connections_open", format!("unavailable: {e}")),
         (None, None) => t.row("chatgw_connections_open", "not in /metrics"),
     }
-    if r.gateways.len() > 1 {
+    if r.gateway_connections_open_per_node.len() > 1 {
+        t.row("", format!("(summed over {} gateways)", r.gateway_connections_open_per_node.len()));
+        for n in &r.gateway_connections_open_per_node {
+            let v = n.connections_open.map_or("not in /metrics".to_owned(), |v| v.to_string());
+            t.row(&format!("  admin {}", n.admin), v);
+        }
+    } else if r.gateways.len() > 1 {
         t.row("", "(from the one gateway at --gateway-admin)");
     }
     match (r.gateway_rss_before_bytes, r.gateway_rss_after_bytes) {

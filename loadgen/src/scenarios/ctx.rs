@@ -1,7 +1,8 @@
 //! What every scenario sets up the same way before it starts: whether this
 //! process runs the whole run, conducts worker processes, or is one of
 //! them; its share of the items; the shared clock and start time; the run
-//! tag; the target and source addresses; the descriptor limit.
+//! tag; the target addresses (one per gateway node) and source addresses;
+//! the descriptor limit.
 //!
 //! Worker processes get everything that must agree across processes on
 //! their command line (`--worker-index`, `--worker-count`, `--clock-epoch`,
@@ -19,6 +20,7 @@ use crate::{
     },
     procs::share::Share,
     report::shared::{Clock, Coord, Live},
+    scenarios::placement,
 };
 
 /// How long after its start the parent starts the workers' ramps: enough
@@ -47,7 +49,8 @@ pub(crate) struct RunCtx {
     pub(crate) start_ns: u64,
     /// Marks this run's client ids (shared by every worker).
     pub(crate) tag: String,
-    pub(crate) target: Target,
+    /// The gateways, by node index (the `--url` list in order).
+    pub(crate) targets: Vec<Target>,
     /// Source addresses of this process's connections.
     pub(crate) sources: Vec<IpAddr>,
     pub(crate) live: Arc<Live>,
@@ -55,11 +58,16 @@ pub(crate) struct RunCtx {
 }
 
 impl RunCtx {
+    /// How many gateway nodes the run has.
+    pub(crate) fn nodes(&self) -> usize {
+        self.targets.len()
+    }
+
     /// Set up a run of `items` items of `conns_per_item` connections each.
     pub(crate) fn new(c: &CommonArgs, items: u64, conns_per_item: u64) -> anyhow::Result<Self> {
         anyhow::ensure!(c.threads >= 1, "--threads must be at least 1");
         anyhow::ensure!((1..=net::MAX_WORKERS).contains(&c.procs), "--procs must be from 1 to {}", net::MAX_WORKERS);
-        let target = Target::parse(&c.url)?;
+        let targets = placement::parse_urls(&c.url)?;
         let (role, share) = match (c.worker_index, c.worker_count) {
             (Some(index), Some(count)) => {
                 anyhow::ensure!(index < count && count <= net::MAX_WORKERS, "bad --worker-index/--worker-count");
@@ -96,14 +104,20 @@ impl RunCtx {
         };
         let tag = c.run_tag.clone().unwrap_or_else(|| format!("lg{:x}", chatgw_protocol::now_ms()));
         let worker = (role == Role::Worker).then_some(share.index);
-        let sources = net::source_addrs(c.sources, &target.addr, worker);
+        // Source addresses only when every gateway is on loopback, where
+        // they are all local.
+        let sources = if targets.iter().all(|t| t.addr.ip().is_loopback() && t.addr.is_ipv4()) {
+            targets.first().map_or_else(Vec::new, |t| net::source_addrs(c.sources, &t.addr, worker))
+        } else {
+            Vec::new()
+        };
         Ok(RunCtx {
             role,
             share,
             clock,
             start_ns,
             tag,
-            target,
+            targets,
             sources,
             live: Arc::new(Live::default()),
             coord: Arc::new(Coord::default()),

@@ -182,9 +182,9 @@ impl<X> Devices<X> {
         d
     }
 
-    /// A device of `user` with a new first connection; its index.
-    pub(crate) fn open(&mut self, driver: &mut Driver, user: u64, more: X) -> usize {
-        let conn = driver.open(user, 0);
+    /// A device of `user` with a new first connection to node `node`; its index.
+    pub(crate) fn open(&mut self, driver: &mut Driver, node: usize, user: u64, more: X) -> usize {
+        let conn = driver.open(node, user, 0);
         self.add(user, conn, more)
     }
 
@@ -237,11 +237,12 @@ impl<X> Devices<X> {
         ended
     }
 
-    /// Reconnect device `d` now, syncing from its cursor.
+    /// Reconnect device `d` now, syncing from its cursor, to the node of
+    /// its last connection (or where the driver redirects that node).
     pub(crate) fn reconnect(&mut self, driver: &mut Driver, d: usize) {
         self.roles.clear(self.list[d].conn);
         let dev = &mut self.list[d];
-        let conn = driver.reopen(dev.user, dev.cursor);
+        let conn = driver.reopen(dev.conn, dev.user, dev.cursor);
         dev.reopened(conn);
         self.roles.set(conn, d);
     }

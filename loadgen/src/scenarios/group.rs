@@ -24,7 +24,7 @@
 //! with `--ack`, one `delivered` per message of its group; over 150 frames/s
 //! per connection the run is refused rather than measuring the limiter.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use serde::Serialize;
 
@@ -42,6 +42,7 @@ use crate::{
         ctx::RunCtx,
         group_traffic::{GroupStats, GroupTraffic},
         messages::{self, MsgFigures},
+        placement::{Placement, PlacementFigures},
         scenario::{safety_timeout, Conductor, ConnFigures, LoadPlan, Worker},
         schedule::splitmix,
     },
@@ -105,13 +106,14 @@ struct StoreCounters {
     receipts: Option<f64>,
 }
 
-fn read_store(ctx: &RunCtx, admin: Option<&str>) -> Result<StoreCounters, String> {
-    let body =
-        probe::admin_addr(admin, ctx.target.addr).and_then(probe::fetch_metrics).map_err(|e| format!("{e:#}"))?;
+/// The store counters of every gateway, summed (a fleet shares one store,
+/// and each node counts what it wrote).
+fn read_store(admins: &[SocketAddr]) -> Result<StoreCounters, String> {
+    let read = |name| probe::sum_metric(admins, name).map(|(total, _)| total).map_err(|e| format!("{e:#}"));
     Ok(StoreCounters {
-        commit_bytes: probe::metric_value(&body, "chatgw_commit_bytes_total"),
-        messages: probe::metric_value(&body, "chatgw_messages_stored_total"),
-        receipts: probe::metric_value(&body, "chatgw_receipts_stored_total"),
+        commit_bytes: read("chatgw_commit_bytes_total")?,
+        messages: read("chatgw_messages_stored_total")?,
+        receipts: read("chatgw_receipts_stored_total")?,
     })
 }
 
@@ -158,6 +160,9 @@ struct GroupReport<'a> {
     fanout_ms: Summary,
     receipt_all_ms: Summary,
     store: StoreDelta,
+    /// Where the members connected, when there are several gateways.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement: Option<PlacementFigures>,
 }
 
 /// Frames per second one member connection sends: its share of the
@@ -167,6 +172,14 @@ pub(crate) fn frames_per_conn(rate: u64, groups: u64, size: u64, ack: bool) -> f
     let sends = per_group / size.max(1) as f64;
     let acks = if ack { per_group * (size.saturating_sub(1)) as f64 / size.max(1) as f64 } else { 0.0 };
     sends + acks
+}
+
+/// The placement figures of `groups` groups of `size` members over `nodes`
+/// nodes: a group crosses nodes when its members are not all on one.
+fn group_placement(placement: Placement, groups: u64, size: u64, nodes: usize) -> PlacementFigures {
+    let crosses =
+        |g| (1..size).any(|m| placement.member_node(g, m, size, nodes) != placement.member_node(g, 0, size, nodes));
+    PlacementFigures { placement, nodes, cross_node: (0..groups).filter(|&g| crosses(g)).count() as u64, of: groups }
 }
 
 /// Which member sends message `n` of a group.
@@ -201,6 +214,9 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
     let outputs = Outputs::parse(&c.report, &FIGURES)?;
     let conns = args.groups.saturating_mul(args.size);
     let ctx = RunCtx::new(c, args.groups, args.size)?;
+    let placement = Placement::choose(args.placement.same_node, args.placement.cross_node, ctx.nodes())?;
+    let gateways: Vec<_> = ctx.targets.iter().map(|t| t.addr).collect();
+    let admins = probe::admin_addrs(&args.gateway_admin, &gateways)?;
     let timeout = safety_timeout(c, conns, args.load.conn_rate, 2, args.duration.0 + args.load.drain.0);
 
     let plan = Plan {
@@ -208,6 +224,7 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
         size: args.size,
         first_user: c.first_user,
         pick: args.pick,
+        placement,
         load: LoadPlan::new(args.rate, args.duration.0, &args.load),
     };
     let work = {
@@ -233,12 +250,11 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
     let mut loaded = None;
     let mut store_before = Err("not measured: the run did not start".to_owned());
     if !setup.aborted {
-        store_before = read_store(&ctx, args.gateway_admin.as_deref());
+        store_before = read_store(&admins);
         loaded = Some(run.load(&ctx.clock, &[("load", plan.load.duration_ns)], &args.load.gateway_pid));
     }
     let timed_out = run.wind_down();
-    let store_after =
-        if loaded.is_some() { read_store(&ctx, args.gateway_admin.as_deref()) } else { Err("not measured".to_owned()) };
+    let store_after = if loaded.is_some() { read_store(&admins) } else { Err("not measured".to_owned()) };
     let (conn_stats, t): (ConnStats, GroupStats) = run.join()?;
 
     let m = &t.common;
@@ -267,6 +283,7 @@ pub(crate) fn run(args: GroupArgs) -> anyhow::Result<bool> {
         fanout_ms: t.to_fanout.summary(),
         receipt_all_ms: t.to_receipt_all.summary(),
         store: store_delta(store_before, store_after),
+        placement: (ctx.nodes() > 1).then(|| group_placement(placement, args.groups, args.size, ctx.nodes())),
     };
     print_summary(&report);
     let clean = !timed_out && !setup.aborted && m.all_through() && t.duplicate_receipt_items == 0;
@@ -285,6 +302,7 @@ struct Plan {
     size: u64,
     first_user: u64,
     pick: Pick,
+    placement: Placement,
     load: LoadPlan,
 }
 
@@ -296,7 +314,8 @@ impl Plan {
         let ramp = Ramp::new(self.load.conn_rate, self.groups * self.size, w.start_ns);
         let open = |driver: &mut Driver, traffic: &mut GroupTraffic, k: u64| {
             let (g, member) = (k / self.size, (k % self.size) as usize);
-            let conn = driver.open(self.first_user + k, 0);
+            let node = self.placement.member_node(g, member as u64, self.size, driver.nodes());
+            let conn = driver.open(node, self.first_user + k, 0);
             traffic.add_member(w.share.local_index(g), g, member, conn);
         };
         let mut creating = false;
@@ -327,7 +346,10 @@ fn print_summary(r: &GroupReport<'_>) {
     let mut t = Table::default();
     let cfg = r.config;
     t.section("loadgen group");
-    t.row("target", &cfg.common.url);
+    t.row("target", cfg.common.url.join(", "));
+    if let Some(p) = &r.placement {
+        t.row("placement", p.describe("groups"));
+    }
     t.row(
         "plan",
         format!(

@@ -12,11 +12,15 @@
 pub(crate) mod connect;
 pub(crate) mod ctx;
 pub(crate) mod device;
+pub(crate) mod failover;
+pub(crate) mod failover_kill;
+pub(crate) mod ghost;
 pub(crate) mod group;
 pub(crate) mod group_traffic;
 pub(crate) mod messages;
 pub(crate) mod one_to_one;
 pub(crate) mod outbox;
+pub(crate) mod placement;
 pub(crate) mod run;
 pub(crate) mod scenario;
 pub(crate) mod schedule;

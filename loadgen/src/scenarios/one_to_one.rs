@@ -13,6 +13,11 @@
 //! so the rate per pair is refused above 150/s: beyond that the run would
 //! measure the rate limiter rather than the gateway.
 //!
+//! With several `--url`s the pairs' ends are placed as `--same-node`,
+//! `--cross-node` or (by default) round-robin say (see
+//! [`placement`](crate::scenarios::placement)), and the report says how many
+//! pairs cross nodes.
+//!
 //! With `--procs`, pairs are dealt to the worker processes whole (see
 //! [`share`](crate::procs::share)), so each pair's loss and duplicate checks stay
 //! local; the schedule is global, so the processes together send `--rate`.
@@ -28,6 +33,7 @@ use crate::{
     scenarios::{
         ctx::RunCtx,
         messages::{self, MsgFigures},
+        placement::{self, Placement, PlacementFigures},
         scenario::{nanos, safety_timeout, Conductor, ConnFigures, Load, LoadPlan, Loaded, Setup, Worker},
         schedule::sender_of,
         traffic::Traffic,
@@ -78,6 +84,9 @@ struct OneToOneReport<'a> {
     achieved_ack_rate: f64,
     achieved_delivery_rate: f64,
     last_delivery_after_end_ms: f64,
+    /// Where the pairs' ends connected, when there are several gateways.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement: Option<PlacementFigures>,
 }
 
 /// Run the scenario; `Ok(false)` when anything was lost, duplicated,
@@ -91,7 +100,8 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
     let body_bytes = args.load.body_bytes;
     let phases = [("load", nanos(p.duration.0))];
     let traffic = move |tag, live| Traffic::new(tag, body_bytes, live);
-    let Some(run) = run_pairs((c, p, &args.load), (1, 0xFACE), &phases, traffic)? else {
+    let placement = |nodes| Placement::choose(args.placement.same_node, args.placement.cross_node, nodes);
+    let Some(run) = run_pairs((c, p, &args.load), placement, (1, 0xFACE), &phases, traffic)? else {
         return Ok(true);
     };
     let PairRun { ctx, plan, setup, loaded, timed_out, conn_stats, stats: m } = run;
@@ -109,6 +119,7 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
         achieved_ack_rate: m.acked as f64 / secs,
         achieved_delivery_rate: m.delivered as f64 / secs,
         last_delivery_after_end_ms: messages::ms_after_end(m.last_delivery_ns, end_ns),
+        placement: plan.placement_figures(ctx.nodes()),
     };
     print_summary(&report);
     let clean = !timed_out && !setup.aborted && m.all_through();
@@ -145,9 +156,11 @@ pub(crate) struct PairRun<S> {
 /// `reconnect-storm` both do: `traffic` makes each thread's load from the
 /// run tag and the live counters, `handshakes` per connection bound the
 /// safety timeout, `seed` the drivers' randomness, and `phases` name the
-/// load windows. `None` in a worker process, whose part is then done.
+/// load windows; `placement` chooses the pairs' nodes given how many there
+/// are. `None` in a worker process, whose part is then done.
 pub(crate) fn run_pairs<L, F>(
     (c, p, load): (&CommonArgs, &PairsArgs, &LoadArgs),
+    placement: impl FnOnce(usize) -> anyhow::Result<Placement>,
     (handshakes, seed): (u32, u64),
     phases: &[(&str, u64)],
     traffic: F,
@@ -160,7 +173,7 @@ where
     let conns = 2 * p.pairs;
     let ctx = RunCtx::new(c, p.pairs, 2)?;
     let timeout = safety_timeout(c, conns, load.conn_rate, handshakes, p.duration.0 + load.drain.0);
-    let plan = PairPlan::new(p, c, load);
+    let plan = PairPlan::new(p, c, load, placement(ctx.nodes())?);
     let work = {
         let worker = Worker::new(&ctx, c);
         move |t: usize| {
@@ -185,13 +198,35 @@ where
 pub(crate) struct PairPlan {
     pairs: u64,
     first_user: u64,
+    /// Which node each end of a pair connects to.
+    pub(crate) placement: Placement,
     pub(crate) load: LoadPlan,
 }
 
 impl PairPlan {
     /// The plan the command line asks for.
-    pub(crate) fn new(p: &PairsArgs, c: &CommonArgs, load: &LoadArgs) -> Self {
-        PairPlan { pairs: p.pairs, first_user: c.first_user, load: LoadPlan::new(p.rate, p.duration.0, load) }
+    pub(crate) fn new(p: &PairsArgs, c: &CommonArgs, load: &LoadArgs, placement: Placement) -> Self {
+        PairPlan {
+            pairs: p.pairs,
+            first_user: c.first_user,
+            placement,
+            load: LoadPlan::new(p.rate, p.duration.0, load),
+        }
+    }
+
+    /// The nodes of pair `pair`'s sender and recipient over `nodes` nodes.
+    pub(crate) fn pair_nodes(&self, pair: u64, nodes: usize) -> (usize, usize) {
+        self.placement.pair_nodes(pair, self.pairs, nodes)
+    }
+
+    /// What the report says of the placement: nothing with one node.
+    pub(crate) fn placement_figures(&self, nodes: usize) -> Option<PlacementFigures> {
+        (nodes > 1).then(|| PlacementFigures {
+            placement: self.placement,
+            nodes,
+            cross_node: placement::cross_pairs(self.placement, self.pairs, nodes),
+            of: self.pairs,
+        })
     }
 
     /// A worker's run: set up its pairs, send on schedule, drain.
@@ -207,12 +242,13 @@ impl PairPlan {
         let mut sender = None;
         let open = |driver: &mut Driver, traffic: &mut L, k: u64| {
             let pair = k / 2;
+            let (sender_node, recipient_node) = self.pair_nodes(pair, driver.nodes());
             if k % 2 == 0 {
                 let user = self.first_user + pair;
-                sender = Some((user, driver.open(user, 0)));
+                sender = Some((user, driver.open(sender_node, user, 0)));
             } else {
                 let user = self.first_user + self.pairs + pair;
-                let recipient = (user, driver.open(user, 0));
+                let recipient = (user, driver.open(recipient_node, user, 0));
                 if let Some(s) = sender.take() {
                     traffic.add_pair(pair, s, recipient);
                 }
@@ -236,7 +272,10 @@ fn print_summary(r: &OneToOneReport<'_>) {
     let cfg = r.config;
     let (p, load) = (&cfg.pairs, &cfg.load);
     t.section("loadgen one-to-one");
-    t.row("target", &cfg.common.url);
+    t.row("target", cfg.common.url.join(", "));
+    if let Some(p) = &r.placement {
+        t.row("placement", p.describe("pairs"));
+    }
     t.row(
         "plan",
         format!(

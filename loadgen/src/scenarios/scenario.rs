@@ -131,7 +131,7 @@ impl Worker {
     pub(crate) fn new(ctx: &RunCtx, c: &CommonArgs) -> Self {
         Worker {
             config: DriverConfig {
-                target: ctx.target.clone(),
+                targets: ctx.targets.clone(),
                 sources: ctx.sources.clone(),
                 handshake_timeout: c.handshake_timeout.0,
             },

@@ -225,7 +225,7 @@ fn print_summary(r: &SoakReport<'_>, (dropped, failed): (&Reasons, &Reasons)) {
     let (cfg, s, v) = (r.config, r.stats, r.verdict);
     let mut t = Table::default();
     t.section("loadgen soak");
-    t.row("target", &cfg.common.url);
+    t.row("target", cfg.common.url.join(", "));
     t.row(
         "plan",
         format!(

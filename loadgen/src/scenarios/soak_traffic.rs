@@ -33,6 +33,7 @@ use crate::{
         device::Devices,
         messages,
         outbox::{Outbox, Write},
+        placement,
         soak_ledger::{Conv, SoakLedger},
         soak_plan::Topology,
     },
@@ -139,10 +140,11 @@ impl SoakTraffic {
         &self.topo
     }
 
-    /// Open every device's first connection.
+    /// Open every device's first connection, device `d` to node `d % nodes`.
     pub(crate) fn open_all(&mut self, driver: &mut Driver) {
         for d in self.devices.len()..self.topo.device_count() {
-            self.devices.open(driver, self.topo.user_id(d), Finale::default());
+            let node = placement::user_node(d as u64, driver.nodes());
+            self.devices.open(driver, node, self.topo.user_id(d), Finale::default());
         }
     }
 

@@ -27,6 +27,7 @@ use crate::{
     scenarios::{
         messages::MsgFigures,
         one_to_one::{run_pairs, PairRun},
+        placement::Placement,
         scenario::nanos,
         storm_traffic::{drop_selection, CutPlan, StormTraffic},
     },
@@ -122,7 +123,9 @@ pub(crate) fn run(args: StormArgs) -> anyhow::Result<bool> {
         traffic.plan_cut(cut);
         traffic
     };
-    let Some(run) = run_pairs((c, p, &args.load), (2, 0x5707), &phases, traffic)? else {
+    // Round-robin over several URLs, like a balancer.
+    let placement = |nodes| Placement::choose(false, false, nodes);
+    let Some(run) = run_pairs((c, p, &args.load), placement, (2, 0x5707), &phases, traffic)? else {
         return Ok(true);
     };
     let PairRun { ctx, setup, loaded, timed_out, conn_stats, stats: t, .. } = run;
@@ -184,7 +187,7 @@ fn print_summary(r: &StormReport<'_>) {
     let mut t = Table::default();
     let cfg = r.config;
     t.section("loadgen reconnect-storm");
-    t.row("target", &cfg.common.url);
+    t.row("target", cfg.common.url.join(", "));
     t.row(
         "plan",
         format!(

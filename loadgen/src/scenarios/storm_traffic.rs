@@ -37,6 +37,7 @@ use crate::{
     },
     scenarios::{
         device::{Devices, End},
+        failover_kill::{Failover, FailoverPlan},
         messages::{self, Ledger, MsgStats},
         one_to_one::PairLoad,
         outbox::{Outbox, Write},
@@ -90,13 +91,16 @@ pub(crate) struct StormStats {
     pub(crate) to_reconnect: Latency,
     /// Cut off -> `synced` on the new connection.
     pub(crate) to_catch_up: Latency,
+    /// `loadgen failover`: the victim's kill -> each device's first
+    /// `synced` on a surviving node.
+    pub(crate) to_failover: Latency,
 }
 
 merge_fields!(
     StormStats:
     common, queued_while_down, resent, resent_duplicate, resent_new, own_in_replay,
     delivered_by_replay, duplicated_by_replay, killed, unplanned_drops, reconnected,
-    reconnect_failures, gave_up, replayed_frames, to_reconnect, to_catch_up
+    reconnect_failures, gave_up, replayed_frames, to_reconnect, to_catch_up, to_failover
 );
 
 /// The storm: `percent` of the run's `devices`, chosen by
@@ -155,6 +159,8 @@ pub(crate) struct StormTraffic {
     /// Once the load has started, the cut still to come: when, and which
     /// global devices it selects.
     cut: Option<(u64, Vec<bool>)>,
+    /// `loadgen failover`: the gateway kill to come, instead of a cut.
+    failover: Option<Failover>,
     /// Devices with something to send once the loop has the driver.
     to_flush: Vec<usize>,
     live: Arc<Live>,
@@ -173,6 +179,7 @@ impl StormTraffic {
             devices: Devices::default(),
             cut_plan: None,
             cut: None,
+            failover: None,
             to_flush: Vec::new(),
             live,
             text: String::new(),
@@ -190,6 +197,12 @@ impl StormTraffic {
     /// Cut off this thread's share of the devices as `plan` says.
     pub(crate) fn plan_cut(&mut self, plan: CutPlan) {
         self.cut_plan = Some(plan);
+    }
+
+    /// Kill a gateway as `plan` says rather than cut connections, and
+    /// reconnect its devices to the next node.
+    pub(crate) fn plan_failover(&mut self, plan: FailoverPlan) {
+        self.failover = Some(Failover::new(plan));
     }
 
     /// Cut off this thread's devices that `chosen` (indexed by global
@@ -399,6 +412,9 @@ impl Handler for StormTraffic {
     fn on_synced(&mut self, id: usize, cursor: Option<u64>, now_ns: u64, _reply: &mut String) {
         let Some(d) = self.devices.of_conn(id) else { return };
         if let Some(since) = self.devices.get_mut(d).synced(cursor) {
+            if let Some(t) = self.failover.as_ref().and_then(|f| f.since_kill(since, now_ns)) {
+                self.stats.to_failover.record_ns(t);
+            }
             self.stats.reconnected += 1;
             Live::bump(&self.live.reconnected);
             self.stats.to_catch_up.record_ns(now_ns.saturating_sub(since));
@@ -456,6 +472,9 @@ impl Load for StormTraffic {
 
     /// Choose the devices to cut off, and when.
     fn start(&mut self, go_ns: u64) {
+        if let Some(f) = self.failover.as_mut() {
+            f.start(go_ns);
+        }
         if let Some(p) = self.cut_plan {
             self.cut = Some((go_ns + p.after_ns, drop_selection(p.devices, p.percent)));
         }
@@ -463,6 +482,9 @@ impl Load for StormTraffic {
 
     /// Make the planned cut once it is due; until then, wake for it.
     fn tick(&mut self, driver: &mut Driver, now_ns: u64) -> Option<u64> {
+        if let Some(f) = self.failover.as_mut() {
+            return f.tick(driver, now_ns);
+        }
         if self.cut.as_ref().is_some_and(|(at, _)| now_ns >= *at) {
             if let Some((_, chosen)) = self.cut.take() {
                 self.cut_off(driver, &chosen);

@@ -28,14 +28,33 @@ impl Drop for Gateway {
     }
 }
 
-/// Start `chatgw serve` with one worker, its public and admin listeners on
-/// free ports, and wait until it has logged both addresses.
-pub(crate) fn spawn_gateway(data: &Path, secret: &str) -> Gateway {
+/// The `chatgw` binary Cargo built beside `loadgen`.
+fn chatgw_bin() -> PathBuf {
     let loadgen = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"));
     let bin = loadgen.with_file_name("chatgw");
     assert!(bin.exists(), "{} is missing: build the gateway too (cargo test --workspace)", bin.display());
-    let mut child = Command::new(&bin)
+    bin
+}
+
+/// Start `chatgw serve` with one worker, its public and admin listeners on
+/// free ports, and wait until it has logged both addresses.
+pub(crate) fn spawn_gateway(data: &Path, secret: &str) -> Gateway {
+    spawn_gateway_with(data, secret, &[])
+}
+
+/// Prepare the PostgreSQL database at `url` as `chatgw store init` does.
+#[allow(dead_code)]
+pub(crate) fn init_store(url: &str) {
+    let status = Command::new(chatgw_bin()).args(["store", "init", "--store", url]).status().expect("chatgw runs");
+    assert!(status.success(), "chatgw store init --store {url}");
+}
+
+/// Like [`spawn_gateway`], with `extra` arguments to `serve` (a shared
+/// `--store`, a `--node-id`).
+pub(crate) fn spawn_gateway_with(data: &Path, secret: &str, extra: &[&str]) -> Gateway {
+    let mut child = Command::new(chatgw_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--workers", "1"])
+        .args(extra)
         .args(["--secret", secret, "--data"])
         .arg(data)
         .env("CHATGW_LOG", "info")
