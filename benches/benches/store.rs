@@ -39,8 +39,11 @@ fn group_commit(c: &mut Criterion) {
                 |msgs| {
                     let inboxes: Vec<[UserId; 2]> =
                         msgs.iter().map(|m| [m.from, m.conversation.peer_of(m.from).unwrap_or(m.from)]).collect();
-                    let writes: Vec<Write<'_>> =
-                        msgs.iter().zip(&inboxes).map(|(m, i)| Write::Message { message: m, inboxes: i }).collect();
+                    let writes: Vec<Write<'_>> = msgs
+                        .iter()
+                        .zip(&inboxes)
+                        .map(|(m, i)| Write::Message { message: m, inboxes: i, membership: None })
+                        .collect();
                     let last = msgs.last().map(|m| m.id).unwrap_or_default();
                     store.commit(&writes, last).unwrap()
                 },

@@ -78,18 +78,41 @@ pub(crate) enum CoreEvent {
     SyncPage { to: Endpoint, after: InboxPos, events: Vec<PagedEvent>, full: bool },
     /// A sync page could not be read; the payload is an `error` frame.
     SyncFailed { to: Endpoint, payload: Vec<u8> },
+    /// This connection may have missed live events (another node committed
+    /// to its inbox and could not deliver them): it catches up from the
+    /// store now, from the position it has, if it is subscribed; a sync in
+    /// progress reads one more page instead.
+    CatchUp { to: Endpoint },
+    /// Every subscribed connection of core `core` catches up (a link to
+    /// another node was lost, so any of them may have missed events), at
+    /// most `CATCH_UP_READS` (64) reads at a time. Addressed to
+    /// no connection: [`CoreEvent::endpoint`] names
+    /// [`CoreEvent::whole_core`].
+    CatchUpAll { core: u16 },
 }
 
 /// What cores receive in one mailbox item.
 pub(crate) type CoreBatch = Vec<CoreEvent>;
 
 impl CoreEvent {
+    /// The connection this event is for; for an event for a whole core,
+    /// [`CoreEvent::whole_core`], which no connection ever has.
     pub(crate) fn endpoint(&self) -> Endpoint {
         match self {
             CoreEvent::Deliver { to, .. }
             | CoreEvent::Reply { to, .. }
             | CoreEvent::SyncPage { to, .. }
-            | CoreEvent::SyncFailed { to, .. } => *to,
+            | CoreEvent::SyncFailed { to, .. }
+            | CoreEvent::CatchUp { to } => *to,
+            CoreEvent::CatchUpAll { core } => CoreEvent::whole_core(*core),
         }
+    }
+
+    /// The placeholder address of an event for every connection of `core`:
+    /// a slot no table reaches (slabs are bounded far below `u32::MAX`), so
+    /// per-connection handling (the mailbox's overflow closes) finds no
+    /// connection there.
+    pub(crate) const fn whole_core(core: u16) -> Endpoint {
+        Endpoint { core, slot: u32::MAX, generation: u32::MAX }
     }
 }

@@ -121,6 +121,28 @@ pub struct Metrics {
     pub mailbox_overflow_closes: Counter,
     /// Entries in a core's connection timer wheel, by `core` label.
     pub timer_entries: Family<Vec<(String, String)>, Gauge>,
+    /// Catch-ups from the store started, by `reason`: `gap` (a live event
+    /// skipped positions), `asked` (one connection was told to), `all`
+    /// (every connection of a core was).
+    catch_ups: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Connections of a core waiting for a catch-up read or in one, by
+    /// `core` label.
+    pub catch_up_pending: Family<Vec<(String, String)>, Gauge>,
+    /// Group messages the store refused because another gateway changed
+    /// the group's membership since they were fanned out (answered
+    /// `unavailable`; the resend goes to the members as they are now).
+    pub stale_group_sends: Counter,
+}
+
+/// Why a connection catches up from the store (`chatgw_catch_ups_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CatchUpReason {
+    /// A live event skipped positions.
+    Gap,
+    /// `CoreEvent::CatchUp` for this connection.
+    Asked,
+    /// `CoreEvent::CatchUpAll` for its core.
+    All,
 }
 
 /// A liveness probe that has not answered within this long makes the store
@@ -347,6 +369,23 @@ impl Metrics {
                 "Entries in a core's connection timer wheel",
                 Family::default(),
             ),
+            catch_ups: register(
+                &mut r,
+                "catch_ups",
+                "Catch-ups of a connection from the store, by reason (gap, asked, all)",
+                Family::default(),
+            ),
+            catch_up_pending: register(
+                &mut r,
+                "catch_up_pending",
+                "Connections of a core queued for a catch-up or catching up",
+                Family::default(),
+            ),
+            stale_group_sends: counter(
+                &mut r,
+                "stale_group_sends",
+                "Group messages refused because another gateway changed the membership meanwhile",
+            ),
             registry: r,
         }
     }
@@ -434,6 +473,16 @@ impl Metrics {
     /// Record the I/O driver the cores run (`epoll` or `uring`).
     pub fn set_io_driver(&self, name: &str) {
         self.io_driver.get_or_create(&vec![("driver".to_owned(), name.to_owned())]).set(1);
+    }
+
+    /// Count one catch-up started for `reason`.
+    pub(crate) fn catch_up(&self, reason: CatchUpReason) {
+        let label = match reason {
+            CatchUpReason::Gap => "gap",
+            CatchUpReason::Asked => "asked",
+            CatchUpReason::All => "all",
+        };
+        self.catch_ups.get_or_create(&[("reason", label)]).inc();
     }
 
     /// The gauge of `family` for core `core`, to keep and set without a

@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chatgw_protocol::GroupId;
 use chatgw_router::{Directory, Mailboxes, Wake};
 use chatgw_storage::MessageStore;
 use crossbeam_channel::Sender;
@@ -31,7 +32,7 @@ use crate::{
     config::{Config, ConfigError},
     core::{CoreContext, CoreSettings},
     driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage},
-    events::{CommitRequest, CoreBatch, QueryRequest},
+    events::{CommitRequest, CoreBatch, CoreEvent, QueryRequest},
     limits::Limits,
     liveness::Liveness,
     metrics::Metrics,
@@ -107,6 +108,9 @@ pub struct ServerHandle {
     lifecycle: Arc<Lifecycle>,
     commit_tx: Sender<CommitRequest>,
     query_tx: Sender<QueryRequest>,
+    /// Groups whose membership another node changed, for the committer to
+    /// forget; held so the channel stays open while the gateway runs.
+    stale_groups: Sender<GroupId>,
     cores: Vec<JoinHandle<()>>,
     committer: Option<JoinHandle<()>>,
     readers: Vec<JoinHandle<()>>,
@@ -167,8 +171,14 @@ impl Server {
         let directory = Arc::new(Directory::with_capacity(config.max_connections.min(1 << 20)));
         let mailboxes = Arc::new(Mailboxes::new(wakers, crate::core::MAILBOX_EVENTS));
         let lifecycle = Arc::new(Lifecycle::default());
+        // Groups another node changed: the committer forgets its cached
+        // members of each before its next batch (the fleet's links send
+        // on clones of this end).
+        let (stale_groups_tx, stale_groups_rx) = crossbeam_channel::unbounded::<GroupId>();
+        let mut settings = CoreSettings::of(&config);
+        settings.dense_positions = store.dense_positions();
         let core_context = CoreContext {
-            settings: CoreSettings::of(&config),
+            settings,
             directory: directory.clone(),
             limits: Arc::new(Limits::new(&config)),
             metrics: metrics.clone(),
@@ -182,6 +192,7 @@ impl Server {
             node_id: config.node_id,
             max_group_members: config.max_group_members,
             commit_batch: config.commit_batch,
+            stale_groups: stale_groups_rx,
         };
         let reader_context = ReaderContext {
             mailboxes: mailboxes.clone(),
@@ -242,6 +253,7 @@ impl Server {
             lifecycle,
             commit_tx,
             query_tx,
+            stale_groups: stale_groups_tx,
             cores,
             committer: Some(committer),
             readers,
@@ -258,6 +270,31 @@ fn bind_admin(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
 }
 
 impl ServerHandle {
+    /// Every device connection of `user` on this gateway catches up from the
+    /// store now (it may have missed events another node committed to its
+    /// inbox): what it missed arrives as live events, once each, in order.
+    pub fn catch_up_user(&self, user: u64) {
+        self.directory.for_each(user, |to| {
+            self.mailboxes.post(usize::from(to.core), vec![CoreEvent::CatchUp { to }]);
+        });
+    }
+
+    /// Every subscribed device connection on this gateway catches up from
+    /// the store, a bounded number at a time per core.
+    pub fn catch_up_all(&self) {
+        for core in 0..self.mailboxes.cores() {
+            let Ok(id) = u16::try_from(core) else { break };
+            self.mailboxes.post(core, vec![CoreEvent::CatchUpAll { core: id }]);
+        }
+    }
+
+    /// Where to report a group whose membership another node changed: the
+    /// committer forgets its cached members of it before its next batch, so
+    /// the next send reads the record again.
+    pub fn stale_groups(&self) -> Sender<GroupId> {
+        self.stale_groups.clone()
+    }
+
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -70,7 +70,7 @@ impl CheckHistory {
     pub(crate) fn commit_to(&self, store: &dyn MessageStore) {
         let (all, two) = ([U1, U2, U3], [U1, U2]);
         let writes = [
-            Write::Message { message: &self.direct, inboxes: &two },
+            Write::Message { message: &self.direct, inboxes: &two, membership: None },
             Write::Receipt { receipt: &self.receipt, inboxes: &[U1] },
             Write::Group {
                 group: &self.before,
@@ -78,7 +78,7 @@ impl CheckHistory {
                 announce: Some(&self.created),
                 inboxes: &all,
             },
-            Write::Message { message: &self.text, inboxes: &all },
+            Write::Message { message: &self.text, inboxes: &all, membership: None },
         ];
         store.commit(&writes, self.text.id).expect("the first batch commits");
         let change = Write::Group {

@@ -266,8 +266,8 @@ mod tests {
             let stats = s
                 .commit(
                     &[
-                        Write::Message { message: &m1, inboxes: &both },
-                        Write::Message { message: &m2, inboxes: &both },
+                        Write::Message { message: &m1, inboxes: &both, membership: None },
+                        Write::Message { message: &m2, inboxes: &both, membership: None },
                         Write::Receipt { receipt: &receipt, inboxes: &[UserId(1)] },
                     ],
                     rid,
@@ -370,13 +370,13 @@ mod tests {
         let mut g = Snowflake::new(1);
         let (m1, m2) = (msg(&mut g, 1, 2, "a"), msg(&mut g, 1, 2, "b"));
         let both = [UserId(1), UserId(2)];
-        s.commit(&[Write::Message { message: &m1, inboxes: &both }], m1.id).unwrap();
+        s.commit(&[Write::Message { message: &m1, inboxes: &both, membership: None }], m1.id).unwrap();
         s.recover().expect("nothing failed: nothing to do");
 
         // A real failure needs a full disk (gateway/tests/disk.rs); here the
         // store is told one happened, which is all `recover` looks at.
         s.set_failure(Some(WriteFailure::NoSpace));
-        match s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id) {
+        match s.commit(&[Write::Message { message: &m2, inboxes: &both, membership: None }], m2.id) {
             Err(StoreError::Unwritable { cause: WriteFailure::NoSpace }) => {}
             other => panic!("a failed store must refuse writes: {other:?}"),
         }
@@ -405,7 +405,7 @@ mod tests {
             s.set_failure(Some(WriteFailure::Io));
             s.recover().expect("the disk takes writes: recover reopens");
         }
-        s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id).expect("writable again");
+        s.commit(&[Write::Message { message: &m2, inboxes: &both, membership: None }], m2.id).expect("writable again");
         stop.store(true, Ordering::Relaxed);
         for r in readers {
             r.join().expect("a reader failed while the engine was reopened");
@@ -437,8 +437,9 @@ mod tests {
         let ms: Vec<Message> = (0..6).map(|i| msg(&mut g, 1 + i % 2, 2 - i % 2, &format!("m{i}"))).collect();
         let other = msg(&mut g, 1, 3, "elsewhere");
         let both = [UserId(1), UserId(2)];
-        let mut writes: Vec<Write<'_>> = ms.iter().map(|m| Write::Message { message: m, inboxes: &both }).collect();
-        writes.push(Write::Message { message: &other, inboxes: &both });
+        let mut writes: Vec<Write<'_>> =
+            ms.iter().map(|m| Write::Message { message: m, inboxes: &both, membership: None }).collect();
+        writes.push(Write::Message { message: &other, inboxes: &both, membership: None });
         s.commit(&writes, other.id).unwrap();
         let c = ms[0].conversation;
         let ids = |v: Vec<MessageHeader>| v.into_iter().map(|h| h.id).collect::<Vec<_>>();

@@ -150,6 +150,16 @@ pub trait MessageStore: Send + Sync + 'static {
     /// [`Write::Group::based_on`](Write::Group).
     fn versioned_group(&self, id: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError>;
 
+    /// Whether every inbox's positions are 1, 2, 3, ... in commit order,
+    /// with no position skipped, whatever number of writers share the
+    /// store. Then a live event whose position is more than one above the
+    /// last one a device got means the device missed something, and the
+    /// gateway reads the missing events from the store (docs/ARCHITECTURE.md,
+    /// "Catch-up"). False (the default) where positions only increase.
+    fn dense_positions(&self) -> bool {
+        false
+    }
+
     /// A group's membership, if the group exists.
     fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
         Ok(self.versioned_group(id)?.map(|(g, _)| g))

@@ -16,6 +16,14 @@ pub enum Write<'a> {
         /// Users whose inbox gets a reference (sender and recipients),
         /// each listed once.
         inboxes: &'a [UserId],
+        /// For a message to a group: the version of the group record whose
+        /// members `inboxes` lists. If the stored record is at another
+        /// version when the batch commits (another writer changed the
+        /// group), nothing of this write is applied
+        /// ([`WriteOutcome::Conflict`]), so a message never reaches the
+        /// members of a stale record. `None` checks nothing (direct
+        /// messages; a version on a direct message is ignored).
+        membership: Option<GroupVersion>,
     },
     /// A receipt: recorded as delivery or read state, and put as an event in
     /// each inbox listed. Always applied.
@@ -57,8 +65,9 @@ impl Write<'_> {
 /// A position in one user's inbox, assigned by the store when the event is
 /// committed. Positions of an inbox strictly increase in commit order, so
 /// a reader paging `pos > after` never passes an event that commits later.
-/// A shared backend (PostgreSQL) makes them dense too (1, 2, 3, ...); the
-/// embedded store, which has one writer, uses the event id (increasing,
+/// A shared backend (PostgreSQL, Cassandra) makes them dense too (1, 2,
+/// 3, ...; see [`MessageStore::dense_positions`](crate::MessageStore::dense_positions));
+/// the embedded store, which has one writer, uses the event id (increasing,
 /// not dense). Zero is "before the first event".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InboxPos(pub u64);
@@ -95,7 +104,8 @@ pub enum WriteOutcome {
         id: MessageId,
     },
     /// A group write whose `based_on` is not the stored version (or a create
-    /// of a group that exists): nothing of it was written.
+    /// of a group that exists), or a group message whose `membership` is
+    /// not the stored version: nothing of it was written.
     Conflict,
 }
 

@@ -214,7 +214,7 @@ fn a_commit_the_server_cannot_run_fails_in_one_line_and_writes_are_refused() {
     let err = s
         .commit(
             &[
-                Write::Message { message: &m, inboxes: &both },
+                Write::Message { message: &m, inboxes: &both, membership: None },
                 Write::Group { group: &group, based_on: GroupVersion::ABSENT, announce: None, inboxes: &[] },
             ],
             m.id,

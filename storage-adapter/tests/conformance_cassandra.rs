@@ -133,10 +133,10 @@ fn check_after_commits() {
     after.members.retain(|m| m.user != u3);
     let (all, two) = ([u1, u2, u3], [u1, u2]);
     let writes = [
-        Write::Message { message: &direct, inboxes: &two },
+        Write::Message { message: &direct, inboxes: &two, membership: None },
         Write::Receipt { receipt: &receipt, inboxes: &[u1] },
         Write::Group { group: &before, based_on: GroupVersion::ABSENT, announce: Some(&created), inboxes: &all },
-        Write::Message { message: &text, inboxes: &all },
+        Write::Message { message: &text, inboxes: &all, membership: None },
     ];
     store.commit(&writes, text.id).expect("commit");
     let writes = [Write::Group { group: &after, based_on: GroupVersion(1), announce: Some(&removed), inboxes: &all }];

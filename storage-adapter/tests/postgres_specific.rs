@@ -57,9 +57,9 @@ fn an_idempotency_key_keeps_the_first_message_bound_across_writers() {
     );
     let (first, second) = (message(&mut Snowflake::new(1), "same"), message(&mut Snowflake::new(2), "same"));
     let both = [UserId(1), UserId(2)];
-    a.commit(&[Write::Message { message: &first, inboxes: &both }], first.id).unwrap();
+    a.commit(&[Write::Message { message: &first, inboxes: &both, membership: None }], first.id).unwrap();
     let done = b
-        .commit(&[Write::Message { message: &second, inboxes: &both }], second.id)
+        .commit(&[Write::Message { message: &second, inboxes: &both, membership: None }], second.id)
         .expect("no failure for a taken key");
     assert_eq!(done.outcome(0), Some(WriteOutcome::Duplicate { conversation: first.conversation, id: first.id }));
     assert_eq!(b.message(second.conversation, second.id).unwrap(), None, "the second message is not stored");
@@ -81,16 +81,19 @@ fn a_server_crash_fails_commits_until_recover_and_loses_nothing_committed() {
     let mut ids = Snowflake::new(1);
     let (m1, m2, m3) = (message(&mut ids, "1"), message(&mut ids, "2"), message(&mut ids, "3"));
     let both = [UserId(1), UserId(2)];
-    s.commit(&[Write::Message { message: &m1, inboxes: &both }], m1.id).unwrap();
+    s.commit(&[Write::Message { message: &m1, inboxes: &both, membership: None }], m1.id).unwrap();
     if server.crash().is_none() {
         return; // an external server is not ours to stop
     }
-    assert!(s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id).is_err(), "no false success");
+    assert!(
+        s.commit(&[Write::Message { message: &m2, inboxes: &both, membership: None }], m2.id).is_err(),
+        "no false success"
+    );
     assert!(s.recover().is_err(), "the server is down");
     assert!(s.inbox_after(UserId(2), InboxPos(0), 10).is_err(), "nothing to read from");
     server.restart();
     s.recover().expect("the server is back");
-    s.commit(&[Write::Message { message: &m3, inboxes: &both }], m3.id).unwrap();
+    s.commit(&[Write::Message { message: &m3, inboxes: &both, membership: None }], m3.id).unwrap();
     let inbox: Vec<MessageId> =
         s.inbox_after(UserId(2), InboxPos(0), 10).unwrap().iter().map(|e| e.event.id()).collect();
     assert_eq!(inbox, vec![m1.id, m3.id], "the commit that failed before reaching the server is absent");
@@ -119,13 +122,13 @@ fn a_read_that_cannot_reach_the_server_needs_a_real_recovery() {
     server.restart();
     assert!(
         matches!(
-            s.commit(&[Write::Message { message: &m1, inboxes: &both }], m1.id),
+            s.commit(&[Write::Message { message: &m1, inboxes: &both, membership: None }], m1.id),
             Err(StoreError::Unwritable { .. })
         ),
         "refused until recover has proven a write"
     );
     s.recover().expect("the server is back");
-    s.commit(&[Write::Message { message: &m2, inboxes: &both }], m2.id).unwrap();
+    s.commit(&[Write::Message { message: &m2, inboxes: &both, membership: None }], m2.id).unwrap();
 }
 
 /// The tables of schema version 1, as `chatgw store init` created them
@@ -207,7 +210,9 @@ fn init_migrates_a_version_1_database_and_keeps_every_inbox_in_order() {
 
     // New events continue after the migrated ones.
     let next = message(&mut ids, "new");
-    let done = s.commit(&[Write::Message { message: &next, inboxes: &[UserId(1), UserId(2)] }], next.id).unwrap();
+    let done = s
+        .commit(&[Write::Message { message: &next, inboxes: &[UserId(1), UserId(2)], membership: None }], next.id)
+        .unwrap();
     assert_eq!(done.positions(0), &[InboxPos(3), InboxPos(6)]);
     let version: i32 = admin.query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
     assert_eq!(version, POSTGRES_SCHEMA_VERSION);

@@ -25,8 +25,16 @@ use crate::events::CommitRequest;
 /// order. Dispatch walks this list after the fsync.
 pub(super) enum Outcome {
     /// A new message. `origin` gets a `sent` ack and no live copy; system
-    /// messages have no origin and reach every device.
-    Stored { origin: Option<Endpoint>, client_id: String, message: Message, inboxes: Vec<UserId> },
+    /// messages have no origin and reach every device. A group message
+    /// carries the version of the membership `inboxes` was taken from; the
+    /// store refuses it if the group has changed since.
+    Stored {
+        origin: Option<Endpoint>,
+        client_id: String,
+        message: Message,
+        inboxes: Vec<UserId>,
+        membership: Option<GroupVersion>,
+    },
     /// A resend: the original id, nothing stored.
     Duplicate { origin: Endpoint, client_id: String, id: MessageId },
     /// A receipt event for `inboxes`.
@@ -277,6 +285,7 @@ impl<'s> Batch<'s> {
         origin: Option<Endpoint>,
         draft: Draft,
         inboxes: Vec<UserId>,
+        membership: Option<GroupVersion>,
     ) -> Result<MessageId, StoreError> {
         if let Some(origin) = origin {
             if let Some((_, id)) = self.earlier_message(draft.from, &draft.client_id)? {
@@ -286,7 +295,8 @@ impl<'s> Batch<'s> {
         }
         let message = self.message_of(draft);
         let id = message.id;
-        self.outcomes.push(Outcome::Stored { origin, client_id: message.client_id.clone(), message, inboxes });
+        let client_id = message.client_id.clone();
+        self.outcomes.push(Outcome::Stored { origin, client_id, message, inboxes, membership });
         Ok(id)
     }
 
@@ -308,7 +318,8 @@ impl<'s> Batch<'s> {
                 ConversationId::Direct { .. } => {
                     let to = conversation.peer_of(from).unwrap_or(from);
                     let inboxes = if to == from { vec![from] } else { vec![from, to] };
-                    self.new_message(Some(origin), Draft { from, client_id, conversation, kind, body }, inboxes)?;
+                    let draft = Draft { from, client_id, conversation, kind, body };
+                    self.new_message(Some(origin), draft, inboxes, None)?;
                 }
                 ConversationId::Group(g) => self.send_to_group(origin, from, client_id, g, kind, body)?,
             },
@@ -407,7 +418,9 @@ impl<'s> Batch<'s> {
 /// The writes of a batch's outcomes, in order, appended to `out`.
 pub(super) fn writes_of<'o>(outcomes: &'o [Outcome], out: &mut Vec<Write<'o>>) {
     out.extend(outcomes.iter().filter_map(|o| match o {
-        Outcome::Stored { message, inboxes, .. } => Some(Write::Message { message, inboxes }),
+        Outcome::Stored { message, inboxes, membership, .. } => {
+            Some(Write::Message { message, inboxes, membership: *membership })
+        }
         Outcome::Receipt { receipt, inboxes, .. } => Some(Write::Receipt { receipt, inboxes }),
         Outcome::GroupWrite { group, based_on, announce, inboxes, .. } => {
             Some(Write::Group { group, based_on: *based_on, announce: Some(announce), inboxes })
@@ -527,7 +540,9 @@ mod tests {
             ts: 0,
             body: "\"x\"".into(),
         };
-        store.commit(&[Write::Message { message: &message, inboxes: &[UserId(1), UserId(2)] }], id).unwrap();
+        store
+            .commit(&[Write::Message { message: &message, inboxes: &[UserId(1), UserId(2)], membership: None }], id)
+            .unwrap();
         format!("message {id} stored, its delivery mark still with the writer")
     }
 }

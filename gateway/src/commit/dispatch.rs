@@ -7,12 +7,15 @@
 //! sender gets `sent` with the original id, and nobody a live copy: the
 //! gateway that stored it delivered it), and a group write on a record
 //! another gateway changed was not applied (its requester is told to retry,
-//! and the committer forgets the cached record). Every live event carries
+//! and the committer forgets the cached record), and so was a group message
+//! fanned out to a membership another gateway has changed since (the same
+//! answer: the resend goes to the members as they are now). Every live
+//! event carries
 //! the position the store gave it in the recipient's inbox.
 
 use std::{collections::HashMap, sync::Arc};
 
-use chatgw_protocol::{server, ErrorCode, GroupId, MessageId, Snowflake, UserId};
+use chatgw_protocol::{server, ConversationId, ErrorCode, GroupId, MessageId, Snowflake, UserId};
 use chatgw_router::{Endpoint, Fanout};
 use chatgw_storage::{Committed, InboxPos, WriteOutcome};
 use crossbeam_channel::Sender;
@@ -102,7 +105,7 @@ impl<'d> Dispatch<'d, '_> {
     pub(super) fn outcomes(&mut self, outcomes: &[Outcome]) {
         for o in outcomes {
             match o {
-                Outcome::Stored { origin, client_id, message, inboxes } => {
+                Outcome::Stored { origin, client_id, message, inboxes, membership } => {
                     let (outcome, positions) = self.next();
                     match outcome {
                         WriteOutcome::Applied => {
@@ -128,8 +131,23 @@ impl<'d> Dispatch<'d, '_> {
                             }
                         }
                         WriteOutcome::Conflict => {
+                            // A group message fanned out to a membership
+                            // another gateway changed: nothing was stored;
+                            // the committer reads the group again and the
+                            // resend reaches the members as they are now.
+                            let stale = match (membership, message.conversation) {
+                                (Some(_), ConversationId::Group(g)) => Some(g),
+                                _ => None,
+                            };
+                            if let Some(g) = stale {
+                                self.ctx.metrics.stale_group_sends.inc();
+                                let _ = self.conflicts.send(g);
+                            }
                             if let Some(origin) = origin {
-                                let why = "the store could not take the write; retry with the same id";
+                                let why = match stale {
+                                    Some(_) => "the group changed meanwhile; nothing was sent, retry with the same id",
+                                    None => "the store could not take the write; retry with the same id",
+                                };
                                 self.retry_later(*origin, why, Some(client_id));
                             }
                         }

@@ -128,7 +128,10 @@ impl Batch<'_> {
             }
         };
         let draft = Draft { from, client_id, conversation: ConversationId::Group(g), kind, body };
-        self.new_message(Some(origin), draft, inboxes)?;
+        // Fanned out to the members of this version: the store refuses the
+        // message if another gateway changed the group meanwhile.
+        let membership = Some(self.cached_version(g));
+        self.new_message(Some(origin), draft, inboxes, membership)?;
         Ok(())
     }
 

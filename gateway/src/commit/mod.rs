@@ -95,6 +95,10 @@ pub(crate) struct CommitContext {
     pub(crate) max_group_members: usize,
     /// Largest group commit, in requests.
     pub(crate) commit_batch: usize,
+    /// Groups whose membership another node changed: drained before each
+    /// batch, and the cached members of each forgotten, so the next send to
+    /// the group reads the record again.
+    pub(crate) stale_groups: Receiver<GroupId>,
 }
 
 /// The committer thread's body. Returns when it receives `Stop` (after the
@@ -183,8 +187,9 @@ pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver
             }
             stop = requests.iter().any(|r| matches!(r, CommitRequest::Stop));
             seq += 1;
-            // Groups another gateway changed: read them again.
-            for g in conflicts.try_iter() {
+            // Groups another gateway changed (a refused write told this
+            // one, or the fleet did): read them again.
+            for g in conflicts.try_iter().chain(ctx.stale_groups.try_iter()) {
                 batch.forget_group(g);
             }
             batch.begin(seq, done_through.load(Ordering::Acquire));

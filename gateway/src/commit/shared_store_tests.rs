@@ -72,6 +72,7 @@ fn a_send_whose_key_another_gateway_bound_first_is_answered_with_the_original() 
         node_id: 1,
         max_group_members: 256,
         commit_batch: 64,
+        stale_groups: crossbeam_channel::never(),
     };
     let mut batch = Batch::new(&store, Snowflake::new(1), 256);
     let first = prepare(&mut batch, 1, vec![send("k")]);
@@ -88,7 +89,9 @@ fn a_send_whose_key_another_gateway_bound_first_is_answered_with_the_original() 
         ts: Snowflake::unix_ms(id),
         body: "\"x\"".into(),
     };
-    store.commit(&[Write::Message { message: &original, inboxes: &[UserId(1), UserId(2)] }], id).unwrap();
+    store
+        .commit(&[Write::Message { message: &original, inboxes: &[UserId(1), UserId(2)], membership: None }], id)
+        .unwrap();
 
     let (failures, _failed) = crossbeam_channel::unbounded::<Failure>();
     let (conflicts, _conflicted) = crossbeam_channel::unbounded();

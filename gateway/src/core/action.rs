@@ -81,7 +81,9 @@ impl<S> Engine<S> {
             Action::Query(QueryRequest::Sync { origin, .. }) => {
                 let Some(slot) = self.live_slot(origin) else { return };
                 // The readers are saturated or gone: the device retries its
-                // sync, and gets no live events until then.
+                // sync (a catch-up's pages are sync pages), and gets no live
+                // events until then.
+                self.leave_catch_up(slot);
                 if let Some(c) = self.conns.get_mut(slot) {
                     c.syncing = false;
                     c.subscribed = false;

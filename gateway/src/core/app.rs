@@ -91,6 +91,8 @@ impl<S> Engine<S> {
                 c.pos = InboxPos(0);
                 c.resolving = true;
                 c.sync_limit = limit as u16;
+                // The sync takes over a catch-up in progress.
+                self.leave_catch_up(slot);
                 return self.request_sync_page(slot);
             }
             ClientFrame::History { conversation: r, before, limit } => {

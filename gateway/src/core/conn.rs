@@ -12,6 +12,17 @@ use chatgw_storage::InboxPos;
 
 use crate::{limits::TokenBucket, ws::frame::Opcode};
 
+/// Whether a connection is catching up from the store (`catch_up`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CatchUp {
+    /// No.
+    Idle,
+    /// Waiting for one of the core's catch-up reads; live events are held.
+    Queued,
+    /// Its pages are being read and written, as a sync's are.
+    Reading,
+}
+
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -53,6 +64,8 @@ pub(crate) struct Conn<S> {
     /// The first page of a sync is asked for: its cursor is still to be
     /// resolved to a position.
     pub(crate) resolving: bool,
+    /// Catching up from the store; `syncing` is set meanwhile.
+    pub(crate) catch_up: CatchUp,
     pub(crate) sync_limit: u16,
     /// Bytes of an incomplete request or frame.
     pub(crate) inbuf: Vec<u8>,
@@ -98,6 +111,7 @@ impl<S> Conn<S> {
             sync_missed: false,
             sync_paused: false,
             resolving: false,
+            catch_up: CatchUp::Idle,
             sync_limit: 0,
             inbuf: Vec::new(),
             outbuf: Vec::new(),

@@ -37,6 +37,11 @@ pub(crate) struct CoreSettings {
     pub(crate) ping_interval: Duration,
     pub(crate) pong_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    /// The store numbers every inbox 1, 2, 3, ... with no hole
+    /// (`MessageStore::dense_positions`): a live event more than one
+    /// position ahead of a connection means it missed events, and the
+    /// connection catches up from the store (`catch_up`).
+    pub(crate) dense_positions: bool,
 }
 
 impl CoreSettings {
@@ -53,6 +58,8 @@ impl CoreSettings {
             ping_interval: c.ping_interval,
             pong_timeout: c.pong_timeout,
             idle_timeout: c.idle_timeout,
+            // Set from the store by the server; off for an engine alone.
+            dense_positions: false,
         }
     }
 }

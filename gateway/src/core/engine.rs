@@ -2,21 +2,21 @@
 
 use std::{io, net::IpAddr, time::Instant};
 
-use chatgw_protocol::{close, now_ms, server};
+use chatgw_protocol::{close, now_ms};
 use chatgw_router::Endpoint;
-use chatgw_storage::InboxPos;
 use slab::Slab;
 
 use super::{
     action::Action,
+    catch_up::CatchUps,
     conn::{Conn, Phase},
     context::CoreContext,
     timers::TimerWheel,
 };
 use crate::{
-    events::{CoreBatch, CoreEvent, PagedEvent, QueryRequest, SyncFrom},
+    events::{CoreBatch, CoreEvent},
     limits::Refusal,
-    metrics::Metrics,
+    metrics::{CatchUpReason, Metrics},
     ws::frame::{self, Opcode},
 };
 
@@ -46,6 +46,9 @@ pub(crate) struct Engine<S> {
     pub(crate) timers: TimerWheel,
     /// This core's `timer_entries` gauge.
     pub(crate) timer_entries: prometheus_client::metrics::gauge::Gauge,
+    /// Connections waiting for a catch-up read and the reads in flight
+    /// (see `catch_up`).
+    pub(super) catch_ups: CatchUps,
 }
 
 impl<S> Engine<S> {
@@ -53,6 +56,7 @@ impl<S> Engine<S> {
         let share = ctx.settings.max_connections.div_ceil(ctx.settings.workers.max(1)).min(1 << 20);
         let mailbox_depth = Metrics::core_gauge(&ctx.metrics.mailbox_depth, core);
         let timer_entries = Metrics::core_gauge(&ctx.metrics.timer_entries, core);
+        let catch_ups = CatchUps::new(Metrics::core_gauge(&ctx.metrics.catch_up_pending, core));
         Engine {
             core,
             ctx,
@@ -71,6 +75,7 @@ impl<S> Engine<S> {
             mailbox_depth,
             timers: TimerWheel::new(),
             timer_entries,
+            catch_ups,
         }
     }
 
@@ -161,6 +166,7 @@ impl<S> Engine<S> {
     /// Remove a connection now, without a goodbye. Its socket is not closed
     /// here: it waits in [`Engine::closed_sockets`] for the driver.
     pub(crate) fn drop_conn(&mut self, slot: usize) {
+        self.leave_catch_up(slot);
         let Some(conn) = self.conns.try_remove(slot) else {
             return;
         };
@@ -296,20 +302,14 @@ impl<S> Engine<S> {
         }
     }
 
-    /// Ask a reader for the next sync page of `slot`: from its cursor for
-    /// the first page, from its position after that. If the readers refuse
-    /// it, `on_action_refused` ends the sync.
-    pub(crate) fn request_sync_page(&mut self, slot: usize) {
-        let Some(origin) = self.endpoint(slot) else { return };
-        let Some(c) = self.conns.get(slot) else { return };
-        let after = if c.resolving { SyncFrom::Cursor(c.cursor) } else { SyncFrom::Position(c.pos) };
-        let req = QueryRequest::Sync { origin, user: c.user, after, limit: usize::from(c.sync_limit) };
-        self.actions.push(Action::Query(req));
-    }
-
     /// Everything another thread posted to this core.
     pub(crate) fn on_mailbox(&mut self, batch: CoreBatch) {
         for ev in batch {
+            // For every connection of the core, not one: no slot to check.
+            if let CoreEvent::CatchUpAll { .. } = ev {
+                self.catch_up_all();
+                continue;
+            }
             let to = ev.endpoint();
             let slot = to.slot as usize;
             match self.conns.get(slot) {
@@ -330,6 +330,13 @@ impl<S> Engine<S> {
                         c.sync_missed = true;
                         continue;
                     }
+                    // Positions are dense: one skipped is an event this
+                    // connection missed (committed by another node). Read
+                    // from the store instead; this event comes with it.
+                    if self.ctx.settings.dense_positions && pos.0 > c.pos.0.saturating_add(1) {
+                        self.start_catch_up(slot, CatchUpReason::Gap);
+                        continue;
+                    }
                     (c.cursor, c.pos) = (event, pos);
                     self.ctx.metrics.events_delivered.inc();
                     self.queue_frame(slot, Opcode::Text, &payload);
@@ -338,66 +345,21 @@ impl<S> Engine<S> {
                 CoreEvent::SyncFailed { payload, .. } => {
                     // No live events until the device syncs again, so its
                     // cursor never jumps over what the failed page held.
+                    self.leave_catch_up(slot);
                     if let Some(c) = self.conns.get_mut(slot) {
                         c.syncing = false;
                         c.subscribed = false;
                     }
                     self.queue_frame(slot, Opcode::Text, &payload);
                 }
+                CoreEvent::CatchUp { .. } => {
+                    if self.conns.get(slot).is_some_and(|c| c.subscribed) {
+                        self.start_catch_up(slot, CatchUpReason::Asked);
+                    }
+                }
+                // Handled above, before the slot check.
+                CoreEvent::CatchUpAll { .. } => {}
             }
-        }
-    }
-
-    /// A sync page read after position `after`. The first page of a sync
-    /// also tells the connection where its cursor stands in the inbox.
-    fn on_sync_page(&mut self, slot: usize, after: InboxPos, events: Vec<PagedEvent>, full: bool) {
-        if let Some(c) = self.conns.get_mut(slot) {
-            if c.resolving {
-                (c.resolving, c.pos) = (false, after);
-            }
-        }
-        // A page goes out only as far as half the outbound bound; the rest
-        // is read again once the socket drains, so a long backlog never
-        // trips the slow-consumer limit.
-        let half = self.ctx.settings.max_outbound / 2;
-        let mut stopped_early = false;
-        for (pos, id, payload) in events {
-            let Some(c) = self.conns.get_mut(slot) else {
-                return;
-            };
-            if pos <= c.pos {
-                continue;
-            }
-            if c.pending_out() > 0 && c.pending_out() + payload.len() > half {
-                stopped_early = true;
-                break;
-            }
-            (c.cursor, c.pos) = (id, pos);
-            self.ctx.metrics.events_delivered.inc();
-            self.queue_frame(slot, Opcode::Text, &payload);
-        }
-        let Some(c) = self.conns.get_mut(slot) else {
-            return;
-        };
-        if c.phase != Phase::Open {
-            return;
-        }
-        if stopped_early {
-            c.sync_paused = true;
-            return;
-        }
-        if full || c.sync_missed {
-            c.sync_missed = false;
-            if c.pending_out() < half {
-                self.request_sync_page(slot);
-            } else {
-                c.sync_paused = true;
-            }
-        } else {
-            c.syncing = false;
-            let mut p = Vec::with_capacity(48);
-            server::synced(&mut p, c.cursor);
-            self.queue_frame(slot, Opcode::Text, &p);
         }
     }
 

@@ -17,16 +17,21 @@
 //! connection's state; `http` the request before the
 //! upgrade; `frames` the WebSocket frame layer; `app` the protocol frames;
 //! `engine` the table of connections, mailbox events, timers and flushing;
+//! `paging` the pages of a sync or a catch-up; `catch_up` reading missed
+//! live events from the store (a gap in dense positions, or when asked);
 //! `mailbox` draining the core's mailbox and its bound; `timers` the wheel
 //! of connection deadlines and `ticks` what the engine does when one comes.
-//! Under test: `harness` drives one engine over a fake socket; `sync_tests`
-//! and `action_tests` pin the sync/live-cursor rules and the answers to
+//! Under test: `harness` drives one engine over a fake socket; `sync_tests`,
+//! `catch_up_tests` and `action_tests` pin the sync/live-cursor rules and the answers to
 //! refused actions.
 
 mod action;
 #[cfg(test)]
 mod action_tests;
 mod app;
+mod catch_up;
+#[cfg(test)]
+mod catch_up_tests;
 mod conn;
 mod context;
 mod engine;
@@ -35,6 +40,7 @@ mod frames;
 pub(crate) mod harness;
 mod http;
 mod mailbox;
+mod paging;
 #[cfg(test)]
 mod sync_tests;
 mod ticks;

@@ -15,6 +15,13 @@
 //!   = ?`) and the write is a `Conflict`. Group writes run one by one in
 //!   batch order, so a second change of a group in one batch sees the
 //!   first; keys of messages are bound all at once.
+//! - A group message's membership version (`UPDATE groups SET version = v
+//!   ... IF version = v`, once per group and version, in batch order with
+//!   the group writes): not applied means another writer changed the group
+//!   since the message was fanned out, and the message is a `Conflict`
+//!   (its key is not bound). The check is linearizable but not held: a
+//!   change that lands between it and the message's inbox entries is not
+//!   caught (docs/STORAGE.md).
 
 use std::collections::HashMap;
 
@@ -94,14 +101,36 @@ async fn group(c: &Cql, w: &Write<'_>) -> Result<WriteOutcome> {
     Ok(WriteOutcome::Conflict)
 }
 
-/// Which writes of a batch bind a key, by key: the first write with each.
-fn first_of_each_key<'a>(writes: &'a [Write<'a>]) -> (Vec<(usize, &'a Message)>, HashMap<usize, usize>) {
+/// Whether group `g` is still at version `v` (see [`cql::CHECK_GROUP`]).
+async fn membership_holds(c: &Cql, g: u64, v: GroupVersion) -> Result<bool> {
+    let answer =
+        Answer::of(c.execute(cql::CHECK_GROUP, (big(v.0), big(g), big(v.0))).await.map_err(failed)?).map_err(failed)?;
+    Ok(answer.applied)
+}
+
+/// The group and version a group message was fanned out for.
+fn membership_of(w: &Write<'_>) -> Option<(u64, GroupVersion)> {
+    match *w {
+        Write::Message { message, membership: Some(v), .. } => match message.conversation {
+            ConversationId::Group(g) => Some((g.0, v)),
+            ConversationId::Direct { .. } => None,
+        },
+        _ => None,
+    }
+}
+
+/// Which writes of a batch bind a key, by key: the first write with each
+/// that is not already refused.
+fn first_of_each_key<'a>(
+    writes: &'a [Write<'a>],
+    outcomes: &[WriteOutcome],
+) -> (Vec<(usize, &'a Message)>, HashMap<usize, usize>) {
     let mut first: HashMap<(u64, &str), usize> = HashMap::new();
     let mut binds = Vec::new();
     let mut repeats = HashMap::new();
     for (i, w) in writes.iter().enumerate() {
         let Write::Message { message, .. } = w else { continue };
-        if message.client_id.is_empty() {
+        if message.client_id.is_empty() || outcomes.get(i) != Some(&WriteOutcome::Applied) {
             continue;
         }
         match first.get(&(message.from.0, message.client_id.as_str())) {
@@ -120,12 +149,26 @@ fn first_of_each_key<'a>(writes: &'a [Write<'a>]) -> (Vec<(usize, &'a Message)>,
 /// The outcome of every write of the batch, in order.
 pub(super) async fn decide(c: &Cql, writes: &[Write<'_>]) -> Result<Vec<WriteOutcome>> {
     let mut outcomes = vec![WriteOutcome::Applied; writes.len()];
+    let mut checked: HashMap<(u64, GroupVersion), bool> = HashMap::new();
     for (i, w) in writes.iter().enumerate() {
-        if matches!(w, Write::Group { .. }) {
+        if let Write::Group { group: g, .. } = w {
             outcomes[i] = group(c, w).await?;
+            checked.retain(|(id, _), _| *id != g.id.0);
+        } else if let Some((g, v)) = membership_of(w) {
+            let holds = match checked.get(&(g, v)) {
+                Some(h) => *h,
+                None => {
+                    let h = membership_holds(c, g, v).await?;
+                    checked.insert((g, v), h);
+                    h
+                }
+            };
+            if !holds {
+                outcomes[i] = WriteOutcome::Conflict;
+            }
         }
     }
-    let (binds, repeats) = first_of_each_key(writes);
+    let (binds, repeats) = first_of_each_key(writes, &outcomes);
     let bound: Vec<(usize, WriteOutcome)> =
         stream::iter(binds.into_iter().map(|(i, m)| async move { Ok::<_, StoreError>((i, bind(c, m).await?)) }))
             .buffer_unordered(CONCURRENCY)
@@ -184,11 +227,19 @@ mod tests {
     fn a_key_twice_in_a_batch_is_bound_once_by_its_first_write() {
         let (a, b, c, none) = (text(1, "x"), text(2, "y"), text(3, "x"), text(4, ""));
         let to = [UserId(2)];
-        let writes: Vec<Write<'_>> =
-            [&a, &b, &c, &none].into_iter().map(|m| Write::Message { message: m, inboxes: &to }).collect();
-        let (binds, repeats) = first_of_each_key(&writes);
+        let writes: Vec<Write<'_>> = [&a, &b, &c, &none]
+            .into_iter()
+            .map(|m| Write::Message { message: m, inboxes: &to, membership: None })
+            .collect();
+        let (binds, repeats) = first_of_each_key(&writes, &[WriteOutcome::Applied; 4]);
         assert_eq!(binds.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1], "no bind for a system message");
         assert_eq!(repeats, HashMap::from([(2, 0)]));
+        // A message refused for a stale membership binds nothing: the next
+        // with its key binds it.
+        let refused = [WriteOutcome::Conflict, WriteOutcome::Applied, WriteOutcome::Applied, WriteOutcome::Applied];
+        let (binds, repeats) = first_of_each_key(&writes, &refused);
+        assert_eq!(binds.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(repeats.is_empty());
     }
 
     #[test]

@@ -366,6 +366,15 @@ impl MessageStore for CassandraStore {
         self.runtime.block_on(reads::receipts_of(&self.cql, conversation, id))
     }
 
+    /// Dense for every commit that succeeds: a claim reserves a block
+    /// above the head by compare-and-set. A commit that fails after its
+    /// claim leaves positions a reader later closes as holes and skips, so
+    /// a jump may also be a hole: the catch-up read decides
+    /// (docs/STORAGE.md, "Positions, their order, and holes").
+    fn dense_positions(&self) -> bool {
+        true
+    }
+
     fn versioned_group(&self, id: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError> {
         self.runtime.block_on(reads::group(&self.cql, id))
     }

@@ -340,7 +340,7 @@ pub(super) fn plan(
             continue;
         }
         match *w {
-            Write::Message { message, inboxes } => b.message(message, inboxes),
+            Write::Message { message, inboxes, .. } => b.message(message, inboxes),
             Write::Receipt { receipt, inboxes } => b.receipt(receipt, inboxes),
             Write::Group { group, announce, inboxes, .. } => {
                 b.stats.records += 1;

@@ -44,7 +44,7 @@ fn pos_of(s: &Stmt) -> CqlValue {
 fn a_message_is_stored_then_referenced_from_each_inbox_at_its_position() {
     let m = text(Snowflake::new(1).next_at(EPOCH_MS + 5), 1, 2, "c1", 10);
     let both = [UserId(1), UserId(2)];
-    let p = plan(&[Write::Message { message: &m, inboxes: &both }], &all, m.id, &nothing_recorded);
+    let p = plan(&[Write::Message { message: &m, inboxes: &both, membership: None }], &all, m.id, &nothing_recorded);
     let first: Vec<Vec<&str>> = p.first.iter().map(statements).collect();
     assert_eq!(
         first,
@@ -73,7 +73,7 @@ fn a_system_message_binds_no_key_and_recorded_buckets_are_not_written_again() {
     let mut m = text(Snowflake::new(1).next_at(EPOCH_MS + 5), 1, 2, "", 3);
     m.kind = MessageKind::System;
     let to = [UserId(2)];
-    let p = plan(&[Write::Message { message: &m, inboxes: &to }], &all, m.id, &|_| true);
+    let p = plan(&[Write::Message { message: &m, inboxes: &to, membership: None }], &all, m.id, &|_| true);
     let first: Vec<&str> = p.first.iter().flat_map(statements).collect();
     assert_eq!(first, vec![cql::INSERT_MESSAGE, cql::INSERT_HIGH_WATER, cql::PRUNE_HIGH_WATER]);
     assert_eq!(p.stats.records, 4, "message, inbox entry and id row, high water: no key");
@@ -90,8 +90,8 @@ fn a_refused_write_plans_nothing_and_a_group_write_only_its_announcement() {
     let group = Group { id: GroupId(7), name: "g".into(), created_by: UserId(1), members: vec![] };
     let to = [UserId(2)];
     let writes = [
-        Write::Message { message: &taken, inboxes: &to },
-        Write::Message { message: &fresh, inboxes: &to },
+        Write::Message { message: &taken, inboxes: &to, membership: None },
+        Write::Message { message: &fresh, inboxes: &to, membership: None },
         Write::Group { group: &group, based_on: GroupVersion::ABSENT, announce: Some(&note), inboxes: &to },
         Write::Group { group: &group, based_on: GroupVersion(1), announce: Some(&note), inboxes: &to },
     ];
@@ -113,7 +113,8 @@ fn rows_of_one_partition_share_a_batch_and_large_ones_are_cut_in_order() {
     // 40 messages of 2 KiB in one conversation and bucket: 80 KiB of bodies.
     let ms: Vec<Message> = (0..40).map(|i| text(g.next_at(EPOCH_MS + 10), 1, 2, &format!("m{i}"), 2048)).collect();
     let to = [UserId(2)];
-    let writes: Vec<Write<'_>> = ms.iter().map(|m| Write::Message { message: m, inboxes: &to }).collect();
+    let writes: Vec<Write<'_>> =
+        ms.iter().map(|m| Write::Message { message: m, inboxes: &to, membership: None }).collect();
     let p = plan(&writes, &all, ms[39].id, &nothing_recorded);
     let messages = p.first.iter().find(|u| u[0][0].cql == cql::INSERT_MESSAGE).expect("the message partition");
     assert_eq!(p.first.iter().filter(|u| u[0][0].cql == cql::INSERT_MESSAGE).count(), 1, "one partition, one unit");
@@ -139,7 +140,8 @@ fn inbox_entries_are_written_last_position_first_across_chunks_and_partitions() 
     let mut g = Snowflake::new(1);
     let ms: Vec<Message> = (0..300).map(|i| text(g.next_at(EPOCH_MS + 10), 1, 2, &format!("m{i}"), 1)).collect();
     let to = [UserId(2)];
-    let writes: Vec<Write<'_>> = ms.iter().map(|m| Write::Message { message: m, inboxes: &to }).collect();
+    let writes: Vec<Write<'_>> =
+        ms.iter().map(|m| Write::Message { message: m, inboxes: &to, membership: None }).collect();
     let p = plan(&writes, &all, ms[299].id, &nothing_recorded);
     let (entries, _) = inbox_rows(2, 1, &p.events[&2]);
     assert_eq!(entries.iter().map(Vec::len).collect::<Vec<_>>(), vec![44, 256], "300 rows: two chunks");
@@ -162,7 +164,10 @@ fn one_inbox_across_a_time_bucket_boundary_gets_id_rows_in_both() {
     let early = text(Snowflake::new(2).next_at(EPOCH_MS + DAY - 1), 1, 2, "a", 1);
     let to = [UserId(2)];
     let p = plan(
-        &[Write::Message { message: &late, inboxes: &to }, Write::Message { message: &early, inboxes: &to }],
+        &[
+            Write::Message { message: &late, inboxes: &to, membership: None },
+            Write::Message { message: &early, inboxes: &to, membership: None },
+        ],
         &all,
         late.id,
         &nothing_recorded,

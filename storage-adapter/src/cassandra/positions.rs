@@ -175,10 +175,10 @@ mod tests {
         };
         let both = [UserId(1), UserId(2)];
         let writes = [
-            Write::Message { message: &a, inboxes: &both },
-            Write::Message { message: &b, inboxes: &both },
+            Write::Message { message: &a, inboxes: &both, membership: None },
+            Write::Message { message: &b, inboxes: &both, membership: None },
             Write::Receipt { receipt: &r, inboxes: &[UserId(1)] },
-            Write::Message { message: &c, inboxes: &[UserId(2), UserId(1)] },
+            Write::Message { message: &c, inboxes: &[UserId(2), UserId(1)], membership: None },
         ];
         let dup = WriteOutcome::Duplicate { conversation: a.conversation, id: a.id };
         let outcomes = [WriteOutcome::Applied, dup, WriteOutcome::Applied, WriteOutcome::Applied];

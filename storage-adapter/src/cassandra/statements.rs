@@ -20,6 +20,10 @@ pub(super) const BIND_KEY: &str =
 /// Undo [`BIND_KEY`] when the group write it announced conflicted.
 pub(super) const UNBIND_KEY: &str = "DELETE FROM {ks}.idempotency WHERE sender = ? AND client_id = ? IF id = ?";
 pub(super) const CREATE_GROUP: &str = "INSERT INTO {ks}.groups (id, record, version) VALUES (?, ?, 1) IF NOT EXISTS";
+/// A group message's membership check: a Paxos round that changes nothing
+/// and is applied only while the record is at the version the message was
+/// fanned out for.
+pub(super) const CHECK_GROUP: &str = "UPDATE {ks}.groups SET version = ? WHERE id = ? IF version = ?";
 pub(super) const CHANGE_GROUP: &str = "UPDATE {ks}.groups SET record = ?, version = ? WHERE id = ? IF version = ?";
 pub(super) const FIRST_CLAIM: &str = "INSERT INTO {ks}.inbox_heads (user_id, head) VALUES (?, ?) IF NOT EXISTS";
 pub(super) const CLAIM: &str = "UPDATE {ks}.inbox_heads SET head = ? WHERE user_id = ? IF head = ?";

@@ -20,7 +20,7 @@ fn header(m: &Message) -> MessageHeader {
 }
 
 fn messages<'a>(ms: &'a [Message], inboxes: &'a [UserId]) -> Vec<Write<'a>> {
-    ms.iter().map(|m| Write::Message { message: m, inboxes }).collect()
+    ms.iter().map(|m| Write::Message { message: m, inboxes, membership: None }).collect()
 }
 
 /// A committed batch is all there after every handle is dropped and the
@@ -37,8 +37,8 @@ pub fn commit_survives_reopen(backend: &dyn Backend) {
         let stats = s
             .commit(
                 &[
-                    Write::Message { message: &m1, inboxes: &BOTH },
-                    Write::Message { message: &m2, inboxes: &BOTH },
+                    Write::Message { message: &m1, inboxes: &BOTH, membership: None },
+                    Write::Message { message: &m2, inboxes: &BOTH, membership: None },
                     Write::Receipt { receipt: &receipt, inboxes: &[UserId(1)] },
                 ],
                 rid,
@@ -138,7 +138,10 @@ pub fn message_headers(backend: &dyn Backend) {
     let mut g = Snowflake::new(1);
     let (a, b) = (text(&mut g, 1, 2, "a"), text(&mut g, 3, 1, "b"));
     s.commit(
-        &[Write::Message { message: &a, inboxes: &BOTH }, Write::Message { message: &b, inboxes: &[UserId(1)] }],
+        &[
+            Write::Message { message: &a, inboxes: &BOTH, membership: None },
+            Write::Message { message: &b, inboxes: &[UserId(1)], membership: None },
+        ],
         b.id,
     )
     .unwrap();
@@ -172,7 +175,7 @@ pub fn delivery_marks(backend: &dyn Backend) {
     };
     s.commit(
         &[
-            Write::Message { message: &a, inboxes: &BOTH },
+            Write::Message { message: &a, inboxes: &BOTH, membership: None },
             Write::Receipt { receipt: &direct, inboxes: &[UserId(1)] },
             Write::Receipt { receipt: &group, inboxes: &[UserId(3)] },
         ],
@@ -232,7 +235,7 @@ pub fn message_headers_between(backend: &dyn Backend) {
     let ms: Vec<Message> = (0..6).map(|i| text(&mut g, 1 + i % 2, 2 - i % 2, &format!("m{i}"))).collect();
     let other = text(&mut g, 1, 3, "elsewhere");
     let mut writes = messages(&ms, &BOTH);
-    writes.push(Write::Message { message: &other, inboxes: &BOTH });
+    writes.push(Write::Message { message: &other, inboxes: &BOTH, membership: None });
     s.commit(&writes, other.id).unwrap();
     let c = ms[0].conversation;
     let hid = |v: Vec<MessageHeader>| ids(&v, |h| h.id);
@@ -265,7 +268,7 @@ pub fn inbox_pages_in_position_order(backend: &dyn Backend) {
             at: 1,
         };
         let mut writes = messages(&ms, &BOTH);
-        writes.push(Write::Message { message: &noise, inboxes: &[UserId(3), UserId(4)] });
+        writes.push(Write::Message { message: &noise, inboxes: &[UserId(3), UserId(4)], membership: None });
         writes.push(Write::Receipt { receipt: &receipt, inboxes: &[UserId(1)] });
         s.commit(&writes, receipt.event()).unwrap();
         expected.extend(ms.into_iter().map(InboxEvent::Message));
@@ -304,7 +307,7 @@ pub fn history_pages_newest_first(backend: &dyn Backend) {
     let other = text(&mut g, 1, 3, "other");
     s.commit(&messages(&ms[..3], &BOTH), ms[2].id).unwrap();
     let mut rest = messages(&ms[3..], &BOTH);
-    rest.push(Write::Message { message: &other, inboxes: &BOTH });
+    rest.push(Write::Message { message: &other, inboxes: &BOTH, membership: None });
     s.commit(&rest, other.id).unwrap();
     let c = ms[0].conversation;
     let newest_first: Vec<Message> = ms.iter().rev().cloned().collect();
@@ -373,18 +376,18 @@ pub fn outage_then_recover(backend: &dyn Backend) {
     let mut g = Snowflake::new(1);
     let (before, during, after) =
         (text(&mut g, 1, 2, "before"), text(&mut g, 1, 2, "during"), text(&mut g, 1, 2, "after"));
-    s.commit(&[Write::Message { message: &before, inboxes: &BOTH }], before.id).unwrap();
+    s.commit(&[Write::Message { message: &before, inboxes: &BOTH, membership: None }], before.id).unwrap();
     s.recover().expect("nothing failed: nothing to do");
     if !backend.interrupt(&place, &s) {
         return;
     }
-    match s.commit(&[Write::Message { message: &during, inboxes: &BOTH }], during.id) {
+    match s.commit(&[Write::Message { message: &during, inboxes: &BOTH, membership: None }], during.id) {
         Err(e @ (StoreError::Unwritable { .. } | StoreError::Backend { .. } | StoreError::Closed)) => {
             let _ = e.failure();
         }
         other => panic!("a commit during an outage must fail: {other:?}"),
     }
-    match s.commit(&[Write::Message { message: &during, inboxes: &BOTH }], during.id) {
+    match s.commit(&[Write::Message { message: &during, inboxes: &BOTH, membership: None }], during.id) {
         Err(StoreError::Unwritable { .. }) => {}
         other => panic!("until recover, writes are refused: {other:?}"),
     }
@@ -395,7 +398,8 @@ pub fn outage_then_recover(backend: &dyn Backend) {
         assert!(tries < 50, "recover keeps failing: {e}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    s.commit(&[Write::Message { message: &after, inboxes: &BOTH }], after.id).expect("writable after recover");
+    s.commit(&[Write::Message { message: &after, inboxes: &BOTH, membership: None }], after.id)
+        .expect("writable after recover");
     drop(s);
     let s = backend.open(&place);
     let inbox = inbox(s.as_ref(), 2, 10);

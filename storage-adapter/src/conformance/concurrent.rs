@@ -75,7 +75,7 @@ impl Item {
 
     fn write(&self) -> Write<'_> {
         match self {
-            Item::Message(message, inboxes) => Write::Message { message, inboxes },
+            Item::Message(message, inboxes) => Write::Message { message, inboxes, membership: None },
             Item::Receipt(receipt, inboxes) => Write::Receipt { receipt, inboxes },
         }
     }

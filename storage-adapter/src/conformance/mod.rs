@@ -11,6 +11,7 @@
 
 mod cases;
 mod concurrent;
+mod fleet;
 mod outcomes;
 mod postgres_server;
 
@@ -23,6 +24,7 @@ pub use cases::{
 };
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 pub use concurrent::two_writers_one_pager;
+pub use fleet::{dense_positions_under_concurrent_writers, stale_membership_refuses_group_messages};
 pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
 };
@@ -84,6 +86,8 @@ macro_rules! for_each_conformance_case {
             receipts_of_a_message,
             outage_then_recover,
             two_writers_one_pager,
+            dense_positions_under_concurrent_writers,
+            stale_membership_refuses_group_messages,
         );
     };
 }

@@ -10,7 +10,7 @@ use crate::{GroupVersion, InboxEvent, InboxPos, Write, WriteOutcome};
 const BOTH: [UserId; 2] = [UserId(1), UserId(2)];
 
 fn messages<'a>(ms: &'a [Message], inboxes: &'a [UserId]) -> Vec<Write<'a>> {
-    ms.iter().map(|m| Write::Message { message: m, inboxes }).collect()
+    ms.iter().map(|m| Write::Message { message: m, inboxes, membership: None }).collect()
 }
 
 /// A device's cursor (the id of the last event it received) resolves to
@@ -141,7 +141,7 @@ pub fn group_writes_compare_and_set(backend: &dyn Backend) {
     let recreate =
         Write::Group { group: &lost, based_on: GroupVersion::ABSENT, announce: Some(&again), inboxes: &BOTH };
     let unrelated = text(&mut Snowflake::new(2), 1, 2, "unrelated");
-    let writes = [stale, Write::Message { message: &unrelated, inboxes: &BOTH }, recreate];
+    let writes = [stale, Write::Message { message: &unrelated, inboxes: &BOTH, membership: None }, recreate];
     let done = s.commit(&writes, again.id).unwrap();
     assert_eq!(done.outcome(0), Some(WriteOutcome::Conflict), "based on a version no longer stored");
     assert_eq!(done.outcome(1), Some(WriteOutcome::Applied), "the rest of the batch is applied");

@@ -120,8 +120,9 @@ impl Tables {
         let mut out = Committed::with_capacity(writes.len(), events);
         for write in writes {
             let outcome = match *write {
-                Write::Message { message, inboxes } => match self.taken_key(&w, message)? {
+                Write::Message { message, inboxes, membership } => match self.taken_key(&w, message)? {
                     Some(original) => original,
+                    None if self.stale_membership(&w, message, membership)? => WriteOutcome::Conflict,
                     None => {
                         self.put_message(&mut w, message, inboxes);
                         WriteOutcome::Applied
@@ -184,6 +185,21 @@ impl Tables {
             },
         };
         Ok(bound.map(|(conversation, id)| WriteOutcome::Duplicate { conversation, id }))
+    }
+
+    /// Whether a group message was fanned out to members of a version of
+    /// the group that is no longer the one stored (or written earlier in
+    /// this batch).
+    fn stale_membership(
+        &self,
+        w: &BatchWriter,
+        m: &Message,
+        membership: Option<GroupVersion>,
+    ) -> Result<bool, StoreError> {
+        match (m.conversation, membership) {
+            (ConversationId::Group(g), Some(v)) => Ok(self.group_version(w, g)? != v),
+            _ => Ok(false),
+        }
     }
 
     /// The version a group write is checked against: the record written

@@ -1,11 +1,13 @@
 //! One attempt at a commit batch, and what may be retried.
 //!
-//! A batch without group writes is the single statement of `commit`, in
-//! autocommit. A batch with group writes runs them first, in batch order,
-//! each as a compare-and-set on `groups.version` together with binding its
-//! announcement's idempotency key, then the statement, all in one explicit
-//! transaction: a write that conflicts is left out of the statement and
-//! nothing of it is stored. After the commit, the originals of keys another
+//! A batch without group writes or group messages is the single statement
+//! of `commit`, in autocommit. A batch with them runs the group writes
+//! first, in batch order, each as a compare-and-set on `groups.version`
+//! together with binding its announcement's idempotency key, and checks
+//! each group message's membership version against the group's (read
+//! `FOR SHARE`, so it cannot change before COMMIT), then the statement,
+//! all in one explicit transaction: a write that conflicts is left out of
+//! the statement and nothing of it is stored. After the commit, the originals of keys another
 //! writer had bound are read (one more round trip, only then).
 //!
 //! A deadlock or serialization failure rolls the whole transaction back,
@@ -30,6 +32,22 @@ VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 const UNBIND_KEY: &str = "DELETE FROM idempotency WHERE sender = $1 AND client_id = $2 AND id = $3";
 const CREATE_GROUP: &str = "INSERT INTO groups (id, record, version) VALUES ($1, $2, 1) ON CONFLICT DO NOTHING";
 const CHANGE_GROUP: &str = "UPDATE groups SET record = $2, version = version + 1 WHERE id = $1 AND version = $3";
+/// The stored versions of the groups a batch's messages were fanned out
+/// for, share-locked until COMMIT so no other writer changes them before
+/// the messages are in (rows in id order, as every writer takes them).
+const GROUP_VERSIONS: &str = "SELECT id, version FROM groups WHERE id = ANY($1) ORDER BY id FOR SHARE";
+
+/// The group whose membership version a message write names, and that
+/// version: only group messages carry one.
+pub(super) fn membership_of(w: &Write<'_>) -> Option<(i64, i64)> {
+    match *w {
+        Write::Message { message, membership: Some(v), .. } => match message.conversation {
+            ConversationId::Group(g) => Some((pg_u64(g.0), pg_u64(v.0))),
+            ConversationId::Direct { .. } => None,
+        },
+        _ => None,
+    }
+}
 
 /// The key of a message, if it has one, as the statements bind it.
 fn key_of(m: &Message) -> Option<(i64, Vec<u8>, Vec<u8>, i64)> {
@@ -40,10 +58,28 @@ fn key_of(m: &Message) -> Option<(i64, Vec<u8>, Vec<u8>, i64)> {
 /// The group writes of a batch, in order: run each compare-and-set (after
 /// binding its announcement's key) inside the caller's transaction, and
 /// return how each fared. Run one by one, so a second change of the same
-/// group in the batch sees the first.
+/// group in the batch sees the first. A group message whose membership
+/// version is not the group's version at that point of the batch (the
+/// stored one, share-locked, or the one an earlier write of the batch
+/// made) is refused.
 fn decide_groups(client: &mut Client, writes: &[Write<'_>]) -> Result<Decided, postgres::Error> {
     let mut decided = Decided::new();
+    let mut wanted: Vec<i64> = writes.iter().filter_map(membership_of).map(|(g, _)| g).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut versions: HashMap<i64, i64> = HashMap::new();
+    if !wanted.is_empty() {
+        for row in client.query(GROUP_VERSIONS, &[&wanted])? {
+            versions.insert(row.get(0), row.get(1));
+        }
+    }
     for (ord, w) in writes.iter().enumerate() {
+        if let Some((g, v)) = membership_of(w) {
+            if versions.get(&g) != Some(&v) {
+                decided.insert(ord, GroupStep::Conflict);
+            }
+            continue;
+        }
         let Write::Group { group, based_on, announce, .. } = *w else { continue };
         let key = announce.and_then(key_of);
         if let Some((sender, client_id, conversation, id)) = &key {
@@ -64,6 +100,7 @@ fn decide_groups(client: &mut Client, writes: &[Write<'_>]) -> Result<Decided, p
             }
             decided.insert(ord, GroupStep::Conflict);
         } else {
+            versions.insert(pg_u64(group.id.0), pg_u64(based_on.next().0));
             decided.insert(ord, GroupStep::Applied);
         }
     }
@@ -87,7 +124,8 @@ pub(super) fn run(
 ) -> Result<Committed, postgres::Error> {
     let statement = connection.prepared(COMMIT)?;
     let client = connection.client();
-    let (columns, decided, heads) = if writes.iter().any(|w| matches!(w, Write::Group { .. })) {
+    let checked = |w: &Write<'_>| matches!(w, Write::Group { .. }) || membership_of(w).is_some();
+    let (columns, decided, heads) = if writes.iter().any(checked) {
         client.batch_execute("BEGIN")?;
         let result = in_transaction(client, &statement, writes, high_water);
         if result.is_err() && !client.is_closed() {

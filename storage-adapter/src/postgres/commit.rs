@@ -160,7 +160,7 @@ impl Columns {
             }
             let ord = i32::try_from(ord).unwrap_or(i32::MAX);
             match *w {
-                Write::Message { message, inboxes } => rows += c.message(ord, message, inboxes, true),
+                Write::Message { message, inboxes, .. } => rows += c.message(ord, message, inboxes, true),
                 Write::Group { group, announce, inboxes, .. } => {
                     // Applied: the record is written, and the key (if any) bound.
                     c.stats.bytes += 16 + codec::encode_group(group).len();
