@@ -25,9 +25,20 @@
 # server was down (the gateway's liveness probe notices even when no device
 # sends). `chatgw check --store URL` then checks the database.
 #
+# With --nodes N (N >= 2) the gateway is a fleet (docs/CLUSTER.md): N
+# nodes on one throwaway PostgreSQL store (--store postgres is implied), their
+# connection registry a redis-server of their own on a free port, loadgen's
+# users spread over every node so most conversations cross nodes. Each kill
+# SIGKILLs a random node and starts it again on the same addresses (a new
+# epoch; its old placements are ghosts until its lease lapses), and Redis is
+# SIGKILLed once halfway through and started again empty 2 s later (every
+# node takes its lease again and republishes its users). PostgreSQL is not
+# crashed in this mode unless --pg-stops says so.
+#
 # Usage: scripts/crash-soak.sh [--duration SECS] [--kills N] [--rate R]
 #                              [--settle SECS] [--no-build] [--out DIR]
 #                              [--store embedded|postgres] [--pg-stops N]
+#                              [--nodes N]
 #   --duration SECS  how long loadgen sends and the gateway gets killed (default 300)
 #   --kills N        stop killing after N kills (default: no limit within --duration)
 #   --rate R         messages per second in total (default 300)
@@ -36,7 +47,9 @@
 #   --out DIR        results directory (default: a new /tmp/crash-soak.XXXXXX)
 #   --store KIND     `embedded` (default) or `postgres` (a throwaway local server)
 #   --pg-stops N     with --store postgres: PostgreSQL crashes, spread evenly
-#                    over --duration (default 2)
+#                    over --duration (default 2; 0 with --nodes)
+#   --nodes N        a fleet of N nodes and a Redis registry (default 1: one
+#                    gateway, no registry)
 # Exits 0 only if loadgen's verdict (lost=0, dup=0, order=0) and the integrity
 # check both pass, at least one kill happened and, with PostgreSQL, every
 # planned server crash happened, /healthz said 503 during each, and the
@@ -51,7 +64,8 @@ SETTLE=60
 BUILD=1
 OUT=""
 STORE=embedded
-PG_STOPS=2
+PG_STOPS=""
+NODES=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
@@ -62,6 +76,7 @@ while [[ $# -gt 0 ]]; do
         --out) OUT="$2"; shift 2 ;;
         --store) STORE="$2"; shift 2 ;;
         --pg-stops) PG_STOPS="$2"; shift 2 ;;
+        --nodes) NODES="$2"; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "crash-soak: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -71,6 +86,18 @@ case "$STORE" in
     embedded|postgres) ;;
     *) echo "crash-soak: --store is embedded or postgres, not $STORE" >&2; exit 2 ;;
 esac
+if ! [[ $NODES =~ ^[0-9]+$ ]] || (( NODES < 1 || NODES > 16 )); then
+    echo "crash-soak: --nodes is 1 to 16, not $NODES" >&2; exit 2
+fi
+if (( NODES > 1 )); then
+    # Every node of a fleet shares the store: the embedded one cannot be.
+    STORE=postgres
+    PG_STOPS="${PG_STOPS:-0}"
+    if ! command -v redis-server > /dev/null; then
+        echo "crash-soak: --nodes needs redis-server (Debian: redis-server)" >&2; exit 2
+    fi
+fi
+PG_STOPS="${PG_STOPS:-2}"
 
 TARGET="${CARGO_TARGET_DIR:-target}"
 BIN="$TARGET/release"
@@ -78,7 +105,15 @@ OUT="${OUT:-$(mktemp -d /tmp/crash-soak.XXXXXX)}"
 mkdir -p "$OUT"
 DATA="$OUT/data"
 SECRET="crash-soak-$RANDOM$RANDOM"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Node i (0-based) listens on PORTS[i] and, in a fleet, takes links on LINKS[i].
+PORTS=()
+LINKS=()
+for (( i = 0; i < NODES; i++ )); do
+    PORTS+=("$(free_port)")
+    LINKS+=("$(free_port)")
+done
+PORT="${PORTS[0]}"
 log() { printf '[crash-soak %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if [[ $BUILD == 1 ]]; then
@@ -87,11 +122,17 @@ if [[ $BUILD == 1 ]]; then
 fi
 
 GW_PID=""
+GW_PIDS=()
 LG_PID=""
 PG_DIR=""
+REDIS_PID=""
 cleanup() {
     [[ -n "$LG_PID" ]] && kill "$LG_PID" 2>/dev/null || true
     [[ -n "$GW_PID" ]] && kill -9 "$GW_PID" 2>/dev/null || true
+    for pid in "${GW_PIDS[@]}"; do
+        [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
+    done
+    [[ -n "$REDIS_PID" ]] && kill -9 "$REDIS_PID" 2>/dev/null || true
     if [[ -n "$PG_DIR" ]]; then
         pg pg_ctl -D "$PG_DIR/data" -m immediate -w stop > /dev/null 2>&1 || true
         cp "$PG_DIR/server.log" "$OUT/postgres.log" 2> /dev/null || true
@@ -138,29 +179,62 @@ else
     PG_STOPS=0
 fi
 
-# Start the gateway and wait for /healthz (up to 30 s).
+# The fleet's registry: a redis-server that keeps nothing on disk, so a
+# restart loses every key (the worst case for the nodes).
+REDIS_PORT=""
+CLUSTER_ARGS=()
+start_redis() {
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$OUT" --logfile "$OUT/redis.log" &
+    REDIS_PID=$!
+    for _ in $(seq 100); do
+        redis-cli -p "$REDIS_PORT" ping > /dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    log "redis-server did not start; see $OUT/redis.log"
+    return 1
+}
+if (( NODES > 1 )); then
+    REDIS_PORT="$(free_port)"
+    start_redis
+    CLUSTER_ARGS=(--cluster "redis://127.0.0.1:$REDIS_PORT" --lease 3s)
+fi
+
+# Start node $1 (0-based) and wait for its /healthz (up to 30 s). One node:
+# the plain gateway. A restarted fleet node waits for its previous run's
+# lease to lapse (at most the 3 s lease) before it answers.
 start_gateway() {
-    "$BIN/chatgw" serve --listen "127.0.0.1:$PORT" --admin-listen off --data "$DATA" "${STORE_ARGS[@]}" --secret "$SECRET" --workers 2 \
-        >> "$OUT/gateway.log" 2>&1 &
-    GW_PID=$!
+    local i="${1:-0}" pid
+    local args=(serve --listen "127.0.0.1:${PORTS[$i]}" --admin-listen off --data "$DATA/$i" "${STORE_ARGS[@]}" --secret "$SECRET" --workers 2)
+    if (( NODES > 1 )); then
+        args+=("${CLUSTER_ARGS[@]}" --node-id "$(( i + 1 ))" --link-listen "127.0.0.1:${LINKS[$i]}")
+    fi
+    "$BIN/chatgw" "${args[@]}" >> "$OUT/gateway-$i.log" 2>&1 &
+    pid=$!
+    GW_PIDS[$i]=$pid
+    (( i == 0 )) && GW_PID=$pid
     for _ in $(seq 300); do
-        if curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1; then
+        if curl -sf "http://127.0.0.1:${PORTS[$i]}/healthz" > /dev/null 2>&1; then
             return 0
         fi
-        if ! kill -0 "$GW_PID" 2> /dev/null; then
-            log "the gateway exited while starting; see $OUT/gateway.log"
+        if ! kill -0 "$pid" 2> /dev/null; then
+            log "node $i exited while starting; see $OUT/gateway-$i.log"
             return 1
         fi
         sleep 0.1
     done
-    log "the gateway did not answer /healthz within 30 s"
+    log "node $i did not answer /healthz within 30 s"
     return 1
 }
 
-log "results in $OUT; gateway on 127.0.0.1:$PORT"
-start_gateway
+URLS=""
+for (( i = 0; i < NODES; i++ )); do
+    start_gateway "$i"
+    URLS="${URLS:+$URLS,}127.0.0.1:${PORTS[$i]}"
+done
+log "results in $OUT; $NODES gateway node(s) on $URLS${REDIS_PORT:+, registry redis://127.0.0.1:$REDIS_PORT}"
 
-"$BIN/loadgen" soak --url "127.0.0.1:$PORT" --secret "$SECRET" --rate "$RATE" \
+"$BIN/loadgen" soak --url "$URLS" --secret "$SECRET" --rate "$RATE" \
     --duration "${DURATION}s" --settle "${SETTLE}s" --handshake-timeout 5s \
     --json "$OUT/soak.json" --check lost=0,dup=0,order=0,idem=0 \
     > "$OUT/loadgen.txt" 2> "$OUT/loadgen.log" &
@@ -202,6 +276,17 @@ crash_postgres() {
     fi
 }
 
+# Kill the registry and start it again, empty, 2 s later.
+redis_restarts=0
+restart_redis() {
+    kill -9 "$REDIS_PID"
+    wait "$REDIS_PID" 2> /dev/null || true
+    sleep 2
+    start_redis
+    redis_restarts=$(( redis_restarts + 1 ))
+    log "Redis killed and started again empty"
+}
+
 kills=0
 restart_ms_max=0
 started=$SECONDS
@@ -213,6 +298,10 @@ while (( SECONDS - started < DURATION )) && { (( KILLS == 0 || kills < KILLS || 
         crash_postgres
         continue
     fi
+    if (( NODES > 1 && redis_restarts == 0 && SECONDS - started >= DURATION / 2 )); then
+        restart_redis
+        continue
+    fi
     if (( KILLS > 0 && kills >= KILLS )); then
         sleep 0.5
         continue
@@ -221,26 +310,30 @@ while (( SECONDS - started < DURATION )) && { (( KILLS == 0 || kills < KILLS || 
     sleep "$(( gap_ms / 1000 )).$(printf '%03d' $(( gap_ms % 1000 )))"
     (( SECONDS - started < DURATION )) || break
     kill -0 "$LG_PID" 2> /dev/null || break
-    kill -9 "$GW_PID"
-    wait "$GW_PID" 2> /dev/null || true
+    victim=$(( RANDOM % NODES ))
+    kill -9 "${GW_PIDS[$victim]}"
+    wait "${GW_PIDS[$victim]}" 2> /dev/null || true
     kills=$(( kills + 1 ))
     t0=$(date +%s%N)
-    start_gateway
+    start_gateway "$victim"
     took=$(( ($(date +%s%N) - t0) / 1000000 ))
     (( took > restart_ms_max )) && restart_ms_max=$took
-    log "kill $kills after ${gap_ms} ms; back up in ${took} ms"
+    log "kill $kills (node $victim) after ${gap_ms} ms; back up in ${took} ms"
 done
-log "$kills kills, $pg_stops PostgreSQL crashes; quiet period: waiting for loadgen's verdict"
+log "$kills kills, $pg_stops PostgreSQL crashes${REDIS_PORT:+, $redis_restarts Redis restarts}; quiet period: waiting for loadgen's verdict"
 
 lg_rc=0
 wait "$LG_PID" || lg_rc=$?
 LG_PID=""
-kill -TERM "$GW_PID"
-wait "$GW_PID" 2> /dev/null || true
+for pid in "${GW_PIDS[@]}"; do
+    kill -TERM "$pid" 2> /dev/null || true
+    wait "$pid" 2> /dev/null || true
+done
 GW_PID=""
+GW_PIDS=()
 
 check_rc=0
-"$BIN/chatgw" check --data "$DATA" "${STORE_ARGS[@]}" > "$OUT/check.txt" 2>&1 || check_rc=$?
+"$BIN/chatgw" check --data "$DATA/0" "${STORE_ARGS[@]}" > "$OUT/check.txt" 2>&1 || check_rc=$?
 
 cat "$OUT/loadgen.txt"
 echo
@@ -250,16 +343,19 @@ echo
 echo "== crash soak =="
 # The verdict is lg_rc and check_rc; the summary only reports them.
 if python3 - "$OUT/soak.json" "$kills" "$restart_ms_max" "$lg_rc" "$check_rc" \
-    "$STORE" "$PG_STOPS" "$pg_stops" "$pg_unrecovered" "$pg_recover_ms_max" "$pg_healthy_while_down" <<'PY'
+    "$STORE" "$PG_STOPS" "$pg_stops" "$pg_unrecovered" "$pg_recover_ms_max" "$pg_healthy_while_down" \
+    "$NODES" "${redis_restarts:-0}" <<'PY'
 import json, sys
 path, kills, restart, lg_rc, check_rc = sys.argv[1], *map(int, sys.argv[2:6])
-store, (pg_planned, pg_stops, pg_unrecovered, pg_recover, pg_lied) = sys.argv[6], map(int, sys.argv[7:])
+store, (pg_planned, pg_stops, pg_unrecovered, pg_recover, pg_lied, nodes, redis_restarts) = sys.argv[6], map(int, sys.argv[7:])
 try:
     r = json.load(open(path))
 except Exception as e:
     r = None
     print(f"  loadgen report unreadable: {e}")
 print(f"  store                       {store}")
+if nodes > 1:
+    print(f"  fleet                       {nodes} nodes, {redis_restarts} Redis restart(s)")
 print(f"  kills survived              {kills} (slowest restart to /healthz {restart} ms)")
 if store == "postgres":
     print(f"  PostgreSQL crashes          {pg_stops} of {pg_planned} ({pg_stops - pg_unrecovered} recovered without a gateway restart, slowest {pg_recover} ms)")
@@ -278,6 +374,7 @@ print(f"  integrity check             {'pass' if check_rc == 0 else f'FAIL (exit
 PY
 then :; else log "could not summarise $OUT/soak.json"; fi
 echo "  results                     $OUT"
-if (( lg_rc != 0 || check_rc != 0 || kills == 0 || pg_stops < PG_STOPS || pg_unrecovered > 0 || pg_healthy_while_down > 0 )); then
+if (( lg_rc != 0 || check_rc != 0 || kills == 0 || pg_stops < PG_STOPS || pg_unrecovered > 0 || pg_healthy_while_down > 0 )) \
+    || (( NODES > 1 && redis_restarts == 0 )); then
     exit 1
 fi

@@ -140,9 +140,16 @@ fn answer(mut stream: TcpStream, metrics: &Metrics) {
 fn route(method: &str, path: &str, metrics: &Metrics) -> (u16, &'static str, &'static str, Vec<u8>) {
     match (method, path) {
         ("GET", "/metrics") => (200, "OK", OPENMETRICS, metrics.render().into_bytes()),
-        ("GET", "/healthz") => match metrics.store_failure() {
-            None => (200, "OK", TEXT, b"ok\n".to_vec()),
-            Some(cause) => (503, "Service Unavailable", TEXT, format!("store not writable: {cause}\n").into_bytes()),
+        ("GET", "/healthz") => match (metrics.store_failure(), metrics.fleet.degraded()) {
+            (None, None) => (200, "OK", TEXT, b"ok\n".to_vec()),
+            // The node still serves its own users; cross-node events wait
+            // for the registry (docs/CLUSTER.md), so it stays in rotation.
+            (None, Some(cause)) => {
+                (200, "OK", TEXT, format!("degraded: connection registry unreachable: {cause}\n").into_bytes())
+            }
+            (Some(cause), _) => {
+                (503, "Service Unavailable", TEXT, format!("store not writable: {cause}\n").into_bytes())
+            }
         },
         (_, "/metrics" | "/healthz") => (405, "Method Not Allowed", TEXT, b"only GET\n".to_vec()),
         _ => (404, "Not Found", TEXT, b"not found: the admin listener serves /metrics and /healthz\n".to_vec()),

@@ -228,6 +228,18 @@ pub struct ServeArgs {
     /// Receive buffers of 4 KiB in each core's io_uring buffer ring, a power of two up to 32768 (tuning and testing) [default: 512].
     #[arg(long, env = "CHATGW_URING_BUFFERS")]
     pub uring_buffers: Option<u16>,
+    /// Join a fleet: the connection registry, `redis://host:port[/db]` or `redis+cluster://h1:p1,h2:p2,...`; needs a shared store (postgres:// or cassandra://), a unique --node-id and --link-listen (docs/CLUSTER.md) [default: off, one node].
+    #[arg(long, env = "CHATGW_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Address other nodes of the fleet connect to for live events (node links); required with --cluster.
+    #[arg(long, env = "CHATGW_LINK_LISTEN")]
+    pub link_listen: Option<SocketAddr>,
+    /// Link address other nodes are told to dial, when it differs from --link-listen (a wildcard or NATed listen address) [default: the bound --link-listen].
+    #[arg(long, env = "CHATGW_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
+    /// How long this node's registry lease lives without renewal (renewed every third of it); a killed node's users stop being routed to within it [default: 10s].
+    #[arg(long, env = "CHATGW_LEASE")]
+    pub lease: Option<HumanDuration>,
 }
 
 /// Resolved settings.
@@ -291,6 +303,14 @@ pub struct Config {
     pub io: IoDriver,
     /// Provided receive buffers per core (io_uring driver).
     pub uring_buffers: u16,
+    /// The fleet's connection registry (`--cluster`), or one node alone.
+    pub cluster: Option<String>,
+    /// Where node links are accepted (`--link-listen`).
+    pub link_listen: Option<SocketAddr>,
+    /// The link address other nodes dial (`--advertise`).
+    pub advertise: Option<SocketAddr>,
+    /// Registry lease (`--lease`).
+    pub lease: Duration,
 }
 
 impl Config {
@@ -326,6 +346,10 @@ impl Config {
             echo_endpoint: false,
             io: IoDriver::Auto,
             uring_buffers: 512,
+            cluster: None,
+            link_listen: None,
+            advertise: None,
+            lease: Duration::from_secs(10),
         }
     }
 }
@@ -385,12 +409,15 @@ impl ServeArgs {
             io,
             uring_buffers
         );
+        c.cluster = self.cluster.or(file.cluster);
+        c.link_listen = self.link_listen.or(file.link_listen);
+        c.advertise = self.advertise.or(file.advertise);
         macro_rules! take_duration {
             ($($f:ident),*) => {$(
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.0; }
             )*};
         }
-        take_duration!(ping_interval, pong_timeout, handshake_timeout, idle_timeout);
+        take_duration!(ping_interval, pong_timeout, handshake_timeout, idle_timeout, lease);
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;
         }
@@ -432,6 +459,20 @@ impl Config {
             self.admin_listen.is_none_or(|a| a.port() == 0 || a != self.listen),
             "admin-listen must differ from listen",
         )?;
+        if let Some(url) = &self.cluster {
+            ensure(
+                url.starts_with("redis://") || url.starts_with("redis+cluster://"),
+                "cluster must be redis://host:port[/db] or redis+cluster://host:port,host:port,...",
+            )?;
+            ensure(
+                self.link_listen.is_some(),
+                "cluster mode needs --link-listen (the address other nodes connect to)",
+            )?;
+            ensure(
+                self.lease >= Duration::from_secs(1) && self.lease <= Duration::from_secs(300),
+                "lease must be 1s..=300s",
+            )?;
+        }
         Ok(())
     }
 }

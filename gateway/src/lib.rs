@@ -20,6 +20,8 @@
 //! - [`store`]: the one place `--store` becomes a [`MessageStore`](chatgw_storage::MessageStore);
 //! - `admin`: `/metrics` and `/healthz` on the admin address, on a thread
 //!   of their own, never on an event loop;
+//! - [`fleet`]: this gateway as one node of several sharing a store: the
+//!   connection registry (Redis), node links, and when devices catch up;
 //! - `liveness`: a thread that asks the store a cheap question every
 //!   second, so `/healthz` turns 503 when an idle gateway's store goes away;
 //! - [`Server`]: starts and stops all of it. It is the one module that
@@ -38,6 +40,7 @@ pub mod config;
 mod core;
 pub mod driver;
 mod events;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 mod limits;

@@ -159,6 +159,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => tracing::info!(store = %store_url, "store"),
     }
+    if let Some((link, epoch)) = handle.fleet_node() {
+        tracing::info!(%link, epoch, "node of a fleet: links on {link}");
+    }
     tracing::info!("mint a token: chatgw token --user 1 --data {}", data.display());
     let signal = signals.forever().next();
     tracing::info!(?signal, "shutting down: no new connections; finishing commits; closing connections with 1001");

@@ -132,6 +132,8 @@ pub struct Metrics {
     /// the group's membership since they were fanned out (answered
     /// `unavailable`; the resend goes to the members as they are now).
     pub stale_group_sends: Counter,
+    /// The fleet layer's counters and health (`chatgw_fleet_*`).
+    pub fleet: std::sync::Arc<crate::fleet::FleetMetrics>,
 }
 
 /// Why a connection catches up from the store (`chatgw_catch_ups_total`).
@@ -386,6 +388,7 @@ impl Metrics {
                 "stale_group_sends",
                 "Group messages refused because another gateway changed the membership meanwhile",
             ),
+            fleet: std::sync::Arc::new(crate::fleet::FleetMetrics::new(&mut r)),
             registry: r,
         }
     }

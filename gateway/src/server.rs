@@ -33,6 +33,7 @@ use crate::{
     core::{CoreContext, CoreSettings},
     driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage},
     events::{CommitRequest, CoreBatch, CoreEvent, QueryRequest},
+    fleet::{Fleet, FleetError, FleetSettings},
     limits::Limits,
     liveness::Liveness,
     metrics::Metrics,
@@ -78,6 +79,14 @@ pub enum StartError {
     /// The I/O drivers of the cores could not be built.
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// Cluster mode on a store only this process can use (the embedded
+    /// one): every node of a fleet must share the store.
+    #[error("cluster mode needs a store every node shares (--store postgres://... or cassandra://...); the embedded store belongs to one node")]
+    StoreNotShared,
+    /// The node could not join its fleet (registry unreachable, node id
+    /// held by another live node, link address not bindable).
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
     /// A thread could not be started.
     #[error("starting thread {name}")]
     Thread {
@@ -115,6 +124,7 @@ pub struct ServerHandle {
     committer: Option<JoinHandle<()>>,
     readers: Vec<JoinHandle<()>>,
     liveness: Option<Liveness>,
+    fleet: Option<Fleet>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -142,6 +152,9 @@ impl Server {
     /// [`ServerHandle::addr`] works at once.
     pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         config.validate()?;
+        if config.cluster.is_some() && config.store.scheme() == "embedded" {
+            return Err(StartError::StoreNotShared);
+        }
         let store = store::open(&config)?;
         Self::start_with_store(config, store)
     }
@@ -150,6 +163,9 @@ impl Server {
     /// not looked at): for tests and embedders that build their own.
     pub fn start_with_store(config: Config, store: Arc<dyn MessageStore>) -> Result<ServerHandle, StartError> {
         config.validate()?;
+        if config.cluster.is_some() && !store.dense_positions() {
+            return Err(StartError::StoreNotShared);
+        }
         // One SO_REUSEPORT listener per core; port 0 is resolved by the first.
         let bind = |addr| bind_reuseport(addr).map_err(|source| StartError::Bind { addr, source });
         let first = bind(config.listen)?;
@@ -168,13 +184,38 @@ impl Server {
         // The state the threads share, each piece behind its own `Arc`.
         let metrics = Arc::new(Metrics::new());
         metrics.set_io_driver(active.name());
-        let directory = Arc::new(Directory::with_capacity(config.max_connections.min(1 << 20)));
+        let users = config.max_connections.min(1 << 20);
+        // A node of a fleet tells the registry who comes and goes.
+        let directory = Arc::new(match config.cluster {
+            Some(_) => Directory::tracking_presence(users),
+            None => Directory::with_capacity(users),
+        });
         let mailboxes = Arc::new(Mailboxes::new(wakers, crate::core::MAILBOX_EVENTS));
-        let lifecycle = Arc::new(Lifecycle::default());
         // Groups another node changed: the committer forgets its cached
-        // members of each before its next batch (the fleet's links send
-        // on clones of this end).
+        // members of each before its next batch (the fleet's subscription
+        // sends on a clone of this end).
         let (stale_groups_tx, stale_groups_rx) = crossbeam_channel::unbounded::<GroupId>();
+        let (fleet, remote) = match (&config.cluster, config.link_listen) {
+            (Some(registry), Some(link_listen)) => {
+                let settings = FleetSettings {
+                    registry: registry.clone(),
+                    node: config.node_id,
+                    link_listen,
+                    advertise: config.advertise,
+                    lease: config.lease,
+                };
+                let (fleet, remote) = Fleet::start(
+                    &settings,
+                    directory.clone(),
+                    mailboxes.clone(),
+                    metrics.fleet.clone(),
+                    stale_groups_tx.clone(),
+                )?;
+                (Some(fleet), Some(remote))
+            }
+            _ => (None, None),
+        };
+        let lifecycle = Arc::new(Lifecycle::default());
         let mut settings = CoreSettings::of(&config);
         settings.dense_positions = store.dense_positions();
         let core_context = CoreContext {
@@ -193,6 +234,7 @@ impl Server {
             max_group_members: config.max_group_members,
             commit_batch: config.commit_batch,
             stale_groups: stale_groups_rx,
+            remote,
         };
         let reader_context = ReaderContext {
             mailboxes: mailboxes.clone(),
@@ -258,6 +300,7 @@ impl Server {
             committer: Some(committer),
             readers,
             liveness: Some(liveness),
+            fleet,
         })
     }
 }
@@ -319,6 +362,11 @@ impl ServerHandle {
         v
     }
 
+    /// This node's link address and epoch in its fleet (`--cluster`).
+    pub fn fleet_node(&self) -> Option<(SocketAddr, u64)> {
+        self.fleet.as_ref().map(|f| (f.link_addr(), f.epoch()))
+    }
+
     /// The OpenMetrics text, as the admin listener's `/metrics` serves it.
     pub fn metrics_text(&self) -> String {
         self.metrics.render()
@@ -346,6 +394,11 @@ impl ServerHandle {
         }
         for r in self.readers.drain(..) {
             let _ = r.join();
+        }
+        // The committer routed its last events; links say goodbye, and the
+        // node leaves the registry before its connections close.
+        if let Some(fleet) = self.fleet.take() {
+            fleet.stop();
         }
         self.lifecycle.enter(Stage::Closing);
         wake_all(&self.mailboxes);

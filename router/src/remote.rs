@@ -56,6 +56,11 @@ impl RemoteRoutes {
         self.live.extend(nodes);
     }
 
+    /// Call `f` with every live node.
+    pub fn live_nodes(&self, mut f: impl FnMut(u16)) {
+        self.live.keys().copied().for_each(&mut f);
+    }
+
     /// Whether `placement` names a live run of a node.
     pub fn is_live(&self, placement: NodeRef) -> bool {
         self.live.get(&placement.node) == Some(&placement.epoch)

@@ -21,7 +21,7 @@ use chatgw_storage::{Committed, InboxPos, WriteOutcome};
 use crossbeam_channel::Sender;
 
 use super::{batch::Outcome, CommitContext};
-use crate::events::CoreEvent;
+use crate::{events::CoreEvent, fleet::RouteJob};
 
 /// Messages this gateway prepared under one id that the store refused
 /// because another writer had bound their idempotency key first, mapped to
@@ -93,6 +93,11 @@ impl<'d> Dispatch<'d, '_> {
                     fanout.push(usize::from(ep.core), ev);
                 }
             });
+        }
+        // Devices on other nodes: the routing thread finds them.
+        if let Some(remote) = &self.ctx.remote {
+            let targets = users.iter().zip(positions).map(|(u, p)| (u.0, p.0)).collect();
+            remote.route(RouteJob { event: event.0, payload, targets });
         }
     }
 
@@ -189,6 +194,9 @@ impl<'d> Dispatch<'d, '_> {
                         continue;
                     }
                     self.ctx.metrics.messages_stored.inc();
+                    if let Some(remote) = &self.ctx.remote {
+                        remote.group_changed(group.id);
+                    }
                     let mut frame = Vec::with_capacity(128 + announce.body.len());
                     server::message(&mut frame, announce);
                     self.deliver(inboxes, positions, None, announce.id, frame);

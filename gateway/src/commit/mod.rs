@@ -99,6 +99,8 @@ pub(crate) struct CommitContext {
     /// batch, and the cached members of each forgotten, so the next send to
     /// the group reads the record again.
     pub(crate) stale_groups: Receiver<GroupId>,
+    /// In a fleet: where committed events go to reach other nodes.
+    pub(crate) remote: Option<crate::fleet::RemoteOut>,
 }
 
 /// The committer thread's body. Returns when it receives `Stop` (after the

@@ -73,6 +73,7 @@ fn a_send_whose_key_another_gateway_bound_first_is_answered_with_the_original() 
         max_group_members: 256,
         commit_batch: 64,
         stale_groups: crossbeam_channel::never(),
+        remote: None,
     };
     let mut batch = Batch::new(&store, Snowflake::new(1), 256);
     let first = prepare(&mut batch, 1, vec![send("k")]);

@@ -23,6 +23,9 @@ pub use chatgw_gateway::config::IoDriver;
 use chatgw_gateway::{auth::TokenKey, store::StoreUrl, Config, Server, ServerHandle};
 use chatgw_storage::conformance::TestPostgres;
 
+pub mod fleet;
+pub mod ledger;
+
 /// Run the test function `name(io: IoDriver)` once per I/O driver, as the
 /// tests `name::epoll` and `name::uring`. Written just above the function,
 /// like an attribute; a function it does not name is dead code, which the
