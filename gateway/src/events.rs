@@ -71,6 +71,11 @@ pub(crate) enum CoreEvent {
     /// shared by every connection it fans out to, with its position in the
     /// inbox of this connection's user.
     Deliver { to: Endpoint, event: MessageId, pos: InboxPos, payload: Arc<[u8]> },
+    /// The event at `pos` of this connection's inbox is its own (a message
+    /// it sent, a receipt it made): the device has it already, so nothing is
+    /// sent, but the connection's position moves past it. Without this, the
+    /// next live event would look like a gap in a dense inbox.
+    Seen { to: Endpoint, event: MessageId, pos: InboxPos },
     /// A reply to this connection's own request (`sent`, `error`, `history`).
     Reply { to: Endpoint, payload: Vec<u8> },
     /// One page of a sync: the position it was read after, and its events
@@ -100,6 +105,7 @@ impl CoreEvent {
     pub(crate) fn endpoint(&self) -> Endpoint {
         match self {
             CoreEvent::Deliver { to, .. }
+            | CoreEvent::Seen { to, .. }
             | CoreEvent::Reply { to, .. }
             | CoreEvent::SyncPage { to, .. }
             | CoreEvent::SyncFailed { to, .. }

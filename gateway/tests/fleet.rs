@@ -169,7 +169,7 @@ fn a_membership_change_acknowledged_on_one_node_applies_to_the_next_send_on_anot
     next_chat(&mut leaving);
     next_chat(&mut member);
 
-    owner.change_members("remove", g, &[UserId(3)]).unwrap();
+    owner.change_members("remove_members", g, &[UserId(3)]).unwrap();
     group_reply(&mut owner);
     // Acknowledged on node 1; the next send on node 2 must not reach user 3.
     let id = send_acked(&mut owner_elsewhere, None, Some(g), "after", "after removal");

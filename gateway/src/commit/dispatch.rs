@@ -74,8 +74,9 @@ impl<'d> Dispatch<'d, '_> {
         (committed.outcome(i).unwrap_or(WriteOutcome::Conflict), committed.positions(i))
     }
 
-    /// `payload` to every device of `users` but `skip`, each with the
-    /// event's position in that user's inbox.
+    /// `payload` to every device of `users` but `skip` (which only learns
+    /// the position: it made the event), each with the event's position in
+    /// that user's inbox.
     fn deliver(
         &mut self,
         users: &[UserId],
@@ -88,10 +89,12 @@ impl<'d> Dispatch<'d, '_> {
         for (user, pos) in users.iter().zip(positions) {
             let fanout = &mut *self.fanout;
             self.ctx.directory.for_each(user.0, |ep| {
-                if Some(ep) != skip {
-                    let ev = CoreEvent::Deliver { to: ep, event, pos: *pos, payload: payload.clone() };
-                    fanout.push(usize::from(ep.core), ev);
-                }
+                let ev = if Some(ep) == skip {
+                    CoreEvent::Seen { to: ep, event, pos: *pos }
+                } else {
+                    CoreEvent::Deliver { to: ep, event, pos: *pos, payload: payload.clone() }
+                };
+                fanout.push(usize::from(ep.core), ev);
             });
         }
         // Devices on other nodes: the routing thread finds them.

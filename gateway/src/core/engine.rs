@@ -341,6 +341,23 @@ impl<S> Engine<S> {
                     self.ctx.metrics.events_delivered.inc();
                     self.queue_frame(slot, Opcode::Text, &payload);
                 }
+                CoreEvent::Seen { event, pos, .. } => {
+                    let Some(c) = self.conns.get_mut(slot) else {
+                        continue;
+                    };
+                    if !c.subscribed || pos <= c.pos {
+                        continue;
+                    }
+                    if c.syncing {
+                        c.sync_missed = true;
+                        continue;
+                    }
+                    if self.ctx.settings.dense_positions && pos.0 > c.pos.0.saturating_add(1) {
+                        self.start_catch_up(slot, CatchUpReason::Gap);
+                        continue;
+                    }
+                    (c.cursor, c.pos) = (event, pos);
+                }
                 CoreEvent::SyncPage { after, events, full, .. } => self.on_sync_page(slot, after, events, full),
                 CoreEvent::SyncFailed { payload, .. } => {
                     // No live events until the device syncs again, so its

@@ -15,6 +15,10 @@
 //!   users and catches up;
 //! - the registry came back after an outage (peers could not find users
 //!   here while it was down);
+//! - a peer joined, or came back under the same epoch after its lease had
+//!   lapsed: events for its users were not routed while it looked dead, so
+//!   it is told to catch up everyone (over its link, before anything else
+//!   queued for it);
 //! - a user just came online here: a peer that routed an event with the
 //!   placement it had before this node's notice reached it sent it nowhere,
 //!   so the user's connections catch up once the notice has had time to
@@ -185,7 +189,18 @@ impl Upkeep {
             .filter(|n| n.node != me)
             .map(|n| PeerAddr { node: n.node, epoch: n.epoch, addr: n.link })
             .collect();
+        // Nodes that were not live before (new, or back under the same
+        // epoch after their lease lapsed): events for their users were
+        // not routed while they looked dead, so they catch up.
+        let appeared: Vec<u16> = live
+            .iter()
+            .filter(|(node, epoch)| **node != me && st.live.get(node) != Some(epoch))
+            .map(|(node, _)| *node)
+            .collect();
         self.links.set_peers(&peers);
+        for node in appeared {
+            let _ = self.links.catch_up(node, None);
+        }
         let _ = self.route.send(Control::Live(live.iter().map(|(n, e)| (*n, *e)).collect()));
         self.metrics.live_nodes.set(live.len() as i64);
         if !lost.is_empty() {
