@@ -6,6 +6,7 @@ harnesses in gateway/src/fuzzing/ and protocol/src/fuzzing.rs):
   http_upgrade: [n] [n cut lengths] [bytes from the start of the connection]
   ws_frames:    [setup: max-frame choice in bits 0-1] [n] [n cut lengths] [client bytes after the upgrade]
   client_frame: the text of one text message
+  link_frames:  node-link bytes from a peer (docs/CLUSTER.md), several frames
 A cut length byte b means a read of 1 + 4*b bytes. Seeds from docs/PROTOCOL.md
 are the client frames of its examples (lines with `-> {`).
 Files other than seeds (inputs that once failed) are added by hand and never
@@ -196,3 +197,34 @@ edge = {
 }
 for name, text in edge.items():
     write("client_frame", name, text.encode())
+
+
+# Node-link frames: 4-byte big-endian length, kind byte, big-endian body.
+def link(kind, body=b""):
+    return struct.pack(">IB", 1 + len(body), kind) + body
+
+
+def deliver(event, payload, targets):
+    body = struct.pack(">QI", event, len(payload)) + payload + struct.pack(">I", len(targets))
+    for user, pos in targets:
+        body += struct.pack(">QQ", user, pos)
+    return link(2, body)
+
+
+HELLO = link(1, struct.pack(">HQB", 2, 1733300000000, 1))
+links = {
+    "session": HELLO + link(6) + deliver(7, b'{"type":"message"}', [(1, 1), (2, 5)])
+    + link(3, struct.pack(">IQQ", 2, 10, 11)) + link(4) + link(7) + link(5),
+    "hello-only": HELLO,
+    "deliver-no-targets": deliver(1, b"x", []),
+    "deliver-truncated": deliver(9, b"payload", [(1, 2)])[:-3],
+    "catch-up-huge-count": link(3, struct.pack(">I", 0xFFFFFFFF)),
+    "payload-longer-than-frame": link(2, struct.pack(">QI", 1, 1 << 30) + b"abc"),
+    "unknown-kind": link(99, b"zz"),
+    "empty-frame": struct.pack(">I", 0),
+    "oversized-length": struct.pack(">IB", 1 << 31, 2),
+    "trailing-in-ping": link(6, b"\x00"),
+    "length-only": b"\x00\x00",
+}
+for name, data in links.items():
+    write("link_frames", name, data)

@@ -21,6 +21,8 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod link;
 pub mod registry;
 

@@ -1,0 +1,51 @@
+//! Fuzzing harness of the node-link frame decoder ([`frame::decode`]),
+//! shared by the cargo-fuzz target `link_frames` (in `fuzz/`) and the
+//! corpus replay test (`tests/fuzz_corpus.rs`), so the checked-in corpus
+//! runs in every `cargo test`.
+//!
+//! A link reads whatever a peer (or anything that reaches the link port)
+//! sends, so the decoder must hold up to arbitrary bytes. Besides not
+//! panicking, the harness checks what the session loop relies on:
+//! - a frame that decodes re-encodes to exactly the bytes it consumed, and
+//!   `encoded_len` says how many (nothing in a frame is ignored);
+//! - `Ok(None)` (wait for more) only while the declared frame is not all
+//!   there yet, and never for a length over the maximum;
+//! - decoding from a prefix never claims more bytes than the prefix holds.
+
+use crate::link::frame::{self, encode, encoded_len, FrameError, LEN_BYTES};
+
+/// The largest frame the harness accepts: small, so that length checks
+/// are exercised by short inputs.
+const MAX: usize = 4096;
+
+/// Decode `data` as a stream of frames, checking every invariant above;
+/// panics (which the fuzzer reports) when one does not hold.
+pub fn link_frames(data: &[u8]) {
+    let mut at = 0;
+    while at < data.len() {
+        let rest = &data[at..];
+        match frame::decode(rest, MAX) {
+            Ok(Some((f, used))) => {
+                assert!(used > LEN_BYTES && used <= rest.len(), "claimed {used} of {} bytes", rest.len());
+                let mut again = Vec::new();
+                encode(&f, &mut again);
+                assert_eq!(again, &rest[..used], "{f:?} does not re-encode to its bytes");
+                assert_eq!(encoded_len(&f), used, "encoded_len of {f:?}");
+                at += used;
+            }
+            Ok(None) => {
+                if rest.len() >= LEN_BYTES {
+                    let declared = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                    assert!(declared <= MAX, "waiting for a frame of {declared} bytes over the maximum");
+                    assert!(rest.len() < LEN_BYTES + declared, "waiting although the frame is all there");
+                }
+                return;
+            }
+            Err(FrameError::TooLarge { len, max }) => {
+                assert!(len > max, "refused {len} bytes as over {max}");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
