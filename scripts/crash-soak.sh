@@ -33,7 +33,9 @@
 # epoch; its old placements are ghosts until its lease lapses), and Redis is
 # SIGKILLed once halfway through and started again empty 2 s later (every
 # node takes its lease again and republishes its users). PostgreSQL is not
-# crashed in this mode unless --pg-stops says so.
+# crashed in this mode unless --pg-stops says so. Order is then judged per
+# sending device: an inbox is in commit order, which over several nodes is
+# not id order (docs/PROTOCOL.md).
 #
 # Usage: scripts/crash-soak.sh [--duration SECS] [--kills N] [--rate R]
 #                              [--settle SECS] [--no-build] [--out DIR]

@@ -35,7 +35,7 @@ use crate::{
         ctx::RunCtx,
         scenario::{nanos, Worker, CLOSE_GRACE, GO_DELAY_NS, IDLE_POLL},
         schedule::Schedule,
-        soak_ledger::Verdict,
+        soak_ledger::{SoakLedger, Verdict},
         soak_plan::Topology,
         soak_traffic::{SoakStats, SoakTraffic},
     },
@@ -130,6 +130,10 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<bool> {
     let deadline = Instant::now() + c.timeout.map_or(planned + Duration::from_secs(60), |t| t.0);
     let mut driver = Worker::new(&ctx, c).driver(0, 0x50a4)?;
     let mut t = SoakTraffic::new(ctx.tag.clone(), args.body_bytes, topo);
+    if c.url.len() > 1 {
+        // A fleet: an inbox is in commit order, not id order.
+        t.ledger = SoakLedger::per_sender();
+    }
     let mut progress = Progress { quiet: c.report.quiet, started: Instant::now(), next: Instant::now() };
     let clock = ctx.clock;
 

@@ -11,6 +11,15 @@
 //! alike, in the order they arrived, across all of a device's connections.
 //! Messages that never got a `sent` are not owed to anyone: a kill can
 //! take the request with it, and the sender was never told it was stored.
+//!
+//! Order: with one gateway an inbox is ordered by commit and ids increase
+//! in commit order, so each device must see each conversation's ids
+//! increase. With several gateways sharing a store (a fleet), ids come
+//! from each node's own generator and an inbox is still ordered by commit,
+//! which is not id order (docs/PROTOCOL.md, section 2); what holds is that
+//! one sending device's messages arrive in the order it sent them, and its
+//! ids increase in that order (the nodes of a soak share one clock). The
+//! ledger then checks order per (device, conversation, sending device).
 
 use std::collections::HashMap;
 
@@ -64,9 +73,22 @@ pub(crate) struct SoakLedger {
     repeats_replayed: u64,
     /// Message ids received, with their conversation (to count unacked ones).
     received: HashMap<u64, Conv>,
+    /// Judge order per sending device (several gateways), not per
+    /// conversation.
+    per_sender: bool,
+    /// With `per_sender`: (device, conversation) -> first receptions in
+    /// arrival order (the sender of a message may be acked after its
+    /// recipient has it, so order is judged at the verdict).
+    arrivals: HashMap<(usize, Conv), Vec<u64>>,
 }
 
 impl SoakLedger {
+    /// A ledger that judges order per sending device: for a soak over
+    /// several gateways sharing a store.
+    pub(crate) fn per_sender() -> Self {
+        SoakLedger { per_sender: true, ..SoakLedger::default() }
+    }
+
     /// `sent` for message `msg` of `conv` from `device`.
     pub(crate) fn ack(&mut self, msg: u64, conv: Conv, device: usize) {
         self.acked.entry(msg).or_insert((conv, device));
@@ -81,6 +103,10 @@ impl SoakLedger {
         if *copies > 1 {
             // Counted as a duplicate, not again as disorder.
             self.repeats_replayed += u64::from(replayed);
+            return;
+        }
+        if self.per_sender {
+            self.arrivals.entry((device, conv)).or_default().push(msg);
             return;
         }
         let last = self.last.entry((device, conv)).or_insert(0);
@@ -116,9 +142,34 @@ impl SoakLedger {
                 }
             }
         }
+        if self.per_sender {
+            v.out_of_order = self.out_of_order_per_sender();
+        }
         v.duplicated = self.copies.values().map(|&n| u64::from(n.saturating_sub(1))).sum();
         v.received_unacked = self.received.keys().filter(|m| !self.acked.contains_key(m)).count() as u64;
         v
+    }
+}
+
+impl SoakLedger {
+    /// Receptions whose id is not above the last one the same device had
+    /// from the same sending device in the same conversation. Messages
+    /// never acked have no known sender and are not judged.
+    fn out_of_order_per_sender(&self) -> u64 {
+        let mut bad = 0;
+        for ((_, conv), msgs) in &self.arrivals {
+            let mut last: HashMap<usize, u64> = HashMap::new();
+            for msg in msgs {
+                let Some(&(_, sender)) = self.acked.get(msg).filter(|(c, _)| c == conv) else { continue };
+                let prev = last.entry(sender).or_insert(0);
+                if *msg <= *prev {
+                    bad += 1;
+                } else {
+                    *prev = *msg;
+                }
+            }
+        }
+        bad
     }
 }
 
@@ -164,5 +215,26 @@ mod tests {
         let v = l.verdict(devices);
         assert_eq!((v.owed, v.delivered, v.lost), (6, 4, 2));
         assert_eq!((v.duplicated, v.duplicated_by_replay, v.out_of_order, v.received_unacked), (2, 1, 1, 1));
+    }
+
+    #[test]
+    fn over_several_gateways_order_is_judged_per_sending_device() {
+        let mut l = SoakLedger::per_sender();
+        // Devices 0 and 2 both send in pair 0; device 1 receives both.
+        l.ack(200, Conv::Pair(0), 0);
+        l.ack(150, Conv::Pair(0), 2);
+        l.ack(210, Conv::Pair(0), 0);
+        l.ack(160, Conv::Pair(0), 2);
+        // Commit order interleaves the two senders' ids: not disorder.
+        for m in [200, 150, 210, 160] {
+            l.receive(1, Conv::Pair(0), m, false);
+        }
+        assert_eq!(l.verdict(devices).out_of_order, 0);
+        // One sender's messages swapped: disorder.
+        l.ack(300, Conv::Pair(0), 0);
+        l.ack(310, Conv::Pair(0), 0);
+        l.receive(2, Conv::Pair(0), 310, false);
+        l.receive(2, Conv::Pair(0), 300, false);
+        assert_eq!(l.verdict(devices).out_of_order, 1);
     }
 }
