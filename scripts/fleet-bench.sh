@@ -87,8 +87,15 @@ measure() {
     p0=$(pg_ticks); r0=$(ticks "$REDIS_PID"); c0=$(redis_info stats total_commands_processed)
     l0=$(fleet_metric chatgw_fleet_link_events_sent_total); t0=$(fleet_metric chatgw_fleet_link_targets_sent_total)
     g0=$(fleet_metric chatgw_fleet_registry_commands_total)
+    # Redis's command counter every half second: its median rate is the
+    # steady state (users connecting and leaving fall at the ends).
+    (while true; do echo "$(date +%s%N) $(redis_info stats total_commands_processed)"; sleep 0.5; done) \
+        >"$OUT/$name.redis" 2>/dev/null &
+    local sampler=$!
     "$BIN/loadgen" "$@" --secret "$SECRET" --quiet --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 \
         || log "loadgen $name failed: see $OUT/$name.txt"
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
     local p1 r1 c1 l1 t1 g1
     p1=$(pg_ticks); r1=$(ticks "$REDIS_PID"); c1=$(redis_info stats total_commands_processed)
     l1=$(fleet_metric chatgw_fleet_link_events_sent_total); t1=$(fleet_metric chatgw_fleet_link_targets_sent_total)
@@ -134,7 +141,7 @@ start_fleet
 victim_pid=$(cat "$DIR/node2.pid")
 survivors="$(cat "$DIR/node1.pid"),$(cat "$DIR/node3.pid")"
 "$BIN/loadgen" failover --url "$URLS" --pairs "$PAIRS" --rate 1000 --duration 30 --kill-after 10 \
-    --victim-url "127.0.0.1:$((BASE + 20))" --victim-pid "$victim_pid" --settle 30 \
+    --cross-node --victim-url "127.0.0.1:$((BASE + 20))" --victim-pid "$victim_pid" --settle 30 \
     --gateway-admin "$ADMINS" --gateway-pid "$survivors" --secret "$SECRET" --quiet \
     --json "$OUT/failover.json" >"$OUT/failover.txt" 2>&1 || log "loadgen failover failed: see $OUT/failover.txt"
 
@@ -145,10 +152,15 @@ def load(name):
     j = json.load(open(os.path.join(out, name + ".json")))
     s = dict(kv.split("=") for kv in open(os.path.join(out, name + ".fleet")).read().split())
     return j, {k: float(v) for k, v in s.items()}
+def steady_cmds(name):
+    """Median Redis commands/s between half-second samples."""
+    pts = [tuple(map(int, l.split())) for l in open(os.path.join(out, name + ".redis")) if len(l.split()) == 2]
+    rates = sorted((c1 - c0) / ((t1 - t0) / 1e9) for (t0, c0), (t1, c1) in zip(pts, pts[1:]) if t1 > t0)
+    return rates[len(rates) // 2] if rates else 0.0
 def cpu(j):
     return (j.get("cpu") or {}).get("gateway_us_per_msg") or 0
-print("| offered msg/s | placement | delivered msg/s | p50 deliver (ms) | p99 deliver (ms) | lost / dup | gateways CPU µs/msg | Redis CPU µs/msg | PostgreSQL CPU µs/msg | Redis commands/msg | link frames/msg |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| offered msg/s | placement | delivered msg/s | p50 deliver (ms) | p99 deliver (ms) | lost / dup | gateways CPU µs/msg | Redis CPU µs/msg | PostgreSQL CPU µs/msg | Redis commands/msg (whole run) | Redis commands/s (steady, median) | link frames/msg |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 names = sorted((n[:-5] for n in os.listdir(out) if n.startswith("o2o_") and n.endswith(".json")),
                key=lambda n: (int(n.split("_")[2]), n.split("_")[1] != "same"))
 for name in names:
@@ -158,17 +170,17 @@ for name in names:
     print(f'| {rate} | {placement}-node | {j["delivered"] / j["config"]["duration"]:.0f} | {j["delivery_ms"]["p50_ms"]:.2f} | '
           f'{j["delivery_ms"]["p99_ms"]:.2f} | {j["lost"]} / {j["duplicated"]} | {cpu(j):.1f} | '
           f'{s["redis_ticks"] * 1e6 / hz / msgs:.1f} | {s["pg_ticks"] * 1e6 / hz / msgs:.1f} | '
-          f'{s["redis_cmds"] / msgs:.4f} | {s["link_frames"] / msgs:.2f} |')
+          f'{s["redis_cmds"] / msgs:.4f} | {steady_cmds(name):.1f} | {s["link_frames"] / msgs:.2f} |')
 print()
 if os.path.exists(os.path.join(out, "group_cross.json")):
     j, s = load("group_cross")
     msgs = max(j["acked"], 1)
     f = j["fanout_ms"]
-    print("| 4 groups of 256, members on 3 nodes | group msgs acked | fan-out p50 (ms) | fan-out p99 (ms) | fan-out max (ms) | lost / dup | gateways CPU µs/group msg | PostgreSQL CPU µs/group msg | link frames/group msg | link targets/group msg | Redis commands/group msg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| 4 groups of 256, members on 3 nodes | group msgs acked | fan-out p50 (ms) | fan-out p99 (ms) | fan-out max (ms) | lost / dup | gateways CPU µs/group msg | PostgreSQL CPU µs/group msg | link frames/group msg | link targets/group msg | Redis commands/group msg (whole run) | Redis commands/s (steady, median) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(f'| {j["config"]["rate"]} msg/s | {j["acked"]} | {f["p50_ms"]:.2f} | {f["p99_ms"]:.2f} | {f["max_ms"]:.2f} | '
           f'{j["lost"]} / {j["duplicated"]} | {cpu(j):.0f} | {s["pg_ticks"] * 1e6 / hz / msgs:.0f} | '
-          f'{s["link_frames"] / msgs:.2f} | {s["link_targets"] / msgs:.1f} | {s["redis_cmds"] / msgs:.3f} |')
+          f'{s["link_frames"] / msgs:.2f} | {s["link_targets"] / msgs:.1f} | {s["redis_cmds"] / msgs:.3f} | {steady_cmds("group_cross"):.1f} |')
     print()
 for name in ("connect", "failover"):
     p = os.path.join(out, name + ".json")

@@ -20,13 +20,14 @@ use chatgw_protocol::MessageId;
 use chatgw_router::{Directory, Fanout, Mailboxes};
 use chatgw_storage::InboxPos;
 
-use super::{catch_up_all, catch_up_users, metrics::FleetMetrics};
+use super::{catch_up_users, metrics::FleetMetrics, whole_node::WholeNode};
 use crate::events::{CoreBatch, CoreEvent};
 
 /// Hands what links bring to the cores.
 pub(crate) struct ToCores {
     pub(crate) directory: Arc<Directory>,
     pub(crate) mailboxes: Arc<Mailboxes<CoreBatch>>,
+    pub(crate) whole: Arc<WholeNode>,
     pub(crate) metrics: Arc<FleetMetrics>,
 }
 
@@ -52,7 +53,7 @@ impl Inbound for ToCores {
             None => {
                 tracing::info!(peer = from, "a peer dropped events for this node: every device catches up");
                 self.metrics.catch_up_all.inc();
-                catch_up_all(&self.mailboxes);
+                self.whole.catch_up();
             }
         }
     }
@@ -63,6 +64,6 @@ impl Inbound for ToCores {
         }
         tracing::info!(peer = from, "a link from a peer ended without a goodbye: every device catches up");
         self.metrics.catch_up_all.inc();
-        catch_up_all(&self.mailboxes);
+        self.whole.catch_up();
     }
 }

@@ -28,6 +28,7 @@ mod inbound;
 pub(crate) mod metrics;
 mod route;
 mod upkeep;
+mod whole_node;
 
 use std::{
     net::SocketAddr,
@@ -50,7 +51,7 @@ use crossbeam_channel::{Sender, TrySendError};
 
 pub use self::metrics::FleetMetrics;
 pub(crate) use self::route::RouteJob;
-use self::{inbound::ToCores, route::Control, upkeep::Upkeep};
+use self::{inbound::ToCores, route::Control, upkeep::Upkeep, whole_node::WholeNode};
 use crate::events::{CoreBatch, CoreEvent};
 
 /// Jobs the routing thread may have queued before the writer drops them.
@@ -153,7 +154,13 @@ impl Fleet {
         tracing::info!(node = settings.node, epoch, link = %link_addr, "joined the fleet");
 
         let links = Arc::new(Links::new(settings.node, epoch, LinkSettings::default()));
-        let to_cores = ToCores { directory: directory.clone(), mailboxes: mailboxes.clone(), metrics: metrics.clone() };
+        let whole = Arc::new(WholeNode::new(mailboxes.clone()));
+        let to_cores = ToCores {
+            directory: directory.clone(),
+            mailboxes: mailboxes.clone(),
+            whole: whole.clone(),
+            metrics: metrics.clone(),
+        };
         let link_server = listener.start(settings.node, Arc::new(to_cores)).map_err(FleetError::Thread)?;
 
         let (route_control, control_rx) = crossbeam_channel::unbounded();
@@ -199,6 +206,7 @@ impl Fleet {
             registry,
             directory,
             mailboxes,
+            whole,
             links: links.clone(),
             metrics: metrics.clone(),
             route: route_control.clone(),
@@ -241,13 +249,6 @@ impl Fleet {
             Err(_) => tracing::warn!("node links still shared at shutdown; not saying goodbye"),
         }
         self.link_server.stop();
-    }
-}
-
-/// Every subscribed connection of every core catches up from the store.
-pub(crate) fn catch_up_all(mailboxes: &Mailboxes<CoreBatch>) {
-    for core in 0..mailboxes.cores() {
-        let _ = mailboxes.post(core, vec![CoreEvent::CatchUpAll { core: core as u16 }]);
     }
 }
 

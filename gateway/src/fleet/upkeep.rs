@@ -41,7 +41,7 @@ use chatgw_cluster::{
 use chatgw_router::{Directory, Mailboxes};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::{catch_up_all, catch_up_users, metrics::FleetMetrics, route::Control};
+use super::{catch_up_users, metrics::FleetMetrics, route::Control, whole_node::WholeNode};
 use crate::events::CoreBatch;
 
 /// How often presence changes and due catch-ups are handled.
@@ -59,6 +59,7 @@ pub(crate) struct Upkeep {
     pub(crate) registry: Registry,
     pub(crate) directory: Arc<Directory>,
     pub(crate) mailboxes: Arc<Mailboxes<CoreBatch>>,
+    pub(crate) whole: Arc<WholeNode>,
     pub(crate) links: Arc<Links>,
     pub(crate) metrics: Arc<FleetMetrics>,
     pub(crate) route: Sender<Control>,
@@ -106,6 +107,7 @@ impl Upkeep {
 
     fn turn(&mut self, st: &mut State) {
         let now = Instant::now();
+        self.whole.retry_owed();
         self.directory.take_presence_changes(|u| {
             st.pending.insert(u);
         });
@@ -221,7 +223,7 @@ impl Upkeep {
 
     fn catch_up_everyone(&self) {
         self.metrics.catch_up_all.inc();
-        catch_up_all(&self.mailboxes);
+        self.whole.catch_up();
     }
 
     fn failed(&mut self, st: &mut State, e: &RegistryError) {
