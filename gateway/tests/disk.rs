@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatgw_client::{Client, Event, GroupId, MessageEvent, MessageId, MessageKind, UserId};
+use chatgw_client::{Client, Event, GroupId, MessageId, MessageKind, UserId};
 use util::*;
 
 /// A tmpfs mounted for one test, unmounted on drop (also when the test fails).
@@ -96,15 +96,6 @@ fn send_and_answer(c: &mut Client, to: u64, client_id: &str, body: &str) -> Resu
     c.wait_for(WAIT, "sent or error", |e| match e {
         Event::Sent { client_id: cid, id, duplicate } if cid == client_id => Some(Ok((*id, *duplicate))),
         Event::Error { code, reference: Some(r), .. } if r == client_id => Some(Err(code.clone())),
-        _ => None,
-    })
-    .unwrap()
-}
-
-/// The next message that is not a system message.
-fn next_chat(c: &mut Client) -> MessageEvent {
-    c.wait_for(WAIT, "message", |e| match e {
-        Event::Message(m) if m.kind != MessageKind::System => Some(m.clone()),
         _ => None,
     })
     .unwrap()

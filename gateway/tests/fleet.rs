@@ -10,24 +10,6 @@ use std::{collections::HashMap, time::Duration};
 use chatgw_client::{Client, Event, GroupId, MessageEvent, MessageId, MessageKind, UserId};
 use util::{fleet::TestFleet, *};
 
-fn group_reply(c: &mut Client) -> GroupId {
-    c.wait_for(WAIT, "group", |e| match e {
-        Event::Group { id, .. } => Some(*id),
-        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
-        _ => None,
-    })
-    .unwrap()
-}
-
-/// The next non-system message.
-fn next_chat(c: &mut Client) -> MessageEvent {
-    c.wait_for(WAIT, "message", |e| match e {
-        Event::Message(m) if m.kind != MessageKind::System => Some(m.clone()),
-        _ => None,
-    })
-    .unwrap()
-}
-
 fn chats(events: &[Event]) -> Vec<MessageEvent> {
     events
         .iter()
@@ -135,7 +117,7 @@ fn a_group_of_256_over_three_nodes_gets_each_message_once() {
     fleet.settle();
     let others: Vec<UserId> = (2..=256).map(UserId).collect();
     members[0].create_group("g", "All", &others).unwrap();
-    let g = group_reply(&mut members[0]);
+    let g = group_id(&mut members[0]);
     let mut ids = Vec::new();
     for k in 0..3 {
         ids.push(send_acked(&mut members[0], None, Some(g), &format!("g{k}"), &format!("to all {k}")));
@@ -163,14 +145,14 @@ fn a_membership_change_acknowledged_on_one_node_applies_to_the_next_send_on_anot
     let mut leaving = fleet.online(2, 3);
     fleet.settle();
     owner.create_group("g", "Team", &[UserId(2), UserId(3)]).unwrap();
-    let g = group_reply(&mut owner);
+    let g = group_id(&mut owner);
     // Node 2 caches the group's membership by sending to it once.
     send_acked(&mut owner_elsewhere, None, Some(g), "warm", "warm up");
     next_chat(&mut leaving);
     next_chat(&mut member);
 
     owner.change_members("remove_members", g, &[UserId(3)]).unwrap();
-    group_reply(&mut owner);
+    group_id(&mut owner);
     // Acknowledged on node 1; the next send on node 2 must not reach user 3.
     let id = send_acked(&mut owner_elsewhere, None, Some(g), "after", "after removal");
     assert_eq!(next_chat(&mut member).id, id);
@@ -247,7 +229,7 @@ fn redis_cluster_registry_cross_node_one_to_one_and_group() {
     let others: Vec<UserId> = (2..=30).map(UserId).collect();
     let creator = users.get_mut(&1).unwrap();
     creator.create_group("g", "All", &others).unwrap();
-    let g = group_reply(creator);
+    let g = group_id(creator);
     let id = send_acked(creator, None, Some(g), "gm", "to all");
     for u in 2..=30u64 {
         assert_eq!(next_chat(users.get_mut(&u).unwrap()).id, id, "member {u}");

@@ -12,7 +12,7 @@ mod util;
 
 use std::time::Duration;
 
-use chatgw_client::{Client, Event, GroupId, MessageKind, UserId};
+use chatgw_client::{Client, Event, MessageKind, UserId};
 use chatgw_gateway::{config::IoDriver, store};
 use chatgw_storage::conformance::TestPostgres;
 use util::*;
@@ -98,29 +98,20 @@ fn a_gap_in_positions_is_caught_up_from_the_store_once_and_in_order() {
     assert_eq!(a.metric("chatgw_catch_ups_total{reason=\"gap\"}"), 1.0);
 }
 
-fn group_reply(c: &mut Client) -> GroupId {
-    c.wait_for(WAIT, "group", |e| match e {
-        Event::Group { id, .. } => Some(*id),
-        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
-        _ => None,
-    })
-    .unwrap()
-}
-
 #[test]
 fn a_group_send_on_a_membership_changed_elsewhere_is_refused_and_the_resend_reaches_the_new_members() {
     let pg = TestPostgres::start();
     let [a, b] = two_gateways(&pg);
     let mut admin_a = a.online(1);
     admin_a.create_group("g", "Team", &[UserId(2)]).unwrap();
-    let g = group_reply(&mut admin_a);
+    let g = group_id(&mut admin_a);
     admin_a.send_group(g, "before", MessageKind::Text, "before").unwrap();
     sent_id(&mut admin_a, "before");
 
     // The same admin, on another device through B, adds user 3.
     let mut admin_b = b.online(1);
     admin_b.change_members("add_members", g, &[UserId(3)]).unwrap();
-    group_reply(&mut admin_b);
+    group_id(&mut admin_b);
 
     // A's cached membership is one version behind: nothing is stored.
     admin_a.send_group(g, "after", MessageKind::Text, "after").unwrap();

@@ -23,15 +23,6 @@ fn create(c: &mut Client, members: &[u64]) -> GroupId {
     group_reply(c).0
 }
 
-/// The next non-system message.
-fn next_chat(c: &mut Client) -> MessageEvent {
-    c.wait_for(WAIT, "group message", |e| match e {
-        Event::Message(m) if m.kind != MessageKind::System => Some(m.clone()),
-        _ => None,
-    })
-    .unwrap()
-}
-
 fn messages(events: &[Event]) -> Vec<MessageEvent> {
     events.iter().filter_map(|e| if let Event::Message(m) = e { Some(m.clone()) } else { None }).collect()
 }

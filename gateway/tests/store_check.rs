@@ -8,18 +8,9 @@ mod util;
 
 use std::{path::Path, process::Command};
 
-use chatgw_client::{Client, Event, GroupId, MessageKind, UserId};
+use chatgw_client::{MessageKind, UserId};
 use chatgw_gateway::store::StoreUrl;
 use util::*;
-
-fn group_reply(c: &mut Client) -> GroupId {
-    c.wait_for(WAIT, "group", |e| match e {
-        Event::Group { id, .. } => Some(*id),
-        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
-        _ => None,
-    })
-    .unwrap()
-}
 
 fn check(data: &Path) -> (bool, String) {
     check_store(data, &StoreUrl::default())
@@ -59,7 +50,7 @@ fn write_a_bit_of_everything(gw: &mut TestGateway) {
     assert_eq!(sent_id(&mut a, "d1"), (d1, true));
 
     a.create_group("g-1", "Team", &[UserId(2), UserId(3), UserId(4)]).unwrap();
-    let g = group_reply(&mut a);
+    let g = group_id(&mut a);
     a.send_group(g, "g1", MessageKind::Text, "to the team").unwrap();
     let (g1, _) = sent_id(&mut a, "g1");
     b.ack_group_delivered(g, &[g1]).unwrap();
@@ -68,10 +59,10 @@ fn write_a_bit_of_everything(gw: &mut TestGateway) {
         [("add_members", vec![UserId(5)]), ("remove_members", vec![UserId(3)]), ("promote", vec![UserId(2)])]
     {
         a.change_members(op, g, &members).unwrap();
-        group_reply(&mut a);
+        group_id(&mut a);
     }
     a.leave_group(g).unwrap();
-    group_reply(&mut a);
+    group_id(&mut a);
     b.send_group(g, "g2", MessageKind::Text, "after the changes").unwrap();
     sent_id(&mut b, "g2");
     drop((a, b));

@@ -2,8 +2,9 @@
 
 use std::{io, net::IpAddr, time::Instant};
 
-use chatgw_protocol::{close, now_ms};
+use chatgw_protocol::{close, now_ms, MessageId};
 use chatgw_router::Endpoint;
+use chatgw_storage::InboxPos;
 use slab::Slab;
 
 use super::{
@@ -320,43 +321,14 @@ impl<S> Engine<S> {
             match ev {
                 CoreEvent::Reply { payload, .. } => self.queue_frame(slot, Opcode::Text, &payload),
                 CoreEvent::Deliver { event, pos, payload, .. } => {
-                    let Some(c) = self.conns.get_mut(slot) else {
-                        continue;
-                    };
-                    if !c.subscribed || pos <= c.pos {
-                        continue;
+                    if self.take_live(slot, event, pos) {
+                        self.ctx.metrics.events_delivered.inc();
+                        self.queue_frame(slot, Opcode::Text, &payload);
                     }
-                    if c.syncing {
-                        c.sync_missed = true;
-                        continue;
-                    }
-                    // Positions are dense: one skipped is an event this
-                    // connection missed (committed by another node). Read
-                    // from the store instead; this event comes with it.
-                    if self.ctx.settings.dense_positions && pos.0 > c.pos.0.saturating_add(1) {
-                        self.start_catch_up(slot, CatchUpReason::Gap);
-                        continue;
-                    }
-                    (c.cursor, c.pos) = (event, pos);
-                    self.ctx.metrics.events_delivered.inc();
-                    self.queue_frame(slot, Opcode::Text, &payload);
                 }
+                // The connection made the event: it only moves past it.
                 CoreEvent::Seen { event, pos, .. } => {
-                    let Some(c) = self.conns.get_mut(slot) else {
-                        continue;
-                    };
-                    if !c.subscribed || pos <= c.pos {
-                        continue;
-                    }
-                    if c.syncing {
-                        c.sync_missed = true;
-                        continue;
-                    }
-                    if self.ctx.settings.dense_positions && pos.0 > c.pos.0.saturating_add(1) {
-                        self.start_catch_up(slot, CatchUpReason::Gap);
-                        continue;
-                    }
-                    (c.cursor, c.pos) = (event, pos);
+                    self.take_live(slot, event, pos);
                 }
                 CoreEvent::SyncPage { after, events, full, .. } => self.on_sync_page(slot, after, events, full),
                 CoreEvent::SyncFailed { payload, .. } => {
@@ -378,6 +350,29 @@ impl<S> Engine<S> {
                 CoreEvent::CatchUpAll { .. } => {}
             }
         }
+    }
+
+    /// Whether the live event at `pos` is the next one for the connection in
+    /// `slot`; if so its cursor and position move to it. A duplicate (at or
+    /// below the position) is not; nor is anything while a sync or catch-up
+    /// runs (it reads one more page instead). With dense positions, a jump
+    /// means events this connection missed (committed by another node): it
+    /// catches up from the store, which brings this event too.
+    fn take_live(&mut self, slot: usize, event: MessageId, pos: InboxPos) -> bool {
+        let Some(c) = self.conns.get_mut(slot) else { return false };
+        if !c.subscribed || pos <= c.pos {
+            return false;
+        }
+        if c.syncing {
+            c.sync_missed = true;
+            return false;
+        }
+        if self.ctx.settings.dense_positions && pos.0 > c.pos.0.saturating_add(1) {
+            self.start_catch_up(slot, CatchUpReason::Gap);
+            return false;
+        }
+        (c.cursor, c.pos) = (event, pos);
+        true
     }
 
     /// Shutdown, step one: refuse new requests (they get `shutting_down`).

@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use chatgw_client::{Client, Event, MessageEvent, MessageId, UserId};
+use chatgw_client::{Client, Event, GroupId, MessageEvent, MessageId, MessageKind, UserId};
 pub use chatgw_gateway::config::IoDriver;
 use chatgw_gateway::{auth::TokenKey, store::StoreUrl, Config, Server, ServerHandle};
 use chatgw_storage::conformance::TestPostgres;
@@ -397,4 +397,24 @@ pub fn http_on(mut s: TcpStream, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The id of the group the next `group` answer describes; an `error`
+/// answer fails the test.
+pub fn group_id(c: &mut Client) -> GroupId {
+    c.wait_for(WAIT, "group", |e| match e {
+        Event::Group { id, .. } => Some(*id),
+        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
+        _ => None,
+    })
+    .unwrap()
+}
+
+/// The next message that is not a system message.
+pub fn next_chat(c: &mut Client) -> MessageEvent {
+    c.wait_for(WAIT, "message", |e| match e {
+        Event::Message(m) if m.kind != MessageKind::System => Some(m.clone()),
+        _ => None,
+    })
+    .unwrap()
 }
