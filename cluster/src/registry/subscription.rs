@@ -129,6 +129,11 @@ fn session(url: &str, callback: &mut impl FnMut(Notice), stopped: &Receiver<()>)
     loop {
         match pubsub.get_message() {
             Ok(msg) => {
+                // A busy fleet publishes more often than the read times
+                // out: look for stop on every message too.
+                if !matches!(stopped.try_recv(), Err(TryRecvError::Empty)) {
+                    return End::Stop;
+                }
                 heard = Instant::now();
                 match parse(msg.get_payload_bytes()) {
                     Some(notice) => callback(notice),

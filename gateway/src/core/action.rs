@@ -87,6 +87,8 @@ impl<S> Engine<S> {
                 if let Some(c) = self.conns.get_mut(slot) {
                     c.syncing = false;
                     c.subscribed = false;
+                    // Never sent: no answer will come.
+                    c.page = super::conn::PageRead::Idle;
                 }
                 let e = ProtocolError::new(
                     ErrorCode::SyncFailed,

@@ -7,7 +7,7 @@
 use chatgw_protocol::{close, server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError, UserId};
 use chatgw_storage::InboxPos;
 
-use super::{Action, Engine};
+use super::{conn::PageRead, Action, Engine};
 use crate::{
     events::{CommitRequest, GroupOp, QueryRequest},
     ws::frame::Opcode,
@@ -91,8 +91,16 @@ impl<S> Engine<S> {
                 c.pos = InboxPos(0);
                 c.resolving = true;
                 c.sync_limit = limit as u16;
-                // The sync takes over a catch-up in progress.
+                // The sync takes over a catch-up or sync in progress. A page
+                // already asked for answers the old request: the new sync's
+                // first page is asked for when it comes.
                 self.leave_catch_up(slot);
+                if let Some(c) = self.conns.get_mut(slot) {
+                    if c.page != PageRead::Idle {
+                        c.page = PageRead::Stale;
+                        return;
+                    }
+                }
                 return self.request_sync_page(slot);
             }
             ClientFrame::History { conversation: r, before, limit } => {

@@ -23,6 +23,19 @@ pub(crate) enum CatchUp {
     Reading,
 }
 
+/// The connection's sync page request to the readers (one at a time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PageRead {
+    /// None asked.
+    Idle,
+    /// One asked; its page (or failure) is on its way.
+    Asked,
+    /// One asked for a sync or catch-up the device has since replaced
+    /// with a new `sync`: its answer is dropped and the new sync's first
+    /// page asked for then.
+    Stale,
+}
+
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -66,6 +79,8 @@ pub(crate) struct Conn<S> {
     pub(crate) resolving: bool,
     /// Catching up from the store; `syncing` is set meanwhile.
     pub(crate) catch_up: CatchUp,
+    /// Its page request in flight, if any.
+    pub(crate) page: PageRead,
     pub(crate) sync_limit: u16,
     /// Bytes of an incomplete request or frame.
     pub(crate) inbuf: Vec<u8>,
@@ -112,6 +127,7 @@ impl<S> Conn<S> {
             sync_paused: false,
             resolving: false,
             catch_up: CatchUp::Idle,
+            page: PageRead::Idle,
             sync_limit: 0,
             inbuf: Vec::new(),
             outbuf: Vec::new(),

@@ -10,7 +10,7 @@ use slab::Slab;
 use super::{
     action::Action,
     catch_up::CatchUps,
-    conn::{Conn, Phase},
+    conn::{Conn, PageRead, Phase},
     context::CoreContext,
     timers::TimerWheel,
 };
@@ -318,6 +318,11 @@ impl<S> Engine<S> {
                 // The connection is gone; a device that comes back syncs.
                 _ => continue,
             }
+            if let CoreEvent::SyncPage { .. } | CoreEvent::SyncFailed { .. } = ev {
+                if self.page_answered(slot) {
+                    continue;
+                }
+            }
             match ev {
                 CoreEvent::Reply { payload, .. } => self.queue_frame(slot, Opcode::Text, &payload),
                 CoreEvent::Deliver { event, pos, payload, .. } => {
@@ -350,6 +355,19 @@ impl<S> Engine<S> {
                 CoreEvent::CatchUpAll { .. } => {}
             }
         }
+    }
+
+    /// A page (or its failure) came for `slot`. True when it answers a
+    /// request the device has replaced with a new `sync`: it is dropped,
+    /// and the new sync's first page is asked for now.
+    fn page_answered(&mut self, slot: usize) -> bool {
+        let Some(c) = self.conns.get_mut(slot) else { return false };
+        let stale = c.page == PageRead::Stale;
+        c.page = PageRead::Idle;
+        if stale {
+            self.request_sync_page(slot);
+        }
+        stale
     }
 
     /// Whether the live event at `pos` is the next one for the connection in

@@ -13,7 +13,7 @@ use chatgw_storage::InboxPos;
 
 use super::{
     action::Action,
-    conn::{CatchUp, Phase},
+    conn::{CatchUp, PageRead, Phase},
     engine::Engine,
 };
 use crate::{
@@ -30,6 +30,9 @@ impl<S> Engine<S> {
         let Some(c) = self.conns.get(slot) else { return };
         let after = if c.resolving { SyncFrom::Cursor(c.cursor) } else { SyncFrom::Position(c.pos) };
         let req = QueryRequest::Sync { origin, user: c.user, after, limit: usize::from(c.sync_limit) };
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.page = PageRead::Asked;
+        }
         self.actions.push(Action::Query(req));
     }
 

@@ -188,3 +188,22 @@ fn a_sync_page_the_readers_refuse_fails_the_sync_and_unsubscribes() {
     h.mail(vec![deliver(to, 3)]);
     assert_eq!(h.frames(), vec![]);
 }
+
+#[test]
+fn a_sync_sent_while_a_page_is_on_its_way_drops_that_page_and_starts_from_its_own_cursor() {
+    let mut h = Harness::connect(|_| {});
+    let to = h.endpoint();
+    sync(&mut h, 0, 50);
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(0), 50)]);
+    // The device syncs again (from cursor 7) before the first page came.
+    sync(&mut h, 7, 50);
+    assert!(h.actions().is_empty(), "one page request at a time");
+    // The answer to the first request (read from cursor 0) is dropped, and
+    // the second sync's first page is asked for.
+    h.mail(vec![sync_page(to, 0, &[3, 5], 0, false)]);
+    assert_eq!(h.frames(), vec![], "a page of the replaced sync went out");
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(7), 50)]);
+    h.mail(vec![sync_page(to, 7, &[9], 0, false)]);
+    assert_eq!(texts(&h.frames()[..1]), vec!["event-9"]);
+    assert_eq!(h.cursor(), MessageId(9));
+}

@@ -83,6 +83,12 @@ struct State {
     retry_at: Option<Instant>,
     backoff: Duration,
     commands_seen: u64,
+    /// The notice subscription has been made once (later ones follow a
+    /// lost subscription).
+    subscribed: bool,
+    /// The registry answered the last lookup (or is back, says the
+    /// registry thread).
+    registry_ok: bool,
 }
 
 impl Router {
@@ -95,6 +101,8 @@ impl Router {
             retry_at: None,
             backoff: BACKOFF_MIN,
             commands_seen: 0,
+            subscribed: false,
+            registry_ok: true,
         };
         let mut batch = Vec::with_capacity(TURN_JOBS);
         loop {
@@ -126,10 +134,10 @@ impl Router {
                             return self.drain_and_stop(&mut st, &jobs, &mut batch);
                         }
                     }
-                    Err(_) => return,
+                    Err(_) => return self.drain_and_stop(&mut st, &jobs, &mut batch),
                 },
             }
-            self.settle_debts(&mut st);
+            self.settle_debts(&mut st, false);
         }
     }
 
@@ -141,12 +149,32 @@ impl Router {
             }
         }
         self.route(st, batch);
+        // Nothing owed may be left behind a goodbye: peers take a clean
+        // end as "nothing lost".
+        if self.overflowed.swap(false, Ordering::AcqRel) {
+            st.owe_everyone = true;
+        }
+        self.settle_debts(st, true);
     }
 
     fn control(&mut self, st: &mut State, msg: Control) {
         match msg {
             Control::Notice(Notice::Users(users)) => users.iter().for_each(|u| st.routes.invalidate(*u)),
-            Control::Notice(Notice::Resubscribed) | Control::RegistryBack => st.routes.clear(),
+            // Notices may have been missed (after the first subscription):
+            // what was routed with the cache meanwhile may have gone
+            // nowhere, so every peer catches up once the cache is fresh.
+            Control::Notice(Notice::Resubscribed) => {
+                st.routes.clear();
+                if st.subscribed {
+                    st.owe_everyone = true;
+                }
+                st.subscribed = true;
+            }
+            Control::RegistryBack => {
+                st.routes.clear();
+                st.owe_everyone = true;
+                st.registry_ok = true;
+            }
             Control::Notice(Notice::Groups(_)) => {}
             Control::Live(nodes) => st.routes.set_live(nodes),
             Control::Stop => {}
@@ -174,16 +202,19 @@ impl Router {
         }
         misses.sort_unstable();
         misses.dedup();
-        let mut unroutable = false;
         if !misses.is_empty() {
-            unroutable = !self.look_up(st, &misses);
+            self.look_up(st, &misses);
         }
         let mut per_node: HashMap<u16, Vec<(u64, u64)>> = HashMap::new();
         for job in batch.drain(..) {
             for (user, pos) in &job.targets {
                 let known = st.routes.nodes_of(*user, |node| per_node.entry(node).or_default().push((*user, *pos)));
-                if !known && unroutable {
+                if !known {
+                    // Not looked up (the registry failed) or forgotten
+                    // meanwhile (the cache started over): its devices
+                    // elsewhere may be missing it.
                     self.metrics.unrouted_events.inc();
+                    st.owe_everyone = true;
                 }
             }
             for (node, targets) in per_node.drain() {
@@ -197,23 +228,21 @@ impl Router {
                 counter.inc();
             }
         }
-        if unroutable {
-            st.owe_everyone = true;
-        }
         self.count_commands(st);
     }
 
-    /// Ask the registry where `users` are; false when it could not answer
-    /// (in backoff, or failed now).
-    fn look_up(&mut self, st: &mut State, users: &[u64]) -> bool {
+    /// Ask the registry where `users` are (not while backing off after a
+    /// failure); the users it could not place stay unknown.
+    fn look_up(&mut self, st: &mut State, users: &[u64]) {
         if st.retry_at.is_some_and(|t| Instant::now() < t) {
-            return false;
+            return;
         }
         self.metrics.route_lookups.inc_by(users.len() as u64);
         match self.registry.lookup(users) {
             Ok(found) => {
                 st.retry_at = None;
                 st.backoff = BACKOFF_MIN;
+                st.registry_ok = true;
                 let mut ghosts = Vec::new();
                 for (user, placements) in users.iter().zip(found) {
                     let placements: Placements =
@@ -224,17 +253,16 @@ impl Router {
                     st.routes.insert(*user, placements);
                 }
                 if !ghosts.is_empty() {
-                    self.remove_ghosts(st, ghosts);
+                    self.remove_ghosts(ghosts);
                 }
                 self.metrics.route_cache_users.set(st.routes.len() as i64);
-                true
             }
             Err(e) => {
                 self.metrics.registry_errors.inc();
                 tracing::warn!(error = %e, retry_in = ?st.backoff, "registry lookup failed; events for users not cached reach them by catch-up");
                 st.retry_at = Some(Instant::now() + st.backoff);
                 st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
-                false
+                st.registry_ok = false;
             }
         }
     }
@@ -244,7 +272,7 @@ impl Router {
     /// a lease already (a node takes its lease before it serves anyone), so
     /// its fresh placements are never mistaken for a dead run's. Best
     /// effort: a ghost is never routed to either way.
-    fn remove_ghosts(&mut self, st: &mut State, ghosts: Vec<(u64, Placement)>) {
+    fn remove_ghosts(&mut self, ghosts: Vec<(u64, Placement)>) {
         let nodes = match self.registry.live_nodes() {
             Ok(nodes) => nodes,
             Err(e) => {
@@ -252,9 +280,11 @@ impl Router {
                 return;
             }
         };
-        st.routes.set_live(nodes.iter().map(|n| (n.node, n.epoch)));
+        // Only to judge these placements: the routing table itself follows
+        // the registry thread's reads, which also decide who catches up
+        // when a node comes and goes.
         let ghosts: Vec<(u64, Placement)> =
-            ghosts.into_iter().filter(|(_, p)| st.routes.is_ghost(NodeRef { node: p.node, epoch: p.epoch })).collect();
+            ghosts.into_iter().filter(|(_, p)| !nodes.iter().any(|n| n.node == p.node && n.epoch == p.epoch)).collect();
         if ghosts.is_empty() {
             return;
         }
@@ -263,10 +293,11 @@ impl Router {
         }
     }
 
-    /// Tell every live peer to catch up, once the registry answers again,
-    /// if an event may have missed one of them.
-    fn settle_debts(&mut self, st: &mut State) {
-        if !st.owe_everyone || st.retry_at.is_some_and(|t| Instant::now() < t) {
+    /// Tell every live peer to catch up if an event may have missed one of
+    /// them, once the registry answers again (a catch-up before that would
+    /// be repeated at every failed lookup); `force` when stopping.
+    fn settle_debts(&mut self, st: &mut State, force: bool) {
+        if !st.owe_everyone || !(st.registry_ok || force) {
             return;
         }
         st.owe_everyone = false;

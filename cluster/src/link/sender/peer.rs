@@ -141,6 +141,9 @@ impl Peer {
             }
         }
         add(&self.counters.sessions_opened, 1);
+        // From here on, a session that fails may have lost frames written
+        // earlier (a write succeeds into the kernel's buffer before the
+        // peer's end is seen): the next session starts with CatchUpAll.
         loop {
             let dead_at = self.queue.heard_at() + self.settings.dead_after;
             let next = self.queue.next((last_ping + self.settings.ping_after).min(dead_at));
@@ -148,7 +151,10 @@ impl Peer {
             let mut frames = 0;
             match next {
                 Next::Stop => return End::Done,
-                Next::Dead => return End::Failed(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed")),
+                Next::Dead => {
+                    self.queue.owe_all();
+                    return End::Failed(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed"));
+                }
                 Next::Close => {
                     frame::encode(&Frame::Goodbye, &mut out);
                     if let Err(e) = self.write(stream, &mut out, 1) {
@@ -171,9 +177,7 @@ impl Peer {
             }
             // Heard again: a Pong may have come in while waiting.
             if now >= self.queue.heard_at() + self.settings.dead_after {
-                if frames > 0 {
-                    self.queue.owe_all();
-                }
+                self.queue.owe_all();
                 return End::Failed(io::Error::new(io::ErrorKind::TimedOut, "the peer stopped answering"));
             }
             if now >= last_ping + self.settings.ping_after {
