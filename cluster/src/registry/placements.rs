@@ -19,6 +19,7 @@ impl Registry {
     /// removed), and announce them.
     pub fn apply(&mut self, changes: &[(u64, Presence)]) -> Result<(), RegistryError> {
         let node = self.config.node.to_string();
+        let epoch = self.epoch.to_string();
         let ttl = ttl_ms(self);
         for chunk in changes.chunks(NOTICE_IDS) {
             let mut cmds = Vec::with_capacity(chunk.len() * 2 + 1);
@@ -29,7 +30,9 @@ impl Registry {
                         cmds.push(redis::cmd("HSET").arg(&key).arg(&node).arg(self.epoch).to_owned());
                         cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(ttl).to_owned());
                     }
-                    Presence::Offline => cmds.push(redis::cmd("HDEL").arg(&key).arg(&node).to_owned()),
+                    // Only this run's field: a newer run of this node id
+                    // may have written its own meanwhile.
+                    Presence::Offline => cmds.push(eval(scripts::REMOVE_GHOST, &[&key], &[&node, &epoch])),
                 }
             }
             let users: Vec<u64> = chunk.iter().map(|(u, _)| *u).collect();

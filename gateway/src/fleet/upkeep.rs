@@ -144,7 +144,8 @@ impl Upkeep {
             let online: Vec<u64> =
                 changes.iter().filter(|(_, p)| matches!(p, Presence::Online)).map(|(u, _)| *u).collect();
             if !online.is_empty() {
-                st.settling.push_back((now + SETTLE, online));
+                // From when the placement is written, however long that took.
+                st.settling.push_back((Instant::now() + SETTLE, online));
             }
         }
         let groups: Vec<u64> = self.groups.try_iter().collect();
@@ -227,6 +228,21 @@ impl Upkeep {
     }
 
     fn failed(&mut self, st: &mut State, e: &RegistryError) {
+        if let RegistryError::LeaseTaken { node, epoch } = e {
+            // This run was frozen past its lease and a new run of the same
+            // node id took it: peers route this id's users to the new run,
+            // so this one's devices would get no live events from other
+            // nodes, and its registry writes would clobber the new run's.
+            // It stops at once; its devices reconnect (to another node) and
+            // sync.
+            tracing::error!(
+                node,
+                epoch,
+                mine = self.registry.epoch(),
+                "another run holds this node's lease: this process is superseded and exits"
+            );
+            std::process::exit(3);
+        }
         self.metrics.registry_errors.inc();
         if st.retry_at.is_none() {
             tracing::warn!(error = %e, "the connection registry failed: this node serves its own users; cross-node events reach devices when it is back");
