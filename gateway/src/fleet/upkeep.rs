@@ -51,6 +51,12 @@ const NODES_EVERY: Duration = Duration::from_secs(1);
 /// How long after a user's placement is published its connections catch
 /// up: time for the notice to reach every routing thread of the fleet.
 pub(crate) const SETTLE: Duration = Duration::from_millis(500);
+/// After this node's lease was regained or the registry came back, other
+/// nodes may still act on the live-node table they read before (up to a
+/// second old): one may remove this node's fresh placements as ghosts, or
+/// route its users nowhere. So the node republishes and catches up once
+/// more, this long after.
+const AGAIN_AFTER: Duration = Duration::from_secs(3);
 /// Wait after a failed registry operation, doubling up to the max.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -76,6 +82,9 @@ struct State {
     next_renew: Instant,
     next_nodes: Instant,
     next_republish: Instant,
+    /// When to republish and catch up once more after the lease was
+    /// regained or the registry came back (see [`AGAIN_AFTER`]).
+    again_at: Option<Instant>,
     /// While failing: when to try again, and the next wait.
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -95,6 +104,7 @@ impl Upkeep {
             next_renew: now + self.lease / 3,
             next_nodes: now + NODES_EVERY,
             next_republish: now + self.user_ttl / 3,
+            again_at: None,
             retry_at: None,
             backoff: BACKOFF_MIN,
             commands_seen: 0,
@@ -162,6 +172,7 @@ impl Upkeep {
                     );
                     self.republish_all()?;
                     self.catch_up_everyone();
+                    st.again_at = Some(now + AGAIN_AFTER);
                 }
             }
             st.next_renew = now + self.lease / 3;
@@ -169,6 +180,11 @@ impl Upkeep {
         if now >= st.next_nodes {
             self.read_nodes(st)?;
             st.next_nodes = now + NODES_EVERY;
+        }
+        if st.again_at.is_some_and(|t| now >= t) {
+            st.again_at = None;
+            self.republish_all()?;
+            self.catch_up_everyone();
         }
         if now >= st.next_republish {
             self.republish_all()?;
@@ -264,6 +280,7 @@ impl Upkeep {
             return;
         }
         self.catch_up_everyone();
+        st.again_at = Some(Instant::now() + AGAIN_AFTER);
     }
 
     fn leave(&mut self, st: &mut State) {
