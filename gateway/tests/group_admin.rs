@@ -238,3 +238,35 @@ fn bad_administration_frames_are_refused(on: Setup) {
     a.rename_group(g, &"n".repeat(100)).unwrap();
     assert_eq!(group_state(&mut a).0.len(), 100);
 }
+
+/// Two gateways on one PostgreSQL store, one per I/O driver. The second has
+/// the group cached from a send while the mode was off; the first turns it
+/// on. The plain member's next send through the second gateway is refused
+/// by the store (the mode moved the group's version), answered `unavailable`,
+/// and its resend meets the mode: `not_allowed`. Nothing of it is stored.
+#[test]
+fn admins_only_set_on_another_gateway_refuses_a_send_fanned_out_before() {
+    let on = Setup { io: chatgw_gateway::config::IoDriver::Epoll, store: TestStore::Postgres };
+    let first = TestGateway::start(on, 1);
+    let shared = first.store.clone();
+    let other = Setup { io: chatgw_gateway::config::IoDriver::Uring, store: TestStore::Postgres };
+    let second = TestGateway::start_with(other, 1, |c| c.store = shared);
+    let mut a = first.online(1);
+    let mut b = second.online(2);
+    let g = create(&mut a, &[2]);
+    b.send_group(g, "warm", MessageKind::Text, "hello").unwrap();
+    sent_id(&mut b, "warm");
+
+    a.set_admins_only(g, true).unwrap();
+    assert!(group_state(&mut a).2);
+    b.send_group(g, "b-late", MessageKind::Text, "sneaking in").unwrap();
+    let (code, message, reference) = error(&mut b);
+    assert_eq!((code.as_str(), reference.as_deref()), ("unavailable", Some("b-late")), "{message}");
+    b.send_group(g, "b-late", MessageKind::Text, "sneaking in").unwrap();
+    let (code, message, reference) = error(&mut b);
+    assert_eq!((code.as_str(), reference.as_deref()), ("not_allowed", Some("b-late")), "{message}");
+
+    let mut a2 = first.connect(1);
+    let seen = sync_all(&mut a2);
+    assert!(seen.iter().all(|e| !matches!(e, Event::Message(m) if m.body == "sneaking in")), "{seen:?}");
+}
