@@ -28,6 +28,7 @@ use chatgw_router::Endpoint;
 use chatgw_storage::{GroupVersion, StoreError};
 
 use super::batch::{no_such_messages, refused, Batch, Draft, Outcome};
+use super::group_admin::{self, Applied};
 use crate::events::GroupOp;
 
 /// Most messages one group `read` walks (and turns into read receipts).
@@ -50,18 +51,18 @@ pub(super) fn create_key(request_id: &str) -> String {
     format!("\u{1}create:{request_id}")
 }
 
-fn id_list(users: &[UserId]) -> String {
+pub(super) fn id_list(users: &[UserId]) -> String {
     let v: Vec<String> = users.iter().map(|u| format!("\"{u}\"")).collect();
     format!("[{}]", v.join(","))
 }
 
 /// `text` as a JSON string literal.
-fn json_text(text: &str) -> String {
+pub(super) fn json_text(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// A system message body: a JSON object, carried as a JSON string like any body.
-fn system_body(event: &str, by: UserId, extra: &str) -> String {
+pub(super) fn system_body(event: &str, by: UserId, extra: &str) -> String {
     let inner = format!(r#"{{"event":"{event}","by":"{by}"{extra}}}"#);
     serde_json::to_string(&inner).unwrap_or_else(|_| "\"\"".into())
 }
@@ -417,55 +418,18 @@ impl Batch<'_> {
                 }
                 system_body("promoted", by, &format!(r#","members":{}"#, id_list(&promoted)))
             }
-            GroupChange::Demote(users) => {
-                if let Some(stranger) = users.iter().find(|u| !g.is_member(**u)) {
-                    let why = format!("field `members`: {stranger} is not a member of this group");
-                    self.push(refused(origin, ErrorCode::BadField, why, None));
-                    return Ok(());
+            GroupChange::Demote(_) | GroupChange::Rename(_) | GroupChange::Describe(_) | GroupChange::AdminsOnly(_) => {
+                match group_admin::apply(&mut g, by, change) {
+                    Applied::Changed(body) => body,
+                    Applied::Unchanged => {
+                        self.push(Outcome::GroupReply { origin, group: g, reference: None });
+                        return Ok(());
+                    }
+                    Applied::Refused(code, why) => {
+                        self.push(refused(origin, code, why, None));
+                        return Ok(());
+                    }
                 }
-                if g.members.iter().all(|m| !m.admin || users.contains(&m.user)) {
-                    let why = "a group keeps at least one admin: promote another member first";
-                    self.push(refused(origin, ErrorCode::NotAllowed, why, None));
-                    return Ok(());
-                }
-                let demoted: Vec<UserId> = g
-                    .members
-                    .iter_mut()
-                    .filter(|m| users.contains(&m.user) && m.admin)
-                    .map(|m| {
-                        m.admin = false;
-                        m.user
-                    })
-                    .collect();
-                if demoted.is_empty() {
-                    self.push(Outcome::GroupReply { origin, group: g, reference: None });
-                    return Ok(());
-                }
-                system_body("demoted", by, &format!(r#","members":{}"#, id_list(&demoted)))
-            }
-            GroupChange::Rename(name) => {
-                if g.name == name {
-                    self.push(Outcome::GroupReply { origin, group: g, reference: None });
-                    return Ok(());
-                }
-                g.name = name;
-                system_body("renamed", by, &format!(r#","name":{}"#, json_text(&g.name)))
-            }
-            GroupChange::Describe(text) => {
-                if g.description == text {
-                    self.push(Outcome::GroupReply { origin, group: g, reference: None });
-                    return Ok(());
-                }
-                g.description = text;
-                system_body("described", by, &format!(r#","description":{}"#, json_text(&g.description)))
-            }
-            GroupChange::AdminsOnly(on) => {
-                if g.admins_only == on {
-                    self.push(Outcome::GroupReply { origin, group: g, reference: None });
-                    return Ok(());
-                }
-                g.admins_only = on;
-                system_body("admins_only", by, &format!(r#","on":{on}"#))
             }
             GroupChange::Leave => {
                 g.members.retain(|m| m.user != by);
