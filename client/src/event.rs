@@ -91,6 +91,10 @@ pub enum Event {
         id: GroupId,
         /// Name.
         name: String,
+        /// Description (empty when unset).
+        description: String,
+        /// Only admins may send while this is on.
+        admins_only: bool,
         /// Members: user and whether an admin.
         members: Vec<(UserId, bool)>,
         /// The request id of a `create_group`.
@@ -183,6 +187,8 @@ impl Event {
             ServerFrame::Group { group, reference } => Event::Group {
                 id: group.id,
                 name: group.name,
+                description: group.description,
+                admins_only: group.admins_only,
                 members: group.members.into_iter().map(|m| (m.user, m.admin)).collect(),
                 reference,
             },

@@ -214,16 +214,33 @@ impl Client {
         self.send_with(|out| client::create_group(out, request_id, name, members.iter().copied()))
     }
 
-    /// Add, remove or promote members (`op` is `add_members`, `remove_members` or `promote`).
+    /// Add, remove, promote or demote members (`op` is `add_members`,
+    /// `remove_members`, `promote` or `demote`).
     pub fn change_members(&mut self, op: &str, group: GroupId, members: &[UserId]) -> Result<(), ClientError> {
         let members = members.to_vec();
         let change = match op {
             "add_members" => GroupChange::Add(members),
             "remove_members" => GroupChange::Remove(members),
             "promote" => GroupChange::Promote(members),
+            "demote" => GroupChange::Demote(members),
             other => return Err(ClientError::UnknownOperation(other.to_owned())),
         };
         self.send_with(|out| client::change_group(out, group, &change))
+    }
+
+    /// Rename a group (admins only).
+    pub fn rename_group(&mut self, group: GroupId, name: &str) -> Result<(), ClientError> {
+        self.send_with(|out| client::change_group(out, group, &GroupChange::Rename(name.to_owned())))
+    }
+
+    /// Set a group's description; empty clears it (admins only).
+    pub fn set_group_description(&mut self, group: GroupId, description: &str) -> Result<(), ClientError> {
+        self.send_with(|out| client::change_group(out, group, &GroupChange::Describe(description.to_owned())))
+    }
+
+    /// Turn a group's admins-only send mode on or off (admins only).
+    pub fn set_admins_only(&mut self, group: GroupId, on: bool) -> Result<(), ClientError> {
+        self.send_with(|out| client::change_group(out, group, &GroupChange::AdminsOnly(on)))
     }
 
     /// Leave a group.

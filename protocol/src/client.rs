@@ -135,23 +135,37 @@ pub fn create_group(out: &mut String, request_id: &str, name: &str, members: imp
     out.push('}');
 }
 
-/// The frame type of a membership change, and whether it lists members.
-fn change_type(change: &GroupChange) -> (&'static str, Option<&[UserId]>) {
-    match change {
-        GroupChange::Add(m) => ("add_members", Some(m)),
-        GroupChange::Remove(m) => ("remove_members", Some(m)),
-        GroupChange::Promote(m) => ("promote", Some(m)),
-        GroupChange::Leave => ("leave", None),
-    }
-}
-
-/// `{"type":"add_members" | "remove_members" | "promote" | "leave",...}`.
+/// `{"type":"add_members" | "remove_members" | "promote" | "demote" |
+/// "rename_group" | "set_description" | "set_admins_only" | "leave",...}`.
 pub fn change_group(out: &mut String, group: GroupId, change: &GroupChange) {
-    let (ty, members) = change_type(change);
+    let ty = match change {
+        GroupChange::Add(_) => "add_members",
+        GroupChange::Remove(_) => "remove_members",
+        GroupChange::Promote(_) => "promote",
+        GroupChange::Demote(_) => "demote",
+        GroupChange::Rename(_) => "rename_group",
+        GroupChange::Describe(_) => "set_description",
+        GroupChange::AdminsOnly(_) => "set_admins_only",
+        GroupChange::Leave => "leave",
+    };
     let _ = write!(out, r#"{{"type":"{ty}","group":"{group}""#);
-    if let Some(m) = members {
-        out.push_str(r#","members":"#);
-        push_id_array(out, m);
+    match change {
+        GroupChange::Add(m) | GroupChange::Remove(m) | GroupChange::Promote(m) | GroupChange::Demote(m) => {
+            out.push_str(r#","members":"#);
+            push_id_array(out, m);
+        }
+        GroupChange::Rename(name) => {
+            out.push_str(r#","name":"#);
+            push_json_str(out, name);
+        }
+        GroupChange::Describe(text) => {
+            out.push_str(r#","description":"#);
+            push_json_str(out, text);
+        }
+        GroupChange::AdminsOnly(on) => {
+            let _ = write!(out, r#","admins_only":{on}"#);
+        }
+        GroupChange::Leave => {}
     }
     out.push('}');
 }

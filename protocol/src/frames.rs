@@ -26,6 +26,8 @@ pub const MAX_ACK_IDS: usize = 256;
 pub const MAX_LISTED_MEMBERS: usize = 256;
 /// Longest group name, in bytes.
 pub const MAX_GROUP_NAME_BYTES: usize = 100;
+/// Longest group description, in bytes.
+pub const MAX_GROUP_DESCRIPTION_BYTES: usize = 512;
 
 /// What a message carries. The server does not look inside the body; the
 /// kind tells the receiving client how to render it (media travel as a
@@ -108,7 +110,7 @@ pub enum ConversationRef {
     Group(GroupId),
 }
 
-/// A change to a group's membership, requested by a member.
+/// A change to a group, requested by a member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupChange {
     /// Add these users (admins only).
@@ -117,6 +119,14 @@ pub enum GroupChange {
     Remove(Vec<UserId>),
     /// Make these members admins (admins only).
     Promote(Vec<UserId>),
+    /// Make these admins plain members (admins only; never the last admin).
+    Demote(Vec<UserId>),
+    /// Rename the group (admins only).
+    Rename(String),
+    /// Set the group's description; empty clears it (admins only).
+    Describe(String),
+    /// Turn the admins-only send mode on or off (admins only).
+    AdminsOnly(bool),
     /// The requester leaves.
     Leave,
 }
@@ -179,7 +189,7 @@ pub enum ClientFrame<'a> {
         /// Initial members besides the requester.
         members: Vec<UserId>,
     },
-    /// Change a group's membership.
+    /// Change a group's members, admins, name, description or send mode.
     ChangeGroup {
         /// The group.
         group: GroupId,
@@ -232,6 +242,10 @@ struct RawFrame<'a> {
     members: Option<&'a RawValue>,
     #[serde(borrow)]
     msg: Option<&'a RawValue>,
+    #[serde(borrow)]
+    description: Option<&'a RawValue>,
+    #[serde(borrow)]
+    admins_only: Option<&'a RawValue>,
 }
 
 fn bad(field: &str, why: &str) -> ProtocolError {
@@ -349,6 +363,26 @@ impl<'a> ClientFrame<'a> {
                 group: group_field(&raw)?,
                 change: GroupChange::Promote(members_field(&raw, false)?),
             }),
+            "demote" => Ok(ClientFrame::ChangeGroup {
+                group: group_field(&raw)?,
+                change: GroupChange::Demote(members_field(&raw, false)?),
+            }),
+            "rename_group" => Ok(ClientFrame::ChangeGroup {
+                group: group_field(&raw)?,
+                change: GroupChange::Rename(name_field(&raw)?),
+            }),
+            "set_description" => {
+                let description = str_field(required(raw.description, "description")?, "description")?.into_owned();
+                if description.len() > MAX_GROUP_DESCRIPTION_BYTES {
+                    return Err(bad("description", "must be at most 512 bytes"));
+                }
+                Ok(ClientFrame::ChangeGroup { group: group_field(&raw)?, change: GroupChange::Describe(description) })
+            }
+            "set_admins_only" => {
+                let on: bool = serde_json::from_str(required(raw.admins_only, "admins_only")?.get())
+                    .map_err(|_| bad("admins_only", "must be true or false"))?;
+                Ok(ClientFrame::ChangeGroup { group: group_field(&raw)?, change: GroupChange::AdminsOnly(on) })
+            }
             "leave" => Ok(ClientFrame::ChangeGroup { group: group_field(&raw)?, change: GroupChange::Leave }),
             "group_info" => Ok(ClientFrame::GroupInfo { group: group_field(&raw)? }),
             "message_info" => Ok(ClientFrame::MessageInfo {
@@ -378,16 +412,23 @@ fn client_id_field<'a>(raw: &RawFrame<'a>) -> Result<&'a str, ProtocolError> {
     Ok(id)
 }
 
+/// A group name: a visible character, at most 100 bytes (at creation and
+/// on renaming alike).
+fn name_field(raw: &RawFrame<'_>) -> Result<String, ProtocolError> {
+    let name = str_field(required(raw.name, "name")?, "name")?.into_owned();
+    if name.trim().is_empty() || name.len() > MAX_GROUP_NAME_BYTES {
+        return Err(bad("name", "must have a visible character and be at most 100 bytes"));
+    }
+    Ok(name)
+}
+
 fn parse_create_group<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {
     let request_id = client_id_field(raw)?;
     let with_ref = |mut e: ProtocolError| {
         e.reference = Some(request_id.to_owned());
         e
     };
-    let name = str_field(required(raw.name, "name").map_err(with_ref)?, "name").map_err(with_ref)?.into_owned();
-    if name.trim().is_empty() || name.len() > MAX_GROUP_NAME_BYTES {
-        return Err(with_ref(bad("name", "must have a visible character and be at most 100 bytes")));
-    }
+    let name = name_field(raw).map_err(with_ref)?;
     let members = members_field(raw, true).map_err(with_ref)?;
     Ok(ClientFrame::CreateGroup { request_id, name, members })
 }
@@ -543,5 +584,57 @@ mod tests {
             assert_eq!(MessageKind::from_name(k.as_str()), Some(k));
         }
         assert_eq!(MessageKind::from_u8(200), None);
+    }
+
+    #[test]
+    fn group_administration_frames_parse_and_refuse_bad_input() {
+        let change = |text: &str| match ClientFrame::parse(text).unwrap() {
+            ClientFrame::ChangeGroup { group: GroupId(9), change } => change,
+            other => panic!("{other:?}"),
+        };
+        let message = |text: &str| ClientFrame::parse(text).unwrap_err().message;
+        assert_eq!(change(r#"{"type":"demote","group":"9","members":["2"]}"#), GroupChange::Demote(vec![UserId(2)]));
+        assert_eq!(
+            change(r#"{"type":"rename_group","group":"9","name":"Caf\u00e9"}"#),
+            GroupChange::Rename("Café".into())
+        );
+        assert_eq!(
+            change(r#"{"type":"set_description","group":"9","description":""}"#),
+            GroupChange::Describe("".into())
+        );
+        assert_eq!(
+            change(r#"{"type":"set_admins_only","group":"9","admins_only":true}"#),
+            GroupChange::AdminsOnly(true)
+        );
+        assert_eq!(
+            change(r#"{"type":"set_admins_only","group":"9","admins_only":false}"#),
+            GroupChange::AdminsOnly(false)
+        );
+        let long_name = format!(r#"{{"type":"rename_group","group":"9","name":"{}"}}"#, "n".repeat(101));
+        let long_text = format!(r#"{{"type":"set_description","group":"9","description":"{}"}}"#, "d".repeat(513));
+        let just_fits = format!(r#"{{"type":"set_description","group":"9","description":"{}"}}"#, "d".repeat(512));
+        assert!(ClientFrame::parse(&just_fits).is_ok());
+        for (text, why) in [
+            (r#"{"type":"demote","group":"9","members":[]}"#, "field `members`: must list at least one user"),
+            (r#"{"type":"demote","group":"9"}"#, "field `members`: missing"),
+            (
+                r#"{"type":"rename_group","group":"9","name":"  "}"#,
+                "field `name`: must have a visible character and be at most 100 bytes",
+            ),
+            (r#"{"type":"rename_group","group":"9"}"#, "field `name`: missing"),
+            (&long_name, "field `name`: must have a visible character and be at most 100 bytes"),
+            (r#"{"type":"set_description","group":"9","description":7}"#, "field `description`: must be a string"),
+            (r#"{"type":"set_description","group":"9"}"#, "field `description`: missing"),
+            (&long_text, "field `description`: must be at most 512 bytes"),
+            (
+                r#"{"type":"set_admins_only","group":"9","admins_only":"yes"}"#,
+                "field `admins_only`: must be true or false",
+            ),
+            (r#"{"type":"set_admins_only","group":"9"}"#, "field `admins_only`: missing"),
+            (r#"{"type":"set_admins_only","admins_only":true}"#, "field `group`: missing"),
+        ] {
+            assert_eq!(code(text), ErrorCode::BadField, "{text}");
+            assert_eq!(message(text), why, "{text}");
+        }
     }
 }

@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use crate::{
     server, ClientFrame, ConversationId, ConversationRef, ErrorCode, GroupChange, MessageId, MessageKind, UserId,
-    MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES, MAX_GROUP_NAME_BYTES, MAX_LISTED_MEMBERS, MAX_PAGE,
+    MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES, MAX_GROUP_DESCRIPTION_BYTES, MAX_GROUP_NAME_BYTES,
+    MAX_LISTED_MEMBERS, MAX_PAGE,
 };
 
 /// Feed one input to the parser and check every invariant; panics (which
@@ -96,9 +97,12 @@ fn check_limits(frame: &ClientFrame<'_>) {
             assert!(members.len() <= MAX_LISTED_MEMBERS);
         }
         ClientFrame::ChangeGroup { change, .. } => match change {
-            GroupChange::Add(m) | GroupChange::Remove(m) | GroupChange::Promote(m) => {
+            GroupChange::Add(m) | GroupChange::Remove(m) | GroupChange::Promote(m) | GroupChange::Demote(m) => {
                 assert!((1..=MAX_LISTED_MEMBERS).contains(&m.len()))
             }
+            GroupChange::Rename(name) => assert!(!name.trim().is_empty() && name.len() <= MAX_GROUP_NAME_BYTES),
+            GroupChange::Describe(text) => assert!(text.len() <= MAX_GROUP_DESCRIPTION_BYTES),
+            GroupChange::AdminsOnly(_) => {}
             GroupChange::Leave => {}
         },
         ClientFrame::Read { .. } | ClientFrame::GroupInfo { .. } | ClientFrame::MessageInfo { .. } => {}

@@ -1,4 +1,5 @@
-//! A group: its name and members, as stored and as described to members.
+//! A group: its name, description, send mode and members, as stored and as
+//! described to members.
 
 use crate::{GroupId, MessageId, UserId};
 
@@ -7,7 +8,8 @@ use crate::{GroupId, MessageId, UserId};
 pub struct Member {
     /// The user.
     pub user: UserId,
-    /// May add, remove and promote members.
+    /// May change the members, the admins, the name, the description and
+    /// the admins-only mode.
     pub admin: bool,
     /// Where their membership starts: an id taken just before the system
     /// message that added them (the group's own id for the initial members).
@@ -22,6 +24,10 @@ pub struct Group {
     pub id: GroupId,
     /// Display name.
     pub name: String,
+    /// Free text shown with the group (empty when unset).
+    pub description: String,
+    /// While on, only admins may send messages to the group.
+    pub admins_only: bool,
     /// Who created it.
     pub created_by: UserId,
     /// Current members, in the order they joined.
@@ -42,6 +48,12 @@ impl Group {
     /// Whether `user` is an admin.
     pub fn is_admin(&self, user: UserId) -> bool {
         self.member(user).is_some_and(|m| m.admin)
+    }
+
+    /// Whether `user` may send messages to the group now: a member, and
+    /// an admin while the admins-only mode is on.
+    pub fn may_send(&self, user: UserId) -> bool {
+        self.member(user).is_some_and(|m| m.admin || !self.admins_only)
     }
 
     /// Member user ids.

@@ -44,7 +44,7 @@ pub mod view;
 pub use codes::{ErrorCode, ProtocolError};
 pub use frames::{
     ClientFrame, ConversationRef, GroupChange, MessageKind, Send, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES,
-    MAX_GROUP_NAME_BYTES, MAX_LISTED_MEMBERS, MAX_PAGE,
+    MAX_GROUP_DESCRIPTION_BYTES, MAX_GROUP_NAME_BYTES, MAX_LISTED_MEMBERS, MAX_PAGE,
 };
 pub use group::{Group, Member};
 pub use ids::{ConversationId, GroupId, MessageId, UserId};

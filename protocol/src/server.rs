@@ -237,11 +237,14 @@ pub fn history(out: &mut Vec<u8>, conversation: &ConversationId, viewer: UserId,
     let _ = write!(out, r#"],"more":{more}}}"#);
 }
 
-/// `{"type":"group",...}`: a group's name, members and admins.
+/// `{"type":"group",...}`: a group's name, description, send mode,
+/// members and admins.
 pub fn group(out: &mut Vec<u8>, g: &Group, reference: Option<&str>) {
     let _ = write!(out, r#"{{"type":"group","group":"{}","name":"#, g.id);
     json_str(out, &g.name);
-    let _ = write!(out, r#","created_by":"{}","members":["#, g.created_by);
+    out.extend_from_slice(br#","description":"#);
+    json_str(out, &g.description);
+    let _ = write!(out, r#","admins_only":{},"created_by":"{}","members":["#, g.admins_only, g.created_by);
     for (i, m) in g.members.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -382,13 +385,15 @@ mod tests {
         let g = Group {
             id: GroupId(3),
             name: "T\"eam".into(),
+            description: "d".into(),
+            admins_only: true,
             created_by: UserId(1),
             members: vec![crate::Member { user: UserId(1), admin: true, joined: MessageId(2) }],
         };
         group(&mut out, &g, Some("r"));
         assert_eq!(
             parse(&out),
-            json!({"type":"group","group":"3","name":"T\"eam","created_by":"1","members":[{"user":"1","admin":true,"joined":"2"}],"ref":"r"})
+            json!({"type":"group","group":"3","name":"T\"eam","description":"d","admins_only":true,"created_by":"1","members":[{"user":"1","admin":true,"joined":"2"}],"ref":"r"})
         );
         out.clear();
         receipt(

@@ -268,6 +268,10 @@ struct Raw<'a> {
     #[serde(borrow)]
     name: Option<&'a RawValue>,
     #[serde(borrow)]
+    description: Option<&'a RawValue>,
+    #[serde(borrow)]
+    admins_only: Option<&'a RawValue>,
+    #[serde(borrow)]
     created_by: Option<&'a RawValue>,
     #[serde(borrow)]
     members: Option<&'a RawValue>,
@@ -498,6 +502,8 @@ impl ServerFrame {
                     group: Group {
                         id: f.get(raw.group, "group")?,
                         name: f.get(raw.name, "name")?,
+                        description: f.get(raw.description, "description")?,
+                        admins_only: f.get(raw.admins_only, "admins_only")?,
                         created_by: f.get(raw.created_by, "created_by")?,
                         members: members
                             .into_iter()

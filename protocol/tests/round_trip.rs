@@ -67,7 +67,13 @@ fn every_client_frame_round_trips() {
     for change in [
         GroupChange::Add(users.clone()),
         GroupChange::Remove(users.clone()),
-        GroupChange::Promote(users),
+        GroupChange::Promote(users.clone()),
+        GroupChange::Demote(users),
+        GroupChange::Rename("T\"e\\am ☕".into()),
+        GroupChange::Describe(String::new()),
+        GroupChange::Describe("line one\nline \"two\"".into()),
+        GroupChange::AdminsOnly(true),
+        GroupChange::AdminsOnly(false),
         GroupChange::Leave,
     ] {
         client_round_trip(ClientFrame::ChangeGroup { group: g, change });
@@ -377,6 +383,8 @@ fn group_and_message_info_round_trip() {
     let g = Group {
         id: GroupId(BIG),
         name: "T\"e\\am ☕".into(),
+        description: "about \"us\"\n☕".into(),
+        admins_only: true,
         created_by: UserId(1),
         members: vec![
             Member { user: UserId(1), admin: true, joined: MessageId(BIG) },

@@ -58,6 +58,8 @@ impl CheckHistory {
         let before = Group {
             id: gid,
             name: "T".into(),
+            description: String::new(),
+            admins_only: false,
             created_by: U1,
             members: vec![member(U1, true), member(U2, false), member(U3, false)],
         };

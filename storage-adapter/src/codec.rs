@@ -17,7 +17,12 @@ const INBOX_MESSAGE: u8 = b'm';
 const INBOX_DELIVERED: u8 = b'd';
 const INBOX_READ: u8 = b'r';
 const INBOX_GROUP_RECEIPT: u8 = b'G';
+/// A group record of name, creator and members.
 const GROUP_V1: u8 = 1;
+/// A group record that also holds a description and the admins-only mode.
+/// Every record is now written in this form; V1 records still read (with
+/// no description and the mode off), so no stored record needs rewriting.
+const GROUP_V2: u8 = 2;
 
 /// A conversation key as an owned small buffer.
 pub(crate) fn conv_key(c: &ConversationId) -> Vec<u8> {
@@ -176,11 +181,16 @@ fn decode_group_receipt(event: MessageId, r: &mut Reader<'_>) -> Option<Receipt>
 }
 
 pub(crate) fn encode_group(g: &Group) -> Vec<u8> {
+    // Names and descriptions are bounded well below these by the protocol.
     let name = &g.name.as_bytes()[..g.name.len().min(255)];
-    let mut v = Vec::with_capacity(12 + name.len() + 17 * g.members.len());
-    v.push(GROUP_V1);
+    let description = &g.description.as_bytes()[..g.description.len().min(usize::from(u16::MAX))];
+    let mut v = Vec::with_capacity(15 + name.len() + description.len() + 17 * g.members.len());
+    v.push(GROUP_V2);
     v.push(name.len() as u8);
     v.extend_from_slice(name);
+    v.extend_from_slice(&(description.len() as u16).to_be_bytes());
+    v.extend_from_slice(description);
+    v.push(u8::from(g.admins_only));
     v.extend_from_slice(&g.created_by.0.to_be_bytes());
     v.extend_from_slice(&(g.members.len() as u16).to_be_bytes());
     for m in &g.members {
@@ -212,11 +222,19 @@ pub(crate) fn decode_group(id: GroupId, v: &[u8]) -> Result<Group, StoreError> {
 pub(crate) fn decode_versioned_group(id: GroupId, v: &[u8]) -> Result<(Group, GroupVersion), StoreError> {
     let corrupt = || StoreError::Corrupt { table: "groups", what: "bad record" };
     let mut r = Reader(v);
-    if r.u8() != Some(GROUP_V1) {
+    let format = r.u8().ok_or_else(corrupt)?;
+    if format != GROUP_V1 && format != GROUP_V2 {
         return Err(corrupt());
     }
     let name_len = usize::from(r.u8().ok_or_else(corrupt)?);
     let name = String::from_utf8(r.take(name_len).ok_or_else(corrupt)?.to_vec()).map_err(|_| corrupt())?;
+    let (description, admins_only) = if format == GROUP_V2 {
+        let len = usize::from(r.u16().ok_or_else(corrupt)?);
+        let text = String::from_utf8(r.take(len).ok_or_else(corrupt)?.to_vec()).map_err(|_| corrupt())?;
+        (text, r.u8().ok_or_else(corrupt)? != 0)
+    } else {
+        (String::new(), false)
+    };
     let created_by = UserId(r.u64().ok_or_else(corrupt)?);
     let n = r.u16().ok_or_else(corrupt)?;
     let mut members = Vec::with_capacity(usize::from(n));
@@ -227,7 +245,7 @@ pub(crate) fn decode_versioned_group(id: GroupId, v: &[u8]) -> Result<(Group, Gr
         members.push(Member { user, admin, joined });
     }
     let version = if r.0.is_empty() { GroupVersion(1) } else { GroupVersion(r.u64().ok_or_else(corrupt)?) };
-    Ok((Group { id, name, created_by, members }, version))
+    Ok((Group { id, name, description, admins_only, created_by, members }, version))
 }
 
 /// A decoded inbox value: either a reference to a message or a receipt.
@@ -353,6 +371,8 @@ mod tests {
         let g = Group {
             id: GroupId(4),
             name: "Café".into(),
+            description: "about ☕".into(),
+            admins_only: true,
             created_by: UserId(1),
             members: vec![
                 Member { user: UserId(1), admin: true, joined: MessageId(10) },
@@ -360,6 +380,19 @@ mod tests {
             ],
         };
         assert_eq!(decode_group(GroupId(4), &encode_group(&g)).unwrap(), g);
+        // A V1 record (no description, no mode) still reads, with both unset.
+        let mut v1 = vec![GROUP_V1, 5];
+        v1.extend_from_slice("Café".as_bytes());
+        v1.extend_from_slice(&1u64.to_be_bytes());
+        v1.extend_from_slice(&1u16.to_be_bytes());
+        v1.extend_from_slice(&1u64.to_be_bytes());
+        v1.push(1);
+        v1.extend_from_slice(&10u64.to_be_bytes());
+        let old = decode_group(GroupId(4), &v1).unwrap();
+        assert_eq!((old.name.as_str(), old.description.as_str(), old.admins_only), ("Café", "", false));
+        assert_eq!(old.members, g.members[..1]);
+        assert!(decode_group(GroupId(4), &[2, 0, 0]).is_err(), "a V2 record cut short");
+        assert!(decode_group(GroupId(4), &[3]).is_err(), "an unknown format");
         assert!(decode_group(GroupId(4), &[1, 200]).is_err());
         let r = Receipt::Group {
             event: MessageId(20),

@@ -319,6 +319,8 @@ mod tests {
         let g = Group {
             id: GroupId(7),
             name: "g".into(),
+            description: String::new(),
+            admins_only: false,
             created_by: UserId(1),
             members: (1..=3).map(|u| Member { user: UserId(u), admin: u == 1, joined: MessageId(1) }).collect(),
         };

@@ -207,6 +207,8 @@ fn a_commit_the_server_cannot_run_fails_in_one_line_and_writes_are_refused() {
     let group = Group {
         id: GroupId(7),
         name: "g".into(),
+        description: String::new(),
+        admins_only: false,
         created_by: UserId(1),
         members: vec![Member { user: UserId(1), admin: true, joined: MessageId(1) }],
     };
@@ -238,7 +240,14 @@ fn an_outage_fails_commits_until_recover_proves_a_write() {
     let url = url(&relay.addr);
     CassandraStore::init(&url).unwrap();
     let s = CassandraStore::open(&url).unwrap();
-    let g = Group { id: GroupId(7), name: "g".into(), created_by: UserId(1), members: vec![] };
+    let g = Group {
+        id: GroupId(7),
+        name: "g".into(),
+        description: String::new(),
+        admins_only: false,
+        created_by: UserId(1),
+        members: vec![],
+    };
     assert_eq!(s.group(GroupId(7)).unwrap(), None);
     s.recover().expect("nothing failed: nothing to do");
     relay.cut();

@@ -126,6 +126,8 @@ fn check_after_commits() {
     let before = Group {
         id: gid,
         name: "T".into(),
+        description: String::new(),
+        admins_only: false,
         created_by: u1,
         members: vec![member(u1, true), member(u2, false), member(u3, false)],
     };

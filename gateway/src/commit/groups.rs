@@ -1,5 +1,6 @@
-//! Groups in the committer: membership operations, fan-out lists, and the
-//! checks on group receipts.
+//! Groups in the committer: membership and administration operations
+//! (admins, name, description, the admins-only send mode), fan-out lists,
+//! and the checks on group receipts.
 //!
 //! The committer is the only thread of its gateway that changes membership,
 //! so it keeps groups in a plain map: a change made by one request is what
@@ -16,12 +17,18 @@
 //! builds on the first. If the store holds another version, the write is
 //! refused whole, the requester is told to retry, and the writer has the
 //! committer forget the cached record (`Batch::forget_group`).
+//!
+//! The admins-only mode is part of the same record, so turning it on moves
+//! the version a group message is checked against: a message another
+//! gateway let through while it still saw the mode off is refused by the
+//! store, exactly like one fanned out to a membership that changed.
 
 use chatgw_protocol::{ConversationId, ErrorCode, Group, GroupChange, GroupId, Member, MessageId, MessageKind, UserId};
 use chatgw_router::Endpoint;
 use chatgw_storage::{GroupVersion, StoreError};
 
 use super::batch::{no_such_messages, refused, Batch, Draft, Outcome};
+use super::group_admin::{self, Applied};
 use crate::events::GroupOp;
 
 /// Most messages one group `read` walks (and turns into read receipts).
@@ -44,13 +51,18 @@ pub(super) fn create_key(request_id: &str) -> String {
     format!("\u{1}create:{request_id}")
 }
 
-fn id_list(users: &[UserId]) -> String {
+pub(super) fn id_list(users: &[UserId]) -> String {
     let v: Vec<String> = users.iter().map(|u| format!("\"{u}\"")).collect();
     format!("[{}]", v.join(","))
 }
 
+/// `text` as a JSON string literal.
+pub(super) fn json_text(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+}
+
 /// A system message body: a JSON object, carried as a JSON string like any body.
-fn system_body(event: &str, by: UserId, extra: &str) -> String {
+pub(super) fn system_body(event: &str, by: UserId, extra: &str) -> String {
     let inner = format!(r#"{{"event":"{event}","by":"{by}"{extra}}}"#);
     serde_json::to_string(&inner).unwrap_or_else(|_| "\"\"".into())
 }
@@ -121,7 +133,12 @@ impl Batch<'_> {
         body: String,
     ) -> Result<(), StoreError> {
         let inboxes: Vec<UserId> = match self.cached_group(g)? {
-            Some(grp) if grp.is_member(from) => grp.users().collect(),
+            Some(grp) if grp.may_send(from) => grp.users().collect(),
+            Some(grp) if grp.is_member(from) => {
+                let why = "only group admins may send to this group while it is admins-only";
+                self.push(refused(origin, ErrorCode::NotAllowed, why, Some(client_id)));
+                return Ok(());
+            }
             _ => {
                 self.push(not_member(origin, Some(client_id)));
                 return Ok(());
@@ -281,11 +298,13 @@ impl Batch<'_> {
         let group = Group {
             id,
             name: name.clone(),
+            description: String::new(),
+            admins_only: false,
             created_by: by,
             members: users.iter().map(|&user| Member { user, admin: user == by, joined }).collect(),
         };
-        let name_json = serde_json::to_string(&name).unwrap_or_else(|_| "\"\"".into());
-        let body = system_body("created", by, &format!(r#","name":{name_json},"members":{}"#, id_list(&users)));
+        let body =
+            system_body("created", by, &format!(r#","name":{},"members":{}"#, json_text(&name), id_list(&users)));
         let draft = Draft {
             from: by,
             client_id: key,
@@ -321,9 +340,20 @@ impl Batch<'_> {
             self.push(not_member(origin, None));
             return Ok(());
         };
-        if !matches!(change, GroupChange::Leave) && !me.admin {
-            self.push(refused(origin, ErrorCode::NotAllowed, "only group admins may change members", None));
-            return Ok(());
+        if !me.admin {
+            let why = match change {
+                GroupChange::Leave => None,
+                GroupChange::Add(_) | GroupChange::Remove(_) | GroupChange::Promote(_) | GroupChange::Demote(_) => {
+                    Some("only group admins may change members")
+                }
+                GroupChange::Rename(_) | GroupChange::Describe(_) | GroupChange::AdminsOnly(_) => {
+                    Some("only group admins may change the group")
+                }
+            };
+            if let Some(why) = why {
+                self.push(refused(origin, ErrorCode::NotAllowed, why, None));
+                return Ok(());
+            }
         }
         let mut g = g.clone();
         // Who hears of the change besides the members after it.
@@ -387,6 +417,19 @@ impl Batch<'_> {
                     return Ok(());
                 }
                 system_body("promoted", by, &format!(r#","members":{}"#, id_list(&promoted)))
+            }
+            GroupChange::Demote(_) | GroupChange::Rename(_) | GroupChange::Describe(_) | GroupChange::AdminsOnly(_) => {
+                match group_admin::apply(&mut g, by, change) {
+                    Applied::Changed(body) => body,
+                    Applied::Unchanged => {
+                        self.push(Outcome::GroupReply { origin, group: g, reference: None });
+                        return Ok(());
+                    }
+                    Applied::Refused(code, why) => {
+                        self.push(refused(origin, code, why, None));
+                        return Ok(());
+                    }
+                }
             }
             GroupChange::Leave => {
                 g.members.retain(|m| m.user != by);

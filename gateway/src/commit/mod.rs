@@ -49,6 +49,7 @@ mod batch;
 #[cfg(test)]
 mod counting_store;
 mod dispatch;
+mod group_admin;
 mod groups;
 mod in_flight;
 mod lookups;

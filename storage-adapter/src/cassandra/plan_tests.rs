@@ -87,7 +87,14 @@ fn a_refused_write_plans_nothing_and_a_group_write_only_its_announcement() {
     let mut note = text(g.next_at(EPOCH_MS + 7), 1, 2, "", 3);
     note.conversation = ConversationId::Group(GroupId(7));
     note.kind = MessageKind::System;
-    let group = Group { id: GroupId(7), name: "g".into(), created_by: UserId(1), members: vec![] };
+    let group = Group {
+        id: GroupId(7),
+        name: "g".into(),
+        description: String::new(),
+        admins_only: false,
+        created_by: UserId(1),
+        members: vec![],
+    };
     let to = [UserId(2)];
     let writes = [
         Write::Message { message: &taken, inboxes: &to, membership: None },

@@ -14,6 +14,10 @@
 //! migration (its inbox rows have no positions to keep); point the store at
 //! a new keyspace.
 //!
+//! A group's description and admins-only mode are inside `groups.record`
+//! (a format-numbered encoding that still reads the older records), so
+//! they needed no new table, column or version.
+//!
 //! DDL is sent unprepared (CQL cannot prepare it) and waits for schema
 //! agreement, so that every node knows the tables before a gateway
 //! prepares statements against them. docs/STORAGE.md explains each table.

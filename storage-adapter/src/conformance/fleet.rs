@@ -83,7 +83,14 @@ pub fn stale_membership_refuses_group_messages(backend: &dyn Backend) {
     let g = GroupId(90);
     let conversation = ConversationId::Group(g);
     let member = |user: u64| Member { user: UserId(user), admin: user == 1, joined: MessageId(0) };
-    let created = Group { id: g, name: "g".into(), created_by: UserId(1), members: vec![member(1), member(2)] };
+    let created = Group {
+        id: g,
+        name: "g".into(),
+        description: String::new(),
+        admins_only: false,
+        created_by: UserId(1),
+        members: vec![member(1), member(2)],
+    };
     let mut ids = Snowflake::new(5);
     let mut in_group = |cid: &str, kind: MessageKind| {
         let mut m = text(&mut ids, 1, 1, cid);
@@ -140,4 +147,63 @@ pub fn stale_membership_refuses_group_messages(backend: &dyn Backend) {
     ];
     let done = a.commit(&writes, after.id).unwrap();
     assert_eq!((done.outcome(0), done.outcome(1)), (Some(WriteOutcome::Applied), Some(WriteOutcome::Applied)));
+}
+
+/// A group's description and admins-only mode are part of its record:
+/// stored, read back by another handle and after reopening, and changed
+/// only by a compare-and-set write that moves the version on. So turning
+/// the mode on refuses a message fanned out (by a gateway that still saw it
+/// off) at the version before, like a membership change does.
+pub fn group_settings_are_versioned_with_the_record(backend: &dyn Backend) {
+    let place = backend.new_place();
+    let a = backend.open(&place);
+    let b = backend.second_handle(&place, &a);
+    let g = GroupId(91);
+    let conversation = ConversationId::Group(g);
+    let member = |user: u64| Member { user: UserId(user), admin: user == 1, joined: MessageId(0) };
+    let created = Group {
+        id: g,
+        name: "g".into(),
+        description: String::new(),
+        admins_only: false,
+        created_by: UserId(1),
+        members: vec![member(1), member(2)],
+    };
+    let mut ids = Snowflake::new(5);
+    let mut in_group = |from: u64, cid: &str, kind: MessageKind| {
+        let mut m = text(&mut ids, from, 1, cid);
+        m.conversation = conversation;
+        m.kind = kind;
+        m
+    };
+    let hello = in_group(1, "", MessageKind::System);
+    let create = Write::Group { group: &created, based_on: GroupVersion::ABSENT, announce: Some(&hello), inboxes: &[] };
+    assert_eq!(a.commit(&[create], hello.id).unwrap().outcome(0), Some(WriteOutcome::Applied));
+
+    // The other handle sets a description (2) and turns the mode on (3).
+    let described = Group { description: "about ☕, \"quoted\"\n".repeat(20), ..created.clone() };
+    let note = in_group(1, "", MessageKind::System);
+    let change = Write::Group { group: &described, based_on: GroupVersion(1), announce: Some(&note), inboxes: &[] };
+    assert_eq!(b.commit(&[change], note.id).unwrap().outcome(0), Some(WriteOutcome::Applied));
+    let locked = Group { admins_only: true, ..described.clone() };
+    let on = in_group(1, "", MessageKind::System);
+    let change = Write::Group { group: &locked, based_on: GroupVersion(2), announce: Some(&on), inboxes: &[] };
+    assert_eq!(b.commit(&[change], on.id).unwrap().outcome(0), Some(WriteOutcome::Applied));
+    assert_eq!(a.versioned_group(g).unwrap(), Some((locked.clone(), GroupVersion(3))));
+
+    // User 2's message, fanned out while the mode was still off, is refused.
+    let two = [UserId(1), UserId(2)];
+    let late = in_group(2, "late", MessageKind::Text);
+    let stale = Write::Message { message: &late, inboxes: &two, membership: Some(GroupVersion(2)) };
+    assert_eq!(a.commit(&[stale], late.id).unwrap().outcome(0), Some(WriteOutcome::Conflict));
+    assert_eq!(a.message(conversation, late.id).unwrap(), None, "nothing of it is stored");
+
+    // Turning it off again is one more version; the record reads back whole.
+    let open = Group { admins_only: false, ..locked };
+    let off = in_group(1, "", MessageKind::System);
+    let change = Write::Group { group: &open, based_on: GroupVersion(3), announce: Some(&off), inboxes: &[] };
+    assert_eq!(a.commit(&[change], off.id).unwrap().outcome(0), Some(WriteOutcome::Applied));
+    drop((a, b));
+    let s = backend.open(&place);
+    assert_eq!(s.versioned_group(g).unwrap(), Some((open, GroupVersion(4))));
 }

@@ -24,7 +24,10 @@ pub use cases::{
 };
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 pub use concurrent::two_writers_one_pager;
-pub use fleet::{dense_positions_under_concurrent_writers, stale_membership_refuses_group_messages};
+pub use fleet::{
+    dense_positions_under_concurrent_writers, group_settings_are_versioned_with_the_record,
+    stale_membership_refuses_group_messages,
+};
 pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
 };
@@ -88,6 +91,7 @@ macro_rules! for_each_conformance_case {
             two_writers_one_pager,
             dense_positions_under_concurrent_writers,
             stale_membership_refuses_group_messages,
+            group_settings_are_versioned_with_the_record,
         );
     };
 }

@@ -89,8 +89,22 @@ fn group_write<'a>(group: &'a Group, based_on: u64) -> Write<'a> {
 /// each write based on the version the one before made.
 pub fn group_records(backend: &dyn Backend) {
     let place = backend.new_place();
-    let g7 = Group { id: GroupId(7), name: "seven".into(), created_by: UserId(1), members: vec![member(1, true)] };
-    let g8 = Group { id: GroupId(8), name: "eight".into(), created_by: UserId(2), members: vec![member(2, true)] };
+    let g7 = Group {
+        id: GroupId(7),
+        name: "seven".into(),
+        description: String::new(),
+        admins_only: false,
+        created_by: UserId(1),
+        members: vec![member(1, true)],
+    };
+    let g8 = Group {
+        id: GroupId(8),
+        name: "eight".into(),
+        description: String::new(),
+        admins_only: false,
+        created_by: UserId(2),
+        members: vec![member(2, true)],
+    };
     {
         let s = backend.open(&place);
         assert_eq!(s.group(GroupId(7)).unwrap(), None);
@@ -119,7 +133,14 @@ pub fn group_records(backend: &dyn Backend) {
 pub fn group_writes_compare_and_set(backend: &dyn Backend) {
     let s = backend.open(&backend.new_place());
     let mut ids = Snowflake::new(1);
-    let created = Group { id: GroupId(70), name: "g".into(), created_by: UserId(1), members: vec![member(1, true)] };
+    let created = Group {
+        id: GroupId(70),
+        name: "g".into(),
+        description: String::new(),
+        admins_only: false,
+        created_by: UserId(1),
+        members: vec![member(1, true)],
+    };
     let mut announce = |cid: &str| {
         let mut m = text(&mut ids, 1, 1, cid);
         m.conversation = ConversationId::Group(GroupId(70));

@@ -12,6 +12,12 @@
 //! for compare-and-set. `init` on a version-1 database migrates it in the
 //! same locked transaction (see [`MIGRATE_1_TO_2`]), so a migration is
 //! all or nothing and a second `init` finds version 2 and changes nothing.
+//!
+//! A group's description and admins-only mode needed no new version: they
+//! live inside `groups.record`, whose bytes open with a format number (see
+//! `codec::encode_group`). Records are written in the newer format and the
+//! older one still reads, so no row is rewritten and the mode shares the
+//! record's `version`, the one group messages are checked against.
 
 use postgres::{error::SqlState, Client};
 

@@ -2,7 +2,8 @@
 //!
 //! Every membership change is committed as a new group record together with
 //! a system message saying what changed (`created`, `added`, `removed`,
-//! `promoted`, `left`). Replaying those messages in id order must therefore
+//! `promoted`, `demoted`, `left`; `renamed`, `described` and `admins_only`
+//! change no membership). Replaying those messages in id order must therefore
 //! give exactly the stored record, and tells who was a member when each
 //! message of the group was committed: that is what an inbox reference to a
 //! group message is checked against.
@@ -54,6 +55,14 @@ impl Timeline {
                         members.insert(u, true);
                     }
                 }
+                (_, "demoted") => {
+                    for u in change.members {
+                        if let Some(admin) = members.get_mut(&u) {
+                            *admin = false;
+                        }
+                    }
+                }
+                (_, "renamed" | "described" | "admins_only") => {}
                 (_, "left") => {
                     members.remove(&change.by);
                 }
@@ -135,6 +144,20 @@ mod tests {
         assert!(!t.may_hold(35, 2));
         assert!(t.may_hold(40, 1) && !t.may_hold(45, 1));
         assert!(!t.may_hold(5, 1), "nothing before the group was created");
+    }
+
+    #[test]
+    fn administration_events_replay() {
+        let mut system = BTreeMap::new();
+        system.insert(10, body(r#"{"event":"created","by":"1","name":"T","members":["1","2"]}"#));
+        system.insert(20, body(r#"{"event":"promoted","by":"1","members":["2"]}"#));
+        system.insert(30, body(r#"{"event":"renamed","by":"2","name":"U"}"#));
+        system.insert(40, body(r#"{"event":"described","by":"2","description":"d"}"#));
+        system.insert(50, body(r#"{"event":"admins_only","by":"2","on":true}"#));
+        system.insert(60, body(r#"{"event":"demoted","by":"2","members":["1"]}"#));
+        let t = Timeline::replay(&system).unwrap();
+        assert_eq!(t.current(), BTreeMap::from([(1, false), (2, true)]));
+        assert!(t.may_hold(55, 1) && t.may_hold(65, 1), "settings change nobody's membership");
     }
 
     #[test]
