@@ -21,10 +21,7 @@ use chatgw_router::{Endpoint, Fanout};
 use chatgw_storage::{Committed, InboxPos, MessageStore, StoreError, WriteOutcome};
 use crossbeam_channel::Sender;
 
-use super::{
-    batch::{Outcome, CLIENT_ID_CONFLICT},
-    CommitContext,
-};
+use super::{batch::Outcome, client_ids::CLIENT_ID_CONFLICT, CommitContext};
 use crate::{events::CoreEvent, fleet::RouteJob};
 
 /// Messages this gateway prepared under one id that the store refused

@@ -22,10 +22,7 @@ use std::collections::{HashMap, HashSet};
 use chatgw_protocol::{ConversationId, MessageId, UserId};
 use chatgw_storage::{MessageHeader, StoreError};
 
-use super::{
-    batch::{digest, Batch},
-    groups::create_key,
-};
+use super::{batch::Batch, client_ids::digest, groups::create_key};
 use crate::events::{CommitRequest, GroupOp};
 
 /// What the store said about the keys one batch needs.
