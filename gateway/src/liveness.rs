@@ -119,6 +119,9 @@ mod tests {
         ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError> {
             unreachable!()
         }
+        fn messages(&self, _: &[(ConversationId, MessageId)]) -> Result<Vec<Option<Message>>, StoreError> {
+            unreachable!()
+        }
         fn message_headers(&self, _: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError> {
             unreachable!()
         }

@@ -2,7 +2,8 @@
 //! fleet runs them: a device that syncs through either one, from the id of
 //! the last event it received, never skips an event and never gets one
 //! twice, whichever gateway committed it; and one `(sender, client id)`
-//! sent through both is one message, with one id in both `sent` replies.
+//! sent through both is one message, with one id in both `sent` replies
+//! (or, for two different bodies, one `sent` and one `client_id_conflict`).
 //! Each test starts its own server (`TestPostgres`).
 
 mod util;
@@ -155,6 +156,65 @@ fn one_client_id_sent_through_two_gateways_is_one_message_with_one_id(io: IoDriv
     let want: Vec<MessageId> = replies[0].iter().map(|r| r.0).collect();
     assert_eq!(ids.len(), RACES, "one message per client id: {ids:?}");
     assert_eq!(ids.iter().copied().collect::<BTreeSet<_>>(), want.into_iter().collect());
+}
+
+each_driver!(one_client_id_sent_through_two_gateways_for_two_bodies_is_one_message_and_one_conflict);
+fn one_client_id_sent_through_two_gateways_for_two_bodies_is_one_message_and_one_conflict(io: IoDriver) {
+    let pg = TestPostgres::start();
+    let gws = two_gateways(io, &pg, 0);
+    const RACES: usize = 30;
+    let mut devices: Vec<Client> = gws.iter().map(|gw| gw.connect(10)).collect();
+    let barrier = Barrier::new(2);
+    // Per device, per race: `Some(id)` for `sent`, `None` for `client_id_conflict`.
+    let replies: Vec<Vec<Option<MessageId>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = devices
+            .iter_mut()
+            .enumerate()
+            .map(|(n, device)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    (0..RACES)
+                        .map(|i| {
+                            let cid = format!("reused-{i}");
+                            barrier.wait();
+                            device.send_message(UserId(2), &cid, MessageKind::Text, &format!("via {n}")).unwrap();
+                            device
+                                .wait_for(WAIT, "sent or error", |e| match e {
+                                    Event::Sent { client_id, id, duplicate } if *client_id == cid => {
+                                        assert!(!duplicate, "another body is never a resend");
+                                        Some(Some(*id))
+                                    }
+                                    Event::Error { code, reference, .. } if reference.as_deref() == Some(&cid) => {
+                                        assert_eq!(code, "client_id_conflict");
+                                        Some(None)
+                                    }
+                                    _ => None,
+                                })
+                                .unwrap()
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("device")).collect()
+    });
+    let mut want = BTreeMap::new();
+    for (i, (a, b)) in replies[0].iter().zip(&replies[1]).enumerate() {
+        match (a, b) {
+            (Some(id), None) => want.insert(*id, "via 0".to_owned()),
+            (None, Some(id)) => want.insert(*id, "via 1".to_owned()),
+            other => panic!("race {i}: exactly one send is stored, the other is a conflict: {other:?}"),
+        };
+    }
+    let mut receiver = gws[1].connect(2);
+    let got: BTreeMap<MessageId, String> = sync_all(&mut receiver)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some((m.id, m.body.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, want, "one message per client id, with the body of the send that was stored");
 }
 
 /// The `group` reply: the group and its members.

@@ -30,6 +30,9 @@ pub enum ErrorCode {
     /// A `sync` could not be served. No live events reach the connection
     /// until it sends `sync` again from its last cursor.
     SyncFailed,
+    /// A `send` reused a client id the user already used for a different
+    /// message (another conversation, kind or body); nothing was stored.
+    ClientIdConflict,
 }
 
 impl ErrorCode {
@@ -45,15 +48,27 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::GroupFull => "group_full",
             ErrorCode::SyncFailed => "sync_failed",
+            ErrorCode::ClientIdConflict => "client_id_conflict",
         }
     }
 
     /// Parse the wire string.
     pub fn from_name(s: &str) -> Option<Self> {
         use ErrorCode::*;
-        [BadJson, UnknownType, BadField, NotAllowed, RateLimited, Unavailable, ShuttingDown, GroupFull, SyncFailed]
-            .into_iter()
-            .find(|c| c.as_str() == s)
+        [
+            BadJson,
+            UnknownType,
+            BadField,
+            NotAllowed,
+            RateLimited,
+            Unavailable,
+            ShuttingDown,
+            GroupFull,
+            SyncFailed,
+            ClientIdConflict,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
     }
 
     /// Whether the refusal is the client's doing (malformed or too fast)
@@ -105,16 +120,25 @@ mod tests {
         for code in [BadJson, UnknownType, BadField, RateLimited] {
             assert!(code.is_client_fault(), "{}", code.as_str());
         }
-        for code in [NotAllowed, Unavailable, ShuttingDown, GroupFull, SyncFailed] {
+        for code in [NotAllowed, Unavailable, ShuttingDown, GroupFull, SyncFailed, ClientIdConflict] {
             assert!(!code.is_client_fault(), "{}", code.as_str());
         }
     }
 
     #[test]
     fn every_code_parses_from_its_wire_string() {
-        for code in
-            [BadJson, UnknownType, BadField, NotAllowed, RateLimited, Unavailable, ShuttingDown, GroupFull, SyncFailed]
-        {
+        for code in [
+            BadJson,
+            UnknownType,
+            BadField,
+            NotAllowed,
+            RateLimited,
+            Unavailable,
+            ShuttingDown,
+            GroupFull,
+            SyncFailed,
+            ClientIdConflict,
+        ] {
             assert_eq!(super::ErrorCode::from_name(code.as_str()), Some(code));
         }
         assert_eq!(super::ErrorCode::from_name("teapot"), None);

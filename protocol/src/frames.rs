@@ -18,6 +18,19 @@ use crate::{ErrorCode, GroupId, MessageId, ProtocolError, UserId};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest client-chosen message id, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 64;
+/// Bytes of the longest `send` frame around its body, written compactly:
+/// `{"type":"send","id":"<64 bytes>","group":"<20 digits>","kind":"document","body":` and `}`.
+pub const SEND_ENVELOPE_BYTES: usize = 144;
+
+/// The largest body a client can send when the server accepts frames of at
+/// most `max_frame` bytes: the body limit, or less when a frame that small
+/// could not carry a body that large inside the longest envelope. This is
+/// what `welcome` announces as `max_body`, so a client that keeps to it
+/// never has a `send` closed for its size, whatever its client id and
+/// conversation.
+pub fn max_body_for_frame(max_frame: usize) -> usize {
+    MAX_BODY_BYTES.min(max_frame.saturating_sub(SEND_ENVELOPE_BYTES))
+}
 /// Largest page a `sync` or `history` request may ask for (and the default).
 pub const MAX_PAGE: usize = 500;
 /// Most message ids one `delivered` frame may acknowledge.
@@ -537,6 +550,23 @@ mod tests {
         let ok = "x".repeat(MAX_BODY_BYTES - 2);
         let text = format!(r#"{{"type":"send","id":"c","to":"2","body":"{ok}"}}"#);
         assert!(ClientFrame::parse(&text).is_ok());
+    }
+
+    #[test]
+    fn the_longest_envelope_with_the_announced_body_fills_the_frame_exactly() {
+        let id = "i".repeat(MAX_CLIENT_ID_BYTES);
+        for max_frame in [1024, 4096, 65_000] {
+            let max_body = max_body_for_frame(max_frame);
+            let body = "b".repeat(max_body - 2);
+            let text =
+                format!(r#"{{"type":"send","id":"{id}","group":"{}","kind":"document","body":"{body}"}}"#, u64::MAX);
+            assert_eq!(text.len(), max_frame, "max_frame {max_frame}");
+            assert!(ClientFrame::parse(&text).is_ok());
+        }
+        assert_eq!(max_body_for_frame(131_072), MAX_BODY_BYTES, "the default frame carries the whole body limit");
+        assert_eq!(max_body_for_frame(MAX_BODY_BYTES + SEND_ENVELOPE_BYTES), MAX_BODY_BYTES);
+        assert_eq!(max_body_for_frame(MAX_BODY_BYTES + SEND_ENVELOPE_BYTES - 1), MAX_BODY_BYTES - 1);
+        assert_eq!(max_body_for_frame(10), 0);
     }
 
     #[test]

@@ -266,7 +266,7 @@ fn welcome_sent_synced_and_error_round_trip() {
         server::synced(&mut out, cursor);
         server_round_trip(&out, ServerFrame::Synced { cursor });
     }
-    for code in [ErrorCode::BadField, ErrorCode::SyncFailed, ErrorCode::GroupFull] {
+    for code in [ErrorCode::BadField, ErrorCode::SyncFailed, ErrorCode::GroupFull, ErrorCode::ClientIdConflict] {
         for reference in [None, Some("c-\"2")] {
             out.clear();
             server::error(&mut out, code, "field `to`: must be \"an id\"\n", reference);

@@ -169,6 +169,13 @@ impl MessageStore for EmbeddedStore {
         self.with(|t| t.messages_by_client_ids(keys))
     }
 
+    fn messages(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<Message>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|t| keys.iter().map(|&(c, id)| t.message(c, id)).collect())
+    }
+
     fn message_headers(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());

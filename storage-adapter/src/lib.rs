@@ -112,6 +112,12 @@ pub trait MessageStore: Send + Sync + 'static {
         keys: &[(UserId, &str)],
     ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError>;
 
+    /// Each `(conversation, id)` message in full, `None` where the
+    /// conversation holds no such message (batched like
+    /// [`MessageStore::messages_by_client_ids`]): what the committer compares
+    /// a reused client id's new message with.
+    fn messages(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<Message>>, StoreError>;
+
     /// Sender and kind of each `(conversation, id)` message, `None` where
     /// the conversation holds no such message. Never reads message bodies
     /// into memory (batched like [`MessageStore::messages_by_client_ids`]).

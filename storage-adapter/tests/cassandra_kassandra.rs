@@ -181,6 +181,7 @@ fn point_reads_of_an_empty_store_answer_nothing() {
     assert_eq!(s.message(c, MessageId(5)).unwrap(), None);
     assert_eq!(s.messages_by_client_ids(&[(UserId(1), "a"), (UserId(1), "")]).unwrap(), vec![None, None]);
     assert_eq!(s.message_headers(&[(c, MessageId(5))]).unwrap(), vec![None]);
+    assert_eq!(s.messages(&[(c, MessageId(5)), (c, MessageId(6))]).unwrap(), vec![None, None]);
     assert_eq!(s.delivery_marks(&[(c, MessageId(5), UserId(2))]).unwrap(), vec![false]);
     assert_eq!(s.read_marks(&[(c, UserId(2))]).unwrap(), vec![None]);
     assert_eq!(s.receipts_of(c, MessageId(5)).unwrap(), Default::default());

@@ -15,7 +15,8 @@ use chatgw_router::Endpoint;
 use chatgw_storage::{GroupVersion, MessageStore, StoreError, Write};
 
 use super::{
-    in_flight::InFlight,
+    client_ids::{digest, Earlier, CLIENT_ID_CONFLICT},
+    in_flight::{InFlight, Taken},
     lookups::{only, Lookups},
     recent::{Delivery, RecentMessages},
 };
@@ -262,42 +263,39 @@ impl<'s> Batch<'s> {
         Ok(Some(current.unwrap_or(MessageId(0))))
     }
 
-    /// The message `from` stored (or is storing in this batch) under this client id.
-    pub(super) fn earlier_message(
-        &mut self,
-        from: UserId,
-        client_id: &str,
-    ) -> Result<Option<(ConversationId, MessageId)>, StoreError> {
-        if let Some(found) = self.in_flight.client_id(from, client_id) {
-            return Ok(Some(found));
-        }
-        match self.lookups.client_ids.get(&(from, client_id.to_owned())) {
-            Some(found) => Ok(*found),
-            None => only(self.store.messages_by_client_ids(&[(from, client_id)])?, "idempotency"),
-        }
-    }
-
     /// A new message with a fresh id, unless `(from, client_id)` was used
-    /// before. System messages pass an empty client id and are never
-    /// deduplicated.
+    /// before: then `sent` with the original id if it is the same message,
+    /// `client_id_conflict` if not. System messages pass an empty client id
+    /// and are never deduplicated.
     pub(super) fn new_message(
         &mut self,
         origin: Option<Endpoint>,
         draft: Draft,
         inboxes: Vec<UserId>,
         membership: Option<GroupVersion>,
-    ) -> Result<MessageId, StoreError> {
+    ) -> Result<(), StoreError> {
         if let Some(origin) = origin {
-            if let Some((_, id)) = self.earlier_message(draft.from, &draft.client_id)? {
-                self.outcomes.push(Outcome::Duplicate { origin, client_id: draft.client_id, id });
-                return Ok(id);
+            match self.earlier_use(&draft)? {
+                Some(Earlier::Resend(id)) => {
+                    self.outcomes.push(Outcome::Duplicate { origin, client_id: draft.client_id, id });
+                    return Ok(());
+                }
+                Some(Earlier::Conflict) => {
+                    self.outcomes.push(refused(
+                        origin,
+                        ErrorCode::ClientIdConflict,
+                        CLIENT_ID_CONFLICT,
+                        Some(draft.client_id),
+                    ));
+                    return Ok(());
+                }
+                None => {}
             }
         }
         let message = self.message_of(draft);
-        let id = message.id;
         let client_id = message.client_id.clone();
         self.outcomes.push(Outcome::Stored { origin, client_id, message, inboxes, membership });
-        Ok(id)
+        Ok(())
     }
 
     /// The message a draft becomes: a fresh id, its client id taken.
@@ -305,7 +303,8 @@ impl<'s> Batch<'s> {
         let Draft { from, client_id, conversation, kind, body } = draft;
         let id = self.ids.next_id();
         if !client_id.is_empty() {
-            self.in_flight.take_client_id(from, client_id.clone(), (conversation, id));
+            let taken = Taken { conversation, id, digest: digest(kind, &body) };
+            self.in_flight.take_client_id(from, client_id.clone(), taken);
         }
         self.recent.insert((conversation, id), from, kind == MessageKind::System);
         Message { id, conversation, from, kind, client_id, ts: Snowflake::unix_ms(id), body }

@@ -15,6 +15,7 @@ use chatgw_storage::{
 pub(super) struct Counts {
     pub(super) client_ids: AtomicU64,
     pub(super) headers: AtomicU64,
+    pub(super) messages: AtomicU64,
     pub(super) delivered: AtomicU64,
     pub(super) reads: AtomicU64,
     pub(super) header_scans: AtomicU64,
@@ -29,6 +30,7 @@ impl Counts {
         [
             &self.client_ids,
             &self.headers,
+            &self.messages,
             &self.delivered,
             &self.reads,
             &self.header_scans,
@@ -82,6 +84,10 @@ impl MessageStore for CountingStore {
     ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError> {
         bump(&self.counts.client_ids);
         self.inner.messages_by_client_ids(keys)
+    }
+    fn messages(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<Message>>, StoreError> {
+        bump(&self.counts.messages);
+        self.inner.messages(keys)
     }
     fn message_headers(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError> {
         bump(&self.counts.headers);

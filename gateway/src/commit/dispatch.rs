@@ -4,8 +4,9 @@
 //!
 //! The store decides what another gateway sharing it raced for: a message
 //! whose idempotency key another gateway bound first was not stored (its
-//! sender gets `sent` with the original id, and nobody a live copy: the
-//! gateway that stored it delivered it), and a group write on a record
+//! sender gets `sent` with the original id, or `client_id_conflict` if the
+//! original is another message, and nobody a live copy: the gateway that
+//! stored it delivered it), and a group write on a record
 //! another gateway changed was not applied (its requester is told to retry,
 //! and the committer forgets the cached record), and so was a group message
 //! fanned out to a membership another gateway has changed since (the same
@@ -15,12 +16,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use chatgw_protocol::{server, ConversationId, ErrorCode, GroupId, MessageId, Snowflake, UserId};
+use chatgw_protocol::{server, ConversationId, ErrorCode, GroupId, Message, MessageId, Snowflake, UserId};
 use chatgw_router::{Endpoint, Fanout};
-use chatgw_storage::{Committed, InboxPos, WriteOutcome};
+use chatgw_storage::{Committed, InboxPos, MessageStore, StoreError, WriteOutcome};
 use crossbeam_channel::Sender;
 
-use super::{batch::Outcome, CommitContext};
+use super::{batch::Outcome, client_ids::CLIENT_ID_CONFLICT, CommitContext};
 use crate::{events::CoreEvent, fleet::RouteJob};
 
 /// Messages this gateway prepared under one id that the store refused
@@ -29,23 +30,43 @@ use crate::{events::CoreEvent, fleet::RouteJob};
 /// refusal was known was answered from the committer's in-flight decisions
 /// with the refused id; it is corrected here. Bounded: such resends are
 /// prepared within a few batches of the refusal, so the map is emptied
-/// once it holds [`Replaced::MAX`] entries.
+/// once it holds [`Replaced::MAX`] entries. `None`: the key was bound to a
+/// different message (`client_id_conflict`).
 #[derive(Default)]
-pub(super) struct Replaced(HashMap<MessageId, MessageId>);
+pub(super) struct Replaced(HashMap<MessageId, Option<MessageId>>);
 
 impl Replaced {
     const MAX: usize = 4096;
 
-    fn insert(&mut self, refused: MessageId, original: MessageId) {
+    fn insert(&mut self, refused: MessageId, original: Option<MessageId>) {
         if self.0.len() >= Self::MAX {
             self.0.clear();
         }
         self.0.insert(refused, original);
     }
 
-    fn resolve(&self, id: MessageId) -> MessageId {
-        self.0.get(&id).copied().unwrap_or(id)
+    /// The id to answer a resend of `id` with; `None` for a conflict.
+    fn resolve(&self, id: MessageId) -> Option<MessageId> {
+        self.0.get(&id).copied().unwrap_or(Some(id))
     }
+}
+
+/// Whether the message another writer bound the key to is `message`
+/// itself (a resend that raced): same conversation, and the stored one has
+/// the same kind and body. Read only on this rare path.
+fn same_message(
+    store: &dyn MessageStore,
+    message: &Message,
+    conversation: ConversationId,
+    id: MessageId,
+) -> Result<bool, StoreError> {
+    if conversation != message.conversation {
+        return Ok(false);
+    }
+    Ok(match store.message(conversation, id)? {
+        Some(original) => original.kind == message.kind && original.body == message.body,
+        None => true,
+    })
 }
 
 /// After the commit: acks to origins, live events to devices, each write's
@@ -58,6 +79,8 @@ pub(super) struct Dispatch<'d, 'a> {
     pub(super) fanout: &'d mut Fanout<CoreEvent>,
     pub(super) conflicts: &'a Sender<GroupId>,
     pub(super) replaced: &'d mut Replaced,
+    /// For the rare read of an original that another writer stored.
+    pub(super) store: &'a dyn MessageStore,
 }
 
 impl<'d> Dispatch<'d, '_> {
@@ -110,6 +133,13 @@ impl<'d> Dispatch<'d, '_> {
         self.reply(to, p);
     }
 
+    fn conflict(&mut self, to: Endpoint, client_id: &str) {
+        self.ctx.metrics.protocol_errors.inc();
+        let mut p = Vec::new();
+        server::error(&mut p, ErrorCode::ClientIdConflict, CLIENT_ID_CONFLICT, Some(client_id));
+        self.reply(to, p);
+    }
+
     pub(super) fn outcomes(&mut self, outcomes: &[Outcome]) {
         for o in outcomes {
             match o {
@@ -129,13 +159,30 @@ impl<'d> Dispatch<'d, '_> {
                         }
                         // Another gateway stored this key first; it told the
                         // devices. This one answers with the original.
-                        WriteOutcome::Duplicate { id, .. } => {
-                            self.ctx.metrics.messages_deduplicated.inc();
-                            self.replaced.insert(message.id, id);
-                            if let Some(origin) = origin {
-                                let mut ack = Vec::with_capacity(96);
-                                server::sent(&mut ack, client_id, id, Snowflake::unix_ms(id), true);
-                                self.reply(*origin, ack);
+                        WriteOutcome::Duplicate { conversation, id } => {
+                            match same_message(self.store, message, conversation, id) {
+                                Ok(true) => {
+                                    self.ctx.metrics.messages_deduplicated.inc();
+                                    self.replaced.insert(message.id, Some(id));
+                                    if let Some(origin) = origin {
+                                        let mut ack = Vec::with_capacity(96);
+                                        server::sent(&mut ack, client_id, id, Snowflake::unix_ms(id), true);
+                                        self.reply(*origin, ack);
+                                    }
+                                }
+                                Ok(false) => {
+                                    self.replaced.insert(message.id, None);
+                                    if let Some(origin) = origin {
+                                        self.conflict(*origin, client_id);
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot read the message a client id is bound to");
+                                    if let Some(origin) = origin {
+                                        let why = "the store could not be read; retry with the same id";
+                                        self.retry_later(*origin, why, Some(client_id));
+                                    }
+                                }
                             }
                         }
                         WriteOutcome::Conflict => {
@@ -161,13 +208,15 @@ impl<'d> Dispatch<'d, '_> {
                         }
                     }
                 }
-                Outcome::Duplicate { origin, client_id, id } => {
-                    self.ctx.metrics.messages_deduplicated.inc();
-                    let id = self.replaced.resolve(*id);
-                    let mut ack = Vec::with_capacity(96);
-                    server::sent(&mut ack, client_id, id, Snowflake::unix_ms(id), true);
-                    self.reply(*origin, ack);
-                }
+                Outcome::Duplicate { origin, client_id, id } => match self.replaced.resolve(*id) {
+                    Some(id) => {
+                        self.ctx.metrics.messages_deduplicated.inc();
+                        let mut ack = Vec::with_capacity(96);
+                        server::sent(&mut ack, client_id, id, Snowflake::unix_ms(id), true);
+                        self.reply(*origin, ack);
+                    }
+                    None => self.conflict(*origin, client_id),
+                },
                 Outcome::Receipt { origin, receipt, inboxes } => {
                     let (_, positions) = self.next();
                     self.ctx.metrics.receipts_stored.inc();

@@ -15,6 +15,15 @@ use std::collections::{HashMap, VecDeque};
 
 use chatgw_protocol::{ConversationId, GroupId, MessageId, UserId};
 
+/// The message a client id was taken for in a batch not yet stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Taken {
+    pub(super) conversation: ConversationId,
+    pub(super) id: MessageId,
+    /// [`super::batch::digest`] of the message's kind and body.
+    pub(super) digest: u64,
+}
+
 /// One decision, named so it can be forgotten once its batch is stored.
 enum Decided {
     ClientId(UserId, String),
@@ -29,7 +38,9 @@ enum Decided {
 pub(super) struct InFlight {
     /// The batch being prepared.
     seq: u64,
-    client_ids: HashMap<UserId, HashMap<String, (ConversationId, MessageId, u64)>>,
+    /// Per sender and client id: the message taken, the digest of its kind
+    /// and body (to tell a resend from a conflicting reuse), and the batch.
+    client_ids: HashMap<UserId, HashMap<String, (Taken, u64)>>,
     delivered: HashMap<(ConversationId, MessageId, UserId), u64>,
     reads: HashMap<(ConversationId, UserId), (MessageId, u64)>,
     /// Groups changed, which the membership cache must keep.
@@ -58,7 +69,7 @@ impl InFlight {
         match d {
             Decided::ClientId(from, client_id) => {
                 if let Some(of_user) = self.client_ids.get_mut(&from) {
-                    if of_user.get(&client_id).is_some_and(|e| e.2 <= done_through) {
+                    if of_user.get(&client_id).is_some_and(|e| e.1 <= done_through) {
                         of_user.remove(&client_id);
                     }
                     if of_user.is_empty() {
@@ -101,12 +112,12 @@ impl InFlight {
         }
     }
 
-    pub(super) fn client_id(&self, from: UserId, client_id: &str) -> Option<(ConversationId, MessageId)> {
-        self.client_ids.get(&from)?.get(client_id).map(|&(c, id, _)| (c, id))
+    pub(super) fn client_id(&self, from: UserId, client_id: &str) -> Option<Taken> {
+        self.client_ids.get(&from)?.get(client_id).map(|&(taken, _)| taken)
     }
 
-    pub(super) fn take_client_id(&mut self, from: UserId, client_id: String, at: (ConversationId, MessageId)) {
-        self.client_ids.entry(from).or_default().insert(client_id.clone(), (at.0, at.1, self.seq));
+    pub(super) fn take_client_id(&mut self, from: UserId, client_id: String, taken: Taken) {
+        self.client_ids.entry(from).or_default().insert(client_id.clone(), (taken, self.seq));
         self.record(Decided::ClientId(from, client_id));
     }
 
@@ -149,13 +160,14 @@ mod tests {
     fn decisions_are_seen_until_the_writer_is_done_with_their_batch() {
         let mut f = InFlight::default();
         f.begin(1, 0);
-        f.take_client_id(UserId(1), "a".into(), (C, MessageId(10)));
+        let taken = Taken { conversation: C, id: MessageId(10), digest: 3 };
+        f.take_client_id(UserId(1), "a".into(), taken);
         f.mark_delivered(C, MessageId(10), UserId(2));
         f.mark_read(C, UserId(2), MessageId(10));
         f.touch(GroupId(7));
         f.begin(2, 0);
         f.mark_read(C, UserId(2), MessageId(12));
-        assert_eq!(f.client_id(UserId(1), "a"), Some((C, MessageId(10))));
+        assert_eq!(f.client_id(UserId(1), "a"), Some(taken));
         assert!(f.is_delivered(C, MessageId(10), UserId(2)));
         assert_eq!(f.read_mark(C, UserId(2)), Some(MessageId(12)), "the newest batch wins");
         assert!(f.is_touched(GroupId(7)));

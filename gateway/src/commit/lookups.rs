@@ -22,13 +22,17 @@ use std::collections::{HashMap, HashSet};
 use chatgw_protocol::{ConversationId, MessageId, UserId};
 use chatgw_storage::{MessageHeader, StoreError};
 
-use super::{batch::Batch, groups::create_key};
+use super::{batch::Batch, client_ids::digest, groups::create_key};
 use crate::events::{CommitRequest, GroupOp};
 
 /// What the store said about the keys one batch needs.
 #[derive(Default)]
 pub(super) struct Lookups {
     pub(super) client_ids: HashMap<(UserId, String), Option<(ConversationId, MessageId)>>,
+    /// The digest of kind and body of each stored message a send's client
+    /// id is bound to (in the send's conversation), `None` if the store no
+    /// longer has it: what a resend is told apart from a conflict by.
+    pub(super) originals: HashMap<(ConversationId, MessageId), Option<u64>>,
     pub(super) headers: HashMap<(ConversationId, MessageId), Option<MessageHeader>>,
     pub(super) delivered: HashMap<(ConversationId, MessageId, UserId), bool>,
     pub(super) reads: HashMap<(ConversationId, UserId), Option<MessageId>>,
@@ -37,6 +41,7 @@ pub(super) struct Lookups {
 impl Lookups {
     pub(super) fn clear(&mut self) {
         self.client_ids.clear();
+        self.originals.clear();
         self.headers.clear();
         self.delivered.clear();
         self.reads.clear();
@@ -129,6 +134,23 @@ impl Batch<'_> {
             let keys: Vec<(UserId, &str)> = want.client_ids.iter().map(|(u, c)| (*u, c.as_str())).collect();
             let answers = answered(keys.len(), store.messages_by_client_ids(&keys)?, "idempotency")?;
             found.client_ids.extend(want.client_ids.into_iter().zip(answers));
+            // Client ids used before: the originals, to compare with.
+            let mut originals = Vec::new();
+            for r in requests {
+                if let CommitRequest::Send { from, client_id, conversation, .. } = r {
+                    let bound = found.client_ids.get(&(*from, client_id.clone())).copied().flatten();
+                    if let Some(key @ (c, _)) = bound {
+                        if c == *conversation && !found.originals.contains_key(&key) && !originals.contains(&key) {
+                            originals.push(key);
+                        }
+                    }
+                }
+            }
+            if !originals.is_empty() {
+                let answers = answered(originals.len(), store.messages(&originals)?, "messages")?;
+                let digests = answers.into_iter().map(|m| m.map(|m| digest(m.kind, &m.body)));
+                found.originals.extend(originals.into_iter().zip(digests));
+            }
         }
         if !want.headers.is_empty() {
             let answers = answered(want.headers.len(), store.message_headers(&want.headers)?, "messages")?;

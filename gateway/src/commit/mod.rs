@@ -39,13 +39,15 @@
 //! void too: the writer refuses them unwritten (`unavailable`) until the
 //! committer has heard of the failure and forgotten its caches.
 //!
-//! Files: `batch` builds one batch (direct messages and receipts), `groups`
+//! Files: `batch` builds one batch (direct messages and receipts),
+//! `client_ids` tells a resend from a reused client id, `groups`
 //! the group operations and group fan-out, `in_flight` the decisions of
 //! batches not yet stored, `outage` what happens while the store refuses
 //! writes, `writer` writes batches, `dispatch` answers and delivers what
 //! each write came to, this file runs the committer.
 
 mod batch;
+mod client_ids;
 #[cfg(test)]
 mod counting_store;
 mod dispatch;

@@ -71,7 +71,11 @@ fn a_batch_of_sends_and_acks_asks_the_store_once_per_kind_not_once_per_request()
     assert_eq!(duplicates.len(), 201, "every resend is answered with its original id");
     assert_eq!(&duplicates[..200], &ids[..]);
     assert_eq!(stored(&second).len(), 1);
-    assert_eq!((Counts::get(&c.client_ids), c.calls()), (2, 2));
+    assert_eq!(
+        (Counts::get(&c.client_ids), Counts::get(&c.messages), c.calls()),
+        (2, 1, 3),
+        "one idempotency lookup, and one read of the 200 originals to compare with"
+    );
 
     // Acknowledgements the recent cache cannot answer: the store must.
     batch.recent.clear();

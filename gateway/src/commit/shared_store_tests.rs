@@ -4,7 +4,7 @@
 
 use std::sync::{atomic::AtomicU64, Arc};
 
-use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, ServerFrame, Snowflake, UserId};
+use chatgw_protocol::{ConversationId, ErrorCode, Message, MessageId, MessageKind, ServerFrame, Snowflake, UserId};
 use chatgw_router::{Directory, Endpoint, Mail, Mailboxes, Wake};
 use chatgw_storage::{EmbeddedOptions, EmbeddedStore, MessageStore, Write};
 
@@ -55,12 +55,10 @@ fn prepare(batch: &mut Batch<'_>, seq: u64, requests: Vec<CommitRequest>) -> Job
     })
 }
 
-/// A message with a client id another gateway (node 2) sent first: the
-/// store refuses this gateway's copy; the sender hears the original id, for
-/// the send and for a resend answered meanwhile from the batches in flight,
-/// and the recipient's devices get no copy from this gateway.
-#[test]
-fn a_send_whose_key_another_gateway_bound_first_is_answered_with_the_original() {
+/// The replies to a send under key `k` and its resend, both prepared
+/// before another gateway (node 2) stored `other_body` under the same key;
+/// then what user 2's inbox holds.
+fn race(other_body: &str) -> (Message, Vec<ServerFrame>, Vec<MessageId>) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
     let directory = Arc::new(Directory::new());
@@ -88,7 +86,7 @@ fn a_send_whose_key_another_gateway_bound_first_is_answered_with_the_original() 
         kind: MessageKind::Text,
         client_id: "k".into(),
         ts: Snowflake::unix_ms(id),
-        body: "\"x\"".into(),
+        body: other_body.into(),
     };
     store
         .commit(&[Write::Message { message: &original, inboxes: &[UserId(1), UserId(2)], membership: None }], id)
@@ -100,7 +98,7 @@ fn a_send_whose_key_another_gateway_bound_first_is_answered_with_the_original() 
     let mut writer = Writer::new(&ctx, &store, &failures, &conflicts, &done_through);
     writer.process([first, resend]);
 
-    let mut sent = Vec::new();
+    let mut replies = Vec::new();
     ctx.mailboxes.drain(0, |mail| {
         let Mail::Item(events) = mail else { panic!("the mailbox overflowed") };
         for ev in events {
@@ -108,15 +106,48 @@ fn a_send_whose_key_another_gateway_bound_first_is_answered_with_the_original() 
                 CoreEvent::Reply { to, payload } => {
                     assert_eq!(to, ep(1));
                     let text = String::from_utf8(payload).unwrap();
-                    let Ok(ServerFrame::Sent(s)) = ServerFrame::parse(&text) else { panic!("{text}") };
-                    sent.push((s.msg, s.duplicate));
+                    replies.push(ServerFrame::parse(&text).unwrap_or_else(|e| panic!("{text}: {e:?}")));
                 }
-                other => panic!("nothing but the two acks: {other:?}"),
+                other => panic!("nothing but the two answers: {other:?}"),
             }
         }
     });
-    assert_eq!(sent, vec![(original.id, true), (original.id, true)]);
     let stored: Vec<MessageId> =
         store.inbox_after(UserId(2), chatgw_storage::InboxPos(0), 10).unwrap().iter().map(|e| e.event.id()).collect();
+    (original, replies, stored)
+}
+
+/// A message with a client id another gateway (node 2) sent first: the
+/// store refuses this gateway's copy; the sender hears the original id, for
+/// the send and for a resend answered meanwhile from the batches in flight,
+/// and the recipient's devices get no copy from this gateway.
+#[test]
+fn a_send_whose_key_another_gateway_bound_first_is_answered_with_the_original() {
+    let (original, replies, stored) = race("\"x\"");
+    let sent: Vec<_> = replies
+        .iter()
+        .map(|r| match r {
+            ServerFrame::Sent(s) => (s.msg, s.duplicate),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sent, vec![(original.id, true), (original.id, true)]);
     assert_eq!(stored, vec![original.id], "one message for the key");
+}
+
+/// The same race when the other gateway's message under the key has
+/// another body: not the same message, so both answers are
+/// `client_id_conflict`, and only the other gateway's message is stored.
+#[test]
+fn a_send_whose_key_another_gateway_bound_to_another_body_is_a_conflict() {
+    let (original, replies, stored) = race("\"y\"");
+    let codes: Vec<_> = replies
+        .iter()
+        .map(|r| match r {
+            ServerFrame::Error(e) => (e.code, e.reference.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(codes, vec![(ErrorCode::ClientIdConflict, Some("k".into())); 2]);
+    assert_eq!(stored, vec![original.id]);
 }

@@ -183,6 +183,7 @@ impl<'a> Writer<'a> {
                         fanout: &mut self.fanout,
                         conflicts: self.conflicts,
                         replaced: &mut self.replaced,
+                        store: self.store,
                     };
                     d.outcomes(&b.outcomes);
                 }

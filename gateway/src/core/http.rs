@@ -1,6 +1,6 @@
 //! The request that opens a connection: routing, authentication, upgrade.
 
-use chatgw_protocol::{server, UserId, MAX_BODY_BYTES};
+use chatgw_protocol::{max_body_for_frame, server, UserId};
 use chatgw_router::Endpoint;
 
 use super::{conn::Phase, Engine};
@@ -165,7 +165,7 @@ impl<S> Engine<S> {
                 self.ctx.directory.register(user.0, ep);
                 self.ctx.metrics.connections_open.inc();
                 let mut w = Vec::with_capacity(128);
-                server::welcome(&mut w, user, MAX_BODY_BYTES, max_frame);
+                server::welcome(&mut w, user, max_body_for_frame(max_frame), max_frame);
                 self.queue_frame(slot, Opcode::Text, &w);
             }
         }

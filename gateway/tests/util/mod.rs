@@ -307,6 +307,11 @@ pub fn masked_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
 /// Open a WebSocket by hand and return the socket positioned after the
 /// 101 response and the welcome frame.
 pub fn raw_ws(addr: SocketAddr, token: &str) -> TcpStream {
+    raw_ws_welcome(addr, token).0
+}
+
+/// [`raw_ws`], with the welcome frame's text.
+pub fn raw_ws_welcome(addr: SocketAddr, token: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     write!(
@@ -323,7 +328,7 @@ pub fn raw_ws(addr: SocketAddr, token: &str) -> TcpStream {
     assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
     let (_, payload) = read_server_frame(&mut s);
     assert!(payload.starts_with(br#"{"type":"welcome""#));
-    s
+    (s, String::from_utf8(payload).expect("a text frame"))
 }
 
 /// Read one unmasked server frame: (opcode, payload).

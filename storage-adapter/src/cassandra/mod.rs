@@ -328,6 +328,13 @@ impl MessageStore for CassandraStore {
         self.runtime.block_on(reads::messages_by_client_ids(&self.cql, keys))
     }
 
+    fn messages(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<Message>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::messages(&self.cql, keys))
+    }
+
     fn message_headers(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());

@@ -94,6 +94,10 @@ pub(super) async fn messages_by_client_ids(
     .await
 }
 
+pub(super) async fn messages(c: &Cql, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<Message>>> {
+    each(keys.iter().copied(), |(conv, id)| async move { message(c, conv, id).await }).await
+}
+
 pub(super) async fn message_headers(
     c: &Cql,
     keys: &[(ConversationId, MessageId)],

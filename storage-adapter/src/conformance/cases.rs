@@ -158,6 +158,32 @@ pub fn message_headers(backend: &dyn Backend) {
     );
 }
 
+/// Whole messages by key, in input order, duplicates included; a key of
+/// another conversation or no message is `None`; bodies come back byte for
+/// byte.
+pub fn messages_by_key(backend: &dyn Backend) {
+    let s = backend.open(&backend.new_place());
+    let mut g = Snowflake::new(1);
+    let a = text(&mut g, 1, 2, "a");
+    let mut b = text(&mut g, 3, 1, "b");
+    b.kind = MessageKind::Image;
+    b.body = r#""\u00e9 \"q\"""#.into();
+    s.commit(
+        &[
+            Write::Message { message: &a, inboxes: &BOTH, membership: None },
+            Write::Message { message: &b, inboxes: &[UserId(1)], membership: None },
+        ],
+        b.id,
+    )
+    .unwrap();
+    assert!(s.messages(&[]).unwrap().is_empty());
+    assert_eq!(
+        s.messages(&[(b.conversation, b.id), (a.conversation, b.id), (a.conversation, a.id), (b.conversation, b.id)])
+            .unwrap(),
+        vec![Some(b.clone()), None, Some(a.clone()), Some(b)]
+    );
+}
+
 /// Delivery marks from direct and group receipts; absent marks are false.
 pub fn delivery_marks(backend: &dyn Backend) {
     let s = backend.open(&backend.new_place());

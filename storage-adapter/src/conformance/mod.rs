@@ -20,7 +20,8 @@ use std::sync::Arc;
 pub use cases::{
     commit_is_atomic_to_readers, commit_survives_reopen, delivery_marks, high_water_never_goes_back,
     history_pages_newest_first, idempotency_lookups, inbox_pages_in_position_order, message_headers,
-    message_headers_between, outage_then_recover, read_marks_never_move_backwards, receipts_of_a_message,
+    message_headers_between, messages_by_key, outage_then_recover, read_marks_never_move_backwards,
+    receipts_of_a_message,
 };
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 pub use concurrent::two_writers_one_pager;
@@ -77,6 +78,7 @@ macro_rules! for_each_conformance_case {
             high_water_never_goes_back,
             idempotency_lookups,
             message_headers,
+            messages_by_key,
             delivery_marks,
             read_marks_never_move_backwards,
             message_headers_between,

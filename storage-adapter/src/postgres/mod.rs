@@ -249,6 +249,14 @@ impl MessageStore for PostgresStore {
         reads::decode_client_ids(&rows, keys.len())
     }
 
+    fn messages(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<Message>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("read messages", |c| reads::messages(c, keys))?;
+        reads::decode_messages(&rows, keys)
+    }
+
     fn message_headers(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<MessageHeader>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());

@@ -100,6 +100,29 @@ pub(super) fn decode_client_ids(
     })
 }
 
+pub(super) fn messages(c: &mut Connection, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Row>> {
+    let s = c.prepared(
+        "SELECT k.n, m.sender, m.kind, m.client_id, m.body
+         FROM unnest($1::bytea[], $2::int8[]) WITH ORDINALITY AS k(conversation, id, n)
+         JOIN messages m ON m.conversation = k.conversation AND m.id = k.id",
+    )?;
+    let convs: Vec<Vec<u8>> = keys.iter().map(|(c, _)| codec::conv_key(c)).collect();
+    let ids: Vec<i64> = keys.iter().map(|(_, id)| pg_id(*id)).collect();
+    c.client().query(&s, &[&convs, &ids])
+}
+
+pub(super) fn decode_messages(
+    rows: &[Row],
+    keys: &[(ConversationId, MessageId)],
+) -> std::result::Result<Vec<Option<Message>>, StoreError> {
+    by_ordinal(rows, keys.len(), None, |r| {
+        let key = usize::try_from(r.get::<_, i64>(0) - 1).ok().and_then(|i| keys.get(i));
+        let &(conversation, id) =
+            key.ok_or(StoreError::Corrupt { table: "lookup", what: "an answer for a key not asked" })?;
+        message_of(r, 1, conversation, id).map(Some)
+    })
+}
+
 pub(super) fn message_headers(c: &mut Connection, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Row>> {
     let s = c.prepared(
         "SELECT k.n, m.id, m.sender, m.kind FROM unnest($1::bytea[], $2::int8[]) WITH ORDINALITY AS k(conversation, id, n)
