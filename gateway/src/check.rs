@@ -11,12 +11,21 @@
 //! table read into the process; there is no snapshot, so run it with the
 //! gateways stopped. The checks themselves live with each store
 //! (`check_integrity`), which knows its layout; all report the same way.
+//! Idempotency keys expire (`--idempotency-retention`): a message older
+//! than the retention without its key is no violation, so the check takes
+//! the gateways' retention.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use chatgw_gateway::{config, store::StoreUrl};
-use chatgw_storage::{CassandraStore, EmbeddedOptions, EmbeddedStore, IntegrityReport, PostgresOptions, PostgresStore};
+use chatgw_gateway::{
+    config::{self, HumanDuration},
+    store::StoreUrl,
+};
+use chatgw_protocol::{now_ms, MessageId};
+use chatgw_storage::{
+    retention_cutoff, CassandraStore, EmbeddedOptions, EmbeddedStore, IntegrityReport, PostgresOptions, PostgresStore,
+};
 
 /// `chatgw check`.
 #[derive(clap::Args, Debug)]
@@ -28,6 +37,10 @@ pub(crate) struct CheckArgs {
     /// or `cassandra://host[:port][,...]/keyspace` (run that one with the gateways stopped).
     #[arg(long, env = "CHATGW_STORE", hide_env_values = true, default_value = "embedded")]
     store: StoreUrl,
+    /// The gateways' --idempotency-retention: a message older than it may have lost its idempotency key, which is
+    /// no violation; 0s = keys are kept forever.
+    #[arg(long, env = "CHATGW_IDEMPOTENCY_RETENTION", default_value = "7d")]
+    idempotency_retention: HumanDuration,
     /// Most violations to print (all are counted).
     #[arg(long, default_value_t = 50)]
     show: usize,
@@ -35,17 +48,19 @@ pub(crate) struct CheckArgs {
 
 /// Check the store; returns whether it is clean.
 pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<bool> {
+    // Keys of messages below this id may be gone by retention.
+    let keys_from = retention_cutoff(Some(args.idempotency_retention.0), now_ms());
     let report = match args.store.scheme() {
-        "postgres" => check_postgres(&args.store)?,
-        "cassandra" => check_cassandra(&args.store)?,
-        "embedded" => check_embedded(args)?,
+        "postgres" => check_postgres(&args.store, keys_from)?,
+        "cassandra" => check_cassandra(&args.store, keys_from)?,
+        "embedded" => check_embedded(args, keys_from)?,
         other => anyhow::bail!("chatgw check has no check for `{other}` stores yet"),
     };
     print(&report, args.show);
     Ok(report.is_clean())
 }
 
-fn check_embedded(args: &CheckArgs) -> anyhow::Result<IntegrityReport> {
+fn check_embedded(args: &CheckArgs, keys_from: MessageId) -> anyhow::Result<IntegrityReport> {
     anyhow::ensure!(
         !args.store.as_str().contains("://"),
         "store `{}`: `embedded` takes no location: its store is under --data",
@@ -55,18 +70,18 @@ fn check_embedded(args: &CheckArgs) -> anyhow::Result<IntegrityReport> {
     anyhow::ensure!(dir.is_dir(), "no store in {} (expected {})", args.data.display(), dir.display());
     let store = EmbeddedStore::open(&dir, &EmbeddedOptions::default())
         .with_context(|| format!("opening the store in {}", dir.display()))?;
-    store.check_integrity().with_context(|| format!("reading the store in {}", dir.display()))
+    store.check_integrity_keys_from(keys_from).with_context(|| format!("reading the store in {}", dir.display()))
 }
 
-fn check_postgres(url: &StoreUrl) -> anyhow::Result<IntegrityReport> {
+fn check_postgres(url: &StoreUrl, keys_from: MessageId) -> anyhow::Result<IntegrityReport> {
     let options = PostgresOptions { pool_size: 1, ..PostgresOptions::default() };
     let store = PostgresStore::open(url.as_str(), &options).with_context(|| format!("opening the store {url}"))?;
-    store.check_integrity().with_context(|| format!("reading the store {url}"))
+    store.check_integrity_keys_from(keys_from).with_context(|| format!("reading the store {url}"))
 }
 
-fn check_cassandra(url: &StoreUrl) -> anyhow::Result<IntegrityReport> {
+fn check_cassandra(url: &StoreUrl, keys_from: MessageId) -> anyhow::Result<IntegrityReport> {
     let store = CassandraStore::open(url.as_str()).with_context(|| format!("opening the store {url}"))?;
-    store.check_integrity().with_context(|| format!("reading the store {url}"))
+    store.check_integrity_keys_from(keys_from).with_context(|| format!("reading the store {url}"))
 }
 
 fn print(r: &IntegrityReport, show: usize) {

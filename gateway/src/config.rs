@@ -240,6 +240,9 @@ pub struct ServeArgs {
     /// How long this node's registry lease lives without renewal (renewed every third of it); a killed node's users stop being routed to within it [default: 10s].
     #[arg(long, env = "CHATGW_LEASE")]
     pub lease: Option<HumanDuration>,
+    /// How long a message's idempotency key (sender, client id) is kept; a resend with the same client id after it is stored as a new message; 0s = forever (docs/STORAGE.md, "Retention") [default: 7d].
+    #[arg(long, env = "CHATGW_IDEMPOTENCY_RETENTION")]
+    pub idempotency_retention: Option<HumanDuration>,
 }
 
 /// Resolved settings.
@@ -311,6 +314,8 @@ pub struct Config {
     pub advertise: Option<SocketAddr>,
     /// Registry lease (`--lease`).
     pub lease: Duration,
+    /// How long idempotency keys are kept (zero: forever).
+    pub idempotency_retention: Duration,
 }
 
 impl Config {
@@ -350,6 +355,7 @@ impl Config {
             link_listen: None,
             advertise: None,
             lease: Duration::from_secs(10),
+            idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
         }
     }
 }
@@ -357,6 +363,15 @@ impl Config {
 /// Upper bound of `--max-group-members`: a `group` reply lists every
 /// member and must stay far below the outbound bound.
 pub const MAX_GROUP_MEMBERS_LIMIT: usize = 5000;
+
+/// How long idempotency keys are kept by default: far longer than any
+/// client resends (minutes), short enough that the table stays a week of
+/// traffic (docs/STORAGE.md, "Retention").
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
+/// Shortest non-zero idempotency retention: below it a client's own
+/// resends (its outbox retries for minutes) could be stored twice.
+pub const MIN_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(3600);
 
 /// The default data directory.
 pub const DEFAULT_DATA: &str = "./data";
@@ -417,7 +432,7 @@ impl ServeArgs {
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.0; }
             )*};
         }
-        take_duration!(ping_interval, pong_timeout, handshake_timeout, idle_timeout, lease);
+        take_duration!(ping_interval, pong_timeout, handshake_timeout, idle_timeout, lease, idempotency_retention);
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;
         }
@@ -443,6 +458,10 @@ impl Config {
             "user-send-burst must be positive when user-send-rate is set",
         )?;
         ensure(self.commit_batch >= 1, "commit-batch must be positive")?;
+        ensure(
+            self.idempotency_retention.is_zero() || self.idempotency_retention >= MIN_IDEMPOTENCY_RETENTION,
+            "idempotency-retention must be 0s (forever) or at least 1h",
+        )?;
         ensure(self.readers >= 1, "readers must be positive")?;
         ensure((0..=19).contains(&self.store_background_nice), "store-background-nice must be 0..=19")?;
         ensure(self.max_connections >= 1, "max-connections must be positive")?;
@@ -535,6 +554,28 @@ mod tests {
         std::fs::write(&file, "wokers = 3\n").unwrap();
         let args = ServeArgs { config: Some(file), ..Default::default() };
         assert!(args.resolve().is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn idempotency_retention_defaults_to_a_week_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "secret = \"f\"\n").unwrap();
+        let resolve = |retention: Option<&str>| {
+            let args = ServeArgs {
+                config: Some(file.clone()),
+                data: Some(dir.path().into()),
+                idempotency_retention: retention.map(|r| r.parse().unwrap()),
+                ..Default::default()
+            };
+            args.resolve().map(|c| c.idempotency_retention)
+        };
+        assert_eq!(resolve(None).unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(resolve(Some("30d")).unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(resolve(Some("0s")).unwrap(), Duration::ZERO, "0s keeps keys forever");
+        assert!(resolve(Some("5m")).is_err(), "shorter than a client resends");
+        std::fs::write(&file, "secret = \"f\"\nidempotency_retention = \"2d\"\n").unwrap();
+        assert_eq!(resolve(None).unwrap(), Duration::from_secs(2 * 86_400), "from the file");
     }
 
     #[test]

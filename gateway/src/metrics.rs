@@ -105,6 +105,12 @@ pub struct Metrics {
     pub idle_closes: Counter,
     /// Connections closed with 1009 for a frame or message over the maximum.
     pub oversize_closes: Counter,
+    /// Idempotency keys removed by the retention sweep (`retention`).
+    pub idempotency_keys_expired: Counter,
+    /// Idempotency keys the retention sweep looked at.
+    pub idempotency_keys_swept: Counter,
+    /// Retention sweep steps that failed (retried at the next pass).
+    pub retention_sweep_errors: Counter,
     /// Sync requests served.
     pub syncs: Counter,
     /// Receives that found the io_uring buffer ring empty and were posted again.
@@ -337,6 +343,21 @@ impl Metrics {
             handshake_timeouts: counter(&mut r, "handshake_timeouts", "Connections cut off by the handshake timeout"),
             idle_closes: counter(&mut r, "idle_closes", "Connections closed with 4003 by the idle timeout"),
             oversize_closes: counter(&mut r, "oversize_closes", "Connections closed with 1009 for an oversized frame"),
+            idempotency_keys_expired: counter(
+                &mut r,
+                "idempotency_keys_expired",
+                "Idempotency keys removed by the retention sweep (--idempotency-retention)",
+            ),
+            idempotency_keys_swept: counter(
+                &mut r,
+                "idempotency_keys_swept",
+                "Idempotency keys the retention sweep looked at",
+            ),
+            retention_sweep_errors: counter(
+                &mut r,
+                "retention_sweep_errors",
+                "Retention sweep steps that failed (the pass resumes later)",
+            ),
             syncs: counter(&mut r, "syncs", "Sync requests served"),
             recv_buffers_exhausted: counter(
                 &mut r,

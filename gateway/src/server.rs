@@ -38,6 +38,7 @@ use crate::{
     liveness::Liveness,
     metrics::Metrics,
     query::{self, ReaderContext},
+    retention::Sweeper,
     store,
 };
 
@@ -124,6 +125,8 @@ pub struct ServerHandle {
     committer: Option<JoinHandle<()>>,
     readers: Vec<JoinHandle<()>>,
     liveness: Option<Liveness>,
+    /// The idempotency-key retention sweep, unless keys are kept forever.
+    sweeper: Option<Sweeper>,
     fleet: Option<Fleet>,
 }
 
@@ -254,6 +257,13 @@ impl Server {
         };
         let liveness = Liveness::start(store.clone(), metrics.clone())
             .map_err(|source| StartError::Thread { name: "chatgw-probe".into(), source })?;
+        let sweeper = match config.idempotency_retention {
+            r if r.is_zero() => None,
+            r => Some(
+                Sweeper::start(store.clone(), metrics.clone(), r)
+                    .map_err(|source| StartError::Thread { name: "chatgw-retention".into(), source })?,
+            ),
+        };
         let readers = (0..config.readers)
             .map(|i| {
                 let (ctx, store, rx) = (reader_context.clone(), store.clone(), query_rx.clone());
@@ -300,6 +310,7 @@ impl Server {
             committer: Some(committer),
             readers,
             liveness: Some(liveness),
+            sweeper,
             fleet,
         })
     }
@@ -407,6 +418,9 @@ impl ServerHandle {
         }
         if let Some(liveness) = self.liveness.take() {
             liveness.stop();
+        }
+        if let Some(sweeper) = self.sweeper.take() {
+            sweeper.stop();
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();

@@ -259,9 +259,10 @@ fn init_postgres(url: &StoreUrl) -> Result<Initialized, OpenError> {
     }
 }
 
-fn open_cassandra(url: &StoreUrl, _config: &Config) -> Result<Arc<dyn MessageStore>, OpenError> {
+fn open_cassandra(url: &StoreUrl, config: &Config) -> Result<Arc<dyn MessageStore>, OpenError> {
     match CassandraStore::open(&url.0) {
-        Ok(store) => Ok(Arc::new(store)),
+        // Keys expire by their TTL there: the sweep finds nothing to do.
+        Ok(store) => Ok(Arc::new(store.with_idempotency_retention(Some(config.idempotency_retention)))),
         Err(source) => Err(OpenError::Cassandra { url: url.to_string(), source }),
     }
 }

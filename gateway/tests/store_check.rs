@@ -139,3 +139,53 @@ fn an_unreachable_postgres_store_is_a_one_line_error() {
     );
     assert!(!text.contains("s3cret") && text.lines().count() == 1, "{text}");
 }
+
+/// A store whose old idempotency keys were swept passes the check with the
+/// gateways' retention (the default 7d), and fails it with `0s` (keys kept
+/// forever), where a message without its key is a violation.
+#[test]
+fn swept_idempotency_keys_are_no_violation_within_the_retention() {
+    use chatgw_protocol::{now_ms, ConversationId, Message, MessageKind as Kind, Snowflake, UserId as User};
+    use chatgw_storage::{retention_cutoff, EmbeddedOptions, EmbeddedStore, MessageStore, Write};
+
+    let data = tempfile::tempdir().unwrap();
+    let dir = chatgw_gateway::store::embedded_dir(data.path());
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = EmbeddedStore::open(&dir, &EmbeddedOptions::default()).unwrap();
+    let mut g = Snowflake::new(0);
+    let ten_days_ago = now_ms() - 10 * 86_400_000;
+    let id = g.next_at(ten_days_ago);
+    let old = Message {
+        id,
+        conversation: ConversationId::direct(User(1), User(2)),
+        from: User(1),
+        kind: Kind::Text,
+        client_id: "old".into(),
+        ts: Snowflake::unix_ms(id),
+        body: "\"hi\"".into(),
+    };
+    let both = [User(1), User(2)];
+    store.commit(&[Write::Message { message: &old, inboxes: &both, membership: None }], id).unwrap();
+    let cutoff = retention_cutoff(Some(std::time::Duration::from_secs(7 * 86_400)), now_ms());
+    assert_eq!(store.sweep_idempotency_keys(None, cutoff, 100).unwrap().removed, 1);
+    drop(store);
+
+    let embedded = |retention: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_chatgw"))
+            .args(["check", "--store", "embedded", "--idempotency-retention", retention, "--data"])
+            .arg(data.path())
+            .env_remove("CHATGW_STORE")
+            .env_remove("CHATGW_IDEMPOTENCY_RETENTION")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (clean, text) = embedded("7d");
+    assert!(clean, "{text}");
+    let (clean, text) = embedded("0s");
+    assert!(!clean, "{text}");
+    assert!(text.contains(&format!("message {} has a client id but no idempotency key", id.0)), "{text}");
+}

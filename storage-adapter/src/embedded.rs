@@ -27,6 +27,7 @@
 mod background;
 mod check;
 mod reopen;
+mod sweep;
 mod tables;
 
 pub(crate) use check::{hex, receipt_ids, Timeline};
@@ -41,8 +42,8 @@ use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId
 
 use self::tables::Tables;
 use crate::{
-    Committed, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, MessageStore, StoreError, Write,
-    WriteFailure,
+    Committed, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts, MessageStore, StoreError,
+    Write, WriteFailure,
 };
 
 /// Tuning for [`EmbeddedStore`].
@@ -148,6 +149,19 @@ impl MessageStore for EmbeddedStore {
         reopen::reopen(&self.engine, &self.path, &self.options)?;
         self.set_failure(None);
         Ok(())
+    }
+
+    fn sweep_idempotency_keys(
+        &self,
+        after: Option<(UserId, &str)>,
+        older_than: MessageId,
+        limit: usize,
+    ) -> Result<KeySweep, StoreError> {
+        // Writes wait for recovery, which the committer drives.
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.sweep_idempotency_keys(after, older_than, limit))
     }
 
     /// One writer, one generator: the largest id of all is that node's.

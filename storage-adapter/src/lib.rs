@@ -50,6 +50,7 @@ mod embedded;
 mod error;
 mod model;
 mod postgres;
+mod retention;
 
 pub use cassandra::{
     CassandraOptions, CassandraStore, Replication, UrlError as CassandraUrlError,
@@ -58,10 +59,11 @@ pub use cassandra::{
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{ErrorCause, StoreError, WriteFailure};
 pub use model::{
-    CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, Write,
-    WriteOutcome,
+    CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, KeySweep, MessageHeader, MessageReceipts,
+    Write, WriteOutcome,
 };
 pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
+pub use retention::retention_cutoff;
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
 
@@ -182,6 +184,29 @@ pub trait MessageStore: Send + Sync + 'static {
     /// at or below it (on one writer, exactly what an id cursor meant); zero
     /// for the cursor zero or when nothing is at or below it.
     fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError>;
+
+    /// One bounded step of the idempotency-key retention sweep: look at up
+    /// to `limit` keys in the backend's key order, starting after `after`
+    /// (from the first key if `None`), and remove those whose message id is
+    /// below `older_than` (a Snowflake id: the message ids carry their
+    /// creation time, so the age of a key needs no column of its own). Never
+    /// touches messages, inbox entries or keys of newer messages; a key
+    /// bound by a commit running at the same time is kept. Runs beside
+    /// commits, never inside one: a small `limit` bounds how long each step
+    /// holds anything. The caller passes [`KeySweep::next`] back as `after`
+    /// until it is `None` (docs/STORAGE.md, "Retention").
+    ///
+    /// The default does nothing: for a backend whose keys expire on their
+    /// own (Cassandra writes them with a TTL).
+    fn sweep_idempotency_keys(
+        &self,
+        after: Option<(UserId, &str)>,
+        older_than: MessageId,
+        limit: usize,
+    ) -> Result<KeySweep, StoreError> {
+        let _ = (after, older_than, limit);
+        Ok(KeySweep::default())
+    }
 
     /// Up to `limit` messages of a conversation older than `before` (all if
     /// `None`), newest first.

@@ -224,3 +224,18 @@ pub struct MessageHeader {
     /// Its kind (system messages are nobody's to acknowledge).
     pub kind: MessageKind,
 }
+
+/// What one step of [`MessageStore::sweep_idempotency_keys`](crate::MessageStore::sweep_idempotency_keys)
+/// did: how many keys it looked at and removed, and where the next step
+/// starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeySweep {
+    /// Keys looked at in this step.
+    pub examined: usize,
+    /// Keys removed because their message is older than the cutoff.
+    pub removed: u64,
+    /// The last key looked at, `(sender, client id)`: the next step starts
+    /// after it. `None` once the walk reached the last key (the next pass
+    /// starts from the first again).
+    pub next: Option<(UserId, String)>,
+}

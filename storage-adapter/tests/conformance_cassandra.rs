@@ -62,6 +62,11 @@ impl Backend for Cassandra {
         true
     }
 
+    /// Keys are written with `USING TTL` and expire by themselves.
+    fn keys_expire_by_ttl(&self) -> bool {
+        true
+    }
+
     /// A live node is not ours to stop (tests/cassandra_kassandra.rs cuts
     /// the connection to an in-memory server instead).
     fn interrupt(&self, _place: &str, _store: &Arc<dyn MessageStore>) -> bool {

@@ -110,7 +110,15 @@ impl CassandraStore {
     /// [`IntegrityReport`]. Not a snapshot: run it with the gateways
     /// stopped (see the module documentation).
     pub fn check_integrity(&self) -> Result<IntegrityReport, StoreError> {
-        self.runtime.block_on(check(&mut Keyspace { cql: &self.cql }))
+        self.check_integrity_keys_from(MessageId(0))
+    }
+
+    /// [`CassandraStore::check_integrity`] of a store whose idempotency keys
+    /// expire (their TTL): a message with an id below `keys_from` (see
+    /// [`retention_cutoff`](crate::retention_cutoff)) may have lost its key,
+    /// which is no violation.
+    pub fn check_integrity_keys_from(&self, keys_from: MessageId) -> Result<IntegrityReport, StoreError> {
+        self.runtime.block_on(check(&mut Keyspace { cql: &self.cql }, keys_from))
     }
 }
 
@@ -174,7 +182,7 @@ struct Checker {
 }
 
 /// Read every table from `source` and check it.
-pub(super) async fn check<S: Source>(source: &mut S) -> Result<IntegrityReport, StoreError> {
+pub(super) async fn check<S: Source>(source: &mut S, keys_from: MessageId) -> Result<IntegrityReport, StoreError> {
     let mut c = Checker::default();
     source.scan::<HighWater>(|(_, id)| c.report.counts.high_water = c.report.counts.high_water.max(id as u64)).await?;
     source.scan::<Messages>(|row| c.message(row)).await?;
@@ -202,7 +210,7 @@ pub(super) async fn check<S: Source>(source: &mut S) -> Result<IntegrityReport, 
     c.unlisted_id_buckets();
     c.unreferenced();
     source.scan::<Idempotency>(|row| c.key(row)).await?;
-    c.unkeyed();
+    c.unkeyed(keys_from);
     source.scan::<Delivered>(|row| c.mark(Delivered::NAME, row)).await?;
     source.scan::<ReadBy>(|row| c.mark(ReadBy::NAME, row)).await?;
     let mut last = None;
@@ -527,9 +535,15 @@ impl Checker {
         }
     }
 
-    fn unkeyed(&mut self) {
-        let mut unkeyed: Vec<u64> =
-            self.messages.iter().filter(|(_, m)| !m.client_id.is_empty() && !m.keyed).map(|(id, _)| *id).collect();
+    /// Messages with a client id and no key, but for those below
+    /// `keys_from`, whose key may have expired.
+    fn unkeyed(&mut self, keys_from: MessageId) {
+        let mut unkeyed: Vec<u64> = self
+            .messages
+            .iter()
+            .filter(|(id, m)| !m.client_id.is_empty() && !m.keyed && **id >= keys_from.0)
+            .map(|(id, _)| *id)
+            .collect();
         unkeyed.sort_unstable();
         for id in unkeyed {
             self.flag("idempotency", format!("message {id} has a client id but no idempotency key"));

@@ -106,7 +106,7 @@ impl Fixture {
     }
 
     fn check(&mut self) -> IntegrityReport {
-        block_on(check(&mut self.tables)).expect("tables in memory are read")
+        block_on(check(&mut self.tables, MessageId(0))).expect("tables in memory are read")
     }
 
     /// How many violations, and each as `table: problem` on a line.

@@ -38,13 +38,15 @@ fn failed(e: CqlError) -> StoreError {
     StoreError::backend("commit", e)
 }
 
-/// The values of [`cql::BIND_KEY`] for a message.
-pub(super) fn bind_values(m: &Message) -> Vec<CqlValue> {
+/// The values of [`cql::BIND_KEY`] for a message whose key lives `ttl`
+/// seconds (0: forever).
+pub(super) fn bind_values(m: &Message, ttl: i32) -> Vec<CqlValue> {
     vec![
         big(m.from.0),
         CqlValue::Text(m.client_id.clone()),
         CqlValue::Blob(codec::conv_key(&m.conversation)),
         big(m.id.0),
+        CqlValue::Int(ttl),
     ]
 }
 
@@ -67,7 +69,8 @@ pub(super) fn bound(m: &Message, answer: &Answer) -> Result<WriteOutcome> {
 }
 
 async fn bind(c: &Cql, m: &Message) -> Result<WriteOutcome> {
-    let answer = Answer::of(c.execute(cql::BIND_KEY, bind_values(m)).await.map_err(failed)?).map_err(failed)?;
+    let answer =
+        Answer::of(c.execute(cql::BIND_KEY, bind_values(m, c.key_ttl)).await.map_err(failed)?).map_err(failed)?;
     bound(m, &answer)
 }
 

@@ -44,6 +44,7 @@ mod walk;
 use std::{
     collections::HashSet,
     sync::{Mutex, PoisonError},
+    time::Duration,
 };
 
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
@@ -98,10 +99,16 @@ impl std::fmt::Debug for CassandraStore {
     }
 }
 
+/// Cassandra's largest TTL, in seconds (20 years).
+const MAX_TTL: i32 = 630_720_000;
+const MAX_TTL_SECS: u64 = MAX_TTL as u64;
+
 /// A session and its prepared statements.
 struct Cql {
     session: Session,
     statements: Statements,
+    /// TTL in seconds of every idempotency key written (0: none).
+    key_ttl: i32,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, StoreError> {
@@ -167,12 +174,22 @@ impl CassandraStore {
             Ok::<_, StoreError>(session)
         })?;
         Ok(CassandraStore {
-            cql: Cql { session, statements: Statements::new(&options.keyspace) },
+            cql: Cql { session, statements: Statements::new(&options.keyspace), key_ttl: 0 },
             recorded: Mutex::new(HashSet::new()),
             heads: Heads::default(),
             failed: Mutex::new(None),
             runtime,
         })
+    }
+
+    /// Write every idempotency key from now on with this TTL, the
+    /// idempotency retention (`None` or zero: keys never expire, the
+    /// default). Cassandra then removes expired keys itself, so the store
+    /// needs no sweep. Clamped to Cassandra's largest TTL (20 years).
+    pub fn with_idempotency_retention(mut self, retention: Option<Duration>) -> Self {
+        let secs = retention.map_or(0, |d| d.as_secs().min(MAX_TTL_SECS));
+        self.cql.key_ttl = i32::try_from(secs).unwrap_or(MAX_TTL);
+        self
     }
 
     fn failure(&self) -> Option<WriteFailure> {

@@ -15,8 +15,10 @@ use std::{
 use scylla::{client::session::Session, errors::PrepareError, statement::prepared::PreparedStatement};
 
 // Decided before anything else of a commit (lightweight transactions).
+/// A key expires by itself after its TTL (the idempotency retention, 0 for
+/// never): Cassandra's own retention, no sweep (docs/STORAGE.md).
 pub(super) const BIND_KEY: &str =
-    "INSERT INTO {ks}.idempotency (sender, client_id, conversation, id) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    "INSERT INTO {ks}.idempotency (sender, client_id, conversation, id) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?";
 /// Undo [`BIND_KEY`] when the group write it announced conflicted.
 pub(super) const UNBIND_KEY: &str = "DELETE FROM {ks}.idempotency WHERE sender = ? AND client_id = ? IF id = ?";
 pub(super) const CREATE_GROUP: &str = "INSERT INTO {ks}.groups (id, record, version) VALUES (?, ?, 1) IF NOT EXISTS";

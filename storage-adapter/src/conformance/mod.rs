@@ -14,6 +14,7 @@ mod concurrent;
 mod fleet;
 mod outcomes;
 mod postgres_server;
+mod retention;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
 };
 pub use postgres_server::TestPostgres;
+pub use retention::sweep_removes_expired_idempotency_keys;
 
 use crate::{InboxEvent, InboxPos, MessageStore};
 
@@ -61,6 +63,12 @@ pub trait Backend: Sync {
     /// one database). Such a backend promises dense inbox positions too
     /// (1, 2, 3, ... per inbox), which the checks then assert.
     fn several_writers(&self) -> bool {
+        false
+    }
+
+    /// Whether idempotency keys expire on their own (a TTL set at write,
+    /// Cassandra), so that the retention sweep has nothing to do.
+    fn keys_expire_by_ttl(&self) -> bool {
         false
     }
 }
@@ -94,6 +102,7 @@ macro_rules! for_each_conformance_case {
             dense_positions_under_concurrent_writers,
             stale_membership_refuses_group_messages,
             group_settings_are_versioned_with_the_record,
+            sweep_removes_expired_idempotency_keys,
         );
     };
 }

@@ -124,7 +124,16 @@ impl EmbeddedStore {
     /// documentation). Fails only if the engine cannot be read; damage is
     /// reported in the returned [`IntegrityReport`].
     pub fn check_integrity(&self) -> Result<IntegrityReport, StoreError> {
-        self.with(Tables::check_integrity)
+        self.check_integrity_keys_from(MessageId(0))
+    }
+
+    /// [`EmbeddedStore::check_integrity`] of a store whose idempotency keys
+    /// expire: a message with an id below `keys_from` (see
+    /// [`retention_cutoff`](crate::retention_cutoff)) may have lost its key
+    /// to retention, which is no violation. Keys still present are checked
+    /// as always.
+    pub fn check_integrity_keys_from(&self, keys_from: MessageId) -> Result<IntegrityReport, StoreError> {
+        self.with(|t| t.check_integrity(keys_from))
     }
 
     /// Run `f` on the open engine's tables (tests corrupt them on purpose).
@@ -135,7 +144,7 @@ impl EmbeddedStore {
 }
 
 impl Tables {
-    fn check_integrity(&self) -> Result<IntegrityReport, StoreError> {
+    fn check_integrity(&self, keys_from: MessageId) -> Result<IntegrityReport, StoreError> {
         let high_water = self.high_water()?.0;
         let mut p = Pass {
             report: IntegrityReport::default(),
@@ -148,7 +157,7 @@ impl Tables {
         self.check_messages(&mut p)?;
         self.check_groups(&mut p)?;
         self.check_inbox(&mut p)?;
-        self.check_idempotency(&mut p)?;
+        self.check_idempotency(&mut p, keys_from)?;
         for (ks, table) in [(&self.delivered, "delivered"), (&self.read_by, "read_by")] {
             check_marks(ks, table, &mut p)?;
         }
@@ -260,7 +269,7 @@ impl Tables {
         Ok(())
     }
 
-    fn check_idempotency(&self, p: &mut Pass) -> Result<(), StoreError> {
+    fn check_idempotency(&self, p: &mut Pass, keys_from: MessageId) -> Result<(), StoreError> {
         let mut keyed = HashSet::new();
         each(&self.idempotency, "scan idempotency keys", |k, v| {
             p.report.counts.idempotency_keys += 1;
@@ -293,7 +302,7 @@ impl Tables {
         let mut unkeyed: Vec<u64> = p
             .messages
             .iter()
-            .filter(|(id, m)| !m.client_id.is_empty() && !keyed.contains(*id))
+            .filter(|(id, m)| !m.client_id.is_empty() && !keyed.contains(*id) && **id >= keys_from.0)
             .map(|(id, _)| *id)
             .collect();
         unkeyed.sort_unstable();

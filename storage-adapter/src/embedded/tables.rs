@@ -87,8 +87,13 @@ impl Tables {
     /// the engine applies a batch to its memtables item by item and a plain
     /// `Keyspace` read sees the items applied so far; a snapshot sees only
     /// whole batches (regression: `embedded_reads_saw_part_of_a_batch`).
-    fn view(&self) -> Snapshot {
+    pub(super) fn view(&self) -> Snapshot {
         self.db.snapshot()
+    }
+
+    /// The database, for writes outside a commit (the retention sweep).
+    pub(super) fn db(&self) -> &Database {
+        &self.db
     }
 
     fn get(&self, ks: &Keyspace, key: &[u8], op: &'static str) -> Result<Option<fjall::UserValue>, StoreError> {

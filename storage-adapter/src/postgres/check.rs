@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use chatgw_protocol::{ConversationId, GroupId, MessageId, MessageKind};
 use postgres::{fallible_iterator::FallibleIterator, Row, Transaction};
 
-use super::PostgresStore;
+use super::{pg_id, PostgresStore};
 use crate::{
     codec::{self, InboxRecord},
     embedded::{hex, receipt_ids, Timeline},
@@ -187,14 +187,6 @@ const QUERIES: &[Query] = &[
         },
     },
     Query {
-        table: "idempotency",
-        sql: "SELECT m.id FROM messages m WHERE m.client_id <> ''::bytea AND NOT EXISTS
-                (SELECT 1 FROM idempotency k WHERE k.sender = m.sender AND k.client_id = m.client_id
-                   AND k.conversation = m.conversation AND k.id = m.id)
-              ORDER BY m.id",
-        describe: |r, _| format!("message {} has a client id but no idempotency key", int(r, 0)),
-    },
-    Query {
         table: "delivered",
         sql: "SELECT d.user_id, d.id, d.conversation FROM delivered d WHERE NOT EXISTS
                 (SELECT 1 FROM messages m WHERE m.conversation = d.conversation AND m.id = d.id)
@@ -265,6 +257,14 @@ impl PostgresStore {
     /// see its module). Fails only if the database cannot be read; damage
     /// is reported in the returned [`IntegrityReport`].
     pub fn check_integrity(&self) -> Result<IntegrityReport, StoreError> {
+        self.check_integrity_keys_from(MessageId(0))
+    }
+
+    /// [`PostgresStore::check_integrity`] of a store whose idempotency keys
+    /// expire: a message with an id below `keys_from` (see
+    /// [`retention_cutoff`](crate::retention_cutoff)) may have lost its key
+    /// to the sweep, which is no violation.
+    pub fn check_integrity_keys_from(&self, keys_from: MessageId) -> Result<IntegrityReport, StoreError> {
         let mut connection = self.pool.get()?;
         let fail = |e| StoreError::backend("integrity check", e);
         let mut tx = connection
@@ -274,13 +274,13 @@ impl PostgresStore {
             .read_only(true)
             .start()
             .map_err(fail)?;
-        let report = check(&mut tx).map_err(fail)?;
+        let report = check(&mut tx, keys_from).map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(report)
     }
 }
 
-fn check(tx: &mut Transaction<'_>) -> Result<IntegrityReport, postgres::Error> {
+fn check(tx: &mut Transaction<'_>, keys_from: MessageId) -> Result<IntegrityReport, postgres::Error> {
     let mut report = IntegrityReport { counts: counts(tx)?, ..IntegrityReport::default() };
     let high_water = report.counts.high_water;
     let hw = high_water as i64;
@@ -291,10 +291,28 @@ fn check(tx: &mut Transaction<'_>) -> Result<IntegrityReport, postgres::Error> {
             report.flag(q.table, (q.describe)(&row, high_water));
         }
     }
+    check_unkeyed(tx, keys_from, &mut report)?;
     let timelines = check_groups(tx, &mut report)?;
     check_group_references(tx, &timelines, &mut report)?;
     check_receipts(tx, &mut report)?;
     Ok(report)
+}
+
+/// Messages with a client id but no idempotency key, but for those below
+/// `keys_from`, whose key may have been swept.
+fn check_unkeyed(
+    tx: &mut Transaction<'_>,
+    keys_from: MessageId,
+    report: &mut IntegrityReport,
+) -> Result<(), postgres::Error> {
+    let sql = "SELECT m.id FROM messages m WHERE m.client_id <> ''::bytea AND m.id >= $1 AND NOT EXISTS
+                 (SELECT 1 FROM idempotency k WHERE k.sender = m.sender AND k.client_id = m.client_id
+                    AND k.conversation = m.conversation AND k.id = m.id)
+               ORDER BY m.id";
+    for row in tx.query(sql, &[&pg_id(keys_from)])? {
+        report.flag("idempotency", format!("message {} has a client id but no idempotency key", int(&row, 0)));
+    }
+    Ok(())
 }
 
 fn counts(tx: &mut Transaction<'_>) -> Result<IntegrityCounts, postgres::Error> {

@@ -23,6 +23,7 @@ mod commit;
 mod pool;
 mod reads;
 mod schema;
+mod sweep;
 
 use std::{
     sync::{Mutex, PoisonError},
@@ -36,8 +37,8 @@ pub(crate) use self::pool::cause_of;
 
 use self::pool::{Connection, Pool};
 use crate::{
-    Committed, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, MessageStore, StoreError, Write,
-    WriteFailure,
+    Committed, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts, MessageStore, StoreError,
+    Write, WriteFailure,
 };
 
 /// Times a batch is tried again after a deadlock or serialization failure
@@ -227,6 +228,19 @@ impl MessageStore for PostgresStore {
         }
         self.set_failure(None);
         Ok(())
+    }
+
+    fn sweep_idempotency_keys(
+        &self,
+        after: Option<(UserId, &str)>,
+        older_than: MessageId,
+        limit: usize,
+    ) -> Result<KeySweep, StoreError> {
+        if limit == 0 {
+            return Ok(KeySweep::default());
+        }
+        let answer = self.read("sweep idempotency keys", |c| sweep::step(c, after, older_than, limit))?;
+        sweep::decode(answer, limit)
     }
 
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
