@@ -14,6 +14,7 @@ mod concurrent;
 mod fleet;
 mod outcomes;
 mod postgres_server;
+mod revocations;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
 };
 pub use postgres_server::TestPostgres;
+pub use revocations::revocations_are_durable_shared_and_never_move_back;
 
 use crate::{InboxEvent, InboxPos, MessageStore};
 
@@ -94,6 +96,7 @@ macro_rules! for_each_conformance_case {
             dense_positions_under_concurrent_writers,
             stale_membership_refuses_group_messages,
             group_settings_are_versioned_with_the_record,
+            revocations_are_durable_shared_and_never_move_back,
         );
     };
 }
