@@ -94,6 +94,10 @@ pub(crate) enum CoreEvent {
     /// no connection: [`CoreEvent::endpoint`] names
     /// [`CoreEvent::whole_core`].
     CatchUpAll { core: u16 },
+    /// The user's sessions were revoked at `before` (Unix seconds): the
+    /// connection closes with 4004 if its token was issued before that (or
+    /// says not when), and is left alone if opened with a newer token.
+    Revoke { to: Endpoint, before: u64 },
 }
 
 /// What cores receive in one mailbox item.
@@ -109,7 +113,8 @@ impl CoreEvent {
             | CoreEvent::Reply { to, .. }
             | CoreEvent::SyncPage { to, .. }
             | CoreEvent::SyncFailed { to, .. }
-            | CoreEvent::CatchUp { to } => *to,
+            | CoreEvent::CatchUp { to }
+            | CoreEvent::Revoke { to, .. } => *to,
             CoreEvent::CatchUpAll { core } => CoreEvent::whole_core(*core),
         }
     }

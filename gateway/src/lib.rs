@@ -47,6 +47,7 @@ mod limits;
 mod liveness;
 pub mod metrics;
 mod query;
+mod revoke;
 mod server;
 pub mod store;
 mod sys;

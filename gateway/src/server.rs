@@ -38,6 +38,7 @@ use crate::{
     liveness::Liveness,
     metrics::Metrics,
     query::{self, ReaderContext},
+    revoke::{Refresher, Revocations, Revoker},
     store,
 };
 
@@ -125,6 +126,7 @@ pub struct ServerHandle {
     readers: Vec<JoinHandle<()>>,
     liveness: Option<Liveness>,
     fleet: Option<Fleet>,
+    revocations: Option<Refresher>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -216,6 +218,17 @@ impl Server {
             _ => (None, None),
         };
         let lifecycle = Arc::new(Lifecycle::default());
+        // Revocations are loaded before the first connection is accepted,
+        // so a restart honours every one the store holds.
+        let revoker = Revoker {
+            store: store.clone(),
+            revocations: Arc::new(Revocations::default()),
+            directory: directory.clone(),
+            mailboxes: mailboxes.clone(),
+        };
+        if let Err(e) = revoker.refresh() {
+            tracing::warn!(error = %e, "could not read session revocations at start; trying again in the background");
+        }
         let mut settings = CoreSettings::of(&config);
         settings.dense_positions = store.dense_positions();
         let core_context = CoreContext {
@@ -224,6 +237,7 @@ impl Server {
             limits: Arc::new(Limits::new(&config)),
             metrics: metrics.clone(),
             token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
+            revocations: revoker.revocations.clone(),
             connections: Arc::new(AtomicUsize::new(0)),
         };
         let commit_context = CommitContext {
@@ -282,9 +296,12 @@ impl Server {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let admin = admin_listener
-            .map(|l| Admin::start(l, metrics.clone()))
+            .map(|l| Admin::start(l, metrics.clone(), revoker.clone()))
             .transpose()
             .map_err(|source| StartError::Thread { name: "chatgw-admin".into(), source })?;
+        let revocations = revoker
+            .start_refresher()
+            .map_err(|source| StartError::Thread { name: "chatgw-revocations".into(), source })?;
         Ok(ServerHandle {
             addr,
             admin,
@@ -301,6 +318,7 @@ impl Server {
             readers,
             liveness: Some(liveness),
             fleet,
+            revocations: Some(revocations),
         })
     }
 }
@@ -410,6 +428,9 @@ impl ServerHandle {
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();
+        }
+        if let Some(revocations) = self.revocations.take() {
+            revocations.stop();
         }
     }
 }
