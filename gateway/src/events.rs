@@ -94,10 +94,10 @@ pub(crate) enum CoreEvent {
     /// no connection: [`CoreEvent::endpoint`] names
     /// [`CoreEvent::whole_core`].
     CatchUpAll { core: u16 },
-    /// The user's sessions were revoked at `before` (Unix seconds): the
-    /// connection closes with 4004 if its token was issued before that (or
-    /// says not when), and is left alone if opened with a newer token.
-    Revoke { to: Endpoint, before: u64 },
+    /// The connection's user had its sessions revoked: it closes with
+    /// 4004. Whatever its token: the connection keeps no issue time (it
+    /// would cost every connection 8 bytes), see `revoke`.
+    Revoke { to: Endpoint },
 }
 
 /// What cores receive in one mailbox item.
@@ -114,7 +114,7 @@ impl CoreEvent {
             | CoreEvent::SyncPage { to, .. }
             | CoreEvent::SyncFailed { to, .. }
             | CoreEvent::CatchUp { to }
-            | CoreEvent::Revoke { to, .. } => *to,
+            | CoreEvent::Revoke { to } => *to,
             CoreEvent::CatchUpAll { core } => CoreEvent::whole_core(*core),
         }
     }

@@ -118,3 +118,25 @@ fn a_second_gateway_on_the_store_honours_the_revocation() {
     assert!(refused.starts_with("HTTP/1.1 401") && refused.ends_with(REVOKED_401), "{refused}");
     let _fresh = a.online(7);
 }
+
+/// `chatgw revoke --user N --admin ADDR` calls the endpoint: it prints the
+/// gateway's answer and exits 0, and exits 1 with the answer on a refusal
+/// or when nothing listens.
+#[test]
+fn the_revoke_command_calls_the_admin_listener() {
+    let gw = TestGateway::start(IoDriver::Epoll, 1);
+    let mut device = Client::connect(gw.addr, &old_token(&gw, 5)).unwrap();
+    sync_all(&mut device);
+    let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_chatgw")).args(args).output().unwrap();
+    let admin = gw.admin_addr().to_string();
+    let ok = run(&["revoke", "--user", "5", "--admin", &admin]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(stdout.starts_with("revoked user 5 at ") && stdout.contains("1 connection(s)"), "{stdout}");
+    assert_eq!(next_close(&mut device), 4004);
+    // The public port is not the admin listener: refused, exit 1.
+    let public = gw.addr.to_string();
+    let refused = run(&["revoke", "--user", "5", "--admin", &public]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the gateway answered 405"), "{refused:?}");
+}

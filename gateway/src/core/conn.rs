@@ -105,9 +105,6 @@ pub(crate) struct Conn<S> {
     pub(crate) rate: TokenBucket,
     /// When the connection's token expires, Unix seconds (0: no token).
     pub(crate) token_exp: u32,
-    /// When the connection's token was issued, Unix seconds (0: the token
-    /// does not say, or no token).
-    pub(crate) token_iat: u32,
     /// The second its current timer wheel entry fires (see `timers`).
     pub(crate) armed_at: u32,
 }
@@ -145,7 +142,6 @@ impl<S> Conn<S> {
             ping_sent: None,
             rate: TokenBucket::full(burst, now_ms),
             token_exp: 0,
-            token_iat: 0,
             armed_at: u32::MAX,
         }
     }

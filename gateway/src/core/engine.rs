@@ -351,7 +351,7 @@ impl<S> Engine<S> {
                         self.start_catch_up(slot, CatchUpReason::Asked);
                     }
                 }
-                CoreEvent::Revoke { before, .. } => self.on_revoked(slot, before),
+                CoreEvent::Revoke { .. } => self.revoked(slot),
                 // Handled above, before the slot check.
                 CoreEvent::CatchUpAll { .. } => {}
             }

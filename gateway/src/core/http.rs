@@ -164,7 +164,6 @@ impl<S> Engine<S> {
                 c.user = user;
                 c.registered = true;
                 c.token_exp = u32::try_from(exp).unwrap_or(u32::MAX);
-                c.token_iat = iat.map_or(0, |iat| u32::try_from(iat).unwrap_or(u32::MAX));
                 let ep = Endpoint { core, slot: slot as u32, generation: c.generation };
                 self.ctx.directory.register(user.0, ep);
                 self.ctx.metrics.connections_open.inc();
@@ -181,18 +180,8 @@ impl<S> Engine<S> {
         }
     }
 
-    /// The user's sessions were revoked at `before`: close `slot` if its
-    /// token was issued earlier (or says not when).
-    pub(super) fn on_revoked(&mut self, slot: usize, before: u64) {
-        let Some(c) = self.conns.get(slot) else {
-            return;
-        };
-        if c.token_iat == 0 || u64::from(c.token_iat) < before {
-            self.revoked(slot);
-        }
-    }
-
-    fn revoked(&mut self, slot: usize) {
+    /// The user's sessions were revoked: close `slot` with 4004.
+    pub(super) fn revoked(&mut self, slot: usize) {
         self.ctx.metrics.sessions_revoked.inc();
         self.close_with(slot, close::REVOKED, "session revoked; get a new token");
     }
