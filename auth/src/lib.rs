@@ -9,8 +9,8 @@
 //! builds; tokens bring HMAC, SHA-256 and base64, which only issuers and the
 //! verifier need.
 //!
-//! What it is not: a JWT library. One algorithm, three claims (`sub`, `exp`,
-//! `nbf`), no key rotation.
+//! What it is not: a JWT library. One algorithm, four claims (`sub`, `exp`,
+//! `nbf`, `iat`), no key rotation.
 
 #![warn(missing_docs)]
 

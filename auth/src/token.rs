@@ -2,7 +2,12 @@
 //!
 //! A token's `sub` is the numeric user id (as a string, or a number), its
 //! `exp` the expiry in Unix seconds, and an optional `nbf` the second it
-//! becomes valid (a token issued for later is refused until then). Only HS256 is accepted: the header's
+//! becomes valid (a token issued for later is refused until then), and an
+//! optional `iat` the second it was issued: after a user's sessions are
+//! revoked the gateway refuses that user's tokens issued before the
+//! revocation, and those without `iat` (docs/PROTOCOL.md, "Session
+//! revocation"); [`TokenKey::mint`] always writes `iat`. Only HS256 is
+//! accepted: the header's
 //! `alg` is checked before anything else, so `none` and algorithm-confusion
 //! tokens are refused. The signature is compared in constant time.
 //!
@@ -45,6 +50,12 @@ pub enum AuthError {
     /// `sub` is not a user id.
     #[error("token subject is not a numeric user id")]
     Subject,
+    /// The user's sessions were revoked after this token was issued (or
+    /// the token has no `iat`, so when it was issued is unknown). Not
+    /// found by [`TokenKey::verify`], which knows no revocations: the
+    /// gateway reports it after checking the claims against them.
+    #[error("token revoked: issued before the user's sessions were revoked; get a new token")]
+    Revoked,
 }
 
 /// Verified claims.
@@ -54,6 +65,8 @@ pub struct Claims {
     pub user: UserId,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// When the token was issued, Unix seconds, if it says.
+    pub iat: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +87,8 @@ struct RawClaims {
     exp: u64,
     #[serde(default)]
     nbf: Option<u64>,
+    #[serde(default)]
+    iat: Option<u64>,
 }
 
 /// Signs and verifies tokens with one shared secret.
@@ -99,9 +114,16 @@ impl TokenKey {
         HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length")
     }
 
-    /// A token for `user` that expires at `exp` (Unix seconds).
+    /// A token for `user` that expires at `exp` (Unix seconds), issued now
+    /// (`iat` is the current second).
     pub fn mint(&self, user: UserId, exp: u64) -> String {
-        self.sign(&format!(r#"{{"sub":"{user}","exp":{exp}}}"#))
+        self.mint_issued(user, unix_now(), exp)
+    }
+
+    /// A token for `user` issued at `iat` that expires at `exp` (Unix
+    /// seconds).
+    pub fn mint_issued(&self, user: UserId, iat: u64, exp: u64) -> String {
+        self.sign(&format!(r#"{{"sub":"{user}","iat":{iat},"exp":{exp}}}"#))
     }
 
     /// A token carrying `claims` (a JSON object, written as given), signed
@@ -144,7 +166,7 @@ impl TokenKey {
             Sub::Number(n) => n,
             Sub::Text(t) => t.parse::<UserId>().map_err(|_| AuthError::Subject)?.0,
         };
-        Ok(Claims { user: UserId(user), exp: claims.exp })
+        Ok(Claims { user: UserId(user), exp: claims.exp, iat: claims.iat })
     }
 }
 
@@ -160,8 +182,11 @@ mod tests {
     #[test]
     fn mint_verify_round_trip() {
         let k = TokenKey::new(b"secret");
-        let t = k.mint(UserId(42), 2000);
-        assert_eq!(k.verify(&t, 1000), Ok(Claims { user: UserId(42), exp: 2000 }));
+        let t = k.mint_issued(UserId(42), 900, 2000);
+        assert_eq!(k.verify(&t, 1000), Ok(Claims { user: UserId(42), exp: 2000, iat: Some(900) }));
+        let now = unix_now();
+        let t = k.mint(UserId(42), now + 60);
+        assert_eq!(k.verify(&t, now).map(|c| c.iat), Ok(Some(now)), "mint writes iat: the current second");
     }
 
     #[test]
@@ -192,7 +217,7 @@ mod tests {
         let k = TokenKey::new(b"secret");
         let t = k.sign(r#"{"sub":"7","exp":2000,"nbf":1500}"#);
         assert_eq!(k.verify(&t, 1499), Err(AuthError::NotYetValid));
-        assert_eq!(k.verify(&t, 1500), Ok(Claims { user: UserId(7), exp: 2000 }));
+        assert_eq!(k.verify(&t, 1500), Ok(Claims { user: UserId(7), exp: 2000, iat: None }));
         // Expiry is reported first: such a token will never be valid.
         assert_eq!(k.verify(&k.sign(r#"{"sub":"7","exp":10,"nbf":20}"#), 15), Err(AuthError::Expired));
     }

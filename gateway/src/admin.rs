@@ -1,11 +1,14 @@
-//! The admin listener: `GET /metrics` and `GET /healthz` on their own
-//! address (`--admin-listen`, loopback by default), on their own thread.
+//! The admin listener: `GET /metrics`, `GET /healthz` and `POST
+//! /revoke?user=N` (session revocation, see `revoke`) on their own address
+//! (`--admin-listen`, loopback by default), on their own thread.
 //!
 //! Why apart from the public listener: `/metrics` has no authentication and
 //! tells anyone who can reach it how loaded the gateway is, so it belongs
 //! on an address only operators reach; and rendering it walks every metric
 //! family, work no event loop should do while connections wait. `/healthz`
 //! is served here too (and stays on the public port for load balancers).
+//! `/revoke` closes a user's connections and refuses their tokens: an
+//! operator's action, so it is only here, never on the public port.
 //!
 //! The listener is deliberately small and blocking: one thread, one
 //! connection at a time, one request per connection (`Connection: close`).
@@ -27,7 +30,7 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{metrics::Metrics, ws::handshake};
+use crate::{metrics::Metrics, revoke::Revoker, ws::handshake};
 
 /// Time one admin connection has to send its request head.
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
@@ -61,13 +64,15 @@ pub(crate) struct Admin {
 
 impl Admin {
     /// Serve `listener` on a new thread until [`Admin::stop`].
-    pub(crate) fn start(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<Admin> {
+    pub(crate) fn start(listener: TcpListener, metrics: Arc<Metrics>, revoker: Revoker) -> io::Result<Admin> {
         let addr = listener.local_addr()?;
         let waker = Socket::from(listener.try_clone()?);
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
-            std::thread::Builder::new().name("chatgw-admin".into()).spawn(move || serve(&listener, &metrics, &stop))?
+            std::thread::Builder::new()
+                .name("chatgw-admin".into())
+                .spawn(move || serve(&listener, &metrics, &revoker, &stop))?
         };
         Ok(Admin { addr, stop, waker, thread })
     }
@@ -88,10 +93,10 @@ impl Admin {
     }
 }
 
-fn serve(listener: &TcpListener, metrics: &Metrics, stop: &AtomicBool) {
+fn serve(listener: &TcpListener, metrics: &Metrics, revoker: &Revoker, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
-            Ok((stream, _)) => answer(stream, metrics),
+            Ok((stream, _)) => answer(stream, metrics, revoker),
             Err(_) if stop.load(Ordering::Acquire) => return,
             Err(e) => {
                 // Out of descriptors and the like: the next accept may work.
@@ -103,13 +108,17 @@ fn serve(listener: &TcpListener, metrics: &Metrics, stop: &AtomicBool) {
 }
 
 /// Read one request from `stream` within the deadline and answer it.
-fn answer(mut stream: TcpStream, metrics: &Metrics) {
+fn answer(mut stream: TcpStream, metrics: &Metrics, revoker: &Revoker) {
     let deadline = Instant::now() + REQUEST_DEADLINE;
     let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let (status, reason, content_type, body) = loop {
         match handshake::parse(&head) {
+            Ok(Some(req)) if req.path == "/revoke" => {
+                let (status, reason, body) = crate::revoke::answer(revoker, req.method, req.query);
+                break (status, reason, TEXT, body.into_bytes());
+            }
             Ok(Some(req)) => break route(req.method, req.path, metrics),
             Ok(None) if head.len() > MAX_REQUEST_HEAD => {
                 break (431, "Request Header Fields Too Large", TEXT, b"request head too large\n".to_vec())
@@ -152,7 +161,9 @@ fn route(method: &str, path: &str, metrics: &Metrics) -> (u16, &'static str, &'s
             }
         },
         (_, "/metrics" | "/healthz") => (405, "Method Not Allowed", TEXT, b"only GET\n".to_vec()),
-        _ => (404, "Not Found", TEXT, b"not found: the admin listener serves /metrics and /healthz\n".to_vec()),
+        _ => {
+            (404, "Not Found", TEXT, b"not found: the admin listener serves /metrics, /healthz and /revoke\n".to_vec())
+        }
     }
 }
 

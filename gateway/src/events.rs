@@ -94,6 +94,10 @@ pub(crate) enum CoreEvent {
     /// no connection: [`CoreEvent::endpoint`] names
     /// [`CoreEvent::whole_core`].
     CatchUpAll { core: u16 },
+    /// The connection's user had its sessions revoked: it closes with
+    /// 4004. Whatever its token: the connection keeps no issue time (it
+    /// would cost every connection 8 bytes), see `revoke`.
+    Revoke { to: Endpoint },
 }
 
 /// What cores receive in one mailbox item.
@@ -109,7 +113,8 @@ impl CoreEvent {
             | CoreEvent::Reply { to, .. }
             | CoreEvent::SyncPage { to, .. }
             | CoreEvent::SyncFailed { to, .. }
-            | CoreEvent::CatchUp { to } => *to,
+            | CoreEvent::CatchUp { to }
+            | CoreEvent::Revoke { to } => *to,
             CoreEvent::CatchUpAll { core } => CoreEvent::whole_core(*core),
         }
     }

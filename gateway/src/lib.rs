@@ -48,6 +48,7 @@ mod liveness;
 pub mod metrics;
 mod query;
 mod retention;
+mod revoke;
 mod server;
 pub mod store;
 mod sys;

@@ -104,6 +104,12 @@ mod tests {
         fn recover(&self) -> Result<(), StoreError> {
             Ok(())
         }
+        fn revoke_sessions(&self, _: UserId, _: u64) -> Result<(), StoreError> {
+            Err(StoreError::Closed)
+        }
+        fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
         fn high_water(&self, _: u16) -> Result<MessageId, StoreError> {
             match self.down.load(Ordering::Relaxed) {
                 true => Err(StoreError::Closed),

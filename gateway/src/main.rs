@@ -1,5 +1,6 @@
-//! The `chatgw` command: run a gateway, mint a token, chat from a terminal,
-//! check a stopped gateway's store, or prepare a remote store.
+//! The `chatgw` command: run a gateway, mint a token, revoke a user's
+//! sessions, chat from a terminal, check a stopped gateway's store, or
+//! prepare a remote store.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod chat;
 mod check;
+mod revoke_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +34,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print a token (HS256 JWT) for a user, signed with the gateway's secret.
     Token(TokenArgs),
+    /// Revoke a user's sessions: a running gateway (its --admin listener) closes the user's connections with 4004 and refuses tokens issued before now; exit 1 unless it answers 200.
+    Revoke(revoke_cmd::RevokeArgs),
     /// Chat from a terminal: type a line to send it; incoming messages and receipts are printed.
     Chat(chat::ChatArgs),
     /// Verify a store (references, ids, idempotency keys, marks, groups): a stopped gateway's --data, or --store postgres://...; exit 1 on any violation.
@@ -116,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", key.mint(UserId(t.user), unix_now() + t.ttl.0.as_secs()));
             Ok(())
         }
+        Command::Revoke(args) => revoke_cmd::run(&args),
         Command::Chat(args) => chat::run(args),
         Command::Check(args) => {
             if !check::run(&args)? {

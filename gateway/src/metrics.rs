@@ -91,6 +91,8 @@ pub struct Metrics {
     pub policy_closes: Counter,
     /// Connections closed with 4002 because their token expired.
     pub tokens_expired: Counter,
+    /// Connections closed with 4004 because the user's sessions were revoked.
+    pub sessions_revoked: Counter,
     /// Connections closed with 4001 for missing pongs.
     pub timeouts: Counter,
     /// Connections refused with 429: their source already held its share.
@@ -328,6 +330,11 @@ impl Metrics {
             framing_errors: counter(&mut r, "framing_errors", "Connections closed for WebSocket protocol violations"),
             policy_closes: counter(&mut r, "policy_closes", "Connections closed after too many refused frames"),
             tokens_expired: counter(&mut r, "tokens_expired", "Connections closed because their token expired"),
+            sessions_revoked: counter(
+                &mut r,
+                "sessions_revoked",
+                "Connections closed because their user's sessions were revoked",
+            ),
             timeouts: counter(&mut r, "timeouts", "Connections closed for a missing pong"),
             ip_connection_refusals: counter(
                 &mut r,

@@ -39,6 +39,7 @@ use crate::{
     metrics::Metrics,
     query::{self, ReaderContext},
     retention::Sweeper,
+    revoke::{Refresher, Revocations, Revoker},
     store,
 };
 
@@ -128,6 +129,7 @@ pub struct ServerHandle {
     /// The idempotency-key retention sweep, unless keys are kept forever.
     sweeper: Option<Sweeper>,
     fleet: Option<Fleet>,
+    revocations: Option<Refresher>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -219,6 +221,17 @@ impl Server {
             _ => (None, None),
         };
         let lifecycle = Arc::new(Lifecycle::default());
+        // Revocations are loaded before the first connection is accepted,
+        // so a restart honours every one the store holds.
+        let revoker = Revoker {
+            store: store.clone(),
+            revocations: Arc::new(Revocations::default()),
+            directory: directory.clone(),
+            mailboxes: mailboxes.clone(),
+        };
+        if let Err(e) = revoker.refresh() {
+            tracing::warn!(error = %e, "could not read session revocations at start; trying again in the background");
+        }
         let mut settings = CoreSettings::of(&config);
         settings.dense_positions = store.dense_positions();
         let core_context = CoreContext {
@@ -227,6 +240,7 @@ impl Server {
             limits: Arc::new(Limits::new(&config)),
             metrics: metrics.clone(),
             token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
+            revocations: revoker.revocations.clone(),
             connections: Arc::new(AtomicUsize::new(0)),
         };
         let commit_context = CommitContext {
@@ -292,9 +306,12 @@ impl Server {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let admin = admin_listener
-            .map(|l| Admin::start(l, metrics.clone()))
+            .map(|l| Admin::start(l, metrics.clone(), revoker.clone()))
             .transpose()
             .map_err(|source| StartError::Thread { name: "chatgw-admin".into(), source })?;
+        let revocations = revoker
+            .start_refresher()
+            .map_err(|source| StartError::Thread { name: "chatgw-revocations".into(), source })?;
         Ok(ServerHandle {
             addr,
             admin,
@@ -312,6 +329,7 @@ impl Server {
             liveness: Some(liveness),
             sweeper,
             fleet,
+            revocations: Some(revocations),
         })
     }
 }
@@ -424,6 +442,9 @@ impl ServerHandle {
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();
+        }
+        if let Some(revocations) = self.revocations.take() {
+            revocations.stop();
         }
     }
 }

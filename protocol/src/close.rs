@@ -31,3 +31,8 @@ pub const TOKEN_EXPIRED: u16 = 4002;
 /// The connection sent no protocol frame for the server's idle timeout.
 /// Reconnect when there is something to do, then `sync`.
 pub const IDLE: u16 = 4003;
+/// The user's sessions were revoked by an operator: every connection of
+/// the user opened with a token issued before that moment is closed, and
+/// such tokens are refused from now on. Do not reconnect with the same
+/// token: get a new one (sign in again).
+pub const REVOKED: u16 = 4004;

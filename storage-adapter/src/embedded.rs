@@ -169,6 +169,18 @@ impl MessageStore for EmbeddedStore {
         self.with(|t| t.high_water())
     }
 
+    /// Refused while the store is unwritable, like a commit.
+    fn revoke_sessions(&self, user: UserId, at: u64) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.revoke_sessions(user, at)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.with(|t| t.revocations())
+    }
+
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
         self.with(|t| t.message(conversation, id))
     }

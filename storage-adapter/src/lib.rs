@@ -158,6 +158,22 @@ pub trait MessageStore: Send + Sync + 'static {
     /// [`Write::Group::based_on`](Write::Group).
     fn versioned_group(&self, id: GroupId) -> Result<Option<(Group, GroupVersion)>, StoreError>;
 
+    /// Record that `user`'s sessions were revoked at `at` (Unix seconds):
+    /// tokens of `user` issued before `at` are refused from now on
+    /// (docs/PROTOCOL.md, "Session revocation"). Durable once it returns,
+    /// and shared by every gateway on the store. A user's revocation time
+    /// never moves back: recording an earlier `at` than the one stored
+    /// changes nothing. Apart from [`MessageStore::commit`] because it is
+    /// an operator's action, rare and independent of any message.
+    fn revoke_sessions(&self, user: UserId, at: u64) -> Result<(), StoreError>;
+
+    /// Every user whose sessions were ever revoked, with the latest
+    /// revocation time (Unix seconds), in no particular order: what a
+    /// gateway loads at start and re-reads to learn of revocations made
+    /// through another gateway. One row per revoked user, so it stays
+    /// small (revocation is an operator's action).
+    fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError>;
+
     /// Whether every inbox's positions are 1, 2, 3, ... in commit order,
     /// with no position skipped, whatever number of writers share the
     /// store. Then a live event whose position is more than one above the

@@ -198,6 +198,23 @@ fn point_reads_of_an_empty_store_answer_nothing() {
 /// prunes smaller high waters): the commit fails with a one-line error
 /// naming the cause, and from then on the store refuses writes until it
 /// recovers.
+/// Revocations need no condition, range or order from the server: rows
+/// are written plainly and the largest per user is taken by the store.
+#[test]
+fn revocations_are_recorded_and_read_back_as_the_latest_per_user() {
+    let Some(k) = Kassandra::start("revocations") else { return };
+    let url = url(&k.addr);
+    CassandraStore::init(&url).unwrap();
+    let s = CassandraStore::open(&url).unwrap();
+    assert!(s.revocations().unwrap().is_empty());
+    s.revoke_sessions(UserId(7), 1_000).unwrap();
+    s.revoke_sessions(UserId(7), 900).unwrap();
+    s.revoke_sessions(UserId(9), 500).unwrap();
+    let mut all = CassandraStore::open(&url).unwrap().revocations().unwrap();
+    all.sort();
+    assert_eq!(all, vec![(UserId(7), 1_000), (UserId(9), 500)]);
+}
+
 #[test]
 fn a_commit_the_server_cannot_run_fails_in_one_line_and_writes_are_refused() {
     let Some(k) = Kassandra::start("commit") else { return };

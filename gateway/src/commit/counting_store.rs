@@ -74,6 +74,12 @@ impl MessageStore for CountingStore {
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
         self.inner.high_water(node)
     }
+    fn revoke_sessions(&self, user: UserId, at: u64) -> Result<(), StoreError> {
+        self.inner.revoke_sessions(user, at)
+    }
+    fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.inner.revocations()
+    }
     fn message(&self, c: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
         bump(&self.counts.other_reads);
         self.inner.message(c, id)

@@ -18,7 +18,7 @@ use std::{
 
 use chatgw_router::Directory;
 
-use crate::{auth::TokenKey, config::Config, limits::Limits, metrics::Metrics};
+use crate::{auth::TokenKey, config::Config, limits::Limits, metrics::Metrics, revoke::Revocations};
 
 /// The settings an engine reads, copied out of the [`Config`].
 #[derive(Clone, Debug)]
@@ -74,6 +74,8 @@ pub(crate) struct CoreContext {
     pub(crate) limits: Arc<Limits>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) token_key: Arc<TokenKey>,
+    /// Users whose sessions were revoked, checked at every upgrade.
+    pub(crate) revocations: Arc<Revocations>,
     /// TCP connections held by all cores, against `max_connections`.
     pub(crate) connections: Arc<AtomicUsize>,
 }
@@ -88,6 +90,7 @@ impl CoreContext {
             limits: Arc::new(Limits::new(config)),
             metrics: Arc::new(Metrics::new()),
             token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
+            revocations: Arc::new(Revocations::default()),
             connections: Arc::new(AtomicUsize::new(0)),
         }
     }

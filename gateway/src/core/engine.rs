@@ -351,6 +351,7 @@ impl<S> Engine<S> {
                         self.start_catch_up(slot, CatchUpReason::Asked);
                     }
                 }
+                CoreEvent::Revoke { .. } => self.revoked(slot),
                 // Handled above, before the slot check.
                 CoreEvent::CatchUpAll { .. } => {}
             }

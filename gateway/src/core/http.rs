@@ -1,11 +1,11 @@
 //! The request that opens a connection: routing, authentication, upgrade.
 
-use chatgw_protocol::{max_body_for_frame, server, UserId};
+use chatgw_protocol::{close, max_body_for_frame, server};
 use chatgw_router::Endpoint;
 
 use super::{conn::Phase, Engine};
 use crate::{
-    auth,
+    auth::{self, AuthError, Claims},
     ws::{
         frame::Opcode,
         handshake::{self, Request},
@@ -23,10 +23,10 @@ enum Route {
         content_type: &'static str,
         body: Vec<u8>,
     },
-    /// `user` is the authenticated user and the token's expiry (Unix seconds); `None` for /echo.
+    /// `user` is the authenticated user and its token's claims; `None` for /echo.
     Upgrade {
         key: Vec<u8>,
-        user: Option<(UserId, u64)>,
+        user: Option<Claims>,
     },
 }
 
@@ -124,7 +124,10 @@ impl<S> Engine<S> {
                 return text(401, "Unauthorized", format!("{}\n", auth::AuthError::Missing));
             };
             match self.ctx.token_key.verify(token, self.now_ms / 1000) {
-                Ok(claims) => Some((claims.user, claims.exp)),
+                Ok(claims) if self.ctx.revocations.refuses(claims.user, claims.iat) => {
+                    return text(401, "Unauthorized", format!("{}\n", AuthError::Revoked))
+                }
+                Ok(claims) => Some(claims),
                 Err(e) => return text(401, "Unauthorized", format!("{e}\n")),
             }
         } else {
@@ -147,7 +150,7 @@ impl<S> Engine<S> {
     }
 
     /// The upgrade is answered: the connection speaks WebSocket from now on.
-    fn open(&mut self, slot: usize, user: Option<(UserId, u64)>) {
+    fn open(&mut self, slot: usize, user: Option<Claims>) {
         let core = self.core;
         let max_frame = self.ctx.settings.max_frame;
         let Some(c) = self.conns.get_mut(slot) else {
@@ -157,7 +160,7 @@ impl<S> Engine<S> {
         c.last_heard = self.now;
         match user {
             None => c.echo = true,
-            Some((user, exp)) => {
+            Some(Claims { user, exp, iat }) => {
                 c.user = user;
                 c.registered = true;
                 c.token_exp = u32::try_from(exp).unwrap_or(u32::MAX);
@@ -167,7 +170,19 @@ impl<S> Engine<S> {
                 let mut w = Vec::with_capacity(128);
                 server::welcome(&mut w, user, max_body_for_frame(max_frame), max_frame);
                 self.queue_frame(slot, Opcode::Text, &w);
+                // A revocation recorded between the check in `route_upgrade`
+                // and the registration above found no connection to close in
+                // the directory; it is in the cache now, so it is seen here.
+                if self.ctx.revocations.refuses(user, iat) {
+                    self.revoked(slot);
+                }
             }
         }
+    }
+
+    /// The user's sessions were revoked: close `slot` with 4004.
+    pub(super) fn revoked(&mut self, slot: usize) {
+        self.ctx.metrics.sessions_revoked.inc();
+        self.close_with(slot, close::REVOKED, "session revoked; get a new token");
     }
 }

@@ -331,6 +331,18 @@ impl MessageStore for CassandraStore {
         self.runtime.block_on(reads::high_water(&self.cql, node))
     }
 
+    fn revoke_sessions(&self, user: UserId, at: u64) -> Result<(), StoreError> {
+        let row = (user.0 as i64, i64::try_from(at).unwrap_or(i64::MAX));
+        self.runtime
+            .block_on(self.cql.execute(statements::INSERT_REVOCATION, row))
+            .map(|_| ())
+            .map_err(|e| StoreError::backend("write revocation", e))
+    }
+
+    fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.runtime.block_on(reads::revocations(&self.cql))
+    }
+
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
         self.runtime.block_on(reads::message(&self.cql, conversation, id))
     }

@@ -61,6 +61,18 @@ pub(super) async fn high_water(c: &Cql, node: u16) -> Result<MessageId> {
     Ok(MessageId(rows.into_iter().map(|(id,)| id.max(0) as u64).max().unwrap_or(0)))
 }
 
+/// Every user's latest revocation time (the largest of its rows).
+pub(super) async fn revocations(c: &Cql) -> Result<Vec<(UserId, u64)>> {
+    let rows: Vec<(i64, i64)> = c.rows("revocations", cql::REVOCATIONS, ()).await?;
+    let mut latest = std::collections::HashMap::<u64, u64>::new();
+    for (user, at) in rows {
+        let at = at.max(0) as u64;
+        let e = latest.entry(user as u64).or_insert(at);
+        *e = (*e).max(at);
+    }
+    Ok(latest.into_iter().map(|(u, at)| (UserId(u), at)).collect())
+}
+
 pub(super) async fn message(c: &Cql, conv: ConversationId, id: MessageId) -> Result<Option<Message>> {
     let key = (codec::conv_key(&conv), message_bucket(id), id_bound(id));
     let rows: Vec<(i64, i32, String, String)> = c.rows("messages", cql::MESSAGE, key).await?;

@@ -84,6 +84,12 @@ pub(super) const TABLES: &[&str] = &[
         PRIMARY KEY (slot, id)
     ) WITH CLUSTERING ORDER BY (id DESC)",
     "CREATE TABLE IF NOT EXISTS write_probe (id int PRIMARY KEY, at bigint)",
+    // Not a new version: a table nothing else reads. A keyspace an older
+    // release initialised gets it from `init`, which is safe to run again.
+    "CREATE TABLE IF NOT EXISTS revocations (
+        user_id bigint, at bigint,
+        PRIMARY KEY (user_id, at)
+    ) WITH CLUSTERING ORDER BY (at DESC)",
 ];
 
 fn ddl_failed(e: ExecutionError) -> StoreError {

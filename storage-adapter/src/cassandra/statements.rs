@@ -58,9 +58,13 @@ pub(super) const PRUNE_READ_MARKS: &str =
 pub(super) const INSERT_HIGH_WATER: &str = "INSERT INTO {ks}.high_water (slot, id) VALUES (?, ?)";
 pub(super) const PRUNE_HIGH_WATER: &str = "DELETE FROM {ks}.high_water WHERE slot = ? AND id < ?";
 pub(super) const PROBE: &str = "INSERT INTO {ks}.write_probe (id, at) VALUES (?, ?)";
+/// One row per revocation time of a user, the latest first (like
+/// `high_water`): recording an earlier time adds a row that no reader takes.
+pub(super) const INSERT_REVOCATION: &str = "INSERT INTO {ks}.revocations (user_id, at) VALUES (?, ?)";
 
 // Reads.
 pub(super) const HIGH_WATER: &str = "SELECT id FROM {ks}.high_water WHERE slot = ? LIMIT 1";
+pub(super) const REVOCATIONS: &str = "SELECT user_id, at FROM {ks}.revocations";
 pub(super) const MESSAGE: &str =
     "SELECT sender, kind, client_id, body FROM {ks}.messages WHERE conversation = ? AND bucket = ? AND id = ?";
 pub(super) const HEADER: &str =

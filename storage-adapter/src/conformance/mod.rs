@@ -15,6 +15,7 @@ mod fleet;
 mod outcomes;
 mod postgres_server;
 mod retention;
+mod revocations;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub use outcomes::{
 };
 pub use postgres_server::TestPostgres;
 pub use retention::sweep_removes_expired_idempotency_keys;
+pub use revocations::revocations_are_durable_shared_and_never_move_back;
 
 use crate::{InboxEvent, InboxPos, MessageStore};
 
@@ -103,6 +105,7 @@ macro_rules! for_each_conformance_case {
             stale_membership_refuses_group_messages,
             group_settings_are_versioned_with_the_record,
             sweep_removes_expired_idempotency_keys,
+            revocations_are_durable_shared_and_never_move_back,
         );
     };
 }

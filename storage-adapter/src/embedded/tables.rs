@@ -31,6 +31,9 @@ pub(super) struct Tables {
     pub(super) read_by: Keyspace,
     pub(super) groups: Keyspace,
     pub(super) meta: Keyspace,
+    /// User id (big endian) to the time its sessions were revoked (Unix
+    /// seconds, big endian).
+    pub(super) revocations: Keyspace,
 }
 
 /// One commit being built: the fjall batch, what it wrote, and what it
@@ -79,6 +82,7 @@ impl Tables {
             read_by: ks("read_by")?,
             groups: ks("groups")?,
             meta: ks("meta")?,
+            revocations: ks("revocations")?,
             db,
         })
     }
@@ -276,6 +280,31 @@ impl Tables {
             w.put(&self.inbox, &codec::inbox_key(*user, receipt.event()), v.clone());
         }
         Ok(())
+    }
+
+    /// Raise `user`'s revocation time to `at`, durably. The directory
+    /// lock makes this the only writer, so reading then writing cannot race.
+    pub(super) fn revoke_sessions(&self, user: UserId, at: u64) -> Result<(), StoreError> {
+        let key = user.0.to_be_bytes();
+        let stored = self.get(&self.revocations, &key, "read revocation")?.and_then(|v| codec::u64_value(&v));
+        if stored.is_some_and(|s| s >= at) {
+            return Ok(());
+        }
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        batch.insert(&self.revocations, key, at.to_be_bytes().to_vec());
+        batch.commit().map_err(|e| StoreError::backend("write revocation", e))
+    }
+
+    pub(super) fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.view().iter(&self.revocations) {
+            let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan revocations", e))?;
+            let user = <[u8; 8]>::try_from(&*k)
+                .map_err(|_| StoreError::Corrupt { table: "revocations", what: "key is not a user id" })?;
+            let at = codec::u64_value(&v).ok_or(StoreError::Corrupt { table: "revocations", what: "bad time" })?;
+            out.push((UserId(u64::from_be_bytes(user)), at));
+        }
+        Ok(out)
     }
 
     pub(super) fn high_water(&self) -> Result<MessageId, StoreError> {

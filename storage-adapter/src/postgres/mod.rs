@@ -335,6 +335,14 @@ impl MessageStore for PostgresStore {
         reads::decode_inbox(&rows)
     }
 
+    fn revoke_sessions(&self, user: UserId, at: u64) -> Result<(), StoreError> {
+        self.read("revoke sessions", |c| reads::revoke_sessions(c, user, at))
+    }
+
+    fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.read("read revocations", reads::revocations)
+    }
+
     fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError> {
         if cursor.0 == 0 {
             return Ok(InboxPos(0));

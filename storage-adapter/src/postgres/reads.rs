@@ -20,6 +20,29 @@ pub(super) fn high_water(c: &mut Connection, node: u16) -> Result<MessageId> {
     Ok(MessageId(c.client().query_one(&s, &[&slot])?.get::<_, i64>(0) as u64))
 }
 
+/// Upsert `user`'s revocation time, never moving it back. A write, but
+/// one statement that is safe to run twice, so it goes through the same
+/// retry as a read.
+pub(super) fn revoke_sessions(c: &mut Connection, user: UserId, at: u64) -> Result<()> {
+    let s = c.prepared(
+        "INSERT INTO revocations (user_id, at) VALUES ($1, $2) \
+         ON CONFLICT (user_id) DO UPDATE SET at = GREATEST(revocations.at, EXCLUDED.at)",
+    )?;
+    c.client().execute(&s, &[&pg_u64(user.0), &pg_u64(at)])?;
+    Ok(())
+}
+
+/// Every revocation. A database whose schema predates the table has none.
+pub(super) fn revocations(c: &mut Connection) -> Result<Vec<(UserId, u64)>> {
+    let s = match c.prepared("SELECT user_id, at FROM revocations") {
+        Ok(s) => s,
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let rows = c.client().query(&s, &[])?;
+    Ok(rows.iter().map(|r| (UserId(r.get::<_, i64>(0) as u64), r.get::<_, i64>(1) as u64)).collect())
+}
+
 fn conversation(bytes: &[u8], table: &'static str) -> std::result::Result<ConversationId, StoreError> {
     ConversationId::from_key(bytes).ok_or(StoreError::Corrupt { table, what: "bad conversation key" })
 }

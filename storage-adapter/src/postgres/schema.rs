@@ -18,6 +18,12 @@
 //! `codec::encode_group`). Records are written in the newer format and the
 //! older one still reads, so no row is rewritten and the mode shares the
 //! record's `version`, the one group messages are checked against.
+//!
+//! Session revocations needed no new version either: `revocations` is a
+//! table of its own that nothing else reads. `init` creates it on a new
+//! database and on one an older release initialised (`init` is safe to run
+//! again); until then the store reads no revocations and refuses to record
+//! one, with the database's "relation does not exist" error.
 
 use postgres::{error::SqlState, Client};
 
@@ -85,6 +91,7 @@ CREATE TABLE IF NOT EXISTS read_marks (
 CREATE TABLE IF NOT EXISTS groups (id bigint PRIMARY KEY, record bytea NOT NULL, version bigint NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS high_water (slot smallint PRIMARY KEY, id bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS write_probe (id smallint PRIMARY KEY, at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS revocations (user_id bigint PRIMARY KEY, at bigint NOT NULL);
 ";
 
 /// Version 1 to 2, on the tables version 1 created: number every inbox in
