@@ -25,6 +25,7 @@
 //! free when the new engine opens it.
 
 mod background;
+mod blocks;
 mod check;
 mod reopen;
 mod tables;
@@ -148,6 +149,17 @@ impl MessageStore for EmbeddedStore {
         reopen::reopen(&self.engine, &self.path, &self.options)?;
         self.set_failure(None);
         Ok(())
+    }
+
+    fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.set_block(blocker, target, on)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn blocked_by(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        self.with(|t| t.blocked_by(user))
     }
 
     /// One writer, one generator: the largest id of all is that node's.

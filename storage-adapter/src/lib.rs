@@ -17,7 +17,8 @@
 //! - delivery marks per `(message, recipient)`, read marks per
 //!   `(conversation, reader)`, and for groups read marks per
 //!   `(message, reader)` (for "message info");
-//! - group membership records.
+//! - group membership records;
+//! - block lists, `(blocker, blocked)` pairs.
 //!
 //! Durability contract: [`MessageStore::commit`] applies a whole batch
 //! atomically and returns only once it is on stable storage. The gateway
@@ -165,6 +166,17 @@ pub trait MessageStore: Send + Sync + 'static {
     fn dense_positions(&self) -> bool {
         false
     }
+
+    /// Record durably that `blocker` blocks `target` (`on`) or no longer
+    /// does; returns once it is on stable storage. Idempotent: blocking a
+    /// blocked user or unblocking one not blocked changes nothing. Kept
+    /// out of [`MessageStore::commit`] because it is rare and touches no
+    /// inbox, so no batch waits for it; a store refusing writes refuses
+    /// it too ([`StoreError::Unwritable`]).
+    fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError>;
+
+    /// The users `user` blocks, in ascending order.
+    fn blocked_by(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
 
     /// A group's membership, if the group exists.
     fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {

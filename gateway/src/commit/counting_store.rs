@@ -74,6 +74,13 @@ impl MessageStore for CountingStore {
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
         self.inner.high_water(node)
     }
+    fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
+        self.inner.set_block(blocker, target, on)
+    }
+    fn blocked_by(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        bump(&self.counts.other_reads);
+        self.inner.blocked_by(user)
+    }
     fn message(&self, c: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
         bump(&self.counts.other_reads);
         self.inner.message(c, id)

@@ -125,7 +125,7 @@ impl Batch<'_> {
                         want.read(*conversation, *by);
                     }
                 }
-                CommitRequest::Group { .. } | CommitRequest::Stop => {}
+                CommitRequest::Group { .. } | CommitRequest::Block { .. } | CommitRequest::Stop => {}
             }
         }
         let store = self.store();

@@ -310,6 +310,26 @@ impl MessageStore for CassandraStore {
         Ok(())
     }
 
+    /// One statement at the configured consistency (a quorum by default),
+    /// so a later read at the same consistency sees it.
+    fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        let cql = if on { statements::BLOCK } else { statements::UNBLOCK };
+        let values = (blocker.0 as i64, target.0 as i64);
+        self.runtime
+            .block_on(self.cql.execute(cql, values))
+            .map(|_| ())
+            .map_err(|e| StoreError::backend("write block", e))
+    }
+
+    fn blocked_by(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<(i64,)> =
+            self.runtime.block_on(self.cql.rows("blocks", statements::BLOCKED_BY, (user.0 as i64,)))?;
+        Ok(rows.into_iter().map(|(u,)| UserId(u as u64)).collect())
+    }
+
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
         self.runtime.block_on(reads::high_water(&self.cql, node))
     }

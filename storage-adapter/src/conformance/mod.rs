@@ -9,6 +9,7 @@
 //! Only behind the `conformance` feature: nothing here is for production.
 //! The checks panic on the first broken promise, naming it.
 
+mod blocks;
 mod cases;
 mod concurrent;
 mod fleet;
@@ -17,6 +18,7 @@ mod postgres_server;
 
 use std::sync::Arc;
 
+pub use blocks::block_lists;
 pub use cases::{
     commit_is_atomic_to_readers, commit_survives_reopen, delivery_marks, high_water_never_goes_back,
     history_pages_newest_first, idempotency_lookups, inbox_pages_in_position_order, message_headers,
@@ -94,6 +96,7 @@ macro_rules! for_each_conformance_case {
             dense_positions_under_concurrent_writers,
             stale_membership_refuses_group_messages,
             group_settings_are_versioned_with_the_record,
+            block_lists,
         );
     };
 }

@@ -22,7 +22,7 @@ const PROBE_KEY: &[u8] = b"write_probe";
 
 /// One open fjall database: one keyspace per table.
 pub(super) struct Tables {
-    db: Database,
+    pub(super) db: Database,
     pub(super) messages: Keyspace,
     pub(super) inbox: Keyspace,
     pub(super) idempotency: Keyspace,
@@ -30,6 +30,7 @@ pub(super) struct Tables {
     pub(super) reads: Keyspace,
     pub(super) read_by: Keyspace,
     pub(super) groups: Keyspace,
+    pub(super) blocks: Keyspace,
     pub(super) meta: Keyspace,
 }
 
@@ -78,6 +79,7 @@ impl Tables {
             reads: ks("reads")?,
             read_by: ks("read_by")?,
             groups: ks("groups")?,
+            blocks: ks("blocks")?,
             meta: ks("meta")?,
             db,
         })
@@ -87,7 +89,7 @@ impl Tables {
     /// the engine applies a batch to its memtables item by item and a plain
     /// `Keyspace` read sees the items applied so far; a snapshot sees only
     /// whole batches (regression: `embedded_reads_saw_part_of_a_batch`).
-    fn view(&self) -> Snapshot {
+    pub(super) fn view(&self) -> Snapshot {
         self.db.snapshot()
     }
 

@@ -294,3 +294,21 @@ pub(super) fn history(
 pub(super) fn decode_history(rows: &[Row], conv: ConversationId) -> std::result::Result<Vec<Message>, StoreError> {
     rows.iter().map(|r| message_of(r, 1, conv, MessageId(r.get::<_, i64>(0) as u64))).collect()
 }
+
+/// The users `user` blocks, ascending.
+pub(super) fn blocked_by(c: &mut Connection, user: UserId) -> Result<Vec<UserId>> {
+    let s = c.prepared("SELECT blocked FROM blocks WHERE blocker = $1 ORDER BY blocked")?;
+    let rows = c.client().query(&s, &[&pg_u64(user.0)])?;
+    Ok(rows.iter().map(|r| UserId(r.get::<_, i64>(0) as u64)).collect())
+}
+
+/// Add or remove one `(blocker, blocked)` pair (one autocommitted statement).
+pub(super) fn set_block(c: &mut Connection, blocker: UserId, target: UserId, on: bool) -> Result<()> {
+    let s = if on {
+        c.prepared("INSERT INTO blocks (blocker, blocked) VALUES ($1, $2) ON CONFLICT DO NOTHING")?
+    } else {
+        c.prepared("DELETE FROM blocks WHERE blocker = $1 AND blocked = $2")?
+    };
+    c.client().execute(&s, &[&pg_u64(blocker.0), &pg_u64(target.0)])?;
+    Ok(())
+}
