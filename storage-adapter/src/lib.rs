@@ -175,7 +175,8 @@ pub trait MessageStore: Send + Sync + 'static {
     /// it too ([`StoreError::Unwritable`]).
     fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError>;
 
-    /// The users `user` blocks, in ascending order.
+    /// The users `user` blocks, each once, in ascending order (on backends
+    /// that store ids as signed integers, ids above `i64::MAX` come first).
     fn blocked_by(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
 
     /// A group's membership, if the group exists.

@@ -51,7 +51,11 @@ impl BlockCache {
         let now = Instant::now();
         let stale = self.0.get(&user).is_none_or(|(at, _)| now.duration_since(*at) >= FRESH_FOR);
         if stale {
-            let list = store.blocked_by(user)?;
+            let mut list = store.blocked_by(user)?;
+            // Stores that keep ids as signed integers order ids above
+            // `i64::MAX` first; the checks below search a sorted list.
+            list.sort_unstable();
+            list.dedup();
             if self.0.len() >= MAX_CACHED {
                 self.0.clear();
             }
