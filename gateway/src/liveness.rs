@@ -116,7 +116,7 @@ mod tests {
         fn set_block(&self, _: UserId, _: UserId, _: bool) -> Result<(), StoreError> {
             unreachable!()
         }
-        fn blocked_by(&self, _: UserId) -> Result<Vec<UserId>, StoreError> {
+        fn blocked_by(&self, _: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
             unreachable!()
         }
         fn messages_by_client_ids(

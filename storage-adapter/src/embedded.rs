@@ -158,8 +158,8 @@ impl MessageStore for EmbeddedStore {
         self.with(|t| t.set_block(blocker, target, on)).inspect_err(|e| self.set_failure(Some(e.failure())))
     }
 
-    fn blocked_by(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
-        self.with(|t| t.blocked_by(user))
+    fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
+        self.with(|t| users.iter().map(|u| t.blocked_by(*u)).collect())
     }
 
     /// One writer, one generator: the largest id of all is that node's.

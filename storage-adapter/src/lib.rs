@@ -175,9 +175,12 @@ pub trait MessageStore: Send + Sync + 'static {
     /// it too ([`StoreError::Unwritable`]).
     fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError>;
 
-    /// The users `user` blocks, each once, in ascending order (on backends
-    /// that store ids as signed integers, ids above `i64::MAX` come first).
-    fn blocked_by(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+    /// The users each of `users` blocks, each once, in ascending order (on
+    /// backends that store ids as signed integers, ids above `i64::MAX`
+    /// come first); one list per user, in input order (batched like
+    /// [`MessageStore::messages_by_client_ids`]: the committer asks for
+    /// every recipient of a batch at once).
+    fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError>;
 
     /// A group's membership, if the group exists.
     fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {

@@ -4,7 +4,10 @@
 //!
 //! Why a cache: every direct send asks whether its recipient blocks its
 //! sender, and a store read per send would cost a round trip on a remote
-//! store. So each user's list is read once and kept, replaced whenever
+//! store. So the lists a batch needs (its direct recipients', and the
+//! senders' of the messages its direct receipts acknowledge) are read in
+//! one batched call with the batch's other lookups (`lookups`), and each
+//! is kept, replaced whenever
 //! this committer changes it (a `block` or `unblock` writes the store
 //! first, then the cache), and read again after [`FRESH_FOR`]: that is how
 //! a gateway sharing the store with others learns of a block another
@@ -24,7 +27,10 @@ use chatgw_protocol::{ErrorCode, UserId};
 use chatgw_router::Endpoint;
 use chatgw_storage::{MessageStore, StoreError};
 
-use super::batch::{refused, Batch, Outcome};
+use super::{
+    batch::{refused, Batch, Outcome},
+    lookups::answered,
+};
 use crate::events::BlockOp;
 
 /// Most users one user may block.
@@ -46,21 +52,38 @@ impl BlockCache {
         self.0.clear();
     }
 
-    /// `user`'s list, read from the store if absent or older than [`FRESH_FOR`].
-    fn list(&mut self, store: &dyn MessageStore, user: UserId) -> Result<&mut Vec<UserId>, StoreError> {
+    fn stale(&self, user: UserId, now: Instant) -> bool {
+        self.0.get(&user).is_none_or(|(at, _)| now.duration_since(*at) >= FRESH_FOR)
+    }
+
+    /// Read every list of `users` that is absent or older than
+    /// [`FRESH_FOR`], in one store call: what a batch's direct sends and
+    /// receipts will check.
+    pub(super) fn prefetch(&mut self, store: &dyn MessageStore, users: &[UserId]) -> Result<(), StoreError> {
         let now = Instant::now();
-        let stale = self.0.get(&user).is_none_or(|(at, _)| now.duration_since(*at) >= FRESH_FOR);
-        if stale {
-            let mut list = store.blocked_by(user)?;
+        let mut wanted: Vec<UserId> = users.iter().copied().filter(|u| self.stale(*u, now)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let lists = answered(wanted.len(), store.blocked_by(&wanted)?, "blocks")?;
+        if self.0.len() + wanted.len() > MAX_CACHED {
+            self.0.clear();
+        }
+        for (user, mut list) in wanted.into_iter().zip(lists) {
             // Stores that keep ids as signed integers order ids above
             // `i64::MAX` first; the checks below search a sorted list.
             list.sort_unstable();
             list.dedup();
-            if self.0.len() >= MAX_CACHED {
-                self.0.clear();
-            }
             self.0.insert(user, (now, list));
         }
+        Ok(())
+    }
+
+    /// `user`'s list, read from the store if absent or older than [`FRESH_FOR`].
+    fn list(&mut self, store: &dyn MessageStore, user: UserId) -> Result<&mut Vec<UserId>, StoreError> {
+        self.prefetch(store, &[user])?;
         match self.0.get_mut(&user) {
             Some((_, list)) => Ok(list),
             // Inserted just above when absent.

@@ -324,10 +324,13 @@ impl MessageStore for CassandraStore {
             .map_err(|e| StoreError::backend("write block", e))
     }
 
-    fn blocked_by(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
-        let rows: Vec<(i64,)> =
-            self.runtime.block_on(self.cql.rows("blocks", statements::BLOCKED_BY, (user.0 as i64,)))?;
-        Ok(rows.into_iter().map(|(u,)| UserId(u as u64)).collect())
+    /// One partition read per user, all in flight at once.
+    fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
+        self.runtime.block_on(async {
+            let reads = users.iter().map(|u| self.cql.rows::<(i64,)>("blocks", statements::BLOCKED_BY, (u.0 as i64,)));
+            let lists = futures::future::try_join_all(reads).await?;
+            Ok(lists.into_iter().map(|rows| rows.into_iter().map(|(u,)| UserId(u as u64)).collect()).collect())
+        })
     }
 
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {

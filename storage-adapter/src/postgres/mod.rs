@@ -238,8 +238,12 @@ impl MessageStore for PostgresStore {
         self.read("write block", |c| reads::set_block(c, blocker, target, on))
     }
 
-    fn blocked_by(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
-        self.read("read blocks", |c| reads::blocked_by(c, user))
+    fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("read blocks", |c| reads::blocked_by(c, users))?;
+        reads::decode_blocks(&rows, users.len())
     }
 
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {

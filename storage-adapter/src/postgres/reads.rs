@@ -295,11 +295,25 @@ pub(super) fn decode_history(rows: &[Row], conv: ConversationId) -> std::result:
     rows.iter().map(|r| message_of(r, 1, conv, MessageId(r.get::<_, i64>(0) as u64))).collect()
 }
 
-/// The users `user` blocks, ascending.
-pub(super) fn blocked_by(c: &mut Connection, user: UserId) -> Result<Vec<UserId>> {
-    let s = c.prepared("SELECT blocked FROM blocks WHERE blocker = $1 ORDER BY blocked")?;
-    let rows = c.client().query(&s, &[&pg_u64(user.0)])?;
-    Ok(rows.iter().map(|r| UserId(r.get::<_, i64>(0) as u64)).collect())
+/// Whom each of `users` blocks: rows `(ordinal, blocked)`, ascending.
+pub(super) fn blocked_by(c: &mut Connection, users: &[UserId]) -> Result<Vec<Row>> {
+    let s = c.prepared(
+        "SELECT k.n, b.blocked FROM unnest($1::int8[]) WITH ORDINALITY AS k(blocker, n)
+         JOIN blocks b ON b.blocker = k.blocker ORDER BY k.n, b.blocked",
+    )?;
+    let keys: Vec<i64> = users.iter().map(|u| pg_u64(u.0)).collect();
+    c.client().query(&s, &[&keys])
+}
+
+/// One list per asked user, from [`blocked_by`]'s rows.
+pub(super) fn decode_blocks(rows: &[Row], n: usize) -> std::result::Result<Vec<Vec<UserId>>, StoreError> {
+    let mut out = vec![Vec::new(); n];
+    for row in rows {
+        let slot = usize::try_from(row.get::<_, i64>(0) - 1).ok().and_then(|i| out.get_mut(i));
+        let slot = slot.ok_or(StoreError::Corrupt { table: "blocks", what: "an answer for a key not asked" })?;
+        slot.push(UserId(row.get::<_, i64>(1) as u64));
+    }
+    Ok(out)
 }
 
 /// Add or remove one `(blocker, blocked)` pair (one autocommitted statement).
