@@ -111,6 +111,11 @@ pub enum Event {
         /// Who read it, when.
         read: Vec<(UserId, u64)>,
     },
+    /// Your block list (the answer to `block`, `unblock` and `blocks`).
+    Blocks {
+        /// Blocked users, ascending.
+        users: Vec<UserId>,
+    },
     /// A refused request.
     Error {
         /// Stable error code.
@@ -196,6 +201,7 @@ impl Event {
                 Event::MessageInfo { msg: i.msg, recipients: i.recipients, delivered: i.delivered, read: i.read }
             }
             ServerFrame::Synced { cursor } => Event::Synced { cursor },
+            ServerFrame::Blocks { users } => Event::Blocks { users },
             ServerFrame::History(page) => Event::History {
                 messages: page
                     .messages

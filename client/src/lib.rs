@@ -258,6 +258,22 @@ impl Client {
         self.send_with(|out| client::message_info(out, group, msg))
     }
 
+    /// Block `user`: their direct messages and receipts no longer reach
+    /// you. Answered with [`Event::Blocks`].
+    pub fn block(&mut self, user: UserId) -> Result<(), ClientError> {
+        self.send_with(|out| client::block(out, user))
+    }
+
+    /// Unblock `user`. Answered with [`Event::Blocks`].
+    pub fn unblock(&mut self, user: UserId) -> Result<(), ClientError> {
+        self.send_with(|out| client::unblock(out, user))
+    }
+
+    /// Ask for your block list. Answered with [`Event::Blocks`].
+    pub fn blocks(&mut self) -> Result<(), ClientError> {
+        self.send_with(client::blocks)
+    }
+
     /// Close with 1000 and wait briefly for the server's close.
     pub fn close(mut self) {
         let _ = self.ws.close(None);

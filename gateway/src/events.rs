@@ -26,6 +26,8 @@ pub(crate) enum CommitRequest {
     Read { origin: Endpoint, by: UserId, conversation: ConversationId, up_to: MessageId },
     /// Create, change or describe a group.
     Group { origin: Endpoint, by: UserId, op: GroupOp },
+    /// Change or show `by`'s block list.
+    Block { origin: Endpoint, by: UserId, op: BlockOp },
     /// Finish everything queued before this, then exit.
     Stop,
 }
@@ -36,6 +38,14 @@ pub(crate) enum GroupOp {
     Create { request_id: String, name: String, members: Vec<UserId> },
     Change { group: GroupId, change: GroupChange },
     Info { group: GroupId },
+}
+
+/// A block list operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockOp {
+    Block(UserId),
+    Unblock(UserId),
+    List,
 }
 
 /// A read request from a core to a reader thread.

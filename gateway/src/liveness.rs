@@ -119,6 +119,12 @@ mod tests {
         fn message(&self, _: ConversationId, _: MessageId) -> Result<Option<Message>, StoreError> {
             unreachable!()
         }
+        fn set_block(&self, _: UserId, _: UserId, _: bool) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        fn blocked_by(&self, _: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
+            unreachable!()
+        }
         fn messages_by_client_ids(
             &self,
             _: &[(UserId, &str)],

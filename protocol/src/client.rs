@@ -180,6 +180,21 @@ pub fn message_info(out: &mut String, group: GroupId, msg: MessageId) {
     let _ = write!(out, r#"{{"type":"message_info","group":"{group}","msg":"{msg}"}}"#);
 }
 
+/// `{"type":"block","user":...}`.
+pub fn block(out: &mut String, user: UserId) {
+    let _ = write!(out, r#"{{"type":"block","user":"{user}"}}"#);
+}
+
+/// `{"type":"unblock","user":...}`.
+pub fn unblock(out: &mut String, user: UserId) {
+    let _ = write!(out, r#"{{"type":"unblock","user":"{user}"}}"#);
+}
+
+/// `{"type":"blocks"}`: ask for the block list.
+pub fn blocks(out: &mut String) {
+    out.push_str(r#"{"type":"blocks"}"#);
+}
+
 impl ClientFrame<'_> {
     /// Append this frame as the JSON text a client sends;
     /// [`ClientFrame::parse`] of it returns an equal frame.
@@ -196,6 +211,9 @@ impl ClientFrame<'_> {
             ClientFrame::ChangeGroup { group, change } => change_group(out, *group, change),
             ClientFrame::GroupInfo { group } => group_info(out, *group),
             ClientFrame::MessageInfo { group, msg } => message_info(out, *group, *msg),
+            ClientFrame::Block { user } => block(out, *user),
+            ClientFrame::Unblock { user } => unblock(out, *user),
+            ClientFrame::Blocks => blocks(out),
         }
     }
 

@@ -221,6 +221,18 @@ pub enum ClientFrame<'a> {
         /// The message.
         msg: MessageId,
     },
+    /// Refuse direct messages and receipts from this user.
+    Block {
+        /// The user to block.
+        user: UserId,
+    },
+    /// Take this user off the requester's block list.
+    Unblock {
+        /// The user to unblock.
+        user: UserId,
+    },
+    /// The requester's block list.
+    Blocks,
 }
 
 #[derive(Deserialize)]
@@ -259,6 +271,8 @@ struct RawFrame<'a> {
     description: Option<&'a RawValue>,
     #[serde(borrow)]
     admins_only: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user: Option<&'a RawValue>,
 }
 
 fn bad(field: &str, why: &str) -> ProtocolError {
@@ -402,6 +416,9 @@ impl<'a> ClientFrame<'a> {
                 group: group_field(&raw)?,
                 msg: id_field(required(raw.msg, "msg")?, "msg")?,
             }),
+            "block" => Ok(ClientFrame::Block { user: id_field(required(raw.user, "user")?, "user")? }),
+            "unblock" => Ok(ClientFrame::Unblock { user: id_field(required(raw.user, "user")?, "user")? }),
+            "blocks" => Ok(ClientFrame::Blocks),
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))

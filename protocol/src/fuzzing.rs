@@ -105,6 +105,11 @@ fn check_limits(frame: &ClientFrame<'_>) {
             GroupChange::AdminsOnly(_) => {}
             GroupChange::Leave => {}
         },
-        ClientFrame::Read { .. } | ClientFrame::GroupInfo { .. } | ClientFrame::MessageInfo { .. } => {}
+        ClientFrame::Read { .. }
+        | ClientFrame::GroupInfo { .. }
+        | ClientFrame::MessageInfo { .. }
+        | ClientFrame::Block { .. }
+        | ClientFrame::Unblock { .. }
+        | ClientFrame::Blocks => {}
     }
 }

@@ -290,6 +290,19 @@ pub fn message_info(
     out.push(b'}');
 }
 
+/// `{"type":"blocks","users":[...]}`: the requester's block list, the
+/// answer to `block`, `unblock` and `blocks` alike.
+pub fn blocks(out: &mut Vec<u8>, users: &[UserId]) {
+    out.extend_from_slice(br#"{"type":"blocks","users":["#);
+    for (i, u) in users.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(out, r#""{u}""#);
+    }
+    out.extend_from_slice(b"]}");
+}
+
 /// `{"type":"error",...}`.
 pub fn error(out: &mut Vec<u8>, code: ErrorCode, message: &str, reference: Option<&str>) {
     let _ = write!(out, r#"{{"type":"error","code":"{code}","message":"#);

@@ -188,6 +188,11 @@ pub enum ServerFrame {
     },
     /// `message_info`.
     MessageInfo(MessageInfo),
+    /// `blocks`: the requester's block list.
+    Blocks {
+        /// Blocked users, in ascending order.
+        users: Vec<UserId>,
+    },
     /// `error`.
     Error(ErrorFrame),
 }
@@ -287,6 +292,8 @@ struct Raw<'a> {
     code: Option<&'a RawValue>,
     #[serde(borrow)]
     message: Option<&'a RawValue>,
+    #[serde(borrow)]
+    users: Option<&'a RawValue>,
 }
 
 fn field(frame: &'static str, field: &'static str, why: &'static str) -> DecodeError {
@@ -513,6 +520,7 @@ impl ServerFrame {
                     reference: f.opt(raw.reference, "ref")?,
                 }
             }
+            "blocks" => ServerFrame::Blocks { users: f("blocks").get(raw.users, "users")? },
             "message_info" => {
                 let f = f("message_info");
                 let list = |v, name| -> Result<Vec<(UserId, u64)>, DecodeError> {

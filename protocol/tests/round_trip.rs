@@ -80,6 +80,9 @@ fn every_client_frame_round_trips() {
     }
     client_round_trip(ClientFrame::GroupInfo { group: g });
     client_round_trip(ClientFrame::MessageInfo { group: g, msg: MessageId(BIG) });
+    client_round_trip(ClientFrame::Block { user: UserId(u64::MAX) });
+    client_round_trip(ClientFrame::Unblock { user: UserId(BIG) });
+    client_round_trip(ClientFrame::Blocks);
 }
 
 #[test]
@@ -176,6 +179,7 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
             assert_eq!(id(v.group.as_ref()), Some(group.id.0));
         }
         ServerFrame::MessageInfo(_) => assert_eq!(v.ty, "message_info"),
+        ServerFrame::Blocks { .. } => assert_eq!(v.ty, "blocks"),
         ServerFrame::Error(e) => {
             assert_eq!(v.ty, "error");
             assert_eq!(v.code.as_deref(), Some(e.code.as_str()));
@@ -411,6 +415,26 @@ fn group_and_message_info_round_trip() {
                 read: r.to_vec(),
             }),
         );
+    }
+}
+
+#[test]
+fn block_lists_round_trip() {
+    for users in [vec![], vec![UserId(2)], vec![UserId(2), UserId(BIG), UserId(u64::MAX)]] {
+        let mut out = Vec::new();
+        server::blocks(&mut out, &users);
+        server_round_trip(&out, ServerFrame::Blocks { users });
+    }
+    let mut out = String::new();
+    client::block(&mut out, UserId(2));
+    assert_eq!(out, r#"{"type":"block","user":"2"}"#);
+    for (text, why) in [
+        (r#"{"type":"block"}"#, "field `user`: missing"),
+        (r#"{"type":"unblock","user":2}"#, "field `user`: must be an id as a decimal string"),
+        (r#"{"type":"block","user":"-1"}"#, "field `user`: must be an id as a decimal string"),
+    ] {
+        let e = ClientFrame::parse(text).expect_err(text);
+        assert_eq!((e.code, e.message.as_str()), (chatgw_protocol::ErrorCode::BadField, why), "{text}");
     }
 }
 

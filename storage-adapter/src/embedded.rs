@@ -25,6 +25,7 @@
 //! free when the new engine opens it.
 
 mod background;
+mod blocks;
 mod check;
 mod reopen;
 mod sweep;
@@ -162,6 +163,17 @@ impl MessageStore for EmbeddedStore {
             return Err(StoreError::Unwritable { cause });
         }
         self.with(|t| t.sweep_idempotency_keys(after, older_than, limit))
+    }
+
+    fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.set_block(blocker, target, on)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
+        self.with(|t| users.iter().map(|u| t.blocked_by(*u)).collect())
     }
 
     /// One writer, one generator: the largest id of all is that node's.

@@ -17,7 +17,8 @@
 //! - delivery marks per `(message, recipient)`, read marks per
 //!   `(conversation, reader)`, and for groups read marks per
 //!   `(message, reader)` (for "message info");
-//! - group membership records.
+//! - group membership records;
+//! - block lists, `(blocker, blocked)` pairs.
 //!
 //! Durability contract: [`MessageStore::commit`] applies a whole batch
 //! atomically and returns only once it is on stable storage. The gateway
@@ -183,6 +184,21 @@ pub trait MessageStore: Send + Sync + 'static {
     fn dense_positions(&self) -> bool {
         false
     }
+
+    /// Record durably that `blocker` blocks `target` (`on`) or no longer
+    /// does; returns once it is on stable storage. Idempotent: blocking a
+    /// blocked user or unblocking one not blocked changes nothing. Kept
+    /// out of [`MessageStore::commit`] because it is rare and touches no
+    /// inbox, so no batch waits for it; a store refusing writes refuses
+    /// it too ([`StoreError::Unwritable`]).
+    fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError>;
+
+    /// The users each of `users` blocks, each once, in ascending order (on
+    /// backends that store ids as signed integers, ids above `i64::MAX`
+    /// come first); one list per user, in input order (batched like
+    /// [`MessageStore::messages_by_client_ids`]: the committer asks for
+    /// every recipient of a batch at once).
+    fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError>;
 
     /// A group's membership, if the group exists.
     fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {

@@ -15,6 +15,7 @@ use chatgw_router::Endpoint;
 use chatgw_storage::{GroupVersion, MessageStore, StoreError, Write};
 
 use super::{
+    blocks::BlockCache,
     client_ids::{digest, Earlier, CLIENT_ID_CONFLICT},
     in_flight::{InFlight, Taken},
     lookups::{only, Lookups},
@@ -53,6 +54,8 @@ pub(super) enum Outcome {
         announce: Message,
         inboxes: Vec<UserId>,
     },
+    /// A `blocks` frame (the requester's block list) for the requester.
+    Blocks { origin: Endpoint, users: Vec<UserId> },
     /// A `group` frame for the requester.
     GroupReply { origin: Endpoint, group: Group, reference: Option<String> },
     /// An `error` frame for the requester.
@@ -91,6 +94,8 @@ pub(super) struct Batch<'s> {
     /// batches (see `groups`).
     pub(super) groups: HashMap<GroupId, (Group, GroupVersion)>,
     pub(super) group_receipts: PendingGroupReceipts,
+    /// Block lists; live across batches (see `blocks`).
+    pub(super) blocks: BlockCache,
     /// Message headers walked by group reads since the metrics last took them.
     pub(super) read_rows_scanned: u64,
 }
@@ -107,6 +112,7 @@ impl<'s> Batch<'s> {
             in_flight: InFlight::default(),
             groups: HashMap::new(),
             group_receipts: BTreeMap::new(),
+            blocks: BlockCache::default(),
             read_rows_scanned: 0,
         }
     }
@@ -155,6 +161,7 @@ impl<'s> Batch<'s> {
         self.recent.clear();
         self.lookups.clear();
         self.in_flight.clear();
+        self.blocks.clear();
     }
 
     /// Another writer changed this group since it was cached (a group write
@@ -316,7 +323,13 @@ impl<'s> Batch<'s> {
             CommitRequest::Send { origin, from, client_id, conversation, kind, body } => match conversation {
                 ConversationId::Direct { .. } => {
                     let to = conversation.peer_of(from).unwrap_or(from);
-                    let inboxes = if to == from { vec![from] } else { vec![from, to] };
+                    // A recipient who blocks the sender never gets it: it
+                    // is stored in the sender's inbox only.
+                    let inboxes = if to == from || self.blocks.blocks(self.store, to, from)? {
+                        vec![from]
+                    } else {
+                        vec![from, to]
+                    };
                     let draft = Draft { from, client_id, conversation, kind, body };
                     self.new_message(Some(origin), draft, inboxes, None)?;
                 }
@@ -331,6 +344,7 @@ impl<'s> Batch<'s> {
                 ConversationId::Group(g) => self.group_read(origin, by, g, up_to)?,
             },
             CommitRequest::Group { origin, by, op } => self.group_op(origin, by, op)?,
+            CommitRequest::Block { origin, by, op } => self.block_op(origin, by, op)?,
             CommitRequest::Stop => {}
         }
         Ok(())
@@ -385,7 +399,9 @@ impl<'s> Batch<'s> {
             let sender = conversation.peer_of(by).unwrap_or(by);
             let event = self.ids.next_id();
             let receipt = Receipt::Delivered { event, conversation, by, ids: fresh, at: Snowflake::unix_ms(event) };
-            self.outcomes.push(Outcome::Receipt { origin: Some(origin), receipt, inboxes: vec![sender] });
+            // The marks are kept either way; a sender who blocks `by` is not told.
+            let inboxes = if self.blocks.blocks(self.store, sender, by)? { Vec::new() } else { vec![sender] };
+            self.outcomes.push(Outcome::Receipt { origin: Some(origin), receipt, inboxes });
         }
         Ok(())
     }
@@ -407,8 +423,9 @@ impl<'s> Batch<'s> {
         let peer = conversation.peer_of(by).unwrap_or(by);
         let event = self.ids.next_id();
         let receipt = Receipt::Read { event, conversation, by, up_to, at: Snowflake::unix_ms(event) };
-        // The reader's other devices learn of the read too.
-        let inboxes = if peer == by { vec![by] } else { vec![peer, by] };
+        // The reader's other devices learn of the read too; a peer who
+        // blocks the reader does not.
+        let inboxes = if peer == by || self.blocks.blocks(self.store, peer, by)? { vec![by] } else { vec![peer, by] };
         self.outcomes.push(Outcome::Receipt { origin: Some(origin), receipt, inboxes });
         Ok(())
     }

@@ -21,6 +21,7 @@ pub(super) struct Counts {
     pub(super) header_scans: AtomicU64,
     pub(super) rows_scanned: AtomicU64,
     pub(super) groups: AtomicU64,
+    pub(super) blocks: AtomicU64,
     pub(super) other_reads: AtomicU64,
 }
 
@@ -35,6 +36,7 @@ impl Counts {
             &self.reads,
             &self.header_scans,
             &self.groups,
+            &self.blocks,
             &self.other_reads,
         ]
         .iter()
@@ -79,6 +81,13 @@ impl MessageStore for CountingStore {
     }
     fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
         self.inner.revocations()
+    }
+    fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
+        self.inner.set_block(blocker, target, on)
+    }
+    fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
+        bump(&self.counts.blocks);
+        self.inner.blocked_by(users)
     }
     fn message(&self, c: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
         bump(&self.counts.other_reads);

@@ -256,6 +256,11 @@ impl<'d> Dispatch<'d, '_> {
                     server::group(&mut p, group, reference.as_deref());
                     self.reply(*origin, p);
                 }
+                Outcome::Blocks { origin, users } => {
+                    let mut p = Vec::with_capacity(32 + 24 * users.len());
+                    server::blocks(&mut p, users);
+                    self.reply(*origin, p);
+                }
                 Outcome::GroupReply { origin, group, reference } => {
                     let mut p = Vec::with_capacity(64 + 48 * group.members.len());
                     server::group(&mut p, group, reference.as_deref());

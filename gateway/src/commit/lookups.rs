@@ -93,7 +93,18 @@ impl Batch<'_> {
     /// that the caches cannot answer now.
     pub(super) fn look_up(&mut self, requests: &[CommitRequest]) -> Result<(), StoreError> {
         let mut want = Wanted::default();
+        // Whose block lists the batch checks: recipients of direct sends,
+        // senders of the messages a direct receipt acknowledges.
+        let mut blockers = Vec::new();
         for r in requests {
+            match r {
+                CommitRequest::Send { conversation: c @ ConversationId::Direct { .. }, from, .. }
+                | CommitRequest::Delivered { conversation: c @ ConversationId::Direct { .. }, by: from, .. }
+                | CommitRequest::Read { conversation: c @ ConversationId::Direct { .. }, by: from, .. } => {
+                    blockers.extend(c.peer_of(*from).filter(|p| p != from));
+                }
+                _ => {}
+            }
             match r {
                 CommitRequest::Send { from, client_id, .. } => {
                     if self.in_flight.client_id(*from, client_id).is_none() {
@@ -125,10 +136,11 @@ impl Batch<'_> {
                         want.read(*conversation, *by);
                     }
                 }
-                CommitRequest::Group { .. } | CommitRequest::Stop => {}
+                CommitRequest::Group { .. } | CommitRequest::Block { .. } | CommitRequest::Stop => {}
             }
         }
         let store = self.store();
+        self.blocks.prefetch(store, &blockers)?;
         let found = &mut self.lookups;
         if !want.client_ids.is_empty() {
             let keys: Vec<(UserId, &str)> = want.client_ids.iter().map(|(u, c)| (*u, c.as_str())).collect();

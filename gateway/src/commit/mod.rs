@@ -47,6 +47,7 @@
 //! each write came to, this file runs the committer.
 
 mod batch;
+mod blocks;
 mod client_ids;
 #[cfg(test)]
 mod counting_store;
@@ -310,7 +311,8 @@ fn origin_of(r: &CommitRequest) -> Option<Waiting> {
         }
         CommitRequest::Delivered { origin, .. }
         | CommitRequest::Read { origin, .. }
-        | CommitRequest::Group { origin, .. } => Some((*origin, None)),
+        | CommitRequest::Group { origin, .. }
+        | CommitRequest::Block { origin, .. } => Some((*origin, None)),
         CommitRequest::Stop => None,
     }
 }

@@ -59,7 +59,11 @@ fn a_batch_of_sends_and_acks_asks_the_store_once_per_kind_not_once_per_request()
     let first = prepare_and_store(&mut batch, 1, sends("c"));
     let ids = stored(&first);
     assert_eq!(ids.len(), 200);
-    assert_eq!((Counts::get(&c.client_ids), c.calls()), (1, 1), "200 sends, one idempotency lookup");
+    assert_eq!(
+        (Counts::get(&c.client_ids), Counts::get(&c.blocks), c.calls()),
+        (1, 1, 2),
+        "200 sends to 20 users: one idempotency lookup, one lookup of the recipients' block lists"
+    );
 
     // Resends of all 200, plus a resend within the batch of one sent in it.
     let mut again = sends("c");
@@ -73,8 +77,8 @@ fn a_batch_of_sends_and_acks_asks_the_store_once_per_kind_not_once_per_request()
     assert_eq!(stored(&second).len(), 1);
     assert_eq!(
         (Counts::get(&c.client_ids), Counts::get(&c.messages), c.calls()),
-        (2, 1, 3),
-        "one idempotency lookup, and one read of the 200 originals to compare with"
+        (2, 1, 4),
+        "one idempotency lookup, and one read of the 200 originals to compare with (block lists are cached)"
     );
 
     // Acknowledgements the recent cache cannot answer: the store must.
@@ -93,14 +97,19 @@ fn a_batch_of_sends_and_acks_asks_the_store_once_per_kind_not_once_per_request()
     let third = prepare_and_store(&mut batch, 3, acks());
     let receipts = third.iter().filter(|o| matches!(o, Outcome::Receipt { .. })).count();
     assert_eq!(receipts, 200, "one receipt per first acknowledgement");
-    assert_eq!(c.calls() - before, 2, "one header lookup and one delivery-mark lookup for 200 acks");
-    assert_eq!((Counts::get(&c.headers), Counts::get(&c.delivered)), (1, 1));
+    assert_eq!(
+        c.calls() - before,
+        3,
+        "one header lookup, one delivery-mark lookup and one of the senders' block lists for 200 acks"
+    );
+    assert_eq!((Counts::get(&c.headers), Counts::get(&c.delivered), Counts::get(&c.blocks)), (1, 1, 2));
 
     // The same acknowledgements again, with the marks now in the store.
     batch.recent.clear();
     let fourth = prepare_and_store(&mut batch, 4, acks());
     assert!(fourth.is_empty(), "no second receipt for a mark the store holds");
-    assert_eq!(c.calls() - before, 4);
+    assert_eq!(c.calls() - before, 5, "block lists still cached");
+    assert_eq!(Counts::get(&c.blocks), 2);
 }
 
 /// A group of users 1, 2 and 3 created by user 1, stored.

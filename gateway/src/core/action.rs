@@ -123,7 +123,8 @@ fn origin_of_commit(request: CommitRequest) -> Option<(Endpoint, Option<String>)
         CommitRequest::Group { origin, op: GroupOp::Create { request_id, .. }, .. } => Some((origin, Some(request_id))),
         CommitRequest::Delivered { origin, .. }
         | CommitRequest::Read { origin, .. }
-        | CommitRequest::Group { origin, .. } => Some((origin, None)),
+        | CommitRequest::Group { origin, .. }
+        | CommitRequest::Block { origin, .. } => Some((origin, None)),
         CommitRequest::Stop => None,
     }
 }

@@ -9,7 +9,7 @@ use chatgw_storage::InboxPos;
 
 use super::{conn::PageRead, Action, Engine};
 use crate::{
-    events::{CommitRequest, GroupOp, QueryRequest},
+    events::{BlockOp, CommitRequest, GroupOp, QueryRequest},
     ws::frame::Opcode,
 };
 
@@ -82,6 +82,9 @@ impl<S> Engine<S> {
                 CommitRequest::Group { origin, by: me, op: GroupOp::Change { group, change } }
             }
             ClientFrame::GroupInfo { group } => CommitRequest::Group { origin, by: me, op: GroupOp::Info { group } },
+            ClientFrame::Block { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Block(user) },
+            ClientFrame::Unblock { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Unblock(user) },
+            ClientFrame::Blocks => CommitRequest::Block { origin, by: me, op: BlockOp::List },
             ClientFrame::Sync { after, limit } => {
                 c.subscribed = true;
                 c.syncing = true;

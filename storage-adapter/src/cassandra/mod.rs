@@ -327,6 +327,29 @@ impl MessageStore for CassandraStore {
         Ok(())
     }
 
+    /// One statement at the configured consistency (a quorum by default),
+    /// so a later read at the same consistency sees it.
+    fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        let cql = if on { statements::BLOCK } else { statements::UNBLOCK };
+        let values = (blocker.0 as i64, target.0 as i64);
+        self.runtime
+            .block_on(self.cql.execute(cql, values))
+            .map(|_| ())
+            .map_err(|e| StoreError::backend("write block", e))
+    }
+
+    /// One partition read per user, all in flight at once.
+    fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
+        self.runtime.block_on(async {
+            let reads = users.iter().map(|u| self.cql.rows::<(i64,)>("blocks", statements::BLOCKED_BY, (u.0 as i64,)));
+            let lists = futures::future::try_join_all(reads).await?;
+            Ok(lists.into_iter().map(|rows| rows.into_iter().map(|(u,)| UserId(u as u64)).collect()).collect())
+        })
+    }
+
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
         self.runtime.block_on(reads::high_water(&self.cql, node))
     }

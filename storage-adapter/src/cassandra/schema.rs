@@ -18,6 +18,12 @@
 //! (a format-numbered encoding that still reads the older records), so
 //! they needed no new table, column or version.
 //!
+//! Block lists (`blocks`) came later without a new version: the table is
+//! new and nothing else changed, so `init` on an existing version-2
+//! keyspace creates it (every table is `IF NOT EXISTS`) and the version
+//! stays. A keyspace made by an older release needs that `init` before a
+//! gateway of this release takes `block` requests.
+//!
 //! DDL is sent unprepared (CQL cannot prepare it) and waits for schema
 //! agreement, so that every node knows the tables before a gateway
 //! prepares statements against them. docs/STORAGE.md explains each table.
@@ -90,6 +96,10 @@ pub(super) const TABLES: &[&str] = &[
         user_id bigint, at bigint,
         PRIMARY KEY (user_id, at)
     ) WITH CLUSTERING ORDER BY (at DESC)",
+    "CREATE TABLE IF NOT EXISTS blocks (
+        blocker bigint, blocked bigint,
+        PRIMARY KEY (blocker, blocked)
+    )",
 ];
 
 fn ddl_failed(e: ExecutionError) -> StoreError {

@@ -30,6 +30,11 @@ pub(super) const CHANGE_GROUP: &str = "UPDATE {ks}.groups SET record = ?, versio
 pub(super) const FIRST_CLAIM: &str = "INSERT INTO {ks}.inbox_heads (user_id, head) VALUES (?, ?) IF NOT EXISTS";
 pub(super) const CLAIM: &str = "UPDATE {ks}.inbox_heads SET head = ? WHERE user_id = ? IF head = ?";
 
+// Block lists: one partition per blocker, clustered by the blocked user.
+pub(super) const BLOCK: &str = "INSERT INTO {ks}.blocks (blocker, blocked) VALUES (?, ?)";
+pub(super) const UNBLOCK: &str = "DELETE FROM {ks}.blocks WHERE blocker = ? AND blocked = ?";
+pub(super) const BLOCKED_BY: &str = "SELECT blocked FROM {ks}.blocks WHERE blocker = ?";
+
 // Writes of a commit.
 pub(super) const INSERT_MESSAGE: &str =
     "INSERT INTO {ks}.messages (conversation, bucket, id, sender, kind, client_id, body) \

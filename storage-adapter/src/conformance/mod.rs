@@ -9,6 +9,7 @@
 //! Only behind the `conformance` feature: nothing here is for production.
 //! The checks panic on the first broken promise, naming it.
 
+mod blocks;
 mod cases;
 mod concurrent;
 mod fleet;
@@ -19,6 +20,7 @@ mod revocations;
 
 use std::sync::Arc;
 
+pub use blocks::block_lists;
 pub use cases::{
     commit_is_atomic_to_readers, commit_survives_reopen, delivery_marks, high_water_never_goes_back,
     history_pages_newest_first, idempotency_lookups, inbox_pages_in_position_order, message_headers,
@@ -106,6 +108,7 @@ macro_rules! for_each_conformance_case {
             group_settings_are_versioned_with_the_record,
             sweep_removes_expired_idempotency_keys,
             revocations_are_durable_shared_and_never_move_back,
+            block_lists,
         );
     };
 }

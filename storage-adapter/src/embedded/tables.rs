@@ -22,7 +22,7 @@ const PROBE_KEY: &[u8] = b"write_probe";
 
 /// One open fjall database: one keyspace per table.
 pub(super) struct Tables {
-    db: Database,
+    pub(super) db: Database,
     pub(super) messages: Keyspace,
     pub(super) inbox: Keyspace,
     pub(super) idempotency: Keyspace,
@@ -30,6 +30,7 @@ pub(super) struct Tables {
     pub(super) reads: Keyspace,
     pub(super) read_by: Keyspace,
     pub(super) groups: Keyspace,
+    pub(super) blocks: Keyspace,
     pub(super) meta: Keyspace,
     /// User id (big endian) to the time its sessions were revoked (Unix
     /// seconds, big endian).
@@ -81,6 +82,7 @@ impl Tables {
             reads: ks("reads")?,
             read_by: ks("read_by")?,
             groups: ks("groups")?,
+            blocks: ks("blocks")?,
             meta: ks("meta")?,
             revocations: ks("revocations")?,
             db,

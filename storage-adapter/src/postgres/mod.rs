@@ -243,6 +243,23 @@ impl MessageStore for PostgresStore {
         sweep::decode(answer, limit)
     }
 
+    /// One autocommitted statement: the server has it on disk when it
+    /// answers (`synchronous_commit`, as for commits).
+    fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.read("write block", |c| reads::set_block(c, blocker, target, on))
+    }
+
+    fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("read blocks", |c| reads::blocked_by(c, users))?;
+        reads::decode_blocks(&rows, users.len())
+    }
+
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
         self.read("read high water", |c| reads::high_water(c, node))
     }

@@ -317,3 +317,35 @@ pub(super) fn history(
 pub(super) fn decode_history(rows: &[Row], conv: ConversationId) -> std::result::Result<Vec<Message>, StoreError> {
     rows.iter().map(|r| message_of(r, 1, conv, MessageId(r.get::<_, i64>(0) as u64))).collect()
 }
+
+/// Whom each of `users` blocks: rows `(ordinal, blocked)`, ascending.
+pub(super) fn blocked_by(c: &mut Connection, users: &[UserId]) -> Result<Vec<Row>> {
+    let s = c.prepared(
+        "SELECT k.n, b.blocked FROM unnest($1::int8[]) WITH ORDINALITY AS k(blocker, n)
+         JOIN blocks b ON b.blocker = k.blocker ORDER BY k.n, b.blocked",
+    )?;
+    let keys: Vec<i64> = users.iter().map(|u| pg_u64(u.0)).collect();
+    c.client().query(&s, &[&keys])
+}
+
+/// One list per asked user, from [`blocked_by`]'s rows.
+pub(super) fn decode_blocks(rows: &[Row], n: usize) -> std::result::Result<Vec<Vec<UserId>>, StoreError> {
+    let mut out = vec![Vec::new(); n];
+    for row in rows {
+        let slot = usize::try_from(row.get::<_, i64>(0) - 1).ok().and_then(|i| out.get_mut(i));
+        let slot = slot.ok_or(StoreError::Corrupt { table: "blocks", what: "an answer for a key not asked" })?;
+        slot.push(UserId(row.get::<_, i64>(1) as u64));
+    }
+    Ok(out)
+}
+
+/// Add or remove one `(blocker, blocked)` pair (one autocommitted statement).
+pub(super) fn set_block(c: &mut Connection, blocker: UserId, target: UserId, on: bool) -> Result<()> {
+    let s = if on {
+        c.prepared("INSERT INTO blocks (blocker, blocked) VALUES ($1, $2) ON CONFLICT DO NOTHING")?
+    } else {
+        c.prepared("DELETE FROM blocks WHERE blocker = $1 AND blocked = $2")?
+    };
+    c.client().execute(&s, &[&pg_u64(blocker.0), &pg_u64(target.0)])?;
+    Ok(())
+}

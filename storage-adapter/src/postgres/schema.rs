@@ -13,6 +13,11 @@
 //! same locked transaction (see [`MIGRATE_1_TO_2`]), so a migration is
 //! all or nothing and a second `init` finds version 2 and changes nothing.
 //!
+//! Version 3 (blocking): a `blocks` table of `(blocker, blocked)` pairs.
+//! Nothing existing changes, so the migration from 2 is creating the table
+//! (done by [`TABLES`], `IF NOT EXISTS`) and recording the version; a
+//! version-1 database is migrated to 2 and then to 3 in one transaction.
+//!
 //! A group's description and admins-only mode needed no new version: they
 //! live inside `groups.record`, whose bytes open with a format number (see
 //! `codec::encode_group`). Records are written in the newer format and the
@@ -30,12 +35,12 @@ use postgres::{error::SqlState, Client};
 use crate::StoreError;
 
 /// The schema this release reads and writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// Any constant: serialises concurrent `init`s on one database.
 const INIT_LOCK: i64 = 0x6368_6174_6777; // "chatgw"
 
-/// Tables of version 2. Integers that are unsigned in Rust are stored
+/// Tables of version 3. Integers that are unsigned in Rust are stored
 /// bit-for-bit in `bigint`: ids are Snowflakes (top bit zero, so their
 /// order is kept), users and groups are only compared for equality.
 const TABLES: &str = "
@@ -89,6 +94,11 @@ CREATE TABLE IF NOT EXISTS read_marks (
     PRIMARY KEY (conversation, reader)
 );
 CREATE TABLE IF NOT EXISTS groups (id bigint PRIMARY KEY, record bytea NOT NULL, version bigint NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS blocks (
+    blocker bigint NOT NULL,
+    blocked bigint NOT NULL,
+    PRIMARY KEY (blocker, blocked)
+);
 CREATE TABLE IF NOT EXISTS high_water (slot smallint PRIMARY KEY, id bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS write_probe (id smallint PRIMARY KEY, at timestamptz NOT NULL);
 CREATE TABLE IF NOT EXISTS revocations (user_id bigint PRIMARY KEY, at bigint NOT NULL);
@@ -112,6 +122,10 @@ ALTER TABLE groups ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 1;
 UPDATE schema_version SET version = 2;
 ";
 
+/// Version 2 to 3: the `blocks` table is created by [`TABLES`] before
+/// this runs; only the version is left to record.
+pub(super) const MIGRATE_2_TO_3: &str = "UPDATE schema_version SET version = 3;";
+
 /// Create or complete the schema, or migrate a version-1 database,
 /// idempotently. Fails with [`StoreError::SchemaVersion`] if the database
 /// holds a version this release does not know.
@@ -126,7 +140,11 @@ pub(super) fn init(client: &mut Client) -> Result<(), StoreError> {
         [] => {
             tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&VERSION]).map_err(fail)?;
         }
-        [1] => tx.batch_execute(MIGRATE_1_TO_2).map_err(|e| StoreError::backend("migrate schema 1 to 2", e))?,
+        [1] => {
+            tx.batch_execute(MIGRATE_1_TO_2).map_err(|e| StoreError::backend("migrate schema 1 to 2", e))?;
+            tx.batch_execute(MIGRATE_2_TO_3).map_err(|e| StoreError::backend("migrate schema 2 to 3", e))?;
+        }
+        [2] => tx.batch_execute(MIGRATE_2_TO_3).map_err(|e| StoreError::backend("migrate schema 2 to 3", e))?,
         [v] if *v == VERSION => {}
         [v, ..] => return Err(StoreError::SchemaVersion { found: *v, expected: VERSION }),
     }
