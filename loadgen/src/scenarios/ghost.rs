@@ -212,7 +212,9 @@ mod tests {
         }
         let g = GhostFigures::from_nodes(watch.finish(), true);
         let ms = g.window_ms.expect("the survivor dropped");
-        assert!((250.0..600.0).contains(&ms), "dropped 250 ms after the kill, seen within a poll or two: {ms}");
+        // Never before the drop; the upper bound only catches a watch that
+        // stopped polling (a loaded machine may delay a poll or two).
+        assert!((250.0..5000.0).contains(&ms), "dropped 250 ms after the kill, then seen by a poll: {ms}");
         assert_eq!(g.nodes[0].before, Some(3.0));
     }
 }
