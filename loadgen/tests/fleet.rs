@@ -79,7 +79,10 @@ fn connect_spreads_connections_over_the_urls_and_sums_the_gateways() {
     assert_eq!(r["config"]["url"], urls.as_str(), "the list is recorded as given");
     let gateways = r["gateways"].as_array().unwrap();
     assert_eq!(gateways.len(), 2);
-    assert_eq!(gateways.iter().map(|g| g["connections"].as_i64().unwrap()).sum::<i64>(), 21);
+    // Sockets gained per process: the 21 connections, plus at most one
+    // admin connection per gateway still open when its sockets are counted.
+    let gained = gateways.iter().map(|g| g["connections"].as_i64().unwrap()).sum::<i64>();
+    assert!((21..=23).contains(&gained), "{gained} sockets gained over two gateways");
 }
 
 #[test]
