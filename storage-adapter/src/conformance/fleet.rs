@@ -82,15 +82,7 @@ pub fn stale_membership_refuses_group_messages(backend: &dyn Backend) {
     let b = backend.second_handle(&place, &a);
     let g = GroupId(90);
     let conversation = ConversationId::Group(g);
-    let member = |user: u64| Member { user: UserId(user), admin: user == 1, joined: MessageId(0) };
-    let created = Group {
-        id: g,
-        name: "g".into(),
-        description: String::new(),
-        admins_only: false,
-        created_by: UserId(1),
-        members: vec![member(1), member(2)],
-    };
+    let created = two_member_group(g);
     let mut ids = Snowflake::new(5);
     let mut in_group = |cid: &str, kind: MessageKind| {
         let mut m = text(&mut ids, 1, 1, cid);
@@ -160,15 +152,7 @@ pub fn group_settings_are_versioned_with_the_record(backend: &dyn Backend) {
     let b = backend.second_handle(&place, &a);
     let g = GroupId(91);
     let conversation = ConversationId::Group(g);
-    let member = |user: u64| Member { user: UserId(user), admin: user == 1, joined: MessageId(0) };
-    let created = Group {
-        id: g,
-        name: "g".into(),
-        description: String::new(),
-        admins_only: false,
-        created_by: UserId(1),
-        members: vec![member(1), member(2)],
-    };
+    let created = two_member_group(g);
     let mut ids = Snowflake::new(5);
     let mut in_group = |from: u64, cid: &str, kind: MessageKind| {
         let mut m = text(&mut ids, from, 1, cid);
@@ -206,4 +190,21 @@ pub fn group_settings_are_versioned_with_the_record(backend: &dyn Backend) {
     drop((a, b));
     let s = backend.open(&place);
     assert_eq!(s.versioned_group(g).unwrap(), Some((open, GroupVersion(4))));
+}
+
+/// Member `user` of the groups here: user 1 is the admin.
+fn member(user: u64) -> Member {
+    Member { user: UserId(user), admin: user == 1, joined: MessageId(0) }
+}
+
+/// Group `g` as created by user 1 (its admin) with user 2.
+fn two_member_group(g: GroupId) -> Group {
+    Group {
+        id: g,
+        name: "g".into(),
+        description: String::new(),
+        admins_only: false,
+        created_by: UserId(1),
+        members: vec![member(1), member(2)],
+    }
 }
