@@ -6,6 +6,7 @@ mod link_util;
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
+    sync::Arc,
     thread,
     time::{Duration, Instant},
 };
@@ -13,11 +14,11 @@ use std::{
 use chatgw_cluster::{
     link::{
         frame::{self, Frame},
-        LinkSettings, Links, PeerAddr, Sent,
+        LinkServer, LinkSettings, Links, PeerAddr, Sent,
     },
     testing::FaultProxy,
 };
-use link_util::{delivery, serve, short, Seen};
+use link_util::{delivery, serve, short, Recorder, Seen};
 
 fn hello(node: u16) -> Vec<u8> {
     let mut out = Vec::new();
@@ -97,14 +98,21 @@ fn a_session_that_says_nothing_is_dead_after_the_timeout() {
     closed_by_server(s);
 }
 
-#[test]
-fn a_cut_link_ends_unclean_and_the_sender_redials_after_restore() {
+/// Node 1's links to node 2's server through a fault proxy, with one
+/// delivery already across.
+fn linked_through_proxy() -> (LinkServer, Arc<Recorder>, FaultProxy, Links) {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
     let proxy = FaultProxy::start(server.local_addr());
     let links = Links::new(1, 1, short());
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: proxy.addr() }]);
     links.send(2, delivery(1));
     rec.wait_events(1);
+    (server, rec, proxy, links)
+}
+
+#[test]
+fn a_cut_link_ends_unclean_and_the_sender_redials_after_restore() {
+    let (server, rec, proxy, links) = linked_through_proxy();
 
     proxy.cut();
     rec.wait_ended(1, false);
@@ -125,12 +133,7 @@ fn a_cut_link_ends_unclean_and_the_sender_redials_after_restore() {
 
 #[test]
 fn a_stalled_link_is_declared_dead_and_recovers() {
-    let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
-    let proxy = FaultProxy::start(server.local_addr());
-    let links = Links::new(1, 1, short());
-    links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: proxy.addr() }]);
-    links.send(2, delivery(1));
-    rec.wait_events(1);
+    let (_server, rec, proxy, links) = linked_through_proxy();
 
     proxy.stall();
     let stalled = Instant::now();
