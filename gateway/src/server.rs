@@ -32,7 +32,7 @@ use crate::{
     config::{Config, ConfigError},
     core::{CoreContext, CoreSettings},
     driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage},
-    events::{CommitRequest, CoreBatch, CoreEvent, QueryRequest},
+    events::{CommitRequest, CoreBatch, QueryRequest},
     fleet::{Fleet, FleetError, FleetSettings},
     limits::Limits,
     liveness::Liveness,
@@ -346,18 +346,13 @@ impl ServerHandle {
     /// store now (it may have missed events another node committed to its
     /// inbox): what it missed arrives as live events, once each, in order.
     pub fn catch_up_user(&self, user: u64) {
-        self.directory.for_each(user, |to| {
-            self.mailboxes.post(usize::from(to.core), vec![CoreEvent::CatchUp { to }]);
-        });
+        crate::fleet::catch_up_users(&self.directory, &self.mailboxes, &[user]);
     }
 
     /// Every subscribed device connection on this gateway catches up from
     /// the store, a bounded number at a time per core.
     pub fn catch_up_all(&self) {
-        for core in 0..self.mailboxes.cores() {
-            let Ok(id) = u16::try_from(core) else { break };
-            self.mailboxes.post(core, vec![CoreEvent::CatchUpAll { core: id }]);
-        }
+        crate::fleet::WholeNode::new(self.mailboxes.clone()).catch_up();
     }
 
     /// Where to report a group whose membership another node changed: the

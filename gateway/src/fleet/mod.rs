@@ -51,7 +51,8 @@ use crossbeam_channel::{Sender, TrySendError};
 
 pub use self::metrics::FleetMetrics;
 pub(crate) use self::route::RouteJob;
-use self::{inbound::ToCores, route::Control, upkeep::Upkeep, whole_node::WholeNode};
+pub(crate) use self::whole_node::WholeNode;
+use self::{inbound::ToCores, route::Control, upkeep::Upkeep};
 use crate::events::{CoreBatch, CoreEvent};
 
 /// Jobs the routing thread may have queued before the writer drops them.
