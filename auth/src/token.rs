@@ -29,9 +29,6 @@ type HmacSha256 = Hmac<Sha256>;
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// No token in the query string or `Authorization` header.
-    #[error("no token: pass ?token=... or Authorization: Bearer ...")]
-    Missing,
     /// Not three base64url parts of JSON.
     #[error("malformed token")]
     Malformed,

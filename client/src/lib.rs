@@ -80,12 +80,42 @@ impl Client {
         Self::handshake(stream, &format!("ws://{addr}/ws?token={token}"))
     }
 
+    /// Connect with the token in an `Authorization: Bearer` header, which
+    /// stays out of access logs (docs/PROTOCOL.md, "Passing the token").
+    pub fn connect_with_header(addr: SocketAddr, token: &str) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(addr).map_err(ClientError::Connect)?;
+        let mut request = format!("ws://{addr}/ws").into_client_request()?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Unexpected("the token is not a valid header value".into()))?;
+        request.headers_mut().insert("Authorization", value);
+        Self::open(stream, request, None)
+    }
+
+    /// Connect without a token and send it in the first frame (`auth`),
+    /// the way a browser, which cannot set headers on a WebSocket, keeps
+    /// it out of the URL.
+    pub fn connect_with_auth_frame(addr: SocketAddr, token: &str) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(addr).map_err(ClientError::Connect)?;
+        let request = format!("ws://{addr}/ws").into_client_request()?;
+        Self::open(stream, request, Some(token))
+    }
+
     /// Complete the WebSocket handshake on an already connected stream
     /// (the load generator binds source addresses itself).
     pub fn handshake(stream: TcpStream, url: &str) -> Result<Self, ClientError> {
+        Self::open(stream, url.into_client_request()?, None)
+    }
+
+    /// The handshake, the `auth` frame if `auth_frame` holds a token, and
+    /// the `welcome`.
+    fn open(
+        stream: TcpStream,
+        request: tungstenite::handshake::client::Request,
+        auth_frame: Option<&str>,
+    ) -> Result<Self, ClientError> {
         stream.set_nodelay(true).map_err(ClientError::Connect)?;
         stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(ClientError::Connect)?;
-        let request = url.into_client_request()?;
         let (ws, _resp) = match tungstenite::client(request, stream) {
             Ok(ok) => ok,
             Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
@@ -97,6 +127,11 @@ impl Client {
             Err(tungstenite::HandshakeError::Interrupted(_)) => return Err(ClientError::Timeout("handshake")),
         };
         let mut c = Client { ws, cursor: MessageId(0), user: UserId(0) };
+        if let Some(token) = auth_frame {
+            let mut frame = String::new();
+            chatgw_protocol::client::auth(&mut frame, token);
+            c.send_raw(&frame)?;
+        }
         match c.next_event(Duration::from_secs(10))? {
             Some(Event::Welcome { user }) => c.user = user,
             Some(other) => return Err(ClientError::Unexpected(format!("{other:?} before welcome"))),

@@ -195,6 +195,13 @@ pub fn blocks(out: &mut String) {
     out.push_str(r#"{"type":"blocks"}"#);
 }
 
+/// `auth`: the first frame of a connection opened without a token.
+pub fn auth(out: &mut String, token: &str) {
+    out.push_str(r#"{"type":"auth","token":"#);
+    push_json_str(out, token);
+    out.push('}');
+}
+
 impl ClientFrame<'_> {
     /// Append this frame as the JSON text a client sends;
     /// [`ClientFrame::parse`] of it returns an equal frame.
@@ -214,6 +221,7 @@ impl ClientFrame<'_> {
             ClientFrame::Block { user } => block(out, *user),
             ClientFrame::Unblock { user } => unblock(out, *user),
             ClientFrame::Blocks => blocks(out),
+            ClientFrame::Auth { token } => auth(out, token),
         }
     }
 

@@ -36,3 +36,7 @@ pub const IDLE: u16 = 4003;
 /// such tokens are refused from now on. Do not reconnect with the same
 /// token: get a new one (sign in again).
 pub const REVOKED: u16 = 4004;
+/// A connection opened without a token did not authenticate: its first
+/// frame was not an `auth` frame, the token in it was refused (the reason
+/// says why, as a 401 would), or none came within the handshake timeout.
+pub const UNAUTHENTICATED: u16 = 4005;

@@ -18,6 +18,8 @@ use crate::{ErrorCode, GroupId, MessageId, ProtocolError, UserId};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest client-chosen message id, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 64;
+/// Largest token an `auth` frame carries, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 4096;
 /// Bytes of the longest `send` frame around its body, written compactly:
 /// `{"type":"send","id":"<64 bytes>","group":"<20 digits>","kind":"document","body":` and `}`.
 pub const SEND_ENVELOPE_BYTES: usize = 144;
@@ -233,6 +235,11 @@ pub enum ClientFrame<'a> {
     },
     /// The requester's block list.
     Blocks,
+    /// Authenticate a connection opened without a token: its first frame.
+    Auth {
+        /// The token, as it would be passed in the query string.
+        token: Cow<'a, str>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -273,6 +280,8 @@ struct RawFrame<'a> {
     admins_only: Option<&'a RawValue>,
     #[serde(borrow)]
     user: Option<&'a RawValue>,
+    #[serde(borrow)]
+    token: Option<&'a RawValue>,
 }
 
 fn bad(field: &str, why: &str) -> ProtocolError {
@@ -419,6 +428,13 @@ impl<'a> ClientFrame<'a> {
             "block" => Ok(ClientFrame::Block { user: id_field(required(raw.user, "user")?, "user")? }),
             "unblock" => Ok(ClientFrame::Unblock { user: id_field(required(raw.user, "user")?, "user")? }),
             "blocks" => Ok(ClientFrame::Blocks),
+            "auth" => {
+                let token = str_field(required(raw.token, "token")?, "token")?;
+                if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+                    return Err(bad("token", "must be 1 to 4096 bytes"));
+                }
+                Ok(ClientFrame::Auth { token })
+            }
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))

@@ -111,5 +111,6 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::Block { .. }
         | ClientFrame::Unblock { .. }
         | ClientFrame::Blocks => {}
+        ClientFrame::Auth { token } => assert!((1..=crate::MAX_TOKEN_BYTES).contains(&token.len())),
     }
 }

@@ -45,7 +45,7 @@ pub use codes::{ErrorCode, ProtocolError};
 pub use frames::{
     max_body_for_frame, ClientFrame, ConversationRef, GroupChange, MessageKind, Send, MAX_ACK_IDS, MAX_BODY_BYTES,
     MAX_CLIENT_ID_BYTES, MAX_GROUP_DESCRIPTION_BYTES, MAX_GROUP_NAME_BYTES, MAX_LISTED_MEMBERS, MAX_PAGE,
-    SEND_ENVELOPE_BYTES,
+    MAX_TOKEN_BYTES, SEND_ENVELOPE_BYTES,
 };
 pub use group::{Group, Member};
 pub use ids::{ConversationId, GroupId, MessageId, UserId};

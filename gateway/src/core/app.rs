@@ -30,6 +30,9 @@ impl<S> Engine<S> {
         let (per_sec, burst) = (self.ctx.settings.rate_limit, self.ctx.settings.rate_burst);
         let now_ms = self.now_ms;
         let (now, Some(c)) = (self.now, self.conns.get_mut(slot)) else { return };
+        if c.awaiting_auth() {
+            return self.on_auth_frame(slot, text);
+        }
         c.last_frame = now;
         if !c.rate.take(now_ms, per_sec, burst) {
             self.ctx.metrics.rate_limited.inc();
@@ -85,6 +88,10 @@ impl<S> Engine<S> {
             ClientFrame::Block { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Block(user) },
             ClientFrame::Unblock { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Unblock(user) },
             ClientFrame::Blocks => CommitRequest::Block { origin, by: me, op: BlockOp::List },
+            ClientFrame::Auth { .. } => {
+                let e = ProtocolError::new(ErrorCode::NotAllowed, "this connection is authenticated already");
+                return self.send_error(slot, &e);
+            }
             ClientFrame::Sync { after, limit } => {
                 c.subscribed = true;
                 c.syncing = true;

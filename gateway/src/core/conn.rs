@@ -146,6 +146,12 @@ impl<S> Conn<S> {
         }
     }
 
+    /// Open without a token, waiting for its `auth` frame: neither the
+    /// echo endpoint nor registered as a user's device.
+    pub(crate) fn awaiting_auth(&self) -> bool {
+        self.phase == Phase::Open && !self.echo && !self.registered
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn pending_out(&self) -> usize {
         self.outbuf.len() - self.out_pos

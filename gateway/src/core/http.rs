@@ -1,11 +1,11 @@
 //! The request that opens a connection: routing, authentication, upgrade.
 
-use chatgw_protocol::{close, max_body_for_frame, server};
+use chatgw_protocol::{close, max_body_for_frame, server, ClientFrame};
 use chatgw_router::Endpoint;
 
 use super::{conn::Phase, Engine};
 use crate::{
-    auth::{self, AuthError, Claims},
+    auth::{AuthError, Claims},
     ws::{
         frame::Opcode,
         handshake::{self, Request},
@@ -17,17 +17,18 @@ const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
 /// What to do with a complete request.
 enum Route {
-    Respond {
-        status: u16,
-        reason: &'static str,
-        content_type: &'static str,
-        body: Vec<u8>,
-    },
-    /// `user` is the authenticated user and its token's claims; `None` for /echo.
-    Upgrade {
-        key: Vec<u8>,
-        user: Option<Claims>,
-    },
+    Respond { status: u16, reason: &'static str, content_type: &'static str, body: Vec<u8> },
+    Upgrade { key: Vec<u8>, user: Opening },
+}
+
+/// Who a connection being upgraded is.
+enum Opening {
+    /// The authenticated user, from a token in the query or a header.
+    User(Claims),
+    /// No token yet: the first frame must be `auth`.
+    AwaitAuth,
+    /// The echo endpoint (conformance testing).
+    Echo,
 }
 
 fn text(status: u16, reason: &'static str, body: impl Into<Vec<u8>>) -> Route {
@@ -120,18 +121,16 @@ impl<S> Engine<S> {
             return text(503, "Service Unavailable", "shutting down\n");
         }
         let user = if authenticate {
-            let Some(token) = req.token() else {
-                return text(401, "Unauthorized", format!("{}\n", auth::AuthError::Missing));
-            };
-            match self.ctx.token_key.verify(token, self.now_ms / 1000) {
-                Ok(claims) if self.ctx.revocations.refuses(claims.user, claims.iat) => {
-                    return text(401, "Unauthorized", format!("{}\n", AuthError::Revoked))
-                }
-                Ok(claims) => Some(claims),
-                Err(e) => return text(401, "Unauthorized", format!("{e}\n")),
+            // No token: the upgrade goes ahead and the first frame must be
+            // `auth` (browsers cannot set headers on a WebSocket, and query
+            // strings end up in access logs).
+            match req.token().map(|token| self.check_token(token)) {
+                None => Opening::AwaitAuth,
+                Some(Ok(claims)) => Opening::User(claims),
+                Some(Err(e)) => return text(401, "Unauthorized", format!("{e}\n")),
             }
         } else {
-            None
+            Opening::Echo
         };
         if !req.wants_upgrade {
             return text(
@@ -149,34 +148,79 @@ impl<S> Engine<S> {
         }
     }
 
+    /// A token's claims, if the token is valid and not revoked.
+    fn check_token(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = self.ctx.token_key.verify(token, self.now_ms / 1000)?;
+        if self.ctx.revocations.refuses(claims.user, claims.iat) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(claims)
+    }
+
     /// The upgrade is answered: the connection speaks WebSocket from now on.
-    fn open(&mut self, slot: usize, user: Option<Claims>) {
-        let core = self.core;
-        let max_frame = self.ctx.settings.max_frame;
+    fn open(&mut self, slot: usize, user: Opening) {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
         c.phase = Phase::Open;
         c.last_heard = self.now;
         match user {
-            None => c.echo = true,
-            Some(Claims { user, exp, iat }) => {
-                c.user = user;
-                c.registered = true;
-                c.token_exp = u32::try_from(exp).unwrap_or(u32::MAX);
-                let ep = Endpoint { core, slot: slot as u32, generation: c.generation };
-                self.ctx.directory.register(user.0, ep);
-                self.ctx.metrics.connections_open.inc();
-                let mut w = Vec::with_capacity(128);
-                server::welcome(&mut w, user, max_body_for_frame(max_frame), max_frame);
-                self.queue_frame(slot, Opcode::Text, &w);
-                // A revocation recorded between the check in `route_upgrade`
-                // and the registration above found no connection to close in
-                // the directory; it is in the cache now, so it is seen here.
-                if self.ctx.revocations.refuses(user, iat) {
-                    self.revoked(slot);
-                }
+            Opening::Echo => c.echo = true,
+            Opening::User(claims) => self.register(slot, claims),
+            // The handshake timeout runs again, from now, for the `auth` frame.
+            Opening::AwaitAuth => {
+                c.opened_at = self.now;
+                self.arm_timer(slot);
             }
+        }
+    }
+
+    /// The first frame of a connection opened without a token: it must be
+    /// `auth` with a valid token; anything else closes it with 4005.
+    pub(super) fn on_auth_frame(&mut self, slot: usize, text: &str) {
+        let token = match ClientFrame::parse(text) {
+            Ok(ClientFrame::Auth { token }) => token,
+            Ok(_) => return self.unauthenticated(slot, r#"authenticate first: {"type":"auth","token":"..."}"#),
+            Err(e) => return self.unauthenticated(slot, &format!("bad auth frame: {}", e.message)),
+        };
+        match self.check_token(&token) {
+            Ok(claims) => self.register(slot, claims),
+            Err(e) => self.unauthenticated(slot, &e.to_string()),
+        }
+    }
+
+    /// Close a connection that did not authenticate, with 4005.
+    pub(super) fn unauthenticated(&mut self, slot: usize, why: &str) {
+        self.ctx.metrics.auth_failures.inc();
+        // A close reason is at most 123 bytes.
+        let mut end = why.len().min(123);
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.close_with(slot, close::UNAUTHENTICATED, &why[..end]);
+    }
+
+    /// The connection is `claims.user`'s: into the directory, and `welcome`.
+    fn register(&mut self, slot: usize, Claims { user, exp, iat }: Claims) {
+        let core = self.core;
+        let max_frame = self.ctx.settings.max_frame;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        c.user = user;
+        c.registered = true;
+        c.token_exp = u32::try_from(exp).unwrap_or(u32::MAX);
+        let ep = Endpoint { core, slot: slot as u32, generation: c.generation };
+        self.ctx.directory.register(user.0, ep);
+        self.ctx.metrics.connections_open.inc();
+        let mut w = Vec::with_capacity(128);
+        server::welcome(&mut w, user, max_body_for_frame(max_frame), max_frame);
+        self.queue_frame(slot, Opcode::Text, &w);
+        // A revocation recorded between the token check and the
+        // registration above found no connection to close in the
+        // directory; it is in the cache now, so it is seen here.
+        if self.ctx.revocations.refuses(user, iat) {
+            self.revoked(slot);
         }
     }
 

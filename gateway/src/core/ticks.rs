@@ -46,6 +46,7 @@ impl Timeouts {
         match c.phase {
             Phase::Handshake => c.opened_at.saturating_add(self.handshake),
             Phase::Responding | Phase::Closing => c.opened_at.saturating_add(CLOSE_GRACE_SECS),
+            Phase::Open if c.awaiting_auth() => c.opened_at.saturating_add(self.handshake),
             Phase::Open => {
                 let mut at = match c.ping_sent {
                     Some(t) => t.get().saturating_add(self.pong_wait),
@@ -94,6 +95,11 @@ impl<S> Engine<S> {
         };
         c.armed_at = u32::MAX;
         match c.phase {
+            Phase::Open if c.awaiting_auth() && now.saturating_sub(c.opened_at) >= t.handshake => {
+                self.ctx.metrics.handshake_timeouts.inc();
+                return self.unauthenticated(slot, "no auth frame within the handshake timeout");
+            }
+            Phase::Open if c.awaiting_auth() => {}
             Phase::Open if c.token_exp != 0 && unix_now >= u64::from(c.token_exp) => {
                 self.ctx.metrics.tokens_expired.inc();
                 self.close_with(slot, close::TOKEN_EXPIRED, "token expired; reconnect with a fresh token");
@@ -169,7 +175,10 @@ mod tests {
         let peer = std::net::IpAddr::from([127, 0, 0, 1]);
         let handshaking = e.accept((), peer);
         let open = e.accept((), peer);
-        e.conns.get_mut(open).unwrap().phase = Phase::Open;
+        // An open echo connection: authenticated connections and echo ones
+        // share keepalive; one awaiting its `auth` frame has its own deadline.
+        let c = e.conns.get_mut(open).unwrap();
+        (c.phase, c.echo) = (Phase::Open, true);
         e.arm_timer(open);
         // Defaults: handshake 10 s, ping every 30 s, pong within 30 s.
         tick_at(&mut e, 9);
@@ -200,7 +209,8 @@ mod tests {
         for i in 0..1_000u32 {
             e.now = i % 20;
             let slot = e.accept((), peer);
-            e.conns.get_mut(slot).unwrap().phase = Phase::Open;
+            let c = e.conns.get_mut(slot).unwrap();
+            (c.phase, c.echo) = (Phase::Open, true);
         }
         // One entry each (the handshake deadline), nothing armed twice.
         assert_eq!(e.timers.len(), 1_000);
@@ -212,5 +222,23 @@ mod tests {
         let pinged = |e: &Engine<()>| e.conns.iter().filter(|(_, c)| c.ping_sent.is_some()).count();
         tick_at(&mut e, 30);
         assert_eq!(pinged(&e), 50, "only the connections heard at 0 s are pinged at 30 s");
+    }
+
+    #[test]
+    fn a_connection_awaiting_its_auth_frame_gets_the_handshake_timeout_again() {
+        let mut e = engine();
+        let slot = e.accept((), std::net::IpAddr::from([127, 0, 0, 1]));
+        tick_at(&mut e, 5);
+        // Upgraded at 5 s without a token: 10 s more for the `auth` frame.
+        let c = e.conns.get_mut(slot).unwrap();
+        (c.phase, c.opened_at) = (Phase::Open, 5);
+        assert!(c.awaiting_auth());
+        tick_at(&mut e, 10);
+        assert_eq!(e.conns[slot].phase, Phase::Open, "the handshake deadline no longer applies");
+        tick_at(&mut e, 14);
+        assert_eq!(e.conns[slot].phase, Phase::Open);
+        tick_at(&mut e, 15);
+        assert_eq!(e.conns[slot].phase, Phase::Closing);
+        assert_eq!((e.ctx.metrics.handshake_timeouts.get(), e.ctx.metrics.auth_failures.get()), (1, 1));
     }
 }
