@@ -93,6 +93,11 @@ pub struct Metrics {
     pub tokens_expired: Counter,
     /// Connections closed with 4004 because the user's sessions were revoked.
     pub sessions_revoked: Counter,
+    /// Notes of named devices connecting written to the store.
+    pub device_notes_written: Counter,
+    /// Notes of named devices connecting dropped: the recorder's channel
+    /// was full or the store refused the write ("last active" is late).
+    pub device_notes_dropped: Counter,
     /// Connections closed with 4001 for missing pongs.
     pub timeouts: Counter,
     /// Connections refused with 429: their source already held its share.
@@ -334,6 +339,16 @@ impl Metrics {
                 &mut r,
                 "sessions_revoked",
                 "Connections closed because their user's sessions were revoked",
+            ),
+            device_notes_written: counter(
+                &mut r,
+                "device_notes_written",
+                "Named devices' connections recorded in the store (at most one a minute per device)",
+            ),
+            device_notes_dropped: counter(
+                &mut r,
+                "device_notes_dropped",
+                "Named devices' connections not recorded: the recorder was full or the store refused",
             ),
             timeouts: counter(&mut r, "timeouts", "Connections closed for a missing pong"),
             ip_connection_refusals: counter(

@@ -2,10 +2,11 @@
 
 use chatgw_protocol::{close, max_body_for_frame, server};
 use chatgw_router::Endpoint;
+use chatgw_storage::DeviceNote;
 
 use super::{conn::Phase, Engine};
 use crate::{
-    auth::{self, AuthError, Claims},
+    auth::{self, Claims},
     ws::{
         frame::Opcode,
         handshake::{self, Request},
@@ -124,10 +125,10 @@ impl<S> Engine<S> {
                 return text(401, "Unauthorized", format!("{}\n", auth::AuthError::Missing));
             };
             match self.ctx.token_key.verify(token, self.now_ms / 1000) {
-                Ok(claims) if self.ctx.revocations.refuses(claims.user, claims.iat) => {
-                    return text(401, "Unauthorized", format!("{}\n", AuthError::Revoked))
-                }
-                Ok(claims) => Some(claims),
+                Ok(claims) => match self.ctx.revocations.refusal(&claims) {
+                    Some(refused) => return text(401, "Unauthorized", format!("{refused}\n")),
+                    None => Some(claims),
+                },
                 Err(e) => return text(401, "Unauthorized", format!("{e}\n")),
             }
         } else {
@@ -160,11 +161,14 @@ impl<S> Engine<S> {
         c.last_heard = self.now;
         match user {
             None => c.echo = true,
-            Some(Claims { user, exp, iat }) => {
+            Some(claims @ Claims { user, exp, .. }) => {
                 c.user = user;
                 c.registered = true;
                 c.token_exp = u32::try_from(exp).unwrap_or(u32::MAX);
                 let ep = Endpoint { core, slot: slot as u32, generation: c.generation };
+                if let Some(device) = claims.device {
+                    self.devices.insert(slot, device.hash32());
+                }
                 self.ctx.directory.register(user.0, ep);
                 self.ctx.metrics.connections_open.inc();
                 let mut w = Vec::with_capacity(128);
@@ -173,10 +177,21 @@ impl<S> Engine<S> {
                 // A revocation recorded between the check in `route_upgrade`
                 // and the registration above found no connection to close in
                 // the directory; it is in the cache now, so it is seen here.
-                if self.ctx.revocations.refuses(user, iat) {
+                if self.ctx.revocations.refusal(&claims).is_some() {
                     self.revoked(slot);
+                } else {
+                    self.note_device(&claims);
                 }
             }
+        }
+    }
+
+    /// A named device connected: note it for the recorder (never blocks).
+    fn note_device(&self, claims: &Claims) {
+        if let Some(device) = claims.device {
+            let at = self.now_ms / 1000;
+            let token_iat = claims.iat.unwrap_or(0);
+            self.ctx.device_notes.note(DeviceNote { user: claims.user, device, at, token_iat });
         }
     }
 
