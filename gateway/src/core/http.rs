@@ -6,7 +6,7 @@ use chatgw_storage::DeviceNote;
 
 use super::{conn::Phase, Engine};
 use crate::{
-    auth::{self, Claims},
+    auth::{self, AuthError, Claims},
     ws::{
         frame::Opcode,
         handshake::{self, Request},
@@ -177,8 +177,13 @@ impl<S> Engine<S> {
                 // A revocation recorded between the check in `route_upgrade`
                 // and the registration above found no connection to close in
                 // the directory; it is in the cache now, so it is seen here.
-                if self.ctx.revocations.refusal(&claims).is_some() {
-                    self.revoked(slot);
+                if let Some(refused) = self.ctx.revocations.refusal(&claims) {
+                    self.ctx.metrics.sessions_revoked.inc();
+                    let reason = match refused {
+                        AuthError::DeviceRevoked => "device logged out; get a new token",
+                        _ => "session revoked; get a new token",
+                    };
+                    self.close_with(slot, close::REVOKED, reason);
                 } else {
                     self.note_device(&claims);
                 }
