@@ -91,7 +91,8 @@ pub struct Metrics {
     pub policy_closes: Counter,
     /// Connections closed with 4002 because their token expired.
     pub tokens_expired: Counter,
-    /// Connections closed with 4004 because the user's sessions were revoked.
+    /// Connections closed with 4004 because the user's sessions, or their
+    /// device, were revoked.
     pub sessions_revoked: Counter,
     /// Notes of named devices connecting written to the store.
     pub device_notes_written: Counter,
@@ -338,7 +339,7 @@ impl Metrics {
             sessions_revoked: counter(
                 &mut r,
                 "sessions_revoked",
-                "Connections closed because their user's sessions were revoked",
+                "Connections closed because their user's sessions or their device were revoked",
             ),
             device_notes_written: counter(
                 &mut r,

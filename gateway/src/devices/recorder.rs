@@ -15,17 +15,14 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use chatgw_protocol::{DeviceName, UserId};
 use chatgw_storage::{DeviceNote, MessageStore};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::metrics::Metrics;
 
@@ -90,7 +87,8 @@ impl Throttle {
 
 /// The running recorder thread.
 pub(crate) struct Recorder {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread (it wakes at once).
+    stop: Sender<()>,
     thread: JoinHandle<()>,
 }
 
@@ -101,41 +99,44 @@ impl Recorder {
         metrics: Arc<Metrics>,
         rx: Receiver<DeviceNote>,
     ) -> std::io::Result<Recorder> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("chatgw-devices".into())
-                .spawn(move || run(store.as_ref(), &metrics, &rx, &stop))?
-        };
+        let (stop, stopped) = crossbeam_channel::bounded(0);
+        let thread = std::thread::Builder::new()
+            .name("chatgw-devices".into())
+            .spawn(move || run(store.as_ref(), &metrics, &rx, &stopped))?;
         Ok(Recorder { stop, thread })
     }
 
     /// Write what is pending, then stop.
     pub(crate) fn stop(self) {
-        self.stop.store(true, Ordering::Release);
+        drop(self.stop);
         let _ = self.thread.join();
     }
 }
 
-fn run(store: &dyn MessageStore, metrics: &Metrics, rx: &Receiver<DeviceNote>, stop: &AtomicBool) {
+fn run(store: &dyn MessageStore, metrics: &Metrics, rx: &Receiver<DeviceNote>, stopped: &Receiver<()>) {
     let mut throttle = Throttle::default();
     let mut pending = Vec::new();
     let mut next_flush = Instant::now() + FLUSH;
     loop {
-        let stopping = stop.load(Ordering::Acquire);
-        match rx.recv_timeout(next_flush.saturating_duration_since(Instant::now())) {
-            Ok(n) => pending.push(n),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return flush(store, metrics, &mut throttle, &mut pending),
-        }
+        let wait = next_flush.saturating_duration_since(Instant::now());
+        let stopping = crossbeam_channel::select! {
+            recv(rx) -> note => match note {
+                Ok(n) => {
+                    pending.push(n);
+                    false
+                }
+                Err(_) => true,
+            },
+            recv(stopped) -> _ => true,
+            default(wait) => false,
+        };
         pending.extend(rx.try_iter().take(CAPACITY));
-        if Instant::now() >= next_flush || stopping {
+        if stopping || Instant::now() >= next_flush {
             flush(store, metrics, &mut throttle, &mut pending);
             next_flush = Instant::now() + FLUSH;
-            if stopping {
-                return;
-            }
+        }
+        if stopping {
+            return;
         }
     }
 }
@@ -162,7 +163,29 @@ fn flush(store: &dyn MessageStore, metrics: &Metrics, throttle: &mut Throttle, p
 
 #[cfg(test)]
 mod tests {
+    use chatgw_storage::{EmbeddedOptions, EmbeddedStore};
+
     use super::*;
+
+    #[test]
+    fn a_note_is_written_and_stopping_writes_what_is_pending_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MessageStore> =
+            Arc::new(EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let (notes, rx) = DeviceNotes::channel(metrics.clone());
+        let recorder = Recorder::start(store.clone(), metrics.clone(), rx).unwrap();
+        let now = crate::auth::unix_now();
+        notes.note(note("phone", now, now));
+        let started = Instant::now();
+        recorder.stop();
+        assert!(started.elapsed() < FLUSH / 2, "stopped after {:?}", started.elapsed());
+        let listed = store.devices(UserId(1)).unwrap();
+        assert_eq!(listed.iter().map(|d| d.device.as_str()).collect::<Vec<_>>(), ["phone"]);
+        assert_eq!(metrics.device_notes_written.get(), 1);
+        // With the recorder gone, a note is dropped without blocking.
+        notes.note(note("phone", now, now));
+    }
 
     fn note(device: &str, at: u64, token_iat: u64) -> DeviceNote {
         DeviceNote { user: UserId(1), device: DeviceName::new(device).unwrap(), at, token_iat }
