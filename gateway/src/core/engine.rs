@@ -366,8 +366,7 @@ impl<S> Engine<S> {
                 CoreEvent::Revoke { device: 0, .. } => self.revoked(slot),
                 CoreEvent::Revoke { device, .. } => {
                     if self.device_of(slot) == device {
-                        self.ctx.metrics.sessions_revoked.inc();
-                        self.close_with(slot, close::REVOKED, "device logged out; get a new token");
+                        self.device_revoked(slot);
                     }
                 }
                 // Handled above, before the slot check.

@@ -1,12 +1,11 @@
 //! The request that opens a connection: routing, authentication, upgrade.
 
-use chatgw_protocol::{close, max_body_for_frame, server};
+use chatgw_protocol::{max_body_for_frame, server};
 use chatgw_router::Endpoint;
-use chatgw_storage::DeviceNote;
 
 use super::{conn::Phase, Engine};
 use crate::{
-    auth::{self, AuthError, Claims},
+    auth::{self, Claims},
     ws::{
         frame::Opcode,
         handshake::{self, Request},
@@ -166,43 +165,14 @@ impl<S> Engine<S> {
                 c.registered = true;
                 c.token_exp = u32::try_from(exp).unwrap_or(u32::MAX);
                 let ep = Endpoint { core, slot: slot as u32, generation: c.generation };
-                if let Some(device) = claims.device {
-                    self.devices.insert(slot, device.hash32());
-                }
                 self.ctx.directory.register(user.0, ep);
                 self.ctx.metrics.connections_open.inc();
                 let mut w = Vec::with_capacity(128);
                 server::welcome(&mut w, user, max_body_for_frame(max_frame), max_frame);
                 self.queue_frame(slot, Opcode::Text, &w);
-                // A revocation recorded between the check in `route_upgrade`
-                // and the registration above found no connection to close in
-                // the directory; it is in the cache now, so it is seen here.
-                if let Some(refused) = self.ctx.revocations.refusal(&claims) {
-                    self.ctx.metrics.sessions_revoked.inc();
-                    let reason = match refused {
-                        AuthError::DeviceRevoked => "device logged out; get a new token",
-                        _ => "session revoked; get a new token",
-                    };
-                    self.close_with(slot, close::REVOKED, reason);
-                } else {
-                    self.note_device(&claims);
-                }
+                // Revoked meanwhile? (see `revoked`)
+                self.registered(slot, &claims);
             }
         }
-    }
-
-    /// A named device connected: note it for the recorder (never blocks).
-    fn note_device(&self, claims: &Claims) {
-        if let Some(device) = claims.device {
-            let at = self.now_ms / 1000;
-            let token_iat = claims.iat.unwrap_or(0);
-            self.ctx.device_notes.note(DeviceNote { user: claims.user, device, at, token_iat });
-        }
-    }
-
-    /// The user's sessions were revoked: close `slot` with 4004.
-    pub(super) fn revoked(&mut self, slot: usize) {
-        self.ctx.metrics.sessions_revoked.inc();
-        self.close_with(slot, close::REVOKED, "session revoked; get a new token");
     }
 }
