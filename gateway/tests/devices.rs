@@ -236,6 +236,29 @@ fn bad_device_input_is_refused_with_the_documented_answers(io: IoDriver) {
     online(&gw, &old_token(&gw, 7, "phone"));
 }
 
+each_driver!(a_hash_collision_closes_the_other_device_once_and_it_reconnects);
+fn a_hash_collision_closes_the_other_device_once_and_it_reconnects(io: IoDriver) {
+    // Two names with one 32-bit FNV-1a hash (found by a search over
+    // six-character names): connections are found by the hash, tokens are
+    // checked against the name.
+    let (a, b) = (dev("dayqfs"), dev("da1wja"));
+    assert_eq!(a.hash32(), b.hash32());
+    let gw = TestGateway::start(io, 1);
+    let mut on_a = online(&gw, &old_token(&gw, 7, "dayqfs"));
+    let b_token = old_token(&gw, 7, "da1wja");
+    let mut on_b = online(&gw, &b_token);
+    let mut phone = online(&gw, &old_token(&gw, 7, "phone"));
+    phone.logout_device(a).unwrap();
+    assert_eq!(logged_out(&mut phone), "dayqfs");
+    assert_eq!(next_close(&mut on_a), 4004);
+    assert_eq!(next_close(&mut on_b), 4004, "the colliding device is closed too, once");
+    let mut on_b = online(&gw, &b_token);
+    assert!(on_b.drain(Duration::from_millis(300)).unwrap().iter().all(|e| !matches!(e, Event::Closed { .. })));
+    let refused = upgrade(&gw, &old_token(&gw, 7, "dayqfs"));
+    assert!(refused.starts_with("HTTP/1.1 401") && refused.ends_with(DEVICE_401), "{refused}");
+    still_open(&mut phone);
+}
+
 /// Two gateways on one PostgreSQL store: a device logged out through the
 /// first is closed on the second within its refresh period (2 s), which
 /// then refuses its old token.
