@@ -6,7 +6,10 @@
 //! optional `iat` the second it was issued: after a user's sessions are
 //! revoked the gateway refuses that user's tokens issued before the
 //! revocation, and those without `iat` (docs/PROTOCOL.md, "Session
-//! revocation"); [`TokenKey::mint`] always writes `iat`. Only HS256 is
+//! revocation"); [`TokenKey::mint`] always writes `iat`. An optional `dev`
+//! names the device the token is for (1 to 32 bytes of `A-Z a-z 0-9 . _
+//! -`, see [`DeviceName`]): a named device can be listed and logged out on
+//! its own (docs/PROTOCOL.md, "Devices"). Only HS256 is
 //! accepted: the header's
 //! `alg` is checked before anything else, so `none` and algorithm-confusion
 //! tokens are refused. The signature is compared in constant time.
@@ -22,7 +25,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use chatgw_protocol::UserId;
+use chatgw_protocol::{DeviceName, UserId};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -53,6 +56,14 @@ pub enum AuthError {
     /// gateway reports it after checking the claims against them.
     #[error("token revoked: issued before the user's sessions were revoked; get a new token")]
     Revoked,
+    /// `dev` is not a device name.
+    #[error("token device (`dev`) must be 1 to 32 bytes of A-Z a-z 0-9 . _ -")]
+    Device,
+    /// The token's device was logged out (or revoked) after the token was
+    /// issued (or the token has no `iat`). Like [`AuthError::Revoked`], the
+    /// gateway reports it, not [`TokenKey::verify`].
+    #[error("token revoked: issued before this device was logged out; get a new token")]
+    DeviceRevoked,
 }
 
 /// Verified claims.
@@ -64,6 +75,8 @@ pub struct Claims {
     pub exp: u64,
     /// When the token was issued, Unix seconds, if it says.
     pub iat: Option<u64>,
+    /// The device the token is for (`dev`), if it names one.
+    pub device: Option<DeviceName>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +99,8 @@ struct RawClaims {
     nbf: Option<u64>,
     #[serde(default)]
     iat: Option<u64>,
+    #[serde(default)]
+    dev: Option<serde_json::Value>,
 }
 
 /// Signs and verifies tokens with one shared secret.
@@ -121,6 +136,12 @@ impl TokenKey {
     /// seconds).
     pub fn mint_issued(&self, user: UserId, iat: u64, exp: u64) -> String {
         self.sign(&format!(r#"{{"sub":"{user}","iat":{iat},"exp":{exp}}}"#))
+    }
+
+    /// A token for `user` on device `device`, issued at `iat`, that
+    /// expires at `exp` (Unix seconds).
+    pub fn mint_device(&self, user: UserId, device: DeviceName, iat: u64, exp: u64) -> String {
+        self.sign(&format!(r#"{{"sub":"{user}","dev":"{device}","iat":{iat},"exp":{exp}}}"#))
     }
 
     /// A token carrying `claims` (a JSON object, written as given), signed
@@ -163,7 +184,12 @@ impl TokenKey {
             Sub::Number(n) => n,
             Sub::Text(t) => t.parse::<UserId>().map_err(|_| AuthError::Subject)?.0,
         };
-        Ok(Claims { user: UserId(user), exp: claims.exp, iat: claims.iat })
+        let device = match claims.dev {
+            None => None,
+            Some(serde_json::Value::String(d)) => Some(DeviceName::new(&d).ok_or(AuthError::Device)?),
+            Some(_) => return Err(AuthError::Device),
+        };
+        Ok(Claims { user: UserId(user), exp: claims.exp, iat: claims.iat, device })
     }
 }
 
@@ -180,7 +206,7 @@ mod tests {
     fn mint_verify_round_trip() {
         let k = TokenKey::new(b"secret");
         let t = k.mint_issued(UserId(42), 900, 2000);
-        assert_eq!(k.verify(&t, 1000), Ok(Claims { user: UserId(42), exp: 2000, iat: Some(900) }));
+        assert_eq!(k.verify(&t, 1000), Ok(Claims { user: UserId(42), exp: 2000, iat: Some(900), device: None }));
         let now = unix_now();
         let t = k.mint(UserId(42), now + 60);
         assert_eq!(k.verify(&t, now).map(|c| c.iat), Ok(Some(now)), "mint writes iat: the current second");
@@ -214,9 +240,22 @@ mod tests {
         let k = TokenKey::new(b"secret");
         let t = k.sign(r#"{"sub":"7","exp":2000,"nbf":1500}"#);
         assert_eq!(k.verify(&t, 1499), Err(AuthError::NotYetValid));
-        assert_eq!(k.verify(&t, 1500), Ok(Claims { user: UserId(7), exp: 2000, iat: None }));
+        assert_eq!(k.verify(&t, 1500), Ok(Claims { user: UserId(7), exp: 2000, iat: None, device: None }));
         // Expiry is reported first: such a token will never be valid.
         assert_eq!(k.verify(&k.sign(r#"{"sub":"7","exp":10,"nbf":20}"#), 15), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn a_device_name_is_checked() {
+        let k = TokenKey::new(b"secret");
+        let phone = DeviceName::new("phone").unwrap();
+        let t = k.mint_device(UserId(7), phone, 900, 2000);
+        assert_eq!(k.verify(&t, 1000).map(|c| c.device), Ok(Some(phone)));
+        let long = format!("\"{}\"", "x".repeat(33));
+        for bad in ["\"\"", "\"my phone\"", "7", "[]", long.as_str()] {
+            let t = k.sign(&format!(r#"{{"sub":"7","exp":2000,"dev":{bad}}}"#));
+            assert_eq!(k.verify(&t, 1000), Err(AuthError::Device), "{bad}");
+        }
     }
 
     #[test]

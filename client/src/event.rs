@@ -3,7 +3,8 @@
 //! chat CLI match on, with bodies decoded to text.
 
 use chatgw_protocol::{
-    ConversationId, ConversationRef, GroupId, Message, MessageId, MessageKind, ReceiptFrame, ServerFrame, UserId,
+    ConversationId, ConversationRef, DeviceInfo, GroupId, Message, MessageId, MessageKind, ReceiptFrame, ServerFrame,
+    UserId,
 };
 
 use crate::ClientError;
@@ -116,6 +117,16 @@ pub enum Event {
         /// Blocked users, ascending.
         users: Vec<UserId>,
     },
+    /// Your named devices (the answer to `devices`).
+    Devices {
+        /// In name order.
+        devices: Vec<DeviceInfo>,
+    },
+    /// A device of yours was logged out (the answer to `logout_device`).
+    LoggedOut {
+        /// Its name.
+        device: String,
+    },
     /// A refused request.
     Error {
         /// Stable error code.
@@ -202,6 +213,8 @@ impl Event {
             }
             ServerFrame::Synced { cursor } => Event::Synced { cursor },
             ServerFrame::Blocks { users } => Event::Blocks { users },
+            ServerFrame::Devices { devices } => Event::Devices { devices },
+            ServerFrame::LoggedOut { device } => Event::LoggedOut { device },
             ServerFrame::History(page) => Event::History {
                 messages: page
                     .messages

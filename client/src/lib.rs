@@ -27,7 +27,7 @@ use std::{
 };
 
 use chatgw_protocol::{client, ClientFrame, ConversationRef, GroupChange, MAX_PAGE};
-pub use chatgw_protocol::{GroupId, MessageId, MessageKind, UserId};
+pub use chatgw_protocol::{DeviceInfo, DeviceName, GroupId, MessageId, MessageKind, UserId};
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
 
@@ -307,6 +307,19 @@ impl Client {
     /// Ask for your block list. Answered with [`Event::Blocks`].
     pub fn blocks(&mut self) -> Result<(), ClientError> {
         self.send_with(client::blocks)
+    }
+
+    /// Ask for your named devices. Answered with [`Event::Devices`].
+    pub fn devices(&mut self) -> Result<(), ClientError> {
+        self.send_with(client::devices)
+    }
+
+    /// Log out your device `device`: its connections close with 4004 and
+    /// its tokens issued until now are refused. Answered with
+    /// [`Event::LoggedOut`] (before this connection closes, if it is that
+    /// device).
+    pub fn logout_device(&mut self, device: DeviceName) -> Result<(), ClientError> {
+        self.send_with(|out| client::logout_device(out, device))
     }
 
     /// Close with 1000 and wait briefly for the server's close.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chatgw_protocol::{ConversationId, GroupChange, GroupId, MessageId, MessageKind, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, GroupChange, GroupId, MessageId, MessageKind, UserId};
 use chatgw_router::Endpoint;
 use chatgw_storage::InboxPos;
 
@@ -57,6 +57,10 @@ pub(crate) enum QueryRequest {
     History { origin: Endpoint, user: UserId, conversation: ConversationId, before: Option<MessageId>, limit: usize },
     /// Delivery and read details of one group message of `user`.
     MessageInfo { origin: Endpoint, user: UserId, group: GroupId, msg: MessageId },
+    /// `user`'s named devices, asked by a connection of device hash `own`.
+    Devices { origin: Endpoint, user: UserId, own: u32 },
+    /// Log out `device` of `user`.
+    LogoutDevice { origin: Endpoint, user: UserId, device: DeviceName },
     /// Exit.
     Stop,
 }
@@ -104,10 +108,12 @@ pub(crate) enum CoreEvent {
     /// no connection: [`CoreEvent::endpoint`] names
     /// [`CoreEvent::whole_core`].
     CatchUpAll { core: u16 },
-    /// The connection's user had its sessions revoked: it closes with
-    /// 4004. Whatever its token: the connection keeps no issue time (it
-    /// would cost every connection 8 bytes), see `revoke`.
-    Revoke { to: Endpoint },
+    /// The connection's user had its sessions revoked (`device` 0), or one
+    /// device of it, named by its hash (`DeviceName::hash32`): the
+    /// connection closes with 4004 if it is that device. Whatever its
+    /// token: the connection keeps no issue time (it would cost every
+    /// connection 8 bytes), see `revoke`.
+    Revoke { to: Endpoint, device: u32 },
 }
 
 /// What cores receive in one mailbox item.
@@ -124,7 +130,7 @@ impl CoreEvent {
             | CoreEvent::SyncPage { to, .. }
             | CoreEvent::SyncFailed { to, .. }
             | CoreEvent::CatchUp { to }
-            | CoreEvent::Revoke { to } => *to,
+            | CoreEvent::Revoke { to, .. } => *to,
             CoreEvent::CatchUpAll { core } => CoreEvent::whole_core(*core),
         }
     }

@@ -38,6 +38,7 @@ pub mod auth;
 mod commit;
 pub mod config;
 mod core;
+mod devices;
 pub mod driver;
 mod events;
 pub mod fleet;

@@ -84,9 +84,10 @@ fn probe(store: &dyn MessageStore, metrics: &Metrics, was_failing: bool) -> bool
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+    use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
     use chatgw_storage::{
-        Committed, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, StoreError, Write,
+        Committed, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts,
+        StoreError, Write,
     };
 
     use super::*;
@@ -108,6 +109,18 @@ mod tests {
             Err(StoreError::Closed)
         }
         fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn revoke_device(&self, _: UserId, _: DeviceName, _: u64) -> Result<(), StoreError> {
+            Err(StoreError::Closed)
+        }
+        fn device_revocations(&self) -> Result<Vec<(UserId, DeviceName, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn note_devices(&self, _: &[DeviceNote]) -> Result<(), StoreError> {
+            Err(StoreError::Closed)
+        }
+        fn devices(&self, _: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
             Ok(Vec::new())
         }
         fn high_water(&self, _: u16) -> Result<MessageId, StoreError> {

@@ -10,7 +10,7 @@ use chatgw_gateway::{
     config::{self, HumanDuration, ServeArgs},
     store, Server,
 };
-use chatgw_protocol::UserId;
+use chatgw_protocol::{DeviceName, UserId};
 use clap::{Parser, Subcommand};
 
 mod chat;
@@ -34,7 +34,7 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print a token (HS256 JWT) for a user, signed with the gateway's secret.
     Token(TokenArgs),
-    /// Revoke a user's sessions: a running gateway (its --admin listener) closes the user's connections with 4004 and refuses tokens issued before now; exit 1 unless it answers 200.
+    /// Revoke a user's sessions, or one device's (--device): a running gateway (its --admin listener) closes those connections with 4004 and refuses their tokens issued before now; exit 1 unless it answers 200.
     Revoke(revoke_cmd::RevokeArgs),
     /// Chat from a terminal: type a line to send it; incoming messages and receipts are printed.
     Chat(chat::ChatArgs),
@@ -66,12 +66,21 @@ struct TokenArgs {
     /// Lifetime of the token.
     #[arg(long, default_value = "24h")]
     ttl: HumanDuration,
+    /// Name the device the token is for (claim `dev`: 1 to 32 bytes of
+    /// A-Z a-z 0-9 . _ -), so it can be listed and logged out on its own.
+    #[arg(long, value_parser = device_name)]
+    device: Option<DeviceName>,
     /// Signing secret [default: the one in <data>/secret].
     #[arg(long, env = "CHATGW_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// Data directory holding the generated secret.
     #[arg(long, env = "CHATGW_DATA", default_value = config::DEFAULT_DATA)]
     data: PathBuf,
+}
+
+/// A `--device` argument.
+pub(crate) fn device_name(s: &str) -> Result<DeviceName, String> {
+    DeviceName::new(s).ok_or_else(|| format!("device {}", chatgw_protocol::DEVICE_NAME_RULE))
 }
 
 /// The secret `serve` would use, for commands that sign tokens.
@@ -117,7 +126,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args),
         Command::Token(t) => {
             let key = TokenKey::new(resolve_secret(t.secret, &t.data)?.as_bytes());
-            println!("{}", key.mint(UserId(t.user), unix_now() + t.ttl.0.as_secs()));
+            let (now, exp) = (unix_now(), unix_now() + t.ttl.0.as_secs());
+            match t.device {
+                Some(device) => println!("{}", key.mint_device(UserId(t.user), device, now, exp)),
+                None => println!("{}", key.mint(UserId(t.user), exp)),
+            }
             Ok(())
         }
         Command::Revoke(args) => revoke_cmd::run(&args),

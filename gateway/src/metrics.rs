@@ -91,8 +91,14 @@ pub struct Metrics {
     pub policy_closes: Counter,
     /// Connections closed with 4002 because their token expired.
     pub tokens_expired: Counter,
-    /// Connections closed with 4004 because the user's sessions were revoked.
+    /// Connections closed with 4004 because the user's sessions, or their
+    /// device, were revoked.
     pub sessions_revoked: Counter,
+    /// Notes of named devices connecting written to the store.
+    pub device_notes_written: Counter,
+    /// Notes of named devices connecting dropped: the recorder's channel
+    /// was full or the store refused the write ("last active" is late).
+    pub device_notes_dropped: Counter,
     /// Connections closed with 4001 for missing pongs.
     pub timeouts: Counter,
     /// Connections refused with 429: their source already held its share.
@@ -333,7 +339,17 @@ impl Metrics {
             sessions_revoked: counter(
                 &mut r,
                 "sessions_revoked",
-                "Connections closed because their user's sessions were revoked",
+                "Connections closed because their user's sessions or their device were revoked",
+            ),
+            device_notes_written: counter(
+                &mut r,
+                "device_notes_written",
+                "Named devices' connections recorded in the store (at most one a minute per device)",
+            ),
+            device_notes_dropped: counter(
+                &mut r,
+                "device_notes_dropped",
+                "Named devices' connections not recorded: the recorder was full or the store refused",
             ),
             timeouts: counter(&mut r, "timeouts", "Connections closed for a missing pong"),
             ip_connection_refusals: counter(

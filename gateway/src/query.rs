@@ -16,8 +16,10 @@ use chatgw_storage::{InboxEvent, MessageStore, StoreError};
 use crossbeam_channel::Receiver;
 
 use crate::{
+    devices,
     events::{CoreBatch, CoreEvent, QueryRequest, SyncFrom},
     metrics::Metrics,
+    revoke::Revoker,
 };
 
 /// What a reader uses besides the store, built by the server: the
@@ -30,6 +32,8 @@ pub(crate) struct ReaderContext {
     /// Bytes of one history page at most (half the outbound bound, so a
     /// page never trips the slow-consumer limit).
     pub(crate) history_max_bytes: usize,
+    /// For `logout_device`.
+    pub(crate) revoker: Revoker,
 }
 
 /// A reader thread's body; returns on `Stop` or when the channel closes.
@@ -59,6 +63,18 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
                 let payload = history(store.as_ref(), user, conversation, before, limit, max_bytes)
                     .unwrap_or_else(|e| failure(&e, "history"));
                 CoreEvent::Reply { to: origin, payload }
+            }
+            QueryRequest::Devices { origin, user, own } => {
+                let payload =
+                    devices::requests::devices(store.as_ref(), user, own).unwrap_or_else(|e| failure(&e, "devices"));
+                CoreEvent::Reply { to: origin, payload }
+            }
+            QueryRequest::LogoutDevice { origin, user, device } => {
+                let post = |payload| {
+                    ctx.mailboxes.post(usize::from(origin.core), vec![CoreEvent::Reply { to: origin, payload }]);
+                };
+                devices::requests::logout(&ctx.revoker, user, device, post);
+                continue;
             }
             QueryRequest::MessageInfo { origin, user, group, msg } => {
                 let payload =

@@ -25,6 +25,16 @@
 //! new token, which is accepted. A connection that registers while the
 //! close events are posted re-checks the cache after registering (see
 //! `core::http`), so none slips between the check and the directory.
+//!
+//! Devices (docs/PROTOCOL.md, "Devices") work the same way one level down:
+//! a token naming a device (`dev`) is also refused if that device of the
+//! user was revoked after the token was issued, the cache holds every
+//! `(user, device)` revocation beside the users', and closing "device D of
+//! user U" closes U's connections whose 32-bit device hash
+//! ([`DeviceName::hash32`]) is D's (connections keep the hash, not the
+//! name). Two names of one user with the same hash would both be closed;
+//! the other device reconnects with its token, which is checked against
+//! the exact name and accepted.
 
 use std::{
     collections::HashMap,
@@ -36,19 +46,24 @@ use std::{
     time::Duration,
 };
 
-use chatgw_protocol::UserId;
+use chatgw_protocol::{DeviceName, UserId};
 use chatgw_router::{Directory, Mailboxes};
 use chatgw_storage::{MessageStore, StoreError};
 
-use crate::events::{CoreBatch, CoreEvent};
+use crate::{
+    auth::{AuthError, Claims},
+    events::{CoreBatch, CoreEvent},
+};
 
 /// How stale this gateway's view of other gateways' revocations may be.
 pub(crate) const REFRESH: Duration = Duration::from_secs(2);
 
-/// Every revoked user's latest revocation time (Unix seconds).
+/// Every revoked user's and every revoked device's latest revocation time
+/// (Unix seconds).
 #[derive(Debug, Default)]
 pub(crate) struct Revocations {
     at: RwLock<HashMap<u64, u64>>,
+    devices: RwLock<HashMap<(u64, DeviceName), u64>>,
 }
 
 impl Revocations {
@@ -63,6 +78,29 @@ impl Revocations {
             None => false,
             Some(&revoked) => iat.is_none_or(|iat| iat < revoked),
         }
+    }
+
+    /// Why a token with these claims is refused, if it is: its user's
+    /// sessions or its device were revoked after it was issued (or, once
+    /// they were, it does not say when it was issued).
+    pub(crate) fn refusal(&self, claims: &Claims) -> Option<AuthError> {
+        if self.refuses(claims.user, claims.iat) {
+            return Some(AuthError::Revoked);
+        }
+        let device = claims.device?;
+        let all = self.devices.read().unwrap_or_else(PoisonError::into_inner);
+        let &revoked = all.get(&(claims.user.0, device))?;
+        claims.iat.is_none_or(|iat| iat < revoked).then_some(AuthError::DeviceRevoked)
+    }
+
+    /// Raise the revocation time of `device` of `user` to `at`; true if it
+    /// rose.
+    pub(crate) fn note_device(&self, user: UserId, device: DeviceName, at: u64) -> bool {
+        let mut all = self.devices.write().unwrap_or_else(PoisonError::into_inner);
+        let e = all.entry((user.0, device)).or_insert(0);
+        let rose = at > *e;
+        *e = (*e).max(at);
+        rose
     }
 
     /// Raise `user`'s revocation time to `at`; true if it rose.
@@ -93,13 +131,39 @@ impl Revoker {
     pub(crate) fn revoke(&self, user: UserId, at: u64) -> Result<usize, StoreError> {
         self.store.revoke_sessions(user, at)?;
         self.revocations.note(user, at);
-        Ok(self.close_connections(user))
+        Ok(self.close_connections(user, None))
     }
 
-    /// Post a close to every connection of `user` on this gateway.
-    fn close_connections(&self, user: UserId) -> usize {
+    /// Revoke `device` of `user` as of `at`, the same way: store, cache,
+    /// then close this gateway's connections of that device. Returns how
+    /// many connections of the user were told to close if theirs is that
+    /// device (each core compares the hash).
+    pub(crate) fn revoke_device(&self, user: UserId, device: DeviceName, at: u64) -> Result<usize, StoreError> {
+        self.record_device_revocation(user, device, at)?;
+        Ok(self.close_device(user, device))
+    }
+
+    /// The first half of [`Revoker::revoke_device`]: the store, then the
+    /// cache (upgrades with older tokens of the device are refused from
+    /// now on).
+    pub(crate) fn record_device_revocation(&self, user: UserId, device: DeviceName, at: u64) -> Result<(), StoreError> {
+        self.store.revoke_device(user, device, at)?;
+        self.revocations.note_device(user, device, at);
+        Ok(())
+    }
+
+    /// The second half: close this gateway's connections of the device.
+    pub(crate) fn close_device(&self, user: UserId, device: DeviceName) -> usize {
+        self.close_connections(user, Some(device))
+    }
+
+    /// Post a close to every connection of `user` on this gateway, or to
+    /// those of one device of the user.
+    fn close_connections(&self, user: UserId, device: Option<DeviceName>) -> usize {
+        let device = device.map_or(0, |d| d.hash32());
         let mut by_core: HashMap<u16, CoreBatch> = HashMap::new();
-        self.directory.for_each(user.0, |to| by_core.entry(to.core).or_default().push(CoreEvent::Revoke { to }));
+        self.directory
+            .for_each(user.0, |to| by_core.entry(to.core).or_default().push(CoreEvent::Revoke { to, device }));
         let n = by_core.values().map(Vec::len).sum();
         for (core, batch) in by_core {
             self.mailboxes.post(usize::from(core), batch);
@@ -113,7 +177,12 @@ impl Revoker {
     pub(crate) fn refresh(&self) -> Result<(), StoreError> {
         for (user, at) in self.store.revocations()? {
             if self.revocations.note(user, at) {
-                self.close_connections(user);
+                self.close_connections(user, None);
+            }
+        }
+        for (user, device, at) in self.store.device_revocations()? {
+            if self.revocations.note_device(user, device, at) {
+                self.close_connections(user, Some(device));
             }
         }
         Ok(())
@@ -155,16 +224,31 @@ impl Refresher {
     }
 }
 
+/// What `device=` must be, in the admin listener's 400 answer.
+const BAD_DEVICE: &str = "expected &device=D with D 1 to 32 bytes of A-Z a-z 0-9 . _ -\n";
+
 /// The admin listener's answer to `method /revoke?query`: status, reason
-/// and a one-line text body (docs/PROTOCOL.md, "Session revocation").
+/// and a one-line text body (docs/PROTOCOL.md, "Session revocation" and
+/// "Devices").
 pub(crate) fn answer(revoker: &Revoker, method: &str, query: Option<&str>) -> (u16, &'static str, String) {
     if method != "POST" {
         return (405, "Method Not Allowed", "only POST\n".into());
     }
-    let Some(user) = user_of(query) else {
-        return (400, "Bad Request", "expected ?user=N with N a numeric user id\n".into());
+    let (user, device) = match params(query) {
+        Ok(p) => p,
+        Err(why) => return (400, "Bad Request", why.into()),
     };
     let at = crate::auth::unix_now();
+    if let Some(device) = device {
+        return match revoker.revoke_device(user, device, at) {
+            Ok(_) => (
+                200,
+                "OK",
+                format!("revoked device {device} of user {user} at {at}: its connections on this gateway closing with 4004\n"),
+            ),
+            Err(e) => (503, "Service Unavailable", format!("revocation not recorded: {e}\n")),
+        };
+    }
     match revoker.revoke(user, at) {
         Ok(closed) => (
             200,
@@ -175,14 +259,27 @@ pub(crate) fn answer(revoker: &Revoker, method: &str, query: Option<&str>) -> (u
     }
 }
 
-/// The one `user=N` parameter of a query; `None` if missing, repeated,
-/// not a number, or beside other parameters.
-fn user_of(query: Option<&str>) -> Option<UserId> {
-    let mut params = query?.split('&');
-    let (Some(first), None) = (params.next(), params.next()) else {
-        return None;
+/// The `user=N` parameter of a query and the optional `device=D` after
+/// it; the 400 body if either is missing where needed, malformed,
+/// repeated, or beside other parameters.
+fn params(query: Option<&str>) -> Result<(UserId, Option<DeviceName>), &'static str> {
+    const BAD_USER: &str = "expected ?user=N with N a numeric user id\n";
+    let mut params = query.ok_or(BAD_USER)?.split('&');
+    let user = params.next().and_then(user_of).ok_or(BAD_USER)?;
+    let device = match params.next() {
+        None => None,
+        Some(p) => Some(DeviceName::new(p.strip_prefix("device=").ok_or(BAD_USER)?).ok_or(BAD_DEVICE)?),
     };
-    let n: u64 = first.strip_prefix("user=")?.parse().ok()?;
+    match params.next() {
+        None => Ok((user, device)),
+        Some(_) if device.is_some() => Err(BAD_DEVICE),
+        Some(_) => Err(BAD_USER),
+    }
+}
+
+/// `user=N` with N a nonzero number.
+fn user_of(param: &str) -> Option<UserId> {
+    let n: u64 = param.strip_prefix("user=")?.parse().ok()?;
     (n != 0).then_some(UserId(n))
 }
 
@@ -191,12 +288,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_user_parameter_is_one_nonzero_number() {
-        assert_eq!(user_of(Some("user=42")), Some(UserId(42)));
+    fn the_user_parameter_is_one_nonzero_number_and_a_device_may_follow() {
+        assert_eq!(params(Some("user=42")), Ok((UserId(42), None)));
         for bad in [None, Some(""), Some("user="), Some("user=x"), Some("user=0"), Some("user=1&user=2"), Some("u=1")] {
-            assert_eq!(user_of(bad), None, "{bad:?}");
+            assert_eq!(params(bad).map_err(|e| e.starts_with("expected ?user=N")), Err(true), "{bad:?}");
         }
-        assert_eq!(user_of(Some("user=-1")), None);
+        assert!(params(Some("user=-1")).is_err());
+        let phone = DeviceName::new("phone").unwrap();
+        assert_eq!(params(Some("user=42&device=phone")), Ok((UserId(42), Some(phone))));
+        assert!(params(Some("user=1&dev=phone")).is_err_and(|e| e.starts_with("expected ?user=N")));
+        for bad in ["user=1&device=", "user=1&device=a%20b", "user=1&device=phone&device=x"] {
+            assert_eq!(params(Some(bad)), Err(BAD_DEVICE), "{bad}");
+        }
+        assert!(params(Some("device=phone&user=1")).is_err(), "the user comes first");
+    }
+
+    #[test]
+    fn a_device_revocation_refuses_older_tokens_of_that_device_only() {
+        let r = Revocations::default();
+        let (phone, laptop) = (DeviceName::new("phone").unwrap(), DeviceName::new("laptop").unwrap());
+        let claims = |device, iat| Claims { user: UserId(1), exp: u64::MAX, iat, device };
+        assert!(r.note_device(UserId(1), phone, 100));
+        assert!(!r.note_device(UserId(1), phone, 90), "never moves back");
+        assert_eq!(r.refusal(&claims(Some(phone), Some(99))), Some(AuthError::DeviceRevoked));
+        assert_eq!(r.refusal(&claims(Some(phone), None)), Some(AuthError::DeviceRevoked));
+        assert_eq!(r.refusal(&claims(Some(phone), Some(100))), None, "issued in the second of the revocation");
+        assert_eq!(r.refusal(&claims(Some(laptop), Some(1))), None, "another device");
+        assert_eq!(r.refusal(&claims(None, Some(1))), None, "an unnamed connection");
+        assert_eq!(r.refusal(&Claims { user: UserId(2), ..claims(Some(phone), Some(1)) }), None, "another user");
+        r.note(UserId(1), 200);
+        assert_eq!(r.refusal(&claims(Some(phone), Some(150))), Some(AuthError::Revoked), "the user's comes first");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `chatgw revoke`: ask a running gateway's admin listener to revoke a
-//! user's sessions (`POST /revoke?user=N`) and print its answer.
+//! user's sessions (`POST /revoke?user=N`), or one device of the user
+//! (`POST /revoke?user=N&device=D`), and print its answer.
 //!
 //! A plain HTTP/1.1 request on a TCP stream rather than an HTTP client
 //! crate: the admin listener answers one request per connection with
@@ -22,6 +23,9 @@ pub(crate) struct RevokeArgs {
     /// Numeric user id whose sessions are revoked.
     #[arg(long)]
     user: u64,
+    /// Revoke only this device of the user (the `dev` its tokens name).
+    #[arg(long, value_parser = crate::device_name)]
+    device: Option<chatgw_protocol::DeviceName>,
     /// The gateway's admin listener (`serve --admin-listen`). In a fleet,
     /// run the command against every node: each closes only its own
     /// connections at once (the others within seconds, through the store).
@@ -31,8 +35,12 @@ pub(crate) struct RevokeArgs {
 
 /// Send the request; print the gateway's answer; fail unless it is 200.
 pub(crate) fn run(args: &RevokeArgs) -> anyhow::Result<()> {
-    let (status, body) = post(args.admin, &format!("/revoke?user={}", args.user))
-        .with_context(|| format!("asking the admin listener at {}", args.admin))?;
+    let target = match args.device {
+        Some(device) => format!("/revoke?user={}&device={device}", args.user),
+        None => format!("/revoke?user={}", args.user),
+    };
+    let (status, body) =
+        post(args.admin, &target).with_context(|| format!("asking the admin listener at {}", args.admin))?;
     match status {
         200 => {
             print!("{body}");

@@ -31,6 +31,7 @@ use crate::{
     commit::{self, CommitContext},
     config::{Config, ConfigError},
     core::{CoreContext, CoreSettings},
+    devices::recorder::{DeviceNotes, Recorder},
     driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage},
     events::{CommitRequest, CoreBatch, QueryRequest},
     fleet::{Fleet, FleetError, FleetSettings},
@@ -130,6 +131,8 @@ pub struct ServerHandle {
     sweeper: Option<Sweeper>,
     fleet: Option<Fleet>,
     revocations: Option<Refresher>,
+    /// Notes named devices' connections in the store.
+    recorder: Option<Recorder>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -232,6 +235,9 @@ impl Server {
         if let Err(e) = revoker.refresh() {
             tracing::warn!(error = %e, "could not read session revocations at start; trying again in the background");
         }
+        let (device_notes, device_notes_rx) = DeviceNotes::channel(metrics.clone());
+        let recorder = Recorder::start(store.clone(), metrics.clone(), device_notes_rx)
+            .map_err(|source| StartError::Thread { name: "chatgw-devices".into(), source })?;
         let mut settings = CoreSettings::of(&config);
         settings.dense_positions = store.dense_positions();
         let core_context = CoreContext {
@@ -241,6 +247,7 @@ impl Server {
             metrics: metrics.clone(),
             token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
             revocations: revoker.revocations.clone(),
+            device_notes,
             connections: Arc::new(AtomicUsize::new(0)),
         };
         let commit_context = CommitContext {
@@ -257,6 +264,7 @@ impl Server {
             mailboxes: mailboxes.clone(),
             metrics: metrics.clone(),
             history_max_bytes: config.max_outbound / 2,
+            revoker: revoker.clone(),
         };
 
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
@@ -330,6 +338,7 @@ impl Server {
             sweeper,
             fleet,
             revocations: Some(revocations),
+            recorder: Some(recorder),
         })
     }
 }
@@ -440,6 +449,9 @@ impl ServerHandle {
         }
         if let Some(revocations) = self.revocations.take() {
             revocations.stop();
+        }
+        if let Some(recorder) = self.recorder.take() {
+            recorder.stop();
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{ClientFrame, ConversationRef, GroupChange, GroupId, MessageId, MessageKind, UserId, MAX_PAGE};
+use crate::{ClientFrame, ConversationRef, DeviceName, GroupChange, GroupId, MessageId, MessageKind, UserId, MAX_PAGE};
 
 /// Append `s` as a JSON string literal.
 pub(crate) fn push_json_str(out: &mut String, s: &str) {
@@ -202,6 +202,16 @@ pub fn auth(out: &mut String, token: &str) {
     out.push('}');
 }
 
+/// `{"type":"devices"}`: ask for the named devices.
+pub fn devices(out: &mut String) {
+    out.push_str(r#"{"type":"devices"}"#);
+}
+
+/// `{"type":"logout_device","device":...}`.
+pub fn logout_device(out: &mut String, device: DeviceName) {
+    let _ = write!(out, r#"{{"type":"logout_device","device":"{device}"}}"#);
+}
+
 impl ClientFrame<'_> {
     /// Append this frame as the JSON text a client sends;
     /// [`ClientFrame::parse`] of it returns an equal frame.
@@ -222,6 +232,8 @@ impl ClientFrame<'_> {
             ClientFrame::Unblock { user } => unblock(out, *user),
             ClientFrame::Blocks => blocks(out),
             ClientFrame::Auth { token } => auth(out, token),
+            ClientFrame::Devices => devices(out),
+            ClientFrame::LogoutDevice { device } => logout_device(out, *device),
         }
     }
 

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::{ErrorCode, GroupId, MessageId, ProtocolError, UserId};
+use crate::{DeviceName, ErrorCode, GroupId, MessageId, ProtocolError, UserId, DEVICE_NAME_RULE};
 
 /// Largest message body, in bytes of its JSON string literal.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -240,6 +240,14 @@ pub enum ClientFrame<'a> {
         /// The token, as it would be passed in the query string.
         token: Cow<'a, str>,
     },
+    /// The requester's named devices (docs/PROTOCOL.md, "Devices").
+    Devices,
+    /// Log out one of the requester's devices: its tokens issued until now
+    /// are refused and its connections closed with 4004.
+    LogoutDevice {
+        /// The device.
+        device: DeviceName,
+    },
 }
 
 #[derive(Deserialize)]
@@ -282,6 +290,8 @@ struct RawFrame<'a> {
     user: Option<&'a RawValue>,
     #[serde(borrow)]
     token: Option<&'a RawValue>,
+    #[serde(borrow)]
+    device: Option<&'a RawValue>,
 }
 
 fn bad(field: &str, why: &str) -> ProtocolError {
@@ -435,6 +445,8 @@ impl<'a> ClientFrame<'a> {
                 }
                 Ok(ClientFrame::Auth { token })
             }
+            "devices" => Ok(ClientFrame::Devices),
+            "logout_device" => Ok(ClientFrame::LogoutDevice { device: device_field(&raw)? }),
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))
@@ -466,6 +478,12 @@ fn name_field(raw: &RawFrame<'_>) -> Result<String, ProtocolError> {
         return Err(bad("name", "must have a visible character and be at most 100 bytes"));
     }
     Ok(name)
+}
+
+/// A device name (see [`DeviceName`]).
+fn device_field(raw: &RawFrame<'_>) -> Result<DeviceName, ProtocolError> {
+    let name = str_field(required(raw.device, "device")?, "device").map_err(|_| bad("device", DEVICE_NAME_RULE))?;
+    DeviceName::new(&name).ok_or_else(|| bad("device", DEVICE_NAME_RULE))
 }
 
 fn parse_create_group<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> {

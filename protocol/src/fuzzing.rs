@@ -18,8 +18,8 @@
 use serde_json::Value;
 
 use crate::{
-    server, ClientFrame, ConversationId, ConversationRef, ErrorCode, GroupChange, MessageId, MessageKind, UserId,
-    MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES, MAX_GROUP_DESCRIPTION_BYTES, MAX_GROUP_NAME_BYTES,
+    server, ClientFrame, ConversationId, ConversationRef, DeviceName, ErrorCode, GroupChange, MessageId, MessageKind,
+    UserId, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES, MAX_GROUP_DESCRIPTION_BYTES, MAX_GROUP_NAME_BYTES,
     MAX_LISTED_MEMBERS, MAX_PAGE,
 };
 
@@ -110,7 +110,9 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::MessageInfo { .. }
         | ClientFrame::Block { .. }
         | ClientFrame::Unblock { .. }
-        | ClientFrame::Blocks => {}
+        | ClientFrame::Blocks
+        | ClientFrame::Devices => {}
         ClientFrame::Auth { token } => assert!((1..=crate::MAX_TOKEN_BYTES).contains(&token.len())),
+        ClientFrame::LogoutDevice { device } => assert_eq!(DeviceName::new(device.as_str()), Some(*device)),
     }
 }

@@ -30,6 +30,7 @@
 pub mod client;
 pub mod close;
 mod codes;
+mod device;
 mod frames;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -42,6 +43,7 @@ mod snowflake;
 pub mod view;
 
 pub use codes::{ErrorCode, ProtocolError};
+pub use device::{DeviceInfo, DeviceName, DEVICE_NAME_RULE, MAX_DEVICE_NAME_BYTES};
 pub use frames::{
     max_body_for_frame, ClientFrame, ConversationRef, GroupChange, MessageKind, Send, MAX_ACK_IDS, MAX_BODY_BYTES,
     MAX_CLIENT_ID_BYTES, MAX_GROUP_DESCRIPTION_BYTES, MAX_GROUP_NAME_BYTES, MAX_LISTED_MEMBERS, MAX_PAGE,

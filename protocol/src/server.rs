@@ -7,7 +7,7 @@
 
 use std::io::Write as _;
 
-use crate::{ConversationId, ErrorCode, Group, GroupId, MessageId, MessageKind, UserId, PROTOCOL_VERSION};
+use crate::{ConversationId, DeviceInfo, ErrorCode, Group, GroupId, MessageId, MessageKind, UserId, PROTOCOL_VERSION};
 
 /// A stored message, as the server sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,6 +301,35 @@ pub fn blocks(out: &mut Vec<u8>, users: &[UserId]) {
         let _ = write!(out, r#""{u}""#);
     }
     out.extend_from_slice(b"]}");
+}
+
+/// `{"type":"devices","devices":[...]}`: the requester's named devices
+/// (docs/PROTOCOL.md, "Devices").
+pub fn devices(out: &mut Vec<u8>, devices: &[DeviceInfo]) {
+    out.extend_from_slice(br#"{"type":"devices","devices":["#);
+    for (i, d) in devices.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"device":"#);
+        json_str(out, &d.device);
+        let _ = write!(out, r#","first_seen":{},"last_active":{},"revoked_at":"#, d.first_seen, d.last_active);
+        match d.revoked_at {
+            Some(at) => {
+                let _ = write!(out, "{at}");
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        let _ = write!(out, r#","current":{}}}"#, d.current);
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// `{"type":"logged_out","device":...}`: the answer to `logout_device`.
+pub fn logged_out(out: &mut Vec<u8>, device: &str) {
+    out.extend_from_slice(br#"{"type":"logged_out","device":"#);
+    json_str(out, device);
+    out.push(b'}');
 }
 
 /// `{"type":"error",...}`.

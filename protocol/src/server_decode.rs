@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     server::{Message, ReceiptStatus},
-    ConversationId, ConversationRef, ErrorCode, Group, GroupId, Member, MessageId, MessageKind, UserId,
+    ConversationId, ConversationRef, DeviceInfo, ErrorCode, Group, GroupId, Member, MessageId, MessageKind, UserId,
 };
 
 /// Why a server frame could not be read.
@@ -193,6 +193,16 @@ pub enum ServerFrame {
         /// Blocked users, in ascending order.
         users: Vec<UserId>,
     },
+    /// `devices`: the requester's named devices.
+    Devices {
+        /// In name order.
+        devices: Vec<DeviceInfo>,
+    },
+    /// `logged_out`: the answer to `logout_device`.
+    LoggedOut {
+        /// The device logged out.
+        device: String,
+    },
     /// `error`.
     Error(ErrorFrame),
 }
@@ -294,6 +304,10 @@ struct Raw<'a> {
     message: Option<&'a RawValue>,
     #[serde(borrow)]
     users: Option<&'a RawValue>,
+    #[serde(borrow)]
+    device: Option<&'a RawValue>,
+    #[serde(borrow)]
+    devices: Option<&'a RawValue>,
 }
 
 fn field(frame: &'static str, field: &'static str, why: &'static str) -> DecodeError {
@@ -447,6 +461,15 @@ fn receipt(f: &Fields<'_, '_>) -> Result<ReceiptFrame, DecodeError> {
 }
 
 #[derive(Deserialize)]
+struct RawDevice {
+    device: String,
+    first_seen: u64,
+    last_active: u64,
+    revoked_at: Option<u64>,
+    current: bool,
+}
+
+#[derive(Deserialize)]
 struct RawMember {
     user: UserId,
     admin: bool,
@@ -521,6 +544,22 @@ impl ServerFrame {
                 }
             }
             "blocks" => ServerFrame::Blocks { users: f("blocks").get(raw.users, "users")? },
+            "devices" => {
+                let devices: Vec<RawDevice> = f("devices").get(raw.devices, "devices")?;
+                ServerFrame::Devices {
+                    devices: devices
+                        .into_iter()
+                        .map(|d| DeviceInfo {
+                            device: d.device,
+                            first_seen: d.first_seen,
+                            last_active: d.last_active,
+                            revoked_at: d.revoked_at,
+                            current: d.current,
+                        })
+                        .collect(),
+                }
+            }
+            "logged_out" => ServerFrame::LoggedOut { device: f("logged_out").get(raw.device, "device")? },
             "message_info" => {
                 let f = f("message_info");
                 let list = |v, name| -> Result<Vec<(UserId, u64)>, DecodeError> {

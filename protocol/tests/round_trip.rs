@@ -9,8 +9,9 @@ use chatgw_protocol::{
     client::{self, body_literal},
     server::{self, Message, Receipt, ReceiptStatus},
     view::{parse_id, FrameView},
-    ClientFrame, ConversationId, ConversationRef, ErrorCode, ErrorFrame, Group, GroupChange, GroupId, HistoryPage,
-    Member, MessageId, MessageInfo, MessageKind, ReceiptFrame, Send, Sent, ServerFrame, UserId, Welcome, MAX_PAGE,
+    ClientFrame, ConversationId, ConversationRef, DeviceInfo, DeviceName, ErrorCode, ErrorFrame, Group, GroupChange,
+    GroupId, HistoryPage, Member, MessageId, MessageInfo, MessageKind, ReceiptFrame, Send, Sent, ServerFrame, UserId,
+    Welcome, MAX_PAGE,
 };
 
 /// Snowflake-sized ids, above 2^53, where a JSON number would lose digits.
@@ -85,6 +86,8 @@ fn every_client_frame_round_trips() {
     client_round_trip(ClientFrame::Blocks);
     client_round_trip(ClientFrame::Auth { token: "eyJhbGciOiJIUzI1NiJ9.e30.sig".into() });
     client_round_trip(ClientFrame::Auth { token: "with \"quotes\" and \\".into() });
+    client_round_trip(ClientFrame::Devices);
+    client_round_trip(ClientFrame::LogoutDevice { device: DeviceName::new("Work-Laptop_2.0").unwrap() });
 }
 
 #[test]
@@ -182,6 +185,8 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         }
         ServerFrame::MessageInfo(_) => assert_eq!(v.ty, "message_info"),
         ServerFrame::Blocks { .. } => assert_eq!(v.ty, "blocks"),
+        ServerFrame::Devices { .. } => assert_eq!(v.ty, "devices"),
+        ServerFrame::LoggedOut { .. } => assert_eq!(v.ty, "logged_out"),
         ServerFrame::Error(e) => {
             assert_eq!(v.ty, "error");
             assert_eq!(v.code.as_deref(), Some(e.code.as_str()));
@@ -472,4 +477,35 @@ fn malformed_server_frames_are_errors_not_panics() {
     ] {
         assert!(ServerFrame::parse(text).is_err(), "{text}");
     }
+}
+
+#[test]
+fn device_frames_round_trip_and_refuse_bad_names() {
+    let phone = DeviceInfo { device: "phone".into(), first_seen: 10, last_active: 70, revoked_at: None, current: true };
+    let laptop =
+        DeviceInfo { device: "laptop".into(), first_seen: 5, last_active: 6, revoked_at: Some(7), current: false };
+    for devices in [vec![], vec![phone.clone()], vec![laptop, phone]] {
+        let mut out = Vec::new();
+        server::devices(&mut out, &devices);
+        server_round_trip(&out, ServerFrame::Devices { devices });
+    }
+    let mut out = Vec::new();
+    server::logged_out(&mut out, "phone");
+    assert_eq!(out, br#"{"type":"logged_out","device":"phone"}"#);
+    server_round_trip(&out, ServerFrame::LoggedOut { device: "phone".into() });
+    let rule = "field `device`: must be 1 to 32 bytes of A-Z a-z 0-9 . _ -";
+    let long = format!(r#"{{"type":"logout_device","device":"{}"}}"#, "x".repeat(33));
+    for (text, why) in [
+        (r#"{"type":"logout_device"}"#, "field `device`: missing"),
+        (r#"{"type":"logout_device","device":""}"#, rule),
+        (r#"{"type":"logout_device","device":7}"#, rule),
+        (r#"{"type":"logout_device","device":"my phone"}"#, rule),
+        (r#"{"type":"logout_device","device":"caf\u00e9"}"#, rule),
+        (&long, rule),
+    ] {
+        let e = ClientFrame::parse(text).expect_err(text);
+        assert_eq!((e.code, e.message.as_str()), (chatgw_protocol::ErrorCode::BadField, why), "{text}");
+    }
+    let fits = format!(r#"{{"type":"logout_device","device":"{}"}}"#, "x".repeat(32));
+    assert!(ClientFrame::parse(&fits).is_ok());
 }

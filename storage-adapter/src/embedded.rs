@@ -27,6 +27,7 @@
 mod background;
 mod blocks;
 mod check;
+mod devices;
 mod reopen;
 mod sweep;
 mod tables;
@@ -39,12 +40,12 @@ use std::{
     sync::{Mutex, PoisonError, RwLock},
 };
 
-use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
 
 use self::tables::Tables;
 use crate::{
-    Committed, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts, MessageStore, StoreError,
-    Write, WriteFailure,
+    Committed, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts,
+    MessageStore, StoreError, Write, WriteFailure,
 };
 
 /// Tuning for [`EmbeddedStore`].
@@ -191,6 +192,29 @@ impl MessageStore for EmbeddedStore {
 
     fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
         self.with(|t| t.revocations())
+    }
+
+    /// Refused while the store is unwritable, like a commit.
+    fn revoke_device(&self, user: UserId, device: DeviceName, at: u64) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.revoke_device(user, device, at)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn device_revocations(&self) -> Result<Vec<(UserId, DeviceName, u64)>, StoreError> {
+        self.with(|t| t.device_revocations())
+    }
+
+    fn note_devices(&self, notes: &[DeviceNote]) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.note_devices(notes)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.with(|t| t.devices(user))
     }
 
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {

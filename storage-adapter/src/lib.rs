@@ -47,6 +47,7 @@ mod codec;
 #[cfg(feature = "conformance")]
 #[doc(hidden)]
 pub mod conformance;
+mod devices;
 mod embedded;
 mod error;
 mod model;
@@ -57,6 +58,7 @@ pub use cassandra::{
     CassandraOptions, CassandraStore, Replication, UrlError as CassandraUrlError,
     SCHEMA_VERSION as CASSANDRA_SCHEMA_VERSION,
 };
+pub use devices::{DeviceNote, DeviceRecord};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{ErrorCause, StoreError, WriteFailure};
 pub use model::{
@@ -66,7 +68,7 @@ pub use model::{
 pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 pub use retention::retention_cutoff;
 
-use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
 
 /// Persistent state of the gateway. Implementations are shared by every
 /// thread of the process; reads may run concurrently with a commit.
@@ -174,6 +176,29 @@ pub trait MessageStore: Send + Sync + 'static {
     /// through another gateway. One row per revoked user, so it stays
     /// small (revocation is an operator's action).
     fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError>;
+
+    // Named devices (docs/PROTOCOL.md, "Devices"; docs/STORAGE.md,
+    // "Devices"). Outside `commit`, like the revocations above: rare,
+    // independent of any message, durable once they return.
+
+    /// Record that `user`'s `device` was logged out at `at` (Unix
+    /// seconds): its tokens issued before `at` are refused from now on.
+    /// Never moves back, like [`MessageStore::revoke_sessions`].
+    fn revoke_device(&self, user: UserId, device: DeviceName, at: u64) -> Result<(), StoreError>;
+
+    /// Every device revocation, with its latest time, in no particular
+    /// order: what a gateway loads at start and re-reads with
+    /// [`MessageStore::revocations`].
+    fn device_revocations(&self) -> Result<Vec<(UserId, DeviceName, u64)>, StoreError>;
+
+    /// Record that these named devices connected: per `(user, device)` the
+    /// first time seen never moves later, the last active time and the
+    /// token issue time never move back (notes may arrive out of order).
+    fn note_devices(&self, notes: &[DeviceNote]) -> Result<(), StoreError>;
+
+    /// `user`'s devices ever noted, in name order, each with its latest
+    /// revocation time if it has one.
+    fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError>;
 
     /// Whether every inbox's positions are 1, 2, 3, ... in commit order,
     /// with no position skipped, whatever number of writers share the

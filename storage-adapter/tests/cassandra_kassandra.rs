@@ -23,9 +23,12 @@ use std::{
     thread,
 };
 
-use chatgw_protocol::{ConversationId, Group, GroupId, Member, Message, MessageId, MessageKind, Snowflake, UserId};
+use chatgw_protocol::{
+    ConversationId, DeviceName, Group, GroupId, Member, Message, MessageId, MessageKind, Snowflake, UserId,
+};
 use chatgw_storage::{
-    CassandraStore, GroupVersion, InboxPos, MessageStore, StoreError, Write, WriteFailure, CASSANDRA_SCHEMA_VERSION,
+    CassandraStore, DeviceNote, DeviceRecord, GroupVersion, InboxPos, MessageStore, StoreError, Write, WriteFailure,
+    CASSANDRA_SCHEMA_VERSION,
 };
 
 /// A kassandra process; killed when dropped (it also exits when its
@@ -213,6 +216,38 @@ fn revocations_are_recorded_and_read_back_as_the_latest_per_user() {
     let mut all = CassandraStore::open(&url).unwrap().revocations().unwrap();
     all.sort();
     assert_eq!(all, vec![(UserId(7), 1_000), (UserId(9), 500)]);
+}
+
+/// Devices need no order or condition either: the store merges a device's
+/// times itself and takes the largest revocation time per device. The
+/// conformance case, run on a real node, checks the rest.
+#[test]
+fn devices_are_noted_merged_and_revoked() {
+    let Some(k) = Kassandra::start("devices") else { return };
+    let url = url(&k.addr);
+    CassandraStore::init(&url).unwrap();
+    let s = CassandraStore::open(&url).unwrap();
+    let dev = |n| DeviceName::new(n).unwrap();
+    let note = |device, at, token_iat| DeviceNote { user: UserId(7), device: dev(device), at, token_iat };
+    assert!(s.devices(UserId(7)).unwrap().is_empty());
+    s.note_devices(&[note("phone", 100, 90), note("laptop", 110, 0)]).unwrap();
+    s.note_devices(&[note("phone", 300, 250), note("phone", 50, 40)]).unwrap();
+    s.revoke_device(UserId(7), dev("phone"), 400).unwrap();
+    s.revoke_device(UserId(7), dev("phone"), 350).unwrap();
+    let other = CassandraStore::open(&url).unwrap();
+    assert_eq!(other.device_revocations().unwrap(), vec![(UserId(7), dev("phone"), 400)]);
+    let record = |device, first_seen, last_active, token_iat, revoked_at| DeviceRecord {
+        device: dev(device),
+        first_seen,
+        last_active,
+        token_iat,
+        revoked_at,
+    };
+    assert_eq!(
+        other.devices(UserId(7)).unwrap(),
+        vec![record("laptop", 110, 110, 0, None), record("phone", 50, 300, 250, Some(400))]
+    );
+    assert!(other.devices(UserId(8)).unwrap().is_empty());
 }
 
 #[test]

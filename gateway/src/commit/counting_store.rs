@@ -4,10 +4,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
 use chatgw_storage::{
-    Committed, EmbeddedStore, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, MessageStore,
-    StoreError, Write,
+    Committed, DeviceNote, DeviceRecord, EmbeddedStore, GroupVersion, InboxEntry, InboxPos, MessageHeader,
+    MessageReceipts, MessageStore, StoreError, Write,
 };
 
 /// Calls of each read the committer makes, and header rows scanned.
@@ -81,6 +81,18 @@ impl MessageStore for CountingStore {
     }
     fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
         self.inner.revocations()
+    }
+    fn revoke_device(&self, user: UserId, device: DeviceName, at: u64) -> Result<(), StoreError> {
+        self.inner.revoke_device(user, device, at)
+    }
+    fn device_revocations(&self) -> Result<Vec<(UserId, DeviceName, u64)>, StoreError> {
+        self.inner.device_revocations()
+    }
+    fn note_devices(&self, notes: &[DeviceNote]) -> Result<(), StoreError> {
+        self.inner.note_devices(notes)
+    }
+    fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.inner.devices(user)
     }
     fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
         self.inner.set_block(blocker, target, on)

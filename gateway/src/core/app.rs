@@ -117,6 +117,13 @@ impl<S> Engine<S> {
                 let q = QueryRequest::History { origin, user: me, conversation: conversation(me, r), before, limit };
                 return self.actions.push(Action::Query(q));
             }
+            ClientFrame::Devices => {
+                let own = self.device_of(slot);
+                return self.actions.push(Action::Query(QueryRequest::Devices { origin, user: me, own }));
+            }
+            ClientFrame::LogoutDevice { device } => {
+                return self.actions.push(Action::Query(QueryRequest::LogoutDevice { origin, user: me, device }));
+            }
             ClientFrame::MessageInfo { group, msg } => {
                 return self.actions.push(Action::Query(QueryRequest::MessageInfo { origin, user: me, group, msg }));
             }

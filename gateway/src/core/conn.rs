@@ -104,6 +104,9 @@ pub(crate) struct Conn<S> {
     /// Token bucket of the frame rate limit.
     pub(crate) rate: TokenBucket,
     /// When the connection's token expires, Unix seconds (0: no token).
+    /// (The device a token names is not here but in the engine's
+    /// `devices`: four more bytes on every connection would make this
+    /// record larger than the size test allows, for a minority of them.)
     pub(crate) token_exp: u32,
     /// The second its current timer wheel entry fires (see `timers`).
     pub(crate) armed_at: u32,

@@ -18,7 +18,10 @@ use std::{
 
 use chatgw_router::Directory;
 
-use crate::{auth::TokenKey, config::Config, limits::Limits, metrics::Metrics, revoke::Revocations};
+use crate::{
+    auth::TokenKey, config::Config, devices::recorder::DeviceNotes, limits::Limits, metrics::Metrics,
+    revoke::Revocations,
+};
 
 /// The settings an engine reads, copied out of the [`Config`].
 #[derive(Clone, Debug)]
@@ -76,6 +79,8 @@ pub(crate) struct CoreContext {
     pub(crate) token_key: Arc<TokenKey>,
     /// Users whose sessions were revoked, checked at every upgrade.
     pub(crate) revocations: Arc<Revocations>,
+    /// Where named devices' connections are noted (`devices::recorder`).
+    pub(crate) device_notes: DeviceNotes,
     /// TCP connections held by all cores, against `max_connections`.
     pub(crate) connections: Arc<AtomicUsize>,
 }
@@ -84,11 +89,15 @@ impl CoreContext {
     /// A context of its own for one engine outside a gateway (the fuzzing
     /// rig, unit tests): empty directory, fresh counters and limits.
     pub(crate) fn standalone(config: &Config) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        // No recorder: notes find the channel closed and are dropped.
+        let (device_notes, _) = DeviceNotes::channel(metrics.clone());
         CoreContext {
             settings: CoreSettings::of(config),
             directory: Arc::new(Directory::with_capacity(16)),
             limits: Arc::new(Limits::new(config)),
-            metrics: Arc::new(Metrics::new()),
+            device_notes,
+            metrics,
             token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
             revocations: Arc::new(Revocations::default()),
             connections: Arc::new(AtomicUsize::new(0)),

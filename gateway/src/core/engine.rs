@@ -1,6 +1,6 @@
 //! A core's table of connections, its mailbox handling, timers and flushing.
 
-use std::{io, net::IpAddr, time::Instant};
+use std::{collections::HashMap, io, net::IpAddr, time::Instant};
 
 use chatgw_protocol::{close, now_ms, MessageId};
 use chatgw_router::Endpoint;
@@ -50,6 +50,11 @@ pub(crate) struct Engine<S> {
     /// Connections waiting for a catch-up read and the reads in flight
     /// (see `catch_up`).
     pub(super) catch_ups: CatchUps,
+    /// Slot to device hash (`DeviceName::hash32`) of the open connections
+    /// whose token names a device; unnamed ones are not here. Beside the
+    /// slab rather than in each record, which has no room to spare (see
+    /// `conn`'s size test): what closing one device compares (`revoke`).
+    pub(crate) devices: HashMap<usize, u32>,
 }
 
 impl<S> Engine<S> {
@@ -77,7 +82,13 @@ impl<S> Engine<S> {
             timers: TimerWheel::new(),
             timer_entries,
             catch_ups,
+            devices: HashMap::new(),
         }
+    }
+
+    /// The device hash of the connection at `slot`, 0 if it names none.
+    pub(crate) fn device_of(&self, slot: usize) -> u32 {
+        self.devices.get(&slot).copied().unwrap_or(0)
     }
 
     /// Refresh the clock; the driver calls this once per loop turn.
@@ -171,6 +182,7 @@ impl<S> Engine<S> {
         let Some(conn) = self.conns.try_remove(slot) else {
             return;
         };
+        self.devices.remove(&slot);
         self.ctx.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.ctx.limits.sources.release(conn.peer);
         if conn.registered {
@@ -351,7 +363,12 @@ impl<S> Engine<S> {
                         self.start_catch_up(slot, CatchUpReason::Asked);
                     }
                 }
-                CoreEvent::Revoke { .. } => self.revoked(slot),
+                CoreEvent::Revoke { device: 0, .. } => self.revoked(slot),
+                CoreEvent::Revoke { device, .. } => {
+                    if self.device_of(slot) == device {
+                        self.device_revoked(slot);
+                    }
+                }
                 // Handled above, before the slot check.
                 CoreEvent::CatchUpAll { .. } => {}
             }

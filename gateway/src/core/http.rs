@@ -151,10 +151,10 @@ impl<S> Engine<S> {
     /// A token's claims, if the token is valid and not revoked.
     fn check_token(&self, token: &str) -> Result<Claims, AuthError> {
         let claims = self.ctx.token_key.verify(token, self.now_ms / 1000)?;
-        if self.ctx.revocations.refuses(claims.user, claims.iat) {
-            return Err(AuthError::Revoked);
+        match self.ctx.revocations.refusal(&claims) {
+            Some(refused) => Err(refused),
+            None => Ok(claims),
         }
-        Ok(claims)
     }
 
     /// The upgrade is answered: the connection speaks WebSocket from now on.
@@ -201,12 +201,13 @@ impl<S> Engine<S> {
     }
 
     /// The connection is `claims.user`'s: into the directory, and `welcome`.
-    fn register(&mut self, slot: usize, Claims { user, exp, iat }: Claims) {
+    fn register(&mut self, slot: usize, claims: Claims) {
         let core = self.core;
         let max_frame = self.ctx.settings.max_frame;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
+        let Claims { user, exp, .. } = claims;
         c.user = user;
         c.registered = true;
         c.token_exp = u32::try_from(exp).unwrap_or(u32::MAX);
@@ -216,17 +217,7 @@ impl<S> Engine<S> {
         let mut w = Vec::with_capacity(128);
         server::welcome(&mut w, user, max_body_for_frame(max_frame), max_frame);
         self.queue_frame(slot, Opcode::Text, &w);
-        // A revocation recorded between the token check and the
-        // registration above found no connection to close in the
-        // directory; it is in the cache now, so it is seen here.
-        if self.ctx.revocations.refuses(user, iat) {
-            self.revoked(slot);
-        }
-    }
-
-    /// The user's sessions were revoked: close `slot` with 4004.
-    pub(super) fn revoked(&mut self, slot: usize) {
-        self.ctx.metrics.sessions_revoked.inc();
-        self.close_with(slot, close::REVOKED, "session revoked; get a new token");
+        // Revoked meanwhile? (see `revoked`)
+        self.registered(slot, &claims);
     }
 }

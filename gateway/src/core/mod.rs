@@ -41,6 +41,7 @@ pub(crate) mod harness;
 mod http;
 mod mailbox;
 mod paging;
+mod revoked;
 #[cfg(test)]
 mod sync_tests;
 mod ticks;

@@ -32,6 +32,7 @@ mod answer;
 mod bucket;
 mod check;
 mod decide;
+mod devices;
 mod failure;
 mod options;
 mod plan;
@@ -47,7 +48,7 @@ use std::{
     time::Duration,
 };
 
-use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
 pub(crate) use failure::CqlError;
 use futures::{stream, StreamExt};
 pub use options::{CassandraOptions, Replication, UrlError};
@@ -68,8 +69,8 @@ use self::{
     statements::Statements,
 };
 use crate::{
-    Committed, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts, MessageStore, StoreError, Write,
-    WriteFailure, WriteOutcome,
+    Committed, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts,
+    MessageStore, StoreError, Write, WriteFailure, WriteOutcome,
 };
 
 /// Most requests of one commit phase or one batched lookup in flight at once.
@@ -364,6 +365,22 @@ impl MessageStore for CassandraStore {
 
     fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
         self.runtime.block_on(reads::revocations(&self.cql))
+    }
+
+    fn revoke_device(&self, user: UserId, device: DeviceName, at: u64) -> Result<(), StoreError> {
+        self.runtime.block_on(devices::revoke_device(&self.cql, user, device, at))
+    }
+
+    fn device_revocations(&self) -> Result<Vec<(UserId, DeviceName, u64)>, StoreError> {
+        self.runtime.block_on(devices::device_revocations(&self.cql))
+    }
+
+    fn note_devices(&self, notes: &[DeviceNote]) -> Result<(), StoreError> {
+        self.runtime.block_on(devices::note_devices(&self.cql, notes))
+    }
+
+    fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.runtime.block_on(devices::devices(&self.cql, user))
     }
 
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {

@@ -96,6 +96,15 @@ pub(super) const TABLES: &[&str] = &[
         user_id bigint, at bigint,
         PRIMARY KEY (user_id, at)
     ) WITH CLUSTERING ORDER BY (at DESC)",
+    // Named devices: new tables nothing else reads, like revocations.
+    "CREATE TABLE IF NOT EXISTS devices (
+        user_id bigint, device text, first_seen bigint, last_active bigint, token_iat bigint,
+        PRIMARY KEY (user_id, device)
+    )",
+    "CREATE TABLE IF NOT EXISTS device_revocations (
+        user_id bigint, device text, at bigint,
+        PRIMARY KEY (user_id, device, at)
+    ) WITH CLUSTERING ORDER BY (device ASC, at DESC)",
     "CREATE TABLE IF NOT EXISTS blocks (
         blocker bigint, blocked bigint,
         PRIMARY KEY (blocker, blocked)

@@ -35,6 +35,9 @@ pub(super) struct Tables {
     /// User id (big endian) to the time its sessions were revoked (Unix
     /// seconds, big endian).
     pub(super) revocations: Keyspace,
+    /// Named devices and their revocations (see `devices`).
+    pub(super) devices: Keyspace,
+    pub(super) device_revocations: Keyspace,
 }
 
 /// One commit being built: the fjall batch, what it wrote, and what it
@@ -85,6 +88,8 @@ impl Tables {
             blocks: ks("blocks")?,
             meta: ks("meta")?,
             revocations: ks("revocations")?,
+            devices: ks("devices")?,
+            device_revocations: ks("device_revocations")?,
             db,
         })
     }

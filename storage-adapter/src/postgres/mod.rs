@@ -20,6 +20,7 @@
 mod attempt;
 mod check;
 mod commit;
+mod devices;
 mod pool;
 mod reads;
 mod schema;
@@ -30,15 +31,15 @@ use std::{
     time::Duration,
 };
 
-use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 pub(crate) use self::pool::cause_of;
 
 use self::pool::{Connection, Pool};
 use crate::{
-    Committed, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts, MessageStore, StoreError,
-    Write, WriteFailure,
+    Committed, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts,
+    MessageStore, StoreError, Write, WriteFailure,
 };
 
 /// Times a batch is tried again after a deadlock or serialization failure
@@ -358,6 +359,26 @@ impl MessageStore for PostgresStore {
 
     fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
         self.read("read revocations", reads::revocations)
+    }
+
+    fn revoke_device(&self, user: UserId, device: DeviceName, at: u64) -> Result<(), StoreError> {
+        self.read("revoke device", |c| devices::revoke_device(c, user, device, at))
+    }
+
+    fn device_revocations(&self) -> Result<Vec<(UserId, DeviceName, u64)>, StoreError> {
+        let rows = self.read("read device revocations", devices::device_revocations)?;
+        rows.into_iter().map(|(u, d, at)| Ok((u, devices::name(&d, "device_revocations")?, at))).collect()
+    }
+
+    fn note_devices(&self, notes: &[DeviceNote]) -> Result<(), StoreError> {
+        if notes.is_empty() {
+            return Ok(());
+        }
+        self.read("write devices", |c| devices::note_devices(c, notes))
+    }
+
+    fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        devices::decode(self.read("read devices", |c| devices::devices(c, user))?)
     }
 
     fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError> {

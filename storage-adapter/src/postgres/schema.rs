@@ -29,13 +29,19 @@
 //! database and on one an older release initialised (`init` is safe to run
 //! again); until then the store reads no revocations and refuses to record
 //! one, with the database's "relation does not exist" error.
+//!
+//! Version 4 (named devices): `devices` (first seen, last active and token
+//! issue time per `(user_id, device)`) and `device_revocations`. Like
+//! version 3, new tables only: [`TABLES`] creates them and the migration
+//! records the version, so a gateway of this release never meets a
+//! database without them.
 
 use postgres::{error::SqlState, Client};
 
 use crate::StoreError;
 
 /// The schema this release reads and writes.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// Any constant: serialises concurrent `init`s on one database.
 const INIT_LOCK: i64 = 0x6368_6174_6777; // "chatgw"
@@ -102,6 +108,20 @@ CREATE TABLE IF NOT EXISTS blocks (
 CREATE TABLE IF NOT EXISTS high_water (slot smallint PRIMARY KEY, id bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS write_probe (id smallint PRIMARY KEY, at timestamptz NOT NULL);
 CREATE TABLE IF NOT EXISTS revocations (user_id bigint PRIMARY KEY, at bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    user_id bigint NOT NULL,
+    device text NOT NULL,
+    first_seen bigint NOT NULL,
+    last_active bigint NOT NULL,
+    token_iat bigint NOT NULL,
+    PRIMARY KEY (user_id, device)
+);
+CREATE TABLE IF NOT EXISTS device_revocations (
+    user_id bigint NOT NULL,
+    device text NOT NULL,
+    at bigint NOT NULL,
+    PRIMARY KEY (user_id, device)
+);
 ";
 
 /// Version 1 to 2, on the tables version 1 created: number every inbox in
@@ -126,6 +146,10 @@ UPDATE schema_version SET version = 2;
 /// this runs; only the version is left to record.
 pub(super) const MIGRATE_2_TO_3: &str = "UPDATE schema_version SET version = 3;";
 
+/// Version 3 to 4: the device tables are created by [`TABLES`] before this
+/// runs; only the version is left to record.
+pub(super) const MIGRATE_3_TO_4: &str = "UPDATE schema_version SET version = 4;";
+
 /// Create or complete the schema, or migrate a version-1 database,
 /// idempotently. Fails with [`StoreError::SchemaVersion`] if the database
 /// holds a version this release does not know.
@@ -143,8 +167,13 @@ pub(super) fn init(client: &mut Client) -> Result<(), StoreError> {
         [1] => {
             tx.batch_execute(MIGRATE_1_TO_2).map_err(|e| StoreError::backend("migrate schema 1 to 2", e))?;
             tx.batch_execute(MIGRATE_2_TO_3).map_err(|e| StoreError::backend("migrate schema 2 to 3", e))?;
+            tx.batch_execute(MIGRATE_3_TO_4).map_err(|e| StoreError::backend("migrate schema 3 to 4", e))?;
         }
-        [2] => tx.batch_execute(MIGRATE_2_TO_3).map_err(|e| StoreError::backend("migrate schema 2 to 3", e))?,
+        [2] => {
+            tx.batch_execute(MIGRATE_2_TO_3).map_err(|e| StoreError::backend("migrate schema 2 to 3", e))?;
+            tx.batch_execute(MIGRATE_3_TO_4).map_err(|e| StoreError::backend("migrate schema 3 to 4", e))?;
+        }
+        [3] => tx.batch_execute(MIGRATE_3_TO_4).map_err(|e| StoreError::backend("migrate schema 3 to 4", e))?,
         [v] if *v == VERSION => {}
         [v, ..] => return Err(StoreError::SchemaVersion { found: *v, expected: VERSION }),
     }

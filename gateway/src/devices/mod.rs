@@ -1,0 +1,14 @@
+//! Named devices (docs/PROTOCOL.md, "Devices"): a token's `dev` claim
+//! names the device a connection is for. This module keeps what the store
+//! knows about them up to date and answers a user's questions about them:
+//!
+//! - `recorder`: notes that a named device connected (first seen, last
+//!   active) off the event loop, batched, at most once a minute per device;
+//! - `requests`: the `devices` and `logout_device` frames, served by the
+//!   reader threads (both touch the store).
+//!
+//! Revoking a device (from the admin listener or `logout_device`) is the
+//! session revocation of `revoke`, one level down.
+
+pub(crate) mod recorder;
+pub(crate) mod requests;
