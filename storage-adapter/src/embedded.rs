@@ -27,6 +27,7 @@
 mod background;
 mod blocks;
 mod check;
+mod conversations;
 mod reopen;
 mod sweep;
 mod tables;
@@ -43,8 +44,8 @@ use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId
 
 use self::tables::Tables;
 use crate::{
-    Committed, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts, MessageStore, StoreError,
-    Write, WriteFailure,
+    Committed, ConversationSummary, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts,
+    MessageStore, StoreError, Write, WriteFailure,
 };
 
 /// Tuning for [`EmbeddedStore`].
@@ -269,6 +270,15 @@ impl MessageStore for EmbeddedStore {
     ) -> Result<Vec<Message>, StoreError> {
         self.with(|t| t.history(conversation, before, limit))
     }
+
+    fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.with(|t| t.conversations(user, before, limit))
+    }
 }
 
 #[cfg(test)]
@@ -319,7 +329,7 @@ mod tests {
                 )
                 .unwrap()
                 .stats;
-            assert!(stats.bytes > 0 && stats.records == 11, "{stats:?}");
+            assert!(stats.bytes > 0 && stats.records == 13, "{stats:?}: 11 and two conversation list rows");
         }
         let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
         assert_eq!(s.high_water(1).unwrap(), rid);

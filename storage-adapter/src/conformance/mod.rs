@@ -12,6 +12,7 @@
 mod blocks;
 mod cases;
 mod concurrent;
+mod conversation_list;
 mod fleet;
 mod outcomes;
 mod postgres_server;
@@ -29,6 +30,7 @@ pub use cases::{
 };
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 pub use concurrent::two_writers_one_pager;
+pub use conversation_list::conversation_list_and_unread_counts;
 pub use fleet::{
     dense_positions_under_concurrent_writers, group_settings_are_versioned_with_the_record,
     stale_membership_refuses_group_messages,
@@ -109,6 +111,7 @@ macro_rules! for_each_conformance_case {
             sweep_removes_expired_idempotency_keys,
             revocations_are_durable_shared_and_never_move_back,
             block_lists,
+            conversation_list_and_unread_counts,
         );
     };
 }

@@ -1,0 +1,140 @@
+//! The conversation list in the embedded store: one key per
+//! `(user, conversation)`, the user big-endian then the conversation key,
+//! valued last message id and unread count (16 bytes, big-endian), so one
+//! user's list is one prefix scan.
+//!
+//! Kept inside the commit's batch: each applied message raises the rows of
+//! the inboxes it reaches, each read mark that moves recounts the reader's
+//! row. Rows touched twice in one batch are folded in [`ListUpdates`] and
+//! written once at the end, so the hot path adds one read and one write
+//! per inbox a message reaches (docs/STORAGE.md, "Conversation list").
+
+use std::collections::HashMap;
+
+use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, UserId};
+use fjall::Readable;
+
+use super::tables::Tables;
+use crate::{
+    codec,
+    conversation_list::{self, counts_as_unread, ConversationSummary, MAX_RECOUNT},
+    StoreError,
+};
+
+/// `(last message id, unread count)` of one row.
+type Row = (u64, u64);
+
+/// What a commit changes in conversation lists, folded per row.
+#[derive(Default)]
+pub(super) struct ListUpdates {
+    rows: HashMap<(UserId, ConversationId), Row>,
+    /// Messages of this batch (not yet readable from the store), for
+    /// recounts of read marks moved in the same batch.
+    messages: Vec<(ConversationId, MessageId, UserId, MessageKind)>,
+}
+
+fn key(user: UserId, c: &ConversationId) -> Vec<u8> {
+    let mut k = user.0.to_be_bytes().to_vec();
+    k.extend_from_slice(&codec::conv_key(c));
+    k
+}
+
+fn encode((last, unread): Row) -> Vec<u8> {
+    let mut v = last.to_be_bytes().to_vec();
+    v.extend_from_slice(&unread.to_be_bytes());
+    v
+}
+
+fn decode(v: &[u8]) -> Result<Row, StoreError> {
+    let corrupt = || StoreError::Corrupt { table: "conversations", what: "value is not 16 bytes" };
+    let last = v.get(..8).and_then(codec::u64_value).ok_or_else(corrupt)?;
+    let unread = v.get(8..16).and_then(codec::u64_value).ok_or_else(corrupt)?;
+    Ok((last, unread))
+}
+
+impl Tables {
+    /// The row as this batch left it so far, else as stored.
+    fn list_row(&self, list: &ListUpdates, user: UserId, c: ConversationId) -> Result<Option<Row>, StoreError> {
+        if let Some(row) = list.rows.get(&(user, c)) {
+            return Ok(Some(*row));
+        }
+        match self.view().get(&self.conversations, key(user, &c)) {
+            Ok(Some(v)) => decode(&v).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(StoreError::backend("read conversation row", e)),
+        }
+    }
+
+    /// An applied message: it is the last message of its conversation for
+    /// every inbox it reaches, and unread for those it counts for.
+    pub(super) fn list_message(
+        &self,
+        list: &mut ListUpdates,
+        m: &Message,
+        inboxes: &[UserId],
+    ) -> Result<(), StoreError> {
+        for &user in inboxes {
+            let (last, unread) = self.list_row(list, user, m.conversation)?.unwrap_or((0, 0));
+            let counted = u64::from(counts_as_unread(user, m.from, m.kind));
+            list.rows.insert((user, m.conversation), (last.max(m.id.0), unread + counted));
+        }
+        list.messages.push((m.conversation, m.id, m.from, m.kind));
+        Ok(())
+    }
+
+    /// `by`'s read mark moved forward to `up_to`: nothing is unread when it
+    /// reached the last message; otherwise what lies after it is counted
+    /// again (at most [`MAX_RECOUNT`] messages walked).
+    pub(super) fn list_read(
+        &self,
+        list: &mut ListUpdates,
+        c: ConversationId,
+        by: UserId,
+        up_to: MessageId,
+    ) -> Result<(), StoreError> {
+        let Some((last, _)) = self.list_row(list, by, c)? else { return Ok(()) };
+        let unread = if up_to.0 >= last {
+            0
+        } else {
+            let stored = self.message_headers_between(c, up_to, MessageId(last), MAX_RECOUNT)?;
+            let in_batch = list
+                .messages
+                .iter()
+                .filter(|(mc, id, _, _)| *mc == c && *id > up_to && id.0 <= last)
+                .map(|&(_, id, from, kind)| (id, from, kind));
+            let counted = stored
+                .iter()
+                .map(|h| (h.id, h.from, h.kind))
+                .chain(in_batch)
+                .filter(|&(_, from, kind)| counts_as_unread(by, from, kind))
+                .count();
+            counted.min(MAX_RECOUNT) as u64
+        };
+        list.rows.insert((by, c), (last, unread));
+        Ok(())
+    }
+
+    /// Every row a batch changed, as `(key, value)` to put.
+    pub(super) fn list_writes(list: &ListUpdates) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+        list.rows.iter().map(|((user, c), row)| (key(*user, c), encode(*row)))
+    }
+
+    pub(super) fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let mut rows = Vec::new();
+        for guard in self.view().prefix(&self.conversations, user.0.to_be_bytes()) {
+            let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan conversations", e))?;
+            let conversation = k
+                .get(8..)
+                .and_then(ConversationId::from_key)
+                .ok_or(StoreError::Corrupt { table: "conversations", what: "bad conversation key" })?;
+            let (last, unread) = decode(&v)?;
+            rows.push(ConversationSummary { conversation, last: MessageId(last), unread });
+        }
+        Ok(conversation_list::page(rows, before, limit))
+    }
+}
