@@ -57,6 +57,8 @@ pub(crate) enum QueryRequest {
     History { origin: Endpoint, user: UserId, conversation: ConversationId, before: Option<MessageId>, limit: usize },
     /// Delivery and read details of one group message of `user`.
     MessageInfo { origin: Endpoint, user: UserId, group: GroupId, msg: MessageId },
+    /// One page of `user`'s conversation list.
+    Conversations { origin: Endpoint, user: UserId, before: Option<MessageId>, limit: usize },
     /// Exit.
     Stop,
 }

@@ -195,6 +195,19 @@ pub fn blocks(out: &mut String) {
     out.push_str(r#"{"type":"blocks"}"#);
 }
 
+/// `{"type":"conversations",...}`; `before` only when given, `limit` only
+/// when it is not the default.
+pub fn conversations(out: &mut String, before: Option<MessageId>, limit: usize) {
+    out.push_str(r#"{"type":"conversations""#);
+    if let Some(b) = before {
+        let _ = write!(out, r#","before":"{b}""#);
+    }
+    if limit != crate::DEFAULT_CONVERSATIONS_PAGE {
+        let _ = write!(out, r#","limit":{limit}"#);
+    }
+    out.push('}');
+}
+
 impl ClientFrame<'_> {
     /// Append this frame as the JSON text a client sends;
     /// [`ClientFrame::parse`] of it returns an equal frame.
@@ -214,6 +227,7 @@ impl ClientFrame<'_> {
             ClientFrame::Block { user } => block(out, *user),
             ClientFrame::Unblock { user } => unblock(out, *user),
             ClientFrame::Blocks => blocks(out),
+            ClientFrame::Conversations { before, limit } => conversations(out, *before, *limit),
         }
     }
 

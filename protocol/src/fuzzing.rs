@@ -111,5 +111,8 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::Block { .. }
         | ClientFrame::Unblock { .. }
         | ClientFrame::Blocks => {}
+        ClientFrame::Conversations { limit, .. } => {
+            assert!((1..=crate::MAX_CONVERSATIONS_PAGE).contains(limit), "conversations limit {limit}")
+        }
     }
 }

@@ -96,7 +96,11 @@ impl<S> Engine<S> {
                 );
                 self.send_error(slot, &e);
             }
-            Action::Query(QueryRequest::History { origin, .. } | QueryRequest::MessageInfo { origin, .. }) => {
+            Action::Query(
+                QueryRequest::History { origin, .. }
+                | QueryRequest::MessageInfo { origin, .. }
+                | QueryRequest::Conversations { origin, .. },
+            ) => {
                 let Some(slot) = self.live_slot(origin) else { return };
                 let err = match why {
                     Refused::Full => ProtocolError::new(ErrorCode::Unavailable, "the read queue is full; retry"),

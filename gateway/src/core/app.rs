@@ -110,6 +110,10 @@ impl<S> Engine<S> {
                 let q = QueryRequest::History { origin, user: me, conversation: conversation(me, r), before, limit };
                 return self.actions.push(Action::Query(q));
             }
+            ClientFrame::Conversations { before, limit } => {
+                let q = QueryRequest::Conversations { origin, user: me, before, limit };
+                return self.actions.push(Action::Query(q));
+            }
             ClientFrame::MessageInfo { group, msg } => {
                 return self.actions.push(Action::Query(QueryRequest::MessageInfo { origin, user: me, group, msg }));
             }
