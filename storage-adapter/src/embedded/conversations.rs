@@ -8,11 +8,15 @@
 //! row. Rows touched twice in one batch are folded in [`ListUpdates`] and
 //! written once at the end, so the hot path adds one read and one write
 //! per inbox a message reaches (docs/STORAGE.md, "Conversation list").
+//!
+//! A store written by a release without the list gets it filled from the
+//! inboxes the first time it opens ([`Tables::fill_conversation_list`]), so
+//! conversations from before the upgrade are listed with their counts.
 
 use std::collections::HashMap;
 
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, UserId};
-use fjall::Readable;
+use fjall::{PersistMode, Readable};
 
 use super::tables::Tables;
 use crate::{
@@ -20,6 +24,12 @@ use crate::{
     conversation_list::{self, counts_as_unread, ConversationSummary, MAX_RECOUNT},
     StoreError,
 };
+
+/// In `meta` once the list was filled from the inboxes (or started empty).
+const FILLED_KEY: &[u8] = b"conversations_filled";
+
+/// Rows written per batch while filling.
+const FILL_BATCH_ROWS: usize = 10_000;
 
 /// `(last message id, unread count)` of one row.
 type Row = (u64, u64);
@@ -117,6 +127,55 @@ impl Tables {
     /// Every row a batch changed, as `(key, value)` to put.
     pub(super) fn list_writes(list: &ListUpdates) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
         list.rows.iter().map(|((user, c), row)| (key(*user, c), encode(*row)))
+    }
+
+    /// Fill the list from every inbox, once: per `(user, conversation)` the
+    /// newest message reference, and the messages after the user's read
+    /// mark that count for them. Runs at open, before any commit, so it
+    /// races nothing; interrupted, it runs again (the rows are recomputed
+    /// whole, so writing them twice is harmless). Costs a scan of the
+    /// inboxes and a header read per message reference, once.
+    pub(super) fn fill_conversation_list(&self) -> Result<(), StoreError> {
+        let view = self.view();
+        if view.get(&self.meta, FILLED_KEY).map_err(|e| StoreError::backend("read meta", e))?.is_some() {
+            return Ok(());
+        }
+        let mut rows: HashMap<(UserId, ConversationId), (u64, Vec<u64>)> = HashMap::new();
+        for guard in view.iter(&self.inbox) {
+            let (k, v) = guard.into_inner().map_err(|e| StoreError::backend("scan inbox", e))?;
+            let short = || StoreError::Corrupt { table: "inbox", what: "short key" };
+            let user = k.get(..8).and_then(codec::u64_value).map(UserId).ok_or_else(short)?;
+            let id = codec::id_from_message_key(&k).ok_or_else(short)?;
+            let codec::InboxRecord::Message(c) = codec::decode_inbox(id, &v)? else { continue };
+            let header = match view.get(&self.messages, codec::message_key(&c, id)) {
+                Ok(Some(h)) => codec::decode_message_header(id, &h)?,
+                Ok(None) => continue,
+                Err(e) => return Err(StoreError::backend("read message header", e)),
+            };
+            let (last, counted) = rows.entry((user, c)).or_insert((0, Vec::new()));
+            *last = (*last).max(id.0);
+            if counts_as_unread(user, header.from, header.kind) {
+                counted.push(id.0);
+            }
+        }
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut pending = 0;
+        for ((user, c), (last, counted)) in rows {
+            let mark = match view.get(&self.reads, codec::read_key(&c, user)) {
+                Ok(v) => v.and_then(|v| v.get(..8).and_then(codec::u64_value)).unwrap_or(0),
+                Err(e) => return Err(StoreError::backend("read read mark", e)),
+            };
+            let unread = counted.iter().filter(|&&id| id > mark).count().min(MAX_RECOUNT) as u64;
+            batch.insert(&self.conversations, key(user, &c), encode((last, unread)));
+            pending += 1;
+            if pending == FILL_BATCH_ROWS {
+                batch.commit().map_err(|e| StoreError::backend("fill conversation list", e))?;
+                batch = self.db.batch().durability(Some(PersistMode::SyncData));
+                pending = 0;
+            }
+        }
+        batch.insert(&self.meta, FILLED_KEY, Vec::new());
+        batch.commit().map_err(|e| StoreError::backend("fill conversation list", e))
     }
 
     pub(super) fn conversations(
