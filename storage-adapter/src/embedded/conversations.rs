@@ -6,8 +6,16 @@
 //! Kept inside the commit's batch: each applied message raises the rows of
 //! the inboxes it reaches, each read mark that moves recounts the reader's
 //! row. Rows touched twice in one batch are folded in [`ListUpdates`] and
-//! written once at the end, so the hot path adds one read and one write
-//! per inbox a message reaches (docs/STORAGE.md, "Conversation list").
+//! written once at the end, so the hot path adds one write per inbox a
+//! message reaches (docs/STORAGE.md, "Conversation list").
+//!
+//! Why a cache of rows ([`RowCache`]): the row a commit raises must be read
+//! first, and a point read through a fresh snapshot per inbox doubled the
+//! commit's own CPU per message. One writer owns the store, so the rows it
+//! committed last are the stored rows: the cache keeps them (filled only
+//! after a batch is durable, so a failed commit leaves nothing behind) and
+//! the store is read only for rows it does not hold, through one snapshot
+//! per commit.
 //!
 //! A store written by a release without the list gets it filled from the
 //! inboxes the first time it opens ([`Tables::fill_conversation_list`]), so
@@ -34,10 +42,36 @@ const FILL_BATCH_ROWS: usize = 10_000;
 /// `(last message id, unread count)` of one row.
 type Row = (u64, u64);
 
+/// Rows the cache holds at most; past that it starts over (the rows are
+/// read from the store again). 24 bytes of key and row each, plus the
+/// map's overhead: a few MiB.
+const CACHED_ROWS: usize = 1 << 16;
+
+/// The rows as the last durable commits left them (see the module docs).
+#[derive(Default)]
+pub(super) struct RowCache(std::sync::Mutex<HashMap<(UserId, ConversationId), Row>>);
+
+impl RowCache {
+    fn get(&self, k: &(UserId, ConversationId)) -> Option<Row> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(k).copied()
+    }
+
+    /// Rows of a batch that is now durable.
+    pub(super) fn keep(&self, list: &ListUpdates) {
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() + list.rows.len() > CACHED_ROWS {
+            m.clear();
+        }
+        m.extend(list.rows.iter().map(|(k, v)| (*k, *v)));
+    }
+}
+
 /// What a commit changes in conversation lists, folded per row.
 #[derive(Default)]
 pub(super) struct ListUpdates {
     rows: HashMap<(UserId, ConversationId), Row>,
+    /// One snapshot for the rows this commit reads from the store.
+    view: Option<fjall::Snapshot>,
     /// Messages of this batch (not yet readable from the store), for
     /// recounts of read marks moved in the same batch.
     messages: Vec<(ConversationId, MessageId, UserId, MessageKind)>,
@@ -64,11 +98,15 @@ fn decode(v: &[u8]) -> Result<Row, StoreError> {
 
 impl Tables {
     /// The row as this batch left it so far, else as stored.
-    fn list_row(&self, list: &ListUpdates, user: UserId, c: ConversationId) -> Result<Option<Row>, StoreError> {
+    fn list_row(&self, list: &mut ListUpdates, user: UserId, c: ConversationId) -> Result<Option<Row>, StoreError> {
         if let Some(row) = list.rows.get(&(user, c)) {
             return Ok(Some(*row));
         }
-        match self.view().get(&self.conversations, key(user, &c)) {
+        if let Some(row) = self.list_cache.get(&(user, c)) {
+            return Ok(Some(row));
+        }
+        let view = list.view.get_or_insert_with(|| self.view());
+        match view.get(&self.conversations, key(user, &c)) {
             Ok(Some(v)) => decode(&v).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(StoreError::backend("read conversation row", e)),
@@ -102,7 +140,7 @@ impl Tables {
         by: UserId,
         up_to: MessageId,
     ) -> Result<(), StoreError> {
-        let Some((last, _)) = self.list_row(list, by, c)? else { return Ok(()) };
+        let Some((last, _)) = self.list_row(&mut *list, by, c)? else { return Ok(()) };
         let unread = if up_to.0 >= last {
             0
         } else {

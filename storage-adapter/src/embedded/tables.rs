@@ -10,7 +10,10 @@ use std::{collections::HashMap, path::Path};
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, Receipt, ReceiptStatus, UserId};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
-use super::{conversations::ListUpdates, EmbeddedOptions};
+use super::{
+    conversations::{ListUpdates, RowCache},
+    EmbeddedOptions,
+};
 use crate::{
     codec::{self, InboxRecord},
     CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
@@ -38,6 +41,8 @@ pub(super) struct Tables {
     /// User id (big endian) to the time its sessions were revoked (Unix
     /// seconds, big endian).
     pub(super) revocations: Keyspace,
+    /// Conversation list rows as the last commits left them.
+    pub(super) list_cache: RowCache,
 }
 
 /// One commit being built: the fjall batch, what it wrote, and what it
@@ -90,6 +95,7 @@ impl Tables {
             conversations: ks("conversations")?,
             meta: ks("meta")?,
             revocations: ks("revocations")?,
+            list_cache: RowCache::default(),
             db,
         })
     }
@@ -187,6 +193,7 @@ impl Tables {
         let high_water = high_water.max(self.high_water()?);
         w.put(&self.meta, HIGH_WATER_KEY, high_water.0.to_be_bytes().to_vec());
         w.batch.commit().map_err(|e| StoreError::backend("commit", e))?;
+        self.list_cache.keep(&w.list);
         out.stats = w.stats;
         Ok(out)
     }
