@@ -112,6 +112,15 @@ pub enum Event {
         /// Who read it, when.
         read: Vec<(UserId, u64)>,
     },
+    /// A page of your conversation list, most recent first (the answer to
+    /// `conversations`); `next` is the cursor for the following page.
+    Conversations {
+        /// The conversations of this page.
+        items: Vec<chatgw_protocol::ConversationItem>,
+        /// Pass to [`Client::conversations`](crate::Client::conversations)
+        /// as `before` for the next page; `None` on the last page.
+        next: Option<MessageId>,
+    },
     /// Your block list (the answer to `block`, `unblock` and `blocks`).
     Blocks {
         /// Blocked users, ascending.
@@ -215,6 +224,7 @@ impl Event {
             ServerFrame::Blocks { users } => Event::Blocks { users },
             ServerFrame::Devices { devices } => Event::Devices { devices },
             ServerFrame::LoggedOut { device } => Event::LoggedOut { device },
+            ServerFrame::Conversations(page) => Event::Conversations { items: page.items, next: page.next },
             ServerFrame::History(page) => Event::History {
                 messages: page
                     .messages

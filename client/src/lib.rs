@@ -26,8 +26,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatgw_protocol::{client, ClientFrame, ConversationRef, GroupChange, MAX_PAGE};
-pub use chatgw_protocol::{DeviceInfo, DeviceName, GroupId, MessageId, MessageKind, UserId};
+use chatgw_protocol::{client, ClientFrame, GroupChange, MAX_PAGE};
+pub use chatgw_protocol::{
+    ConversationItem, ConversationRef, DeviceInfo, DeviceName, GroupId, MessageId, MessageKind, UserId,
+};
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
 
@@ -320,6 +322,14 @@ impl Client {
     /// device).
     pub fn logout_device(&mut self, device: DeviceName) -> Result<(), ClientError> {
         self.send_with(|out| client::logout_device(out, device))
+    }
+
+    /// Ask for a page of your conversation list, most recent first: the
+    /// first page with `before` `None`, the next with the `next` cursor of
+    /// the previous answer; `limit` 1 to 100. Answered with
+    /// [`Event::Conversations`].
+    pub fn conversations(&mut self, before: Option<MessageId>, limit: usize) -> Result<(), ClientError> {
+        self.send_with(|out| client::conversations(out, before, limit))
     }
 
     /// Close with 1000 and wait briefly for the server's close.

@@ -61,6 +61,8 @@ pub(crate) enum QueryRequest {
     Devices { origin: Endpoint, user: UserId, own: u32 },
     /// Log out `device` of `user`.
     LogoutDevice { origin: Endpoint, user: UserId, device: DeviceName },
+    /// One page of `user`'s conversation list.
+    Conversations { origin: Endpoint, user: UserId, before: Option<MessageId>, limit: usize },
     /// Exit.
     Stop,
 }

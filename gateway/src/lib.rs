@@ -37,6 +37,7 @@ mod admin;
 pub mod auth;
 mod commit;
 pub mod config;
+mod conversation_list;
 mod core;
 mod devices;
 pub mod driver;

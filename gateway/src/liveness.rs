@@ -138,6 +138,14 @@ mod tests {
         fn blocked_by(&self, _: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
             unreachable!()
         }
+        fn conversations(
+            &self,
+            _: UserId,
+            _: Option<MessageId>,
+            _: usize,
+        ) -> Result<Vec<chatgw_storage::ConversationSummary>, StoreError> {
+            unreachable!()
+        }
         fn messages_by_client_ids(
             &self,
             _: &[(UserId, &str)],

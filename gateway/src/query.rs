@@ -1,4 +1,5 @@
-//! Reader threads: `sync` pages, `history` pages, message info.
+//! Reader threads: `sync` pages, `history` pages, message info, the
+//! conversation list.
 //!
 //! Range scans can touch disk; an event loop must not. Cores post read
 //! requests here and get the encoded answer back through their mailbox.
@@ -75,6 +76,11 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
                 };
                 devices::requests::logout(&ctx.revoker, user, device, post);
                 continue;
+            }
+            QueryRequest::Conversations { origin, user, before, limit } => {
+                let payload = crate::conversation_list::page(store.as_ref(), user, before, limit)
+                    .unwrap_or_else(|e| failure(&e, "conversations"));
+                CoreEvent::Reply { to: origin, payload }
             }
             QueryRequest::MessageInfo { origin, user, group, msg } => {
                 let payload =

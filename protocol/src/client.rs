@@ -212,6 +212,19 @@ pub fn logout_device(out: &mut String, device: DeviceName) {
     let _ = write!(out, r#"{{"type":"logout_device","device":"{device}"}}"#);
 }
 
+/// `{"type":"conversations",...}`; `before` only when given, `limit` only
+/// when it is not the default.
+pub fn conversations(out: &mut String, before: Option<MessageId>, limit: usize) {
+    out.push_str(r#"{"type":"conversations""#);
+    if let Some(b) = before {
+        let _ = write!(out, r#","before":"{b}""#);
+    }
+    if limit != crate::DEFAULT_CONVERSATIONS_PAGE {
+        let _ = write!(out, r#","limit":{limit}"#);
+    }
+    out.push('}');
+}
+
 impl ClientFrame<'_> {
     /// Append this frame as the JSON text a client sends;
     /// [`ClientFrame::parse`] of it returns an equal frame.
@@ -234,6 +247,7 @@ impl ClientFrame<'_> {
             ClientFrame::Auth { token } => auth(out, token),
             ClientFrame::Devices => devices(out),
             ClientFrame::LogoutDevice { device } => logout_device(out, *device),
+            ClientFrame::Conversations { before, limit } => conversations(out, *before, *limit),
         }
     }
 

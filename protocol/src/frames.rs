@@ -35,6 +35,11 @@ pub fn max_body_for_frame(max_frame: usize) -> usize {
 }
 /// Largest page a `sync` or `history` request may ask for (and the default).
 pub const MAX_PAGE: usize = 500;
+/// Largest page of a `conversations` request (it reads one group record
+/// and one message per conversation listed).
+pub const MAX_CONVERSATIONS_PAGE: usize = 100;
+/// The page of a `conversations` request that gives no `limit`.
+pub const DEFAULT_CONVERSATIONS_PAGE: usize = 50;
 /// Most message ids one `delivered` frame may acknowledge.
 pub const MAX_ACK_IDS: usize = 256;
 /// Most users one group request may name.
@@ -248,6 +253,14 @@ pub enum ClientFrame<'a> {
         /// The device.
         device: DeviceName,
     },
+    /// One page of the requester's conversation list, most recent first.
+    Conversations {
+        /// Cursor from the previous page's `next` (the id of its last
+        /// conversation's last message); `None` for the first page.
+        before: Option<MessageId>,
+        /// Conversations per page.
+        limit: usize,
+    },
 }
 
 #[derive(Deserialize)]
@@ -447,6 +460,16 @@ impl<'a> ClientFrame<'a> {
             }
             "devices" => Ok(ClientFrame::Devices),
             "logout_device" => Ok(ClientFrame::LogoutDevice { device: device_field(&raw)? }),
+            "conversations" => Ok(ClientFrame::Conversations {
+                before: raw.before.map(|v| id_field(v, "before")).transpose()?,
+                limit: match raw.limit {
+                    None => DEFAULT_CONVERSATIONS_PAGE,
+                    Some(v) => match serde_json::from_str::<u64>(v.get()) {
+                        Ok(n) if (1..=MAX_CONVERSATIONS_PAGE as u64).contains(&n) => n as usize,
+                        _ => return Err(bad("limit", "must be an integer from 1 to 100")),
+                    },
+                },
+            }),
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))

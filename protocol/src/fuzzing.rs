@@ -114,5 +114,8 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::Devices => {}
         ClientFrame::Auth { token } => assert!((1..=crate::MAX_TOKEN_BYTES).contains(&token.len())),
         ClientFrame::LogoutDevice { device } => assert_eq!(DeviceName::new(device.as_str()), Some(*device)),
+        ClientFrame::Conversations { limit, .. } => {
+            assert!((1..=crate::MAX_CONVERSATIONS_PAGE).contains(limit), "conversations limit {limit}")
+        }
     }
 }

@@ -45,13 +45,16 @@ pub mod view;
 pub use codes::{ErrorCode, ProtocolError};
 pub use device::{DeviceInfo, DeviceName, DEVICE_NAME_RULE, MAX_DEVICE_NAME_BYTES};
 pub use frames::{
-    max_body_for_frame, ClientFrame, ConversationRef, GroupChange, MessageKind, Send, MAX_ACK_IDS, MAX_BODY_BYTES,
-    MAX_CLIENT_ID_BYTES, MAX_GROUP_DESCRIPTION_BYTES, MAX_GROUP_NAME_BYTES, MAX_LISTED_MEMBERS, MAX_PAGE,
-    MAX_TOKEN_BYTES, SEND_ENVELOPE_BYTES,
+    max_body_for_frame, ClientFrame, ConversationRef, GroupChange, MessageKind, Send, DEFAULT_CONVERSATIONS_PAGE,
+    MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES, MAX_CONVERSATIONS_PAGE, MAX_GROUP_DESCRIPTION_BYTES,
+    MAX_GROUP_NAME_BYTES, MAX_LISTED_MEMBERS, MAX_PAGE, MAX_TOKEN_BYTES, SEND_ENVELOPE_BYTES,
 };
 pub use group::{Group, Member};
 pub use ids::{ConversationId, GroupId, MessageId, UserId};
-pub use server_decode::{DecodeError, ErrorFrame, HistoryPage, MessageInfo, ReceiptFrame, Sent, ServerFrame, Welcome};
+pub use server_decode::{
+    ConversationItem, ConversationsPage, DecodeError, ErrorFrame, HistoryPage, MessageInfo, ReceiptFrame, Sent,
+    ServerFrame, Welcome,
+};
 pub use snowflake::{now_ms, Snowflake, EPOCH_MS};
 
 /// The protocol version this crate speaks, announced in the `welcome` frame.

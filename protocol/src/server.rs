@@ -332,6 +332,62 @@ pub fn logged_out(out: &mut Vec<u8>, device: &str) {
     out.push(b'}');
 }
 
+/// One entry of a `conversations` page, as the gateway has read it.
+#[derive(Clone, Copy, Debug)]
+pub struct ConversationEntry<'a> {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Its last message as stored, `None` if the store no longer holds it.
+    pub last: Option<&'a Message>,
+    /// The viewer's unread count.
+    pub unread: u64,
+    /// For a group: its record, if it exists.
+    pub group: Option<&'a Group>,
+}
+
+/// `{"type":"conversations","conversations":[...],"next":...}`: one page of
+/// `viewer`'s conversation list, most recent first. `next` is the cursor
+/// for the following page (`null` on the last).
+pub fn conversations(out: &mut Vec<u8>, viewer: UserId, items: &[ConversationEntry<'_>], next: Option<MessageId>) {
+    out.extend_from_slice(br#"{"type":"conversations","conversations":["#);
+    for (i, e) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        match e.conversation {
+            ConversationId::Group(g) => {
+                let _ = write!(out, r#""group":"{g}""#);
+                if let Some(grp) = e.group {
+                    out.extend_from_slice(br#","name":"#);
+                    json_str(out, &grp.name);
+                    let _ = write!(out, r#","members":{},"member":{}"#, grp.members.len(), grp.is_member(viewer));
+                }
+            }
+            ConversationId::Direct { .. } => {
+                let peer = e.conversation.peer_of(viewer).unwrap_or(viewer);
+                let _ = write!(out, r#""peer":"{peer}""#);
+            }
+        }
+        let _ = write!(out, r#","unread":{},"last":"#, e.unread);
+        match e.last {
+            Some(m) => {
+                out.push(b'{');
+                message_fields(out, m);
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+    }
+    match next {
+        Some(n) => {
+            let _ = write!(out, r#"],"next":"{n}"}}"#);
+        }
+        None => out.extend_from_slice(br#"],"next":null}"#),
+    }
+}
+
 /// `{"type":"error",...}`.
 pub fn error(out: &mut Vec<u8>, code: ErrorCode, message: &str, reference: Option<&str>) {
     let _ = write!(out, r#"{{"type":"error","code":"{code}","message":"#);

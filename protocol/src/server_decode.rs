@@ -135,6 +135,32 @@ pub struct HistoryPage {
     pub more: bool,
 }
 
+/// `conversations`: one page of the user's conversation list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationsPage {
+    /// Most recent first.
+    pub items: Vec<ConversationItem>,
+    /// The cursor for the next page (`before`), `None` on the last page.
+    pub next: Option<MessageId>,
+}
+
+/// One conversation of a [`ConversationsPage`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationItem {
+    /// The conversation, as the user names it.
+    pub conversation: ConversationRef,
+    /// Its last message as stored (`None` if the store no longer holds it).
+    pub last: Option<Message>,
+    /// The user's unread count.
+    pub unread: u64,
+    /// For a group: its name.
+    pub name: Option<String>,
+    /// For a group: how many members it has.
+    pub members: Option<usize>,
+    /// For a group: whether the user is still a member.
+    pub member: Option<bool>,
+}
+
 /// `message_info`: who a group message reached and who read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageInfo {
@@ -188,6 +214,8 @@ pub enum ServerFrame {
     },
     /// `message_info`.
     MessageInfo(MessageInfo),
+    /// `conversations`: a page of the requester's conversation list.
+    Conversations(ConversationsPage),
     /// `blocks`: the requester's block list.
     Blocks {
         /// Blocked users, in ascending order.
@@ -308,6 +336,10 @@ struct Raw<'a> {
     device: Option<&'a RawValue>,
     #[serde(borrow)]
     devices: Option<&'a RawValue>,
+    #[serde(borrow)]
+    conversations: Option<&'a RawValue>,
+    #[serde(borrow)]
+    next: Option<&'a RawValue>,
 }
 
 fn field(frame: &'static str, field: &'static str, why: &'static str) -> DecodeError {
@@ -394,6 +426,64 @@ fn stored_message(f: &Fields<'_, '_>) -> Result<Message, DecodeError> {
         ts: f.get(raw.ts, "ts")?,
         body: f.body()?,
     })
+}
+
+#[derive(Deserialize)]
+struct RawConversationItem<'a> {
+    #[serde(borrow)]
+    peer: Option<&'a RawValue>,
+    #[serde(borrow)]
+    group: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    members: Option<&'a RawValue>,
+    #[serde(borrow)]
+    member: Option<&'a RawValue>,
+    #[serde(borrow)]
+    unread: Option<&'a RawValue>,
+    #[serde(borrow)]
+    last: Option<&'a RawValue>,
+}
+
+fn conversation_items(f: &Fields<'_, '_>) -> Result<Vec<ConversationItem>, DecodeError> {
+    let v = f.raw.conversations.ok_or_else(|| field("conversations", "conversations", "missing"))?;
+    let entries: Vec<RawConversationItem<'_>> =
+        serde_json::from_str(v.get()).map_err(|_| field("conversations", "conversations", "malformed"))?;
+    entries
+        .into_iter()
+        .map(|e| {
+            let raw = Raw { peer: e.peer, group: e.group, ..Raw::default() };
+            let item = Fields { raw: &raw, frame: "conversations" };
+            let last = match e.last.filter(|v| v.get() != "null") {
+                None => None,
+                Some(v) => {
+                    let m: RawStoredMessage<'_> =
+                        serde_json::from_str(v.get()).map_err(|_| field("conversations", "last", "malformed"))?;
+                    let raw = Raw {
+                        msg: m.msg,
+                        from: m.from,
+                        to: m.to,
+                        group: m.group,
+                        kind: m.kind,
+                        ts: m.ts,
+                        cid: m.cid,
+                        body: m.body,
+                        ..Raw::default()
+                    };
+                    Some(stored_message(&Fields { raw: &raw, frame: "conversations" })?)
+                }
+            };
+            Ok(ConversationItem {
+                conversation: item.conversation(e.peer, "peer")?,
+                last,
+                unread: item.get(e.unread, "unread")?,
+                name: item.opt(e.name, "name")?,
+                members: item.opt(e.members, "members")?,
+                member: item.opt(e.member, "member")?,
+            })
+        })
+        .collect()
 }
 
 fn history_messages(f: &Fields<'_, '_>) -> Result<Vec<Message>, DecodeError> {
@@ -560,6 +650,13 @@ impl ServerFrame {
                 }
             }
             "logged_out" => ServerFrame::LoggedOut { device: f("logged_out").get(raw.device, "device")? },
+            "conversations" => {
+                let f = f("conversations");
+                ServerFrame::Conversations(ConversationsPage {
+                    items: conversation_items(&f)?,
+                    next: f.opt(raw.next, "next")?,
+                })
+            }
             "message_info" => {
                 let f = f("message_info");
                 let list = |v, name| -> Result<Vec<(UserId, u64)>, DecodeError> {

@@ -88,6 +88,9 @@ fn every_client_frame_round_trips() {
     client_round_trip(ClientFrame::Auth { token: "with \"quotes\" and \\".into() });
     client_round_trip(ClientFrame::Devices);
     client_round_trip(ClientFrame::LogoutDevice { device: DeviceName::new("Work-Laptop_2.0").unwrap() });
+    client_round_trip(ClientFrame::Conversations { before: None, limit: chatgw_protocol::DEFAULT_CONVERSATIONS_PAGE });
+    client_round_trip(ClientFrame::Conversations { before: Some(MessageId(BIG)), limit: 1 });
+    client_round_trip(ClientFrame::Conversations { before: None, limit: chatgw_protocol::MAX_CONVERSATIONS_PAGE });
 }
 
 #[test]
@@ -187,6 +190,7 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         ServerFrame::Blocks { .. } => assert_eq!(v.ty, "blocks"),
         ServerFrame::Devices { .. } => assert_eq!(v.ty, "devices"),
         ServerFrame::LoggedOut { .. } => assert_eq!(v.ty, "logged_out"),
+        ServerFrame::Conversations(_) => assert_eq!(v.ty, "conversations"),
         ServerFrame::Error(e) => {
             assert_eq!(v.ty, "error");
             assert_eq!(v.code.as_deref(), Some(e.code.as_str()));
@@ -439,6 +443,106 @@ fn block_lists_round_trip() {
         (r#"{"type":"block"}"#, "field `user`: missing"),
         (r#"{"type":"unblock","user":2}"#, "field `user`: must be an id as a decimal string"),
         (r#"{"type":"block","user":"-1"}"#, "field `user`: must be an id as a decimal string"),
+    ] {
+        let e = ClientFrame::parse(text).expect_err(text);
+        assert_eq!((e.code, e.message.as_str()), (chatgw_protocol::ErrorCode::BadField, why), "{text}");
+    }
+}
+
+#[test]
+fn conversation_lists_round_trip() {
+    use chatgw_protocol::{ConversationId, ConversationItem, ConversationsPage, Group, GroupId, Member, MessageKind};
+    let me = UserId(1);
+    let direct = Message {
+        id: MessageId(BIG),
+        conversation: ConversationId::direct(me, UserId(2)),
+        from: UserId(2),
+        kind: MessageKind::Image,
+        client_id: "c\"1".into(),
+        ts: 1_795_837_475_629,
+        body: r#""a \"quoted\" body""#.into(),
+    };
+    let g = Group {
+        id: GroupId(BIG - 5),
+        name: "trip \"24\"".into(),
+        description: String::new(),
+        admins_only: false,
+        created_by: UserId(2),
+        members: [2, 3]
+            .iter()
+            .map(|&u| Member { user: UserId(u), admin: u == 2, joined: MessageId(BIG - 5) })
+            .collect(),
+    };
+    let system = Message {
+        id: MessageId(BIG - 4),
+        conversation: ConversationId::Group(g.id),
+        from: UserId(2),
+        kind: MessageKind::System,
+        client_id: String::new(),
+        ts: 1_795_837_475_000,
+        body: r#""{\"event\":\"removed\"}""#.into(),
+    };
+    let entries = [
+        server::ConversationEntry { conversation: direct.conversation, last: Some(&direct), unread: 3, group: None },
+        server::ConversationEntry {
+            conversation: system.conversation,
+            last: Some(&system),
+            unread: 0,
+            group: Some(&g),
+        },
+        server::ConversationEntry {
+            conversation: ConversationId::Group(GroupId(9)),
+            last: None,
+            unread: 0,
+            group: None,
+        },
+    ];
+    for next in [None, Some(MessageId(BIG - 4))] {
+        let mut out = Vec::new();
+        server::conversations(&mut out, me, &entries, next);
+        let want = ConversationsPage {
+            items: vec![
+                ConversationItem {
+                    conversation: ConversationRef::Peer(UserId(2)),
+                    last: Some(direct.clone()),
+                    unread: 3,
+                    name: None,
+                    members: None,
+                    member: None,
+                },
+                ConversationItem {
+                    conversation: ConversationRef::Group(g.id),
+                    last: Some(system.clone()),
+                    unread: 0,
+                    name: Some(g.name.clone()),
+                    members: Some(2),
+                    member: Some(false),
+                },
+                ConversationItem {
+                    conversation: ConversationRef::Group(GroupId(9)),
+                    last: None,
+                    unread: 0,
+                    name: None,
+                    members: None,
+                    member: None,
+                },
+            ],
+            next,
+        };
+        server_round_trip(&out, ServerFrame::Conversations(want));
+    }
+    let mut empty = Vec::new();
+    server::conversations(&mut empty, me, &[], None);
+    assert_eq!(empty, br#"{"type":"conversations","conversations":[],"next":null}"#);
+    let mut out = String::new();
+    client::conversations(&mut out, Some(MessageId(7)), 20);
+    assert_eq!(out, r#"{"type":"conversations","before":"7","limit":20}"#);
+    for (text, why) in [
+        (r#"{"type":"conversations","limit":0}"#, "field `limit`: must be an integer from 1 to 100"),
+        (r#"{"type":"conversations","limit":101}"#, "field `limit`: must be an integer from 1 to 100"),
+        (r#"{"type":"conversations","limit":"5"}"#, "field `limit`: must be an integer from 1 to 100"),
+        (r#"{"type":"conversations","before":7}"#, "field `before`: must be an id as a decimal string"),
+        (r#"{"type":"conversations","before":"x"}"#, "field `before`: must be an id as a decimal string"),
     ] {
         let e = ClientFrame::parse(text).expect_err(text);
         assert_eq!((e.code, e.message.as_str()), (chatgw_protocol::ErrorCode::BadField, why), "{text}");

@@ -27,6 +27,7 @@
 mod background;
 mod blocks;
 mod check;
+mod conversations;
 mod devices;
 mod reopen;
 mod sweep;
@@ -44,8 +45,8 @@ use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, Messa
 
 use self::tables::Tables;
 use crate::{
-    Committed, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts,
-    MessageStore, StoreError, Write, WriteFailure,
+    Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, KeySweep,
+    MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure,
 };
 
 /// Tuning for [`EmbeddedStore`].
@@ -94,6 +95,7 @@ impl EmbeddedStore {
         let path = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(|e| StoreError::backend("create data directory", e))?;
         let tables = Tables::open(&path, options)?;
+        tables.fill_conversation_list()?;
         Ok(EmbeddedStore {
             engine: RwLock::new(Some(tables)),
             failed: Mutex::new(None),
@@ -293,6 +295,15 @@ impl MessageStore for EmbeddedStore {
     ) -> Result<Vec<Message>, StoreError> {
         self.with(|t| t.history(conversation, before, limit))
     }
+
+    fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.with(|t| t.conversations(user, before, limit))
+    }
 }
 
 #[cfg(test)]
@@ -343,7 +354,7 @@ mod tests {
                 )
                 .unwrap()
                 .stats;
-            assert!(stats.bytes > 0 && stats.records == 11, "{stats:?}");
+            assert!(stats.bytes > 0 && stats.records == 13, "{stats:?}: 11 and two conversation list rows");
         }
         let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
         assert_eq!(s.high_water(1).unwrap(), rid);
@@ -486,6 +497,42 @@ mod tests {
         let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
         assert_eq!(s.high_water(1).unwrap(), m2.id);
         assert_eq!(inbox(&s, 1, MessageId(0), 10).len(), 2);
+    }
+
+    #[test]
+    fn a_store_from_before_the_conversation_list_gets_it_filled_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = Snowflake::new(1);
+        let (a, b, c) = (msg(&mut g, 2, 1, "a"), msg(&mut g, 2, 1, "b"), msg(&mut g, 1, 2, "c"));
+        let read =
+            Receipt::Read { event: g.next_id(), conversation: a.conversation, by: UserId(1), up_to: a.id, at: 1 };
+        {
+            let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+            let both = [UserId(1), UserId(2)];
+            let writes: Vec<Write<'_>> =
+                [&a, &b, &c].iter().map(|m| Write::Message { message: m, inboxes: &both, membership: None }).collect();
+            s.commit(&writes, c.id).unwrap();
+            s.commit(&[Write::Receipt { receipt: &read, inboxes: &both }], read.event()).unwrap();
+            // What a release without the list left: no rows, no mark of the fill.
+            s.with(|t| {
+                let mut batch = t.db.batch().durability(Some(fjall::PersistMode::SyncData));
+                for guard in fjall::Readable::iter(&t.view(), &t.conversations) {
+                    batch.remove(&t.conversations, guard.key().unwrap());
+                }
+                batch.remove(&t.meta, b"conversations_filled");
+                batch.commit().map_err(|e| StoreError::backend("test", e))
+            })
+            .unwrap();
+            assert!(s.conversations(UserId(1), None, 10).unwrap().is_empty());
+        }
+        let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        let rows = |u| s.conversations(UserId(u), None, 10).unwrap();
+        let want = |unread| vec![ConversationSummary { conversation: a.conversation, last: c.id, unread }];
+        assert_eq!(rows(1), want(1), "b is after 1's read mark; c is 1's own");
+        assert_eq!(rows(2), want(1), "2 never read c");
+        drop(s);
+        let s = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        assert_eq!(s.conversations(UserId(1), None, 10).unwrap(), want(1), "filled once, kept");
     }
 
     #[test]

@@ -18,7 +18,10 @@
 //!   `(conversation, reader)`, and for groups read marks per
 //!   `(message, reader)` (for "message info");
 //! - group membership records;
-//! - block lists, `(blocker, blocked)` pairs.
+//! - block lists, `(blocker, blocked)` pairs;
+//! - a conversation list per user: per `(user, conversation)` the last
+//!   message's key and the unread count, kept by the commit
+//!   ([`ConversationSummary`]).
 //!
 //! Durability contract: [`MessageStore::commit`] applies a whole batch
 //! atomically and returns only once it is on stable storage. The gateway
@@ -47,6 +50,7 @@ mod codec;
 #[cfg(feature = "conformance")]
 #[doc(hidden)]
 pub mod conformance;
+mod conversation_list;
 mod devices;
 mod embedded;
 mod error;
@@ -58,6 +62,7 @@ pub use cassandra::{
     CassandraOptions, CassandraStore, Replication, UrlError as CassandraUrlError,
     SCHEMA_VERSION as CASSANDRA_SCHEMA_VERSION,
 };
+pub use conversation_list::{counts_as_unread, ConversationSummary, MAX_RECOUNT as MAX_UNREAD_RECOUNT};
 pub use devices::{DeviceNote, DeviceRecord};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{ErrorCause, StoreError, WriteFailure};
@@ -273,4 +278,17 @@ pub trait MessageStore: Send + Sync + 'static {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError>;
+
+    /// One page of `user`'s conversation list: the conversations whose
+    /// last message (the newest that reached `user`'s inbox) is older than
+    /// `before` (all if `None`), newest first, at most `limit`, each with
+    /// `user`'s unread count. Answered from the rows the commits keep
+    /// (docs/STORAGE.md, "Conversation list"), never from message history:
+    /// the work is proportional to the user's conversations at most.
+    fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError>;
 }

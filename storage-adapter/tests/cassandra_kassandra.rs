@@ -438,3 +438,60 @@ fn the_integrity_check_reads_every_table() {
     assert_eq!(first.table, "delivered");
     assert!(first.problem.starts_with("mark of user 2 for missing message "), "{}", first.problem);
 }
+
+/// The conversation list needs no condition, range or order from the
+/// server to be read: a user's rows are one partition read, the largest
+/// `last` per conversation is taken and ordered by the store, and unread
+/// rows at or below the read mark are left out by the store (a commit's
+/// range delete removes them on a real node). Rows are written plainly
+/// here, as a commit would leave them before its prune lands.
+#[test]
+fn the_conversation_list_is_read_from_plain_rows() {
+    let Some(k) = Kassandra::start("conversation list") else { return };
+    let url = url(&k.addr);
+    CassandraStore::init(&url).unwrap();
+    let s = CassandraStore::open(&url).unwrap();
+    assert!(s.conversations(UserId(1), None, 10).unwrap().is_empty(), "an empty keyspace lists nothing");
+    let (d12, d13) = (ConversationId::direct(UserId(1), UserId(2)), ConversationId::direct(UserId(1), UserId(3)));
+    let key = |c: &ConversationId| {
+        let (k, n) = c.to_key();
+        k[..n].to_vec()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let session = scylla::client::session_builder::SessionBuilder::new()
+            .known_node(&k.addr)
+            .fetch_schema_metadata(false)
+            .build()
+            .await
+            .unwrap();
+        let last = session
+            .prepare("INSERT INTO chatgw_test.conversation_last (user_id, conversation, last) VALUES (?, ?, ?)")
+            .await
+            .unwrap();
+        let unread = session
+            .prepare("INSERT INTO chatgw_test.unread (user_id, conversation, id) VALUES (?, ?, ?)")
+            .await
+            .unwrap();
+        for (c, id) in [(&d12, 10i64), (&d12, 30), (&d13, 20)] {
+            session.execute_unpaged(&last, (1i64, key(c), id)).await.unwrap();
+            session.execute_unpaged(&unread, (1i64, key(c), id)).await.unwrap();
+        }
+        let mark = session
+            .prepare("INSERT INTO chatgw_test.read_marks (conversation, reader, up_to, at) VALUES (?, ?, ?, ?)")
+            .await
+            .unwrap();
+        session.execute_unpaged(&mark, (key(&d12), 1i64, 10i64, 0i64)).await.unwrap();
+    });
+    let list = |before, limit| {
+        s.conversations(UserId(1), before, limit)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.conversation, r.last.0, r.unread))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(None, 10), vec![(d12, 30, 1), (d13, 20, 1)], "newest first; only what is after the mark");
+    assert_eq!(list(None, 1), vec![(d12, 30, 1)]);
+    assert_eq!(list(Some(MessageId(30)), 10), vec![(d13, 20, 1)], "below the cursor");
+    assert!(s.conversations(UserId(2), None, 10).unwrap().is_empty(), "another user's list");
+}

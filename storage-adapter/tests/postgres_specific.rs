@@ -207,6 +207,11 @@ fn init_migrates_a_version_1_database_and_keeps_every_inbox_in_order() {
     assert_eq!(s.inbox_position(UserId(2), ms[2].id).unwrap(), InboxPos(3));
     let (group, version) = s.versioned_group(chatgw_protocol::GroupId(9)).unwrap().expect("the group");
     assert_eq!((group.name.as_str(), group.members.len(), version.0), ("g", 1, 1));
+    let list = |user: u64| -> Vec<(MessageId, u64)> {
+        s.conversations(UserId(user), None, 10).unwrap().into_iter().map(|r| (r.last, r.unread)).collect()
+    };
+    assert_eq!(list(2), vec![(ms[4].id, 5)], "the migration lists what was stored, with unread counts");
+    assert_eq!(list(1), vec![(ms[1].id, 0)], "own messages are not unread");
 
     // New events continue after the migrated ones.
     let next = message(&mut ids, "new");
@@ -214,6 +219,7 @@ fn init_migrates_a_version_1_database_and_keeps_every_inbox_in_order() {
         .commit(&[Write::Message { message: &next, inboxes: &[UserId(1), UserId(2)], membership: None }], next.id)
         .unwrap();
     assert_eq!(done.positions(0), &[InboxPos(3), InboxPos(6)]);
+    assert_eq!(list(2), vec![(next.id, 6)], "the migrated rows are kept up to date");
     let version: i32 = admin.query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
     assert_eq!(version, POSTGRES_SCHEMA_VERSION);
 }

@@ -112,6 +112,15 @@ impl MessageStore for CountingStore {
         bump(&self.counts.client_ids);
         self.inner.messages_by_client_ids(keys)
     }
+    fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<chatgw_storage::ConversationSummary>, StoreError> {
+        bump(&self.counts.other_reads);
+        self.inner.conversations(user, before, limit)
+    }
     fn messages(&self, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Option<Message>>, StoreError> {
         bump(&self.counts.messages);
         self.inner.messages(keys)

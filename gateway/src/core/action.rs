@@ -100,7 +100,8 @@ impl<S> Engine<S> {
                 QueryRequest::History { origin, .. }
                 | QueryRequest::MessageInfo { origin, .. }
                 | QueryRequest::Devices { origin, .. }
-                | QueryRequest::LogoutDevice { origin, .. },
+                | QueryRequest::LogoutDevice { origin, .. }
+                | QueryRequest::Conversations { origin, .. },
             ) => {
                 let Some(slot) = self.live_slot(origin) else { return };
                 let err = match why {

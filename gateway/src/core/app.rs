@@ -124,6 +124,10 @@ impl<S> Engine<S> {
             ClientFrame::LogoutDevice { device } => {
                 return self.actions.push(Action::Query(QueryRequest::LogoutDevice { origin, user: me, device }));
             }
+            ClientFrame::Conversations { before, limit } => {
+                let q = QueryRequest::Conversations { origin, user: me, before, limit };
+                return self.actions.push(Action::Query(q));
+            }
             ClientFrame::MessageInfo { group, msg } => {
                 return self.actions.push(Action::Query(QueryRequest::MessageInfo { origin, user: me, group, msg }));
             }

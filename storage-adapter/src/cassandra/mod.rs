@@ -69,8 +69,8 @@ use self::{
     statements::Statements,
 };
 use crate::{
-    Committed, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, MessageHeader, MessageReceipts,
-    MessageStore, StoreError, Write, WriteFailure, WriteOutcome,
+    Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, MessageHeader,
+    MessageReceipts, MessageStore, StoreError, Write, WriteFailure, WriteOutcome,
 };
 
 /// Most requests of one commit phase or one batched lookup in flight at once.
@@ -476,5 +476,17 @@ impl MessageStore for CassandraStore {
             return Ok(Vec::new());
         }
         self.runtime.block_on(reads::history(&self.cql, conversation, before, limit))
+    }
+
+    fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::conversations(&self.cql, user, before, limit))
     }
 }

@@ -37,7 +37,7 @@ use super::{
     bucket::{inbox_bucket, message_bucket, pos_bucket},
     statements as cql,
 };
-use crate::{codec, CommitStats, Write};
+use crate::{codec, counts_as_unread, CommitStats, Write};
 
 /// Largest batch sent as one request, in bytes of bound values.
 pub(super) const CHUNK_BYTES: usize = 32 * 1024;
@@ -149,6 +149,10 @@ struct Builder {
     inbox_buckets: BTreeSet<(u64, i32)>,
     marks: BTreeMap<(&'static str, Vec<u8>, u64), Vec<Stmt>>,
     read_marks: HashMap<(Vec<u8>, u64), (MessageId, u64)>,
+    /// The newest message of this batch per `(user, conversation)`.
+    list_last: BTreeMap<(u64, Vec<u8>), MessageId>,
+    /// Unread rows per `(user, conversation)` partition.
+    unread: BTreeMap<(u64, Vec<u8>), Vec<Stmt>>,
     stats: CommitStats,
 }
 
@@ -178,6 +182,13 @@ impl Builder {
         }
         for user in inboxes {
             self.event(*user, Event { id: m.id, payload: Payload::Message(conv.clone()) });
+            let last = self.list_last.entry((user.0, conv.clone())).or_insert(m.id);
+            *last = (*last).max(m.id);
+            if counts_as_unread(*user, m.from, m.kind) {
+                let row = Stmt::new(cql::INSERT_UNREAD, vec![big(user.0), CqlValue::Blob(conv.clone()), big(m.id.0)]);
+                self.count(&row);
+                self.unread.entry((user.0, conv.clone())).or_default().push(row);
+            }
         }
     }
 
@@ -278,6 +289,17 @@ impl Builder {
             });
             plan.first.push(chunks(rows));
         }
+        // A read clears the reader's unread rows up to its mark, in the
+        // partition's batch (a tombstone wins over an insert of the same
+        // batch, which is right: those messages are read).
+        for ((conv, reader), (up_to, _)) in &self.read_marks {
+            let clear = Stmt::new(
+                cql::CLEAR_UNREAD,
+                vec![big(*reader), CqlValue::Blob(conv.clone()), CqlValue::BigInt(id_bound(*up_to))],
+            );
+            self.unread.entry((*reader, conv.clone())).or_default().push(clear);
+        }
+        plan.first.extend(std::mem::take(&mut self.unread).into_values().map(chunks));
         plan.first.extend(self.marks.into_values().map(chunks));
         for ((conv, reader), (up_to, at)) in self.read_marks {
             let up_to = id_bound(up_to);
@@ -291,6 +313,17 @@ impl Builder {
             self.stats.records += 1;
             plan.first.push(vec![vec![insert, prune]]);
         }
+        let mut lists: BTreeMap<u64, Vec<Stmt>> = BTreeMap::new();
+        for ((user, conv), last) in std::mem::take(&mut self.list_last) {
+            let values = vec![big(user), CqlValue::Blob(conv), CqlValue::BigInt(id_bound(last))];
+            let insert = Stmt::new(cql::INSERT_CONVERSATION_LAST, values.clone());
+            self.stats.bytes += insert.bytes();
+            self.stats.records += 1;
+            let rows = lists.entry(user).or_default();
+            rows.push(insert);
+            rows.push(Stmt::new(cql::PRUNE_CONVERSATION_LAST, values));
+        }
+        plan.first.extend(lists.into_values().map(chunks));
         let (slot, id) = (CqlValue::Int(slot_of(high_water)), CqlValue::BigInt(id_bound(high_water)));
         let insert = Stmt::new(cql::INSERT_HIGH_WATER, vec![slot.clone(), id.clone()]);
         self.stats.bytes += insert.bytes();

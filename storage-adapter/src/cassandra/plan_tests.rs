@@ -53,10 +53,15 @@ fn a_message_is_stored_then_referenced_from_each_inbox_at_its_position() {
             vec![cql::INSERT_CONVERSATION_BUCKET],
             vec![cql::INSERT_INBOX_BUCKET],
             vec![cql::INSERT_INBOX_BUCKET],
+            vec![cql::INSERT_UNREAD],
+            vec![cql::INSERT_CONVERSATION_LAST, cql::PRUNE_CONVERSATION_LAST],
+            vec![cql::INSERT_CONVERSATION_LAST, cql::PRUNE_CONVERSATION_LAST],
             vec![cql::INSERT_HIGH_WATER, cql::PRUNE_HIGH_WATER],
         ],
-        "phase one: what the inbox entries point at (the key was bound before)"
+        "phase one: what the inbox entries point at (the key was bound before), and both conversation lists"
     );
+    let unread = &p.first[4][0][0];
+    assert_eq!(unread.values[0], big(2), "unread for the recipient only, not the sender");
     assert_eq!(p.events.keys().copied().collect::<Vec<_>>(), vec![1, 2], "one event per inbox");
     let (entries, ids) = inbox_rows(2, 41, &p.events[&2]);
     assert_eq!(statements(&entries), vec![cql::INSERT_INBOX_MESSAGE]);
@@ -64,7 +69,10 @@ fn a_message_is_stored_then_referenced_from_each_inbox_at_its_position() {
     assert_eq!(ids.iter().map(statements).collect::<Vec<_>>(), vec![vec![cql::INSERT_INBOX_ID]]);
     assert_eq!(ids[0][0][0].values[3], big(41), "the id row finds the position");
     assert_eq!(p.buckets.len(), 3, "one conversation bucket, two inbox buckets");
-    assert_eq!(p.stats.records, 10, "message, key, two inbox entries and id rows, three bucket rows, high water");
+    assert_eq!(
+        p.stats.records, 13,
+        "message, key, two inbox entries and id rows, three bucket rows, an unread row, two list rows, high water"
+    );
     assert!(p.stats.bytes > m.body.len() + 2 * 8, "{:?}", p.stats);
 }
 
@@ -75,8 +83,18 @@ fn a_system_message_binds_no_key_and_recorded_buckets_are_not_written_again() {
     let to = [UserId(2)];
     let p = plan(&[Write::Message { message: &m, inboxes: &to, membership: None }], &all, m.id, &|_| true);
     let first: Vec<&str> = p.first.iter().flat_map(statements).collect();
-    assert_eq!(first, vec![cql::INSERT_MESSAGE, cql::INSERT_HIGH_WATER, cql::PRUNE_HIGH_WATER]);
-    assert_eq!(p.stats.records, 4, "message, inbox entry and id row, high water: no key");
+    assert_eq!(
+        first,
+        vec![
+            cql::INSERT_MESSAGE,
+            cql::INSERT_CONVERSATION_LAST,
+            cql::PRUNE_CONVERSATION_LAST,
+            cql::INSERT_HIGH_WATER,
+            cql::PRUNE_HIGH_WATER
+        ],
+        "a system message is listed but counts as unread for nobody"
+    );
+    assert_eq!(p.stats.records, 5, "message, inbox entry and id row, list row, high water: no key");
     assert!(p.buckets.is_empty());
 }
 
@@ -239,4 +257,30 @@ fn ids_past_the_signed_range_bound_like_the_largest() {
     assert_eq!(id_bound(MessageId(42)), 42);
     let p = plan(&[], &all, MessageId(u64::MAX), &nothing_recorded);
     assert_eq!(p.first[0][0][0].values[1], CqlValue::BigInt(i64::MAX));
+}
+
+#[test]
+fn a_read_clears_the_readers_unread_rows_up_to_its_mark_in_their_partition() {
+    let mut g = Snowflake::new(1);
+    let m = text(g.next_at(EPOCH_MS + 5), 1, 2, "c1", 3);
+    let event = g.next_at(EPOCH_MS + 6);
+    let r = Receipt::Read { event, conversation: m.conversation, by: UserId(2), up_to: m.id, at: 6 };
+    let both = [UserId(1), UserId(2)];
+    let p = plan(
+        &[
+            Write::Message { message: &m, inboxes: &both, membership: None },
+            Write::Receipt { receipt: &r, inboxes: &both },
+        ],
+        &all,
+        event,
+        &|_| true,
+    );
+    let unread: Vec<&Unit> = p.first.iter().filter(|u| statements(u).contains(&cql::CLEAR_UNREAD)).collect();
+    assert_eq!(unread.len(), 1, "{:?}", p.first);
+    assert_eq!(
+        statements(unread[0]),
+        vec![cql::INSERT_UNREAD, cql::CLEAR_UNREAD],
+        "the insert and the clear share the reader's partition's batch (the clear wins)"
+    );
+    assert_eq!(unread[0][0][1].values, vec![big(2), CqlValue::Blob(codec::conv_key(&m.conversation)), big(m.id.0)]);
 }

@@ -6,6 +6,8 @@
 //! the age of the conversation or inbox. The inbox is read by the rule of
 //! `walk`: only gap-free runs of positions.
 
+use std::collections::HashMap;
+
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, MessageKind, Snowflake, UserId};
 use futures::{stream, StreamExt, TryStreamExt};
 
@@ -19,6 +21,7 @@ use super::{
 };
 use crate::{
     codec::{self, InboxRecord},
+    conversation_list::{self, ConversationSummary, MAX_RECOUNT},
     GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
 };
 
@@ -141,6 +144,43 @@ pub(super) async fn read_marks(c: &Cql, keys: &[(ConversationId, UserId)]) -> Re
         Ok(rows.into_iter().map(|(up_to,)| MessageId(up_to as u64)).max())
     })
     .await
+}
+
+/// One page of `user`'s conversation list: the whole partition of
+/// `conversation_last` (one user's conversations; the largest `last` of
+/// each conversation is its last message), ordered and cut here; then, for
+/// the page only, the read marks and the unread rows after them.
+pub(super) async fn conversations(
+    c: &Cql,
+    user: UserId,
+    before: Option<MessageId>,
+    limit: usize,
+) -> Result<Vec<ConversationSummary>> {
+    let rows: Vec<(Vec<u8>, i64)> = c.rows("conversation_last", cql::CONVERSATION_LIST, (big(user.0),)).await?;
+    let mut last: HashMap<Vec<u8>, i64> = HashMap::new();
+    for (conv, id) in rows {
+        let e = last.entry(conv).or_insert(id);
+        *e = (*e).max(id);
+    }
+    let mut summaries = Vec::with_capacity(last.len());
+    for (conv, id) in last {
+        let conversation = ConversationId::from_key(&conv)
+            .ok_or(StoreError::Corrupt { table: "conversation_last", what: "bad conversation key" })?;
+        summaries.push(ConversationSummary { conversation, last: MessageId(id as u64), unread: 0 });
+    }
+    let mut page = conversation_list::page(summaries, before, limit);
+    let keys: Vec<_> = page.iter().map(|s| (s.conversation, user)).collect();
+    let marks = read_marks(c, &keys).await?;
+    let counts = each(page.iter().zip(marks).map(|(s, m)| (s.conversation, m)), |(conv, mark)| async move {
+        let rows: Vec<(i64,)> = c.rows("unread", cql::UNREAD_OF, (big(user.0), codec::conv_key(&conv))).await?;
+        let mark = mark.map_or(0, id_bound);
+        Ok(rows.iter().filter(|(id,)| *id > mark).count().min(MAX_RECOUNT) as u64)
+    })
+    .await?;
+    for (s, n) in page.iter_mut().zip(counts) {
+        s.unread = n;
+    }
+    Ok(page)
 }
 
 pub(super) async fn headers_between(

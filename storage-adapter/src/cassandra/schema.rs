@@ -34,7 +34,7 @@ use super::{options::CassandraOptions, CqlError};
 use crate::StoreError;
 
 /// The schema this release reads and writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// The key of the one row of `schema_version`.
 const COMPONENT: &str = "chatgw";
@@ -109,7 +109,23 @@ pub(super) const TABLES: &[&str] = &[
         blocker bigint, blocked bigint,
         PRIMARY KEY (blocker, blocked)
     )",
+    // Version 3: the conversation list. One partition per user, so a
+    // user's list is one partition read.
+    "CREATE TABLE IF NOT EXISTS conversation_last (
+        user_id bigint, conversation blob, last bigint,
+        PRIMARY KEY (user_id, conversation, last)
+    ) WITH CLUSTERING ORDER BY (conversation ASC, last DESC)",
+    "CREATE TABLE IF NOT EXISTS unread (
+        user_id bigint, conversation blob, id bigint,
+        PRIMARY KEY ((user_id, conversation), id)
+    )",
 ];
+
+/// The version before the conversation list: its keyspace gets the new
+/// tables from `init` (which creates what is missing) and is then recorded
+/// as [`VERSION`]. Conversations from before have no rows until their next
+/// message (docs/STORAGE.md).
+const BEFORE_CONVERSATION_LIST: i32 = 2;
 
 fn ddl_failed(e: ExecutionError) -> StoreError {
     StoreError::backend("init schema", e)
@@ -137,6 +153,12 @@ pub(super) async fn init(session: &Session, options: &CassandraOptions) -> Resul
             let insert = format!("INSERT INTO {keyspace}.schema_version (component, version) VALUES (?, ?)");
             let insert = session.prepare(insert).await.map_err(|e| StoreError::backend("init schema", e))?;
             session.execute_unpaged(&insert, (COMPONENT, VERSION)).await.map_err(ddl_failed)?;
+            Ok(())
+        }
+        Some(BEFORE_CONVERSATION_LIST) => {
+            let update = format!("INSERT INTO {keyspace}.schema_version (component, version) VALUES (?, ?)");
+            let update = session.prepare(update).await.map_err(|e| StoreError::backend("init schema", e))?;
+            session.execute_unpaged(&update, (COMPONENT, VERSION)).await.map_err(ddl_failed)?;
             Ok(())
         }
         Some(VERSION) => Ok(()),

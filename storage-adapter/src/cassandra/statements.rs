@@ -62,6 +62,15 @@ pub(super) const PRUNE_READ_MARKS: &str =
     "DELETE FROM {ks}.read_marks WHERE conversation = ? AND reader = ? AND up_to < ?";
 pub(super) const INSERT_HIGH_WATER: &str = "INSERT INTO {ks}.high_water (slot, id) VALUES (?, ?)";
 pub(super) const PRUNE_HIGH_WATER: &str = "DELETE FROM {ks}.high_water WHERE slot = ? AND id < ?";
+// The conversation list (docs/STORAGE.md, "Conversation list"): the last
+// message per (user, conversation) as rows per value whose largest is read
+// (like read marks), and the unread messages as rows a read clears.
+pub(super) const INSERT_CONVERSATION_LAST: &str =
+    "INSERT INTO {ks}.conversation_last (user_id, conversation, last) VALUES (?, ?, ?)";
+pub(super) const PRUNE_CONVERSATION_LAST: &str =
+    "DELETE FROM {ks}.conversation_last WHERE user_id = ? AND conversation = ? AND last < ?";
+pub(super) const INSERT_UNREAD: &str = "INSERT INTO {ks}.unread (user_id, conversation, id) VALUES (?, ?, ?)";
+pub(super) const CLEAR_UNREAD: &str = "DELETE FROM {ks}.unread WHERE user_id = ? AND conversation = ? AND id <= ?";
 pub(super) const PROBE: &str = "INSERT INTO {ks}.write_probe (id, at) VALUES (?, ?)";
 /// One row per revocation time of a user, the latest first (like
 /// `high_water`): recording an earlier time adds a row that no reader takes.
@@ -95,6 +104,8 @@ pub(super) const INBOX_PAGE: &str = "SELECT pos, event, conversation, receipt, h
 pub(super) const INBOX_ID: &str = "SELECT pos FROM {ks}.inbox_ids WHERE user_id = ? AND bucket = ? AND event = ?";
 pub(super) const INBOX_IDS_BELOW: &str = "SELECT pos FROM {ks}.inbox_ids \
      WHERE user_id = ? AND bucket = ? AND event <= ? ORDER BY event DESC LIMIT ?";
+pub(super) const CONVERSATION_LIST: &str = "SELECT conversation, last FROM {ks}.conversation_last WHERE user_id = ?";
+pub(super) const UNREAD_OF: &str = "SELECT id FROM {ks}.unread WHERE user_id = ? AND conversation = ?";
 pub(super) const INBOX_BUCKETS_DOWN: &str =
     "SELECT bucket FROM {ks}.inbox_buckets WHERE user_id = ? AND bucket <= ? ORDER BY bucket DESC LIMIT ?";
 

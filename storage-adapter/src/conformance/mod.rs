@@ -12,6 +12,7 @@
 mod blocks;
 mod cases;
 mod concurrent;
+mod conversation_list;
 mod devices;
 mod fleet;
 mod outcomes;
@@ -30,6 +31,7 @@ pub use cases::{
 };
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 pub use concurrent::two_writers_one_pager;
+pub use conversation_list::conversation_list_and_unread_counts;
 pub use devices::devices_are_noted_and_revoked;
 pub use fleet::{
     dense_positions_under_concurrent_writers, group_settings_are_versioned_with_the_record,
@@ -112,6 +114,7 @@ macro_rules! for_each_conformance_case {
             revocations_are_durable_shared_and_never_move_back,
             block_lists,
             devices_are_noted_and_revoked,
+            conversation_list_and_unread_counts,
         );
     };
 }

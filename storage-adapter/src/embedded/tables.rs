@@ -10,7 +10,10 @@ use std::{collections::HashMap, path::Path};
 use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, Receipt, ReceiptStatus, UserId};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
-use super::EmbeddedOptions;
+use super::{
+    conversations::{ListUpdates, RowCache},
+    EmbeddedOptions,
+};
 use crate::{
     codec::{self, InboxRecord},
     CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
@@ -31,6 +34,9 @@ pub(super) struct Tables {
     pub(super) read_by: Keyspace,
     pub(super) groups: Keyspace,
     pub(super) blocks: Keyspace,
+    /// `(user, conversation)` to last message id and unread count
+    /// (`conversations`).
+    pub(super) conversations: Keyspace,
     pub(super) meta: Keyspace,
     /// User id (big endian) to the time its sessions were revoked (Unix
     /// seconds, big endian).
@@ -38,6 +44,8 @@ pub(super) struct Tables {
     /// Named devices and their revocations (see `devices`).
     pub(super) devices: Keyspace,
     pub(super) device_revocations: Keyspace,
+    /// Conversation list rows as the last commits left them.
+    pub(super) list_cache: RowCache,
 }
 
 /// One commit being built: the fjall batch, what it wrote, and what it
@@ -49,6 +57,7 @@ struct BatchWriter {
     keys: HashMap<(UserId, String), (ConversationId, MessageId)>,
     groups: HashMap<GroupId, GroupVersion>,
     read_marks: HashMap<Vec<u8>, u64>,
+    list: ListUpdates,
 }
 
 impl BatchWriter {
@@ -86,10 +95,12 @@ impl Tables {
             read_by: ks("read_by")?,
             groups: ks("groups")?,
             blocks: ks("blocks")?,
+            conversations: ks("conversations")?,
             meta: ks("meta")?,
             revocations: ks("revocations")?,
             devices: ks("devices")?,
             device_revocations: ks("device_revocations")?,
+            list_cache: RowCache::default(),
             db,
         })
     }
@@ -131,6 +142,7 @@ impl Tables {
             keys: HashMap::new(),
             groups: HashMap::new(),
             read_marks: HashMap::new(),
+            list: ListUpdates::default(),
         };
         let events = writes.iter().map(|w| w.inboxes().len()).sum();
         let mut out = Committed::with_capacity(writes.len(), events);
@@ -140,7 +152,7 @@ impl Tables {
                     Some(original) => original,
                     None if self.stale_membership(&w, message, membership)? => WriteOutcome::Conflict,
                     None => {
-                        self.put_message(&mut w, message, inboxes);
+                        self.put_message(&mut w, message, inboxes)?;
                         WriteOutcome::Applied
                     }
                 },
@@ -162,7 +174,7 @@ impl Tables {
                             let record = codec::encode_versioned_group(group, version);
                             w.put(&self.groups, &group.id.0.to_be_bytes(), record);
                             if let Some(m) = announce {
-                                self.put_message(&mut w, m, inboxes);
+                                self.put_message(&mut w, m, inboxes)?;
                             }
                             WriteOutcome::Applied
                         }
@@ -178,10 +190,15 @@ impl Tables {
             let n = if applied { write.inboxes().len() } else { 0 };
             out.push(outcome, std::iter::repeat_n(InboxPos(event.0), n));
         }
+        let list: Vec<_> = Self::list_writes(&w.list).collect();
+        for (k, v) in list {
+            w.put(&self.conversations, &k, v);
+        }
         // Never lowered: a commit recording a smaller id keeps the stored one.
         let high_water = high_water.max(self.high_water()?);
         w.put(&self.meta, HIGH_WATER_KEY, high_water.0.to_be_bytes().to_vec());
         w.batch.commit().map_err(|e| StoreError::backend("commit", e))?;
+        self.list_cache.keep(&w.list);
         out.stats = w.stats;
         Ok(out)
     }
@@ -230,7 +247,8 @@ impl Tables {
         }
     }
 
-    fn put_message(&self, w: &mut BatchWriter, message: &Message, inboxes: &[UserId]) {
+    fn put_message(&self, w: &mut BatchWriter, message: &Message, inboxes: &[UserId]) -> Result<(), StoreError> {
+        self.list_message(&mut w.list, message, inboxes)?;
         let c = &message.conversation;
         w.put(&self.messages, &codec::message_key(c, message.id), codec::encode_message(message));
         let reference = codec::encode_inbox_message(c);
@@ -245,6 +263,7 @@ impl Tables {
                 codec::encode_idempotency(c, message.id),
             );
         }
+        Ok(())
     }
 
     fn put_receipt(&self, w: &mut BatchWriter, receipt: &Receipt, inboxes: &[UserId]) -> Result<(), StoreError> {
@@ -267,6 +286,7 @@ impl Tables {
                     let mut v = up_to.0.to_be_bytes().to_vec();
                     v.extend_from_slice(&at.to_be_bytes());
                     w.put(&self.reads, &key, v);
+                    self.list_read(&mut w.list, *conversation, *by, *up_to)?;
                 }
             }
             Receipt::Group { group, status, items, at, .. } => {

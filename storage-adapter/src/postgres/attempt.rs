@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use chatgw_protocol::{ConversationId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, Message, MessageId, Receipt, UserId};
 use postgres::{Client, Statement};
 
 use super::{
@@ -125,7 +125,10 @@ pub(super) fn run(
     let statement = connection.prepared(COMMIT)?;
     let client = connection.client();
     let checked = |w: &Write<'_>| matches!(w, Write::Group { .. }) || membership_of(w).is_some();
-    let (columns, decided, heads) = if writes.iter().any(checked) {
+    // A read mark's recount is a second statement, so it needs the
+    // transaction too.
+    let reads = |w: &Write<'_>| matches!(w, Write::Receipt { receipt: Receipt::Read { .. }, .. });
+    let (columns, decided, heads) = if writes.iter().any(|w| checked(w) || reads(w)) {
         client.batch_execute("BEGIN")?;
         let result = in_transaction(client, &statement, writes, high_water);
         if result.is_err() && !client.is_closed() {
@@ -158,6 +161,9 @@ fn in_transaction(
     let decided = decide_groups(client, writes)?;
     let columns = Columns::of(writes, &decided, high_water);
     let heads = columns.execute(client, statement)?;
+    if columns.moves_read_marks() {
+        columns.recount(client)?;
+    }
     client.batch_execute("COMMIT")?;
     Ok((columns, decided, heads))
 }

@@ -76,10 +76,32 @@ rm AS (INSERT INTO read_marks (conversation, reader, up_to, at)
       SELECT * FROM unnest($22::bytea[], $23::int8[], $24::int8[], $25::int8[])
       ON CONFLICT (conversation, reader) DO UPDATE SET up_to = EXCLUDED.up_to, at = EXCLUDED.at
       WHERE read_marks.up_to < EXCLUDED.up_to),
+cl AS (INSERT INTO conversation_list (user_id, conversation, last, unread)
+      SELECT l.user_id, l.conversation, max(l.event), count(*) FILTER (WHERE m.sender <> l.user_id AND m.kind <> 8)
+      FROM live l JOIN msg m ON m.ord = l.ord AND m.id = l.event
+      WHERE l.conversation IS NOT NULL
+      GROUP BY l.user_id, l.conversation ORDER BY l.user_id, l.conversation
+      ON CONFLICT (user_id, conversation) DO UPDATE
+      SET last = GREATEST(conversation_list.last, EXCLUDED.last), unread = conversation_list.unread + EXCLUDED.unread),
 hw AS (INSERT INTO high_water (slot, id) VALUES ($26, $27)
       ON CONFLICT (slot) DO UPDATE SET id = EXCLUDED.id WHERE high_water.id < EXCLUDED.id)
 SELECT false, user_id, head FROM h
 UNION ALL SELECT true, ord::int8, 0::int8 FROM dup";
+
+/// After [`COMMIT`], in its transaction: each reader's unread count of a
+/// conversation whose read mark the batch moved, counted again from the
+/// stored mark (a statement of its own because the CTEs of [`COMMIT`] do
+/// not see each other's rows). Somebody else's messages after the mark up
+/// to the row's last, system messages (kind 8) left out, at most
+/// [`crate::MAX_UNREAD_RECOUNT`] of them (the `LIMIT`).
+pub(super) const RECOUNT: &str = "
+UPDATE conversation_list cl
+SET unread = (SELECT count(*) FROM (SELECT 1 FROM messages m
+              WHERE m.conversation = cl.conversation AND m.id > rm.up_to AND m.id <= cl.last
+                AND m.sender <> cl.user_id AND m.kind <> 8 LIMIT 10000) x)
+FROM unnest($1::bytea[], $2::int8[]) AS t(conversation, reader)
+JOIN read_marks rm ON rm.conversation = t.conversation AND rm.reader = t.reader
+WHERE cl.user_id = t.reader AND cl.conversation = t.conversation";
 
 /// `(conversation, id, user, at)` rows of a receipt table.
 #[derive(Default)]
@@ -296,6 +318,18 @@ impl Columns {
             }
         }
         Ok(heads)
+    }
+
+    /// Whether the batch moves read marks, whose unread counts [`RECOUNT`]
+    /// then recounts in the same transaction.
+    pub(super) fn moves_read_marks(&self) -> bool {
+        !self.rm_reader.is_empty()
+    }
+
+    /// Run [`RECOUNT`] for the read marks of this batch.
+    pub(super) fn recount(&self, client: &mut Client) -> Result<(), postgres::Error> {
+        client.execute(RECOUNT, &[&self.rm_conversation, &self.rm_reader])?;
+        Ok(())
     }
 
     /// Number the applied events of each inbox below its new head, in

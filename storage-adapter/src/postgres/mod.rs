@@ -38,8 +38,8 @@ pub(crate) use self::pool::cause_of;
 
 use self::pool::{Connection, Pool};
 use crate::{
-    Committed, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts,
-    MessageStore, StoreError, Write, WriteFailure,
+    Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, KeySweep,
+    MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure,
 };
 
 /// Times a batch is tried again after a deadlock or serialization failure
@@ -399,5 +399,18 @@ impl MessageStore for PostgresStore {
         }
         let rows = self.read("scan history", |c| reads::history(c, conversation, before, limit))?;
         reads::decode_history(&rows, conversation)
+    }
+
+    fn conversations(
+        &self,
+        user: UserId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("read conversation list", |c| reads::conversations(c, user, before, limit))?;
+        reads::decode_conversations(&rows)
     }
 }

@@ -8,7 +8,7 @@ use postgres::Row;
 use super::{pg_bound, pg_id, pg_limit, pg_u64, pool::Connection};
 use crate::{
     codec::{self, InboxRecord},
-    GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
+    ConversationSummary, GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
 };
 
 type Result<T> = std::result::Result<T, postgres::Error>;
@@ -316,6 +316,36 @@ pub(super) fn history(
 
 pub(super) fn decode_history(rows: &[Row], conv: ConversationId) -> std::result::Result<Vec<Message>, StoreError> {
     rows.iter().map(|r| message_of(r, 1, conv, MessageId(r.get::<_, i64>(0) as u64))).collect()
+}
+
+/// One page of `user`'s conversation list, newest first: rows
+/// `(conversation, last, unread)` (the `conversation_list_recent` index).
+pub(super) fn conversations(
+    c: &mut Connection,
+    user: UserId,
+    before: Option<MessageId>,
+    limit: usize,
+) -> Result<Vec<Row>> {
+    let s = c.prepared(
+        "SELECT conversation, last, unread FROM conversation_list WHERE user_id = $1 AND last < $2 \
+         ORDER BY last DESC LIMIT $3",
+    )?;
+    let before = before.map_or(i64::MAX, pg_bound);
+    c.client().query(&s, &[&pg_u64(user.0), &before, &pg_limit(limit)])
+}
+
+pub(super) fn decode_conversations(rows: &[Row]) -> std::result::Result<Vec<ConversationSummary>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let conversation = ConversationId::from_key(r.get(0))
+                .ok_or(StoreError::Corrupt { table: "conversation_list", what: "bad conversation key" })?;
+            Ok(ConversationSummary {
+                conversation,
+                last: MessageId(r.get::<_, i64>(1) as u64),
+                unread: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 /// Whom each of `users` blocks: rows `(ordinal, blocked)`, ascending.

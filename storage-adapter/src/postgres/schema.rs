@@ -24,17 +24,23 @@
 //! older one still reads, so no row is rewritten and the mode shares the
 //! record's `version`, the one group messages are checked against.
 //!
+//! Version 4 (conversation list, named devices): a `conversation_list` table, one row per
+//! `(user, conversation)` with the last message id and the unread count,
+//! indexed by `(user_id, last DESC)` for paging newest first. The migration
+//! from 3 fills it from the inbox, the messages and the read marks, in
+//! `init`'s transaction ([`MIGRATE_3_TO_4`]), so conversations from before
+//! the upgrade are listed with their unread counts.
+//!
 //! Session revocations needed no new version either: `revocations` is a
 //! table of its own that nothing else reads. `init` creates it on a new
 //! database and on one an older release initialised (`init` is safe to run
 //! again); until then the store reads no revocations and refuses to record
 //! one, with the database's "relation does not exist" error.
 //!
-//! Version 4 (named devices): `devices` (first seen, last active and token
-//! issue time per `(user_id, device)`) and `device_revocations`. Like
-//! version 3, new tables only: [`TABLES`] creates them and the migration
-//! records the version, so a gateway of this release never meets a
-//! database without them.
+//! The named devices of version 4: `devices` (first seen, last active and
+//! token issue time per `(user_id, device)`) and `device_revocations`. New
+//! tables only: [`TABLES`] creates them before the migration runs, so a
+//! gateway of this release never meets a database without them.
 
 use postgres::{error::SqlState, Client};
 
@@ -46,7 +52,7 @@ pub const VERSION: i32 = 4;
 /// Any constant: serialises concurrent `init`s on one database.
 const INIT_LOCK: i64 = 0x6368_6174_6777; // "chatgw"
 
-/// Tables of version 3. Integers that are unsigned in Rust are stored
+/// Tables of version 4. Integers that are unsigned in Rust are stored
 /// bit-for-bit in `bigint`: ids are Snowflakes (top bit zero, so their
 /// order is kept), users and groups are only compared for equality.
 const TABLES: &str = "
@@ -122,6 +128,14 @@ CREATE TABLE IF NOT EXISTS device_revocations (
     at bigint NOT NULL,
     PRIMARY KEY (user_id, device)
 );
+CREATE TABLE IF NOT EXISTS conversation_list (
+    user_id bigint NOT NULL,
+    conversation bytea NOT NULL,
+    last bigint NOT NULL,
+    unread bigint NOT NULL,
+    PRIMARY KEY (user_id, conversation)
+);
+CREATE INDEX IF NOT EXISTS conversation_list_recent ON conversation_list (user_id, last DESC);
 ";
 
 /// Version 1 to 2, on the tables version 1 created: number every inbox in
@@ -146,9 +160,23 @@ UPDATE schema_version SET version = 2;
 /// this runs; only the version is left to record.
 pub(super) const MIGRATE_2_TO_3: &str = "UPDATE schema_version SET version = 3;";
 
-/// Version 3 to 4: the device tables are created by [`TABLES`] before this
-/// runs; only the version is left to record.
-pub(super) const MIGRATE_3_TO_4: &str = "UPDATE schema_version SET version = 4;";
+/// Version 3 to 4: `conversation_list` (created by [`TABLES`], with the
+/// device tables, which need nothing more) filled from
+/// what is stored: per inbox and conversation the newest message, and the
+/// messages after the reader's read mark that count as unread (somebody
+/// else's, not system messages: kind 8).
+pub(super) const MIGRATE_3_TO_4: &str = "
+INSERT INTO conversation_list (user_id, conversation, last, unread)
+SELECT i.user_id, i.conversation, max(i.event),
+       count(*) FILTER (WHERE m.sender <> i.user_id AND m.kind <> 8 AND i.event > COALESCE(rm.up_to, 0))
+FROM inbox i
+JOIN messages m ON m.conversation = i.conversation AND m.id = i.event
+LEFT JOIN read_marks rm ON rm.conversation = i.conversation AND rm.reader = i.user_id
+WHERE i.conversation IS NOT NULL
+GROUP BY i.user_id, i.conversation
+ON CONFLICT DO NOTHING;
+UPDATE schema_version SET version = 4;
+";
 
 /// Create or complete the schema, or migrate a version-1 database,
 /// idempotently. Fails with [`StoreError::SchemaVersion`] if the database
