@@ -195,6 +195,8 @@ pub fn blocks(out: &mut String) {
     out.push_str(r#"{"type":"blocks"}"#);
 }
 
+pub use crate::presence::client_frames::{set_presence, subscribe_presence, typing, unsubscribe_presence};
+
 impl ClientFrame<'_> {
     /// Append this frame as the JSON text a client sends;
     /// [`ClientFrame::parse`] of it returns an equal frame.
@@ -214,6 +216,10 @@ impl ClientFrame<'_> {
             ClientFrame::Block { user } => block(out, *user),
             ClientFrame::Unblock { user } => unblock(out, *user),
             ClientFrame::Blocks => blocks(out),
+            ClientFrame::SubscribePresence { conversation } => subscribe_presence(out, *conversation),
+            ClientFrame::UnsubscribePresence { conversation } => unsubscribe_presence(out, *conversation),
+            ClientFrame::SetPresence { visible } => set_presence(out, *visible),
+            ClientFrame::Typing { conversation, state } => typing(out, *conversation, *state),
         }
     }
 

@@ -110,6 +110,10 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::MessageInfo { .. }
         | ClientFrame::Block { .. }
         | ClientFrame::Unblock { .. }
-        | ClientFrame::Blocks => {}
+        | ClientFrame::Blocks
+        | ClientFrame::SubscribePresence { .. }
+        | ClientFrame::UnsubscribePresence { .. }
+        | ClientFrame::SetPresence { .. }
+        | ClientFrame::Typing { .. } => {}
     }
 }

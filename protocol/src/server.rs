@@ -303,6 +303,8 @@ pub fn blocks(out: &mut Vec<u8>, users: &[UserId]) {
     out.extend_from_slice(b"]}");
 }
 
+pub use crate::presence::server_frames::{presence, presence_list, presence_set, typing};
+
 /// `{"type":"error",...}`.
 pub fn error(out: &mut Vec<u8>, code: ErrorCode, message: &str, reference: Option<&str>) {
     let _ = write!(out, r#"{{"type":"error","code":"{code}","message":"#);

@@ -10,7 +10,8 @@ use chatgw_protocol::{
     server::{self, Message, Receipt, ReceiptStatus},
     view::{parse_id, FrameView},
     ClientFrame, ConversationId, ConversationRef, ErrorCode, ErrorFrame, Group, GroupChange, GroupId, HistoryPage,
-    Member, MessageId, MessageInfo, MessageKind, ReceiptFrame, Send, Sent, ServerFrame, UserId, Welcome, MAX_PAGE,
+    Member, MessageId, MessageInfo, MessageKind, PresenceState, ReceiptFrame, Send, Sent, ServerFrame, TypingState,
+    UserId, Welcome, MAX_PAGE,
 };
 
 /// Snowflake-sized ids, above 2^53, where a JSON number would lose digits.
@@ -83,6 +84,15 @@ fn every_client_frame_round_trips() {
     client_round_trip(ClientFrame::Block { user: UserId(u64::MAX) });
     client_round_trip(ClientFrame::Unblock { user: UserId(BIG) });
     client_round_trip(ClientFrame::Blocks);
+    for conversation in [peer, group] {
+        client_round_trip(ClientFrame::SubscribePresence { conversation });
+        client_round_trip(ClientFrame::UnsubscribePresence { conversation });
+        for state in [TypingState::Typing, TypingState::Paused] {
+            client_round_trip(ClientFrame::Typing { conversation, state });
+        }
+    }
+    client_round_trip(ClientFrame::SetPresence { visible: true });
+    client_round_trip(ClientFrame::SetPresence { visible: false });
 }
 
 #[test]
@@ -180,6 +190,13 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         }
         ServerFrame::MessageInfo(_) => assert_eq!(v.ty, "message_info"),
         ServerFrame::Blocks { .. } => assert_eq!(v.ty, "blocks"),
+        ServerFrame::Presence { .. } => assert_eq!(v.ty, "presence"),
+        ServerFrame::PresenceList { .. } => assert_eq!(v.ty, "presence_list"),
+        ServerFrame::PresenceSet { .. } => assert_eq!(v.ty, "presence_set"),
+        ServerFrame::Typing { from, .. } => {
+            assert_eq!(v.ty, "typing");
+            assert_eq!(id(v.from.as_ref()), Some(from.0));
+        }
         ServerFrame::Error(e) => {
             assert_eq!(v.ty, "error");
             assert_eq!(v.code.as_deref(), Some(e.code.as_str()));
@@ -469,5 +486,67 @@ fn malformed_server_frames_are_errors_not_panics() {
         r#"{"type":"error","code":"teapot","message":"x"}"#,
     ] {
         assert!(ServerFrame::parse(text).is_err(), "{text}");
+    }
+}
+
+#[test]
+fn presence_and_typing_frames_round_trip() {
+    let states = [
+        PresenceState::Online,
+        PresenceState::Offline { last_seen: Some(1_733_000_000_123) },
+        PresenceState::Offline { last_seen: None },
+        PresenceState::Hidden,
+    ];
+    for state in states {
+        let mut out = Vec::new();
+        server::presence(&mut out, UserId(BIG), state);
+        server_round_trip(&out, ServerFrame::Presence { user: UserId(BIG), state });
+    }
+    for conversation in [ConversationRef::Peer(UserId(2)), ConversationRef::Group(GroupId(BIG))] {
+        for users in [vec![], states.iter().enumerate().map(|(i, s)| (UserId(i as u64 + 1), *s)).collect()] {
+            let mut out = Vec::new();
+            server::presence_list(&mut out, conversation, &users);
+            server_round_trip(&out, ServerFrame::PresenceList { conversation, users });
+        }
+        for state in [TypingState::Typing, TypingState::Paused] {
+            let mut out = Vec::new();
+            server::typing(&mut out, UserId(7), conversation, state, 6);
+            server_round_trip(&out, ServerFrame::Typing { from: UserId(7), conversation, state, expires_in: 6 });
+        }
+    }
+    for visible in [true, false] {
+        let mut out = Vec::new();
+        server::presence_set(&mut out, visible);
+        server_round_trip(&out, ServerFrame::PresenceSet { visible });
+    }
+    let mut out = Vec::new();
+    server::presence(&mut out, UserId(8), PresenceState::Offline { last_seen: Some(1_733_000_000_123) });
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"type":"presence","user":"8","state":"offline","last_seen":1733000000123}"#
+    );
+    let mut text = String::new();
+    client::typing(&mut text, ConversationRef::Group(GroupId(5)), TypingState::Typing);
+    assert_eq!(text, r#"{"type":"typing","group":"5","state":"typing"}"#);
+}
+
+#[test]
+fn bad_presence_and_typing_frames_are_refused_with_their_field() {
+    for (text, why) in [
+        (r#"{"type":"subscribe_presence"}"#, "field `peer`: missing (or give `group`)"),
+        (
+            r#"{"type":"subscribe_presence","peer":"2","group":"3"}"#,
+            "field `group`: give either `peer` or `group`, not both",
+        ),
+        (r#"{"type":"unsubscribe_presence","group":3}"#, "field `group`: must be an id as a decimal string"),
+        (r#"{"type":"set_presence"}"#, "field `visible`: missing"),
+        (r#"{"type":"set_presence","visible":"no"}"#, "field `visible`: must be true or false"),
+        (r#"{"type":"typing","peer":"2"}"#, "field `state`: missing"),
+        (r#"{"type":"typing","peer":"2","state":"composing"}"#, r#"field `state`: must be "typing" or "paused""#),
+        (r#"{"type":"typing","peer":"2","state":1}"#, "field `state`: must be a string"),
+        (r#"{"type":"typing","state":"typing"}"#, "field `peer`: missing (or give `group`)"),
+    ] {
+        let e = ClientFrame::parse(text).expect_err(text);
+        assert_eq!((e.code, e.message.as_str()), (ErrorCode::BadField, why), "{text}");
     }
 }
