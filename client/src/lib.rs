@@ -26,8 +26,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatgw_protocol::{client, ClientFrame, ConversationRef, GroupChange, MAX_PAGE};
-pub use chatgw_protocol::{GroupId, MessageId, MessageKind, UserId};
+use chatgw_protocol::{client, ClientFrame, GroupChange, MAX_PAGE};
+pub use chatgw_protocol::{ConversationRef, GroupId, MessageId, MessageKind, PresenceState, TypingState, UserId};
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
 
@@ -272,6 +272,30 @@ impl Client {
     /// Ask for your block list. Answered with [`Event::Blocks`].
     pub fn blocks(&mut self) -> Result<(), ClientError> {
         self.send_with(client::blocks)
+    }
+
+    /// Watch the presence of the other members of a conversation (a peer
+    /// you exchanged a message with, or a group you are in). Answered with
+    /// [`Event::PresenceList`]; changes follow as [`Event::Presence`].
+    pub fn subscribe_presence(&mut self, conversation: ConversationRef) -> Result<(), ClientError> {
+        self.send_with(|out| client::subscribe_presence(out, conversation))
+    }
+
+    /// Stop watching them. Not answered.
+    pub fn unsubscribe_presence(&mut self, conversation: ConversationRef) -> Result<(), ClientError> {
+        self.send_with(|out| client::unsubscribe_presence(out, conversation))
+    }
+
+    /// Show (`true`) or hide your presence. Answered with
+    /// [`Event::PresenceSet`].
+    pub fn set_presence(&mut self, visible: bool) -> Result<(), ClientError> {
+        self.send_with(|out| client::set_presence(out, visible))
+    }
+
+    /// Tell the other members' devices you are typing (or stopped). Not
+    /// answered; dropped over the typing limit.
+    pub fn typing(&mut self, conversation: ConversationRef, state: TypingState) -> Result<(), ClientError> {
+        self.send_with(|out| client::typing(out, conversation, state))
     }
 
     /// Close with 1000 and wait briefly for the server's close.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chatgw_protocol::{ConversationId, GroupChange, GroupId, MessageId, MessageKind, UserId};
+use chatgw_protocol::{ConversationId, GroupChange, GroupId, MessageId, MessageKind, TypingState, UserId};
 use chatgw_router::Endpoint;
 use chatgw_storage::InboxPos;
 
@@ -57,8 +57,20 @@ pub(crate) enum QueryRequest {
     History { origin: Endpoint, user: UserId, conversation: ConversationId, before: Option<MessageId>, limit: usize },
     /// Delivery and read details of one group message of `user`.
     MessageInfo { origin: Endpoint, user: UserId, group: GroupId, msg: MessageId },
+    /// Who shares `conversation` with `user`, for a presence subscription
+    /// or a typing state (see `presence`).
+    Members { origin: Endpoint, user: UserId, conversation: ConversationId, then: MembersFor },
     /// Exit.
     Stop,
+}
+
+/// What the members of a conversation are looked up for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MembersFor {
+    /// A `subscribe_presence`.
+    Subscribe,
+    /// A `typing` frame.
+    Typing(TypingState),
 }
 
 /// Where a sync page starts.
@@ -88,6 +100,9 @@ pub(crate) enum CoreEvent {
     Seen { to: Endpoint, event: MessageId, pos: InboxPos },
     /// A reply to this connection's own request (`sent`, `error`, `history`).
     Reply { to: Endpoint, payload: Vec<u8> },
+    /// A frame that is never stored (`presence`, `typing`), shared by every
+    /// connection it fans out to; written as it comes, sync or not.
+    Ephemeral { to: Endpoint, payload: Arc<[u8]> },
     /// One page of a sync: the position it was read after, and its events
     /// in position order. `full` when the page held as many as asked.
     SyncPage { to: Endpoint, after: InboxPos, events: Vec<PagedEvent>, full: bool },
@@ -121,6 +136,7 @@ impl CoreEvent {
             CoreEvent::Deliver { to, .. }
             | CoreEvent::Seen { to, .. }
             | CoreEvent::Reply { to, .. }
+            | CoreEvent::Ephemeral { to, .. }
             | CoreEvent::SyncPage { to, .. }
             | CoreEvent::SyncFailed { to, .. }
             | CoreEvent::CatchUp { to }

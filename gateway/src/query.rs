@@ -1,4 +1,5 @@
-//! Reader threads: `sync` pages, `history` pages, message info.
+//! Reader threads: `sync` pages, `history` pages, message info, and the
+//! membership checks of presence and typing (`presence::answer_members`).
 //!
 //! Range scans can touch disk; an event loop must not. Cores post read
 //! requests here and get the encoded answer back through their mailbox.
@@ -13,11 +14,12 @@ use std::sync::{
 use chatgw_protocol::{server, ConversationId, ErrorCode, GroupId, MessageId, UserId};
 use chatgw_router::{Endpoint, Mailboxes};
 use chatgw_storage::{InboxEvent, MessageStore, StoreError};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
     events::{CoreBatch, CoreEvent, QueryRequest, SyncFrom},
     metrics::Metrics,
+    presence::{answer_members, PresenceRequest},
 };
 
 /// What a reader uses besides the store, built by the server: the
@@ -30,6 +32,8 @@ pub(crate) struct ReaderContext {
     /// Bytes of one history page at most (half the outbound bound, so a
     /// page never trips the slow-consumer limit).
     pub(crate) history_max_bytes: usize,
+    /// The presence thread, for checked `subscribe_presence` and `typing`.
+    pub(crate) presence: Sender<PresenceRequest>,
 }
 
 /// A reader thread's body; returns on `Stop` or when the channel closes.
@@ -59,6 +63,12 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
                 let payload = history(store.as_ref(), user, conversation, before, limit, max_bytes)
                     .unwrap_or_else(|e| failure(&e, "history"));
                 CoreEvent::Reply { to: origin, payload }
+            }
+            QueryRequest::Members { origin, user, conversation, then } => {
+                match answer_members(store.as_ref(), &ctx.presence, origin, user, conversation, then) {
+                    Some(refusal) => refusal,
+                    None => continue,
+                }
             }
             QueryRequest::MessageInfo { origin, user, group, msg } => {
                 let payload =

@@ -12,6 +12,7 @@ use super::{
     catch_up::CatchUps,
     conn::{Conn, PageRead, Phase},
     context::CoreContext,
+    ephemeral::TypingLimits,
     timers::TimerWheel,
 };
 use crate::{
@@ -50,6 +51,8 @@ pub(crate) struct Engine<S> {
     /// Connections waiting for a catch-up read and the reads in flight
     /// (see `catch_up`).
     pub(super) catch_ups: CatchUps,
+    /// The typing limit of each connection that typed (see `ephemeral`).
+    pub(super) typing_limits: TypingLimits,
 }
 
 impl<S> Engine<S> {
@@ -77,6 +80,7 @@ impl<S> Engine<S> {
             timers: TimerWheel::new(),
             timer_entries,
             catch_ups,
+            typing_limits: TypingLimits::default(),
         }
     }
 
@@ -168,6 +172,7 @@ impl<S> Engine<S> {
     /// here: it waits in [`Engine::closed_sockets`] for the driver.
     pub(crate) fn drop_conn(&mut self, slot: usize) {
         self.leave_catch_up(slot);
+        self.typing_limits.forget(slot);
         let Some(conn) = self.conns.try_remove(slot) else {
             return;
         };
@@ -325,6 +330,7 @@ impl<S> Engine<S> {
             }
             match ev {
                 CoreEvent::Reply { payload, .. } => self.queue_frame(slot, Opcode::Text, &payload),
+                CoreEvent::Ephemeral { payload, .. } => self.queue_frame(slot, Opcode::Text, &payload),
                 CoreEvent::Deliver { event, pos, payload, .. } => {
                     if self.take_live(slot, event, pos) {
                         self.ctx.metrics.events_delivered.inc();
