@@ -193,3 +193,56 @@ impl RemoteIn {
         let _ = self.hub.try_send(PresenceRequest::Remote { node, entries });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chatgw_cluster::link::LinkSettings;
+
+    use super::*;
+
+    fn entry(user: u64, flags: u8, last_seen: u64) -> PresenceEntry {
+        PresenceEntry { user, flags, last_seen }
+    }
+
+    #[test]
+    fn a_user_is_online_while_any_node_says_so_and_its_last_seen_is_the_latest() {
+        let (mut remote, mut hidden, mut seen) = (RemoteState::default(), HashSet::new(), HashMap::new());
+        let changed = remote.apply(2, vec![entry(7, PresenceEntry::ONLINE, 0)], &mut hidden, &mut seen, 100);
+        assert_eq!(changed, vec![UserId(7)]);
+        let changed = remote.apply(3, vec![entry(7, PresenceEntry::ONLINE, 0)], &mut hidden, &mut seen, 110);
+        assert!(changed.is_empty(), "online on a second node is no change");
+        remote.apply(2, vec![entry(7, 0, 90)], &mut hidden, &mut seen, 120);
+        assert!(remote.is_online(UserId(7)), "still on node 3");
+        let changed = remote.apply(3, vec![entry(7, 0, 95)], &mut hidden, &mut seen, 130);
+        assert_eq!(changed, vec![UserId(7)]);
+        assert!(!remote.is_online(UserId(7)));
+        assert_eq!(seen.get(&UserId(7)), Some(&95));
+        // The setting travels with the entries, both ways.
+        let changed = remote.apply(2, vec![entry(7, PresenceEntry::HIDDEN, 95)], &mut hidden, &mut seen, 140);
+        assert_eq!((changed, hidden.contains(&UserId(7))), (vec![UserId(7)], true));
+        remote.apply(2, vec![entry(7, 0, 95)], &mut hidden, &mut seen, 150);
+        assert!(!hidden.contains(&UserId(7)));
+    }
+
+    #[test]
+    fn a_node_that_stops_repeating_its_users_loses_them_after_the_stale_time() {
+        let links = Links::new(1, 1, LinkSettings::default());
+        let directory = Directory::new();
+        let (mut remote, mut hidden, mut seen) = (RemoteState::default(), HashSet::new(), HashMap::new());
+        remote.apply(2, vec![entry(7, PresenceEntry::ONLINE, 0)], &mut hidden, &mut seen, 1_000);
+        assert!(remote.refresh(&links, &directory, &hidden, &mut seen, 1_000).is_empty());
+        assert!(remote.refresh(&links, &directory, &hidden, &mut seen, 1_000 + STALE_MS - 1).is_empty());
+        let gone = remote.refresh(&links, &directory, &hidden, &mut seen, 1_000 + STALE_MS + REFRESH_MS);
+        assert_eq!(gone, vec![UserId(7)]);
+        assert!(!remote.is_online(UserId(7)));
+        assert_eq!(seen.get(&UserId(7)), Some(&(1_000 + STALE_MS + REFRESH_MS)));
+        // An entry says what this node tells: online here, or its last seen.
+        seen.insert(UserId(9), 5);
+        hidden.insert(UserId(9));
+        assert_eq!(remote.entry(UserId(9), false, &hidden, &seen), entry(9, PresenceEntry::HIDDEN, 5));
+        assert_eq!(
+            remote.entry(UserId(9), true, &hidden, &seen),
+            entry(9, PresenceEntry::ONLINE | PresenceEntry::HIDDEN, 0)
+        );
+    }
+}
