@@ -1,7 +1,8 @@
 //! Presence and typing across two gateway processes (one PostgreSQL
 //! database, a `redis-server` the test starts): a watcher on one node sees
 //! a user on the other come and go, wherever they reconnect, and hidden
-//! once they turn presence off; typing crosses nodes both ways.
+//! once they turn presence off; typing crosses nodes both ways. Both I/O
+//! drivers (every node of a run on one).
 
 mod util;
 
@@ -34,8 +35,17 @@ fn typing(c: &mut Client) -> (UserId, ConversationRef, TypingState) {
 }
 
 #[test]
-fn presence_and_typing_cross_nodes() {
-    let fleet = TestFleet::start(2);
+fn presence_and_typing_cross_nodes_epoll() {
+    presence_and_typing_cross_nodes("epoll");
+}
+
+#[test]
+fn presence_and_typing_cross_nodes_uring() {
+    presence_and_typing_cross_nodes("uring");
+}
+
+fn presence_and_typing_cross_nodes(io: &str) {
+    let fleet = TestFleet::start_with_flags(2, &["--io", io]);
     let mut alice = fleet.online(0, 1);
     let mut bob = fleet.online(1, 2);
     fleet.settle();
