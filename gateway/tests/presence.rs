@@ -127,9 +127,22 @@ fn presence_is_seen_by_those_who_share_a_conversation_and_hidden_when_off(io: Io
 
     // A reconnect within the window is never seen.
     b.close();
-    let mut b = gw.connect(2);
+    let b = gw.connect(2);
     let quiet = a.drain(Duration::from_millis(900)).unwrap();
     assert_eq!(presences(&quiet), vec![], "a quick reconnect is coalesced away");
+
+    // A storm of reconnects that ends offline: one event, the last state.
+    b.close();
+    for _ in 0..10 {
+        gw.connect(2).close();
+    }
+    let storm = a.drain(Duration::from_millis(1200)).unwrap();
+    assert!(
+        matches!(presences(&storm).as_slice(), [(UserId(2), PresenceState::Offline { last_seen: Some(_) })]),
+        "{storm:?}"
+    );
+    let mut b = gw.connect(2);
+    assert_eq!(presence_of(&mut a, 2), PresenceState::Online);
 
     // Turned off: hidden, to current and new watchers, whatever happens.
     b.set_presence(false).unwrap();
