@@ -120,7 +120,9 @@ impl<S> Engine<S> {
                 self.send_error(slot, &err);
             }
             Action::Query(QueryRequest::Stop)
-            | Action::Presence(PresenceRequest::Remote { .. } | PresenceRequest::Stop) => {}
+            | Action::Presence(
+                PresenceRequest::Remote { .. } | PresenceRequest::Blocked { .. } | PresenceRequest::Stop,
+            ) => {}
         }
     }
 

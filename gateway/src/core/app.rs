@@ -83,7 +83,14 @@ impl<S> Engine<S> {
                 CommitRequest::Group { origin, by: me, op: GroupOp::Change { group, change } }
             }
             ClientFrame::GroupInfo { group } => CommitRequest::Group { origin, by: me, op: GroupOp::Info { group } },
-            ClientFrame::Block { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Block(user) },
+            ClientFrame::Block { user } => {
+                // Presence subscriptions between the two end at once; the
+                // store's block list decides everything after (see `presence`).
+                if user != me {
+                    self.actions.push(Action::Presence(PresenceRequest::Blocked { by: me, target: user }));
+                }
+                CommitRequest::Block { origin, by: me, op: BlockOp::Block(user) }
+            }
             ClientFrame::Unblock { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Unblock(user) },
             ClientFrame::Blocks => CommitRequest::Block { origin, by: me, op: BlockOp::List },
             ClientFrame::Sync { after, limit } => {

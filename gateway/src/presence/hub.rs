@@ -159,7 +159,41 @@ impl Hub {
                     self.schedule(st, user, now);
                 }
             }
+            PresenceRequest::Blocked { by, target } => {
+                self.forget_pair(st, out, by, target);
+                self.forget_pair(st, out, target, by);
+            }
             PresenceRequest::Stop => {}
+        }
+    }
+
+    /// `watcher`'s connections stop watching `watched`, and are told it is
+    /// hidden now.
+    fn forget_pair(&self, st: &mut State, out: &mut Out, watcher: UserId, watched: UserId) {
+        let Some(eps) = st.watchers.get(&watched) else { return };
+        let affected: Vec<Endpoint> =
+            eps.keys().filter(|ep| st.subscribers.get(ep).is_some_and(|s| s.user == watcher)).copied().collect();
+        if affected.is_empty() {
+            return;
+        }
+        let mut p = Vec::with_capacity(64);
+        server::presence(&mut p, watched, PresenceState::Hidden);
+        let payload: Arc<[u8]> = p.into();
+        for ep in affected {
+            if let Some(sub) = st.subscribers.get_mut(&ep) {
+                for (_, members) in &mut sub.conversations {
+                    members.retain(|u| *u != watched);
+                }
+            }
+            if let Some(eps) = st.watchers.get_mut(&watched) {
+                eps.remove(&ep);
+                if eps.is_empty() {
+                    st.watchers.remove(&watched);
+                    st.told.remove(&watched);
+                    st.due.remove(&watched);
+                }
+            }
+            out.event(ep, payload.clone());
         }
     }
 

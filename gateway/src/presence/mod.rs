@@ -71,6 +71,10 @@ pub(crate) enum PresenceRequest {
     SetVisible { origin: Endpoint, user: UserId, visible: bool },
     /// `user` typing (or not) in `conversation`, for the devices of `to`.
     Typing { origin: Endpoint, user: UserId, conversation: ConversationId, to: Vec<UserId>, state: TypingState },
+    /// `by` blocked `target`: neither watches the other any more on this
+    /// node (their subscriptions made before the block are checked again
+    /// only when renewed).
+    Blocked { by: UserId, target: UserId },
     /// Presence of another node's users (`remote`).
     Remote { node: u16, entries: Vec<chatgw_cluster::link::PresenceEntry> },
     /// Exit.
