@@ -131,16 +131,18 @@ fn presence_is_seen_by_those_who_share_a_conversation_and_hidden_when_off(io: Io
     let quiet = a.drain(Duration::from_millis(900)).unwrap();
     assert_eq!(presences(&quiet), vec![], "a quick reconnect is coalesced away");
 
-    // A storm of reconnects that ends offline: one event, the last state.
+    // A storm of reconnects that ends offline: at most one event per
+    // window while it lasts (one in all when it fits in a window), and the
+    // last is the state it ended in.
     b.close();
+    let started = Instant::now();
     for _ in 0..10 {
         gw.connect(2).close();
     }
-    let storm = a.drain(Duration::from_millis(1200)).unwrap();
-    assert!(
-        matches!(presences(&storm).as_slice(), [(UserId(2), PresenceState::Offline { last_seen: Some(_) })]),
-        "{storm:?}"
-    );
+    let windows = started.elapsed().as_millis() / 300;
+    let storm = presences(&a.drain(Duration::from_millis(1200)).unwrap());
+    assert!(storm.len() as u128 <= windows + 1, "{} flaps over {windows} windows: {storm:?}", 10);
+    assert!(matches!(storm.last(), Some((UserId(2), PresenceState::Offline { last_seen: Some(_) }))), "{storm:?}");
     let mut b = gw.connect(2);
     assert_eq!(presence_of(&mut a, 2), PresenceState::Online);
 
