@@ -166,6 +166,11 @@ for line in doc.splitlines():
     write("client_frame", "doc-%s-%d" % (ty, n + 1), text.encode())
 
 edge = {
+    "subscribe-presence-both": '{"type":"subscribe_presence","peer":"2","group":"3"}',
+    "unsubscribe-presence-overflow": '{"type":"unsubscribe_presence","group":"18446744073709551616"}',
+    "set-presence-string": '{"type":"set_presence","visible":"false"}',
+    "typing-state-escaped": '{"type":"typing","peer":"2","state":"typ\\u0069ng"}',
+    "typing-state-unknown": '{"type":"typing","group":"5","state":"composing"}',
     "empty": "",
     "array": '["send"]',
     "not-json": "{",
@@ -240,6 +245,10 @@ links = {
     "oversized-length": struct.pack(">IB", 1 << 31, 2),
     "trailing-in-ping": link(6, b"\x00"),
     "length-only": b"\x00\x00",
+    "ephemeral": HELLO + link(8, struct.pack(">I", 17) + b'{"type":"typing"}' + struct.pack(">IQQ", 2, 1, 2)),
+    "ephemeral-huge-count": link(8, struct.pack(">I", 0) + struct.pack(">I", 0xFFFFFFFF)),
+    "presence": HELLO + link(9, struct.pack(">IQBQQBQ", 2, 8, 1, 0, 9, 2, 1733300000000)),
+    "presence-truncated-entry": link(9, struct.pack(">IQB", 1, 8, 1)),
 }
 for name, data in links.items():
     write("link_frames", name, data)

@@ -3,8 +3,8 @@
 //! chat CLI match on, with bodies decoded to text.
 
 use chatgw_protocol::{
-    ConversationId, ConversationRef, DeviceInfo, GroupId, Message, MessageId, MessageKind, ReceiptFrame, ServerFrame,
-    UserId,
+    ConversationId, ConversationRef, DeviceInfo, GroupId, Message, MessageId, MessageKind, PresenceState, ReceiptFrame,
+    ServerFrame, TypingState, UserId,
 };
 
 use crate::ClientError;
@@ -136,6 +136,36 @@ pub enum Event {
         /// Its name.
         device: String,
     },
+    /// A watched user's presence changed.
+    Presence {
+        /// The user.
+        user: UserId,
+        /// Online, offline (with the last seen time) or hidden.
+        state: PresenceState,
+    },
+    /// The answer to a presence subscription: every other member now.
+    PresenceList {
+        /// The conversation.
+        conversation: ConversationRef,
+        /// Each member and their presence, ascending by user.
+        users: Vec<(UserId, PresenceState)>,
+    },
+    /// The answer to `set_presence`.
+    PresenceSet {
+        /// Whether others see your presence now.
+        visible: bool,
+    },
+    /// Another member is typing (or stopped) in a conversation.
+    Typing {
+        /// The member.
+        from: UserId,
+        /// The conversation (a direct one names `from`).
+        conversation: ConversationRef,
+        /// Typing or paused.
+        state: TypingState,
+        /// Seconds after which `typing` lapses unless repeated.
+        expires_in: u32,
+    },
     /// A refused request.
     Error {
         /// Stable error code.
@@ -225,6 +255,12 @@ impl Event {
             ServerFrame::Devices { devices } => Event::Devices { devices },
             ServerFrame::LoggedOut { device } => Event::LoggedOut { device },
             ServerFrame::Conversations(page) => Event::Conversations { items: page.items, next: page.next },
+            ServerFrame::Presence { user, state } => Event::Presence { user, state },
+            ServerFrame::PresenceList { conversation, users } => Event::PresenceList { conversation, users },
+            ServerFrame::PresenceSet { visible } => Event::PresenceSet { visible },
+            ServerFrame::Typing { from, conversation, state, expires_in } => {
+                Event::Typing { from, conversation, state, expires_in }
+            }
             ServerFrame::History(page) => Event::History {
                 messages: page
                     .messages

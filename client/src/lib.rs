@@ -28,7 +28,8 @@ use std::{
 
 use chatgw_protocol::{client, ClientFrame, GroupChange, MAX_PAGE};
 pub use chatgw_protocol::{
-    ConversationItem, ConversationRef, DeviceInfo, DeviceName, GroupId, MessageId, MessageKind, UserId,
+    ConversationItem, ConversationRef, DeviceInfo, DeviceName, GroupId, MessageId, MessageKind, PresenceState,
+    TypingState, UserId,
 };
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
@@ -330,6 +331,30 @@ impl Client {
     /// [`Event::Conversations`].
     pub fn conversations(&mut self, before: Option<MessageId>, limit: usize) -> Result<(), ClientError> {
         self.send_with(|out| client::conversations(out, before, limit))
+    }
+
+    /// Watch the presence of the other members of a conversation (a peer
+    /// you exchanged a message with, or a group you are in). Answered with
+    /// [`Event::PresenceList`]; changes follow as [`Event::Presence`].
+    pub fn subscribe_presence(&mut self, conversation: ConversationRef) -> Result<(), ClientError> {
+        self.send_with(|out| client::subscribe_presence(out, conversation))
+    }
+
+    /// Stop watching them. Not answered.
+    pub fn unsubscribe_presence(&mut self, conversation: ConversationRef) -> Result<(), ClientError> {
+        self.send_with(|out| client::unsubscribe_presence(out, conversation))
+    }
+
+    /// Show (`true`) or hide your presence. Answered with
+    /// [`Event::PresenceSet`].
+    pub fn set_presence(&mut self, visible: bool) -> Result<(), ClientError> {
+        self.send_with(|out| client::set_presence(out, visible))
+    }
+
+    /// Tell the other members' devices you are typing (or stopped). Not
+    /// answered; dropped over the typing limit.
+    pub fn typing(&mut self, conversation: ConversationRef, state: TypingState) -> Result<(), ClientError> {
+        self.send_with(|out| client::typing(out, conversation, state))
     }
 
     /// Close with 1000 and wait briefly for the server's close.

@@ -243,6 +243,12 @@ pub struct ServeArgs {
     /// How long a message's idempotency key (sender, client id) is kept; a resend with the same client id after it is stored as a new message; 0s = forever (docs/STORAGE.md, "Retention") [default: 7d].
     #[arg(long, env = "CHATGW_IDEMPOTENCY_RETENTION")]
     pub idempotency_retention: Option<HumanDuration>,
+    /// How long a `typing` state lasts unless repeated; receivers are told it, and the gateway sends `paused` when it lapses (docs/PROTOCOL.md, "Presence and typing") [default: 6s].
+    #[arg(long, env = "CHATGW_TYPING_EXPIRY")]
+    pub typing_expiry: Option<HumanDuration>,
+    /// Presence changes of one user reach a watcher at most once per this window, and a reconnect within it is never seen (docs/PROTOCOL.md, "Presence and typing") [default: 1s].
+    #[arg(long, env = "CHATGW_PRESENCE_WINDOW")]
+    pub presence_window: Option<HumanDuration>,
 }
 
 /// Resolved settings.
@@ -316,6 +322,10 @@ pub struct Config {
     pub lease: Duration,
     /// How long idempotency keys are kept (zero: forever).
     pub idempotency_retention: Duration,
+    /// How long a `typing` state lasts unless repeated.
+    pub typing_expiry: Duration,
+    /// The coalescing window of presence changes.
+    pub presence_window: Duration,
 }
 
 impl Config {
@@ -356,6 +366,8 @@ impl Config {
             advertise: None,
             lease: Duration::from_secs(10),
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
+            typing_expiry: Duration::from_secs(6),
+            presence_window: Duration::from_secs(1),
         }
     }
 }
@@ -432,7 +444,16 @@ impl ServeArgs {
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.0; }
             )*};
         }
-        take_duration!(ping_interval, pong_timeout, handshake_timeout, idle_timeout, lease, idempotency_retention);
+        take_duration!(
+            ping_interval,
+            pong_timeout,
+            handshake_timeout,
+            idle_timeout,
+            lease,
+            idempotency_retention,
+            typing_expiry,
+            presence_window
+        );
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;
         }
@@ -449,6 +470,10 @@ impl Config {
         ensure(self.max_frame >= 1024, "max-frame must be at least 1024 bytes")?;
         ensure(self.max_outbound >= self.max_frame, "max-outbound must be at least max-frame")?;
         ensure(self.rate_limit >= 1 && self.rate_burst >= 1, "rate-limit and rate-burst must be positive")?;
+        ensure(
+            (1..=60).contains(&self.typing_expiry.as_secs()) && self.presence_window <= Duration::from_secs(60),
+            "typing-expiry must be 1s..=60s and presence-window at most 60s",
+        )?;
         ensure(
             self.ip_connect_rate == 0 || self.ip_connect_burst >= 1,
             "ip-connect-burst must be positive when ip-connect-rate is set",

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chatgw_protocol::{ConversationId, DeviceName, GroupChange, GroupId, MessageId, MessageKind, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, GroupChange, GroupId, MessageId, MessageKind, TypingState, UserId};
 use chatgw_router::Endpoint;
 use chatgw_storage::InboxPos;
 
@@ -63,8 +63,20 @@ pub(crate) enum QueryRequest {
     LogoutDevice { origin: Endpoint, user: UserId, device: DeviceName },
     /// One page of `user`'s conversation list.
     Conversations { origin: Endpoint, user: UserId, before: Option<MessageId>, limit: usize },
+    /// Who shares `conversation` with `user`, for a presence subscription
+    /// or a typing state (see `presence`).
+    Members { origin: Endpoint, user: UserId, conversation: ConversationId, then: MembersFor },
     /// Exit.
     Stop,
+}
+
+/// What the members of a conversation are looked up for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MembersFor {
+    /// A `subscribe_presence`.
+    Subscribe,
+    /// A `typing` frame.
+    Typing(TypingState),
 }
 
 /// Where a sync page starts.
@@ -94,6 +106,9 @@ pub(crate) enum CoreEvent {
     Seen { to: Endpoint, event: MessageId, pos: InboxPos },
     /// A reply to this connection's own request (`sent`, `error`, `history`).
     Reply { to: Endpoint, payload: Vec<u8> },
+    /// A frame that is never stored (`presence`, `typing`), shared by every
+    /// connection it fans out to; written as it comes, sync or not.
+    Ephemeral { to: Endpoint, payload: Arc<[u8]> },
     /// One page of a sync: the position it was read after, and its events
     /// in position order. `full` when the page held as many as asked.
     SyncPage { to: Endpoint, after: InboxPos, events: Vec<PagedEvent>, full: bool },
@@ -129,6 +144,7 @@ impl CoreEvent {
             CoreEvent::Deliver { to, .. }
             | CoreEvent::Seen { to, .. }
             | CoreEvent::Reply { to, .. }
+            | CoreEvent::Ephemeral { to, .. }
             | CoreEvent::SyncPage { to, .. }
             | CoreEvent::SyncFailed { to, .. }
             | CoreEvent::CatchUp { to }

@@ -22,6 +22,8 @@
 //!   of their own, never on an event loop;
 //! - [`fleet`]: this gateway as one node of several sharing a store: the
 //!   connection registry (Redis), node links, and when devices catch up;
+//! - `presence`: presence and typing, never stored: one thread that
+//!   keeps subscriptions and coalesces changes, fed by the directory;
 //! - `liveness`: a thread that asks the store a cheap question every
 //!   second, so `/healthz` turns 503 when an idle gateway's store goes away;
 //! - [`Server`]: starts and stops all of it. It is the one module that
@@ -48,6 +50,7 @@ pub mod fuzzing;
 mod limits;
 mod liveness;
 pub mod metrics;
+mod presence;
 mod query;
 mod retention;
 mod revoke;

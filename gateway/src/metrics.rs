@@ -107,6 +107,12 @@ pub struct Metrics {
     pub ip_rate_refusals: Counter,
     /// Messages refused by the per-user send rate limit.
     pub user_rate_limited: Counter,
+    /// `typing` frames dropped by the per-connection typing limit.
+    pub typing_rate_limited: Counter,
+    /// Typing states (and their lapses) sent to the members' devices.
+    pub typing_forwarded: Counter,
+    /// `presence` events sent to watching connections.
+    pub presence_events: Counter,
     /// Connections cut off for not completing their HTTP request in time.
     pub handshake_timeouts: Counter,
     /// Connections closed with 4003 for sending no protocol frame in time.
@@ -363,6 +369,9 @@ impl Metrics {
                 "Connections refused with 429 because their source address passed --ip-connect-rate",
             ),
             user_rate_limited: counter(&mut r, "user_rate_limited", "Messages refused by the per-user send rate limit"),
+            typing_rate_limited: counter(&mut r, "typing_rate_limited", "typing frames dropped by the typing limit"),
+            typing_forwarded: counter(&mut r, "typing_forwarded", "Typing states forwarded to members' devices"),
+            presence_events: counter(&mut r, "presence_events", "presence events sent to watching connections"),
             handshake_timeouts: counter(&mut r, "handshake_timeouts", "Connections cut off by the handshake timeout"),
             idle_closes: counter(&mut r, "idle_closes", "Connections closed with 4003 by the idle timeout"),
             oversize_closes: counter(&mut r, "oversize_closes", "Connections closed with 1009 for an oversized frame"),

@@ -1,5 +1,6 @@
 //! Reader threads: `sync` pages, `history` pages, message info, the
-//! conversation list.
+//! conversation list, devices, and the membership checks of presence and
+//! typing (`presence::answer_members`).
 //!
 //! Range scans can touch disk; an event loop must not. Cores post read
 //! requests here and get the encoded answer back through their mailbox.
@@ -14,12 +15,13 @@ use std::sync::{
 use chatgw_protocol::{server, ConversationId, ErrorCode, GroupId, MessageId, UserId};
 use chatgw_router::{Endpoint, Mailboxes};
 use chatgw_storage::{InboxEvent, MessageStore, StoreError};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
     devices,
     events::{CoreBatch, CoreEvent, QueryRequest, SyncFrom},
     metrics::Metrics,
+    presence::{answer_members, PresenceRequest},
     revoke::Revoker,
 };
 
@@ -35,6 +37,8 @@ pub(crate) struct ReaderContext {
     pub(crate) history_max_bytes: usize,
     /// For `logout_device`.
     pub(crate) revoker: Revoker,
+    /// The presence thread, for checked `subscribe_presence` and `typing`.
+    pub(crate) presence: Sender<PresenceRequest>,
 }
 
 /// A reader thread's body; returns on `Stop` or when the channel closes.
@@ -81,6 +85,12 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
                 let payload = crate::conversation_list::page(store.as_ref(), user, before, limit)
                     .unwrap_or_else(|e| failure(&e, "conversations"));
                 CoreEvent::Reply { to: origin, payload }
+            }
+            QueryRequest::Members { origin, user, conversation, then } => {
+                match answer_members(store.as_ref(), &ctx.presence, origin, user, conversation, then) {
+                    Some(refusal) => refusal,
+                    None => continue,
+                }
             }
             QueryRequest::MessageInfo { origin, user, group, msg } => {
                 let payload =

@@ -38,6 +38,7 @@ use crate::{
     limits::Limits,
     liveness::Liveness,
     metrics::Metrics,
+    presence::{self, Hub, HubThread, PresenceSettings},
     query::{self, ReaderContext},
     retention::Sweeper,
     revoke::{Refresher, Revocations, Revoker},
@@ -130,6 +131,8 @@ pub struct ServerHandle {
     /// The idempotency-key retention sweep, unless keys are kept forever.
     sweeper: Option<Sweeper>,
     fleet: Option<Fleet>,
+    /// The presence thread; stopped before the fleet (it holds the links).
+    presence: Option<HubThread>,
     revocations: Option<Refresher>,
     /// Notes named devices' connections in the store.
     recorder: Option<Recorder>,
@@ -194,10 +197,14 @@ impl Server {
         metrics.set_io_driver(active.name());
         let users = config.max_connections.min(1 << 20);
         // A node of a fleet tells the registry who comes and goes.
-        let directory = Arc::new(match config.cluster {
-            Some(_) => Directory::tracking_presence(users),
-            None => Directory::with_capacity(users),
-        });
+        let directory = Arc::new(
+            match config.cluster {
+                Some(_) => Directory::tracking_presence(users),
+                None => Directory::with_capacity(users),
+            }
+            .feeding_presence(),
+        );
+        let (presence_tx, presence_rx) = crossbeam_channel::bounded(presence::QUEUE);
         let mailboxes = Arc::new(Mailboxes::new(wakers, crate::core::MAILBOX_EVENTS));
         // Groups another node changed: the committer forgets its cached
         // members of each before its next batch (the fleet's subscription
@@ -218,6 +225,7 @@ impl Server {
                     mailboxes.clone(),
                     metrics.fleet.clone(),
                     stale_groups_tx.clone(),
+                    presence_tx.clone(),
                 )?;
                 (Some(fleet), Some(remote))
             }
@@ -265,7 +273,17 @@ impl Server {
             metrics: metrics.clone(),
             history_max_bytes: config.max_outbound / 2,
             revoker: revoker.clone(),
+            presence: presence_tx.clone(),
         };
+        let hub = Hub {
+            directory: directory.clone(),
+            mailboxes: mailboxes.clone(),
+            metrics: metrics.clone(),
+            settings: PresenceSettings { window: config.presence_window, typing_expiry: config.typing_expiry },
+            links: fleet.as_ref().map(Fleet::links),
+        }
+        .start(presence_tx.clone(), presence_rx)
+        .map_err(|source| StartError::Thread { name: "chatgw-presence".into(), source })?;
 
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -300,7 +318,7 @@ impl Server {
                 let wiring = CoreWiring {
                     engine: core_context.clone(),
                     mailboxes: mailboxes.clone(),
-                    dispatch: Dispatch::new(commit_tx.clone(), query_tx.clone()),
+                    dispatch: Dispatch::new(commit_tx.clone(), query_tx.clone(), presence_tx.clone()),
                     lifecycle: lifecycle.clone(),
                 };
                 spawn(
@@ -337,6 +355,7 @@ impl Server {
             liveness: Some(liveness),
             sweeper,
             fleet,
+            presence: Some(hub),
             revocations: Some(revocations),
             recorder: Some(recorder),
         })
@@ -430,6 +449,9 @@ impl ServerHandle {
         }
         // The committer routed its last events; links say goodbye, and the
         // node leaves the registry before its connections close.
+        if let Some(hub) = self.presence.take() {
+            hub.stop();
+        }
         if let Some(fleet) = self.fleet.take() {
             fleet.stop();
         }

@@ -225,6 +225,8 @@ pub fn conversations(out: &mut String, before: Option<MessageId>, limit: usize) 
     out.push('}');
 }
 
+pub use crate::presence::client_frames::{set_presence, subscribe_presence, typing, unsubscribe_presence};
+
 impl ClientFrame<'_> {
     /// Append this frame as the JSON text a client sends;
     /// [`ClientFrame::parse`] of it returns an equal frame.
@@ -248,6 +250,10 @@ impl ClientFrame<'_> {
             ClientFrame::Devices => devices(out),
             ClientFrame::LogoutDevice { device } => logout_device(out, *device),
             ClientFrame::Conversations { before, limit } => conversations(out, *before, *limit),
+            ClientFrame::SubscribePresence { conversation } => subscribe_presence(out, *conversation),
+            ClientFrame::UnsubscribePresence { conversation } => unsubscribe_presence(out, *conversation),
+            ClientFrame::SetPresence { visible } => set_presence(out, *visible),
+            ClientFrame::Typing { conversation, state } => typing(out, *conversation, *state),
         }
     }
 

@@ -12,7 +12,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::{DeviceName, ErrorCode, GroupId, MessageId, ProtocolError, UserId, DEVICE_NAME_RULE};
+use crate::{
+    presence::TypingState, DeviceName, ErrorCode, GroupId, MessageId, ProtocolError, UserId, DEVICE_NAME_RULE,
+};
 
 /// Largest message body, in bytes of its JSON string literal.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -261,6 +263,28 @@ pub enum ClientFrame<'a> {
         /// Conversations per page.
         limit: usize,
     },
+    /// Watch the presence of the conversation's other members.
+    SubscribePresence {
+        /// The conversation.
+        conversation: ConversationRef,
+    },
+    /// Stop watching them.
+    UnsubscribePresence {
+        /// The conversation.
+        conversation: ConversationRef,
+    },
+    /// Show or hide the requester's presence to everyone.
+    SetPresence {
+        /// Whether others see it.
+        visible: bool,
+    },
+    /// The requester is typing (or stopped) in the conversation.
+    Typing {
+        /// The conversation.
+        conversation: ConversationRef,
+        /// Typing or paused.
+        state: TypingState,
+    },
 }
 
 #[derive(Deserialize)]
@@ -305,6 +329,10 @@ struct RawFrame<'a> {
     token: Option<&'a RawValue>,
     #[serde(borrow)]
     device: Option<&'a RawValue>,
+    #[serde(borrow)]
+    visible: Option<&'a RawValue>,
+    #[serde(borrow)]
+    state: Option<&'a RawValue>,
 }
 
 fn bad(field: &str, why: &str) -> ProtocolError {
@@ -470,6 +498,23 @@ impl<'a> ClientFrame<'a> {
                     },
                 },
             }),
+            "subscribe_presence" => {
+                Ok(ClientFrame::SubscribePresence { conversation: conversation_field(&raw, "peer", raw.peer)? })
+            }
+            "unsubscribe_presence" => {
+                Ok(ClientFrame::UnsubscribePresence { conversation: conversation_field(&raw, "peer", raw.peer)? })
+            }
+            "set_presence" => Ok(ClientFrame::SetPresence {
+                visible: serde_json::from_str(required(raw.visible, "visible")?.get())
+                    .map_err(|_| bad("visible", "must be true or false"))?,
+            }),
+            "typing" => {
+                let conversation = conversation_field(&raw, "peer", raw.peer)?;
+                let state = str_field(required(raw.state, "state")?, "state")?;
+                let state =
+                    TypingState::from_name(&state).ok_or_else(|| bad("state", "must be \"typing\" or \"paused\""))?;
+                Ok(ClientFrame::Typing { conversation, state })
+            }
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))

@@ -111,7 +111,11 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::Block { .. }
         | ClientFrame::Unblock { .. }
         | ClientFrame::Blocks
-        | ClientFrame::Devices => {}
+        | ClientFrame::Devices
+        | ClientFrame::SubscribePresence { .. }
+        | ClientFrame::UnsubscribePresence { .. }
+        | ClientFrame::SetPresence { .. }
+        | ClientFrame::Typing { .. } => {}
         ClientFrame::Auth { token } => assert!((1..=crate::MAX_TOKEN_BYTES).contains(&token.len())),
         ClientFrame::LogoutDevice { device } => assert_eq!(DeviceName::new(device.as_str()), Some(*device)),
         ClientFrame::Conversations { limit, .. } => {

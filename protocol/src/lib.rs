@@ -36,6 +36,7 @@ mod frames;
 pub mod fuzzing;
 mod group;
 mod ids;
+mod presence;
 pub mod server;
 pub use server::{Message, Receipt, ReceiptStatus};
 mod server_decode;
@@ -51,6 +52,7 @@ pub use frames::{
 };
 pub use group::{Group, Member};
 pub use ids::{ConversationId, GroupId, MessageId, UserId};
+pub use presence::{PresenceState, TypingState, MAX_PRESENCE_SUBSCRIPTIONS};
 pub use server_decode::{
     ConversationItem, ConversationsPage, DecodeError, ErrorFrame, HistoryPage, MessageInfo, ReceiptFrame, Sent,
     ServerFrame, Welcome,

@@ -388,6 +388,8 @@ pub fn conversations(out: &mut Vec<u8>, viewer: UserId, items: &[ConversationEnt
     }
 }
 
+pub use crate::presence::server_frames::{presence, presence_list, presence_set, typing};
+
 /// `{"type":"error",...}`.
 pub fn error(out: &mut Vec<u8>, code: ErrorCode, message: &str, reference: Option<&str>) {
     let _ = write!(out, r#"{{"type":"error","code":"{code}","message":"#);

@@ -18,7 +18,8 @@ use serde_json::value::RawValue;
 
 use crate::{
     server::{Message, ReceiptStatus},
-    ConversationId, ConversationRef, DeviceInfo, ErrorCode, Group, GroupId, Member, MessageId, MessageKind, UserId,
+    ConversationId, ConversationRef, DeviceInfo, ErrorCode, Group, GroupId, Member, MessageId, MessageKind,
+    PresenceState, TypingState, UserId,
 };
 
 /// Why a server frame could not be read.
@@ -233,6 +234,36 @@ pub enum ServerFrame {
     },
     /// `error`.
     Error(ErrorFrame),
+    /// `presence`: a watched user's presence changed.
+    Presence {
+        /// The user.
+        user: UserId,
+        /// What others see now.
+        state: PresenceState,
+    },
+    /// `presence_list`: the answer to `subscribe_presence`.
+    PresenceList {
+        /// The conversation, from the receiver's side.
+        conversation: ConversationRef,
+        /// Every other member and their presence.
+        users: Vec<(UserId, PresenceState)>,
+    },
+    /// `presence_set`: the answer to `set_presence`.
+    PresenceSet {
+        /// Whether others see the user's presence now.
+        visible: bool,
+    },
+    /// `typing`: another member is typing (or stopped).
+    Typing {
+        /// The member.
+        from: UserId,
+        /// The conversation, from the receiver's side.
+        conversation: ConversationRef,
+        /// Typing or paused.
+        state: TypingState,
+        /// Seconds after which a `typing` state lapses unless repeated.
+        expires_in: u32,
+    },
 }
 
 impl ServerFrame {
@@ -680,6 +711,7 @@ impl ServerFrame {
                     reference: f.opt(raw.reference, "ref")?,
                 })
             }
+            "presence" | "presence_list" | "presence_set" | "typing" => return crate::presence::decode(&ty, text),
             other => return Err(DecodeError::UnknownType(other.chars().take(32).collect())),
         })
     }

@@ -10,8 +10,8 @@ use chatgw_protocol::{
     server::{self, Message, Receipt, ReceiptStatus},
     view::{parse_id, FrameView},
     ClientFrame, ConversationId, ConversationRef, DeviceInfo, DeviceName, ErrorCode, ErrorFrame, Group, GroupChange,
-    GroupId, HistoryPage, Member, MessageId, MessageInfo, MessageKind, ReceiptFrame, Send, Sent, ServerFrame, UserId,
-    Welcome, MAX_PAGE,
+    GroupId, HistoryPage, Member, MessageId, MessageInfo, MessageKind, PresenceState, ReceiptFrame, Send, Sent,
+    ServerFrame, TypingState, UserId, Welcome, MAX_PAGE,
 };
 
 /// Snowflake-sized ids, above 2^53, where a JSON number would lose digits.
@@ -91,6 +91,15 @@ fn every_client_frame_round_trips() {
     client_round_trip(ClientFrame::Conversations { before: None, limit: chatgw_protocol::DEFAULT_CONVERSATIONS_PAGE });
     client_round_trip(ClientFrame::Conversations { before: Some(MessageId(BIG)), limit: 1 });
     client_round_trip(ClientFrame::Conversations { before: None, limit: chatgw_protocol::MAX_CONVERSATIONS_PAGE });
+    for conversation in [peer, group] {
+        client_round_trip(ClientFrame::SubscribePresence { conversation });
+        client_round_trip(ClientFrame::UnsubscribePresence { conversation });
+        for state in [TypingState::Typing, TypingState::Paused] {
+            client_round_trip(ClientFrame::Typing { conversation, state });
+        }
+    }
+    client_round_trip(ClientFrame::SetPresence { visible: true });
+    client_round_trip(ClientFrame::SetPresence { visible: false });
 }
 
 #[test]
@@ -191,6 +200,13 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         ServerFrame::Devices { .. } => assert_eq!(v.ty, "devices"),
         ServerFrame::LoggedOut { .. } => assert_eq!(v.ty, "logged_out"),
         ServerFrame::Conversations(_) => assert_eq!(v.ty, "conversations"),
+        ServerFrame::Presence { .. } => assert_eq!(v.ty, "presence"),
+        ServerFrame::PresenceList { .. } => assert_eq!(v.ty, "presence_list"),
+        ServerFrame::PresenceSet { .. } => assert_eq!(v.ty, "presence_set"),
+        ServerFrame::Typing { from, .. } => {
+            assert_eq!(v.ty, "typing");
+            assert_eq!(id(v.from.as_ref()), Some(from.0));
+        }
         ServerFrame::Error(e) => {
             assert_eq!(v.ty, "error");
             assert_eq!(v.code.as_deref(), Some(e.code.as_str()));
@@ -612,4 +628,66 @@ fn device_frames_round_trip_and_refuse_bad_names() {
     }
     let fits = format!(r#"{{"type":"logout_device","device":"{}"}}"#, "x".repeat(32));
     assert!(ClientFrame::parse(&fits).is_ok());
+}
+
+#[test]
+fn presence_and_typing_frames_round_trip() {
+    let states = [
+        PresenceState::Online,
+        PresenceState::Offline { last_seen: Some(1_733_000_000_123) },
+        PresenceState::Offline { last_seen: None },
+        PresenceState::Hidden,
+    ];
+    for state in states {
+        let mut out = Vec::new();
+        server::presence(&mut out, UserId(BIG), state);
+        server_round_trip(&out, ServerFrame::Presence { user: UserId(BIG), state });
+    }
+    for conversation in [ConversationRef::Peer(UserId(2)), ConversationRef::Group(GroupId(BIG))] {
+        for users in [vec![], states.iter().enumerate().map(|(i, s)| (UserId(i as u64 + 1), *s)).collect()] {
+            let mut out = Vec::new();
+            server::presence_list(&mut out, conversation, &users);
+            server_round_trip(&out, ServerFrame::PresenceList { conversation, users });
+        }
+        for state in [TypingState::Typing, TypingState::Paused] {
+            let mut out = Vec::new();
+            server::typing(&mut out, UserId(7), conversation, state, 6);
+            server_round_trip(&out, ServerFrame::Typing { from: UserId(7), conversation, state, expires_in: 6 });
+        }
+    }
+    for visible in [true, false] {
+        let mut out = Vec::new();
+        server::presence_set(&mut out, visible);
+        server_round_trip(&out, ServerFrame::PresenceSet { visible });
+    }
+    let mut out = Vec::new();
+    server::presence(&mut out, UserId(8), PresenceState::Offline { last_seen: Some(1_733_000_000_123) });
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"type":"presence","user":"8","state":"offline","last_seen":1733000000123}"#
+    );
+    let mut text = String::new();
+    client::typing(&mut text, ConversationRef::Group(GroupId(5)), TypingState::Typing);
+    assert_eq!(text, r#"{"type":"typing","group":"5","state":"typing"}"#);
+}
+
+#[test]
+fn bad_presence_and_typing_frames_are_refused_with_their_field() {
+    for (text, why) in [
+        (r#"{"type":"subscribe_presence"}"#, "field `peer`: missing (or give `group`)"),
+        (
+            r#"{"type":"subscribe_presence","peer":"2","group":"3"}"#,
+            "field `group`: give either `peer` or `group`, not both",
+        ),
+        (r#"{"type":"unsubscribe_presence","group":3}"#, "field `group`: must be an id as a decimal string"),
+        (r#"{"type":"set_presence"}"#, "field `visible`: missing"),
+        (r#"{"type":"set_presence","visible":"no"}"#, "field `visible`: must be true or false"),
+        (r#"{"type":"typing","peer":"2"}"#, "field `state`: missing"),
+        (r#"{"type":"typing","peer":"2","state":"composing"}"#, r#"field `state`: must be "typing" or "paused""#),
+        (r#"{"type":"typing","peer":"2","state":1}"#, "field `state`: must be a string"),
+        (r#"{"type":"typing","state":"typing"}"#, "field `peer`: missing (or give `group`)"),
+    ] {
+        let e = ClientFrame::parse(text).expect_err(text);
+        assert_eq!((e.code, e.message.as_str()), (ErrorCode::BadField, why), "{text}");
+    }
 }

@@ -36,6 +36,9 @@ pub struct Directory {
     map: HashMap<u64, Endpoints>,
     /// Users whose presence in this process changed, when tracked.
     changed: Option<SegQueue<u64>>,
+    /// The same, for a second reader (the gateway's presence thread), when
+    /// fed ([`Directory::feeding_presence`]).
+    feed: Option<SegQueue<u64>>,
 }
 
 impl Directory {
@@ -46,14 +49,31 @@ impl Directory {
 
     /// An empty directory with room for `users` before it resizes.
     pub fn with_capacity(users: usize) -> Self {
-        Directory { map: HashMap::with_capacity(users), changed: None }
+        Directory { map: HashMap::with_capacity(users), changed: None, feed: None }
     }
 
     /// Like [`Directory::with_capacity`], and queue every user whose first
     /// connection opens or last connection closes, for
     /// [`Directory::take_presence_changes`].
     pub fn tracking_presence(users: usize) -> Self {
-        Directory { map: HashMap::with_capacity(users), changed: Some(SegQueue::new()) }
+        Directory { map: HashMap::with_capacity(users), changed: Some(SegQueue::new()), feed: None }
+    }
+
+    /// Also queue every such change on a second queue, for
+    /// [`Directory::take_presence_feed`]: the registry and the presence of
+    /// users to their contacts each drain their own.
+    pub fn feeding_presence(mut self) -> Self {
+        self.feed = Some(SegQueue::new());
+        self
+    }
+
+    /// Like [`Directory::take_presence_changes`], from the second queue.
+    pub fn take_presence_feed(&self, mut f: impl FnMut(u64)) {
+        if let Some(q) = &self.feed {
+            while let Some(user) = q.pop() {
+                f(user);
+            }
+        }
     }
 
     /// Record that `user` has a connection at `endpoint`.
@@ -97,6 +117,9 @@ impl Directory {
 
     fn presence_changed(&self, user: u64) {
         if let Some(q) = &self.changed {
+            q.push(user);
+        }
+        if let Some(q) = &self.feed {
             q.push(user);
         }
     }
@@ -189,6 +212,13 @@ mod tests {
         let mut users = Vec::new();
         d.for_each_user(|u| users.push(u));
         assert_eq!(users, vec![2]);
+        let fed = Directory::with_capacity(8).feeding_presence();
+        fed.register(4, ep(0, 1));
+        fed.unregister(4, ep(0, 1));
+        fed.take_presence_changes(|_| panic!("the registry's queue is not kept"));
+        let mut feed = Vec::new();
+        fed.take_presence_feed(|u| feed.push(u));
+        assert_eq!(feed, vec![4, 4]);
         let untracked = Directory::new();
         untracked.register(3, ep(0, 1));
         untracked.take_presence_changes(|_| panic!("not tracked"));

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::Delivery;
+use super::{Delivery, PresenceEntry};
 
 /// Bytes of the length prefix.
 pub const LEN_BYTES: usize = 4;
@@ -18,6 +18,8 @@ pub const LEN_BYTES: usize = 4;
 pub const VERSION: u8 = 1;
 /// Bytes of one target, (user u64, position u64).
 const TARGET_BYTES: usize = 16;
+/// Bytes of one presence entry, (user u64, flags u8, last seen u64).
+const PRESENCE_BYTES: usize = 17;
 
 /// The kind byte of a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +39,10 @@ pub enum Kind {
     Ping = 6,
     /// Answer to a keepalive.
     Pong = 7,
+    /// A frame for some users' devices that is never stored (typing).
+    Ephemeral = 8,
+    /// Presence changes of the sender's users.
+    Presence = 9,
 }
 
 impl Kind {
@@ -49,6 +55,8 @@ impl Kind {
             5 => Kind::Goodbye,
             6 => Kind::Ping,
             7 => Kind::Pong,
+            8 => Kind::Ephemeral,
+            9 => Kind::Presence,
             _ => return None,
         })
     }
@@ -78,6 +86,16 @@ pub enum Frame {
     Ping,
     /// Answer to a [`Frame::Ping`].
     Pong,
+    /// A frame for the devices of `users` on the receiving node, written
+    /// to them as is and never stored (a `typing` frame).
+    Ephemeral {
+        /// The encoded client frame.
+        payload: Arc<[u8]>,
+        /// Its target users.
+        users: Vec<u64>,
+    },
+    /// Presence of users on the sending node: changes, or a refresh.
+    Presence(Vec<PresenceEntry>),
 }
 
 impl Frame {
@@ -91,6 +109,8 @@ impl Frame {
             Frame::Goodbye => Kind::Goodbye,
             Frame::Ping => Kind::Ping,
             Frame::Pong => Kind::Pong,
+            Frame::Ephemeral { .. } => Kind::Ephemeral,
+            Frame::Presence(_) => Kind::Presence,
         }
     }
 }
@@ -141,6 +161,8 @@ fn body_len(frame: &Frame) -> usize {
         Frame::Deliver(d) => 8 + 4 + d.payload.len() + 4 + TARGET_BYTES * d.targets.len(),
         Frame::CatchUp(users) => 4 + 8 * users.len(),
         Frame::CatchUpAll | Frame::Goodbye | Frame::Ping | Frame::Pong => 0,
+        Frame::Ephemeral { payload, users } => 4 + payload.len() + 4 + 8 * users.len(),
+        Frame::Presence(entries) => 4 + PRESENCE_BYTES * entries.len(),
     }
 }
 
@@ -177,6 +199,22 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             }
         }
         Frame::CatchUpAll | Frame::Goodbye | Frame::Ping | Frame::Pong => {}
+        Frame::Ephemeral { payload, users } => {
+            out.extend_from_slice(&u32_of(payload.len()).to_be_bytes());
+            out.extend_from_slice(payload);
+            out.extend_from_slice(&u32_of(users.len()).to_be_bytes());
+            for user in users {
+                out.extend_from_slice(&user.to_be_bytes());
+            }
+        }
+        Frame::Presence(entries) => {
+            out.extend_from_slice(&u32_of(entries.len()).to_be_bytes());
+            for e in entries {
+                out.extend_from_slice(&e.user.to_be_bytes());
+                out.push(e.flags);
+                out.extend_from_slice(&e.last_seen.to_be_bytes());
+            }
+        }
     }
 }
 
@@ -234,6 +272,26 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, FrameErr
         Kind::Goodbye => Frame::Goodbye,
         Kind::Ping => Frame::Ping,
         Kind::Pong => Frame::Pong,
+        Kind::Ephemeral => {
+            let payload_len = r.u32()? as usize;
+            let payload: Arc<[u8]> = Arc::from(r.take(payload_len)?);
+            let count = r.u32()? as usize;
+            r.check_room(count, 8)?;
+            let mut users = Vec::with_capacity(count);
+            for _ in 0..count {
+                users.push(r.u64()?);
+            }
+            Frame::Ephemeral { payload, users }
+        }
+        Kind::Presence => {
+            let count = r.u32()? as usize;
+            r.check_room(count, PRESENCE_BYTES)?;
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                entries.push(PresenceEntry { user: r.u64()?, flags: r.u8()?, last_seen: r.u64()? });
+            }
+            Frame::Presence(entries)
+        }
     };
     if !r.rest.is_empty() {
         return Err(FrameError::Trailing { kind, extra: r.rest.len() });

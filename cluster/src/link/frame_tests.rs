@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::link::PresenceEntry;
 
 const MAX: usize = 16 << 20;
 
@@ -21,6 +22,13 @@ fn all_kinds() -> Vec<Frame> {
         Frame::Goodbye,
         Frame::Ping,
         Frame::Pong,
+        Frame::Ephemeral { payload: Arc::from(&b"{\"type\":\"typing\"}"[..]), users: vec![1, u64::MAX] },
+        Frame::Ephemeral { payload: Arc::from(&b""[..]), users: Vec::new() },
+        Frame::Presence(vec![
+            PresenceEntry { user: 8, flags: PresenceEntry::ONLINE, last_seen: 0 },
+            PresenceEntry { user: u64::MAX, flags: PresenceEntry::HIDDEN, last_seen: 1_733_000_000_000 },
+        ]),
+        Frame::Presence(Vec::new()),
     ]
 }
 
@@ -52,6 +60,22 @@ fn the_layout_is_the_documented_one() {
     assert_eq!(bytes, want);
     assert_eq!(encoded(&Frame::CatchUpAll), [0, 0, 0, 1, 4]);
     assert_eq!(encoded(&Frame::CatchUp(vec![1])), [0, 0, 0, 13, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+    let bytes = encoded(&Frame::Ephemeral { payload: Arc::from(&b"ab"[..]), users: vec![5] });
+    assert_eq!(bytes, [0, 0, 0, 19, 8, 0, 0, 0, 2, b'a', b'b', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5]);
+    let bytes = encoded(&Frame::Presence(vec![PresenceEntry { user: 5, flags: 3, last_seen: 7 }]));
+    let mut want = vec![0, 0, 0, 22, 9, 0, 0, 0, 1];
+    want.extend_from_slice(&5u64.to_be_bytes());
+    want.push(3);
+    want.extend_from_slice(&7u64.to_be_bytes());
+    assert_eq!(bytes, want);
+}
+
+#[test]
+fn presence_and_ephemeral_counts_past_the_body_are_short() {
+    let bytes = [0, 0, 0, 5, 9, 0xff, 0xff, 0xff, 0xff];
+    assert_eq!(decode(&bytes, MAX), Err(FrameError::Short { kind: Kind::Presence }));
+    let bytes = [0, 0, 0, 9, 8, 0, 0, 0, 0, 0, 0, 0, 9];
+    assert_eq!(decode(&bytes, MAX), Err(FrameError::Short { kind: Kind::Ephemeral }));
 }
 
 #[test]
@@ -94,7 +118,7 @@ fn an_empty_frame_is_refused() {
 
 #[test]
 fn an_unknown_kind_is_refused() {
-    for kind in [0u8, 8, 200, 255] {
+    for kind in [0u8, 10, 200, 255] {
         assert_eq!(decode(&[0, 0, 0, 1, kind], MAX), Err(FrameError::UnknownKind(kind)));
     }
 }

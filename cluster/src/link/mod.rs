@@ -45,6 +45,26 @@ pub struct Delivery {
     pub targets: Vec<(u64, u64)>,
 }
 
+/// One user's presence on the node that sends it (docs/CLUSTER.md,
+/// "Presence and typing").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PresenceEntry {
+    /// The user.
+    pub user: u64,
+    /// [`PresenceEntry::ONLINE`] and [`PresenceEntry::HIDDEN`] bits.
+    pub flags: u8,
+    /// When the user's last connection on the sender closed, Unix
+    /// milliseconds (0: never, or online).
+    pub last_seen: u64,
+}
+
+impl PresenceEntry {
+    /// The user has a connection on the sending node.
+    pub const ONLINE: u8 = 1;
+    /// The user turned presence off.
+    pub const HIDDEN: u8 = 2;
+}
+
 /// What a [`LinkServer`] hands the node: called on the session's reader
 /// thread, in the order the frames arrived.
 pub trait Inbound: Send + Sync + 'static {
@@ -56,4 +76,12 @@ pub trait Inbound: Send + Sync + 'static {
     /// `from`'s session ended, once per session that said Hello. `clean`
     /// only when a Goodbye came first: otherwise frames may have been lost.
     fn session_ended(&self, from: u16, clean: bool);
+    /// `payload` for the devices of `users` on this node, never stored.
+    fn ephemeral(&self, from: u16, payload: Arc<[u8]>, users: Vec<u64>) {
+        let _ = (from, payload, users);
+    }
+    /// Presence of `from`'s users.
+    fn presence(&self, from: u16, entries: Vec<PresenceEntry>) {
+        let _ = (from, entries);
+    }
 }

@@ -29,7 +29,10 @@ use chatgw_protocol::{ErrorCode, ProtocolError};
 use chatgw_router::Endpoint;
 
 use super::Engine;
-use crate::events::{CommitRequest, GroupOp, QueryRequest};
+use crate::{
+    events::{CommitRequest, GroupOp, QueryRequest},
+    presence::PresenceRequest,
+};
 
 /// A request for another thread.
 #[derive(Debug)]
@@ -38,6 +41,8 @@ pub(crate) enum Action {
     Commit(CommitRequest),
     /// For a reader thread.
     Query(QueryRequest),
+    /// For the presence thread.
+    Presence(PresenceRequest),
 }
 
 /// Why an action was not taken.
@@ -101,7 +106,14 @@ impl<S> Engine<S> {
                 | QueryRequest::MessageInfo { origin, .. }
                 | QueryRequest::Devices { origin, .. }
                 | QueryRequest::LogoutDevice { origin, .. }
-                | QueryRequest::Conversations { origin, .. },
+                | QueryRequest::Conversations { origin, .. }
+                | QueryRequest::Members { origin, .. },
+            )
+            | Action::Presence(
+                PresenceRequest::SetVisible { origin, .. }
+                | PresenceRequest::Unsubscribe { origin, .. }
+                | PresenceRequest::Subscribe { origin, .. }
+                | PresenceRequest::Typing { origin, .. },
             ) => {
                 let Some(slot) = self.live_slot(origin) else { return };
                 let err = match why {
@@ -110,7 +122,10 @@ impl<S> Engine<S> {
                 };
                 self.send_error(slot, &err);
             }
-            Action::Query(QueryRequest::Stop) => {}
+            Action::Query(QueryRequest::Stop)
+            | Action::Presence(
+                PresenceRequest::Remote { .. } | PresenceRequest::Blocked { .. } | PresenceRequest::Stop,
+            ) => {}
         }
     }
 

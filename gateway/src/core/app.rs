@@ -9,7 +9,8 @@ use chatgw_storage::InboxPos;
 
 use super::{conn::PageRead, Action, Engine};
 use crate::{
-    events::{BlockOp, CommitRequest, GroupOp, QueryRequest},
+    events::{BlockOp, CommitRequest, GroupOp, MembersFor, QueryRequest},
+    presence::PresenceRequest,
     ws::frame::Opcode,
 };
 
@@ -85,7 +86,14 @@ impl<S> Engine<S> {
                 CommitRequest::Group { origin, by: me, op: GroupOp::Change { group, change } }
             }
             ClientFrame::GroupInfo { group } => CommitRequest::Group { origin, by: me, op: GroupOp::Info { group } },
-            ClientFrame::Block { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Block(user) },
+            ClientFrame::Block { user } => {
+                // Presence subscriptions between the two end at once; the
+                // store's block list decides everything after (see `presence`).
+                if user != me {
+                    self.actions.push(Action::Presence(PresenceRequest::Blocked { by: me, target: user }));
+                }
+                CommitRequest::Block { origin, by: me, op: BlockOp::Block(user) }
+            }
             ClientFrame::Unblock { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Unblock(user) },
             ClientFrame::Blocks => CommitRequest::Block { origin, by: me, op: BlockOp::List },
             ClientFrame::Auth { .. } => {
@@ -130,6 +138,19 @@ impl<S> Engine<S> {
             }
             ClientFrame::MessageInfo { group, msg } => {
                 return self.actions.push(Action::Query(QueryRequest::MessageInfo { origin, user: me, group, msg }));
+            }
+            ClientFrame::SubscribePresence { conversation: r } => {
+                return self.members_request(origin, me, conversation(me, r), MembersFor::Subscribe);
+            }
+            ClientFrame::Typing { conversation: r, state } => {
+                return self.members_request(origin, me, conversation(me, r), MembersFor::Typing(state));
+            }
+            ClientFrame::UnsubscribePresence { conversation: r } => {
+                let conversation = conversation(me, r);
+                return self.presence_request(PresenceRequest::Unsubscribe { origin, conversation });
+            }
+            ClientFrame::SetPresence { visible } => {
+                return self.presence_request(PresenceRequest::SetVisible { origin, user: me, visible });
             }
         };
         // A refusal (queue full or gone) comes back through `on_action_refused`.

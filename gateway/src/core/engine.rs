@@ -12,6 +12,7 @@ use super::{
     catch_up::CatchUps,
     conn::{Conn, PageRead, Phase},
     context::CoreContext,
+    ephemeral::TypingLimits,
     timers::TimerWheel,
 };
 use crate::{
@@ -55,6 +56,8 @@ pub(crate) struct Engine<S> {
     /// slab rather than in each record, which has no room to spare (see
     /// `conn`'s size test): what closing one device compares (`revoke`).
     pub(crate) devices: HashMap<usize, u32>,
+    /// The typing limit of each connection that typed (see `ephemeral`).
+    pub(super) typing_limits: TypingLimits,
 }
 
 impl<S> Engine<S> {
@@ -83,6 +86,7 @@ impl<S> Engine<S> {
             timer_entries,
             catch_ups,
             devices: HashMap::new(),
+            typing_limits: TypingLimits::default(),
         }
     }
 
@@ -179,6 +183,7 @@ impl<S> Engine<S> {
     /// here: it waits in [`Engine::closed_sockets`] for the driver.
     pub(crate) fn drop_conn(&mut self, slot: usize) {
         self.leave_catch_up(slot);
+        self.typing_limits.forget(slot);
         let Some(conn) = self.conns.try_remove(slot) else {
             return;
         };
@@ -337,6 +342,7 @@ impl<S> Engine<S> {
             }
             match ev {
                 CoreEvent::Reply { payload, .. } => self.queue_frame(slot, Opcode::Text, &payload),
+                CoreEvent::Ephemeral { payload, .. } => self.queue_frame(slot, Opcode::Text, &payload),
                 CoreEvent::Deliver { event, pos, payload, .. } => {
                     if self.take_live(slot, event, pos) {
                         self.ctx.metrics.events_delivered.inc();

@@ -16,7 +16,8 @@
 //! its requests to other threads and their refusals; `conn` is one
 //! connection's state; `http` the request before the
 //! upgrade; `frames` the WebSocket frame layer; `app` the protocol frames;
-//! `engine` the table of connections, mailbox events, timers and flushing;
+//! `engine` the table of connections, `ephemeral` presence and typing
+//! frames (and the typing limit), mailbox events, timers and flushing;
 //! `paging` the pages of a sync or a catch-up; `catch_up` reading missed
 //! live events from the store (a gap in dense positions, or when asked);
 //! `mailbox` draining the core's mailbox and its bound; `timers` the wheel
@@ -35,6 +36,7 @@ mod catch_up_tests;
 mod conn;
 mod context;
 mod engine;
+mod ephemeral;
 mod frames;
 #[cfg(test)]
 pub(crate) mod harness;

@@ -11,20 +11,26 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::{
     core::{Action, Engine, Refused},
     events::{CommitRequest, QueryRequest},
+    presence::PresenceRequest,
 };
 
 /// One core's ends of the committer's and the readers' queues.
 pub(crate) struct Dispatch {
     commits: Sender<CommitRequest>,
     queries: Sender<QueryRequest>,
+    presence: Sender<PresenceRequest>,
     /// The engine's last list of actions; swapped back empty each turn, so
     /// neither list is allocated again.
     taken: Vec<Action>,
 }
 
 impl Dispatch {
-    pub(crate) fn new(commits: Sender<CommitRequest>, queries: Sender<QueryRequest>) -> Self {
-        Dispatch { commits, queries, taken: Vec::new() }
+    pub(crate) fn new(
+        commits: Sender<CommitRequest>,
+        queries: Sender<QueryRequest>,
+        presence: Sender<PresenceRequest>,
+    ) -> Self {
+        Dispatch { commits, queries, presence, taken: Vec::new() }
     }
 
     /// Hand on everything `engine` asked for since the last call, in order.
@@ -34,6 +40,7 @@ impl Dispatch {
             let sent = match action {
                 Action::Commit(r) => self.commits.try_send(r).map_err(|e| refusal(e, Action::Commit)),
                 Action::Query(q) => self.queries.try_send(q).map_err(|e| refusal(e, Action::Query)),
+                Action::Presence(p) => self.presence.try_send(p).map_err(|e| refusal(e, Action::Presence)),
             };
             if let Err((action, why)) = sent {
                 engine.on_action_refused(action, why);
@@ -67,7 +74,7 @@ mod tests {
         let mut h = Harness::connect(|_| {});
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(1);
         let (query_tx, query_rx) = crossbeam_channel::bounded(1);
-        let mut dispatch = Dispatch::new(commit_tx, query_tx);
+        let mut dispatch = Dispatch::new(commit_tx, query_tx, crossbeam_channel::bounded(1).0);
         let mut sync = String::new();
         client::sync(&mut sync, MessageId(0), 10);
         h.receive_text(&send_text("a"));
@@ -92,7 +99,7 @@ mod tests {
         let (commit_tx, commit_rx) = crossbeam_channel::bounded(1);
         let (query_tx, _query_rx) = crossbeam_channel::bounded(1);
         drop(commit_rx);
-        let mut dispatch = Dispatch::new(commit_tx, query_tx);
+        let mut dispatch = Dispatch::new(commit_tx, query_tx, crossbeam_channel::bounded(1).0);
         h.receive_text(&send_text("c"));
         dispatch.run(&mut h.engine);
         h.turn();

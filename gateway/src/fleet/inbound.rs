@@ -15,13 +15,16 @@
 
 use std::sync::Arc;
 
-use chatgw_cluster::link::{Delivery, Inbound};
+use chatgw_cluster::link::{Delivery, Inbound, PresenceEntry};
 use chatgw_protocol::MessageId;
 use chatgw_router::{Directory, Fanout, Mailboxes};
 use chatgw_storage::InboxPos;
 
 use super::{catch_up_users, metrics::FleetMetrics, whole_node::WholeNode};
-use crate::events::{CoreBatch, CoreEvent};
+use crate::{
+    events::{CoreBatch, CoreEvent},
+    presence::RemoteIn,
+};
 
 /// Hands what links bring to the cores.
 pub(crate) struct ToCores {
@@ -29,6 +32,8 @@ pub(crate) struct ToCores {
     pub(crate) mailboxes: Arc<Mailboxes<CoreBatch>>,
     pub(crate) whole: Arc<WholeNode>,
     pub(crate) metrics: Arc<FleetMetrics>,
+    /// Typing frames and presence entries (see `crate::presence`).
+    pub(crate) presence: RemoteIn,
 }
 
 impl Inbound for ToCores {
@@ -56,6 +61,14 @@ impl Inbound for ToCores {
                 self.whole.catch_up();
             }
         }
+    }
+
+    fn ephemeral(&self, _from: u16, payload: Arc<[u8]>, users: Vec<u64>) {
+        self.presence.ephemeral(payload, users);
+    }
+
+    fn presence(&self, from: u16, entries: Vec<PresenceEntry>) {
+        self.presence.presence(from, entries);
     }
 
     fn session_ended(&self, from: u16, clean: bool) {

@@ -53,7 +53,10 @@ pub use self::metrics::FleetMetrics;
 pub(crate) use self::route::RouteJob;
 pub(crate) use self::whole_node::WholeNode;
 use self::{inbound::ToCores, route::Control, upkeep::Upkeep};
-use crate::events::{CoreBatch, CoreEvent};
+use crate::{
+    events::{CoreBatch, CoreEvent},
+    presence::{PresenceRequest, RemoteIn},
+};
 
 /// Jobs the routing thread may have queued before the writer drops them.
 const ROUTE_QUEUE: usize = 65_536;
@@ -141,6 +144,7 @@ impl Fleet {
         mailboxes: Arc<Mailboxes<CoreBatch>>,
         metrics: Arc<FleetMetrics>,
         stale_groups: Sender<GroupId>,
+        presence: Sender<PresenceRequest>,
     ) -> Result<(Fleet, RemoteOut), FleetError> {
         let target = RedisTarget::from_str(&settings.registry)?;
         let listener = LinkListener::bind(settings.link_listen)
@@ -161,6 +165,7 @@ impl Fleet {
             mailboxes: mailboxes.clone(),
             whole: whole.clone(),
             metrics: metrics.clone(),
+            presence: RemoteIn { hub: presence, directory: directory.clone(), mailboxes: mailboxes.clone() },
         };
         let link_server = listener.start(settings.node, Arc::new(to_cores)).map_err(FleetError::Thread)?;
 
@@ -225,6 +230,13 @@ impl Fleet {
             Fleet { links, link_server, subscription, route_control, router, stop_upkeep, upkeep, epoch, link_addr },
             out,
         ))
+    }
+
+    /// The links to the other nodes (the presence thread tells them its
+    /// users' presence and forwards typing); give it back before
+    /// [`Fleet::stop`].
+    pub(crate) fn links(&self) -> Arc<Links> {
+        self.links.clone()
     }
 
     /// This run's epoch.

@@ -80,7 +80,18 @@ impl TestFleet {
         Self::build(TestRegistry::Single(TestRedis::start()), n, true, Duration::from_secs(2))
     }
 
+    /// Like [`TestFleet::start`], every node started with `flags` too
+    /// (such as `--io epoll`).
+    pub fn start_with_flags(n: usize, flags: &[&str]) -> TestFleet {
+        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        Self::build_with(TestRegistry::Single(TestRedis::start()), n, false, Duration::from_secs(2), flags)
+    }
+
     fn build(registry: TestRegistry, n: usize, proxies: bool, lease: Duration) -> TestFleet {
+        Self::build_with(registry, n, proxies, lease, Vec::new())
+    }
+
+    fn build_with(registry: TestRegistry, n: usize, proxies: bool, lease: Duration, extra: Vec<String>) -> TestFleet {
         let store = fresh_postgres_store();
         let mut fleet = TestFleet { registry, store, nodes: Vec::new(), key: TokenKey::new(SECRET.as_bytes()), lease };
         for i in 0..n {
@@ -94,7 +105,7 @@ impl TestFleet {
                 link_listen,
                 proxy,
                 data: tempfile::tempdir().expect("temp dir"),
-                extra: Vec::new(),
+                extra: extra.clone(),
             };
             fleet.nodes.push(node);
             fleet.spawn(i);

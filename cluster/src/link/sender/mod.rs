@@ -162,6 +162,20 @@ impl Links {
         }
     }
 
+    /// Queue a frame that may be lost (typing, presence) for `node`: a
+    /// refusal is counted but owes the peer no catch-up, since nothing
+    /// stored is missing.
+    pub fn send_lossy(&self, node: u16, frame: Frame) -> Sent {
+        let sent = match self.peers.read().unwrap_or_else(PoisonError::into_inner).get(&node) {
+            Some(peer) => peer.queue.push_lossy(frame),
+            None => Sent::Dropped,
+        };
+        if sent == Sent::Dropped {
+            add(&self.counters.dropped, 1);
+        }
+        sent
+    }
+
     fn push(&self, node: u16, frame: Frame) -> Sent {
         let sent = match self.peers.read().unwrap_or_else(PoisonError::into_inner).get(&node) {
             Some(peer) => peer.queue.push(frame),

@@ -112,6 +112,22 @@ impl Queue {
         Sent::Queued
     }
 
+    /// Like [`Queue::push`], but a refusal owes the peer nothing.
+    pub(super) fn push_lossy(&self, frame: Frame) -> Sent {
+        let size = frame::encoded_len(&frame);
+        let mut st = self.lock();
+        let too_large = size - frame::LEN_BYTES > self.max_frame;
+        if too_large || st.events >= self.max_events || st.bytes + size > self.max_bytes || st.stop {
+            return Sent::Dropped;
+        }
+        st.frames.push_back(frame);
+        st.events += 1;
+        st.bytes += size;
+        drop(st);
+        self.wake.notify_all();
+        Sent::Queued
+    }
+
     /// The peer gets a CatchUpAll before anything queued from now on.
     pub(super) fn owe_all(&self) {
         self.lock().owe_all = true;

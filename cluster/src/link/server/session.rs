@@ -143,6 +143,14 @@ impl Session {
                     flush(&mut deliveries, peer);
                     inbound.catch_up(peer, None);
                 }
+                Frame::Ephemeral { payload, users } => {
+                    flush(&mut deliveries, peer);
+                    inbound.ephemeral(peer, payload, users);
+                }
+                Frame::Presence(entries) => {
+                    flush(&mut deliveries, peer);
+                    inbound.presence(peer, entries);
+                }
                 Frame::Goodbye => break Some(End::Goodbye),
                 Frame::Ping => pongs += 1,
                 Frame::Pong => {}
