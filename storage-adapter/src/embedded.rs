@@ -27,6 +27,7 @@
 mod background;
 mod blocks;
 mod check;
+mod inbox_sweep;
 mod reopen;
 mod sweep;
 mod tables;
@@ -43,8 +44,8 @@ use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, UserId
 
 use self::tables::Tables;
 use crate::{
-    Committed, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts, MessageStore, StoreError,
-    Write, WriteFailure,
+    Committed, GroupVersion, InboxEntry, InboxPos, InboxSweep, KeySweep, MessageHeader, MessageReceipts, MessageStore,
+    StoreError, Write, WriteFailure,
 };
 
 /// Tuning for [`EmbeddedStore`].
@@ -163,6 +164,22 @@ impl MessageStore for EmbeddedStore {
             return Err(StoreError::Unwritable { cause });
         }
         self.with(|t| t.sweep_idempotency_keys(after, older_than, limit))
+    }
+
+    fn sweep_inboxes(
+        &self,
+        from: Option<UserId>,
+        older_than: MessageId,
+        limit: usize,
+    ) -> Result<InboxSweep, StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.sweep_inboxes(from, older_than, limit))
+    }
+
+    fn inbox_floor(&self, user: UserId) -> Result<InboxPos, StoreError> {
+        self.with(|t| t.inbox_floor(user))
     }
 
     fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {

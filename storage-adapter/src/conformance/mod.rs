@@ -13,6 +13,7 @@ mod blocks;
 mod cases;
 mod concurrent;
 mod fleet;
+mod inbox_retention;
 mod outcomes;
 mod postgres_server;
 mod retention;
@@ -33,6 +34,7 @@ pub use fleet::{
     dense_positions_under_concurrent_writers, group_settings_are_versioned_with_the_record,
     stale_membership_refuses_group_messages,
 };
+pub use inbox_retention::inbox_sweep_removes_a_prefix_and_keeps_positions;
 pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
 };
@@ -75,6 +77,13 @@ pub trait Backend: Sync {
     fn keys_expire_by_ttl(&self) -> bool {
         false
     }
+
+    /// Whether the backend removes old inbox entries
+    /// ([`MessageStore::sweep_inboxes`]); one that keeps inboxes forever is
+    /// not checked by the inbox retention case.
+    fn sweeps_inboxes(&self) -> bool {
+        true
+    }
 }
 
 /// Calls the macro `$callback` with the name of every check, so a
@@ -109,6 +118,7 @@ macro_rules! for_each_conformance_case {
             sweep_removes_expired_idempotency_keys,
             revocations_are_durable_shared_and_never_move_back,
             block_lists,
+            inbox_sweep_removes_a_prefix_and_keeps_positions,
         );
     };
 }

@@ -20,6 +20,7 @@
 mod attempt;
 mod check;
 mod commit;
+mod inbox_sweep;
 mod pool;
 mod reads;
 mod schema;
@@ -37,8 +38,8 @@ pub(crate) use self::pool::cause_of;
 
 use self::pool::{Connection, Pool};
 use crate::{
-    Committed, GroupVersion, InboxEntry, InboxPos, KeySweep, MessageHeader, MessageReceipts, MessageStore, StoreError,
-    Write, WriteFailure,
+    Committed, GroupVersion, InboxEntry, InboxPos, InboxSweep, KeySweep, MessageHeader, MessageReceipts, MessageStore,
+    StoreError, Write, WriteFailure,
 };
 
 /// Times a batch is tried again after a deadlock or serialization failure
@@ -358,6 +359,22 @@ impl MessageStore for PostgresStore {
 
     fn revocations(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
         self.read("read revocations", reads::revocations)
+    }
+
+    fn sweep_inboxes(
+        &self,
+        from: Option<UserId>,
+        older_than: MessageId,
+        limit: usize,
+    ) -> Result<InboxSweep, StoreError> {
+        if limit == 0 {
+            return Ok(InboxSweep::default());
+        }
+        self.read("sweep inboxes", |c| inbox_sweep::step(c, from, older_than, limit))
+    }
+
+    fn inbox_floor(&self, user: UserId) -> Result<InboxPos, StoreError> {
+        self.read("read inbox floor", |c| inbox_sweep::floor(c, user))
     }
 
     fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError> {
