@@ -243,7 +243,7 @@ pub struct ServeArgs {
     /// How long a message's idempotency key (sender, client id) is kept; a resend with the same client id after it is stored as a new message; 0s = forever (docs/STORAGE.md, "Retention") [default: 7d].
     #[arg(long, env = "CHATGW_IDEMPOTENCY_RETENTION")]
     pub idempotency_retention: Option<HumanDuration>,
-    /// How long an inbox entry (a device's queued reference to an event) is kept; a device syncing from before it gets what is left with "truncated": messages stay in history; 0s = forever, else at least 1d (docs/STORAGE.md, "Inbox retention") [default: 30d].
+    /// How long an inbox entry (a device's queued reference to an event) is kept; a device syncing from before it gets what is left with "truncated": messages stay in history; 0s = forever, else at least 1d; not on Cassandra yet (docs/STORAGE.md, "Inbox retention") [default: 30d].
     #[arg(long, env = "CHATGW_INBOX_RETENTION")]
     pub inbox_retention: Option<HumanDuration>,
 }
