@@ -11,8 +11,8 @@
 //! docs/PROTOCOL.md, `synced`).
 //!
 //! Why the same bounded steps as the key sweep: the committer never waits
-//! for retention. A step visits [`STEP_INBOXES`] inboxes and removes at
-//! most that many entries from each ([`MessageStore::sweep_inboxes`]),
+//! for retention. A step visits at most [`STEP_INBOXES`] inboxes and
+//! removes at most that many entries ([`MessageStore::sweep_inboxes`]),
 //! then the thread pauses [`STEP_PAUSE`]; a failed step is counted, logged
 //! and retried at the next pass.
 
@@ -23,7 +23,7 @@ use chatgw_storage::{retention_cutoff, MessageStore};
 
 use crate::metrics::Metrics;
 
-/// Inboxes looked at per step, and entries removed per inbox per step.
+/// Inboxes looked at per step, and entries removed per step.
 pub(crate) const STEP_INBOXES: usize = 100;
 /// Pause between two steps of a pass.
 const STEP_PAUSE: Duration = Duration::from_millis(50);

@@ -395,6 +395,9 @@ mod tests {
         out.clear();
         synced_truncated(&mut out, MessageId(78));
         assert_eq!(parse(&out), json!({"type":"synced","cursor":"78","truncated":true}));
+        // A decoder that knows no `truncated` still reads the cursor.
+        let decoded = crate::ServerFrame::parse(std::str::from_utf8(&out).unwrap()).unwrap();
+        assert_eq!(decoded, crate::ServerFrame::Synced { cursor: MessageId(78) });
         out.clear();
         history(&mut out, &ConversationId::direct(UserId(1), UserId(2)), UserId(1), &[sample()], false);
         assert_eq!(parse(&out)["peer"], "2");

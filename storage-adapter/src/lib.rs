@@ -243,8 +243,8 @@ pub trait MessageStore: Send + Sync + 'static {
     /// One bounded step of the inbox retention sweep: look at up to `limit`
     /// inboxes in the backend's user order, starting at `from` (the first
     /// if `None`), and remove from each the leading entries (in position
-    /// order) whose event id is below `older_than`, at most `limit` of them
-    /// per inbox. Only a prefix is ever removed: the kept entries keep
+    /// order) whose event id is below `older_than`, at most `limit` entries
+    /// in the whole step (an inbox with more is where the next step starts). Only a prefix is ever removed: the kept entries keep
     /// their positions and stay gap-free, and the inbox simply starts above
     /// position 1 (readers paging from below its first entry get its first
     /// entry). Never touches messages, marks or any other table. Runs

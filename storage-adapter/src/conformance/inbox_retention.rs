@@ -36,6 +36,7 @@ fn sweep(s: &dyn MessageStore, cutoff: MessageId, limit: usize) -> u64 {
     loop {
         let step = s.sweep_inboxes(from, cutoff, limit).expect("sweep step");
         assert!(step.inboxes <= limit, "a step looks at no more inboxes than its limit");
+        assert!(step.removed <= limit as u64, "a step removes no more entries than its limit");
         removed += step.removed;
         steps += 1;
         assert!(steps < 1000, "the walk ends");

@@ -63,7 +63,8 @@ impl Tables {
             let (lo, hi) = (codec::inbox_key(user, MessageId(0)), codec::inbox_key(user, older_than));
             let mut removed = 0;
             let mut last = None;
-            for guard in view.range(&self.inbox, lo..hi).take(limit) {
+            let room = limit - usize::try_from(sweep.removed).unwrap_or(limit);
+            for guard in view.range(&self.inbox, lo..hi).take(room) {
                 let k = guard.key().map_err(scan)?;
                 last = Some(codec::id_from_message_key(&k).ok_or_else(short)?);
                 batch.remove(&self.inbox, k);
@@ -73,7 +74,7 @@ impl Tables {
                 batch.insert(&self.meta, floor_key(user), last.0.to_be_bytes().to_vec());
                 sweep.removed += removed;
             }
-            if removed == limit as u64 {
+            if sweep.removed >= limit as u64 {
                 // A whole step's worth: this inbox may hold more.
                 break Some(user);
             }
