@@ -3,8 +3,10 @@
 //! retention thread at start; a device whose cursor is among the swept
 //! events gets the kept ones and `"truncated":true` on `synced`, a device
 //! with a current cursor or a new one gets no flag; `chatgw check` passes
-//! with the retention and fails with `0s` and on entries lost inside it.
-//! Embedded on both I/O drivers, and PostgreSQL.
+//! with the retention and fails with `0s` and on entries lost inside it; a
+//! connection catching up from a position the sweep removed gets the kept
+//! events from the oldest on. Embedded on both I/O drivers, and PostgreSQL
+//! (but for the catch-up).
 
 mod util;
 
@@ -31,7 +33,8 @@ fn open(config: &Config) -> Box<dyn MessageStore> {
 
 /// Messages from user 1 to user 2 made at each of `ages_ms` ago, committed.
 fn seed(store: &dyn MessageStore, ages_ms: &[u64]) -> Vec<MessageId> {
-    let mut g = Snowflake::new(0);
+    // Node 7: never the gateway's own (node 0), so no id can repeat.
+    let mut g = Snowflake::new(7);
     let now = now_ms();
     ages_ms
         .iter()
@@ -152,4 +155,53 @@ fn config_for(gw: &TestGateway) -> Config {
     let mut c = Config::new("127.0.0.1:0".parse().unwrap(), gw.dir.path().to_path_buf(), SECRET.into());
     c.store = gw.store.clone();
     c
+}
+
+// Embedded only: the same catch-up on PostgreSQL, after another handle's
+// commits, sometimes misses its first events with no sweep at all (seen
+// while writing this test; not a retention matter, left to look into).
+each_driver!(a_catch_up_from_below_what_was_swept_starts_at_the_oldest_kept_event);
+fn a_catch_up_from_below_what_was_swept_starts_at_the_oldest_kept_event(io: IoDriver) {
+    use std::{sync::Arc, time::Duration};
+
+    use chatgw_client::{Client, Event};
+    use chatgw_gateway::{auth::TokenKey, Server};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf(), SECRET.into());
+    (config.workers, config.io) = (1, io);
+    // The test sweeps, at the moment it chooses.
+    config.inbox_retention = Duration::ZERO;
+    let store: Arc<dyn MessageStore> = open(&config).into();
+    let old = seed(&*store, &[40 * DAY_MS, 40 * DAY_MS - 1, 40 * DAY_MS - 2]);
+    let handle = Server::start_with_store(config, store.clone()).unwrap();
+    let token =
+        TokenKey::new(SECRET.as_bytes()).mint(chatgw_client::UserId(2), chatgw_gateway::auth::unix_now() + 3600);
+    let mut device = Client::connect(handle.addr(), &token).unwrap();
+    device.sync().unwrap();
+    device.wait_for(WAIT, "synced", |e| matches!(e, Event::Synced { .. }).then_some(())).unwrap();
+
+    // Another writer stores three events the device is not sent live, and
+    // the sweep then removes everything before the second of them: the
+    // device's position (its last old event) is gone, and so is the first.
+    let fresh = seed(&*store, &[3000, 2999, 2998]);
+    let mut from = None;
+    loop {
+        let step = store.sweep_inboxes(from, fresh[1], 100).unwrap();
+        match step.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    assert!(store.inbox_floor(UserId(2)).unwrap().0 > 0);
+    handle.catch_up_user(2);
+    let got: Vec<u64> = (0..2).map(|_| next_message(&mut device).id.0).collect();
+    assert_eq!(got, vec![fresh[1].0, fresh[2].0], "from the oldest kept event, in order (old: {old:?})");
+    let more = device.wait_for(Duration::from_millis(300), "nothing more", |e| match e {
+        Event::Message(m) => Some(m.id),
+        Event::Synced { .. } => panic!("a catch-up ends without synced"),
+        _ => None,
+    });
+    assert!(more.is_err(), "the removed event is not sent: {more:?}");
+    handle.shutdown();
 }
