@@ -13,7 +13,10 @@
 //! (`check_integrity`), which knows its layout; all report the same way.
 //! Idempotency keys expire (`--idempotency-retention`): a message older
 //! than the retention without its key is no violation, so the check takes
-//! the gateways' retention.
+//! the gateways' retention. Likewise inbox entries
+//! (`--inbox-retention`): an inbox may start above position 1 and a
+//! message older than that retention may be missing from inboxes; kept
+//! entries must still be gap-free.
 
 use std::path::PathBuf;
 
@@ -41,6 +44,10 @@ pub(crate) struct CheckArgs {
     /// no violation; 0s = keys are kept forever.
     #[arg(long, env = "CHATGW_IDEMPOTENCY_RETENTION", default_value = "7d")]
     idempotency_retention: HumanDuration,
+    /// The gateways' --inbox-retention: inboxes may start above position 1 and a message older than it may be
+    /// missing from inboxes, which is no violation; 0s = inboxes are kept whole.
+    #[arg(long, env = "CHATGW_INBOX_RETENTION", default_value = "30d")]
+    inbox_retention: HumanDuration,
     /// Most violations to print (all are counted).
     #[arg(long, default_value_t = 50)]
     show: usize,
@@ -50,17 +57,20 @@ pub(crate) struct CheckArgs {
 pub(crate) fn run(args: &CheckArgs) -> anyhow::Result<bool> {
     // Keys of messages below this id may be gone by retention.
     let keys_from = retention_cutoff(Some(args.idempotency_retention.0), now_ms());
+    // Inbox entries of events below this id may be gone by retention.
+    let inbox_from = retention_cutoff(Some(args.inbox_retention.0), now_ms());
     let report = match args.store.scheme() {
-        "postgres" => check_postgres(&args.store, keys_from)?,
+        "postgres" => check_postgres(&args.store, keys_from, inbox_from)?,
+        // Cassandra keeps inboxes whole (no inbox retention there yet).
         "cassandra" => check_cassandra(&args.store, keys_from)?,
-        "embedded" => check_embedded(args, keys_from)?,
+        "embedded" => check_embedded(args, keys_from, inbox_from)?,
         other => anyhow::bail!("chatgw check has no check for `{other}` stores yet"),
     };
     print(&report, args.show);
     Ok(report.is_clean())
 }
 
-fn check_embedded(args: &CheckArgs, keys_from: MessageId) -> anyhow::Result<IntegrityReport> {
+fn check_embedded(args: &CheckArgs, keys_from: MessageId, inbox_from: MessageId) -> anyhow::Result<IntegrityReport> {
     anyhow::ensure!(
         !args.store.as_str().contains("://"),
         "store `{}`: `embedded` takes no location: its store is under --data",
@@ -70,13 +80,15 @@ fn check_embedded(args: &CheckArgs, keys_from: MessageId) -> anyhow::Result<Inte
     anyhow::ensure!(dir.is_dir(), "no store in {} (expected {})", args.data.display(), dir.display());
     let store = EmbeddedStore::open(&dir, &EmbeddedOptions::default())
         .with_context(|| format!("opening the store in {}", dir.display()))?;
-    store.check_integrity_keys_from(keys_from).with_context(|| format!("reading the store in {}", dir.display()))
+    store
+        .check_integrity_retained(keys_from, inbox_from)
+        .with_context(|| format!("reading the store in {}", dir.display()))
 }
 
-fn check_postgres(url: &StoreUrl, keys_from: MessageId) -> anyhow::Result<IntegrityReport> {
+fn check_postgres(url: &StoreUrl, keys_from: MessageId, inbox_from: MessageId) -> anyhow::Result<IntegrityReport> {
     let options = PostgresOptions { pool_size: 1, ..PostgresOptions::default() };
     let store = PostgresStore::open(url.as_str(), &options).with_context(|| format!("opening the store {url}"))?;
-    store.check_integrity_keys_from(keys_from).with_context(|| format!("reading the store {url}"))
+    store.check_integrity_retained(keys_from, inbox_from).with_context(|| format!("reading the store {url}"))
 }
 
 fn check_cassandra(url: &StoreUrl, keys_from: MessageId) -> anyhow::Result<IntegrityReport> {

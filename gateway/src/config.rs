@@ -249,6 +249,9 @@ pub struct ServeArgs {
     /// Presence changes of one user reach a watcher at most once per this window, and a reconnect within it is never seen (docs/PROTOCOL.md, "Presence and typing") [default: 1s].
     #[arg(long, env = "CHATGW_PRESENCE_WINDOW")]
     pub presence_window: Option<HumanDuration>,
+    /// How long an inbox entry (a device's queued reference to an event) is kept; a device syncing from before it gets what is left with "truncated": messages stay in history; 0s = forever, else at least 1d; not on Cassandra yet (docs/STORAGE.md, "Inbox retention") [default: 30d].
+    #[arg(long, env = "CHATGW_INBOX_RETENTION")]
+    pub inbox_retention: Option<HumanDuration>,
 }
 
 /// Resolved settings.
@@ -326,6 +329,8 @@ pub struct Config {
     pub typing_expiry: Duration,
     /// The coalescing window of presence changes.
     pub presence_window: Duration,
+    /// How long inbox entries are kept (zero: forever).
+    pub inbox_retention: Duration,
 }
 
 impl Config {
@@ -368,6 +373,7 @@ impl Config {
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             typing_expiry: Duration::from_secs(6),
             presence_window: Duration::from_secs(1),
+            inbox_retention: DEFAULT_INBOX_RETENTION,
         }
     }
 }
@@ -384,6 +390,16 @@ pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(7 * 86_4
 /// Shortest non-zero idempotency retention: below it a client's own
 /// resends (its outbox retries for minutes) could be stored twice.
 pub const MIN_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(3600);
+
+/// How long inbox entries are kept by default: as long as a
+/// WhatsApp-class service keeps a message waiting for an offline device,
+/// so only a device away for a month needs to reload history
+/// (docs/STORAGE.md, "Inbox retention").
+pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// Shortest non-zero inbox retention: below a day, a device back from a
+/// short outage (a flight, a night with the phone off) would miss events.
+pub const MIN_INBOX_RETENTION: Duration = Duration::from_secs(86_400);
 
 /// The default data directory.
 pub const DEFAULT_DATA: &str = "./data";
@@ -452,7 +468,8 @@ impl ServeArgs {
             lease,
             idempotency_retention,
             typing_expiry,
-            presence_window
+            presence_window,
+            inbox_retention
         );
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;
@@ -486,6 +503,10 @@ impl Config {
         ensure(
             self.idempotency_retention.is_zero() || self.idempotency_retention >= MIN_IDEMPOTENCY_RETENTION,
             "idempotency-retention must be 0s (forever) or at least 1h",
+        )?;
+        ensure(
+            self.inbox_retention.is_zero() || self.inbox_retention >= MIN_INBOX_RETENTION,
+            "inbox-retention must be 0s (forever) or at least 1d",
         )?;
         ensure(self.readers >= 1, "readers must be positive")?;
         ensure((0..=19).contains(&self.store_background_nice), "store-background-nice must be 0..=19")?;
@@ -601,6 +622,29 @@ mod tests {
         assert!(resolve(Some("5m")).is_err(), "shorter than a client resends");
         std::fs::write(&file, "secret = \"f\"\nidempotency_retention = \"2d\"\n").unwrap();
         assert_eq!(resolve(None).unwrap(), Duration::from_secs(2 * 86_400), "from the file");
+    }
+
+    #[test]
+    fn inbox_retention_defaults_to_thirty_days_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "secret = \"f\"\n").unwrap();
+        let resolve = |retention: Option<&str>| {
+            let args = ServeArgs {
+                config: Some(file.clone()),
+                data: Some(dir.path().into()),
+                inbox_retention: retention.map(|r| r.parse().unwrap()),
+                ..Default::default()
+            };
+            args.resolve().map(|c| c.inbox_retention)
+        };
+        assert_eq!(resolve(None).unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(resolve(Some("0s")).unwrap(), Duration::ZERO, "0s keeps inboxes forever");
+        assert_eq!(resolve(Some("1d")).unwrap(), Duration::from_secs(86_400));
+        let err = resolve(Some("12h")).unwrap_err();
+        assert!(err.to_string().contains("inbox-retention must be 0s (forever) or at least 1d"), "{err}");
+        std::fs::write(&file, "secret = \"f\"\ninbox_retention = \"90d\"\n").unwrap();
+        assert_eq!(resolve(None).unwrap(), Duration::from_secs(90 * 86_400), "from the file");
     }
 
     #[test]

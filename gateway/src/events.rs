@@ -111,7 +111,9 @@ pub(crate) enum CoreEvent {
     Ephemeral { to: Endpoint, payload: Arc<[u8]> },
     /// One page of a sync: the position it was read after, and its events
     /// in position order. `full` when the page held as many as asked.
-    SyncPage { to: Endpoint, after: InboxPos, events: Vec<PagedEvent>, full: bool },
+    /// `truncated` on the first page of a sync whose cursor stands below
+    /// entries the inbox retention removed (`inbox_retention`).
+    SyncPage { to: Endpoint, after: InboxPos, events: Vec<PagedEvent>, full: bool, truncated: bool },
     /// A sync page could not be read; the payload is an `error` frame.
     SyncFailed { to: Endpoint, payload: Vec<u8> },
     /// This connection may have missed live events (another node committed

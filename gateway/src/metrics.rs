@@ -125,6 +125,10 @@ pub struct Metrics {
     pub idempotency_keys_swept: Counter,
     /// Retention sweep steps that failed (retried at the next pass).
     pub retention_sweep_errors: Counter,
+    /// Inbox entries removed by the inbox retention sweep (`inbox_retention`).
+    pub inbox_entries_expired: Counter,
+    /// Inboxes the inbox retention sweep looked at.
+    pub inboxes_swept: Counter,
     /// Sync requests served.
     pub syncs: Counter,
     /// Receives that found the io_uring buffer ring empty and were posted again.
@@ -390,6 +394,12 @@ impl Metrics {
                 "retention_sweep_errors",
                 "Retention sweep steps that failed (the pass resumes later)",
             ),
+            inbox_entries_expired: counter(
+                &mut r,
+                "inbox_entries_expired",
+                "Inbox entries removed by the retention sweep (--inbox-retention)",
+            ),
+            inboxes_swept: counter(&mut r, "inboxes_swept", "Inboxes the retention sweep looked at"),
             syncs: counter(&mut r, "syncs", "Sync requests served"),
             recv_buffers_exhausted: counter(
                 &mut r,

@@ -104,7 +104,9 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
 
 /// One page of `user`'s inbox. The first page of a sync starts after the
 /// device's cursor, an event id, which the store resolves to a position;
-/// later pages continue from the position the connection reached.
+/// later pages continue from the position the connection reached. The
+/// first page also says whether the cursor stands below what the inbox
+/// retention removed (`truncated` on `synced`).
 fn sync_page(
     store: &dyn MessageStore,
     origin: Endpoint,
@@ -112,9 +114,13 @@ fn sync_page(
     after: SyncFrom,
     limit: usize,
 ) -> Result<CoreEvent, StoreError> {
-    let after = match after {
-        SyncFrom::Cursor(cursor) => store.inbox_position(user, cursor)?,
-        SyncFrom::Position(pos) => pos,
+    let (after, truncated) = match after {
+        SyncFrom::Cursor(cursor) => {
+            let pos = store.inbox_position(user, cursor)?;
+            // A new device (cursor 0) is never told: it reloads history anyway.
+            (pos, cursor.0 != 0 && pos < store.inbox_floor(user)?)
+        }
+        SyncFrom::Position(pos) => (pos, false),
     };
     let entries = store.inbox_after(user, after, limit)?;
     let full = entries.len() == limit;
@@ -129,7 +135,7 @@ fn sync_page(
             (e.pos, e.event.id(), p)
         })
         .collect();
-    Ok(CoreEvent::SyncPage { to: origin, after, events, full })
+    Ok(CoreEvent::SyncPage { to: origin, after, events, full, truncated })
 }
 
 fn refusal() -> Vec<u8> {

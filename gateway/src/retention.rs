@@ -16,7 +16,8 @@
 //! [`PASS_INTERVAL`] later. A failed step is counted, logged and retried
 //! at the next pass; the sweep never touches health (the probe and the
 //! committer own that). On Cassandra the store writes keys with a TTL and
-//! its sweep does nothing.
+//! its sweep does nothing. The same thread then sweeps inboxes
+//! (`inbox_retention`).
 
 use std::{io, sync::Arc, thread::JoinHandle, time::Duration};
 
@@ -41,17 +42,24 @@ pub(crate) struct Sweeper {
 }
 
 impl Sweeper {
-    /// Sweep keys older than `retention` from `store` on a new thread until
-    /// [`Sweeper::stop`]; the first pass starts at once.
+    /// Sweep keys older than `retention` and inbox entries older than
+    /// `inbox_retention` (each unless zero) from `store` on a new thread
+    /// until [`Sweeper::stop`]; the first pass starts at once.
     pub(crate) fn start(
         store: Arc<dyn MessageStore>,
         metrics: Arc<Metrics>,
         retention: Duration,
+        inbox_retention: Duration,
     ) -> io::Result<Sweeper> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let wait = move |pause| !matches!(stopped.recv_timeout(pause), Err(RecvTimeoutError::Timeout));
         let thread = std::thread::Builder::new().name("chatgw-retention".into()).spawn(move || loop {
-            if pass(store.as_ref(), &metrics, retention, &wait) || wait(PASS_INTERVAL) {
+            let keys = !retention.is_zero() && pass(store.as_ref(), &metrics, retention, &wait);
+            if keys
+                || (!inbox_retention.is_zero()
+                    && crate::inbox_retention::pass(store.as_ref(), &metrics, inbox_retention, &wait))
+                || wait(PASS_INTERVAL)
+            {
                 return;
             }
         })?;

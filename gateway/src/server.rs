@@ -297,10 +297,10 @@ impl Server {
         };
         let liveness = Liveness::start(store.clone(), metrics.clone())
             .map_err(|source| StartError::Thread { name: "chatgw-probe".into(), source })?;
-        let sweeper = match config.idempotency_retention {
-            r if r.is_zero() => None,
-            r => Some(
-                Sweeper::start(store.clone(), metrics.clone(), r)
+        let sweeper = match (config.idempotency_retention, config.inbox_retention) {
+            (keys, inbox) if keys.is_zero() && inbox.is_zero() => None,
+            (keys, inbox) => Some(
+                Sweeper::start(store.clone(), metrics.clone(), keys, inbox)
                     .map_err(|source| StartError::Thread { name: "chatgw-retention".into(), source })?,
             ),
         };

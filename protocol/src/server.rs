@@ -214,6 +214,13 @@ pub fn synced(out: &mut Vec<u8>, cursor: MessageId) {
     let _ = write!(out, r#"{{"type":"synced","cursor":"{cursor}"}}"#);
 }
 
+/// `{"type":"synced","cursor":...,"truncated":true}`: as [`synced`], and
+/// events between the `sync`'s cursor and the first event replayed were
+/// removed by the inbox retention: the device reloads history.
+pub fn synced_truncated(out: &mut Vec<u8>, cursor: MessageId) {
+    let _ = write!(out, r#"{{"type":"synced","cursor":"{cursor}","truncated":true}}"#);
+}
+
 /// `{"type":"history",...}`: one page of a conversation, newest first, as
 /// seen by `viewer` (a direct conversation is named by the other user).
 pub fn history(out: &mut Vec<u8>, conversation: &ConversationId, viewer: UserId, messages: &[Message], more: bool) {
@@ -472,6 +479,12 @@ mod tests {
         out.clear();
         synced(&mut out, MessageId(77));
         assert_eq!(parse(&out), json!({"type":"synced","cursor":"77"}));
+        out.clear();
+        synced_truncated(&mut out, MessageId(78));
+        assert_eq!(parse(&out), json!({"type":"synced","cursor":"78","truncated":true}));
+        // A decoder that knows no `truncated` still reads the cursor.
+        let decoded = crate::ServerFrame::parse(std::str::from_utf8(&out).unwrap()).unwrap();
+        assert_eq!(decoded, crate::ServerFrame::Synced { cursor: MessageId(78) });
         out.clear();
         history(&mut out, &ConversationId::direct(UserId(1), UserId(2)), UserId(1), &[sample()], false);
         assert_eq!(parse(&out)["peer"], "2");

@@ -29,6 +29,7 @@ mod blocks;
 mod check;
 mod conversations;
 mod devices;
+mod inbox_sweep;
 mod reopen;
 mod sweep;
 mod tables;
@@ -45,7 +46,7 @@ use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, Messa
 
 use self::tables::Tables;
 use crate::{
-    Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, KeySweep,
+    Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, InboxSweep, KeySweep,
     MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure,
 };
 
@@ -166,6 +167,22 @@ impl MessageStore for EmbeddedStore {
             return Err(StoreError::Unwritable { cause });
         }
         self.with(|t| t.sweep_idempotency_keys(after, older_than, limit))
+    }
+
+    fn sweep_inboxes(
+        &self,
+        from: Option<UserId>,
+        older_than: MessageId,
+        limit: usize,
+    ) -> Result<InboxSweep, StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.sweep_inboxes(from, older_than, limit))
+    }
+
+    fn inbox_floor(&self, user: UserId) -> Result<InboxPos, StoreError> {
+        self.with(|t| t.inbox_floor(user))
     }
 
     fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {

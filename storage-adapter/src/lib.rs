@@ -67,8 +67,8 @@ pub use devices::{DeviceNote, DeviceRecord};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
 pub use error::{ErrorCause, StoreError, WriteFailure};
 pub use model::{
-    CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, KeySweep, MessageHeader, MessageReceipts,
-    Write, WriteOutcome,
+    CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, InboxSweep, KeySweep, MessageHeader,
+    MessageReceipts, Write, WriteOutcome,
 };
 pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 pub use retention::retention_cutoff;
@@ -268,6 +268,38 @@ pub trait MessageStore: Send + Sync + 'static {
     ) -> Result<KeySweep, StoreError> {
         let _ = (after, older_than, limit);
         Ok(KeySweep::default())
+    }
+
+    /// One bounded step of the inbox retention sweep: look at up to `limit`
+    /// inboxes in the backend's user order, starting at `from` (the first
+    /// if `None`), and remove from each the leading entries (in position
+    /// order) whose event id is below `older_than`, at most `limit` entries
+    /// in the whole step (an inbox with more is where the next step starts). Only a prefix is ever removed: the kept entries keep
+    /// their positions and stay gap-free, and the inbox simply starts above
+    /// position 1 (readers paging from below its first entry get its first
+    /// entry). Never touches messages, marks or any other table. Runs
+    /// beside commits, never inside one; the caller passes
+    /// [`InboxSweep::next`] back as `from` until it is `None`
+    /// (docs/STORAGE.md, "Inbox retention").
+    ///
+    /// The default does nothing: for a backend that keeps inboxes forever.
+    fn sweep_inboxes(
+        &self,
+        from: Option<UserId>,
+        older_than: MessageId,
+        limit: usize,
+    ) -> Result<InboxSweep, StoreError> {
+        let _ = (from, older_than, limit);
+        Ok(InboxSweep::default())
+    }
+
+    /// The highest position the inbox retention removed from `user`'s
+    /// inbox, zero if it removed none: a device whose position is below it
+    /// missed events that are gone (the `truncated` flag of `synced`,
+    /// docs/PROTOCOL.md). The default (nothing is ever removed) is zero.
+    fn inbox_floor(&self, user: UserId) -> Result<InboxPos, StoreError> {
+        let _ = user;
+        Ok(InboxPos(0))
     }
 
     /// Up to `limit` messages of a conversation older than `before` (all if

@@ -239,3 +239,17 @@ pub struct KeySweep {
     /// starts from the first again).
     pub next: Option<(UserId, String)>,
 }
+
+/// What one step of the inbox retention sweep did
+/// ([`MessageStore::sweep_inboxes`](crate::MessageStore::sweep_inboxes)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InboxSweep {
+    /// Inboxes looked at in this step.
+    pub inboxes: usize,
+    /// Inbox entries removed because their event is older than the cutoff.
+    pub removed: u64,
+    /// The inbox the next step starts at (it may be one this step looked at,
+    /// when more than one step's worth of its entries had expired). `None`
+    /// once the walk passed the last inbox.
+    pub next: Option<UserId>,
+}

@@ -67,6 +67,11 @@ impl Backend for Cassandra {
         true
     }
 
+    /// Inbox retention is not done on Cassandra yet (docs/STORAGE.md).
+    fn sweeps_inboxes(&self) -> bool {
+        false
+    }
+
     /// A live node is not ours to stop (tests/cassandra_kassandra.rs cuts
     /// the connection to an in-memory server instead).
     fn interrupt(&self, _place: &str, _store: &Arc<dyn MessageStore>) -> bool {

@@ -165,6 +165,10 @@ impl MessageStore for CountingStore {
         bump(&self.counts.other_reads);
         self.inner.inbox_position(user, cursor)
     }
+    fn inbox_floor(&self, user: UserId) -> Result<InboxPos, StoreError> {
+        bump(&self.counts.other_reads);
+        self.inner.inbox_floor(user)
+    }
     fn history(&self, c: ConversationId, before: Option<MessageId>, limit: usize) -> Result<Vec<Message>, StoreError> {
         bump(&self.counts.other_reads);
         self.inner.history(c, before, limit)

@@ -7,7 +7,10 @@
 use chatgw_protocol::{close, server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError, UserId};
 use chatgw_storage::InboxPos;
 
-use super::{conn::PageRead, Action, Engine};
+use super::{
+    conn::{PageRead, SyncCursor},
+    Action, Engine,
+};
 use crate::{
     events::{BlockOp, CommitRequest, GroupOp, MembersFor, QueryRequest},
     presence::PresenceRequest,
@@ -107,7 +110,7 @@ impl<S> Engine<S> {
                 c.sync_paused = false;
                 c.cursor = after;
                 c.pos = InboxPos(0);
-                c.resolving = true;
+                c.sync_cursor = SyncCursor::Resolving;
                 c.sync_limit = limit as u16;
                 // The sync takes over a catch-up or sync in progress. A page
                 // already asked for answers the old request: the new sync's

@@ -49,6 +49,20 @@ pub(crate) enum Phase {
     Closing,
 }
 
+/// Where the cursor of a connection's last `sync` stands. One byte for
+/// both facts, so that the connection does not grow (`idle_connection_is_small`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SyncCursor {
+    /// The first page of the sync is asked for: the cursor is still to be
+    /// resolved to a position.
+    Resolving,
+    /// Resolved.
+    Resolved,
+    /// Resolved, and below entries the inbox retention removed: the
+    /// sync's `synced` says `"truncated":true` (`inbox_retention`).
+    Truncated,
+}
+
 pub(crate) struct Conn<S> {
     pub(crate) sock: S,
     /// Source address, charged against the per-source limits until dropped.
@@ -65,7 +79,7 @@ pub(crate) struct Conn<S> {
     pub(crate) cursor: MessageId,
     /// The inbox position of that event; nothing at or below it is written
     /// again unless the device asks with `sync`. Unknown (and zero) from a
-    /// `sync` until its first page resolves the cursor (`resolving`).
+    /// `sync` until its first page resolves the cursor (`sync_cursor`).
     pub(crate) pos: InboxPos,
     /// The device has sent `sync` at least once; live events flow after that.
     pub(crate) subscribed: bool,
@@ -74,9 +88,9 @@ pub(crate) struct Conn<S> {
     pub(crate) sync_missed: bool,
     /// The next sync page waits for the outbound queue to drain.
     pub(crate) sync_paused: bool,
-    /// The first page of a sync is asked for: its cursor is still to be
-    /// resolved to a position.
-    pub(crate) resolving: bool,
+    /// Whether the cursor of the last `sync` is resolved to a position yet,
+    /// and whether it stood below what the inbox retention removed.
+    pub(crate) sync_cursor: SyncCursor,
     /// Catching up from the store; `syncing` is set meanwhile.
     pub(crate) catch_up: CatchUp,
     /// Its page request in flight, if any.
@@ -128,7 +142,7 @@ impl<S> Conn<S> {
             syncing: false,
             sync_missed: false,
             sync_paused: false,
-            resolving: false,
+            sync_cursor: SyncCursor::Resolved,
             catch_up: CatchUp::Idle,
             page: PageRead::Idle,
             sync_limit: 0,

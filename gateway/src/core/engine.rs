@@ -353,7 +353,9 @@ impl<S> Engine<S> {
                 CoreEvent::Seen { event, pos, .. } => {
                     self.take_live(slot, event, pos);
                 }
-                CoreEvent::SyncPage { after, events, full, .. } => self.on_sync_page(slot, after, events, full),
+                CoreEvent::SyncPage { after, events, full, truncated, .. } => {
+                    self.on_sync_page(slot, after, events, full, truncated)
+                }
                 CoreEvent::SyncFailed { payload, .. } => {
                     // No live events until the device syncs again, so its
                     // cursor never jumps over what the failed page held.

@@ -217,7 +217,7 @@ pub(crate) fn sync_page_at(to: Endpoint, after: u64, events: &[(u64, u64)], byte
             (InboxPos(pos), MessageId(id), p)
         })
         .collect();
-    CoreEvent::SyncPage { to, after: InboxPos(after), events, full }
+    CoreEvent::SyncPage { to, after: InboxPos(after), events, full, truncated: false }
 }
 
 /// The text of every frame in `frames`, payloads trimmed.

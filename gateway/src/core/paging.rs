@@ -13,7 +13,7 @@ use chatgw_storage::InboxPos;
 
 use super::{
     action::Action,
-    conn::{CatchUp, PageRead, Phase},
+    conn::{CatchUp, PageRead, Phase, SyncCursor},
     engine::Engine,
 };
 use crate::{
@@ -28,7 +28,10 @@ impl<S> Engine<S> {
     pub(crate) fn request_sync_page(&mut self, slot: usize) {
         let Some(origin) = self.endpoint(slot) else { return };
         let Some(c) = self.conns.get(slot) else { return };
-        let after = if c.resolving { SyncFrom::Cursor(c.cursor) } else { SyncFrom::Position(c.pos) };
+        let after = match c.sync_cursor {
+            SyncCursor::Resolving => SyncFrom::Cursor(c.cursor),
+            SyncCursor::Resolved | SyncCursor::Truncated => SyncFrom::Position(c.pos),
+        };
         let req = QueryRequest::Sync { origin, user: c.user, after, limit: usize::from(c.sync_limit) };
         if let Some(c) = self.conns.get_mut(slot) {
             c.page = PageRead::Asked;
@@ -37,11 +40,20 @@ impl<S> Engine<S> {
     }
 
     /// A sync page read after position `after`. The first page of a sync
-    /// also tells the connection where its cursor stands in the inbox.
-    pub(super) fn on_sync_page(&mut self, slot: usize, after: InboxPos, events: Vec<PagedEvent>, full: bool) {
+    /// also tells the connection where its cursor stands in the inbox, and
+    /// whether events after it were removed by retention (`truncated`).
+    pub(super) fn on_sync_page(
+        &mut self,
+        slot: usize,
+        after: InboxPos,
+        events: Vec<PagedEvent>,
+        full: bool,
+        truncated: bool,
+    ) {
         if let Some(c) = self.conns.get_mut(slot) {
-            if c.resolving {
-                (c.resolving, c.pos) = (false, after);
+            if c.sync_cursor == SyncCursor::Resolving {
+                c.pos = after;
+                c.sync_cursor = if truncated { SyncCursor::Truncated } else { SyncCursor::Resolved };
             }
         }
         // A page goes out only as far as half the outbound bound; the rest
@@ -87,8 +99,11 @@ impl<S> Engine<S> {
             self.finish_catch_up(slot);
         } else {
             c.syncing = false;
-            let mut p = Vec::with_capacity(48);
-            server::synced(&mut p, c.cursor);
+            let mut p = Vec::with_capacity(64);
+            match std::mem::replace(&mut c.sync_cursor, SyncCursor::Resolved) {
+                SyncCursor::Truncated => server::synced_truncated(&mut p, c.cursor),
+                SyncCursor::Resolving | SyncCursor::Resolved => server::synced(&mut p, c.cursor),
+            }
             self.queue_frame(slot, Opcode::Text, &p);
         }
     }

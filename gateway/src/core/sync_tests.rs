@@ -207,3 +207,38 @@ fn a_sync_sent_while_a_page_is_on_its_way_drops_that_page_and_starts_from_its_ow
     assert_eq!(texts(&h.frames()[..1]), vec!["event-9"]);
     assert_eq!(h.cursor(), MessageId(9));
 }
+
+/// The flag of the first page of a sync (its cursor stands below what the
+/// inbox retention removed) ends that sync's `synced`, however many pages
+/// follow, and only that sync's.
+#[test]
+fn a_truncated_first_page_ends_its_sync_with_the_truncated_flag() {
+    let mut h = Harness::connect(|_| {});
+    let to = h.endpoint();
+    let last_text = |h: &mut Harness| match h.frames().pop() {
+        Some(super::harness::Frame::Text(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    sync(&mut h, 10, 2);
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(10), 2)]);
+    let first = match sync_page_at(to, 0, &[(40, 40), (41, 41)], 0, true) {
+        CoreEvent::SyncPage { to, after, events, full, .. } => {
+            CoreEvent::SyncPage { to, after, events, full, truncated: true }
+        }
+        other => panic!("{other:?}"),
+    };
+    h.mail(vec![first]);
+    assert_eq!(texts(&h.frames()), vec!["event-40", "event-41"]);
+    assert_eq!(pages_asked(&h.actions()), vec![(at(41), 2)]);
+    h.mail(vec![sync_page_at(to, 41, &[(42, 42)], 0, false)]);
+    let frames = h.frames();
+    assert_eq!(texts(&frames[..1]), vec!["event-42"]);
+    let Some(super::harness::Frame::Text(synced)) = frames.get(1) else { panic!("{frames:?}") };
+    assert_eq!(synced, r#"{"type":"synced","cursor":"42","truncated":true}"#);
+
+    // The next sync, from a current cursor, says nothing of it.
+    sync(&mut h, 42, 2);
+    assert_eq!(pages_asked(&h.actions()), vec![(cursor(42), 2)]);
+    h.mail(vec![sync_page_at(to, 42, &[], 0, false)]);
+    assert_eq!(last_text(&mut h), r#"{"type":"synced","cursor":"42"}"#);
+}

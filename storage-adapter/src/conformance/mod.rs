@@ -15,6 +15,7 @@ mod concurrent;
 mod conversation_list;
 mod devices;
 mod fleet;
+mod inbox_retention;
 mod outcomes;
 mod postgres_server;
 mod retention;
@@ -37,6 +38,7 @@ pub use fleet::{
     dense_positions_under_concurrent_writers, group_settings_are_versioned_with_the_record,
     stale_membership_refuses_group_messages,
 };
+pub use inbox_retention::inbox_sweep_removes_a_prefix_and_keeps_positions;
 pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
 };
@@ -79,6 +81,13 @@ pub trait Backend: Sync {
     fn keys_expire_by_ttl(&self) -> bool {
         false
     }
+
+    /// Whether the backend removes old inbox entries
+    /// ([`MessageStore::sweep_inboxes`]); one that keeps inboxes forever is
+    /// not checked by the inbox retention case.
+    fn sweeps_inboxes(&self) -> bool {
+        true
+    }
 }
 
 /// Calls the macro `$callback` with the name of every check, so a
@@ -115,6 +124,7 @@ macro_rules! for_each_conformance_case {
             block_lists,
             devices_are_noted_and_revoked,
             conversation_list_and_unread_counts,
+            inbox_sweep_removes_a_prefix_and_keeps_positions,
         );
     };
 }

@@ -101,24 +101,6 @@ const QUERIES: &[Query] = &[
     },
     Query {
         table: "inbox",
-        sql: "SELECT user_id, pos, event FROM (
-                  SELECT user_id, pos, event, row_number() OVER (PARTITION BY user_id ORDER BY pos) AS n FROM inbox
-              ) numbered WHERE pos <> n ORDER BY user_id, pos LIMIT 1000",
-        describe: |r, _| {
-            format!("user {}: event {} is at position {}, after a gap (positions are dense)", int(r, 0), int(r, 2), int(r, 1))
-        },
-    },
-    Query {
-        table: "inbox_heads",
-        sql: "SELECT coalesce(h.user_id, i.user_id), coalesce(h.head, 0), coalesce(i.last, 0) FROM inbox_heads h
-              FULL JOIN (SELECT user_id, max(pos) AS last FROM inbox GROUP BY user_id) i ON i.user_id = h.user_id
-              WHERE h.head IS DISTINCT FROM i.last ORDER BY 1",
-        describe: |r, _| {
-            format!("user {}: the inbox head says {} but the last position is {}", int(r, 0), int(r, 1), int(r, 2))
-        },
-    },
-    Query {
-        table: "inbox",
         sql: "SELECT i.user_id, i.event, i.conversation FROM inbox i
               WHERE i.conversation IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation = i.conversation AND m.id = i.event)
@@ -139,33 +121,6 @@ const QUERIES: &[Query] = &[
         describe: |r, _| {
             format!("user {} holds message {} of {}, a conversation it is not in", int(r, 0), int(r, 1), conv(r, 2))
         },
-    },
-    Query {
-        table: "inbox",
-        sql: "SELECT m.id FROM messages m WHERE NOT EXISTS
-                (SELECT 1 FROM inbox i WHERE i.user_id = m.sender AND i.event = m.id AND i.conversation = m.conversation)
-              ORDER BY m.id",
-        describe: |r, _| format!("message {} is missing from its sender's inbox", int(r, 0)),
-    },
-    Query {
-        table: "inbox",
-        sql: concat!(
-            "SELECT m.id FROM messages m WHERE ",
-            is_direct!("m.conversation"),
-            " AND ",
-            key_u64!("m.conversation", 2),
-            " <> ",
-            key_u64!("m.conversation", 10),
-            " AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.event = m.id AND i.conversation = m.conversation
-                 AND i.user_id = CASE WHEN ",
-            key_u64!("m.conversation", 2),
-            " = m.sender THEN ",
-            key_u64!("m.conversation", 10),
-            " ELSE ",
-            key_u64!("m.conversation", 2),
-            " END) ORDER BY m.id"
-        ),
-        describe: |r, _| format!("message {} is missing from the recipient's inbox", int(r, 0)),
     },
     Query {
         table: "idempotency",
@@ -220,6 +175,61 @@ const QUERIES: &[Query] = &[
     },
 ];
 
+/// The inbox invariants, which depend on the inbox retention: `$1` is the
+/// retention cutoff (zero if inboxes are kept forever). An inbox may then
+/// start above position 1 (its oldest entries were swept; the kept ones
+/// must still be dense), a head may stand over an inbox the sweep emptied,
+/// and a message older than the cutoff may be missing from inboxes.
+const INBOX_QUERIES: &[Query] = &[
+    Query {
+        table: "inbox",
+        sql: "SELECT user_id, pos, event FROM (
+                  SELECT user_id, pos, event, row_number() OVER (PARTITION BY user_id ORDER BY pos) AS n,
+                         min(pos) OVER (PARTITION BY user_id) AS first FROM inbox
+              ) numbered WHERE pos <> n + CASE WHEN $1::bigint > 0 THEN first - 1 ELSE 0 END
+              ORDER BY user_id, pos LIMIT 1000",
+        describe: |r, _| {
+            format!("user {}: event {} is at position {}, after a gap (positions are dense)", int(r, 0), int(r, 2), int(r, 1))
+        },
+    },
+    Query {
+        table: "inbox_heads",
+        sql: "SELECT coalesce(h.user_id, i.user_id), coalesce(h.head, 0), coalesce(i.last, 0) FROM inbox_heads h
+              FULL JOIN (SELECT user_id, max(pos) AS last FROM inbox GROUP BY user_id) i ON i.user_id = h.user_id
+              WHERE h.head IS DISTINCT FROM i.last AND NOT ($1::bigint > 0 AND i.last IS NULL) ORDER BY 1",
+        describe: |r, _| {
+            format!("user {}: the inbox head says {} but the last position is {}", int(r, 0), int(r, 1), int(r, 2))
+        },
+    },
+    Query {
+        table: "inbox",
+        sql: "SELECT m.id FROM messages m WHERE NOT EXISTS
+                (SELECT 1 FROM inbox i WHERE i.user_id = m.sender AND i.event = m.id AND i.conversation = m.conversation)
+              AND m.id >= $1 ORDER BY m.id",
+        describe: |r, _| format!("message {} is missing from its sender's inbox", int(r, 0)),
+    },
+    Query {
+        table: "inbox",
+        sql: concat!(
+            "SELECT m.id FROM messages m WHERE ",
+            is_direct!("m.conversation"),
+            " AND ",
+            key_u64!("m.conversation", 2),
+            " <> ",
+            key_u64!("m.conversation", 10),
+            " AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.event = m.id AND i.conversation = m.conversation
+                 AND i.user_id = CASE WHEN ",
+            key_u64!("m.conversation", 2),
+            " = m.sender THEN ",
+            key_u64!("m.conversation", 10),
+            " ELSE ",
+            key_u64!("m.conversation", 2),
+            " END) AND m.id >= $1 ORDER BY m.id"
+        ),
+        describe: |r, _| format!("message {} is missing from the recipient's inbox", int(r, 0)),
+    },
+];
+
 const COUNTS: &str = "SELECT
     (SELECT coalesce(max(id), 0) FROM high_water),
     (SELECT count(*) FROM messages),
@@ -265,6 +275,19 @@ impl PostgresStore {
     /// [`retention_cutoff`](crate::retention_cutoff)) may have lost its key
     /// to the sweep, which is no violation.
     pub fn check_integrity_keys_from(&self, keys_from: MessageId) -> Result<IntegrityReport, StoreError> {
+        self.check_integrity_retained(keys_from, MessageId(0))
+    }
+
+    /// [`PostgresStore::check_integrity_keys_from`] of a store whose inboxes
+    /// are swept too: an inbox may start above position 1 and a message
+    /// with an id below `inbox_from` may be missing from inboxes, which is
+    /// no violation; kept entries must still be dense (docs/STORAGE.md,
+    /// "Inbox retention").
+    pub fn check_integrity_retained(
+        &self,
+        keys_from: MessageId,
+        inbox_from: MessageId,
+    ) -> Result<IntegrityReport, StoreError> {
         let mut connection = self.pool.get()?;
         let fail = |e| StoreError::backend("integrity check", e);
         let mut tx = connection
@@ -274,18 +297,24 @@ impl PostgresStore {
             .read_only(true)
             .start()
             .map_err(fail)?;
-        let report = check(&mut tx, keys_from).map_err(fail)?;
+        let report = check(&mut tx, keys_from, inbox_from).map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(report)
     }
 }
 
-fn check(tx: &mut Transaction<'_>, keys_from: MessageId) -> Result<IntegrityReport, postgres::Error> {
+fn check(
+    tx: &mut Transaction<'_>,
+    keys_from: MessageId,
+    inbox_from: MessageId,
+) -> Result<IntegrityReport, postgres::Error> {
     let mut report = IntegrityReport { counts: counts(tx)?, ..IntegrityReport::default() };
     let high_water = report.counts.high_water;
     let hw = high_water as i64;
-    for q in QUERIES {
-        let params: &[&(dyn postgres::types::ToSql + Sync)] = if q.sql.contains("$1") { &[&hw] } else { &[] };
+    let inbox_from = pg_id(inbox_from);
+    let queries = QUERIES.iter().map(|q| (q, &hw)).chain(INBOX_QUERIES.iter().map(|q| (q, &inbox_from)));
+    for (q, one) in queries {
+        let params: &[&(dyn postgres::types::ToSql + Sync)] = if q.sql.contains("$1") { &[one] } else { &[] };
         let mut rows = tx.query_raw(q.sql, params.iter().copied())?;
         while let Some(row) = rows.next()? {
             report.flag(q.table, (q.describe)(&row, high_water));

@@ -21,6 +21,7 @@ mod attempt;
 mod check;
 mod commit;
 mod devices;
+mod inbox_sweep;
 mod pool;
 mod reads;
 mod schema;
@@ -38,7 +39,7 @@ pub(crate) use self::pool::cause_of;
 
 use self::pool::{Connection, Pool};
 use crate::{
-    Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, KeySweep,
+    Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, InboxSweep, KeySweep,
     MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure,
 };
 
@@ -379,6 +380,22 @@ impl MessageStore for PostgresStore {
 
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
         devices::decode(self.read("read devices", |c| devices::devices(c, user))?)
+    }
+
+    fn sweep_inboxes(
+        &self,
+        from: Option<UserId>,
+        older_than: MessageId,
+        limit: usize,
+    ) -> Result<InboxSweep, StoreError> {
+        if limit == 0 {
+            return Ok(InboxSweep::default());
+        }
+        self.read("sweep inboxes", |c| inbox_sweep::step(c, from, older_than, limit))
+    }
+
+    fn inbox_floor(&self, user: UserId) -> Result<InboxPos, StoreError> {
+        self.read("read inbox floor", |c| inbox_sweep::floor(c, user))
     }
 
     fn inbox_position(&self, user: UserId, cursor: MessageId) -> Result<InboxPos, StoreError> {
