@@ -3,7 +3,8 @@
 //! chat CLI match on, with bodies decoded to text.
 
 use chatgw_protocol::{
-    ConversationId, ConversationRef, GroupId, Message, MessageId, MessageKind, ReceiptFrame, ServerFrame, UserId,
+    AmendKind, ConversationId, ConversationRef, GroupId, Message, MessageId, MessageKind, ReceiptFrame, ServerFrame,
+    UserId,
 };
 
 use crate::ClientError;
@@ -25,8 +26,12 @@ pub struct MessageEvent {
     pub client_id: String,
     /// Commit time, Unix milliseconds.
     pub ts: u64,
-    /// The body, decoded.
+    /// The body, decoded (empty once deleted).
     pub body: String,
+    /// When it was last edited (Unix milliseconds), if it was.
+    pub edited_at: Option<u64>,
+    /// When it was deleted for everyone (Unix milliseconds), if it was.
+    pub deleted_at: Option<u64>,
 }
 
 /// A receipt.
@@ -73,6 +78,16 @@ pub enum Event {
     Message(MessageEvent),
     /// A receipt for this device.
     Receipt(ReceiptEvent),
+    /// A message was edited or deleted: the message as it is now (for
+    /// this user only, `hidden`, after their own `delete` for themselves).
+    Amended {
+        /// Event id.
+        event: MessageId,
+        /// The message as it is now.
+        message: MessageEvent,
+        /// Deleted for this user only: hide it.
+        hidden: bool,
+    },
     /// Sync finished: the device has everything up to `cursor`.
     Synced {
         /// Cursor.
@@ -95,6 +110,8 @@ pub enum Event {
         description: String,
         /// Only admins may send while this is on.
         admins_only: bool,
+        /// Admins may delete members' messages for everyone while this is on.
+        admins_can_delete: bool,
         /// Members: user and whether an admin.
         members: Vec<(UserId, bool)>,
         /// The request id of a `create_group`.
@@ -136,12 +153,28 @@ pub enum Event {
 
 impl MessageEvent {
     fn from_protocol(m: Message, frame: &'static str) -> Result<Self, ClientError> {
-        let body = m.body_text().map_err(|e| ClientError::Unexpected(format!("{frame}: {e}")))?;
+        let at = |kind| m.amended.filter(|a| a.kind == kind).map(|a| a.at());
+        let (edited_at, deleted_at) = (at(AmendKind::Edited), at(AmendKind::Deleted));
+        let body = match deleted_at {
+            Some(_) => String::new(),
+            None => m.body_text().map_err(|e| ClientError::Unexpected(format!("{frame}: {e}")))?,
+        };
         let (to, group) = match m.conversation {
             ConversationId::Direct { .. } => (Some(m.conversation.peer_of(m.from).unwrap_or(m.from)), None),
             ConversationId::Group(g) => (None, Some(g)),
         };
-        Ok(MessageEvent { id: m.id, from: m.from, to, group, kind: m.kind, client_id: m.client_id, ts: m.ts, body })
+        Ok(MessageEvent {
+            id: m.id,
+            from: m.from,
+            to,
+            group,
+            kind: m.kind,
+            client_id: m.client_id,
+            ts: m.ts,
+            body,
+            edited_at,
+            deleted_at,
+        })
     }
 }
 
@@ -189,11 +222,15 @@ impl Event {
             ServerFrame::Sent(s) => Event::Sent { client_id: s.client_id, id: s.msg, duplicate: s.duplicate },
             ServerFrame::Message(m) => Event::Message(MessageEvent::from_protocol(m, "message")?),
             ServerFrame::Receipt(r) => Event::Receipt(r.into()),
+            ServerFrame::Amended { event, message, hidden } => {
+                Event::Amended { event, message: MessageEvent::from_protocol(message, "amended")?, hidden }
+            }
             ServerFrame::Group { group, reference } => Event::Group {
                 id: group.id,
                 name: group.name,
                 description: group.description,
                 admins_only: group.admins_only,
+                admins_can_delete: group.admins_can_delete,
                 members: group.members.into_iter().map(|m| (m.user, m.admin)).collect(),
                 reference,
             },
@@ -222,6 +259,7 @@ impl Event {
         match self {
             Event::Message(m) => Some(m.id),
             Event::Receipt(r) => Some(r.event),
+            Event::Amended { event, .. } => Some(*event),
             Event::Synced { cursor } => Some(*cursor),
             _ => None,
         }

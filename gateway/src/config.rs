@@ -243,6 +243,12 @@ pub struct ServeArgs {
     /// How long a message's idempotency key (sender, client id) is kept; a resend with the same client id after it is stored as a new message; 0s = forever (docs/STORAGE.md, "Retention") [default: 7d].
     #[arg(long, env = "CHATGW_IDEMPOTENCY_RETENTION")]
     pub idempotency_retention: Option<HumanDuration>,
+    /// How long after sending its sender may delete a message for everyone, counted from the message's ts; 0s refuses every delete for everyone (docs/PROTOCOL.md, "Delete and edit") [default: 48h].
+    #[arg(long, env = "CHATGW_DELETE_WINDOW")]
+    pub delete_window: Option<HumanDuration>,
+    /// How long after sending its sender may edit a message, counted from the message's ts; 0s refuses every edit [default: 15m].
+    #[arg(long, env = "CHATGW_EDIT_WINDOW")]
+    pub edit_window: Option<HumanDuration>,
 }
 
 /// Resolved settings.
@@ -316,6 +322,10 @@ pub struct Config {
     pub lease: Duration,
     /// How long idempotency keys are kept (zero: forever).
     pub idempotency_retention: Duration,
+    /// How long after sending a message may be deleted for everyone.
+    pub delete_window: Duration,
+    /// How long after sending a message may be edited.
+    pub edit_window: Duration,
 }
 
 impl Config {
@@ -356,6 +366,8 @@ impl Config {
             advertise: None,
             lease: Duration::from_secs(10),
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
+            delete_window: DEFAULT_DELETE_WINDOW,
+            edit_window: DEFAULT_EDIT_WINDOW,
         }
     }
 }
@@ -372,6 +384,12 @@ pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(7 * 86_4
 /// Shortest non-zero idempotency retention: below it a client's own
 /// resends (its outbox retries for minutes) could be stored twice.
 pub const MIN_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(3600);
+
+/// How long a message may be deleted for everyone by default.
+pub const DEFAULT_DELETE_WINDOW: Duration = Duration::from_secs(48 * 3600);
+
+/// How long a message may be edited by default.
+pub const DEFAULT_EDIT_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The default data directory.
 pub const DEFAULT_DATA: &str = "./data";
@@ -432,7 +450,16 @@ impl ServeArgs {
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.0; }
             )*};
         }
-        take_duration!(ping_interval, pong_timeout, handshake_timeout, idle_timeout, lease, idempotency_retention);
+        take_duration!(
+            ping_interval,
+            pong_timeout,
+            handshake_timeout,
+            idle_timeout,
+            lease,
+            idempotency_retention,
+            delete_window,
+            edit_window
+        );
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;
         }

@@ -163,6 +163,7 @@ fn swept_idempotency_keys_are_no_violation_within_the_retention() {
         client_id: "old".into(),
         ts: Snowflake::unix_ms(id),
         body: "\"hi\"".into(),
+        amended: None,
     };
     let both = [User(1), User(2)];
     store.commit(&[Write::Message { message: &old, inboxes: &both, membership: None }], id).unwrap();

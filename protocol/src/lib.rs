@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+mod amend;
 pub mod client;
 pub mod close;
 mod codes;
@@ -41,6 +42,7 @@ mod server_decode;
 mod snowflake;
 pub mod view;
 
+pub use amend::{AmendKind, Amendment, DeleteScope};
 pub use codes::{ErrorCode, ProtocolError};
 pub use frames::{
     max_body_for_frame, ClientFrame, ConversationRef, GroupChange, MessageKind, Send, MAX_ACK_IDS, MAX_BODY_BYTES,

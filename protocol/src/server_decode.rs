@@ -18,7 +18,8 @@ use serde_json::value::RawValue;
 
 use crate::{
     server::{Message, ReceiptStatus},
-    ConversationId, ConversationRef, ErrorCode, Group, GroupId, Member, MessageId, MessageKind, UserId,
+    AmendKind, Amendment, ConversationId, ConversationRef, ErrorCode, Group, GroupId, Member, MessageId, MessageKind,
+    UserId,
 };
 
 /// Why a server frame could not be read.
@@ -172,6 +173,16 @@ pub enum ServerFrame {
     Message(Message),
     /// `receipt`: an inbox event.
     Receipt(ReceiptFrame),
+    /// `amended`: an inbox event; a message was edited or deleted (for
+    /// everyone, or only for this user when `hidden`), shown as it is now.
+    Amended {
+        /// The event id.
+        event: MessageId,
+        /// The message as it is now.
+        message: Message,
+        /// Deleted for this user only: hide it.
+        hidden: bool,
+    },
     /// `synced`: the device has every event up to `cursor`.
     Synced {
         /// The connection's cursor.
@@ -204,6 +215,7 @@ impl ServerFrame {
         match self {
             ServerFrame::Message(m) => Some(m.id),
             ServerFrame::Receipt(r) => Some(r.event()),
+            ServerFrame::Amended { event, .. } => Some(*event),
             _ => None,
         }
     }
@@ -277,6 +289,8 @@ struct Raw<'a> {
     #[serde(borrow)]
     admins_only: Option<&'a RawValue>,
     #[serde(borrow)]
+    admins_can_delete: Option<&'a RawValue>,
+    #[serde(borrow)]
     created_by: Option<&'a RawValue>,
     #[serde(borrow)]
     members: Option<&'a RawValue>,
@@ -294,6 +308,12 @@ struct Raw<'a> {
     message: Option<&'a RawValue>,
     #[serde(borrow)]
     users: Option<&'a RawValue>,
+    #[serde(borrow)]
+    edited: Option<&'a RawValue>,
+    #[serde(borrow)]
+    deleted: Option<&'a RawValue>,
+    #[serde(borrow)]
+    hidden: Option<&'a RawValue>,
 }
 
 fn field(frame: &'static str, field: &'static str, why: &'static str) -> DecodeError {
@@ -361,6 +381,27 @@ struct RawStoredMessage<'a> {
     cid: Option<&'a RawValue>,
     #[serde(borrow)]
     body: Option<&'a RawValue>,
+    #[serde(borrow)]
+    edited: Option<&'a RawValue>,
+    #[serde(borrow)]
+    deleted: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawMark {
+    event: MessageId,
+}
+
+/// The `edited` or `deleted` mark of a stored message, if any (not both).
+fn amendment(f: &Fields<'_, '_>) -> Result<Option<Amendment>, DecodeError> {
+    let edited: Option<RawMark> = f.opt(f.raw.edited, "edited")?;
+    let deleted: Option<RawMark> = f.opt(f.raw.deleted, "deleted")?;
+    Ok(match (edited, deleted) {
+        (None, None) => None,
+        (Some(e), None) => Some(Amendment { kind: AmendKind::Edited, event: e.event }),
+        (None, Some(d)) => Some(Amendment { kind: AmendKind::Deleted, event: d.event }),
+        (Some(_), Some(_)) => return Err(field(f.frame, "deleted", "both edited and deleted")),
+    })
 }
 
 /// The fields `message` frames and `history` entries share.
@@ -371,6 +412,12 @@ fn stored_message(f: &Fields<'_, '_>) -> Result<Message, DecodeError> {
         ConversationRef::Peer(to) => ConversationId::direct(from, to),
         ConversationRef::Group(g) => ConversationId::Group(g),
     };
+    let amended = amendment(f)?;
+    // A deleted message has no body.
+    let body = match amended {
+        Some(Amendment { kind: AmendKind::Deleted, .. }) => String::new(),
+        _ => f.body()?,
+    };
     Ok(Message {
         id: f.get(raw.msg, "msg")?,
         conversation,
@@ -378,7 +425,8 @@ fn stored_message(f: &Fields<'_, '_>) -> Result<Message, DecodeError> {
         kind: f.kind()?,
         client_id: f.get(raw.cid, "cid")?,
         ts: f.get(raw.ts, "ts")?,
-        body: f.body()?,
+        body,
+        amended,
     })
 }
 
@@ -398,6 +446,8 @@ fn history_messages(f: &Fields<'_, '_>) -> Result<Vec<Message>, DecodeError> {
                 ts: e.ts,
                 cid: e.cid,
                 body: e.body,
+                edited: e.edited,
+                deleted: e.deleted,
                 ..Raw::default()
             };
             stored_message(&Fields { raw: &raw, frame: "history" })
@@ -492,6 +542,14 @@ impl ServerFrame {
                 }
                 ServerFrame::Message(m)
             }
+            "amended" => {
+                let f = f("amended");
+                ServerFrame::Amended {
+                    event: f.get(raw.event, "event")?,
+                    message: stored_message(&f)?,
+                    hidden: f.opt(raw.hidden, "hidden")?.unwrap_or(false),
+                }
+            }
             "receipt" => ServerFrame::Receipt(receipt(&f("receipt"))?),
             "synced" => ServerFrame::Synced { cursor: f("synced").get(raw.cursor, "cursor")? },
             "history" => {
@@ -511,6 +569,7 @@ impl ServerFrame {
                         name: f.get(raw.name, "name")?,
                         description: f.get(raw.description, "description")?,
                         admins_only: f.get(raw.admins_only, "admins_only")?,
+                        admins_can_delete: f.get(raw.admins_can_delete, "admins_can_delete")?,
                         created_by: f.get(raw.created_by, "created_by")?,
                         members: members
                             .into_iter()

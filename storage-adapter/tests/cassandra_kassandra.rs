@@ -134,6 +134,7 @@ fn message(ids: &mut Snowflake, client_id: &str) -> Message {
         client_id: client_id.into(),
         ts: Snowflake::unix_ms(id),
         body: "\"x\"".into(),
+        amended: None,
     }
 }
 
@@ -227,6 +228,7 @@ fn a_commit_the_server_cannot_run_fails_in_one_line_and_writes_are_refused() {
         name: "g".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: UserId(1),
         members: vec![Member { user: UserId(1), admin: true, joined: MessageId(1) }],
     };
@@ -263,6 +265,7 @@ fn an_outage_fails_commits_until_recover_proves_a_write() {
         name: "g".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: UserId(1),
         members: vec![],
     };

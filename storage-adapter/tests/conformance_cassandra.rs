@@ -113,6 +113,7 @@ fn check_after_commits() {
             client_id: cid.into(),
             ts: Snowflake::unix_ms(id),
             body: body.into(),
+            amended: None,
         }
     };
     let dc = ConversationId::direct(u1, u2);
@@ -133,6 +134,7 @@ fn check_after_commits() {
         name: "T".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: u1,
         members: vec![member(u1, true), member(u2, false), member(u3, false)],
     };

@@ -256,6 +256,24 @@ impl<'d> Dispatch<'d, '_> {
                     server::group(&mut p, group, reference.as_deref());
                     self.reply(*origin, p);
                 }
+                Outcome::Amend { origin, message, inboxes } => {
+                    let (_, positions) = self.next();
+                    self.ctx.metrics.messages_amended.inc();
+                    let event = message.amended.map_or(MessageId(0), |a| a.event);
+                    let mut frame = Vec::with_capacity(160 + message.body.len());
+                    server::amended(&mut frame, event, message, false);
+                    // The requester's connection gets the frame as its
+                    // answer, whether it is subscribed or not; its other
+                    // devices and everyone else's get the event.
+                    self.deliver(inboxes, positions, Some(*origin), event, frame.clone());
+                    self.reply(*origin, frame);
+                }
+                Outcome::AmendRepeat { origin, message } => {
+                    let event = message.amended.map_or(MessageId(0), |a| a.event);
+                    let mut frame = Vec::with_capacity(160 + message.body.len());
+                    server::amended(&mut frame, event, message, false);
+                    self.reply(*origin, frame);
+                }
                 Outcome::Blocks { origin, users } => {
                     let mut p = Vec::with_capacity(32 + 24 * users.len());
                     server::blocks(&mut p, users);

@@ -4,12 +4,14 @@
 //! (membership, whose message) happen where the data is: in the committer
 //! for writes and in the readers for reads. This file only routes.
 
-use chatgw_protocol::{close, server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError, UserId};
+use chatgw_protocol::{
+    close, server, ClientFrame, ConversationId, ConversationRef, DeleteScope, ErrorCode, ProtocolError, UserId,
+};
 use chatgw_storage::InboxPos;
 
 use super::{conn::PageRead, Action, Engine};
 use crate::{
-    events::{BlockOp, CommitRequest, GroupOp, QueryRequest},
+    events::{AmendOp, BlockOp, CommitRequest, GroupOp, QueryRequest},
     ws::frame::Opcode,
 };
 
@@ -85,6 +87,20 @@ impl<S> Engine<S> {
             ClientFrame::Block { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Block(user) },
             ClientFrame::Unblock { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Unblock(user) },
             ClientFrame::Blocks => CommitRequest::Block { origin, by: me, op: BlockOp::List },
+            ClientFrame::Delete { conversation: r, msg, scope: DeleteScope::Everyone } => {
+                CommitRequest::Amend { origin, by: me, conversation: conversation(me, r), msg, op: AmendOp::Delete }
+            }
+            ClientFrame::Delete { scope: DeleteScope::Me, .. } => {
+                let why = "deleting a message for yourself only is not available on this server";
+                return self.send_error(slot, &ProtocolError::new(ErrorCode::NotAllowed, why));
+            }
+            ClientFrame::Edit { conversation: r, msg, body } => CommitRequest::Amend {
+                origin,
+                by: me,
+                conversation: conversation(me, r),
+                msg,
+                op: AmendOp::Edit(body.to_owned()),
+            },
             ClientFrame::Sync { after, limit } => {
                 c.subscribed = true;
                 c.syncing = true;

@@ -20,6 +20,7 @@ fn text(id: MessageId, from: u64, to: u64, client_id: &str, body_len: usize) -> 
         client_id: client_id.into(),
         ts: Snowflake::unix_ms(id),
         body: "b".repeat(body_len),
+        amended: None,
     }
 }
 
@@ -92,6 +93,7 @@ fn a_refused_write_plans_nothing_and_a_group_write_only_its_announcement() {
         name: "g".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: UserId(1),
         members: vec![],
     };

@@ -132,6 +132,7 @@ pub(crate) fn text(ids: &mut Snowflake, from: u64, to: u64, client_id: &str) -> 
         client_id: client_id.into(),
         ts: Snowflake::unix_ms(id),
         body: format!("\"body of {client_id}\""),
+        amended: None,
     }
 }
 
