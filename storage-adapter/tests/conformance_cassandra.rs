@@ -62,6 +62,11 @@ impl Backend for Cassandra {
         true
     }
 
+    /// Amendments are written without reading the row first.
+    fn deletes_are_final(&self) -> bool {
+        false
+    }
+
     /// Keys are written with `USING TTL` and expire by themselves.
     fn keys_expire_by_ttl(&self) -> bool {
         true

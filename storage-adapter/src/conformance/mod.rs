@@ -9,6 +9,7 @@
 //! Only behind the `conformance` feature: nothing here is for production.
 //! The checks panic on the first broken promise, naming it.
 
+mod amendments;
 mod blocks;
 mod cases;
 mod concurrent;
@@ -20,6 +21,7 @@ mod revocations;
 
 use std::sync::Arc;
 
+pub use amendments::amendments_replace_the_message_everywhere;
 pub use blocks::block_lists;
 pub use cases::{
     commit_is_atomic_to_readers, commit_survives_reopen, delivery_marks, high_water_never_goes_back,
@@ -75,6 +77,13 @@ pub trait Backend: Sync {
     fn keys_expire_by_ttl(&self) -> bool {
         false
     }
+
+    /// Whether an amendment committed after a delete of the same message
+    /// leaves the tombstone (the backend reads before it writes); false
+    /// where writes are blind (Cassandra), see docs/STORAGE.md.
+    fn deletes_are_final(&self) -> bool {
+        true
+    }
 }
 
 /// Calls the macro `$callback` with the name of every check, so a
@@ -109,6 +118,7 @@ macro_rules! for_each_conformance_case {
             sweep_removes_expired_idempotency_keys,
             revocations_are_durable_shared_and_never_move_back,
             block_lists,
+            amendments_replace_the_message_everywhere,
         );
     };
 }
