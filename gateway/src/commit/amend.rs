@@ -141,7 +141,7 @@ impl Batch<'_> {
             AmendOp::Edit(_) => (self.windows.edit, "edit"),
         };
         let age = now_ms().saturating_sub(m.ts);
-        if u128::from(age) > window.as_millis() {
+        if window.is_zero() || u128::from(age) > window.as_millis() {
             let why = format!("too late to {what} this message: the window is {}s", window.as_secs());
             self.push(refused(origin, ErrorCode::WindowClosed, why, None));
             return Ok(());
