@@ -2,7 +2,8 @@
 //! everyone reaches an offline device by sync and replaces the body in
 //! history and in the original message's replay; edits reach every device;
 //! windows, authorisation (the sender, or a group's admin where the group
-//! allows it) and repeats (the same answer, one event) hold; bad input for
+//! allows it) and repeats (the same answer, one event; a resend of the
+//! original `send` still answered with its id) hold; bad input for
 //! `delete`, `edit` and `set_admins_can_delete` gets the documented errors.
 
 mod util;
@@ -270,6 +271,13 @@ fn a_repeated_delete_or_edit_gives_the_same_answer_and_one_event(on: Setup) {
     let gone = amended(&mut a);
     a.delete_message(TO_2, deleted, DeleteScope::Everyone).unwrap();
     assert_eq!(amended(&mut a), gone, "the same answer");
+
+    // A resend of the original `send` (its `sent` was lost, say) still gets
+    // the original id, though the body it was sent with is gone.
+    for (cid, text, id) in [("r1", "first", edited), ("r2", "second", deleted)] {
+        a.send_message(UserId(2), cid, MessageKind::Text, text).unwrap();
+        assert_eq!(sent_id(&mut a, cid), (id, true), "{cid}");
+    }
 
     let live = b.drain(Duration::from_millis(400)).unwrap();
     let events: Vec<MessageId> = amendments(&live).iter().map(|(e, _)| *e).collect();

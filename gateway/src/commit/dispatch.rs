@@ -64,7 +64,10 @@ fn same_message(
         return Ok(false);
     }
     Ok(match store.message(conversation, id)? {
-        Some(original) => original.kind == message.kind && original.body == message.body,
+        // An amended original no longer holds the body it was sent with.
+        Some(original) => {
+            original.kind == message.kind && (original.amended.is_some() || original.body == message.body)
+        }
         None => true,
     })
 }

@@ -170,7 +170,9 @@ impl Batch<'_> {
             }
             if !originals.is_empty() {
                 let answers = answered(originals.len(), store.messages(&originals)?, "messages")?;
-                let digests = answers.into_iter().map(|m| m.map(|m| digest(m.kind, &m.body)));
+                // An amended message's sent body is gone: no digest (see `client_ids`).
+                let digests =
+                    answers.into_iter().map(|m| m.filter(|m| m.amended.is_none()).map(|m| digest(m.kind, &m.body)));
                 found.originals.extend(originals.into_iter().zip(digests));
             }
         }
