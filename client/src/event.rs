@@ -78,15 +78,16 @@ pub enum Event {
     Message(MessageEvent),
     /// A receipt for this device.
     Receipt(ReceiptEvent),
-    /// A message was edited or deleted: the message as it is now (for
-    /// this user only, `hidden`, after their own `delete` for themselves).
+    /// A message was edited or deleted for everyone: the message as it is
+    /// now; with `reply`, the answer to this connection's own `delete` or
+    /// `edit` (not an inbox event: it moves no cursor).
     Amended {
         /// Event id.
         event: MessageId,
         /// The message as it is now.
         message: MessageEvent,
-        /// Deleted for this user only: hide it.
-        hidden: bool,
+        /// The answer to this connection's own request.
+        reply: bool,
     },
     /// Sync finished: the device has everything up to `cursor`.
     Synced {
@@ -222,8 +223,8 @@ impl Event {
             ServerFrame::Sent(s) => Event::Sent { client_id: s.client_id, id: s.msg, duplicate: s.duplicate },
             ServerFrame::Message(m) => Event::Message(MessageEvent::from_protocol(m, "message")?),
             ServerFrame::Receipt(r) => Event::Receipt(r.into()),
-            ServerFrame::Amended { event, message, hidden } => {
-                Event::Amended { event, message: MessageEvent::from_protocol(message, "amended")?, hidden }
+            ServerFrame::Amended { event, message, reply } => {
+                Event::Amended { event, message: MessageEvent::from_protocol(message, "amended")?, reply }
             }
             ServerFrame::Group { group, reference } => Event::Group {
                 id: group.id,
@@ -259,7 +260,7 @@ impl Event {
         match self {
             Event::Message(m) => Some(m.id),
             Event::Receipt(r) => Some(r.event),
-            Event::Amended { event, .. } => Some(*event),
+            Event::Amended { event, reply: false, .. } => Some(*event),
             Event::Synced { cursor } => Some(*cursor),
             _ => None,
         }

@@ -15,10 +15,23 @@ use chatgw_client::{
 };
 use util::*;
 
-/// The next `amended` frame: (event id, the message as it is now).
+/// The answer to this connection's `delete` or `edit`: (event id, the
+/// message as it is now).
 fn amended(c: &mut Client) -> (MessageId, MessageEvent) {
+    amended_frame(c, true)
+}
+
+/// The next `amended` event (not a reply) on another connection.
+fn amended_event(c: &mut Client) -> (MessageId, MessageEvent) {
+    amended_frame(c, false)
+}
+
+fn amended_frame(c: &mut Client, want_reply: bool) -> (MessageId, MessageEvent) {
     c.wait_for(WAIT, "amended", |e| match e {
-        Event::Amended { event, message, hidden: false } => Some((*event, message.clone())),
+        Event::Amended { event, message, reply } => {
+            assert_eq!(*reply, want_reply, "a reply to the requester only: {e:?}");
+            Some((*event, message.clone()))
+        }
         Event::Error { code, message, .. } => panic!("error {code}: {message}"),
         _ => None,
     })
@@ -81,6 +94,10 @@ fn a_delete_reaches_an_offline_device_by_sync_and_replaces_the_body_everywhere(o
     assert_eq!((m.id, m.body.as_str(), m.edited_at), (gone, "", None));
     assert!(m.deleted_at.is_some_and(|at| at >= m.ts), "{m:?}");
 
+    // The answer moved no cursor: the requester's own next sync has the event.
+    let own = amendments(&sync_all(&mut a));
+    assert_eq!(own.iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![event], "the event is in the sender's inbox too");
+
     // The offline device learns of it by sync, from where it stopped.
     let mut b = gw.connect(2);
     b.set_cursor(cursor);
@@ -120,7 +137,7 @@ fn an_edit_reaches_every_device_and_sync_shows_the_latest_body(on: Setup) {
     assert_eq!((m.id, m.body.as_str()), (id, "typo"));
     assert!(m.edited_at.is_some() && m.deleted_at.is_none());
     for other in [&mut b, &mut a2] {
-        let (e, seen) = amended(other);
+        let (e, seen) = amended_event(other);
         assert_eq!((e, seen.body.as_str(), seen.edited_at), (event, "typo", m.edited_at));
     }
     let page = history(&mut b, 1);
@@ -231,7 +248,7 @@ fn admins_delete_members_messages_only_where_the_group_allows_it(on: Setup) {
     let (event, m) = amended(&mut admin);
     assert!(m.deleted_at.is_some() && m.from == UserId(2));
     for c in [&mut member, &mut other] {
-        assert_eq!(amended(c).0, event, "every member is told");
+        assert_eq!(amended_event(c).0, event, "every member is told");
     }
     // Admins may delete, not edit; members may not delete an admin's message.
     admin.send_group(g, "a1", MessageKind::Text, "rules").unwrap();

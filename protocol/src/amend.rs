@@ -114,14 +114,17 @@ pub(crate) fn encode_edit(out: &mut String, conversation: ConversationRef, msg: 
 }
 
 /// `{"type":"amended","event":...,<the message as it is now>}`: a message
-/// was edited or deleted (for everyone, or for the receiving user only when
-/// `hidden`). The message fields are those of a `message` frame, with the
-/// `edited` or `deleted` mark; a deleted message has no `body`.
-pub fn amended(out: &mut Vec<u8>, event: MessageId, m: &Message, hidden: bool) {
+/// was edited or deleted for everyone. The message fields are those of a
+/// `message` frame, with the `edited` or `deleted` mark; a deleted message
+/// has no `body`. `reply` marks the answer to the connection's own `delete`
+/// or `edit` (`"reply":true`): a reply, not an inbox event, so a client
+/// does not move its cursor to it (it may come before events a `sync` is
+/// still replaying).
+pub fn amended(out: &mut Vec<u8>, event: MessageId, m: &Message, reply: bool) {
     let _ = write!(out, r#"{{"type":"amended","event":"{event}","#);
     message_fields(out, m);
-    if hidden {
-        out.extend_from_slice(br#","hidden":true"#);
+    if reply {
+        out.extend_from_slice(br#","reply":true"#);
     }
     out.push(b'}');
 }

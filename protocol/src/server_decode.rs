@@ -173,15 +173,16 @@ pub enum ServerFrame {
     Message(Message),
     /// `receipt`: an inbox event.
     Receipt(ReceiptFrame),
-    /// `amended`: an inbox event; a message was edited or deleted (for
-    /// everyone, or only for this user when `hidden`), shown as it is now.
+    /// `amended`: a message was edited or deleted for everyone, shown as it
+    /// is now; an inbox event, or with `reply` the answer to this
+    /// connection's own `delete` or `edit` (not an event: no cursor move).
     Amended {
         /// The event id.
         event: MessageId,
         /// The message as it is now.
         message: Message,
-        /// Deleted for this user only: hide it.
-        hidden: bool,
+        /// The answer to this connection's own request, not an inbox event.
+        reply: bool,
     },
     /// `synced`: the device has every event up to `cursor`.
     Synced {
@@ -215,7 +216,7 @@ impl ServerFrame {
         match self {
             ServerFrame::Message(m) => Some(m.id),
             ServerFrame::Receipt(r) => Some(r.event()),
-            ServerFrame::Amended { event, .. } => Some(*event),
+            ServerFrame::Amended { event, reply: false, .. } => Some(*event),
             _ => None,
         }
     }
@@ -313,7 +314,7 @@ struct Raw<'a> {
     #[serde(borrow)]
     deleted: Option<&'a RawValue>,
     #[serde(borrow)]
-    hidden: Option<&'a RawValue>,
+    reply: Option<&'a RawValue>,
 }
 
 fn field(frame: &'static str, field: &'static str, why: &'static str) -> DecodeError {
@@ -547,7 +548,7 @@ impl ServerFrame {
                 ServerFrame::Amended {
                     event: f.get(raw.event, "event")?,
                     message: stored_message(&f)?,
-                    hidden: f.opt(raw.hidden, "hidden")?.unwrap_or(false),
+                    reply: f.opt(raw.reply, "reply")?.unwrap_or(false),
                 }
             }
             "receipt" => ServerFrame::Receipt(receipt(&f("receipt"))?),

@@ -279,11 +279,12 @@ fn amended_messages_round_trip_with_their_mark() {
         };
         let deleted =
             Message { body: String::new(), amended: Some(Amendment { kind: AmendKind::Deleted, event }), ..m.clone() };
-        // A `hidden` event carries the message unchanged.
-        for (m, hidden) in [(edited, false), (deleted, false), (m, true)] {
+        for (m, reply) in [(edited.clone(), false), (deleted, false), (edited, true)] {
             let mut out = Vec::new();
-            server::amended(&mut out, event, &m, hidden);
-            server_round_trip(&out, ServerFrame::Amended { event, message: m.clone(), hidden });
+            server::amended(&mut out, event, &m, reply);
+            let frame = ServerFrame::Amended { event, message: m.clone(), reply };
+            assert_eq!(frame.event(), (!reply).then_some(event), "a reply moves no cursor");
+            server_round_trip(&out, frame);
             out.clear();
             server::message(&mut out, &m);
             server_round_trip(&out, ServerFrame::Message(m.clone()));

@@ -266,15 +266,18 @@ impl<'d> Dispatch<'d, '_> {
                     let mut frame = Vec::with_capacity(160 + message.body.len());
                     server::amended(&mut frame, event, message, false);
                     // The requester's connection gets the frame as its
-                    // answer, whether it is subscribed or not; its other
-                    // devices and everyone else's get the event.
-                    self.deliver(inboxes, positions, Some(*origin), event, frame.clone());
-                    self.reply(*origin, frame);
+                    // answer (marked a reply), whether it is subscribed or
+                    // not; its other devices and everyone else's get the
+                    // event.
+                    self.deliver(inboxes, positions, Some(*origin), event, frame);
+                    let mut answer = Vec::with_capacity(160 + message.body.len());
+                    server::amended(&mut answer, event, message, true);
+                    self.reply(*origin, answer);
                 }
                 Outcome::AmendRepeat { origin, message } => {
                     let event = message.amended.map_or(MessageId(0), |a| a.event);
                     let mut frame = Vec::with_capacity(160 + message.body.len());
-                    server::amended(&mut frame, event, message, false);
+                    server::amended(&mut frame, event, message, true);
                     self.reply(*origin, frame);
                 }
                 Outcome::Blocks { origin, users } => {
