@@ -56,7 +56,9 @@ impl Amendment {
 pub enum DeleteScope {
     /// Every participant: the body is replaced by a tombstone.
     Everyone,
-    /// Only the requester: the message is hidden from their history and sync.
+    /// Only the requester's own devices (part of the syntax; this server
+    /// refuses it with `not_allowed`, see docs/PROTOCOL.md, "Delete and
+    /// edit").
     Me,
 }
 
