@@ -176,3 +176,74 @@ impl Batch<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chatgw_protocol::{Snowflake, UserId};
+    use chatgw_storage::{EmbeddedOptions, EmbeddedStore, MessageStore, Write};
+
+    use super::*;
+    use crate::events::CommitRequest;
+
+    fn ep(slot: u32) -> Endpoint {
+        Endpoint { core: 0, slot, generation: 1 }
+    }
+
+    fn amend(by: u64, c: ConversationId, msg: MessageId, op: AmendOp) -> CommitRequest {
+        CommitRequest::Amend { origin: ep(by as u32), by: UserId(by), conversation: c, msg, op }
+    }
+
+    /// Amendments the writer has not stored yet decide the next ones: a
+    /// delete still in flight refuses an edit, and a repeat of it is
+    /// answered without a write.
+    #[test]
+    fn amendments_in_flight_decide_the_next_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        let c = ConversationId::direct(UserId(1), UserId(2));
+        let mut ids = Snowflake::new(0);
+        let id = ids.next_id();
+        let m = Message {
+            id,
+            conversation: c,
+            from: UserId(1),
+            kind: MessageKind::Text,
+            client_id: "c".into(),
+            ts: now_ms(),
+            body: "\"x\"".into(),
+            amended: None,
+        };
+        store
+            .commit(&[Write::Message { message: &m, inboxes: &[UserId(1), UserId(2)], membership: None }], id)
+            .unwrap();
+        let mut batch = Batch::new(&store, ids, 256);
+        batch.begin(1, 0);
+        batch.add(amend(1, c, id, AmendOp::Edit("\"y\"".into()))).unwrap();
+        batch.add(amend(1, c, id, AmendOp::Delete)).unwrap();
+        let writes = batch.writes();
+        assert_eq!(writes.len(), 2, "an edit and a delete, each a write");
+        let kinds: Vec<_> = batch
+            .outcomes()
+            .iter()
+            .map(|o| match o {
+                Outcome::Amend { message, inboxes, .. } => (message.amended.map(|a| a.kind), inboxes.len()),
+                _ => panic!("not an amendment"),
+            })
+            .collect();
+        assert_eq!(kinds, vec![(Some(AmendKind::Edited), 2), (Some(AmendKind::Deleted), 2)]);
+
+        // Nothing of batch 1 is stored yet.
+        batch.begin(2, 0);
+        batch.add(amend(1, c, id, AmendOp::Edit("\"z\"".into()))).unwrap();
+        batch.add(amend(1, c, id, AmendOp::Delete)).unwrap();
+        batch.add(amend(2, c, id, AmendOp::Delete)).unwrap();
+        match batch.outcomes() {
+            [Outcome::Refused { code: ErrorCode::MessageDeleted, .. }, Outcome::AmendRepeat { message, .. }, Outcome::Refused { code: ErrorCode::NotAllowed, .. }] =>
+            {
+                assert!(message.amended.is_some_and(|a| a.kind == AmendKind::Deleted))
+            }
+            other => panic!("{}", other.len()),
+        }
+        assert!(batch.writes().is_empty(), "nothing to write");
+    }
+}
