@@ -53,6 +53,7 @@ fn json(c: &mut Criterion) {
         client_id: "c-1234567".into(),
         ts: 1_764_300_000_000,
         body: "\"hello there, this is a typical short chat message of about a hundred bytes....\"".into(),
+        amended: None,
     };
     g.bench_function("serialise_message", |b| {
         let mut out = Vec::with_capacity(512);

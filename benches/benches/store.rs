@@ -19,6 +19,7 @@ fn messages(ids: &mut Snowflake, n: usize, seq: &mut u64) -> Vec<Message> {
                 client_id: format!("c{seq}"),
                 ts: Snowflake::unix_ms(id),
                 body: format!("\"{}\"", "x".repeat(100)),
+                amended: None,
             }
         })
         .collect()

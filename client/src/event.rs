@@ -3,8 +3,8 @@
 //! chat CLI match on, with bodies decoded to text.
 
 use chatgw_protocol::{
-    ConversationId, ConversationRef, DeviceInfo, GroupId, Message, MessageId, MessageKind, PresenceState, ReceiptFrame,
-    ServerFrame, TypingState, UserId,
+    AmendKind, ConversationId, ConversationRef, DeviceInfo, GroupId, Message, MessageId, MessageKind, PresenceState,
+    ReceiptFrame, ServerFrame, TypingState, UserId,
 };
 
 use crate::ClientError;
@@ -26,8 +26,12 @@ pub struct MessageEvent {
     pub client_id: String,
     /// Commit time, Unix milliseconds.
     pub ts: u64,
-    /// The body, decoded.
+    /// The body, decoded (empty once deleted).
     pub body: String,
+    /// When it was last edited (Unix milliseconds), if it was.
+    pub edited_at: Option<u64>,
+    /// When it was deleted for everyone (Unix milliseconds), if it was.
+    pub deleted_at: Option<u64>,
 }
 
 /// A receipt.
@@ -74,6 +78,17 @@ pub enum Event {
     Message(MessageEvent),
     /// A receipt for this device.
     Receipt(ReceiptEvent),
+    /// A message was edited or deleted for everyone: the message as it is
+    /// now; with `reply`, the answer to this connection's own `delete` or
+    /// `edit` (not an inbox event: it moves no cursor).
+    Amended {
+        /// Event id.
+        event: MessageId,
+        /// The message as it is now.
+        message: MessageEvent,
+        /// The answer to this connection's own request.
+        reply: bool,
+    },
     /// Sync finished: the device has everything up to `cursor`.
     Synced {
         /// Cursor.
@@ -96,6 +111,8 @@ pub enum Event {
         description: String,
         /// Only admins may send while this is on.
         admins_only: bool,
+        /// Admins may delete members' messages for everyone while this is on.
+        admins_can_delete: bool,
         /// Members: user and whether an admin.
         members: Vec<(UserId, bool)>,
         /// The request id of a `create_group`.
@@ -186,12 +203,28 @@ pub enum Event {
 
 impl MessageEvent {
     fn from_protocol(m: Message, frame: &'static str) -> Result<Self, ClientError> {
-        let body = m.body_text().map_err(|e| ClientError::Unexpected(format!("{frame}: {e}")))?;
+        let at = |kind| m.amended.filter(|a| a.kind == kind).map(|a| a.at());
+        let (edited_at, deleted_at) = (at(AmendKind::Edited), at(AmendKind::Deleted));
+        let body = match deleted_at {
+            Some(_) => String::new(),
+            None => m.body_text().map_err(|e| ClientError::Unexpected(format!("{frame}: {e}")))?,
+        };
         let (to, group) = match m.conversation {
             ConversationId::Direct { .. } => (Some(m.conversation.peer_of(m.from).unwrap_or(m.from)), None),
             ConversationId::Group(g) => (None, Some(g)),
         };
-        Ok(MessageEvent { id: m.id, from: m.from, to, group, kind: m.kind, client_id: m.client_id, ts: m.ts, body })
+        Ok(MessageEvent {
+            id: m.id,
+            from: m.from,
+            to,
+            group,
+            kind: m.kind,
+            client_id: m.client_id,
+            ts: m.ts,
+            body,
+            edited_at,
+            deleted_at,
+        })
     }
 }
 
@@ -239,11 +272,15 @@ impl Event {
             ServerFrame::Sent(s) => Event::Sent { client_id: s.client_id, id: s.msg, duplicate: s.duplicate },
             ServerFrame::Message(m) => Event::Message(MessageEvent::from_protocol(m, "message")?),
             ServerFrame::Receipt(r) => Event::Receipt(r.into()),
+            ServerFrame::Amended { event, message, reply } => {
+                Event::Amended { event, message: MessageEvent::from_protocol(message, "amended")?, reply }
+            }
             ServerFrame::Group { group, reference } => Event::Group {
                 id: group.id,
                 name: group.name,
                 description: group.description,
                 admins_only: group.admins_only,
+                admins_can_delete: group.admins_can_delete,
                 members: group.members.into_iter().map(|m| (m.user, m.admin)).collect(),
                 reference,
             },
@@ -281,6 +318,7 @@ impl Event {
         match self {
             Event::Message(m) => Some(m.id),
             Event::Receipt(r) => Some(r.event),
+            Event::Amended { event, reply: false, .. } => Some(*event),
             Event::Synced { cursor } => Some(*cursor),
             _ => None,
         }

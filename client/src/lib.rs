@@ -28,8 +28,8 @@ use std::{
 
 use chatgw_protocol::{client, ClientFrame, GroupChange, MAX_PAGE};
 pub use chatgw_protocol::{
-    ConversationItem, ConversationRef, DeviceInfo, DeviceName, GroupId, MessageId, MessageKind, PresenceState,
-    TypingState, UserId,
+    ConversationItem, ConversationRef, DeleteScope, DeviceInfo, DeviceName, GroupId, MessageId, MessageKind,
+    PresenceState, TypingState, UserId,
 };
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
@@ -276,6 +276,12 @@ impl Client {
         self.send_with(|out| client::change_group(out, group, &GroupChange::Describe(description.to_owned())))
     }
 
+    /// Let a group's admins delete members' messages for everyone, or stop
+    /// (admins only).
+    pub fn set_admins_can_delete(&mut self, group: GroupId, on: bool) -> Result<(), ClientError> {
+        self.send_with(|out| client::change_group(out, group, &GroupChange::AdminsCanDelete(on)))
+    }
+
     /// Turn a group's admins-only send mode on or off (admins only).
     pub fn set_admins_only(&mut self, group: GroupId, on: bool) -> Result<(), ClientError> {
         self.send_with(|out| client::change_group(out, group, &GroupChange::AdminsOnly(on)))
@@ -355,6 +361,31 @@ impl Client {
     /// answered; dropped over the typing limit.
     pub fn typing(&mut self, conversation: ConversationRef, state: TypingState) -> Result<(), ClientError> {
         self.send_with(|out| client::typing(out, conversation, state))
+    }
+
+    /// Delete one of your messages (or, as an admin where the group allows
+    /// it, a member's) for everyone in the conversation, or with
+    /// [`DeleteScope::Me`] for yourself only.
+    /// Answered with [`Event::Amended`] (or an error).
+    pub fn delete_message(
+        &mut self,
+        conversation: ConversationRef,
+        msg: MessageId,
+        scope: DeleteScope,
+    ) -> Result<(), ClientError> {
+        self.send_with(|out| client::delete(out, conversation, msg, scope))
+    }
+
+    /// Replace the text of one of your messages. Answered with
+    /// [`Event::Amended`] (or an error).
+    pub fn edit_message(
+        &mut self,
+        conversation: ConversationRef,
+        msg: MessageId,
+        text: &str,
+    ) -> Result<(), ClientError> {
+        let body = client::body_literal(text);
+        self.send_with(|out| client::edit(out, conversation, msg, &body))
     }
 
     /// Close with 1000 and wait briefly for the server's close.

@@ -252,6 +252,12 @@ pub struct ServeArgs {
     /// How long an inbox entry (a device's queued reference to an event) is kept; a device syncing from before it gets what is left with "truncated": messages stay in history; 0s = forever, else at least 1d; not on Cassandra yet (docs/STORAGE.md, "Inbox retention") [default: 30d].
     #[arg(long, env = "CHATGW_INBOX_RETENTION")]
     pub inbox_retention: Option<HumanDuration>,
+    /// How long after sending its sender may delete a message for everyone, counted from the message's ts; 0s refuses every delete for everyone (docs/PROTOCOL.md, "Delete and edit") [default: 48h].
+    #[arg(long, env = "CHATGW_DELETE_WINDOW")]
+    pub delete_window: Option<HumanDuration>,
+    /// How long after sending its sender may edit a message, counted from the message's ts; 0s refuses every edit [default: 15m].
+    #[arg(long, env = "CHATGW_EDIT_WINDOW")]
+    pub edit_window: Option<HumanDuration>,
 }
 
 /// Resolved settings.
@@ -331,6 +337,10 @@ pub struct Config {
     pub presence_window: Duration,
     /// How long inbox entries are kept (zero: forever).
     pub inbox_retention: Duration,
+    /// How long after sending a message may be deleted for everyone.
+    pub delete_window: Duration,
+    /// How long after sending a message may be edited.
+    pub edit_window: Duration,
 }
 
 impl Config {
@@ -374,6 +384,8 @@ impl Config {
             typing_expiry: Duration::from_secs(6),
             presence_window: Duration::from_secs(1),
             inbox_retention: DEFAULT_INBOX_RETENTION,
+            delete_window: DEFAULT_DELETE_WINDOW,
+            edit_window: DEFAULT_EDIT_WINDOW,
         }
     }
 }
@@ -400,6 +412,11 @@ pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// Shortest non-zero inbox retention: below a day, a device back from a
 /// short outage (a flight, a night with the phone off) would miss events.
 pub const MIN_INBOX_RETENTION: Duration = Duration::from_secs(86_400);
+/// How long a message may be deleted for everyone by default.
+pub const DEFAULT_DELETE_WINDOW: Duration = Duration::from_secs(48 * 3600);
+
+/// How long a message may be edited by default.
+pub const DEFAULT_EDIT_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The default data directory.
 pub const DEFAULT_DATA: &str = "./data";
@@ -469,7 +486,9 @@ impl ServeArgs {
             idempotency_retention,
             typing_expiry,
             presence_window,
-            inbox_retention
+            inbox_retention,
+            delete_window,
+            edit_window
         );
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;

@@ -28,6 +28,8 @@ pub(crate) enum CommitRequest {
     Group { origin: Endpoint, by: UserId, op: GroupOp },
     /// Change or show `by`'s block list.
     Block { origin: Endpoint, by: UserId, op: BlockOp },
+    /// Delete (for everyone) or edit message `msg` of the conversation.
+    Amend { origin: Endpoint, by: UserId, conversation: ConversationId, msg: MessageId, op: AmendOp },
     /// Finish everything queued before this, then exit.
     Stop,
 }
@@ -38,6 +40,15 @@ pub(crate) enum GroupOp {
     Create { request_id: String, name: String, members: Vec<UserId> },
     Change { group: GroupId, change: GroupChange },
     Info { group: GroupId },
+}
+
+/// What an amendment does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AmendOp {
+    /// Delete for everyone.
+    Delete,
+    /// Replace the body (raw JSON string literal).
+    Edit(String),
 }
 
 /// A block list operation.

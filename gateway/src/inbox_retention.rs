@@ -111,6 +111,7 @@ mod tests {
                     client_id: String::new(),
                     ts: Snowflake::unix_ms(id),
                     body: "\"x\"".into(),
+                    amended: None,
                 };
                 (m, [u])
             })

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub messages_deduplicated: Counter,
     /// Receipts made durable.
     pub receipts_stored: Counter,
+    /// Edits and deletes for everyone made durable.
+    pub messages_amended: Counter,
     /// Inbox events (messages, receipts) written to device connections, live or by sync.
     pub events_delivered: Counter,
     /// Requests per group commit.
@@ -268,6 +270,7 @@ impl Metrics {
                 "Resent messages answered with their original id",
             ),
             receipts_stored: counter(&mut r, "receipts_stored", "Delivery and read receipts made durable"),
+            messages_amended: counter(&mut r, "messages_amended", "Edits and deletes for everyone made durable"),
             events_delivered: counter(&mut r, "events_delivered", "Inbox events written to device connections"),
             commit_batch_size: register(
                 &mut r,

@@ -131,6 +131,7 @@ fn sync_page(
             match &e.event {
                 InboxEvent::Message(m) => server::message(&mut p, m),
                 InboxEvent::Receipt(r) => server::receipt(&mut p, r, user),
+                InboxEvent::Amended { event, message } => server::amended(&mut p, *event, message, false),
             }
             (e.pos, e.event.id(), p)
         })

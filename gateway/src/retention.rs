@@ -128,7 +128,16 @@ mod tests {
     fn message(id: chatgw_protocol::MessageId, client_id: String) -> Message {
         let conversation = ConversationId::direct(UserId(1), UserId(2));
         let ts = Snowflake::unix_ms(id);
-        Message { id, conversation, from: UserId(1), kind: MessageKind::Text, client_id, ts, body: "\"x\"".into() }
+        Message {
+            id,
+            conversation,
+            from: UserId(1),
+            kind: MessageKind::Text,
+            client_id,
+            ts,
+            body: "\"x\"".into(),
+            amended: None,
+        }
     }
 
     /// A pass over more keys than one step removes exactly the expired

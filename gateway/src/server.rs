@@ -28,7 +28,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::{
     admin::{self, Admin},
     auth::TokenKey,
-    commit::{self, CommitContext},
+    commit::{self, AmendWindows, CommitContext},
     config::{Config, ConfigError},
     core::{CoreContext, CoreSettings},
     devices::recorder::{DeviceNotes, Recorder},
@@ -264,6 +264,7 @@ impl Server {
             metrics: metrics.clone(),
             node_id: config.node_id,
             max_group_members: config.max_group_members,
+            amend_windows: AmendWindows { delete: config.delete_window, edit: config.edit_window },
             commit_batch: config.commit_batch,
             stale_groups: stale_groups_rx,
             remote,

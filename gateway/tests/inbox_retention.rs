@@ -49,6 +49,7 @@ fn seed(store: &dyn MessageStore, ages_ms: &[u64]) -> Vec<MessageId> {
                 client_id: format!("c{i}"),
                 ts: Snowflake::unix_ms(id),
                 body: format!("\"m{i}\""),
+                amended: None,
             };
             store
                 .commit(&[Write::Message { message: &m, inboxes: &[UserId(1), UserId(2)], membership: None }], id)

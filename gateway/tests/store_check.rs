@@ -1,6 +1,7 @@
 //! `chatgw check` on stores a real gateway wrote, embedded and PostgreSQL:
 //! direct messages with receipts and read marks, a group through its whole
-//! life (create, add, remove, promote, leave) with group receipts; a
+//! life (create, add, remove, promote, leave) with group receipts; edited
+//! and deleted messages; a
 //! PostgreSQL row broken on purpose; and its refusal of a directory without
 //! a store.
 
@@ -8,7 +9,7 @@ mod util;
 
 use std::{path::Path, process::Command};
 
-use chatgw_client::{MessageKind, UserId};
+use chatgw_client::{ConversationRef, DeleteScope, Event, MessageKind, UserId};
 use chatgw_gateway::store::StoreUrl;
 use util::*;
 
@@ -31,6 +32,16 @@ fn check_store(data: &Path, store: &StoreUrl) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Wait for the `amended` answer to an edit or delete.
+fn amended_reply(c: &mut chatgw_client::Client) {
+    c.wait_for(WAIT, "amended", |e| match e {
+        Event::Amended { .. } => Some(()),
+        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
+        _ => None,
+    })
+    .unwrap()
+}
+
 fn count(text: &str, label: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(label).map(|v| v.trim().parse().unwrap()))
@@ -48,6 +59,11 @@ fn write_a_bit_of_everything(gw: &mut TestGateway) {
     // A resend with the same client id stores nothing new.
     a.send_message(UserId(2), "d1", MessageKind::Text, "hello").unwrap();
     assert_eq!(sent_id(&mut a, "d1"), (d1, true));
+    // Amended messages: an edit, then a delete for everyone.
+    a.edit_message(ConversationRef::Peer(UserId(2)), d1, "hello!").unwrap();
+    amended_reply(&mut a);
+    a.delete_message(ConversationRef::Peer(UserId(2)), d1, DeleteScope::Everyone).unwrap();
+    amended_reply(&mut a);
 
     a.create_group("g-1", "Team", &[UserId(2), UserId(3), UserId(4)]).unwrap();
     let g = group_id(&mut a);
@@ -64,7 +80,9 @@ fn write_a_bit_of_everything(gw: &mut TestGateway) {
     a.leave_group(g).unwrap();
     group_id(&mut a);
     b.send_group(g, "g2", MessageKind::Text, "after the changes").unwrap();
-    sent_id(&mut b, "g2");
+    let (g2, _) = sent_id(&mut b, "g2");
+    b.edit_message(ConversationRef::Group(g), g2, "after all the changes").unwrap();
+    amended_reply(&mut b);
     drop((a, b));
     if let Some(h) = gw.handle.take() {
         h.shutdown();
@@ -163,6 +181,7 @@ fn swept_idempotency_keys_are_no_violation_within_the_retention() {
         client_id: "old".into(),
         ts: Snowflake::unix_ms(id),
         body: "\"hi\"".into(),
+        amended: None,
     };
     let both = [User(1), User(2)];
     store.commit(&[Write::Message { message: &old, inboxes: &both, membership: None }], id).unwrap();

@@ -65,7 +65,7 @@ fn push_id_array<T: std::fmt::Display>(out: &mut String, ids: impl IntoIterator<
 }
 
 /// `,"<peer_key>":"1"` or `,"group":"9"`.
-fn push_conversation(out: &mut String, conversation: ConversationRef, peer_key: &str) {
+pub(crate) fn push_conversation(out: &mut String, conversation: ConversationRef, peer_key: &str) {
     let _ = match conversation {
         ConversationRef::Peer(p) => write!(out, r#","{peer_key}":"{p}""#),
         ConversationRef::Group(g) => write!(out, r#","group":"{g}""#),
@@ -136,7 +136,8 @@ pub fn create_group(out: &mut String, request_id: &str, name: &str, members: imp
 }
 
 /// `{"type":"add_members" | "remove_members" | "promote" | "demote" |
-/// "rename_group" | "set_description" | "set_admins_only" | "leave",...}`.
+/// "rename_group" | "set_description" | "set_admins_only" |
+/// "set_admins_can_delete" | "leave",...}`.
 pub fn change_group(out: &mut String, group: GroupId, change: &GroupChange) {
     let ty = match change {
         GroupChange::Add(_) => "add_members",
@@ -146,6 +147,7 @@ pub fn change_group(out: &mut String, group: GroupId, change: &GroupChange) {
         GroupChange::Rename(_) => "rename_group",
         GroupChange::Describe(_) => "set_description",
         GroupChange::AdminsOnly(_) => "set_admins_only",
+        GroupChange::AdminsCanDelete(_) => "set_admins_can_delete",
         GroupChange::Leave => "leave",
     };
     let _ = write!(out, r#"{{"type":"{ty}","group":"{group}""#);
@@ -164,6 +166,9 @@ pub fn change_group(out: &mut String, group: GroupId, change: &GroupChange) {
         }
         GroupChange::AdminsOnly(on) => {
             let _ = write!(out, r#","admins_only":{on}"#);
+        }
+        GroupChange::AdminsCanDelete(on) => {
+            let _ = write!(out, r#","admins_can_delete":{on}"#);
         }
         GroupChange::Leave => {}
     }
@@ -227,6 +232,17 @@ pub fn conversations(out: &mut String, before: Option<MessageId>, limit: usize) 
 
 pub use crate::presence::client_frames::{set_presence, subscribe_presence, typing, unsubscribe_presence};
 
+/// `{"type":"delete",...}`: delete `msg` for everyone or for the sender only.
+pub fn delete(out: &mut String, conversation: ConversationRef, msg: MessageId, scope: crate::DeleteScope) {
+    crate::amend::encode_delete(out, conversation, msg, scope);
+}
+
+/// `{"type":"edit",...}`: replace the body of `msg`; `body` is the raw JSON
+/// string literal (see [`body_literal`]).
+pub fn edit(out: &mut String, conversation: ConversationRef, msg: MessageId, body: &str) {
+    crate::amend::encode_edit(out, conversation, msg, body);
+}
+
 impl ClientFrame<'_> {
     /// Append this frame as the JSON text a client sends;
     /// [`ClientFrame::parse`] of it returns an equal frame.
@@ -254,6 +270,8 @@ impl ClientFrame<'_> {
             ClientFrame::UnsubscribePresence { conversation } => unsubscribe_presence(out, *conversation),
             ClientFrame::SetPresence { visible } => set_presence(out, *visible),
             ClientFrame::Typing { conversation, state } => typing(out, *conversation, *state),
+            ClientFrame::Delete { conversation, msg, scope } => delete(out, *conversation, *msg, *scope),
+            ClientFrame::Edit { conversation, msg, body } => edit(out, *conversation, *msg, body),
         }
     }
 

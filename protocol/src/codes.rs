@@ -33,6 +33,11 @@ pub enum ErrorCode {
     /// A `send` reused a client id the user already used for a different
     /// message (another conversation, kind or body); nothing was stored.
     ClientIdConflict,
+    /// A `delete` for everyone or an `edit` came after the server's window
+    /// for it (counted from the message's `ts`); nothing was changed.
+    WindowClosed,
+    /// An `edit` of a message deleted for everyone; nothing was changed.
+    MessageDeleted,
 }
 
 impl ErrorCode {
@@ -49,6 +54,8 @@ impl ErrorCode {
             ErrorCode::GroupFull => "group_full",
             ErrorCode::SyncFailed => "sync_failed",
             ErrorCode::ClientIdConflict => "client_id_conflict",
+            ErrorCode::WindowClosed => "window_closed",
+            ErrorCode::MessageDeleted => "message_deleted",
         }
     }
 
@@ -66,6 +73,8 @@ impl ErrorCode {
             GroupFull,
             SyncFailed,
             ClientIdConflict,
+            WindowClosed,
+            MessageDeleted,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)
@@ -120,7 +129,16 @@ mod tests {
         for code in [BadJson, UnknownType, BadField, RateLimited] {
             assert!(code.is_client_fault(), "{}", code.as_str());
         }
-        for code in [NotAllowed, Unavailable, ShuttingDown, GroupFull, SyncFailed, ClientIdConflict] {
+        for code in [
+            NotAllowed,
+            Unavailable,
+            ShuttingDown,
+            GroupFull,
+            SyncFailed,
+            ClientIdConflict,
+            WindowClosed,
+            MessageDeleted,
+        ] {
             assert!(!code.is_client_fault(), "{}", code.as_str());
         }
     }
@@ -138,6 +156,8 @@ mod tests {
             GroupFull,
             SyncFailed,
             ClientIdConflict,
+            WindowClosed,
+            MessageDeleted,
         ] {
             assert_eq!(super::ErrorCode::from_name(code.as_str()), Some(code));
         }

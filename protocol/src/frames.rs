@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::{
-    presence::TypingState, DeviceName, ErrorCode, GroupId, MessageId, ProtocolError, UserId, DEVICE_NAME_RULE,
+    presence::TypingState, DeleteScope, DeviceName, ErrorCode, GroupId, MessageId, ProtocolError, UserId,
+    DEVICE_NAME_RULE,
 };
 
 /// Largest message body, in bytes of its JSON string literal.
@@ -149,6 +150,8 @@ pub enum GroupChange {
     Describe(String),
     /// Turn the admins-only send mode on or off (admins only).
     AdminsOnly(bool),
+    /// Let admins delete members' messages for everyone, or stop (admins only).
+    AdminsCanDelete(bool),
     /// The requester leaves.
     Leave,
 }
@@ -285,10 +288,29 @@ pub enum ClientFrame<'a> {
         /// Typing or paused.
         state: TypingState,
     },
+    /// Delete a message of the conversation, for everyone or for the
+    /// requester only (see `amend`).
+    Delete {
+        /// The conversation.
+        conversation: ConversationRef,
+        /// The message.
+        msg: MessageId,
+        /// For whom.
+        scope: DeleteScope,
+    },
+    /// Replace the body of the requester's own message.
+    Edit {
+        /// The conversation.
+        conversation: ConversationRef,
+        /// The message.
+        msg: MessageId,
+        /// The new body as its raw JSON string literal, quotes included.
+        body: &'a str,
+    },
 }
 
 #[derive(Deserialize)]
-struct RawFrame<'a> {
+pub(crate) struct RawFrame<'a> {
     #[serde(rename = "type", borrow)]
     ty: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -296,11 +318,11 @@ struct RawFrame<'a> {
     #[serde(borrow)]
     to: Option<&'a RawValue>,
     #[serde(borrow)]
-    peer: Option<&'a RawValue>,
+    pub(crate) peer: Option<&'a RawValue>,
     #[serde(borrow)]
     kind: Option<&'a RawValue>,
     #[serde(borrow)]
-    body: Option<&'a RawValue>,
+    pub(crate) body: Option<&'a RawValue>,
     #[serde(borrow)]
     ids: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -312,17 +334,19 @@ struct RawFrame<'a> {
     #[serde(borrow)]
     limit: Option<&'a RawValue>,
     #[serde(borrow)]
-    group: Option<&'a RawValue>,
+    pub(crate) group: Option<&'a RawValue>,
     #[serde(borrow)]
     name: Option<&'a RawValue>,
     #[serde(borrow)]
     members: Option<&'a RawValue>,
     #[serde(borrow)]
-    msg: Option<&'a RawValue>,
+    pub(crate) msg: Option<&'a RawValue>,
     #[serde(borrow)]
     description: Option<&'a RawValue>,
     #[serde(borrow)]
     admins_only: Option<&'a RawValue>,
+    #[serde(borrow)]
+    admins_can_delete: Option<&'a RawValue>,
     #[serde(borrow)]
     user: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -333,17 +357,19 @@ struct RawFrame<'a> {
     visible: Option<&'a RawValue>,
     #[serde(borrow)]
     state: Option<&'a RawValue>,
+    #[serde(rename = "for", borrow)]
+    pub(crate) scope: Option<&'a RawValue>,
 }
 
-fn bad(field: &str, why: &str) -> ProtocolError {
+pub(crate) fn bad(field: &str, why: &str) -> ProtocolError {
     ProtocolError::new(ErrorCode::BadField, format!("field `{field}`: {why}"))
 }
 
-fn required<'a>(v: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, ProtocolError> {
+pub(crate) fn required<'a>(v: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, ProtocolError> {
     v.ok_or_else(|| bad(field, "missing"))
 }
 
-fn id_field<T: for<'de> Deserialize<'de>>(v: &RawValue, field: &str) -> Result<T, ProtocolError> {
+pub(crate) fn id_field<T: for<'de> Deserialize<'de>>(v: &RawValue, field: &str) -> Result<T, ProtocolError> {
     serde_json::from_str(v.get()).map_err(|_| bad(field, "must be an id as a decimal string"))
 }
 
@@ -359,7 +385,7 @@ fn limit_field(v: Option<&RawValue>) -> Result<usize, ProtocolError> {
 
 /// The conversation named by `peer_key` (`peer` or `to`) or by `group`:
 /// exactly one of the two.
-fn conversation_field(
+pub(crate) fn conversation_field(
     raw: &RawFrame<'_>,
     peer_key: &str,
     peer: Option<&RawValue>,
@@ -470,6 +496,11 @@ impl<'a> ClientFrame<'a> {
                     .map_err(|_| bad("admins_only", "must be true or false"))?;
                 Ok(ClientFrame::ChangeGroup { group: group_field(&raw)?, change: GroupChange::AdminsOnly(on) })
             }
+            "set_admins_can_delete" => {
+                let on: bool = serde_json::from_str(required(raw.admins_can_delete, "admins_can_delete")?.get())
+                    .map_err(|_| bad("admins_can_delete", "must be true or false"))?;
+                Ok(ClientFrame::ChangeGroup { group: group_field(&raw)?, change: GroupChange::AdminsCanDelete(on) })
+            }
             "leave" => Ok(ClientFrame::ChangeGroup { group: group_field(&raw)?, change: GroupChange::Leave }),
             "group_info" => Ok(ClientFrame::GroupInfo { group: group_field(&raw)? }),
             "message_info" => Ok(ClientFrame::MessageInfo {
@@ -515,6 +546,8 @@ impl<'a> ClientFrame<'a> {
                     TypingState::from_name(&state).ok_or_else(|| bad("state", "must be \"typing\" or \"paused\""))?;
                 Ok(ClientFrame::Typing { conversation, state })
             }
+            "delete" => crate::amend::parse_delete(&raw),
+            "edit" => crate::amend::parse_edit(&raw),
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))
@@ -581,18 +614,25 @@ fn parse_send<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> 
             })?
         }
     };
-    let body_literal = required(raw.body, "body").map_err(with_ref)?;
+    let body = text_body_field(raw).map_err(with_ref)?;
+    Ok(ClientFrame::Send(Send { client_id, to, kind, body }))
+}
+
+/// The `body` of a `send` or `edit`: a JSON string literal of at most
+/// [`MAX_BODY_BYTES`], kept raw.
+pub(crate) fn text_body_field<'a>(raw: &RawFrame<'a>) -> Result<&'a str, ProtocolError> {
+    let body_literal = required(raw.body, "body")?;
     let body = body_literal.get();
     // Decoding (not just scanning) the literal refuses escapes of lone UTF-16
     // surrogates (`"\ude00"`): the scan lets them through, but recipients
     // that decode the forwarded body would fail on every replay of it.
     if !body.starts_with('"') || str_field(body_literal, "body").is_err() {
-        return Err(with_ref(bad("body", "must be a string")));
+        return Err(bad("body", "must be a string"));
     }
     if body.len() > MAX_BODY_BYTES {
-        return Err(with_ref(bad("body", "is larger than 65536 bytes")));
+        return Err(bad("body", "is larger than 65536 bytes"));
     }
-    Ok(ClientFrame::Send(Send { client_id, to, kind, body }))
+    Ok(body)
 }
 
 #[cfg(test)]

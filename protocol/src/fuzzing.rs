@@ -71,6 +71,7 @@ fn check_accepted(text: &str, frame: &ClientFrame<'_>) {
             client_id: s.client_id.to_owned(),
             ts: 1,
             body: s.body.to_owned(),
+            amended: None,
         };
         out.clear();
         server::message(&mut out, &m);
@@ -102,10 +103,15 @@ fn check_limits(frame: &ClientFrame<'_>) {
             }
             GroupChange::Rename(name) => assert!(!name.trim().is_empty() && name.len() <= MAX_GROUP_NAME_BYTES),
             GroupChange::Describe(text) => assert!(text.len() <= MAX_GROUP_DESCRIPTION_BYTES),
-            GroupChange::AdminsOnly(_) => {}
+            GroupChange::AdminsOnly(_) | GroupChange::AdminsCanDelete(_) => {}
             GroupChange::Leave => {}
         },
+        ClientFrame::Edit { body, .. } => {
+            assert!(body.len() <= MAX_BODY_BYTES, "body over the limit");
+            assert!(serde_json::from_str::<String>(body).is_ok(), "body is not a JSON string: {body}");
+        }
         ClientFrame::Read { .. }
+        | ClientFrame::Delete { .. }
         | ClientFrame::GroupInfo { .. }
         | ClientFrame::MessageInfo { .. }
         | ClientFrame::Block { .. }

@@ -28,6 +28,8 @@ pub struct Group {
     pub description: String,
     /// While on, only admins may send messages to the group.
     pub admins_only: bool,
+    /// While on, admins may delete any member's message for everyone.
+    pub admins_can_delete: bool,
     /// Who created it.
     pub created_by: UserId,
     /// Current members, in the order they joined.

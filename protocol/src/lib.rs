@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+mod amend;
 pub mod client;
 pub mod close;
 mod codes;
@@ -43,6 +44,7 @@ mod server_decode;
 mod snowflake;
 pub mod view;
 
+pub use amend::{AmendKind, Amendment, DeleteScope};
 pub use codes::{ErrorCode, ProtocolError};
 pub use device::{DeviceInfo, DeviceName, DEVICE_NAME_RULE, MAX_DEVICE_NAME_BYTES};
 pub use frames::{

@@ -24,8 +24,11 @@ pub struct Message {
     pub client_id: String,
     /// Server time of the commit, Unix milliseconds.
     pub ts: u64,
-    /// The body as its raw JSON string literal, quotes included.
+    /// The body as its raw JSON string literal, quotes included; empty
+    /// once the message is deleted.
     pub body: String,
+    /// The latest edit or delete, if any.
+    pub amended: Option<crate::Amendment>,
 }
 
 /// Which receipt a group receipt carries.
@@ -118,15 +121,23 @@ fn conversation_fields(out: &mut Vec<u8>, conversation: &ConversationId, from: U
     }
 }
 
-fn message_fields(out: &mut Vec<u8>, m: &Message) {
+pub(crate) fn message_fields(out: &mut Vec<u8>, m: &Message) {
     let _ = write!(out, r#""msg":"{}""#, m.id);
     conversation_fields(out, &m.conversation, m.from);
     let _ = write!(out, r#","kind":"{}","ts":{},"cid":"#, m.kind.as_str(), m.ts);
     // A system message's client id is the server's own idempotency key.
     json_str(out, if m.kind == MessageKind::System { "" } else { &m.client_id });
+    if let Some(a) = &m.amended {
+        crate::amend::write_mark(out, a);
+        if a.kind == crate::AmendKind::Deleted {
+            return;
+        }
+    }
     out.extend_from_slice(br#","body":"#);
     out.extend_from_slice(m.body.as_bytes());
 }
+
+pub use crate::amend::amended;
 
 /// `{"type":"welcome",...}`: first frame on a new connection.
 pub fn welcome(out: &mut Vec<u8>, user: UserId, max_body: usize, max_frame: usize) {
@@ -251,7 +262,11 @@ pub fn group(out: &mut Vec<u8>, g: &Group, reference: Option<&str>) {
     json_str(out, &g.name);
     out.extend_from_slice(br#","description":"#);
     json_str(out, &g.description);
-    let _ = write!(out, r#","admins_only":{},"created_by":"{}","members":["#, g.admins_only, g.created_by);
+    let _ = write!(
+        out,
+        r#","admins_only":{},"admins_can_delete":{},"created_by":"{}","members":["#,
+        g.admins_only, g.admins_can_delete, g.created_by
+    );
     for (i, m) in g.members.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -427,6 +442,7 @@ mod tests {
             client_id: "c\"1".into(),
             ts: 1000,
             body: r#""hi \"there\"""#.into(),
+            amended: None,
         }
     }
 
@@ -500,13 +516,14 @@ mod tests {
             name: "T\"eam".into(),
             description: "d".into(),
             admins_only: true,
+            admins_can_delete: false,
             created_by: UserId(1),
             members: vec![crate::Member { user: UserId(1), admin: true, joined: MessageId(2) }],
         };
         group(&mut out, &g, Some("r"));
         assert_eq!(
             parse(&out),
-            json!({"type":"group","group":"3","name":"T\"eam","description":"d","admins_only":true,"created_by":"1","members":[{"user":"1","admin":true,"joined":"2"}],"ref":"r"})
+            json!({"type":"group","group":"3","name":"T\"eam","description":"d","admins_only":true,"admins_can_delete":false,"created_by":"1","members":[{"user":"1","admin":true,"joined":"2"}],"ref":"r"})
         );
         out.clear();
         receipt(

@@ -18,8 +18,8 @@ use serde_json::value::RawValue;
 
 use crate::{
     server::{Message, ReceiptStatus},
-    ConversationId, ConversationRef, DeviceInfo, ErrorCode, Group, GroupId, Member, MessageId, MessageKind,
-    PresenceState, TypingState, UserId,
+    AmendKind, Amendment, ConversationId, ConversationRef, DeviceInfo, ErrorCode, Group, GroupId, Member, MessageId,
+    MessageKind, PresenceState, TypingState, UserId,
 };
 
 /// Why a server frame could not be read.
@@ -199,6 +199,17 @@ pub enum ServerFrame {
     Message(Message),
     /// `receipt`: an inbox event.
     Receipt(ReceiptFrame),
+    /// `amended`: a message was edited or deleted for everyone, shown as it
+    /// is now; an inbox event, or with `reply` the answer to this
+    /// connection's own `delete` or `edit` (not an event: no cursor move).
+    Amended {
+        /// The event id.
+        event: MessageId,
+        /// The message as it is now.
+        message: Message,
+        /// The answer to this connection's own request, not an inbox event.
+        reply: bool,
+    },
     /// `synced`: the device has every event up to `cursor`.
     Synced {
         /// The connection's cursor.
@@ -273,6 +284,7 @@ impl ServerFrame {
         match self {
             ServerFrame::Message(m) => Some(m.id),
             ServerFrame::Receipt(r) => Some(r.event()),
+            ServerFrame::Amended { event, reply: false, .. } => Some(*event),
             _ => None,
         }
     }
@@ -346,6 +358,8 @@ struct Raw<'a> {
     #[serde(borrow)]
     admins_only: Option<&'a RawValue>,
     #[serde(borrow)]
+    admins_can_delete: Option<&'a RawValue>,
+    #[serde(borrow)]
     created_by: Option<&'a RawValue>,
     #[serde(borrow)]
     members: Option<&'a RawValue>,
@@ -371,6 +385,12 @@ struct Raw<'a> {
     conversations: Option<&'a RawValue>,
     #[serde(borrow)]
     next: Option<&'a RawValue>,
+    #[serde(borrow)]
+    edited: Option<&'a RawValue>,
+    #[serde(borrow)]
+    deleted: Option<&'a RawValue>,
+    #[serde(borrow)]
+    reply: Option<&'a RawValue>,
 }
 
 fn field(frame: &'static str, field: &'static str, why: &'static str) -> DecodeError {
@@ -438,6 +458,27 @@ struct RawStoredMessage<'a> {
     cid: Option<&'a RawValue>,
     #[serde(borrow)]
     body: Option<&'a RawValue>,
+    #[serde(borrow)]
+    edited: Option<&'a RawValue>,
+    #[serde(borrow)]
+    deleted: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawMark {
+    event: MessageId,
+}
+
+/// The `edited` or `deleted` mark of a stored message, if any (not both).
+fn amendment(f: &Fields<'_, '_>) -> Result<Option<Amendment>, DecodeError> {
+    let edited: Option<RawMark> = f.opt(f.raw.edited, "edited")?;
+    let deleted: Option<RawMark> = f.opt(f.raw.deleted, "deleted")?;
+    Ok(match (edited, deleted) {
+        (None, None) => None,
+        (Some(e), None) => Some(Amendment { kind: AmendKind::Edited, event: e.event }),
+        (None, Some(d)) => Some(Amendment { kind: AmendKind::Deleted, event: d.event }),
+        (Some(_), Some(_)) => return Err(field(f.frame, "deleted", "both edited and deleted")),
+    })
 }
 
 /// The fields `message` frames and `history` entries share.
@@ -448,6 +489,12 @@ fn stored_message(f: &Fields<'_, '_>) -> Result<Message, DecodeError> {
         ConversationRef::Peer(to) => ConversationId::direct(from, to),
         ConversationRef::Group(g) => ConversationId::Group(g),
     };
+    let amended = amendment(f)?;
+    // A deleted message has no body.
+    let body = match amended {
+        Some(Amendment { kind: AmendKind::Deleted, .. }) => String::new(),
+        _ => f.body()?,
+    };
     Ok(Message {
         id: f.get(raw.msg, "msg")?,
         conversation,
@@ -455,7 +502,8 @@ fn stored_message(f: &Fields<'_, '_>) -> Result<Message, DecodeError> {
         kind: f.kind()?,
         client_id: f.get(raw.cid, "cid")?,
         ts: f.get(raw.ts, "ts")?,
-        body: f.body()?,
+        body,
+        amended,
     })
 }
 
@@ -533,6 +581,8 @@ fn history_messages(f: &Fields<'_, '_>) -> Result<Vec<Message>, DecodeError> {
                 ts: e.ts,
                 cid: e.cid,
                 body: e.body,
+                edited: e.edited,
+                deleted: e.deleted,
                 ..Raw::default()
             };
             stored_message(&Fields { raw: &raw, frame: "history" })
@@ -636,6 +686,14 @@ impl ServerFrame {
                 }
                 ServerFrame::Message(m)
             }
+            "amended" => {
+                let f = f("amended");
+                ServerFrame::Amended {
+                    event: f.get(raw.event, "event")?,
+                    message: stored_message(&f)?,
+                    reply: f.opt(raw.reply, "reply")?.unwrap_or(false),
+                }
+            }
             "receipt" => ServerFrame::Receipt(receipt(&f("receipt"))?),
             "synced" => ServerFrame::Synced { cursor: f("synced").get(raw.cursor, "cursor")? },
             "history" => {
@@ -655,6 +713,7 @@ impl ServerFrame {
                         name: f.get(raw.name, "name")?,
                         description: f.get(raw.description, "description")?,
                         admins_only: f.get(raw.admins_only, "admins_only")?,
+                        admins_can_delete: f.get(raw.admins_can_delete, "admins_can_delete")?,
                         created_by: f.get(raw.created_by, "created_by")?,
                         members: members
                             .into_iter()

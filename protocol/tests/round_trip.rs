@@ -9,9 +9,9 @@ use chatgw_protocol::{
     client::{self, body_literal},
     server::{self, Message, Receipt, ReceiptStatus},
     view::{parse_id, FrameView},
-    ClientFrame, ConversationId, ConversationRef, DeviceInfo, DeviceName, ErrorCode, ErrorFrame, Group, GroupChange,
-    GroupId, HistoryPage, Member, MessageId, MessageInfo, MessageKind, PresenceState, ReceiptFrame, Send, Sent,
-    ServerFrame, TypingState, UserId, Welcome, MAX_PAGE,
+    AmendKind, Amendment, ClientFrame, ConversationId, ConversationRef, DeleteScope, DeviceInfo, DeviceName, ErrorCode,
+    ErrorFrame, Group, GroupChange, GroupId, HistoryPage, Member, MessageId, MessageInfo, MessageKind, PresenceState,
+    ReceiptFrame, Send, Sent, ServerFrame, TypingState, UserId, Welcome, MAX_PAGE,
 };
 
 /// Snowflake-sized ids, above 2^53, where a JSON number would lose digits.
@@ -43,6 +43,12 @@ fn every_client_frame_round_trips() {
             ids: (0..256).map(|i| MessageId(u64::MAX - i)).collect(),
         });
         client_round_trip(ClientFrame::Read { conversation, up_to: MessageId(BIG) });
+        for scope in [DeleteScope::Everyone, DeleteScope::Me] {
+            client_round_trip(ClientFrame::Delete { conversation, msg: MessageId(BIG), scope });
+        }
+        for body in [r#""""#, quoted.as_str(), r#""caf\u00e9""#] {
+            client_round_trip(ClientFrame::Edit { conversation, msg: MessageId(u64::MAX), body });
+        }
         for before in [None, Some(MessageId(BIG))] {
             for limit in [1, 17, MAX_PAGE] {
                 client_round_trip(ClientFrame::History { conversation, before, limit });
@@ -75,6 +81,8 @@ fn every_client_frame_round_trips() {
         GroupChange::Describe("line one\nline \"two\"".into()),
         GroupChange::AdminsOnly(true),
         GroupChange::AdminsOnly(false),
+        GroupChange::AdminsCanDelete(true),
+        GroupChange::AdminsCanDelete(false),
         GroupChange::Leave,
     ] {
         client_round_trip(ClientFrame::ChangeGroup { group: g, change });
@@ -186,6 +194,11 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
                 }
             }
         }
+        ServerFrame::Amended { event, message, .. } => {
+            assert_eq!(v.ty, "amended");
+            assert_eq!(id(v.event.as_ref()), Some(event.0));
+            assert_eq!(id(v.msg.as_ref()), Some(message.id.0));
+        }
         ServerFrame::Synced { cursor } => {
             assert_eq!(v.ty, "synced");
             assert_eq!(id(v.cursor.as_ref()), Some(cursor.0));
@@ -239,6 +252,7 @@ fn messages() -> Vec<Message> {
                 client_id: client_id.into(),
                 ts: 1_795_837_470_002,
                 body,
+                amended: None,
             });
         }
     }
@@ -251,6 +265,7 @@ fn messages() -> Vec<Message> {
         client_id: String::new(),
         ts: 5,
         body: body_literal(r#"{"event":"added","by":"1","members":["5"]}"#),
+        amended: None,
     });
     // Notes to self.
     out.push(Message {
@@ -261,6 +276,7 @@ fn messages() -> Vec<Message> {
         client_id: "n".into(),
         ts: 6,
         body: "\"\"".into(),
+        amended: None,
     });
     out
 }
@@ -274,6 +290,50 @@ fn message_frames_round_trip_with_bodies_byte_for_byte() {
         let ServerFrame::Message(got) = decode(&out) else { unreachable!() };
         assert_eq!(got.body_text().unwrap(), serde_json::from_str::<String>(&m.body).unwrap());
     }
+}
+
+/// Edited and deleted messages, in `amended` events, `message` replays and
+/// `history` pages: the mark round-trips, a deleted message has no body.
+#[test]
+fn amended_messages_round_trip_with_their_mark() {
+    let event = MessageId(BIG + 40);
+    for m in messages() {
+        let edited = Message {
+            body: body_literal("new \"text\" ☕"),
+            amended: Some(Amendment { kind: AmendKind::Edited, event }),
+            ..m.clone()
+        };
+        let deleted =
+            Message { body: String::new(), amended: Some(Amendment { kind: AmendKind::Deleted, event }), ..m.clone() };
+        for (m, reply) in [(edited.clone(), false), (deleted, false), (edited, true)] {
+            let mut out = Vec::new();
+            server::amended(&mut out, event, &m, reply);
+            let frame = ServerFrame::Amended { event, message: m.clone(), reply };
+            assert_eq!(frame.event(), (!reply).then_some(event), "a reply moves no cursor");
+            server_round_trip(&out, frame);
+            out.clear();
+            server::message(&mut out, &m);
+            server_round_trip(&out, ServerFrame::Message(m.clone()));
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            match m.amended.map(|a| a.kind) {
+                Some(AmendKind::Deleted) => {
+                    assert!(v.get("body").is_none(), "a tombstone has no body: {v}");
+                    assert_eq!(v["deleted"]["event"], event.to_string());
+                    assert_eq!(v["deleted"]["at"], chatgw_protocol::Snowflake::unix_ms(event));
+                }
+                Some(AmendKind::Edited) => assert_eq!(v["edited"]["event"], event.to_string()),
+                None => assert!(v.get("edited").is_none() && v.get("deleted").is_none()),
+            }
+            out.clear();
+            server::history(&mut out, &m.conversation, m.from, std::slice::from_ref(&m), false);
+            let ServerFrame::History(page) = decode(&out) else { panic!("not a history page") };
+            assert_eq!(page.messages, vec![m]);
+        }
+    }
+    let both = r#"{"type":"message","event":"1","msg":"1","from":"1","to":"2","kind":"text","ts":1,"cid":"c","edited":{"event":"2"},"deleted":{"event":"3"}}"#;
+    assert!(ServerFrame::parse(both).is_err(), "edited and deleted at once");
+    let no_body = r#"{"type":"message","event":"1","msg":"1","from":"1","to":"2","kind":"text","ts":1,"cid":"c","edited":{"event":"2"}}"#;
+    assert!(ServerFrame::parse(no_body).is_err(), "an edited message keeps its body");
 }
 
 #[test]
@@ -416,6 +476,7 @@ fn group_and_message_info_round_trip() {
         name: "T\"e\\am ☕".into(),
         description: "about \"us\"\n☕".into(),
         admins_only: true,
+        admins_can_delete: false,
         created_by: UserId(1),
         members: vec![
             Member { user: UserId(1), admin: true, joined: MessageId(BIG) },
@@ -477,12 +538,14 @@ fn conversation_lists_round_trip() {
         client_id: "c\"1".into(),
         ts: 1_795_837_475_629,
         body: r#""a \"quoted\" body""#.into(),
+        amended: None,
     };
     let g = Group {
         id: GroupId(BIG - 5),
         name: "trip \"24\"".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: UserId(2),
         members: [2, 3]
             .iter()
@@ -497,6 +560,7 @@ fn conversation_lists_round_trip() {
         client_id: String::new(),
         ts: 1_795_837_475_000,
         body: r#""{\"event\":\"removed\"}""#.into(),
+        amended: None,
     };
     let entries = [
         server::ConversationEntry { conversation: direct.conversation, last: Some(&direct), unread: 3, group: None },

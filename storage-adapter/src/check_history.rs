@@ -37,7 +37,16 @@ pub(crate) fn message(
     body: &str,
 ) -> Message {
     let id = g.next_id();
-    Message { id, conversation, from, kind, client_id: cid.into(), ts: Snowflake::unix_ms(id), body: body.into() }
+    Message {
+        id,
+        conversation,
+        from,
+        kind,
+        client_id: cid.into(),
+        ts: Snowflake::unix_ms(id),
+        body: body.into(),
+        amended: None,
+    }
 }
 
 impl CheckHistory {
@@ -60,6 +69,7 @@ impl CheckHistory {
             name: "T".into(),
             description: String::new(),
             admins_only: false,
+            admins_can_delete: false,
             created_by: U1,
             members: vec![member(U1, true), member(U2, false), member(U3, false)],
         };

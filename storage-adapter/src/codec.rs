@@ -7,7 +7,8 @@
 //! every recipient of every message and each byte counts.
 
 use chatgw_protocol::{
-    ConversationId, Group, GroupId, Member, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake, UserId,
+    AmendKind, Amendment, ConversationId, Group, GroupId, Member, Message, MessageId, MessageKind, Receipt,
+    ReceiptStatus, Snowflake, UserId,
 };
 
 use crate::{GroupVersion, MessageHeader, StoreError};
@@ -17,12 +18,24 @@ const INBOX_MESSAGE: u8 = b'm';
 const INBOX_DELIVERED: u8 = b'd';
 const INBOX_READ: u8 = b'r';
 const INBOX_GROUP_RECEIPT: u8 = b'G';
+/// An `amended` event: a reference to the edited or deleted message,
+/// resolved to the message as it is when read (so an old edit event never
+/// shows a body deleted since).
+const INBOX_AMENDED: u8 = b'A';
+/// Opens a stored body that was amended: `~e<event>:<literal>` after an
+/// edit, `~d<event>` after a delete for everyone. A body as sent is a JSON
+/// string literal and so always opens with `"`: the two never mix up, and
+/// messages stored before amendments existed need no rewriting.
+const AMENDED_BODY: char = '~';
 /// A group record of name, creator and members.
 const GROUP_V1: u8 = 1;
 /// A group record that also holds a description and the admins-only mode.
 /// Every record is now written in this form; V1 records still read (with
 /// no description and the mode off), so no stored record needs rewriting.
 const GROUP_V2: u8 = 2;
+/// A V2 record followed by the admins-can-delete setting (a byte after the
+/// admins-only mode). V1 and V2 records read with the setting off.
+const GROUP_V3: u8 = 3;
 
 /// A conversation key as an owned small buffer.
 pub(crate) fn conv_key(c: &ConversationId) -> Vec<u8> {
@@ -77,8 +90,36 @@ pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
     // Client ids are at most 64 bytes (protocol limit), so one byte holds the length.
     v.push(cid.len().min(255) as u8);
     v.extend_from_slice(&cid[..cid.len().min(255)]);
-    v.extend_from_slice(m.body.as_bytes());
+    v.extend_from_slice(stored_body(m).as_bytes());
     v
+}
+
+/// A message's body as every backend stores it: the literal as sent, or
+/// after an amendment the amendment marker (see [`AMENDED_BODY`]) and the
+/// literal left (none after a delete).
+pub(crate) fn stored_body(m: &Message) -> std::borrow::Cow<'_, str> {
+    match m.amended {
+        None => std::borrow::Cow::Borrowed(&m.body),
+        Some(Amendment { kind: AmendKind::Edited, event }) => format!("{AMENDED_BODY}e{event}:{}", m.body).into(),
+        Some(Amendment { kind: AmendKind::Deleted, event }) => format!("{AMENDED_BODY}d{event}").into(),
+    }
+}
+
+/// The body and amendment of a stored body (the inverse of [`stored_body`]).
+pub(crate) fn read_body(stored: String) -> Result<(String, Option<Amendment>), StoreError> {
+    let corrupt = || StoreError::Corrupt { table: "messages", what: "bad amended body" };
+    let Some(rest) = stored.strip_prefix(AMENDED_BODY) else { return Ok((stored, None)) };
+    let (kind, rest) = match rest.as_bytes().first() {
+        Some(b'e') => (AmendKind::Edited, &rest[1..]),
+        Some(b'd') => (AmendKind::Deleted, &rest[1..]),
+        _ => return Err(corrupt()),
+    };
+    let (event, body) = match kind {
+        AmendKind::Edited => rest.split_once(':').ok_or_else(corrupt)?,
+        AmendKind::Deleted => (rest, ""),
+    };
+    let event = MessageId(event.parse().map_err(|_| corrupt())?);
+    Ok((body.to_owned(), Some(Amendment { kind, event })))
 }
 
 pub(crate) fn decode_message(conversation: ConversationId, id: MessageId, v: &[u8]) -> Result<Message, StoreError> {
@@ -93,7 +134,8 @@ pub(crate) fn decode_message(conversation: ConversationId, id: MessageId, v: &[u
     let cid = r.take(cid_len).ok_or(corrupt("truncated client id"))?;
     let client_id = String::from_utf8(cid.to_vec()).map_err(|_| corrupt("client id not UTF-8"))?;
     let body = String::from_utf8(r.0.to_vec()).map_err(|_| corrupt("body not UTF-8"))?;
-    Ok(Message { id, conversation, from, kind, client_id, ts: Snowflake::unix_ms(id), body })
+    let (body, amended) = read_body(body)?;
+    Ok(Message { id, conversation, from, kind, client_id, ts: Snowflake::unix_ms(id), body, amended })
 }
 
 /// The sender and kind of a stored message, read from the head of its
@@ -113,6 +155,17 @@ pub(crate) fn encode_inbox_message(c: &ConversationId) -> Vec<u8> {
     let mut v = Vec::with_capacity(1 + ConversationId::MAX_KEY_LEN);
     v.push(INBOX_MESSAGE);
     v.extend_from_slice(&conv_key(c));
+    v
+}
+
+/// An `amended` inbox event: the conversation and id of the message.
+pub(crate) fn encode_amended(c: &ConversationId, id: MessageId) -> Vec<u8> {
+    let k = conv_key(c);
+    let mut v = Vec::with_capacity(2 + k.len() + 8);
+    v.push(INBOX_AMENDED);
+    v.push(k.len() as u8);
+    v.extend_from_slice(&k);
+    v.extend_from_slice(&id.0.to_be_bytes());
     v
 }
 
@@ -185,12 +238,13 @@ pub(crate) fn encode_group(g: &Group) -> Vec<u8> {
     let name = &g.name.as_bytes()[..g.name.len().min(255)];
     let description = &g.description.as_bytes()[..g.description.len().min(usize::from(u16::MAX))];
     let mut v = Vec::with_capacity(15 + name.len() + description.len() + 17 * g.members.len());
-    v.push(GROUP_V2);
+    v.push(GROUP_V3);
     v.push(name.len() as u8);
     v.extend_from_slice(name);
     v.extend_from_slice(&(description.len() as u16).to_be_bytes());
     v.extend_from_slice(description);
     v.push(u8::from(g.admins_only));
+    v.push(u8::from(g.admins_can_delete));
     v.extend_from_slice(&g.created_by.0.to_be_bytes());
     v.extend_from_slice(&(g.members.len() as u16).to_be_bytes());
     for m in &g.members {
@@ -223,18 +277,19 @@ pub(crate) fn decode_versioned_group(id: GroupId, v: &[u8]) -> Result<(Group, Gr
     let corrupt = || StoreError::Corrupt { table: "groups", what: "bad record" };
     let mut r = Reader(v);
     let format = r.u8().ok_or_else(corrupt)?;
-    if format != GROUP_V1 && format != GROUP_V2 {
+    if !matches!(format, GROUP_V1 | GROUP_V2 | GROUP_V3) {
         return Err(corrupt());
     }
     let name_len = usize::from(r.u8().ok_or_else(corrupt)?);
     let name = String::from_utf8(r.take(name_len).ok_or_else(corrupt)?.to_vec()).map_err(|_| corrupt())?;
-    let (description, admins_only) = if format == GROUP_V2 {
+    let (description, admins_only) = if format >= GROUP_V2 {
         let len = usize::from(r.u16().ok_or_else(corrupt)?);
         let text = String::from_utf8(r.take(len).ok_or_else(corrupt)?.to_vec()).map_err(|_| corrupt())?;
         (text, r.u8().ok_or_else(corrupt)? != 0)
     } else {
         (String::new(), false)
     };
+    let admins_can_delete = format >= GROUP_V3 && r.u8().ok_or_else(corrupt)? != 0;
     let created_by = UserId(r.u64().ok_or_else(corrupt)?);
     let n = r.u16().ok_or_else(corrupt)?;
     let mut members = Vec::with_capacity(usize::from(n));
@@ -245,13 +300,15 @@ pub(crate) fn decode_versioned_group(id: GroupId, v: &[u8]) -> Result<(Group, Gr
         members.push(Member { user, admin, joined });
     }
     let version = if r.0.is_empty() { GroupVersion(1) } else { GroupVersion(r.u64().ok_or_else(corrupt)?) };
-    Ok((Group { id, name, description, admins_only, created_by, members }, version))
+    Ok((Group { id, name, description, admins_only, admins_can_delete, created_by, members }, version))
 }
 
-/// A decoded inbox value: either a reference to a message or a receipt.
+/// A decoded inbox value: a reference to a message, a receipt, or a
+/// reference to an amended message.
 pub(crate) enum InboxRecord {
     Message(ConversationId),
     Receipt(Receipt),
+    Amended(ConversationId, MessageId),
 }
 
 pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, StoreError> {
@@ -266,6 +323,14 @@ pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, St
     }
     let clen = usize::from(r.u8().ok_or(corrupt("truncated"))?);
     let conversation = r.take(clen).and_then(ConversationId::from_key).ok_or(corrupt("bad conversation"))?;
+    if tag == INBOX_AMENDED {
+        let id = MessageId(r.u64().ok_or(corrupt("truncated"))?);
+        return if r.0.is_empty() {
+            Ok(InboxRecord::Amended(conversation, id))
+        } else {
+            Err(corrupt("trailing bytes"))
+        };
+    }
     let by = UserId(r.u64().ok_or(corrupt("truncated"))?);
     match tag {
         INBOX_DELIVERED => {
@@ -338,8 +403,21 @@ mod tests {
             client_id: "abc".into(),
             ts: Snowflake::unix_ms(id),
             body: "\"x\"".into(),
+            amended: None,
         };
         assert_eq!(decode_message(c, id, &encode_message(&m)).unwrap(), m);
+        let event = MessageId(id.0 + 1);
+        let edited = Message { amended: Some(Amendment { kind: AmendKind::Edited, event }), ..m.clone() };
+        assert_eq!(decode_message(c, id, &encode_message(&edited)).unwrap(), edited);
+        let deleted =
+            Message { body: String::new(), amended: Some(Amendment { kind: AmendKind::Deleted, event }), ..m.clone() };
+        assert_eq!(decode_message(c, id, &encode_message(&deleted)).unwrap(), deleted);
+        assert!(read_body("~x1".into()).is_err());
+        assert!(read_body("~e12".into()).is_err(), "an edit mark without its body");
+        match decode_inbox(event, &encode_amended(&c, id)).unwrap() {
+            InboxRecord::Amended(conv, msg) => assert_eq!((conv, msg), (c, id)),
+            _ => panic!("wrong kind"),
+        }
         assert!(decode_message(c, id, &[9, 9]).is_err());
         assert!(decode_message(c, id, &[1, 0, 0]).is_err());
     }
@@ -356,12 +434,12 @@ mod tests {
         };
         match decode_inbox(MessageId(5), &encode_receipt(&d)).unwrap() {
             InboxRecord::Receipt(r) => assert_eq!(r, d),
-            InboxRecord::Message(_) => panic!("wrong kind"),
+            _ => panic!("wrong kind"),
         }
         let r = Receipt::Read { event: MessageId(6), conversation: c, by: UserId(2), up_to: MessageId(3), at: 78 };
         match decode_inbox(MessageId(6), &encode_receipt(&r)).unwrap() {
             InboxRecord::Receipt(x) => assert_eq!(x, r),
-            InboxRecord::Message(_) => panic!("wrong kind"),
+            _ => panic!("wrong kind"),
         }
         assert!(decode_inbox(MessageId(6), b"z").is_err());
     }
@@ -373,6 +451,7 @@ mod tests {
             name: "Café".into(),
             description: "about ☕".into(),
             admins_only: true,
+            admins_can_delete: false,
             created_by: UserId(1),
             members: vec![
                 Member { user: UserId(1), admin: true, joined: MessageId(10) },
@@ -392,7 +471,15 @@ mod tests {
         assert_eq!((old.name.as_str(), old.description.as_str(), old.admins_only), ("Café", "", false));
         assert_eq!(old.members, g.members[..1]);
         assert!(decode_group(GroupId(4), &[2, 0, 0]).is_err(), "a V2 record cut short");
-        assert!(decode_group(GroupId(4), &[3]).is_err(), "an unknown format");
+        assert!(decode_group(GroupId(4), &[4]).is_err(), "an unknown format");
+        let mut v2 = encode_group(&Group { admins_can_delete: false, ..g.clone() });
+        v2[0] = GROUP_V2;
+        let at = v2.len() - (8 + 2 + 17 * g.members.len()) - 1;
+        assert_eq!(v2.remove(at), 0, "the setting's byte");
+        let read = decode_group(GroupId(4), &v2).unwrap();
+        assert_eq!((read.admins_only, read.admins_can_delete), (true, false), "a V2 record reads with the setting off");
+        let on = Group { admins_can_delete: true, ..g.clone() };
+        assert_eq!(decode_group(GroupId(4), &encode_group(&on)).unwrap(), on);
         assert!(decode_group(GroupId(4), &[1, 200]).is_err());
         let r = Receipt::Group {
             event: MessageId(20),
@@ -403,7 +490,7 @@ mod tests {
         };
         match decode_inbox(MessageId(20), &encode_receipt(&r)).unwrap() {
             InboxRecord::Receipt(x) => assert_eq!(x, r),
-            InboxRecord::Message(_) => panic!("wrong kind"),
+            _ => panic!("wrong kind"),
         }
         let mut truncated = encode_receipt(&r);
         truncated.pop();

@@ -346,6 +346,7 @@ mod tests {
             client_id: cid.into(),
             ts: Snowflake::unix_ms(id),
             body: format!("\"{cid}\""),
+            amended: None,
         }
     }
 
@@ -418,6 +419,7 @@ mod tests {
             name: "g".into(),
             description: String::new(),
             admins_only: false,
+            admins_can_delete: false,
             created_by: UserId(1),
             members: (1..=3).map(|u| Member { user: UserId(u), admin: u == 1, joined: MessageId(1) }).collect(),
         };

@@ -49,13 +49,27 @@ pub enum Write<'a> {
         /// Users whose inbox gets the announcement, each listed once.
         inboxes: &'a [UserId],
     },
+    /// An edit or a delete for everyone: the stored message is replaced by
+    /// `message` (same conversation and id, its new body and its
+    /// [`Amendment`](chatgw_protocol::Amendment)), and each inbox listed
+    /// gets an `amended` event whose id is the amendment's event. The event
+    /// refers to the message, so reading it shows the message as it is
+    /// then. A delete is final: an edit committed after it (by another
+    /// writer that had not seen it) leaves the tombstone in place where the
+    /// backend can tell (embedded, PostgreSQL). Always applied.
+    Amend {
+        /// The message as it is after the change; `amended` is set.
+        message: &'a Message,
+        /// Users whose inbox gets the event, each listed once.
+        inboxes: &'a [UserId],
+    },
 }
 
 impl Write<'_> {
     /// The inboxes this write puts an event in.
     pub fn inboxes(&self) -> &[UserId] {
         match self {
-            Write::Message { inboxes, .. } | Write::Receipt { inboxes, .. } => inboxes,
+            Write::Message { inboxes, .. } | Write::Receipt { inboxes, .. } | Write::Amend { inboxes, .. } => inboxes,
             Write::Group { announce: Some(_), inboxes, .. } => inboxes,
             Write::Group { announce: None, .. } => &[],
         }
@@ -183,6 +197,14 @@ pub enum InboxEvent {
     Message(Message),
     /// A receipt for the inbox owner.
     Receipt(Receipt),
+    /// A message was edited or deleted: the event id, and the message as
+    /// it is now (not as it was when the event was made).
+    Amended {
+        /// The event id.
+        event: MessageId,
+        /// The message as stored when read.
+        message: Message,
+    },
 }
 
 impl InboxEvent {
@@ -191,6 +213,7 @@ impl InboxEvent {
         match self {
             InboxEvent::Message(m) => m.id,
             InboxEvent::Receipt(r) => r.event(),
+            InboxEvent::Amended { event, .. } => *event,
         }
     }
 }

@@ -62,6 +62,11 @@ impl Backend for Cassandra {
         true
     }
 
+    /// Amendments are written without reading the row first.
+    fn deletes_are_final(&self) -> bool {
+        false
+    }
+
     /// Keys are written with `USING TTL` and expire by themselves.
     fn keys_expire_by_ttl(&self) -> bool {
         true
@@ -118,6 +123,7 @@ fn check_after_commits() {
             client_id: cid.into(),
             ts: Snowflake::unix_ms(id),
             body: body.into(),
+            amended: None,
         }
     };
     let dc = ConversationId::direct(u1, u2);
@@ -138,6 +144,7 @@ fn check_after_commits() {
         name: "T".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: u1,
         members: vec![member(u1, true), member(u2, false), member(u3, false)],
     };

@@ -17,6 +17,7 @@ fn message(ids: &mut Snowflake, client_id: &str) -> Message {
         client_id: client_id.into(),
         ts: Snowflake::unix_ms(id),
         body: "\"x\"".into(),
+        amended: None,
     }
 }
 

@@ -15,6 +15,7 @@ use chatgw_router::Endpoint;
 use chatgw_storage::{GroupVersion, MessageStore, StoreError, Write};
 
 use super::{
+    amend::{AmendWindows, AmendedCache, DEFAULT_WINDOWS},
     blocks::BlockCache,
     client_ids::{digest, Earlier, CLIENT_ID_CONFLICT},
     in_flight::{InFlight, Taken},
@@ -54,6 +55,13 @@ pub(super) enum Outcome {
         announce: Message,
         inboxes: Vec<UserId>,
     },
+    /// A message amended (deleted for everyone or edited): stored as
+    /// `message`, an `amended` event for `inboxes`; `origin` gets the
+    /// frame as its answer (and only the position of its own event).
+    Amend { origin: Endpoint, message: Message, inboxes: Vec<UserId> },
+    /// A repeated amendment: `origin` gets the `amended` frame of the
+    /// message as it is, nothing is written.
+    AmendRepeat { origin: Endpoint, message: Message },
     /// A `blocks` frame (the requester's block list) for the requester.
     Blocks { origin: Endpoint, users: Vec<UserId> },
     /// A `group` frame for the requester.
@@ -96,6 +104,10 @@ pub(super) struct Batch<'s> {
     pub(super) group_receipts: PendingGroupReceipts,
     /// Block lists; live across batches (see `blocks`).
     pub(super) blocks: BlockCache,
+    /// Messages this committer amended, as they are now (see `amend`).
+    pub(super) amended: AmendedCache,
+    /// The delete and edit windows.
+    pub(super) windows: AmendWindows,
     /// Message headers walked by group reads since the metrics last took them.
     pub(super) read_rows_scanned: u64,
 }
@@ -113,6 +125,8 @@ impl<'s> Batch<'s> {
             groups: HashMap::new(),
             group_receipts: BTreeMap::new(),
             blocks: BlockCache::default(),
+            amended: AmendedCache::default(),
+            windows: DEFAULT_WINDOWS,
             read_rows_scanned: 0,
         }
     }
@@ -162,6 +176,7 @@ impl<'s> Batch<'s> {
         self.lookups.clear();
         self.in_flight.clear();
         self.blocks.clear();
+        self.amended.clear();
     }
 
     /// Another writer changed this group since it was cached (a group write
@@ -314,7 +329,7 @@ impl<'s> Batch<'s> {
             self.in_flight.take_client_id(from, client_id.clone(), taken);
         }
         self.recent.insert((conversation, id), from, kind == MessageKind::System);
-        Message { id, conversation, from, kind, client_id, ts: Snowflake::unix_ms(id), body }
+        Message { id, conversation, from, kind, client_id, ts: Snowflake::unix_ms(id), body, amended: None }
     }
 
     /// Take one request into the batch.
@@ -345,6 +360,9 @@ impl<'s> Batch<'s> {
             },
             CommitRequest::Group { origin, by, op } => self.group_op(origin, by, op)?,
             CommitRequest::Block { origin, by, op } => self.block_op(origin, by, op)?,
+            CommitRequest::Amend { origin, by, conversation, msg, op } => {
+                self.amend(origin, by, conversation, msg, op)?
+            }
             CommitRequest::Stop => {}
         }
         Ok(())
@@ -438,6 +456,7 @@ pub(super) fn writes_of<'o>(outcomes: &'o [Outcome], out: &mut Vec<Write<'o>>) {
             Some(Write::Message { message, inboxes, membership: *membership })
         }
         Outcome::Receipt { receipt, inboxes, .. } => Some(Write::Receipt { receipt, inboxes }),
+        Outcome::Amend { message, inboxes, .. } => Some(Write::Amend { message, inboxes }),
         Outcome::GroupWrite { group, based_on, announce, inboxes, .. } => {
             Some(Write::Group { group, based_on: *based_on, announce: Some(announce), inboxes })
         }
@@ -555,6 +574,7 @@ mod tests {
             client_id: client_id.into(),
             ts: 0,
             body: "\"x\"".into(),
+            amended: None,
         };
         store
             .commit(&[Write::Message { message: &message, inboxes: &[UserId(1), UserId(2)], membership: None }], id)

@@ -88,15 +88,18 @@ impl Batch<'_> {
             Some(d) => *d,
             None => {
                 let m = only(self.store().messages(&[(conversation, id)])?, "messages")?;
-                let d = m.map(|m| digest(m.kind, &m.body));
+                // An amended message no longer holds the body it was sent
+                // with: nothing to compare with (see below).
+                let d = m.filter(|m| m.amended.is_none()).map(|m| digest(m.kind, &m.body));
                 self.lookups.originals.insert((conversation, id), d);
                 d
             }
         };
         Ok(Some(match original {
             Some(d) if d != digest(draft.kind, &draft.body) => Earlier::Conflict,
-            // The key names a message the store no longer returns: nothing
-            // to compare with, so the original answer stands.
+            // The key names a message the store no longer returns, or one
+            // edited or deleted since: nothing to compare with, so the
+            // original answer stands.
             _ => Earlier::Resend(id),
         }))
     }

@@ -64,7 +64,10 @@ fn same_message(
         return Ok(false);
     }
     Ok(match store.message(conversation, id)? {
-        Some(original) => original.kind == message.kind && original.body == message.body,
+        // An amended original no longer holds the body it was sent with.
+        Some(original) => {
+            original.kind == message.kind && (original.amended.is_some() || original.body == message.body)
+        }
         None => true,
     })
 }
@@ -255,6 +258,27 @@ impl<'d> Dispatch<'d, '_> {
                     let mut p = Vec::with_capacity(64 + 48 * group.members.len());
                     server::group(&mut p, group, reference.as_deref());
                     self.reply(*origin, p);
+                }
+                Outcome::Amend { origin, message, inboxes } => {
+                    let (_, positions) = self.next();
+                    self.ctx.metrics.messages_amended.inc();
+                    let event = message.amended.map_or(MessageId(0), |a| a.event);
+                    let mut frame = Vec::with_capacity(160 + message.body.len());
+                    server::amended(&mut frame, event, message, false);
+                    // The requester's connection gets the frame as its
+                    // answer (marked a reply), whether it is subscribed or
+                    // not; its other devices and everyone else's get the
+                    // event.
+                    self.deliver(inboxes, positions, Some(*origin), event, frame);
+                    let mut answer = Vec::with_capacity(160 + message.body.len());
+                    server::amended(&mut answer, event, message, true);
+                    self.reply(*origin, answer);
+                }
+                Outcome::AmendRepeat { origin, message } => {
+                    let event = message.amended.map_or(MessageId(0), |a| a.event);
+                    let mut frame = Vec::with_capacity(160 + message.body.len());
+                    server::amended(&mut frame, event, message, true);
+                    self.reply(*origin, frame);
                 }
                 Outcome::Blocks { origin, users } => {
                     let mut p = Vec::with_capacity(32 + 24 * users.len());

@@ -51,6 +51,13 @@ pub(super) fn apply(g: &mut Group, by: UserId, change: GroupChange) -> Applied {
             g.admins_only = on;
             Applied::Changed(system_body("admins_only", by, &format!(r#","on":{on}"#)))
         }
+        GroupChange::AdminsCanDelete(on) => {
+            if g.admins_can_delete == on {
+                return Applied::Unchanged;
+            }
+            g.admins_can_delete = on;
+            Applied::Changed(system_body("admins_can_delete", by, &format!(r#","on":{on}"#)))
+        }
         GroupChange::Add(_) | GroupChange::Remove(_) | GroupChange::Promote(_) | GroupChange::Leave => {
             Applied::Unchanged
         }
@@ -95,6 +102,7 @@ mod tests {
             name: "Team".into(),
             description: String::new(),
             admins_only: false,
+            admins_can_delete: false,
             created_by: UserId(1),
             members: admins.iter().map(|u| member(*u, true)).chain(plain.iter().map(|u| member(*u, false))).collect(),
         }

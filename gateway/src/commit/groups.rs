@@ -83,7 +83,7 @@ fn ensure_admin(g: &mut Group) -> Vec<UserId> {
 
 impl Batch<'_> {
     /// The group, from the cache or else the store.
-    fn cached_group(&mut self, g: GroupId) -> Result<Option<&mut Group>, StoreError> {
+    pub(super) fn cached_group(&mut self, g: GroupId) -> Result<Option<&mut Group>, StoreError> {
         if !self.groups.contains_key(&g) {
             let Some(loaded) = self.store().versioned_group(g)? else { return Ok(None) };
             if self.groups.len() >= MAX_CACHED_GROUPS {
@@ -300,6 +300,7 @@ impl Batch<'_> {
             name: name.clone(),
             description: String::new(),
             admins_only: false,
+            admins_can_delete: false,
             created_by: by,
             members: users.iter().map(|&user| Member { user, admin: user == by, joined }).collect(),
         };
@@ -346,9 +347,10 @@ impl Batch<'_> {
                 GroupChange::Add(_) | GroupChange::Remove(_) | GroupChange::Promote(_) | GroupChange::Demote(_) => {
                     Some("only group admins may change members")
                 }
-                GroupChange::Rename(_) | GroupChange::Describe(_) | GroupChange::AdminsOnly(_) => {
-                    Some("only group admins may change the group")
-                }
+                GroupChange::Rename(_)
+                | GroupChange::Describe(_)
+                | GroupChange::AdminsOnly(_)
+                | GroupChange::AdminsCanDelete(_) => Some("only group admins may change the group"),
             };
             if let Some(why) = why {
                 self.push(refused(origin, ErrorCode::NotAllowed, why, None));
@@ -418,19 +420,21 @@ impl Batch<'_> {
                 }
                 system_body("promoted", by, &format!(r#","members":{}"#, id_list(&promoted)))
             }
-            GroupChange::Demote(_) | GroupChange::Rename(_) | GroupChange::Describe(_) | GroupChange::AdminsOnly(_) => {
-                match group_admin::apply(&mut g, by, change) {
-                    Applied::Changed(body) => body,
-                    Applied::Unchanged => {
-                        self.push(Outcome::GroupReply { origin, group: g, reference: None });
-                        return Ok(());
-                    }
-                    Applied::Refused(code, why) => {
-                        self.push(refused(origin, code, why, None));
-                        return Ok(());
-                    }
+            GroupChange::Demote(_)
+            | GroupChange::Rename(_)
+            | GroupChange::Describe(_)
+            | GroupChange::AdminsOnly(_)
+            | GroupChange::AdminsCanDelete(_) => match group_admin::apply(&mut g, by, change) {
+                Applied::Changed(body) => body,
+                Applied::Unchanged => {
+                    self.push(Outcome::GroupReply { origin, group: g, reference: None });
+                    return Ok(());
                 }
-            }
+                Applied::Refused(code, why) => {
+                    self.push(refused(origin, code, why, None));
+                    return Ok(());
+                }
+            },
             GroupChange::Leave => {
                 g.members.retain(|m| m.user != by);
                 departed.push(by);

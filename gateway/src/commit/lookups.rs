@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chatgw_protocol::{ConversationId, MessageId, UserId};
+use chatgw_protocol::{ConversationId, Message, MessageId, UserId};
 use chatgw_storage::{MessageHeader, StoreError};
 
 use super::{batch::Batch, client_ids::digest, groups::create_key};
@@ -36,6 +36,8 @@ pub(super) struct Lookups {
     pub(super) headers: HashMap<(ConversationId, MessageId), Option<MessageHeader>>,
     pub(super) delivered: HashMap<(ConversationId, MessageId, UserId), bool>,
     pub(super) reads: HashMap<(ConversationId, UserId), Option<MessageId>>,
+    /// Messages amendments of this batch change, as stored.
+    pub(super) messages: HashMap<(ConversationId, MessageId), Option<Message>>,
 }
 
 impl Lookups {
@@ -45,6 +47,7 @@ impl Lookups {
         self.headers.clear();
         self.delivered.clear();
         self.reads.clear();
+        self.messages.clear();
     }
 }
 
@@ -96,6 +99,8 @@ impl Batch<'_> {
         // Whose block lists the batch checks: recipients of direct sends,
         // senders of the messages a direct receipt acknowledges.
         let mut blockers = Vec::new();
+        // Messages to amend that this committer has not amended itself.
+        let mut amends: Vec<(ConversationId, MessageId)> = Vec::new();
         for r in requests {
             match r {
                 CommitRequest::Send { conversation: c @ ConversationId::Direct { .. }, from, .. }
@@ -136,6 +141,11 @@ impl Batch<'_> {
                         want.read(*conversation, *by);
                     }
                 }
+                CommitRequest::Amend { conversation, msg, .. } => {
+                    if self.amended.get((*conversation, *msg)).is_none() && !amends.contains(&(*conversation, *msg)) {
+                        amends.push((*conversation, *msg));
+                    }
+                }
                 CommitRequest::Group { .. } | CommitRequest::Block { .. } | CommitRequest::Stop => {}
             }
         }
@@ -160,7 +170,9 @@ impl Batch<'_> {
             }
             if !originals.is_empty() {
                 let answers = answered(originals.len(), store.messages(&originals)?, "messages")?;
-                let digests = answers.into_iter().map(|m| m.map(|m| digest(m.kind, &m.body)));
+                // An amended message's sent body is gone: no digest (see `client_ids`).
+                let digests =
+                    answers.into_iter().map(|m| m.filter(|m| m.amended.is_none()).map(|m| digest(m.kind, &m.body)));
                 found.originals.extend(originals.into_iter().zip(digests));
             }
         }
@@ -171,6 +183,17 @@ impl Batch<'_> {
         if !want.delivered.is_empty() {
             let answers = answered(want.delivered.len(), store.delivery_marks(&want.delivered)?, "delivered")?;
             found.delivered.extend(want.delivered.into_iter().zip(answers));
+        }
+        if !amends.is_empty() {
+            let answers = answered(amends.len(), store.messages(&amends)?, "messages")?;
+            for m in answers.iter().flatten() {
+                // A direct recipient's block list decides whether they are told.
+                if let ConversationId::Direct { .. } = m.conversation {
+                    blockers.extend(m.conversation.peer_of(m.from).filter(|p| *p != m.from));
+                }
+            }
+            found.messages.extend(amends.into_iter().zip(answers));
+            self.blocks.prefetch(store, &blockers)?;
         }
         if !want.reads.is_empty() {
             let answers = answered(want.reads.len(), store.read_marks(&want.reads)?, "reads")?;

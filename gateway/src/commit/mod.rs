@@ -46,6 +46,7 @@
 //! writes, `writer` writes batches, `dispatch` answers and delivers what
 //! each write came to, this file runs the committer.
 
+mod amend;
 mod batch;
 mod blocks;
 mod client_ids;
@@ -77,6 +78,7 @@ use chatgw_router::{Directory, Mailboxes};
 use chatgw_storage::{MessageStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+pub(crate) use self::amend::AmendWindows;
 use self::{
     batch::Batch,
     outage::Outage,
@@ -97,6 +99,8 @@ pub(crate) struct CommitContext {
     /// Snowflake node id.
     pub(crate) node_id: u16,
     pub(crate) max_group_members: usize,
+    /// How long after sending a message may be deleted for everyone, and edited.
+    pub(crate) amend_windows: AmendWindows,
     /// Largest group commit, in requests.
     pub(crate) commit_batch: usize,
     /// Groups whose membership another node changed: drained before each
@@ -121,6 +125,7 @@ pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver
     };
     let ids = Snowflake::new(ctx.node_id).resume_after(high_water);
     let mut batch = Batch::new(store.as_ref(), ids, ctx.max_group_members);
+    batch.windows = ctx.amend_windows;
     let mut requests = Vec::with_capacity(ctx.commit_batch);
     // Writing (the store commit and its fsync) and dispatch (encoding
     // frames, looking up devices, posting to cores) run on their own thread,
@@ -312,7 +317,8 @@ fn origin_of(r: &CommitRequest) -> Option<Waiting> {
         CommitRequest::Delivered { origin, .. }
         | CommitRequest::Read { origin, .. }
         | CommitRequest::Group { origin, .. }
-        | CommitRequest::Block { origin, .. } => Some((*origin, None)),
+        | CommitRequest::Block { origin, .. }
+        | CommitRequest::Amend { origin, .. } => Some((*origin, None)),
         CommitRequest::Stop => None,
     }
 }

@@ -69,6 +69,7 @@ fn race(other_body: &str) -> (Message, Vec<ServerFrame>, Vec<MessageId>) {
         metrics: Arc::new(Metrics::new()),
         node_id: 1,
         max_group_members: 256,
+        amend_windows: super::amend::DEFAULT_WINDOWS,
         commit_batch: 64,
         stale_groups: crossbeam_channel::never(),
         remote: None,
@@ -87,6 +88,7 @@ fn race(other_body: &str) -> (Message, Vec<ServerFrame>, Vec<MessageId>) {
         client_id: "k".into(),
         ts: Snowflake::unix_ms(id),
         body: other_body.into(),
+        amended: None,
     };
     store
         .commit(&[Write::Message { message: &original, inboxes: &[UserId(1), UserId(2)], membership: None }], id)

@@ -145,7 +145,8 @@ fn origin_of_commit(request: CommitRequest) -> Option<(Endpoint, Option<String>)
         CommitRequest::Delivered { origin, .. }
         | CommitRequest::Read { origin, .. }
         | CommitRequest::Group { origin, .. }
-        | CommitRequest::Block { origin, .. } => Some((origin, None)),
+        | CommitRequest::Block { origin, .. }
+        | CommitRequest::Amend { origin, .. } => Some((origin, None)),
         CommitRequest::Stop => None,
     }
 }

@@ -4,7 +4,9 @@
 //! (membership, whose message) happen where the data is: in the committer
 //! for writes and in the readers for reads. This file only routes.
 
-use chatgw_protocol::{close, server, ClientFrame, ConversationId, ConversationRef, ErrorCode, ProtocolError, UserId};
+use chatgw_protocol::{
+    close, server, ClientFrame, ConversationId, ConversationRef, DeleteScope, ErrorCode, ProtocolError, UserId,
+};
 use chatgw_storage::InboxPos;
 
 use super::{
@@ -12,7 +14,7 @@ use super::{
     Action, Engine,
 };
 use crate::{
-    events::{BlockOp, CommitRequest, GroupOp, MembersFor, QueryRequest},
+    events::{AmendOp, BlockOp, CommitRequest, GroupOp, MembersFor, QueryRequest},
     presence::PresenceRequest,
     ws::frame::Opcode,
 };
@@ -103,6 +105,20 @@ impl<S> Engine<S> {
                 let e = ProtocolError::new(ErrorCode::NotAllowed, "this connection is authenticated already");
                 return self.send_error(slot, &e);
             }
+            ClientFrame::Delete { conversation: r, msg, scope: DeleteScope::Everyone } => {
+                CommitRequest::Amend { origin, by: me, conversation: conversation(me, r), msg, op: AmendOp::Delete }
+            }
+            ClientFrame::Delete { scope: DeleteScope::Me, .. } => {
+                let why = "deleting a message for yourself only is not available on this server";
+                return self.send_error(slot, &ProtocolError::new(ErrorCode::NotAllowed, why));
+            }
+            ClientFrame::Edit { conversation: r, msg, body } => CommitRequest::Amend {
+                origin,
+                by: me,
+                conversation: conversation(me, r),
+                msg,
+                op: AmendOp::Edit(body.to_owned()),
+            },
             ClientFrame::Sync { after, limit } => {
                 c.subscribed = true;
                 c.syncing = true;

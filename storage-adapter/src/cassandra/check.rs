@@ -351,6 +351,11 @@ impl Checker {
                             }
                         }
                     }
+                    Ok(InboxRecord::Amended(_, id)) => {
+                        if !self.messages.contains_key(&id.0) {
+                            self.flag("inbox", format!("user {user}: amendment {event} names missing message {id}"));
+                        }
+                    }
                     Ok(InboxRecord::Message(_)) => self
                         .flag("inbox", format!("user {user}, event {event}: a message reference stored as a receipt")),
                     Err(e) => self.flag("inbox", format!("user {user}, event {event}: {e}")),

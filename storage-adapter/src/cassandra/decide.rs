@@ -206,6 +206,7 @@ mod tests {
             client_id: client_id.into(),
             ts: Snowflake::unix_ms(MessageId(id)),
             body: "\"b\"".into(),
+            amended: None,
         }
     }
 

@@ -169,7 +169,7 @@ impl Builder {
                 big(m.from.0),
                 CqlValue::Int(i32::from(m.kind.to_u8())),
                 CqlValue::Text(m.client_id.clone()),
-                CqlValue::Text(m.body.clone()),
+                CqlValue::Text(codec::stored_body(m).into_owned()),
             ],
         );
         self.count(&row);
@@ -189,6 +189,35 @@ impl Builder {
                 self.count(&row);
                 self.unread.entry((user.0, conv.clone())).or_default().push(row);
             }
+        }
+    }
+
+    /// An amendment: the message row rewritten (`row`: unless a later
+    /// amendment of the same batch rewrites it) and an `amended` event,
+    /// referring to the message, in each inbox.
+    fn amend(&mut self, m: &Message, inboxes: &[UserId], row: bool) {
+        let conv = codec::conv_key(&m.conversation);
+        if row {
+            let bucket = message_bucket(m.id);
+            let stmt = Stmt::new(
+                cql::INSERT_MESSAGE,
+                vec![
+                    CqlValue::Blob(conv.clone()),
+                    CqlValue::Int(bucket),
+                    big(m.id.0),
+                    big(m.from.0),
+                    CqlValue::Int(i32::from(m.kind.to_u8())),
+                    CqlValue::Text(m.client_id.clone()),
+                    CqlValue::Text(codec::stored_body(m).into_owned()),
+                ],
+            );
+            self.count(&stmt);
+            self.messages.entry((conv, bucket)).or_default().push(stmt);
+        }
+        let event = m.amended.map_or(MessageId(0), |a| a.event);
+        let encoded = codec::encode_amended(&m.conversation, m.id);
+        for user in inboxes {
+            self.event(*user, Event { id: event, payload: Payload::Receipt(encoded.clone()) });
         }
     }
 
@@ -368,12 +397,24 @@ pub(super) fn plan(
     recorded: &dyn Fn(&BucketRow) -> bool,
 ) -> Plan {
     let mut b = Builder::default();
+    // The last amendment of each message in the batch: the row it leaves
+    // (rows of one batch share a timestamp, so two would not be ordered).
+    let mut last_amend: HashMap<(ConversationId, MessageId), usize> = HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        if let Write::Amend { message, .. } = w {
+            last_amend.insert((message.conversation, message.id), i);
+        }
+    }
     for (i, w) in writes.iter().enumerate() {
         if !applied(i) {
             continue;
         }
         match *w {
             Write::Message { message, inboxes, .. } => b.message(message, inboxes),
+            Write::Amend { message, inboxes } => {
+                let row = last_amend.get(&(message.conversation, message.id)) == Some(&i);
+                b.amend(message, inboxes, row)
+            }
             Write::Receipt { receipt, inboxes } => b.receipt(receipt, inboxes),
             Write::Group { group, announce, inboxes, .. } => {
                 b.stats.records += 1;

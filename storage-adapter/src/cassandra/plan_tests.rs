@@ -20,6 +20,7 @@ fn text(id: MessageId, from: u64, to: u64, client_id: &str, body_len: usize) -> 
         client_id: client_id.into(),
         ts: Snowflake::unix_ms(id),
         body: "b".repeat(body_len),
+        amended: None,
     }
 }
 
@@ -110,6 +111,7 @@ fn a_refused_write_plans_nothing_and_a_group_write_only_its_announcement() {
         name: "g".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: UserId(1),
         members: vec![],
     };
@@ -283,4 +285,34 @@ fn a_read_clears_the_readers_unread_rows_up_to_its_mark_in_their_partition() {
         "the insert and the clear share the reader's partition's batch (the clear wins)"
     );
     assert_eq!(unread[0][0][1].values, vec![big(2), CqlValue::Blob(codec::conv_key(&m.conversation)), big(m.id.0)]);
+}
+
+/// An amendment rewrites the message row (only the last of a batch, since
+/// rows of one batch share a timestamp) and puts an event referring to the
+/// message in each inbox.
+#[test]
+fn amendments_rewrite_the_row_once_per_batch_and_refer_to_the_message() {
+    let mut ids = Snowflake::new(1);
+    let m = text(ids.next_at(EPOCH_MS + 5), 1, 2, "c1", 10);
+    let (e1, e2) = (ids.next_id(), ids.next_id());
+    let amend = |kind, event, body: &str| Message {
+        body: body.into(),
+        amended: Some(chatgw_protocol::Amendment { kind, event }),
+        ..m.clone()
+    };
+    let edit = amend(chatgw_protocol::AmendKind::Edited, e1, "\"new\"");
+    let delete = amend(chatgw_protocol::AmendKind::Deleted, e2, "");
+    let both = [UserId(1), UserId(2)];
+    let writes = [Write::Amend { message: &edit, inboxes: &both }, Write::Amend { message: &delete, inboxes: &both }];
+    let p = plan(&writes, &all, e2, &nothing_recorded);
+    let rows: Vec<&Stmt> = p.first.iter().flatten().flatten().filter(|s| s.cql == cql::INSERT_MESSAGE).collect();
+    assert_eq!(rows.len(), 1, "one row write for the message");
+    assert_eq!(rows[0].values[6], CqlValue::Text(format!("~d{e2}")), "the last amendment's stored body");
+    for user in [1, 2] {
+        let events: Vec<MessageId> = p.events[&user].iter().map(|e| e.id).collect();
+        assert_eq!(events, vec![e1, e2], "an event per amendment in each inbox");
+        for e in &p.events[&user] {
+            assert_eq!(e.payload, Payload::Receipt(codec::encode_amended(&m.conversation, m.id)));
+        }
+    }
 }

@@ -164,6 +164,7 @@ mod tests {
             client_id: format!("c{id}"),
             ts: Snowflake::unix_ms(MessageId(id)),
             body: "\"b\"".into(),
+            amended: None,
         };
         let (a, b, c) = (m(1), m(2), m(3));
         let r = Receipt::Delivered {

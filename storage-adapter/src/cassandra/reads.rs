@@ -80,6 +80,7 @@ pub(super) async fn message(c: &Cql, conv: ConversationId, id: MessageId) -> Res
     let key = (codec::conv_key(&conv), message_bucket(id), id_bound(id));
     let rows: Vec<(i64, i32, String, String)> = c.rows("messages", cql::MESSAGE, key).await?;
     let Some((sender, k, client_id, body)) = rows.into_iter().next() else { return Ok(None) };
+    let (body, amended) = codec::read_body(body)?;
     Ok(Some(Message {
         id,
         conversation: conv,
@@ -88,6 +89,7 @@ pub(super) async fn message(c: &Cql, conv: ConversationId, id: MessageId) -> Res
         client_id,
         ts: Snowflake::unix_ms(id),
         body,
+        amended,
     }))
 }
 
@@ -346,6 +348,11 @@ async fn resolve(c: &Cql, (pos, event, conv, receipt, _, _): InboxRow) -> Result
         }
         (None, Some(receipt)) => match codec::decode_inbox(event, &receipt)? {
             InboxRecord::Receipt(r) => Ok(InboxEvent::Receipt(r)),
+            InboxRecord::Amended(conv, id) => {
+                // Written only after the amended row (`plan`'s first phase).
+                let m = message(c, conv, id).await?;
+                m.map(|message| InboxEvent::Amended { event, message }).ok_or(corrupt("amendment of a missing message"))
+            }
             InboxRecord::Message(_) => Err(corrupt("a message reference stored as a receipt")),
         },
         _ => Err(corrupt("neither a message nor a receipt")),
@@ -373,6 +380,7 @@ pub(super) async fn history(
             for (id, sender, k, client_id, body) in rows {
                 let id = MessageId(id as u64);
                 let from = UserId(sender as u64);
+                let (body, amended) = codec::read_body(body)?;
                 out.push(Message {
                     id,
                     conversation: conv,
@@ -381,6 +389,7 @@ pub(super) async fn history(
                     client_id,
                     ts: Snowflake::unix_ms(id),
                     body,
+                    amended,
                 });
             }
             if out.len() >= limit {

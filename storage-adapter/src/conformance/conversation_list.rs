@@ -65,6 +65,7 @@ pub fn conversation_list_and_unread_counts(backend: &dyn Backend) {
         name: "trip".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: u2,
         members: [u2, u1, u3]
             .iter()
@@ -81,6 +82,7 @@ pub fn conversation_list_and_unread_counts(backend: &dyn Backend) {
         client_id: String::new(),
         ts: Snowflake::unix_ms(announce_id),
         body: "\"created\"".into(),
+        amended: None,
     };
     let all = [u1, u2, u3];
     s.commit(
@@ -98,6 +100,7 @@ pub fn conversation_list_and_unread_counts(backend: &dyn Backend) {
         client_id: "h".into(),
         ts: Snowflake::unix_ms(h_id),
         body: "\"h\"".into(),
+        amended: None,
     };
     s.commit(&[Write::Message { message: &h, inboxes: &all, membership: None }], h_id).unwrap();
 

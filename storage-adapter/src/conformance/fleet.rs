@@ -204,6 +204,7 @@ fn two_member_group(g: GroupId) -> Group {
         name: "g".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: UserId(1),
         members: vec![member(1), member(2)],
     }

@@ -9,6 +9,7 @@
 //! Only behind the `conformance` feature: nothing here is for production.
 //! The checks panic on the first broken promise, naming it.
 
+mod amendments;
 mod blocks;
 mod cases;
 mod concurrent;
@@ -23,6 +24,7 @@ mod revocations;
 
 use std::sync::Arc;
 
+pub use amendments::amendments_replace_the_message_everywhere;
 pub use blocks::block_lists;
 pub use cases::{
     commit_is_atomic_to_readers, commit_survives_reopen, delivery_marks, high_water_never_goes_back,
@@ -88,6 +90,13 @@ pub trait Backend: Sync {
     fn sweeps_inboxes(&self) -> bool {
         true
     }
+
+    /// Whether an amendment committed after a delete of the same message
+    /// leaves the tombstone (the backend reads before it writes); false
+    /// where writes are blind (Cassandra), see docs/STORAGE.md.
+    fn deletes_are_final(&self) -> bool {
+        true
+    }
 }
 
 /// Calls the macro `$callback` with the name of every check, so a
@@ -125,6 +134,7 @@ macro_rules! for_each_conformance_case {
             devices_are_noted_and_revoked,
             conversation_list_and_unread_counts,
             inbox_sweep_removes_a_prefix_and_keeps_positions,
+            amendments_replace_the_message_everywhere,
         );
     };
 }
@@ -148,6 +158,7 @@ pub(crate) fn text(ids: &mut Snowflake, from: u64, to: u64, client_id: &str) -> 
         client_id: client_id.into(),
         ts: Snowflake::unix_ms(id),
         body: format!("\"body of {client_id}\""),
+        amended: None,
     }
 }
 

@@ -94,6 +94,7 @@ pub fn group_records(backend: &dyn Backend) {
         name: "seven".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: UserId(1),
         members: vec![member(1, true)],
     };
@@ -102,6 +103,7 @@ pub fn group_records(backend: &dyn Backend) {
         name: "eight".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: UserId(2),
         members: vec![member(2, true)],
     };
@@ -138,6 +140,7 @@ pub fn group_writes_compare_and_set(backend: &dyn Backend) {
         name: "g".into(),
         description: String::new(),
         admins_only: false,
+        admins_can_delete: false,
         created_by: UserId(1),
         members: vec![member(1, true)],
     };

@@ -7,7 +7,7 @@
 
 use std::{collections::HashMap, path::Path};
 
-use chatgw_protocol::{ConversationId, Group, GroupId, Message, MessageId, Receipt, ReceiptStatus, UserId};
+use chatgw_protocol::{AmendKind, ConversationId, Group, GroupId, Message, MessageId, Receipt, ReceiptStatus, UserId};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
 use super::{
@@ -58,6 +58,10 @@ struct BatchWriter {
     groups: HashMap<GroupId, GroupVersion>,
     read_marks: HashMap<Vec<u8>, u64>,
     list: ListUpdates,
+    /// Amended message rows of this batch by key, with whether each is a
+    /// delete: written once, the last of each, when the batch is complete
+    /// (one batch never holds two values for a key).
+    amended: HashMap<Vec<u8>, (bool, Vec<u8>)>,
 }
 
 impl BatchWriter {
@@ -143,6 +147,7 @@ impl Tables {
             groups: HashMap::new(),
             read_marks: HashMap::new(),
             list: ListUpdates::default(),
+            amended: HashMap::new(),
         };
         let events = writes.iter().map(|w| w.inboxes().len()).sum();
         let mut out = Committed::with_capacity(writes.len(), events);
@@ -158,6 +163,10 @@ impl Tables {
                 },
                 Write::Receipt { receipt, inboxes } => {
                     self.put_receipt(&mut w, receipt, inboxes)?;
+                    WriteOutcome::Applied
+                }
+                Write::Amend { message, inboxes } => {
+                    self.put_amendment(&mut w, message, inboxes)?;
                     WriteOutcome::Applied
                 }
                 Write::Group { group, based_on, announce, inboxes } => {
@@ -184,6 +193,7 @@ impl Tables {
             let event = match write {
                 Write::Message { message, .. } => message.id,
                 Write::Receipt { receipt, .. } => receipt.event(),
+                Write::Amend { message, .. } => message.amended.map_or(MessageId(0), |a| a.event),
                 Write::Group { announce, .. } => announce.map_or(MessageId(0), |m| m.id),
             };
             let applied = outcome == WriteOutcome::Applied;
@@ -193,6 +203,9 @@ impl Tables {
         let list: Vec<_> = Self::list_writes(&w.list).collect();
         for (k, v) in list {
             w.put(&self.conversations, &k, v);
+        }
+        for (key, (_, row)) in std::mem::take(&mut w.amended) {
+            w.put(&self.messages, &key, row);
         }
         // Never lowered: a commit recording a smaller id keeps the stored one.
         let high_water = high_water.max(self.high_water()?);
@@ -262,6 +275,34 @@ impl Tables {
                 &codec::idempotency_key(message.from, &message.client_id),
                 codec::encode_idempotency(c, message.id),
             );
+        }
+        Ok(())
+    }
+
+    /// Replace a message by its amended form, unless it was deleted (in the
+    /// store or earlier in this batch) and this is not a delete: a delete is
+    /// final. The events are written either way; they show the message as
+    /// it is.
+    fn put_amendment(&self, w: &mut BatchWriter, message: &Message, inboxes: &[UserId]) -> Result<(), StoreError> {
+        let c = &message.conversation;
+        let key = codec::message_key(c, message.id);
+        let deleting = message.amended.is_some_and(|a| a.kind == AmendKind::Deleted);
+        let was_deleted = match w.amended.get(&key) {
+            Some((deleted, _)) => *deleted,
+            None => match self.get(&self.messages, &key, "read message")? {
+                Some(v) => {
+                    codec::decode_message(*c, message.id, &v)?.amended.is_some_and(|a| a.kind == AmendKind::Deleted)
+                }
+                None => false,
+            },
+        };
+        if deleting || !was_deleted {
+            w.amended.insert(key, (deleting, codec::encode_message(message)));
+        }
+        let event = message.amended.map_or(MessageId(0), |a| a.event);
+        let v = codec::encode_amended(c, message.id);
+        for user in inboxes {
+            w.put(&self.inbox, &codec::inbox_key(*user, event), v.clone());
         }
         Ok(())
     }
@@ -470,6 +511,13 @@ impl Tables {
                     InboxEvent::Message(m)
                 }
                 InboxRecord::Receipt(r) => InboxEvent::Receipt(r),
+                InboxRecord::Amended(c, msg) => {
+                    // Written in the batch that amended a stored message.
+                    let message = self
+                        .message(c, msg)?
+                        .ok_or(StoreError::Corrupt { table: "inbox", what: "amendment of a missing message" })?;
+                    InboxEvent::Amended { event: id, message }
+                }
             };
             out.push(InboxEntry { pos: InboxPos(id.0), event });
         }

@@ -84,7 +84,11 @@ cl AS (INSERT INTO conversation_list (user_id, conversation, last, unread)
       ON CONFLICT (user_id, conversation) DO UPDATE
       SET last = GREATEST(conversation_list.last, EXCLUDED.last), unread = conversation_list.unread + EXCLUDED.unread),
 hw AS (INSERT INTO high_water (slot, id) VALUES ($26, $27)
-      ON CONFLICT (slot) DO UPDATE SET id = EXCLUDED.id WHERE high_water.id < EXCLUDED.id)
+      ON CONFLICT (slot) DO UPDATE SET id = EXCLUDED.id WHERE high_water.id < EXCLUDED.id),
+am AS (UPDATE messages m SET body = a.body
+      FROM unnest($28::bytea[], $29::int8[], $30::bytea[]) AS a(conversation, id, body)
+      WHERE m.conversation = a.conversation AND m.id = a.id
+        AND (substring(m.body FROM 1 FOR 2) <> '~d'::bytea OR substring(a.body FROM 1 FOR 2) = '~d'::bytea))
 SELECT false, user_id, head FROM h
 UNION ALL SELECT true, ord::int8, 0::int8 FROM dup";
 
@@ -143,6 +147,9 @@ pub(super) struct Columns {
     rm_reader: Vec<i64>,
     rm_up_to: Vec<i64>,
     rm_at: Vec<i64>,
+    a_conversation: Vec<Vec<u8>>,
+    a_id: Vec<i64>,
+    a_body: Vec<Vec<u8>>,
     h_slot: i16,
     h_id: i64,
     pub(super) stats: CommitStats,
@@ -175,6 +182,9 @@ impl Columns {
     pub(super) fn of(writes: &[Write<'_>], decided: &Decided, high_water: MessageId) -> Self {
         let mut c = Columns { h_slot: slot_of(high_water), h_id: pg_id(high_water), ..Columns::default() };
         let mut marks: HashMap<(Vec<u8>, u64), (MessageId, u64)> = HashMap::new();
+        // The last amendment of each message: one statement may not update
+        // a row twice.
+        let mut amended: HashMap<(Vec<u8>, i64), &Message> = HashMap::new();
         let mut rows = 1;
         for (ord, w) in writes.iter().enumerate() {
             if decided.get(&ord).is_some_and(|o| *o != GroupStep::Applied) {
@@ -183,6 +193,20 @@ impl Columns {
             let ord = i32::try_from(ord).unwrap_or(i32::MAX);
             match *w {
                 Write::Message { message, inboxes, .. } => rows += c.message(ord, message, inboxes, true),
+                Write::Amend { message, inboxes } => {
+                    amended.insert((codec::conv_key(&message.conversation), pg_id(message.id)), message);
+                    let event = message.amended.map_or(MessageId(0), |a| a.event);
+                    let encoded = codec::encode_amended(&message.conversation, message.id);
+                    for user in inboxes {
+                        c.i_ord.push(ord);
+                        c.i_user.push(pg_u64(user.0));
+                        c.i_event.push(pg_id(event));
+                        c.i_conversation.push(None);
+                        c.i_receipt.push(Some(encoded.clone()));
+                        c.stats.bytes += 24 + encoded.len();
+                    }
+                    rows += inboxes.len();
+                }
                 Write::Group { group, announce, inboxes, .. } => {
                     // Applied: the record is written, and the key (if any) bound.
                     c.stats.bytes += 16 + codec::encode_group(group).len();
@@ -231,6 +255,16 @@ impl Columns {
                     rows += inboxes.len();
                 }
             }
+        }
+        let mut amended: Vec<_> = amended.into_iter().collect();
+        amended.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for ((conversation, id), m) in amended {
+            let body = codec::stored_body(m).into_owned().into_bytes();
+            c.stats.bytes += conversation.len() + 8 + body.len();
+            c.a_conversation.push(conversation);
+            c.a_id.push(id);
+            c.a_body.push(body);
+            rows += 1;
         }
         c.stats.bytes += 36 * (c.delivered.id.len() + c.read_by.id.len());
         let mut marks: Vec<_> = marks.into_iter().collect();
@@ -307,6 +341,9 @@ impl Columns {
                 &self.rm_at,
                 &self.h_slot,
                 &self.h_id,
+                &self.a_conversation,
+                &self.a_id,
+                &self.a_body,
             ],
         )?;
         let mut heads = Heads::default();

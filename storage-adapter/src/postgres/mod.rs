@@ -351,7 +351,27 @@ impl MessageStore for PostgresStore {
             return Ok(Vec::new());
         }
         let rows = self.read("scan inbox", |c| reads::inbox_after(c, user, after, limit))?;
-        reads::decode_inbox(&rows)
+        let mut entries = reads::decode_inbox(&rows)?;
+        // `amended` events show their message as it is now: one batched
+        // read for the page.
+        let keys: Vec<_> = entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                crate::InboxEvent::Amended { message, .. } => Some((message.conversation, message.id)),
+                _ => None,
+            })
+            .collect();
+        let mut found = self.messages(&keys)?.into_iter();
+        for e in &mut entries {
+            if let crate::InboxEvent::Amended { message, .. } = &mut e.event {
+                // Written by the statement that wrote the event.
+                *message = found
+                    .next()
+                    .flatten()
+                    .ok_or(StoreError::Corrupt { table: "inbox", what: "amendment of a missing message" })?;
+            }
+        }
+        Ok(entries)
     }
 
     fn revoke_sessions(&self, user: UserId, at: u64) -> Result<(), StoreError> {

@@ -64,6 +64,7 @@ fn message_of(
     let corrupt = |what| StoreError::Corrupt { table: "messages", what };
     let client_id = String::from_utf8(row.get::<_, Vec<u8>>(at + 2)).map_err(|_| corrupt("client id not UTF-8"))?;
     let body = String::from_utf8(row.get::<_, Vec<u8>>(at + 3)).map_err(|_| corrupt("body not UTF-8"))?;
+    let (body, amended) = codec::read_body(body)?;
     Ok(Message {
         id,
         conversation,
@@ -72,6 +73,7 @@ fn message_of(
         client_id,
         ts: Snowflake::unix_ms(id),
         body,
+        amended,
     })
 }
 
@@ -275,6 +277,21 @@ pub(super) fn inbox_position(c: &mut Connection, user: UserId, cursor: MessageId
     Ok(InboxPos(u64::try_from(pos).unwrap_or(0)))
 }
 
+/// The stand-in for an amended message until it is read: only its
+/// conversation and id are known from the inbox row.
+pub(super) fn unresolved(conversation: ConversationId, id: MessageId) -> Message {
+    Message {
+        id,
+        conversation,
+        from: UserId(0),
+        kind: chatgw_protocol::MessageKind::Text,
+        client_id: String::new(),
+        ts: 0,
+        body: String::new(),
+        amended: None,
+    }
+}
+
 pub(super) fn decode_inbox(rows: &[Row]) -> std::result::Result<Vec<InboxEntry>, StoreError> {
     let corrupt = |what| StoreError::Corrupt { table: "inbox", what };
     rows.iter()
@@ -291,6 +308,10 @@ pub(super) fn decode_inbox(rows: &[Row]) -> std::result::Result<Vec<InboxEntry>,
                 }
                 (None, Some(receipt)) => match codec::decode_inbox(event, receipt)? {
                     InboxRecord::Receipt(r) => Ok(InboxEvent::Receipt(r)),
+                    // Resolved by the caller, with one read for the page.
+                    InboxRecord::Amended(conversation, id) => {
+                        Ok(InboxEvent::Amended { event, message: unresolved(conversation, id) })
+                    }
                     InboxRecord::Message(_) => Err(corrupt("a message reference stored as a receipt")),
                 },
                 _ => Err(corrupt("neither a message nor a receipt")),

@@ -62,7 +62,7 @@ impl Timeline {
                         }
                     }
                 }
-                (_, "renamed" | "described" | "admins_only") => {}
+                (_, "renamed" | "described" | "admins_only" | "admins_can_delete") => {}
                 (_, "left") => {
                     members.remove(&change.by);
                 }
