@@ -555,6 +555,9 @@ fn conversation_items(f: &Fields<'_, '_>) -> Result<Vec<ConversationItem>, Decod
                         ts: m.ts,
                         cid: m.cid,
                         body: m.body,
+                        edited: m.edited,
+                        deleted: m.deleted,
+                        hidden: m.hidden,
                         ..Raw::default()
                     };
                     Some(stored_message(&Fields { raw: &raw, frame: "conversations" })?)
