@@ -1,8 +1,8 @@
 //! Delete for me over real sockets with the real store: a user hides a
 //! message (anybody's, no window) from their own view; every device of
 //! that user is told, live and by sync, and nobody else is; history, the
-//! replay of the original message and the conversation list show it
-//! hidden to that user only; a repeat gets the same answer and no second
+//! replay of the original message (and of later amendments of it) and the
+//! conversation list show it hidden to that user only; a repeat gets the same answer and no second
 //! event; a message the user cannot see is refused with the documented
 //! errors.
 
@@ -171,6 +171,11 @@ fn a_repeated_hide_gives_the_same_answer_and_one_event(on: Setup) {
     let (_, m) = amended(&mut a, true);
     assert!(m.deleted_at.is_some(), "{m:?}");
     assert_eq!(history(&mut a, 2), vec![(id, String::new(), true)]);
+    // Replayed, the delete's event shows the hidden form too.
+    let mut again = gw.connect(1);
+    let replay = amendments(&sync_all(&mut again));
+    assert_eq!(replay.len(), 2, "the hide and the delete: {replay:?}");
+    assert!(replay.iter().all(|(_, m)| m.hidden_at.is_some() && m.deleted_at.is_none()), "{replay:?}");
 }
 
 each_store!(only_messages_the_user_can_see_may_be_hidden);
