@@ -622,6 +622,28 @@ fn conversation_lists_round_trip() {
         };
         server_round_trip(&out, ServerFrame::Conversations(want));
     }
+    // A last message with a mark (deleted for everyone, or hidden for the
+    // reader) reads back with it and without a body.
+    let event = MessageId(BIG - 3);
+    let marked = [
+        Message { body: String::new(), amended: Some(Amendment { kind: AmendKind::Deleted, event }), ..direct.clone() },
+        chatgw_protocol::hidden_view(direct.clone(), event),
+    ];
+    for last in marked {
+        let entry =
+            server::ConversationEntry { conversation: direct.conversation, last: Some(&last), unread: 0, group: None };
+        let mut out = Vec::new();
+        server::conversations(&mut out, me, &[entry], None);
+        let item = ConversationItem {
+            conversation: ConversationRef::Peer(UserId(2)),
+            last: Some(last.clone()),
+            unread: 0,
+            name: None,
+            members: None,
+            member: None,
+        };
+        server_round_trip(&out, ServerFrame::Conversations(ConversationsPage { items: vec![item], next: None }));
+    }
     let mut empty = Vec::new();
     server::conversations(&mut empty, me, &[], None);
     assert_eq!(empty, br#"{"type":"conversations","conversations":[],"next":null}"#);
