@@ -165,6 +165,7 @@ fn a_repeated_hide_gives_the_same_answer_and_one_event(on: Setup) {
     assert!(got.iter().all(|(e, _)| *e == first.0));
     let mut fresh = gw.connect(1);
     assert_eq!(amendments(&sync_all(&mut fresh)).len(), 1, "one event in the inbox");
+    assert_eq!(gw.metric("chatgw_messages_hidden_total"), 1.0);
     // A delete for everyone afterwards still works, and the user still sees
     // the message hidden (their own choice stands).
     a.delete_message(TO_2, id, DeleteScope::Everyone).unwrap();

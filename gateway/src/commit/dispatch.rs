@@ -276,6 +276,7 @@ impl<'d> Dispatch<'d, '_> {
                 }
                 Outcome::Hide { origin, user, message } => {
                     let (_, positions) = self.next();
+                    self.ctx.metrics.messages_hidden.inc();
                     let event = message.amended.map_or(MessageId(0), |a| a.event);
                     let mut frame = Vec::with_capacity(160);
                     server::amended(&mut frame, event, message, false);
