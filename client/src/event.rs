@@ -32,6 +32,9 @@ pub struct MessageEvent {
     pub edited_at: Option<u64>,
     /// When it was deleted for everyone (Unix milliseconds), if it was.
     pub deleted_at: Option<u64>,
+    /// When this user deleted it for themselves only (Unix milliseconds),
+    /// if they did: shown to them without a body.
+    pub hidden_at: Option<u64>,
 }
 
 /// A receipt.
@@ -204,8 +207,8 @@ pub enum Event {
 impl MessageEvent {
     fn from_protocol(m: Message, frame: &'static str) -> Result<Self, ClientError> {
         let at = |kind| m.amended.filter(|a| a.kind == kind).map(|a| a.at());
-        let (edited_at, deleted_at) = (at(AmendKind::Edited), at(AmendKind::Deleted));
-        let body = match deleted_at {
+        let (edited_at, deleted_at, hidden_at) = (at(AmendKind::Edited), at(AmendKind::Deleted), at(AmendKind::Hidden));
+        let body = match deleted_at.or(hidden_at) {
             Some(_) => String::new(),
             None => m.body_text().map_err(|e| ClientError::Unexpected(format!("{frame}: {e}")))?,
         };
@@ -224,6 +227,7 @@ impl MessageEvent {
             body,
             edited_at,
             deleted_at,
+            hidden_at,
         })
     }
 }

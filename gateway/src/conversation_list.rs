@@ -6,7 +6,10 @@
 //! a page of those rows and fills in what the client shows: each last
 //! message as it is stored now (one batched `messages` read, so an edit or
 //! deletion that rewrites a stored message shows here too), and for groups
-//! the name and member count from the group record.
+//! the name and member count from the group record. A last message the
+//! user deleted for themselves is shown in its hidden form (one batched
+//! `hidden_marks` read per page; the rows and the commit path are
+//! unchanged).
 
 use chatgw_protocol::{
     server::{self, ConversationEntry},
@@ -27,7 +30,9 @@ pub(crate) fn page(
     let more = rows.len() > limit;
     rows.truncate(limit);
     let keys: Vec<(ConversationId, MessageId)> = rows.iter().map(|r| (r.conversation, r.last)).collect();
-    let messages = store.messages(&keys)?;
+    let mut messages = store.messages(&keys)?;
+    // A last message the user hid is shown hidden (no body).
+    crate::hidden_reads::show_hidden(store, user, messages.iter_mut().flatten())?;
     let mut groups = Vec::with_capacity(rows.len());
     for r in &rows {
         groups.push(match r.conversation {

@@ -28,7 +28,8 @@ pub(crate) enum CommitRequest {
     Group { origin: Endpoint, by: UserId, op: GroupOp },
     /// Change or show `by`'s block list.
     Block { origin: Endpoint, by: UserId, op: BlockOp },
-    /// Delete (for everyone) or edit message `msg` of the conversation.
+    /// Delete (for everyone or for `by` only) or edit message `msg` of the
+    /// conversation.
     Amend { origin: Endpoint, by: UserId, conversation: ConversationId, msg: MessageId, op: AmendOp },
     /// Finish everything queued before this, then exit.
     Stop,
@@ -49,6 +50,8 @@ pub(crate) enum AmendOp {
     Delete,
     /// Replace the body (raw JSON string literal).
     Edit(String),
+    /// Delete for the requester only: hide it from their own view.
+    Hide,
 }
 
 /// A block list operation.

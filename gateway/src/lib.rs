@@ -47,6 +47,7 @@ mod events;
 pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hidden_reads;
 mod inbox_retention;
 mod limits;
 mod liveness;

@@ -164,6 +164,13 @@ mod tests {
         fn read_marks(&self, _: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError> {
             unreachable!()
         }
+        fn hidden_marks(
+            &self,
+            _: UserId,
+            _: &[(ConversationId, MessageId)],
+        ) -> Result<Vec<Option<MessageId>>, StoreError> {
+            unreachable!()
+        }
         fn message_headers_between(
             &self,
             _: ConversationId,

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub receipts_stored: Counter,
     /// Edits and deletes for everyone made durable.
     pub messages_amended: Counter,
+    /// Deletes for the requester only (hidden marks) made durable.
+    pub messages_hidden: Counter,
     /// Inbox events (messages, receipts) written to device connections, live or by sync.
     pub events_delivered: Counter,
     /// Requests per group commit.
@@ -271,6 +273,11 @@ impl Metrics {
             ),
             receipts_stored: counter(&mut r, "receipts_stored", "Delivery and read receipts made durable"),
             messages_amended: counter(&mut r, "messages_amended", "Edits and deletes for everyone made durable"),
+            messages_hidden: counter(
+                &mut r,
+                "messages_hidden",
+                "Deletes for the requester only (hidden marks) made durable",
+            ),
             events_delivered: counter(&mut r, "events_delivered", "Inbox events written to device connections"),
             commit_batch_size: register(
                 &mut r,

@@ -12,7 +12,7 @@ use std::sync::{
     Arc,
 };
 
-use chatgw_protocol::{server, ConversationId, ErrorCode, GroupId, MessageId, UserId};
+use chatgw_protocol::{server, AmendKind, ConversationId, ErrorCode, GroupId, MessageId, UserId};
 use chatgw_router::{Endpoint, Mailboxes};
 use chatgw_storage::{InboxEvent, MessageStore, StoreError};
 use crossbeam_channel::{Receiver, Sender};
@@ -122,8 +122,19 @@ fn sync_page(
         }
         SyncFrom::Position(pos) => (pos, false),
     };
-    let entries = store.inbox_after(user, after, limit)?;
+    let mut entries = store.inbox_after(user, after, limit)?;
     let full = entries.len() == limit;
+    // A replayed message the user hid shows hidden (see `hidden_reads`),
+    // and so does a later edit's or delete's event of it; a hide's own
+    // event shows it hidden already.
+    let replayed = entries.iter_mut().filter_map(|e| match &mut e.event {
+        InboxEvent::Message(m) => Some(m),
+        InboxEvent::Amended { message, .. } if message.amended.is_none_or(|a| a.kind != AmendKind::Hidden) => {
+            Some(message)
+        }
+        _ => None,
+    });
+    crate::hidden_reads::show_hidden(store, user, replayed)?;
     let events = entries
         .iter()
         .map(|e| {
@@ -175,6 +186,8 @@ fn history(
         page.truncate(cut.max(1));
         more = true;
     }
+    // Messages the user hid are shown hidden, so pages keep their size.
+    crate::hidden_reads::show_hidden(store, user, page.iter_mut())?;
     let mut p = Vec::with_capacity(256 * page.len().max(1));
     server::history(&mut p, &conversation, user, &page, more);
     Ok(p)

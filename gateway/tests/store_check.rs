@@ -1,7 +1,7 @@
 //! `chatgw check` on stores a real gateway wrote, embedded and PostgreSQL:
 //! direct messages with receipts and read marks, a group through its whole
 //! life (create, add, remove, promote, leave) with group receipts; edited
-//! and deleted messages; a
+//! and deleted messages, and a message hidden for one user; a
 //! PostgreSQL row broken on purpose; and its refusal of a directory without
 //! a store.
 
@@ -64,6 +64,9 @@ fn write_a_bit_of_everything(gw: &mut TestGateway) {
     amended_reply(&mut a);
     a.delete_message(ConversationRef::Peer(UserId(2)), d1, DeleteScope::Everyone).unwrap();
     amended_reply(&mut a);
+    // A hidden mark: the receiver deletes it for themselves too.
+    b.delete_message(ConversationRef::Peer(UserId(1)), d1, DeleteScope::Me).unwrap();
+    amended_reply(&mut b);
 
     a.create_group("g-1", "Team", &[UserId(2), UserId(3), UserId(4)]).unwrap();
     let g = group_id(&mut a);

@@ -22,6 +22,10 @@ pub enum AmendKind {
     Edited,
     /// It was deleted for everyone: its body is gone (a tombstone).
     Deleted,
+    /// The reader deleted it for themselves only: shown to that user (and
+    /// only to them) as a tombstone. Never stored in the message; kept as a
+    /// per-user mark (see [`hidden_view`]).
+    Hidden,
 }
 
 impl AmendKind {
@@ -30,6 +34,7 @@ impl AmendKind {
         match self {
             AmendKind::Edited => "edited",
             AmendKind::Deleted => "deleted",
+            AmendKind::Hidden => "hidden",
         }
     }
 }
@@ -56,9 +61,8 @@ impl Amendment {
 pub enum DeleteScope {
     /// Every participant: the body is replaced by a tombstone.
     Everyone,
-    /// Only the requester's own devices (part of the syntax; this server
-    /// refuses it with `not_allowed`, see docs/PROTOCOL.md, "Delete and
-    /// edit").
+    /// Only the requester's own devices: the message is hidden from them
+    /// and nobody else is affected (see docs/PROTOCOL.md, "Delete for me").
     Me,
 }
 
@@ -131,9 +135,17 @@ pub fn amended(out: &mut Vec<u8>, event: MessageId, m: &Message, reply: bool) {
     out.push(b'}');
 }
 
+/// `m` as the user who hid it sees it: no body, and the `hidden` mark with
+/// the event that hid it. Every frame that shows that user the message
+/// (`amended`, `history`, a replayed `message`, a `conversations` entry)
+/// shows this form instead.
+pub fn hidden_view(m: Message, event: MessageId) -> Message {
+    Message { body: String::new(), amended: Some(Amendment { kind: AmendKind::Hidden, event }), ..m }
+}
+
 /// The mark a stored message carries after the change, as `message`,
 /// `amended` and `history` frames write it: `,"edited":{...}` or
-/// `,"deleted":{...}`.
+/// `,"deleted":{...}`, or for the user who hid it `,"hidden":{...}`.
 pub(crate) fn write_mark(out: &mut Vec<u8>, a: &Amendment) {
     let _ = write!(out, r#","{}":{{"event":"{}","at":{}}}"#, a.kind.as_str(), a.event, a.at());
 }

@@ -44,7 +44,7 @@ mod server_decode;
 mod snowflake;
 pub mod view;
 
-pub use amend::{AmendKind, Amendment, DeleteScope};
+pub use amend::{hidden_view, AmendKind, Amendment, DeleteScope};
 pub use codes::{ErrorCode, ProtocolError};
 pub use device::{DeviceInfo, DeviceName, DEVICE_NAME_RULE, MAX_DEVICE_NAME_BYTES};
 pub use frames::{

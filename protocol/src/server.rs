@@ -129,7 +129,7 @@ pub(crate) fn message_fields(out: &mut Vec<u8>, m: &Message) {
     json_str(out, if m.kind == MessageKind::System { "" } else { &m.client_id });
     if let Some(a) = &m.amended {
         crate::amend::write_mark(out, a);
-        if a.kind == crate::AmendKind::Deleted {
+        if matches!(a.kind, crate::AmendKind::Deleted | crate::AmendKind::Hidden) {
             return;
         }
     }

@@ -390,6 +390,8 @@ struct Raw<'a> {
     #[serde(borrow)]
     deleted: Option<&'a RawValue>,
     #[serde(borrow)]
+    hidden: Option<&'a RawValue>,
+    #[serde(borrow)]
     reply: Option<&'a RawValue>,
 }
 
@@ -462,6 +464,8 @@ struct RawStoredMessage<'a> {
     edited: Option<&'a RawValue>,
     #[serde(borrow)]
     deleted: Option<&'a RawValue>,
+    #[serde(borrow)]
+    hidden: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -469,15 +473,18 @@ struct RawMark {
     event: MessageId,
 }
 
-/// The `edited` or `deleted` mark of a stored message, if any (not both).
+/// The `edited`, `deleted` or `hidden` mark of a stored message, if any
+/// (at most one).
 fn amendment(f: &Fields<'_, '_>) -> Result<Option<Amendment>, DecodeError> {
     let edited: Option<RawMark> = f.opt(f.raw.edited, "edited")?;
     let deleted: Option<RawMark> = f.opt(f.raw.deleted, "deleted")?;
-    Ok(match (edited, deleted) {
-        (None, None) => None,
-        (Some(e), None) => Some(Amendment { kind: AmendKind::Edited, event: e.event }),
-        (None, Some(d)) => Some(Amendment { kind: AmendKind::Deleted, event: d.event }),
-        (Some(_), Some(_)) => return Err(field(f.frame, "deleted", "both edited and deleted")),
+    let hidden: Option<RawMark> = f.opt(f.raw.hidden, "hidden")?;
+    Ok(match (edited, deleted, hidden) {
+        (None, None, None) => None,
+        (Some(e), None, None) => Some(Amendment { kind: AmendKind::Edited, event: e.event }),
+        (None, Some(d), None) => Some(Amendment { kind: AmendKind::Deleted, event: d.event }),
+        (None, None, Some(h)) => Some(Amendment { kind: AmendKind::Hidden, event: h.event }),
+        _ => return Err(field(f.frame, "deleted", "more than one of edited, deleted and hidden")),
     })
 }
 
@@ -490,9 +497,9 @@ fn stored_message(f: &Fields<'_, '_>) -> Result<Message, DecodeError> {
         ConversationRef::Group(g) => ConversationId::Group(g),
     };
     let amended = amendment(f)?;
-    // A deleted message has no body.
+    // A deleted or hidden message has no body.
     let body = match amended {
-        Some(Amendment { kind: AmendKind::Deleted, .. }) => String::new(),
+        Some(Amendment { kind: AmendKind::Deleted | AmendKind::Hidden, .. }) => String::new(),
         _ => f.body()?,
     };
     Ok(Message {
@@ -548,6 +555,9 @@ fn conversation_items(f: &Fields<'_, '_>) -> Result<Vec<ConversationItem>, Decod
                         ts: m.ts,
                         cid: m.cid,
                         body: m.body,
+                        edited: m.edited,
+                        deleted: m.deleted,
+                        hidden: m.hidden,
                         ..Raw::default()
                     };
                     Some(stored_message(&Fields { raw: &raw, frame: "conversations" })?)
@@ -583,6 +593,7 @@ fn history_messages(f: &Fields<'_, '_>) -> Result<Vec<Message>, DecodeError> {
                 body: e.body,
                 edited: e.edited,
                 deleted: e.deleted,
+                hidden: e.hidden,
                 ..Raw::default()
             };
             stored_message(&Fields { raw: &raw, frame: "history" })

@@ -292,8 +292,9 @@ fn message_frames_round_trip_with_bodies_byte_for_byte() {
     }
 }
 
-/// Edited and deleted messages, in `amended` events, `message` replays and
-/// `history` pages: the mark round-trips, a deleted message has no body.
+/// Edited, deleted and hidden messages, in `amended` events, `message`
+/// replays and `history` pages: the mark round-trips, a deleted or hidden
+/// message has no body.
 #[test]
 fn amended_messages_round_trip_with_their_mark() {
     let event = MessageId(BIG + 40);
@@ -305,7 +306,10 @@ fn amended_messages_round_trip_with_their_mark() {
         };
         let deleted =
             Message { body: String::new(), amended: Some(Amendment { kind: AmendKind::Deleted, event }), ..m.clone() };
-        for (m, reply) in [(edited.clone(), false), (deleted, false), (edited, true)] {
+        let hidden = chatgw_protocol::hidden_view(m.clone(), event);
+        for (m, reply) in
+            [(edited.clone(), false), (deleted, false), (edited, true), (hidden.clone(), false), (hidden, true)]
+        {
             let mut out = Vec::new();
             server::amended(&mut out, event, &m, reply);
             let frame = ServerFrame::Amended { event, message: m.clone(), reply };
@@ -321,6 +325,11 @@ fn amended_messages_round_trip_with_their_mark() {
                     assert_eq!(v["deleted"]["event"], event.to_string());
                     assert_eq!(v["deleted"]["at"], chatgw_protocol::Snowflake::unix_ms(event));
                 }
+                Some(AmendKind::Hidden) => {
+                    assert!(v.get("body").is_none(), "a hidden message has no body: {v}");
+                    assert_eq!(v["hidden"]["event"], event.to_string());
+                    assert!(v.get("deleted").is_none());
+                }
                 Some(AmendKind::Edited) => assert_eq!(v["edited"]["event"], event.to_string()),
                 None => assert!(v.get("edited").is_none() && v.get("deleted").is_none()),
             }
@@ -332,6 +341,8 @@ fn amended_messages_round_trip_with_their_mark() {
     }
     let both = r#"{"type":"message","event":"1","msg":"1","from":"1","to":"2","kind":"text","ts":1,"cid":"c","edited":{"event":"2"},"deleted":{"event":"3"}}"#;
     assert!(ServerFrame::parse(both).is_err(), "edited and deleted at once");
+    let two = r#"{"type":"message","event":"1","msg":"1","from":"1","to":"2","kind":"text","ts":1,"cid":"c","hidden":{"event":"2"},"deleted":{"event":"3"}}"#;
+    assert!(ServerFrame::parse(two).is_err(), "hidden and deleted at once");
     let no_body = r#"{"type":"message","event":"1","msg":"1","from":"1","to":"2","kind":"text","ts":1,"cid":"c","edited":{"event":"2"}}"#;
     assert!(ServerFrame::parse(no_body).is_err(), "an edited message keeps its body");
 }
@@ -610,6 +621,28 @@ fn conversation_lists_round_trip() {
             next,
         };
         server_round_trip(&out, ServerFrame::Conversations(want));
+    }
+    // A last message with a mark (deleted for everyone, or hidden for the
+    // reader) reads back with it and without a body.
+    let event = MessageId(BIG - 3);
+    let marked = [
+        Message { body: String::new(), amended: Some(Amendment { kind: AmendKind::Deleted, event }), ..direct.clone() },
+        chatgw_protocol::hidden_view(direct.clone(), event),
+    ];
+    for last in marked {
+        let entry =
+            server::ConversationEntry { conversation: direct.conversation, last: Some(&last), unread: 0, group: None };
+        let mut out = Vec::new();
+        server::conversations(&mut out, me, &[entry], None);
+        let item = ConversationItem {
+            conversation: ConversationRef::Peer(UserId(2)),
+            last: Some(last.clone()),
+            unread: 0,
+            name: None,
+            members: None,
+            member: None,
+        };
+        server_round_trip(&out, ServerFrame::Conversations(ConversationsPage { items: vec![item], next: None }));
     }
     let mut empty = Vec::new();
     server::conversations(&mut empty, me, &[], None);

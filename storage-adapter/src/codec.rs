@@ -22,6 +22,9 @@ const INBOX_GROUP_RECEIPT: u8 = b'G';
 /// resolved to the message as it is when read (so an old edit event never
 /// shows a body deleted since).
 const INBOX_AMENDED: u8 = b'A';
+/// An `amended` event in the inbox of a user who hid a message from
+/// themselves: the same reference, read as the message's hidden form.
+const INBOX_HIDDEN: u8 = b'H';
 /// Opens a stored body that was amended: `~e<event>:<literal>` after an
 /// edit, `~d<event>` after a delete for everyone. A body as sent is a JSON
 /// string literal and so always opens with `"`: the two never mix up, and
@@ -69,6 +72,14 @@ pub(crate) fn delivered_key(c: &ConversationId, id: MessageId, user: UserId) -> 
     k
 }
 
+/// A hidden mark's key: user, then the message key, so one user's marks
+/// sit together.
+pub(crate) fn hidden_key(user: UserId, c: &ConversationId, id: MessageId) -> Vec<u8> {
+    let mut k = user.0.to_be_bytes().to_vec();
+    k.extend_from_slice(&message_key(c, id));
+    k
+}
+
 pub(crate) fn read_key(c: &ConversationId, user: UserId) -> Vec<u8> {
     let mut k = conv_key(c);
     k.extend_from_slice(&user.0.to_be_bytes());
@@ -99,7 +110,8 @@ pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
 /// literal left (none after a delete).
 pub(crate) fn stored_body(m: &Message) -> std::borrow::Cow<'_, str> {
     match m.amended {
-        None => std::borrow::Cow::Borrowed(&m.body),
+        // A hidden form is one user's view, never stored as the message.
+        None | Some(Amendment { kind: AmendKind::Hidden, .. }) => std::borrow::Cow::Borrowed(&m.body),
         Some(Amendment { kind: AmendKind::Edited, event }) => format!("{AMENDED_BODY}e{event}:{}", m.body).into(),
         Some(Amendment { kind: AmendKind::Deleted, event }) => format!("{AMENDED_BODY}d{event}").into(),
     }
@@ -116,7 +128,7 @@ pub(crate) fn read_body(stored: String) -> Result<(String, Option<Amendment>), S
     };
     let (event, body) = match kind {
         AmendKind::Edited => rest.split_once(':').ok_or_else(corrupt)?,
-        AmendKind::Deleted => (rest, ""),
+        AmendKind::Deleted | AmendKind::Hidden => (rest, ""),
     };
     let event = MessageId(event.parse().map_err(|_| corrupt())?);
     Ok((body.to_owned(), Some(Amendment { kind, event })))
@@ -160,9 +172,18 @@ pub(crate) fn encode_inbox_message(c: &ConversationId) -> Vec<u8> {
 
 /// An `amended` inbox event: the conversation and id of the message.
 pub(crate) fn encode_amended(c: &ConversationId, id: MessageId) -> Vec<u8> {
+    encode_reference(INBOX_AMENDED, c, id)
+}
+
+/// The `amended` event of a hide, in the hiding user's inbox.
+pub(crate) fn encode_hidden(c: &ConversationId, id: MessageId) -> Vec<u8> {
+    encode_reference(INBOX_HIDDEN, c, id)
+}
+
+fn encode_reference(tag: u8, c: &ConversationId, id: MessageId) -> Vec<u8> {
     let k = conv_key(c);
     let mut v = Vec::with_capacity(2 + k.len() + 8);
-    v.push(INBOX_AMENDED);
+    v.push(tag);
     v.push(k.len() as u8);
     v.extend_from_slice(&k);
     v.extend_from_slice(&id.0.to_be_bytes());
@@ -309,6 +330,8 @@ pub(crate) enum InboxRecord {
     Message(ConversationId),
     Receipt(Receipt),
     Amended(ConversationId, MessageId),
+    /// A hide: the message, to be shown in its hidden form.
+    Hidden(ConversationId, MessageId),
 }
 
 pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, StoreError> {
@@ -323,12 +346,14 @@ pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, St
     }
     let clen = usize::from(r.u8().ok_or(corrupt("truncated"))?);
     let conversation = r.take(clen).and_then(ConversationId::from_key).ok_or(corrupt("bad conversation"))?;
-    if tag == INBOX_AMENDED {
+    if tag == INBOX_AMENDED || tag == INBOX_HIDDEN {
         let id = MessageId(r.u64().ok_or(corrupt("truncated"))?);
-        return if r.0.is_empty() {
-            Ok(InboxRecord::Amended(conversation, id))
-        } else {
+        return if !r.0.is_empty() {
             Err(corrupt("trailing bytes"))
+        } else if tag == INBOX_HIDDEN {
+            Ok(InboxRecord::Hidden(conversation, id))
+        } else {
+            Ok(InboxRecord::Amended(conversation, id))
         };
     }
     let by = UserId(r.u64().ok_or(corrupt("truncated"))?);
@@ -416,6 +441,10 @@ mod tests {
         assert!(read_body("~e12".into()).is_err(), "an edit mark without its body");
         match decode_inbox(event, &encode_amended(&c, id)).unwrap() {
             InboxRecord::Amended(conv, msg) => assert_eq!((conv, msg), (c, id)),
+            _ => panic!("wrong kind"),
+        }
+        match decode_inbox(event, &encode_hidden(&c, id)).unwrap() {
+            InboxRecord::Hidden(conv, msg) => assert_eq!((conv, msg), (c, id)),
             _ => panic!("wrong kind"),
         }
         assert!(decode_message(c, id, &[9, 9]).is_err());

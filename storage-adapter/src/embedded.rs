@@ -278,6 +278,17 @@ impl MessageStore for EmbeddedStore {
         self.with(|t| t.read_marks(keys))
     }
 
+    fn hidden_marks(
+        &self,
+        user: UserId,
+        keys: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<MessageId>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|t| t.hidden_marks(user, keys))
+    }
+
     fn message_headers_between(
         &self,
         conversation: ConversationId,

@@ -143,6 +143,15 @@ pub trait MessageStore: Send + Sync + 'static {
     /// [`MessageStore::messages_by_client_ids`]).
     fn read_marks(&self, keys: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError>;
 
+    /// For each `(conversation, message)`, the event with which `user`
+    /// hid it from themselves ([`Write::Hide`]), `None` where they did not
+    /// (batched like [`MessageStore::messages_by_client_ids`]).
+    fn hidden_marks(
+        &self,
+        user: UserId,
+        keys: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<MessageId>>, StoreError>;
+
     /// Headers (id, sender, kind) of the messages of a conversation with
     /// ids in `after < id <= up_to`, oldest first, at most `limit` of them.
     /// The work is proportional to what is returned, never to the size of

@@ -63,6 +63,23 @@ pub enum Write<'a> {
         /// Users whose inbox gets the event, each listed once.
         inboxes: &'a [UserId],
     },
+    /// A delete for one user only: `user` hides message `msg` of
+    /// `conversation` from themselves. Stored as a hidden mark per
+    /// `(user, conversation, msg)` holding `event`, and an `amended` event
+    /// `event` in `user`'s inbox only, which reads as the message in its
+    /// hidden form ([`chatgw_protocol::hidden_view`]). The message itself
+    /// and everyone else's view are unchanged. A mark already stored is
+    /// kept (the first hide stands). Always applied.
+    Hide {
+        /// Who hides it; the only inbox written.
+        user: &'a UserId,
+        /// The message's conversation.
+        conversation: ConversationId,
+        /// The message.
+        msg: MessageId,
+        /// The `amended` event's id.
+        event: MessageId,
+    },
 }
 
 impl Write<'_> {
@@ -72,6 +89,7 @@ impl Write<'_> {
             Write::Message { inboxes, .. } | Write::Receipt { inboxes, .. } | Write::Amend { inboxes, .. } => inboxes,
             Write::Group { announce: Some(_), inboxes, .. } => inboxes,
             Write::Group { announce: None, .. } => &[],
+            Write::Hide { user, .. } => std::slice::from_ref(*user),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `delete` (for everyone) and `edit` in the committer: who may, until
-//! when, and what a repeat is answered with.
+//! when, and what a repeat is answered with. A `delete` for the requester
+//! only is handed to `hide`.
 //!
 //! Why in the committer: an amendment replaces the stored message and puts
 //! an `amended` event in every participant's inbox, so it is a write like a
@@ -73,7 +74,7 @@ impl AmendedCache {
 
 impl Batch<'_> {
     /// The message as it is now: amended by this committer, else stored.
-    fn current(&mut self, c: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
+    pub(super) fn current(&mut self, c: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
         if let Some(m) = self.amended.get((c, id)) {
             return Ok(Some(m.clone()));
         }
@@ -92,6 +93,9 @@ impl Batch<'_> {
         id: MessageId,
         op: AmendOp,
     ) -> Result<(), StoreError> {
+        if op == AmendOp::Hide {
+            return self.hide(origin, by, c, id);
+        }
         let Some(m) = self.current(c, id)?.filter(|m| m.kind != MessageKind::System) else {
             self.push(no_such_messages(origin, &[id]));
             return Ok(());
@@ -137,7 +141,8 @@ impl Batch<'_> {
             _ => {}
         }
         let (window, what) = match op {
-            AmendOp::Delete => (self.windows.delete, "delete"),
+            // A hide was handed to `hide` above.
+            AmendOp::Delete | AmendOp::Hide => (self.windows.delete, "delete"),
             AmendOp::Edit(_) => (self.windows.edit, "edit"),
         };
         let age = now_ms().saturating_sub(m.ts);
@@ -149,7 +154,7 @@ impl Batch<'_> {
         let inboxes = self.amend_inboxes(&m)?;
         let event = self.next_id();
         let (kind, body) = match op {
-            AmendOp::Delete => (AmendKind::Deleted, String::new()),
+            AmendOp::Delete | AmendOp::Hide => (AmendKind::Deleted, String::new()),
             AmendOp::Edit(body) => (AmendKind::Edited, body),
         };
         let message = Message { body, amended: Some(Amendment { kind, event }), ..m };

@@ -18,6 +18,7 @@ use super::{
     amend::{AmendWindows, AmendedCache, DEFAULT_WINDOWS},
     blocks::BlockCache,
     client_ids::{digest, Earlier, CLIENT_ID_CONFLICT},
+    hide::HiddenCache,
     in_flight::{InFlight, Taken},
     lookups::{only, Lookups},
     recent::{Delivery, RecentMessages},
@@ -62,6 +63,10 @@ pub(super) enum Outcome {
     /// A repeated amendment: `origin` gets the `amended` frame of the
     /// message as it is, nothing is written.
     AmendRepeat { origin: Endpoint, message: Message },
+    /// A message hidden from `user` only (delete for me): the mark and an
+    /// `amended` event for `user`'s inbox; `message` is the hidden form,
+    /// `origin` gets the frame as its answer.
+    Hide { origin: Endpoint, user: UserId, message: Message },
     /// A `blocks` frame (the requester's block list) for the requester.
     Blocks { origin: Endpoint, users: Vec<UserId> },
     /// A `group` frame for the requester.
@@ -106,6 +111,8 @@ pub(super) struct Batch<'s> {
     pub(super) blocks: BlockCache,
     /// Messages this committer amended, as they are now (see `amend`).
     pub(super) amended: AmendedCache,
+    /// Hides this committer decided (see `hide`).
+    pub(super) hidden: HiddenCache,
     /// The delete and edit windows.
     pub(super) windows: AmendWindows,
     /// Message headers walked by group reads since the metrics last took them.
@@ -126,6 +133,7 @@ impl<'s> Batch<'s> {
             group_receipts: BTreeMap::new(),
             blocks: BlockCache::default(),
             amended: AmendedCache::default(),
+            hidden: HiddenCache::default(),
             windows: DEFAULT_WINDOWS,
             read_rows_scanned: 0,
         }
@@ -177,6 +185,7 @@ impl<'s> Batch<'s> {
         self.in_flight.clear();
         self.blocks.clear();
         self.amended.clear();
+        self.hidden.clear();
     }
 
     /// Another writer changed this group since it was cached (a group write
@@ -457,6 +466,12 @@ pub(super) fn writes_of<'o>(outcomes: &'o [Outcome], out: &mut Vec<Write<'o>>) {
         }
         Outcome::Receipt { receipt, inboxes, .. } => Some(Write::Receipt { receipt, inboxes }),
         Outcome::Amend { message, inboxes, .. } => Some(Write::Amend { message, inboxes }),
+        Outcome::Hide { user, message, .. } => Some(Write::Hide {
+            user,
+            conversation: message.conversation,
+            msg: message.id,
+            event: message.amended.map_or(MessageId(0), |a| a.event),
+        }),
         Outcome::GroupWrite { group, based_on, announce, inboxes, .. } => {
             Some(Write::Group { group, based_on: *based_on, announce: Some(announce), inboxes })
         }

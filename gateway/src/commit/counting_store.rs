@@ -137,6 +137,14 @@ impl MessageStore for CountingStore {
         bump(&self.counts.reads);
         self.inner.read_marks(keys)
     }
+    fn hidden_marks(
+        &self,
+        user: UserId,
+        keys: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<MessageId>>, StoreError> {
+        bump(&self.counts.other_reads);
+        self.inner.hidden_marks(user, keys)
+    }
     fn message_headers_between(
         &self,
         c: ConversationId,

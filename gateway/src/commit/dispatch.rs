@@ -274,6 +274,19 @@ impl<'d> Dispatch<'d, '_> {
                     server::amended(&mut answer, event, message, true);
                     self.reply(*origin, answer);
                 }
+                Outcome::Hide { origin, user, message } => {
+                    let (_, positions) = self.next();
+                    self.ctx.metrics.messages_hidden.inc();
+                    let event = message.amended.map_or(MessageId(0), |a| a.event);
+                    let mut frame = Vec::with_capacity(160);
+                    server::amended(&mut frame, event, message, false);
+                    // Only the user's own devices are told; the requesting
+                    // connection gets the frame as its answer.
+                    self.deliver(std::slice::from_ref(user), positions, Some(*origin), event, frame);
+                    let mut answer = Vec::with_capacity(160);
+                    server::amended(&mut answer, event, message, true);
+                    self.reply(*origin, answer);
+                }
                 Outcome::AmendRepeat { origin, message } => {
                     let event = message.amended.map_or(MessageId(0), |a| a.event);
                     let mut frame = Vec::with_capacity(160 + message.body.len());

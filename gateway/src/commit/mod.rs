@@ -55,6 +55,7 @@ mod counting_store;
 mod dispatch;
 mod group_admin;
 mod groups;
+mod hide;
 mod in_flight;
 mod lookups;
 mod outage;

@@ -105,12 +105,12 @@ impl<S> Engine<S> {
                 let e = ProtocolError::new(ErrorCode::NotAllowed, "this connection is authenticated already");
                 return self.send_error(slot, &e);
             }
-            ClientFrame::Delete { conversation: r, msg, scope: DeleteScope::Everyone } => {
-                CommitRequest::Amend { origin, by: me, conversation: conversation(me, r), msg, op: AmendOp::Delete }
-            }
-            ClientFrame::Delete { scope: DeleteScope::Me, .. } => {
-                let why = "deleting a message for yourself only is not available on this server";
-                return self.send_error(slot, &ProtocolError::new(ErrorCode::NotAllowed, why));
+            ClientFrame::Delete { conversation: r, msg, scope } => {
+                let op = match scope {
+                    DeleteScope::Everyone => AmendOp::Delete,
+                    DeleteScope::Me => AmendOp::Hide,
+                };
+                CommitRequest::Amend { origin, by: me, conversation: conversation(me, r), msg, op }
             }
             ClientFrame::Edit { conversation: r, msg, body } => CommitRequest::Amend {
                 origin,

@@ -351,7 +351,7 @@ impl Checker {
                             }
                         }
                     }
-                    Ok(InboxRecord::Amended(_, id)) => {
+                    Ok(InboxRecord::Amended(_, id) | InboxRecord::Hidden(_, id)) => {
                         if !self.messages.contains_key(&id.0) {
                             self.flag("inbox", format!("user {user}: amendment {event} names missing message {id}"));
                         }

@@ -425,6 +425,17 @@ impl MessageStore for CassandraStore {
         self.runtime.block_on(reads::read_marks(&self.cql, keys))
     }
 
+    fn hidden_marks(
+        &self,
+        user: UserId,
+        keys: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<MessageId>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(reads::hidden_marks(&self.cql, user, keys))
+    }
+
     fn message_headers_between(
         &self,
         conversation: ConversationId,

@@ -221,6 +221,17 @@ impl Builder {
         }
     }
 
+    /// A hide: the mark (a row of the user's `hidden` partition) and the
+    /// `amended` event in that user's inbox only.
+    fn hide(&mut self, user: UserId, conversation: &ConversationId, msg: MessageId, event: MessageId) {
+        let conv = codec::conv_key(conversation);
+        let row = Stmt::new(cql::INSERT_HIDDEN, vec![big(user.0), CqlValue::Blob(conv), big(msg.0), big(event.0)]);
+        self.count(&row);
+        self.marks.entry((cql::INSERT_HIDDEN, user.0.to_be_bytes().to_vec(), 0)).or_default().push(row);
+        let encoded = codec::encode_hidden(conversation, msg);
+        self.event(user, Event { id: event, payload: Payload::Receipt(encoded) });
+    }
+
     fn event(&mut self, user: UserId, event: Event) {
         let payload = match &event.payload {
             Payload::Message(b) | Payload::Receipt(b) => b.len(),
@@ -416,6 +427,7 @@ pub(super) fn plan(
                 b.amend(message, inboxes, row)
             }
             Write::Receipt { receipt, inboxes } => b.receipt(receipt, inboxes),
+            Write::Hide { user, conversation, msg, event } => b.hide(*user, &conversation, msg, event),
             Write::Group { group, announce, inboxes, .. } => {
                 b.stats.records += 1;
                 b.stats.bytes += 16 + codec::encode_group(group).len();

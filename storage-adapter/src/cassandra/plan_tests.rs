@@ -316,3 +316,24 @@ fn amendments_rewrite_the_row_once_per_batch_and_refer_to_the_message() {
         }
     }
 }
+
+/// A hide writes its mark in the first phase, in the hiding user's
+/// partition, and one event in that user's inbox only.
+#[test]
+fn a_hide_writes_the_mark_first_and_one_event_for_its_user() {
+    let mut ids = Snowflake::new(1);
+    let m = text(ids.next_at(EPOCH_MS + 5), 1, 2, "c1", 10);
+    let event = ids.next_id();
+    let writes = [Write::Hide { user: &UserId(2), conversation: m.conversation, msg: m.id, event }];
+    let p = plan(&writes, &all, event, &nothing_recorded);
+    let marks: Vec<&Stmt> = p.first.iter().flatten().flatten().filter(|s| s.cql == cql::INSERT_HIDDEN).collect();
+    assert_eq!(marks.len(), 1, "{:?}", p.first);
+    assert_eq!(
+        marks[0].values,
+        vec![big(2), CqlValue::Blob(codec::conv_key(&m.conversation)), big(m.id.0), big(event.0)]
+    );
+    assert_eq!(p.events.keys().copied().collect::<Vec<_>>(), vec![2], "the hiding user's inbox only");
+    assert_eq!(p.events[&2].len(), 1);
+    assert_eq!(p.events[&2][0].id, event);
+    assert_eq!(p.events[&2][0].payload, Payload::Receipt(codec::encode_hidden(&m.conversation, m.id)));
+}

@@ -148,6 +148,21 @@ pub(super) async fn read_marks(c: &Cql, keys: &[(ConversationId, UserId)]) -> Re
     .await
 }
 
+/// The event that hid each message from `user`, if one did: the smallest
+/// of its rows (see `statements::INSERT_HIDDEN`).
+pub(super) async fn hidden_marks(
+    c: &Cql,
+    user: UserId,
+    keys: &[(ConversationId, MessageId)],
+) -> Result<Vec<Option<MessageId>>> {
+    each(keys.iter().copied(), |(conv, id)| async move {
+        let key = (big(user.0), codec::conv_key(&conv), big(id.0));
+        let rows: Vec<(i64,)> = c.rows("hidden", cql::HIDDEN_MARK, key).await?;
+        Ok(rows.into_iter().map(|(event,)| MessageId(event as u64)).min())
+    })
+    .await
+}
+
 /// One page of `user`'s conversation list: the whole partition of
 /// `conversation_last` (one user's conversations; the largest `last` of
 /// each conversation is its last message), ordered and cut here; then, for
@@ -352,6 +367,11 @@ async fn resolve(c: &Cql, (pos, event, conv, receipt, _, _): InboxRow) -> Result
                 // Written only after the amended row (`plan`'s first phase).
                 let m = message(c, conv, id).await?;
                 m.map(|message| InboxEvent::Amended { event, message }).ok_or(corrupt("amendment of a missing message"))
+            }
+            InboxRecord::Hidden(conv, id) => {
+                let m = message(c, conv, id).await?;
+                m.map(|m| InboxEvent::Amended { event, message: chatgw_protocol::hidden_view(m, event) })
+                    .ok_or(corrupt("hidden mark of a missing message"))
             }
             InboxRecord::Message(_) => Err(corrupt("a message reference stored as a receipt")),
         },

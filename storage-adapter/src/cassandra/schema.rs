@@ -24,6 +24,10 @@
 //! stays. A keyspace made by an older release needs that `init` before a
 //! gateway of this release takes `block` requests.
 //!
+//! Hidden marks (`hidden`, delete for me) came the same way as block
+//! lists: a new table that nothing else reads, created by `init` on an
+//! existing version-3 keyspace, with no new version.
+//!
 //! DDL is sent unprepared (CQL cannot prepare it) and waits for schema
 //! agreement, so that every node knows the tables before a gateway
 //! prepares statements against them. docs/STORAGE.md explains each table.
@@ -118,6 +122,12 @@ pub(super) const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS unread (
         user_id bigint, conversation blob, id bigint,
         PRIMARY KEY ((user_id, conversation), id)
+    )",
+    // Delete for me: one partition per user, a row per hidden message and
+    // hiding event (the smallest event of a message stands).
+    "CREATE TABLE IF NOT EXISTS hidden (
+        user_id bigint, conversation blob, msg bigint, event bigint,
+        PRIMARY KEY (user_id, conversation, msg, event)
     )",
 ];
 

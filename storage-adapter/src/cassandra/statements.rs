@@ -86,6 +86,13 @@ pub(super) const HEADER: &str =
 pub(super) const KEY: &str = "SELECT conversation, id FROM {ks}.idempotency WHERE sender = ? AND client_id = ?";
 pub(super) const DELIVERY_MARK: &str =
     "SELECT user_id FROM {ks}.delivered WHERE conversation = ? AND id = ? AND user_id = ?";
+/// A hidden mark (`Write::Hide`): clustered by event, so a second hide of
+/// the same message by another writer adds a row and the first (smallest)
+/// event stands, with no read before the write.
+pub(super) const INSERT_HIDDEN: &str =
+    "INSERT INTO {ks}.hidden (user_id, conversation, msg, event) VALUES (?, ?, ?, ?)";
+pub(super) const HIDDEN_MARK: &str =
+    "SELECT event FROM {ks}.hidden WHERE user_id = ? AND conversation = ? AND msg = ? LIMIT 1";
 pub(super) const READ_MARK: &str = "SELECT up_to FROM {ks}.read_marks WHERE conversation = ? AND reader = ? LIMIT 1";
 pub(super) const HEADERS_BETWEEN: &str = "SELECT id, sender, kind FROM {ks}.messages \
      WHERE conversation = ? AND bucket = ? AND id > ? AND id <= ? ORDER BY id ASC LIMIT ?";

@@ -16,6 +16,7 @@ mod concurrent;
 mod conversation_list;
 mod devices;
 mod fleet;
+mod hidden;
 mod inbox_retention;
 mod outcomes;
 mod postgres_server;
@@ -40,6 +41,7 @@ pub use fleet::{
     dense_positions_under_concurrent_writers, group_settings_are_versioned_with_the_record,
     stale_membership_refuses_group_messages,
 };
+pub use hidden::hidden_marks_are_per_user;
 pub use inbox_retention::inbox_sweep_removes_a_prefix_and_keeps_positions;
 pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
@@ -135,6 +137,7 @@ macro_rules! for_each_conformance_case {
             conversation_list_and_unread_counts,
             inbox_sweep_removes_a_prefix_and_keeps_positions,
             amendments_replace_the_message_everywhere,
+            hidden_marks_are_per_user,
         );
     };
 }

@@ -267,7 +267,7 @@ impl Tables {
                     p.report.counts.inbox_messages += 1;
                     inbox_reference(p, user, event.0, c);
                 }
-                Ok(InboxRecord::Amended(_, id)) => {
+                Ok(InboxRecord::Amended(_, id) | InboxRecord::Hidden(_, id)) => {
                     p.report.counts.inbox_receipts += 1;
                     if !p.messages.contains_key(&id.0) {
                         let problem = format!("user {user}: amendment {} names missing message {id}", event.0);

@@ -44,6 +44,9 @@ pub(super) struct Tables {
     /// Named devices and their revocations (see `devices`).
     pub(super) devices: Keyspace,
     pub(super) device_revocations: Keyspace,
+    /// `(user, conversation, message)` to the event that hid the message
+    /// from that user (`Write::Hide`).
+    pub(super) hidden: Keyspace,
     /// Conversation list rows as the last commits left them.
     pub(super) list_cache: RowCache,
 }
@@ -104,6 +107,7 @@ impl Tables {
             revocations: ks("revocations")?,
             devices: ks("devices")?,
             device_revocations: ks("device_revocations")?,
+            hidden: ks("hidden")?,
             list_cache: RowCache::default(),
             db,
         })
@@ -169,6 +173,10 @@ impl Tables {
                     self.put_amendment(&mut w, message, inboxes)?;
                     WriteOutcome::Applied
                 }
+                Write::Hide { user, conversation, msg, event } => {
+                    self.put_hidden(&mut w, *user, conversation, msg, event)?;
+                    WriteOutcome::Applied
+                }
                 Write::Group { group, based_on, announce, inboxes } => {
                     let taken = match announce {
                         Some(m) => self.taken_key(&w, m)?,
@@ -195,6 +203,7 @@ impl Tables {
                 Write::Receipt { receipt, .. } => receipt.event(),
                 Write::Amend { message, .. } => message.amended.map_or(MessageId(0), |a| a.event),
                 Write::Group { announce, .. } => announce.map_or(MessageId(0), |m| m.id),
+                Write::Hide { event, .. } => *event,
             };
             let applied = outcome == WriteOutcome::Applied;
             let n = if applied { write.inboxes().len() } else { 0 };
@@ -305,6 +314,42 @@ impl Tables {
             w.put(&self.inbox, &codec::inbox_key(*user, event), v.clone());
         }
         Ok(())
+    }
+
+    /// A hidden mark and its event in the user's inbox. A mark already
+    /// stored stays (the first hide's event stands); the event is written
+    /// either way, since the committer announced it.
+    fn put_hidden(
+        &self,
+        w: &mut BatchWriter,
+        user: UserId,
+        c: ConversationId,
+        msg: MessageId,
+        event: MessageId,
+    ) -> Result<(), StoreError> {
+        let key = codec::hidden_key(user, &c, msg);
+        if self.get(&self.hidden, &key, "read hidden mark")?.is_none() {
+            w.put(&self.hidden, &key, event.0.to_be_bytes().to_vec());
+        }
+        w.put(&self.inbox, &codec::inbox_key(user, event), codec::encode_hidden(&c, msg));
+        Ok(())
+    }
+
+    pub(super) fn hidden_marks(
+        &self,
+        user: UserId,
+        keys: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<MessageId>>, StoreError> {
+        let view = self.view();
+        keys.iter()
+            .map(|(c, id)| {
+                Ok(view
+                    .get(&self.hidden, codec::hidden_key(user, c, *id))
+                    .map_err(|e| StoreError::backend("read hidden mark", e))?
+                    .and_then(|v| codec::u64_value(&v))
+                    .map(MessageId))
+            })
+            .collect()
     }
 
     fn put_receipt(&self, w: &mut BatchWriter, receipt: &Receipt, inboxes: &[UserId]) -> Result<(), StoreError> {
@@ -517,6 +562,12 @@ impl Tables {
                         .message(c, msg)?
                         .ok_or(StoreError::Corrupt { table: "inbox", what: "amendment of a missing message" })?;
                     InboxEvent::Amended { event: id, message }
+                }
+                InboxRecord::Hidden(c, msg) => {
+                    let message = self
+                        .message(c, msg)?
+                        .ok_or(StoreError::Corrupt { table: "inbox", what: "hidden mark of a missing message" })?;
+                    InboxEvent::Amended { event: id, message: chatgw_protocol::hidden_view(message, id) }
                 }
             };
             out.push(InboxEntry { pos: InboxPos(id.0), event });

@@ -125,9 +125,9 @@ pub(super) fn run(
     let statement = connection.prepared(COMMIT)?;
     let client = connection.client();
     let checked = |w: &Write<'_>| matches!(w, Write::Group { .. }) || membership_of(w).is_some();
-    // A read mark's recount is a second statement, so it needs the
-    // transaction too.
-    let reads = |w: &Write<'_>| matches!(w, Write::Receipt { receipt: Receipt::Read { .. }, .. });
+    // A read mark's recount and hidden marks are second statements, so
+    // they need the transaction too.
+    let reads = |w: &Write<'_>| matches!(w, Write::Receipt { receipt: Receipt::Read { .. }, .. } | Write::Hide { .. });
     let (columns, decided, heads) = if writes.iter().any(|w| checked(w) || reads(w)) {
         client.batch_execute("BEGIN")?;
         let result = in_transaction(client, &statement, writes, high_water);
@@ -163,6 +163,9 @@ fn in_transaction(
     let heads = columns.execute(client, statement)?;
     if columns.moves_read_marks() {
         columns.recount(client)?;
+    }
+    if columns.hides() {
+        columns.hide(client)?;
     }
     client.batch_execute("COMMIT")?;
     Ok((columns, decided, heads))

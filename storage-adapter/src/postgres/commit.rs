@@ -92,6 +92,13 @@ am AS (UPDATE messages m SET body = a.body
 SELECT false, user_id, head FROM h
 UNION ALL SELECT true, ord::int8, 0::int8 FROM dup";
 
+/// The hidden marks of a batch (`Write::Hide`): a second statement of the
+/// commit's transaction, run only when the batch hides something, so other
+/// batches pay nothing. A mark already stored keeps its first event.
+const HIDE: &str = "INSERT INTO hidden (user_id, conversation, msg, event)
+SELECT * FROM unnest($1::int8[], $2::bytea[], $3::int8[], $4::int8[])
+ON CONFLICT (user_id, conversation, msg) DO NOTHING";
+
 /// After [`COMMIT`], in its transaction: each reader's unread count of a
 /// conversation whose read mark the batch moved, counted again from the
 /// stored mark (a statement of its own because the CTEs of [`COMMIT`] do
@@ -150,6 +157,10 @@ pub(super) struct Columns {
     a_conversation: Vec<Vec<u8>>,
     a_id: Vec<i64>,
     a_body: Vec<Vec<u8>>,
+    hide_user: Vec<i64>,
+    hide_conversation: Vec<Vec<u8>>,
+    hide_msg: Vec<i64>,
+    hide_event: Vec<i64>,
     h_slot: i16,
     h_id: i64,
     pub(super) stats: CommitStats,
@@ -206,6 +217,22 @@ impl Columns {
                         c.stats.bytes += 24 + encoded.len();
                     }
                     rows += inboxes.len();
+                }
+                Write::Hide { user, conversation, msg, event } => {
+                    let encoded = codec::encode_hidden(&conversation, msg);
+                    c.i_ord.push(ord);
+                    c.i_user.push(pg_u64(user.0));
+                    c.i_event.push(pg_id(event));
+                    c.i_conversation.push(None);
+                    c.stats.bytes += 24 + encoded.len();
+                    c.i_receipt.push(Some(encoded));
+                    let conversation = codec::conv_key(&conversation);
+                    c.stats.bytes += 24 + conversation.len();
+                    c.hide_user.push(pg_u64(user.0));
+                    c.hide_conversation.push(conversation);
+                    c.hide_msg.push(pg_id(msg));
+                    c.hide_event.push(pg_id(event));
+                    rows += 2;
                 }
                 Write::Group { group, announce, inboxes, .. } => {
                     // Applied: the record is written, and the key (if any) bound.
@@ -361,6 +388,18 @@ impl Columns {
     /// then recounts in the same transaction.
     pub(super) fn moves_read_marks(&self) -> bool {
         !self.rm_reader.is_empty()
+    }
+
+    /// Whether the batch hides messages, whose marks [`HIDE`] then writes
+    /// in the same transaction.
+    pub(super) fn hides(&self) -> bool {
+        !self.hide_user.is_empty()
+    }
+
+    /// Run [`HIDE`] for the hidden marks of this batch.
+    pub(super) fn hide(&self, client: &mut Client) -> Result<(), postgres::Error> {
+        client.execute(HIDE, &[&self.hide_user, &self.hide_conversation, &self.hide_msg, &self.hide_event])?;
+        Ok(())
     }
 
     /// Run [`RECOUNT`] for the read marks of this batch.

@@ -314,6 +314,18 @@ impl MessageStore for PostgresStore {
         reads::decode_read_marks(&rows, keys.len())
     }
 
+    fn hidden_marks(
+        &self,
+        user: UserId,
+        keys: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<MessageId>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.read("read hidden marks", |c| reads::hidden_marks(c, user, keys))?;
+        reads::decode_read_marks(&rows, keys.len())
+    }
+
     fn message_headers_between(
         &self,
         conversation: ConversationId,
@@ -365,10 +377,17 @@ impl MessageStore for PostgresStore {
         for e in &mut entries {
             if let crate::InboxEvent::Amended { message, .. } = &mut e.event {
                 // Written by the statement that wrote the event.
-                *message = found
+                let stored = found
                     .next()
                     .flatten()
                     .ok_or(StoreError::Corrupt { table: "inbox", what: "amendment of a missing message" })?;
+                // A hide's event shows the message as its user sees it.
+                *message = match message.amended {
+                    Some(a @ chatgw_protocol::Amendment { kind: chatgw_protocol::AmendKind::Hidden, .. }) => {
+                        chatgw_protocol::hidden_view(stored, a.event)
+                    }
+                    _ => stored,
+                };
             }
         }
         Ok(entries)

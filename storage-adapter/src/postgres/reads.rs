@@ -199,6 +199,16 @@ pub(super) fn decode_read_marks(rows: &[Row], n: usize) -> std::result::Result<V
     by_ordinal(rows, n, None, |r| Ok(Some(MessageId(r.get::<_, i64>(1) as u64))))
 }
 
+pub(super) fn hidden_marks(c: &mut Connection, user: UserId, keys: &[(ConversationId, MessageId)]) -> Result<Vec<Row>> {
+    let s = c.prepared(
+        "SELECT k.n, h.event FROM unnest($2::bytea[], $3::int8[]) WITH ORDINALITY AS k(conversation, msg, n)
+         JOIN hidden h ON h.user_id = $1 AND h.conversation = k.conversation AND h.msg = k.msg",
+    )?;
+    let convs: Vec<Vec<u8>> = keys.iter().map(|(c, _)| codec::conv_key(c)).collect();
+    let ids: Vec<i64> = keys.iter().map(|(_, id)| pg_id(*id)).collect();
+    c.client().query(&s, &[&pg_u64(user.0), &convs, &ids])
+}
+
 pub(super) fn headers_between(
     c: &mut Connection,
     conv: ConversationId,
@@ -312,6 +322,11 @@ pub(super) fn decode_inbox(rows: &[Row]) -> std::result::Result<Vec<InboxEntry>,
                     InboxRecord::Amended(conversation, id) => {
                         Ok(InboxEvent::Amended { event, message: unresolved(conversation, id) })
                     }
+                    // Marked hidden so the caller shows the resolved message hidden.
+                    InboxRecord::Hidden(conversation, id) => Ok(InboxEvent::Amended {
+                        event,
+                        message: chatgw_protocol::hidden_view(unresolved(conversation, id), event),
+                    }),
                     InboxRecord::Message(_) => Err(corrupt("a message reference stored as a receipt")),
                 },
                 _ => Err(corrupt("neither a message nor a receipt")),

@@ -41,18 +41,23 @@
 //! token issue time per `(user_id, device)`) and `device_revocations`. New
 //! tables only: [`TABLES`] creates them before the migration runs, so a
 //! gateway of this release never meets a database without them.
+//!
+//! Version 5 (delete for me): a `hidden` table, one row per
+//! `(user_id, conversation, msg)` a user hid from themselves, holding the
+//! event that hid it. A new table only: [`TABLES`] creates it and
+//! [`MIGRATE_4_TO_5`] records the version, so nothing stored is rewritten.
 
 use postgres::{error::SqlState, Client};
 
 use crate::StoreError;
 
 /// The schema this release reads and writes.
-pub const VERSION: i32 = 4;
+pub const VERSION: i32 = 5;
 
 /// Any constant: serialises concurrent `init`s on one database.
 const INIT_LOCK: i64 = 0x6368_6174_6777; // "chatgw"
 
-/// Tables of version 4. Integers that are unsigned in Rust are stored
+/// Tables of version 5. Integers that are unsigned in Rust are stored
 /// bit-for-bit in `bigint`: ids are Snowflakes (top bit zero, so their
 /// order is kept), users and groups are only compared for equality.
 const TABLES: &str = "
@@ -136,6 +141,13 @@ CREATE TABLE IF NOT EXISTS conversation_list (
     PRIMARY KEY (user_id, conversation)
 );
 CREATE INDEX IF NOT EXISTS conversation_list_recent ON conversation_list (user_id, last DESC);
+CREATE TABLE IF NOT EXISTS hidden (
+    user_id bigint NOT NULL,
+    conversation bytea NOT NULL,
+    msg bigint NOT NULL,
+    event bigint NOT NULL,
+    PRIMARY KEY (user_id, conversation, msg)
+);
 ";
 
 /// Version 1 to 2, on the tables version 1 created: number every inbox in
@@ -178,6 +190,10 @@ ON CONFLICT DO NOTHING;
 UPDATE schema_version SET version = 4;
 ";
 
+/// Version 4 to 5: the `hidden` table is created by [`TABLES`] before
+/// this runs; only the version is left to record.
+pub(super) const MIGRATE_4_TO_5: &str = "UPDATE schema_version SET version = 5;";
+
 /// Create or complete the schema, or migrate a version-1 database,
 /// idempotently. Fails with [`StoreError::SchemaVersion`] if the database
 /// holds a version this release does not know.
@@ -196,12 +212,18 @@ pub(super) fn init(client: &mut Client) -> Result<(), StoreError> {
             tx.batch_execute(MIGRATE_1_TO_2).map_err(|e| StoreError::backend("migrate schema 1 to 2", e))?;
             tx.batch_execute(MIGRATE_2_TO_3).map_err(|e| StoreError::backend("migrate schema 2 to 3", e))?;
             tx.batch_execute(MIGRATE_3_TO_4).map_err(|e| StoreError::backend("migrate schema 3 to 4", e))?;
+            tx.batch_execute(MIGRATE_4_TO_5).map_err(|e| StoreError::backend("migrate schema 4 to 5", e))?;
         }
         [2] => {
             tx.batch_execute(MIGRATE_2_TO_3).map_err(|e| StoreError::backend("migrate schema 2 to 3", e))?;
             tx.batch_execute(MIGRATE_3_TO_4).map_err(|e| StoreError::backend("migrate schema 3 to 4", e))?;
+            tx.batch_execute(MIGRATE_4_TO_5).map_err(|e| StoreError::backend("migrate schema 4 to 5", e))?;
         }
-        [3] => tx.batch_execute(MIGRATE_3_TO_4).map_err(|e| StoreError::backend("migrate schema 3 to 4", e))?,
+        [3] => {
+            tx.batch_execute(MIGRATE_3_TO_4).map_err(|e| StoreError::backend("migrate schema 3 to 4", e))?;
+            tx.batch_execute(MIGRATE_4_TO_5).map_err(|e| StoreError::backend("migrate schema 4 to 5", e))?;
+        }
+        [4] => tx.batch_execute(MIGRATE_4_TO_5).map_err(|e| StoreError::backend("migrate schema 4 to 5", e))?,
         [v] if *v == VERSION => {}
         [v, ..] => return Err(StoreError::SchemaVersion { found: *v, expected: VERSION }),
     }
