@@ -41,6 +41,10 @@
 //! token issue time per `(user_id, device)`) and `device_revocations`. New
 //! tables only: [`TABLES`] creates them before the migration runs, so a
 //! gateway of this release never meets a database without them.
+//!
+//! Who may send a user direct messages (`contacts_only`, one row per user
+//! who takes them from contacts only) needed no new version either: a new
+//! table nothing else reads, created by [`TABLES`] like `revocations`.
 
 use postgres::{error::SqlState, Client};
 
@@ -114,6 +118,7 @@ CREATE TABLE IF NOT EXISTS blocks (
 CREATE TABLE IF NOT EXISTS high_water (slot smallint PRIMARY KEY, id bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS write_probe (id smallint PRIMARY KEY, at timestamptz NOT NULL);
 CREATE TABLE IF NOT EXISTS revocations (user_id bigint PRIMARY KEY, at bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts_only (user_id bigint PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS devices (
     user_id bigint NOT NULL,
     device text NOT NULL,
