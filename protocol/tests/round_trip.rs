@@ -210,6 +210,7 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         }
         ServerFrame::MessageInfo(_) => assert_eq!(v.ty, "message_info"),
         ServerFrame::Blocks { .. } => assert_eq!(v.ty, "blocks"),
+        ServerFrame::DirectFrom { .. } => assert_eq!(v.ty, "direct_from"),
         ServerFrame::Devices { .. } => assert_eq!(v.ty, "devices"),
         ServerFrame::LoggedOut { .. } => assert_eq!(v.ty, "logged_out"),
         ServerFrame::Conversations(_) => assert_eq!(v.ty, "conversations"),

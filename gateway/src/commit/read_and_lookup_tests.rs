@@ -60,9 +60,10 @@ fn a_batch_of_sends_and_acks_asks_the_store_once_per_kind_not_once_per_request()
     let ids = stored(&first);
     assert_eq!(ids.len(), 200);
     assert_eq!(
-        (Counts::get(&c.client_ids), Counts::get(&c.blocks), c.calls()),
-        (1, 1, 2),
-        "200 sends to 20 users: one idempotency lookup, one lookup of the recipients' block lists"
+        (Counts::get(&c.client_ids), Counts::get(&c.blocks), Counts::get(&c.settings), c.calls()),
+        (1, 1, 1, 3),
+        "200 sends to 20 users: one idempotency lookup, one lookup of the recipients' block lists, one of \
+         their direct message settings (and nothing more: none takes messages from contacts only)"
     );
 
     // Resends of all 200, plus a resend within the batch of one sent in it.
@@ -77,8 +78,9 @@ fn a_batch_of_sends_and_acks_asks_the_store_once_per_kind_not_once_per_request()
     assert_eq!(stored(&second).len(), 1);
     assert_eq!(
         (Counts::get(&c.client_ids), Counts::get(&c.messages), c.calls()),
-        (2, 1, 4),
-        "one idempotency lookup, and one read of the 200 originals to compare with (block lists are cached)"
+        (2, 1, 5),
+        "one idempotency lookup, and one read of the 200 originals to compare with (block lists and settings \
+         are cached)"
     );
 
     // Acknowledgements the recent cache cannot answer: the store must.
