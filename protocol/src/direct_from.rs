@@ -51,9 +51,12 @@ impl DirectFrom {
 /// Parse `set_direct_from`: `from` must be `"everyone"` or `"contacts"`.
 pub(crate) fn parse_set(raw: &RawFrame<'_>) -> Result<ClientFrame<'static>, ProtocolError> {
     let value = required(raw.from, "from")?;
-    let name: Option<&str> = serde_json::from_str(value.get()).ok();
-    let from =
-        name.and_then(DirectFrom::from_name).ok_or_else(|| bad("from", "must be \"everyone\" or \"contacts\""))?;
+    // Owned: a name written with escapes is still the name.
+    let name: Option<String> = serde_json::from_str(value.get()).ok();
+    let from = name
+        .as_deref()
+        .and_then(DirectFrom::from_name)
+        .ok_or_else(|| bad("from", "must be \"everyone\" or \"contacts\""))?;
     Ok(ClientFrame::SetDirectFrom { from })
 }
 
@@ -114,6 +117,10 @@ mod tests {
             );
         }
         assert_eq!(ClientFrame::parse(r#"{"type":"direct_from"}"#).unwrap(), ClientFrame::DirectFrom);
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"set_direct_from","from":"cont\u0061cts"}"#).unwrap(),
+            ClientFrame::SetDirectFrom { from: DirectFrom::Contacts }
+        );
         for (text, why) in [
             (r#"{"type":"set_direct_from"}"#, "field `from`: missing"),
             (r#"{"type":"set_direct_from","from":"friends"}"#, "field `from`: must be \"everyone\" or \"contacts\""),
