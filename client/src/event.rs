@@ -146,6 +146,12 @@ pub enum Event {
         /// Blocked users, ascending.
         users: Vec<UserId>,
     },
+    /// Whom you take direct messages from (the answer to
+    /// `set_direct_from` and `direct_from`).
+    DirectFrom {
+        /// Everyone, or contacts only.
+        from: chatgw_protocol::DirectFrom,
+    },
     /// Your named devices (the answer to `devices`).
     Devices {
         /// In name order.
@@ -293,6 +299,7 @@ impl Event {
             }
             ServerFrame::Synced { cursor } => Event::Synced { cursor },
             ServerFrame::Blocks { users } => Event::Blocks { users },
+            ServerFrame::DirectFrom { from } => Event::DirectFrom { from },
             ServerFrame::Devices { devices } => Event::Devices { devices },
             ServerFrame::LoggedOut { device } => Event::LoggedOut { device },
             ServerFrame::Conversations(page) => Event::Conversations { items: page.items, next: page.next },

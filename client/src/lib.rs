@@ -28,8 +28,8 @@ use std::{
 
 use chatgw_protocol::{client, ClientFrame, GroupChange, MAX_PAGE};
 pub use chatgw_protocol::{
-    ConversationItem, ConversationRef, DeleteScope, DeviceInfo, DeviceName, GroupId, MessageId, MessageKind,
-    PresenceState, TypingState, UserId,
+    ConversationItem, ConversationRef, DeleteScope, DeviceInfo, DeviceName, DirectFrom, GroupId, MessageId,
+    MessageKind, PresenceState, TypingState, UserId,
 };
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
@@ -316,6 +316,17 @@ impl Client {
     /// Ask for your block list. Answered with [`Event::Blocks`].
     pub fn blocks(&mut self) -> Result<(), ClientError> {
         self.send_with(client::blocks)
+    }
+
+    /// Take direct messages from everyone, or only from users you share a
+    /// conversation with. Answered with [`Event::DirectFrom`].
+    pub fn set_direct_from(&mut self, from: DirectFrom) -> Result<(), ClientError> {
+        self.send_with(|out| client::set_direct_from(out, from))
+    }
+
+    /// Ask whom you take direct messages from. Answered with [`Event::DirectFrom`].
+    pub fn direct_from(&mut self) -> Result<(), ClientError> {
+        self.send_with(client::direct_from)
     }
 
     /// Ask for your named devices. Answered with [`Event::Devices`].

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use chatgw_protocol::{ConversationId, DeviceName, GroupChange, GroupId, MessageId, MessageKind, TypingState, UserId};
+use chatgw_protocol::{
+    ConversationId, DeviceName, DirectFrom, GroupChange, GroupId, MessageId, MessageKind, TypingState, UserId,
+};
 use chatgw_router::Endpoint;
 use chatgw_storage::InboxPos;
 
@@ -28,6 +30,8 @@ pub(crate) enum CommitRequest {
     Group { origin: Endpoint, by: UserId, op: GroupOp },
     /// Change or show `by`'s block list.
     Block { origin: Endpoint, by: UserId, op: BlockOp },
+    /// Set (`Some`) or show `by`'s direct message setting.
+    DirectFrom { origin: Endpoint, by: UserId, set: Option<DirectFrom> },
     /// Delete (for everyone or for `by` only) or edit message `msg` of the
     /// conversation.
     Amend { origin: Endpoint, by: UserId, conversation: ConversationId, msg: MessageId, op: AmendOp },

@@ -138,6 +138,12 @@ mod tests {
         fn blocked_by(&self, _: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
             unreachable!()
         }
+        fn set_contacts_only(&self, _: UserId, _: bool) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        fn contacts_only(&self, _: &[UserId]) -> Result<Vec<bool>, StoreError> {
+            unreachable!()
+        }
         fn conversations(
             &self,
             _: UserId,

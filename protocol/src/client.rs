@@ -230,6 +230,7 @@ pub fn conversations(out: &mut String, before: Option<MessageId>, limit: usize) 
     out.push('}');
 }
 
+pub use crate::direct_from::client_frames::{direct_from, set_direct_from};
 pub use crate::presence::client_frames::{set_presence, subscribe_presence, typing, unsubscribe_presence};
 
 /// `{"type":"delete",...}`: delete `msg` for everyone or for the sender only.
@@ -269,6 +270,8 @@ impl ClientFrame<'_> {
             ClientFrame::SubscribePresence { conversation } => subscribe_presence(out, *conversation),
             ClientFrame::UnsubscribePresence { conversation } => unsubscribe_presence(out, *conversation),
             ClientFrame::SetPresence { visible } => set_presence(out, *visible),
+            ClientFrame::SetDirectFrom { from } => set_direct_from(out, *from),
+            ClientFrame::DirectFrom => direct_from(out),
             ClientFrame::Typing { conversation, state } => typing(out, *conversation, *state),
             ClientFrame::Delete { conversation, msg, scope } => delete(out, *conversation, *msg, *scope),
             ClientFrame::Edit { conversation, msg, body } => edit(out, *conversation, *msg, body),

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::{
-    presence::TypingState, DeleteScope, DeviceName, ErrorCode, GroupId, MessageId, ProtocolError, UserId,
+    presence::TypingState, DeleteScope, DeviceName, DirectFrom, ErrorCode, GroupId, MessageId, ProtocolError, UserId,
     DEVICE_NAME_RULE,
 };
 
@@ -307,6 +307,13 @@ pub enum ClientFrame<'a> {
         /// The new body as its raw JSON string literal, quotes included.
         body: &'a str,
     },
+    /// Set whom the requester takes direct messages from.
+    SetDirectFrom {
+        /// Everyone, or contacts only.
+        from: DirectFrom,
+    },
+    /// The requester's direct message setting.
+    DirectFrom,
 }
 
 #[derive(Deserialize)]
@@ -359,6 +366,8 @@ pub(crate) struct RawFrame<'a> {
     state: Option<&'a RawValue>,
     #[serde(rename = "for", borrow)]
     pub(crate) scope: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) from: Option<&'a RawValue>,
 }
 
 pub(crate) fn bad(field: &str, why: &str) -> ProtocolError {
@@ -548,6 +557,8 @@ impl<'a> ClientFrame<'a> {
             }
             "delete" => crate::amend::parse_delete(&raw),
             "edit" => crate::amend::parse_edit(&raw),
+            "set_direct_from" => crate::direct_from::parse_set(&raw),
+            "direct_from" => Ok(ClientFrame::DirectFrom),
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))

@@ -121,6 +121,8 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::SubscribePresence { .. }
         | ClientFrame::UnsubscribePresence { .. }
         | ClientFrame::SetPresence { .. }
+        | ClientFrame::SetDirectFrom { .. }
+        | ClientFrame::DirectFrom
         | ClientFrame::Typing { .. } => {}
         ClientFrame::Auth { token } => assert!((1..=crate::MAX_TOKEN_BYTES).contains(&token.len())),
         ClientFrame::LogoutDevice { device } => assert_eq!(DeviceName::new(device.as_str()), Some(*device)),

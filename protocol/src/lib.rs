@@ -32,6 +32,7 @@ pub mod client;
 pub mod close;
 mod codes;
 mod device;
+mod direct_from;
 mod frames;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -47,6 +48,7 @@ pub mod view;
 pub use amend::{hidden_view, AmendKind, Amendment, DeleteScope};
 pub use codes::{ErrorCode, ProtocolError};
 pub use device::{DeviceInfo, DeviceName, DEVICE_NAME_RULE, MAX_DEVICE_NAME_BYTES};
+pub use direct_from::DirectFrom;
 pub use frames::{
     max_body_for_frame, ClientFrame, ConversationRef, GroupChange, MessageKind, Send, DEFAULT_CONVERSATIONS_PAGE,
     MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES, MAX_CONVERSATIONS_PAGE, MAX_GROUP_DESCRIPTION_BYTES,

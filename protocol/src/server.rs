@@ -423,6 +423,10 @@ pub fn error(out: &mut Vec<u8>, code: ErrorCode, message: &str, reference: Optio
     out.push(b'}');
 }
 
+/// `{"type":"direct_from","from":"contacts"}`: the answer to
+/// `set_direct_from` and `direct_from`.
+pub use crate::direct_from::encode_direct_from as direct_from;
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};

@@ -259,6 +259,12 @@ pub enum ServerFrame {
         /// Every other member and their presence.
         users: Vec<(UserId, PresenceState)>,
     },
+    /// `direct_from`: the requester's direct message setting, the answer
+    /// to `set_direct_from` and `direct_from`.
+    DirectFrom {
+        /// Whom they take direct messages from.
+        from: crate::DirectFrom,
+    },
     /// `presence_set`: the answer to `set_presence`.
     PresenceSet {
         /// Whether others see the user's presence now.
@@ -782,6 +788,7 @@ impl ServerFrame {
                 })
             }
             "presence" | "presence_list" | "presence_set" | "typing" => return crate::presence::decode(&ty, text),
+            "direct_from" => return crate::direct_from::decode(text),
             other => return Err(DecodeError::UnknownType(other.chars().take(32).collect())),
         })
     }

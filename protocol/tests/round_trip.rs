@@ -92,6 +92,9 @@ fn every_client_frame_round_trips() {
     client_round_trip(ClientFrame::Block { user: UserId(u64::MAX) });
     client_round_trip(ClientFrame::Unblock { user: UserId(BIG) });
     client_round_trip(ClientFrame::Blocks);
+    client_round_trip(ClientFrame::SetDirectFrom { from: chatgw_protocol::DirectFrom::Contacts });
+    client_round_trip(ClientFrame::SetDirectFrom { from: chatgw_protocol::DirectFrom::Everyone });
+    client_round_trip(ClientFrame::DirectFrom);
     client_round_trip(ClientFrame::Auth { token: "eyJhbGciOiJIUzI1NiJ9.e30.sig".into() });
     client_round_trip(ClientFrame::Auth { token: "with \"quotes\" and \\".into() });
     client_round_trip(ClientFrame::Devices);
@@ -210,6 +213,7 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         }
         ServerFrame::MessageInfo(_) => assert_eq!(v.ty, "message_info"),
         ServerFrame::Blocks { .. } => assert_eq!(v.ty, "blocks"),
+        ServerFrame::DirectFrom { .. } => assert_eq!(v.ty, "direct_from"),
         ServerFrame::Devices { .. } => assert_eq!(v.ty, "devices"),
         ServerFrame::LoggedOut { .. } => assert_eq!(v.ty, "logged_out"),
         ServerFrame::Conversations(_) => assert_eq!(v.ty, "conversations"),

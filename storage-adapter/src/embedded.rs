@@ -27,6 +27,7 @@
 mod background;
 mod blocks;
 mod check;
+mod contacts_only;
 mod conversations;
 mod devices;
 mod inbox_sweep;
@@ -194,6 +195,17 @@ impl MessageStore for EmbeddedStore {
 
     fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
         self.with(|t| users.iter().map(|u| t.blocked_by(*u)).collect())
+    }
+
+    fn set_contacts_only(&self, user: UserId, on: bool) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.set_contacts_only(user, on)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn contacts_only(&self, users: &[UserId]) -> Result<Vec<bool>, StoreError> {
+        self.with(|t| t.contacts_only(users))
     }
 
     /// One writer, one generator: the largest id of all is that node's.

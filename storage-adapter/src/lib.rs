@@ -239,6 +239,19 @@ pub trait MessageStore: Send + Sync + 'static {
     /// every recipient of a batch at once).
     fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError>;
 
+    /// Record durably whether `user` takes direct messages only from users
+    /// they share a conversation with (`on`) or from everyone (the default,
+    /// and what a user never set reads as); returns once it is on stable
+    /// storage. Idempotent, and outside [`MessageStore::commit`] like
+    /// [`MessageStore::set_block`].
+    fn set_contacts_only(&self, user: UserId, on: bool) -> Result<(), StoreError>;
+
+    /// Whether each of `users` takes direct messages from contacts only, in
+    /// input order (batched like [`MessageStore::messages_by_client_ids`]:
+    /// the committer asks for every direct recipient of a batch at once,
+    /// with their block lists).
+    fn contacts_only(&self, users: &[UserId]) -> Result<Vec<bool>, StoreError>;
+
     /// A group's membership, if the group exists.
     fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
         Ok(self.versioned_group(id)?.map(|(g, _)| g))

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chatgw_protocol::{
-    ConversationId, ErrorCode, Group, GroupId, Message, MessageId, MessageKind, Receipt, ReceiptStatus, Snowflake,
-    UserId,
+    ConversationId, DirectFrom, ErrorCode, Group, GroupId, Message, MessageId, MessageKind, Receipt, ReceiptStatus,
+    Snowflake, UserId,
 };
 use chatgw_router::Endpoint;
 use chatgw_storage::{GroupVersion, MessageStore, StoreError, Write};
@@ -18,6 +18,7 @@ use super::{
     amend::{AmendWindows, AmendedCache, DEFAULT_WINDOWS},
     blocks::BlockCache,
     client_ids::{digest, Earlier, CLIENT_ID_CONFLICT},
+    direct_from::DirectFromCache,
     hide::HiddenCache,
     in_flight::{InFlight, Taken},
     lookups::{only, Lookups},
@@ -69,6 +70,8 @@ pub(super) enum Outcome {
     Hide { origin: Endpoint, user: UserId, message: Message },
     /// A `blocks` frame (the requester's block list) for the requester.
     Blocks { origin: Endpoint, users: Vec<UserId> },
+    /// A `direct_from` frame (the requester's setting) for the requester.
+    DirectFrom { origin: Endpoint, from: DirectFrom },
     /// A `group` frame for the requester.
     GroupReply { origin: Endpoint, group: Group, reference: Option<String> },
     /// An `error` frame for the requester.
@@ -109,6 +112,8 @@ pub(super) struct Batch<'s> {
     pub(super) group_receipts: PendingGroupReceipts,
     /// Block lists; live across batches (see `blocks`).
     pub(super) blocks: BlockCache,
+    /// Direct message settings; live across batches (see `direct_from`).
+    pub(super) direct_from: DirectFromCache,
     /// Messages this committer amended, as they are now (see `amend`).
     pub(super) amended: AmendedCache,
     /// Hides this committer decided (see `hide`).
@@ -132,6 +137,7 @@ impl<'s> Batch<'s> {
             groups: HashMap::new(),
             group_receipts: BTreeMap::new(),
             blocks: BlockCache::default(),
+            direct_from: DirectFromCache::default(),
             amended: AmendedCache::default(),
             hidden: HiddenCache::default(),
             windows: DEFAULT_WINDOWS,
@@ -184,6 +190,7 @@ impl<'s> Batch<'s> {
         self.lookups.clear();
         self.in_flight.clear();
         self.blocks.clear();
+        self.direct_from.clear();
         self.amended.clear();
         self.hidden.clear();
     }
@@ -347,11 +354,18 @@ impl<'s> Batch<'s> {
             CommitRequest::Send { origin, from, client_id, conversation, kind, body } => match conversation {
                 ConversationId::Direct { .. } => {
                     let to = conversation.peer_of(from).unwrap_or(from);
+                    // A recipient who takes direct messages from contacts
+                    // only refuses a stranger's: nothing is stored.
+                    if self.refuses_stranger(to, from)? {
+                        self.refuse_stranger(origin, client_id);
+                        return Ok(());
+                    }
                     // A recipient who blocks the sender never gets it: it
                     // is stored in the sender's inbox only.
                     let inboxes = if to == from || self.blocks.blocks(self.store, to, from)? {
                         vec![from]
                     } else {
+                        self.direct_from.note_direct(from, to);
                         vec![from, to]
                     };
                     let draft = Draft { from, client_id, conversation, kind, body };
@@ -369,6 +383,7 @@ impl<'s> Batch<'s> {
             },
             CommitRequest::Group { origin, by, op } => self.group_op(origin, by, op)?,
             CommitRequest::Block { origin, by, op } => self.block_op(origin, by, op)?,
+            CommitRequest::DirectFrom { origin, by, set } => self.direct_from_op(origin, by, set)?,
             CommitRequest::Amend { origin, by, conversation, msg, op } => {
                 self.amend(origin, by, conversation, msg, op)?
             }

@@ -22,6 +22,7 @@ pub(super) struct Counts {
     pub(super) rows_scanned: AtomicU64,
     pub(super) groups: AtomicU64,
     pub(super) blocks: AtomicU64,
+    pub(super) settings: AtomicU64,
     pub(super) other_reads: AtomicU64,
 }
 
@@ -37,6 +38,7 @@ impl Counts {
             &self.header_scans,
             &self.groups,
             &self.blocks,
+            &self.settings,
             &self.other_reads,
         ]
         .iter()
@@ -100,6 +102,13 @@ impl MessageStore for CountingStore {
     fn blocked_by(&self, users: &[UserId]) -> Result<Vec<Vec<UserId>>, StoreError> {
         bump(&self.counts.blocks);
         self.inner.blocked_by(users)
+    }
+    fn set_contacts_only(&self, user: UserId, on: bool) -> Result<(), StoreError> {
+        self.inner.set_contacts_only(user, on)
+    }
+    fn contacts_only(&self, users: &[UserId]) -> Result<Vec<bool>, StoreError> {
+        bump(&self.counts.settings);
+        self.inner.contacts_only(users)
     }
     fn message(&self, c: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {
         bump(&self.counts.other_reads);

@@ -293,6 +293,11 @@ impl<'d> Dispatch<'d, '_> {
                     server::amended(&mut frame, event, message, true);
                     self.reply(*origin, frame);
                 }
+                Outcome::DirectFrom { origin, from } => {
+                    let mut p = Vec::with_capacity(48);
+                    server::direct_from(&mut p, *from);
+                    self.reply(*origin, p);
+                }
                 Outcome::Blocks { origin, users } => {
                     let mut p = Vec::with_capacity(32 + 24 * users.len());
                     server::blocks(&mut p, users);

@@ -146,11 +146,25 @@ impl Batch<'_> {
                         amends.push((*conversation, *msg));
                     }
                 }
-                CommitRequest::Group { .. } | CommitRequest::Block { .. } | CommitRequest::Stop => {}
+                CommitRequest::Group { .. }
+                | CommitRequest::Block { .. }
+                | CommitRequest::DirectFrom { .. }
+                | CommitRequest::Stop => {}
             }
         }
         let store = self.store();
         self.blocks.prefetch(store, &blockers)?;
+        // Direct message settings, alongside: only direct sends check them.
+        let recipients: Vec<UserId> = requests
+            .iter()
+            .filter_map(|r| match r {
+                CommitRequest::Send { conversation: c @ ConversationId::Direct { .. }, from, .. } => {
+                    c.peer_of(*from).filter(|p| p != from)
+                }
+                _ => None,
+            })
+            .collect();
+        self.direct_from.prefetch(store, &recipients)?;
         let found = &mut self.lookups;
         if !want.client_ids.is_empty() {
             let keys: Vec<(UserId, &str)> = want.client_ids.iter().map(|(u, c)| (*u, c.as_str())).collect();

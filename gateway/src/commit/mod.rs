@@ -52,6 +52,7 @@ mod blocks;
 mod client_ids;
 #[cfg(test)]
 mod counting_store;
+mod direct_from;
 mod dispatch;
 mod group_admin;
 mod groups;
@@ -319,6 +320,7 @@ fn origin_of(r: &CommitRequest) -> Option<Waiting> {
         | CommitRequest::Read { origin, .. }
         | CommitRequest::Group { origin, .. }
         | CommitRequest::Block { origin, .. }
+        | CommitRequest::DirectFrom { origin, .. }
         | CommitRequest::Amend { origin, .. } => Some((*origin, None)),
         CommitRequest::Stop => None,
     }

@@ -60,9 +60,10 @@ fn a_batch_of_sends_and_acks_asks_the_store_once_per_kind_not_once_per_request()
     let ids = stored(&first);
     assert_eq!(ids.len(), 200);
     assert_eq!(
-        (Counts::get(&c.client_ids), Counts::get(&c.blocks), c.calls()),
-        (1, 1, 2),
-        "200 sends to 20 users: one idempotency lookup, one lookup of the recipients' block lists"
+        (Counts::get(&c.client_ids), Counts::get(&c.blocks), Counts::get(&c.settings), c.calls()),
+        (1, 1, 1, 3),
+        "200 sends to 20 users: one idempotency lookup, one lookup of the recipients' block lists, one of \
+         their direct message settings (and nothing more: none takes messages from contacts only)"
     );
 
     // Resends of all 200, plus a resend within the batch of one sent in it.
@@ -77,8 +78,9 @@ fn a_batch_of_sends_and_acks_asks_the_store_once_per_kind_not_once_per_request()
     assert_eq!(stored(&second).len(), 1);
     assert_eq!(
         (Counts::get(&c.client_ids), Counts::get(&c.messages), c.calls()),
-        (2, 1, 4),
-        "one idempotency lookup, and one read of the 200 originals to compare with (block lists are cached)"
+        (2, 1, 5),
+        "one idempotency lookup, and one read of the 200 originals to compare with (block lists and settings \
+         are cached)"
     );
 
     // Acknowledgements the recent cache cannot answer: the store must.
@@ -231,4 +233,51 @@ fn group_read_past_the_scan_limit_stops_its_mark_and_tells_every_device() {
     assert_eq!(read_echo(&second), Some((last, true)));
     assert_eq!(read_items(&second), vec![(UserId(2), UserId(1), m[READ_SCAN_LIMIT - 1..].to_vec())]);
     assert_eq!(Counts::get(&store.counts.rows_scanned), READ_SCAN_LIMIT as u64 + 11);
+}
+
+fn refused_count(outcomes: &[Outcome]) -> usize {
+    outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Refused { code: chatgw_protocol::ErrorCode::NotAllowed, .. }))
+        .count()
+}
+
+#[test]
+fn only_recipients_taking_messages_from_contacts_only_cost_a_list_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CountingStore::open(dir.path());
+    let c = &store.counts;
+    store.set_contacts_only(UserId(1), true).unwrap();
+    let mut batch = Batch::new(&store, Snowflake::new(0), 256);
+
+    // Sends to users with the setting off: the settings lookup only.
+    let to_others: Vec<_> =
+        (10..30u64).map(|u| send(u, ConversationId::direct(UserId(u), UserId(u + 100)), "x")).collect();
+    let before = c.calls();
+    let out = prepare_and_store(&mut batch, 1, to_others);
+    assert_eq!(stored(&out).len(), 20);
+    assert_eq!((Counts::get(&c.settings), Counts::get(&c.other_reads)), (1, 0), "no conversation list read");
+    assert_eq!(c.calls() - before, 3, "idempotency, block lists, settings");
+
+    // Two strangers write to user 1: refused, nothing stored; the first
+    // refusal reads user 1's list, the second reads it again (a refusal
+    // is decided on a list read just now).
+    let strangers: Vec<_> = (2..4u64).map(|u| send(u, ConversationId::direct(UserId(u), UserId(1)), "s")).collect();
+    let out = prepare_and_store(&mut batch, 2, strangers);
+    assert_eq!((refused_count(&out), stored(&out).len()), (2, 0));
+    assert_eq!(Counts::get(&c.other_reads), 2, "one list read per refusal");
+
+    // User 1 writes to 2 in a batch the writer has not stored yet; 2's
+    // answer in the next batch is accepted all the same.
+    batch.begin(3, 2);
+    let first = send(1, ConversationId::direct(UserId(1), UserId(2)), "a");
+    batch.look_up(std::slice::from_ref(&first)).unwrap();
+    batch.add(first).unwrap();
+    assert_eq!(stored(&batch.take_outcomes()).len(), 1);
+    batch.begin(4, 2);
+    let answer = send(2, ConversationId::direct(UserId(1), UserId(2)), "b");
+    batch.look_up(std::slice::from_ref(&answer)).unwrap();
+    batch.add(answer).unwrap();
+    let out = batch.take_outcomes();
+    assert_eq!((refused_count(&out), stored(&out).len()), (0, 1), "the conversation in flight counts");
 }

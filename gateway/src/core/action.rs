@@ -146,6 +146,7 @@ fn origin_of_commit(request: CommitRequest) -> Option<(Endpoint, Option<String>)
         | CommitRequest::Read { origin, .. }
         | CommitRequest::Group { origin, .. }
         | CommitRequest::Block { origin, .. }
+        | CommitRequest::DirectFrom { origin, .. }
         | CommitRequest::Amend { origin, .. } => Some((origin, None)),
         CommitRequest::Stop => None,
     }

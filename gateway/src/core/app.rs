@@ -101,6 +101,8 @@ impl<S> Engine<S> {
             }
             ClientFrame::Unblock { user } => CommitRequest::Block { origin, by: me, op: BlockOp::Unblock(user) },
             ClientFrame::Blocks => CommitRequest::Block { origin, by: me, op: BlockOp::List },
+            ClientFrame::SetDirectFrom { from } => CommitRequest::DirectFrom { origin, by: me, set: Some(from) },
+            ClientFrame::DirectFrom => CommitRequest::DirectFrom { origin, by: me, set: None },
             ClientFrame::Auth { .. } => {
                 let e = ProtocolError::new(ErrorCode::NotAllowed, "this connection is authenticated already");
                 return self.send_error(slot, &e);

@@ -351,6 +351,29 @@ impl MessageStore for CassandraStore {
         })
     }
 
+    /// One statement at the configured consistency, like a block.
+    fn set_contacts_only(&self, user: UserId, on: bool) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        let cql = if on { statements::SET_CONTACTS_ONLY } else { statements::UNSET_CONTACTS_ONLY };
+        self.runtime
+            .block_on(self.cql.execute(cql, (user.0 as i64,)))
+            .map(|_| ())
+            .map_err(|e| StoreError::backend("write direct message setting", e))
+    }
+
+    /// One point read per user, all in flight at once.
+    fn contacts_only(&self, users: &[UserId]) -> Result<Vec<bool>, StoreError> {
+        self.runtime.block_on(async {
+            let reads = users
+                .iter()
+                .map(|u| self.cql.rows::<(i64,)>("contacts_only", statements::CONTACTS_ONLY, (u.0 as i64,)));
+            let rows = futures::future::try_join_all(reads).await?;
+            Ok(rows.into_iter().map(|r| !r.is_empty()).collect())
+        })
+    }
+
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
         self.runtime.block_on(reads::high_water(&self.cql, node))
     }

@@ -22,7 +22,9 @@
 //! new and nothing else changed, so `init` on an existing version-2
 //! keyspace creates it (every table is `IF NOT EXISTS`) and the version
 //! stays. A keyspace made by an older release needs that `init` before a
-//! gateway of this release takes `block` requests.
+//! gateway of this release takes `block` requests. The same holds for
+//! `contacts_only` (who takes direct messages from contacts only) and
+//! `set_direct_from` requests.
 //!
 //! Hidden marks (`hidden`, delete for me) came the same way as block
 //! lists: a new table that nothing else reads, created by `init` on an
@@ -113,6 +115,8 @@ pub(super) const TABLES: &[&str] = &[
         blocker bigint, blocked bigint,
         PRIMARY KEY (blocker, blocked)
     )",
+    // Who takes direct messages from contacts only: new, nothing else reads it.
+    "CREATE TABLE IF NOT EXISTS contacts_only (user_id bigint PRIMARY KEY)",
     // Version 3: the conversation list. One partition per user, so a
     // user's list is one partition read.
     "CREATE TABLE IF NOT EXISTS conversation_last (

@@ -35,6 +35,11 @@ pub(super) const BLOCK: &str = "INSERT INTO {ks}.blocks (blocker, blocked) VALUE
 pub(super) const UNBLOCK: &str = "DELETE FROM {ks}.blocks WHERE blocker = ? AND blocked = ?";
 pub(super) const BLOCKED_BY: &str = "SELECT blocked FROM {ks}.blocks WHERE blocker = ?";
 
+// Who takes direct messages from contacts only: a row per such user.
+pub(super) const SET_CONTACTS_ONLY: &str = "INSERT INTO {ks}.contacts_only (user_id) VALUES (?)";
+pub(super) const UNSET_CONTACTS_ONLY: &str = "DELETE FROM {ks}.contacts_only WHERE user_id = ?";
+pub(super) const CONTACTS_ONLY: &str = "SELECT user_id FROM {ks}.contacts_only WHERE user_id = ?";
+
 // Writes of a commit.
 pub(super) const INSERT_MESSAGE: &str =
     "INSERT INTO {ks}.messages (conversation, bucket, id, sender, kind, client_id, body) \

@@ -13,6 +13,7 @@ mod amendments;
 mod blocks;
 mod cases;
 mod concurrent;
+mod contacts_only;
 mod conversation_list;
 mod devices;
 mod fleet;
@@ -35,6 +36,7 @@ pub use cases::{
 };
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 pub use concurrent::two_writers_one_pager;
+pub use contacts_only::direct_message_settings;
 pub use conversation_list::conversation_list_and_unread_counts;
 pub use devices::devices_are_noted_and_revoked;
 pub use fleet::{
@@ -133,6 +135,7 @@ macro_rules! for_each_conformance_case {
             sweep_removes_expired_idempotency_keys,
             revocations_are_durable_shared_and_never_move_back,
             block_lists,
+            direct_message_settings,
             devices_are_noted_and_revoked,
             conversation_list_and_unread_counts,
             inbox_sweep_removes_a_prefix_and_keeps_positions,

@@ -34,6 +34,8 @@ pub(super) struct Tables {
     pub(super) read_by: Keyspace,
     pub(super) groups: Keyspace,
     pub(super) blocks: Keyspace,
+    /// Users who take direct messages from contacts only (see `contacts_only`).
+    pub(super) contacts_only: Keyspace,
     /// `(user, conversation)` to last message id and unread count
     /// (`conversations`).
     pub(super) conversations: Keyspace,
@@ -102,6 +104,7 @@ impl Tables {
             read_by: ks("read_by")?,
             groups: ks("groups")?,
             blocks: ks("blocks")?,
+            contacts_only: ks("contacts_only")?,
             conversations: ks("conversations")?,
             meta: ks("meta")?,
             revocations: ks("revocations")?,

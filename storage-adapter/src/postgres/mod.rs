@@ -262,6 +262,21 @@ impl MessageStore for PostgresStore {
         reads::decode_blocks(&rows, users.len())
     }
 
+    /// One autocommitted statement, like a block.
+    fn set_contacts_only(&self, user: UserId, on: bool) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.read("write direct message setting", |c| reads::set_contacts_only(c, user, on))
+    }
+
+    fn contacts_only(&self, users: &[UserId]) -> Result<Vec<bool>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read("read direct message settings", |c| reads::contacts_only(c, users))
+    }
+
     fn high_water(&self, node: u16) -> Result<MessageId, StoreError> {
         self.read("read high water", |c| reads::high_water(c, node))
     }

@@ -415,3 +415,24 @@ pub(super) fn set_block(c: &mut Connection, blocker: UserId, target: UserId, on:
     c.client().execute(&s, &[&pg_u64(blocker.0), &pg_u64(target.0)])?;
     Ok(())
 }
+
+/// Whether each of `users` has a `contacts_only` row, in input order.
+pub(super) fn contacts_only(c: &mut Connection, users: &[UserId]) -> Result<Vec<bool>> {
+    let s = c.prepared(
+        "SELECT o.user_id IS NOT NULL FROM unnest($1::int8[]) WITH ORDINALITY AS k(user_id, n)
+         LEFT JOIN contacts_only o ON o.user_id = k.user_id ORDER BY k.n",
+    )?;
+    let keys: Vec<i64> = users.iter().map(|u| pg_u64(u.0)).collect();
+    Ok(c.client().query(&s, &[&keys])?.iter().map(|r| r.get::<_, bool>(0)).collect())
+}
+
+/// Add or remove `user`'s `contacts_only` row (one autocommitted statement).
+pub(super) fn set_contacts_only(c: &mut Connection, user: UserId, on: bool) -> Result<()> {
+    let s = if on {
+        c.prepared("INSERT INTO contacts_only (user_id) VALUES ($1) ON CONFLICT DO NOTHING")?
+    } else {
+        c.prepared("DELETE FROM contacts_only WHERE user_id = $1")?
+    };
+    c.client().execute(&s, &[&pg_u64(user.0)])?;
+    Ok(())
+}

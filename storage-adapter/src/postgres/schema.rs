@@ -46,6 +46,10 @@
 //! `(user_id, conversation, msg)` a user hid from themselves, holding the
 //! event that hid it. A new table only: [`TABLES`] creates it and
 //! [`MIGRATE_4_TO_5`] records the version, so nothing stored is rewritten.
+//!
+//! Who may send a user direct messages (`contacts_only`, one row per user
+//! who takes them from contacts only) needed no new version either: a new
+//! table nothing else reads, created by [`TABLES`] like `revocations`.
 
 use postgres::{error::SqlState, Client};
 
@@ -119,6 +123,7 @@ CREATE TABLE IF NOT EXISTS blocks (
 CREATE TABLE IF NOT EXISTS high_water (slot smallint PRIMARY KEY, id bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS write_probe (id smallint PRIMARY KEY, at timestamptz NOT NULL);
 CREATE TABLE IF NOT EXISTS revocations (user_id bigint PRIMARY KEY, at bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts_only (user_id bigint PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS devices (
     user_id bigint NOT NULL,
     device text NOT NULL,
