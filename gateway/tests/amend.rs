@@ -13,7 +13,7 @@ use std::time::Duration;
 use chatgw_client::{
     Client, ConversationRef, DeleteScope, Event, GroupId, MessageEvent, MessageId, MessageKind, UserId,
 };
-use util::*;
+use util::{amend::*, *};
 
 /// The answer to this connection's `delete` or `edit`: (event id, the
 /// message as it is now).
@@ -24,38 +24,6 @@ fn amended(c: &mut Client) -> (MessageId, MessageEvent) {
 /// The next `amended` event (not a reply) on another connection.
 fn amended_event(c: &mut Client) -> (MessageId, MessageEvent) {
     amended_frame(c, false)
-}
-
-fn amended_frame(c: &mut Client, want_reply: bool) -> (MessageId, MessageEvent) {
-    c.wait_for(WAIT, "amended", |e| match e {
-        Event::Amended { event, message, reply } => {
-            assert_eq!(*reply, want_reply, "a reply to the requester only: {e:?}");
-            Some((*event, message.clone()))
-        }
-        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
-        _ => None,
-    })
-    .unwrap()
-}
-
-/// The next error: (code, message).
-fn error(c: &mut Client) -> (String, String) {
-    c.wait_for(WAIT, "error", |e| match e {
-        Event::Error { code, message, .. } => Some((code.clone(), message.clone())),
-        Event::Amended { event, .. } => panic!("an amendment ({event}) where an error was due"),
-        _ => None,
-    })
-    .unwrap()
-}
-
-fn amendments(events: &[Event]) -> Vec<(MessageId, MessageEvent)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Amended { event, message, .. } => Some((*event, message.clone())),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The history page of the direct conversation with `peer`, newest first.
@@ -144,11 +112,11 @@ fn an_edit_reaches_every_device_and_sync_shows_the_latest_body(on: Setup) {
     assert_eq!((page[0].body.as_str(), page[0].edited_at), ("typo", m.edited_at));
     // The receiver may not edit it; the sender's later delete ends edits.
     b.edit_message(TO_1, id, "mine now").unwrap();
-    assert_eq!(error(&mut b).0, "not_allowed");
+    assert_eq!(amend_error(&mut b).0, "not_allowed");
     a.delete_message(TO_2, id, DeleteScope::Everyone).unwrap();
     amended(&mut a);
     a.edit_message(TO_2, id, "back").unwrap();
-    assert_eq!(error(&mut a).0, "message_deleted");
+    assert_eq!(amend_error(&mut a).0, "message_deleted");
     // A replay shows the edit event as the tombstone it became.
     let mut fresh = gw.connect(2);
     let got = amendments(&sync_all(&mut fresh));
@@ -169,13 +137,13 @@ fn edits_and_deletes_after_their_window_are_refused(on: Setup) {
     assert_eq!(amended(&mut a).1.body, "two", "inside the window");
     std::thread::sleep(Duration::from_millis(900));
     a.edit_message(TO_2, id, "three").unwrap();
-    let (code, why) = error(&mut a);
+    let (code, why) = amend_error(&mut a);
     assert_eq!(code, "window_closed", "{why}");
     // Deleting is still allowed, for a while longer.
     let late = send(&mut a, 2, "w2", "later");
     std::thread::sleep(Duration::from_millis(1600));
     a.delete_message(TO_2, late, DeleteScope::Everyone).unwrap();
-    assert_eq!(error(&mut a).0, "window_closed");
+    assert_eq!(amend_error(&mut a).0, "window_closed");
     let page = history(&mut b, 1);
     let bodies: Vec<_> = page.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["later", "two"], "refused changes changed nothing");
@@ -190,13 +158,13 @@ fn only_the_sender_changes_a_direct_message(on: Setup) {
     let id = send(&mut a, 2, "s", "mine");
     next_chat(&mut b);
     b.delete_message(TO_1, id, DeleteScope::Everyone).unwrap();
-    let (code, why) = error(&mut b);
+    let (code, why) = amend_error(&mut b);
     assert_eq!((code.as_str(), why.as_str()), ("not_allowed", "only the sender may delete this message"));
     b.edit_message(TO_1, id, "x").unwrap();
-    assert_eq!(error(&mut b).0, "not_allowed");
+    assert_eq!(amend_error(&mut b).0, "not_allowed");
     // A third user names their own conversation with the sender: no such message there.
     c.delete_message(TO_1, id, DeleteScope::Everyone).unwrap();
-    let (code, why) = error(&mut c);
+    let (code, why) = amend_error(&mut c);
     assert_eq!(code, "not_allowed");
     assert!(why.starts_with("no such message"), "{why}");
     assert_eq!(history(&mut b, 1)[0].body, "mine");
@@ -232,12 +200,12 @@ fn admins_delete_members_messages_only_where_the_group_allows_it(on: Setup) {
     next_chat(&mut other);
 
     admin.delete_message(in_group, spam, DeleteScope::Everyone).unwrap();
-    let (code, why) = error(&mut admin);
+    let (code, why) = amend_error(&mut admin);
     assert_eq!(code, "not_allowed", "off by default: {why}");
 
     // Only admins turn it on; it is announced like other settings.
     member.set_admins_can_delete(g, true).unwrap();
-    assert_eq!(error(&mut member).0, "not_allowed");
+    assert_eq!(amend_error(&mut member).0, "not_allowed");
     admin.set_admins_can_delete(g, true).unwrap();
     assert!(admins_can_delete(&mut admin));
     let announced = next_message(&mut other);
@@ -256,18 +224,18 @@ fn admins_delete_members_messages_only_where_the_group_allows_it(on: Setup) {
     member.send_group(g, "m2", MessageKind::Text, "hello").unwrap();
     let hello = sent_id(&mut member, "m2").0;
     admin.edit_message(in_group, hello, "goodbye").unwrap();
-    assert_eq!(error(&mut admin).0, "not_allowed");
+    assert_eq!(amend_error(&mut admin).0, "not_allowed");
     member.delete_message(in_group, rules, DeleteScope::Everyone).unwrap();
-    assert_eq!(error(&mut member).0, "not_allowed");
+    assert_eq!(amend_error(&mut member).0, "not_allowed");
     // Off again: refused again.
     admin.set_admins_can_delete(g, false).unwrap();
     assert!(!admins_can_delete(&mut admin));
     admin.delete_message(in_group, hello, DeleteScope::Everyone).unwrap();
-    assert_eq!(error(&mut admin).0, "not_allowed");
+    assert_eq!(amend_error(&mut admin).0, "not_allowed");
     // A non-member cannot touch the group's messages.
     let mut outsider = gw.online(4);
     outsider.delete_message(in_group, hello, DeleteScope::Everyone).unwrap();
-    assert_eq!(error(&mut outsider).0, "not_allowed");
+    assert_eq!(amend_error(&mut outsider).0, "not_allowed");
 }
 
 each_store!(a_repeated_delete_or_edit_gives_the_same_answer_and_one_event);
@@ -363,7 +331,7 @@ fn bad_input_for_every_new_frame_gets_the_documented_error(on: Setup) {
     ];
     for (text, code, why) in cases {
         a.send_raw(&text).unwrap();
-        let (got, message) = error(&mut a);
+        let (got, message) = amend_error(&mut a);
         assert_eq!((got.as_str(), message.as_str()), (code, why), "{}", &text[..text.len().min(120)]);
     }
     // Nothing was changed, and the connection still works.

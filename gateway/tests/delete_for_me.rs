@@ -10,46 +10,12 @@ mod util;
 
 use std::time::Duration;
 
-use chatgw_client::{Client, ConversationRef, DeleteScope, Event, MessageEvent, MessageId, MessageKind, UserId};
+use chatgw_client::{Client, ConversationRef, DeleteScope, Event, MessageId, MessageKind, UserId};
 use chatgw_protocol::AmendKind;
-use util::*;
+use util::{amend::*, *};
 
 const TO_1: ConversationRef = ConversationRef::Peer(UserId(1));
 const TO_2: ConversationRef = ConversationRef::Peer(UserId(2));
-
-/// The next `amended` frame on `c`, checking whether it is a reply: (event
-/// id, the message as shown to `c`'s user).
-fn amended(c: &mut Client, want_reply: bool) -> (MessageId, MessageEvent) {
-    c.wait_for(WAIT, "amended", |e| match e {
-        Event::Amended { event, message, reply } => {
-            assert_eq!(*reply, want_reply, "a reply to the requester only: {e:?}");
-            Some((*event, message.clone()))
-        }
-        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
-        _ => None,
-    })
-    .unwrap()
-}
-
-/// The next error: (code, message).
-fn error(c: &mut Client) -> (String, String) {
-    c.wait_for(WAIT, "error", |e| match e {
-        Event::Error { code, message, .. } => Some((code.clone(), message.clone())),
-        Event::Amended { event, .. } => panic!("an amendment ({event}) where an error was due"),
-        _ => None,
-    })
-    .unwrap()
-}
-
-fn amendments(events: &[Event]) -> Vec<(MessageId, MessageEvent)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Amended { event, message, .. } => Some((*event, message.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 /// History with `peer`, newest first: (id, body, hidden).
 fn history(c: &mut Client, peer: u64) -> Vec<(MessageId, String, bool)> {
@@ -102,11 +68,11 @@ fn a_hidden_message_disappears_for_that_user_only_on_every_device(on: Setup) {
 
     // Somebody else's message: hidden for the requester, answered as a reply.
     b.delete_message(TO_1, theirs, DeleteScope::Me).unwrap();
-    let (event, shown) = amended(&mut b, true);
+    let (event, shown) = amended_frame(&mut b, true);
     assert_eq!((shown.id, shown.body.as_str(), shown.deleted_at), (theirs, "", None));
     assert!(shown.hidden_at.is_some_and(|at| at >= shown.ts), "{shown:?}");
     // The user's other device is told live; the sender is not.
-    let (seen, on_b2) = amended(&mut b2, false);
+    let (seen, on_b2) = amended_frame(&mut b2, false);
     assert_eq!((seen, on_b2.id, on_b2.body.as_str(), on_b2.hidden_at), (event, theirs, "", shown.hidden_at));
     let at_a = a.drain(Duration::from_millis(300)).unwrap();
     assert!(amendments(&at_a).is_empty(), "nobody else is told: {at_a:?}");
@@ -137,7 +103,7 @@ fn a_hidden_message_disappears_for_that_user_only_on_every_device(on: Setup) {
     // b hides it too, b's list shows it hidden and a's does not.
     assert_eq!(last_listed(&mut b), (mine, "\"from b\"".into(), false));
     b.delete_message(TO_1, mine, DeleteScope::Me).unwrap();
-    let (own_event, _) = amended(&mut b, true);
+    let (own_event, _) = amended_frame(&mut b, true);
     assert_eq!(last_listed(&mut b), (mine, String::new(), true));
     assert_eq!(last_listed(&mut a), (mine, "\"from b\"".into(), false));
     let mut b4 = gw.connect(2);
@@ -154,9 +120,9 @@ fn a_repeated_hide_gives_the_same_answer_and_one_event(on: Setup) {
     let id = send(&mut a, 2, "r", "once");
     next_chat(&mut a2);
     a.delete_message(TO_2, id, DeleteScope::Me).unwrap();
-    let first = amended(&mut a, true);
+    let first = amended_frame(&mut a, true);
     a.delete_message(TO_2, id, DeleteScope::Me).unwrap();
-    assert_eq!(amended(&mut a, true), first, "the same answer");
+    assert_eq!(amended_frame(&mut a, true), first, "the same answer");
     // From another device of the same user too.
     a2.delete_message(TO_2, id, DeleteScope::Me).unwrap();
     let live = a2.drain(Duration::from_millis(400)).unwrap();
@@ -169,7 +135,7 @@ fn a_repeated_hide_gives_the_same_answer_and_one_event(on: Setup) {
     // A delete for everyone afterwards still works, and the user still sees
     // the message hidden (their own choice stands).
     a.delete_message(TO_2, id, DeleteScope::Everyone).unwrap();
-    let (_, m) = amended(&mut a, true);
+    let (_, m) = amended_frame(&mut a, true);
     assert!(m.deleted_at.is_some(), "{m:?}");
     assert_eq!(history(&mut a, 2), vec![(id, String::new(), true)]);
     // Replayed, the delete's event shows the hidden form too.
@@ -189,11 +155,11 @@ fn only_messages_the_user_can_see_may_be_hidden(on: Setup) {
     next_chat(&mut b);
     // A third user naming their own conversation with the sender.
     c.delete_message(TO_1, id, DeleteScope::Me).unwrap();
-    let (code, why) = error(&mut c);
+    let (code, why) = amend_error(&mut c);
     assert_eq!((code.as_str(), why), ("not_allowed", format!("no such message in this conversation: {id}")));
     // A message that does not exist.
     b.delete_message(TO_1, MessageId(12345), DeleteScope::Me).unwrap();
-    assert_eq!(error(&mut b), ("not_allowed".into(), "no such message in this conversation: 12345".into()));
+    assert_eq!(amend_error(&mut b), ("not_allowed".into(), "no such message in this conversation: 12345".into()));
 
     // Groups: members who saw it may hide it; outsiders and members who
     // joined after it may not.
@@ -203,15 +169,15 @@ fn only_messages_the_user_can_see_may_be_hidden(on: Setup) {
     a.send_group(g, "g1", MessageKind::Text, "before c").unwrap();
     let early = sent_id(&mut a, "g1").0;
     c.delete_message(in_group, early, DeleteScope::Me).unwrap();
-    assert_eq!(error(&mut c), ("not_allowed".into(), "not a member of this group".into()));
+    assert_eq!(amend_error(&mut c), ("not_allowed".into(), "not a member of this group".into()));
     a.change_members("add_members", g, &[UserId(3)]).unwrap();
     group_id(&mut a);
     c.wait_for(WAIT, "added", |e| matches!(e, Event::Message(m) if m.kind == MessageKind::System).then_some(()))
         .unwrap();
     c.delete_message(in_group, early, DeleteScope::Me).unwrap();
-    assert_eq!(error(&mut c), ("not_allowed".into(), format!("no such message in this conversation: {early}")));
+    assert_eq!(amend_error(&mut c), ("not_allowed".into(), format!("no such message in this conversation: {early}")));
     b.delete_message(in_group, early, DeleteScope::Me).unwrap();
-    let (_, m) = amended(&mut b, true);
+    let (_, m) = amended_frame(&mut b, true);
     assert_eq!((m.id, m.group, m.hidden_at.is_some()), (early, Some(g), true));
     let at_a = a.drain(Duration::from_millis(300)).unwrap();
     assert!(amendments(&at_a).is_empty(), "the group is not told: {at_a:?}");

@@ -23,6 +23,7 @@ pub use chatgw_gateway::config::IoDriver;
 use chatgw_gateway::{auth::TokenKey, store::StoreUrl, Config, Server, ServerHandle};
 use chatgw_storage::conformance::TestPostgres;
 
+pub mod amend;
 pub mod fleet;
 pub mod ledger;
 
