@@ -13,7 +13,7 @@
 //! Why the same bounded steps as the key sweep: the committer never waits
 //! for retention. A step visits at most [`STEP_INBOXES`] inboxes and
 //! removes at most that many entries ([`MessageStore::sweep_inboxes`]),
-//! then the thread pauses [`STEP_PAUSE`]; a failed step is counted, logged
+//! then the thread pauses (`retention::steps`); a failed step is counted, logged
 //! and retried at the next pass.
 
 use std::time::Duration;
@@ -25,8 +25,6 @@ use crate::metrics::Metrics;
 
 /// Inboxes looked at per step, and entries removed per step.
 pub(crate) const STEP_INBOXES: usize = 100;
-/// Pause between two steps of a pass.
-const STEP_PAUSE: Duration = Duration::from_millis(50);
 
 /// One pass over every inbox; `wait` pauses between steps and answers
 /// whether to stop. Returns whether it was told to stop.
@@ -42,32 +40,19 @@ pub(crate) fn pass(
         return false;
     }
     let mut from: Option<UserId> = None;
-    let mut removed = 0;
-    loop {
-        match store.sweep_inboxes(from, cutoff, STEP_INBOXES) {
-            Ok(step) => {
+    crate::retention::steps(
+        wait,
+        "inbox",
+        || {
+            store.sweep_inboxes(from, cutoff, STEP_INBOXES).map(|step| {
                 metrics.inboxes_swept.inc_by(step.inboxes as u64);
                 metrics.inbox_entries_expired.inc_by(step.removed);
-                removed += step.removed;
-                match step.next {
-                    Some(next) => from = Some(next),
-                    None => break,
-                }
-            }
-            Err(e) => {
-                metrics.retention_sweep_errors.inc();
-                tracing::warn!(error = %e, "inbox retention sweep failed; retried at the next pass");
-                break;
-            }
-        }
-        if wait(STEP_PAUSE) {
-            return true;
-        }
-    }
-    if removed > 0 {
-        tracing::info!(removed, "expired inbox entries removed");
-    }
-    false
+                from = step.next;
+                (step.removed, from.is_some())
+            })
+        },
+        metrics,
+    )
 }
 
 #[cfg(test)]

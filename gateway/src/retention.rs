@@ -87,22 +87,45 @@ pub(crate) fn pass(
         return false;
     }
     let mut after: Option<(UserId, String)> = None;
-    let mut removed = 0;
-    loop {
-        let step = store.sweep_idempotency_keys(after.as_ref().map(|(u, c)| (*u, c.as_str())), cutoff, STEP_KEYS);
-        match step {
-            Ok(step) => {
+    steps(
+        wait,
+        "idempotency key",
+        || {
+            let step = store.sweep_idempotency_keys(after.as_ref().map(|(u, c)| (*u, c.as_str())), cutoff, STEP_KEYS);
+            step.map(|step| {
                 metrics.idempotency_keys_swept.inc_by(step.examined as u64);
                 metrics.idempotency_keys_expired.inc_by(step.removed);
-                removed += step.removed;
-                match step.next {
-                    Some(next) => after = Some(next),
-                    None => break,
+                let more = step.next.is_some();
+                after = step.next;
+                (step.removed, more)
+            })
+        },
+        metrics,
+    )
+}
+
+/// Run one pass of a bounded sweep: `step` removes what one step may and
+/// answers (entries removed, whether more remain); steps are [`STEP_PAUSE`]
+/// apart. A failed step is counted and logged and ends the pass (the next
+/// pass retries). Returns whether `wait` said to stop.
+pub(crate) fn steps(
+    wait: &dyn Fn(Duration) -> bool,
+    what: &str,
+    mut step: impl FnMut() -> Result<(u64, bool), chatgw_storage::StoreError>,
+    metrics: &Metrics,
+) -> bool {
+    let mut removed = 0;
+    loop {
+        match step() {
+            Ok((n, more)) => {
+                removed += n;
+                if !more {
+                    break;
                 }
             }
             Err(e) => {
                 metrics.retention_sweep_errors.inc();
-                tracing::warn!(error = %e, "idempotency key retention sweep failed; retried at the next pass");
+                tracing::warn!(error = %e, "{what} retention sweep failed; retried at the next pass");
                 break;
             }
         }
@@ -111,7 +134,7 @@ pub(crate) fn pass(
         }
     }
     if removed > 0 {
-        tracing::info!(removed, "expired idempotency keys removed");
+        tracing::info!(removed, "expired {what} entries removed");
     }
     false
 }
