@@ -206,3 +206,55 @@ fn a_catch_up_from_below_what_was_swept_starts_at_the_oldest_kept_event(io: IoDr
     assert!(more.is_err(), "the removed event is not sent: {more:?}");
     handle.shutdown();
 }
+
+/// Reproduces an open defect, which is why it is ignored: on PostgreSQL, a
+/// catch-up right after another writer committed three events to a synced
+/// device's inbox sometimes (about one run in six here) starts one
+/// position late, so the first of them never arrives, and the device's
+/// cursor then moves past it: a later `sync` from that cursor does not
+/// bring it back either (the store still holds it). Run it with
+/// `cargo test -p chatgw --test inbox_retention pg_catch_up -- --ignored`.
+#[test]
+#[ignore = "reproduces an open PostgreSQL catch-up defect (intermittent)"]
+fn pg_catch_up_after_another_writers_commits_starts_at_the_next_position() {
+    use std::sync::Arc;
+
+    use chatgw_client::{Client, Event};
+    use chatgw_gateway::{auth::TokenKey, Server};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf(), SECRET.into());
+    config.workers = 1;
+    config.store = fresh_postgres_store();
+    config.inbox_retention = std::time::Duration::ZERO;
+    let store: Arc<dyn MessageStore> = open(&config).into();
+    let old = seed(&*store, &[40 * DAY_MS, 40 * DAY_MS - 1, 40 * DAY_MS - 2]);
+    let handle = Server::start_with_store(config, store.clone()).unwrap();
+    let token =
+        TokenKey::new(SECRET.as_bytes()).mint(chatgw_client::UserId(2), chatgw_gateway::auth::unix_now() + 3600);
+    let mut device = Client::connect(handle.addr(), &token).unwrap();
+    device.sync().unwrap();
+    let mut synced = Vec::new();
+    device
+        .wait_for(WAIT, "synced", |e| match e {
+            Event::Message(m) => {
+                synced.push(m.id);
+                None
+            }
+            Event::Synced { .. } => Some(()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(synced, old);
+    let fresh = seed(&*store, &[3000, 2999, 2998]);
+    handle.catch_up_user(2);
+    let mut got = Vec::new();
+    let _ = device.wait_for(std::time::Duration::from_secs(3), "all", |e| {
+        if let Event::Message(m) = e {
+            got.push(m.id);
+        }
+        (got.len() == 3).then_some(())
+    });
+    assert_eq!(got, fresh, "old {old:?}");
+    handle.shutdown();
+}
