@@ -156,22 +156,28 @@ struct Builder {
     stats: CommitStats,
 }
 
+/// The message row as it is stored now (the body behind its amendment
+/// mark, if any): what a new message and an amendment both write.
+fn message_row(m: &Message, conv: &[u8], bucket: i32) -> Stmt {
+    Stmt::new(
+        cql::INSERT_MESSAGE,
+        vec![
+            CqlValue::Blob(conv.to_vec()),
+            CqlValue::Int(bucket),
+            big(m.id.0),
+            big(m.from.0),
+            CqlValue::Int(i32::from(m.kind.to_u8())),
+            CqlValue::Text(m.client_id.clone()),
+            CqlValue::Text(codec::stored_body(m).into_owned()),
+        ],
+    )
+}
+
 impl Builder {
     fn message(&mut self, m: &Message, inboxes: &[UserId]) {
         let conv = codec::conv_key(&m.conversation);
         let bucket = message_bucket(m.id);
-        let row = Stmt::new(
-            cql::INSERT_MESSAGE,
-            vec![
-                CqlValue::Blob(conv.clone()),
-                CqlValue::Int(bucket),
-                big(m.id.0),
-                big(m.from.0),
-                CqlValue::Int(i32::from(m.kind.to_u8())),
-                CqlValue::Text(m.client_id.clone()),
-                CqlValue::Text(codec::stored_body(m).into_owned()),
-            ],
-        );
+        let row = message_row(m, &conv, bucket);
         self.count(&row);
         self.messages.entry((conv.clone(), bucket)).or_default().push(row);
         self.conversation_buckets.insert((conv.clone(), bucket));
@@ -199,18 +205,7 @@ impl Builder {
         let conv = codec::conv_key(&m.conversation);
         if row {
             let bucket = message_bucket(m.id);
-            let stmt = Stmt::new(
-                cql::INSERT_MESSAGE,
-                vec![
-                    CqlValue::Blob(conv.clone()),
-                    CqlValue::Int(bucket),
-                    big(m.id.0),
-                    big(m.from.0),
-                    CqlValue::Int(i32::from(m.kind.to_u8())),
-                    CqlValue::Text(m.client_id.clone()),
-                    CqlValue::Text(codec::stored_body(m).into_owned()),
-                ],
-            );
+            let stmt = message_row(m, &conv, bucket);
             self.count(&stmt);
             self.messages.entry((conv, bucket)).or_default().push(stmt);
         }
