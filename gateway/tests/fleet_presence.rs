@@ -6,33 +6,8 @@
 
 mod util;
 
-use chatgw_client::{Client, ConversationRef, Event, MessageKind, PresenceState, TypingState, UserId};
-use util::{fleet::TestFleet, *};
-
-fn presence_list(c: &mut Client) -> Vec<(UserId, PresenceState)> {
-    c.wait_for(WAIT, "presence_list", |e| match e {
-        Event::PresenceList { users, .. } => Some(users.clone()),
-        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
-        _ => None,
-    })
-    .unwrap()
-}
-
-fn presence_of(c: &mut Client, user: u64) -> PresenceState {
-    c.wait_for(WAIT, "presence", |e| match e {
-        Event::Presence { user: u, state } if *u == UserId(user) => Some(*state),
-        _ => None,
-    })
-    .unwrap()
-}
-
-fn typing(c: &mut Client) -> (UserId, ConversationRef, TypingState) {
-    c.wait_for(WAIT, "typing", |e| match e {
-        Event::Typing { from, conversation, state, .. } => Some((*from, *conversation, *state)),
-        _ => None,
-    })
-    .unwrap()
-}
+use chatgw_client::{ConversationRef, Event, MessageKind, PresenceState, TypingState, UserId};
+use util::{fleet::TestFleet, presence::*, *};
 
 #[test]
 fn presence_and_typing_cross_nodes_epoll() {
@@ -61,12 +36,12 @@ fn presence_and_typing_cross_nodes(io: &str) {
 
     // Typing, both ways.
     bob.typing(ConversationRef::Peer(UserId(1)), TypingState::Typing).unwrap();
-    assert_eq!(typing(&mut alice), (UserId(2), ConversationRef::Peer(UserId(2)), TypingState::Typing));
+    assert_eq!(typing_state(&mut alice), (UserId(2), ConversationRef::Peer(UserId(2)), TypingState::Typing));
     alice.typing(ConversationRef::Peer(UserId(2)), TypingState::Typing).unwrap();
-    assert_eq!(typing(&mut bob), (UserId(1), ConversationRef::Peer(UserId(1)), TypingState::Typing));
+    assert_eq!(typing_state(&mut bob), (UserId(1), ConversationRef::Peer(UserId(1)), TypingState::Typing));
     // Leaving while typing: the other node's device hears `paused`.
     bob.close();
-    assert_eq!(typing(&mut alice), (UserId(2), ConversationRef::Peer(UserId(2)), TypingState::Paused));
+    assert_eq!(typing_state(&mut alice), (UserId(2), ConversationRef::Peer(UserId(2)), TypingState::Paused));
 
     // Offline with a last seen time, then online again from the other node.
     let PresenceState::Offline { last_seen: Some(_) } = presence_of(&mut alice, 2) else { panic!("not offline") };

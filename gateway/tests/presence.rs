@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chatgw_client::{Client, ConversationRef, Event, GroupId, MessageKind, PresenceState, TypingState, UserId};
 use chatgw_gateway::config::IoDriver;
-use util::*;
+use util::{presence::*, *};
 
 /// Window and typing expiry short enough for a test to wait them out.
 fn gateway(io: IoDriver) -> TestGateway {
@@ -24,39 +24,11 @@ fn peer(u: u64) -> ConversationRef {
     ConversationRef::Peer(UserId(u))
 }
 
-/// The answer to a `subscribe_presence`.
-fn presence_list(c: &mut Client) -> Vec<(UserId, PresenceState)> {
-    c.wait_for(WAIT, "presence_list", |e| match e {
-        Event::PresenceList { users, .. } => Some(users.clone()),
-        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
-        _ => None,
-    })
-    .unwrap()
-}
-
-/// The next `presence` event about `user`.
-fn presence_of(c: &mut Client, user: u64) -> PresenceState {
-    c.wait_for(WAIT, "presence", |e| match e {
-        Event::Presence { user: u, state } if *u == UserId(user) => Some(*state),
-        _ => None,
-    })
-    .unwrap()
-}
-
 /// The next error: (code, message).
 fn error(c: &mut Client) -> (String, String) {
     c.wait_for(WAIT, "error", |e| match e {
         Event::Error { code, message, .. } => Some((code.clone(), message.clone())),
         Event::PresenceList { users, .. } => panic!("a presence list where an error was due: {users:?}"),
-        _ => None,
-    })
-    .unwrap()
-}
-
-/// The next typing event: (from, conversation, state, expires_in).
-fn typing(c: &mut Client) -> (UserId, ConversationRef, TypingState, u32) {
-    c.wait_for(WAIT, "typing", |e| match e {
-        Event::Typing { from, conversation, state, expires_in } => Some((*from, *conversation, *state, *expires_in)),
         _ => None,
     })
     .unwrap()

@@ -26,6 +26,7 @@ use chatgw_storage::conformance::TestPostgres;
 pub mod amend;
 pub mod fleet;
 pub mod ledger;
+pub mod presence;
 
 /// Run the test function `name(io: IoDriver)` once per I/O driver, as the
 /// tests `name::epoll` and `name::uring`. Written just above the function,
