@@ -98,8 +98,7 @@ impl Batch<'_> {
 
 #[cfg(test)]
 mod tests {
-    use chatgw_protocol::{now_ms, AmendKind, Message, Snowflake};
-    use chatgw_storage::{EmbeddedOptions, EmbeddedStore, MessageStore, Write};
+    use chatgw_protocol::{AmendKind, Message};
 
     use super::*;
     use crate::events::{AmendOp, CommitRequest};
@@ -114,23 +113,7 @@ mod tests {
     #[test]
     fn a_hide_in_flight_answers_its_repeat() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
-        let c = ConversationId::direct(UserId(1), UserId(2));
-        let mut ids = Snowflake::new(0);
-        let id = ids.next_id();
-        let m = Message {
-            id,
-            conversation: c,
-            from: UserId(1),
-            kind: MessageKind::Text,
-            client_id: "c".into(),
-            ts: now_ms(),
-            body: "\"x\"".into(),
-            amended: None,
-        };
-        store
-            .commit(&[Write::Message { message: &m, inboxes: &[UserId(1), UserId(2)], membership: None }], id)
-            .unwrap();
+        let (store, c, id, ids) = super::super::test_store::with_one_message(dir.path());
         let mut batch = Batch::new(&store, ids, 256);
         batch.begin(1, 0);
         batch.add(hide(2, c, id)).unwrap();

@@ -65,6 +65,8 @@ mod read_and_lookup_tests;
 mod recent;
 #[cfg(test)]
 mod shared_store_tests;
+#[cfg(test)]
+mod test_store;
 mod writer;
 
 use std::{
