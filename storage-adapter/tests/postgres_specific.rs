@@ -1,5 +1,6 @@
 //! What only the PostgreSQL backend promises: the versioned schema, the
-//! store-enforced idempotency key across writers, and a server crash.
+//! store-enforced idempotency key across writers, positions visible in
+//! position order across writers, and a server crash.
 
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 use chatgw_storage::{
@@ -223,4 +224,70 @@ fn init_migrates_a_version_1_database_and_keeps_every_inbox_in_order() {
     assert_eq!(list(2), vec![(next.id, 6)], "the migrated rows are kept up to date");
     let version: i32 = admin.query_one("SELECT version FROM schema_version", &[]).unwrap().get(0);
     assert_eq!(version, POSTGRES_SCHEMA_VERSION);
+}
+
+/// Positions are decided under the inbox's head row, which stays locked
+/// until COMMIT: while another writer's commit is in flight (it raised
+/// user 2's head, its event not visible yet), a second writer to that
+/// inbox waits, and then numbers above it. So no reader sees a position
+/// before the one below it, and a gateway paging on from the last position
+/// it delivered (a sync's later pages, a catch-up) never moves past an
+/// event still being committed. A counter that commits out of order (a
+/// sequence, a head raised in a transaction of its own) fails this.
+#[test]
+fn a_second_writer_waits_for_the_position_below_it_to_commit() {
+    use std::{sync::mpsc, time::Duration};
+
+    let server = TestPostgres::start();
+    let url = server.url(&server.create_database());
+    PostgresStore::init(&url).unwrap();
+    let store = PostgresStore::open(&url, &PostgresOptions::default()).unwrap();
+    let both = [UserId(1), UserId(2)];
+    let mut ids = Snowflake::new(1);
+    let first = message(&mut ids, "first");
+    let done = store.commit(&[Write::Message { message: &first, inboxes: &both, membership: None }], first.id).unwrap();
+    assert_eq!(done.positions(0), [InboxPos(1), InboxPos(1)]);
+
+    // Another writer's commit, in flight: it holds user 2's position 2.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut in_flight = db.transaction().unwrap();
+    let head: i64 = in_flight
+        .query_one("UPDATE inbox_heads SET head = head + 1 WHERE user_id = 2 RETURNING head", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(head, 2);
+    let held = ids.next_id();
+    in_flight
+        .execute(
+            "INSERT INTO messages (conversation, id, sender, kind, client_id, body)
+             SELECT conversation, $1, sender, kind, 'held'::bytea, body FROM messages WHERE id = $2",
+            &[&(held.0 as i64), &(first.id.0 as i64)],
+        )
+        .unwrap();
+    in_flight
+        .execute(
+            "INSERT INTO inbox (user_id, event, pos, conversation)
+             SELECT 2, $1, 2, conversation FROM messages WHERE id = $1",
+            &[&(held.0 as i64)],
+        )
+        .unwrap();
+
+    let later = message(&mut ids, "later");
+    std::thread::scope(|scope| {
+        let (sent, committed) = mpsc::channel();
+        let (store, later, both) = (&store, &later, &both);
+        let writer = scope.spawn(move || {
+            let w = [Write::Message { message: later, inboxes: both, membership: None }];
+            let done = store.commit(&w, later.id).unwrap();
+            let _ = sent.send(());
+            done.positions(0).to_vec()
+        });
+        assert!(committed.recv_timeout(Duration::from_millis(500)).is_err(), "the second writer waits");
+        assert!(store.inbox_after(UserId(2), InboxPos(1), 10).unwrap().is_empty(), "nothing past position 1 shows");
+        in_flight.commit().unwrap();
+        assert_eq!(writer.join().unwrap(), [InboxPos(2), InboxPos(3)], "numbered above the held position");
+    });
+    let read: Vec<(InboxPos, MessageId)> =
+        store.inbox_after(UserId(2), InboxPos(1), 10).unwrap().iter().map(|e| (e.pos, e.event.id())).collect();
+    assert_eq!(read, [(InboxPos(2), held), (InboxPos(3), later.id)]);
 }

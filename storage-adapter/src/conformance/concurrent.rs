@@ -1,12 +1,17 @@
 //! Two writers and a pager on the same inboxes.
 //!
 //! Two store handles commit interleaved batches (messages and receipts, to
-//! random subsets of four shared inboxes) while a third handle pages through
-//! every inbox with small pages as a device does: its cursor is the id of
-//! the last event it received, which the store resolves to a position
-//! before each page. At the end each inbox must have been read as exactly
-//! the events committed to it: none skipped, none seen twice, in position
-//! order.
+//! random subsets of four shared inboxes) while two more handles page
+//! through every inbox with small pages. One pages as a device's `sync`
+//! starts: its cursor is the id of the last event it received, which the
+//! store resolves to a position before each page. The other pages as a
+//! gateway goes on with a sync and as it catches a connection up: from the
+//! position of the last event it received, never resolving an id. At the
+//! end each inbox must have been read by both as exactly the events
+//! committed to it: none skipped, none seen twice, in position order. On a
+//! backend with dense positions the position pager also never sees a
+//! position before the one below it (a reader that did would move past an
+//! event still being committed, and a catch-up would lose it for good).
 //!
 //! On a backend that takes several writers ([`Backend::several_writers`],
 //! PostgreSQL) the writers have their own Snowflake generators and share no
@@ -155,8 +160,28 @@ fn page_once(store: &dyn MessageStore, cursors: &mut [MessageId], seen: &mut See
     progressed
 }
 
-/// The property: two writers, one pager, every event read exactly once, in
-/// position order.
+/// Page every inbox once from the position of the last event read from it,
+/// as a gateway pages on; return whether anything was new. Where positions
+/// are dense, each event read is at the position after the one before.
+fn page_once_by_position(store: &dyn MessageStore, dense: bool, positions: &mut [InboxPos], seen: &mut Seen) -> bool {
+    let mut progressed = false;
+    for user in 1..=USERS {
+        let last = &mut positions[user as usize];
+        for entry in store.inbox_after(UserId(user), *last, 3).expect("page") {
+            assert!(entry.pos > *last, "an inbox page went backwards");
+            if dense {
+                assert_eq!(entry.pos.0, last.0 + 1, "inbox {user}: a position seen before the one below it");
+            }
+            *last = entry.pos;
+            seen.entry(user).or_default().push((entry.pos, entry.event.id()));
+            progressed = true;
+        }
+    }
+    progressed
+}
+
+/// The property: two writers, two pagers (by cursor, by position), every
+/// event read exactly once by each, in position order.
 pub fn two_writers_one_pager(backend: &dyn Backend) {
     let seeds = if backend.several_writers() { 6 } else { 1 };
     let out_of_id_order: usize = (0..seeds).map(|seed| one_schedule(backend, seed)).sum();
@@ -173,13 +198,17 @@ fn one_schedule(backend: &dyn Backend, seed: u64) -> usize {
     let first = backend.open(&place);
     let second = backend.second_handle(&place, &first);
     let pager = backend.second_handle(&place, &first);
+    let position_pager = backend.second_handle(&place, &first);
+    let dense = position_pager.dense_positions();
     let one_lock = Mutex::new(Snowflake::new(3));
     let writers = if backend.several_writers() { Writers::Independent } else { Writers::OneLock(&one_lock) };
     let committed = Mutex::new(Committed::new());
     let done = AtomicBool::new(false);
     let mut cursors = vec![MessageId(0); USERS as usize + 1];
     let mut seen = Seen::new();
-    let seen_by_pager = std::thread::scope(|scope| {
+    let mut positions = vec![InboxPos(0); USERS as usize + 1];
+    let mut seen_by_position = Seen::new();
+    let (seen_by_pager, seen_by_position) = std::thread::scope(|scope| {
         let handles = [(1, &first), (2, &second)].map(|(w, store)| {
             let committed = &committed;
             scope.spawn(move || write_batches(store.as_ref(), w, seed, writers, committed))
@@ -191,11 +220,19 @@ fn one_schedule(backend: &dyn Backend, seed: u64) -> usize {
             while page_once(pager.as_ref(), &mut cursors, &mut seen) {}
             seen
         });
+        let by_position = scope.spawn(|| {
+            let (store, seen) = (position_pager.as_ref(), &mut seen_by_position);
+            while !done.load(Ordering::Acquire) {
+                page_once_by_position(store, dense, &mut positions, seen);
+            }
+            while page_once_by_position(store, dense, &mut positions, seen) {}
+            seen_by_position
+        });
         for w in handles {
             w.join().expect("writer");
         }
         done.store(true, Ordering::Release);
-        pages.join().expect("pager")
+        (pages.join().expect("pager"), by_position.join().expect("position pager"))
     });
     let mut committed = committed.into_inner().unwrap_or_else(|e| e.into_inner());
     for events in committed.values_mut() {
@@ -207,6 +244,8 @@ fn one_schedule(backend: &dyn Backend, seed: u64) -> usize {
         let want = committed.get(&user).cloned().unwrap_or_default();
         let got = seen_by_pager.get(&user).cloned().unwrap_or_default();
         assert_eq!(got, want, "seed {seed}, inbox {user}: every committed event once, in position order");
+        let by_position = seen_by_position.get(&user).cloned().unwrap_or_default();
+        assert_eq!(by_position, want, "seed {seed}, inbox {user}: paged by position, every event once, in order");
         if backend.several_writers() {
             let dense: Vec<InboxPos> = (1..=want.len() as u64).map(InboxPos).collect();
             assert_eq!(want.iter().map(|e| e.0).collect::<Vec<_>>(), dense, "seed {seed}: dense positions");

@@ -433,9 +433,11 @@ impl Columns {
         }
         let mut out = Committed::with_capacity(writes.len(), self.i_user.len());
         for (ord, w) in writes.iter().enumerate() {
-            // A taken key whose original cannot be read (it cannot be
-            // unbound, so this does not happen) is reported as a conflict:
-            // the caller answers "retry", never a false success.
+            // A taken key whose original cannot be read is reported as a
+            // conflict: the caller answers "retry", never a false success.
+            // It happens when the key sweep unbinds an expired key between
+            // the statement and the read of its original; the retry then
+            // binds the key anew, as any resend after the retention does.
             let original = || originals.get(&ord).copied().unwrap_or(WriteOutcome::Conflict);
             let outcome = match decided.get(&ord) {
                 Some(GroupStep::Conflict) => WriteOutcome::Conflict,
