@@ -181,3 +181,42 @@ fn write_tmpfs_rates(
     }
     let _ = writeln!(md);
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn run(rate: u64, p99: f64, us: f64, ctxt: f64) -> Value {
+        json!({
+            "lost": 0, "duplicated": 0, "refused_sends": 0, "achieved_delivery_rate": rate,
+            "delivery_ms": { "p99_ms": p99 },
+            "cpu": { "gateway_us_per_msg": us, "box_ctxt_per_msg": ctxt },
+        })
+    }
+
+    #[test]
+    fn each_tmpfs_run_sits_next_to_the_disk_and_the_baseline_at_its_rate() {
+        let tmpfs = BTreeMap::from([(2500, run(2500, 3.0, 50.0, 6.0)), (5000, run(5000, 4.0, 40.0, 5.0))]);
+        let fresh = BTreeMap::from([(2500, run(2500, 9.0, 60.0, 7.0))]);
+        let disk = BTreeMap::from([(5000, run(5000, 8.0, 45.0, 6.0))]);
+        let baseline = BTreeMap::from([(2500, run(2500, 1.5, 25.0, 3.0)), (5000, run(5000, 2.0, 20.0, 4.0))]);
+        let mut md = String::new();
+        write_tmpfs_rates(&mut md, &tmpfs, &fresh, &disk, &baseline);
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| 2500") || l.starts_with("| 5000")).collect();
+        assert_eq!(
+            rows,
+            [
+                // No sweep run at 2500: the disk column falls back to the
+                // run after the probe, and the row says it is the half.
+                "| 2500 (half of saturation) | 9.00 | 3.00 | 1.50 | 2.00x | 6.00x | 2.00x (50.0 / 25.0) \
+                 | 2.00x (6.00 / 3.00) | 0 / 0 | yes |",
+                "| 5000 | 8.00 | 4.00 | 2.00 | 2.00x | 4.00x | 2.00x (40.0 / 20.0) | 1.25x (5.00 / 4.00) | 0 / 0 | yes |",
+            ]
+        );
+        let mut none = String::new();
+        write_tmpfs_rates(&mut none, &BTreeMap::new(), &fresh, &disk, &baseline);
+        assert!(none.is_empty());
+    }
+}

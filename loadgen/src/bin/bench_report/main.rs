@@ -572,3 +572,32 @@ fn main() -> anyhow::Result<()> {
         Command::Write { dir, out, plots, target_rates } => write_report(&dir, &out, &plots, &target_rates),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_ratio_row_divides_chatgw_by_the_baseline_only_where_both_ran() {
+        let run = |us: f64, ctxt: f64| json!({ "cpu": { "gateway_us_per_msg": us, "box_ctxt_per_msg": ctxt } });
+        let runs = [
+            BTreeMap::from([(2000, run(90.0, 6.0)), (4000, run(50.0, 3.0))]),
+            BTreeMap::from([(2000, run(30.0, 8.0))]),
+        ];
+        let columns = [("µs/msg", "cpu.gateway_us_per_msg", 1), ("switches/msg", "cpu.box_ctxt_per_msg", 2)];
+        let mut md = String::new();
+        per_run_table(&mut md, &runs, &columns, None, true);
+        let lines: Vec<&str> = md.lines().skip(2).collect();
+        assert_eq!(
+            lines,
+            [
+                "| 2000 | chatgw | 90.0 | 6.00 |",
+                "| 2000 | baseline | 30.0 | 8.00 |",
+                "| 2000 | *chatgw / baseline* | 3.00x | 0.75x |",
+                "| 4000 | chatgw | 50.0 | 3.00 |",
+            ]
+        );
+    }
+}
