@@ -5,35 +5,68 @@
 #
 # Usage: scripts/bench.sh [--quick]
 #   --quick   shorter runs and fewer rates, no micro-benchmarks, report written
-#             into the results directory instead of BENCHMARKS.md (a smoke test)
-# Environment:
-#   RATES       one-to-one offered rates to sweep (default "2000 5000 10000 15000 20000 30000 40000 50000 60000")
-#   PAIRS       sender/recipient pairs (default 400)
-#   DURATION    seconds per one-to-one run (default 10)
-#   CONNS       idle connections per server process (default 19000)
-#   BOX_PROCS   gateway processes for the box-level connection run (default 3; 0 skips it)
-#   EPOLL_RATES one-to-one rates also run with --io epoll (default "5000 10000 20000");
-#               every other chatgw run uses --io uring
-#   OUT         results directory (default target/bench/<timestamp>)
-#   TMPFS       a tmpfs directory for the chatgw run at half its saturation with
-#               the store off the disk (default /dev/shm; empty skips that run)
+#             into the results directory instead of BENCHMARKS.md (a smoke test);
+#             the variables below still apply when set
+# Environment (rate lists: positive integers separated by spaces or commas,
+# run in ascending order, repeats dropped):
+#   RATES        one-to-one offered rates to sweep, both systems (default
+#                "2000 5000 10000 15000 20000 30000 40000 50000 60000"; --quick "2000 5000");
+#                a shorter sweep such as "2000 5000 10000 20000 40000" finds
+#                saturation more coarsely (the report says when it is the top rate)
+#   PAIRS        sender/recipient pairs (default 400)
+#   DURATION     seconds per one-to-one run (default 10; --quick 3)
+#   CONNS        idle connections per server process (default 19000; --quick 2000)
+#   BOX_PROCS    gateway processes for the box-level connection run (default 3; 0 skips it; --quick 0)
+#   EPOLL_RATES  one-to-one rates also run with --io epoll (default "5000 10000 20000"; --quick "5000");
+#                every other chatgw run uses --io uring
+#   TMPFS        a tmpfs directory for the runs of chatgw with its store off the
+#                disk (default /dev/shm; empty skips them)
+#   TMPFS_RATES  rates at which chatgw runs with --data on $TMPFS (default
+#                "5000 10000 20000"; --quick "5000"), shown next to the baseline at
+#                the same rate; a rate the sweep lacks is run for both systems
+#                on the disk too. Half of chatgw's saturation is always one of
+#                them, run right after a disk probe and a run on the disk.
+#   TARGET_RATES offered rates of the report's targets table (default
+#                "2000 5000 10000 20000 40000"); it shows what the runs above ran
+#   OUT          results directory (default target/bench/<timestamp>)
 # Every run is bounded and stops by itself; servers are stopped between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
-RATES="${RATES:-2000 5000 10000 15000 20000 30000 40000 50000 60000}"
-PAIRS="${PAIRS:-400}"
-DURATION="${DURATION:-10}"
-CONNS="${CONNS:-19000}"
-BOX_PROCS="${BOX_PROCS:-3}"
-EPOLL_RATES="${EPOLL_RATES:-5000 10000 20000}"
-TMPFS="${TMPFS-/dev/shm}"
-DISK_PROBE=20
 if [[ $QUICK == 1 ]]; then
-    RATES="2000 5000"; DURATION=3; CONNS=2000; BOX_PROCS=0; EPOLL_RATES="5000"; DISK_PROBE=3
+    RATES="${RATES-2000 5000}"; DURATION="${DURATION:-3}"; CONNS="${CONNS:-2000}"; BOX_PROCS="${BOX_PROCS:-0}"
+    EPOLL_RATES="${EPOLL_RATES-5000}"; TMPFS_RATES="${TMPFS_RATES-5000}"; DISK_PROBE=3
+else
+    RATES="${RATES-2000 5000 10000 15000 20000 30000 40000 50000 60000}"; DURATION="${DURATION:-10}"
+    CONNS="${CONNS:-19000}"; BOX_PROCS="${BOX_PROCS:-3}"
+    EPOLL_RATES="${EPOLL_RATES-5000 10000 20000}"; TMPFS_RATES="${TMPFS_RATES-5000 10000 20000}"; DISK_PROBE=20
 fi
+PAIRS="${PAIRS:-400}"
+TMPFS="${TMPFS-/dev/shm}"
+TARGET_RATES="${TARGET_RATES-2000 5000 10000 20000 40000}"
+
+# rate_list NAME: the rates in $NAME (spaces or commas between them) in
+# ascending order without repeats; exits on anything but a positive integer.
+rate_list() {
+    local name=$1 r
+    local -a rates=()
+    for r in ${!name//,/ }; do
+        if [[ ! $r =~ ^[1-9][0-9]*$ ]]; then
+            printf 'bench.sh: %s: "%s" is not a rate (messages/s, a positive integer)\n' "$name" "$r" >&2
+            return 2
+        fi
+        rates+=("$r")
+    done
+    [[ ${#rates[@]} -gt 0 ]] && printf '%s\n' "${rates[@]}" | sort -n -u | paste -sd ' ' -
+    return 0
+}
+RATES=$(rate_list RATES) || exit 2
+EPOLL_RATES=$(rate_list EPOLL_RATES) || exit 2
+TMPFS_RATES=$(rate_list TMPFS_RATES) || exit 2
+TARGET_RATES=$(rate_list TARGET_RATES) || exit 2
+[[ -n "$RATES" ]] || { echo "bench.sh: RATES is empty: the sweep needs at least one rate" >&2; exit 2; }
 OUT="${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}"
 REPORT=BENCHMARKS.md
 PLOTS=docs/bench
@@ -173,22 +206,35 @@ for system in chatgw baseline; do
 done
 
 # Half of chatgw's saturation, for both systems.
+half=""
 if sat=$("$BIN/bench-report" saturation --dir "$OUT" --system chatgw 2>/dev/null); then
     half=$((sat / 2))
     for system in chatgw baseline; do
         [[ -f "$OUT/o2o-$system-$half.json" ]] && continue
         one_to_one "$system" "$half" "half of chatgw's saturation"
     done
-    # Back to back: a disk probe, chatgw on the disk, chatgw with its store
-    # on tmpfs (not durable across a power cut; a comparison only), so the
-    # gap between the two runs is mostly the disk's as the probe saw it.
-    if usable_tmpfs; then
+fi
+# chatgw with its store on tmpfs (not durable across a power cut; a
+# comparison only), at half its saturation and at each of TMPFS_RATES, each
+# next to the baseline and chatgw on the disk at the same rate.
+if usable_tmpfs; then
+    if [[ -n "$half" && "$half" -gt 0 ]]; then
+        # Back to back: a disk probe, chatgw on the disk, chatgw on tmpfs,
+        # so the gap between the two runs is mostly the disk's as the
+        # probe saw it.
         disk_probe disk-half
         one_to_one chatgw-disk "$half" "store on the disk, right after the probe"
-        one_to_one chatgw-tmpfs "$half" "store on tmpfs" || log "the run on tmpfs failed"
-    else
-        log "no usable tmpfs at '$TMPFS' (writable, tmpfs, 1 GiB free): skipping the runs with the store off the disk"
+        one_to_one chatgw-tmpfs "$half" "store on tmpfs" || log "the run on tmpfs at $half msg/s failed"
     fi
+    for rate in $TMPFS_RATES; do
+        for system in chatgw baseline; do
+            [[ -f "$OUT/o2o-$system-$rate.json" ]] || one_to_one "$system" "$rate" "to compare with the run on tmpfs"
+        done
+        [[ -f "$OUT/o2o-chatgw-tmpfs-$rate.json" ]] && continue
+        one_to_one chatgw-tmpfs "$rate" "store on tmpfs" || log "the run on tmpfs at $rate msg/s failed"
+    done
+else
+    log "no usable tmpfs at '$TMPFS' (writable, tmpfs, 1 GiB free): skipping the runs with the store off the disk"
 fi
 
 # The same gateway on epoll, for the I/O driver comparison.
@@ -273,5 +319,7 @@ cmd "$BIN/abuse-report" --seconds "$((QUICK == 1 ? 2 : 5))" > "$OUT/abuse.txt" 2
            /time:/ && t == 0 { print; t = 1; next }
            /thrpt:/ && t == 1 { print; t = 2; next }' > "$OUT/micro.txt" || true
 
-"$BIN/bench-report" write --dir "$OUT" --out "$REPORT" --plots "$PLOTS"
+target_args=()
+[[ -n "$TARGET_RATES" ]] && target_args=(--target-rates "${TARGET_RATES// /,}")
+"$BIN/bench-report" write --dir "$OUT" --out "$REPORT" --plots "$PLOTS" "${target_args[@]}"
 log "wrote $REPORT and $PLOTS/*.svg from $OUT"

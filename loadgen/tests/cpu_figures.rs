@@ -47,4 +47,11 @@ fn one_to_one_reports_cpu_per_message_for_gateway_loadgen_and_box() {
     let (user, sys, total) = (f("gateway_user_us_per_msg"), f("gateway_sys_us_per_msg"), f("gateway_us_per_msg"));
     assert!((user + sys - total).abs() < 1e-6, "user + kernel = total: {cpu}");
     assert!(f("box_busy_pct") > 0.0 && f("box_busy_pct") <= 100.0, "{cpu}");
+    // Context switches over the same window: 1,000 messages over real
+    // sockets wake the gateway's threads and the box's many times.
+    assert!(f("box_ctxt_per_msg") > 0.0 && f("box_ctxt_per_sec") > 0.0, "{cpu}");
+    let (vol, invol, all) =
+        (f("gateway_voluntary_ctxt_per_msg"), f("gateway_involuntary_ctxt_per_msg"), f("gateway_ctxt_per_msg"));
+    assert!(all > 0.0 && (vol + invol - all).abs() < 1e-9, "voluntary + involuntary = all: {cpu}");
+    assert!(f("box_ctxt_per_msg") >= all * 0.5, "the box's switches include the gateway's: {cpu}");
 }

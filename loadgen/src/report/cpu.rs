@@ -17,14 +17,19 @@
 //! Everything comes from `/proc`: `utime` and `stime` of `/proc/PID/stat`
 //! for a process (all its threads, in clock ticks) and the first line of
 //! `/proc/stat` for the box. Tick resolution (10 ms) is far below the
-//! seconds a load window lasts.
+//! seconds a load window lasts. Context switches (see [`super::switches`])
+//! are read in the same samples, so they divide the same window by the
+//! same messages.
 
 use std::time::Instant;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::report::summary::Table;
+use crate::report::{
+    summary::Table,
+    switches::{self, Switches, ThreadSwitches},
+};
 
 /// User and system CPU time of some processes, in clock ticks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,6 +68,10 @@ pub(crate) struct CpuSample {
     /// Each load-generator process that could be read.
     loadgen: Vec<(u32, Ticks)>,
     machine: Option<BoxTicks>,
+    /// Each gateway process's threads' context switches.
+    gateway_switches: Vec<(u32, ThreadSwitches)>,
+    /// The box's context switches since boot (`ctxt` of `/proc/stat`).
+    box_switches: Option<u64>,
 }
 
 /// The processes to watch.
@@ -90,6 +99,8 @@ impl CpuProbe {
             gateway_each: self.gateway.iter().map(|&pid| (pid, process_ticks(pid).ok())).collect(),
             loadgen: self.loadgen.iter().filter_map(|&pid| Some((pid, process_ticks(pid).ok()?))).collect(),
             machine: box_ticks().ok(),
+            gateway_switches: self.gateway.iter().map(|&pid| (pid, switches::threads(&[pid]))).collect(),
+            box_switches: switches::box_switches(),
         }
     }
 }
@@ -128,6 +139,18 @@ pub(crate) struct CpuFigures {
     pub(crate) box_busy_pct: Option<f64>,
     /// The box's cores (online CPUs in `/proc/stat`).
     pub(crate) box_cores: Option<usize>,
+    /// Context switches on the whole box (every process and kernel thread,
+    /// the load generator's included) per message: `ctxt` of `/proc/stat`.
+    pub(crate) box_ctxt_per_msg: Option<f64>,
+    /// The same per second of the window.
+    pub(crate) box_ctxt_per_sec: Option<f64>,
+    /// The gateway's own context switches per message, voluntary and
+    /// involuntary, summed over its threads (`/proc/PID/task/*/status`).
+    pub(crate) gateway_ctxt_per_msg: Option<f64>,
+    /// Of those, voluntary: a gateway thread blocked (I/O, futex, sleep).
+    pub(crate) gateway_voluntary_ctxt_per_msg: Option<f64>,
+    /// Of those, involuntary: a gateway thread was preempted.
+    pub(crate) gateway_involuntary_ctxt_per_msg: Option<f64>,
     /// Each gateway process, when there are several (the gateway figures
     /// above are their sum).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -142,6 +165,27 @@ pub(crate) struct ProcessCpu {
     pub(crate) cpu_pct: Option<f64>,
     /// User + kernel CPU per message of the whole run, microseconds.
     pub(crate) us_per_msg: Option<f64>,
+    /// Its context switches (voluntary + involuntary) per message of the
+    /// whole run.
+    pub(crate) ctxt_per_msg: Option<f64>,
+}
+
+/// One gateway process's switches between two samples.
+fn process_switches(before: &CpuSample, after: &CpuSample, pid: u32) -> Option<Switches> {
+    let find = |s: &CpuSample| s.gateway_switches.iter().find(|(p, _)| *p == pid)?.1.clone();
+    Some(switches::threads_delta(&find(before)?, &find(after)?))
+}
+
+/// Every gateway process's switches between two samples (None: some
+/// process could not be read both times, or there is no gateway).
+fn gateway_switches(before: &CpuSample, after: &CpuSample) -> Option<Switches> {
+    if after.gateway_switches.is_empty() {
+        return None;
+    }
+    after.gateway_switches.iter().try_fold(Switches::default(), |acc, &(pid, _)| {
+        let d = process_switches(before, after, pid)?;
+        Some(Switches { voluntary: acc.voluntary + d.voluntary, involuntary: acc.involuntary + d.involuntary })
+    })
 }
 
 impl CpuFigures {
@@ -153,6 +197,9 @@ impl CpuFigures {
         let pct = |t: u64| 100.0 * t as f64 * tick / secs;
         let per_msg = |t: u64| (messages > 0).then(|| 1e6 * t as f64 * tick / messages as f64);
         let gateway = before.gateway.zip(after.gateway).map(|(b, a)| a.since(b));
+        let count_per_msg = |n: u64| (messages > 0).then(|| n as f64 / messages as f64);
+        let box_ctxt = before.box_switches.zip(after.box_switches).map(|(b, a)| a.saturating_sub(b));
+        let gateway_ctxt = gateway_switches(before, after);
         let loadgen = loadgen_delta(&before.loadgen, &after.loadgen);
         CpuFigures {
             window_secs: secs,
@@ -168,6 +215,11 @@ impl CpuFigures {
                 Some(100.0 * a.busy.saturating_sub(b.busy) as f64 / total as f64)
             }),
             box_cores: after.machine.map(|m| m.cores),
+            box_ctxt_per_msg: box_ctxt.and_then(count_per_msg),
+            box_ctxt_per_sec: box_ctxt.map(|n| n as f64 / secs),
+            gateway_ctxt_per_msg: gateway_ctxt.and_then(|s| count_per_msg(s.total())),
+            gateway_voluntary_ctxt_per_msg: gateway_ctxt.and_then(|s| count_per_msg(s.voluntary)),
+            gateway_involuntary_ctxt_per_msg: gateway_ctxt.and_then(|s| count_per_msg(s.involuntary)),
             gateway_per_process: if after.gateway_each.len() > 1 {
                 after
                     .gateway_each
@@ -179,6 +231,7 @@ impl CpuFigures {
                             pid,
                             cpu_pct: d.map(|d| pct(d.user + d.system)),
                             us_per_msg: d.and_then(|d| per_msg(d.user + d.system)),
+                            ctxt_per_msg: process_switches(before, after, pid).and_then(|s| count_per_msg(s.total())),
                         }
                     })
                     .collect()
@@ -191,6 +244,7 @@ impl CpuFigures {
     /// The summary table's section: gateway, load generator and box.
     pub(crate) fn print(&self, t: &mut Table) {
         let one = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.1}"));
+        let two = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.2}"));
         t.section(&format!("cpu (the {:.1} s of load, {} messages)", self.window_secs, self.messages));
         match self.gateway_cpu_pct {
             Some(p) => t.row(
@@ -211,13 +265,33 @@ impl CpuFigures {
             t.row(
                 &format!("  gateway pid {}", p.pid),
                 match p.cpu_pct {
-                    Some(c) => format!("{c:.0}% of a core; {} µs/msg", one(p.us_per_msg)),
+                    Some(c) => {
+                        format!("{c:.0}% of a core; {} µs/msg; {} switches/msg", one(p.us_per_msg), two(p.ctxt_per_msg))
+                    }
                     None => "not readable".to_owned(),
                 },
             );
         }
         t.row("loadgen", format!("{:.0}% of a core; {} µs/msg", self.loadgen_cpu_pct, one(self.loadgen_us_per_msg)));
         t.row("box busy", self.box_busy_pct.map_or_else(|| "n/a".to_owned(), |b| format!("{b:.0}% of all cores")));
+        if self.gateway_cpu_pct.is_some() {
+            t.row(
+                "gateway switches",
+                format!(
+                    "{} voluntary + {} involuntary = {} per msg",
+                    two(self.gateway_voluntary_ctxt_per_msg),
+                    two(self.gateway_involuntary_ctxt_per_msg),
+                    two(self.gateway_ctxt_per_msg)
+                ),
+            );
+        }
+        t.row(
+            "box switches",
+            match (self.box_ctxt_per_msg, self.box_ctxt_per_sec) {
+                (Some(m), Some(s)) => format!("{m:.2} per msg ({s:.0}/s)"),
+                _ => "n/a".to_owned(),
+            },
+        );
     }
 }
 
@@ -311,6 +385,17 @@ mod tests {
         assert!(us > 50.0, "a quarter second over 1000 messages is about 250 µs each: {us}");
         assert!(f.box_busy_pct.is_some_and(|b| b > 0.0 && b <= 100.0));
         assert!(f.box_cores.is_some_and(|c| c >= 1));
+        // Switches are read in the same samples: the box always switches
+        // some, and this process's own count is a number (it may be 0 for
+        // a thread that spun all along).
+        assert!(f.box_ctxt_per_msg.is_some_and(|c| c > 0.0), "{f:?}");
+        assert!(f.box_ctxt_per_sec.is_some_and(|c| c > 0.0), "{f:?}");
+        let (v, i, all) = (
+            f.gateway_voluntary_ctxt_per_msg.unwrap(),
+            f.gateway_involuntary_ctxt_per_msg.unwrap(),
+            f.gateway_ctxt_per_msg.unwrap(),
+        );
+        assert!((v + i - all).abs() < 1e-9, "{f:?}");
     }
 
     #[test]
@@ -353,6 +438,8 @@ mod tests {
         let f = CpuFigures::between(&probe.sample(), &probe.sample(), 10);
         assert_eq!(f.gateway_cpu_pct, None);
         assert_eq!(f.gateway_us_per_msg, None);
+        assert_eq!(f.gateway_ctxt_per_msg, None, "no switches for a gateway that is not there");
+        assert!(f.box_ctxt_per_msg.is_some());
         let mut t = Table::default();
         f.print(&mut t);
         assert!(t.text().contains("not measured (pass --gateway-pid)"), "{}", t.text());

@@ -83,6 +83,8 @@ pub(crate) static FIGURES: Figures = Figures {
         ("gateway_us", "/cpu/gateway_us_per_msg"),
         ("loadgen_us", "/cpu/loadgen_us_per_msg"),
         ("box_busy", "/cpu/box_busy_pct"),
+        ("box_ctxt", "/cpu/box_ctxt_per_msg"),
+        ("gateway_ctxt", "/cpu/gateway_ctxt_per_msg"),
         ("store_bytes_per_msg", "/store/bytes_per_message"),
         ("stored", "/store/messages_stored_delta"),
     ],

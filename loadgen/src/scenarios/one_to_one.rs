@@ -66,6 +66,8 @@ pub(crate) static FIGURES: Figures = Figures {
         ("gateway_us", "/cpu/gateway_us_per_msg"),
         ("loadgen_us", "/cpu/loadgen_us_per_msg"),
         ("box_busy", "/cpu/box_busy_pct"),
+        ("box_ctxt", "/cpu/box_ctxt_per_msg"),
+        ("gateway_ctxt", "/cpu/gateway_ctxt_per_msg"),
         ("send_rate", "/achieved_send_rate"),
     ],
 };

@@ -19,6 +19,7 @@ use std::{
 };
 
 mod disk;
+mod targets;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -54,10 +55,21 @@ enum Command {
         /// Where SVG plots go (linked relative to the report).
         #[arg(long, default_value = "docs/bench")]
         plots: PathBuf,
+        /// Offered rates of the targets table (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = targets::DEFAULT_RATES)]
+        target_rates: Vec<u64>,
     },
 }
 
 const SYSTEMS: [&str; 2] = ["chatgw", "baseline"];
+
+/// Where the report's numbers come from, written above the commands.
+const SOURCES: &str = "Every one-to-one figure comes from the `--json` report of one `loadgen one-to-one` run (`o2o-SYSTEM-RATE.json` in the results directory; SYSTEM is `chatgw` for the rate sweep on the disk, `chatgw-tmpfs` with `--data` on `$TMPFS`, `chatgw-disk` for the disk run right after the second disk probe, `chatgw-epoll`, or `baseline`), and its percentile curve from the matching `.hgrm`:\n\n\
+- latency (p50, p99, p99.9 send -> deliver, p99 receipt): `delivery_ms`, `receipt_ms`, measured from each message's intended send time;\n\
+- delivered msg/s, lost, dup, refused: `achieved_delivery_rate`, `lost`, `duplicated`, `refused_sends`;\n\
+- CPU per message: `cpu.gateway_user_us_per_msg`, `cpu.gateway_sys_us_per_msg`, `cpu.gateway_us_per_msg` (`utime`/`stime` of `/proc/PID/stat` of the server process, `--gateway-pid`), `cpu.loadgen_us_per_msg`, `cpu.box_busy_pct` (first line of `/proc/stat`);\n\
+- context switches per message: `cpu.box_ctxt_per_msg` (`ctxt` of `/proc/stat`), `cpu.gateway_ctxt_per_msg` and `cpu.gateway_involuntary_ctxt_per_msg` (`voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches` of `/proc/PID/task/*/status`, summed over the server's threads).\n\n\
+CPU and switch counters are read twice, when the first message is due and when the last one is, and every per-message figure divides that window's growth by the messages scheduled in it (`cpu.messages`). The targets table and every *chatgw / baseline* column divide chatgw's figure by the baseline's at the same offered rate. The disk probes are `loadgen disk` (`disk-start.json`, `disk-half.json`). The commands, in the order they ran (`$SECRET` is the shared token secret):";
 
 fn read_json(path: &Path) -> Option<Value> {
     serde_json::from_str(&fs::read_to_string(path).ok()?).ok()
@@ -165,8 +177,15 @@ type Verdict<'a> = (&'a str, fn(u64, &Value) -> String);
 
 /// A table of the one-to-one runs, a row per offered rate and system:
 /// `columns` follow those two, then `verdict` (a heading and what to show
-/// for a run), if any.
-fn per_run_table(md: &mut String, runs: &[BTreeMap<u64, Value>], columns: &[Column<'_>], verdict: Option<Verdict<'_>>) {
+/// for a run), if any. With `ratios`, each rate both systems ran gets a
+/// third row: chatgw's figure over the baseline's, column by column.
+fn per_run_table(
+    md: &mut String,
+    runs: &[BTreeMap<u64, Value>],
+    columns: &[Column<'_>],
+    verdict: Option<Verdict<'_>>,
+    ratios: bool,
+) {
     let mut headings: Vec<&str> = columns.iter().map(|c| c.0).collect();
     headings.extend(verdict.map(|v| v.0));
     let _ = writeln!(
@@ -181,6 +200,11 @@ fn per_run_table(md: &mut String, runs: &[BTreeMap<u64, Value>], columns: &[Colu
             let mut cells: Vec<String> = columns.iter().map(|&(_, key, digits)| fmt(num(v, key), digits)).collect();
             cells.extend(verdict.map(|(_, show)| show(rate, v)));
             let _ = writeln!(md, "| {rate} | {s} | {} |", cells.join(" | "));
+        }
+        if let (true, Some(a), Some(b)) = (ratios, runs[0].get(&rate), runs[1].get(&rate)) {
+            let mut cells: Vec<String> = columns.iter().map(|&(_, key, _)| ratio(num(a, key), num(b, key))).collect();
+            cells.extend(verdict.map(|_| String::new()));
+            let _ = writeln!(md, "| {rate} | *chatgw / baseline* | {} |", cells.join(" | "));
         }
     }
 }
@@ -205,14 +229,21 @@ fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Optio
         md,
         "CPU time over each run's load phase (not its setup or drain), from `/proc`, divided by the messages scheduled in it: the gateway's in user mode and in the kernel (system calls, and on loopback much of the network stack of both ends, which they run), the load generator's (user + kernel), and how busy the whole box was. Kernel work that runs outside both processes (softirq threads, the disk) shows only in the box's figure. A box near 100% busy has run out of CPU. In a run that fell behind (not clean) fewer messages than scheduled were handled in the window, so its figures understate the cost.\n"
     );
+    let _ = writeln!(
+        md,
+        "Context switches over the same window, divided by the same messages: *box switches/msg* is the growth of `ctxt` in `/proc/stat` (every core, every process: the server's, the load generator's, kernel threads'), *server switches/msg* the server process's own, voluntary (a thread blocked) plus involuntary (preempted), summed over its threads from `/proc/PID/task/*/status`; *server involuntary/msg* is the preempted part. The load generator is the same program against both servers, so a difference in the box's figure is the server's doing, directly or by waking the load generator more often. The *chatgw / baseline* row divides each figure of chatgw's run by the baseline's at the same rate.\n"
+    );
     let columns = [
         ("server user µs/msg", "cpu.gateway_user_us_per_msg", 1),
         ("server kernel µs/msg", "cpu.gateway_sys_us_per_msg", 1),
         ("server total µs/msg", "cpu.gateway_us_per_msg", 1),
         ("loadgen µs/msg", "cpu.loadgen_us_per_msg", 1),
         ("box busy %", "cpu.box_busy_pct", 0),
+        ("box switches/msg", "cpu.box_ctxt_per_msg", 2),
+        ("server switches/msg", "cpu.gateway_ctxt_per_msg", 2),
+        ("server involuntary/msg", "cpu.gateway_involuntary_ctxt_per_msg", 2),
     ];
-    per_run_table(md, runs, &columns, None);
+    per_run_table(md, runs, &columns, None, true);
     let Some((rate, v)) = baseline_sat else { return };
     // The cores of the machine that ran the benchmark, as the load
     // generator saw them; this machine's only for older results.
@@ -225,7 +256,12 @@ fn write_cpu(md: &mut String, runs: &[BTreeMap<u64, Value>], baseline_sat: Optio
     let fixed = loadgen + kernel;
     let _ = writeln!(
         md,
-        "\n**What 2x the baseline would take.** The baseline's highest clean rate (its saturation, unless it is the top of the sweep) is {rate} msg/s. At twice that, this box ({cores:.0} cores) has {budget:.1} µs of CPU per message in all. At {rate} msg/s the load generator spent {loadgen:.1} µs per message, and the baseline's kernel time alone was {kernel:.1} µs: that is, roughly, the cost of its sockets' work, which a server speaking this protocol over TCP pays too. Together {fixed:.1} µs, {:.2}x the budget. {}\n",
+        "\n**What 2x the baseline would take.** The baseline's highest clean rate is {rate} msg/s{}. At twice that, this box ({cores:.0} cores) has {budget:.1} µs of CPU per message in all. At {rate} msg/s the load generator spent {loadgen:.1} µs per message, and the baseline's kernel time alone was {kernel:.1} µs: that is, roughly, the cost of its sockets' work, which a server speaking this protocol over TCP pays too. Together {fixed:.1} µs, {:.2}x the budget. {}\n",
+        if runs[1].keys().next_back() == Some(&rate) {
+            ", the top of the sweep: its saturation is that or higher"
+        } else {
+            ": its saturation, to the sweep's resolution"
+        },
         fixed / budget,
         if fixed >= budget {
             "If per-message costs stayed as they were at that rate, no server doing that socket work could reach twice the baseline on this box while sharing it with the load generator, however little CPU its own code took. Per-message costs have fallen as the rate rose in runs like these (the kernel batches more; compare the rows above), so this is an estimate of where the ceiling is, not a proof."
@@ -318,7 +354,7 @@ fn plot_throughput(out: &Path, runs: &[(&str, &BTreeMap<u64, Value>)]) -> anyhow
     Ok(())
 }
 
-fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
+fn write_report(dir: &Path, out: &Path, plots: &Path, target_rates: &[u64]) -> anyhow::Result<()> {
     fs::create_dir_all(plots).with_context(|| format!("creating {}", plots.display()))?;
     let plot_link = |name: &str| -> String {
         let base = out.parent().unwrap_or(Path::new("."));
@@ -386,6 +422,12 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
         md,
         "Open loop, latency from each message's intended send time. A run is *clean* when nothing is lost, duplicated or refused, deliveries keep up with the offered rate (at least 97%) and p99 stays under 1 s; saturation is the highest clean offered rate.\n"
     );
+    let tmpfs = one_to_one_runs(dir, disk::TMPFS);
+    targets::write_targets(
+        &mut md,
+        &targets::Runs { chatgw: &runs[0], tmpfs: &tmpfs, baseline: &runs[1] },
+        target_rates,
+    );
     let _ = writeln!(md, "| | chatgw | baseline | chatgw / baseline |\n|---|---|---|---|");
     side_by_side(&mut md, "saturation: delivered messages/s", delivered(0), delivered(1), 0);
     for (label, key) in [
@@ -395,6 +437,16 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
         let a = sat[0].and_then(|(_, v)| num(v, key));
         let b = sat[1].and_then(|(_, v)| num(v, key));
         side_by_side(&mut md, label, a, b, 2);
+    }
+    for (i, s) in SYSTEMS.iter().enumerate() {
+        if let (Some((rate, _)), Some(top)) = (sat[i], runs[i].keys().next_back()) {
+            if rate == *top {
+                let _ = writeln!(
+                    md,
+                    "\n{s} ran clean at the sweep's highest rate ({rate} msg/s): its saturation is that or higher, and its row above is a lower bound."
+                );
+            }
+        }
     }
     let _ = writeln!(md, "\nEvery run, side by side (same offered rate, same pairs, same duration):\n");
     let columns = [
@@ -408,7 +460,7 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
         ("refused", "refused_sends", 0),
     ];
     let verdict = |rate: u64, v: &Value| (if clean(rate, v) { "yes" } else { "no" }).to_owned();
-    per_run_table(&mut md, &runs, &columns, Some(("clean", verdict)));
+    per_run_table(&mut md, &runs, &columns, Some(("clean", verdict)), false);
     let rates = all_rates(&runs);
     plot_throughput(&plots.join("one-to-one-p99.svg"), &[("chatgw", &runs[0]), ("baseline", &runs[1])])?;
     let _ = writeln!(md, "\n![p99 vs offered rate]({})\n", plot_link("one-to-one-p99.svg"));
@@ -501,8 +553,8 @@ fn write_report(dir: &Path, out: &Path, plots: &Path) -> anyhow::Result<()> {
     if let Ok(micro) = fs::read_to_string(dir.join("micro.txt")) {
         let _ = writeln!(md, "## Micro-benchmarks (`cargo bench -p chatgw-benches`)\n\n```\n{micro}```\n");
     }
-    let _ =
-        writeln!(md, "## Commands\n\n```sh\n{}```", fs::read_to_string(dir.join("commands.txt")).unwrap_or_default());
+    let _ = writeln!(md, "## Commands\n\n{SOURCES}\n");
+    let _ = writeln!(md, "```sh\n{}```", fs::read_to_string(dir.join("commands.txt")).unwrap_or_default());
     fs::write(out, md).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
@@ -517,6 +569,35 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Write { dir, out, plots } => write_report(&dir, &out, &plots),
+        Command::Write { dir, out, plots, target_rates } => write_report(&dir, &out, &plots, &target_rates),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_ratio_row_divides_chatgw_by_the_baseline_only_where_both_ran() {
+        let run = |us: f64, ctxt: f64| json!({ "cpu": { "gateway_us_per_msg": us, "box_ctxt_per_msg": ctxt } });
+        let runs = [
+            BTreeMap::from([(2000, run(90.0, 6.0)), (4000, run(50.0, 3.0))]),
+            BTreeMap::from([(2000, run(30.0, 8.0))]),
+        ];
+        let columns = [("µs/msg", "cpu.gateway_us_per_msg", 1), ("switches/msg", "cpu.box_ctxt_per_msg", 2)];
+        let mut md = String::new();
+        per_run_table(&mut md, &runs, &columns, None, true);
+        let lines: Vec<&str> = md.lines().skip(2).collect();
+        assert_eq!(
+            lines,
+            [
+                "| 2000 | chatgw | 90.0 | 6.00 |",
+                "| 2000 | baseline | 30.0 | 8.00 |",
+                "| 2000 | *chatgw / baseline* | 3.00x | 0.75x |",
+                "| 4000 | chatgw | 50.0 | 3.00 |",
+            ]
+        );
     }
 }
