@@ -316,18 +316,17 @@ impl Tables {
     ) -> Result<(), StoreError> {
         self.list_message(&mut w.list, &w.view, message, inboxes)?;
         let c = &message.conversation;
-        w.put(&self.messages, codec::records::message_key(c, message.id), codec::records::message(message));
+        // The idempotency value is the message key's bytes: one allocation
+        // shared by both records.
+        let key = codec::records::message_key(c, message.id);
+        w.put(&self.messages, key.clone(), codec::records::message(message));
         let reference = codec::records::inbox_message(c);
         for user in inboxes {
             w.put(&self.inbox, codec::inbox_key(*user, message.id), reference.clone());
         }
         if !message.client_id.is_empty() {
             w.keys.insert((message.from, message.client_id.as_str()), (*c, message.id));
-            w.put(
-                &self.idempotency,
-                codec::records::idempotency_key(message.from, &message.client_id),
-                codec::records::idempotency(c, message.id),
-            );
+            w.put(&self.idempotency, codec::records::idempotency_key(message.from, &message.client_id), key);
         }
         Ok(())
     }
