@@ -49,8 +49,13 @@ impl Workload {
     }
 }
 
-/// Commit `batch` as one group commit; returns the records and bytes written.
+/// Commit `batch` as the gateway's group committer does: one batched
+/// lookup of the client ids it has not seen (all of them: they are new),
+/// then one commit. Returns the records and bytes written.
 pub(crate) fn commit(store: &EmbeddedStore, batch: &[(Message, [UserId; 2])]) -> (usize, usize) {
+    let keys: Vec<(UserId, &str)> = batch.iter().map(|(m, _)| (m.from, m.client_id.as_str())).collect();
+    let found = store.messages_by_client_ids(&keys).expect("lookup");
+    assert!(found.iter().all(Option::is_none), "every client id is new");
     let writes: Vec<Write<'_>> =
         batch.iter().map(|(m, inboxes)| Write::Message { message: m, inboxes, membership: None }).collect();
     let last = batch.last().map_or(MessageId(0), |(m, _)| m.id);

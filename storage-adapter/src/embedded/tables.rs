@@ -476,13 +476,19 @@ impl Tables {
         }
     }
 
+    /// The batched lookups below read all their keys through one snapshot
+    /// (a snapshot per key cost more than the read of a key in memory).
     pub(super) fn messages_by_client_ids(
         &self,
         keys: &[(UserId, &str)],
     ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError> {
+        let view = self.view();
         keys.iter()
             .map(|(from, client_id)| {
-                match self.get(&self.idempotency, &codec::idempotency_key(*from, client_id), "read idempotency key")? {
+                match view
+                    .get(&self.idempotency, codec::records::idempotency_key(*from, client_id))
+                    .map_err(|e| StoreError::backend("read idempotency key", e))?
+                {
                     Some(v) => codec::decode_idempotency(&v).map(Some),
                     None => Ok(None),
                 }
@@ -494,29 +500,37 @@ impl Tables {
         &self,
         keys: &[(ConversationId, MessageId)],
     ) -> Result<Vec<Option<MessageHeader>>, StoreError> {
+        let view = self.view();
         keys.iter()
-            .map(|(c, id)| match self.get(&self.messages, &codec::message_key(c, *id), "read message header")? {
-                Some(v) => codec::decode_message_header(*id, &v).map(Some),
-                None => Ok(None),
+            .map(|(c, id)| {
+                match view
+                    .get(&self.messages, codec::records::message_key(c, *id))
+                    .map_err(|e| StoreError::backend("read message header", e))?
+                {
+                    Some(v) => codec::decode_message_header(*id, &v).map(Some),
+                    None => Ok(None),
+                }
             })
             .collect()
     }
 
     pub(super) fn delivery_marks(&self, keys: &[(ConversationId, MessageId, UserId)]) -> Result<Vec<bool>, StoreError> {
+        let view = self.view();
         keys.iter()
             .map(|(c, id, user)| {
-                self.view()
-                    .contains_key(&self.delivered, codec::delivered_key(c, *id, *user))
+                view.contains_key(&self.delivered, codec::delivered_key(c, *id, *user))
                     .map_err(|e| StoreError::backend("read delivery mark", e))
             })
             .collect()
     }
 
     pub(super) fn read_marks(&self, keys: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError> {
+        let view = self.view();
         keys.iter()
             .map(|(c, user)| {
-                Ok(self
-                    .get(&self.reads, &codec::read_key(c, *user), "read read mark")?
+                Ok(view
+                    .get(&self.reads, codec::read_key(c, *user))
+                    .map_err(|e| StoreError::backend("read read mark", e))?
                     .and_then(|v| codec::u64_value(&v))
                     .map(MessageId))
             })
