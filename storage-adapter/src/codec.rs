@@ -163,6 +163,8 @@ pub(crate) fn decode_message_header(id: MessageId, v: &[u8]) -> Result<MessageHe
     Ok(MessageHeader { id, from, kind })
 }
 
+/// The reference layout: the commit writes [`records`]`::inbox_message`.
+#[cfg(test)]
 pub(crate) fn encode_inbox_message(c: &ConversationId) -> Vec<u8> {
     let mut v = Vec::with_capacity(1 + ConversationId::MAX_KEY_LEN);
     v.push(INBOX_MESSAGE);
@@ -375,6 +377,8 @@ pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, St
     }
 }
 
+/// The reference layout: the commit writes [`records`]`::idempotency`.
+#[cfg(test)]
 pub(crate) fn encode_idempotency(c: &ConversationId, id: MessageId) -> Vec<u8> {
     let mut v = conv_key(c);
     v.extend_from_slice(&id.0.to_be_bytes());
@@ -387,6 +391,88 @@ pub(crate) fn decode_idempotency(v: &[u8]) -> Result<(ConversationId, MessageId)
     let c = v.get(..split).and_then(ConversationId::from_key).ok_or_else(corrupt)?;
     let id = id_from_message_key(v).ok_or_else(corrupt)?;
     Ok((c, id))
+}
+
+/// Records of the embedded commit's hot path (a message row, its inbox
+/// reference, its idempotency key, its list rows), built once in the
+/// engine's own byte type (`fjall::Slice`) at their exact length. The same bytes as the `Vec` encoders above:
+/// a batch item converted from a `Vec` is copied into a fresh allocation,
+/// and a message wrote six of them.
+pub(crate) mod records {
+    use byteview::ByteView;
+    use chatgw_protocol::{ConversationId, Message, MessageId, UserId};
+    use fjall::Slice;
+
+    /// Fills a record of a length known up front. (Filling an unzeroed
+    /// allocation through `Slice::from_reader` instead cost more than the
+    /// zeroing it saves.)
+    struct Record {
+        bytes: byteview::Builder,
+        at: usize,
+    }
+
+    impl Record {
+        fn new(len: usize) -> Self {
+            Record { bytes: ByteView::builder(len), at: 0 }
+        }
+
+        fn put(mut self, part: &[u8]) -> Self {
+            self.bytes[self.at..self.at + part.len()].copy_from_slice(part);
+            self.at += part.len();
+            self
+        }
+
+        fn done(self) -> Slice {
+            debug_assert_eq!(self.at, self.bytes.len(), "a record's length is exact");
+            Slice::from(self.bytes.freeze())
+        }
+    }
+
+    fn conv(c: &ConversationId) -> ([u8; ConversationId::MAX_KEY_LEN], usize) {
+        c.to_key()
+    }
+
+    /// [`super::message_key`].
+    pub(crate) fn message_key(c: &ConversationId, id: MessageId) -> Slice {
+        let (k, n) = conv(c);
+        Record::new(n + 8).put(&k[..n]).put(&id.0.to_be_bytes()).done()
+    }
+
+    /// [`super::encode_message`].
+    pub(crate) fn message(m: &Message) -> Slice {
+        let cid = &m.client_id.as_bytes()[..m.client_id.len().min(255)];
+        let body = super::stored_body(m);
+        let from = m.from.0.to_be_bytes();
+        let head = [super::MESSAGE_V1, from[0], from[1], from[2], from[3], from[4], from[5], from[6], from[7]];
+        Record::new(head.len() + 2 + cid.len() + body.len())
+            .put(&head)
+            .put(&[m.kind.to_u8(), cid.len() as u8])
+            .put(cid)
+            .put(body.as_bytes())
+            .done()
+    }
+
+    /// [`super::encode_inbox_message`].
+    pub(crate) fn inbox_message(c: &ConversationId) -> Slice {
+        let (k, n) = conv(c);
+        Record::new(1 + n).put(&[super::INBOX_MESSAGE]).put(&k[..n]).done()
+    }
+
+    /// [`super::idempotency_key`].
+    pub(crate) fn idempotency_key(from: UserId, client_id: &str) -> Slice {
+        Record::new(8 + client_id.len()).put(&from.0.to_be_bytes()).put(client_id.as_bytes()).done()
+    }
+
+    /// A conversation list key: the user, then the conversation key.
+    pub(crate) fn list_key(user: UserId, c: &ConversationId) -> Slice {
+        let (k, n) = conv(c);
+        Record::new(8 + n).put(&user.0.to_be_bytes()).put(&k[..n]).done()
+    }
+
+    /// A conversation list row: last message id, unread count.
+    pub(crate) fn list_row(last: u64, unread: u64) -> Slice {
+        Record::new(16).put(&last.to_be_bytes()).put(&unread.to_be_bytes()).done()
+    }
 }
 
 pub(crate) fn u64_value(v: &[u8]) -> Option<u64> {
@@ -524,6 +610,45 @@ mod tests {
         let mut truncated = encode_receipt(&r);
         truncated.pop();
         assert!(decode_inbox(MessageId(20), &truncated).is_err());
+    }
+
+    #[test]
+    fn records_built_in_place_match_the_vec_encoders() {
+        let c = ConversationId::direct(UserId(3), UserId(900));
+        let g = ConversationId::Group(GroupId(5));
+        let id = MessageId(0x0102_0304_0506_0708);
+        let m = Message {
+            id,
+            conversation: c,
+            from: UserId(900),
+            kind: MessageKind::Text,
+            client_id: "0c1d9a3e-4e1c-4b7a-9f3d-000000000001".into(),
+            ts: Snowflake::unix_ms(id),
+            body: format!("\"{}\"", "b".repeat(100)),
+            amended: None,
+        };
+        let edited = Message { amended: Some(Amendment { kind: AmendKind::Edited, event: MessageId(9) }), ..m.clone() };
+        let bare = Message { client_id: String::new(), body: "\"\"".into(), ..m.clone() };
+        for m in [&m, &edited, &bare] {
+            assert_eq!(&*records::message(m), &encode_message(m)[..]);
+        }
+        for c in [&c, &g] {
+            assert_eq!(&*records::message_key(c, id), &message_key(c, id)[..]);
+            assert_eq!(&*records::inbox_message(c), &encode_inbox_message(c)[..]);
+            assert_eq!(
+                &*records::message_key(c, id),
+                &encode_idempotency(c, id)[..],
+                "an idempotency value is a message key"
+            );
+            let mut list_key = 7u64.to_be_bytes().to_vec();
+            list_key.extend_from_slice(&conv_key(c));
+            assert_eq!(&*records::list_key(UserId(7), c), &list_key[..]);
+        }
+        assert_eq!(&*records::idempotency_key(UserId(4), "abc"), &idempotency_key(UserId(4), "abc")[..]);
+        assert_eq!(&*records::idempotency_key(UserId(4), &m.client_id), &idempotency_key(UserId(4), &m.client_id)[..]);
+        let mut row = 11u64.to_be_bytes().to_vec();
+        row.extend_from_slice(&2u64.to_be_bytes());
+        assert_eq!(&*records::list_row(11, 2), &row[..]);
     }
 
     #[test]

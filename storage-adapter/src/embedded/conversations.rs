@@ -17,6 +17,10 @@
 //! the store is read only for rows it does not hold, through one snapshot
 //! per commit.
 //!
+//! The maps of both are keyed by user and conversation ids and hashed with
+//! a fast seeded hasher (foldhash): SipHash of these keys was an eighth of
+//! the commit's instructions.
+//!
 //! A store written by a release without the list gets it filled from the
 //! inboxes the first time it opens ([`Tables::fill_conversation_list`]), so
 //! conversations from before the upgrade are listed with their counts.
@@ -24,7 +28,7 @@
 use std::collections::HashMap;
 
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, UserId};
-use fjall::{PersistMode, Readable};
+use fjall::{PersistMode, Readable, Slice, Snapshot};
 
 use super::tables::Tables;
 use crate::{
@@ -42,6 +46,9 @@ const FILL_BATCH_ROWS: usize = 10_000;
 /// `(last message id, unread count)` of one row.
 type Row = (u64, u64);
 
+/// Rows by `(user, conversation)`.
+type Rows = HashMap<(UserId, ConversationId), Row, foldhash::fast::RandomState>;
+
 /// Rows the cache holds at most; past that it starts over (the rows are
 /// read from the store again). 24 bytes of key and row each, plus the
 /// map's overhead: a few MiB.
@@ -49,7 +56,7 @@ const CACHED_ROWS: usize = 1 << 16;
 
 /// The rows as the last durable commits left them (see the module docs).
 #[derive(Default)]
-pub(super) struct RowCache(std::sync::Mutex<HashMap<(UserId, ConversationId), Row>>);
+pub(super) struct RowCache(std::sync::Mutex<Rows>);
 
 impl RowCache {
     fn get(&self, k: &(UserId, ConversationId)) -> Option<Row> {
@@ -69,12 +76,20 @@ impl RowCache {
 /// What a commit changes in conversation lists, folded per row.
 #[derive(Default)]
 pub(super) struct ListUpdates {
-    rows: HashMap<(UserId, ConversationId), Row>,
-    /// One snapshot for the rows this commit reads from the store.
-    view: Option<fjall::Snapshot>,
+    rows: Rows,
     /// Messages of this batch (not yet readable from the store), for
     /// recounts of read marks moved in the same batch.
     messages: Vec<(ConversationId, MessageId, UserId, MessageKind)>,
+}
+
+impl ListUpdates {
+    /// Room for a batch of `messages` messages reaching `inboxes` inboxes.
+    pub(super) fn with_capacity(messages: usize, inboxes: usize) -> Self {
+        ListUpdates {
+            rows: Rows::with_capacity_and_hasher(inboxes, Default::default()),
+            messages: Vec::with_capacity(messages),
+        }
+    }
 }
 
 fn key(user: UserId, c: &ConversationId) -> Vec<u8> {
@@ -97,16 +112,22 @@ fn decode(v: &[u8]) -> Result<Row, StoreError> {
 }
 
 impl Tables {
-    /// The row as this batch left it so far, else as stored.
-    fn list_row(&self, list: &mut ListUpdates, user: UserId, c: ConversationId) -> Result<Option<Row>, StoreError> {
+    /// The row as this batch left it so far, else as stored (read through
+    /// the commit's snapshot).
+    fn list_row(
+        &self,
+        list: &ListUpdates,
+        view: &Snapshot,
+        user: UserId,
+        c: ConversationId,
+    ) -> Result<Option<Row>, StoreError> {
         if let Some(row) = list.rows.get(&(user, c)) {
             return Ok(Some(*row));
         }
         if let Some(row) = self.list_cache.get(&(user, c)) {
             return Ok(Some(row));
         }
-        let view = list.view.get_or_insert_with(|| self.view());
-        match view.get(&self.conversations, key(user, &c)) {
+        match view.get(&self.conversations, codec::records::list_key(user, &c)) {
             Ok(Some(v)) => decode(&v).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(StoreError::backend("read conversation row", e)),
@@ -118,11 +139,12 @@ impl Tables {
     pub(super) fn list_message(
         &self,
         list: &mut ListUpdates,
+        view: &Snapshot,
         m: &Message,
         inboxes: &[UserId],
     ) -> Result<(), StoreError> {
         for &user in inboxes {
-            let (last, unread) = self.list_row(list, user, m.conversation)?.unwrap_or((0, 0));
+            let (last, unread) = self.list_row(list, view, user, m.conversation)?.unwrap_or((0, 0));
             let counted = u64::from(counts_as_unread(user, m.from, m.kind));
             list.rows.insert((user, m.conversation), (last.max(m.id.0), unread + counted));
         }
@@ -136,11 +158,12 @@ impl Tables {
     pub(super) fn list_read(
         &self,
         list: &mut ListUpdates,
+        view: &Snapshot,
         c: ConversationId,
         by: UserId,
         up_to: MessageId,
     ) -> Result<(), StoreError> {
-        let Some((last, _)) = self.list_row(&mut *list, by, c)? else { return Ok(()) };
+        let Some((last, _)) = self.list_row(list, view, by, c)? else { return Ok(()) };
         let unread = if up_to.0 >= last {
             0
         } else {
@@ -163,8 +186,10 @@ impl Tables {
     }
 
     /// Every row a batch changed, as `(key, value)` to put.
-    pub(super) fn list_writes(list: &ListUpdates) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
-        list.rows.iter().map(|((user, c), row)| (key(*user, c), encode(*row)))
+    pub(super) fn list_writes(list: &ListUpdates) -> impl Iterator<Item = (Slice, Slice)> + '_ {
+        list.rows.iter().map(|((user, c), &(last, unread))| {
+            (codec::records::list_key(*user, c), codec::records::list_row(last, unread))
+        })
     }
 
     /// Fill the list from every inbox, once: per `(user, conversation)` the

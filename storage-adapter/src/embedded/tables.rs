@@ -5,10 +5,14 @@
 //! swaps it for a fresh one when it reopens the engine after a failed write;
 //! everything here works on one open engine and knows nothing of that.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use chatgw_protocol::{AmendKind, ConversationId, Group, GroupId, Message, MessageId, Receipt, ReceiptStatus, UserId};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Slice, Snapshot};
 
 use super::{
     conversations::{ListUpdates, RowCache},
@@ -51,15 +55,28 @@ pub(super) struct Tables {
     pub(super) hidden: Keyspace,
     /// Conversation list rows as the last commits left them.
     pub(super) list_cache: RowCache,
+    /// The high water as the last commit stored it, read once at open: a
+    /// commit raises it without reading the meta row back (one writer
+    /// commits, so the stored row is what the last commit wrote).
+    recorded_high_water: AtomicU64,
 }
+
+/// A fast seeded hasher for the maps one commit keeps.
+type Hasher = foldhash::fast::RandomState;
 
 /// One commit being built: the fjall batch, what it wrote, and what it
 /// decided so far (keys bound, group versions, read marks), which later
 /// writes of the same batch must see.
-struct BatchWriter {
+struct BatchWriter<'a> {
     batch: fjall::OwnedWriteBatch,
+    /// The one snapshot every check of this commit reads the store through:
+    /// a snapshot sees whole batches only, and one per commit rather than
+    /// one per read (the commits before this one are all in it).
+    view: Snapshot,
     stats: CommitStats,
-    keys: HashMap<(UserId, String), (ConversationId, MessageId)>,
+    /// Idempotency keys bound earlier in this batch, borrowing the
+    /// writes' client ids.
+    keys: HashMap<(UserId, &'a str), (ConversationId, MessageId), Hasher>,
     groups: HashMap<GroupId, GroupVersion>,
     read_marks: HashMap<Vec<u8>, u64>,
     list: ListUpdates,
@@ -69,11 +86,16 @@ struct BatchWriter {
     amended: HashMap<Vec<u8>, (bool, Vec<u8>)>,
 }
 
-impl BatchWriter {
-    fn put(&mut self, ks: &Keyspace, k: &[u8], v: Vec<u8>) {
+impl BatchWriter<'_> {
+    fn put(&mut self, ks: &Keyspace, k: impl Into<Slice>, v: impl Into<Slice>) {
+        let (k, v) = (k.into(), v.into());
         self.stats.bytes += k.len() + v.len();
         self.stats.records += 1;
         self.batch.insert(ks, k, v);
+    }
+
+    fn get(&self, ks: &Keyspace, key: &[u8], op: &'static str) -> Result<Option<fjall::UserValue>, StoreError> {
+        self.view.get(ks, key).map_err(|e| StoreError::backend(op, e))
     }
 }
 
@@ -95,7 +117,7 @@ impl Tables {
         let ks = |name: &str| {
             db.keyspace(name, KeyspaceCreateOptions::default).map_err(|e| StoreError::backend("open keyspace", e))
         };
-        Ok(Tables {
+        let tables = Tables {
             messages: ks("messages")?,
             inbox: ks("inbox")?,
             idempotency: ks("idempotency")?,
@@ -112,8 +134,11 @@ impl Tables {
             device_revocations: ks("device_revocations")?,
             hidden: ks("hidden")?,
             list_cache: RowCache::default(),
+            recorded_high_water: AtomicU64::new(0),
             db,
-        })
+        };
+        tables.recorded_high_water.store(tables.high_water()?.0, Ordering::Relaxed);
+        Ok(tables)
     }
 
     /// A consistent view for one read. Reads go through a snapshot because
@@ -146,17 +171,23 @@ impl Tables {
     /// and then write without racing anyone: idempotency keys and group
     /// versions are decided here, against the store and against the writes
     /// earlier in the same batch. An event's inbox position is its id.
-    pub(super) fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<Committed, StoreError> {
+    pub(super) fn commit<'a>(&self, writes: &'a [Write<'a>], high_water: MessageId) -> Result<Committed, StoreError> {
+        let events: usize = writes.iter().map(|w| w.inboxes().len()).sum();
+        // A message writes its row, its key and a reference and a list row
+        // per inbox: room for those and the high water, so the batch never
+        // grows by copying.
+        let records = 2 * writes.len() + 2 * events + 1;
         let mut w = BatchWriter {
-            batch: self.db.batch().durability(Some(PersistMode::SyncData)),
+            batch: fjall::OwnedWriteBatch::with_capacity(self.db.clone(), records)
+                .durability(Some(PersistMode::SyncData)),
+            view: self.view(),
             stats: CommitStats::default(),
-            keys: HashMap::new(),
+            keys: HashMap::with_capacity_and_hasher(writes.len(), Hasher::default()),
             groups: HashMap::new(),
             read_marks: HashMap::new(),
-            list: ListUpdates::default(),
+            list: ListUpdates::with_capacity(writes.len(), events),
             amended: HashMap::new(),
         };
-        let events = writes.iter().map(|w| w.inboxes().len()).sum();
         let mut out = Committed::with_capacity(writes.len(), events);
         for write in writes {
             let outcome = match *write {
@@ -192,7 +223,7 @@ impl Tables {
                             let version = based_on.next();
                             w.groups.insert(group.id, version);
                             let record = codec::encode_versioned_group(group, version);
-                            w.put(&self.groups, &group.id.0.to_be_bytes(), record);
+                            w.put(&self.groups, group.id.0.to_be_bytes(), record);
                             if let Some(m) = announce {
                                 self.put_message(&mut w, m, inboxes)?;
                             }
@@ -214,15 +245,16 @@ impl Tables {
         }
         let list: Vec<_> = Self::list_writes(&w.list).collect();
         for (k, v) in list {
-            w.put(&self.conversations, &k, v);
+            w.put(&self.conversations, k, v);
         }
         for (key, (_, row)) in std::mem::take(&mut w.amended) {
             w.put(&self.messages, &key, row);
         }
         // Never lowered: a commit recording a smaller id keeps the stored one.
-        let high_water = high_water.max(self.high_water()?);
-        w.put(&self.meta, HIGH_WATER_KEY, high_water.0.to_be_bytes().to_vec());
+        let high_water = high_water.0.max(self.recorded_high_water.load(Ordering::Relaxed));
+        w.put(&self.meta, HIGH_WATER_KEY, high_water.to_be_bytes());
         w.batch.commit().map_err(|e| StoreError::backend("commit", e))?;
+        self.recorded_high_water.fetch_max(high_water, Ordering::Relaxed);
         self.list_cache.keep(&w.list);
         out.stats = w.stats;
         Ok(out)
@@ -230,17 +262,19 @@ impl Tables {
 
     /// The message a write's idempotency key is already bound to, earlier in
     /// this batch or in the store, as the outcome that reports it.
-    fn taken_key(&self, w: &BatchWriter, m: &Message) -> Result<Option<WriteOutcome>, StoreError> {
+    fn taken_key(&self, w: &BatchWriter<'_>, m: &Message) -> Result<Option<WriteOutcome>, StoreError> {
         // System messages without a client id have no idempotency key.
         if m.client_id.is_empty() {
             return Ok(None);
         }
-        let bound = match w.keys.get(&(m.from, m.client_id.clone())) {
+        let bound = match w.keys.get(&(m.from, m.client_id.as_str())) {
             Some(found) => Some(*found),
-            None => match self.get(&self.idempotency, &codec::idempotency_key(m.from, &m.client_id), "read key")? {
-                Some(v) => Some(codec::decode_idempotency(&v)?),
-                None => None,
-            },
+            None => {
+                match w.get(&self.idempotency, &codec::records::idempotency_key(m.from, &m.client_id), "read key")? {
+                    Some(v) => Some(codec::decode_idempotency(&v)?),
+                    None => None,
+                }
+            }
         };
         Ok(bound.map(|(conversation, id)| WriteOutcome::Duplicate { conversation, id }))
     }
@@ -250,7 +284,7 @@ impl Tables {
     /// this batch).
     fn stale_membership(
         &self,
-        w: &BatchWriter,
+        w: &BatchWriter<'_>,
         m: &Message,
         membership: Option<GroupVersion>,
     ) -> Result<bool, StoreError> {
@@ -262,31 +296,37 @@ impl Tables {
 
     /// The version a group write is checked against: the record written
     /// earlier in this batch, else the stored one.
-    fn group_version(&self, w: &BatchWriter, id: GroupId) -> Result<GroupVersion, StoreError> {
+    fn group_version(&self, w: &BatchWriter<'_>, id: GroupId) -> Result<GroupVersion, StoreError> {
         if let Some(v) = w.groups.get(&id) {
             return Ok(*v);
         }
-        match self.get(&self.groups, &id.0.to_be_bytes(), "read group")? {
+        match w.get(&self.groups, &id.0.to_be_bytes(), "read group")? {
             Some(v) => codec::group_version(id, &v),
             None => Ok(GroupVersion::ABSENT),
         }
     }
 
-    fn put_message(&self, w: &mut BatchWriter, message: &Message, inboxes: &[UserId]) -> Result<(), StoreError> {
-        self.list_message(&mut w.list, message, inboxes)?;
+    /// A new message: its row, a reference in each inbox (one record
+    /// shared by all of them), its idempotency key, its list rows.
+    fn put_message<'a>(
+        &self,
+        w: &mut BatchWriter<'a>,
+        message: &'a Message,
+        inboxes: &[UserId],
+    ) -> Result<(), StoreError> {
+        self.list_message(&mut w.list, &w.view, message, inboxes)?;
         let c = &message.conversation;
-        w.put(&self.messages, &codec::message_key(c, message.id), codec::encode_message(message));
-        let reference = codec::encode_inbox_message(c);
+        // The idempotency value is the message key's bytes: one allocation
+        // shared by both records.
+        let key = codec::records::message_key(c, message.id);
+        w.put(&self.messages, key.clone(), codec::records::message(message));
+        let reference = codec::records::inbox_message(c);
         for user in inboxes {
-            w.put(&self.inbox, &codec::inbox_key(*user, message.id), reference.clone());
+            w.put(&self.inbox, codec::inbox_key(*user, message.id), reference.clone());
         }
         if !message.client_id.is_empty() {
-            w.keys.insert((message.from, message.client_id.clone()), (*c, message.id));
-            w.put(
-                &self.idempotency,
-                &codec::idempotency_key(message.from, &message.client_id),
-                codec::encode_idempotency(c, message.id),
-            );
+            w.keys.insert((message.from, message.client_id.as_str()), (*c, message.id));
+            w.put(&self.idempotency, codec::records::idempotency_key(message.from, &message.client_id), key);
         }
         Ok(())
     }
@@ -295,13 +335,13 @@ impl Tables {
     /// store or earlier in this batch) and this is not a delete: a delete is
     /// final. The events are written either way; they show the message as
     /// it is.
-    fn put_amendment(&self, w: &mut BatchWriter, message: &Message, inboxes: &[UserId]) -> Result<(), StoreError> {
+    fn put_amendment(&self, w: &mut BatchWriter<'_>, message: &Message, inboxes: &[UserId]) -> Result<(), StoreError> {
         let c = &message.conversation;
         let key = codec::message_key(c, message.id);
         let deleting = message.amended.is_some_and(|a| a.kind == AmendKind::Deleted);
         let was_deleted = match w.amended.get(&key) {
             Some((deleted, _)) => *deleted,
-            None => match self.get(&self.messages, &key, "read message")? {
+            None => match w.get(&self.messages, &key, "read message")? {
                 Some(v) => {
                     codec::decode_message(*c, message.id, &v)?.amended.is_some_and(|a| a.kind == AmendKind::Deleted)
                 }
@@ -312,9 +352,9 @@ impl Tables {
             w.amended.insert(key, (deleting, codec::encode_message(message)));
         }
         let event = message.amended.map_or(MessageId(0), |a| a.event);
-        let v = codec::encode_amended(c, message.id);
+        let v = Slice::from(codec::encode_amended(c, message.id));
         for user in inboxes {
-            w.put(&self.inbox, &codec::inbox_key(*user, event), v.clone());
+            w.put(&self.inbox, codec::inbox_key(*user, event), v.clone());
         }
         Ok(())
     }
@@ -324,17 +364,17 @@ impl Tables {
     /// either way, since the committer announced it.
     fn put_hidden(
         &self,
-        w: &mut BatchWriter,
+        w: &mut BatchWriter<'_>,
         user: UserId,
         c: ConversationId,
         msg: MessageId,
         event: MessageId,
     ) -> Result<(), StoreError> {
         let key = codec::hidden_key(user, &c, msg);
-        if self.get(&self.hidden, &key, "read hidden mark")?.is_none() {
+        if w.get(&self.hidden, &key, "read hidden mark")?.is_none() {
             w.put(&self.hidden, &key, event.0.to_be_bytes().to_vec());
         }
-        w.put(&self.inbox, &codec::inbox_key(user, event), codec::encode_hidden(&c, msg));
+        w.put(&self.inbox, codec::inbox_key(user, event), codec::encode_hidden(&c, msg));
         Ok(())
     }
 
@@ -355,11 +395,11 @@ impl Tables {
             .collect()
     }
 
-    fn put_receipt(&self, w: &mut BatchWriter, receipt: &Receipt, inboxes: &[UserId]) -> Result<(), StoreError> {
+    fn put_receipt(&self, w: &mut BatchWriter<'_>, receipt: &Receipt, inboxes: &[UserId]) -> Result<(), StoreError> {
         match receipt {
             Receipt::Delivered { conversation, by, ids, at, .. } => {
                 for id in ids {
-                    w.put(&self.delivered, &codec::delivered_key(conversation, *id, *by), at.to_be_bytes().to_vec());
+                    w.put(&self.delivered, codec::delivered_key(conversation, *id, *by), at.to_be_bytes());
                 }
             }
             Receipt::Read { conversation, by, up_to, at, .. } => {
@@ -368,14 +408,14 @@ impl Tables {
                 let key = codec::read_key(conversation, *by);
                 let furthest = match w.read_marks.get(&key) {
                     Some(mark) => Some(*mark),
-                    None => self.get(&self.reads, &key, "read read mark")?.and_then(|v| codec::u64_value(&v)),
+                    None => w.get(&self.reads, &key, "read read mark")?.and_then(|v| codec::u64_value(&v)),
                 };
                 if furthest.is_none_or(|mark| up_to.0 > mark) {
                     w.read_marks.insert(key.clone(), up_to.0);
                     let mut v = up_to.0.to_be_bytes().to_vec();
                     v.extend_from_slice(&at.to_be_bytes());
                     w.put(&self.reads, &key, v);
-                    self.list_read(&mut w.list, *conversation, *by, *up_to)?;
+                    self.list_read(&mut w.list, &w.view, *conversation, *by, *up_to)?;
                 }
             }
             Receipt::Group { group, status, items, at, .. } => {
@@ -386,14 +426,14 @@ impl Tables {
                 };
                 for (by, ids) in items {
                     for id in ids {
-                        w.put(table, &codec::delivered_key(&conversation, *id, *by), at.to_be_bytes().to_vec());
+                        w.put(table, codec::delivered_key(&conversation, *id, *by), at.to_be_bytes());
                     }
                 }
             }
         }
-        let v = codec::encode_receipt(receipt);
+        let v = Slice::from(codec::encode_receipt(receipt));
         for user in inboxes {
-            w.put(&self.inbox, &codec::inbox_key(*user, receipt.event()), v.clone());
+            w.put(&self.inbox, codec::inbox_key(*user, receipt.event()), v.clone());
         }
         Ok(())
     }
@@ -436,13 +476,19 @@ impl Tables {
         }
     }
 
+    /// The batched lookups below read all their keys through one snapshot
+    /// (a snapshot per key cost more than the read of a key in memory).
     pub(super) fn messages_by_client_ids(
         &self,
         keys: &[(UserId, &str)],
     ) -> Result<Vec<Option<(ConversationId, MessageId)>>, StoreError> {
+        let view = self.view();
         keys.iter()
             .map(|(from, client_id)| {
-                match self.get(&self.idempotency, &codec::idempotency_key(*from, client_id), "read idempotency key")? {
+                match view
+                    .get(&self.idempotency, codec::records::idempotency_key(*from, client_id))
+                    .map_err(|e| StoreError::backend("read idempotency key", e))?
+                {
                     Some(v) => codec::decode_idempotency(&v).map(Some),
                     None => Ok(None),
                 }
@@ -454,29 +500,37 @@ impl Tables {
         &self,
         keys: &[(ConversationId, MessageId)],
     ) -> Result<Vec<Option<MessageHeader>>, StoreError> {
+        let view = self.view();
         keys.iter()
-            .map(|(c, id)| match self.get(&self.messages, &codec::message_key(c, *id), "read message header")? {
-                Some(v) => codec::decode_message_header(*id, &v).map(Some),
-                None => Ok(None),
+            .map(|(c, id)| {
+                match view
+                    .get(&self.messages, codec::records::message_key(c, *id))
+                    .map_err(|e| StoreError::backend("read message header", e))?
+                {
+                    Some(v) => codec::decode_message_header(*id, &v).map(Some),
+                    None => Ok(None),
+                }
             })
             .collect()
     }
 
     pub(super) fn delivery_marks(&self, keys: &[(ConversationId, MessageId, UserId)]) -> Result<Vec<bool>, StoreError> {
+        let view = self.view();
         keys.iter()
             .map(|(c, id, user)| {
-                self.view()
-                    .contains_key(&self.delivered, codec::delivered_key(c, *id, *user))
+                view.contains_key(&self.delivered, codec::delivered_key(c, *id, *user))
                     .map_err(|e| StoreError::backend("read delivery mark", e))
             })
             .collect()
     }
 
     pub(super) fn read_marks(&self, keys: &[(ConversationId, UserId)]) -> Result<Vec<Option<MessageId>>, StoreError> {
+        let view = self.view();
         keys.iter()
             .map(|(c, user)| {
-                Ok(self
-                    .get(&self.reads, &codec::read_key(c, *user), "read read mark")?
+                Ok(view
+                    .get(&self.reads, codec::read_key(c, *user))
+                    .map_err(|e| StoreError::backend("read read mark", e))?
                     .and_then(|v| codec::u64_value(&v))
                     .map(MessageId))
             })
@@ -617,5 +671,35 @@ impl Tables {
             out.push(codec::decode_message(conversation, id, &v)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatgw_protocol::MessageId;
+
+    use super::super::{EmbeddedOptions, EmbeddedStore};
+    use crate::MessageStore;
+
+    /// The high water a commit keeps is the larger of its own and the one
+    /// held since open, which a reopened store loads from disk.
+    #[test]
+    fn the_high_water_is_never_lowered_across_commits_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap();
+        let s = open();
+        assert_eq!(s.high_water(0).unwrap(), MessageId(0));
+        s.commit(&[], MessageId(50)).unwrap();
+        s.commit(&[], MessageId(40)).unwrap();
+        assert_eq!(s.high_water(0).unwrap(), MessageId(50));
+        drop(s);
+        let s = open();
+        assert_eq!(s.high_water(0).unwrap(), MessageId(50));
+        s.commit(&[], MessageId(45)).unwrap();
+        drop(s);
+        let s = open();
+        assert_eq!(s.high_water(0).unwrap(), MessageId(50), "a reopened store kept the stored high water");
+        s.commit(&[], MessageId(60)).unwrap();
+        assert_eq!(s.high_water(0).unwrap(), MessageId(60));
     }
 }
