@@ -168,12 +168,12 @@ for f in sorted(glob.glob(os.path.join(out, "callgrind.out-*"))):
         if kind == "cores":
             core_functions[name] += n
     # The store's share: the embedded store's entry points, inclusive (the
-    # highest row of each, the function itself rather than code inlined
-    # into it), wherever they ran; its own worker threads besides.
+    # highest row of each: the function rather than its code inlined
+    # elsewhere), wherever they ran; its own worker threads besides.
     entry = {}
-    for n, name, binary in annotate(f, "yes"):
+    for n, name, _ in annotate(f, "yes"):
         m = STORE_API.search(name)
-        if m and binary:
+        if m:
             entry[m.group(1)] = max(entry.get(m.group(1), 0), n)
     store += sum(entry.values())
 store += per_kind["store workers"]
