@@ -10,12 +10,22 @@
 //! or per sent message, held only for a hash-map update. A limit set to 0
 //! is off and costs nothing.
 //!
+//! The per-user map is on every `send`, so it hashes a user id once, with a
+//! multiply by a per-process random odd number rather than SipHash (which
+//! was two full hashes per send: one to pick the shard, one inside the
+//! shard's map). User ids come from tokens the issuer signed, so a client
+//! cannot choose ids that collide; source addresses can be chosen (an IPv6
+//! /64 is cheap), so the per-source map keeps SipHash, and it is only
+//! consulted once per connection. Per-core maps without locks would need no
+//! sharing at all, but a user's devices on N cores would then get N times
+//! the allowance.
+//!
 //! IPv6 sources are counted per /64, the block one subscriber usually gets:
 //! counting single addresses would let one host rotate through 2^64 of them.
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, Hash, RandomState},
+    hash::{BuildHasher, Hash, Hasher, RandomState},
     net::IpAddr,
     sync::Mutex,
 };
@@ -72,19 +82,77 @@ impl TokenBucket {
     }
 }
 
+/// Hashes one `u64` key (a user id) with one wide multiply by a random odd
+/// number, folding the product's halves together (as foldhash and wyhash
+/// do): every bit of the result depends on every bit of the key, so ids
+/// that differ only in low or only in high bits still spread. A cheap hash
+/// for keys an attacker cannot choose (see the module docs).
+#[derive(Clone, Copy)]
+struct IdHash {
+    seed: u64,
+}
+
+impl IdHash {
+    fn new() -> Self {
+        // Random per process, through the standard library's seeded hasher.
+        IdHash { seed: RandomState::new().hash_one(0x9e37_79b9_7f4a_7c15_u64) | 1 }
+    }
+}
+
+/// The state of one [`IdHash`]ing.
+struct IdHasher {
+    seed: u64,
+    hash: u64,
+}
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else still hashes, slowly.
+        for &b in bytes {
+            self.write_u64(u64::from(b) ^ self.hash.rotate_left(8));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let product = u128::from(n ^ self.hash) * u128::from(self.seed);
+        self.hash = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher { seed: self.seed, hash: 0 }
+    }
+}
+
 /// A hash map split into independently locked shards.
-struct Sharded<K, V> {
-    hasher: RandomState,
-    shards: Box<[Mutex<HashMap<K, V>>]>,
+struct Sharded<K, V, H = RandomState> {
+    hasher: H,
+    shards: Box<[Mutex<HashMap<K, V, H>>]>,
 }
 
 impl<K: Hash + Eq, V> Sharded<K, V> {
     fn new() -> Self {
-        Sharded { hasher: RandomState::new(), shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        Sharded::with_hasher(RandomState::new())
+    }
+}
+
+impl<K: Hash + Eq, V, H: BuildHasher + Clone> Sharded<K, V, H> {
+    fn with_hasher(hasher: H) -> Self {
+        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::with_hasher(hasher.clone()))).collect();
+        Sharded { hasher, shards }
     }
 
-    fn with<R>(&self, key: &K, f: impl FnOnce(&mut HashMap<K, V>) -> R) -> R {
-        let shard = self.hasher.hash_one(key) as usize % SHARDS;
+    fn with<R>(&self, key: &K, f: impl FnOnce(&mut HashMap<K, V, H>) -> R) -> R {
+        // The shard from the top bits, so that the map inside (which uses
+        // the low bits) sees keys that still differ there.
+        let shard = (self.hasher.hash_one(key) >> 58) as usize % SHARDS;
         // A panic while holding the lock can only come from a bug in the few
         // lines run under it; the map stays usable, so take it back.
         let mut map = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
@@ -202,12 +270,12 @@ impl SourceLimits {
 pub(crate) struct UserSendLimits {
     rate: u32,
     burst: u32,
-    map: Sharded<u64, TokenBucket>,
+    map: Sharded<u64, TokenBucket, IdHash>,
 }
 
 impl UserSendLimits {
     fn new(rate: u32, burst: u32) -> Self {
-        UserSendLimits { rate, burst, map: Sharded::new() }
+        UserSendLimits { rate, burst, map: Sharded::with_hasher(IdHash::new()) }
     }
 
     /// Take one message from `user`'s allowance; `false` when spent.
@@ -312,6 +380,19 @@ mod tests {
         assert!(!u.take(UserId(1), 0));
         assert!(u.take(UserId(2), 0));
         assert!(u.take(UserId(1), 200));
+    }
+
+    #[test]
+    fn user_ids_spread_over_every_shard() {
+        let u = UserSendLimits::new(5, 2);
+        // Sequential ids, and ids that differ only in their high bits.
+        for id in (0..3200u64).chain((0..3200u64).map(|i| i << 40)) {
+            assert!(u.take(UserId(id), 0));
+        }
+        let sizes: Vec<usize> =
+            u.map.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 6399, "id 0 is in both series");
+        assert!(sizes.iter().all(|&n| n > 100 && n < 300), "uneven shards: {sizes:?}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A core's table of connections, its mailbox handling, timers and flushing.
 
-use std::{collections::HashMap, io, net::IpAddr, time::Instant};
+use std::{collections::HashMap, io, mem, net::IpAddr, time::Instant};
 
 use chatgw_protocol::{close, now_ms, MessageId};
 use chatgw_router::Endpoint;
@@ -21,6 +21,29 @@ use crate::{
     metrics::{CatchUpReason, Metrics},
     ws::frame::{self, Opcode},
 };
+
+/// Output buffers a core keeps for reuse, at most: connections that went
+/// idle give theirs back, the next one to queue a frame takes one, so a
+/// delivery does not allocate and free its buffer. 128 of at most
+/// [`SPARE_OUT_CAPACITY`] bytes is at most 512 KiB a core; idle
+/// connections still hold none.
+const SPARE_OUT_BUFFERS: usize = 128;
+/// Larger buffers (a sync page, a slow reader's backlog) are freed rather
+/// than kept.
+const SPARE_OUT_CAPACITY: usize = 4096;
+
+/// What a driver's write did with a connection's queued bytes (see
+/// [`Engine::flush_with`]).
+pub(crate) enum Wrote {
+    /// Everything it could: the queue's offset moved, or the driver took
+    /// the whole queue (leaving it empty).
+    Progress,
+    /// Nothing more now: the socket is full or a send is in flight. The
+    /// rest waits for [`Engine::on_writable`].
+    Blocked,
+    /// The socket failed: the connection is dropped.
+    Dead,
+}
 
 /// One core's connections and the logic that runs them.
 pub(crate) struct Engine<S> {
@@ -58,6 +81,8 @@ pub(crate) struct Engine<S> {
     pub(crate) devices: HashMap<usize, u32>,
     /// The typing limit of each connection that typed (see `ephemeral`).
     pub(super) typing_limits: TypingLimits,
+    /// Empty output buffers for reuse (see [`SPARE_OUT_BUFFERS`]).
+    spare_out: Vec<Vec<u8>>,
 }
 
 impl<S> Engine<S> {
@@ -87,7 +112,14 @@ impl<S> Engine<S> {
             catch_ups,
             devices: HashMap::new(),
             typing_limits: TypingLimits::default(),
+            spare_out: Vec::new(),
         }
+    }
+
+    /// Give an output buffer back for reuse (a driver returns the ones it
+    /// took in [`Engine::flush_with`] once the kernel is done with them).
+    pub(crate) fn recycle_out(&mut self, buf: Vec<u8>) {
+        keep_spare(&mut self.spare_out, buf);
     }
 
     /// The device hash of the connection at `slot`, 0 if it names none.
@@ -236,6 +268,7 @@ impl<S> Engine<S> {
             self.close_with(slot, close::SLOW_CONSUMER, "slow consumer: outbound queue full; reconnect and sync");
             return;
         }
+        take_spare(&mut self.spare_out, &mut c.outbuf);
         frame::put_frame(&mut c.outbuf, opcode, payload);
         self.schedule_flush(slot);
     }
@@ -243,6 +276,7 @@ impl<S> Engine<S> {
     /// Queue raw bytes (HTTP responses) regardless of phase.
     pub(crate) fn queue_raw(&mut self, slot: usize, bytes: &[u8]) {
         if let Some(c) = self.conns.get_mut(slot) {
+            take_spare(&mut self.spare_out, &mut c.outbuf);
             c.outbuf.extend_from_slice(bytes);
             self.schedule_flush(slot);
         }
@@ -268,36 +302,43 @@ impl<S> Engine<S> {
     /// Write queued bytes through `write`, then close connections that are
     /// done. `write` returns like `std::io::Write::write`.
     pub(crate) fn flush(&mut self, mut write: impl FnMut(&mut S, &[u8]) -> io::Result<usize>) {
-        let queue = std::mem::take(&mut self.flush_queue);
+        self.flush_with(|sock, buf, pos| {
+            while *pos < buf.len() {
+                match write(sock, &buf[*pos..]) {
+                    Ok(0) => return Wrote::Dead,
+                    Ok(n) => *pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Wrote::Blocked,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Wrote::Dead,
+                }
+            }
+            Wrote::Progress
+        });
+    }
+
+    /// Hand each connection's queued bytes to `write`, then close the
+    /// connections that are done. `write` gets the queue and the offset of
+    /// its first unwritten byte; it moves the offset past what it wrote, or
+    /// takes the whole queue with `mem::take` (and sets the offset to 0)
+    /// when it keeps the bytes until the kernel is done with them, as
+    /// io_uring does; it gives the buffer back with [`Engine::recycle_out`].
+    pub(crate) fn flush_with(&mut self, mut write: impl FnMut(&mut S, &mut Vec<u8>, &mut usize) -> Wrote) {
+        let queue = mem::take(&mut self.flush_queue);
         for &slot in &queue {
             let Some(c) = self.conns.get_mut(slot) else {
                 continue;
             };
             c.queued_for_flush = false;
-            let mut dead = false;
-            while c.out_pos < c.outbuf.len() {
-                match write(&mut c.sock, &c.outbuf[c.out_pos..]) {
-                    Ok(0) => {
-                        dead = true;
-                        break;
-                    }
-                    Ok(n) => c.out_pos += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        dead = true;
-                        break;
-                    }
-                }
-            }
-            if dead {
+            if c.out_pos < c.outbuf.len() && matches!(write(&mut c.sock, &mut c.outbuf, &mut c.out_pos), Wrote::Dead) {
                 self.drop_conn(slot);
                 continue;
             }
-            if c.out_pos == c.outbuf.len() {
-                // Idle again: hold no buffer.
-                c.outbuf = Vec::new();
+            if c.out_pos >= c.outbuf.len() {
+                // Idle again: hold no buffer; its allocation is kept for
+                // the next connection that writes.
+                let buf = mem::take(&mut c.outbuf);
                 c.out_pos = 0;
+                keep_spare(&mut self.spare_out, buf);
                 if matches!(c.phase, Phase::Closing | Phase::Responding) {
                     self.drop_conn(slot);
                     continue;
@@ -306,6 +347,7 @@ impl<S> Engine<S> {
                 c.outbuf.drain(..c.out_pos);
                 c.out_pos = 0;
             }
+            let Some(c) = self.conns.get_mut(slot) else { continue };
             let resume = c.sync_paused && c.pending_out() < self.ctx.settings.max_outbound / 2;
             if resume {
                 c.sync_paused = false;
@@ -434,5 +476,86 @@ impl<S> Engine<S> {
                 Phase::Responding | Phase::Closing => {}
             }
         }
+    }
+}
+
+/// Keep `buf`, emptied, for reuse if it is worth keeping and there is room.
+fn keep_spare(spare: &mut Vec<Vec<u8>>, mut buf: Vec<u8>) {
+    let cap = buf.capacity();
+    if cap > 0 && cap <= SPARE_OUT_CAPACITY && spare.len() < SPARE_OUT_BUFFERS {
+        buf.clear();
+        spare.push(buf);
+    }
+}
+
+/// Give `out` a spare buffer if it has none, so queuing a frame does not
+/// allocate.
+fn take_spare(spare: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) {
+    if out.capacity() == 0 {
+        if let Some(buf) = spare.pop() {
+            *out = buf;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::SocketAddr, path::PathBuf};
+
+    use super::*;
+    use crate::config::Config;
+
+    fn open_engine() -> (Engine<()>, usize) {
+        let config = Config::new(SocketAddr::from(([127, 0, 0, 1], 0)), PathBuf::from("unused"), "t".into());
+        let mut engine: Engine<()> = Engine::new(0, CoreContext::standalone(&config));
+        let slot = engine.accept((), IpAddr::from([127, 0, 0, 1]));
+        engine.conns.get_mut(slot).unwrap().phase = Phase::Open;
+        (engine, slot)
+    }
+
+    #[test]
+    fn a_written_queue_leaves_no_buffer_on_the_connection_and_its_allocation_is_reused() {
+        let (mut engine, slot) = open_engine();
+        engine.queue_frame(slot, Opcode::Text, b"first");
+        let mut written = Vec::new();
+        engine.flush(|_, b| {
+            written.extend_from_slice(b);
+            Ok(b.len())
+        });
+        assert!(written.ends_with(b"first"));
+        assert_eq!(engine.conns[slot].outbuf.capacity(), 0, "an idle connection holds no buffer");
+        assert_eq!(engine.spare_out.len(), 1);
+        let kept = engine.spare_out[0].as_ptr();
+
+        engine.queue_frame(slot, Opcode::Text, b"second");
+        assert!(engine.spare_out.is_empty());
+        assert_eq!(engine.conns[slot].outbuf.as_ptr(), kept, "the spare buffer was taken, not a new one");
+    }
+
+    #[test]
+    fn a_driver_that_takes_the_queue_gives_the_buffer_back_when_done() {
+        let (mut engine, slot) = open_engine();
+        engine.queue_frame(slot, Opcode::Text, b"taken");
+        let mut in_flight = Vec::new();
+        engine.flush_with(|_, queue, pos| {
+            in_flight = mem::take(queue);
+            *pos = 0;
+            Wrote::Progress
+        });
+        assert!(in_flight.ends_with(b"taken"));
+        assert_eq!(engine.conns[slot].outbuf.capacity(), 0);
+        assert!(engine.spare_out.is_empty(), "the kernel still reads it");
+
+        // Frames queued while the send is in flight go to a buffer of their own.
+        engine.queue_frame(slot, Opcode::Text, b"later");
+        engine.flush_with(|_, _, _| Wrote::Blocked);
+        assert!(engine.conns[slot].outbuf.ends_with(b"later"));
+        assert!(in_flight.ends_with(b"taken"), "untouched while in flight");
+
+        engine.recycle_out(in_flight);
+        assert_eq!(engine.spare_out.len(), 1);
+        // A buffer too large to keep is freed instead.
+        engine.recycle_out(Vec::with_capacity(SPARE_OUT_CAPACITY + 1));
+        assert_eq!(engine.spare_out.len(), 1);
     }
 }

@@ -52,5 +52,5 @@ mod timers;
 pub(crate) use action::{Action, Refused};
 pub(crate) use conn::Phase;
 pub(crate) use context::{CoreContext, CoreSettings};
-pub(crate) use engine::Engine;
+pub(crate) use engine::{Engine, Wrote};
 pub(crate) use mailbox::MAILBOX_EVENTS;

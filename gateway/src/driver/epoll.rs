@@ -78,7 +78,7 @@ impl EpollCore {
             }
             engine.update_clock();
             for slot in again.drain(..) {
-                read_ready(&mut engine, slot, &mut readbuf, &mut again_next);
+                read_ready(&mut engine, slot, &mut readbuf, &mut again_next, false);
             }
             for ev in events.iter() {
                 match ev.token() {
@@ -90,7 +90,8 @@ impl EpollCore {
                     WAKER => {}
                     Token(slot) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            read_ready(&mut engine, slot, &mut readbuf, &mut again_next);
+                            let until_eof = ev.is_read_closed() || ev.is_error();
+                            read_ready(&mut engine, slot, &mut readbuf, &mut again_next, until_eof);
                         }
                         if ev.is_writable() {
                             engine.on_writable(slot);
@@ -184,13 +185,27 @@ fn accept_all(engine: &mut Engine<mio::net::TcpStream>, listener: &mut TcpListen
 
 /// Read what `slot` has, up to a fair share; a connection with more left is
 /// queued in `again` for the next turn.
-fn read_ready(engine: &mut Engine<mio::net::TcpStream>, slot: usize, buf: &mut [u8], again: &mut Vec<usize>) {
+///
+/// A read that fills less than the buffer took everything the socket held,
+/// so reading stops there rather than asking again for an `EAGAIN` (one
+/// system call fewer per readable socket): with edge-triggered readiness,
+/// bytes or a hang-up that arrive later raise a new event. Only when the
+/// event already said the peer closed (`until_eof`) does it read on, to
+/// see the end of the stream now.
+fn read_ready(
+    engine: &mut Engine<mio::net::TcpStream>,
+    slot: usize,
+    buf: &mut [u8],
+    again: &mut Vec<usize>,
+    until_eof: bool,
+) {
     for _ in 0..READS_PER_TURN {
         let Some(sock) = engine.sock_mut(slot) else {
             return;
         };
         match sock.read(buf) {
             Ok(0) => return engine.on_hangup(slot),
+            Ok(n) if n < buf.len() && !until_eof => return engine.on_bytes(slot, &mut buf[..n]),
             Ok(n) => engine.on_bytes(slot, &mut buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -26,7 +26,7 @@ mod recv_send;
 
 use std::{
     collections::HashMap,
-    io,
+    io, mem,
     net::TcpListener,
     os::fd::RawFd,
     sync::Arc,
@@ -43,11 +43,11 @@ use super::{
     buf_ring::BufRing,
     ring::Submissions,
     sock::{Closing, UringSock},
-    token::{conn_token, decode, token, ConnId, Op},
+    token::{conn_token, decode, token, ConnId, ConnIdHash, Op},
     waker::{UringWake, WakeRead},
 };
 use crate::{
-    core::Engine,
+    core::{Engine, Wrote},
     driver::{hand_off_and_flush, intake::SpareFd, CoreWiring, Stage, CLOSE_DEADLINE},
 };
 
@@ -57,8 +57,10 @@ const SEND_GRACE: Duration = Duration::from_secs(2);
 /// How long teardown waits for the kernel to finish cancelled operations.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(1);
 
-/// Bytes of one send in flight. The kernel reads `buf[pos..]`; the vector is
-/// never touched until the send's completion removes it from the table.
+/// Bytes of one send in flight: the connection's output queue itself,
+/// taken from the engine (not copied), and given back to the engine for
+/// reuse when the send completes. The kernel reads `buf[pos..]`; the vector
+/// is never touched until the send's completion removes it from the table.
 struct SendBuf {
     fd: RawFd,
     buf: Vec<u8>,
@@ -78,7 +80,7 @@ pub(super) struct CoreLoop {
     /// Accepting waits for the next tick (out of descriptors, no reserve).
     accept_paused: bool,
     spare: SpareFd,
-    sends: HashMap<ConnId, SendBuf>,
+    sends: HashMap<ConnId, SendBuf, ConnIdHash>,
     closing: Closing,
     rearm: Vec<ConnId>,
     recvs_in_flight: usize,
@@ -101,7 +103,7 @@ impl CoreLoop {
             poll_armed: false,
             accept_paused: false,
             spare: SpareFd::new(),
-            sends: HashMap::new(),
+            sends: HashMap::with_hasher(ConnIdHash),
             closing: Closing::default(),
             rearm: Vec::new(),
             recvs_in_flight: 0,
@@ -201,15 +203,15 @@ impl CoreLoop {
     /// Write what the engine queued: one send per connection without one in flight.
     fn flush(&mut self, engine: &mut Engine<UringSock>) {
         let (subs, sends) = (&mut self.subs, &mut self.sends);
-        engine.flush(|sock, bytes| {
+        engine.flush_with(|sock, queue, pos| {
             if sock.sending {
-                return Err(io::ErrorKind::WouldBlock.into());
+                return Wrote::Blocked;
             }
-            let send = SendBuf { fd: sock.raw_fd(), buf: bytes.to_vec(), pos: 0 };
+            let send = SendBuf { fd: sock.raw_fd(), buf: mem::take(queue), pos: mem::replace(pos, 0) };
             submit_send(subs, sock.id, &send);
             sends.insert(sock.id, send);
             sock.sending = true;
-            Ok(bytes.len())
+            Wrote::Progress
         });
         self.reap(engine);
     }
@@ -298,7 +300,7 @@ impl CoreLoop {
                 sends = self.sends.len(),
                 "operations still in flight at exit; leaking their buffers"
             );
-            std::mem::forget(std::mem::take(&mut self.sends));
+            mem::forget(mem::take(&mut self.sends));
         } else if let Err(e) = self.bufs.unregister(&self.ring.submitter()) {
             tracing::warn!(error = %e, "unregistering the buffer ring failed");
         }

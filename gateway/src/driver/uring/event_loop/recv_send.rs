@@ -88,7 +88,9 @@ impl CoreLoop {
             return;
         }
         let complete = send.pos >= send.buf.len();
-        self.sends.remove(&id);
+        if let Some(done) = self.sends.remove(&id) {
+            engine.recycle_out(done.buf);
+        }
         if let Some(sock) = self.sock_mut(engine, id, live) {
             sock.sending = false;
         }
