@@ -31,6 +31,7 @@ mod contacts_only;
 mod conversations;
 mod devices;
 mod inbox_sweep;
+mod key_claims;
 mod reopen;
 mod sweep;
 mod tables;
@@ -45,7 +46,7 @@ use std::{
 
 use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
 
-use self::tables::Tables;
+use self::{key_claims::KeyClaims, tables::Tables};
 use crate::{
     Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, InboxSweep, KeySweep,
     MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure,
@@ -81,6 +82,11 @@ pub struct EmbeddedStore {
     /// Why writes are refused, from a failed commit until a successful
     /// [`MessageStore::recover`].
     failed: Mutex<Option<WriteFailure>>,
+    /// Idempotency keys of the commits in progress (`key_claims`).
+    claims: KeyClaims,
+    /// Held by a recovery: several commit pipelines may ask at once, and
+    /// the engine is reopened once.
+    recovering: Mutex<()>,
     options: EmbeddedOptions,
     path: PathBuf,
 }
@@ -101,6 +107,8 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             engine: RwLock::new(Some(tables)),
             failed: Mutex::new(None),
+            claims: KeyClaims::default(),
+            recovering: Mutex::new(()),
             options: options.clone(),
             path,
         })
@@ -144,10 +152,12 @@ impl MessageStore for EmbeddedStore {
         if let Some(cause) = self.failure() {
             return Err(StoreError::Unwritable { cause });
         }
+        let _claim = self.claims.claim(writes);
         self.with(|t| t.commit(writes, high_water)).inspect_err(|e| self.set_failure(Some(e.failure())))
     }
 
     fn recover(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.recovering.lock().unwrap_or_else(PoisonError::into_inner);
         if self.failure().is_none() {
             return Ok(());
         }

@@ -59,12 +59,16 @@ mod groups;
 mod hide;
 mod in_flight;
 mod lookups;
+mod order;
 mod outage;
+mod peers;
 #[cfg(test)]
 mod read_and_lookup_tests;
 mod recent;
+mod route;
 #[cfg(test)]
 mod shared_store_tests;
+mod start;
 #[cfg(test)]
 mod test_store;
 mod writer;
@@ -77,7 +81,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatgw_protocol::{GroupId, MessageId, Snowflake};
+use chatgw_protocol::GroupId;
 use chatgw_router::{Directory, Mailboxes};
 use chatgw_storage::{MessageStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -85,8 +89,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 pub(crate) use self::amend::AmendWindows;
 use self::{
     batch::Batch,
+    order::BatchIds,
     outage::Outage,
+    peers::Changed,
     writer::{Failure, Handoff, Job, Prepared, Waiting, Writer, WRITER_QUEUE},
+};
+pub(crate) use self::{
+    order::Sequencer,
+    peers::Peers,
+    route::CommitQueues,
+    start::{pipelines_for, start, Started, DEFAULT_MAX as DEFAULT_PIPELINES_MAX},
 };
 use crate::{
     events::{CommitRequest, CoreBatch},
@@ -115,32 +127,37 @@ pub(crate) struct CommitContext {
     pub(crate) remote: Option<crate::fleet::RemoteOut>,
 }
 
+/// One commit pipeline's own parts (see `order`, `peers`, `route`).
+pub(crate) struct Pipeline {
+    /// Its number, for the metrics.
+    pub(crate) index: usize,
+    pub(crate) sequencer: Arc<Sequencer>,
+    pub(crate) peers: Peers,
+}
+
 /// The committer thread's body. Returns when it receives `Stop` (after the
 /// writer has committed everything before it, or refused it with
 /// `unavailable` while the store refuses writes) or when every sender is
 /// gone.
-pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
-    let high_water = match store.high_water(ctx.node_id) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the id high-water mark; ids restart from the clock");
-            MessageId(0)
-        }
-    };
-    let ids = Snowflake::new(ctx.node_id).resume_after(high_water);
-    let mut batch = Batch::new(store.as_ref(), ids, ctx.max_group_members);
+pub(crate) fn run(ctx: CommitContext, pipeline: Pipeline, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
+    let Pipeline { index, sequencer, peers } = pipeline;
+    let batches =
+        ctx.metrics.commit_pipeline_batches.get_or_create(&vec![("pipeline".into(), index.to_string())]).clone();
+    let mut batch = Batch::new(store.as_ref(), BatchIds::new(sequencer.clone()), ctx.max_group_members);
     batch.windows = ctx.amend_windows;
     let mut requests = Vec::with_capacity(ctx.commit_batch);
     // Writing (the store commit and its fsync) and dispatch (encoding
     // frames, looking up devices, posting to cores) run on their own thread,
     // so the next batch is prepared while the last ones are being written;
     // this thread takes a small batch itself when that thread is idle. One
-    // writer (behind one lock), fed in preparation order, keeps ids in
-    // commit order and events in id order on every core.
+    // writer (behind one lock), fed in preparation order, keeps this
+    // pipeline's batches in order; `order` keeps every pipeline's events
+    // in id order on every core.
     let (failure_tx, failures) = crossbeam_channel::unbounded::<Failure>();
     let (conflict_tx, conflicts) = crossbeam_channel::unbounded::<GroupId>();
     let done_through = AtomicU64::new(0);
-    let writer = Mutex::new(Writer::new(&ctx, store.as_ref(), &failure_tx, &conflict_tx, &done_through));
+    let writer =
+        Mutex::new(Writer::new(&ctx, store.as_ref(), &sequencer, &peers, &failure_tx, &conflict_tx, &done_through));
     let processed = AtomicU64::new(0);
     std::thread::scope(|scope| {
         let (queue, writer_rx) = crossbeam_channel::bounded::<Job>(WRITER_QUEUE);
@@ -207,18 +224,32 @@ pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver
             for g in conflicts.try_iter().chain(ctx.stale_groups.try_iter()) {
                 batch.forget_group(g);
             }
-            batch.begin(seq, done_through.load(Ordering::Acquire));
+            // What the other pipelines changed: read again (`peers`).
+            for change in peers.heard() {
+                match change {
+                    Changed::Group(g) => batch.forget_group(g),
+                    Changed::User(u) => batch.forget_user(u),
+                }
+            }
             let n = requests.len();
+            batch.begin(seq, done_through.load(Ordering::Acquire));
+            batch.reserve_ids(n);
+            batches.inc();
             let origins: Vec<_> = requests.iter().filter_map(origin_of).collect();
             let prepared = prepare(&mut batch, &mut requests);
+            for u in batch.changed_users.drain(..) {
+                peers.tell(Changed::User(u));
+            }
             report_cache_sizes(&mut batch, &ctx);
+            let tickets = batch.take_tickets();
             let job = match prepared {
                 Ok(()) => Job::Batch(Prepared {
                     seq,
-                    outcomes: batch.take_outcomes(),
                     high_water: batch.last_id(),
+                    outcomes: batch.take_outcomes(),
                     origins,
                     requests: n,
+                    tickets,
                 }),
                 Err(e) => {
                     // A store read failed: nothing of this batch is written.
@@ -229,7 +260,7 @@ pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver
                     if let Some(started) = Outage::on_failed_commit(outage.as_ref(), &e, n, &ctx.metrics) {
                         outage = Some(started);
                     }
-                    Job::Refused { seq, origins }
+                    Job::Refused { seq, origins, tickets }
                 }
             };
             // Written here when the batch is small and no request waits:

@@ -51,6 +51,9 @@ pub(super) struct Tables {
     pub(super) hidden: Keyspace,
     /// Conversation list rows as the last commits left them.
     pub(super) list_cache: RowCache,
+    /// Held from reading the stored high-water mark to the end of a
+    /// commit, so concurrent commits never lower it.
+    commit_order: std::sync::Mutex<()>,
 }
 
 /// One commit being built: the fjall batch, what it wrote, and what it
@@ -112,6 +115,7 @@ impl Tables {
             device_revocations: ks("device_revocations")?,
             hidden: ks("hidden")?,
             list_cache: RowCache::default(),
+            commit_order: std::sync::Mutex::new(()),
             db,
         })
     }
@@ -141,11 +145,14 @@ impl Tables {
         batch.commit().map_err(|e| StoreError::backend("probe write", e))
     }
 
-    /// Apply a batch as one atomic, durable fjall batch. One writer owns the
-    /// store (its directory is locked), so the checks below read the store
-    /// and then write without racing anyone: idempotency keys and group
-    /// versions are decided here, against the store and against the writes
-    /// earlier in the same batch. An event's inbox position is its id.
+    /// Apply a batch as one atomic, durable fjall batch. One gateway owns
+    /// the store (its directory is locked); its commit pipelines may commit
+    /// at once, but each writes only its own conversations and groups, and
+    /// [`EmbeddedStore`](super::EmbeddedStore) serialises commits sharing an
+    /// idempotency key, so the checks below read the store and then write
+    /// without racing anyone: idempotency keys and group versions are
+    /// decided here, against the store and against the writes earlier in
+    /// the same batch. An event's inbox position is its id.
     pub(super) fn commit(&self, writes: &[Write<'_>], high_water: MessageId) -> Result<Committed, StoreError> {
         let mut w = BatchWriter {
             batch: self.db.batch().durability(Some(PersistMode::SyncData)),
@@ -219,11 +226,15 @@ impl Tables {
         for (key, (_, row)) in std::mem::take(&mut w.amended) {
             w.put(&self.messages, &key, row);
         }
-        // Never lowered: a commit recording a smaller id keeps the stored one.
+        // Never lowered: a commit recording a smaller id keeps the stored
+        // one. The engine commits one batch at a time anyway (its journal
+        // lock), so this lock costs concurrent commits nothing more.
+        let order = self.commit_order.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let high_water = high_water.max(self.high_water()?);
         w.put(&self.meta, HIGH_WATER_KEY, high_water.0.to_be_bytes().to_vec());
         w.batch.commit().map_err(|e| StoreError::backend("commit", e))?;
         self.list_cache.keep(&w.list);
+        drop(order);
         out.stats = w.stats;
         Ok(out)
     }
