@@ -11,6 +11,16 @@
 //! returns. Journal persistence is manual, so nothing else ever syncs behind
 //! the group committer's back.
 //!
+//! Why commits may run at once: one gateway owns the store, but its commit
+//! pipelines commit in parallel, each for its own conversations and groups
+//! (so read marks, group versions and conversation rows never collide);
+//! what they still share is checked without racing: a commit claims the
+//! idempotency keys it binds, so two commits binding one key run one after
+//! the other (`key_claims`), and the high-water mark is raised under a lock
+//! held to the end of the engine's commit (`tables`). The engine itself
+//! commits one batch at a time (its journal lock); the encoding of each
+//! batch before that runs in parallel.
+//!
 //! Why the engine can be reopened: after one failed journal write (a full
 //! disk, a file system remounted read-only) fjall poisons the database and
 //! refuses every later write, because it can no longer vouch for the

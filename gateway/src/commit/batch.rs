@@ -24,6 +24,7 @@ use super::{
     lookups::{only, Lookups},
     order::{segments, BatchIds},
     recent::{Delivery, RecentMessages},
+    route,
 };
 use crate::events::CommitRequest;
 
@@ -139,6 +140,8 @@ pub(super) struct Batch<'s> {
     /// Users whose block list or setting this batch changed: the other
     /// pipelines are told (`peers`).
     pub(super) changed_users: Vec<UserId>,
+    /// This pipeline's number and how many there are (`route`).
+    pub(super) pipeline: (usize, usize),
 }
 
 impl<'s> Batch<'s> {
@@ -160,6 +163,7 @@ impl<'s> Batch<'s> {
             windows: DEFAULT_WINDOWS,
             read_rows_scanned: 0,
             changed_users: Vec::new(),
+            pipeline: (0, 1),
         }
     }
 
@@ -370,6 +374,13 @@ impl<'s> Batch<'s> {
                     return Ok(());
                 }
                 None => {}
+            }
+            // Routed here by its client id (`route`), but the first use
+            // stored nothing: the conversation's own pipeline stores it.
+            if !route::owns(&draft.conversation, self.pipeline.0, self.pipeline.1) {
+                let why = "the server is busy with this client id; retry with the same id";
+                self.outcomes.push(refused(origin, ErrorCode::Unavailable, why, Some(draft.client_id)));
+                return Ok(());
             }
         }
         let message = self.message_of(draft);

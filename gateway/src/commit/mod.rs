@@ -1,4 +1,5 @@
-//! The group committer: two threads that own every write.
+//! The group committer: commit pipelines of two threads each, which own
+//! every write.
 //!
 //! Cores hand requests to the committer thread through a channel and go
 //! back to their sockets. It takes everything queued (up to `commit_batch`),
@@ -19,15 +20,20 @@
 //! When nothing waits, there is nothing to overlap: the committer then
 //! writes the batch itself rather than wake the writer (see `writer`).
 //!
-//! Why one of each: the writer commits and dispatches in preparation order,
-//! so the inbox positions the store assigns (per inbox, in commit order)
-//! reach each core's mailbox in increasing order, and a connection drops a
-//! live event at or below the position it has. With one gateway per store
-//! positions follow ids; with several, ids from different generators
-//! interleave, and only positions order an inbox (docs/STORAGE.md). The
-//! committer owns its gateway's group membership cache, so a membership
-//! change is visible to the very next send without any locking; another
-//! gateway's change is caught by the version compare-and-set (`groups`).
+//! Why one of each per pipeline: the writer commits and dispatches in
+//! preparation order, so a pipeline's events reach each core's mailbox in
+//! increasing position order, and a connection drops a live event at or
+//! below the position it has. With the embedded store there are several
+//! pipelines (`--commit-pipelines`, `start`), each taking its share of the
+//! conversations (`route`); ids come in ranges that every pipeline posts
+//! in one order, and a sync reads below the horizon of what is committed
+//! for good (`order`); a change to what other pipelines cache is told to
+//! them (`peers`). With a shared store (several gateways) there is one
+//! pipeline: positions are the store's, in its commit order, and ids from
+//! different generators interleave (docs/STORAGE.md). The committer owns
+//! its pipeline's group membership cache, so a membership change is
+//! visible to the very next send without any locking; another gateway's
+//! change is caught by the version compare-and-set (`groups`).
 //!
 //! What the store decides per write (`Committed`): a message whose
 //! idempotency key another gateway bound first is not stored, and its
@@ -39,7 +45,9 @@
 //! void too: the writer refuses them unwritten (`unavailable`) until the
 //! committer has heard of the failure and forgotten its caches.
 //!
-//! Files: `batch` builds one batch (direct messages and receipts),
+//! Files: `start` starts the pipelines, `route` picks one per request,
+//! `order` orders ids and dispatch across them, `peers` tells them of each
+//! other's changes; `batch` builds one batch (direct messages and receipts),
 //! `client_ids` tells a resend from a reused client id, `groups`
 //! the group operations and group fan-out, `in_flight` the decisions of
 //! batches not yet stored, `outage` what happens while the store refuses
@@ -48,6 +56,8 @@
 
 mod amend;
 mod batch;
+#[doc(hidden)]
+pub mod bench_support;
 mod blocks;
 mod client_ids;
 #[cfg(test)]
@@ -129,8 +139,9 @@ pub(crate) struct CommitContext {
 
 /// One commit pipeline's own parts (see `order`, `peers`, `route`).
 pub(crate) struct Pipeline {
-    /// Its number, for the metrics.
+    /// Its number, and how many there are.
     pub(crate) index: usize,
+    pub(crate) count: usize,
     pub(crate) sequencer: Arc<Sequencer>,
     pub(crate) peers: Peers,
 }
@@ -140,11 +151,12 @@ pub(crate) struct Pipeline {
 /// `unavailable` while the store refuses writes) or when every sender is
 /// gone.
 pub(crate) fn run(ctx: CommitContext, pipeline: Pipeline, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
-    let Pipeline { index, sequencer, peers } = pipeline;
+    let Pipeline { index, count, sequencer, peers } = pipeline;
     let batches =
         ctx.metrics.commit_pipeline_batches.get_or_create(&vec![("pipeline".into(), index.to_string())]).clone();
     let mut batch = Batch::new(store.as_ref(), BatchIds::new(sequencer.clone()), ctx.max_group_members);
     batch.windows = ctx.amend_windows;
+    batch.pipeline = (index, count);
     let mut requests = Vec::with_capacity(ctx.commit_batch);
     // Writing (the store commit and its fsync) and dispatch (encoding
     // frames, looking up devices, posting to cores) run on their own thread,

@@ -11,7 +11,12 @@
 //! (`peers`), and idempotency keys one sender reuses in two conversations
 //! (the store, which decides each key once).
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use chatgw_protocol::ConversationId;
 use crossbeam_channel::{Sender, TrySendError};
@@ -20,31 +25,104 @@ use crate::events::{CommitRequest, GroupOp};
 
 /// The cores' end of every pipeline's queue.
 #[derive(Clone)]
-pub(crate) struct CommitQueues(Arc<[Sender<CommitRequest>]>);
+pub(crate) struct CommitQueues {
+    queues: Arc<[Sender<CommitRequest>]>,
+    affinity: Arc<Affinity>,
+}
 
 impl CommitQueues {
     pub(crate) fn new(queues: Vec<Sender<CommitRequest>>) -> Self {
-        CommitQueues(queues.into())
+        CommitQueues { queues: queues.into(), affinity: Arc::new(Affinity::default()) }
     }
 
     /// Queue `r` for its pipeline without blocking.
     pub(crate) fn try_send(&self, r: CommitRequest) -> Result<(), TrySendError<CommitRequest>> {
-        let i = pipeline_of(&r, self.0.len());
-        self.0[i].try_send(r)
+        let k = self.queues.len();
+        let mut i = pipeline_of(&r, k);
+        if k > 1 {
+            if let Some(key) = client_key(&r) {
+                i = self.affinity.pipeline(key, i);
+            }
+        }
+        self.queues[i].try_send(r)
     }
 
     /// Ask every pipeline to finish what it was given and stop.
     pub(crate) fn stop(&self) {
-        for q in self.0.iter() {
+        for q in self.queues.iter() {
             let _ = q.send(CommitRequest::Stop);
         }
     }
+}
+
+/// How long a client id keeps going where it went first, at least (at
+/// most twice as long).
+pub(crate) const AFFINITY_FOR: Duration = Duration::from_secs(5);
+
+/// Client ids recently routed, by digest of (user, client id), to the
+/// pipeline they went to: sharded so cores rarely meet on one lock, and
+/// each shard keeps two generations, the older dropped every
+/// [`AFFINITY_FOR`].
+pub(crate) struct Affinity {
+    shards: Box<[Mutex<Generations>]>,
+}
+
+struct Generations {
+    now: HashMap<u64, u8>,
+    before: HashMap<u64, u8>,
+    since: Instant,
+}
+
+const SHARDS: usize = 64;
+
+impl Default for Affinity {
+    fn default() -> Self {
+        let shard = || Mutex::new(Generations { now: HashMap::new(), before: HashMap::new(), since: Instant::now() });
+        Affinity { shards: (0..SHARDS).map(|_| shard()).collect() }
+    }
+}
+
+impl Affinity {
+    /// Where the request whose client id has digest `key` goes: where the
+    /// id went before, if recently, else `default` (remembered).
+    fn pipeline(&self, key: u64, default: usize) -> usize {
+        let shard = &self.shards[(key % SHARDS as u64) as usize];
+        let mut g = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&p) = g.now.get(&key).or_else(|| g.before.get(&key)) {
+            return usize::from(p);
+        }
+        if g.since.elapsed() >= AFFINITY_FOR {
+            g.before = std::mem::take(&mut g.now);
+            g.since = Instant::now();
+        }
+        g.now.insert(key, u8::try_from(default).unwrap_or(0));
+        default
+    }
+}
+
+/// The digest of the (user, client id) a request binds, if it binds one.
+fn client_key(r: &CommitRequest) -> Option<u64> {
+    let (user, id) = match r {
+        CommitRequest::Send { from, client_id, .. } => (from, client_id),
+        CommitRequest::Group { by, op: GroupOp::Create { request_id, .. }, .. } => (by, request_id),
+        _ => return None,
+    };
+    let mut h = DefaultHasher::new();
+    user.0.hash(&mut h);
+    id.hash(&mut h);
+    Some(h.finish())
 }
 
 impl From<Sender<CommitRequest>> for CommitQueues {
     fn from(one: Sender<CommitRequest>) -> Self {
         CommitQueues::new(vec![one])
     }
+}
+
+/// Whether `conversation` is pipeline `index`'s (of `k`): a send routed
+/// by its client id to another pipeline must not be stored there.
+pub(crate) fn owns(conversation: &ConversationId, index: usize, k: usize) -> bool {
+    k <= 1 || (conversation_key(conversation) % k as u64) as usize == index
 }
 
 /// The pipeline (of `k`) that takes `r`.
@@ -127,6 +205,25 @@ mod tests {
             CommitRequest::Delivered { origin: O, by: UserId(1), conversation: ConversationId::Group(g), ids: vec![] };
         let info = CommitRequest::Group { origin: O, by: UserId(2), op: GroupOp::Info { group: g } };
         assert_eq!(pipeline_of(&to_group, 3), pipeline_of(&info, 3));
+    }
+
+    #[test]
+    fn a_client_id_goes_where_it_went_first() {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| crossbeam_channel::unbounded()).unzip();
+        let queues = CommitQueues::new(txs);
+        // Find a peer whose conversation with user 1 is on the other
+        // pipeline than user 1's conversation with user 2.
+        let first = pipeline_of(&send(1, 2), 2);
+        let other = (3..100).find(|&p| pipeline_of(&send(1, p), 2) != first).unwrap();
+        queues.try_send(send(1, 2)).unwrap();
+        queues.try_send(send(1, other)).unwrap();
+        assert_eq!(rxs[first].len(), 2, "both uses of the client id in the first use's pipeline");
+        let mut fresh = send(1, other);
+        if let CommitRequest::Send { client_id, .. } = &mut fresh {
+            *client_id = "another".into();
+        }
+        queues.try_send(fresh).unwrap();
+        assert_eq!(rxs[1 - first].len(), 1, "another client id goes by its conversation");
     }
 
     #[test]

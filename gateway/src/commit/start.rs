@@ -66,7 +66,7 @@ pub(crate) fn start(
     for (index, peers) in Peers::linked(k).into_iter().enumerate() {
         let (tx, rx) = crossbeam_channel::bounded(depth);
         queues.push(tx);
-        let pipeline = Pipeline { index, sequencer: sequencer.clone(), peers };
+        let pipeline = Pipeline { index, count: k, sequencer: sequencer.clone(), peers };
         let c = CommitContext {
             directory: ctx.directory.clone(),
             mailboxes: ctx.mailboxes.clone(),

@@ -82,3 +82,58 @@ fn digest(from: UserId, client_id: &str) -> u64 {
     client_id.hash(&mut h);
     h.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
+
+    use crate::{EmbeddedOptions, EmbeddedStore, MessageStore, Write, WriteOutcome};
+
+    fn message(id: MessageId, to: u64, client_id: &str) -> Message {
+        Message {
+            id,
+            conversation: ConversationId::direct(UserId(1), UserId(to)),
+            from: UserId(1),
+            kind: MessageKind::Text,
+            client_id: client_id.into(),
+            ts: Snowflake::unix_ms(id),
+            body: "\"x\"".into(),
+            amended: None,
+        }
+    }
+
+    /// Two commits binding one key in two conversations, started together
+    /// over and over: one is applied, the other finds the key bound; and
+    /// the high-water mark ends at the larger of the two.
+    #[test]
+    fn concurrent_commits_bind_a_key_once_and_never_lower_the_high_water() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap());
+        let mut ids = Snowflake::new(1);
+        for round in 0..100 {
+            let key = format!("k{round}");
+            let messages = [message(ids.next_id(), 2, &key), message(ids.next_id(), 3, &key)];
+            let barrier = Arc::new(Barrier::new(2));
+            let outcomes: Vec<WriteOutcome> = std::thread::scope(|s| {
+                let handles: Vec<_> = messages
+                    .iter()
+                    .map(|m| {
+                        let (store, barrier) = (store.clone(), barrier.clone());
+                        s.spawn(move || {
+                            let inboxes = [m.from, m.conversation.peer_of(m.from).unwrap()];
+                            barrier.wait();
+                            let w = [Write::Message { message: m, inboxes: &inboxes, membership: None }];
+                            store.commit(&w, m.id).unwrap().outcome(0).unwrap()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let applied = outcomes.iter().filter(|o| **o == WriteOutcome::Applied).count();
+            assert_eq!(applied, 1, "round {round}: {outcomes:?}");
+            assert_eq!(store.high_water(1).unwrap(), messages[1].id, "round {round}");
+        }
+    }
+}
