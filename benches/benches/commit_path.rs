@@ -24,7 +24,9 @@ fn on(c: &mut Criterion, medium: &str, parent: &Path) {
         let dir = tempfile::tempdir_in(parent).unwrap();
         let store: Arc<dyn MessageStore> =
             Arc::new(EmbeddedStore::open(dir.path(), &EmbeddedOptions::default()).unwrap());
-        let load = Load { pipelines, producers: 2, conversations: 10_000, messages: MESSAGES };
+        // Batches of 256: the whole run is queued at once, and with the
+        // default 2048 it would be a handful of batches per pipeline.
+        let load = Load { pipelines, producers: 2, conversations: 10_000, messages: MESSAGES, commit_batch: 256 };
         g.bench_with_input(BenchmarkId::new("pipelines", pipelines), &load, |b, load| {
             b.iter_custom(|iters| (0..iters).map(|_| run(store.clone(), *load)).sum())
         });

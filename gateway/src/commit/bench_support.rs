@@ -38,6 +38,8 @@ pub struct Load {
     pub conversations: u64,
     /// Messages in all.
     pub messages: usize,
+    /// Largest batch a committer takes (`--commit-batch`).
+    pub commit_batch: usize,
 }
 
 /// Runs so far: client ids differ from run to run on one store.
@@ -113,7 +115,7 @@ pub fn run(store: Arc<dyn MessageStore>, load: Load) -> Duration {
         node_id: 0,
         max_group_members: 256,
         amend_windows: AmendWindows { delete: Duration::from_secs(3600), edit: Duration::from_secs(600) },
-        commit_batch: 2048,
+        commit_batch: load.commit_batch.max(1),
         stale_groups: crossbeam_channel::never(),
         remote: None,
     };
@@ -135,6 +137,7 @@ pub fn run(store: Arc<dyn MessageStore>, load: Load) -> Duration {
             body: "\"a benchmark message of a typical length, some sixty bytes\"".into(),
         });
     }
+    let cpu0 = process_cpu();
     let clock = Instant::now();
     let feeders: Vec<_> = batches
         .into_iter()
@@ -163,6 +166,10 @@ pub fn run(store: Arc<dyn MessageStore>, load: Load) -> Duration {
         thread::sleep(Duration::from_micros(200));
     }
     let took = clock.elapsed();
+    if std::env::var_os("CHATGW_BENCH_CPU").is_some() {
+        let cpu = process_cpu() - cpu0;
+        eprintln!("pipelines {} wall {:?} cpu {:.2} cores", load.pipelines, took, cpu / took.as_secs_f64());
+    }
     started.queues.stop();
     for t in started.threads {
         let _ = t.join();
@@ -173,4 +180,14 @@ pub fn run(store: Arc<dyn MessageStore>, load: Load) -> Duration {
         let _ = h.join();
     }
     took
+}
+
+/// CPU seconds this process has used (user and system), from /proc.
+fn process_cpu() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which may hold spaces): utime, stime are 14th and 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }

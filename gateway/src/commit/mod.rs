@@ -233,8 +233,13 @@ pub(crate) fn run(ctx: CommitContext, pipeline: Pipeline, store: Arc<dyn Message
             seq += 1;
             // Groups another gateway changed (a refused write told this
             // one, or the fleet did): read them again.
-            for g in conflicts.try_iter().chain(ctx.stale_groups.try_iter()) {
+            for g in conflicts.try_iter() {
                 batch.forget_group(g);
+            }
+            // One pipeline takes each; it tells the others.
+            for g in ctx.stale_groups.try_iter() {
+                batch.forget_group(g);
+                peers.tell(Changed::Group(g));
             }
             // What the other pipelines changed: read again (`peers`).
             for change in peers.heard() {
