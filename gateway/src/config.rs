@@ -186,6 +186,12 @@ pub struct ServeArgs {
     /// Most requests committed in one group commit (one fsync) [default: 2048].
     #[arg(long, env = "CHATGW_COMMIT_BATCH")]
     pub commit_batch: Option<usize>,
+    /// Commit pipelines preparing, committing and dispatching writes in
+    /// parallel, each for its share of the conversations; 1 is one
+    /// committer and one writer thread. A PostgreSQL or Cassandra store
+    /// always uses 1 [default: one per core, at most 8].
+    #[arg(long, env = "CHATGW_COMMIT_PIPELINES")]
+    pub commit_pipelines: Option<usize>,
     /// Threads serving sync and history reads [default: 2].
     #[arg(long, env = "CHATGW_READERS")]
     pub readers: Option<usize>,
@@ -295,6 +301,8 @@ pub struct Config {
     pub rate_burst: u32,
     /// Largest group commit.
     pub commit_batch: usize,
+    /// Commit pipelines (see `commit::start`).
+    pub commit_pipelines: usize,
     /// Reader threads.
     pub readers: usize,
     /// Niceness of the store's background threads (0: not lowered).
@@ -363,6 +371,9 @@ impl Config {
             rate_limit: 200,
             rate_burst: 400,
             commit_batch: 2048,
+            commit_pipelines: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(crate::commit::DEFAULT_PIPELINES_MAX),
             readers: 2,
             store_background_nice: 19,
             max_group_members: 256,
@@ -456,6 +467,7 @@ impl ServeArgs {
             rate_limit,
             rate_burst,
             commit_batch,
+            commit_pipelines,
             readers,
             store_background_nice,
             echo_endpoint,
@@ -519,6 +531,7 @@ impl Config {
             "user-send-burst must be positive when user-send-rate is set",
         )?;
         ensure(self.commit_batch >= 1, "commit-batch must be positive")?;
+        ensure(self.commit_pipelines >= 1 && self.commit_pipelines <= 64, "commit-pipelines must be 1..=64")?;
         ensure(
             self.idempotency_retention.is_zero() || self.idempotency_retention >= MIN_IDEMPOTENCY_RETENTION,
             "idempotency-retention must be 0s (forever) or at least 1h",

@@ -61,5 +61,8 @@ pub mod store;
 mod sys;
 pub mod ws;
 
+/// The commit path without the network, for benchmarks.
+#[doc(hidden)]
+pub use commit::bench_support as commit_bench;
 pub use config::{Config, ConfigError};
 pub use server::{Server, ServerHandle, StartError};

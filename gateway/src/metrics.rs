@@ -65,6 +65,8 @@ pub struct Metrics {
     /// Prepared batches the committer wrote itself because the writer
     /// thread was idle (see `commit::writer`).
     pub batches_written_by_committer: Counter,
+    /// Batches prepared, by commit pipeline (`pipeline` label).
+    pub commit_pipeline_batches: Family<Vec<(String, String)>, Counter>,
     /// Messages held by the committer's recent-messages cache (bounded;
     /// see `commit::recent`).
     pub recent_messages: Gauge,
@@ -297,6 +299,12 @@ impl Metrics {
                 &mut r,
                 "batches_written_by_committer",
                 "Prepared batches the committer wrote itself, the writer thread being idle",
+            ),
+            commit_pipeline_batches: register(
+                &mut r,
+                "commit_pipeline_batches",
+                "Batches prepared, by commit pipeline",
+                Family::default(),
             ),
             recent_messages: register(
                 &mut r,

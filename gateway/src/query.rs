@@ -14,10 +14,11 @@ use std::sync::{
 
 use chatgw_protocol::{server, AmendKind, ConversationId, ErrorCode, GroupId, MessageId, UserId};
 use chatgw_router::{Endpoint, Mailboxes};
-use chatgw_storage::{InboxEvent, MessageStore, StoreError};
+use chatgw_storage::{InboxEvent, InboxPos, MessageStore, StoreError};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
+    commit::Sequencer,
     devices,
     events::{CoreBatch, CoreEvent, QueryRequest, SyncFrom},
     metrics::Metrics,
@@ -39,6 +40,9 @@ pub(crate) struct ReaderContext {
     pub(crate) revoker: Revoker,
     /// The presence thread, for checked `subscribe_presence` and `typing`.
     pub(crate) presence: Sender<PresenceRequest>,
+    /// With several commit pipelines: below what position a sync reads
+    /// (`commit::order`).
+    pub(crate) horizon: Option<Arc<Sequencer>>,
 }
 
 /// A reader thread's body; returns on `Stop` or when the channel closes.
@@ -48,7 +52,7 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
             QueryRequest::Stop => break,
             QueryRequest::Sync { origin, user, after, limit } => {
                 ctx.metrics.syncs.inc();
-                match sync_page(store.as_ref(), origin, user, after, limit) {
+                match sync_page(store.as_ref(), ctx.horizon.as_deref(), origin, user, after, limit) {
                     Ok(ev) => ev,
                     Err(e) => {
                         log_read_failure(&e);
@@ -109,6 +113,7 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
 /// retention removed (`truncated` on `synced`).
 fn sync_page(
     store: &dyn MessageStore,
+    horizon: Option<&Sequencer>,
     origin: Endpoint,
     user: UserId,
     after: SyncFrom,
@@ -122,8 +127,19 @@ fn sync_page(
         }
         SyncFrom::Position(pos) => (pos, false),
     };
+    // Taken before the scan: everything below it was committed before.
+    let horizon = horizon.map(|h| InboxPos(h.horizon().0));
     let mut entries = store.inbox_after(user, after, limit)?;
-    let full = entries.len() == limit;
+    let mut full = entries.len() == limit;
+    // Events at or above it may have lower ones still uncommitted; they
+    // (and all after them) are posted live after it was taken, so the
+    // connection gets them live, or with one more page if they come while
+    // it reads this one.
+    if let Some(h) = horizon {
+        let scanned = entries.len();
+        entries.retain(|e| e.pos < h);
+        full &= entries.len() == scanned;
+    }
     // A replayed message the user hid shows hidden (see `hidden_reads`),
     // and so does a later edit's or delete's event of it; a hide's own
     // event shows it hidden already.

@@ -28,12 +28,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::{
     admin::{self, Admin},
     auth::TokenKey,
-    commit::{self, AmendWindows, CommitContext},
+    commit::{self, AmendWindows, CommitContext, CommitQueues},
     config::{Config, ConfigError},
     core::{CoreContext, CoreSettings},
     devices::recorder::{DeviceNotes, Recorder},
     driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage},
-    events::{CommitRequest, CoreBatch, QueryRequest},
+    events::{CoreBatch, QueryRequest},
     fleet::{Fleet, FleetError, FleetSettings},
     limits::Limits,
     liveness::Liveness,
@@ -119,13 +119,14 @@ pub struct ServerHandle {
     metrics: Arc<Metrics>,
     mailboxes: Arc<Mailboxes<CoreBatch>>,
     lifecycle: Arc<Lifecycle>,
-    commit_tx: Sender<CommitRequest>,
+    commits: CommitQueues,
     query_tx: Sender<QueryRequest>,
     /// Groups whose membership another node changed, for the committer to
     /// forget; held so the channel stays open while the gateway runs.
     stale_groups: Sender<GroupId>,
     cores: Vec<JoinHandle<()>>,
-    committer: Option<JoinHandle<()>>,
+    /// The commit pipelines' threads.
+    committers: Vec<JoinHandle<()>>,
     readers: Vec<JoinHandle<()>>,
     liveness: Option<Liveness>,
     /// The idempotency-key retention sweep, unless keys are kept forever.
@@ -189,7 +190,6 @@ impl Server {
 
         let (active, drivers) = driver::build_cores(config.io, config.workers, config.uring_buffers)?;
         let wakers: Vec<Arc<dyn Wake>> = drivers.iter().map(driver::CoreDriver::waker).collect();
-        let (commit_tx, commit_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
         let (query_tx, query_rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
 
         // The state the threads share, each piece behind its own `Arc`.
@@ -269,7 +269,12 @@ impl Server {
             stale_groups: stale_groups_rx,
             remote,
         };
+        let pipelines = commit::pipelines_for(config.commit_pipelines, store.as_ref());
+        let commit::Started { queues: commits, threads: committers, horizon } =
+            commit::start(commit_context, store.clone(), pipelines, QUEUE_DEPTH)
+                .map_err(|source| StartError::Thread { name: "chatgw-commit".into(), source })?;
         let reader_context = ReaderContext {
+            horizon,
             mailboxes: mailboxes.clone(),
             metrics: metrics.clone(),
             history_max_bytes: config.max_outbound / 2,
@@ -291,10 +296,6 @@ impl Server {
                 .name(name.clone())
                 .spawn(f)
                 .map_err(|source| StartError::Thread { name, source })
-        };
-        let committer = {
-            let store = store.clone();
-            spawn("chatgw-commit".into(), Box::new(move || commit::run(commit_context, store, commit_rx)))?
         };
         let liveness = Liveness::start(store.clone(), metrics.clone())
             .map_err(|source| StartError::Thread { name: "chatgw-probe".into(), source })?;
@@ -319,7 +320,7 @@ impl Server {
                 let wiring = CoreWiring {
                     engine: core_context.clone(),
                     mailboxes: mailboxes.clone(),
-                    dispatch: Dispatch::new(commit_tx.clone(), query_tx.clone(), presence_tx.clone()),
+                    dispatch: Dispatch::new(commits.clone(), query_tx.clone(), presence_tx.clone()),
                     lifecycle: lifecycle.clone(),
                 };
                 spawn(
@@ -347,11 +348,11 @@ impl Server {
             metrics,
             mailboxes,
             lifecycle,
-            commit_tx,
+            commits,
             query_tx,
             stale_groups: stale_groups_tx,
             cores,
-            committer: Some(committer),
+            committers,
             readers,
             liveness: Some(liveness),
             sweeper,
@@ -437,9 +438,9 @@ impl ServerHandle {
         while self.lifecycle.intake_stopped() < workers && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        // Everything the cores took is in the committer's queue, ahead of Stop.
-        let _ = self.commit_tx.send(CommitRequest::Stop);
-        if let Some(c) = self.committer.take() {
+        // Everything the cores took is in the pipelines' queues, ahead of Stop.
+        self.commits.stop();
+        for c in self.committers.drain(..) {
             let _ = c.join();
         }
         for _ in &self.readers {

@@ -11,6 +11,16 @@
 //! returns. Journal persistence is manual, so nothing else ever syncs behind
 //! the group committer's back.
 //!
+//! Why commits may run at once: one gateway owns the store, but its commit
+//! pipelines commit in parallel, each for its own conversations and groups
+//! (so read marks, group versions and conversation rows never collide);
+//! what they still share is checked without racing: a commit claims the
+//! idempotency keys it binds, so two commits binding one key run one after
+//! the other (`key_claims`), and the high-water mark is raised under a lock
+//! held to the end of the engine's commit (`tables`). The engine itself
+//! commits one batch at a time (its journal lock); the encoding of each
+//! batch before that runs in parallel.
+//!
 //! Why the engine can be reopened: after one failed journal write (a full
 //! disk, a file system remounted read-only) fjall poisons the database and
 //! refuses every later write, because it can no longer vouch for the
@@ -31,6 +41,7 @@ mod contacts_only;
 mod conversations;
 mod devices;
 mod inbox_sweep;
+mod key_claims;
 mod reopen;
 mod sweep;
 mod tables;
@@ -45,7 +56,7 @@ use std::{
 
 use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
 
-use self::tables::Tables;
+use self::{key_claims::KeyClaims, tables::Tables};
 use crate::{
     Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, InboxSweep, KeySweep,
     MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure,
@@ -81,6 +92,11 @@ pub struct EmbeddedStore {
     /// Why writes are refused, from a failed commit until a successful
     /// [`MessageStore::recover`].
     failed: Mutex<Option<WriteFailure>>,
+    /// Idempotency keys of the commits in progress (`key_claims`).
+    claims: KeyClaims,
+    /// Held by a recovery: several commit pipelines may ask at once, and
+    /// the engine is reopened once.
+    recovering: Mutex<()>,
     options: EmbeddedOptions,
     path: PathBuf,
 }
@@ -101,6 +117,8 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             engine: RwLock::new(Some(tables)),
             failed: Mutex::new(None),
+            claims: KeyClaims::default(),
+            recovering: Mutex::new(()),
             options: options.clone(),
             path,
         })
@@ -144,10 +162,12 @@ impl MessageStore for EmbeddedStore {
         if let Some(cause) = self.failure() {
             return Err(StoreError::Unwritable { cause });
         }
+        let _claim = self.claims.claim(writes);
         self.with(|t| t.commit(writes, high_water)).inspect_err(|e| self.set_failure(Some(e.failure())))
     }
 
     fn recover(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.recovering.lock().unwrap_or_else(PoisonError::into_inner);
         if self.failure().is_none() {
             return Ok(());
         }

@@ -22,7 +22,9 @@ use super::{
     hide::HiddenCache,
     in_flight::{InFlight, Taken},
     lookups::{only, Lookups},
+    order::{segments, BatchIds},
     recent::{Delivery, RecentMessages},
+    route,
 };
 use crate::events::CommitRequest;
 
@@ -88,6 +90,19 @@ pub(super) struct Draft {
     pub(super) body: String,
 }
 
+impl Outcome {
+    /// The id of the inbox event this outcome writes, if it writes one.
+    pub(super) fn event(&self) -> Option<MessageId> {
+        match self {
+            Outcome::Stored { message, .. } => Some(message.id),
+            Outcome::Receipt { receipt, .. } => Some(receipt.event()),
+            Outcome::GroupWrite { announce, .. } => Some(announce.id),
+            Outcome::Amend { message, .. } | Outcome::Hide { message, .. } => message.amended.map(|a| a.event),
+            _ => None,
+        }
+    }
+}
+
 pub(super) fn refused(origin: Endpoint, code: ErrorCode, why: impl Into<String>, reference: Option<String>) -> Outcome {
     Outcome::Refused { origin, code, why: why.into(), reference }
 }
@@ -97,7 +112,7 @@ type PendingGroupReceipts = BTreeMap<(GroupId, UserId, u8), BTreeMap<UserId, Vec
 
 pub(super) struct Batch<'s> {
     store: &'s dyn MessageStore,
-    ids: Snowflake,
+    ids: BatchIds,
     pub(super) max_group_members: usize,
     outcomes: Vec<Outcome>,
     /// Messages stored recently, with their delivery marks (see `recent`).
@@ -122,13 +137,18 @@ pub(super) struct Batch<'s> {
     pub(super) windows: AmendWindows,
     /// Message headers walked by group reads since the metrics last took them.
     pub(super) read_rows_scanned: u64,
+    /// Users whose block list or setting this batch changed: the other
+    /// pipelines are told (`peers`).
+    pub(super) changed_users: Vec<UserId>,
+    /// This pipeline's number and how many there are (`route`).
+    pub(super) pipeline: (usize, usize),
 }
 
 impl<'s> Batch<'s> {
-    pub(super) fn new(store: &'s dyn MessageStore, ids: Snowflake, max_group_members: usize) -> Self {
+    pub(super) fn new(store: &'s dyn MessageStore, ids: impl Into<BatchIds>, max_group_members: usize) -> Self {
         Batch {
             store,
-            ids,
+            ids: ids.into(),
             max_group_members,
             outcomes: Vec::new(),
             recent: RecentMessages::default(),
@@ -142,6 +162,8 @@ impl<'s> Batch<'s> {
             hidden: HiddenCache::default(),
             windows: DEFAULT_WINDOWS,
             read_rows_scanned: 0,
+            changed_users: Vec::new(),
+            pipeline: (0, 1),
         }
     }
 
@@ -169,6 +191,25 @@ impl<'s> Batch<'s> {
 
     pub(super) fn last_id(&self) -> MessageId {
         self.ids.last()
+    }
+
+    /// The batch's tickets and where each one's outcomes end, for the
+    /// writer (see `order`).
+    pub(super) fn take_tickets(&mut self) -> Vec<(u64, usize)> {
+        let ranges = self.ids.take();
+        segments(self.outcomes.iter().map(Outcome::event), &ranges)
+    }
+
+    /// The id sequencer (tests that drive a writer by hand).
+    #[cfg(test)]
+    pub(super) fn sequencer(&self) -> &std::sync::Arc<super::Sequencer> {
+        self.ids.sequencer()
+    }
+
+    /// Reserve ids for a batch of `requests` requests (see `order`); more
+    /// are reserved as needed.
+    pub(super) fn reserve_ids(&mut self, requests: usize) {
+        self.ids.begin(requests);
     }
 
     /// Start batch `seq` (the caches stay); the writer has stored every
@@ -202,6 +243,12 @@ impl<'s> Batch<'s> {
         self.groups.remove(&g);
     }
 
+    /// Another pipeline changed `user`'s block list or setting.
+    pub(super) fn forget_user(&mut self, user: UserId) {
+        self.blocks.forget(user);
+        self.direct_from.forget(user);
+    }
+
     /// Messages held by the recent-messages cache, and delivery marks held with them.
     pub(super) fn recent_sizes(&self) -> (usize, usize) {
         (self.recent.len(), self.recent.marks())
@@ -209,8 +256,7 @@ impl<'s> Batch<'s> {
 
     /// Hand out ids above `floor` from now on (never lowers the last id).
     pub(super) fn resume_after(&mut self, floor: MessageId) {
-        let ids = std::mem::replace(&mut self.ids, Snowflake::new(0));
-        self.ids = ids.resume_after(floor);
+        self.ids.sequencer().resume_after(floor);
     }
 
     /// The writes of this batch, in order.
@@ -328,6 +374,13 @@ impl<'s> Batch<'s> {
                     return Ok(());
                 }
                 None => {}
+            }
+            // Routed here by its client id (`route`), but the first use
+            // stored nothing: the conversation's own pipeline stores it.
+            if !route::owns(&draft.conversation, self.pipeline.0, self.pipeline.1) {
+                let why = "the server is busy with this client id; retry with the same id";
+                self.outcomes.push(refused(origin, ErrorCode::Unavailable, why, Some(draft.client_id)));
+                return Ok(());
             }
         }
         let message = self.message_of(draft);

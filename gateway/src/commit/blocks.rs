@@ -52,6 +52,11 @@ impl BlockCache {
         self.0.clear();
     }
 
+    /// Read `user`'s list again when next needed (another pipeline changed it).
+    pub(super) fn forget(&mut self, user: UserId) {
+        self.0.remove(&user);
+    }
+
     fn stale(&self, user: UserId, now: Instant) -> bool {
         self.0.get(&user).is_none_or(|(at, _)| now.duration_since(*at) >= FRESH_FOR)
     }
@@ -134,10 +139,12 @@ impl Batch<'_> {
             (Err(at), true) => {
                 store.set_block(by, target, true)?;
                 list.insert(at, target);
+                self.changed_users.push(by);
             }
             (Ok(at), false) => {
                 store.set_block(by, target, false)?;
                 list.remove(at);
+                self.changed_users.push(by);
             }
         }
         let users = list.clone();

@@ -69,6 +69,11 @@ impl DirectFromCache {
         self.written.clear();
     }
 
+    /// Read `user`'s setting again when next needed (another pipeline changed it).
+    pub(super) fn forget(&mut self, user: UserId) {
+        self.contacts_only.remove(&user);
+    }
+
     /// Read the setting of every user of `users` that is absent or older
     /// than [`FRESH_FOR`], in one store call.
     pub(super) fn prefetch(&mut self, store: &dyn MessageStore, users: &[UserId]) -> Result<(), StoreError> {
@@ -192,6 +197,7 @@ impl Batch<'_> {
                 let on = from == DirectFrom::Contacts;
                 store.set_contacts_only(by, on)?;
                 self.direct_from.contacts_only.insert(by, (Instant::now(), on));
+                self.changed_users.push(by);
                 on
             }
         };

@@ -21,6 +21,7 @@ use chatgw_router::{Endpoint, Fanout};
 use chatgw_storage::{Committed, InboxPos, MessageStore, StoreError, WriteOutcome};
 use crossbeam_channel::Sender;
 
+use super::peers::{Changed, Peers};
 use super::{batch::Outcome, client_ids::CLIENT_ID_CONFLICT, CommitContext};
 use crate::{events::CoreEvent, fleet::RouteJob};
 
@@ -84,6 +85,8 @@ pub(super) struct Dispatch<'d, 'a> {
     pub(super) replaced: &'d mut Replaced,
     /// For the rare read of an original that another writer stored.
     pub(super) store: &'a dyn MessageStore,
+    /// The other commit pipelines, told of every group change.
+    pub(super) peers: &'a Peers,
 }
 
 impl<'d> Dispatch<'d, '_> {
@@ -249,6 +252,8 @@ impl<'d> Dispatch<'d, '_> {
                         continue;
                     }
                     self.ctx.metrics.messages_stored.inc();
+                    // Stored: the other pipelines read it again from now on.
+                    self.peers.tell(Changed::Group(group.id));
                     if let Some(remote) = &self.ctx.remote {
                         remote.group_changed(group.id);
                     }

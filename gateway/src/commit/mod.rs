@@ -1,4 +1,5 @@
-//! The group committer: two threads that own every write.
+//! The group committer: commit pipelines of two threads each, which own
+//! every write.
 //!
 //! Cores hand requests to the committer thread through a channel and go
 //! back to their sockets. It takes everything queued (up to `commit_batch`),
@@ -19,15 +20,20 @@
 //! When nothing waits, there is nothing to overlap: the committer then
 //! writes the batch itself rather than wake the writer (see `writer`).
 //!
-//! Why one of each: the writer commits and dispatches in preparation order,
-//! so the inbox positions the store assigns (per inbox, in commit order)
-//! reach each core's mailbox in increasing order, and a connection drops a
-//! live event at or below the position it has. With one gateway per store
-//! positions follow ids; with several, ids from different generators
-//! interleave, and only positions order an inbox (docs/STORAGE.md). The
-//! committer owns its gateway's group membership cache, so a membership
-//! change is visible to the very next send without any locking; another
-//! gateway's change is caught by the version compare-and-set (`groups`).
+//! Why one of each per pipeline: the writer commits and dispatches in
+//! preparation order, so a pipeline's events reach each core's mailbox in
+//! increasing position order, and a connection drops a live event at or
+//! below the position it has. With the embedded store there are several
+//! pipelines (`--commit-pipelines`, `start`), each taking its share of the
+//! conversations (`route`); ids come in ranges that every pipeline posts
+//! in one order, and a sync reads below the horizon of what is committed
+//! for good (`order`); a change to what other pipelines cache is told to
+//! them (`peers`). With a shared store (several gateways) there is one
+//! pipeline: positions are the store's, in its commit order, and ids from
+//! different generators interleave (docs/STORAGE.md). The committer owns
+//! its pipeline's group membership cache, so a membership change is
+//! visible to the very next send without any locking; another gateway's
+//! change is caught by the version compare-and-set (`groups`).
 //!
 //! What the store decides per write (`Committed`): a message whose
 //! idempotency key another gateway bound first is not stored, and its
@@ -39,7 +45,9 @@
 //! void too: the writer refuses them unwritten (`unavailable`) until the
 //! committer has heard of the failure and forgotten its caches.
 //!
-//! Files: `batch` builds one batch (direct messages and receipts),
+//! Files: `start` starts the pipelines, `route` picks one per request,
+//! `order` orders ids and dispatch across them, `peers` tells them of each
+//! other's changes; `batch` builds one batch (direct messages and receipts),
 //! `client_ids` tells a resend from a reused client id, `groups`
 //! the group operations and group fan-out, `in_flight` the decisions of
 //! batches not yet stored, `outage` what happens while the store refuses
@@ -48,6 +56,8 @@
 
 mod amend;
 mod batch;
+#[doc(hidden)]
+pub mod bench_support;
 mod blocks;
 mod client_ids;
 #[cfg(test)]
@@ -59,12 +69,16 @@ mod groups;
 mod hide;
 mod in_flight;
 mod lookups;
+mod order;
 mod outage;
+mod peers;
 #[cfg(test)]
 mod read_and_lookup_tests;
 mod recent;
+mod route;
 #[cfg(test)]
 mod shared_store_tests;
+mod start;
 #[cfg(test)]
 mod test_store;
 mod writer;
@@ -77,7 +91,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatgw_protocol::{GroupId, MessageId, Snowflake};
+use chatgw_protocol::GroupId;
 use chatgw_router::{Directory, Mailboxes};
 use chatgw_storage::{MessageStore, StoreError};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -85,8 +99,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 pub(crate) use self::amend::AmendWindows;
 use self::{
     batch::Batch,
+    order::BatchIds,
     outage::Outage,
+    peers::Changed,
     writer::{Failure, Handoff, Job, Prepared, Waiting, Writer, WRITER_QUEUE},
+};
+pub(crate) use self::{
+    order::Sequencer,
+    peers::Peers,
+    route::CommitQueues,
+    start::{pipelines_for, start, Started, DEFAULT_MAX as DEFAULT_PIPELINES_MAX},
 };
 use crate::{
     events::{CommitRequest, CoreBatch},
@@ -115,32 +137,39 @@ pub(crate) struct CommitContext {
     pub(crate) remote: Option<crate::fleet::RemoteOut>,
 }
 
+/// One commit pipeline's own parts (see `order`, `peers`, `route`).
+pub(crate) struct Pipeline {
+    /// Its number, and how many there are.
+    pub(crate) index: usize,
+    pub(crate) count: usize,
+    pub(crate) sequencer: Arc<Sequencer>,
+    pub(crate) peers: Peers,
+}
+
 /// The committer thread's body. Returns when it receives `Stop` (after the
 /// writer has committed everything before it, or refused it with
 /// `unavailable` while the store refuses writes) or when every sender is
 /// gone.
-pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
-    let high_water = match store.high_water(ctx.node_id) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the id high-water mark; ids restart from the clock");
-            MessageId(0)
-        }
-    };
-    let ids = Snowflake::new(ctx.node_id).resume_after(high_water);
-    let mut batch = Batch::new(store.as_ref(), ids, ctx.max_group_members);
+pub(crate) fn run(ctx: CommitContext, pipeline: Pipeline, store: Arc<dyn MessageStore>, rx: Receiver<CommitRequest>) {
+    let Pipeline { index, count, sequencer, peers } = pipeline;
+    let batches =
+        ctx.metrics.commit_pipeline_batches.get_or_create(&vec![("pipeline".into(), index.to_string())]).clone();
+    let mut batch = Batch::new(store.as_ref(), BatchIds::new(sequencer.clone()), ctx.max_group_members);
     batch.windows = ctx.amend_windows;
+    batch.pipeline = (index, count);
     let mut requests = Vec::with_capacity(ctx.commit_batch);
     // Writing (the store commit and its fsync) and dispatch (encoding
     // frames, looking up devices, posting to cores) run on their own thread,
     // so the next batch is prepared while the last ones are being written;
     // this thread takes a small batch itself when that thread is idle. One
-    // writer (behind one lock), fed in preparation order, keeps ids in
-    // commit order and events in id order on every core.
+    // writer (behind one lock), fed in preparation order, keeps this
+    // pipeline's batches in order; `order` keeps every pipeline's events
+    // in id order on every core.
     let (failure_tx, failures) = crossbeam_channel::unbounded::<Failure>();
     let (conflict_tx, conflicts) = crossbeam_channel::unbounded::<GroupId>();
     let done_through = AtomicU64::new(0);
-    let writer = Mutex::new(Writer::new(&ctx, store.as_ref(), &failure_tx, &conflict_tx, &done_through));
+    let writer =
+        Mutex::new(Writer::new(&ctx, store.as_ref(), &sequencer, &peers, &failure_tx, &conflict_tx, &done_through));
     let processed = AtomicU64::new(0);
     std::thread::scope(|scope| {
         let (queue, writer_rx) = crossbeam_channel::bounded::<Job>(WRITER_QUEUE);
@@ -204,21 +233,40 @@ pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver
             seq += 1;
             // Groups another gateway changed (a refused write told this
             // one, or the fleet did): read them again.
-            for g in conflicts.try_iter().chain(ctx.stale_groups.try_iter()) {
+            for g in conflicts.try_iter() {
                 batch.forget_group(g);
             }
-            batch.begin(seq, done_through.load(Ordering::Acquire));
+            // One pipeline takes each; it tells the others.
+            for g in ctx.stale_groups.try_iter() {
+                batch.forget_group(g);
+                peers.tell(Changed::Group(g));
+            }
+            // What the other pipelines changed: read again (`peers`).
+            for change in peers.heard() {
+                match change {
+                    Changed::Group(g) => batch.forget_group(g),
+                    Changed::User(u) => batch.forget_user(u),
+                }
+            }
             let n = requests.len();
+            batch.begin(seq, done_through.load(Ordering::Acquire));
+            batch.reserve_ids(n);
+            batches.inc();
             let origins: Vec<_> = requests.iter().filter_map(origin_of).collect();
             let prepared = prepare(&mut batch, &mut requests);
+            for u in batch.changed_users.drain(..) {
+                peers.tell(Changed::User(u));
+            }
             report_cache_sizes(&mut batch, &ctx);
+            let tickets = batch.take_tickets();
             let job = match prepared {
                 Ok(()) => Job::Batch(Prepared {
                     seq,
-                    outcomes: batch.take_outcomes(),
                     high_water: batch.last_id(),
+                    outcomes: batch.take_outcomes(),
                     origins,
                     requests: n,
+                    tickets,
                 }),
                 Err(e) => {
                     // A store read failed: nothing of this batch is written.
@@ -229,7 +277,7 @@ pub(crate) fn run(ctx: CommitContext, store: Arc<dyn MessageStore>, rx: Receiver
                     if let Some(started) = Outage::on_failed_commit(outage.as_ref(), &e, n, &ctx.metrics) {
                         outage = Some(started);
                     }
-                    Job::Refused { seq, origins }
+                    Job::Refused { seq, origins, tickets }
                 }
             };
             // Written here when the batch is small and no request waits:

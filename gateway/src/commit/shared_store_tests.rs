@@ -46,8 +46,10 @@ fn prepare(batch: &mut Batch<'_>, seq: u64, requests: Vec<CommitRequest>) -> Job
         batch.add(r).unwrap();
     }
     batch.finish();
+    let tickets = batch.take_tickets();
     Job::Batch(Prepared {
         seq,
+        tickets,
         outcomes: batch.take_outcomes(),
         high_water: batch.last_id(),
         origins: Vec::new(),
@@ -97,7 +99,9 @@ fn race(other_body: &str) -> (Message, Vec<ServerFrame>, Vec<MessageId>) {
     let (failures, _failed) = crossbeam_channel::unbounded::<Failure>();
     let (conflicts, _conflicted) = crossbeam_channel::unbounded();
     let done_through = AtomicU64::new(0);
-    let mut writer = Writer::new(&ctx, &store, &failures, &conflicts, &done_through);
+    let sequencer = batch.sequencer().clone();
+    let peers = super::Peers::linked(1).remove(0);
+    let mut writer = Writer::new(&ctx, &store, &sequencer, &peers, &failures, &conflicts, &done_through);
     writer.process([first, resend]);
 
     let mut replies = Vec::new();

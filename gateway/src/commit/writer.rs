@@ -29,10 +29,12 @@ use chatgw_router::{Endpoint, Fanout};
 use chatgw_storage::{Committed, MessageStore, StoreError, Write};
 use crossbeam_channel::{Receiver, Sender};
 
-use super::CommitContext;
 use super::{
     batch::{writes_of, Outcome},
     dispatch::{Dispatch, Replaced},
+    order::Sequencer,
+    peers::Peers,
+    CommitContext,
 };
 use crate::events::CoreEvent;
 
@@ -45,7 +47,7 @@ pub(super) enum Job {
     /// A batch to write, then dispatch.
     Batch(Prepared),
     /// A batch whose preparation failed: tell every requester.
-    Refused { seq: u64, origins: Vec<Waiting> },
+    Refused { seq: u64, origins: Vec<Waiting>, tickets: Vec<(u64, usize)> },
     /// The committer knows of the failure with this generation and has
     /// forgotten what it prepared on top of it: later batches are valid.
     FailureSeen(u64),
@@ -58,6 +60,8 @@ pub(super) struct Prepared {
     pub(super) high_water: MessageId,
     pub(super) origins: Vec<Waiting>,
     pub(super) requests: usize,
+    /// Its tickets, and where each one's outcomes end (`order`).
+    pub(super) tickets: Vec<(u64, usize)>,
 }
 
 /// A refused commit, reported to the committer.
@@ -74,6 +78,10 @@ pub(super) struct Failure {
 pub(super) struct Writer<'a> {
     ctx: &'a CommitContext,
     store: &'a dyn MessageStore,
+    /// Posts tickets in order across pipelines.
+    sequencer: &'a Sequencer,
+    /// Where an applied group change is announced to the other pipelines.
+    peers: &'a Peers,
     failures: &'a Sender<Failure>,
     /// Groups whose write conflicted with another writer: the committer
     /// forgets their cached records.
@@ -96,9 +104,12 @@ pub(super) struct Writer<'a> {
 const MERGE: usize = 64;
 
 impl<'a> Writer<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         ctx: &'a CommitContext,
         store: &'a dyn MessageStore,
+        sequencer: &'a Sequencer,
+        peers: &'a Peers,
         failures: &'a Sender<Failure>,
         conflicts: &'a Sender<GroupId>,
         done_through: &'a AtomicU64,
@@ -107,6 +118,8 @@ impl<'a> Writer<'a> {
         Writer {
             ctx,
             store,
+            sequencer,
+            peers,
             failures,
             conflicts,
             replaced: Replaced::default(),
@@ -123,11 +136,11 @@ impl<'a> Writer<'a> {
     pub(super) fn process(&mut self, jobs: impl IntoIterator<Item = Job>) {
         for job in jobs {
             match job {
-                Job::Batch(b) if self.seen < self.generation => self.refuse(b.seq, &b.origins),
+                Job::Batch(b) if self.seen < self.generation => self.refuse(b.seq, &b.origins, &b.tickets),
                 Job::Batch(b) => self.group.push(b),
-                Job::Refused { seq, origins } => {
+                Job::Refused { seq, origins, tickets } => {
                     self.write();
-                    self.refuse(seq, &origins);
+                    self.refuse(seq, &origins, &tickets);
                 }
                 Job::FailureSeen(generation) => {
                     self.write();
@@ -176,21 +189,34 @@ impl<'a> Writer<'a> {
             Ok(done) => {
                 let mut next_write = 0;
                 for b in group.drain(..) {
-                    let mut d = Dispatch {
-                        ctx: self.ctx,
-                        committed: &done,
-                        next_write: &mut next_write,
-                        fanout: &mut self.fanout,
-                        conflicts: self.conflicts,
-                        replaced: &mut self.replaced,
-                        store: self.store,
-                    };
-                    d.outcomes(&b.outcomes);
+                    // A batch that took no ids (only built by hand) has
+                    // no ticket: its answers go out with the rest.
+                    let untracked = [(None, b.outcomes.len())];
+                    let tracked: Vec<_> = b.tickets.iter().map(|&(t, end)| (Some(t), end)).collect();
+                    let segments = if b.tickets.is_empty() { &untracked[..] } else { &tracked[..] };
+                    let mut start = 0;
+                    for &(ticket, end) in segments {
+                        let mut d = Dispatch {
+                            ctx: self.ctx,
+                            committed: &done,
+                            next_write: &mut next_write,
+                            fanout: &mut self.fanout,
+                            conflicts: self.conflicts,
+                            replaced: &mut self.replaced,
+                            store: self.store,
+                            peers: self.peers,
+                        };
+                        d.outcomes(&b.outcomes[start..end]);
+                        start = end;
+                        if let Some(ticket) = ticket {
+                            self.post_in_turn(ticket);
+                        }
+                    }
                 }
             }
             Err(error) => {
                 for b in group.drain(..) {
-                    self.refuse(b.seq, &b.origins);
+                    self.refuse(b.seq, &b.origins, &b.tickets);
                 }
                 self.generation += 1;
                 let _ = self.failures.send(Failure { generation: self.generation, error, requests });
@@ -199,8 +225,18 @@ impl<'a> Writer<'a> {
         self.done_through.store(last_seq, Ordering::Release);
     }
 
-    /// Tell every requester of a batch that it was not stored.
-    fn refuse(&mut self, seq: u64, origins: &[Waiting]) {
+    /// Post what the fanout holds when `ticket`'s turn comes: every lower
+    /// ticket's events are posted by then, whichever pipeline had them.
+    fn post_in_turn(&mut self, ticket: u64) {
+        self.sequencer.wait_turn(ticket);
+        self.sequencer.release(ticket);
+        self.fanout.flush(&self.ctx.mailboxes);
+        self.sequencer.pass_turn(ticket);
+    }
+
+    /// Tell every requester of a batch that it was not stored; its tickets
+    /// take their turns all the same.
+    fn refuse(&mut self, seq: u64, origins: &[Waiting], tickets: &[(u64, usize)]) {
         for (origin, reference) in origins {
             let mut p = Vec::new();
             server::error(
@@ -210,6 +246,9 @@ impl<'a> Writer<'a> {
                 reference.as_deref(),
             );
             self.fanout.push(usize::from(origin.core), CoreEvent::Reply { to: *origin, payload: p });
+        }
+        for &(ticket, _) in tickets {
+            self.post_in_turn(ticket);
         }
         self.done_through.store(seq, Ordering::Release);
     }

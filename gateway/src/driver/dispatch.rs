@@ -9,14 +9,15 @@
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::{
+    commit::CommitQueues,
     core::{Action, Engine, Refused},
-    events::{CommitRequest, QueryRequest},
+    events::QueryRequest,
     presence::PresenceRequest,
 };
 
 /// One core's ends of the committer's and the readers' queues.
 pub(crate) struct Dispatch {
-    commits: Sender<CommitRequest>,
+    commits: CommitQueues,
     queries: Sender<QueryRequest>,
     presence: Sender<PresenceRequest>,
     /// The engine's last list of actions; swapped back empty each turn, so
@@ -26,11 +27,11 @@ pub(crate) struct Dispatch {
 
 impl Dispatch {
     pub(crate) fn new(
-        commits: Sender<CommitRequest>,
+        commits: impl Into<CommitQueues>,
         queries: Sender<QueryRequest>,
         presence: Sender<PresenceRequest>,
     ) -> Self {
-        Dispatch { commits, queries, presence, taken: Vec::new() }
+        Dispatch { commits: commits.into(), queries, presence, taken: Vec::new() }
     }
 
     /// Hand on everything `engine` asked for since the last call, in order.
@@ -62,6 +63,7 @@ mod tests {
 
     use super::*;
     use crate::core::harness::Harness;
+    use crate::events::CommitRequest;
 
     fn send_text(client_id: &str) -> String {
         let mut text = String::new();

@@ -56,9 +56,11 @@ pub(super) struct Tables {
     /// Conversation list rows as the last commits left them.
     pub(super) list_cache: RowCache,
     /// The high water as the last commit stored it, read once at open: a
-    /// commit raises it without reading the meta row back (one writer
-    /// commits, so the stored row is what the last commit wrote).
+    /// commit raises it without reading the meta row back.
     recorded_high_water: AtomicU64,
+    /// Held from reading the recorded high-water mark to the end of a
+    /// commit, so concurrent commits (several pipelines) never lower it.
+    commit_order: std::sync::Mutex<()>,
 }
 
 /// A fast seeded hasher for the maps one commit keeps.
@@ -135,6 +137,7 @@ impl Tables {
             hidden: ks("hidden")?,
             list_cache: RowCache::default(),
             recorded_high_water: AtomicU64::new(0),
+            commit_order: std::sync::Mutex::new(()),
             db,
         };
         tables.recorded_high_water.store(tables.high_water()?.0, Ordering::Relaxed);
@@ -166,11 +169,14 @@ impl Tables {
         batch.commit().map_err(|e| StoreError::backend("probe write", e))
     }
 
-    /// Apply a batch as one atomic, durable fjall batch. One writer owns the
-    /// store (its directory is locked), so the checks below read the store
-    /// and then write without racing anyone: idempotency keys and group
-    /// versions are decided here, against the store and against the writes
-    /// earlier in the same batch. An event's inbox position is its id.
+    /// Apply a batch as one atomic, durable fjall batch. One gateway owns
+    /// the store (its directory is locked); its commit pipelines may commit
+    /// at once, but each writes only its own conversations and groups, and
+    /// [`EmbeddedStore`](super::EmbeddedStore) serialises commits sharing an
+    /// idempotency key, so the checks below read the store and then write
+    /// without racing anyone: idempotency keys and group versions are
+    /// decided here, against the store and against the writes earlier in
+    /// the same batch. An event's inbox position is its id.
     pub(super) fn commit<'a>(&self, writes: &'a [Write<'a>], high_water: MessageId) -> Result<Committed, StoreError> {
         let events: usize = writes.iter().map(|w| w.inboxes().len()).sum();
         // A message writes its row, its key and a reference and a list row
@@ -250,12 +256,16 @@ impl Tables {
         for (key, (_, row)) in std::mem::take(&mut w.amended) {
             w.put(&self.messages, &key, row);
         }
-        // Never lowered: a commit recording a smaller id keeps the stored one.
+        // Never lowered: a commit recording a smaller id keeps the stored
+        // one. The engine commits one batch at a time anyway (its journal
+        // lock), so this lock costs concurrent commits nothing more.
+        let order = self.commit_order.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let high_water = high_water.0.max(self.recorded_high_water.load(Ordering::Relaxed));
         w.put(&self.meta, HIGH_WATER_KEY, high_water.to_be_bytes());
         w.batch.commit().map_err(|e| StoreError::backend("commit", e))?;
         self.recorded_high_water.fetch_max(high_water, Ordering::Relaxed);
         self.list_cache.keep(&w.list);
+        drop(order);
         out.stats = w.stats;
         Ok(out)
     }
