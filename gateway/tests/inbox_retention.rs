@@ -192,6 +192,11 @@ fn synced_device(on: Setup) -> (tempfile::TempDir, Arc<dyn MessageStore>, Server
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf(), SECRET.into());
     (config.workers, config.io, config.store) = (1, on.io, on.store_url());
     config.inbox_retention = Duration::ZERO;
+    // The test commits beside the gateway, as another node of a fleet
+    // would: one pipeline, as on a shared store (several pipelines read
+    // only below the ids they handed out themselves, and on the embedded
+    // store nothing else writes).
+    config.commit_pipelines = 1;
     let store: Arc<dyn MessageStore> = open(&config).into();
     let old = seed(&*store, &[40 * DAY_MS, 40 * DAY_MS - 1, 40 * DAY_MS - 2]);
     let handle = Server::start_with_store(config, store.clone()).unwrap();
