@@ -189,9 +189,12 @@ pub struct ServeArgs {
     /// Commit pipelines preparing, committing and dispatching writes in
     /// parallel, each for its share of the conversations; 1 is one
     /// committer and one writer thread. A PostgreSQL or Cassandra store
-    /// always uses 1 [default: one per core, at most 8].
+    /// always uses 1 [default: one per four cores, 1 to 8].
     #[arg(long, env = "CHATGW_COMMIT_PIPELINES")]
     pub commit_pipelines: Option<usize>,
+    /// How long a committer that took only a few requests waits for more before it commits them with one fsync; 0ms commits at once (docs/ARCHITECTURE.md, "Commit window") [default: 1ms].
+    #[arg(long, env = "CHATGW_COMMIT_WINDOW")]
+    pub commit_window: Option<HumanDuration>,
     /// Threads serving sync and history reads [default: 2].
     #[arg(long, env = "CHATGW_READERS")]
     pub readers: Option<usize>,
@@ -303,6 +306,8 @@ pub struct Config {
     pub commit_batch: usize,
     /// Commit pipelines (see `commit::start`).
     pub commit_pipelines: usize,
+    /// How long a small batch waits for more requests (see `commit`).
+    pub commit_window: Duration,
     /// Reader threads.
     pub readers: usize,
     /// Niceness of the store's background threads (0: not lowered).
@@ -371,9 +376,11 @@ impl Config {
             rate_limit: 200,
             rate_burst: 400,
             commit_batch: 2048,
-            commit_pipelines: std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(crate::commit::DEFAULT_PIPELINES_MAX),
+            // Two threads each, and on a small box one pipeline costs less
+            // per message than two (docs/ARCHITECTURE.md, "Commit pipelines").
+            commit_pipelines: (std::thread::available_parallelism().map_or(1, |n| n.get()) / 4)
+                .clamp(1, crate::commit::DEFAULT_PIPELINES_MAX),
+            commit_window: Duration::from_millis(1),
             readers: 2,
             store_background_nice: 19,
             max_group_members: 256,
@@ -498,6 +505,7 @@ impl ServeArgs {
             idempotency_retention,
             typing_expiry,
             presence_window,
+            commit_window,
             inbox_retention,
             delete_window,
             edit_window
@@ -532,6 +540,7 @@ impl Config {
         )?;
         ensure(self.commit_batch >= 1, "commit-batch must be positive")?;
         ensure(self.commit_pipelines >= 1 && self.commit_pipelines <= 64, "commit-pipelines must be 1..=64")?;
+        ensure(self.commit_window <= Duration::from_millis(10), "commit-window must be at most 10ms")?;
         ensure(
             self.idempotency_retention.is_zero() || self.idempotency_retention >= MIN_IDEMPOTENCY_RETENTION,
             "idempotency-retention must be 0s (forever) or at least 1h",

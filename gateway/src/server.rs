@@ -266,6 +266,7 @@ impl Server {
             max_group_members: config.max_group_members,
             amend_windows: AmendWindows { delete: config.delete_window, edit: config.edit_window },
             commit_batch: config.commit_batch,
+            commit_window: config.commit_window,
             stale_groups: stale_groups_rx,
             remote,
         };

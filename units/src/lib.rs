@@ -24,12 +24,13 @@ impl FromStr for HumanDuration {
         let n: u64 = n.parse().map_err(|_| format!("`{s}`: expected a number and a unit, like 30s"))?;
         let secs = |k: u64| Duration::from_secs(n.saturating_mul(k));
         Ok(HumanDuration(match unit {
+            "us" | "µs" => Duration::from_micros(n),
             "ms" => Duration::from_millis(n),
             "s" | "" => secs(1),
             "m" => secs(60),
             "h" => secs(3600),
             "d" => secs(86400),
-            _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h, d)")),
+            _ => return Err(format!("`{s}`: unknown unit `{unit}` (us, ms, s, m, h, d)")),
         }))
     }
 }
@@ -48,6 +49,8 @@ mod tests {
     #[test]
     fn durations_take_every_unit_and_refuse_others() {
         assert_eq!("30s".parse::<HumanDuration>().unwrap().0, Duration::from_secs(30));
+        assert_eq!("500us".parse::<HumanDuration>().unwrap().0, Duration::from_micros(500));
+        assert_eq!("2ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(2));
         assert_eq!("30".parse::<HumanDuration>().unwrap().0, Duration::from_secs(30));
         assert_eq!("5m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(300));
         assert_eq!("24h".parse::<HumanDuration>().unwrap().0, Duration::from_secs(86400));

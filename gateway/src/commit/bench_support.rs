@@ -116,6 +116,7 @@ pub fn run(store: Arc<dyn MessageStore>, load: Load) -> Duration {
         max_group_members: 256,
         amend_windows: AmendWindows { delete: Duration::from_secs(3600), edit: Duration::from_secs(600) },
         commit_batch: load.commit_batch.max(1),
+        commit_window: std::time::Duration::ZERO,
         stale_groups: crossbeam_channel::never(),
         remote: None,
     };

@@ -73,6 +73,7 @@ fn race(other_body: &str) -> (Message, Vec<ServerFrame>, Vec<MessageId>) {
         max_group_members: 256,
         amend_windows: super::amend::DEFAULT_WINDOWS,
         commit_batch: 64,
+        commit_window: std::time::Duration::ZERO,
         stale_groups: crossbeam_channel::never(),
         remote: None,
     };

@@ -75,6 +75,7 @@ pub(crate) fn start(
             max_group_members: ctx.max_group_members,
             amend_windows: ctx.amend_windows,
             commit_batch: ctx.commit_batch,
+            commit_window: ctx.commit_window,
             stale_groups: ctx.stale_groups.clone(),
             remote: ctx.remote.take(),
         };
