@@ -184,24 +184,15 @@ fn write_tmpfs_rates(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    fn run(rate: u64, p99: f64, us: f64, ctxt: f64) -> Value {
-        json!({
-            "lost": 0, "duplicated": 0, "refused_sends": 0, "achieved_delivery_rate": rate,
-            "delivery_ms": { "p99_ms": p99 },
-            "cpu": { "gateway_us_per_msg": us, "box_ctxt_per_msg": ctxt },
-        })
-    }
+    use crate::test_runs::run;
 
     #[test]
     fn each_tmpfs_run_sits_next_to_the_disk_and_the_baseline_at_its_rate() {
-        let tmpfs = BTreeMap::from([(2500, run(2500, 3.0, 50.0, 6.0)), (5000, run(5000, 4.0, 40.0, 5.0))]);
-        let fresh = BTreeMap::from([(2500, run(2500, 9.0, 60.0, 7.0))]);
-        let disk = BTreeMap::from([(5000, run(5000, 8.0, 45.0, 6.0))]);
-        let baseline = BTreeMap::from([(2500, run(2500, 1.5, 25.0, 3.0)), (5000, run(5000, 2.0, 20.0, 4.0))]);
+        let tmpfs = BTreeMap::from([(2500, run(2500, 50.0, 3.0, 6.0)), (5000, run(5000, 40.0, 4.0, 5.0))]);
+        let fresh = BTreeMap::from([(2500, run(2500, 60.0, 9.0, 7.0))]);
+        let disk = BTreeMap::from([(5000, run(5000, 45.0, 8.0, 6.0))]);
+        let baseline = BTreeMap::from([(2500, run(2500, 25.0, 1.5, 3.0)), (5000, run(5000, 20.0, 2.0, 4.0))]);
         let mut md = String::new();
         write_tmpfs_rates(&mut md, &tmpfs, &fresh, &disk, &baseline);
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| 2500") || l.starts_with("| 5000")).collect();

@@ -20,6 +20,8 @@ use std::{
 
 mod disk;
 mod targets;
+#[cfg(test)]
+mod test_runs;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

@@ -131,14 +131,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn run(rate: u64, us: f64, p99: f64, ctxt: f64) -> Value {
-        json!({
-            "lost": 0, "duplicated": 0, "refused_sends": 0, "achieved_delivery_rate": rate,
-            "delivery_ms": { "p99_ms": p99 },
-            "cpu": { "gateway_us_per_msg": us, "box_ctxt_per_msg": ctxt },
-        })
-    }
+    use crate::test_runs::run;
 
     #[test]
     fn cells_are_ratios_of_the_runs_and_the_count_is_computed() {
