@@ -2,25 +2,11 @@
 //! store-enforced idempotency key across writers, positions visible in
 //! position order across writers, and a server crash.
 
-use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
+use chatgw_protocol::{Message, MessageId, Snowflake, UserId};
 use chatgw_storage::{
-    conformance::TestPostgres, InboxPos, MessageStore, PostgresOptions, PostgresStore, StoreError, Write, WriteOutcome,
-    POSTGRES_SCHEMA_VERSION,
+    conformance::{text, TestPostgres},
+    InboxPos, MessageStore, PostgresOptions, PostgresStore, StoreError, Write, WriteOutcome, POSTGRES_SCHEMA_VERSION,
 };
-
-fn message(ids: &mut Snowflake, client_id: &str) -> Message {
-    let id = ids.next_id();
-    Message {
-        id,
-        conversation: ConversationId::direct(UserId(1), UserId(2)),
-        from: UserId(1),
-        kind: MessageKind::Text,
-        client_id: client_id.into(),
-        ts: Snowflake::unix_ms(id),
-        body: "\"x\"".into(),
-        amended: None,
-    }
-}
 
 #[test]
 fn a_missing_or_foreign_schema_is_a_typed_error_and_init_is_idempotent() {
@@ -57,7 +43,7 @@ fn an_idempotency_key_keeps_the_first_message_bound_across_writers() {
         PostgresStore::open(&url, &PostgresOptions::default()).unwrap(),
         PostgresStore::open(&url, &PostgresOptions::default()).unwrap(),
     );
-    let (first, second) = (message(&mut Snowflake::new(1), "same"), message(&mut Snowflake::new(2), "same"));
+    let (first, second) = (text(&mut Snowflake::new(1), 1, 2, "same"), text(&mut Snowflake::new(2), 1, 2, "same"));
     let both = [UserId(1), UserId(2)];
     a.commit(&[Write::Message { message: &first, inboxes: &both, membership: None }], first.id).unwrap();
     let done = b
@@ -81,7 +67,7 @@ fn a_server_crash_fails_commits_until_recover_and_loses_nothing_committed() {
     PostgresStore::init(&url).unwrap();
     let s = PostgresStore::open(&url, &PostgresOptions::default()).unwrap();
     let mut ids = Snowflake::new(1);
-    let (m1, m2, m3) = (message(&mut ids, "1"), message(&mut ids, "2"), message(&mut ids, "3"));
+    let (m1, m2, m3) = (text(&mut ids, 1, 2, "1"), text(&mut ids, 1, 2, "2"), text(&mut ids, 1, 2, "3"));
     let both = [UserId(1), UserId(2)];
     s.commit(&[Write::Message { message: &m1, inboxes: &both, membership: None }], m1.id).unwrap();
     if server.crash().is_none() {
@@ -114,7 +100,7 @@ fn a_read_that_cannot_reach_the_server_needs_a_real_recovery() {
     PostgresStore::init(&url).unwrap();
     let s = PostgresStore::open(&url, &PostgresOptions::default()).unwrap();
     let mut ids = Snowflake::new(1);
-    let (m1, m2) = (message(&mut ids, "1"), message(&mut ids, "2"));
+    let (m1, m2) = (text(&mut ids, 1, 2, "1"), text(&mut ids, 1, 2, "2"));
     let both = [UserId(1), UserId(2)];
     if server.crash().is_none() {
         return; // an external server is not ours to stop
@@ -165,7 +151,7 @@ fn init_migrates_a_version_1_database_and_keeps_every_inbox_in_order() {
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     admin.batch_execute(SCHEMA_V1).unwrap();
     let mut ids = Snowflake::new(1);
-    let ms: Vec<Message> = (0..5).map(|i| message(&mut ids, &format!("old-{i}"))).collect();
+    let ms: Vec<Message> = (0..5).map(|i| text(&mut ids, 1, 2, &format!("old-{i}"))).collect();
     let conv = ms[0].conversation.to_key();
     let conv = &conv.0[..conv.1];
     // Inserted newest first: the migration must order by id, not by row.
@@ -216,7 +202,7 @@ fn init_migrates_a_version_1_database_and_keeps_every_inbox_in_order() {
     assert_eq!(list(1), vec![(ms[1].id, 0)], "own messages are not unread");
 
     // New events continue after the migrated ones.
-    let next = message(&mut ids, "new");
+    let next = text(&mut ids, 1, 2, "new");
     let done = s
         .commit(&[Write::Message { message: &next, inboxes: &[UserId(1), UserId(2)], membership: None }], next.id)
         .unwrap();
@@ -244,7 +230,7 @@ fn a_second_writer_waits_for_the_position_below_it_to_commit() {
     let store = PostgresStore::open(&url, &PostgresOptions::default()).unwrap();
     let both = [UserId(1), UserId(2)];
     let mut ids = Snowflake::new(1);
-    let first = message(&mut ids, "first");
+    let first = text(&mut ids, 1, 2, "first");
     let done = store.commit(&[Write::Message { message: &first, inboxes: &both, membership: None }], first.id).unwrap();
     assert_eq!(done.positions(0), [InboxPos(1), InboxPos(1)]);
 
@@ -272,7 +258,7 @@ fn a_second_writer_waits_for_the_position_below_it_to_commit() {
         )
         .unwrap();
 
-    let later = message(&mut ids, "later");
+    let later = text(&mut ids, 1, 2, "later");
     std::thread::scope(|scope| {
         let (sent, committed) = mpsc::channel();
         let (store, later, both) = (&store, &later, &both);

@@ -154,7 +154,7 @@ pub fn run_all(backend: &dyn Backend) {
 }
 
 /// A text message from `from` to `to` with the next id of `ids`.
-pub(crate) fn text(ids: &mut Snowflake, from: u64, to: u64, client_id: &str) -> Message {
+pub fn text(ids: &mut Snowflake, from: u64, to: u64, client_id: &str) -> Message {
     let id = ids.next_id();
     Message {
         id,

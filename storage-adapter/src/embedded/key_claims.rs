@@ -87,22 +87,9 @@ fn digest(from: UserId, client_id: &str) -> u64 {
 mod tests {
     use std::sync::{Arc, Barrier};
 
-    use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
+    use chatgw_protocol::Snowflake;
 
-    use crate::{EmbeddedOptions, EmbeddedStore, MessageStore, Write, WriteOutcome};
-
-    fn message(id: MessageId, to: u64, client_id: &str) -> Message {
-        Message {
-            id,
-            conversation: ConversationId::direct(UserId(1), UserId(to)),
-            from: UserId(1),
-            kind: MessageKind::Text,
-            client_id: client_id.into(),
-            ts: Snowflake::unix_ms(id),
-            body: "\"x\"".into(),
-            amended: None,
-        }
-    }
+    use crate::{conformance::text, EmbeddedOptions, EmbeddedStore, MessageStore, Write, WriteOutcome};
 
     /// Two commits binding one key in two conversations, started together
     /// over and over: one is applied, the other finds the key bound; and
@@ -114,7 +101,7 @@ mod tests {
         let mut ids = Snowflake::new(1);
         for round in 0..100 {
             let key = format!("k{round}");
-            let messages = [message(ids.next_id(), 2, &key), message(ids.next_id(), 3, &key)];
+            let messages = [text(&mut ids, 1, 2, &key), text(&mut ids, 1, 3, &key)];
             let barrier = Arc::new(Barrier::new(2));
             let outcomes: Vec<WriteOutcome> = std::thread::scope(|s| {
                 let handles: Vec<_> = messages
