@@ -31,17 +31,6 @@ fn error(c: &mut Client) -> (String, String) {
     .unwrap()
 }
 
-/// Bodies of the direct messages from `from` among `events`.
-fn bodies_from(events: &[Event], from: u64) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Message(m) if m.from == UserId(from) && m.group.is_none() => Some(m.body.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn receipts(events: &[Event]) -> usize {
     events.iter().filter(|e| matches!(e, Event::Receipt(_))).count()
 }

@@ -35,17 +35,6 @@ fn error(c: &mut Client) -> (String, String, Option<String>) {
     .unwrap()
 }
 
-/// Bodies of the direct messages from `from` among `events`.
-fn bodies_from(events: &[Event], from: u64) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Message(m) if m.from == UserId(from) && m.group.is_none() => Some(m.body.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 each_store!(strangers_are_refused_contacts_are_not);
 fn strangers_are_refused_contacts_are_not(on: Setup) {
     let gw = TestGateway::start(on, 4);

@@ -425,3 +425,14 @@ pub fn next_chat(c: &mut Client) -> MessageEvent {
     })
     .unwrap()
 }
+
+/// Bodies of the direct messages from `from` among `events`.
+pub fn bodies_from(events: &[Event], from: u64) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) if m.from == UserId(from) && m.group.is_none() => Some(m.body.clone()),
+            _ => None,
+        })
+        .collect()
+}
