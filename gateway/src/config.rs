@@ -267,6 +267,12 @@ pub struct ServeArgs {
     /// How long after sending its sender may edit a message, counted from the message's ts; 0s refuses every edit [default: 15m].
     #[arg(long, env = "CHATGW_EDIT_WINDOW")]
     pub edit_window: Option<HumanDuration>,
+    /// Publish every committed event to Kafka, `kafka://host:port[,host:port...][/PREFIX]`, topic `<PREFIX>.events` (created beforehand); embedded store only (docs/EVENTS.md) [default: off; PREFIX chatgw].
+    #[arg(long, env = "CHATGW_EVENTS")]
+    pub events: Option<String>,
+    /// With --events: put message bodies in the event records (otherwise only their sizes) [default: false].
+    #[arg(long, env = "CHATGW_EVENTS_BODIES", num_args = 0..=1, default_missing_value = "true")]
+    pub events_bodies: Option<bool>,
 }
 
 /// Resolved settings.
@@ -354,6 +360,10 @@ pub struct Config {
     pub delete_window: Duration,
     /// How long after sending a message may be edited.
     pub edit_window: Duration,
+    /// Where committed events are published (`--events`), if anywhere.
+    pub events: Option<crate::publisher::EventsUrl>,
+    /// Whether event records carry message bodies (`--events-bodies`).
+    pub events_bodies: bool,
 }
 
 impl Config {
@@ -404,6 +414,8 @@ impl Config {
             inbox_retention: DEFAULT_INBOX_RETENTION,
             delete_window: DEFAULT_DELETE_WINDOW,
             edit_window: DEFAULT_EDIT_WINDOW,
+            events: None,
+            events_bodies: false,
         }
     }
 }
@@ -510,6 +522,10 @@ impl ServeArgs {
             delete_window,
             edit_window
         );
+        if let Some(url) = self.events.or(file.events) {
+            c.events = Some(url.parse().map_err(ConfigError::Invalid)?);
+        }
+        c.events_bodies = self.events_bodies.or(file.events_bodies).unwrap_or(false);
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;
         }
