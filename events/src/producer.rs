@@ -9,6 +9,15 @@
 //! again. The idempotent producer keeps its own retries from duplicating
 //! or reordering records; a batch sent again after a failure may
 //! duplicate records, which consumers drop by event id.
+//!
+//! Why a failed batch replaces the librdkafka producer: its idempotence
+//! state (producer id, epoch, sequence numbers) outlives the broker's
+//! knowledge of it. After a broker restart that lost that state, the old
+//! producer's records kept timing out; a fresh producer asks for a new
+//! producer id and goes on (`tests/producer.rs`,
+//! `a_restarted_broker_gets_records_again`). Records of the failed batch
+//! still queued in the old one are dropped with it: the caller sends the
+//! whole batch again anyway.
 
 use std::{
     sync::{
@@ -99,6 +108,10 @@ impl std::fmt::Debug for EventProducer {
 impl EventProducer {
     /// A producer for `config` (connects lazily).
     pub fn new(config: &ProducerConfig) -> Result<Self, PublishError> {
+        Ok(EventProducer { producer: Self::client(config)?, config: config.clone() })
+    }
+
+    fn client(config: &ProducerConfig) -> Result<BaseProducer<Deliveries>, PublishError> {
         let timeout_ms = config.delivery_timeout.as_millis().max(1000).to_string();
         let producer = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
@@ -110,7 +123,7 @@ impl EventProducer {
             .set("log_level", "3")
             .create_with_context(Deliveries::default())
             .map_err(PublishError::Create)?;
-        Ok(EventProducer { producer, config: config.clone() })
+        Ok(producer)
     }
 
     /// The topic records go to.
@@ -120,8 +133,17 @@ impl EventProducer {
 
     /// Send `records` as schema v1 values keyed by conversation, and return
     /// once the broker has acknowledged every one of them (in order within
-    /// each conversation), or with the reason some were not.
-    pub fn publish(&self, records: &[OutboxRecord]) -> Result<(), PublishError> {
+    /// each conversation), or with the reason some were not; after a
+    /// failure the next call starts from a fresh librdkafka producer.
+    pub fn publish(&mut self, records: &[OutboxRecord]) -> Result<(), PublishError> {
+        let result = self.publish_once(records);
+        if result.is_err() {
+            self.producer = Self::client(&self.config)?;
+        }
+        result
+    }
+
+    fn publish_once(&self, records: &[OutboxRecord]) -> Result<(), PublishError> {
         let ctx = self.producer.context();
         ctx.failed.store(0, Ordering::Relaxed);
         *ctx.first_error.lock().unwrap_or_else(PoisonError::into_inner) = None;

@@ -29,7 +29,7 @@ fn record(i: u64, conversation: ConversationId) -> OutboxRecord {
 fn published_records_land_in_their_partition_in_order() {
     let Some(mut broker) = TestBroker::start("published_records_land_in_their_partition_in_order") else { return };
     broker.create_topic("t.events", 4);
-    let producer = EventProducer::new(&ProducerConfig {
+    let mut producer = EventProducer::new(&ProducerConfig {
         brokers: broker.bootstrap(),
         topic: "t.events".into(),
         delivery_timeout: Duration::from_secs(10),
@@ -61,7 +61,7 @@ fn published_records_land_in_their_partition_in_order() {
 fn a_broker_that_is_down_is_an_error() {
     let Some(mut broker) = TestBroker::start("a_broker_that_is_down_is_an_error") else { return };
     broker.create_topic("t.events", 1);
-    let producer = EventProducer::new(&ProducerConfig {
+    let mut producer = EventProducer::new(&ProducerConfig {
         brokers: broker.bootstrap(),
         topic: "t.events".into(),
         delivery_timeout: Duration::from_secs(2),
@@ -73,4 +73,35 @@ fn a_broker_that_is_down_is_an_error() {
     let err = producer.publish(&[record(2, ConversationId::Group(GroupId(1)))]);
     assert!(matches!(err, Err(PublishError::Delivery { .. } | PublishError::Fatal(_))), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(15), "bounded by the delivery timeout");
+}
+
+/// Regression: after the broker restarted (and lost the producer's
+/// idempotence state), every record of the old librdkafka producer timed
+/// out forever; the producer is now replaced after a failed batch.
+#[test]
+fn a_restarted_broker_gets_records_again() {
+    let Some(mut broker) = TestBroker::start("a_restarted_broker_gets_records_again") else { return };
+    broker.create_topic("t.events", 1);
+    let mut producer = EventProducer::new(&ProducerConfig {
+        brokers: broker.bootstrap(),
+        topic: "t.events".into(),
+        delivery_timeout: Duration::from_secs(3),
+    })
+    .unwrap();
+    let g = ConversationId::Group(GroupId(1));
+    producer.publish(&[record(1, g)]).unwrap();
+    broker.kill();
+    assert!(producer.publish(&[record(2, g)]).is_err(), "down");
+    broker.restart();
+    let mut published = false;
+    for i in 0..3 {
+        if producer.publish(&[record(3 + i, g)]).is_ok() {
+            published = true;
+            break;
+        }
+    }
+    assert!(published, "the restarted broker acknowledges records again");
+    let got = TestConsumer::new(&broker.bootstrap(), "t.events", 1)
+        .poll_until_idle(Duration::from_secs(2), Duration::from_secs(20));
+    assert!(!got.is_empty());
 }

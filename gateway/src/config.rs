@@ -267,7 +267,7 @@ pub struct ServeArgs {
     /// How long after sending its sender may edit a message, counted from the message's ts; 0s refuses every edit [default: 15m].
     #[arg(long, env = "CHATGW_EDIT_WINDOW")]
     pub edit_window: Option<HumanDuration>,
-    /// Publish every committed event to Kafka, `kafka://host:port[,host:port...][/PREFIX]`, topic `<PREFIX>.events` (created beforehand); embedded store only (docs/EVENTS.md) [default: off; PREFIX chatgw].
+    /// Publish every committed event to Kafka, `kafka://host:port[,host:port...][/PREFIX]`, topic `<PREFIX>.events` (created beforehand); embedded or PostgreSQL store (docs/EVENTS.md) [default: off; PREFIX chatgw].
     #[arg(long, env = "CHATGW_EVENTS")]
     pub events: Option<String>,
     /// With --events: put message bodies in the event records (otherwise only their sizes) [default: false].
@@ -573,6 +573,10 @@ impl Config {
             format!("max-group-members must be 1..={MAX_GROUP_MEMBERS_LIMIT}"),
         )?;
         ensure(!self.secret.is_empty(), "secret must not be empty")?;
+        ensure(
+            self.events.is_none() || self.store.scheme() != "cassandra",
+            "--events needs the embedded or a PostgreSQL store: the Cassandra store has no event outbox yet",
+        )?;
         ensure(
             self.uring_buffers.is_power_of_two() && self.uring_buffers <= 32768,
             "uring-buffers must be a power of two, 1..=32768",

@@ -32,6 +32,11 @@ pub struct OutboxPos(pub u64);
 pub struct OutboxOptions {
     /// Keep message bodies in the records (otherwise only their size).
     pub bodies: bool,
+    /// The node id of the gateway committing through this handle: a store
+    /// shared by several gateways (PostgreSQL) keeps one outbox per node,
+    /// and this handle appends to and reads that one. Ignored by the
+    /// embedded store, which has one writer.
+    pub node: u16,
 }
 
 /// One committed event, as the outbox keeps it.

@@ -156,16 +156,13 @@ impl Run {
         if self.producer.is_none() {
             self.producer = Some(EventProducer::new(&self.config).map_err(|e| warn("create the producer", &e))?);
         }
-        let producer = self.producer.as_ref().ok_or(())?;
-        match producer.publish(&batch) {
-            Ok(()) => {}
-            Err(e) => {
-                if matches!(e, PublishError::Fatal(_)) {
-                    self.producer = None;
-                }
-                warn("publish events to Kafka", &e);
-                return Err(());
+        let producer = self.producer.as_mut().ok_or(())?;
+        if let Err(e) = producer.publish(&batch) {
+            if matches!(e, PublishError::Create(_)) {
+                self.producer = None;
             }
+            warn("publish events to Kafka", &e);
+            return Err(());
         }
         self.metrics.published.inc_by(batch.len() as u64);
         *cursor = Some(last);
@@ -200,8 +197,8 @@ pub(crate) fn start_for(
 ) -> Result<(Wake, Option<Publisher>), crate::StartError> {
     let Some(url) = config.events.clone() else { return Ok((Wake::default(), None)) };
     store
-        .enable_outbox(chatgw_storage::OutboxOptions { bodies: config.events_bodies })
-        .map_err(|e| crate::StartError::Events(format!("{e}; use the embedded store (docs/EVENTS.md)")))?;
+        .enable_outbox(chatgw_storage::OutboxOptions { bodies: config.events_bodies, node: config.node_id })
+        .map_err(|e| crate::StartError::Events(format!("{e} (docs/EVENTS.md)")))?;
     tracing::info!(events = %url, bodies = config.events_bodies, "publishing committed events");
     let settings = PublisherSettings { url, metrics: metrics.events.clone() };
     let (wake, publisher) = Publisher::start(store.clone(), settings)

@@ -18,7 +18,7 @@ use crate::{MessageStore, OutboxDetail, OutboxOptions, OutboxPos, OutboxRecord, 
 
 fn open_with_outbox(backend: &dyn Backend, place: &str) -> Option<Arc<dyn MessageStore>> {
     let s = backend.open(place);
-    match s.enable_outbox(OutboxOptions { bodies: true }) {
+    match s.enable_outbox(OutboxOptions { bodies: true, node: 7 }) {
         Ok(()) => Some(s),
         Err(StoreError::Unsupported { .. }) => {
             let refused = s.set_outbox_cursor("kafka", OutboxPos(1));
