@@ -767,4 +767,32 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 64);
     }
+
+    #[test]
+    fn events_from_flags_or_file_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "secret = \"f\"\n").unwrap();
+        let resolve = |events: Option<&str>, store: Option<&str>| {
+            let args = ServeArgs {
+                config: Some(file.clone()),
+                data: Some(dir.path().into()),
+                events: events.map(str::to_owned),
+                store: store.map(str::to_owned),
+                ..Default::default()
+            };
+            args.resolve()
+        };
+        let c = resolve(None, None).unwrap();
+        assert_eq!((c.events, c.events_bodies), (None, false), "off by default");
+        let c = resolve(Some("kafka://b1:9092,b2:9092/prod"), None).unwrap();
+        assert_eq!(c.events.map(|e| (e.brokers, e.prefix)), Some(("b1:9092,b2:9092".into(), "prod".into())));
+        assert!(resolve(Some("b1:9092"), None).is_err(), "not a kafka:// URL");
+        let refused = resolve(Some("kafka://b:9092"), Some("cassandra://127.0.0.1:9042/chatgw")).unwrap_err();
+        assert!(refused.to_string().contains("Cassandra"), "{refused}");
+        std::fs::write(&file, "secret = \"f\"\nevents = \"kafka://k:9092\"\nevents_bodies = true\n").unwrap();
+        let c = resolve(None, None).unwrap();
+        assert_eq!(c.events.map(|e| e.prefix), Some("chatgw".into()), "from the file, default prefix");
+        assert!(c.events_bodies);
+    }
 }
