@@ -170,6 +170,34 @@ fn bodies_only_with_events_bodies() {
     assert_eq!(raw["size"], serde_json::json!("\"body b 0\"".len()));
 }
 
+/// A group: its creation announcement (`system`) and a group message,
+/// each to every other member, keyed by the group.
+#[test]
+fn group_events_name_every_other_member() {
+    let Some(b) = broker("group_events_name_every_other_member") else { return };
+    let url = events_url(&b);
+    let gw = TestGateway::start_with(IoDriver::Epoll, 1, |c| c.events = Some(url.parse().unwrap()));
+    let mut a = gw.online(1);
+    a.create_group("g1", "team", &[UserId(2), UserId(3)]).unwrap();
+    let g = group_id(&mut a);
+    a.send_group(g, "hello", MessageKind::Text, "hi all").unwrap();
+    let sent = sent_id(&mut a, "hello").0 .0;
+    let consumer = TestConsumer::new(&b.bootstrap(), TOPIC, PARTITIONS);
+    let mut got = Vec::new();
+    consume_until(&consumer, &mut got, &HashSet::from([sent]), Duration::from_secs(30));
+    let events = decoded(&got);
+    let key = format!("g:{}", g.0);
+    let kinds: Vec<(&str, Option<&str>)> =
+        events.iter().map(|(_, e)| (e.kind.as_str(), e.msg_kind.as_deref())).collect();
+    assert_eq!(kinds, vec![("message", Some("system")), ("message", Some("text"))], "announcement, then message");
+    for (_, e) in &events {
+        assert_eq!((e.conversation.as_str(), e.from.as_str()), (key.as_str(), "1"));
+        let mut r = e.recipients.clone();
+        r.sort();
+        assert_eq!(r, vec!["2".to_owned(), "3".to_owned()], "every member but the sender");
+    }
+}
+
 /// Kafka stopped (SIGSTOP: connections hang) and then killed and started
 /// again empty, during traffic: `sent` keeps flowing, `/healthz` stays
 /// ready, the backlog shows in the lag gauge and drains once the broker is
