@@ -292,8 +292,10 @@ fn token(user: u64) -> String {
     chatgw_gateway::auth::TokenKey::new(SECRET.as_bytes()).mint(UserId(user), chatgw_gateway::auth::unix_now() + 600)
 }
 
-/// SIGKILL mid-stream, twice over: every message whose `sent` a client got
-/// is in the topic once the gateway is back, in order per conversation.
+/// SIGKILL mid-stream, three times (the first while the broker is stopped,
+/// so nothing of that life was published before the kill): every message
+/// whose `sent` a client got is in the topic once the gateway is back, in
+/// order per conversation.
 #[test]
 fn gateway_killed_mid_stream_misses_no_committed_event() {
     let Some(b) = broker("gateway_killed_mid_stream_misses_no_committed_event") else { return };
@@ -301,16 +303,26 @@ fn gateway_killed_mid_stream_misses_no_committed_event() {
     let dir = tempfile::tempdir().unwrap();
     let mut want = HashSet::new();
     for life in 0..3 {
+        // The first life publishes nothing (the broker is stopped): all of
+        // it must come from the outbox after the restarts.
+        b.pause(life == 0);
         let mut gw = spawn(dir.path(), &url);
         let mut a = Client::connect(gw.addr, &token(1)).unwrap();
         for burst in 0..3 {
             want.extend(send_burst(&mut a, 2 + burst % 2, &format!("life{life}b{burst}"), 100));
         }
-        // Killed right after the last `sent`: its events are committed,
-        // most not yet published.
+        // Killed mid-stream: 100 more sent, half of them acknowledged, the
+        // rest still in flight; what was acknowledged must be published.
+        for i in 0..100 {
+            a.send_message(UserId(4), &format!("life{life}tail{i}"), MessageKind::Text, "tail").unwrap();
+        }
+        for i in 0..50 {
+            want.insert(sent_id(&mut a, &format!("life{life}tail{i}")).0 .0);
+        }
         gw.child.kill().unwrap();
         gw.child.wait().unwrap();
     }
+    b.pause(false);
     let _gw = spawn(dir.path(), &url);
     let consumer = TestConsumer::new(&b.bootstrap(), TOPIC, PARTITIONS);
     let mut got = Vec::new();
