@@ -103,17 +103,8 @@ fn missing(want: &HashSet<u64>, got: &[ConsumedRecord]) -> Vec<u64> {
     m
 }
 
-#[test]
-fn committed_events_reach_the_topic_in_order() {
-    committed_events_reach_the_topic_on(Setup { io: IoDriver::Epoll, store: TestStore::Embedded });
-}
-
-#[test]
-fn committed_events_reach_the_topic_in_order_from_postgres() {
-    committed_events_reach_the_topic_on(Setup { io: IoDriver::Epoll, store: TestStore::Postgres });
-}
-
-fn committed_events_reach_the_topic_on(on: Setup) {
+each_store!(committed_events_reach_the_topic_in_order);
+fn committed_events_reach_the_topic_in_order(on: Setup) {
     let Some(b) = broker("committed_events_reach_the_topic_in_order") else { return };
     let url = events_url(&b);
     let gw = TestGateway::start_with(on, 2, |c| {
@@ -152,11 +143,11 @@ fn committed_events_reach_the_topic_on(on: Setup) {
     }
 }
 
-#[test]
-fn bodies_only_with_events_bodies() {
+each_driver!(bodies_only_with_events_bodies);
+fn bodies_only_with_events_bodies(io: IoDriver) {
     let Some(b) = broker("bodies_only_with_events_bodies") else { return };
     let url = events_url(&b);
-    let gw = TestGateway::start_with(IoDriver::Epoll, 1, |c| {
+    let gw = TestGateway::start_with(io, 1, |c| {
         c.events = Some(url.parse().unwrap());
         c.events_bodies = true;
     });
@@ -172,11 +163,11 @@ fn bodies_only_with_events_bodies() {
 
 /// A group: its creation announcement (`system`) and a group message,
 /// each to every other member, keyed by the group.
-#[test]
-fn group_events_name_every_other_member() {
+each_driver!(group_events_name_every_other_member);
+fn group_events_name_every_other_member(io: IoDriver) {
     let Some(b) = broker("group_events_name_every_other_member") else { return };
     let url = events_url(&b);
-    let gw = TestGateway::start_with(IoDriver::Epoll, 1, |c| c.events = Some(url.parse().unwrap()));
+    let gw = TestGateway::start_with(io, 1, |c| c.events = Some(url.parse().unwrap()));
     let mut a = gw.online(1);
     a.create_group("g1", "team", &[UserId(2), UserId(3)]).unwrap();
     let g = group_id(&mut a);
@@ -202,13 +193,13 @@ fn group_events_name_every_other_member() {
 /// again empty, during traffic: `sent` keeps flowing, `/healthz` stays
 /// ready, the backlog shows in the lag gauge and drains once the broker is
 /// back.
-#[test]
-fn broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing() {
+each_store!(broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing);
+fn broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing(on: Setup) {
     let Some(mut b) = broker("broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing") else {
         return;
     };
     let url = events_url(&b);
-    let gw = TestGateway::start_with(IoDriver::Epoll, 2, |c| c.events = Some(url.parse().unwrap()));
+    let gw = TestGateway::start_with(on, 2, |c| c.events = Some(url.parse().unwrap()));
     let mut a = gw.online(1);
     let mut before = HashSet::new();
     before.extend(send_burst(&mut a, 2, "before", 50));
