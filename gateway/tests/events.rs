@@ -161,9 +161,9 @@ fn bodies_only_with_events_bodies(io: IoDriver) {
     assert_eq!(raw["size"], serde_json::json!("\"body b 0\"".len()));
 }
 
+each_driver!(group_events_name_every_other_member);
 /// A group: its creation announcement (`system`) and a group message,
 /// each to every other member, keyed by the group.
-each_driver!(group_events_name_every_other_member);
 fn group_events_name_every_other_member(io: IoDriver) {
     let Some(b) = broker("group_events_name_every_other_member") else { return };
     let url = events_url(&b);
@@ -189,11 +189,11 @@ fn group_events_name_every_other_member(io: IoDriver) {
     }
 }
 
+each_store!(broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing);
 /// Kafka stopped (SIGSTOP: connections hang) and then killed and started
 /// again empty, during traffic: `sent` keeps flowing, `/healthz` stays
 /// ready, the backlog shows in the lag gauge and drains once the broker is
 /// back.
-each_store!(broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing);
 fn broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing(on: Setup) {
     let Some(mut b) = broker("broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing") else {
         return;
