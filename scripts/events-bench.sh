@@ -41,7 +41,8 @@ run() {
     local max_lag=0 max_secs=0
     (
         while kill -0 "$pid" 2>/dev/null; do
-            echo "$(metric chatgw_events_lag_records) $(metric chatgw_events_lag_seconds) $(metric chatgw_events_published_total) $(date +%s.%N)"
+            l=$(metric chatgw_events_lag_records) s=$(metric chatgw_events_lag_seconds) p=$(metric chatgw_events_published_total)
+            [[ -n $l && -n $s && -n $p ]] && echo "$l $s $p $(date +%s.%N)"
             sleep 0.2
         done
     ) > "$OUT/lag-$rate-$events.txt" 2>/dev/null &
@@ -73,7 +74,7 @@ def find(o, key):
                 return r
     return None
 us = find(j, "gateway_us_per_msg")
-ack = find(j, "ack") or {}
+ack = find(j, "ack_ms") or {}
 p99 = ack.get("p99_ms") if isinstance(ack, dict) else None
 print(f"gateway {us:.1f} us/msg" if us is not None else "gateway n/a", end=" | ")
 print(f"ack p99 {p99} ms" if p99 is not None else "ack p99 n/a")
