@@ -386,7 +386,10 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Record durably that `consumer` is done with every record up to
     /// `pos` (a cursor never moves back: a lower `pos` changes nothing),
     /// and remove the records at or below the lowest cursor of all
-    /// consumers, so the outbox holds only what someone still needs.
+    /// consumers, so the outbox holds only what someone still needs. Only
+    /// cursors ever set count: a new consumer holds records from the first
+    /// time it sets its cursor (setting it to [`MessageStore::outbox_cursor`]'s
+    /// answer registers it where it stands).
     fn set_outbox_cursor(&self, consumer: &str, pos: OutboxPos) -> Result<(), StoreError> {
         let _ = (consumer, pos);
         Err(StoreError::Unsupported { backend: "this", what: "an event outbox" })
