@@ -208,13 +208,14 @@ fn broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing(
     consume_until(&consumer, &mut got, &before, Duration::from_secs(30));
     assert_eq!(missing(&before, &got), Vec::<u64>::new());
 
-    // Stopped: nothing on the message path waits for it.
+    // Stopped: nothing on the message path waits for it (a send that
+    // waited would take the producer's 10 s delivery timeout).
     b.pause(true);
     let mut during = HashSet::new();
     for round in 0..5 {
         let started = Instant::now();
         during.extend(send_burst(&mut a, 3 + round % 2, &format!("stopped{round}"), 40));
-        assert!(started.elapsed() < Duration::from_secs(2), "sent is not delayed by Kafka: {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(5), "sent is not delayed by Kafka: {:?}", started.elapsed());
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(gw.admin_get("/healthz").starts_with("HTTP/1.1 200"), "still ready");
@@ -235,7 +236,7 @@ fn broker_stopped_or_restarted_during_traffic_delays_nothing_and_misses_nothing(
         assert!(down.elapsed() < Duration::from_secs(40), "the failures are counted");
         let started = Instant::now();
         after.extend(send_burst(&mut a, 5, &format!("down{round}"), 20));
-        assert!(started.elapsed() < Duration::from_secs(2), "sent is not delayed by Kafka: {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(5), "sent is not delayed by Kafka: {:?}", started.elapsed());
         round += 1;
         std::thread::sleep(Duration::from_millis(300));
     }
