@@ -1,0 +1,224 @@
+//! The operator's spelling of a [`PushConfig`]: one string per provider, as given to
+//! `--push` (repeatable) by the gateway and the push worker.
+//!
+//! ```text
+//! webhook:url=https://hooks.example.com/push,secret-file=/etc/chatgw/webhook.secret
+//! apns:key-file=/etc/chatgw/AuthKey_ABC123DEFG.p8,key-id=ABC123DEFG,team-id=DEF123GHIJ,topic=com.example.chat[,sandbox][,endpoint=URL][,token-lifetime=50m][,expiration=1d]
+//! fcm:service-account=/etc/chatgw/fcm.json[,endpoint=URL][,refresh-margin=5m]
+//! retry:attempts=5,base-delay=500ms,max-delay=30s,deadline=2m,timeout=10s
+//! tls:ca-file=/etc/chatgw/proxy-ca.pem
+//! ```
+//!
+//! Values cannot contain commas. Durations are a number with `ms`, `s`, `m`, `h` or `d`.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use crate::{ApnsConfig, ConfigError, FcmConfig, PushConfig, WebhookConfig, APNS_SANDBOX};
+
+/// Builds a [`PushConfig`] from spec strings; a provider given twice is refused.
+pub fn parse_specs<S: AsRef<str>>(specs: &[S]) -> Result<PushConfig, ConfigError> {
+    let mut config = PushConfig::default();
+    for spec in specs {
+        let spec = spec.as_ref();
+        let fail = |problem: String| ConfigError::Spec { spec: spec.to_owned(), problem };
+        let (kind, rest) = spec
+            .split_once(':')
+            .filter(|(kind, _)| !kind.contains('='))
+            .ok_or_else(|| fail("expected `<kind>:key=value,...`, e.g. `webhook:url=URL,secret-file=PATH`".into()))?;
+        let mut fields = Fields::parse(spec, rest).map_err(&fail)?;
+        match kind {
+            "webhook" => {
+                let webhook =
+                    WebhookConfig { url: fields.take("url")?, secret_file: fields.take("secret-file")?.into() };
+                set_once(&mut config.webhook, webhook).map_err(&fail)?;
+            }
+            "apns" => {
+                let mut apns = ApnsConfig::new(
+                    &fields.take("team-id")?,
+                    &fields.take("key-id")?,
+                    fields.take("key-file")?,
+                    &fields.take("topic")?,
+                );
+                if fields.flag("sandbox")? {
+                    apns.endpoint = APNS_SANDBOX.into();
+                }
+                if let Some(endpoint) = fields.optional("endpoint") {
+                    apns.endpoint = endpoint;
+                }
+                fields.duration("token-lifetime", &mut apns.token_lifetime)?;
+                fields.duration("expiration", &mut apns.expiration)?;
+                set_once(&mut config.apns, apns).map_err(&fail)?;
+            }
+            "fcm" => {
+                let mut fcm = FcmConfig::new(fields.take("service-account")?);
+                if let Some(endpoint) = fields.optional("endpoint") {
+                    fcm.endpoint = endpoint;
+                }
+                fields.duration("refresh-margin", &mut fcm.refresh_margin)?;
+                set_once(&mut config.fcm, fcm).map_err(&fail)?;
+            }
+            "retry" => {
+                let retry = &mut config.retry;
+                if let Some(attempts) = fields.optional("attempts") {
+                    retry.max_attempts = match attempts.parse::<u32>() {
+                        Ok(n) if n >= 1 => n,
+                        _ => return Err(fail(format!("attempts `{attempts}` is not a whole number >= 1"))),
+                    };
+                }
+                fields.duration("base-delay", &mut retry.base_delay)?;
+                fields.duration("max-delay", &mut retry.max_delay)?;
+                fields.duration("deadline", &mut retry.deadline)?;
+                fields.duration("timeout", &mut retry.request_timeout)?;
+            }
+            "tls" => config.extra_ca_file = Some(PathBuf::from(fields.take("ca-file")?)),
+            other => return Err(fail(format!("unknown kind `{other}` (webhook, apns, fcm, retry, tls)"))),
+        }
+        fields.finish()?;
+    }
+    Ok(config)
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), String> {
+    match slot {
+        Some(_) => Err("this provider is already configured".into()),
+        None => {
+            *slot = Some(value);
+            Ok(())
+        }
+    }
+}
+
+/// The `key=value` pairs of one spec; every key must be used exactly once.
+struct Fields<'a> {
+    spec: &'a str,
+    values: BTreeMap<&'a str, &'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn parse(spec: &'a str, rest: &'a str) -> Result<Fields<'a>, String> {
+        let mut values = BTreeMap::new();
+        for pair in rest.split(',').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if values.insert(key, value).is_some() {
+                return Err(format!("`{key}` given twice"));
+            }
+        }
+        Ok(Fields { spec, values })
+    }
+
+    fn error(&self, problem: String) -> ConfigError {
+        ConfigError::Spec { spec: self.spec.to_owned(), problem }
+    }
+
+    fn optional(&mut self, key: &str) -> Option<String> {
+        self.values.remove(key).map(str::to_owned)
+    }
+
+    fn take(&mut self, key: &str) -> Result<String, ConfigError> {
+        match self.values.remove(key) {
+            Some(value) if !value.is_empty() => Ok(value.to_owned()),
+            _ => Err(self.error(format!("`{key}=...` is required"))),
+        }
+    }
+
+    fn flag(&mut self, key: &str) -> Result<bool, ConfigError> {
+        match self.values.remove(key) {
+            None => Ok(false),
+            Some("" | "true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(self.error(format!("`{key}` takes no value, got `{other}`"))),
+        }
+    }
+
+    fn duration(&mut self, key: &str, into: &mut Duration) -> Result<(), ConfigError> {
+        if let Some(text) = self.values.remove(key) {
+            *into = parse_duration(text).ok_or_else(|| self.error(format!("`{key}={text}` is not a duration")))?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        match self.values.keys().next() {
+            Some(key) => Err(self.error(format!("unknown key `{key}`"))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(n.checked_mul(unit_ms)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::APNS_PRODUCTION;
+
+    #[test]
+    fn every_kind_parses() {
+        let config = parse_specs(&[
+            "webhook:url=https://h.example/p?a=1,secret-file=/s",
+            "apns:key-file=/k.p8,key-id=K,team-id=T,topic=com.x,sandbox,token-lifetime=20m",
+            "fcm:service-account=/sa.json,endpoint=https://127.0.0.1:9",
+            "retry:attempts=3,base-delay=100ms,deadline=1m",
+            "tls:ca-file=/ca.pem",
+        ])
+        .unwrap();
+        let webhook = config.webhook.unwrap();
+        assert_eq!(webhook.url, "https://h.example/p?a=1");
+        assert_eq!(webhook.secret_file, PathBuf::from("/s"));
+        let apns = config.apns.unwrap();
+        assert_eq!((apns.endpoint.as_str(), apns.topic.as_str()), (APNS_SANDBOX, "com.x"));
+        assert_eq!(apns.token_lifetime, Duration::from_secs(1200));
+        assert_eq!(config.fcm.unwrap().endpoint, "https://127.0.0.1:9");
+        assert_eq!(config.retry.max_attempts, 3);
+        assert_eq!(config.retry.base_delay, Duration::from_millis(100));
+        assert_eq!(config.retry.deadline, Duration::from_secs(60));
+        assert_eq!(config.extra_ca_file, Some(PathBuf::from("/ca.pem")));
+    }
+
+    #[test]
+    fn apns_defaults_to_production() {
+        let config = parse_specs(&["apns:key-file=/k,key-id=K,team-id=T,topic=t"]).unwrap();
+        assert_eq!(config.apns.unwrap().endpoint, APNS_PRODUCTION);
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_the_reason() {
+        for (spec, needle) in [
+            ("webhook=https://x", "expected `<kind>:"),
+            ("webhook:url=https://x", "`secret-file=...` is required"),
+            ("webhook:url=https://x,secret-file=/s,colour=red", "unknown key `colour`"),
+            ("apns:key-file=/k,key-id=K,team-id=T,topic=t,sandbox=maybe", "takes no value"),
+            ("fcm:service-account=/a,refresh-margin=soon", "not a duration"),
+            ("retry:attempts=0", "attempts `0`"),
+            ("gcm:x=y", "unknown kind `gcm`"),
+            ("tls:ca-file=/a,ca-file=/b", "given twice"),
+        ] {
+            let error = parse_specs(&[spec]).unwrap_err().to_string();
+            assert!(error.contains(needle), "{spec}: {error}");
+        }
+        let twice = parse_specs(&["fcm:service-account=/a", "fcm:service-account=/b"]).unwrap_err();
+        assert!(twice.to_string().contains("already configured"), "{twice}");
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("ms"), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+    }
+}
