@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 use crate::{
     error::read_file,
-    http::{build_client, retry_after, Attempt},
+    http::{retry_after, Attempt},
     jws::{unix_now, SigningKey},
-    ApnsConfig, ConfigError, Notification, PushConfig,
+    ApnsConfig, ConfigError, Notification,
 };
 
 /// The `loc-key` of the alert; the app's Localizable.strings turns it into text
@@ -37,9 +37,9 @@ struct ProviderToken {
 }
 
 impl Apns {
-    pub(crate) fn new(config: &ApnsConfig, push: &PushConfig) -> Result<Apns, ConfigError> {
+    pub(crate) fn new(config: &ApnsConfig, client: reqwest::Client) -> Result<Apns, ConfigError> {
         let key = SigningKey::es256_from_pem(&read_file(&config.key_file)?, &config.key_file)?;
-        Ok(Apns { client: build_client(push, true)?, config: config.clone(), key, token: Mutex::new(None) })
+        Ok(Apns { client, config: config.clone(), key, token: Mutex::new(None) })
     }
 
     /// The current provider token, minted anew when absent or older than the lifetime.

@@ -14,9 +14,9 @@ use tokio::sync::Mutex;
 
 use crate::{
     error::{invalid, read_file},
-    http::{build_client, retry_after, Attempt},
+    http::{retry_after, Attempt},
     jws::{unix_now, SigningKey},
-    ConfigError, FcmConfig, Notification, PushConfig,
+    ConfigError, FcmConfig, Notification,
 };
 
 /// The OAuth2 scope FCM sends need.
@@ -55,12 +55,12 @@ struct TokenResponse {
 }
 
 impl Fcm {
-    pub(crate) fn new(config: &FcmConfig, push: &PushConfig) -> Result<Fcm, ConfigError> {
+    pub(crate) fn new(config: &FcmConfig, client: reqwest::Client) -> Result<Fcm, ConfigError> {
         let path = &config.service_account_file;
         let account: ServiceAccount = serde_json::from_slice(&read_file(path)?)
             .map_err(|e| invalid(path, format!("not a service-account JSON key: {e}")))?;
         let key = SigningKey::rs256_from_pem(account.private_key.as_bytes(), path)?;
-        Ok(Fcm { client: build_client(push, false)?, config: config.clone(), account, key, access: Mutex::new(None) })
+        Ok(Fcm { client, config: config.clone(), account, key, access: Mutex::new(None) })
     }
 
     /// A valid access token, exchanging a new assertion when none is cached or it is

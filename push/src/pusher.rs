@@ -5,8 +5,11 @@ use std::{sync::Arc, time::Instant};
 use rand::Rng;
 
 use crate::{
-    apns::Apns, fcm::Fcm, http::Attempt, webhook::Webhook, ConfigError, Notification, Outcome, Provider, PushConfig,
-    PushStats, RetryPolicy,
+    apns::Apns,
+    fcm::Fcm,
+    http::{build_client, Attempt},
+    webhook::Webhook,
+    ConfigError, Notification, Outcome, Provider, PushConfig, PushStats, RetryPolicy,
 };
 
 /// Sends notifications through the configured providers. Cheap to share (`Arc`), safe to
@@ -23,10 +26,13 @@ impl Pusher {
     /// Reads every key, secret and CA file the configuration names; fails on the first
     /// unusable one.
     pub fn new(config: &PushConfig) -> Result<Pusher, ConfigError> {
+        // Webhook and FCM share one client (HTTP/2 or HTTP/1.1); APNs needs HTTP/2 alone.
+        let client = build_client(config, false)?;
+        let apns_client = || build_client(config, true);
         Ok(Pusher {
-            webhook: config.webhook.as_ref().map(|c| Webhook::new(c, config)).transpose()?,
-            apns: config.apns.as_ref().map(|c| Apns::new(c, config)).transpose()?,
-            fcm: config.fcm.as_ref().map(|c| Fcm::new(c, config)).transpose()?,
+            webhook: config.webhook.as_ref().map(|c| Webhook::new(c, client.clone())).transpose()?,
+            apns: config.apns.as_ref().map(|c| Apns::new(c, apns_client()?)).transpose()?,
+            fcm: config.fcm.as_ref().map(|c| Fcm::new(c, client.clone())).transpose()?,
             retry: config.retry,
             stats: Arc::default(),
         })

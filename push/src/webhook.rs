@@ -9,9 +9,9 @@ use sha2::Sha256;
 
 use crate::{
     error::{invalid, read_file},
-    http::{build_client, retry_after, Attempt},
+    http::{retry_after, Attempt},
     jws::unix_now,
-    ConfigError, Notification, PushConfig, WebhookConfig,
+    ConfigError, Notification, WebhookConfig,
 };
 
 /// The header carrying the signature.
@@ -42,7 +42,7 @@ pub(crate) struct Webhook {
 }
 
 impl Webhook {
-    pub(crate) fn new(config: &WebhookConfig, push: &PushConfig) -> Result<Webhook, ConfigError> {
+    pub(crate) fn new(config: &WebhookConfig, client: reqwest::Client) -> Result<Webhook, ConfigError> {
         let mut secret = read_file(&config.secret_file)?;
         while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             secret.pop();
@@ -50,7 +50,7 @@ impl Webhook {
         if secret.is_empty() {
             return Err(invalid(&config.secret_file, "the webhook secret is empty"));
         }
-        Ok(Webhook { client: build_client(push, false)?, url: config.url.clone(), secret })
+        Ok(Webhook { client, url: config.url.clone(), secret })
     }
 
     pub(crate) async fn attempt(&self, n: &Notification) -> Attempt {
