@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::{
     error::read_file,
-    http::{retry_after, Attempt},
+    http::{read_answer, retry_after, Attempt},
     jws::{unix_now, SigningKey},
     ApnsConfig, ConfigError, Notification,
 };
@@ -100,7 +100,7 @@ impl Apns {
             return Attempt::Delivered;
         }
         let wait = retry_after(response.headers());
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_answer(response).await;
         let reason = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))

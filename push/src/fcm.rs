@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     error::{invalid, read_file},
-    http::{retry_after, Attempt},
+    http::{read_answer, retry_after, Attempt},
     jws::{unix_now, SigningKey},
     ConfigError, FcmConfig, Notification,
 };
@@ -95,7 +95,7 @@ impl Fcm {
             .map_err(Attempt::from_transport)?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let body = response.bytes().await.map_err(Attempt::from_transport)?;
+        let body = read_answer(response).await;
         if status != 200 {
             let reason = format!("token exchange {status}: {}", String::from_utf8_lossy(&body));
             return Err(match status {
@@ -147,7 +147,7 @@ impl Fcm {
             return Attempt::Delivered;
         }
         let wait = retry_after(response.headers());
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_answer(response).await;
         let attempt = classify(status, &serde_json::from_slice(&body).unwrap_or(Value::Null), wait);
         if matches!(attempt, Attempt::RetryNow(_)) {
             self.drop_token(&token).await;

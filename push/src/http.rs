@@ -75,3 +75,19 @@ pub(crate) fn build_client(config: &PushConfig, h2_only: bool) -> Result<Client,
     }
     builder.build().map_err(|e| ConfigError::Client(error_chain(&e)))
 }
+
+/// Provider answers are small JSON documents; anything past this is not buffered.
+pub(crate) const ANSWER_LIMIT: usize = 64 * 1024;
+
+/// The answer's body, cut at [`ANSWER_LIMIT`]; what was read before an error.
+pub(crate) async fn read_answer(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = ANSWER_LIMIT - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= ANSWER_LIMIT {
+            break;
+        }
+    }
+    body
+}

@@ -9,9 +9,11 @@
 //! tls:ca-file=/etc/chatgw/proxy-ca.pem
 //! ```
 //!
-//! Values cannot contain commas. Durations are a number with `ms`, `s`, `m`, `h` or `d`.
+//! Values cannot contain commas. Durations are written as everywhere in chatgw (`500ms`, `30s`, `5m`, `1d`).
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use chatgw_units::HumanDuration;
 
 use crate::{ApnsConfig, ConfigError, FcmConfig, PushConfig, WebhookConfig, APNS_SANDBOX};
 
@@ -132,7 +134,9 @@ impl<'a> Fields<'a> {
 
     fn duration(&mut self, key: &str, into: &mut Duration) -> Result<(), ConfigError> {
         if let Some(text) = self.values.remove(key) {
-            *into = parse_duration(text).ok_or_else(|| self.error(format!("`{key}={text}` is not a duration")))?;
+            let parsed =
+                text.parse::<HumanDuration>().map_err(|e| self.error(format!("`{key}` is not a duration: {e}")))?;
+            *into = parsed.0;
         }
         Ok(())
     }
@@ -143,21 +147,6 @@ impl<'a> Fields<'a> {
             None => Ok(()),
         }
     }
-}
-
-fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" | "" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(n.checked_mul(unit_ms)?))
 }
 
 #[cfg(test)]
@@ -211,14 +200,5 @@ mod tests {
         }
         let twice = parse_specs(&["fcm:service-account=/a", "fcm:service-account=/b"]).unwrap_err();
         assert!(twice.to_string().contains("already configured"), "{twice}");
-    }
-
-    #[test]
-    fn durations_take_units() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_duration("ms"), None);
-        assert_eq!(parse_duration("99999999999999999999d"), None);
     }
 }
