@@ -196,3 +196,14 @@ async fn a_provider_token_signed_by_another_key_is_refused() {
     assert_eq!(problems.len(), 1);
     assert!(problems[0].contains("signature does not verify"), "{problems:?}");
 }
+
+#[tokio::test]
+async fn a_provider_token_refused_again_and_again_is_not_refreshed_forever() {
+    let server = ApnsServer::start().await;
+    let pusher = pusher_for(&server, |_, _| {});
+    server.respond_with(vec![Reply::apns(403, "ExpiredProviderToken"); 10]);
+    let outcome = pusher.send(&notification(Provider::Apns, TOKEN)).await;
+    assert!(matches!(outcome, Outcome::Failed { permanent: false, .. }), "{outcome:?}");
+    assert_eq!(server.attempts_to(TOKEN), 4, "bounded by the attempt limit");
+    assert_eq!(server.provider_tokens().len(), 4, "a fresh token each time");
+}

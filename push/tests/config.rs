@@ -26,7 +26,10 @@ async fn spec_strings_reach_every_provider() {
     for provider in Provider::ALL {
         assert!(pusher.serves(provider));
     }
-    assert_eq!(pusher.send(&notification(Provider::Webhook, "w1")).await, Outcome::Delivered);
+    let pusher = std::sync::Arc::new(pusher);
+    let background = std::sync::Arc::clone(&pusher);
+    tokio::spawn(async move { background.send(&notification(Provider::Webhook, "w1")).await });
+    assert!(webhook.wait_for_delivered("w1", 1, std::time::Duration::from_secs(10)).await);
     assert_eq!(pusher.send(&notification(Provider::Apns, APNS_TOKEN)).await, Outcome::Delivered);
     assert_eq!(pusher.send(&notification(Provider::Fcm, "f1")).await, Outcome::Delivered);
     assert_eq!((webhook.delivered_to("w1"), apns.delivered_to(APNS_TOKEN), fcm.delivered_to("f1")), (1, 1, 1));

@@ -158,3 +158,23 @@ async fn an_assertion_naming_another_client_is_refused_at_the_token_endpoint() {
     assert_eq!(server.token_exchanges(), 0);
     assert!(server.problems()[0].contains("assertion claims"), "{:?}", server.problems());
 }
+
+#[tokio::test]
+async fn a_token_endpoint_outage_is_retried_and_a_refusal_is_not() {
+    let server = FcmServer::start().await;
+    let pusher = pusher_for(&server, |_, _| {});
+    let unavailable = Reply::json(503, &serde_json::json!({ "error": "temporarily_unavailable" }));
+    server.respond_to_exchanges_with([unavailable]);
+    assert_eq!(pusher.send(&notification(Provider::Fcm, TOKEN)).await, Outcome::Delivered);
+    assert_eq!(server.token_exchanges(), 1);
+    assert_eq!(pusher.stats().snapshot(Provider::Fcm).retries, 1);
+
+    server.revoke_access_tokens();
+    let refused = Reply::json(400, &serde_json::json!({ "error": "invalid_grant", "error_description": "disabled" }));
+    server.respond_to_exchanges_with([refused]);
+    match pusher.send(&notification(Provider::Fcm, TOKEN)).await {
+        Outcome::Failed { reason, permanent: true } => assert!(reason.contains("invalid_grant"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.attempts_to(TOKEN), 1, "after the refused exchange nothing was sent");
+}

@@ -11,6 +11,7 @@
 //!   "apns":{"headers":{"apns-collapse-id"}}}}` without a `notification` text.
 
 use std::{
+    collections::VecDeque,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
@@ -51,6 +52,7 @@ pub struct FcmRules {
 
 struct State {
     exchanges: usize,
+    exchange_script: VecDeque<Reply>,
     lifetime: Duration,
     issued: Vec<(String, Instant)>,
 }
@@ -76,7 +78,12 @@ impl FcmServer {
             let der = PrivatePkcs8KeyDer::from_pem_slice(SERVICE_ACCOUNT_KEY.as_bytes()).expect("test key PEM");
             let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).expect("test RSA key");
             let public_key = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key.public_key().as_ref().to_vec());
-            let state = State { exchanges: 0, lifetime: Duration::from_secs(3599), issued: Vec::new() };
+            let state = State {
+                exchanges: 0,
+                exchange_script: VecDeque::new(),
+                lifetime: Duration::from_secs(3599),
+                issued: Vec::new(),
+            };
             FcmRules { token_uri, service_account_file, public_key, state: Mutex::new(state) }
         })
         .await
@@ -90,6 +97,11 @@ impl FcmServer {
     /// The same as an operator's `--push` spec string.
     pub fn spec(&self) -> String {
         format!("fcm:service-account={},endpoint={}", self.rules.service_account_file.display(), self.url())
+    }
+
+    /// Answers the next valid token requests with these replies (e.g. 503), in order.
+    pub fn respond_to_exchanges_with(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.rules.state().exchange_script.extend(replies);
     }
 
     /// Successful token exchanges so far.
@@ -189,6 +201,9 @@ impl FcmRules {
             return invalid_grant(format!("assertion iat {iat} exp {exp} (now {now}, at most one hour)"));
         }
         let mut state = self.state();
+        if let Some(reply) = state.exchange_script.pop_front() {
+            return reply;
+        }
         state.exchanges += 1;
         let token = format!("ya29.test-{}", state.exchanges);
         let lifetime = state.lifetime;
