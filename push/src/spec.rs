@@ -17,7 +17,22 @@ use chatgw_units::HumanDuration;
 
 use crate::{ApnsConfig, ConfigError, FcmConfig, PushConfig, WebhookConfig, APNS_SANDBOX};
 
-/// Builds a [`PushConfig`] from spec strings; a provider given twice is refused.
+/// Builds a [`PushConfig`] from spec strings (`--push`, repeatable), one per provider
+/// plus optional `retry:` and `tls:` ones; a provider given twice is refused.
+///
+/// ```
+/// let config = chatgw_push::parse_specs(&[
+///     "webhook:url=https://hooks.example.com/push,secret-file=/etc/chatgw/webhook.secret",
+///     "apns:key-file=/etc/chatgw/AuthKey_ABC123DEFG.p8,key-id=ABC123DEFG,team-id=DEF123GHIJ,topic=com.example.chat,sandbox",
+///     "fcm:service-account=/etc/chatgw/fcm.json",
+///     "retry:attempts=5,deadline=2m",
+///     "tls:ca-file=/etc/chatgw/proxy-ca.pem",
+/// ])
+/// .unwrap();
+/// assert_eq!(config.apns.unwrap().endpoint, chatgw_push::APNS_SANDBOX);
+/// ```
+///
+/// Every key is listed in docs/PUSH.md.
 pub fn parse_specs<S: AsRef<str>>(specs: &[S]) -> Result<PushConfig, ConfigError> {
     let mut config = PushConfig::default();
     for spec in specs {

@@ -61,12 +61,12 @@ async fn a_long_conversation_id_is_hashed_into_a_valid_collapse_id() {
 #[tokio::test]
 async fn provider_token_is_reused_then_refreshed_after_its_lifetime() {
     let server = ApnsServer::start().await;
-    let pusher = pusher_for(&server, |_, apns| apns.token_lifetime = Duration::from_secs(1));
+    let pusher = pusher_for(&server, |_, apns| apns.token_lifetime = Duration::from_secs(2));
     for _ in 0..3 {
         assert_eq!(pusher.send(&notification(Provider::Apns, TOKEN)).await, Outcome::Delivered);
     }
     assert_eq!(server.provider_tokens().len(), 1, "one token for sends within its lifetime");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(pusher.send(&notification(Provider::Apns, TOKEN)).await, Outcome::Delivered);
     assert_eq!(server.provider_tokens().len(), 2, "a new token after the lifetime");
     assert_eq!(pusher.stats().snapshot(Provider::Apns).auth_refreshes, 2);

@@ -62,13 +62,13 @@ async fn one_token_exchange_serves_many_concurrent_sends() {
 #[tokio::test]
 async fn the_access_token_is_exchanged_again_before_it_expires() {
     let server = FcmServer::start().await;
-    server.set_access_token_lifetime(Duration::from_secs(2));
+    server.set_access_token_lifetime(Duration::from_secs(4));
     let pusher = pusher_for(&server, |_, _| {});
     assert_eq!(pusher.send(&notification(Provider::Fcm, TOKEN)).await, Outcome::Delivered);
     assert_eq!(pusher.send(&notification(Provider::Fcm, TOKEN)).await, Outcome::Delivered);
     assert_eq!(server.token_exchanges(), 1);
-    // The margin is capped at half the lifetime: the token is renewed after one second.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The margin is capped at half the lifetime: the token is renewed after two seconds.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(pusher.send(&notification(Provider::Fcm, TOKEN)).await, Outcome::Delivered);
     assert_eq!(server.token_exchanges(), 2);
     assert_eq!(pusher.stats().snapshot(Provider::Fcm).retries, 0, "renewed before, not after, a 401");
