@@ -207,3 +207,22 @@ async fn a_provider_token_refused_again_and_again_is_not_refreshed_forever() {
     assert_eq!(server.attempts_to(TOKEN), 4, "bounded by the attempt limit");
     assert_eq!(server.provider_tokens().len(), 4, "a fresh token each time");
 }
+
+#[tokio::test]
+async fn one_http2_connection_carries_every_push() {
+    let server = ApnsServer::start().await;
+    let pusher = std::sync::Arc::new(pusher_for(&server, |_, _| {}));
+    assert_eq!(pusher.send(&notification(Provider::Apns, TOKEN)).await, Outcome::Delivered);
+    let sends: Vec<_> = (0..16)
+        .map(|_| {
+            let pusher = std::sync::Arc::clone(&pusher);
+            tokio::spawn(async move { pusher.send(&notification(Provider::Apns, TOKEN)).await })
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.unwrap(), Outcome::Delivered);
+    }
+    assert_eq!(server.delivered_to(TOKEN), 17);
+    assert_eq!(server.connections(), 1, "concurrent pushes are multiplexed on one connection");
+    assert_eq!(server.provider_tokens().len(), 1);
+}

@@ -6,7 +6,10 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     time::{Duration, Instant},
 };
 
@@ -53,6 +56,7 @@ pub(crate) trait Rules: Send + Sync + 'static {
 /// What arrived, what was wrong, and what to answer next.
 #[derive(Default)]
 pub(crate) struct Log {
+    connections: AtomicUsize,
     received: Mutex<Vec<Received>>,
     problems: Mutex<Vec<String>>,
     script: Mutex<VecDeque<Reply>>,
@@ -163,6 +167,11 @@ impl<R> TestServer<R> {
         true
     }
 
+    /// TLS connections accepted so far (clients should reuse one).
+    pub fn connections(&self) -> usize {
+        self.log.connections.load(Ordering::Relaxed)
+    }
+
     /// Requests that broke the documented contract, with the reason. Assert it empty.
     pub fn problems(&self) -> Vec<String> {
         lock(&self.log.problems).clone()
@@ -193,6 +202,7 @@ async fn accept_loop<R: Rules>(
         let (acceptor, rules, log) = (acceptor.clone(), Arc::clone(&rules), Arc::clone(&log));
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(stream).await else { return };
+            log.connections.fetch_add(1, Ordering::Relaxed);
             let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                 let (rules, log) = (Arc::clone(&rules), Arc::clone(&log));
                 async move {
