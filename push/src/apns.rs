@@ -77,7 +77,7 @@ impl Apns {
         };
         *minted |= fresh;
         let url = format!("{}/3/device/{}", self.config.endpoint.trim_end_matches('/'), n.token);
-        let expiration = unix_now() + self.config.expiration.as_secs();
+        let expiration = unix_now().saturating_add(self.config.expiration.as_secs());
         let response = self
             .client
             .post(url)

@@ -105,7 +105,8 @@ impl Fcm {
         }
         let granted: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| Attempt::Retry { reason: format!("token exchange answer: {e}"), retry_after: None })?;
-        let lifetime = Duration::from_secs(granted.expires_in);
+        // Google grants an hour; a day bounds what a confused endpoint could make us keep.
+        let lifetime = Duration::from_secs(granted.expires_in.min(24 * 3600));
         let early = self.config.refresh_margin.min(lifetime / 2);
         *slot =
             Some(AccessToken { token: granted.access_token.clone(), refresh_at: Instant::now() + lifetime - early });

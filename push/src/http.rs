@@ -46,8 +46,12 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// backoff applies.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    value.trim().parse::<u64>().ok().map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)))
 }
+
+/// A longer `Retry-After` is read as this (a day): past any sane retry deadline, so the
+/// notification fails at once instead of waiting.
+const MAX_RETRY_AFTER_SECS: u64 = 24 * 3600;
 
 /// Builds the clients: `h2_only` for APNs, which accepts nothing but HTTP/2 (ALPN `h2`);
 /// the other negotiates HTTP/2 or HTTP/1.1.
@@ -90,4 +94,25 @@ pub(crate) async fn read_answer(mut response: reqwest::Response) -> Vec<u8> {
         }
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
+
+    use super::*;
+
+    fn with_retry_after(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_is_bounded() {
+        assert_eq!(retry_after(&with_retry_after("7")), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&with_retry_after("18446744073709551615")), Some(Duration::from_secs(86400)));
+        assert_eq!(retry_after(&with_retry_after("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
 }

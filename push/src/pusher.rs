@@ -88,7 +88,7 @@ impl Pusher {
                         break;
                     }
                     let delay = self.retry.delay(attempt, retry_after, rand::rng().random());
-                    if started.elapsed() + delay > self.retry.deadline {
+                    if started.elapsed().saturating_add(delay) > self.retry.deadline {
                         last_reason.push_str(" (retry deadline reached)");
                         break;
                     }

@@ -178,3 +178,13 @@ async fn a_token_endpoint_outage_is_retried_and_a_refusal_is_not() {
     }
     assert_eq!(server.attempts_to(TOKEN), 1, "after the refused exchange nothing was sent");
 }
+
+#[tokio::test]
+async fn an_absurd_expires_in_does_not_overflow_the_cache() {
+    let server = FcmServer::start().await;
+    server.set_access_token_lifetime(Duration::from_secs(u64::MAX));
+    let pusher = pusher_for(&server, |_, _| {});
+    assert_eq!(pusher.send(&notification(Provider::Fcm, TOKEN)).await, Outcome::Delivered);
+    assert_eq!(pusher.send(&notification(Provider::Fcm, TOKEN)).await, Outcome::Delivered);
+    assert_eq!(server.token_exchanges(), 1);
+}

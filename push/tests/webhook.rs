@@ -77,3 +77,17 @@ async fn a_receiver_that_is_down_is_retried_then_given_up() {
     }
     assert_eq!(pusher.stats().snapshot(Provider::Webhook).retries, 3);
 }
+
+#[tokio::test]
+async fn a_huge_retry_after_ends_the_retries_without_overflow() {
+    let server = WebhookServer::start().await;
+    let pusher = pusher_for(&server, |_, _| {});
+    let mut reply = Reply::status(503);
+    reply.headers.push(("retry-after".into(), u64::MAX.to_string()));
+    server.respond_with([reply]);
+    match pusher.send(&notification(Provider::Webhook, TOKEN)).await {
+        Outcome::Failed { reason, permanent: false } => assert!(reason.contains("deadline"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.attempts_to(TOKEN), 1);
+}

@@ -207,7 +207,9 @@ impl FcmRules {
         state.exchanges += 1;
         let token = format!("ya29.test-{}", state.exchanges);
         let lifetime = state.lifetime;
-        state.issued.push((token.clone(), Instant::now() + lifetime));
+        let expiry =
+            Instant::now().checked_add(lifetime).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
+        state.issued.push((token.clone(), expiry));
         Reply::json(200, &json!({ "access_token": token, "expires_in": lifetime.as_secs(), "token_type": "Bearer" }))
     }
 }
