@@ -342,6 +342,20 @@ impl Client {
         self.send_with(|out| client::logout_device(out, device))
     }
 
+    /// Register where this device is notified while it is not connected:
+    /// `provider` and the device's `token` with it (the connection's token
+    /// must name a device). Replaces the device's earlier target. Answered
+    /// with [`Event::PushRegistered`].
+    pub fn register_push(&mut self, provider: chatgw_protocol::PushProvider, token: &str) -> Result<(), ClientError> {
+        self.send_with(|out| client::register_push(out, provider, token))
+    }
+
+    /// Remove this device's push target. Answered with
+    /// [`Event::PushUnregistered`], whether or not it had one.
+    pub fn unregister_push(&mut self) -> Result<(), ClientError> {
+        self.send_with(client::unregister_push)
+    }
+
     /// Ask for a page of your conversation list, most recent first: the
     /// first page with `before` `None`, the next with the `next` cursor of
     /// the previous answer; `limit` 1 to 100. Answered with
