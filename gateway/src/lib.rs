@@ -65,4 +65,5 @@ pub mod ws;
 #[doc(hidden)]
 pub use commit::bench_support as commit_bench;
 pub use config::{Config, ConfigError};
+pub use devices::live::LiveDevices;
 pub use server::{Server, ServerHandle, StartError};

@@ -85,6 +85,9 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
                 devices::requests::logout(&ctx.revoker, user, device, post);
                 continue;
             }
+            QueryRequest::SetPush { origin, user, device, target } => {
+                CoreEvent::Reply { to: origin, payload: devices::push::answer(store.as_ref(), user, device, target) }
+            }
             QueryRequest::Conversations { origin, user, before, limit } => {
                 let payload = crate::conversation_list::page(store.as_ref(), user, before, limit)
                     .unwrap_or_else(|e| failure(&e, "conversations"));

@@ -16,7 +16,8 @@
 //! its requests to other threads and their refusals; `conn` is one
 //! connection's state; `http` the request before the
 //! upgrade; `frames` the WebSocket frame layer; `app` the protocol frames;
-//! `engine` the table of connections, `ephemeral` presence and typing
+//! `engine` the table of connections, `named` the device each names and
+//! whether it is live, `ephemeral` presence and typing
 //! frames (and the typing limit), mailbox events, timers and flushing;
 //! `paging` the pages of a sync or a catch-up; `catch_up` reading missed
 //! live events from the store (a gap in dense positions, or when asked);
@@ -42,6 +43,7 @@ mod frames;
 pub(crate) mod harness;
 mod http;
 mod mailbox;
+mod named;
 mod paging;
 mod revoked;
 #[cfg(test)]

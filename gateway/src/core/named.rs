@@ -1,0 +1,50 @@
+//! Named devices on a core: which device each connection's token names,
+//! and whether that connection is live, that is, has completed a `sync`
+//! and receives live events (docs/PROTOCOL.md, 1.6).
+//!
+//! The engine keeps both beside the connection slab (the record has no
+//! room to spare, see `conn`'s size test), and reports each change of
+//! liveness to the shared [`LiveDevices`](crate::devices::live::LiveDevices)
+//! the push worker reads. Changes happen when a sync completes, a sync
+//! fails and when a connection closes: never per message.
+
+use chatgw_protocol::DeviceName;
+
+use super::Engine;
+
+/// The device a connection's token names, and whether it is counted live.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NamedConn {
+    pub(crate) device: DeviceName,
+    pub(crate) live: bool,
+}
+
+impl<S> Engine<S> {
+    /// The device hash of the connection at `slot`, 0 if it names none.
+    pub(crate) fn device_of(&self, slot: usize) -> u32 {
+        self.devices.get(&slot).map_or(0, |d| d.device.hash32())
+    }
+
+    /// The device the connection at `slot` names, if any.
+    pub(crate) fn device_name(&self, slot: usize) -> Option<DeviceName> {
+        self.devices.get(&slot).map(|d| d.device)
+    }
+
+    /// The connection at `slot` completed a sync: its device is live.
+    pub(super) fn now_live(&mut self, slot: usize) {
+        let Some(user) = self.conns.get(slot).map(|c| c.user) else { return };
+        if let Some(d) = self.devices.get_mut(&slot).filter(|d| !d.live) {
+            d.live = true;
+            self.ctx.live_devices.went_live(user, d.device);
+        }
+    }
+
+    /// The connection at `slot` gets no live events until it syncs again.
+    pub(super) fn not_live(&mut self, slot: usize) {
+        let Some(user) = self.conns.get(slot).map(|c| c.user) else { return };
+        if let Some(d) = self.devices.get_mut(&slot).filter(|d| d.live) {
+            d.live = false;
+            self.ctx.live_devices.went_away(user, d.device);
+        }
+    }
+}
