@@ -29,7 +29,7 @@ use std::{
 use chatgw_protocol::{client, ClientFrame, GroupChange, MAX_PAGE};
 pub use chatgw_protocol::{
     ConversationItem, ConversationRef, DeleteScope, DeviceInfo, DeviceName, DirectFrom, GroupId, MessageId,
-    MessageKind, PresenceState, TypingState, UserId,
+    MessageKind, PresenceState, PushProvider, TypingState, UserId,
 };
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
@@ -346,7 +346,7 @@ impl Client {
     /// `provider` and the device's `token` with it (the connection's token
     /// must name a device). Replaces the device's earlier target. Answered
     /// with [`Event::PushRegistered`].
-    pub fn register_push(&mut self, provider: chatgw_protocol::PushProvider, token: &str) -> Result<(), ClientError> {
+    pub fn register_push(&mut self, provider: PushProvider, token: &str) -> Result<(), ClientError> {
         self.send_with(|out| client::register_push(out, provider, token))
     }
 
