@@ -24,7 +24,7 @@
 //! `mailbox` draining the core's mailbox and its bound; `timers` the wheel
 //! of connection deadlines and `ticks` what the engine does when one comes.
 //! Under test: `harness` drives one engine over a fake socket; `sync_tests`,
-//! `catch_up_tests` and `action_tests` pin the sync/live-cursor rules and the answers to
+//! `catch_up_tests`, `named_tests` and `action_tests` pin the sync/live-cursor rules and the answers to
 //! refused actions.
 
 mod action;
@@ -44,6 +44,8 @@ pub(crate) mod harness;
 mod http;
 mod mailbox;
 mod named;
+#[cfg(test)]
+mod named_tests;
 mod paging;
 mod revoked;
 #[cfg(test)]
