@@ -4,8 +4,8 @@
 //! removes it (answered `push_unregistered`, also when there was none); an
 //! unnamed connection and bad providers or tokens are refused with the
 //! documented codes while the connection stays usable; logging a device
-//! out removes its target; targets are in the store, so they survive the
-//! gateway and are shared by every gateway on a PostgreSQL store.
+//! out removes its target; targets are in the store, so they survive a
+//! restart and are shared by every gateway on a PostgreSQL store.
 
 mod util;
 
@@ -73,9 +73,12 @@ fn targets(store: &dyn MessageStore, user: u64) -> Vec<(String, PushTarget)> {
     all
 }
 
-/// Shut the gateway down and read its embedded store's targets of `user`.
+/// Shut the gateway down (if it runs) and read its embedded store's
+/// targets of `user`.
 fn stored_after_shutdown(mut gw: TestGateway, user: u64) -> Vec<(String, PushTarget)> {
-    gw.handle.take().expect("running").shutdown();
+    if let Some(h) = gw.handle.take() {
+        h.shutdown();
+    }
     let store =
         EmbeddedStore::open(chatgw_gateway::store::embedded_dir(gw.dir.path()), &EmbeddedOptions::default()).unwrap();
     targets(&store, user)
@@ -97,10 +100,22 @@ fn a_named_device_registers_replaces_and_unregisters_its_target(io: IoDriver) {
     sync_all(&mut phone);
     sync_all(&mut laptop);
     drop((phone, laptop));
+    // A restart on the same data directory keeps the phone's target; the
+    // laptop registers again on the restarted gateway.
+    let mut gw = gw;
+    gw.handle.take().expect("running").shutdown();
+    let again = TestGateway::start_with(io, 1, |c| c.data = gw.dir.path().to_path_buf());
+    let mut laptop = online(&again, &device_token(&again, 7, "laptop"));
+    register(&mut laptop, PushProvider::Webhook, "hook~2");
+    drop(laptop);
+    drop(again);
     assert_eq!(
         stored_after_shutdown(gw, 7),
-        vec![("phone".into(), target(PushProvider::Fcm, "fcm:token/2"))],
-        "the phone's second target is on disk, the laptop's is gone"
+        vec![
+            ("laptop".into(), target(PushProvider::Webhook, "hook~2")),
+            ("phone".into(), target(PushProvider::Fcm, "fcm:token/2")),
+        ],
+        "the phone's second target survived the restart"
     );
 }
 
