@@ -80,7 +80,14 @@ pub(crate) enum QueryRequest {
     /// Log out `device` of `user`.
     LogoutDevice { origin: Endpoint, user: UserId, device: DeviceName },
     /// Set (`Some`) or remove `user`'s `device`'s push target.
-    SetPush { origin: Endpoint, user: UserId, device: DeviceName, target: Option<chatgw_protocol::PushTarget> },
+    /// `token_iat` is the asking connection's token's.
+    SetPush {
+        origin: Endpoint,
+        user: UserId,
+        device: DeviceName,
+        token_iat: Option<u64>,
+        target: Option<chatgw_protocol::PushTarget>,
+    },
     /// One page of `user`'s conversation list.
     Conversations { origin: Endpoint, user: UserId, before: Option<MessageId>, limit: usize },
     /// Who shares `conversation` with `user`, for a presence subscription

@@ -152,6 +152,12 @@ impl Revoker {
         self.store.set_push_target(user, device, None)?;
         self.store.revoke_device(user, device, at)?;
         self.revocations.note_device(user, device, at);
+        // Again, now that this gateway refuses the device: a registration
+        // written meanwhile is removed here, and one written from now on
+        // removes itself (`devices::push`).
+        if let Err(e) = self.store.set_push_target(user, device, None) {
+            tracing::warn!(error = %e, "could not remove a logged-out device's push target again");
+        }
         Ok(())
     }
 

@@ -188,14 +188,14 @@ impl<S> Engine<S> {
     /// `register_push` (`Some`) or `unregister_push`: for the readers if
     /// the connection's token names a device, refused if it does not.
     fn push_request(&mut self, slot: usize, origin: Endpoint, me: UserId, target: Option<PushTarget>) {
-        let Some(device) = self.device_name(slot) else {
+        let Some((device, token_iat)) = self.named(slot) else {
             let e = ProtocolError::new(
                 ErrorCode::NotAllowed,
                 "push targets belong to named devices: connect with a token whose `dev` claim names this device",
             );
             return self.send_error(slot, &e);
         };
-        self.actions.push(Action::Query(QueryRequest::SetPush { origin, user: me, device, target }));
+        self.actions.push(Action::Query(QueryRequest::SetPush { origin, user: me, device, token_iat, target }));
     }
 
     /// Answer a refused frame with an `error`; a connection that collects

@@ -17,6 +17,9 @@ use super::Engine;
 pub(crate) struct NamedConn {
     pub(crate) device: DeviceName,
     pub(crate) live: bool,
+    /// The `iat` of the connection's token: a push registration checks it
+    /// against the device's logout (`devices::push`).
+    pub(crate) token_iat: Option<u64>,
 }
 
 impl<S> Engine<S> {
@@ -25,9 +28,10 @@ impl<S> Engine<S> {
         self.devices.get(&slot).map_or(0, |d| d.device.hash32())
     }
 
-    /// The device the connection at `slot` names, if any.
-    pub(crate) fn device_name(&self, slot: usize) -> Option<DeviceName> {
-        self.devices.get(&slot).map(|d| d.device)
+    /// The device the connection at `slot` names and its token's `iat`,
+    /// if it names one.
+    pub(crate) fn named(&self, slot: usize) -> Option<(DeviceName, Option<u64>)> {
+        self.devices.get(&slot).map(|d| (d.device, d.token_iat))
     }
 
     /// The connection at `slot` completed a sync: its device is live.
