@@ -103,9 +103,9 @@ pub(crate) mod client_frames {
 
     use super::PushProvider;
 
-    /// `{"type":"register_push","provider":"apns","token":...}`. The token
-    /// is written as it is: a valid one needs no escaping except `"` and
-    /// `\`, which are escaped.
+    /// `{"type":"register_push","provider":"apns","token":...}`, the token
+    /// as a JSON string (escaped where it needs to be, so any text makes a
+    /// frame the server parses, and refuses if it is not a valid token).
     pub fn register_push(out: &mut String, provider: PushProvider, token: &str) {
         let _ = write!(out, r#"{{"type":"register_push","provider":"{provider}","token":"#);
         let _ = write!(out, "{}", serde_json::Value::from(token));
