@@ -11,8 +11,8 @@
 //! - `dispatch`: a due window becomes notifications (one per device with a
 //!   target that is not live), retries, removal of unregistered targets;
 //! - [`Worker`]: the loop over an [`EventSource`];
-//! - `kafka`: the Kafka consumer-group source (next);
-//! - `gateways`: liveness asked of gateways' admin listeners (next).
+//! - [`kafka`]: the Kafka consumer-group source;
+//! - [`gateways`]: liveness asked of gateways' admin listeners.
 //!
 //! Not here: the providers (webhook, APNs, FCM), the store, the gateway.
 //! They plug in through the traits of [`handoff`] and [`EventSource`].
@@ -21,7 +21,9 @@
 #![warn(missing_docs)]
 
 mod dispatch;
+pub mod gateways;
 pub mod handoff;
+pub mod kafka;
 mod metrics;
 pub mod planner;
 pub mod record;
