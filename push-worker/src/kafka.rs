@@ -113,6 +113,7 @@ impl ConsumerContext for GroupContext {
 pub struct KafkaSource {
     consumer: BaseConsumer<GroupContext>,
     topic: String,
+    paused: bool,
 }
 
 impl KafkaSource {
@@ -134,7 +135,7 @@ impl KafkaSource {
             .create_with_context(GroupContext::default())?;
         let topic = events.topic();
         consumer.subscribe(&[&topic])?;
-        Ok(KafkaSource { consumer, topic })
+        Ok(KafkaSource { consumer, topic, paused: false })
     }
 
     fn take_revoked(&self, out: &mut Vec<SourceItem>) {
@@ -147,6 +148,10 @@ impl EventSource for KafkaSource {
     type Error = KafkaError;
 
     fn poll(&mut self, timeout: Duration, out: &mut Vec<SourceItem>) -> Result<(), KafkaError> {
+        if self.paused {
+            // A rebalance hands out partitions unpaused: pause them again.
+            self.consumer.pause(&self.consumer.assignment()?)?;
+        }
         let mut wait = timeout;
         for _ in 0..MAX_BATCH {
             let polled = self.consumer.poll(wait);
@@ -170,6 +175,16 @@ impl EventSource for KafkaSource {
             list.add_partition_offset(&self.topic, partition, Offset::Offset(offset))?;
         }
         self.consumer.commit(&list, CommitMode::Sync)
+    }
+
+    fn set_paused(&mut self, paused: bool) -> Result<(), KafkaError> {
+        let assigned = self.consumer.assignment()?;
+        match paused {
+            true => self.consumer.pause(&assigned)?,
+            false => self.consumer.resume(&assigned)?,
+        }
+        self.paused = paused;
+        Ok(())
     }
 }
 

@@ -165,7 +165,7 @@ impl MemoryLog {
     pub fn reader(&self) -> MemoryReader {
         let n = lock(&self.partitions).len();
         let next = (0..n).map(|p| self.committed(p as i32)).collect();
-        MemoryReader { log: self.clone(), next }
+        MemoryReader { log: self.clone(), next, paused: false }
     }
 }
 
@@ -174,12 +174,16 @@ impl MemoryLog {
 pub struct MemoryReader {
     log: MemoryLog,
     next: Vec<i64>,
+    paused: bool,
 }
 
 impl EventSource for MemoryReader {
     type Error = String;
 
     fn poll(&mut self, _timeout: Duration, out: &mut Vec<SourceItem>) -> Result<(), String> {
+        if self.paused {
+            return Ok(());
+        }
         let parts = lock(&self.log.partitions);
         for (p, records) in parts.iter().enumerate() {
             let from = usize::try_from(self.next[p]).unwrap_or(0);
@@ -196,6 +200,11 @@ impl EventSource for MemoryReader {
 
     fn commit(&mut self, offsets: &[(i32, i64)]) -> Result<(), String> {
         lock(&self.log.commits).extend(offsets.iter().copied());
+        Ok(())
+    }
+
+    fn set_paused(&mut self, paused: bool) -> Result<(), String> {
+        self.paused = paused;
         Ok(())
     }
 }

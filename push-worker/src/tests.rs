@@ -50,7 +50,10 @@ impl World {
 
     /// A worker starting from the log's commits (a fresh group member).
     fn worker(&self) -> TestWorker {
-        let config = WorkerConfig { commit_interval: std::time::Duration::ZERO, ..WorkerConfig::default() };
+        self.worker_with(WorkerConfig { commit_interval: std::time::Duration::ZERO, ..WorkerConfig::default() })
+    }
+
+    fn worker_with(&self, config: WorkerConfig) -> TestWorker {
         Worker::new(
             self.log.reader(),
             self.live.clone(),
@@ -340,4 +343,26 @@ fn a_commit_time_in_the_future_counts_as_now() {
     };
     p.on_event(Position { partition: 0, offset: 0 }, future, T0);
     assert_eq!(p.next_due_ms(), Some(T0 + 2_000));
+}
+
+#[test]
+fn too_many_pending_windows_pause_reading_until_some_are_settled() {
+    let w = World::new();
+    let config = WorkerConfig { commit_interval: std::time::Duration::ZERO, max_pending: 2, ..WorkerConfig::default() };
+    let mut worker = w.worker_with(config);
+    w.log.append(0, message("m1", "d:1:2", ALICE, &[BOB], T0));
+    w.log.append(0, message("m2", "g:7", ALICE, &[BOB, CAROL], T0));
+    worker.step().unwrap();
+    assert_eq!(worker.planner().pending(), 3);
+    w.log.append(0, message("m3", "d:1:3", ALICE, &[CAROL], T0));
+    worker.step().unwrap();
+    assert_eq!(worker.planner().pending(), 3, "paused: m3 waits in the log");
+    w.clock.advance(2_000);
+    worker.step().unwrap();
+    assert_eq!(worker.planner().pending(), 0);
+    let m3_sent = |w: &World| w.sender.sent().iter().any(|n| n.conversation == "d:1:3");
+    assert!(!m3_sent(&w));
+    worker.step().unwrap();
+    assert!(m3_sent(&w), "reading again");
+    assert_eq!(w.log.committed(0), 3);
 }

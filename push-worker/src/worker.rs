@@ -47,6 +47,10 @@ pub trait EventSource {
 
     /// Commit, per partition, the offset of the next event to read.
     fn commit(&mut self, offsets: &[(i32, i64)]) -> Result<(), Self::Error>;
+
+    /// Stop (`true`) or go on (`false`) handing out records; `poll` is still
+    /// called while paused, so the source keeps its place in its group.
+    fn set_paused(&mut self, paused: bool) -> Result<(), Self::Error>;
 }
 
 /// Where time comes from: the system's clock, or a test's.
@@ -76,6 +80,10 @@ pub struct WorkerConfig {
     pub commit_interval: Duration,
     /// Longest wait for records when nothing falls due sooner.
     pub max_poll_wait: Duration,
+    /// Pending windows at which the worker stops reading until some are
+    /// settled (a store of targets that is down, a provider that fails):
+    /// memory stays bounded, and the events wait in the source.
+    pub max_pending: usize,
 }
 
 impl Default for WorkerConfig {
@@ -84,6 +92,7 @@ impl Default for WorkerConfig {
             grace: Duration::from_secs(2),
             commit_interval: Duration::from_millis(500),
             max_poll_wait: Duration::from_millis(200),
+            max_pending: 100_000,
         }
     }
 }
@@ -100,6 +109,7 @@ pub struct Worker<S, L, T, N, C> {
     config: WorkerConfig,
     last_commit_ms: u64,
     items: Vec<SourceItem>,
+    paused: bool,
 }
 
 impl<S, L, T, N, C> Worker<S, L, T, N, C>
@@ -133,6 +143,7 @@ where
             metrics,
             config,
             items: Vec::new(),
+            paused: false,
         }
     }
 
@@ -143,6 +154,16 @@ where
         let until_due = self.planner.next_due_ms().map_or(self.config.max_poll_wait, |due| {
             Duration::from_millis(due.saturating_sub(now)).min(self.config.max_poll_wait)
         });
+        let full = self.planner.pending() >= self.config.max_pending;
+        if full != self.paused {
+            self.source.set_paused(full)?;
+            self.paused = full;
+            tracing::info!(
+                paused = full,
+                pending = self.planner.pending(),
+                "reading paused while too many notifications are pending"
+            );
+        }
         let mut items = std::mem::take(&mut self.items);
         let polled = self.source.poll(until_due, &mut items);
         let now = self.clock.now_ms();
