@@ -24,7 +24,8 @@ pub enum Event {
         from: UserId,
         /// Users whose inbox got the message, other than the sender.
         recipients: Vec<UserId>,
-        /// Commit time, unix milliseconds.
+        /// Commit time, unix milliseconds (`u64::MAX` when the record has
+        /// none).
         at_ms: u64,
     },
     /// `by` read `conversation` (on some device), so a pending notification
@@ -66,8 +67,7 @@ struct V1 {
     from: UserId,
     #[serde(default)]
     recipients: Vec<UserId>,
-    #[serde(default)]
-    at: u64,
+    at: Option<u64>,
     #[serde(default)]
     msg_kind: Option<String>,
     #[serde(default)]
@@ -93,7 +93,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 users.dedup();
                 users
             },
-            at_ms: r.at,
+            // No commit time: a time in the future, which the planner
+            // counts as the time the record was read.
+            at_ms: r.at.unwrap_or(u64::MAX),
         },
         "receipt" if r.status.as_deref() == Some("read") => Event::Read { conversation: r.conversation, by: r.from },
         _ => Event::Ignored,

@@ -366,3 +366,19 @@ fn too_many_pending_windows_pause_reading_until_some_are_settled() {
     assert!(m3_sent(&w), "reading again");
     assert_eq!(w.log.committed(0), 3);
 }
+
+#[test]
+fn a_record_without_a_commit_time_counts_as_read_now() {
+    let w = World::new();
+    let mut worker = w.worker();
+    let undated = r#"{"v":1,"event":"m1","kind":"message","conversation":"d:1:2","from":"1","recipients":["2"],"msg_kind":"text"}"#;
+    w.clock.advance(5_000);
+    w.log.append(0, undated.into());
+    worker.step().unwrap();
+    w.clock.advance(1_999);
+    worker.step().unwrap();
+    assert!(w.sent().is_empty());
+    w.clock.advance(1);
+    worker.step().unwrap();
+    assert_eq!(w.sent().len(), 2);
+}

@@ -66,14 +66,6 @@ impl Watermarks {
         }
     }
 
-    /// Hold the event at `pos` for one more notification (it joined a
-    /// window after it was seen). No-op for a partition no longer tracked.
-    pub fn hold(&mut self, pos: Position) {
-        if let Some(p) = self.partitions.get_mut(&pos.partition) {
-            *p.undecided.entry(pos.offset).or_default() += 1;
-        }
-    }
-
     /// One notification the event at `pos` waited for is decided.
     pub fn release(&mut self, pos: Position) {
         let Some(p) = self.partitions.get_mut(&pos.partition) else { return };
