@@ -57,8 +57,14 @@ impl Deployment {
 
     /// A new member of the group, counting into `metrics`.
     fn worker(&self, metrics: &Arc<PushMetrics>) -> KafkaWorker {
+        self.worker_with(metrics, WorkerConfig::default().max_pending)
+    }
+
+    /// A new member that stops reading at `max_pending` pending windows.
+    fn worker_with(&self, metrics: &Arc<PushMetrics>, max_pending: usize) -> KafkaWorker {
         let source = KafkaSource::join(&self.events, &self.group, StartFrom::Earliest).expect("joining the group");
-        let config = WorkerConfig { grace: GRACE, commit_interval: Duration::ZERO, ..WorkerConfig::default() };
+        let config =
+            WorkerConfig { grace: GRACE, commit_interval: Duration::ZERO, max_pending, ..WorkerConfig::default() };
         Worker::new(
             source,
             self.live.clone(),
@@ -178,6 +184,39 @@ fn members_of_one_group_share_the_partitions_and_notify_once() {
         w.iter().all(|w| w.planner().pending() == 0 && w.planner().to_commit().is_empty())
     });
     for u in 2..=9 {
+        assert_eq!(d.sent_to(&format!("u{u}-phone")), vec![1], "user {u} exactly once");
+    }
+}
+
+#[test]
+fn a_member_with_too_many_pending_windows_pauses_its_partitions_and_resumes() {
+    let broker = TestBroker::start();
+    let d = Deployment::new(&broker, "pause");
+    let topic = d.events.topic();
+    let producer = broker.producer();
+    let seen = Arc::new(PushMetrics::new());
+    let send = |user: u64| {
+        let conversation = format!("d:1:{user}");
+        producer.send(&topic, &conversation, &message(&format!("m{user}"), &conversation, 1, &[user], T0));
+    };
+    send(2);
+    send(3);
+    let mut worker = d.worker_with(&seen, 2);
+    step_until(&mut [&mut worker], "two windows pending", |w| w[0].planner().pending() == 2);
+    send(4);
+    send(5);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let _ = worker.step();
+    }
+    assert_eq!(seen.events_seen.get(), 2, "paused: the later records wait in the topic");
+    d.clock.advance(GRACE.as_millis() as u64);
+    step_until(&mut [&mut worker], "the later records read after the first windows were handed off", |_| {
+        seen.events_seen.get() == 4
+    });
+    d.clock.advance(GRACE.as_millis() as u64);
+    step_until(&mut [&mut worker], "every window handed off", |w| w[0].planner().pending() == 0);
+    for u in 2..=5 {
         assert_eq!(d.sent_to(&format!("u{u}-phone")), vec![1], "user {u} exactly once");
     }
 }
