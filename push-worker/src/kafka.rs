@@ -1,8 +1,8 @@
 //! The Kafka source: `<PREFIX>.events` read as a member of a consumer group.
 //!
-//! Auto-commit is off and offsets are stored by nobody but [`Worker`]
-//! (crate::Worker), which commits each partition's watermark: the offset
-//! of its lowest undecided event. A member that dies leaves its partitions
+//! Auto-commit is off and offsets are stored by nobody but the
+//! [`Worker`](crate::Worker), which commits each partition's watermark: the
+//! offset of its lowest undecided event. A member that dies leaves its partitions
 //! at their last commit, and the member that takes them over reads again
 //! from there: what was in flight is repeated, nothing is skipped.
 //!
