@@ -162,6 +162,20 @@ pub enum Event {
         /// Its name.
         device: String,
     },
+    /// Your device's push target was registered (the answer to
+    /// `register_push`).
+    PushRegistered {
+        /// The device.
+        device: String,
+        /// Who delivers its notifications now.
+        provider: chatgw_protocol::PushProvider,
+    },
+    /// Your device has no push target now (the answer to
+    /// `unregister_push`).
+    PushUnregistered {
+        /// The device.
+        device: String,
+    },
     /// A watched user's presence changed.
     Presence {
         /// The user.
@@ -302,6 +316,8 @@ impl Event {
             ServerFrame::DirectFrom { from } => Event::DirectFrom { from },
             ServerFrame::Devices { devices } => Event::Devices { devices },
             ServerFrame::LoggedOut { device } => Event::LoggedOut { device },
+            ServerFrame::PushRegistered { device, provider } => Event::PushRegistered { device, provider },
+            ServerFrame::PushUnregistered { device } => Event::PushUnregistered { device },
             ServerFrame::Conversations(page) => Event::Conversations { items: page.items, next: page.next },
             ServerFrame::Presence { user, state } => Event::Presence { user, state },
             ServerFrame::PresenceList { conversation, users } => Event::PresenceList { conversation, users },

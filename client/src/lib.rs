@@ -29,7 +29,7 @@ use std::{
 use chatgw_protocol::{client, ClientFrame, GroupChange, MAX_PAGE};
 pub use chatgw_protocol::{
     ConversationItem, ConversationRef, DeleteScope, DeviceInfo, DeviceName, DirectFrom, GroupId, MessageId,
-    MessageKind, PresenceState, TypingState, UserId,
+    MessageKind, PresenceState, PushProvider, TypingState, UserId,
 };
 pub use event::{Event, MessageEvent, ReceiptEvent};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
@@ -340,6 +340,20 @@ impl Client {
     /// device).
     pub fn logout_device(&mut self, device: DeviceName) -> Result<(), ClientError> {
         self.send_with(|out| client::logout_device(out, device))
+    }
+
+    /// Register where this device is notified while it is not connected:
+    /// `provider` and the device's `token` with it (the connection's token
+    /// must name a device). Replaces the device's earlier target. Answered
+    /// with [`Event::PushRegistered`].
+    pub fn register_push(&mut self, provider: PushProvider, token: &str) -> Result<(), ClientError> {
+        self.send_with(|out| client::register_push(out, provider, token))
+    }
+
+    /// Remove this device's push target. Answered with
+    /// [`Event::PushUnregistered`], whether or not it had one.
+    pub fn unregister_push(&mut self) -> Result<(), ClientError> {
+        self.send_with(client::unregister_push)
     }
 
     /// Ask for a page of your conversation list, most recent first: the

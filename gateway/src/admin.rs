@@ -9,6 +9,9 @@
 //! is served here too (and stays on the public port for load balancers).
 //! `/revoke` closes a user's connections and refuses their tokens: an
 //! operator's action, so it is only here, never on the public port.
+//! `GET /live-devices?user=N&...` says which named devices of those users
+//! have a live connection here (`devices::live`), for a push worker that
+//! asks every gateway of a fleet.
 //!
 //! The listener is deliberately small and blocking: one thread, one
 //! connection at a time, one request per connection (`Connection: close`).
@@ -30,7 +33,7 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{metrics::Metrics, revoke::Revoker, ws::handshake};
+use crate::{devices::live::LiveDevices, metrics::Metrics, revoke::Revoker, ws::handshake};
 
 /// Time one admin connection has to send its request head.
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
@@ -64,7 +67,12 @@ pub(crate) struct Admin {
 
 impl Admin {
     /// Serve `listener` on a new thread until [`Admin::stop`].
-    pub(crate) fn start(listener: TcpListener, metrics: Arc<Metrics>, revoker: Revoker) -> io::Result<Admin> {
+    pub(crate) fn start(
+        listener: TcpListener,
+        metrics: Arc<Metrics>,
+        revoker: Revoker,
+        live: LiveDevices,
+    ) -> io::Result<Admin> {
         let addr = listener.local_addr()?;
         let waker = Socket::from(listener.try_clone()?);
         let stop = Arc::new(AtomicBool::new(false));
@@ -72,7 +80,7 @@ impl Admin {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("chatgw-admin".into())
-                .spawn(move || serve(&listener, &metrics, &revoker, &stop))?
+                .spawn(move || serve(&listener, &metrics, &revoker, &live, &stop))?
         };
         Ok(Admin { addr, stop, waker, thread })
     }
@@ -93,10 +101,10 @@ impl Admin {
     }
 }
 
-fn serve(listener: &TcpListener, metrics: &Metrics, revoker: &Revoker, stop: &AtomicBool) {
+fn serve(listener: &TcpListener, metrics: &Metrics, revoker: &Revoker, live: &LiveDevices, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
-            Ok((stream, _)) => answer(stream, metrics, revoker),
+            Ok((stream, _)) => answer(stream, metrics, revoker, live),
             Err(_) if stop.load(Ordering::Acquire) => return,
             Err(e) => {
                 // Out of descriptors and the like: the next accept may work.
@@ -108,7 +116,7 @@ fn serve(listener: &TcpListener, metrics: &Metrics, revoker: &Revoker, stop: &At
 }
 
 /// Read one request from `stream` within the deadline and answer it.
-fn answer(mut stream: TcpStream, metrics: &Metrics, revoker: &Revoker) {
+fn answer(mut stream: TcpStream, metrics: &Metrics, revoker: &Revoker, live: &LiveDevices) {
     let deadline = Instant::now() + REQUEST_DEADLINE;
     let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
     let mut head = Vec::with_capacity(512);
@@ -118,6 +126,10 @@ fn answer(mut stream: TcpStream, metrics: &Metrics, revoker: &Revoker) {
             Ok(Some(req)) if req.path == "/revoke" => {
                 let (status, reason, body) = crate::revoke::answer(revoker, req.method, req.query);
                 break (status, reason, TEXT, body.into_bytes());
+            }
+            Ok(Some(req)) if req.path == "/live-devices" => {
+                let (status, reason, content_type, body) = crate::devices::live::answer(live, req.method, req.query);
+                break (status, reason, content_type, body.into_bytes());
             }
             Ok(Some(req)) => break route(req.method, req.path, metrics),
             Ok(None) if head.len() > MAX_REQUEST_HEAD => {
@@ -161,9 +173,12 @@ fn route(method: &str, path: &str, metrics: &Metrics) -> (u16, &'static str, &'s
             }
         },
         (_, "/metrics" | "/healthz") => (405, "Method Not Allowed", TEXT, b"only GET\n".to_vec()),
-        _ => {
-            (404, "Not Found", TEXT, b"not found: the admin listener serves /metrics, /healthz and /revoke\n".to_vec())
-        }
+        _ => (
+            404,
+            "Not Found",
+            TEXT,
+            b"not found: the admin listener serves /metrics, /healthz, /revoke and /live-devices\n".to_vec(),
+        ),
     }
 }
 

@@ -79,6 +79,15 @@ pub(crate) enum QueryRequest {
     Devices { origin: Endpoint, user: UserId, own: u32 },
     /// Log out `device` of `user`.
     LogoutDevice { origin: Endpoint, user: UserId, device: DeviceName },
+    /// Set (`Some`) or remove `user`'s `device`'s push target.
+    /// `token_iat` is the asking connection's token's.
+    SetPush {
+        origin: Endpoint,
+        user: UserId,
+        device: DeviceName,
+        token_iat: Option<u64>,
+        target: Option<chatgw_protocol::PushTarget>,
+    },
     /// One page of `user`'s conversation list.
     Conversations { origin: Endpoint, user: UserId, before: Option<MessageId>, limit: usize },
     /// Who shares `conversation` with `user`, for a presence subscription

@@ -18,8 +18,10 @@
 //! - `query`: reader threads for `sync` and `history`, so no event loop
 //!   ever waits on disk;
 //! - [`store`]: the one place `--store` becomes a [`MessageStore`](chatgw_storage::MessageStore);
-//! - `admin`: `/metrics` and `/healthz` on the admin address, on a thread
-//!   of their own, never on an event loop;
+//! - `admin`: `/metrics`, `/healthz`, `/revoke` and `/live-devices` on the
+//!   admin address, on a thread of their own, never on an event loop;
+//! - `devices`: named devices (activity notes, logout, push targets) and
+//!   which are live now ([`LiveDevices`], for a push worker);
 //! - [`fleet`]: this gateway as one node of several sharing a store: the
 //!   connection registry (Redis), node links, and when devices catch up;
 //! - `presence`: presence and typing, never stored: one thread that
@@ -66,4 +68,5 @@ pub mod ws;
 #[doc(hidden)]
 pub use commit::bench_support as commit_bench;
 pub use config::{Config, ConfigError};
+pub use devices::live::LiveDevices;
 pub use server::{Server, ServerHandle, StartError};

@@ -123,6 +123,23 @@ mod tests {
         fn devices(&self, _: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
             Ok(Vec::new())
         }
+        fn set_push_target(
+            &self,
+            _: UserId,
+            _: DeviceName,
+            _: Option<&chatgw_storage::PushTarget>,
+        ) -> Result<(), StoreError> {
+            unreachable!("the probe never writes")
+        }
+        fn push_targets(
+            &self,
+            _: &[UserId],
+        ) -> Result<Vec<(UserId, DeviceName, chatgw_storage::PushTarget)>, StoreError> {
+            unreachable!()
+        }
+        fn remove_push_target_if(&self, _: UserId, _: DeviceName, _: &str) -> Result<bool, StoreError> {
+            unreachable!("the probe never writes")
+        }
         fn high_water(&self, _: u16) -> Result<MessageId, StoreError> {
             match self.down.load(Ordering::Relaxed) {
                 true => Err(StoreError::Closed),

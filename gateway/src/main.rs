@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod chat;
 mod check;
+mod push_cmd;
 mod revoke_cmd;
 
 #[derive(Parser, Debug)]
@@ -40,6 +41,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Verify a store (references, ids, idempotency keys, marks, groups): a stopped gateway's --data, or --store postgres://...; exit 1 on any violation.
     Check(check::CheckArgs),
+    /// Notify devices of messages they did not get live: a member of a Kafka consumer group reading --events.
+    Push(Box<push_cmd::PushArgs>),
     /// Manage the message store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -141,6 +144,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Push(args) => {
+            init_logs();
+            push_cmd::run(*args)
+        }
         Command::Store(StoreCommand::Init(args)) => {
             println!("{}", store::init(&args.store.parse()?)?);
             Ok(())
@@ -148,7 +155,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Log to stderr, filtered by `CHATGW_LOG`.
+fn init_logs() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CHATGW_LOG")
@@ -157,6 +165,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logs();
     let config = args.resolve()?;
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
         .context("installing signal handlers")?;

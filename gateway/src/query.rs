@@ -85,6 +85,12 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
                 devices::requests::logout(&ctx.revoker, user, device, post);
                 continue;
             }
+            QueryRequest::SetPush { origin, user, device, token_iat, target } => {
+                let asking = chatgw_auth::Claims { user, exp: 0, iat: token_iat, device: Some(device) };
+                let revocations = &ctx.revoker.revocations;
+                let payload = devices::push::answer(store.as_ref(), revocations, &asking, target);
+                CoreEvent::Reply { to: origin, payload }
+            }
             QueryRequest::Conversations { origin, user, before, limit } => {
                 let payload = crate::conversation_list::page(store.as_ref(), user, before, limit)
                     .unwrap_or_else(|e| failure(&e, "conversations"));

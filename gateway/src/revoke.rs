@@ -147,8 +147,17 @@ impl Revoker {
     /// cache (upgrades with older tokens of the device are refused from
     /// now on).
     pub(crate) fn record_device_revocation(&self, user: UserId, device: DeviceName, at: u64) -> Result<(), StoreError> {
+        // First, so that a logout that is recorded never leaves pushes
+        // going to the device; a failure here records nothing (retry).
+        self.store.set_push_target(user, device, None)?;
         self.store.revoke_device(user, device, at)?;
         self.revocations.note_device(user, device, at);
+        // Again, now that this gateway refuses the device: a registration
+        // written meanwhile is removed here, and one written from now on
+        // removes itself (`devices::push`).
+        if let Err(e) = self.store.set_push_target(user, device, None) {
+            tracing::warn!(error = %e, "could not remove a logged-out device's push target again");
+        }
         Ok(())
     }
 

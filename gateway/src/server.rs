@@ -31,7 +31,10 @@ use crate::{
     commit::{self, AmendWindows, CommitContext, CommitQueues},
     config::{Config, ConfigError},
     core::{CoreContext, CoreSettings},
-    devices::recorder::{DeviceNotes, Recorder},
+    devices::{
+        live::LiveDevices,
+        recorder::{DeviceNotes, Recorder},
+    },
     driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage},
     events::{CoreBatch, QueryRequest},
     fleet::{Fleet, FleetError, FleetSettings},
@@ -142,6 +145,8 @@ pub struct ServerHandle {
     revocations: Option<Refresher>,
     /// Notes named devices' connections in the store.
     recorder: Option<Recorder>,
+    /// Named devices with a live connection here.
+    live_devices: LiveDevices,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -251,6 +256,7 @@ impl Server {
         let (device_notes, device_notes_rx) = DeviceNotes::channel(metrics.clone());
         let recorder = Recorder::start(store.clone(), metrics.clone(), device_notes_rx)
             .map_err(|source| StartError::Thread { name: "chatgw-devices".into(), source })?;
+        let live_devices = LiveDevices::default();
         let mut settings = CoreSettings::of(&config);
         settings.dense_positions = store.dense_positions();
         let core_context = CoreContext {
@@ -261,6 +267,7 @@ impl Server {
             token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
             revocations: revoker.revocations.clone(),
             device_notes,
+            live_devices: live_devices.clone(),
             connections: Arc::new(AtomicUsize::new(0)),
         };
         let (events_wake, publisher) = crate::publisher::start_for(&config, &store, &metrics)?;
@@ -342,7 +349,7 @@ impl Server {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let admin = admin_listener
-            .map(|l| Admin::start(l, metrics.clone(), revoker.clone()))
+            .map(|l| Admin::start(l, metrics.clone(), revoker.clone(), live_devices.clone()))
             .transpose()
             .map_err(|source| StartError::Thread { name: "chatgw-admin".into(), source })?;
         let revocations = revoker
@@ -369,6 +376,7 @@ impl Server {
             presence: Some(hub),
             revocations: Some(revocations),
             recorder: Some(recorder),
+            live_devices,
         })
     }
 }
@@ -399,6 +407,13 @@ impl ServerHandle {
     /// the next send reads the record again.
     pub fn stale_groups(&self) -> Sender<GroupId> {
         self.stale_groups.clone()
+    }
+
+    /// Which named devices have a live connection on this gateway now (see
+    /// [`LiveDevices`]): a handle that stays valid, and cheap to ask, from
+    /// any thread while the gateway runs.
+    pub fn live_devices(&self) -> LiveDevices {
+        self.live_devices.clone()
     }
 
     /// The bound address.

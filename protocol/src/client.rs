@@ -232,6 +232,7 @@ pub fn conversations(out: &mut String, before: Option<MessageId>, limit: usize) 
 
 pub use crate::direct_from::client_frames::{direct_from, set_direct_from};
 pub use crate::presence::client_frames::{set_presence, subscribe_presence, typing, unsubscribe_presence};
+pub use crate::push::client_frames::{register_push, unregister_push};
 
 /// `{"type":"delete",...}`: delete `msg` for everyone or for the sender only.
 pub fn delete(out: &mut String, conversation: ConversationRef, msg: MessageId, scope: crate::DeleteScope) {
@@ -272,6 +273,8 @@ impl ClientFrame<'_> {
             ClientFrame::SetPresence { visible } => set_presence(out, *visible),
             ClientFrame::SetDirectFrom { from } => set_direct_from(out, *from),
             ClientFrame::DirectFrom => direct_from(out),
+            ClientFrame::RegisterPush { provider, token } => register_push(out, *provider, token),
+            ClientFrame::UnregisterPush => unregister_push(out),
             ClientFrame::Typing { conversation, state } => typing(out, *conversation, *state),
             ClientFrame::Delete { conversation, msg, scope } => delete(out, *conversation, *msg, *scope),
             ClientFrame::Edit { conversation, msg, body } => edit(out, *conversation, *msg, body),

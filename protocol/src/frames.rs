@@ -314,6 +314,16 @@ pub enum ClientFrame<'a> {
     },
     /// The requester's direct message setting.
     DirectFrom,
+    /// Register where the requester's device is notified while it is not
+    /// connected (see `push`); replaces the device's earlier target.
+    RegisterPush {
+        /// Who delivers.
+        provider: crate::PushProvider,
+        /// The device's token with that provider.
+        token: Cow<'a, str>,
+    },
+    /// Remove the requester's device's push target, if it has one.
+    UnregisterPush,
 }
 
 #[derive(Deserialize)]
@@ -357,7 +367,9 @@ pub(crate) struct RawFrame<'a> {
     #[serde(borrow)]
     user: Option<&'a RawValue>,
     #[serde(borrow)]
-    token: Option<&'a RawValue>,
+    pub(crate) token: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) provider: Option<&'a RawValue>,
     #[serde(borrow)]
     device: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -559,6 +571,8 @@ impl<'a> ClientFrame<'a> {
             "edit" => crate::amend::parse_edit(&raw),
             "set_direct_from" => crate::direct_from::parse_set(&raw),
             "direct_from" => Ok(ClientFrame::DirectFrom),
+            "register_push" => crate::push::parse_register(&raw),
+            "unregister_push" => Ok(ClientFrame::UnregisterPush),
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))

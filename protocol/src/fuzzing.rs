@@ -124,6 +124,8 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::SetDirectFrom { .. }
         | ClientFrame::DirectFrom
         | ClientFrame::Typing { .. } => {}
+        ClientFrame::RegisterPush { token, .. } => assert!(crate::valid_push_token(token), "push token {token:?}"),
+        ClientFrame::UnregisterPush => {}
         ClientFrame::Auth { token } => assert!((1..=crate::MAX_TOKEN_BYTES).contains(&token.len())),
         ClientFrame::LogoutDevice { device } => assert_eq!(DeviceName::new(device.as_str()), Some(*device)),
         ClientFrame::Conversations { limit, .. } => {

@@ -39,6 +39,7 @@ pub mod fuzzing;
 mod group;
 mod ids;
 mod presence;
+mod push;
 pub mod server;
 pub use server::{Message, Receipt, ReceiptStatus};
 mod server_decode;
@@ -57,6 +58,7 @@ pub use frames::{
 pub use group::{Group, Member};
 pub use ids::{ConversationId, GroupId, MessageId, UserId};
 pub use presence::{PresenceState, TypingState, MAX_PRESENCE_SUBSCRIPTIONS};
+pub use push::{valid_push_token, PushProvider, PushTarget, MAX_PUSH_TOKEN_BYTES, PUSH_PROVIDER_RULE, PUSH_TOKEN_RULE};
 pub use server_decode::{
     ConversationItem, ConversationsPage, DecodeError, ErrorFrame, HistoryPage, MessageInfo, ReceiptFrame, Sent,
     ServerFrame, Welcome,

@@ -426,6 +426,9 @@ pub fn error(out: &mut Vec<u8>, code: ErrorCode, message: &str, reference: Optio
 /// `{"type":"direct_from","from":"contacts"}`: the answer to
 /// `set_direct_from` and `direct_from`.
 pub use crate::direct_from::encode_direct_from as direct_from;
+/// `{"type":"push_registered",...}` and `{"type":"push_unregistered",...}`:
+/// the answers to `register_push` and `unregister_push`.
+pub use crate::push::{encode_push_registered as push_registered, encode_push_unregistered as push_unregistered};
 
 #[cfg(test)]
 mod tests {

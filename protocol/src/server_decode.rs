@@ -265,6 +265,18 @@ pub enum ServerFrame {
         /// Whom they take direct messages from.
         from: crate::DirectFrom,
     },
+    /// `push_registered`: the answer to `register_push`.
+    PushRegistered {
+        /// The device the target belongs to.
+        device: String,
+        /// Who delivers its notifications now.
+        provider: crate::PushProvider,
+    },
+    /// `push_unregistered`: the answer to `unregister_push`.
+    PushUnregistered {
+        /// The device that has no push target now.
+        device: String,
+    },
     /// `presence_set`: the answer to `set_presence`.
     PresenceSet {
         /// Whether others see the user's presence now.
@@ -789,6 +801,7 @@ impl ServerFrame {
             }
             "presence" | "presence_list" | "presence_set" | "typing" => return crate::presence::decode(&ty, text),
             "direct_from" => return crate::direct_from::decode(text),
+            "push_registered" | "push_unregistered" => return crate::push::decode(&ty, text),
             other => return Err(DecodeError::UnknownType(other.chars().take(32).collect())),
         })
     }

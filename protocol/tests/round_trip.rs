@@ -95,6 +95,10 @@ fn every_client_frame_round_trips() {
     client_round_trip(ClientFrame::SetDirectFrom { from: chatgw_protocol::DirectFrom::Contacts });
     client_round_trip(ClientFrame::SetDirectFrom { from: chatgw_protocol::DirectFrom::Everyone });
     client_round_trip(ClientFrame::DirectFrom);
+    for provider in chatgw_protocol::PushProvider::ALL {
+        client_round_trip(ClientFrame::RegisterPush { provider, token: "0f3a~!x/y".into() });
+    }
+    client_round_trip(ClientFrame::UnregisterPush);
     client_round_trip(ClientFrame::Auth { token: "eyJhbGciOiJIUzI1NiJ9.e30.sig".into() });
     client_round_trip(ClientFrame::Auth { token: "with \"quotes\" and \\".into() });
     client_round_trip(ClientFrame::Devices);
@@ -214,6 +218,8 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         ServerFrame::MessageInfo(_) => assert_eq!(v.ty, "message_info"),
         ServerFrame::Blocks { .. } => assert_eq!(v.ty, "blocks"),
         ServerFrame::DirectFrom { .. } => assert_eq!(v.ty, "direct_from"),
+        ServerFrame::PushRegistered { .. } => assert_eq!(v.ty, "push_registered"),
+        ServerFrame::PushUnregistered { .. } => assert_eq!(v.ty, "push_unregistered"),
         ServerFrame::Devices { .. } => assert_eq!(v.ty, "devices"),
         ServerFrame::LoggedOut { .. } => assert_eq!(v.ty, "logged_out"),
         ServerFrame::Conversations(_) => assert_eq!(v.ty, "conversations"),
@@ -698,6 +704,19 @@ fn malformed_server_frames_are_errors_not_panics() {
     ] {
         assert!(ServerFrame::parse(text).is_err(), "{text}");
     }
+}
+
+#[test]
+fn push_answers_round_trip_through_the_decoder_and_the_view() {
+    for provider in chatgw_protocol::PushProvider::ALL {
+        let mut out = Vec::new();
+        server::push_registered(&mut out, "phone", provider);
+        server_round_trip(&out, ServerFrame::PushRegistered { device: "phone".into(), provider });
+    }
+    let mut out = Vec::new();
+    server::push_unregistered(&mut out, "phone");
+    assert_eq!(out, br#"{"type":"push_unregistered","device":"phone"}"#);
+    server_round_trip(&out, ServerFrame::PushUnregistered { device: "phone".into() });
 }
 
 #[test]

@@ -43,6 +43,7 @@ mod devices;
 mod inbox_sweep;
 mod key_claims;
 mod outbox;
+mod push_targets;
 mod reopen;
 mod sweep;
 mod tables;
@@ -55,7 +56,7 @@ use std::{
     sync::{Mutex, OnceLock, PoisonError, RwLock},
 };
 
-use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, PushTarget, UserId};
 
 use self::{key_claims::KeyClaims, tables::Tables};
 use crate::{
@@ -299,6 +300,24 @@ impl MessageStore for EmbeddedStore {
 
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
         self.with(|t| t.devices(user))
+    }
+
+    fn set_push_target(&self, user: UserId, device: DeviceName, target: Option<&PushTarget>) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.set_push_target(user, device, target)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn push_targets(&self, users: &[UserId]) -> Result<Vec<(UserId, DeviceName, PushTarget)>, StoreError> {
+        self.with(|t| t.push_targets(users))
+    }
+
+    fn remove_push_target_if(&self, user: UserId, device: DeviceName, token: &str) -> Result<bool, StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.remove_push_target_if(user, device, token)).inspect_err(|e| self.set_failure(Some(e.failure())))
     }
 
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {

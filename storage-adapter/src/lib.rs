@@ -63,6 +63,7 @@ pub use cassandra::{
     CassandraOptions, CassandraStore, Replication, UrlError as CassandraUrlError,
     SCHEMA_VERSION as CASSANDRA_SCHEMA_VERSION,
 };
+pub use chatgw_protocol::{PushProvider, PushTarget};
 pub use conversation_list::{counts_as_unread, ConversationSummary, MAX_RECOUNT as MAX_UNREAD_RECOUNT};
 pub use devices::{DeviceNote, DeviceRecord};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
@@ -215,6 +216,27 @@ pub trait MessageStore: Send + Sync + 'static {
     /// `user`'s devices ever noted, in name order, each with its latest
     /// revocation time if it has one.
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError>;
+
+    // Push targets (docs/PROTOCOL.md, "Push notifications"; docs/STORAGE.md,
+    // "Push targets"): at most one per named device, outside `commit` like
+    // the devices above.
+
+    /// Set `user`'s `device`'s push target, replacing the one it had, or
+    /// remove it (`None`; removing a missing one changes nothing). Durable
+    /// once it returns.
+    fn set_push_target(&self, user: UserId, device: DeviceName, target: Option<&PushTarget>) -> Result<(), StoreError>;
+
+    /// The push targets of every device of `users`, as `(user, device,
+    /// target)` in no particular order; users without one have no entry.
+    /// Batched: the push worker asks for the recipients of many messages at
+    /// once.
+    fn push_targets(&self, users: &[UserId]) -> Result<Vec<(UserId, DeviceName, PushTarget)>, StoreError>;
+
+    /// Remove `user`'s `device`'s push target only if its token is still
+    /// `token`; true if one was removed. For a token a provider reported
+    /// dead: the device may have registered a new one meanwhile, which
+    /// stays. Atomic with respect to [`MessageStore::set_push_target`].
+    fn remove_push_target_if(&self, user: UserId, device: DeviceName, token: &str) -> Result<bool, StoreError>;
 
     /// Whether every inbox's positions are 1, 2, 3, ... in commit order,
     /// with no position skipped, whatever number of writers share the

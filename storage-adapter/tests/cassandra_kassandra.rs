@@ -27,8 +27,8 @@ use chatgw_protocol::{
     ConversationId, DeviceName, Group, GroupId, Member, Message, MessageId, MessageKind, Snowflake, UserId,
 };
 use chatgw_storage::{
-    CassandraStore, DeviceNote, DeviceRecord, GroupVersion, InboxPos, MessageStore, StoreError, Write, WriteFailure,
-    CASSANDRA_SCHEMA_VERSION,
+    CassandraStore, DeviceNote, DeviceRecord, GroupVersion, InboxPos, MessageStore, PushProvider, PushTarget,
+    StoreError, Write, WriteFailure, CASSANDRA_SCHEMA_VERSION,
 };
 
 /// A kassandra process; killed when dropped (it also exits when its
@@ -626,4 +626,47 @@ fn hidden_marks_read_back_per_user_and_pass_the_check() {
     assert_eq!(s.hidden_marks(UserId(1), &keys).unwrap(), vec![None, None], "another user's marks are their own");
     let r = s.check_integrity().unwrap();
     assert!(r.violations.iter().all(|v| !v.problem.contains("hidden")), "{:?}", r.violations);
+}
+
+/// Push targets on a real CQL server: plain writes and per-user partition
+/// reads; the conditional removal runs where the server takes lightweight
+/// transactions (the conformance case checks it on a live node).
+#[test]
+fn push_targets_are_written_replaced_read_in_a_batch_and_removed() {
+    let Some(k) = Kassandra::start("push_targets") else { return };
+    let url = url(&k.addr);
+    CassandraStore::init(&url).unwrap();
+    let s = CassandraStore::open(&url).unwrap();
+    let dev = |n| DeviceName::new(n).unwrap();
+    let target = |provider, token: &str| PushTarget { provider, token: token.to_owned() };
+    assert!(s.push_targets(&[UserId(7)]).unwrap().is_empty());
+    s.set_push_target(UserId(7), dev("phone"), Some(&target(PushProvider::Apns, "a1"))).unwrap();
+    s.set_push_target(UserId(7), dev("laptop"), Some(&target(PushProvider::Webhook, "w1"))).unwrap();
+    s.set_push_target(UserId(8), dev("phone"), Some(&target(PushProvider::Fcm, "f1"))).unwrap();
+    s.set_push_target(UserId(7), dev("phone"), Some(&target(PushProvider::Fcm, "a2"))).unwrap();
+    let other = CassandraStore::open(&url).unwrap();
+    let mut all = other.push_targets(&[UserId(8), UserId(7), UserId(9), UserId(7)]).unwrap();
+    all.sort_by_key(|t| (t.0, t.1));
+    assert_eq!(
+        all,
+        vec![
+            (UserId(7), dev("laptop"), target(PushProvider::Webhook, "w1")),
+            (UserId(7), dev("phone"), target(PushProvider::Fcm, "a2")),
+            (UserId(8), dev("phone"), target(PushProvider::Fcm, "f1")),
+        ]
+    );
+    s.set_push_target(UserId(7), dev("laptop"), None).unwrap();
+    s.set_push_target(UserId(7), dev("tablet"), None).unwrap();
+    assert_eq!(
+        other.push_targets(&[UserId(7)]).unwrap(),
+        vec![(UserId(7), dev("phone"), target(PushProvider::Fcm, "a2"))]
+    );
+    match s.remove_push_target_if(UserId(7), dev("phone"), "a1") {
+        Ok(removed) => {
+            assert!(!removed, "an old token removes nothing");
+            assert!(s.remove_push_target_if(UserId(7), dev("phone"), "a2").unwrap());
+            assert!(s.push_targets(&[UserId(7)]).unwrap().is_empty());
+        }
+        Err(e) => eprintln!("push_targets: conditional removal not taken by this server: {e}"),
+    }
 }

@@ -96,6 +96,23 @@ impl MessageStore for CountingStore {
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
         self.inner.devices(user)
     }
+    fn set_push_target(
+        &self,
+        user: UserId,
+        device: DeviceName,
+        target: Option<&chatgw_storage::PushTarget>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_push_target(user, device, target)
+    }
+    fn push_targets(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, DeviceName, chatgw_storage::PushTarget)>, StoreError> {
+        self.inner.push_targets(users)
+    }
+    fn remove_push_target_if(&self, user: UserId, device: DeviceName, token: &str) -> Result<bool, StoreError> {
+        self.inner.remove_push_target_if(user, device, token)
+    }
     fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
         self.inner.set_block(blocker, target, on)
     }

@@ -89,6 +89,7 @@ impl<S> Engine<S> {
                 // sync (a catch-up's pages are sync pages), and gets no live
                 // events until then.
                 self.leave_catch_up(slot);
+                self.not_live(slot);
                 if let Some(c) = self.conns.get_mut(slot) {
                     c.syncing = false;
                     c.subscribed = false;
@@ -106,6 +107,7 @@ impl<S> Engine<S> {
                 | QueryRequest::MessageInfo { origin, .. }
                 | QueryRequest::Devices { origin, .. }
                 | QueryRequest::LogoutDevice { origin, .. }
+                | QueryRequest::SetPush { origin, .. }
                 | QueryRequest::Conversations { origin, .. }
                 | QueryRequest::Members { origin, .. },
             )

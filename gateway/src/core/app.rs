@@ -5,8 +5,10 @@
 //! for writes and in the readers for reads. This file only routes.
 
 use chatgw_protocol::{
-    close, server, ClientFrame, ConversationId, ConversationRef, DeleteScope, ErrorCode, ProtocolError, UserId,
+    close, server, ClientFrame, ConversationId, ConversationRef, DeleteScope, ErrorCode, ProtocolError, PushTarget,
+    UserId,
 };
+use chatgw_router::Endpoint;
 use chatgw_storage::InboxPos;
 
 use super::{
@@ -153,6 +155,11 @@ impl<S> Engine<S> {
             ClientFrame::LogoutDevice { device } => {
                 return self.actions.push(Action::Query(QueryRequest::LogoutDevice { origin, user: me, device }));
             }
+            ClientFrame::RegisterPush { provider, token } => {
+                let target = PushTarget { provider, token: token.into_owned() };
+                return self.push_request(slot, origin, me, Some(target));
+            }
+            ClientFrame::UnregisterPush => return self.push_request(slot, origin, me, None),
             ClientFrame::Conversations { before, limit } => {
                 let q = QueryRequest::Conversations { origin, user: me, before, limit };
                 return self.actions.push(Action::Query(q));
@@ -176,6 +183,19 @@ impl<S> Engine<S> {
         };
         // A refusal (queue full or gone) comes back through `on_action_refused`.
         self.actions.push(Action::Commit(request));
+    }
+
+    /// `register_push` (`Some`) or `unregister_push`: for the readers if
+    /// the connection's token names a device, refused if it does not.
+    fn push_request(&mut self, slot: usize, origin: Endpoint, me: UserId, target: Option<PushTarget>) {
+        let Some((device, token_iat)) = self.named(slot) else {
+            let e = ProtocolError::new(
+                ErrorCode::NotAllowed,
+                "push targets belong to named devices: connect with a token whose `dev` claim names this device",
+            );
+            return self.send_error(slot, &e);
+        };
+        self.actions.push(Action::Query(QueryRequest::SetPush { origin, user: me, device, token_iat, target }));
     }
 
     /// Answer a refused frame with an `error`; a connection that collects

@@ -19,7 +19,11 @@ use std::{
 use chatgw_router::Directory;
 
 use crate::{
-    auth::TokenKey, config::Config, devices::recorder::DeviceNotes, limits::Limits, metrics::Metrics,
+    auth::TokenKey,
+    config::Config,
+    devices::{live::LiveDevices, recorder::DeviceNotes},
+    limits::Limits,
+    metrics::Metrics,
     revoke::Revocations,
 };
 
@@ -81,6 +85,8 @@ pub(crate) struct CoreContext {
     pub(crate) revocations: Arc<Revocations>,
     /// Where named devices' connections are noted (`devices::recorder`).
     pub(crate) device_notes: DeviceNotes,
+    /// Named devices with a live connection (`devices::live`).
+    pub(crate) live_devices: LiveDevices,
     /// TCP connections held by all cores, against `max_connections`.
     pub(crate) connections: Arc<AtomicUsize>,
 }
@@ -97,6 +103,7 @@ impl CoreContext {
             directory: Arc::new(Directory::with_capacity(16)),
             limits: Arc::new(Limits::new(config)),
             device_notes,
+            live_devices: LiveDevices::default(),
             metrics,
             token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
             revocations: Arc::new(Revocations::default()),

@@ -74,11 +74,12 @@ pub(crate) struct Engine<S> {
     /// Connections waiting for a catch-up read and the reads in flight
     /// (see `catch_up`).
     pub(super) catch_ups: CatchUps,
-    /// Slot to device hash (`DeviceName::hash32`) of the open connections
-    /// whose token names a device; unnamed ones are not here. Beside the
-    /// slab rather than in each record, which has no room to spare (see
-    /// `conn`'s size test): what closing one device compares (`revoke`).
-    pub(crate) devices: HashMap<usize, u32>,
+    /// Slot to device of the open connections whose token names a device,
+    /// and whether each is live (`named`); unnamed ones are not here.
+    /// Beside the slab rather than in each record, which has no room to
+    /// spare (see `conn`'s size test): what closing one device compares
+    /// (`revoke`).
+    pub(crate) devices: HashMap<usize, super::named::NamedConn>,
     /// The typing limit of each connection that typed (see `ephemeral`).
     pub(super) typing_limits: TypingLimits,
     /// Empty output buffers for reuse (see [`SPARE_OUT_BUFFERS`]).
@@ -120,11 +121,6 @@ impl<S> Engine<S> {
     /// took in [`Engine::flush_with`] once the kernel is done with them).
     pub(crate) fn recycle_out(&mut self, buf: Vec<u8>) {
         keep_spare(&mut self.spare_out, buf);
-    }
-
-    /// The device hash of the connection at `slot`, 0 if it names none.
-    pub(crate) fn device_of(&self, slot: usize) -> u32 {
-        self.devices.get(&slot).copied().unwrap_or(0)
     }
 
     /// Refresh the clock; the driver calls this once per loop turn.
@@ -219,7 +215,9 @@ impl<S> Engine<S> {
         let Some(conn) = self.conns.try_remove(slot) else {
             return;
         };
-        self.devices.remove(&slot);
+        if let Some(d) = self.devices.remove(&slot).filter(|d| d.live) {
+            self.ctx.live_devices.went_away(conn.user, d.device);
+        }
         self.ctx.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.ctx.limits.sources.release(conn.peer);
         if conn.registered {
@@ -290,6 +288,11 @@ impl<S> Engine<S> {
         if c.phase == Phase::Closing {
             return;
         }
+        // A closing connection gets no more live events.
+        self.not_live(slot);
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
         frame::put_close(&mut c.outbuf, code, reason);
         c.phase = Phase::Closing;
         c.opened_at = self.now;
@@ -402,6 +405,7 @@ impl<S> Engine<S> {
                     // No live events until the device syncs again, so its
                     // cursor never jumps over what the failed page held.
                     self.leave_catch_up(slot);
+                    self.not_live(slot);
                     if let Some(c) = self.conns.get_mut(slot) {
                         c.syncing = false;
                         c.subscribed = false;

@@ -47,11 +47,23 @@ impl Harness {
     /// An engine over `config` (tweaked by `tune`) with one connection of
     /// [`USER`], upgraded with a real token; its `welcome` is read.
     pub(crate) fn connect(tune: impl FnOnce(&mut Config)) -> Self {
+        Self::connect_as(tune, None)
+    }
+
+    /// [`Harness::connect`] with a token naming `device` (its `dev`).
+    pub(crate) fn connect_device(device: &str) -> Self {
+        Self::connect_as(|_| {}, Some(device))
+    }
+
+    fn connect_as(tune: impl FnOnce(&mut Config), device: Option<&str>) -> Self {
         let mut config = Config::new(SocketAddr::from(([127, 0, 0, 1], 0)), PathBuf::from("unused"), "secret".into());
         config.workers = 1;
         tune(&mut config);
         let ctx = CoreContext::standalone(&config);
-        let token = ctx.token_key.mint(USER, unix_now() + 3600);
+        let token = match device.and_then(chatgw_protocol::DeviceName::new) {
+            Some(d) => ctx.token_key.mint_device(USER, d, unix_now() - 60, unix_now() + 3600),
+            None => ctx.token_key.mint(USER, unix_now() + 3600),
+        };
         let mut engine = Engine::new(0, ctx);
         engine.update_clock();
         let slot = engine.accept(FakeSocket { room: usize::MAX }, std::net::IpAddr::from([127, 0, 0, 1]));

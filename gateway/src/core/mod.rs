@@ -16,14 +16,15 @@
 //! its requests to other threads and their refusals; `conn` is one
 //! connection's state; `http` the request before the
 //! upgrade; `frames` the WebSocket frame layer; `app` the protocol frames;
-//! `engine` the table of connections, `ephemeral` presence and typing
+//! `engine` the table of connections, `named` the device each names and
+//! whether it is live, `ephemeral` presence and typing
 //! frames (and the typing limit), mailbox events, timers and flushing;
 //! `paging` the pages of a sync or a catch-up; `catch_up` reading missed
 //! live events from the store (a gap in dense positions, or when asked);
 //! `mailbox` draining the core's mailbox and its bound; `timers` the wheel
 //! of connection deadlines and `ticks` what the engine does when one comes.
 //! Under test: `harness` drives one engine over a fake socket; `sync_tests`,
-//! `catch_up_tests` and `action_tests` pin the sync/live-cursor rules and the answers to
+//! `catch_up_tests`, `named_tests` and `action_tests` pin the sync/live-cursor rules and the answers to
 //! refused actions.
 
 mod action;
@@ -42,6 +43,9 @@ mod frames;
 pub(crate) mod harness;
 mod http;
 mod mailbox;
+mod named;
+#[cfg(test)]
+mod named_tests;
 mod paging;
 mod revoked;
 #[cfg(test)]

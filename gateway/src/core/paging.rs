@@ -105,6 +105,7 @@ impl<S> Engine<S> {
                 SyncCursor::Resolving | SyncCursor::Resolved => server::synced(&mut p, c.cursor),
             }
             self.queue_frame(slot, Opcode::Text, &p);
+            self.now_live(slot);
         }
     }
 }

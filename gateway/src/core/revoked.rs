@@ -20,7 +20,7 @@ impl<S> Engine<S> {
     /// in the cache now, so it is seen here.
     pub(super) fn registered(&mut self, slot: usize, claims: &Claims) {
         if let Some(device) = claims.device {
-            self.devices.insert(slot, device.hash32());
+            self.devices.insert(slot, super::named::NamedConn { device, live: false, token_iat: claims.iat });
         }
         match self.ctx.revocations.refusal(claims) {
             Some(AuthError::DeviceRevoked) => self.device_revoked(slot),

@@ -5,10 +5,15 @@
 //! - `recorder`: notes that a named device connected (first seen, last
 //!   active) off the event loop, batched, at most once a minute per device;
 //! - `requests`: the `devices` and `logout_device` frames, served by the
-//!   reader threads (both touch the store).
+//!   reader threads (both touch the store), and `register_push` /
+//!   `unregister_push` (`push`);
+//! - `live`: which named devices have a live connection now, kept by the
+//!   cores, read by the push worker and the admin listener.
 //!
 //! Revoking a device (from the admin listener or `logout_device`) is the
 //! session revocation of `revoke`, one level down.
 
+pub(crate) mod live;
+pub(crate) mod push;
 pub(crate) mod recorder;
 pub(crate) mod requests;

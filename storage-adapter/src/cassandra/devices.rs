@@ -7,12 +7,20 @@
 //! partition, merges and writes (last-write-wins has no `GREATEST`): two
 //! gateways noting the same device in the same moment may leave the older
 //! of their two last active times, at most the recorder's minute behind.
+//!
+//! `push_targets` holds one row per `(user_id, device)`. Registering and
+//! unregistering are plain writes; removing a token a provider reported
+//! dead is a lightweight transaction (`IF token = ?`), so a token
+//! registered meanwhile stays. Plain writes and a transaction on one row
+//! are ordered by their timestamps, which come from different clocks: a
+//! registration within clock skew of a conditional removal may lose to it
+//! (the device registers again on its next start).
 
 use std::collections::HashMap;
 
-use chatgw_protocol::{DeviceName, UserId};
+use chatgw_protocol::{DeviceName, PushProvider, PushTarget, UserId};
 
-use super::Cql;
+use super::{answer::Answer, Cql};
 use crate::{
     devices::{merged, DeviceNote, DeviceRecord},
     StoreError,
@@ -100,4 +108,50 @@ pub(super) async fn devices(c: &Cql, user: UserId) -> Result<Vec<DeviceRecord>> 
         .collect::<Result<Vec<_>>>()?;
     out.sort_by_key(|r| r.device);
     Ok(out)
+}
+
+const SET_PUSH_TARGET: &str = "INSERT INTO {ks}.push_targets (user_id, device, provider, token) VALUES (?, ?, ?, ?)";
+const UNSET_PUSH_TARGET: &str = "DELETE FROM {ks}.push_targets WHERE user_id = ? AND device = ?";
+const USER_PUSH_TARGETS: &str = "SELECT device, provider, token FROM {ks}.push_targets WHERE user_id = ?";
+/// Conditional: only a lightweight transaction compares and deletes in one
+/// step.
+const REMOVE_PUSH_TARGET_IF: &str = "DELETE FROM {ks}.push_targets WHERE user_id = ? AND device = ? IF token = ?";
+
+pub(super) async fn set_push_target(
+    c: &Cql,
+    user: UserId,
+    device: DeviceName,
+    target: Option<&PushTarget>,
+) -> Result<()> {
+    let key = (user.0 as i64, device.as_str().to_owned());
+    let written = match target {
+        Some(t) => c.execute(SET_PUSH_TARGET, (key.0, key.1, t.provider.as_str(), t.token.as_str())).await,
+        None => c.execute(UNSET_PUSH_TARGET, key).await,
+    };
+    written.map(|_| ()).map_err(|e| StoreError::backend("write push target", e))
+}
+
+/// One partition read per user, all in flight at once.
+pub(super) async fn push_targets(c: &Cql, users: &[UserId]) -> Result<Vec<(UserId, DeviceName, PushTarget)>> {
+    let mut unique = users.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let reads =
+        unique.iter().map(|u| c.rows::<(String, String, String)>("push_targets", USER_PUSH_TARGETS, (u.0 as i64,)));
+    let per_user = futures::future::try_join_all(reads).await?;
+    let mut out = Vec::new();
+    for (user, rows) in unique.into_iter().zip(per_user) {
+        for (device, provider, token) in rows {
+            let provider = PushProvider::from_name(&provider)
+                .ok_or(StoreError::Corrupt { table: "push_targets", what: "not a push provider" })?;
+            out.push((user, name(&device, "push_targets")?, PushTarget { provider, token }));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn remove_push_target_if(c: &Cql, user: UserId, device: DeviceName, token: &str) -> Result<bool> {
+    let fail = |e| StoreError::backend("remove push target", e);
+    let result = c.execute(REMOVE_PUSH_TARGET_IF, (user.0 as i64, device.as_str(), token)).await.map_err(fail)?;
+    Ok(Answer::of(result).map_err(fail)?.applied)
 }

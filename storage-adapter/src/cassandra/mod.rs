@@ -48,7 +48,7 @@ use std::{
     time::Duration,
 };
 
-use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, PushTarget, UserId};
 pub(crate) use failure::CqlError;
 use futures::{stream, StreamExt};
 pub use options::{CassandraOptions, Replication, UrlError};
@@ -404,6 +404,24 @@ impl MessageStore for CassandraStore {
 
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
         self.runtime.block_on(devices::devices(&self.cql, user))
+    }
+
+    fn set_push_target(&self, user: UserId, device: DeviceName, target: Option<&PushTarget>) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.runtime.block_on(devices::set_push_target(&self.cql, user, device, target))
+    }
+
+    fn push_targets(&self, users: &[UserId]) -> Result<Vec<(UserId, DeviceName, PushTarget)>, StoreError> {
+        self.runtime.block_on(devices::push_targets(&self.cql, users))
+    }
+
+    fn remove_push_target_if(&self, user: UserId, device: DeviceName, token: &str) -> Result<bool, StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.runtime.block_on(devices::remove_push_target_if(&self.cql, user, device, token))
     }
 
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {

@@ -24,7 +24,9 @@
 //! stays. A keyspace made by an older release needs that `init` before a
 //! gateway of this release takes `block` requests. The same holds for
 //! `contacts_only` (who takes direct messages from contacts only) and
-//! `set_direct_from` requests.
+//! `set_direct_from` requests. Push targets (`push_targets`) too: a
+//! keyspace of an older release needs `init` before a gateway of this
+//! release takes `register_push`.
 //!
 //! Hidden marks (`hidden`, delete for me) came the same way as block
 //! lists: a new table that nothing else reads, created by `init` on an
@@ -114,6 +116,11 @@ pub(super) const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS blocks (
         blocker bigint, blocked bigint,
         PRIMARY KEY (blocker, blocked)
+    )",
+    // A push target per named device: new, nothing else reads it.
+    "CREATE TABLE IF NOT EXISTS push_targets (
+        user_id bigint, device text, provider text, token text,
+        PRIMARY KEY (user_id, device)
     )",
     // Who takes direct messages from contacts only: new, nothing else reads it.
     "CREATE TABLE IF NOT EXISTS contacts_only (user_id bigint PRIMARY KEY)",

@@ -22,6 +22,7 @@ mod inbox_retention;
 mod outbox;
 mod outcomes;
 mod postgres_server;
+mod push_targets;
 mod retention;
 mod revocations;
 
@@ -51,6 +52,7 @@ pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
 };
 pub use postgres_server::TestPostgres;
+pub use push_targets::push_targets_are_per_device_and_removed_only_by_their_token;
 pub use retention::sweep_removes_expired_idempotency_keys;
 pub use revocations::revocations_are_durable_shared_and_never_move_back;
 
@@ -139,6 +141,7 @@ macro_rules! for_each_conformance_case {
             block_lists,
             direct_message_settings,
             devices_are_noted_and_revoked,
+            push_targets_are_per_device_and_removed_only_by_their_token,
             conversation_list_and_unread_counts,
             inbox_sweep_removes_a_prefix_and_keeps_positions,
             amendments_replace_the_message_everywhere,

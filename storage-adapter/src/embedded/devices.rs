@@ -20,7 +20,7 @@ use crate::{
     StoreError,
 };
 
-fn key(user: UserId, device: DeviceName) -> Vec<u8> {
+pub(super) fn key(user: UserId, device: DeviceName) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + device.as_str().len());
     k.extend_from_slice(&user.0.to_be_bytes());
     k.extend_from_slice(device.as_str().as_bytes());
@@ -28,7 +28,7 @@ fn key(user: UserId, device: DeviceName) -> Vec<u8> {
 }
 
 /// The user and device of a key.
-fn split(k: &[u8], table: &'static str) -> Result<(UserId, DeviceName), StoreError> {
+pub(super) fn split(k: &[u8], table: &'static str) -> Result<(UserId, DeviceName), StoreError> {
     let corrupt = || StoreError::Corrupt { table, what: "key is not a user id and a device name" };
     let user = k.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).ok_or_else(corrupt)?;
     let name = k.get(8..).and_then(|b| std::str::from_utf8(b).ok()).and_then(DeviceName::new).ok_or_else(corrupt)?;

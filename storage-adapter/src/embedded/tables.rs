@@ -50,6 +50,10 @@ pub(super) struct Tables {
     /// Named devices and their revocations (see `devices`).
     pub(super) devices: Keyspace,
     pub(super) device_revocations: Keyspace,
+    /// A push target per named device (see `push_targets`), and the lock
+    /// its writes take.
+    pub(super) push_targets: Keyspace,
+    pub(super) push_targets_writes: std::sync::Mutex<()>,
     /// `(user, conversation, message)` to the event that hid the message
     /// from that user (`Write::Hide`).
     pub(super) hidden: Keyspace,
@@ -138,6 +142,8 @@ impl Tables {
             revocations: ks("revocations")?,
             devices: ks("devices")?,
             device_revocations: ks("device_revocations")?,
+            push_targets: ks("push_targets")?,
+            push_targets_writes: std::sync::Mutex::new(()),
             hidden: ks("hidden")?,
             outbox: ks("outbox")?,
             outbox_head: AtomicU64::new(0),

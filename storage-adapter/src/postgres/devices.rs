@@ -4,10 +4,14 @@
 //! revocation time. Every write is one upsert that never moves a time the
 //! wrong way (`LEAST`/`GREATEST`), so two gateways noting the same device at
 //! once, or a write retried after a lost answer, agree.
+//!
+//! `push_targets` holds a device's push target, one row per
+//! `(user_id, device)`: a new table nothing else reads, so it needed no new
+//! schema version (`init` creates it, like `contacts_only`).
 
 use std::collections::HashMap;
 
-use chatgw_protocol::{DeviceName, UserId};
+use chatgw_protocol::{DeviceName, PushProvider, PushTarget, UserId};
 
 use super::{pg_u64, pool::Connection};
 use crate::{
@@ -99,4 +103,58 @@ pub(super) fn decode(rows: Vec<DeviceRow>) -> std::result::Result<Vec<DeviceReco
         .collect::<std::result::Result<Vec<_>, StoreError>>()?;
     out.sort_by_key(|r| r.device);
     Ok(out)
+}
+
+/// A `push_targets` row: user, device name, provider name, token.
+pub(super) type PushRow = (UserId, String, String, String);
+
+/// Upsert or delete one device's push target (one autocommitted statement).
+pub(super) fn set_push_target(
+    c: &mut Connection,
+    user: UserId,
+    device: DeviceName,
+    target: Option<&PushTarget>,
+) -> Result<()> {
+    match target {
+        Some(t) => {
+            let s = c.prepared(
+                "INSERT INTO push_targets (user_id, device, provider, token) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (user_id, device) DO UPDATE SET provider = EXCLUDED.provider, token = EXCLUDED.token",
+            )?;
+            c.client().execute(&s, &[&pg_u64(user.0), &device.as_str(), &t.provider.as_str(), &t.token])?;
+        }
+        None => {
+            let s = c.prepared("DELETE FROM push_targets WHERE user_id = $1 AND device = $2")?;
+            c.client().execute(&s, &[&pg_u64(user.0), &device.as_str()])?;
+        }
+    }
+    Ok(())
+}
+
+/// Every target of `users`, one statement.
+pub(super) fn push_targets(c: &mut Connection, users: &[UserId]) -> Result<Vec<PushRow>> {
+    let s = c.prepared("SELECT user_id, device, provider, token FROM push_targets WHERE user_id = ANY($1::int8[])")?;
+    let keys: Vec<i64> = users.iter().map(|u| pg_u64(u.0)).collect();
+    let rows = c.client().query(&s, &[&keys])?;
+    Ok(rows.iter().map(|r| (UserId(r.get::<_, i64>(0) as u64), r.get(1), r.get(2), r.get(3))).collect())
+}
+
+/// Delete the target only if its token is `token`: one statement, so a
+/// registration cannot come between the comparison and the delete.
+pub(super) fn remove_push_target_if(c: &mut Connection, user: UserId, device: DeviceName, token: &str) -> Result<bool> {
+    let s = c.prepared("DELETE FROM push_targets WHERE user_id = $1 AND device = $2 AND token = $3")?;
+    Ok(c.client().execute(&s, &[&pg_u64(user.0), &device.as_str(), &token])? > 0)
+}
+
+/// [`push_targets`]' rows, checked on the way out.
+pub(super) fn decode_push_targets(
+    rows: Vec<PushRow>,
+) -> std::result::Result<Vec<(UserId, DeviceName, PushTarget)>, StoreError> {
+    rows.into_iter()
+        .map(|(user, device, provider, token)| {
+            let provider = PushProvider::from_name(&provider)
+                .ok_or(StoreError::Corrupt { table: "push_targets", what: "not a push provider" })?;
+            Ok((user, name(&device, "push_targets")?, PushTarget { provider, token }))
+        })
+        .collect()
 }

@@ -33,7 +33,7 @@ use std::{
     time::Duration,
 };
 
-use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, PushTarget, UserId};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 pub(crate) use self::pool::cause_of;
@@ -478,6 +478,31 @@ impl MessageStore for PostgresStore {
 
     fn devices(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
         devices::decode(self.read("read devices", |c| devices::devices(c, user))?)
+    }
+
+    fn set_push_target(&self, user: UserId, device: DeviceName, target: Option<&PushTarget>) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.read("write push target", |c| devices::set_push_target(c, user, device, target))
+    }
+
+    fn push_targets(&self, users: &[UserId]) -> Result<Vec<(UserId, DeviceName, PushTarget)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut unique = users.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        devices::decode_push_targets(self.read("read push targets", |c| devices::push_targets(c, &unique))?)
+    }
+
+    /// A retry after a lost answer may find the row gone and answer false.
+    fn remove_push_target_if(&self, user: UserId, device: DeviceName, token: &str) -> Result<bool, StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.read("remove push target", |c| devices::remove_push_target_if(c, user, device, token))
     }
 
     fn sweep_inboxes(

@@ -50,6 +50,10 @@
 //! Who may send a user direct messages (`contacts_only`, one row per user
 //! who takes them from contacts only) needed no new version either: a new
 //! table nothing else reads, created by [`TABLES`] like `revocations`.
+//! Nor did push targets (`push_targets`, one row per `(user_id, device)`
+//! with its provider and token), for the same reason: a database an older
+//! release initialised gets the table from `init`, which is safe to run
+//! again.
 //!
 //! The event outbox (`outbox`, `outbox_heads`, `outbox_cursors`, per node
 //! id; see `postgres::outbox`) needed no new version either, for the same
@@ -140,6 +144,13 @@ CREATE TABLE IF NOT EXISTS device_revocations (
     user_id bigint NOT NULL,
     device text NOT NULL,
     at bigint NOT NULL,
+    PRIMARY KEY (user_id, device)
+);
+CREATE TABLE IF NOT EXISTS push_targets (
+    user_id bigint NOT NULL,
+    device text NOT NULL,
+    provider text NOT NULL,
+    token text NOT NULL,
     PRIMARY KEY (user_id, device)
 );
 CREATE TABLE IF NOT EXISTS conversation_list (
