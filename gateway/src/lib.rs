@@ -55,6 +55,7 @@ mod limits;
 mod liveness;
 pub mod metrics;
 mod presence;
+pub mod publisher;
 mod query;
 mod retention;
 mod revoke;
