@@ -1,0 +1,226 @@
+//! The outbox against kassandra, the in-memory CQL server of the tests.
+//!
+//! kassandra cannot run a commit (it ignores the conditions of lightweight
+//! transactions), so these tests append through the very step a commit
+//! ends with ([`Outbox::append`], given the writes and their outcomes) and
+//! check everything else through the store's trait: records, positions
+//! across reopens, cursors, trimming, and a reader paging while several
+//! threads append. The conformance cases run the same through `commit` on
+//! a live node (tests/conformance_cassandra.rs). Without the server binary
+//! each test prints why it skipped.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
+
+use super::CassandraStore;
+use crate::{Committed, MessageStore, OutboxDetail, OutboxOptions, OutboxPos, StoreError, Write, WriteOutcome};
+
+struct Kassandra {
+    child: Child,
+    addr: String,
+}
+
+impl Kassandra {
+    fn start(test: &str) -> Option<Self> {
+        let bin = std::env::var_os("CHATGW_KASSANDRA_BIN").map(PathBuf::from).or_else(|| {
+            let cache = std::env::var_os("CHATGW_CACHE_DIR")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/chatgw")))?;
+            Some(cache.join("kassandra/bin/chatgw-kassandra-server")).filter(|p| p.is_file())
+        });
+        let Some(bin) = bin else {
+            eprintln!("{test}: skipped: no kassandra server (run .ci/run, or set CHATGW_KASSANDRA_BIN)");
+            return None;
+        };
+        let mut child = Command::new(&bin).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("address");
+        let addr = line.trim().strip_prefix("listening on ").expect("`listening on ADDR`").to_owned();
+        Some(Kassandra { child, addr })
+    }
+
+    fn url(&self) -> String {
+        format!("cassandra://{}/chatgw_test?replication=simple:1&consistency=one", self.addr)
+    }
+}
+
+impl Drop for Kassandra {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn open(k: &Kassandra) -> CassandraStore {
+    let s = CassandraStore::open(&k.url()).expect("open");
+    s.enable_outbox(OutboxOptions { bodies: true, node: 7 }).expect("enable");
+    s
+}
+
+fn text(ids: &mut Snowflake, from: u64, to: u64, body: &str) -> Message {
+    let id = ids.next_id();
+    Message {
+        id,
+        conversation: ConversationId::direct(UserId(from), UserId(to)),
+        from: UserId(from),
+        kind: MessageKind::Text,
+        client_id: String::new(),
+        ts: Snowflake::unix_ms(id),
+        body: format!("\"{body}\""),
+        amended: None,
+    }
+}
+
+/// What `commit` does last, with every write applied but the ones named.
+fn append(s: &CassandraStore, writes: &[Write<'_>], duplicates: &[usize]) {
+    let mut committed = Committed::with_capacity(writes.len(), 0);
+    for i in 0..writes.len() {
+        let dup = WriteOutcome::Duplicate {
+            conversation: ConversationId::Group(chatgw_protocol::GroupId(1)),
+            id: MessageId(1),
+        };
+        committed.push(if duplicates.contains(&i) { dup } else { WriteOutcome::Applied }, []);
+    }
+    let outbox = s.outbox.get().expect("enabled");
+    s.runtime.block_on(outbox.append(&s.cql, writes, &committed)).expect("append");
+}
+
+fn events(s: &CassandraStore, after: u64) -> Vec<MessageId> {
+    s.outbox_after(OutboxPos(after), 1000).expect("read").iter().map(|r| r.event).collect()
+}
+
+#[test]
+fn records_positions_cursors_and_trimming_across_reopens() {
+    let Some(k) = Kassandra::start("outbox") else { return };
+    CassandraStore::init(&k.url()).expect("init");
+    let plain = CassandraStore::open(&k.url()).unwrap();
+    let refused = plain.set_outbox_cursor("kafka", OutboxPos(1));
+    assert!(matches!(refused, Err(StoreError::Unsupported { .. })), "{refused:?}");
+
+    let s = open(&k);
+    assert_eq!(s.outbox_head().unwrap(), OutboxPos(0));
+    let mut ids = Snowflake::new(7);
+    let both = [UserId(1), UserId(2)];
+    let m: Vec<Message> = (0..5).map(|i| text(&mut ids, 1, 2, &format!("m{i}"))).collect();
+    let writes: Vec<Write<'_>> =
+        m.iter().map(|message| Write::Message { message, inboxes: &both, membership: None }).collect();
+    append(&s, &writes, &[1]);
+    let want = vec![m[0].id, m[2].id, m[3].id, m[4].id];
+    assert_eq!(events(&s, 0), want, "one per applied write, in batch order");
+    let records = s.outbox_after(OutboxPos(0), 1000).unwrap();
+    assert_eq!(records.iter().map(|r| r.pos.0).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(records[0].recipients, vec![UserId(2)]);
+    assert!(matches!(&records[0].detail, OutboxDetail::Message { body: Some(b), .. } if *b == m[0].body));
+    assert_eq!(s.outbox_head().unwrap(), OutboxPos(4));
+    assert_eq!(events(&s, 2), want[2..].to_vec(), "pages after a position");
+    assert_eq!(s.outbox_after(OutboxPos(1), 2).unwrap(), records[1..3].to_vec(), "at most the limit");
+
+    // Cursors: per consumer, never back; records go once all are past them.
+    s.set_outbox_cursor("push", OutboxPos(0)).unwrap();
+    s.set_outbox_cursor("kafka", OutboxPos(4)).unwrap();
+    assert_eq!(events(&s, 0).len(), 4, "the push cursor still needs every record");
+    s.set_outbox_cursor("push", OutboxPos(2)).unwrap();
+    s.set_outbox_cursor("push", OutboxPos(1)).unwrap();
+    assert_eq!(s.outbox_cursor("push").unwrap(), OutboxPos(2), "a cursor never moves back");
+    assert_eq!(events(&s, 0), want[2..].to_vec(), "records both consumers are done with are gone");
+    s.set_outbox_cursor("push", OutboxPos(4)).unwrap();
+    assert!(events(&s, 0).is_empty());
+    drop(s);
+
+    // Reopened: cursors and head kept, new positions above every old one.
+    let s = open(&k);
+    assert_eq!(s.outbox_cursor("kafka").unwrap(), OutboxPos(4), "cursors are durable");
+    assert_eq!(s.outbox_head().unwrap(), OutboxPos(4), "the head survives removal and reopen");
+    let later = text(&mut ids, 2, 1, "later");
+    append(&s, &[Write::Message { message: &later, inboxes: &both, membership: None }], &[]);
+    let after = s.outbox_after(OutboxPos(0), 10).unwrap();
+    assert_eq!((after.len(), after[0].pos, after[0].event), (1, OutboxPos(5), later.id), "never repeated");
+}
+
+/// Trimming across buckets: whole partitions below the lowest cursor go,
+/// the partial one row by row, and reads resume above the trimmed mark.
+#[test]
+fn trimming_drops_whole_buckets_and_the_rest_row_by_row() {
+    let Some(k) = Kassandra::start("outbox trim") else { return };
+    CassandraStore::init(&k.url()).expect("init");
+    let s = open(&k);
+    let mut ids = Snowflake::new(7);
+    let both = [UserId(1), UserId(2)];
+    let n = super::outbox::BUCKET as usize + 10;
+    let m: Vec<Message> = (0..n).map(|i| text(&mut ids, 1, 2, &format!("m{i}"))).collect();
+    let writes: Vec<Write<'_>> =
+        m.iter().map(|message| Write::Message { message, inboxes: &both, membership: None }).collect();
+    append(&s, &writes, &[]);
+    assert_eq!(s.outbox_head().unwrap(), OutboxPos(n as u64));
+    let cut = super::outbox::BUCKET + 3;
+    s.set_outbox_cursor("kafka", OutboxPos(cut)).unwrap();
+    assert_eq!(events(&s, 0), m[cut as usize..].iter().map(|m| m.id).collect::<Vec<_>>());
+    assert_eq!(events(&s, 5), events(&s, 0), "a reader behind the trimmed mark resumes above it");
+    let runtime = &s.runtime;
+    let rows = |bucket: i64| -> usize {
+        let cql = "SELECT pos FROM chatgw_test.outbox WHERE node = ? AND bucket = ?";
+        runtime.block_on(async {
+            let r = s.cql.session.query_unpaged(cql, (7i32, bucket)).await.unwrap();
+            r.into_rows_result().unwrap().rows::<(i64,)>().unwrap().count()
+        })
+    };
+    assert_eq!(rows(0), 0, "the first bucket is dropped as a partition");
+    assert_eq!(rows(1), n - cut as usize, "the partial bucket keeps what a cursor still needs");
+}
+
+/// Several threads append while a reader pages from the last position it
+/// saw: it ends with every record, none twice.
+#[test]
+fn pager_never_skips_concurrent_appends() {
+    let Some(k) = Kassandra::start("outbox pager") else { return };
+    CassandraStore::init(&k.url()).expect("init");
+    let s = Arc::new(open(&k));
+    let done = AtomicBool::new(false);
+    let seen = std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            let s = s.clone();
+            scope.spawn(move || {
+                let mut ids = Snowflake::new(10 + t as u16);
+                for i in 0..30 {
+                    let m = text(&mut ids, 100 + t, 200 + t, &format!("c{t}-{i}"));
+                    let inboxes = [UserId(100 + t), UserId(200 + t)];
+                    append(&s, &[Write::Message { message: &m, inboxes: &inboxes, membership: None }], &[]);
+                }
+            });
+        }
+        let reader = scope.spawn(|| {
+            let (mut seen, mut after) = (Vec::new(), OutboxPos(0));
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                let page = s.outbox_after(after, 7).unwrap();
+                if let Some(last) = page.last() {
+                    after = last.pos;
+                }
+                let empty = page.is_empty();
+                seen.extend(page.into_iter().map(|r| r.event));
+                if finished && empty {
+                    return seen;
+                }
+            }
+        });
+        while s.outbox_head().unwrap().0 < 120 {
+            std::thread::yield_now();
+        }
+        done.store(true, Ordering::Release);
+        reader.join().unwrap()
+    });
+    assert_eq!(seen.len(), 120, "every record once");
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 120, "none twice");
+}
