@@ -267,7 +267,7 @@ pub struct ServeArgs {
     /// How long after sending its sender may edit a message, counted from the message's ts; 0s refuses every edit [default: 15m].
     #[arg(long, env = "CHATGW_EDIT_WINDOW")]
     pub edit_window: Option<HumanDuration>,
-    /// Publish every committed event to Kafka, `kafka://host:port[,host:port...][/PREFIX]`, topic `<PREFIX>.events` (created beforehand); embedded or PostgreSQL store (docs/EVENTS.md) [default: off; PREFIX chatgw].
+    /// Publish every committed event to Kafka, `kafka://host:port[,host:port...][/PREFIX]`, topic `<PREFIX>.events` (created beforehand); any store (docs/EVENTS.md) [default: off; PREFIX chatgw].
     #[arg(long, env = "CHATGW_EVENTS")]
     pub events: Option<String>,
     /// With --events: put message bodies in the event records (otherwise only their sizes) [default: false].
