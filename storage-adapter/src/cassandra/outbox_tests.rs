@@ -224,3 +224,96 @@ fn pager_never_skips_concurrent_appends() {
     unique.dedup();
     assert_eq!(unique.len(), 120, "none twice");
 }
+
+/// A TCP relay to `target` whose connections can be cut (and new ones
+/// refused) and then allowed again.
+struct Relay {
+    addr: String,
+    cut: Arc<AtomicBool>,
+    open: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn new(target: &str) -> Self {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let addr = listener.local_addr().expect("relay address").to_string();
+        let (cut, open) = (Arc::new(AtomicBool::new(false)), Arc::new(std::sync::Mutex::new(Vec::new())));
+        let (target, c, o) = (target.to_owned(), cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let server = match TcpStream::connect(&target) {
+                    Ok(server) if !c.load(Ordering::SeqCst) => server,
+                    _ => {
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                };
+                let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) =
+                    (client.try_clone(), server.try_clone(), client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                o.lock().unwrap().extend([c3, s3]);
+                for (mut from, mut to) in [(client, s2), (server, c2)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { addr, cut, open }
+    }
+
+    fn cut(&self, on: bool) {
+        self.cut.store(on, Ordering::SeqCst);
+        if on {
+            for s in self.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// An append that fails (the server unreachable) keeps its positions: the
+/// store refuses writes, readers see nothing of it, and `recover` sends it
+/// again at the same positions before the store takes writes, so there is
+/// neither a gap nor a position given twice.
+#[test]
+fn a_failed_append_is_sent_again_at_its_positions_by_recover() {
+    let Some(k) = Kassandra::start("outbox resend") else { return };
+    CassandraStore::init(&k.url()).expect("init");
+    let relay = Relay::new(&k.addr);
+    let url = format!("cassandra://{}/chatgw_test?replication=simple:1&consistency=one&connect_timeout=2s", relay.addr);
+    let s = CassandraStore::open(&url).expect("open");
+    s.enable_outbox(OutboxOptions { bodies: false, node: 3 }).expect("enable");
+    let mut ids = Snowflake::new(3);
+    let both = [UserId(1), UserId(2)];
+    let m: Vec<Message> = (0..5).map(|i| text(&mut ids, 1, 2, &format!("m{i}"))).collect();
+    let w = |i: usize| Write::Message { message: &m[i], inboxes: &both, membership: None };
+    append(&s, &[w(0), w(1)], &[]);
+
+    relay.cut(true);
+    let mut committed = Committed::with_capacity(2, 0);
+    committed.push(WriteOutcome::Applied, []);
+    committed.push(WriteOutcome::Applied, []);
+    let outbox = s.outbox.get().unwrap();
+    let failed = s.runtime.block_on(outbox.append(&s.cql, &[w(2), w(3)], &committed));
+    assert!(failed.is_err(), "nothing reachable");
+    s.set_failure(Some(failed.unwrap_err().failure()));
+    assert!(s.recover().is_err(), "still unreachable");
+    relay.cut(false);
+    let mut tries = 0;
+    while let Err(e) = s.recover() {
+        tries += 1;
+        assert!(tries < 100, "recover keeps failing: {e}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let got = s.outbox_after(OutboxPos(0), 10).unwrap();
+    let pairs: Vec<(u64, MessageId)> = got.iter().map(|r| (r.pos.0, r.event)).collect();
+    assert_eq!(pairs, vec![(1, m[0].id), (2, m[1].id), (3, m[2].id), (4, m[3].id)], "sent again where they were");
+    assert!(matches!(got[2].detail, OutboxDetail::Message { body: None, .. }), "no bodies asked for");
+    append(&s, &[w(4)], &[]);
+    assert_eq!(s.outbox_after(OutboxPos(4), 10).unwrap()[0].pos, OutboxPos(5), "the next append follows");
+}
