@@ -12,12 +12,19 @@
 //! visible later, without any order or range from the server. Appends are
 //! serialised by a lock in the handle, so heads only grow.
 //!
-//! Why positions do not repeat: the head is durable and read at enable; a
-//! crash between the records and the head leaves records above the head
-//! that no reader returned, which the next process overwrites at the same
-//! positions. A failed append keeps its records and re-sends them (same
-//! positions, same bytes: idempotent) before anything else is appended, so
-//! a commit reported failed cannot leave a gap or a hidden record either.
+//! Why positions do not repeat: the head is durable and read at enable,
+//! and a handle numbers from [`SKIP`] positions above it. A process that
+//! died between its records and its head (or whose head write timed out
+//! and lands late) left at most [`SKIP`] records above the head (appends
+//! are sent that many at a time, each followed by its head); they are never
+//! overwritten, and are read (they describe writes that were applied) once
+//! the next head passes them. One of them that lands only after a reader
+//! passed its position is not published: it belongs to a commit whose
+//! `sent` was never given. Readers skip positions
+//! that hold nothing, so the skipped ones cost one point read each, once.
+//! A failed append keeps its records and re-sends them (same positions,
+//! same bytes: idempotent) before anything else is appended, so a commit
+//! reported failed cannot leave a hidden record either.
 //!
 //! Partitions: records live in partitions of one node and one bucket of
 //! [`BUCKET`] positions, so none grows without bound and trimming drops
@@ -36,8 +43,17 @@ use crate::{outbox, Committed, OutboxOptions, OutboxPos, OutboxRecord, StoreErro
 /// Positions per partition.
 pub(super) const BUCKET: u64 = 1024;
 
+/// Positions a handle leaves unused above the head it read at enable:
+/// more than the records of one append, so a late write of an append cut
+/// short is never overwritten.
+pub(super) const SKIP: u64 = 4096;
+
+/// Fewest positions one step of a read looks at, so a run of skipped
+/// positions is crossed in few steps.
+const WINDOW: u64 = 256;
+
 const APPEND: &str = "INSERT INTO {ks}.outbox (node, bucket, pos, record) VALUES (?, ?, ?, ?)";
-const RECORD: &str = "SELECT record FROM {ks}.outbox WHERE node = ? AND bucket = ? AND pos = ?";
+const RECORD: &str = "SELECT pos, record FROM {ks}.outbox WHERE node = ? AND bucket = ? AND pos = ?";
 const DROP_BUCKET: &str = "DELETE FROM {ks}.outbox WHERE node = ? AND bucket = ?";
 const DROP_RECORD: &str = "DELETE FROM {ks}.outbox WHERE node = ? AND bucket = ? AND pos = ?";
 const SET_HEAD: &str = "INSERT INTO {ks}.outbox_heads (node, pos) VALUES (?, ?)";
@@ -100,6 +116,7 @@ impl Outbox {
             },
             other => other,
         })?;
+        let head = head.saturating_add(SKIP);
         Ok(Outbox { options, appender: tokio::sync::Mutex::new(Appender { head, unsent: Vec::new() }) })
     }
 
@@ -117,21 +134,23 @@ impl Outbox {
         self.resend(c, &mut appender).await
     }
 
-    /// Send what a failed append left, if anything.
+    /// Send what is numbered and not yet sent: records, then the head
+    /// above them, at most [`SKIP`] records at a time, so a died process
+    /// leaves no more than that above its head.
     async fn resend(&self, c: &Cql, appender: &mut Appender) -> Result<()> {
-        if appender.unsent.is_empty() {
-            return Ok(());
-        }
         let node = i32::from(self.options.node);
         let fail = |e| StoreError::backend("append to the outbox", e);
-        stream::iter(appender.unsent.iter())
-            .map(|(pos, record)| c.execute(APPEND, (node, bucket(*pos), big(*pos), record.as_slice())))
-            .buffer_unordered(CONCURRENCY)
-            .try_for_each(|_| async { Ok(()) })
-            .await
-            .map_err(fail)?;
-        c.execute(SET_HEAD, (node, big(appender.head))).await.map_err(fail)?;
-        appender.unsent.clear();
+        while let Some(&(last, _)) = appender.unsent.get(SKIP as usize - 1).or(appender.unsent.last()) {
+            let n = appender.unsent.len().min(SKIP as usize);
+            stream::iter(appender.unsent.iter().take(n))
+                .map(|(pos, record)| c.execute(APPEND, (node, bucket(*pos), big(*pos), record.as_slice())))
+                .buffer_unordered(CONCURRENCY)
+                .try_for_each(|_| async { Ok(()) })
+                .await
+                .map_err(fail)?;
+            c.execute(SET_HEAD, (node, big(last))).await.map_err(fail)?;
+            appender.unsent.drain(..n);
+        }
         Ok(())
     }
 
@@ -143,21 +162,32 @@ impl Outbox {
     }
 }
 
-/// Up to `limit` records above `after` and at or below the durable head:
-/// one point read per position, all in flight at once. Positions at or
-/// below the trimmed mark are gone and skipped; one trimmed between the
-/// reads of the marks and of the record is too.
+/// Up to `limit` records above `after` and at or below the durable head,
+/// in windows of point reads, all of a window in flight at once, until
+/// `limit` are found or the head is reached. Positions at or below the
+/// trimmed mark are gone and not read; a position that holds nothing (left
+/// unused at a restart, or trimmed between the reads of the marks and of
+/// the record) is passed.
 pub(super) async fn after(c: &Cql, node: u16, after: OutboxPos, limit: usize) -> Result<Vec<OutboxRecord>> {
     let (head, trimmed) = futures::try_join!(head(c, node), trimmed(c, node))?;
-    let start = after.0.max(trimmed);
-    let end = head.min(start.saturating_add(limit as u64));
-    let reads = (start + 1..=end).map(|pos| async move {
-        let values = (i32::from(node), bucket(pos), big(pos));
-        let rows: Vec<(Vec<u8>,)> = c.rows("outbox", RECORD, values).await?;
-        rows.into_iter().next().map(|(v,)| outbox::decode(OutboxPos(pos), &v)).transpose()
-    });
-    let found: Vec<Option<OutboxRecord>> = stream::iter(reads).buffered(CONCURRENCY).try_collect().await?;
-    Ok(found.into_iter().flatten().collect())
+    let mut from = after.0.max(trimmed);
+    let mut out = Vec::new();
+    while out.len() < limit && from < head {
+        let to = head.min(from.saturating_add(((limit - out.len()) as u64).max(WINDOW)));
+        let reads = (from + 1..=to).map(|pos| async move {
+            let values = (i32::from(node), bucket(pos), big(pos));
+            let rows: Vec<(i64, Vec<u8>)> = c.rows("outbox", RECORD, values).await?;
+            // Only the row asked for: a server that seeks rather than
+            // matches (the in-memory test server) answers the next one.
+            let row = rows.into_iter().find(|(p, _)| *p == big(pos));
+            row.map(|(_, v)| outbox::decode(OutboxPos(pos), &v)).transpose()
+        });
+        let found: Vec<Option<OutboxRecord>> = stream::iter(reads).buffered(CONCURRENCY).try_collect().await?;
+        out.extend(found.into_iter().flatten());
+        from = to;
+    }
+    out.truncate(limit);
+    Ok(out)
 }
 
 /// Every cursor of the node.

@@ -21,7 +21,7 @@ use std::{
 
 use chatgw_protocol::{ConversationId, Message, MessageId, MessageKind, Snowflake, UserId};
 
-use super::CassandraStore;
+use super::{outbox::SKIP, CassandraStore};
 use crate::{Committed, MessageStore, OutboxDetail, OutboxOptions, OutboxPos, StoreError, Write, WriteOutcome};
 
 struct Kassandra {
@@ -94,8 +94,13 @@ fn append(s: &CassandraStore, writes: &[Write<'_>], duplicates: &[usize]) {
     s.runtime.block_on(outbox.append(&s.cql, writes, &committed)).expect("append");
 }
 
+/// Where a handle's `i`th record goes on a node with no head yet.
+fn at(i: u64) -> OutboxPos {
+    OutboxPos(SKIP + i)
+}
+
 fn events(s: &CassandraStore, after: u64) -> Vec<MessageId> {
-    s.outbox_after(OutboxPos(after), 1000).expect("read").iter().map(|r| r.event).collect()
+    s.outbox_after(OutboxPos(after), 10_000).expect("read").iter().map(|r| r.event).collect()
 }
 
 #[test]
@@ -117,36 +122,40 @@ fn records_positions_cursors_and_trimming_across_reopens() {
     let want = vec![m[0].id, m[2].id, m[3].id, m[4].id];
     assert_eq!(events(&s, 0), want, "one per applied write, in batch order");
     let records = s.outbox_after(OutboxPos(0), 1000).unwrap();
-    assert_eq!(records.iter().map(|r| r.pos.0).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(records.iter().map(|r| r.pos.0).collect::<Vec<_>>(), vec![at(1).0, at(2).0, at(3).0, at(4).0]);
     assert_eq!(records[0].recipients, vec![UserId(2)]);
     assert!(matches!(&records[0].detail, OutboxDetail::Message { body: Some(b), .. } if *b == m[0].body));
-    assert_eq!(s.outbox_head().unwrap(), OutboxPos(4));
-    assert_eq!(events(&s, 2), want[2..].to_vec(), "pages after a position");
-    assert_eq!(s.outbox_after(OutboxPos(1), 2).unwrap(), records[1..3].to_vec(), "at most the limit");
+    assert_eq!(s.outbox_head().unwrap(), at(4));
+    assert_eq!(events(&s, at(2).0), want[2..].to_vec(), "pages after a position");
+    assert_eq!(s.outbox_after(at(1), 2).unwrap(), records[1..3].to_vec(), "at most the limit");
 
     // Cursors: per consumer, never back; records go once all are past them.
     s.set_outbox_cursor("push", OutboxPos(0)).unwrap();
-    s.set_outbox_cursor("kafka", OutboxPos(4)).unwrap();
+    s.set_outbox_cursor("kafka", at(4)).unwrap();
     assert_eq!(events(&s, 0).len(), 4, "the push cursor still needs every record");
-    s.set_outbox_cursor("push", OutboxPos(2)).unwrap();
-    s.set_outbox_cursor("push", OutboxPos(1)).unwrap();
-    assert_eq!(s.outbox_cursor("push").unwrap(), OutboxPos(2), "a cursor never moves back");
+    s.set_outbox_cursor("push", at(2)).unwrap();
+    s.set_outbox_cursor("push", at(1)).unwrap();
+    assert_eq!(s.outbox_cursor("push").unwrap(), at(2), "a cursor never moves back");
     assert_eq!(events(&s, 0), want[2..].to_vec(), "records both consumers are done with are gone");
-    s.set_outbox_cursor("push", OutboxPos(4)).unwrap();
+    s.set_outbox_cursor("push", at(4)).unwrap();
     assert!(events(&s, 0).is_empty());
     drop(s);
 
     // Reopened: cursors and head kept, new positions above every old one.
     let s = open(&k);
-    assert_eq!(s.outbox_cursor("kafka").unwrap(), OutboxPos(4), "cursors are durable");
-    assert_eq!(s.outbox_head().unwrap(), OutboxPos(4), "the head survives removal and reopen");
+    assert_eq!(s.outbox_cursor("kafka").unwrap(), at(4), "cursors are durable");
+    assert_eq!(s.outbox_head().unwrap(), at(4), "the head survives removal and reopen");
     let later = text(&mut ids, 2, 1, "later");
     append(&s, &[Write::Message { message: &later, inboxes: &both, membership: None }], &[]);
     let after = s.outbox_after(OutboxPos(0), 10).unwrap();
-    assert_eq!((after.len(), after[0].pos, after[0].event), (1, OutboxPos(5), later.id), "never repeated");
+    assert_eq!(
+        (after.len(), after[0].pos, after[0].event),
+        (1, OutboxPos(2 * SKIP + 5), later.id),
+        "numbered above a skip"
+    );
 }
 
-/// Trimming across buckets: whole partitions below the lowest cursor go,
+/// A large append, then trimming across buckets: whole partitions below the lowest cursor go,
 /// the partial one row by row, and reads resume above the trimmed mark.
 #[test]
 fn trimming_drops_whole_buckets_and_the_rest_row_by_row() {
@@ -155,15 +164,16 @@ fn trimming_drops_whole_buckets_and_the_rest_row_by_row() {
     let s = open(&k);
     let mut ids = Snowflake::new(7);
     let both = [UserId(1), UserId(2)];
-    let n = super::outbox::BUCKET as usize + 10;
+    // More than one append sends at a time, across several buckets.
+    let n = SKIP as usize + 10;
     let m: Vec<Message> = (0..n).map(|i| text(&mut ids, 1, 2, &format!("m{i}"))).collect();
     let writes: Vec<Write<'_>> =
         m.iter().map(|message| Write::Message { message, inboxes: &both, membership: None }).collect();
     append(&s, &writes, &[]);
-    assert_eq!(s.outbox_head().unwrap(), OutboxPos(n as u64));
-    let cut = super::outbox::BUCKET + 3;
-    s.set_outbox_cursor("kafka", OutboxPos(cut)).unwrap();
-    assert_eq!(events(&s, 0), m[cut as usize..].iter().map(|m| m.id).collect::<Vec<_>>());
+    assert_eq!(s.outbox_head().unwrap(), at(n as u64));
+    let done = super::outbox::BUCKET as usize + 3;
+    s.set_outbox_cursor("kafka", at(done as u64)).unwrap();
+    assert_eq!(events(&s, 0), m[done..].iter().map(|m| m.id).collect::<Vec<_>>());
     assert_eq!(events(&s, 5), events(&s, 0), "a reader behind the trimmed mark resumes above it");
     let runtime = &s.runtime;
     let rows = |bucket: i64| -> usize {
@@ -173,8 +183,10 @@ fn trimming_drops_whole_buckets_and_the_rest_row_by_row() {
             r.into_rows_result().unwrap().rows::<(i64,)>().unwrap().count()
         })
     };
-    assert_eq!(rows(0), 0, "the first bucket is dropped as a partition");
-    assert_eq!(rows(1), n - cut as usize, "the partial bucket keeps what a cursor still needs");
+    let first = (SKIP / super::outbox::BUCKET) as i64;
+    assert_eq!(rows(first), 0, "the first bucket is dropped as a partition");
+    let above = (first as u64 + 2) * super::outbox::BUCKET - 1 - at(done as u64).0;
+    assert_eq!(rows(first + 1), above as usize, "the partial bucket keeps what a cursor still needs");
 }
 
 /// Several threads append while a reader pages from the last position it
@@ -212,7 +224,7 @@ fn pager_never_skips_concurrent_appends() {
                 }
             }
         });
-        while s.outbox_head().unwrap().0 < 120 {
+        while s.outbox_head().unwrap() < at(120) {
             std::thread::yield_now();
         }
         done.store(true, Ordering::Release);
@@ -312,8 +324,49 @@ fn a_failed_append_is_sent_again_at_its_positions_by_recover() {
     }
     let got = s.outbox_after(OutboxPos(0), 10).unwrap();
     let pairs: Vec<(u64, MessageId)> = got.iter().map(|r| (r.pos.0, r.event)).collect();
-    assert_eq!(pairs, vec![(1, m[0].id), (2, m[1].id), (3, m[2].id), (4, m[3].id)], "sent again where they were");
+    assert_eq!(
+        pairs,
+        vec![(at(1).0, m[0].id), (at(2).0, m[1].id), (at(3).0, m[2].id), (at(4).0, m[3].id)],
+        "sent again where they were"
+    );
     assert!(matches!(got[2].detail, OutboxDetail::Message { body: None, .. }), "no bodies asked for");
     append(&s, &[w(4)], &[]);
-    assert_eq!(s.outbox_after(OutboxPos(4), 10).unwrap()[0].pos, OutboxPos(5), "the next append follows");
+    assert_eq!(s.outbox_after(at(4), 10).unwrap()[0].pos, at(5), "the next append follows");
+}
+
+/// A process that died after writing its records and before its head:
+/// the next process numbers above them, so they are kept and read (they
+/// describe applied writes) once its first head passes them.
+#[test]
+fn records_left_above_the_head_by_a_crash_are_kept_and_read() {
+    let Some(k) = Kassandra::start("outbox crash") else { return };
+    CassandraStore::init(&k.url()).expect("init");
+    let s = open(&k);
+    let mut ids = Snowflake::new(7);
+    let both = [UserId(1), UserId(2)];
+    let m: Vec<Message> = (0..4).map(|i| text(&mut ids, 1, 2, &format!("m{i}"))).collect();
+    let w = |i: usize| Write::Message { message: &m[i], inboxes: &both, membership: None };
+    append(&s, &[w(0)], &[]);
+    // What the died append wrote: records at the next two positions (the
+    // second arriving after the restart), no head.
+    let orphan = |i: usize, pos: OutboxPos| {
+        let mut committed = Committed::with_capacity(1, 0);
+        committed.push(WriteOutcome::Applied, []);
+        let options = OutboxOptions { bodies: true, node: 7 };
+        let record = crate::outbox::encode(&crate::outbox::records_of(&[w(i)], &committed, options)[0]);
+        let cql = "INSERT INTO chatgw_test.outbox (node, bucket, pos, record) VALUES (?, ?, ?, ?)";
+        let values = (7i32, (pos.0 / super::outbox::BUCKET) as i64, pos.0 as i64, record);
+        s.runtime.block_on(s.cql.session.query_unpaged(cql, values)).expect("write a record");
+    };
+    orphan(1, at(2));
+    assert_eq!(events(&s, 0), vec![m[0].id], "above the head: not read");
+    let restarted = open(&k);
+    orphan(2, at(3));
+    append(&restarted, &[w(3)], &[]);
+    assert_eq!(events(&restarted, 0), vec![m[0].id, m[1].id, m[2].id, m[3].id], "kept, in position order");
+    let last = restarted.outbox_after(at(3), 10).unwrap();
+    assert_eq!(last.iter().map(|r| r.pos).collect::<Vec<_>>(), vec![OutboxPos(2 * SKIP + 2)]);
+    assert_eq!(restarted.outbox_after(at(1), 1).unwrap()[0].event, m[1].id, "a page of one crosses nothing");
+    let paged: Vec<MessageId> = restarted.outbox_after(at(3), 1).unwrap().iter().map(|r| r.event).collect();
+    assert_eq!(paged, vec![m[3].id], "a page of one crosses the skipped positions");
 }
