@@ -1,0 +1,261 @@
+//! Helpers for the push tests: the providers' test servers (webhook, APNs,
+//! FCM) on a runtime of their own, devices registering push targets
+//! through a gateway, a Kafka-protocol broker (tansu) with a producer of
+//! event records, and `chatgw push` as a child process.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chatgw_client::{Client, DeviceName, Event, PushProvider, UserId};
+use chatgw_push::testing::{ApnsServer, FcmServer, Received, WebhookServer};
+use rdkafka::{
+    config::ClientConfig,
+    producer::{BaseProducer, BaseRecord, Producer},
+};
+
+use super::{sync_all, TestGateway, WAIT};
+
+/// The three providers' test servers, served by a runtime that lives as
+/// long as they do.
+pub struct Providers {
+    pub webhook: WebhookServer,
+    pub apns: ApnsServer,
+    pub fcm: FcmServer,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Providers {
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (webhook, apns, fcm) = runtime
+            .block_on(async { (WebhookServer::start().await, ApnsServer::start().await, FcmServer::start().await) });
+        Providers { webhook, apns, fcm, _runtime: runtime }
+    }
+
+    /// `--push` values for all three, trusting the test CA.
+    pub fn specs(&self) -> Vec<String> {
+        vec![
+            self.webhook.spec(),
+            self.apns.spec(),
+            self.fcm.spec(),
+            format!("tls:ca-file={}", self.webhook.ca_file().display()),
+        ]
+    }
+
+    /// Every valid push any of them got, with its provider.
+    pub fn received(&self) -> Vec<(&'static str, Received)> {
+        let mut all: Vec<(&'static str, Received)> = Vec::new();
+        all.extend(self.webhook.received().into_iter().map(|r| ("webhook", r)));
+        all.extend(self.apns.received().into_iter().map(|r| ("apns", r)));
+        all.extend(self.fcm.received().into_iter().map(|r| ("fcm", r)));
+        all.sort_by_key(|(_, r)| r.at);
+        all
+    }
+
+    /// Successful pushes to `token`, whichever provider took them.
+    pub fn delivered_to(&self, token: &str) -> usize {
+        self.webhook.delivered_to(token) + self.apns.delivered_to(token) + self.fcm.delivered_to(token)
+    }
+
+    /// Wait until `token` got `n` successful pushes.
+    pub fn wait_delivered(&self, token: &str, n: usize, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while self.delivered_to(token) < n {
+            if Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Contract violations seen by any server.
+    pub fn problems(&self) -> Vec<String> {
+        [self.webhook.problems(), self.apns.problems(), self.fcm.problems()].concat()
+    }
+}
+
+pub fn dev(name: &str) -> DeviceName {
+    DeviceName::new(name).unwrap()
+}
+
+/// `user`'s `device` connected and synced (so it is live on `gw`).
+pub fn device_online(gw: &TestGateway, user: u64, device: &str) -> Client {
+    let now = chatgw_gateway::auth::unix_now();
+    let token = gw.key.mint_device(UserId(user), dev(device), now - 60, now + 3600);
+    let mut c = Client::connect(gw.addr, &token).unwrap();
+    sync_all(&mut c);
+    c
+}
+
+/// Register `user`'s `device` for pushes through `gw`, as a device does;
+/// the connection stays open (the device is live) until dropped.
+pub fn register(gw: &TestGateway, user: u64, device: &str, provider: PushProvider, token: &str) -> Client {
+    let mut c = device_online(gw, user, device);
+    c.register_push(provider, token).unwrap();
+    c.wait_for(WAIT, "push_registered", |e| match e {
+        Event::PushRegistered { .. } => Some(()),
+        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
+        _ => None,
+    })
+    .unwrap();
+    c
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    chatgw_protocol::now_ms()
+}
+
+/// A message record of event schema v1, as the publisher writes it.
+pub fn message_record(id: u64, conversation: &str, from: u64, to: &[u64], at_ms: u64) -> String {
+    let to: Vec<String> = to.iter().map(u64::to_string).collect();
+    serde_json::json!({
+        "v": 1, "event": id.to_string(), "kind": "message", "conversation": conversation,
+        "from": from.to_string(), "recipients": to, "at": at_ms, "id": id.to_string(),
+        "msg_kind": "text", "size": 4,
+    })
+    .to_string()
+}
+
+fn tansu() -> PathBuf {
+    let cache =
+        std::env::var_os("CHATGW_CACHE_DIR").map_or_else(|| PathBuf::from("/root/.cache/chatgw"), PathBuf::from);
+    cache.join("tansu/bin/tansu")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A tansu broker (memory storage) on a free port, killed when dropped.
+pub struct Broker {
+    port: u16,
+    child: Child,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu())
+            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", tansu().display()));
+        let until = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { port, child }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let out = Command::new(tansu())
+            .args(["topic", "create", topic, "--partitions", &partitions.to_string()])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .output()
+            .expect("tansu topic create");
+        assert!(out.status.success(), "tansu topic create: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn producer(&self) -> BaseProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("linger.ms", "0")
+            .set("enable.idempotence", "false")
+            .create()
+            .expect("a producer")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Produce `record` keyed by `conversation` and wait until the broker has it.
+pub fn produce(producer: &BaseProducer, topic: &str, conversation: &str, record: &str) {
+    producer.send(BaseRecord::to(topic).key(conversation).payload(record)).map_err(|(e, _)| e).expect("queued");
+    producer.flush(Duration::from_secs(10)).expect("the broker took the record");
+}
+
+/// `chatgw push` as a child process, logging into a file; killed
+/// (SIGKILL) when dropped.
+pub struct PushWorker {
+    pub child: Child,
+    pub admin: SocketAddr,
+    log: PathBuf,
+}
+
+impl PushWorker {
+    pub fn spawn(dir: &Path, args: &[String]) -> Self {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = dir.join(format!("push-{}.log", admin.port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_chatgw"))
+            .arg("push")
+            .args(args)
+            .args(["--admin-listen", &admin.to_string()])
+            .env("CHATGW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("running chatgw push");
+        PushWorker { child, admin, log }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The body of its `/metrics` (empty while it does not answer).
+    pub fn scrape(&self) -> String {
+        let Ok(s) = TcpStream::connect(self.admin) else { return String::new() };
+        let resp = super::http_on(s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    }
+
+    /// A metric's value, 0 while it does not answer.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.scrape();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Wait until `name` reaches `at_least`.
+    pub fn wait_metric(&self, name: &str, at_least: f64, within: Duration) {
+        let until = Instant::now() + within;
+        while self.metric(name) < at_least {
+            assert!(Instant::now() < until, "{name} < {at_least}; worker log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PushWorker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
