@@ -267,6 +267,12 @@ pub struct ServeArgs {
     /// How long after sending its sender may edit a message, counted from the message's ts; 0s refuses every edit [default: 15m].
     #[arg(long, env = "CHATGW_EDIT_WINDOW")]
     pub edit_window: Option<HumanDuration>,
+    /// Publish every committed event to Kafka, `kafka://host:port[,host:port...][/PREFIX]`, topic `<PREFIX>.events` (created beforehand); embedded or PostgreSQL store (docs/EVENTS.md) [default: off; PREFIX chatgw].
+    #[arg(long, env = "CHATGW_EVENTS")]
+    pub events: Option<String>,
+    /// With --events: put message bodies in the event records (otherwise only their sizes) [default: false].
+    #[arg(long, env = "CHATGW_EVENTS_BODIES", num_args = 0..=1, default_missing_value = "true")]
+    pub events_bodies: Option<bool>,
 }
 
 /// Resolved settings.
@@ -354,6 +360,10 @@ pub struct Config {
     pub delete_window: Duration,
     /// How long after sending a message may be edited.
     pub edit_window: Duration,
+    /// Where committed events are published (`--events`), if anywhere.
+    pub events: Option<crate::publisher::EventsUrl>,
+    /// Whether event records carry message bodies (`--events-bodies`).
+    pub events_bodies: bool,
 }
 
 impl Config {
@@ -404,6 +414,8 @@ impl Config {
             inbox_retention: DEFAULT_INBOX_RETENTION,
             delete_window: DEFAULT_DELETE_WINDOW,
             edit_window: DEFAULT_EDIT_WINDOW,
+            events: None,
+            events_bodies: false,
         }
     }
 }
@@ -510,6 +522,10 @@ impl ServeArgs {
             delete_window,
             edit_window
         );
+        if let Some(url) = self.events.or(file.events) {
+            c.events = Some(url.parse().map_err(ConfigError::Invalid)?);
+        }
+        c.events_bodies = self.events_bodies.or(file.events_bodies).unwrap_or(false);
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;
         }
@@ -557,6 +573,10 @@ impl Config {
             format!("max-group-members must be 1..={MAX_GROUP_MEMBERS_LIMIT}"),
         )?;
         ensure(!self.secret.is_empty(), "secret must not be empty")?;
+        ensure(
+            self.events.is_none() || self.store.scheme() != "cassandra",
+            "--events needs the embedded or a PostgreSQL store: the Cassandra store has no event outbox yet",
+        )?;
         ensure(
             self.uring_buffers.is_power_of_two() && self.uring_buffers <= 32768,
             "uring-buffers must be a power of two, 1..=32768",
@@ -746,5 +766,33 @@ mod tests {
         let b = load_or_create_secret(dir.path()).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn events_from_flags_or_file_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "secret = \"f\"\n").unwrap();
+        let resolve = |events: Option<&str>, store: Option<&str>| {
+            let args = ServeArgs {
+                config: Some(file.clone()),
+                data: Some(dir.path().into()),
+                events: events.map(str::to_owned),
+                store: store.map(str::to_owned),
+                ..Default::default()
+            };
+            args.resolve()
+        };
+        let c = resolve(None, None).unwrap();
+        assert_eq!((c.events, c.events_bodies), (None, false), "off by default");
+        let c = resolve(Some("kafka://b1:9092,b2:9092/prod"), None).unwrap();
+        assert_eq!(c.events.map(|e| (e.brokers, e.prefix)), Some(("b1:9092,b2:9092".into(), "prod".into())));
+        assert!(resolve(Some("b1:9092"), None).is_err(), "not a kafka:// URL");
+        let refused = resolve(Some("kafka://b:9092"), Some("cassandra://127.0.0.1:9042/chatgw")).unwrap_err();
+        assert!(refused.to_string().contains("Cassandra"), "{refused}");
+        std::fs::write(&file, "secret = \"f\"\nevents = \"kafka://k:9092\"\nevents_bodies = true\n").unwrap();
+        let c = resolve(None, None).unwrap();
+        assert_eq!(c.events.map(|e| e.prefix), Some("chatgw".into()), "from the file, default prefix");
+        assert!(c.events_bodies);
     }
 }

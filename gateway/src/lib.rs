@@ -57,6 +57,7 @@ mod limits;
 mod liveness;
 pub mod metrics;
 mod presence;
+pub mod publisher;
 pub mod push;
 mod query;
 mod retention;

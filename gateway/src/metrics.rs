@@ -164,6 +164,8 @@ pub struct Metrics {
     pub stale_group_sends: Counter,
     /// The fleet layer's counters and health (`chatgw_fleet_*`).
     pub fleet: std::sync::Arc<crate::fleet::FleetMetrics>,
+    /// The Kafka publisher's counters and lag (`chatgw_events_*`).
+    pub events: std::sync::Arc<crate::publisher::EventMetrics>,
 }
 
 /// Why a connection catches up from the store (`chatgw_catch_ups_total`).
@@ -470,6 +472,7 @@ impl Metrics {
                 "Group messages refused because another gateway changed the membership meanwhile",
             ),
             fleet: std::sync::Arc::new(crate::fleet::FleetMetrics::new(&mut r)),
+            events: std::sync::Arc::new(crate::publisher::EventMetrics::new(&mut r)),
             registry: r,
         }
     }

@@ -94,6 +94,9 @@ pub enum StartError {
     /// held by another live node, link address not bindable).
     #[error(transparent)]
     Fleet(#[from] FleetError),
+    /// `--events` on a store without an outbox.
+    #[error("--events: {0}")]
+    Events(String),
     /// A thread could not be started.
     #[error("starting thread {name}")]
     Thread {
@@ -134,6 +137,8 @@ pub struct ServerHandle {
     liveness: Option<Liveness>,
     /// The idempotency-key retention sweep, unless keys are kept forever.
     sweeper: Option<Sweeper>,
+    /// The Kafka publisher (`--events`).
+    publisher: Option<crate::publisher::Publisher>,
     fleet: Option<Fleet>,
     /// The presence thread; stopped before the fleet (it holds the links).
     presence: Option<HubThread>,
@@ -265,6 +270,7 @@ impl Server {
             live_devices: live_devices.clone(),
             connections: Arc::new(AtomicUsize::new(0)),
         };
+        let (events_wake, publisher) = crate::publisher::start_for(&config, &store, &metrics)?;
         let commit_context = CommitContext {
             directory: directory.clone(),
             mailboxes: mailboxes.clone(),
@@ -276,6 +282,7 @@ impl Server {
             commit_window: config.commit_window,
             stale_groups: stale_groups_rx,
             remote,
+            events_wake,
         };
         let pipelines = commit::pipelines_for(config.commit_pipelines, store.as_ref());
         let commit::Started { queues: commits, threads: committers, horizon } =
@@ -364,6 +371,7 @@ impl Server {
             readers,
             liveness: Some(liveness),
             sweeper,
+            publisher,
             fleet,
             presence: Some(hub),
             revocations: Some(revocations),
@@ -483,6 +491,9 @@ impl ServerHandle {
         }
         if let Some(sweeper) = self.sweeper.take() {
             sweeper.stop();
+        }
+        if let Some(publisher) = self.publisher.take() {
+            publisher.stop();
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();

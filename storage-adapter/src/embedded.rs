@@ -42,6 +42,7 @@ mod conversations;
 mod devices;
 mod inbox_sweep;
 mod key_claims;
+mod outbox;
 mod push_targets;
 mod reopen;
 mod sweep;
@@ -52,7 +53,7 @@ pub use check::{IntegrityCounts, IntegrityReport, Violation};
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Mutex, PoisonError, RwLock},
+    sync::{Mutex, OnceLock, PoisonError, RwLock},
 };
 
 use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, PushTarget, UserId};
@@ -60,7 +61,8 @@ use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, Messa
 use self::{key_claims::KeyClaims, tables::Tables};
 use crate::{
     Committed, ConversationSummary, DeviceNote, DeviceRecord, GroupVersion, InboxEntry, InboxPos, InboxSweep, KeySweep,
-    MessageHeader, MessageReceipts, MessageStore, StoreError, Write, WriteFailure,
+    MessageHeader, MessageReceipts, MessageStore, OutboxOptions, OutboxPos, OutboxRecord, StoreError, Write,
+    WriteFailure,
 };
 
 /// Tuning for [`EmbeddedStore`].
@@ -98,6 +100,9 @@ pub struct EmbeddedStore {
     /// Held by a recovery: several commit pipelines may ask at once, and
     /// the engine is reopened once.
     recovering: Mutex<()>,
+    /// Set once by [`MessageStore::enable_outbox`]: commits write outbox
+    /// records from then on.
+    outbox: OnceLock<OutboxOptions>,
     options: EmbeddedOptions,
     path: PathBuf,
 }
@@ -120,6 +125,7 @@ impl EmbeddedStore {
             failed: Mutex::new(None),
             claims: KeyClaims::default(),
             recovering: Mutex::new(()),
+            outbox: OnceLock::new(),
             options: options.clone(),
             path,
         })
@@ -164,7 +170,34 @@ impl MessageStore for EmbeddedStore {
             return Err(StoreError::Unwritable { cause });
         }
         let _claim = self.claims.claim(writes);
-        self.with(|t| t.commit(writes, high_water)).inspect_err(|e| self.set_failure(Some(e.failure())))
+        let outbox = self.outbox.get().copied();
+        self.with(|t| t.commit(writes, high_water, outbox)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn enable_outbox(&self, options: OutboxOptions) -> Result<(), StoreError> {
+        // A second call with other options keeps the first: commits already
+        // wrote records of that shape.
+        let _ = self.outbox.set(options);
+        Ok(())
+    }
+
+    fn outbox_after(&self, after: OutboxPos, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.with(|t| t.outbox_after(after, limit))
+    }
+
+    fn outbox_head(&self) -> Result<OutboxPos, StoreError> {
+        self.with(|t| Ok(t.outbox_head()))
+    }
+
+    fn outbox_cursor(&self, consumer: &str) -> Result<OutboxPos, StoreError> {
+        self.with(|t| t.outbox_cursor(consumer))
+    }
+
+    fn set_outbox_cursor(&self, consumer: &str, pos: OutboxPos) -> Result<(), StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(|t| t.set_outbox_cursor(consumer, pos))
     }
 
     fn recover(&self) -> Result<(), StoreError> {

@@ -50,6 +50,14 @@ pub enum StoreError {
         /// The version this release needs.
         expected: i32,
     },
+    /// This backend does not offer the feature asked for.
+    #[error("the {backend} store does not support {what}")]
+    Unsupported {
+        /// Which backend.
+        backend: &'static str,
+        /// The feature.
+        what: &'static str,
+    },
 }
 
 impl StoreError {
@@ -62,7 +70,10 @@ impl StoreError {
         match self {
             StoreError::Unwritable { cause } => *cause,
             StoreError::Corrupt { .. } => WriteFailure::Corrupt,
-            StoreError::Closed | StoreError::SchemaMissing | StoreError::SchemaVersion { .. } => WriteFailure::Engine,
+            StoreError::Closed
+            | StoreError::SchemaMissing
+            | StoreError::SchemaVersion { .. }
+            | StoreError::Unsupported { .. } => WriteFailure::Engine,
             StoreError::Backend { source, .. } => {
                 let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
                 while let Some(e) = next {

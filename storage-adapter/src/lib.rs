@@ -55,6 +55,7 @@ mod devices;
 mod embedded;
 mod error;
 mod model;
+mod outbox;
 mod postgres;
 mod retention;
 
@@ -71,6 +72,7 @@ pub use model::{
     CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, InboxSweep, KeySweep, MessageHeader,
     MessageReceipts, Write, WriteOutcome,
 };
+pub use outbox::{OutboxDetail, OutboxOptions, OutboxPos, OutboxRecord};
 pub use postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 pub use retention::retention_cutoff;
 
@@ -367,4 +369,51 @@ pub trait MessageStore: Send + Sync + 'static {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<ConversationSummary>, StoreError>;
+
+    // The outbox (docs/EVENTS.md; `outbox` in this crate): one record per
+    // applied write that put an event in an inbox, committed with it.
+
+    /// From now on, let every [`MessageStore::commit`] append one outbox
+    /// record per applied write to the same atomic, durable batch. Call it
+    /// once, before the first commit. Fails with
+    /// [`StoreError::Unsupported`] on a backend without an outbox (the
+    /// default).
+    fn enable_outbox(&self, options: OutboxOptions) -> Result<(), StoreError> {
+        let _ = options;
+        Err(StoreError::Unsupported { backend: "this", what: "an event outbox" })
+    }
+
+    /// Up to `limit` outbox records at positions above `after`, in position
+    /// (commit) order. A record that commits later always gets a higher
+    /// position than every record already visible, so paging from the last
+    /// position seen never skips one.
+    fn outbox_after(&self, after: OutboxPos, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+        let _ = (after, limit);
+        Ok(Vec::new())
+    }
+
+    /// The highest outbox position ever assigned, zero if none: how far
+    /// a consumer could be.
+    fn outbox_head(&self) -> Result<OutboxPos, StoreError> {
+        Ok(OutboxPos(0))
+    }
+
+    /// Where `consumer` stands: the last position it has durably finished
+    /// with, zero if it never set one.
+    fn outbox_cursor(&self, consumer: &str) -> Result<OutboxPos, StoreError> {
+        let _ = consumer;
+        Ok(OutboxPos(0))
+    }
+
+    /// Record durably that `consumer` is done with every record up to
+    /// `pos` (a cursor never moves back: a lower `pos` changes nothing),
+    /// and remove the records at or below the lowest cursor of all
+    /// consumers, so the outbox holds only what someone still needs. Only
+    /// cursors ever set count: a new consumer holds records from the first
+    /// time it sets its cursor (setting it to [`MessageStore::outbox_cursor`]'s
+    /// answer registers it where it stands).
+    fn set_outbox_cursor(&self, consumer: &str, pos: OutboxPos) -> Result<(), StoreError> {
+        let _ = (consumer, pos);
+        Err(StoreError::Unsupported { backend: "this", what: "an event outbox" })
+    }
 }

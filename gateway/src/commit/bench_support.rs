@@ -119,6 +119,7 @@ pub fn run(store: Arc<dyn MessageStore>, load: Load) -> Duration {
         commit_window: std::time::Duration::ZERO,
         stale_groups: crossbeam_channel::never(),
         remote: None,
+        events_wake: Default::default(),
     };
     let started = start::start(ctx, store, load.pipelines, 65_536).expect("pipelines start");
     // Requests are built before the clock starts: the cores' work is not measured.

@@ -137,6 +137,8 @@ pub(crate) struct CommitContext {
     pub(crate) stale_groups: Receiver<GroupId>,
     /// In a fleet: where committed events go to reach other nodes.
     pub(crate) remote: Option<crate::fleet::RemoteOut>,
+    /// Rung after each commit for the Kafka publisher (`publisher`).
+    pub(crate) events_wake: crate::publisher::Wake,
 }
 
 /// One commit pipeline's own parts (see `order`, `peers`, `route`).

@@ -76,6 +76,7 @@ fn race(other_body: &str) -> (Message, Vec<ServerFrame>, Vec<MessageId>) {
         commit_window: std::time::Duration::ZERO,
         stale_groups: crossbeam_channel::never(),
         remote: None,
+        events_wake: Default::default(),
     };
     let mut batch = Batch::new(&store, Snowflake::new(1), 256);
     let first = prepare(&mut batch, 1, vec![send("k")]);

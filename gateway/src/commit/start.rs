@@ -78,6 +78,7 @@ pub(crate) fn start(
             commit_window: ctx.commit_window,
             stale_groups: ctx.stale_groups.clone(),
             remote: ctx.remote.take(),
+            events_wake: ctx.events_wake.clone(),
         };
         let store = store.clone();
         let name = if k == 1 { "chatgw-commit".to_string() } else { format!("chatgw-commit-{index}") };

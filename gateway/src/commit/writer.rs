@@ -187,6 +187,7 @@ impl<'a> Writer<'a> {
         drop(writes);
         match result {
             Ok(done) => {
+                self.ctx.events_wake.notify();
                 let mut next_write = 0;
                 for b in group.drain(..) {
                     // A batch that took no ids (only built by hand) has

@@ -19,6 +19,7 @@ mod devices;
 mod fleet;
 mod hidden;
 mod inbox_retention;
+mod outbox;
 mod outcomes;
 mod postgres_server;
 mod push_targets;
@@ -46,6 +47,7 @@ pub use fleet::{
 };
 pub use hidden::hidden_marks_are_per_user;
 pub use inbox_retention::inbox_sweep_removes_a_prefix_and_keeps_positions;
+pub use outbox::{outbox_pager_never_skips_concurrent_commits, outbox_records_applied_writes};
 pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
 };
@@ -144,6 +146,8 @@ macro_rules! for_each_conformance_case {
             inbox_sweep_removes_a_prefix_and_keeps_positions,
             amendments_replace_the_message_everywhere,
             hidden_marks_are_per_user,
+            outbox_records_applied_writes,
+            outbox_pager_never_skips_concurrent_commits,
         );
     };
 }

@@ -20,8 +20,8 @@ use super::{
 };
 use crate::{
     codec::{self, InboxRecord},
-    CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts, StoreError,
-    Write, WriteOutcome,
+    CommitStats, Committed, GroupVersion, InboxEntry, InboxEvent, InboxPos, MessageHeader, MessageReceipts,
+    OutboxOptions, OutboxPos, StoreError, Write, WriteOutcome,
 };
 
 pub(super) const HIGH_WATER_KEY: &[u8] = b"high_water";
@@ -57,6 +57,10 @@ pub(super) struct Tables {
     /// `(user, conversation, message)` to the event that hid the message
     /// from that user (`Write::Hide`).
     pub(super) hidden: Keyspace,
+    /// Outbox position (big endian) to record (see `outbox`).
+    pub(super) outbox: Keyspace,
+    /// The highest outbox position assigned, as the last commit stored it.
+    outbox_head: AtomicU64,
     /// Conversation list rows as the last commits left them.
     pub(super) list_cache: RowCache,
     /// The high water as the last commit stored it, read once at open: a
@@ -141,13 +145,21 @@ impl Tables {
             push_targets: ks("push_targets")?,
             push_targets_writes: std::sync::Mutex::new(()),
             hidden: ks("hidden")?,
+            outbox: ks("outbox")?,
+            outbox_head: AtomicU64::new(0),
             list_cache: RowCache::default(),
             recorded_high_water: AtomicU64::new(0),
             commit_order: std::sync::Mutex::new(()),
             db,
         };
         tables.recorded_high_water.store(tables.high_water()?.0, Ordering::Relaxed);
+        tables.outbox_head.store(tables.stored_outbox_head()?, Ordering::Relaxed);
         Ok(tables)
+    }
+
+    /// The highest outbox position assigned.
+    pub(super) fn outbox_head(&self) -> OutboxPos {
+        OutboxPos(self.outbox_head.load(Ordering::Relaxed))
     }
 
     /// A consistent view for one read. Reads go through a snapshot because
@@ -183,7 +195,16 @@ impl Tables {
     /// without racing anyone: idempotency keys and group versions are
     /// decided here, against the store and against the writes earlier in
     /// the same batch. An event's inbox position is its id.
-    pub(super) fn commit<'a>(&self, writes: &'a [Write<'a>], high_water: MessageId) -> Result<Committed, StoreError> {
+    ///
+    /// With the outbox enabled, the applied writes' outbox records go into
+    /// the same batch, their positions assigned under the lock held to the
+    /// end of the engine's commit (see `outbox`).
+    pub(super) fn commit<'a>(
+        &self,
+        writes: &'a [Write<'a>],
+        high_water: MessageId,
+        outbox: Option<OutboxOptions>,
+    ) -> Result<Committed, StoreError> {
         let events: usize = writes.iter().map(|w| w.inboxes().len()).sum();
         // A message writes its row, its key and a reference and a list row
         // per inbox: room for those and the high water, so the batch never
@@ -262,14 +283,29 @@ impl Tables {
         for (key, (_, row)) in std::mem::take(&mut w.amended) {
             w.put(&self.messages, &key, row);
         }
+        let events: Vec<Vec<u8>> = match outbox {
+            Some(options) => {
+                crate::outbox::records_of(writes, &out, options).iter().map(crate::outbox::encode).collect()
+            }
+            None => Vec::new(),
+        };
         // Never lowered: a commit recording a smaller id keeps the stored
         // one. The engine commits one batch at a time anyway (its journal
         // lock), so this lock costs concurrent commits nothing more.
         let order = self.commit_order.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let high_water = high_water.0.max(self.recorded_high_water.load(Ordering::Relaxed));
         w.put(&self.meta, HIGH_WATER_KEY, high_water.to_be_bytes());
+        let mut head = self.outbox_head.load(Ordering::Relaxed);
+        if !events.is_empty() {
+            for record in events {
+                head += 1;
+                w.put(&self.outbox, head.to_be_bytes(), record);
+            }
+            w.put(&self.meta, super::outbox::OUTBOX_HEAD_KEY, head.to_be_bytes());
+        }
         w.batch.commit().map_err(|e| StoreError::backend("commit", e))?;
         self.recorded_high_water.fetch_max(high_water, Ordering::Relaxed);
+        self.outbox_head.store(head, Ordering::Relaxed);
         self.list_cache.keep(&w.list);
         drop(order);
         out.stats = w.stats;

@@ -23,7 +23,7 @@ use super::{
     pg_id, pg_u64,
     pool::Connection,
 };
-use crate::{codec, Committed, GroupVersion, Write, WriteOutcome};
+use crate::{codec, Committed, GroupVersion, OutboxOptions, Write, WriteOutcome};
 
 /// Bind an announcement's idempotency key ahead of its group write.
 const BIND_KEY: &str = "INSERT INTO idempotency (sender, client_id, conversation, id)
@@ -121,6 +121,7 @@ pub(super) fn run(
     connection: &mut Connection,
     writes: &[Write<'_>],
     high_water: MessageId,
+    outbox: Option<OutboxOptions>,
 ) -> Result<Committed, postgres::Error> {
     let statement = connection.prepared(COMMIT)?;
     let client = connection.client();
@@ -128,9 +129,10 @@ pub(super) fn run(
     // A read mark's recount and hidden marks are second statements, so
     // they need the transaction too.
     let reads = |w: &Write<'_>| matches!(w, Write::Receipt { receipt: Receipt::Read { .. }, .. } | Write::Hide { .. });
-    let (columns, decided, heads) = if writes.iter().any(|w| checked(w) || reads(w)) {
+    // Outbox records are appended in the same transaction.
+    let (columns, decided, heads) = if outbox.is_some() || writes.iter().any(|w| checked(w) || reads(w)) {
         client.batch_execute("BEGIN")?;
-        let result = in_transaction(client, &statement, writes, high_water);
+        let result = in_transaction(client, &statement, writes, high_water, outbox);
         if result.is_err() && !client.is_closed() {
             // Leave the connection usable for the retry; if this fails too
             // the connection is discarded by the caller.
@@ -157,6 +159,7 @@ fn in_transaction(
     statement: &Statement,
     writes: &[Write<'_>],
     high_water: MessageId,
+    outbox: Option<OutboxOptions>,
 ) -> Result<(Columns, Decided, Heads), postgres::Error> {
     let decided = decide_groups(client, writes)?;
     let columns = Columns::of(writes, &decided, high_water);
@@ -166,6 +169,12 @@ fn in_transaction(
     }
     if columns.hides() {
         columns.hide(client)?;
+    }
+    if let Some(options) = outbox {
+        // Which writes applied is known now; the originals of taken keys
+        // are not needed to tell.
+        let applied = columns.outcomes(writes, &decided, &heads, &HashMap::new());
+        super::outbox::append(client, writes, &applied, options)?;
     }
     client.batch_execute("COMMIT")?;
     Ok((columns, decided, heads))

@@ -22,13 +22,14 @@ mod check;
 mod commit;
 mod devices;
 mod inbox_sweep;
+mod outbox;
 mod pool;
 mod reads;
 mod schema;
 mod sweep;
 
 use std::{
-    sync::{Mutex, PoisonError},
+    sync::{Mutex, OnceLock, PoisonError},
     time::Duration,
 };
 
@@ -69,6 +70,9 @@ pub struct PostgresStore {
     /// Why writes are refused, from a failed commit until a successful
     /// [`MessageStore::recover`].
     failed: Mutex<Option<WriteFailure>>,
+    /// Set once by [`MessageStore::enable_outbox`]: commits append this
+    /// node's outbox records from then on.
+    outbox: OnceLock<crate::OutboxOptions>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -84,6 +88,11 @@ fn config(url: &str, options: &PostgresOptions) -> Result<postgres::Config, Stor
 }
 
 impl PostgresStore {
+    /// The node whose outbox this handle reads (see `outbox`).
+    fn outbox_node(&self) -> u16 {
+        self.outbox.get().map_or(0, |o| o.node)
+    }
+
     /// Create or complete the schema in the database `url` names
     /// (`postgres://user[:password]@host[:port]/database`), idempotently.
     pub fn init(url: &str) -> Result<(), StoreError> {
@@ -97,8 +106,11 @@ impl PostgresStore {
     /// cannot be reached, or with [`StoreError::SchemaMissing`] /
     /// [`StoreError::SchemaVersion`] if [`PostgresStore::init`] is needed.
     pub fn open(url: &str, options: &PostgresOptions) -> Result<Self, StoreError> {
-        let store =
-            PostgresStore { pool: Pool::new(config(url, options)?, options.pool_size), failed: Mutex::new(None) };
+        let store = PostgresStore {
+            pool: Pool::new(config(url, options)?, options.pool_size),
+            failed: Mutex::new(None),
+            outbox: OnceLock::new(),
+        };
         schema::check(store.pool.get()?.client())?;
         Ok(store)
     }
@@ -196,7 +208,7 @@ impl MessageStore for PostgresStore {
         let mut connection = self.pool.get().inspect_err(|e| self.set_failure(Some(e.failure())))?;
         let mut retries = 0;
         loop {
-            match attempt::run(&mut connection, writes, high_water) {
+            match attempt::run(&mut connection, writes, high_water, self.outbox.get().copied()) {
                 Ok(done) => return Ok(done),
                 // Another writer won a lock: the transaction was rolled back
                 // whole, so the batch is tried again as it is.
@@ -406,6 +418,38 @@ impl MessageStore for PostgresStore {
             }
         }
         Ok(entries)
+    }
+
+    fn enable_outbox(&self, options: crate::OutboxOptions) -> Result<(), StoreError> {
+        self.read("enable the outbox (the tables are missing: run `chatgw store init`)", outbox::check_tables)?;
+        let _ = self.outbox.set(options);
+        Ok(())
+    }
+
+    fn outbox_after(&self, after: crate::OutboxPos, limit: usize) -> Result<Vec<crate::OutboxRecord>, StoreError> {
+        let node = self.outbox_node();
+        outbox::decode(self.read("read the outbox", |c| outbox::after(c, node, after, limit))?)
+    }
+
+    fn outbox_head(&self) -> Result<crate::OutboxPos, StoreError> {
+        let node = self.outbox_node();
+        self.read("read the outbox head", |c| outbox::head(c, node))
+    }
+
+    fn outbox_cursor(&self, consumer: &str) -> Result<crate::OutboxPos, StoreError> {
+        let node = self.outbox_node();
+        self.read("read an outbox cursor", |c| outbox::cursor(c, node, consumer))
+    }
+
+    fn set_outbox_cursor(&self, consumer: &str, pos: crate::OutboxPos) -> Result<(), StoreError> {
+        let Some(options) = self.outbox.get() else {
+            return Err(StoreError::Unsupported {
+                backend: "PostgreSQL",
+                what: "an outbox cursor before enable_outbox",
+            });
+        };
+        let node = options.node;
+        self.read("move an outbox cursor", |c| outbox::set_cursor(c, node, consumer, pos))
     }
 
     fn revoke_sessions(&self, user: UserId, at: u64) -> Result<(), StoreError> {

@@ -54,6 +54,10 @@
 //! with its provider and token), for the same reason: a database an older
 //! release initialised gets the table from `init`, which is safe to run
 //! again.
+//!
+//! The event outbox (`outbox`, `outbox_heads`, `outbox_cursors`, per node
+//! id; see `postgres::outbox`) needed no new version either, for the same
+//! reason.
 
 use postgres::{error::SqlState, Client};
 
@@ -163,6 +167,14 @@ CREATE TABLE IF NOT EXISTS hidden (
     msg bigint NOT NULL,
     event bigint NOT NULL,
     PRIMARY KEY (user_id, conversation, msg)
+);
+CREATE TABLE IF NOT EXISTS outbox (node smallint NOT NULL, pos bigint NOT NULL, record bytea NOT NULL, PRIMARY KEY (node, pos));
+CREATE TABLE IF NOT EXISTS outbox_heads (node smallint PRIMARY KEY, pos bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_cursors (
+    node smallint NOT NULL,
+    consumer text NOT NULL,
+    pos bigint NOT NULL,
+    PRIMARY KEY (node, consumer)
 );
 ";
 
