@@ -82,7 +82,7 @@ pub(crate) fn run(args: PushArgs) -> anyhow::Result<()> {
     let _events: KafkaEvents = args.events.parse()?;
     let _gateways = Gateways::parse(&args.gateways, args.gateway_timeout.0)?;
     let _admin = admin_addr(&args.admin_listen)?;
-    let sender = ProviderSender::from_specs(&args.push)?;
+    let sender = ProviderSender::from_specs(&args.push).context("--push")?;
     let store = open_store(args.store.as_ref())?;
     let stats = sender.stats();
     let provider_metrics = Box::new(move || render_provider_stats(&stats));

@@ -33,7 +33,7 @@ fn providers_are_checked_before_the_store_is_opened() {
     let base =
         ["--events", "kafka://127.0.0.1:1/chat", "--admin-listen", "off", "--store", "postgres://u@127.0.0.1:1/x"];
     let (code, err) = push(&base);
-    assert_eq!((code, err.as_str()), (1, "chatgw: --push names no provider: give webhook:..., apns:... or fcm:...\n"));
+    assert_eq!((code, err.as_str()), (1, "chatgw: --push: no provider: give webhook:..., apns:... or fcm:...\n"));
     let (code, err) = push(&[&base[..], &["--push", "webhook:url=https://h/p"]].concat());
     assert_eq!(code, 1);
     assert!(err.starts_with("chatgw: --push: ") && err.contains("secret-file") && err.lines().count() == 1, "{err}");

@@ -5,7 +5,9 @@
 //! burst; a device live on a gateway the worker asks gets none; a target
 //! its provider reports gone (410, `UNREGISTERED`) leaves the store; a 5xx
 //! is retried until taken; a worker killed mid-stream and started again
-//! loses no notification and repeats only what was in flight.
+//! loses no notification and repeats only what was in flight. Last, the
+//! whole path: a message sent to a gateway publishing `--events` reaches
+//! APNs through `chatgw push`.
 
 mod util;
 
@@ -35,10 +37,25 @@ struct World {
 }
 
 impl World {
+    /// Records are produced by the test.
     fn new(prefix: &str) -> Self {
-        let gw = TestGateway::start(Setup { io: IoDriver::Epoll, store: TestStore::Postgres }, 1);
+        Self::start(prefix, false)
+    }
+
+    /// The gateway publishes its committed events (`--events`).
+    fn publishing(prefix: &str) -> Self {
+        Self::start(prefix, true)
+    }
+
+    fn start(prefix: &str, publishing: bool) -> Self {
         let broker = Broker::start();
         broker.create_topic(&format!("{prefix}.events"), 2);
+        let events = format!("kafka://{}/{prefix}", broker.bootstrap());
+        let gw = TestGateway::start_with(Setup { io: IoDriver::Epoll, store: TestStore::Postgres }, 1, |c| {
+            if publishing {
+                c.events = Some(events.parse().unwrap());
+            }
+        });
         World { gw, broker, providers: Providers::start(), prefix: prefix.into(), dir: tempfile::tempdir().unwrap() }
     }
 
@@ -203,4 +220,77 @@ fn a_worker_killed_mid_stream_and_started_again_loses_no_notification() {
     }
     assert!(committed_before_kill > 0, "the first worker committed something before it was killed");
     assert!(w.providers.problems().is_empty(), "{:?}", w.providers.problems());
+}
+
+/// The whole path: a message sent to a gateway publishing `--events`, the
+/// outbox, Kafka, `chatgw push`, APNs.
+#[test]
+fn a_message_sent_through_a_publishing_gateway_reaches_apns() {
+    let w = World::publishing("full");
+    drop(register(&w.gw, BOB, "tablet", PushProvider::Apns, "b0b7ab1e7"));
+    let worker = w.worker("full-push", "1s");
+    w.until_reading(&worker);
+    let mut alice = chatgw_client::Client::connect(w.gw.addr, &device_token(ALICE, "phone")).unwrap();
+    util::sync_all(&mut alice);
+    let ids = send_burst(&mut alice, BOB, "full", 3);
+    assert!(w.providers.wait_delivered("b0b7ab1e7", 1, PATIENCE), "worker log:\n{}", worker.log());
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert_eq!(w.providers.delivered_to("b0b7ab1e7"), 1);
+    let push = w.providers.apns.received().pop().unwrap();
+    assert_eq!(push.payload["conversation"].as_str(), Some(&*format!("d:{ALICE}:{BOB}")));
+    assert_eq!(
+        (push.payload["count"].as_u64(), push.payload["latest_event"].as_str()),
+        (Some(3), Some(&*ids[2].to_string()))
+    );
+    assert!(w.providers.problems().is_empty(), "{:?}", w.providers.problems());
+}
+
+/// Commit -> notification through the whole path, with no grace period:
+/// `scripts/push-latency.sh` runs it and prints the figures. Each message
+/// goes to its own offline user, so every one is one notification; the
+/// latency is the webhook's arrival time minus the commit time the
+/// message id carries (both on this machine's clock).
+#[test]
+#[ignore = "a measurement: scripts/push-latency.sh"]
+fn push_latency() {
+    let count: usize = std::env::var("PUSH_LATENCY_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let rate: u64 = std::env::var("PUSH_LATENCY_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let w = World::publishing("latency");
+    let users: Vec<u64> = (1_000..1_000 + count as u64).collect();
+    for &u in &users {
+        drop(register(&w.gw, u, "phone", PushProvider::Webhook, &format!("u{u}")));
+    }
+    let worker = w.worker("latency-push", "0s");
+    w.until_reading(&worker);
+    let mut alice = chatgw_client::Client::connect(w.gw.addr, &device_token(ALICE, "phone")).unwrap();
+    util::sync_all(&mut alice);
+    // Instants of the test servers as Unix milliseconds.
+    let (base_unix, base_instant) = (now_ms(), Instant::now());
+    let unix_ms = |at: Instant| base_unix + at.duration_since(base_instant).as_millis() as u64;
+    let mut committed = std::collections::HashMap::new();
+    for &u in &users {
+        let id = send_burst(&mut alice, u, &format!("lat{u}"), 1)[0];
+        committed.insert(format!("u{u}"), chatgw_protocol::Snowflake::unix_ms(chatgw_protocol::MessageId(id.0)));
+        std::thread::sleep(Duration::from_millis(1_000 / rate.max(1)));
+    }
+    for &u in &users {
+        assert!(w.providers.wait_delivered(&format!("u{u}"), 1, PATIENCE), "u{u}; worker log:\n{}", worker.log());
+    }
+    let mut latencies: Vec<u64> = w
+        .providers
+        .webhook
+        .received()
+        .iter()
+        .filter_map(|r| committed.get(&r.token).map(|&at| unix_ms(r.at).saturating_sub(at)))
+        .collect();
+    latencies.sort_unstable();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "push latency, commit -> webhook arrival, grace 0s, {} notifications at {rate}/s: p50 {} ms, p99 {} ms, max {} ms",
+        latencies.len(),
+        pct(50),
+        pct(99),
+        latencies[latencies.len() - 1]
+    );
+    assert_eq!(latencies.len(), users.len(), "one notification each");
 }

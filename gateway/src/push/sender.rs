@@ -22,10 +22,10 @@ use chatgw_push_worker::{Notification, NotificationSender, Outcome};
 pub enum SenderError {
     /// A `--push` spec is wrong, or names a key, secret or CA file that
     /// cannot be used.
-    #[error("--push")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// No spec names a provider (only `retry:` or `tls:`).
-    #[error("--push names no provider: give webhook:..., apns:... or fcm:...")]
+    #[error("no provider: give webhook:..., apns:... or fcm:...")]
     NoProvider,
     /// The runtime the providers run on could not be started.
     #[error("starting the push providers' runtime")]

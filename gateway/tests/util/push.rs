@@ -83,27 +83,10 @@ pub fn dev(name: &str) -> DeviceName {
     DeviceName::new(name).unwrap()
 }
 
-/// `user`'s `device` connected and synced (so it is live on `gw`).
-pub fn device_online(gw: &TestGateway, user: u64, device: &str) -> Client {
-    let now = chatgw_gateway::auth::unix_now();
-    let token = gw.key.mint_device(UserId(user), dev(device), now - 60, now + 3600);
-    let mut c = Client::connect(gw.addr, &token).unwrap();
-    sync_all(&mut c);
-    c
-}
-
 /// Register `user`'s `device` for pushes through `gw`, as a device does;
 /// the connection stays open (the device is live) until dropped.
 pub fn register(gw: &TestGateway, user: u64, device: &str, provider: PushProvider, token: &str) -> Client {
-    let mut c = device_online(gw, user, device);
-    c.register_push(provider, token).unwrap();
-    c.wait_for(WAIT, "push_registered", |e| match e {
-        Event::PushRegistered { .. } => Some(()),
-        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
-        _ => None,
-    })
-    .unwrap();
-    c
+    register_at(gw.addr, &device_token(user, device), provider, token)
 }
 
 /// Unix milliseconds now.
@@ -258,4 +241,113 @@ impl Drop for PushWorker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `chatgw serve` as a child process on `data`, with its stderr kept for
+/// the test's messages; killed (SIGKILL) when dropped.
+pub struct ServeProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServeProcess {
+    /// Start it on free ports and wait for its "listening" and "admin" lines.
+    pub fn spawn(data: &Path, flags: &[String]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chatgw"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--secret", super::SECRET])
+            .args(["--workers", "1", "--data"])
+            .arg(data)
+            .args(flags)
+            .env("CHATGW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chatgw serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                for prefix in ["listening: ws://", "admin: http://"] {
+                    if let Some(rest) = line.split(prefix).nth(1) {
+                        let _ = tx.send(rest.split('/').next().unwrap().to_owned());
+                    }
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let next = |what: &str| -> SocketAddr {
+            let addr = rx.recv_timeout(Duration::from_secs(30));
+            addr.unwrap_or_else(|_| panic!("no {what} line; log:\n{}", log.lock().unwrap().join("\n"))).parse().unwrap()
+        };
+        let addr = next("listening");
+        let admin = next("admin");
+        ServeProcess { child, addr, admin, log }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// A metric from its `/metrics`, 0 if absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let resp = super::raw_exchange(self.admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        resp.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A device token of `user`'s `device`, signed with the tests' secret.
+pub fn device_token(user: u64, device: &str) -> String {
+    let now = chatgw_gateway::auth::unix_now();
+    chatgw_gateway::auth::TokenKey::new(super::SECRET.as_bytes()).mint_device(
+        UserId(user),
+        dev(device),
+        now - 60,
+        now + 3600,
+    )
+}
+
+/// Connect `token` to `addr` and sync (a live device), then register its
+/// push target.
+pub fn register_at(addr: SocketAddr, token: &str, provider: PushProvider, push_token: &str) -> Client {
+    let mut c = Client::connect(addr, token).unwrap();
+    sync_all(&mut c);
+    c.register_push(provider, push_token).unwrap();
+    c.wait_for(WAIT, "push_registered", |e| match e {
+        Event::PushRegistered { .. } => Some(()),
+        Event::Error { code, message, .. } => panic!("error {code}: {message}"),
+        _ => None,
+    })
+    .unwrap();
+    c
+}
+
+/// `from` sends `n` text messages to `to` and waits for each `sent`; their ids.
+pub fn send_burst(from: &mut Client, to: u64, tag: &str, n: usize) -> Vec<chatgw_client::MessageId> {
+    (0..n)
+        .map(|i| {
+            let cid = format!("{tag}-{i}");
+            from.send_message(UserId(to), &cid, chatgw_client::MessageKind::Text, "hello").unwrap();
+            super::sent_id(from, &cid).0
+        })
+        .collect()
 }
