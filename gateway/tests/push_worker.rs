@@ -14,6 +14,7 @@ mod util;
 use std::time::{Duration, Instant};
 
 use chatgw_client::{PushProvider, UserId};
+use chatgw_events::testing::TestBroker;
 use chatgw_gateway::config::IoDriver;
 use chatgw_push::testing::Reply;
 use chatgw_storage::{MessageStore, PostgresOptions, PostgresStore};
@@ -30,7 +31,7 @@ const PATIENCE: Duration = Duration::from_secs(90);
 /// topic, and the providers.
 struct World {
     gw: TestGateway,
-    broker: Broker,
+    broker: TestBroker,
     providers: Providers,
     prefix: String,
     dir: tempfile::TempDir,
@@ -38,17 +39,18 @@ struct World {
 
 impl World {
     /// Records are produced by the test.
-    fn new(prefix: &str) -> Self {
+    /// `None` (the test is skipped) without tansu.
+    fn new(prefix: &str) -> Option<Self> {
         Self::start(prefix, false)
     }
 
     /// The gateway publishes its committed events (`--events`).
-    fn publishing(prefix: &str) -> Self {
+    fn publishing(prefix: &str) -> Option<Self> {
         Self::start(prefix, true)
     }
 
-    fn start(prefix: &str, publishing: bool) -> Self {
-        let broker = Broker::start();
+    fn start(prefix: &str, publishing: bool) -> Option<Self> {
+        let mut broker = TestBroker::start(prefix)?;
         broker.create_topic(&format!("{prefix}.events"), 2);
         let events = format!("kafka://{}/{prefix}", broker.bootstrap());
         let gw = TestGateway::start_with(Setup { io: IoDriver::Epoll, store: TestStore::Postgres }, 1, |c| {
@@ -56,7 +58,13 @@ impl World {
                 c.events = Some(events.parse().unwrap());
             }
         });
-        World { gw, broker, providers: Providers::start(), prefix: prefix.into(), dir: tempfile::tempdir().unwrap() }
+        Some(World {
+            gw,
+            broker,
+            providers: Providers::start(),
+            prefix: prefix.into(),
+            dir: tempfile::tempdir().unwrap(),
+        })
     }
 
     fn topic(&self) -> String {
@@ -91,7 +99,7 @@ impl World {
     /// A record that never notifies, read once the worker has its
     /// partitions.
     fn until_reading(&self, worker: &PushWorker) {
-        let producer = self.broker.producer();
+        let producer = producer(&self.broker);
         let noise = r#"{"v":1,"event":"9","kind":"receipt","conversation":"d:1:9","from":"9","recipients":["1"],"at":1,"status":"delivered","ids":["1"]}"#;
         let seen = worker.metric("chatgw_push_events_seen_total");
         for p in ["d:1:9", "d:1:8"] {
@@ -111,7 +119,7 @@ impl World {
 
 #[test]
 fn offline_devices_get_one_notification_per_burst_and_live_ones_none() {
-    let w = World::new("burst");
+    let Some(w) = World::new("burst") else { return };
     drop(register(&w.gw, BOB, "phone", PushProvider::Webhook, "bob-phone"));
     drop(register(&w.gw, BOB, "tablet", PushProvider::Apns, "b0b7ab1e7"));
     let _laptop_live = register(&w.gw, BOB, "laptop", PushProvider::Fcm, "bob-laptop");
@@ -119,7 +127,7 @@ fn offline_devices_get_one_notification_per_burst_and_live_ones_none() {
     let worker = w.worker("burst-push", "1s");
     w.until_reading(&worker);
 
-    let producer = w.broker.producer();
+    let producer = producer(&w.broker);
     for id in 101..=105 {
         w.message(&producer, id, "d:1:2", BOB);
         std::thread::sleep(Duration::from_millis(50));
@@ -149,7 +157,7 @@ fn offline_devices_get_one_notification_per_burst_and_live_ones_none() {
 
 #[test]
 fn gone_targets_leave_the_store_and_failures_are_retried_until_taken() {
-    let w = World::new("gone");
+    let Some(w) = World::new("gone") else { return };
     drop(register(&w.gw, BOB, "phone", PushProvider::Webhook, "bob-phone"));
     drop(register(&w.gw, BOB, "tablet", PushProvider::Apns, "ab12"));
     drop(register(&w.gw, CAROL, "phone", PushProvider::Fcm, "carol-phone"));
@@ -159,7 +167,7 @@ fn gone_targets_leave_the_store_and_failures_are_retried_until_taken() {
     let worker = w.worker("gone-push", "1s");
     w.until_reading(&worker);
 
-    let producer = w.broker.producer();
+    let producer = producer(&w.broker);
     w.message(&producer, 101, "d:1:2", BOB);
     w.message(&producer, 201, "d:1:3", CAROL);
     assert!(w.providers.wait_delivered("bob-phone", 1, PATIENCE), "worker log:\n{}", worker.log());
@@ -176,14 +184,14 @@ fn gone_targets_leave_the_store_and_failures_are_retried_until_taken() {
 
 #[test]
 fn a_worker_killed_mid_stream_and_started_again_loses_no_notification() {
-    let w = World::new("kill");
+    let Some(w) = World::new("kill") else { return };
     let users: Vec<u64> = (10..26).collect();
     for &u in &users {
         drop(register(&w.gw, u, "phone", PushProvider::Webhook, &format!("u{u}-phone")));
     }
     let mut first = w.worker("kill-push", "1s");
     w.until_reading(&first);
-    let producer = w.broker.producer();
+    let producer = producer(&w.broker);
     let conversation = |u: u64| format!("d:1:{u}");
     for (i, &u) in users[..12].iter().enumerate() {
         w.message(&producer, 100 + i as u64, &conversation(u), u);
@@ -226,7 +234,7 @@ fn a_worker_killed_mid_stream_and_started_again_loses_no_notification() {
 /// outbox, Kafka, `chatgw push`, APNs.
 #[test]
 fn a_message_sent_through_a_publishing_gateway_reaches_apns() {
-    let w = World::publishing("full");
+    let Some(w) = World::publishing("full") else { return };
     drop(register(&w.gw, BOB, "tablet", PushProvider::Apns, "b0b7ab1e7"));
     let worker = w.worker("full-push", "1s");
     w.until_reading(&worker);
@@ -255,7 +263,7 @@ fn a_message_sent_through_a_publishing_gateway_reaches_apns() {
 fn push_latency() {
     let count: usize = std::env::var("PUSH_LATENCY_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let rate: u64 = std::env::var("PUSH_LATENCY_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
-    let w = World::publishing("latency");
+    let Some(w) = World::publishing("latency") else { return };
     let users: Vec<u64> = (1_000..1_000 + count as u64).collect();
     for &u in &users {
         drop(register(&w.gw, u, "phone", PushProvider::Webhook, &format!("u{u}")));

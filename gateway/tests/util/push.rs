@@ -1,7 +1,8 @@
 //! Helpers for the push tests: the providers' test servers (webhook, APNs,
 //! FCM) on a runtime of their own, devices registering push targets
-//! through a gateway, a Kafka-protocol broker (tansu) with a producer of
-//! event records, and `chatgw push` as a child process.
+//! through a gateway, a producer of event records for the tests' broker
+//! (`chatgw_events::testing::TestBroker`), and `chatgw push` and `chatgw
+//! serve` as child processes.
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
@@ -11,6 +12,7 @@ use std::{
 };
 
 use chatgw_client::{Client, DeviceName, Event, PushProvider, UserId};
+use chatgw_events::testing::TestBroker;
 use chatgw_push::testing::{ApnsServer, FcmServer, Received, WebhookServer};
 use rdkafka::{
     config::ClientConfig,
@@ -105,70 +107,19 @@ pub fn message_record(id: u64, conversation: &str, from: u64, to: &[u64], at_ms:
     .to_string()
 }
 
-fn tansu() -> PathBuf {
-    let cache =
-        std::env::var_os("CHATGW_CACHE_DIR").map_or_else(|| PathBuf::from("/root/.cache/chatgw"), PathBuf::from);
-    cache.join("tansu/bin/tansu")
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A tansu broker (memory storage) on a free port, killed when dropped.
-pub struct Broker {
-    port: u16,
-    child: Child,
-}
-
-impl Broker {
-    pub fn start() -> Self {
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu())
-            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", tansu().display()));
-        let until = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker { port, child }
-    }
-
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn create_topic(&self, topic: &str, partitions: u32) {
-        let out = Command::new(tansu())
-            .args(["topic", "create", topic, "--partitions", &partitions.to_string()])
-            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .output()
-            .expect("tansu topic create");
-        assert!(out.status.success(), "tansu topic create: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    pub fn producer(&self) -> BaseProducer {
-        ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("linger.ms", "0")
-            .set("enable.idempotence", "false")
-            .create()
-            .expect("a producer")
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A producer to `broker`, as a publisher other than chatgw would write.
+pub fn producer(broker: &TestBroker) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "0")
+        // tansu has no idempotent producer.
+        .set("enable.idempotence", "false")
+        .create()
+        .expect("a producer")
 }
 
 /// Produce `record` keyed by `conversation` and wait until the broker has it.
