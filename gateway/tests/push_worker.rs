@@ -294,9 +294,10 @@ fn push_latency() {
     latencies.sort_unstable();
     let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
     println!(
-        "push latency, commit -> webhook arrival, grace 0s, {} notifications at {rate}/s: p50 {} ms, p99 {} ms, max {} ms",
+        "push latency, commit -> webhook arrival, grace 0s, {} notifications at {rate}/s: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
         latencies.len(),
         pct(50),
+        pct(90),
         pct(99),
         latencies[latencies.len() - 1]
     );
