@@ -273,6 +273,14 @@ pub struct ServeArgs {
     /// With --events: put message bodies in the event records (otherwise only their sizes) [default: false].
     #[arg(long, env = "CHATGW_EVENTS_BODIES", num_args = 0..=1, default_missing_value = "true")]
     pub events_bodies: Option<bool>,
+    /// Run the push worker in this gateway, fed by the store's outbox: a provider spec, repeatable
+    /// (`webhook:url=URL,secret-file=PATH`, `apns:...`, `fcm:...`, `retry:...`, `tls:...`; docs/PUSH.md; the
+    /// environment separates specs with `;`); one gateway only, any store (docs/EVENTS.md) [default: off].
+    #[arg(long, value_name = "SPEC", env = "CHATGW_PUSH", value_delimiter = ';')]
+    pub push: Vec<String>,
+    /// With --push: how long a conversation collects messages before its devices that are not live are notified [default: 2s].
+    #[arg(long, env = "CHATGW_PUSH_GRACE")]
+    pub push_grace: Option<HumanDuration>,
 }
 
 /// Resolved settings.
@@ -364,6 +372,8 @@ pub struct Config {
     pub events: Option<crate::publisher::EventsUrl>,
     /// Whether event records carry message bodies (`--events-bodies`).
     pub events_bodies: bool,
+    /// The push worker in this gateway (`--push`, `--push-grace`).
+    pub push: crate::push::PushSettings,
 }
 
 impl Config {
@@ -416,6 +426,7 @@ impl Config {
             edit_window: DEFAULT_EDIT_WINDOW,
             events: None,
             events_bodies: false,
+            push: crate::push::PushSettings::default(),
         }
     }
 }
@@ -526,6 +537,10 @@ impl ServeArgs {
             c.events = Some(url.parse().map_err(ConfigError::Invalid)?);
         }
         c.events_bodies = self.events_bodies.or(file.events_bodies).unwrap_or(false);
+        c.push.specs = if self.push.is_empty() { file.push } else { self.push };
+        if let Some(grace) = self.push_grace.or(file.push_grace) {
+            c.push.grace = grace.0;
+        }
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;
         }
@@ -573,6 +588,10 @@ impl Config {
             format!("max-group-members must be 1..={MAX_GROUP_MEMBERS_LIMIT}"),
         )?;
         ensure(!self.secret.is_empty(), "secret must not be empty")?;
+        ensure(
+            !self.push.enabled() || self.cluster.is_none(),
+            "--push runs the push worker for one gateway; a fleet publishes --events and runs `chatgw push` (docs/EVENTS.md)",
+        )?;
         ensure(
             self.uring_buffers.is_power_of_two() && self.uring_buffers <= 32768,
             "uring-buffers must be a power of two, 1..=32768",
@@ -790,5 +809,39 @@ mod tests {
         let c = resolve(None, None).unwrap();
         assert_eq!(c.events.map(|e| e.prefix), Some("chatgw".into()), "from the file, default prefix");
         assert!(c.events_bodies);
+    }
+
+    #[test]
+    fn push_from_flags_or_file_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "secret = \"f\"\npush = [\"webhook:url=http://h/p,secret-file=s\"]\npush_grace = \"500ms\"\n",
+        )
+        .unwrap();
+        let resolve = |push: &[&str], store: Option<&str>, cluster: Option<&str>| {
+            let args = ServeArgs {
+                config: Some(file.clone()),
+                data: Some(dir.path().into()),
+                push: push.iter().map(|s| s.to_string()).collect(),
+                store: store.map(str::to_owned),
+                cluster: cluster.map(str::to_owned),
+                ..Default::default()
+            };
+            args.resolve()
+        };
+        let c = resolve(&[], None, None).unwrap();
+        assert_eq!(c.push.specs, vec!["webhook:url=http://h/p,secret-file=s".to_owned()]);
+        assert_eq!(c.push.grace, Duration::from_millis(500));
+        let c = resolve(&["fcm:service-account=a", "retry:attempts=1"], None, None).unwrap();
+        assert_eq!(c.push.specs.len(), 2, "flags replace the file's list");
+        let c = resolve(&["fcm:service-account=a"], Some("cassandra://127.0.0.1:9042/chatgw"), None).unwrap();
+        assert!(c.push.enabled(), "every store has an outbox");
+        let refused =
+            resolve(&["fcm:service-account=a"], Some("postgres://db/chat"), Some("redis://r:6379")).unwrap_err();
+        assert!(refused.to_string().contains("chatgw push"), "{refused}");
+        std::fs::write(&file, "secret = \"f\"\n").unwrap();
+        assert!(!resolve(&[], None, None).unwrap().push.enabled(), "off by default");
     }
 }

@@ -26,6 +26,8 @@
 //!   connection registry (Redis), node links, and when devices catch up;
 //! - `presence`: presence and typing, never stored: one thread that
 //!   keeps subscriptions and coalesces changes, fed by the directory;
+//! - [`push`]: the push worker's collaborators here: the store's push
+//!   targets and the providers;
 //! - `liveness`: a thread that asks the store a cheap question every
 //!   second, so `/healthz` turns 503 when an idle gateway's store goes away;
 //! - [`Server`]: starts and stops all of it. It is the one module that
@@ -56,6 +58,7 @@ mod liveness;
 pub mod metrics;
 mod presence;
 pub mod publisher;
+pub mod push;
 mod query;
 mod retention;
 mod revoke;

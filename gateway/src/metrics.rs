@@ -166,6 +166,9 @@ pub struct Metrics {
     pub fleet: std::sync::Arc<crate::fleet::FleetMetrics>,
     /// The Kafka publisher's counters and lag (`chatgw_events_*`).
     pub events: std::sync::Arc<crate::publisher::EventMetrics>,
+    /// The push worker's and providers' counters (`chatgw_push_*`), with
+    /// `--push`: a registry of their own, appended to this one's text.
+    pub(crate) push: std::sync::OnceLock<crate::push::PushMetricsText>,
 }
 
 /// Why a connection catches up from the store (`chatgw_catch_ups_total`).
@@ -473,6 +476,7 @@ impl Metrics {
             ),
             fleet: std::sync::Arc::new(crate::fleet::FleetMetrics::new(&mut r)),
             events: std::sync::Arc::new(crate::publisher::EventMetrics::new(&mut r)),
+            push: std::sync::OnceLock::new(),
             registry: r,
         }
     }
@@ -584,6 +588,9 @@ impl Metrics {
         let mut s = String::with_capacity(4096);
         // Writing into a String cannot fail.
         let _ = encode(&mut s, &self.registry);
+        if let (Some(push), Some(body)) = (self.push.get(), s.strip_suffix("# EOF\n")) {
+            s = format!("{body}{}# EOF\n", push.render());
+        }
         s
     }
 }

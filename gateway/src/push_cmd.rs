@@ -4,13 +4,14 @@
 //! conversation), asks the gateways (`--gateways`) which devices are live,
 //! and hands one notification per device with a push target that is not
 //! live to the provider. Offsets are committed only up to the first event
-//! not yet decided (docs/PUSH-WORKER.md). Run as many as the topic has
-//! partitions: the group shares the partitions among them.
+//! not yet decided (docs/EVENTS.md, "Push notifications"). Run as many as
+//! the topic has partitions: the group shares the partitions among them.
 //!
-//! The worker itself is [`run_with`], generic over where push targets live
-//! and who sends; `run` builds the Kafka source and the gateways' liveness
-//! and refuses to start until a store of push targets and a provider are
-//! built in (`--store`, `--push`).
+//! Push targets are read from the gateways' store (`--store`, PostgreSQL or
+//! Cassandra: the embedded store belongs to one running gateway, which runs
+//! the same worker itself with `serve --push`); providers are `--push`
+//! specs (docs/PUSH.md). The worker itself is [`run_with`], generic over
+//! where push targets live and who sends.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -20,6 +21,11 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
+use chatgw_gateway::{
+    push::{render_provider_stats, ProviderSender, StoreTargets},
+    store::{self, StoreUrl},
+    Config,
+};
 use chatgw_push_worker::{
     gateways::Gateways,
     kafka::{KafkaEvents, KafkaSource, StartFrom},
@@ -50,11 +56,12 @@ pub(crate) struct PushArgs {
     /// How long a gateway may take to answer.
     #[arg(long, default_value = "1s")]
     gateway_timeout: HumanDuration,
-    /// The store holding push targets (as `serve --store`).
+    /// The gateways' store, holding push targets: `postgres://...` or `cassandra://...` (as `serve --store`).
     #[arg(long, env = "CHATGW_STORE", hide_env_values = true)]
-    store: Option<String>,
-    /// A push provider (`webhook=URL`, ...).
-    #[arg(long)]
+    store: Option<StoreUrl>,
+    /// A push provider, repeatable: `webhook:url=URL,secret-file=PATH`, `apns:key-file=PATH,key-id=ID,team-id=ID,topic=BUNDLE`,
+    /// `fcm:service-account=PATH`, and optionally `retry:...`, `tls:ca-file=PATH` (docs/PUSH.md).
+    #[arg(long, value_name = "SPEC")]
     push: Vec<String>,
     /// Serve `/metrics` here (`off` for none).
     #[arg(long, default_value = "127.0.0.1:9301")]
@@ -69,21 +76,45 @@ fn start_from(s: &str) -> Result<StartFrom, String> {
     }
 }
 
-/// Check the arguments, then refuse to run without targets and a provider.
+/// Check the arguments, open the store and the providers, and run the
+/// worker until SIGTERM or SIGINT.
 pub(crate) fn run(args: PushArgs) -> anyhow::Result<()> {
     let _events: KafkaEvents = args.events.parse()?;
     let _gateways = Gateways::parse(&args.gateways, args.gateway_timeout.0)?;
     let _admin = admin_addr(&args.admin_listen)?;
-    bail!(
-        "push targets (--store {}) and providers (--push {:?}) are not built into this chatgw yet",
-        args.store.as_deref().unwrap_or("none"),
-        args.push
-    )
+    let sender = ProviderSender::from_specs(&args.push).context("--push")?;
+    let store = open_store(args.store.as_ref())?;
+    let stats = sender.stats();
+    let provider_metrics = Box::new(move || render_provider_stats(&stats));
+    run_with(args, StoreTargets::new(store), sender, provider_metrics)
 }
 
+/// The store of push targets, which the gateways share.
+fn open_store(url: Option<&StoreUrl>) -> anyhow::Result<Arc<dyn chatgw_storage::MessageStore>> {
+    let Some(url) = url else {
+        bail!(
+            "--store is needed: the gateways' store, which holds the push targets (postgres://... or cassandra://...)"
+        )
+    };
+    if url.scheme() == "embedded" {
+        bail!(
+            "--store embedded cannot be shared with a running gateway: run the push worker inside it \
+             (`chatgw serve --push SPEC`), or give the gateways' postgres:// or cassandra:// store"
+        );
+    }
+    // `serve`'s opener, with a small pool: the worker asks from one thread.
+    let mut config = Config::new(SocketAddr::from(([127, 0, 0, 1], 0)), Default::default(), String::new());
+    config.store = url.clone();
+    config.readers = 1;
+    Ok(store::open(&config)?)
+}
+
+/// Text appended to `/metrics` after the worker's own (the providers'
+/// counters).
+pub(crate) type ExtraMetrics = Box<dyn Fn() -> String + Send>;
+
 /// Run the worker until SIGTERM or SIGINT, with `targets` and `sender`.
-#[allow(dead_code)] // Called by `run` once targets and providers are built in.
-pub(crate) fn run_with<T, N>(args: PushArgs, targets: T, sender: N) -> anyhow::Result<()>
+pub(crate) fn run_with<T, N>(args: PushArgs, targets: T, sender: N, extra_metrics: ExtraMetrics) -> anyhow::Result<()>
 where
     T: PushTargets + Send + 'static,
     N: NotificationSender<T::Target> + Send + 'static,
@@ -95,7 +126,7 @@ where
     }
     let metrics = Arc::new(PushMetrics::new());
     if let Some(addr) = admin_addr(&args.admin_listen)? {
-        serve_metrics(addr, metrics.clone())?;
+        serve_metrics(addr, metrics.clone(), extra_metrics)?;
     }
     let source = KafkaSource::join(&events, &args.group, args.from).context("joining the consumer group")?;
     tracing::info!(topic = %events.topic(), group = %args.group, grace = ?args.grace.0, "push worker reading");
@@ -118,7 +149,7 @@ fn admin_addr(s: &str) -> anyhow::Result<Option<SocketAddr>> {
 }
 
 /// `GET /metrics` on a thread of its own; any other path is 404.
-fn serve_metrics(addr: SocketAddr, metrics: Arc<PushMetrics>) -> anyhow::Result<()> {
+fn serve_metrics(addr: SocketAddr, metrics: Arc<PushMetrics>, extra: ExtraMetrics) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).with_context(|| format!("binding --admin-listen {addr}"))?;
     std::thread::Builder::new().name("push-admin".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -134,7 +165,7 @@ fn serve_metrics(addr: SocketAddr, metrics: Arc<PushMetrics>) -> anyhow::Result<
                 header.clear();
             }
             let (status, body) = match line.split(' ').nth(1) {
-                Some("/metrics") => ("200 OK", metrics.render(false)),
+                Some("/metrics") => ("200 OK", format!("{}{}# EOF\n", metrics.render(true), extra())),
                 Some("/healthz") => ("200 OK", "ok\n".to_owned()),
                 _ => ("404 Not Found", String::new()),
             };

@@ -97,6 +97,9 @@ pub enum StartError {
     /// `--events` on a store without an outbox.
     #[error("--events: {0}")]
     Events(String),
+    /// `--push`: a provider spec, key or file is unusable.
+    #[error("--push")]
+    Push(#[from] crate::push::InServeError),
     /// A thread could not be started.
     #[error("starting thread {name}")]
     Thread {
@@ -139,6 +142,8 @@ pub struct ServerHandle {
     sweeper: Option<Sweeper>,
     /// The Kafka publisher (`--events`).
     publisher: Option<crate::publisher::Publisher>,
+    /// The push worker (`--push`).
+    push: Option<crate::push::InServe>,
     fleet: Option<Fleet>,
     /// The presence thread; stopped before the fleet (it holds the links).
     presence: Option<HubThread>,
@@ -271,6 +276,7 @@ impl Server {
             connections: Arc::new(AtomicUsize::new(0)),
         };
         let (events_wake, publisher) = crate::publisher::start_for(&config, &store, &metrics)?;
+        let push = crate::push::start_for(&config, &store, &live_devices, &metrics)?;
         let commit_context = CommitContext {
             directory: directory.clone(),
             mailboxes: mailboxes.clone(),
@@ -372,6 +378,7 @@ impl Server {
             liveness: Some(liveness),
             sweeper,
             publisher,
+            push,
             fleet,
             presence: Some(hub),
             revocations: Some(revocations),
@@ -494,6 +501,9 @@ impl ServerHandle {
         }
         if let Some(publisher) = self.publisher.take() {
             publisher.stop();
+        }
+        if let Some(push) = self.push.take() {
+            push.stop();
         }
         if let Some(admin) = self.admin.take() {
             admin.stop();

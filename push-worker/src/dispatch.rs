@@ -93,6 +93,7 @@ where
                 target: target.clone(),
                 conversation: d.conversation.clone(),
                 count: d.count,
+                latest_event: d.latest_event.clone(),
             };
             match self.sender.send(&n) {
                 Outcome::Delivered => {
@@ -111,6 +112,11 @@ where
                 Outcome::Failed => {
                     self.metrics.send_failures.inc();
                     failed.push(*device);
+                }
+                Outcome::Rejected => {
+                    self.metrics.notifications_dropped.inc();
+                    tracing::error!(user = %d.user, device = %device, conversation = %d.conversation,
+                        "push refused by the provider for good; notification dropped");
                 }
             }
         }

@@ -47,6 +47,8 @@ pub struct Notification<T> {
     pub conversation: String,
     /// How many messages (a collapsed burst counts each).
     pub count: u32,
+    /// The id of the newest of them, so the app can fetch from there.
+    pub latest_event: String,
 }
 
 /// How one hand-off to a provider ended.
@@ -59,6 +61,10 @@ pub enum Outcome {
     Unregistered,
     /// Not taken (5xx, timeout, refused connection): tried again later.
     Failed,
+    /// Refused for good (a request the provider will never take, bad
+    /// credentials, a provider not configured): not tried again; counted
+    /// as dropped, and its events are decided.
+    Rejected,
 }
 
 /// Hands notifications to a push provider.

@@ -125,6 +125,10 @@ impl KafkaSource {
             .set("client.id", "chatgw-push")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // The broker answers a fetch at once when records are there, at
+            // the latest after this: a notification waits for it at most
+            // once (librdkafka's default, 500 ms, would add to each).
+            .set("fetch.wait.max.ms", "100")
             .set(
                 "auto.offset.reset",
                 match start {

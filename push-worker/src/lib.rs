@@ -14,9 +14,11 @@
 //! - [`kafka`]: the Kafka consumer-group source;
 //! - [`gateways`]: liveness asked of gateways' admin listeners.
 //!
-//! Not here: the providers (webhook, APNs, FCM), the store, the gateway.
-//! They plug in through the traits of [`handoff`] and [`EventSource`].
-//! See `docs/PUSH-WORKER.md`.
+//! Not here: the providers (webhook, APNs, FCM), the store, the gateway,
+//! the outbox source of `serve --push` (all in the gateway's `push`
+//! module). They plug in through the traits of [`handoff`] and
+//! [`EventSource`].
+//! See `docs/EVENTS.md`, "Push notifications".
 
 #![warn(missing_docs)]
 

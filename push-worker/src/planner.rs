@@ -48,6 +48,8 @@ pub struct Due {
     pub conversation: String,
     /// How many messages the window collapsed.
     pub count: u32,
+    /// The id of the newest of them.
+    pub latest_event: String,
     /// Commit time of the first of them, unix milliseconds.
     pub first_at_ms: u64,
     /// A retry names the devices whose hand-off failed; only they are
@@ -78,6 +80,7 @@ struct Window {
     user: UserId,
     conversation: String,
     count: u32,
+    latest_event: String,
     first_at_ms: u64,
     due_ms: u64,
     /// The events whose fate this window decides.
@@ -127,12 +130,13 @@ impl Planner {
     pub fn on_event(&mut self, pos: Position, event: Event, now_ms: u64) -> Effect {
         let mut effect = Effect::default();
         match event {
-            Event::Message { conversation, recipients, at_ms, .. } => {
+            Event::Message { event, conversation, recipients, at_ms, .. } => {
                 let mut holds = 0;
                 for user in recipients {
                     let key = (user, conversation.clone());
                     if let Some(w) = self.open.get(&key).and_then(|t| self.windows.get_mut(t)) {
                         w.count += 1;
+                        w.latest_event.clone_from(&event);
                         w.holds.push(pos);
                         effect.collapsed += 1;
                     } else {
@@ -145,6 +149,7 @@ impl Planner {
                                 user,
                                 conversation: key.1.clone(),
                                 count: 1,
+                                latest_event: event.clone(),
                                 first_at_ms,
                                 due_ms,
                                 holds: vec![pos],
@@ -198,6 +203,7 @@ impl Planner {
                 user: w.user,
                 conversation: w.conversation.clone(),
                 count: w.count,
+                latest_event: w.latest_event.clone(),
                 first_at_ms: w.first_at_ms,
                 only: w.only.clone(),
                 attempt: w.attempt,

@@ -17,6 +17,9 @@ pub const SCHEMA_VERSION: u64 = 1;
 pub enum Event {
     /// A message that may notify its recipients.
     Message {
+        /// The event's id (the message id), passed on to the device so it
+        /// can fetch from there; empty when the record has none.
+        event: String,
         /// The conversation (`d:<lo>:<hi>` or `g:<id>`), kept as the
         /// publisher wrote it: it is only ever compared and passed on.
         conversation: String,
@@ -62,6 +65,8 @@ struct Envelope {
 
 #[derive(Deserialize)]
 struct V1 {
+    #[serde(default)]
+    event: String,
     kind: String,
     conversation: String,
     from: UserId,
@@ -83,6 +88,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let r: V1 = serde_json::from_slice(bytes)?;
     Ok(match r.kind.as_str() {
         "message" if r.msg_kind.as_deref() != Some("system") => Event::Message {
+            event: r.event,
             conversation: r.conversation,
             from: r.from,
             // A publisher never lists the sender, but a record that does
@@ -111,7 +117,13 @@ mod tests {
         let rec = br#"{"v":1,"event":"e1","kind":"message","conversation":"d:1:2","from":"1","recipients":["2"],"at":1700,"id":"9","msg_kind":"text","new_field":[1]}"#;
         assert_eq!(
             decode(rec).unwrap(),
-            Event::Message { conversation: "d:1:2".into(), from: UserId(1), recipients: vec![UserId(2)], at_ms: 1700 }
+            Event::Message {
+                event: "e1".into(),
+                conversation: "d:1:2".into(),
+                from: UserId(1),
+                recipients: vec![UserId(2)],
+                at_ms: 1700
+            }
         );
     }
 

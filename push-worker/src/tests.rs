@@ -89,7 +89,7 @@ fn a_burst_to_an_offline_user_collapses_into_one_notification_per_device() {
     worker.step().unwrap();
     assert_eq!(w.sent(), vec![("bob-phone".into(), 5), ("bob-tablet".into(), 5)]);
     let n = &w.sender.sent()[0];
-    assert_eq!((n.user, n.conversation.as_str()), (UserId(BOB), DM));
+    assert_eq!((n.user, n.conversation.as_str(), n.latest_event.as_str()), (UserId(BOB), DM, "m4"));
     assert_eq!(w.metrics.messages_collapsed.get(), 4);
     // A message after the window opens the next one.
     w.log.append(0, message("m5", DM, ALICE, &[BOB], T0 + 2_500));
@@ -205,6 +205,23 @@ fn a_hand_off_failing_every_time_is_dropped_after_the_last_attempt_and_committed
 }
 
 #[test]
+fn a_hand_off_refused_for_good_is_dropped_at_once_and_committed() {
+    let w = World::new();
+    w.sender.script("carol-phone", &[Outcome::Rejected]);
+    let mut worker = w.worker();
+    w.log.append(0, message("m1", DM, ALICE, &[CAROL], T0));
+    worker.step().unwrap();
+    w.clock.advance(2_000);
+    worker.step().unwrap();
+    w.clock.advance(60_000);
+    worker.step().unwrap();
+    assert_eq!(w.sender.sent().len(), 1, "not tried again");
+    assert_eq!((w.metrics.notifications_dropped.get(), w.metrics.send_failures.get()), (1, 0));
+    assert_eq!(w.targets.rows().len(), 4, "the target is kept");
+    assert_eq!(w.log.committed(0), 1);
+}
+
+#[test]
 fn a_store_outage_holds_notifications_until_it_answers() {
     let w = World::new();
     w.targets.set_down(true);
@@ -314,6 +331,7 @@ fn a_revoked_partition_is_forgotten_without_a_commit() {
     let mut p = Planner::new(2_000);
     let pos = |partition, offset| Position { partition, offset };
     let msg = |to: u64| Event::Message {
+        event: format!("m{to}"),
         conversation: DM.into(),
         from: UserId(ALICE),
         recipients: vec![UserId(to)],
@@ -336,6 +354,7 @@ fn a_revoked_partition_is_forgotten_without_a_commit() {
 fn a_commit_time_in_the_future_counts_as_now() {
     let mut p = Planner::new(2_000);
     let future = Event::Message {
+        event: "m1".into(),
         conversation: DM.into(),
         from: UserId(ALICE),
         recipients: vec![UserId(BOB)],

@@ -192,17 +192,22 @@ fn warn(what: &str, e: &dyn std::error::Error) {
     tracing::warn!(error = %e, "events: cannot {what}; retrying");
 }
 
-/// With `--events`: enable the store's outbox (before any commit) and start
-/// the publisher. Without it: a wake that does nothing and no thread.
+/// With `--events` or `--push`: enable the store's outbox (before any
+/// commit); with `--events`, start the publisher. Without `--events`: a
+/// wake that does nothing and no thread.
 pub(crate) fn start_for(
     config: &crate::Config,
     store: &Arc<dyn MessageStore>,
     metrics: &crate::metrics::Metrics,
 ) -> Result<(Wake, Option<Publisher>), crate::StartError> {
-    let Some(url) = config.events.clone() else { return Ok((Wake::default(), None)) };
+    if config.events.is_none() && !config.push.enabled() {
+        return Ok((Wake::default(), None));
+    }
+    // `--push` reads the outbox too, also without `--events`.
     store
         .enable_outbox(chatgw_storage::OutboxOptions { bodies: config.events_bodies, node: config.node_id })
         .map_err(|e| crate::StartError::Events(format!("{e} (docs/EVENTS.md)")))?;
+    let Some(url) = config.events.clone() else { return Ok((Wake::default(), None)) };
     tracing::info!(events = %url, bodies = config.events_bodies, "publishing committed events");
     let settings = PublisherSettings { url, metrics: metrics.events.clone() };
     let (wake, publisher) = Publisher::start(store.clone(), settings)

@@ -27,6 +27,7 @@ pub mod amend;
 pub mod fleet;
 pub mod ledger;
 pub mod presence;
+pub mod push;
 
 /// Run the test function `name(io: IoDriver)` once per I/O driver, as the
 /// tests `name::epoll` and `name::uring`. Written just above the function,
