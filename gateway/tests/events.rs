@@ -333,12 +333,13 @@ fn kassandra_bin() -> Option<std::path::PathBuf> {
 }
 
 /// Every store has an outbox: a gateway on Cassandra starts with `--events`
-/// (enabling the outbox reads its node's head), and its publisher keeps
-/// trying an unreachable broker rather than stopping the gateway. The
+/// and `--push` (enabling the outbox reads its node's head; the push worker
+/// reads its cursor), and its publisher keeps trying an unreachable broker
+/// rather than stopping the gateway. The
 /// server kassandra cannot run a commit, so what is published from a
 /// Cassandra outbox is checked by the store's own tests.
 #[test]
-fn events_on_cassandra_start_with_the_outbox_enabled() {
+fn events_and_push_on_cassandra_start_with_the_outbox_enabled() {
     let Some(bin) = kassandra_bin() else {
         eprintln!("events on cassandra: skipped: no kassandra server (run .ci/run)");
         return;
@@ -351,9 +352,12 @@ fn events_on_cassandra_start_with_the_outbox_enabled() {
     let out = Command::new(env!("CARGO_BIN_EXE_chatgw")).args(["store", "init", "--store", &store]).output().unwrap();
     assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
     let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("webhook-secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let push = format!("webhook:url=http://127.0.0.1:9/push,secret-file={}", secret.display());
     let mut gw = Command::new(env!("CARGO_BIN_EXE_chatgw"))
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--secret", SECRET])
-        .args(["--events", "kafka://127.0.0.1:9/x", "--store", &store, "--data"])
+        .args(["--events", "kafka://127.0.0.1:9/x", "--push", &push, "--store", &store, "--data"])
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
