@@ -267,7 +267,7 @@ pub struct ServeArgs {
     /// How long after sending its sender may edit a message, counted from the message's ts; 0s refuses every edit [default: 15m].
     #[arg(long, env = "CHATGW_EDIT_WINDOW")]
     pub edit_window: Option<HumanDuration>,
-    /// Publish every committed event to Kafka, `kafka://host:port[,host:port...][/PREFIX]`, topic `<PREFIX>.events` (created beforehand); embedded or PostgreSQL store (docs/EVENTS.md) [default: off; PREFIX chatgw].
+    /// Publish every committed event to Kafka, `kafka://host:port[,host:port...][/PREFIX]`, topic `<PREFIX>.events` (created beforehand); any store (docs/EVENTS.md) [default: off; PREFIX chatgw].
     #[arg(long, env = "CHATGW_EVENTS")]
     pub events: Option<String>,
     /// With --events: put message bodies in the event records (otherwise only their sizes) [default: false].
@@ -275,7 +275,7 @@ pub struct ServeArgs {
     pub events_bodies: Option<bool>,
     /// Run the push worker in this gateway, fed by the store's outbox: a provider spec, repeatable
     /// (`webhook:url=URL,secret-file=PATH`, `apns:...`, `fcm:...`, `retry:...`, `tls:...`; docs/PUSH.md; the
-    /// environment separates specs with `;`); one gateway only, embedded or PostgreSQL store (docs/EVENTS.md) [default: off].
+    /// environment separates specs with `;`); one gateway only, any store (docs/EVENTS.md) [default: off].
     #[arg(long, value_name = "SPEC", env = "CHATGW_PUSH", value_delimiter = ';')]
     pub push: Vec<String>,
     /// With --push: how long a conversation collects messages before its devices that are not live are notified [default: 2s].
@@ -589,14 +589,6 @@ impl Config {
         )?;
         ensure(!self.secret.is_empty(), "secret must not be empty")?;
         ensure(
-            self.events.is_none() || self.store.scheme() != "cassandra",
-            "--events needs the embedded or a PostgreSQL store: the Cassandra store has no event outbox yet",
-        )?;
-        ensure(
-            !self.push.enabled() || self.store.scheme() != "cassandra",
-            "--push needs the embedded or a PostgreSQL store: the Cassandra store has no event outbox yet",
-        )?;
-        ensure(
             !self.push.enabled() || self.cluster.is_none(),
             "--push runs the push worker for one gateway; a fleet publishes --events and runs `chatgw push` (docs/EVENTS.md)",
         )?;
@@ -811,8 +803,8 @@ mod tests {
         let c = resolve(Some("kafka://b1:9092,b2:9092/prod"), None).unwrap();
         assert_eq!(c.events.map(|e| (e.brokers, e.prefix)), Some(("b1:9092,b2:9092".into(), "prod".into())));
         assert!(resolve(Some("b1:9092"), None).is_err(), "not a kafka:// URL");
-        let refused = resolve(Some("kafka://b:9092"), Some("cassandra://127.0.0.1:9042/chatgw")).unwrap_err();
-        assert!(refused.to_string().contains("Cassandra"), "{refused}");
+        let c = resolve(Some("kafka://b:9092"), Some("cassandra://127.0.0.1:9042/chatgw")).unwrap();
+        assert!(c.events.is_some(), "every store has an outbox");
         std::fs::write(&file, "secret = \"f\"\nevents = \"kafka://k:9092\"\nevents_bodies = true\n").unwrap();
         let c = resolve(None, None).unwrap();
         assert_eq!(c.events.map(|e| e.prefix), Some("chatgw".into()), "from the file, default prefix");
@@ -844,8 +836,8 @@ mod tests {
         assert_eq!(c.push.grace, Duration::from_millis(500));
         let c = resolve(&["fcm:service-account=a", "retry:attempts=1"], None, None).unwrap();
         assert_eq!(c.push.specs.len(), 2, "flags replace the file's list");
-        let refused = resolve(&["fcm:service-account=a"], Some("cassandra://127.0.0.1:9042/chatgw"), None).unwrap_err();
-        assert!(refused.to_string().contains("--push needs the embedded or a PostgreSQL store"), "{refused}");
+        let c = resolve(&["fcm:service-account=a"], Some("cassandra://127.0.0.1:9042/chatgw"), None).unwrap();
+        assert!(c.push.enabled(), "every store has an outbox");
         let refused =
             resolve(&["fcm:service-account=a"], Some("postgres://db/chat"), Some("redis://r:6379")).unwrap_err();
         assert!(refused.to_string().contains("chatgw push"), "{refused}");

@@ -35,6 +35,9 @@ mod decide;
 mod devices;
 mod failure;
 mod options;
+mod outbox;
+#[cfg(test)]
+mod outbox_tests;
 mod plan;
 mod positions;
 mod reads;
@@ -44,7 +47,7 @@ mod walk;
 
 use std::{
     collections::HashSet,
-    sync::{Mutex, PoisonError},
+    sync::{Mutex, OnceLock, PoisonError},
     time::Duration,
 };
 
@@ -90,6 +93,9 @@ pub struct CassandraStore {
     /// Why writes are refused, from a failed commit until a successful
     /// [`MessageStore::recover`].
     failed: Mutex<Option<WriteFailure>>,
+    /// Set once by [`MessageStore::enable_outbox`]: commits append this
+    /// node's outbox records from then on (`outbox`).
+    outbox: OnceLock<outbox::Outbox>,
     /// Last field: dropped after the session that runs on it.
     runtime: tokio::runtime::Runtime,
 }
@@ -179,6 +185,7 @@ impl CassandraStore {
             recorded: Mutex::new(HashSet::new()),
             heads: Heads::default(),
             failed: Mutex::new(None),
+            outbox: OnceLock::new(),
             runtime,
         })
     }
@@ -199,6 +206,11 @@ impl CassandraStore {
 
     fn set_failure(&self, failure: Option<WriteFailure>) {
         *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = failure;
+    }
+
+    /// The node whose outbox this handle reads (see `outbox`).
+    fn outbox_node(&self) -> u16 {
+        self.outbox.get().map_or(0, |o| o.options.node)
     }
 
     fn remember(&self, rows: Vec<BucketRow>) {
@@ -234,7 +246,11 @@ impl CassandraStore {
         }
         self.cql.run_phase(&entries).await?;
         self.remember(plan.buckets);
-        Ok(positions::hand_out(writes, &outcomes, claims, plan.stats))
+        let committed = positions::hand_out(writes, &outcomes, claims, plan.stats);
+        if let Some(outbox) = self.outbox.get() {
+            outbox.append(&self.cql, writes, &committed).await?;
+        }
+        Ok(committed)
     }
 }
 
@@ -324,6 +340,9 @@ impl MessageStore for CassandraStore {
         self.runtime
             .block_on(self.cql.execute(statements::PROBE, (1i32, now)))
             .map_err(|e| StoreError::backend("probe write", e))?;
+        if let Some(outbox) = self.outbox.get() {
+            self.runtime.block_on(outbox.flush(&self.cql))?;
+        }
         self.set_failure(None);
         Ok(())
     }
@@ -540,5 +559,35 @@ impl MessageStore for CassandraStore {
             return Ok(Vec::new());
         }
         self.runtime.block_on(reads::conversations(&self.cql, user, before, limit))
+    }
+
+    fn enable_outbox(&self, options: crate::OutboxOptions) -> Result<(), StoreError> {
+        if self.outbox.get().is_none() {
+            let outbox = self.runtime.block_on(outbox::Outbox::enable(&self.cql, options))?;
+            let _ = self.outbox.set(outbox);
+        }
+        Ok(())
+    }
+
+    fn outbox_after(&self, after: crate::OutboxPos, limit: usize) -> Result<Vec<crate::OutboxRecord>, StoreError> {
+        self.runtime.block_on(outbox::after(&self.cql, self.outbox_node(), after, limit))
+    }
+
+    fn outbox_head(&self) -> Result<crate::OutboxPos, StoreError> {
+        self.runtime.block_on(outbox::head(&self.cql, self.outbox_node())).map(crate::OutboxPos)
+    }
+
+    fn outbox_cursor(&self, consumer: &str) -> Result<crate::OutboxPos, StoreError> {
+        self.runtime.block_on(outbox::cursor(&self.cql, self.outbox_node(), consumer))
+    }
+
+    fn set_outbox_cursor(&self, consumer: &str, pos: crate::OutboxPos) -> Result<(), StoreError> {
+        if self.outbox.get().is_none() {
+            return Err(StoreError::Unsupported {
+                backend: "Cassandra",
+                what: "an outbox cursor before enable_outbox",
+            });
+        }
+        self.runtime.block_on(outbox::set_cursor(&self.cql, self.outbox_node(), consumer, pos))
     }
 }

@@ -32,6 +32,11 @@
 //! lists: a new table that nothing else reads, created by `init` on an
 //! existing version-3 keyspace, with no new version.
 //!
+//! The event outbox (`outbox`, `outbox_heads`, `outbox_trimmed`,
+//! `outbox_cursors`; see `cassandra::outbox`) came the same way: new tables
+//! only, so a keyspace of an older release needs `init` before a gateway
+//! of this release runs with `--events` or `--push`.
+//!
 //! DDL is sent unprepared (CQL cannot prepare it) and waits for schema
 //! agreement, so that every node knows the tables before a gateway
 //! prepares statements against them. docs/STORAGE.md explains each table.
@@ -139,6 +144,19 @@ pub(super) const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS hidden (
         user_id bigint, conversation blob, msg bigint, event bigint,
         PRIMARY KEY (user_id, conversation, msg, event)
+    )",
+    // The event outbox, per node (`outbox`): records in partitions of one
+    // node and one bucket of positions, the head, how far records are
+    // gone, and each consumer's cursor.
+    "CREATE TABLE IF NOT EXISTS outbox (
+        node int, bucket bigint, pos bigint, record blob,
+        PRIMARY KEY ((node, bucket), pos)
+    )",
+    "CREATE TABLE IF NOT EXISTS outbox_heads (node int PRIMARY KEY, pos bigint)",
+    "CREATE TABLE IF NOT EXISTS outbox_trimmed (node int PRIMARY KEY, pos bigint)",
+    "CREATE TABLE IF NOT EXISTS outbox_cursors (
+        node int, consumer text, pos bigint,
+        PRIMARY KEY (node, consumer)
     )",
 ];
 

@@ -152,4 +152,10 @@ impl Statements {
         self.prepared.lock().unwrap_or_else(PoisonError::into_inner).insert(cql, statement.clone());
         Ok(statement)
     }
+
+    /// `cql` with the keyspace in place of `{ks}`, for a statement sent
+    /// unprepared.
+    pub(super) fn text(&self, cql: &str) -> String {
+        cql.replace("{ks}", &self.keyspace)
+    }
 }

@@ -134,18 +134,20 @@ pub fn outbox_pager_never_skips_concurrent_commits(backend: &dyn Backend) {
     let Some(s) = open_with_outbox(backend, &place) else { return };
     let done = AtomicBool::new(false);
     let seen = std::thread::scope(|scope| {
-        for t in 0..4u64 {
-            let s = s.clone();
-            scope.spawn(move || {
-                let mut ids = Snowflake::new(10 + t as u16);
-                for i in 0..50 {
-                    // Each thread its own conversation, as commit pipelines are.
-                    let m = text(&mut ids, 100 + t, 200 + t, &format!("c{t}-{i}"));
-                    let inboxes = [UserId(100 + t), UserId(200 + t)];
-                    s.commit(&[Write::Message { message: &m, inboxes: &inboxes, membership: None }], m.id).unwrap();
-                }
-            });
-        }
+        let writers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let s = s.clone();
+                scope.spawn(move || {
+                    let mut ids = Snowflake::new(10 + t as u16);
+                    for i in 0..50 {
+                        // Each thread its own conversation, as commit pipelines are.
+                        let m = text(&mut ids, 100 + t, 200 + t, &format!("c{t}-{i}"));
+                        let inboxes = [UserId(100 + t), UserId(200 + t)];
+                        s.commit(&[Write::Message { message: &m, inboxes: &inboxes, membership: None }], m.id).unwrap();
+                    }
+                })
+            })
+            .collect();
         let reader = scope.spawn(|| {
             let mut seen = Vec::new();
             let mut after = OutboxPos(0);
@@ -162,10 +164,10 @@ pub fn outbox_pager_never_skips_concurrent_commits(backend: &dyn Backend) {
                 }
             }
         });
-        // The writers are joined when the scope ends; tell the reader once
-        // they have all finished.
-        while s.outbox_head().unwrap().0 < 200 {
-            std::thread::yield_now();
+        // Tell the reader once every writer has finished (positions need
+        // not start at 1 nor be dense, so the head cannot tell).
+        for w in writers {
+            w.join().unwrap();
         }
         done.store(true, Ordering::Release);
         reader.join().unwrap()
