@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the standard scenarios against chatgw and the baseline relay in one
 # session on this machine, and write BENCHMARKS.md (tables side by side with
-# ratios, latency percentile plots under docs/bench/).
+# ratios, latency percentile plots under docs/bench/). Sections written by
+# hand after the marker line near its end (KEEP_MARKER below) are kept.
 #
 # Usage: scripts/bench.sh [--quick]
 #   --quick   shorter runs and fewer rates, no micro-benchmarks, report written
@@ -321,5 +322,11 @@ cmd "$BIN/abuse-report" --seconds "$((QUICK == 1 ? 2 : 5))" > "$OUT/abuse.txt" 2
 
 target_args=()
 [[ -n "$TARGET_RATES" ]] && target_args=(--target-rates "${TARGET_RATES// /,}")
+# bench-report writes the measured sections wholesale; the sections written
+# by hand (other scripts' results, investigations) follow this marker line in
+# BENCHMARKS.md and are carried over unchanged.
+KEEP_MARKER='<!-- Hand-written sections below: scripts/bench.sh keeps everything from this line on. -->'
+kept=$(awk -v m="$KEEP_MARKER" '$0 == m { keep = 1 } keep' BENCHMARKS.md 2>/dev/null || true)
 "$BIN/bench-report" write --dir "$OUT" --out "$REPORT" --plots "$PLOTS" "${target_args[@]}"
+[[ -n $kept ]] && printf '\n%s\n' "$kept" >> "$REPORT"
 log "wrote $REPORT and $PLOTS/*.svg from $OUT"

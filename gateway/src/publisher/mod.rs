@@ -20,7 +20,7 @@ use std::{io, sync::Arc, thread::JoinHandle, time::Duration};
 
 use chatgw_events::{topic_name, EventProducer, ProducerConfig, PublishError};
 use chatgw_protocol::now_ms;
-use chatgw_storage::{MessageStore, OutboxPos};
+use chatgw_storage::{MessageStore, OutboxPos, OutboxRecord};
 use crossbeam_channel::{select, Receiver, Sender};
 
 pub use self::{
@@ -168,7 +168,7 @@ impl Run {
             warn("publish events to Kafka", &e);
             return Err(());
         }
-        self.metrics.published.inc_by(batch.len() as u64);
+        self.note_published(&batch);
         *cursor = Some(last);
         self.note_lag(last, None);
         // A cursor that failed to move is moved by the next batch; after a
@@ -177,6 +177,16 @@ impl Run {
             warn("move the outbox cursor", &e);
         }
         Ok(true)
+    }
+
+    /// Count an acknowledged batch and each record's time from commit to
+    /// now, its acknowledgement.
+    fn note_published(&self, batch: &[OutboxRecord]) {
+        self.metrics.published.inc_by(batch.len() as u64);
+        let acked = now_ms();
+        for r in batch {
+            self.metrics.publish_lag.observe(acked.saturating_sub(r.at) as f64 / 1000.0);
+        }
     }
 
     fn note_lag(&self, cursor: OutboxPos, oldest_at: Option<u64>) {
