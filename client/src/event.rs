@@ -192,11 +192,6 @@ pub enum Event {
         /// fallback key.
         devices: Vec<chatgw_protocol::KeyBundle>,
     },
-    /// A contact's devices or identity keys changed.
-    KeysChanged {
-        /// Whose.
-        user: UserId,
-    },
     /// A watched user's presence changed.
     Presence {
         /// The user.
@@ -341,7 +336,6 @@ impl Event {
             ServerFrame::PushUnregistered { device } => Event::PushUnregistered { device },
             ServerFrame::KeyCount { device, one_time_keys } => Event::KeyCount { device, one_time_keys },
             ServerFrame::Keys { user, devices } => Event::Keys { user, devices },
-            ServerFrame::KeysChanged { user } => Event::KeysChanged { user },
             ServerFrame::Conversations(page) => Event::Conversations { items: page.items, next: page.next },
             ServerFrame::Presence { user, state } => Event::Presence { user, state },
             ServerFrame::PresenceList { conversation, users } => Event::PresenceList { conversation, users },

@@ -291,11 +291,6 @@ pub enum ServerFrame {
         /// A bundle per device that has keys.
         devices: Vec<crate::KeyBundle>,
     },
-    /// `keys_changed`: a contact's devices or identity keys changed.
-    KeysChanged {
-        /// Whose.
-        user: crate::UserId,
-    },
     /// `presence_set`: the answer to `set_presence`.
     PresenceSet {
         /// Whether others see the user's presence now.
@@ -821,7 +816,7 @@ impl ServerFrame {
             "presence" | "presence_list" | "presence_set" | "typing" => return crate::presence::decode(&ty, text),
             "direct_from" => return crate::direct_from::decode(text),
             "push_registered" | "push_unregistered" => return crate::push::decode(&ty, text),
-            "key_count" | "keys" | "keys_changed" => return crate::keys::decode(&ty, text),
+            "key_count" | "keys" => return crate::keys::decode(&ty, text),
             other => return Err(DecodeError::UnknownType(other.chars().take(32).collect())),
         })
     }

@@ -146,10 +146,4 @@ fn fetches_and_answers_round_trip() {
         ServerFrame::parse(std::str::from_utf8(&out).unwrap()).unwrap(),
         ServerFrame::KeyCount { device: "phone".into(), one_time_keys: 37 }
     );
-    let mut out = Vec::new();
-    server::keys_changed(&mut out, UserId(3));
-    assert_eq!(
-        ServerFrame::parse(std::str::from_utf8(&out).unwrap()).unwrap(),
-        ServerFrame::KeysChanged { user: UserId(3) }
-    );
 }

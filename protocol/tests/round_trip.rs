@@ -222,7 +222,6 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         ServerFrame::PushUnregistered { .. } => assert_eq!(v.ty, "push_unregistered"),
         ServerFrame::KeyCount { .. } => assert_eq!(v.ty, "key_count"),
         ServerFrame::Keys { .. } => assert_eq!(v.ty, "keys"),
-        ServerFrame::KeysChanged { .. } => assert_eq!(v.ty, "keys_changed"),
         ServerFrame::Devices { .. } => assert_eq!(v.ty, "devices"),
         ServerFrame::LoggedOut { .. } => assert_eq!(v.ty, "logged_out"),
         ServerFrame::Conversations(_) => assert_eq!(v.ty, "conversations"),

@@ -179,12 +179,6 @@ pub fn encode_keys(out: &mut Vec<u8>, user: UserId, bundles: &[KeyBundle]) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// `{"type":"keys_changed","user":"42"}`: `user`'s devices or identity keys
-/// changed; fetch them again before encrypting to them.
-pub fn encode_keys_changed(out: &mut Vec<u8>, user: UserId) {
-    let _ = write!(out, r#"{{"type":"keys_changed","user":"{}"}}"#, user.0);
-}
-
 #[derive(Deserialize)]
 struct RawSigned {
     id: String,
@@ -223,7 +217,7 @@ fn decoded_signed(raw: RawSigned, frame: &'static str) -> Result<SignedKey, Deco
     Ok(SignedKey { id: raw.id, key: decoded_key(&raw.key, frame)?, signature })
 }
 
-/// Decode `key_count`, `keys` or `keys_changed`.
+/// Decode `key_count` or `keys`.
 pub(crate) fn decode(ty: &str, text: &str) -> Result<ServerFrame, DecodeError> {
     let raw: RawAnswer = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
     match ty {
@@ -231,9 +225,6 @@ pub(crate) fn decode(ty: &str, text: &str) -> Result<ServerFrame, DecodeError> {
             device: raw.device.ok_or(field("key_count", "device", "missing"))?,
             one_time_keys: raw.one_time_keys.ok_or(field("key_count", "one_time_keys", "missing"))?,
         }),
-        "keys_changed" => {
-            Ok(ServerFrame::KeysChanged { user: raw.user.ok_or(field("keys_changed", "user", "missing"))? })
-        }
         _ => {
             let user = raw.user.ok_or(field("keys", "user", "missing"))?;
             let mut devices = Vec::new();
