@@ -5,8 +5,10 @@
 //! A claim reads a few of the device's keys and takes the first one a
 //! lightweight transaction (`DELETE ... IF EXISTS`) removes: the
 //! transaction that applies is the only one that returned that key, so two
-//! gateways never hand out one key twice; a claim that loses every race it
-//! read tries again, and answers none left only on an empty read.
+//! gateways never hand out one key twice. A claim that loses every race it
+//! read reads again, at most [`CLAIM_ROUNDS`] times (a replica behind the
+//! others may keep showing keys already taken); then it answers none left,
+//! and the fetcher gets the fallback key.
 //!
 //! Publishing keys reads the stored signing and identity keys, writes the
 //! new ones and, if they changed, deletes the one-time keys' partition:
@@ -34,6 +36,9 @@ const CLAIM_ONE_TIME: &str = "DELETE FROM {ks}.one_time_keys WHERE user_id = ? A
 const USER_KEYS: &str = "SELECT device, signing_key, identity_key, identity_signature, fallback_id, fallback_key, \
      fallback_signature FROM {ks}.device_keys WHERE user_id = ?";
 const REMOVE_KEYS: &str = "DELETE FROM {ks}.device_keys WHERE user_id = ? AND device = ?";
+
+/// Reads of candidate keys one claim makes at most.
+const CLAIM_ROUNDS: usize = 4;
 
 type KeysRow = (String, Vec<u8>, Vec<u8>, Vec<u8>, String, Vec<u8>, Vec<u8>);
 
@@ -87,7 +92,7 @@ pub(super) async fn one_time_key_count(c: &Cql, user: UserId, device: DeviceName
 /// a server cannot keep two concurrent claims apart.
 pub(super) async fn claim_one_time_key(c: &Cql, user: UserId, device: DeviceName) -> Result<Option<SignedKey>> {
     let (u, d) = key_of(user, device);
-    loop {
+    for _ in 0..CLAIM_ROUNDS {
         let rows: Vec<(String, Vec<u8>, Vec<u8>)> = c.rows("one_time_keys", FIRST_ONE_TIME, (u, d.clone())).await?;
         if rows.is_empty() {
             return Ok(None);
@@ -104,6 +109,7 @@ pub(super) async fn claim_one_time_key(c: &Cql, user: UserId, device: DeviceName
             }
         }
     }
+    Ok(None)
 }
 
 pub(super) async fn device_keys(c: &Cql, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>> {
