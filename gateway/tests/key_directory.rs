@@ -21,10 +21,14 @@ fn dev(name: &str) -> DeviceName {
     DeviceName::new(name).unwrap()
 }
 
-fn online(gw: &TestGateway, user: u64, device: &str) -> Client {
+fn connect(gw: &TestGateway, user: u64, device: &str) -> Client {
     let now = unix_now();
     let token = gw.key.mint_device(UserId(user), dev(device), now - 60, now + 3600);
-    let mut c = Client::connect(gw.addr, &token).unwrap();
+    Client::connect(gw.addr, &token).unwrap()
+}
+
+fn online(gw: &TestGateway, user: u64, device: &str) -> Client {
+    let mut c = connect(gw, user, device);
     sync_all(&mut c);
     c
 }
@@ -233,6 +237,19 @@ fn bad_uploads_and_unnamed_connections_are_refused_and_the_connection_stays_usab
     assert_eq!(message, "a device holds at most 500 one-time keys; it holds 500, so upload at most 0");
     conn.key_count().unwrap();
     assert_eq!(key_count(&mut conn), 500, "the connection stays usable");
+
+    // At most 32 devices of a user have keys: the phone and 31 more.
+    for i in 0..31 {
+        let name = format!("d{i}");
+        let mut c = connect(&gw, 7, &name);
+        assert_eq!(upload(&mut c, &Device::new(7, &name, 40), &[]), 0);
+    }
+    let mut extra = connect(&gw, 7, "d31");
+    extra.upload_keys(&Device::new(7, "d31", 40).keys(), &[]).unwrap();
+    let (code, message) = refused(&mut extra);
+    assert_eq!(code, "not_allowed");
+    assert_eq!(message, "at most 32 devices of a user have keys; log one out first");
+    assert_eq!(upload(&mut conn, &phone, &[]), 500, "a device with keys may still upload");
 }
 
 each_driver!(logging_a_device_out_removes_its_keys);

@@ -7,9 +7,11 @@
 //! is checked here, against the uploader's user and device, before
 //! anything is written: the store keeps only keys that verified.
 //!
-//! A device holds at most [`MAX_STORED_ONE_TIME_KEYS`]; the count is read
-//! before the write, so two uploads of one device at the same moment may
-//! pass it by one upload. A logout removes the device's keys
+//! A device holds at most [`MAX_STORED_ONE_TIME_KEYS`], and a user has at
+//! most [`MAX_KEY_DEVICES_PER_USER`] devices with keys, so a fetch's answer
+//! stays bounded (about 600 bytes a bundle). Both counts are read before
+//! the write, so uploads at the same moment may pass them by one upload
+//! each. A logout removes the device's keys
 //! (`Revoker::record_device_revocation`); an upload checks the revocation
 //! cache after its write and removes what it wrote if the device was
 //! logged out meanwhile, as push registrations do.
@@ -21,6 +23,9 @@ use chatgw_protocol::{
 use chatgw_storage::{MessageStore, StoreError};
 
 use crate::{auth::Claims, revoke::Revocations};
+
+/// Devices of one user that may have published keys at once.
+pub(crate) const MAX_KEY_DEVICES_PER_USER: usize = 32;
 
 /// What a key directory request asks.
 #[derive(Debug)]
@@ -96,6 +101,11 @@ fn upload(
     let gone = || (ErrorCode::NotAllowed, "this device was logged out; get a new token".to_owned());
     if logged_out() {
         return Ok(Err(gone()));
+    }
+    let devices = store.device_keys(me)?;
+    if devices.len() >= MAX_KEY_DEVICES_PER_USER && !devices.iter().any(|(d, _)| *d == device) {
+        let message = format!("at most {MAX_KEY_DEVICES_PER_USER} devices of a user have keys; log one out first");
+        return Ok(Err((ErrorCode::NotAllowed, message)));
     }
     store.put_device_keys(me, device, keys)?;
     let stored = store.one_time_key_count(me, device)?;
