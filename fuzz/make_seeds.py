@@ -176,6 +176,14 @@ edge = {
     "register-push-space": '{"type":"register_push","provider":"fcm","token":"a b"}',
     "register-push-4097": '{"type":"register_push","provider":"webhook","token":"' + "t" * 4097 + '"}',
     "unregister-push-extra": '{"type":"unregister_push","provider":"apns"}',
+    "upload-keys-padded": '{"type":"upload_keys","signing_key":"' + "A" * 43 + '=","identity_key":"' + "A" * 43
+    + '","identity_signature":"' + "A" * 86 + '","fallback_key":{"id":"f","key":"' + "A" * 43 + '","signature":"'
+    + "A" * 86 + '"}}',
+    "upload-keys-otk-not-object": '{"type":"upload_keys","signing_key":"' + "A" * 43 + '","identity_key":"'
+    + "A" * 43 + '","identity_signature":"' + "A" * 86 + '","fallback_key":{"id":"f","key":"' + "A" * 43
+    + '","signature":"' + "A" * 86 + '"},"one_time_keys":[7,{"id":"a|b"}]}',
+    "fetch-keys-device-bad": '{"type":"fetch_keys","user":"1","device":"a b"}',
+    "key-count-extra": '{"type":"key_count","user":"1"}',
     "typing-state-escaped": '{"type":"typing","peer":"2","state":"typ\\u0069ng"}',
     "typing-state-unknown": '{"type":"typing","group":"5","state":"composing"}',
     "empty": "",

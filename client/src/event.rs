@@ -176,6 +176,22 @@ pub enum Event {
         /// The device.
         device: String,
     },
+    /// Your device's one-time keys left (the answer to `upload_keys` and
+    /// `key_count`).
+    KeyCount {
+        /// The device.
+        device: String,
+        /// One-time keys left.
+        one_time_keys: u64,
+    },
+    /// A user's key bundles (the answer to `fetch_keys`).
+    Keys {
+        /// Whose.
+        user: UserId,
+        /// A bundle per device; `one_time_key` `None` means use the
+        /// fallback key.
+        devices: Vec<chatgw_protocol::KeyBundle>,
+    },
     /// A watched user's presence changed.
     Presence {
         /// The user.
@@ -318,6 +334,8 @@ impl Event {
             ServerFrame::LoggedOut { device } => Event::LoggedOut { device },
             ServerFrame::PushRegistered { device, provider } => Event::PushRegistered { device, provider },
             ServerFrame::PushUnregistered { device } => Event::PushUnregistered { device },
+            ServerFrame::KeyCount { device, one_time_keys } => Event::KeyCount { device, one_time_keys },
+            ServerFrame::Keys { user, devices } => Event::Keys { user, devices },
             ServerFrame::Conversations(page) => Event::Conversations { items: page.items, next: page.next },
             ServerFrame::Presence { user, state } => Event::Presence { user, state },
             ServerFrame::PresenceList { conversation, users } => Event::PresenceList { conversation, users },

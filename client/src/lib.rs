@@ -350,6 +350,30 @@ impl Client {
         self.send_with(|out| client::register_push(out, provider, token))
     }
 
+    /// Publish this device's keys and add `one_time_keys` (the connection's
+    /// token must name a device; docs/E2EE.md says what is signed).
+    /// Answered with [`Event::KeyCount`].
+    pub fn upload_keys(
+        &mut self,
+        keys: &chatgw_protocol::DeviceKeys,
+        one_time_keys: &[chatgw_protocol::SignedKey],
+    ) -> Result<(), ClientError> {
+        self.send_with(|out| client::upload_keys(out, keys, one_time_keys))
+    }
+
+    /// Fetch a key bundle for every device of `user`, or for `device` only;
+    /// each claims one of that device's one-time keys. Answered with
+    /// [`Event::Keys`].
+    pub fn fetch_keys(&mut self, user: UserId, device: Option<chatgw_protocol::DeviceName>) -> Result<(), ClientError> {
+        self.send_with(|out| client::fetch_keys(out, user, device))
+    }
+
+    /// Ask how many one-time keys this device has left. Answered with
+    /// [`Event::KeyCount`].
+    pub fn key_count(&mut self) -> Result<(), ClientError> {
+        self.send_with(client::key_count)
+    }
+
     /// Remove this device's push target. Answered with
     /// [`Event::PushUnregistered`], whether or not it had one.
     pub fn unregister_push(&mut self) -> Result<(), ClientError> {

@@ -88,6 +88,9 @@ pub(crate) enum QueryRequest {
         token_iat: Option<u64>,
         target: Option<chatgw_protocol::PushTarget>,
     },
+    /// A key directory request of `user`'s `device` (see `devices::keys`).
+    /// `token_iat` is the asking connection's token's.
+    Keys { origin: Endpoint, user: UserId, device: DeviceName, token_iat: Option<u64>, op: crate::devices::keys::KeyOp },
     /// One page of `user`'s conversation list.
     Conversations { origin: Endpoint, user: UserId, before: Option<MessageId>, limit: usize },
     /// Who shares `conversation` with `user`, for a presence subscription

@@ -137,6 +137,38 @@ mod tests {
         ) -> Result<Vec<(UserId, DeviceName, chatgw_storage::PushTarget)>, StoreError> {
             unreachable!()
         }
+        fn put_device_keys(
+            &self,
+            _: UserId,
+            _: DeviceName,
+            _: &chatgw_storage::DeviceKeys,
+        ) -> Result<bool, StoreError> {
+            unreachable!("the probe never writes")
+        }
+        fn add_one_time_keys(
+            &self,
+            _: UserId,
+            _: DeviceName,
+            _: &[chatgw_storage::SignedKey],
+        ) -> Result<u64, StoreError> {
+            unreachable!("the probe never writes")
+        }
+        fn one_time_key_count(&self, _: UserId, _: DeviceName) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        fn claim_one_time_key(
+            &self,
+            _: UserId,
+            _: DeviceName,
+        ) -> Result<Option<chatgw_storage::SignedKey>, StoreError> {
+            unreachable!("the probe never writes")
+        }
+        fn device_keys(&self, _: UserId) -> Result<Vec<(DeviceName, chatgw_storage::DeviceKeys)>, StoreError> {
+            unreachable!()
+        }
+        fn remove_device_keys(&self, _: UserId, _: DeviceName) -> Result<bool, StoreError> {
+            unreachable!("the probe never writes")
+        }
         fn remove_push_target_if(&self, _: UserId, _: DeviceName, _: &str) -> Result<bool, StoreError> {
             unreachable!("the probe never writes")
         }

@@ -91,6 +91,11 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
                 let payload = devices::push::answer(store.as_ref(), revocations, &asking, target);
                 CoreEvent::Reply { to: origin, payload }
             }
+            QueryRequest::Keys { origin, user, device, token_iat, op } => {
+                let asking = chatgw_auth::Claims { user, exp: 0, iat: token_iat, device: Some(device) };
+                let payload = devices::keys::answer(store.as_ref(), &ctx.revoker.revocations, &asking, op);
+                CoreEvent::Reply { to: origin, payload }
+            }
             QueryRequest::Conversations { origin, user, before, limit } => {
                 let payload = crate::conversation_list::page(store.as_ref(), user, before, limit)
                     .unwrap_or_else(|e| failure(&e, "conversations"));

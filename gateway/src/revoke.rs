@@ -150,6 +150,7 @@ impl Revoker {
         // First, so that a logout that is recorded never leaves pushes
         // going to the device; a failure here records nothing (retry).
         self.store.set_push_target(user, device, None)?;
+        self.store.remove_device_keys(user, device)?;
         self.store.revoke_device(user, device, at)?;
         self.revocations.note_device(user, device, at);
         // Again, now that this gateway refuses the device: a registration

@@ -231,6 +231,7 @@ pub fn conversations(out: &mut String, before: Option<MessageId>, limit: usize) 
 }
 
 pub use crate::direct_from::client_frames::{direct_from, set_direct_from};
+pub use crate::keys::client_frames::{fetch_keys, key_count, upload_keys};
 pub use crate::presence::client_frames::{set_presence, subscribe_presence, typing, unsubscribe_presence};
 pub use crate::push::client_frames::{register_push, unregister_push};
 
@@ -275,6 +276,9 @@ impl ClientFrame<'_> {
             ClientFrame::DirectFrom => direct_from(out),
             ClientFrame::RegisterPush { provider, token } => register_push(out, *provider, token),
             ClientFrame::UnregisterPush => unregister_push(out),
+            ClientFrame::UploadKeys { keys, one_time_keys } => upload_keys(out, keys, one_time_keys),
+            ClientFrame::FetchKeys { user, device } => fetch_keys(out, *user, *device),
+            ClientFrame::KeyCount => key_count(out),
             ClientFrame::Typing { conversation, state } => typing(out, *conversation, *state),
             ClientFrame::Delete { conversation, msg, scope } => delete(out, *conversation, *msg, *scope),
             ClientFrame::Edit { conversation, msg, body } => edit(out, *conversation, *msg, body),

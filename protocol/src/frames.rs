@@ -324,6 +324,24 @@ pub enum ClientFrame<'a> {
     },
     /// Remove the requester's device's push target, if it has one.
     UnregisterPush,
+    /// Publish the requester's device's keys and add one-time keys (see
+    /// `keys`; signatures are checked by the gateway).
+    UploadKeys {
+        /// The device's signing, identity and fallback keys.
+        keys: Box<crate::DeviceKeys>,
+        /// One-time keys to add, each id once.
+        one_time_keys: Vec<crate::SignedKey>,
+    },
+    /// A key bundle for every device of `user`, or for `device` only; each
+    /// claims one of that device's one-time keys.
+    FetchKeys {
+        /// Whose keys.
+        user: UserId,
+        /// One device only.
+        device: Option<crate::DeviceName>,
+    },
+    /// How many one-time keys the requester's device has left.
+    KeyCount,
 }
 
 #[derive(Deserialize)]
@@ -365,13 +383,23 @@ pub(crate) struct RawFrame<'a> {
     #[serde(borrow)]
     admins_can_delete: Option<&'a RawValue>,
     #[serde(borrow)]
-    user: Option<&'a RawValue>,
+    pub(crate) user: Option<&'a RawValue>,
     #[serde(borrow)]
     pub(crate) token: Option<&'a RawValue>,
     #[serde(borrow)]
     pub(crate) provider: Option<&'a RawValue>,
     #[serde(borrow)]
-    device: Option<&'a RawValue>,
+    pub(crate) device: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) signing_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) identity_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) identity_signature: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) fallback_key: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) one_time_keys: Option<&'a RawValue>,
     #[serde(borrow)]
     visible: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -573,6 +601,9 @@ impl<'a> ClientFrame<'a> {
             "direct_from" => Ok(ClientFrame::DirectFrom),
             "register_push" => crate::push::parse_register(&raw),
             "unregister_push" => Ok(ClientFrame::UnregisterPush),
+            "upload_keys" => crate::keys::parse_upload_keys(&raw),
+            "fetch_keys" => crate::keys::parse_fetch_keys(&raw),
+            "key_count" => Ok(ClientFrame::KeyCount),
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))

@@ -125,7 +125,11 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::DirectFrom
         | ClientFrame::Typing { .. } => {}
         ClientFrame::RegisterPush { token, .. } => assert!(crate::valid_push_token(token), "push token {token:?}"),
-        ClientFrame::UnregisterPush => {}
+        ClientFrame::UnregisterPush | ClientFrame::KeyCount | ClientFrame::FetchKeys { .. } => {}
+        ClientFrame::UploadKeys { keys, one_time_keys } => {
+            assert!(one_time_keys.len() <= crate::MAX_KEYS_PER_UPLOAD);
+            assert!(one_time_keys.iter().chain([&keys.fallback_key]).all(|k| crate::valid_key_id(&k.id)));
+        }
         ClientFrame::Auth { token } => assert!((1..=crate::MAX_TOKEN_BYTES).contains(&token.len())),
         ClientFrame::LogoutDevice { device } => assert_eq!(DeviceName::new(device.as_str()), Some(*device)),
         ClientFrame::Conversations { limit, .. } => {

@@ -38,6 +38,7 @@ mod frames;
 pub mod fuzzing;
 mod group;
 mod ids;
+mod keys;
 mod presence;
 mod push;
 pub mod server;
@@ -57,6 +58,10 @@ pub use frames::{
 };
 pub use group::{Group, Member};
 pub use ids::{ConversationId, GroupId, MessageId, UserId};
+pub use keys::{
+    canonical_text, valid_key_id, DeviceKeys, KeyBundle, KeyRole, PublicKey, Signature, SignatureError, SignedKey,
+    KEY_ID_RULE, MAX_KEYS_PER_UPLOAD, MAX_KEY_ID_BYTES, MAX_STORED_ONE_TIME_KEYS,
+};
 pub use presence::{PresenceState, TypingState, MAX_PRESENCE_SUBSCRIPTIONS};
 pub use push::{valid_push_token, PushProvider, PushTarget, MAX_PUSH_TOKEN_BYTES, PUSH_PROVIDER_RULE, PUSH_TOKEN_RULE};
 pub use server_decode::{

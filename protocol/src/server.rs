@@ -428,6 +428,9 @@ pub fn error(out: &mut Vec<u8>, code: ErrorCode, message: &str, reference: Optio
 pub use crate::direct_from::encode_direct_from as direct_from;
 /// `{"type":"push_registered",...}` and `{"type":"push_unregistered",...}`:
 /// the answers to `register_push` and `unregister_push`.
+/// `key_count` and `keys`: the key directory's answers (docs/PROTOCOL.md,
+/// "Key directory").
+pub use crate::keys::{encode_key_count as key_count, encode_keys as keys};
 pub use crate::push::{encode_push_registered as push_registered, encode_push_unregistered as push_unregistered};
 
 #[cfg(test)]

@@ -277,6 +277,20 @@ pub enum ServerFrame {
         /// The device that has no push target now.
         device: String,
     },
+    /// `key_count`: the answer to `upload_keys` and `key_count`.
+    KeyCount {
+        /// The requester's device.
+        device: String,
+        /// Its one-time keys left.
+        one_time_keys: u64,
+    },
+    /// `keys`: the answer to `fetch_keys`.
+    Keys {
+        /// Whose keys.
+        user: crate::UserId,
+        /// A bundle per device that has keys.
+        devices: Vec<crate::KeyBundle>,
+    },
     /// `presence_set`: the answer to `set_presence`.
     PresenceSet {
         /// Whether others see the user's presence now.
@@ -802,6 +816,7 @@ impl ServerFrame {
             "presence" | "presence_list" | "presence_set" | "typing" => return crate::presence::decode(&ty, text),
             "direct_from" => return crate::direct_from::decode(text),
             "push_registered" | "push_unregistered" => return crate::push::decode(&ty, text),
+            "key_count" | "keys" => return crate::keys::decode(&ty, text),
             other => return Err(DecodeError::UnknownType(other.chars().take(32).collect())),
         })
     }

@@ -220,6 +220,8 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         ServerFrame::DirectFrom { .. } => assert_eq!(v.ty, "direct_from"),
         ServerFrame::PushRegistered { .. } => assert_eq!(v.ty, "push_registered"),
         ServerFrame::PushUnregistered { .. } => assert_eq!(v.ty, "push_unregistered"),
+        ServerFrame::KeyCount { .. } => assert_eq!(v.ty, "key_count"),
+        ServerFrame::Keys { .. } => assert_eq!(v.ty, "keys"),
         ServerFrame::Devices { .. } => assert_eq!(v.ty, "devices"),
         ServerFrame::LoggedOut { .. } => assert_eq!(v.ty, "logged_out"),
         ServerFrame::Conversations(_) => assert_eq!(v.ty, "conversations"),

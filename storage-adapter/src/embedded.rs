@@ -42,6 +42,7 @@ mod conversations;
 mod devices;
 mod inbox_sweep;
 mod key_claims;
+mod key_directory;
 mod outbox;
 mod push_targets;
 mod reopen;
@@ -56,7 +57,9 @@ use std::{
     sync::{Mutex, OnceLock, PoisonError, RwLock},
 };
 
-use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, PushTarget, UserId};
+use chatgw_protocol::{
+    ConversationId, DeviceKeys, DeviceName, Group, GroupId, Message, MessageId, PushTarget, SignedKey, UserId,
+};
 
 use self::{key_claims::KeyClaims, tables::Tables};
 use crate::{
@@ -153,6 +156,15 @@ impl EmbeddedStore {
             Some(t) => f(t),
             None => Err(StoreError::Closed),
         }
+    }
+
+    /// Run a write outside `commit`: refused while the store is failed, and
+    /// a failed write marks it failed.
+    fn written<R>(&self, f: impl FnOnce(&Tables) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.with(f).inspect_err(|e| self.set_failure(Some(e.failure())))
     }
 
     fn failure(&self) -> Option<WriteFailure> {
@@ -318,6 +330,30 @@ impl MessageStore for EmbeddedStore {
             return Err(StoreError::Unwritable { cause });
         }
         self.with(|t| t.remove_push_target_if(user, device, token)).inspect_err(|e| self.set_failure(Some(e.failure())))
+    }
+
+    fn put_device_keys(&self, user: UserId, device: DeviceName, keys: &DeviceKeys) -> Result<bool, StoreError> {
+        self.written(|t| t.put_device_keys(user, device, keys))
+    }
+
+    fn add_one_time_keys(&self, user: UserId, device: DeviceName, keys: &[SignedKey]) -> Result<u64, StoreError> {
+        self.written(|t| t.add_one_time_keys(user, device, keys))
+    }
+
+    fn one_time_key_count(&self, user: UserId, device: DeviceName) -> Result<u64, StoreError> {
+        self.with(|t| t.one_time_key_count(user, device))
+    }
+
+    fn claim_one_time_key(&self, user: UserId, device: DeviceName) -> Result<Option<SignedKey>, StoreError> {
+        self.written(|t| t.claim_one_time_key(user, device))
+    }
+
+    fn device_keys(&self, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>, StoreError> {
+        self.with(|t| t.device_keys(user))
+    }
+
+    fn remove_device_keys(&self, user: UserId, device: DeviceName) -> Result<bool, StoreError> {
+        self.written(|t| t.remove_device_keys(user, device))
     }
 
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {

@@ -63,7 +63,7 @@ pub use cassandra::{
     CassandraOptions, CassandraStore, Replication, UrlError as CassandraUrlError,
     SCHEMA_VERSION as CASSANDRA_SCHEMA_VERSION,
 };
-pub use chatgw_protocol::{PushProvider, PushTarget};
+pub use chatgw_protocol::{DeviceKeys, PushProvider, PushTarget, SignedKey};
 pub use conversation_list::{counts_as_unread, ConversationSummary, MAX_RECOUNT as MAX_UNREAD_RECOUNT};
 pub use devices::{DeviceNote, DeviceRecord};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, IntegrityCounts, IntegrityReport, Violation};
@@ -237,6 +237,37 @@ pub trait MessageStore: Send + Sync + 'static {
     /// dead: the device may have registered a new one meanwhile, which
     /// stays. Atomic with respect to [`MessageStore::set_push_target`].
     fn remove_push_target_if(&self, user: UserId, device: DeviceName, token: &str) -> Result<bool, StoreError>;
+
+    // The key directory (docs/E2EE.md): each named device's published keys
+    // and one-time keys, outside `commit` like the push targets. Signatures
+    // are checked before anything reaches the store.
+
+    /// Publish `user`'s `device`'s keys, replacing what it had. When its
+    /// signing or identity key differs from the stored one (or none was
+    /// stored) its one-time keys are dropped, since they belonged to
+    /// another account, and the answer is true: the user's devices or
+    /// identities changed. Durable once it returns.
+    fn put_device_keys(&self, user: UserId, device: DeviceName, keys: &DeviceKeys) -> Result<bool, StoreError>;
+
+    /// Add one-time keys to `user`'s `device` (an id already stored is
+    /// replaced); the number it holds afterwards.
+    fn add_one_time_keys(&self, user: UserId, device: DeviceName, keys: &[SignedKey]) -> Result<u64, StoreError>;
+
+    /// How many one-time keys `user`'s `device` holds.
+    fn one_time_key_count(&self, user: UserId, device: DeviceName) -> Result<u64, StoreError>;
+
+    /// Remove and return one of `user`'s `device`'s one-time keys, or
+    /// `None` when it has none left. Atomic: two claims, from any handles
+    /// of the store, never return the same key.
+    fn claim_one_time_key(&self, user: UserId, device: DeviceName) -> Result<Option<SignedKey>, StoreError>;
+
+    /// Every device of `user` that published keys, with them, in name
+    /// order.
+    fn device_keys(&self, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>, StoreError>;
+
+    /// Remove `user`'s `device`'s keys and one-time keys (at logout); true
+    /// if it had published keys.
+    fn remove_device_keys(&self, user: UserId, device: DeviceName) -> Result<bool, StoreError>;
 
     /// Whether every inbox's positions are 1, 2, 3, ... in commit order,
     /// with no position skipped, whatever number of writers share the

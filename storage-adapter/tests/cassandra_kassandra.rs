@@ -669,3 +669,44 @@ fn push_targets_are_written_replaced_read_in_a_batch_and_removed() {
     assert!(s.push_targets(&[UserId(7)]).unwrap().is_empty());
     assert!(!s.remove_push_target_if(UserId(7), dev("phone"), "a2").unwrap(), "nothing left to remove");
 }
+
+/// The key directory on a real CQL server: publish, add, count, claim
+/// (sequentially: this server runs a conditional delete as a plain one, so
+/// concurrent claims are kept apart only on Cassandra or ScyllaDB, where
+/// the conformance case checks them), list and remove.
+#[test]
+fn key_directory_is_written_claimed_and_removed() {
+    use chatgw_protocol::{DeviceKeys, PublicKey, Signature, SignedKey};
+    let Some(k) = Kassandra::start("key_directory") else { return };
+    let url = url(&k.addr);
+    CassandraStore::init(&url).unwrap();
+    let s = CassandraStore::open(&url).unwrap();
+    let (user, phone) = (UserId(7), DeviceName::new("phone").unwrap());
+    let otk = |i: u8| SignedKey { id: format!("k{i}"), key: PublicKey([i; 32]), signature: Signature([i; 64]) };
+    let keys = |b: u8| DeviceKeys {
+        signing_key: PublicKey([b; 32]),
+        identity_key: PublicKey([b + 1; 32]),
+        identity_signature: Signature([b; 64]),
+        fallback_key: otk(b + 2),
+    };
+    assert!(s.device_keys(user).unwrap().is_empty());
+    assert!(s.put_device_keys(user, phone, &keys(10)).unwrap());
+    assert_eq!(s.add_one_time_keys(user, phone, &[otk(1), otk(2), otk(3)]).unwrap(), 3);
+    assert!(!s.put_device_keys(user, phone, &keys(10)).unwrap(), "the same identity again is no change");
+    let other = CassandraStore::open(&url).unwrap();
+    assert_eq!(other.device_keys(user).unwrap(), vec![(phone, keys(10))]);
+    let mut claimed = Vec::new();
+    while let Some(k) = other.claim_one_time_key(user, phone).unwrap() {
+        claimed.push(k);
+    }
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(claimed, vec![otk(1), otk(2), otk(3)], "each key once, as uploaded");
+    assert_eq!(s.one_time_key_count(user, phone).unwrap(), 0);
+    s.add_one_time_keys(user, phone, &[otk(4)]).unwrap();
+    assert!(s.put_device_keys(user, phone, &keys(20)).unwrap(), "a new identity is a change");
+    assert_eq!(s.one_time_key_count(user, phone).unwrap(), 0, "and drops the old keys");
+    s.add_one_time_keys(user, phone, &[otk(5)]).unwrap();
+    assert!(s.remove_device_keys(user, phone).unwrap());
+    assert!(s.device_keys(user).unwrap().is_empty());
+    assert_eq!(s.one_time_key_count(user, phone).unwrap(), 0);
+}

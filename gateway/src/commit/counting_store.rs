@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, UserId};
+use chatgw_protocol::{ConversationId, DeviceKeys, DeviceName, Group, GroupId, Message, MessageId, SignedKey, UserId};
 use chatgw_storage::{
     Committed, DeviceNote, DeviceRecord, EmbeddedStore, GroupVersion, InboxEntry, InboxPos, MessageHeader,
     MessageReceipts, MessageStore, StoreError, Write,
@@ -112,6 +112,24 @@ impl MessageStore for CountingStore {
     }
     fn remove_push_target_if(&self, user: UserId, device: DeviceName, token: &str) -> Result<bool, StoreError> {
         self.inner.remove_push_target_if(user, device, token)
+    }
+    fn put_device_keys(&self, user: UserId, device: DeviceName, keys: &DeviceKeys) -> Result<bool, StoreError> {
+        self.inner.put_device_keys(user, device, keys)
+    }
+    fn add_one_time_keys(&self, user: UserId, device: DeviceName, keys: &[SignedKey]) -> Result<u64, StoreError> {
+        self.inner.add_one_time_keys(user, device, keys)
+    }
+    fn one_time_key_count(&self, user: UserId, device: DeviceName) -> Result<u64, StoreError> {
+        self.inner.one_time_key_count(user, device)
+    }
+    fn claim_one_time_key(&self, user: UserId, device: DeviceName) -> Result<Option<SignedKey>, StoreError> {
+        self.inner.claim_one_time_key(user, device)
+    }
+    fn device_keys(&self, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>, StoreError> {
+        self.inner.device_keys(user)
+    }
+    fn remove_device_keys(&self, user: UserId, device: DeviceName) -> Result<bool, StoreError> {
+        self.inner.remove_device_keys(user, device)
     }
     fn set_block(&self, blocker: UserId, target: UserId, on: bool) -> Result<(), StoreError> {
         self.inner.set_block(blocker, target, on)

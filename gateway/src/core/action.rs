@@ -108,6 +108,7 @@ impl<S> Engine<S> {
                 | QueryRequest::Devices { origin, .. }
                 | QueryRequest::LogoutDevice { origin, .. }
                 | QueryRequest::SetPush { origin, .. }
+                | QueryRequest::Keys { origin, .. }
                 | QueryRequest::Conversations { origin, .. }
                 | QueryRequest::Members { origin, .. },
             )

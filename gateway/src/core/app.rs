@@ -16,6 +16,7 @@ use super::{
     Action, Engine,
 };
 use crate::{
+    devices::keys::KeyOp,
     events::{AmendOp, BlockOp, CommitRequest, GroupOp, MembersFor, QueryRequest},
     presence::PresenceRequest,
     ws::frame::Opcode,
@@ -160,6 +161,13 @@ impl<S> Engine<S> {
                 return self.push_request(slot, origin, me, Some(target));
             }
             ClientFrame::UnregisterPush => return self.push_request(slot, origin, me, None),
+            ClientFrame::UploadKeys { keys, one_time_keys } => {
+                return self.key_request(slot, origin, me, KeyOp::Upload { keys, one_time_keys });
+            }
+            ClientFrame::FetchKeys { user, device } => {
+                return self.key_request(slot, origin, me, KeyOp::Fetch { user, device });
+            }
+            ClientFrame::KeyCount => return self.key_request(slot, origin, me, KeyOp::Count),
             ClientFrame::Conversations { before, limit } => {
                 let q = QueryRequest::Conversations { origin, user: me, before, limit };
                 return self.actions.push(Action::Query(q));
@@ -196,6 +204,19 @@ impl<S> Engine<S> {
             return self.send_error(slot, &e);
         };
         self.actions.push(Action::Query(QueryRequest::SetPush { origin, user: me, device, token_iat, target }));
+    }
+
+    /// A key directory request: for the readers if the connection's token
+    /// names a device, refused if it does not.
+    fn key_request(&mut self, slot: usize, origin: Endpoint, me: UserId, op: KeyOp) {
+        let Some((device, token_iat)) = self.named(slot) else {
+            let e = ProtocolError::new(
+                ErrorCode::NotAllowed,
+                "keys belong to named devices: connect with a token whose `dev` claim names this device",
+            );
+            return self.send_error(slot, &e);
+        };
+        self.actions.push(Action::Query(QueryRequest::Keys { origin, user: me, device, token_iat, op }));
     }
 
     /// Answer a refused frame with an `error`; a connection that collects

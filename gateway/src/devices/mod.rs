@@ -6,13 +6,15 @@
 //!   active) off the event loop, batched, at most once a minute per device;
 //! - `requests`: the `devices` and `logout_device` frames, served by the
 //!   reader threads (both touch the store), and `register_push` /
-//!   `unregister_push` (`push`);
+//!   `unregister_push` (`push`), and the key directory's `upload_keys`,
+//!   `fetch_keys` and `key_count` (`keys`);
 //! - `live`: which named devices have a live connection now, kept by the
 //!   cores, read by the push worker and the admin listener.
 //!
 //! Revoking a device (from the admin listener or `logout_device`) is the
 //! session revocation of `revoke`, one level down.
 
+pub(crate) mod keys;
 pub(crate) mod live;
 pub(crate) mod push;
 pub(crate) mod recorder;

@@ -34,6 +34,7 @@ mod check;
 mod decide;
 mod devices;
 mod failure;
+mod key_directory;
 mod options;
 mod outbox;
 #[cfg(test)]
@@ -51,7 +52,9 @@ use std::{
     time::Duration,
 };
 
-use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, PushTarget, UserId};
+use chatgw_protocol::{
+    ConversationId, DeviceKeys, DeviceName, Group, GroupId, Message, MessageId, PushTarget, SignedKey, UserId,
+};
 pub(crate) use failure::CqlError;
 use futures::{stream, StreamExt};
 pub use options::{CassandraOptions, Replication, UrlError};
@@ -198,6 +201,14 @@ impl CassandraStore {
         let secs = retention.map_or(0, |d| d.as_secs().min(MAX_TTL_SECS));
         self.cql.key_ttl = i32::try_from(secs).unwrap_or(MAX_TTL);
         self
+    }
+
+    /// Refuse a write while the store is failed.
+    fn writable(&self) -> Result<(), StoreError> {
+        match self.failure() {
+            Some(cause) => Err(StoreError::Unwritable { cause }),
+            None => Ok(()),
+        }
     }
 
     fn failure(&self) -> Option<WriteFailure> {
@@ -441,6 +452,34 @@ impl MessageStore for CassandraStore {
             return Err(StoreError::Unwritable { cause });
         }
         self.runtime.block_on(devices::remove_push_target_if(&self.cql, user, device, token))
+    }
+
+    fn put_device_keys(&self, user: UserId, device: DeviceName, keys: &DeviceKeys) -> Result<bool, StoreError> {
+        self.writable()?;
+        self.runtime.block_on(key_directory::put_device_keys(&self.cql, user, device, keys))
+    }
+
+    fn add_one_time_keys(&self, user: UserId, device: DeviceName, keys: &[SignedKey]) -> Result<u64, StoreError> {
+        self.writable()?;
+        self.runtime.block_on(key_directory::add_one_time_keys(&self.cql, user, device, keys))
+    }
+
+    fn one_time_key_count(&self, user: UserId, device: DeviceName) -> Result<u64, StoreError> {
+        self.runtime.block_on(key_directory::one_time_key_count(&self.cql, user, device))
+    }
+
+    fn claim_one_time_key(&self, user: UserId, device: DeviceName) -> Result<Option<SignedKey>, StoreError> {
+        self.writable()?;
+        self.runtime.block_on(key_directory::claim_one_time_key(&self.cql, user, device))
+    }
+
+    fn device_keys(&self, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>, StoreError> {
+        self.runtime.block_on(key_directory::device_keys(&self.cql, user))
+    }
+
+    fn remove_device_keys(&self, user: UserId, device: DeviceName) -> Result<bool, StoreError> {
+        self.writable()?;
+        self.runtime.block_on(key_directory::remove_device_keys(&self.cql, user, device))
     }
 
     fn message(&self, conversation: ConversationId, id: MessageId) -> Result<Option<Message>, StoreError> {

@@ -127,6 +127,16 @@ pub(super) const TABLES: &[&str] = &[
         user_id bigint, device text, provider text, token text,
         PRIMARY KEY (user_id, device)
     )",
+    // The key directory (key_directory.rs): new, nothing else reads it.
+    "CREATE TABLE IF NOT EXISTS device_keys (
+        user_id bigint, device text, signing_key blob, identity_key blob, identity_signature blob,
+        fallback_id text, fallback_key blob, fallback_signature blob,
+        PRIMARY KEY (user_id, device)
+    )",
+    "CREATE TABLE IF NOT EXISTS one_time_keys (
+        user_id bigint, device text, key_id text, public_key blob, signature blob,
+        PRIMARY KEY ((user_id, device), key_id)
+    )",
     // Who takes direct messages from contacts only: new, nothing else reads it.
     "CREATE TABLE IF NOT EXISTS contacts_only (user_id bigint PRIMARY KEY)",
     // Version 3: the conversation list. One partition per user, so a

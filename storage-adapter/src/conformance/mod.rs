@@ -19,6 +19,7 @@ mod devices;
 mod fleet;
 mod hidden;
 mod inbox_retention;
+mod key_directory;
 mod outbox;
 mod outcomes;
 mod postgres_server;
@@ -47,6 +48,7 @@ pub use fleet::{
 };
 pub use hidden::hidden_marks_are_per_user;
 pub use inbox_retention::inbox_sweep_removes_a_prefix_and_keeps_positions;
+pub use key_directory::{concurrent_claims_never_share_a_key, key_directory_claims_each_key_once};
 pub use outbox::{outbox_pager_never_skips_concurrent_commits, outbox_records_applied_writes};
 pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
@@ -142,6 +144,8 @@ macro_rules! for_each_conformance_case {
             direct_message_settings,
             devices_are_noted_and_revoked,
             push_targets_are_per_device_and_removed_only_by_their_token,
+            key_directory_claims_each_key_once,
+            concurrent_claims_never_share_a_key,
             conversation_list_and_unread_counts,
             inbox_sweep_removes_a_prefix_and_keeps_positions,
             amendments_replace_the_message_everywhere,

@@ -54,6 +54,11 @@ pub(super) struct Tables {
     /// its writes take.
     pub(super) push_targets: Keyspace,
     pub(super) push_targets_writes: std::sync::Mutex<()>,
+    /// The key directory (see `key_directory`), and the lock its writes
+    /// and claims take.
+    pub(super) device_keys: Keyspace,
+    pub(super) one_time_keys: Keyspace,
+    pub(super) key_directory_writes: std::sync::Mutex<()>,
     /// `(user, conversation, message)` to the event that hid the message
     /// from that user (`Write::Hide`).
     pub(super) hidden: Keyspace,
@@ -144,6 +149,9 @@ impl Tables {
             device_revocations: ks("device_revocations")?,
             push_targets: ks("push_targets")?,
             push_targets_writes: std::sync::Mutex::new(()),
+            device_keys: ks("device_keys")?,
+            one_time_keys: ks("one_time_keys")?,
+            key_directory_writes: std::sync::Mutex::new(()),
             hidden: ks("hidden")?,
             outbox: ks("outbox")?,
             outbox_head: AtomicU64::new(0),

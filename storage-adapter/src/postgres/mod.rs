@@ -22,6 +22,7 @@ mod check;
 mod commit;
 mod devices;
 mod inbox_sweep;
+mod key_directory;
 mod outbox;
 mod pool;
 mod reads;
@@ -33,7 +34,9 @@ use std::{
     time::Duration,
 };
 
-use chatgw_protocol::{ConversationId, DeviceName, Group, GroupId, Message, MessageId, PushTarget, UserId};
+use chatgw_protocol::{
+    ConversationId, DeviceKeys, DeviceName, Group, GroupId, Message, MessageId, PushTarget, SignedKey, UserId,
+};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 pub(crate) use self::pool::cause_of;
@@ -113,6 +116,19 @@ impl PostgresStore {
         };
         schema::check(store.pool.get()?.client())?;
         Ok(store)
+    }
+
+    /// A write outside `commit`, run like a read but refused while the
+    /// store is failed.
+    fn written<R>(
+        &self,
+        op: &'static str,
+        f: impl Fn(&mut Connection) -> Result<R, postgres::Error>,
+    ) -> Result<R, StoreError> {
+        if let Some(cause) = self.failure() {
+            return Err(StoreError::Unwritable { cause });
+        }
+        self.read(op, f)
     }
 
     fn failure(&self) -> Option<WriteFailure> {
@@ -503,6 +519,31 @@ impl MessageStore for PostgresStore {
             return Err(StoreError::Unwritable { cause });
         }
         self.read("remove push target", |c| devices::remove_push_target_if(c, user, device, token))
+    }
+
+    fn put_device_keys(&self, user: UserId, device: DeviceName, keys: &DeviceKeys) -> Result<bool, StoreError> {
+        self.written("write device keys", |c| key_directory::put_device_keys(c, user, device, keys))
+    }
+
+    fn add_one_time_keys(&self, user: UserId, device: DeviceName, keys: &[SignedKey]) -> Result<u64, StoreError> {
+        self.written("write one-time keys", |c| key_directory::add_one_time_keys(c, user, device, keys))
+    }
+
+    fn one_time_key_count(&self, user: UserId, device: DeviceName) -> Result<u64, StoreError> {
+        self.read("count one-time keys", |c| key_directory::one_time_key_count(c, user, device))
+    }
+
+    fn claim_one_time_key(&self, user: UserId, device: DeviceName) -> Result<Option<SignedKey>, StoreError> {
+        let row = self.written("claim one-time key", |c| key_directory::claim_one_time_key(c, user, device))?;
+        row.map(key_directory::decode_one_time).transpose()
+    }
+
+    fn device_keys(&self, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>, StoreError> {
+        key_directory::decode_keys(self.read("read device keys", |c| key_directory::device_keys(c, user))?)
+    }
+
+    fn remove_device_keys(&self, user: UserId, device: DeviceName) -> Result<bool, StoreError> {
+        self.written("remove device keys", |c| key_directory::remove_device_keys(c, user, device))
     }
 
     fn sweep_inboxes(

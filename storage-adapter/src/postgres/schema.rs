@@ -53,7 +53,8 @@
 //! Nor did push targets (`push_targets`, one row per `(user_id, device)`
 //! with its provider and token), for the same reason: a database an older
 //! release initialised gets the table from `init`, which is safe to run
-//! again.
+//! again. The key directory's `device_keys` and `one_time_keys` came the
+//! same way.
 //!
 //! The event outbox (`outbox`, `outbox_heads`, `outbox_cursors`, per node
 //! id; see `postgres::outbox`) needed no new version either, for the same
@@ -152,6 +153,25 @@ CREATE TABLE IF NOT EXISTS push_targets (
     provider text NOT NULL,
     token text NOT NULL,
     PRIMARY KEY (user_id, device)
+);
+CREATE TABLE IF NOT EXISTS device_keys (
+    user_id bigint NOT NULL,
+    device text NOT NULL,
+    signing_key bytea NOT NULL,
+    identity_key bytea NOT NULL,
+    identity_signature bytea NOT NULL,
+    fallback_id text NOT NULL,
+    fallback_key bytea NOT NULL,
+    fallback_signature bytea NOT NULL,
+    PRIMARY KEY (user_id, device)
+);
+CREATE TABLE IF NOT EXISTS one_time_keys (
+    user_id bigint NOT NULL,
+    device text NOT NULL,
+    key_id text NOT NULL,
+    key bytea NOT NULL,
+    signature bytea NOT NULL,
+    PRIMARY KEY (user_id, device, key_id)
 );
 CREATE TABLE IF NOT EXISTS conversation_list (
     user_id bigint NOT NULL,
