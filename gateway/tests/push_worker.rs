@@ -291,15 +291,65 @@ fn push_latency() {
         .iter()
         .filter_map(|r| committed.get(&r.token).map(|&at| unix_ms(r.at).saturating_sub(at)))
         .collect();
-    latencies.sort_unstable();
-    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    // Where the time goes: commit -> the publisher handing the record to
+    // its producer (the record's CreateTime), then on to the webhook.
+    let sent_at = producer_times(&w.broker, &w.topic());
+    let (mut to_producer, mut from_producer) = (Vec::new(), Vec::new());
+    for r in w.providers.webhook.received() {
+        if let (Some(&at), Some(&ts)) = (committed.get(&r.token), sent_at.get(&r.token)) {
+            to_producer.push(ts.saturating_sub(at));
+            from_producer.push(unix_ms(r.at).saturating_sub(ts));
+        }
+    }
     println!(
-        "push latency, commit -> webhook arrival, grace 0s, {} notifications at {rate}/s: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        "push latency, commit -> webhook arrival, grace 0s, {} notifications at {rate}/s: {}",
         latencies.len(),
-        pct(50),
-        pct(90),
-        pct(99),
-        latencies[latencies.len() - 1]
+        percentiles(&mut latencies)
     );
+    println!("  of which commit -> producer: {}", percentiles(&mut to_producer));
+    println!("  of which producer -> webhook arrival: {}", percentiles(&mut from_producer));
     assert_eq!(latencies.len(), users.len(), "one notification each");
+}
+
+fn percentiles(v: &mut [u64]) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    v.sort_unstable();
+    let pct = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+    format!("p50 {} ms, p90 {} ms, p99 {} ms, max {} ms", pct(50), pct(90), pct(99), v[v.len() - 1])
+}
+
+/// The CreateTime (set when the publisher handed the record to its
+/// producer) of every message record on `topic`, by its recipient's push
+/// token (`u<user>`).
+fn producer_times(broker: &TestBroker, topic: &str) -> std::collections::HashMap<String, u64> {
+    use rdkafka::{
+        consumer::{BaseConsumer, Consumer},
+        Message, Offset, TopicPartitionList,
+    };
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "latency-times")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = std::collections::HashMap::new();
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_secs(3) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
+        last = Instant::now();
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default()) else { continue };
+        if let (Some("message"), Some(to), Some(ts)) =
+            (v["kind"].as_str(), v["recipients"][0].as_str(), m.timestamp().to_millis())
+        {
+            out.insert(format!("u{to}"), ts as u64);
+        }
+    }
+    out
 }

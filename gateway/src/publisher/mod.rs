@@ -106,6 +106,10 @@ struct Run {
 
 impl Run {
     fn main(&mut self) {
+        // Connected before the first commit: a producer's first batch
+        // waits ~0.5 s for metadata and its idempotent producer id, which
+        // every event committed meanwhile would wait for too.
+        self.producer = EventProducer::new(&self.config).ok();
         let mut backoff = BACKOFF.0;
         let mut cursor = None;
         loop {
