@@ -22,7 +22,7 @@
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex, PoisonError,
+        Condvar, Mutex, PoisonError,
     },
     time::{Duration, Instant},
 };
@@ -31,15 +31,11 @@ use chatgw_storage::OutboxRecord;
 use rdkafka::{
     config::ClientConfig,
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext},
+    producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
     ClientContext,
 };
 
 use crate::schema::{conversation_key, encode_value};
-
-/// How long one wait for delivery reports lasts: the granularity at which
-/// a batch is seen acknowledged.
-const ACK_POLL: Duration = Duration::from_millis(2);
 
 /// How a producer reaches its broker.
 #[derive(Clone, Debug)]
@@ -76,11 +72,20 @@ pub enum PublishError {
     Fatal(String),
 }
 
-/// Counts the records of a batch the broker did not acknowledge.
+/// Counts the delivery reports of a batch (and those the broker did not
+/// acknowledge), and wakes the publisher as each arrives. The reports come
+/// on librdkafka's polling thread (`ThreadedProducer`), so the publisher
+/// sleeps on a condition variable and wakes at the batch's last report:
+/// neither a fixed poll interval (rust-rdkafka's `flush` waits in 100 ms
+/// steps, which made every batch last at least that) nor a short poll loop
+/// (which spins: a poll always waits out its timeout, rounded down to
+/// whole milliseconds).
 #[derive(Default)]
 struct Deliveries {
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    reported: Mutex<u64>,
+    report_arrived: Condvar,
 }
 
 impl ClientContext for Deliveries {}
@@ -94,12 +99,14 @@ impl ProducerContext for Deliveries {
             let mut first = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
             first.get_or_insert_with(|| e.to_string());
         }
+        *self.reported.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.report_arrived.notify_one();
     }
 }
 
 /// An idempotent producer for one topic.
 pub struct EventProducer {
-    producer: BaseProducer<Deliveries>,
+    producer: ThreadedProducer<Deliveries>,
     config: ProducerConfig,
 }
 
@@ -115,7 +122,7 @@ impl EventProducer {
         Ok(EventProducer { producer: Self::client(config)?, config: config.clone() })
     }
 
-    fn client(config: &ProducerConfig) -> Result<BaseProducer<Deliveries>, PublishError> {
+    fn client(config: &ProducerConfig) -> Result<ThreadedProducer<Deliveries>, PublishError> {
         let timeout_ms = config.delivery_timeout.as_millis().max(1000).to_string();
         let producer = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
@@ -150,6 +157,7 @@ impl EventProducer {
     fn publish_once(&self, records: &[OutboxRecord]) -> Result<(), PublishError> {
         let ctx = self.producer.context();
         ctx.failed.store(0, Ordering::Relaxed);
+        *ctx.reported.lock().unwrap_or_else(PoisonError::into_inner) = 0;
         *ctx.first_error.lock().unwrap_or_else(PoisonError::into_inner) = None;
         let deadline = Instant::now() + self.config.delivery_timeout + Duration::from_secs(5);
         for r in records {
@@ -162,13 +170,13 @@ impl EventProducer {
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
                         if Instant::now() < deadline =>
                     {
-                        self.producer.poll(Duration::from_millis(50));
+                        std::thread::sleep(Duration::from_millis(10));
                     }
                     Err((e, _)) => return Err(self.failure(records.len(), e.to_string())),
                 }
             }
         }
-        self.wait_for_acks(deadline).map_err(|reason| self.failure(records.len(), reason))?;
+        self.wait_for_reports(records.len() as u64, deadline).map_err(|reason| self.failure(records.len(), reason))?;
         if let Some(fatal) = self.fatal() {
             return Err(PublishError::Fatal(fatal));
         }
@@ -180,17 +188,17 @@ impl EventProducer {
         Ok(())
     }
 
-    /// Serve delivery reports until none is outstanding. Not `flush`:
-    /// rdkafka's `BaseProducer::poll` always waits out its whole timeout,
-    /// and `flush` polls 100 ms at a time, so every batch took at least
-    /// 100 ms and a commit waited for up to two of them before it was even
-    /// sent (commit -> notification p99 579 ms, scripts/push-latency.sh).
-    fn wait_for_acks(&self, deadline: Instant) -> Result<(), String> {
-        while self.producer.in_flight_count() > 0 {
-            if Instant::now() >= deadline {
-                return Err(format!("{} records not acknowledged in time", self.producer.in_flight_count()));
+    /// Wait until `sent` delivery reports have arrived (acknowledged or
+    /// failed), woken by each report.
+    fn wait_for_reports(&self, sent: u64, deadline: Instant) -> Result<(), String> {
+        let ctx = self.producer.context();
+        let mut reported = ctx.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        while *reported < sent {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("{} records not acknowledged in time", sent - *reported));
             }
-            self.producer.poll(ACK_POLL);
+            reported = ctx.report_arrived.wait_timeout(reported, left).unwrap_or_else(PoisonError::into_inner).0;
         }
         Ok(())
     }
