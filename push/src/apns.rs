@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::{
     error::read_file,
-    http::{read_answer, retry_after, Attempt},
+    http::{answer, Answer, Attempt},
     jws::{unix_now, SigningKey},
     ApnsConfig, ConfigError, Notification,
 };
@@ -91,21 +91,12 @@ impl Apns {
             .body(payload(n).to_string())
             .send()
             .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return Attempt::from_transport(error),
+        let (status, wait, body) = match answer(response).await {
+            Answer::Settled(attempt) => return attempt,
+            Answer::Refused { status, retry_after, body } => (status, retry_after, body),
         };
-        let status = response.status().as_u16();
-        if status == 200 {
-            return Attempt::Delivered;
-        }
-        let wait = retry_after(response.headers());
-        let body = read_answer(response).await;
-        let reason = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_default();
-        let attempt = classify(status, &reason, wait);
+        let reason = body.get("reason").and_then(Value::as_str).unwrap_or_default();
+        let attempt = classify(status, reason, wait);
         if matches!(attempt, Attempt::RetryNow(_)) {
             self.drop_token(&jwt);
         }

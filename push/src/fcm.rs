@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     error::{invalid, read_file},
-    http::{read_answer, retry_after, Attempt},
+    http::{answer, read_answer, retry_after, Answer, Attempt},
     jws::{unix_now, SigningKey},
     ConfigError, FcmConfig, Notification,
 };
@@ -139,17 +139,11 @@ impl Fcm {
             .body(message(n).to_string())
             .send()
             .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return Attempt::from_transport(error),
+        let (status, wait, body) = match answer(response).await {
+            Answer::Settled(attempt) => return attempt,
+            Answer::Refused { status, retry_after, body } => (status, retry_after, body),
         };
-        let status = response.status().as_u16();
-        if status == 200 {
-            return Attempt::Delivered;
-        }
-        let wait = retry_after(response.headers());
-        let body = read_answer(response).await;
-        let attempt = classify(status, &serde_json::from_slice(&body).unwrap_or(Value::Null), wait);
+        let attempt = classify(status, &body, wait);
         if matches!(attempt, Attempt::RetryNow(_)) {
             self.drop_token(&token).await;
         }

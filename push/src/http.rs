@@ -42,6 +42,30 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// A provider's answer to one send, read: settled (200, or the request
+/// failed on the way), or refused with a status to classify per provider.
+pub(crate) enum Answer {
+    Settled(Attempt),
+    Refused { status: u16, retry_after: Option<Duration>, body: serde_json::Value },
+}
+
+/// Reads a send's response the way every provider needs it: 200 is
+/// delivered, a transport error is retried, anything else comes back with
+/// its `Retry-After` and its JSON body (`null` when it is not JSON).
+pub(crate) async fn answer(response: reqwest::Result<reqwest::Response>) -> Answer {
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => return Answer::Settled(Attempt::from_transport(error)),
+    };
+    let status = response.status().as_u16();
+    if status == 200 {
+        return Answer::Settled(Attempt::Delivered);
+    }
+    let retry_after = retry_after(response.headers());
+    let body = serde_json::from_slice(&read_answer(response).await).unwrap_or(serde_json::Value::Null);
+    Answer::Refused { status, retry_after, body }
+}
+
 /// `Retry-After` in seconds (the form APNs and Google use); dates are ignored and the
 /// backoff applies.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
