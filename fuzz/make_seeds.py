@@ -7,6 +7,7 @@ harnesses in gateway/src/fuzzing/ and protocol/src/fuzzing.rs):
   ws_frames:    [setup: max-frame choice in bits 0-1] [n] [n cut lengths] [client bytes after the upgrade]
   client_frame: the text of one text message
   link_frames:  node-link bytes from a peer (docs/CLUSTER.md), several frames
+  proxy_header: the bytes a balancer sends first (a PROXY header, then more)
 A cut length byte b means a read of 1 + 4*b bytes. Seeds from docs/PROTOCOL.md
 are the client frames of its examples (lines with `-> {`).
 Files other than seeds (inputs that once failed) are added by hand and never
@@ -184,6 +185,10 @@ edge = {
     + '","signature":"' + "A" * 86 + '"},"one_time_keys":[7,{"id":"a|b"}]}',
     "fetch-keys-device-bad": '{"type":"fetch_keys","user":"1","device":"a b"}',
     "key-count-extra": '{"type":"key_count","user":"1"}',
+    "upload-media-size-float": '{"type":"upload_media","id":"u","to":"2","kind":"image","size":1.5,"content_type":"a/b"}',
+    "upload-media-content-type-crlf": '{"type":"upload_media","id":"u","group":"9","kind":"video","size":9,"content_type":"a/b\\r\\nX: y"}',
+    "complete-media-tags-1001": '{"type":"complete_media","id":"c","media":"g9.AAAAAAAAAAAAAAAAAAAAAA","upload":"1.x","tags":[' + ",".join(['"t"'] * 1001) + ']}',
+    "download-media-path": '{"type":"download_media","id":"d","media":"../../etc/passwd"}',
     "typing-state-escaped": '{"type":"typing","peer":"2","state":"typ\\u0069ng"}',
     "typing-state-unknown": '{"type":"typing","group":"5","state":"composing"}',
     "empty": "",
@@ -231,6 +236,22 @@ edge = {
     "edit-body-escapes": '{"type":"edit","group":"9","msg":"5","body":"\\"\\u2615\\ud83d\\ude00"}',
     "edit-lone-surrogate": '{"type":"edit","peer":"2","msg":"5","body":"\\ude00"}',
     "set-admins-can-delete-string": '{"type":"set_admins_can_delete","group":"9","admins_can_delete":"true"}',
+    "encrypted-olm": '{"type":"send","id":"e","to":"2","kind":"encrypted","body":"{\\"v\\":1,\\"d\\":\\"phone\\",'
+    + '\\"k\\":[{\\"u\\":\\"2\\",\\"d\\":\\"desk\\",\\"t\\":0,\\"c\\":\\"AA\\/A\\"}]}"}',
+    "encrypted-megolm-escaped": '{"type":"send","id":"e","group":"9","kind":"encrypted","body":"{\\u0022v\\":1,'
+    + '\\"d\\":\\"phone\\",\\"k\\":[],\\"g\\":{\\"s\\":\\"c2Vzcw\\",\\"c\\":\\"+\\/8\\"}}"}',
+    "encrypted-plain-body": '{"type":"send","id":"e","to":"2","kind":"encrypted","body":"hello"}',
+    "encrypted-empty": '{"type":"send","id":"e","to":"2","kind":"encrypted","body":"{\\"v\\":1,\\"d\\":\\"p\\",'
+    + '\\"k\\":[]}"}',
+    "encrypted-padded": '{"type":"send","id":"e","to":"2","kind":"encrypted","body":"{\\"v\\":1,\\"d\\":\\"p\\",'
+    + '\\"k\\":[],\\"g\\":{\\"s\\":\\"AAA\\",\\"c\\":\\"AQ==\\"}}"}',
+    "encrypted-type-2": '{"type":"send","id":"e","to":"2","kind":"encrypted","body":"{\\"v\\":1,\\"d\\":\\"p\\",'
+    + '\\"k\\":[{\\"u\\":\\"2\\",\\"d\\":\\"desk\\",\\"t\\":2,\\"c\\":\\"AAEC\\"}]}"}',
+    "encrypted-unknown-field": '{"type":"send","id":"e","to":"2","kind":"encrypted","body":"{\\"v\\":1,'
+    + '\\"d\\":\\"p\\",\\"k\\":[],\\"g\\":{\\"s\\":\\"AAA\\",\\"c\\":\\"AQ\\"},\\"x\\":0}"}',
+    "encrypted-257-entries": '{"type":"send","id":"e","to":"2","kind":"encrypted","body":"{\\"v\\":1,'
+    + '\\"d\\":\\"p\\",\\"k\\":['
+    + ",".join(['{\\"u\\":\\"2\\",\\"d\\":\\"d\\",\\"t\\":1,\\"c\\":\\"AAAA\\"}'] * 257) + ']}"}',
     "deep-nesting": '{"type":"sync","x":' + "[" * 200 + "]" * 200 + "}",
     "whitespace-lead": ' \n\t{"type":"sync"}',
     "trailing-garbage": '{"type":"sync"} x',
@@ -251,8 +272,18 @@ def deliver(event, payload, targets):
     return link(2, body)
 
 
-HELLO = link(1, struct.pack(">HQB", 2, 1733300000000, 1))
+# Version 2: the acceptor's Challenge, the dialler's Hello (nonce, MAC)
+# and the Welcome; a version 1 Hello is refused as too short.
+NONCE, MAC = bytes(range(32)), bytes(range(32, 64))
+CHALLENGE = link(10, struct.pack(">HQB", 1, 1733300000001, 2) + NONCE)
+HELLO = link(1, struct.pack(">HQB", 2, 1733300000000, 2) + NONCE + MAC)
+WELCOME = link(11, MAC)
 links = {
+    "handshake": CHALLENGE + HELLO + WELCOME + link(6) + link(7),
+    "hello-v1": link(1, struct.pack(">HQB", 2, 1733300000000, 1)),
+    "hello-without-mac": link(1, struct.pack(">HQB", 2, 1733300000000, 2) + NONCE),
+    "welcome-short": link(11, MAC[:31]),
+    "challenge-trailing": CHALLENGE[:3] + bytes([CHALLENGE[3] + 1]) + CHALLENGE[4:] + b"\x00",
     "session": HELLO + link(6) + deliver(7, b'{"type":"message"}', [(1, 1), (2, 5)])
     + link(3, struct.pack(">IQQ", 2, 10, 11)) + link(4) + link(7) + link(5),
     "hello-only": HELLO,
@@ -272,3 +303,40 @@ links = {
 }
 for name, data in links.items():
     write("link_frames", name, data)
+
+
+# ------------------------------------------------------------- proxy_header
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v2(ver_cmd, fam, body):
+    return V2_SIG + bytes([ver_cmd, fam]) + struct.pack(">H", len(body)) + body
+
+
+V4_BODY = bytes([192, 0, 2, 7, 10, 0, 0, 1]) + struct.pack(">HH", 51000, 443)
+V6_BODY = bytes(15) + b"\x07" + bytes(15) + b"\x01" + struct.pack(">HH", 51000, 443)
+proxy_headers = {
+    "v1-tcp4": b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 443\r\nGET /ws HTTP/1.1\r\n",
+    "v1-tcp6": b"PROXY TCP6 2001:db8::7 2001:db8::1 51000 443\r\n",
+    "v1-unknown": b"PROXY UNKNOWN\r\n",
+    "v1-unknown-longest": b"PROXY UNKNOWN " + b"x" * 91 + b"\r\n",
+    "v1-overlong": b"PROXY UNKNOWN " + b"x" * 92 + b"\r\n",
+    "v1-bad-port": b"PROXY TCP4 192.0.2.7 10.0.0.1 +1 443\r\n",
+    "v1-truncated": b"PROXY TCP4 192.0.2.7 10.0",
+    "v2-proxy-inet": v2(0x21, 0x11, V4_BODY) + b"GET / HTTP/1.1\r\n",
+    "v2-proxy-inet6": v2(0x21, 0x21, V6_BODY),
+    "v2-local": v2(0x20, 0x00, b""),
+    "v2-unspec": v2(0x21, 0x00, b""),
+    "v2-unix": v2(0x21, 0x31, bytes(216)),
+    "v2-tlvs": v2(0x21, 0x11, V4_BODY + b"\x04\x00\x03abc\x05\x00\x00"),
+    "v2-tlv-past-end": v2(0x21, 0x11, V4_BODY + b"\x04\x00\x09ab"),
+    "v2-short-addresses": v2(0x21, 0x21, V4_BODY),
+    "v2-bad-version": v2(0x11, 0x11, V4_BODY),
+    "v2-bad-command": v2(0x22, 0x11, V4_BODY),
+    "v2-bad-family": v2(0x21, 0x41, V4_BODY),
+    "v2-length-too-long": V2_SIG + b"\x21\x11\xff\xff",
+    "v2-truncated": v2(0x21, 0x11, V4_BODY)[:20],
+    "no-signature": b"GET /ws HTTP/1.1\r\n\r\n",
+}
+for name, data in proxy_headers.items():
+    write("proxy_header", name, data)

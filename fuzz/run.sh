@@ -5,7 +5,7 @@
 # Usage: fuzz/run.sh [--install] [SECONDS] [TARGET...]
 #
 #   SECONDS    time per target (default 20)
-#   TARGET     http_upgrade, ws_frames, client_frame, link_frames (default: all four)
+#   TARGET     http_upgrade, ws_frames, client_frame, link_frames, proxy_header (default: all five)
 #   --install  install cargo-fuzz (cargo install --locked) when it is missing
 #
 # Needs a nightly toolchain (`cargo +nightly`). Each target starts from the
@@ -33,7 +33,7 @@ secs="${1:-20}"
 [[ "$secs" =~ ^[0-9]+$ ]] || { echo "SECONDS must be a whole number" >&2; exit 2; }
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(http_upgrade ws_frames client_frame link_frames)
+((${#targets[@]})) || targets=(http_upgrade ws_frames client_frame link_frames proxy_header)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz: no nightly toolchain (cargo +nightly); skipped" >&2

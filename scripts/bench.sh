@@ -3,6 +3,8 @@
 # session on this machine, and write BENCHMARKS.md (tables side by side with
 # ratios, latency percentile plots under docs/bench/). Sections written by
 # hand after the marker line near its end (KEEP_MARKER below) are kept.
+# It also writes $OUT/plan-input.json (the capacity planner's input, schema
+# in docs/CAPACITY.md) and $OUT/plan.txt, plan.json, plan.svg from it.
 #
 # Usage: scripts/bench.sh [--quick]
 #   --quick   shorter runs and fewer rates, no micro-benchmarks, report written
@@ -32,6 +34,8 @@
 #   OUT          results directory (default target/bench/<timestamp>)
 # Every run is bounded and stops by itself; servers are stopped between runs.
 set -euo pipefail
+# SIGTERM stops the gateways here at once: no balancer to drain them from.
+export CHATGW_DRAIN_DELAY="${CHATGW_DRAIN_DELAY:-0s}" CHATGW_DRAIN_PERIOD="${CHATGW_DRAIN_PERIOD:-0s}"
 cd "$(dirname "$0")/.."
 
 QUICK=0
@@ -299,13 +303,18 @@ if [[ "$BOX_PROCS" -gt 0 ]]; then
     est=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["established"]))' "$OUT/box-chatgw.json" 2>/dev/null || echo "$total")
     avail_before=$(echo "$before" | sed -E 's/.*MemAvailable:=([0-9]+).*/\1/')
     avail_held=$(echo "$held" | sed -E 's/.*MemAvailable:=([0-9]+).*/\1/')
+    gw_per_conn=$(( (rss_held - rss_before) * 1024 / (est > 0 ? est : 1) ))
+    box_per_conn=$(( (avail_before - avail_held) * 1024 / (est > 0 ? est : 1) ))
     {
         echo "gateway processes: $BOX_PROCS, connections established: $est (of $total)"
-        echo "gateway RSS (sum): ${rss_before} kB before, ${rss_held} kB while holding: $(( (rss_held - rss_before) * 1024 / (est > 0 ? est : 1) )) bytes per connection"
-        echo "box memory used (MemAvailable drop, kernel and load generator included): $(( (avail_before - avail_held) * 1024 / (est > 0 ? est : 1) )) bytes per connection"
+        echo "gateway RSS (sum): ${rss_before} kB before, ${rss_held} kB while holding: $gw_per_conn bytes per connection"
+        echo "box memory used (MemAvailable drop, kernel and load generator included): $box_per_conn bytes per connection"
         echo "meminfo before:  $before"
         echo "meminfo holding: $held"
     } > "$OUT/box-memory.txt"
+    # The same figures for the capacity planner (loadgen plan-input).
+    printf '{"gateway_processes": %s, "established": %s, "gateway_bytes_per_connection": %s, "box_bytes_per_connection": %s}\n' \
+        "$BOX_PROCS" "$est" "$gw_per_conn" "$box_per_conn" > "$OUT/box-memory.json"
     stop_servers
 fi
 
@@ -329,4 +338,14 @@ KEEP_MARKER='<!-- Hand-written sections below: scripts/bench.sh keeps everything
 kept=$(awk -v m="$KEEP_MARKER" '$0 == m { keep = 1 } keep' BENCHMARKS.md 2>/dev/null || true)
 "$BIN/bench-report" write --dir "$OUT" --out "$REPORT" --plots "$PLOTS" "${target_args[@]}"
 [[ -n $kept ]] && printf '\n%s\n' "$kept" >> "$REPORT"
+
+# The capacity planner's input from this run (docs/CAPACITY.md): the
+# figures measured above, the rest kept from benchmarks/plan-input.json;
+# and the plan for the design's target on it.
+if cmd "$BIN/loadgen" plan-input --bench-dir "$OUT" --base benchmarks/plan-input.json --out "$OUT/plan-input.json"; then
+    cmd "$BIN/loadgen" plan --input "$OUT/plan-input.json" --json "$OUT/plan.json" --svg "$OUT/plan.svg" \
+        > "$OUT/plan.txt" || log "loadgen plan failed on $OUT/plan-input.json"
+else
+    log "loadgen plan-input failed: no $OUT/plan-input.json"
+fi
 log "wrote $REPORT and $PLOTS/*.svg from $OUT"

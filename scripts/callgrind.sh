@@ -36,6 +36,8 @@
 # Output: OUT/summary.txt (what is printed), OUT/callgrind.out.* (open with
 #   callgrind_annotate or kcachegrind), OUT/loadgen.json.
 set -euo pipefail
+# SIGTERM stops the gateways here at once: no balancer to drain them from.
+export CHATGW_DRAIN_DELAY="${CHATGW_DRAIN_DELAY:-0s}" CHATGW_DRAIN_PERIOD="${CHATGW_DRAIN_PERIOD:-0s}"
 cd "$(dirname "$0")/.."
 
 IO=epoll

@@ -57,6 +57,8 @@
 # planned server crash happened, /healthz said 503 during each, and the
 # gateway came back from each by itself. Bounded: at most about duration + settle + 3 minutes.
 set -euo pipefail
+# SIGTERM stops the gateways here at once: no balancer to drain them from.
+export CHATGW_DRAIN_DELAY="${CHATGW_DRAIN_DELAY:-0s}" CHATGW_DRAIN_PERIOD="${CHATGW_DRAIN_PERIOD:-0s}"
 cd "$(dirname "$0")/.."
 
 DURATION=300

@@ -21,6 +21,8 @@
 #   OUTAGE (30), TANSU (default $CHATGW_CACHE_DIR/tansu/bin/tansu),
 #   OUT (default target/events-outage). Bounded: every wait has a limit.
 set -euo pipefail
+# SIGTERM stops the gateways here at once: no balancer to drain them from.
+export CHATGW_DRAIN_DELAY="${CHATGW_DRAIN_DELAY:-0s}" CHATGW_DRAIN_PERIOD="${CHATGW_DRAIN_PERIOD:-0s}"
 cd "$(dirname "$0")/.."
 CHATGW_CACHE_DIR="${CHATGW_CACHE_DIR:-$HOME/.cache/chatgw}"
 TANSU="${TANSU:-$CHATGW_CACHE_DIR/tansu/bin/tansu}"

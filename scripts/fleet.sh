@@ -7,12 +7,15 @@
 # Usage: scripts/fleet.sh up [--nodes N] [--dir DIR] [--base-port P] [--no-build]
 #        scripts/fleet.sh status [--dir DIR]
 #        scripts/fleet.sh down [--dir DIR]
+#        scripts/fleet.sh start-node I [--dir DIR] [--base-port P]
 #   up          build (release), start Redis, PostgreSQL and N nodes, wait for
 #               every node's /healthz, print how to connect; returns, the
 #               fleet keeps running in the background
 #   status      what runs, and each node's /healthz and live-node count
-#   down        stop the nodes (SIGTERM: connections closed with 1001), Redis
+#   down        stop the nodes (SIGTERM: connections closed with 1012), Redis
 #               and PostgreSQL, and remove DIR
+#   start-node  start node I again (after it stopped) as `up` started it,
+#               and wait for its /healthz (scripts/rolling-restart.sh)
 #   --nodes N     nodes to start (default 3)
 #   --dir DIR     where the fleet keeps its state, logs and pid files
 #                 (default /tmp/chatgw-fleet)
@@ -21,13 +24,18 @@
 #                 (default 18000)
 #   --no-build    use the release binary already built
 # Needs redis-server and PostgreSQL's server binaries (Debian: redis-server,
-# postgresql; .ci/run installs them). When run as root, PostgreSQL runs as the
+# postgresql; .ci/run installs them). CHATGW_FLEET_SERVE_ARGS adds arguments
+# to every node's `chatgw serve` (e.g. "--proxy-protocol --proxy-from 127.0.0.1"). When run as root, PostgreSQL runs as the
 # `postgres` user, which then owns DIR/postgres.
 set -euo pipefail
+# SIGTERM stops the gateways here at once: no balancer to drain them from.
+export CHATGW_DRAIN_DELAY="${CHATGW_DRAIN_DELAY:-0s}" CHATGW_DRAIN_PERIOD="${CHATGW_DRAIN_PERIOD:-0s}"
 cd "$(dirname "$0")/.."
 
 ACTION="${1:-}"
 [[ $# -gt 0 ]] && shift
+NODE=""
+if [[ "$ACTION" == start-node ]]; then NODE="${1:-}"; [[ $# -gt 0 ]] && shift; fi
 NODES=3
 DIR=/tmp/chatgw-fleet
 BASE=18000
@@ -70,6 +78,35 @@ find_pg() {
 
 health() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/healthz" 2> /dev/null || true; }
 
+# Start node $1 in the background (its pid in DIR/node$1.pid).
+start_node() {
+    local i="$1" secret store
+    local port=$((BASE + 10 * i)) admin=$((BASE + 10 * i + 1)) link=$((BASE + 10 * i + 2))
+    secret="$(cat "$SECRET_FILE")"
+    store="postgres://postgres@127.0.0.1:$PG_PORT/chatgw"
+    mkdir -p "$DIR/node$i"
+    # shellcheck disable=SC2086 # extra arguments are words
+    CHATGW_LOG=info "$BIN/chatgw" serve --store "$store" --secret "$secret" \
+        --cluster "redis://127.0.0.1:$REDIS_PORT" --node-id "$i" \
+        --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+        --link-listen "127.0.0.1:$link" --data "$DIR/node$i" ${CHATGW_FLEET_SERVE_ARGS:-} \
+        >> "$DIR/node$i.log" 2>&1 &
+    echo $! > "$DIR/node$i.pid"
+}
+
+# Wait up to 10 s for node $1's /healthz.
+wait_node() {
+    local i="$1" admin=$((BASE + 10 * $1 + 1))
+    for _ in $(seq 1 100); do
+        [[ "$(health "$admin")" == 200 ]] && break
+        if ! kill -0 "$(cat "$DIR/node$i.pid")" 2> /dev/null; then
+            log "node $i did not start:"; tail -n 5 "$DIR/node$i.log" >&2; exit 1
+        fi
+        sleep 0.1
+    done
+    log "node $i: ws://127.0.0.1:$((BASE + 10 * i))/ws  admin http://127.0.0.1:$admin/metrics  log $DIR/node$i.log"
+}
+
 up() {
     if [[ -e "$DIR/redis.pid" ]]; then
         log "a fleet already runs in $DIR (scripts/fleet.sh down --dir $DIR first)"
@@ -83,8 +120,6 @@ up() {
     fi
     mkdir -p "$DIR"
     head -c 32 /dev/urandom | base64 | tr -d '/+=' > "$SECRET_FILE"
-    local secret
-    secret="$(cat "$SECRET_FILE")"
 
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
         --daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" --dir "$DIR"
@@ -100,27 +135,8 @@ up() {
     "$BIN/chatgw" store init --store "$store" > "$DIR/store-init.log" 2>&1
     log "PostgreSQL on 127.0.0.1:$PG_PORT, store $store"
 
-    for ((i = 1; i <= NODES; i++)); do
-        local port=$((BASE + 10 * i)) admin=$((BASE + 10 * i + 1)) link=$((BASE + 10 * i + 2))
-        mkdir -p "$DIR/node$i"
-        CHATGW_LOG=info "$BIN/chatgw" serve --store "$store" --secret "$secret" \
-            --cluster "redis://127.0.0.1:$REDIS_PORT" --node-id "$i" \
-            --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-            --link-listen "127.0.0.1:$link" --data "$DIR/node$i" \
-            > "$DIR/node$i.log" 2>&1 &
-        echo $! > "$DIR/node$i.pid"
-    done
-    for ((i = 1; i <= NODES; i++)); do
-        local admin=$((BASE + 10 * i + 1))
-        for _ in $(seq 1 100); do
-            [[ "$(health "$admin")" == 200 ]] && break
-            if ! kill -0 "$(cat "$DIR/node$i.pid")" 2> /dev/null; then
-                log "node $i did not start:"; tail -n 5 "$DIR/node$i.log" >&2; exit 1
-            fi
-            sleep 0.1
-        done
-        log "node $i: ws://127.0.0.1:$((BASE + 10 * i))/ws  admin http://127.0.0.1:$admin/metrics  log $DIR/node$i.log"
-    done
+    for ((i = 1; i <= NODES; i++)); do start_node "$i"; done
+    for ((i = 1; i <= NODES; i++)); do wait_node "$i"; done
     cat >&2 << EOF
 fleet: up. Try it (two users on different nodes):
   $BIN/chatgw chat --connect 127.0.0.1:$((BASE + 10)) --secret \$(cat $SECRET_FILE) --user 1 --to 2
@@ -176,5 +192,7 @@ case "$ACTION" in
     up) up ;;
     status) status ;;
     down) down ;;
-    *) echo "usage: scripts/fleet.sh up|status|down [options] (see --help)" >&2; exit 2 ;;
+    start-node) [[ "$NODE" =~ ^[0-9]+$ ]] || { log "start-node needs a node number"; exit 2; }
+        start_node "$NODE"; wait_node "$NODE" ;;
+    *) echo "usage: scripts/fleet.sh up|status|down|start-node [options] (see --help)" >&2; exit 2 ;;
 esac

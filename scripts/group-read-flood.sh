@@ -11,6 +11,8 @@
 # messages of history, then runs the same group load twice, alone and with
 # the flood, and prints both latency tables. Bounded: about 70 s.
 set -euo pipefail
+# SIGTERM stops the gateways here at once: no balancer to drain them from.
+export CHATGW_DRAIN_DELAY="${CHATGW_DRAIN_DELAY:-0s}" CHATGW_DRAIN_PERIOD="${CHATGW_DRAIN_PERIOD:-0s}"
 cd "$(dirname "$0")/.."
 BIN=${1:-${CARGO_TARGET_DIR:-target}/release}
 PORT=${2:-18500}

@@ -27,6 +27,8 @@
 #   target/perf), CARGO_TARGET_DIR.
 # Output: a table on stdout and in OUT/summary.txt, and every run's files.
 set -euo pipefail
+# SIGTERM stops the gateways here at once: no balancer to drain them from.
+export CHATGW_DRAIN_DELAY="${CHATGW_DRAIN_DELAY:-0s}" CHATGW_DRAIN_PERIOD="${CHATGW_DRAIN_PERIOD:-0s}"
 cd "$(dirname "$0")/.."
 
 RATES="${RATES:-2000 10000}"

@@ -26,6 +26,8 @@
 # message (chatgw_commit_bytes), and for PostgreSQL rows written (inserted +
 # updated tuples) and WAL bytes per message. Bounded: about 3 minutes.
 set -euo pipefail
+# SIGTERM stops the gateways here at once: no balancer to drain them from.
+export CHATGW_DRAIN_DELAY="${CHATGW_DRAIN_DELAY:-0s}" CHATGW_DRAIN_PERIOD="${CHATGW_DRAIN_PERIOD:-0s}"
 cd "$(dirname "$0")/.."
 BIN=${1:-${CARGO_TARGET_DIR:-target}/release}
 RATES="${RATES:-2000 10000 20000}"

@@ -14,6 +14,8 @@
 
 #![warn(missing_docs)]
 
+mod keys;
 mod token;
 
+pub use keys::TokenKeys;
 pub use token::{unix_now, AuthError, Claims, TokenKey};

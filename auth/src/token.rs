@@ -64,6 +64,10 @@ pub enum AuthError {
     /// gateway reports it, not [`TokenKey::verify`].
     #[error("token revoked: issued before this device was logged out; get a new token")]
     DeviceRevoked,
+    /// The header's `kid` names no key the server verifies with (a key
+    /// retired from the configuration, or never there).
+    #[error("unknown token key id")]
+    UnknownKey,
 }
 
 /// Verified claims.
@@ -82,6 +86,17 @@ pub struct Claims {
 #[derive(Deserialize)]
 struct Header<'a> {
     alg: &'a str,
+    /// The key id (see `keys`); `None` for the default key.
+    #[serde(default, borrow)]
+    kid: Option<&'a str>,
+}
+
+/// The `kid` in `token`'s header, if the header can be read and has one.
+pub(crate) fn key_id(token: &str) -> Result<Option<String>, AuthError> {
+    let h = token.split('.').next().ok_or(AuthError::Malformed)?;
+    let json = URL_SAFE_NO_PAD.decode(h).map_err(|_| AuthError::Malformed)?;
+    let header: Header<'_> = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
+    Ok(header.kid.map(str::to_owned))
 }
 
 #[derive(Deserialize)]
@@ -107,6 +122,8 @@ struct RawClaims {
 #[derive(Clone)]
 pub struct TokenKey {
     secret: Vec<u8>,
+    /// Written into the header of the tokens this key signs (`kid`).
+    kid: Option<String>,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -118,7 +135,14 @@ impl std::fmt::Debug for TokenKey {
 impl TokenKey {
     /// A key from the shared secret.
     pub fn new(secret: &[u8]) -> Self {
-        TokenKey { secret: secret.to_vec() }
+        TokenKey { secret: secret.to_vec(), kid: None }
+    }
+
+    /// A key from a secret, named `kid`: the tokens it signs carry the
+    /// name in their header, so a verifier holding several keys
+    /// ([`TokenKeys`](crate::TokenKeys)) knows which to check them with.
+    pub fn with_kid(secret: &[u8], kid: &str) -> Self {
+        TokenKey { secret: secret.to_vec(), kid: Some(kid.to_owned()) }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -148,7 +172,11 @@ impl TokenKey {
     /// with this key: for issuers that need claims `mint` does not write,
     /// such as `nbf`.
     pub fn sign(&self, claims: &str) -> String {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let header = match &self.kid {
+            None => URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            Some(kid) => URL_SAFE_NO_PAD
+                .encode(serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": kid}).to_string().as_bytes()),
+        };
         let claims = URL_SAFE_NO_PAD.encode(claims);
         let signing_input = format!("{header}.{claims}");
         let mut mac = self.mac();

@@ -9,3 +9,8 @@
 //!   connection, channels, tokio-tungstenite), in memory only, with no
 //!   durability. It speaks the subset of protocol v1 the load scenarios use.
 //!   It is a yardstick, not a product.
+//! - `e2ee` (criterion) and `e2ee-sizes`: client CPU per encrypted message
+//!   and envelope bytes against plaintext; `key-fetch`: key bundles a
+//!   gateway serves per second (BENCHMARKS.md, "End-to-end encryption").
+
+pub mod e2ee_devices;

@@ -192,6 +192,37 @@ pub enum Event {
         /// fallback key.
         devices: Vec<chatgw_protocol::KeyBundle>,
     },
+    /// An inbox event: `user`'s devices with keys, or a device's
+    /// identity, changed. Sessions with that user's devices may be stale:
+    /// fetch their keys again before the next encrypted message to them.
+    KeysChanged {
+        /// Event id.
+        event: MessageId,
+        /// Whose keys changed (a contact, or this user).
+        user: UserId,
+    },
+    /// An upload slot (the answer to `upload_media`): `PUT` part `i` of
+    /// the file to `parts[i]`, then `complete_media`.
+    UploadSlot(chatgw_protocol::UploadSlotFrame),
+    /// An upload is complete and downloadable (the answer to
+    /// `complete_media`).
+    MediaCompleted {
+        /// The request id.
+        request_id: String,
+        /// The media id.
+        media: String,
+    },
+    /// A download URL (the answer to `download_media`).
+    DownloadUrl {
+        /// The request id.
+        request_id: String,
+        /// The media id.
+        media: String,
+        /// `GET` this; `Range` requests allowed.
+        url: String,
+        /// When it stops working, Unix milliseconds.
+        expires: u64,
+    },
     /// A watched user's presence changed.
     Presence {
         /// The user.
@@ -336,6 +367,12 @@ impl Event {
             ServerFrame::PushUnregistered { device } => Event::PushUnregistered { device },
             ServerFrame::KeyCount { device, one_time_keys } => Event::KeyCount { device, one_time_keys },
             ServerFrame::Keys { user, devices } => Event::Keys { user, devices },
+            ServerFrame::KeysChanged { event, user } => Event::KeysChanged { event, user },
+            ServerFrame::UploadSlot(slot) => Event::UploadSlot(slot),
+            ServerFrame::MediaCompleted { request_id, media } => Event::MediaCompleted { request_id, media },
+            ServerFrame::DownloadUrl { request_id, media, url, expires } => {
+                Event::DownloadUrl { request_id, media, url, expires }
+            }
             ServerFrame::Conversations(page) => Event::Conversations { items: page.items, next: page.next },
             ServerFrame::Presence { user, state } => Event::Presence { user, state },
             ServerFrame::PresenceList { conversation, users } => Event::PresenceList { conversation, users },
@@ -364,6 +401,7 @@ impl Event {
             Event::Message(m) => Some(m.id),
             Event::Receipt(r) => Some(r.event),
             Event::Amended { event, reply: false, .. } => Some(*event),
+            Event::KeysChanged { event, .. } => Some(*event),
             Event::Synced { cursor } => Some(*cursor),
             _ => None,
         }

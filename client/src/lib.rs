@@ -11,7 +11,9 @@
 //!
 //! Frames are written and read by the protocol crate's encoders and
 //! decoders (`chatgw_protocol::client`, `chatgw_protocol::ServerFrame`);
-//! this crate adds the connection, the cursor and the waiting.
+//! this crate adds the connection, the cursor and the waiting, and
+//! [`Reconnect`]: back to any gateway after a close, with backoff, then
+//! `sync`.
 //!
 //! It is deliberately simple: a thread per client or a poll loop in the
 //! caller; no async runtime.
@@ -19,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod event;
+mod reconnect;
 
 use std::{
     io,
@@ -32,6 +35,7 @@ pub use chatgw_protocol::{
     MessageKind, PresenceState, PushProvider, TypingState, UserId,
 };
 pub use event::{Event, MessageEvent, ReceiptEvent};
+pub use reconnect::{Backoff, Reconnect};
 use tungstenite::{client::IntoClientRequest, protocol::WebSocket, Message};
 
 /// Why a client operation failed.
@@ -372,6 +376,39 @@ impl Client {
     /// [`Event::KeyCount`].
     pub fn key_count(&mut self) -> Result<(), ClientError> {
         self.send_with(client::key_count)
+    }
+
+    /// Ask for an upload slot for a file of exactly `size` bytes (as it
+    /// will be uploaded, encrypted) for the conversation `to`. Answered
+    /// with [`Event::UploadSlot`] (docs/MEDIA.md).
+    pub fn upload_media(
+        &mut self,
+        request_id: &str,
+        to: ConversationRef,
+        kind: chatgw_protocol::MediaKind,
+        size: u64,
+        content_type: &str,
+    ) -> Result<(), ClientError> {
+        self.send_with(|out| client::upload_media(out, request_id, to, kind, size, content_type))
+    }
+
+    /// Finish an upload whose parts were all `PUT`; `tags` are the `ETag`s
+    /// the part `PUT`s answered, part 1 first. Answered with
+    /// [`Event::MediaCompleted`].
+    pub fn complete_media(
+        &mut self,
+        request_id: &str,
+        media: &str,
+        upload: &str,
+        tags: &[String],
+    ) -> Result<(), ClientError> {
+        self.send_with(|out| client::complete_media(out, request_id, media, upload, tags))
+    }
+
+    /// Ask for a download URL of a media id. Answered with
+    /// [`Event::DownloadUrl`].
+    pub fn download_media(&mut self, request_id: &str, media: &str) -> Result<(), ClientError> {
+        self.send_with(|out| client::download_media(out, request_id, media))
     }
 
     /// Remove this device's push target. Answered with

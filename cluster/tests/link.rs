@@ -1,17 +1,17 @@
 //! Node links end to end on loopback: ordering, batching, dialling late,
-//! overflow, goodbye, peer changes.
+//! overflow, goodbye, peer changes, the bound on handshakes.
 
 mod link_util;
 
 use std::{thread, time::Duration};
 
-use chatgw_cluster::link::{LinkSettings, Links, PeerAddr, Sent};
+use chatgw_cluster::link::{LinkKey, LinkSettings, Links, PeerAddr, Sent};
 use link_util::{delivery, free_addr, serve, short, Seen};
 
 #[test]
 fn deliveries_arrive_in_order_whole_and_batched() {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
-    let links = Links::new(1, 7, short());
+    let links = Links::new(1, 7, link_util::key(), short());
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: server.local_addr() }]);
     for e in 0..2000 {
         assert_eq!(links.send(2, delivery(e)), Sent::Queued);
@@ -39,7 +39,7 @@ fn deliveries_arrive_in_order_whole_and_batched() {
 
 #[test]
 fn unknown_peers_are_refused() {
-    let links = Links::new(1, 1, short());
+    let links = Links::new(1, 1, link_util::key(), short());
     assert_eq!(links.send(9, delivery(1)), Sent::Dropped);
     assert_eq!(links.catch_up(9, None), Sent::Dropped);
     assert_eq!(links.catch_up(9, Some(vec![1])), Sent::Dropped);
@@ -49,7 +49,7 @@ fn unknown_peers_are_refused() {
 #[test]
 fn a_peer_that_starts_late_is_dialled_with_backoff_and_gets_what_was_queued() {
     let addr = free_addr();
-    let links = Links::new(1, 1, short());
+    let links = Links::new(1, 1, link_util::key(), short());
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr }]);
     for e in 0..10 {
         assert_eq!(links.send(2, delivery(e)), Sent::Queued);
@@ -69,7 +69,7 @@ fn a_peer_that_starts_late_is_dialled_with_backoff_and_gets_what_was_queued() {
 fn a_full_queue_refuses_and_the_peer_catches_up_before_anything_later() {
     let addr = free_addr();
     let settings = LinkSettings { queue_events: 4, ..short() };
-    let links = Links::new(1, 1, settings);
+    let links = Links::new(1, 1, link_util::key(), settings);
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr }]);
     let sent: Vec<Sent> = (0..10).map(|e| links.send(2, delivery(e))).collect();
     assert_eq!(sent[..4], [Sent::Queued; 4]);
@@ -90,7 +90,7 @@ fn a_full_queue_refuses_and_the_peer_catches_up_before_anything_later() {
 #[test]
 fn catch_up_notices_arrive_in_order_with_deliveries() {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
-    let links = Links::new(1, 1, short());
+    let links = Links::new(1, 1, link_util::key(), short());
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: server.local_addr() }]);
     links.send(2, delivery(1));
     assert_eq!(links.catch_up(2, Some(vec![4, 5])), Sent::Queued);
@@ -102,6 +102,8 @@ fn catch_up_notices_arrive_in_order_with_deliveries() {
             Seen::Deliver(_, ds) => ds.iter().map(|d| format!("d{}", d.event)).collect(),
             Seen::CatchUp(_, u) => vec![format!("c{u:?}")],
             Seen::Ended(..) => vec!["end".into()],
+            Seen::Refused(_) => vec!["refused".into()],
+            Seen::Shed(_) => vec!["shed".into()],
         })
         .collect();
     assert_eq!(order, ["d1", "cSome([4, 5])", "d2"]);
@@ -110,7 +112,7 @@ fn catch_up_notices_arrive_in_order_with_deliveries() {
 #[test]
 fn shutdown_writes_what_is_queued_then_says_goodbye() {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
-    let links = Links::new(1, 1, short());
+    let links = Links::new(1, 1, link_util::key(), short());
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: server.local_addr() }]);
     for e in 0..50 {
         links.send(2, delivery(e));
@@ -126,7 +128,7 @@ fn shutdown_writes_what_is_queued_then_says_goodbye() {
 #[test]
 fn dropping_links_ends_sessions_without_goodbye() {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
-    let links = Links::new(1, 1, short());
+    let links = Links::new(1, 1, link_util::key(), short());
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: server.local_addr() }]);
     links.send(2, delivery(1));
     rec.wait_events(1);
@@ -137,7 +139,7 @@ fn dropping_links_ends_sessions_without_goodbye() {
 #[test]
 fn a_new_epoch_gets_a_fresh_link_and_a_peer_no_longer_listed_is_stopped() {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
-    let links = Links::new(1, 1, short());
+    let links = Links::new(1, 1, link_util::key(), short());
     let first = PeerAddr { node: 2, epoch: 1, addr: server.local_addr() };
     links.set_peers(&[first]);
     links.send(2, delivery(1));
@@ -169,7 +171,7 @@ fn a_new_epoch_gets_a_fresh_link_and_a_peer_no_longer_listed_is_stopped() {
 fn a_frame_over_the_maximum_is_refused_and_owed_as_a_catch_up() {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
     let settings = LinkSettings { max_frame: 1000, ..short() };
-    let links = Links::new(1, 1, settings);
+    let links = Links::new(1, 1, link_util::key(), settings);
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: server.local_addr() }]);
     let mut big = delivery(1);
     big.payload = vec![7u8; 1000].into();
@@ -177,4 +179,88 @@ fn a_frame_over_the_maximum_is_refused_and_owed_as_a_catch_up() {
     assert_eq!(links.send(2, delivery(2)), Sent::Queued);
     let seen = rec.wait("event 2", |s| link_util::events(s) == [2]);
     assert_eq!(seen.first(), Some(&Seen::CatchUp(1, None)));
+}
+
+#[test]
+fn links_with_another_key_deliver_nothing_and_both_sides_count_it() {
+    let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
+    let links = Links::new(1, 1, LinkKey::derive(b"another fleet"), short());
+    links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: server.local_addr() }]);
+    assert_eq!(links.send(2, delivery(1)), Sent::Queued);
+    rec.wait("refusals", |s| s.iter().filter(|s| matches!(s, Seen::Refused(_))).count() >= 2);
+    thread::sleep(Duration::from_millis(200));
+    assert!(rec.seen().iter().all(|s| matches!(s, Seen::Refused(_))), "{:?}", rec.seen());
+    assert_eq!(server.stats().sessions_opened, 0);
+    assert!(server.stats().auth_failures >= 2, "{:?}", server.stats());
+    let stats = links.stats();
+    assert_eq!(stats.sessions_opened, 0);
+    assert!(stats.auth_failures >= 2, "{stats:?}");
+}
+
+/// A connection to `to` from source address `from` (any free port).
+fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&std::net::SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(link_util::WAIT)).unwrap();
+    stream
+}
+
+/// Whether the server sent its Challenge (`true`) or closed at once.
+fn challenged(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(1))
+}
+
+/// Read what is left until the server closes: whether it did (rather
+/// than the read timing out).
+fn closed(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn silent_connections_are_bounded_per_address_and_in_all_and_timed_out() {
+    let settings = LinkSettings {
+        pending_handshakes_per_address: 2,
+        pending_handshakes: 3,
+        handshake_within: Duration::from_millis(1500),
+        ..short()
+    };
+    let (server, rec) = serve("0.0.0.0:0".parse().unwrap(), 2, settings);
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], server.local_addr().port()));
+    // Two silent connections from one address take its share; a third
+    // from it is closed before any Challenge.
+    let mut held: Vec<_> = (0..2).map(|_| connect_from([127, 0, 0, 11], to)).collect();
+    assert!(held.iter_mut().all(challenged));
+    assert!(!challenged(&mut connect_from([127, 0, 0, 11], to)), "over the per-address bound");
+    // Another address still gets in, until the bound in all is reached.
+    let mut other = connect_from([127, 0, 0, 12], to);
+    assert!(challenged(&mut other));
+    assert!(!challenged(&mut connect_from([127, 0, 0, 13], to)), "over the bound in all");
+    let shed = rec.wait("two sheds", |s| s.iter().filter(|s| matches!(s, Seen::Shed(_))).count() == 2);
+    assert!(shed.iter().all(|s| matches!(s, Seen::Shed(_))), "nothing else happened: {shed:?}");
+    assert_eq!(server.stats().handshakes_shed, 2);
+
+    // A node of the fleet whose handshake ends (here: closing) gives its
+    // slot back at once; the silent ones lose theirs at the handshake deadline.
+    drop(other);
+    let links = Links::new(1, 1, link_util::key(), short());
+    links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: to }]);
+    assert_eq!(links.send(2, delivery(7)), Sent::Queued);
+    assert_eq!(rec.wait_events(1), vec![7], "a node of the fleet gets through");
+    let started = std::time::Instant::now();
+    for mut stream in held {
+        assert!(closed(&mut stream), "closed at the deadline");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "closed within the handshake time");
+    let mut again = connect_from([127, 0, 0, 11], to);
+    assert!(challenged(&mut again), "the address's slots came back");
+    assert_eq!(server.stats().auth_failures, 0, "silence is no refusal");
 }

@@ -1,5 +1,6 @@
-//! Node links under faults: bad bytes from a peer, a cut link, a stalled
-//! link, and a server stopped with sessions open.
+//! Node links under faults: bad bytes from a peer (after the handshake,
+//! and from peers that never pass it), a cut link, a stalled link, and a
+//! server stopped with sessions open.
 
 mod link_util;
 
@@ -18,18 +19,26 @@ use chatgw_cluster::{
     },
     testing::FaultProxy,
 };
-use link_util::{delivery, serve, short, Recorder, Seen};
-
-fn hello(node: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    frame::encode(&Frame::Hello { node, epoch: 1, version: frame::VERSION }, &mut out);
-    out
-}
+use link_util::{delivery, open, serve, short, Recorder, Seen};
 
 fn raw(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(bytes).unwrap();
     s
+}
+
+/// A session of node `node` to node 9's server at `addr`, past the
+/// handshake, that then writes `bytes`.
+fn opened(addr: SocketAddr, node: u16, bytes: &[u8]) -> TcpStream {
+    let mut s = open(addr, node, 9);
+    s.write_all(bytes).unwrap();
+    s
+}
+
+fn encoded(f: &Frame) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame::encode(f, &mut out);
+    out
 }
 
 /// The server closed `s`: a read ends (EOF or reset) within the wait.
@@ -48,33 +57,41 @@ fn closed_by_server(mut s: TcpStream) {
 fn bad_frames_end_only_their_session() {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 9, short());
     let addr = server.local_addr();
+    let hello = Frame::Hello { node: 5, epoch: 1, version: frame::VERSION, nonce: [0; 32], mac: [0; 32] };
     let cases: [(u16, Vec<u8>); 5] = [
         (1, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
         (2, vec![0, 0, 0, 1, 42]),
         (3, vec![0xff, 0xff, 0xff, 0xf0]),
         (4, vec![0, 0, 0, 2, 3, 0]),
-        (5, hello(5)),
+        (5, encoded(&hello)),
     ];
     for (node, bad) in cases {
-        let mut bytes = hello(node);
-        bytes.extend_from_slice(&bad);
-        closed_by_server(raw(addr, &bytes));
+        closed_by_server(opened(addr, node, &bad));
         rec.wait_ended(node, false);
     }
-    // Not starting with a Hello: ended, and nobody to tell.
-    let mut deliver_first = Vec::new();
-    frame::encode(&Frame::Deliver(delivery(1)), &mut deliver_first);
-    closed_by_server(raw(addr, &deliver_first));
-    assert_eq!(server.stats().bad_frames, 6);
+    assert_eq!(server.stats().bad_frames, 5);
+    assert_eq!(server.stats().auth_failures, 0);
+
+    // Bytes from a peer that never passed the handshake: refused (counted
+    // and reported as such), and nobody to tell that a session ended.
+    let refused: [Vec<u8>; 3] =
+        [encoded(&Frame::Deliver(delivery(1))), encoded(&hello), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()];
+    for bytes in &refused {
+        closed_by_server(raw(addr, bytes));
+    }
+    rec.wait("three refusals", |s| s.iter().filter(|s| matches!(s, Seen::Refused(_))).count() == 3);
+    assert_eq!(server.stats().auth_failures, 3);
+    assert_eq!(server.stats().bad_frames, 5);
+    assert_eq!(server.stats().sessions_opened, 5);
     assert!(link_util::events(&rec.seen()).is_empty());
 
     // The server still serves: a well-formed session, a Ping answered on
     // the same socket, the deliveries of one write in one call.
-    let mut bytes = hello(7);
+    let mut bytes = Vec::new();
     frame::encode(&Frame::Deliver(delivery(1)), &mut bytes);
     frame::encode(&Frame::Deliver(delivery(2)), &mut bytes);
     frame::encode(&Frame::Ping, &mut bytes);
-    let mut s = raw(addr, &bytes);
+    let mut s = opened(addr, 7, &bytes);
     let mut pong = [0u8; 5];
     s.set_read_timeout(Some(link_util::WAIT)).unwrap();
     s.read_exact(&mut pong).unwrap();
@@ -91,7 +108,7 @@ fn bad_frames_end_only_their_session() {
 fn a_session_that_says_nothing_is_dead_after_the_timeout() {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 9, short());
     let started = Instant::now();
-    let s = raw(server.local_addr(), &hello(3));
+    let s = open(server.local_addr(), 3, 9);
     rec.wait_ended(3, false);
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(450), "ended after {waited:?}");
@@ -103,7 +120,7 @@ fn a_session_that_says_nothing_is_dead_after_the_timeout() {
 fn linked_through_proxy() -> (LinkServer, Arc<Recorder>, FaultProxy, Links) {
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, short());
     let proxy = FaultProxy::start(server.local_addr());
-    let links = Links::new(1, 1, short());
+    let links = Links::new(1, 1, link_util::key(), short());
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: proxy.addr() }]);
     links.send(2, delivery(1));
     rec.wait_events(1);
@@ -156,14 +173,14 @@ fn a_stalled_link_is_declared_dead_and_recovers() {
 fn stop_is_prompt_with_sessions_open() {
     // Default timers: stopping must not wait for a 15 s dead timeout.
     let (server, rec) = serve("127.0.0.1:0".parse().unwrap(), 2, LinkSettings::default());
-    let links = Links::new(1, 1, LinkSettings::default());
+    let links = Links::new(1, 1, link_util::key(), LinkSettings::default());
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: server.local_addr() }]);
     links.send(2, delivery(1));
     rec.wait_events(1);
-    let _silent = raw(server.local_addr(), &hello(3));
-    let mut partial = hello(4);
-    partial.extend_from_slice(&[0, 0, 1, 0, 2, 0, 0]);
-    let _partial = raw(server.local_addr(), &partial);
+    let _silent = open(server.local_addr(), 3, 2);
+    let mut partial = open(server.local_addr(), 4, 2);
+    partial.write_all(&[0, 0, 1, 0, 2, 0, 0]).unwrap();
+    let _unopened = TcpStream::connect(server.local_addr()).unwrap();
     thread::sleep(Duration::from_millis(100));
 
     let started = Instant::now();
@@ -178,7 +195,7 @@ fn stop_is_prompt_with_sessions_open() {
 
 #[test]
 fn shutdown_is_bounded_when_the_peer_is_unreachable() {
-    let links = Links::new(1, 1, short());
+    let links = Links::new(1, 1, link_util::key(), short());
     links.set_peers(&[PeerAddr { node: 2, epoch: 1, addr: link_util::free_addr() }]);
     links.send(2, delivery(1));
     let started = Instant::now();

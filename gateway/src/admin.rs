@@ -1,5 +1,5 @@
-//! The admin listener: `GET /metrics`, `GET /healthz` and `POST
-//! /revoke?user=N` (session revocation, see `revoke`) on their own address
+//! The admin listener: `GET /metrics`, `GET /healthz`, `GET /readyz`,
+//! `POST /admin/drain` (see `drain`) and `POST /revoke?user=N` (session revocation, see `revoke`) on their own address
 //! (`--admin-listen`, loopback by default), on their own thread.
 //!
 //! Why apart from the public listener: `/metrics` has no authentication and
@@ -33,7 +33,7 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{devices::live::LiveDevices, metrics::Metrics, revoke::Revoker, ws::handshake};
+use crate::{devices::live::LiveDevices, drain::DrainSwitch, metrics::Metrics, revoke::Revoker, ws::handshake};
 
 /// Time one admin connection has to send its request head.
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
@@ -72,6 +72,7 @@ impl Admin {
         metrics: Arc<Metrics>,
         revoker: Revoker,
         live: LiveDevices,
+        drain: DrainSwitch,
     ) -> io::Result<Admin> {
         let addr = listener.local_addr()?;
         let waker = Socket::from(listener.try_clone()?);
@@ -80,7 +81,7 @@ impl Admin {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("chatgw-admin".into())
-                .spawn(move || serve(&listener, &metrics, &revoker, &live, &stop))?
+                .spawn(move || serve(&listener, &Handles { metrics, revoker, live, drain }, &stop))?
         };
         Ok(Admin { addr, stop, waker, thread })
     }
@@ -101,10 +102,18 @@ impl Admin {
     }
 }
 
-fn serve(listener: &TcpListener, metrics: &Metrics, revoker: &Revoker, live: &LiveDevices, stop: &AtomicBool) {
+/// What the admin endpoints act on.
+struct Handles {
+    metrics: Arc<Metrics>,
+    revoker: Revoker,
+    live: LiveDevices,
+    drain: DrainSwitch,
+}
+
+fn serve(listener: &TcpListener, handles: &Handles, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
         match listener.accept() {
-            Ok((stream, _)) => answer(stream, metrics, revoker, live),
+            Ok((stream, _)) => answer(stream, handles),
             Err(_) if stop.load(Ordering::Acquire) => return,
             Err(e) => {
                 // Out of descriptors and the like: the next accept may work.
@@ -116,7 +125,8 @@ fn serve(listener: &TcpListener, metrics: &Metrics, revoker: &Revoker, live: &Li
 }
 
 /// Read one request from `stream` within the deadline and answer it.
-fn answer(mut stream: TcpStream, metrics: &Metrics, revoker: &Revoker, live: &LiveDevices) {
+fn answer(mut stream: TcpStream, handles: &Handles) {
+    let Handles { metrics, revoker, live, drain } = handles;
     let deadline = Instant::now() + REQUEST_DEADLINE;
     let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
     let mut head = Vec::with_capacity(512);
@@ -131,6 +141,7 @@ fn answer(mut stream: TcpStream, metrics: &Metrics, revoker: &Revoker, live: &Li
                 let (status, reason, content_type, body) = crate::devices::live::answer(live, req.method, req.query);
                 break (status, reason, content_type, body.into_bytes());
             }
+            Ok(Some(req)) if req.path == "/admin/drain" => break drain_answer(req.method, drain),
             Ok(Some(req)) => break route(req.method, req.path, metrics),
             Ok(None) if head.len() > MAX_REQUEST_HEAD => {
                 break (431, "Request Header Fields Too Large", TEXT, b"request head too large\n".to_vec())
@@ -158,6 +169,16 @@ fn answer(mut stream: TcpStream, metrics: &Metrics, revoker: &Revoker, live: &Li
     let _ = stream.shutdown(Shutdown::Write);
 }
 
+/// `POST /admin/drain`: start a drain, as SIGTERM does (`drain`); 202, the
+/// process exits once the drain is done.
+fn drain_answer(method: &str, drain: &DrainSwitch) -> (u16, &'static str, &'static str, Vec<u8>) {
+    if method != "POST" {
+        return (405, "Method Not Allowed", TEXT, b"only POST\n".to_vec());
+    }
+    drain.request();
+    (202, "Accepted", TEXT, b"draining\n".to_vec())
+}
+
 fn route(method: &str, path: &str, metrics: &Metrics) -> (u16, &'static str, &'static str, Vec<u8>) {
     match (method, path) {
         ("GET", "/metrics") => (200, "OK", OPENMETRICS, metrics.render().into_bytes()),
@@ -172,12 +193,16 @@ fn route(method: &str, path: &str, metrics: &Metrics) -> (u16, &'static str, &'s
                 (503, "Service Unavailable", TEXT, format!("store not writable: {cause}\n").into_bytes())
             }
         },
-        (_, "/metrics" | "/healthz") => (405, "Method Not Allowed", TEXT, b"only GET\n".to_vec()),
+        ("GET", "/readyz") => {
+            let (status, reason, body) = crate::drain::readiness(metrics);
+            (status, reason, TEXT, body.into_bytes())
+        }
+        (_, "/metrics" | "/healthz" | "/readyz") => (405, "Method Not Allowed", TEXT, b"only GET\n".to_vec()),
         _ => (
             404,
             "Not Found",
             TEXT,
-            b"not found: the admin listener serves /metrics, /healthz, /revoke and /live-devices\n".to_vec(),
+            b"not found: the admin listener serves /metrics, /healthz, /readyz, /revoke, /live-devices and /admin/drain\n".to_vec(),
         ),
     }
 }

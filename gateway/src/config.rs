@@ -13,7 +13,10 @@ use std::{io, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use clap::Args;
 use serde::Deserialize;
 
-use crate::store::{StoreUrl, UnknownStore};
+use crate::{
+    proxy::{Cidr, TrustedProxies},
+    store::{StoreUrl, UnknownStore},
+};
 
 /// Why settings could not be resolved, or cannot be run with.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +137,7 @@ impl IoDriver {
 }
 
 /// Settings of `chatgw serve`, as flags, environment variables or TOML keys.
-#[derive(Args, Debug, Default, Deserialize)]
+#[derive(Args, Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// TOML file with any of these settings (keys as flag names with `_`).
@@ -243,6 +246,9 @@ pub struct ServeArgs {
     /// Address other nodes of the fleet connect to for live events (node links); required with --cluster.
     #[arg(long, env = "CHATGW_LINK_LISTEN")]
     pub link_listen: Option<SocketAddr>,
+    /// File holding the secret that node links are authenticated with (HMAC-SHA256 challenge-response), the same on every node of the fleet; links of nodes with different keys or link versions are refused (docs/CLUSTER.md, "Link authentication") [default: derived from --secret].
+    #[arg(long, env = "CHATGW_LINK_SECRET_FILE")]
+    pub link_secret_file: Option<PathBuf>,
     /// Link address other nodes are told to dial, when it differs from --link-listen (a wildcard or NATed listen address) [default: the bound --link-listen].
     #[arg(long, env = "CHATGW_ADVERTISE")]
     pub advertise: Option<SocketAddr>,
@@ -267,6 +273,18 @@ pub struct ServeArgs {
     /// How long after sending its sender may edit a message, counted from the message's ts; 0s refuses every edit [default: 15m].
     #[arg(long, env = "CHATGW_EDIT_WINDOW")]
     pub edit_window: Option<HumanDuration>,
+    /// On SIGTERM or POST /admin/drain: how long /readyz answers 503 while new connections are still taken, for the load balancer to notice (docs/DRAIN.md) [default: 5s].
+    #[arg(long, env = "CHATGW_DRAIN_DELAY")]
+    pub drain_delay: Option<HumanDuration>,
+    /// Then: the time over which open connections are closed with 1012 and a reconnect hint, in waves a second apart, before the process exits 0 (docs/DRAIN.md) [default: 30s].
+    #[arg(long, env = "CHATGW_DRAIN_PERIOD")]
+    pub drain_period: Option<HumanDuration>,
+    /// Token verification keys by key id, besides the secret (TOML only: a `[token_keys]` table of `kid = "secret"`); a token whose header names a `kid` is checked with that key, one without `kid` with --secret; SIGHUP re-reads them (docs/DRAIN.md, "Reload").
+    #[arg(skip)]
+    pub token_keys: Option<std::collections::BTreeMap<String, String>>,
+    /// The key id of [token_keys] that the gateway signs tokens with (`chatgw token --config`) [default: --secret, no kid].
+    #[arg(long, env = "CHATGW_SIGNING_KEY")]
+    pub signing_key: Option<String>,
     /// Publish every committed event to Kafka, `kafka://host:port[,host:port...][/PREFIX]`, topic `<PREFIX>.events` (created beforehand); any store (docs/EVENTS.md) [default: off; PREFIX chatgw].
     #[arg(long, env = "CHATGW_EVENTS")]
     pub events: Option<String>,
@@ -278,9 +296,45 @@ pub struct ServeArgs {
     /// environment separates specs with `;`); one gateway only, any store (docs/EVENTS.md) [default: off].
     #[arg(long, value_name = "SPEC", env = "CHATGW_PUSH", value_delimiter = ';')]
     pub push: Vec<String>,
+    /// Every public connection starts with a PROXY protocol header (v1 or v2) from a balancer of --proxy-from, whose client address then counts for the per-address limits and is the one logged; a connection from elsewhere is closed unread (docs/DEPLOY.md) [default: false].
+    #[arg(long, env = "CHATGW_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true")]
+    pub proxy_protocol: Option<bool>,
+    /// With --proxy-protocol: the balancers' addresses or blocks, comma-separated (`10.0.0.5,10.1.0.0/24,2001:db8::/64`); required with it.
+    #[arg(long, value_name = "CIDR,...", env = "CHATGW_PROXY_FROM", value_delimiter = ',')]
+    pub proxy_from: Vec<Cidr>,
     /// With --push: how long a conversation collects messages before its devices that are not live are notified [default: 2s].
     #[arg(long, env = "CHATGW_PUSH_GRACE")]
     pub push_grace: Option<HumanDuration>,
+    /// Where media objects live: `embedded` (files under <data>/media, served on --media-listen) or `s3://bucket?region=...&endpoint=...` (docs/MEDIA.md) [default: embedded].
+    #[arg(long, env = "CHATGW_MEDIA")]
+    pub media: Option<crate::media::settings::MediaStoreUrl>,
+    /// Address of the embedded media backend's HTTP listener (signed PUT and GET), e.g. 127.0.0.1:8082; media frames are refused without it (with --media embedded) [default: off].
+    #[arg(long, env = "CHATGW_MEDIA_LISTEN")]
+    pub media_listen: Option<AdminListen>,
+    /// Public base URL of --media-listen written into signed URLs, e.g. `https://media.example.com` behind a proxy [default: http://<bound --media-listen>].
+    #[arg(long, env = "CHATGW_MEDIA_URL")]
+    pub media_url: Option<String>,
+    /// Secret of the embedded backend's URL signatures [default: generated once and kept in <data>/media/secret].
+    #[arg(long, env = "CHATGW_MEDIA_SECRET", hide_env_values = true)]
+    pub media_secret: Option<String>,
+    /// How long signed media URLs work [default: 15m].
+    #[arg(long, env = "CHATGW_MEDIA_URL_TTL")]
+    pub media_url_ttl: Option<HumanDuration>,
+    /// Part size of media uploads, 1M to 1G (raised for files that would need more than 1000 parts) [default: 8M].
+    #[arg(long, env = "CHATGW_MEDIA_PART_SIZE")]
+    pub media_part_size: Option<crate::media::settings::ByteSize>,
+    /// Largest media object per kind, e.g. `image=16M,video=256M` (kinds not named keep theirs) [default: image=16M,audio=16M,video=256M,document=256M].
+    #[arg(long, env = "CHATGW_MEDIA_MAX_SIZE")]
+    pub media_max_size: Option<crate::media::settings::KindLimits>,
+    /// Bytes one user may request upload slots for per UTC day on this gateway; 0 = no limit [default: 2G].
+    #[arg(long, env = "CHATGW_MEDIA_QUOTA")]
+    pub media_quota: Option<crate::media::settings::ByteSize>,
+    /// Media objects (and unfinished uploads) older than this are deleted; 0s = kept forever [default: 30d].
+    #[arg(long, env = "CHATGW_MEDIA_RETENTION")]
+    pub media_retention: Option<HumanDuration>,
+    /// Transfers the embedded media listener serves at once; more are answered 503 [default: 32].
+    #[arg(long, env = "CHATGW_MEDIA_TRANSFERS")]
+    pub media_transfers: Option<usize>,
 }
 
 /// Resolved settings.
@@ -354,6 +408,9 @@ pub struct Config {
     pub link_listen: Option<SocketAddr>,
     /// The link address other nodes dial (`--advertise`).
     pub advertise: Option<SocketAddr>,
+    /// Where the node links' secret is (`--link-secret-file`); `None`:
+    /// derived from `secret`.
+    pub link_secret_file: Option<PathBuf>,
     /// Registry lease (`--lease`).
     pub lease: Duration,
     /// How long idempotency keys are kept (zero: forever).
@@ -368,12 +425,27 @@ pub struct Config {
     pub delete_window: Duration,
     /// How long after sending a message may be edited.
     pub edit_window: Duration,
+    /// `--drain-delay`: readiness off before the listeners close.
+    pub drain_delay: Duration,
+    /// `--drain-period`: over which a drain closes connections.
+    pub drain_period: Duration,
+    /// Verification keys by key id, besides `secret` (which checks
+    /// tokens without `kid`).
+    pub token_keys: std::collections::BTreeMap<String, String>,
+    /// The key id in `token_keys` tokens are signed with; `None`: `secret`.
+    pub signing_key: Option<String>,
     /// Where committed events are published (`--events`), if anywhere.
     pub events: Option<crate::publisher::EventsUrl>,
     /// Whether event records carry message bodies (`--events-bodies`).
     pub events_bodies: bool,
     /// The push worker in this gateway (`--push`, `--push-grace`).
     pub push: crate::push::PushSettings,
+    /// Read a PROXY header first on every public connection (`--proxy-protocol`).
+    pub proxy_protocol: bool,
+    /// The balancers allowed (and required) to send it (`--proxy-from`).
+    pub proxy_from: TrustedProxies,
+    /// Media by signed URL (`--media*`); off in [`Config::new`].
+    pub media: crate::media::settings::MediaSettings,
 }
 
 impl Config {
@@ -417,6 +489,7 @@ impl Config {
             cluster: None,
             link_listen: None,
             advertise: None,
+            link_secret_file: None,
             lease: Duration::from_secs(10),
             idempotency_retention: DEFAULT_IDEMPOTENCY_RETENTION,
             typing_expiry: Duration::from_secs(6),
@@ -424,9 +497,16 @@ impl Config {
             inbox_retention: DEFAULT_INBOX_RETENTION,
             delete_window: DEFAULT_DELETE_WINDOW,
             edit_window: DEFAULT_EDIT_WINDOW,
+            drain_delay: Duration::from_secs(5),
+            drain_period: Duration::from_secs(30),
+            token_keys: Default::default(),
+            signing_key: None,
             events: None,
             events_bodies: false,
             push: crate::push::PushSettings::default(),
+            proxy_protocol: false,
+            proxy_from: TrustedProxies::default(),
+            media: crate::media::settings::MediaSettings::default(),
         }
     }
 }
@@ -514,6 +594,7 @@ impl ServeArgs {
         c.cluster = self.cluster.or(file.cluster);
         c.link_listen = self.link_listen.or(file.link_listen);
         c.advertise = self.advertise.or(file.advertise);
+        c.link_secret_file = self.link_secret_file.or(file.link_secret_file);
         macro_rules! take_duration {
             ($($f:ident),*) => {$(
                 if let Some(v) = self.$f.or(file.$f) { c.$f = v.0; }
@@ -531,18 +612,47 @@ impl ServeArgs {
             commit_window,
             inbox_retention,
             delete_window,
-            edit_window
+            edit_window,
+            drain_delay,
+            drain_period
         );
         if let Some(url) = self.events.or(file.events) {
             c.events = Some(url.parse().map_err(ConfigError::Invalid)?);
         }
         c.events_bodies = self.events_bodies.or(file.events_bodies).unwrap_or(false);
+        c.token_keys = self.token_keys.or(file.token_keys).unwrap_or_default();
+        c.signing_key = self.signing_key.or(file.signing_key);
         c.push.specs = if self.push.is_empty() { file.push } else { self.push };
         if let Some(grace) = self.push_grace.or(file.push_grace) {
             c.push.grace = grace.0;
         }
+        c.proxy_protocol = self.proxy_protocol.or(file.proxy_protocol).unwrap_or(false);
+        c.proxy_from = TrustedProxies(if self.proxy_from.is_empty() { file.proxy_from } else { self.proxy_from });
         if let Some(url) = self.store.or(file.store) {
             c.store = url.parse()?;
+        }
+        let m = &mut c.media;
+        m.listen = self.media_listen.or(file.media_listen).and_then(Into::into);
+        m.store = self.media.or(file.media).unwrap_or_default();
+        m.url = self.media_url.or(file.media_url).or(m.url.take());
+        m.secret = self.media_secret.or(file.media_secret).or(m.secret.take());
+        if let Some(v) = self.media_url_ttl.or(file.media_url_ttl) {
+            m.url_ttl = v.0;
+        }
+        if let Some(v) = self.media_part_size.or(file.media_part_size) {
+            m.part_size = v.0;
+        }
+        if let Some(v) = self.media_max_size.or(file.media_max_size) {
+            m.max_size = v;
+        }
+        if let Some(v) = self.media_quota.or(file.media_quota) {
+            m.quota = v.0;
+        }
+        if let Some(v) = self.media_retention.or(file.media_retention) {
+            m.retention = v.0;
+        }
+        if let Some(v) = self.media_transfers.or(file.media_transfers) {
+            m.transfers = v;
         }
         c.validate()?;
         Ok(c)
@@ -588,6 +698,11 @@ impl Config {
             format!("max-group-members must be 1..={MAX_GROUP_MEMBERS_LIMIT}"),
         )?;
         ensure(!self.secret.is_empty(), "secret must not be empty")?;
+        ensure(self.token_keys.values().all(|k| !k.is_empty()), "token_keys must not be empty")?;
+        ensure(
+            self.signing_key.as_ref().is_none_or(|kid| self.token_keys.contains_key(kid)),
+            "signing_key must name a key of token_keys",
+        )?;
         ensure(
             !self.push.enabled() || self.cluster.is_none(),
             "--push runs the push worker for one gateway; a fleet publishes --events and runs `chatgw push` (docs/EVENTS.md)",
@@ -599,6 +714,15 @@ impl Config {
         ensure(
             self.admin_listen.is_none_or(|a| a.port() == 0 || a != self.listen),
             "admin-listen must differ from listen",
+        )?;
+        ensure(
+            self.proxy_protocol != self.proxy_from.0.is_empty(),
+            "--proxy-protocol and --proxy-from go together: the balancers allowed to send PROXY headers",
+        )?;
+        self.media.validate().map_err(ConfigError::Invalid)?;
+        ensure(
+            self.media.listen.is_none_or(|m| m.port() == 0 || (m != self.listen && Some(m) != self.admin_listen)),
+            "media-listen must differ from listen and admin-listen",
         )?;
         if let Some(url) = &self.cluster {
             ensure(
@@ -739,6 +863,31 @@ mod tests {
     }
 
     #[test]
+    fn media_settings_come_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = || ServeArgs { data: Some(dir.path().into()), secret: Some("s".into()), ..Default::default() };
+        let c = args().resolve().unwrap();
+        assert_eq!(c.media.listen, None, "off unless asked for");
+        assert_eq!((c.media.quota, c.media.part_size, c.media.url_ttl), (2 << 30, 8 << 20, Duration::from_secs(900)));
+        assert!(Config::new("127.0.0.1:1".parse().unwrap(), dir.path().into(), "s".into()).media.listen.is_none());
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "media_listen = \"off\"\nmedia_quota = \"1G\"\nmedia_max_size = \"image=1M\"\nmedia_retention = \"7d\"\n",
+        )
+        .unwrap();
+        let c = ServeArgs { config: Some(file.clone()), ..args() }.resolve().unwrap();
+        assert_eq!((c.media.listen, c.media.quota, c.media.max_size.image), (None, 1 << 30, 1 << 20));
+        assert_eq!(c.media.retention, Duration::from_secs(7 * 86_400));
+        let flag = ServeArgs { config: Some(file), media_listen: Some("127.0.0.1:0".parse().unwrap()), ..args() };
+        assert_eq!(flag.resolve().unwrap().media.listen, Some("127.0.0.1:0".parse().unwrap()), "flags win");
+        let bad = ServeArgs { media_part_size: Some("1K".parse().unwrap()), ..args() }.resolve().unwrap_err();
+        assert!(bad.to_string().contains("media-part-size must be 1M..=1G"), "{bad}");
+        let clash = ServeArgs { media_listen: Some("127.0.0.1:8081".parse().unwrap()), ..args() };
+        assert!(clash.resolve().is_err(), "the admin address");
+    }
+
+    #[test]
     fn admin_listen_defaults_to_loopback_8081_and_can_be_off() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
@@ -843,5 +992,29 @@ mod tests {
         assert!(refused.to_string().contains("chatgw push"), "{refused}");
         std::fs::write(&file, "secret = \"f\"\n").unwrap();
         assert!(!resolve(&[], None, None).unwrap().push.enabled(), "off by default");
+    }
+
+    #[test]
+    fn proxy_protocol_from_the_file_and_flags_needs_its_balancers() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let resolve = |toml: &str, flags: Vec<&str>| {
+            std::fs::write(&file, format!("secret = \"f\"\n{toml}")).unwrap();
+            let args = ServeArgs {
+                config: Some(file.clone()),
+                data: Some(dir.path().into()),
+                proxy_from: flags.iter().map(|f| f.parse().unwrap()).collect(),
+                ..Default::default()
+            };
+            args.resolve().map(|c| (c.proxy_protocol, c.proxy_from))
+        };
+        let (on, from) = resolve("proxy_protocol = true\nproxy_from = [\"10.0.0.0/8\", \"::1\"]\n", vec![]).unwrap();
+        assert!(on && from.trusts("10.9.9.9".parse().unwrap()) && from.trusts("::1".parse().unwrap()));
+        let (_, from) = resolve("proxy_protocol = true\nproxy_from = [\"10.0.0.0/8\"]\n", vec!["192.0.2.1"]).unwrap();
+        assert!(from.trusts("192.0.2.1".parse().unwrap()) && !from.trusts("10.0.0.1".parse().unwrap()), "flags win");
+        assert!(resolve("proxy_protocol = true\n", vec![]).is_err(), "no balancers");
+        assert!(resolve("", vec!["10.0.0.1"]).is_err(), "balancers without the option");
+        assert!(resolve("proxy_from = [\"10.0.0.0/33\"]\n", vec![]).is_err(), "bad block");
+        assert_eq!(resolve("", vec![]).unwrap(), (false, TrustedProxies::default()));
     }
 }

@@ -35,6 +35,11 @@ pub(crate) enum CommitRequest {
     /// Delete (for everyone or for `by` only) or edit message `msg` of the
     /// conversation.
     Amend { origin: Endpoint, by: UserId, conversation: ConversationId, msg: MessageId, op: AmendOp },
+    /// `user`'s devices with keys, or a device's identity, changed: a
+    /// `keys_changed` event for each of `contacts` (at most
+    /// `devices::contacts::KEYS_CHANGED_BATCH`; see there). Nobody asked,
+    /// so nobody is answered.
+    KeysChanged { user: UserId, contacts: Vec<UserId> },
     /// Finish everything queued before this, then exit.
     Stop,
 }
@@ -52,8 +57,11 @@ pub(crate) enum GroupOp {
 pub(crate) enum AmendOp {
     /// Delete for everyone.
     Delete,
-    /// Replace the body (raw JSON string literal).
-    Edit(String),
+    /// Replace the body (raw JSON string literal). `device` is the device
+    /// the editing connection's token names: the new envelope of an
+    /// `encrypted` message must say it was written there (boxed: it would
+    /// double the size of every queued commit request).
+    Edit { body: String, device: Option<Box<DeviceName>> },
     /// Delete for the requester only: hide it from their own view.
     Hide,
 }
@@ -91,6 +99,8 @@ pub(crate) enum QueryRequest {
     /// A key directory request of `user`'s `device` (see `devices::keys`).
     /// `token_iat` is the asking connection's token's.
     Keys { origin: Endpoint, user: UserId, device: DeviceName, token_iat: Option<u64>, op: crate::devices::keys::KeyOp },
+    /// A media frame of `user` (see `media::requests`).
+    Media { origin: Endpoint, user: UserId, op: crate::media::requests::MediaOp },
     /// One page of `user`'s conversation list.
     Conversations { origin: Endpoint, user: UserId, before: Option<MessageId>, limit: usize },
     /// Who shares `conversation` with `user`, for a presence subscription

@@ -10,6 +10,8 @@
 //!   It does no I/O and holds no channel: requests for the committer and
 //!   the readers leave it as actions the driver hands on, so it is unit
 //!   tested without sockets or threads;
+//! - [`proxy`]: the PROXY protocol header an L4 balancer puts before a
+//!   client's bytes, and the balancers trusted to send it;
 //! - `limits`: abuse limits that span connections and cores (per source
 //!   address, per user);
 //! - `commit`: the group committer and writer threads: ids, idempotency,
@@ -28,6 +30,10 @@
 //!   keeps subscriptions and coalesces changes, fed by the directory;
 //! - [`push`]: the push worker's collaborators here: the store's push
 //!   targets and the providers;
+//! - [`drain`]: readiness (`/readyz`) and the paced drain of SIGTERM;
+//! - [`reload`]: SIGHUP's new abuse limits and token keys;
+//! - [`media`]: media by signed URL: the three media frames (on the
+//!   readers), the embedded backend's HTTP listener and media retention;
 //! - `liveness`: a thread that asks the store a cheap question every
 //!   second, so `/healthz` turns 503 when an idle gateway's store goes away;
 //! - [`Server`]: starts and stops all of it. It is the one module that
@@ -40,12 +46,14 @@
 #![warn(missing_docs)]
 
 mod admin;
+pub mod affinity;
 pub mod auth;
 mod commit;
 pub mod config;
 mod conversation_list;
 mod core;
 mod devices;
+pub mod drain;
 pub mod driver;
 mod events;
 pub mod fleet;
@@ -55,11 +63,14 @@ mod hidden_reads;
 mod inbox_retention;
 mod limits;
 mod liveness;
+pub mod media;
 pub mod metrics;
 mod presence;
+pub mod proxy;
 pub mod publisher;
 pub mod push;
 mod query;
+pub mod reload;
 mod retention;
 mod revoke;
 mod server;

@@ -27,7 +27,10 @@ use std::{
     collections::HashMap,
     hash::{BuildHasher, Hash, Hasher, RandomState},
     net::IpAddr,
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Mutex,
+    },
 };
 
 use chatgw_protocol::UserId;
@@ -82,11 +85,15 @@ impl TokenBucket {
     }
 }
 
-/// Hashes one `u64` key (a user id) with one wide multiply by a random odd
-/// number, folding the product's halves together (as foldhash and wyhash
-/// do): every bit of the result depends on every bit of the key, so ids
-/// that differ only in low or only in high bits still spread. A cheap hash
-/// for keys an attacker cannot choose (see the module docs).
+/// Hashes one `u64` key (a user id): the key, xored with a per-process
+/// random seed, goes through the SplitMix64 finaliser (two multiplies by
+/// fixed constants with xor-shifts between). The finaliser is a bijection
+/// whose every output bit depends on every input bit whatever the seed, so
+/// ids that differ only in low or only in high bits still spread over the
+/// shards (picked from the top bits) and the buckets inside (low bits). A
+/// single multiply by the random seed was cheaper but its quality depended
+/// on the seed: some seeds put three times as many ids in half the shards.
+/// A cheap hash for keys an attacker cannot choose (see the module docs).
 #[derive(Clone, Copy)]
 struct IdHash {
     seed: u64,
@@ -95,7 +102,11 @@ struct IdHash {
 impl IdHash {
     fn new() -> Self {
         // Random per process, through the standard library's seeded hasher.
-        IdHash { seed: RandomState::new().hash_one(0x9e37_79b9_7f4a_7c15_u64) | 1 }
+        IdHash::with_seed(RandomState::new().hash_one(0x9e37_79b9_7f4a_7c15_u64))
+    }
+
+    fn with_seed(seed: u64) -> Self {
+        IdHash { seed }
     }
 }
 
@@ -118,8 +129,10 @@ impl Hasher for IdHasher {
     }
 
     fn write_u64(&mut self, n: u64) {
-        let product = u128::from(n ^ self.hash) * u128::from(self.seed);
-        self.hash = (product as u64) ^ ((product >> 64) as u64);
+        let mut z = n ^ self.hash ^ self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.hash = z ^ (z >> 31);
     }
 }
 
@@ -180,6 +193,9 @@ pub(crate) enum Refusal {
     IpConnections,
     /// The source opened more than `--ip-connect-rate` per second.
     IpRate,
+    /// `--proxy-protocol` is on and the source is none of `--proxy-from`:
+    /// closed without a byte.
+    Untrusted,
 }
 
 impl Refusal {
@@ -188,6 +204,7 @@ impl Refusal {
         match self {
             Refusal::Full => b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver full\n",
             Refusal::IpConnections => b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 35\r\nRetry-After: 5\r\nConnection: close\r\n\r\ntoo many connections from address\n",
+            Refusal::Untrusted => b"",
             Refusal::IpRate => b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: 33\r\nRetry-After: 1\r\nConnection: close\r\n\r\nconnecting too fast from address\n",
         }
     }
@@ -211,19 +228,39 @@ struct SourceEntry {
 
 /// Per-source connection limits.
 pub(crate) struct SourceLimits {
-    max_open: u32,
-    rate: u32,
-    burst: u32,
+    max_open: AtomicU32,
+    rate: AtomicU32,
+    burst: AtomicU32,
     map: Sharded<u128, SourceEntry>,
 }
 
 impl SourceLimits {
     fn new(max_open: usize, rate: u32, burst: u32) -> Self {
-        SourceLimits { max_open: max_open.min(u32::MAX as usize) as u32, rate, burst, map: Sharded::new() }
+        let s = SourceLimits {
+            max_open: AtomicU32::new(0),
+            rate: AtomicU32::new(0),
+            burst: AtomicU32::new(0),
+            map: Sharded::new(),
+        };
+        s.set(max_open, rate, burst);
+        s
+    }
+
+    /// New limits (SIGHUP): they apply to the next connection; open ones
+    /// still count.
+    fn set(&self, max_open: usize, rate: u32, burst: u32) {
+        self.max_open.store(max_open.min(u32::MAX as usize) as u32, Ordering::Relaxed);
+        self.rate.store(rate, Ordering::Relaxed);
+        self.burst.store(burst, Ordering::Relaxed);
+    }
+
+    fn limits(&self) -> (u32, u32, u32) {
+        (self.max_open.load(Ordering::Relaxed), self.rate.load(Ordering::Relaxed), self.burst.load(Ordering::Relaxed))
     }
 
     fn enabled(&self) -> bool {
-        self.max_open > 0 || self.rate > 0
+        let (max_open, rate, _) = self.limits();
+        max_open > 0 || rate > 0
     }
 
     /// Count a new connection from `ip`, or say why it is refused.
@@ -231,7 +268,7 @@ impl SourceLimits {
         if !self.enabled() {
             return Ok(());
         }
-        let (max_open, rate, burst) = (self.max_open, self.rate, self.burst);
+        let (max_open, rate, burst) = self.limits();
         self.map.with(&source_key(ip), |map| {
             let e = map
                 .entry(source_key(ip))
@@ -261,36 +298,49 @@ impl SourceLimits {
 
     /// Forget sources with no connection and nothing left to remember.
     fn sweep(&self, now_ms: u64) {
-        let (rate, burst) = (self.rate, self.burst);
+        let (_, rate, burst) = self.limits();
         self.map.retain(|e| e.open > 0 || (rate > 0 && !e.bucket.is_full(now_ms, rate, burst)));
     }
 }
 
 /// Messages per second per user, whatever device they come from.
 pub(crate) struct UserSendLimits {
-    rate: u32,
-    burst: u32,
+    rate: AtomicU32,
+    burst: AtomicU32,
     map: Sharded<u64, TokenBucket, IdHash>,
 }
 
 impl UserSendLimits {
     fn new(rate: u32, burst: u32) -> Self {
-        UserSendLimits { rate, burst, map: Sharded::with_hasher(IdHash::new()) }
+        Self::with_hash(rate, burst, IdHash::new())
+    }
+
+    fn with_hash(rate: u32, burst: u32, hash: IdHash) -> Self {
+        UserSendLimits { rate: AtomicU32::new(rate), burst: AtomicU32::new(burst), map: Sharded::with_hasher(hash) }
+    }
+
+    fn set(&self, rate: u32, burst: u32) {
+        self.rate.store(rate, Ordering::Relaxed);
+        self.burst.store(burst, Ordering::Relaxed);
+    }
+
+    fn limits(&self) -> (u32, u32) {
+        (self.rate.load(Ordering::Relaxed), self.burst.load(Ordering::Relaxed))
     }
 
     /// Take one message from `user`'s allowance; `false` when spent.
     pub(crate) fn take(&self, user: UserId, now_ms: u64) -> bool {
-        if self.rate == 0 {
+        let (rate, burst) = self.limits();
+        if rate == 0 {
             return true;
         }
-        let (rate, burst) = (self.rate, self.burst);
         self.map.with(&user.0, |map| {
             map.entry(user.0).or_insert_with(|| TokenBucket::full(burst, now_ms)).take(now_ms, rate, burst)
         })
     }
 
     fn sweep(&self, now_ms: u64) {
-        let (rate, burst) = (self.rate, self.burst);
+        let (rate, burst) = self.limits();
         self.map.retain(|b| !b.is_full(now_ms, rate, burst));
     }
 }
@@ -307,6 +357,13 @@ impl Limits {
             sources: SourceLimits::new(c.max_connections_per_ip, c.ip_connect_rate, c.ip_connect_burst),
             user_sends: UserSendLimits::new(c.user_send_rate, c.user_send_burst),
         }
+    }
+
+    /// Take the limits of `c` (SIGHUP): from the next connection or message
+    /// on; what is open and counted stays counted.
+    pub(crate) fn reload(&self, c: &Config) {
+        self.sources.set(c.max_connections_per_ip, c.ip_connect_rate, c.ip_connect_burst);
+        self.user_sends.set(c.user_send_rate, c.user_send_burst);
     }
 
     /// Drop state that no longer limits anything; one core calls this now
@@ -383,16 +440,23 @@ mod tests {
     }
 
     #[test]
-    fn user_ids_spread_over_every_shard() {
-        let u = UserSendLimits::new(5, 2);
-        // Sequential ids, and ids that differ only in their high bits.
-        for id in (0..3200u64).chain((0..3200u64).map(|i| i << 40)) {
-            assert!(u.take(UserId(id), 0));
+    fn user_ids_spread_over_every_shard_whatever_the_seed() {
+        // Random seeds as a process gets them, and seeds with few or all
+        // bits set (the old single-multiply hash was uneven for some seeds).
+        let seeds = (0..40).map(|_| IdHash::new()).chain([0, 1, 2, u64::MAX, 1 << 63].map(IdHash::with_seed));
+        for hash in seeds {
+            let seed = hash.seed;
+            let u = UserSendLimits::with_hash(5, 2, hash);
+            // Sequential ids, and ids that differ only in their high bits.
+            for id in (0..3200u64).chain((0..3200u64).map(|i| i << 40)) {
+                assert!(u.take(UserId(id), 0));
+            }
+            let sizes: Vec<usize> =
+                u.map.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), 6399, "id 0 is in both series");
+            // 200 expected per shard, standard deviation about 14.
+            assert!(sizes.iter().all(|&n| n > 130 && n < 270), "uneven shards with seed {seed:#x}: {sizes:?}");
         }
-        let sizes: Vec<usize> =
-            u.map.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), 6399, "id 0 is in both series");
-        assert!(sizes.iter().all(|&n| n > 100 && n < 300), "uneven shards: {sizes:?}");
     }
 
     #[test]

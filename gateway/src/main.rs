@@ -8,15 +8,18 @@ use anyhow::Context as _;
 use chatgw_gateway::{
     auth::{unix_now, TokenKey},
     config::{self, HumanDuration, ServeArgs},
+    drain::DrainPlan,
     store, Server,
 };
 use chatgw_protocol::{DeviceName, UserId};
 use clap::{Parser, Subcommand};
 
 mod chat;
+mod chat_media;
 mod check;
 mod push_cmd;
 mod revoke_cmd;
+mod route_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,6 +46,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Notify devices of messages they did not get live: a member of a Kafka consumer group reading --events.
     Push(Box<push_cmd::PushArgs>),
+    /// Print the node of --nodes a user's connections go to when the balancer routes by user (jump consistent hash of the user id; docs/DEPLOY.md).
+    Route(route_cmd::RouteArgs),
     /// Manage the message store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -79,6 +84,9 @@ struct TokenArgs {
     /// Data directory holding the generated secret.
     #[arg(long, env = "CHATGW_DATA", default_value = config::DEFAULT_DATA)]
     data: PathBuf,
+    /// The gateway's TOML file: sign with its `signing_key` of `[token_keys]` (the token carries that `kid`), else its secret.
+    #[arg(long, env = "CHATGW_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 /// A `--device` argument.
@@ -128,7 +136,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Token(t) => {
-            let key = TokenKey::new(resolve_secret(t.secret, &t.data)?.as_bytes());
+            let key = match t.config {
+                Some(file) => {
+                    let args =
+                        ServeArgs { config: Some(file), secret: t.secret, data: Some(t.data), ..Default::default() };
+                    chatgw_gateway::reload::token_keys(&args.resolve()?).signer().clone()
+                }
+                None => TokenKey::new(resolve_secret(t.secret, &t.data)?.as_bytes()),
+            };
             let (now, exp) = (unix_now(), unix_now() + t.ttl.0.as_secs());
             match t.device {
                 Some(device) => println!("{}", key.mint_device(UserId(t.user), device, now, exp)),
@@ -138,6 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Revoke(args) => revoke_cmd::run(&args),
         Command::Chat(args) => chat::run(args),
+        Command::Route(args) => route_cmd::run(&args),
         Command::Check(args) => {
             if !check::run(&args)? {
                 std::process::exit(1);
@@ -169,19 +185,26 @@ fn init_logs() {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logs();
-    let config = args.resolve()?;
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-        .context("installing signal handlers")?;
+    let config = args.clone().resolve()?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    let plan = DrainPlan { delay: config.drain_delay, period: config.drain_period };
     let data = config.data.clone();
     let workers = config.workers;
     let store_url = config.store.clone();
+    let proxy_from =
+        config.proxy_protocol.then(|| config.proxy_from.0.iter().map(|c| c.to_string()).collect::<Vec<_>>());
     let handle = Server::start(config)?;
     let addr = handle.addr();
     let io = handle.io_driver().name();
     tracing::info!(%addr, workers, io, "listening: ws://{addr}/ws  (health: http://{addr}/healthz)");
     match handle.admin_addr() {
-        Some(admin) => tracing::info!(%admin, "admin: http://{admin}/metrics and http://{admin}/healthz"),
+        Some(admin) => tracing::info!(%admin, "admin: http://{admin}/metrics, /healthz, /readyz, POST /admin/drain"),
         None => tracing::info!("admin listener off (--admin-listen off): no /metrics endpoint"),
+    }
+    if let Some(media) = handle.media_addr() {
+        tracing::info!(%media, "media: http://{media}/media/ (signed URLs only)");
     }
     match store_url.scheme() {
         "embedded" => {
@@ -189,14 +212,44 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => tracing::info!(store = %store_url, "store"),
     }
+    if let Some(from) = proxy_from {
+        tracing::info!(from = %from.join(","), "PROXY protocol: every connection starts with a header from these balancers; others are closed");
+    }
     if let Some((link, epoch)) = handle.fleet_node() {
         tracing::info!(%link, epoch, "node of a fleet: links on {link}");
     }
     tracing::info!("mint a token: chatgw token --user 1 --data {}", data.display());
-    let signal = signals.forever().next();
-    tracing::info!(?signal, "shutting down: no new connections; finishing commits; closing connections with 1001");
+    let switch = handle.drain_switch();
+    let on_signal = switch.clone();
+    let reloader = handle.reloader();
+    std::thread::Builder::new()
+        .name("chatgw-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal != SIGHUP {
+                    tracing::info!(signal, "signal: draining");
+                    on_signal.request();
+                    continue;
+                }
+                // The flags and environment stay as they were; the file is read again.
+                match args.clone().resolve() {
+                    Ok(config) => {
+                        reloader.reload(&config);
+                        tracing::info!(keys = config.token_keys.len(), signing = ?config.signing_key, "SIGHUP: limits and token keys reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: configuration refused; keeping the current one"),
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    switch.wait();
+    tracing::info!(
+        delay = ?plan.delay,
+        period = ?plan.period,
+        "draining: /readyz 503; no new connections after the delay; closing connections with 1012 in waves over the period"
+    );
     let started = std::time::Instant::now();
-    handle.shutdown();
+    handle.drain(plan);
     tracing::info!(took = ?started.elapsed().max(Duration::ZERO), "stopped");
     Ok(())
 }

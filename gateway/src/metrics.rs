@@ -52,6 +52,11 @@ pub struct Metrics {
     pub messages_amended: Counter,
     /// Deletes for the requester only (hidden marks) made durable.
     pub messages_hidden: Counter,
+    /// `keys_changed` events made durable (one per contact told).
+    pub keys_changed_events: Counter,
+    /// Changes of a user's keys whose `keys_changed` events were given up
+    /// (the store could not be read, or the commit queue stayed full).
+    pub keys_changed_dropped: Counter,
     /// Inbox events (messages, receipts) written to device connections, live or by sync.
     pub events_delivered: Counter,
     /// Requests per group commit.
@@ -158,6 +163,8 @@ pub struct Metrics {
     /// Connections of a core waiting for a catch-up read or in one, by
     /// `core` label.
     pub catch_up_pending: Family<Vec<(String, String)>, Gauge>,
+    /// PROXY protocol headers read, by `outcome` (see [`ProxyOutcome`]).
+    proxy_headers: Family<[(&'static str, &'static str); 1], Counter>,
     /// Group messages the store refused because another gateway changed
     /// the group's membership since they were fanned out (answered
     /// `unavailable`; the resend goes to the members as they are now).
@@ -166,9 +173,13 @@ pub struct Metrics {
     pub fleet: std::sync::Arc<crate::fleet::FleetMetrics>,
     /// The Kafka publisher's counters and lag (`chatgw_events_*`).
     pub events: std::sync::Arc<crate::publisher::EventMetrics>,
+    /// Media requests, transfers and retention (`chatgw_media_*`).
+    pub media: std::sync::Arc<crate::media::metrics::MediaMetrics>,
     /// The push worker's and providers' counters (`chatgw_push_*`), with
     /// `--push`: a registry of their own, appended to this one's text.
     pub(crate) push: std::sync::OnceLock<crate::push::PushMetricsText>,
+    /// The drain's state and closes (`chatgw_draining`, `chatgw_drain_closes_total`).
+    pub drain: crate::drain::DrainMetrics,
 }
 
 /// Why a connection catches up from the store (`chatgw_catch_ups_total`).
@@ -180,6 +191,21 @@ pub(crate) enum CatchUpReason {
     Asked,
     /// `CoreEvent::CatchUpAll` for its core.
     All,
+}
+
+/// What became of a connection's PROXY header (`chatgw_proxy_headers_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProxyOutcome {
+    /// A client's address: the connection is that client's.
+    Proxied,
+    /// LOCAL or UNKNOWN (a balancer's health check): the socket's address stands.
+    Local,
+    /// Not a header, or a wrong one: closed.
+    Malformed,
+    /// Not complete within the handshake timeout: closed.
+    Timeout,
+    /// From an address outside `--proxy-from`: closed unread.
+    Untrusted,
 }
 
 /// A liveness probe that has not answered within this long makes the store
@@ -284,6 +310,16 @@ impl Metrics {
                 &mut r,
                 "messages_hidden",
                 "Deletes for the requester only (hidden marks) made durable",
+            ),
+            keys_changed_events: counter(
+                &mut r,
+                "keys_changed_events",
+                "keys_changed events made durable (one per contact told)",
+            ),
+            keys_changed_dropped: counter(
+                &mut r,
+                "keys_changed_dropped",
+                "Changes of a user's keys whose keys_changed events were given up",
             ),
             events_delivered: counter(&mut r, "events_delivered", "Inbox events written to device connections"),
             commit_batch_size: register(
@@ -463,6 +499,12 @@ impl Metrics {
                 "Catch-ups of a connection from the store, by reason (gap, asked, all)",
                 Family::default(),
             ),
+            proxy_headers: register(
+                &mut r,
+                "proxy_headers",
+                "PROXY protocol headers by outcome (proxied, local, malformed, timeout, untrusted: closed unread)",
+                Family::default(),
+            ),
             catch_up_pending: register(
                 &mut r,
                 "catch_up_pending",
@@ -476,7 +518,9 @@ impl Metrics {
             ),
             fleet: std::sync::Arc::new(crate::fleet::FleetMetrics::new(&mut r)),
             events: std::sync::Arc::new(crate::publisher::EventMetrics::new(&mut r)),
+            media: std::sync::Arc::new(crate::media::metrics::MediaMetrics::new(&mut r)),
             push: std::sync::OnceLock::new(),
+            drain: crate::drain::DrainMetrics::new(&mut r),
             registry: r,
         }
     }
@@ -574,6 +618,17 @@ impl Metrics {
             CatchUpReason::All => "all",
         };
         self.catch_ups.get_or_create(&[("reason", label)]).inc();
+    }
+
+    pub(crate) fn proxy_header(&self, outcome: ProxyOutcome) {
+        let label = match outcome {
+            ProxyOutcome::Proxied => "proxied",
+            ProxyOutcome::Local => "local",
+            ProxyOutcome::Malformed => "malformed",
+            ProxyOutcome::Timeout => "timeout",
+            ProxyOutcome::Untrusted => "untrusted",
+        };
+        self.proxy_headers.get_or_create(&[("outcome", label)]).inc();
     }
 
     /// The gauge of `family` for core `core`, to keep and set without a

@@ -43,6 +43,8 @@ pub(crate) struct ReaderContext {
     /// With several commit pipelines: below what position a sync reads
     /// (`commit::order`).
     pub(crate) horizon: Option<Arc<Sequencer>>,
+    /// Media frames' backend and limits; `None`: media off.
+    pub(crate) media: Option<Arc<crate::media::Media>>,
 }
 
 /// A reader thread's body; returns on `Stop` or when the channel closes.
@@ -93,7 +95,11 @@ pub(crate) fn run(ctx: ReaderContext, store: Arc<dyn MessageStore>, rx: Receiver
             }
             QueryRequest::Keys { origin, user, device, token_iat, op } => {
                 let asking = chatgw_auth::Claims { user, exp: 0, iat: token_iat, device: Some(device) };
-                let payload = devices::keys::answer(store.as_ref(), &ctx.revoker.revocations, &asking, op);
+                let payload = devices::keys::answer(store.as_ref(), &ctx.revoker, &asking, op);
+                CoreEvent::Reply { to: origin, payload }
+            }
+            QueryRequest::Media { origin, user, op } => {
+                let payload = crate::media::requests::answer(ctx.media.as_deref(), store.as_ref(), user, op);
                 CoreEvent::Reply { to: origin, payload }
             }
             QueryRequest::Conversations { origin, user, before, limit } => {
@@ -170,6 +176,7 @@ fn sync_page(
                 InboxEvent::Message(m) => server::message(&mut p, m),
                 InboxEvent::Receipt(r) => server::receipt(&mut p, r, user),
                 InboxEvent::Amended { event, message } => server::amended(&mut p, *event, message, false),
+                InboxEvent::KeysChanged { event, user } => server::keys_changed(&mut p, *event, *user),
             }
             (e.pos, e.event.id(), p)
         })

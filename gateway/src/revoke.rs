@@ -52,6 +52,7 @@ use chatgw_storage::{MessageStore, StoreError};
 
 use crate::{
     auth::{AuthError, Claims},
+    devices::keys_changed::KeysChanged,
     events::{CoreBatch, CoreEvent},
 };
 
@@ -120,6 +121,8 @@ pub(crate) struct Revoker {
     pub(crate) revocations: Arc<Revocations>,
     pub(crate) directory: Arc<Directory>,
     pub(crate) mailboxes: Arc<Mailboxes<CoreBatch>>,
+    /// Tells the user's contacts when a logged-out device had keys.
+    pub(crate) keys_changed: KeysChanged,
 }
 
 impl Revoker {
@@ -150,9 +153,12 @@ impl Revoker {
         // First, so that a logout that is recorded never leaves pushes
         // going to the device; a failure here records nothing (retry).
         self.store.set_push_target(user, device, None)?;
-        self.store.remove_device_keys(user, device)?;
+        let had_keys = self.store.remove_device_keys(user, device)?;
         self.store.revoke_device(user, device, at)?;
         self.revocations.note_device(user, device, at);
+        if had_keys {
+            self.keys_changed.announce(self.store.as_ref(), user);
+        }
         // Again, now that this gateway refuses the device: a registration
         // written meanwhile is removed here, and one written from now on
         // removes itself (`devices::push`).

@@ -27,15 +27,16 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
     admin::{self, Admin},
-    auth::TokenKey,
     commit::{self, AmendWindows, CommitContext, CommitQueues},
     config::{Config, ConfigError},
     core::{CoreContext, CoreSettings},
     devices::{
+        keys_changed::KeysChanged,
         live::LiveDevices,
         recorder::{DeviceNotes, Recorder},
     },
-    driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage},
+    drain::{DrainPlan, DrainSwitch},
+    driver::{self, CoreWiring, Dispatch, DriverError, Lifecycle, Stage, Wave},
     events::{CoreBatch, QueryRequest},
     fleet::{Fleet, FleetError, FleetSettings},
     limits::Limits,
@@ -43,6 +44,7 @@ use crate::{
     metrics::Metrics,
     presence::{self, Hub, HubThread, PresenceSettings},
     query::{self, ReaderContext},
+    reload::{KeyRing, Reloader},
     retention::Sweeper,
     revoke::{Refresher, Revocations, Revoker},
     store,
@@ -100,6 +102,9 @@ pub enum StartError {
     /// `--push`: a provider spec, key or file is unusable.
     #[error("--push")]
     Push(#[from] crate::push::InServeError),
+    /// Media (`--media`) could not start.
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaStartError),
     /// A thread could not be started.
     #[error("starting thread {name}")]
     Thread {
@@ -152,6 +157,12 @@ pub struct ServerHandle {
     recorder: Option<Recorder>,
     /// Named devices with a live connection here.
     live_devices: LiveDevices,
+    /// Asks for a drain (SIGTERM, `POST /admin/drain`).
+    drain_switch: DrainSwitch,
+    /// Takes new limits and keys (SIGHUP).
+    reloader: Reloader,
+    /// Media: the embedded backend's listener and media retention.
+    media: Option<crate::media::Running>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -233,6 +244,7 @@ impl Server {
                     link_listen,
                     advertise: config.advertise,
                     lease: config.lease,
+                    link_key: crate::fleet::link_key(&config)?,
                 };
                 let (fleet, remote) = Fleet::start(
                     &settings,
@@ -254,6 +266,7 @@ impl Server {
             revocations: Arc::new(Revocations::default()),
             directory: directory.clone(),
             mailboxes: mailboxes.clone(),
+            keys_changed: KeysChanged::default(),
         };
         if let Err(e) = revoker.refresh() {
             tracing::warn!(error = %e, "could not read session revocations at start; trying again in the background");
@@ -262,14 +275,17 @@ impl Server {
         let recorder = Recorder::start(store.clone(), metrics.clone(), device_notes_rx)
             .map_err(|source| StartError::Thread { name: "chatgw-devices".into(), source })?;
         let live_devices = LiveDevices::default();
+        let limits = Arc::new(Limits::new(&config));
+        let keys = Arc::new(KeyRing::new(crate::reload::token_keys(&config)));
+        let reloader = Reloader { limits: limits.clone(), keys: keys.clone() };
         let mut settings = CoreSettings::of(&config);
         settings.dense_positions = store.dense_positions();
         let core_context = CoreContext {
             settings,
             directory: directory.clone(),
-            limits: Arc::new(Limits::new(&config)),
+            limits: limits.clone(),
             metrics: metrics.clone(),
-            token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
+            token_key: keys.clone(),
             revocations: revoker.revocations.clone(),
             device_notes,
             live_devices: live_devices.clone(),
@@ -294,7 +310,10 @@ impl Server {
         let commit::Started { queues: commits, threads: committers, horizon } =
             commit::start(commit_context, store.clone(), pipelines, QUEUE_DEPTH)
                 .map_err(|source| StartError::Thread { name: "chatgw-commit".into(), source })?;
+        revoker.keys_changed.connect(commits.clone(), metrics.clone());
+        let media = crate::media::start(&config.media, &config.data, metrics.media.clone())?;
         let reader_context = ReaderContext {
+            media: media.as_ref().map(|m| m.media.clone()),
             horizon,
             mailboxes: mailboxes.clone(),
             metrics: metrics.clone(),
@@ -354,8 +373,9 @@ impl Server {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let drain_switch = DrainSwitch::new(metrics.clone());
         let admin = admin_listener
-            .map(|l| Admin::start(l, metrics.clone(), revoker.clone(), live_devices.clone()))
+            .map(|l| Admin::start(l, metrics.clone(), revoker.clone(), live_devices.clone(), drain_switch.clone()))
             .transpose()
             .map_err(|source| StartError::Thread { name: "chatgw-admin".into(), source })?;
         let revocations = revoker
@@ -384,6 +404,9 @@ impl Server {
             revocations: Some(revocations),
             recorder: Some(recorder),
             live_devices,
+            drain_switch,
+            reloader,
+            media,
         })
     }
 }
@@ -434,6 +457,12 @@ impl ServerHandle {
         self.admin.as_ref().map(Admin::addr)
     }
 
+    /// The bound media address (`--media-listen`), when the embedded media
+    /// backend serves.
+    pub fn media_addr(&self) -> Option<SocketAddr> {
+        self.media.as_ref().and_then(crate::media::Running::listen_addr)
+    }
+
     /// The I/O driver the cores run (`--io` resolved).
     pub fn io_driver(&self) -> driver::ActiveDriver {
         self.driver
@@ -455,6 +484,46 @@ impl ServerHandle {
     /// The OpenMetrics text, as the admin listener's `/metrics` serves it.
     pub fn metrics_text(&self) -> String {
         self.metrics.render()
+    }
+
+    /// Where a drain is asked for: [`DrainSwitch::request`] turns
+    /// `/readyz` to 503 at once; whoever runs the server waits on it and
+    /// then calls [`ServerHandle::drain`].
+    pub fn drain_switch(&self) -> DrainSwitch {
+        self.drain_switch.clone()
+    }
+
+    /// What SIGHUP changes: the abuse limits and token keys (see `reload`).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Drain, then stop (see `drain`): `/readyz` answers 503, the
+    /// listeners close after `plan.delay`, open connections are closed
+    /// with 1012 in waves over `plan.period`, then [`ServerHandle::shutdown`]
+    /// finishes the commits and closes what is left.
+    ///
+    /// A second request ([`DrainSwitch::request`]) while this runs skips
+    /// the remaining waits: every connection is closed with 1012 at once.
+    pub fn drain(self, plan: DrainPlan) {
+        if !self.drain_switch.requested() {
+            self.drain_switch.request();
+        }
+        let switch = &self.drain_switch;
+        let mut hurried = switch.pause_unless_hurried(plan.delay);
+        self.lifecycle.enter(Stage::Refusing);
+        let started = Instant::now();
+        let spread_ms = u32::try_from(plan.spread().as_millis()).unwrap_or(u32::MAX);
+        for (at, share_per_mille) in plan.waves() {
+            hurried = hurried || switch.pause_unless_hurried(at.saturating_sub(started.elapsed()));
+            let share_per_mille = if hurried { 1000 } else { share_per_mille };
+            self.lifecycle.set_wave(Wave { share_per_mille, spread_ms });
+            (0..self.mailboxes.cores()).for_each(|c| self.mailboxes.wake(c));
+        }
+        if !hurried {
+            switch.pause_unless_hurried(plan.period.saturating_sub(started.elapsed()));
+        }
+        self.shutdown();
     }
 
     /// Graceful stop: stop accepting and taking requests, commit and
@@ -513,6 +582,9 @@ impl ServerHandle {
         }
         if let Some(recorder) = self.recorder.take() {
             recorder.stop();
+        }
+        if let Some(media) = self.media.take() {
+            media.stop();
         }
     }
 }

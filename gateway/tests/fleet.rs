@@ -185,6 +185,25 @@ fn a_resend_to_another_node_after_its_node_died_gets_the_original_id_and_is_stor
 }
 
 #[test]
+fn keys_changed_reaches_a_contact_on_another_node_live_and_by_sync() {
+    let fleet = TestFleet::start(3);
+    let mut phone = fleet.online_device(0, 1, "phone");
+    let mut bob = fleet.online(1, 2);
+    let carol_first = fleet.online(2, 3);
+    fleet.settle();
+    send_acked(&mut phone, Some(UserId(2)), None, "to-bob", "hi");
+    send_acked(&mut phone, Some(UserId(3)), None, "to-carol", "hi");
+    let carol_cursor = carol_first.cursor();
+    carol_first.close();
+    util::keys::upload(&mut phone, &util::keys::device_keys(1, "phone", 7, 1), &[]);
+    assert_eq!(util::keys::next_keys_changed(&mut bob), UserId(1), "live, from another node");
+    let mut carol = fleet.connect(2, 3);
+    carol.set_cursor(carol_cursor);
+    let replay = sync_all(&mut carol);
+    assert!(replay.iter().any(|e| matches!(e, Event::KeysChanged { user: UserId(1), .. })), "{replay:?}");
+}
+
+#[test]
 fn sync_and_history_through_any_node() {
     let fleet = TestFleet::start(3);
     let mut alice = fleet.online(0, 1);

@@ -1,5 +1,5 @@
-//! Replays the checked-in fuzz corpora (`fuzz/corpus/http_upgrade` and
-//! `fuzz/corpus/ws_frames`) through the same harnesses the cargo-fuzz
+//! Replays the checked-in fuzz corpora (`fuzz/corpus/http_upgrade`,
+//! `fuzz/corpus/ws_frames` and `fuzz/corpus/proxy_header`) through the same harnesses the cargo-fuzz
 //! targets call, so every seed and every input that once crashed runs in
 //! `cargo test` on stable, without a fuzzer; and checks the harnesses' engine
 //! against a real gateway on a real socket.
@@ -43,6 +43,11 @@ fn http_upgrade_corpus_passes_the_harness() {
 #[test]
 fn ws_frames_corpus_passes_the_harness() {
     replay("ws_frames", fuzzing::ws_frames);
+}
+
+#[test]
+fn proxy_header_corpus_passes_the_harness() {
+    replay("proxy_header", fuzzing::proxy_header);
 }
 
 each_driver!(ws_frames_corpus_over_a_real_socket_matches_the_harness);

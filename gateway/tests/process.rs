@@ -1,6 +1,6 @@
 //! The `chatgw` binary as a child process: crash durability (SIGKILL after
 //! `sent`, restart on the same data or PostgreSQL database), graceful SIGTERM, running out of
-//! descriptors, the admin listener's address, and refusals to start.
+//! descriptors, the admin listener's address (the paced drain is in `drain.rs`), and refusals to start.
 
 mod util;
 
@@ -167,10 +167,11 @@ fn acknowledged_messages_survive_sigkill_exactly_once(on: Setup) {
     gw.child.wait().unwrap();
 }
 
-each_driver!(sigterm_closes_connections_with_1001_and_exits_zero);
-fn sigterm_closes_connections_with_1001_and_exits_zero(io: IoDriver) {
+each_driver!(sigterm_without_drain_time_closes_connections_with_1012_and_exits_zero);
+fn sigterm_without_drain_time_closes_connections_with_1012_and_exits_zero(io: IoDriver) {
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = spawn(dir.path(), io);
+    let mut gw =
+        spawn_limited(dir.path(), io, None, &["--workers", "2", "--drain-delay", "0s", "--drain-period", "0s"]);
     let mut a = Client::connect(gw.addr, &token(1)).unwrap();
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     // Sends in flight when the signal arrives are still acknowledged or refused, never lost silently.
@@ -192,16 +193,17 @@ fn sigterm_closes_connections_with_1001_and_exits_zero(io: IoDriver) {
             None => panic!("no close from the server"),
         }
     };
-    assert_eq!(code, 1001);
-    assert_eq!(next_close(&mut b), 1001);
+    assert_eq!(code, 1012);
+    assert_eq!(next_close(&mut b), 1012);
     let status = gw.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
 
-    // Whatever was acknowledged is there after a restart.
+    // Whatever was acknowledged is there after a restart (and perhaps sends
+    // taken but closed before their `sent`: committed, not acknowledged).
     let mut gw = spawn(dir.path(), io);
     let mut b = Client::connect(gw.addr, &token(2)).unwrap();
     let got = sync_all(&mut b).iter().filter(|e| matches!(e, Event::Message(_))).count();
-    assert_eq!(got, acked);
+    assert!(got >= acked && got <= 30, "{got} stored, {acked} acknowledged");
     gw.child.kill().unwrap();
     gw.child.wait().unwrap();
 }

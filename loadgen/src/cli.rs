@@ -39,6 +39,10 @@ pub(crate) enum Command {
     Failover(FailoverArgs),
     /// Append and fdatasync a scratch file back to back; report the sync latency and the floor the disk puts under durable acknowledgements (no gateway needed).
     Disk(DiskArgs),
+    /// Plan a fleet from measured figures: gateway nodes (N+1, sized for a lost node's reconnect storm), Redis, Kafka and the store for a target load on a node type; every number with its figures and formula (docs/CAPACITY.md). No gateway needed.
+    Plan(PlanArgs),
+    /// Write a `plan` input file from a scripts/bench.sh results directory: the figures bench.sh measured, the rest kept from a base input file.
+    PlanInput(PlanInputArgs),
 }
 
 fn secs<S: Serializer>(d: &HumanDuration, s: S) -> Result<S::Ok, S::Error> {
@@ -177,6 +181,9 @@ pub(crate) struct OneToOneArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) load: LoadArgs,
+    /// Survive connection ends as a client does: after a close (1012 with `retry_after_ms`: wait that long; any other close or reset: exponential backoff with full jitter, capped at 2 s) reconnect to the next `--url`, re-authenticate, `sync` from the cursor and resend what was not acknowledged; report the reconnects. Without it an ended connection stays down.
+    #[arg(long)]
+    pub(crate) reconnect: bool,
 }
 
 /// The pairs and their message rate, for `one-to-one` and `reconnect-storm`.
@@ -442,4 +449,68 @@ pub(crate) struct DiskArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) report: ReportArgs,
+}
+
+/// `loadgen plan`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct PlanArgs {
+    /// The input figures (schema 1, docs/CAPACITY.md): `benchmarks/plan-input.json` is filled from BENCHMARKS.md; scripts/bench.sh writes one per run (`$OUT/plan-input.json`). A relative path is from the current directory: run from the repository's root for the default.
+    #[arg(long, default_value = "benchmarks/plan-input.json")]
+    pub(crate) input: PathBuf,
+    /// Cores of a gateway node.
+    #[arg(long, default_value_t = 32.0)]
+    pub(crate) cores: f64,
+    /// Memory of a gateway node, GiB.
+    #[arg(long, default_value_t = 64.0)]
+    pub(crate) memory_gib: f64,
+    /// Registered users: printed with the target; nothing is sized by it (the gateways and the registry hold the concurrent connections) [default: 2,000,000,000].
+    #[arg(long)]
+    pub(crate) users: Option<f64>,
+    /// Concurrent connections at peak, one per online device [default: 500,000,000].
+    #[arg(long)]
+    pub(crate) concurrent: Option<f64>,
+    /// Messages per day [default: 100,000,000,000].
+    #[arg(long)]
+    pub(crate) messages_per_day: Option<f64>,
+    /// Peak message rate over the day's mean [default: 1.0368, the design's 1.2 M/s over 100 G/day].
+    #[arg(long)]
+    pub(crate) peak_factor: Option<f64>,
+    /// Members of every group message planned (the design's largest group) [default: 256].
+    #[arg(long)]
+    pub(crate) group_size: Option<f64>,
+    /// p99 send -> deliver target in ms: the plan uses the CPU per message of the highest clean one-to-one run within it [default: 100].
+    #[arg(long)]
+    pub(crate) p99_ms: Option<f64>,
+    /// Share of messages sent to groups (overrides the input's group_share).
+    #[arg(long)]
+    pub(crate) group_share: Option<f64>,
+    /// Cost of one gateway node per month, for the cost line and the SVG (overrides the input's node_cost_per_month: 1000 in benchmarks/plan-input.json).
+    #[arg(long)]
+    pub(crate) node_cost: Option<f64>,
+    /// Copies of every store write (overrides the input's store_replication: 3 in benchmarks/plan-input.json).
+    #[arg(long)]
+    pub(crate) store_replication: Option<f64>,
+    /// Override any input figure, e.g. `--set session_secs=600` (repeatable); `loadgen plan` lists the names under "Figures used".
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub(crate) set: Vec<String>,
+    /// Also write the plan as JSON to this file (`-`: print the JSON instead of the text).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) json: Option<PathBuf>,
+    /// Write an SVG of gateway nodes and cost per month against concurrent users (the target scaled from 5% to 100%).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) svg: Option<PathBuf>,
+}
+
+/// `loadgen plan-input`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct PlanInputArgs {
+    /// A scripts/bench.sh results directory (its o2o-chatgw-RATE.json, box-memory.json, group-chatgw.json and machine.txt are read).
+    #[arg(long)]
+    pub(crate) bench_dir: PathBuf,
+    /// The input file whose other figures (not measured by bench.sh) are kept.
+    #[arg(long, default_value = "benchmarks/plan-input.json")]
+    pub(crate) base: PathBuf,
+    /// Where to write the new input file.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
 }

@@ -17,6 +17,8 @@
 //! takes a list of gateway URLs (`--url a,b,c`), a fleet's nodes.
 //! `disk` needs no gateway: it measures what the disk under the store
 //! allows a durable acknowledgement, the floor under every latency above.
+//! `plan` opens no connection either: it turns the benchmarks' figures
+//! into the fleet a target load needs (docs/CAPACITY.md).
 //! Connections can be spread over worker processes (`--procs`) when one
 //! process's descriptor limit is not enough.
 //!
@@ -26,12 +28,13 @@
 //!
 //! The sources are grouped by job: `conn` (sockets, upgrade, framing, the
 //! event loop), `scenarios` (what each subcommand does with its
-//! connections), `report` (figures and outputs), `procs` (`--procs`), and
-//! `disk`, which opens no connection at all.
+//! connections), `report` (figures and outputs), `procs` (`--procs`),
+//! `disk`, which opens no connection at all, and `plan`.
 
 mod cli;
 mod conn;
 mod disk;
+mod plan;
 mod procs;
 mod report;
 mod scenarios;
@@ -53,6 +56,8 @@ fn main() -> ExitCode {
         cli::Command::Soak(args) => scenarios::soak::run(args),
         cli::Command::Failover(args) => scenarios::failover::run(args),
         cli::Command::Disk(args) => disk::run(args),
+        cli::Command::Plan(args) => plan::run(args),
+        cli::Command::PlanInput(args) => plan::collect::run(args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

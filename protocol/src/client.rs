@@ -232,6 +232,7 @@ pub fn conversations(out: &mut String, before: Option<MessageId>, limit: usize) 
 
 pub use crate::direct_from::client_frames::{direct_from, set_direct_from};
 pub use crate::keys::client_frames::{fetch_keys, key_count, upload_keys};
+pub use crate::media::client_frames::{complete_media, download_media, upload_media};
 pub use crate::presence::client_frames::{set_presence, subscribe_presence, typing, unsubscribe_presence};
 pub use crate::push::client_frames::{register_push, unregister_push};
 
@@ -279,6 +280,13 @@ impl ClientFrame<'_> {
             ClientFrame::UploadKeys { keys, one_time_keys } => upload_keys(out, keys, one_time_keys),
             ClientFrame::FetchKeys { user, device } => fetch_keys(out, *user, *device),
             ClientFrame::KeyCount => key_count(out),
+            ClientFrame::UploadMedia { request_id, conversation, kind, size, content_type } => {
+                upload_media(out, request_id, *conversation, *kind, *size, content_type)
+            }
+            ClientFrame::CompleteMedia { request_id, media, upload, tags } => {
+                complete_media(out, request_id, media, upload, tags)
+            }
+            ClientFrame::DownloadMedia { request_id, media } => download_media(out, request_id, media),
             ClientFrame::Typing { conversation, state } => typing(out, *conversation, *state),
             ClientFrame::Delete { conversation, msg, scope } => delete(out, *conversation, *msg, *scope),
             ClientFrame::Edit { conversation, msg, body } => edit(out, *conversation, *msg, body),

@@ -77,11 +77,16 @@ pub enum MessageKind {
     /// A membership change written by the server into a group's
     /// conversation; clients cannot send it.
     System = 8,
+    /// An end-to-end encrypted envelope (docs/PROTOCOL.md, "Encrypted
+    /// messages"): the body holds per-device ciphertexts, and what the
+    /// message really is (text, image, ...) is inside them, hidden from the
+    /// server.
+    Encrypted = 9,
 }
 
 impl MessageKind {
-    /// Every kind, in wire-number order (`System` last).
-    pub const ALL: [MessageKind; 9] = [
+    /// Every kind, in wire-number order.
+    pub const ALL: [MessageKind; 10] = [
         MessageKind::Text,
         MessageKind::Image,
         MessageKind::Video,
@@ -91,6 +96,7 @@ impl MessageKind {
         MessageKind::Contact,
         MessageKind::Sticker,
         MessageKind::System,
+        MessageKind::Encrypted,
     ];
 
     /// The wire name.
@@ -105,6 +111,7 @@ impl MessageKind {
             MessageKind::Contact => "contact",
             MessageKind::Sticker => "sticker",
             MessageKind::System => "system",
+            MessageKind::Encrypted => "encrypted",
         }
     }
 
@@ -167,6 +174,10 @@ pub struct Send<'a> {
     pub kind: MessageKind,
     /// The body as its raw JSON string literal, quotes included.
     pub body: &'a str,
+    /// For kind `encrypted`: the device the envelope says wrote it (`d`),
+    /// read from `body` by the parser, which refuses a malformed envelope;
+    /// `None` for every other kind. The encoder ignores it.
+    pub envelope_device: Option<DeviceName>,
 }
 
 /// A validated frame from a client. Borrowed from the text it was parsed
@@ -342,6 +353,38 @@ pub enum ClientFrame<'a> {
     },
     /// How many one-time keys the requester's device has left.
     KeyCount,
+    /// Ask for an upload slot: pre-signed `PUT` URLs for a file of `size`
+    /// bytes for the conversation (docs/MEDIA.md).
+    UploadMedia {
+        /// The client's request id, echoed in the answer.
+        request_id: &'a str,
+        /// The conversation the file is for.
+        conversation: ConversationRef,
+        /// What it is, for its size limit.
+        kind: crate::MediaKind,
+        /// Its exact size in bytes (encrypted, as uploaded).
+        size: u64,
+        /// Its MIME type, served back with it.
+        content_type: String,
+    },
+    /// Every part of an upload is `PUT`: make the object downloadable.
+    CompleteMedia {
+        /// The client's request id, echoed in the answer.
+        request_id: &'a str,
+        /// The media id of the `upload_slot`.
+        media: String,
+        /// The upload id of the `upload_slot`.
+        upload: String,
+        /// The `ETag` each part's `PUT` answered, part 1 first.
+        tags: Vec<String>,
+    },
+    /// Ask for a pre-signed `GET` URL of a media object.
+    DownloadMedia {
+        /// The client's request id, echoed in the answer.
+        request_id: &'a str,
+        /// The media id.
+        media: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -351,11 +394,11 @@ pub(crate) struct RawFrame<'a> {
     #[serde(borrow)]
     id: Option<&'a RawValue>,
     #[serde(borrow)]
-    to: Option<&'a RawValue>,
+    pub(crate) to: Option<&'a RawValue>,
     #[serde(borrow)]
     pub(crate) peer: Option<&'a RawValue>,
     #[serde(borrow)]
-    kind: Option<&'a RawValue>,
+    pub(crate) kind: Option<&'a RawValue>,
     #[serde(borrow)]
     pub(crate) body: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -400,6 +443,16 @@ pub(crate) struct RawFrame<'a> {
     pub(crate) fallback_key: Option<&'a RawValue>,
     #[serde(borrow)]
     pub(crate) one_time_keys: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) size: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) content_type: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) media: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) upload: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub(crate) tags: Option<&'a RawValue>,
     #[serde(borrow)]
     visible: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -468,7 +521,7 @@ fn members_field(raw: &RawFrame<'_>, allow_empty: bool) -> Result<Vec<UserId>, P
 }
 
 /// A JSON string literal, borrowed when it has no escapes, else decoded.
-fn str_field<'a>(v: &'a RawValue, field: &str) -> Result<Cow<'a, str>, ProtocolError> {
+pub(crate) fn str_field<'a>(v: &'a RawValue, field: &str) -> Result<Cow<'a, str>, ProtocolError> {
     if let Ok(s) = serde_json::from_str::<&'a str>(v.get()) {
         return Ok(Cow::Borrowed(s));
     }
@@ -604,6 +657,9 @@ impl<'a> ClientFrame<'a> {
             "upload_keys" => crate::keys::parse_upload_keys(&raw),
             "fetch_keys" => crate::keys::parse_fetch_keys(&raw),
             "key_count" => Ok(ClientFrame::KeyCount),
+            "upload_media" => crate::media::parse_upload(&raw),
+            "complete_media" => crate::media::parse_complete(&raw),
+            "download_media" => crate::media::parse_download(&raw),
             other => {
                 let shown: String = other.chars().take(32).collect();
                 Err(ProtocolError::new(ErrorCode::UnknownType, format!("unknown frame type `{shown}`")))
@@ -614,7 +670,7 @@ impl<'a> ClientFrame<'a> {
 
 /// The client-chosen `id`: a plain string literal (escapes are refused so
 /// it can be echoed back verbatim) of 1 to 64 bytes.
-fn client_id_field<'a>(raw: &RawFrame<'a>) -> Result<&'a str, ProtocolError> {
+pub(crate) fn client_id_field<'a>(raw: &RawFrame<'a>) -> Result<&'a str, ProtocolError> {
     let id = match str_field(required(raw.id, "id")?, "id")? {
         Cow::Borrowed(s) => s,
         Cow::Owned(_) => return Err(bad("id", "must not contain escape sequences")),
@@ -666,29 +722,47 @@ fn parse_send<'a>(raw: &RawFrame<'a>) -> Result<ClientFrame<'a>, ProtocolError> 
         Some(v) => {
             let name = str_field(v, "kind").map_err(with_ref)?;
             MessageKind::from_name(&name).filter(|k| *k != MessageKind::System).ok_or_else(|| {
-                with_ref(bad("kind", "must be one of text, image, video, audio, document, location, contact, sticker"))
+                with_ref(bad(
+                    "kind",
+                    "must be one of text, image, video, audio, document, location, contact, sticker, encrypted",
+                ))
             })?
         }
     };
-    let body = text_body_field(raw).map_err(with_ref)?;
-    Ok(ClientFrame::Send(Send { client_id, to, kind, body }))
+    let (body, decoded) = decoded_body_field(raw).map_err(with_ref)?;
+    let envelope_device = match kind {
+        MessageKind::Encrypted => Some(
+            crate::envelope::check_envelope(&decoded)
+                .map_err(|why| with_ref(bad("body", &format!("encrypted envelope: {why}"))))?
+                .device,
+        ),
+        _ => None,
+    };
+    Ok(ClientFrame::Send(Send { client_id, to, kind, body, envelope_device }))
 }
 
 /// The `body` of a `send` or `edit`: a JSON string literal of at most
 /// [`MAX_BODY_BYTES`], kept raw.
 pub(crate) fn text_body_field<'a>(raw: &RawFrame<'a>) -> Result<&'a str, ProtocolError> {
+    decoded_body_field(raw).map(|(body, _)| body)
+}
+
+/// The body's raw literal and the text it decodes to (decoded once: the
+/// envelope check of an encrypted `send` reads the text).
+fn decoded_body_field<'a>(raw: &RawFrame<'a>) -> Result<(&'a str, Cow<'a, str>), ProtocolError> {
     let body_literal = required(raw.body, "body")?;
     let body = body_literal.get();
     // Decoding (not just scanning) the literal refuses escapes of lone UTF-16
     // surrogates (`"\ude00"`): the scan lets them through, but recipients
     // that decode the forwarded body would fail on every replay of it.
-    if !body.starts_with('"') || str_field(body_literal, "body").is_err() {
-        return Err(bad("body", "must be a string"));
-    }
+    let decoded = match body.starts_with('"').then(|| str_field(body_literal, "body")) {
+        Some(Ok(text)) => text,
+        _ => return Err(bad("body", "must be a string")),
+    };
     if body.len() > MAX_BODY_BYTES {
         return Err(bad("body", "is larger than 65536 bytes"));
     }
-    Ok(body)
+    Ok((body, decoded))
 }
 
 #[cfg(test)]
@@ -709,6 +783,7 @@ mod tests {
                 to: ConversationRef::Peer(UserId(2)),
                 kind: MessageKind::Image,
                 body: r#""a\"b""#,
+                envelope_device: None,
             })
         );
     }
@@ -758,6 +833,26 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_sends_carry_a_well_formed_envelope() {
+        let good = r#"{"type":"send","id":"e1","group":"9","kind":"encrypted","body":"{\"v\":1,\"d\":\"phone\",\"k\":[],\"g\":{\"s\":\"AAA\",\"c\":\"AQ\"}}"}"#;
+        match ClientFrame::parse(good).unwrap() {
+            ClientFrame::Send(s) => assert_eq!(s.envelope_device, DeviceName::new("phone")),
+            other => panic!("{other:?}"),
+        }
+        // Escapes that decode to the same envelope are the same envelope.
+        let escaped = good.replace("\\\"v", "\\u0022v");
+        assert!(ClientFrame::parse(&escaped).is_ok(), "{escaped}");
+        let e =
+            ClientFrame::parse(r#"{"type":"send","id":"e2","to":"2","kind":"encrypted","body":"hello"}"#).unwrap_err();
+        assert_eq!((e.code, e.reference.as_deref()), (ErrorCode::BadField, Some("e2")));
+        assert_eq!(e.message, "field `body`: encrypted envelope: must start with {\"v\":");
+        match ClientFrame::parse(r#"{"type":"send","id":"t","to":"2","body":"{\"v\":2}"}"#).unwrap() {
+            ClientFrame::Send(s) => assert_eq!(s.envelope_device, None, "only `encrypted` bodies are envelopes"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn body_limit_is_enforced() {
         let big = "x".repeat(MAX_BODY_BYTES);
         let text = format!(r#"{{"type":"send","id":"c","to":"2","body":"{big}"}}"#);
@@ -792,7 +887,8 @@ mod tests {
                 client_id: "g1",
                 to: ConversationRef::Group(GroupId(9)),
                 kind: MessageKind::Text,
-                body: "\"hi\""
+                body: "\"hi\"",
+                envelope_device: None,
             })
         );
         assert_eq!(

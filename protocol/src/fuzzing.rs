@@ -89,6 +89,15 @@ fn check_limits(frame: &ClientFrame<'_>) {
             assert!(s.body.len() <= MAX_BODY_BYTES, "body over the limit");
             assert!(serde_json::from_str::<String>(s.body).is_ok(), "body is not a JSON string: {}", s.body);
             assert_ne!(s.kind, MessageKind::System, "clients cannot send system messages");
+            let decoded: String = serde_json::from_str(s.body).unwrap_or_default();
+            match s.kind {
+                MessageKind::Encrypted => {
+                    let summary = crate::check_envelope(&decoded).expect("an accepted encrypted body is an envelope");
+                    assert_eq!(s.envelope_device, Some(summary.device));
+                    assert!(summary.entries <= crate::MAX_ENVELOPE_ENTRIES && (summary.entries > 0 || summary.group));
+                }
+                _ => assert_eq!(s.envelope_device, None),
+            }
         }
         ClientFrame::Delivered { ids, .. } => assert!((1..=MAX_ACK_IDS).contains(&ids.len())),
         ClientFrame::Sync { limit, .. } | ClientFrame::History { limit, .. } => assert!(page.contains(limit)),
@@ -126,6 +135,16 @@ fn check_limits(frame: &ClientFrame<'_>) {
         | ClientFrame::Typing { .. } => {}
         ClientFrame::RegisterPush { token, .. } => assert!(crate::valid_push_token(token), "push token {token:?}"),
         ClientFrame::UnregisterPush | ClientFrame::KeyCount | ClientFrame::FetchKeys { .. } => {}
+        ClientFrame::UploadMedia { request_id, size, content_type, .. } => {
+            assert!((1..=MAX_CLIENT_ID_BYTES).contains(&request_id.len()));
+            assert!((1..=crate::MAX_MEDIA_SIZE).contains(size));
+            assert!((1..=crate::MAX_CONTENT_TYPE_BYTES).contains(&content_type.len()));
+        }
+        ClientFrame::CompleteMedia { media, tags, .. } => {
+            assert!(crate::valid_media_id(media));
+            assert!((1..=crate::MAX_MEDIA_PARTS).contains(&tags.len()));
+        }
+        ClientFrame::DownloadMedia { media, .. } => assert!(crate::valid_media_id(media)),
         ClientFrame::UploadKeys { keys, one_time_keys } => {
             assert!(one_time_keys.len() <= crate::MAX_KEYS_PER_UPLOAD);
             assert!(one_time_keys.iter().chain([&keys.fallback_key]).all(|k| crate::valid_key_id(&k.id)));

@@ -33,12 +33,14 @@ pub mod close;
 mod codes;
 mod device;
 mod direct_from;
+mod envelope;
 mod frames;
 #[doc(hidden)]
 pub mod fuzzing;
 mod group;
 mod ids;
 mod keys;
+mod media;
 mod presence;
 mod push;
 pub mod server;
@@ -51,6 +53,7 @@ pub use amend::{hidden_view, AmendKind, Amendment, DeleteScope};
 pub use codes::{ErrorCode, ProtocolError};
 pub use device::{DeviceInfo, DeviceName, DEVICE_NAME_RULE, MAX_DEVICE_NAME_BYTES};
 pub use direct_from::DirectFrom;
+pub use envelope::{check_envelope, EnvelopeSummary, ENVELOPE_VERSION, MAX_ENVELOPE_ENTRIES};
 pub use frames::{
     max_body_for_frame, ClientFrame, ConversationRef, GroupChange, MessageKind, Send, DEFAULT_CONVERSATIONS_PAGE,
     MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CLIENT_ID_BYTES, MAX_CONVERSATIONS_PAGE, MAX_GROUP_DESCRIPTION_BYTES,
@@ -61,6 +64,10 @@ pub use ids::{ConversationId, GroupId, MessageId, UserId};
 pub use keys::{
     canonical_text, valid_key_id, DeviceKeys, KeyBundle, KeyRole, PublicKey, Signature, SignatureError, SignedKey,
     KEY_ID_RULE, MAX_KEYS_PER_UPLOAD, MAX_KEY_ID_BYTES, MAX_STORED_ONE_TIME_KEYS,
+};
+pub use media::{
+    valid_media_id, MediaKind, UploadSlotFrame, MAX_CONTENT_TYPE_BYTES, MAX_MEDIA_ID_BYTES, MAX_MEDIA_PARTS,
+    MAX_MEDIA_SIZE, MAX_PART_TAG_BYTES, MAX_UPLOAD_ID_BYTES,
 };
 pub use presence::{PresenceState, TypingState, MAX_PRESENCE_SUBSCRIPTIONS};
 pub use push::{valid_push_token, PushProvider, PushTarget, MAX_PUSH_TOKEN_BYTES, PUSH_PROVIDER_RULE, PUSH_TOKEN_RULE};

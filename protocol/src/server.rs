@@ -430,7 +430,12 @@ pub use crate::direct_from::encode_direct_from as direct_from;
 /// the answers to `register_push` and `unregister_push`.
 /// `key_count` and `keys`: the key directory's answers (docs/PROTOCOL.md,
 /// "Key directory").
-pub use crate::keys::{encode_key_count as key_count, encode_keys as keys};
+pub use crate::keys::{encode_key_count as key_count, encode_keys as keys, encode_keys_changed as keys_changed};
+/// `upload_slot`, `media_completed` and `download_url`: the answers of media
+/// by signed URL (docs/MEDIA.md).
+pub use crate::media::{
+    encode_download_url as download_url, encode_media_completed as media_completed, encode_upload_slot as upload_slot,
+};
 pub use crate::push::{encode_push_registered as push_registered, encode_push_unregistered as push_unregistered};
 
 #[cfg(test)]

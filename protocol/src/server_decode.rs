@@ -284,12 +284,41 @@ pub enum ServerFrame {
         /// Its one-time keys left.
         one_time_keys: u64,
     },
+    /// `keys_changed`: an inbox event: `user`'s devices with keys, or a
+    /// device's identity, changed; fetch their keys again before the next
+    /// encrypted message to them.
+    KeysChanged {
+        /// Event id (moves the device cursor).
+        event: crate::MessageId,
+        /// Whose keys changed.
+        user: crate::UserId,
+    },
     /// `keys`: the answer to `fetch_keys`.
     Keys {
         /// Whose keys.
         user: crate::UserId,
         /// A bundle per device that has keys.
         devices: Vec<crate::KeyBundle>,
+    },
+    /// `upload_slot`: the answer to `upload_media`.
+    UploadSlot(crate::UploadSlotFrame),
+    /// `media_completed`: the answer to `complete_media`.
+    MediaCompleted {
+        /// The request id.
+        request_id: String,
+        /// The media id, downloadable now.
+        media: String,
+    },
+    /// `download_url`: the answer to `download_media`.
+    DownloadUrl {
+        /// The request id.
+        request_id: String,
+        /// The media id.
+        media: String,
+        /// `GET` this (ranges allowed).
+        url: String,
+        /// When it stops working, Unix milliseconds.
+        expires: u64,
     },
     /// `presence_set`: the answer to `set_presence`.
     PresenceSet {
@@ -310,13 +339,15 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
-    /// The inbox event id of a `message` or `receipt`: what moves a
+    /// The inbox event id of a `message`, `receipt`, `amended` or
+    /// `keys_changed`: what moves a
     /// device's cursor (with `synced`'s cursor; never a reply's ids).
     pub fn event(&self) -> Option<MessageId> {
         match self {
             ServerFrame::Message(m) => Some(m.id),
             ServerFrame::Receipt(r) => Some(r.event()),
             ServerFrame::Amended { event, reply: false, .. } => Some(*event),
+            ServerFrame::KeysChanged { event, .. } => Some(*event),
             _ => None,
         }
     }
@@ -816,7 +847,8 @@ impl ServerFrame {
             "presence" | "presence_list" | "presence_set" | "typing" => return crate::presence::decode(&ty, text),
             "direct_from" => return crate::direct_from::decode(text),
             "push_registered" | "push_unregistered" => return crate::push::decode(&ty, text),
-            "key_count" | "keys" => return crate::keys::decode(&ty, text),
+            "key_count" | "keys" | "keys_changed" => return crate::keys::decode(&ty, text),
+            "upload_slot" | "media_completed" | "download_url" => return crate::media::decode(&ty, text),
             other => return Err(DecodeError::UnknownType(other.chars().take(32).collect())),
         })
     }

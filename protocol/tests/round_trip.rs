@@ -29,11 +29,27 @@ fn every_client_frame_round_trips() {
     let group = ConversationRef::Group(GroupId(BIG));
     let quoted = body_literal("say \"hi\"\\ \n\t\u{1} café ☕ 😀");
     // Every kind a client may send (`system` is written by the server only).
-    for kind in MessageKind::ALL.into_iter().filter(|k| *k != MessageKind::System) {
+    for kind in MessageKind::ALL.into_iter().filter(|k| !matches!(k, MessageKind::System | MessageKind::Encrypted)) {
         for to in [peer, group] {
             for body in [r#""""#, r#""plain""#, quoted.as_str(), r#""caf\u00e9 \ud83d\ude00 \/""#] {
-                client_round_trip(ClientFrame::Send(Send { client_id: "dev-1.42", to, kind, body }));
+                client_round_trip(ClientFrame::Send(Send {
+                    client_id: "dev-1.42",
+                    to,
+                    kind,
+                    body,
+                    envelope_device: None,
+                }));
             }
+        }
+    }
+    // `encrypted` bodies are envelopes (docs/PROTOCOL.md, "Encrypted messages").
+    let olm = body_literal(r#"{"v":1,"d":"phone-1","k":[{"u":"2","d":"tab","t":0,"c":"AAEC"}]}"#);
+    let megolm = body_literal(r#"{"v":1,"d":"phone-1","k":[],"g":{"s":"c2Vzcw","c":"AAEC+/8"}}"#);
+    for to in [peer, group] {
+        for body in [olm.as_str(), megolm.as_str()] {
+            let kind = MessageKind::Encrypted;
+            let envelope_device = DeviceName::new("phone-1");
+            client_round_trip(ClientFrame::Send(Send { client_id: "dev-1.42", to, kind, body, envelope_device }));
         }
     }
     for conversation in [peer, group] {
@@ -222,6 +238,13 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
         ServerFrame::PushUnregistered { .. } => assert_eq!(v.ty, "push_unregistered"),
         ServerFrame::KeyCount { .. } => assert_eq!(v.ty, "key_count"),
         ServerFrame::Keys { .. } => assert_eq!(v.ty, "keys"),
+        ServerFrame::KeysChanged { event, .. } => {
+            assert_eq!(v.ty, "keys_changed");
+            assert_eq!(id(v.event.as_ref()), Some(event.0));
+        }
+        ServerFrame::UploadSlot(_) => assert_eq!(v.ty, "upload_slot"),
+        ServerFrame::MediaCompleted { .. } => assert_eq!(v.ty, "media_completed"),
+        ServerFrame::DownloadUrl { .. } => assert_eq!(v.ty, "download_url"),
         ServerFrame::Devices { .. } => assert_eq!(v.ty, "devices"),
         ServerFrame::LoggedOut { .. } => assert_eq!(v.ty, "logged_out"),
         ServerFrame::Conversations(_) => assert_eq!(v.ty, "conversations"),
@@ -238,6 +261,16 @@ fn view_agrees(bytes: &[u8], frame: &ServerFrame) {
             assert_eq!(v.reference.as_deref(), e.reference.as_deref());
         }
     }
+}
+
+#[test]
+fn keys_changed_round_trips_and_moves_the_cursor() {
+    let mut out = Vec::new();
+    server::keys_changed(&mut out, MessageId(BIG), UserId(u64::MAX));
+    assert_eq!(out, br#"{"type":"keys_changed","event":"384912410550468608","user":"18446744073709551615"}"#);
+    let want = ServerFrame::KeysChanged { event: MessageId(BIG), user: UserId(u64::MAX) };
+    assert_eq!(want.event(), Some(MessageId(BIG)), "an inbox event");
+    server_round_trip(&out, want);
 }
 
 fn server_round_trip(bytes: &[u8], want: ServerFrame) {

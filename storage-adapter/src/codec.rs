@@ -25,6 +25,8 @@ const INBOX_AMENDED: u8 = b'A';
 /// An `amended` event in the inbox of a user who hid a message from
 /// themselves: the same reference, read as the message's hidden form.
 const INBOX_HIDDEN: u8 = b'H';
+/// A `keys_changed` event: the tag, then the user whose keys changed.
+const INBOX_KEYS_CHANGED: u8 = b'K';
 /// Opens a stored body that was amended: `~e<event>:<literal>` after an
 /// edit, `~d<event>` after a delete for everyone. A body as sent is a JSON
 /// string literal and so always opens with `"`: the two never mix up, and
@@ -334,6 +336,16 @@ pub(crate) enum InboxRecord {
     Amended(ConversationId, MessageId),
     /// A hide: the message, to be shown in its hidden form.
     Hidden(ConversationId, MessageId),
+    /// A `keys_changed` event: whose keys changed.
+    KeysChanged(UserId),
+}
+
+/// The inbox value of a `keys_changed` event naming `user`.
+pub(crate) fn encode_keys_changed(user: UserId) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9);
+    v.push(INBOX_KEYS_CHANGED);
+    v.extend_from_slice(&user.0.to_be_bytes());
+    v
 }
 
 pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, StoreError> {
@@ -342,6 +354,14 @@ pub(crate) fn decode_inbox(event: MessageId, v: &[u8]) -> Result<InboxRecord, St
     let tag = r.u8().ok_or(corrupt("empty"))?;
     if tag == INBOX_MESSAGE {
         return ConversationId::from_key(r.0).map(InboxRecord::Message).ok_or(corrupt("bad conversation"));
+    }
+    if tag == INBOX_KEYS_CHANGED {
+        let user = r.u64().ok_or(corrupt("truncated"))?;
+        return if r.0.is_empty() {
+            Ok(InboxRecord::KeysChanged(UserId(user)))
+        } else {
+            Err(corrupt("trailing bytes"))
+        };
     }
     if tag == INBOX_GROUP_RECEIPT {
         return decode_group_receipt(event, &mut r).map(InboxRecord::Receipt).ok_or(corrupt("bad group receipt"));
@@ -535,6 +555,17 @@ mod tests {
         }
         assert!(decode_message(c, id, &[9, 9]).is_err());
         assert!(decode_message(c, id, &[1, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn keys_changed_round_trip() {
+        let v = encode_keys_changed(UserId(u64::MAX));
+        match decode_inbox(MessageId(5), &v).unwrap() {
+            InboxRecord::KeysChanged(user) => assert_eq!(user, UserId(u64::MAX)),
+            _ => panic!("wrong kind"),
+        }
+        assert!(decode_inbox(MessageId(5), &v[..8]).is_err(), "truncated");
+        assert!(decode_inbox(MessageId(5), &[v.as_slice(), &[0]].concat()).is_err(), "trailing bytes");
     }
 
     #[test]

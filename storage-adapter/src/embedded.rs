@@ -345,7 +345,12 @@ impl MessageStore for EmbeddedStore {
     }
 
     fn claim_one_time_key(&self, user: UserId, device: DeviceName) -> Result<Option<SignedKey>, StoreError> {
-        self.written(|t| t.claim_one_time_key(user, device))
+        let mut claimed = self.written(|t| t.claim_one_time_keys(user, &[device]))?;
+        Ok(claimed.pop().flatten())
+    }
+
+    fn claim_one_time_keys(&self, user: UserId, devices: &[DeviceName]) -> Result<Vec<Option<SignedKey>>, StoreError> {
+        self.written(|t| t.claim_one_time_keys(user, devices))
     }
 
     fn device_keys(&self, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>, StoreError> {

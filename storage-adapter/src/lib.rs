@@ -261,6 +261,13 @@ pub trait MessageStore: Send + Sync + 'static {
     /// of the store, never return the same key.
     fn claim_one_time_key(&self, user: UserId, device: DeviceName) -> Result<Option<SignedKey>, StoreError>;
 
+    /// [`claim_one_time_key`](Self::claim_one_time_key) for each of
+    /// `devices` of `user`, in order: one bundle fetch. Each claim is as
+    /// atomic as a single one; a backend may make them durable together.
+    fn claim_one_time_keys(&self, user: UserId, devices: &[DeviceName]) -> Result<Vec<Option<SignedKey>>, StoreError> {
+        devices.iter().map(|d| self.claim_one_time_key(user, *d)).collect()
+    }
+
     /// Every device of `user` that published keys, with them, in name
     /// order.
     fn device_keys(&self, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>, StoreError>;

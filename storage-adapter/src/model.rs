@@ -80,13 +80,28 @@ pub enum Write<'a> {
         /// The `amended` event's id.
         event: MessageId,
     },
+    /// `user`'s devices with keys, or a device's identity, changed
+    /// (docs/E2EE.md): a `keys_changed` event `event` naming `user` in each
+    /// inbox listed (the user's contacts). Nothing else is stored. Always
+    /// applied.
+    KeysChanged {
+        /// Whose keys changed.
+        user: &'a UserId,
+        /// The event's id.
+        event: MessageId,
+        /// Users whose inbox gets the event, each listed once.
+        inboxes: &'a [UserId],
+    },
 }
 
 impl Write<'_> {
     /// The inboxes this write puts an event in.
     pub fn inboxes(&self) -> &[UserId] {
         match self {
-            Write::Message { inboxes, .. } | Write::Receipt { inboxes, .. } | Write::Amend { inboxes, .. } => inboxes,
+            Write::Message { inboxes, .. }
+            | Write::Receipt { inboxes, .. }
+            | Write::Amend { inboxes, .. }
+            | Write::KeysChanged { inboxes, .. } => inboxes,
             Write::Group { announce: Some(_), inboxes, .. } => inboxes,
             Write::Group { announce: None, .. } => &[],
             Write::Hide { user, .. } => std::slice::from_ref(*user),
@@ -223,6 +238,13 @@ pub enum InboxEvent {
         /// The message as stored when read.
         message: Message,
     },
+    /// A user's keys changed ([`Write::KeysChanged`]).
+    KeysChanged {
+        /// The event id.
+        event: MessageId,
+        /// Whose keys changed.
+        user: UserId,
+    },
 }
 
 impl InboxEvent {
@@ -231,7 +253,7 @@ impl InboxEvent {
         match self {
             InboxEvent::Message(m) => m.id,
             InboxEvent::Receipt(r) => r.event(),
-            InboxEvent::Amended { event, .. } => *event,
+            InboxEvent::Amended { event, .. } | InboxEvent::KeysChanged { event, .. } => *event,
         }
     }
 }

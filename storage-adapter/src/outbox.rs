@@ -157,6 +157,8 @@ fn record_of(write: &Write<'_>, options: OutboxOptions) -> Option<OutboxRecord> 
                 },
             }
         }
+        // Not a conversation's event: the key directory is not published.
+        Write::KeysChanged { .. } => return None,
         Write::Hide { user, conversation, msg, event } => OutboxRecord {
             pos: OutboxPos(0),
             event,

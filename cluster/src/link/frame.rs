@@ -10,12 +10,16 @@
 
 use std::sync::Arc;
 
-use super::{Delivery, PresenceEntry};
+use super::{
+    key::{MAC_BYTES, NONCE_BYTES},
+    Delivery, PresenceEntry,
+};
 
 /// Bytes of the length prefix.
 pub const LEN_BYTES: usize = 4;
-/// The protocol version a Hello carries.
-pub const VERSION: u8 = 1;
+/// The protocol version a Challenge and a Hello carry. Version 1 had no
+/// handshake: nodes of versions 1 and 2 refuse each other's links.
+pub const VERSION: u8 = 2;
 /// Bytes of one target, (user u64, position u64).
 const TARGET_BYTES: usize = 16;
 /// Bytes of one presence entry, (user u64, flags u8, last seen u64).
@@ -25,7 +29,7 @@ const PRESENCE_BYTES: usize = 17;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    /// First frame of a session.
+    /// The dialler's first frame: who it is, and its MAC.
     Hello = 1,
     /// One live event for some users.
     Deliver = 2,
@@ -43,6 +47,10 @@ pub enum Kind {
     Ephemeral = 8,
     /// Presence changes of the sender's users.
     Presence = 9,
+    /// The acceptor's first frame: who it is, and a fresh nonce.
+    Challenge = 10,
+    /// The acceptor's answer to a good Hello, with its own MAC.
+    Welcome = 11,
 }
 
 impl Kind {
@@ -57,6 +65,8 @@ impl Kind {
             7 => Kind::Pong,
             8 => Kind::Ephemeral,
             9 => Kind::Presence,
+            10 => Kind::Challenge,
+            11 => Kind::Welcome,
             _ => return None,
         })
     }
@@ -65,7 +75,9 @@ impl Kind {
 /// One decoded frame.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
-    /// First frame of a session: who is sending, which run, which version.
+    /// The dialler's first frame, after the acceptor's Challenge: who is
+    /// sending, which run, which version, and the proof that it holds the
+    /// fleet's link key (`key`).
     Hello {
         /// The sending node's id.
         node: u16,
@@ -73,6 +85,27 @@ pub enum Frame {
         epoch: u64,
         /// The protocol version ([`VERSION`]).
         version: u8,
+        /// The dialler's fresh nonce, for the acceptor's Welcome MAC.
+        nonce: [u8; NONCE_BYTES],
+        /// HMAC of the handshake transcript under the link key.
+        mac: [u8; MAC_BYTES],
+    },
+    /// The acceptor's first frame, written as soon as it accepts.
+    Challenge {
+        /// The accepting node's id.
+        node: u16,
+        /// The accepting node's epoch.
+        epoch: u64,
+        /// The protocol version ([`VERSION`]).
+        version: u8,
+        /// A fresh nonce that the Hello's MAC must cover.
+        nonce: [u8; NONCE_BYTES],
+    },
+    /// The acceptor's answer to a good Hello: its own MAC of the
+    /// transcript, so the dialler knows it reached a node of its fleet.
+    Welcome {
+        /// HMAC of the handshake transcript under the link key.
+        mac: [u8; MAC_BYTES],
     },
     /// One live event for the users it lists.
     Deliver(Delivery),
@@ -111,6 +144,8 @@ impl Frame {
             Frame::Pong => Kind::Pong,
             Frame::Ephemeral { .. } => Kind::Ephemeral,
             Frame::Presence(_) => Kind::Presence,
+            Frame::Challenge { .. } => Kind::Challenge,
+            Frame::Welcome { .. } => Kind::Welcome,
         }
     }
 }
@@ -157,7 +192,9 @@ pub fn encoded_len(frame: &Frame) -> usize {
 
 fn body_len(frame: &Frame) -> usize {
     match frame {
-        Frame::Hello { .. } => 2 + 8 + 1,
+        Frame::Hello { .. } => 2 + 8 + 1 + NONCE_BYTES + MAC_BYTES,
+        Frame::Challenge { .. } => 2 + 8 + 1 + NONCE_BYTES,
+        Frame::Welcome { .. } => MAC_BYTES,
         Frame::Deliver(d) => 8 + 4 + d.payload.len() + 4 + TARGET_BYTES * d.targets.len(),
         Frame::CatchUp(users) => 4 + 8 * users.len(),
         Frame::CatchUpAll | Frame::Goodbye | Frame::Ping | Frame::Pong => 0,
@@ -177,11 +214,20 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     out.extend_from_slice(&u32_of(len).to_be_bytes());
     out.push(frame.kind() as u8);
     match frame {
-        Frame::Hello { node, epoch, version } => {
+        Frame::Hello { node, epoch, version, nonce, mac } => {
             out.extend_from_slice(&node.to_be_bytes());
             out.extend_from_slice(&epoch.to_be_bytes());
             out.push(*version);
+            out.extend_from_slice(nonce);
+            out.extend_from_slice(mac);
         }
+        Frame::Challenge { node, epoch, version, nonce } => {
+            out.extend_from_slice(&node.to_be_bytes());
+            out.extend_from_slice(&epoch.to_be_bytes());
+            out.push(*version);
+            out.extend_from_slice(nonce);
+        }
+        Frame::Welcome { mac } => out.extend_from_slice(mac),
         Frame::Deliver(d) => {
             out.extend_from_slice(&d.event.to_be_bytes());
             out.extend_from_slice(&u32_of(d.payload.len()).to_be_bytes());
@@ -246,7 +292,11 @@ pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, FrameErr
     let kind = Kind::from_byte(kind_byte).ok_or(FrameError::UnknownKind(kind_byte))?;
     let mut r = Reader { rest: body, kind };
     let frame = match kind {
-        Kind::Hello => Frame::Hello { node: r.u16()?, epoch: r.u64()?, version: r.u8()? },
+        Kind::Hello => {
+            Frame::Hello { node: r.u16()?, epoch: r.u64()?, version: r.u8()?, nonce: r.array()?, mac: r.array()? }
+        }
+        Kind::Challenge => Frame::Challenge { node: r.u16()?, epoch: r.u64()?, version: r.u8()?, nonce: r.array()? },
+        Kind::Welcome => Frame::Welcome { mac: r.array()? },
         Kind::Deliver => {
             let event = r.u64()?;
             let payload_len = r.u32()? as usize;

@@ -13,7 +13,9 @@ fn delivery(event: u64, payload: &[u8], targets: &[(u64, u64)]) -> Delivery {
 
 fn all_kinds() -> Vec<Frame> {
     vec![
-        Frame::Hello { node: 1023, epoch: u64::MAX - 1, version: VERSION },
+        Frame::Hello { node: 1023, epoch: u64::MAX - 1, version: VERSION, nonce: [7; 32], mac: [0xff; 32] },
+        Frame::Challenge { node: 0, epoch: 1, version: VERSION, nonce: [1; 32] },
+        Frame::Welcome { mac: [2; 32] },
         Frame::Deliver(delivery(7, b"{\"t\":\"msg\"}", &[(1, 10), (u64::MAX, 0)])),
         Frame::Deliver(delivery(0, b"", &[])),
         Frame::CatchUp(vec![3, 4, 5]),
@@ -49,8 +51,18 @@ fn every_kind_round_trips_and_reports_its_size() {
 
 #[test]
 fn the_layout_is_the_documented_one() {
-    let bytes = encoded(&Frame::Hello { node: 0x0102, epoch: 3, version: 1 });
-    assert_eq!(bytes, [0, 0, 0, 12, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 3, 1]);
+    let bytes = encoded(&Frame::Hello { node: 0x0102, epoch: 3, version: 2, nonce: [4; 32], mac: [5; 32] });
+    let mut want = vec![0, 0, 0, 76, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0, 3, 2];
+    want.extend_from_slice(&[4; 32]);
+    want.extend_from_slice(&[5; 32]);
+    assert_eq!(bytes, want);
+    let bytes = encoded(&Frame::Challenge { node: 0x0102, epoch: 3, version: 2, nonce: [6; 32] });
+    let mut want = vec![0, 0, 0, 44, 10, 1, 2, 0, 0, 0, 0, 0, 0, 0, 3, 2];
+    want.extend_from_slice(&[6; 32]);
+    assert_eq!(bytes, want);
+    let mut want = vec![0, 0, 0, 33, 11];
+    want.extend_from_slice(&[8; 32]);
+    assert_eq!(encoded(&Frame::Welcome { mac: [8; 32] }), want);
     let bytes = encoded(&Frame::Deliver(delivery(9, b"ab", &[(5, 6)])));
     let mut want = vec![0, 0, 0, 35, 2];
     want.extend_from_slice(&9u64.to_be_bytes());
@@ -118,13 +130,26 @@ fn an_empty_frame_is_refused() {
 
 #[test]
 fn an_unknown_kind_is_refused() {
-    for kind in [0u8, 10, 200, 255] {
+    for kind in [0u8, 12, 200, 255] {
         assert_eq!(decode(&[0, 0, 0, 1, kind], MAX), Err(FrameError::UnknownKind(kind)));
     }
 }
 
 #[test]
 fn bodies_shorter_than_their_fields_are_refused() {
+    // A Hello of version 1 (no nonce, no MAC), and one without its MAC.
+    assert_eq!(
+        decode(&[0, 0, 0, 12, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1], MAX),
+        Err(FrameError::Short { kind: Kind::Hello })
+    );
+    let hello = encoded(&Frame::Hello { node: 1, epoch: 1, version: VERSION, nonce: [0; 32], mac: [0; 32] });
+    let mut cut = hello[..hello.len() - 32].to_vec();
+    cut[3] -= 32;
+    assert_eq!(decode(&cut, MAX), Err(FrameError::Short { kind: Kind::Hello }));
+    // A Welcome one byte short.
+    let mut welcome = vec![0, 0, 0, 32, 11];
+    welcome.extend_from_slice(&[0; 31]);
+    assert_eq!(decode(&welcome, MAX), Err(FrameError::Short { kind: Kind::Welcome }));
     // A Hello without its version byte.
     assert_eq!(
         decode(&[0, 0, 0, 11, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], MAX),

@@ -17,16 +17,22 @@
 //! lost (a full queue, a failed write, a session that ended without a
 //! Goodbye) the receiving side is told to catch up from the store, and the
 //! gateway decides what that means. [`frame`] is the wire format, pure.
+//!
+//! Every session opens with a [`handshake`] under the fleet's [`LinkKey`]:
+//! a peer without the key is closed before anything it sends is acted on.
 
 pub mod frame;
+pub mod handshake;
+mod key;
 mod sender;
 mod server;
 mod settings;
 mod stats;
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 pub use self::{
+    key::LinkKey,
     sender::{Links, PeerAddr, Sent},
     server::{LinkListener, LinkServer},
     settings::LinkSettings,
@@ -83,5 +89,16 @@ pub trait Inbound: Send + Sync + 'static {
     /// Presence of `from`'s users.
     fn presence(&self, from: u16, entries: Vec<PresenceEntry>) {
         let _ = (from, entries);
+    }
+    /// A connection from `addr` was refused at the handshake (a wrong or
+    /// missing MAC, another protocol version): nothing it sent was acted
+    /// on.
+    fn refused(&self, addr: SocketAddr) {
+        let _ = addr;
+    }
+    /// A connection from `addr` was closed on accept: too many were still
+    /// in their handshake (`LinkSettings::pending_handshakes*`).
+    fn shed(&self, addr: SocketAddr) {
+        let _ = addr;
     }
 }

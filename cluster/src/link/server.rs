@@ -1,10 +1,15 @@
 //! The receiving side of node links: a listener whose accept thread starts
-//! one reader thread per session (`session`).
+//! one reader thread per session (`session`), which opens with the
+//! handshake and acts on nothing before it is through. Connections still in
+//! their handshake are bounded per address and in all (`pending`).
 //!
 //! Stopping is prompt whatever the sessions are doing: the accept thread is
 //! woken by a connection to itself, every session's socket is shut down,
 //! and every thread is joined.
 
+mod deadline;
+mod pending;
+mod refusals;
 mod session;
 
 use std::{
@@ -19,8 +24,15 @@ use std::{
     time::Duration,
 };
 
-use self::session::Session;
-use super::{stats::ServerCounters, Inbound, LinkSettings, ServerStats};
+use self::{
+    pending::{Pending, PendingSlot},
+    refusals::RefusalLog,
+    session::Session,
+};
+use super::{
+    stats::{add, ServerCounters},
+    Inbound, LinkKey, LinkSettings, ServerStats,
+};
 
 /// A bound link address, not yet accepting.
 pub struct LinkListener {
@@ -48,11 +60,18 @@ impl LinkListener {
         self.addr
     }
 
-    /// Accept sessions as node `node`, handing what they bring to
-    /// `inbound`.
-    pub fn start(self, node: u16, inbound: Arc<dyn Inbound>) -> io::Result<LinkServer> {
+    /// Accept sessions as node `node` in its run `epoch`, from peers that
+    /// hold `key`, handing what they bring to `inbound`.
+    pub fn start(self, node: u16, epoch: u64, key: LinkKey, inbound: Arc<dyn Inbound>) -> io::Result<LinkServer> {
         let shared = Arc::new(Shared {
             node,
+            epoch,
+            key,
+            refusals: Mutex::new(RefusalLog::default()),
+            pending: Arc::new(Mutex::new(Pending::new(
+                self.settings.pending_handshakes_per_address,
+                self.settings.pending_handshakes,
+            ))),
             settings: self.settings,
             inbound,
             stopping: AtomicBool::new(false),
@@ -80,6 +99,12 @@ pub struct LinkServer {
 /// What the accept thread and the sessions share.
 pub(super) struct Shared {
     pub(super) node: u16,
+    pub(super) epoch: u64,
+    pub(super) key: LinkKey,
+    /// Which refused handshakes were logged lately, per address.
+    refusals: Mutex<RefusalLog>,
+    /// Connections still in their handshake.
+    pending: Arc<Mutex<Pending>>,
     pub(super) settings: LinkSettings,
     pub(super) inbound: Arc<dyn Inbound>,
     pub(super) stopping: AtomicBool,
@@ -102,6 +127,12 @@ impl Shared {
 
     pub(super) fn forget(&self, id: u64) {
         self.sessions().remove(&id);
+    }
+
+    /// Whether to log a refused handshake from `ip` now: `Some(n)` with
+    /// the refusals from it left unlogged since its last line.
+    pub(super) fn log_refusal(&self, ip: IpAddr) -> Option<u64> {
+        self.refusals.lock().unwrap_or_else(PoisonError::into_inner).note(ip, std::time::Instant::now())
     }
 }
 
@@ -172,6 +203,18 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
+        let Some(slot) = PendingSlot::take(&shared.pending, peer.ip()) else {
+            drop(stream);
+            add(&shared.counters.handshakes_shed, 1);
+            shared.inbound.shed(peer);
+            if let Some(unlogged) = shared.log_refusal(peer.ip()) {
+                tracing::warn!(
+                    addr = %peer, unlogged,
+                    "closed a node link on accept: too many connections are still in their handshake (from this address, or in all); further refusals from this address are logged at most once a minute",
+                );
+            }
+            continue;
+        };
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let clone = match stream.try_clone() {
             Ok(clone) => clone,
@@ -181,7 +224,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             }
         };
         shared.sessions().insert(id, clone);
-        let session = Session { id, stream, peer, shared: shared.clone() };
+        let session = Session { id, stream, peer, shared: shared.clone(), pending: Some(slot) };
         let spawned = std::thread::Builder::new().name(format!("chatgw-link-from-{peer}")).spawn(move || session.run());
         let mut threads = shared.threads();
         threads.retain(|t| !t.is_finished());

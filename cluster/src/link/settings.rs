@@ -26,6 +26,14 @@ pub struct LinkSettings {
     pub max_frame: usize,
     /// How long dialling a peer may take.
     pub connect_timeout: Duration,
+    /// An accepted connection must be through the handshake within this
+    /// (a wait for each handshake frame is bounded by it too).
+    pub handshake_within: Duration,
+    /// Accepted connections from one address still in their handshake;
+    /// one more is closed at once.
+    pub pending_handshakes_per_address: usize,
+    /// Accepted connections still in their handshake, from all addresses.
+    pub pending_handshakes: usize,
 }
 
 impl Default for LinkSettings {
@@ -39,6 +47,9 @@ impl Default for LinkSettings {
             redial_max: Duration::from_secs(2),
             max_frame: 16 << 20,
             connect_timeout: Duration::from_secs(1),
+            handshake_within: Duration::from_secs(5),
+            pending_handshakes_per_address: 4,
+            pending_handshakes: 64,
         }
     }
 }

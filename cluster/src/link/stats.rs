@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// What [`Links`](super::Links) did since it was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
-    /// Frames written (Hello, Deliver, CatchUp, CatchUpAll, Ping, Goodbye).
+    /// Frames written after the handshake (Deliver, CatchUp, CatchUpAll,
+    /// Ping, Goodbye, ...).
     pub frames_sent: u64,
     /// Bytes written.
     pub bytes_sent: u64,
@@ -20,6 +21,10 @@ pub struct LinkStats {
     pub dropped: u64,
     /// CatchUpAll frames written.
     pub catch_up_all_sent: u64,
+    /// Handshakes that failed for what the peer sent (a wrong MAC or
+    /// node, another version) or because it closed after this node's
+    /// Hello (it refused the key).
+    pub auth_failures: u64,
 }
 
 /// What a [`LinkServer`](super::LinkServer) did since it started.
@@ -37,9 +42,16 @@ pub struct ServerStats {
     pub bytes_received: u64,
     /// Deliveries handed to the node.
     pub deliveries: u64,
-    /// Sessions ended by a bad frame (too large, unknown kind, malformed,
-    /// or not starting with a Hello).
+    /// Sessions ended by a bad frame after the handshake (too large,
+    /// unknown kind, malformed).
     pub bad_frames: u64,
+    /// Connections refused at the handshake: a wrong or missing MAC (a
+    /// first frame other than a Hello, a replayed Hello), another protocol
+    /// version, bytes that are no frame.
+    pub auth_failures: u64,
+    /// Connections closed on accept because too many were still in their
+    /// handshake (from their address, or in all).
+    pub handshakes_shed: u64,
 }
 
 /// The senders' live counters.
@@ -52,6 +64,7 @@ pub(crate) struct SendCounters {
     pub(crate) redials: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) catch_up_all_sent: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
 }
 
 impl SendCounters {
@@ -64,6 +77,7 @@ impl SendCounters {
             redials: get(&self.redials),
             dropped: get(&self.dropped),
             catch_up_all_sent: get(&self.catch_up_all_sent),
+            auth_failures: get(&self.auth_failures),
         }
     }
 }
@@ -78,6 +92,8 @@ pub(crate) struct ServerCounters {
     pub(crate) bytes_received: AtomicU64,
     pub(crate) deliveries: AtomicU64,
     pub(crate) bad_frames: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
+    pub(crate) handshakes_shed: AtomicU64,
 }
 
 impl ServerCounters {
@@ -90,6 +106,8 @@ impl ServerCounters {
             bytes_received: get(&self.bytes_received),
             deliveries: get(&self.deliveries),
             bad_frames: get(&self.bad_frames),
+            auth_failures: get(&self.auth_failures),
+            handshakes_shed: get(&self.handshakes_shed),
         }
     }
 }

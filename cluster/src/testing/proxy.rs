@@ -3,7 +3,8 @@
 //! restored) or stall it (bytes held, connections open, until restored).
 //!
 //! Real sockets, so the code under test sees exactly what a network
-//! failure looks like to it: a reset or end of stream, or silence.
+//! failure looks like to it: a reset or end of stream, or silence. It also
+//! keeps the first bytes each client sent, for tests that replay them.
 
 use std::{
     collections::HashMap,
@@ -16,6 +17,8 @@ use std::{
 
 /// How long the proxy waits to reach its target for a new connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bytes kept of what each client sent first ([`FaultProxy::sent`]).
+const CAPTURE: usize = 4096;
 
 /// A proxy from a free loopback port to a target address.
 pub struct FaultProxy {
@@ -40,6 +43,8 @@ struct State {
     conns: HashMap<u64, (TcpStream, TcpStream, u8)>,
     next_id: u64,
     pumps: Vec<JoinHandle<()>>,
+    /// The first bytes each client sent, one entry per connection.
+    sent: Vec<Vec<u8>>,
 }
 
 impl Shared {
@@ -92,6 +97,12 @@ impl FaultProxy {
     pub fn stall(&self) {
         self.shared.lock().stalled = true;
         self.shared.changed.notify_all();
+    }
+
+    /// What each connection's client sent first (up to 4 KiB each), in
+    /// the order the connections came: a capture of the wire to replay.
+    pub fn sent(&self) -> Vec<Vec<u8>> {
+        self.shared.lock().sent.clone()
     }
 
     /// Undo [`FaultProxy::cut`] and [`FaultProxy::stall`]: held bytes
@@ -155,11 +166,13 @@ fn forward(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     let id = st.next_id;
     st.next_id += 1;
     st.conns.insert(id, (client, server, 2));
+    st.sent.push(Vec::new());
+    let captured = st.sent.len() - 1;
     st.pumps.retain(|p| !p.is_finished());
-    for (from, to) in pumps {
+    for ((from, to), capture) in pumps.into_iter().zip([Some(captured), None]) {
         let shared = shared.clone();
         let pump = move || {
-            pump(from, to, &shared);
+            pump(from, to, &shared, capture);
             let mut st = shared.lock();
             if let Some((_, _, running)) = st.conns.get_mut(&id) {
                 *running -= 1;
@@ -173,8 +186,9 @@ fn forward(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     Ok(())
 }
 
-/// Copy `from` to `to` until either ends, holding bytes while stalled.
-fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
+/// Copy `from` to `to` until either ends, holding bytes while stalled;
+/// keep the first bytes in `sent[capture]`.
+fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, capture: Option<usize>) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = match from.read(&mut buf) {
@@ -182,6 +196,10 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
             Ok(n) => n,
         };
         let mut st = shared.lock();
+        if let Some(kept) = capture.and_then(|i| st.sent.get_mut(i)) {
+            let room = CAPTURE.saturating_sub(kept.len()).min(n);
+            kept.extend_from_slice(buf.get(..room).unwrap_or_default());
+        }
         while st.stalled && !st.cut && !st.stopping {
             st = shared.changed.wait(st).unwrap_or_else(PoisonError::into_inner);
         }

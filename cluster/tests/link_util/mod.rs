@@ -4,12 +4,12 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::{SocketAddr, TcpListener, TcpStream},
     sync::{Arc, Condvar, Mutex},
     time::{Duration, Instant},
 };
 
-use chatgw_cluster::link::{Delivery, Inbound, LinkListener, LinkServer, LinkSettings};
+use chatgw_cluster::link::{handshake, Delivery, Inbound, LinkKey, LinkListener, LinkServer, LinkSettings};
 
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -20,6 +20,8 @@ pub enum Seen {
     Deliver(u16, Vec<Delivery>),
     CatchUp(u16, Option<Vec<u64>>),
     Ended(u16, bool),
+    Refused(SocketAddr),
+    Shed(SocketAddr),
 }
 
 /// Records every call, and wakes waiters.
@@ -40,6 +42,14 @@ impl Inbound for Recorder {
 
     fn session_ended(&self, from: u16, clean: bool) {
         self.push(Seen::Ended(from, clean));
+    }
+
+    fn refused(&self, addr: SocketAddr) {
+        self.push(Seen::Refused(addr));
+    }
+
+    fn shed(&self, addr: SocketAddr) {
+        self.push(Seen::Shed(addr));
     }
 }
 
@@ -107,11 +117,27 @@ pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
-/// A link server on `addr` as node `node`, recording into a new recorder.
+/// The link key of the tests' fleet.
+pub fn key() -> LinkKey {
+    LinkKey::derive(b"link tests")
+}
+
+/// A link server on `addr` as node `node` (epoch 1, [`key`]), recording
+/// into a new recorder.
 pub fn serve(addr: SocketAddr, node: u16, settings: LinkSettings) -> (LinkServer, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
-    let server = LinkListener::bind(addr).unwrap().with_settings(settings).start(node, rec.clone()).unwrap();
+    let server = LinkListener::bind(addr).unwrap().with_settings(settings).start(node, 1, key(), rec.clone()).unwrap();
     (server, rec)
+}
+
+/// A raw session to the server of node `server` at `addr`, past the
+/// handshake as node `node` of the tests' fleet: what is written next is
+/// the session's.
+pub fn open(addr: SocketAddr, node: u16, server: u16) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    handshake::dial(&mut s, node, 1, server, &key()).unwrap();
+    s
 }
 
 /// Delivery `event` for two users, its payload naming it.

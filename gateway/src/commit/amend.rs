@@ -20,11 +20,18 @@
 //!    is refused (`message_deleted`);
 //! 4. the window, counted from the message's `ts`: `--delete-window`,
 //!    `--edit-window` (`window_closed`).
+//!
+//! An edit of an `encrypted` message replaces its envelope, so the new
+//! body must be one, written by the editing device, as a send's must
+//! (docs/PROTOCOL.md, "Encrypted messages"): checked here, where the
+//! message's kind is known, after the requester was found to be its
+//! sender.
 
 use std::{collections::HashMap, time::Duration};
 
 use chatgw_protocol::{
-    now_ms, AmendKind, Amendment, ConversationId, ErrorCode, Message, MessageId, MessageKind, UserId,
+    check_envelope, now_ms, AmendKind, Amendment, ConversationId, DeviceName, ErrorCode, Message, MessageId,
+    MessageKind, UserId,
 };
 use chatgw_router::Endpoint;
 use chatgw_storage::StoreError;
@@ -123,18 +130,24 @@ impl Batch<'_> {
             self.push(refused(origin, ErrorCode::NotAllowed, why, None));
             return Ok(());
         }
+        if let (AmendOp::Edit { body, device }, MessageKind::Encrypted) = (&op, m.kind) {
+            if let Some((code, why)) = envelope_refusal(body, device.as_deref().copied()) {
+                self.push(refused(origin, code, why, None));
+                return Ok(());
+            }
+        }
         let state = m.amended.map(|a| a.kind);
         match (&op, state) {
             (AmendOp::Delete, Some(AmendKind::Deleted)) => {
                 self.push(Outcome::AmendRepeat { origin, message: m });
                 return Ok(());
             }
-            (AmendOp::Edit(_), Some(AmendKind::Deleted)) => {
+            (AmendOp::Edit { .. }, Some(AmendKind::Deleted)) => {
                 let why = "this message was deleted; it cannot be edited";
                 self.push(refused(origin, ErrorCode::MessageDeleted, why, None));
                 return Ok(());
             }
-            (AmendOp::Edit(body), Some(AmendKind::Edited)) if *body == m.body => {
+            (AmendOp::Edit { body, .. }, Some(AmendKind::Edited)) if *body == m.body => {
                 self.push(Outcome::AmendRepeat { origin, message: m });
                 return Ok(());
             }
@@ -143,7 +156,7 @@ impl Batch<'_> {
         let (window, what) = match op {
             // A hide was handed to `hide` above.
             AmendOp::Delete | AmendOp::Hide => (self.windows.delete, "delete"),
-            AmendOp::Edit(_) => (self.windows.edit, "edit"),
+            AmendOp::Edit { .. } => (self.windows.edit, "edit"),
         };
         let age = now_ms().saturating_sub(m.ts);
         if window.is_zero() || u128::from(age) > window.as_millis() {
@@ -155,7 +168,7 @@ impl Batch<'_> {
         let event = self.next_id();
         let (kind, body) = match op {
             AmendOp::Delete | AmendOp::Hide => (AmendKind::Deleted, String::new()),
-            AmendOp::Edit(body) => (AmendKind::Edited, body),
+            AmendOp::Edit { body, .. } => (AmendKind::Edited, body),
         };
         let message = Message { body, amended: Some(Amendment { kind, event }), ..m };
         self.amended.insert(message.clone());
@@ -182,6 +195,24 @@ impl Batch<'_> {
     }
 }
 
+/// Why the new body `body` (a raw JSON string literal) of an `encrypted`
+/// message, edited from `device`, is refused, if it is.
+fn envelope_refusal(body: &str, device: Option<DeviceName>) -> Option<(ErrorCode, String)> {
+    let Some(device) = device else {
+        let why =
+            "encrypted messages come from named devices: connect with a token whose `dev` claim names this device";
+        return Some((ErrorCode::NotAllowed, why.to_owned()));
+    };
+    // The parser checked that the literal decodes.
+    let text: String = serde_json::from_str(body).unwrap_or_default();
+    let why = match check_envelope(&text) {
+        Err(why) => why,
+        Ok(e) if e.device != device => format!("`d` must be this connection's device `{device}`"),
+        Ok(_) => return None,
+    };
+    Some((ErrorCode::BadField, format!("field `body`: encrypted envelope: {why}")))
+}
+
 #[cfg(test)]
 mod tests {
     use chatgw_protocol::UserId;
@@ -206,7 +237,7 @@ mod tests {
         let (store, c, id, ids) = super::super::test_store::with_one_message(dir.path());
         let mut batch = Batch::new(&store, ids, 256);
         batch.begin(1, 0);
-        batch.add(amend(1, c, id, AmendOp::Edit("\"y\"".into()))).unwrap();
+        batch.add(amend(1, c, id, AmendOp::Edit { body: "\"y\"".into(), device: None })).unwrap();
         batch.add(amend(1, c, id, AmendOp::Delete)).unwrap();
         let writes = batch.writes();
         assert_eq!(writes.len(), 2, "an edit and a delete, each a write");
@@ -222,7 +253,7 @@ mod tests {
 
         // Nothing of batch 1 is stored yet.
         batch.begin(2, 0);
-        batch.add(amend(1, c, id, AmendOp::Edit("\"z\"".into()))).unwrap();
+        batch.add(amend(1, c, id, AmendOp::Edit { body: "\"z\"".into(), device: None })).unwrap();
         batch.add(amend(1, c, id, AmendOp::Delete)).unwrap();
         batch.add(amend(2, c, id, AmendOp::Delete)).unwrap();
         match batch.outcomes() {

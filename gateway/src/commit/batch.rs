@@ -70,6 +70,8 @@ pub(super) enum Outcome {
     /// `amended` event for `user`'s inbox; `message` is the hidden form,
     /// `origin` gets the frame as its answer.
     Hide { origin: Endpoint, user: UserId, message: Message },
+    /// A `keys_changed` event naming `user` for `inboxes`.
+    KeysChanged { user: UserId, event: MessageId, inboxes: Vec<UserId> },
     /// A `blocks` frame (the requester's block list) for the requester.
     Blocks { origin: Endpoint, users: Vec<UserId> },
     /// A `direct_from` frame (the requester's setting) for the requester.
@@ -98,6 +100,7 @@ impl Outcome {
             Outcome::Receipt { receipt, .. } => Some(receipt.event()),
             Outcome::GroupWrite { announce, .. } => Some(announce.id),
             Outcome::Amend { message, .. } | Outcome::Hide { message, .. } => message.amended.map(|a| a.event),
+            Outcome::KeysChanged { event, .. } => Some(*event),
             _ => None,
         }
     }
@@ -440,6 +443,10 @@ impl<'s> Batch<'s> {
             CommitRequest::Amend { origin, by, conversation, msg, op } => {
                 self.amend(origin, by, conversation, msg, op)?
             }
+            CommitRequest::KeysChanged { user, contacts } => {
+                let event = self.ids.next_id();
+                self.outcomes.push(Outcome::KeysChanged { user, event, inboxes: contacts });
+            }
             CommitRequest::Stop => {}
         }
         Ok(())
@@ -543,6 +550,7 @@ pub(super) fn writes_of<'o>(outcomes: &'o [Outcome], out: &mut Vec<Write<'o>>) {
         Outcome::GroupWrite { group, based_on, announce, inboxes, .. } => {
             Some(Write::Group { group, based_on: *based_on, announce: Some(announce), inboxes })
         }
+        Outcome::KeysChanged { user, event, inboxes } => Some(Write::KeysChanged { user, event: *event, inboxes }),
         _ => None,
     }));
 }

@@ -125,6 +125,9 @@ impl MessageStore for CountingStore {
     fn claim_one_time_key(&self, user: UserId, device: DeviceName) -> Result<Option<SignedKey>, StoreError> {
         self.inner.claim_one_time_key(user, device)
     }
+    fn claim_one_time_keys(&self, user: UserId, devices: &[DeviceName]) -> Result<Vec<Option<SignedKey>>, StoreError> {
+        self.inner.claim_one_time_keys(user, devices)
+    }
     fn device_keys(&self, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>, StoreError> {
         self.inner.device_keys(user)
     }

@@ -292,6 +292,13 @@ impl<'d> Dispatch<'d, '_> {
                     server::amended(&mut answer, event, message, true);
                     self.reply(*origin, answer);
                 }
+                Outcome::KeysChanged { user, event, inboxes } => {
+                    let (_, positions) = self.next();
+                    self.ctx.metrics.keys_changed_events.inc_by(positions.len() as u64);
+                    let mut frame = Vec::with_capacity(64);
+                    server::keys_changed(&mut frame, *event, *user);
+                    self.deliver(inboxes, positions, None, *event, frame);
+                }
                 Outcome::AmendRepeat { origin, message } => {
                     let event = message.amended.map_or(MessageId(0), |a| a.event);
                     let mut frame = Vec::with_capacity(160 + message.body.len());

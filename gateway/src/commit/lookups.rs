@@ -149,6 +149,7 @@ impl Batch<'_> {
                 CommitRequest::Group { .. }
                 | CommitRequest::Block { .. }
                 | CommitRequest::DirectFrom { .. }
+                | CommitRequest::KeysChanged { .. }
                 | CommitRequest::Stop => {}
             }
         }

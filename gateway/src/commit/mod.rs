@@ -409,7 +409,7 @@ fn origin_of(r: &CommitRequest) -> Option<Waiting> {
         | CommitRequest::Block { origin, .. }
         | CommitRequest::DirectFrom { origin, .. }
         | CommitRequest::Amend { origin, .. } => Some((*origin, None)),
-        CommitRequest::Stop => None,
+        CommitRequest::KeysChanged { .. } | CommitRequest::Stop => None,
     }
 }
 

@@ -47,6 +47,17 @@ impl CommitQueues {
         self.queues[i].try_send(r)
     }
 
+    /// Queue `r` for its pipeline, waiting up to `timeout` for room (for
+    /// threads that may wait; cores never do).
+    pub(crate) fn send_timeout(
+        &self,
+        r: CommitRequest,
+        timeout: Duration,
+    ) -> Result<(), crossbeam_channel::SendTimeoutError<CommitRequest>> {
+        let i = pipeline_of(&r, self.queues.len());
+        self.queues[i].send_timeout(r, timeout)
+    }
+
     /// Ask every pipeline to finish what it was given and stop.
     pub(crate) fn stop(&self) {
         for q in self.queues.iter() {
@@ -140,7 +151,8 @@ pub(crate) fn pipeline_of(r: &CommitRequest, k: usize) -> usize {
         }
         CommitRequest::Group { by, op: GroupOp::Create { .. }, .. }
         | CommitRequest::Block { by, .. }
-        | CommitRequest::DirectFrom { by, .. } => mix(by.0 ^ 0x5555_5555),
+        | CommitRequest::DirectFrom { by, .. }
+        | CommitRequest::KeysChanged { user: by, .. } => mix(by.0 ^ 0x5555_5555),
         CommitRequest::Stop => 0,
     };
     (key % k as u64) as usize

@@ -109,6 +109,7 @@ impl<S> Engine<S> {
                 | QueryRequest::LogoutDevice { origin, .. }
                 | QueryRequest::SetPush { origin, .. }
                 | QueryRequest::Keys { origin, .. }
+                | QueryRequest::Media { origin, .. }
                 | QueryRequest::Conversations { origin, .. }
                 | QueryRequest::Members { origin, .. },
             )
@@ -151,6 +152,6 @@ fn origin_of_commit(request: CommitRequest) -> Option<(Endpoint, Option<String>)
         | CommitRequest::Block { origin, .. }
         | CommitRequest::DirectFrom { origin, .. }
         | CommitRequest::Amend { origin, .. } => Some((origin, None)),
-        CommitRequest::Stop => None,
+        CommitRequest::KeysChanged { .. } | CommitRequest::Stop => None,
     }
 }

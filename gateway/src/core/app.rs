@@ -18,6 +18,7 @@ use super::{
 use crate::{
     devices::keys::KeyOp,
     events::{AmendOp, BlockOp, CommitRequest, GroupOp, MembersFor, QueryRequest},
+    media::requests::MediaOp,
     presence::PresenceRequest,
     ws::frame::Opcode,
 };
@@ -62,6 +63,11 @@ impl<S> Engine<S> {
     }
 
     fn on_client_frame(&mut self, slot: usize, frame: ClientFrame<'_>) {
+        if let ClientFrame::Send(s) = &frame {
+            if s.envelope_device.is_some() && !self.envelope_from_this_device(slot, s) {
+                return;
+            }
+        }
         let (Some(origin), Some(c)) = (self.endpoint(slot), self.conns.get_mut(slot)) else { return };
         let me = c.user;
         let request = match frame {
@@ -122,7 +128,10 @@ impl<S> Engine<S> {
                 by: me,
                 conversation: conversation(me, r),
                 msg,
-                op: AmendOp::Edit(body.to_owned()),
+                op: AmendOp::Edit {
+                    body: body.to_owned(),
+                    device: self.devices.get(&slot).map(|d| Box::new(d.device)),
+                },
             },
             ClientFrame::Sync { after, limit } => {
                 c.subscribed = true;
@@ -168,6 +177,19 @@ impl<S> Engine<S> {
                 return self.key_request(slot, origin, me, KeyOp::Fetch { user, device });
             }
             ClientFrame::KeyCount => return self.key_request(slot, origin, me, KeyOp::Count),
+            ClientFrame::UploadMedia { request_id, conversation: r, kind, size, content_type } => {
+                let request_id = request_id.to_owned();
+                let op = MediaOp::Upload { request_id, conversation: conversation(me, r), kind, size, content_type };
+                return self.actions.push(Action::Query(QueryRequest::Media { origin, user: me, op }));
+            }
+            ClientFrame::CompleteMedia { request_id, media, upload, tags } => {
+                let op = MediaOp::Complete { request_id: request_id.to_owned(), media, upload, tags };
+                return self.actions.push(Action::Query(QueryRequest::Media { origin, user: me, op }));
+            }
+            ClientFrame::DownloadMedia { request_id, media } => {
+                let op = MediaOp::Download { request_id: request_id.to_owned(), media };
+                return self.actions.push(Action::Query(QueryRequest::Media { origin, user: me, op }));
+            }
             ClientFrame::Conversations { before, limit } => {
                 let q = QueryRequest::Conversations { origin, user: me, before, limit };
                 return self.actions.push(Action::Query(q));
@@ -217,6 +239,27 @@ impl<S> Engine<S> {
             return self.send_error(slot, &e);
         };
         self.actions.push(Action::Query(QueryRequest::Keys { origin, user: me, device, token_iat, op }));
+    }
+
+    /// Whether an `encrypted` send's envelope names the connection's own
+    /// device (`d`); if not, the send is answered with an error here: an
+    /// unnamed connection cannot send encrypted messages at all.
+    fn envelope_from_this_device(&mut self, slot: usize, s: &chatgw_protocol::Send<'_>) -> bool {
+        let e = match self.named(slot) {
+            Some((device, _)) if s.envelope_device == Some(device) => return true,
+            Some((device, _)) => ProtocolError::new(
+                ErrorCode::BadField,
+                format!("field `body`: encrypted envelope: `d` must be this connection's device `{device}`"),
+            ),
+            None => ProtocolError::new(
+                ErrorCode::NotAllowed,
+                "encrypted messages come from named devices: connect with a token whose `dev` claim names this device",
+            ),
+        };
+        let mut e = e;
+        e.reference = Some(s.client_id.to_owned());
+        self.send_error(slot, &e);
+        false
     }
 
     /// Answer a refused frame with an `error`; a connection that collects

@@ -115,6 +115,7 @@ impl<S> Engine<S> {
         if let Some(c) = self.conns.get_mut(slot) {
             c.syncing = false;
         }
+        self.own_events.forget(slot);
         self.leave_catch_up(slot);
     }
 

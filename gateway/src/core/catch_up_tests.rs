@@ -170,3 +170,42 @@ fn catch_up_all_reads_for_a_bounded_number_of_connections_at_a_time() {
     assert!(metrics.contains("chatgw_catch_up_pending{core=\"0\"} 0"), "{metrics}");
     assert!(metrics.contains("chatgw_catch_ups_total{reason=\"all\"} 100"), "{metrics}");
 }
+
+/// `Seen` for the connection's own event at `pos`.
+fn seen_at(to: chatgw_router::Endpoint, event: u64, pos: u64) -> CoreEvent {
+    CoreEvent::Seen { to, event: MessageId(event), pos: InboxPos(pos) }
+}
+
+#[test]
+fn an_own_event_seen_while_catching_up_is_not_written_back_to_its_device() {
+    let mut h = synced_dense();
+    let to = h.endpoint();
+    h.mail(vec![CoreEvent::CatchUp { to }]);
+    assert_eq!(pages_after(&h.actions()), vec![0]);
+    // The device sends a message meanwhile: its own inbox holds it at 2.
+    h.mail(vec![deliver_at(to, 31, 1), seen_at(to, 32, 2)]);
+    assert_eq!(h.frames(), vec![], "held while the page is read");
+    h.mail(vec![sync_page_at(to, 0, &[(1, 31)], 0, false)]);
+    assert_eq!(texts(&h.frames()), vec!["event-31"]);
+    assert_eq!(pages_after(&h.actions()), vec![1], "one more page for what arrived meanwhile");
+    h.mail(vec![sync_page_at(to, 1, &[(2, 32), (3, 33)], 0, false)]);
+    assert_eq!(texts(&h.frames()), vec!["event-33"], "its own message is not echoed; the next one is");
+    assert_eq!((h.cursor(), h.pos()), (MessageId(33), InboxPos(3)));
+    assert!(h.actions().is_empty(), "caught up");
+    assert_eq!(h.engine.own_events.len(), 0, "nothing kept once paging ends");
+}
+
+#[test]
+fn an_own_event_past_a_gap_is_not_written_back_by_the_catch_up_it_starts() {
+    let mut h = synced_dense();
+    let to = h.endpoint();
+    // Position 1 (another node's) is still in transit; the device's own
+    // event at 2 opens the gap.
+    h.mail(vec![seen_at(to, 42, 2)]);
+    assert_eq!(pages_after(&h.actions()), vec![0]);
+    h.mail(vec![sync_page_at(to, 0, &[(1, 41), (2, 42)], 0, false)]);
+    assert_eq!(texts(&h.frames()), vec!["event-41"]);
+    assert_eq!((h.cursor(), h.pos()), (MessageId(42), InboxPos(2)));
+    h.mail(vec![deliver_at(to, 41, 1), deliver_at(to, 43, 3)]);
+    assert_eq!(texts(&h.frames()), vec!["event-43"], "live again; the late repeat is dropped");
+}

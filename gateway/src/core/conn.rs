@@ -39,6 +39,9 @@ pub(crate) enum PageRead {
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Waiting for the balancer's PROXY header (`--proxy-protocol`); no
+    /// source is charged yet (`proxy_intake`).
+    ProxyHeader,
     /// Waiting for a complete HTTP request.
     Handshake,
     /// An HTTP response is queued; the connection closes once it is written.
@@ -47,6 +50,17 @@ pub(crate) enum Phase {
     Open,
     /// Close frame sent or received; waiting for the peer to go, briefly.
     Closing,
+    /// Refused by the per-source limits after its PROXY header: like
+    /// `Responding`, but no source was charged.
+    Refused,
+}
+
+impl Phase {
+    /// Whether a connection in this phase holds a charge on its `peer`'s
+    /// per-source limits, to release when it goes.
+    pub(crate) fn charged_its_source(self) -> bool {
+        !matches!(self, Phase::ProxyHeader | Phase::Refused)
+    }
 }
 
 /// Where the cursor of a connection's last `sync` stands. One byte for

@@ -19,11 +19,11 @@ use std::{
 use chatgw_router::Directory;
 
 use crate::{
-    auth::TokenKey,
     config::Config,
     devices::{live::LiveDevices, recorder::DeviceNotes},
     limits::Limits,
     metrics::Metrics,
+    proxy::TrustedProxies,
     revoke::Revocations,
 };
 
@@ -49,6 +49,9 @@ pub(crate) struct CoreSettings {
     /// position ahead of a connection means it missed events, and the
     /// connection catches up from the store (`catch_up`).
     pub(crate) dense_positions: bool,
+    /// `--proxy-protocol`, and the balancers of `--proxy-from`.
+    pub(crate) proxy_protocol: bool,
+    pub(crate) proxy_from: TrustedProxies,
 }
 
 impl CoreSettings {
@@ -67,6 +70,8 @@ impl CoreSettings {
             idle_timeout: c.idle_timeout,
             // Set from the store by the server; off for an engine alone.
             dense_positions: false,
+            proxy_protocol: c.proxy_protocol,
+            proxy_from: c.proxy_from.clone(),
         }
     }
 }
@@ -80,7 +85,7 @@ pub(crate) struct CoreContext {
     /// Per-source and per-user limits, shared by every core.
     pub(crate) limits: Arc<Limits>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) token_key: Arc<TokenKey>,
+    pub(crate) token_key: Arc<crate::reload::KeyRing>,
     /// Users whose sessions were revoked, checked at every upgrade.
     pub(crate) revocations: Arc<Revocations>,
     /// Where named devices' connections are noted (`devices::recorder`).
@@ -105,7 +110,7 @@ impl CoreContext {
             device_notes,
             live_devices: LiveDevices::default(),
             metrics,
-            token_key: Arc::new(TokenKey::new(config.secret.as_bytes())),
+            token_key: Arc::new(crate::reload::KeyRing::new(crate::reload::token_keys(config))),
             revocations: Arc::new(Revocations::default()),
             connections: Arc::new(AtomicUsize::new(0)),
         }

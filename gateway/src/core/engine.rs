@@ -18,7 +18,7 @@ use super::{
 use crate::{
     events::{CoreBatch, CoreEvent},
     limits::Refusal,
-    metrics::{CatchUpReason, Metrics},
+    metrics::{CatchUpReason, Metrics, ProxyOutcome},
     ws::frame::{self, Opcode},
 };
 
@@ -65,6 +65,10 @@ pub(crate) struct Engine<S> {
     pub(crate) now_ms: u64,
     /// Intake stopped for shutdown: protocol requests are refused.
     pub(crate) draining: bool,
+    /// Not accepting (a drain or a shutdown): upgrades are refused with 503.
+    pub(crate) refusing: bool,
+    /// This core's share of a drain's waves (see `drain`).
+    pub(super) drain: super::drain::DrainProgress,
     /// This core's `mailbox_depth` gauge.
     pub(crate) mailbox_depth: prometheus_client::metrics::gauge::Gauge,
     /// Each connection's next deadline (see `ticks`).
@@ -82,6 +86,8 @@ pub(crate) struct Engine<S> {
     pub(crate) devices: HashMap<usize, super::named::NamedConn>,
     /// The typing limit of each connection that typed (see `ephemeral`).
     pub(super) typing_limits: TypingLimits,
+    /// Events paging connections made themselves (see `own_events`).
+    pub(super) own_events: super::own_events::OwnEvents,
     /// Empty output buffers for reuse (see [`SPARE_OUT_BUFFERS`]).
     spare_out: Vec<Vec<u8>>,
 }
@@ -107,12 +113,15 @@ impl<S> Engine<S> {
             now: 0,
             now_ms: now_ms(),
             draining: false,
+            refusing: false,
+            drain: Default::default(),
             mailbox_depth,
             timers: TimerWheel::new(),
             timer_entries,
             catch_ups,
             devices: HashMap::new(),
             typing_limits: TypingLimits::default(),
+            own_events: Default::default(),
             spare_out: Vec::new(),
         }
     }
@@ -135,28 +144,48 @@ impl<S> Engine<S> {
     /// charged: follow with [`Engine::accept`], or [`Engine::unadmit`] if
     /// the driver fails to take the socket after all. On `Err` write
     /// [`Refusal::response`] and close; the refusal is counted here.
+    ///
+    /// Under `--proxy-protocol` a trusted balancer's connection is charged
+    /// nothing yet (its client is known once the header is read, see
+    /// `proxy_intake`), and any other is refused with no bytes.
     pub(crate) fn admit(&self, peer: IpAddr) -> Result<(), Refusal> {
-        let m = &self.ctx.metrics;
-        let full = self.ctx.connections.load(std::sync::atomic::Ordering::Relaxed) >= self.ctx.settings.max_connections;
-        let verdict = if full { Err(Refusal::Full) } else { self.ctx.limits.sources.admit(peer, self.now_ms) };
+        let proxied = self.ctx.settings.proxy_protocol;
+        if proxied && !self.ctx.settings.proxy_from.trusts(peer) {
+            self.ctx.metrics.proxy_header(ProxyOutcome::Untrusted);
+            return Err(Refusal::Untrusted);
+        }
+        if self.ctx.connections.load(std::sync::atomic::Ordering::Relaxed) >= self.ctx.settings.max_connections {
+            self.ctx.metrics.connections_refused.inc();
+            return Err(Refusal::Full);
+        }
+        match proxied {
+            true => Ok(()),
+            false => self.charge_source(peer),
+        }
+    }
+
+    /// Charge `peer` against the per-source limits (on `Ok`); a refusal is
+    /// counted. Also for a proxied connection once its header names the
+    /// client: it already holds its place in `--max-connections`.
+    pub(super) fn charge_source(&self, peer: IpAddr) -> Result<(), Refusal> {
+        let verdict = self.ctx.limits.sources.admit(peer, self.now_ms);
         match verdict {
-            Ok(()) => {}
-            Err(Refusal::Full) => {
-                m.connections_refused.inc();
-            }
             Err(Refusal::IpConnections) => {
-                m.ip_connection_refusals.inc();
+                self.ctx.metrics.ip_connection_refusals.inc();
             }
             Err(Refusal::IpRate) => {
-                m.ip_rate_refusals.inc();
+                self.ctx.metrics.ip_rate_refusals.inc();
             }
+            Ok(()) | Err(Refusal::Full | Refusal::Untrusted) => {}
         }
         verdict
     }
 
     /// Undo [`Engine::admit`] for a socket the driver could not take.
     pub(crate) fn unadmit(&self, peer: IpAddr) {
-        self.ctx.limits.sources.release(peer);
+        if !self.ctx.settings.proxy_protocol {
+            self.ctx.limits.sources.release(peer);
+        }
     }
 
     /// A new TCP connection from `peer`, admitted; returns its slot.
@@ -165,7 +194,11 @@ impl<S> Engine<S> {
         self.ctx.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.next_generation = self.next_generation.wrapping_add(1);
         let burst = self.ctx.settings.rate_burst;
-        let slot = self.conns.insert(Conn::new(sock, peer, self.next_generation, self.now, burst, self.now_ms));
+        let mut conn = Conn::new(sock, peer, self.next_generation, self.now, burst, self.now_ms);
+        if self.ctx.settings.proxy_protocol {
+            conn.phase = Phase::ProxyHeader;
+        }
+        let slot = self.conns.insert(conn);
         self.arm_timer(slot);
         slot
     }
@@ -186,6 +219,10 @@ impl<S> Engine<S> {
         };
         conn.last_heard = self.now;
         match conn.phase {
+            Phase::ProxyHeader => {
+                self.on_proxy_header_bytes(slot, data);
+                self.arm_timer(slot);
+            }
             Phase::Handshake => {
                 self.on_handshake_bytes(slot, data);
                 // Responding or open now: the next deadline may be earlier.
@@ -193,7 +230,7 @@ impl<S> Engine<S> {
             }
             Phase::Open => self.on_frame_bytes(slot, data),
             // Input after a response or a close is read and dropped.
-            Phase::Responding | Phase::Closing => {}
+            Phase::Responding | Phase::Refused | Phase::Closing => {}
         }
     }
 
@@ -212,6 +249,7 @@ impl<S> Engine<S> {
     pub(crate) fn drop_conn(&mut self, slot: usize) {
         self.leave_catch_up(slot);
         self.typing_limits.forget(slot);
+        self.own_events.forget(slot);
         let Some(conn) = self.conns.try_remove(slot) else {
             return;
         };
@@ -219,7 +257,9 @@ impl<S> Engine<S> {
             self.ctx.live_devices.went_away(conn.user, d.device);
         }
         self.ctx.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.ctx.limits.sources.release(conn.peer);
+        if conn.phase.charged_its_source() {
+            self.ctx.limits.sources.release(conn.peer);
+        }
         if conn.registered {
             let ep = Endpoint { core: self.core, slot: slot as u32, generation: conn.generation };
             self.ctx.directory.unregister(conn.user.0, ep);
@@ -342,7 +382,7 @@ impl<S> Engine<S> {
                 let buf = mem::take(&mut c.outbuf);
                 c.out_pos = 0;
                 keep_spare(&mut self.spare_out, buf);
-                if matches!(c.phase, Phase::Closing | Phase::Responding) {
+                if matches!(c.phase, Phase::Closing | Phase::Responding | Phase::Refused) {
                     self.drop_conn(slot);
                     continue;
                 }
@@ -396,7 +436,9 @@ impl<S> Engine<S> {
                 }
                 // The connection made the event: it only moves past it.
                 CoreEvent::Seen { event, pos, .. } => {
-                    self.take_live(slot, event, pos);
+                    if !self.take_live(slot, event, pos) {
+                        self.note_own_while_paging(slot, pos);
+                    }
                 }
                 CoreEvent::SyncPage { after, events, full, truncated, .. } => {
                     self.on_sync_page(slot, after, events, full, truncated)
@@ -406,6 +448,7 @@ impl<S> Engine<S> {
                     // cursor never jumps over what the failed page held.
                     self.leave_catch_up(slot);
                     self.not_live(slot);
+                    self.own_events.forget(slot);
                     if let Some(c) = self.conns.get_mut(slot) {
                         c.syncing = false;
                         c.subscribed = false;
@@ -465,9 +508,19 @@ impl<S> Engine<S> {
         true
     }
 
+    /// The connection made the event at `pos` but is paging (or just began
+    /// to, at a gap): the page that holds it moves past it silently.
+    fn note_own_while_paging(&mut self, slot: usize, pos: InboxPos) {
+        let Some(c) = self.conns.get(slot) else { return };
+        if c.subscribed && c.syncing && pos > c.pos {
+            self.own_events.note(slot, c.generation, pos);
+        }
+    }
+
     /// Shutdown, step one: refuse new requests (they get `shutting_down`).
     pub(crate) fn stop_intake(&mut self) {
         self.draining = true;
+        self.refusing = true;
     }
 
     /// Shutdown, step two: close every connection with 1001.
@@ -476,8 +529,8 @@ impl<S> Engine<S> {
         for (slot, phase) in slots {
             match phase {
                 Phase::Open => self.close_with(slot, close::GOING_AWAY, "server shutting down"),
-                Phase::Handshake => self.drop_conn(slot),
-                Phase::Responding | Phase::Closing => {}
+                Phase::ProxyHeader | Phase::Handshake => self.drop_conn(slot),
+                Phase::Responding | Phase::Refused | Phase::Closing => {}
             }
         }
     }

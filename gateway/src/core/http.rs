@@ -3,7 +3,7 @@
 use chatgw_protocol::{close, max_body_for_frame, server, ClientFrame};
 use chatgw_router::Endpoint;
 
-use super::{conn::Phase, Engine};
+use super::{conn::Phase, unread::Unread, Engine};
 use crate::{
     auth::{AuthError, Claims},
     ws::{
@@ -40,18 +40,14 @@ impl<S> Engine<S> {
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
-        let mut owned = std::mem::take(&mut conn.inbuf);
-        let buffered = !owned.is_empty();
-        if buffered {
-            owned.extend_from_slice(data);
-        }
-        let view: &mut [u8] = if buffered { &mut owned } else { data };
+        let mut unread = Unread::join(&mut conn.inbuf, data);
+        let view = unread.bytes();
         let (route, used) = match handshake::parse(view) {
             Ok(None) if view.len() > MAX_REQUEST_HEAD => {
                 (text(431, "Request Header Fields Too Large", "request head too large\n"), 0)
             }
             Ok(None) => {
-                let keep = if buffered { owned } else { view.to_vec() };
+                let keep = unread.keep();
                 if let Some(c) = self.conns.get_mut(slot) {
                     c.inbuf = keep;
                 }
@@ -101,6 +97,10 @@ impl<S> Engine<S> {
         match req.path {
             // `/metrics` is not here: it is on the admin listener (`admin`).
             "/healthz" => self.health(),
+            "/readyz" => {
+                let (status, reason, body) = crate::drain::readiness(&self.ctx.metrics);
+                text(status, reason, body)
+            }
             "/ws" => self.route_upgrade(req, true),
             "/echo" if self.ctx.settings.echo_endpoint => self.route_upgrade(req, false),
             _ => text(404, "Not Found", "not found\n"),
@@ -117,7 +117,7 @@ impl<S> Engine<S> {
     }
 
     fn route_upgrade(&self, req: &Request<'_>, authenticate: bool) -> Route {
-        if self.draining {
+        if self.refusing {
             return text(503, "Service Unavailable", "shutting down\n");
         }
         let user = if authenticate {

@@ -14,7 +14,8 @@
 //!
 //! Files: `context` is what the engine may touch outside itself; `action`
 //! its requests to other threads and their refusals; `conn` is one
-//! connection's state; `http` the request before the
+//! connection's state; `proxy_intake` a balancer's PROXY header before
+//! the request; `http` the request before the
 //! upgrade; `frames` the WebSocket frame layer; `app` the protocol frames;
 //! `engine` the table of connections, `named` the device each names and
 //! whether it is live, `ephemeral` presence and typing
@@ -22,7 +23,8 @@
 //! `paging` the pages of a sync or a catch-up; `catch_up` reading missed
 //! live events from the store (a gap in dense positions, or when asked);
 //! `mailbox` draining the core's mailbox and its bound; `timers` the wheel
-//! of connection deadlines and `ticks` what the engine does when one comes.
+//! of connection deadlines and `ticks` what the engine does when one comes;
+//! `drain` a drain's waves of 1012 closes.
 //! Under test: `harness` drives one engine over a fake socket; `sync_tests`,
 //! `catch_up_tests`, `named_tests` and `action_tests` pin the sync/live-cursor rules and the answers to
 //! refused actions.
@@ -36,6 +38,7 @@ mod catch_up;
 mod catch_up_tests;
 mod conn;
 mod context;
+mod drain;
 mod engine;
 mod ephemeral;
 mod frames;
@@ -46,12 +49,15 @@ mod mailbox;
 mod named;
 #[cfg(test)]
 mod named_tests;
+mod own_events;
 mod paging;
+mod proxy_intake;
 mod revoked;
 #[cfg(test)]
 mod sync_tests;
 mod ticks;
 mod timers;
+mod unread;
 
 pub(crate) use action::{Action, Refused};
 pub(crate) use conn::Phase;

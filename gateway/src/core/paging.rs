@@ -68,6 +68,11 @@ impl<S> Engine<S> {
             if pos <= c.pos {
                 continue;
             }
+            if self.own_events.take(slot, c.generation, pos) {
+                // Made by this connection, which has it (`own_events`).
+                (c.cursor, c.pos) = (id, pos);
+                continue;
+            }
             if c.pending_out() > 0 && c.pending_out() + payload.len() > half {
                 stopped_early = true;
                 break;
@@ -99,6 +104,7 @@ impl<S> Engine<S> {
             self.finish_catch_up(slot);
         } else {
             c.syncing = false;
+            self.own_events.forget(slot);
             let mut p = Vec::with_capacity(64);
             match std::mem::replace(&mut c.sync_cursor, SyncCursor::Resolved) {
                 SyncCursor::Truncated => server::synced_truncated(&mut p, c.cursor),

@@ -14,7 +14,7 @@ use super::{
     engine::Engine,
     timers::Entry,
 };
-use crate::ws::frame::Opcode;
+use crate::{metrics::ProxyOutcome, ws::frame::Opcode};
 
 /// Seconds a closing connection may take to drain its last bytes.
 const CLOSE_GRACE_SECS: u32 = 2;
@@ -44,8 +44,8 @@ impl Timeouts {
     /// token's expiry (Unix seconds) on the core's clock.
     fn next(&self, c: &Conn<impl Sized>, now: u32, unix_now: u64) -> u32 {
         match c.phase {
-            Phase::Handshake => c.opened_at.saturating_add(self.handshake),
-            Phase::Responding | Phase::Closing => c.opened_at.saturating_add(CLOSE_GRACE_SECS),
+            Phase::ProxyHeader | Phase::Handshake => c.opened_at.saturating_add(self.handshake),
+            Phase::Responding | Phase::Refused | Phase::Closing => c.opened_at.saturating_add(CLOSE_GRACE_SECS),
             Phase::Open if c.awaiting_auth() => c.opened_at.saturating_add(self.handshake),
             Phase::Open => {
                 let mut at = match c.ping_sent {
@@ -108,12 +108,18 @@ impl<S> Engine<S> {
                 self.ctx.metrics.idle_closes.inc();
                 self.close_with(slot, close::IDLE, "no protocol frame within the idle timeout");
             }
+            Phase::ProxyHeader if now.saturating_sub(c.opened_at) >= t.handshake => {
+                self.ctx.metrics.proxy_header(ProxyOutcome::Timeout);
+                return self.drop_conn(slot);
+            }
             Phase::Handshake if now.saturating_sub(c.opened_at) >= t.handshake => {
                 self.ctx.metrics.bad_requests.inc();
                 self.ctx.metrics.handshake_timeouts.inc();
                 return self.drop_conn(slot);
             }
-            Phase::Responding | Phase::Closing if now.saturating_sub(c.opened_at) >= CLOSE_GRACE_SECS => {
+            Phase::Responding | Phase::Refused | Phase::Closing
+                if now.saturating_sub(c.opened_at) >= CLOSE_GRACE_SECS =>
+            {
                 return self.drop_conn(slot);
             }
             Phase::Open => match c.ping_sent {

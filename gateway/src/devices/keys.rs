@@ -22,7 +22,10 @@ use chatgw_protocol::{
 };
 use chatgw_storage::{MessageStore, StoreError};
 
-use crate::{auth::Claims, revoke::Revocations};
+use crate::{
+    auth::Claims,
+    revoke::{Revocations, Revoker},
+};
 
 /// Devices of one user that may have published keys at once.
 pub(crate) const MAX_KEY_DEVICES_PER_USER: usize = 32;
@@ -39,14 +42,27 @@ pub(crate) enum KeyOp {
 }
 
 /// The answer frame to `op` from `asking` (whose claims name a device).
-pub(crate) fn answer(store: &dyn MessageStore, revocations: &Revocations, asking: &Claims, op: KeyOp) -> Vec<u8> {
+/// An upload that changes the user's devices with keys or a device's
+/// identity is announced to the user's contacts (`keys_changed`) once it
+/// is stored.
+pub(crate) fn answer(store: &dyn MessageStore, revoker: &Revoker, asking: &Claims, op: KeyOp) -> Vec<u8> {
+    let revocations = revoker.revocations.as_ref();
     let mut p = Vec::with_capacity(128);
     let (me, Some(device)) = (asking.user, asking.device) else {
         server::error(&mut p, ErrorCode::NotAllowed, "keys belong to named devices", None);
         return p;
     };
     let result = match op {
-        KeyOp::Upload { keys, one_time_keys } => upload(store, revocations, asking, device, &keys, &one_time_keys),
+        KeyOp::Upload { keys, one_time_keys } => {
+            let result = upload(store, revocations, asking, device, &keys, &one_time_keys);
+            match result {
+                Ok(Ok((count, true))) => {
+                    revoker.keys_changed.announce(store, me);
+                    Ok(Ok(count))
+                }
+                other => other.map(|r| r.map(|(count, _)| count)),
+            }
+        }
         KeyOp::Count => store.one_time_key_count(me, device).map(Ok),
         KeyOp::Fetch { user, device } => match fetch(store, user, device) {
             Ok(bundles) => {
@@ -87,7 +103,7 @@ fn upload(
     device: DeviceName,
     keys: &DeviceKeys,
     one_time_keys: &[SignedKey],
-) -> Result<Result<u64, Refusal>, StoreError> {
+) -> Result<Result<(u64, bool), Refusal>, StoreError> {
     let me = asking.user;
     if let Err(e) = keys.verify(me, device) {
         return Ok(Err(refusal(e, None)));
@@ -107,7 +123,7 @@ fn upload(
         let message = format!("at most {MAX_KEY_DEVICES_PER_USER} devices of a user have keys; log one out first");
         return Ok(Err((ErrorCode::NotAllowed, message)));
     }
-    store.put_device_keys(me, device, keys)?;
+    let changed = store.put_device_keys(me, device, keys)?;
     let stored = store.one_time_key_count(me, device)?;
     if stored as usize + one_time_keys.len() > MAX_STORED_ONE_TIME_KEYS {
         let message = format!(
@@ -122,18 +138,18 @@ fn upload(
         store.remove_device_keys(me, device)?;
         return Ok(Err(gone()));
     }
-    Ok(Ok(count))
+    Ok(Ok((count, changed)))
 }
 
 /// Claim one one-time key of each device asked for.
 fn fetch(store: &dyn MessageStore, user: UserId, only: Option<DeviceName>) -> Result<Vec<KeyBundle>, StoreError> {
-    let mut bundles = Vec::new();
-    for (device, keys) in store.device_keys(user)? {
-        if only.is_some_and(|d| d != device) {
-            continue;
-        }
-        let one_time_key = store.claim_one_time_key(user, device)?;
-        bundles.push(KeyBundle { device, keys, one_time_key });
-    }
-    Ok(bundles)
+    let mut devices = store.device_keys(user)?;
+    devices.retain(|(device, _)| only.is_none_or(|d| d == *device));
+    let names: Vec<DeviceName> = devices.iter().map(|(device, _)| *device).collect();
+    let claimed = store.claim_one_time_keys(user, &names)?;
+    Ok(devices
+        .into_iter()
+        .zip(claimed)
+        .map(|((device, keys), one_time_key)| KeyBundle { device, keys, one_time_key })
+        .collect())
 }

@@ -7,7 +7,9 @@
 //! - `requests`: the `devices` and `logout_device` frames, served by the
 //!   reader threads (both touch the store), and `register_push` /
 //!   `unregister_push` (`push`), and the key directory's `upload_keys`,
-//!   `fetch_keys` and `key_count` (`keys`);
+//!   `fetch_keys` and `key_count` (`keys`), and the `keys_changed` events
+//!   a change of a user's keys makes for the user's contacts
+//!   (`keys_changed`);
 //! - `live`: which named devices have a live connection now, kept by the
 //!   cores, read by the push worker and the admin listener.
 //!
@@ -15,6 +17,7 @@
 //! session revocation of `revoke`, one level down.
 
 pub(crate) mod keys;
+pub(crate) mod keys_changed;
 pub(crate) mod live;
 pub(crate) mod push;
 pub(crate) mod recorder;

@@ -108,11 +108,16 @@ impl EpollCore {
             hand_off_and_flush(&mut engine, &mut dispatch, |e| e.flush(|s, b| s.write(b)));
 
             let stage = lifecycle.stage();
-            if stage >= Stage::Draining && !engine.draining {
-                engine.stop_intake();
+            if stage >= Stage::Refusing {
+                engine.refusing = true;
                 if let Some(mut l) = listener.take() {
                     let _ = poll.registry().deregister(&mut l);
                 }
+                let wave = lifecycle.wave();
+                engine.close_wave(wave.share_per_mille, wave.spread_ms);
+            }
+            if stage >= Stage::Draining && !engine.draining {
+                engine.stop_intake();
                 lifecycle.report_intake_stopped();
             }
             if stage >= Stage::Closing {

@@ -27,7 +27,7 @@ use chatgw_router::{Mailboxes, Wake};
 
 pub(crate) use self::{
     dispatch::Dispatch,
-    lifecycle::{Lifecycle, Stage},
+    lifecycle::{Lifecycle, Stage, Wave},
 };
 use self::{epoll::EpollCore, uring::UringCore};
 use crate::{

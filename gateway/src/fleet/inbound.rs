@@ -13,7 +13,7 @@
 //! connection here catches up (paced by the cores). A peer that dropped
 //! events for lack of queue room says so with a catch-up notice.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use chatgw_cluster::link::{Delivery, Inbound, PresenceEntry};
 use chatgw_protocol::MessageId;
@@ -69,6 +69,14 @@ impl Inbound for ToCores {
 
     fn presence(&self, from: u16, entries: Vec<PresenceEntry>) {
         self.presence.presence(from, entries);
+    }
+
+    fn refused(&self, _addr: SocketAddr) {
+        self.metrics.link_auth_failures.inc();
+    }
+
+    fn shed(&self, _addr: SocketAddr) {
+        self.metrics.link_handshakes_shed.inc();
     }
 
     fn session_ended(&self, from: u16, clean: bool) {

@@ -38,6 +38,15 @@ pub struct FleetMetrics {
     pub unrouted_events: Counter,
     /// Events received from other nodes.
     pub link_events_received: Counter,
+    /// Link connections refused at the handshake (a wrong or missing
+    /// link MAC, another link protocol version).
+    pub link_auth_failures: Counter,
+    /// Links this node dialled that the peer refused at the handshake (a
+    /// wrong Welcome MAC, or closed after this node's Hello: another key).
+    pub link_dial_refusals: Counter,
+    /// Link connections closed on accept: too many were still in their
+    /// handshake (from their address, or in all).
+    pub link_handshakes_shed: Counter,
     /// Catch-ups this node asked its cores for, whole-node ones.
     pub catch_up_all: Counter,
     /// Users published to the registry (online or offline).
@@ -66,6 +75,18 @@ impl FleetMetrics {
         add!(link_events_dropped, "Events a full link queue refused");
         add!(unrouted_events, "Events that could not be routed to other nodes");
         add!(link_events_received, "Events received from other nodes");
+        add!(
+            link_auth_failures,
+            "Node-link connections refused at the handshake: a wrong or missing link MAC, another link version"
+        );
+        add!(
+            link_dial_refusals,
+            "Node links this node dialled that the peer refused at the handshake (another link key or version)"
+        );
+        add!(
+            link_handshakes_shed,
+            "Node-link connections closed on accept because too many were still in their handshake"
+        );
         add!(catch_up_all, "Whole-node catch-ups started (a peer died, a link broke, the registry came back)");
         add!(presence_published, "Users published to the registry");
         m.registry_up.set(1);

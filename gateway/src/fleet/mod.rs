@@ -25,6 +25,7 @@
 //! the failure table.
 
 mod inbound;
+mod link_key;
 pub(crate) mod metrics;
 mod route;
 mod upkeep;
@@ -42,13 +43,14 @@ use std::{
 };
 
 use chatgw_cluster::{
-    link::{LinkListener, LinkServer, LinkSettings, Links, PeerAddr},
+    link::{LinkKey, LinkListener, LinkServer, LinkSettings, Links, PeerAddr},
     registry::{Notice, RedisTarget, Registry, RegistryConfig, RegistryError, Subscription},
 };
 use chatgw_protocol::GroupId;
 use chatgw_router::{Directory, Fanout, Mailboxes};
 use crossbeam_channel::{Sender, TrySendError};
 
+pub(crate) use self::link_key::link_key;
 pub use self::metrics::FleetMetrics;
 pub(crate) use self::route::RouteJob;
 pub(crate) use self::whole_node::WholeNode;
@@ -71,6 +73,8 @@ pub(crate) struct FleetSettings {
     pub(crate) link_listen: SocketAddr,
     pub(crate) advertise: Option<SocketAddr>,
     pub(crate) lease: Duration,
+    /// What links are authenticated with ([`link_key`]).
+    pub(crate) link_key: LinkKey,
 }
 
 /// Why a node could not join its fleet.
@@ -92,6 +96,15 @@ pub enum FleetError {
     /// A thread could not be started.
     #[error("starting the fleet's threads")]
     Thread(#[source] std::io::Error),
+    /// `--link-secret-file` could not be read, or holds nothing.
+    #[error("reading the link secret file {}", path.display())]
+    LinkSecret {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error (`InvalidData` for an empty file).
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The committer's handle: events to route to other nodes, and groups
@@ -158,7 +171,7 @@ impl Fleet {
         let epoch = registry.epoch();
         tracing::info!(node = settings.node, epoch, link = %link_addr, "joined the fleet");
 
-        let links = Arc::new(Links::new(settings.node, epoch, LinkSettings::default()));
+        let links = Arc::new(Links::new(settings.node, epoch, settings.link_key.clone(), LinkSettings::default()));
         let whole = Arc::new(WholeNode::new(mailboxes.clone()));
         let to_cores = ToCores {
             directory: directory.clone(),
@@ -167,7 +180,9 @@ impl Fleet {
             metrics: metrics.clone(),
             presence: RemoteIn { hub: presence, directory: directory.clone(), mailboxes: mailboxes.clone() },
         };
-        let link_server = listener.start(settings.node, Arc::new(to_cores)).map_err(FleetError::Thread)?;
+        let link_server = listener
+            .start(settings.node, epoch, settings.link_key.clone(), Arc::new(to_cores))
+            .map_err(FleetError::Thread)?;
 
         let (route_control, control_rx) = crossbeam_channel::unbounded();
         // The live nodes before the first event is routed: until the routing

@@ -89,6 +89,8 @@ struct State {
     retry_at: Option<Instant>,
     backoff: Duration,
     commands_seen: u64,
+    /// The links' refused dials counted so far.
+    dial_refusals_seen: u64,
 }
 
 impl Upkeep {
@@ -108,6 +110,7 @@ impl Upkeep {
             retry_at: None,
             backoff: BACKOFF_MIN,
             commands_seen: 0,
+            dial_refusals_seen: 0,
         };
         while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(TICK) {
             self.turn(&mut st);
@@ -117,6 +120,7 @@ impl Upkeep {
 
     fn turn(&mut self, st: &mut State) {
         let now = Instant::now();
+        self.count_dial_refusals(st);
         self.whole.retry_owed();
         self.directory.take_presence_changes(|u| {
             st.pending.insert(u);
@@ -292,6 +296,12 @@ impl Upkeep {
         if let Err(e) = self.registry.leave(&users) {
             tracing::warn!(error = %e, "leaving the registry failed; this node's placements lapse with its lease");
         }
+    }
+
+    fn count_dial_refusals(&self, st: &mut State) {
+        let now = self.links.stats().auth_failures;
+        self.metrics.link_dial_refusals.inc_by(now.saturating_sub(st.dial_refusals_seen));
+        st.dial_refusals_seen = now;
     }
 
     fn count_commands(&self, st: &mut State) {

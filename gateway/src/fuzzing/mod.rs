@@ -68,6 +68,20 @@ pub fn http_upgrade(data: &[u8]) {
     }
 }
 
+/// Harness of the PROXY protocol header (`crate::proxy`). Input: the bytes
+/// a balancer sends first. A complete header is complete at exactly its
+/// length and not before, and parses the same with or without what
+/// follows it; a header is never longer than the bounds say.
+pub fn proxy_header(data: &[u8]) {
+    use crate::proxy::{parse, MAX_HEADER};
+    let Ok(Some((header, used))) = parse(data) else { return };
+    assert!(used <= data.len() && used <= MAX_HEADER, "took {used} of {} bytes", data.len());
+    assert_eq!(parse(&data[..used]), Ok(Some((header, used))));
+    for cut in 0..used {
+        assert_eq!(parse(&data[..cut]), Ok(None), "a header cut at {cut} of {used}");
+    }
+}
+
 /// What a `ws_frames` input sends to the echo endpoint and what the engine
 /// writes back, so a test can send the same bytes to a real server and
 /// compare.

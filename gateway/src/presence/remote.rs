@@ -196,7 +196,7 @@ impl RemoteIn {
 
 #[cfg(test)]
 mod tests {
-    use chatgw_cluster::link::LinkSettings;
+    use chatgw_cluster::link::{LinkKey, LinkSettings};
 
     use super::*;
 
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn a_node_that_stops_repeating_its_users_loses_them_after_the_stale_time() {
-        let links = Links::new(1, 1, LinkSettings::default());
+        let links = Links::new(1, 1, LinkKey::derive(b"test"), LinkSettings::default());
         let directory = Directory::new();
         let (mut remote, mut hidden, mut seen) = (RemoteState::default(), HashSet::new(), HashMap::new());
         remote.apply(2, vec![entry(7, PresenceEntry::ONLINE, 0)], &mut hidden, &mut seen, 1_000);

@@ -169,6 +169,17 @@ impl TestFleet {
         self.key.mint(UserId(user), chatgw_gateway::auth::unix_now() + 3600)
     }
 
+    /// `user`'s named device `device` on node `i`, synced to the present.
+    pub fn online_device(&self, i: usize, user: u64, device: &str) -> Client {
+        let now = chatgw_gateway::auth::unix_now();
+        let device = chatgw_client::DeviceName::new(device).expect("a device name");
+        let token = self.key.mint_device(UserId(user), device, now - 60, now + 3600);
+        let mut c = Client::connect(self.nodes[i].addr, &token).expect("client connects");
+        c.sync().unwrap();
+        c.wait_for(WAIT, "synced", |e| matches!(e, Event::Synced { .. }).then_some(())).unwrap();
+        c
+    }
+
     /// A device of `user` on node `i`.
     pub fn connect(&self, i: usize, user: u64) -> Client {
         Client::connect(self.nodes[i].addr, &self.token(user)).expect("client connects")

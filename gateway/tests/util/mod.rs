@@ -24,10 +24,18 @@ use chatgw_gateway::{auth::TokenKey, store::StoreUrl, Config, Server, ServerHand
 use chatgw_storage::conformance::TestPostgres;
 
 pub mod amend;
+pub mod capture;
+pub mod chat_proc;
+pub mod child;
 pub mod fleet;
+pub mod haproxy;
+pub mod keys;
 pub mod ledger;
+pub mod media;
 pub mod presence;
 pub mod push;
+pub mod search;
+pub mod served;
 
 /// Run the test function `name(io: IoDriver)` once per I/O driver, as the
 /// tests `name::epoll` and `name::uring`. Written just above the function,

@@ -165,6 +165,9 @@ pub(crate) struct Conn {
     after: u64,
     /// A device's reconnection rather than its first connection.
     reconnect: bool,
+    /// The server's `retry_after_ms` hint, from a close with 1012
+    /// (docs/DRAIN.md): how long to wait before reconnecting.
+    retry_hint_ms: Option<u32>,
 }
 
 impl Conn {
@@ -197,6 +200,7 @@ impl Conn {
             close_sent: false,
             after,
             reconnect,
+            retry_hint_ms: None,
         }
     }
 
@@ -215,7 +219,14 @@ impl Conn {
             close_sent: true,
             after: 0,
             reconnect: false,
+            retry_hint_ms: None,
         }
+    }
+
+    /// The `retry_after_ms` the server gave when it closed the connection
+    /// with 1012 (service restart), if it did.
+    pub(crate) fn retry_hint_ms(&self) -> Option<u32> {
+        self.retry_hint_ms
     }
 
     /// The socket, for (de)registration.
@@ -441,6 +452,9 @@ impl Conn {
                     // The answer to our close; the server closes TCP next.
                     return Ok(());
                 }
+                if code == 1012 {
+                    self.retry_hint_ms = payload.get(2..).and_then(retry_hint);
+                }
                 if !self.close_sent {
                     let echo: &[u8] = if payload.len() >= 2 { &payload[..2] } else { &[] };
                     self.queue(Opcode::Close, echo);
@@ -540,5 +554,28 @@ impl Conn {
             cx.reply.clear();
         }
         r
+    }
+}
+
+/// The `retry_after_ms=<N>` of a close reason (docs/DRAIN.md), if there
+/// is one and it is a number.
+fn retry_hint(reason: &[u8]) -> Option<u32> {
+    let reason = std::str::from_utf8(reason).ok()?;
+    let (_, rest) = reason.split_once("retry_after_ms=")?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).map_or(rest, |end| &rest[..end]);
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod retry_hint_tests {
+    use super::retry_hint;
+
+    #[test]
+    fn the_hint_is_read_from_the_close_reason() {
+        assert_eq!(retry_hint(b"service restart; retry_after_ms=1500"), Some(1500));
+        assert_eq!(retry_hint(b"retry_after_ms=20; more"), Some(20));
+        assert_eq!(retry_hint(b"service restart"), None);
+        assert_eq!(retry_hint(b"retry_after_ms=soon"), None);
+        assert_eq!(retry_hint(&[0xff, 0xfe]), None);
     }
 }

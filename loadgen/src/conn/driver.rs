@@ -129,6 +129,20 @@ impl Driver {
         self.open_conn(node, user, after, true)
     }
 
+    /// Like [`Driver::reopen`], to the node after the one `previous` went
+    /// to (round the list): a client given several addresses tries them in
+    /// turn, so a drained node's devices come back on the others.
+    pub(crate) fn reopen_next(&mut self, previous: usize, user: u64, after: u64) -> usize {
+        let node = self.node_of(previous) + 1;
+        self.open_conn(node, user, after, true)
+    }
+
+    /// The server's `retry_after_ms` hint (in ns) from the close of
+    /// connection `id`, if it ended with 1012 and gave one.
+    pub(crate) fn retry_hint_ns(&self, id: usize) -> Option<u64> {
+        self.conns.get(id)?.retry_hint_ms().map(|ms| u64::from(ms) * 1_000_000)
+    }
+
     /// From now on, reconnections of connections to node `from` go to node
     /// `to` (as a client told that a node is gone would).
     pub(crate) fn redirect(&mut self, from: usize, to: usize) {

@@ -160,20 +160,37 @@ pub(crate) fn backoff_ns(salt: u64, failures: u32) -> u64 {
     backoff / 2 + splitmix(salt) % (backoff / 2 + 1)
 }
 
+/// The delay before reconnection attempt `failures + 1` with *full*
+/// jitter, as `chatgw_client::Reconnect` waits: anywhere from 0 to the base
+/// doubled per failure and capped, so a node's clients closed in one wave
+/// do not all come back in the same instant.
+pub(crate) fn full_jitter_ns(salt: u64, failures: u32) -> u64 {
+    let backoff = BACKOFF_BASE_NS.saturating_mul(1 << failures.min(6)).min(BACKOFF_MAX_NS);
+    splitmix(salt) % (backoff + 1)
+}
+
 /// A thread's devices, and which connection is whose.
 pub(crate) struct Devices<X> {
     list: Vec<Device<X>>,
     /// Driver connection -> device.
     roles: Roles<usize>,
+    /// Reconnect to the next node rather than the same one.
+    rotate: bool,
 }
 
 impl<X> Default for Devices<X> {
     fn default() -> Self {
-        Devices { list: Vec::new(), roles: Roles::default() }
+        Devices { list: Vec::new(), roles: Roles::default(), rotate: false }
     }
 }
 
 impl<X> Devices<X> {
+    /// From now on, each reconnection goes to the node after the one the
+    /// device's last connection went to.
+    pub(crate) fn rotate_nodes(&mut self) {
+        self.rotate = true;
+    }
+
     /// A device of `user` whose first connection is `conn`; its index.
     pub(crate) fn add(&mut self, user: u64, conn: usize, more: X) -> usize {
         let d = self.list.len();
@@ -242,7 +259,11 @@ impl<X> Devices<X> {
     pub(crate) fn reconnect(&mut self, driver: &mut Driver, d: usize) {
         self.roles.clear(self.list[d].conn);
         let dev = &mut self.list[d];
-        let conn = driver.reopen(dev.conn, dev.user, dev.cursor);
+        let conn = if self.rotate {
+            driver.reopen_next(dev.conn, dev.user, dev.cursor)
+        } else {
+            driver.reopen(dev.conn, dev.user, dev.cursor)
+        };
         dev.reopened(conn);
         self.roles.set(conn, d);
     }
@@ -265,6 +286,22 @@ impl<X> Devices<X> {
         let dev = &mut self.list[d];
         let salt = (d as u64) << 20 ^ u64::from(dev.failures) ^ now;
         dev.retry_at = Some(now + backoff_ns(salt, dev.failures));
+    }
+
+    /// Device `d` reconnects at `at` (a server's hint, or a backoff the
+    /// scenario chose), or after a full-jitter backoff from `now` when
+    /// `at` is None; returns when.
+    pub(crate) fn retry_at(&mut self, d: usize, at: Option<u64>, now: u64) -> u64 {
+        let dev = &mut self.list[d];
+        let salt = (d as u64) << 20 ^ u64::from(dev.failures) ^ now;
+        let at = at.unwrap_or_else(|| now + full_jitter_ns(salt, dev.failures));
+        dev.retry_at = Some(at);
+        at
+    }
+
+    /// The earliest pending reconnection, if any device waits for one.
+    pub(crate) fn next_retry(&self) -> Option<u64> {
+        self.list.iter().filter_map(|d| d.retry_at).min()
     }
 
     /// Reconnect the devices whose backoff is over; their indexes.
@@ -323,5 +360,14 @@ mod tests {
         }
         let spread: std::collections::HashSet<u64> = (0..50).map(|s| backoff_ns(s, 0)).collect();
         assert!(spread.len() > 40, "jitter spreads devices cut off together");
+    }
+
+    #[test]
+    fn full_jitter_spans_zero_to_the_capped_backoff() {
+        let firsts: Vec<u64> = (0..400).map(|s| full_jitter_ns(s, 0)).collect();
+        assert!(firsts.iter().all(|&t| t <= BACKOFF_BASE_NS));
+        assert!(firsts.iter().any(|&t| t < BACKOFF_BASE_NS / 4), "down to 0, not half the backoff");
+        assert!((0..400).map(|s| full_jitter_ns(s, 40)).all(|t| t <= BACKOFF_MAX_NS));
+        assert!((0..400).any(|s| full_jitter_ns(s, 40) > BACKOFF_MAX_NS / 2), "the cap grows with failures");
     }
 }

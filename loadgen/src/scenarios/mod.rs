@@ -19,6 +19,7 @@ pub(crate) mod group;
 pub(crate) mod group_traffic;
 pub(crate) mod messages;
 pub(crate) mod one_to_one;
+pub(crate) mod one_to_one_reconnect;
 pub(crate) mod outbox;
 pub(crate) mod placement;
 pub(crate) mod run;

@@ -33,9 +33,11 @@ use crate::{
     scenarios::{
         ctx::RunCtx,
         messages::{self, MsgFigures},
+        one_to_one_reconnect::{self, ReconnectFigures},
         placement::{self, Placement, PlacementFigures},
         scenario::{nanos, safety_timeout, Conductor, ConnFigures, Load, LoadPlan, Loaded, Setup, Worker},
         schedule::sender_of,
+        storm_traffic::StormTraffic,
         traffic::Traffic,
     },
 };
@@ -69,6 +71,8 @@ pub(crate) static FIGURES: Figures = Figures {
         ("box_ctxt", "/cpu/box_ctxt_per_msg"),
         ("gateway_ctxt", "/cpu/gateway_ctxt_per_msg"),
         ("send_rate", "/achieved_send_rate"),
+        ("reconnects", "/reconnects"),
+        ("gave_up", "/gave_up"),
     ],
 };
 
@@ -89,6 +93,9 @@ struct OneToOneReport<'a> {
     /// Where the pairs' ends connected, when there are several gateways.
     #[serde(skip_serializing_if = "Option::is_none")]
     placement: Option<PlacementFigures>,
+    /// With `--reconnect`: the reconnections.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    reconnect: Option<ReconnectFigures>,
 }
 
 /// Run the scenario; `Ok(false)` when anything was lost, duplicated,
@@ -103,8 +110,22 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
     let phases = [("load", nanos(p.duration.0))];
     let traffic = move |tag, live| Traffic::new(tag, body_bytes, live);
     let placement = |nodes| Placement::choose(args.placement.same_node, args.placement.cross_node, nodes);
-    let Some(run) = run_pairs((c, p, &args.load), placement, (1, 0xFACE), &phases, traffic)? else {
-        return Ok(true);
+    let (run, reconnect) = if args.reconnect {
+        let traffic = move |tag, live| {
+            let mut traffic = StormTraffic::new(tag, body_bytes, live);
+            traffic.reconnect_patiently();
+            traffic
+        };
+        let Some(run) = run_pairs((c, p, &args.load), placement, (2, 0xFACE), &phases, traffic)? else {
+            return Ok(true);
+        };
+        let (run, figures) = one_to_one_reconnect::split(run);
+        (run, Some(figures))
+    } else {
+        let Some(run) = run_pairs((c, p, &args.load), placement, (1, 0xFACE), &phases, traffic)? else {
+            return Ok(true);
+        };
+        (run, None)
     };
     let PairRun { ctx, plan, setup, loaded, timed_out, conn_stats, stats: m } = run;
 
@@ -122,9 +143,10 @@ pub(crate) fn run(args: OneToOneArgs) -> anyhow::Result<bool> {
         achieved_delivery_rate: m.delivered as f64 / secs,
         last_delivery_after_end_ms: messages::ms_after_end(m.last_delivery_ns, end_ns),
         placement: plan.placement_figures(ctx.nodes()),
+        reconnect,
     };
     print_summary(&report);
-    let clean = !timed_out && !setup.aborted && m.all_through();
+    let clean = !timed_out && !setup.aborted && m.all_through() && report.reconnect.as_ref().is_none_or(|r| r.clean());
     let lats = [m.latencies().as_slice(), &[("handshake", &conn_stats.handshake)]].concat();
     outputs.finish(&report, &lats, clean)
 }
@@ -308,6 +330,20 @@ fn print_summary(r: &OneToOneReport<'_>) {
     t.row("delivered but never acked", r.msgs.delivered_unacked);
     t.row("missing receipts", r.msgs.missing_receipts);
     t.message_errors(r.duplicate_acks, r.msgs.errors, r.msgs.refused_sends, r.msgs.foreign_frames);
+    if let Some(r) = &r.reconnect {
+        t.row("reconnects (synced again)", r.reconnects);
+        t.row("failed reconnect attempts", r.reconnect_failures);
+        t.row("gave up reconnecting", r.gave_up);
+        t.row("queued while down / resent", format!("{} / {}", r.queued_while_down, r.resent));
+        t.row("first delivered by sync replay", r.delivered_by_replay);
+        t.row(
+            "end -> synced again",
+            format!(
+                "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                r.catch_up_ms.p50_ms, r.catch_up_ms.p99_ms, r.catch_up_ms.max_ms
+            ),
+        );
+    }
     t.row("last delivery after end", format!("{:.1} ms", r.last_delivery_after_end_ms));
     t.latency_header();
     t.latency("send lag (actual-intended)", &r.msgs.send_lag_ms);

@@ -161,6 +161,10 @@ pub(crate) struct StormTraffic {
     cut: Option<(u64, Vec<bool>)>,
     /// `loadgen failover`: the gateway kill to come, instead of a cut.
     failover: Option<Failover>,
+    /// `one-to-one --reconnect`: an ended connection is reopened after the
+    /// server's `retry_after_ms` hint or a full-jitter backoff, to the next
+    /// address, rather than at once to the same one.
+    patient: bool,
     /// Devices with something to send once the loop has the driver.
     to_flush: Vec<usize>,
     live: Arc<Live>,
@@ -180,6 +184,7 @@ impl StormTraffic {
             cut_plan: None,
             cut: None,
             failover: None,
+            patient: false,
             to_flush: Vec::new(),
             live,
             text: String::new(),
@@ -203,6 +208,13 @@ impl StormTraffic {
     /// reconnect its devices to the next node.
     pub(crate) fn plan_failover(&mut self, plan: FailoverPlan) {
         self.failover = Some(Failover::new(plan));
+    }
+
+    /// Reconnect as a patient client does (see `patient`): what
+    /// `one-to-one --reconnect` does while a gateway drains.
+    pub(crate) fn reconnect_patiently(&mut self) {
+        self.patient = true;
+        self.devices.rotate_nodes();
     }
 
     /// Cut off this thread's devices that `chosen` (indexed by global
@@ -234,7 +246,24 @@ impl StormTraffic {
                 }
                 End::Dropped => self.stats.unplanned_drops += 1,
             }
+            if self.patient {
+                // The first attempt after a drain's close waits the hint;
+                // failed attempts back off.
+                let hint = matches!(end, End::Dropped)
+                    .then(|| driver.retry_hint_ns(self.devices.get(d).conn))
+                    .flatten()
+                    .map(|h| now_ns + h);
+                self.devices.retry_at(d, hint, now_ns);
+                continue;
+            }
             self.devices.reconnect(driver, d);
+            self.reconnected(d);
+        }
+    }
+
+    /// Reconnect the patient devices whose wait is over.
+    fn reconnect_due(&mut self, driver: &mut Driver, now_ns: u64) {
+        for d in self.devices.reconnect_due(driver, now_ns) {
             self.reconnected(d);
         }
     }
@@ -485,6 +514,10 @@ impl Load for StormTraffic {
         if let Some(f) = self.failover.as_mut() {
             return f.tick(driver, now_ns);
         }
+        if self.patient {
+            self.reconnect_due(driver, now_ns);
+            return self.devices.next_retry();
+        }
         if self.cut.as_ref().is_some_and(|(at, _)| now_ns >= *at) {
             if let Some((_, chosen)) = self.cut.take() {
                 self.cut_off(driver, &chosen);
@@ -497,6 +530,7 @@ impl Load for StormTraffic {
     fn after_poll(&mut self, driver: &mut Driver) {
         let now = driver.now_ns();
         self.handle_ended(driver, now);
+        self.reconnect_due(driver, now);
         self.flush(driver, now);
     }
 

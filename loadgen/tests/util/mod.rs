@@ -38,6 +38,7 @@ fn chatgw_bin() -> PathBuf {
 
 /// Start `chatgw serve` with one worker, its public and admin listeners on
 /// free ports, and wait until it has logged both addresses.
+#[allow(dead_code)]
 pub(crate) fn spawn_gateway(data: &Path, secret: &str) -> Gateway {
     spawn_gateway_with(data, secret, &[])
 }

@@ -10,7 +10,7 @@ use super::{valid_key_id, DeviceKeys, KeyBundle, PublicKey, Signature, SignedKey
 use crate::{
     frames::{bad, id_field, required, RawFrame},
     server_decode::DecodeError,
-    ClientFrame, DeviceName, ProtocolError, ServerFrame, UserId, DEVICE_NAME_RULE,
+    ClientFrame, DeviceName, MessageId, ProtocolError, ServerFrame, UserId, DEVICE_NAME_RULE,
 };
 
 const KEY_RULE: &str = "must be a 32-byte key in unpadded standard base64 (43 characters)";
@@ -179,6 +179,13 @@ pub fn encode_keys(out: &mut Vec<u8>, user: UserId, bundles: &[KeyBundle]) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// `{"type":"keys_changed","event":"9","user":"42"}`: an inbox event telling
+/// a contact of `user` that the user's devices with keys, or a device's
+/// identity, changed (docs/PROTOCOL.md, "keys_changed").
+pub fn encode_keys_changed(out: &mut Vec<u8>, event: MessageId, user: UserId) {
+    let _ = write!(out, r#"{{"type":"keys_changed","event":"{event}","user":"{user}"}}"#);
+}
+
 #[derive(Deserialize)]
 struct RawSigned {
     id: String,
@@ -198,6 +205,7 @@ struct RawBundle {
 
 #[derive(Deserialize)]
 struct RawAnswer {
+    event: Option<MessageId>,
     device: Option<String>,
     one_time_keys: Option<u64>,
     user: Option<UserId>,
@@ -217,10 +225,14 @@ fn decoded_signed(raw: RawSigned, frame: &'static str) -> Result<SignedKey, Deco
     Ok(SignedKey { id: raw.id, key: decoded_key(&raw.key, frame)?, signature })
 }
 
-/// Decode `key_count` or `keys`.
+/// Decode `key_count`, `keys` or `keys_changed`.
 pub(crate) fn decode(ty: &str, text: &str) -> Result<ServerFrame, DecodeError> {
     let raw: RawAnswer = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
     match ty {
+        "keys_changed" => Ok(ServerFrame::KeysChanged {
+            event: raw.event.ok_or(field("keys_changed", "event", "missing"))?,
+            user: raw.user.ok_or(field("keys_changed", "user", "missing"))?,
+        }),
         "key_count" => Ok(ServerFrame::KeyCount {
             device: raw.device.ok_or(field("key_count", "device", "missing"))?,
             one_time_keys: raw.one_time_keys.ok_or(field("key_count", "one_time_keys", "missing"))?,

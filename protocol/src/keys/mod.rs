@@ -23,7 +23,7 @@ mod signed;
 use base64::{engine::general_purpose::STANDARD_NO_PAD, Engine as _};
 pub(crate) use frames::client_frames;
 pub(crate) use frames::{decode, parse_fetch_keys, parse_upload_keys};
-pub use frames::{encode_key_count, encode_keys};
+pub use frames::{encode_key_count, encode_keys, encode_keys_changed};
 pub use signed::{canonical_text, KeyRole, SignatureError};
 
 /// Most one-time keys in one `upload_keys` (its frame stays near 16 KiB).

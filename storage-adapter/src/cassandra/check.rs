@@ -356,6 +356,7 @@ impl Checker {
                             self.flag("inbox", format!("user {user}: amendment {event} names missing message {id}"));
                         }
                     }
+                    Ok(InboxRecord::KeysChanged(_)) => {}
                     Ok(InboxRecord::Message(_)) => self
                         .flag("inbox", format!("user {user}, event {event}: a message reference stored as a receipt")),
                     Err(e) => self.flag("inbox", format!("user {user}, event {event}: {e}")),

@@ -423,6 +423,12 @@ pub(super) fn plan(
             }
             Write::Receipt { receipt, inboxes } => b.receipt(receipt, inboxes),
             Write::Hide { user, conversation, msg, event } => b.hide(*user, &conversation, msg, event),
+            Write::KeysChanged { user, event, inboxes } => {
+                let encoded = codec::encode_keys_changed(*user);
+                for to in inboxes {
+                    b.event(*to, Event { id: event, payload: Payload::Receipt(encoded.clone()) });
+                }
+            }
             Write::Group { group, announce, inboxes, .. } => {
                 b.stats.records += 1;
                 b.stats.bytes += 16 + codec::encode_group(group).len();

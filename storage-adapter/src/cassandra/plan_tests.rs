@@ -337,3 +337,22 @@ fn a_hide_writes_the_mark_first_and_one_event_for_its_user() {
     assert_eq!(p.events[&2][0].id, event);
     assert_eq!(p.events[&2][0].payload, Payload::Receipt(codec::encode_hidden(&m.conversation, m.id)));
 }
+
+/// A `keys_changed` write is one event per listed inbox, the user it names
+/// encoded, and nothing else.
+#[test]
+fn keys_changed_writes_one_event_per_listed_inbox_and_nothing_else() {
+    let mut ids = Snowflake::new(1);
+    let event = ids.next_id();
+    let writes = [Write::KeysChanged { user: &UserId(7), event, inboxes: &[UserId(2), UserId(3)] }];
+    let p = plan(&writes, &all, event, &nothing_recorded);
+    // The first phase holds only the index rows every event needs.
+    let rows: Vec<&Stmt> = p.first.iter().flatten().flatten().collect();
+    assert!(rows.iter().all(|s| s.cql.contains("inbox_buckets") || s.cql.contains("high_water")), "{rows:?}");
+    assert_eq!(p.events.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
+    for user in [2, 3] {
+        assert_eq!(p.events[&user].len(), 1);
+        assert_eq!(p.events[&user][0].id, event);
+        assert_eq!(p.events[&user][0].payload, Payload::Receipt(codec::encode_keys_changed(UserId(7))));
+    }
+}

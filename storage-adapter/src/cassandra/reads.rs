@@ -373,6 +373,7 @@ async fn resolve(c: &Cql, (pos, event, conv, receipt, _, _): InboxRow) -> Result
                 m.map(|m| InboxEvent::Amended { event, message: chatgw_protocol::hidden_view(m, event) })
                     .ok_or(corrupt("hidden mark of a missing message"))
             }
+            InboxRecord::KeysChanged(user) => Ok(InboxEvent::KeysChanged { event, user }),
             InboxRecord::Message(_) => Err(corrupt("a message reference stored as a receipt")),
         },
         _ => Err(corrupt("neither a message nor a receipt")),

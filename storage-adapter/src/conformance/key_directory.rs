@@ -121,3 +121,62 @@ pub fn concurrent_claims_never_share_a_key(backend: &dyn Backend) {
     assert_eq!(all.len(), 200, "every key was handed out");
     assert_eq!(first.one_time_key_count(user, phone).unwrap(), 0);
 }
+
+/// A fetch claims for several devices in one call: one key of each, in the
+/// order asked, `None` for a device with none left; threads on two handles
+/// claiming for both devices at once never share a key; claims outlive a
+/// reopen.
+pub fn claims_for_several_devices_in_one_call(backend: &dyn Backend) {
+    let place = backend.new_place();
+    let (user, phone, laptop, tablet) = (UserId(43), dev("phone"), dev("laptop"), dev("tablet"));
+    {
+        let first = backend.open(&place);
+        for (d, identity) in [(phone, 1), (laptop, 2), (tablet, 3)] {
+            first.put_device_keys(user, d, &keys(identity)).unwrap();
+        }
+        let phone_keys: Vec<SignedKey> = (0..60).map(|i| otk(&format!("p{i:03}"), i as u8)).collect();
+        let laptop_keys: Vec<SignedKey> = (0..40).map(|i| otk(&format!("l{i:03}"), i as u8)).collect();
+        first.add_one_time_keys(user, phone, &phone_keys).unwrap();
+        first.add_one_time_keys(user, laptop, &laptop_keys).unwrap();
+
+        let one = first.claim_one_time_keys(user, &[tablet, laptop, phone]).unwrap();
+        assert_eq!(one.len(), 3);
+        assert_eq!(one[0], None, "the tablet has no one-time keys");
+        assert!(one[1].as_ref().is_some_and(|k| k.id.starts_with('l')), "the laptop's key second: {one:?}");
+        assert!(one[2].as_ref().is_some_and(|k| k.id.starts_with('p')), "the phone's key third: {one:?}");
+        assert_eq!(first.claim_one_time_keys(user, &[]).unwrap(), vec![], "no devices, no claims");
+        let twice = first.claim_one_time_keys(user, &[laptop, laptop]).unwrap();
+        let ids: Vec<&str> = twice.iter().flatten().map(|k| k.id.as_str()).collect();
+        assert!(ids.len() == 2 && ids[0] != ids[1], "a device named twice gets two keys: {ids:?}");
+
+        let second = backend.second_handle(&place, &first);
+        let handles: Vec<Arc<dyn MessageStore>> = vec![first.clone(), second];
+        let claimers: Vec<_> = (0..6)
+            .map(|t| {
+                let s = handles[t % 2].clone();
+                thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    for _ in 0..20 {
+                        let got = s.claim_one_time_keys(user, &[phone, laptop]).expect("claim");
+                        mine.extend(got.into_iter().flatten().map(|k| k.id));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all: Vec<String> = one.into_iter().chain(twice).flatten().map(|k| k.id).collect();
+        for c in claimers {
+            all.extend(c.join().expect("a claimer"));
+        }
+        let distinct: HashSet<&String> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len(), "a key was handed out twice");
+        assert_eq!(all.len(), 100, "every key was handed out");
+        assert_eq!(first.one_time_key_count(user, phone).unwrap(), 0);
+        assert_eq!(first.one_time_key_count(user, laptop).unwrap(), 0);
+        first.add_one_time_keys(user, phone, &[otk("late", 1)]).unwrap();
+        assert_eq!(first.claim_one_time_keys(user, &[phone]).unwrap(), vec![Some(otk("late", 1))]);
+    }
+    let reopened = backend.open(&place);
+    assert_eq!(reopened.one_time_key_count(user, phone).unwrap(), 0, "claims outlive a reopen");
+    assert_eq!(reopened.claim_one_time_keys(user, &[phone, laptop]).unwrap(), vec![None, None]);
+}

@@ -20,6 +20,7 @@ mod fleet;
 mod hidden;
 mod inbox_retention;
 mod key_directory;
+mod keys_changed;
 mod outbox;
 mod outcomes;
 mod postgres_server;
@@ -48,7 +49,10 @@ pub use fleet::{
 };
 pub use hidden::hidden_marks_are_per_user;
 pub use inbox_retention::inbox_sweep_removes_a_prefix_and_keeps_positions;
-pub use key_directory::{concurrent_claims_never_share_a_key, key_directory_claims_each_key_once};
+pub use key_directory::{
+    claims_for_several_devices_in_one_call, concurrent_claims_never_share_a_key, key_directory_claims_each_key_once,
+};
+pub use keys_changed::keys_changed_reaches_each_listed_inbox;
 pub use outbox::{outbox_pager_never_skips_concurrent_commits, outbox_records_applied_writes};
 pub use outcomes::{
     cursors_resolve_to_positions, duplicate_keys_write_nothing, group_records, group_writes_compare_and_set,
@@ -146,10 +150,12 @@ macro_rules! for_each_conformance_case {
             push_targets_are_per_device_and_removed_only_by_their_token,
             key_directory_claims_each_key_once,
             concurrent_claims_never_share_a_key,
+            claims_for_several_devices_in_one_call,
             conversation_list_and_unread_counts,
             inbox_sweep_removes_a_prefix_and_keeps_positions,
             amendments_replace_the_message_everywhere,
             hidden_marks_are_per_user,
+            keys_changed_reaches_each_listed_inbox,
             outbox_records_applied_writes,
             outbox_pager_never_skips_concurrent_commits,
         );

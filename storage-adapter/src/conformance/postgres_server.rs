@@ -94,6 +94,12 @@ impl TestPostgres {
         TestPostgres { base, local: Some(local), next_db: AtomicUsize::new(0) }
     }
 
+    /// The server's data directory, when this process started the server
+    /// (not one named by `CHATGW_TEST_POSTGRES`).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.local.as_ref().map(|l| l.dir.path().join("data"))
+    }
+
     /// The URL of `database` on this server.
     pub fn url(&self, database: &str) -> String {
         format!("{}/{database}", self.base)

@@ -274,6 +274,8 @@ impl Tables {
                         p.report.flag("inbox", problem);
                     }
                 }
+                // Names a user, no message: nothing to check against.
+                Ok(InboxRecord::KeysChanged(_)) => p.report.counts.inbox_receipts += 1,
                 Ok(InboxRecord::Receipt(r)) => {
                     p.report.counts.inbox_receipts += 1;
                     for id in receipt_ids(&r) {

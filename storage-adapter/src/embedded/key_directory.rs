@@ -11,7 +11,15 @@
 //!
 //! Every write of either keyspace, claims included, takes one lock: a claim
 //! reads the first key and deletes it with nothing in between, so two
-//! claims never take the same key. Written with `fdatasync` like devices.
+//! claims never take the same key. Written with `fdatasync` like devices;
+//! a claim, the hot write (one per device per bundle fetch), commits the
+//! keys of every device asked for in one batch under the lock and syncs
+//! the journal after releasing it, so claims on other threads take their
+//! keys while it waits and one `fdatasync` often covers several of them.
+//! The answer leaves only after its own sync: a claim lost in a crash was
+//! never handed out, so no key is ever given twice.
+
+use std::{collections::HashMap, ops::Bound};
 
 use chatgw_protocol::{DeviceKeys, DeviceName, PublicKey, Signature, SignedKey, UserId};
 use fjall::{PersistMode, Readable};
@@ -34,6 +42,19 @@ fn device_prefix(user: UserId, device: DeviceName) -> Vec<u8> {
     k.push(name.len() as u8);
     k.extend_from_slice(name);
     k
+}
+
+/// The end of the keys that start with `prefix` (the bound a bounded scan
+/// of them needs: an open end would walk every later device's deletions).
+fn past_prefix(prefix: &[u8]) -> Bound<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Bound::Excluded(end);
+        }
+    }
+    Bound::Unbounded
 }
 
 fn one_time_key(user: UserId, device: DeviceName, id: &str) -> Vec<u8> {
@@ -89,8 +110,40 @@ fn fail(what: &'static str) -> impl Fn(fjall::Error) -> StoreError {
     move |e| StoreError::backend(what, e)
 }
 
+/// Devices whose claims may start past their earlier ones: at most this
+/// many are remembered; past it the map starts afresh (a claim of a device
+/// not remembered scans from its prefix, as correct and only slower).
+const MAX_CLAIM_HINTS: usize = 65_536;
+
+/// Per device (its key prefix), the key its last claim took. Claims take a
+/// device's smallest key, so until keys are added again no key of the
+/// device sorts at or below it: the next claim starts its scan after it
+/// instead of walking the deletions of every earlier claim (an LSM tree
+/// keeps them until compaction, which made each claim cost O(keys claimed
+/// so far)). Any other write of the device's keys forgets its hint. Kept
+/// behind the key directory's write lock, which every claim takes.
+#[derive(Default)]
+pub(super) struct ClaimHints(HashMap<Vec<u8>, Vec<u8>>);
+
+impl ClaimHints {
+    fn after(&self, prefix: &[u8]) -> Option<&[u8]> {
+        self.0.get(prefix).map(Vec::as_slice)
+    }
+
+    fn claimed(&mut self, prefix: Vec<u8>, key: Vec<u8>) {
+        if self.0.len() >= MAX_CLAIM_HINTS && !self.0.contains_key(&prefix) {
+            self.0.clear();
+        }
+        self.0.insert(prefix, key);
+    }
+
+    fn forget(&mut self, user: UserId, device: DeviceName) {
+        self.0.remove(&device_prefix(user, device));
+    }
+}
+
 impl Tables {
-    fn key_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    fn key_lock(&self) -> std::sync::MutexGuard<'_, ClaimHints> {
         self.key_directory_writes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -108,7 +161,8 @@ impl Tables {
         device: DeviceName,
         keys: &DeviceKeys,
     ) -> Result<bool, StoreError> {
-        let _writes = self.key_lock();
+        let mut hints = self.key_lock();
+        hints.forget(user, device);
         let k = key(user, device);
         let stored = self.view().get(&self.device_keys, &k).map_err(fail("read device keys"))?;
         let stored = stored.map(|v| decode_keys(&v)).transpose()?;
@@ -130,7 +184,8 @@ impl Tables {
         device: DeviceName,
         keys: &[SignedKey],
     ) -> Result<u64, StoreError> {
-        let _writes = self.key_lock();
+        let mut hints = self.key_lock();
+        hints.forget(user, device);
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         for otk in keys {
             let mut v = Vec::with_capacity(96);
@@ -146,17 +201,49 @@ impl Tables {
         Ok(self.one_time_ids(user, device)?.len() as u64)
     }
 
-    pub(super) fn claim_one_time_key(&self, user: UserId, device: DeviceName) -> Result<Option<SignedKey>, StoreError> {
-        let _writes = self.key_lock();
-        let prefix = device_prefix(user, device);
-        let first = self.view().prefix(&self.one_time_keys, &prefix).next();
-        let Some(guard) = first else { return Ok(None) };
-        let (k, v) = guard.into_inner().map_err(fail("scan one-time keys"))?;
-        let claimed = decode_one_time(prefix.len(), &k, &v)?;
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        batch.remove(&self.one_time_keys, k.to_vec());
-        batch.commit().map_err(fail("claim one-time key"))?;
-        Ok(Some(claimed))
+    /// One key of each of `devices`: taken under the lock in one batch,
+    /// then made durable after the lock is released (see the module doc).
+    pub(super) fn claim_one_time_keys(
+        &self,
+        user: UserId,
+        devices: &[DeviceName],
+    ) -> Result<Vec<Option<SignedKey>>, StoreError> {
+        let mut claimed = Vec::with_capacity(devices.len());
+        {
+            let mut hints = self.key_lock();
+            let view = self.view();
+            let mut batch = self.db.batch();
+            let mut taken: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for device in devices {
+                let prefix = device_prefix(user, *device);
+                // A device named twice in one call takes its next key.
+                let earlier = taken.iter().rev().find(|(p, _)| *p == prefix).map(|(_, k)| k.as_slice());
+                let first = match earlier.or_else(|| hints.after(&prefix)) {
+                    Some(after) => {
+                        let from = (Bound::Excluded(after.to_vec()), past_prefix(&prefix));
+                        view.range(&self.one_time_keys, from).next()
+                    }
+                    None => view.prefix(&self.one_time_keys, &prefix).next(),
+                };
+                let Some(guard) = first else {
+                    claimed.push(None);
+                    continue;
+                };
+                let (k, v) = guard.into_inner().map_err(fail("scan one-time keys"))?;
+                claimed.push(Some(decode_one_time(prefix.len(), &k, &v)?));
+                batch.remove(&self.one_time_keys, k.to_vec());
+                taken.push((prefix, k.to_vec()));
+            }
+            if taken.is_empty() {
+                return Ok(claimed);
+            }
+            batch.commit().map_err(fail("claim one-time keys"))?;
+            for (prefix, k) in taken {
+                hints.claimed(prefix, k);
+            }
+        }
+        self.db.persist(PersistMode::SyncData).map_err(fail("make one-time key claims durable"))?;
+        Ok(claimed)
     }
 
     pub(super) fn device_keys(&self, user: UserId) -> Result<Vec<(DeviceName, DeviceKeys)>, StoreError> {
@@ -171,7 +258,8 @@ impl Tables {
     }
 
     pub(super) fn remove_device_keys(&self, user: UserId, device: DeviceName) -> Result<bool, StoreError> {
-        let _writes = self.key_lock();
+        let mut hints = self.key_lock();
+        hints.forget(user, device);
         let k = key(user, device);
         let had = self.view().get(&self.device_keys, &k).map_err(fail("read device keys"))?.is_some();
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
@@ -181,5 +269,21 @@ impl Tables {
         }
         batch.commit().map_err(fail("remove device keys"))?;
         Ok(had)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_prefix_bounds_exactly_the_keys_with_the_prefix() {
+        assert_eq!(past_prefix(b"ab"), Bound::Excluded(b"ac".to_vec()));
+        assert_eq!(past_prefix(&[1, 0xff, 0xff]), Bound::Excluded(vec![2]));
+        assert_eq!(past_prefix(&[0xff]), Bound::Unbounded);
+        let prefix = device_prefix(UserId(7), DeviceName::new("phone").unwrap());
+        let Bound::Excluded(end) = past_prefix(&prefix) else { panic!("bounded") };
+        assert!(one_time_key(UserId(7), DeviceName::new("phone").unwrap(), "zzzz") < end);
+        assert!(one_time_key(UserId(7), DeviceName::new("phonf").unwrap(), "a") >= end);
     }
 }

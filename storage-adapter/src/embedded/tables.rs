@@ -58,7 +58,7 @@ pub(super) struct Tables {
     /// and claims take.
     pub(super) device_keys: Keyspace,
     pub(super) one_time_keys: Keyspace,
-    pub(super) key_directory_writes: std::sync::Mutex<()>,
+    pub(super) key_directory_writes: std::sync::Mutex<super::key_directory::ClaimHints>,
     /// `(user, conversation, message)` to the event that hid the message
     /// from that user (`Write::Hide`).
     pub(super) hidden: Keyspace,
@@ -151,7 +151,7 @@ impl Tables {
             push_targets_writes: std::sync::Mutex::new(()),
             device_keys: ks("device_keys")?,
             one_time_keys: ks("one_time_keys")?,
-            key_directory_writes: std::sync::Mutex::new(()),
+            key_directory_writes: Default::default(),
             hidden: ks("hidden")?,
             outbox: ks("outbox")?,
             outbox_head: AtomicU64::new(0),
@@ -252,6 +252,13 @@ impl Tables {
                     self.put_hidden(&mut w, *user, conversation, msg, event)?;
                     WriteOutcome::Applied
                 }
+                Write::KeysChanged { user, event, inboxes } => {
+                    let v = Slice::from(codec::encode_keys_changed(*user));
+                    for to in inboxes {
+                        w.put(&self.inbox, codec::inbox_key(*to, event), v.clone());
+                    }
+                    WriteOutcome::Applied
+                }
                 Write::Group { group, based_on, announce, inboxes } => {
                     let taken = match announce {
                         Some(m) => self.taken_key(&w, m)?,
@@ -278,7 +285,7 @@ impl Tables {
                 Write::Receipt { receipt, .. } => receipt.event(),
                 Write::Amend { message, .. } => message.amended.map_or(MessageId(0), |a| a.event),
                 Write::Group { announce, .. } => announce.map_or(MessageId(0), |m| m.id),
-                Write::Hide { event, .. } => *event,
+                Write::Hide { event, .. } | Write::KeysChanged { event, .. } => *event,
             };
             let applied = outcome == WriteOutcome::Applied;
             let n = if applied { write.inboxes().len() } else { 0 };
@@ -686,6 +693,7 @@ impl Tables {
                         .ok_or(StoreError::Corrupt { table: "inbox", what: "hidden mark of a missing message" })?;
                     InboxEvent::Amended { event: id, message: chatgw_protocol::hidden_view(message, id) }
                 }
+                InboxRecord::KeysChanged(user) => InboxEvent::KeysChanged { event: id, user },
             };
             out.push(InboxEntry { pos: InboxPos(id.0), event });
         }

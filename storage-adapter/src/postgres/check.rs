@@ -433,6 +433,7 @@ fn check_receipts(tx: &mut Transaction<'_>, report: &mut IntegrityReport) -> Res
         match codec::decode_inbox(MessageId(event), &row.get::<_, Vec<u8>>(2)) {
             Ok(InboxRecord::Receipt(r)) => named.extend(receipt_ids(&r).into_iter().map(|id| (user, event, id))),
             Ok(InboxRecord::Amended(_, id) | InboxRecord::Hidden(_, id)) => named.push((user, event, id.0)),
+            Ok(InboxRecord::KeysChanged(_)) => {}
             Ok(InboxRecord::Message(_)) => {
                 report.flag("inbox", format!("user {user}, event {event}: a message reference stored as a receipt"))
             }

@@ -234,6 +234,18 @@ impl Columns {
                     c.hide_event.push(pg_id(event));
                     rows += 2;
                 }
+                Write::KeysChanged { user, event, inboxes } => {
+                    let encoded = codec::encode_keys_changed(*user);
+                    for to in inboxes {
+                        c.i_ord.push(ord);
+                        c.i_user.push(pg_u64(to.0));
+                        c.i_event.push(pg_id(event));
+                        c.i_conversation.push(None);
+                        c.i_receipt.push(Some(encoded.clone()));
+                        c.stats.bytes += 24 + encoded.len();
+                    }
+                    rows += inboxes.len();
+                }
                 Write::Group { group, announce, inboxes, .. } => {
                     // Applied: the record is written, and the key (if any) bound.
                     c.stats.bytes += 16 + codec::encode_group(group).len();

@@ -21,7 +21,7 @@ use self::{peer::Peer, queue::Queue};
 use super::{
     frame::Frame,
     stats::{add, SendCounters},
-    Delivery, LinkSettings, LinkStats,
+    Delivery, LinkKey, LinkSettings, LinkStats,
 };
 
 /// Where a peer's link listener is, for this run of it.
@@ -65,6 +65,7 @@ impl PeerHandle {
 pub struct Links {
     me: u16,
     epoch: u64,
+    key: LinkKey,
     settings: LinkSettings,
     peers: RwLock<HashMap<u16, PeerHandle>>,
     /// Writer threads told to stop (peer gone or replaced), joined later.
@@ -74,11 +75,13 @@ pub struct Links {
 
 impl Links {
     /// No peers yet: this node (`node`, in its run `epoch`) links to those
-    /// [`Links::set_peers`] lists.
-    pub fn new(node: u16, epoch: u64, settings: LinkSettings) -> Links {
+    /// [`Links::set_peers`] lists, proving with `key` that it is of their
+    /// fleet (and checking that they are).
+    pub fn new(node: u16, epoch: u64, key: LinkKey, settings: LinkSettings) -> Links {
         Links {
             me: node,
             epoch,
+            key,
             settings,
             peers: RwLock::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
@@ -115,6 +118,7 @@ impl Links {
                 epoch: self.epoch,
                 node: p.node,
                 addr: p.addr,
+                key: self.key.clone(),
                 settings: self.settings.clone(),
                 queue: queue.clone(),
                 counters: self.counters.clone(),

@@ -1,6 +1,8 @@
-//! One peer's writer thread: dial, say Hello, then write everything queued
-//! in one write per wake-up, ping every `ping_after`, and redial with
-//! backoff when anything fails.
+//! One peer's writer thread: dial, pass the handshake (`handshake::dial`:
+//! answer the peer's Challenge, check its Welcome), then write everything
+//! queued in one write per wake-up, ping every `ping_after`, and redial
+//! with backoff when anything fails. A refused handshake is logged as a
+//! warning at most once a minute per peer.
 //!
 //! A second, small thread per session reads what the peer sends back
 //! (Pongs) so that a peer that stopped answering is noticed even while
@@ -8,7 +10,7 @@
 //! `dead_after` (the socket's write timeout).
 //!
 //! A session takes nothing from the queue until the peer answered the
-//! Ping sent with the Hello, so frames still queued survive a redial and a
+//! Ping sent after the handshake, so frames still queued survive a redial and a
 //! connection that is accepted and dropped (the queue is bounded). Frames
 //! of a failed write are lost: the receiver sees its session end without
 //! a Goodbye and catches everyone up, and the next session starts with a
@@ -24,13 +26,16 @@ use std::{
 
 use super::queue::{Next, Queue};
 use crate::link::{
-    frame::{self, Frame, VERSION},
+    frame::{self, Frame},
+    handshake::{self, HandshakeError},
     stats::{add, SendCounters},
-    LinkSettings,
+    LinkKey, LinkSettings,
 };
 
 /// How long a Goodbye waits for the peer to close its side.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
+/// At most one warning per peer this often about refused handshakes.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Everything a writer thread needs.
 pub(super) struct Peer {
@@ -38,6 +43,7 @@ pub(super) struct Peer {
     pub(super) epoch: u64,
     pub(super) node: u16,
     pub(super) addr: SocketAddr,
+    pub(super) key: LinkKey,
     pub(super) settings: LinkSettings,
     pub(super) queue: Arc<Queue>,
     pub(super) counters: Arc<SendCounters>,
@@ -49,6 +55,8 @@ enum End {
     Done,
     /// The peer or the network failed: redial.
     Failed(io::Error),
+    /// The handshake failed: redial.
+    Handshake(HandshakeError),
 }
 
 impl Peer {
@@ -58,6 +66,7 @@ impl Peer {
 
     fn run(self) {
         let mut backoff = self.settings.redial_min;
+        let mut warned: Option<Instant> = None;
         while !self.queue.done() {
             match TcpStream::connect_timeout(&self.addr, self.settings.connect_timeout) {
                 Ok(stream) => {
@@ -66,6 +75,18 @@ impl Peer {
                         End::Done => break,
                         End::Failed(e) => {
                             tracing::info!(peer = self.node, addr = %self.addr, error = %e, "node link failed; redialling");
+                        }
+                        End::Handshake(e) if e.is_refusal() || matches!(e, HandshakeError::NoChallenge) => {
+                            if warned.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+                                warned = Some(Instant::now());
+                                tracing::warn!(
+                                    peer = self.node, addr = %self.addr, error = %e,
+                                    "a node link handshake failed; redialling (every node of a fleet needs the same link key and version; logged at most once a minute)",
+                                );
+                            }
+                        }
+                        End::Handshake(e) => {
+                            tracing::info!(peer = self.node, addr = %self.addr, error = %e, "node link handshake failed; redialling");
                         }
                     }
                     // A session that lasted was a working link: the next dial
@@ -92,6 +113,7 @@ impl Peer {
         let setup = (|| -> io::Result<(TcpStream, TcpStream)> {
             stream.set_nodelay(true)?;
             stream.set_write_timeout(Some(self.settings.dead_after))?;
+            stream.set_read_timeout(Some(self.settings.dead_after))?;
             Ok((stream.try_clone()?, stream.try_clone()?))
         })();
         let (for_reader, for_queue) = match setup {
@@ -100,6 +122,22 @@ impl Peer {
         };
         if !self.queue.begin_session(for_queue) {
             return End::Done;
+        }
+        // The handshake first, on this thread: a stop shuts the socket
+        // down, which ends any wait in it. The pong reader blocks without a
+        // timeout: `dead_after` is the writer's to enforce.
+        let opened = handshake::dial(&mut stream, self.me, self.epoch, self.node, &self.key)
+            .and_then(|_| stream.set_read_timeout(None).map_err(HandshakeError::Io));
+        if let Err(e) = opened {
+            let _ = stream.shutdown(Shutdown::Both);
+            self.queue.end_session();
+            if self.queue.done() {
+                return End::Done;
+            }
+            if e.is_refusal() {
+                add(&self.counters.auth_failures, 1);
+            }
+            return End::Handshake(e);
         }
         let queue = self.queue.clone();
         let max = self.settings.max_frame;
@@ -118,18 +156,17 @@ impl Peer {
         end
     }
 
-    /// Hello and a Ping, then (once the peer answered) batches, pings and
-    /// finally a Goodbye.
+    /// After the handshake: a Ping, then (once the peer answered) batches,
+    /// pings and finally a Goodbye.
     fn converse(&self, stream: &mut TcpStream) -> End {
         let mut out = Vec::with_capacity(64 << 10);
-        frame::encode(&Frame::Hello { node: self.me, epoch: self.epoch, version: VERSION }, &mut out);
         frame::encode(&Frame::Ping, &mut out);
-        if let Err(e) = self.write(stream, &mut out, 2) {
+        if let Err(e) = self.write(stream, &mut out, 1) {
             return End::Failed(e);
         }
         let mut last_ping = Instant::now();
         // Nothing queued is taken before the peer's first Pong: then its
-        // session has read the Hello, and any frame lost from here on ends
+        // session is past the handshake, and any frame lost from here on ends
         // that session without a Goodbye, which the peer answers by
         // catching up. A connection accepted and dropped (a proxy, a
         // restarting peer) never takes frames from the queue.
@@ -137,7 +174,7 @@ impl Peer {
             None => {}
             Some(Next::Stop) => return End::Done,
             Some(_) => {
-                return End::Failed(io::Error::new(io::ErrorKind::TimedOut, "the peer did not answer the Hello"))
+                return End::Failed(io::Error::new(io::ErrorKind::TimedOut, "the peer did not answer the first Ping"))
             }
         }
         add(&self.counters.sessions_opened, 1);

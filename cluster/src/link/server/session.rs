@@ -1,7 +1,11 @@
-//! One accepted session: read, decode, hand deliveries to the node in one
-//! call per read, answer Pings, and end on the first sign of trouble.
+//! One accepted session: the handshake, then read, decode, hand deliveries
+//! to the node in one call per read, answer Pings, and end on the first
+//! sign of trouble.
 //!
-//! The first frame must be a Hello of this protocol version. A frame too
+//! The handshake (`handshake::accept`) comes first: a peer whose Hello has
+//! a wrong or missing MAC or another version is closed before any other
+//! frame is read, counted (`auth_failures`, `Inbound::refused`) and logged
+//! at most once a minute per address (`refusals`). After it, a frame too
 //! large, of an unknown kind or malformed ends the session (logged and
 //! counted): the peer's sender redials and the receiver catches up, which
 //! is always safe. A session that read nothing for `dead_after` is dead.
@@ -12,9 +16,10 @@ use std::{
     sync::{atomic::Ordering, Arc},
 };
 
-use super::Shared;
+use super::{deadline::ByDeadline, pending::PendingSlot, Shared};
 use crate::link::{
-    frame::{self, Frame, VERSION},
+    frame::{self, Frame},
+    handshake::{self, HandshakeError, Side},
     stats::add,
     Delivery,
 };
@@ -27,6 +32,9 @@ pub(super) struct Session {
     pub(super) stream: TcpStream,
     pub(super) peer: SocketAddr,
     pub(super) shared: Arc<Shared>,
+    /// This connection's place among those in their handshake, given back
+    /// when the handshake ends either way.
+    pub(super) pending: Option<PendingSlot>,
 }
 
 /// Why a session ended.
@@ -36,6 +44,10 @@ enum End {
     Closed,
     Io(io::Error),
     Bad(String),
+    /// The handshake refused the peer.
+    Refused(HandshakeError),
+    /// The connection failed or closed before the handshake was through.
+    Unopened(HandshakeError),
 }
 
 impl Session {
@@ -53,6 +65,19 @@ impl Session {
                 add(&counters.bad_frames, 1);
                 tracing::warn!(peer = ?from, addr = %self.peer, why, "a node link sent a bad frame; ending its session");
             }
+            End::Refused(e) => {
+                add(&counters.auth_failures, 1);
+                self.shared.inbound.refused(self.peer);
+                if let Some(unlogged) = self.shared.log_refusal(self.peer.ip()) {
+                    tracing::warn!(
+                        addr = %self.peer, error = %e, unlogged,
+                        "refused a node link at the handshake: every node of a fleet needs the same link key (--link-secret-file, or the same --secret) and version; further refusals from this address are logged at most once a minute",
+                    );
+                }
+            }
+            End::Unopened(e) => {
+                tracing::debug!(addr = %self.peer, error = %e, "a node link closed during the handshake")
+            }
         }
         let Some(from) = from else { return };
         add(if clean { &counters.sessions_clean } else { &counters.sessions_unclean }, 1);
@@ -62,14 +87,23 @@ impl Session {
     }
 
     fn read(&mut self, from: &mut Option<u16>) -> End {
-        let settings = &self.shared.settings;
+        let _ = self.stream.set_nodelay(true);
+        let shared = self.shared.clone();
+        let settings = &shared.settings;
+        let peer = match self.handshake() {
+            Ok(side) => side.node,
+            Err(e) if e.is_refusal() => return End::Refused(e),
+            Err(e) => return End::Unopened(e),
+        };
         if let Err(e) = self.stream.set_read_timeout(Some(settings.dead_after)) {
             return End::Io(e);
         }
         if let Err(e) = self.stream.set_write_timeout(Some(settings.dead_after)) {
             return End::Io(e);
         }
-        let _ = self.stream.set_nodelay(true);
+        tracing::debug!(peer, me = shared.node, "a node link opened");
+        add(&shared.counters.sessions_opened, 1);
+        *from = Some(peer);
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut chunk = vec![0u8; READ_CHUNK];
         loop {
@@ -81,7 +115,7 @@ impl Session {
             };
             add(&self.shared.counters.bytes_received, n as u64);
             buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-            let (used, end) = self.frames(&buf, from);
+            let (used, end) = self.frames(&buf, peer);
             if let Some(end) = end {
                 return end;
             }
@@ -95,7 +129,18 @@ impl Session {
     /// Handle every whole frame in `buf`: the bytes used, and the end of
     /// the session if a frame ended it. Deliveries go to the node in one
     /// call, flushed before anything that must come after them.
-    fn frames(&mut self, buf: &[u8], from: &mut Option<u16>) -> (usize, Option<End>) {
+    /// The acceptor's side of the handshake, within `handshake_within` of
+    /// now; this connection's pending slot is given back after it.
+    fn handshake(&mut self) -> Result<Side, HandshakeError> {
+        let shared = self.shared.clone();
+        let deadline = std::time::Instant::now() + shared.settings.handshake_within;
+        let mut bounded = ByDeadline { stream: &mut self.stream, deadline };
+        let side = handshake::accept(&mut bounded, shared.node, shared.epoch, &shared.key);
+        self.pending = None;
+        side
+    }
+
+    fn frames(&mut self, buf: &[u8], peer: u16) -> (usize, Option<End>) {
         let shared = self.shared.clone();
         let inbound = &shared.inbound;
         let mut used = 0;
@@ -116,22 +161,6 @@ impl Session {
                 }
                 Ok(None) => break None,
                 Err(e) => break Some(End::Bad(e.to_string())),
-            };
-            let Some(peer) = *from else {
-                match frame {
-                    Frame::Hello { node, epoch, version: VERSION } => {
-                        tracing::debug!(peer = node, epoch, me = shared.node, "a node link opened");
-                        add(&shared.counters.sessions_opened, 1);
-                        *from = Some(node);
-                        continue;
-                    }
-                    Frame::Hello { version, .. } => {
-                        break Some(End::Bad(format!("unsupported link version {version}")))
-                    }
-                    other => {
-                        break Some(End::Bad(format!("a session must start with a Hello, not {:?}", other.kind())))
-                    }
-                }
             };
             match frame {
                 Frame::Deliver(d) => deliveries.push(d),
@@ -154,12 +183,12 @@ impl Session {
                 Frame::Goodbye => break Some(End::Goodbye),
                 Frame::Ping => pongs += 1,
                 Frame::Pong => {}
-                Frame::Hello { .. } => break Some(End::Bad("a second Hello".into())),
+                other @ (Frame::Hello { .. } | Frame::Challenge { .. } | Frame::Welcome { .. }) => {
+                    break Some(End::Bad(format!("a {:?} after the handshake", other.kind())))
+                }
             }
         };
-        if let Some(peer) = *from {
-            flush(&mut deliveries, peer);
-        }
+        flush(&mut deliveries, peer);
         if pongs > 0 && end.is_none() {
             let mut out = Vec::with_capacity(pongs * 5);
             (0..pongs).for_each(|_| frame::encode(&Frame::Pong, &mut out));

@@ -131,7 +131,7 @@ impl CoreLoop {
             if Instant::now() >= next_tick {
                 engine.on_tick();
                 self.cancel_stuck_sends();
-                if !engine.draining {
+                if !engine.refusing {
                     self.resume_accepting();
                 }
                 next_tick += Duration::from_secs(1);
@@ -139,12 +139,19 @@ impl CoreLoop {
             hand_off_and_flush(&mut engine, &mut dispatch, |e| self.flush(e));
 
             let stage = lifecycle.stage();
+            if stage >= Stage::Refusing {
+                if !engine.refusing {
+                    engine.refusing = true;
+                    self.stop_accepting();
+                }
+                let wave = lifecycle.wave();
+                engine.close_wave(wave.share_per_mille, wave.spread_ms);
+            }
             if stage >= Stage::Draining && !engine.draining {
                 engine.stop_intake();
-                self.stop_accepting();
                 lifecycle.report_intake_stopped();
             }
-            if engine.draining && !self.accept_armed && !self.poll_armed {
+            if engine.refusing && !self.accept_armed && !self.poll_armed {
                 // The kernel holds no accept on it: closing it leaves the
                 // SO_REUSEPORT group, so new connections go elsewhere.
                 self.listener = None;
@@ -178,7 +185,7 @@ impl CoreLoop {
                 Some((Op::Accept, _)) => self.on_accept(engine, res, flags),
                 Some((Op::ListenerPoll, _)) => {
                     self.poll_armed = false;
-                    if !engine.draining {
+                    if !engine.refusing {
                         self.arm_accept();
                     }
                 }

@@ -26,7 +26,7 @@ impl CoreLoop {
         if res >= 0 {
             // SAFETY: the kernel just made this descriptor for us and nothing else owns it.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            if engine.draining || self.exiting {
+            if engine.refusing || self.exiting {
                 return; // Shutting down: closed at once, like the epoll driver's backlog.
             }
             self.admit(engine, fd);
@@ -38,7 +38,7 @@ impl CoreLoop {
                 tracing::warn!(error = %e, "accept failed");
             }
         }
-        if !self.accept_armed && !engine.draining {
+        if !self.accept_armed && !engine.refusing {
             if res >= 0 {
                 self.arm_accept();
             } else if self.spare.is_held() {
