@@ -57,7 +57,13 @@ fn a_peer_that_starts_late_is_dialled_with_backoff_and_gets_what_was_queued() {
     thread::sleep(Duration::from_millis(400));
     let redials = links.stats().redials;
     // 10, 20, 40, 80, 100, 100 ms: a handful of dials, not hundreds.
-    assert!((3..=12).contains(&redials), "{redials} redials in 400 ms");
+    assert!(redials <= 12, "{redials} redials in 400 ms");
+    // And it keeps dialling (on a busy box the first few may come late).
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while links.stats().redials < 3 {
+        assert!(std::time::Instant::now() < give_up, "{} redials", links.stats().redials);
+        thread::sleep(Duration::from_millis(20));
+    }
     let (_server, rec) = serve(addr, 2, short());
     assert_eq!(rec.wait_events(10), (0..10).collect::<Vec<_>>());
     assert_eq!(links.send(2, delivery(10)), Sent::Queued);

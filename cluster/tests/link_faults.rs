@@ -136,10 +136,12 @@ fn a_cut_link_ends_unclean_and_the_sender_redials_after_restore() {
     for e in 2..5 {
         assert_eq!(links.send(2, delivery(e)), Sent::Queued);
     }
-    thread::sleep(Duration::from_millis(300));
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while links.stats().redials < 2 {
+        assert!(Instant::now() < give_up, "the sender keeps redialling: {}", links.stats().redials);
+        thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(rec.events(), [1], "nothing crosses a cut link");
-    let redials = links.stats().redials;
-    assert!(redials >= 2, "the sender keeps redialling: {redials}");
 
     proxy.restore();
     assert_eq!(rec.wait_events(4), [1, 2, 3, 4], "what was queued during the cut survives it");
@@ -157,7 +159,9 @@ fn a_stalled_link_is_declared_dead_and_recovers() {
     links.send(2, delivery(2));
     rec.wait_ended(1, false);
     let waited = stalled.elapsed();
-    assert!(waited >= Duration::from_millis(400), "a stall is not a close ({waited:?})");
+    // Dead after 500 ms without a frame; the last ping may have crossed up
+    // to 100 ms (`ping_after`) before the stall, or later on a busy box.
+    assert!(waited >= Duration::from_millis(300), "a stall is not a close ({waited:?})");
     assert!(waited < Duration::from_secs(3), "the dead timeout is 500 ms ({waited:?})");
 
     proxy.restore();

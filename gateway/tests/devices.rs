@@ -278,7 +278,8 @@ fn a_second_gateway_closes_a_logged_out_device_within_the_refresh() {
     assert_eq!(logged_out(&mut phone_on_a), "laptop");
     let started = Instant::now();
     assert_eq!(next_close(&mut laptop_on_b), 4004);
-    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+    // Within the 2 s refresh; 10 s leaves room for a slow store read.
+    assert!(started.elapsed() < Duration::from_secs(10), "closed after {:?}", started.elapsed());
     let refused = upgrade(&b, &laptop_token);
     assert!(refused.starts_with("HTTP/1.1 401") && refused.ends_with(DEVICE_401), "{refused}");
     still_open(&mut phone_on_b);

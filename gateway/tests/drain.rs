@@ -95,7 +95,12 @@ fn sigterm_drains_in_waves_with_1012_and_loses_no_acknowledged_message(io: IoDri
     let late = Client::connect(gw.addr, &token(200)).expect("taken during the delay");
     let late = await_close(late);
     std::thread::sleep((delay + Duration::from_millis(300)).saturating_sub(t0.elapsed()));
-    assert!(std::net::TcpStream::connect(gw.addr).is_err(), "a connection taken after the delay");
+    // The listener closes at the end of the delay; a drain thread woken
+    // late on a busy box may close it a little after.
+    while std::net::TcpStream::connect(gw.addr).is_ok() {
+        assert!(t0.elapsed() < delay + WAIT, "a connection taken {:?} after the signal", t0.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let mut waves = std::collections::BTreeMap::<u64, usize>::new();
     for c in closes.into_iter().chain([late]) {

@@ -97,11 +97,22 @@ fn presence_is_seen_by_those_who_share_a_conversation_and_hidden_when_off(io: Io
     let b = gw.connect(2);
     assert_eq!(presence_of(&mut a, 2), PresenceState::Online);
 
-    // A reconnect within the window is never seen.
+    // A reconnect within the window is never seen. A reconnect slowed past
+    // half the window (a loaded machine) may show as a flap, which must
+    // end online.
     b.close();
+    let closed = Instant::now();
     let b = gw.connect(2);
-    let quiet = a.drain(Duration::from_millis(900)).unwrap();
-    assert_eq!(presences(&quiet), vec![], "a quick reconnect is coalesced away");
+    let reconnected_in = closed.elapsed();
+    let quiet = presences(&a.drain(Duration::from_millis(900)).unwrap());
+    if reconnected_in < Duration::from_millis(150) {
+        assert_eq!(quiet, vec![], "a quick reconnect is coalesced away");
+    } else {
+        assert!(
+            quiet.is_empty() || quiet.last() == Some(&(UserId(2), PresenceState::Online)),
+            "a reconnect in {reconnected_in:?} ends online: {quiet:?}"
+        );
+    }
 
     // A storm of reconnects that ends offline: at most one event per
     // window while it lasts (one in all when it fits in a window), and the
@@ -161,6 +172,7 @@ fn typing_reaches_the_other_members_devices_is_limited_and_lapses(io: IoDriver) 
     a_other.drain(Duration::from_millis(200)).unwrap();
 
     // A group: every other member's devices, not the typer's.
+    let typed = Instant::now();
     a.typing(ConversationRef::Group(g), TypingState::Typing).unwrap();
     for dev in [&mut b, &mut c] {
         assert_eq!(typing(dev), (UserId(1), ConversationRef::Group(g), TypingState::Typing, 1));
@@ -170,12 +182,12 @@ fn typing_reaches_the_other_members_devices_is_limited_and_lapses(io: IoDriver) 
     assert_eq!(typing(&mut b), (UserId(1), peer(1), TypingState::Typing, 1));
     a.typing(peer(2), TypingState::Paused).unwrap();
     assert_eq!(typing(&mut b), (UserId(1), peer(1), TypingState::Paused, 1));
-    // The group's typing state lapses by itself after the expiry.
-    let started = Instant::now();
+    // The group's typing state lapses by itself after the expiry (1 s from
+    // when the gateway took the `typing`, which is after `typed`).
     for dev in [&mut b, &mut c] {
         assert_eq!(typing(dev), (UserId(1), ConversationRef::Group(g), TypingState::Paused, 1));
     }
-    assert!(started.elapsed() >= Duration::from_millis(400), "lapsed after about a second");
+    assert!(typed.elapsed() >= Duration::from_millis(900), "lapsed after about a second: {:?}", typed.elapsed());
     let own = a.drain(Duration::from_millis(200)).unwrap();
     let other = a_other.drain(Duration::from_millis(200)).unwrap();
     assert!(typings(&own).is_empty() && typings(&other).is_empty(), "the typer's devices hear nothing");

@@ -216,5 +216,6 @@ fn targets_are_shared_by_gateways_on_one_postgres_store() {
     // Gateway a closes its connection of the device within its refresh.
     let started = Instant::now();
     assert_eq!(next_close(&mut phone_on_a), 4004);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Within the 2 s refresh; 10 s leaves room for a slow store read.
+    assert!(started.elapsed() < Duration::from_secs(10), "closed after {:?}", started.elapsed());
 }

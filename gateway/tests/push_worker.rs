@@ -124,7 +124,9 @@ fn offline_devices_get_one_notification_per_burst_and_live_ones_none() {
     drop(register(&w.gw, BOB, "tablet", PushProvider::Apns, "b0b7ab1e7"));
     let _laptop_live = register(&w.gw, BOB, "laptop", PushProvider::Fcm, "bob-laptop");
     drop(register(&w.gw, CAROL, "phone", PushProvider::Fcm, "carol-phone"));
-    let worker = w.worker("burst-push", "1s");
+    // A grace of 3 s for a burst produced over about 250 ms: producing
+    // and fetching on a loaded machine must not split it in two.
+    let worker = w.worker("burst-push", "3s");
     w.until_reading(&worker);
 
     let producer = producer(&w.broker);
@@ -136,7 +138,7 @@ fn offline_devices_get_one_notification_per_burst_and_live_ones_none() {
     for token in ["bob-phone", "b0b7ab1e7", "carol-phone"] {
         assert!(w.providers.wait_delivered(token, 1, PATIENCE), "{token}; worker log:\n{}", worker.log());
     }
-    std::thread::sleep(Duration::from_millis(2_500));
+    std::thread::sleep(Duration::from_millis(4_000));
     for token in ["bob-phone", "b0b7ab1e7", "carol-phone"] {
         assert_eq!(w.providers.delivered_to(token), 1, "{token}: one notification for the burst");
     }
@@ -193,13 +195,25 @@ fn a_worker_killed_mid_stream_and_started_again_loses_no_notification() {
     w.until_reading(&first);
     let producer = producer(&w.broker);
     let conversation = |u: u64| format!("d:1:{u}");
-    for (i, &u) in users[..12].iter().enumerate() {
+    // The first six are notified, then left several commit intervals
+    // (500 ms each) to be committed.
+    for (i, &u) in users[..6].iter().enumerate() {
         w.message(&producer, 100 + i as u64, &conversation(u), u);
         std::thread::sleep(Duration::from_millis(150));
     }
-    std::thread::sleep(Duration::from_millis(1_500));
+    for &u in &users[..6] {
+        let token = format!("u{u}-phone");
+        assert!(w.providers.wait_delivered(&token, 1, PATIENCE), "{token}; worker log:\n{}", first.log());
+    }
+    std::thread::sleep(Duration::from_millis(3_000));
+    // The next six are read, and the worker is killed while some are
+    // still in their grace or being handed off.
+    for (i, &u) in users[6..12].iter().enumerate() {
+        w.message(&producer, 106 + i as u64, &conversation(u), u);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    std::thread::sleep(Duration::from_millis(500));
     first.kill();
-    let killed = Instant::now();
     for (i, &u) in users[12..].iter().enumerate() {
         w.message(&producer, 200 + i as u64, &conversation(u), u);
     }
@@ -215,18 +229,14 @@ fn a_worker_killed_mid_stream_and_started_again_loses_no_notification() {
     }
     std::thread::sleep(Duration::from_millis(2_000));
     let received = w.providers.webhook.received();
-    let mut committed_before_kill = 0;
-    for &u in &users {
+    for (i, &u) in users.iter().enumerate() {
         let token = format!("u{u}-phone");
-        let times: Vec<Instant> = received.iter().filter(|r| r.token == token).map(|r| r.at).collect();
-        assert!(times.len() <= 2, "{token}: {} notifications", times.len());
+        let times = received.iter().filter(|r| r.token == token).count();
         // Handed off well before the kill: committed, so not repeated.
-        if killed.duration_since(times[0]) > Duration::from_millis(1_500) {
-            committed_before_kill += 1;
-            assert_eq!(times.len(), 1, "{token} was committed before the kill, yet notified again");
-        }
+        // Later ones may be repeated once by the second worker.
+        let most = if i < 6 { 1 } else { 2 };
+        assert!((1..=most).contains(&times), "{token}: {times} notifications");
     }
-    assert!(committed_before_kill > 0, "the first worker committed something before it was killed");
     assert!(w.providers.problems().is_empty(), "{:?}", w.providers.problems());
 }
 

@@ -108,7 +108,8 @@ fn a_second_gateway_on_the_store_honours_the_revocation() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let started = Instant::now();
     assert_eq!(next_close(&mut on_b), 4004);
-    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+    // Within the 2 s refresh; 10 s leaves room for a slow store read.
+    assert!(started.elapsed() < Duration::from_secs(10), "closed after {:?}", started.elapsed());
     let refused = upgrade(&b, &old);
     assert!(refused.starts_with("HTTP/1.1 401") && refused.ends_with(REVOKED_401), "{refused}");
     // And a restart of the first still refuses it (read from the store at start).

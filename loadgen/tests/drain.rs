@@ -30,6 +30,19 @@ fn post_drain(admin: &str) -> String {
     answer.lines().next().unwrap_or_default().to_owned()
 }
 
+/// `chatgw_connections_open` from a gateway's `/metrics` (0 while it does
+/// not answer).
+fn open_connections(admin: &str) -> f64 {
+    let Ok(mut s) = TcpStream::connect(admin) else { return 0.0 };
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("chatgw_connections_open ").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
 #[test]
 fn one_to_one_reconnects_through_a_drain_without_loss_or_duplicates() {
     let pg = TestPostgres::start();
@@ -51,8 +64,14 @@ fn one_to_one_reconnects_through_a_drain_without_loss_or_duplicates() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("loadgen runs");
-    // Drain node 2 once the pairs are up and sending.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Drain node 2 once its 4 pairs (8 devices) are up and sending, and
+    // with a good part of the 5 s run still to go.
+    let started = std::time::Instant::now();
+    while open_connections(&b.admin) < 8.0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "node 2 never held its 8 devices");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
     let status = post_drain(&b.admin);
     assert!(status.contains(" 20"), "the drain was accepted: {status}");
     let out = loadgen.wait_with_output().expect("loadgen finishes");

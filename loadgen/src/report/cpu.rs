@@ -368,21 +368,27 @@ mod tests {
     fn this_process_burning_cpu_shows_in_the_window() {
         let probe = CpuProbe::new(&[std::process::id()], vec![std::process::id()]);
         let before = probe.sample();
-        // Spin for a quarter of a second: at least a few ticks of user time.
-        let start = Instant::now();
+        // Spin until this process has used a quarter of a second of CPU
+        // (counted, not timed: on a loaded box that takes longer).
+        let ticks = |t: Ticks| t.user + t.system;
+        let start = ticks(process_ticks(std::process::id()).unwrap());
+        let quarter = (ticks_per_second() / 4.0).ceil() as u64;
         let mut x = 0u64;
-        while start.elapsed().as_millis() < 250 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        while ticks(process_ticks(std::process::id()).unwrap()) < start + quarter {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
         }
         let f = CpuFigures::between(&before, &probe.sample(), 1000);
         let gateway = f.gateway_cpu_pct.expect("own process is readable");
-        assert!(gateway > 20.0, "spinning one thread for the window: {gateway}%");
+        let cpu_secs = gateway / 100.0 * f.window_secs;
+        assert!(cpu_secs >= 0.25 - 1e-6, "a quarter second of CPU in the window: {gateway}% of {} s", f.window_secs);
         // The same process read twice per sample, a moment apart: the two
         // readings may differ by a tick or two (other tests run meanwhile).
         let tick_pct = 100.0 / ticks_per_second() / f.window_secs;
         assert!((gateway - f.loadgen_cpu_pct).abs() <= 2.0 * tick_pct + 1e-9, "{gateway} vs {}", f.loadgen_cpu_pct);
         let us = f.gateway_us_per_msg.expect("messages > 0");
-        assert!(us > 50.0, "a quarter second over 1000 messages is about 250 µs each: {us}");
+        assert!(us >= 250.0 - 1e-6, "a quarter second over 1000 messages is at least 250 µs each: {us}");
         assert!(f.box_busy_pct.is_some_and(|b| b > 0.0 && b <= 100.0));
         assert!(f.box_cores.is_some_and(|c| c >= 1));
         // Switches are read in the same samples: the box always switches

@@ -5,8 +5,9 @@
 //! dead node: the window bounds how long such a ghost lasts.
 //!
 //! A thread of the main process reads every survivor's `/metrics` every
-//! 100 ms from before the go (the last reading before the kill is each
-//! node's baseline) until each has dropped or the run's deadline passes.
+//! 100 ms from before the go (the last reading answered before the kill is
+//! each node's baseline) until each has dropped or the run's deadline
+//! passes.
 //! Each node's readings go through a [`NodeWatch`], which holds the
 //! bookkeeping apart from the sockets.
 
@@ -120,15 +121,17 @@ impl GhostWatch {
                 survivors.iter().map(|a| NodeWatch { admin: a.to_string(), ..NodeWatch::default() }).collect();
             while !flag.load(Ordering::Acquire) && Instant::now() < deadline {
                 let round = Instant::now();
-                let kill = mark.at();
                 for (addr, node) in survivors.iter().zip(nodes.iter_mut()) {
                     if node.dropped() {
                         continue;
                     }
                     let value = probe::fetch_metrics(*addr).ok().and_then(|b| probe::metric_value(&b, LIVE_NODES));
-                    node.observe(value, kill.map(|k| k.elapsed()));
+                    // Whether the kill came first is read once the answer is
+                    // in: a reading that was slow to arrive may already show
+                    // the drop, and must not become the baseline.
+                    node.observe(value, mark.at().map(|k| k.elapsed()));
                 }
-                if kill.is_some() && nodes.iter().all(NodeWatch::dropped) {
+                if mark.at().is_some() && nodes.iter().all(NodeWatch::dropped) {
                     break;
                 }
                 std::thread::sleep(POLL.saturating_sub(round.elapsed()));
@@ -190,6 +193,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let mark = Arc::new(KillMark::default());
         let server_mark = Arc::clone(&mark);
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let served_by_server = Arc::clone(&served);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
@@ -199,10 +204,17 @@ mod tests {
                 let v = if killed_for.is_some_and(|t| t >= Duration::from_millis(250)) { 2 } else { 3 };
                 let body = format!("# TYPE {LIVE_NODES} gauge\n{LIVE_NODES} {v}\n# EOF\n");
                 let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                served_by_server.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         });
         let watch = GhostWatch::start(vec![addr], Arc::clone(&mark), Instant::now() + Duration::from_secs(10)).unwrap();
-        std::thread::sleep(Duration::from_millis(250));
+        // The watch has read the gauge before the kill (twice: the second
+        // read started after the first was answered).
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while served.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < give_up, "the watch never read the gauge");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         mark.kill_once(child.id(), 1);
         let _ = child.wait();

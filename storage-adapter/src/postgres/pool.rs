@@ -321,14 +321,30 @@ mod tests {
         let pool = Pool::new(config, 2);
         let first = pool.get().err().expect("nothing listens");
         assert_eq!(first.cause(), ErrorCause::Unreachable, "{first}");
-        // At once, without a connect: the pause is running.
-        let started = Instant::now();
+        let backoff = |pool: &Pool| {
+            let slots = pool.slots.lock().unwrap();
+            slots.backoff.as_ref().map(|b| (b.pause, b.until)).expect("backing off")
+        };
+        assert_eq!(backoff(&pool).0, FIRST_PAUSE);
+        // Within the pause, without a connect. The pause is stretched here
+        // so that a test thread descheduled for 50 ms still sees it.
+        pool.slots.lock().unwrap().backoff.as_mut().unwrap().until = Instant::now() + Duration::from_secs(60);
         let second = pool.get().err().expect("still backing off");
-        assert!(started.elapsed() < Duration::from_millis(20));
         assert_eq!(second.cause(), ErrorCause::Unreachable);
         assert!(second.to_string().contains("next connect attempt in"), "{second}");
-        std::thread::sleep(MAX_PAUSE);
-        assert_eq!(pool.get().err().expect("still nothing").cause(), ErrorCause::Unreachable);
+        assert_eq!(backoff(&pool).0, FIRST_PAUSE, "a refusal within the pause is not a connect");
+        // Once the pause is over the next get connects for real, fails, and
+        // doubles the pause.
+        pool.slots.lock().unwrap().backoff.as_mut().unwrap().until = Instant::now();
+        let third = pool.get().err().expect("still nothing");
+        assert_eq!(third.cause(), ErrorCause::Unreachable);
+        assert!(!third.to_string().contains("next connect attempt in"), "a real connect: {third}");
+        assert_eq!(backoff(&pool).0, FIRST_PAUSE * 2);
+        for _ in 0..5 {
+            pool.slots.lock().unwrap().backoff.as_mut().unwrap().until = Instant::now();
+            assert_eq!(pool.get().err().expect("still nothing").cause(), ErrorCause::Unreachable);
+        }
+        assert_eq!(backoff(&pool).0, MAX_PAUSE, "the pause stops growing");
         assert_eq!(pool.slots.lock().unwrap().open, 0, "failed connects hold no slot");
     }
 }
