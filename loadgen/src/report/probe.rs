@@ -111,7 +111,9 @@ pub(crate) fn fetch_metrics(addr: SocketAddr) -> anyhow::Result<String> {
         TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr} for /metrics"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    // One write: `write!` on the socket would send each formatted piece as
+    // its own segment.
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
